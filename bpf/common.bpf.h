@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/* Helpers shared by Periscope's programs: the event ring and its counters. */
+#ifndef __PERISCOPE_COMMON_BPF_H__
+#define __PERISCOPE_COMMON_BPF_H__
+
+#include "headers/vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "periscope.h"
+
+/* Ring buffer size is set by the loader (MaxEntries); 0 here is replaced. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* Wake user space only when this many bytes wait in the ring; below that
+ * the reader collects records on its timer. 0 wakes on every record. */
+const volatile __u64 wakeup_bytes = 0;
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline __u64 wakeup_flags(void)
+{
+	if (wakeup_bytes == 0)
+		return 0;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline void fill_header(struct event_header *h, __u32 type)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	h->ts = bpf_ktime_get_ns();
+	h->type = type;
+	h->pid = id >> 32;
+	h->tid = (__u32)id;
+	h->_pad = 0;
+}
+
+/* output copies a record into the ring, counting it when there is no room. */
+static __always_inline void output(void *rec, __u64 size)
+{
+	if (bpf_ringbuf_output(&events, rec, size, wakeup_flags()) != 0)
+		count(COUNTER_RINGBUF_DROPS);
+}
+
+/* Force the record types into BTF so that bpf2go generates their Go mirrors. */
+const struct data_event *unused_data_event __attribute__((unused));
+const struct bind_event *unused_bind_event __attribute__((unused));
+const struct close_event *unused_close_event __attribute__((unused));
+const struct proc_event *unused_proc_event __attribute__((unused));
+
+#endif /* __PERISCOPE_COMMON_BPF_H__ */

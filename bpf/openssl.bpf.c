@@ -1,0 +1,316 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+/*
+ * OpenSSL plaintext: uprobes on SSL_read/SSL_write and their _ex forms.
+ *
+ * Entry probes remember the call's arguments per thread; return probes read
+ * the result and copy the plaintext (SSL_write's data is complete at entry,
+ * but only the return value says how much of it was taken, so both are read
+ * at return). Return values are C ints: keep them signed 32-bit.
+ *
+ * SSL* to socket without per-version struct offsets: while a thread is inside
+ * SSL_*, the first read/write-family syscall it makes on a TCP socket names
+ * the SSL's fd (nested-syscall correlation, cheap syscall tracepoints). For
+ * SSL_read the window closes at return. For SSL_write it stays open until the
+ * thread's next SSL_* call, because libraries that write into a memory BIO
+ * (node) send the ciphertext right after SSL_write returns.
+ */
+#include "common.bpf.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct ssl_call {
+	__u64 ssl;
+	__u64 buf;
+	__u64 done; /* size_t *readbytes / *written of the _ex forms, else 0 */
+	__u32 dir;
+	__u32 _pad;
+};
+
+struct ssl_key {
+	__u64 ssl;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+struct fd_key {
+	__u32 tgid;
+	__s32 fd;
+};
+
+/* In-flight calls by thread (pid_tgid). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct ssl_call);
+} ssl_calls SEC(".maps");
+
+/* Thread (pid_tgid) -> SSL* whose socket the next socket syscall names. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64);
+} pending_bind SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ssl_key);
+	__type(value, __s32);
+} ssl_fd SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct fd_key);
+	__type(value, __u64);
+} fd_ssl SEC(".maps");
+
+/* Processes that made SSL calls, so that their exit is reported in order
+ * with their data (a separate ring would let the exit overtake it). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u8);
+} ssl_procs SEC(".maps");
+
+/* Scratch space for building a data record (too large for the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct data_event);
+} scratch SEC(".maps");
+
+static __always_inline int enter(struct pt_regs *ctx, __u32 dir, __u64 done)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ssl_call c = {
+		.ssl = (__u64)PT_REGS_PARM1(ctx),
+		.buf = (__u64)PT_REGS_PARM2(ctx),
+		.done = done,
+		.dir = dir,
+	};
+	bpf_map_update_elem(&ssl_calls, &id, &c, BPF_ANY);
+	bpf_map_update_elem(&pending_bind, &id, &c.ssl, BPF_ANY);
+	__u32 tgid = id >> 32;
+	if (!bpf_map_lookup_elem(&ssl_procs, &tgid)) {
+		__u8 one = 1;
+		bpf_map_update_elem(&ssl_procs, &tgid, &one, BPF_ANY);
+	}
+	return 0;
+}
+
+static __always_inline void emit_data(__u64 id, struct ssl_call *c, __u64 n)
+{
+	__u32 zero = 0;
+	struct data_event *e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
+		return;
+	fill_header(&e->hdr, EVENT_DATA);
+	e->conn = c->ssl;
+	e->dir = c->dir;
+	e->size = n > 0xffffffff ? 0xffffffff : (__u32)n;
+	e->tail_len = 0;
+	e->_pad = 0;
+
+	struct ssl_key k = {.ssl = c->ssl, .tgid = id >> 32};
+	__s32 *fd = bpf_map_lookup_elem(&ssl_fd, &k);
+	e->fd = fd ? *fd : -1;
+
+	__u32 captured = n > DATA_CAP ? DATA_CAP : (__u32)n;
+	if (bpf_probe_read_user(e->data, captured, (void *)c->buf) != 0)
+		captured = 0;
+	e->captured = captured;
+	if (n > DATA_CAP) {
+		if (bpf_probe_read_user(e->tail, TAIL_CAP, (void *)(c->buf + n - TAIL_CAP)) == 0)
+			e->tail_len = TAIL_CAP;
+	}
+	output(e, __builtin_offsetof(struct data_event, data) + (captured & (DATA_CAP * 2 - 1)));
+}
+
+static __always_inline int leave(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ssl_call *p = bpf_map_lookup_elem(&ssl_calls, &id);
+	if (!p) {
+		count(COUNTER_CALLS_LOST);
+		return 0;
+	}
+	struct ssl_call c = *p;
+	bpf_map_delete_elem(&ssl_calls, &id);
+	if (c.dir == DIR_READ)
+		bpf_map_delete_elem(&pending_bind, &id);
+
+	int ret = (int)PT_REGS_RC(ctx);
+	__u64 n = 0;
+	if (c.done) {
+		/* SSL_read_ex/SSL_write_ex: 1 on success, count via pointer. */
+		if (ret != 1)
+			return 0;
+		if (bpf_probe_read_user(&n, sizeof(n), (void *)c.done) != 0)
+			return 0;
+	} else {
+		if (ret <= 0)
+			return 0;
+		n = ret;
+	}
+	if (n == 0)
+		return 0;
+	emit_data(id, &c, n);
+	return 0;
+}
+
+SEC("uprobe/SSL_read")
+int ssl_read_enter(struct pt_regs *ctx) { return enter(ctx, DIR_READ, 0); }
+
+SEC("uprobe/SSL_write")
+int ssl_write_enter(struct pt_regs *ctx) { return enter(ctx, DIR_WRITE, 0); }
+
+SEC("uprobe/SSL_read_ex")
+int ssl_read_ex_enter(struct pt_regs *ctx) { return enter(ctx, DIR_READ, (__u64)PT_REGS_PARM4(ctx)); }
+
+SEC("uprobe/SSL_write_ex")
+int ssl_write_ex_enter(struct pt_regs *ctx) { return enter(ctx, DIR_WRITE, (__u64)PT_REGS_PARM4(ctx)); }
+
+/* One return program serves all four functions: the entry recorded the kind. */
+SEC("uretprobe/SSL_call")
+int ssl_leave(struct pt_regs *ctx) { return leave(ctx); }
+
+/* sock_tuple fills b's addresses if fd is a TCP (stream inet) socket. */
+static __always_inline bool sock_tuple(__s32 fd, struct bind_event *b)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd < 0 || (__u32)fd >= BPF_CORE_READ(fdt, max_fds))
+		return false;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = 0;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) != 0 || !f)
+		return false;
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return false;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	if (!sock || BPF_CORE_READ(sock, type) != SOCK_STREAM)
+		return false;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return false;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family == AF_INET) {
+		__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__be32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(b->local_addr, &l, 4);
+		__builtin_memcpy(b->remote_addr, &r, 4);
+	} else if (family == AF_INET6) {
+		BPF_CORE_READ_INTO(&b->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&b->remote_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		return false;
+	}
+	b->family = family;
+	b->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	b->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	return true;
+}
+
+static __always_inline int on_sock_syscall(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 *pending = bpf_map_lookup_elem(&pending_bind, &id);
+	if (!pending)
+		return 0;
+	__u64 ssl = *pending;
+	__s32 fd = (__s32)ctx->args[0];
+	struct ssl_key k = {.ssl = ssl, .tgid = id >> 32};
+	__s32 *cur = bpf_map_lookup_elem(&ssl_fd, &k);
+	if (cur && *cur == fd) {
+		bpf_map_delete_elem(&pending_bind, &id);
+		return 0;
+	}
+
+	struct bind_event b = {};
+	if (!sock_tuple(fd, &b))
+		return 0; /* a pipe or a log file: keep waiting for the socket */
+	bpf_map_delete_elem(&pending_bind, &id);
+
+	bpf_map_update_elem(&ssl_fd, &k, &fd, BPF_ANY);
+	struct fd_key fk = {.tgid = id >> 32, .fd = fd};
+	bpf_map_update_elem(&fd_ssl, &fk, &ssl, BPF_ANY);
+
+	fill_header(&b.hdr, EVENT_BIND);
+	b.conn = ssl;
+	b.fd = fd;
+	output(&b, sizeof(b));
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_read")
+int sys_enter_read(struct trace_event_raw_sys_enter *ctx) { return on_sock_syscall(ctx); }
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int sys_enter_write(struct trace_event_raw_sys_enter *ctx) { return on_sock_syscall(ctx); }
+
+SEC("tracepoint/syscalls/sys_enter_readv")
+int sys_enter_readv(struct trace_event_raw_sys_enter *ctx) { return on_sock_syscall(ctx); }
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int sys_enter_writev(struct trace_event_raw_sys_enter *ctx) { return on_sock_syscall(ctx); }
+
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int sys_enter_recvfrom(struct trace_event_raw_sys_enter *ctx) { return on_sock_syscall(ctx); }
+
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int sys_enter_sendto(struct trace_event_raw_sys_enter *ctx) { return on_sock_syscall(ctx); }
+
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int sys_enter_recvmsg(struct trace_event_raw_sys_enter *ctx) { return on_sock_syscall(ctx); }
+
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int sys_enter_sendmsg(struct trace_event_raw_sys_enter *ctx) { return on_sock_syscall(ctx); }
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct fd_key fk = {.tgid = id >> 32, .fd = (__s32)ctx->args[0]};
+	__u64 *ssl = bpf_map_lookup_elem(&fd_ssl, &fk);
+	if (!ssl)
+		return 0;
+	struct close_event c = {};
+	fill_header(&c.hdr, EVENT_CLOSE);
+	c.conn = *ssl;
+	c.fd = fk.fd;
+	struct ssl_key k = {.ssl = c.conn, .tgid = fk.tgid};
+	__s32 *cur = bpf_map_lookup_elem(&ssl_fd, &k);
+	if (cur && *cur == fk.fd)
+		bpf_map_delete_elem(&ssl_fd, &k);
+	bpf_map_delete_elem(&fd_ssl, &fk);
+	output(&c, sizeof(c));
+	return 0;
+}
+
+SEC("raw_tracepoint/sched_process_exit")
+int ssl_process_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *t = (struct task_struct *)ctx->args[0];
+	__u32 pid = BPF_CORE_READ(t, pid);
+	if (pid != BPF_CORE_READ(t, tgid) || !bpf_map_lookup_elem(&ssl_procs, &pid))
+		return 0;
+	bpf_map_delete_elem(&ssl_procs, &pid);
+	struct proc_event e = {};
+	fill_header(&e.hdr, EVENT_EXIT);
+	e.hdr.pid = pid;
+	e.fd = -1;
+	output(&e, sizeof(e));
+	return 0;
+}

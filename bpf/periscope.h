@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/*
+ * Records shared by Periscope's eBPF programs and their Go readers. Every
+ * record starts with struct event_header; Go mirrors these structs exactly
+ * (bpf2go generates the Go types from this BTF), so: fixed sizes, natural
+ * alignment, explicit padding, no packed structs.
+ */
+#ifndef __PERISCOPE_H__
+#define __PERISCOPE_H__
+
+/* Plaintext bytes captured from the start of each TLS call. */
+#define DATA_CAP 4096
+/* Bytes captured from the end of a call larger than DATA_CAP, so that the
+ * parser can see the end of a chunked body it could not follow. */
+#define TAIL_CAP 128
+
+enum event_type {
+	EVENT_DATA = 1,  /* struct data_event */
+	EVENT_BIND = 2,  /* struct bind_event */
+	EVENT_CLOSE = 3, /* struct close_event */
+	EVENT_EXEC = 16, /* struct proc_event */
+	EVENT_EXIT = 17, /* struct proc_event */
+	EVENT_FORK = 18, /* struct proc_event: hdr.pid is the child, ppid the parent */
+	EVENT_MMAP = 19, /* struct proc_event: an executable file mapping appeared */
+};
+
+enum direction {
+	DIR_READ = 1,
+	DIR_WRITE = 2,
+};
+
+struct event_header {
+	__u64 ts; /* bpf_ktime_get_ns: CLOCK_MONOTONIC */
+	__u32 type;
+	__u32 pid; /* thread group id */
+	__u32 tid;
+	__u32 _pad;
+};
+
+struct data_event {
+	struct event_header hdr;
+	__u64 conn; /* SSL* */
+	__u32 dir;
+	__u32 size;     /* bytes the call moved */
+	__u32 captured; /* bytes in data[] */
+	__u32 tail_len; /* bytes in tail[]; they end at offset size */
+	__s32 fd;       /* socket bound to conn, or -1 if not known yet */
+	__u32 _pad;
+	__u8 tail[TAIL_CAP];
+	/* Only the first `captured` bytes of data[] are sent to user space. */
+	__u8 data[DATA_CAP];
+};
+
+struct bind_event {
+	struct event_header hdr;
+	__u64 conn;
+	__s32 fd;
+	__u16 family; /* AF_INET or AF_INET6 */
+	__u16 local_port;
+	__u16 remote_port;
+	__u16 _pad[3];
+	__u8 local_addr[16]; /* IPv4 in the first 4 bytes */
+	__u8 remote_addr[16];
+};
+
+struct close_event {
+	struct event_header hdr;
+	__u64 conn;
+	__s32 fd;
+	__u32 _pad;
+};
+
+struct proc_event {
+	struct event_header hdr;
+	__u32 ppid;
+	__s32 fd;
+};
+
+/* Per-CPU counters each object exports; indexes into its `counters` map. */
+enum counter {
+	COUNTER_RINGBUF_DROPS = 0,
+	COUNTER_CALLS_LOST = 1, /* a return probe without its entry */
+	COUNTER_MAX = 2,
+};
+
+#endif /* __PERISCOPE_H__ */

@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+/*
+ * Process discovery without kprobes: raw tracepoints on exec, fork and exit
+ * (their arguments are task_struct pointers read through CO-RE, so record
+ * layout changes across kernels do not matter), and the mmap syscall
+ * tracepoint for executable file mappings, which is how late-loaded libraries
+ * (dlopen, python's lazy `import ssl`) are noticed.
+ */
+#include "common.bpf.h"
+
+#define PROT_EXEC 0x4
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+static __always_inline void emit(__u32 type, __u32 pid, __u32 ppid, __s32 fd)
+{
+	struct proc_event e = {};
+	fill_header(&e.hdr, type);
+	e.hdr.pid = pid;
+	e.ppid = ppid;
+	e.fd = fd;
+	output(&e, sizeof(e));
+}
+
+SEC("raw_tracepoint/sched_process_exec")
+int process_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *t = (struct task_struct *)ctx->args[0];
+	emit(EVENT_EXEC, BPF_CORE_READ(t, tgid), BPF_CORE_READ(t, real_parent, tgid), -1);
+	return 0;
+}
+
+SEC("raw_tracepoint/sched_process_fork")
+int process_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *parent = (struct task_struct *)ctx->args[0];
+	struct task_struct *child = (struct task_struct *)ctx->args[1];
+	__u32 pid = BPF_CORE_READ(child, pid);
+	if (pid != BPF_CORE_READ(child, tgid))
+		return 0; /* a new thread, not a new process */
+	emit(EVENT_FORK, pid, BPF_CORE_READ(parent, tgid), -1);
+	return 0;
+}
+
+SEC("raw_tracepoint/sched_process_exit")
+int process_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *t = (struct task_struct *)ctx->args[0];
+	__u32 pid = BPF_CORE_READ(t, pid);
+	if (pid != BPF_CORE_READ(t, tgid))
+		return 0; /* a thread, not the group leader */
+	emit(EVENT_EXIT, pid, 0, -1);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_mmap")
+int sys_enter_mmap(struct trace_event_raw_sys_enter *ctx)
+{
+	__s32 fd = (__s32)ctx->args[4];
+	if (!(ctx->args[2] & PROT_EXEC) || fd < 0)
+		return 0;
+	emit(EVENT_MMAP, bpf_get_current_pid_tgid() >> 32, 0, fd);
+	return 0;
+}

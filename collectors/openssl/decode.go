@@ -1,0 +1,148 @@
+package openssl
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"unsafe"
+
+	"github.com/periscope-apm/periscope/events"
+)
+
+// Event types of bpf/periscope.h.
+const (
+	eventData  = 1
+	eventBind  = 2
+	eventClose = 3
+	eventExit  = 17
+)
+
+const (
+	afInet  = 2
+	afInet6 = 10
+)
+
+// Field offsets of the records, taken from the generated mirrors of the C
+// structs so that the decoder cannot drift from bpf/periscope.h.
+var (
+	offType = unsafe.Offsetof(opensslDataEvent{}.Hdr) + unsafe.Offsetof(opensslDataEvent{}.Hdr.Type)
+	offTS   = unsafe.Offsetof(opensslDataEvent{}.Hdr) + unsafe.Offsetof(opensslDataEvent{}.Hdr.Ts)
+	offPID  = unsafe.Offsetof(opensslDataEvent{}.Hdr) + unsafe.Offsetof(opensslDataEvent{}.Hdr.Pid)
+	offTID  = unsafe.Offsetof(opensslDataEvent{}.Hdr) + unsafe.Offsetof(opensslDataEvent{}.Hdr.Tid)
+	hdrSize = unsafe.Sizeof(opensslDataEvent{}.Hdr)
+
+	offDataConn     = unsafe.Offsetof(opensslDataEvent{}.Conn)
+	offDataDir      = unsafe.Offsetof(opensslDataEvent{}.Dir)
+	offDataSize     = unsafe.Offsetof(opensslDataEvent{}.Size)
+	offDataCaptured = unsafe.Offsetof(opensslDataEvent{}.Captured)
+	offDataTailLen  = unsafe.Offsetof(opensslDataEvent{}.TailLen)
+	offDataTail     = unsafe.Offsetof(opensslDataEvent{}.Tail)
+	offDataData     = unsafe.Offsetof(opensslDataEvent{}.Data)
+	tailCap         = len(opensslDataEvent{}.Tail)
+	dataCap         = len(opensslDataEvent{}.Data)
+
+	offBindConn   = unsafe.Offsetof(opensslBindEvent{}.Conn)
+	offBindFD     = unsafe.Offsetof(opensslBindEvent{}.Fd)
+	offBindFamily = unsafe.Offsetof(opensslBindEvent{}.Family)
+	offBindLPort  = unsafe.Offsetof(opensslBindEvent{}.LocalPort)
+	offBindRPort  = unsafe.Offsetof(opensslBindEvent{}.RemotePort)
+	offBindLAddr  = unsafe.Offsetof(opensslBindEvent{}.LocalAddr)
+	offBindRAddr  = unsafe.Offsetof(opensslBindEvent{}.RemoteAddr)
+	bindSize      = unsafe.Sizeof(opensslBindEvent{})
+
+	offCloseConn = unsafe.Offsetof(opensslCloseEvent{}.Conn)
+	closeSize    = unsafe.Sizeof(opensslCloseEvent{})
+)
+
+var ne = binary.NativeEndian
+
+// decode turns one ring record into an event for the sink. Records too short
+// for their type are counted as malformed and skipped.
+func (c *Collector) decode(raw []byte) {
+	if uintptr(len(raw)) < hdrSize {
+		c.read.WithLabelValues("malformed").Inc()
+		return
+	}
+	typ := ne.Uint32(raw[offType:])
+	pid := ne.Uint32(raw[offPID:])
+	at := c.clock.Time(ne.Uint64(raw[offTS:]))
+	switch typ {
+	case eventData:
+		d, ok := decodeData(raw)
+		if !ok {
+			c.read.WithLabelValues("malformed").Inc()
+			return
+		}
+		d.Time = at
+		c.read.WithLabelValues("data").Inc()
+		c.sink.Data(d)
+	case eventBind:
+		if uintptr(len(raw)) < bindSize {
+			c.read.WithLabelValues("malformed").Inc()
+			return
+		}
+		c.read.WithLabelValues("bind").Inc()
+		c.sink.Bind(events.Bind{
+			Conn:  events.ConnID{PID: pid, Key: ne.Uint64(raw[offBindConn:])},
+			Time:  at,
+			FD:    int32(ne.Uint32(raw[offBindFD:])),
+			Tuple: decodeTuple(raw),
+		})
+	case eventClose:
+		if uintptr(len(raw)) < closeSize {
+			c.read.WithLabelValues("malformed").Inc()
+			return
+		}
+		c.read.WithLabelValues("close").Inc()
+		c.sink.Close(events.Close{Conn: events.ConnID{PID: pid, Key: ne.Uint64(raw[offCloseConn:])}, Time: at})
+	case eventExit:
+		c.read.WithLabelValues("exit").Inc()
+		c.sink.Exit(events.Exit{PID: pid, Time: at})
+	default:
+		c.read.WithLabelValues("malformed").Inc()
+	}
+}
+
+func decodeData(raw []byte) (events.Data, bool) {
+	if uintptr(len(raw)) < offDataData {
+		return events.Data{}, false
+	}
+	captured := int(ne.Uint32(raw[offDataCaptured:]))
+	tailLen := int(ne.Uint32(raw[offDataTailLen:]))
+	size := int(ne.Uint32(raw[offDataSize:]))
+	if captured > dataCap || tailLen > tailCap || int(offDataData)+captured > len(raw) || captured > size {
+		return events.Data{}, false
+	}
+	d := events.Data{
+		Conn: events.ConnID{PID: ne.Uint32(raw[offPID:]), Key: ne.Uint64(raw[offDataConn:])},
+		TID:  ne.Uint32(raw[offTID:]),
+		Dir:  events.Direction(ne.Uint32(raw[offDataDir:])),
+		Size: size,
+		// The ring's memory is reused: copy what the event keeps.
+		Bytes: append([]byte(nil), raw[offDataData:int(offDataData)+captured]...),
+	}
+	if tailLen > 0 {
+		d.Tail = append([]byte(nil), raw[offDataTail:int(offDataTail)+tailLen]...)
+	}
+	if d.Dir != events.Read && d.Dir != events.Write {
+		return events.Data{}, false
+	}
+	return d, true
+}
+
+func decodeTuple(raw []byte) events.Tuple {
+	family := ne.Uint16(raw[offBindFamily:])
+	lport := ne.Uint16(raw[offBindLPort:])
+	rport := ne.Uint16(raw[offBindRPort:])
+	var l, r netip.Addr
+	switch family {
+	case afInet:
+		l = netip.AddrFrom4([4]byte(raw[offBindLAddr : offBindLAddr+4]))
+		r = netip.AddrFrom4([4]byte(raw[offBindRAddr : offBindRAddr+4]))
+	case afInet6:
+		l = netip.AddrFrom16([16]byte(raw[offBindLAddr : offBindLAddr+16])).Unmap()
+		r = netip.AddrFrom16([16]byte(raw[offBindRAddr : offBindRAddr+16])).Unmap()
+	default:
+		return events.Tuple{}
+	}
+	return events.Tuple{Local: netip.AddrPortFrom(l, lport), Remote: netip.AddrPortFrom(r, rport)}
+}

@@ -1,0 +1,427 @@
+package openssl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/periscope-apm/periscope/collectors"
+	"github.com/periscope-apm/periscope/discovery"
+	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/internal/ktime"
+	"github.com/periscope-apm/periscope/internal/ring"
+	"github.com/periscope-apm/periscope/symbols"
+)
+
+// Name is the collector's name.
+const Name = "openssl"
+
+// functions are the probed functions; the _ex pair is missing before
+// OpenSSL 1.1.1 and python's ssl module uses only that pair.
+var functions = []string{"SSL_read", "SSL_write", "SSL_read_ex", "SSL_write_ex"}
+
+// Config configures the collector.
+type Config struct {
+	// PerProcess attaches probes to each selected process instead of once
+	// per file for every process (used when a process selection is set,
+	// so that other processes never hit a probe).
+	PerProcess bool
+	// RingBytes is the size of the event ring buffer (default 8 MiB).
+	RingBytes int
+	// WakeupBytes wakes the reader when this much data waits (default 512
+	// KiB); below it, records are collected every PollInterval.
+	WakeupBytes uint64
+	// PollInterval is the reader's timer (default 20ms).
+	PollInterval time.Duration
+	// Linger keeps a file's probes attached this long after its last
+	// known user exits, so that short-lived processes (curl in a loop)
+	// are not missed while probes are attached again (default 1m).
+	Linger time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.RingBytes <= 0 {
+		c.RingBytes = 8 << 20
+	}
+	if c.WakeupBytes == 0 {
+		c.WakeupBytes = 512 << 10
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 20 * time.Millisecond
+	}
+	if c.Linger <= 0 {
+		c.Linger = time.Minute
+	}
+}
+
+type attachKey struct {
+	file symbols.FileID
+	pid  uint32 // 0: all processes
+}
+
+type attachment struct {
+	path   string // the path it was attached through
+	links  []link.Link
+	users  map[uint32]bool
+	linger *time.Timer
+}
+
+// candidate is what is known of a file: whether it defines the functions.
+type candidate struct {
+	funcs []string
+	err   error
+}
+
+// Collector is the OpenSSL collector.
+type Collector struct {
+	cfg   Config
+	sink  events.Sink
+	log   *slog.Logger
+	clock ktime.Clock
+
+	objs opensslObjects
+	tps  []link.Link
+	done chan struct{}
+
+	mu       sync.Mutex
+	files    map[symbols.FileID]candidate
+	attached map[attachKey]*attachment
+	byPID    map[uint32][]attachKey
+
+	read   *prometheus.CounterVec
+	probes prometheus.Gauge
+	failed prometheus.Counter
+}
+
+// New returns a collector that sends its events to sink.
+func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Registerer) *Collector {
+	cfg.defaults()
+	c := &Collector{
+		cfg:      cfg,
+		sink:     sink,
+		log:      log.With("collector", Name),
+		clock:    ktime.NewClock(),
+		files:    make(map[symbols.FileID]candidate),
+		attached: make(map[attachKey]*attachment),
+		byPID:    make(map[uint32][]attachKey),
+		read: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "periscope_events_read_total",
+			Help:        "Events read from the kernel, by collector and type.",
+			ConstLabels: prometheus.Labels{"collector": Name},
+		}, []string{"type"}),
+		probes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name:        "periscope_probes_attached",
+			Help:        "eBPF probes attached, by collector.",
+			ConstLabels: prometheus.Labels{"collector": Name},
+		}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name:        "periscope_attach_failures_total",
+			Help:        "Files the collector could not attach to, by collector.",
+			ConstLabels: prometheus.Labels{"collector": Name},
+		}),
+	}
+	counter := func(name, help string, idx uint32) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: name, Help: help, ConstLabels: prometheus.Labels{"collector": Name},
+		}, func() float64 {
+			if c.objs.Counters == nil {
+				return 0
+			}
+			v, _ := ring.Counter(c.objs.Counters, idx)
+			return float64(v)
+		})
+	}
+	reg.MustRegister(c.read, c.probes, c.failed,
+		counter("periscope_events_dropped_total", "Events the kernel could not queue because the ring buffer was full, by collector.", 0),
+		counter("periscope_calls_unmatched_total", "Return probes that fired without their entry (the entry was evicted or attached mid-call), by collector.", 1),
+	)
+	return c
+}
+
+// Name implements collectors.Collector.
+func (c *Collector) Name() string { return Name }
+
+// AttachPath implements collectors.Collector.
+func (c *Collector) AttachPath() string {
+	mode := "once per file for all processes"
+	if c.cfg.PerProcess {
+		mode = "per selected process (kernel uprobe PID filter)"
+	}
+	return "uprobe+uretprobe SSL_read/SSL_write(_ex), " + mode +
+		"; syscall tracepoints read/write/recv*/send*/close map SSL* to socket"
+}
+
+// Start implements collectors.Collector.
+func (c *Collector) Start(ctx context.Context) error {
+	spec, err := loadOpenssl()
+	if err != nil {
+		return fmt.Errorf("load openssl spec: %w", err)
+	}
+	spec.Maps["events"].MaxEntries = uint32(c.cfg.RingBytes)
+	if err := spec.Variables["wakeup_bytes"].Set(c.cfg.WakeupBytes); err != nil {
+		return fmt.Errorf("set wakeup_bytes: %w", err)
+	}
+	if err := spec.LoadAndAssign(&c.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return fmt.Errorf("load openssl programs: %+v", ve)
+		}
+		return fmt.Errorf("load openssl programs: %w", err)
+	}
+	tps := []struct {
+		name string
+		prog *ebpf.Program
+	}{
+		{"sys_enter_read", c.objs.SysEnterRead},
+		{"sys_enter_write", c.objs.SysEnterWrite},
+		{"sys_enter_readv", c.objs.SysEnterReadv},
+		{"sys_enter_writev", c.objs.SysEnterWritev},
+		{"sys_enter_recvfrom", c.objs.SysEnterRecvfrom},
+		{"sys_enter_sendto", c.objs.SysEnterSendto},
+		{"sys_enter_recvmsg", c.objs.SysEnterRecvmsg},
+		{"sys_enter_sendmsg", c.objs.SysEnterSendmsg},
+		{"sys_enter_close", c.objs.SysEnterClose},
+	}
+	for _, tp := range tps {
+		l, err := link.Tracepoint("syscalls", tp.name, tp.prog, nil)
+		if err != nil {
+			c.Close()
+			return fmt.Errorf("attach tracepoint syscalls:%s: %w", tp.name, err)
+		}
+		c.tps = append(c.tps, l)
+	}
+	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sched_process_exit", Program: c.objs.SslProcessExit})
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("attach raw_tracepoint sched_process_exit: %w", err)
+	}
+	c.tps = append(c.tps, l)
+
+	c.done = make(chan struct{})
+	go func() {
+		defer close(c.done)
+		if err := ring.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.decode); err != nil {
+			c.log.Error("event reader stopped", "err", err)
+		}
+	}()
+	c.log.Info("collector started", "path", c.AttachPath())
+	return nil
+}
+
+// Close implements collectors.Collector.
+func (c *Collector) Close() error {
+	c.mu.Lock()
+	var errs []error
+	for key, a := range c.attached {
+		errs = append(errs, c.detachLocked(key, a))
+	}
+	c.mu.Unlock()
+	for i := len(c.tps) - 1; i >= 0; i-- {
+		errs = append(errs, c.tps[i].Close())
+	}
+	c.tps = nil
+	if c.objs.Events != nil {
+		errs = append(errs, c.objs.Close())
+		c.objs = opensslObjects{}
+	}
+	return errors.Join(errs...)
+}
+
+// Wait blocks until the event reader has stopped (after ctx is done).
+func (c *Collector) Wait() {
+	if c.done != nil {
+		<-c.done
+	}
+}
+
+// ProcessUpdated implements discovery.Observer: it attaches to the files p
+// maps that contain OpenSSL.
+func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mapping) {
+	for _, m := range added {
+		funcs := c.inspect(p, m)
+		if len(funcs) == 0 {
+			continue
+		}
+		key := attachKey{file: m.File}
+		if c.cfg.PerProcess {
+			key.pid = p.PID
+		}
+		c.use(key, p, m, funcs)
+	}
+}
+
+// ProcessExited implements discovery.Observer.
+func (c *Collector) ProcessExited(pid uint32, _ time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, key := range c.byPID[pid] {
+		a := c.attached[key]
+		if a == nil {
+			continue
+		}
+		delete(a.users, pid)
+		if len(a.users) > 0 {
+			continue
+		}
+		if key.pid != 0 {
+			// The process is gone: its probes can never fire again.
+			c.detachLocked(key, a)
+			continue
+		}
+		k := key
+		a.linger = time.AfterFunc(c.cfg.Linger, func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if cur := c.attached[k]; cur == a && len(a.users) == 0 {
+				c.log.Debug("detach unused file", "file", a.path)
+				c.detachLocked(k, a)
+			}
+		})
+	}
+	delete(c.byPID, pid)
+}
+
+// inspect says which probed functions the mapped file defines. Results are
+// cached per file. Shared libraries must export the functions; the main
+// executable may also define them in its full symbol table.
+func (c *Collector) inspect(p discovery.Process, m discovery.Mapping) []string {
+	c.mu.Lock()
+	cand, ok := c.files[m.File]
+	c.mu.Unlock()
+	if ok {
+		return cand.funcs
+	}
+	isExe := m.Path == p.Exe
+	base := path.Base(m.Path)
+	if !isExe && !strings.HasPrefix(base, "lib") {
+		return nil
+	}
+	var defined map[string]bool
+	var err error
+	if isExe {
+		defined, err = symbols.Defined(p.HostPath(m.Path), functions...)
+	} else {
+		defined, err = symbols.Exported(p.HostPath(m.Path), functions...)
+	}
+	if err == nil {
+		for _, f := range functions {
+			if defined[f] {
+				cand.funcs = append(cand.funcs, f)
+			}
+		}
+		if !(defined["SSL_read"] && defined["SSL_write"]) && !(defined["SSL_read_ex"] && defined["SSL_write_ex"]) {
+			cand.funcs = nil
+		}
+	}
+	cand.err = err
+	c.mu.Lock()
+	c.files[m.File] = cand
+	c.mu.Unlock()
+	return cand.funcs
+}
+
+func (c *Collector) use(key attachKey, p discovery.Process, m discovery.Mapping, funcs []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a := c.attached[key]
+	if a == nil {
+		hostPath := p.HostPath(m.Path)
+		links, err := c.attach(hostPath, key.pid, funcs)
+		if err != nil {
+			c.failed.Inc()
+			c.log.Warn("cannot attach", "file", m.Path, "pid", p.PID, "err", err)
+			return
+		}
+		a = &attachment{path: m.Path, links: links, users: make(map[uint32]bool)}
+		c.attached[key] = a
+		c.probes.Add(float64(len(links)))
+		c.log.Info("attached", "file", m.Path, "pid", p.PID, "exe", p.Exe, "functions", funcs, "per_process", key.pid != 0)
+	}
+	if a.linger != nil {
+		a.linger.Stop()
+		a.linger = nil
+	}
+	if !a.users[p.PID] {
+		a.users[p.PID] = true
+		c.byPID[p.PID] = append(c.byPID[p.PID], key)
+	}
+}
+
+func (c *Collector) attach(hostPath string, pid uint32, funcs []string) ([]link.Link, error) {
+	ex, err := link.OpenExecutable(hostPath)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", hostPath, err)
+	}
+	entry := map[string]*ebpf.Program{
+		"SSL_read":     c.objs.SslReadEnter,
+		"SSL_write":    c.objs.SslWriteEnter,
+		"SSL_read_ex":  c.objs.SslReadExEnter,
+		"SSL_write_ex": c.objs.SslWriteExEnter,
+	}
+	opts := &link.UprobeOptions{PID: int(pid)}
+	var links []link.Link
+	fail := func(err error) ([]link.Link, error) {
+		for _, l := range links {
+			l.Close()
+		}
+		return nil, err
+	}
+	for _, fn := range funcs {
+		l, err := ex.Uprobe(fn, entry[fn], opts)
+		if err != nil {
+			return fail(fmt.Errorf("attach uprobe %s to %s: %w", fn, hostPath, err))
+		}
+		links = append(links, l)
+		l, err = ex.Uretprobe(fn, c.objs.SslLeave, opts)
+		if err != nil {
+			return fail(fmt.Errorf("attach uretprobe %s to %s: %w", fn, hostPath, err))
+		}
+		links = append(links, l)
+	}
+	return links, nil
+}
+
+func (c *Collector) detachLocked(key attachKey, a *attachment) error {
+	if a.linger != nil {
+		a.linger.Stop()
+	}
+	var errs []error
+	for _, l := range a.links {
+		errs = append(errs, l.Close())
+	}
+	c.probes.Sub(float64(len(a.links)))
+	delete(c.attached, key)
+	return errors.Join(errs...)
+}
+
+// Attachments implements collectors.Collector.
+func (c *Collector) Attachments() []collectors.Attachment {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]collectors.Attachment, 0, len(c.attached))
+	for key, a := range c.attached {
+		users := make([]uint32, 0, len(a.users))
+		for pid := range a.users {
+			users = append(users, pid)
+		}
+		sort.Slice(users, func(i, j int) bool { return users[i] < users[j] })
+		out = append(out, collectors.Attachment{File: a.path, PID: key.pid, Probes: len(a.links), Users: users})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].File != out[j].File {
+			return out[i].File < out[j].File
+		}
+		return out[i].PID < out[j].PID
+	})
+	return out
+}

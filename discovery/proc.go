@@ -1,0 +1,151 @@
+package discovery
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/periscope-apm/periscope/symbols"
+)
+
+// Mapping is an executable file mapped by a process.
+type Mapping struct {
+	// Path is the file's path inside the process's mount namespace.
+	Path string
+	// File is the device and inode /proc/PID/maps reports.
+	File symbols.FileID
+}
+
+// Process is a selected process and the executable files it maps.
+type Process struct {
+	PID  uint32
+	PPID uint32
+	// Exe is the executable's path inside the process's mount namespace.
+	Exe string
+	// Root is the directory through which the agent reaches the
+	// process's files (/proc/PID/root), so files in containers resolve.
+	Root string
+	Maps []Mapping
+}
+
+// HostPath returns the path through which the agent opens p's file path.
+func (p Process) HostPath(path string) string { return filepath.Join(p.Root, path) }
+
+func procDir(procRoot string, pid uint32) string {
+	return filepath.Join(procRoot, strconv.FormatUint(uint64(pid), 10))
+}
+
+// readProcess reads what the table keeps of a process.
+func readProcess(procRoot string, pid uint32) (Process, error) {
+	dir := procDir(procRoot, pid)
+	exe, err := os.Readlink(filepath.Join(dir, "exe"))
+	if err != nil {
+		return Process{}, fmt.Errorf("process %d: %w", pid, err)
+	}
+	exe = strings.TrimSuffix(exe, " (deleted)")
+	maps, err := readMaps(procRoot, pid)
+	if err != nil {
+		return Process{}, err
+	}
+	return Process{
+		PID:  pid,
+		PPID: readPPID(dir),
+		Exe:  exe,
+		Root: filepath.Join(dir, "root"),
+		Maps: maps,
+	}, nil
+}
+
+func readPPID(dir string) uint32 {
+	b, err := os.ReadFile(filepath.Join(dir, "stat"))
+	if err != nil {
+		return 0
+	}
+	// comm may contain spaces and parentheses: fields start after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.ParseUint(f[1], 10, 32)
+	return uint32(ppid)
+}
+
+// readMaps lists the distinct executable, file-backed mappings of a process.
+func readMaps(procRoot string, pid uint32) ([]Mapping, error) {
+	f, err := os.Open(filepath.Join(procDir(procRoot, pid), "maps"))
+	if err != nil {
+		return nil, fmt.Errorf("process %d maps: %w", pid, err)
+	}
+	defer f.Close()
+	var out []Mapping
+	seen := make(map[symbols.FileID]bool)
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		m, ok := parseMapsLine(sc.Text())
+		if !ok || seen[m.File] {
+			continue
+		}
+		seen[m.File] = true
+		out = append(out, m)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("process %d maps: %w", pid, err)
+	}
+	return out, nil
+}
+
+// parseMapsLine parses one line of /proc/PID/maps, keeping executable
+// mappings of files:
+//
+//	7f2c4a9d1000-7f2c4aa3f000 r-xp 00022000 fd:01 1315 /usr/lib/x86_64-linux-gnu/libssl.so.3
+func parseMapsLine(line string) (Mapping, bool) {
+	f := strings.Fields(line)
+	if len(f) < 6 || len(f[1]) < 3 || f[1][2] != 'x' || !strings.HasPrefix(f[5], "/") {
+		return Mapping{}, false
+	}
+	major, minor, ok := strings.Cut(f[3], ":")
+	if !ok {
+		return Mapping{}, false
+	}
+	maj, err1 := strconv.ParseUint(major, 16, 32)
+	min, err2 := strconv.ParseUint(minor, 16, 32)
+	ino, err3 := strconv.ParseUint(f[4], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || ino == 0 {
+		return Mapping{}, false
+	}
+	path := strings.Join(f[5:], " ")
+	if strings.HasSuffix(path, " (deleted)") {
+		return Mapping{}, false
+	}
+	return Mapping{
+		Path: path,
+		File: symbols.FileID{Dev: unix.Mkdev(uint32(maj), uint32(min)), Ino: ino},
+	}, true
+}
+
+// listPIDs returns the processes (not threads) in procRoot.
+func listPIDs(procRoot string) ([]uint32, error) {
+	ents, err := os.ReadDir(procRoot)
+	if err != nil {
+		return nil, fmt.Errorf("list processes: %w", err)
+	}
+	var pids []uint32
+	for _, e := range ents {
+		pid, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err == nil && e.IsDir() {
+			pids = append(pids, uint32(pid))
+		}
+	}
+	return pids, nil
+}

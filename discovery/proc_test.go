@@ -1,0 +1,63 @@
+package discovery
+
+import (
+	"os"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/periscope-apm/periscope/symbols"
+)
+
+func TestParseMapsLine(t *testing.T) {
+	tests := []struct {
+		line string
+		want Mapping
+		ok   bool
+	}{
+		{"7f2c4a9d1000-7f2c4aa3f000 r-xp 00022000 fd:01 1315 /usr/lib/x86_64-linux-gnu/libssl.so.3",
+			Mapping{"/usr/lib/x86_64-linux-gnu/libssl.so.3", symbols.FileID{Dev: unix.Mkdev(0xfd, 1), Ino: 1315}}, true},
+		{"7f2c4a9d1000-7f2c4aa3f000 r-xp 00022000 00:2a 77 /opt/my app/bin", Mapping{"/opt/my app/bin", symbols.FileID{Dev: unix.Mkdev(0, 0x2a), Ino: 77}}, true},
+		{"7f2c4a9d1000-7f2c4aa3f000 r--p 00000000 fd:01 1315 /usr/lib/libssl.so.3", Mapping{}, false},
+		{"7ffd1b5f2000-7ffd1b5f4000 r-xp 00000000 00:00 0 [vdso]", Mapping{}, false},
+		{"7f2c4a9d1000-7f2c4aa3f000 r-xp 00000000 00:00 0 ", Mapping{}, false},
+		{"7f2c4a9d1000-7f2c4aa3f000 r-xp 00022000 fd:01 1315 /tmp/x.so (deleted)", Mapping{}, false},
+		{"garbage", Mapping{}, false},
+	}
+	for _, tt := range tests {
+		got, ok := parseMapsLine(tt.line)
+		if ok != tt.ok || got != tt.want {
+			t.Errorf("parseMapsLine(%q) = %+v, %v; want %+v, %v", tt.line, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestReadProcessSelf(t *testing.T) {
+	p, err := readProcess("/proc", uint32(os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Executable()
+	if p.Exe != exe {
+		t.Errorf("Exe = %q, want %q", p.Exe, exe)
+	}
+	if p.PPID != uint32(os.Getppid()) {
+		t.Errorf("PPID = %d, want %d", p.PPID, os.Getppid())
+	}
+	found := false
+	for _, m := range p.Maps {
+		if m.Path == exe {
+			found = true
+			id, err := symbols.Stat(p.HostPath(m.Path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id != m.File {
+				t.Errorf("maps says %v, stat says %v", m.File, id)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("own executable not in maps: %+v", p.Maps)
+	}
+}

@@ -1,0 +1,314 @@
+package discovery
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/periscope-apm/periscope/internal/ktime"
+	"github.com/periscope-apm/periscope/internal/ring"
+	"github.com/periscope-apm/periscope/symbols"
+)
+
+// Observer learns about selected processes. Calls come from one goroutine.
+type Observer interface {
+	// ProcessUpdated says that p exists and maps the executable files
+	// p.Maps; added are the mappings not reported before (all of them the
+	// first time a process is reported).
+	ProcessUpdated(p Process, added []Mapping)
+	// ProcessExited says that a reported process has exited.
+	ProcessExited(pid uint32, at time.Time)
+}
+
+// Config configures a Tracker.
+type Config struct {
+	// ProcRoot is where procfs is mounted (default /proc).
+	ProcRoot string
+	Selector Selector
+	// Rescan is how often /proc is scanned again for anything the events
+	// missed (default 30s).
+	Rescan time.Duration
+}
+
+// Tracker keeps the table of selected processes.
+type Tracker struct {
+	cfg   Config
+	log   *slog.Logger
+	clock ktime.Clock
+
+	mu        sync.Mutex
+	observers []Observer
+	procs     map[uint32]*Process
+	objs      processObjects
+	links     []link.Link
+	done      chan struct{}
+
+	tracked prometheus.GaugeFunc
+	events  *prometheus.CounterVec
+}
+
+// New returns a Tracker; Start loads its programs.
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Tracker {
+	if cfg.ProcRoot == "" {
+		cfg.ProcRoot = "/proc"
+	}
+	if cfg.Rescan <= 0 {
+		cfg.Rescan = 30 * time.Second
+	}
+	t := &Tracker{
+		cfg:   cfg,
+		log:   log.With("component", "discovery"),
+		clock: ktime.NewClock(),
+		procs: make(map[uint32]*Process),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "periscope_process_events_total",
+			Help: "Process lifecycle events read from the kernel, by type.",
+		}, []string{"type"}),
+	}
+	t.tracked = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "periscope_processes_tracked",
+		Help: "Selected processes the agent currently knows about.",
+	}, func() float64 {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return float64(len(t.procs))
+	})
+	reg.MustRegister(t.tracked, t.events, prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name:        "periscope_events_dropped_total",
+		Help:        "Events the kernel could not queue because the ring buffer was full, by collector.",
+		ConstLabels: prometheus.Labels{"collector": "process"},
+	}, func() float64 {
+		if t.objs.Counters == nil {
+			return 0
+		}
+		v, _ := ring.Counter(t.objs.Counters, 0)
+		return float64(v)
+	}))
+	return t
+}
+
+// Subscribe adds an observer. Call it before Start.
+func (t *Tracker) Subscribe(o Observer) { t.observers = append(t.observers, o) }
+
+// Start loads and attaches the process programs, reports the processes that
+// already run, and follows changes until ctx is done or Close is called.
+func (t *Tracker) Start(ctx context.Context) error {
+	if err := loadProcessObjects(&t.objs, nil); err != nil {
+		return fmt.Errorf("load process programs: %w", err)
+	}
+	attach := []struct {
+		name string
+		do   func() (link.Link, error)
+	}{
+		{"raw_tracepoint/sched_process_exec", func() (link.Link, error) {
+			return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sched_process_exec", Program: t.objs.ProcessExec})
+		}},
+		{"raw_tracepoint/sched_process_fork", func() (link.Link, error) {
+			return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sched_process_fork", Program: t.objs.ProcessFork})
+		}},
+		{"raw_tracepoint/sched_process_exit", func() (link.Link, error) {
+			return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sched_process_exit", Program: t.objs.ProcessExit})
+		}},
+		{"tracepoint/syscalls/sys_enter_mmap", func() (link.Link, error) {
+			return link.Tracepoint("syscalls", "sys_enter_mmap", t.objs.SysEnterMmap, nil)
+		}},
+	}
+	for _, a := range attach {
+		l, err := a.do()
+		if err != nil {
+			t.Close()
+			return fmt.Errorf("attach %s: %w", a.name, err)
+		}
+		t.links = append(t.links, l)
+	}
+	t.log.Info("process discovery attached", "path", "raw_tracepoint sched_process_{exec,fork,exit} + tracepoint syscalls:sys_enter_mmap")
+
+	t.done = make(chan struct{})
+	go func() {
+		defer close(t.done)
+		if err := ring.Read(ctx, t.objs.Events, 5*time.Millisecond, t.handle); err != nil {
+			t.log.Error("process events stopped", "err", err)
+		}
+	}()
+	t.scan()
+	go t.rescanLoop(ctx)
+	return nil
+}
+
+// Close detaches the programs and frees them.
+func (t *Tracker) Close() error {
+	var errs []error
+	for i := len(t.links) - 1; i >= 0; i-- {
+		errs = append(errs, t.links[i].Close())
+	}
+	t.links = nil
+	if t.objs.Events != nil {
+		// Closing the objects closes the ring buffer's map; the reader
+		// stops on its own once the caller's context is done.
+		errs = append(errs, t.objs.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Processes returns a snapshot of the selected processes, by PID.
+func (t *Tracker) Processes() []Process {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]Process, 0, len(t.procs))
+	for _, p := range t.procs {
+		out = append(out, *p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
+	return out
+}
+
+func (t *Tracker) rescanLoop(ctx context.Context) {
+	tick := time.NewTicker(t.cfg.Rescan)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			t.scan()
+		}
+	}
+}
+
+// scan walks /proc: new processes are reported, known ones are checked for
+// new mappings, and vanished ones (whose exit event was lost) are removed.
+func (t *Tracker) scan() {
+	pids, err := listPIDs(t.cfg.ProcRoot)
+	if err != nil {
+		t.log.Warn("scan processes", "err", err)
+		return
+	}
+	alive := make(map[uint32]bool, len(pids))
+	for _, pid := range pids {
+		alive[pid] = true
+		t.update(pid)
+	}
+	t.mu.Lock()
+	var gone []uint32
+	for pid := range t.procs {
+		if !alive[pid] {
+			gone = append(gone, pid)
+		}
+	}
+	t.mu.Unlock()
+	for _, pid := range gone {
+		t.exited(pid, time.Now())
+	}
+}
+
+var (
+	offType = unsafe.Offsetof(processProcEvent{}.Hdr) + unsafe.Offsetof(processProcEvent{}.Hdr.Type)
+	offPID  = unsafe.Offsetof(processProcEvent{}.Hdr) + unsafe.Offsetof(processProcEvent{}.Hdr.Pid)
+	offTS   = unsafe.Offsetof(processProcEvent{}.Hdr) + unsafe.Offsetof(processProcEvent{}.Hdr.Ts)
+)
+
+// Event types of bpf/periscope.h.
+const (
+	eventExec = 16
+	eventExit = 17
+	eventFork = 18
+	eventMmap = 19
+)
+
+func (t *Tracker) handle(raw []byte) {
+	if len(raw) < int(unsafe.Sizeof(processProcEvent{})) {
+		return
+	}
+	typ := binary.NativeEndian.Uint32(raw[offType:])
+	pid := binary.NativeEndian.Uint32(raw[offPID:])
+	switch typ {
+	case eventExec:
+		t.events.WithLabelValues("exec").Inc()
+		t.reexec(pid)
+	case eventFork:
+		t.events.WithLabelValues("fork").Inc()
+		t.update(pid)
+	case eventMmap:
+		t.events.WithLabelValues("mmap").Inc()
+		t.update(pid)
+	case eventExit:
+		t.events.WithLabelValues("exit").Inc()
+		t.exited(pid, t.clock.Time(binary.NativeEndian.Uint64(raw[offTS:])))
+	}
+}
+
+// reexec handles an exec: the process keeps its PID but is a new program.
+func (t *Tracker) reexec(pid uint32) {
+	t.mu.Lock()
+	_, known := t.procs[pid]
+	t.mu.Unlock()
+	if known {
+		t.exited(pid, time.Now())
+	}
+	t.update(pid)
+}
+
+// update reads a process and reports it if it is selected and new, or maps
+// files it did not map before.
+func (t *Tracker) update(pid uint32) {
+	if pid == uint32(os.Getpid()) {
+		return
+	}
+	p, err := readProcess(t.cfg.ProcRoot, pid)
+	if err != nil {
+		return // gone already, or a kernel thread
+	}
+	t.mu.Lock()
+	old, known := t.procs[pid]
+	if !known && !t.cfg.Selector.Match(p.Exe) {
+		t.mu.Unlock()
+		return
+	}
+	var added []Mapping
+	if !known {
+		added = p.Maps
+	} else {
+		have := make(map[symbols.FileID]bool, len(old.Maps))
+		for _, m := range old.Maps {
+			have[m.File] = true
+		}
+		for _, m := range p.Maps {
+			if !have[m.File] {
+				added = append(added, m)
+			}
+		}
+	}
+	t.procs[pid] = &p
+	obs := t.observers
+	t.mu.Unlock()
+	if known && len(added) == 0 {
+		return
+	}
+	for _, o := range obs {
+		o.ProcessUpdated(p, added)
+	}
+}
+
+func (t *Tracker) exited(pid uint32, at time.Time) {
+	t.mu.Lock()
+	_, known := t.procs[pid]
+	delete(t.procs, pid)
+	obs := t.observers
+	t.mu.Unlock()
+	if !known {
+		return
+	}
+	for _, o := range obs {
+		o.ProcessExited(pid, at)
+	}
+}

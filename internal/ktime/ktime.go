@@ -1,0 +1,40 @@
+// Package ktime converts the kernel's monotonic timestamps (bpf_ktime_get_ns)
+// into wall-clock times.
+package ktime
+
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Clock converts CLOCK_MONOTONIC nanoseconds into wall-clock time using an
+// offset measured when it was made.
+type Clock struct {
+	offset int64 // wall ns - monotonic ns
+}
+
+// NewClock measures the offset between the wall clock and CLOCK_MONOTONIC.
+func NewClock() Clock {
+	var ts unix.Timespec
+	best := int64(-1)
+	var offset int64
+	// Take the tightest of a few samples.
+	for i := 0; i < 5; i++ {
+		before := time.Now()
+		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		after := time.Now()
+		span := after.Sub(before).Nanoseconds()
+		if best < 0 || span < best {
+			best = span
+			mid := before.UnixNano() + span/2
+			offset = mid - ts.Nano()
+		}
+	}
+	return Clock{offset: offset}
+}
+
+// Time returns the wall-clock time of a monotonic timestamp.
+func (c Clock) Time(mono uint64) time.Time {
+	return time.Unix(0, int64(mono)+c.offset)
+}

@@ -1,0 +1,60 @@
+// Package ring reads a BPF ring buffer in batches and sums the per-CPU
+// counters that Periscope's programs keep beside it.
+package ring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// Read calls handle for every record of the ring buffer m until ctx is done.
+// Programs submit most records without waking user space (BPF_RB_NO_WAKEUP),
+// so Read also collects what is waiting every interval. The slice passed to
+// handle is only valid during the call.
+func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, handle func([]byte)) error {
+	rd, err := ringbuf.NewReader(m)
+	if err != nil {
+		return fmt.Errorf("open ring buffer %s: %w", m, err)
+	}
+	stop := context.AfterFunc(ctx, func() { rd.Close() })
+	defer stop()
+	defer rd.Close()
+
+	var rec ringbuf.Record
+	for {
+		rd.SetDeadline(time.Now().Add(interval))
+		err := rd.ReadInto(&rec)
+		switch {
+		case err == nil:
+			handle(rec.RawSample)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// Timer tick: records submitted without a wake-up were drained.
+		case errors.Is(err, ringbuf.ErrClosed):
+			return nil
+		default:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("read ring buffer %s: %w", m, err)
+		}
+	}
+}
+
+// Counter sums entry idx of a per-CPU array of uint64 counters.
+func Counter(m *ebpf.Map, idx uint32) (uint64, error) {
+	var values []uint64
+	if err := m.Lookup(idx, &values); err != nil {
+		return 0, fmt.Errorf("read counter %d of %s: %w", idx, m, err)
+	}
+	var sum uint64
+	for _, v := range values {
+		sum += v
+	}
+	return sum, nil
+}
