@@ -1,0 +1,92 @@
+package agent
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/periscope-apm/periscope/internal/kernel"
+)
+
+// Report is what `periscope check` prints.
+type Report struct {
+	Features kernel.Features
+	// Paths says, per collector, which attach path it will use here, or
+	// why it cannot run.
+	Paths []CollectorPath
+}
+
+// CollectorPath is one collector's plan on this kernel.
+type CollectorPath struct {
+	Collector string
+	OK        bool
+	Path      string
+}
+
+// Check probes the kernel and decides each collector's attach path.
+func Check() Report {
+	fs := kernel.Probe()
+	r := Report{Features: fs}
+	need := func(names ...string) (bool, string) {
+		var missing []string
+		for _, n := range names {
+			if !fs.Has(n) {
+				missing = append(missing, n)
+			}
+		}
+		if len(missing) > 0 {
+			return false, "unavailable: needs " + strings.Join(missing, ", ")
+		}
+		return true, ""
+	}
+	ok, why := need(kernel.BTF, kernel.RingBuf, kernel.RawTracepoint, kernel.Tracepoint)
+	r.Paths = append(r.Paths, CollectorPath{"discovery", ok, pick(ok, why,
+		"raw_tracepoint sched_process_{exec,fork,exit} + tracepoint syscalls:sys_enter_mmap, /proc rescans")})
+	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Uprobe, kernel.Tracepoint, kernel.RawTracepoint)
+	r.Paths = append(r.Paths, CollectorPath{"openssl", ok, pick(ok, why,
+		"uprobe+uretprobe SSL_read/SSL_write(_ex) once per file; SSL*->socket via syscall tracepoints")})
+	return r
+}
+
+func pick(ok bool, why, path string) string {
+	if ok {
+		return path
+	}
+	return why
+}
+
+// String renders the report as two tables.
+func (r Report) String() string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KERNEL FEATURE\tSTATUS\tDETAIL")
+	for _, f := range r.Features {
+		status := "ok"
+		if !f.OK {
+			status = "no"
+			if f.Required {
+				status = "MISSING"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Name, status, oneLine(f.Detail))
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "COLLECTOR\tSTATUS\tATTACH PATH")
+	for _, p := range r.Paths {
+		status := "ok"
+		if !p.OK {
+			status = "off"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", p.Collector, status, p.Path)
+	}
+	tw.Flush()
+	return b.String()
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 110 {
+		s = s[:107] + "..."
+	}
+	return s
+}

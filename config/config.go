@@ -1,0 +1,186 @@
+// Package config holds the agent's configuration: defaults, then a YAML file
+// (--config), then command-line flags, each overriding the one before. The
+// standard OTEL_* environment variables are read by the exporters
+// themselves. Unknown keys and bad values are errors that name the key.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/periscope-apm/periscope/discovery"
+)
+
+// Config is the agent's configuration. YAML keys are the field tags.
+type Config struct {
+	// Console prints live spans: "text" (one line per span), "json" (JSON
+	// lines) or "off".
+	Console string `yaml:"console"`
+	// MetricsAddr serves /metrics and /status; "" disables it.
+	MetricsAddr string `yaml:"metrics_addr"`
+	LogLevel    string `yaml:"log_level"`  // debug, info, warn, error
+	LogFormat   string `yaml:"log_format"` // text, json
+
+	Processes Processes `yaml:"processes"`
+	HTTP      HTTP      `yaml:"http"`
+	OpenSSL   OpenSSL   `yaml:"openssl"`
+}
+
+// Processes selects the processes to trace.
+type Processes struct {
+	IncludeExe []string `yaml:"include_exe"`
+	ExcludeExe []string `yaml:"exclude_exe"`
+}
+
+// Selector returns the process selector.
+func (p Processes) Selector() discovery.Selector {
+	return discovery.Selector{Include: p.IncludeExe, Exclude: p.ExcludeExe}
+}
+
+// HTTP configures what the agent keeps of HTTP messages.
+type HTTP struct {
+	// CaptureQuery exports query strings (sensitive values redacted).
+	CaptureQuery bool `yaml:"capture_query"`
+	// CaptureHeaders exports request and response headers (sensitive
+	// values redacted).
+	CaptureHeaders bool `yaml:"capture_headers"`
+	// SensitiveHeaders are redacted in addition to Authorization, Cookie,
+	// Set-Cookie and Proxy-Authorization, which always are.
+	SensitiveHeaders []string `yaml:"sensitive_headers"`
+	// SensitiveQueryParams replace the default list of query parameters
+	// whose values are redacted.
+	SensitiveQueryParams []string `yaml:"sensitive_query_params"`
+	// IdleTimeout ends requests that wait longer than this for their
+	// response.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+}
+
+// OpenSSL configures the OpenSSL collector.
+type OpenSSL struct {
+	Enabled bool `yaml:"enabled"`
+	// RingBytes is the size of its event ring buffer.
+	RingBytes int `yaml:"ring_bytes"`
+}
+
+// Default returns the built-in configuration.
+func Default() Config {
+	return Config{
+		Console:     "text",
+		MetricsAddr: "127.0.0.1:9464",
+		LogLevel:    "info",
+		LogFormat:   "text",
+		HTTP:        HTTP{IdleTimeout: 2 * time.Minute},
+		OpenSSL:     OpenSSL{Enabled: true, RingBytes: 8 << 20},
+	}
+}
+
+// ErrHelp is returned when -h or --help was asked for.
+var ErrHelp = flag.ErrHelp
+
+// Load builds the configuration of `periscope run` from its arguments.
+// Usage goes to out.
+func Load(args []string, out io.Writer) (Config, error) {
+	cfg := Default()
+	fs := flag.NewFlagSet("periscope run", flag.ContinueOnError)
+	fs.SetOutput(out)
+	path := fs.String("config", "", "YAML configuration `file`")
+	console := fs.String("console", "", "live spans on stdout: text, json or off (default text)")
+	metrics := fs.String("metrics-addr", "", "`address` for /metrics and /status; \"off\" disables (default 127.0.0.1:9464)")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info)")
+	logFormat := fs.String("log-format", "", "text or json (default text)")
+	var include, exclude stringList
+	fs.Var(&include, "include-exe", "trace only executables matching `glob` (repeatable)")
+	fs.Var(&exclude, "exclude-exe", "never trace executables matching `glob` (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *path != "" {
+		if err := cfg.loadFile(*path); err != nil {
+			return cfg, err
+		}
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&cfg.Console, *console)
+	set(&cfg.MetricsAddr, *metrics)
+	set(&cfg.LogLevel, *logLevel)
+	set(&cfg.LogFormat, *logFormat)
+	if cfg.MetricsAddr == "off" {
+		cfg.MetricsAddr = ""
+	}
+	if len(include) > 0 {
+		cfg.Processes.IncludeExe = include
+	}
+	if len(exclude) > 0 {
+		cfg.Processes.ExcludeExe = exclude
+	}
+	return cfg, cfg.Validate()
+}
+
+func (c *Config) loadFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return nil
+}
+
+// Validate reports the first bad value, naming its key.
+func (c Config) Validate() error {
+	oneOf := func(key, v string, allowed ...string) error {
+		if !slices.Contains(allowed, v) {
+			return fmt.Errorf("%s: %q is not one of %s", key, v, strings.Join(allowed, ", "))
+		}
+		return nil
+	}
+	if err := oneOf("console", c.Console, "text", "json", "off"); err != nil {
+		return err
+	}
+	if err := oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error"); err != nil {
+		return err
+	}
+	if err := oneOf("log_format", c.LogFormat, "text", "json"); err != nil {
+		return err
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return fmt.Errorf("metrics_addr: %w", err)
+		}
+	}
+	if err := c.Processes.Selector().Validate(); err != nil {
+		return fmt.Errorf("processes: %w", err)
+	}
+	if c.HTTP.IdleTimeout <= 0 {
+		return fmt.Errorf("http.idle_timeout: must be positive, not %s", c.HTTP.IdleTimeout)
+	}
+	if c.OpenSSL.RingBytes < 4096 || c.OpenSSL.RingBytes&(c.OpenSSL.RingBytes-1) != 0 {
+		return fmt.Errorf("openssl.ring_bytes: %d is not a power of two of at least 4096", c.OpenSSL.RingBytes)
+	}
+	return nil
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
