@@ -1,0 +1,20 @@
+// Package otlp exports the agent's spans over OTLP (gRPC by default, or
+// HTTP/protobuf) to an OpenTelemetry backend.
+//
+// The transport is the OpenTelemetry Go SDK's own exporter
+// (otlptracegrpc / otlptracehttp), so every standard OTEL_EXPORTER_OTLP_* and
+// OTEL_EXPORTER_OTLP_TRACES_* environment variable (endpoint, headers,
+// insecure, timeout, certificate, compression) works unchanged. The agent's
+// spans already carry their IDs and timestamps; the exporter turns each one
+// into a read-only SDK span with the resource of its process.
+//
+// Export never blocks: spans go into a bounded queue drained by one
+// goroutine into batches. When the backend is slow or down the queue fills
+// and further spans are dropped and counted; a failed batch is counted,
+// logged at most once per interval, and not retried beyond the SDK
+// exporter's bounded retry.
+//
+// OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG select which traces are
+// exported; the ratio decision depends on the trace ID only, so all spans of
+// a trace are kept or dropped together.
+package otlp

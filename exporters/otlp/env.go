@@ -1,0 +1,50 @@
+package otlp
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Environment variables read by this package itself; the SDK exporters
+// read the rest of OTEL_EXPORTER_OTLP_*.
+const (
+	envEndpoint       = "OTEL_EXPORTER_OTLP_ENDPOINT"
+	envTracesEndpoint = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+	envProtocol       = "OTEL_EXPORTER_OTLP_PROTOCOL"
+	envTracesProtocol = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+	envSampler        = "OTEL_TRACES_SAMPLER"
+	envSamplerArg     = "OTEL_TRACES_SAMPLER_ARG"
+)
+
+// Protocols accepted in OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL.
+const (
+	ProtocolGRPC         = "grpc"
+	ProtocolHTTPProtobuf = "http/protobuf"
+)
+
+// Enabled reports whether an OTLP traces endpoint is configured through
+// OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT.
+func Enabled() bool {
+	return strings.TrimSpace(os.Getenv(envEndpoint)) != "" ||
+		strings.TrimSpace(os.Getenv(envTracesEndpoint)) != ""
+}
+
+// Protocol returns the OTLP protocol selected by
+// OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL, else
+// grpc. Any value other than grpc or http/protobuf is an error that names
+// the variable.
+func Protocol() (string, error) {
+	for _, key := range []string{envTracesProtocol, envProtocol} {
+		v := strings.TrimSpace(os.Getenv(key))
+		if v == "" {
+			continue
+		}
+		switch v {
+		case ProtocolGRPC, ProtocolHTTPProtobuf:
+			return v, nil
+		}
+		return "", fmt.Errorf("%s=%q: unsupported OTLP protocol (want %q or %q)", key, v, ProtocolGRPC, ProtocolHTTPProtobuf)
+	}
+	return ProtocolGRPC, nil
+}

@@ -1,0 +1,324 @@
+package otlp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/periscope-apm/periscope/exporters"
+	"github.com/periscope-apm/periscope/span"
+)
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultQueueSize          = 8192
+	DefaultBatchSize          = 512
+	DefaultBatchTimeout       = time.Second
+	DefaultFailureLogInterval = 30 * time.Second
+)
+
+// Retry policy of one batch inside the SDK exporter. The whole of it is also
+// bounded by OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT (10 s by default); after
+// that the batch is dropped and counted.
+const (
+	retryInitialInterval = time.Second
+	retryMaxInterval     = 5 * time.Second
+	retryMaxElapsed      = 10 * time.Second
+)
+
+// Config configures an Exporter. The transport (endpoint, headers, TLS,
+// timeout, compression, protocol) comes from the standard OTEL_* environment
+// variables, not from here.
+type Config struct {
+	// QueueSize is how many spans may wait for export; beyond it Export
+	// drops. Default DefaultQueueSize.
+	QueueSize int
+	// BatchSize is the most spans sent in one request. Default
+	// DefaultBatchSize.
+	BatchSize int
+	// BatchTimeout is the longest a span waits for its batch to fill.
+	// Default DefaultBatchTimeout.
+	BatchTimeout time.Duration
+	// FailureLogInterval is the shortest time between two logs of failed
+	// exports. Default DefaultFailureLogInterval.
+	FailureLogInterval time.Duration
+	// ScopeVersion is reported as the instrumentation scope's version
+	// (the agent's version). Optional.
+	ScopeVersion string
+	// Logger receives warnings about failed exports and the environment.
+	// Nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the self metrics (exporter="otlp"). Nil registers
+	// nothing.
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) setDefaults() {
+	if c.QueueSize <= 0 {
+		c.QueueSize = DefaultQueueSize
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.BatchTimeout <= 0 {
+		c.BatchTimeout = DefaultBatchTimeout
+	}
+	if c.FailureLogInterval <= 0 {
+		c.FailureLogInterval = DefaultFailureLogInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+}
+
+// Exporter sends spans to an OTLP backend. Create it with New.
+type Exporter struct {
+	cfg     Config
+	log     *slog.Logger
+	client  sdktrace.SpanExporter
+	sampler sampler
+	metrics *exporters.SpanMetrics
+	conv    *converter
+
+	queue chan *span.Span
+
+	// runCtx bounds the exports of the drain goroutine; Shutdown cancels it
+	// when its own context expires.
+	runCtx    context.Context
+	cancelRun context.CancelFunc
+	stop      chan struct{}
+	done      chan struct{}
+	stopOnce  sync.Once
+	stopped   atomic.Bool
+
+	clientOnce sync.Once
+	clientErr  error
+
+	// Failure logging state, owned by the drain goroutine.
+	lastLog         time.Time
+	lastRecoveryLog time.Time
+	suppressed      int // failures since the last failure log
+	failing         bool
+}
+
+var _ span.Exporter = (*Exporter)(nil)
+
+// New returns an exporter configured from cfg and the OTEL_* environment,
+// and starts its drain goroutine, which Shutdown stops. ctx is used only
+// while constructing. It fails when OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL is
+// neither grpc nor http/protobuf or the SDK exporter cannot be built (bad
+// certificate file, ...); no connection is made before the first export.
+func New(ctx context.Context, cfg Config) (*Exporter, error) {
+	cfg.setDefaults()
+	proto, err := Protocol()
+	if err != nil {
+		return nil, fmt.Errorf("otlp exporter: %w", err)
+	}
+	sm, err := samplerFromEnv()
+	if err != nil {
+		cfg.Logger.Warn("OTLP exporter: invalid sampler configuration", "error", err)
+	}
+	var client sdktrace.SpanExporter
+	switch proto {
+	case ProtocolGRPC:
+		client, err = otlptracegrpc.New(ctx, otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{
+			Enabled:         true,
+			InitialInterval: retryInitialInterval,
+			MaxInterval:     retryMaxInterval,
+			MaxElapsedTime:  retryMaxElapsed,
+		}))
+	case ProtocolHTTPProtobuf:
+		client, err = otlptracehttp.New(ctx, otlptracehttp.WithRetry(otlptracehttp.RetryConfig{
+			Enabled:         true,
+			InitialInterval: retryInitialInterval,
+			MaxInterval:     retryMaxInterval,
+			MaxElapsedTime:  retryMaxElapsed,
+		}))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("otlp exporter: create %s client: %w", proto, err)
+	}
+	e, err := newExporter(cfg, client, sm, envResource(ctx, cfg.Logger))
+	if err != nil {
+		_ = client.Shutdown(ctx)
+		return nil, err
+	}
+	cfg.Logger.Debug("OTLP exporter started", "protocol", proto, "sampler", sm.name,
+		"queue_size", cfg.QueueSize, "batch_size", cfg.BatchSize)
+	return e, nil
+}
+
+// newExporter wires an exporter around client; cfg must have its defaults.
+func newExporter(cfg Config, client sdktrace.SpanExporter, sm sampler, env *resource.Resource) (*Exporter, error) {
+	runCtx, cancel := context.WithCancel(context.Background())
+	e := &Exporter{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		client:    client,
+		sampler:   sm,
+		conv:      newConverter(env, cfg.ScopeVersion),
+		queue:     make(chan *span.Span, cfg.QueueSize),
+		runCtx:    runCtx,
+		cancelRun: cancel,
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	m, err := exporters.NewSpanMetrics(cfg.Registerer, "otlp", func() int { return len(e.queue) })
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("otlp exporter: %w", err)
+	}
+	e.metrics = m
+	go e.run()
+	return e, nil
+}
+
+// Export queues s unless the sampler drops it. When the queue is full the
+// span is dropped and counted. It never blocks. Spans exported after
+// Shutdown are ignored.
+func (e *Exporter) Export(s *span.Span) {
+	if s == nil || e.stopped.Load() {
+		return
+	}
+	if !e.sampler.keep(s) {
+		e.metrics.SampledOut.Inc()
+		return
+	}
+	select {
+	case e.queue <- s:
+	default:
+		e.metrics.QueueFull.Inc()
+	}
+}
+
+// Shutdown exports what is queued, within ctx, then closes the connection.
+// When ctx expires first, the export in flight is cancelled and the spans
+// still queued are dropped and counted as failed.
+func (e *Exporter) Shutdown(ctx context.Context) error {
+	e.stopOnce.Do(func() {
+		e.stopped.Store(true)
+		close(e.stop)
+	})
+	var errs []error
+	select {
+	case <-e.done:
+	case <-ctx.Done():
+		e.cancelRun()
+		<-e.done // quick now: exports are skipped once runCtx is done
+		errs = append(errs, fmt.Errorf("otlp exporter: flush: %w", ctx.Err()))
+	}
+	e.cancelRun()
+	e.clientOnce.Do(func() {
+		// With ctx expired the client still closes its connection; its
+		// error would only repeat the one above.
+		if err := e.client.Shutdown(ctx); err != nil && (len(errs) == 0 || !errors.Is(err, ctx.Err())) {
+			e.clientErr = fmt.Errorf("otlp exporter: close client: %w", err)
+		}
+	})
+	errs = append(errs, e.clientErr)
+	return errors.Join(errs...)
+}
+
+// run is the drain goroutine: it converts queued spans into batches and
+// exports a batch when it is full, when its oldest span has waited
+// BatchTimeout, and at shutdown.
+func (e *Exporter) run() {
+	defer close(e.done)
+	batch := make([]sdktrace.ReadOnlySpan, 0, e.cfg.BatchSize)
+	timer := time.NewTimer(e.cfg.BatchTimeout)
+	timer.Stop()
+	var timerC <-chan time.Time
+
+	flush := func() {
+		timer.Stop()
+		timerC = nil
+		if len(batch) == 0 {
+			return
+		}
+		e.export(batch)
+		clear(batch) // let the spans be collected
+		batch = batch[:0]
+	}
+	add := func(s *span.Span) {
+		batch = append(batch, e.conv.convert(s))
+		if len(batch) == 1 {
+			timer.Reset(e.cfg.BatchTimeout)
+			timerC = timer.C
+		}
+		if len(batch) >= e.cfg.BatchSize {
+			flush()
+		}
+	}
+	for {
+		select {
+		case s := <-e.queue:
+			add(s)
+		case <-timerC:
+			flush()
+		case <-e.stop:
+			for {
+				select {
+				case s := <-e.queue:
+					add(s)
+				default:
+					flush()
+					return
+				}
+			}
+		}
+	}
+}
+
+// export sends one batch and accounts for the outcome.
+func (e *Exporter) export(batch []sdktrace.ReadOnlySpan) {
+	n := float64(len(batch))
+	if err := e.runCtx.Err(); err != nil { // shutdown ran out of time
+		e.metrics.Failures.Inc()
+		e.metrics.ExportFailed.Add(n)
+		return
+	}
+	err := e.client.ExportSpans(e.runCtx, batch)
+	if err != nil {
+		e.metrics.Failures.Inc()
+		e.metrics.ExportFailed.Add(n)
+		e.noteFailure(err, len(batch))
+		return
+	}
+	e.metrics.Exported.Add(n)
+	if e.failing {
+		e.failing = false
+		if now := time.Now(); now.Sub(e.lastRecoveryLog) >= e.cfg.FailureLogInterval {
+			e.log.Info("OTLP export recovered", "unlogged_failures", e.suppressed)
+			e.lastRecoveryLog = now
+		}
+	}
+}
+
+// noteFailure logs a failed export, at most once per FailureLogInterval;
+// the failures in between are counted in the next log. Recoveries are
+// logged at most once per interval too, so a flapping backend cannot flood
+// the log.
+func (e *Exporter) noteFailure(err error, spans int) {
+	e.failing = true
+	now := time.Now()
+	if !e.lastLog.IsZero() && now.Sub(e.lastLog) < e.cfg.FailureLogInterval {
+		e.suppressed++
+		return
+	}
+	e.log.Warn("OTLP export failed, spans dropped",
+		"error", err, "spans", spans, "suppressed_failures", e.suppressed,
+		"next_report_after", e.cfg.FailureLogInterval)
+	e.lastLog = now
+	e.suppressed = 0
+}
