@@ -1,0 +1,78 @@
+# Periscope build, test and CI entry points. `sudo make test` (or `make test` as
+# root) is the full test suite; .ci/run is what CI executes.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+# sudo resets PATH: keep finding the Go toolchain and the sbin tools (appended, so
+# what the user has first wins).
+export PATH := $(PATH):/usr/local/go/bin:/usr/local/sbin:/usr/sbin:/sbin
+
+GO ?= go
+
+# Used by the bpf2go lines in bpf/.
+export BPF_CLANG := clang-19
+export BPF_CFLAGS := -O2 -g -Wall -Werror
+
+E2E_TIMEOUT ?= 45m
+
+.PHONY: deps generate build test unit-test e2e-test bench lint check-generated tools
+
+deps:
+	bash scripts/deps.sh
+
+generate: deps
+	$(GO) generate ./...
+
+build:
+	$(GO) build -o bin/periscope ./cmd/periscope
+
+test: deps tools
+	$(GO) vet ./...
+	$(MAKE) --no-print-directory unit-test
+	$(MAKE) --no-print-directory e2e-test
+
+# Everything outside test/e2e: no root needed.
+unit-test:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/test/e2e/')
+
+# End-to-end tests: real eBPF, real targets; root only, one package at a time.
+e2e-test:
+	@if [ "$$(id -u)" -ne 0 ]; then \
+		echo "make: the end-to-end tests load eBPF programs and must run as root: run 'sudo make test'" >&2; \
+		exit 1; \
+	fi
+	$(GO) test -count=1 -p 1 -timeout $(E2E_TIMEOUT) ./test/e2e/...
+
+bench: deps tools
+	bash test/bench/run.sh
+
+lint:
+	@unformatted="$$(gofmt -l .)"; \
+	if [ -n "$$unformatted" ]; then \
+		echo "gofmt: these files need formatting (gofmt -w):" >&2; \
+		echo "$$unformatted" >&2; \
+		exit 1; \
+	fi
+	$(GO) vet ./...
+
+# Fails when the generated files are stale or not committed: bpf/ and the bpf2go
+# outputs (*_bpfel.go/.o, *_bpfeb.go/.o) next to the //go:generate lines.
+GENERATED := bpf/ ':(glob)**/*_bpfel.go' ':(glob)**/*_bpfel.o' ':(glob)**/*_bpfeb.go' ':(glob)**/*_bpfeb.o'
+
+check-generated: generate
+	@if ! git diff --exit-code --stat -- $(GENERATED); then \
+		echo "check-generated: generated files differ from the committed ones: run 'make generate' and commit" >&2; \
+		exit 1; \
+	fi
+	@untracked="$$(git ls-files --others --exclude-standard -- $(GENERATED))"; \
+	if [ -n "$$untracked" ]; then \
+		echo "check-generated: generated files are not committed:" >&2; \
+		echo "$$untracked" >&2; \
+		exit 1; \
+	fi
+	@echo "check-generated: generated files are up to date"
+
+tools:
+	bash scripts/tools.sh jaeger hey
