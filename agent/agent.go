@@ -1,0 +1,187 @@
+// Package agent wires the pipeline together: discovery and collectors feed
+// the correlator, which feeds the exporters; it also serves /metrics and
+// /status. cmd/periscope is a thin shell around Run and Check.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/prometheus/client_golang/prometheus"
+	promcollectors "github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/periscope-apm/periscope/collectors"
+	"github.com/periscope-apm/periscope/collectors/openssl"
+	"github.com/periscope-apm/periscope/config"
+	"github.com/periscope-apm/periscope/correlator"
+	"github.com/periscope-apm/periscope/discovery"
+	"github.com/periscope-apm/periscope/exporters"
+	"github.com/periscope-apm/periscope/exporters/console"
+	"github.com/periscope-apm/periscope/exporters/otlp"
+	"github.com/periscope-apm/periscope/internal/tracefs"
+	"github.com/periscope-apm/periscope/metadata"
+	"github.com/periscope-apm/periscope/span"
+)
+
+// UsageError is a configuration the agent cannot run with (exit status 2).
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// shutdownTimeout bounds the flush of queued spans at exit.
+const shutdownTimeout = 10 * time.Second
+
+// Run runs the agent until ctx is done, then detaches every probe, flushes
+// the exporters and returns nil.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Writer) error {
+	if err := cfg.Validate(); err != nil {
+		return &UsageError{err}
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("remove memlock limit: %w", err)
+	}
+	if dir, mounted, err := tracefs.Ensure(); err != nil {
+		return err
+	} else if mounted {
+		log.Info("mounted tracefs", "dir", dir)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(promcollectors.NewGoCollector(), promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}))
+
+	exp, err := newExporters(ctx, cfg, log, reg, stdout)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := exp.Shutdown(sctx); err != nil {
+			log.Warn("flush spans at exit", "err", err)
+		}
+	}()
+
+	procs := metadata.NewProcesses(metadata.ProcessesConfig{})
+	corr, err := correlator.New(correlator.Config{
+		IdleTimeout:          cfg.HTTP.IdleTimeout,
+		CaptureQuery:         cfg.HTTP.CaptureQuery,
+		SensitiveQueryParams: cfg.HTTP.SensitiveQueryParams,
+		CaptureHeaders:       cfg.HTTP.CaptureHeaders,
+		SensitiveHeaders:     cfg.HTTP.SensitiveHeaders,
+	}, exp, procs, log, reg)
+	if err != nil {
+		return err
+	}
+	corrCtx, stopCorr := context.WithCancel(context.Background())
+	defer stopCorr()
+	go corr.Run(corrCtx)
+
+	sel := cfg.Processes.Selector()
+	var cols []collectors.Collector
+	if cfg.OpenSSL.Enabled {
+		cols = append(cols, openssl.New(openssl.Config{
+			PerProcess: !sel.All(),
+			RingBytes:  cfg.OpenSSL.RingBytes,
+		}, corr, log, reg))
+	}
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	var started []collectors.Collector
+	defer func() {
+		for _, c := range started {
+			if err := c.Close(); err != nil {
+				log.Warn("detach collector", "collector", c.Name(), "err", err)
+			}
+		}
+	}()
+	for _, c := range cols {
+		if err := c.Start(runCtx); err != nil {
+			return fmt.Errorf("start collector %s: %w", c.Name(), err)
+		}
+		started = append(started, c)
+	}
+
+	tracker := discovery.New(discovery.Config{Selector: sel}, log, reg)
+	tracker.Subscribe(processNames{procs})
+	for _, c := range started {
+		tracker.Subscribe(c)
+	}
+	if err := tracker.Start(runCtx); err != nil {
+		return fmt.Errorf("start process discovery: %w", err)
+	}
+	defer tracker.Close()
+
+	st := &status{tracker: tracker, collectors: started}
+	if cfg.MetricsAddr != "" {
+		ln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return &UsageError{fmt.Errorf("metrics_addr: %w", err)}
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		mux.Handle("/status", st)
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server", "err", err)
+			}
+		}()
+		defer srv.Close()
+		log.Info("serving /metrics and /status", "addr", ln.Addr().String())
+	}
+	st.setReady()
+	log.Info("agent running", "collectors", len(started), "processes", len(tracker.Processes()))
+
+	<-ctx.Done()
+	log.Info("stopping: detaching probes and flushing spans")
+	return nil
+}
+
+func newExporters(ctx context.Context, cfg config.Config, log *slog.Logger, reg prometheus.Registerer, stdout io.Writer) (span.Exporter, error) {
+	var exps []span.Exporter
+	if cfg.Console != "off" {
+		c, err := console.New(cfg.Console, stdout, reg)
+		if err != nil {
+			return nil, &UsageError{err}
+		}
+		exps = append(exps, c)
+	}
+	if otlp.Enabled() {
+		o, err := otlp.New(ctx, otlp.Config{Logger: log, Registerer: reg, ScopeVersion: Version()})
+		if err != nil {
+			return nil, &UsageError{fmt.Errorf("OTLP exporter: %w", err)}
+		}
+		exps = append(exps, o)
+		log.Info("exporting spans over OTLP")
+	}
+	return exporters.NewMulti(exps...), nil
+}
+
+// processNames records each process's identity as soon as it is seen, so
+// that spans finishing after a short-lived process exits still name it, and
+// forgets it a while after the exit (events of a process may be read after
+// discovery has seen it exit).
+type processNames struct{ procs *metadata.Processes }
+
+// forgetAfter is how long a process's identity outlives it.
+const forgetAfter = time.Minute
+
+func (p processNames) ProcessUpdated(proc discovery.Process, added []discovery.Mapping) {
+	if len(added) == len(proc.Maps) { // first report of this process
+		p.procs.Forget(proc.PID) // a PID reused by a new program
+	}
+	_, _ = p.procs.Observe(proc.PID)
+}
+
+func (p processNames) ProcessExited(pid uint32, _ time.Time) {
+	time.AfterFunc(forgetAfter, func() { p.procs.Forget(pid) })
+}

@@ -1,0 +1,58 @@
+package correlator
+
+import "time"
+
+// Config tunes a Correlator. Start from DefaultConfig.
+type Config struct {
+	// IdleTimeout ends requests that saw no activity on their connection
+	// for this long (error.type "timeout"), and drops the state of
+	// connections idle for this long.
+	IdleTimeout time.Duration
+	// MaxConnections caps the connections tracked; past it the least
+	// recently active connection is evicted.
+	MaxConnections int
+
+	// CaptureQuery exports query strings (url.query, url.full), with the
+	// values of SensitiveQueryParams replaced by REDACTED.
+	CaptureQuery bool
+	// SensitiveQueryParams names the query parameters whose values are
+	// redacted. Names match case-insensitively, ignoring '-', '_' and '.',
+	// and also as a word of a longer name (X-Amz-Signature matches
+	// "signature"). Empty means the defaults: token, access_token,
+	// password, passwd, secret, api_key, apikey, key, signature, sig, code,
+	// auth, session.
+	SensitiveQueryParams []string
+
+	// CaptureHeaders exports request and response headers as
+	// http.request.header.<name> / http.response.header.<name>.
+	CaptureHeaders bool
+	// SensitiveHeaders names headers whose values are redacted, in
+	// addition to Authorization, Cookie, Set-Cookie and
+	// Proxy-Authorization, which are always redacted.
+	SensitiveHeaders []string
+}
+
+// defaultSensitiveQueryParams are the query parameters redacted by default.
+var defaultSensitiveQueryParams = []string{
+	"token", "access_token", "password", "passwd", "secret", "api_key", "apikey",
+	"key", "signature", "sig", "code", "auth", "session",
+}
+
+// alwaysRedactedHeaders are the headers whose values never leave the agent.
+var alwaysRedactedHeaders = []string{"authorization", "cookie", "set-cookie", "proxy-authorization"}
+
+// Defaults.
+const (
+	DefaultIdleTimeout    = 2 * time.Minute
+	DefaultMaxConnections = 65536
+)
+
+// DefaultConfig returns the default configuration: no query strings, no
+// headers.
+func DefaultConfig() Config {
+	return Config{
+		IdleTimeout:          DefaultIdleTimeout,
+		MaxConnections:       DefaultMaxConnections,
+		SensitiveQueryParams: append([]string(nil), defaultSensitiveQueryParams...),
+	}
+}

@@ -1,0 +1,435 @@
+package correlator
+
+import (
+	"container/list"
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/periscope-apm/periscope/correlator/httpparse"
+	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/span"
+)
+
+// ProcessResolver names the process behind a PID.
+// metadata.Processes implements it.
+type ProcessResolver interface {
+	// Process returns the identity of the process. The correlator calls
+	// it when it first sees a PID and keeps the result for the spans of
+	// that process. It may return nil.
+	Process(pid uint32) *span.Process
+}
+
+// maxPendingPerConn bounds the requests waiting for a response on one
+// connection; past it the oldest is ended as evicted.
+const maxPendingPerConn = 64
+
+// Correlator turns collector events into spans. It implements events.Sink.
+// Its methods may be called from several goroutines (typically the event
+// reader and the goroutine running Run).
+type Correlator struct {
+	cfg   Config
+	exp   span.Exporter
+	procs ProcessResolver
+	log   *slog.Logger
+	m     *metrics
+
+	sensitiveQuery   map[string]bool
+	sensitiveHeaders map[string]bool
+
+	mu      sync.Mutex
+	rng     *rand.ChaCha8
+	pids    map[uint32]*procState
+	byTuple map[events.Tuple]*conn
+	lru     *list.List // of *conn; front = most recently active
+	nconns  int
+}
+
+// procState is what the correlator knows about one process.
+type procState struct {
+	pid   uint32
+	proc  *span.Process
+	conns map[uint64]*conn
+	// threads maps a TID to the server exchange it is serving.
+	threads map[uint32]*exchange
+}
+
+var _ events.Sink = (*Correlator)(nil)
+
+// New returns a Correlator that sends finished spans to exp. procs may be
+// nil (spans then carry only the PID), log may be nil (no logging) and reg
+// may be nil (metrics are kept but not registered).
+func New(cfg Config, exp span.Exporter, procs ProcessResolver, log *slog.Logger, reg prometheus.Registerer) (*Correlator, error) {
+	if exp == nil {
+		return nil, errors.New("correlator: nil exporter")
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = DefaultMaxConnections
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("correlator: %w", err)
+	}
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("correlator: seed span ID generator: %w", err)
+	}
+	c := &Correlator{
+		cfg:              cfg,
+		exp:              exp,
+		procs:            procs,
+		log:              log,
+		m:                m,
+		sensitiveQuery:   sensitiveNameSet(cfg.SensitiveQueryParams, defaultSensitiveQueryParams),
+		sensitiveHeaders: headerSet(cfg.SensitiveHeaders),
+		rng:              rand.NewChaCha8(seed),
+		pids:             make(map[uint32]*procState),
+		byTuple:          make(map[events.Tuple]*conn),
+		lru:              list.New(),
+	}
+	return c, nil
+}
+
+// Data handles a chunk of application bytes.
+func (c *Correlator) Data(d events.Data) {
+	if d.Dir != events.Read && d.Dir != events.Write {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	cn := c.connFor(d.Conn, d.Time)
+	c.touch(cn, d.Time)
+	if cn.ignored {
+		return
+	}
+	if cn.role == roleUnknown {
+		cn.start(d.Dir, d.Bytes)
+	}
+	p := cn.parser(d.Dir)
+	cn.tid = d.TID
+	err := p.Feed(httpparse.Chunk{Bytes: d.Bytes, Size: d.Size, Tail: d.Tail, Time: d.Time})
+	if err != nil {
+		c.giveUp(cn, err, d.Time)
+	}
+}
+
+// Bind handles the socket and addresses of a connection.
+func (c *Correlator) Bind(b events.Bind) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	cn := c.lookup(b.Conn)
+	if cn != nil && cn.bound && (cn.fd != b.FD || validTuple(cn.tuple) && validTuple(b.Tuple) && cn.tuple != b.Tuple) {
+		// A new socket behind a known key: a new connection.
+		c.endConn(cn, b.Time, reasonClosed)
+		c.remove(cn)
+		cn = nil
+	}
+	if cn == nil {
+		cn = c.connFor(b.Conn, b.Time)
+	}
+	c.touch(cn, b.Time)
+	cn.bound = true
+	cn.fd = b.FD
+	if validTuple(b.Tuple) && b.Tuple != cn.tuple {
+		if old, ok := c.byTuple[cn.tuple]; ok && old == cn {
+			delete(c.byTuple, cn.tuple)
+		}
+		cn.tuple = b.Tuple
+		cn.peerAddr = b.Tuple.Remote.Addr().Unmap().String()
+		c.byTuple[b.Tuple] = cn
+	}
+	// Addresses that arrive after the first request may link it now.
+	c.linkByTuple(cn)
+}
+
+// Close handles the close of a connection's socket.
+func (c *Correlator) Close(e events.Close) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	if cn := c.lookup(e.Conn); cn != nil {
+		c.endConn(cn, e.Time, reasonClosed)
+		c.remove(cn)
+	}
+}
+
+// Exit handles the exit of a process: its requests in flight end and all
+// its state is freed.
+func (c *Correlator) Exit(e events.Exit) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	ps := c.pids[e.PID]
+	if ps == nil {
+		return
+	}
+	for _, cn := range ps.conns {
+		c.endConn(cn, e.Time, reasonExit)
+		c.remove(cn)
+	}
+	delete(c.pids, e.PID)
+}
+
+// Expire ends the requests of connections idle for longer than the idle
+// timeout (error.type "timeout") and drops those connections' state. Call it
+// periodically, or use Run.
+func (c *Correlator) Expire(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	for e := c.lru.Back(); e != nil; {
+		cn := e.Value.(*conn)
+		if now.Sub(cn.lastActive) < c.cfg.IdleTimeout {
+			break
+		}
+		e = e.Prev()
+		c.endConn(cn, now, reasonTimeout)
+		c.remove(cn)
+	}
+}
+
+// Run calls Expire every few seconds until ctx is done.
+func (c *Correlator) Run(ctx context.Context) error {
+	interval := min(5*time.Second, max(c.cfg.IdleTimeout/4, 10*time.Millisecond))
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case now := <-t.C:
+			c.Expire(now)
+		}
+	}
+}
+
+// Connections returns the number of connections tracked.
+func (c *Correlator) Connections() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nconns
+}
+
+// lookup returns the state of a connection, or nil.
+func (c *Correlator) lookup(id events.ConnID) *conn {
+	if ps := c.pids[id.PID]; ps != nil {
+		return ps.conns[id.Key]
+	}
+	return nil
+}
+
+// connFor returns the state of a connection, creating it (and evicting the
+// least recently active connection when at the cap).
+func (c *Correlator) connFor(id events.ConnID, now time.Time) *conn {
+	ps := c.pids[id.PID]
+	if ps != nil {
+		if cn := ps.conns[id.Key]; cn != nil {
+			return cn
+		}
+	}
+	for c.nconns >= c.cfg.MaxConnections && c.lru.Len() > 0 {
+		old := c.lru.Back().Value.(*conn)
+		c.endConn(old, now, reasonEvicted)
+		c.remove(old)
+	}
+	if ps = c.pids[id.PID]; ps == nil {
+		ps = &procState{
+			pid:     id.PID,
+			proc:    c.resolve(id.PID),
+			conns:   make(map[uint64]*conn),
+			threads: make(map[uint32]*exchange),
+		}
+		c.pids[id.PID] = ps
+	}
+	cn := &conn{c: c, id: id, ps: ps, scheme: "https", lastActive: now}
+	cn.elem = c.lru.PushFront(cn)
+	ps.conns[id.Key] = cn
+	c.nconns++
+	c.m.tracked.Set(float64(c.nconns))
+	return cn
+}
+
+func (c *Correlator) resolve(pid uint32) *span.Process {
+	if c.procs != nil {
+		if p := c.procs.Process(pid); p != nil {
+			return p
+		}
+	}
+	return &span.Process{
+		PID:         pid,
+		ServiceName: "unknown_service",
+		Attributes:  []attribute.KeyValue{attribute.Int64("process.pid", int64(pid))},
+	}
+}
+
+func (c *Correlator) touch(cn *conn, t time.Time) {
+	if t.After(cn.lastActive) {
+		cn.lastActive = t
+	}
+	c.lru.MoveToFront(cn.elem)
+}
+
+// remove forgets a connection whose requests have been ended.
+func (c *Correlator) remove(cn *conn) {
+	ps := cn.ps
+	if ps.conns[cn.id.Key] != cn {
+		return
+	}
+	delete(ps.conns, cn.id.Key)
+	if len(ps.conns) == 0 {
+		delete(c.pids, ps.pid)
+	}
+	if validTuple(cn.tuple) && c.byTuple[cn.tuple] == cn {
+		delete(c.byTuple, cn.tuple)
+	}
+	c.lru.Remove(cn.elem)
+	c.nconns--
+	c.m.tracked.Set(float64(c.nconns))
+	cn.req, cn.resp = nil, nil
+}
+
+// endConn ends everything in flight on a connection that is going away. A
+// response delimited by the connection's end completes normally; other
+// requests without a complete response end with error.type reason.
+func (c *Correlator) endConn(cn *conn, t time.Time, reason string) {
+	if !cn.ignored && cn.resp != nil {
+		cn.resp.EOF(t) // may complete a read-until-close response
+	}
+	if cn.req != nil {
+		cn.req.EOF(t) // a request without a parsed head cannot be named
+	}
+	c.endPending(cn, t, reason)
+}
+
+// endPending ends the requests of a connection that wait for a response.
+func (c *Correlator) endPending(cn *conn, t time.Time, reason string) {
+	pending := cn.pending
+	cn.pending = nil
+	for _, x := range pending {
+		c.finish(x, x.resp, t, reason)
+	}
+}
+
+// giveUp stops parsing a connection after a parse error.
+func (c *Correlator) giveUp(cn *conn, err error, t time.Time) {
+	if errors.Is(err, httpparse.ErrNotHTTP) {
+		c.m.notHTTP.Inc()
+		c.log.Debug("connection is not HTTP/1.x, ignoring it", "conn", cn.id, "error", err)
+	} else {
+		c.m.parseErrors.Inc()
+		c.log.Debug("HTTP parse error, ignoring the connection", "conn", cn.id, "error", err)
+	}
+	cn.ignored = true
+	cn.req, cn.resp = nil, nil
+	c.endPending(cn, t, reasonParseError)
+}
+
+// finish builds and exports the span of an exchange. resp may be nil or
+// incomplete; reason is empty for a complete exchange.
+func (c *Correlator) finish(x *exchange, resp *httpparse.Message, end time.Time, reason string) {
+	x.done = true
+	cn := x.conn
+	if cn.role == roleServer && cn.ps.threads[x.tid] == x {
+		delete(cn.ps.threads, x.tid)
+	}
+	s := c.buildSpan(x, resp, end, reason)
+	if s.Kind == span.Server {
+		c.m.spansServer.Inc()
+	} else {
+		c.m.spansClient.Inc()
+	}
+	if reason != "" {
+		c.m.incomplete[reason].Inc()
+	}
+	c.exp.Export(s)
+}
+
+// linkByTuple links the server requests of a connection with the client
+// requests of its mirror connection (the other end, traced on this node).
+func (c *Correlator) linkByTuple(cn *conn) {
+	if !validTuple(cn.tuple) || cn.role == roleUnknown || cn.ignored {
+		return
+	}
+	other := c.byTuple[events.Tuple{Local: cn.tuple.Remote, Remote: cn.tuple.Local}]
+	if other == nil || other == cn || other.ignored {
+		return
+	}
+	switch {
+	case cn.role == roleServer && other.role == roleClient:
+		pair(other, cn)
+	case cn.role == roleClient && other.role == roleServer:
+		pair(cn, other)
+	}
+}
+
+// pair matches, in order, the server requests on sv that are not yet
+// matched with the client requests on cl that are not yet matched. A
+// matched server request without a parent becomes the client request's
+// child.
+func pair(cl, sv *conn) {
+	ci := 0
+	for _, sx := range sv.pending {
+		if sx.peer != nil {
+			continue
+		}
+		for ci < len(cl.pending) && cl.pending[ci].peer != nil {
+			ci++
+		}
+		if ci == len(cl.pending) {
+			return
+		}
+		cx := cl.pending[ci]
+		if cx.req.Start.After(sx.req.Start) {
+			// The client wrote this request after the server read
+			// sx: they are not the same request.
+			continue
+		}
+		ci++
+		cx.peer, sx.peer = sx, cx
+		if !sx.hasRemote && sx.parent == nil && !sx.fixed {
+			sx.parent = cx
+		}
+	}
+}
+
+func (c *Correlator) newSpanID() trace.SpanID {
+	var id trace.SpanID
+	for !id.IsValid() {
+		putUint64(id[:], c.rng.Uint64())
+	}
+	return id
+}
+
+func (c *Correlator) newTraceID() trace.TraceID {
+	var id trace.TraceID
+	for !id.IsValid() {
+		putUint64(id[:8], c.rng.Uint64())
+		putUint64(id[8:], c.rng.Uint64())
+	}
+	return id
+}
+
+func putUint64(b []byte, v uint64) {
+	for i := range 8 {
+		b[i] = byte(v >> (8 * i))
+	}
+}
+
+func validTuple(t events.Tuple) bool { return t.Local.IsValid() && t.Remote.IsValid() }

@@ -1,0 +1,21 @@
+// Package correlator turns the events of the collectors into spans.
+//
+// A Correlator keeps state per connection: the role of the traced process
+// on it (server when the first data was read, client when it was written),
+// one HTTP/1.x parser per direction (package httpparse), and the requests
+// waiting for their responses, matched in order. When a response completes,
+// when the connection closes or the process exits, or when a request has
+// waited too long, it builds a span.Span with OpenTelemetry HTTP semantic
+// convention attributes and hands it to a span.Exporter.
+//
+// Spans are linked without any help from the application: an incoming
+// traceparent header makes the remote span the parent of a server span; a
+// client request sent by a thread that is serving a request becomes the
+// child of that server span; and a server span whose connection is the
+// mirror image of a client connection of another traced process on the same
+// node becomes the child of that client span.
+//
+// Query strings and headers are not exported unless the Config asks for
+// them, and the values of credentials (Authorization, Cookie, sensitive query
+// parameters) never leave the agent.
+package correlator

@@ -1,0 +1,74 @@
+package correlator
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Reasons a request ends without a complete response (error.type and the
+// reason label of periscope_requests_incomplete_total).
+const (
+	reasonClosed     = "connection_closed"
+	reasonExit       = "process_exited"
+	reasonTimeout    = "timeout"
+	reasonEvicted    = "evicted"
+	reasonParseError = "parse_error"
+)
+
+// metrics are the correlator's own counters.
+type metrics struct {
+	spansServer, spansClient prometheus.Counter
+	notHTTP                  prometheus.Counter
+	parseErrors              prometheus.Counter
+	incomplete               map[string]prometheus.Counter // by reason
+	tracked                  prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	spans := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "periscope_spans_total",
+		Help: "Spans built by the correlator, by kind.",
+	}, []string{"kind"})
+	notHTTP := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "periscope_connections_not_http_total",
+		Help: "Connections given up on because their bytes are not HTTP/1.x.",
+	})
+	parseErrors := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "periscope_http_parse_errors_total",
+		Help: "Connections given up on because they broke the HTTP/1.x protocol.",
+	})
+	incomplete := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "periscope_requests_incomplete_total",
+		Help: "Requests that ended without a complete response, by reason.",
+	}, []string{"reason"})
+	tracked := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "periscope_connections_tracked",
+		Help: "Connections the correlator keeps state for.",
+	})
+	if reg != nil {
+		for _, c := range []prometheus.Collector{spans, notHTTP, parseErrors, incomplete, tracked} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register correlator metrics: %w", err)
+			}
+		}
+	}
+	m := &metrics{
+		spansServer: spans.WithLabelValues("server"),
+		spansClient: spans.WithLabelValues("client"),
+		notHTTP:     notHTTP,
+		parseErrors: parseErrors,
+		incomplete:  make(map[string]prometheus.Counter),
+		tracked:     tracked,
+	}
+	for reason, label := range map[string]string{
+		reasonClosed:     "closed",
+		reasonExit:       "exit",
+		reasonTimeout:    "timeout",
+		reasonEvicted:    "evicted",
+		reasonParseError: "parse_error",
+	} {
+		m.incomplete[reason] = incomplete.WithLabelValues(label)
+	}
+	return m, nil
+}

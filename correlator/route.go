@@ -1,0 +1,132 @@
+package correlator
+
+import "strings"
+
+// idPlaceholder replaces path segments that look like identifiers.
+const idPlaceholder = "{id}"
+
+// Route returns a low-cardinality template of a URL path for http.route and
+// span names: path segments that look like identifiers (numbers, UUIDs,
+// hashes, long tokens, e-mail addresses, dates and versions) become {id},
+// so that /users/123/orders/9f8e7a6b5c4d3e2f1a0b becomes
+// /users/{id}/orders/{id}. Paths that are empty or do not start with "/"
+// give "/". A path without identifiers is returned as is.
+func Route(path string) string {
+	if path == "" || path[0] != '/' {
+		return "/"
+	}
+	// First pass: find whether anything needs to change.
+	changed := false
+	forSegments(path, func(seg string) bool {
+		changed = isIDSegment(seg)
+		return !changed
+	})
+	if !changed {
+		return path
+	}
+	var b strings.Builder
+	b.Grow(len(path))
+	forSegments(path, func(seg string) bool {
+		b.WriteByte('/')
+		if isIDSegment(seg) {
+			b.WriteString(idPlaceholder)
+		} else {
+			b.WriteString(seg)
+		}
+		return true
+	})
+	return b.String()
+}
+
+// forSegments calls f with each segment of path (which starts with "/")
+// until f returns false.
+func forSegments(path string, f func(string) bool) {
+	rest := path[1:]
+	for {
+		i := strings.IndexByte(rest, '/')
+		if i < 0 {
+			f(rest)
+			return
+		}
+		if !f(rest[:i]) {
+			return
+		}
+		rest = rest[i+1:]
+	}
+}
+
+// isIDSegment reports whether a path segment looks like an identifier
+// rather than a fixed part of a route.
+func isIDSegment(s string) bool {
+	if s == "" {
+		return false
+	}
+	if len(s) >= 40 {
+		// Nothing this long is a fixed route word.
+		return true
+	}
+	var digits, hexLetters, letters, other int
+	tokenChars := true // [A-Za-z0-9._~=+-]
+	numeric := true    // digits and separators only
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case '0' <= c && c <= '9':
+			digits++
+		case 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
+			hexLetters++
+			letters++
+			numeric = false
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+			letters++
+			numeric = false
+		case c == '-' || c == '.' || c == '_' || c == ':':
+			other++
+		case c == '~' || c == '=' || c == '+':
+			other++
+			numeric = false
+		case c == '@':
+			return len(s) >= 3
+		default:
+			tokenChars = false
+			numeric = false
+		}
+	}
+	switch {
+	case digits == len(s):
+		return true // 123
+	case numeric && digits > 0:
+		return true // 2024-01-02, 1.2.3, 12:30
+	case isUUID(s):
+		return true
+	case digits+hexLetters == len(s) && len(s) >= 16:
+		return true // hashes, ObjectIDs
+	case digits+hexLetters == len(s) && len(s) >= 8 && digits > 0 && hexLetters > 0:
+		return true // short hashes: 9f8e7a6b
+	case tokenChars && len(s) >= 16 && digits > 0 && letters > 0:
+		return true // base64url tokens, ULIDs, slugs with numbers
+	case tokenChars && other == 0 && len(s) >= 6 && letters > 0 && digits*10 >= len(s)*3:
+		return true // abc123, user42
+	}
+	return false
+}
+
+// isUUID reports whether s has the 8-4-4-4-12 hex form.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if c != '-' {
+				return false
+			}
+			continue
+		}
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,373 @@
+package metadata
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/periscope-apm/periscope/span"
+)
+
+// Limits on what is read from /proc and put on a resource.
+const (
+	maxEnvironBytes    = 1 << 20 // bytes of /proc/PID/environ read
+	maxCmdlineBytes    = 64 << 10
+	maxArgsBytes       = 1024 // process.command_args only when the args are this small...
+	maxArgs            = 32   // ...and this few
+	maxResourceAttrs   = 64   // keys taken from OTEL_RESOURCE_ATTRIBUTES
+	defaultMaxEntries  = 1 << 16
+	unknownServiceName = "unknown_service"
+	redactedArg        = "REDACTED"
+)
+
+// Processes resolves PIDs to process identities (service.name and resource
+// attributes) from /proc and caches them. An identity is kept after the
+// process exits, because its spans may finish later, until Forget is
+// called. It is safe for concurrent use.
+type Processes struct {
+	root       string
+	hostName   string
+	maxEntries int
+
+	mu    sync.Mutex
+	cache map[uint32]*span.Process
+}
+
+// ProcessesConfig configures a Processes resolver. The zero value reads
+// /proc and names this host.
+type ProcessesConfig struct {
+	// ProcRoot is where the proc file system is mounted; "" means "/proc".
+	ProcRoot string
+	// HostName is put on every identity as host.name; "" means the name
+	// of this host (os.Hostname).
+	HostName string
+	// MaxEntries caps the identities cached; 0 means 65536. Past it the
+	// identities of processes that no longer exist are dropped first.
+	MaxEntries int
+}
+
+// NewProcesses returns a resolver configured by cfg.
+func NewProcesses(cfg ProcessesConfig) *Processes {
+	if cfg.ProcRoot == "" {
+		cfg.ProcRoot = "/proc"
+	}
+	if cfg.HostName == "" {
+		cfg.HostName, _ = os.Hostname()
+	}
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = defaultMaxEntries
+	}
+	return &Processes{
+		root:       cfg.ProcRoot,
+		hostName:   cfg.HostName,
+		maxEntries: cfg.MaxEntries,
+		cache:      make(map[uint32]*span.Process),
+	}
+}
+
+// Observe resolves a process now and caches its identity, replacing any
+// older one (call it when a process is discovered or executes a new
+// program). It fails when the process cannot be read.
+func (p *Processes) Observe(pid uint32) (*span.Process, error) {
+	proc, err := p.resolve(pid)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.store(pid, proc)
+	return proc, nil
+}
+
+// Process returns the identity of a process: the cached one, or one
+// resolved now. It never returns nil: a process that cannot be read gets an
+// identity with only its PID (which is cached too).
+func (p *Processes) Process(pid uint32) *span.Process {
+	p.mu.Lock()
+	proc := p.cache[pid]
+	p.mu.Unlock()
+	if proc != nil {
+		return proc
+	}
+	proc, err := p.resolve(pid)
+	if err != nil {
+		proc = p.minimal(pid)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cached := p.cache[pid]; cached != nil {
+		return cached // resolved concurrently
+	}
+	p.store(pid, proc)
+	return proc
+}
+
+// Forget drops the identity of a process (call it once the spans of an
+// exited process are done, so that a new process with the same PID is
+// resolved afresh).
+func (p *Processes) Forget(pid uint32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.cache, pid)
+}
+
+// store caches an identity; p.mu is held. When the cache is full, the
+// identities of processes that no longer exist are dropped first.
+func (p *Processes) store(pid uint32, proc *span.Process) {
+	if _, ok := p.cache[pid]; !ok && len(p.cache) >= p.maxEntries {
+		for old := range p.cache {
+			if _, err := os.Stat(filepath.Join(p.root, strconv.FormatUint(uint64(old), 10))); errors.Is(err, os.ErrNotExist) {
+				delete(p.cache, old)
+			}
+		}
+		for old := range p.cache {
+			if len(p.cache) < p.maxEntries {
+				break
+			}
+			delete(p.cache, old)
+		}
+	}
+	p.cache[pid] = proc
+}
+
+func (p *Processes) minimal(pid uint32) *span.Process {
+	attrs := []attribute.KeyValue{attribute.Int64("process.pid", int64(pid))}
+	if p.hostName != "" {
+		attrs = append(attrs, attribute.String("host.name", p.hostName))
+	}
+	return &span.Process{PID: pid, ServiceName: unknownServiceName, Attributes: attrs}
+}
+
+// resolve reads a process's identity from /proc.
+func (p *Processes) resolve(pid uint32) (*span.Process, error) {
+	dir := filepath.Join(p.root, strconv.FormatUint(uint64(pid), 10))
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("resolve process %d: %w", pid, err)
+	}
+
+	exe, _ := os.Readlink(filepath.Join(dir, "exe"))
+	exe = strings.TrimSuffix(exe, " (deleted)")
+	var argv []string
+	if b, err := readLimited(filepath.Join(dir, "cmdline"), maxCmdlineBytes); err == nil {
+		argv = splitNUL(b)
+	}
+	comm := ""
+	if b, err := readLimited(filepath.Join(dir, "comm"), 256); err == nil {
+		comm = strings.TrimSpace(string(b))
+	}
+	var env environ
+	if b, err := readLimited(filepath.Join(dir, "environ"), maxEnvironBytes); err == nil {
+		env = parseEnviron(b)
+	}
+
+	exeName := ""
+	switch {
+	case exe != "":
+		exeName = filepath.Base(exe)
+	case comm != "":
+		exeName = comm
+	case len(argv) > 0:
+		exeName = filepath.Base(argv[0])
+	}
+
+	resAttrs := parseResourceAttributes(env.resourceAttributes)
+	service := strings.TrimSpace(env.serviceName)
+	if service == "" {
+		service = resAttrs["service.name"]
+	}
+	if service == "" {
+		service = exeName
+	}
+	if service == "" {
+		service = unknownServiceName
+	}
+
+	attrs := []attribute.KeyValue{attribute.Int64("process.pid", int64(pid))}
+	if exeName != "" {
+		attrs = append(attrs, attribute.String("process.executable.name", exeName))
+	}
+	if exe != "" {
+		attrs = append(attrs, attribute.String("process.executable.path", exe))
+	}
+	if len(argv) > 0 {
+		attrs = append(attrs, attribute.String("process.command", argv[0]))
+		if args := smallArgs(argv); args != nil {
+			attrs = append(attrs, attribute.StringSlice("process.command_args", args))
+		}
+	}
+	if p.hostName != "" {
+		attrs = append(attrs, attribute.String("host.name", p.hostName))
+	}
+	// The application's own resource attributes, except those this
+	// resolver knows better.
+	keys := make([]string, 0, len(resAttrs))
+	for k := range resAttrs {
+		if k != "service.name" && k != "host.name" && !strings.HasPrefix(k, "process.") {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		attrs = append(attrs, attribute.String(k, resAttrs[k]))
+	}
+	return &span.Process{PID: pid, ServiceName: service, Attributes: attrs}, nil
+}
+
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, limit))
+}
+
+func splitNUL(b []byte) []string {
+	b = bytes.TrimRight(b, "\x00")
+	if len(b) == 0 {
+		return nil
+	}
+	parts := bytes.Split(b, []byte{0})
+	out := make([]string, len(parts))
+	for i, p := range parts {
+		out[i] = string(p)
+	}
+	return out
+}
+
+// environ holds the variables the resolver reads. Nothing else from the
+// environment is kept: it holds secrets.
+type environ struct {
+	serviceName        string
+	resourceAttributes string
+}
+
+func parseEnviron(b []byte) environ {
+	var env environ
+	for len(b) > 0 {
+		var kv []byte
+		if i := bytes.IndexByte(b, 0); i >= 0 {
+			kv, b = b[:i], b[i+1:]
+		} else {
+			kv, b = b, nil
+		}
+		k, v, ok := bytes.Cut(kv, []byte{'='})
+		if !ok {
+			continue
+		}
+		switch string(k) {
+		case "OTEL_SERVICE_NAME":
+			env.serviceName = string(v)
+		case "OTEL_RESOURCE_ATTRIBUTES":
+			env.resourceAttributes = string(v)
+		}
+	}
+	return env
+}
+
+// parseResourceAttributes parses OTEL_RESOURCE_ATTRIBUTES: comma-separated
+// key=value pairs with percent-encoded values. Invalid pairs are skipped.
+func parseResourceAttributes(s string) map[string]string {
+	out := make(map[string]string)
+	for pair := range strings.SplitSeq(s, ",") {
+		if len(out) >= maxResourceAttrs {
+			break
+		}
+		k, v, ok := strings.Cut(pair, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" {
+			continue
+		}
+		dv, err := percentDecode(v)
+		if err != nil {
+			continue
+		}
+		out[k] = dv
+	}
+	return out
+}
+
+func percentDecode(s string) (string, error) {
+	if !strings.Contains(s, "%") {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", errors.New("truncated % escape")
+		}
+		v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", fmt.Errorf("bad %% escape: %w", err)
+		}
+		b.WriteByte(byte(v))
+		i += 2
+	}
+	return b.String(), nil
+}
+
+// smallArgs returns the arguments after argv[0] when they are few and
+// short, with the values of secret-looking flags redacted; nil otherwise.
+func smallArgs(argv []string) []string {
+	args := argv[1:]
+	if len(args) == 0 || len(args) > maxArgs {
+		return nil
+	}
+	n := 0
+	for _, a := range args {
+		n += len(a)
+	}
+	if n > maxArgsBytes {
+		return nil
+	}
+	out := make([]string, len(args))
+	redactNext := false
+	for i, a := range args {
+		switch {
+		case redactNext && !strings.HasPrefix(a, "-"):
+			out[i] = redactedArg
+			redactNext = false
+			continue
+		case strings.HasPrefix(a, "-"):
+			redactNext = false
+			name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+			if secretFlag(name) {
+				if hasValue {
+					out[i] = a[:strings.IndexByte(a, '=')+1] + redactedArg
+					continue
+				}
+				redactNext = true
+			}
+		}
+		out[i] = a
+	}
+	return out
+}
+
+// secretFlag reports whether a command-line flag name looks like it takes a
+// secret.
+func secretFlag(name string) bool {
+	for w := range strings.FieldsFuncSeq(strings.ToLower(name), func(r rune) bool {
+		return r == '-' || r == '_' || r == '.'
+	}) {
+		switch w {
+		case "password", "passwd", "pass", "pwd", "secret", "token", "key", "apikey",
+			"auth", "credential", "credentials", "private":
+			return true
+		}
+	}
+	return false
+}

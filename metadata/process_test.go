@@ -1,0 +1,266 @@
+package metadata
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/periscope-apm/periscope/span"
+)
+
+// fakeProc describes one process of a fake /proc.
+type fakeProc struct {
+	exe     string   // target of the exe link; "" for none
+	cmdline []string // NUL-joined
+	comm    string
+	environ []string
+}
+
+func writeProc(t *testing.T, root string, pid uint32, fp fakeProc) {
+	t.Helper()
+	dir := filepath.Join(root, strconv.Itoa(int(pid)))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if fp.exe != "" {
+		if err := os.Symlink(fp.exe, filepath.Join(dir, "exe")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fp.cmdline != nil {
+		write("cmdline", strings.Join(fp.cmdline, "\x00")+"\x00")
+	}
+	if fp.comm != "" {
+		write("comm", fp.comm+"\n")
+	}
+	write("environ", strings.Join(fp.environ, "\x00")+"\x00")
+}
+
+func attrMap(p *span.Process) map[string]string {
+	m := make(map[string]string)
+	for _, kv := range p.Attributes {
+		m[string(kv.Key)] = kv.Value.Emit()
+	}
+	return m
+}
+
+func TestProcessesResolve(t *testing.T) {
+	tests := []struct {
+		name        string
+		proc        fakeProc
+		wantService string
+		want        map[string]string // attributes that must be present
+		absent      []string          // attributes that must not be present
+	}{
+		{
+			name: "OTEL_SERVICE_NAME",
+			proc: fakeProc{
+				exe:     "/usr/bin/python3.11",
+				cmdline: []string{"python3", "-m", "http.server", "8443"},
+				comm:    "python3",
+				environ: []string{"PATH=/bin", "OTEL_SERVICE_NAME=checkout", "AWS_SECRET_ACCESS_KEY=hunter2"},
+			},
+			wantService: "checkout",
+			want: map[string]string{
+				"process.pid":             "100",
+				"process.executable.name": "python3.11",
+				"process.executable.path": "/usr/bin/python3.11",
+				"process.command":         "python3",
+				"process.command_args":    `["-m","http.server","8443"]`,
+				"host.name":               "node-1",
+			},
+		},
+		{
+			name: "service.name from OTEL_RESOURCE_ATTRIBUTES, other keys kept",
+			proc: fakeProc{
+				exe:     "/srv/app",
+				cmdline: []string{"/srv/app"},
+				environ: []string{"OTEL_RESOURCE_ATTRIBUTES=service.name=cart, service.namespace=shop,deployment.environment=prod%20eu,bad,process.pid=1,host.name=spoof"},
+			},
+			wantService: "cart",
+			want: map[string]string{
+				"service.namespace":      "shop",
+				"deployment.environment": "prod eu",
+				"process.pid":            "100",
+				"host.name":              "node-1",
+			},
+			absent: []string{"service.name", "bad", "process.command_args"},
+		},
+		{
+			name: "OTEL_SERVICE_NAME beats OTEL_RESOURCE_ATTRIBUTES",
+			proc: fakeProc{
+				exe:     "/srv/app",
+				environ: []string{"OTEL_RESOURCE_ATTRIBUTES=service.name=from-attrs", "OTEL_SERVICE_NAME=from-env"},
+			},
+			wantService: "from-env",
+		},
+		{
+			name:        "executable name when nothing is configured",
+			proc:        fakeProc{exe: "/usr/sbin/nginx", cmdline: []string{"nginx: worker process"}, comm: "nginx"},
+			wantService: "nginx",
+			want:        map[string]string{"process.command": "nginx: worker process"},
+		},
+		{
+			name:        "deleted executable",
+			proc:        fakeProc{exe: "/opt/app/server (deleted)"},
+			wantService: "server",
+			want:        map[string]string{"process.executable.path": "/opt/app/server"},
+		},
+		{
+			name:        "unreadable exe link: comm",
+			proc:        fakeProc{cmdline: []string{"/x/y/z"}, comm: "worker"},
+			wantService: "worker",
+			want:        map[string]string{"process.executable.name": "worker"},
+			absent:      []string{"process.executable.path"},
+		},
+		{
+			name:        "nothing readable",
+			proc:        fakeProc{},
+			wantService: "unknown_service",
+			absent:      []string{"process.executable.name", "process.command"},
+		},
+		{
+			name:        "long arguments are left out",
+			proc:        fakeProc{exe: "/bin/java", cmdline: []string{"java", "-cp", strings.Repeat("a.jar:", 400), "Main"}},
+			wantService: "java",
+			want:        map[string]string{"process.command": "java"},
+			absent:      []string{"process.command_args"},
+		},
+		{
+			name: "secret flags are redacted",
+			proc: fakeProc{exe: "/bin/db", cmdline: []string{
+				"db", "--password=hunter2", "--api-key", "k123", "-token", "t", "--verbose", "--db-pass=x", "--port", "5432",
+			}},
+			wantService: "db",
+			want: map[string]string{
+				"process.command_args": `["--password=REDACTED","--api-key","REDACTED","-token","REDACTED","--verbose","--db-pass=REDACTED","--port","5432"]`,
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			writeProc(t, root, 100, tc.proc)
+			ps := NewProcesses(ProcessesConfig{ProcRoot: root, HostName: "node-1"})
+			p, err := ps.Observe(100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.PID != 100 || p.ServiceName != tc.wantService {
+				t.Errorf("pid %d service %q, want 100 %q", p.PID, p.ServiceName, tc.wantService)
+			}
+			got := attrMap(p)
+			for k, v := range tc.want {
+				if got[k] != v {
+					t.Errorf("%s = %q, want %q", k, got[k], v)
+				}
+			}
+			for _, k := range tc.absent {
+				if _, ok := got[k]; ok {
+					t.Errorf("%s present: %q", k, got[k])
+				}
+			}
+			for k, v := range got {
+				if strings.Contains(v, "hunter2") || strings.Contains(v, "k123") {
+					t.Errorf("secret leaked in %s=%q", k, v)
+				}
+			}
+		})
+	}
+}
+
+func TestProcessesCache(t *testing.T) {
+	root := t.TempDir()
+	writeProc(t, root, 7, fakeProc{exe: "/bin/sh", environ: []string{"OTEL_SERVICE_NAME=first"}})
+	ps := NewProcesses(ProcessesConfig{ProcRoot: root, HostName: "h"})
+
+	p1 := ps.Process(7)
+	if p1.ServiceName != "first" {
+		t.Fatalf("service %q", p1.ServiceName)
+	}
+	// The process exits: its identity stays until Forget.
+	if err := os.RemoveAll(filepath.Join(root, "7")); err != nil {
+		t.Fatal(err)
+	}
+	if p := ps.Process(7); p != p1 {
+		t.Errorf("identity not kept after exit: %+v", p)
+	}
+	if _, err := ps.Observe(7); err == nil {
+		t.Errorf("Observe of a missing process succeeded")
+	}
+	ps.Forget(7)
+	p := ps.Process(7)
+	if p.ServiceName != "unknown_service" || p.PID != 7 {
+		t.Errorf("after Forget: %+v", p)
+	}
+	if attrMap(p)["process.pid"] != "7" || attrMap(p)["host.name"] != "h" {
+		t.Errorf("minimal identity attributes: %v", p.Attributes)
+	}
+
+	// A new program under the same PID (exec): Observe replaces the
+	// identity.
+	ps.Forget(7)
+	writeProc(t, root, 7, fakeProc{exe: "/bin/sh", environ: []string{"OTEL_SERVICE_NAME=first"}})
+	ps.Process(7)
+	if err := os.RemoveAll(filepath.Join(root, "7")); err != nil {
+		t.Fatal(err)
+	}
+	writeProc(t, root, 7, fakeProc{exe: "/usr/bin/second"})
+	if p, err := ps.Observe(7); err != nil || p.ServiceName != "second" {
+		t.Fatalf("Observe after exec: %v %+v", err, p)
+	}
+	if p := ps.Process(7); p.ServiceName != "second" {
+		t.Errorf("cached identity after exec: %q", p.ServiceName)
+	}
+}
+
+func TestProcessesBounded(t *testing.T) {
+	root := t.TempDir()
+	ps := NewProcesses(ProcessesConfig{ProcRoot: root, HostName: "h", MaxEntries: 4})
+	writeProc(t, root, 1, fakeProc{exe: "/bin/alive"})
+	ps.Process(1)
+	for pid := uint32(2); pid < 20; pid++ {
+		ps.Process(pid) // not in the fake /proc: dead
+	}
+	if len(ps.cache) > 4 {
+		t.Errorf("cache holds %d entries", len(ps.cache))
+	}
+	if p := ps.cache[1]; p == nil || p.ServiceName != "alive" {
+		t.Errorf("live process dropped before dead ones: %+v", p)
+	}
+}
+
+func TestProcessesDefaults(t *testing.T) {
+	ps := NewProcesses(ProcessesConfig{})
+	if ps.root != "/proc" || ps.maxEntries != defaultMaxEntries {
+		t.Errorf("defaults: root %q max %d", ps.root, ps.maxEntries)
+	}
+	// This test's own process resolves from the real /proc.
+	p, err := ps.Observe(uint32(os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ServiceName == "" || attrMap(p)["process.pid"] != strconv.Itoa(os.Getpid()) {
+		t.Errorf("self: %+v", p)
+	}
+}
+
+func TestPercentDecode(t *testing.T) {
+	for in, want := range map[string]string{"a%20b": "a b", "plain": "plain", "%41%42": "AB"} {
+		if got, err := percentDecode(in); err != nil || got != want {
+			t.Errorf("percentDecode(%q) = %q, %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"%", "%4", "%zz"} {
+		if _, err := percentDecode(in); err == nil {
+			t.Errorf("percentDecode(%q) succeeded", in)
+		}
+	}
+}
