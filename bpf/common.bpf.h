@@ -64,6 +64,7 @@ static __always_inline void output(void *rec, __u64 size)
 const struct data_event *unused_data_event __attribute__((unused));
 const struct bind_event *unused_bind_event __attribute__((unused));
 const struct close_event *unused_close_event __attribute__((unused));
+const struct write_result_event *unused_write_result_event __attribute__((unused));
 const struct proc_event *unused_proc_event __attribute__((unused));
 
 #endif /* __PERISCOPE_COMMON_BPF_H__ */

@@ -2,10 +2,12 @@
 /*
  * OpenSSL plaintext: uprobes on SSL_read/SSL_write and their _ex forms.
  *
- * Entry probes remember the call's arguments per thread; return probes read
- * the result and copy the plaintext (SSL_write's data is complete at entry,
- * but only the return value says how much of it was taken, so both are read
- * at return). Return values are C ints: keep them signed 32-bit.
+ * SSL_read: the entry remembers the arguments per thread, the return copies
+ * the plaintext. SSL_write: the data is complete at entry and is copied
+ * there, so that it is in the ring before its bytes can reach a peer on this
+ * node (the peer's span is linked to this one); the return only reports when
+ * OpenSSL took fewer bytes than offered. Return values are C ints: keep them
+ * signed 32-bit.
  *
  * SSL* to socket without per-version struct offsets: while a thread is inside
  * SSL_*, the first read/write-family syscall it makes on a TCP socket names
@@ -28,6 +30,7 @@ struct ssl_call {
 	__u64 ssl;
 	__u64 buf;
 	__u64 done; /* size_t *readbytes / *written of the _ex forms, else 0 */
+	__u64 num;  /* bytes offered to SSL_write */
 	__u32 dir;
 	__u32 _pad;
 };
@@ -90,25 +93,6 @@ struct {
 	__type(value, struct data_event);
 } scratch SEC(".maps");
 
-static __always_inline int enter(struct pt_regs *ctx, __u32 dir, __u64 done)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct ssl_call c = {
-		.ssl = (__u64)PT_REGS_PARM1(ctx),
-		.buf = (__u64)PT_REGS_PARM2(ctx),
-		.done = done,
-		.dir = dir,
-	};
-	bpf_map_update_elem(&ssl_calls, &id, &c, BPF_ANY);
-	bpf_map_update_elem(&pending_bind, &id, &c.ssl, BPF_ANY);
-	__u32 tgid = id >> 32;
-	if (!bpf_map_lookup_elem(&ssl_procs, &tgid)) {
-		__u8 one = 1;
-		bpf_map_update_elem(&ssl_procs, &tgid, &one, BPF_ANY);
-	}
-	return 0;
-}
-
 static __always_inline void emit_data(__u64 id, struct ssl_call *c, __u64 n)
 {
 	__u32 zero = 0;
@@ -137,6 +121,45 @@ static __always_inline void emit_data(__u64 id, struct ssl_call *c, __u64 n)
 	output(e, __builtin_offsetof(struct data_event, data) + (captured & (DATA_CAP * 2 - 1)));
 }
 
+static __always_inline int enter(struct pt_regs *ctx, __u32 dir, __u64 done)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ssl_call c = {
+		.ssl = (__u64)PT_REGS_PARM1(ctx),
+		.buf = (__u64)PT_REGS_PARM2(ctx),
+		.done = done,
+		.dir = dir,
+	};
+	if (dir == DIR_WRITE) {
+		/* int num for SSL_write, size_t num for SSL_write_ex */
+		c.num = done ? (__u64)PT_REGS_PARM3(ctx) : (__u64)(int)PT_REGS_PARM3(ctx);
+		if ((__s64)c.num <= 0)
+			return 0;
+	}
+	bpf_map_update_elem(&ssl_calls, &id, &c, BPF_ANY);
+	bpf_map_update_elem(&pending_bind, &id, &c.ssl, BPF_ANY);
+	__u32 tgid = id >> 32;
+	if (!bpf_map_lookup_elem(&ssl_procs, &tgid)) {
+		__u8 one = 1;
+		bpf_map_update_elem(&ssl_procs, &tgid, &one, BPF_ANY);
+	}
+	if (dir == DIR_WRITE)
+		emit_data(id, &c, c.num);
+	return 0;
+}
+
+static __always_inline void write_result(struct ssl_call *c, __u64 accepted)
+{
+	if (accepted >= c->num)
+		return;
+	struct write_result_event r = {};
+	fill_header(&r.hdr, EVENT_WRITE_RESULT);
+	r.conn = c->ssl;
+	r.requested = c->num > 0xffffffff ? 0xffffffff : (__u32)c->num;
+	r.accepted = (__u32)accepted;
+	output(&r, sizeof(r));
+}
+
 static __always_inline int leave(struct pt_regs *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -154,18 +177,17 @@ static __always_inline int leave(struct pt_regs *ctx)
 	__u64 n = 0;
 	if (c.done) {
 		/* SSL_read_ex/SSL_write_ex: 1 on success, count via pointer. */
-		if (ret != 1)
-			return 0;
-		if (bpf_probe_read_user(&n, sizeof(n), (void *)c.done) != 0)
-			return 0;
-	} else {
-		if (ret <= 0)
-			return 0;
+		if (ret == 1 && bpf_probe_read_user(&n, sizeof(n), (void *)c.done) != 0)
+			n = 0;
+	} else if (ret > 0) {
 		n = ret;
 	}
-	if (n == 0)
+	if (c.dir == DIR_WRITE) {
+		write_result(&c, n);
 		return 0;
-	emit_data(id, &c, n);
+	}
+	if (n > 0)
+		emit_data(id, &c, n);
 	return 0;
 }
 

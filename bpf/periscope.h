@@ -18,6 +18,7 @@ enum event_type {
 	EVENT_DATA = 1,  /* struct data_event */
 	EVENT_BIND = 2,  /* struct bind_event */
 	EVENT_CLOSE = 3, /* struct close_event */
+	EVENT_WRITE_RESULT = 4, /* struct write_result_event */
 	EVENT_EXEC = 16, /* struct proc_event */
 	EVENT_EXIT = 17, /* struct proc_event */
 	EVENT_FORK = 18, /* struct proc_event: hdr.pid is the child, ppid the parent */
@@ -68,6 +69,17 @@ struct close_event {
 	__u64 conn;
 	__s32 fd;
 	__u32 _pad;
+};
+
+/* SSL_write data is sent at entry, so that it is in the ring before the
+ * bytes can reach a peer on this node. When OpenSSL then takes fewer bytes
+ * than offered (WANT_WRITE, partial writes, errors), this record says so:
+ * the application will offer the rest again. */
+struct write_result_event {
+	struct event_header hdr;
+	__u64 conn;
+	__u32 requested;
+	__u32 accepted;
 };
 
 struct proc_event {

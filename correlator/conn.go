@@ -41,6 +41,9 @@ type conn struct {
 	// (upgrade): their data is dropped until a Bind changes the socket.
 	ignored bool
 	tid     uint32 // thread of the data being parsed
+	// repeatWrite counts written bytes still to come that repeat bytes
+	// already parsed (see events.WriteResult).
+	repeatWrite int
 }
 
 // exchange is one request and its response.

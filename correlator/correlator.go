@@ -118,6 +118,11 @@ func (c *Correlator) Data(d events.Data) {
 	if cn.ignored {
 		return
 	}
+	if d.Dir == events.Write && cn.repeatWrite > 0 {
+		if !skipRepeat(&d, &cn.repeatWrite) {
+			return
+		}
+	}
 	if cn.role == roleUnknown {
 		cn.start(d.Dir, d.Bytes)
 	}
@@ -127,6 +132,34 @@ func (c *Correlator) Data(d events.Data) {
 	if err != nil {
 		c.giveUp(cn, err, d.Time)
 	}
+}
+
+// WriteResult handles a write the TLS library took only part of: the rest
+// will be written again and must not be parsed twice.
+func (c *Correlator) WriteResult(r events.WriteResult) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cn := c.lookup(r.Conn); cn != nil && r.Requested > r.Accepted {
+		cn.repeatWrite += r.Requested - r.Accepted
+	}
+}
+
+// skipRepeat drops from d the bytes that repeat earlier writes and reports
+// whether anything new is left.
+func skipRepeat(d *events.Data, repeat *int) bool {
+	if d.Size <= *repeat {
+		*repeat -= d.Size
+		return false
+	}
+	skip := *repeat
+	*repeat = 0
+	d.Size -= skip
+	if skip >= len(d.Bytes) {
+		d.Bytes = nil
+	} else {
+		d.Bytes = d.Bytes[skip:]
+	}
+	return true
 }
 
 // Bind handles the socket and addresses of a connection.

@@ -1013,3 +1013,52 @@ type discardExporter struct{}
 
 func (discardExporter) Export(*span.Span)              {}
 func (discardExporter) Shutdown(context.Context) error { return nil }
+
+// TestWriteResult: a write the TLS library took only part of is offered
+// again; the repeated bytes must not be parsed twice.
+func TestWriteResult(t *testing.T) {
+	resp := "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789"
+	tests := []struct {
+		name string
+		// write sends the response, with retries as a TLS library does.
+		write func(h *harness, id events.ConnID)
+	}{
+		{"accepted at once", func(h *harness, id events.ConnID) {
+			h.write(id, 2, 2, resp)
+		}},
+		{"WANT_WRITE then the same buffer again", func(h *harness, id events.ConnID) {
+			h.write(id, 2, 2, resp)
+			h.c.WriteResult(events.WriteResult{Conn: id, Requested: len(resp), Accepted: 0})
+			h.write(id, 2, 3, resp)
+			h.c.WriteResult(events.WriteResult{Conn: id, Requested: len(resp), Accepted: 0})
+			h.write(id, 2, 4, resp)
+		}},
+		{"partial write then the rest", func(h *harness, id events.ConnID) {
+			h.write(id, 2, 2, resp)
+			h.c.WriteResult(events.WriteResult{Conn: id, Requested: len(resp), Accepted: 20})
+			h.write(id, 2, 3, resp[20:])
+		}},
+		{"partial write, the rest with the next response", func(h *harness, id events.ConnID) {
+			h.write(id, 2, 2, resp)
+			h.c.WriteResult(events.WriteResult{Conn: id, Requested: len(resp), Accepted: 20})
+			h.write(id, 2, 3, resp[20:]+resp)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, DefaultConfig())
+			id := cid(1, 1)
+			h.read(id, 2, 1, "GET /a HTTP/1.1\r\n\r\n")
+			tt.write(h, id)
+			h.read(id, 2, 10, "GET /b HTTP/1.1\r\n\r\n")
+			h.write(id, 2, 11, resp)
+			spans := h.wantSpans(2)
+			for _, s := range spans {
+				checkAttrs(t, s, map[string]any{"http.response.status_code": int64(200), "http.response.body.size": int64(10)})
+			}
+			if h.metric("periscope_connections_not_http_total") != 0 || h.metric("periscope_http_parse_errors_total") != 0 {
+				t.Error("repeated bytes reached the parser")
+			}
+		})
+	}
+}

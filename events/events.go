@@ -72,6 +72,18 @@ type Bind struct {
 	Tuple Tuple
 }
 
+// WriteResult corrects a Write: its Data was sent when the write was
+// offered, but the TLS library took only Accepted of its Requested bytes
+// (a non-blocking socket was full, a partial write, an error). The
+// application offers the rest again, so the next Requested-Accepted bytes
+// written on the connection repeat bytes already seen.
+type WriteResult struct {
+	Conn      ConnID
+	Time      time.Time
+	Requested int
+	Accepted  int
+}
+
 // Close says that the process closed the socket of a connection.
 type Close struct {
 	Conn ConnID
@@ -89,6 +101,7 @@ type Exit struct {
 type Sink interface {
 	Data(Data)
 	Bind(Bind)
+	WriteResult(WriteResult)
 	Close(Close)
 	Exit(Exit)
 }

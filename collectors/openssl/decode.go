@@ -10,10 +10,11 @@ import (
 
 // Event types of bpf/periscope.h.
 const (
-	eventData  = 1
-	eventBind  = 2
-	eventClose = 3
-	eventExit  = 17
+	eventData        = 1
+	eventBind        = 2
+	eventClose       = 3
+	eventWriteResult = 4
+	eventExit        = 17
 )
 
 const (
@@ -48,6 +49,11 @@ var (
 	offBindLAddr  = unsafe.Offsetof(opensslBindEvent{}.LocalAddr)
 	offBindRAddr  = unsafe.Offsetof(opensslBindEvent{}.RemoteAddr)
 	bindSize      = unsafe.Sizeof(opensslBindEvent{})
+
+	offResultConn      = unsafe.Offsetof(opensslWriteResultEvent{}.Conn)
+	offResultRequested = unsafe.Offsetof(opensslWriteResultEvent{}.Requested)
+	offResultAccepted  = unsafe.Offsetof(opensslWriteResultEvent{}.Accepted)
+	resultSize         = unsafe.Sizeof(opensslWriteResultEvent{})
 
 	offCloseConn = unsafe.Offsetof(opensslCloseEvent{}.Conn)
 	closeSize    = unsafe.Sizeof(opensslCloseEvent{})
@@ -86,6 +92,18 @@ func (c *Collector) decode(raw []byte) {
 			Time:  at,
 			FD:    int32(ne.Uint32(raw[offBindFD:])),
 			Tuple: decodeTuple(raw),
+		})
+	case eventWriteResult:
+		if uintptr(len(raw)) < resultSize {
+			c.read.WithLabelValues("malformed").Inc()
+			return
+		}
+		c.read.WithLabelValues("write_result").Inc()
+		c.sink.WriteResult(events.WriteResult{
+			Conn:      events.ConnID{PID: pid, Key: ne.Uint64(raw[offResultConn:])},
+			Time:      at,
+			Requested: int(ne.Uint32(raw[offResultRequested:])),
+			Accepted:  int(ne.Uint32(raw[offResultAccepted:])),
 		})
 	case eventClose:
 		if uintptr(len(raw)) < closeSize {
