@@ -176,6 +176,9 @@ type processNames struct{ procs *metadata.Processes }
 const forgetAfter = time.Minute
 
 func (p processNames) ProcessUpdated(proc discovery.Process, added []discovery.Mapping) {
+	if !proc.Selected {
+		return
+	}
 	if len(added) == len(proc.Maps) { // first report of this process
 		p.procs.Forget(proc.PID) // a PID reused by a new program
 	}

@@ -22,10 +22,14 @@ type Mapping struct {
 	File symbols.FileID
 }
 
-// Process is a selected process and the executable files it maps.
+// Process is a process and the executable files it maps.
 type Process struct {
 	PID  uint32
 	PPID uint32
+	// Selected says whether the process selection includes it. Observers
+	// learn from every process (which files hold OpenSSL, say) but put
+	// probes only on selected ones.
+	Selected bool
 	// Exe is the executable's path inside the process's mount namespace.
 	Exe string
 	// Root is the directory through which the agent reaches the

@@ -24,7 +24,8 @@ import (
 type Observer interface {
 	// ProcessUpdated says that p exists and maps the executable files
 	// p.Maps; added are the mappings not reported before (all of them the
-	// first time a process is reported).
+	// first time a process is reported). Every process is reported;
+	// p.Selected says whether it may be probed.
 	ProcessUpdated(p Process, added []Mapping)
 	// ProcessExited says that a reported process has exited.
 	ProcessExited(pid uint32, at time.Time)
@@ -40,7 +41,7 @@ type Config struct {
 	Rescan time.Duration
 }
 
-// Tracker keeps the table of selected processes.
+// Tracker keeps the table of processes.
 type Tracker struct {
 	cfg   Config
 	log   *slog.Logger
@@ -76,12 +77,18 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Tracker {
 		}, []string{"type"}),
 	}
 	t.tracked = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "periscope_processes_tracked",
-		Help: "Selected processes the agent currently knows about.",
+		Name: "periscope_processes_selected",
+		Help: "Running processes the process selection includes.",
 	}, func() float64 {
 		t.mu.Lock()
 		defer t.mu.Unlock()
-		return float64(len(t.procs))
+		n := 0
+		for _, p := range t.procs {
+			if p.Selected {
+				n++
+			}
+		}
+		return float64(n)
 	})
 	reg.MustRegister(t.tracked, t.events, prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name:        "periscope_events_dropped_total",
@@ -160,7 +167,7 @@ func (t *Tracker) Close() error {
 	return errors.Join(errs...)
 }
 
-// Processes returns a snapshot of the selected processes, by PID.
+// Processes returns a snapshot of the known processes, by PID.
 func (t *Tracker) Processes() []Process {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -258,8 +265,8 @@ func (t *Tracker) reexec(pid uint32) {
 	t.update(pid)
 }
 
-// update reads a process and reports it if it is selected and new, or maps
-// files it did not map before.
+// update reads a process and reports it if it is new or maps files it did
+// not map before.
 func (t *Tracker) update(pid uint32) {
 	if pid == uint32(os.Getpid()) {
 		return
@@ -268,12 +275,9 @@ func (t *Tracker) update(pid uint32) {
 	if err != nil {
 		return // gone already, or a kernel thread
 	}
+	p.Selected = t.cfg.Selector.Match(p.Exe)
 	t.mu.Lock()
 	old, known := t.procs[pid]
-	if !known && !t.cfg.Selector.Match(p.Exe) {
-		t.mu.Unlock()
-		return
-	}
 	var added []Mapping
 	if !known {
 		added = p.Maps

@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"path"
 	"sort"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -76,9 +78,11 @@ type attachment struct {
 	linger *time.Timer
 }
 
-// candidate is what is known of a file: whether it defines the functions.
+// candidate is what is known of a file: whether it defines the functions,
+// and its path inside the namespace of the process it was found in.
 type candidate struct {
 	funcs []string
+	path  string
 	err   error
 }
 
@@ -247,9 +251,12 @@ func (c *Collector) Wait() {
 // ProcessUpdated implements discovery.Observer: it attaches to the files p
 // maps that contain OpenSSL.
 func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mapping) {
+	if p.Selected && c.cfg.PerProcess && len(added) == len(p.Maps) {
+		c.preattach(p)
+	}
 	for _, m := range added {
 		funcs := c.inspect(p, m)
-		if len(funcs) == 0 {
+		if len(funcs) == 0 || !p.Selected {
 			continue
 		}
 		key := attachKey{file: m.File}
@@ -291,6 +298,32 @@ func (c *Collector) ProcessExited(pid uint32, _ time.Time) {
 	delete(c.byPID, pid)
 }
 
+// preattach gives a newly selected process probes on every OpenSSL file
+// already known, before its dynamic loader maps them: the kernel arms a
+// per-process uprobe when the file is mapped, so a process that does TLS
+// right after it starts (curl) is not missed while discovery notices the
+// mapping. Files are matched by identity through the process's own root.
+func (c *Collector) preattach(p discovery.Process) {
+	type known struct {
+		id   symbols.FileID
+		cand candidate
+	}
+	var files []known
+	c.mu.Lock()
+	for id, cand := range c.files {
+		if len(cand.funcs) > 0 {
+			files = append(files, known{id, cand})
+		}
+	}
+	c.mu.Unlock()
+	for _, f := range files {
+		if id, err := symbols.Stat(p.HostPath(f.cand.path)); err != nil || id != f.id {
+			continue
+		}
+		c.use(attachKey{file: f.id, pid: p.PID}, p, discovery.Mapping{Path: f.cand.path, File: f.id}, f.cand.funcs)
+	}
+}
+
 // inspect says which probed functions the mapped file defines. Results are
 // cached per file. Shared libraries must export the functions; the main
 // executable may also define them in its full symbol table.
@@ -324,6 +357,7 @@ func (c *Collector) inspect(p discovery.Process, m discovery.Mapping) []string {
 		}
 	}
 	cand.err = err
+	cand.path = m.Path
 	c.mu.Lock()
 	c.files[m.File] = cand
 	c.mu.Unlock()
@@ -337,6 +371,11 @@ func (c *Collector) use(key attachKey, p discovery.Process, m discovery.Mapping,
 	if a == nil {
 		hostPath := p.HostPath(m.Path)
 		links, err := c.attach(hostPath, key.pid, funcs)
+		if errors.Is(err, syscall.ESRCH) || errors.Is(err, os.ErrNotExist) && key.pid != 0 {
+			// The process is gone already: nothing to probe.
+			c.log.Debug("process exited before attach", "file", m.Path, "pid", p.PID)
+			return
+		}
 		if err != nil {
 			c.failed.Inc()
 			c.log.Warn("cannot attach", "file", m.Path, "pid", p.PID, "err", err)
