@@ -176,8 +176,10 @@ static __always_inline int leave(struct pt_regs *ctx)
 	int ret = (int)PT_REGS_RC(ctx);
 	__u64 n = 0;
 	if (c.done) {
-		/* SSL_read_ex/SSL_write_ex: 1 on success, count via pointer. */
-		if (ret == 1 && bpf_probe_read_user(&n, sizeof(n), (void *)c.done) != 0)
+		/* The _ex shape (SSL_read_ex, SSL_write_ex and OpenSSL's internal
+		 * ssl_read_internal/ssl_write_internal): > 0 on success, count via
+		 * the pointer. */
+		if (ret > 0 && bpf_probe_read_user(&n, sizeof(n), (void *)c.done) != 0)
 			n = 0;
 	} else if (ret > 0) {
 		n = ret;

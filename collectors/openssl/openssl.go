@@ -161,7 +161,7 @@ func (c *Collector) AttachPath() string {
 	if c.cfg.PerProcess {
 		mode = "per selected process (kernel uprobe PID filter)"
 	}
-	return "uprobe+uretprobe SSL_read/SSL_write(_ex), " + mode +
+	return "uprobe+uretprobe on SSL_read/SSL_write(_ex) or the internal function they share, on an emulated instruction; " + mode +
 		"; syscall tracepoints read/write/recv*/send*/close map SSL* to socket"
 }
 
@@ -370,7 +370,7 @@ func (c *Collector) use(key attachKey, p discovery.Process, m discovery.Mapping,
 	a := c.attached[key]
 	if a == nil {
 		hostPath := p.HostPath(m.Path)
-		links, err := c.attach(hostPath, key.pid, funcs)
+		links, sites, err := c.attach(hostPath, key.pid, funcs)
 		if errors.Is(err, syscall.ESRCH) || errors.Is(err, os.ErrNotExist) && key.pid != 0 {
 			// The process is gone already: nothing to probe.
 			c.log.Debug("process exited before attach", "file", m.Path, "pid", p.PID)
@@ -384,7 +384,16 @@ func (c *Collector) use(key attachKey, p discovery.Process, m discovery.Mapping,
 		a = &attachment{path: m.Path, links: links, users: make(map[uint32]bool)}
 		c.attached[key] = a
 		c.probes.Add(float64(len(links)))
-		c.log.Info("attached", "file", m.Path, "pid", p.PID, "exe", p.Exe, "functions", funcs, "per_process", key.pid != 0)
+		probed := make([]string, 0, len(sites))
+		expensive := 0
+		for _, s := range sites {
+			probed = append(probed, s.desc)
+			if !s.cheap {
+				expensive++
+			}
+		}
+		c.log.Info("attached", "file", m.Path, "pid", p.PID, "exe", p.Exe, "probes", probed,
+			"single_stepped", expensive, "per_process", key.pid != 0)
 	}
 	if a.linger != nil {
 		a.linger.Stop()
@@ -396,38 +405,42 @@ func (c *Collector) use(key attachKey, p discovery.Process, m discovery.Mapping,
 	}
 }
 
-func (c *Collector) attach(hostPath string, pid uint32, funcs []string) ([]link.Link, error) {
+func (c *Collector) attach(hostPath string, pid uint32, funcs []string) ([]link.Link, []site, error) {
+	sites, err := plan(hostPath, funcs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("plan probes for %s: %w", hostPath, err)
+	}
 	ex, err := link.OpenExecutable(hostPath)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", hostPath, err)
+		return nil, nil, fmt.Errorf("open %s: %w", hostPath, err)
 	}
-	entry := map[string]*ebpf.Program{
-		"SSL_read":     c.objs.SslReadEnter,
-		"SSL_write":    c.objs.SslWriteEnter,
-		"SSL_read_ex":  c.objs.SslReadExEnter,
-		"SSL_write_ex": c.objs.SslWriteExEnter,
+	entry := map[entryKind]*ebpf.Program{
+		readPlain:  c.objs.SslReadEnter,
+		writePlain: c.objs.SslWriteEnter,
+		readEx:     c.objs.SslReadExEnter,
+		writeEx:    c.objs.SslWriteExEnter,
 	}
-	opts := &link.UprobeOptions{PID: int(pid)}
 	var links []link.Link
-	fail := func(err error) ([]link.Link, error) {
+	fail := func(err error) ([]link.Link, []site, error) {
 		for _, l := range links {
 			l.Close()
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	for _, fn := range funcs {
-		l, err := ex.Uprobe(fn, entry[fn], opts)
+	for _, s := range sites {
+		opts := &link.UprobeOptions{PID: int(pid), Address: s.offset}
+		l, err := ex.Uprobe(s.desc, entry[s.kind], opts)
 		if err != nil {
-			return fail(fmt.Errorf("attach uprobe %s to %s: %w", fn, hostPath, err))
+			return fail(fmt.Errorf("attach uprobe %s to %s: %w", s.desc, hostPath, err))
 		}
 		links = append(links, l)
-		l, err = ex.Uretprobe(fn, c.objs.SslLeave, opts)
+		l, err = ex.Uretprobe(s.desc, c.objs.SslLeave, opts)
 		if err != nil {
-			return fail(fmt.Errorf("attach uretprobe %s to %s: %w", fn, hostPath, err))
+			return fail(fmt.Errorf("attach uretprobe %s to %s: %w", s.desc, hostPath, err))
 		}
 		links = append(links, l)
 	}
-	return links, nil
+	return links, sites, nil
 }
 
 func (c *Collector) detachLocked(key attachKey, a *attachment) error {

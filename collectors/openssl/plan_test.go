@@ -1,0 +1,52 @@
+package openssl
+
+import (
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// TestPlanRealLibraries plans probes for the OpenSSL builds on this machine:
+// Debian's libssl.so.3 (thin wrappers over internal functions) and node's
+// statically linked OpenSSL. Every site must be on an emulated instruction.
+func TestPlanRealLibraries(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Fatalf("probe placement is analysed on amd64 only; this is %s", runtime.GOARCH)
+	}
+	for _, tt := range []struct {
+		path    string
+		sites   int
+		mention string
+	}{
+		{"/usr/lib/x86_64-linux-gnu/libssl.so.3", 2, "serves SSL_read and SSL_read_ex"},
+		{"/usr/bin/node", 0, ""},
+	} {
+		t.Run(tt.path, func(t *testing.T) {
+			if _, err := os.Stat(tt.path); err != nil {
+				t.Fatalf("%s is needed for this test (scripts/deps.sh installs it): %v", tt.path, err)
+			}
+			sites, err := plan(tt.path, functions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var descs []string
+			for _, s := range sites {
+				descs = append(descs, s.desc)
+				if !s.cheap {
+					t.Errorf("%s: site %s is single-stepped", tt.path, s.desc)
+				}
+			}
+			t.Logf("%s: %s", tt.path, strings.Join(descs, "; "))
+			if tt.sites > 0 && len(sites) != tt.sites {
+				t.Errorf("%d sites, want %d", len(sites), tt.sites)
+			}
+			if len(sites) == 0 {
+				t.Error("no sites")
+			}
+			if tt.mention != "" && !strings.Contains(strings.Join(descs, ";"), tt.mention) {
+				t.Errorf("no site %q", tt.mention)
+			}
+		})
+	}
+}
