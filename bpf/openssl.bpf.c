@@ -17,12 +17,8 @@
  * (node) send the ciphertext right after SSL_write returns.
  */
 #include "common.bpf.h"
+#include "sock.bpf.h"
 
-#define AF_INET 2
-#define AF_INET6 10
-#define SOCK_STREAM 1
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -209,44 +205,6 @@ int ssl_write_ex_enter(struct pt_regs *ctx) { return enter(ctx, DIR_WRITE, (__u6
 SEC("uretprobe/SSL_call")
 int ssl_leave(struct pt_regs *ctx) { return leave(ctx); }
 
-/* sock_tuple fills b's addresses if fd is a TCP (stream inet) socket. */
-static __always_inline bool sock_tuple(__s32 fd, struct bind_event *b)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt || fd < 0 || (__u32)fd >= BPF_CORE_READ(fdt, max_fds))
-		return false;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *f = 0;
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) != 0 || !f)
-		return false;
-	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFSOCK)
-		return false;
-	struct socket *sock = BPF_CORE_READ(f, private_data);
-	if (!sock || BPF_CORE_READ(sock, type) != SOCK_STREAM)
-		return false;
-	struct sock *sk = BPF_CORE_READ(sock, sk);
-	if (!sk)
-		return false;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family == AF_INET) {
-		__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__be32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__builtin_memcpy(b->local_addr, &l, 4);
-		__builtin_memcpy(b->remote_addr, &r, 4);
-	} else if (family == AF_INET6) {
-		BPF_CORE_READ_INTO(&b->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&b->remote_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-	} else {
-		return false;
-	}
-	b->family = family;
-	b->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	b->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	return true;
-}
-
 static __always_inline int on_sock_syscall(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -263,7 +221,7 @@ static __always_inline int on_sock_syscall(struct trace_event_raw_sys_enter *ctx
 	}
 
 	struct bind_event b = {};
-	if (!sock_tuple(fd, &b))
+	if (!sock_tuple(fd, &b.tuple))
 		return 0; /* a pipe or a log file: keep waiting for the socket */
 	bpf_map_delete_elem(&pending_bind, &id);
 

@@ -23,6 +23,7 @@ enum event_type {
 	EVENT_EXIT = 17, /* struct proc_event */
 	EVENT_FORK = 18, /* struct proc_event: hdr.pid is the child, ppid the parent */
 	EVENT_MMAP = 19, /* struct proc_event: an executable file mapping appeared */
+	EVENT_RETRANSMIT = 32, /* struct retransmit_event */
 };
 
 enum direction {
@@ -52,16 +53,22 @@ struct data_event {
 	__u8 data[DATA_CAP];
 };
 
+/* A TCP connection's addresses from the owning process's point of view. */
+struct tuple {
+	__u16 family; /* AF_INET or AF_INET6; 0: unknown */
+	__u16 local_port;
+	__u16 remote_port;
+	__u16 _pad;
+	__u8 local_addr[16]; /* IPv4 in the first 4 bytes */
+	__u8 remote_addr[16];
+};
+
 struct bind_event {
 	struct event_header hdr;
 	__u64 conn;
 	__s32 fd;
-	__u16 family; /* AF_INET or AF_INET6 */
-	__u16 local_port;
-	__u16 remote_port;
-	__u16 _pad[3];
-	__u8 local_addr[16]; /* IPv4 in the first 4 bytes */
-	__u8 remote_addr[16];
+	__u32 _pad;
+	struct tuple tuple;
 };
 
 struct close_event {
@@ -86,6 +93,44 @@ struct proc_event {
 	struct event_header hdr;
 	__u32 ppid;
 	__s32 fd;
+};
+
+/* Who owns a TCP socket, as far as the kernel side of the TCP collector
+ * knows: the process that connected it or accepted it (retransmits fire in
+ * softirq context, where the current task is meaningless). */
+enum owner_role {
+	OWNER_UNKNOWN = 0, /* found later, by user space (socket inode in /proc) */
+	OWNER_CONNECT = 1, /* the owner connected: the peer is the server */
+	OWNER_ACCEPT = 2,  /* the owner accepted: the peer is the client */
+};
+
+/* Value of the TCP collector's `owners` map, keyed by struct sock *. */
+struct sock_owner {
+	__u32 tgid;
+	__u8 role; /* enum owner_role */
+	__u8 _pad[3];
+	char comm[16];
+};
+
+/* retransmit_event.flags */
+#define RETRANSMIT_SYN 1 /* the segment carries SYN: a connection attempt */
+
+/* One call of tcp_retransmit_skb that sent segments again. */
+struct retransmit_event {
+	struct event_header hdr; /* hdr.pid: the owner (0: unknown); hdr.tid: 0 */
+	__u64 sock; /* struct sock * */
+	__u64 ino;  /* the socket's inode when the owner is unknown, else 0 */
+	__u32 segs; /* segments retransmitted (what RetransSegs counts) */
+	__u16 family;
+	__u16 local_port;
+	__u16 remote_port;
+	__u8 state; /* TCP state, include/net/tcp_states.h */
+	__u8 role;  /* enum owner_role */
+	__u8 flags; /* RETRANSMIT_* */
+	__u8 _pad[3];
+	__u8 local_addr[16]; /* IPv4 in the first 4 bytes */
+	__u8 remote_addr[16];
+	char comm[16]; /* the owner's command name, when known */
 };
 
 /* Per-CPU counters each object exports; indexes into its `counters` map. */

@@ -136,6 +136,31 @@ struct trace_event_raw_sys_exit {
 	long int ret;
 };
 
+/* tcp:tcp_retransmit_skb since Linux 6.10-ish: its own event class, with the
+ * error of the attempt (the event also fires for attempts that failed). */
+struct trace_event_raw_tcp_retransmit_skb {
+	struct trace_entry ent;
+	const void *skbaddr;
+	const void *skaddr;
+	int err;
+};
+
+/* tcp:tcp_retransmit_skb before that (4.15+): the class it shared with
+ * tcp_send_reset; it fired only for successful attempts. */
+struct trace_event_raw_tcp_event_sk_skb {
+	struct trace_entry ent;
+	const void *skbaddr;
+	const void *skaddr;
+};
+
+struct trace_event_raw_inet_sock_set_state {
+	struct trace_entry ent;
+	const void *skaddr;
+	int oldstate;
+	int newstate;
+	__u16 protocol;
+};
+
 struct bpf_raw_tracepoint_args {
 	__u64 args[0];
 };
@@ -162,21 +187,47 @@ struct sock_common {
 		};
 	};
 	short unsigned int skc_family;
+	volatile unsigned char skc_state;
 	struct in6_addr skc_v6_daddr;
 	struct in6_addr skc_v6_rcv_saddr;
 };
 
+struct socket;
+
 struct sock {
 	struct sock_common __sk_common;
+	struct socket *sk_socket;
 };
+
+struct file;
 
 struct socket {
 	short int type;
+	struct file *file;
 	struct sock *sk;
 };
 
 struct inode {
 	umode_t i_mode;
+	long unsigned int i_ino;
+};
+
+struct sk_buff {
+	char cb[48];
+};
+
+/* What TCP keeps in sk_buff.cb (TCP_SKB_CB). */
+struct tcp_skb_cb {
+	__u32 seq;
+	__u32 end_seq;
+	union {
+		u32 tcp_tw_isn;
+		struct {
+			u16 tcp_gso_segs;
+			u16 tcp_gso_size;
+		};
+	};
+	__u16 tcp_flags;
 };
 
 struct file {

@@ -2,10 +2,10 @@ package openssl
 
 import (
 	"encoding/binary"
-	"net/netip"
 	"unsafe"
 
 	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/internal/wire"
 )
 
 // Event types of bpf/periscope.h.
@@ -15,11 +15,6 @@ const (
 	eventClose       = 3
 	eventWriteResult = 4
 	eventExit        = 17
-)
-
-const (
-	afInet  = 2
-	afInet6 = 10
 )
 
 // Field offsets of the records, taken from the generated mirrors of the C
@@ -41,14 +36,10 @@ var (
 	tailCap         = len(opensslDataEvent{}.Tail)
 	dataCap         = len(opensslDataEvent{}.Data)
 
-	offBindConn   = unsafe.Offsetof(opensslBindEvent{}.Conn)
-	offBindFD     = unsafe.Offsetof(opensslBindEvent{}.Fd)
-	offBindFamily = unsafe.Offsetof(opensslBindEvent{}.Family)
-	offBindLPort  = unsafe.Offsetof(opensslBindEvent{}.LocalPort)
-	offBindRPort  = unsafe.Offsetof(opensslBindEvent{}.RemotePort)
-	offBindLAddr  = unsafe.Offsetof(opensslBindEvent{}.LocalAddr)
-	offBindRAddr  = unsafe.Offsetof(opensslBindEvent{}.RemoteAddr)
-	bindSize      = unsafe.Sizeof(opensslBindEvent{})
+	offBindConn  = unsafe.Offsetof(opensslBindEvent{}.Conn)
+	offBindFD    = unsafe.Offsetof(opensslBindEvent{}.Fd)
+	offBindTuple = unsafe.Offsetof(opensslBindEvent{}.Tuple)
+	bindSize     = unsafe.Sizeof(opensslBindEvent{})
 
 	offResultConn      = unsafe.Offsetof(opensslWriteResultEvent{}.Conn)
 	offResultRequested = unsafe.Offsetof(opensslWriteResultEvent{}.Requested)
@@ -91,7 +82,7 @@ func (c *Collector) decode(raw []byte) {
 			Conn:  events.ConnID{PID: pid, Key: ne.Uint64(raw[offBindConn:])},
 			Time:  at,
 			FD:    int32(ne.Uint32(raw[offBindFD:])),
-			Tuple: decodeTuple(raw),
+			Tuple: wire.Tuple(raw[offBindTuple:]),
 		})
 	case eventWriteResult:
 		if uintptr(len(raw)) < resultSize {
@@ -145,22 +136,4 @@ func decodeData(raw []byte) (events.Data, bool) {
 		return events.Data{}, false
 	}
 	return d, true
-}
-
-func decodeTuple(raw []byte) events.Tuple {
-	family := ne.Uint16(raw[offBindFamily:])
-	lport := ne.Uint16(raw[offBindLPort:])
-	rport := ne.Uint16(raw[offBindRPort:])
-	var l, r netip.Addr
-	switch family {
-	case afInet:
-		l = netip.AddrFrom4([4]byte(raw[offBindLAddr : offBindLAddr+4]))
-		r = netip.AddrFrom4([4]byte(raw[offBindRAddr : offBindRAddr+4]))
-	case afInet6:
-		l = netip.AddrFrom16([16]byte(raw[offBindLAddr : offBindLAddr+16])).Unmap()
-		r = netip.AddrFrom16([16]byte(raw[offBindRAddr : offBindRAddr+16])).Unmap()
-	default:
-		return events.Tuple{}
-	}
-	return events.Tuple{Local: netip.AddrPortFrom(l, lport), Remote: netip.AddrPortFrom(r, rport)}
 }

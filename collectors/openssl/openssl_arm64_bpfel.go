@@ -23,14 +23,18 @@ type opensslBindEvent struct {
 		Tid  uint32
 		Pad  uint32
 	}
-	Conn       uint64
-	Fd         int32
-	Family     uint16
-	LocalPort  uint16
-	RemotePort uint16
-	Pad        [3]uint16
-	LocalAddr  [16]uint8
-	RemoteAddr [16]uint8
+	Conn  uint64
+	Fd    int32
+	Pad   uint32
+	Tuple struct {
+		_          structs.HostLayout
+		Family     uint16
+		LocalPort  uint16
+		RemotePort uint16
+		Pad        uint16
+		LocalAddr  [16]uint8
+		RemoteAddr [16]uint8
+	}
 }
 
 type opensslCloseEvent struct {

@@ -1,0 +1,42 @@
+package wire
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"testing"
+
+	"github.com/periscope-apm/periscope/events"
+)
+
+func tuple(family uint16, l, r netip.Addr, lport, rport uint16) []byte {
+	b := make([]byte, TupleSize)
+	ne := binary.NativeEndian
+	ne.PutUint16(b[tupleFamily:], family)
+	ne.PutUint16(b[tupleLocalPort:], lport)
+	ne.PutUint16(b[tupleRemotePort:], rport)
+	copy(b[tupleLocalAddr:], l.AsSlice())
+	copy(b[tupleRemoteAddr:], r.AsSlice())
+	return b
+}
+
+func TestTuple(t *testing.T) {
+	v4l, v4r := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("127.0.0.1")
+	v6l, v6r := netip.MustParseAddr("fd00::1"), netip.MustParseAddr("::1")
+	mapped := netip.MustParseAddr("::ffff:192.0.2.7")
+	tests := []struct {
+		name string
+		raw  []byte
+		want events.Tuple
+	}{
+		{"ipv4", tuple(afInet, v4l, v4r, 443, 51000), events.Tuple{Local: netip.AddrPortFrom(v4l, 443), Remote: netip.AddrPortFrom(v4r, 51000)}},
+		{"ipv6", tuple(afInet6, v6l, v6r, 8443, 40000), events.Tuple{Local: netip.AddrPortFrom(v6l, 8443), Remote: netip.AddrPortFrom(v6r, 40000)}},
+		{"v4-mapped v6 is unmapped", tuple(afInet6, mapped, mapped, 1, 2), events.Tuple{Local: netip.MustParseAddrPort("192.0.2.7:1"), Remote: netip.MustParseAddrPort("192.0.2.7:2")}},
+		{"unknown family", tuple(1, v4l, v4r, 1, 2), events.Tuple{}},
+		{"short", make([]byte, 10), events.Tuple{}},
+	}
+	for _, tt := range tests {
+		if got := Tuple(tt.raw); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
