@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/periscope-apm/periscope/collectors"
+	"github.com/periscope-apm/periscope/collectors/attach"
 	"github.com/periscope-apm/periscope/discovery"
 	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/internal/ktime"
@@ -66,18 +66,6 @@ func (c *Config) defaults() {
 	}
 }
 
-type attachKey struct {
-	file symbols.FileID
-	pid  uint32 // 0: all processes
-}
-
-type attachment struct {
-	path   string // the path it was attached through
-	links  []link.Link
-	users  map[uint32]bool
-	linger *time.Timer
-}
-
 // candidate is what is known of a file: whether it defines the functions,
 // and its path inside the namespace of the process it was found in.
 type candidate struct {
@@ -97,10 +85,9 @@ type Collector struct {
 	tps  []link.Link
 	done chan struct{}
 
-	mu       sync.Mutex
-	files    map[symbols.FileID]candidate
-	attached map[attachKey]*attachment
-	byPID    map[uint32][]attachKey
+	mu    sync.Mutex
+	files map[symbols.FileID]candidate
+	set   *attach.Set
 
 	read   *prometheus.CounterVec
 	probes prometheus.Gauge
@@ -111,13 +98,11 @@ type Collector struct {
 func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Registerer) *Collector {
 	cfg.defaults()
 	c := &Collector{
-		cfg:      cfg,
-		sink:     sink,
-		log:      log.With("collector", Name),
-		clock:    ktime.NewClock(),
-		files:    make(map[symbols.FileID]candidate),
-		attached: make(map[attachKey]*attachment),
-		byPID:    make(map[uint32][]attachKey),
+		cfg:   cfg,
+		sink:  sink,
+		log:   log.With("collector", Name),
+		clock: ktime.NewClock(),
+		files: make(map[symbols.FileID]candidate),
 		read: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name:        "periscope_events_read_total",
 			Help:        "Events read from the kernel, by collector and type.",
@@ -145,6 +130,7 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 			return float64(v)
 		})
 	}
+	c.set = attach.NewSet(cfg.Linger, c.probes)
 	reg.MustRegister(c.read, c.probes, c.failed,
 		counter("periscope_events_dropped_total", "Events the kernel could not queue because the ring buffer was full, by collector.", 0),
 		counter("periscope_calls_unmatched_total", "Return probes that fired without their entry (the entry was evicted or attached mid-call), by collector.", 1),
@@ -224,12 +210,7 @@ func (c *Collector) Start(ctx context.Context) error {
 
 // Close implements collectors.Collector.
 func (c *Collector) Close() error {
-	c.mu.Lock()
-	var errs []error
-	for key, a := range c.attached {
-		errs = append(errs, c.detachLocked(key, a))
-	}
-	c.mu.Unlock()
+	errs := []error{c.set.Close()}
 	for i := len(c.tps) - 1; i >= 0; i-- {
 		errs = append(errs, c.tps[i].Close())
 	}
@@ -259,44 +240,16 @@ func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mappin
 		if len(funcs) == 0 || !p.Selected {
 			continue
 		}
-		key := attachKey{file: m.File}
+		key := attach.Key{File: m.File}
 		if c.cfg.PerProcess {
-			key.pid = p.PID
+			key.PID = p.PID
 		}
 		c.use(key, p, m, funcs)
 	}
 }
 
 // ProcessExited implements discovery.Observer.
-func (c *Collector) ProcessExited(pid uint32, _ time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, key := range c.byPID[pid] {
-		a := c.attached[key]
-		if a == nil {
-			continue
-		}
-		delete(a.users, pid)
-		if len(a.users) > 0 {
-			continue
-		}
-		if key.pid != 0 {
-			// The process is gone: its probes can never fire again.
-			c.detachLocked(key, a)
-			continue
-		}
-		k := key
-		a.linger = time.AfterFunc(c.cfg.Linger, func() {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			if cur := c.attached[k]; cur == a && len(a.users) == 0 {
-				c.log.Debug("detach unused file", "file", a.path)
-				c.detachLocked(k, a)
-			}
-		})
-	}
-	delete(c.byPID, pid)
-}
+func (c *Collector) ProcessExited(pid uint32, _ time.Time) { c.set.Exited(pid) }
 
 // preattach gives a newly selected process probes on every OpenSSL file
 // already known, before its dynamic loader maps them: the kernel arms a
@@ -320,7 +273,7 @@ func (c *Collector) preattach(p discovery.Process) {
 		if id, err := symbols.Stat(p.HostPath(f.cand.path)); err != nil || id != f.id {
 			continue
 		}
-		c.use(attachKey{file: f.id, pid: p.PID}, p, discovery.Mapping{Path: f.cand.path, File: f.id}, f.cand.funcs)
+		c.use(attach.Key{File: f.id, PID: p.PID}, p, discovery.Mapping{Path: f.cand.path, File: f.id}, f.cand.funcs)
 	}
 }
 
@@ -364,45 +317,36 @@ func (c *Collector) inspect(p discovery.Process, m discovery.Mapping) []string {
 	return cand.funcs
 }
 
-func (c *Collector) use(key attachKey, p discovery.Process, m discovery.Mapping, funcs []string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	a := c.attached[key]
-	if a == nil {
-		hostPath := p.HostPath(m.Path)
-		links, sites, err := c.attach(hostPath, key.pid, funcs)
-		if errors.Is(err, syscall.ESRCH) || errors.Is(err, os.ErrNotExist) && key.pid != 0 {
-			// The process is gone already: nothing to probe.
-			c.log.Debug("process exited before attach", "file", m.Path, "pid", p.PID)
-			return
-		}
-		if err != nil {
-			c.failed.Inc()
-			c.log.Warn("cannot attach", "file", m.Path, "pid", p.PID, "err", err)
-			return
-		}
-		a = &attachment{path: m.Path, links: links, users: make(map[uint32]bool)}
-		c.attached[key] = a
-		c.probes.Add(float64(len(links)))
-		probed := make([]string, 0, len(sites))
-		expensive := 0
-		for _, s := range sites {
-			probed = append(probed, s.desc)
-			if !s.cheap {
-				expensive++
-			}
-		}
-		c.log.Info("attached", "file", m.Path, "pid", p.PID, "exe", p.Exe, "probes", probed,
-			"single_stepped", expensive, "per_process", key.pid != 0)
+func (c *Collector) use(key attach.Key, p discovery.Process, m discovery.Mapping, funcs []string) {
+	var sites []site
+	created, err := c.set.Use(key, m.Path, p.PID, func() ([]link.Link, error) {
+		links, s, err := c.attach(p.HostPath(m.Path), key.PID, funcs)
+		sites = s
+		return links, err
+	})
+	if errors.Is(err, syscall.ESRCH) || errors.Is(err, os.ErrNotExist) && key.PID != 0 {
+		// The process is gone already: nothing to probe.
+		c.log.Debug("process exited before attach", "file", m.Path, "pid", p.PID)
+		return
 	}
-	if a.linger != nil {
-		a.linger.Stop()
-		a.linger = nil
+	if err != nil {
+		c.failed.Inc()
+		c.log.Warn("cannot attach", "file", m.Path, "pid", p.PID, "err", err)
+		return
 	}
-	if !a.users[p.PID] {
-		a.users[p.PID] = true
-		c.byPID[p.PID] = append(c.byPID[p.PID], key)
+	if !created {
+		return
 	}
+	probed := make([]string, 0, len(sites))
+	expensive := 0
+	for _, s := range sites {
+		probed = append(probed, s.desc)
+		if !s.cheap {
+			expensive++
+		}
+	}
+	c.log.Info("attached", "file", m.Path, "pid", p.PID, "exe", p.Exe, "probes", probed,
+		"single_stepped", expensive, "per_process", key.PID != 0)
 }
 
 func (c *Collector) attach(hostPath string, pid uint32, funcs []string) ([]link.Link, []site, error) {
@@ -443,37 +387,5 @@ func (c *Collector) attach(hostPath string, pid uint32, funcs []string) ([]link.
 	return links, sites, nil
 }
 
-func (c *Collector) detachLocked(key attachKey, a *attachment) error {
-	if a.linger != nil {
-		a.linger.Stop()
-	}
-	var errs []error
-	for _, l := range a.links {
-		errs = append(errs, l.Close())
-	}
-	c.probes.Sub(float64(len(a.links)))
-	delete(c.attached, key)
-	return errors.Join(errs...)
-}
-
 // Attachments implements collectors.Collector.
-func (c *Collector) Attachments() []collectors.Attachment {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make([]collectors.Attachment, 0, len(c.attached))
-	for key, a := range c.attached {
-		users := make([]uint32, 0, len(a.users))
-		for pid := range a.users {
-			users = append(users, pid)
-		}
-		sort.Slice(users, func(i, j int) bool { return users[i] < users[j] })
-		out = append(out, collectors.Attachment{File: a.path, PID: key.pid, Probes: len(a.links), Users: users})
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].File != out[j].File {
-			return out[i].File < out[j].File
-		}
-		return out[i].PID < out[j].PID
-	})
-	return out
-}
+func (c *Collector) Attachments() []collectors.Attachment { return c.set.Attachments() }

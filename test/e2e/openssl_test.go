@@ -42,8 +42,8 @@ func TestNginxCurl(t *testing.T) {
 	run(t, curl, "-sS", "--cacert", ngx.CAFile, "-o", "/dev/null", "-H", "Transfer-Encoding: chunked", "--data-binary", "@"+body, ngx.URL+"/echo")
 	run(t, curl, "-sS", "--cacert", ngx.CAFile, "-o", "/dev/null", ngx.URL+"/1m.bin")
 
-	server := e.spans(t, 40, byService("nginx", kindServer))
-	client := e.spans(t, 40, byService("curl", kindClient))
+	server := e.spans(t, 40, byPort("nginx", kindServer, ngx.Port))
+	client := e.spans(t, 40, byPort("curl", kindClient, ngx.Port))
 
 	for _, set := range []struct {
 		name  string
