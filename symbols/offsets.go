@@ -1,0 +1,247 @@
+package symbols
+
+import (
+	"debug/dwarf"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+)
+
+// Absent is the offset of a field that the binary's Go version does not
+// have (Request.Pattern before Go 1.23; only fields tagged optional), or,
+// read from DWARF alone, of a field of a struct the program does not use at
+// all (a server that makes no client calls has no persistConn). A collector
+// checks the fields it needs.
+const Absent = -1
+
+// Offsets are the byte offsets, within their structs, of the fields the Go
+// collector reads from a traced program's memory. Each field's tag names
+// the struct and field as DWARF does: `go:"net/http.Request,Method"`, with
+// ",optional" for fields that some supported Go versions lack.
+//
+// Strings are {ptr, len}, slices {ptr, len, cap}, interfaces {itab, data}.
+type Offsets struct {
+	// net/http.Request: the server's incoming and the client's outgoing request.
+	RequestMethod        int64 `go:"net/http.Request,Method"`           // string
+	RequestURL           int64 `go:"net/http.Request,URL"`              // *url.URL
+	RequestProtoMajor    int64 `go:"net/http.Request,ProtoMajor"`       // int
+	RequestProtoMinor    int64 `go:"net/http.Request,ProtoMinor"`       // int
+	RequestHeader        int64 `go:"net/http.Request,Header"`           // map[string][]string
+	RequestContentLength int64 `go:"net/http.Request,ContentLength"`    // int64
+	RequestHost          int64 `go:"net/http.Request,Host"`             // string
+	RequestRemoteAddr    int64 `go:"net/http.Request,RemoteAddr"`       // string, "ip:port" (server side)
+	RequestRequestURI    int64 `go:"net/http.Request,RequestURI"`       // string (server side)
+	RequestPattern       int64 `go:"net/http.Request,Pattern,optional"` // string, the ServeMux route (Go ≥ 1.23)
+
+	// net/url.URL. Go 1.26 moved RawQuery before RawPath.
+	URLScheme   int64 `go:"net/url.URL,Scheme"`   // string
+	URLHost     int64 `go:"net/url.URL,Host"`     // string
+	URLPath     int64 `go:"net/url.URL,Path"`     // string
+	URLRawPath  int64 `go:"net/url.URL,RawPath"`  // string
+	URLRawQuery int64 `go:"net/url.URL,RawQuery"` // string
+
+	// net/http.response: the server's ResponseWriter, the receiver of
+	// (*response).finishRequest. Changed within a minor release: go1.26.11
+	// (and 1.27) made reqBody a *body, moving the fields after it.
+	ResponseConn          int64 `go:"net/http.response,conn"`          // *conn
+	ResponseReq           int64 `go:"net/http.response,req"`           // *Request
+	ResponseWroteHeader   int64 `go:"net/http.response,wroteHeader"`   // bool
+	ResponseWritten       int64 `go:"net/http.response,written"`       // int64, body bytes written
+	ResponseContentLength int64 `go:"net/http.response,contentLength"` // int64, declared or -1
+	ResponseStatus        int64 `go:"net/http.response,status"`        // int, 0 until WriteHeader
+
+	// net/http.conn: the server's connection.
+	ConnRWC        int64 `go:"net/http.conn,rwc"`        // net.Conn
+	ConnRemoteAddr int64 `go:"net/http.conn,remoteAddr"` // string
+	ConnTLSState   int64 `go:"net/http.conn,tlsState"`   // *tls.ConnectionState, nil for plain HTTP
+
+	// net/http.Response: what the client's roundTrip returns.
+	ClientResponseStatusCode    int64 `go:"net/http.Response,StatusCode"`    // int
+	ClientResponseContentLength int64 `go:"net/http.Response,ContentLength"` // int64
+	ClientResponseRequest       int64 `go:"net/http.Response,Request"`       // *Request
+
+	// net/http.persistConn: the client's connection.
+	PersistConnConn int64 `go:"net/http.persistConn,conn"` // net.Conn
+
+	// From a net.Conn to its file descriptor: *tls.Conn wraps a net.Conn;
+	// *net.TCPConn embeds net.conn{fd *netFD}; netFD holds a poll.FD.
+	TLSConnConn int64 `go:"crypto/tls.Conn,conn"`   // net.Conn
+	TCPConnConn int64 `go:"net.TCPConn,conn"`       // net.conn (embedded)
+	NetConnFD   int64 `go:"net.conn,fd"`            // *netFD
+	NetFDPFD    int64 `go:"net.netFD,pfd"`          // poll.FD
+	PollFDSysfd int64 `go:"internal/poll.FD,Sysfd"` // int
+
+	// runtime.g: the goroutine, in R14 (amd64) or X28 (arm64).
+	GGoid int64 `go:"runtime.g,goid"` // 64-bit goroutine ID
+}
+
+// OffsetField names one field of Offsets: Struct and Field as DWARF names
+// them, and whether a supported Go version may lack it.
+type OffsetField struct {
+	Name     string // the Offsets field: "RequestMethod"
+	Struct   string // "net/http.Request"
+	Field    string // "Method"
+	Optional bool
+}
+
+// OffsetFields lists the fields of Offsets in declaration order.
+func OffsetFields() []OffsetField {
+	t := reflect.TypeOf(Offsets{})
+	out := make([]OffsetField, 0, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		parts := strings.Split(sf.Tag.Get("go"), ",")
+		f := OffsetField{Name: sf.Name, Struct: parts[0], Field: parts[1]}
+		f.Optional = len(parts) > 2 && parts[2] == "optional"
+		out = append(out, f)
+	}
+	return out
+}
+
+// Get returns the offset of the named field (an Offsets field name).
+func (o Offsets) Get(name string) int64 {
+	return reflect.ValueOf(o).FieldByName(name).Int()
+}
+
+// set sets the named field.
+func (o *Offsets) set(name string, v int64) {
+	reflect.ValueOf(o).Elem().FieldByName(name).SetInt(v)
+}
+
+// ErrNoOffsets is returned (wrapped) when a binary has no DWARF and its Go
+// version is not in the table.
+var ErrNoOffsets = errors.New("no struct offsets for this Go version")
+
+// Offsets returns the struct field offsets for this binary: from its DWARF
+// when it has DWARF, with the fields of structs the program does not use
+// taken from the table when the table knows its Go version; else from the
+// table embedded in Periscope for its Go version (major.minor, and patch
+// where a field moved within a minor release).
+func (b *GoBinary) Offsets() (Offsets, error) {
+	var dwarfErr error
+	if b.HasDWARF {
+		o, err := b.OffsetsDWARF()
+		if err == nil {
+			if t, err := TableOffsets(b.Version); err == nil {
+				for _, f := range OffsetFields() {
+					if o.Get(f.Name) == Absent {
+						o.set(f.Name, t.Get(f.Name))
+					}
+				}
+			}
+			return o, nil
+		}
+		dwarfErr = err
+	}
+	o, err := TableOffsets(b.Version)
+	if err != nil {
+		if dwarfErr != nil {
+			return Offsets{}, fmt.Errorf("offsets for %s: %w; %w", b.Path, dwarfErr, err)
+		}
+		return Offsets{}, fmt.Errorf("offsets for %s (no DWARF): %w", b.Path, err)
+	}
+	return o, nil
+}
+
+// OffsetsDWARF reads the offsets from the binary's DWARF alone. It fails
+// when the binary has no DWARF, or when a struct it describes lacks a
+// required field (the layout changed: offsets are never guessed).
+func (b *GoBinary) OffsetsDWARF() (Offsets, error) {
+	d, err := b.elf.DWARF()
+	if err != nil {
+		return Offsets{}, fmt.Errorf("read DWARF of %s: %w", b.Path, err)
+	}
+	o, err := OffsetsFromDWARF(d)
+	if err != nil {
+		return Offsets{}, fmt.Errorf("offsets from DWARF of %s: %w", b.Path, err)
+	}
+	return o, nil
+}
+
+// OffsetsFromDWARF reads the offsets from DWARF data. The fields of
+// structs the DWARF does not describe are Absent, as are optional fields
+// that a described struct lacks; required fields that a described struct
+// lacks are an error naming them all.
+func OffsetsFromDWARF(d *dwarf.Data) (Offsets, error) {
+	fields := OffsetFields()
+	want := map[string]map[string]int64{} // struct → field → offset (Absent until found)
+	for _, f := range fields {
+		if want[f.Struct] == nil {
+			want[f.Struct] = map[string]int64{}
+		}
+		want[f.Struct][f.Field] = Absent
+	}
+	found, err := readStructOffsets(d, want)
+	if err != nil {
+		return Offsets{}, err
+	}
+	var o Offsets
+	var missing []string
+	for _, f := range fields {
+		v := want[f.Struct][f.Field]
+		if v == Absent && !f.Optional && found[f.Struct] {
+			missing = append(missing, f.Struct+"."+f.Field)
+		}
+		o.set(f.Name, v)
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return Offsets{}, fmt.Errorf("DWARF lacks %s", strings.Join(missing, ", "))
+	}
+	return o, nil
+}
+
+// readStructOffsets fills want[struct][field] with the offsets of the
+// members of the named struct types, and returns the names of the structs
+// it found. It reads only the top level of each compilation unit, where Go
+// puts its types.
+func readStructOffsets(d *dwarf.Data, want map[string]map[string]int64) (map[string]bool, error) {
+	r := d.Reader()
+	done := map[string]bool{}
+	for len(done) < len(want) {
+		e, err := r.Next()
+		if err != nil {
+			return nil, fmt.Errorf("read DWARF: %w", err)
+		}
+		if e == nil {
+			break
+		}
+		if e.Tag == dwarf.TagCompileUnit || !e.Children {
+			continue
+		}
+		name, _ := e.Val(dwarf.AttrName).(string)
+		fields, ok := want[name]
+		if e.Tag != dwarf.TagStructType || !ok || done[name] {
+			r.SkipChildren()
+			continue
+		}
+		for {
+			m, err := r.Next()
+			if err != nil {
+				return nil, fmt.Errorf("read DWARF members of %s: %w", name, err)
+			}
+			if m == nil || m.Tag == 0 {
+				break
+			}
+			if m.Children {
+				r.SkipChildren()
+			}
+			if m.Tag != dwarf.TagMember {
+				continue
+			}
+			mname, _ := m.Val(dwarf.AttrName).(string)
+			if _, ok := fields[mname]; !ok {
+				continue
+			}
+			loc, ok := m.Val(dwarf.AttrDataMemberLoc).(int64)
+			if !ok {
+				return nil, fmt.Errorf("DWARF member %s.%s has no constant offset", name, mname)
+			}
+			fields[mname] = loc
+		}
+		done[name] = true
+	}
+	return done, nil
+}

@@ -1,0 +1,113 @@
+package symbols
+
+import (
+	"errors"
+	"testing"
+)
+
+// TestOffsetsTable checks the generated table: every minor release from Go
+// 1.18 to the newest, each with every required field.
+func TestOffsetsTable(t *testing.T) {
+	table := OffsetsTable()
+	if len(table) == 0 {
+		t.Fatal("the offsets table is empty: run 'make offsets'")
+	}
+	got := SupportedGoVersions()
+	newest := table[len(table)-1].From
+	var want []string
+	for m := 18; m <= newest.Minor; m++ {
+		want = append(want, GoVersion{1, m, 0}.MinorString())
+	}
+	if len(got) != len(want) {
+		t.Fatalf("table covers %v, want every minor release %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("table covers %v, want %v", got, want)
+		}
+	}
+	for _, e := range table {
+		if len(e.Toolchains) == 0 || len(e.Arches) < 2 {
+			t.Errorf("%v: read from toolchains %v on %v; want at least one, on amd64 and arm64", e.From, e.Toolchains, e.Arches)
+		}
+		for _, f := range OffsetFields() {
+			v := e.Offsets.Get(f.Name)
+			if v == Absent && !f.Optional || v < Absent {
+				t.Errorf("%v: %s.%s = %d", e.From, f.Struct, f.Field, v)
+			}
+		}
+	}
+}
+
+func TestTableOffsets(t *testing.T) {
+	row := func(v GoVersion) Offsets {
+		var found Offsets
+		for _, e := range OffsetsTable() {
+			if e.From == v {
+				found = e.Offsets
+			}
+		}
+		if found == (Offsets{}) {
+			t.Fatalf("no table row from %v", v)
+		}
+		return found
+	}
+	go1260, go12611 := row(GoVersion{1, 26, 0}), row(GoVersion{1, 26, 11})
+	tests := []struct {
+		v    GoVersion
+		want Offsets
+		err  error
+	}{
+		{GoVersion{1, 26, 0}, go1260, nil},
+		{GoVersion{1, 26, 8}, go1260, nil},
+		{GoVersion{1, 26, 10}, go1260, nil},
+		{GoVersion{1, 26, 11}, go12611, nil},
+		{GoVersion{1, 26, 15}, go12611, nil}, // later patches keep the last layout
+		{GoVersion{1, 19, 0}, row(GoVersion{1, 19, 0}), nil},
+		{GoVersion{1, 17, 13}, Offsets{}, ErrNoOffsets},
+		{GoVersion{1, 99, 0}, Offsets{}, ErrNoOffsets},
+		{GoVersion{2, 0, 0}, Offsets{}, ErrNoOffsets},
+	}
+	for _, tt := range tests {
+		got, err := TableOffsets(tt.v)
+		if !errors.Is(err, tt.err) || got != tt.want {
+			t.Errorf("TableOffsets(%v) = %v; want error %v", tt.v, err, tt.err)
+		}
+	}
+	if go1260.ResponseStatus == go12611.ResponseStatus {
+		t.Errorf("response.status: same offset in go1.26.0 and go1.26.11; the table should tell them apart")
+	}
+}
+
+// TestOffsetsServerOnly: a server that makes no client calls has no
+// persistConn in its DWARF. Its DWARF still gives the server's offsets, and
+// Offsets fills the rest from the table.
+func TestOffsetsServerOnly(t *testing.T) {
+	const server = `package main
+
+import "net/http"
+
+func main() {
+	http.ListenAndServe("127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+}
+`
+	b := openGo(t, goBuild(t, "local", buildVariant{name: "server-only", arch: "amd64", src: server}))
+	d, err := b.OffsetsDWARF()
+	if err != nil {
+		t.Fatalf("OffsetsDWARF: %v", err)
+	}
+	table, err := TableOffsets(b.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.PersistConnConn != Absent {
+		t.Errorf("persistConn.conn = %d from the DWARF of a server-only program; want Absent", d.PersistConnConn)
+	}
+	if d.ResponseStatus != table.ResponseStatus || d.RequestMethod != table.RequestMethod {
+		t.Errorf("server fields from DWARF differ from the table:\n%s", offsetsDiff(d, table))
+	}
+	o, err := b.Offsets()
+	if err != nil || o != table {
+		t.Errorf("Offsets = %v, differing from the table:\n%s", err, offsetsDiff(o, table))
+	}
+}
