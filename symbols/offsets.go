@@ -63,7 +63,12 @@ type Offsets struct {
 	ClientResponseRequest       int64 `go:"net/http.Response,Request"`       // *Request
 
 	// net/http.persistConn: the client's connection.
-	PersistConnConn int64 `go:"net/http.persistConn,conn"` // net.Conn
+	PersistConnConn     int64 `go:"net/http.persistConn,conn"`     // net.Conn
+	PersistConnTLSState int64 `go:"net/http.persistConn,tlsState"` // *tls.ConnectionState, nil for plain HTTP
+
+	// net/http.transportRequest: the argument of (*persistConn).roundTrip,
+	// which embeds the *Request.
+	TransportRequestRequest int64 `go:"net/http.transportRequest,Request"` // *Request
 
 	// From a net.Conn to its file descriptor: *tls.Conn wraps a net.Conn;
 	// *net.TCPConn embeds net.conn{fd *netFD}; netFD holds a poll.FD.
