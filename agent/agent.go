@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf/rlimit"
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/periscope-apm/periscope/collectors"
+	"github.com/periscope-apm/periscope/collectors/gohttp"
 	"github.com/periscope-apm/periscope/collectors/openssl"
 	"github.com/periscope-apm/periscope/config"
 	"github.com/periscope-apm/periscope/correlator"
@@ -26,6 +28,7 @@ import (
 	"github.com/periscope-apm/periscope/exporters"
 	"github.com/periscope-apm/periscope/exporters/console"
 	"github.com/periscope-apm/periscope/exporters/otlp"
+	"github.com/periscope-apm/periscope/exporters/otlpmetric"
 	"github.com/periscope-apm/periscope/internal/tracefs"
 	"github.com/periscope-apm/periscope/metadata"
 	"github.com/periscope-apm/periscope/span"
@@ -37,13 +40,58 @@ type UsageError struct{ Err error }
 func (e *UsageError) Error() string { return e.Err.Error() }
 func (e *UsageError) Unwrap() error { return e.Err }
 
-// shutdownTimeout bounds the flush of queued spans at exit.
-const shutdownTimeout = 10 * time.Second
+// shutdownTimeout bounds the shutdown, from the signal: draining the event
+// readers, detaching, and flushing spans and metrics, all exporters
+// together, so that an unreachable backend delays the exit by this much
+// once, not once per exporter. The flush gets at least minFlush.
+const (
+	shutdownTimeout = 10 * time.Second
+	minFlush        = time.Second
+)
+
+// flushFunc flushes and stops an exporter at exit.
+type flushFunc struct {
+	what string
+	fn   func(context.Context) error
+}
+
+// flushAll runs the flushes concurrently until shutdownTimeout after
+// *stopAt (the signal; zero: now): a backend that does not answer delays
+// the exit once, and does not take the time of the others (the console).
+func flushAll(log *slog.Logger, flushes *[]flushFunc, stopAt *time.Time) {
+	deadline := time.Now().Add(minFlush)
+	if stopAt.IsZero() {
+		deadline = time.Now().Add(shutdownTimeout)
+	} else if d := stopAt.Add(shutdownTimeout); d.After(deadline) {
+		deadline = d
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, f := range *flushes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f.fn(ctx); err != nil {
+				log.Warn("flush "+f.what+" at exit", "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
 
 // Run runs the agent until ctx is done, then detaches every probe, flushes
 // the exporters and returns nil.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Writer) error {
 	if err := cfg.Validate(); err != nil {
+		return &UsageError{err}
+	}
+	// A bad OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL is a usage error even
+	// when no endpoint is set, and is reported before anything is loaded.
+	if _, err := otlp.Protocol(); err != nil {
+		return &UsageError{err}
+	}
+	if _, err := otlpmetric.Protocol(); err != nil {
 		return &UsageError{err}
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
@@ -58,17 +106,25 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(promcollectors.NewGoCollector(), promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}))
 
+	// Spans and metrics are flushed last, after the collectors are closed
+	// (so the last values are exported), all at once (flushAll).
+	var flushes []flushFunc
+	var stopAt time.Time
+	defer flushAll(log, &flushes, &stopAt)
+
 	exp, err := newExporters(ctx, cfg, log, reg, stdout)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-		defer cancel()
-		if err := exp.Shutdown(sctx); err != nil {
-			log.Warn("flush spans at exit", "err", err)
-		}
-	}()
+	flushes = append(flushes, flushFunc{"spans", exp.Shutdown})
+
+	mp, err := newMeterProvider(ctx, log, reg)
+	if err != nil {
+		return err
+	}
+	if mp != nil {
+		flushes = append(flushes, flushFunc{"metrics", mp.Shutdown})
+	}
 
 	procs := metadata.NewProcesses(metadata.ProcessesConfig{})
 	corr, err := correlator.New(correlator.Config{
@@ -77,6 +133,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		SensitiveQueryParams: cfg.HTTP.SensitiveQueryParams,
 		CaptureHeaders:       cfg.HTTP.CaptureHeaders,
 		SensitiveHeaders:     cfg.HTTP.SensitiveHeaders,
+		BindGrace:            correlator.DefaultBindGrace,
+		RetransmitGrace:      retransmitGrace(cfg.TCP),
 	}, exp, procs, log, reg)
 	if err != nil {
 		return err
@@ -92,6 +150,19 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 			PerProcess: !sel.All(),
 			RingBytes:  cfg.OpenSSL.RingBytes,
 		}, corr, log, reg))
+	}
+	if cfg.GoHTTP.Enabled {
+		cols = append(cols, gohttp.New(gohttp.Config{
+			PerProcess: !sel.All(),
+			RingBytes:  cfg.GoHTTP.RingBytes,
+		}, corr, log, reg))
+	}
+	if cfg.TCP.Enabled {
+		c, err := newTCPCollector(cfg.TCP, corr, procs, mp, log, reg)
+		if err != nil {
+			return err
+		}
+		cols = append(cols, c)
 	}
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
@@ -142,8 +213,35 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	log.Info("agent running", "collectors", len(started), "processes", len(tracker.Processes()))
 
 	<-ctx.Done()
+	stopAt = time.Now()
 	log.Info("stopping: detaching probes and flushing spans")
+	waitReaders(started, log)
+	corr.Flush()
 	return nil
+}
+
+// readerDrainTimeout bounds the wait for the collectors' event readers at
+// shutdown.
+const readerDrainTimeout = 5 * time.Second
+
+// waitReaders waits until the collectors' event readers have handled what
+// the kernel queued before the shutdown, so that the spans those events
+// finish reach the exporters before they are flushed and shut down.
+func waitReaders(cols []collectors.Collector, log *slog.Logger) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, c := range cols {
+			if w, ok := c.(interface{ Wait() }); ok {
+				w.Wait()
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(readerDrainTimeout):
+		log.Warn("event readers still busy at shutdown; the last events may be lost", "waited", readerDrainTimeout)
+	}
 }
 
 func newExporters(ctx context.Context, cfg config.Config, log *slog.Logger, reg prometheus.Registerer, stdout io.Writer) (span.Exporter, error) {

@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/periscope-apm/periscope/collectors/tcp"
 	"github.com/periscope-apm/periscope/internal/kernel"
 )
 
@@ -45,7 +47,21 @@ func Check() Report {
 	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Uprobe, kernel.Tracepoint, kernel.RawTracepoint)
 	r.Paths = append(r.Paths, CollectorPath{"openssl", ok, pick(ok, why,
 		"uprobe+uretprobe SSL_read/SSL_write(_ex) once per file; SSL*->socket via syscall tracepoints")})
+	r.Paths = append(r.Paths, tcpPath(need(kernel.BTF, kernel.RingBuf, kernel.Tracepoint)))
 	return r
+}
+
+// tcpPath decides the TCP collector's hook the way the collector does: by
+// loading and attaching its programs in its default order.
+func tcpPath(ok bool, why string) CollectorPath {
+	if !ok {
+		return CollectorPath{tcp.Name, false, why}
+	}
+	hook, failed := tcp.Probe()
+	if hook == "" {
+		return CollectorPath{tcp.Name, false, "unavailable: " + errors.Join(failed...).Error()}
+	}
+	return CollectorPath{tcp.Name, true, hook.Describe() + "; owners from sock:inet_sock_set_state + syscalls:sys_exit_accept(4), /proc"}
 }
 
 func pick(ok bool, why, path string) string {

@@ -19,6 +19,8 @@ enum event_type {
 	EVENT_BIND = 2,  /* struct bind_event */
 	EVENT_CLOSE = 3, /* struct close_event */
 	EVENT_WRITE_RESULT = 4, /* struct write_result_event */
+	EVENT_REQUEST_START = 5, /* struct request_start_event */
+	EVENT_REQUEST_END = 6,   /* struct request_end_event */
 	EVENT_EXEC = 16, /* struct proc_event */
 	EVENT_EXIT = 17, /* struct proc_event */
 	EVENT_FORK = 18, /* struct proc_event: hdr.pid is the child, ppid the parent */
@@ -87,6 +89,81 @@ struct write_result_event {
 	__u64 conn;
 	__u32 requested;
 	__u32 accepted;
+};
+
+/* Requests seen whole by language-level probes (Go net/http): a start
+ * record when the request begins and an end record when it is done. IDs are
+ * made in the kernel so that a client call can name the server request it
+ * is made from before either has ended. */
+enum request_kind {
+	REQUEST_SERVER = 1,
+	REQUEST_CLIENT = 2,
+};
+
+#define REQ_METHOD_CAP 16
+#define REQ_PATH_CAP 256
+#define REQ_HOST_CAP 128
+#define REQ_QUERY_CAP 128
+
+struct request_start_event {
+	struct event_header hdr;
+	__u64 id;        /* the span's ID */
+	__u64 parent;    /* ID of the server request in flight on the goroutine, or 0 */
+	__u64 goroutine; /* runtime.g of the caller */
+	__u32 kind;      /* enum request_kind */
+	__s32 fd;        /* the connection's socket, or -1 */
+	__u32 tls;       /* the connection is TLS */
+	__u32 _pad;
+	struct tuple tuple;
+};
+
+struct request_end_event {
+	struct event_header hdr;
+	__u64 id;
+	__u32 kind;
+	__u32 status;    /* HTTP status code; 0 if none (client error) */
+	__s64 request_size;  /* body bytes, -1 unknown */
+	__s64 response_size; /* body bytes, -1 unknown */
+	__u32 error;     /* the client call returned an error */
+	__u16 method_len;
+	__u16 path_len;  /* may exceed REQ_PATH_CAP: the path was cut */
+	__u16 host_len;
+	__u16 query_len;
+	__u32 _pad;
+	char method[REQ_METHOD_CAP];
+	char path[REQ_PATH_CAP];
+	char host[REQ_HOST_CAP];
+	char query[REQ_QUERY_CAP];
+};
+
+/* Offsets of the Go fields the Go programs read, per traced binary (its Go
+ * version decides them). Filled by user space from DWARF or the table in
+ * symbols/; the attach cookie of each probe is the index of its binary.
+ * -1: the binary's Go version lacks the field. */
+struct go_offsets {
+	__s64 request_method;
+	__s64 request_url;
+	__s64 request_host;
+	__s64 request_content_length;
+	__s64 url_path;
+	__s64 url_raw_query;
+	__s64 url_host;
+	__s64 response_conn;
+	__s64 response_req;
+	__s64 response_written;
+	__s64 response_status;
+	__s64 conn_rwc;
+	__s64 conn_tls_state;
+	__s64 client_response_status_code;
+	__s64 client_response_content_length;
+	__s64 persist_conn_conn;
+	__s64 persist_conn_tls_state;
+	__s64 transport_request_request;
+	__s64 tls_conn_conn;
+	__s64 tcp_conn_conn;
+	__s64 net_conn_fd;
+	__s64 netfd_pfd;
+	__s64 pollfd_sysfd;
 };
 
 struct proc_event {

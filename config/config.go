@@ -34,6 +34,8 @@ type Config struct {
 	Processes Processes `yaml:"processes"`
 	HTTP      HTTP      `yaml:"http"`
 	OpenSSL   OpenSSL   `yaml:"openssl"`
+	GoHTTP    GoHTTP    `yaml:"gohttp"`
+	TCP       TCP       `yaml:"tcp"`
 }
 
 // Processes selects the processes to trace.
@@ -72,6 +74,26 @@ type OpenSSL struct {
 	RingBytes int `yaml:"ring_bytes"`
 }
 
+// GoHTTP configures the Go net/http collector.
+type GoHTTP struct {
+	Enabled bool `yaml:"enabled"`
+	// RingBytes is the size of its event ring buffer.
+	RingBytes int `yaml:"ring_bytes"`
+}
+
+// TCP configures the TCP collector (retransmissions).
+type TCP struct {
+	Enabled bool `yaml:"enabled"`
+	// Hook is the hook on tcp_retransmit_skb tried first, "tracepoint" or
+	// "kprobe"; the other one is the fallback.
+	Hook string `yaml:"hook"`
+	// MaxPeers caps the peers with retransmission series of their own;
+	// the others are counted under one overflow peer.
+	MaxPeers int `yaml:"max_peers"`
+	// RingBytes is the size of its event ring buffer.
+	RingBytes int `yaml:"ring_bytes"`
+}
+
 // Default returns the built-in configuration.
 func Default() Config {
 	return Config{
@@ -81,6 +103,8 @@ func Default() Config {
 		LogFormat:   "text",
 		HTTP:        HTTP{IdleTimeout: 2 * time.Minute},
 		OpenSSL:     OpenSSL{Enabled: true, RingBytes: 8 << 20},
+		GoHTTP:      GoHTTP{Enabled: true, RingBytes: 4 << 20},
+		TCP:         TCP{Enabled: true, Hook: "tracepoint", MaxPeers: 1024, RingBytes: 1 << 20},
 	}
 }
 
@@ -141,9 +165,65 @@ func (c *Config) loadFile(path string) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			return fmt.Errorf("config file %s: %s", path, nameKeys(b, te.Errors))
+		}
 		return fmt.Errorf("config file %s: %w", path, err)
 	}
 	return nil
+}
+
+// nameKeys rewrites yaml's "line N: ..." errors (unknown fields, values of
+// the wrong type) as "KEY (line N): ...", KEY being the dotted path of the
+// key on that line, so that the message names what is wrong.
+func nameKeys(doc []byte, errs []string) string {
+	var root yaml.Node
+	paths := make(map[int]string)
+	if yaml.Unmarshal(doc, &root) == nil {
+		keyPaths(&root, "", paths)
+	}
+	out := make([]string, len(errs))
+	for i, e := range errs {
+		out[i] = e
+		var line int
+		if _, err := fmt.Sscanf(e, "line %d:", &line); err != nil {
+			continue
+		}
+		if key, ok := paths[line]; ok {
+			out[i] = key + " (" + e + ")"
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// keyPaths records the dotted path of every mapping key (and sequence
+// item) by the line it starts on.
+func keyPaths(n *yaml.Node, prefix string, out map[int]string) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			keyPaths(c, prefix, out)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if prefix != "" {
+				p = prefix + "." + p
+			}
+			out[k.Line] = p
+			keyPaths(v, p, out)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", prefix, i)
+			if _, ok := out[c.Line]; !ok {
+				out[c.Line] = p
+			}
+			keyPaths(c, p, out)
+		}
+	}
 }
 
 // Validate reports the first bad value, naming its key.
@@ -177,8 +257,24 @@ func (c Config) Validate() error {
 	if c.OpenSSL.RingBytes < 4096 || c.OpenSSL.RingBytes&(c.OpenSSL.RingBytes-1) != 0 {
 		return fmt.Errorf("openssl.ring_bytes: %d is not a power of two of at least 4096", c.OpenSSL.RingBytes)
 	}
+	if c.GoHTTP.RingBytes < 4096 || c.GoHTTP.RingBytes&(c.GoHTTP.RingBytes-1) != 0 {
+		return fmt.Errorf("gohttp.ring_bytes: %d is not a power of two of at least 4096", c.GoHTTP.RingBytes)
+	}
+	if err := oneOf("tcp.hook", c.TCP.Hook, "tracepoint", "kprobe"); err != nil {
+		return err
+	}
+	if c.TCP.MaxPeers < 1 || c.TCP.MaxPeers > maxTCPPeers {
+		return fmt.Errorf("tcp.max_peers: %d is not between 1 and %d", c.TCP.MaxPeers, maxTCPPeers)
+	}
+	if c.TCP.RingBytes < 4096 || c.TCP.RingBytes&(c.TCP.RingBytes-1) != 0 {
+		return fmt.Errorf("tcp.ring_bytes: %d is not a power of two of at least 4096", c.TCP.RingBytes)
+	}
 	return nil
 }
+
+// maxTCPPeers bounds tcp.max_peers: each peer may hold a series per
+// process and state.
+const maxTCPPeers = 100000
 
 type stringList []string
 

@@ -31,6 +31,9 @@ http:
   idle_timeout: 30s
 openssl:
   ring_bytes: 16777216
+tcp:
+  hook: kprobe
+  max_peers: 10
 `)
 	tests := []struct {
 		name  string
@@ -48,7 +51,10 @@ openssl:
 				!reflect.DeepEqual(c.Processes.IncludeExe, []string{"nginx", "/usr/bin/*"}) {
 				t.Errorf("file values not applied: %+v", c)
 			}
-			if c.LogFormat != "text" || !c.OpenSSL.Enabled {
+			if c.TCP.Hook != "kprobe" || c.TCP.MaxPeers != 10 {
+				t.Errorf("tcp values not applied: %+v", c.TCP)
+			}
+			if c.LogFormat != "text" || !c.OpenSSL.Enabled || !c.TCP.Enabled || c.TCP.RingBytes != 1<<20 {
 				t.Errorf("keys absent from the file lost their defaults: %+v", c)
 			}
 		}},
@@ -98,9 +104,18 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown nested key", []string{"--config", writeFile(t, "http:\n  capture_body: true\n")}, "capture_body"},
 		{"wrong type", []string{"--config", writeFile(t, "http:\n  capture_query: maybe\n")}, "maybe"},
 		{"bad duration", []string{"--config", writeFile(t, "http:\n  idle_timeout: soon\n")}, "soon"},
+		{"bad duration names its key", []string{"--config", writeFile(t, "http:\n  idle_timeout: soon\n")}, "http.idle_timeout"},
+		{"wrong type names its key", []string{"--config", writeFile(t, "http:\n  capture_query: maybe\n")}, "http.capture_query"},
+		{"unknown nested key names its path", []string{"--config", writeFile(t, "http:\n  capture_body: true\n")}, "http.capture_body"},
+		{"bad list item names its index", []string{"--config", writeFile(t, "processes:\n  include_exe:\n    - nginx\n    - [a]\n")}, "processes.include_exe[1]"},
 		{"negative duration", []string{"--config", writeFile(t, "http:\n  idle_timeout: -1s\n")}, "http.idle_timeout"},
 		{"ring not a power of two", []string{"--config", writeFile(t, "openssl:\n  ring_bytes: 5000\n")}, "openssl.ring_bytes"},
 		{"not YAML", []string{"--config", writeFile(t, "{{{")}, "periscope.yaml"},
+		{"bad tcp hook", []string{"--config", writeFile(t, "tcp:\n  hook: fentry\n")}, "tcp.hook"},
+		{"zero tcp peers", []string{"--config", writeFile(t, "tcp:\n  max_peers: 0\n")}, "tcp.max_peers"},
+		{"too many tcp peers", []string{"--config", writeFile(t, "tcp:\n  max_peers: 1000001\n")}, "tcp.max_peers"},
+		{"tcp ring not a power of two", []string{"--config", writeFile(t, "tcp:\n  ring_bytes: 3000\n")}, "tcp.ring_bytes"},
+		{"unknown tcp key", []string{"--config", writeFile(t, "tcp:\n  max_peer: 5\n")}, "tcp.max_peer"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -30,6 +30,23 @@ type Config struct {
 	// addition to Authorization, Cookie, Set-Cookie and
 	// Proxy-Authorization, which are always redacted.
 	SensitiveHeaders []string
+
+	// BindGrace is how long the span of a finished request waits for the
+	// socket of its connection when the collector has not named it yet.
+	// A TLS library that writes into a memory BIO (node) makes no socket
+	// syscall inside SSL_read or SSL_write, so its socket is known only
+	// from the syscall right after its first SSL_write: just after the
+	// response that ends a server's first request on a connection.
+	// Waiting gives that span the peer's addresses and its link to the
+	// client span. 0 exports at once; DefaultBindGrace suits the agent.
+	BindGrace time.Duration
+
+	// RetransmitGrace is how long the span of a finished request waits
+	// for the TCP retransmissions of its last moments, which travel in
+	// another collector's ring buffer and may be read after the data that
+	// ended the request. 0 (no TCP collector) exports at once;
+	// DefaultRetransmitGrace suits the agent's TCP collector.
+	RetransmitGrace time.Duration
 }
 
 // defaultSensitiveQueryParams are the query parameters redacted by default.
@@ -45,6 +62,10 @@ var alwaysRedactedHeaders = []string{"authorization", "cookie", "set-cookie", "p
 const (
 	DefaultIdleTimeout    = 2 * time.Minute
 	DefaultMaxConnections = 65536
+	DefaultBindGrace      = 250 * time.Millisecond
+	// DefaultRetransmitGrace is several times the TCP collector's ring
+	// buffer polling interval.
+	DefaultRetransmitGrace = 100 * time.Millisecond
 )
 
 // DefaultConfig returns the default configuration: no query strings, no

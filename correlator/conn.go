@@ -37,6 +37,9 @@ type conn struct {
 
 	req, resp *httpparse.Parser
 	pending   []*exchange // requests waiting for their response, oldest first
+	// held are finished exchanges waiting for the connection's socket
+	// (Config.BindGrace), oldest first.
+	held []heldExchange
 	// ignored connections are not HTTP, broke the protocol or left it
 	// (upgrade): their data is dropped until a Bind changes the socket.
 	ignored bool
@@ -44,6 +47,30 @@ type conn struct {
 	// repeatWrite counts written bytes still to come that repeat bytes
 	// already parsed (see events.WriteResult).
 	repeatWrite int
+	// retrans are the recent TCP retransmissions of the connection's
+	// socket, oldest first (see retransmit.go).
+	retrans []retransmitMark
+}
+
+// heldExchange is a finished exchange whose span is not built yet.
+type heldExchange struct {
+	x      *exchange
+	resp   *httpparse.Message
+	end    time.Time
+	reason string
+}
+
+// waiting returns the exchanges that may still be paired with the other
+// end of the connection: the held ones, then the pending ones.
+func (cn *conn) waiting() []*exchange {
+	if len(cn.held) == 0 {
+		return cn.pending
+	}
+	out := make([]*exchange, 0, len(cn.held)+len(cn.pending))
+	for _, h := range cn.held {
+		out = append(out, h.x)
+	}
+	return append(out, cn.pending...)
 }
 
 // exchange is one request and its response.
@@ -64,6 +91,7 @@ type exchange struct {
 	parent      *exchange
 
 	peer  *exchange // the exchange at the other end of the connection
+	whole wholeKey  // set for requests seen whole (request.go)
 	fixed bool      // the trace ID was used: the exchange may not be re-parented
 	done  bool
 }

@@ -52,6 +52,10 @@ type Correlator struct {
 	byTuple map[events.Tuple]*conn
 	lru     *list.List // of *conn; front = most recently active
 	nconns  int
+	holding map[*conn]struct{} // connections with held exchanges
+	// whole are the requests seen whole by language-level probes that
+	// have started and not ended, by process and ID (see request.go).
+	whole map[wholeKey]*exchange
 }
 
 // procState is what the correlator knows about one process.
@@ -101,6 +105,8 @@ func New(cfg Config, exp span.Exporter, procs ProcessResolver, log *slog.Logger,
 		pids:             make(map[uint32]*procState),
 		byTuple:          make(map[events.Tuple]*conn),
 		lru:              list.New(),
+		holding:          make(map[*conn]struct{}),
+		whole:            make(map[wholeKey]*exchange),
 	}
 	return c, nil
 }
@@ -190,6 +196,7 @@ func (c *Correlator) Bind(b events.Bind) {
 	}
 	// Addresses that arrive after the first request may link it now.
 	c.linkByTuple(cn)
+	c.release(cn)
 }
 
 // Close handles the close of a connection's socket.
@@ -238,18 +245,49 @@ func (c *Correlator) Expire(now time.Time) {
 	}
 }
 
-// Run calls Expire every few seconds until ctx is done.
+// Run calls Expire every few seconds, and ReleaseHeld as often as
+// Config.BindGrace needs, until ctx is done.
 func (c *Correlator) Run(ctx context.Context) error {
 	interval := min(5*time.Second, max(c.cfg.IdleTimeout/4, 10*time.Millisecond))
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var hold <-chan time.Time
+	if grace := minGrace(c.cfg.BindGrace, c.cfg.RetransmitGrace); grace > 0 {
+		ht := time.NewTicker(max(grace/2, 10*time.Millisecond))
+		defer ht.Stop()
+		hold = ht.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case now := <-t.C:
 			c.Expire(now)
+		case now := <-hold:
+			c.ReleaseHeld(now)
 		}
+	}
+}
+
+// ReleaseHeld exports the spans that waited longer than Config.BindGrace
+// for their connection's socket (it will not be known), or longer than
+// Config.RetransmitGrace for their last retransmissions.
+func (c *Correlator) ReleaseHeld(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for cn := range c.holding {
+		if now.Sub(cn.held[0].end) >= c.holdFor(cn) {
+			c.release(cn)
+		}
+	}
+}
+
+// Flush exports every held span at once (at shutdown).
+func (c *Correlator) Flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for cn := range c.holding {
+		c.release(cn)
 	}
 }
 
@@ -321,6 +359,7 @@ func (c *Correlator) touch(cn *conn, t time.Time) {
 
 // remove forgets a connection whose requests have been ended.
 func (c *Correlator) remove(cn *conn) {
+	c.release(cn)
 	ps := cn.ps
 	if ps.conns[cn.id.Key] != cn {
 		return
@@ -374,15 +413,48 @@ func (c *Correlator) giveUp(cn *conn, err error, t time.Time) {
 	c.endPending(cn, t, reasonParseError)
 }
 
-// finish builds and exports the span of an exchange. resp may be nil or
+// finish ends an exchange and exports its span, or holds it while the
+// connection's socket is not known (Config.BindGrace). resp may be nil or
 // incomplete; reason is empty for a complete exchange.
 func (c *Correlator) finish(x *exchange, resp *httpparse.Message, end time.Time, reason string) {
 	x.done = true
+	if x.whole != (wholeKey{}) {
+		delete(c.whole, x.whole)
+	}
 	cn := x.conn
 	if cn.role == roleServer && cn.ps.threads[x.tid] == x {
 		delete(cn.ps.threads, x.tid)
 	}
+	if c.holdFor(cn) > 0 {
+		if len(cn.held) >= maxPendingPerConn {
+			h := cn.held[0]
+			cn.held = cn.held[1:]
+			c.export(h.x, h.resp, h.end, h.reason)
+		}
+		cn.held = append(cn.held, heldExchange{x: x, resp: resp, end: end, reason: reason})
+		c.holding[cn] = struct{}{}
+		return
+	}
+	c.export(x, resp, end, reason)
+}
+
+// release exports the held spans of a connection.
+func (c *Correlator) release(cn *conn) {
+	if len(cn.held) == 0 {
+		return
+	}
+	held := cn.held
+	cn.held = nil
+	delete(c.holding, cn)
+	for _, h := range held {
+		c.export(h.x, h.resp, h.end, h.reason)
+	}
+}
+
+// export builds and exports the span of a finished exchange.
+func (c *Correlator) export(x *exchange, resp *httpparse.Message, end time.Time, reason string) {
 	s := c.buildSpan(x, resp, end, reason)
+	addRetransmits(s, x.conn)
 	if s.Kind == span.Server {
 		c.m.spansServer.Inc()
 	} else {
@@ -418,17 +490,18 @@ func (c *Correlator) linkByTuple(cn *conn) {
 // child.
 func pair(cl, sv *conn) {
 	ci := 0
-	for _, sx := range sv.pending {
+	cxs := cl.waiting()
+	for _, sx := range sv.waiting() {
 		if sx.peer != nil {
 			continue
 		}
-		for ci < len(cl.pending) && cl.pending[ci].peer != nil {
+		for ci < len(cxs) && cxs[ci].peer != nil {
 			ci++
 		}
-		if ci == len(cl.pending) {
+		if ci == len(cxs) {
 			return
 		}
-		cx := cl.pending[ci]
+		cx := cxs[ci]
 		if cx.req.Start.After(sx.req.Start) {
 			// The client wrote this request after the server read
 			// sx: they are not the same request.

@@ -14,6 +14,7 @@ const (
 	reasonTimeout    = "timeout"
 	reasonEvicted    = "evicted"
 	reasonParseError = "parse_error"
+	reasonRequestErr = "request_failed" // a client call returned an error
 )
 
 // metrics are the correlator's own counters.
@@ -23,6 +24,7 @@ type metrics struct {
 	parseErrors              prometheus.Counter
 	incomplete               map[string]prometheus.Counter // by reason
 	tracked                  prometheus.Gauge
+	unmatchedEnds            prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -46,20 +48,25 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "periscope_connections_tracked",
 		Help: "Connections the correlator keeps state for.",
 	})
+	unmatched := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "periscope_request_ends_unmatched_total",
+		Help: "Ends of requests seen whole whose start was not seen (the probes were attached mid-request).",
+	})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{spans, notHTTP, parseErrors, incomplete, tracked} {
+		for _, c := range []prometheus.Collector{spans, notHTTP, parseErrors, incomplete, tracked, unmatched} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register correlator metrics: %w", err)
 			}
 		}
 	}
 	m := &metrics{
-		spansServer: spans.WithLabelValues("server"),
-		spansClient: spans.WithLabelValues("client"),
-		notHTTP:     notHTTP,
-		parseErrors: parseErrors,
-		incomplete:  make(map[string]prometheus.Counter),
-		tracked:     tracked,
+		spansServer:   spans.WithLabelValues("server"),
+		spansClient:   spans.WithLabelValues("client"),
+		notHTTP:       notHTTP,
+		parseErrors:   parseErrors,
+		incomplete:    make(map[string]prometheus.Counter),
+		tracked:       tracked,
+		unmatchedEnds: unmatched,
 	}
 	for reason, label := range map[string]string{
 		reasonClosed:     "closed",
@@ -67,6 +74,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		reasonTimeout:    "timeout",
 		reasonEvicted:    "evicted",
 		reasonParseError: "parse_error",
+		reasonRequestErr: "request_failed",
 	} {
 		m.incomplete[reason] = incomplete.WithLabelValues(label)
 	}

@@ -96,12 +96,144 @@ type Exit struct {
 	Time time.Time
 }
 
+// TCPState is a TCP connection state, numbered as the kernel numbers it
+// (include/net/tcp_states.h).
+type TCPState uint8
+
+// TCP states.
+const (
+	TCPEstablished TCPState = 1
+	TCPSynSent     TCPState = 2
+	TCPSynRecv     TCPState = 3
+	TCPFinWait1    TCPState = 4
+	TCPFinWait2    TCPState = 5
+	TCPTimeWait    TCPState = 6
+	TCPClose       TCPState = 7
+	TCPCloseWait   TCPState = 8
+	TCPLastAck     TCPState = 9
+	TCPListen      TCPState = 10
+	TCPClosing     TCPState = 11
+	TCPNewSynRecv  TCPState = 12
+)
+
+// String returns the state as OpenTelemetry's network.connection.state
+// spells it ("established", "syn_sent", ...).
+func (s TCPState) String() string {
+	switch s {
+	case TCPEstablished:
+		return "established"
+	case TCPSynSent:
+		return "syn_sent"
+	case TCPSynRecv, TCPNewSynRecv:
+		return "syn_received"
+	case TCPFinWait1:
+		return "fin_wait_1"
+	case TCPFinWait2:
+		return "fin_wait_2"
+	case TCPTimeWait:
+		return "time_wait"
+	case TCPClose:
+		return "closed"
+	case TCPCloseWait:
+		return "close_wait"
+	case TCPLastAck:
+		return "last_ack"
+	case TCPListen:
+		return "listen"
+	case TCPClosing:
+		return "closing"
+	}
+	return fmt.Sprintf("tcp_state(%d)", uint8(s))
+}
+
+// SocketRole says which end of a TCP connection the owning process is.
+type SocketRole uint8
+
+const (
+	// RoleUnknown: the owner was found without seeing the connection open.
+	RoleUnknown SocketRole = 0
+	// RoleConnected: the owner connected; the peer is the server.
+	RoleConnected SocketRole = 1
+	// RoleAccepted: the owner accepted; the peer is the client.
+	RoleAccepted SocketRole = 2
+)
+
+// Retransmit is one retransmission by a TCP socket: the kernel sent
+// Segments segments again. Retransmissions happen in softirq context, so
+// the collector names the process that owns the socket (the one that
+// connected or accepted it), not the one on the CPU.
+type Retransmit struct {
+	Time time.Time
+	// PID owns the socket; 0 when no owner could be found.
+	PID uint32
+	// Comm is the owner's command name as the kernel knew it (at most 15
+	// bytes); "" when unknown.
+	Comm string
+	Role SocketRole
+	// Tuple is the connection from the owner's point of view.
+	Tuple    Tuple
+	State    TCPState
+	Segments int
+	// SYN says the segment carried SYN: a connection attempt the peer has
+	// not answered yet (a failed-connection signal).
+	SYN bool
+}
+
+// RequestKind says which end of a request a process was.
+type RequestKind uint8
+
+const (
+	// RequestServer: the process served the request.
+	RequestServer RequestKind = 1
+	// RequestClient: the process sent the request.
+	RequestClient RequestKind = 2
+)
+
+// RequestStart says that a request seen whole by a language-level probe
+// (Go net/http) has started. The probe chose the span's ID, so that a client
+// call made while serving a request can name its parent before either ends.
+type RequestStart struct {
+	PID  uint32
+	ID   uint64 // the span's ID
+	Kind RequestKind
+	Time time.Time
+	// Parent is the ID of the server request in flight on the same
+	// goroutine (client calls made from a handler), or 0.
+	Parent uint64
+	// FD is the connection's socket (-1: unknown) and Tuple its addresses.
+	FD    int32
+	Tuple Tuple
+	TLS   bool
+}
+
+// RequestEnd completes the request started with the same PID and ID.
+type RequestEnd struct {
+	PID      uint32
+	ID       uint64
+	Kind     RequestKind
+	Time     time.Time
+	Method   string
+	Path     string
+	RawQuery string
+	Host     string
+	// Status is the HTTP status code; 0 when a client call failed.
+	Status int
+	// RequestBodySize and ResponseBodySize are -1 when unknown.
+	RequestBodySize  int64
+	ResponseBodySize int64
+	// Failed says that a client call returned an error.
+	Failed bool
+}
+
 // Sink receives events from collectors. Implementations must not block for
 // long: collectors call it from their ring-buffer reading goroutine.
 type Sink interface {
 	Data(Data)
 	Bind(Bind)
 	WriteResult(WriteResult)
+	RequestStart(RequestStart)
+	RequestEnd(RequestEnd)
 	Close(Close)
 	Exit(Exit)
+	Retransmit(Retransmit)
 }

@@ -136,7 +136,7 @@ struct trace_event_raw_sys_exit {
 	long int ret;
 };
 
-/* tcp:tcp_retransmit_skb since Linux 6.10-ish: its own event class, with the
+/* tcp:tcp_retransmit_skb in recent kernels: its own event class, with the
  * error of the attempt (the event also fires for attempts that failed). */
 struct trace_event_raw_tcp_retransmit_skb {
 	struct trace_entry ent;

@@ -111,23 +111,54 @@ func (s *Set) Exited(pid uint32) {
 func (s *Set) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var errs []error
+	var links []link.Link
 	for key, e := range s.attached {
-		errs = append(errs, s.detachLocked(key, e))
+		links = append(links, s.forgetLocked(key, e)...)
 	}
-	return errors.Join(errs...)
+	return closeAll(links)
 }
 
 func (s *Set) detachLocked(key Key, e *entry) error {
+	return closeAll(s.forgetLocked(key, e))
+}
+
+// forgetLocked removes an entry and returns its links to close.
+func (s *Set) forgetLocked(key Key, e *entry) []link.Link {
 	if e.linger != nil {
 		e.linger.Stop()
 	}
-	var errs []error
-	for _, l := range e.links {
-		errs = append(errs, l.Close())
-	}
 	s.probes.Sub(float64(len(e.links)))
 	delete(s.attached, key)
+	return e.links
+}
+
+// closeParallel bounds the links closed at once.
+const closeParallel = 64
+
+// closeAll closes links concurrently: closing a uprobe waits for an RCU
+// grace period in the kernel (tens of milliseconds on a busy VM), so
+// hundreds of probes closed one after the other delay the agent's exit by
+// seconds, while closed together their waits overlap.
+func closeAll(links []link.Link) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, closeParallel)
+	)
+	for _, l := range links {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := l.Close(); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

@@ -2,6 +2,7 @@ package attach
 
 import (
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,15 +16,15 @@ import (
 // fakeLink is a link that records its closing.
 type fakeLink struct {
 	link.Link
-	closed *int
+	closed *atomic.Int32
 }
 
-func (f fakeLink) Close() error { *f.closed++; return nil }
+func (f fakeLink) Close() error { f.closed.Add(1); return nil }
 
 func TestSet(t *testing.T) {
 	probes := prometheus.NewGauge(prometheus.GaugeOpts{Name: "p"})
 	s := NewSet(20*time.Millisecond, probes)
-	closed := 0
+	var closed atomic.Int32
 	attaches := 0
 	attach := func() ([]link.Link, error) {
 		attaches++
@@ -45,7 +46,7 @@ func TestSet(t *testing.T) {
 	}
 	s.Exited(10)
 	s.Exited(11)
-	if closed != 0 {
+	if closed.Load() != 0 {
 		t.Fatal("detached before the linger time")
 	}
 	// A new user within the linger time keeps the probes.
@@ -54,8 +55,8 @@ func TestSet(t *testing.T) {
 	}
 	s.Exited(12)
 	time.Sleep(60 * time.Millisecond)
-	if closed != 2 || testutil.ToFloat64(probes) != 0 || len(s.Attachments()) != 0 {
-		t.Fatalf("after linger: closed %d probes %v", closed, testutil.ToFloat64(probes))
+	if closed.Load() != 2 || testutil.ToFloat64(probes) != 0 || len(s.Attachments()) != 0 {
+		t.Fatalf("after linger: closed %d probes %v", closed.Load(), testutil.ToFloat64(probes))
 	}
 
 	// A per-process attachment goes with its process at once.
@@ -64,8 +65,8 @@ func TestSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Exited(20)
-	if closed != 4 {
-		t.Fatalf("per-process probes not detached at exit: closed %d", closed)
+	if closed.Load() != 4 {
+		t.Fatalf("per-process probes not detached at exit: closed %d", closed.Load())
 	}
 
 	// A failed attach records nothing.

@@ -81,9 +81,10 @@ type Collector struct {
 	log   *slog.Logger
 	clock ktime.Clock
 
-	objs opensslObjects
-	tps  []link.Link
-	done chan struct{}
+	objs  opensslObjects
+	tps   []link.Link
+	multi bool // uprobe_multi links
+	done  chan struct{}
 
 	mu    sync.Mutex
 	files map[symbols.FileID]candidate
@@ -147,7 +148,11 @@ func (c *Collector) AttachPath() string {
 	if c.cfg.PerProcess {
 		mode = "per selected process (kernel uprobe PID filter)"
 	}
-	return "uprobe+uretprobe on SSL_read/SSL_write(_ex) or the internal function they share, on an emulated instruction; " + mode +
+	links := "perf-event uprobes"
+	if c.multi {
+		links = "uprobe_multi links"
+	}
+	return "uprobe+uretprobe on SSL_read/SSL_write(_ex) or the internal function they share, on an emulated instruction, as " + links + "; " + mode +
 		"; syscall tracepoints read/write/recv*/send*/close map SSL* to socket"
 }
 
@@ -157,6 +162,8 @@ func (c *Collector) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load openssl spec: %w", err)
 	}
+	c.multi = attach.Multi()
+	attach.PrepareSpec(spec, c.multi)
 	spec.Maps["events"].MaxEntries = uint32(c.cfg.RingBytes)
 	if err := spec.Variables["wakeup_bytes"].Set(c.cfg.WakeupBytes); err != nil {
 		return fmt.Errorf("set wakeup_bytes: %w", err)
@@ -354,35 +361,21 @@ func (c *Collector) attach(hostPath string, pid uint32, funcs []string) ([]link.
 	if err != nil {
 		return nil, nil, fmt.Errorf("plan probes for %s: %w", hostPath, err)
 	}
-	ex, err := link.OpenExecutable(hostPath)
-	if err != nil {
-		return nil, nil, fmt.Errorf("open %s: %w", hostPath, err)
-	}
 	entry := map[entryKind]*ebpf.Program{
 		readPlain:  c.objs.SslReadEnter,
 		writePlain: c.objs.SslWriteEnter,
 		readEx:     c.objs.SslReadExEnter,
 		writeEx:    c.objs.SslWriteExEnter,
 	}
-	var links []link.Link
-	fail := func(err error) ([]link.Link, []site, error) {
-		for _, l := range links {
-			l.Close()
-		}
-		return nil, nil, err
-	}
+	var probes []attach.Probe
 	for _, s := range sites {
-		opts := &link.UprobeOptions{PID: int(pid), Address: s.offset}
-		l, err := ex.Uprobe(s.desc, entry[s.kind], opts)
-		if err != nil {
-			return fail(fmt.Errorf("attach uprobe %s to %s: %w", s.desc, hostPath, err))
-		}
-		links = append(links, l)
-		l, err = ex.Uretprobe(s.desc, c.objs.SslLeave, opts)
-		if err != nil {
-			return fail(fmt.Errorf("attach uretprobe %s to %s: %w", s.desc, hostPath, err))
-		}
-		links = append(links, l)
+		probes = append(probes,
+			attach.Probe{Name: s.desc, Offset: s.offset, Prog: entry[s.kind]},
+			attach.Probe{Name: s.desc, Offset: s.offset, Prog: c.objs.SslLeave, Return: true})
+	}
+	links, err := attach.Uprobes(hostPath, pid, probes, c.multi)
+	if err != nil {
+		return nil, nil, err
 	}
 	return links, sites, nil
 }

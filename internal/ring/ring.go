@@ -15,26 +15,44 @@ import (
 
 // Read calls handle for every record of the ring buffer m until ctx is done.
 // Programs submit most records without waking user space (BPF_RB_NO_WAKEUP),
-// so Read also collects what is waiting every interval. The slice passed to
-// handle is only valid during the call.
+// so Read also collects what is waiting every interval. When ctx is done,
+// the records already in the ring are still handled before Read returns:
+// the events of the moments before a shutdown are not lost. The slice
+// passed to handle is only valid during the call.
 func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, handle func([]byte)) error {
 	rd, err := ringbuf.NewReader(m)
 	if err != nil {
 		return fmt.Errorf("open ring buffer %s: %w", m, err)
 	}
-	stop := context.AfterFunc(ctx, func() { rd.Close() })
+	// Flush makes a waiting ReadInto return what the ring holds, then
+	// ErrFlushed.
+	stop := context.AfterFunc(ctx, func() {
+		if rd.Flush() != nil {
+			rd.Close()
+		}
+	})
 	defer stop()
 	defer rd.Close()
 
 	var rec ringbuf.Record
 	for {
 		rd.SetDeadline(time.Now().Add(interval))
+		// A wait that starts after ctx is done ends with every record
+		// queued before.
+		stopping := ctx.Err() != nil
 		err := rd.ReadInto(&rec)
 		switch {
 		case err == nil:
 			handle(rec.RawSample)
+		case errors.Is(err, ringbuf.ErrFlushed):
+			if ctx.Err() != nil {
+				return nil
+			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// Timer tick: records submitted without a wake-up were drained.
+			if stopping {
+				return nil
+			}
 		case errors.Is(err, ringbuf.ErrClosed):
 			return nil
 		default:

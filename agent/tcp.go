@@ -1,0 +1,76 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/periscope-apm/periscope/collectors/tcp"
+	"github.com/periscope-apm/periscope/config"
+	"github.com/periscope-apm/periscope/correlator"
+	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/exporters/otlpmetric"
+	"github.com/periscope-apm/periscope/metrics"
+)
+
+// meterName is the instrumentation scope of the agent's OpenTelemetry
+// metrics.
+const meterName = "github.com/periscope-apm/periscope"
+
+// newMeterProvider returns the OTLP metrics pipeline, or nil when no OTLP
+// endpoint is configured.
+func newMeterProvider(ctx context.Context, log *slog.Logger, reg prometheus.Registerer) (*sdkmetric.MeterProvider, error) {
+	if !otlpmetric.Enabled() {
+		return nil, nil
+	}
+	mp, err := otlpmetric.New(ctx, otlpmetric.Config{ServiceVersion: Version(), Logger: log, Registerer: reg})
+	if err != nil {
+		return nil, &UsageError{err}
+	}
+	return mp, nil
+}
+
+// newTCPCollector returns the TCP collector. Its retransmissions go to the
+// retransmission counters (exported on /metrics, and over OTLP when mp is
+// not nil) and to the correlator, which puts them on spans.
+func newTCPCollector(cfg config.TCP, corr events.Sink, procs metrics.ProcessResolver, mp *sdkmetric.MeterProvider, log *slog.Logger, reg prometheus.Registerer) (*tcp.Collector, error) {
+	counts := metrics.NewRetransmits(metrics.RetransmitsConfig{MaxPeers: cfg.MaxPeers}, procs)
+	if err := reg.Register(counts); err != nil {
+		return nil, fmt.Errorf("register retransmission metrics: %w", err)
+	}
+	if mp != nil {
+		if _, err := counts.RegisterOTel(mp.Meter(meterName, metric.WithInstrumentationVersion(Version()))); err != nil {
+			return nil, err
+		}
+	}
+	return tcp.New(tcp.Config{
+		Prefer:    tcp.Hook(cfg.Hook),
+		RingBytes: cfg.RingBytes,
+	}, retransmitSink{Sink: corr, counts: counts}, log, reg), nil
+}
+
+// retransmitSink hands retransmissions to the counters and to the
+// correlator, and every other event to the correlator.
+type retransmitSink struct {
+	events.Sink
+	counts *metrics.Retransmits
+}
+
+func (s retransmitSink) Retransmit(r events.Retransmit) {
+	s.counts.Add(r)
+	s.Sink.Retransmit(r)
+}
+
+// retransmitGrace is how long finished spans wait for the TCP collector's
+// last retransmissions: none without the collector.
+func retransmitGrace(cfg config.TCP) time.Duration {
+	if !cfg.Enabled {
+		return 0
+	}
+	return correlator.DefaultRetransmitGrace
+}

@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+/*
+ * TCP retransmissions, charged to the process that owns the connection.
+ *
+ * The hook on tcp_retransmit_skb comes in two forms and user space attaches
+ * the first one the kernel accepts: the tcp:tcp_retransmit_skb tracepoint
+ * (4.15+), whose record is read through CO-RE because its layout changed
+ * (recent kernels give it its own class with an `err` field and fire it for
+ * failed attempts too), else a kprobe on tcp_retransmit_skb itself.
+ *
+ * A retransmission runs in softirq or timer context: the current task is
+ * whoever happened to be on the CPU. The owner of each socket is therefore
+ * recorded where the owner is the current task: sock:inet_sock_set_state
+ * entering SYN_SENT (inside connect()) and the return of accept()/accept4().
+ * A socket whose owner is not known (opened before the agent started, or
+ * accepted through io_uring) is reported with its inode, which user space
+ * finds in /proc and writes back into the map.
+ */
+#include "common.bpf.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define IPPROTO_TCP 6
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define TCP_SYN_SENT 2
+#define TCP_CLOSE 7
+#define TCPHDR_SYN 0x02
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* struct sock * -> its owner. LRU: a socket whose CLOSE was missed ages out;
+ * a long-idle socket evicted by churn is found again through /proc. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct sock_owner);
+} owners SEC(".maps");
+
+/* Force the record types into BTF so that bpf2go generates their Go mirrors. */
+const struct retransmit_event *unused_retransmit_event __attribute__((unused));
+const struct sock_owner *unused_sock_owner __attribute__((unused));
+
+static __always_inline void set_owner(__u64 sk, __u8 role)
+{
+	struct sock_owner o = {};
+	o.tgid = bpf_get_current_pid_tgid() >> 32;
+	o.role = role;
+	bpf_get_current_comm(o.comm, sizeof(o.comm));
+	bpf_map_update_elem(&owners, &sk, &o, BPF_ANY);
+}
+
+/* report sends one retransmission of skb on sk. max_segs bounds the segment
+ * count (the kprobe runs before tcp_retransmit_skb splits skb); 0: none. */
+static __always_inline void report(struct sock *sk, struct sk_buff *skb, __u32 max_segs)
+{
+	if (!sk)
+		return;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return;
+
+	struct retransmit_event e = {};
+	fill_header(&e.hdr, EVENT_RETRANSMIT);
+	e.hdr.pid = 0;
+	e.hdr.tid = 0;
+	e.sock = (__u64)sk;
+	e.family = family;
+	e.state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	e.local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	e.remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET) {
+		__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__be32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(e.local_addr, &l, 4);
+		__builtin_memcpy(e.remote_addr, &r, 4);
+	} else {
+		BPF_CORE_READ_INTO(&e.local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e.remote_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+
+	__u32 segs = 1;
+	__u16 tcp_flags = 0;
+	if (skb) {
+		struct tcp_skb_cb *cb = (struct tcp_skb_cb *)&skb->cb[0];
+		__u16 gso = BPF_CORE_READ(cb, tcp_gso_segs);
+		tcp_flags = BPF_CORE_READ(cb, tcp_flags);
+		if (gso > 1)
+			segs = gso;
+	}
+	if (max_segs > 0 && segs > max_segs)
+		segs = max_segs;
+	e.segs = segs;
+	if (tcp_flags & TCPHDR_SYN)
+		e.flags |= RETRANSMIT_SYN;
+
+	__u64 key = (__u64)sk;
+	struct sock_owner *o = bpf_map_lookup_elem(&owners, &key);
+	if (o) {
+		e.hdr.pid = o->tgid;
+		e.role = o->role;
+		__builtin_memcpy(e.comm, o->comm, sizeof(e.comm));
+	} else {
+		e.ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+	}
+	output(&e, sizeof(e));
+}
+
+SEC("tracepoint/tcp/tcp_retransmit_skb")
+int tcp_retransmit_tp(void *ctx)
+{
+	/* The record's fields are read with CO-RE relocated offsets; through
+	 * bpf_probe_read_kernel, because the two layouts' loads may be merged
+	 * into one with a computed offset, which the verifier refuses for a
+	 * direct context access. */
+	const void *sk, *skb;
+	if (bpf_core_type_exists(struct trace_event_raw_tcp_retransmit_skb)) {
+		struct trace_event_raw_tcp_retransmit_skb *r = ctx;
+		/* Only attempts that sent something, as older kernels. */
+		if (bpf_core_field_exists(r->err) && BPF_CORE_READ(r, err) != 0)
+			return 0;
+		sk = BPF_CORE_READ(r, skaddr);
+		skb = BPF_CORE_READ(r, skbaddr);
+	} else {
+		struct trace_event_raw_tcp_event_sk_skb *r = ctx;
+		sk = BPF_CORE_READ(r, skaddr);
+		skb = BPF_CORE_READ(r, skbaddr);
+	}
+	report((struct sock *)sk, (struct sk_buff *)skb, 0);
+	return 0;
+}
+
+/* The fallback for kernels without the tracepoint. It runs before the
+ * attempt: it cannot tell failed attempts, and skb is not split yet. */
+SEC("kprobe/tcp_retransmit_skb")
+int BPF_KPROBE(tcp_retransmit_kprobe, struct sock *sk, struct sk_buff *skb, int segs)
+{
+	report(sk, skb, segs > 0 ? (__u32)segs : 0);
+	return 0;
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int tcp_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	__u64 sk = (__u64)ctx->skaddr;
+	int state = ctx->newstate;
+	if (state == TCP_SYN_SENT)
+		set_owner(sk, OWNER_CONNECT); /* inside connect(): current owns it */
+	else if (state == TCP_CLOSE)
+		bpf_map_delete_elem(&owners, &sk);
+	return 0;
+}
+
+/* fd_sock returns the TCP socket behind fd in the current task, or 0. */
+static __always_inline __u64 fd_sock(long fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = 0;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) != 0 || !f)
+		return 0;
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	if (!sock || BPF_CORE_READ(sock, type) != SOCK_STREAM)
+		return 0;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return 0;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	return (__u64)sk;
+}
+
+static __always_inline int on_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 sk = fd_sock(ctx->ret);
+	if (sk)
+		set_owner(sk, OWNER_ACCEPT);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int tcp_accept4_exit(struct trace_event_raw_sys_exit *ctx) { return on_accept(ctx); }
+
+/* amd64 only: arm64 has accept4 alone. */
+SEC("tracepoint/syscalls/sys_exit_accept")
+int tcp_accept_exit(struct trace_event_raw_sys_exit *ctx) { return on_accept(ctx); }

@@ -1,0 +1,115 @@
+package gohttp
+
+import (
+	"encoding/binary"
+	"time"
+	"unsafe"
+
+	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/internal/wire"
+)
+
+// Event types of bpf/periscope.h.
+const (
+	eventRequestStart = 5
+	eventRequestEnd   = 6
+	eventExit         = 17
+)
+
+// Field offsets of the records, from the generated mirrors of the C structs.
+var (
+	offType = unsafe.Offsetof(gohttpRequestStartEvent{}.Hdr) + unsafe.Offsetof(gohttpRequestStartEvent{}.Hdr.Type)
+	offTS   = unsafe.Offsetof(gohttpRequestStartEvent{}.Hdr) + unsafe.Offsetof(gohttpRequestStartEvent{}.Hdr.Ts)
+	offPID  = unsafe.Offsetof(gohttpRequestStartEvent{}.Hdr) + unsafe.Offsetof(gohttpRequestStartEvent{}.Hdr.Pid)
+	hdrSize = unsafe.Sizeof(gohttpRequestStartEvent{}.Hdr)
+
+	startSize      = unsafe.Sizeof(gohttpRequestStartEvent{})
+	offStartID     = unsafe.Offsetof(gohttpRequestStartEvent{}.Id)
+	offStartParent = unsafe.Offsetof(gohttpRequestStartEvent{}.Parent)
+	offStartKind   = unsafe.Offsetof(gohttpRequestStartEvent{}.Kind)
+	offStartFD     = unsafe.Offsetof(gohttpRequestStartEvent{}.Fd)
+	offStartTLS    = unsafe.Offsetof(gohttpRequestStartEvent{}.Tls)
+	offStartTuple  = unsafe.Offsetof(gohttpRequestStartEvent{}.Tuple)
+
+	endSize        = unsafe.Sizeof(gohttpRequestEndEvent{})
+	offEndID       = unsafe.Offsetof(gohttpRequestEndEvent{}.Id)
+	offEndKind     = unsafe.Offsetof(gohttpRequestEndEvent{}.Kind)
+	offEndStatus   = unsafe.Offsetof(gohttpRequestEndEvent{}.Status)
+	offEndReqSize  = unsafe.Offsetof(gohttpRequestEndEvent{}.RequestSize)
+	offEndRespSize = unsafe.Offsetof(gohttpRequestEndEvent{}.ResponseSize)
+	offEndError    = unsafe.Offsetof(gohttpRequestEndEvent{}.Error)
+	offMethodLen   = unsafe.Offsetof(gohttpRequestEndEvent{}.MethodLen)
+	offPathLen     = unsafe.Offsetof(gohttpRequestEndEvent{}.PathLen)
+	offHostLen     = unsafe.Offsetof(gohttpRequestEndEvent{}.HostLen)
+	offQueryLen    = unsafe.Offsetof(gohttpRequestEndEvent{}.QueryLen)
+	offEndMethod   = unsafe.Offsetof(gohttpRequestEndEvent{}.Method)
+	offEndPath     = unsafe.Offsetof(gohttpRequestEndEvent{}.Path)
+	offEndHost     = unsafe.Offsetof(gohttpRequestEndEvent{}.Host)
+	offEndQuery    = unsafe.Offsetof(gohttpRequestEndEvent{}.Query)
+	methodCap      = len(gohttpRequestEndEvent{}.Method)
+	pathCap        = len(gohttpRequestEndEvent{}.Path)
+	hostCap        = len(gohttpRequestEndEvent{}.Host)
+	queryCap       = len(gohttpRequestEndEvent{}.Query)
+)
+
+var ne = binary.NativeEndian
+
+func (c *Collector) decode(raw []byte) {
+	if uintptr(len(raw)) < hdrSize {
+		c.read.WithLabelValues("malformed").Inc()
+		return
+	}
+	pid := ne.Uint32(raw[offPID:])
+	at := c.clock.Time(ne.Uint64(raw[offTS:]))
+	switch ne.Uint32(raw[offType:]) {
+	case eventRequestStart:
+		if uintptr(len(raw)) < startSize {
+			c.read.WithLabelValues("malformed").Inc()
+			return
+		}
+		c.read.WithLabelValues("request_start").Inc()
+		c.sink.RequestStart(events.RequestStart{
+			PID:    pid,
+			ID:     ne.Uint64(raw[offStartID:]),
+			Parent: ne.Uint64(raw[offStartParent:]),
+			Kind:   events.RequestKind(ne.Uint32(raw[offStartKind:])),
+			Time:   at,
+			FD:     int32(ne.Uint32(raw[offStartFD:])),
+			TLS:    ne.Uint32(raw[offStartTLS:]) != 0,
+			Tuple:  wire.Tuple(raw[offStartTuple:]),
+		})
+	case eventRequestEnd:
+		if uintptr(len(raw)) < endSize {
+			c.read.WithLabelValues("malformed").Inc()
+			return
+		}
+		c.read.WithLabelValues("request_end").Inc()
+		c.sink.RequestEnd(decodeEnd(raw, pid, at))
+	case eventExit:
+		c.read.WithLabelValues("exit").Inc()
+		c.sink.Exit(events.Exit{PID: pid, Time: at})
+	default:
+		c.read.WithLabelValues("malformed").Inc()
+	}
+}
+
+func decodeEnd(raw []byte, pid uint32, at time.Time) events.RequestEnd {
+	str := func(off, lenOff uintptr, capacity int) string {
+		l := min(int(ne.Uint16(raw[lenOff:])), capacity)
+		return string(raw[off : off+uintptr(l)])
+	}
+	return events.RequestEnd{
+		PID:              pid,
+		ID:               ne.Uint64(raw[offEndID:]),
+		Kind:             events.RequestKind(ne.Uint32(raw[offEndKind:])),
+		Time:             at,
+		Status:           int(ne.Uint32(raw[offEndStatus:])),
+		RequestBodySize:  int64(ne.Uint64(raw[offEndReqSize:])),
+		ResponseBodySize: int64(ne.Uint64(raw[offEndRespSize:])),
+		Failed:           ne.Uint32(raw[offEndError:]) != 0,
+		Method:           str(offEndMethod, offMethodLen, methodCap),
+		Path:             str(offEndPath, offPathLen, pathCap),
+		Host:             str(offEndHost, offHostLen, hostCap),
+		RawQuery:         str(offEndQuery, offQueryLen, queryCap),
+	}
+}

@@ -1,0 +1,416 @@
+package gohttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/periscope-apm/periscope/collectors"
+	"github.com/periscope-apm/periscope/collectors/attach"
+	"github.com/periscope-apm/periscope/discovery"
+	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/internal/ktime"
+	"github.com/periscope-apm/periscope/internal/ring"
+	"github.com/periscope-apm/periscope/symbols"
+)
+
+// Name is the collector's name.
+const Name = "gohttp"
+
+// The probed functions.
+const (
+	fnServeHTTP     = "net/http.serverHandler.ServeHTTP"
+	fnFinishRequest = "net/http.(*response).finishRequest"
+	fnRoundTrip     = "net/http.(*persistConn).roundTrip"
+)
+
+// maxBinaries is MAX_BINARIES in bpf/gohttp.bpf.c: distinct Go executables
+// whose offsets are loaded at once.
+const maxBinaries = 256
+
+// Config configures the collector.
+type Config struct {
+	// PerProcess attaches to each selected process instead of once per
+	// executable for every process running it.
+	PerProcess bool
+	// RingBytes is the size of the event ring buffer (default 4 MiB).
+	RingBytes int
+	// WakeupBytes wakes the reader when this much data waits (default
+	// 256 KiB); below it, records are collected every PollInterval.
+	WakeupBytes uint64
+	// PollInterval is the reader's timer (default 20ms).
+	PollInterval time.Duration
+	// Linger keeps an executable's probes a while after its last process
+	// exits (default 1m).
+	Linger time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.RingBytes <= 0 {
+		c.RingBytes = 4 << 20
+	}
+	if c.WakeupBytes == 0 {
+		c.WakeupBytes = 256 << 10
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 20 * time.Millisecond
+	}
+	if c.Linger <= 0 {
+		c.Linger = time.Minute
+	}
+}
+
+// plan is what the collector knows of one executable.
+type plan struct {
+	err     error // why it is not probed (not Go, no net/http, ...)
+	index   uint32
+	sites   []site
+	goVer   string
+	offsets symbols.Offsets
+	source  string // where the offsets came from
+}
+
+// site is one probe: an instruction's file offset and its program.
+type site struct {
+	fn     string
+	offset uint64
+	prog   func(*gohttpObjects) *ebpf.Program
+}
+
+// Collector is the Go net/http collector.
+type Collector struct {
+	cfg   Config
+	sink  events.Sink
+	log   *slog.Logger
+	clock ktime.Clock
+
+	objs  gohttpObjects
+	tps   []link.Link
+	multi bool // uprobe_multi links
+	done  chan struct{}
+	set   *attach.Set
+
+	mu    sync.Mutex
+	plans map[symbols.FileID]*plan
+	next  uint32
+
+	read   *prometheus.CounterVec
+	probes prometheus.Gauge
+	failed prometheus.Counter
+	exes   prometheus.GaugeFunc
+}
+
+// New returns a collector that sends its events to sink.
+func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Registerer) *Collector {
+	cfg.defaults()
+	c := &Collector{
+		cfg:   cfg,
+		sink:  sink,
+		log:   log.With("collector", Name),
+		clock: ktime.NewClock(),
+		plans: make(map[symbols.FileID]*plan),
+		read: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "periscope_events_read_total",
+			Help:        "Events read from the kernel, by collector and type.",
+			ConstLabels: prometheus.Labels{"collector": Name},
+		}, []string{"type"}),
+		probes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name:        "periscope_probes_attached",
+			Help:        "eBPF probes attached, by collector.",
+			ConstLabels: prometheus.Labels{"collector": Name},
+		}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name:        "periscope_attach_failures_total",
+			Help:        "Files the collector could not attach to, by collector.",
+			ConstLabels: prometheus.Labels{"collector": Name},
+		}),
+	}
+	c.set = attach.NewSet(cfg.Linger, c.probes)
+	counter := func(name, help string, idx uint32) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: name, Help: help, ConstLabels: prometheus.Labels{"collector": Name},
+		}, func() float64 {
+			if c.objs.Counters == nil {
+				return 0
+			}
+			v, _ := ring.Counter(c.objs.Counters, idx)
+			return float64(v)
+		})
+	}
+	reg.MustRegister(c.read, c.probes, c.failed,
+		counter("periscope_events_dropped_total", "Events the kernel could not queue because the ring buffer was full, by collector.", 0),
+		counter("periscope_calls_unmatched_total", "Return probes that fired without their entry (the entry was evicted or attached mid-call), by collector.", 1),
+	)
+	return c
+}
+
+// Name implements collectors.Collector.
+func (c *Collector) Name() string { return Name }
+
+// AttachPath implements collectors.Collector.
+func (c *Collector) AttachPath() string {
+	mode := "once per executable for all processes"
+	if c.cfg.PerProcess {
+		mode = "per selected process (kernel uprobe PID filter)"
+	}
+	links := "perf-event uprobes"
+	if c.multi {
+		links = "uprobe_multi links"
+	}
+	return "uprobes on the stack-check branch of net/http serverHandler.ServeHTTP, (*response).finishRequest, " +
+		"(*persistConn).roundTrip and at its RETs (no uretprobes), as " + links + "; " + mode
+}
+
+// Start implements collectors.Collector.
+func (c *Collector) Start(ctx context.Context) error {
+	spec, err := loadGohttp()
+	if err != nil {
+		return fmt.Errorf("load gohttp spec: %w", err)
+	}
+	c.multi = attach.Multi()
+	attach.PrepareSpec(spec, c.multi)
+	spec.Maps["events"].MaxEntries = uint32(c.cfg.RingBytes)
+	if err := spec.Variables["wakeup_bytes"].Set(c.cfg.WakeupBytes); err != nil {
+		return fmt.Errorf("set wakeup_bytes: %w", err)
+	}
+	if err := spec.LoadAndAssign(&c.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return fmt.Errorf("load gohttp programs: %+v", ve)
+		}
+		return fmt.Errorf("load gohttp programs: %w", err)
+	}
+	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sched_process_exit", Program: c.objs.GoProcessExit})
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("attach raw_tracepoint sched_process_exit: %w", err)
+	}
+	c.tps = append(c.tps, l)
+	c.done = make(chan struct{})
+	go func() {
+		defer close(c.done)
+		if err := ring.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.decode); err != nil {
+			c.log.Error("event reader stopped", "err", err)
+		}
+	}()
+	c.log.Info("collector started", "path", c.AttachPath())
+	return nil
+}
+
+// Close implements collectors.Collector.
+func (c *Collector) Close() error {
+	errs := []error{c.set.Close()}
+	for i := len(c.tps) - 1; i >= 0; i-- {
+		errs = append(errs, c.tps[i].Close())
+	}
+	c.tps = nil
+	if c.objs.Events != nil {
+		errs = append(errs, c.objs.Close())
+		c.objs = gohttpObjects{}
+	}
+	return errors.Join(errs...)
+}
+
+// Attachments implements collectors.Collector.
+func (c *Collector) Attachments() []collectors.Attachment { return c.set.Attachments() }
+
+// ProcessExited implements discovery.Observer.
+func (c *Collector) ProcessExited(pid uint32, _ time.Time) { c.set.Exited(pid) }
+
+// ProcessUpdated implements discovery.Observer: a selected process whose
+// executable is a Go program with net/http gets probes.
+func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mapping) {
+	if !p.Selected {
+		return
+	}
+	for _, m := range added {
+		if m.Path != p.Exe {
+			continue
+		}
+		pl := c.planFor(p, m)
+		if pl.err != nil {
+			continue
+		}
+		key := attach.Key{File: m.File}
+		if c.cfg.PerProcess {
+			key.PID = p.PID
+		}
+		created, err := c.set.Use(key, m.Path, p.PID, func() ([]link.Link, error) {
+			return c.attach(p.HostPath(m.Path), key.PID, pl)
+		})
+		switch {
+		case errors.Is(err, syscall.ESRCH) || errors.Is(err, os.ErrNotExist) && key.PID != 0:
+			c.log.Debug("process exited before attach", "exe", m.Path, "pid", p.PID)
+		case err != nil:
+			c.failed.Inc()
+			c.log.Warn("cannot attach", "exe", m.Path, "pid", p.PID, "err", err)
+		case created:
+			c.log.Info("attached", "exe", m.Path, "pid", p.PID, "go", pl.goVer, "offsets", pl.source,
+				"probes", len(pl.sites), "per_process", key.PID != 0)
+		}
+	}
+}
+
+// planFor inspects an executable once: whether it is a Go program with
+// net/http, where its probes go and which offsets its programs read. A
+// binary that cannot be probed is logged once, naming the reason.
+func (c *Collector) planFor(p discovery.Process, m discovery.Mapping) *plan {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if pl, ok := c.plans[m.File]; ok {
+		return pl
+	}
+	pl := c.inspect(p.HostPath(m.Path))
+	if errors.Is(pl.err, os.ErrNotExist) {
+		// The process is gone before it could be read: nothing to say
+		// about the file, which the next process may show again.
+		c.log.Debug("process exited before inspection", "exe", m.Path, "pid", p.PID)
+		return pl
+	}
+	if pl.err == nil {
+		if c.next >= maxBinaries {
+			pl.err = fmt.Errorf("more than %d Go executables", maxBinaries)
+		} else {
+			pl.index = c.next
+			c.next++
+		}
+	}
+	if pl.err == nil {
+		pl.err = c.loadOffsets(pl)
+	}
+	if pl.err != nil && !errors.Is(pl.err, symbols.ErrNotGo) && !errors.Is(pl.err, errNoHTTP) {
+		c.failed.Inc()
+		c.log.Warn("cannot trace Go executable", "exe", m.Path, "pid", p.PID, "err", pl.err)
+	}
+	c.plans[m.File] = pl
+	return pl
+}
+
+var errNoHTTP = errors.New("does not use net/http")
+
+func (c *Collector) inspect(path string) *plan {
+	b, err := symbols.GoInfo(path)
+	if err != nil {
+		return &plan{err: err}
+	}
+	defer b.Close()
+	pl := &plan{goVer: b.GoVersionRaw}
+	entry := func(name string, prog func(*gohttpObjects) *ebpf.Program) error {
+		f, err := b.Func(name)
+		if err != nil {
+			return err
+		}
+		off, err := b.EntryProbe(f)
+		if err != nil {
+			return err
+		}
+		pl.sites = append(pl.sites, site{fn: name, offset: off, prog: prog})
+		return nil
+	}
+	serverErr := entry(fnServeHTTP, func(o *gohttpObjects) *ebpf.Program { return o.GoServeHttp })
+	if serverErr == nil {
+		serverErr = entry(fnFinishRequest, func(o *gohttpObjects) *ebpf.Program { return o.GoFinishRequest })
+	}
+	if serverErr != nil {
+		pl.sites = nil // both server probes or neither
+	}
+	clientErr := entry(fnRoundTrip, func(o *gohttpObjects) *ebpf.Program { return o.GoRoundTrip })
+	if clientErr == nil {
+		f, _ := b.Func(fnRoundTrip)
+		rets, err := b.Returns(f)
+		if err == nil && len(rets) == 0 {
+			err = fmt.Errorf("%s: no RET instruction found", fnRoundTrip)
+		}
+		if err != nil {
+			pl.sites = pl.sites[:len(pl.sites)-1]
+			clientErr = err
+		}
+		for _, r := range rets {
+			pl.sites = append(pl.sites, site{fn: fnRoundTrip + " RET", offset: r,
+				prog: func(o *gohttpObjects) *ebpf.Program { return o.GoRoundTripReturn }})
+		}
+	}
+	if len(pl.sites) == 0 {
+		if errors.Is(serverErr, symbols.ErrNoFunc) && errors.Is(clientErr, symbols.ErrNoFunc) {
+			return &plan{err: errNoHTTP}
+		}
+		return &plan{err: fmt.Errorf("server: %v; client: %v", serverErr, clientErr)}
+	}
+	o, err := b.Offsets()
+	if err != nil {
+		return &plan{err: err}
+	}
+	pl.source = "table"
+	if b.HasDWARF {
+		pl.source = "DWARF"
+	}
+	pl.offsets = o
+	return pl
+}
+
+// loadOffsets stores the plan's field offsets at its index in the kernel,
+// where every probe of the executable finds them through its cookie.
+func (c *Collector) loadOffsets(pl *plan) error {
+	o := pl.offsets
+	v := gohttpGoOffsets{
+		RequestMethod:               o.RequestMethod,
+		RequestUrl:                  o.RequestURL,
+		RequestHost:                 o.RequestHost,
+		RequestContentLength:        o.RequestContentLength,
+		UrlPath:                     o.URLPath,
+		UrlRawQuery:                 o.URLRawQuery,
+		UrlHost:                     o.URLHost,
+		ResponseConn:                o.ResponseConn,
+		ResponseReq:                 o.ResponseReq,
+		ResponseWritten:             o.ResponseWritten,
+		ResponseStatus:              o.ResponseStatus,
+		ConnRwc:                     o.ConnRWC,
+		ConnTlsState:                o.ConnTLSState,
+		ClientResponseStatusCode:    o.ClientResponseStatusCode,
+		ClientResponseContentLength: o.ClientResponseContentLength,
+		PersistConnConn:             o.PersistConnConn,
+		PersistConnTlsState:         o.PersistConnTLSState,
+		TransportRequestRequest:     o.TransportRequestRequest,
+		TlsConnConn:                 o.TLSConnConn,
+		TcpConnConn:                 o.TCPConnConn,
+		NetConnFd:                   o.NetConnFD,
+		NetfdPfd:                    o.NetFDPFD,
+		PollfdSysfd:                 o.PollFDSysfd,
+	}
+	for _, f := range []struct {
+		name string
+		off  int64
+	}{
+		{"net/http.Request.Method", v.RequestMethod}, {"net/http.Request.URL", v.RequestUrl},
+		{"net/url.URL.Path", v.UrlPath}, {"net/http.response.req", v.ResponseReq},
+		{"net/http.response.status", v.ResponseStatus}, {"net/http.Response.StatusCode", v.ClientResponseStatusCode},
+	} {
+		if f.off == symbols.Absent {
+			return fmt.Errorf("no offset for %s", f.name)
+		}
+	}
+	if c.objs.Offsets == nil {
+		return errors.New("collector not started")
+	}
+	if err := c.objs.Offsets.Put(pl.index, &v); err != nil {
+		return fmt.Errorf("store offsets: %w", err)
+	}
+	return nil
+}
+
+func (c *Collector) attach(hostPath string, pid uint32, pl *plan) ([]link.Link, error) {
+	probes := make([]attach.Probe, 0, len(pl.sites))
+	for _, s := range pl.sites {
+		probes = append(probes, attach.Probe{Name: s.fn, Offset: s.offset, Prog: s.prog(&c.objs), Cookie: uint64(pl.index)})
+	}
+	return attach.Uprobes(hostPath, pid, probes, c.multi)
+}

@@ -1,0 +1,439 @@
+package tcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/periscope-apm/periscope/collectors"
+	"github.com/periscope-apm/periscope/discovery"
+	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/internal/ktime"
+	"github.com/periscope-apm/periscope/internal/ring"
+)
+
+// Name is the collector's name.
+const Name = "tcp"
+
+// Hook is a way to run a program on every call of tcp_retransmit_skb.
+type Hook string
+
+// Hooks, in the order the collector tries them by default.
+const (
+	// HookTracepoint is the tcp:tcp_retransmit_skb tracepoint (4.15+).
+	HookTracepoint Hook = "tracepoint"
+	// HookKprobe is a kprobe on tcp_retransmit_skb (kernels without the
+	// tracepoint; needs CONFIG_KPROBES).
+	HookKprobe Hook = "kprobe"
+)
+
+// Describe says what the hook attaches to.
+func (h Hook) Describe() string {
+	switch h {
+	case HookTracepoint:
+		return "tracepoint tcp:tcp_retransmit_skb"
+	case HookKprobe:
+		return "kprobe tcp_retransmit_skb"
+	}
+	return string(h)
+}
+
+// ownersPath describes how sockets get their owners.
+const ownersPath = "owners from sock:inet_sock_set_state (SYN_SENT) and syscalls:sys_exit_accept(4), else /proc"
+
+// Config configures the collector.
+type Config struct {
+	// Prefer is the hook tried first; the other one is the fallback.
+	// "" means HookTracepoint.
+	Prefer Hook
+	// RingBytes is the size of the event ring buffer (default 1 MiB).
+	RingBytes int
+	// WakeupBytes wakes the reader when this much data waits (default 64
+	// KiB); below it, records are collected every PollInterval.
+	WakeupBytes uint64
+	// PollInterval is the reader's timer (default 20ms).
+	PollInterval time.Duration
+	// ProcRoot is where the proc file system is mounted (default /proc).
+	ProcRoot string
+	// ScanInterval is the shortest time between two scans of /proc for
+	// the owner of a socket the kernel side did not see open (default 2s).
+	ScanInterval time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.Prefer == "" {
+		c.Prefer = HookTracepoint
+	}
+	if c.RingBytes <= 0 {
+		c.RingBytes = 1 << 20
+	}
+	if c.WakeupBytes == 0 {
+		c.WakeupBytes = 64 << 10
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 20 * time.Millisecond
+	}
+	if c.ProcRoot == "" {
+		c.ProcRoot = "/proc"
+	}
+	if c.ScanInterval <= 0 {
+		c.ScanInterval = 2 * time.Second
+	}
+}
+
+// hookOrder returns the hooks in the order to try them.
+func hookOrder(prefer Hook) []Hook {
+	if prefer == HookKprobe {
+		return []Hook{HookKprobe, HookTracepoint}
+	}
+	return []Hook{HookTracepoint, HookKprobe}
+}
+
+// baseObjects are the maps and the programs that track socket owners.
+type baseObjects struct {
+	Events   *ebpf.Map     `ebpf:"events"`
+	Counters *ebpf.Map     `ebpf:"counters"`
+	Owners   *ebpf.Map     `ebpf:"owners"`
+	SetState *ebpf.Program `ebpf:"tcp_set_state"`
+	Accept4  *ebpf.Program `ebpf:"tcp_accept4_exit"`
+	Accept   *ebpf.Program `ebpf:"tcp_accept_exit"`
+}
+
+func (o *baseObjects) Close() error {
+	var errs []error
+	for _, m := range []*ebpf.Map{o.Events, o.Counters, o.Owners} {
+		if m != nil {
+			errs = append(errs, m.Close())
+		}
+	}
+	for _, p := range []*ebpf.Program{o.SetState, o.Accept4, o.Accept} {
+		if p != nil {
+			errs = append(errs, p.Close())
+		}
+	}
+	*o = baseObjects{}
+	return errors.Join(errs...)
+}
+
+// Collector is the TCP collector.
+type Collector struct {
+	cfg   Config
+	sink  events.Sink
+	log   *slog.Logger
+	clock ktime.Clock
+
+	objs     baseObjects
+	hook     *ebpf.Program // the retransmit program attached
+	links    []link.Link
+	path     Hook
+	fellBack Hook // the preferred hook, when it could not be used
+	done     chan struct{}
+
+	owners *procOwners
+
+	read     *prometheus.CounterVec
+	ownedBy  *prometheus.CounterVec
+	attached prometheus.Gauge
+}
+
+// New returns a collector that sends its events to sink.
+func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Registerer) *Collector {
+	cfg.defaults()
+	c := &Collector{
+		cfg:    cfg,
+		sink:   sink,
+		log:    log.With("collector", Name),
+		clock:  ktime.NewClock(),
+		owners: newProcOwners(cfg.ProcRoot, cfg.ScanInterval),
+		read: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "periscope_events_read_total",
+			Help:        "Events read from the kernel, by collector and type.",
+			ConstLabels: prometheus.Labels{"collector": Name},
+		}, []string{"type"}),
+		ownedBy: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "periscope_tcp_retransmit_owners_total",
+			Help: "Retransmissions by how their socket's owner was found: kernel (seen at connect or accept), proc (socket inode found in /proc), none (charged to no process).",
+		}, []string{"source"}),
+		attached: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name:        "periscope_probes_attached",
+			Help:        "eBPF probes attached, by collector.",
+			ConstLabels: prometheus.Labels{"collector": Name},
+		}),
+	}
+	reg.MustRegister(c.read, c.ownedBy, c.attached,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "periscope_events_dropped_total",
+			Help:        "Events the kernel could not queue because the ring buffer was full, by collector.",
+			ConstLabels: prometheus.Labels{"collector": Name},
+		}, func() float64 {
+			if c.objs.Counters == nil {
+				return 0
+			}
+			v, _ := ring.Counter(c.objs.Counters, 0)
+			return float64(v)
+		}),
+	)
+	return c
+}
+
+// Name implements collectors.Collector.
+func (c *Collector) Name() string { return Name }
+
+// AttachPath implements collectors.Collector: the hook in use once started,
+// else the order in which the hooks will be tried.
+func (c *Collector) AttachPath() string {
+	if c.path == "" {
+		order := hookOrder(c.cfg.Prefer)
+		return order[0].Describe() + ", else " + order[1].Describe() + "; " + ownersPath
+	}
+	s := c.path.Describe()
+	if c.fellBack != "" {
+		s += " (" + c.fellBack.Describe() + " failed)"
+	}
+	return s + "; " + ownersPath
+}
+
+// Hook returns the hook in use (after Start).
+func (c *Collector) Hook() Hook { return c.path }
+
+// Start implements collectors.Collector.
+func (c *Collector) Start(ctx context.Context) error {
+	spec, err := loadSpec(c.cfg.RingBytes, c.cfg.WakeupBytes)
+	if err != nil {
+		return err
+	}
+	if err := spec.LoadAndAssign(&c.objs, nil); err != nil {
+		return fmt.Errorf("load tcp programs: %w", verbose(err))
+	}
+	tps := []struct {
+		group, name string
+		prog        *ebpf.Program
+		optional    bool // missing on some architectures
+	}{
+		{"sock", "inet_sock_set_state", c.objs.SetState, false},
+		{"syscalls", "sys_exit_accept4", c.objs.Accept4, false},
+		{"syscalls", "sys_exit_accept", c.objs.Accept, true},
+	}
+	for _, tp := range tps {
+		l, err := link.Tracepoint(tp.group, tp.name, tp.prog, nil)
+		if err != nil {
+			if tp.optional && errors.Is(err, os.ErrNotExist) {
+				c.log.Debug("tracepoint not available", "tracepoint", tp.group+":"+tp.name)
+				continue
+			}
+			c.Close()
+			return fmt.Errorf("attach tracepoint %s:%s: %w", tp.group, tp.name, err)
+		}
+		c.links = append(c.links, l)
+	}
+
+	order := hookOrder(c.cfg.Prefer)
+	var failed []error
+	for _, h := range order {
+		prog, l, err := attachHook(spec, &c.objs, h)
+		if err != nil {
+			failed = append(failed, fmt.Errorf("%s: %w", h.Describe(), err))
+			continue
+		}
+		c.hook, c.path = prog, h
+		c.links = append(c.links, l)
+		break
+	}
+	if c.path == "" {
+		c.Close()
+		return fmt.Errorf("no way to hook tcp_retransmit_skb: %w", errors.Join(failed...))
+	}
+	if len(failed) > 0 {
+		c.fellBack = order[0]
+		// The one line that says the preferred hook was not used.
+		c.log.Warn("retransmit hook fell back", "wanted", order[0].Describe(), "using", c.path.Describe(), "err", failed[0])
+	}
+	c.attached.Set(float64(len(c.links)))
+
+	c.done = make(chan struct{})
+	go func() {
+		defer close(c.done)
+		if err := ring.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.handle); err != nil {
+			c.log.Error("event reader stopped", "err", err)
+		}
+	}()
+	c.log.Info("collector started", "hook", c.path.Describe(), "path", c.AttachPath())
+	return nil
+}
+
+// loadSpec returns the collection spec with the ring size and wake-up
+// threshold set.
+func loadSpec(ringBytes int, wakeupBytes uint64) (*ebpf.CollectionSpec, error) {
+	spec, err := loadTcp()
+	if err != nil {
+		return nil, fmt.Errorf("load tcp spec: %w", err)
+	}
+	spec.Maps["events"].MaxEntries = uint32(ringBytes)
+	if err := spec.Variables["wakeup_bytes"].Set(wakeupBytes); err != nil {
+		return nil, fmt.Errorf("set wakeup_bytes: %w", err)
+	}
+	return spec, nil
+}
+
+// attachHook loads the program of hook h, sharing the maps of base, and
+// attaches it. Each hook's program is loaded on its own, so that a kernel
+// refusing one still gets the other.
+func attachHook(spec *ebpf.CollectionSpec, base *baseObjects, h Hook) (*ebpf.Program, link.Link, error) {
+	var objs struct {
+		Tracepoint *ebpf.Program `ebpf:"tcp_retransmit_tp"`
+	}
+	var kobjs struct {
+		Kprobe *ebpf.Program `ebpf:"tcp_retransmit_kprobe"`
+	}
+	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
+		"events":   base.Events,
+		"counters": base.Counters,
+		"owners":   base.Owners,
+	}}
+	var prog *ebpf.Program
+	switch h {
+	case HookTracepoint:
+		if err := spec.LoadAndAssign(&objs, opts); err != nil {
+			return nil, nil, fmt.Errorf("load: %w", verbose(err))
+		}
+		prog = objs.Tracepoint
+	case HookKprobe:
+		if err := spec.LoadAndAssign(&kobjs, opts); err != nil {
+			return nil, nil, fmt.Errorf("load: %w", verbose(err))
+		}
+		prog = kobjs.Kprobe
+	default:
+		return nil, nil, fmt.Errorf("unknown hook %q", h)
+	}
+	var l link.Link
+	var err error
+	if h == HookTracepoint {
+		l, err = link.Tracepoint("tcp", "tcp_retransmit_skb", prog, nil)
+	} else {
+		l, err = link.Kprobe("tcp_retransmit_skb", prog, nil)
+	}
+	if err != nil {
+		prog.Close()
+		return nil, nil, fmt.Errorf("attach: %w", err)
+	}
+	return prog, l, nil
+}
+
+// verbose adds the verifier log to a load error.
+func verbose(err error) error {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		return fmt.Errorf("%+v", ve)
+	}
+	return err
+}
+
+// Probe tries the hooks in their default order on this kernel, as Start
+// would, and returns the one that attaches (detached again), with the
+// errors of those that did not.
+func Probe() (Hook, []error) {
+	spec, err := loadSpec(4096, 0)
+	if err != nil {
+		return "", []error{err}
+	}
+	var base baseObjects
+	if err := spec.LoadAndAssign(&base, nil); err != nil {
+		return "", []error{fmt.Errorf("load tcp programs: %w", verbose(err))}
+	}
+	defer base.Close()
+	var failed []error
+	for _, h := range hookOrder(HookTracepoint) {
+		prog, l, err := attachHook(spec, &base, h)
+		if err != nil {
+			failed = append(failed, fmt.Errorf("%s: %w", h.Describe(), err))
+			continue
+		}
+		l.Close()
+		prog.Close()
+		return h, failed
+	}
+	return "", failed
+}
+
+// handle decodes one ring record, finds the owner of a socket the kernel
+// side did not see open, and hands the retransmission to the sink.
+func (c *Collector) handle(raw []byte) {
+	r, ok := decode(raw, c.clock)
+	if !ok {
+		c.read.WithLabelValues("malformed").Inc()
+		return
+	}
+	c.read.WithLabelValues("retransmit").Inc()
+	switch {
+	case r.ev.PID != 0:
+		c.ownedBy.WithLabelValues("kernel").Inc()
+	default:
+		if o, ok := c.owners.lookup(r.ino); ok {
+			r.ev.PID, r.ev.Comm = o.pid, o.comm
+			r.ev.Role = events.RoleConnected
+			if c.owners.listening(o.pid, r.ev.Tuple.Local.Port()) {
+				r.ev.Role = events.RoleAccepted
+			}
+			c.ownedBy.WithLabelValues("proc").Inc()
+			c.remember(r.sock, o, r.ev.Role)
+		} else {
+			c.ownedBy.WithLabelValues("none").Inc()
+		}
+	}
+	c.sink.Retransmit(r.ev)
+}
+
+// remember writes an owner found in /proc into the kernel's map, so that
+// the socket's next retransmissions are charged without a lookup.
+func (c *Collector) remember(sock uint64, o procOwner, role events.SocketRole) {
+	v := tcpSockOwner{Tgid: o.pid, Role: ownerRole(role)}
+	for i := 0; i < len(v.Comm)-1 && i < len(o.comm); i++ {
+		v.Comm[i] = int8(o.comm[i])
+	}
+	if err := c.objs.Owners.Update(sock, v, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+		c.log.Debug("remember socket owner", "pid", o.pid, "err", err)
+	}
+}
+
+// Close implements collectors.Collector.
+func (c *Collector) Close() error {
+	var errs []error
+	for i := len(c.links) - 1; i >= 0; i-- {
+		errs = append(errs, c.links[i].Close())
+	}
+	c.links = nil
+	if c.hook != nil {
+		errs = append(errs, c.hook.Close())
+		c.hook = nil
+	}
+	if c.objs.Events != nil {
+		errs = append(errs, c.objs.Close())
+	}
+	c.attached.Set(0)
+	return errors.Join(errs...)
+}
+
+// Wait blocks until the event reader has stopped (after ctx is done).
+func (c *Collector) Wait() {
+	if c.done != nil {
+		<-c.done
+	}
+}
+
+// Attachments implements collectors.Collector: the hooks are not per file
+// or per process, so there are none to list.
+func (c *Collector) Attachments() []collectors.Attachment { return []collectors.Attachment{} }
+
+// ProcessUpdated implements discovery.Observer: retransmissions of every
+// process count, whatever the selection.
+func (c *Collector) ProcessUpdated(discovery.Process, []discovery.Mapping) {}
+
+// ProcessExited implements discovery.Observer.
+func (c *Collector) ProcessExited(uint32, time.Time) {}

@@ -1,0 +1,154 @@
+package correlator
+
+import (
+	"slices"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/periscope-apm/periscope/correlator/httpparse"
+	"github.com/periscope-apm/periscope/events"
+)
+
+// Requests seen whole by a language-level probe (Go net/http) arrive as a
+// start and an end instead of bytes. Each becomes an exchange on a
+// connection keyed by its socket, with no parser, so that everything else
+// (tuple pairing with the other end of the connection, a client call's
+// parent, trace IDs, attributes, ending on exit or timeout) is shared with
+// the byte-stream path.
+
+// wholeKey names a request seen whole.
+type wholeKey struct {
+	pid uint32
+	id  uint64
+}
+
+// Keys of the connections of whole requests, apart from the pointers the
+// byte-stream collectors use as keys (user-space addresses stay below 2^57).
+const (
+	wholeFDKey  = 1 << 63 // | fd: the connection's socket
+	wholeReqKey = 1 << 62 // | request ID: socket unknown
+)
+
+// RequestStart handles the start of a request seen whole.
+func (c *Correlator) RequestStart(r events.RequestStart) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	id := events.ConnID{PID: r.PID, Key: wholeFDKey | uint64(uint32(r.FD))}
+	if r.FD < 0 {
+		id.Key = wholeReqKey | r.ID&(wholeReqKey-1)
+	}
+	cn := c.lookup(id)
+	if cn != nil && (validTuple(r.Tuple) && cn.tuple != r.Tuple || cn.role != roleOf(r.Kind)) {
+		// The descriptor now names another connection.
+		c.endConn(cn, r.Time, reasonClosed)
+		c.remove(cn)
+		cn = nil
+	}
+	if cn == nil {
+		cn = c.connFor(id, r.Time)
+		cn.role = roleOf(r.Kind)
+		cn.scheme = "http"
+		if r.TLS {
+			cn.scheme = "https"
+		}
+		if r.FD >= 0 {
+			cn.bound, cn.fd = true, r.FD
+		}
+		if validTuple(r.Tuple) {
+			cn.tuple = r.Tuple
+			cn.peerAddr = r.Tuple.Remote.Addr().Unmap().String()
+			c.byTuple[r.Tuple] = cn
+		}
+	}
+	c.touch(cn, r.Time)
+
+	key := wholeKey{r.PID, r.ID}
+	x := &exchange{
+		conn:   cn,
+		req:    &httpparse.Message{Kind: httpparse.Request, Start: r.Time, Version: "1.1", BodySize: 0},
+		spanID: spanIDOf(r.ID),
+		whole:  key,
+	}
+	if r.Kind == events.RequestClient && r.Parent != 0 {
+		if p := c.whole[wholeKey{r.PID, r.Parent}]; p != nil && !p.done {
+			x.parent = p
+		}
+	}
+	if old := c.whole[key]; old != nil {
+		c.finish(old, nil, r.Time, reasonEvicted) // the same ID again: a lost end
+		dropPending(old)
+	}
+	c.whole[key] = x
+	cn.pending = append(cn.pending, x)
+	c.linkByTuple(cn)
+}
+
+// RequestEnd handles the end of a request seen whole.
+func (c *Correlator) RequestEnd(r events.RequestEnd) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	x := c.whole[wholeKey{r.PID, r.ID}]
+	if x == nil {
+		c.m.unmatchedEnds.Inc()
+		return
+	}
+	cn := x.conn
+	c.touch(cn, r.Time)
+	x.req.Method = r.Method
+	x.req.Path = r.Path
+	x.req.RawQuery = r.RawQuery
+	x.req.Host = r.Host
+	if r.RequestBodySize > 0 {
+		x.req.BodySize = r.RequestBodySize
+	}
+	dropPending(x)
+	var resp *httpparse.Message
+	reason := ""
+	if r.Failed {
+		reason = reasonRequestErr
+	} else {
+		resp = &httpparse.Message{
+			Kind:            httpparse.Response,
+			Version:         "1.1",
+			StatusCode:      r.Status,
+			HeadersComplete: true,
+			Start:           r.Time,
+			End:             r.Time,
+		}
+		if r.ResponseBodySize >= 0 {
+			resp.BodySize = r.ResponseBodySize
+		}
+	}
+	x.resp = resp
+	c.finish(x, resp, r.Time, reason)
+	if cn.id.Key&wholeReqKey != 0 && len(cn.pending) == 0 {
+		c.remove(cn) // a connection of one request
+	}
+}
+
+// dropPending takes x off its connection's list of requests in flight.
+func dropPending(x *exchange) {
+	cn := x.conn
+	if i := slices.Index(cn.pending, x); i >= 0 {
+		cn.pending = slices.Delete(cn.pending, i, i+1)
+	}
+	if len(cn.pending) == 0 {
+		cn.pending = nil
+	}
+}
+
+func roleOf(k events.RequestKind) role {
+	if k == events.RequestServer {
+		return roleServer
+	}
+	return roleClient
+}
+
+// spanIDOf turns a probe's request ID into a span ID.
+func spanIDOf(id uint64) trace.SpanID {
+	var s trace.SpanID
+	putUint64(s[:], id)
+	return s
+}

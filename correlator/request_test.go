@@ -1,0 +1,134 @@
+package correlator
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/span"
+)
+
+func tuple(local, remote string) events.Tuple {
+	return events.Tuple{Local: netip.MustParseAddrPort(local), Remote: netip.MustParseAddrPort(remote)}
+}
+
+func (h *harness) start(pid uint32, id, parent uint64, kind events.RequestKind, ms int, fd int32, t events.Tuple) {
+	h.c.RequestStart(events.RequestStart{PID: pid, ID: id, Parent: parent, Kind: kind, Time: at(ms), FD: fd, Tuple: t, TLS: true})
+}
+
+func (h *harness) end(pid uint32, id uint64, kind events.RequestKind, ms int, method, path string, status int) {
+	h.c.RequestEnd(events.RequestEnd{PID: pid, ID: id, Kind: kind, Time: at(ms), Method: method, Path: path,
+		Host: "api.example:8443", Status: status, RequestBodySize: -1, ResponseBodySize: 12})
+}
+
+func byName(spans []*span.Span) map[string]*span.Span {
+	m := make(map[string]*span.Span)
+	for _, s := range spans {
+		m[s.Name+" "+s.Kind.String()] = s
+	}
+	return m
+}
+
+func TestWholeServerRequest(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	h.start(7, 0xabc, 0, events.RequestServer, 1, 5, tuple(serverAddr, clientAddr))
+	h.end(7, 0xabc, events.RequestServer, 4, "GET", "/users/42", 404)
+	s := h.wantSpans(1)[0]
+	if s.Kind != span.Server || s.Name != "GET /users/{id}" || s.SpanID != spanIDOf(0xabc) {
+		t.Errorf("span %s %q id %s", s.Kind, s.Name, s.SpanID)
+	}
+	if s.Start != at(1) || s.End != at(4) || s.Status != span.Unset {
+		t.Errorf("span %v-%v status %v", s.Start, s.End, s.Status)
+	}
+	checkAttrs(t, s, map[string]any{
+		"http.response.status_code": int64(404),
+		"url.path":                  "/users/42",
+		"http.route":                "/users/{id}",
+		"url.scheme":                "https",
+		"client.address":            "10.0.0.2",
+		"server.address":            "api.example",
+		"http.response.body.size":   int64(12),
+	})
+	if h.c.Connections() != 1 {
+		t.Errorf("connections %d, want the keep-alive connection", h.c.Connections())
+	}
+}
+
+func TestWholeClientChildOfServer(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	h.start(7, 1, 0, events.RequestServer, 1, 5, tuple(serverAddr, clientAddr))
+	h.start(7, 2, 1, events.RequestClient, 2, 9, tuple("10.0.0.1:40000", "10.0.0.9:443"))
+	h.end(7, 2, events.RequestClient, 3, "POST", "/charge", 201)
+	h.start(7, 3, 1, events.RequestClient, 4, -1, events.Tuple{})
+	h.c.RequestEnd(events.RequestEnd{PID: 7, ID: 3, Kind: events.RequestClient, Time: at(5), Method: "GET", Path: "/x", Failed: true})
+	h.end(7, 1, events.RequestServer, 6, "GET", "/checkout", 200)
+	m := byName(h.wantSpans(3))
+	srv, ok1 := m["GET /checkout server"]
+	cl, ok2 := m["POST /charge client"]
+	failed, ok3 := m["GET /x client"]
+	if !ok1 || !ok2 || !ok3 {
+		t.Fatalf("spans %v", m)
+	}
+	for _, child := range []*span.Span{cl, failed} {
+		if child.ParentSpanID != srv.SpanID || child.TraceID != srv.TraceID || child.RemoteParent {
+			t.Errorf("%s: parent %s trace %s, want local child of %s in %s", child.Name, child.ParentSpanID, child.TraceID, srv.SpanID, srv.TraceID)
+		}
+	}
+	if failed.Status != span.Error {
+		t.Errorf("failed call status %v", failed.Status)
+	}
+	checkAttrs(t, failed, map[string]any{"error.type": "request_failed", "http.response.status_code": nil})
+	if h.c.Connections() != 2 {
+		t.Errorf("connections %d: the socketless one must be gone, the two keep-alive ones kept", h.c.Connections())
+	}
+}
+
+// An OpenSSL client (curl) calling a Go server on the same node, and a Go
+// client calling an OpenSSL server (nginx): each server span is the child
+// of the client span at the other end of its connection.
+func TestWholeLinksWithByteStreams(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	// curl (pid 1) -> Go server (pid 2)
+	curl := cid(1, 0x1000)
+	h.write(curl, 1, 1, "GET /a HTTP/1.1\r\nHost: go\r\n\r\n")
+	h.bind(curl, 3, 1, "127.0.0.1:50000", "127.0.0.1:8443")
+	h.start(2, 10, 0, events.RequestServer, 2, 4, tuple("127.0.0.1:8443", "127.0.0.1:50000"))
+	h.end(2, 10, events.RequestServer, 3, "GET", "/a", 200)
+	h.read(curl, 1, 4, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	// Go client (pid 2) -> nginx (pid 3)
+	h.start(2, 20, 0, events.RequestClient, 10, 6, tuple("127.0.0.1:50001", "127.0.0.1:443"))
+	ngx := cid(3, 0x2000)
+	h.bind(ngx, 7, 11, "127.0.0.1:443", "127.0.0.1:50001")
+	h.read(ngx, 3, 11, "GET /b HTTP/1.1\r\nHost: n\r\n\r\n")
+	h.write(ngx, 3, 12, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	h.end(2, 20, events.RequestClient, 13, "GET", "/b", 200)
+
+	m := byName(h.wantSpans(4))
+	for _, p := range []struct{ server, client string }{{"GET /a server", "GET /a client"}, {"GET /b server", "GET /b client"}} {
+		sv, cl := m[p.server], m[p.client]
+		if sv == nil || cl == nil {
+			t.Fatalf("missing %q or %q in %v", p.server, p.client, m)
+		}
+		if sv.ParentSpanID != cl.SpanID || sv.TraceID != cl.TraceID || !sv.RemoteParent {
+			t.Errorf("%s: parent %s trace %s, want remote child of %s in %s", p.server, sv.ParentSpanID, sv.TraceID, cl.SpanID, cl.TraceID)
+		}
+	}
+}
+
+func TestWholeExitAndUnmatched(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	h.end(7, 99, events.RequestServer, 1, "GET", "/", 200) // start not seen
+	if got := h.metric("periscope_request_ends_unmatched_total"); got != 1 {
+		t.Errorf("unmatched ends %v, want 1", got)
+	}
+	h.start(7, 1, 0, events.RequestServer, 2, 5, tuple(serverAddr, clientAddr))
+	h.c.Exit(events.Exit{PID: 7, Time: at(3)})
+	s := h.wantSpans(1)[0]
+	if s.Status != span.Error {
+		t.Errorf("request cut by exit: status %v", s.Status)
+	}
+	checkAttrs(t, s, map[string]any{"error.type": "process_exited"})
+	if h.c.Connections() != 0 || len(h.c.whole) != 0 {
+		t.Errorf("state left after exit: %d connections, %d requests", h.c.Connections(), len(h.c.whole))
+	}
+}

@@ -1,0 +1,574 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/periscope-apm/periscope/test/e2e/harness"
+	"github.com/periscope-apm/periscope/test/otlpreceiver"
+)
+
+// Names the TCP collector exports (README: "TCP retransmissions").
+const (
+	retransmitsMetric     = "periscope_tcp_retransmits_total"
+	retransmitsOTLPMetric = "periscope.tcp.retransmits"
+	retransmitsAttr       = "periscope.tcp.retransmits"
+	retransmitEvent       = "periscope.tcp.retransmit"
+	fellBackLog           = "retransmit hook fell back"
+)
+
+// startTCPAgent starts an agent exporting spans and metrics (every 500 ms)
+// to an in-test OTLP receiver.
+func startTCPAgent(t *testing.T, args ...string) *env {
+	t.Helper()
+	recv := otlpreceiver.Start(t)
+	a := startAgentEnv(t, []string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT=" + recv.Endpoint(),
+		"OTEL_EXPORTER_OTLP_INSECURE=true",
+		"OTEL_BSP_SCHEDULE_DELAY=200",
+		"OTEL_METRIC_EXPORT_INTERVAL=500",
+	}, args...)
+	return &env{agent: a, recv: recv}
+}
+
+// TestTCPRetransmitsDownload: a 20 MiB HTTPS download from nginx whose
+// packets to the client are dropped at random (30 %, on the input hook of
+// loopback) is counted for the nginx worker and that peer as the kernel
+// counted it (/proc/net/snmp RetransSegs, within 10 %), no other process is
+// charged for it, its span carries the retransmissions, and a request to
+// another nginx made during the download, without loss, carries none. The
+// counter also arrives over OTLP.
+func TestTCPRetransmitsDownload(t *testing.T) {
+	e := startTCPAgent(t)
+	const size = 20 << 20
+	lossy := harness.StartNginx(t, harness.NginxOptions{Workers: 1, Files: map[string][]byte{"20m.bin": bigBody(size)}})
+	clean := harness.StartNginx(t, harness.NginxOptions{Workers: 1})
+	e.instrumented(t, lossy.WorkerPIDs[0], clean.WorkerPIDs[0])
+	worker, cleanWorker := lossy.WorkerPIDs[0], clean.WorkerPIDs[0]
+	curl := harness.LookTool(t, "curl")
+
+	// Only nginx's segments that carry data (over 200 bytes) are dropped:
+	// its pure ACKs, SYN-ACK and bare FIN pass. A lost ACK would make curl
+	// retransmit (charged to curl, rightly, but this test wants a single
+	// sender), and a resent SYN-ACK is counted in RetransSegs but never
+	// passes through tcp_retransmit_skb. curl's first data segments are
+	// acknowledged at once (quick ACKs), not with nginx's data.
+	dropPackets(t, fmt.Sprintf("tcp sport %d meta length > 200 numgen random mod 10 < 3", lossy.Port))
+
+	before := retransmitSeries(t, e.agent)
+	segs0 := snmpTCP(t, "RetransSegs")
+	start := time.Now()
+	download := make(chan error, 1)
+	go func() {
+		out, err := exec.Command(curl, "-sS", "--max-time", "240", "--cacert", lossy.CAFile, "-o", "/dev/null",
+			"-w", "%{size_download}", lossy.URL+"/20m.bin").CombinedOutput()
+		if err == nil && strings.TrimSpace(string(out)) != strconv.Itoa(size) {
+			err = fmt.Errorf("downloaded %s bytes, want %d", out, size)
+		}
+		if err != nil {
+			err = fmt.Errorf("curl %s: %v: %s", lossy.URL, err, out)
+		}
+		download <- err
+	}()
+	// The clean request is small and on a new connection, so that the
+	// kernel has no reason to retransmit anything of it: a long transfer
+	// on a loaded loopback may see tail loss probes (retransmissions)
+	// without any loss. It is made once the download's body is under way
+	// (ten retransmissions: a TLS handshake has fewer segments to lose).
+	for deadline := time.Now().Add(time.Minute); snmpTCP(t, "RetransSegs")-segs0 < 10; {
+		if time.Now().After(deadline) {
+			t.Fatal("no retransmissions a minute into the lossy download")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	run(t, curl, "-sS", "--cacert", clean.CAFile, "-o", "/dev/null", clean.URL+"/index.html")
+	if err := <-download; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("download done in %v", time.Since(start).Round(time.Millisecond))
+
+	// The kernel may still be retransmitting the last segments or nginx's
+	// FIN: wait until RetransSegs stops moving, then until the agent has
+	// read everything.
+	segs := waitStable(t, func() uint64 { return snmpTCP(t, "RetransSegs") }, 2*time.Second, time.Minute) - segs0
+	t.Logf("RetransSegs rose by %d", segs)
+	if segs < 20 {
+		t.Fatalf("RetransSegs rose by %d only: the drop rule did not cause loss", segs)
+	}
+	waitStable(t, func() uint64 {
+		return uint64(sumDelta(retransmitSeries(t, e.agent), before, func(map[string]string) bool { return true }))
+	}, time.Second, 30*time.Second)
+
+	// The nginx worker's series for that peer: within 10 % of the kernel's.
+	mine := map[string]string{
+		"process_pid":          strconv.Itoa(worker),
+		"network_peer_address": "127.0.0.1",
+		"network_local_port":   strconv.Itoa(lossy.Port),
+	}
+	after := retransmitSeries(t, e.agent)
+	got := sumDelta(after, before, func(l map[string]string) bool { return matches(l, mine) })
+	t.Logf("the nginx worker's series rose by %v; all series:\n%s", got, describeSeries(after, before))
+	if !withinPct(got, float64(segs), 10) {
+		t.Errorf("%s%v rose by %v, RetransSegs by %d: more than 10 %% apart\n%s", retransmitsMetric, mine, got, segs, describeSeries(after, before))
+	}
+	for key, s := range after {
+		if matches(s.labels, mine) {
+			if s.labels["process_executable_name"] != "nginx" || s.labels["service_name"] != "nginx" || s.labels["network_peer_port"] != "" {
+				t.Errorf("nginx series has labels %v", s.labels)
+			}
+			continue
+		}
+		d := s.value - before[key].value
+		if d == 0 {
+			continue
+		}
+		// Nobody else is charged for this connection (curl, the nginx
+		// master, the clean nginx).
+		if s.labels["network_local_port"] == strconv.Itoa(lossy.Port) || s.labels["network_peer_port"] == strconv.Itoa(lossy.Port) ||
+			s.labels["process_pid"] == strconv.Itoa(cleanWorker) || s.labels["process_executable_name"] == "curl" {
+			t.Errorf("%s{%s} rose by %v: charged for the download", retransmitsMetric, key, d)
+		}
+	}
+	if other := sumDelta(after, before, func(l map[string]string) bool { return !matches(l, mine) }); other > 0.1*float64(segs) {
+		t.Errorf("other series rose by %v in all (RetransSegs %d):\n%s", other, segs, describeSeries(after, before))
+	}
+
+	// The span of the lossy download carries the retransmissions; the
+	// clean one none.
+	lossySpan := e.spans(t, 1, byPIDs(kindServer, worker))[0]
+	cleanSpan := e.spans(t, 1, byPIDs(kindServer, cleanWorker))[0]
+	n := attrInt(lossySpan, retransmitsAttr)
+	var evs []otlpreceiver.Event
+	for _, ev := range lossySpan.Events {
+		if ev.Name == retransmitEvent {
+			evs = append(evs, ev)
+		}
+	}
+	t.Logf("lossy span: %s = %d, %d events, %v long", retransmitsAttr, n, len(evs), lossySpan.End.Sub(lossySpan.Start))
+	if n <= 0 || len(evs) == 0 {
+		t.Errorf("lossy span: %s = %d with %d events, want retransmissions", retransmitsAttr, n, len(evs))
+	}
+	if n > int64(got) {
+		t.Errorf("lossy span counts %d retransmitted segments, more than the whole connection's %v", n, got)
+	}
+	for _, ev := range evs {
+		if ev.Time.Before(lossySpan.Start) || ev.Time.After(lossySpan.End) {
+			t.Errorf("retransmit event at %v outside the span [%v, %v]", ev.Time, lossySpan.Start, lossySpan.End)
+		}
+		if s, _ := ev.Attributes["network.connection.state"].(string); s == "" {
+			t.Errorf("retransmit event without network.connection.state: %v", ev.Attributes)
+		}
+	}
+	if _, ok := cleanSpan.Attributes[retransmitsAttr]; ok || len(cleanSpan.Events) > 0 {
+		t.Errorf("clean span has %s = %v and %d events", retransmitsAttr, cleanSpan.Attributes[retransmitsAttr], len(cleanSpan.Events))
+	}
+	if cleanSpan.Start.Before(lossySpan.Start) || cleanSpan.End.After(lossySpan.End) {
+		t.Errorf("the clean request (%v–%v) was not made during the lossy download (%v–%v)", cleanSpan.Start, cleanSpan.End, lossySpan.Start, lossySpan.End)
+	}
+
+	// Over OTLP: the same counter, with the OpenTelemetry attribute names.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	pts, err := e.recv.WaitForMetrics(ctx, 1, func(m otlpreceiver.Metric) bool {
+		pid, _ := m.Attributes["process.pid"].(int64)
+		return m.Name == retransmitsOTLPMetric && int(pid) == worker && m.Value >= got
+	})
+	if err != nil {
+		var seen []string
+		for _, m := range e.recv.Metrics() {
+			if m.Name == retransmitsOTLPMetric {
+				seen = append(seen, fmt.Sprintf("%v=%v", m.Attributes, m.Value))
+			}
+		}
+		t.Fatalf("no %s data point for pid %d reaching %v over OTLP: %v; %d data points arrived:\n%s",
+			retransmitsOTLPMetric, worker, got, err, len(seen), strings.Join(seen, "\n"))
+	}
+	p := pts[len(pts)-1]
+	if p.Type != "sum" || !p.Monotonic || p.Temporality != "cumulative" || p.Unit != "{segment}" ||
+		p.Attributes["network.peer.address"] != "127.0.0.1" || p.Attributes["network.local.port"] != int64(lossy.Port) ||
+		p.Attributes["process.executable.name"] != "nginx" {
+		t.Errorf("OTLP data point: %+v", p)
+	}
+}
+
+// TestTCPPreexistingConnection: a connection accepted before the agent
+// started (so the kernel side never saw it open) is charged to its owner,
+// found in /proc, with the port it listens on.
+func TestTCPPreexistingConnection(t *testing.T) {
+	const size = 20 << 20
+	ngx := harness.StartNginx(t, harness.NginxOptions{Workers: 1, Files: map[string][]byte{"20m.bin": bigBody(size)}})
+	worker := ngx.WorkerPIDs[0]
+	// Slow enough to outlast the agent's start: about 10 s without loss.
+	dl := startProc(t, nil, harness.LookTool(t, "curl"), "-sS", "--max-time", "240", "--limit-rate", "2M",
+		"--cacert", ngx.CAFile, "-o", "/dev/null", ngx.URL+"/20m.bin")
+	time.Sleep(500 * time.Millisecond)
+
+	e := startTCPAgent(t)
+	before := retransmitSeries(t, e.agent)
+	dropPackets(t, fmt.Sprintf("tcp sport %d meta length > 200 numgen random mod 10 < 3", ngx.Port))
+	dl.mustSucceed(4 * time.Minute)
+
+	mine := map[string]string{
+		"process_pid":          strconv.Itoa(worker),
+		"network_peer_address": "127.0.0.1",
+		"network_local_port":   strconv.Itoa(ngx.Port),
+	}
+	got := waitStable(t, func() uint64 {
+		return uint64(sumDelta(retransmitSeries(t, e.agent), before, func(l map[string]string) bool { return matches(l, mine) }))
+	}, 2*time.Second, time.Minute)
+	after := retransmitSeries(t, e.agent)
+	t.Logf("the nginx worker's series rose by %d:\n%s", got, describeSeries(after, before))
+	if got == 0 {
+		t.Fatalf("%s%v did not rise", retransmitsMetric, mine)
+	}
+	// The first retransmission may come before the drop rule (a tail loss
+	// probe of the rate-limited transfer): count from the agent's start.
+	if n := e.agent.Metric(t, "periscope_tcp_retransmit_owners_total", map[string]string{"source": "proc"}); n == 0 {
+		t.Errorf("no retransmission had its owner found in /proc")
+	}
+	if n := sumDelta(after, before, func(l map[string]string) bool { return l["process_pid"] == "0" }); n > 0 {
+		t.Errorf("%v retransmissions charged to no process", n)
+	}
+}
+
+// TestTCPSynRetransmits: a connection attempt to a port whose SYNs are
+// dropped is counted for the process that made it, in state syn_sent.
+func TestTCPSynRetransmits(t *testing.T) {
+	e := startTCPAgent(t)
+	synRetransmitsCounted(t, e.agent)
+}
+
+// TestTCPKprobeFallback: with the kprobe path forced by configuration, its
+// attach fails on this kernel (no kprobes), the agent says so in one log
+// line, falls back to the tracepoint and counts retransmissions.
+func TestTCPKprobeFallback(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "periscope.yaml")
+	if err := os.WriteFile(cfg, []byte("tcp:\n  hook: kprobe\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := startTCPAgent(t, "--config", cfg)
+	var lines []string
+	for _, l := range strings.Split(e.agent.Logs(), "\n") {
+		if strings.Contains(l, fellBackLog) {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 {
+		t.Fatalf("%d log lines say %q, want 1:\n%s", len(lines), fellBackLog, e.agent.Logs())
+	}
+	for _, want := range []string{"kprobe tcp_retransmit_skb", "tracepoint tcp:tcp_retransmit_skb"} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("fallback line does not name %q: %s", want, lines[0])
+		}
+	}
+	path := tcpAttachPath(t, e.agent)
+	if !strings.HasPrefix(path, "tracepoint tcp:tcp_retransmit_skb") || !strings.Contains(path, "kprobe tcp_retransmit_skb failed") {
+		t.Errorf("/status attach path of the tcp collector: %q", path)
+	}
+	synRetransmitsCounted(t, e.agent)
+}
+
+// synRetransmitsCounted drops every SYN to a free port, lets curl try to
+// connect for 3.5 s (its SYN is retransmitted after 1 s and 3 s), and
+// checks that the agent charged curl's SYN retransmissions to curl.
+func synRetransmitsCounted(t *testing.T, a *harness.Agent) {
+	t.Helper()
+	port := harness.FreePort(t)
+	dropPackets(t, fmt.Sprintf("tcp dport %d", port))
+	syn0 := snmpTCPExt(t, "TCPSynRetrans")
+	before := retransmitSeries(t, a)
+
+	cmd := exec.Command(harness.LookTool(t, "curl"), "-sS", "--connect-timeout", "3.5", fmt.Sprintf("http://127.0.0.1:%d/", port))
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	err := cmd.Wait()
+	if err == nil {
+		t.Fatalf("curl connected to a port whose SYNs are dropped: %s", out)
+	}
+	syns := waitStable(t, func() uint64 { return snmpTCPExt(t, "TCPSynRetrans") }, time.Second, 10*time.Second) - syn0
+	t.Logf("curl pid %d: %v (%s); TCPSynRetrans rose by %d", pid, err, strings.TrimSpace(out.String()), syns)
+	if syns == 0 {
+		t.Fatal("the kernel retransmitted no SYN")
+	}
+	want := map[string]string{
+		"process_pid":              strconv.Itoa(pid),
+		"network_connection_state": "syn_sent",
+		"network_peer_address":     "127.0.0.1",
+		"network_peer_port":        strconv.Itoa(port),
+	}
+	var got float64
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		after := retransmitSeries(t, a)
+		got = sumDelta(after, before, func(l map[string]string) bool { return matches(l, want) })
+		if got >= 1 || time.Now().After(deadline) {
+			if got < 1 || got > float64(syns) {
+				t.Fatalf("%s%v rose by %v; the kernel retransmitted %d SYNs\n%s", retransmitsMetric, want, got, syns, describeSeries(after, before))
+			}
+			for _, s := range after {
+				if matches(s.labels, want) && s.labels["process_executable_name"] != "curl" {
+					t.Errorf("SYN retransmissions charged to %q, want curl: %v", s.labels["process_executable_name"], s.labels)
+				}
+			}
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// tcpAttachPath returns the tcp collector's attach path from /status.
+func tcpAttachPath(t *testing.T, a *harness.Agent) string {
+	t.Helper()
+	resp, err := httpGetJSON("http://" + a.MetricsAddr + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols, _ := resp["collectors"].([]any)
+	for _, c := range cols {
+		m, _ := c.(map[string]any)
+		if m["name"] == "tcp" {
+			p, _ := m["attach_path"].(string)
+			return p
+		}
+	}
+	t.Fatalf("no tcp collector in /status: %v", resp)
+	return ""
+}
+
+// dropTables numbers the nftables tables of this test process.
+var dropTables atomic.Int64
+
+// dropPackets adds an nftables rule on the input hook of loopback that
+// drops the packets matching match, and removes it when the test ends,
+// failed or not. Tables left by a test process that died are removed first.
+func dropPackets(t *testing.T, match string) {
+	t.Helper()
+	nft := harness.LookTool(t, "nft")
+	removeStaleTables(t, nft)
+	table := fmt.Sprintf("periscope_test_%d_%d", os.Getpid(), dropTables.Add(1))
+	rules := fmt.Sprintf("table inet %s {\n  chain input {\n    type filter hook input priority 0;\n    iifname \"lo\" %s drop\n  }\n}\n", table, match)
+	f := filepath.Join(t.TempDir(), table+".nft")
+	if err := os.WriteFile(f, []byte(rules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command(nft, "delete", "table", "inet", table).CombinedOutput(); err != nil {
+			t.Errorf("remove nftables table %s: %v: %s", table, err, out)
+		}
+	})
+	if out, err := exec.Command(nft, "-f", f).CombinedOutput(); err != nil {
+		t.Fatalf("nft -f %s: %v: %s\n%s", f, err, out, rules)
+	}
+	t.Logf("nftables: dropping %s", match)
+}
+
+func removeStaleTables(t *testing.T, nft string) {
+	out, err := exec.Command(nft, "list", "tables", "inet").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		name, ok := strings.CutPrefix(strings.TrimSpace(line), "table inet periscope_test_")
+		if !ok {
+			continue
+		}
+		pidStr, _, _ := strings.Cut(name, "_")
+		pid, err := strconv.Atoi(pidStr)
+		if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		if exec.Command(nft, "delete", "table", "inet", "periscope_test_"+name).Run() == nil {
+			t.Logf("removed the nftables table periscope_test_%s left by process %d", name, pid)
+		}
+	}
+}
+
+// snmpTCP reads a counter of the Tcp: lines of /proc/net/snmp.
+func snmpTCP(t *testing.T, name string) uint64 {
+	return procNetCounter(t, "/proc/net/snmp", "Tcp:", name)
+}
+
+// snmpTCPExt reads a counter of the TcpExt: lines of /proc/net/netstat.
+func snmpTCPExt(t *testing.T, name string) uint64 {
+	return procNetCounter(t, "/proc/net/netstat", "TcpExt:", name)
+}
+
+// procNetCounter reads a counter from a file of header/value line pairs.
+func procNetCounter(t *testing.T, path, prefix, name string) uint64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var header []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 || fields[0] != prefix {
+			continue
+		}
+		if header == nil {
+			header = fields
+			continue
+		}
+		for i, h := range header {
+			if h == name && i < len(fields) {
+				v, err := strconv.ParseUint(fields[i], 10, 64)
+				if err != nil {
+					t.Fatalf("%s %s: %v", path, name, err)
+				}
+				return v
+			}
+		}
+		break
+	}
+	t.Fatalf("%s has no %s %s", path, prefix, name)
+	return 0
+}
+
+// waitStable polls read until its value has not changed for quiet, and
+// returns it.
+func waitStable(t *testing.T, read func() uint64, quiet, timeout time.Duration) uint64 {
+	t.Helper()
+	v := read()
+	since := time.Now()
+	deadline := time.Now().Add(timeout)
+	for time.Since(since) < quiet {
+		if time.Now().After(deadline) {
+			t.Logf("value still moving after %v: %d", timeout, v)
+			return v
+		}
+		time.Sleep(100 * time.Millisecond)
+		if n := read(); n != v {
+			v, since = n, time.Now()
+		}
+	}
+	return v
+}
+
+// series is one series of the retransmission counter.
+type series struct {
+	labels map[string]string
+	value  float64
+}
+
+// retransmitSeries scrapes the retransmission counter, by label set.
+func retransmitSeries(t *testing.T, a *harness.Agent) map[string]series {
+	t.Helper()
+	out := make(map[string]series)
+	fam := a.MetricFamilies(t)[retransmitsMetric]
+	if fam == nil {
+		return out
+	}
+	for _, m := range fam.GetMetric() {
+		out[labelKey(m)] = series{labels: labelMap(m), value: m.GetCounter().GetValue()}
+	}
+	return out
+}
+
+func labelMap(m *dto.Metric) map[string]string {
+	l := make(map[string]string)
+	for _, lp := range m.GetLabel() {
+		l[lp.GetName()] = lp.GetValue()
+	}
+	return l
+}
+
+func labelKey(m *dto.Metric) string {
+	var parts []string
+	for _, lp := range m.GetLabel() {
+		if lp.GetValue() != "" {
+			parts = append(parts, lp.GetName()+"="+strconv.Quote(lp.GetValue()))
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func matches(labels, want map[string]string) bool {
+	for k, v := range want {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// sumDelta adds how much the series selected by keep rose.
+func sumDelta(after, before map[string]series, keep func(map[string]string) bool) float64 {
+	var sum float64
+	for k, s := range after {
+		if keep(s.labels) {
+			sum += s.value - before[k].value
+		}
+	}
+	return sum
+}
+
+func describeSeries(after, before map[string]series) string {
+	var b strings.Builder
+	keys := make([]string, 0, len(after))
+	for k := range after {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if d := after[k].value - before[k].value; d != 0 {
+			fmt.Fprintf(&b, "  +%v {%s}\n", d, k)
+		}
+	}
+	return b.String()
+}
+
+func withinPct(got, want, pct float64) bool {
+	return want > 0 && got >= want*(1-pct/100) && got <= want*(1+pct/100)
+}
+
+// bigBody is n bytes that TLS cannot compress away.
+func bigBody(n int) []byte {
+	b := make([]byte, n)
+	x := uint64(0x9e3779b97f4a7c15)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		b[i] = byte(x)
+	}
+	return b
+}
+
+// httpGetJSON fetches and decodes a JSON object.
+func httpGetJSON(u string) (map[string]any, error) {
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(u)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var v map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return nil, fmt.Errorf("GET %s: %w", u, err)
+	}
+	return v, nil
+}

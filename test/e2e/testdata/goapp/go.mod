@@ -1,0 +1,3 @@
+module periscope.example/goapp
+
+go 1.18

@@ -1,0 +1,158 @@
+// Command goapp is the Go program the end-to-end tests trace: an HTTP(S)
+// server whose handlers may call a downstream service, and a client. It
+// uses only the standard library and builds with Go 1.18 and later.
+//
+//	goapp server ADDR [-tls CERT KEY] [-downstream URL] [-ca CA]
+//	goapp client URL N [-ca CA] [-traceparent]
+//
+// HTTP/2 is disabled on both sides: the agent traces HTTP/1.x.
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		log.Fatal("usage: goapp server|client ...")
+	}
+	switch os.Args[1] {
+	case "server":
+		server(os.Args[2:])
+	case "client":
+		client(os.Args[2:])
+	default:
+		log.Fatalf("unknown mode %q", os.Args[1])
+	}
+}
+
+func transport(ca string) *http.Transport {
+	t := &http.Transport{
+		TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{},
+		MaxIdleConnsPerHost: 64,
+	}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		t.TLSClientConfig = &tls.Config{RootCAs: pool}
+	}
+	return t
+}
+
+// grow recurses deeply enough to make the goroutine's stack be copied
+// several times (~1 MiB).
+func grow(n int) int {
+	var pad [1024]byte
+	pad[n%1024] = byte(n)
+	if n == 0 {
+		return int(pad[0])
+	}
+	return grow(n-1) + int(pad[n%1024])
+}
+
+func server(args []string) {
+	fs := flag.NewFlagSet("server", flag.ExitOnError)
+	certFile := fs.String("tls-cert", "", "")
+	keyFile := fs.String("tls-key", "", "")
+	downstream := fs.String("downstream", "", "")
+	ca := fs.String("ca", "", "")
+	addr := args[0]
+	fs.Parse(args[1:])
+	down := &http.Client{Transport: transport(*ca)}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "hello")
+	})
+	mux.HandleFunc("/status/", func(w http.ResponseWriter, r *http.Request) {
+		code, _ := strconv.Atoi(r.URL.Path[len("/status/"):])
+		w.WriteHeader(code)
+	})
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%d\n", n)
+	})
+	mux.HandleFunc("/chain", func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequest("GET", *downstream+"/leaf", nil)
+		if tp := r.Header.Get("X-Forward-Traceparent"); tp != "" {
+			req.Header.Set("Traceparent", tp)
+		}
+		resp, err := down.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		fmt.Fprintln(w, "chained")
+	})
+	mux.HandleFunc("/leaf", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintln(w, "leaf")
+	})
+	mux.HandleFunc("/torture", func(w http.ResponseWriter, r *http.Request) {
+		var wg sync.WaitGroup
+		sum := 0
+		var mu sync.Mutex
+		for i := 0; i < 4; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				v := grow(200 + i)
+				mu.Lock()
+				sum += v
+				mu.Unlock()
+			}(i)
+		}
+		v := grow(1000) // ~1 MiB of stack in the handler's own goroutine
+		wg.Wait()
+		fmt.Fprintln(w, v+sum)
+	})
+	srv := &http.Server{Addr: addr, Handler: mux, TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
+	var err error
+	if *certFile != "" {
+		err = srv.ListenAndServeTLS(*certFile, *keyFile)
+	} else {
+		err = srv.ListenAndServe()
+	}
+	log.Fatal(err)
+}
+
+func client(args []string) {
+	fs := flag.NewFlagSet("client", flag.ExitOnError)
+	ca := fs.String("ca", "", "")
+	url := args[0]
+	n, err := strconv.Atoi(args[1])
+	if err != nil {
+		log.Fatal(err)
+	}
+	fs.Parse(args[2:])
+	c := &http.Client{Transport: transport(*ca)}
+	// Wait to be told to start, so that the agent can attach first.
+	if _, err := fmt.Fscanln(os.Stdin); err != nil && err.Error() != "unexpected newline" {
+		log.Fatal(err)
+	}
+	paths := []string{"/hello", "/status/404", "/status/503", "/hello"}
+	for i := 0; i < n; i++ {
+		p := paths[i%len(paths)]
+		resp, err := c.Get(url + p)
+		if err != nil {
+			log.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
