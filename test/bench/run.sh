@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# test/bench/run.sh — `make bench`: nginx+TLS under wrk, without and with the
+# Periscope agent, rounds alternated in one run, plus the cost of one uprobe hit
+# on this kernel. Prints a table and writes test/bench/results.md.
+#
+# Root only (loads eBPF programs). Exits non-zero only when something failed to
+# run; the figures are reported, never asserted. About 2–3 minutes.
+#
+# Environment (all optional):
+#   ROUNDS=3        rounds per configuration (baseline, agent)
+#   DURATION=10s    length of one wrk round
+#   WARMUP=5s       wrk warm-up before the first round
+#   WORKERS=1       nginx worker_processes
+#   THREADS=2 CONNECTIONS=50   wrk -t / -c
+#   PERISCOPE=path  use this agent binary instead of building bin/periscope
+#   OUT=path        markdown summary (default test/bench/results.md; MODE=tcp:
+#                   test/bench/results-tcp.md)
+#   MODE=tcp        instead of no agent vs the agent, the agent with its TCP
+#                   collector off vs on (what the retransmit hooks cost)
+#   NEW_CONNS=1     MODE=tcp: a new TLS connection per request (wrk -H
+#                   "Connection: close"), the worst case for the TCP collector
+#   KEEP=1          keep the scratch directory (agent and nginx logs)
+set -euo pipefail
+
+export PATH="$PATH:/usr/local/go/bin:/usr/local/sbin:/usr/sbin:/sbin"
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+REPO="$PWD"
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "the benchmark loads eBPF programs and must run as root: run 'sudo make bench'"
+for tool in go cc nginx wrk openssl bpftool getconf; do
+	command -v "$tool" >/dev/null 2>&1 || die "$tool not found (bash scripts/deps.sh installs the dependencies)"
+done
+
+WORK="$(mktemp -d /tmp/periscope-bench.XXXXXX)"
+DRIVER_PID=""
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	# The driver stops wrk, nginx and the agent itself; if it died without
+	# doing so (killed), its pid files name what is left. Each runs in its own
+	# process group, so the group goes: nginx master and workers together.
+	if [ -n "$DRIVER_PID" ] && kill -0 "$DRIVER_PID" 2>/dev/null; then
+		kill -TERM "$DRIVER_PID" 2>/dev/null || true
+		wait "$DRIVER_PID" 2>/dev/null || true
+	fi
+	local f pid
+	for f in "$WORK"/pids/wrk "$WORK"/pids/agent "$WORK"/pids/nginx; do
+		[ -f "$f" ] || continue
+		pid="$(cat "$f")"
+		[ -n "$pid" ] || continue
+		if [ "$f" = "$WORK/pids/agent" ]; then
+			kill -TERM "$pid" 2>/dev/null || true # lets the agent detach its probes
+			for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+		fi
+		kill -KILL -- "-$pid" 2>/dev/null || true
+		log "cleaned up leftover process group $pid ($(basename "$f"))"
+	done
+	if [ "${KEEP:-0}" = 1 ]; then
+		log "scratch directory kept: $WORK"
+	elif [ "$rc" -eq 1 ]; then
+		log "failed: logs kept in $WORK (agent-*.log, nginx/logs/)"
+	else
+		rm -rf "$WORK"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [ -n "${PERISCOPE:-}" ]; then
+	AGENT="$PERISCOPE"
+	[ -x "$AGENT" ] || die "PERISCOPE=$AGENT is not an executable"
+else
+	log "building bin/periscope"
+	go build -o bin/periscope ./cmd/periscope || die "the agent does not build"
+	AGENT="$REPO/bin/periscope"
+fi
+log "building the benchmark driver and the uprobe micro-benchmark target"
+go build -o "$WORK/benchtool" ./test/bench/benchtool
+cc -O2 -Wall -o "$WORK/callloop" test/bench/callloop.c
+
+COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [ "$COMMIT" != unknown ] && [ -n "$(git status --porcelain 2>/dev/null | head -1)" ]; then
+	COMMIT="$COMMIT (with uncommitted changes)"
+fi
+
+# The driver runs in the background so that this shell's traps fire at once on
+# Ctrl-C / SIGTERM; the driver catches the same signals and stops nginx and the
+# agent, and cleanup() mops up whatever it could not.
+"$WORK/benchtool" \
+	-agent "$AGENT" \
+	-work "$WORK" \
+	-callloop "$WORK/callloop" \
+	-out "${OUT:-test/bench/results${MODE:+-$MODE}.md}" \
+	-mode "${MODE:-agent}" \
+	-new-conns="$([ "${NEW_CONNS:-0}" = 1 ] && echo true || echo false)" \
+	-rounds "${ROUNDS:-3}" \
+	-duration "${DURATION:-10s}" \
+	-warmup "${WARMUP:-5s}" \
+	-workers "${WORKERS:-1}" \
+	-threads "${THREADS:-2}" \
+	-connections "${CONNECTIONS:-50}" \
+	-commit "$COMMIT" &
+DRIVER_PID=$!
+set +e
+wait "$DRIVER_PID"
+rc=$?
+# A trapped signal interrupts wait; wait again for the driver's own exit code.
+while kill -0 "$DRIVER_PID" 2>/dev/null; do
+	wait "$DRIVER_PID"
+	rc=$?
+done
+set -e
+DRIVER_PID=""
+exit "$rc"
