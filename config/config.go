@@ -102,8 +102,8 @@ func Default() Config {
 		LogLevel:    "info",
 		LogFormat:   "text",
 		HTTP:        HTTP{IdleTimeout: 2 * time.Minute},
-		OpenSSL:     OpenSSL{Enabled: true, RingBytes: 8 << 20},
-		GoHTTP:      GoHTTP{Enabled: true, RingBytes: 4 << 20},
+		OpenSSL:     OpenSSL{Enabled: true, RingBytes: 4 << 20},
+		GoHTTP:      GoHTTP{Enabled: true, RingBytes: 2 << 20},
 		TCP:         TCP{Enabled: true, Hook: "tracepoint", MaxPeers: 1024, RingBytes: 1 << 20},
 	}
 }

@@ -20,6 +20,9 @@ import (
 	"github.com/periscope-apm/periscope/symbols"
 )
 
+// processRingBytes is the size of the process event ring buffer.
+const processRingBytes = 256 << 10
+
 // Observer learns about selected processes. Calls come from one goroutine.
 type Observer interface {
 	// ProcessUpdated says that p exists and maps the executable files
@@ -110,7 +113,14 @@ func (t *Tracker) Subscribe(o Observer) { t.observers = append(t.observers, o) }
 // Start loads and attaches the process programs, reports the processes that
 // already run, and follows changes until ctx is done or Close is called.
 func (t *Tracker) Start(ctx context.Context) error {
-	if err := loadProcessObjects(&t.objs, nil); err != nil {
+	spec, err := loadProcess()
+	if err != nil {
+		return fmt.Errorf("load process spec: %w", err)
+	}
+	// Process events are small and rare, and wake the reader at once: a
+	// small ring will do (its pages count in the agent's RSS twice).
+	spec.Maps["events"].MaxEntries = processRingBytes
+	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
 		return fmt.Errorf("load process programs: %w", err)
 	}
 	attach := []struct {

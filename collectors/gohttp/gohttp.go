@@ -42,7 +42,7 @@ type Config struct {
 	// PerProcess attaches to each selected process instead of once per
 	// executable for every process running it.
 	PerProcess bool
-	// RingBytes is the size of the event ring buffer (default 4 MiB).
+	// RingBytes is the size of the event ring buffer (default 2 MiB).
 	RingBytes int
 	// WakeupBytes wakes the reader when this much data waits (default
 	// 256 KiB); below it, records are collected every PollInterval.
@@ -56,7 +56,7 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if c.RingBytes <= 0 {
-		c.RingBytes = 4 << 20
+		c.RingBytes = 2 << 20
 	}
 	if c.WakeupBytes == 0 {
 		c.WakeupBytes = 256 << 10

@@ -38,7 +38,7 @@ type Config struct {
 	// per file for every process (used when a process selection is set,
 	// so that other processes never hit a probe).
 	PerProcess bool
-	// RingBytes is the size of the event ring buffer (default 8 MiB).
+	// RingBytes is the size of the event ring buffer (default 4 MiB).
 	RingBytes int
 	// WakeupBytes wakes the reader when this much data waits (default 512
 	// KiB); below it, records are collected every PollInterval.
@@ -53,7 +53,7 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if c.RingBytes <= 0 {
-		c.RingBytes = 8 << 20
+		c.RingBytes = 4 << 20
 	}
 	if c.WakeupBytes == 0 {
 		c.WakeupBytes = 512 << 10
