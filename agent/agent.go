@@ -232,9 +232,7 @@ func waitReaders(cols []collectors.Collector, log *slog.Logger) {
 	go func() {
 		defer close(done)
 		for _, c := range cols {
-			if w, ok := c.(interface{ Wait() }); ok {
-				w.Wait()
-			}
+			c.Wait()
 		}
 	}()
 	select {

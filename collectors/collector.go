@@ -24,6 +24,9 @@ type Collector interface {
 	discovery.Observer
 	// Attachments lists what is attached now.
 	Attachments() []Attachment
+	// Wait returns once the event reader has stopped (after the context
+	// given to Start is done) and has handled what the kernel had queued.
+	Wait()
 	// Close detaches everything and frees the programs.
 	Close() error
 }

@@ -220,6 +220,13 @@ func (c *Collector) Close() error {
 	return errors.Join(errs...)
 }
 
+// Wait implements collectors.Collector.
+func (c *Collector) Wait() {
+	if c.done != nil {
+		<-c.done
+	}
+}
+
 // Attachments implements collectors.Collector.
 func (c *Collector) Attachments() []collectors.Attachment { return c.set.Attachments() }
 

@@ -229,7 +229,7 @@ func (c *Collector) Close() error {
 	return errors.Join(errs...)
 }
 
-// Wait blocks until the event reader has stopped (after ctx is done).
+// Wait implements collectors.Collector.
 func (c *Collector) Wait() {
 	if c.done != nil {
 		<-c.done
