@@ -19,7 +19,6 @@ import (
 // the local toolchain ("").
 var goToolchains = []string{"go1.18.10", "go1.20.14", "go1.22.12", "go1.24.13", ""}
 
-// (debug)
 
 // buildGoApp builds testdata/goapp with a toolchain (GOTOOLCHAIN; "" for the
 // local one), stripped (-s -w) or not, into dir.
@@ -88,7 +87,7 @@ func waitListening(t *testing.T, p *proc, port int) {
 // exactly N SERVER and N CLIENT spans with the right method, path, status,
 // scheme and peer, each server span the child of its client span.
 func TestGoVersions(t *testing.T) {
-	e := startAgent(t)
+	e := startAgent(t, "--include-exe", "goapp-*")
 	dir := t.TempDir()
 	cert, key, ca := harness.GenerateCert(t, dir)
 	const n = 8
@@ -160,7 +159,7 @@ func TestGoVersions(t *testing.T) {
 // connection's 4-tuple: nothing is injected); one trace from the first
 // client to the leaf.
 func TestGoChain(t *testing.T) {
-	e := startAgent(t)
+	e := startAgent(t, "--include-exe", "goapp-*")
 	dir := t.TempDir()
 	bin := buildGoApp(t, dir, "", false)
 	leafPort, midPort := harness.FreePort(t), harness.FreePort(t)
@@ -205,7 +204,7 @@ func TestGoChain(t *testing.T) {
 // the agent attached: the server never crashes, every request is answered,
 // and every request has its span.
 func TestGoTorture(t *testing.T) {
-	e := startAgent(t)
+	e := startAgent(t, "--include-exe", "goapp-*")
 	bin := buildGoApp(t, t.TempDir(), "", false)
 	port := harness.FreePort(t)
 	srv := goServer(t, bin, port)
@@ -225,6 +224,11 @@ func TestGoTorture(t *testing.T) {
 		t.Fatalf("hey: %d responses, %d of them 200:\n%s", total, ok200, out)
 	}
 	t.Logf("hey: %d requests, all answered 200", total)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent losses: %s", e.losses(t))
+		}
+	})
 	spans := e.spans(t, total, byPIDs(kindServer, srv.PID))
 	for _, s := range spans {
 		if attrInt(s, "http.response.status_code") != 200 || attrStr(s, "url.path") != "/torture" {

@@ -141,6 +141,11 @@ func (e *env) losses(t *testing.T) string {
 		{"periscope_spans_dropped_total", map[string]string{"exporter": "console"}},
 		{"periscope_export_failures_total", nil},
 		{"periscope_exporter_queue_length", map[string]string{"exporter": "otlp"}},
+		{"periscope_calls_unmatched_total", nil},
+		{"periscope_request_ends_unmatched_total", nil},
+		{"periscope_requests_incomplete_total", nil},
+		{"periscope_events_read_total", map[string]string{"collector": "gohttp", "type": "request_start"}},
+		{"periscope_events_read_total", map[string]string{"collector": "gohttp", "type": "request_end"}},
 	} {
 		v, err := harness.SumMetric(fams, m.name, m.labels)
 		if err != nil {
@@ -255,6 +260,16 @@ func testdataPath(t *testing.T, name string) string {
 		t.Fatalf("testdata: %v", err)
 	}
 	return p
+}
+
+// readFile returns the contents of a file, failing the test if it cannot.
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // python returns the Debian python3 (its ssl module uses the system

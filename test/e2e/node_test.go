@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -124,7 +125,8 @@ func TestNodeHTTPS(t *testing.T) {
 	for _, k := range sortedKeys(perPort) {
 		sizes = append(sizes, perPort[k])
 	}
-	if fmt.Sprint(sortedInts(sizes)) != "[1 1 1 1 6]" {
+	slices.Sort(sizes)
+	if fmt.Sprint(sizes) != "[1 1 1 1 6]" {
 		t.Errorf("server spans by client port: %v, want one port with 6 and four with 1", perPort)
 	}
 
@@ -148,14 +150,4 @@ func TestNodeHTTPS(t *testing.T) {
 		}
 		used[s.ParentSpanID] = true
 	}
-}
-
-func sortedInts(v []int) []int {
-	out := append([]int(nil), v...)
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -178,13 +177,4 @@ func TestPythonLateSSL(t *testing.T) {
 			t.Errorf("client span %q has a parent %s; want a root span", parent.Name, parent.ParentSpanID)
 		}
 	}
-}
-
-func readFile(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
