@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -252,4 +253,53 @@ func heyCounts(t *testing.T, out string) (total, ok int) {
 		t.Errorf("hey saw errors:\n%s", out)
 	}
 	return total, ok
+}
+
+// TestGoAgentStopUnderLoad: the agent starts after the Go server is
+// already serving, attaches to it under load, and is stopped while the load
+// goes on: the server answers every request throughout, and the agent
+// leaves no program, link or probe event behind.
+func TestGoAgentStopUnderLoad(t *testing.T) {
+	harness.RequireRoot(t)
+	bin := buildGoApp(t, t.TempDir(), "", true)
+	port := harness.FreePort(t)
+	srv := goServer(t, bin, port)
+	hey := harness.ToolBinary(t, "hey")
+	load := exec.Command(hey, "-c", "20", "-z", "12s", fmt.Sprintf("http://127.0.0.1:%d/torture", port))
+	var out strings.Builder
+	load.Stdout, load.Stderr = &out, &out
+	if err := load.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // the server is busy before the agent comes
+
+	events := probeEvents(t)
+	e := startAgent(t, "--include-exe", "goapp-*")
+	e.instrumented(t, srv.PID)
+	// Spans flow while the load goes on.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := e.recv.WaitForSpans(ctx, 100, byPIDs(kindServer, srv.PID)); err != nil {
+		t.Fatalf("no spans from the loaded server: %v", err)
+	}
+	progs, links := bpfIDs(t, e.agent.PID)
+	if len(links) == 0 {
+		t.Fatal("the agent holds no links")
+	}
+	time.Sleep(2 * time.Second)
+	stopAndCheck(t, e.agent, agentBPF{progs: progs, links: links, events: events})
+
+	if err := load.Wait(); err != nil {
+		t.Fatalf("hey: %v\n%s", err, out.String())
+	}
+	select {
+	case <-srv.done:
+		t.Fatalf("the server died: %s", srv.Output())
+	default:
+	}
+	total, ok := heyCounts(t, out.String())
+	if total == 0 || ok != total {
+		t.Fatalf("hey: %d responses, %d of them 200:\n%s", total, ok, out.String())
+	}
+	t.Logf("%d requests, all answered 200, across the agent's start and stop", total)
 }
