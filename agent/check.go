@@ -8,6 +8,7 @@ import (
 
 	"github.com/periscope-apm/periscope/collectors/tcp"
 	"github.com/periscope-apm/periscope/internal/kernel"
+	"github.com/periscope-apm/periscope/symbols"
 )
 
 // Report is what `periscope check` prints.
@@ -46,7 +47,12 @@ func Check() Report {
 		"raw_tracepoint sched_process_{exec,fork,exit} + tracepoint syscalls:sys_enter_mmap, /proc rescans")})
 	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Uprobe, kernel.Tracepoint, kernel.RawTracepoint)
 	r.Paths = append(r.Paths, CollectorPath{"openssl", ok, pick(ok, why,
-		"uprobe+uretprobe SSL_read/SSL_write(_ex) once per file; SSL*->socket via syscall tracepoints")})
+		"uprobe+uretprobe on SSL_read/SSL_write(_ex) or the internal function they share (emulated instruction), as "+
+			multiLinks(fs)+", once per file; SSL*->socket via syscall tracepoints")})
+	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Uprobe, kernel.RawTracepoint)
+	r.Paths = append(r.Paths, CollectorPath{"gohttp", ok, pick(ok, why,
+		"uprobes on the stack-check branch of net/http ServeHTTP, finishRequest, persistConn.roundTrip (+ its RETs), as "+
+			multiLinks(fs)+"; Go "+strings.Join(symbols.SupportedGoVersions(), ", ")+" (amd64, arm64)")})
 	r.Paths = append(r.Paths, tcpPath(need(kernel.BTF, kernel.RingBuf, kernel.Tracepoint)))
 	return r
 }
@@ -61,7 +67,15 @@ func tcpPath(ok bool, why string) CollectorPath {
 	if hook == "" {
 		return CollectorPath{tcp.Name, false, "unavailable: " + errors.Join(failed...).Error()}
 	}
-	return CollectorPath{tcp.Name, true, hook.Describe() + "; owners from sock:inet_sock_set_state + syscalls:sys_exit_accept(4), /proc"}
+	return CollectorPath{tcp.Name, true, hook.Describe() + "; owners from raw tracepoint sock:inet_sock_set_state + syscalls:sys_exit_accept(4), /proc"}
+}
+
+// multiLinks names the kind of uprobe links the collectors will use.
+func multiLinks(fs kernel.Features) string {
+	if fs.Has(kernel.UprobeMultiLink) {
+		return "uprobe_multi links"
+	}
+	return "perf-event uprobes"
 }
 
 func pick(ok bool, why, path string) string {

@@ -420,6 +420,14 @@ func (c *Correlator) finish(x *exchange, resp *httpparse.Message, end time.Time,
 	x.done = true
 	if x.whole != (wholeKey{}) {
 		delete(c.whole, x.whole)
+		if resp == nil && reason != reasonRequestErr {
+			// A request seen whole whose end never came: an HTTP/2
+			// stream or a hijacked connection (websocket), whose end
+			// the probes do not see. Not an error of the application:
+			// no span, only a count.
+			c.m.noEnd.Inc()
+			return
+		}
 	}
 	cn := x.conn
 	if cn.role == roleServer && cn.ps.threads[x.tid] == x {

@@ -25,6 +25,7 @@ type metrics struct {
 	incomplete               map[string]prometheus.Counter // by reason
 	tracked                  prometheus.Gauge
 	unmatchedEnds            prometheus.Counter
+	noEnd                    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -52,8 +53,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "periscope_request_ends_unmatched_total",
 		Help: "Ends of requests seen whole whose start was not seen (the probes were attached mid-request).",
 	})
+	noEnd := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "periscope_requests_without_end_total",
+		Help: "Requests seen whole (Go) whose end was never seen (HTTP/2 streams, hijacked connections), dropped without a span.",
+	})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{spans, notHTTP, parseErrors, incomplete, tracked, unmatched} {
+		for _, c := range []prometheus.Collector{spans, notHTTP, parseErrors, incomplete, tracked, unmatched, noEnd} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register correlator metrics: %w", err)
 			}
@@ -67,6 +72,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		incomplete:    make(map[string]prometheus.Counter),
 		tracked:       tracked,
 		unmatchedEnds: unmatched,
+		noEnd:         noEnd,
 	}
 	for reason, label := range map[string]string{
 		reasonClosed:     "closed",

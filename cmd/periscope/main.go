@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/periscope-apm/periscope/agent"
@@ -100,7 +101,7 @@ func check(stdout, stderr io.Writer) int {
 	report := agent.Check()
 	fmt.Fprint(stdout, report.String())
 	if missing := report.Features.Missing(); len(missing) > 0 {
-		fmt.Fprintf(stderr, "periscope: this kernel cannot run the agent: missing %v\n", missing)
+		fmt.Fprintf(stderr, "periscope: the agent cannot run here: missing %s\n", strings.Join(missing, ", "))
 		return exitFailure
 	}
 	return exitOK

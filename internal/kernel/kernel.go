@@ -71,7 +71,10 @@ func Probe() Features {
 	var fs Features
 	add := func(name string, required bool, err error, okDetail string) {
 		f := Feature{Name: name, Required: required, OK: err == nil, Detail: okDetail}
-		if err != nil {
+		switch {
+		case errors.Is(err, os.ErrPermission):
+			f.Detail = "permission denied: run as root or with CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN (" + err.Error() + ")"
+		case err != nil:
 			f.Detail = err.Error()
 		}
 		fs = append(fs, f)
