@@ -1,0 +1,105 @@
+package gohttp
+
+import (
+	"bytes"
+	"encoding/binary"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/internal/wire"
+)
+
+// record is a sink that keeps what it gets.
+type record struct {
+	starts []events.RequestStart
+	ends   []events.RequestEnd
+	exits  []events.Exit
+}
+
+func (r *record) Data(events.Data)               {}
+func (r *record) Bind(events.Bind)               {}
+func (r *record) WriteResult(events.WriteResult) {}
+func (r *record) Close(events.Close)             {}
+func (r *record) Retransmit(events.Retransmit)   {}
+func (r *record) Exit(e events.Exit)             { r.exits = append(r.exits, e) }
+func (r *record) RequestStart(s events.RequestStart) {
+	r.starts = append(r.starts, s)
+}
+func (r *record) RequestEnd(e events.RequestEnd) { r.ends = append(r.ends, e) }
+
+func TestTupleLayout(t *testing.T) {
+	if got := unsafe.Sizeof(gohttpRequestStartEvent{}.Tuple); got != wire.TupleSize {
+		t.Fatalf("sizeof(struct tuple) = %d, internal/wire decodes %d", got, wire.TupleSize)
+	}
+}
+
+// raw encodes a generated mirror as the kernel would.
+func raw(t *testing.T, v any) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := binary.Write(&b, binary.NativeEndian, v); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func TestDecode(t *testing.T) {
+	sink := &record{}
+	c := New(Config{}, sink, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+
+	var start gohttpRequestStartEvent
+	start.Hdr.Type, start.Hdr.Pid = eventRequestStart, 42
+	start.Id, start.Parent, start.Kind, start.Fd, start.Tls = 7, 3, uint32(events.RequestClient), 9, 1
+	start.Tuple.Family, start.Tuple.LocalPort, start.Tuple.RemotePort = 2, 40000, 443
+	copy(start.Tuple.LocalAddr[:], []byte{127, 0, 0, 1})
+	copy(start.Tuple.RemoteAddr[:], []byte{10, 0, 0, 9})
+	c.decode(raw(t, &start))
+
+	var end gohttpRequestEndEvent
+	end.Hdr.Type, end.Hdr.Pid = eventRequestEnd, 42
+	end.Id, end.Kind, end.Status = 7, uint32(events.RequestClient), 503
+	end.RequestSize, end.ResponseSize = -1, 12
+	putString(end.Method[:], "POST")
+	end.MethodLen = 4
+	long := string(bytes.Repeat([]byte("a"), len(end.Path)))
+	putString(end.Path[:], long)
+	end.PathLen = uint16(len(end.Path) + 50) // the path was cut
+	putString(end.Host[:], "api:443")
+	end.HostLen = 7
+	c.decode(raw(t, &end))
+
+	var exit gohttpProcEvent
+	exit.Hdr.Type, exit.Hdr.Pid = eventExit, 42
+	c.decode(raw(t, &exit))
+	c.decode([]byte{1, 2, 3}) // too short: counted, not decoded
+
+	if len(sink.starts) != 1 || len(sink.ends) != 1 || len(sink.exits) != 1 {
+		t.Fatalf("decoded %d starts, %d ends, %d exits", len(sink.starts), len(sink.ends), len(sink.exits))
+	}
+	s := sink.starts[0]
+	wantTuple := events.Tuple{Local: netip.MustParseAddrPort("127.0.0.1:40000"), Remote: netip.MustParseAddrPort("10.0.0.9:443")}
+	if s.PID != 42 || s.ID != 7 || s.Parent != 3 || s.Kind != events.RequestClient || s.FD != 9 || !s.TLS || s.Tuple != wantTuple {
+		t.Errorf("start %+v", s)
+	}
+	e := sink.ends[0]
+	if e.ID != 7 || e.Method != "POST" || e.Host != "api:443" || e.Status != 503 || e.RequestBodySize != -1 ||
+		e.ResponseBodySize != 12 || e.Path != long || e.Failed {
+		t.Errorf("end %+v", e)
+	}
+	if e.Time.IsZero() || time.Since(e.Time) > 100*365*24*time.Hour {
+		t.Errorf("time %v", e.Time)
+	}
+}
+
+// putString copies s into a C char array mirror.
+func putString(dst []int8, s string) {
+	for i := 0; i < len(s) && i < len(dst); i++ {
+		dst[i] = int8(s[i])
+	}
+}
