@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # test/bench/run.sh — `make bench`: nginx+TLS under wrk, without and with the
 # Periscope agent, rounds alternated in one run, plus the cost of one uprobe hit
-# on this kernel. Prints a table and writes test/bench/results.md.
+# on this kernel; then the same for a Go hello-world server (HTTP and HTTPS).
+# Prints tables and writes test/bench/results.md (nginx section, then Go section).
 #
 # Root only (loads eBPF programs). Exits non-zero only when something failed to
-# run; the figures are reported, never asserted. About 2–3 minutes.
+# run; the figures are reported, never asserted. About 4–5 minutes.
 #
 # Environment (all optional):
-#   ROUNDS=3        rounds per configuration (baseline, agent)
-#   DURATION=10s    length of one wrk round
-#   WARMUP=5s       wrk warm-up before the first round
+#   ROUNDS=3        rounds per configuration (baseline, agent); MODE=go: 2
+#   DURATION=10s    length of one wrk round; MODE=go: 8s
+#   WARMUP=5s       wrk warm-up before the first round; MODE=go: 3s (per scheme)
 #   WORKERS=1       nginx worker_processes
 #   THREADS=2 CONNECTIONS=50   wrk -t / -c
 #   PERISCOPE=path  use this agent binary instead of building bin/periscope
 #   OUT=path        markdown summary (default test/bench/results.md; MODE=tcp:
 #                   test/bench/results-tcp.md)
+#   MODE=agent      the nginx benchmark only (unset: MODE=agent, then MODE=go)
+#   MODE=go         the Go benchmark only: test/e2e/testdata/goapp's /hello over
+#                   HTTP and HTTPS, no agent vs the agent (--include-exe goapp);
+#                   rewrites only the Go section of results.md
 #   MODE=tcp        instead of no agent vs the agent, the agent with its TCP
 #                   collector off vs on (what the retransmit hooks cost)
 #   NEW_CONNS=1     MODE=tcp: a new TLS connection per request (wrk -H
@@ -48,7 +53,7 @@ cleanup() {
 		wait "$DRIVER_PID" 2>/dev/null || true
 	fi
 	local f pid
-	for f in "$WORK"/pids/wrk "$WORK"/pids/agent "$WORK"/pids/nginx; do
+	for f in "$WORK"/pids/wrk "$WORK"/pids/agent "$WORK"/pids/nginx "$WORK"/pids/goapp; do
 		[ -f "$f" ] || continue
 		pid="$(cat "$f")"
 		[ -n "$pid" ] || continue
@@ -83,6 +88,15 @@ fi
 log "building the benchmark driver and the uprobe micro-benchmark target"
 go build -o "$WORK/benchtool" ./test/bench/benchtool
 cc -O2 -Wall -o "$WORK/callloop" test/bench/callloop.c
+MODES="${MODE:-agent go}"
+case " $MODES " in
+*" go "*)
+	log "building the Go benchmark target (test/e2e/testdata/goapp)"
+	(cd test/e2e/testdata/goapp &&
+		GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -o "$WORK/goapp" .) ||
+		die "test/e2e/testdata/goapp does not build"
+	;;
+esac
 
 COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [ "$COMMIT" != unknown ] && [ -n "$(git status --porcelain 2>/dev/null | head -1)" ]; then
@@ -90,31 +104,47 @@ if [ "$COMMIT" != unknown ] && [ -n "$(git status --porcelain 2>/dev/null | head
 fi
 
 # The driver runs in the background so that this shell's traps fire at once on
-# Ctrl-C / SIGTERM; the driver catches the same signals and stops nginx and the
-# agent, and cleanup() mops up whatever it could not.
-"$WORK/benchtool" \
-	-agent "$AGENT" \
-	-work "$WORK" \
-	-callloop "$WORK/callloop" \
-	-out "${OUT:-test/bench/results${MODE:+-$MODE}.md}" \
-	-mode "${MODE:-agent}" \
-	-new-conns="$([ "${NEW_CONNS:-0}" = 1 ] && echo true || echo false)" \
-	-rounds "${ROUNDS:-3}" \
-	-duration "${DURATION:-10s}" \
-	-warmup "${WARMUP:-5s}" \
-	-workers "${WORKERS:-1}" \
-	-threads "${THREADS:-2}" \
-	-connections "${CONNECTIONS:-50}" \
-	-commit "$COMMIT" &
-DRIVER_PID=$!
-set +e
-wait "$DRIVER_PID"
-rc=$?
-# A trapped signal interrupts wait; wait again for the driver's own exit code.
-while kill -0 "$DRIVER_PID" 2>/dev/null; do
+# Ctrl-C / SIGTERM; the driver catches the same signals and stops nginx, goapp
+# and the agent, and cleanup() mops up whatever it could not.
+run_driver() { # MODE
+	local mode="$1" rounds="${ROUNDS:-3}" duration="${DURATION:-10s}" warmup="${WARMUP:-5s}"
+	if [ "$mode" = go ]; then
+		rounds="${ROUNDS:-2}" duration="${DURATION:-8s}" warmup="${WARMUP:-3s}"
+	fi
+	local out="${OUT:-test/bench/results.md}"
+	[ "$mode" = tcp ] && out="${OUT:-test/bench/results-tcp.md}"
+	"$WORK/benchtool" \
+		-agent "$AGENT" \
+		-work "$WORK" \
+		-callloop "$WORK/callloop" \
+		-goapp "$WORK/goapp" \
+		-out "$out" \
+		-mode "$mode" \
+		-new-conns="$([ "${NEW_CONNS:-0}" = 1 ] && echo true || echo false)" \
+		-rounds "$rounds" \
+		-duration "$duration" \
+		-warmup "$warmup" \
+		-workers "${WORKERS:-1}" \
+		-threads "${THREADS:-2}" \
+		-connections "${CONNECTIONS:-50}" \
+		-commit "$COMMIT" &
+	DRIVER_PID=$!
+	set +e
 	wait "$DRIVER_PID"
-	rc=$?
+	local rc=$?
+	# A trapped signal interrupts wait; wait again for the driver's own exit code.
+	while kill -0 "$DRIVER_PID" 2>/dev/null; do
+		wait "$DRIVER_PID"
+		rc=$?
+	done
+	set -e
+	DRIVER_PID=""
+	return "$rc"
+}
+
+for m in $MODES; do
+	log "mode $m"
+	rc=0
+	run_driver "$m" || rc=$?
+	[ "$rc" -eq 0 ] || exit "$rc"
 done
-set -e
-DRIVER_PID=""
-exit "$rc"

@@ -38,7 +38,8 @@ type options struct {
 	// mode "tcp" compares the agent with its TCP collector off and on
 	// (tcpmode.go) instead of no agent and the agent.
 	mode     string
-	newConns bool // tcp mode: a new TLS connection per request
+	newConns bool   // tcp mode: a new TLS connection per request
+	goapp    string // go mode: the built test/e2e/testdata/goapp
 }
 
 func main() {
@@ -56,8 +57,9 @@ func main() {
 	flag.IntVar(&o.probeCalls, "probe-calls", 10000, "calls per probed run of the uprobe micro-benchmark (bare: 100x)")
 	flag.IntVar(&o.probeReps, "probe-reps", 5, "repetitions of each uprobe micro-benchmark case")
 	flag.StringVar(&o.commit, "commit", "", "the source revision being measured (for the report)")
-	flag.StringVar(&o.mode, "mode", "agent", `"agent": no agent vs the agent; "tcp": the agent with its TCP collector off vs on`)
+	flag.StringVar(&o.mode, "mode", "agent", `"agent": no agent vs the agent (nginx); "tcp": the agent with its TCP collector off vs on; "go": no agent vs the agent on a Go server`)
 	flag.BoolVar(&o.newConns, "new-conns", false, `tcp mode: wrk sends "Connection: close" (a TCP and TLS handshake per request)`)
+	flag.StringVar(&o.goapp, "goapp", "", "go mode: the goapp binary (test/e2e/testdata/goapp)")
 	flag.Parse()
 	if o.work == "" || o.callloop == "" || o.rounds < 1 || o.duration < time.Second {
 		fmt.Fprintln(os.Stderr, "usage: benchtool -work DIR -callloop PATH [-agent BIN] [-rounds N] [-duration D] ...")
@@ -71,6 +73,8 @@ func main() {
 		err = run(ctx, o)
 	case "tcp":
 		err = runTCPMode(ctx, o)
+	case "go":
+		err = runGoMode(ctx, o)
 	default:
 		err = fmt.Errorf("unknown -mode %q", o.mode)
 	}
@@ -193,7 +197,9 @@ func run(ctx context.Context, o options) error {
 
 	rep := e.report()
 	fmt.Println(rep.text())
-	if err := writeFileAtomic(o.out, []byte(rep.markdown())); err != nil {
+	// Keep the go mode's section of the same file.
+	old, _ := os.ReadFile(o.out)
+	if err := writeFileAtomic(o.out, []byte(keepGoSection(rep.markdown(), string(old)))); err != nil {
 		return fmt.Errorf("write %s: %w", o.out, err)
 	}
 	logf("wrote %s", o.out)
