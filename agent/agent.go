@@ -134,7 +134,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		CaptureHeaders:       cfg.HTTP.CaptureHeaders,
 		SensitiveHeaders:     cfg.HTTP.SensitiveHeaders,
 		BindGrace:            correlator.DefaultBindGrace,
-		RetransmitGrace:      retransmitGrace(cfg.TCP),
 	}, exp, procs, log, reg)
 	if err != nil {
 		return err

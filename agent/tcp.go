@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/metric"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/periscope-apm/periscope/collectors/tcp"
 	"github.com/periscope-apm/periscope/config"
-	"github.com/periscope-apm/periscope/correlator"
 	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/exporters/otlpmetric"
 	"github.com/periscope-apm/periscope/metrics"
@@ -64,13 +62,4 @@ type retransmitSink struct {
 func (s retransmitSink) Retransmit(r events.Retransmit) {
 	s.counts.Add(r)
 	s.Sink.Retransmit(r)
-}
-
-// retransmitGrace is how long finished spans wait for the TCP collector's
-// last retransmissions: none without the collector.
-func retransmitGrace(cfg config.TCP) time.Duration {
-	if !cfg.Enabled {
-		return 0
-	}
-	return correlator.DefaultRetransmitGrace
 }

@@ -4,9 +4,9 @@
  *
  * The hook on tcp_retransmit_skb comes in two forms and user space attaches
  * the first one the kernel accepts: the tcp:tcp_retransmit_skb tracepoint
- * (4.15+), whose record is read through CO-RE because its layout changed
- * (recent kernels give it its own class with an `err` field and fire it for
- * failed attempts too), else a kprobe on tcp_retransmit_skb itself.
+ * (4.15+) in its raw form, whose arguments are told apart through CO-RE
+ * because they changed (recent kernels add `err` and fire it for failed
+ * attempts too), else a kprobe on tcp_retransmit_skb itself.
  *
  * A retransmission runs in softirq or timer context: the current task is
  * whoever happened to be on the CPU. The owner of each socket is therefore
@@ -21,7 +21,6 @@
 #define AF_INET 2
 #define AF_INET6 10
 #define SOCK_STREAM 1
-#define IPPROTO_TCP 6
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 #define TCP_SYN_SENT 2
@@ -108,27 +107,20 @@ static __always_inline void report(struct sock *sk, struct sk_buff *skb, __u32 m
 	output(&e, sizeof(e));
 }
 
-SEC("tracepoint/tcp/tcp_retransmit_skb")
-int tcp_retransmit_tp(void *ctx)
+/* The raw form of tcp:tcp_retransmit_skb: its arguments (sk, skb, and err
+ * on kernels whose record has an `err` field) rather than its record. A
+ * program on a raw tracepoint is skipped only when it is already running on
+ * the CPU, where a program on the classic tracepoint is skipped whenever any
+ * tracing program is: a retransmission in a softirq that interrupted one of
+ * the OpenSSL collector's probes would be lost. */
+SEC("raw_tracepoint/tcp_retransmit_skb")
+int tcp_retransmit_tp(struct bpf_raw_tracepoint_args *ctx)
 {
-	/* The record's fields are read with CO-RE relocated offsets; through
-	 * bpf_probe_read_kernel, because the two layouts' loads may be merged
-	 * into one with a computed offset, which the verifier refuses for a
-	 * direct context access. */
-	const void *sk, *skb;
-	if (bpf_core_type_exists(struct trace_event_raw_tcp_retransmit_skb)) {
-		struct trace_event_raw_tcp_retransmit_skb *r = ctx;
-		/* Only attempts that sent something, as older kernels. */
-		if (bpf_core_field_exists(r->err) && BPF_CORE_READ(r, err) != 0)
-			return 0;
-		sk = BPF_CORE_READ(r, skaddr);
-		skb = BPF_CORE_READ(r, skbaddr);
-	} else {
-		struct trace_event_raw_tcp_event_sk_skb *r = ctx;
-		sk = BPF_CORE_READ(r, skaddr);
-		skb = BPF_CORE_READ(r, skbaddr);
-	}
-	report((struct sock *)sk, (struct sk_buff *)skb, 0);
+	/* Recent kernels fire the tracepoint for failed attempts too: count
+	 * only those that sent something, as older kernels did. */
+	if (bpf_core_field_exists(struct trace_event_raw_tcp_retransmit_skb, err) && (int)ctx->args[2] != 0)
+		return 0;
+	report((struct sock *)ctx->args[0], (struct sk_buff *)ctx->args[1], 0);
 	return 0;
 }
 
@@ -141,13 +133,14 @@ int BPF_KPROBE(tcp_retransmit_kprobe, struct sock *sk, struct sk_buff *skb, int 
 	return 0;
 }
 
-SEC("tracepoint/sock/inet_sock_set_state")
-int tcp_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
+/* sock:inet_sock_set_state, raw: (sk, oldstate, newstate). TCP and MPTCP
+ * subflows are TCP sockets; SCTP shares the tracepoint but never enters
+ * SYN_SENT, and deleting a missing key is harmless. */
+SEC("raw_tracepoint/inet_sock_set_state")
+int tcp_set_state(struct bpf_raw_tracepoint_args *ctx)
 {
-	if (ctx->protocol != IPPROTO_TCP)
-		return 0;
-	__u64 sk = (__u64)ctx->skaddr;
-	int state = ctx->newstate;
+	__u64 sk = ctx->args[0];
+	int state = (int)ctx->args[2];
 	if (state == TCP_SYN_SENT)
 		set_owner(sk, OWNER_CONNECT); /* inside connect(): current owns it */
 	else if (state == TCP_CLOSE)

@@ -40,13 +40,6 @@ type Config struct {
 	// Waiting gives that span the peer's addresses and its link to the
 	// client span. 0 exports at once; DefaultBindGrace suits the agent.
 	BindGrace time.Duration
-
-	// RetransmitGrace is how long the span of a finished request waits
-	// for the TCP retransmissions of its last moments, which travel in
-	// another collector's ring buffer and may be read after the data that
-	// ended the request. 0 (no TCP collector) exports at once;
-	// DefaultRetransmitGrace suits the agent's TCP collector.
-	RetransmitGrace time.Duration
 }
 
 // defaultSensitiveQueryParams are the query parameters redacted by default.
@@ -63,9 +56,6 @@ const (
 	DefaultIdleTimeout    = 2 * time.Minute
 	DefaultMaxConnections = 65536
 	DefaultBindGrace      = 250 * time.Millisecond
-	// DefaultRetransmitGrace is several times the TCP collector's ring
-	// buffer polling interval.
-	DefaultRetransmitGrace = 100 * time.Millisecond
 )
 
 // DefaultConfig returns the default configuration: no query strings, no

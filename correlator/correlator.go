@@ -252,8 +252,8 @@ func (c *Correlator) Run(ctx context.Context) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var hold <-chan time.Time
-	if grace := minGrace(c.cfg.BindGrace, c.cfg.RetransmitGrace); grace > 0 {
-		ht := time.NewTicker(max(grace/2, 10*time.Millisecond))
+	if c.cfg.BindGrace > 0 {
+		ht := time.NewTicker(max(c.cfg.BindGrace/2, 10*time.Millisecond))
 		defer ht.Stop()
 		hold = ht.C
 	}
@@ -270,13 +270,12 @@ func (c *Correlator) Run(ctx context.Context) error {
 }
 
 // ReleaseHeld exports the spans that waited longer than Config.BindGrace
-// for their connection's socket (it will not be known), or longer than
-// Config.RetransmitGrace for their last retransmissions.
+// for their connection's socket: it will not be known.
 func (c *Correlator) ReleaseHeld(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for cn := range c.holding {
-		if now.Sub(cn.held[0].end) >= c.holdFor(cn) {
+		if now.Sub(cn.held[0].end) >= c.cfg.BindGrace {
 			c.release(cn)
 		}
 	}
@@ -433,7 +432,7 @@ func (c *Correlator) finish(x *exchange, resp *httpparse.Message, end time.Time,
 	if cn.role == roleServer && cn.ps.threads[x.tid] == x {
 		delete(cn.ps.threads, x.tid)
 	}
-	if c.holdFor(cn) > 0 {
+	if c.cfg.BindGrace > 0 && !cn.bound {
 		if len(cn.held) >= maxPendingPerConn {
 			h := cn.held[0]
 			cn.held = cn.held[1:]

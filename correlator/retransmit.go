@@ -122,25 +122,3 @@ func addRetransmits(s *span.Span, cn *conn) {
 		s.Attributes = append(s.Attributes, attribute.Int(AttrRetransmits, segs))
 	}
 }
-
-// holdFor is how long the finished spans of a connection are held before
-// export: for its socket when it is not known yet (Config.BindGrace), else
-// for the retransmissions still in the TCP collector's ring
-// (Config.RetransmitGrace).
-func (c *Correlator) holdFor(cn *conn) time.Duration {
-	if !cn.bound {
-		return c.cfg.BindGrace
-	}
-	return c.cfg.RetransmitGrace
-}
-
-// minGrace is the smaller of the positive durations, or 0.
-func minGrace(a, b time.Duration) time.Duration {
-	switch {
-	case a <= 0:
-		return max(b, 0)
-	case b <= 0:
-		return a
-	}
-	return min(a, b)
-}

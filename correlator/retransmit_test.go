@@ -90,26 +90,6 @@ func TestRetransmitBeforeItsData(t *testing.T) {
 	}
 }
 
-// TestRetransmitGrace: with a grace, a finished span waits for the
-// retransmissions of its last moments that arrive after its end was seen.
-func TestRetransmitGrace(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.RetransmitGrace = 100 * time.Millisecond
-	h := newHarness(t, cfg)
-	id := cid(10, 0xa)
-	h.bind(id, 5, 0, serverAddr, clientAddr)
-	h.read(id, 11, 1, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
-	h.write(id, 11, 5, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-	h.wantSpans(0)
-	h.retransmit(4, serverAddr, clientAddr, events.TCPEstablished, 1) // read late
-	h.c.ReleaseHeld(at(50))
-	h.wantSpans(0)
-	h.c.ReleaseHeld(at(105))
-	if got := attrs(h.wantSpans(1)[0])[AttrRetransmits]; got != int64(1) {
-		t.Errorf("%s = %v, want 1", AttrRetransmits, got)
-	}
-}
-
 // TestRetransmitEventCap: events are capped, the count is not.
 func TestRetransmitEventCap(t *testing.T) {
 	h := newHarness(t, DefaultConfig())

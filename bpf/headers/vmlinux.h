@@ -137,28 +137,11 @@ struct trace_event_raw_sys_exit {
 };
 
 /* tcp:tcp_retransmit_skb in recent kernels: its own event class, with the
- * error of the attempt (the event also fires for attempts that failed). */
+ * error of the attempt (the event also fires for attempts that failed, and
+ * its raw form has err as third argument). Only the existence of err is
+ * asked; before, it shared the class tcp_event_sk_skb with tcp_send_reset. */
 struct trace_event_raw_tcp_retransmit_skb {
-	struct trace_entry ent;
-	const void *skbaddr;
-	const void *skaddr;
 	int err;
-};
-
-/* tcp:tcp_retransmit_skb before that (4.15+): the class it shared with
- * tcp_send_reset; it fired only for successful attempts. */
-struct trace_event_raw_tcp_event_sk_skb {
-	struct trace_entry ent;
-	const void *skbaddr;
-	const void *skaddr;
-};
-
-struct trace_event_raw_inet_sock_set_state {
-	struct trace_entry ent;
-	const void *skaddr;
-	int oldstate;
-	int newstate;
-	__u16 protocol;
 };
 
 struct bpf_raw_tracepoint_args {

@@ -27,7 +27,8 @@ type Hook string
 
 // Hooks, in the order the collector tries them by default.
 const (
-	// HookTracepoint is the tcp:tcp_retransmit_skb tracepoint (4.15+).
+	// HookTracepoint is the tcp:tcp_retransmit_skb tracepoint (4.15+), in
+	// its raw form.
 	HookTracepoint Hook = "tracepoint"
 	// HookKprobe is a kprobe on tcp_retransmit_skb (kernels without the
 	// tracepoint; needs CONFIG_KPROBES).
@@ -38,7 +39,7 @@ const (
 func (h Hook) Describe() string {
 	switch h {
 	case HookTracepoint:
-		return "tracepoint tcp:tcp_retransmit_skb"
+		return "raw tracepoint tcp:tcp_retransmit_skb"
 	case HookKprobe:
 		return "kprobe tcp_retransmit_skb"
 	}
@@ -46,7 +47,7 @@ func (h Hook) Describe() string {
 }
 
 // ownersPath describes how sockets get their owners.
-const ownersPath = "owners from sock:inet_sock_set_state (SYN_SENT) and syscalls:sys_exit_accept(4), else /proc"
+const ownersPath = "owners from raw tracepoint sock:inet_sock_set_state (SYN_SENT) and syscalls:sys_exit_accept(4), else /proc"
 
 // Config configures the collector.
 type Config struct {
@@ -55,8 +56,12 @@ type Config struct {
 	Prefer Hook
 	// RingBytes is the size of the event ring buffer (default 1 MiB).
 	RingBytes int
-	// WakeupBytes wakes the reader when this much data waits (default 64
-	// KiB); below it, records are collected every PollInterval.
+	// WakeupBytes, when set, wakes the reader only when this much data
+	// waits; below it, records are collected every PollInterval. The
+	// default, 0, lets the kernel wake the reader for a record when it is
+	// idle (and not while it is busy reading): retransmissions are rare,
+	// and they reach the correlator before the TLS data that ends the span
+	// they belong to, which waits for the OpenSSL collector's timer.
 	WakeupBytes uint64
 	// PollInterval is the reader's timer (default 20ms).
 	PollInterval time.Duration
@@ -73,9 +78,6 @@ func (c *Config) defaults() {
 	}
 	if c.RingBytes <= 0 {
 		c.RingBytes = 1 << 20
-	}
-	if c.WakeupBytes == 0 {
-		c.WakeupBytes = 64 << 10
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = 20 * time.Millisecond
@@ -212,12 +214,17 @@ func (c *Collector) Start(ctx context.Context) error {
 	if err := spec.LoadAndAssign(&c.objs, nil); err != nil {
 		return fmt.Errorf("load tcp programs: %w", verbose(err))
 	}
+	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "inet_sock_set_state", Program: c.objs.SetState})
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("attach raw tracepoint inet_sock_set_state: %w", err)
+	}
+	c.links = append(c.links, l)
 	tps := []struct {
 		group, name string
 		prog        *ebpf.Program
 		optional    bool // missing on some architectures
 	}{
-		{"sock", "inet_sock_set_state", c.objs.SetState, false},
 		{"syscalls", "sys_exit_accept4", c.objs.Accept4, false},
 		{"syscalls", "sys_exit_accept", c.objs.Accept, true},
 	}
@@ -315,7 +322,7 @@ func attachHook(spec *ebpf.CollectionSpec, base *baseObjects, h Hook) (*ebpf.Pro
 	var l link.Link
 	var err error
 	if h == HookTracepoint {
-		l, err = link.Tracepoint("tcp", "tcp_retransmit_skb", prog, nil)
+		l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: "tcp_retransmit_skb", Program: prog})
 	} else {
 		l, err = link.Kprobe("tcp_retransmit_skb", prog, nil)
 	}

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -54,10 +55,13 @@ func startTCPAgent(t *testing.T, args ...string) *env {
 // another nginx made during the download, without loss, carries none. The
 // counter also arrives over OTLP.
 func TestTCPRetransmitsDownload(t *testing.T) {
-	e := startTCPAgent(t)
 	const size = 20 << 20
-	lossy := harness.StartNginx(t, harness.NginxOptions{Workers: 1, Files: map[string][]byte{"20m.bin": bigBody(size)}})
+	lossy := harness.StartNginx(t, lossyNginx(size))
 	clean := harness.StartNginx(t, harness.NginxOptions{Workers: 1})
+	// Spans from these nginx only: a busy program elsewhere on the node (a
+	// benchmark) must not fill the OpenSSL collector's ring. The TCP
+	// collector counts every process whatever the selection.
+	e := startTCPAgent(t, "--include-exe", lossy.Exe)
 	e.instrumented(t, lossy.WorkerPIDs[0], clean.WorkerPIDs[0])
 	worker, cleanWorker := lossy.WorkerPIDs[0], clean.WorkerPIDs[0]
 	curl := harness.LookTool(t, "curl")
@@ -72,12 +76,15 @@ func TestTCPRetransmitsDownload(t *testing.T) {
 
 	before := retransmitSeries(t, e.agent)
 	segs0 := snmpTCP(t, "RetransSegs")
+	sampler := sampleRetrans(t, lossy.Port)
+	nginxSocket := func(local, _ int) bool { return local == lossy.Port }
+	curlSocket := func(_, remote int) bool { return remote == lossy.Port }
+	cleanSampler := sampleRetrans(t, clean.Port)
 	start := time.Now()
 	download := make(chan error, 1)
 	go func() {
-		out, err := exec.Command(curl, "-sS", "--max-time", "240", "--cacert", lossy.CAFile, "-o", "/dev/null",
-			"-w", "%{size_download}", lossy.URL+"/20m.bin").CombinedOutput()
-		if err == nil && strings.TrimSpace(string(out)) != strconv.Itoa(size) {
+		out, err := exec.Command(curl, append([]string{"-sS", "--max-time", "240", "--cacert", lossy.CAFile}, downloadArgs(lossy)...)...).CombinedOutput()
+		if err == nil && strings.TrimSpace(string(out)) != fmt.Sprintf("%d %d", size, len(slowBody)) {
 			err = fmt.Errorf("downloaded %s bytes, want %d", out, size)
 		}
 		if err != nil {
@@ -90,7 +97,7 @@ func TestTCPRetransmitsDownload(t *testing.T) {
 	// on a loaded loopback may see tail loss probes (retransmissions)
 	// without any loss. It is made once the download's body is under way
 	// (ten retransmissions: a TLS handshake has fewer segments to lose).
-	for deadline := time.Now().Add(time.Minute); snmpTCP(t, "RetransSegs")-segs0 < 10; {
+	for deadline := time.Now().Add(time.Minute); sampler.current(nginxSocket) < 10; {
 		if time.Now().After(deadline) {
 			t.Fatal("no retransmissions a minute into the lossy download")
 		}
@@ -102,17 +109,24 @@ func TestTCPRetransmitsDownload(t *testing.T) {
 	}
 	t.Logf("download done in %v", time.Since(start).Round(time.Millisecond))
 
-	// The kernel may still be retransmitting the last segments or nginx's
-	// FIN: wait until RetransSegs stops moving, then until the agent has
-	// read everything.
-	segs := waitStable(t, func() uint64 { return snmpTCP(t, "RetransSegs") }, 2*time.Second, time.Minute) - segs0
-	t.Logf("RetransSegs rose by %d", segs)
-	if segs < 20 {
-		t.Fatalf("RetransSegs rose by %d only: the drop rule did not cause loss", segs)
-	}
+	// The slow request after the download was served once every lost
+	// segment had been recovered: nothing is retransmitted any more. Wait
+	// until the agent has read everything.
+	segs := snmpTCP(t, "RetransSegs") - segs0
 	waitStable(t, func() uint64 {
 		return uint64(sumDelta(retransmitSeries(t, e.agent), before, func(map[string]string) bool { return true }))
 	}, time.Second, 30*time.Second)
+	// RetransSegs counts for the whole node, where other programs (other
+	// tests, benchmarks) may retransmit at the same time; the kernel also
+	// counts per socket (tcpi_total_retrans), which is what the agent is
+	// held to.
+	kernelNginx, kernelCurl := sampler.total(nginxSocket), sampler.total(curlSocket)
+	kernelClean := cleanSampler.total(func(local, _ int) bool { return local == clean.Port })
+	t.Logf("RetransSegs rose by %d on the node; the kernel counted %d for nginx's socket, %d for curl's, %d for the clean nginx's",
+		segs, kernelNginx, kernelCurl, kernelClean)
+	if kernelNginx < 20 {
+		t.Fatalf("nginx's socket retransmitted %d segments only: the drop rule did not cause loss", kernelNginx)
+	}
 
 	// The nginx worker's series for that peer: within 10 % of the kernel's.
 	mine := map[string]string{
@@ -123,8 +137,11 @@ func TestTCPRetransmitsDownload(t *testing.T) {
 	after := retransmitSeries(t, e.agent)
 	got := sumDelta(after, before, func(l map[string]string) bool { return matches(l, mine) })
 	t.Logf("the nginx worker's series rose by %v; all series:\n%s", got, describeSeries(after, before))
-	if !withinPct(got, float64(segs), 10) {
-		t.Errorf("%s%v rose by %v, RetransSegs by %d: more than 10 %% apart\n%s", retransmitsMetric, mine, got, segs, describeSeries(after, before))
+	if !withinPct(got, float64(kernelNginx), 10) {
+		t.Errorf("%s%v rose by %v, the kernel counted %d for that socket: more than 10 %% apart", retransmitsMetric, mine, got, kernelNginx)
+	}
+	if got > float64(segs) {
+		t.Errorf("%s%v rose by %v, more than RetransSegs for the whole node (%d)", retransmitsMetric, mine, got, segs)
 	}
 	for key, s := range after {
 		if matches(s.labels, mine) {
@@ -137,20 +154,38 @@ func TestTCPRetransmitsDownload(t *testing.T) {
 		if d == 0 {
 			continue
 		}
-		// Nobody else is charged for this connection (curl, the nginx
-		// master, the clean nginx).
-		if s.labels["network_local_port"] == strconv.Itoa(lossy.Port) || s.labels["network_peer_port"] == strconv.Itoa(lossy.Port) ||
-			s.labels["process_pid"] == strconv.Itoa(cleanWorker) || s.labels["process_executable_name"] == "curl" {
-			t.Errorf("%s{%s} rose by %v: charged for the download", retransmitsMetric, key, d)
+		// Nobody else is charged for nginx's socket (the nginx master,
+		// the clean nginx).
+		if s.labels["network_local_port"] == strconv.Itoa(lossy.Port) {
+			t.Errorf("%s{%s} rose by %v: charged for nginx's socket", retransmitsMetric, key, d)
 		}
 	}
-	if other := sumDelta(after, before, func(l map[string]string) bool { return !matches(l, mine) }); other > 0.1*float64(segs) {
-		t.Errorf("other series rose by %v in all (RetransSegs %d):\n%s", other, segs, describeSeries(after, before))
+	// curl is charged exactly what its own socket retransmitted (usually
+	// nothing: only nginx's data is dropped; a loaded machine may delay an
+	// ACK past a timeout), and the clean nginx likewise.
+	if c := sumDelta(after, before, func(l map[string]string) bool { return l["network_peer_port"] == strconv.Itoa(lossy.Port) }); c+1 < float64(kernelCurl) || c > float64(kernelCurl)+1 {
+		t.Errorf("curl charged %v retransmitted segments, the kernel counted %d for its socket", c, kernelCurl)
+	}
+	if c := sumDelta(after, before, func(l map[string]string) bool { return l["process_pid"] == strconv.Itoa(cleanWorker) }); c != float64(kernelClean) {
+		t.Errorf("the clean nginx charged %v retransmitted segments, the kernel counted %d", c, kernelClean)
 	}
 
 	// The span of the lossy download carries the retransmissions; the
 	// clean one none.
-	lossySpan := e.spans(t, 1, byPIDs(kindServer, worker))[0]
+	var lossySpan, tailSpan otlpreceiver.Span
+	for _, s := range e.spans(t, 2, byPIDs(kindServer, worker)) {
+		if attrStr(s, "url.path") == "/20m.bin" {
+			lossySpan = s
+		} else {
+			tailSpan = s
+		}
+	}
+	// The slow request that followed on the connection, after the loss
+	// was recovered, carries none.
+	if _, ok := tailSpan.Attributes[retransmitsAttr]; ok || len(tailSpan.Events) > 0 {
+		t.Errorf("span %s after the download has %s = %v and %d events", attrStr(tailSpan, "url.path"), retransmitsAttr,
+			tailSpan.Attributes[retransmitsAttr], len(tailSpan.Events))
+	}
 	cleanSpan := e.spans(t, 1, byPIDs(kindServer, cleanWorker))[0]
 	n := attrInt(lossySpan, retransmitsAttr)
 	var evs []otlpreceiver.Event
@@ -174,7 +209,9 @@ func TestTCPRetransmitsDownload(t *testing.T) {
 			t.Errorf("retransmit event without network.connection.state: %v", ev.Attributes)
 		}
 	}
-	if _, ok := cleanSpan.Attributes[retransmitsAttr]; ok || len(cleanSpan.Events) > 0 {
+	if kernelClean > 0 {
+		t.Logf("note: the kernel retransmitted %d segments on the clean connection (not dropped: a delayed ACK on a loaded machine)", kernelClean)
+	} else if _, ok := cleanSpan.Attributes[retransmitsAttr]; ok || len(cleanSpan.Events) > 0 {
 		t.Errorf("clean span has %s = %v and %d events", retransmitsAttr, cleanSpan.Attributes[retransmitsAttr], len(cleanSpan.Events))
 	}
 	if cleanSpan.Start.Before(lossySpan.Start) || cleanSpan.End.After(lossySpan.End) {
@@ -211,15 +248,16 @@ func TestTCPRetransmitsDownload(t *testing.T) {
 // found in /proc, with the port it listens on.
 func TestTCPPreexistingConnection(t *testing.T) {
 	const size = 20 << 20
-	ngx := harness.StartNginx(t, harness.NginxOptions{Workers: 1, Files: map[string][]byte{"20m.bin": bigBody(size)}})
+	ngx := harness.StartNginx(t, lossyNginx(size))
 	worker := ngx.WorkerPIDs[0]
 	// Slow enough to outlast the agent's start: about 10 s without loss.
-	dl := startProc(t, nil, harness.LookTool(t, "curl"), "-sS", "--max-time", "240", "--limit-rate", "2M",
-		"--cacert", ngx.CAFile, "-o", "/dev/null", ngx.URL+"/20m.bin")
+	dl := startProc(t, nil, harness.LookTool(t, "curl"), append([]string{"-sS", "--max-time", "240", "--limit-rate", "2M",
+		"--cacert", ngx.CAFile}, downloadArgs(ngx)...)...)
 	time.Sleep(500 * time.Millisecond)
 
-	e := startTCPAgent(t)
+	e := startTCPAgent(t, "--include-exe", ngx.Exe)
 	before := retransmitSeries(t, e.agent)
+	sampler := sampleRetrans(t, ngx.Port)
 	dropPackets(t, fmt.Sprintf("tcp sport %d meta length > 200 numgen random mod 10 < 3", ngx.Port))
 	dl.mustSucceed(4 * time.Minute)
 
@@ -232,18 +270,39 @@ func TestTCPPreexistingConnection(t *testing.T) {
 		return uint64(sumDelta(retransmitSeries(t, e.agent), before, func(l map[string]string) bool { return matches(l, mine) }))
 	}, 2*time.Second, time.Minute)
 	after := retransmitSeries(t, e.agent)
-	t.Logf("the nginx worker's series rose by %d:\n%s", got, describeSeries(after, before))
-	if got == 0 {
-		t.Fatalf("%s%v did not rise", retransmitsMetric, mine)
+	kernel := sampler.sinceFirst(func(local, _ int) bool { return local == ngx.Port })
+	t.Logf("the nginx worker's series rose by %d, the kernel counted %d for its socket since the agent started:\n%s", got, kernel, describeSeries(after, before))
+	if kernel < 10 {
+		t.Fatalf("nginx's socket retransmitted %d segments only: the drop rule did not cause loss", kernel)
+	}
+	if !withinPct(float64(got), float64(kernel), 10) {
+		t.Errorf("%s%v rose by %d, the kernel counted %d for that socket", retransmitsMetric, mine, got, kernel)
 	}
 	// The first retransmission may come before the drop rule (a tail loss
 	// probe of the rate-limited transfer): count from the agent's start.
 	if n := e.agent.Metric(t, "periscope_tcp_retransmit_owners_total", map[string]string{"source": "proc"}); n == 0 {
 		t.Errorf("no retransmission had its owner found in /proc")
 	}
-	if n := sumDelta(after, before, func(l map[string]string) bool { return l["process_pid"] == "0" }); n > 0 {
-		t.Errorf("%v retransmissions charged to no process", n)
+}
+
+// slowBody is served slowly (64 bytes/s, its headers included: about 4 s)
+// after the download, on the same connection, so that the connection stays open, idle and without loss
+// while the test reads what the kernel counted for its sockets (ss).
+var slowBody = []byte("the end of the download, slowly\n")
+
+// lossyNginx serves size bytes at /20m.bin and slowBody slowly.
+func lossyNginx(size int) harness.NginxOptions {
+	return harness.NginxOptions{
+		Workers:           1,
+		Files:             map[string][]byte{"20m.bin": bigBody(size), "slow.txt": slowBody},
+		ExtraServerConfig: "location = /slow.txt { limit_rate 64; }",
 	}
+}
+
+// downloadArgs are curl's arguments for the download and the slow request
+// after it; curl prints both sizes.
+func downloadArgs(ngx *harness.Nginx) []string {
+	return []string{"-w", "%{size_download} ", "-o", "/dev/null", ngx.URL + "/20m.bin", "-o", "/dev/null", ngx.URL + "/slow.txt"}
 }
 
 // TestTCPSynRetransmits: a connection attempt to a port whose SYNs are
@@ -277,7 +336,7 @@ func TestTCPKprobeFallback(t *testing.T) {
 		}
 	}
 	path := tcpAttachPath(t, e.agent)
-	if !strings.HasPrefix(path, "tracepoint tcp:tcp_retransmit_skb") || !strings.Contains(path, "kprobe tcp_retransmit_skb failed") {
+	if !strings.HasPrefix(path, "raw tracepoint tcp:tcp_retransmit_skb") || !strings.Contains(path, "kprobe tcp_retransmit_skb failed") {
 		t.Errorf("/status attach path of the tcp collector: %q", path)
 	}
 	synRetransmitsCounted(t, e.agent)
@@ -571,4 +630,125 @@ func httpGetJSON(u string) (map[string]any, error) {
 		return nil, fmt.Errorf("GET %s: %w", u, err)
 	}
 	return v, nil
+}
+
+// retransSampler samples the kernel's own count of segments each TCP
+// socket retransmitted (tcpi_total_retrans, `ss -ti` "retrans:N/TOTAL": what
+// /proc/net/snmp RetransSegs sums over the node) for the sockets with a
+// given port at either end, so that a test can compare the agent with the
+// kernel for one connection on a node where other programs retransmit too.
+type retransSampler struct {
+	stop  chan struct{}
+	done  chan struct{}
+	mu    sync.Mutex
+	max   map[string]uint64 // "local remote" -> highest total seen
+	first map[string]uint64 // "local remote" -> total at the first sample
+}
+
+func sampleRetrans(t *testing.T, port int) *retransSampler {
+	t.Helper()
+	ss := harness.LookTool(t, "ss")
+	s := &retransSampler{stop: make(chan struct{}), done: make(chan struct{}), max: make(map[string]uint64), first: make(map[string]uint64)}
+	filter := fmt.Sprintf("( sport = :%d or dport = :%d )", port, port)
+	go func() {
+		defer close(s.done)
+		for {
+			out, err := exec.Command(ss, "-tinH", "state", "connected", filter).Output()
+			if err == nil {
+				s.mu.Lock()
+				for sock, n := range parseSSRetrans(string(out)) {
+					if _, ok := s.first[sock]; !ok {
+						s.first[sock] = n
+					}
+					s.max[sock] = max(s.max[sock], n)
+				}
+				s.mu.Unlock()
+			}
+			select {
+			case <-s.stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	t.Cleanup(s.finish)
+	return s
+}
+
+// finish stops sampling (idempotent).
+func (s *retransSampler) finish() {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.done
+}
+
+// total stops sampling and sums the highest counts of the sockets keep
+// selects; keep gets the local and remote ports.
+func (s *retransSampler) total(keep func(local, remote int) bool) uint64 {
+	s.finish()
+	return s.current(keep)
+}
+
+// sinceFirst is total less what each socket had retransmitted when it was
+// first sampled (a socket older than the sampler).
+func (s *retransSampler) sinceFirst(keep func(local, remote int) bool) uint64 {
+	s.finish()
+	return s.current(keep) - s.sum(s.first, keep)
+}
+
+// current is total while sampling goes on.
+func (s *retransSampler) current(keep func(local, remote int) bool) uint64 {
+	return s.sum(s.max, keep)
+}
+
+func (s *retransSampler) sum(m map[string]uint64, keep func(local, remote int) bool) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n uint64
+	for sock, v := range m {
+		l, r, _ := strings.Cut(sock, " ")
+		if keep(portOf(l), portOf(r)) {
+			n += v
+		}
+	}
+	return n
+}
+
+func portOf(addrPort string) int {
+	i := strings.LastIndexByte(addrPort, ':')
+	p, _ := strconv.Atoi(addrPort[i+1:])
+	return p
+}
+
+// parseSSRetrans reads `ss -tinH` output: a line per socket (state,
+// queues, local, peer), then an indented line of TCP info that has
+// "retrans:N/TOTAL" once the socket has retransmitted.
+func parseSSRetrans(out string) map[string]uint64 {
+	res := make(map[string]uint64)
+	var sock string
+	for _, line := range strings.Split(out, "\n") {
+		if line == "" {
+			continue
+		}
+		if line[0] != ' ' && line[0] != '\t' {
+			f := strings.Fields(line)
+			if len(f) >= 5 {
+				sock = f[3] + " " + f[4]
+				res[sock] += 0
+			}
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "retrans:"); ok {
+				if _, total, ok := strings.Cut(v, "/"); ok {
+					n, _ := strconv.ParseUint(total, 10, 64)
+					res[sock] = n
+				}
+			}
+		}
+	}
+	return res
 }

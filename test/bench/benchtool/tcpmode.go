@@ -25,6 +25,7 @@ type tcpRound struct {
 	agentCPU    float64
 	nginxCPUSec float64
 	tcpRuns     map[string]uint64 // run_cnt deltas of the agent's tcp_* programs
+	tcpTime     map[string]uint64 // run_time_ns deltas
 	tcpTimeNs   uint64
 	retransmits float64 // periscope_tcp_retransmits_total delta
 }
@@ -142,7 +143,8 @@ func measureTCPRound(ctx context.Context, o options, ng *nginx, wc wrkConfig, pi
 	if err != nil {
 		return err
 	}
-	r.tcpRuns, r.tcpTimeNs = tcpProgramRuns(progs0, progs1, a.progs)
+	r.tcpRuns, r.tcpTime = tcpProgramRuns(progs0, progs1, a.progs)
+	r.tcpTimeNs = sumRuns(r.tcpTime)
 	m1, err := a.metrics()
 	if err != nil {
 		return err
@@ -153,21 +155,20 @@ func measureTCPRound(ctx context.Context, o options, ng *nginx, wc wrkConfig, pi
 	return nil
 }
 
-// tcpProgramRuns returns the run_cnt deltas of the agent's programs named
-// tcp_*, and the time spent in them.
-func tcpProgramRuns(before, after []bpfProg, ours map[uint32]bool) (map[string]uint64, uint64) {
+// tcpProgramRuns returns the run_cnt and run_time_ns deltas of the agent's
+// programs named tcp_*, by name.
+func tcpProgramRuns(before, after []bpfProg, ours map[uint32]bool) (runs, ns map[string]uint64) {
 	prev := make(map[uint32]bpfProg)
 	for _, p := range before {
 		prev[p.ID] = p
 	}
-	runs := make(map[string]uint64)
-	var ns uint64
+	runs, ns = make(map[string]uint64), make(map[string]uint64)
 	for _, p := range after {
 		if !ours[p.ID] || !strings.HasPrefix(p.Name, "tcp_") {
 			continue
 		}
 		runs[p.Name] += p.RunCnt - prev[p.ID].RunCnt
-		ns += p.RunTimeNs - prev[p.ID].RunTimeNs
+		ns[p.Name] += p.RunTimeNs - prev[p.ID].RunTimeNs
 	}
 	return runs, ns
 }
@@ -212,7 +213,7 @@ func tcpReport(o options, ng *nginx, wc wrkConfig, rounds []*tcpRound, statsHow 
 	}
 
 	var reqs, runs, ns uint64
-	byName := map[string]uint64{}
+	byName, nsByName := map[string]uint64{}, map[string]uint64{}
 	var retrans float64
 	for _, r := range byCfg[true] {
 		reqs += r.wrk.requests
@@ -220,6 +221,9 @@ func tcpReport(o options, ng *nginx, wc wrkConfig, rounds []*tcpRound, statsHow 
 		for k, v := range r.tcpRuns {
 			byName[k] += v
 			runs += v
+		}
+		for k, v := range r.tcpTime {
+			nsByName[k] += v
 		}
 	}
 	for _, r := range rounds {
@@ -230,9 +234,12 @@ func tcpReport(o options, ng *nginx, wc wrkConfig, rounds []*tcpRound, statsHow 
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	var perProg []string
+	var perProg, perProgNs []string
 	for _, k := range names {
 		perProg = append(perProg, fmt.Sprintf("%s %.3f", k, ratio(byName[k], reqs)))
+		if byName[k] > 0 {
+			perProgNs = append(perProgNs, fmt.Sprintf("%s %.0f ns/run", k, float64(nsByName[k])/float64(byName[k])))
+		}
 	}
 
 	cell := func(on bool, f func([]*tcpRound) string) string { return f(byCfg[on]) }
@@ -266,7 +273,7 @@ func tcpReport(o options, ng *nginx, wc wrkConfig, rounds []*tcpRound, statsHow 
 		{"agent CPU (% of one core, median)", cell(false, med(func(r *tcpRound) float64 { return r.agentCPU }, "%.1f%%")), cell(true, med(func(r *tcpRound) float64 { return r.agentCPU }, "%.1f%%"))},
 		{"TCP program runs per request", "—", fmt.Sprintf("%.3f (%s)", ratio(runs, reqs), strings.Join(perProg, ", "))},
 		{"nginx CPU time per request", cell(false, cpuPerReq), cell(true, cpuPerReq)},
-		{"time in TCP programs per request (all CPUs)", "—", fmt.Sprintf("%.0f ns", float64(ns)/float64(max(reqs, 1)))},
+		{"time in TCP programs per request (all CPUs)", "—", fmt.Sprintf("%.0f ns (%s)", float64(ns)/float64(max(reqs, 1)), strings.Join(perProgNs, ", "))},
 	}
 	var per table
 	per = append(per, []string{"round", "config", "req/s", "p50", "p99", "agent CPU", "TCP program runs", "retransmits counted", "load1"})
