@@ -20,6 +20,8 @@ die() { log "ERROR: $*"; exit 1; }
 PACKAGES=(
 	# build
 	make git clang-19 llvm-19 bpftool libbpf-dev
+	# symbols tests compare against objdump and strip binaries
+	binutils gcc
 	# test targets and tools
 	nginx curl wrk nghttp2-client nftables openssl python3 jq iproute2 util-linux ca-certificates
 	# later issues: metrics and Kubernetes API tests
