@@ -20,7 +20,6 @@ import (
 // the local toolchain ("").
 var goToolchains = []string{"go1.18.10", "go1.20.14", "go1.22.12", "go1.24.13", ""}
 
-
 // buildGoApp builds testdata/goapp with a toolchain (GOTOOLCHAIN; "" for the
 // local one), stripped (-s -w) or not, into dir.
 func buildGoApp(t *testing.T, dir, toolchain string, stripped bool) string {
