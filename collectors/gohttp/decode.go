@@ -56,7 +56,7 @@ var ne = binary.NativeEndian
 
 func (c *Collector) decode(raw []byte) {
 	if uintptr(len(raw)) < hdrSize {
-		c.read.WithLabelValues("malformed").Inc()
+		c.m.Read.WithLabelValues("malformed").Inc()
 		return
 	}
 	pid := ne.Uint32(raw[offPID:])
@@ -64,10 +64,10 @@ func (c *Collector) decode(raw []byte) {
 	switch ne.Uint32(raw[offType:]) {
 	case eventRequestStart:
 		if uintptr(len(raw)) < startSize {
-			c.read.WithLabelValues("malformed").Inc()
+			c.m.Read.WithLabelValues("malformed").Inc()
 			return
 		}
-		c.read.WithLabelValues("request_start").Inc()
+		c.m.Read.WithLabelValues("request_start").Inc()
 		c.sink.RequestStart(events.RequestStart{
 			PID:    pid,
 			ID:     ne.Uint64(raw[offStartID:]),
@@ -80,16 +80,16 @@ func (c *Collector) decode(raw []byte) {
 		})
 	case eventRequestEnd:
 		if uintptr(len(raw)) < endSize {
-			c.read.WithLabelValues("malformed").Inc()
+			c.m.Read.WithLabelValues("malformed").Inc()
 			return
 		}
-		c.read.WithLabelValues("request_end").Inc()
+		c.m.Read.WithLabelValues("request_end").Inc()
 		c.sink.RequestEnd(decodeEnd(raw, pid, at))
 	case eventExit:
-		c.read.WithLabelValues("exit").Inc()
+		c.m.Read.WithLabelValues("exit").Inc()
 		c.sink.Exit(events.Exit{PID: pid, Time: at})
 	default:
-		c.read.WithLabelValues("malformed").Inc()
+		c.m.Read.WithLabelValues("malformed").Inc()
 	}
 }
 

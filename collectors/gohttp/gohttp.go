@@ -103,10 +103,7 @@ type Collector struct {
 	plans map[symbols.FileID]*plan
 	next  uint32
 
-	read   *prometheus.CounterVec
-	probes prometheus.Gauge
-	failed prometheus.Counter
-	exes   prometheus.GaugeFunc
+	m *collectors.Metrics
 }
 
 // New returns a collector that sends its events to sink.
@@ -118,38 +115,9 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 		log:   log.With("collector", Name),
 		clock: ktime.NewClock(),
 		plans: make(map[symbols.FileID]*plan),
-		read: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name:        "periscope_events_read_total",
-			Help:        "Events read from the kernel, by collector and type.",
-			ConstLabels: prometheus.Labels{"collector": Name},
-		}, []string{"type"}),
-		probes: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name:        "periscope_probes_attached",
-			Help:        "eBPF probes attached, by collector.",
-			ConstLabels: prometheus.Labels{"collector": Name},
-		}),
-		failed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name:        "periscope_attach_failures_total",
-			Help:        "Files the collector could not attach to, by collector.",
-			ConstLabels: prometheus.Labels{"collector": Name},
-		}),
 	}
-	c.set = attach.NewSet(cfg.Linger, c.probes)
-	counter := func(name, help string, idx uint32) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: name, Help: help, ConstLabels: prometheus.Labels{"collector": Name},
-		}, func() float64 {
-			if c.objs.Counters == nil {
-				return 0
-			}
-			v, _ := ring.Counter(c.objs.Counters, idx)
-			return float64(v)
-		})
-	}
-	reg.MustRegister(c.read, c.probes, c.failed,
-		counter("periscope_events_dropped_total", "Events the kernel could not queue because the ring buffer was full, by collector.", 0),
-		counter("periscope_calls_unmatched_total", "Return probes that fired without their entry (the entry was evicted or attached mid-call), by collector.", 1),
-	)
+	c.m = collectors.NewMetrics(Name, reg, func() *ebpf.Map { return c.objs.Counters })
+	c.set = attach.NewSet(cfg.Linger, c.m.Probes)
 	return c
 }
 
@@ -258,7 +226,7 @@ func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mappin
 		case errors.Is(err, syscall.ESRCH) || errors.Is(err, os.ErrNotExist) && key.PID != 0:
 			c.log.Debug("process exited before attach", "exe", m.Path, "pid", p.PID)
 		case err != nil:
-			c.failed.Inc()
+			c.m.Failed.Inc()
 			c.log.Warn("cannot attach", "exe", m.Path, "pid", p.PID, "err", err)
 		case created:
 			c.log.Info("attached", "exe", m.Path, "pid", p.PID, "go", pl.goVer, "offsets", pl.source,
@@ -295,7 +263,7 @@ func (c *Collector) planFor(p discovery.Process, m discovery.Mapping) *plan {
 		pl.err = c.loadOffsets(pl)
 	}
 	if pl.err != nil && !errors.Is(pl.err, symbols.ErrNotGo) && !errors.Is(pl.err, errNoHTTP) {
-		c.failed.Inc()
+		c.m.Failed.Inc()
 		c.log.Warn("cannot trace Go executable", "exe", m.Path, "pid", p.PID, "err", pl.err)
 	}
 	c.plans[m.File] = pl

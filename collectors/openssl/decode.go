@@ -56,7 +56,7 @@ var ne = binary.NativeEndian
 // for their type are counted as malformed and skipped.
 func (c *Collector) decode(raw []byte) {
 	if uintptr(len(raw)) < hdrSize {
-		c.read.WithLabelValues("malformed").Inc()
+		c.m.Read.WithLabelValues("malformed").Inc()
 		return
 	}
 	typ := ne.Uint32(raw[offType:])
@@ -66,18 +66,18 @@ func (c *Collector) decode(raw []byte) {
 	case eventData:
 		d, ok := decodeData(raw)
 		if !ok {
-			c.read.WithLabelValues("malformed").Inc()
+			c.m.Read.WithLabelValues("malformed").Inc()
 			return
 		}
 		d.Time = at
-		c.read.WithLabelValues("data").Inc()
+		c.m.Read.WithLabelValues("data").Inc()
 		c.sink.Data(d)
 	case eventBind:
 		if uintptr(len(raw)) < bindSize {
-			c.read.WithLabelValues("malformed").Inc()
+			c.m.Read.WithLabelValues("malformed").Inc()
 			return
 		}
-		c.read.WithLabelValues("bind").Inc()
+		c.m.Read.WithLabelValues("bind").Inc()
 		c.sink.Bind(events.Bind{
 			Conn:  events.ConnID{PID: pid, Key: ne.Uint64(raw[offBindConn:])},
 			Time:  at,
@@ -86,10 +86,10 @@ func (c *Collector) decode(raw []byte) {
 		})
 	case eventWriteResult:
 		if uintptr(len(raw)) < resultSize {
-			c.read.WithLabelValues("malformed").Inc()
+			c.m.Read.WithLabelValues("malformed").Inc()
 			return
 		}
-		c.read.WithLabelValues("write_result").Inc()
+		c.m.Read.WithLabelValues("write_result").Inc()
 		c.sink.WriteResult(events.WriteResult{
 			Conn:      events.ConnID{PID: pid, Key: ne.Uint64(raw[offResultConn:])},
 			Time:      at,
@@ -98,16 +98,16 @@ func (c *Collector) decode(raw []byte) {
 		})
 	case eventClose:
 		if uintptr(len(raw)) < closeSize {
-			c.read.WithLabelValues("malformed").Inc()
+			c.m.Read.WithLabelValues("malformed").Inc()
 			return
 		}
-		c.read.WithLabelValues("close").Inc()
+		c.m.Read.WithLabelValues("close").Inc()
 		c.sink.Close(events.Close{Conn: events.ConnID{PID: pid, Key: ne.Uint64(raw[offCloseConn:])}, Time: at})
 	case eventExit:
-		c.read.WithLabelValues("exit").Inc()
+		c.m.Read.WithLabelValues("exit").Inc()
 		c.sink.Exit(events.Exit{PID: pid, Time: at})
 	default:
-		c.read.WithLabelValues("malformed").Inc()
+		c.m.Read.WithLabelValues("malformed").Inc()
 	}
 }
 

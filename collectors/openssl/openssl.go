@@ -90,9 +90,7 @@ type Collector struct {
 	files map[symbols.FileID]candidate
 	set   *attach.Set
 
-	read   *prometheus.CounterVec
-	probes prometheus.Gauge
-	failed prometheus.Counter
+	m *collectors.Metrics
 }
 
 // New returns a collector that sends its events to sink.
@@ -104,38 +102,9 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 		log:   log.With("collector", Name),
 		clock: ktime.NewClock(),
 		files: make(map[symbols.FileID]candidate),
-		read: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name:        "periscope_events_read_total",
-			Help:        "Events read from the kernel, by collector and type.",
-			ConstLabels: prometheus.Labels{"collector": Name},
-		}, []string{"type"}),
-		probes: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name:        "periscope_probes_attached",
-			Help:        "eBPF probes attached, by collector.",
-			ConstLabels: prometheus.Labels{"collector": Name},
-		}),
-		failed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name:        "periscope_attach_failures_total",
-			Help:        "Files the collector could not attach to, by collector.",
-			ConstLabels: prometheus.Labels{"collector": Name},
-		}),
 	}
-	counter := func(name, help string, idx uint32) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: name, Help: help, ConstLabels: prometheus.Labels{"collector": Name},
-		}, func() float64 {
-			if c.objs.Counters == nil {
-				return 0
-			}
-			v, _ := ring.Counter(c.objs.Counters, idx)
-			return float64(v)
-		})
-	}
-	c.set = attach.NewSet(cfg.Linger, c.probes)
-	reg.MustRegister(c.read, c.probes, c.failed,
-		counter("periscope_events_dropped_total", "Events the kernel could not queue because the ring buffer was full, by collector.", 0),
-		counter("periscope_calls_unmatched_total", "Return probes that fired without their entry (the entry was evicted or attached mid-call), by collector.", 1),
-	)
+	c.m = collectors.NewMetrics(Name, reg, func() *ebpf.Map { return c.objs.Counters })
+	c.set = attach.NewSet(cfg.Linger, c.m.Probes)
 	return c
 }
 
@@ -337,7 +306,7 @@ func (c *Collector) use(key attach.Key, p discovery.Process, m discovery.Mapping
 		return
 	}
 	if err != nil {
-		c.failed.Inc()
+		c.m.Failed.Inc()
 		c.log.Warn("cannot attach", "file", m.Path, "pid", p.PID, "err", err)
 		return
 	}

@@ -1,0 +1,57 @@
+package collectors
+
+import (
+	"github.com/cilium/ebpf"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/periscope-apm/periscope/internal/ring"
+)
+
+// Metrics are the self-metrics of a uprobe collector, labelled with its
+// name.
+type Metrics struct {
+	Read   *prometheus.CounterVec // events read, by type
+	Probes prometheus.Gauge       // probe links attached
+	Failed prometheus.Counter     // files that could not be attached to
+}
+
+// NewMetrics makes and registers a collector's self-metrics. counters
+// returns the collector's per-CPU counter map (nil until it is loaded),
+// whose entries COUNTER_RINGBUF_DROPS and COUNTER_CALLS_LOST
+// (bpf/periscope.h) are exported as periscope_events_dropped_total and
+// periscope_calls_unmatched_total.
+func NewMetrics(name string, reg prometheus.Registerer, counters func() *ebpf.Map) *Metrics {
+	labels := prometheus.Labels{"collector": name}
+	m := &Metrics{
+		Read: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "periscope_events_read_total",
+			Help:        "Events read from the kernel, by collector and type.",
+			ConstLabels: labels,
+		}, []string{"type"}),
+		Probes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name:        "periscope_probes_attached",
+			Help:        "eBPF probes attached, by collector.",
+			ConstLabels: labels,
+		}),
+		Failed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name:        "periscope_attach_failures_total",
+			Help:        "Files the collector could not attach to, by collector.",
+			ConstLabels: labels,
+		}),
+	}
+	counter := func(metric, help string, idx uint32) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: metric, Help: help, ConstLabels: labels}, func() float64 {
+			cm := counters()
+			if cm == nil {
+				return 0
+			}
+			v, _ := ring.Counter(cm, idx)
+			return float64(v)
+		})
+	}
+	reg.MustRegister(m.Read, m.Probes, m.Failed,
+		counter("periscope_events_dropped_total", "Events the kernel could not queue because the ring buffer was full, by collector.", 0),
+		counter("periscope_calls_unmatched_total", "Return probes that fired without their entry (the entry was evicted or attached mid-call), by collector.", 1),
+	)
+	return m
+}
