@@ -36,6 +36,31 @@ type Config struct {
 	OpenSSL   OpenSSL   `yaml:"openssl"`
 	GoHTTP    GoHTTP    `yaml:"gohttp"`
 	TCP       TCP       `yaml:"tcp"`
+	Metrics   Metrics   `yaml:"metrics"`
+	Kube      Kube      `yaml:"kubernetes"`
+}
+
+// Metrics configures the request (RED) metrics derived from spans.
+type Metrics struct {
+	Enabled bool `yaml:"enabled"`
+	// RoutePatterns are URL path templates ("/users/{id}/orders/{order}",
+	// "/static/*") tried before the heuristic that collapses identifiers.
+	RoutePatterns []string `yaml:"route_patterns"`
+	// MaxSeriesPerService caps the distinct series of one service; the
+	// others fold into http.route="_overflow".
+	MaxSeriesPerService int `yaml:"max_series_per_service"`
+}
+
+// Kube configures Kubernetes metadata.
+type Kube struct {
+	// Enabled is "auto" (in-cluster config or Kubeconfig when present,
+	// else none), "true" (a config must be found) or "false".
+	Enabled string `yaml:"enabled"`
+	// Kubeconfig is a kubeconfig file; "" means in-cluster config.
+	Kubeconfig string `yaml:"kubeconfig"`
+	// NodeName is this node's name; "" means $NODE_NAME, then the host
+	// name.
+	NodeName string `yaml:"node_name"`
 }
 
 // Processes selects the processes to trace.
@@ -105,6 +130,8 @@ func Default() Config {
 		OpenSSL:     OpenSSL{Enabled: true, RingBytes: 4 << 20},
 		GoHTTP:      GoHTTP{Enabled: true, RingBytes: 2 << 20},
 		TCP:         TCP{Enabled: true, Hook: "tracepoint", MaxPeers: 1024, RingBytes: 1 << 20},
+		Metrics:     Metrics{Enabled: true, MaxSeriesPerService: 2000},
+		Kube:        Kube{Enabled: "auto"},
 	}
 }
 
@@ -122,7 +149,10 @@ func Load(args []string, out io.Writer) (Config, error) {
 	metrics := fs.String("metrics-addr", "", "`address` for /metrics and /status; \"off\" disables (default 127.0.0.1:9464)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info)")
 	logFormat := fs.String("log-format", "", "text or json (default text)")
-	var include, exclude stringList
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig `file` for Kubernetes metadata (default: in-cluster config)")
+	nodeName := fs.String("node-name", "", "this node's `name` (default $NODE_NAME, then the host name)")
+	var include, exclude, routes stringList
+	fs.Var(&routes, "route-pattern", "URL path `template` for http.route, e.g. /users/{id} (repeatable)")
 	fs.Var(&include, "include-exe", "trace only executables matching `glob` (repeatable)")
 	fs.Var(&exclude, "exclude-exe", "never trace executables matching `glob` (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -145,6 +175,11 @@ func Load(args []string, out io.Writer) (Config, error) {
 	set(&cfg.MetricsAddr, *metrics)
 	set(&cfg.LogLevel, *logLevel)
 	set(&cfg.LogFormat, *logFormat)
+	set(&cfg.Kube.Kubeconfig, *kubeconfig)
+	set(&cfg.Kube.NodeName, *nodeName)
+	if len(routes) > 0 {
+		cfg.Metrics.RoutePatterns = routes
+	}
 	if cfg.MetricsAddr == "off" {
 		cfg.MetricsAddr = ""
 	}
@@ -269,8 +304,22 @@ func (c Config) Validate() error {
 	if c.TCP.RingBytes < 4096 || c.TCP.RingBytes&(c.TCP.RingBytes-1) != 0 {
 		return fmt.Errorf("tcp.ring_bytes: %d is not a power of two of at least 4096", c.TCP.RingBytes)
 	}
+	if c.Metrics.MaxSeriesPerService < 1 || c.Metrics.MaxSeriesPerService > maxSeriesPerService {
+		return fmt.Errorf("metrics.max_series_per_service: %d is not between 1 and %d", c.Metrics.MaxSeriesPerService, maxSeriesPerService)
+	}
+	for i, p := range c.Metrics.RoutePatterns {
+		if p == "" || p[0] != '/' {
+			return fmt.Errorf("metrics.route_patterns[%d]: %q does not start with /", i, p)
+		}
+	}
+	if err := oneOf("kubernetes.enabled", c.Kube.Enabled, "auto", "true", "false"); err != nil {
+		return err
+	}
 	return nil
 }
+
+// maxSeriesPerService bounds metrics.max_series_per_service.
+const maxSeriesPerService = 100000
 
 // maxTCPPeers bounds tcp.max_peers: each peer may hold a series per
 // process and state.
