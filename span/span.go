@@ -49,6 +49,13 @@ type Event struct {
 type Process struct {
 	PID         uint32
 	ServiceName string
+	// ContainerID is the container runtime's ID of the container the
+	// process runs in (usually 64 hex digits), read from its cgroups when
+	// the process was discovered; empty for host processes.
+	ContainerID string
+	// PodUID is the Kubernetes pod UID from the process's cgroup path
+	// (dash-separated), empty when the path carries none.
+	PodUID string
 	// Attributes are resource attributes beyond service.name
 	// (process.pid, process.executable.name, host.name, ...).
 	Attributes []attribute.KeyValue
