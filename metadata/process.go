@@ -29,10 +29,10 @@ const (
 	redactedArg        = "REDACTED"
 )
 
-// Processes resolves PIDs to process identities (service.name and resource
-// attributes) from /proc and caches them. An identity is kept after the
-// process exits, because its spans may finish later, until Forget is
-// called. It is safe for concurrent use.
+// Processes resolves PIDs to process identities (service.name, container
+// and resource attributes) from /proc and caches them. An identity is kept
+// after the process exits, because its spans may finish later, until
+// Forget is called. It is safe for concurrent use.
 type Processes struct {
 	root       string
 	hostName   string
@@ -168,6 +168,13 @@ func (p *Processes) resolve(pid uint32) (*span.Process, error) {
 	if b, err := readLimited(filepath.Join(dir, "environ"), maxEnvironBytes); err == nil {
 		env = parseEnviron(b)
 	}
+	// The container is read now, while the process runs: the cgroup file
+	// disappears with it.
+	var ctr Container
+	if f, err := os.Open(filepath.Join(dir, "cgroup")); err == nil {
+		ctr, _ = ParseCgroup(f) // a partial read still names what it read
+		f.Close()
+	}
 
 	exeName := ""
 	switch {
@@ -207,10 +214,16 @@ func (p *Processes) resolve(pid uint32) (*span.Process, error) {
 	if p.hostName != "" {
 		attrs = append(attrs, attribute.String("host.name", p.hostName))
 	}
+	if ctr.ID != "" {
+		attrs = append(attrs, attribute.String("container.id", ctr.ID))
+	}
 	// The application's own resource attributes, except those this
 	// resolver knows better.
 	keys := make([]string, 0, len(resAttrs))
 	for k := range resAttrs {
+		if k == "container.id" && ctr.ID != "" {
+			continue
+		}
 		if k != "service.name" && k != "host.name" && !strings.HasPrefix(k, "process.") {
 			keys = append(keys, k)
 		}
@@ -219,7 +232,13 @@ func (p *Processes) resolve(pid uint32) (*span.Process, error) {
 	for _, k := range keys {
 		attrs = append(attrs, attribute.String(k, resAttrs[k]))
 	}
-	return &span.Process{PID: pid, ServiceName: service, Attributes: attrs}, nil
+	return &span.Process{
+		PID:         pid,
+		ServiceName: service,
+		ContainerID: ctr.ID,
+		PodUID:      ctr.PodUID,
+		Attributes:  attrs,
+	}, nil
 }
 
 func readLimited(path string, limit int64) ([]byte, error) {

@@ -16,6 +16,7 @@ type fakeProc struct {
 	cmdline []string // NUL-joined
 	comm    string
 	environ []string
+	cgroup  []string // lines of /proc/PID/cgroup; nil for no file
 }
 
 func writeProc(t *testing.T, root string, pid uint32, fp fakeProc) {
@@ -41,6 +42,9 @@ func writeProc(t *testing.T, root string, pid uint32, fp fakeProc) {
 		write("comm", fp.comm+"\n")
 	}
 	write("environ", strings.Join(fp.environ, "\x00")+"\x00")
+	if fp.cgroup != nil {
+		write("cgroup", strings.Join(fp.cgroup, "\n")+"\n")
+	}
 }
 
 func attrMap(p *span.Process) map[string]string {
@@ -173,6 +177,95 @@ func TestProcessesResolve(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestProcessesContainer(t *testing.T) {
+	tests := []struct {
+		name     string
+		proc     fakeProc
+		wantID   string
+		wantPod  string
+		wantAttr string // container.id resource attribute; "" for absent
+	}{
+		{
+			name: "kubepods container",
+			proc: fakeProc{exe: "/usr/sbin/nginx", cgroup: []string{
+				"0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" + podUS + ".slice/cri-containerd-" + cid1 + ".scope",
+			}},
+			wantID:   cid1,
+			wantPod:  podU,
+			wantAttr: cid1,
+		},
+		{
+			name: "host process",
+			proc: fakeProc{exe: "/usr/sbin/nginx", cgroup: []string{"0::/system.slice/nginx.service"}},
+		},
+		{
+			name: "no cgroup file",
+			proc: fakeProc{exe: "/usr/sbin/nginx"},
+		},
+		{
+			name: "the cgroup's container.id beats the application's",
+			proc: fakeProc{
+				exe:     "/srv/app",
+				environ: []string{"OTEL_RESOURCE_ATTRIBUTES=container.id=spoofed"},
+				cgroup:  []string{"0::/docker/" + cid2},
+			},
+			wantID:   cid2,
+			wantAttr: cid2,
+		},
+		{
+			name: "the application's container.id on a host process",
+			proc: fakeProc{
+				exe:     "/srv/app",
+				environ: []string{"OTEL_RESOURCE_ATTRIBUTES=container.id=declared"},
+				cgroup:  []string{"0::/init.scope"},
+			},
+			wantAttr: "declared",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			writeProc(t, root, 100, tc.proc)
+			p, err := NewProcesses(ProcessesConfig{ProcRoot: root, HostName: "h"}).Observe(100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.ContainerID != tc.wantID || p.PodUID != tc.wantPod {
+				t.Errorf("container %q pod %q, want %q %q", p.ContainerID, p.PodUID, tc.wantID, tc.wantPod)
+			}
+			n := 0
+			for _, kv := range p.Attributes {
+				if kv.Key == "container.id" {
+					n++
+					if v := kv.Value.AsString(); v != tc.wantAttr {
+						t.Errorf("container.id = %q, want %q", v, tc.wantAttr)
+					}
+				}
+			}
+			if want := min(len(tc.wantAttr), 1); n != want {
+				t.Errorf("%d container.id attributes, want %d", n, want)
+			}
+		})
+	}
+}
+
+// A process's container outlives the process: it is read when the process
+// is observed, and the cached identity keeps it after /proc/PID is gone.
+func TestProcessesContainerAfterExit(t *testing.T) {
+	root := t.TempDir()
+	writeProc(t, root, 9, fakeProc{exe: "/bin/job", cgroup: []string{"0::/kubepods/burstable/pod" + podU + "/" + cid1}})
+	ps := NewProcesses(ProcessesConfig{ProcRoot: root, HostName: "h"})
+	if _, err := ps.Observe(9); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(root, "9")); err != nil {
+		t.Fatal(err)
+	}
+	if p := ps.Process(9); p.ContainerID != cid1 || p.PodUID != podU || attrMap(p)["container.id"] != cid1 {
+		t.Errorf("after exit: %+v", p)
 	}
 }
 
