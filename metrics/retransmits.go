@@ -160,7 +160,7 @@ func NewRetransmits(cfg RetransmitsConfig, procs ProcessResolver) *Retransmits {
 // Add counts a retransmission.
 func (r *Retransmits) Add(ev events.Retransmit) {
 	key := seriesKey{pid: ev.PID, state: ev.State}
-	key.exe, key.service = r.identity(ev.PID, ev.Comm)
+	key.exe, key.service, key.container = r.identity(ev.PID, ev.Comm)
 	key.peer, key.localPort = endpoints(ev)
 
 	now := r.cfg.Now()
@@ -202,8 +202,9 @@ func (r *Retransmits) distinctPeersLocked() int {
 	return n
 }
 
-// identity returns the executable and service names of a process.
-func (r *Retransmits) identity(pid uint32, comm string) (exe, service string) {
+// identity returns the executable and service names of a process and the
+// container it runs in ("" for a host process or when procs is nil).
+func (r *Retransmits) identity(pid uint32, comm string) (exe, service, container string) {
 	if pid != 0 && r.procs != nil {
 		if p := r.procs.Process(pid); p != nil {
 			for _, kv := range p.Attributes {
@@ -212,6 +213,7 @@ func (r *Retransmits) identity(pid uint32, comm string) (exe, service string) {
 				}
 			}
 			service = p.ServiceName
+			container = p.ContainerID
 		}
 	}
 	if exe == "" {
@@ -223,7 +225,7 @@ func (r *Retransmits) identity(pid uint32, comm string) (exe, service string) {
 	if service == "" {
 		service = "unknown_service"
 	}
-	return exe, service
+	return exe, service, container
 }
 
 // endpoints returns the peer and the owner's port of a series: the peer's

@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/metadata"
 	"github.com/periscope-apm/periscope/span"
 )
 
@@ -183,5 +184,80 @@ func TestRetransmitsOTel(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("data points:\n got %v\nwant %v", got, want)
+	}
+}
+
+// The container of the process owning a socket labels its series, as
+// metadata.Processes reads it from the process's cgroups (here from a fake
+// /proc), also after the process exited.
+func TestRetransmitsContainer(t *testing.T) {
+	const (
+		ctr = "3f2a9c0d5b7e41f8a6c2d9e0b1f4a7c3d8e5f6a0b9c2d1e4f7a8b3c6d9e0f1a2"
+		pod = "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d"
+	)
+	root := t.TempDir()
+	for pid, cgroup := range map[int]string{
+		41: "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" + strings.ReplaceAll(pod, "-", "_") + ".slice/cri-containerd-" + ctr + ".scope\n",
+		42: "0::/system.slice/nginx.service\n",
+	} {
+		dir := filepath.Join(root, fmt.Sprint(pid))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("/usr/sbin/nginx", filepath.Join(dir, "exe")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "cgroup"), []byte(cgroup), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	procs := metadata.NewProcesses(metadata.ProcessesConfig{ProcRoot: root, HostName: "h"})
+	if _, err := procs.Observe(41); err != nil { // discovery saw it
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(root, "41")); err != nil { // and it exited
+		t.Fatal(err)
+	}
+
+	r := NewRetransmits(RetransmitsConfig{ProcRoot: root}, procs)
+	r.Add(rt(41, events.RoleAccepted, "10.0.0.1:443", "10.0.0.2:51000", events.TCPEstablished, 2))
+	r.Add(rt(42, events.RoleAccepted, "10.0.0.1:8443", "10.0.0.2:51001", events.TCPEstablished, 1))
+
+	want := `
+# HELP periscope_tcp_retransmits_total ` + retransmitsHelp + `
+# TYPE periscope_tcp_retransmits_total counter
+periscope_tcp_retransmits_total{container_id="` + ctr + `",network_connection_state="established",network_local_port="443",network_peer_address="10.0.0.2",network_peer_port="",process_executable_name="nginx",process_pid="41",service_name="nginx"} 2
+periscope_tcp_retransmits_total{container_id="",network_connection_state="established",network_local_port="8443",network_peer_address="10.0.0.2",network_peer_port="",process_executable_name="nginx",process_pid="42",service_name="nginx"} 1
+`
+	if err := testutil.CollectAndCompare(r, strings.NewReader(want), RetransmitsPromName); err != nil {
+		t.Error(err)
+	}
+
+	// Over OTLP, the container is container.id; the host process has none.
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	if _, err := r.RegisterOTel(mp.Meter("test")); err != nil {
+		t.Fatal(err)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[int64]string{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != RetransmitsName {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				pid, _ := dp.Attributes.Value("process.pid")
+				id, ok := dp.Attributes.Value("container.id")
+				got[pid.AsInt64()] = fmt.Sprint(ok, " ", id.AsString())
+			}
+		}
+	}
+	if want := map[int64]string{41: "true " + ctr, 42: "false "}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("container.id by PID: got %v, want %v", got, want)
 	}
 }
