@@ -118,7 +118,14 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	}
 	flushes = append(flushes, flushFunc{"spans", exp.Shutdown})
 
-	mp, err := newMeterProvider(ctx, log, reg)
+	red, err := newRequestMetrics(cfg.Metrics, reg)
+	if err != nil {
+		return fmt.Errorf("request metrics: %w", err)
+	}
+	if red != nil {
+		exp = exporters.NewMulti(exp, red)
+	}
+	mp, err := newMeterProvider(ctx, log, reg, red)
 	if err != nil {
 		return err
 	}
@@ -133,6 +140,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		SensitiveQueryParams: cfg.HTTP.SensitiveQueryParams,
 		CaptureHeaders:       cfg.HTTP.CaptureHeaders,
 		SensitiveHeaders:     cfg.HTTP.SensitiveHeaders,
+		RoutePatterns:        cfg.Metrics.RoutePatterns,
 		BindGrace:            correlator.DefaultBindGrace,
 	}, exp, procs, log, reg)
 	if err != nil {

@@ -1,13 +1,11 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/metric"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/periscope-apm/periscope/collectors/tcp"
 	"github.com/periscope-apm/periscope/config"
@@ -16,27 +14,10 @@ import (
 	"github.com/periscope-apm/periscope/metrics"
 )
 
-// meterName is the instrumentation scope of the agent's OpenTelemetry
-// metrics.
-const meterName = "github.com/periscope-apm/periscope"
-
-// newMeterProvider returns the OTLP metrics pipeline, or nil when no OTLP
-// endpoint is configured.
-func newMeterProvider(ctx context.Context, log *slog.Logger, reg prometheus.Registerer) (*sdkmetric.MeterProvider, error) {
-	if !otlpmetric.Enabled() {
-		return nil, nil
-	}
-	mp, err := otlpmetric.New(ctx, otlpmetric.Config{ServiceVersion: Version(), Logger: log, Registerer: reg})
-	if err != nil {
-		return nil, &UsageError{err}
-	}
-	return mp, nil
-}
-
 // newTCPCollector returns the TCP collector. Its retransmissions go to the
 // retransmission counters (exported on /metrics, and over OTLP when mp is
 // not nil) and to the correlator, which puts them on spans.
-func newTCPCollector(cfg config.TCP, corr events.Sink, procs metrics.ProcessResolver, mp *sdkmetric.MeterProvider, log *slog.Logger, reg prometheus.Registerer) (*tcp.Collector, error) {
+func newTCPCollector(cfg config.TCP, corr events.Sink, procs metrics.ProcessResolver, mp *otlpmetric.Metrics, log *slog.Logger, reg prometheus.Registerer) (*tcp.Collector, error) {
 	counts := metrics.NewRetransmits(metrics.RetransmitsConfig{MaxPeers: cfg.MaxPeers}, procs)
 	if err := reg.Register(counts); err != nil {
 		return nil, fmt.Errorf("register retransmission metrics: %w", err)

@@ -31,6 +31,10 @@ type Config struct {
 	// Proxy-Authorization, which are always redacted.
 	SensitiveHeaders []string
 
+	// RoutePatterns are route templates tried before the identifier
+	// heuristic for http.route and span names (see NewRouter).
+	RoutePatterns []string
+
 	// BindGrace is how long the span of a finished request waits for the
 	// socket of its connection when the collector has not named it yet.
 	// A TLS library that writes into a memory BIO (node) makes no socket

@@ -43,6 +43,7 @@ type Correlator struct {
 	log   *slog.Logger
 	m     *metrics
 
+	router           *Router
 	sensitiveQuery   map[string]bool
 	sensitiveHeaders map[string]bool
 
@@ -89,6 +90,10 @@ func New(cfg Config, exp span.Exporter, procs ProcessResolver, log *slog.Logger,
 	if err != nil {
 		return nil, fmt.Errorf("correlator: %w", err)
 	}
+	router, err := NewRouter(cfg.RoutePatterns)
+	if err != nil {
+		return nil, fmt.Errorf("correlator: %w", err)
+	}
 	var seed [32]byte
 	if _, err := crand.Read(seed[:]); err != nil {
 		return nil, fmt.Errorf("correlator: seed span ID generator: %w", err)
@@ -99,6 +104,7 @@ func New(cfg Config, exp span.Exporter, procs ProcessResolver, log *slog.Logger,
 		procs:            procs,
 		log:              log,
 		m:                m,
+		router:           router,
 		sensitiveQuery:   sensitiveNameSet(cfg.SensitiveQueryParams, defaultSensitiveQueryParams),
 		sensitiveHeaders: headerSet(cfg.SensitiveHeaders),
 		rng:              rand.NewChaCha8(seed),

@@ -1,6 +1,9 @@
 package correlator
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // idPlaceholder replaces path segments that look like identifiers.
 const idPlaceholder = "{id}"
@@ -36,6 +39,88 @@ func Route(path string) string {
 		return true
 	})
 	return b.String()
+}
+
+// Router turns URL paths into routes: the first configured pattern that
+// matches, else the identifier heuristic of Route. The zero value has no
+// patterns. It is safe for concurrent use once built.
+type Router struct {
+	patterns []routePattern
+}
+
+// routePattern is a compiled route template.
+type routePattern struct {
+	template string
+	segs     []string // "" matches any one segment
+	rest     bool     // a trailing "*" matches one or more segments
+}
+
+// NewRouter compiles route templates such as "/users/{id}/orders/{order}"
+// (a {name} segment matches any one non-empty path segment) and
+// "/static/*" (a final "*" matches one or more segments). Templates are
+// tried in order; a trailing slash of a path is ignored.
+func NewRouter(templates []string) (*Router, error) {
+	r := &Router{}
+	for i, t := range templates {
+		if t == "" || t[0] != '/' {
+			return nil, fmt.Errorf("route pattern %d: %q does not start with /", i, t)
+		}
+		p := routePattern{template: t}
+		trimmed := strings.TrimSuffix(t[1:], "/")
+		if trimmed == "" {
+			r.patterns = append(r.patterns, p)
+			continue
+		}
+		parts := strings.Split(trimmed, "/")
+		for j, seg := range parts {
+			switch {
+			case seg == "":
+				return nil, fmt.Errorf("route pattern %q: empty segment", t)
+			case seg == "*" && j == len(parts)-1:
+				p.rest = true
+			case seg == "*", len(seg) > 2 && seg[0] == '{' && seg[len(seg)-1] == '}':
+				p.segs = append(p.segs, "")
+			case strings.ContainsAny(seg, "{}*"):
+				return nil, fmt.Errorf("route pattern %q: segment %q mixes a wildcard with text", t, seg)
+			default:
+				p.segs = append(p.segs, seg)
+			}
+		}
+		r.patterns = append(r.patterns, p)
+	}
+	return r, nil
+}
+
+// Route returns the template of the first pattern matching path, else
+// Route(path). A nil Router only applies the heuristic.
+func (r *Router) Route(path string) string {
+	if r != nil && path != "" && path[0] == '/' {
+		for i := range r.patterns {
+			if r.patterns[i].match(path) {
+				return r.patterns[i].template
+			}
+		}
+	}
+	return Route(path)
+}
+
+// match reports whether path (which starts with "/") matches the pattern.
+func (p *routePattern) match(path string) bool {
+	rest := strings.TrimSuffix(path[1:], "/")
+	for _, want := range p.segs {
+		if rest == "" {
+			return false
+		}
+		seg, after, _ := strings.Cut(rest, "/")
+		if seg == "" || want != "" && want != seg {
+			return false
+		}
+		rest = after
+	}
+	if p.rest {
+		return rest != ""
+	}
+	return rest == ""
 }
 
 // forSegments calls f with each segment of path (which starts with "/")

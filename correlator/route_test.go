@@ -46,3 +46,43 @@ func TestRouteNoAllocWhenUnchanged(t *testing.T) {
 		t.Errorf("Route allocates %v times for an unchanged path", allocs)
 	}
 }
+
+func TestRouter(t *testing.T) {
+	r, err := NewRouter([]string{"/users/{id}/orders/{order}", "/static/*", "/health", "/", "/v1/*/items"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{"/users/alice/orders/x7", "/users/{id}/orders/{order}"},
+		{"/users/alice/orders/x7/", "/users/{id}/orders/{order}"},
+		{"/users/alice/orders", "/users/alice/orders"},                   // too short: heuristic
+		{"/users/alice/orders/x7/lines", "/users/alice/orders/x7/lines"}, // too long
+		{"/users//orders/x7", "/users//orders/x7"},                       // empty segment is not {id}
+		{"/static/css/site.css", "/static/*"},
+		{"/static/a", "/static/*"},
+		{"/static", "/static"}, // "*" needs a segment
+		{"/static/", "/static/"},
+		{"/health", "/health"},
+		{"/health/", "/health"},
+		{"/", "/"},
+		{"/v1/eu/items", "/v1/*/items"},
+		{"/v2/123", "/v2/{id}"}, // no pattern: heuristic
+		{"", "/"},
+	} {
+		if got := r.Route(tc.path); got != tc.want {
+			t.Errorf("Route(%q) = %q, want %q", tc.path, got, tc.want)
+		}
+	}
+	var nilRouter *Router
+	if got := nilRouter.Route("/a/123"); got != "/a/{id}" {
+		t.Errorf("nil router: %q", got)
+	}
+}
+
+func TestNewRouterErrors(t *testing.T) {
+	for _, p := range []string{"", "users", "/a//b", "/a/{id", "/a/x*", "/a/{}"} {
+		if _, err := NewRouter([]string{p}); err == nil {
+			t.Errorf("NewRouter(%q) accepted", p)
+		}
+	}
+}

@@ -50,7 +50,7 @@ func (c *Correlator) buildSpan(x *exchange, resp *httpparse.Message, end time.Ti
 	}
 
 	method, known := normalizeMethod(req.Method)
-	route := Route(req.Path)
+	route := c.router.Route(req.Path)
 	if known {
 		s.Name = method + " " + route
 	} else {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -83,13 +84,33 @@ type Config struct {
 	// Registerer receives periscope_export_failures_total{exporter=
 	// "otlp_metrics"}. Nil registers nothing.
 	Registerer prometheus.Registerer
+	// Workloads, when not nil, gives metrics whose resource is the
+	// workload they are about (one ResourceMetrics each), exported on the
+	// same period as the meter provider's. delta asks for the change since
+	// the previous call instead of cumulative values.
+	Workloads func(delta bool) []*metricdata.ResourceMetrics
 }
 
-// New returns a meter provider that exports periodically over OTLP. Its
-// resource describes the agent (service.name "periscope", host.name,
-// OTEL_RESOURCE_ATTRIBUTES); the processes a metric is about are in its
-// data points' attributes. Shut it down to send the last values.
-func New(ctx context.Context, cfg Config) (*sdkmetric.MeterProvider, error) {
+// Metrics is the OTLP metrics pipeline: a meter provider for the agent's
+// own instruments (its resource is the agent) and the periodic export of
+// the per-workload metrics.
+type Metrics struct {
+	*sdkmetric.MeterProvider
+	exp       *loggingExporter
+	workloads func(delta bool) []*metricdata.ResourceMetrics
+	interval  time.Duration
+	timeout   time.Duration
+	stop      chan struct{}
+	done      chan struct{}
+	once      sync.Once
+}
+
+// New returns the metrics pipeline, exporting periodically over OTLP. The
+// meter provider's resource describes the agent (service.name "periscope",
+// host.name, OTEL_RESOURCE_ATTRIBUTES); the processes its metrics are about
+// are in their data points' attributes. Shut it down to send the last
+// values.
+func New(ctx context.Context, cfg Config) (*Metrics, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -125,12 +146,85 @@ func New(ctx context.Context, cfg Config) (*sdkmetric.MeterProvider, error) {
 		res = resource.Default()
 	}
 	logged := &loggingExporter{Exporter: exp, log: cfg.Logger, failures: failures}
-	mp := sdkmetric.NewMeterProvider(
-		sdkmetric.WithResource(res),
-		sdkmetric.WithReader(sdkmetric.NewPeriodicReader(logged)),
-	)
-	cfg.Logger.Info("exporting metrics over OTLP", "protocol", proto)
-	return mp, nil
+	m := &Metrics{
+		MeterProvider: sdkmetric.NewMeterProvider(
+			sdkmetric.WithResource(res),
+			sdkmetric.WithReader(sdkmetric.NewPeriodicReader(logged)),
+		),
+		exp:       logged,
+		workloads: cfg.Workloads,
+		interval:  envMillis(envInterval, defaultInterval),
+		timeout:   envMillis(envTimeout, defaultTimeout),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	go m.run()
+	cfg.Logger.Info("exporting metrics over OTLP", "protocol", proto, "interval", m.interval)
+	return m, nil
+}
+
+// Export periods, as the SDK's periodic reader reads them.
+const (
+	envInterval     = "OTEL_METRIC_EXPORT_INTERVAL"
+	envTimeout      = "OTEL_METRIC_EXPORT_TIMEOUT"
+	defaultInterval = time.Minute
+	defaultTimeout  = 30 * time.Second
+)
+
+// envMillis reads a positive number of milliseconds from key.
+func envMillis(key string, def time.Duration) time.Duration {
+	v, err := strconv.Atoi(strings.TrimSpace(os.Getenv(key)))
+	if err != nil || v <= 0 {
+		return def
+	}
+	return time.Duration(v) * time.Millisecond
+}
+
+// run exports the workload metrics every interval until Shutdown.
+func (m *Metrics) run() {
+	defer close(m.done)
+	if m.workloads == nil {
+		<-m.stop
+		return
+	}
+	t := time.NewTicker(m.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
+			m.pushWorkloads(ctx)
+			cancel()
+		}
+	}
+}
+
+// pushWorkloads exports the workload metrics, one request per workload.
+func (m *Metrics) pushWorkloads(ctx context.Context) {
+	delta := m.exp.Temporality(sdkmetric.InstrumentKindHistogram) == metricdata.DeltaTemporality
+	for _, rm := range m.workloads(delta) {
+		if ctx.Err() != nil {
+			return
+		}
+		_ = m.exp.Export(ctx, rm) // counted and logged by loggingExporter
+	}
+}
+
+// Shutdown exports the last workload metrics, then flushes and stops the
+// meter provider and the exporter.
+func (m *Metrics) Shutdown(ctx context.Context) error {
+	var err error
+	m.once.Do(func() {
+		close(m.stop)
+		<-m.done
+		if m.workloads != nil {
+			m.pushWorkloads(ctx)
+		}
+		err = m.MeterProvider.Shutdown(ctx)
+	})
+	return err
 }
 
 func envResource(ctx context.Context, log *slog.Logger) *resource.Resource {
