@@ -94,6 +94,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	if _, err := otlpmetric.Protocol(); err != nil {
 		return &UsageError{err}
 	}
+	if err := requireCapabilities(); err != nil {
+		return err
+	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("remove memlock limit: %w", err)
 	}
@@ -198,6 +201,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	}
 	defer tracker.Close()
 
+	reg.MustRegister(newInstrumented(started))
 	st := &status{tracker: tracker, collectors: started}
 	if cfg.MetricsAddr != "" {
 		ln, err := net.Listen("tcp", cfg.MetricsAddr)

@@ -3,6 +3,7 @@ package collectors
 import (
 	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/periscope-apm/periscope/internal/ring"
 )
@@ -15,12 +16,13 @@ type Metrics struct {
 	Failed prometheus.Counter     // files that could not be attached to
 }
 
-// NewMetrics makes and registers a collector's self-metrics. counters
+// NewMetrics makes and registers a collector's self-metrics. path names
+// the attach path taken (a label of periscope_probes_attached). counters
 // returns the collector's per-CPU counter map (nil until it is loaded),
 // whose entries COUNTER_RINGBUF_DROPS and COUNTER_CALLS_LOST
 // (bpf/periscope.h) are exported as periscope_events_dropped_total and
 // periscope_calls_unmatched_total.
-func NewMetrics(name string, reg prometheus.Registerer, counters func() *ebpf.Map) *Metrics {
+func NewMetrics(name string, reg prometheus.Registerer, path func() string, counters func() *ebpf.Map) *Metrics {
 	labels := prometheus.Labels{"collector": name}
 	m := &Metrics{
 		Read: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -28,11 +30,7 @@ func NewMetrics(name string, reg prometheus.Registerer, counters func() *ebpf.Ma
 			Help:        "Events read from the kernel, by collector and type.",
 			ConstLabels: labels,
 		}, []string{"type"}),
-		Probes: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name:        "periscope_probes_attached",
-			Help:        "eBPF probes attached, by collector.",
-			ConstLabels: labels,
-		}),
+		Probes: NewProbeGauge(reg, name, path),
 		Failed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name:        "periscope_attach_failures_total",
 			Help:        "Files the collector could not attach to, by collector.",
@@ -49,9 +47,40 @@ func NewMetrics(name string, reg prometheus.Registerer, counters func() *ebpf.Ma
 			return float64(v)
 		})
 	}
-	reg.MustRegister(m.Read, m.Probes, m.Failed,
+	reg.MustRegister(m.Read, m.Failed,
 		counter("periscope_events_dropped_total", "Events the kernel could not queue because the ring buffer was full, by collector.", 0),
 		counter("periscope_calls_unmatched_total", "Return probes that fired without their entry (the entry was evicted or attached mid-call), by collector.", 1),
 	)
 	return m
+}
+
+// NewProbeGauge returns the gauge of the probes a collector has attached,
+// registered with reg as periscope_probes_attached{collector, path}, path
+// being read at each scrape (the attach path is chosen when the collector
+// starts).
+func NewProbeGauge(reg prometheus.Registerer, collector string, path func() string) prometheus.Gauge {
+	g := probeGauge{
+		Gauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "periscope_probes_attached"}),
+		desc: prometheus.NewDesc("periscope_probes_attached", "eBPF probes attached, by collector and attach path.",
+			[]string{"path"}, prometheus.Labels{"collector": collector}),
+		path: path,
+	}
+	reg.MustRegister(g)
+	return g.Gauge
+}
+
+type probeGauge struct {
+	prometheus.Gauge // not registered itself: its value is exported with the path
+	desc             *prometheus.Desc
+	path             func() string
+}
+
+func (g probeGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g probeGauge) Collect(ch chan<- prometheus.Metric) {
+	var m dto.Metric
+	if err := g.Gauge.Write(&m); err != nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, m.GetGauge().GetValue(), g.path())
 }

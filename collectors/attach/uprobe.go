@@ -26,6 +26,15 @@ type Probe struct {
 // with 100 probes took 16 ms to attach and 28 ms to detach.
 func Multi() bool { return features.HaveBPFLinkUprobeMulti() == nil }
 
+// PathName is the short name of the uprobe attach path, for metric labels:
+// "uprobe_multi" or "uprobe" (perf-event).
+func PathName(multi bool) string {
+	if multi {
+		return "uprobe_multi"
+	}
+	return "uprobe"
+}
+
 // PrepareSpec makes the uprobe programs of spec loadable for uprobe_multi
 // links when multi is set (the kernel wants the attach type at load time).
 func PrepareSpec(spec *ebpf.CollectionSpec, multi bool) {

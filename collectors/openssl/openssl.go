@@ -103,7 +103,7 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 		clock: ktime.NewClock(),
 		files: make(map[symbols.FileID]candidate),
 	}
-	c.m = collectors.NewMetrics(Name, reg, func() *ebpf.Map { return c.objs.Counters })
+	c.m = collectors.NewMetrics(Name, reg, func() string { return attach.PathName(c.multi) }, func() *ebpf.Map { return c.objs.Counters })
 	c.set = attach.NewSet(cfg.Linger, c.m.Probes)
 	return c
 }

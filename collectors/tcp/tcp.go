@@ -163,13 +163,9 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 			Name: "periscope_tcp_retransmit_owners_total",
 			Help: "Retransmissions by how their socket's owner was found: kernel (seen at connect or accept), proc (socket inode found in /proc), none (charged to no process).",
 		}, []string{"source"}),
-		attached: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name:        "periscope_probes_attached",
-			Help:        "eBPF probes attached, by collector.",
-			ConstLabels: prometheus.Labels{"collector": Name},
-		}),
 	}
-	reg.MustRegister(c.read, c.ownedBy, c.attached,
+	c.attached = collectors.NewProbeGauge(reg, Name, c.pathName)
+	reg.MustRegister(c.read, c.ownedBy,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "periscope_events_dropped_total",
 			Help:        "Events the kernel could not queue because the ring buffer was full, by collector.",
@@ -444,3 +440,12 @@ func (c *Collector) ProcessUpdated(discovery.Process, []discovery.Mapping) {}
 
 // ProcessExited implements discovery.Observer.
 func (c *Collector) ProcessExited(uint32, time.Time) {}
+
+// pathName is the attach path for metric labels: the hook in use, or
+// "none" before one is attached.
+func (c *Collector) pathName() string {
+	if c.path == "" {
+		return "none"
+	}
+	return string(c.path)
+}
