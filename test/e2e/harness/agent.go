@@ -186,7 +186,12 @@ func StartAgent(t testing.TB, bin string, args []string, env []string) *Agent {
 	}
 	defer stderr.Close()
 
-	a.cmd = exec.Command(bin, a.Args...)
+	argv := append([]string{bin}, a.Args...)
+	if caps, ok := os.LookupEnv(CapsEnv); ok {
+		argv = append(setprivArgs(LookTool(t, "setpriv"), caps), argv...)
+		t.Logf("%s=%s: the agent runs with exactly these capabilities", CapsEnv, caps)
+	}
+	a.cmd = exec.Command(argv[0], argv[1:]...)
 	a.cmd.Env = append(os.Environ(), env...)
 	a.cmd.Stdout, a.cmd.Stderr = stdout, stderr
 	// If the test binary dies, the agent must not outlive it.
@@ -221,6 +226,27 @@ func StartAgent(t testing.TB, bin string, args []string, env []string) *Agent {
 	})
 	t.Logf("agent started: pid %d, %s %s", a.PID, bin, strings.Join(a.Args, " "))
 	return a
+}
+
+// CapsEnv names the environment variable that makes StartAgent run the agent as
+// root with exactly the listed capabilities ("bpf,perfmon,sys_ptrace"; "" for
+// none) in its effective, permitted, inheritable, ambient and bounding sets, by
+// way of setpriv(1). Unset, the agent gets the test's own privileges.
+const CapsEnv = "PERISCOPE_E2E_CAPS"
+
+// setprivArgs returns the setpriv command line that runs a program as uid and
+// gid 0 with only the capabilities caps (comma-separated, "cap_" prefix and
+// case optional).
+func setprivArgs(setpriv, caps string) []string {
+	set := "-all"
+	for _, c := range strings.Split(caps, ",") {
+		c = strings.TrimPrefix(strings.ToLower(strings.TrimSpace(c)), "cap_")
+		if c != "" {
+			set += ",+" + c
+		}
+	}
+	return []string{setpriv, "--reuid=0", "--regid=0", "--clear-groups",
+		"--inh-caps=" + set, "--ambient-caps=" + set, "--bounding-set=" + set, "--"}
 }
 
 // flagValue finds --name VALUE, --name=VALUE, -name VALUE or -name=VALUE in args.
