@@ -97,9 +97,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	if err := requireCapabilities(); err != nil {
 		return err
 	}
-	if err := requireCapabilities(); err != nil {
-		return err
-	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("remove memlock limit: %w", err)
 	}
