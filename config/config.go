@@ -1,7 +1,9 @@
 // Package config holds the agent's configuration: defaults, then a YAML file
-// (--config), then command-line flags, each overriding the one before. The
-// standard OTEL_* environment variables are read by the exporters
-// themselves. Unknown keys and bad values are errors that name the key.
+// (--config), then PERISCOPE_* environment variables, then command-line
+// flags, each overriding the one before. The standard OTEL_* environment
+// variables are read by the exporters themselves. Unknown keys and bad
+// values are errors that name the key. docs/configuration.md, generated from
+// Options and descriptions, lists every key.
 package config
 
 import (
@@ -12,6 +14,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -138,23 +141,30 @@ func Default() Config {
 // ErrHelp is returned when -h or --help was asked for.
 var ErrHelp = flag.ErrHelp
 
-// Load builds the configuration of `periscope run` from its arguments.
-// Usage goes to out.
+// Load builds the configuration of `periscope run` from its arguments and
+// the process's environment. Usage goes to out.
 func Load(args []string, out io.Writer) (Config, error) {
+	return LoadEnv(args, os.Environ(), out)
+}
+
+// LoadEnv builds the configuration from the defaults, then the YAML file of
+// --config, then the PERISCOPE_* variables of environ ("KEY=value"), then
+// the other flags: each overrides the ones before. Usage goes to out.
+func LoadEnv(args []string, environ []string, out io.Writer) (Config, error) {
 	cfg := Default()
 	fs := flag.NewFlagSet("periscope run", flag.ContinueOnError)
 	fs.SetOutput(out)
-	path := fs.String("config", "", "YAML configuration `file`")
-	console := fs.String("console", "", "live spans on stdout: text, json or off (default text)")
-	metrics := fs.String("metrics-addr", "", "`address` for /metrics and /status; \"off\" disables (default 127.0.0.1:9464)")
-	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info)")
-	logFormat := fs.String("log-format", "", "text or json (default text)")
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig `file` for Kubernetes metadata (default: in-cluster config)")
-	nodeName := fs.String("node-name", "", "this node's `name` (default $NODE_NAME, then the host name)")
-	var include, exclude, routes stringList
-	fs.Var(&routes, "route-pattern", "URL path `template` for http.route, e.g. /users/{id} (repeatable)")
-	fs.Var(&include, "include-exe", "trace only executables matching `glob` (repeatable)")
-	fs.Var(&exclude, "exclude-exe", "never trace executables matching `glob` (repeatable)")
+	path := fs.String("config", "", "YAML configuration `file` (docs/configuration.md)")
+	fs.String("console", "", "live spans on stdout: text, json or off (default text)")
+	fs.String("metrics-addr", "", "`address` for /metrics and /status; \"off\" disables (default 127.0.0.1:9464)")
+	fs.String("log-level", "", "debug, info, warn or error (default info)")
+	fs.String("log-format", "", "text or json (default text)")
+	fs.String("kubeconfig", "", "kubeconfig `file` for Kubernetes metadata (default: in-cluster config)")
+	fs.String("node-name", "", "this node's `name` (default $NODE_NAME, then the host name)")
+	lists := map[string]*stringList{"route-pattern": {}, "include-exe": {}, "exclude-exe": {}}
+	fs.Var(lists["route-pattern"], "route-pattern", "URL path `template` for http.route, e.g. /users/{id} (repeatable)")
+	fs.Var(lists["include-exe"], "include-exe", "trace only executables matching `glob` (repeatable)")
+	fs.Var(lists["exclude-exe"], "exclude-exe", "never trace executables matching `glob` (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -166,28 +176,33 @@ func Load(args []string, out io.Writer) (Config, error) {
 			return cfg, err
 		}
 	}
-	set := func(dst *string, v string) {
-		if v != "" {
-			*dst = v
-		}
+	if err := cfg.applyEnv(environ); err != nil {
+		return cfg, err
 	}
-	set(&cfg.Console, *console)
-	set(&cfg.MetricsAddr, *metrics)
-	set(&cfg.LogLevel, *logLevel)
-	set(&cfg.LogFormat, *logFormat)
-	set(&cfg.Kube.Kubeconfig, *kubeconfig)
-	set(&cfg.Kube.NodeName, *nodeName)
-	if len(routes) > 0 {
-		cfg.Metrics.RoutePatterns = routes
+	byKey := make(map[string]Option)
+	for _, o := range Options() {
+		byKey[o.Key] = o
+	}
+	var flagErr error
+	fs.Visit(func(f *flag.Flag) {
+		key, ok := flags[f.Name]
+		if !ok || flagErr != nil {
+			return
+		}
+		o := byKey[key]
+		if l, ok := lists[f.Name]; ok {
+			reflect.ValueOf(&cfg).Elem().FieldByIndex(o.index).Set(reflect.ValueOf([]string(*l)))
+			return
+		}
+		if err := o.setValue(&cfg, f.Value.String()); err != nil {
+			flagErr = fmt.Errorf("%s (flag --%s): %w", key, f.Name, err)
+		}
+	})
+	if flagErr != nil {
+		return cfg, flagErr
 	}
 	if cfg.MetricsAddr == "off" {
 		cfg.MetricsAddr = ""
-	}
-	if len(include) > 0 {
-		cfg.Processes.IncludeExe = include
-	}
-	if len(exclude) > 0 {
-		cfg.Processes.ExcludeExe = exclude
 	}
 	return cfg, cfg.Validate()
 }

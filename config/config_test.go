@@ -77,7 +77,7 @@ tcp:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := Load(tt.args, io.Discard)
+			c, err := LoadEnv(tt.args, nil, io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -119,7 +119,7 @@ func TestLoadErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Load(tt.args, io.Discard)
+			_, err := LoadEnv(tt.args, nil, io.Discard)
 			if err == nil {
 				t.Fatalf("Load(%q): no error", tt.args)
 			}
