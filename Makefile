@@ -17,7 +17,7 @@ export BPF_CFLAGS := -O2 -g -Wall -Werror
 
 E2E_TIMEOUT ?= 45m
 
-.PHONY: deps generate build test unit-test e2e-test bench lint check-generated tools
+.PHONY: deps generate build test unit-test e2e-test deploy-test bench lint check-generated tools
 
 deps:
 	bash scripts/deps.sh
@@ -31,11 +31,22 @@ build:
 test: deps tools
 	$(GO) vet ./...
 	$(MAKE) --no-print-directory unit-test
+	$(MAKE) --no-print-directory deploy-test
 	$(MAKE) --no-print-directory e2e-test
 
 # Everything outside test/e2e: no root needed.
 unit-test:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/test/e2e/')
+
+# Dashboards and alert rules (deploy/): every query parses with Prometheus's
+# PromQL parser and uses only exported names (deploy/test, a module of its own
+# so the agent does not depend on prometheus/prometheus); promtool checks the
+# rules and runs their unit tests; the dashboards type-check against
+# @grafana/schema.
+deploy-test:
+	cd deploy/test && $(GO) vet ./... && $(GO) test -count=1 ./...
+	promtool check rules deploy/prometheus/alerts.yaml
+	cd deploy/prometheus/tests && promtool test rules *.yaml
 
 # End-to-end tests: real eBPF, real targets; root only, one package at a time.
 e2e-test:
