@@ -8,7 +8,7 @@
 # directory that is renamed into place at the end, so a killed build never leaves a
 # half-written binary behind; a per-tool lock (flock) serialises concurrent callers.
 #
-# Tools: jaeger hey helm benchstat
+# Tools: jaeger hey helm benchstat kube-apiserver kubectl
 set -euo pipefail
 
 CACHE="${PERISCOPE_CACHE:-$HOME/.cache/periscope}"
@@ -18,6 +18,8 @@ HEY_VERSION=v0.1.5
 HELM_VERSION=v3.22.0
 # golang.org/x/perf has no tags; pin a pseudo-version the proxy serves.
 BENCHSTAT_VERSION=v0.0.0-20260908200009-22c9c6c9d4da
+# k8s.io/kubernetes; its staging modules (k8s.io/api, client-go, ...) are v0.<minor>.<patch>.
+KUBE_VERSION=v1.33.1
 
 log() { printf 'tools.sh: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -120,6 +122,54 @@ build_hey() { go_install_into "$1" "github.com/rakyll/hey@$HEY_VERSION"; }
 build_helm() { go_install_into "$1" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"; }
 build_benchstat() { go_install_into "$1" "golang.org/x/perf/cmd/benchstat@$BENCHSTAT_VERSION"; }
 
+# ---------------------------------------------------------------------------
+# kube-apiserver, kubectl
+#
+# Built from the k8s.io/kubernetes module, which is not meant to be depended on:
+# its go.mod replaces every staging module (k8s.io/api, k8s.io/client-go, ...) with
+# ./staging/src/k8s.io/X, directories the module zip does not contain, and it ships
+# a go.work. So: copy the module dir, delete go.work, point each staging module at
+# its published version (v1.33.1 -> v0.33.1) and build with GOWORK=off -mod=mod.
+# kube-apiserver: ~170 s on 2 CPUs with a cold build cache; kubectl afterwards
+# reuses most of the compiled packages (same -trimpath build cache keys).
+# ---------------------------------------------------------------------------
+# kube_src OUT — prepares a buildable copy of k8s.io/kubernetes in OUT/src.
+kube_src() {
+	local out=$1
+	local json dir staging
+	json=$(cd "$out" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION") ||
+		die "go mod download k8s.io/kubernetes@$KUBE_VERSION failed"
+	dir=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+	[ -n "$dir" ] && [ -d "$dir" ] || die "could not find kubernetes module dir in: $json"
+	log "kubernetes: copying $dir"
+	cp -a "$dir" "$out/src"
+	chmod -R u+w "$out/src"
+	rm -f "$out/src/go.work" "$out/src/go.work.sum"
+	staging="v0.${KUBE_VERSION#v1.}"
+	# Every module the go.mod replaces with ./staging/src/k8s.io/X.
+	local mods
+	mods=$(sed -n 's#^[[:space:]]*\(k8s\.io/[^[:space:]]*\)[[:space:]]*=>[[:space:]]*\./staging/.*#\1#p' "$out/src/go.mod")
+	[ -n "$mods" ] || die "kubernetes go.mod lists no staging replacements"
+	local args=() m
+	for m in $mods; do args+=("-replace=$m=$m@$staging"); done
+	(cd "$out/src" && go mod edit "${args[@]}") >&2
+	log "kubernetes: $(printf '%s\n' "$mods" | wc -l) staging modules pinned to $staging"
+}
+
+# kube_build OUT CMD — builds ./cmd/CMD of k8s.io/kubernetes into OUT/CMD.
+kube_build() {
+	local out=$1 cmd=$2
+	kube_src "$out"
+	log "kubernetes: go build ./cmd/$cmd (takes minutes)"
+	local start=$SECONDS
+	(cd "$out/src" && go build -mod=mod -trimpath -ldflags='-s -w' -o "$out/$cmd" "./cmd/$cmd") >&2
+	log "kubernetes: $cmd built in $((SECONDS - start)) s"
+	rm -rf "$out/src"
+}
+
+build_kube-apiserver() { kube_build "$1" kube-apiserver; }
+build_kubectl() { kube_build "$1" kubectl; }
+
 # ensure TOOL VERSION BINARY — prints the path of the binary, building it if needed.
 ensure() {
 	local tool=$1 version=$2 bin=$3
@@ -162,7 +212,7 @@ ensure() {
 	printf '%s\n' "$path"
 }
 
-[ $# -gt 0 ] || die "usage: $0 TOOL... (jaeger hey helm benchstat)"
+[ $# -gt 0 ] || die "usage: $0 TOOL... (jaeger hey helm benchstat kube-apiserver kubectl)"
 
 for name in "$@"; do
 	case "$name" in
@@ -170,6 +220,8 @@ for name in "$@"; do
 	hey) ensure hey "$HEY_VERSION" hey ;;
 	helm) ensure helm "$HELM_VERSION" helm ;;
 	benchstat) ensure benchstat "$BENCHSTAT_VERSION" benchstat ;;
-	*) die "unknown tool '$name' (known: jaeger hey helm benchstat)" ;;
+	kube-apiserver) ensure kube-apiserver "$KUBE_VERSION" kube-apiserver ;;
+	kubectl) ensure kubectl "$KUBE_VERSION" kubectl ;;
+	*) die "unknown tool '$name' (known: jaeger hey helm benchstat kube-apiserver kubectl)" ;;
 	esac
 done
