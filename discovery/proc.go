@@ -153,3 +153,13 @@ func listPIDs(procRoot string) ([]uint32, error) {
 	}
 	return pids, nil
 }
+
+// Alive reports whether the process can still be reached through Root
+// (false once it has exited and been reaped).
+func (p Process) Alive() bool {
+	if p.Root == "" {
+		return false
+	}
+	_, err := os.Stat(filepath.Dir(p.Root))
+	return err == nil
+}

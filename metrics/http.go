@@ -22,7 +22,7 @@ const (
 	ServerDurationPromName = "http_server_request_duration_seconds"
 	ClientDurationPromName = "http_client_request_duration_seconds"
 	// SeriesOverflowedPromName counts series folded into the overflow
-	// series, by metric.
+	// series, by metric and service.name.
 	SeriesOverflowedPromName = "periscope_metric_series_overflowed_total"
 	// OverflowRoute is the http.route of the series holding what is over a
 	// service's series cap.
@@ -175,15 +175,13 @@ func NewHTTP(cfg HTTPConfig, reg prometheus.Registerer) (*HTTP, error) {
 		descs:      make(map[descKey]*prometheus.Desc),
 		overflowed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: SeriesOverflowedPromName,
-			Help: "Series recorded into an overflow series because their service had reached its series cap, by metric.",
-		}, []string{"metric"}),
+			Help: "Series recorded into an overflow series because their service had reached its series cap, by metric and service.",
+		}, []string{"metric", "service_name"}),
 		byProc:     make(map[*span.Process]*workload),
 		byKey:      make(map[string]*workload),
 		perService: make(map[string]int),
 		folded:     make(map[httpFoldKey]struct{}),
 	}
-	h.overflowed.WithLabelValues(ServerDurationName)
-	h.overflowed.WithLabelValues(ClientDurationName)
 	if reg != nil {
 		if err := reg.Register(h.overflowed); err != nil {
 			return nil, err
@@ -279,7 +277,7 @@ func (h *HTTP) fold(w *workload, key httpKey) {
 	if key.kind == span.Client {
 		name = ClientDurationName
 	}
-	h.overflowed.WithLabelValues(name).Inc()
+	h.overflowed.WithLabelValues(name, w.service).Inc()
 }
 
 // workload returns the workload of a process identity; h.mu is held.

@@ -174,7 +174,7 @@ func TestHTTPOverflow(t *testing.T) {
 	if fmt.Sprint(routes) != fmt.Sprint(want) {
 		t.Errorf("series %v, want %v", routes, want)
 	}
-	if got := testutil.ToFloat64(h.overflowed.WithLabelValues(ServerDurationName)); got != 7 {
+	if got := testutil.ToFloat64(h.overflowed.WithLabelValues(ServerDurationName, "nginx")); got != 7 {
 		t.Errorf("overflowed series = %v, want 7 (/page3../page9, each once)", got)
 	}
 }

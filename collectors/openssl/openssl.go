@@ -300,8 +300,9 @@ func (c *Collector) use(key attach.Key, p discovery.Process, m discovery.Mapping
 		sites = s
 		return links, err
 	})
-	if errors.Is(err, syscall.ESRCH) || errors.Is(err, os.ErrNotExist) && key.PID != 0 {
-		// The process is gone already: nothing to probe.
+	if errors.Is(err, syscall.ESRCH) || errors.Is(err, os.ErrNotExist) && (key.PID != 0 || !p.Alive()) {
+		// The process is gone already: nothing to probe (through it: the
+		// next process that maps the file attaches it).
 		c.log.Debug("process exited before attach", "file", m.Path, "pid", p.PID)
 		return
 	}

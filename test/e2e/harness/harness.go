@@ -233,3 +233,27 @@ func decodeProcAddr(s string) (string, error) {
 	}
 	return net.JoinHostPort(ip.String(), strconv.Itoa(int(port))), nil
 }
+
+// CopyExe copies the executable src (a path, or a name looked up in PATH)
+// into a fresh temporary directory as name, so that a test can have the
+// agent trace exactly its own copy (--include-exe name) and not the same
+// program run by anything else on the machine. It returns the copy's path.
+func CopyExe(t testing.TB, src, name string) string {
+	t.Helper()
+	if !strings.ContainsRune(src, '/') {
+		src = LookTool(t, src)
+	}
+	real, err := filepath.EvalSymlinks(src)
+	if err != nil {
+		t.Fatalf("CopyExe: %v", err)
+	}
+	b, err := os.ReadFile(real)
+	if err != nil {
+		t.Fatalf("CopyExe: %v", err)
+	}
+	dst := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		t.Fatalf("CopyExe: %v", err)
+	}
+	return dst
+}

@@ -17,6 +17,9 @@ import (
 
 // NginxOptions configures StartNginx. The zero value is a usable default.
 type NginxOptions struct {
+	// Exe is the nginx binary; "" means nginx from PATH. A private copy
+	// under its own name (CopyExe) lets a test trace exactly its nginx.
+	Exe string
 	// Workers is worker_processes; 0 means 2.
 	Workers int
 	// Files are extra files for the docroot, keyed by path relative to it
@@ -69,7 +72,10 @@ const NginxBigFileSize = 1 << 20
 // nginx in t.Cleanup. Its error log is copied into the test log on failure.
 func StartNginx(t testing.TB, opts NginxOptions) *Nginx {
 	t.Helper()
-	exe := LookTool(t, "nginx")
+	exe := opts.Exe
+	if exe == "" {
+		exe = LookTool(t, "nginx")
+	}
 	dir := t.TempDir()
 	n := &Nginx{
 		Exe:       exe,
