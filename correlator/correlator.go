@@ -24,8 +24,11 @@ import (
 // metadata.Processes implements it.
 type ProcessResolver interface {
 	// Process returns the identity of the process. The correlator calls
-	// it when it first sees a PID and keeps the result for the spans of
-	// that process. It may return nil.
+	// it when it first sees a PID and again for every span, so that an
+	// identity that changes (the process's Kubernetes pod deleted, say)
+	// applies to the later spans: it must be cheap, and return the same
+	// *span.Process while the identity does not change (exporters cache
+	// resources by it). It may return nil: the last identity then stays.
 	Process(pid uint32) *span.Process
 }
 
@@ -353,6 +356,17 @@ func (c *Correlator) resolve(pid uint32) *span.Process {
 		ServiceName: "unknown_service",
 		Attributes:  []attribute.KeyValue{attribute.Int64("process.pid", int64(pid))},
 	}
+}
+
+// processOf returns the identity of a connection's process for a span
+// finishing now: the resolver's current one (see ProcessResolver).
+func (c *Correlator) processOf(ps *procState) *span.Process {
+	if c.procs != nil {
+		if p := c.procs.Process(ps.pid); p != nil {
+			ps.proc = p
+		}
+	}
+	return ps.proc
 }
 
 func (c *Correlator) touch(cn *conn, t time.Time) {

@@ -32,7 +32,7 @@ func (c *Correlator) buildSpan(x *exchange, resp *httpparse.Message, end time.Ti
 		Kind:    span.Client,
 		Start:   req.Start,
 		End:     end,
-		Process: cn.ps.proc,
+		Process: c.processOf(cn.ps),
 	}
 	if server {
 		s.Kind = span.Server

@@ -1,0 +1,67 @@
+package correlator
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/periscope-apm/periscope/span"
+)
+
+// changingProcs is a resolver whose identities the test changes, as a
+// Kubernetes pod deleted changes a process's identity.
+type changingProcs struct {
+	mu    sync.Mutex
+	procs map[uint32]*span.Process
+	calls int
+}
+
+func (r *changingProcs) Process(pid uint32) *span.Process {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls++
+	return r.procs[pid]
+}
+
+func (r *changingProcs) set(pid uint32, p *span.Process) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.procs[pid] = p
+}
+
+// TestSpansFollowIdentityChanges: on one keep-alive connection (whose
+// process state the correlator keeps), each span carries the identity the
+// resolver returns when the span finishes.
+func TestSpansFollowIdentityChanges(t *testing.T) {
+	inPod := &span.Process{PID: 10, ServiceName: "web"}
+	plain := &span.Process{PID: 10, ServiceName: "nginx"}
+	res := &changingProcs{procs: map[uint32]*span.Process{10: inPod}}
+	exp := &recorder{}
+	c, err := New(DefaultConfig(), exp, res, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, c: c, exp: exp}
+	id := cid(10, 0xa)
+	h.bind(id, 5, 0, serverAddr, clientAddr)
+
+	for i, tc := range []struct {
+		set  *span.Process // identity from now on; nil: the resolver knows nothing
+		want *span.Process
+	}{
+		{inPod, inPod},
+		{plain, plain}, // the pod was deleted
+		{nil, plain},   // nil keeps the last identity
+		{inPod, inPod},
+	} {
+		res.set(10, tc.set)
+		ms := 10 * (i + 1)
+		h.read(id, 11, ms, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		h.write(id, 11, ms+1, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		spans := h.wantSpans(i + 1)
+		if got := spans[i].Process; got != tc.want {
+			t.Errorf("span %d: process %+v, want %+v", i, got, tc.want)
+		}
+	}
+}
