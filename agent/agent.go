@@ -137,6 +137,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	}
 
 	procs := metadata.NewProcesses(metadata.ProcessesConfig{})
+	resolver, stopKube, err := newKubeResolver(ctx, cfg.Kube, procs, log)
+	if err != nil {
+		return err
+	}
+	defer stopKube()
 	corr, err := correlator.New(correlator.Config{
 		IdleTimeout:          cfg.HTTP.IdleTimeout,
 		CaptureQuery:         cfg.HTTP.CaptureQuery,
@@ -145,7 +150,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		SensitiveHeaders:     cfg.HTTP.SensitiveHeaders,
 		RoutePatterns:        cfg.Metrics.RoutePatterns,
 		BindGrace:            correlator.DefaultBindGrace,
-	}, exp, procs, log, reg)
+	}, exp, resolver, log, reg)
 	if err != nil {
 		return err
 	}
@@ -168,7 +173,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		}, corr, log, reg))
 	}
 	if cfg.TCP.Enabled {
-		c, err := newTCPCollector(cfg.TCP, corr, procs, mp, log, reg)
+		c, err := newTCPCollector(cfg.TCP, corr, resolver, mp, log, reg)
 		if err != nil {
 			return err
 		}
