@@ -38,12 +38,20 @@ type env struct {
 // it is ready.
 func startAgent(t *testing.T, args ...string) *env {
 	t.Helper()
+	return startAgentOTLP(t, nil, args...)
+}
+
+// startAgentOTLP starts the agent exporting to a fresh receiver, with the
+// extra environment extra (OTEL_METRIC_EXPORT_INTERVAL, say), and waits
+// until it is ready.
+func startAgentOTLP(t *testing.T, extra []string, args ...string) *env {
+	t.Helper()
 	recv := otlpreceiver.Start(t)
-	a := startAgentEnv(t, []string{
+	a := startAgentEnv(t, append([]string{
 		"OTEL_EXPORTER_OTLP_ENDPOINT=" + recv.Endpoint(),
 		"OTEL_EXPORTER_OTLP_INSECURE=true",
 		"OTEL_BSP_SCHEDULE_DELAY=200",
-	}, args...)
+	}, extra...), args...)
 	return &env{agent: a, recv: recv}
 }
 

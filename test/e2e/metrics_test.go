@@ -26,15 +26,8 @@ type redEnv struct {
 
 func startREDEnv(t *testing.T, args ...string) *redEnv {
 	t.Helper()
-	recv := otlpreceiver.Start(t)
-	a := startAgentEnv(t, []string{
-		"OTEL_EXPORTER_OTLP_ENDPOINT=" + recv.Endpoint(),
-		"OTEL_EXPORTER_OTLP_INSECURE=true",
-		"OTEL_BSP_SCHEDULE_DELAY=200",
-		"OTEL_METRIC_EXPORT_INTERVAL=1000",
-	}, args...)
-	prom := harness.RunPrometheus(t, a.MetricsAddr)
-	return &redEnv{env: &env{agent: a, recv: recv}, prom: prom}
+	e := startAgentOTLP(t, []string{"OTEL_METRIC_EXPORT_INTERVAL=1000"}, args...)
+	return &redEnv{env: e, prom: harness.RunPrometheus(t, e.agent.MetricsAddr)}
 }
 
 // vectorByService maps a PromQL result to service_name → value.

@@ -37,14 +37,7 @@ const (
 // to an in-test OTLP receiver.
 func startTCPAgent(t *testing.T, args ...string) *env {
 	t.Helper()
-	recv := otlpreceiver.Start(t)
-	a := startAgentEnv(t, []string{
-		"OTEL_EXPORTER_OTLP_ENDPOINT=" + recv.Endpoint(),
-		"OTEL_EXPORTER_OTLP_INSECURE=true",
-		"OTEL_BSP_SCHEDULE_DELAY=200",
-		"OTEL_METRIC_EXPORT_INTERVAL=500",
-	}, args...)
-	return &env{agent: a, recv: recv}
+	return startAgentOTLP(t, []string{"OTEL_METRIC_EXPORT_INTERVAL=500"}, args...)
 }
 
 // TestTCPRetransmitsDownload: a 20 MiB HTTPS download from nginx whose
