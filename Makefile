@@ -56,8 +56,10 @@ e2e-test:
 	fi
 	$(GO) test -count=1 -p 1 -timeout $(E2E_TIMEOUT) ./test/e2e/...
 
-# Speed: nginx+TLS under wrk without and with the agent, alternated (root, ~2 min).
-# Prints a table and writes test/bench/results.md; reports figures, never asserts them.
+# Speed: nginx+TLS under wrk without and with the agent, alternated; a Go server
+# likewise; the agent with RED metrics off vs on over 1,000 routes (root, ~6-7 min).
+# Prints tables and writes test/bench/results.md and test/bench/results-metrics.md;
+# reports figures, never asserts them.
 bench: deps
 	bash test/bench/run.sh
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # test/bench/run.sh — `make bench`: nginx+TLS under wrk, without and with the
 # Periscope agent, rounds alternated in one run, plus the cost of one uprobe hit
-# on this kernel; then the same for a Go hello-world server (HTTP and HTTPS).
-# Prints tables and writes test/bench/results.md (nginx section, then Go section).
+# on this kernel; then the same for a Go hello-world server (HTTP and HTTPS);
+# then the agent with its RED metrics off vs on (MODE=metrics below).
+# Prints tables and writes test/bench/results.md (nginx section, then Go
+# section) and test/bench/results-metrics.md.
 #
 # Root only (loads eBPF programs). Exits non-zero only when something failed to
-# run; the figures are reported, never asserted. About 4–5 minutes.
+# run; the figures are reported, never asserted. About 6–7 minutes.
 #
 # Environment (all optional):
 #   ROUNDS=3        rounds per configuration (baseline, agent); MODE=go: 2
@@ -15,13 +17,19 @@
 #   THREADS=2 CONNECTIONS=50   wrk -t / -c
 #   PERISCOPE=path  use this agent binary instead of building bin/periscope
 #   OUT=path        markdown summary (default test/bench/results.md; MODE=tcp:
-#                   test/bench/results-tcp.md)
-#   MODE=agent      the nginx benchmark only (unset: MODE=agent, then MODE=go)
+#                   test/bench/results-tcp.md; MODE=metrics:
+#                   test/bench/results-metrics.md)
+#   MODE=agent      the nginx benchmark only (unset: MODE=agent, then MODE=go,
+#                   then MODE=metrics)
 #   MODE=go         the Go benchmark only: test/e2e/testdata/goapp's /hello over
 #                   HTTP and HTTPS, no agent vs the agent (--include-exe goapp);
 #                   rewrites only the Go section of results.md
 #   MODE=tcp        instead of no agent vs the agent, the agent with its TCP
 #                   collector off vs on (what the retransmit hooks cost)
+#   MODE=metrics    the agent with RED metrics off vs on (metrics.enabled), wrk
+#                   cycling over 1,000 routes (/r0 … /r999, ~1,000 live series):
+#                   agent CPU per 1,000 spans/s, RSS, live series, and the
+#                   on/off ratio of CPU per span (target: at most +10%)
 #   NEW_CONNS=1     MODE=tcp: a new TLS connection per request (wrk -H
 #                   "Connection: close"), the worst case for the TCP collector
 #   KEEP=1          keep the scratch directory (agent and nginx logs)
@@ -88,7 +96,7 @@ fi
 log "building the benchmark driver and the uprobe micro-benchmark target"
 go build -o "$WORK/benchtool" ./test/bench/benchtool
 cc -O2 -Wall -o "$WORK/callloop" test/bench/callloop.c
-MODES="${MODE:-agent go}"
+MODES="${MODE:-agent go metrics}"
 case " $MODES " in
 *" go "*)
 	log "building the Go benchmark target (test/e2e/testdata/goapp)"
@@ -113,6 +121,7 @@ run_driver() { # MODE
 	fi
 	local out="${OUT:-test/bench/results.md}"
 	[ "$mode" = tcp ] && out="${OUT:-test/bench/results-tcp.md}"
+	[ "$mode" = metrics ] && out="${OUT:-test/bench/results-metrics.md}"
 	"$WORK/benchtool" \
 		-agent "$AGENT" \
 		-work "$WORK" \

@@ -314,9 +314,8 @@ func measureGoRound(ctx context.Context, o options, bin string, srv *goServer, w
 	}
 	// Spans trail the requests: wait until they cover every request wrk
 	// counted, or stop moving (the same settling as the nginx mode).
-	e := &env{o: o}
 	spans0, _ := m0.sum("periscope_spans_total", map[string]string{"kind": "server"})
-	m1, err := e.settle(ctx, a, spans0, r.wrk.requests)
+	m1, err := settleSpans(ctx, a, spans0, r.wrk.requests)
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,8 @@ type options struct {
 	probeReps   int
 	commit      string
 	// mode "tcp" compares the agent with its TCP collector off and on
-	// (tcpmode.go) instead of no agent and the agent.
+	// (tcpmode.go), mode "metrics" with its RED metrics off and on
+	// (metricsmode.go), instead of no agent and the agent.
 	mode     string
 	newConns bool   // tcp mode: a new TLS connection per request
 	goapp    string // go mode: the built test/e2e/testdata/goapp
@@ -57,7 +58,7 @@ func main() {
 	flag.IntVar(&o.probeCalls, "probe-calls", 10000, "calls per probed run of the uprobe micro-benchmark (bare: 100x)")
 	flag.IntVar(&o.probeReps, "probe-reps", 5, "repetitions of each uprobe micro-benchmark case")
 	flag.StringVar(&o.commit, "commit", "", "the source revision being measured (for the report)")
-	flag.StringVar(&o.mode, "mode", "agent", `"agent": no agent vs the agent (nginx); "tcp": the agent with its TCP collector off vs on; "go": no agent vs the agent on a Go server`)
+	flag.StringVar(&o.mode, "mode", "agent", `"agent": no agent vs the agent (nginx); "tcp": the agent with its TCP collector off vs on; "metrics": the agent with RED metrics off vs on; "go": no agent vs the agent on a Go server`)
 	flag.BoolVar(&o.newConns, "new-conns", false, `tcp mode: wrk sends "Connection: close" (a TCP and TLS handshake per request)`)
 	flag.StringVar(&o.goapp, "goapp", "", "go mode: the goapp binary (test/e2e/testdata/goapp)")
 	flag.Parse()
@@ -75,6 +76,8 @@ func main() {
 		err = runTCPMode(ctx, o)
 	case "go":
 		err = runGoMode(ctx, o)
+	case "metrics":
+		err = runMetricsMode(ctx, o)
 	default:
 		err = fmt.Errorf("unknown -mode %q", o.mode)
 	}
@@ -306,7 +309,7 @@ func (e *env) measure(ctx context.Context, wc wrkConfig, r *round) (err error) {
 	// Spans trail the requests by the reader's timer: wait until the span
 	// count covers every request nginx served, or stops moving.
 	spans0, _ := m0.sum("periscope_spans_total", map[string]string{"kind": "server"})
-	m1, err := e.settle(ctx, a, spans0, r.nginxReqs)
+	m1, err := settleSpans(ctx, a, spans0, r.nginxReqs)
 	if err != nil {
 		return err
 	}
@@ -335,7 +338,10 @@ func (e *env) measure(ctx context.Context, wc wrkConfig, r *round) (err error) {
 	return nil
 }
 
-func (e *env) settle(ctx context.Context, a *agent, spans0 float64, want uint64) (promText, error) {
+// settleSpans waits until the agent's server span count has grown by want
+// since spans0, or stops moving, or 10 s pass: spans trail the requests by
+// the reader's timer. It returns the last scrape.
+func settleSpans(ctx context.Context, a *agent, spans0 float64, want uint64) (promText, error) {
 	var last float64 = -1
 	stable := time.Now()
 	deadline := time.Now().Add(10 * time.Second)

@@ -107,6 +107,7 @@ events {
 
 http {
     access_log off;
+    log_not_found off; # the metrics mode's /rN paths are 404s: no error line each
     sendfile on;
     keepalive_timeout 65s;
     keepalive_requests 10000000;

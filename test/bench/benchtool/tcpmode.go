@@ -54,31 +54,22 @@ func runTCPMode(ctx context.Context, o options) error {
 	defer closer.Close()
 
 	cfgs := map[bool]string{false: filepath.Join(o.work, "tcp-off.yaml"), true: filepath.Join(o.work, "tcp-on.yaml")}
-	for on, path := range cfgs {
-		if err := os.WriteFile(path, []byte(fmt.Sprintf("tcp:\n  enabled: %v\n", on)), 0o644); err != nil {
-			return err
-		}
-	}
-
-	ng := &nginx{}
-	if err := ng.setup(o.work, o.workers); err != nil {
-		return fmt.Errorf("nginx setup: %w", err)
-	}
-	defer ng.stop()
-	if err := ng.start(ctx, pidDir); err != nil {
+	if err := writeAgentConfigs(cfgs, func(on bool) string { return fmt.Sprintf("tcp:\n  enabled: %v\n", on) }); err != nil {
 		return err
 	}
-	logf("nginx %s: master %d, workers %v, %s, %s", ng.version, ng.masterPID(), ng.workerPIDs(), ng.url(), ng.tlsInfo())
+
+	ng, err := startBenchNginx(ctx, o, pidDir)
+	defer ng.stop()
+	if err != nil {
+		return err
+	}
 
 	wc := wrkConfig{threads: o.threads, connections: o.connections, url: ng.url()}
 	if o.newConns {
 		wc.header = "Connection: close"
 	}
-	if o.warmup > 0 {
-		logf("warm-up: wrk %s", strings.Join(wc.args(o.warmup), " "))
-		if _, _, err := runWrk(ctx, wc, o.warmup, pidDir); err != nil {
-			return fmt.Errorf("warm-up: %w", err)
-		}
+	if err := warmUp(ctx, o, wc, pidDir); err != nil {
+		return err
 	}
 
 	var rounds []*tcpRound
@@ -194,13 +185,7 @@ func tcpReport(o options, ng *nginx, wc wrkConfig, rounds []*tcpRound, statsHow 
 		return v
 	}
 	rps := func(r *tcpRound) float64 { return r.wrk.rps }
-	spread := func(rs []*tcpRound) float64 {
-		lo, hi := minMax(col(rs, rps))
-		if m := median(col(rs, rps)); m > 0 {
-			return 50 * (hi - lo) / m
-		}
-		return 0
-	}
+	spread := func(rs []*tcpRound) float64 { return spreadPct(col(rs, rps)) }
 	offRPS, onRPS := median(col(byCfg[false], rps)), median(col(byCfg[true], rps))
 	diff := 0.0
 	if offRPS > 0 {

@@ -118,6 +118,7 @@ type wrkConfig struct {
 	threads, connections int
 	url                  string
 	header               string // an extra request header ("Connection: close"), or ""
+	script               string // a wrk Lua script (-s), or ""
 }
 
 func (c wrkConfig) args(d time.Duration) []string {
@@ -128,6 +129,9 @@ func (c wrkConfig) args(d time.Duration) []string {
 	}
 	if c.header != "" {
 		args = append(args, "-H", c.header)
+	}
+	if c.script != "" {
+		args = append(args, "-s", c.script)
 	}
 	return append(args, "--latency", c.url)
 }
