@@ -137,7 +137,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	}
 
 	procs := metadata.NewProcesses(metadata.ProcessesConfig{})
-	resolver, stopKube, err := newKubeResolver(ctx, cfg.Kube, procs, log)
+	resolver, stopKube, err := newKubeResolver(ctx, cfg.Kube, procs, log, reg)
 	if err != nil {
 		return err
 	}

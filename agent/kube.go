@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -27,7 +28,7 @@ const kubeSyncWait = 5 * time.Second
 // metadata and a cluster is found (in-cluster config, or cfg.Kubeconfig).
 // Off a cluster with enabled "auto" it returns procs and logs one line.
 // stop ends the pod watch; it is never nil.
-func newKubeResolver(ctx context.Context, cfg config.Kube, procs *metadata.Processes, log *slog.Logger) (res kube.ProcessResolver, stop func(), err error) {
+func newKubeResolver(ctx context.Context, cfg config.Kube, procs *metadata.Processes, log *slog.Logger, reg prometheus.Registerer) (res kube.ProcessResolver, stop func(), err error) {
 	noop := func() {}
 	if cfg.Enabled == "false" {
 		return procs, noop, nil
@@ -50,7 +51,7 @@ func newKubeResolver(ctx context.Context, cfg config.Kube, procs *metadata.Proce
 	if err != nil {
 		return nil, nil, err
 	}
-	w, err := kube.NewWatcher(kube.WatcherConfig{Client: client, NodeName: node, Server: rc.Host, Logger: log})
+	w, err := kube.NewWatcher(kube.WatcherConfig{Client: client, NodeName: node, Server: rc.Host, Logger: log, Registerer: reg})
 	if err != nil {
 		return nil, nil, err
 	}

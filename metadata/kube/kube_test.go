@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -25,6 +26,27 @@ import (
 
 	"github.com/periscope-apm/periscope/span"
 )
+
+// gathered returns the value of the one series of a gauge or counter.
+func gathered(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	fams, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name || len(f.GetMetric()) != 1 {
+			continue
+		}
+		m := f.GetMetric()[0]
+		if c := m.GetCounter(); c != nil {
+			return c.GetValue()
+		}
+		return m.GetGauge().GetValue()
+	}
+	t.Fatalf("no single series %s", name)
+	return 0
+}
 
 const (
 	testNode = "node-1"
@@ -276,7 +298,7 @@ func TestDecorateReplacesProcessK8sAttributes(t *testing.T) {
 
 // startWatcher runs a Watcher on a fake client and waits until its pod
 // watch is established (the fake client loses events sent before).
-func startWatcher(t *testing.T, client *fake.Clientset) *Watcher {
+func startWatcher(t *testing.T, client *fake.Clientset, reg prometheus.Registerer) *Watcher {
 	t.Helper()
 	var once sync.Once
 	watching := make(chan struct{})
@@ -284,7 +306,7 @@ func startWatcher(t *testing.T, client *fake.Clientset) *Watcher {
 		once.Do(func() { close(watching) })
 		return false, nil, nil
 	})
-	w, err := NewWatcher(WatcherConfig{Client: client, NodeName: testNode})
+	w, err := NewWatcher(WatcherConfig{Client: client, NodeName: testNode, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +350,11 @@ func TestResolverFollowsPods(t *testing.T) {
 			[]metav1.OwnerReference{ref("ReplicaSet", "web-7d4b9c", "rs-uid")},
 			status("app", "containerd://"+cid1)),
 	)
-	w := startWatcher(t, client)
+	reg := prometheus.NewRegistry()
+	w := startWatcher(t, client, reg)
+	if n := gathered(t, reg, "periscope_kubernetes_pods"); n != 1 {
+		t.Errorf("periscope_kubernetes_pods = %v, want 1", n)
+	}
 	procs := fakeProcs{
 		10: proc(10, "nginx", "nginx", cid1, "pod-uid-1"),
 		11: proc(11, "sidecar", "sidecar", cid2, "pod-uid-1"), // container ID not in the status yet
@@ -388,7 +414,7 @@ func TestResolverFollowsPods(t *testing.T) {
 	if err := client.CoreV1().Pods(testNS).Delete(ctx, "web-7d4b9c-x1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "pod deleted", func() bool { return w.Pods() == 0 })
+	eventually(t, "pod deleted", func() bool { return gathered(t, reg, "periscope_kubernetes_pods") == 0 })
 	for _, pid := range []uint32{10, 11} {
 		if p := r.Process(pid); p != procs[pid] {
 			t.Errorf("pid %d after the pod's deletion: %v, want the base identity", pid, attrMap(p.Attributes))
@@ -411,7 +437,8 @@ func TestWatcherLogsOutageOnce(t *testing.T) {
 		return false, nil, nil
 	})
 	rec := &recordHandler{}
-	w, err := NewWatcher(WatcherConfig{Client: client, NodeName: testNode, Logger: slogNew(rec)})
+	reg := prometheus.NewRegistry()
+	w, err := NewWatcher(WatcherConfig{Client: client, NodeName: testNode, Logger: slogNew(rec), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,6 +465,9 @@ func TestWatcherLogsOutageOnce(t *testing.T) {
 	}
 	if !slices.Contains(msgs, "INFO kubernetes: the API server answers again") {
 		t.Errorf("no recovery line in %q", msgs)
+	}
+	if n := gathered(t, reg, "periscope_kubernetes_api_errors_total"); n < 3 {
+		t.Errorf("periscope_kubernetes_api_errors_total = %v, want >= 3", n)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,6 +32,9 @@ type WatcherConfig struct {
 	// Logger receives the watcher's few log lines; nil discards them.
 	// client-go's own logging goes there too, at debug level.
 	Logger *slog.Logger
+	// Registerer gets the watcher's metrics (periscope_kubernetes_pods,
+	// periscope_kubernetes_api_errors_total); nil: not registered.
+	Registerer prometheus.Registerer
 }
 
 // Watcher keeps the pods of one node, indexed by container ID and pod UID.
@@ -40,6 +44,7 @@ type Watcher struct {
 	log    *slog.Logger
 	owners OwnerLookup
 	inf    cache.SharedIndexInformer
+	errs   prometheus.Counter
 
 	mu          sync.RWMutex
 	byUID       map[string]*Pod
@@ -77,6 +82,21 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 		ctx:         context.Background(),
 	}
 	w.owners = newOwnerCache(cfg.Client, log)
+	w.errs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "periscope_kubernetes_api_errors_total",
+		Help: "Failed lists and watches of the pods of this node (the informer retries with backoff).",
+	})
+	if cfg.Registerer != nil {
+		pods := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "periscope_kubernetes_pods",
+			Help: "Pods of this node known from the Kubernetes API server.",
+		}, func() float64 { return float64(w.Pods()) })
+		for _, c := range []prometheus.Collector{pods, w.errs} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("kubernetes watcher: register metrics: %w", err)
+			}
+		}
+	}
 
 	selector := fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
 	pods := cfg.Client.CoreV1().Pods(metav1.NamespaceAll)
@@ -240,6 +260,7 @@ func (w *Watcher) watchError(_ context.Context, _ *cache.Reflector, err error) {
 		w.log.Debug("kubernetes: pod watch ended; re-listing", "err", err)
 		return
 	}
+	w.errs.Inc()
 	w.healthMu.Lock()
 	repeated := w.failing == class
 	w.failing = class
