@@ -18,9 +18,9 @@ import (
 	"github.com/periscope-apm/periscope/metadata/kube"
 )
 
-// kubeSyncWait bounds the wait for the first list of pods at start: spans
-// never wait for the API server, but those of the first seconds get their
-// pods when it answers quickly.
+// kubeSyncWait bounds the wait for the first list of pods at start (cut
+// short by a failure): spans never wait for the API server, but those of
+// the first seconds get their pods when it answers quickly.
 const kubeSyncWait = 5 * time.Second
 
 // newKubeResolver returns the process resolver of the pipeline: procs,
@@ -67,7 +67,7 @@ func newKubeResolver(ctx context.Context, cfg config.Kube, procs *metadata.Proce
 	}
 	sctx, scancel := context.WithTimeout(ctx, kubeSyncWait)
 	defer scancel()
-	if !w.WaitSynced(sctx) {
+	if !w.WaitStarted(sctx) {
 		log.Debug("kubernetes: pods not listed yet; going on without them", "waited", kubeSyncWait)
 	}
 	return kube.NewResolver(procs, w), stop, nil

@@ -446,6 +446,13 @@ func TestWatcherLogsOutageOnce(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(ctx) }()
 	defer func() { cancel(); <-done }()
+	start := time.Now()
+	if w.WaitStarted(ctx) {
+		t.Fatal("WaitStarted reports the pods indexed while the API server fails")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("WaitStarted returned after %v, want at the first failure", d)
+	}
 	eventually(t, "three failed lists", func() bool { mu.Lock(); defer mu.Unlock(); return lists >= 3 })
 	if w.Synced() {
 		t.Fatal("synced while the API server fails")

@@ -60,6 +60,9 @@ type Watcher struct {
 	healthMu sync.Mutex
 	failing  string
 	listed   bool
+	// failed is closed at the first failed list or watch.
+	failed     chan struct{}
+	failedOnce sync.Once
 }
 
 // NewWatcher returns a Watcher; Run starts it.
@@ -80,6 +83,7 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 		byUID:       make(map[string]*Pod),
 		byContainer: make(map[string]*Pod),
 		ctx:         context.Background(),
+		failed:      make(chan struct{}),
 	}
 	w.owners = newOwnerCache(cfg.Client, log)
 	w.errs = prometheus.NewCounter(prometheus.CounterOpts{
@@ -149,6 +153,22 @@ func (w *Watcher) Run(ctx context.Context) {
 // done, and reports whether it was.
 func (w *Watcher) WaitSynced(ctx context.Context) bool {
 	return cache.WaitForCacheSync(ctx.Done(), w.inf.HasSynced)
+}
+
+// WaitStarted waits until the first list of pods has been indexed, a list
+// or watch has failed (the watcher goes on retrying), or ctx is done; it
+// reports whether the pods were indexed.
+func (w *Watcher) WaitStarted(ctx context.Context) bool {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-w.failed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return w.WaitSynced(ctx)
 }
 
 // Synced reports whether the first list of pods has been indexed.
@@ -261,6 +281,7 @@ func (w *Watcher) watchError(_ context.Context, _ *cache.Reflector, err error) {
 		return
 	}
 	w.errs.Inc()
+	w.failedOnce.Do(func() { close(w.failed) })
 	w.healthMu.Lock()
 	repeated := w.failing == class
 	w.failing = class
