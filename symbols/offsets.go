@@ -80,7 +80,39 @@ type Offsets struct {
 
 	// runtime.g: the goroutine, in R14 (amd64) or X28 (arm64).
 	GGoid int64 `go:"runtime.g,goid"` // 64-bit goroutine ID
+
+	// Request.Header, a map[string][]string, as bucket maps (runtime.hmap,
+	// Go ≤ 1.23 and GOEXPERIMENT=noswissmap) lay it out: the hmap and the
+	// linker's DWARF type of its buckets, bucket<string,[]string> (8 tophash
+	// bytes, 8 keys, 8 values, the overflow pointer). Absent from Go ≥ 1.24.
+	HmapFlags      int64 `go:"runtime.hmap,flags,optional"`               // uint8; 8: same-size growth
+	HmapB          int64 `go:"runtime.hmap,B,optional"`                   // uint8, log2 of the bucket count
+	HmapBuckets    int64 `go:"runtime.hmap,buckets,optional"`             // *bucket
+	HmapOldbuckets int64 `go:"runtime.hmap,oldbuckets,optional"`          // *bucket, non-nil while growing
+	BucketTophash  int64 `go:"bucket<string,[]string>,tophash,optional"`  // [8]uint8
+	BucketKeys     int64 `go:"bucket<string,[]string>,keys,optional"`     // [8]string
+	BucketValues   int64 `go:"bucket<string,[]string>,values,optional"`   // [8][]string
+	BucketOverflow int64 `go:"bucket<string,[]string>,overflow,optional"` // *bucket
+	BucketSize     int64 `go:"bucket<string,[]string>,#size,optional"`    // bytes of one bucket
+	// The same map as swiss tables (internal/runtime/maps, Go ≥ 1.24): a
+	// Map whose dirPtr is one group when dirLen is 0, else an array of
+	// dirLen *table (a table may fill several consecutive entries), each
+	// table an array of lengthMask+1 groups; a group is a control word (one
+	// byte per slot, high bit clear when the slot is full) and 8 slots of
+	// {key string, elem []string}. Absent before Go 1.24.
+	SwissMapDirPtr        int64 `go:"internal/runtime/maps.Map,dirPtr,optional"`                 // unsafe.Pointer
+	SwissMapDirLen        int64 `go:"internal/runtime/maps.Map,dirLen,optional"`                 // int
+	SwissTableGroups      int64 `go:"internal/runtime/maps.table,groups,optional"`               // groupsReference
+	SwissGroupsData       int64 `go:"internal/runtime/maps.groupsReference,data,optional"`       // unsafe.Pointer
+	SwissGroupsLengthMask int64 `go:"internal/runtime/maps.groupsReference,lengthMask,optional"` // uint64
+	SwissGroupCtrl        int64 `go:"noalg.map.group[string][]string,ctrl,optional"`             // uint64, 8 control bytes
+	SwissGroupSlots       int64 `go:"noalg.map.group[string][]string,slots,optional"`            // [8]struct{key string; elem []string}
+	SwissGroupSize        int64 `go:"noalg.map.group[string][]string,#size,optional"`            // bytes of one group
 }
+
+// SizeField is the pseudo field name of an Offsets tag that stands for the
+// byte size of the struct itself rather than a member's offset.
+const SizeField = "#size"
 
 // OffsetField names one field of Offsets: Struct and Field as DWARF names
 // them, and whether a supported Go version may lack it.
@@ -97,10 +129,11 @@ func OffsetFields() []OffsetField {
 	out := make([]OffsetField, 0, t.NumField())
 	for i := 0; i < t.NumField(); i++ {
 		sf := t.Field(i)
-		parts := strings.Split(sf.Tag.Get("go"), ",")
-		f := OffsetField{Name: sf.Name, Struct: parts[0], Field: parts[1]}
-		f.Optional = len(parts) > 2 && parts[2] == "optional"
-		out = append(out, f)
+		// Struct names may contain commas (bucket<string,[]string>):
+		// the field is after the last comma but for ",optional".
+		tag, optional := strings.CutSuffix(sf.Tag.Get("go"), ",optional")
+		i := strings.LastIndexByte(tag, ',')
+		out = append(out, OffsetField{Name: sf.Name, Struct: tag[:i], Field: tag[i+1:], Optional: optional})
 	}
 	return out
 }
@@ -221,6 +254,13 @@ func readStructOffsets(d *dwarf.Data, want map[string]map[string]int64) (map[str
 		if e.Tag != dwarf.TagStructType || !ok || done[name] {
 			r.SkipChildren()
 			continue
+		}
+		if _, ok := fields[SizeField]; ok {
+			size, ok := e.Val(dwarf.AttrByteSize).(int64)
+			if !ok {
+				return nil, fmt.Errorf("DWARF struct %s has no constant size", name)
+			}
+			fields[SizeField] = size
 		}
 		for {
 			m, err := r.Next()

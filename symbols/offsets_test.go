@@ -111,3 +111,39 @@ func main() {
 		t.Errorf("Offsets = %v, differing from the table:\n%s", err, offsetsDiff(o, table))
 	}
 }
+
+// TestOffsetFieldsTags: struct names may contain commas (the linker's
+// bucket<string,[]string>), and "#size" stands for a struct's size.
+func TestOffsetFieldsTags(t *testing.T) {
+	want := map[string]OffsetField{
+		"RequestMethod":  {Name: "RequestMethod", Struct: "net/http.Request", Field: "Method"},
+		"RequestPattern": {Name: "RequestPattern", Struct: "net/http.Request", Field: "Pattern", Optional: true},
+		"BucketKeys":     {Name: "BucketKeys", Struct: "bucket<string,[]string>", Field: "keys", Optional: true},
+		"BucketSize":     {Name: "BucketSize", Struct: "bucket<string,[]string>", Field: SizeField, Optional: true},
+		"SwissGroupSize": {Name: "SwissGroupSize", Struct: "noalg.map.group[string][]string", Field: SizeField, Optional: true},
+	}
+	for _, f := range OffsetFields() {
+		if w, ok := want[f.Name]; ok {
+			if f != w {
+				t.Errorf("%s: %+v, want %+v", f.Name, f, w)
+			}
+			delete(want, f.Name)
+		}
+	}
+	for name := range want {
+		t.Errorf("no field %s", name)
+	}
+}
+
+// TestOffsetsTableMaps: every row has the offsets of one map layout for
+// Request.Header, bucket maps before Go 1.24 and swiss tables from it.
+func TestOffsetsTableMaps(t *testing.T) {
+	for _, e := range OffsetsTable() {
+		swiss := !e.From.Less(GoVersion{Major: 1, Minor: 24})
+		hasBuckets := e.Offsets.BucketSize > 0 && e.Offsets.HmapBuckets != Absent
+		hasSwiss := e.Offsets.SwissGroupSize > 0 && e.Offsets.SwissMapDirPtr != Absent
+		if hasSwiss != swiss || hasBuckets == swiss {
+			t.Errorf("%v: bucket offsets %v, swiss offsets %v", e.From, hasBuckets, hasSwiss)
+		}
+	}
+}
