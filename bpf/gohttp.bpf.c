@@ -10,7 +10,8 @@
  *
  * Server, two hits per request, no return probe:
  *   net/http.serverHandler.ServeHTTP(sh, rw ResponseWriter, req *Request)
- *     start: the span's ID, the connection's 4-tuple.
+ *     start: the span's ID, the connection's 4-tuple, the request's
+ *     Traceparent header.
  *   net/http.(*response).finishRequest(w)
  *     end: method, path, host, status, sizes from w and w.req.
  * Client: net/http.(*persistConn).roundTrip(pc, treq) at entry (start, with
@@ -163,20 +164,293 @@ static __always_inline void mark_process(void)
 	}
 }
 
-static __always_inline void emit_start(__u32 kind, __u64 id, __u64 parent, __u64 g, __s32 fd, bool tls)
+/* emit_start completes e (zeroed, or with its header fields filled) and
+ * sends it. */
+static __always_inline void emit_start(struct request_start_event *e, __u32 kind, __u64 id, __u64 parent,
+				       __u64 g, __s32 fd, bool tls)
 {
 	mark_process();
-	struct request_start_event e = {};
-	fill_header(&e.hdr, EVENT_REQUEST_START);
-	e.id = id;
-	e.parent = parent;
-	e.goroutine = g;
-	e.kind = kind;
-	e.fd = fd;
-	e.tls = tls;
+	fill_header(&e->hdr, EVENT_REQUEST_START);
+	e->id = id;
+	e->parent = parent;
+	e->goroutine = g;
+	e->kind = kind;
+	e->fd = fd;
+	e->tls = tls;
 	if (fd >= 0)
-		sock_tuple(fd, &e.tuple);
-	output(&e, sizeof(e));
+		sock_tuple(fd, &e->tuple);
+	output(e, sizeof(*e));
+}
+
+/*
+ * The incoming request's Traceparent header: a search of Request.Header, a
+ * Go map[string][]string, for the canonical key "Traceparent" (net/textproto
+ * canonicalises every incoming key), whose first value is copied into the
+ * start record. Go's hash is not computed: every full slot's key is compared
+ * by length and bytes. One bucket (Go <= 1.23) or group (Go >= 1.24) is
+ * searched per bpf_loop step, so that the verifier checks one step rather
+ * than every combination of steps; at most MAP_MAX_BLOCKS are searched per
+ * request, which covers header maps of up to 52 (buckets) or 56 (groups)
+ * entries, more than requests usually carry. A bigger map is searched in
+ * part and the record says so (HEADER_BOUND).
+ *
+ * Only what the runtime has written is read: the control word or tophash
+ * bytes first, then the keys of full slots one by one. Go does not zero
+ * memory fresh from the kernel, so the unused parts of a bucket or group
+ * array may lie on pages never touched, which bpf_probe_read_user cannot
+ * fault in (a whole-group read failed for ~1 request in 10 with 20 headers).
+ */
+#define MAP_SLOTS 8
+#define MAP_MAX_BLOCKS 8
+#define GO_STRING_SIZE 16
+#define GO_SLICE_SIZE 24
+#define TOPHASH_MIN 5         /* runtime.minTopHash: below it a bucket slot is empty or evacuated */
+#define TOPHASH_EMPTY_REST 0  /* this and every later slot of the bucket chain are empty */
+#define HMAP_SAME_SIZE_GROW 8 /* runtime.sameSizeGrow, in hmap.flags */
+#define CTRL_EMPTY_BIT 0x80   /* a swiss control byte with the high bit set: empty or deleted */
+#define SEARCHING 0xff        /* map_search.result while the search goes on */
+
+static const char traceparent_key[] = "Traceparent";
+#define TRACEPARENT_KEY_LEN (sizeof(traceparent_key) - 1)
+
+/* The state of one search, kept per CPU between bpf_loop steps. */
+struct map_search {
+	__u32 index;  /* the binary's entry in offsets */
+	__u32 result; /* enum header_lookup, or SEARCHING */
+	__u64 value;  /* address of the found []string */
+	/* buckets: the bucket array being walked, its length, the next
+	 * index, the bucket to search next (an overflow), the old array. */
+	__u64 base, count, i, cur, old;
+	__u32 in_old, same_size;
+	/* swiss: the directory, its length, the next entry, the current
+	 * table and its groups, the next group. */
+	__u64 dir, table, groups, ngroups, g;
+	__s64 dir_len, d;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct map_search);
+} map_scratch SEC(".maps");
+
+/* key_matches tells whether the Go string at addr is "Traceparent": 1 yes,
+ * 0 no, -1 it could not be read. */
+static __always_inline int key_matches(__u64 addr)
+{
+	struct {
+		__u64 ptr;
+		__s64 len;
+	} str = {};
+	if (bpf_probe_read_user(&str, sizeof(str), (void *)addr) != 0)
+		return -1;
+	if (str.len != TRACEPARENT_KEY_LEN)
+		return 0;
+	char k[TRACEPARENT_KEY_LEN] = {};
+	if (bpf_probe_read_user(k, sizeof(k), (void *)str.ptr) != 0)
+		return -1;
+	for (int i = 0; i < TRACEPARENT_KEY_LEN; i++)
+		if (k[i] != traceparent_key[i])
+			return 0;
+	return 1;
+}
+
+/* search_slot compares one full slot's key and ends the search (returns 1)
+ * when it matches or cannot be read. */
+static __always_inline long search_slot(struct map_search *ms, __u64 key, __u64 value)
+{
+	int r = key_matches(key);
+	if (r < 0) {
+		ms->result = HEADER_FAULT;
+		return 1;
+	}
+	if (r) {
+		ms->value = value;
+		ms->result = HEADER_FOUND;
+		return 1;
+	}
+	return 0;
+}
+
+static __always_inline long stop(struct map_search *ms, __u32 result)
+{
+	ms->result = result;
+	return 1;
+}
+
+/* bucket_step searches one bucket of a runtime.hmap: the buckets and their
+ * overflow chains, then, while the map grows, the old buckets (their slots
+ * not yet moved still have a tophash of at least TOPHASH_MIN; moved ones
+ * are marked evacuated, so no entry is seen twice). */
+static long bucket_step(__u64 step, void *ctx)
+{
+	__u32 zero = 0;
+	struct map_search *ms = bpf_map_lookup_elem(&map_scratch, &zero);
+	if (!ms)
+		return 1;
+	struct go_offsets *o = bpf_map_lookup_elem(&offsets, &ms->index);
+	if (!o)
+		return stop(ms, HEADER_FAULT);
+	if (!ms->cur) {
+		if (ms->i >= ms->count) {
+			if (ms->in_old || !ms->old)
+				return stop(ms, HEADER_ABSENT);
+			ms->in_old = 1;
+			ms->base = ms->old;
+			if (!ms->same_size)
+				ms->count >>= 1;
+			ms->i = 0;
+		}
+		if (!ms->base)
+			return stop(ms, HEADER_ABSENT); /* an empty map may have no buckets */
+		ms->cur = ms->base + ms->i * o->bucket_size;
+		ms->i++;
+	}
+	__u64 b = ms->cur;
+	ms->cur = 0;
+	__u8 top[MAP_SLOTS] = {};
+	/* A bucket whose page was never touched holds nothing: its tophash
+	 * bytes are zero (TOPHASH_EMPTY_REST), as Go left the fresh memory. */
+	if (bpf_probe_read_user(top, sizeof(top), (void *)(b + o->bucket_tophash)) != 0)
+		return 0;
+	for (__u64 s = 0; s < MAP_SLOTS; s++) {
+		if (top[s] == TOPHASH_EMPTY_REST)
+			return 0; /* nothing more in this chain */
+		if (top[s] < TOPHASH_MIN)
+			continue;
+		if (search_slot(ms, b + o->bucket_keys + s * GO_STRING_SIZE, b + o->bucket_values + s * GO_SLICE_SIZE))
+			return 1;
+	}
+	ms->cur = read_ptr(b, o->bucket_overflow);
+	return 0;
+}
+
+/* swiss_step searches one group of an internal/runtime/maps.Map: the only
+ * group when its directory is empty (small maps), else every group of
+ * every table of the directory (consecutive entries may name the same
+ * table). */
+static long swiss_step(__u64 step, void *ctx)
+{
+	__u32 zero = 0;
+	struct map_search *ms = bpf_map_lookup_elem(&map_scratch, &zero);
+	if (!ms)
+		return 1;
+	struct go_offsets *o = bpf_map_lookup_elem(&offsets, &ms->index);
+	if (!o)
+		return stop(ms, HEADER_FAULT);
+	/* Find the next table; a repeated one costs a step. */
+	if (ms->g >= ms->ngroups) {
+		if (ms->d >= ms->dir_len)
+			return stop(ms, HEADER_ABSENT);
+		__u64 t = read_ptr(ms->dir, ms->d * 8);
+		ms->d++;
+		if (!t)
+			return stop(ms, HEADER_FAULT);
+		if (t == ms->table)
+			return 0;
+		ms->table = t;
+		__u64 mask = 0;
+		ms->groups = read_ptr(t, o->swiss_table_groups + o->swiss_groups_data);
+		if (bpf_probe_read_user(&mask, sizeof(mask),
+					(void *)(t + o->swiss_table_groups + o->swiss_groups_length_mask)) != 0 ||
+		    !ms->groups)
+			return stop(ms, HEADER_FAULT);
+		ms->ngroups = mask + 1;
+		ms->g = 0;
+	}
+	__u64 size = o->swiss_group_size;
+	__u64 grp = ms->groups + ms->g * size;
+	ms->g++;
+	__u64 ctrl = 0;
+	if (bpf_probe_read_user(&ctrl, sizeof(ctrl), (void *)(grp + o->swiss_group_ctrl)) != 0)
+		return stop(ms, HEADER_FAULT); /* the runtime writes every group's control word */
+	__u64 slot_size = (size - o->swiss_group_slots) / MAP_SLOTS;
+	for (__u64 s = 0; s < MAP_SLOTS; s++) {
+		if ((ctrl >> (s * 8)) & CTRL_EMPTY_BIT)
+			continue;
+		__u64 slot = grp + o->swiss_group_slots + s * slot_size;
+		if (search_slot(ms, slot, slot + GO_STRING_SIZE))
+			return 1;
+	}
+	if (ms->g >= ms->ngroups && ms->d >= ms->dir_len)
+		return stop(ms, HEADER_ABSENT);
+	return 0;
+}
+
+/* find_traceparent searches the headers of the *Request req and copies the
+ * first Traceparent value into e. It returns enum header_lookup. */
+static __always_inline __u32 find_traceparent(struct go_offsets *o, __u32 index, __u64 req,
+					      struct request_start_event *e)
+{
+	if (o->header_map == GO_MAP_NONE || o->request_header < 0)
+		return HEADER_NOT_SEARCHED;
+	__u64 m = read_ptr(req, o->request_header);
+	if (!m)
+		return HEADER_ABSENT;
+	__u32 zero = 0;
+	struct map_search *ms = bpf_map_lookup_elem(&map_scratch, &zero);
+	if (!ms)
+		return HEADER_FAULT;
+	__builtin_memset(ms, 0, sizeof(*ms));
+	ms->index = index;
+	ms->result = SEARCHING;
+	if (o->header_map == GO_MAP_BUCKETS) {
+		__u8 b = 0, flags = 0;
+		if (bpf_probe_read_user(&b, 1, (void *)(m + o->hmap_b)) != 0 ||
+		    bpf_probe_read_user(&flags, 1, (void *)(m + o->hmap_flags)) != 0 || b > 30)
+			return HEADER_FAULT;
+		ms->count = 1ULL << b;
+		ms->base = read_ptr(m, o->hmap_buckets);
+		ms->old = read_ptr(m, o->hmap_oldbuckets);
+		ms->same_size = (flags & HMAP_SAME_SIZE_GROW) != 0;
+		bpf_loop(MAP_MAX_BLOCKS, bucket_step, 0, 0);
+		/* All steps used: done only if nothing is left to read. */
+		if (ms->result == SEARCHING && !ms->cur && ms->i >= ms->count && (ms->in_old || !ms->old))
+			ms->result = HEADER_ABSENT;
+	} else if (o->header_map == GO_MAP_SWISS) {
+		if (bpf_probe_read_user(&ms->dir_len, sizeof(ms->dir_len), (void *)(m + o->swiss_dir_len)) != 0)
+			return HEADER_FAULT;
+		ms->dir = read_ptr(m, o->swiss_dir_ptr);
+		if (!ms->dir)
+			return HEADER_ABSENT;
+		if (ms->dir_len <= 0) {
+			/* A small map: dir is its only group. */
+			ms->groups = ms->dir;
+			ms->ngroups = 1;
+			ms->dir_len = 0;
+		}
+		bpf_loop(MAP_MAX_BLOCKS, swiss_step, 0, 0);
+	} else {
+		return HEADER_NOT_SEARCHED;
+	}
+	if (ms->result == SEARCHING)
+		return HEADER_BOUND;
+	if (ms->result != HEADER_FOUND)
+		return ms->result;
+	/* The value, a []string: its first string. A Traceparent key
+	 * without a value gives an empty one. */
+	struct {
+		__u64 arr;
+		__s64 len;
+	} slice = {};
+	if (bpf_probe_read_user(&slice, sizeof(slice), (void *)ms->value) != 0)
+		return HEADER_FAULT;
+	if (slice.len <= 0 || !slice.arr)
+		return HEADER_FOUND;
+	struct {
+		__u64 ptr;
+		__s64 len;
+	} v = {};
+	if (bpf_probe_read_user(&v, sizeof(v), (void *)slice.arr) != 0)
+		return HEADER_FAULT;
+	if (v.len <= 0 || !v.ptr)
+		return HEADER_FOUND;
+	__u32 c = v.len > TRACEPARENT_CAP ? TRACEPARENT_CAP : (__u32)v.len;
+	if (bpf_probe_read_user(e->traceparent, c, (void *)v.ptr) != 0)
+		return HEADER_FAULT;
+	e->traceparent_len = v.len > 0xffff ? 0xffff : (__u16)v.len;
+	return HEADER_FOUND;
 }
 
 static __always_inline struct request_end_event *end_event(__u32 kind, __u64 id)
@@ -223,9 +497,11 @@ int go_serve_http(struct pt_regs *ctx)
 	struct server_req s = {.id = new_id(), .resp = GO_ARG3(ctx)};
 	bpf_map_update_elem(&servers, &k, &s, BPF_ANY);
 
+	struct request_start_event e = {};
+	e.header_lookup = find_traceparent(o, (__u32)bpf_get_attach_cookie(ctx), GO_ARG4(ctx), &e);
 	__u64 conn = read_ptr(s.resp, o->response_conn);
 	bool tls = read_ptr(conn, o->conn_tls_state) != 0;
-	emit_start(REQUEST_SERVER, s.id, 0, k.g, conn ? conn_fd(o, conn, o->conn_rwc, tls) : -1, tls);
+	emit_start(&e, REQUEST_SERVER, s.id, 0, k.g, conn ? conn_fd(o, conn, o->conn_rwc, tls) : -1, tls);
 	return 0;
 }
 
@@ -276,7 +552,8 @@ int go_round_trip(struct pt_regs *ctx)
 	if (s)
 		parent = s->id;
 	bool tls = read_ptr(c.pc, o->persist_conn_tls_state) != 0;
-	emit_start(REQUEST_CLIENT, c.id, parent, k.g, conn_fd(o, c.pc, o->persist_conn_conn, tls), tls);
+	struct request_start_event e = {};
+	emit_start(&e, REQUEST_CLIENT, c.id, parent, k.g, conn_fd(o, c.pc, o->persist_conn_conn, tls), tls);
 	return 0;
 }
 

@@ -105,6 +105,20 @@ enum request_kind {
 #define REQ_HOST_CAP 128
 #define REQ_QUERY_CAP 128
 
+/* Bytes of the incoming traceparent header kept: its version 00 form has
+ * 55; later versions may append fields, which the parser does not need. */
+#define TRACEPARENT_CAP 64
+
+/* request_start_event.header_lookup: how the server's search of its
+ * request's headers for Traceparent ended. */
+enum header_lookup {
+	HEADER_NOT_SEARCHED = 0, /* client requests; binaries without map offsets */
+	HEADER_FOUND = 1,
+	HEADER_ABSENT = 2,   /* every slot was searched */
+	HEADER_BOUND = 3,    /* not found in the slots searched: the map is bigger than the bound */
+	HEADER_FAULT = 4,    /* a read of the program's memory failed */
+};
+
 struct request_start_event {
 	struct event_header hdr;
 	__u64 id;        /* the span's ID */
@@ -115,6 +129,10 @@ struct request_start_event {
 	__u32 tls;       /* the connection is TLS */
 	__u32 _pad;
 	struct tuple tuple;
+	__u32 header_lookup;   /* enum header_lookup */
+	__u16 traceparent_len; /* the first Traceparent value's length; may exceed TRACEPARENT_CAP */
+	__u16 _pad2;
+	char traceparent[TRACEPARENT_CAP];
 };
 
 struct request_end_event {
@@ -164,6 +182,33 @@ struct go_offsets {
 	__s64 net_conn_fd;
 	__s64 netfd_pfd;
 	__s64 pollfd_sysfd;
+	/* Request.Header, a map[string][]string (symbols.Offsets has the
+	 * layouts): header_map says which layout the binary's maps have. */
+	__s64 request_header;
+	__s64 header_map; /* enum go_map_layout */
+	__s64 hmap_flags;
+	__s64 hmap_b;
+	__s64 hmap_buckets;
+	__s64 hmap_oldbuckets;
+	__s64 bucket_tophash;
+	__s64 bucket_keys;
+	__s64 bucket_values;
+	__s64 bucket_overflow;
+	__s64 bucket_size;
+	__s64 swiss_dir_ptr;
+	__s64 swiss_dir_len;
+	__s64 swiss_table_groups;
+	__s64 swiss_groups_data;
+	__s64 swiss_groups_length_mask;
+	__s64 swiss_group_ctrl;
+	__s64 swiss_group_slots;
+	__s64 swiss_group_size;
+};
+
+enum go_map_layout {
+	GO_MAP_NONE = 0,    /* headers are not searched */
+	GO_MAP_BUCKETS = 1, /* runtime.hmap: Go <= 1.23, GOEXPERIMENT=noswissmap */
+	GO_MAP_SWISS = 2,   /* internal/runtime/maps: Go >= 1.24 */
 };
 
 struct proc_event {

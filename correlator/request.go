@@ -70,9 +70,23 @@ func (c *Correlator) RequestStart(r events.RequestStart) {
 		spanID: spanIDOf(r.ID),
 		whole:  key,
 	}
-	if r.Kind == events.RequestClient && r.Parent != 0 {
-		if p := c.whole[wholeKey{r.PID, r.Parent}]; p != nil && !p.done {
-			x.parent = p
+	switch r.Kind {
+	case events.RequestClient:
+		if r.Parent != 0 {
+			if p := c.whole[wholeKey{r.PID, r.Parent}]; p != nil && !p.done {
+				x.parent = p
+			}
+		}
+	case events.RequestServer:
+		// The caller's traceparent makes its span the remote parent. It
+		// wins over the link to a client request traced on this node
+		// (linkByTuple leaves such a server request's parent alone),
+		// as on the byte-stream path: the header is what the caller
+		// declared, usually from its own instrumentation, whose spans
+		// the rest of the trace hangs from; when the caller is traced
+		// here and sends no header, the 4-tuple link still applies.
+		if tid, sid, ok := parseTraceParent(r.TraceParent); ok {
+			x.hasRemote, x.remoteTrace, x.remoteSpan = true, tid, sid
 		}
 	}
 	if old := c.whole[key]; old != nil {

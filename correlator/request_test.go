@@ -2,6 +2,7 @@ package correlator
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/periscope-apm/periscope/events"
@@ -131,5 +132,81 @@ func TestWholeExitAndUnmatched(t *testing.T) {
 	}
 	if h.c.Connections() != 0 || len(h.c.whole) != 0 {
 		t.Errorf("state left after exit: %d connections, %d requests", h.c.Connections(), len(h.c.whole))
+	}
+}
+
+// TestWholeServerTraceParent: a Go server request whose probe found a
+// traceparent header continues that trace; anything else starts a new one.
+func TestWholeServerTraceParent(t *testing.T) {
+	const (
+		tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+		sid = "00f067aa0ba902b7"
+	)
+	tests := []struct {
+		name   string
+		header string
+		remote bool
+	}{
+		{"version 00", "00-" + tid + "-" + sid + "-01", true},
+		{"not sampled", "00-" + tid + "-" + sid + "-00", true},
+		{"later version with more fields", "cc-" + tid + "-" + sid + "-01-what-the-future-holds", true},
+		{"later version cut at 64 bytes", ("cc-" + tid + "-" + sid + "-01-" + "0123456789abcdef")[:64], true},
+		{"absent", "", false},
+		{"version ff", "ff-" + tid + "-" + sid + "-01", false},
+		{"version 00 with extra fields", "00-" + tid + "-" + sid + "-01-x", false},
+		{"upper-case hex", "00-" + strings.ToUpper(tid) + "-" + sid + "-01", false},
+		{"zero trace ID", "00-00000000000000000000000000000000-" + sid + "-01", false},
+		{"zero span ID", "00-" + tid + "-0000000000000000-01", false},
+		{"short", "00-" + tid + "-" + sid, false},
+		{"bad separator", "00_" + tid + "-" + sid + "-01", false},
+		{"not hex flags", "00-" + tid + "-" + sid + "-zz", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, DefaultConfig())
+			h.c.RequestStart(events.RequestStart{PID: 7, ID: 1, Kind: events.RequestServer, Time: at(1), FD: 5,
+				Tuple: tuple(serverAddr, clientAddr), TraceParent: tc.header})
+			h.end(7, 1, events.RequestServer, 2, "GET", "/", 200)
+			s := h.wantSpans(1)[0]
+			got := s.TraceID.String() == tid && s.ParentSpanID.String() == sid && s.RemoteParent
+			if got != tc.remote {
+				t.Errorf("trace %s parent %s remote %v; want the header's: %v", s.TraceID, s.ParentSpanID, s.RemoteParent, tc.remote)
+			}
+			if !tc.remote && (s.ParentSpanID.IsValid() || !s.TraceID.IsValid() || s.TraceID.String() == tid) {
+				t.Errorf("trace %s parent %s, want a new trace without parent", s.TraceID, s.ParentSpanID)
+			}
+		})
+	}
+}
+
+// TestWholeTraceParentWinsOverTuple: a Go client and a Go server on this
+// node, on the two ends of one connection, and the client's request
+// carries a traceparent naming another span (its own instrumentation's):
+// the server span continues the declared trace; without the header, it is
+// the child of the client span.
+func TestWholeTraceParentWinsOverTuple(t *testing.T) {
+	const header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, withHeader := range []bool{true, false} {
+		h := newHarness(t, DefaultConfig())
+		h.start(1, 10, 0, events.RequestClient, 1, 6, tuple("127.0.0.1:50001", "127.0.0.1:8080"))
+		tp := ""
+		if withHeader {
+			tp = header
+		}
+		h.c.RequestStart(events.RequestStart{PID: 2, ID: 20, Kind: events.RequestServer, Time: at(2), FD: 4,
+			Tuple: tuple("127.0.0.1:8080", "127.0.0.1:50001"), TraceParent: tp})
+		h.end(2, 20, events.RequestServer, 3, "GET", "/b", 200)
+		h.end(1, 10, events.RequestClient, 4, "GET", "/b", 200)
+		m := byName(h.wantSpans(2))
+		sv, cl := m["GET /b server"], m["GET /b client"]
+		if sv == nil || cl == nil {
+			t.Fatalf("spans %v", m)
+		}
+		switch {
+		case withHeader && (sv.TraceID.String() != header[3:35] || sv.ParentSpanID.String() != header[36:52] || !sv.RemoteParent):
+			t.Errorf("with traceparent: server trace %s parent %s, want the header's", sv.TraceID, sv.ParentSpanID)
+		case !withHeader && (sv.ParentSpanID != cl.SpanID || sv.TraceID != cl.TraceID || !sv.RemoteParent):
+			t.Errorf("without traceparent: server trace %s parent %s, want the remote child of %s", sv.TraceID, sv.ParentSpanID, cl.SpanID)
+		}
 	}
 }

@@ -204,6 +204,10 @@ type RequestStart struct {
 	FD    int32
 	Tuple Tuple
 	TLS   bool
+	// TraceParent is the first value of the incoming request's
+	// traceparent header as the probe found it (server requests; "" when
+	// there is none or it was not searched), possibly cut at 64 bytes.
+	TraceParent string
 }
 
 // RequestEnd completes the request started with the same PID and ID.

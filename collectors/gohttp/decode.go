@@ -30,6 +30,10 @@ var (
 	offStartFD     = unsafe.Offsetof(gohttpRequestStartEvent{}.Fd)
 	offStartTLS    = unsafe.Offsetof(gohttpRequestStartEvent{}.Tls)
 	offStartTuple  = unsafe.Offsetof(gohttpRequestStartEvent{}.Tuple)
+	offStartLookup = unsafe.Offsetof(gohttpRequestStartEvent{}.HeaderLookup)
+	offStartTPLen  = unsafe.Offsetof(gohttpRequestStartEvent{}.TraceparentLen)
+	offStartTP     = unsafe.Offsetof(gohttpRequestStartEvent{}.Traceparent)
+	traceparentCap = len(gohttpRequestStartEvent{}.Traceparent)
 
 	endSize        = unsafe.Sizeof(gohttpRequestEndEvent{})
 	offEndID       = unsafe.Offsetof(gohttpRequestEndEvent{}.Id)
@@ -68,15 +72,25 @@ func (c *Collector) decode(raw []byte) {
 			return
 		}
 		c.m.Read.WithLabelValues("request_start").Inc()
+		lookup := headerLookup(ne.Uint32(raw[offStartLookup:]))
+		if lookup != headerNotSearched {
+			c.lookups.WithLabelValues(lookup.String()).Inc()
+		}
+		var tp string
+		if lookup == headerFound {
+			l := min(int(ne.Uint16(raw[offStartTPLen:])), traceparentCap)
+			tp = string(raw[offStartTP : offStartTP+uintptr(l)])
+		}
 		c.sink.RequestStart(events.RequestStart{
-			PID:    pid,
-			ID:     ne.Uint64(raw[offStartID:]),
-			Parent: ne.Uint64(raw[offStartParent:]),
-			Kind:   events.RequestKind(ne.Uint32(raw[offStartKind:])),
-			Time:   at,
-			FD:     int32(ne.Uint32(raw[offStartFD:])),
-			TLS:    ne.Uint32(raw[offStartTLS:]) != 0,
-			Tuple:  wire.Tuple(raw[offStartTuple:]),
+			PID:         pid,
+			ID:          ne.Uint64(raw[offStartID:]),
+			Parent:      ne.Uint64(raw[offStartParent:]),
+			Kind:        events.RequestKind(ne.Uint32(raw[offStartKind:])),
+			Time:        at,
+			FD:          int32(ne.Uint32(raw[offStartFD:])),
+			TLS:         ne.Uint32(raw[offStartTLS:]) != 0,
+			Tuple:       wire.Tuple(raw[offStartTuple:]),
+			TraceParent: tp,
 		})
 	case eventRequestEnd:
 		if uintptr(len(raw)) < endSize {

@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/internal/wire"
@@ -101,5 +102,47 @@ func TestDecode(t *testing.T) {
 func putString(dst []int8, s string) {
 	for i := 0; i < len(s) && i < len(dst); i++ {
 		dst[i] = int8(s[i])
+	}
+}
+
+// TestDecodeTraceParent: the header value is passed on only when the probe
+// found it, cut to what the record holds; every search is counted by result.
+func TestDecodeTraceParent(t *testing.T) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	long := tp + "-" + string(bytes.Repeat([]byte("x"), 40))
+	tests := []struct {
+		name   string
+		lookup headerLookup
+		value  string
+		len    int // traceparent_len as the kernel reports it
+		want   string
+	}{
+		{"found", headerFound, tp, len(tp), tp},
+		{"found longer than kept", headerFound, long, len(long), long[:traceparentCap]},
+		{"found without value", headerFound, "", 0, ""},
+		{"absent", headerAbsent, "", 0, ""},
+		{"bound", headerBound, "", 0, ""},
+		{"fault leaves stale bytes unused", headerFault, tp, len(tp), ""},
+		{"not searched", headerNotSearched, "", 0, ""},
+	}
+	sink := &record{}
+	reg := prometheus.NewRegistry()
+	c := New(Config{}, sink, slog.New(slog.DiscardHandler), reg)
+	for i, tc := range tests {
+		var start gohttpRequestStartEvent
+		start.Hdr.Type, start.Hdr.Pid = eventRequestStart, 42
+		start.Id, start.Kind, start.Fd = uint64(i+1), uint32(events.RequestServer), -1
+		start.HeaderLookup = uint32(tc.lookup)
+		putString(start.Traceparent[:], tc.value)
+		start.TraceparentLen = uint16(tc.len)
+		c.decode(raw(t, &start))
+		if got := sink.starts[len(sink.starts)-1].TraceParent; got != tc.want {
+			t.Errorf("%s: TraceParent %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	for result, want := range map[string]float64{"found": 3, "absent": 1, "bound": 1, "fault": 1, "not_searched": 0} {
+		if got := testutil.ToFloat64(c.lookups.WithLabelValues(result)); got != want {
+			t.Errorf("lookups{result=%q} = %v, want %v", result, got, want)
+		}
 	}
 }

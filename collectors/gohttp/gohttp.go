@@ -77,6 +77,10 @@ type plan struct {
 	goVer   string
 	offsets symbols.Offsets
 	source  string // where the offsets came from
+	// headerMap is how the binary lays out Request.Header (mapNone:
+	// incoming traceparent headers are not read, for headerErr).
+	headerMap mapLayout
+	headerErr error
 }
 
 // site is one probe: an instruction's file offset and its program.
@@ -103,7 +107,8 @@ type Collector struct {
 	plans map[symbols.FileID]*plan
 	next  uint32
 
-	m *collectors.Metrics
+	m       *collectors.Metrics
+	lookups *prometheus.CounterVec // searches for Traceparent, by result
 }
 
 // New returns a collector that sends its events to sink.
@@ -118,6 +123,12 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 	}
 	c.m = collectors.NewMetrics(Name, reg, func() string { return attach.PathName(c.multi) }, func() *ebpf.Map { return c.objs.Counters })
 	c.set = attach.NewSet(cfg.Linger, c.m.Probes)
+	c.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "periscope_go_traceparent_lookups_total",
+		Help: "Searches of incoming Go server requests' headers for traceparent, by result " +
+			"(found, absent, bound: the header map was bigger than the probe searches, fault: a read failed).",
+	}, []string{"result"})
+	reg.MustRegister(c.lookups)
 	return c
 }
 
@@ -230,7 +241,10 @@ func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mappin
 			c.log.Warn("cannot attach", "exe", m.Path, "pid", p.PID, "err", err)
 		case created:
 			c.log.Info("attached", "exe", m.Path, "pid", p.PID, "go", pl.goVer, "offsets", pl.source,
-				"probes", len(pl.sites), "per_process", key.PID != 0)
+				"probes", len(pl.sites), "per_process", key.PID != 0, "header_map", pl.headerMap)
+			if pl.headerErr != nil {
+				c.log.Warn("incoming traceparent headers will not be read", "exe", m.Path, "err", pl.headerErr)
+			}
 		}
 	}
 }
@@ -329,6 +343,7 @@ func (c *Collector) inspect(path string) *plan {
 		pl.source = "DWARF"
 	}
 	pl.offsets = o
+	pl.headerMap, pl.headerErr = headerMapLayout(b, o)
 	return pl
 }
 
@@ -360,6 +375,25 @@ func (c *Collector) loadOffsets(pl *plan) error {
 		NetConnFd:                   o.NetConnFD,
 		NetfdPfd:                    o.NetFDPFD,
 		PollfdSysfd:                 o.PollFDSysfd,
+		RequestHeader:               o.RequestHeader,
+		HeaderMap:                   int64(pl.headerMap),
+		HmapFlags:                   o.HmapFlags,
+		HmapB:                       o.HmapB,
+		HmapBuckets:                 o.HmapBuckets,
+		HmapOldbuckets:              o.HmapOldbuckets,
+		BucketTophash:               o.BucketTophash,
+		BucketKeys:                  o.BucketKeys,
+		BucketValues:                o.BucketValues,
+		BucketOverflow:              o.BucketOverflow,
+		BucketSize:                  o.BucketSize,
+		SwissDirPtr:                 o.SwissMapDirPtr,
+		SwissDirLen:                 o.SwissMapDirLen,
+		SwissTableGroups:            o.SwissTableGroups,
+		SwissGroupsData:             o.SwissGroupsData,
+		SwissGroupsLengthMask:       o.SwissGroupsLengthMask,
+		SwissGroupCtrl:              o.SwissGroupCtrl,
+		SwissGroupSlots:             o.SwissGroupSlots,
+		SwissGroupSize:              o.SwissGroupSize,
 	}
 	for _, f := range []struct {
 		name string

@@ -52,6 +52,46 @@ type gohttpGoOffsets struct {
 	NetConnFd                   int64
 	NetfdPfd                    int64
 	PollfdSysfd                 int64
+	RequestHeader               int64
+	HeaderMap                   int64
+	HmapFlags                   int64
+	HmapB                       int64
+	HmapBuckets                 int64
+	HmapOldbuckets              int64
+	BucketTophash               int64
+	BucketKeys                  int64
+	BucketValues                int64
+	BucketOverflow              int64
+	BucketSize                  int64
+	SwissDirPtr                 int64
+	SwissDirLen                 int64
+	SwissTableGroups            int64
+	SwissGroupsData             int64
+	SwissGroupsLengthMask       int64
+	SwissGroupCtrl              int64
+	SwissGroupSlots             int64
+	SwissGroupSize              int64
+}
+
+type gohttpMapSearch struct {
+	_        structs.HostLayout
+	Index    uint32
+	Result   uint32
+	Value    uint64
+	Base     uint64
+	Count    uint64
+	I        uint64
+	Cur      uint64
+	Old      uint64
+	InOld    uint32
+	SameSize uint32
+	Dir      uint64
+	Table    uint64
+	Groups   uint64
+	Ngroups  uint64
+	G        uint64
+	DirLen   int64
+	D        int64
 }
 
 type gohttpProcEvent struct {
@@ -121,6 +161,10 @@ type gohttpRequestStartEvent struct {
 		LocalAddr  [16]uint8
 		RemoteAddr [16]uint8
 	}
+	HeaderLookup   uint32
+	TraceparentLen uint16
+	Pad2           uint16
+	Traceparent    [64]int8
 }
 
 type gohttpServerReq struct {
@@ -138,6 +182,7 @@ const (
 	gohttpMapEndScratch              = "end_scratch"
 	gohttpMapEvents                  = "events"
 	gohttpMapGoProcs                 = "go_procs"
+	gohttpMapMapScratch              = "map_scratch"
 	gohttpMapOffsets                 = "offsets"
 	gohttpMapServers                 = "servers"
 	gohttpProgGoFinishRequest        = "go_finish_request"
@@ -214,6 +259,7 @@ type gohttpMapSpecs struct {
 	EndScratch *ebpf.MapSpec `ebpf:"end_scratch"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	GoProcs    *ebpf.MapSpec `ebpf:"go_procs"`
+	MapScratch *ebpf.MapSpec `ebpf:"map_scratch"`
 	Offsets    *ebpf.MapSpec `ebpf:"offsets"`
 	Servers    *ebpf.MapSpec `ebpf:"servers"`
 }
@@ -258,6 +304,7 @@ type gohttpMaps struct {
 	EndScratch *ebpf.Map `ebpf:"end_scratch"`
 	Events     *ebpf.Map `ebpf:"events"`
 	GoProcs    *ebpf.Map `ebpf:"go_procs"`
+	MapScratch *ebpf.Map `ebpf:"map_scratch"`
 	Offsets    *ebpf.Map `ebpf:"offsets"`
 	Servers    *ebpf.Map `ebpf:"servers"`
 }
@@ -269,6 +316,7 @@ func (m *gohttpMaps) Close() error {
 		m.EndScratch,
 		m.Events,
 		m.GoProcs,
+		m.MapScratch,
 		m.Offsets,
 		m.Servers,
 	)
