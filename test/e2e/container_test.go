@@ -130,35 +130,40 @@ func v1HierarchyExists(t *testing.T) bool {
 }
 
 // makeKubeCgroup creates the cgroup rel (a path below root, parents
-// included) and removes what it created at the end of the test, leaf
-// first, after moving any process still in it to root.
+// included) and removes it at the end of the test, leaf first, after
+// moving any process still in it to root, with the parents that no other
+// cgroup uses. Tests running at the same time may share parents
+// (kubepods.slice): a parent removed by one while the other creates its
+// path is created again.
 func makeKubeCgroup(t *testing.T, layout, root, rel, containerID, podUID string) kubeCgroup {
 	t.Helper()
-	var created []string
-	dir := root
-	for part := range strings.SplitSeq(rel, "/") {
-		dir = filepath.Join(dir, part)
-		err := os.Mkdir(dir, 0o755)
-		switch {
-		case err == nil:
-			created = append(created, dir)
-		case errors.Is(err, os.ErrExist): // shared with another cgroup
-		default:
-			t.Fatalf("create cgroup %s: %v", dir, err)
+	dir := filepath.Join(root, rel)
+	var err error
+	for range 10 {
+		if err = os.MkdirAll(dir, 0o755); !errors.Is(err, os.ErrNotExist) {
+			break
 		}
 	}
+	if err != nil {
+		t.Fatalf("create cgroup %s: %v", dir, err)
+	}
 	t.Cleanup(func() {
-		for i := len(created) - 1; i >= 0; i-- {
-			removeCgroup(t, root, created[i])
+		if !removeCgroup(t, root, dir) {
+			return
+		}
+		for parent := filepath.Dir(dir); parent != root && strings.HasPrefix(parent, root+"/"); parent = filepath.Dir(parent) {
+			if syscall.Rmdir(parent) != nil {
+				return // used by another cgroup, or gone already
+			}
 		}
 	})
 	return kubeCgroup{Layout: layout, Dir: dir, ContainerID: containerID, PodUID: podUID}
 }
 
 // removeCgroup moves the processes left in dir to root and removes dir,
-// waiting a little for exiting processes to leave it. A parent still used
-// by another test's cgroup is left alone.
-func removeCgroup(t *testing.T, root, dir string) {
+// waiting a little for exiting processes to leave it. It reports whether
+// dir is gone.
+func removeCgroup(t *testing.T, root, dir string) bool {
 	var err error
 	for range 50 {
 		if b, rerr := os.ReadFile(filepath.Join(dir, "cgroup.procs")); rerr == nil {
@@ -167,24 +172,11 @@ func removeCgroup(t *testing.T, root, dir string) {
 			}
 		}
 		if err = syscall.Rmdir(dir); err == nil || errors.Is(err, os.ErrNotExist) {
-			return
-		}
-		if errors.Is(err, syscall.ENOTEMPTY) {
-			if entries, _ := os.ReadDir(dir); hasSubdir(entries) {
-				return // a child cgroup someone else made
-			}
+			return true
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Errorf("remove cgroup %s: %v", dir, err)
-}
-
-func hasSubdir(entries []os.DirEntry) bool {
-	for _, e := range entries {
-		if e.IsDir() {
-			return true
-		}
-	}
 	return false
 }
 
