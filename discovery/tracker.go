@@ -264,15 +264,44 @@ func (t *Tracker) handle(raw []byte) {
 	}
 }
 
-// reexec handles an exec: the process keeps its PID but is a new program.
+// reexec handles an exec: the process keeps its PID but is a new program,
+// so observers see the old one exit and the new one appear. Unless the
+// table already describes the new program: the fork event of a child that
+// execs at once is often read after the exec. Reporting an exit then would
+// make the collectors detach the probes they just attached and attach them
+// again, and a process that does its work at once (curl) would lose what
+// it did in between.
 func (t *Tracker) reexec(pid uint32) {
 	t.mu.Lock()
-	_, known := t.procs[pid]
+	old, known := t.procs[pid]
 	t.mu.Unlock()
 	if known {
-		t.exited(pid, time.Now())
+		if p, err := readProcess(t.cfg.ProcRoot, pid); err != nil || !sameProgram(*old, p) {
+			t.exited(pid, time.Now())
+		}
 	}
 	t.update(pid)
+}
+
+// sameProgram reports whether two reads of a process show the same
+// executable file.
+func sameProgram(a, b Process) bool {
+	if a.Exe != b.Exe {
+		return false
+	}
+	fa, oka := exeFile(a)
+	fb, okb := exeFile(b)
+	return oka && okb && fa == fb
+}
+
+// exeFile returns the file identity of a process's executable mapping.
+func exeFile(p Process) (symbols.FileID, bool) {
+	for _, m := range p.Maps {
+		if m.Path == p.Exe {
+			return m.File, true
+		}
+	}
+	return symbols.FileID{}, false
 }
 
 // update reads a process and reports it if it is new or maps files it did

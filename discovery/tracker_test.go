@@ -1,0 +1,109 @@
+package discovery
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// recorder is an Observer that logs what it is told.
+type recorder struct{ calls []string }
+
+func (r *recorder) ProcessUpdated(p Process, added []Mapping) {
+	var names []string
+	for _, m := range added {
+		names = append(names, filepath.Base(m.Path))
+	}
+	r.calls = append(r.calls, fmt.Sprintf("updated %d %s [%s]", p.PID, filepath.Base(p.Exe), strings.Join(names, " ")))
+}
+
+func (r *recorder) ProcessExited(pid uint32, _ time.Time) {
+	r.calls = append(r.calls, fmt.Sprintf("exited %d", pid))
+}
+
+// fakeProc writes /proc/PID/{exe,maps,stat} under root: exe names the
+// program, maps its text and that of libs, each "path inode".
+func fakeProc(t *testing.T, root string, pid int, exe string, maps ...string) {
+	t.Helper()
+	dir := filepath.Join(root, fmt.Sprint(pid))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Remove(filepath.Join(dir, "exe"))
+	if err := os.Symlink(exe, filepath.Join(dir, "exe")); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for i, m := range maps {
+		path, ino, _ := strings.Cut(m, " ")
+		fmt.Fprintf(&b, "7f00%04x0000-7f00%04x1000 r-xp 00000000 fd:01 %s %s\n", i, i, ino, path)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "maps"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(fmt.Sprintf("%d (x) S 1 0 0", pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReexec: an exec reports an exit and a new process, unless the table
+// already holds the new program (the fork was read after the exec), when
+// it reports only the new mappings: collectors keep the probes they have.
+func TestReexec(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		before    []string // exe, then maps, as read at the fork
+		after     []string // as read at the exec event
+		wantCalls []string
+	}{
+		{
+			name:   "fork read before exec",
+			before: []string{"/usr/bin/parent", "/usr/bin/parent 10"},
+			after:  []string{"/usr/bin/curl", "/usr/bin/curl 20", "/usr/lib/libssl.so.3 30"},
+			wantCalls: []string{
+				"updated 42 parent [parent]",
+				"exited 42",
+				"updated 42 curl [curl libssl.so.3]",
+			},
+		},
+		{
+			name:   "fork read after exec",
+			before: []string{"/usr/bin/curl", "/usr/bin/curl 20"},
+			after:  []string{"/usr/bin/curl", "/usr/bin/curl 20", "/usr/lib/libssl.so.3 30"},
+			wantCalls: []string{
+				"updated 42 curl [curl]",
+				"updated 42 curl [libssl.so.3]",
+			},
+		},
+		{
+			name:   "same path, new file (upgraded binary)",
+			before: []string{"/usr/bin/app", "/usr/bin/app 20"},
+			after:  []string{"/usr/bin/app", "/usr/bin/app 21"},
+			wantCalls: []string{
+				"updated 42 app [app]",
+				"exited 42",
+				"updated 42 app [app]",
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			tr := New(Config{ProcRoot: root}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+			rec := &recorder{}
+			tr.Subscribe(rec)
+			fakeProc(t, root, 42, tc.before[0], tc.before[1:]...)
+			tr.update(42)
+			fakeProc(t, root, 42, tc.after[0], tc.after[1:]...)
+			tr.reexec(42)
+			if got := strings.Join(rec.calls, "\n"); got != strings.Join(tc.wantCalls, "\n") {
+				t.Errorf("calls:\n%s\nwant:\n%s", got, strings.Join(tc.wantCalls, "\n"))
+			}
+		})
+	}
+}
