@@ -90,7 +90,7 @@ check-generated: generate
 	@echo "check-generated: generated files are up to date"
 
 tools:
-	bash scripts/tools.sh jaeger hey
+	bash scripts/tools.sh jaeger hey helm grafana-schema
 
 # Struct field offsets for Go binaries without DWARF: rebuilds
 # symbols/offsets_table.go from the DWARF of a program built with every

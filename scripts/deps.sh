@@ -44,6 +44,11 @@ if command -v node >/dev/null 2>&1; then
 else
 	is_installed nodejs || missing+=(nodejs)
 fi
+# npm installs @grafana/schema and typescript for the dashboards' type check
+# (scripts/tools.sh grafana-schema); Debian packages it apart from nodejs.
+if ! command -v npm >/dev/null 2>&1; then
+	is_installed npm || missing+=(npm)
+fi
 
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then
@@ -79,7 +84,7 @@ if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then
 fi
 
 # Sanity checks: the tools the build and the tests call by name.
-for tool in clang-19 llc-19 bpftool nginx curl wrk h2load nft openssl python3 jq node prometheus promtool etcd ip flock git make; do
+for tool in clang-19 llc-19 bpftool nginx curl wrk h2load nft openssl python3 jq node npm prometheus promtool etcd ip flock git make; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool not found after install"
 done
 # Go is not a Debian package here (bookworm's is too old): the machine provides it.

@@ -8,7 +8,7 @@
 # directory that is renamed into place at the end, so a killed build never leaves a
 # half-written binary behind; a per-tool lock (flock) serialises concurrent callers.
 #
-# Tools: jaeger hey helm benchstat kube-apiserver kubectl
+# Tools: jaeger hey helm benchstat kube-apiserver kubectl grafana-schema
 set -euo pipefail
 
 CACHE="${PERISCOPE_CACHE:-$HOME/.cache/periscope}"
@@ -20,6 +20,10 @@ HELM_VERSION=v3.22.0
 BENCHSTAT_VERSION=v0.0.0-20260908200009-22c9c6c9d4da
 # k8s.io/kubernetes; its staging modules (k8s.io/api, client-go, ...) are v0.<minor>.<patch>.
 KUBE_VERSION=v1.33.1
+# npm packages for the dashboards' type check (deploy/test): Grafana's published
+# dashboard schema and the TypeScript compiler.
+GRAFANA_SCHEMA_VERSION=13.2.3
+TYPESCRIPT_VERSION=5.9.3
 
 log() { printf 'tools.sh: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -174,6 +178,21 @@ kube_build() {
 build_kube-apiserver() { kube_build "$1" kube-apiserver; }
 build_kubectl() { kube_build "$1" kubectl; }
 
+# ---------------------------------------------------------------------------
+# grafana-schema: @grafana/schema and typescript from npm, for
+# `tsc --noEmit --strict` over the Grafana dashboards (deploy/test). The
+# "binary" is the node_modules directory itself (ensure keeps only that entry);
+# tsc is node_modules/.bin/tsc. --ignore-scripts: nothing runs at install.
+# ---------------------------------------------------------------------------
+build_grafana-schema() {
+	local out=$1
+	command -v npm >/dev/null 2>&1 || die "npm not found (Debian: nodejs/npm; scripts/deps.sh)"
+	(cd "$out" && printf '{"private": true}\n' > package.json &&
+		npm install --no-audit --no-fund --ignore-scripts --no-package-lock \
+			"@grafana/schema@$GRAFANA_SCHEMA_VERSION" "typescript@$TYPESCRIPT_VERSION") >&2
+	[ -x "$out/node_modules/.bin/tsc" ] || die "npm installed no node_modules/.bin/tsc"
+}
+
 # ensure TOOL VERSION BINARY — prints the path of the binary, building it if needed.
 ensure() {
 	local tool=$1 version=$2 bin=$3
@@ -216,7 +235,7 @@ ensure() {
 	printf '%s\n' "$path"
 }
 
-[ $# -gt 0 ] || die "usage: $0 TOOL... (jaeger hey helm benchstat kube-apiserver kubectl)"
+[ $# -gt 0 ] || die "usage: $0 TOOL... (jaeger hey helm benchstat kube-apiserver kubectl grafana-schema)"
 
 for name in "$@"; do
 	case "$name" in
@@ -226,6 +245,7 @@ for name in "$@"; do
 	benchstat) ensure benchstat "$BENCHSTAT_VERSION" benchstat ;;
 	kube-apiserver) ensure kube-apiserver "$KUBE_VERSION" kube-apiserver ;;
 	kubectl) ensure kubectl "$KUBE_VERSION" kubectl ;;
-	*) die "unknown tool '$name' (known: jaeger hey helm benchstat kube-apiserver kubectl)" ;;
+	grafana-schema) ensure grafana-schema "$GRAFANA_SCHEMA_VERSION-ts$TYPESCRIPT_VERSION" node_modules ;;
+	*) die "unknown tool '$name' (known: jaeger hey helm benchstat kube-apiserver kubectl grafana-schema)" ;;
 	esac
 done
