@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -101,6 +103,23 @@ func TestGoTraceParent(t *testing.T) {
 						sent[r.trace] = true
 					}
 				}
+				// Headers that arrive after the server started reading
+				// them: the map is made for one key and grows while they
+				// are added. 13 keys (Host, 10 more, Traceparent,
+				// Connection) are the most 2 buckets hold before growing:
+				// with a random hash seed per map, a bucket overflows in
+				// about 1 map in 4. Swiss: a small map turned into a table.
+				for i := 0; i < 4; i++ {
+					r := request{path: fmt.Sprintf("/tp/dribble-%d", i), trace: tpHex(t, 16), parent: tpHex(t, 8)}
+					var rest strings.Builder
+					for j := 0; j < 10; j++ {
+						fmt.Fprintf(&rest, "X-Late-%02d: v\r\n", j)
+					}
+					fmt.Fprintf(&rest, "Traceparent: 00-%s-%s-01\r\nConnection: close\r\n\r\n", r.trace, r.parent)
+					dribble(t, port, "GET "+r.path+" HTTP/1.1\r\nHost: x\r\n", rest.String())
+					reqs = append(reqs, r)
+					sent[r.trace] = true
+				}
 
 				spans := e.spans(t, len(reqs), byPIDs(kindServer, srv.PID))
 				byPath := map[string]otlpreceiver.Span{}
@@ -175,6 +194,29 @@ func TestGoTraceParentChain(t *testing.T) {
 	if leafServer.TraceID != trace || leafServer.ParentSpanID != parent || !leafServer.RemoteParent {
 		t.Errorf("downstream span: trace %s parent %s remote %v, want the header's trace %s parent %s",
 			leafServer.TraceID, leafServer.ParentSpanID, leafServer.RemoteParent, trace, parent)
+	}
+}
+
+// dribble sends an HTTP request in two writes 100 ms apart and reads the
+// response to its end.
+func dribble(t *testing.T, port int, first, rest string) {
+	t.Helper()
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, first); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err := io.WriteString(c, rest); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := io.ReadAll(c)
+	if err != nil || !strings.HasPrefix(string(resp), "HTTP/1.1 404") {
+		t.Fatalf("response %q, %v", resp, err)
 	}
 }
 
