@@ -153,6 +153,9 @@ func TestDashboards(t *testing.T) {
 		// Nothing listens there: export failures and dropped spans.
 		fmt.Sprintf("OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:%d", harness.FreePort(t)),
 		"OTEL_EXPORTER_OTLP_INSECURE=true",
+		// Fail fast: each export gives up after 2 s (the shutdown's flush
+		// too, which TestFaultOTLPUnreachable holds to its own limits).
+		"OTEL_EXPORTER_OTLP_TIMEOUT=2000",
 		"OTEL_BSP_SCHEDULE_DELAY=200",
 		"OTEL_METRIC_EXPORT_INTERVAL=1000",
 		// Two series per service: the Go server's third overflows.
