@@ -156,6 +156,7 @@ func TestDashboards(t *testing.T) {
 		// Fail fast: each export gives up after 2 s (the shutdown's flush
 		// too, which TestFaultOTLPUnreachable holds to its own limits).
 		"OTEL_EXPORTER_OTLP_TIMEOUT=2000",
+		"OTEL_METRIC_EXPORT_TIMEOUT=2000",
 		"OTEL_BSP_SCHEDULE_DELAY=200",
 		"OTEL_METRIC_EXPORT_INTERVAL=1000",
 		// Two series per service: the Go server's third overflows.
