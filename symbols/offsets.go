@@ -231,6 +231,43 @@ func OffsetsFromDWARF(d *dwarf.Data) (Offsets, error) {
 	return o, nil
 }
 
+// mapLayouts are the structs of the two layouts of Go maps: a binary has
+// one or the other, so the search for struct offsets ends when every other
+// struct and one layout's are found rather than reading all of the DWARF.
+var mapLayouts = [][]string{
+	{"runtime.hmap", "bucket<string,[]string>"},
+	{"internal/runtime/maps.Map", "internal/runtime/maps.table", "internal/runtime/maps.groupsReference",
+		"noalg.map.group[string][]string"},
+}
+
+// allFound tells whether the search for the wanted structs may end.
+func allFound(want map[string]map[string]int64, done map[string]bool) bool {
+	if len(done) == len(want) {
+		return true
+	}
+	alternative := map[string]bool{}
+	layoutFound := false
+	for _, layout := range mapLayouts {
+		all := true
+		for _, name := range layout {
+			alternative[name] = true
+			if _, wanted := want[name]; wanted && !done[name] {
+				all = false
+			}
+		}
+		layoutFound = layoutFound || all
+	}
+	if !layoutFound {
+		return false
+	}
+	for name := range want {
+		if !done[name] && !alternative[name] {
+			return false
+		}
+	}
+	return true
+}
+
 // readStructOffsets fills want[struct][field] with the offsets of the
 // members of the named struct types, and returns the names of the structs
 // it found. It reads only the top level of each compilation unit, where Go
@@ -238,7 +275,7 @@ func OffsetsFromDWARF(d *dwarf.Data) (Offsets, error) {
 func readStructOffsets(d *dwarf.Data, want map[string]map[string]int64) (map[string]bool, error) {
 	r := d.Reader()
 	done := map[string]bool{}
-	for len(done) < len(want) {
+	for finished := allFound(want, done); !finished; {
 		e, err := r.Next()
 		if err != nil {
 			return nil, fmt.Errorf("read DWARF: %w", err)
@@ -287,6 +324,7 @@ func readStructOffsets(d *dwarf.Data, want map[string]map[string]int64) (map[str
 			fields[mname] = loc
 		}
 		done[name] = true
+		finished = allFound(want, done)
 	}
 	return done, nil
 }

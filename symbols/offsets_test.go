@@ -147,3 +147,40 @@ func TestOffsetsTableMaps(t *testing.T) {
 		}
 	}
 }
+
+// TestAllFound: the search for struct offsets ends once every struct and
+// one of the two map layouts are found.
+func TestAllFound(t *testing.T) {
+	want := map[string]map[string]int64{
+		"net/http.Request": {}, "runtime.hmap": {}, "bucket<string,[]string>": {},
+		"internal/runtime/maps.Map": {}, "internal/runtime/maps.table": {},
+		"internal/runtime/maps.groupsReference": {}, "noalg.map.group[string][]string": {},
+	}
+	set := func(names ...string) map[string]bool {
+		m := map[string]bool{}
+		for _, n := range names {
+			m[n] = true
+		}
+		return m
+	}
+	tests := []struct {
+		name string
+		done map[string]bool
+		want bool
+	}{
+		{"nothing", set(), false},
+		{"bucket layout", set("net/http.Request", "runtime.hmap", "bucket<string,[]string>"), true},
+		{"bucket layout in part", set("net/http.Request", "runtime.hmap"), false},
+		{"swiss layout", set("net/http.Request", "internal/runtime/maps.Map", "internal/runtime/maps.table",
+			"internal/runtime/maps.groupsReference", "noalg.map.group[string][]string"), true},
+		{"a layout but not the rest", set("runtime.hmap", "bucket<string,[]string>"), false},
+	}
+	for _, tc := range tests {
+		if got := allFound(want, tc.done); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if !allFound(map[string]map[string]int64{"net/http.Request": {}}, set("net/http.Request")) {
+		t.Error("no map structs wanted: found when every wanted struct is")
+	}
+}
