@@ -213,8 +213,13 @@ static __always_inline void emit_start(struct request_start_event *e, __u32 kind
 static const char traceparent_key[] = "Traceparent";
 #define TRACEPARENT_KEY_LEN (sizeof(traceparent_key) - 1)
 
-/* The state of one search, kept per CPU between bpf_loop steps. */
+/* The state of one search, kept per CPU between bpf_loop steps. Uprobe
+ * programs run with migration, not preemption, disabled: another thread's
+ * search may take the CPU's state over in the middle of this one. owner
+ * (the thread's pid_tgid) tells: a search whose owner changed stops without
+ * touching the state and reports HEADER_FAULT. */
 struct map_search {
+	__u64 owner;
 	__u32 index;  /* the binary's entry in offsets */
 	__u32 result; /* enum header_lookup, or SEARCHING */
 	__u64 value;  /* address of the found []string */
@@ -287,7 +292,7 @@ static long bucket_step(__u64 step, void *ctx)
 {
 	__u32 zero = 0;
 	struct map_search *ms = bpf_map_lookup_elem(&map_scratch, &zero);
-	if (!ms)
+	if (!ms || ms->owner != bpf_get_current_pid_tgid())
 		return 1;
 	struct go_offsets *o = bpf_map_lookup_elem(&offsets, &ms->index);
 	if (!o)
@@ -334,7 +339,7 @@ static long swiss_step(__u64 step, void *ctx)
 {
 	__u32 zero = 0;
 	struct map_search *ms = bpf_map_lookup_elem(&map_scratch, &zero);
-	if (!ms)
+	if (!ms || ms->owner != bpf_get_current_pid_tgid())
 		return 1;
 	struct go_offsets *o = bpf_map_lookup_elem(&offsets, &ms->index);
 	if (!o)
@@ -392,9 +397,12 @@ static __always_inline __u32 find_traceparent(struct go_offsets *o, __u32 index,
 	struct map_search *ms = bpf_map_lookup_elem(&map_scratch, &zero);
 	if (!ms)
 		return HEADER_FAULT;
+	__u64 owner = bpf_get_current_pid_tgid();
 	__builtin_memset(ms, 0, sizeof(*ms));
+	ms->owner = owner;
 	ms->index = index;
 	ms->result = SEARCHING;
+	bool exhausted = false;
 	if (o->header_map == GO_MAP_BUCKETS) {
 		__u8 b = 0, flags = 0;
 		if (bpf_probe_read_user(&b, 1, (void *)(m + o->hmap_b)) != 0 ||
@@ -406,8 +414,7 @@ static __always_inline __u32 find_traceparent(struct go_offsets *o, __u32 index,
 		ms->same_size = (flags & HMAP_SAME_SIZE_GROW) != 0;
 		bpf_loop(MAP_MAX_BLOCKS, bucket_step, 0, 0);
 		/* All steps used: done only if nothing is left to read. */
-		if (ms->result == SEARCHING && !ms->cur && ms->i >= ms->count && (ms->in_old || !ms->old))
-			ms->result = HEADER_ABSENT;
+		exhausted = !ms->cur && ms->i >= ms->count && (ms->in_old || !ms->old);
 	} else if (o->header_map == GO_MAP_SWISS) {
 		if (bpf_probe_read_user(&ms->dir_len, sizeof(ms->dir_len), (void *)(m + o->swiss_dir_len)) != 0)
 			return HEADER_FAULT;
@@ -424,17 +431,22 @@ static __always_inline __u32 find_traceparent(struct go_offsets *o, __u32 index,
 	} else {
 		return HEADER_NOT_SEARCHED;
 	}
-	if (ms->result == SEARCHING)
-		return HEADER_BOUND;
-	if (ms->result != HEADER_FOUND)
-		return ms->result;
+	/* Read the result, then check that it is still this search's. */
+	__u32 result = ms->result;
+	__u64 value = ms->value;
+	if (ms->owner != owner)
+		return HEADER_FAULT;
+	if (result == SEARCHING)
+		return exhausted ? HEADER_ABSENT : HEADER_BOUND;
+	if (result != HEADER_FOUND)
+		return result;
 	/* The value, a []string: its first string. A Traceparent key
 	 * without a value gives an empty one. */
 	struct {
 		__u64 arr;
 		__s64 len;
 	} slice = {};
-	if (bpf_probe_read_user(&slice, sizeof(slice), (void *)ms->value) != 0)
+	if (bpf_probe_read_user(&slice, sizeof(slice), (void *)value) != 0)
 		return HEADER_FAULT;
 	if (slice.len <= 0 || !slice.arr)
 		return HEADER_FOUND;

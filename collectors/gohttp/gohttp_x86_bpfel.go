@@ -75,6 +75,7 @@ type gohttpGoOffsets struct {
 
 type gohttpMapSearch struct {
 	_        structs.HostLayout
+	Owner    uint64
 	Index    uint32
 	Result   uint32
 	Value    uint64
