@@ -100,6 +100,8 @@ type Metrics struct {
 	workloads func(delta bool) []*metricdata.ResourceMetrics
 	interval  time.Duration
 	timeout   time.Duration
+	base      context.Context // cancelled when Shutdown runs out of time
+	cancel    context.CancelFunc
 	stop      chan struct{}
 	done      chan struct{}
 	once      sync.Once
@@ -158,6 +160,7 @@ func New(ctx context.Context, cfg Config) (*Metrics, error) {
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
+	m.base, m.cancel = context.WithCancel(context.Background())
 	go m.run()
 	cfg.Logger.Info("exporting metrics over OTLP", "protocol", proto, "interval", m.interval)
 	return m, nil
@@ -194,7 +197,7 @@ func (m *Metrics) run() {
 		case <-m.stop:
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
+			ctx, cancel := context.WithTimeout(m.base, m.timeout)
 			m.pushWorkloads(ctx)
 			cancel()
 		}
@@ -213,13 +216,20 @@ func (m *Metrics) pushWorkloads(ctx context.Context) {
 }
 
 // Shutdown exports the last workload metrics, then flushes and stops the
-// meter provider and the exporter.
+// meter provider and the exporter, all within ctx: an export in flight to
+// an unreachable backend is abandoned when ctx is done.
 func (m *Metrics) Shutdown(ctx context.Context) error {
 	var err error
 	m.once.Do(func() {
+		defer m.cancel()
 		close(m.stop)
-		<-m.done
-		if m.workloads != nil {
+		select {
+		case <-m.done:
+		case <-ctx.Done():
+			m.cancel()
+			<-m.done
+		}
+		if m.workloads != nil && ctx.Err() == nil {
 			m.pushWorkloads(ctx)
 		}
 		err = m.MeterProvider.Shutdown(ctx)

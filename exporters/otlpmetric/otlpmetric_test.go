@@ -2,8 +2,12 @@ package otlpmetric
 
 import (
 	"context"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/resource"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -68,5 +72,50 @@ func TestNewAndShutdown(t *testing.T) {
 	_ = mp.Shutdown(ctx)
 	if _, err := New(context.Background(), Config{Registerer: reg}); err == nil {
 		t.Error("a second provider registered the same self metric")
+	}
+}
+
+// TestShutdownBoundedByContext: with a backend that accepts connections
+// and never answers, Shutdown returns when its context is done, even while
+// a periodic export of the workload metrics is in flight.
+func TestShutdownBoundedByContext(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	t.Setenv(envEndpoint, "http://"+ln.Addr().String())
+	t.Setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+	t.Setenv(envInterval, "10")
+	t.Setenv(envTimeout, "60000")
+	pushed := make(chan struct{}, 1)
+	workloads := func(bool) []*metricdata.ResourceMetrics {
+		select {
+		case pushed <- struct{}{}:
+		default:
+		}
+		return []*metricdata.ResourceMetrics{{Resource: resource.Empty()}}
+	}
+	m, err := New(context.Background(), Config{Registerer: prometheus.NewRegistry(), Workloads: workloads})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-pushed // an export is in flight (or about to be)
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_ = m.Shutdown(ctx)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Shutdown took %v with a 300 ms context", d)
 	}
 }
