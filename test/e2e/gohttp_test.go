@@ -106,7 +106,7 @@ func TestGoVersions(t *testing.T) {
 					srv := goServer(t, bin, port, extra...)
 					url := fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
 					cl := startProc(t, nil, bin, append([]string{"client", url, strconv.Itoa(n)}, clientExtra...)...)
-					e.instrumented(t, srv.PID, cl.PID)
+					goInstrumented(t, e, srv.PID, cl.PID)
 					cl.send("")
 					cl.mustSucceed(30 * time.Second)
 
@@ -165,7 +165,7 @@ func TestGoChain(t *testing.T) {
 	leafPort, midPort := harness.FreePort(t), harness.FreePort(t)
 	leaf := goServer(t, bin, leafPort)
 	mid := goServer(t, bin, midPort, "-downstream", fmt.Sprintf("http://127.0.0.1:%d", leafPort))
-	e.instrumented(t, leaf.PID, mid.PID)
+	goInstrumented(t, e, leaf.PID, mid.PID)
 	curl := harness.LookTool(t, "curl")
 	const n = 5
 	for i := 0; i < n; i++ {
@@ -208,7 +208,7 @@ func TestGoTorture(t *testing.T) {
 	bin := buildGoApp(t, t.TempDir(), "", false)
 	port := harness.FreePort(t)
 	srv := goServer(t, bin, port)
-	e.instrumented(t, srv.PID)
+	goInstrumented(t, e, srv.PID)
 	hey := harness.ToolBinary(t, "hey")
 	out, err := exec.Command(hey, "-c", "50", "-z", "20s", fmt.Sprintf("http://127.0.0.1:%d/torture", port)).CombinedOutput()
 	if err != nil {
@@ -289,7 +289,7 @@ func TestGoAgentStopUnderLoad(t *testing.T) {
 
 	events := probeEvents(t)
 	e := startAgent(t, "--include-exe", "goapp-*")
-	e.instrumented(t, srv.PID)
+	goInstrumented(t, e, srv.PID)
 	// Spans flow while the load goes on.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -91,9 +91,9 @@ func TestREDMetrics(t *testing.T) {
 	// Go: 40 requests, a quarter 404 and a quarter 503 (goapp's client).
 	port := harness.FreePort(t)
 	srv := goServer(t, goBin, port)
-	e.instrumented(t, srv.PID)
+	goInstrumented(t, e.env, srv.PID)
 	cl := startProc(t, nil, goBin, "client", fmt.Sprintf("http://127.0.0.1:%d", port), "40")
-	e.instrumented(t, cl.PID)
+	goInstrumented(t, e.env, cl.PID)
 	cl.send("")
 	cl.mustSucceed(30 * time.Second)
 
