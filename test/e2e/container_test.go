@@ -191,33 +191,6 @@ func startInCgroup(t *testing.T, cg kubeCgroup, env []string, name string, args 
 	return p
 }
 
-// privateCopy copies an executable into dir under a new name, so that the
-// agent can trace exactly it (--include-exe) and nothing else on the machine.
-func privateCopy(t *testing.T, src, dir, name string) string {
-	t.Helper()
-	real, err := filepath.EvalSymlinks(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := os.Open(real)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	dst := filepath.Join(dir, name)
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return dst
-}
-
 // TestContainerCgroups: HTTPS servers (python http.server wrapped in ssl)
 // born in real cgroups laid out as the kubelet lays out containers — cgroup
 // v2 with the systemd driver (containerd, and cri-o in a guaranteed pod),
@@ -264,8 +237,8 @@ func TestContainerCgroups(t *testing.T) {
 	}
 
 	bin := t.TempDir()
-	py := privateCopy(t, python(t), bin, "pyctr")
-	curl := privateCopy(t, harness.LookTool(t, "curl"), bin, "curlctr")
+	py := harness.CopyExeTo(t, python(t), bin, "pyctr")
+	curl := harness.CopyExeTo(t, harness.LookTool(t, "curl"), bin, "curlctr")
 	e := startAgent(t, "--include-exe", filepath.Join(bin, "*"))
 	cert, key, ca := harness.GenerateCert(t, filepath.Join(t.TempDir(), "tls"))
 

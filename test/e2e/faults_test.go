@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -22,33 +20,6 @@ import (
 // counters and gauges count nothing else that runs on this machine and can
 // be asserted exactly.
 
-// privatePython copies the python interpreter to a path of its own and
-// returns that path.
-func privatePython(t *testing.T) string {
-	t.Helper()
-	src, err := filepath.EvalSymlinks(python(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst := filepath.Join(t.TempDir(), "pyfault")
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return dst
-}
-
 // faultEnv is an agent that traces only a private python, and that
 // python.
 type faultEnv struct {
@@ -59,7 +30,7 @@ type faultEnv struct {
 
 func startFaultEnv(t *testing.T) *faultEnv {
 	t.Helper()
-	py := privatePython(t)
+	py := harness.CopyExe(t, python(t), "pyfault")
 	f := &faultEnv{env: startAgent(t, "--include-exe", py), py: py}
 	f.cert, f.key, f.ca = harness.GenerateCert(t, filepath.Join(t.TempDir(), "tls"))
 	return f

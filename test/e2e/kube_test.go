@@ -94,8 +94,8 @@ func TestKubernetesMetadata(t *testing.T) {
 			".slice/cri-containerd-"+ctr+".scope", ctr, podUID)
 
 	bin := t.TempDir()
-	py := privateCopy(t, python(t), bin, "pykube")
-	curl := privateCopy(t, harness.LookTool(t, "curl"), bin, "curlkube")
+	py := harness.CopyExeTo(t, python(t), bin, "pykube")
+	curl := harness.CopyExeTo(t, harness.LookTool(t, "curl"), bin, "curlkube")
 	e := startAgent(t, "--include-exe", filepath.Join(bin, "*"), "--kubeconfig", k.Kubeconfig, "--node-name", kubeNode)
 	waitMetric(t, e.agent, "periscope_kubernetes_pods", nil, "1 (the test's pod)", equals(1))
 	if logs := e.agent.Logs(); !strings.Contains(logs, "kubernetes: watching the pods of this node") {
@@ -186,8 +186,8 @@ func TestKubernetesUnreachable(t *testing.T) {
 	harness.WriteKubeconfig(t, kubeconfig, closed, "no-token", "")
 
 	bin := t.TempDir()
-	py := privateCopy(t, python(t), bin, "pykube")
-	curl := privateCopy(t, harness.LookTool(t, "curl"), bin, "curlkube")
+	py := harness.CopyExeTo(t, python(t), bin, "pykube")
+	curl := harness.CopyExeTo(t, harness.LookTool(t, "curl"), bin, "curlkube")
 	e := startAgent(t, "--include-exe", filepath.Join(bin, "*"), "--kubeconfig", kubeconfig,
 		"--node-name", kubeNode, "--log-level", "debug")
 

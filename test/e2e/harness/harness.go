@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -240,6 +241,14 @@ func decodeProcAddr(s string) (string, error) {
 // program run by anything else on the machine. It returns the copy's path.
 func CopyExe(t testing.TB, src, name string) string {
 	t.Helper()
+	return CopyExeTo(t, src, t.TempDir(), name)
+}
+
+// CopyExeTo is CopyExe into dir, which must not hold name yet (several
+// copies in one directory can be selected together with --include-exe
+// DIR/*).
+func CopyExeTo(t testing.TB, src, dir, name string) string {
+	t.Helper()
 	if !strings.ContainsRune(src, '/') {
 		src = LookTool(t, src)
 	}
@@ -247,12 +256,21 @@ func CopyExe(t testing.TB, src, name string) string {
 	if err != nil {
 		t.Fatalf("CopyExe: %v", err)
 	}
-	b, err := os.ReadFile(real)
+	in, err := os.Open(real)
 	if err != nil {
 		t.Fatalf("CopyExe: %v", err)
 	}
-	dst := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(dst, b, 0o755); err != nil {
+	defer in.Close()
+	dst := filepath.Join(dir, name)
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o755)
+	if err != nil {
+		t.Fatalf("CopyExe: %v", err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		t.Fatalf("CopyExe: copy %s: %v", real, err)
+	}
+	if err := out.Close(); err != nil {
 		t.Fatalf("CopyExe: %v", err)
 	}
 	return dst
