@@ -218,21 +218,35 @@ func (m *Metrics) pushWorkloads(ctx context.Context) {
 // Shutdown exports the last workload metrics, then flushes and stops the
 // meter provider and the exporter, all within ctx: an export in flight to
 // an unreachable backend is abandoned when ctx is done.
+//
+// The OTLP exporters serialise Export calls, and an export of the SDK's own
+// reader may hold that lock while gRPC waits up to its 20 s connect timeout
+// for a silent backend, deaf to our context. So the work runs in the
+// background and Shutdown returns when ctx is done, whatever it waits on.
 func (m *Metrics) Shutdown(ctx context.Context) error {
 	var err error
 	m.once.Do(func() {
-		defer m.cancel()
 		close(m.stop)
+		res := make(chan error, 1)
+		go func() {
+			defer m.cancel()
+			select {
+			case <-m.done:
+			case <-ctx.Done():
+				m.cancel()
+				<-m.done
+			}
+			if m.workloads != nil && ctx.Err() == nil {
+				m.pushWorkloads(ctx)
+			}
+			res <- m.MeterProvider.Shutdown(ctx)
+		}()
 		select {
-		case <-m.done:
+		case err = <-res:
 		case <-ctx.Done():
 			m.cancel()
-			<-m.done
+			err = fmt.Errorf("otlp metrics: shutdown: %w", context.Cause(ctx))
 		}
-		if m.workloads != nil && ctx.Err() == nil {
-			m.pushWorkloads(ctx)
-		}
-		err = m.MeterProvider.Shutdown(ctx)
 	})
 	return err
 }
