@@ -34,6 +34,7 @@ type Offsets struct {
 	RequestRemoteAddr    int64 `go:"net/http.Request,RemoteAddr"`       // string, "ip:port" (server side)
 	RequestRequestURI    int64 `go:"net/http.Request,RequestURI"`       // string (server side)
 	RequestPattern       int64 `go:"net/http.Request,Pattern,optional"` // string, the ServeMux route (Go ≥ 1.23)
+	RequestTLS           int64 `go:"net/http.Request,TLS"`              // *tls.ConnectionState, nil for plain HTTP (server side)
 
 	// net/url.URL. Go 1.26 moved RawQuery before RawPath.
 	URLScheme   int64 `go:"net/url.URL,Scheme"`   // string
@@ -69,6 +70,34 @@ type Offsets struct {
 	// net/http.transportRequest: the argument of (*persistConn).roundTrip,
 	// which embeds the *Request.
 	TransportRequestRequest int64 `go:"net/http.transportRequest,Request"` // *Request
+
+	// HTTP/2, as net/http bundles it (h2_bundle.go, Go ≤ 1.26). The server
+	// calls the handler with an *http2responseWriter, whose state holds
+	// the status, the body bytes written and the connection; the client's
+	// (*http2ClientConn).RoundTrip has the connection.
+	H2ResponseWriterRws  int64 `go:"net/http.http2responseWriter,rws,optional"`             // *http2responseWriterState
+	H2RWStateConn        int64 `go:"net/http.http2responseWriterState,conn,optional"`       // *http2serverConn
+	H2RWStateStatus      int64 `go:"net/http.http2responseWriterState,status,optional"`     // int, 0 until WriteHeader
+	H2RWStateWroteBytes  int64 `go:"net/http.http2responseWriterState,wroteBytes,optional"` // int64, body bytes written
+	H2ServerConnConn     int64 `go:"net/http.http2serverConn,conn,optional"`                // net.Conn
+	H2ClientConnTconn    int64 `go:"net/http.http2ClientConn,tconn,optional"`               // net.Conn
+	H2ClientConnTLSState int64 `go:"net/http.http2ClientConn,tlsState,optional"`            // *tls.ConnectionState
+	// The same server structs in net/http/internal/http2 (Go ≥ 1.27).
+	H2iResponseWriterRws int64 `go:"net/http/internal/http2.responseWriter,rws,optional"`
+	H2iRWStateConn       int64 `go:"net/http/internal/http2.responseWriterState,conn,optional"`
+	H2iRWStateStatus     int64 `go:"net/http/internal/http2.responseWriterState,status,optional"`
+	H2iRWStateWroteBytes int64 `go:"net/http/internal/http2.responseWriterState,wroteBytes,optional"`
+	H2iServerConnConn    int64 `go:"net/http/internal/http2.serverConn,conn,optional"`
+	// Go 1.27's HTTP/2 client: (*ClientConn).roundTrip takes a
+	// *ClientRequest and returns a *ClientResponse of its own.
+	H2iClientConnTconn             int64 `go:"net/http/internal/http2.ClientConn,tconn,optional"`
+	H2iClientConnTLSState          int64 `go:"net/http/internal/http2.ClientConn,tlsState,optional"`
+	H2iClientRequestMethod         int64 `go:"net/http/internal/http2.ClientRequest,Method,optional"`
+	H2iClientRequestURL            int64 `go:"net/http/internal/http2.ClientRequest,URL,optional"`
+	H2iClientRequestHost           int64 `go:"net/http/internal/http2.ClientRequest,Host,optional"`
+	H2iClientRequestContentLength  int64 `go:"net/http/internal/http2.ClientRequest,ContentLength,optional"`
+	H2iClientResponseStatusCode    int64 `go:"net/http/internal/http2.ClientResponse,StatusCode,optional"`
+	H2iClientResponseContentLength int64 `go:"net/http/internal/http2.ClientResponse,ContentLength,optional"`
 
 	// From a net.Conn to its file descriptor: *tls.Conn wraps a net.Conn;
 	// *net.TCPConn embeds net.conn{fd *netFD}; netFD holds a poll.FD.
