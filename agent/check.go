@@ -51,8 +51,9 @@ func Check() Report {
 			multiLinks(fs)+", once per file; SSL*->socket via syscall tracepoints")})
 	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Uprobe, kernel.RawTracepoint)
 	r.Paths = append(r.Paths, CollectorPath{"gohttp", ok, pick(ok, why,
-		"uprobes on the stack-check branch of net/http ServeHTTP, finishRequest, persistConn.roundTrip (+ its RETs), as "+
-			multiLinks(fs)+"; Go "+strings.Join(symbols.SupportedGoVersions(), ", ")+" (amd64, arm64)")})
+		"uprobes on the stack-check branch of net/http ServeHTTP, finishRequest, HTTP/2 handlerDone, "+
+			"persistConn.roundTrip and HTTP/2 ClientConn.roundTrip (+ their RETs), as "+
+			multiLinks(fs)+"; HTTP/1.x and HTTP/2, Go "+strings.Join(symbols.SupportedGoVersions(), ", ")+" (amd64, arm64)")})
 	r.Paths = append(r.Paths, tcpPath(need(kernel.BTF, kernel.RingBuf, kernel.Tracepoint)))
 	return r
 }

@@ -11,12 +11,21 @@
  * Server, two hits per request, no return probe:
  *   net/http.serverHandler.ServeHTTP(sh, rw ResponseWriter, req *Request)
  *     start: the span's ID, the connection's 4-tuple, the request's
- *     Traceparent header.
+ *     Traceparent header, for HTTP/1 and HTTP/2 alike.
  *   net/http.(*response).finishRequest(w)
- *     end: method, path, host, status, sizes from w and w.req.
- * Client: net/http.(*persistConn).roundTrip(pc, treq) at entry (start, with
- * the connection's 4-tuple from pc.conn) and at each of its RET instructions
- * (end: the *Response or the error in the result registers).
+ *     end of an HTTP/1 request: method, path, host, status, sizes from w
+ *     and the request.
+ *   net/http.(*http2responseWriter).handlerDone(w) (Go 1.27:
+ *   net/http/internal/http2.(*responseWriter).handlerDone)
+ *     end of an HTTP/2 request, on the handler's goroutine, from w.rws.
+ * Client: net/http.(*persistConn).roundTrip(pc, treq) for HTTP/1 and
+ * net/http.(*http2ClientConn).RoundTrip(cc, req) (or roundTrip, which it
+ * wraps from Go 1.24) for HTTP/2 at entry
+ * (start, with the connection's 4-tuple) and at each of their RET
+ * instructions (end: the *Response or the error in the result registers).
+ * Go 1.27 moved HTTP/2 into net/http/internal/http2 with request and
+ * response types of its own: there the client probes are on
+ * (*ClientConn).roundTrip(cc, req *ClientRequest).
  *
  * In-flight calls are keyed by process and goroutine (runtime.g, in R14 on
  * amd64 and X28 on arm64).
@@ -57,13 +66,16 @@ struct g_key {
 
 struct server_req {
 	__u64 id;
-	__u64 resp; /* *response */
+	__u64 resp; /* *response, or *http2responseWriter for HTTP/2 */
+	__u64 req;  /* *Request */
 };
 
 struct client_req {
 	__u64 id;
-	__u64 req; /* *Request */
-	__u64 pc;  /* *persistConn */
+	__u64 req;  /* *Request, or Go 1.27's *http2.ClientRequest when h2i */
+	__u64 pc;   /* the connection: *persistConn, *http2ClientConn */
+	__u32 h2i;  /* net/http/internal/http2 types (Go 1.27) */
+	__u32 _pad;
 };
 
 struct {
@@ -167,7 +179,7 @@ static __always_inline void mark_process(void)
 /* emit_start completes e (zeroed, or with its header fields filled) and
  * sends it. */
 static __always_inline void emit_start(struct request_start_event *e, __u32 kind, __u64 id, __u64 parent,
-				       __u64 g, __s32 fd, bool tls)
+				       __u64 g, __s32 fd, bool tls, __u16 major, __u16 minor)
 {
 	mark_process();
 	fill_header(&e->hdr, EVENT_REQUEST_START);
@@ -177,6 +189,8 @@ static __always_inline void emit_start(struct request_start_event *e, __u32 kind
 	e->kind = kind;
 	e->fd = fd;
 	e->tls = tls;
+	e->proto_major = major;
+	e->proto_minor = minor;
 	if (fd >= 0)
 		sock_tuple(fd, &e->tuple);
 	output(e, sizeof(*e));
@@ -483,20 +497,28 @@ static __always_inline struct request_end_event *end_event(__u32 kind, __u64 id)
 	return e;
 }
 
-/* request_fields fills the method, path, host and query of a *Request. */
-static __always_inline void request_fields(struct request_end_event *e, struct go_offsets *o, __u64 req)
+/* request_fields fills the method, path, host and query of a request
+ * whose fields are at the given offsets. */
+static __always_inline void request_fields_at(struct request_end_event *e, struct go_offsets *o, __u64 req,
+					      __s64 method, __s64 host, __s64 url_off, __s64 length)
 {
-	e->method_len = go_string(e->method, REQ_METHOD_CAP, req, o->request_method);
-	e->host_len = go_string(e->host, REQ_HOST_CAP, req, o->request_host);
-	__u64 url = read_ptr(req, o->request_url);
+	e->method_len = go_string(e->method, REQ_METHOD_CAP, req, method);
+	e->host_len = go_string(e->host, REQ_HOST_CAP, req, host);
+	__u64 url = read_ptr(req, url_off);
 	e->path_len = go_string(e->path, REQ_PATH_CAP, url, o->url_path);
 	e->query_len = go_string(e->query, REQ_QUERY_CAP, url, o->url_raw_query);
 	if (!e->host_len)
 		e->host_len = go_string(e->host, REQ_HOST_CAP, url, o->url_host);
 	__s64 cl = -1;
-	if (o->request_content_length >= 0)
-		bpf_probe_read_user(&cl, sizeof(cl), (void *)(req + o->request_content_length));
+	if (length >= 0)
+		bpf_probe_read_user(&cl, sizeof(cl), (void *)(req + length));
 	e->request_size = cl;
+}
+
+/* request_fields fills the method, path, host and query of a *Request. */
+static __always_inline void request_fields(struct request_end_event *e, struct go_offsets *o, __u64 req)
+{
+	request_fields_at(e, o, req, o->request_method, o->request_host, o->request_url, o->request_content_length);
 }
 
 SEC("uprobe/go_serve_http")
@@ -506,14 +528,32 @@ int go_serve_http(struct pt_regs *ctx)
 	if (!o)
 		return 0;
 	struct g_key k = {.g = GO_G(ctx), .tgid = bpf_get_current_pid_tgid() >> 32};
-	struct server_req s = {.id = new_id(), .resp = GO_ARG3(ctx)};
+	struct server_req s = {.id = new_id(), .resp = GO_ARG3(ctx), .req = GO_ARG4(ctx)};
 	bpf_map_update_elem(&servers, &k, &s, BPF_ANY);
 
 	struct request_start_event e = {};
-	e.header_lookup = find_traceparent(o, (__u32)bpf_get_attach_cookie(ctx), GO_ARG4(ctx), &e);
-	__u64 conn = read_ptr(s.resp, o->response_conn);
-	bool tls = read_ptr(conn, o->conn_tls_state) != 0;
-	emit_start(&e, REQUEST_SERVER, s.id, 0, k.g, conn ? conn_fd(o, conn, o->conn_rwc, tls) : -1, tls);
+	e.header_lookup = find_traceparent(o, (__u32)bpf_get_attach_cookie(ctx), s.req, &e);
+	__s64 major = 0, minor = 0;
+	if (o->request_proto_major >= 0 && o->request_proto_minor >= 0) {
+		bpf_probe_read_user(&major, sizeof(major), (void *)(s.req + o->request_proto_major));
+		bpf_probe_read_user(&minor, sizeof(minor), (void *)(s.req + o->request_proto_minor));
+	}
+	__s32 fd = -1;
+	bool tls;
+	if (major == 2) {
+		/* rw is the HTTP/2 server's response writer (a one-pointer
+		 * struct in Go 1.27, stored in the interface as that pointer). */
+		tls = read_ptr(s.req, o->request_tls) != 0;
+		__u64 sc = read_ptr(read_ptr(s.resp, o->h2_rw_rws), o->h2_rws_conn);
+		if (sc)
+			fd = conn_fd(o, sc, o->h2_server_conn_conn, tls);
+	} else {
+		__u64 conn = read_ptr(s.resp, o->response_conn);
+		tls = read_ptr(conn, o->conn_tls_state) != 0;
+		if (conn)
+			fd = conn_fd(o, conn, o->conn_rwc, tls);
+	}
+	emit_start(&e, REQUEST_SERVER, s.id, 0, k.g, fd, tls, (__u16)major, (__u16)minor);
 	return 0;
 }
 
@@ -531,10 +571,11 @@ int go_finish_request(struct pt_regs *ctx)
 		return 0;
 	}
 	struct request_end_event *e = end_event(REQUEST_SERVER, s->id);
+	__u64 req = s->req;
 	bpf_map_delete_elem(&servers, &k);
 	if (!e)
 		return 0;
-	request_fields(e, o, read_ptr(w, o->response_req));
+	request_fields(e, o, req);
 	__s64 status = 0, written = -1;
 	if (o->response_status >= 0)
 		bpf_probe_read_user(&status, sizeof(status), (void *)(w + o->response_status));
@@ -547,25 +588,90 @@ int go_finish_request(struct pt_regs *ctx)
 	return 0;
 }
 
-SEC("uprobe/go_round_trip")
-int go_round_trip(struct pt_regs *ctx)
+SEC("uprobe/go_h2_handler_done")
+int go_h2_handler_done(struct pt_regs *ctx)
 {
 	struct go_offsets *o = offsets_of(ctx);
 	if (!o)
 		return 0;
+	struct g_key k = {.g = GO_G(ctx), .tgid = bpf_get_current_pid_tgid() >> 32};
+	struct server_req *s = bpf_map_lookup_elem(&servers, &k);
+	__u64 w = GO_ARG1(ctx);
+	if (!s || s->resp != w) {
+		count(COUNTER_CALLS_LOST);
+		return 0;
+	}
+	struct request_end_event *e = end_event(REQUEST_SERVER, s->id);
+	__u64 req = s->req;
+	bpf_map_delete_elem(&servers, &k);
+	if (!e)
+		return 0;
+	request_fields(e, o, req);
+	__u64 rws = read_ptr(w, o->h2_rw_rws);
+	__s64 status = 0, written = -1;
+	if (rws && o->h2_rws_status >= 0)
+		bpf_probe_read_user(&status, sizeof(status), (void *)(rws + o->h2_rws_status));
+	if (rws && o->h2_rws_wrote_bytes >= 0)
+		bpf_probe_read_user(&written, sizeof(written), (void *)(rws + o->h2_rws_wrote_bytes));
+	/* handlerDone sends the 200 header itself when the handler wrote none. */
+	e->status = status > 0 ? (__u32)status : 200;
+	e->response_size = written;
+	output(e, sizeof(*e));
+	return 0;
+}
+
+/* client_start records a client call on the current goroutine and sends
+ * its start; the parent is the server request the goroutine serves. */
+static __always_inline void client_start(struct go_offsets *o, struct pt_regs *ctx, __u64 req, __u64 conn,
+					 __s64 conn_off, __s64 tls_off, __u16 major, __u16 minor, bool h2i)
+{
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct g_key k = {.g = GO_G(ctx), .tgid = tgid};
-	struct client_req c = {.id = new_id(), .pc = GO_ARG1(ctx)};
-	c.req = read_ptr(GO_ARG2(ctx), o->transport_request_request);
+	struct client_req c = {.id = new_id(), .req = req, .pc = conn, .h2i = h2i};
 	bpf_map_update_elem(&clients, &k, &c, BPF_ANY);
 
 	__u64 parent = 0;
 	struct server_req *s = bpf_map_lookup_elem(&servers, &k);
 	if (s)
 		parent = s->id;
-	bool tls = read_ptr(c.pc, o->persist_conn_tls_state) != 0;
+	bool tls = read_ptr(conn, tls_off) != 0;
+	__s32 fd = conn ? conn_fd(o, conn, conn_off, tls) : -1;
 	struct request_start_event e = {};
-	emit_start(&e, REQUEST_CLIENT, c.id, parent, k.g, conn_fd(o, c.pc, o->persist_conn_conn, tls), tls);
+	emit_start(&e, REQUEST_CLIENT, c.id, parent, k.g, fd, tls, major, minor);
+}
+
+SEC("uprobe/go_round_trip")
+int go_round_trip(struct pt_regs *ctx)
+{
+	struct go_offsets *o = offsets_of(ctx);
+	if (!o)
+		return 0;
+	client_start(o, ctx, read_ptr(GO_ARG2(ctx), o->transport_request_request), GO_ARG1(ctx),
+		     o->persist_conn_conn, o->persist_conn_tls_state, 1, 1, false);
+	return 0;
+}
+
+/* net/http.(*http2ClientConn).RoundTrip(cc, req) */
+SEC("uprobe/go_h2_round_trip")
+int go_h2_round_trip(struct pt_regs *ctx)
+{
+	struct go_offsets *o = offsets_of(ctx);
+	if (!o)
+		return 0;
+	client_start(o, ctx, GO_ARG2(ctx), GO_ARG1(ctx), o->h2_client_conn_tconn, o->h2_client_conn_tls_state, 2, 0,
+		     false);
+	return 0;
+}
+
+/* net/http/internal/http2.(*ClientConn).roundTrip(cc, req *ClientRequest) (Go 1.27) */
+SEC("uprobe/go_h2i_round_trip")
+int go_h2i_round_trip(struct pt_regs *ctx)
+{
+	struct go_offsets *o = offsets_of(ctx);
+	if (!o)
+		return 0;
+	client_start(o, ctx, GO_ARG2(ctx), GO_ARG1(ctx), o->h2i_client_conn_tconn, o->h2i_client_conn_tls_state, 2,
+		     0, true);
 	return 0;
 }
 
@@ -583,19 +689,28 @@ int go_round_trip_return(struct pt_regs *ctx)
 	}
 	struct request_end_event *e = end_event(REQUEST_CLIENT, c->id);
 	__u64 req = c->req;
+	bool h2i = c->h2i;
 	bpf_map_delete_elem(&clients, &k);
 	if (!e)
 		return 0;
-	request_fields(e, o, req);
+	__s64 status_off = o->client_response_status_code, length_off = o->client_response_content_length;
+	if (h2i) {
+		request_fields_at(e, o, req, o->h2i_request_method, o->h2i_request_host, o->h2i_request_url,
+				  o->h2i_request_content_length);
+		status_off = o->h2i_response_status_code;
+		length_off = o->h2i_response_content_length;
+	} else {
+		request_fields(e, o, req);
+	}
 	__u64 resp = GO_ARG1(ctx);
 	if (GO_ARG2(ctx) != 0 || !resp) {
 		e->error = 1;
 	} else {
 		__s64 status = 0, cl = -1;
-		if (o->client_response_status_code >= 0)
-			bpf_probe_read_user(&status, sizeof(status), (void *)(resp + o->client_response_status_code));
-		if (o->client_response_content_length >= 0)
-			bpf_probe_read_user(&cl, sizeof(cl), (void *)(resp + o->client_response_content_length));
+		if (status_off >= 0)
+			bpf_probe_read_user(&status, sizeof(status), (void *)(resp + status_off));
+		if (length_off >= 0)
+			bpf_probe_read_user(&cl, sizeof(cl), (void *)(resp + length_off));
 		e->status = (__u32)status;
 		e->response_size = cl;
 	}

@@ -127,7 +127,8 @@ struct request_start_event {
 	__u32 kind;      /* enum request_kind */
 	__s32 fd;        /* the connection's socket, or -1 */
 	__u32 tls;       /* the connection is TLS */
-	__u32 _pad;
+	__u16 proto_major; /* HTTP version: 1.0, 1.1 or 2.0; 0.0 unknown */
+	__u16 proto_minor;
 	struct tuple tuple;
 	__u32 header_lookup;   /* enum header_lookup */
 	__u16 traceparent_len; /* the first Traceparent value's length; may exceed TRACEPARENT_CAP */
@@ -203,6 +204,27 @@ struct go_offsets {
 	__s64 swiss_group_ctrl;
 	__s64 swiss_group_slots;
 	__s64 swiss_group_size;
+	/* HTTP/2 (symbols.Offsets.H2*: net/http's bundled copy, or
+	 * net/http/internal/http2 from Go 1.27) and the request's version. */
+	__s64 request_proto_major;
+	__s64 request_proto_minor;
+	__s64 request_tls;
+	__s64 h2_rw_rws;
+	__s64 h2_rws_conn;
+	__s64 h2_rws_status;
+	__s64 h2_rws_wrote_bytes;
+	__s64 h2_server_conn_conn;
+	__s64 h2_client_conn_tconn;
+	__s64 h2_client_conn_tls_state;
+	/* Go 1.27's net/http/internal/http2 client types. */
+	__s64 h2i_client_conn_tconn;
+	__s64 h2i_client_conn_tls_state;
+	__s64 h2i_request_method;
+	__s64 h2i_request_url;
+	__s64 h2i_request_host;
+	__s64 h2i_request_content_length;
+	__s64 h2i_response_status_code;
+	__s64 h2i_response_content_length;
 };
 
 enum go_map_layout {

@@ -43,7 +43,10 @@ type conn struct {
 	// ignored connections are not HTTP, broke the protocol or left it
 	// (upgrade): their data is dropped until a Bind changes the socket.
 	ignored bool
-	tid     uint32 // thread of the data being parsed
+	// multiplexed connections (HTTP/2) carry concurrent requests whose
+	// order says nothing about which is which.
+	multiplexed bool
+	tid         uint32 // thread of the data being parsed
 	// repeatWrite counts written bytes still to come that repeat bytes
 	// already parsed (see events.WriteResult).
 	repeatWrite int

@@ -516,6 +516,10 @@ func (c *Correlator) linkByTuple(cn *conn) {
 // matched server request without a parent becomes the client request's
 // child.
 func pair(cl, sv *conn) {
+	if cl.multiplexed || sv.multiplexed {
+		pairMultiplexed(cl, sv)
+		return
+	}
 	ci := 0
 	cxs := cl.waiting()
 	for _, sx := range sv.waiting() {
@@ -535,10 +539,44 @@ func pair(cl, sv *conn) {
 			continue
 		}
 		ci++
-		cx.peer, sx.peer = sx, cx
-		if !sx.hasRemote && sx.parent == nil && !sx.fixed {
-			sx.parent = cx
+		link(cx, sx)
+	}
+}
+
+// pairMultiplexed pairs the requests of an HTTP/2 connection, whose
+// streams interleave so that their order pairs nothing: a server request
+// is matched only when it and a client request that started before it are
+// the only unmatched ones on their ends. Concurrent requests stay
+// unmatched (their server spans start traces of their own, unless a
+// traceparent header says otherwise) rather than risk a wrong parent.
+func pairMultiplexed(cl, sv *conn) {
+	cx, nc := soleUnmatched(cl)
+	sx, ns := soleUnmatched(sv)
+	if nc != 1 || ns != 1 || cx.req.Start.After(sx.req.Start) {
+		return
+	}
+	link(cx, sx)
+}
+
+// soleUnmatched returns the number of unmatched exchanges waiting on cn,
+// and the last of them.
+func soleUnmatched(cn *conn) (*exchange, int) {
+	var last *exchange
+	n := 0
+	for _, x := range cn.waiting() {
+		if x.peer == nil {
+			last, n = x, n+1
 		}
+	}
+	return last, n
+}
+
+// link makes cx and sx the two ends of one request; sx becomes cx's child
+// unless it has a parent already.
+func link(cx, sx *exchange) {
+	cx.peer, sx.peer = sx, cx
+	if !sx.hasRemote && sx.parent == nil && !sx.fixed {
+		sx.parent = cx
 	}
 }
 

@@ -62,11 +62,17 @@ func (c *Correlator) RequestStart(r events.RequestStart) {
 		}
 	}
 	c.touch(cn, r.Time)
+	if r.Version == "" {
+		r.Version = "1.1"
+	}
+	if r.Version == "2" {
+		cn.multiplexed = true
+	}
 
 	key := wholeKey{r.PID, r.ID}
 	x := &exchange{
 		conn:   cn,
-		req:    &httpparse.Message{Kind: httpparse.Request, Start: r.Time, Version: "1.1", BodySize: 0},
+		req:    &httpparse.Message{Kind: httpparse.Request, Start: r.Time, Version: r.Version, BodySize: 0},
 		spanID: spanIDOf(r.ID),
 		whole:  key,
 	}
@@ -125,7 +131,7 @@ func (c *Correlator) RequestEnd(r events.RequestEnd) {
 	} else {
 		resp = &httpparse.Message{
 			Kind:            httpparse.Response,
-			Version:         "1.1",
+			Version:         x.req.Version,
 			StatusCode:      r.Status,
 			HeadersComplete: true,
 			Start:           r.Time,

@@ -1,9 +1,13 @@
 package correlator
 
 import (
+	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/span"
@@ -208,5 +212,78 @@ func TestWholeTraceParentWinsOverTuple(t *testing.T) {
 		case !withHeader && (sv.ParentSpanID != cl.SpanID || sv.TraceID != cl.TraceID || !sv.RemoteParent):
 			t.Errorf("without traceparent: server trace %s parent %s, want the remote child of %s", sv.TraceID, sv.ParentSpanID, cl.SpanID)
 		}
+	}
+}
+
+// HTTP/2 connections carry concurrent streams: a server request is linked
+// to a client request at the other end only when they are the only
+// unmatched ones on their ends, and never to a client request that started
+// after it. The protocol version comes from the start.
+func TestWholeHTTP2Pairing(t *testing.T) {
+	cli, srv := tuple("127.0.0.1:50000", "127.0.0.1:8443"), tuple("127.0.0.1:8443", "127.0.0.1:50000")
+	type ev struct {
+		kind events.RequestKind
+		id   uint64
+		ms   int
+		end  bool
+	}
+	c, s := events.RequestClient, events.RequestServer
+	for _, tc := range []struct {
+		name   string
+		events []ev
+		links  map[uint64]uint64 // server ID -> client ID it is the child of; absent: no parent
+	}{
+		{"one at a time", []ev{
+			{c, 1, 1, false}, {s, 11, 2, false}, {s, 11, 3, true}, {c, 1, 4, true},
+			{c, 2, 5, false}, {s, 12, 6, false}, {s, 12, 7, true}, {c, 2, 8, true},
+		}, map[uint64]uint64{11: 1, 12: 2}},
+		{"two in flight: no guess", []ev{
+			{c, 1, 1, false}, {c, 2, 2, false}, {s, 12, 3, false}, {s, 11, 4, false},
+			{s, 12, 5, true}, {s, 11, 6, true}, {c, 2, 7, true}, {c, 1, 8, true},
+		}, map[uint64]uint64{}},
+		{"the later request alone again", []ev{
+			{c, 1, 1, false}, {c, 2, 2, false}, {s, 11, 3, false}, {s, 11, 4, true}, {c, 1, 5, true},
+			{s, 12, 6, false}, {c, 3, 7, false}, {s, 13, 8, false},
+			{s, 12, 9, true}, {c, 2, 10, true}, {s, 13, 11, true}, {c, 3, 12, true},
+		}, map[uint64]uint64{12: 2, 13: 3}},
+		{"client started after the server request", []ev{
+			{s, 11, 1, false}, {c, 1, 2, false}, {s, 11, 3, true}, {c, 1, 4, true},
+		}, map[uint64]uint64{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, DefaultConfig())
+			n := 0
+			for _, e := range tc.events {
+				pid, fd, tu := uint32(1), int32(3), cli
+				if e.kind == s {
+					pid, fd, tu = 2, 4, srv
+				}
+				if !e.end {
+					h.c.RequestStart(events.RequestStart{PID: pid, ID: e.id, Kind: e.kind, Time: at(e.ms), FD: fd, Tuple: tu, TLS: true, Version: "2"})
+					continue
+				}
+				h.end(pid, e.id, e.kind, e.ms, "GET", fmt.Sprintf("/item/%d", e.id%10), 200)
+				n++
+			}
+			spans := h.wantSpans(n)
+			byID := make(map[trace.SpanID]*span.Span)
+			for _, sp := range spans {
+				byID[sp.SpanID] = sp
+				checkAttrs(t, sp, map[string]any{"network.protocol.version": "2"})
+			}
+			for _, sp := range spans {
+				if sp.Kind != span.Server {
+					continue
+				}
+				var got uint64
+				if p := byID[sp.ParentSpanID]; p != nil {
+					got = binary.LittleEndian.Uint64(p.SpanID[:])
+				}
+				id := binary.LittleEndian.Uint64(sp.SpanID[:])
+				if want := tc.links[id]; got != want {
+					t.Errorf("server request %d: child of client request %d, want %d", id, got, want)
+				}
+			}
+		})
 	}
 }

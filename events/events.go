@@ -204,6 +204,9 @@ type RequestStart struct {
 	FD    int32
 	Tuple Tuple
 	TLS   bool
+	// Version is the request's HTTP version as OpenTelemetry writes it
+	// ("1.0", "1.1", "2"); "" when the probe does not know it.
+	Version string
 	// TraceParent is the first value of the incoming request's
 	// traceparent header as the probe found it (server requests; "" when
 	// there is none or it was not searched), possibly cut at 64 bytes.

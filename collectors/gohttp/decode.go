@@ -29,6 +29,8 @@ var (
 	offStartKind   = unsafe.Offsetof(gohttpRequestStartEvent{}.Kind)
 	offStartFD     = unsafe.Offsetof(gohttpRequestStartEvent{}.Fd)
 	offStartTLS    = unsafe.Offsetof(gohttpRequestStartEvent{}.Tls)
+	offStartMajor  = unsafe.Offsetof(gohttpRequestStartEvent{}.ProtoMajor)
+	offStartMinor  = unsafe.Offsetof(gohttpRequestStartEvent{}.ProtoMinor)
 	offStartTuple  = unsafe.Offsetof(gohttpRequestStartEvent{}.Tuple)
 	offStartLookup = unsafe.Offsetof(gohttpRequestStartEvent{}.HeaderLookup)
 	offStartTPLen  = unsafe.Offsetof(gohttpRequestStartEvent{}.TraceparentLen)
@@ -89,6 +91,7 @@ func (c *Collector) decode(raw []byte) {
 			Time:        at,
 			FD:          int32(ne.Uint32(raw[offStartFD:])),
 			TLS:         ne.Uint32(raw[offStartTLS:]) != 0,
+			Version:     httpVersion(ne.Uint16(raw[offStartMajor:]), ne.Uint16(raw[offStartMinor:])),
 			Tuple:       wire.Tuple(raw[offStartTuple:]),
 			TraceParent: tp,
 		})
@@ -105,6 +108,18 @@ func (c *Collector) decode(raw []byte) {
 	default:
 		c.m.Read.WithLabelValues("malformed").Inc()
 	}
+}
+
+// httpVersion writes an HTTP version as network.protocol.version does:
+// "1.0", "1.1", "2"; "" when unknown.
+func httpVersion(major, minor uint16) string {
+	switch {
+	case major == 1 && minor <= 1:
+		return "1." + string(rune('0'+minor))
+	case major == 2 && minor == 0:
+		return "2"
+	}
+	return ""
 }
 
 func decodeEnd(raw []byte, pid uint32, at time.Time) events.RequestEnd {

@@ -57,6 +57,7 @@ func TestDecode(t *testing.T) {
 	var start gohttpRequestStartEvent
 	start.Hdr.Type, start.Hdr.Pid = eventRequestStart, 42
 	start.Id, start.Parent, start.Kind, start.Fd, start.Tls = 7, 3, uint32(events.RequestClient), 9, 1
+	start.ProtoMajor, start.ProtoMinor = 2, 0
 	start.Tuple.Family, start.Tuple.LocalPort, start.Tuple.RemotePort = 2, 40000, 443
 	copy(start.Tuple.LocalAddr[:], []byte{127, 0, 0, 1})
 	copy(start.Tuple.RemoteAddr[:], []byte{10, 0, 0, 9})
@@ -85,7 +86,7 @@ func TestDecode(t *testing.T) {
 	}
 	s := sink.starts[0]
 	wantTuple := events.Tuple{Local: netip.MustParseAddrPort("127.0.0.1:40000"), Remote: netip.MustParseAddrPort("10.0.0.9:443")}
-	if s.PID != 42 || s.ID != 7 || s.Parent != 3 || s.Kind != events.RequestClient || s.FD != 9 || !s.TLS || s.Tuple != wantTuple {
+	if s.PID != 42 || s.ID != 7 || s.Parent != 3 || s.Kind != events.RequestClient || s.FD != 9 || !s.TLS || s.Tuple != wantTuple || s.Version != "2" {
 		t.Errorf("start %+v", s)
 	}
 	e := sink.ends[0]
@@ -143,6 +144,19 @@ func TestDecodeTraceParent(t *testing.T) {
 	for result, want := range map[string]float64{"found": 3, "absent": 1, "bound": 1, "fault": 1, "not_searched": 0} {
 		if got := testutil.ToFloat64(c.lookups.WithLabelValues(result)); got != want {
 			t.Errorf("lookups{result=%q} = %v, want %v", result, got, want)
+		}
+	}
+}
+
+func TestHTTPVersion(t *testing.T) {
+	for _, tc := range []struct {
+		major, minor uint16
+		want         string
+	}{
+		{1, 0, "1.0"}, {1, 1, "1.1"}, {2, 0, "2"}, {0, 0, ""}, {1, 2, ""}, {3, 0, ""}, {2, 1, ""},
+	} {
+		if got := httpVersion(tc.major, tc.minor); got != tc.want {
+			t.Errorf("httpVersion(%d, %d) = %q, want %q", tc.major, tc.minor, got, tc.want)
 		}
 	}
 }

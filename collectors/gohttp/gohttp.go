@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -31,6 +32,16 @@ const (
 	fnServeHTTP     = "net/http.serverHandler.ServeHTTP"
 	fnFinishRequest = "net/http.(*response).finishRequest"
 	fnRoundTrip     = "net/http.(*persistConn).roundTrip"
+	// HTTP/2 as net/http bundles it (Go ≤ 1.26), and as Go 1.27 moved it
+	// into net/http/internal/http2. Programs built with the
+	// nethttpomithttp2 tag have neither.
+	fnH2HandlerDone      = "net/http.(*http2responseWriter).handlerDone"
+	fnH2HandlerDoneGo127 = "net/http/internal/http2.(*responseWriter).handlerDone"
+	fnH2RoundTrip        = "net/http.(*http2ClientConn).RoundTrip"
+	// From Go 1.24 RoundTrip wraps roundTrip and is inlined where the
+	// transport calls it: the probes go on roundTrip (same arguments).
+	fnH2RoundTripInner = "net/http.(*http2ClientConn).roundTrip"
+	fnH2RoundTripGo127 = "net/http/internal/http2.(*ClientConn).roundTrip"
 )
 
 // maxBinaries is MAX_BINARIES in bpf/gohttp.bpf.c: distinct Go executables
@@ -81,6 +92,8 @@ type plan struct {
 	// incoming traceparent headers are not read, for headerErr).
 	headerMap mapLayout
 	headerErr error
+	// h2Server and h2Client say whether HTTP/2 requests are traced.
+	h2Server, h2Client bool
 }
 
 // site is one probe: an instruction's file offset and its program.
@@ -146,7 +159,8 @@ func (c *Collector) AttachPath() string {
 		links = "uprobe_multi links"
 	}
 	return "uprobes on the stack-check branch of net/http serverHandler.ServeHTTP, (*response).finishRequest, " +
-		"(*persistConn).roundTrip and at its RETs (no uretprobes), as " + links + "; " + mode
+		"HTTP/2's handlerDone, (*persistConn).roundTrip and HTTP/2's RoundTrip, and at the RETs of the " +
+		"last two (no uretprobes), as " + links + "; " + mode
 }
 
 // Start implements collectors.Collector.
@@ -241,7 +255,8 @@ func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mappin
 			c.log.Warn("cannot attach", "exe", m.Path, "pid", p.PID, "err", err)
 		case created:
 			c.log.Info("attached", "exe", m.Path, "pid", p.PID, "go", pl.goVer, "offsets", pl.source,
-				"probes", len(pl.sites), "per_process", key.PID != 0, "header_map", pl.headerMap)
+				"probes", len(pl.sites), "per_process", key.PID != 0, "header_map", pl.headerMap,
+				"http2_server", pl.h2Server, "http2_client", pl.h2Client)
 			if pl.headerErr != nil {
 				c.log.Warn("incoming traceparent headers will not be read", "exe", m.Path, "err", pl.headerErr)
 			}
@@ -305,28 +320,56 @@ func (c *Collector) inspect(path string) *plan {
 		pl.sites = append(pl.sites, site{fn: name, offset: off, prog: prog})
 		return nil
 	}
+	// call probes a function's entry and every RET instruction.
+	call := func(name string, prog func(*gohttpObjects) *ebpf.Program) error {
+		n := len(pl.sites)
+		if err := entry(name, prog); err != nil {
+			return err
+		}
+		f, _ := b.Func(name)
+		rets, err := b.Returns(f)
+		if err == nil && len(rets) == 0 {
+			err = fmt.Errorf("%s: no RET instruction found", name)
+		}
+		if err != nil {
+			pl.sites = pl.sites[:n]
+			return err
+		}
+		for _, r := range rets {
+			pl.sites = append(pl.sites, site{fn: name + " RET", offset: r,
+				prog: func(o *gohttpObjects) *ebpf.Program { return o.GoRoundTripReturn }})
+		}
+		return nil
+	}
 	serverErr := entry(fnServeHTTP, func(o *gohttpObjects) *ebpf.Program { return o.GoServeHttp })
 	if serverErr == nil {
 		serverErr = entry(fnFinishRequest, func(o *gohttpObjects) *ebpf.Program { return o.GoFinishRequest })
 	}
 	if serverErr != nil {
 		pl.sites = nil // both server probes or neither
+	} else {
+		done := func(o *gohttpObjects) *ebpf.Program { return o.GoH2HandlerDone }
+		if err := entry(fnH2HandlerDone, done); errors.Is(err, symbols.ErrNoFunc) {
+			err = entry(fnH2HandlerDoneGo127, done)
+			pl.h2Server = err == nil
+		} else {
+			pl.h2Server = err == nil
+		}
 	}
-	clientErr := entry(fnRoundTrip, func(o *gohttpObjects) *ebpf.Program { return o.GoRoundTrip })
+	clientErr := call(fnRoundTrip, func(o *gohttpObjects) *ebpf.Program { return o.GoRoundTrip })
 	if clientErr == nil {
-		f, _ := b.Func(fnRoundTrip)
-		rets, err := b.Returns(f)
-		if err == nil && len(rets) == 0 {
-			err = fmt.Errorf("%s: no RET instruction found", fnRoundTrip)
+		// Go 1.27's net/http has a wrapper type named http2ClientConn
+		// too, with a RoundTrip of another signature: look for the
+		// internal package first.
+		h2 := func(o *gohttpObjects) *ebpf.Program { return o.GoH2RoundTrip }
+		err := call(fnH2RoundTripGo127, func(o *gohttpObjects) *ebpf.Program { return o.GoH2iRoundTrip })
+		if errors.Is(err, symbols.ErrNoFunc) {
+			err = call(fnH2RoundTripInner, h2)
 		}
-		if err != nil {
-			pl.sites = pl.sites[:len(pl.sites)-1]
-			clientErr = err
+		if errors.Is(err, symbols.ErrNoFunc) {
+			err = call(fnH2RoundTrip, h2)
 		}
-		for _, r := range rets {
-			pl.sites = append(pl.sites, site{fn: fnRoundTrip + " RET", offset: r,
-				prog: func(o *gohttpObjects) *ebpf.Program { return o.GoRoundTripReturn }})
-		}
+		pl.h2Client = err == nil
 	}
 	if len(pl.sites) == 0 {
 		if errors.Is(serverErr, symbols.ErrNoFunc) && errors.Is(clientErr, symbols.ErrNoFunc) {
@@ -344,6 +387,14 @@ func (c *Collector) inspect(path string) *plan {
 	}
 	pl.offsets = o
 	pl.headerMap, pl.headerErr = headerMapLayout(b, o)
+	if pl.h2Server && (either(o.H2ResponseWriterRws, o.H2iResponseWriterRws) == symbols.Absent ||
+		either(o.H2RWStateStatus, o.H2iRWStateStatus) == symbols.Absent) {
+		// Without them every HTTP/2 response would read as a 200.
+		pl.sites = slices.DeleteFunc(pl.sites, func(s site) bool {
+			return s.fn == fnH2HandlerDone || s.fn == fnH2HandlerDoneGo127
+		})
+		pl.h2Server = false
+	}
 	return pl
 }
 
@@ -394,6 +445,24 @@ func (c *Collector) loadOffsets(pl *plan) error {
 		SwissGroupCtrl:              o.SwissGroupCtrl,
 		SwissGroupSlots:             o.SwissGroupSlots,
 		SwissGroupSize:              o.SwissGroupSize,
+		RequestProtoMajor:           o.RequestProtoMajor,
+		RequestProtoMinor:           o.RequestProtoMinor,
+		RequestTls:                  o.RequestTLS,
+		H2RwRws:                     either(o.H2ResponseWriterRws, o.H2iResponseWriterRws),
+		H2RwsConn:                   either(o.H2RWStateConn, o.H2iRWStateConn),
+		H2RwsStatus:                 either(o.H2RWStateStatus, o.H2iRWStateStatus),
+		H2RwsWroteBytes:             either(o.H2RWStateWroteBytes, o.H2iRWStateWroteBytes),
+		H2ServerConnConn:            either(o.H2ServerConnConn, o.H2iServerConnConn),
+		H2ClientConnTconn:           o.H2ClientConnTconn,
+		H2ClientConnTlsState:        o.H2ClientConnTLSState,
+		H2iClientConnTconn:          o.H2iClientConnTconn,
+		H2iClientConnTlsState:       o.H2iClientConnTLSState,
+		H2iRequestMethod:            o.H2iClientRequestMethod,
+		H2iRequestUrl:               o.H2iClientRequestURL,
+		H2iRequestHost:              o.H2iClientRequestHost,
+		H2iRequestContentLength:     o.H2iClientRequestContentLength,
+		H2iResponseStatusCode:       o.H2iClientResponseStatusCode,
+		H2iResponseContentLength:    o.H2iClientResponseContentLength,
 	}
 	for _, f := range []struct {
 		name string
@@ -414,6 +483,15 @@ func (c *Collector) loadOffsets(pl *plan) error {
 		return fmt.Errorf("store offsets: %w", err)
 	}
 	return nil
+}
+
+// either returns the offset of a field in net/http's bundled HTTP/2 when
+// the binary has it, else in net/http/internal/http2.
+func either(bundled, internal int64) int64 {
+	if bundled != symbols.Absent {
+		return bundled
+	}
+	return internal
 }
 
 func (c *Collector) attach(hostPath string, pid uint32, pl *plan) ([]link.Link, error) {

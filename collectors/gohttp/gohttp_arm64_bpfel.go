@@ -18,6 +18,8 @@ type gohttpClientReq struct {
 	Id  uint64
 	Req uint64
 	Pc  uint64
+	H2i uint32
+	Pad uint32
 }
 
 type gohttpG_key struct {
@@ -71,6 +73,24 @@ type gohttpGoOffsets struct {
 	SwissGroupCtrl              int64
 	SwissGroupSlots             int64
 	SwissGroupSize              int64
+	RequestProtoMajor           int64
+	RequestProtoMinor           int64
+	RequestTls                  int64
+	H2RwRws                     int64
+	H2RwsConn                   int64
+	H2RwsStatus                 int64
+	H2RwsWroteBytes             int64
+	H2ServerConnConn            int64
+	H2ClientConnTconn           int64
+	H2ClientConnTlsState        int64
+	H2iClientConnTconn          int64
+	H2iClientConnTlsState       int64
+	H2iRequestMethod            int64
+	H2iRequestUrl               int64
+	H2iRequestHost              int64
+	H2iRequestContentLength     int64
+	H2iResponseStatusCode       int64
+	H2iResponseContentLength    int64
 }
 
 type gohttpMapSearch struct {
@@ -146,14 +166,15 @@ type gohttpRequestStartEvent struct {
 		Tid  uint32
 		Pad  uint32
 	}
-	Id        uint64
-	Parent    uint64
-	Goroutine uint64
-	Kind      uint32
-	Fd        int32
-	Tls       uint32
-	Pad       uint32
-	Tuple     struct {
+	Id         uint64
+	Parent     uint64
+	Goroutine  uint64
+	Kind       uint32
+	Fd         int32
+	Tls        uint32
+	ProtoMajor uint16
+	ProtoMinor uint16
+	Tuple      struct {
 		_          structs.HostLayout
 		Family     uint16
 		LocalPort  uint16
@@ -172,6 +193,7 @@ type gohttpServerReq struct {
 	_    structs.HostLayout
 	Id   uint64
 	Resp uint64
+	Req  uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -187,6 +209,9 @@ const (
 	gohttpMapOffsets                 = "offsets"
 	gohttpMapServers                 = "servers"
 	gohttpProgGoFinishRequest        = "go_finish_request"
+	gohttpProgGoH2HandlerDone        = "go_h2_handler_done"
+	gohttpProgGoH2RoundTrip          = "go_h2_round_trip"
+	gohttpProgGoH2iRoundTrip         = "go_h2i_round_trip"
 	gohttpProgGoProcessExit          = "go_process_exit"
 	gohttpProgGoRoundTrip            = "go_round_trip"
 	gohttpProgGoRoundTripReturn      = "go_round_trip_return"
@@ -245,6 +270,9 @@ type gohttpSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type gohttpProgramSpecs struct {
 	GoFinishRequest   *ebpf.ProgramSpec `ebpf:"go_finish_request"`
+	GoH2HandlerDone   *ebpf.ProgramSpec `ebpf:"go_h2_handler_done"`
+	GoH2RoundTrip     *ebpf.ProgramSpec `ebpf:"go_h2_round_trip"`
+	GoH2iRoundTrip    *ebpf.ProgramSpec `ebpf:"go_h2i_round_trip"`
 	GoProcessExit     *ebpf.ProgramSpec `ebpf:"go_process_exit"`
 	GoRoundTrip       *ebpf.ProgramSpec `ebpf:"go_round_trip"`
 	GoRoundTripReturn *ebpf.ProgramSpec `ebpf:"go_round_trip_return"`
@@ -343,6 +371,9 @@ type gohttpVariables struct {
 // It can be passed to loadGohttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gohttpPrograms struct {
 	GoFinishRequest   *ebpf.Program `ebpf:"go_finish_request"`
+	GoH2HandlerDone   *ebpf.Program `ebpf:"go_h2_handler_done"`
+	GoH2RoundTrip     *ebpf.Program `ebpf:"go_h2_round_trip"`
+	GoH2iRoundTrip    *ebpf.Program `ebpf:"go_h2i_round_trip"`
 	GoProcessExit     *ebpf.Program `ebpf:"go_process_exit"`
 	GoRoundTrip       *ebpf.Program `ebpf:"go_round_trip"`
 	GoRoundTripReturn *ebpf.Program `ebpf:"go_round_trip_return"`
@@ -352,6 +383,9 @@ type gohttpPrograms struct {
 func (p *gohttpPrograms) Close() error {
 	return _GohttpClose(
 		p.GoFinishRequest,
+		p.GoH2HandlerDone,
+		p.GoH2RoundTrip,
+		p.GoH2iRoundTrip,
 		p.GoProcessExit,
 		p.GoRoundTrip,
 		p.GoRoundTripReturn,

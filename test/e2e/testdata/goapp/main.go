@@ -2,10 +2,13 @@
 // server whose handlers may call a downstream service, and a client. It
 // uses only the standard library and builds with Go 1.18 and later.
 //
-//	goapp server ADDR [-tls CERT KEY] [-downstream URL] [-ca CA]
-//	goapp client URL N [-ca CA] [-traceparent]
+//	goapp server ADDR [-tls-cert CERT -tls-key KEY] [-downstream URL] [-ca CA] [-h2]
+//	goapp client URL N [-ca CA] [-h2] [-parallel P] [-path PATH]
 //
-// HTTP/2 is disabled on both sides: the agent traces HTTP/1.x.
+// HTTP/2 is off unless -h2 is given: then the server offers it over TLS
+// (Go's default) and the clients, the downstream one included, use it.
+// With -parallel the client sends its N requests from P goroutines over
+// one HTTP/2 connection, each to a path of its own (/item/I).
 package main
 
 import (
@@ -35,10 +38,14 @@ func main() {
 	}
 }
 
-func transport(ca string) *http.Transport {
+func transport(ca string, h2 bool) *http.Transport {
 	t := &http.Transport{
 		TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{},
 		MaxIdleConnsPerHost: 64,
+	}
+	if h2 {
+		t.TLSNextProto = nil
+		t.ForceAttemptHTTP2 = true
 	}
 	if ca != "" {
 		pem, err := os.ReadFile(ca)
@@ -69,9 +76,10 @@ func server(args []string) {
 	keyFile := fs.String("tls-key", "", "")
 	downstream := fs.String("downstream", "", "")
 	ca := fs.String("ca", "", "")
+	h2 := fs.Bool("h2", false, "")
 	addr := args[0]
 	fs.Parse(args[1:])
-	down := &http.Client{Transport: transport(*ca)}
+	down := &http.Client{Transport: transport(*ca, *h2)}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) {
@@ -99,6 +107,9 @@ func server(args []string) {
 		resp.Body.Close()
 		fmt.Fprintln(w, "chained")
 	})
+	mux.HandleFunc("/item/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, r.Proto, r.URL.Path)
+	})
 	mux.HandleFunc("/leaf", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintln(w, "leaf")
@@ -122,6 +133,9 @@ func server(args []string) {
 		fmt.Fprintln(w, v+sum)
 	})
 	srv := &http.Server{Addr: addr, Handler: mux, TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
+	if *h2 {
+		srv.TLSNextProto = nil
+	}
 	var err error
 	if *certFile != "" {
 		err = srv.ListenAndServeTLS(*certFile, *keyFile)
@@ -134,25 +148,58 @@ func server(args []string) {
 func client(args []string) {
 	fs := flag.NewFlagSet("client", flag.ExitOnError)
 	ca := fs.String("ca", "", "")
+	h2 := fs.Bool("h2", false, "")
+	parallel := fs.Int("parallel", 0, "")
+	only := fs.String("path", "", "")
 	url := args[0]
 	n, err := strconv.Atoi(args[1])
 	if err != nil {
 		log.Fatal(err)
 	}
 	fs.Parse(args[2:])
-	c := &http.Client{Transport: transport(*ca)}
+	c := &http.Client{Transport: transport(*ca, *h2)}
 	// Wait to be told to start, so that the agent can attach first.
 	if _, err := fmt.Fscanln(os.Stdin); err != nil && err.Error() != "unexpected newline" {
 		log.Fatal(err)
 	}
-	paths := []string{"/hello", "/status/404", "/status/503", "/hello"}
-	for i := 0; i < n; i++ {
-		p := paths[i%len(paths)]
-		resp, err := c.Get(url + p)
-		if err != nil {
-			log.Fatal(err)
+	if *parallel > 0 {
+		get(c, url+"/item/0") // one connection first, shared by all
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for g := 0; g < *parallel; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					get(c, fmt.Sprintf("%s/item/%d", url, i))
+				}
+			}()
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		for i := 1; i < n; i++ {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+		return
+	}
+	paths := []string{"/hello", "/status/404", "/status/503", "/hello"}
+	if *only != "" {
+		paths = []string{*only}
+	}
+	for i := 0; i < n; i++ {
+		get(c, url+paths[i%len(paths)])
+	}
+}
+
+// get fetches url and checks that the protocol is the one asked for.
+func get(c *http.Client, url string) {
+	resp, err := c.Get(url)
+	if err != nil {
+		log.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if t := c.Transport.(*http.Transport); t.ForceAttemptHTTP2 && resp.ProtoMajor != 2 {
+		log.Fatalf("%s: %s, not HTTP/2", url, resp.Proto)
 	}
 }
