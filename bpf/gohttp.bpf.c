@@ -557,8 +557,10 @@ int go_serve_http(struct pt_regs *ctx)
 	return 0;
 }
 
-SEC("uprobe/go_finish_request")
-int go_finish_request(struct pt_regs *ctx)
+/* server_end ends the server request in flight on the goroutine, whose
+ * response writer is the probed method's receiver: a *response (HTTP/1),
+ * or an HTTP/2 response writer whose rws holds the state. */
+static __always_inline int server_end(struct pt_regs *ctx, bool h2)
 {
 	struct go_offsets *o = offsets_of(ctx);
 	if (!o)
@@ -576,48 +578,35 @@ int go_finish_request(struct pt_regs *ctx)
 	if (!e)
 		return 0;
 	request_fields(e, o, req);
+	__u64 state = w;
+	__s64 status_off = o->response_status, written_off = o->response_written;
+	if (h2) {
+		state = read_ptr(w, o->h2_rw_rws);
+		status_off = o->h2_rws_status;
+		written_off = o->h2_rws_wrote_bytes;
+	}
 	__s64 status = 0, written = -1;
-	if (o->response_status >= 0)
-		bpf_probe_read_user(&status, sizeof(status), (void *)(w + o->response_status));
-	if (o->response_written >= 0)
-		bpf_probe_read_user(&written, sizeof(written), (void *)(w + o->response_written));
-	/* finishRequest writes the 200 header itself when the handler wrote none. */
+	if (state && status_off >= 0)
+		bpf_probe_read_user(&status, sizeof(status), (void *)(state + status_off));
+	if (state && written_off >= 0)
+		bpf_probe_read_user(&written, sizeof(written), (void *)(state + written_off));
+	/* Both write the 200 header themselves when the handler wrote none. */
 	e->status = status > 0 ? (__u32)status : 200;
 	e->response_size = written;
 	output(e, sizeof(*e));
 	return 0;
 }
 
+SEC("uprobe/go_finish_request")
+int go_finish_request(struct pt_regs *ctx)
+{
+	return server_end(ctx, false);
+}
+
 SEC("uprobe/go_h2_handler_done")
 int go_h2_handler_done(struct pt_regs *ctx)
 {
-	struct go_offsets *o = offsets_of(ctx);
-	if (!o)
-		return 0;
-	struct g_key k = {.g = GO_G(ctx), .tgid = bpf_get_current_pid_tgid() >> 32};
-	struct server_req *s = bpf_map_lookup_elem(&servers, &k);
-	__u64 w = GO_ARG1(ctx);
-	if (!s || s->resp != w) {
-		count(COUNTER_CALLS_LOST);
-		return 0;
-	}
-	struct request_end_event *e = end_event(REQUEST_SERVER, s->id);
-	__u64 req = s->req;
-	bpf_map_delete_elem(&servers, &k);
-	if (!e)
-		return 0;
-	request_fields(e, o, req);
-	__u64 rws = read_ptr(w, o->h2_rw_rws);
-	__s64 status = 0, written = -1;
-	if (rws && o->h2_rws_status >= 0)
-		bpf_probe_read_user(&status, sizeof(status), (void *)(rws + o->h2_rws_status));
-	if (rws && o->h2_rws_wrote_bytes >= 0)
-		bpf_probe_read_user(&written, sizeof(written), (void *)(rws + o->h2_rws_wrote_bytes));
-	/* handlerDone sends the 200 header itself when the handler wrote none. */
-	e->status = status > 0 ? (__u32)status : 200;
-	e->response_size = written;
-	output(e, sizeof(*e));
-	return 0;
+	return server_end(ctx, true);
 }
 
 /* client_start records a client call on the current goroutine and sends

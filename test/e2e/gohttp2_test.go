@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/periscope-apm/periscope/test/e2e/harness"
 	"github.com/periscope-apm/periscope/test/otlpreceiver"
@@ -42,24 +41,11 @@ func TestGoHTTP2(t *testing.T) {
 				const n = 8
 				port := harness.FreePort(t)
 				srv := goServer(t, bin, port, tlsArgs...)
-				cl := startProc(t, nil, bin, "client", fmt.Sprintf("https://127.0.0.1:%d", port), strconv.Itoa(n), "-ca", ca, "-h2")
-				goInstrumented(t, e, srv.PID, cl.PID)
-				cl.send("")
-				cl.mustSucceed(30 * time.Second)
+				cl := runGoClient(t, e, bin, []int{srv.PID}, fmt.Sprintf("https://127.0.0.1:%d", port), strconv.Itoa(n), "-ca", ca, "-h2")
 
 				server := e.spans(t, n, byPIDs(kindServer, srv.PID))
 				client := e.spans(t, n, byPIDs(kindClient, cl.PID))
-				want := map[string]int{"GET /hello 200": n / 2, "GET /status/404 404": n / 4, "GET /status/503 503": n / 4}
-				for _, set := range [][]otlpreceiver.Span{server, client} {
-					got := counts(set, func(s otlpreceiver.Span) string {
-						return fmt.Sprintf("%s %s %d", attrStr(s, "http.request.method"), attrStr(s, "url.path"), attrInt(s, "http.response.status_code"))
-					})
-					for k, v := range want {
-						if got[k] != v {
-							t.Errorf("%d spans %q, want %d (all: %v)", got[k], k, v, got)
-						}
-					}
-				}
+				checkClientSequence(t, n, server, client)
 				clientByID := make(map[string]otlpreceiver.Span)
 				for _, s := range client {
 					clientByID[s.SpanID] = s
@@ -77,10 +63,7 @@ func TestGoHTTP2(t *testing.T) {
 				const n = 40
 				port := harness.FreePort(t)
 				srv := goServer(t, bin, port, tlsArgs...)
-				cl := startProc(t, nil, bin, "client", fmt.Sprintf("https://127.0.0.1:%d", port), strconv.Itoa(n), "-ca", ca, "-h2", "-parallel", "4")
-				goInstrumented(t, e, srv.PID, cl.PID)
-				cl.send("")
-				cl.mustSucceed(30 * time.Second)
+				cl := runGoClient(t, e, bin, []int{srv.PID}, fmt.Sprintf("https://127.0.0.1:%d", port), strconv.Itoa(n), "-ca", ca, "-h2", "-parallel", "4")
 
 				server := e.spans(t, n, byPIDs(kindServer, srv.PID))
 				client := e.spans(t, n, byPIDs(kindClient, cl.PID))
@@ -138,10 +121,7 @@ func TestGoHTTP2(t *testing.T) {
 				leafPort, midPort := harness.FreePort(t), harness.FreePort(t)
 				leaf := goServer(t, bin, leafPort, tlsArgs...)
 				mid := goServer(t, bin, midPort, append(tlsArgs, "-ca", ca, "-downstream", fmt.Sprintf("https://127.0.0.1:%d", leafPort))...)
-				cl := startProc(t, nil, bin, "client", fmt.Sprintf("https://127.0.0.1:%d", midPort), strconv.Itoa(n), "-ca", ca, "-h2", "-path", "/chain")
-				goInstrumented(t, e, leaf.PID, mid.PID, cl.PID)
-				cl.send("")
-				cl.mustSucceed(30 * time.Second)
+				cl := runGoClient(t, e, bin, []int{leaf.PID, mid.PID}, fmt.Sprintf("https://127.0.0.1:%d", midPort), strconv.Itoa(n), "-ca", ca, "-h2", "-path", "/chain")
 
 				first := e.spans(t, n, byPIDs(kindClient, cl.PID))
 				midServer := e.spans(t, n, byPIDs(kindServer, mid.PID))

@@ -105,24 +105,11 @@ func TestGoVersions(t *testing.T) {
 					}
 					srv := goServer(t, bin, port, extra...)
 					url := fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
-					cl := startProc(t, nil, bin, append([]string{"client", url, strconv.Itoa(n)}, clientExtra...)...)
-					goInstrumented(t, e, srv.PID, cl.PID)
-					cl.send("")
-					cl.mustSucceed(30 * time.Second)
+					cl := runGoClient(t, e, bin, []int{srv.PID}, append([]string{url, strconv.Itoa(n)}, clientExtra...)...)
 
 					server := e.spans(t, n, byPIDs(kindServer, srv.PID))
 					client := e.spans(t, n, byPIDs(kindClient, cl.PID))
-					wantPaths := map[string]int{"GET /hello 200": n / 2, "GET /status/404 404": n / 4, "GET /status/503 503": n / 4}
-					for _, set := range [][]otlpreceiver.Span{server, client} {
-						got := counts(set, func(s otlpreceiver.Span) string {
-							return fmt.Sprintf("%s %s %d", attrStr(s, "http.request.method"), attrStr(s, "url.path"), attrInt(s, "http.response.status_code"))
-						})
-						for k, v := range wantPaths {
-							if got[k] != v {
-								t.Errorf("%d spans %q, want %d (all: %v)", got[k], k, v, got)
-							}
-						}
-					}
+					checkClientSequence(t, n, server, client)
 					clientByID := make(map[string]otlpreceiver.Span)
 					for _, s := range client {
 						clientByID[s.SpanID] = s
@@ -239,6 +226,35 @@ func TestGoTorture(t *testing.T) {
 			s.Status != "UNSET" || !s.End.After(s.Start) || attrInt(s, "client.port") == 0 {
 			t.Fatalf("incomplete span %q: status %d path %q client port %d", s.Name,
 				attrInt(s, "http.response.status_code"), attrStr(s, "url.path"), attrInt(s, "client.port"))
+		}
+	}
+}
+
+// runGoClient runs goapp's client with args once the agent has
+// instrumented it and the servers, and waits for it to succeed.
+func runGoClient(t *testing.T, e *env, bin string, servers []int, args ...string) *proc {
+	t.Helper()
+	cl := startProc(t, nil, bin, append([]string{"client"}, args...)...)
+	goInstrumented(t, e, append(servers, cl.PID)...)
+	cl.send("")
+	cl.mustSucceed(30 * time.Second)
+	return cl
+}
+
+// checkClientSequence checks that each set of spans has the requests of
+// goapp's client sequence: n/2 GET /hello (200), n/4 GET /status/404 and
+// n/4 GET /status/503.
+func checkClientSequence(t *testing.T, n int, sets ...[]otlpreceiver.Span) {
+	t.Helper()
+	want := map[string]int{"GET /hello 200": n / 2, "GET /status/404 404": n / 4, "GET /status/503 503": n / 4}
+	for _, set := range sets {
+		got := counts(set, func(s otlpreceiver.Span) string {
+			return fmt.Sprintf("%s %s %d", attrStr(s, "http.request.method"), attrStr(s, "url.path"), attrInt(s, "http.response.status_code"))
+		})
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%d spans %q, want %d (all: %v)", got[k], k, v, got)
+			}
 		}
 	}
 }
