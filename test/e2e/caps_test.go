@@ -154,15 +154,25 @@ func TestCapsDaemonSetSet(t *testing.T) {
 // agents' and targets' output dumped after a failure.
 func summary(out []byte) string {
 	var b strings.Builder
+	more := 0 // continuation lines of the last kept message still to keep
 	for _, line := range strings.Split(string(out), "\n") {
 		l := strings.TrimSpace(line)
-		if strings.HasPrefix(l, "---") || strings.HasPrefix(l, "===") || strings.HasPrefix(l, "FAIL") ||
-			strings.HasPrefix(l, "ok") || strings.HasPrefix(l, "panic") || testLogLine.MatchString(l) {
-			if len(line) > 500 {
-				line = line[:500] + "..."
-			}
-			b.WriteString(line + "\n")
+		keep := strings.HasPrefix(l, "---") || strings.HasPrefix(l, "===") || strings.HasPrefix(l, "FAIL") ||
+			strings.HasPrefix(l, "ok") || strings.HasPrefix(l, "panic") || testLogLine.MatchString(l)
+		switch {
+		case keep:
+			// A failure's message goes on over indented lines (the
+			// spans that came, the agent's counters): keep some.
+			more = 60
+		case more > 0 && l != "" && !strings.HasPrefix(l, "{") && !strings.HasPrefix(l, "time="):
+			more--
+		default:
+			continue
 		}
+		if len(line) > 500 {
+			line = line[:500] + "..."
+		}
+		b.WriteString(line + "\n")
 	}
 	return b.String()
 }
