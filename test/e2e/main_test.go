@@ -152,6 +152,9 @@ func (e *env) losses(t *testing.T) string {
 		{"periscope_calls_unmatched_total", nil},
 		{"periscope_request_ends_unmatched_total", nil},
 		{"periscope_requests_incomplete_total", nil},
+		{"periscope_connections_not_http_total", nil},
+		{"periscope_http_parse_errors_total", nil},
+		{"periscope_requests_without_end_total", nil},
 		{"periscope_events_read_total", map[string]string{"collector": "gohttp", "type": "request_start"}},
 		{"periscope_events_read_total", map[string]string{"collector": "gohttp", "type": "request_end"}},
 	} {
