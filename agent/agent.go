@@ -196,7 +196,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		started = append(started, c)
 	}
 
-	tracker := discovery.New(discovery.Config{Selector: sel}, log, reg)
+	tracker := discovery.New(discovery.Config{
+		Selector: sel,
+		OnExec:   func(e discovery.Exec) { procs.Exec(e.PID, e.Path, e.Argv) },
+	}, log, reg)
 	tracker.Subscribe(processNames{procs})
 	for _, c := range started {
 		tracker.Subscribe(c)
@@ -291,9 +294,8 @@ func (p processNames) ProcessUpdated(proc discovery.Process, added []discovery.M
 	if !proc.Selected {
 		return
 	}
-	if len(added) == len(proc.Maps) { // first report of this process
-		p.procs.Forget(proc.PID) // a PID reused by a new program
-	}
+	// Observe replaces the identity the exec event gave (Exec), or a
+	// reused PID's; when the process is gone already, that one stays.
 	_, _ = p.procs.Observe(proc.PID)
 }
 

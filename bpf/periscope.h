@@ -239,6 +239,19 @@ struct proc_event {
 	__s32 fd;
 };
 
+#define EXEC_PATH_CAP 256
+#define EXEC_ARGS_CAP 512
+
+/* An exec, with what identifies the new program even when the process is
+ * gone before /proc can be read (a curl that lives 10 ms). */
+struct exec_event {
+	struct event_header hdr; /* type EVENT_EXEC */
+	__u32 ppid;
+	__u32 args_len;               /* bytes in args */
+	char filename[EXEC_PATH_CAP]; /* the path exec was given, NUL-terminated */
+	char args[EXEC_ARGS_CAP];     /* argv, NUL-separated, cut at EXEC_ARGS_CAP */
+};
+
 /* Who owns a TCP socket, as far as the kernel side of the TCP collector
  * knows: the process that connected it or accepted it (retransmits fire in
  * softirq context, where the current task is meaningless). */

@@ -22,11 +22,34 @@ static __always_inline void emit(__u32 type, __u32 pid, __u32 ppid, __s32 fd)
 	output(&e, sizeof(e));
 }
 
+const struct exec_event *unused_exec_event __attribute__((unused));
+
+/* sched_process_exec(p, old_pid, bprm): the new program's path and argv
+ * travel with the event; argv is in the new program's memory, which the
+ * kernel has just written. */
 SEC("raw_tracepoint/sched_process_exec")
 int process_exec(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct task_struct *t = (struct task_struct *)ctx->args[0];
-	emit(EVENT_EXEC, BPF_CORE_READ(t, tgid), BPF_CORE_READ(t, real_parent, tgid), -1);
+	struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
+	struct exec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNTER_RINGBUF_DROPS);
+		return 0;
+	}
+	fill_header(&e->hdr, EVENT_EXEC);
+	e->hdr.pid = BPF_CORE_READ(t, tgid);
+	e->ppid = BPF_CORE_READ(t, real_parent, tgid);
+	e->filename[0] = 0;
+	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
+	__u64 start = BPF_CORE_READ(t, mm, arg_start), end = BPF_CORE_READ(t, mm, arg_end);
+	__u64 n = end > start ? end - start : 0;
+	if (n > EXEC_ARGS_CAP)
+		n = EXEC_ARGS_CAP;
+	e->args_len = 0;
+	if (n > 0 && bpf_probe_read_user(e->args, n, (void *)start) == 0)
+		e->args_len = n;
+	bpf_ringbuf_submit(e, wakeup_flags());
 	return 0;
 }
 

@@ -13,6 +13,22 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type processExecEvent struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_    structs.HostLayout
+		Ts   uint64
+		Type uint32
+		Pid  uint32
+		Tid  uint32
+		Pad  uint32
+	}
+	Ppid     uint32
+	ArgsLen  uint32
+	Filename [256]int8
+	Args     [512]int8
+}
+
 type processProcEvent struct {
 	_   structs.HostLayout
 	Hdr struct {
@@ -40,6 +56,7 @@ const (
 	processVarUnusedBindEvent        = "unused_bind_event"
 	processVarUnusedCloseEvent       = "unused_close_event"
 	processVarUnusedDataEvent        = "unused_data_event"
+	processVarUnusedExecEvent        = "unused_exec_event"
 	processVarUnusedProcEvent        = "unused_proc_event"
 	processVarUnusedWriteResultEvent = "unused_write_result_event"
 	processVarWakeupBytes            = "wakeup_bytes"
@@ -108,6 +125,7 @@ type processVariableSpecs struct {
 	UnusedBindEvent        *ebpf.VariableSpec `ebpf:"unused_bind_event"`
 	UnusedCloseEvent       *ebpf.VariableSpec `ebpf:"unused_close_event"`
 	UnusedDataEvent        *ebpf.VariableSpec `ebpf:"unused_data_event"`
+	UnusedExecEvent        *ebpf.VariableSpec `ebpf:"unused_exec_event"`
 	UnusedProcEvent        *ebpf.VariableSpec `ebpf:"unused_proc_event"`
 	UnusedWriteResultEvent *ebpf.VariableSpec `ebpf:"unused_write_result_event"`
 	WakeupBytes            *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -151,6 +169,7 @@ type processVariables struct {
 	UnusedBindEvent        *ebpf.Variable `ebpf:"unused_bind_event"`
 	UnusedCloseEvent       *ebpf.Variable `ebpf:"unused_close_event"`
 	UnusedDataEvent        *ebpf.Variable `ebpf:"unused_data_event"`
+	UnusedExecEvent        *ebpf.Variable `ebpf:"unused_exec_event"`
 	UnusedProcEvent        *ebpf.Variable `ebpf:"unused_proc_event"`
 	UnusedWriteResultEvent *ebpf.Variable `ebpf:"unused_write_result_event"`
 	WakeupBytes            *ebpf.Variable `ebpf:"wakeup_bytes"`

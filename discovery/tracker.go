@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -42,6 +43,19 @@ type Config struct {
 	// Rescan is how often /proc is scanned again for anything the events
 	// missed (default 30s).
 	Rescan time.Duration
+	// OnExec, if set, learns of every exec of a selected program as the
+	// kernel reports it, before /proc is read: a process may be gone by
+	// then, and this is all that names it.
+	OnExec func(Exec)
+}
+
+// Exec is a program execution, as the kernel reported it.
+type Exec struct {
+	PID, PPID uint32
+	// Path is the path exec was given (a symbolic link is not resolved).
+	Path string
+	// Argv is the command line, cut after 512 bytes.
+	Argv []string
 }
 
 // Tracker keeps the table of processes.
@@ -232,7 +246,39 @@ var (
 	offType = unsafe.Offsetof(processProcEvent{}.Hdr) + unsafe.Offsetof(processProcEvent{}.Hdr.Type)
 	offPID  = unsafe.Offsetof(processProcEvent{}.Hdr) + unsafe.Offsetof(processProcEvent{}.Hdr.Pid)
 	offTS   = unsafe.Offsetof(processProcEvent{}.Hdr) + unsafe.Offsetof(processProcEvent{}.Hdr.Ts)
+
+	execSize     = unsafe.Sizeof(processExecEvent{})
+	offExecPPID  = unsafe.Offsetof(processExecEvent{}.Ppid)
+	offExecNArgs = unsafe.Offsetof(processExecEvent{}.ArgsLen)
+	offExecPath  = unsafe.Offsetof(processExecEvent{}.Filename)
+	offExecArgs  = unsafe.Offsetof(processExecEvent{}.Args)
+	execPathCap  = len(processExecEvent{}.Filename)
+	execArgsCap  = len(processExecEvent{}.Args)
 )
+
+// decodeExec reads an exec record.
+func decodeExec(raw []byte) (Exec, bool) {
+	if uintptr(len(raw)) < execSize {
+		return Exec{}, false
+	}
+	e := Exec{
+		PID:  binary.NativeEndian.Uint32(raw[offPID:]),
+		PPID: binary.NativeEndian.Uint32(raw[offExecPPID:]),
+	}
+	path := raw[offExecPath : offExecPath+uintptr(execPathCap)]
+	if i := bytes.IndexByte(path, 0); i >= 0 {
+		path = path[:i]
+	}
+	e.Path = string(path)
+	n := min(int(binary.NativeEndian.Uint32(raw[offExecNArgs:])), execArgsCap)
+	for _, a := range bytes.Split(bytes.TrimRight(raw[offExecArgs:offExecArgs+uintptr(n)], "\x00"), []byte{0}) {
+		e.Argv = append(e.Argv, string(a))
+	}
+	if n == 0 {
+		e.Argv = nil
+	}
+	return e, true
+}
 
 // Event types of bpf/periscope.h.
 const (
@@ -251,6 +297,9 @@ func (t *Tracker) handle(raw []byte) {
 	switch typ {
 	case eventExec:
 		t.events.WithLabelValues("exec").Inc()
+		if e, ok := decodeExec(raw); ok && t.cfg.OnExec != nil && t.cfg.Selector.Match(e.Path) {
+			t.cfg.OnExec(e)
+		}
 		t.reexec(pid)
 	case eventFork:
 		t.events.WithLabelValues("fork").Inc()

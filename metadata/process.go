@@ -88,6 +88,42 @@ func (p *Processes) Observe(pid uint32) (*span.Process, error) {
 	return proc, nil
 }
 
+// Exec records that pid has just executed the program at path with argv,
+// as the kernel reported it, replacing any older identity. It reads nothing
+// from /proc: Observe does, when the process is still there to be read;
+// this is what names a process that exits first (a curl living 10 ms), for
+// the spans that finish after it. Its service.name is the executable's
+// name, and it has no container: both need /proc.
+func (p *Processes) Exec(pid uint32, path string, argv []string) {
+	name := filepath.Base(path)
+	if path == "" {
+		if len(argv) == 0 {
+			return
+		}
+		name = filepath.Base(argv[0])
+	}
+	attrs := []attribute.KeyValue{
+		attribute.Int64("process.pid", int64(pid)),
+		attribute.String("process.executable.name", name),
+	}
+	if filepath.IsAbs(path) {
+		attrs = append(attrs, attribute.String("process.executable.path", path))
+	}
+	if len(argv) > 0 {
+		attrs = append(attrs, attribute.String("process.command", argv[0]))
+		if args := smallArgs(argv); args != nil {
+			attrs = append(attrs, attribute.StringSlice("process.command_args", args))
+		}
+	}
+	if p.hostName != "" {
+		attrs = append(attrs, attribute.String("host.name", p.hostName))
+	}
+	proc := &span.Process{PID: pid, ServiceName: name, Attributes: attrs}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.store(pid, proc)
+}
+
 // Process returns the identity of a process: the cached one, or one
 // resolved now. It never returns nil: a process that cannot be read gets an
 // identity with only its PID (which is cached too).

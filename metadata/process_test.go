@@ -357,3 +357,56 @@ func TestPercentDecode(t *testing.T) {
 		}
 	}
 }
+
+// An exec recorded from the kernel's event names a process that is gone
+// before /proc is read; Observe replaces it while the process can be read,
+// and a failed Observe keeps it.
+func TestProcessesExec(t *testing.T) {
+	root := t.TempDir()
+	ps := NewProcesses(ProcessesConfig{ProcRoot: root, HostName: "h"})
+	for _, tc := range []struct {
+		name       string
+		path       string
+		argv       []string
+		wantName   string
+		wantAttrs  map[string]string
+		wantAbsent []string
+	}{
+		{"absolute path", "/usr/bin/curl", []string{"curl", "-sS", "https://x/?a=1"}, "curl",
+			map[string]string{"process.executable.name": "curl", "process.executable.path": "/usr/bin/curl", "process.command": "curl", "host.name": "h", "process.pid": "5"}, nil},
+		{"relative path", "./job", []string{"./job"}, "job",
+			map[string]string{"process.executable.name": "job", "process.command": "./job"}, []string{"process.executable.path"}},
+		{"no argv", "/bin/true", nil, "true",
+			map[string]string{"process.executable.name": "true"}, []string{"process.command", "process.command_args"}},
+		{"no path", "", []string{"/opt/app/server", "--port=1"}, "server",
+			map[string]string{"process.executable.name": "server", "process.command": "/opt/app/server"}, []string{"process.executable.path"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ps.Exec(5, tc.path, tc.argv)
+			p := ps.Process(5)
+			if p.ServiceName != tc.wantName || p.ContainerID != "" {
+				t.Errorf("service %q container %q, want %q and none", p.ServiceName, p.ContainerID, tc.wantName)
+			}
+			got := attrMap(p)
+			for k, v := range tc.wantAttrs {
+				if got[k] != v {
+					t.Errorf("%s = %q, want %q", k, got[k], v)
+				}
+			}
+			for _, k := range tc.wantAbsent {
+				if _, ok := got[k]; ok {
+					t.Errorf("%s = %q, want none", k, got[k])
+				}
+			}
+		})
+	}
+	// Observe fails (no /proc/5): the exec identity stays.
+	if _, err := ps.Observe(5); err == nil || ps.Process(5).ServiceName != "server" {
+		t.Errorf("after a failed Observe: %+v, err %v", ps.Process(5), err)
+	}
+	// The process can be read: its full identity replaces the exec one.
+	writeProc(t, root, 5, fakeProc{exe: "/opt/app/server", environ: []string{"OTEL_SERVICE_NAME=payments"}})
+	if _, err := ps.Observe(5); err != nil || ps.Process(5).ServiceName != "payments" {
+		t.Errorf("after Observe: %+v, err %v", ps.Process(5), err)
+	}
+}

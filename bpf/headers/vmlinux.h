@@ -227,12 +227,22 @@ struct files_struct {
 	struct fdtable *fdt;
 };
 
+struct mm_struct {
+	unsigned long arg_start;
+	unsigned long arg_end;
+};
+
+struct linux_binprm {
+	const char *filename;
+};
+
 struct task_struct {
 	pid_t pid;
 	pid_t tgid;
 	struct task_struct *group_leader;
 	struct task_struct *real_parent;
 	struct files_struct *files;
+	struct mm_struct *mm;
 };
 
 #pragma clang attribute pop

@@ -1,0 +1,54 @@
+package discovery
+
+import (
+	"bytes"
+	"encoding/binary"
+	"slices"
+	"testing"
+	"unsafe"
+)
+
+func TestDecodeExec(t *testing.T) {
+	record := func(path string, args []byte, n uint32) []byte {
+		var e processExecEvent
+		e.Hdr.Type, e.Hdr.Pid, e.Ppid, e.ArgsLen = eventExec, 42, 7, n
+		for i := range min(len(path), len(e.Filename)) {
+			e.Filename[i] = int8(path[i])
+		}
+		for i := range min(len(args), len(e.Args)) {
+			e.Args[i] = int8(args[i])
+		}
+		var b bytes.Buffer
+		if err := binary.Write(&b, binary.NativeEndian, &e); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	full := bytes.Repeat([]byte("a"), len(processExecEvent{}.Args))
+	for _, tc := range []struct {
+		name     string
+		raw      []byte
+		ok       bool
+		wantPath string
+		wantArgv []string
+	}{
+		{"argv", record("/usr/bin/curl", []byte("curl\x00-sS\x00https://x/\x00"), 22), true, "/usr/bin/curl", []string{"curl", "-sS", "https://x/"}},
+		{"no args", record("/bin/true", nil, 0), true, "/bin/true", nil},
+		{"argv cut at the cap", record("/bin/x", full, uint32(len(full))), true, "/bin/x", []string{string(full)}},
+		{"a bad length", record("/bin/x", []byte("x\x00"), 1<<20), true, "/bin/x", []string{"x"}},
+		{"a proc_event, too short", make([]byte, unsafe.Sizeof(processProcEvent{})), false, "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, ok := decodeExec(tc.raw)
+			if ok != tc.ok {
+				t.Fatalf("ok %v, want %v", ok, tc.ok)
+			}
+			if !ok {
+				return
+			}
+			if e.PID != 42 || e.PPID != 7 || e.Path != tc.wantPath || !slices.Equal(e.Argv, tc.wantArgv) {
+				t.Errorf("got %+v, want path %q argv %q", e, tc.wantPath, tc.wantArgv)
+			}
+		})
+	}
+}
