@@ -285,7 +285,7 @@ func (c *Correlator) ReleaseHeld(now time.Time) {
 	defer c.mu.Unlock()
 	for cn := range c.holding {
 		if now.Sub(cn.held[0].end) >= c.cfg.BindGrace {
-			c.release(cn)
+			c.releaseHeld(cn, true)
 		}
 	}
 }
@@ -295,7 +295,7 @@ func (c *Correlator) Flush() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for cn := range c.holding {
-		c.release(cn)
+		c.releaseHeld(cn, true)
 	}
 }
 
@@ -353,10 +353,14 @@ func (c *Correlator) resolve(pid uint32) *span.Process {
 	}
 	return &span.Process{
 		PID:         pid,
-		ServiceName: "unknown_service",
+		ServiceName: unknownService,
 		Attributes:  []attribute.KeyValue{attribute.Int64("process.pid", int64(pid))},
 	}
 }
+
+// unknownService is the service.name of a process whose identity is not
+// known (OpenTelemetry's default).
+const unknownService = "unknown_service"
 
 // processOf returns the identity of a connection's process for a span
 // finishing now: the resolver's current one (see ProcessResolver).
@@ -452,7 +456,10 @@ func (c *Correlator) finish(x *exchange, resp *httpparse.Message, end time.Time,
 	if cn.role == roleServer && cn.ps.threads[x.tid] == x {
 		delete(cn.ps.threads, x.tid)
 	}
-	if c.cfg.BindGrace > 0 && !cn.bound {
+	// Held too: the span of a process that has no name yet. The process
+	// exited before /proc could be read and the exec event that names it
+	// travels in discovery's ring, which may be read after this one.
+	if c.cfg.BindGrace > 0 && (!cn.bound || c.processOf(cn.ps).ServiceName == unknownService) {
 		if len(cn.held) >= maxPendingPerConn {
 			h := cn.held[0]
 			cn.held = cn.held[1:]
@@ -466,8 +473,13 @@ func (c *Correlator) finish(x *exchange, resp *httpparse.Message, end time.Time,
 }
 
 // release exports the held spans of a connection.
-func (c *Correlator) release(cn *conn) {
-	if len(cn.held) == 0 {
+func (c *Correlator) release(cn *conn) { c.releaseHeld(cn, false) }
+
+// releaseHeld exports the held spans of a connection; unless forced (the
+// grace is over), not while its process has no name: the name may still
+// come (see finish).
+func (c *Correlator) releaseHeld(cn *conn, force bool) {
+	if len(cn.held) == 0 || !force && c.processOf(cn.ps).ServiceName == unknownService {
 		return
 	}
 	held := cn.held

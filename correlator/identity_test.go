@@ -65,3 +65,33 @@ func TestSpansFollowIdentityChanges(t *testing.T) {
 		}
 	}
 }
+
+// TestUnnamedProcessHeld: the span of a process the resolver cannot name
+// yet (gone before /proc was read, its exec event not read yet) waits for
+// the bind grace, and leaves with the name the resolver has by then.
+func TestUnnamedProcessHeld(t *testing.T) {
+	unknown := &span.Process{PID: 10, ServiceName: unknownService}
+	named := &span.Process{PID: 10, ServiceName: "curl"}
+	res := &changingProcs{procs: map[uint32]*span.Process{10: unknown}}
+	exp := &recorder{}
+	cfg := DefaultConfig()
+	cfg.BindGrace = DefaultBindGrace
+	c, err := New(cfg, exp, res, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, c: c, exp: exp}
+	id := cid(10, 0xa)
+	h.bind(id, 5, 0, clientAddr, serverAddr)
+	h.write(id, 11, 1, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	h.read(id, 11, 2, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	if n := len(exp.spans); n != 0 {
+		t.Fatalf("%d spans exported before the process has a name: %+v", n, exp.spans[0].Process)
+	}
+	res.set(10, named)
+	c.ReleaseHeld(at(2).Add(DefaultBindGrace))
+	spans := h.wantSpans(1)
+	if spans[0].Process != named {
+		t.Errorf("process %+v, want %+v", spans[0].Process, named)
+	}
+}

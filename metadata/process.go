@@ -102,23 +102,10 @@ func (p *Processes) Exec(pid uint32, path string, argv []string) {
 		}
 		name = filepath.Base(argv[0])
 	}
-	attrs := []attribute.KeyValue{
-		attribute.Int64("process.pid", int64(pid)),
-		attribute.String("process.executable.name", name),
+	if !filepath.IsAbs(path) {
+		path = ""
 	}
-	if filepath.IsAbs(path) {
-		attrs = append(attrs, attribute.String("process.executable.path", path))
-	}
-	if len(argv) > 0 {
-		attrs = append(attrs, attribute.String("process.command", argv[0]))
-		if args := smallArgs(argv); args != nil {
-			attrs = append(attrs, attribute.StringSlice("process.command_args", args))
-		}
-	}
-	if p.hostName != "" {
-		attrs = append(attrs, attribute.String("host.name", p.hostName))
-	}
-	proc := &span.Process{PID: pid, ServiceName: name, Attributes: attrs}
+	proc := &span.Process{PID: pid, ServiceName: name, Attributes: p.processAttrs(pid, name, path, argv)}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.store(pid, proc)
@@ -234,22 +221,7 @@ func (p *Processes) resolve(pid uint32) (*span.Process, error) {
 		service = unknownServiceName
 	}
 
-	attrs := []attribute.KeyValue{attribute.Int64("process.pid", int64(pid))}
-	if exeName != "" {
-		attrs = append(attrs, attribute.String("process.executable.name", exeName))
-	}
-	if exe != "" {
-		attrs = append(attrs, attribute.String("process.executable.path", exe))
-	}
-	if len(argv) > 0 {
-		attrs = append(attrs, attribute.String("process.command", argv[0]))
-		if args := smallArgs(argv); args != nil {
-			attrs = append(attrs, attribute.StringSlice("process.command_args", args))
-		}
-	}
-	if p.hostName != "" {
-		attrs = append(attrs, attribute.String("host.name", p.hostName))
-	}
+	attrs := p.processAttrs(pid, exeName, exe, argv)
 	if ctr.ID != "" {
 		attrs = append(attrs, attribute.String("container.id", ctr.ID))
 	}
@@ -275,6 +247,28 @@ func (p *Processes) resolve(pid uint32) (*span.Process, error) {
 		PodUID:      ctr.PodUID,
 		Attributes:  attrs,
 	}, nil
+}
+
+// processAttrs returns the process.* and host.name attributes of a
+// process; empty values are left out.
+func (p *Processes) processAttrs(pid uint32, exeName, exePath string, argv []string) []attribute.KeyValue {
+	attrs := []attribute.KeyValue{attribute.Int64("process.pid", int64(pid))}
+	if exeName != "" {
+		attrs = append(attrs, attribute.String("process.executable.name", exeName))
+	}
+	if exePath != "" {
+		attrs = append(attrs, attribute.String("process.executable.path", exePath))
+	}
+	if len(argv) > 0 {
+		attrs = append(attrs, attribute.String("process.command", argv[0]))
+		if args := smallArgs(argv); args != nil {
+			attrs = append(attrs, attribute.StringSlice("process.command_args", args))
+		}
+	}
+	if p.hostName != "" {
+		attrs = append(attrs, attribute.String("host.name", p.hostName))
+	}
+	return attrs
 }
 
 func readLimited(path string, limit int64) ([]byte, error) {
