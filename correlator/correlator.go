@@ -362,6 +362,14 @@ func (c *Correlator) resolve(pid uint32) *span.Process {
 // known (OpenTelemetry's default).
 const unknownService = "unknown_service"
 
+// unnamed tells whether a process has no name yet. Only a process that had
+// none when last seen asks the resolver again: a name, once known, stays
+// (processOf keeps the last identity), so finished exchanges of named
+// processes do not pay a second lookup besides the span's own.
+func (c *Correlator) unnamed(ps *procState) bool {
+	return ps.proc.ServiceName == unknownService && c.processOf(ps).ServiceName == unknownService
+}
+
 // processOf returns the identity of a connection's process for a span
 // finishing now: the resolver's current one (see ProcessResolver).
 func (c *Correlator) processOf(ps *procState) *span.Process {
@@ -459,7 +467,7 @@ func (c *Correlator) finish(x *exchange, resp *httpparse.Message, end time.Time,
 	// Held too: the span of a process that has no name yet. The process
 	// exited before /proc could be read and the exec event that names it
 	// travels in discovery's ring, which may be read after this one.
-	if c.cfg.BindGrace > 0 && (!cn.bound || c.processOf(cn.ps).ServiceName == unknownService) {
+	if c.cfg.BindGrace > 0 && (!cn.bound || c.unnamed(cn.ps)) {
 		if len(cn.held) >= maxPendingPerConn {
 			h := cn.held[0]
 			cn.held = cn.held[1:]
@@ -479,7 +487,7 @@ func (c *Correlator) release(cn *conn) { c.releaseHeld(cn, false) }
 // grace is over), not while its process has no name: the name may still
 // come (see finish).
 func (c *Correlator) releaseHeld(cn *conn, force bool) {
-	if len(cn.held) == 0 || !force && c.processOf(cn.ps).ServiceName == unknownService {
+	if len(cn.held) == 0 || !force && c.unnamed(cn.ps) {
 		return
 	}
 	held := cn.held
