@@ -271,11 +271,10 @@ func decodeExec(raw []byte) (Exec, bool) {
 	}
 	e.Path = string(path)
 	n := min(int(binary.NativeEndian.Uint32(raw[offExecNArgs:])), execArgsCap)
-	for _, a := range bytes.Split(bytes.TrimRight(raw[offExecArgs:offExecArgs+uintptr(n)], "\x00"), []byte{0}) {
-		e.Argv = append(e.Argv, string(a))
-	}
-	if n == 0 {
-		e.Argv = nil
+	if args := bytes.TrimRight(raw[offExecArgs:offExecArgs+uintptr(n)], "\x00"); len(args) > 0 {
+		for _, a := range bytes.Split(args, []byte{0}) {
+			e.Argv = append(e.Argv, string(a))
+		}
 	}
 	return e, true
 }
