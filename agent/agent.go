@@ -159,18 +159,19 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	go corr.Run(corrCtx)
 
 	sel := cfg.Processes.Selector()
+	sink := execSink{Sink: corr, procs: procs}
 	var cols []collectors.Collector
 	if cfg.OpenSSL.Enabled {
 		cols = append(cols, openssl.New(openssl.Config{
 			PerProcess: !sel.All(),
 			RingBytes:  cfg.OpenSSL.RingBytes,
-		}, corr, log, reg))
+		}, sink, log, reg))
 	}
 	if cfg.GoHTTP.Enabled {
 		cols = append(cols, gohttp.New(gohttp.Config{
 			PerProcess: !sel.All(),
 			RingBytes:  cfg.GoHTTP.RingBytes,
-		}, corr, log, reg))
+		}, sink, log, reg))
 	}
 	if cfg.TCP.Enabled {
 		c, err := newTCPCollector(cfg.TCP, corr, resolver, mp, log, reg)
@@ -198,7 +199,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 
 	tracker := discovery.New(discovery.Config{
 		Selector: sel,
-		OnExec:   func(e discovery.Exec) { procs.Exec(e.PID, e.Path, e.Argv) },
+		OnExec:   func(e discovery.Exec) { procs.Exec(e.PID, e.Path, e.Argv, e.KTime) },
 	}, log, reg)
 	tracker.Subscribe(processNames{procs})
 	for _, c := range started {
@@ -279,26 +280,4 @@ func newExporters(ctx context.Context, cfg config.Config, log *slog.Logger, reg 
 		log.Info("exporting spans over OTLP")
 	}
 	return exporters.NewMulti(exps...), nil
-}
-
-// processNames records each process's identity as soon as it is seen, so
-// that spans finishing after a short-lived process exits still name it, and
-// forgets it a while after the exit (events of a process may be read after
-// discovery has seen it exit).
-type processNames struct{ procs *metadata.Processes }
-
-// forgetAfter is how long a process's identity outlives it.
-const forgetAfter = time.Minute
-
-func (p processNames) ProcessUpdated(proc discovery.Process, added []discovery.Mapping) {
-	if !proc.Selected {
-		return
-	}
-	// Observe replaces the identity the exec event gave (Exec), or a
-	// reused PID's; when the process is gone already, that one stays.
-	_, _ = p.procs.Observe(proc.PID)
-}
-
-func (p processNames) ProcessExited(pid uint32, _ time.Time) {
-	time.AfterFunc(forgetAfter, func() { p.procs.Forget(pid) })
 }

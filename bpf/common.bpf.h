@@ -60,6 +60,39 @@ static __always_inline void output(void *rec, __u64 size)
 		count(COUNTER_RINGBUF_DROPS);
 }
 
+/* Process markers a collector puts in its own ring, so that user space
+ * reads them in order with the collector's data: in another ring an exit
+ * could overtake the process's last data, or its data an exec that
+ * renamed it. */
+static __always_inline void emit_marker(__u32 type, __u32 pid)
+{
+	struct proc_event e = {};
+	fill_header(&e.hdr, type);
+	e.hdr.pid = pid;
+	e.fd = -1;
+	output(&e, sizeof(e));
+}
+
+/* mark_exit reports the exit of a process recorded in procs (those that
+ * used the collector's probes) and forgets it. */
+static __always_inline int mark_exit(struct task_struct *t, void *procs)
+{
+	__u32 pid = BPF_CORE_READ(t, pid);
+	if (pid != BPF_CORE_READ(t, tgid) || !bpf_map_lookup_elem(procs, &pid))
+		return 0;
+	bpf_map_delete_elem(procs, &pid);
+	emit_marker(EVENT_EXIT, pid);
+	return 0;
+}
+
+/* mark_exec reports every exec: whatever named the process before is its
+ * old program's name from here on in the ring. */
+static __always_inline int mark_exec(struct task_struct *t)
+{
+	emit_marker(EVENT_EXEC, BPF_CORE_READ(t, tgid));
+	return 0;
+}
+
 /* Force the record types into BTF so that bpf2go generates their Go mirrors. */
 const struct data_event *unused_data_event __attribute__((unused));
 const struct bind_event *unused_bind_event __attribute__((unused));

@@ -710,15 +710,11 @@ int go_round_trip_return(struct pt_regs *ctx)
 SEC("raw_tracepoint/sched_process_exit")
 int go_process_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct task_struct *t = (struct task_struct *)ctx->args[0];
-	__u32 pid = BPF_CORE_READ(t, pid);
-	if (pid != BPF_CORE_READ(t, tgid) || !bpf_map_lookup_elem(&go_procs, &pid))
-		return 0;
-	bpf_map_delete_elem(&go_procs, &pid);
-	struct proc_event e = {};
-	fill_header(&e.hdr, EVENT_EXIT);
-	e.hdr.pid = pid;
-	e.fd = -1;
-	output(&e, sizeof(e));
-	return 0;
+	return mark_exit((struct task_struct *)ctx->args[0], &go_procs);
+}
+
+SEC("raw_tracepoint/sched_process_exec")
+int go_process_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+	return mark_exec((struct task_struct *)ctx->args[0]);
 }

@@ -284,15 +284,11 @@ int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 SEC("raw_tracepoint/sched_process_exit")
 int ssl_process_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct task_struct *t = (struct task_struct *)ctx->args[0];
-	__u32 pid = BPF_CORE_READ(t, pid);
-	if (pid != BPF_CORE_READ(t, tgid) || !bpf_map_lookup_elem(&ssl_procs, &pid))
-		return 0;
-	bpf_map_delete_elem(&ssl_procs, &pid);
-	struct proc_event e = {};
-	fill_header(&e.hdr, EVENT_EXIT);
-	e.hdr.pid = pid;
-	e.fd = -1;
-	output(&e, sizeof(e));
-	return 0;
+	return mark_exit((struct task_struct *)ctx->args[0], &ssl_procs);
+}
+
+SEC("raw_tracepoint/sched_process_exec")
+int ssl_process_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+	return mark_exec((struct task_struct *)ctx->args[0]);
 }

@@ -221,19 +221,27 @@ func (c *Correlator) Close(e events.Close) {
 
 // Exit handles the exit of a process: its requests in flight end and all
 // its state is freed.
-func (c *Correlator) Exit(e events.Exit) {
+func (c *Correlator) Exit(e events.Exit) { c.programEnded(e.PID, e.Time) }
+
+// Exec handles an exec: the process's old program is gone as if it had
+// exited (its connections were its memory's), and what comes next is the
+// new program's. The process resolver learns of the exec separately.
+func (c *Correlator) Exec(e events.Exec) { c.programEnded(e.PID, e.Time) }
+
+// programEnded ends a program's requests in flight and frees its state.
+func (c *Correlator) programEnded(pid uint32, t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
-	ps := c.pids[e.PID]
+	ps := c.pids[pid]
 	if ps == nil {
 		return
 	}
 	for _, cn := range ps.conns {
-		c.endConn(cn, e.Time, reasonExit)
+		c.endConn(cn, t, reasonExit)
 		c.remove(cn)
 	}
-	delete(c.pids, e.PID)
+	delete(c.pids, pid)
 }
 
 // Expire ends the requests of connections idle for longer than the idle
@@ -362,13 +370,17 @@ func (c *Correlator) resolve(pid uint32) *span.Process {
 // known (OpenTelemetry's default).
 const unknownService = "unknown_service"
 
-// unnamed tells whether a process has no name yet. Only a process that had
-// none when last seen asks the resolver again: a name, once known, stays
-// (processOf keeps the last identity), so finished exchanges of named
-// processes do not pay a second lookup besides the span's own.
+// unnamed tells whether a process has no sure name yet: none, or a
+// tentative one (span.Process.Tentative: read at the fork, and the exec
+// that renames the child may not have been read yet). Only a process that
+// had no sure name when last seen asks the resolver again: a name, once
+// sure, stays (processOf keeps the last identity), so finished exchanges
+// of named processes do not pay a second lookup besides the span's own.
 func (c *Correlator) unnamed(ps *procState) bool {
-	return ps.proc.ServiceName == unknownService && c.processOf(ps).ServiceName == unknownService
+	return unsure(ps.proc) && unsure(c.processOf(ps))
 }
+
+func unsure(p *span.Process) bool { return p.ServiceName == unknownService || p.Tentative }
 
 // processOf returns the identity of a connection's process for a span
 // finishing now: the resolver's current one (see ProcessResolver).
@@ -464,9 +476,10 @@ func (c *Correlator) finish(x *exchange, resp *httpparse.Message, end time.Time,
 	if cn.role == roleServer && cn.ps.threads[x.tid] == x {
 		delete(cn.ps.threads, x.tid)
 	}
-	// Held too: the span of a process that has no name yet. The process
-	// exited before /proc could be read and the exec event that names it
-	// travels in discovery's ring, which may be read after this one.
+	// Held too: the span of a process that has no sure name yet. The
+	// process exited before /proc could be read, or was read only at its
+	// fork, and the exec event that names it travels in discovery's ring,
+	// which may be read after this one.
 	if c.cfg.BindGrace > 0 && (!cn.bound || c.unnamed(cn.ps)) {
 		if len(cn.held) >= maxPendingPerConn {
 			h := cn.held[0]

@@ -388,30 +388,38 @@ func TestCloseAndExit(t *testing.T) {
 			t.Errorf("status %v", s.Status)
 		}
 	})
-	t.Run("exit ends every connection of the process and frees its state", func(t *testing.T) {
-		h := newHarness(t, DefaultConfig())
-		a, b, other := cid(1, 1), cid(1, 2), cid(2, 1)
-		h.bind(a, 3, 0, serverAddr, clientAddr)
-		h.read(a, 2, 1, "GET /a HTTP/1.1\r\n\r\n")
-		h.write(b, 3, 2, "GET /b HTTP/1.1\r\n\r\n")
-		h.write(other, 3, 2, "GET /other HTTP/1.1\r\n\r\n")
-		h.c.Exit(events.Exit{PID: 1, Time: at(9)})
-		spans := h.wantSpans(2)
-		for _, s := range spans {
-			if s.Status != span.Error || attrs(s)["error.type"] != "process_exited" || !s.End.Equal(at(9)) {
-				t.Errorf("%s: status %v attrs %v", s.Name, s.Status, attrs(s))
+	for _, end := range []struct {
+		name string
+		do   func(c *Correlator, pid uint32, t time.Time)
+	}{
+		{"exit", func(c *Correlator, pid uint32, t time.Time) { c.Exit(events.Exit{PID: pid, Time: t}) }},
+		{"exec", func(c *Correlator, pid uint32, t time.Time) { c.Exec(events.Exec{PID: pid, Time: t}) }},
+	} {
+		t.Run(end.name+" ends every connection of the process and frees its state", func(t *testing.T) {
+			h := newHarness(t, DefaultConfig())
+			a, b, other := cid(1, 1), cid(1, 2), cid(2, 1)
+			h.bind(a, 3, 0, serverAddr, clientAddr)
+			h.read(a, 2, 1, "GET /a HTTP/1.1\r\n\r\n")
+			h.write(b, 3, 2, "GET /b HTTP/1.1\r\n\r\n")
+			h.write(other, 3, 2, "GET /other HTTP/1.1\r\n\r\n")
+			end.do(h.c, 1, at(9))
+			spans := h.wantSpans(2)
+			for _, s := range spans {
+				if s.Status != span.Error || attrs(s)["error.type"] != "process_exited" || !s.End.Equal(at(9)) {
+					t.Errorf("%s: status %v attrs %v", s.Name, s.Status, attrs(s))
+				}
 			}
-		}
-		if h.c.Connections() != 1 || len(h.c.pids) != 1 || len(h.c.byTuple) != 0 || h.c.lru.Len() != 1 {
-			t.Errorf("state left: conns %d pids %d tuples %d lru %d", h.c.Connections(), len(h.c.pids), len(h.c.byTuple), h.c.lru.Len())
-		}
-		if h.metric("periscope_requests_incomplete_total", "reason", "exit") != 2 || h.metric("periscope_connections_tracked") != 1 {
-			t.Errorf("metrics")
-		}
-		// A late event for the exited process starts fresh state.
-		h.c.Close(events.Close{Conn: a, Time: at(10)})
-		h.wantSpans(2)
-	})
+			if h.c.Connections() != 1 || len(h.c.pids) != 1 || len(h.c.byTuple) != 0 || h.c.lru.Len() != 1 {
+				t.Errorf("state left: conns %d pids %d tuples %d lru %d", h.c.Connections(), len(h.c.pids), len(h.c.byTuple), h.c.lru.Len())
+			}
+			if h.metric("periscope_requests_incomplete_total", "reason", "exit") != 2 || h.metric("periscope_connections_tracked") != 1 {
+				t.Errorf("metrics")
+			}
+			// A late event for the exited process starts fresh state.
+			h.c.Close(events.Close{Conn: a, Time: at(10)})
+			h.wantSpans(2)
+		})
+	}
 }
 
 func TestExpire(t *testing.T) {

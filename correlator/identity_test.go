@@ -67,31 +67,51 @@ func TestSpansFollowIdentityChanges(t *testing.T) {
 }
 
 // TestUnnamedProcessHeld: the span of a process the resolver cannot name
-// yet (gone before /proc was read, its exec event not read yet) waits for
-// the bind grace, and leaves with the name the resolver has by then.
+// surely yet (gone before /proc was read, or read only at its fork, and its
+// exec event not read yet) waits for the bind grace, and leaves with the
+// name the resolver has by then.
 func TestUnnamedProcessHeld(t *testing.T) {
-	unknown := &span.Process{PID: 10, ServiceName: unknownService}
-	named := &span.Process{PID: 10, ServiceName: "curl"}
-	res := &changingProcs{procs: map[uint32]*span.Process{10: unknown}}
-	exp := &recorder{}
-	cfg := DefaultConfig()
-	cfg.BindGrace = DefaultBindGrace
-	c, err := New(cfg, exp, res, nil, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{t: t, c: c, exp: exp}
-	id := cid(10, 0xa)
-	h.bind(id, 5, 0, clientAddr, serverAddr)
-	h.write(id, 11, 1, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-	h.read(id, 11, 2, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-	if n := len(exp.spans); n != 0 {
-		t.Fatalf("%d spans exported before the process has a name: %+v", n, exp.spans[0].Process)
-	}
-	res.set(10, named)
-	c.ReleaseHeld(at(2).Add(DefaultBindGrace))
-	spans := h.wantSpans(1)
-	if spans[0].Process != named {
-		t.Errorf("process %+v, want %+v", spans[0].Process, named)
+	curl := &span.Process{PID: 10, ServiceName: "curl"}
+	forked := &span.Process{PID: 10, ServiceName: "e2e.test", Tentative: true}
+	for _, tc := range []struct {
+		name  string
+		first *span.Process // the resolver's identity when the span ends
+		later *span.Process // and when the grace is over; nil: unchanged
+		want  *span.Process
+	}{
+		{"no name, then the exec's", &span.Process{PID: 10, ServiceName: unknownService}, curl, curl},
+		{"fork's name, then the exec's", forked, curl, curl},
+		{"fork's name, no exec", forked, nil, forked},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := &changingProcs{procs: map[uint32]*span.Process{10: tc.first}}
+			exp := &recorder{}
+			cfg := DefaultConfig()
+			cfg.BindGrace = DefaultBindGrace
+			c, err := New(cfg, exp, res, nil, prometheus.NewRegistry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := &harness{t: t, c: c, exp: exp}
+			id := cid(10, 0xa)
+			h.bind(id, 5, 0, clientAddr, serverAddr)
+			h.write(id, 11, 1, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+			h.read(id, 11, 2, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+			if n := len(exp.spans); n != 0 {
+				t.Fatalf("%d spans exported before the process has a sure name: %+v", n, exp.spans[0].Process)
+			}
+			if tc.later != nil {
+				res.set(10, tc.later)
+			}
+			c.ReleaseHeld(at(2).Add(DefaultBindGrace - 1))
+			if n := len(exp.spans); n != 0 {
+				t.Fatalf("%d spans exported before the grace is over", n)
+			}
+			c.ReleaseHeld(at(2).Add(DefaultBindGrace))
+			spans := h.wantSpans(1)
+			if spans[0].Process != tc.want {
+				t.Errorf("process %+v, want %+v", spans[0].Process, tc.want)
+			}
+		})
 	}
 }

@@ -56,6 +56,8 @@ type Exec struct {
 	Path string
 	// Argv is the command line, cut after 512 bytes.
 	Argv []string
+	// KTime is when the exec happened: CLOCK_MONOTONIC nanoseconds.
+	KTime uint64
 }
 
 // Tracker keeps the table of processes.
@@ -262,8 +264,9 @@ func decodeExec(raw []byte) (Exec, bool) {
 		return Exec{}, false
 	}
 	e := Exec{
-		PID:  binary.NativeEndian.Uint32(raw[offPID:]),
-		PPID: binary.NativeEndian.Uint32(raw[offExecPPID:]),
+		PID:   binary.NativeEndian.Uint32(raw[offPID:]),
+		PPID:  binary.NativeEndian.Uint32(raw[offExecPPID:]),
+		KTime: binary.NativeEndian.Uint64(raw[offTS:]),
 	}
 	path := raw[offExecPath : offExecPath+uintptr(execPathCap)]
 	if i := bytes.IndexByte(path, 0); i >= 0 {

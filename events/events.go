@@ -96,6 +96,16 @@ type Exit struct {
 	Time time.Time
 }
 
+// Exec says that a process has executed a new program: what named it
+// before describes its old program.
+type Exec struct {
+	PID  uint32
+	Time time.Time
+	// KTime is the exec's CLOCK_MONOTONIC time in nanoseconds (the
+	// kernel's own clock), to order it exactly against reads of /proc.
+	KTime uint64
+}
+
 // TCPState is a TCP connection state, numbered as the kernel numbers it
 // (include/net/tcp_states.h).
 type TCPState uint8
@@ -242,5 +252,6 @@ type Sink interface {
 	RequestEnd(RequestEnd)
 	Close(Close)
 	Exit(Exit)
+	Exec(Exec)
 	Retransmit(Retransmit)
 }

@@ -14,6 +14,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/periscope-apm/periscope/internal/ktime"
 	"github.com/periscope-apm/periscope/span"
 )
 
@@ -33,13 +34,26 @@ const (
 // and resource attributes) from /proc and caches them. An identity is kept
 // after the process exits, because its spans may finish later, until
 // Forget is called. It is safe for concurrent use.
+//
+// A PID names one program between two execs, so identities are ordered by
+// the kernel's monotonic clock: each is stamped with when it was read (or,
+// for Exec, when the exec happened), and an identity read before the last
+// exec Executed reported is tentative (span.Process.Tentative) — it is the
+// old program's, kept only until something newer is known.
 type Processes struct {
 	root       string
 	hostName   string
 	maxEntries int
 
 	mu    sync.Mutex
-	cache map[uint32]*span.Process
+	cache map[uint32]*entry
+}
+
+// entry is what is known of one PID.
+type entry struct {
+	proc *span.Process // nil: only an exec is known
+	read uint64        // CLOCK_MONOTONIC ns proc describes the process at; 0: proc knows nothing (minimal)
+	exec uint64        // CLOCK_MONOTONIC ns of the last exec reported; 0: none
 }
 
 // ProcessesConfig configures a Processes resolver. The zero value reads
@@ -70,7 +84,7 @@ func NewProcesses(cfg ProcessesConfig) *Processes {
 		root:       cfg.ProcRoot,
 		hostName:   cfg.HostName,
 		maxEntries: cfg.MaxEntries,
-		cache:      make(map[uint32]*span.Process),
+		cache:      make(map[uint32]*entry),
 	}
 }
 
@@ -78,23 +92,23 @@ func NewProcesses(cfg ProcessesConfig) *Processes {
 // older one (call it when a process is discovered or executes a new
 // program). It fails when the process cannot be read.
 func (p *Processes) Observe(pid uint32) (*span.Process, error) {
+	read := ktime.Now()
 	proc, err := p.resolve(pid)
 	if err != nil {
 		return nil, err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.store(pid, proc)
-	return proc, nil
+	return p.store(pid, proc, read), nil
 }
 
-// Exec records that pid has just executed the program at path with argv,
-// as the kernel reported it, replacing any older identity. It reads nothing
-// from /proc: Observe does, when the process is still there to be read;
-// this is what names a process that exits first (a curl living 10 ms), for
-// the spans that finish after it. Its service.name is the executable's
-// name, and it has no container: both need /proc.
-func (p *Processes) Exec(pid uint32, path string, argv []string) {
+// Exec records that pid executed the program at path with argv at
+// CLOCK_MONOTONIC time at, as the kernel reported it, replacing any older
+// identity. It reads nothing from /proc: Observe does, when the process is
+// still there to be read; this is what names a process that exits first (a
+// curl living 10 ms), for the spans that finish after it. Its service.name
+// is the executable's name, and it has no container: both need /proc.
+func (p *Processes) Exec(pid uint32, path string, argv []string, at uint64) {
 	name := filepath.Base(path)
 	if path == "" {
 		if len(argv) == 0 {
@@ -108,30 +122,57 @@ func (p *Processes) Exec(pid uint32, path string, argv []string) {
 	proc := &span.Process{PID: pid, ServiceName: name, Attributes: p.processAttrs(pid, name, path, argv)}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.store(pid, proc)
+	p.store(pid, proc, at)
+}
+
+// Executed records that pid executed a new program at CLOCK_MONOTONIC time
+// at. Call it at the exec's place in the stream of the process's events
+// (a collector's ring), so that the spans after it do not get the old
+// program's name: an identity read before at becomes tentative until the
+// process is read again or Exec names the new program.
+func (p *Processes) Executed(pid uint32, at uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := p.cache[pid]
+	if e == nil {
+		p.insert(pid, &entry{exec: at})
+		return
+	}
+	if at <= e.exec {
+		return
+	}
+	e.exec = at
+	if e.proc != nil && e.read < at && !e.proc.Tentative {
+		e.proc = tentative(e.proc)
+	}
 }
 
 // Process returns the identity of a process: the cached one, or one
 // resolved now. It never returns nil: a process that cannot be read gets an
-// identity with only its PID (which is cached too).
+// identity with only its PID (which is cached too). A tentative identity is
+// read again, and replaced when the process can be read; while it cannot,
+// the tentative one is returned.
 func (p *Processes) Process(pid uint32) *span.Process {
 	p.mu.Lock()
-	proc := p.cache[pid]
+	var cached *span.Process
+	if e := p.cache[pid]; e != nil {
+		cached = e.proc
+	}
 	p.mu.Unlock()
-	if proc != nil {
-		return proc
+	if cached != nil && !cached.Tentative {
+		return cached
 	}
+	read := ktime.Now()
 	proc, err := p.resolve(pid)
-	if err != nil {
-		proc = p.minimal(pid)
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if cached := p.cache[pid]; cached != nil {
-		return cached // resolved concurrently
+	if err == nil {
+		return p.store(pid, proc, read)
 	}
-	p.store(pid, proc)
-	return proc
+	if e := p.cache[pid]; e != nil && e.proc != nil {
+		return e.proc // gone: the last identity stays
+	}
+	return p.store(pid, p.minimal(pid), 0)
 }
 
 // Forget drops the identity of a process (call it once the spans of an
@@ -143,10 +184,28 @@ func (p *Processes) Forget(pid uint32) {
 	delete(p.cache, pid)
 }
 
-// store caches an identity; p.mu is held. When the cache is full, the
-// identities of processes that no longer exist are dropped first.
-func (p *Processes) store(pid uint32, proc *span.Process) {
-	if _, ok := p.cache[pid]; !ok && len(p.cache) >= p.maxEntries {
+// store caches an identity describing the process at time read, unless a
+// newer one is cached, and returns the identity cached; p.mu is held.
+func (p *Processes) store(pid uint32, proc *span.Process, read uint64) *span.Process {
+	e := p.cache[pid]
+	if e == nil {
+		e = &entry{}
+		p.insert(pid, e)
+	}
+	if e.proc != nil && read < e.read {
+		return e.proc // read before what is cached: older
+	}
+	if read < e.exec {
+		proc.Tentative = true
+	}
+	e.proc, e.read = proc, read
+	return proc
+}
+
+// insert adds an entry; p.mu is held. When the cache is full, the entries
+// of processes that no longer exist are dropped first.
+func (p *Processes) insert(pid uint32, e *entry) {
+	if len(p.cache) >= p.maxEntries {
 		for old := range p.cache {
 			if _, err := os.Stat(filepath.Join(p.root, strconv.FormatUint(uint64(old), 10))); errors.Is(err, os.ErrNotExist) {
 				delete(p.cache, old)
@@ -159,7 +218,14 @@ func (p *Processes) store(pid uint32, proc *span.Process) {
 			delete(p.cache, old)
 		}
 	}
-	p.cache[pid] = proc
+	p.cache[pid] = e
+}
+
+// tentative returns a copy of proc marked tentative.
+func tentative(proc *span.Process) *span.Process {
+	t := *proc
+	t.Tentative = true
+	return &t
 }
 
 func (p *Processes) minimal(pid uint32) *span.Process {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/periscope-apm/periscope/internal/ktime"
 	"github.com/periscope-apm/periscope/span"
 )
 
@@ -325,8 +326,8 @@ func TestProcessesBounded(t *testing.T) {
 	if len(ps.cache) > 4 {
 		t.Errorf("cache holds %d entries", len(ps.cache))
 	}
-	if p := ps.cache[1]; p == nil || p.ServiceName != "alive" {
-		t.Errorf("live process dropped before dead ones: %+v", p)
+	if e := ps.cache[1]; e == nil || e.proc.ServiceName != "alive" {
+		t.Errorf("live process dropped before dead ones: %+v", e)
 	}
 }
 
@@ -382,7 +383,7 @@ func TestProcessesExec(t *testing.T) {
 			map[string]string{"process.executable.name": "server", "process.command": "/opt/app/server"}, []string{"process.executable.path"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ps.Exec(5, tc.path, tc.argv)
+			ps.Exec(5, tc.path, tc.argv, 1)
 			p := ps.Process(5)
 			if p.ServiceName != tc.wantName || p.ContainerID != "" {
 				t.Errorf("service %q container %q, want %q and none", p.ServiceName, p.ContainerID, tc.wantName)
@@ -408,5 +409,91 @@ func TestProcessesExec(t *testing.T) {
 	writeProc(t, root, 5, fakeProc{exe: "/opt/app/server", environ: []string{"OTEL_SERVICE_NAME=payments"}})
 	if _, err := ps.Observe(5); err != nil || ps.Process(5).ServiceName != "payments" {
 		t.Errorf("after Observe: %+v, err %v", ps.Process(5), err)
+	}
+}
+
+// TestProcessesExecuted: identities are ordered by the kernel's clock
+// against the execs Executed reports (at their place in a collector's
+// ring): a name read before the last exec is tentative, the first read or
+// exec event after it replaces that, and nothing older replaces anything
+// newer.
+func TestProcessesExecuted(t *testing.T) {
+	parent := fakeProc{exe: "/tmp/e2e.test", cmdline: []string{"/tmp/e2e.test", "-test.run=X"}}
+	curl := fakeProc{exe: "/usr/bin/curl", cmdline: []string{"curl", "-k"}}
+	for _, tc := range []struct {
+		name string
+		// steps runs after /proc/7 shows parent; now returns a
+		// monotonic time after everything before.
+		steps     func(t *testing.T, ps *Processes, proc7 func(*fakeProc), now func() uint64)
+		want      string
+		tentative bool
+	}{
+		{"read before the exec, read again after", func(t *testing.T, ps *Processes, proc7 func(*fakeProc), now func() uint64) {
+			ps.Observe(7)
+			ps.Executed(7, now())
+			proc7(&curl)
+		}, "curl", false},
+		{"read before the exec, gone, exec event after", func(t *testing.T, ps *Processes, proc7 func(*fakeProc), now func() uint64) {
+			ps.Observe(7)
+			at := now()
+			ps.Executed(7, at)
+			proc7(nil)
+			if p := ps.Process(7); !p.Tentative || p.ServiceName != "e2e.test" {
+				t.Errorf("before the exec event: %q tentative %v, want e2e.test tentative", p.ServiceName, p.Tentative)
+			}
+			ps.Exec(7, "/usr/bin/curl", []string{"curl"}, at)
+		}, "curl", false},
+		{"read before the exec, gone, no exec event", func(t *testing.T, ps *Processes, proc7 func(*fakeProc), now func() uint64) {
+			ps.Observe(7)
+			ps.Executed(7, now())
+			proc7(nil)
+		}, "e2e.test", true},
+		{"exec event and read before the marker", func(t *testing.T, ps *Processes, proc7 func(*fakeProc), now func() uint64) {
+			at := now()
+			proc7(&curl)
+			ps.Exec(7, "/usr/bin/curl", []string{"curl"}, at)
+			ps.Observe(7)
+			ps.Executed(7, at)
+		}, "curl", false},
+		{"read before the exec, stored after the marker", func(t *testing.T, ps *Processes, proc7 func(*fakeProc), now func() uint64) {
+			before := now()
+			ps.Executed(7, now())
+			proc7(nil)
+			ps.Exec(7, "/tmp/e2e.test", nil, before)
+		}, "e2e.test", true},
+		{"an older identity does not replace a newer one", func(t *testing.T, ps *Processes, proc7 func(*fakeProc), now func() uint64) {
+			older, newer := now(), now()
+			proc7(nil)
+			ps.Exec(7, "/usr/bin/curl", nil, newer)
+			ps.Exec(7, "/bin/sh", nil, older)
+		}, "curl", false},
+		{"no exec: the first read stays", func(t *testing.T, ps *Processes, proc7 func(*fakeProc), now func() uint64) {
+			ps.Observe(7)
+			proc7(nil)
+		}, "e2e.test", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			ps := NewProcesses(ProcessesConfig{ProcRoot: root, HostName: "h"})
+			proc7 := func(fp *fakeProc) {
+				if err := os.RemoveAll(filepath.Join(root, "7")); err != nil {
+					t.Fatal(err)
+				}
+				if fp != nil {
+					writeProc(t, root, 7, *fp)
+				}
+			}
+			proc7(&parent)
+			last := ktime.Now()
+			now := func() uint64 { last = max(last+1, ktime.Now()); return last }
+			tc.steps(t, ps, proc7, now)
+			p := ps.Process(7)
+			if p.ServiceName != tc.want || p.Tentative != tc.tentative {
+				t.Errorf("process %q tentative %v, want %q tentative %v", p.ServiceName, p.Tentative, tc.want, tc.tentative)
+			}
+			if again := ps.Process(7); again != p {
+				t.Errorf("the identity is not cached: %p then %p", p, again)
+			}
+		})
 	}
 }

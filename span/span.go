@@ -59,6 +59,11 @@ type Process struct {
 	// Attributes are resource attributes beyond service.name
 	// (process.pid, process.executable.name, host.name, ...).
 	Attributes []attribute.KeyValue
+	// Tentative says the identity was read when the process forked: it
+	// is its parent's program, which the child may have replaced by an
+	// exec the agent has not heard of yet. A resolver replaces it as soon
+	// as it can read the process again or learns of the exec.
+	Tentative bool
 }
 
 // Span is one finished request span.

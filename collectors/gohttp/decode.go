@@ -13,6 +13,7 @@ import (
 const (
 	eventRequestStart = 5
 	eventRequestEnd   = 6
+	eventExec         = 16
 	eventExit         = 17
 )
 
@@ -105,6 +106,9 @@ func (c *Collector) decode(raw []byte) {
 	case eventExit:
 		c.m.Read.WithLabelValues("exit").Inc()
 		c.sink.Exit(events.Exit{PID: pid, Time: at})
+	case eventExec:
+		c.m.Read.WithLabelValues("exec").Inc()
+		c.sink.Exec(events.Exec{PID: pid, Time: at, KTime: ne.Uint64(raw[offTS:])})
 	default:
 		c.m.Read.WithLabelValues("malformed").Inc()
 	}

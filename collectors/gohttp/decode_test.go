@@ -21,6 +21,7 @@ type record struct {
 	starts []events.RequestStart
 	ends   []events.RequestEnd
 	exits  []events.Exit
+	execs  []events.Exec
 }
 
 func (r *record) Data(events.Data)               {}
@@ -29,6 +30,7 @@ func (r *record) WriteResult(events.WriteResult) {}
 func (r *record) Close(events.Close)             {}
 func (r *record) Retransmit(events.Retransmit)   {}
 func (r *record) Exit(e events.Exit)             { r.exits = append(r.exits, e) }
+func (r *record) Exec(e events.Exec)             { r.execs = append(r.execs, e) }
 func (r *record) RequestStart(s events.RequestStart) {
 	r.starts = append(r.starts, s)
 }
@@ -79,10 +81,16 @@ func TestDecode(t *testing.T) {
 	var exit gohttpProcEvent
 	exit.Hdr.Type, exit.Hdr.Pid = eventExit, 42
 	c.decode(raw(t, &exit))
+	var exec gohttpProcEvent
+	exec.Hdr.Type, exec.Hdr.Pid, exec.Hdr.Ts = eventExec, 43, 123456789
+	c.decode(raw(t, &exec))
 	c.decode([]byte{1, 2, 3}) // too short: counted, not decoded
 
-	if len(sink.starts) != 1 || len(sink.ends) != 1 || len(sink.exits) != 1 {
-		t.Fatalf("decoded %d starts, %d ends, %d exits", len(sink.starts), len(sink.ends), len(sink.exits))
+	if len(sink.starts) != 1 || len(sink.ends) != 1 || len(sink.exits) != 1 || len(sink.execs) != 1 {
+		t.Fatalf("decoded %d starts, %d ends, %d exits, %d execs", len(sink.starts), len(sink.ends), len(sink.exits), len(sink.execs))
+	}
+	if x := sink.execs[0]; x.PID != 43 || x.KTime != 123456789 {
+		t.Errorf("exec %+v", x)
 	}
 	s := sink.starts[0]
 	wantTuple := events.Tuple{Local: netip.MustParseAddrPort("127.0.0.1:40000"), Remote: netip.MustParseAddrPort("10.0.0.9:443")}

@@ -182,12 +182,12 @@ func (c *Collector) Start(ctx context.Context) error {
 		}
 		return fmt.Errorf("load gohttp programs: %w", err)
 	}
-	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sched_process_exit", Program: c.objs.GoProcessExit})
+	markers, err := attach.ProcessMarkers(c.objs.GoProcessExit, c.objs.GoProcessExec)
 	if err != nil {
 		c.Close()
-		return fmt.Errorf("attach raw_tracepoint sched_process_exit: %w", err)
+		return err
 	}
-	c.tps = append(c.tps, l)
+	c.tps = append(c.tps, markers...)
 	c.done = make(chan struct{})
 	go func() {
 		defer close(c.done)

@@ -212,6 +212,7 @@ const (
 	gohttpProgGoH2HandlerDone        = "go_h2_handler_done"
 	gohttpProgGoH2RoundTrip          = "go_h2_round_trip"
 	gohttpProgGoH2iRoundTrip         = "go_h2i_round_trip"
+	gohttpProgGoProcessExec          = "go_process_exec"
 	gohttpProgGoProcessExit          = "go_process_exit"
 	gohttpProgGoRoundTrip            = "go_round_trip"
 	gohttpProgGoRoundTripReturn      = "go_round_trip_return"
@@ -273,6 +274,7 @@ type gohttpProgramSpecs struct {
 	GoH2HandlerDone   *ebpf.ProgramSpec `ebpf:"go_h2_handler_done"`
 	GoH2RoundTrip     *ebpf.ProgramSpec `ebpf:"go_h2_round_trip"`
 	GoH2iRoundTrip    *ebpf.ProgramSpec `ebpf:"go_h2i_round_trip"`
+	GoProcessExec     *ebpf.ProgramSpec `ebpf:"go_process_exec"`
 	GoProcessExit     *ebpf.ProgramSpec `ebpf:"go_process_exit"`
 	GoRoundTrip       *ebpf.ProgramSpec `ebpf:"go_round_trip"`
 	GoRoundTripReturn *ebpf.ProgramSpec `ebpf:"go_round_trip_return"`
@@ -374,6 +376,7 @@ type gohttpPrograms struct {
 	GoH2HandlerDone   *ebpf.Program `ebpf:"go_h2_handler_done"`
 	GoH2RoundTrip     *ebpf.Program `ebpf:"go_h2_round_trip"`
 	GoH2iRoundTrip    *ebpf.Program `ebpf:"go_h2i_round_trip"`
+	GoProcessExec     *ebpf.Program `ebpf:"go_process_exec"`
 	GoProcessExit     *ebpf.Program `ebpf:"go_process_exit"`
 	GoRoundTrip       *ebpf.Program `ebpf:"go_round_trip"`
 	GoRoundTripReturn *ebpf.Program `ebpf:"go_round_trip_return"`
@@ -386,6 +389,7 @@ func (p *gohttpPrograms) Close() error {
 		p.GoH2HandlerDone,
 		p.GoH2RoundTrip,
 		p.GoH2iRoundTrip,
+		p.GoProcessExec,
 		p.GoProcessExit,
 		p.GoRoundTrip,
 		p.GoRoundTripReturn,

@@ -14,6 +14,7 @@ const (
 	eventBind        = 2
 	eventClose       = 3
 	eventWriteResult = 4
+	eventExec        = 16
 	eventExit        = 17
 )
 
@@ -106,6 +107,9 @@ func (c *Collector) decode(raw []byte) {
 	case eventExit:
 		c.m.Read.WithLabelValues("exit").Inc()
 		c.sink.Exit(events.Exit{PID: pid, Time: at})
+	case eventExec:
+		c.m.Read.WithLabelValues("exec").Inc()
+		c.sink.Exec(events.Exec{PID: pid, Time: at, KTime: ne.Uint64(raw[offTS:])})
 	default:
 		c.m.Read.WithLabelValues("malformed").Inc()
 	}

@@ -166,12 +166,12 @@ func (c *Collector) Start(ctx context.Context) error {
 		}
 		c.tps = append(c.tps, l)
 	}
-	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sched_process_exit", Program: c.objs.SslProcessExit})
+	markers, err := attach.ProcessMarkers(c.objs.SslProcessExit, c.objs.SslProcessExec)
 	if err != nil {
 		c.Close()
-		return fmt.Errorf("attach raw_tracepoint sched_process_exit: %w", err)
+		return err
 	}
-	c.tps = append(c.tps, l)
+	c.tps = append(c.tps, markers...)
 
 	c.done = make(chan struct{})
 	go func() {

@@ -138,6 +138,7 @@ const (
 	opensslMapSslFd                  = "ssl_fd"
 	opensslMapSslProcs               = "ssl_procs"
 	opensslProgSslLeave              = "ssl_leave"
+	opensslProgSslProcessExec        = "ssl_process_exec"
 	opensslProgSslProcessExit        = "ssl_process_exit"
 	opensslProgSslReadEnter          = "ssl_read_enter"
 	opensslProgSslReadExEnter        = "ssl_read_ex_enter"
@@ -203,6 +204,7 @@ type opensslSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type opensslProgramSpecs struct {
 	SslLeave         *ebpf.ProgramSpec `ebpf:"ssl_leave"`
+	SslProcessExec   *ebpf.ProgramSpec `ebpf:"ssl_process_exec"`
 	SslProcessExit   *ebpf.ProgramSpec `ebpf:"ssl_process_exit"`
 	SslReadEnter     *ebpf.ProgramSpec `ebpf:"ssl_read_enter"`
 	SslReadExEnter   *ebpf.ProgramSpec `ebpf:"ssl_read_ex_enter"`
@@ -305,6 +307,7 @@ type opensslVariables struct {
 // It can be passed to loadOpensslObjects or ebpf.CollectionSpec.LoadAndAssign.
 type opensslPrograms struct {
 	SslLeave         *ebpf.Program `ebpf:"ssl_leave"`
+	SslProcessExec   *ebpf.Program `ebpf:"ssl_process_exec"`
 	SslProcessExit   *ebpf.Program `ebpf:"ssl_process_exit"`
 	SslReadEnter     *ebpf.Program `ebpf:"ssl_read_enter"`
 	SslReadExEnter   *ebpf.Program `ebpf:"ssl_read_ex_enter"`
@@ -324,6 +327,7 @@ type opensslPrograms struct {
 func (p *opensslPrograms) Close() error {
 	return _OpensslClose(
 		p.SslLeave,
+		p.SslProcessExec,
 		p.SslProcessExit,
 		p.SslReadEnter,
 		p.SslReadExEnter,

@@ -38,3 +38,12 @@ func NewClock() Clock {
 func (c Clock) Time(mono uint64) time.Time {
 	return time.Unix(0, int64(mono)+c.offset)
 }
+
+// Now returns the current CLOCK_MONOTONIC time in nanoseconds: the clock
+// of the kernel's event timestamps, which wall-clock adjustments do not
+// move.
+func Now() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
