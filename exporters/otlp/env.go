@@ -1,13 +1,9 @@
 package otlp
 
-import (
-	"fmt"
-	"os"
-	"strings"
-)
+import "github.com/periscope-apm/periscope/internal/otlpenv"
 
-// Environment variables read by this package itself; the SDK exporters
-// read the rest of OTEL_EXPORTER_OTLP_*.
+// Environment variables read by this package itself (with internal/otlpenv);
+// the SDK exporters read the rest of OTEL_EXPORTER_OTLP_*.
 const (
 	envEndpoint       = "OTEL_EXPORTER_OTLP_ENDPOINT"
 	envTracesEndpoint = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
@@ -19,32 +15,16 @@ const (
 
 // Protocols accepted in OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL.
 const (
-	ProtocolGRPC         = "grpc"
-	ProtocolHTTPProtobuf = "http/protobuf"
+	ProtocolGRPC         = otlpenv.GRPC
+	ProtocolHTTPProtobuf = otlpenv.HTTPProtobuf
 )
 
 // Enabled reports whether an OTLP traces endpoint is configured through
 // OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT.
-func Enabled() bool {
-	return strings.TrimSpace(os.Getenv(envEndpoint)) != "" ||
-		strings.TrimSpace(os.Getenv(envTracesEndpoint)) != ""
-}
+func Enabled() bool { return otlpenv.EndpointSet(otlpenv.Traces) }
 
 // Protocol returns the OTLP protocol selected by
 // OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL, else
 // grpc. Any value other than grpc or http/protobuf is an error that names
 // the variable.
-func Protocol() (string, error) {
-	for _, key := range []string{envTracesProtocol, envProtocol} {
-		v := strings.TrimSpace(os.Getenv(key))
-		if v == "" {
-			continue
-		}
-		switch v {
-		case ProtocolGRPC, ProtocolHTTPProtobuf:
-			return v, nil
-		}
-		return "", fmt.Errorf("%s=%q: unsupported OTLP protocol (want %q or %q)", key, v, ProtocolGRPC, ProtocolHTTPProtobuf)
-	}
-	return ProtocolGRPC, nil
-}
+func Protocol() (string, error) { return otlpenv.Protocol(otlpenv.Traces) }

@@ -23,6 +23,8 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/resource"
+
+	"github.com/periscope-apm/periscope/internal/otlpenv"
 )
 
 // Environment variables read by this package itself.
@@ -36,8 +38,8 @@ const (
 
 // Protocols accepted in OTEL_EXPORTER_OTLP_(METRICS_)PROTOCOL.
 const (
-	ProtocolGRPC         = "grpc"
-	ProtocolHTTPProtobuf = "http/protobuf"
+	ProtocolGRPC         = otlpenv.GRPC
+	ProtocolHTTPProtobuf = otlpenv.HTTPProtobuf
 )
 
 // failureLogInterval is the shortest time between two logs of failed
@@ -51,28 +53,14 @@ func Enabled() bool {
 	if strings.TrimSpace(os.Getenv(envMetricsExporter)) == "none" {
 		return false
 	}
-	return strings.TrimSpace(os.Getenv(envEndpoint)) != "" ||
-		strings.TrimSpace(os.Getenv(envMetricsEndpoint)) != ""
+	return otlpenv.EndpointSet(otlpenv.Metrics)
 }
 
 // Protocol returns the protocol selected by
 // OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL,
 // else grpc; any other value than grpc or http/protobuf is an error that
 // names the variable.
-func Protocol() (string, error) {
-	for _, key := range []string{envMetricsProtocol, envProtocol} {
-		v := strings.TrimSpace(os.Getenv(key))
-		if v == "" {
-			continue
-		}
-		switch v {
-		case ProtocolGRPC, ProtocolHTTPProtobuf:
-			return v, nil
-		}
-		return "", fmt.Errorf("%s=%q: unsupported OTLP protocol (want %q or %q)", key, v, ProtocolGRPC, ProtocolHTTPProtobuf)
-	}
-	return ProtocolGRPC, nil
-}
+func Protocol() (string, error) { return otlpenv.Protocol(otlpenv.Metrics) }
 
 // Config configures New.
 type Config struct {
