@@ -21,20 +21,9 @@ func TestShortLivedIdentity(t *testing.T) {
 	e.instrumented(t, ngx.WorkerPIDs...)
 	curl := harness.LookTool(t, "curl")
 
-	if err := syscall.Kill(e.agent.PID, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	stopped := true
-	defer func() {
-		if stopped {
-			syscall.Kill(e.agent.PID, syscall.SIGCONT)
-		}
-	}()
-	run(t, curl, "-sS", "-o", "/dev/null", "--cacert", ngx.CAFile, ngx.URL+"/index.html?short=lived")
-	if err := syscall.Kill(e.agent.PID, syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
-	stopped = false
+	e.whileFrozen(t, func() {
+		run(t, curl, "-sS", "-o", "/dev/null", "--cacert", ngx.CAFile, ngx.URL+"/index.html?short=lived")
+	})
 
 	s := e.spans(t, 1, byPort("curl", kindClient, ngx.Port))[0]
 	if got := s.Resource["process.executable.name"]; got != "curl" {
@@ -90,28 +79,17 @@ func TestExecIdentity(t *testing.T) {
 	// shells wait on their stdin for a second, named "sh" by then.
 	time.Sleep(time.Second)
 
-	if err := syscall.Kill(e.agent.PID, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	stopped := true
-	defer func() {
-		if stopped {
-			syscall.Kill(e.agent.PID, syscall.SIGCONT)
+	e.whileFrozen(t, func() {
+		for i, cmd := range shells {
+			if _, err := io.WriteString(gates[i], "go\n"); err != nil {
+				t.Fatal(err)
+			}
+			gates[i].Close()
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("sh -c exec curl: %v", err)
+			}
 		}
-	}()
-	for i, cmd := range shells {
-		if _, err := io.WriteString(gates[i], "go\n"); err != nil {
-			t.Fatal(err)
-		}
-		gates[i].Close()
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("sh -c exec curl: %v", err)
-		}
-	}
-	if err := syscall.Kill(e.agent.PID, syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
-	stopped = false
+	})
 
 	for _, s := range e.spans(t, n, byPIDs(kindClient, pids...)) {
 		pid, _ := s.Resource["process.pid"].(int64)
@@ -123,4 +101,20 @@ func TestExecIdentity(t *testing.T) {
 		}
 	}
 	e.spans(t, n, byPort("nginx", kindServer, ngx.Port))
+}
+
+// whileFrozen runs fn while the agent's user space is stopped (SIGSTOP):
+// the kernel side keeps recording into the rings, and nothing is read
+// until fn returns.
+func (e *env) whileFrozen(t *testing.T, fn func()) {
+	t.Helper()
+	if err := syscall.Kill(e.agent.PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := syscall.Kill(e.agent.PID, syscall.SIGCONT); err != nil {
+			t.Errorf("resume the agent: %v", err)
+		}
+	}()
+	fn()
 }

@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,9 +15,11 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/periscope-apm/periscope/test/e2e/harness"
 )
@@ -184,7 +189,38 @@ func TestKubernetesUnreachable(t *testing.T) {
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	closed := fmt.Sprintf("https://127.0.0.1:%d", harness.FreePort(t)) // nothing listens there
 	harness.WriteKubeconfig(t, kubeconfig, closed, "no-token", "")
+	kubeOutage(t, kubeconfig, "cannot list the pods of this node", closed)
+}
 
+// TestKubernetesForbidden: the agent's service account before its RBAC
+// rules exist. The API server (real RBAC authorization) forbids listing
+// pods: the agent logs one warning saying what it needs, retries with
+// backoff, and exports spans all the same. Then the ClusterRole and
+// binding of deploy/kubernetes/rbac.yaml are applied, and a later retry
+// succeeds: the rules the manifests ship are enough for the agent.
+func TestKubernetesForbidden(t *testing.T) {
+	harness.RequireRoot(t)
+	k := harness.StartKube(t)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	harness.WriteKubeconfig(t, kubeconfig, k.Server, k.AgentToken, k.CAFile)
+	e := kubeOutage(t, kubeconfig, "forbids listing the pods of this node (the agent needs get, list and watch on pods)", k.Server)
+
+	applyRBAC(t, k, filepath.Join(harness.RepoRoot(t), "deploy", "kubernetes", "rbac.yaml"))
+	deadline := time.Now().Add(90 * time.Second) // the informer's backoff grows to 30 s
+	for !strings.Contains(e.agent.Logs(), "kubernetes: the API server answers again") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent did not list the pods once rbac.yaml was applied; log:\n%s", e.agent.Logs())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// kubeOutage starts the agent with kubeconfig, whose API server does not
+// serve it, and checks that spans flow without Kubernetes attributes, that
+// the failed lists are counted and retried, and that one warning
+// (containing want and naming server) says so.
+func kubeOutage(t *testing.T, kubeconfig, want, server string) *env {
+	t.Helper()
 	bin := t.TempDir()
 	py := harness.CopyExeTo(t, python(t), bin, "pykube")
 	curl := harness.CopyExeTo(t, harness.LookTool(t, "curl"), bin, "curlkube")
@@ -206,6 +242,11 @@ func TestKubernetesUnreachable(t *testing.T) {
 		if s.ServiceName() != "pykube" {
 			t.Errorf("span %q: service.name %q, want pykube", s.Name, s.ServiceName())
 		}
+		for key := range s.Resource {
+			if strings.HasPrefix(key, "k8s.") {
+				t.Errorf("span %q carries %s without an API server: %v", s.Name, key, s.Resource)
+			}
+		}
 	}
 	// Several failed lists by now (the informer retries with backoff)...
 	waitMetric(t, e.agent, "periscope_kubernetes_api_errors_total", nil, ">= 3", func(v float64) bool { return v >= 3 })
@@ -216,8 +257,59 @@ func TestKubernetesUnreachable(t *testing.T) {
 			warnings = append(warnings, line)
 		}
 	}
-	if len(warnings) != 1 || !strings.Contains(warnings[0], "cannot list the pods of this node") || !strings.Contains(warnings[0], closed) {
-		t.Errorf("want one warning about the unreachable API server %s, got %d:\n%s", closed, len(warnings), strings.Join(warnings, "\n"))
+	if len(warnings) != 1 || !strings.Contains(warnings[0], want) || !strings.Contains(warnings[0], server) {
+		t.Errorf("want one warning %q naming %s, got %d:\n%s", want, server, len(warnings), strings.Join(warnings, "\n"))
+	}
+	return e
+}
+
+// applyRBAC creates the ClusterRoles and ClusterRoleBindings of a
+// manifest file as the admin.
+func applyRBAC(t *testing.T, k *harness.Kube, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+	created := 0
+	for {
+		var doc map[string]any
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		raw, err := json.Marshal(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch doc["kind"] {
+		case "ClusterRole":
+			var r rbacv1.ClusterRole
+			if err := json.Unmarshal(raw, &r); err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			_, err = k.Client.RbacV1().ClusterRoles().Create(ctx, &r, metav1.CreateOptions{})
+		case "ClusterRoleBinding":
+			var b rbacv1.ClusterRoleBinding
+			if err := json.Unmarshal(raw, &b); err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			_, err = k.Client.RbacV1().ClusterRoleBindings().Create(ctx, &b, metav1.CreateOptions{})
+		default:
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: create %s: %v", path, doc["kind"], err)
+		}
+		created++
+	}
+	if created < 2 {
+		t.Fatalf("%s: %d RBAC objects, want a ClusterRole and its binding", path, created)
 	}
 }
 

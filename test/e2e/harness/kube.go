@@ -36,6 +36,10 @@ type Kube struct {
 	// Token is the admin's bearer token; CAFile the CA of the serving
 	// certificate.
 	Token, CAFile string
+	// AgentToken authenticates as the agent's service account
+	// (periscope/periscope, as deploy/kubernetes/rbac.yaml names it),
+	// which no RBAC rule grants anything until a test applies some.
+	AgentToken string
 	// Client is a client-go clientset for the admin user.
 	Client kubernetes.Interface
 
@@ -56,9 +60,11 @@ type kubeProc struct {
 // StartKube starts etcd and kube-apiserver (building kube-apiserver with
 // `scripts/tools.sh kube-apiserver` the first time: minutes), waits until
 // /readyz answers, writes a kubeconfig, and stops both and removes their
-// data in t.Cleanup. Authorization is AlwaysAllow, privileged pods are
-// allowed, and the default namespace has its default ServiceAccount (no
-// controller makes it), so pods can be created there; NewNamespace makes
+// data in t.Cleanup. Authorization is RBAC: the admin is in
+// system:masters, which it allows everything, and AgentToken's user gets
+// only what a test grants. Privileged pods are allowed, and the default
+// namespace has its default ServiceAccount (no controller makes it), so
+// pods can be created there; NewNamespace makes
 // others the same way.
 func StartKube(t testing.TB) *Kube {
 	t.Helper()
@@ -92,9 +98,10 @@ func StartKube(t testing.TB) *Kube {
 	// service account signing key the API server requires.
 	certFile, keyFile, caFile := GenerateCert(t, filepath.Join(dir, "tls"))
 	k.CAFile = caFile
-	k.Token = randomToken(t)
+	k.Token, k.AgentToken = randomToken(t), randomToken(t)
 	tokens := filepath.Join(dir, "tokens.csv")
-	writeFile(t, tokens, k.Token+`,admin,admin-uid,"system:masters"`+"\n", 0o600)
+	writeFile(t, tokens, k.Token+`,admin,admin-uid,"system:masters"`+"\n"+
+		k.AgentToken+`,system:serviceaccount:periscope:periscope,agent-uid,"system:serviceaccounts,system:serviceaccounts:periscope"`+"\n", 0o600)
 	saKey := filepath.Join(dir, "sa-key.pem")
 	writeRSAKey(t, saKey)
 
@@ -107,7 +114,7 @@ func StartKube(t testing.TB) *Kube {
 		"--secure-port", fmt.Sprint(port),
 		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile,
 		"--token-auth-file", tokens,
-		"--authorization-mode", "AlwaysAllow",
+		"--authorization-mode", "RBAC",
 		"--allow-privileged=true",
 		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file", saKey,
