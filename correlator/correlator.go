@@ -221,27 +221,42 @@ func (c *Correlator) Close(e events.Close) {
 
 // Exit handles the exit of a process: its requests in flight end and all
 // its state is freed.
-func (c *Correlator) Exit(e events.Exit) { c.programEnded(e.PID, e.Time) }
-
-// Exec handles an exec: the process's old program is gone as if it had
-// exited (its connections were its memory's), and what comes next is the
-// new program's. The process resolver learns of the exec separately.
-func (c *Correlator) Exec(e events.Exec) { c.programEnded(e.PID, e.Time) }
-
-// programEnded ends a program's requests in flight and frees its state.
-func (c *Correlator) programEnded(pid uint32, t time.Time) {
+func (c *Correlator) Exit(e events.Exit) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
-	ps := c.pids[pid]
+	ps := c.pids[e.PID]
 	if ps == nil {
 		return
 	}
 	for _, cn := range ps.conns {
-		c.endConn(cn, t, reasonExit)
+		c.endConn(cn, e.Time, reasonExit)
 		c.remove(cn)
 	}
-	delete(c.pids, pid)
+	delete(c.pids, e.PID)
+}
+
+// Exec handles an exec: the connections of the process's old program are
+// gone as if it had exited (they were its memory's). Every collector's
+// ring carries every exec, and another ring's marker may be read after
+// the new program's first data: connections active after the exec are the
+// new program's and stay. The process resolver learns of the exec
+// separately.
+func (c *Correlator) Exec(e events.Exec) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	ps := c.pids[e.PID]
+	if ps == nil {
+		return
+	}
+	for _, cn := range ps.conns {
+		if cn.lastActive.After(e.Time) {
+			continue
+		}
+		c.endConn(cn, e.Time, reasonExit)
+		c.remove(cn) // frees ps with its last connection
+	}
 }
 
 // Expire ends the requests of connections idle for longer than the idle

@@ -422,6 +422,26 @@ func TestCloseAndExit(t *testing.T) {
 	}
 }
 
+// TestExecReadLate: every collector's ring carries every exec, so another
+// ring's marker can be read after the new program's first data. The old
+// program's connections end; the new program's, active after the exec,
+// go on.
+func TestExecReadLate(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	old, fresh := cid(1, 1), cid(1, 2)
+	h.write(old, 2, 1, "GET /old HTTP/1.1\r\n\r\n")
+	h.write(fresh, 2, 10, "GET /new HTTP/1.1\r\n\r\n")
+	h.c.Exec(events.Exec{PID: 1, Time: at(5)})
+	if s := h.wantSpans(1)[0]; attrs(s)["url.path"] != "/old" || attrs(s)["error.type"] != "process_exited" {
+		t.Errorf("span %q: attrs %v, want /old ended by the exec", s.Name, attrs(s))
+	}
+	h.read(fresh, 2, 11, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	spans := h.wantSpans(2)
+	if s := spans[1]; attrs(s)["url.path"] != "/new" || s.Status != span.Unset {
+		t.Errorf("span %q: status %v attrs %v, want /new complete", s.Name, s.Status, attrs(s))
+	}
+}
+
 func TestExpire(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.IdleTimeout = time.Minute
