@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -43,7 +42,7 @@ func newKubeResolver(ctx context.Context, cfg config.Kube, procs *metadata.Proce
 	}
 	rc.UserAgent = "periscope/" + Version()
 	rc.ContentType = "application/vnd.kubernetes.protobuf"
-	client, err := kubernetes.NewForConfig(rc)
+	api, err := kube.NewAPI(rc)
 	if err != nil {
 		return nil, nil, &UsageError{fmt.Errorf("kubernetes: client for %s: %w", rc.Host, err)}
 	}
@@ -51,7 +50,7 @@ func newKubeResolver(ctx context.Context, cfg config.Kube, procs *metadata.Proce
 	if err != nil {
 		return nil, nil, err
 	}
-	w, err := kube.NewWatcher(kube.WatcherConfig{Client: client, NodeName: node, Server: rc.Host, Logger: log, Registerer: reg})
+	w, err := kube.NewWatcher(kube.WatcherConfig{API: api, NodeName: node, Server: rc.Host, Logger: log, Registerer: reg})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -187,7 +187,7 @@ func TestNewPodOwners(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newTestPod("p", "u", tc.labels, tc.owners)
-			pod := NewPod(context.Background(), p, newOwnerCache(client, nil))
+			pod := NewPod(context.Background(), p, newOwnerCache(fakeAPI{client}, nil))
 			if got := attrMap(pod.Attributes); !maps.Equal(got, tc.wantAttrs) {
 				t.Errorf("attributes = %v, want %v", got, tc.wantAttrs)
 			}
@@ -205,7 +205,7 @@ func TestOwnerForbiddenGuessesDeployment(t *testing.T) {
 		gets++
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "replicasets"}, "web-5f6c7", errors.New("no RBAC"))
 	})
-	owners := newOwnerCache(client, nil)
+	owners := newOwnerCache(fakeAPI{client}, nil)
 	for range 3 {
 		p := newTestPod("web-5f6c7-abcde", "u", map[string]string{"pod-template-hash": "5f6c7"},
 			[]metav1.OwnerReference{ref("ReplicaSet", "web-5f6c7", "rs-uid")})
@@ -306,7 +306,7 @@ func startWatcher(t *testing.T, client *fake.Clientset, reg prometheus.Registere
 		once.Do(func() { close(watching) })
 		return false, nil, nil
 	})
-	w, err := NewWatcher(WatcherConfig{Client: client, NodeName: testNode, Registerer: reg})
+	w, err := NewWatcher(WatcherConfig{API: fakeAPI{client}, NodeName: testNode, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +438,7 @@ func TestWatcherLogsOutageOnce(t *testing.T) {
 	})
 	rec := &recordHandler{}
 	reg := prometheus.NewRegistry()
-	w, err := NewWatcher(WatcherConfig{Client: client, NodeName: testNode, Logger: slogNew(rec), Registerer: reg})
+	w, err := NewWatcher(WatcherConfig{API: fakeAPI{client}, NodeName: testNode, Logger: slogNew(rec), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -502,4 +502,24 @@ func (h *recordHandler) messages() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return slices.Clone(h.msgs)
+}
+
+// fakeAPI is the API over client-go's fake clientset, which keeps objects
+// in memory and serves watches like an API server.
+type fakeAPI struct{ c *fake.Clientset }
+
+func (f fakeAPI) ListPods(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error) {
+	return f.c.CoreV1().Pods(metav1.NamespaceAll).List(ctx, opts)
+}
+
+func (f fakeAPI) WatchPods(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	return f.c.CoreV1().Pods(metav1.NamespaceAll).Watch(ctx, opts)
+}
+
+func (f fakeAPI) GetReplicaSet(ctx context.Context, namespace, name string) (*appsv1.ReplicaSet, error) {
+	return f.c.AppsV1().ReplicaSets(namespace).Get(ctx, name, metav1.GetOptions{})
+}
+
+func (f fakeAPI) GetJob(ctx context.Context, namespace, name string) (*batchv1.Job, error) {
+	return f.c.BatchV1().Jobs(namespace).Get(ctx, name, metav1.GetOptions{})
 }

@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 )
 
 // Owner lookups: how long one may take, how long an answer is kept, and
@@ -27,9 +26,9 @@ const (
 // ReplicaSets), a ReplicaSet's Deployment is guessed from the names, and
 // the failure is logged once.
 type ownerCache struct {
-	client kubernetes.Interface
-	log    *slog.Logger
-	now    func() time.Time
+	api API
+	log *slog.Logger
+	now func() time.Time
 
 	mu      sync.Mutex
 	entries map[ownerKey]ownerEntry
@@ -45,11 +44,11 @@ type ownerEntry struct {
 }
 
 // newOwnerCache returns an ownerCache; log may be nil.
-func newOwnerCache(client kubernetes.Interface, log *slog.Logger) *ownerCache {
+func newOwnerCache(api API, log *slog.Logger) *ownerCache {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &ownerCache{client: client, log: log, now: time.Now, entries: make(map[ownerKey]ownerEntry)}
+	return &ownerCache{api: api, log: log, now: time.Now, entries: make(map[ownerKey]ownerEntry)}
 }
 
 // ControllerOf implements OwnerLookup.
@@ -96,13 +95,13 @@ func (c *ownerCache) get(ctx context.Context, kind, namespace, name string) ([]m
 	defer cancel()
 	switch kind {
 	case "ReplicaSet":
-		rs, err := c.client.AppsV1().ReplicaSets(namespace).Get(ctx, name, metav1.GetOptions{})
+		rs, err := c.api.GetReplicaSet(ctx, namespace, name)
 		if err != nil {
 			return nil, err
 		}
 		return rs.OwnerReferences, nil
 	case "Job":
-		job, err := c.client.BatchV1().Jobs(namespace).Get(ctx, name, metav1.GetOptions{})
+		job, err := c.api.GetJob(ctx, namespace, name)
 		if err != nil {
 			return nil, err
 		}

@@ -16,15 +16,14 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 )
 
 // WatcherConfig configures a Watcher.
 type WatcherConfig struct {
-	// Client talks to the API server.
-	Client kubernetes.Interface
+	// API reads the API server (NewAPI).
+	API API
 	// NodeName selects the pods watched (spec.nodeName); required.
 	NodeName string
 	// Server names the API server in log lines (e.g. its URL).
@@ -67,8 +66,8 @@ type Watcher struct {
 
 // NewWatcher returns a Watcher; Run starts it.
 func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
-	if cfg.Client == nil {
-		return nil, errors.New("kubernetes watcher: nil client")
+	if cfg.API == nil {
+		return nil, errors.New("kubernetes watcher: nil API")
 	}
 	if cfg.NodeName == "" {
 		return nil, errors.New("kubernetes watcher: no node name")
@@ -85,7 +84,7 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 		ctx:         context.Background(),
 		failed:      make(chan struct{}),
 	}
-	w.owners = newOwnerCache(cfg.Client, log)
+	w.owners = newOwnerCache(cfg.API, log)
 	w.errs = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "periscope_kubernetes_api_errors_total",
 		Help: "Failed lists and watches of the pods of this node (the informer retries with backoff).",
@@ -103,11 +102,10 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 	}
 
 	selector := fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
-	pods := cfg.Client.CoreV1().Pods(metav1.NamespaceAll)
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 			opts.FieldSelector = selector
-			list, err := pods.List(ctx, opts)
+			list, err := cfg.API.ListPods(ctx, opts)
 			if err == nil {
 				w.answered(len(list.Items))
 			}
@@ -115,7 +113,7 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 		},
 		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 			opts.FieldSelector = selector
-			return pods.Watch(ctx, opts)
+			return cfg.API.WatchPods(ctx, opts)
 		},
 	}
 	w.inf = cache.NewSharedIndexInformerWithOptions(lw, &corev1.Pod{}, cache.SharedIndexInformerOptions{
