@@ -14,6 +14,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -212,6 +213,53 @@ func TestKubernetesForbidden(t *testing.T) {
 			t.Fatalf("the agent did not list the pods once rbac.yaml was applied; log:\n%s", e.agent.Logs())
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+
+	// With those rules the agent also reads the owners of its pods: a
+	// ReplicaSet (for the Deployment) and a Job (for the CronJob).
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ns := metav1.NamespaceDefault
+	rsLabels := map[string]string{"app": "web"}
+	rs, err := k.Client.AppsV1().ReplicaSets(ns).Create(ctx, &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-6c9f8", Namespace: ns, Labels: rsLabels,
+			OwnerReferences: []metav1.OwnerReference{controllerOf("apps/v1", "Deployment", "web", "5a1d2c3e-0000-4000-8000-000000000001")}},
+		Spec: appsv1.ReplicaSetSpec{Selector: &metav1.LabelSelector{MatchLabels: rsLabels}, Template: podTemplate(rsLabels)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create replicaset: %v", err)
+	}
+	jobLabels := map[string]string{"job": "report"}
+	jobTemplate := podTemplate(jobLabels)
+	jobTemplate.Spec.RestartPolicy = corev1.RestartPolicyNever
+	manual := true // the test picks the selector: no controller adds one
+	job, err := k.Client.BatchV1().Jobs(ns).Create(ctx, &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: "report-29012345", Namespace: ns,
+			OwnerReferences: []metav1.OwnerReference{controllerOf("batch/v1", "CronJob", "report", "5a1d2c3e-0000-4000-8000-000000000002")}},
+		Spec: batchv1.JobSpec{Template: jobTemplate, ManualSelector: &manual, Selector: &metav1.LabelSelector{MatchLabels: jobLabels}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create job: %v", err)
+	}
+	for _, owned := range []struct {
+		name  string
+		tmpl  corev1.PodTemplateSpec
+		owner metav1.OwnerReference
+	}{
+		{rs.Name + "-x1", podTemplate(rsLabels), controllerOf("apps/v1", "ReplicaSet", rs.Name, rs.UID)},
+		{job.Name + "-y2", jobTemplate, controllerOf("batch/v1", "Job", job.Name, job.UID)},
+	} {
+		pod := &corev1.Pod{ObjectMeta: owned.tmpl.ObjectMeta, Spec: owned.tmpl.Spec}
+		pod.Name, pod.Namespace, pod.Spec.NodeName = owned.name, ns, kubeNode
+		pod.OwnerReferences = []metav1.OwnerReference{owned.owner}
+		if _, err := k.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create pod %s: %v", owned.name, err)
+		}
+	}
+	// The owners are read when the pods arrive, before they are counted.
+	waitMetric(t, e.agent, "periscope_kubernetes_pods", nil, "2", equals(2))
+	if logs := e.agent.Logs(); strings.Contains(logs, "cannot read the owners of pods") {
+		t.Errorf("rbac.yaml does not let the agent read its pods' owners:\n%s", logs)
 	}
 }
 
