@@ -221,20 +221,7 @@ func (c *Correlator) Close(e events.Close) {
 
 // Exit handles the exit of a process: its requests in flight end and all
 // its state is freed.
-func (c *Correlator) Exit(e events.Exit) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-
-	ps := c.pids[e.PID]
-	if ps == nil {
-		return
-	}
-	for _, cn := range ps.conns {
-		c.endConn(cn, e.Time, reasonExit)
-		c.remove(cn)
-	}
-	delete(c.pids, e.PID)
-}
+func (c *Correlator) Exit(e events.Exit) { c.endProgram(e.PID, e.Time, false) }
 
 // Exec handles an exec: the connections of the process's old program are
 // gone as if it had exited (they were its memory's). Every collector's
@@ -242,20 +229,28 @@ func (c *Correlator) Exit(e events.Exit) {
 // the new program's first data: connections active after the exec are the
 // new program's and stay. The process resolver learns of the exec
 // separately.
-func (c *Correlator) Exec(e events.Exec) {
+func (c *Correlator) Exec(e events.Exec) { c.endProgram(e.PID, e.Time, true) }
+
+// endProgram ends the requests in flight of a process's program at t and
+// frees their state; with onlyBefore, only on connections last active
+// before t.
+func (c *Correlator) endProgram(pid uint32, t time.Time, onlyBefore bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
-	ps := c.pids[e.PID]
+	ps := c.pids[pid]
 	if ps == nil {
 		return
 	}
 	for _, cn := range ps.conns {
-		if cn.lastActive.After(e.Time) {
+		if onlyBefore && cn.lastActive.After(t) {
 			continue
 		}
-		c.endConn(cn, e.Time, reasonExit)
+		c.endConn(cn, t, reasonExit)
 		c.remove(cn) // frees ps with its last connection
+	}
+	if !onlyBefore {
+		delete(c.pids, pid)
 	}
 }
 
