@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"sort"
@@ -226,20 +227,31 @@ func (t *Tracker) scan() {
 		t.log.Warn("scan processes", "err", err)
 		return
 	}
-	alive := make(map[uint32]bool, len(pids))
+	listed := make(map[uint32]bool, len(pids))
 	for _, pid := range pids {
-		alive[pid] = true
+		listed[pid] = true
 		t.update(pid)
 	}
+	t.sweep(listed)
+}
+
+// sweep removes the processes of the table that /proc did not list and
+// that are gone now. A process born during the scan was not listed, but
+// its fork or exec event may have added it meanwhile: it stays (removing
+// it would detach its probes while it runs).
+func (t *Tracker) sweep(listed map[uint32]bool) {
 	t.mu.Lock()
-	var gone []uint32
+	var unlisted []uint32
 	for pid := range t.procs {
-		if !alive[pid] {
-			gone = append(gone, pid)
+		if !listed[pid] {
+			unlisted = append(unlisted, pid)
 		}
 	}
 	t.mu.Unlock()
-	for _, pid := range gone {
+	for _, pid := range unlisted {
+		if _, err := os.Stat(procDir(t.cfg.ProcRoot, pid)); !errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
 		t.exited(pid, time.Now())
 	}
 }

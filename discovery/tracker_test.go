@@ -107,3 +107,35 @@ func TestReexec(t *testing.T) {
 		})
 	}
 }
+
+// TestSweepKeepsProcessesBornDuringScan: a rescan lists /proc, then reads
+// every process; a process started in between is not listed but its
+// events add it to the table meanwhile. Only processes that are really
+// gone are reported as exited (a live one would lose its probes).
+func TestSweepKeepsProcessesBornDuringScan(t *testing.T) {
+	root := t.TempDir()
+	tr := New(Config{ProcRoot: root}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	rec := &recorder{}
+	tr.Subscribe(rec)
+	fakeProc(t, root, 1, "/sbin/init", "/sbin/init 1")
+	fakeProc(t, root, 7, "/usr/bin/born", "/usr/bin/born 7")
+	fakeProc(t, root, 8, "/usr/bin/dead", "/usr/bin/dead 8")
+	for _, pid := range []uint32{1, 7, 8} {
+		tr.update(pid)
+	}
+	if err := os.RemoveAll(filepath.Join(root, "8")); err != nil {
+		t.Fatal(err)
+	}
+	rec.calls = nil
+	tr.sweep(map[uint32]bool{1: true}) // listed before 7 was born
+	if got := strings.Join(rec.calls, "\n"); got != "exited 8" {
+		t.Errorf("calls:\n%s\nwant only: exited 8", got)
+	}
+	var pids []uint32
+	for _, p := range tr.Processes() {
+		pids = append(pids, p.PID)
+	}
+	if fmt.Sprint(pids) != "[1 7]" {
+		t.Errorf("table %v, want [1 7]", pids)
+	}
+}

@@ -236,7 +236,11 @@ func goInstrumented(t *testing.T, e *env, pids ...int) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("pid %d has no Go probes (status error %v)", pid, err)
+				var seen []harness.AgentProcess
+				if err == nil {
+					seen = st.Processes
+				}
+				t.Fatalf("pid %d has no Go probes (status error %v; processes with probes: %+v)", pid, err, seen)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
