@@ -47,13 +47,21 @@ type Processes struct {
 
 	mu    sync.Mutex
 	cache map[uint32]*entry
+	// execs holds the execs of PIDs without an entry (most execs on a
+	// node are of processes nobody asks about), for the reads of /proc
+	// that may still be stored for them; cleared when it reaches
+	// maxPendingExecs, by when such reads have long been stored.
+	execs map[uint32]uint64
 }
+
+// maxPendingExecs bounds Processes.execs.
+const maxPendingExecs = 8192
 
 // entry is what is known of one PID.
 type entry struct {
-	proc *span.Process // nil: only an exec is known
-	read uint64        // CLOCK_MONOTONIC ns proc describes the process at; 0: proc knows nothing (minimal)
-	exec uint64        // CLOCK_MONOTONIC ns of the last exec reported; 0: none
+	proc *span.Process
+	read uint64 // CLOCK_MONOTONIC ns proc describes the process at; 0: proc knows nothing (minimal)
+	exec uint64 // CLOCK_MONOTONIC ns of the last exec reported; 0: none
 }
 
 // ProcessesConfig configures a Processes resolver. The zero value reads
@@ -85,6 +93,7 @@ func NewProcesses(cfg ProcessesConfig) *Processes {
 		hostName:   cfg.HostName,
 		maxEntries: cfg.MaxEntries,
 		cache:      make(map[uint32]*entry),
+		execs:      make(map[uint32]uint64),
 	}
 }
 
@@ -135,14 +144,17 @@ func (p *Processes) Executed(pid uint32, at uint64) {
 	defer p.mu.Unlock()
 	e := p.cache[pid]
 	if e == nil {
-		p.insert(pid, &entry{exec: at})
+		if len(p.execs) >= maxPendingExecs {
+			clear(p.execs)
+		}
+		p.execs[pid] = max(p.execs[pid], at)
 		return
 	}
 	if at <= e.exec {
 		return
 	}
 	e.exec = at
-	if e.proc != nil && e.read < at && !e.proc.Tentative {
+	if e.read < at && !e.proc.Tentative {
 		e.proc = tentative(e.proc)
 	}
 }
@@ -169,7 +181,7 @@ func (p *Processes) Process(pid uint32) *span.Process {
 	if err == nil {
 		return p.store(pid, proc, read)
 	}
-	if e := p.cache[pid]; e != nil && e.proc != nil {
+	if e := p.cache[pid]; e != nil {
 		return e.proc // gone: the last identity stays
 	}
 	return p.store(pid, p.minimal(pid), 0)
@@ -182,6 +194,7 @@ func (p *Processes) Forget(pid uint32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.cache, pid)
+	delete(p.execs, pid)
 }
 
 // store caches an identity describing the process at time read, unless a
@@ -189,7 +202,8 @@ func (p *Processes) Forget(pid uint32) {
 func (p *Processes) store(pid uint32, proc *span.Process, read uint64) *span.Process {
 	e := p.cache[pid]
 	if e == nil {
-		e = &entry{}
+		e = &entry{exec: p.execs[pid]}
+		delete(p.execs, pid)
 		p.insert(pid, e)
 	}
 	if e.proc != nil && read < e.read {

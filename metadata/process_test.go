@@ -497,3 +497,16 @@ func TestProcessesExecuted(t *testing.T) {
 		})
 	}
 }
+
+// TestProcessesExecsBounded: every exec on the node is reported, most of
+// processes nobody asks about; they take no identity entry and a bounded
+// amount of memory.
+func TestProcessesExecsBounded(t *testing.T) {
+	ps := NewProcesses(ProcessesConfig{ProcRoot: t.TempDir(), HostName: "h"})
+	for pid := uint32(1); pid <= 3*maxPendingExecs; pid++ {
+		ps.Executed(pid, uint64(pid))
+	}
+	if len(ps.cache) != 0 || len(ps.execs) > maxPendingExecs {
+		t.Errorf("%d identities and %d execs kept, want none and at most %d", len(ps.cache), len(ps.execs), maxPendingExecs)
+	}
+}
