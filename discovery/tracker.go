@@ -76,6 +76,9 @@ type Tracker struct {
 
 	tracked prometheus.GaugeFunc
 	events  *prometheus.CounterVec
+	// argvUnread counts exec records without arguments: the kernel side
+	// could not read them from the new program's memory.
+	argvUnread prometheus.Counter
 }
 
 // New returns a Tracker; Start loads its programs.
@@ -95,6 +98,10 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Tracker {
 			Name: "periscope_process_events_total",
 			Help: "Process lifecycle events read from the kernel, by type.",
 		}, []string{"type"}),
+		argvUnread: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "periscope_process_exec_argv_unread_total",
+			Help: "Exec events whose command line could not be read from the new program's memory (a process gone before /proc is read then has no process.command).",
+		}),
 	}
 	t.tracked = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "periscope_processes_selected",
@@ -110,7 +117,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Tracker {
 		}
 		return float64(n)
 	})
-	reg.MustRegister(t.tracked, t.events, prometheus.NewCounterFunc(prometheus.CounterOpts{
+	reg.MustRegister(t.tracked, t.events, t.argvUnread, prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name:        "periscope_events_dropped_total",
 		Help:        "Events the kernel could not queue because the ring buffer was full, by collector.",
 		ConstLabels: prometheus.Labels{"collector": "process"},
@@ -311,7 +318,11 @@ func (t *Tracker) handle(raw []byte) {
 	switch typ {
 	case eventExec:
 		t.events.WithLabelValues("exec").Inc()
-		if e, ok := decodeExec(raw); ok && t.cfg.OnExec != nil && t.cfg.Selector.Match(e.Path) {
+		e, ok := decodeExec(raw)
+		if ok && len(e.Argv) == 0 {
+			t.argvUnread.Inc()
+		}
+		if ok && t.cfg.OnExec != nil && t.cfg.Selector.Match(e.Path) {
 			t.cfg.OnExec(e)
 		}
 		t.reexec(pid)

@@ -34,7 +34,8 @@ func TestShortLivedIdentity(t *testing.T) {
 	}
 	args, _ := s.Resource["process.command_args"].([]any)
 	if len(args) < 2 || args[len(args)-1] != ngx.URL+"/index.html?short=lived" {
-		t.Errorf("process.command_args %v", s.Resource["process.command_args"])
+		t.Errorf("process.command_args %v (exec events without argv: %v)", s.Resource["process.command_args"],
+			e.agent.Metric(t, "periscope_process_exec_argv_unread_total", nil))
 	}
 	e.spans(t, 1, byPort("nginx", kindServer, ngx.Port))
 }
