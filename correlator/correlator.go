@@ -381,8 +381,8 @@ func (c *Correlator) resolve(pid uint32) *span.Process {
 const unknownService = "unknown_service"
 
 // unnamed tells whether a process has no sure name yet: none, or a
-// tentative one (span.Process.Tentative: read at the fork, and the exec
-// that renames the child may not have been read yet). Only a process that
+// tentative one (span.Process.Tentative: read before an exec whose new
+// program discovery has not named yet). Only a process that
 // had no sure name when last seen asks the resolver again: a name, once
 // sure, stays (processOf keeps the last identity), so finished exchanges
 // of named processes do not pay a second lookup besides the span's own.
@@ -487,9 +487,9 @@ func (c *Correlator) finish(x *exchange, resp *httpparse.Message, end time.Time,
 		delete(cn.ps.threads, x.tid)
 	}
 	// Held too: the span of a process that has no sure name yet. The
-	// process exited before /proc could be read, or was read only at its
-	// fork, and the exec event that names it travels in discovery's ring,
-	// which may be read after this one.
+	// process exited before /proc could be read, or was last read before
+	// an exec, and the exec event that names it travels in discovery's
+	// ring, which may be read after this one.
 	if c.cfg.BindGrace > 0 && (!cn.bound || c.unnamed(cn.ps)) {
 		if len(cn.held) >= maxPendingPerConn {
 			h := cn.held[0]

@@ -59,10 +59,11 @@ type Process struct {
 	// Attributes are resource attributes beyond service.name
 	// (process.pid, process.executable.name, host.name, ...).
 	Attributes []attribute.KeyValue
-	// Tentative says the identity was read when the process forked: it
-	// is its parent's program, which the child may have replaced by an
-	// exec the agent has not heard of yet. A resolver replaces it as soon
-	// as it can read the process again or learns of the exec.
+	// Tentative says the identity was read before the process's last
+	// exec (a fork read while the child was still its parent's program,
+	// a shell that then ran exec curl): it names the old program. A
+	// resolver replaces it as soon as it can read the process again or
+	// learns of the exec from discovery.
 	Tentative bool
 }
 

@@ -67,7 +67,8 @@ func (c *Collector) decode(raw []byte) {
 		return
 	}
 	pid := ne.Uint32(raw[offPID:])
-	at := c.clock.Time(ne.Uint64(raw[offTS:]))
+	ts := ne.Uint64(raw[offTS:])
+	at := c.clock.Time(ts)
 	switch ne.Uint32(raw[offType:]) {
 	case eventRequestStart:
 		if uintptr(len(raw)) < startSize {
@@ -108,7 +109,7 @@ func (c *Collector) decode(raw []byte) {
 		c.sink.Exit(events.Exit{PID: pid, Time: at})
 	case eventExec:
 		c.m.Read.WithLabelValues("exec").Inc()
-		c.sink.Exec(events.Exec{PID: pid, Time: at, KTime: ne.Uint64(raw[offTS:])})
+		c.sink.Exec(events.Exec{PID: pid, Time: at, KTime: ts})
 	default:
 		c.m.Read.WithLabelValues("malformed").Inc()
 	}

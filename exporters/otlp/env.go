@@ -2,15 +2,12 @@ package otlp
 
 import "github.com/periscope-apm/periscope/internal/otlpenv"
 
-// Environment variables read by this package itself (with internal/otlpenv);
-// the SDK exporters read the rest of OTEL_EXPORTER_OTLP_*.
+// Environment variables read by this package itself; internal/otlpenv
+// reads the endpoint and protocol, the SDK exporters the rest of
+// OTEL_EXPORTER_OTLP_*.
 const (
-	envEndpoint       = "OTEL_EXPORTER_OTLP_ENDPOINT"
-	envTracesEndpoint = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-	envProtocol       = "OTEL_EXPORTER_OTLP_PROTOCOL"
-	envTracesProtocol = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
-	envSampler        = "OTEL_TRACES_SAMPLER"
-	envSamplerArg     = "OTEL_TRACES_SAMPLER_ARG"
+	envSampler    = "OTEL_TRACES_SAMPLER"
+	envSamplerArg = "OTEL_TRACES_SAMPLER_ARG"
 )
 
 // Protocols accepted in OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL.

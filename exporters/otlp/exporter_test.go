@@ -23,6 +23,14 @@ import (
 	"github.com/periscope-apm/periscope/test/otlpreceiver"
 )
 
+// The endpoint and protocol variables (internal/otlpenv reads them).
+const (
+	envEndpoint       = "OTEL_EXPORTER_OTLP_ENDPOINT"
+	envTracesEndpoint = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+	envProtocol       = "OTEL_EXPORTER_OTLP_PROTOCOL"
+	envTracesProtocol = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+)
+
 // otelEnv lists the variables that could change these tests' outcome.
 var otelEnv = []string{
 	envEndpoint, envTracesEndpoint, envProtocol, envTracesProtocol, envSampler, envSamplerArg,

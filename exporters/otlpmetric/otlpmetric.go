@@ -27,14 +27,10 @@ import (
 	"github.com/periscope-apm/periscope/internal/otlpenv"
 )
 
-// Environment variables read by this package itself.
-const (
-	envEndpoint        = "OTEL_EXPORTER_OTLP_ENDPOINT"
-	envMetricsEndpoint = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
-	envProtocol        = "OTEL_EXPORTER_OTLP_PROTOCOL"
-	envMetricsProtocol = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"
-	envMetricsExporter = "OTEL_METRICS_EXPORTER"
-)
+// envMetricsExporter is read by this package itself; internal/otlpenv
+// reads the endpoint and protocol, the SDK exporter the rest of
+// OTEL_EXPORTER_OTLP_*.
+const envMetricsExporter = "OTEL_METRICS_EXPORTER"
 
 // Protocols accepted in OTEL_EXPORTER_OTLP_(METRICS_)PROTOCOL.
 const (

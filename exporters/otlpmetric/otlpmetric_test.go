@@ -12,6 +12,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// The endpoint and protocol variables (internal/otlpenv reads them).
+const (
+	envEndpoint        = "OTEL_EXPORTER_OTLP_ENDPOINT"
+	envMetricsEndpoint = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
+	envProtocol        = "OTEL_EXPORTER_OTLP_PROTOCOL"
+	envMetricsProtocol = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"
+)
+
 func TestEnabled(t *testing.T) {
 	for _, tc := range []struct {
 		env  map[string]string
