@@ -60,18 +60,21 @@ static __always_inline void output(void *rec, __u64 size)
 		count(COUNTER_RINGBUF_DROPS);
 }
 
-/* Process markers a collector puts in its own ring, so that user space
- * reads them in order with the collector's data: in another ring an exit
- * could overtake the process's last data, or its data an exec that
- * renamed it. */
-static __always_inline void emit_marker(__u32 type, __u32 pid)
+/* emit_proc_event sends a struct proc_event about process pid. */
+static __always_inline void emit_proc_event(__u32 type, __u32 pid, __u32 ppid, __s32 fd)
 {
 	struct proc_event e = {};
 	fill_header(&e.hdr, type);
 	e.hdr.pid = pid;
-	e.fd = -1;
+	e.ppid = ppid;
+	e.fd = fd;
 	output(&e, sizeof(e));
 }
+
+/* Process markers a collector puts in its own ring, so that user space
+ * reads them in order with the collector's data: in another ring an exit
+ * could overtake the process's last data, or its data an exec that
+ * renamed it. */
 
 /* mark_exit reports the exit of a process recorded in procs (those that
  * used the collector's probes) and forgets it. */
@@ -81,7 +84,7 @@ static __always_inline int mark_exit(struct task_struct *t, void *procs)
 	if (pid != BPF_CORE_READ(t, tgid) || !bpf_map_lookup_elem(procs, &pid))
 		return 0;
 	bpf_map_delete_elem(procs, &pid);
-	emit_marker(EVENT_EXIT, pid);
+	emit_proc_event(EVENT_EXIT, pid, 0, -1);
 	return 0;
 }
 
@@ -89,7 +92,7 @@ static __always_inline int mark_exit(struct task_struct *t, void *procs)
  * old program's name from here on in the ring. */
 static __always_inline int mark_exec(struct task_struct *t)
 {
-	emit_marker(EVENT_EXEC, BPF_CORE_READ(t, tgid));
+	emit_proc_event(EVENT_EXEC, BPF_CORE_READ(t, tgid), 0, -1);
 	return 0;
 }
 

@@ -12,16 +12,6 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-static __always_inline void emit(__u32 type, __u32 pid, __u32 ppid, __s32 fd)
-{
-	struct proc_event e = {};
-	fill_header(&e.hdr, type);
-	e.hdr.pid = pid;
-	e.ppid = ppid;
-	e.fd = fd;
-	output(&e, sizeof(e));
-}
-
 const struct exec_event *unused_exec_event __attribute__((unused));
 
 /* sched_process_exec(p, old_pid, bprm): the new program's path and argv
@@ -61,7 +51,7 @@ int process_fork(struct bpf_raw_tracepoint_args *ctx)
 	__u32 pid = BPF_CORE_READ(child, pid);
 	if (pid != BPF_CORE_READ(child, tgid))
 		return 0; /* a new thread, not a new process */
-	emit(EVENT_FORK, pid, BPF_CORE_READ(parent, tgid), -1);
+	emit_proc_event(EVENT_FORK, pid, BPF_CORE_READ(parent, tgid), -1);
 	return 0;
 }
 
@@ -72,7 +62,7 @@ int process_exit(struct bpf_raw_tracepoint_args *ctx)
 	__u32 pid = BPF_CORE_READ(t, pid);
 	if (pid != BPF_CORE_READ(t, tgid))
 		return 0; /* a thread, not the group leader */
-	emit(EVENT_EXIT, pid, 0, -1);
+	emit_proc_event(EVENT_EXIT, pid, 0, -1);
 	return 0;
 }
 
@@ -82,6 +72,6 @@ int sys_enter_mmap(struct trace_event_raw_sys_enter *ctx)
 	__s32 fd = (__s32)ctx->args[4];
 	if (!(ctx->args[2] & PROT_EXEC) || fd < 0)
 		return 0;
-	emit(EVENT_MMAP, bpf_get_current_pid_tgid() >> 32, 0, fd);
+	emit_proc_event(EVENT_MMAP, bpf_get_current_pid_tgid() >> 32, 0, fd);
 	return 0;
 }
