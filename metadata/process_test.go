@@ -48,6 +48,24 @@ func writeProc(t *testing.T, root string, pid uint32, fp fakeProc) {
 	}
 }
 
+// checkAttrs checks that p has the attributes of want and none of absent,
+// and returns all its attributes.
+func checkAttrs(t *testing.T, p *span.Process, want map[string]string, absent []string) map[string]string {
+	t.Helper()
+	got := attrMap(p)
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	for _, k := range absent {
+		if _, ok := got[k]; ok {
+			t.Errorf("%s = %q, want none", k, got[k])
+		}
+	}
+	return got
+}
+
 func attrMap(p *span.Process) map[string]string {
 	m := make(map[string]string)
 	for _, kv := range p.Attributes {
@@ -161,17 +179,7 @@ func TestProcessesResolve(t *testing.T) {
 			if p.PID != 100 || p.ServiceName != tc.wantService {
 				t.Errorf("pid %d service %q, want 100 %q", p.PID, p.ServiceName, tc.wantService)
 			}
-			got := attrMap(p)
-			for k, v := range tc.want {
-				if got[k] != v {
-					t.Errorf("%s = %q, want %q", k, got[k], v)
-				}
-			}
-			for _, k := range tc.absent {
-				if _, ok := got[k]; ok {
-					t.Errorf("%s present: %q", k, got[k])
-				}
-			}
+			got := checkAttrs(t, p, tc.want, tc.absent)
 			for k, v := range got {
 				if strings.Contains(v, "hunter2") || strings.Contains(v, "k123") {
 					t.Errorf("secret leaked in %s=%q", k, v)
@@ -388,17 +396,7 @@ func TestProcessesExec(t *testing.T) {
 			if p.ServiceName != tc.wantName || p.ContainerID != "" {
 				t.Errorf("service %q container %q, want %q and none", p.ServiceName, p.ContainerID, tc.wantName)
 			}
-			got := attrMap(p)
-			for k, v := range tc.wantAttrs {
-				if got[k] != v {
-					t.Errorf("%s = %q, want %q", k, got[k], v)
-				}
-			}
-			for _, k := range tc.wantAbsent {
-				if _, ok := got[k]; ok {
-					t.Errorf("%s = %q, want none", k, got[k])
-				}
-			}
+			checkAttrs(t, p, tc.wantAttrs, tc.wantAbsent)
 		})
 	}
 	// Observe fails (no /proc/5): the exec identity stays.
