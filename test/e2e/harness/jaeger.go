@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -217,9 +218,31 @@ func tail2(s string, max int) string {
 
 // RunJaeger starts Jaeger v2 with in-memory storage on free loopback ports, waits
 // until its health check and query API answer, and stops it in t.Cleanup.
+//
+// FreePort only knows that a port was free a moment ago: another process may
+// bind it before Jaeger does. When Jaeger exits saying an address is in use,
+// it is started again on new ports (at most three attempts in all).
 func RunJaeger(t testing.TB) *Jaeger {
 	t.Helper()
 	bin := JaegerBinary(t)
+	const attempts = 3
+	for i := 1; ; i++ {
+		j, err := startJaeger(t, bin)
+		if err == nil {
+			return j
+		}
+		if i == attempts || !errors.Is(err, errAddrInUse) {
+			t.Fatalf("RunJaeger: %v", err)
+		}
+		t.Logf("RunJaeger: attempt %d: %v; starting again on new ports", i, err)
+	}
+}
+
+// errAddrInUse marks a start that failed because a port was taken.
+var errAddrInUse = errors.New("address already in use")
+
+// startJaeger makes one attempt to start Jaeger on fresh ports.
+func startJaeger(t testing.TB, bin string) (*Jaeger, error) {
 	dir := t.TempDir()
 	health, qhttp, qgrpc, ogrpc, ohttp := FreePort(t), FreePort(t), FreePort(t), FreePort(t), FreePort(t)
 	j := &Jaeger{
@@ -234,11 +257,11 @@ func RunJaeger(t testing.TB) *Jaeger {
 	}
 	cfg := fmt.Sprintf(jaegerConfig, health, qhttp, qgrpc, ogrpc, ohttp)
 	if err := os.WriteFile(j.ConfigFile, []byte(cfg), 0o644); err != nil {
-		t.Fatalf("RunJaeger: %v", err)
+		return nil, err
 	}
 	logf, err := os.Create(j.LogFile)
 	if err != nil {
-		t.Fatalf("RunJaeger: %v", err)
+		return nil, err
 	}
 	defer logf.Close()
 	j.cmd = exec.Command(bin, "--config", j.ConfigFile)
@@ -248,7 +271,7 @@ func RunJaeger(t testing.TB) *Jaeger {
 	dumpOnFailure(t, "jaeger", j.ConfigFile, j.LogFile)
 	start := time.Now()
 	if err := j.cmd.Start(); err != nil {
-		t.Fatalf("RunJaeger: start %s: %v", bin, err)
+		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	j.PID = j.cmd.Process.Pid
 	go func() {
@@ -256,21 +279,34 @@ func RunJaeger(t testing.TB) *Jaeger {
 		close(j.done)
 	}()
 	t.Cleanup(j.Stop)
+	if err := j.waitReady(health); err != nil {
+		j.Stop()
+		log := tail(j.LogFile, 8<<10)
+		if strings.Contains(log, "address already in use") {
+			return nil, fmt.Errorf("%w: %v", errAddrInUse, err)
+		}
+		return nil, fmt.Errorf("%v\nlog:\n%s", err, log)
+	}
+	t.Logf("jaeger ready in %v: OTLP gRPC %s, OTLP HTTP %s, query %s", time.Since(start).Round(time.Millisecond),
+		j.OTLPEndpoint, j.OTLPHTTPEndpoint, j.QueryURL)
+	return j, nil
+}
 
+// waitReady waits until the health check, the query API and the OTLP gRPC
+// receiver answer, or Jaeger exits, or a minute has passed.
+func (j *Jaeger) waitReady(health int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	healthURL := fmt.Sprintf("http://127.0.0.1:%d/status", health)
 	for _, u := range []string{healthURL, j.QueryURL + "/api/services"} {
 		if err := waitHTTP200(ctx, u, j.done); err != nil {
-			t.Fatalf("RunJaeger: %v\nlog:\n%s", err, tail(j.LogFile, 8<<10))
+			return err
 		}
 	}
 	if err := waitTCP(ctx, j.OTLPEndpoint, j.done); err != nil {
-		t.Fatalf("RunJaeger: OTLP gRPC: %v\nlog:\n%s", err, tail(j.LogFile, 8<<10))
+		return fmt.Errorf("OTLP gRPC: %w", err)
 	}
-	t.Logf("jaeger ready in %v: OTLP gRPC %s, OTLP HTTP %s, query %s", time.Since(start).Round(time.Millisecond),
-		j.OTLPEndpoint, j.OTLPHTTPEndpoint, j.QueryURL)
-	return j
+	return nil
 }
 
 func waitHTTP200(ctx context.Context, u string, exited <-chan struct{}) error {
