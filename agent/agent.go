@@ -203,7 +203,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	}, log, reg)
 	tracker.Subscribe(processNames{procs})
 	for _, c := range started {
-		tracker.Subscribe(c)
+		if o, ok := c.(discovery.Observer); ok {
+			tracker.Subscribe(o)
+		}
 	}
 	if err := tracker.Start(runCtx); err != nil {
 		return fmt.Errorf("start process discovery: %w", err)

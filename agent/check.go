@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"text/tabwriter"
 
@@ -64,7 +65,7 @@ func tcpPath(ok bool, why string) CollectorPath {
 	if !ok {
 		return CollectorPath{tcp.Name, false, why}
 	}
-	hook, failed := tcp.Probe()
+	hook, failed := tcp.Probe(slog.Default())
 	if hook == "" {
 		return CollectorPath{tcp.Name, false, "unavailable: " + errors.Join(failed...).Error()}
 	}

@@ -31,7 +31,7 @@ func (m *instrumented) Describe(ch chan<- *prometheus.Desc) {
 
 func (m *instrumented) Collect(ch chan<- prometheus.Metric) {
 	for _, c := range m.cols {
-		atts := c.Attachments()
+		atts := collectors.AttachmentsOf(c)
 		pids := make(map[uint32]bool)
 		for _, a := range atts {
 			for _, pid := range a.Users {

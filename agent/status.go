@@ -41,7 +41,7 @@ func (s *status) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	doc := statusDoc{Ready: s.ready.Load(), Processes: []statusProcess{}, Collectors: []statusCollector{}}
 	instrumented := make(map[uint32][]string)
 	for _, c := range s.collectors {
-		atts := c.Attachments()
+		atts := collectors.AttachmentsOf(c)
 		doc.Collectors = append(doc.Collectors, statusCollector{Name: c.Name(), AttachPath: c.AttachPath(), Attachments: atts})
 		for _, a := range atts {
 			for _, pid := range a.Users {

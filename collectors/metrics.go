@@ -6,6 +6,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/periscope-apm/periscope/internal/ring"
+	"github.com/periscope-apm/periscope/internal/wire"
 )
 
 // Metrics are the self-metrics of a uprobe collector, labelled with its
@@ -37,21 +38,33 @@ func NewMetrics(name string, reg prometheus.Registerer, path func() string, coun
 			ConstLabels: labels,
 		}),
 	}
-	counter := func(metric, help string, idx uint32) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: metric, Help: help, ConstLabels: labels}, func() float64 {
-			cm := counters()
-			if cm == nil {
-				return 0
-			}
-			v, _ := ring.Counter(cm, idx)
-			return float64(v)
-		})
-	}
 	reg.MustRegister(m.Read, m.Failed,
-		counter("periscope_events_dropped_total", "Events the kernel could not queue because the ring buffer was full, by collector.", 0),
-		counter("periscope_calls_unmatched_total", "Return probes that fired without their entry (the entry was evicted or attached mid-call), by collector.", 1),
+		NewDropCounter(name, counters),
+		NewCounterFunc(name, "periscope_calls_unmatched_total", "Return probes that fired without their entry (the entry was evicted or attached mid-call), by collector.", counters, wire.CounterCallsLost),
 	)
 	return m
+}
+
+// NewCounterFunc returns metric, labelled with the collector's name, whose
+// value is entry idx of the per-CPU counter map counters returns (nil
+// until it is loaded: 0).
+func NewCounterFunc(collector, metric, help string, counters func() *ebpf.Map, idx uint32) prometheus.Collector {
+	opts := prometheus.CounterOpts{Name: metric, Help: help, ConstLabels: prometheus.Labels{"collector": collector}}
+	return prometheus.NewCounterFunc(opts, func() float64 {
+		cm := counters()
+		if cm == nil {
+			return 0
+		}
+		v, _ := ring.Counter(cm, idx)
+		return float64(v)
+	})
+}
+
+// NewDropCounter returns periscope_events_dropped_total of a collector
+// whose programs count their ring buffer's drops in counters.
+func NewDropCounter(collector string, counters func() *ebpf.Map) prometheus.Collector {
+	return NewCounterFunc(collector, "periscope_events_dropped_total",
+		"Events the kernel could not queue because the ring buffer was full, by collector.", counters, wire.CounterRingbufDrops)
 }
 
 // NewProbeGauge returns the gauge of the probes a collector has attached,

@@ -3,6 +3,7 @@ package discovery
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/periscope-apm/periscope/internal/wire"
 	"slices"
 	"testing"
 	"unsafe"
@@ -11,7 +12,7 @@ import (
 func TestDecodeExec(t *testing.T) {
 	record := func(path string, args []byte, n uint32) []byte {
 		var e processExecEvent
-		e.Hdr.Type, e.Hdr.Pid, e.Ppid, e.ArgsLen = eventExec, 42, 7, n
+		e.Hdr.Type, e.Hdr.Pid, e.Ppid, e.ArgsLen = wire.EventExec, 42, 7, n
 		for i := range min(len(path), len(e.Filename)) {
 			e.Filename[i] = int8(path[i])
 		}

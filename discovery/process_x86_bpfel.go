@@ -47,19 +47,15 @@ type processProcEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	processMapCounters               = "counters"
-	processMapEvents                 = "events"
-	processProgProcessExec           = "process_exec"
-	processProgProcessExit           = "process_exit"
-	processProgProcessFork           = "process_fork"
-	processProgSysEnterMmap          = "sys_enter_mmap"
-	processVarUnusedBindEvent        = "unused_bind_event"
-	processVarUnusedCloseEvent       = "unused_close_event"
-	processVarUnusedDataEvent        = "unused_data_event"
-	processVarUnusedExecEvent        = "unused_exec_event"
-	processVarUnusedProcEvent        = "unused_proc_event"
-	processVarUnusedWriteResultEvent = "unused_write_result_event"
-	processVarWakeupBytes            = "wakeup_bytes"
+	processMapCounters        = "counters"
+	processMapEvents          = "events"
+	processProgProcessExec    = "process_exec"
+	processProgProcessExit    = "process_exit"
+	processProgProcessFork    = "process_fork"
+	processProgSysEnterMmap   = "sys_enter_mmap"
+	processVarUnusedExecEvent = "unused_exec_event"
+	processVarUnusedProcEvent = "unused_proc_event"
+	processVarWakeupBytes     = "wakeup_bytes"
 )
 
 // loadProcess returns the embedded CollectionSpec for process.
@@ -122,13 +118,9 @@ type processMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type processVariableSpecs struct {
-	UnusedBindEvent        *ebpf.VariableSpec `ebpf:"unused_bind_event"`
-	UnusedCloseEvent       *ebpf.VariableSpec `ebpf:"unused_close_event"`
-	UnusedDataEvent        *ebpf.VariableSpec `ebpf:"unused_data_event"`
-	UnusedExecEvent        *ebpf.VariableSpec `ebpf:"unused_exec_event"`
-	UnusedProcEvent        *ebpf.VariableSpec `ebpf:"unused_proc_event"`
-	UnusedWriteResultEvent *ebpf.VariableSpec `ebpf:"unused_write_result_event"`
-	WakeupBytes            *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	UnusedExecEvent *ebpf.VariableSpec `ebpf:"unused_exec_event"`
+	UnusedProcEvent *ebpf.VariableSpec `ebpf:"unused_proc_event"`
+	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // processObjects contains all objects after they have been loaded into the kernel.
@@ -166,13 +158,9 @@ func (m *processMaps) Close() error {
 //
 // It can be passed to loadProcessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type processVariables struct {
-	UnusedBindEvent        *ebpf.Variable `ebpf:"unused_bind_event"`
-	UnusedCloseEvent       *ebpf.Variable `ebpf:"unused_close_event"`
-	UnusedDataEvent        *ebpf.Variable `ebpf:"unused_data_event"`
-	UnusedExecEvent        *ebpf.Variable `ebpf:"unused_exec_event"`
-	UnusedProcEvent        *ebpf.Variable `ebpf:"unused_proc_event"`
-	UnusedWriteResultEvent *ebpf.Variable `ebpf:"unused_write_result_event"`
-	WakeupBytes            *ebpf.Variable `ebpf:"wakeup_bytes"`
+	UnusedExecEvent *ebpf.Variable `ebpf:"unused_exec_event"`
+	UnusedProcEvent *ebpf.Variable `ebpf:"unused_proc_event"`
+	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // processPrograms contains all programs after they have been loaded into the kernel.

@@ -14,11 +14,13 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/periscope-apm/periscope/collectors"
+	"github.com/periscope-apm/periscope/collectors/loader"
 	"github.com/periscope-apm/periscope/internal/ktime"
-	"github.com/periscope-apm/periscope/internal/ring"
+	"github.com/periscope-apm/periscope/internal/wire"
 	"github.com/periscope-apm/periscope/symbols"
 )
 
@@ -71,8 +73,7 @@ type Tracker struct {
 	observers []Observer
 	procs     map[uint32]*Process
 	objs      processObjects
-	links     []link.Link
-	done      chan struct{}
+	progs     loader.Programs
 
 	tracked prometheus.GaugeFunc
 	events  *prometheus.CounterVec
@@ -117,17 +118,8 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Tracker {
 		}
 		return float64(n)
 	})
-	reg.MustRegister(t.tracked, t.events, t.argvUnread, prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name:        "periscope_events_dropped_total",
-		Help:        "Events the kernel could not queue because the ring buffer was full, by collector.",
-		ConstLabels: prometheus.Labels{"collector": "process"},
-	}, func() float64 {
-		if t.objs.Counters == nil {
-			return 0
-		}
-		v, _ := ring.Counter(t.objs.Counters, 0)
-		return float64(v)
-	}))
+	reg.MustRegister(t.tracked, t.events, t.argvUnread,
+		collectors.NewDropCounter("process", func() *ebpf.Map { return t.objs.Counters }))
 	return t
 }
 
@@ -143,63 +135,30 @@ func (t *Tracker) Start(ctx context.Context) error {
 	}
 	// Process events are small and rare, and wake the reader at once: a
 	// small ring will do (its pages count in the agent's RSS twice).
-	spec.Maps["events"].MaxEntries = processRingBytes
-	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
-		return fmt.Errorf("load process programs: %w", err)
+	if err := loader.Load("process", spec, loader.Ring{Bytes: processRingBytes}, &t.objs, nil, t.log); err != nil {
+		return err
 	}
-	attach := []struct {
-		name string
-		do   func() (link.Link, error)
-	}{
-		{"raw_tracepoint/sched_process_exec", func() (link.Link, error) {
-			return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sched_process_exec", Program: t.objs.ProcessExec})
-		}},
-		{"raw_tracepoint/sched_process_fork", func() (link.Link, error) {
-			return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sched_process_fork", Program: t.objs.ProcessFork})
-		}},
-		{"raw_tracepoint/sched_process_exit", func() (link.Link, error) {
-			return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sched_process_exit", Program: t.objs.ProcessExit})
-		}},
-		{"tracepoint/syscalls/sys_enter_mmap", func() (link.Link, error) {
-			return link.Tracepoint("syscalls", "sys_enter_mmap", t.objs.SysEnterMmap, nil)
-		}},
-	}
-	for _, a := range attach {
-		l, err := a.do()
-		if err != nil {
-			t.Close()
-			return fmt.Errorf("attach %s: %w", a.name, err)
-		}
-		t.links = append(t.links, l)
+	t.progs.Own(&t.objs)
+	err = errors.Join(
+		t.progs.RawTracepoint("sched_process_exec", t.objs.ProcessExec),
+		t.progs.RawTracepoint("sched_process_fork", t.objs.ProcessFork),
+		t.progs.RawTracepoint("sched_process_exit", t.objs.ProcessExit),
+		t.progs.Tracepoints(t.log, loader.Tracepoint{Group: "syscalls", Name: "sys_enter_mmap", Prog: t.objs.SysEnterMmap}),
+	)
+	if err != nil {
+		t.Close()
+		return err
 	}
 	t.log.Info("process discovery attached", "path", "raw_tracepoint sched_process_{exec,fork,exit} + tracepoint syscalls:sys_enter_mmap")
-
-	t.done = make(chan struct{})
-	go func() {
-		defer close(t.done)
-		if err := ring.Read(ctx, t.objs.Events, 5*time.Millisecond, t.handle); err != nil {
-			t.log.Error("process events stopped", "err", err)
-		}
-	}()
+	t.progs.Read(ctx, t.objs.Events, 5*time.Millisecond, t.handle, t.log)
 	t.scan()
 	go t.rescanLoop(ctx)
 	return nil
 }
 
-// Close detaches the programs and frees them.
-func (t *Tracker) Close() error {
-	var errs []error
-	for i := len(t.links) - 1; i >= 0; i-- {
-		errs = append(errs, t.links[i].Close())
-	}
-	t.links = nil
-	if t.objs.Events != nil {
-		// Closing the objects closes the ring buffer's map; the reader
-		// stops on its own once the caller's context is done.
-		errs = append(errs, t.objs.Close())
-	}
-	return errors.Join(errs...)
-}
+// Close detaches the programs and frees them. The reader stops on its own
+// once the caller's context is done.
+func (t *Tracker) Close() error { return t.progs.Close() }
 
 // Processes returns a snapshot of the known processes, by PID.
 func (t *Tracker) Processes() []Process {
@@ -264,10 +223,6 @@ func (t *Tracker) sweep(listed map[uint32]bool) {
 }
 
 var (
-	offType = unsafe.Offsetof(processProcEvent{}.Hdr) + unsafe.Offsetof(processProcEvent{}.Hdr.Type)
-	offPID  = unsafe.Offsetof(processProcEvent{}.Hdr) + unsafe.Offsetof(processProcEvent{}.Hdr.Pid)
-	offTS   = unsafe.Offsetof(processProcEvent{}.Hdr) + unsafe.Offsetof(processProcEvent{}.Hdr.Ts)
-
 	execSize     = unsafe.Sizeof(processExecEvent{})
 	offExecPPID  = unsafe.Offsetof(processExecEvent{}.Ppid)
 	offExecNArgs = unsafe.Offsetof(processExecEvent{}.ArgsLen)
@@ -282,11 +237,8 @@ func decodeExec(raw []byte) (Exec, bool) {
 	if uintptr(len(raw)) < execSize {
 		return Exec{}, false
 	}
-	e := Exec{
-		PID:   binary.NativeEndian.Uint32(raw[offPID:]),
-		PPID:  binary.NativeEndian.Uint32(raw[offExecPPID:]),
-		KTime: binary.NativeEndian.Uint64(raw[offTS:]),
-	}
+	h, _ := wire.ReadHeader(raw)
+	e := Exec{PID: h.PID, PPID: binary.NativeEndian.Uint32(raw[offExecPPID:]), KTime: h.TS}
 	path := raw[offExecPath : offExecPath+uintptr(execPathCap)]
 	if i := bytes.IndexByte(path, 0); i >= 0 {
 		path = path[:i]
@@ -301,22 +253,14 @@ func decodeExec(raw []byte) (Exec, bool) {
 	return e, true
 }
 
-// Event types of bpf/periscope.h.
-const (
-	eventExec = 16
-	eventExit = 17
-	eventFork = 18
-	eventMmap = 19
-)
-
 func (t *Tracker) handle(raw []byte) {
-	if len(raw) < int(unsafe.Sizeof(processProcEvent{})) {
+	if len(raw) < wire.ProcEventSize {
 		return
 	}
-	typ := binary.NativeEndian.Uint32(raw[offType:])
-	pid := binary.NativeEndian.Uint32(raw[offPID:])
-	switch typ {
-	case eventExec:
+	h, _ := wire.ReadHeader(raw)
+	pid := h.PID
+	switch h.Type {
+	case wire.EventExec:
 		t.events.WithLabelValues("exec").Inc()
 		e, ok := decodeExec(raw)
 		if ok && len(e.Argv) == 0 {
@@ -326,15 +270,15 @@ func (t *Tracker) handle(raw []byte) {
 			t.cfg.OnExec(e)
 		}
 		t.reexec(pid)
-	case eventFork:
+	case wire.EventFork:
 		t.events.WithLabelValues("fork").Inc()
 		t.update(pid)
-	case eventMmap:
+	case wire.EventMmap:
 		t.events.WithLabelValues("mmap").Inc()
 		t.update(pid)
-	case eventExit:
+	case wire.EventExit:
 		t.events.WithLabelValues("exit").Inc()
-		t.exited(pid, t.clock.Time(binary.NativeEndian.Uint64(raw[offTS:])))
+		t.exited(pid, t.clock.Time(h.TS))
 	}
 }
 

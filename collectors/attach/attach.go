@@ -7,14 +7,17 @@ package attach
 
 import (
 	"errors"
+	"os"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf/link"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/periscope-apm/periscope/collectors"
+	"github.com/periscope-apm/periscope/discovery"
 	"github.com/periscope-apm/periscope/symbols"
 )
 
@@ -182,4 +185,13 @@ func (s *Set) Attachments() []collectors.Attachment {
 		return out[i].PID < out[j].PID
 	})
 	return out
+}
+
+// Gone reports whether err, from attaching key for process p, says that
+// the process has exited already: there is nothing to probe through it
+// (the next process that maps the file attaches it). A file that vanished
+// is the process's going when the attachment was its own or when the
+// process no longer runs.
+func Gone(err error, key Key, p discovery.Process) bool {
+	return errors.Is(err, syscall.ESRCH) || errors.Is(err, os.ErrNotExist) && (key.PID != 0 || !p.Alive())
 }

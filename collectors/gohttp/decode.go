@@ -9,21 +9,8 @@ import (
 	"github.com/periscope-apm/periscope/internal/wire"
 )
 
-// Event types of bpf/periscope.h.
-const (
-	eventRequestStart = 5
-	eventRequestEnd   = 6
-	eventExec         = 16
-	eventExit         = 17
-)
-
 // Field offsets of the records, from the generated mirrors of the C structs.
 var (
-	offType = unsafe.Offsetof(gohttpRequestStartEvent{}.Hdr) + unsafe.Offsetof(gohttpRequestStartEvent{}.Hdr.Type)
-	offTS   = unsafe.Offsetof(gohttpRequestStartEvent{}.Hdr) + unsafe.Offsetof(gohttpRequestStartEvent{}.Hdr.Ts)
-	offPID  = unsafe.Offsetof(gohttpRequestStartEvent{}.Hdr) + unsafe.Offsetof(gohttpRequestStartEvent{}.Hdr.Pid)
-	hdrSize = unsafe.Sizeof(gohttpRequestStartEvent{}.Hdr)
-
 	startSize      = unsafe.Sizeof(gohttpRequestStartEvent{})
 	offStartID     = unsafe.Offsetof(gohttpRequestStartEvent{}.Id)
 	offStartParent = unsafe.Offsetof(gohttpRequestStartEvent{}.Parent)
@@ -61,57 +48,55 @@ var (
 
 var ne = binary.NativeEndian
 
+// decode hands one ring record to the sink: the request records here, the
+// process markers through the shared decoder.
 func (c *Collector) decode(raw []byte) {
-	if uintptr(len(raw)) < hdrSize {
-		c.m.Read.WithLabelValues("malformed").Inc()
+	h, ok := c.recs.Decode(raw)
+	if ok {
 		return
 	}
-	pid := ne.Uint32(raw[offPID:])
-	ts := ne.Uint64(raw[offTS:])
-	at := c.clock.Time(ts)
-	switch ne.Uint32(raw[offType:]) {
-	case eventRequestStart:
+	at := c.clock.Time(h.TS)
+	switch h.Type {
+	case wire.EventRequestStart:
 		if uintptr(len(raw)) < startSize {
 			c.m.Read.WithLabelValues("malformed").Inc()
 			return
 		}
 		c.m.Read.WithLabelValues("request_start").Inc()
-		lookup := headerLookup(ne.Uint32(raw[offStartLookup:]))
-		if lookup != headerNotSearched {
-			c.lookups.WithLabelValues(lookup.String()).Inc()
-		}
-		var tp string
-		if lookup == headerFound {
-			l := min(int(ne.Uint16(raw[offStartTPLen:])), traceparentCap)
-			tp = string(raw[offStartTP : offStartTP+uintptr(l)])
-		}
-		c.sink.RequestStart(events.RequestStart{
-			PID:         pid,
-			ID:          ne.Uint64(raw[offStartID:]),
-			Parent:      ne.Uint64(raw[offStartParent:]),
-			Kind:        events.RequestKind(ne.Uint32(raw[offStartKind:])),
-			Time:        at,
-			FD:          int32(ne.Uint32(raw[offStartFD:])),
-			TLS:         ne.Uint32(raw[offStartTLS:]) != 0,
-			Version:     httpVersion(ne.Uint16(raw[offStartMajor:]), ne.Uint16(raw[offStartMinor:])),
-			Tuple:       wire.Tuple(raw[offStartTuple:]),
-			TraceParent: tp,
-		})
-	case eventRequestEnd:
+		c.sink.RequestStart(c.decodeStart(raw, h.PID, at))
+	case wire.EventRequestEnd:
 		if uintptr(len(raw)) < endSize {
 			c.m.Read.WithLabelValues("malformed").Inc()
 			return
 		}
 		c.m.Read.WithLabelValues("request_end").Inc()
-		c.sink.RequestEnd(decodeEnd(raw, pid, at))
-	case eventExit:
-		c.m.Read.WithLabelValues("exit").Inc()
-		c.sink.Exit(events.Exit{PID: pid, Time: at})
-	case eventExec:
-		c.m.Read.WithLabelValues("exec").Inc()
-		c.sink.Exec(events.Exec{PID: pid, Time: at, KTime: ts})
+		c.sink.RequestEnd(decodeEnd(raw, h.PID, at))
 	default:
 		c.m.Read.WithLabelValues("malformed").Inc()
+	}
+}
+
+func (c *Collector) decodeStart(raw []byte, pid uint32, at time.Time) events.RequestStart {
+	lookup := headerLookup(ne.Uint32(raw[offStartLookup:]))
+	if lookup != headerNotSearched {
+		c.lookups.WithLabelValues(lookup.String()).Inc()
+	}
+	var tp string
+	if lookup == headerFound {
+		l := min(int(ne.Uint16(raw[offStartTPLen:])), traceparentCap)
+		tp = string(raw[offStartTP : offStartTP+uintptr(l)])
+	}
+	return events.RequestStart{
+		PID:         pid,
+		ID:          ne.Uint64(raw[offStartID:]),
+		Parent:      ne.Uint64(raw[offStartParent:]),
+		Kind:        events.RequestKind(ne.Uint32(raw[offStartKind:])),
+		Time:        at,
+		FD:          int32(ne.Uint32(raw[offStartFD:])),
+		TLS:         ne.Uint32(raw[offStartTLS:]) != 0,
+		Version:     httpVersion(ne.Uint16(raw[offStartMajor:]), ne.Uint16(raw[offStartMinor:])),
+		Tuple:       wire.Tuple(raw[offStartTuple:]),
+		TraceParent: tp,
 	}
 }
 

@@ -57,7 +57,7 @@ func TestDecode(t *testing.T) {
 	c := New(Config{}, sink, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 
 	var start gohttpRequestStartEvent
-	start.Hdr.Type, start.Hdr.Pid = eventRequestStart, 42
+	start.Hdr.Type, start.Hdr.Pid = wire.EventRequestStart, 42
 	start.Id, start.Parent, start.Kind, start.Fd, start.Tls = 7, 3, uint32(events.RequestClient), 9, 1
 	start.ProtoMajor, start.ProtoMinor = 2, 0
 	start.Tuple.Family, start.Tuple.LocalPort, start.Tuple.RemotePort = 2, 40000, 443
@@ -66,7 +66,7 @@ func TestDecode(t *testing.T) {
 	c.decode(raw(t, &start))
 
 	var end gohttpRequestEndEvent
-	end.Hdr.Type, end.Hdr.Pid = eventRequestEnd, 42
+	end.Hdr.Type, end.Hdr.Pid = wire.EventRequestEnd, 42
 	end.Id, end.Kind, end.Status = 7, uint32(events.RequestClient), 503
 	end.RequestSize, end.ResponseSize = -1, 12
 	putString(end.Method[:], "POST")
@@ -79,10 +79,10 @@ func TestDecode(t *testing.T) {
 	c.decode(raw(t, &end))
 
 	var exit gohttpProcEvent
-	exit.Hdr.Type, exit.Hdr.Pid = eventExit, 42
+	exit.Hdr.Type, exit.Hdr.Pid = wire.EventExit, 42
 	c.decode(raw(t, &exit))
 	var exec gohttpProcEvent
-	exec.Hdr.Type, exec.Hdr.Pid, exec.Hdr.Ts = eventExec, 43, 123456789
+	exec.Hdr.Type, exec.Hdr.Pid, exec.Hdr.Ts = wire.EventExec, 43, 123456789
 	c.decode(raw(t, &exec))
 	c.decode([]byte{1, 2, 3}) // too short: counted, not decoded
 
@@ -139,7 +139,7 @@ func TestDecodeTraceParent(t *testing.T) {
 	c := New(Config{}, sink, slog.New(slog.DiscardHandler), reg)
 	for i, tc := range tests {
 		var start gohttpRequestStartEvent
-		start.Hdr.Type, start.Hdr.Pid = eventRequestStart, 42
+		start.Hdr.Type, start.Hdr.Pid = wire.EventRequestStart, 42
 		start.Id, start.Kind, start.Fd = uint64(i+1), uint32(events.RequestServer), -1
 		start.HeaderLookup = uint32(tc.lookup)
 		putString(start.Traceparent[:], tc.value)

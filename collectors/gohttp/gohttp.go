@@ -8,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -17,10 +16,10 @@ import (
 
 	"github.com/periscope-apm/periscope/collectors"
 	"github.com/periscope-apm/periscope/collectors/attach"
+	"github.com/periscope-apm/periscope/collectors/loader"
 	"github.com/periscope-apm/periscope/discovery"
 	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/internal/ktime"
-	"github.com/periscope-apm/periscope/internal/ring"
 	"github.com/periscope-apm/periscope/symbols"
 )
 
@@ -111,9 +110,8 @@ type Collector struct {
 	clock ktime.Clock
 
 	objs  gohttpObjects
-	tps   []link.Link
+	progs loader.Programs
 	multi bool // uprobe_multi links
-	done  chan struct{}
 	set   *attach.Set
 
 	mu    sync.Mutex
@@ -121,6 +119,7 @@ type Collector struct {
 	next  uint32
 
 	m       *collectors.Metrics
+	recs    collectors.Records
 	lookups *prometheus.CounterVec // searches for Traceparent, by result
 }
 
@@ -136,6 +135,7 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 	}
 	c.m = collectors.NewMetrics(Name, reg, func() string { return attach.PathName(c.multi) }, func() *ebpf.Map { return c.objs.Counters })
 	c.set = attach.NewSet(cfg.Linger, c.m.Probes)
+	c.recs = collectors.Records{Sink: sink, Clock: c.clock, Read: c.m.Read}
 	c.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "periscope_go_traceparent_lookups_total",
 		Help: "Searches of incoming Go server requests' headers for traceparent, by result " +
@@ -171,56 +171,29 @@ func (c *Collector) Start(ctx context.Context) error {
 	}
 	c.multi = attach.Multi()
 	attach.PrepareSpec(spec, c.multi)
-	spec.Maps["events"].MaxEntries = uint32(c.cfg.RingBytes)
-	if err := spec.Variables["wakeup_bytes"].Set(c.cfg.WakeupBytes); err != nil {
-		return fmt.Errorf("set wakeup_bytes: %w", err)
+	ringCfg := loader.Ring{Bytes: c.cfg.RingBytes, WakeupBytes: c.cfg.WakeupBytes}
+	if err := loader.Load(Name, spec, ringCfg, &c.objs, nil, c.log); err != nil {
+		return err
 	}
-	if err := spec.LoadAndAssign(&c.objs, nil); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return fmt.Errorf("load gohttp programs: %+v", ve)
-		}
-		return fmt.Errorf("load gohttp programs: %w", err)
-	}
-	markers, err := attach.ProcessMarkers(c.objs.GoProcessExit, c.objs.GoProcessExec)
-	if err != nil {
+	c.progs.Own(&c.objs)
+	if err := c.progs.ProcessMarkers(c.objs.GoProcessExit, c.objs.GoProcessExec); err != nil {
 		c.Close()
 		return err
 	}
-	c.tps = append(c.tps, markers...)
-	c.done = make(chan struct{})
-	go func() {
-		defer close(c.done)
-		if err := ring.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.decode); err != nil {
-			c.log.Error("event reader stopped", "err", err)
-		}
-	}()
+	c.progs.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.decode, c.log)
 	c.log.Info("collector started", "path", c.AttachPath())
 	return nil
 }
 
 // Close implements collectors.Collector.
 func (c *Collector) Close() error {
-	errs := []error{c.set.Close()}
-	for i := len(c.tps) - 1; i >= 0; i-- {
-		errs = append(errs, c.tps[i].Close())
-	}
-	c.tps = nil
-	if c.objs.Events != nil {
-		errs = append(errs, c.objs.Close())
-		c.objs = gohttpObjects{}
-	}
-	return errors.Join(errs...)
+	return errors.Join(c.set.Close(), c.progs.Close())
 }
 
 // Wait implements collectors.Collector.
-func (c *Collector) Wait() {
-	if c.done != nil {
-		<-c.done
-	}
-}
+func (c *Collector) Wait() { c.progs.Wait() }
 
-// Attachments implements collectors.Collector.
+// Attachments implements collectors.Attacher.
 func (c *Collector) Attachments() []collectors.Attachment { return c.set.Attachments() }
 
 // ProcessExited implements discovery.Observer.
@@ -248,7 +221,7 @@ func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mappin
 			return c.attach(p.HostPath(m.Path), key.PID, pl)
 		})
 		switch {
-		case errors.Is(err, syscall.ESRCH) || errors.Is(err, os.ErrNotExist) && key.PID != 0:
+		case attach.Gone(err, key, p):
 			c.log.Debug("process exited before attach", "exe", m.Path, "pid", p.PID)
 		case err != nil:
 			c.m.Failed.Inc()

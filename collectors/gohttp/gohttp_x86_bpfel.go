@@ -217,14 +217,10 @@ const (
 	gohttpProgGoRoundTrip            = "go_round_trip"
 	gohttpProgGoRoundTripReturn      = "go_round_trip_return"
 	gohttpProgGoServeHttp            = "go_serve_http"
-	gohttpVarUnusedBindEvent         = "unused_bind_event"
-	gohttpVarUnusedCloseEvent        = "unused_close_event"
-	gohttpVarUnusedDataEvent         = "unused_data_event"
 	gohttpVarUnusedGoOffsets         = "unused_go_offsets"
 	gohttpVarUnusedProcEvent         = "unused_proc_event"
 	gohttpVarUnusedRequestEndEvent   = "unused_request_end_event"
 	gohttpVarUnusedRequestStartEvent = "unused_request_start_event"
-	gohttpVarUnusedWriteResultEvent  = "unused_write_result_event"
 	gohttpVarWakeupBytes             = "wakeup_bytes"
 )
 
@@ -299,14 +295,10 @@ type gohttpMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gohttpVariableSpecs struct {
-	UnusedBindEvent         *ebpf.VariableSpec `ebpf:"unused_bind_event"`
-	UnusedCloseEvent        *ebpf.VariableSpec `ebpf:"unused_close_event"`
-	UnusedDataEvent         *ebpf.VariableSpec `ebpf:"unused_data_event"`
 	UnusedGoOffsets         *ebpf.VariableSpec `ebpf:"unused_go_offsets"`
 	UnusedProcEvent         *ebpf.VariableSpec `ebpf:"unused_proc_event"`
 	UnusedRequestEndEvent   *ebpf.VariableSpec `ebpf:"unused_request_end_event"`
 	UnusedRequestStartEvent *ebpf.VariableSpec `ebpf:"unused_request_start_event"`
-	UnusedWriteResultEvent  *ebpf.VariableSpec `ebpf:"unused_write_result_event"`
 	WakeupBytes             *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -357,14 +349,10 @@ func (m *gohttpMaps) Close() error {
 //
 // It can be passed to loadGohttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gohttpVariables struct {
-	UnusedBindEvent         *ebpf.Variable `ebpf:"unused_bind_event"`
-	UnusedCloseEvent        *ebpf.Variable `ebpf:"unused_close_event"`
-	UnusedDataEvent         *ebpf.Variable `ebpf:"unused_data_event"`
 	UnusedGoOffsets         *ebpf.Variable `ebpf:"unused_go_offsets"`
 	UnusedProcEvent         *ebpf.Variable `ebpf:"unused_proc_event"`
 	UnusedRequestEndEvent   *ebpf.Variable `ebpf:"unused_request_end_event"`
 	UnusedRequestStartEvent *ebpf.Variable `ebpf:"unused_request_start_event"`
-	UnusedWriteResultEvent  *ebpf.Variable `ebpf:"unused_write_result_event"`
 	WakeupBytes             *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 

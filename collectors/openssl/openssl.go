@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -18,10 +16,10 @@ import (
 
 	"github.com/periscope-apm/periscope/collectors"
 	"github.com/periscope-apm/periscope/collectors/attach"
+	"github.com/periscope-apm/periscope/collectors/loader"
 	"github.com/periscope-apm/periscope/discovery"
 	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/internal/ktime"
-	"github.com/periscope-apm/periscope/internal/ring"
 	"github.com/periscope-apm/periscope/symbols"
 )
 
@@ -82,15 +80,15 @@ type Collector struct {
 	clock ktime.Clock
 
 	objs  opensslObjects
-	tps   []link.Link
+	progs loader.Programs
 	multi bool // uprobe_multi links
-	done  chan struct{}
 
 	mu    sync.Mutex
 	files map[symbols.FileID]candidate
 	set   *attach.Set
 
-	m *collectors.Metrics
+	m    *collectors.Metrics
+	recs collectors.Records
 }
 
 // New returns a collector that sends its events to sink.
@@ -105,6 +103,7 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 	}
 	c.m = collectors.NewMetrics(Name, reg, func() string { return attach.PathName(c.multi) }, func() *ebpf.Map { return c.objs.Counters })
 	c.set = attach.NewSet(cfg.Linger, c.m.Probes)
+	c.recs = collectors.Records{Sink: sink, Clock: c.clock, Read: c.m.Read}
 	return c
 }
 
@@ -133,77 +132,50 @@ func (c *Collector) Start(ctx context.Context) error {
 	}
 	c.multi = attach.Multi()
 	attach.PrepareSpec(spec, c.multi)
-	spec.Maps["events"].MaxEntries = uint32(c.cfg.RingBytes)
-	if err := spec.Variables["wakeup_bytes"].Set(c.cfg.WakeupBytes); err != nil {
-		return fmt.Errorf("set wakeup_bytes: %w", err)
+	ringCfg := loader.Ring{Bytes: c.cfg.RingBytes, WakeupBytes: c.cfg.WakeupBytes}
+	if err := loader.Load(Name, spec, ringCfg, &c.objs, nil, c.log); err != nil {
+		return err
 	}
-	if err := spec.LoadAndAssign(&c.objs, nil); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return fmt.Errorf("load openssl programs: %+v", ve)
-		}
-		return fmt.Errorf("load openssl programs: %w", err)
-	}
-	tps := []struct {
-		name string
-		prog *ebpf.Program
-	}{
-		{"sys_enter_read", c.objs.SysEnterRead},
-		{"sys_enter_write", c.objs.SysEnterWrite},
-		{"sys_enter_readv", c.objs.SysEnterReadv},
-		{"sys_enter_writev", c.objs.SysEnterWritev},
-		{"sys_enter_recvfrom", c.objs.SysEnterRecvfrom},
-		{"sys_enter_sendto", c.objs.SysEnterSendto},
-		{"sys_enter_recvmsg", c.objs.SysEnterRecvmsg},
-		{"sys_enter_sendmsg", c.objs.SysEnterSendmsg},
-		{"sys_enter_close", c.objs.SysEnterClose},
-	}
-	for _, tp := range tps {
-		l, err := link.Tracepoint("syscalls", tp.name, tp.prog, nil)
-		if err != nil {
-			c.Close()
-			return fmt.Errorf("attach tracepoint syscalls:%s: %w", tp.name, err)
-		}
-		c.tps = append(c.tps, l)
-	}
-	markers, err := attach.ProcessMarkers(c.objs.SslProcessExit, c.objs.SslProcessExec)
-	if err != nil {
+	c.progs.Own(&c.objs)
+	if err := c.attachKernel(); err != nil {
 		c.Close()
 		return err
 	}
-	c.tps = append(c.tps, markers...)
-
-	c.done = make(chan struct{})
-	go func() {
-		defer close(c.done)
-		if err := ring.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.decode); err != nil {
-			c.log.Error("event reader stopped", "err", err)
-		}
-	}()
+	c.progs.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.decode, c.log)
 	c.log.Info("collector started", "path", c.AttachPath())
 	return nil
 }
 
+// attachKernel attaches the syscall tracepoints that map an SSL* to its
+// socket, and the process markers.
+func (c *Collector) attachKernel() error {
+	sys := func(name string, prog *ebpf.Program) loader.Tracepoint {
+		return loader.Tracepoint{Group: "syscalls", Name: name, Prog: prog}
+	}
+	err := c.progs.Tracepoints(c.log,
+		sys("sys_enter_read", c.objs.SysEnterRead),
+		sys("sys_enter_write", c.objs.SysEnterWrite),
+		sys("sys_enter_readv", c.objs.SysEnterReadv),
+		sys("sys_enter_writev", c.objs.SysEnterWritev),
+		sys("sys_enter_recvfrom", c.objs.SysEnterRecvfrom),
+		sys("sys_enter_sendto", c.objs.SysEnterSendto),
+		sys("sys_enter_recvmsg", c.objs.SysEnterRecvmsg),
+		sys("sys_enter_sendmsg", c.objs.SysEnterSendmsg),
+		sys("sys_enter_close", c.objs.SysEnterClose),
+	)
+	if err != nil {
+		return err
+	}
+	return c.progs.ProcessMarkers(c.objs.SslProcessExit, c.objs.SslProcessExec)
+}
+
 // Close implements collectors.Collector.
 func (c *Collector) Close() error {
-	errs := []error{c.set.Close()}
-	for i := len(c.tps) - 1; i >= 0; i-- {
-		errs = append(errs, c.tps[i].Close())
-	}
-	c.tps = nil
-	if c.objs.Events != nil {
-		errs = append(errs, c.objs.Close())
-		c.objs = opensslObjects{}
-	}
-	return errors.Join(errs...)
+	return errors.Join(c.set.Close(), c.progs.Close())
 }
 
 // Wait implements collectors.Collector.
-func (c *Collector) Wait() {
-	if c.done != nil {
-		<-c.done
-	}
-}
+func (c *Collector) Wait() { c.progs.Wait() }
 
 // ProcessUpdated implements discovery.Observer: it attaches to the files p
 // maps that contain OpenSSL.
@@ -300,9 +272,7 @@ func (c *Collector) use(key attach.Key, p discovery.Process, m discovery.Mapping
 		sites = s
 		return links, err
 	})
-	if errors.Is(err, syscall.ESRCH) || errors.Is(err, os.ErrNotExist) && (key.PID != 0 || !p.Alive()) {
-		// The process is gone already: nothing to probe (through it: the
-		// next process that maps the file attaches it).
+	if attach.Gone(err, key, p) {
 		c.log.Debug("process exited before attach", "file", m.Path, "pid", p.PID)
 		return
 	}
@@ -350,5 +320,5 @@ func (c *Collector) attach(hostPath string, pid uint32, funcs []string) ([]link.
 	return links, sites, nil
 }
 
-// Attachments implements collectors.Collector.
+// Attachments implements collectors.Attacher.
 func (c *Collector) Attachments() []collectors.Attachment { return c.set.Attachments() }

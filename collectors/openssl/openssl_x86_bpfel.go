@@ -13,45 +13,6 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type opensslBindEvent struct {
-	_   structs.HostLayout
-	Hdr struct {
-		_    structs.HostLayout
-		Ts   uint64
-		Type uint32
-		Pid  uint32
-		Tid  uint32
-		Pad  uint32
-	}
-	Conn  uint64
-	Fd    int32
-	Pad   uint32
-	Tuple struct {
-		_          structs.HostLayout
-		Family     uint16
-		LocalPort  uint16
-		RemotePort uint16
-		Pad        uint16
-		LocalAddr  [16]uint8
-		RemoteAddr [16]uint8
-	}
-}
-
-type opensslCloseEvent struct {
-	_   structs.HostLayout
-	Hdr struct {
-		_    structs.HostLayout
-		Ts   uint64
-		Type uint32
-		Pid  uint32
-		Tid  uint32
-		Pad  uint32
-	}
-	Conn uint64
-	Fd   int32
-	Pad  uint32
-}
-
 type opensslDataEvent struct {
 	_   structs.HostLayout
 	Hdr struct {
@@ -79,20 +40,6 @@ type opensslFdKey struct {
 	Fd   int32
 }
 
-type opensslProcEvent struct {
-	_   structs.HostLayout
-	Hdr struct {
-		_    structs.HostLayout
-		Ts   uint64
-		Type uint32
-		Pid  uint32
-		Tid  uint32
-		Pad  uint32
-	}
-	Ppid uint32
-	Fd   int32
-}
-
 type opensslSslCall struct {
 	_    structs.HostLayout
 	Ssl  uint64
@@ -110,55 +57,36 @@ type opensslSslKey struct {
 	Pad  uint32
 }
 
-type opensslWriteResultEvent struct {
-	_   structs.HostLayout
-	Hdr struct {
-		_    structs.HostLayout
-		Ts   uint64
-		Type uint32
-		Pid  uint32
-		Tid  uint32
-		Pad  uint32
-	}
-	Conn      uint64
-	Requested uint32
-	Accepted  uint32
-}
-
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	opensslMapCounters               = "counters"
-	opensslMapEvents                 = "events"
-	opensslMapFdSsl                  = "fd_ssl"
-	opensslMapPendingBind            = "pending_bind"
-	opensslMapScratch                = "scratch"
-	opensslMapSslCalls               = "ssl_calls"
-	opensslMapSslFd                  = "ssl_fd"
-	opensslMapSslProcs               = "ssl_procs"
-	opensslProgSslLeave              = "ssl_leave"
-	opensslProgSslProcessExec        = "ssl_process_exec"
-	opensslProgSslProcessExit        = "ssl_process_exit"
-	opensslProgSslReadEnter          = "ssl_read_enter"
-	opensslProgSslReadExEnter        = "ssl_read_ex_enter"
-	opensslProgSslWriteEnter         = "ssl_write_enter"
-	opensslProgSslWriteExEnter       = "ssl_write_ex_enter"
-	opensslProgSysEnterClose         = "sys_enter_close"
-	opensslProgSysEnterRead          = "sys_enter_read"
-	opensslProgSysEnterReadv         = "sys_enter_readv"
-	opensslProgSysEnterRecvfrom      = "sys_enter_recvfrom"
-	opensslProgSysEnterRecvmsg       = "sys_enter_recvmsg"
-	opensslProgSysEnterSendmsg       = "sys_enter_sendmsg"
-	opensslProgSysEnterSendto        = "sys_enter_sendto"
-	opensslProgSysEnterWrite         = "sys_enter_write"
-	opensslProgSysEnterWritev        = "sys_enter_writev"
-	opensslVarUnusedBindEvent        = "unused_bind_event"
-	opensslVarUnusedCloseEvent       = "unused_close_event"
-	opensslVarUnusedDataEvent        = "unused_data_event"
-	opensslVarUnusedProcEvent        = "unused_proc_event"
-	opensslVarUnusedWriteResultEvent = "unused_write_result_event"
-	opensslVarWakeupBytes            = "wakeup_bytes"
+	opensslMapCounters          = "counters"
+	opensslMapEvents            = "events"
+	opensslMapFdSsl             = "fd_ssl"
+	opensslMapPendingBind       = "pending_bind"
+	opensslMapScratch           = "scratch"
+	opensslMapSslCalls          = "ssl_calls"
+	opensslMapSslFd             = "ssl_fd"
+	opensslMapSslProcs          = "ssl_procs"
+	opensslProgSslLeave         = "ssl_leave"
+	opensslProgSslProcessExec   = "ssl_process_exec"
+	opensslProgSslProcessExit   = "ssl_process_exit"
+	opensslProgSslReadEnter     = "ssl_read_enter"
+	opensslProgSslReadExEnter   = "ssl_read_ex_enter"
+	opensslProgSslWriteEnter    = "ssl_write_enter"
+	opensslProgSslWriteExEnter  = "ssl_write_ex_enter"
+	opensslProgSysEnterClose    = "sys_enter_close"
+	opensslProgSysEnterRead     = "sys_enter_read"
+	opensslProgSysEnterReadv    = "sys_enter_readv"
+	opensslProgSysEnterRecvfrom = "sys_enter_recvfrom"
+	opensslProgSysEnterRecvmsg  = "sys_enter_recvmsg"
+	opensslProgSysEnterSendmsg  = "sys_enter_sendmsg"
+	opensslProgSysEnterSendto   = "sys_enter_sendto"
+	opensslProgSysEnterWrite    = "sys_enter_write"
+	opensslProgSysEnterWritev   = "sys_enter_writev"
+	opensslVarUnusedProcEvent   = "unused_proc_event"
+	opensslVarWakeupBytes       = "wakeup_bytes"
 )
 
 // loadOpenssl returns the embedded CollectionSpec for openssl.
@@ -239,12 +167,8 @@ type opensslMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type opensslVariableSpecs struct {
-	UnusedBindEvent        *ebpf.VariableSpec `ebpf:"unused_bind_event"`
-	UnusedCloseEvent       *ebpf.VariableSpec `ebpf:"unused_close_event"`
-	UnusedDataEvent        *ebpf.VariableSpec `ebpf:"unused_data_event"`
-	UnusedProcEvent        *ebpf.VariableSpec `ebpf:"unused_proc_event"`
-	UnusedWriteResultEvent *ebpf.VariableSpec `ebpf:"unused_write_result_event"`
-	WakeupBytes            *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	UnusedProcEvent *ebpf.VariableSpec `ebpf:"unused_proc_event"`
+	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // opensslObjects contains all objects after they have been loaded into the kernel.
@@ -294,12 +218,8 @@ func (m *opensslMaps) Close() error {
 //
 // It can be passed to loadOpensslObjects or ebpf.CollectionSpec.LoadAndAssign.
 type opensslVariables struct {
-	UnusedBindEvent        *ebpf.Variable `ebpf:"unused_bind_event"`
-	UnusedCloseEvent       *ebpf.Variable `ebpf:"unused_close_event"`
-	UnusedDataEvent        *ebpf.Variable `ebpf:"unused_data_event"`
-	UnusedProcEvent        *ebpf.Variable `ebpf:"unused_proc_event"`
-	UnusedWriteResultEvent *ebpf.Variable `ebpf:"unused_write_result_event"`
-	WakeupBytes            *ebpf.Variable `ebpf:"wakeup_bytes"`
+	UnusedProcEvent *ebpf.Variable `ebpf:"unused_proc_event"`
+	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // opensslPrograms contains all programs after they have been loaded into the kernel.

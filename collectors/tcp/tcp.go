@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -13,10 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/periscope-apm/periscope/collectors"
-	"github.com/periscope-apm/periscope/discovery"
+	"github.com/periscope-apm/periscope/collectors/loader"
 	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/internal/ktime"
-	"github.com/periscope-apm/periscope/internal/ring"
 )
 
 // Name is the collector's name.
@@ -132,11 +130,9 @@ type Collector struct {
 	clock ktime.Clock
 
 	objs     baseObjects
-	hook     *ebpf.Program // the retransmit program attached
-	links    []link.Link
+	progs    loader.Programs
 	path     Hook
 	fellBack Hook // the preferred hook, when it could not be used
-	done     chan struct{}
 
 	owners *procOwners
 
@@ -165,19 +161,7 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 		}, []string{"source"}),
 	}
 	c.attached = collectors.NewProbeGauge(reg, Name, c.pathName)
-	reg.MustRegister(c.read, c.ownedBy,
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name:        "periscope_events_dropped_total",
-			Help:        "Events the kernel could not queue because the ring buffer was full, by collector.",
-			ConstLabels: prometheus.Labels{"collector": Name},
-		}, func() float64 {
-			if c.objs.Counters == nil {
-				return 0
-			}
-			v, _ := ring.Counter(c.objs.Counters, 0)
-			return float64(v)
-		}),
-	)
+	reg.MustRegister(c.read, c.ownedBy, collectors.NewDropCounter(Name, func() *ebpf.Map { return c.objs.Counters }))
 	return c
 }
 
@@ -203,54 +187,57 @@ func (c *Collector) Hook() Hook { return c.path }
 
 // Start implements collectors.Collector.
 func (c *Collector) Start(ctx context.Context) error {
-	spec, err := loadSpec(c.cfg.RingBytes, c.cfg.WakeupBytes)
+	spec, err := loadTcp()
 	if err != nil {
+		return fmt.Errorf("load tcp spec: %w", err)
+	}
+	ringCfg := loader.Ring{Bytes: c.cfg.RingBytes, WakeupBytes: c.cfg.WakeupBytes}
+	if err := loader.Load(Name, spec, ringCfg, &c.objs, nil, c.log); err != nil {
 		return err
 	}
-	if err := spec.LoadAndAssign(&c.objs, nil); err != nil {
-		return fmt.Errorf("load tcp programs: %w", verbose(err))
-	}
-	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "inet_sock_set_state", Program: c.objs.SetState})
-	if err != nil {
+	c.progs.Own(&c.objs)
+	if err := c.attachOwners(); err != nil {
 		c.Close()
-		return fmt.Errorf("attach raw tracepoint inet_sock_set_state: %w", err)
+		return err
 	}
-	c.links = append(c.links, l)
-	tps := []struct {
-		group, name string
-		prog        *ebpf.Program
-		optional    bool // missing on some architectures
-	}{
-		{"syscalls", "sys_exit_accept4", c.objs.Accept4, false},
-		{"syscalls", "sys_exit_accept", c.objs.Accept, true},
+	if err := c.attachRetransmit(spec); err != nil {
+		c.Close()
+		return err
 	}
-	for _, tp := range tps {
-		l, err := link.Tracepoint(tp.group, tp.name, tp.prog, nil)
-		if err != nil {
-			if tp.optional && errors.Is(err, os.ErrNotExist) {
-				c.log.Debug("tracepoint not available", "tracepoint", tp.group+":"+tp.name)
-				continue
-			}
-			c.Close()
-			return fmt.Errorf("attach tracepoint %s:%s: %w", tp.group, tp.name, err)
-		}
-		c.links = append(c.links, l)
-	}
+	c.attached.Set(float64(c.progs.Links()))
+	c.progs.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.handle, c.log)
+	c.log.Info("collector started", "hook", c.path.Describe(), "path", c.AttachPath())
+	return nil
+}
 
+// attachOwners attaches the programs that record who connected or accepted
+// each socket.
+func (c *Collector) attachOwners() error {
+	if err := c.progs.RawTracepoint("inet_sock_set_state", c.objs.SetState); err != nil {
+		return err
+	}
+	return c.progs.Tracepoints(c.log,
+		loader.Tracepoint{Group: "syscalls", Name: "sys_exit_accept4", Prog: c.objs.Accept4},
+		loader.Tracepoint{Group: "syscalls", Name: "sys_exit_accept", Prog: c.objs.Accept, Optional: true},
+	)
+}
+
+// attachRetransmit hooks tcp_retransmit_skb, trying the hooks in order.
+func (c *Collector) attachRetransmit(spec *ebpf.CollectionSpec) error {
 	order := hookOrder(c.cfg.Prefer)
 	var failed []error
 	for _, h := range order {
-		prog, l, err := attachHook(spec, &c.objs, h)
+		prog, l, err := attachHook(spec, &c.objs, h, c.log)
 		if err != nil {
 			failed = append(failed, fmt.Errorf("%s: %w", h.Describe(), err))
 			continue
 		}
-		c.hook, c.path = prog, h
-		c.links = append(c.links, l)
+		c.path = h
+		c.progs.Own(prog)
+		c.progs.Add(l)
 		break
 	}
 	if c.path == "" {
-		c.Close()
 		return fmt.Errorf("no way to hook tcp_retransmit_skb: %w", errors.Join(failed...))
 	}
 	if len(failed) > 0 {
@@ -258,37 +245,13 @@ func (c *Collector) Start(ctx context.Context) error {
 		// The one line that says the preferred hook was not used.
 		c.log.Warn("retransmit hook fell back", "wanted", order[0].Describe(), "using", c.path.Describe(), "err", failed[0])
 	}
-	c.attached.Set(float64(len(c.links)))
-
-	c.done = make(chan struct{})
-	go func() {
-		defer close(c.done)
-		if err := ring.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.handle); err != nil {
-			c.log.Error("event reader stopped", "err", err)
-		}
-	}()
-	c.log.Info("collector started", "hook", c.path.Describe(), "path", c.AttachPath())
 	return nil
-}
-
-// loadSpec returns the collection spec with the ring size and wake-up
-// threshold set.
-func loadSpec(ringBytes int, wakeupBytes uint64) (*ebpf.CollectionSpec, error) {
-	spec, err := loadTcp()
-	if err != nil {
-		return nil, fmt.Errorf("load tcp spec: %w", err)
-	}
-	spec.Maps["events"].MaxEntries = uint32(ringBytes)
-	if err := spec.Variables["wakeup_bytes"].Set(wakeupBytes); err != nil {
-		return nil, fmt.Errorf("set wakeup_bytes: %w", err)
-	}
-	return spec, nil
 }
 
 // attachHook loads the program of hook h, sharing the maps of base, and
 // attaches it. Each hook's program is loaded on its own, so that a kernel
 // refusing one still gets the other.
-func attachHook(spec *ebpf.CollectionSpec, base *baseObjects, h Hook) (*ebpf.Program, link.Link, error) {
+func attachHook(spec *ebpf.CollectionSpec, base *baseObjects, h Hook, log *slog.Logger) (*ebpf.Program, link.Link, error) {
 	var objs struct {
 		Tracepoint *ebpf.Program `ebpf:"tcp_retransmit_tp"`
 	}
@@ -304,12 +267,12 @@ func attachHook(spec *ebpf.CollectionSpec, base *baseObjects, h Hook) (*ebpf.Pro
 	switch h {
 	case HookTracepoint:
 		if err := spec.LoadAndAssign(&objs, opts); err != nil {
-			return nil, nil, fmt.Errorf("load: %w", verbose(err))
+			return nil, nil, loader.Verbose(fmt.Errorf("load: %w", err), log)
 		}
 		prog = objs.Tracepoint
 	case HookKprobe:
 		if err := spec.LoadAndAssign(&kobjs, opts); err != nil {
-			return nil, nil, fmt.Errorf("load: %w", verbose(err))
+			return nil, nil, loader.Verbose(fmt.Errorf("load: %w", err), log)
 		}
 		prog = kobjs.Kprobe
 	default:
@@ -329,31 +292,22 @@ func attachHook(spec *ebpf.CollectionSpec, base *baseObjects, h Hook) (*ebpf.Pro
 	return prog, l, nil
 }
 
-// verbose adds the verifier log to a load error.
-func verbose(err error) error {
-	var ve *ebpf.VerifierError
-	if errors.As(err, &ve) {
-		return fmt.Errorf("%+v", ve)
-	}
-	return err
-}
-
 // Probe tries the hooks in their default order on this kernel, as Start
 // would, and returns the one that attaches (detached again), with the
 // errors of those that did not.
-func Probe() (Hook, []error) {
-	spec, err := loadSpec(4096, 0)
+func Probe(log *slog.Logger) (Hook, []error) {
+	spec, err := loadTcp()
 	if err != nil {
-		return "", []error{err}
+		return "", []error{fmt.Errorf("load tcp spec: %w", err)}
 	}
 	var base baseObjects
-	if err := spec.LoadAndAssign(&base, nil); err != nil {
-		return "", []error{fmt.Errorf("load tcp programs: %w", verbose(err))}
+	if err := loader.Load(Name, spec, loader.Ring{Bytes: 4096}, &base, nil, log); err != nil {
+		return "", []error{err}
 	}
 	defer base.Close()
 	var failed []error
 	for _, h := range hookOrder(HookTracepoint) {
-		prog, l, err := attachHook(spec, &base, h)
+		prog, l, err := attachHook(spec, &base, h, log)
 		if err != nil {
 			failed = append(failed, fmt.Errorf("%s: %w", h.Describe(), err))
 			continue
@@ -407,39 +361,13 @@ func (c *Collector) remember(sock uint64, o procOwner, role events.SocketRole) {
 
 // Close implements collectors.Collector.
 func (c *Collector) Close() error {
-	var errs []error
-	for i := len(c.links) - 1; i >= 0; i-- {
-		errs = append(errs, c.links[i].Close())
-	}
-	c.links = nil
-	if c.hook != nil {
-		errs = append(errs, c.hook.Close())
-		c.hook = nil
-	}
-	if c.objs.Events != nil {
-		errs = append(errs, c.objs.Close())
-	}
+	err := c.progs.Close()
 	c.attached.Set(0)
-	return errors.Join(errs...)
+	return err
 }
 
-// Wait blocks until the event reader has stopped (after ctx is done).
-func (c *Collector) Wait() {
-	if c.done != nil {
-		<-c.done
-	}
-}
-
-// Attachments implements collectors.Collector: the hooks are not per file
-// or per process, so there are none to list.
-func (c *Collector) Attachments() []collectors.Attachment { return []collectors.Attachment{} }
-
-// ProcessUpdated implements discovery.Observer: retransmissions of every
-// process count, whatever the selection.
-func (c *Collector) ProcessUpdated(discovery.Process, []discovery.Mapping) {}
-
-// ProcessExited implements discovery.Observer.
-func (c *Collector) ProcessExited(uint32, time.Time) {}
+// Wait implements collectors.Collector.
+func (c *Collector) Wait() { c.progs.Wait() }
 
 // pathName is the attach path for metric labels: the hook in use, or
 // "none" before one is attached.

@@ -50,22 +50,18 @@ type tcpSockOwner struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tcpMapCounters               = "counters"
-	tcpMapEvents                 = "events"
-	tcpMapOwners                 = "owners"
-	tcpProgTcpAccept4Exit        = "tcp_accept4_exit"
-	tcpProgTcpAcceptExit         = "tcp_accept_exit"
-	tcpProgTcpRetransmitKprobe   = "tcp_retransmit_kprobe"
-	tcpProgTcpRetransmitTp       = "tcp_retransmit_tp"
-	tcpProgTcpSetState           = "tcp_set_state"
-	tcpVarUnusedBindEvent        = "unused_bind_event"
-	tcpVarUnusedCloseEvent       = "unused_close_event"
-	tcpVarUnusedDataEvent        = "unused_data_event"
-	tcpVarUnusedProcEvent        = "unused_proc_event"
-	tcpVarUnusedRetransmitEvent  = "unused_retransmit_event"
-	tcpVarUnusedSockOwner        = "unused_sock_owner"
-	tcpVarUnusedWriteResultEvent = "unused_write_result_event"
-	tcpVarWakeupBytes            = "wakeup_bytes"
+	tcpMapCounters              = "counters"
+	tcpMapEvents                = "events"
+	tcpMapOwners                = "owners"
+	tcpProgTcpAccept4Exit       = "tcp_accept4_exit"
+	tcpProgTcpAcceptExit        = "tcp_accept_exit"
+	tcpProgTcpRetransmitKprobe  = "tcp_retransmit_kprobe"
+	tcpProgTcpRetransmitTp      = "tcp_retransmit_tp"
+	tcpProgTcpSetState          = "tcp_set_state"
+	tcpVarUnusedProcEvent       = "unused_proc_event"
+	tcpVarUnusedRetransmitEvent = "unused_retransmit_event"
+	tcpVarUnusedSockOwner       = "unused_sock_owner"
+	tcpVarWakeupBytes           = "wakeup_bytes"
 )
 
 // loadTcp returns the embedded CollectionSpec for tcp.
@@ -130,14 +126,10 @@ type tcpMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpVariableSpecs struct {
-	UnusedBindEvent        *ebpf.VariableSpec `ebpf:"unused_bind_event"`
-	UnusedCloseEvent       *ebpf.VariableSpec `ebpf:"unused_close_event"`
-	UnusedDataEvent        *ebpf.VariableSpec `ebpf:"unused_data_event"`
-	UnusedProcEvent        *ebpf.VariableSpec `ebpf:"unused_proc_event"`
-	UnusedRetransmitEvent  *ebpf.VariableSpec `ebpf:"unused_retransmit_event"`
-	UnusedSockOwner        *ebpf.VariableSpec `ebpf:"unused_sock_owner"`
-	UnusedWriteResultEvent *ebpf.VariableSpec `ebpf:"unused_write_result_event"`
-	WakeupBytes            *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	UnusedProcEvent       *ebpf.VariableSpec `ebpf:"unused_proc_event"`
+	UnusedRetransmitEvent *ebpf.VariableSpec `ebpf:"unused_retransmit_event"`
+	UnusedSockOwner       *ebpf.VariableSpec `ebpf:"unused_sock_owner"`
+	WakeupBytes           *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // tcpObjects contains all objects after they have been loaded into the kernel.
@@ -177,14 +169,10 @@ func (m *tcpMaps) Close() error {
 //
 // It can be passed to loadTcpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpVariables struct {
-	UnusedBindEvent        *ebpf.Variable `ebpf:"unused_bind_event"`
-	UnusedCloseEvent       *ebpf.Variable `ebpf:"unused_close_event"`
-	UnusedDataEvent        *ebpf.Variable `ebpf:"unused_data_event"`
-	UnusedProcEvent        *ebpf.Variable `ebpf:"unused_proc_event"`
-	UnusedRetransmitEvent  *ebpf.Variable `ebpf:"unused_retransmit_event"`
-	UnusedSockOwner        *ebpf.Variable `ebpf:"unused_sock_owner"`
-	UnusedWriteResultEvent *ebpf.Variable `ebpf:"unused_write_result_event"`
-	WakeupBytes            *ebpf.Variable `ebpf:"wakeup_bytes"`
+	UnusedProcEvent       *ebpf.Variable `ebpf:"unused_proc_event"`
+	UnusedRetransmitEvent *ebpf.Variable `ebpf:"unused_retransmit_event"`
+	UnusedSockOwner       *ebpf.Variable `ebpf:"unused_sock_owner"`
+	WakeupBytes           *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // tcpPrograms contains all programs after they have been loaded into the kernel.

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"testing"
+	"unsafe"
 
 	"github.com/periscope-apm/periscope/events"
 )
@@ -38,5 +39,12 @@ func TestTuple(t *testing.T) {
 		if got := Tuple(tt.raw); got != tt.want {
 			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// The generated mirror of struct tuple must be what Tuple decodes.
+func TestTupleLayout(t *testing.T) {
+	if got := unsafe.Sizeof(wireBindEvent{}.Tuple); got != TupleSize {
+		t.Fatalf("sizeof(struct tuple) = %d, Tuple decodes %d", got, TupleSize)
 	}
 }

@@ -1,0 +1,157 @@
+// Package loader is the sequence every collector goes through: load its
+// eBPF objects with the event ring sized and the wake-up threshold set,
+// attach its programs, read the ring in a goroutine, wait for the reader to
+// drain at shutdown, then detach and free everything in reverse order.
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/periscope-apm/periscope/internal/ring"
+)
+
+// Ring sizes a collector's event ring.
+type Ring struct {
+	// Bytes is the ring buffer's size (a power of two of pages).
+	Bytes int
+	// WakeupBytes wakes the reader only when this much data waits; below
+	// it, records are collected on the reader's timer. 0 wakes the reader
+	// for each record while it is idle.
+	WakeupBytes uint64
+}
+
+// Load sizes the ring of spec (its map "events" and the variable
+// "wakeup_bytes" of bpf/common.bpf.h, when present) and loads spec into
+// objs. A verifier rejection keeps its error chain; its log, which the
+// error's message abbreviates, is written to log.
+func Load(name string, spec *ebpf.CollectionSpec, r Ring, objs any, opts *ebpf.CollectionOptions, log *slog.Logger) error {
+	if m := spec.Maps["events"]; m != nil && r.Bytes > 0 {
+		m.MaxEntries = uint32(r.Bytes)
+	}
+	if v := spec.Variables["wakeup_bytes"]; v != nil {
+		if err := v.Set(r.WakeupBytes); err != nil {
+			return fmt.Errorf("set %s wakeup_bytes: %w", name, err)
+		}
+	}
+	if err := spec.LoadAndAssign(objs, opts); err != nil {
+		return Verbose(fmt.Errorf("load %s programs: %w", name, err), log)
+	}
+	return nil
+}
+
+// Verbose returns err unchanged, having written the verifier's log to log
+// when err holds one.
+func Verbose(err error, log *slog.Logger) error {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		log.Error("verifier rejected a program", "err", err, "verifier_log", fmt.Sprintf("%+v", ve))
+	}
+	return err
+}
+
+// Tracepoint is a program for a tracepoint.
+type Tracepoint struct {
+	Group, Name string
+	Prog        *ebpf.Program
+	// Optional: a tracepoint the kernel lacks is skipped (some syscalls
+	// exist on some architectures only).
+	Optional bool
+}
+
+// Programs is what a started collector holds: its loaded objects, its
+// links and its ring reader. The zero value is ready to use.
+type Programs struct {
+	objs  []io.Closer
+	links []link.Link
+	done  chan struct{}
+}
+
+// Own makes Close free objs (after the links; the last owned first).
+func (p *Programs) Own(objs io.Closer) { p.objs = append(p.objs, objs) }
+
+// Add keeps links to close.
+func (p *Programs) Add(links ...link.Link) { p.links = append(p.links, links...) }
+
+// Links is the number of links attached.
+func (p *Programs) Links() int { return len(p.links) }
+
+// Tracepoints attaches programs to tracepoints; a missing optional one is
+// skipped and logged at debug level.
+func (p *Programs) Tracepoints(log *slog.Logger, tps ...Tracepoint) error {
+	for _, tp := range tps {
+		l, err := link.Tracepoint(tp.Group, tp.Name, tp.Prog, nil)
+		if tp.Optional && errors.Is(err, os.ErrNotExist) {
+			log.Debug("tracepoint not available", "tracepoint", tp.Group+":"+tp.Name)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("attach tracepoint %s:%s: %w", tp.Group, tp.Name, err)
+		}
+		p.Add(l)
+	}
+	return nil
+}
+
+// RawTracepoint attaches prog to the raw tracepoint name.
+func (p *Programs) RawTracepoint(name string, prog *ebpf.Program) error {
+	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: name, Program: prog})
+	if err != nil {
+		return fmt.Errorf("attach raw_tracepoint %s: %w", name, err)
+	}
+	p.Add(l)
+	return nil
+}
+
+// Read reads the ring events in a goroutine until ctx is done, handing
+// each record to handle, collecting records every interval.
+func (p *Programs) Read(ctx context.Context, events *ebpf.Map, interval time.Duration, handle func([]byte), log *slog.Logger) {
+	p.done = make(chan struct{})
+	go func() {
+		defer close(p.done)
+		if err := ring.Read(ctx, events, interval, handle); err != nil {
+			log.Error("event reader stopped", "err", err)
+		}
+	}()
+}
+
+// Wait returns once the reader has stopped (after the context given to
+// Read is done) and has handled what the kernel had queued.
+func (p *Programs) Wait() {
+	if p.done != nil {
+		<-p.done
+	}
+}
+
+// Close detaches the links, last attached first, then frees the objects.
+func (p *Programs) Close() error {
+	var errs []error
+	for i := len(p.links) - 1; i >= 0; i-- {
+		errs = append(errs, p.links[i].Close())
+	}
+	p.links = nil
+	for i := len(p.objs) - 1; i >= 0; i-- {
+		errs = append(errs, p.objs[i].Close())
+	}
+	p.objs = nil
+	return errors.Join(errs...)
+}
+
+// ProcessMarkers attaches a collector's process markers (bpf/common.bpf.h:
+// mark_exit and mark_exec) to the sched_process_exit and sched_process_exec
+// raw tracepoints. The markers travel in the collector's own ring, so that
+// they are read in order with its data.
+func (p *Programs) ProcessMarkers(exit, exec *ebpf.Program) error {
+	if err := p.RawTracepoint("sched_process_exit", exit); err != nil {
+		return err
+	}
+	return p.RawTracepoint("sched_process_exec", exec)
+}
