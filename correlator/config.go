@@ -1,6 +1,10 @@
 package correlator
 
-import "time"
+import (
+	"time"
+
+	"github.com/periscope-apm/periscope/correlator/httpspan"
+)
 
 // Config tunes a Correlator. Start from DefaultConfig.
 type Config struct {
@@ -46,15 +50,6 @@ type Config struct {
 	BindGrace time.Duration
 }
 
-// defaultSensitiveQueryParams are the query parameters redacted by default.
-var defaultSensitiveQueryParams = []string{
-	"token", "access_token", "password", "passwd", "secret", "api_key", "apikey",
-	"key", "signature", "sig", "code", "auth", "session",
-}
-
-// alwaysRedactedHeaders are the headers whose values never leave the agent.
-var alwaysRedactedHeaders = []string{"authorization", "cookie", "set-cookie", "proxy-authorization"}
-
 // Defaults.
 const (
 	DefaultIdleTimeout    = 2 * time.Minute
@@ -68,6 +63,6 @@ func DefaultConfig() Config {
 	return Config{
 		IdleTimeout:          DefaultIdleTimeout,
 		MaxConnections:       DefaultMaxConnections,
-		SensitiveQueryParams: append([]string(nil), defaultSensitiveQueryParams...),
+		SensitiveQueryParams: append([]string(nil), httpspan.DefaultSensitiveQueryParams...),
 	}
 }

@@ -2,11 +2,12 @@ package correlator
 
 import (
 	"container/list"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/periscope-apm/periscope/correlator/httpparse"
+	"github.com/periscope-apm/periscope/correlator/protocol"
 	"github.com/periscope-apm/periscope/events"
 )
 
@@ -35,16 +36,17 @@ type conn struct {
 	tuple    events.Tuple
 	peerAddr string // tuple.Remote's address, formatted once
 
-	req, resp *httpparse.Parser
-	pending   []*exchange // requests waiting for their response, oldest first
+	proto   protocol.Protocol // once detected
+	dec     protocol.Decoder
+	pending []*exchange // requests waiting for their response, oldest first
 	// held are finished exchanges waiting for the connection's socket
 	// (Config.BindGrace), oldest first.
 	held []heldExchange
-	// ignored connections are not HTTP, broke the protocol or left it
+	// ignored connections speak no known protocol, broke it or left it
 	// (upgrade): their data is dropped until a Bind changes the socket.
 	ignored bool
 	// multiplexed connections (HTTP/2) carry concurrent requests whose
-	// order says nothing about which is which.
+	// order says nothing about which is which: they pair by stream.
 	multiplexed bool
 	tid         uint32 // thread of the data being parsed
 	// repeatWrite counts written bytes still to come that repeat bytes
@@ -58,7 +60,6 @@ type conn struct {
 // heldExchange is a finished exchange whose span is not built yet.
 type heldExchange struct {
 	x      *exchange
-	resp   *httpparse.Message
 	end    time.Time
 	reason string
 }
@@ -78,10 +79,11 @@ func (cn *conn) waiting() []*exchange {
 
 // exchange is one request and its response.
 type exchange struct {
-	conn *conn
-	req  *httpparse.Message
-	resp *httpparse.Message // once the response head is parsed
-	tid  uint32
+	conn  *conn
+	proto protocol.Protocol
+	px    protocol.Exchange // the protocol's own record
+	start time.Time
+	tid   uint32
 
 	spanID  trace.SpanID
 	traceID trace.TraceID // own trace, when there is no parent; set lazily
@@ -99,55 +101,53 @@ type exchange struct {
 	done  bool
 }
 
-// start sets the role from the first data and creates the parsers. The
-// process that reads the first bytes serves requests, unless those bytes
-// are a response: then the connection was found with a request in flight
-// (the agent attached late), and the reader is the client.
-func (cn *conn) start(dir events.Direction, first []byte) {
-	isResponse := len(first) >= 5 && string(first[:5]) == "HTTP/"
-	if (dir == events.Read) != isResponse {
-		cn.role = roleServer
-	} else {
+// start detects the protocol and the role from the first data and
+// creates the decoder. It reports false when no protocol has decided yet.
+func (cn *conn) start(dir events.Direction, first []byte) bool {
+	p, d := cn.c.protocols.Detect(first, dir)
+	switch {
+	case d.Verdict == protocol.Undecided:
+		return false
+	case p == nil:
+		cn.c.m.notHTTP.Inc()
+		cn.ignored = true
+		return false
+	}
+	cn.proto = p
+	cn.role = roleServer
+	if d.Role == protocol.Client {
 		cn.role = roleClient
 	}
-	opts := httpparse.Options{AllHeaders: cn.c.cfg.CaptureHeaders}
-	cn.req = httpparse.New(httpparse.Request, opts, cn)
-	cn.resp = httpparse.New(httpparse.Response, opts, cn)
+	cn.dec = p.NewDecoder(d.Role, cn)
+	return true
 }
 
-// parser returns the parser for data in direction dir.
-func (cn *conn) parser(dir events.Direction) *httpparse.Parser {
-	if (cn.role == roleServer) == (dir == events.Read) {
-		return cn.req
+// info is what the protocols know of the connection.
+func (cn *conn) info() protocol.Conn {
+	r := protocol.Server
+	if cn.role == roleClient {
+		r = protocol.Client
 	}
-	return cn.resp
+	return protocol.Conn{Role: r, Scheme: cn.scheme, Bound: cn.bound, Local: cn.tuple.Local, Remote: cn.tuple.Remote, PeerAddr: cn.peerAddr}
 }
 
-// Headers implements httpparse.Handler.
-func (cn *conn) Headers(m *httpparse.Message) {
-	if m.Kind == httpparse.Response {
-		for _, x := range cn.pending {
-			if x.resp == nil {
-				x.resp = m
-				return
-			}
-		}
-		return
-	}
-
+// Begin implements protocol.Handler.
+func (cn *conn) Begin(px protocol.Exchange) {
 	c := cn.c
-	x := &exchange{conn: cn, req: m, tid: cn.tid, spanID: c.newSpanID()}
+	x := &exchange{conn: cn, proto: cn.proto, px: px, start: px.Start(), tid: cn.tid, spanID: c.newSpanID()}
+	if _, ok := px.Stream(); ok {
+		cn.multiplexed = true
+	}
 	if len(cn.pending) >= maxPendingPerConn {
 		old := cn.pending[0]
 		cn.pending = cn.pending[1:]
-		c.finish(old, old.resp, m.Start, reasonEvicted)
+		c.finish(old, x.start, reasonEvicted)
 	}
 	cn.pending = append(cn.pending, x)
-	cn.resp.ExpectResponse(m.Method)
 
 	switch cn.role {
 	case roleServer:
-		if tid, sid, ok := parseTraceParent(m.TraceParent); ok {
+		if tid, sid, ok := parseTraceParent(px.TraceParent()); ok {
 			x.hasRemote, x.remoteTrace, x.remoteSpan = true, tid, sid
 		}
 		cn.ps.threads[x.tid] = x
@@ -159,28 +159,17 @@ func (cn *conn) Headers(m *httpparse.Message) {
 	c.linkByTuple(cn)
 }
 
-// Message implements httpparse.Handler.
-func (cn *conn) Message(m *httpparse.Message) {
-	if m.Kind == httpparse.Request {
-		return // the exchange exists since the head; it ends with the response
-	}
-	if len(cn.pending) == 0 {
-		return // a response to a request we did not see
-	}
-	x := cn.pending[0]
-	cn.pending[0] = nil
-	cn.pending = cn.pending[1:]
-	if len(cn.pending) == 0 {
-		cn.pending = nil
-	}
-	cn.c.finish(x, m, m.End, "")
-	switch {
-	case m.Upgrade:
-		// The connection carries another protocol from now on.
-		cn.ignored = true
-		cn.c.endPending(cn, m.End, reasonClosed)
-	case x.req.Upgrade && cn.req != nil:
-		// The server declined the upgrade: HTTP goes on.
-		cn.req.Resume()
+// End implements protocol.Handler.
+func (cn *conn) End(px protocol.Exchange, end time.Time, reason string) {
+	for i, x := range cn.pending {
+		if x.px != px {
+			continue
+		}
+		cn.pending = slices.Delete(cn.pending, i, i+1)
+		if len(cn.pending) == 0 {
+			cn.pending = nil
+		}
+		cn.c.finish(x, end, reason)
+		return
 	}
 }

@@ -15,7 +15,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/periscope-apm/periscope/correlator/httpparse"
+	"github.com/periscope-apm/periscope/correlator/httpspan"
+	"github.com/periscope-apm/periscope/correlator/protocol"
 	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/span"
 )
@@ -46,9 +47,9 @@ type Correlator struct {
 	log   *slog.Logger
 	m     *metrics
 
-	router           *Router
-	sensitiveQuery   map[string]bool
-	sensitiveHeaders map[string]bool
+	protocols protocol.Registry
+	// whole describes the requests seen whole by language probes.
+	wholeSem wholeHTTP
 
 	mu      sync.Mutex
 	rng     *rand.ChaCha8
@@ -93,7 +94,13 @@ func New(cfg Config, exp span.Exporter, procs ProcessResolver, log *slog.Logger,
 	if err != nil {
 		return nil, fmt.Errorf("correlator: %w", err)
 	}
-	router, err := NewRouter(cfg.RoutePatterns)
+	sem, err := httpspan.New(httpspan.Config{
+		CaptureQuery:         cfg.CaptureQuery,
+		SensitiveQueryParams: cfg.SensitiveQueryParams,
+		CaptureHeaders:       cfg.CaptureHeaders,
+		SensitiveHeaders:     cfg.SensitiveHeaders,
+		RoutePatterns:        cfg.RoutePatterns,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("correlator: %w", err)
 	}
@@ -102,20 +109,19 @@ func New(cfg Config, exp span.Exporter, procs ProcessResolver, log *slog.Logger,
 		return nil, fmt.Errorf("correlator: seed span ID generator: %w", err)
 	}
 	c := &Correlator{
-		cfg:              cfg,
-		exp:              exp,
-		procs:            procs,
-		log:              log,
-		m:                m,
-		router:           router,
-		sensitiveQuery:   sensitiveNameSet(cfg.SensitiveQueryParams, defaultSensitiveQueryParams),
-		sensitiveHeaders: headerSet(cfg.SensitiveHeaders),
-		rng:              rand.NewChaCha8(seed),
-		pids:             make(map[uint32]*procState),
-		byTuple:          make(map[events.Tuple]*conn),
-		lru:              list.New(),
-		holding:          make(map[*conn]struct{}),
-		whole:            make(map[wholeKey]*exchange),
+		cfg:       cfg,
+		exp:       exp,
+		procs:     procs,
+		log:       log,
+		m:         m,
+		protocols: registry(sem),
+		wholeSem:  wholeHTTP{sem},
+		rng:       rand.NewChaCha8(seed),
+		pids:      make(map[uint32]*procState),
+		byTuple:   make(map[events.Tuple]*conn),
+		lru:       list.New(),
+		holding:   make(map[*conn]struct{}),
+		whole:     make(map[wholeKey]*exchange),
 	}
 	return c, nil
 }
@@ -138,14 +144,19 @@ func (c *Correlator) Data(d events.Data) {
 			return
 		}
 	}
-	if cn.role == roleUnknown {
-		cn.start(d.Dir, d.Bytes)
+	if cn.dec == nil && !cn.start(d.Dir, d.Bytes) {
+		return
 	}
-	p := cn.parser(d.Dir)
 	cn.tid = d.TID
-	err := p.Feed(httpparse.Chunk{Bytes: d.Bytes, Size: d.Size, Tail: d.Tail, Time: d.Time})
-	if err != nil {
+	side := protocol.SideOf(cn.info().Role, d.Dir)
+	err := cn.dec.Feed(side, protocol.Chunk{Bytes: d.Bytes, Size: d.Size, Tail: d.Tail, Time: d.Time})
+	switch {
+	case err != nil:
 		c.giveUp(cn, err, d.Time)
+	case cn.dec.Left():
+		// The connection carries another protocol from now on.
+		cn.ignored = true
+		c.endPending(cn, d.Time, reasonClosed)
 	}
 }
 
@@ -427,18 +438,15 @@ func (c *Correlator) remove(cn *conn) {
 	c.lru.Remove(cn.elem)
 	c.nconns--
 	c.m.tracked.Set(float64(c.nconns))
-	cn.req, cn.resp = nil, nil
+	cn.dec = nil
 }
 
 // endConn ends everything in flight on a connection that is going away. A
 // response delimited by the connection's end completes normally; other
 // requests without a complete response end with error.type reason.
 func (c *Correlator) endConn(cn *conn, t time.Time, reason string) {
-	if !cn.ignored && cn.resp != nil {
-		cn.resp.EOF(t) // may complete a read-until-close response
-	}
-	if cn.req != nil {
-		cn.req.EOF(t) // a request without a parsed head cannot be named
+	if !cn.ignored && cn.dec != nil {
+		cn.dec.EOF(t) // may complete a response delimited by the close
 	}
 	c.endPending(cn, t, reason)
 }
@@ -448,32 +456,32 @@ func (c *Correlator) endPending(cn *conn, t time.Time, reason string) {
 	pending := cn.pending
 	cn.pending = nil
 	for _, x := range pending {
-		c.finish(x, x.resp, t, reason)
+		c.finish(x, t, reason)
 	}
 }
 
 // giveUp stops parsing a connection after a parse error.
 func (c *Correlator) giveUp(cn *conn, err error, t time.Time) {
-	if errors.Is(err, httpparse.ErrNotHTTP) {
+	if errors.Is(err, protocol.ErrNotProtocol) {
 		c.m.notHTTP.Inc()
-		c.log.Debug("connection is not HTTP/1.x, ignoring it", "conn", cn.id, "error", err)
+		c.log.Debug("connection does not speak its protocol, ignoring it", "conn", cn.id, "protocol", cn.proto.Name(), "error", err)
 	} else {
 		c.m.parseErrors.Inc()
-		c.log.Debug("HTTP parse error, ignoring the connection", "conn", cn.id, "error", err)
+		c.log.Debug("parse error, ignoring the connection", "conn", cn.id, "protocol", cn.proto.Name(), "error", err)
 	}
 	cn.ignored = true
-	cn.req, cn.resp = nil, nil
+	cn.dec = nil
 	c.endPending(cn, t, reasonParseError)
 }
 
 // finish ends an exchange and exports its span, or holds it while the
-// connection's socket is not known (Config.BindGrace). resp may be nil or
-// incomplete; reason is empty for a complete exchange.
-func (c *Correlator) finish(x *exchange, resp *httpparse.Message, end time.Time, reason string) {
+// connection's socket is not known (Config.BindGrace). reason is empty for
+// a complete exchange.
+func (c *Correlator) finish(x *exchange, end time.Time, reason string) {
 	x.done = true
 	if x.whole != (wholeKey{}) {
 		delete(c.whole, x.whole)
-		if resp == nil && reason != reasonRequestErr {
+		if x.px.(*httpspan.Exchange).Resp == nil && reason != reasonRequestErr {
 			// A request seen whole whose end never came: an HTTP/2
 			// stream or a hijacked connection (websocket), whose end
 			// the probes do not see. Not an error of the application:
@@ -494,13 +502,13 @@ func (c *Correlator) finish(x *exchange, resp *httpparse.Message, end time.Time,
 		if len(cn.held) >= maxPendingPerConn {
 			h := cn.held[0]
 			cn.held = cn.held[1:]
-			c.export(h.x, h.resp, h.end, h.reason)
+			c.export(h.x, h.end, h.reason)
 		}
-		cn.held = append(cn.held, heldExchange{x: x, resp: resp, end: end, reason: reason})
+		cn.held = append(cn.held, heldExchange{x: x, end: end, reason: reason})
 		c.holding[cn] = struct{}{}
 		return
 	}
-	c.export(x, resp, end, reason)
+	c.export(x, end, reason)
 }
 
 // release exports the held spans of a connection.
@@ -517,13 +525,13 @@ func (c *Correlator) releaseHeld(cn *conn, force bool) {
 	cn.held = nil
 	delete(c.holding, cn)
 	for _, h := range held {
-		c.export(h.x, h.resp, h.end, h.reason)
+		c.export(h.x, h.end, h.reason)
 	}
 }
 
 // export builds and exports the span of a finished exchange.
-func (c *Correlator) export(x *exchange, resp *httpparse.Message, end time.Time, reason string) {
-	s := c.buildSpan(x, resp, end, reason)
+func (c *Correlator) export(x *exchange, end time.Time, reason string) {
+	s := c.buildSpan(x, end, reason)
 	addRetransmits(s, x.conn)
 	if s.Kind == span.Server {
 		c.m.spansServer.Inc()
@@ -576,7 +584,7 @@ func pair(cl, sv *conn) {
 			return
 		}
 		cx := cxs[ci]
-		if cx.req.Start.After(sx.req.Start) {
+		if cx.start.After(sx.start) {
 			// The client wrote this request after the server read
 			// sx: they are not the same request.
 			continue
@@ -587,18 +595,47 @@ func pair(cl, sv *conn) {
 }
 
 // pairMultiplexed pairs the requests of an HTTP/2 connection, whose
-// streams interleave so that their order pairs nothing: a server request
-// is matched only when it and a client request that started before it are
-// the only unmatched ones on their ends. Concurrent requests stay
-// unmatched (their server spans start traces of their own, unless a
-// traceparent header says otherwise) rather than risk a wrong parent.
+// streams interleave so that their order pairs nothing. Exchanges that
+// name their stream (decoded from the bytes) pair exactly by it. Others
+// (requests seen whole by language probes) pair only when a server request
+// and a client request that started before it are the only unmatched ones
+// on their ends. Concurrent requests stay unmatched (their server spans
+// start traces of their own, unless a traceparent header says otherwise)
+// rather than risk a wrong parent.
 func pairMultiplexed(cl, sv *conn) {
+	if pairStreams(cl, sv) {
+		return
+	}
 	cx, nc := soleUnmatched(cl)
 	sx, ns := soleUnmatched(sv)
-	if nc != 1 || ns != 1 || cx.req.Start.After(sx.req.Start) {
+	if nc != 1 || ns != 1 || cx.start.After(sx.start) {
 		return
 	}
 	link(cx, sx)
+}
+
+// pairStreams links the unmatched exchanges of cl and sv that carry the
+// same stream, and reports whether the exchanges name streams at all.
+func pairStreams(cl, sv *conn) bool {
+	named := false
+	cxs := cl.waiting()
+	for _, sx := range sv.waiting() {
+		id, ok := sx.px.Stream()
+		if !ok {
+			continue
+		}
+		named = true
+		if sx.peer != nil {
+			continue
+		}
+		for _, cx := range cxs {
+			if cid, ok := cx.px.Stream(); ok && cid == id && cx.peer == nil {
+				link(cx, sx)
+				break
+			}
+		}
+	}
+	return named
 }
 
 // soleUnmatched returns the number of unmatched exchanges waiting on cn,

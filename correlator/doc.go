@@ -1,12 +1,13 @@
 // Package correlator turns the events of the collectors into spans.
 //
-// A Correlator keeps state per connection: the role of the traced process
-// on it (server when the first data was read, client when it was written),
-// one HTTP/1.x parser per direction (package httpparse), and the requests
-// waiting for their responses, matched in order. When a response completes,
-// when the connection closes or the process exits, or when a request has
-// waited too long, it builds a span.Span with OpenTelemetry HTTP semantic
-// convention attributes and hands it to a span.Exporter.
+// A Correlator keeps state per connection: the protocol spoken on it and
+// the role of the traced process, both detected from the first bytes and
+// their direction (package protocol; one package per protocol under
+// protocols/, registered in protocols.go), the protocol's decoder, and the
+// exchanges in flight. When an exchange completes, when the connection
+// closes or the process exits, or when a request has waited too long, it
+// builds a span.Span, whose name and attributes the protocol sets per its
+// OpenTelemetry semantic conventions, and hands it to a span.Exporter.
 //
 // Spans are linked without any help from the application: an incoming
 // traceparent header makes the remote span the parent of a server span; a

@@ -4,17 +4,19 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/periscope-apm/periscope/correlator/protocol"
 )
 
 // Reasons a request ends without a complete response (error.type and the
 // reason label of periscope_requests_incomplete_total).
 const (
-	reasonClosed     = "connection_closed"
-	reasonExit       = "process_exited"
-	reasonTimeout    = "timeout"
-	reasonEvicted    = "evicted"
-	reasonParseError = "parse_error"
-	reasonRequestErr = "request_failed" // a client call returned an error
+	reasonClosed     = protocol.ReasonClosed
+	reasonExit       = protocol.ReasonExit
+	reasonTimeout    = protocol.ReasonTimeout
+	reasonEvicted    = protocol.ReasonEvicted
+	reasonParseError = protocol.ReasonParseError
+	reasonRequestErr = protocol.ReasonRequestErr
 )
 
 // metrics are the correlator's own counters.
@@ -75,12 +77,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		noEnd:         noEnd,
 	}
 	for reason, label := range map[string]string{
-		reasonClosed:     "closed",
-		reasonExit:       "exit",
-		reasonTimeout:    "timeout",
-		reasonEvicted:    "evicted",
-		reasonParseError: "parse_error",
-		reasonRequestErr: "request_failed",
+		reasonClosed:         "closed",
+		reasonExit:           "exit",
+		reasonTimeout:        "timeout",
+		reasonEvicted:        "evicted",
+		reasonParseError:     "parse_error",
+		reasonRequestErr:     "request_failed",
+		protocol.ReasonReset: "stream_reset",
 	} {
 		m.incomplete[reason] = incomplete.WithLabelValues(label)
 	}

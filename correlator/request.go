@@ -6,7 +6,10 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/periscope-apm/periscope/correlator/httpparse"
+	"github.com/periscope-apm/periscope/correlator/httpspan"
+	"github.com/periscope-apm/periscope/correlator/protocol"
 	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/span"
 )
 
 // Requests seen whole by a language-level probe (Go net/http) arrive as a
@@ -72,7 +75,9 @@ func (c *Correlator) RequestStart(r events.RequestStart) {
 	key := wholeKey{r.PID, r.ID}
 	x := &exchange{
 		conn:   cn,
-		req:    &httpparse.Message{Kind: httpparse.Request, Start: r.Time, Version: r.Version, BodySize: 0},
+		proto:  c.wholeSem,
+		px:     &httpspan.Exchange{Req: &httpparse.Message{Kind: httpparse.Request, Start: r.Time, Version: r.Version, BodySize: 0}},
+		start:  r.Time,
 		spanID: spanIDOf(r.ID),
 		whole:  key,
 	}
@@ -96,7 +101,7 @@ func (c *Correlator) RequestStart(r events.RequestStart) {
 		}
 	}
 	if old := c.whole[key]; old != nil {
-		c.finish(old, nil, r.Time, reasonEvicted) // the same ID again: a lost end
+		c.finish(old, r.Time, reasonEvicted) // the same ID again: a lost end
 		dropPending(old)
 	}
 	c.whole[key] = x
@@ -116,12 +121,14 @@ func (c *Correlator) RequestEnd(r events.RequestEnd) {
 	}
 	cn := x.conn
 	c.touch(cn, r.Time)
-	x.req.Method = r.Method
-	x.req.Path = r.Path
-	x.req.RawQuery = r.RawQuery
-	x.req.Host = r.Host
+	hx := x.px.(*httpspan.Exchange)
+	req := hx.Req
+	req.Method = r.Method
+	req.Path = r.Path
+	req.RawQuery = r.RawQuery
+	req.Host = r.Host
 	if r.RequestBodySize > 0 {
-		x.req.BodySize = r.RequestBodySize
+		req.BodySize = r.RequestBodySize
 	}
 	dropPending(x)
 	var resp *httpparse.Message
@@ -131,7 +138,7 @@ func (c *Correlator) RequestEnd(r events.RequestEnd) {
 	} else {
 		resp = &httpparse.Message{
 			Kind:            httpparse.Response,
-			Version:         x.req.Version,
+			Version:         req.Version,
 			StatusCode:      r.Status,
 			HeadersComplete: true,
 			Start:           r.Time,
@@ -141,8 +148,8 @@ func (c *Correlator) RequestEnd(r events.RequestEnd) {
 			resp.BodySize = r.ResponseBodySize
 		}
 	}
-	x.resp = resp
-	c.finish(x, resp, r.Time, reason)
+	hx.Resp = resp
+	c.finish(x, r.Time, reason)
 	if cn.id.Key&wholeReqKey != 0 && len(cn.pending) == 0 {
 		c.remove(cn) // a connection of one request
 	}
@@ -171,4 +178,18 @@ func spanIDOf(id uint64) trace.SpanID {
 	var s trace.SpanID
 	putUint64(s[:], id)
 	return s
+}
+
+// wholeHTTP describes the requests seen whole: HTTP, whatever the version.
+type wholeHTTP struct{ sem *httpspan.Semantics }
+
+func (wholeHTTP) Name() string { return "http" }
+
+// Detect never claims bytes: whole requests come without any.
+func (wholeHTTP) Detect([]byte, events.Direction) protocol.Detection { return protocol.Detection{} }
+
+func (wholeHTTP) NewDecoder(protocol.Role, protocol.Handler) protocol.Decoder { return nil }
+
+func (w wholeHTTP) Describe(x protocol.Exchange, c protocol.Conn, reason string, s *span.Span) {
+	w.sem.Describe(x.(*httpspan.Exchange), c, reason, s)
 }

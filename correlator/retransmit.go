@@ -67,13 +67,13 @@ func (c *Correlator) Retransmit(r events.Retransmit) {
 func (cn *conn) addRetransmit(m retransmitMark) {
 	oldest := m.at.Add(-retransmitKeep)
 	for _, h := range cn.held {
-		if h.x.req.Start.Before(oldest) {
-			oldest = h.x.req.Start
+		if h.x.start.Before(oldest) {
+			oldest = h.x.start
 		}
 	}
 	for _, x := range cn.pending {
-		if x.req.Start.Before(oldest) {
-			oldest = x.req.Start
+		if x.start.Before(oldest) {
+			oldest = x.start
 		}
 	}
 	drop := 0

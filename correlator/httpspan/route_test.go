@@ -1,4 +1,4 @@
-package correlator
+package httpspan
 
 import "testing"
 

@@ -1,0 +1,449 @@
+package httpspan
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/periscope-apm/periscope/correlator/httpparse"
+	"github.com/periscope-apm/periscope/correlator/protocol"
+	"github.com/periscope-apm/periscope/span"
+)
+
+// redacted replaces the values of credentials.
+const redacted = "REDACTED"
+
+// Config says what HTTP spans may carry.
+type Config struct {
+	// CaptureQuery exports query strings with the values of
+	// SensitiveQueryParams redacted.
+	CaptureQuery bool
+	// SensitiveQueryParams: empty means DefaultSensitiveQueryParams.
+	SensitiveQueryParams []string
+	// CaptureHeaders exports headers, with the values of
+	// SensitiveHeaders and AlwaysRedactedHeaders redacted.
+	CaptureHeaders   bool
+	SensitiveHeaders []string
+	// RoutePatterns are tried before the identifier heuristic.
+	RoutePatterns []string
+}
+
+// DefaultSensitiveQueryParams are the query parameters redacted by default.
+var DefaultSensitiveQueryParams = []string{
+	"token", "access_token", "password", "passwd", "secret", "api_key", "apikey",
+	"key", "signature", "sig", "code", "auth", "session",
+}
+
+// AlwaysRedactedHeaders are the headers whose values never leave the agent.
+var AlwaysRedactedHeaders = []string{"authorization", "cookie", "set-cookie", "proxy-authorization"}
+
+// Semantics names HTTP spans per the OpenTelemetry HTTP semantic
+// conventions. Every protocol that carries HTTP (HTTP/1.x, HTTP/2, requests
+// seen whole by language probes) shares it.
+type Semantics struct {
+	cfg              Config
+	router           *Router
+	sensitiveQuery   map[string]bool
+	sensitiveHeaders map[string]bool
+}
+
+// New returns the HTTP semantics for cfg.
+func New(cfg Config) (*Semantics, error) {
+	router, err := NewRouter(cfg.RoutePatterns)
+	if err != nil {
+		return nil, err
+	}
+	return &Semantics{
+		cfg:              cfg,
+		router:           router,
+		sensitiveQuery:   sensitiveNameSet(cfg.SensitiveQueryParams, DefaultSensitiveQueryParams),
+		sensitiveHeaders: headerSet(cfg.SensitiveHeaders),
+	}, nil
+}
+
+// CaptureHeaders tells whether the configuration keeps headers.
+func (h *Semantics) CaptureHeaders() bool { return h.cfg.CaptureHeaders }
+
+// Exchange is an HTTP request and its response (nil until its head is
+// known). It implements protocol.Exchange.
+type Exchange struct {
+	Req  *httpparse.Message
+	Resp *httpparse.Message
+	// StreamID is the HTTP/2 stream, 0 for HTTP/1.x.
+	StreamID uint32
+}
+
+// Start implements protocol.Exchange.
+func (x *Exchange) Start() time.Time { return x.Req.Start }
+
+// TraceParent implements protocol.Exchange.
+func (x *Exchange) TraceParent() string { return x.Req.TraceParent }
+
+// Stream implements protocol.Exchange.
+func (x *Exchange) Stream() (uint64, bool) { return uint64(x.StreamID), x.StreamID != 0 }
+
+// Describe names the span of an HTTP exchange and sets its attributes and
+// status (see protocol.Protocol).
+func (h *Semantics) Describe(x *Exchange, cn protocol.Conn, reason string, s *span.Span) {
+	req, resp := x.Req, x.Resp
+	server := cn.Role == protocol.Server
+
+	method, known := normalizeMethod(req.Method)
+	route := h.router.Route(req.Path)
+	if known {
+		s.Name = method + " " + route
+	} else {
+		s.Name = "HTTP " + route
+	}
+
+	attrs := make([]attribute.KeyValue, 0, 20)
+	attrs = append(attrs, attribute.String("http.request.method", method))
+	if !known {
+		attrs = append(attrs, attribute.String("http.request.method_original", req.Method))
+	}
+	attrs = append(attrs,
+		attribute.String("url.scheme", cn.Scheme),
+		attribute.String("url.path", req.Path),
+	)
+
+	host, port, defaultPort := ServerHostPort(req.Host, cn)
+	query := ""
+	if h.cfg.CaptureQuery && req.RawQuery != "" {
+		query = redactQuery(req.RawQuery, h.sensitiveQuery)
+	}
+	if server {
+		attrs = append(attrs, attribute.String("http.route", route))
+		if query != "" {
+			attrs = append(attrs, attribute.String("url.query", query))
+		}
+	} else {
+		if host != "" {
+			attrs = append(attrs, attribute.String("url.full", fullURL(cn.Scheme, host, port, defaultPort, req.Path, query)))
+		}
+		attrs = append(attrs, attribute.String("url.template", route))
+	}
+
+	version := req.Version
+	if resp != nil && resp.Version != "" {
+		version = resp.Version
+	}
+	attrs = append(attrs, attribute.String("network.protocol.version", version))
+	status := 0
+	if resp != nil && resp.StatusCode > 0 {
+		status = resp.StatusCode
+		attrs = append(attrs, attribute.Int("http.response.status_code", status))
+	}
+	if host != "" {
+		attrs = append(attrs,
+			attribute.String("server.address", host),
+			attribute.Int("server.port", port),
+		)
+	}
+	attrs = AppendPeer(attrs, cn)
+	if req.UserAgent != "" {
+		attrs = append(attrs, attribute.String("user_agent.original", req.UserAgent))
+	}
+	attrs = append(attrs, attribute.Int64("http.request.body.size", req.BodySize))
+	if resp != nil && resp.HeadersComplete {
+		attrs = append(attrs, attribute.Int64("http.response.body.size", resp.BodySize))
+	}
+
+	if reason == "" && (status >= 500 || !server && status >= 400) {
+		s.Status = span.Error
+		attrs = append(attrs, attribute.String("error.type", strconv.Itoa(status)))
+	}
+	if h.cfg.CaptureHeaders {
+		attrs = h.appendHeaders(attrs, "http.request.header.", req.Headers)
+		if resp != nil {
+			attrs = h.appendHeaders(attrs, "http.response.header.", resp.Headers)
+		}
+	}
+	s.Attributes = attrs
+}
+
+// ServerHostPort returns the server's host and port for a request whose
+// Host (or :authority) is hostHeader: from the header, else from the
+// connection's server address, else the scheme's default port (also
+// returned).
+func ServerHostPort(hostHeader string, cn protocol.Conn) (host string, port, defaultPort int) {
+	host, port = splitHostPort(hostHeader)
+	defaultPort = 443
+	if cn.Scheme == "http" {
+		defaultPort = 80
+	}
+	bindAddr := cn.ServerAddr()
+	if host == "" && bindAddr.IsValid() {
+		host = bindAddr.Addr().Unmap().String()
+	}
+	if port == 0 {
+		if bindAddr.IsValid() {
+			port = int(bindAddr.Port())
+		} else {
+			port = defaultPort
+		}
+	}
+	return host, port, defaultPort
+}
+
+// AppendPeer appends the peer's address (and, on servers, the client's).
+func AppendPeer(attrs []attribute.KeyValue, cn protocol.Conn) []attribute.KeyValue {
+	if !cn.Bound || !cn.Remote.IsValid() {
+		return attrs
+	}
+	peerPort := int(cn.Remote.Port())
+	if cn.Role == protocol.Server {
+		attrs = append(attrs,
+			attribute.String("client.address", cn.PeerAddr),
+			attribute.Int("client.port", peerPort),
+		)
+	}
+	return append(attrs,
+		attribute.String("network.peer.address", cn.PeerAddr),
+		attribute.Int("network.peer.port", peerPort),
+	)
+}
+
+// normalizeMethod returns the semantic-conventions form of a method and
+// whether it is a known method; unknown methods are "_OTHER".
+func normalizeMethod(m string) (string, bool) {
+	switch m {
+	case "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY":
+		return m, true
+	}
+	return "_OTHER", false
+}
+
+// splitHostPort splits a Host header value ("host", "host:port",
+// "[v6]:port"); port is 0 when absent or invalid.
+func splitHostPort(h string) (host string, port int) {
+	if h == "" {
+		return "", 0
+	}
+	if h[0] == '[' {
+		end := strings.IndexByte(h, ']')
+		if end < 0 {
+			return h[1:], 0
+		}
+		host, rest := h[1:end], h[end+1:]
+		if len(rest) > 1 && rest[0] == ':' {
+			return host, parsePort(rest[1:])
+		}
+		return host, 0
+	}
+	i := strings.LastIndexByte(h, ':')
+	if i < 0 || strings.IndexByte(h[:i], ':') >= 0 {
+		return h, 0 // no port, or a bare IPv6 address
+	}
+	return h[:i], parsePort(h[i+1:])
+}
+
+func parsePort(s string) int {
+	if s == "" || len(s) > 5 {
+		return 0
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0
+		}
+		n = n*10 + int(s[i]-'0')
+	}
+	if n > 65535 {
+		return 0
+	}
+	return n
+}
+
+func fullURL(scheme, host string, port, defaultPort int, path, query string) string {
+	var b strings.Builder
+	b.WriteString(scheme)
+	b.WriteString("://")
+	if strings.IndexByte(host, ':') >= 0 {
+		b.WriteByte('[')
+		b.WriteString(host)
+		b.WriteByte(']')
+	} else {
+		b.WriteString(host)
+	}
+	if port != defaultPort {
+		b.WriteByte(':')
+		b.WriteString(strconv.Itoa(port))
+	}
+	if path == "" || path[0] != '/' {
+		b.WriteByte('/')
+	} else {
+		b.WriteString(path)
+	}
+	if query != "" {
+		b.WriteByte('?')
+		b.WriteString(query)
+	}
+	return b.String()
+}
+
+// appendHeaders appends one string-slice attribute per header name, with
+// the values of sensitive headers redacted.
+func (sem *Semantics) appendHeaders(attrs []attribute.KeyValue, prefix string, hs []httpparse.Header) []attribute.KeyValue {
+	type field struct {
+		key    string
+		values []string
+	}
+	var fields []field
+next:
+	for _, h := range hs {
+		name := strings.ToLower(h.Name)
+		value := h.Value
+		if sem.sensitiveHeaders[name] {
+			value = redacted
+		}
+		key := prefix + name
+		for i := range fields {
+			if fields[i].key == key {
+				fields[i].values = append(fields[i].values, value)
+				continue next
+			}
+		}
+		fields = append(fields, field{key: key, values: []string{value}})
+	}
+	for _, f := range fields {
+		attrs = append(attrs, attribute.StringSlice(f.key, f.values))
+	}
+	return attrs
+}
+
+// headerSet returns the lower-case names of the headers to redact.
+func headerSet(extra []string) map[string]bool {
+	set := make(map[string]bool, len(AlwaysRedactedHeaders)+len(extra))
+	for _, h := range AlwaysRedactedHeaders {
+		set[h] = true
+	}
+	for _, h := range extra {
+		set[strings.ToLower(strings.TrimSpace(h))] = true
+	}
+	return set
+}
+
+// sensitiveNameSet returns the normalised names of sensitive query
+// parameters (names, or defaults when names is empty).
+func sensitiveNameSet(names, defaults []string) map[string]bool {
+	if len(names) == 0 {
+		names = defaults
+	}
+	set := make(map[string]bool, len(names))
+	for _, n := range names {
+		if k := normalizeParam(n); k != "" {
+			set[k] = true
+		}
+	}
+	return set
+}
+
+// normalizeParam lower-cases a parameter name and drops separators.
+func normalizeParam(n string) string {
+	var b strings.Builder
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		switch {
+		case isParamSep(c):
+			continue
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+func isParamSep(c byte) bool {
+	return c == '-' || c == '_' || c == '.' || c == '[' || c == ']' || c == ' '
+}
+
+// sensitiveParam reports whether a query parameter name is sensitive: its
+// normalised form, or a run of its words, is in set.
+func sensitiveParam(name string, set map[string]bool) bool {
+	if set[normalizeParam(name)] {
+		return true
+	}
+	var words []string
+	for w := range strings.FieldsFuncSeq(name, func(r rune) bool { return r < 0x80 && isParamSep(byte(r)) }) {
+		words = append(words, strings.ToLower(w))
+		if len(words) == 8 {
+			break
+		}
+	}
+	for i := range words {
+		run := ""
+		for j := i; j < len(words); j++ {
+			run += words[j]
+			if set[run] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// redactQuery replaces the values of sensitive parameters in a raw query.
+func redactQuery(raw string, set map[string]bool) string {
+	var b strings.Builder
+	b.Grow(len(raw))
+	first := true
+	for part := range strings.SplitSeq(raw, "&") {
+		if !first {
+			b.WriteByte('&')
+		}
+		first = false
+		name, _, hasValue := strings.Cut(part, "=")
+		decoded := name
+		if d, err := queryUnescape(name); err == nil {
+			decoded = d
+		}
+		if hasValue && sensitiveParam(decoded, set) {
+			b.WriteString(name)
+			b.WriteString("=" + redacted)
+			continue
+		}
+		b.WriteString(part)
+	}
+	return b.String()
+}
+
+// queryUnescape decodes %XX escapes and '+' in a query component.
+func queryUnescape(s string) (string, error) {
+	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '+':
+			b.WriteByte(' ')
+		case '%':
+			if i+2 >= len(s) || unhex(s[i+1]) < 0 || unhex(s[i+2]) < 0 {
+				return "", errBadEscape
+			}
+			b.WriteByte(byte(unhex(s[i+1])<<4 | unhex(s[i+2])))
+			i += 2
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), nil
+}
+
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c-'a') + 10
+	case 'A' <= c && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+var errBadEscape = errors.New("invalid % escape")
