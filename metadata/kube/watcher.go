@@ -43,7 +43,11 @@ type Watcher struct {
 	log    *slog.Logger
 	owners OwnerLookup
 	inf    cache.SharedIndexInformer
-	errs   prometheus.Counter
+	// handler is the registration of the watcher's own event handler:
+	// it has synced once the handler (not only the informer's store)
+	// has seen the first list.
+	handler cache.ResourceEventHandlerRegistration
+	errs    prometheus.Counter
 
 	mu          sync.RWMutex
 	byUID       map[string]*Pod
@@ -125,13 +129,15 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 	if err := w.inf.SetWatchErrorHandlerWithContext(w.watchError); err != nil {
 		return nil, fmt.Errorf("kubernetes watcher: %w", err)
 	}
-	if _, err := w.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	reg, err := w.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    w.upsert,
 		UpdateFunc: func(_, obj any) { w.upsert(obj) },
 		DeleteFunc: w.delete,
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, fmt.Errorf("kubernetes watcher: %w", err)
 	}
+	w.handler = reg
 	return w, nil
 }
 
@@ -148,9 +154,11 @@ func (w *Watcher) Run(ctx context.Context) {
 }
 
 // WaitSynced waits until the first list of pods has been indexed or ctx is
-// done, and reports whether it was.
+// done, and reports whether it was. The informer's HasSynced turns true when
+// its store holds the list, before its handlers have run: the handler
+// registration's HasSynced waits for our own index as well.
 func (w *Watcher) WaitSynced(ctx context.Context) bool {
-	return cache.WaitForCacheSync(ctx.Done(), w.inf.HasSynced)
+	return cache.WaitForCacheSync(ctx.Done(), w.inf.HasSynced, w.handler.HasSynced)
 }
 
 // WaitStarted waits until the first list of pods has been indexed, a list
@@ -170,7 +178,7 @@ func (w *Watcher) WaitStarted(ctx context.Context) bool {
 }
 
 // Synced reports whether the first list of pods has been indexed.
-func (w *Watcher) Synced() bool { return w.inf.HasSynced() }
+func (w *Watcher) Synced() bool { return w.inf.HasSynced() && w.handler.HasSynced() }
 
 // Pods returns how many pods are indexed.
 func (w *Watcher) Pods() int {
