@@ -29,6 +29,7 @@ func newTCPCollector(cfg config.TCP, corr events.Sink, procs metrics.ProcessReso
 	}
 	return tcp.New(tcp.Config{
 		Prefer:    tcp.Hook(cfg.Hook),
+		Fail:      tcp.Hook(cfg.FailHook),
 		RingBytes: cfg.RingBytes,
 	}, retransmitSink{Sink: corr, counts: counts}, log, reg), nil
 }

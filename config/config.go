@@ -115,6 +115,10 @@ type TCP struct {
 	// Hook is the hook on tcp_retransmit_skb tried first, "tracepoint" or
 	// "kprobe"; the other one is the fallback.
 	Hook string `yaml:"hook"`
+	// FailHook makes that hook's attach fail as a kernel refusal would
+	// ("", "tracepoint" or "kprobe"): a testing aid, so that the fallback
+	// runs on any kernel. Empty in production.
+	FailHook string `yaml:"fail_hook"`
 	// MaxPeers caps the peers with retransmission series of their own;
 	// the others are counted under one overflow peer.
 	MaxPeers int `yaml:"max_peers"`
@@ -311,6 +315,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("gohttp.ring_bytes: %d is not a power of two of at least 4096", c.GoHTTP.RingBytes)
 	}
 	if err := oneOf("tcp.hook", c.TCP.Hook, "tracepoint", "kprobe"); err != nil {
+		return err
+	}
+	if err := oneOf("tcp.fail_hook", c.TCP.FailHook, "", "tracepoint", "kprobe"); err != nil {
 		return err
 	}
 	if c.TCP.MaxPeers < 1 || c.TCP.MaxPeers > maxTCPPeers {

@@ -112,6 +112,7 @@ func TestLoadErrors(t *testing.T) {
 		{"ring not a power of two", []string{"--config", writeFile(t, "openssl:\n  ring_bytes: 5000\n")}, "openssl.ring_bytes"},
 		{"not YAML", []string{"--config", writeFile(t, "{{{")}, "periscope.yaml"},
 		{"bad tcp hook", []string{"--config", writeFile(t, "tcp:\n  hook: fentry\n")}, "tcp.hook"},
+		{"bad tcp fail_hook", []string{"--config", writeFile(t, "tcp:\n  fail_hook: fentry\n")}, "tcp.fail_hook"},
 		{"zero tcp peers", []string{"--config", writeFile(t, "tcp:\n  max_peers: 0\n")}, "tcp.max_peers"},
 		{"too many tcp peers", []string{"--config", writeFile(t, "tcp:\n  max_peers: 1000001\n")}, "tcp.max_peers"},
 		{"tcp ring not a power of two", []string{"--config", writeFile(t, "tcp:\n  ring_bytes: 3000\n")}, "tcp.ring_bytes"},

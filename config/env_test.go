@@ -30,6 +30,7 @@ var samples = map[string][3]string{
 	"gohttp.ring_bytes":              {"8192", "16384", ""},
 	"tcp.enabled":                    {"false", "true", ""},
 	"tcp.hook":                       {"kprobe", "tracepoint", ""},
+	"tcp.fail_hook":                  {"kprobe", "tracepoint", ""},
 	"tcp.max_peers":                  {"10", "20", ""},
 	"tcp.ring_bytes":                 {"8192", "16384", ""},
 	"metrics.enabled":                {"false", "true", ""},

@@ -26,6 +26,7 @@ var descriptions = map[string]string{
 	"gohttp.ring_bytes":              "Size of its event ring buffer in bytes: a power of two, at least 4096.",
 	"tcp.enabled":                    "The TCP collector: retransmissions per process, peer and state (`periscope_tcp_retransmits_total`).",
 	"tcp.hook":                       "The hook on `tcp_retransmit_skb` tried first, `tracepoint` or `kprobe`; the other is the fallback.",
+	"tcp.fail_hook":                  "Testing aid: the attach of this hook (`tracepoint` or `kprobe`) fails as if the kernel refused it, so that the fallback to the other runs on any kernel. Leave empty; failing the only hook a kernel has stops the agent with that error.",
 	"tcp.max_peers":                  "Peers with retransmission series of their own (1 to 100000); the others share `network_peer_address=\"_overflow\"`.",
 	"tcp.ring_bytes":                 "Size of its event ring buffer in bytes: a power of two, at least 4096.",
 	"metrics.enabled":                "RED metrics from spans: `http.server.request.duration` and `http.client.request.duration` histograms.",

@@ -44,6 +44,9 @@ func (h Hook) Describe() string {
 	return string(h)
 }
 
+// ErrForcedFailure is the attach error of the hook Config.Fail names.
+var ErrForcedFailure = errors.New("attach forced to fail by configuration (tcp.fail_hook)")
+
 // ownersPath describes how sockets get their owners.
 const ownersPath = "owners from raw tracepoint sock:inet_sock_set_state (SYN_SENT) and syscalls:sys_exit_accept(4), else /proc"
 
@@ -52,6 +55,10 @@ type Config struct {
 	// Prefer is the hook tried first; the other one is the fallback.
 	// "" means HookTracepoint.
 	Prefer Hook
+	// Fail, when set, makes that hook's attach fail after its program
+	// loaded, as a kernel refusing it would (ErrForcedFailure): a testing
+	// aid, so that the fallback runs on kernels that have both hooks.
+	Fail Hook
 	// RingBytes is the size of the event ring buffer (default 1 MiB).
 	RingBytes int
 	// WakeupBytes, when set, wakes the reader only when this much data
@@ -227,7 +234,7 @@ func (c *Collector) attachRetransmit(spec *ebpf.CollectionSpec) error {
 	order := hookOrder(c.cfg.Prefer)
 	var failed []error
 	for _, h := range order {
-		prog, l, err := attachHook(spec, &c.objs, h, c.log)
+		prog, l, err := attachHook(spec, &c.objs, h, c.cfg.Fail, c.log)
 		if err != nil {
 			failed = append(failed, fmt.Errorf("%s: %w", h.Describe(), err))
 			continue
@@ -249,9 +256,10 @@ func (c *Collector) attachRetransmit(spec *ebpf.CollectionSpec) error {
 }
 
 // attachHook loads the program of hook h, sharing the maps of base, and
-// attaches it. Each hook's program is loaded on its own, so that a kernel
+// attaches it; when h is fail, the attach fails with ErrForcedFailure
+// instead. Each hook's program is loaded on its own, so that a kernel
 // refusing one still gets the other.
-func attachHook(spec *ebpf.CollectionSpec, base *baseObjects, h Hook, log *slog.Logger) (*ebpf.Program, link.Link, error) {
+func attachHook(spec *ebpf.CollectionSpec, base *baseObjects, h, fail Hook, log *slog.Logger) (*ebpf.Program, link.Link, error) {
 	var objs struct {
 		Tracepoint *ebpf.Program `ebpf:"tcp_retransmit_tp"`
 	}
@@ -280,9 +288,12 @@ func attachHook(spec *ebpf.CollectionSpec, base *baseObjects, h Hook, log *slog.
 	}
 	var l link.Link
 	var err error
-	if h == HookTracepoint {
+	switch {
+	case h == fail:
+		err = ErrForcedFailure
+	case h == HookTracepoint:
 		l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: "tcp_retransmit_skb", Program: prog})
-	} else {
+	default:
 		l, err = link.Kprobe("tcp_retransmit_skb", prog, nil)
 	}
 	if err != nil {
@@ -307,7 +318,7 @@ func Probe(log *slog.Logger) (Hook, []error) {
 	defer base.Close()
 	var failed []error
 	for _, h := range hookOrder(HookTracepoint) {
-		prog, l, err := attachHook(spec, &base, h, log)
+		prog, l, err := attachHook(spec, &base, h, "", log)
 		if err != nil {
 			failed = append(failed, fmt.Errorf("%s: %w", h.Describe(), err))
 			continue

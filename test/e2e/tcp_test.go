@@ -305,47 +305,212 @@ func TestTCPSynRetransmits(t *testing.T) {
 	synRetransmitsCounted(t, e.agent)
 }
 
-// TestTCPKprobeFallback: with the kprobe path forced by configuration, its
-// attach fails on this kernel (no kprobes), the agent says so in one log
-// line, falls back to the tracepoint and counts retransmissions.
+// TestTCPKprobeFallback: with the kprobe preferred and its attach made to
+// fail by configuration (tcp.fail_hook), on any kernel, the agent says so in
+// one log line, falls back to the tracepoint, and counts retransmissions as
+// the kernel does.
 func TestTCPKprobeFallback(t *testing.T) {
+	e := startTCPAgent(t, "--config", tcpConfig(t, "hook: kprobe", "fail_hook: kprobe"))
+	line := fellBack(t, e.agent)
+	if !strings.Contains(line, "attach forced to fail by configuration (tcp.fail_hook)") {
+		t.Errorf("the fallback line does not give the forced failure as its reason: %s", line)
+	}
+	wantAttachPath(t, e.agent, "raw tracepoint tcp:tcp_retransmit_skb (kprobe tcp_retransmit_skb failed)")
+	synRetransmitsCounted(t, e.agent)
+}
+
+// TestTCPKprobeHook: `tcp.hook: kprobe`, nothing forced. What to expect is
+// read from the kernel (kprobeSupport): with kprobes, the kprobe on
+// tcp_retransmit_skb is the hook in use, with no fallback, and counts
+// retransmissions as the kernel does (make test-kernels runs this on a
+// kernel that has them); without, the documented behaviour: one fallback
+// line with the kernel's own error, the tracepoint in use, and the same
+// counts. PERISCOPE_E2E_EXPECT_KPROBES=yes|no makes a kernel that says
+// otherwise fail the test.
+func TestTCPKprobeHook(t *testing.T) {
+	harness.RequireRoot(t)
+	has, evidence := kprobeSupport(t)
+	t.Logf("kprobes on this kernel: %v (%s)", has, evidence)
+	checkKprobeRow(t, has)
+	e := startTCPAgent(t, "--config", tcpConfig(t, "hook: kprobe"))
+	if has {
+		kprobeHookCounts(t, e.agent)
+		return
+	}
+	t.Logf("no kprobes here: asserting the documented fallback (the kprobe path runs under make test-kernels)")
+	line := fellBack(t, e.agent)
+	if strings.Contains(line, "tcp.fail_hook") {
+		t.Errorf("the fallback line gives a forced failure, not the kernel's: %s", line)
+	}
+	wantAttachPath(t, e.agent, "raw tracepoint tcp:tcp_retransmit_skb (kprobe tcp_retransmit_skb failed)")
+	synRetransmitsCounted(t, e.agent)
+}
+
+// TestTCPTracepointFallback: the tracepoint (the default hook) made to fail
+// by configuration. With kprobes, the agent falls back to the kprobe and
+// counts retransmissions as the kernel does; without, it has no hook left
+// and refuses to start, naming both failures.
+func TestTCPTracepointFallback(t *testing.T) {
+	harness.RequireRoot(t)
+	has, evidence := kprobeSupport(t)
+	t.Logf("kprobes on this kernel: %v (%s)", has, evidence)
+	cfg := tcpConfig(t, "fail_hook: tracepoint")
+	if has {
+		e := startTCPAgent(t, "--config", cfg)
+		if n := countLines(e.agent.Logs(), fellBackLog); n != 1 {
+			t.Fatalf("%d log lines say %q, want 1:\n%s", n, fellBackLog, e.agent.Logs())
+		}
+		wantAttachPath(t, e.agent, "kprobe tcp_retransmit_skb (raw tracepoint tcp:tcp_retransmit_skb failed)")
+		synRetransmitsCounted(t, e.agent)
+		return
+	}
+	a := harness.StartAgent(t, harness.BuildAgent(t), []string{"run", "--console=off", "--config", cfg}, nil)
+	select {
+	case <-a.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the agent without any retransmit hook still runs after 30 s")
+	}
+	if code := a.Stop(); code == 0 {
+		t.Errorf("the agent without any retransmit hook exited with code 0")
+	}
+	for _, want := range []string{"no way to hook tcp_retransmit_skb", "raw tracepoint tcp:tcp_retransmit_skb: attach: attach forced to fail by configuration (tcp.fail_hook)", "kprobe tcp_retransmit_skb: attach:"} {
+		if !strings.Contains(a.Logs(), want) {
+			t.Errorf("the agent's logs do not say %q:\n%s", want, a.Logs())
+		}
+	}
+}
+
+// kprobeHookCounts checks an agent started with `tcp.hook: kprobe` on a
+// kernel with kprobes: the kprobe is attached (no fallback line, /status
+// names it) and counts each SYN retransmission of a connection attempt as
+// the kernel does. It needs curl, nft and ss.
+func kprobeHookCounts(t *testing.T, a *harness.Agent) {
+	t.Helper()
+	if n := countLines(a.Logs(), fellBackLog); n != 0 {
+		t.Fatalf("%d log lines say %q on a kernel with kprobes:\n%s", n, fellBackLog, a.Logs())
+	}
+	wantAttachPath(t, a, "kprobe tcp_retransmit_skb")
+	synRetransmitsCounted(t, a)
+}
+
+// kprobeSupport tells whether the kernel can attach kprobes, from the
+// kernel itself: the kprobe PMU (/sys/bus/event_source/devices/kprobe,
+// which cilium/ebpf uses first) or tracefs's kprobe_events (its fallback).
+// PERISCOPE_E2E_EXPECT_KPROBES=yes|no, when set, must agree.
+func kprobeSupport(t *testing.T) (bool, string) {
+	t.Helper()
+	has, evidence := false, "no /sys/bus/event_source/devices/kprobe, no kprobe_events in tracefs"
+	for _, p := range []string{"/sys/bus/event_source/devices/kprobe/type", "/sys/kernel/tracing/kprobe_events", "/sys/kernel/debug/tracing/kprobe_events"} {
+		if _, err := os.Stat(p); err == nil {
+			has, evidence = true, p
+			break
+		}
+	}
+	switch want := os.Getenv(expectKprobesEnv); want {
+	case "":
+	case "yes", "no":
+		if has != (want == "yes") {
+			t.Fatalf("%s=%s, but kprobes on this kernel: %v (%s)", expectKprobesEnv, want, has, evidence)
+		}
+	default:
+		t.Fatalf("%s=%q: want yes or no", expectKprobesEnv, want)
+	}
+	return has, evidence
+}
+
+// expectKprobesEnv, when set, is what kprobeSupport must find.
+const expectKprobesEnv = "PERISCOPE_E2E_EXPECT_KPROBES"
+
+// checkKprobeRow checks that `periscope check` agrees with the kernel on
+// kprobes.
+func checkKprobeRow(t *testing.T, has bool) {
+	t.Helper()
+	out, err := exec.Command(harness.BuildAgent(t), "check").CombinedOutput()
+	if err != nil {
+		t.Fatalf("periscope check: %v\n%s", err, out)
+	}
+	want := "no"
+	if has {
+		want = "ok"
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "kprobes" {
+			if f[1] != want {
+				t.Errorf("periscope check says kprobes %q, the kernel %q:\n%s", f[1], want, out)
+			}
+			return
+		}
+	}
+	t.Errorf("periscope check has no kprobes row:\n%s", out)
+}
+
+// tcpConfig writes a configuration file whose tcp section has the given
+// "key: value" lines.
+func tcpConfig(t *testing.T, lines ...string) string {
+	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "periscope.yaml")
-	if err := os.WriteFile(cfg, []byte("tcp:\n  hook: kprobe\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte("tcp:\n  "+strings.Join(lines, "\n  ")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := startTCPAgent(t, "--config", cfg)
+	return cfg
+}
+
+// fellBack returns the agent's only log line saying that the retransmit
+// hook fell back from the kprobe to the tracepoint.
+func fellBack(t *testing.T, a *harness.Agent) string {
+	t.Helper()
 	var lines []string
-	for _, l := range strings.Split(e.agent.Logs(), "\n") {
+	for _, l := range strings.Split(a.Logs(), "\n") {
 		if strings.Contains(l, fellBackLog) {
 			lines = append(lines, l)
 		}
 	}
 	if len(lines) != 1 {
-		t.Fatalf("%d log lines say %q, want 1:\n%s", len(lines), fellBackLog, e.agent.Logs())
+		t.Fatalf("%d log lines say %q, want 1:\n%s", len(lines), fellBackLog, a.Logs())
 	}
-	for _, want := range []string{"kprobe tcp_retransmit_skb", "tracepoint tcp:tcp_retransmit_skb"} {
+	for _, want := range []string{"wanted=\"kprobe tcp_retransmit_skb\"", "using=\"raw tracepoint tcp:tcp_retransmit_skb\""} {
 		if !strings.Contains(lines[0], want) {
-			t.Errorf("fallback line does not name %q: %s", want, lines[0])
+			t.Errorf("fallback line does not say %s: %s", want, lines[0])
 		}
 	}
-	path := tcpAttachPath(t, e.agent)
-	if !strings.HasPrefix(path, "raw tracepoint tcp:tcp_retransmit_skb") || !strings.Contains(path, "kprobe tcp_retransmit_skb failed") {
-		t.Errorf("/status attach path of the tcp collector: %q", path)
+	return lines[0]
+}
+
+func countLines(text, substr string) int {
+	n := 0
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, substr) {
+			n++
+		}
 	}
-	synRetransmitsCounted(t, e.agent)
+	return n
+}
+
+// wantAttachPath checks the hook part of the tcp collector's attach path
+// in /status (what comes before the owners).
+func wantAttachPath(t *testing.T, a *harness.Agent, hook string) {
+	t.Helper()
+	path := tcpAttachPath(t, a)
+	if got, _, _ := strings.Cut(path, "; "); got != hook {
+		t.Errorf("/status attach path of the tcp collector: %q, want it to start with %q", path, hook)
+	}
 }
 
 // synRetransmitsCounted drops every SYN to a free port, lets curl try to
-// connect for 3.5 s (its SYN is retransmitted after 1 s and 3 s), and
-// checks that the agent charged curl's SYN retransmissions to curl.
+// connect for 5 s (its SYN is retransmitted after 1 s and 3 s, or every
+// second with Linux 6.5's tcp_syn_linear_timeouts), and checks
+// that the agent charged curl exactly the SYN retransmissions the kernel
+// counted for its socket (tcpi_total_retrans, sampled with ss: what
+// RetransSegs sums over the node, where other programs may retransmit too).
 func synRetransmitsCounted(t *testing.T, a *harness.Agent) {
 	t.Helper()
 	port := harness.FreePort(t)
 	dropPackets(t, fmt.Sprintf("tcp dport %d", port))
-	syn0 := snmpTCPExt(t, "TCPSynRetrans")
+	syn0, segs0 := snmpTCPExt(t, "TCPSynRetrans"), snmpTCP(t, "RetransSegs")
 	before := retransmitSeries(t, a)
+	sampler := sampleRetrans(t, port)
 
-	cmd := exec.Command(harness.LookTool(t, "curl"), "-sS", "--connect-timeout", "3.5", fmt.Sprintf("http://127.0.0.1:%d/", port))
+	cmd := exec.Command(harness.LookTool(t, "curl"), "-sS", "--connect-timeout", "5", fmt.Sprintf("http://127.0.0.1:%d/", port))
 	out := &strings.Builder{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -356,10 +521,16 @@ func synRetransmitsCounted(t *testing.T, a *harness.Agent) {
 	if err == nil {
 		t.Fatalf("curl connected to a port whose SYNs are dropped: %s", out)
 	}
-	syns := waitStable(t, func() uint64 { return snmpTCPExt(t, "TCPSynRetrans") }, time.Second, 10*time.Second) - syn0
-	t.Logf("curl pid %d: %v (%s); TCPSynRetrans rose by %d", pid, err, strings.TrimSpace(out.String()), syns)
-	if syns == 0 {
+	kernel := sampler.total(func(_, remote int) bool { return remote == port })
+	syns := snmpTCPExt(t, "TCPSynRetrans") - syn0
+	segs := snmpTCP(t, "RetransSegs") - segs0
+	t.Logf("curl pid %d: %v (%s); the kernel counted %d retransmissions for its socket; on the node TCPSynRetrans rose by %d, RetransSegs by %d",
+		pid, err, strings.TrimSpace(out.String()), kernel, syns, segs)
+	if kernel == 0 {
 		t.Fatal("the kernel retransmitted no SYN")
+	}
+	if kernel > syns || kernel > segs {
+		t.Fatalf("the socket's count %d exceeds the node's (TCPSynRetrans +%d, RetransSegs +%d): ss misread", kernel, syns, segs)
 	}
 	want := map[string]string{
 		"process_pid":              strconv.Itoa(pid),
@@ -368,22 +539,29 @@ func synRetransmitsCounted(t *testing.T, a *harness.Agent) {
 		"network_peer_port":        strconv.Itoa(port),
 	}
 	var got float64
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		after := retransmitSeries(t, a)
+	var after map[string]series
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		after = retransmitSeries(t, a)
 		got = sumDelta(after, before, func(l map[string]string) bool { return matches(l, want) })
-		if got >= 1 || time.Now().After(deadline) {
-			if got < 1 || got > float64(syns) {
-				t.Fatalf("%s%v rose by %v; the kernel retransmitted %d SYNs\n%s", retransmitsMetric, want, got, syns, describeSeries(after, before))
-			}
-			for _, s := range after {
-				if matches(s.labels, want) && s.labels["process_executable_name"] != "curl" {
-					t.Errorf("SYN retransmissions charged to %q, want curl: %v", s.labels["process_executable_name"], s.labels)
-				}
-			}
+		if got >= float64(kernel) || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // nothing more may come
+	after = retransmitSeries(t, a)
+	got = sumDelta(after, before, func(l map[string]string) bool { return matches(l, want) })
+	if got != float64(kernel) {
+		t.Fatalf("%s%v rose by %v; the kernel retransmitted %d SYNs of that socket\n%s", retransmitsMetric, want, got, kernel, describeSeries(after, before))
+	}
+	for _, s := range after {
+		if matches(s.labels, want) && s.labels["process_executable_name"] != "curl" {
+			t.Errorf("SYN retransmissions charged to %q, want curl: %v", s.labels["process_executable_name"], s.labels)
+		}
+	}
+	if other := sumDelta(after, before, func(l map[string]string) bool {
+		return l["network_peer_port"] == strconv.Itoa(port) && !matches(l, want)
+	}); other != 0 {
+		t.Errorf("%v retransmissions to port %d charged to others than curl:\n%s", other, port, describeSeries(after, before))
 	}
 }
 
