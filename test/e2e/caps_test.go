@@ -19,12 +19,7 @@ import (
 // capsTests are the end-to-end tests of the HTTPS (nginx+curl, OpenSSL) and Go
 // net/http collectors that TestCapsDaemonSetSet runs again with exactly the
 // DaemonSet's capabilities.
-//
-// TestGoVersions is left out: in a CI run it lost 1 of 8 client spans of
-// the go1.20.14 stripped client under these capabilities (and the lead saw
-// the same once without them) — a lost-span bug of the Go collector (issue
-// #3), not a capability: TestGoChain covers Go under the set.
-var capsTests = []string{"TestNginxCurl", "TestGoChain"}
+var capsTests = []string{"TestNginxCurl", "TestGoChain", "TestGoVersions"}
 
 // daemonSetCaps returns the capabilities that deploy/kubernetes/daemonset.yaml
 // adds to the agent container ("BPF", "PERFMON", ...), after checking that it

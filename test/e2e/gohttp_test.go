@@ -24,14 +24,8 @@ var goToolchains = []string{"go1.18.10", "go1.20.14", "go1.22.12", "go1.24.13", 
 // local one), stripped (-s -w) or not, into dir.
 func buildGoApp(t *testing.T, dir, toolchain string, stripped bool) string {
 	t.Helper()
-	name := "goapp-" + toolchain
-	if toolchain == "" {
-		name = "goapp-local"
-	}
 	args := []string{"build", "-o"}
-	if stripped {
-		name += "-stripped"
-	}
+	name := goAppName(toolchain, stripped)
 	out := filepath.Join(dir, name)
 	args = append(args, out)
 	if stripped {
@@ -52,6 +46,18 @@ func buildGoApp(t *testing.T, dir, toolchain string, stripped bool) string {
 	}
 	t.Logf("built %s in %v", name, time.Since(start).Round(time.Millisecond))
 	return out
+}
+
+// goAppName names the goapp built with toolchain ("" for the local one).
+func goAppName(toolchain string, stripped bool) string {
+	name := "goapp-" + toolchain
+	if toolchain == "" {
+		name = "goapp-local"
+	}
+	if stripped {
+		name += "-stripped"
+	}
+	return name
 }
 
 // goServer starts a goapp server and waits until it listens.
@@ -85,57 +91,66 @@ func waitListening(t *testing.T, p *proc, port int) {
 // TestGoVersions: a Go server and client built with each supported Go
 // version, with symbols and stripped, over HTTP and HTTPS: N requests give
 // exactly N SERVER and N CLIENT spans with the right method, path, status,
-// scheme and peer, each server span the child of its client span.
+// scheme and peer, each server span the child of its client span. Each
+// binary is built in its own subtest, so that -run selects what is built
+// (a stress run of one binary builds only that one).
 func TestGoVersions(t *testing.T) {
 	e := startAgent(t, "--include-exe", "goapp-*")
 	dir := t.TempDir()
 	cert, key, ca := harness.GenerateCert(t, dir)
-	const n = 8
 	for _, tc := range goToolchains {
 		for _, stripped := range []bool{false, true} {
-			bin := buildGoApp(t, dir, tc, stripped)
-			for _, scheme := range []string{"http", "https"} {
-				name := fmt.Sprintf("%s/stripped=%v/%s", filepath.Base(bin), stripped, scheme)
-				t.Run(name, func(t *testing.T) {
-					port := harness.FreePort(t)
-					var extra, clientExtra []string
-					if scheme == "https" {
-						extra = []string{"-tls-cert", cert, "-tls-key", key}
-						clientExtra = []string{"-ca", ca}
-					}
-					srv := goServer(t, bin, port, extra...)
-					url := fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
-					cl := runGoClient(t, e, bin, []int{srv.PID}, append([]string{url, strconv.Itoa(n)}, clientExtra...)...)
+			t.Run(goAppName(tc, stripped), func(t *testing.T) {
+				bin := buildGoApp(t, dir, tc, stripped)
+				for _, scheme := range []string{"http", "https"} {
+					t.Run(fmt.Sprintf("stripped=%v/%s", stripped, scheme), func(t *testing.T) {
+						checkGoVersion(t, e, bin, scheme, cert, key, ca)
+					})
+				}
+			})
+		}
+	}
+}
 
-					server := e.spans(t, n, byPIDs(kindServer, srv.PID))
-					client := e.spans(t, n, byPIDs(kindClient, cl.PID))
-					checkClientSequence(t, n, server, client)
-					clientByID := make(map[string]otlpreceiver.Span)
-					for _, s := range client {
-						clientByID[s.SpanID] = s
-						if attrStr(s, "url.scheme") != scheme || attrInt(s, "server.port") != int64(port) || attrInt(s, "network.peer.port") != int64(port) {
-							t.Errorf("client span %q: scheme %q server.port %d peer %d", s.Name, attrStr(s, "url.scheme"), attrInt(s, "server.port"), attrInt(s, "network.peer.port"))
-						}
-						code := attrInt(s, "http.response.status_code")
-						if (code >= 400) != (s.Status == "ERROR") {
-							t.Errorf("client span %q code %d status %s", s.Name, code, s.Status)
-						}
-					}
-					for _, s := range server {
-						if attrStr(s, "url.scheme") != scheme || attrStr(s, "client.address") != "127.0.0.1" || attrInt(s, "client.port") == 0 {
-							t.Errorf("server span %q: scheme %q client %s:%d", s.Name, attrStr(s, "url.scheme"), attrStr(s, "client.address"), attrInt(s, "client.port"))
-						}
-						code := attrInt(s, "http.response.status_code")
-						if (code >= 500) != (s.Status == "ERROR") {
-							t.Errorf("server span %q code %d status %s", s.Name, code, s.Status)
-						}
-						p, ok := clientByID[s.ParentSpanID]
-						if !ok || p.TraceID != s.TraceID || attrStr(p, "url.path") != attrStr(s, "url.path") {
-							t.Errorf("server span %q (trace %s) is not the child of its client span (parent %q)", s.Name, s.TraceID, s.ParentSpanID)
-						}
-					}
-				})
-			}
+// checkGoVersion runs bin's server and its client's n requests over scheme
+// and checks their spans (TestGoVersions).
+func checkGoVersion(t *testing.T, e *env, bin, scheme, cert, key, ca string) {
+	const n = 8
+	port := harness.FreePort(t)
+	var extra, clientExtra []string
+	if scheme == "https" {
+		extra = []string{"-tls-cert", cert, "-tls-key", key}
+		clientExtra = []string{"-ca", ca}
+	}
+	srv := goServer(t, bin, port, extra...)
+	url := fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
+	cl := runGoClient(t, e, bin, []int{srv.PID}, append([]string{url, strconv.Itoa(n)}, clientExtra...)...)
+
+	server := e.spans(t, n, byPIDs(kindServer, srv.PID))
+	client := e.spans(t, n, byPIDs(kindClient, cl.PID))
+	checkClientSequence(t, n, server, client)
+	clientByID := make(map[string]otlpreceiver.Span)
+	for _, s := range client {
+		clientByID[s.SpanID] = s
+		if attrStr(s, "url.scheme") != scheme || attrInt(s, "server.port") != int64(port) || attrInt(s, "network.peer.port") != int64(port) {
+			t.Errorf("client span %q: scheme %q server.port %d peer %d", s.Name, attrStr(s, "url.scheme"), attrInt(s, "server.port"), attrInt(s, "network.peer.port"))
+		}
+		code := attrInt(s, "http.response.status_code")
+		if (code >= 400) != (s.Status == "ERROR") {
+			t.Errorf("client span %q code %d status %s", s.Name, code, s.Status)
+		}
+	}
+	for _, s := range server {
+		if attrStr(s, "url.scheme") != scheme || attrStr(s, "client.address") != "127.0.0.1" || attrInt(s, "client.port") == 0 {
+			t.Errorf("server span %q: scheme %q client %s:%d", s.Name, attrStr(s, "url.scheme"), attrStr(s, "client.address"), attrInt(s, "client.port"))
+		}
+		code := attrInt(s, "http.response.status_code")
+		if (code >= 500) != (s.Status == "ERROR") {
+			t.Errorf("server span %q code %d status %s", s.Name, code, s.Status)
+		}
+		p, ok := clientByID[s.ParentSpanID]
+		if !ok || p.TraceID != s.TraceID || attrStr(p, "url.path") != attrStr(s, "url.path") {
+			t.Errorf("server span %q (trace %s) is not the child of its client span (parent %q)", s.Name, s.TraceID, s.ParentSpanID)
 		}
 	}
 }
