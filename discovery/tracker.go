@@ -69,6 +69,14 @@ type Tracker struct {
 	log   *slog.Logger
 	clock ktime.Clock
 
+	// seq makes each change of a process (update, exec, exit) and its
+	// report to the observers one step: the ring reader and the /proc
+	// rescan both change processes, and a check interleaved with another
+	// reader's change acts on a state that is gone (an exec's exit of the
+	// parent's program, reported after the rescan had attached probes to
+	// the new one, detached them while the process ran).
+	seq sync.Mutex
+
 	mu        sync.Mutex
 	observers []Observer
 	procs     map[uint32]*Process
@@ -215,10 +223,11 @@ func (t *Tracker) sweep(listed map[uint32]bool) {
 	}
 	t.mu.Unlock()
 	for _, pid := range unlisted {
-		if _, err := os.Stat(procDir(t.cfg.ProcRoot, pid)); !errors.Is(err, fs.ErrNotExist) {
-			continue
+		t.seq.Lock()
+		if _, err := os.Stat(procDir(t.cfg.ProcRoot, pid)); errors.Is(err, fs.ErrNotExist) {
+			t.exitedLocked(pid, time.Now())
 		}
-		t.exited(pid, time.Now())
+		t.seq.Unlock()
 	}
 }
 
@@ -290,15 +299,17 @@ func (t *Tracker) handle(raw []byte) {
 // again, and a process that does its work at once (curl) would lose what
 // it did in between.
 func (t *Tracker) reexec(pid uint32) {
+	t.seq.Lock()
+	defer t.seq.Unlock()
 	t.mu.Lock()
 	old, known := t.procs[pid]
 	t.mu.Unlock()
 	if known {
 		if p, err := readProcess(t.cfg.ProcRoot, pid); err != nil || !sameProgram(*old, p) {
-			t.exited(pid, time.Now())
+			t.exitedLocked(pid, time.Now())
 		}
 	}
-	t.update(pid)
+	t.updateLocked(pid)
 }
 
 // sameProgram reports whether two reads of a process show the same
@@ -325,6 +336,12 @@ func exeFile(p Process) (symbols.FileID, bool) {
 // update reads a process and reports it if it is new or maps files it did
 // not map before.
 func (t *Tracker) update(pid uint32) {
+	t.seq.Lock()
+	defer t.seq.Unlock()
+	t.updateLocked(pid)
+}
+
+func (t *Tracker) updateLocked(pid uint32) {
 	if pid == uint32(os.Getpid()) {
 		return
 	}
@@ -361,6 +378,12 @@ func (t *Tracker) update(pid uint32) {
 }
 
 func (t *Tracker) exited(pid uint32, at time.Time) {
+	t.seq.Lock()
+	defer t.seq.Unlock()
+	t.exitedLocked(pid, at)
+}
+
+func (t *Tracker) exitedLocked(pid uint32, at time.Time) {
 	t.mu.Lock()
 	_, known := t.procs[pid]
 	delete(t.procs, pid)

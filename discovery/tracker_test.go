@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -137,5 +138,61 @@ func TestSweepKeepsProcessesBornDuringScan(t *testing.T) {
 	}
 	if fmt.Sprint(pids) != "[1 7]" {
 		t.Errorf("table %v, want [1 7]", pids)
+	}
+}
+
+// probeState is an Observer that keeps what a per-process collector would
+// have attached: probes on a process from the update that shows it running
+// the traced program until its exit. Attaching takes a while.
+type probeState struct {
+	mu       sync.Mutex
+	attached map[uint32]bool
+}
+
+func (s *probeState) ProcessUpdated(p Process, added []Mapping) {
+	for _, m := range added {
+		if m.Path == p.Exe && filepath.Base(p.Exe) == "traced" {
+			time.Sleep(100 * time.Microsecond) // the attach
+			s.mu.Lock()
+			s.attached[p.PID] = true
+			s.mu.Unlock()
+		}
+	}
+}
+
+func (s *probeState) ProcessExited(pid uint32, _ time.Time) {
+	time.Sleep(100 * time.Microsecond) // the detach
+	s.mu.Lock()
+	s.attached[pid] = false
+	s.mu.Unlock()
+}
+
+// TestExecRacingRescan: the exec event of a process whose fork was read
+// before its exec (the table holds its parent's program) is handled while
+// a rescan reads the process. Whatever the interleaving, the process ends
+// up once in the table as its new program, with its probes: the exec's
+// "exit" of the old program must not detach the probes the rescan has just
+// attached for the new one (a Go client lost its spans so).
+func TestExecRacingRescan(t *testing.T) {
+	for i := 0; i < 300; i++ {
+		root := t.TempDir()
+		tr := New(Config{ProcRoot: root}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		st := &probeState{attached: make(map[uint32]bool)}
+		tr.Subscribe(st)
+		fakeProc(t, root, 42, "/usr/bin/parent", "/usr/bin/parent 10")
+		tr.update(42) // the fork, read before the exec
+		fakeProc(t, root, 42, "/usr/bin/traced", "/usr/bin/traced 20")
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); tr.reexec(42) }() // the exec event
+		go func() { defer wg.Done(); tr.update(42) }() // the rescan
+		wg.Wait()
+		procs := tr.Processes()
+		if len(procs) != 1 || filepath.Base(procs[0].Exe) != "traced" {
+			t.Fatalf("iteration %d: table %+v, want the traced program", i, procs)
+		}
+		if !st.attached[42] {
+			t.Fatalf("iteration %d: the running traced process has no probes (the exec's exit of its parent's program came after the rescan attached them)", i)
+		}
 	}
 }
