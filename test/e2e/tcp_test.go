@@ -311,12 +311,7 @@ func TestTCPSynRetransmits(t *testing.T) {
 // the kernel does.
 func TestTCPKprobeFallback(t *testing.T) {
 	e := startTCPAgent(t, "--config", tcpConfig(t, "hook: kprobe", "fail_hook: kprobe"))
-	line := fellBack(t, e.agent)
-	if !strings.Contains(line, "attach forced to fail by configuration (tcp.fail_hook)") {
-		t.Errorf("the fallback line does not give the forced failure as its reason: %s", line)
-	}
-	wantAttachPath(t, e.agent, "raw tracepoint tcp:tcp_retransmit_skb (kprobe tcp_retransmit_skb failed)")
-	synRetransmitsCounted(t, e.agent)
+	fellBackToTracepoint(t, e.agent, true)
 }
 
 // TestTCPKprobeHook: `tcp.hook: kprobe`, nothing forced. What to expect is
@@ -338,13 +333,25 @@ func TestTCPKprobeHook(t *testing.T) {
 		return
 	}
 	t.Logf("no kprobes here: asserting the documented fallback (the kprobe path runs under make test-kernels)")
-	line := fellBack(t, e.agent)
-	if strings.Contains(line, "tcp.fail_hook") {
-		t.Errorf("the fallback line gives a forced failure, not the kernel's: %s", line)
-	}
-	wantAttachPath(t, e.agent, "raw tracepoint tcp:tcp_retransmit_skb (kprobe tcp_retransmit_skb failed)")
-	synRetransmitsCounted(t, e.agent)
+	fellBackToTracepoint(t, e.agent, false)
 }
+
+// fellBackToTracepoint checks an agent that preferred the kprobe and fell
+// back: one log line naming both hooks, giving the forced failure as its
+// reason (forced) or the kernel's own error, the tracepoint in /status, and
+// retransmissions counted as the kernel counts them.
+func fellBackToTracepoint(t *testing.T, a *harness.Agent, forced bool) {
+	t.Helper()
+	line := fellBack(t, a)
+	if strings.Contains(line, forcedFailure) != forced {
+		t.Errorf("the fallback line should give the forced failure (%q) as its reason: %v:\n%s", forcedFailure, forced, line)
+	}
+	wantAttachPath(t, a, "raw tracepoint tcp:tcp_retransmit_skb (kprobe tcp_retransmit_skb failed)")
+	synRetransmitsCounted(t, a)
+}
+
+// forcedFailure is the error tcp.fail_hook gives the hook it names.
+const forcedFailure = "attach forced to fail by configuration (tcp.fail_hook)"
 
 // TestTCPTracepointFallback: the tracepoint (the default hook) made to fail
 // by configuration. With kprobes, the agent falls back to the kprobe and
@@ -373,7 +380,7 @@ func TestTCPTracepointFallback(t *testing.T) {
 	if code := a.Stop(); code == 0 {
 		t.Errorf("the agent without any retransmit hook exited with code 0")
 	}
-	for _, want := range []string{"no way to hook tcp_retransmit_skb", "raw tracepoint tcp:tcp_retransmit_skb: attach: attach forced to fail by configuration (tcp.fail_hook)", "kprobe tcp_retransmit_skb: attach:"} {
+	for _, want := range []string{"no way to hook tcp_retransmit_skb", "raw tracepoint tcp:tcp_retransmit_skb: attach: " + forcedFailure, "kprobe tcp_retransmit_skb: attach:"} {
 		if !strings.Contains(a.Logs(), want) {
 			t.Errorf("the agent's logs do not say %q:\n%s", want, a.Logs())
 		}
