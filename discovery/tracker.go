@@ -70,12 +70,13 @@ type Tracker struct {
 	clock ktime.Clock
 
 	// seq makes each change of a process (update, exec, exit) and its
-	// report to the observers one step: the ring reader and the /proc
-	// rescan both change processes, and a check interleaved with another
-	// reader's change acts on a state that is gone (an exec's exit of the
-	// parent's program, reported after the rescan had attached probes to
-	// the new one, detached them while the process ran).
-	seq sync.Mutex
+	// report to the observers one step (striped by PID: other processes'
+	// changes go on meanwhile): the ring reader and the /proc rescan both
+	// change processes, and a check interleaved with another reader's
+	// change acts on a state that is gone (an exec's exit of the parent's
+	// program, reported after the rescan had attached probes to the new
+	// one, detached them while the process ran).
+	seq [64]sync.Mutex
 
 	mu        sync.Mutex
 	observers []Observer
@@ -223,11 +224,11 @@ func (t *Tracker) sweep(listed map[uint32]bool) {
 	}
 	t.mu.Unlock()
 	for _, pid := range unlisted {
-		t.seq.Lock()
+		unlock := t.lock(pid)
 		if _, err := os.Stat(procDir(t.cfg.ProcRoot, pid)); errors.Is(err, fs.ErrNotExist) {
 			t.exitedLocked(pid, time.Now())
 		}
-		t.seq.Unlock()
+		unlock()
 	}
 }
 
@@ -299,8 +300,7 @@ func (t *Tracker) handle(raw []byte) {
 // again, and a process that does its work at once (curl) would lose what
 // it did in between.
 func (t *Tracker) reexec(pid uint32) {
-	t.seq.Lock()
-	defer t.seq.Unlock()
+	defer t.lock(pid)()
 	t.mu.Lock()
 	old, known := t.procs[pid]
 	t.mu.Unlock()
@@ -333,11 +333,17 @@ func exeFile(p Process) (symbols.FileID, bool) {
 	return symbols.FileID{}, false
 }
 
+// lock takes the changes of process pid (seq) and returns their unlock.
+func (t *Tracker) lock(pid uint32) func() {
+	m := &t.seq[pid%uint32(len(t.seq))]
+	m.Lock()
+	return m.Unlock
+}
+
 // update reads a process and reports it if it is new or maps files it did
 // not map before.
 func (t *Tracker) update(pid uint32) {
-	t.seq.Lock()
-	defer t.seq.Unlock()
+	defer t.lock(pid)()
 	t.updateLocked(pid)
 }
 
@@ -378,8 +384,7 @@ func (t *Tracker) updateLocked(pid uint32) {
 }
 
 func (t *Tracker) exited(pid uint32, at time.Time) {
-	t.seq.Lock()
-	defer t.seq.Unlock()
+	defer t.lock(pid)()
 	t.exitedLocked(pid, at)
 }
 
