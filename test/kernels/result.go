@@ -64,9 +64,15 @@ type TCP struct {
 	Port      int   // the sender's port
 	SenderPID int   // the process that sent the data and retransmitted
 	Bytes     int64 // received by the other side
+	// SocketRetrans is what the kernel counted for the sending socket
+	// (tcpi_total_retrans) once the receiver had everything.
+	SocketRetrans uint32
 	// RetransSegs is how much the kernel's /proc/net/snmp RetransSegs rose
-	// from before the transfer to after the agent's counter settled.
+	// from before the transfer to after the agent's counter settled, for
+	// the whole guest; Counters every Tcp: and TcpExt: counter that moved
+	// meanwhile ("TcpExt:TCPSynRetrans").
 	RetransSegs uint64
+	Counters    map[string]uint64
 	// Series is how much each series of periscope_tcp_retransmits_total
 	// rose meanwhile, keyed by its labels.
 	Series map[string]float64

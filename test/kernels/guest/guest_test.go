@@ -5,7 +5,7 @@
 // init, it runs `periscope check`, then the agent twice (default TCP hook,
 // then `tcp.hook: kprobe`), drives nginx/curl, a Go net/http server and
 // client and a lossy TCP transfer, and writes what it saw as a
-// kernels.Result to the serial port named by PERISCOPE_GUEST_RESULT. It
+// kernels.Result to the serial port named by GUEST_RESULT. It
 // judges nothing: the host test asserts the result.
 //
 // Software emulation is 10-50 times slower than this machine: every wait
@@ -31,6 +31,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/periscope-apm/periscope/test/e2e/harness"
 	"github.com/periscope-apm/periscope/test/kernels"
 	"github.com/periscope-apm/periscope/test/otlpreceiver"
@@ -51,9 +53,11 @@ const (
 var httpsPaths = []string{"/index.html", "/index.html", "/missing"}
 
 func TestGuest(t *testing.T) {
-	dir, out := os.Getenv("PERISCOPE_GUEST_DIR"), os.Getenv("PERISCOPE_GUEST_RESULT")
+	// Not PERISCOPE_*: the agent, which inherits the environment, rejects
+	// variables of its prefix that it does not know.
+	dir, out := os.Getenv("GUEST_DIR"), os.Getenv("GUEST_RESULT")
 	if dir == "" || out == "" {
-		t.Fatal("PERISCOPE_GUEST_DIR and PERISCOPE_GUEST_RESULT are not set: this test runs in the qemu guests of test/kernels (make test-kernels)")
+		t.Fatal("GUEST_DIR and GUEST_RESULT are not set: this test runs in the qemu guests of test/kernels (make test-kernels)")
 	}
 	res := kernels.Result{Kernel: uname(t)}
 	defer func() {
@@ -253,7 +257,8 @@ func spans(t *testing.T, recv *otlpreceiver.Receiver, n int, pids []int) []kerne
 
 // lossyTransfer sends tcpBytes from this process over loopback while nft
 // drops 30 % of the sender's data segments, and records how much the
-// kernel's RetransSegs and the agent's counter rose.
+// kernel's counters (the node's, the sending socket's) and the agent's
+// counter rose.
 func lossyTransfer(t *testing.T, a *harness.Agent) kernels.TCP {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -263,33 +268,21 @@ func lossyTransfer(t *testing.T, a *harness.Agent) kernels.TCP {
 	port := l.Addr().(*net.TCPAddr).Port
 	undrop := dropPackets(t, fmt.Sprintf("tcp sport %d meta length > 200 numgen random mod 10 < 3", port))
 	before := series(t, a)
-	segs0 := retransSegs(t)
+	net0 := netCounters(t)
 
-	sent := make(chan error, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			sent <- err
-			return
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(waitLong))
-		_, err = c.Write(make([]byte, tcpBytes))
-		sent <- err
-	}()
+	sent := make(chan uint32, 1)
+	go func() { sent <- send(t, l) }()
 	c, err := net.DialTimeout("tcp", l.Addr().String(), time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = c.SetDeadline(time.Now().Add(waitLong))
-	n, err := io.Copy(io.Discard, c)
+	n, err := io.CopyN(io.Discard, c, tcpBytes)
 	c.Close()
 	if err != nil {
 		t.Fatalf("lossy transfer: received %d bytes: %v", n, err)
 	}
-	if err := <-sent; err != nil {
-		t.Fatalf("lossy transfer: send: %v", err)
-	}
+	socket := <-sent
 	undrop()
 	// Until the agent has read every retransmission: its counter still
 	// for 3 s.
@@ -305,14 +298,83 @@ func lossyTransfer(t *testing.T, a *harness.Agent) kernels.TCP {
 			break
 		}
 	}
-	tcp := kernels.TCP{Port: port, SenderPID: os.Getpid(), Bytes: n, RetransSegs: retransSegs(t) - segs0, Series: map[string]float64{}}
+	tcp := kernels.TCP{Port: port, SenderPID: os.Getpid(), Bytes: n, SocketRetrans: socket, Series: map[string]float64{}, Counters: map[string]uint64{}}
+	for k, v := range netCounters(t) {
+		if d := v - net0[k]; d != 0 {
+			tcp.Counters[k] = d
+		}
+	}
+	tcp.RetransSegs = tcp.Counters["Tcp:RetransSegs"]
 	for k, v := range after {
 		if d := v - before[k]; d != 0 {
 			tcp.Series[k] = d
 		}
 	}
-	t.Logf("lossy transfer of %d bytes: RetransSegs +%d, agent %v", n, tcp.RetransSegs, tcp.Series)
+	t.Logf("lossy transfer of %d bytes: the socket retransmitted %d, RetransSegs +%d, agent %v; counters %v", n, socket, tcp.RetransSegs, tcp.Series, tcp.Counters)
 	return tcp
+}
+
+// send accepts one connection on l, writes tcpBytes, waits for the
+// receiver to close (every segment acknowledged), reads what the kernel
+// counted for the socket (tcpi_total_retrans) and resets the connection:
+// no FIN of its own that could be retransmitted after the count.
+func send(t *testing.T, l net.Listener) uint32 {
+	c, err := l.Accept()
+	if err != nil {
+		t.Errorf("lossy transfer: accept: %v", err)
+		return 0
+	}
+	tc := c.(*net.TCPConn)
+	defer tc.Close()
+	_ = tc.SetDeadline(time.Now().Add(waitLong))
+	if _, err := tc.Write(make([]byte, tcpBytes)); err != nil {
+		t.Errorf("lossy transfer: send: %v", err)
+		return 0
+	}
+	if _, err := io.Copy(io.Discard, tc); err != nil {
+		t.Errorf("lossy transfer: wait for the receiver's FIN: %v", err)
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		t.Errorf("lossy transfer: %v", err)
+		return 0
+	}
+	var info *unix.TCPInfo
+	var infoErr error
+	if err := raw.Control(func(fd uintptr) { info, infoErr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil || infoErr != nil {
+		t.Errorf("lossy transfer: TCP_INFO: %v %v", err, infoErr)
+		return 0
+	}
+	_ = tc.SetLinger(0)
+	return info.Total_retrans
+}
+
+// netCounters reads the Tcp: counters of /proc/net/snmp and the TcpExt:
+// ones of /proc/net/netstat, as "Tcp:RetransSegs".
+func netCounters(t *testing.T) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, f := range []string{"/proc/net/snmp", "/proc/net/netstat"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(string(b), "\n")
+		for i := 0; i+1 < len(lines); i += 2 {
+			names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+			if len(names) == 0 || len(names) != len(values) || (names[0] != "Tcp:" && names[0] != "TcpExt:") {
+				continue
+			}
+			for j := 1; j < len(names); j++ {
+				if v, err := strconv.ParseUint(values[j], 10, 64); err == nil {
+					out[names[0]+names[j]] = v
+				}
+			}
+		}
+	}
+	if _, ok := out["Tcp:RetransSegs"]; !ok {
+		t.Fatal("/proc/net/snmp has no Tcp: RetransSegs")
+	}
+	return out
 }
 
 func total(m map[string]float64) float64 {
@@ -377,36 +439,6 @@ func dropPackets(t *testing.T, match string) func() {
 			t.Fatalf("nft delete table: %v: %s", err, out)
 		}
 	}
-}
-
-// retransSegs reads RetransSegs from the Tcp: lines of /proc/net/snmp.
-func retransSegs(t *testing.T) uint64 {
-	b, err := os.ReadFile("/proc/net/snmp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var header []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Tcp:" {
-			continue
-		}
-		if header == nil {
-			header = f
-			continue
-		}
-		for i, h := range header {
-			if h == "RetransSegs" && i < len(f) {
-				v, err := strconv.ParseUint(f[i], 10, 64)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return v
-			}
-		}
-	}
-	t.Fatal("/proc/net/snmp has no Tcp: RetransSegs")
-	return 0
 }
 
 // attachPaths reads each collector's attach path from /status.

@@ -20,7 +20,7 @@ hostname periscope-guest
 stty -F /dev/ttyS1 raw -echo
 echo "guest: $(uname -r) up after $(cut -d' ' -f1 /proc/uptime) s"
 cd /tmp
-PERISCOPE_GUEST_DIR=/mnt/in PERISCOPE_GUEST_RESULT=/dev/ttyS1 \
+GUEST_DIR=/mnt/in GUEST_RESULT=/dev/ttyS1 \
 	/mnt/in/guest.test -test.v -test.timeout "$(cat /mnt/in/timeout)" -test.run '^TestGuest$'
 echo "guest: guest.test exited with code $? after $(cut -d' ' -f1 /proc/uptime) s"
 sync
