@@ -73,6 +73,9 @@ type TCP struct {
 	// meanwhile ("TcpExt:TCPSynRetrans").
 	RetransSegs uint64
 	Counters    map[string]uint64
+	// EarlyRetrans is net.ipv4.tcp_early_retrans during the transfer ("0":
+	// no tail loss probes).
+	EarlyRetrans string
 	// Series is how much each series of periscope_tcp_retransmits_total
 	// rose meanwhile, keyed by its labels.
 	Series map[string]float64
