@@ -16,7 +16,7 @@ export BPF_CLANG := clang-19
 export BPF_CFLAGS := -O2 -g -Wall -Werror
 
 E2E_TIMEOUT ?= 45m
-KERNELS_TIMEOUT ?= 40m
+KERNELS_TIMEOUT ?= 55m
 
 .PHONY: deps generate build test unit-test e2e-test deploy-test test-kernels bench lint check-generated tools
 

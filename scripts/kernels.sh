@@ -37,7 +37,7 @@ ROOTFS_PACKAGES=nginx,curl,nftables,iproute2,kmod,bpftool
 MODULE_DIRS=(arch block crypto fs lib mm net virt drivers/block drivers/char drivers/virtio)
 BOOT_MODULES=(virtio_pci virtio_blk ext4 crc32c_generic)
 # Upper bounds: a hung download or debootstrap must fail, not eat CI's time.
-DEBOOTSTRAP_TIMEOUT=1500
+DEBOOTSTRAP_TIMEOUT=900
 APT_TIMEOUT=600
 
 log() { printf 'kernels.sh: %s\n' "$*" >&2; }

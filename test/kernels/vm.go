@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -85,6 +86,8 @@ func BootGuest(ctx context.Context, k Kernel, in, workDir string) (Boot, error) 
 	}
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
+	// qemu must not outlive a test binary that died (go test -timeout).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	err := cmd.Run()
