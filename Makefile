@@ -16,8 +16,9 @@ export BPF_CLANG := clang-19
 export BPF_CFLAGS := -O2 -g -Wall -Werror
 
 E2E_TIMEOUT ?= 45m
+KERNELS_TIMEOUT ?= 55m
 
-.PHONY: deps generate build test unit-test e2e-test deploy-test bench lint check-generated tools
+.PHONY: deps generate build test unit-test e2e-test deploy-test test-kernels bench lint check-generated tools
 
 deps:
 	bash scripts/deps.sh
@@ -30,13 +31,15 @@ build:
 
 test: deps tools
 	$(GO) vet ./...
+	$(GO) vet -tags kernelguest ./test/kernels/guest/
 	$(MAKE) --no-print-directory unit-test
 	$(MAKE) --no-print-directory deploy-test
 	$(MAKE) --no-print-directory e2e-test
+	$(MAKE) --no-print-directory test-kernels
 
-# Everything outside test/e2e: no root needed.
+# Everything outside test/e2e and test/kernels: no root needed.
 unit-test:
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/test/e2e')
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e '/test/e2e' -e '/test/kernels')
 
 # Dashboards and alert rules (deploy/): every query parses with Prometheus's
 # PromQL parser and uses only exported names (deploy/test, a module of its own
@@ -56,6 +59,17 @@ e2e-test:
 	fi
 	$(GO) test -count=1 -p 1 -timeout $(E2E_TIMEOUT) ./test/e2e/...
 
+# Other kernels: every kernel of test/kernels/kernels.txt (Debian's 6.1: kprobes,
+# no uprobe_multi) booted under qemu with the agent built from this tree; the
+# kernels and a debootstrap root are built once into ~/.cache/periscope/kernels
+# by scripts/kernels.sh (~3 min). Root only.
+test-kernels:
+	@if [ "$$(id -u)" -ne 0 ]; then \
+		echo "make: the kernel tests run debootstrap and load eBPF programs: run 'sudo make test-kernels'" >&2; \
+		exit 1; \
+	fi
+	$(GO) test -count=1 -v -timeout $(KERNELS_TIMEOUT) ./test/kernels/
+
 # Speed: nginx+TLS under wrk without and with the agent, alternated; a Go server
 # likewise; the agent with RED metrics off vs on over 1,000 routes (root, ~6-7 min).
 # Prints tables and writes test/bench/results.md and test/bench/results-metrics.md;
@@ -71,6 +85,7 @@ lint:
 		exit 1; \
 	fi
 	$(GO) vet ./...
+	$(GO) vet -tags kernelguest ./test/kernels/guest/
 
 # Fails when the generated files are stale or not committed: bpf/ and the bpf2go
 # outputs (*_bpfel.go/.o, *_bpfeb.go/.o) next to the //go:generate lines.

@@ -26,6 +26,8 @@ PACKAGES=(
 	nginx curl wrk nghttp2-client nftables openssl python3 jq iproute2 util-linux ca-certificates
 	# later issues: metrics and Kubernetes API tests
 	prometheus etcd-server
+	# other kernels under qemu (make test-kernels, scripts/kernels.sh)
+	qemu-system-x86 debootstrap cpio kmod e2fsprogs xz-utils
 )
 
 is_installed() {
@@ -84,7 +86,8 @@ if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then
 fi
 
 # Sanity checks: the tools the build and the tests call by name.
-for tool in clang-19 llc-19 bpftool nginx curl wrk h2load nft openssl python3 jq node npm prometheus promtool etcd ip flock git make; do
+for tool in clang-19 llc-19 bpftool nginx curl wrk h2load nft openssl python3 jq node npm prometheus promtool etcd ip flock git make \
+	qemu-system-x86_64 debootstrap cpio depmod mkfs.ext4; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool not found after install"
 done
 # Go is not a Debian package here (bookworm's is too old): the machine provides it.
