@@ -17,7 +17,7 @@ export BPF_CFLAGS := -O2 -g -Wall -Werror
 
 E2E_TIMEOUT ?= 45m
 
-.PHONY: deps generate build test unit-test e2e-test deploy-test bench lint check-generated tools
+.PHONY: deps generate build test unit-test e2e-test deploy-test bench lint check-generated tools fuzz
 
 deps:
 	bash scripts/deps.sh
@@ -31,12 +31,21 @@ build:
 test: deps tools
 	$(GO) vet ./...
 	$(MAKE) --no-print-directory unit-test
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(CI_FUZZTIME)
 	$(MAKE) --no-print-directory deploy-test
 	$(MAKE) --no-print-directory e2e-test
 
-# Everything outside test/e2e: no root needed.
+# Everything outside test/e2e, with the race detector: no root needed. The
+# committed fuzz corpora (testdata/fuzz/) run here as plain tests.
 unit-test:
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/test/e2e')
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/test/e2e')
+
+# Every fuzz target (parsers of untrusted input) as a fuzzer for FUZZTIME
+# each; `make test` runs a short pass (CI_FUZZTIME).
+FUZZTIME ?= 30s
+CI_FUZZTIME ?= 3s
+fuzz:
+	FUZZTIME=$(FUZZTIME) GO=$(GO) bash scripts/fuzz.sh
 
 # Dashboards and alert rules (deploy/): every query parses with Prometheus's
 # PromQL parser and uses only exported names (deploy/test, a module of its own
