@@ -126,14 +126,14 @@ func mutate(bin []byte, regions []region, ops []byte) []byte {
 func fuzzSeeds() [][]byte {
 	return [][]byte{
 		nil,
-		{0, 60, 0, 2, 0xff, 0xff},            // e_shnum = 65535
+		{0, 60, 0, 2, 0xff, 0xff},             // e_shnum = 65535
 		{0, 32, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1}, // e_phoff far away
 		{0xff, 0x00, 0x80, 0},                 // truncated at half
 		{3, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0},  // pclntab magic
-		{3, 8, 0, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, // pclntab nfunc
-		{4, 14, 0, 2, 0xff, 0xff},                                     // build info
-		{7, 0, 0, 4, 0xff, 0xff, 0xff, 0x7f},                          // .debug_info unit length
-		{8, 0, 0, 6, 1, 0x13, 1, 0x49, 0x13, 0},                       // .debug_abbrev
+		{3, 8, 0, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},    // pclntab nfunc
+		{4, 14, 0, 2, 0xff, 0xff},                                       // build info
+		{7, 0, 0, 4, 0xff, 0xff, 0xff, 0x7f},                            // .debug_info unit length
+		{8, 0, 0, 6, 1, 0x13, 1, 0x49, 0x13, 0},                         // .debug_abbrev
 		{2, 0x80, 0, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, // a section header's offset
 	}
 }
