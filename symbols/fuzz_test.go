@@ -99,9 +99,10 @@ func elfRegions(bin []byte) ([]region, error) {
 	return regions, nil
 }
 
-// mutate applies ops to a copy of bin. Each op is 4 bytes, [region, offset
-// (uint16, in the region), n, 0xff truncates], then n bytes written there;
-// region 0xff truncates the file at offset/65536 of its length.
+// mutate applies ops to a copy of bin. Each op is a region (an index into
+// regions), an offset in it (uint16, little-endian) and a count n, then n
+// bytes written there; region 0xff truncates the file at offset/65536 of
+// its length instead.
 func mutate(bin []byte, regions []region, ops []byte) []byte {
 	out := bytes.Clone(bin)
 	for len(ops) >= 4 {
