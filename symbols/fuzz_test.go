@@ -122,6 +122,22 @@ func mutate(bin []byte, regions []region, ops []byte) []byte {
 	return out
 }
 
+// mutants seeds f with fuzzSeeds and returns a function that writes the
+// base binary mutated by ops to a file and returns its path.
+func mutants(f *testing.F) func(t *testing.T, ops []byte) string {
+	for _, s := range fuzzSeeds() {
+		f.Add(s)
+	}
+	bin, regions := baseBinary(f)
+	path := filepath.Join(f.TempDir(), "bin")
+	return func(t *testing.T, ops []byte) string {
+		if err := os.WriteFile(path, mutate(bin, regions, ops), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+}
+
 // fuzzSeeds are mutations worth starting from: none, a huge section count,
 // a truncated file, a zeroed pclntab header, garbage DWARF and build info.
 func fuzzSeeds() [][]byte {
@@ -143,16 +159,9 @@ func fuzzSeeds() [][]byte {
 // (functions from the symbol table or pclntab, their RETs and entry
 // probes, struct offsets from DWARF), on a mutated real Go binary.
 func FuzzGoBinary(f *testing.F) {
-	for _, s := range fuzzSeeds() {
-		f.Add(s)
-	}
-	bin, regions := baseBinary(f)
-	dir := f.TempDir()
+	mutant := mutants(f)
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		path := filepath.Join(dir, "bin")
-		if err := os.WriteFile(path, mutate(bin, regions, ops), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		path := mutant(t, ops)
 		b, err := GoInfo(path)
 		if err != nil {
 			if len(ops) == 0 {
@@ -181,16 +190,9 @@ func FuzzGoBinary(f *testing.F) {
 // FuzzObject: the ELF symbol readers the OpenSSL collector uses on every
 // library and executable, on a mutated real binary.
 func FuzzObject(f *testing.F) {
-	for _, s := range fuzzSeeds() {
-		f.Add(s)
-	}
-	bin, regions := baseBinary(f)
-	dir := f.TempDir()
+	mutant := mutants(f)
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		path := filepath.Join(dir, "obj")
-		if err := os.WriteFile(path, mutate(bin, regions, ops), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		path := mutant(t, ops)
 		_, _ = Defined(path, "main.main", "SSL_read")
 		_, _ = Exported(path, "SSL_read", "SSL_write")
 		o, err := Open(path)

@@ -99,23 +99,7 @@ func redactValues(q string) string {
 // embeddedHeaders redacts the value of every "Name: value" in s whose name
 // is a sensitive header, up to the next quote, newline or the end.
 func (a *Args) embeddedHeaders(s string) string {
-	if !strings.Contains(s, ":") {
-		return s
-	}
-	var b strings.Builder
-	done := 0
-	for p := 0; p < len(s); p++ {
-		if s[p] != ':' {
-			continue
-		}
-		k := p
-		for k > done && isTokenChar(s[k-1]) {
-			k--
-		}
-		if k > 0 && isTokenChar(s[k-1]) || !a.sensitiveHeader(s[k:p]) {
-			continue
-		}
-		v := p + 1
+	return redactValuesAfter(s, ':', isTokenChar, a.sensitiveHeader, func(v int) (int, int) {
 		for v < len(s) && (s[v] == ' ' || s[v] == '\t') {
 			v++
 		}
@@ -123,17 +107,8 @@ func (a *Args) embeddedHeaders(s string) string {
 		for end < len(s) && s[end] != '\'' && s[end] != '"' && s[end] != '\n' {
 			end++
 		}
-		if end > v && s[v:end] != Redacted {
-			b.WriteString(s[done:v] + Redacted)
-			done = end
-		}
-		p = max(end, p+1) - 1
-	}
-	if done == 0 {
-		return s
-	}
-	b.WriteString(s[done:])
-	return b.String()
+		return v, end
+	})
 }
 
 // authSchemes are the HTTP authentication schemes whose credentials
@@ -181,39 +156,46 @@ func redactSchemes(s string) string {
 // pairs redacts the value of every NAME=value in s whose name is
 // sensitive; a quoted value is redacted up to its closing quote.
 func (a *Args) pairs(s string) string {
-	if !strings.Contains(s, "=") {
+	return redactValuesAfter(s, '=', isNameChar, a.names.Match, func(v int) (int, int) {
+		for v < len(s) && s[v] == '=' {
+			v++ // httpie's name==value
+		}
+		if v < len(s) && (s[v] == '\'' || s[v] == '"') {
+			end := strings.IndexByte(s[v+1:], s[v])
+			if end < 0 {
+				return v + 1, len(s)
+			}
+			return v + 1, v + 1 + end
+		}
+		end := v
+		for end < len(s) && !isTextEnd(s[end]) && s[end] != '&' && s[end] != ';' && s[end] != ',' {
+			end++
+		}
+		return v, end
+	})
+}
+
+// redactValuesAfter redacts, for every sep in s right after a name (a run
+// of nameChar) that sensitive accepts, the value value(the index after
+// sep) bounds.
+func redactValuesAfter(s string, sep byte, nameChar func(byte) bool, sensitive func(string) bool, value func(int) (int, int)) string {
+	if strings.IndexByte(s, sep) < 0 {
 		return s
 	}
 	var b strings.Builder
 	done := 0
 	for p := 0; p < len(s); p++ {
-		if s[p] != '=' {
+		if s[p] != sep {
 			continue
 		}
 		k := p
-		for k > done && isNameChar(s[k-1]) {
+		for k > done && nameChar(s[k-1]) {
 			k--
 		}
-		if k == p || !a.names.Match(s[k:p]) {
+		if k == p || k > 0 && nameChar(s[k-1]) || !sensitive(s[k:p]) {
 			continue
 		}
-		v := p + 1
-		for v < len(s) && s[v] == '=' {
-			v++ // httpie's name==value
-		}
-		end := v
-		if end < len(s) && (s[end] == '\'' || s[end] == '"') {
-			q := s[end]
-			v++
-			end = v
-			for end < len(s) && s[end] != q {
-				end++
-			}
-		} else {
-			for end < len(s) && !isTextEnd(s[end]) && s[end] != '&' && s[end] != ';' && s[end] != ',' {
-				end++
-			}
-		}
+		v, end := value(p + 1)
 		if end > v && s[v:end] != Redacted {
 			b.WriteString(s[done:v] + Redacted)
 			done = end
