@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/periscope-apm/periscope/internal/wire"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -35,11 +37,11 @@ func FuzzParseMapsLine(f *testing.F) {
 // decoded or counted, never a panic.
 func FuzzHandle(f *testing.F) {
 	var e processExecEvent
-	e.Hdr.Type, e.Hdr.Pid, e.Ppid, e.ArgsLen = eventExec, 42, 7, 12
+	e.Hdr.Type, e.Hdr.Pid, e.Ppid, e.ArgsLen = wire.EventExec, 42, 7, 12
 	copy(e.Args[:], []int8{'c', 'u', 'r', 'l', 0, '-', 's', 'S', 0, 'x', 0, 0})
 	f.Add(rawRecord(f, &e))
 	var p processProcEvent
-	for _, typ := range []uint32{eventExit, eventFork, eventMmap, 99} {
+	for _, typ := range []uint32{wire.EventExit, wire.EventFork, wire.EventMmap, 99} {
 		p.Hdr.Type, p.Hdr.Pid = typ, 1
 		f.Add(rawRecord(f, &p))
 	}

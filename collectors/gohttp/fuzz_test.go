@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/periscope-apm/periscope/internal/wire"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -12,10 +14,10 @@ import (
 // malformed.
 func FuzzDecode(f *testing.F) {
 	var s gohttpRequestStartEvent
-	s.Hdr.Type, s.Hdr.Pid = eventRequestStart, 9
+	s.Hdr.Type, s.Hdr.Pid = wire.EventRequestStart, 9
 	f.Add(raw(f, &s))
 	var e gohttpRequestEndEvent
-	e.Hdr.Type, e.Hdr.Pid, e.Status = eventRequestEnd, 9, 200
+	e.Hdr.Type, e.Hdr.Pid, e.Status = wire.EventRequestEnd, 9, 200
 	e.MethodLen, e.PathLen = 3, 8
 	for i, c := range "GET" {
 		e.Method[i] = int8(c)
@@ -25,7 +27,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add(raw(f, &e))
 	var p gohttpProcEvent
-	for _, typ := range []uint32{eventExec, eventExit, 99} {
+	for _, typ := range []uint32{wire.EventExec, wire.EventExit, 99} {
 		p.Hdr.Type = typ
 		f.Add(raw(f, &p))
 	}
