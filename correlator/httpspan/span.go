@@ -38,7 +38,6 @@ var DefaultSensitiveQueryParams = []string{
 	"key", "signature", "sig", "code", "auth", "session",
 }
 
-
 // Semantics names HTTP spans per the OpenTelemetry HTTP semantic
 // conventions. Every protocol that carries HTTP (HTTP/1.x, HTTP/2, requests
 // seen whole by language probes) shares it.
