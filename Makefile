@@ -18,7 +18,7 @@ export BPF_CFLAGS := -O2 -g -Wall -Werror
 E2E_TIMEOUT ?= 45m
 KERNELS_TIMEOUT ?= 55m
 
-.PHONY: deps generate build test unit-test e2e-test deploy-test test-kernels bench lint check-generated tools
+.PHONY: deps generate build test unit-test e2e-test deploy-test test-kernels bench lint check-generated tools fuzz
 
 deps:
 	bash scripts/deps.sh
@@ -33,13 +33,23 @@ test: deps tools
 	$(GO) vet ./...
 	$(GO) vet -tags kernelguest ./test/kernels/guest/
 	$(MAKE) --no-print-directory unit-test
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(CI_FUZZTIME)
 	$(MAKE) --no-print-directory deploy-test
 	$(MAKE) --no-print-directory e2e-test
 	$(MAKE) --no-print-directory test-kernels
 
-# Everything outside test/e2e and test/kernels: no root needed.
+# Everything outside test/e2e and test/kernels, with the race detector: no
+# root needed. The committed fuzz corpora (testdata/fuzz/) run here as plain
+# tests.
 unit-test:
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e '/test/e2e' -e '/test/kernels')
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v -e '/test/e2e' -e '/test/kernels')
+
+# Every fuzz target (parsers of untrusted input) as a fuzzer for FUZZTIME
+# each; `make test` runs a short pass (CI_FUZZTIME).
+FUZZTIME ?= 30s
+CI_FUZZTIME ?= 3s
+fuzz:
+	FUZZTIME=$(FUZZTIME) GO=$(GO) bash scripts/fuzz.sh
 
 # Dashboards and alert rules (deploy/): every query parses with Prometheus's
 # PromQL parser and uses only exported names (deploy/test, a module of its own

@@ -29,6 +29,7 @@ import (
 	"github.com/periscope-apm/periscope/exporters/console"
 	"github.com/periscope-apm/periscope/exporters/otlp"
 	"github.com/periscope-apm/periscope/exporters/otlpmetric"
+	"github.com/periscope-apm/periscope/internal/redact"
 	"github.com/periscope-apm/periscope/internal/tracefs"
 	"github.com/periscope-apm/periscope/metadata"
 	"github.com/periscope-apm/periscope/span"
@@ -136,7 +137,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		flushes = append(flushes, flushFunc{"metrics", mp.Shutdown})
 	}
 
-	procs := metadata.NewProcesses(metadata.ProcessesConfig{})
+	procs := metadata.NewProcesses(metadata.ProcessesConfig{
+		Args: redact.NewArgs(redact.ArgsConfig{
+			Names:   cfg.Processes.SensitiveArgs,
+			Headers: cfg.HTTP.SensitiveHeaders,
+		}),
+		OmitArgs: cfg.Processes.CommandArgs == "off",
+	})
 	resolver, stopKube, err := newKubeResolver(ctx, cfg.Kube, procs, log, reg)
 	if err != nil {
 		return err

@@ -70,6 +70,13 @@ type Kube struct {
 type Processes struct {
 	IncludeExe []string `yaml:"include_exe"`
 	ExcludeExe []string `yaml:"exclude_exe"`
+	// CommandArgs is what process identities keep of command lines:
+	// "redacted" (credentials replaced by REDACTED) or "off" (no
+	// process.command_args at all).
+	CommandArgs string `yaml:"command_args"`
+	// SensitiveArgs replace the default names whose values are redacted
+	// on command lines.
+	SensitiveArgs []string `yaml:"sensitive_args"`
 }
 
 // Selector returns the process selector.
@@ -133,6 +140,7 @@ func Default() Config {
 		MetricsAddr: "127.0.0.1:9464",
 		LogLevel:    "info",
 		LogFormat:   "text",
+		Processes:   Processes{CommandArgs: "redacted"},
 		HTTP:        HTTP{IdleTimeout: 2 * time.Minute},
 		OpenSSL:     OpenSSL{Enabled: true, RingBytes: 4 << 20},
 		GoHTTP:      GoHTTP{Enabled: true, RingBytes: 2 << 20},
@@ -304,6 +312,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Processes.Selector().Validate(); err != nil {
 		return fmt.Errorf("processes: %w", err)
+	}
+	if err := oneOf("processes.command_args", c.Processes.CommandArgs, "redacted", "off"); err != nil {
+		return err
 	}
 	if c.HTTP.IdleTimeout <= 0 {
 		return fmt.Errorf("http.idle_timeout: must be positive, not %s", c.HTTP.IdleTimeout)

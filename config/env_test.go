@@ -19,6 +19,8 @@ var samples = map[string][3]string{
 	"log_format":                     {"json", "text", "json"},
 	"processes.include_exe":          {"a", "b,c", "d"},
 	"processes.exclude_exe":          {"x", "y", "z"},
+	"processes.command_args":         {"off", "redacted", "off"},
+	"processes.sensitive_args":       {"a", "b,c", "d"},
 	"http.capture_query":             {"true", "false", "true"},
 	"http.capture_headers":           {"true", "false", "true"},
 	"http.sensitive_headers":         {"X-A", "X-B,X-C", ""},
@@ -179,7 +181,7 @@ func TestDocExample(t *testing.T) {
 	}
 	d := Default()
 	// The file spells empty lists as [], which decode as empty, not nil.
-	for _, l := range []*[]string{&c.Processes.IncludeExe, &c.Processes.ExcludeExe, &c.HTTP.SensitiveHeaders, &c.HTTP.SensitiveQueryParams, &c.Metrics.RoutePatterns} {
+	for _, l := range []*[]string{&c.Processes.IncludeExe, &c.Processes.ExcludeExe, &c.Processes.SensitiveArgs, &c.HTTP.SensitiveHeaders, &c.HTTP.SensitiveQueryParams, &c.Metrics.RoutePatterns} {
 		if len(*l) == 0 {
 			*l = nil
 		}

@@ -15,6 +15,8 @@ var descriptions = map[string]string{
 	"log_format":                     "`text` or `json` (log/slog handlers).",
 	"processes.include_exe":          "Trace only executables matching these globs. A pattern with a `/` matches the whole path, one without the base name (`nginx`, `python3*`, `/usr/local/bin/*`). Empty: every process.",
 	"processes.exclude_exe":          "Never trace executables matching these globs (same syntax); wins over `include_exe`.",
+	"processes.command_args":         "What `process.command` and `process.command_args` keep of command lines: `redacted` (credentials replaced by `REDACTED`: values of flags and `NAME=value` arguments with sensitive names, sensitive headers after `-H`, `Bearer` tokens, URL userinfo and query values, `mysql -pSECRET`) or `off` (no arguments at all; the command stays, redacted).",
+	"processes.sensitive_args":       "Names whose values are redacted on command lines (`--name=v`, `--name v`, `NAME=v`, headers named so), matched ignoring case and `-_.`, as a word of a longer name and, from five letters, inside one; empty means the built-in list: password, passwd, pass, pwd, secret, token, key, apikey, auth, credential, credentials, cookie, session, private.",
 	"http.capture_query":             "Export query strings (`url.query`, `url.full`), with the values of `sensitive_query_params` replaced by `REDACTED`.",
 	"http.capture_headers":           "Export request and response headers as span attributes (sensitive ones redacted).",
 	"http.sensitive_headers":         "Headers redacted in addition to `Authorization`, `Cookie`, `Set-Cookie` and `Proxy-Authorization`, which always are.",

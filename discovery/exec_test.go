@@ -36,6 +36,7 @@ func TestDecodeExec(t *testing.T) {
 		{"argv", record("/usr/bin/curl", []byte("curl\x00-sS\x00https://x/\x00"), 22), true, "/usr/bin/curl", []string{"curl", "-sS", "https://x/"}},
 		{"no args", record("/bin/true", nil, 0), true, "/bin/true", nil},
 		{"argv cut at the cap", record("/bin/x", full, uint32(len(full))), true, "/bin/x", []string{string(full)}},
+		{"the argument the cut falls in is left out", record("/bin/curl", append([]byte("curl\x00-v\x00"), full...), uint32(len(full))), true, "/bin/curl", []string{"curl", "-v"}},
 		{"a bad length", record("/bin/x", []byte("x\x00"), 1<<20), true, "/bin/x", []string{"x"}},
 		{"a proc_event, too short", make([]byte, unsafe.Sizeof(processProcEvent{})), false, "", nil},
 	} {

@@ -57,7 +57,10 @@ type Exec struct {
 	PID, PPID uint32
 	// Path is the path exec was given (a symbolic link is not resolved).
 	Path string
-	// Argv is the command line, cut after 512 bytes.
+	// Argv is the command line, its first 512 bytes: an argument the cut
+	// falls in is left out (but for argv[0]), since a part of it may be a
+	// part of a credential that redaction no longer recognises
+	// (https://user:pa...).
 	Argv []string
 	// KTime is when the exec happened: CLOCK_MONOTONIC nanoseconds.
 	KTime uint64
@@ -255,10 +258,15 @@ func decodeExec(raw []byte) (Exec, bool) {
 	}
 	e.Path = string(path)
 	n := min(int(binary.NativeEndian.Uint32(raw[offExecNArgs:])), execArgsCap)
-	if args := bytes.TrimRight(raw[offExecArgs:offExecArgs+uintptr(n)], "\x00"); len(args) > 0 {
+	args := raw[offExecArgs : offExecArgs+uintptr(n)]
+	cut := n == execArgsCap && args[n-1] != 0
+	if args = bytes.TrimRight(args, "\x00"); len(args) > 0 {
 		for _, a := range bytes.Split(args, []byte{0}) {
 			e.Argv = append(e.Argv, string(a))
 		}
+	}
+	if cut && len(e.Argv) > 1 {
+		e.Argv = e.Argv[:len(e.Argv)-1]
 	}
 	return e, true
 }

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/periscope-apm/periscope/internal/ktime"
+	"github.com/periscope-apm/periscope/internal/redact"
 	"github.com/periscope-apm/periscope/span"
 )
 
@@ -27,7 +28,6 @@ const (
 	maxResourceAttrs   = 64   // keys taken from OTEL_RESOURCE_ATTRIBUTES
 	defaultMaxEntries  = 1 << 16
 	unknownServiceName = "unknown_service"
-	redactedArg        = "REDACTED"
 )
 
 // Processes resolves PIDs to process identities (service.name, container
@@ -44,6 +44,8 @@ type Processes struct {
 	root       string
 	hostName   string
 	maxEntries int
+	args       *redact.Args
+	omitArgs   bool
 
 	mu    sync.Mutex
 	cache map[uint32]*entry
@@ -75,6 +77,13 @@ type ProcessesConfig struct {
 	// MaxEntries caps the identities cached; 0 means 65536. Past it the
 	// identities of processes that no longer exist are dropped first.
 	MaxEntries int
+	// Args redacts command lines (process.command, process.command_args)
+	// before they reach an identity; nil means the default redaction.
+	// Every command line the agent exports goes through it: the ones read
+	// from /proc and the ones of exec events.
+	Args *redact.Args
+	// OmitArgs leaves process.command_args out of every identity.
+	OmitArgs bool
 }
 
 // NewProcesses returns a resolver configured by cfg.
@@ -88,10 +97,15 @@ func NewProcesses(cfg ProcessesConfig) *Processes {
 	if cfg.MaxEntries <= 0 {
 		cfg.MaxEntries = defaultMaxEntries
 	}
+	if cfg.Args == nil {
+		cfg.Args = redact.NewArgs(redact.ArgsConfig{})
+	}
 	return &Processes{
 		root:       cfg.ProcRoot,
 		hostName:   cfg.HostName,
 		maxEntries: cfg.MaxEntries,
+		args:       cfg.Args,
+		omitArgs:   cfg.OmitArgs,
 		cache:      make(map[uint32]*entry),
 		execs:      make(map[uint32]uint64),
 	}
@@ -330,7 +344,7 @@ func (p *Processes) resolve(pid uint32) (*span.Process, error) {
 }
 
 // processAttrs returns the process.* and host.name attributes of a
-// process; empty values are left out.
+// process, its command line redacted; empty values are left out.
 func (p *Processes) processAttrs(pid uint32, exeName, exePath string, argv []string) []attribute.KeyValue {
 	attrs := []attribute.KeyValue{attribute.Int64("process.pid", int64(pid))}
 	if exeName != "" {
@@ -340,9 +354,13 @@ func (p *Processes) processAttrs(pid uint32, exeName, exePath string, argv []str
 		attrs = append(attrs, attribute.String("process.executable.path", exePath))
 	}
 	if len(argv) > 0 {
+		if p.omitArgs || !smallArgs(argv) {
+			argv = argv[:1]
+		}
+		argv = p.args.Redact(argv)
 		attrs = append(attrs, attribute.String("process.command", argv[0]))
-		if args := smallArgs(argv); args != nil {
-			attrs = append(attrs, attribute.StringSlice("process.command_args", args))
+		if len(argv) > 1 {
+			attrs = append(attrs, attribute.StringSlice("process.command_args", argv[1:]))
 		}
 	}
 	if p.hostName != "" {
@@ -448,55 +466,16 @@ func percentDecode(s string) (string, error) {
 	return b.String(), nil
 }
 
-// smallArgs returns the arguments after argv[0] when they are few and
-// short, with the values of secret-looking flags redacted; nil otherwise.
-func smallArgs(argv []string) []string {
+// smallArgs reports whether the arguments after argv[0] are few and short
+// enough for process.command_args.
+func smallArgs(argv []string) bool {
 	args := argv[1:]
-	if len(args) == 0 || len(args) > maxArgs {
-		return nil
+	if len(args) > maxArgs {
+		return false
 	}
 	n := 0
 	for _, a := range args {
 		n += len(a)
 	}
-	if n > maxArgsBytes {
-		return nil
-	}
-	out := make([]string, len(args))
-	redactNext := false
-	for i, a := range args {
-		switch {
-		case redactNext && !strings.HasPrefix(a, "-"):
-			out[i] = redactedArg
-			redactNext = false
-			continue
-		case strings.HasPrefix(a, "-"):
-			redactNext = false
-			name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-			if secretFlag(name) {
-				if hasValue {
-					out[i] = a[:strings.IndexByte(a, '=')+1] + redactedArg
-					continue
-				}
-				redactNext = true
-			}
-		}
-		out[i] = a
-	}
-	return out
-}
-
-// secretFlag reports whether a command-line flag name looks like it takes a
-// secret.
-func secretFlag(name string) bool {
-	for w := range strings.FieldsFuncSeq(strings.ToLower(name), func(r rune) bool {
-		return r == '-' || r == '_' || r == '.'
-	}) {
-		switch w {
-		case "password", "passwd", "pass", "pwd", "secret", "token", "key", "apikey",
-			"auth", "credential", "credentials", "private":
-			return true
-		}
-	}
-	return false
+	return n <= maxArgsBytes
 }

@@ -166,6 +166,24 @@ func TestProcessesResolve(t *testing.T) {
 				"process.command_args": `["--password=REDACTED","--api-key","REDACTED","-token","REDACTED","--verbose","--db-pass=REDACTED","--port","5432"]`,
 			},
 		},
+		{
+			name: "headers, URLs and NAME=value are redacted",
+			proc: fakeProc{exe: "/usr/bin/curl", cmdline: []string{
+				"curl", "-H", "Authorization: Bearer hunter2", "https://u:k123@h/?token=hunter2", "API_KEY=k123",
+			}},
+			wantService: "curl",
+			want: map[string]string{
+				"process.command":      "curl",
+				"process.command_args": `["-H","Authorization: REDACTED","https://REDACTED@h/?token=REDACTED","API_KEY=REDACTED"]`,
+			},
+		},
+		{
+			name:        "a redacted process title",
+			proc:        fakeProc{exe: "/usr/bin/worker", cmdline: []string{"worker amqp://guest:hunter2@mq/"}},
+			wantService: "worker",
+			want:        map[string]string{"process.command": "worker amqp://REDACTED@mq/"},
+			absent:      []string{"process.command_args"},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -367,6 +385,21 @@ func TestPercentDecode(t *testing.T) {
 	}
 }
 
+// OmitArgs leaves the arguments out, from /proc and from exec events; the
+// command stays, redacted.
+func TestProcessesOmitArgs(t *testing.T) {
+	root := t.TempDir()
+	writeProc(t, root, 100, fakeProc{exe: "/bin/db", cmdline: []string{"db", "--port=1"}})
+	ps := NewProcesses(ProcessesConfig{ProcRoot: root, HostName: "h", OmitArgs: true})
+	p, err := ps.Observe(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAttrs(t, p, map[string]string{"process.command": "db"}, []string{"process.command_args"})
+	ps.Exec(5, "/bin/x", []string{"x a://u:p@h/", "--port=1"}, 1)
+	checkAttrs(t, ps.Process(5), map[string]string{"process.command": "x a://REDACTED@h/"}, []string{"process.command_args"})
+}
+
 // An exec recorded from the kernel's event names a process that is gone
 // before /proc is read; Observe replaces it while the process can be read,
 // and a failed Observe keeps it.
@@ -387,6 +420,8 @@ func TestProcessesExec(t *testing.T) {
 			map[string]string{"process.executable.name": "job", "process.command": "./job"}, []string{"process.executable.path"}},
 		{"no argv", "/bin/true", nil, "true",
 			map[string]string{"process.executable.name": "true"}, []string{"process.command", "process.command_args"}},
+		{"secrets", "/usr/bin/mysql", []string{"mysql", "-pS3", "--host=db", "postgres://a:S3@h/"}, "mysql",
+			map[string]string{"process.command_args": `["-pREDACTED","--host=db","postgres://REDACTED@h/"]`}, nil},
 		{"no path", "", []string{"/opt/app/server", "--port=1"}, "server",
 			map[string]string{"process.executable.name": "server", "process.command": "/opt/app/server"}, []string{"process.executable.path"}},
 	} {

@@ -99,6 +99,9 @@ func newGosymTable(data []byte, text uint64) (tab *gosym.Table, err error) {
 			err = fmt.Errorf("malformed pclntab: %v", r)
 		}
 	}()
+	if !plausibleFuncCount(data) {
+		return nil, errors.New("malformed pclntab: more functions than the table has room for")
+	}
 	tab, err = gosym.NewTable(nil, gosym.NewLineTable(data, text))
 	if err != nil {
 		return nil, fmt.Errorf("parse pclntab: %w", err)
@@ -107,6 +110,40 @@ func newGosymTable(data []byte, text uint64) (tab *gosym.Table, err error) {
 		return nil, errors.New("pclntab lists no functions")
 	}
 	return tab, nil
+}
+
+// minFuncBytes is the least a function takes in a pclntab: a functab
+// entry (8 bytes or more) and a _func record (40 bytes or more).
+const minFuncBytes = 48
+
+// plausibleFuncCount reports whether the function count in a Go 1.2+
+// pclntab header fits in the table. debug/gosym allocates for that many
+// functions before reading one, so a crafted count would exhaust the
+// agent's memory (a fatal error, not a panic).
+func plausibleFuncCount(data []byte) bool {
+	if len(data) < 16 {
+		return true // too short for a header: gosym refuses it
+	}
+	var order binary.ByteOrder
+	for _, o := range []binary.ByteOrder{binary.LittleEndian, binary.BigEndian} {
+		switch o.Uint32(data) {
+		case pclnMagic118, pclnMagic120, pclnMagic116, pclnMagic12:
+			order = o
+		}
+	}
+	if order == nil {
+		return true // not a format with a function count
+	}
+	var n uint64
+	switch data[7] { // pointer size
+	case 4:
+		n = uint64(order.Uint32(data[8:]))
+	case 8:
+		n = order.Uint64(data[8:])
+	default:
+		return true // gosym refuses it
+	}
+	return n <= uint64(len(data))/minFuncBytes
 }
 
 // findPclntab returns the address and contents of the pclntab: the

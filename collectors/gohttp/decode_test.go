@@ -43,7 +43,7 @@ func TestTupleLayout(t *testing.T) {
 }
 
 // raw encodes a generated mirror as the kernel would.
-func raw(t *testing.T, v any) []byte {
+func raw(t testing.TB, v any) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	if err := binary.Write(&b, binary.NativeEndian, v); err != nil {

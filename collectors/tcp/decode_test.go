@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -164,4 +166,26 @@ func TestListeningPorts(t *testing.T) {
 			t.Errorf("role %v does not survive the round trip", r)
 		}
 	}
+}
+
+// FuzzProcNet: /proc/net/tcp(6) tables and /proc/PID/fd link targets, as
+// the kernel (or a hostile FUSE mount) writes them, parse or are skipped.
+func FuzzProcNet(f *testing.F) {
+	for _, p := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(string(b), "socket:[12345]")
+		}
+	}
+	f.Add("  sl  local_address rem_address   st\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000\n", "socket:[]")
+	f.Add("0: :FFFFF x 0A", "socket:[18446744073709551616]")
+	f.Fuzz(func(t *testing.T, table, target string) {
+		ports := make(map[uint16]bool)
+		listeningPorts(table, ports)
+		if len(ports) > strings.Count(table, "0A") {
+			t.Fatalf("%d ports from %d listening lines", len(ports), strings.Count(table, "0A"))
+		}
+		if ino, ok := socketInode(target); ok && !strings.Contains(target, strconv.FormatUint(ino, 10)) {
+			t.Fatalf("socketInode(%q) = %d", target, ino)
+		}
+	})
 }

@@ -1,14 +1,18 @@
 package httpspan
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/periscope-apm/periscope/internal/redact"
+)
 
 func TestRedactQuery(t *testing.T) {
-	set := sensitiveNameSet(nil, DefaultSensitiveQueryParams)
+	set := redact.NewNames(nil, DefaultSensitiveQueryParams)
 	for _, tc := range []struct{ in, want string }{
 		{"a=1&b=2", "a=1&b=2"},
 		{"token=x", "token=REDACTED"},
 		{"TOKEN=x&Access-Token=y&access_token=z", "TOKEN=REDACTED&Access-Token=REDACTED&access_token=REDACTED"},
-		{"x_api_key=1&apiKey=2&client_secret=3&sessionid=4&session_id=5", "x_api_key=REDACTED&apiKey=REDACTED&client_secret=REDACTED&sessionid=4&session_id=REDACTED"},
+		{"x_api_key=1&apiKey=2&client_secret=3&sessionid=4&session_id=5", "x_api_key=REDACTED&apiKey=REDACTED&client_secret=REDACTED&sessionid=REDACTED&session_id=REDACTED"},
 		{"code=abc&zipcode=12345&country_code=fr", "code=REDACTED&zipcode=12345&country_code=REDACTED"},
 		{"token", "token"},
 		{"token=", "token=REDACTED"},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/periscope-apm/periscope/correlator/httpparse"
 	"github.com/periscope-apm/periscope/correlator/protocol"
+	"github.com/periscope-apm/periscope/internal/redact"
 	"github.com/periscope-apm/periscope/span"
 )
 
@@ -24,7 +25,7 @@ type Config struct {
 	// SensitiveQueryParams: empty means DefaultSensitiveQueryParams.
 	SensitiveQueryParams []string
 	// CaptureHeaders exports headers, with the values of
-	// SensitiveHeaders and AlwaysRedactedHeaders redacted.
+	// SensitiveHeaders and the headers redact always redacts.
 	CaptureHeaders   bool
 	SensitiveHeaders []string
 	// RoutePatterns are tried before the identifier heuristic.
@@ -37,16 +38,13 @@ var DefaultSensitiveQueryParams = []string{
 	"key", "signature", "sig", "code", "auth", "session",
 }
 
-// AlwaysRedactedHeaders are the headers whose values never leave the agent.
-var AlwaysRedactedHeaders = []string{"authorization", "cookie", "set-cookie", "proxy-authorization"}
-
 // Semantics names HTTP spans per the OpenTelemetry HTTP semantic
 // conventions. Every protocol that carries HTTP (HTTP/1.x, HTTP/2, requests
 // seen whole by language probes) shares it.
 type Semantics struct {
 	cfg              Config
 	router           *Router
-	sensitiveQuery   map[string]bool
+	sensitiveQuery   redact.Names
 	sensitiveHeaders map[string]bool
 }
 
@@ -59,8 +57,8 @@ func New(cfg Config) (*Semantics, error) {
 	return &Semantics{
 		cfg:              cfg,
 		router:           router,
-		sensitiveQuery:   sensitiveNameSet(cfg.SensitiveQueryParams, DefaultSensitiveQueryParams),
-		sensitiveHeaders: headerSet(cfg.SensitiveHeaders),
+		sensitiveQuery:   redact.NewNames(cfg.SensitiveQueryParams, DefaultSensitiveQueryParams),
+		sensitiveHeaders: redact.HeaderSet(cfg.SensitiveHeaders),
 	}, nil
 }
 
@@ -314,80 +312,8 @@ next:
 	return attrs
 }
 
-// headerSet returns the lower-case names of the headers to redact.
-func headerSet(extra []string) map[string]bool {
-	set := make(map[string]bool, len(AlwaysRedactedHeaders)+len(extra))
-	for _, h := range AlwaysRedactedHeaders {
-		set[h] = true
-	}
-	for _, h := range extra {
-		set[strings.ToLower(strings.TrimSpace(h))] = true
-	}
-	return set
-}
-
-// sensitiveNameSet returns the normalised names of sensitive query
-// parameters (names, or defaults when names is empty).
-func sensitiveNameSet(names, defaults []string) map[string]bool {
-	if len(names) == 0 {
-		names = defaults
-	}
-	set := make(map[string]bool, len(names))
-	for _, n := range names {
-		if k := normalizeParam(n); k != "" {
-			set[k] = true
-		}
-	}
-	return set
-}
-
-// normalizeParam lower-cases a parameter name and drops separators.
-func normalizeParam(n string) string {
-	var b strings.Builder
-	for i := 0; i < len(n); i++ {
-		c := n[i]
-		switch {
-		case isParamSep(c):
-			continue
-		case 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
-}
-
-func isParamSep(c byte) bool {
-	return c == '-' || c == '_' || c == '.' || c == '[' || c == ']' || c == ' '
-}
-
-// sensitiveParam reports whether a query parameter name is sensitive: its
-// normalised form, or a run of its words, is in set.
-func sensitiveParam(name string, set map[string]bool) bool {
-	if set[normalizeParam(name)] {
-		return true
-	}
-	var words []string
-	for w := range strings.FieldsFuncSeq(name, func(r rune) bool { return r < 0x80 && isParamSep(byte(r)) }) {
-		words = append(words, strings.ToLower(w))
-		if len(words) == 8 {
-			break
-		}
-	}
-	for i := range words {
-		run := ""
-		for j := i; j < len(words); j++ {
-			run += words[j]
-			if set[run] {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // redactQuery replaces the values of sensitive parameters in a raw query.
-func redactQuery(raw string, set map[string]bool) string {
+func redactQuery(raw string, set redact.Names) string {
 	var b strings.Builder
 	b.Grow(len(raw))
 	first := true
@@ -401,7 +327,7 @@ func redactQuery(raw string, set map[string]bool) string {
 		if d, err := queryUnescape(name); err == nil {
 			decoded = d
 		}
-		if hasValue && sensitiveParam(decoded, set) {
+		if hasValue && set.Match(decoded) {
 			b.WriteString(name)
 			b.WriteString("=" + redacted)
 			continue
