@@ -40,9 +40,8 @@ type GoBinary struct {
 	file *os.File
 	elf  *elf.File
 
-	symOnce sync.Once
-	syms    []Func
-	symErr  error
+	symMu    sync.Mutex
+	symFound map[string][]Func // normalized name → matching symbols, once scanned
 
 	pclnOnce sync.Once
 	pcln     *pclnFuncs

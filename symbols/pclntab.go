@@ -99,6 +99,12 @@ func newGosymTable(data []byte, text uint64) (tab *gosym.Table, err error) {
 			err = fmt.Errorf("malformed pclntab: %v", r)
 		}
 	}()
+	// debug/gosym allocates a record per function the header claims:
+	// each takes at least 8 bytes of the table, so a claim beyond that is
+	// a lie that would cost gigabytes.
+	if nfunc := pclnFuncCount(data); nfunc > uint64(len(data))/8 {
+		return nil, fmt.Errorf("pclntab claims %d functions in %d bytes: %w", nfunc, len(data), ErrMalformed)
+	}
 	tab, err = gosym.NewTable(nil, gosym.NewLineTable(data, text))
 	if err != nil {
 		return nil, fmt.Errorf("parse pclntab: %w", err)
@@ -109,13 +115,25 @@ func newGosymTable(data []byte, text uint64) (tab *gosym.Table, err error) {
 	return tab, nil
 }
 
+// pclnFuncCount reads the function count of a pclntab header (the
+// pointer-sized word after the 8 fixed bytes, in every format).
+func pclnFuncCount(data []byte) uint64 {
+	if len(data) < 16 {
+		return 0
+	}
+	if data[7] == 4 {
+		return uint64(binary.LittleEndian.Uint32(data[8:]))
+	}
+	return binary.LittleEndian.Uint64(data[8:])
+}
+
 // findPclntab returns the address and contents of the pclntab: the
 // .gopclntab section, or, where a linker merged it into another section,
 // the place in read-only data that starts with a valid header and that the
 // runtime's moduledata points to.
 func (b *GoBinary) findPclntab() (uint64, []byte, error) {
 	if s := b.elf.Section(".gopclntab"); s != nil {
-		data, err := s.Data()
+		data, err := sectionData(s)
 		if err != nil {
 			return 0, nil, fmt.Errorf("read section .gopclntab: %w", err)
 		}
@@ -128,7 +146,7 @@ func (b *GoBinary) findPclntab() (uint64, []byte, error) {
 		if s.Type != elf.SHT_PROGBITS || s.Flags&elf.SHF_ALLOC == 0 || s.Flags&elf.SHF_EXECINSTR != 0 {
 			continue
 		}
-		data, err := s.Data()
+		data, err := sectionData(s)
 		if err != nil {
 			return 0, nil, fmt.Errorf("read section %s: %w", s.Name, err)
 		}
@@ -210,7 +228,7 @@ func (b *GoBinary) moduledata(addr uint64, pcln []byte) (moduledata, error) {
 		if s.Type != elf.SHT_PROGBITS || s.Flags&elf.SHF_ALLOC == 0 || s.Flags&elf.SHF_WRITE == 0 {
 			continue
 		}
-		data, err := s.Data()
+		data, err := sectionData(s)
 		if err != nil {
 			return moduledata{}, fmt.Errorf("read section %s: %w", s.Name, err)
 		}
