@@ -1,6 +1,7 @@
 package symbols
 
 import (
+	"debug/elf"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -122,7 +123,7 @@ func (a *Analyzer) count(err error) {
 		a.failures.WithLabelValues("panic").Inc()
 	case errors.Is(err, ErrTooLarge):
 		a.failures.WithLabelValues("too_large").Inc()
-	case errors.Is(err, ErrMalformed):
+	case errors.Is(err, ErrMalformed) || errors.As(err, new(*elf.FormatError)):
 		a.failures.WithLabelValues("malformed").Inc()
 	}
 }

@@ -73,9 +73,9 @@ func newGoBinary(path string, f *os.File) (*GoBinary, error) {
 	if err != nil {
 		var fe *elf.FormatError
 		if errors.As(err, &fe) {
-			return nil, fmt.Errorf("%s is not an ELF file (%v): %w", path, err, ErrNotGo)
+			return nil, fmt.Errorf("%s is not an ELF file (%w): %w", path, err, ErrNotGo)
 		}
-		return nil, fmt.Errorf("read ELF header of %s: %w", path, err)
+		return nil, fmt.Errorf("read ELF header of %s: %w (%w)", path, err, ErrMalformed)
 	}
 	bi, err := buildinfo.Read(f)
 	if err != nil {

@@ -3,26 +3,35 @@ package symbols
 import (
 	"debug/elf"
 	"fmt"
+	"os"
 )
 
 // Object is an open ELF file for looking up functions and their code.
 type Object struct {
 	path  string
 	file  *elf.File
+	osf   *os.File
 	funcs map[string]Func
 }
 
 // Open opens the ELF file at path.
 func Open(path string) (*Object, error) {
-	f, err := elf.Open(path)
+	osf, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open ELF %s: %w", path, err)
 	}
-	return &Object{path: path, file: f}, nil
+	f, err := elf.NewFile(osf)
+	if err != nil {
+		osf.Close()
+		// Headers that contradict themselves or run past the end of
+		// the file.
+		return nil, fmt.Errorf("open ELF %s: %w (%w)", path, err, ErrMalformed)
+	}
+	return &Object{path: path, file: f, osf: osf}, nil
 }
 
 // Close closes the file.
-func (o *Object) Close() error { return o.file.Close() }
+func (o *Object) Close() error { return o.osf.Close() }
 
 // Machine is the file's architecture.
 func (o *Object) Machine() elf.Machine { return o.file.Machine }
