@@ -262,6 +262,9 @@ func (t *Tracker) handle(raw []byte) {
 	switch h.Type {
 	case wire.EventExec:
 		t.events.WithLabelValues("exec").Inc()
+		if lag := time.Since(t.clock.Time(binary.NativeEndian.Uint64(raw[offTS:]))); lag > slowEvent {
+			t.log.Debug("exec event read late", "pid", pid, "lag", lag)
+		}
 		e, ok := decodeExec(raw)
 		if ok && len(e.Argv) == 0 {
 			t.argvUnread.Inc()
@@ -356,9 +359,17 @@ func (t *Tracker) update(pid uint32) {
 		return
 	}
 	for _, o := range obs {
+		began := time.Now()
 		o.ProcessUpdated(p, added)
+		if d := time.Since(began); d > slowEvent {
+			t.log.Debug("slow observer", "pid", pid, "exe", p.Exe, "observer", fmt.Sprintf("%T", o), "took", d)
+		}
 	}
 }
+
+// slowEvent is how long handling an event may take before it is logged
+// (at debug level): what delays the probes of a new process.
+const slowEvent = 10 * time.Millisecond
 
 func (t *Tracker) exited(pid uint32, at time.Time) {
 	t.mu.Lock()

@@ -248,10 +248,12 @@ func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mappin
 		if m.Path != p.Exe {
 			continue
 		}
+		began := time.Now()
 		pl := c.planFor(p, m)
 		if pl.err != nil {
 			continue
 		}
+		planned := time.Now()
 		key := attach.Key{File: m.File}
 		if c.cfg.PerProcess {
 			key.PID = p.PID
@@ -268,7 +270,8 @@ func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mappin
 		case created:
 			c.log.Info("attached", "exe", m.Path, "pid", p.PID, "go", pl.goVer, "offsets", pl.source,
 				"probes", len(pl.sites), "per_process", key.PID != 0, "header_map", pl.headerMap,
-				"http2_server", pl.h2Server, "http2_client", pl.h2Client)
+				"http2_server", pl.h2Server, "http2_client", pl.h2Client,
+				"analysis", planned.Sub(began).Round(time.Microsecond), "attach", time.Since(planned).Round(time.Microsecond))
 			if pl.headerErr != nil {
 				c.log.Warn("incoming traceparent headers will not be read", "exe", m.Path, "err", pl.headerErr)
 			}

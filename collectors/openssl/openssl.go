@@ -195,7 +195,7 @@ func (c *Collector) Wait() { c.progs.Wait() }
 // ProcessUpdated implements discovery.Observer: it attaches to the files p
 // maps that contain OpenSSL.
 func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mapping) {
-	if p.Selected && c.cfg.PerProcess && len(added) == len(p.Maps) {
+	if p.Selected && c.cfg.PerProcess && len(added) == len(p.Maps) && dynamic(p) {
 		c.preattach(p)
 	}
 	for _, m := range added {
@@ -240,6 +240,19 @@ func (c *Collector) preattach(p discovery.Process) {
 	}
 }
 
+// dynamic reports whether p runs a dynamically linked program: the kernel
+// maps its ELF interpreter (ld-linux-*.so, ld-musl-*.so) at exec. A
+// statically linked one (a Go program) never has libraries loaded for it,
+// and preattaching them would only delay its own probes.
+func dynamic(p discovery.Process) bool {
+	for _, m := range p.Maps {
+		if strings.HasPrefix(path.Base(m.Path), "ld-") {
+			return true
+		}
+	}
+	return false
+}
+
 // inspect says where the probes of the mapped file go (nowhere: it does
 // not define the probed functions). Results are cached per file. Shared libraries must export the functions; the main
 // executable may also define them in its full symbol table.
@@ -273,6 +286,7 @@ func (c *Collector) inspect(p discovery.Process, m discovery.Mapping) []site {
 }
 
 func (c *Collector) use(key attach.Key, p discovery.Process, m discovery.Mapping, sites []site) {
+	began := time.Now()
 	created, err := c.set.Use(key, m.Path, p.PID, func() ([]link.Link, error) {
 		return c.attach(p.HostPath(m.Path), key.PID, sites)
 	})
@@ -297,7 +311,7 @@ func (c *Collector) use(key attach.Key, p discovery.Process, m discovery.Mapping
 		}
 	}
 	c.log.Info("attached", "file", m.Path, "pid", p.PID, "exe", p.Exe, "probes", probed,
-		"single_stepped", expensive, "per_process", key.PID != 0)
+		"single_stepped", expensive, "per_process", key.PID != 0, "attach", time.Since(began).Round(time.Microsecond))
 }
 
 func (c *Collector) attach(hostPath string, pid uint32, sites []site) ([]link.Link, error) {

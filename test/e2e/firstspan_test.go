@@ -19,6 +19,11 @@ import (
 // be traced: every request answered later than this has its span.
 const firstSpanDeadline = 50 * time.Millisecond
 
+// requestGap spaces the requests of firstRequests: a few hundred in the
+// window, each a few ms from the last, so that the moment tracing starts is
+// pinned to within a few ms.
+const requestGap = 4 * time.Millisecond
+
 // answered is one request of firstRequests: its path and when its answer
 // came, counted from the server's exec.
 type answered struct {
@@ -28,7 +33,7 @@ type answered struct {
 
 // firstRequests requests base+path<i> in a tight loop from the moment the
 // server first answers until window after exec (t0): connection attempts
-// every 2 ms until it listens, then one request after another on a
+// every 2 ms until it listens, then a request every requestGap on a
 // keep-alive connection. It returns the requests answered 200, in order.
 func firstRequests(t *testing.T, t0 time.Time, base, path string, tlsConf *tls.Config, window time.Duration) []answered {
 	t.Helper()
@@ -48,6 +53,7 @@ func firstRequests(t *testing.T, t0 time.Time, base, path string, tlsConf *tls.C
 		if resp.StatusCode == http.StatusOK {
 			out = append(out, answered{path: p, after: time.Since(t0)})
 		}
+		time.Sleep(requestGap)
 	}
 	return out
 }
@@ -55,7 +61,7 @@ func firstRequests(t *testing.T, t0 time.Time, base, path string, tlsConf *tls.C
 // checkFirstSpans asserts that every request answered later than
 // firstSpanDeadline after exec has exactly one SERVER span of pid, and that
 // no span names a path that was not requested.
-func checkFirstSpans(t *testing.T, e *env, pid int, reqs []answered) {
+func checkFirstSpans(t *testing.T, e *env, t0 time.Time, pid int, reqs []answered) {
 	t.Helper()
 	if len(reqs) == 0 {
 		t.Fatal("the server answered no request")
@@ -68,8 +74,8 @@ func checkFirstSpans(t *testing.T, e *env, pid int, reqs []answered) {
 			late[r.path] = r.after
 		}
 	}
-	t.Logf("%d requests answered, the first %v after exec, %d of them later than %v",
-		len(reqs), reqs[0].after.Round(time.Millisecond), len(late), firstSpanDeadline)
+	t.Logf("%d requests answered, the first %v after exec (at %s), %d of them later than %v",
+		len(reqs), reqs[0].after.Round(time.Millisecond), t0.UTC().Format("15:04:05.000"), len(late), firstSpanDeadline)
 	if len(late) == 0 {
 		t.Fatalf("no request answered later than %v after exec: the window is too short", firstSpanDeadline)
 	}
@@ -90,8 +96,17 @@ func checkFirstSpans(t *testing.T, e *env, pid int, reqs []answered) {
 				missing = append(missing, fmt.Sprintf("%s (answered %v after exec)", r.path, r.after.Round(time.Millisecond)))
 			}
 		}
-		t.Fatalf("%d of %d requests answered later than %v after exec have no span: %s%s", len(missing), len(late),
-			firstSpanDeadline, strings.Join(missing, ", "), e.losses(t))
+		if len(missing) > 10 {
+			missing = append(missing[:10], "...")
+		}
+		var attached []string
+		for _, l := range strings.Split(e.agent.Logs(), "\n") {
+			if strings.Contains(l, fmt.Sprintf("pid=%d ", pid)) || strings.Contains(l, "read late") {
+				attached = append(attached, l)
+			}
+		}
+		t.Fatalf("%d of %d requests answered later than %v after exec have no span: %s%s\nagent log of pid %d:\n%s",
+			len(missing), len(late), firstSpanDeadline, strings.Join(missing, ", "), e.losses(t), pid, strings.Join(attached, "\n"))
 	}
 	time.Sleep(1500 * time.Millisecond) // let duplicates arrive, if any
 	perPath := map[string]int{}
@@ -121,11 +136,14 @@ func TestFirstRequests(t *testing.T) {
 	dir := t.TempDir()
 	cert, key, ca := harness.GenerateCert(t, dir)
 	tlsConf := harness.TLSClientConfig(t, ca)
-	withDWARF := buildGoApp(t, dir, "", false)
-	stripped := buildGoApp(t, dir, "", true)
+	// Names of their own: the agent selects only this test's programs, so
+	// that Go programs other tests run on the machine do not queue before
+	// them.
+	withDWARF := harness.CopyExe(t, buildGoApp(t, dir, "", false), "firstspan-go-dwarf")
+	stripped := harness.CopyExe(t, buildGoApp(t, dir, "", true), "firstspan-go-stripped")
 	py := python(t)
 	node := harness.LookTool(t, "node")
-	e := startAgent(t, "--include-exe", "goapp-*", "--include-exe", filepath.Base(mustEval(t, py)), "--include-exe", "node")
+	e := startAgent(t, "--log-level", "debug", "--include-exe", "firstspan-go-*", "--include-exe", filepath.Base(mustEval(t, py)), "--include-exe", "node")
 
 	const window = 1500 * time.Millisecond
 	for _, bin := range []string{withDWARF, stripped} {
@@ -134,7 +152,7 @@ func TestFirstRequests(t *testing.T) {
 			t0 := time.Now()
 			srv := startProc(t, nil, bin, "server", fmt.Sprintf("127.0.0.1:%d", port))
 			reqs := firstRequests(t, t0, fmt.Sprintf("http://127.0.0.1:%d", port), "/item/", nil, window)
-			checkFirstSpans(t, e, srv.PID, reqs)
+			checkFirstSpans(t, e, t0, srv.PID, reqs)
 		})
 	}
 	t.Run("python-libssl", func(t *testing.T) {
@@ -144,14 +162,14 @@ func TestFirstRequests(t *testing.T) {
 		srv.send("go")
 		port := srv.expect("listening", 10*time.Second)
 		reqs := firstRequests(t, t0, "https://127.0.0.1:"+port, "/items/", tlsConf, time.Since(t0)+window)
-		checkFirstSpans(t, e, srv.PID, reqs)
+		checkFirstSpans(t, e, t0, srv.PID, reqs)
 	})
 	t.Run("node-static-openssl", func(t *testing.T) {
 		t0 := time.Now()
 		srv := startProc(t, nil, node, testdataPath(t, "https_server.js"), cert, key)
 		port := srv.expect("listening", 15*time.Second)
 		reqs := firstRequests(t, t0, "https://127.0.0.1:"+port, "/items/", tlsConf, time.Since(t0)+window)
-		checkFirstSpans(t, e, srv.PID, reqs)
+		checkFirstSpans(t, e, t0, srv.PID, reqs)
 	})
 }
 
