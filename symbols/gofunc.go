@@ -37,12 +37,12 @@ func (b *GoBinary) Func(name string) (Func, error) {
 			if err == nil {
 				return b.finishFunc(f)
 			}
-			if !errors.Is(err, ErrNoFunc) {
-				return Func{}, fmt.Errorf("find %s in the symbol table of %s: %w", name, b.Path, err)
-			}
-		} else {
-			errs = append(errs, err)
+			// The symbol table lists every function the linker kept: one
+			// it lacks is not in the binary, and the pclntab (whose
+			// reading costs tens of MB in a large binary) is not read.
+			return Func{}, fmt.Errorf("find %s in the symbol table of %s: %w", name, b.Path, err)
 		}
+		errs = append(errs, err)
 	}
 	p, err := b.pclnFuncs()
 	if err != nil {
