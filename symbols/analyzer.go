@@ -20,7 +20,7 @@ import (
 // Bounds on what one analysis may read into memory at once.
 const (
 	maxSectionBytes = 256 << 20 // .gopclntab, relocations, data sections
-	maxDWARFBytes   = 256 << 20 // the debug sections DWARF parsing needs, uncompressed
+	maxDWARFBytes   = 96 << 20  // the debug sections, uncompressed: within the chart's 256 MiB limit
 )
 
 // ErrTooLarge is returned (wrapped) when a file asks for more memory than an
