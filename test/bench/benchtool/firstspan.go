@@ -53,7 +53,9 @@ func runFirstSpanMode(ctx context.Context, o options) error {
 	}
 	kinds := firstSpanKinds(o, cert, key)
 	os.Setenv("PERISCOPE_SYMBOLS_CACHE_DIR", filepath.Join(work, "cache"))
-	ag, err := startAgent(o.agentBin, "goapp-*", work, pidDir(o), 0, "--console=json", "--include-exe", "node-*",
+	// Names of their own (firstspan-go-*, node-N): programs that others
+	// run on the machine are not selected and do not queue before ours.
+	ag, err := startAgent(o.agentBin, "firstspan-go-*", work, pidDir(o), 0, "--console=json", "--include-exe", "node-*",
 		"--include-exe", "python3*")
 	if err != nil {
 		return err
@@ -89,7 +91,7 @@ func firstSpanKinds(o options, cert, key string) []firstSpanKind {
 	goKind := func(name string, src string) firstSpanKind {
 		return firstSpanKind{name: name, start: func(work string, round int) (*exec.Cmd, string, error) {
 			// A copy with bytes appended is another file: analysed anew.
-			bin := filepath.Join(work, fmt.Sprintf("goapp-%s-%d", name, round))
+			bin := filepath.Join(work, fmt.Sprintf("firstspan-%s-%d", name, round))
 			if err := copyOf(src, bin); err != nil {
 				return nil, "", err
 			}
@@ -144,7 +146,7 @@ func firstSpanRound(ctx context.Context, ag *agent, k firstSpanKind, work string
 	defer func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
-		if strings.HasPrefix(filepath.Base(cmd.Path), "node-") || strings.HasPrefix(filepath.Base(cmd.Path), "goapp-") {
+		if strings.HasPrefix(filepath.Base(cmd.Path), "node-") || strings.HasPrefix(filepath.Base(cmd.Path), "firstspan-") {
 			os.Remove(cmd.Path)
 		}
 	}()
