@@ -262,7 +262,7 @@ func (t *Tracker) handle(raw []byte) {
 	switch h.Type {
 	case wire.EventExec:
 		t.events.WithLabelValues("exec").Inc()
-		if lag := time.Since(t.clock.Time(binary.NativeEndian.Uint64(raw[offTS:]))); lag > slowEvent {
+		if lag := time.Since(t.clock.Time(h.TS)); lag > slowEvent {
 			t.log.Debug("exec event read late", "pid", pid, "lag", lag)
 		}
 		e, ok := decodeExec(raw)
