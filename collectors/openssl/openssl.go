@@ -269,6 +269,14 @@ func (c *Collector) inspect(p discovery.Process, m discovery.Mapping) []site {
 	if !isExe && !strings.HasPrefix(base, "lib") {
 		return nil
 	}
+	if isExe && !p.Selected {
+		// An executable is probed only for its own processes: reading
+		// the full symbol table of every program on the node (a 100 MB
+		// Go binary: ~10 MB and tens of ms) would only delay the
+		// discovery of the processes that are selected. Libraries are
+		// learnt from every process, for preattach.
+		return nil
+	}
 	a, err := c.analyse(p.HostPath(m.Path), isExe)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // gone before it was read: the next process may show it again
