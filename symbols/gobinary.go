@@ -47,6 +47,11 @@ type GoBinary struct {
 	pcln     *pclnFuncs
 	pclnErr  error
 
+	rawOnce   sync.Once
+	raw       *pclnTable
+	rawErr    error
+	pclnFound map[string][]Func // normalized name → pclntab functions, once walked
+
 	relOnce sync.Once
 	rels    map[uint64]uint64 // address → addend of R_*_RELATIVE relocations
 	relErr  error

@@ -44,6 +44,17 @@ func (b *GoBinary) Func(name string) (Func, error) {
 		}
 		errs = append(errs, err)
 	}
+	// One function of that name in the function table: that is it, and
+	// none: there is none. Several: a body and its wrapper, which only
+	// the line table tells apart (debug/gosym, below).
+	if fs, err := b.pclnMatches(name); err == nil {
+		if len(fs) == 0 {
+			return Func{}, fmt.Errorf("find %s in %s: %s: %w", name, b.Path, name, ErrNoFunc)
+		}
+		if len(fs) == 1 {
+			return b.finishFunc(fs[0])
+		}
+	}
 	p, err := b.pclnFuncs()
 	if err != nil {
 		return Func{}, errors.Join(append(errs, err)...)
@@ -61,7 +72,11 @@ func (b *GoBinary) Func(name string) (Func, error) {
 // a name not asked for before reads the symbol table.
 func (b *GoBinary) FindFuncs(names ...string) error {
 	if b.Stripped {
-		return nil
+		_, err := b.pclnMatches(names...)
+		if errors.Is(err, errOldPcln) {
+			return nil // Func reads it with debug/gosym
+		}
+		return err
 	}
 	_, err := b.symbolMatches(names...)
 	return err
