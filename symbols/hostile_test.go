@@ -249,3 +249,35 @@ func TestCache(t *testing.T) {
 		t.Errorf("%d corrupt files left", len(ents))
 	}
 }
+
+// TestPclnWalkMalformed: function tables whose counts and offsets point
+// outside the pclntab end in ErrMalformed, never an out-of-range read.
+func TestPclnWalkMalformed(t *testing.T) {
+	header := func(nfunc, names, pcln uint64) []byte {
+		d := make([]byte, 256)
+		binary.LittleEndian.PutUint32(d, pclnMagic120)
+		d[6], d[7] = 1, 8
+		binary.LittleEndian.PutUint64(d[8:], nfunc)
+		binary.LittleEndian.PutUint64(d[32:], names)
+		binary.LittleEndian.PutUint64(d[64:], pcln)
+		return d
+	}
+	badFunc := header(2, 100, 128)
+	binary.LittleEndian.PutUint32(badFunc[128+4:], 1<<30) // _func far beyond the end
+	badName := header(1, 100, 128)
+	binary.LittleEndian.PutUint32(badName[128+4:], 32) // _func at 160
+	binary.LittleEndian.PutUint32(badName[128+8:], 8)
+	binary.LittleEndian.PutUint32(badName[160+4:], 1<<30) // its name far beyond the end
+	for name, d := range map[string][]byte{
+		"huge count":     header(1<<40, 100, 128),
+		"table past end": header(1, 100, 1<<40),
+		"func past end":  badFunc,
+		"name past end":  badName,
+		"short header":   header(1, 100, 128)[:40],
+	} {
+		_, err := (&pclnTable{data: d, textStart: 0x401000}).walk(map[string]bool{"main.main": true})
+		if !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err %v, want ErrMalformed", name, err)
+		}
+	}
+}
