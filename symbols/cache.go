@@ -233,3 +233,15 @@ func writeAtomic(path string, b []byte) error {
 	}
 	return nil
 }
+
+// Same reports whether path is still the file id names: same device,
+// inode, size and modification time (a stat, no read). An inode is reused
+// once its file is deleted: a cache keyed by device and inode alone would
+// give a new file the results of the old one.
+func (id Identity) Same(path string) bool {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return false
+	}
+	return uint64(st.Dev) == id.Dev && st.Ino == id.Ino && st.Size == id.Size && st.Mtim.Nano() == id.MtimeNs
+}

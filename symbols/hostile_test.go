@@ -281,3 +281,28 @@ func TestPclnWalkMalformed(t *testing.T) {
 		}
 	}
 }
+
+// TestIdentitySame: a file rewritten in place, or a new file on a reused
+// inode, is not the file an identity names.
+func TestIdentitySame(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, []byte("one"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id, err := Identify(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !id.Same(p) {
+		t.Fatal("a file is not the same as itself")
+	}
+	if err := os.WriteFile(p, []byte("longer"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if id.Same(p) {
+		t.Error("a rewritten file of another size is the same")
+	}
+	if id.Same(p + ".missing") {
+		t.Error("a missing file is the same")
+	}
+}

@@ -88,7 +88,8 @@ func (c *Config) defaults() {
 
 // plan is what the collector knows of one executable.
 type plan struct {
-	err     error // why it is not probed (not Go, no net/http, ...)
+	id      symbols.Identity // the file analysed (zero: it could not be read)
+	err     error            // why it is not probed (not Go, no net/http, ...)
 	index   uint32
 	sites   []site
 	goVer   string
@@ -285,7 +286,7 @@ func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mappin
 func (c *Collector) planFor(p discovery.Process, m discovery.Mapping) *plan {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if pl, ok := c.plans[m.File]; ok {
+	if pl, ok := c.plans[m.File]; ok && (pl.id == symbols.Identity{} || pl.id.Same(p.HostPath(m.Path))) {
 		return pl
 	}
 	pl := c.analyse(p.HostPath(m.Path))
@@ -381,7 +382,9 @@ func (c *Collector) analyse(path string) *plan {
 	}
 	var a analysis
 	if c.cfg.Analyzer.Lookup(cacheKind, id, &a) {
-		return a.plan()
+		pl := a.plan()
+		pl.id = id
+		return pl
 	}
 	var pl *plan
 	err = c.cfg.Analyzer.Run(path, func() error {
@@ -390,8 +393,9 @@ func (c *Collector) analyse(path string) *plan {
 		return p.err
 	})
 	if errors.Is(err, symbols.ErrGaveUp) || pl == nil {
-		return &plan{err: err}
+		return &plan{id: id, err: err}
 	}
+	pl.id = id
 	if a, ok := cacheable(pl); ok {
 		if err := c.cfg.Analyzer.Store(cacheKind, id, a); err != nil {
 			c.log.Debug("cannot cache the analysis", "exe", path, "err", err)

@@ -72,6 +72,7 @@ func (c *Config) defaults() {
 // where their probes go, and its path inside the namespace of the process
 // it was found in.
 type candidate struct {
+	id    symbols.Identity // the file analysed (zero: it could not be read)
 	funcs []string
 	sites []site
 	path  string
@@ -261,9 +262,10 @@ func (c *Collector) inspect(p discovery.Process, m discovery.Mapping) []site {
 	c.mu.Lock()
 	cand, ok := c.files[m.File]
 	c.mu.Unlock()
-	if ok {
+	if ok && (cand.id == symbols.Identity{} || cand.id.Same(p.HostPath(m.Path))) {
 		return cand.sites
 	}
+	cand = candidate{}
 	isExe := m.Path == p.Exe
 	base := path.Base(m.Path)
 	if !isExe && !strings.HasPrefix(base, "lib") {
@@ -277,7 +279,8 @@ func (c *Collector) inspect(p discovery.Process, m discovery.Mapping) []site {
 		// learnt from every process, for preattach.
 		return nil
 	}
-	a, err := c.analyse(p.HostPath(m.Path), isExe)
+	id, a, err := c.analyse(p.HostPath(m.Path), isExe)
+	cand.id = id
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // gone before it was read: the next process may show it again
 	}
@@ -343,14 +346,14 @@ func (c *Collector) attach(hostPath string, pid uint32, sites []site) ([]link.Li
 // executable may define them in its full symbol table, a library must
 // export them) and plans their probes: from the symbol cache when a file of
 // the same identity was analysed before, else under the Analyzer's bounds.
-func (c *Collector) analyse(path string, isExe bool) (analysis, error) {
+func (c *Collector) analyse(path string, isExe bool) (symbols.Identity, analysis, error) {
 	id, err := symbols.Identify(path)
 	if err != nil {
-		return analysis{}, err
+		return id, analysis{}, err
 	}
 	var a analysis
 	if c.cfg.Analyzer.Lookup(cacheKind, id, &a) {
-		return a, nil
+		return id, a, nil
 	}
 	err = c.cfg.Analyzer.Run(path, func() error {
 		funcs, err := definedFuncs(path, isExe)
@@ -366,12 +369,12 @@ func (c *Collector) analyse(path string, isExe bool) (analysis, error) {
 		return nil
 	})
 	if err != nil {
-		return analysis{}, err
+		return id, analysis{}, err
 	}
 	if err := c.cfg.Analyzer.Store(cacheKind, id, a); err != nil {
 		c.log.Debug("cannot cache the analysis", "file", path, "err", err)
 	}
-	return a, nil
+	return id, a, nil
 }
 
 // definedFuncs lists the probed functions the file defines, or none when
