@@ -88,16 +88,7 @@ func (b *GoBinary) FindFuncs(names ...string) error {
 func (b *GoBinary) symbolMatches(names ...string) ([]Func, error) {
 	b.symMu.Lock()
 	defer b.symMu.Unlock()
-	if b.symFound == nil {
-		b.symFound = make(map[string][]Func)
-	}
-	want := make(map[string]bool, len(names))
-	for _, n := range names {
-		if n := normalizeFuncName(n); b.symFound[n] == nil {
-			want[n] = true
-		}
-	}
-	if len(want) > 0 {
+	return cachedMatches(&b.symFound, names, func(want map[string]bool) (map[string][]Func, error) {
 		found := make(map[string][]Func, len(want))
 		err := scanFuncSymbols(b.elf, elf.SHT_SYMTAB, func(e symEntry) bool {
 			if n, ok := matchNormalized(e.name, want); ok {
@@ -108,14 +99,36 @@ func (b *GoBinary) symbolMatches(names ...string) ([]Func, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read symbols of %s: %w", b.Path, err)
 		}
-		for n := range want {
-			if found[n] == nil {
-				found[n] = []Func{} // non-nil: scanned
-			}
-			b.symFound[n] = found[n]
+		return found, nil
+	})
+}
+
+// cachedMatches returns (*cache)[normalized names[0]], first calling
+// search for the normalized names not searched for before and recording
+// its answers (an empty, non-nil slice: searched, none).
+func cachedMatches(cache *map[string][]Func, names []string, search func(want map[string]bool) (map[string][]Func, error)) ([]Func, error) {
+	if *cache == nil {
+		*cache = make(map[string][]Func)
+	}
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		if n := normalizeFuncName(n); (*cache)[n] == nil {
+			want[n] = true
 		}
 	}
-	return b.symFound[normalizeFuncName(names[0])], nil
+	if len(want) > 0 {
+		found, err := search(want)
+		if err != nil {
+			return nil, err
+		}
+		for n := range want {
+			if found[n] == nil {
+				found[n] = []Func{}
+			}
+			(*cache)[n] = found[n]
+		}
+	}
+	return (*cache)[normalizeFuncName(names[0])], nil
 }
 
 // matchNormalized reports whether the normalized form of the symbol name

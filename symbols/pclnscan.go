@@ -54,28 +54,13 @@ func (b *GoBinary) pclnMatches(names ...string) ([]Func, error) {
 	}
 	b.symMu.Lock()
 	defer b.symMu.Unlock()
-	if b.pclnFound == nil {
-		b.pclnFound = make(map[string][]Func)
-	}
-	want := make(map[string]bool, len(names))
-	for _, n := range names {
-		if n := normalizeFuncName(n); b.pclnFound[n] == nil {
-			want[n] = true
-		}
-	}
-	if len(want) > 0 {
+	return cachedMatches(&b.pclnFound, names, func(want map[string]bool) (map[string][]Func, error) {
 		found, err := t.walk(want)
 		if err != nil {
 			return nil, fmt.Errorf("pclntab of %s: %w", b.Path, err)
 		}
-		for n := range want {
-			if found[n] == nil {
-				found[n] = []Func{} // non-nil: walked
-			}
-			b.pclnFound[n] = found[n]
-		}
-	}
-	return b.pclnFound[normalizeFuncName(names[0])], nil
+		return found, nil
+	})
 }
 
 // walk reads the function table of a Go 1.18+ pclntab (runtime.pcHeader:
