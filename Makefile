@@ -82,6 +82,8 @@ test-kernels:
 
 # Speed: nginx+TLS under wrk without and with the agent, alternated; a Go server
 # likewise; the agent with RED metrics off vs on over 1,000 routes (root, ~6-7 min).
+# MODE=firstspan (exec to first traced request) and MODE=memory (RSS with 20 large
+# Go binaries) run on their own: see test/bench/run.sh.
 # Prints tables and writes test/bench/results.md and test/bench/results-metrics.md;
 # reports figures, never asserts them.
 bench: deps

@@ -33,6 +33,7 @@ import (
 	"github.com/periscope-apm/periscope/internal/tracefs"
 	"github.com/periscope-apm/periscope/metadata"
 	"github.com/periscope-apm/periscope/span"
+	"github.com/periscope-apm/periscope/symbols"
 )
 
 // UsageError is a configuration the agent cannot run with (exit status 2).
@@ -167,17 +168,20 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 
 	sel := cfg.Processes.Selector()
 	sink := execSink{Sink: corr, procs: procs}
+	analyzer := newAnalyzer(cfg.Symbols, log, reg)
 	var cols []collectors.Collector
 	if cfg.OpenSSL.Enabled {
 		cols = append(cols, openssl.New(openssl.Config{
 			PerProcess: !sel.All(),
 			RingBytes:  cfg.OpenSSL.RingBytes,
+			Analyzer:   analyzer,
 		}, sink, log, reg))
 	}
 	if cfg.GoHTTP.Enabled {
 		cols = append(cols, gohttp.New(gohttp.Config{
 			PerProcess: !sel.All(),
 			RingBytes:  cfg.GoHTTP.RingBytes,
+			Analyzer:   analyzer,
 		}, sink, log, reg))
 	}
 	if cfg.TCP.Enabled {
@@ -247,6 +251,17 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	waitReaders(started, log)
 	corr.Flush()
 	return nil
+}
+
+// newAnalyzer returns the analyser of files the collectors share, with the
+// symbol cache in cfg.CacheDir, or in memory only when that cannot be used.
+func newAnalyzer(cfg config.Symbols, log *slog.Logger, reg prometheus.Registerer) *symbols.Analyzer {
+	cache, err := symbols.NewCache(cfg.CacheDir, Version())
+	if err != nil {
+		log.Warn("symbol cache kept in memory only", "err", err)
+		cache, _ = symbols.NewCache("", Version())
+	}
+	return symbols.NewAnalyzer(cache, cfg.AnalysisTimeout, reg)
 }
 
 // readerDrainTimeout bounds the wait for the collectors' event readers at

@@ -38,6 +38,7 @@ type Config struct {
 	HTTP      HTTP      `yaml:"http"`
 	OpenSSL   OpenSSL   `yaml:"openssl"`
 	GoHTTP    GoHTTP    `yaml:"gohttp"`
+	Symbols   Symbols   `yaml:"symbols"`
 	TCP       TCP       `yaml:"tcp"`
 	Metrics   Metrics   `yaml:"metrics"`
 	Kube      Kube      `yaml:"kubernetes"`
@@ -116,6 +117,15 @@ type GoHTTP struct {
 	RingBytes int `yaml:"ring_bytes"`
 }
 
+// Symbols configures the analysis of executables and libraries.
+type Symbols struct {
+	// CacheDir keeps what analysing a file found, by file identity, across
+	// restarts of the agent; "off" keeps it in memory only.
+	CacheDir string `yaml:"cache_dir"`
+	// AnalysisTimeout gives up the analysis of one file after this long.
+	AnalysisTimeout time.Duration `yaml:"analysis_timeout"`
+}
+
 // TCP configures the TCP collector (retransmissions).
 type TCP struct {
 	Enabled bool `yaml:"enabled"`
@@ -144,6 +154,7 @@ func Default() Config {
 		HTTP:        HTTP{IdleTimeout: 2 * time.Minute},
 		OpenSSL:     OpenSSL{Enabled: true, RingBytes: 4 << 20},
 		GoHTTP:      GoHTTP{Enabled: true, RingBytes: 2 << 20},
+		Symbols:     Symbols{CacheDir: "/var/cache/periscope/symbols", AnalysisTimeout: 10 * time.Second},
 		TCP:         TCP{Enabled: true, Hook: "tracepoint", MaxPeers: 1024, RingBytes: 1 << 20},
 		Metrics:     Metrics{Enabled: true, MaxSeriesPerService: 2000},
 		Kube:        Kube{Enabled: "auto"},
@@ -212,6 +223,9 @@ func LoadEnv(args []string, environ []string, out io.Writer) (Config, error) {
 	})
 	if flagErr != nil {
 		return cfg, flagErr
+	}
+	if cfg.Symbols.CacheDir == "off" {
+		cfg.Symbols.CacheDir = ""
 	}
 	if cfg.MetricsAddr == "off" {
 		cfg.MetricsAddr = ""
@@ -315,6 +329,9 @@ func (c Config) Validate() error {
 	}
 	if err := oneOf("processes.command_args", c.Processes.CommandArgs, "redacted", "off"); err != nil {
 		return err
+	}
+	if c.Symbols.AnalysisTimeout <= 0 {
+		return fmt.Errorf("symbols.analysis_timeout: must be positive, not %s", c.Symbols.AnalysisTimeout)
 	}
 	if c.HTTP.IdleTimeout <= 0 {
 		return fmt.Errorf("http.idle_timeout: must be positive, not %s", c.HTTP.IdleTimeout)

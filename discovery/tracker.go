@@ -280,6 +280,9 @@ func (t *Tracker) handle(raw []byte) {
 	switch h.Type {
 	case wire.EventExec:
 		t.events.WithLabelValues("exec").Inc()
+		if lag := time.Since(t.clock.Time(h.TS)); lag > slowEvent {
+			t.log.Debug("exec event read late", "pid", pid, "lag", lag)
+		}
 		e, ok := decodeExec(raw)
 		if ok && len(e.Argv) == 0 {
 			t.argvUnread.Inc()
@@ -387,9 +390,17 @@ func (t *Tracker) updateLocked(pid uint32) {
 		return
 	}
 	for _, o := range obs {
+		began := time.Now()
 		o.ProcessUpdated(p, added)
+		if d := time.Since(began); d > slowEvent {
+			t.log.Debug("slow observer", "pid", pid, "exe", p.Exe, "observer", fmt.Sprintf("%T", o), "took", d)
+		}
 	}
 }
+
+// slowEvent is how long handling an event may take before it is logged
+// (at debug level): what delays the probes of a new process.
+const slowEvent = 10 * time.Millisecond
 
 func (t *Tracker) exited(pid uint32, at time.Time) {
 	defer t.lock(pid)()

@@ -1,8 +1,6 @@
 package symbols
 
 import (
-	"debug/elf"
-	"errors"
 	"fmt"
 	"syscall"
 )
@@ -27,57 +25,31 @@ func Stat(path string) (FileID, error) {
 // Defined reports which of names the ELF file at path defines as functions,
 // in its dynamic symbol table or its full symbol table. Symbols the file only
 // imports (undefined, as libcurl imports SSL_read) do not count. A file with
-// no symbol tables at all defines nothing; that is not an error.
+// no symbol tables at all defines nothing; that is not an error. The full
+// table is read only when the dynamic one lacks a name.
 func Defined(path string, names ...string) (map[string]bool, error) {
-	f, err := elf.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("open ELF %s: %w", path, err)
-	}
-	defer f.Close()
-	want := make(map[string]bool, len(names))
-	for _, n := range names {
-		want[n] = false
-	}
-	dyn, err := f.DynamicSymbols()
-	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
-		return nil, fmt.Errorf("read dynamic symbols of %s: %w", path, err)
-	}
-	markDefined(want, dyn)
-	syms, err := f.Symbols()
-	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
-		return nil, fmt.Errorf("read symbols of %s: %w", path, err)
-	}
-	markDefined(want, syms)
-	return want, nil
+	return defined(path, false, names)
 }
 
 // Exported is Defined restricted to the dynamic symbol table: what a shared
 // library offers to others. It reads far less than Defined for large files.
 func Exported(path string, names ...string) (map[string]bool, error) {
-	f, err := elf.Open(path)
+	return defined(path, true, names)
+}
+
+func defined(path string, dynOnly bool, names []string) (map[string]bool, error) {
+	o, err := Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("open ELF %s: %w", path, err)
+		return nil, err
 	}
-	defer f.Close()
-	dyn, err := f.DynamicSymbols()
-	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
-		return nil, fmt.Errorf("read dynamic symbols of %s: %w", path, err)
+	defer o.Close()
+	found, err := o.find(dynOnly, names)
+	if err != nil {
+		return nil, err
 	}
 	want := make(map[string]bool, len(names))
 	for _, n := range names {
-		want[n] = false
+		_, want[n] = found[n]
 	}
-	markDefined(want, dyn)
 	return want, nil
-}
-
-func markDefined(want map[string]bool, syms []elf.Symbol) {
-	for _, s := range syms {
-		if s.Section == elf.SHN_UNDEF || s.Value == 0 || elf.ST_TYPE(s.Info) != elf.STT_FUNC {
-			continue
-		}
-		if _, ok := want[s.Name]; ok {
-			want[s.Name] = true
-		}
-	}
 }

@@ -96,7 +96,7 @@ func readRelatives(f *elf.File) (map[uint64]uint64, error) {
 		if s.Type != elf.SHT_RELA || s.Flags&elf.SHF_ALLOC == 0 {
 			continue
 		}
-		data, err := s.Data()
+		data, err := sectionData(s)
 		if err != nil {
 			return nil, fmt.Errorf("section %s: %w", s.Name, err)
 		}

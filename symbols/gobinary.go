@@ -40,13 +40,17 @@ type GoBinary struct {
 	file *os.File
 	elf  *elf.File
 
-	symOnce sync.Once
-	syms    []Func
-	symErr  error
+	symMu    sync.Mutex
+	symFound map[string][]Func // normalized name → matching symbols, once scanned
 
 	pclnOnce sync.Once
 	pcln     *pclnFuncs
 	pclnErr  error
+
+	rawOnce   sync.Once
+	raw       *pclnTable
+	rawErr    error
+	pclnFound map[string][]Func // normalized name → pclntab functions, once walked
 
 	relOnce sync.Once
 	rels    map[uint64]uint64 // address → addend of R_*_RELATIVE relocations
@@ -74,9 +78,9 @@ func newGoBinary(path string, f *os.File) (*GoBinary, error) {
 	if err != nil {
 		var fe *elf.FormatError
 		if errors.As(err, &fe) {
-			return nil, fmt.Errorf("%s is not an ELF file (%v): %w", path, err, ErrNotGo)
+			return nil, fmt.Errorf("%s is not an ELF file (%w): %w", path, err, ErrNotGo)
 		}
-		return nil, fmt.Errorf("read ELF header of %s: %w", path, err)
+		return nil, fmt.Errorf("read ELF header of %s: %w (%w)", path, err, ErrMalformed)
 	}
 	bi, err := buildinfo.Read(f)
 	if err != nil {

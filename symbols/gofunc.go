@@ -1,6 +1,7 @@
 package symbols
 
 import (
+	"bytes"
 	"debug/elf"
 	"errors"
 	"fmt"
@@ -30,17 +31,28 @@ var ErrNoFunc = errors.New("no such function")
 func (b *GoBinary) Func(name string) (Func, error) {
 	var errs []error
 	if !b.Stripped {
-		syms, err := b.symbolFuncs()
+		syms, err := b.symbolMatches(name)
 		if err == nil {
 			f, err := lookupFunc(syms, name, b.isWrapper)
 			if err == nil {
 				return b.finishFunc(f)
 			}
-			if !errors.Is(err, ErrNoFunc) {
-				return Func{}, fmt.Errorf("find %s in the symbol table of %s: %w", name, b.Path, err)
-			}
-		} else {
-			errs = append(errs, err)
+			// The symbol table lists every function the linker kept: one
+			// it lacks is not in the binary, and the pclntab (whose
+			// reading costs tens of MB in a large binary) is not read.
+			return Func{}, fmt.Errorf("find %s in the symbol table of %s: %w", name, b.Path, err)
+		}
+		errs = append(errs, err)
+	}
+	// One function of that name in the function table: that is it, and
+	// none: there is none. Several: a body and its wrapper, which only
+	// the line table tells apart (debug/gosym, below).
+	if fs, err := b.pclnMatches(name); err == nil {
+		if len(fs) == 0 {
+			return Func{}, fmt.Errorf("find %s in %s: %s: %w", name, b.Path, name, ErrNoFunc)
+		}
+		if len(fs) == 1 {
+			return b.finishFunc(fs[0])
 		}
 	}
 	p, err := b.pclnFuncs()
@@ -53,6 +65,86 @@ func (b *GoBinary) Func(name string) (Func, error) {
 		return Func{}, fmt.Errorf("find %s in %s: %w", name, b.Path, err)
 	}
 	return b.finishFunc(f)
+}
+
+// FindFuncs reads the symbol table once for all of names, so that Func
+// answers each of them without reading it again. Without it, each Func of
+// a name not asked for before reads the symbol table.
+func (b *GoBinary) FindFuncs(names ...string) error {
+	if b.Stripped {
+		_, err := b.pclnMatches(names...)
+		if errors.Is(err, errOldPcln) {
+			return nil // Func reads it with debug/gosym
+		}
+		return err
+	}
+	_, err := b.symbolMatches(names...)
+	return err
+}
+
+// symbolMatches returns the functions of the symbol table whose normalized
+// name is that of names[0], scanning the table for those of names not
+// scanned for before. Only matching symbols are kept.
+func (b *GoBinary) symbolMatches(names ...string) ([]Func, error) {
+	b.symMu.Lock()
+	defer b.symMu.Unlock()
+	return cachedMatches(&b.symFound, names, func(want map[string]bool) (map[string][]Func, error) {
+		found := make(map[string][]Func, len(want))
+		err := scanFuncSymbols(b.elf, elf.SHT_SYMTAB, func(e symEntry) bool {
+			if n, ok := matchNormalized(e.name, want); ok {
+				found[n] = append(found[n], Func{Name: string(e.name), Addr: e.value, Size: e.size})
+			}
+			return false
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read symbols of %s: %w", b.Path, err)
+		}
+		return found, nil
+	})
+}
+
+// cachedMatches returns (*cache)[normalized names[0]], first calling
+// search for the normalized names not searched for before and recording
+// its answers (an empty, non-nil slice: searched, none).
+func cachedMatches(cache *map[string][]Func, names []string, search func(want map[string]bool) (map[string][]Func, error)) ([]Func, error) {
+	if *cache == nil {
+		*cache = make(map[string][]Func)
+	}
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		if n := normalizeFuncName(n); (*cache)[n] == nil {
+			want[n] = true
+		}
+	}
+	if len(want) > 0 {
+		found, err := search(want)
+		if err != nil {
+			return nil, err
+		}
+		for n := range want {
+			if found[n] == nil {
+				found[n] = []Func{}
+			}
+			(*cache)[n] = found[n]
+		}
+	}
+	return (*cache)[normalizeFuncName(names[0])], nil
+}
+
+// matchNormalized reports whether the normalized form of the symbol name
+// raw is in want, without allocating for the common names (no type
+// arguments, no middle dot).
+func matchNormalized(raw []byte, want map[string]bool) (string, bool) {
+	if bytes.IndexByte(raw, '[') < 0 && !bytes.Contains(raw, []byte("·")) {
+		raw = bytes.TrimSuffix(raw, []byte(".abi0"))
+		raw = bytes.TrimSuffix(raw, []byte(".abiinternal"))
+		if want[string(raw)] {
+			return string(raw), true
+		}
+		return "", false
+	}
+	n := normalizeFuncName(string(raw))
+	return n, want[n]
 }
 
 // isWrapper reports whether f is code the compiler generated (an ABI
@@ -87,22 +179,18 @@ func (b *GoBinary) finishFunc(f Func) (Func, error) {
 	return f, nil
 }
 
-// symbolFuncs lists the functions of the ELF symbol table.
+// symbolFuncs lists every function of the ELF symbol table (for tests:
+// Func reads only what it looks for).
 func (b *GoBinary) symbolFuncs() ([]Func, error) {
-	b.symOnce.Do(func() {
-		syms, err := b.elf.Symbols()
-		if err != nil {
-			b.symErr = fmt.Errorf("read symbols of %s: %w", b.Path, err)
-			return
-		}
-		for _, s := range syms {
-			if elf.ST_TYPE(s.Info) != elf.STT_FUNC || s.Section == elf.SHN_UNDEF || s.Value == 0 {
-				continue
-			}
-			b.syms = append(b.syms, Func{Name: s.Name, Addr: s.Value, Size: s.Size})
-		}
+	var out []Func
+	err := scanFuncSymbols(b.elf, elf.SHT_SYMTAB, func(e symEntry) bool {
+		out = append(out, Func{Name: string(e.name), Addr: e.value, Size: e.size})
+		return false
 	})
-	return b.syms, b.symErr
+	if err != nil {
+		return nil, fmt.Errorf("read symbols of %s: %w", b.Path, err)
+	}
+	return out, nil
 }
 
 // lookupFunc picks the function called name from funcs: among those whose

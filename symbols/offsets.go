@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime/debug"
 	"sort"
 	"strings"
 )
@@ -181,41 +182,93 @@ func (o *Offsets) set(name string, v int64) {
 // version is not in the table.
 var ErrNoOffsets = errors.New("no struct offsets for this Go version")
 
-// Offsets returns the struct field offsets for this binary: from its DWARF
-// when it has DWARF, with the fields of structs the program does not use
-// taken from the table when the table knows its Go version; else from the
-// table embedded in Periscope for its Go version (major.minor, and patch
-// where a field moved within a minor release).
+// OffsetsSource says where a binary's offsets were read.
+type OffsetsSource string
+
+// The sources of offsets.
+const (
+	FromTable OffsetsSource = "table"
+	FromDWARF OffsetsSource = "DWARF"
+)
+
+// Offsets returns the struct field offsets for this binary (see
+// OffsetsWithSource).
 func (b *GoBinary) Offsets() (Offsets, error) {
-	var dwarfErr error
-	if b.HasDWARF {
-		o, err := b.OffsetsDWARF()
+	o, _, err := b.OffsetsWithSource()
+	return o, err
+}
+
+// OffsetsWithSource returns the struct field offsets for this binary and
+// where they came from. The table embedded in Periscope answers for the
+// releases it was generated from: it is read from the DWARF of those very
+// toolchains and costs nothing, where reading a binary's DWARF costs
+// hundreds of milliseconds and tens of megabytes. The binary's DWARF is
+// read when the table does not vouch for the release (a patch release newer
+// than those the table was made from, a development build, a build with a
+// GOEXPERIMENT, which may change layouts), with the fields of structs the
+// program does not use taken from the table where it knows the minor
+// release; without DWARF, the table answers for its minor releases.
+func (b *GoBinary) OffsetsWithSource() (Offsets, OffsetsSource, error) {
+	if tableVouches(b.Version, b.GoVersionRaw, b.Build) || !b.HasDWARF {
+		o, err := TableOffsets(b.Version)
 		if err == nil {
-			if t, err := TableOffsets(b.Version); err == nil {
-				for _, f := range OffsetFields() {
-					if o.Get(f.Name) == Absent {
-						o.set(f.Name, t.Get(f.Name))
-					}
+			return o, FromTable, nil
+		}
+		if !b.HasDWARF {
+			return Offsets{}, "", fmt.Errorf("offsets for %s (no DWARF): %w", b.Path, err)
+		}
+	}
+	o, dwarfErr := b.OffsetsDWARF()
+	if dwarfErr == nil {
+		if t, err := TableOffsets(b.Version); err == nil {
+			for _, f := range OffsetFields() {
+				if o.Get(f.Name) == Absent {
+					o.set(f.Name, t.Get(f.Name))
 				}
 			}
-			return o, nil
 		}
-		dwarfErr = err
+		return o, FromDWARF, nil
 	}
 	o, err := TableOffsets(b.Version)
 	if err != nil {
-		if dwarfErr != nil {
-			return Offsets{}, fmt.Errorf("offsets for %s: %w; %w", b.Path, dwarfErr, err)
-		}
-		return Offsets{}, fmt.Errorf("offsets for %s (no DWARF): %w", b.Path, err)
+		return Offsets{}, "", fmt.Errorf("offsets for %s: %w; %w", b.Path, dwarfErr, err)
 	}
-	return o, nil
+	return o, FromTable, nil
+}
+
+// tableVouches tells whether the embedded table was made from v's exact
+// layout: a release no newer than the newest the table's rows for its
+// minor release were read from, of a plain build (not a development
+// toolchain, no GOEXPERIMENT).
+func tableVouches(v GoVersion, raw string, bi *debug.BuildInfo) bool {
+	if strings.Contains(raw, "devel") || strings.Contains(raw, "X:") {
+		return false
+	}
+	if bi != nil {
+		for _, s := range bi.Settings {
+			if s.Key == "GOEXPERIMENT" && s.Value != "" {
+				return false
+			}
+		}
+	}
+	for _, e := range OffsetsTable() {
+		for _, tc := range e.Toolchains {
+			t, err := ParseGoVersion(tc)
+			if err == nil && t.Major == v.Major && t.Minor == v.Minor && !t.Less(v) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // OffsetsDWARF reads the offsets from the binary's DWARF alone. It fails
 // when the binary has no DWARF, or when a struct it describes lacks a
 // required field (the layout changed: offsets are never guessed).
 func (b *GoBinary) OffsetsDWARF() (Offsets, error) {
+	if n := dwarfBytes(b.elf); n > maxDWARFBytes {
+		return Offsets{}, fmt.Errorf("DWARF of %s: %d bytes of debug sections: %w", b.Path, n, ErrTooLarge)
+	}
 	d, err := b.elf.DWARF()
 	if err != nil {
 		return Offsets{}, fmt.Errorf("read DWARF of %s: %w", b.Path, err)

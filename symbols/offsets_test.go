@@ -2,6 +2,7 @@ package symbols
 
 import (
 	"errors"
+	"runtime/debug"
 	"testing"
 )
 
@@ -182,5 +183,34 @@ func TestAllFound(t *testing.T) {
 	}
 	if !allFound(map[string]map[string]int64{"net/http.Request": {}}, set("net/http.Request")) {
 		t.Error("no map structs wanted: found when every wanted struct is")
+	}
+}
+
+// TestTableVouches: the table answers for the releases it was made from,
+// not for newer patches, development builds or experiments, which read
+// DWARF when they have it.
+func TestTableVouches(t *testing.T) {
+	exp := &debug.BuildInfo{Settings: []debug.BuildSetting{{Key: "GOEXPERIMENT", Value: "noswissmap"}}}
+	for _, tt := range []struct {
+		raw  string
+		bi   *debug.BuildInfo
+		want bool
+	}{
+		{"go1.26.8", nil, true},
+		{"go1.26.11", nil, true},
+		{"go1.18.10", nil, true},
+		{"go1.26.99", nil, false}, // newer than any 1.26 the table was made from
+		{"go1.99.0", nil, false},
+		{"devel go1.27-abcdef", nil, false},
+		{"go1.24.0 X:boringcrypto", nil, false},
+		{"go1.24.13", exp, false},
+	} {
+		v, err := ParseGoVersion(tt.raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tableVouches(v, tt.raw, tt.bi); got != tt.want {
+			t.Errorf("%q: %v, want %v", tt.raw, got, tt.want)
+		}
 	}
 }

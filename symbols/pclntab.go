@@ -99,8 +99,12 @@ func newGosymTable(data []byte, text uint64) (tab *gosym.Table, err error) {
 			err = fmt.Errorf("malformed pclntab: %v", r)
 		}
 	}()
-	if !plausibleFuncCount(data) {
-		return nil, errors.New("malformed pclntab: more functions than the table has room for")
+	// debug/gosym allocates a record per function the header claims:
+	// each takes at least a functab entry (8 bytes or more) and a _func
+	// record (40 bytes or more) of the table, so a claim beyond that is a
+	// lie that would cost gigabytes (a fatal error, not a panic).
+	if nfunc := pclnFuncCount(data); nfunc > uint64(len(data))/48 {
+		return nil, fmt.Errorf("pclntab claims %d functions in %d bytes: %w", nfunc, len(data), ErrMalformed)
 	}
 	tab, err = gosym.NewTable(nil, gosym.NewLineTable(data, text))
 	if err != nil {
@@ -112,38 +116,16 @@ func newGosymTable(data []byte, text uint64) (tab *gosym.Table, err error) {
 	return tab, nil
 }
 
-// minFuncBytes is the least a function takes in a pclntab: a functab
-// entry (8 bytes or more) and a _func record (40 bytes or more).
-const minFuncBytes = 48
-
-// plausibleFuncCount reports whether the function count in a Go 1.2+
-// pclntab header fits in the table. debug/gosym allocates for that many
-// functions before reading one, so a crafted count would exhaust the
-// agent's memory (a fatal error, not a panic).
-func plausibleFuncCount(data []byte) bool {
+// pclnFuncCount reads the function count of a pclntab header (the
+// pointer-sized word after the 8 fixed bytes, in every format).
+func pclnFuncCount(data []byte) uint64 {
 	if len(data) < 16 {
-		return true // too short for a header: gosym refuses it
+		return 0
 	}
-	var order binary.ByteOrder
-	for _, o := range []binary.ByteOrder{binary.LittleEndian, binary.BigEndian} {
-		switch o.Uint32(data) {
-		case pclnMagic118, pclnMagic120, pclnMagic116, pclnMagic12:
-			order = o
-		}
+	if data[7] == 4 {
+		return uint64(binary.LittleEndian.Uint32(data[8:]))
 	}
-	if order == nil {
-		return true // not a format with a function count
-	}
-	var n uint64
-	switch data[7] { // pointer size
-	case 4:
-		n = uint64(order.Uint32(data[8:]))
-	case 8:
-		n = order.Uint64(data[8:])
-	default:
-		return true // gosym refuses it
-	}
-	return n <= uint64(len(data))/minFuncBytes
+	return binary.LittleEndian.Uint64(data[8:])
 }
 
 // findPclntab returns the address and contents of the pclntab: the
@@ -152,7 +134,7 @@ func plausibleFuncCount(data []byte) bool {
 // runtime's moduledata points to.
 func (b *GoBinary) findPclntab() (uint64, []byte, error) {
 	if s := b.elf.Section(".gopclntab"); s != nil {
-		data, err := s.Data()
+		data, err := sectionData(s)
 		if err != nil {
 			return 0, nil, fmt.Errorf("read section .gopclntab: %w", err)
 		}
@@ -165,7 +147,7 @@ func (b *GoBinary) findPclntab() (uint64, []byte, error) {
 		if s.Type != elf.SHT_PROGBITS || s.Flags&elf.SHF_ALLOC == 0 || s.Flags&elf.SHF_EXECINSTR != 0 {
 			continue
 		}
-		data, err := s.Data()
+		data, err := sectionData(s)
 		if err != nil {
 			return 0, nil, fmt.Errorf("read section %s: %w", s.Name, err)
 		}
@@ -247,7 +229,7 @@ func (b *GoBinary) moduledata(addr uint64, pcln []byte) (moduledata, error) {
 		if s.Type != elf.SHT_PROGBITS || s.Flags&elf.SHF_ALLOC == 0 || s.Flags&elf.SHF_WRITE == 0 {
 			continue
 		}
-		data, err := s.Data()
+		data, err := sectionData(s)
 		if err != nil {
 			return moduledata{}, fmt.Errorf("read section %s: %w", s.Name, err)
 		}

@@ -40,6 +40,8 @@ type Set struct {
 	linger time.Duration
 	probes prometheus.Gauge
 
+	closing sync.WaitGroup // links of exited processes being closed
+
 	mu       sync.Mutex
 	attached map[Key]*entry
 	byPID    map[uint32][]Key
@@ -95,7 +97,16 @@ func (s *Set) Exited(pid uint32) {
 			continue
 		}
 		if key.PID != 0 {
-			s.detachLocked(key, e) // the process is gone: its probes can never fire
+			// The process is gone: its probes can never fire. Closing
+			// them waits for RCU grace periods (tens to hundreds of ms
+			// on a busy machine), which must not hold up the caller:
+			// the discovery of the next process, whose probes wait.
+			links := s.forgetLocked(key, e)
+			s.closing.Add(1)
+			go func() {
+				defer s.closing.Done()
+				closeAll(links)
+			}()
 			continue
 		}
 		k := key
@@ -110,15 +121,18 @@ func (s *Set) Exited(pid uint32) {
 	delete(s.byPID, pid)
 }
 
-// Close detaches everything.
+// Close detaches everything, and waits for the detaches of exited
+// processes still in progress.
 func (s *Set) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	var links []link.Link
 	for key, e := range s.attached {
 		links = append(links, s.forgetLocked(key, e)...)
 	}
-	return closeAll(links)
+	s.mu.Unlock()
+	err := closeAll(links)
+	s.closing.Wait()
+	return err
 }
 
 func (s *Set) detachLocked(key Key, e *entry) error {

@@ -65,6 +65,10 @@ func TestSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Exited(20)
+	if len(s.Attachments()) != 0 {
+		t.Fatal("per-process attachment kept after its process exited")
+	}
+	s.closing.Wait() // closed in the background: the caller does not wait
 	if closed.Load() != 4 {
 		t.Fatalf("per-process probes not detached at exit: closed %d", closed.Load())
 	}

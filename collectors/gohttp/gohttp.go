@@ -43,6 +43,10 @@ const (
 	fnH2RoundTripGo127 = "net/http/internal/http2.(*ClientConn).roundTrip"
 )
 
+// probedFuncs are the functions inspect looks up.
+var probedFuncs = []string{fnServeHTTP, fnFinishRequest, fnRoundTrip, fnH2HandlerDone, fnH2HandlerDoneGo127,
+	fnH2RoundTrip, fnH2RoundTripInner, fnH2RoundTripGo127}
+
 // maxBinaries is MAX_BINARIES in bpf/gohttp.bpf.c: distinct Go executables
 // whose offsets are loaded at once.
 const maxBinaries = 256
@@ -62,6 +66,9 @@ type Config struct {
 	// Linger keeps an executable's probes a while after its last process
 	// exits (default 1m).
 	Linger time.Duration
+	// Analyzer runs and caches the analysis of executables (nil: each
+	// is analysed where it is found, and nothing is cached across runs).
+	Analyzer *symbols.Analyzer
 }
 
 func (c *Config) defaults() {
@@ -81,7 +88,8 @@ func (c *Config) defaults() {
 
 // plan is what the collector knows of one executable.
 type plan struct {
-	err     error // why it is not probed (not Go, no net/http, ...)
+	id      symbols.Identity // the file analysed (zero: it could not be read)
+	err     error            // why it is not probed (not Go, no net/http, ...)
 	index   uint32
 	sites   []site
 	goVer   string
@@ -97,9 +105,41 @@ type plan struct {
 
 // site is one probe: an instruction's file offset and its program.
 type site struct {
-	fn     string
-	offset uint64
-	prog   func(*gohttpObjects) *ebpf.Program
+	Fn     string `json:"fn"`
+	Offset uint64 `json:"offset"`
+	Prog   string `json:"prog"` // a name of progNames
+}
+
+// The programs of the probes, by name (as sites name them in the cache).
+const (
+	progServeHTTP       = "serve_http"
+	progFinishRequest   = "finish_request"
+	progH2HandlerDone   = "h2_handler_done"
+	progRoundTrip       = "round_trip"
+	progH2RoundTrip     = "h2_round_trip"
+	progH2iRoundTrip    = "h2i_round_trip"
+	progRoundTripReturn = "round_trip_return"
+)
+
+// program returns the program a site names (nil for an unknown name).
+func (o *gohttpObjects) program(name string) *ebpf.Program {
+	switch name {
+	case progServeHTTP:
+		return o.GoServeHttp
+	case progFinishRequest:
+		return o.GoFinishRequest
+	case progH2HandlerDone:
+		return o.GoH2HandlerDone
+	case progRoundTrip:
+		return o.GoRoundTrip
+	case progH2RoundTrip:
+		return o.GoH2RoundTrip
+	case progH2iRoundTrip:
+		return o.GoH2iRoundTrip
+	case progRoundTripReturn:
+		return o.GoRoundTripReturn
+	}
+	return nil
 }
 
 // Collector is the Go net/http collector.
@@ -209,10 +249,12 @@ func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mappin
 		if m.Path != p.Exe {
 			continue
 		}
+		began := time.Now()
 		pl := c.planFor(p, m)
 		if pl.err != nil {
 			continue
 		}
+		planned := time.Now()
 		key := attach.Key{File: m.File}
 		if c.cfg.PerProcess {
 			key.PID = p.PID
@@ -229,7 +271,8 @@ func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mappin
 		case created:
 			c.log.Info("attached", "exe", m.Path, "pid", p.PID, "go", pl.goVer, "offsets", pl.source,
 				"probes", len(pl.sites), "per_process", key.PID != 0, "header_map", pl.headerMap,
-				"http2_server", pl.h2Server, "http2_client", pl.h2Client)
+				"http2_server", pl.h2Server, "http2_client", pl.h2Client,
+				"analysis", planned.Sub(began).Round(time.Microsecond), "attach", time.Since(planned).Round(time.Microsecond))
 			if pl.headerErr != nil {
 				c.log.Warn("incoming traceparent headers will not be read", "exe", m.Path, "err", pl.headerErr)
 			}
@@ -243,10 +286,10 @@ func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mappin
 func (c *Collector) planFor(p discovery.Process, m discovery.Mapping) *plan {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if pl, ok := c.plans[m.File]; ok {
+	if pl, ok := c.plans[m.File]; ok && (pl.id == symbols.Identity{} || pl.id.Same(p.HostPath(m.Path))) {
 		return pl
 	}
-	pl := c.inspect(p.HostPath(m.Path))
+	pl := c.analyse(p.HostPath(m.Path))
 	if errors.Is(pl.err, os.ErrNotExist) {
 		// The process is gone before it could be read: nothing to say
 		// about the file, which the next process may show again.
@@ -274,6 +317,93 @@ func (c *Collector) planFor(p discovery.Process, m discovery.Mapping) *plan {
 
 var errNoHTTP = errors.New("does not use net/http")
 
+// cacheKind names the schema of analysis in the symbol cache: change it
+// when analysis or what inspect decides changes.
+const cacheKind = "gohttp/1"
+
+// analysis is what inspecting an executable found, as the symbol cache
+// keeps it: the plan without its index in the kernel, or why the file is
+// not traced (Skip), for the reasons that cannot change.
+type analysis struct {
+	Skip      string          `json:"skip,omitempty"` // "not_go" or "no_net_http"
+	GoVer     string          `json:"go_version,omitempty"`
+	Sites     []site          `json:"sites,omitempty"`
+	Offsets   symbols.Offsets `json:"offsets"`
+	Source    string          `json:"offsets_source,omitempty"`
+	HeaderMap mapLayout       `json:"header_map"`
+	HeaderErr string          `json:"header_err,omitempty"`
+	H2Server  bool            `json:"h2_server,omitempty"`
+	H2Client  bool            `json:"h2_client,omitempty"`
+}
+
+func (a analysis) plan() *plan {
+	switch a.Skip {
+	case "not_go":
+		return &plan{err: fmt.Errorf("cached: %w", symbols.ErrNotGo)}
+	case "no_net_http":
+		return &plan{err: errNoHTTP}
+	}
+	pl := &plan{sites: a.Sites, goVer: a.GoVer, offsets: a.Offsets, source: a.Source + ", cached",
+		headerMap: a.HeaderMap, h2Server: a.H2Server, h2Client: a.H2Client}
+	if a.HeaderErr != "" {
+		pl.headerErr = errors.New(a.HeaderErr)
+	}
+	return pl
+}
+
+// cacheable returns what the symbol cache keeps of pl, and whether it
+// keeps anything: not the failures that may pass (a file that could not
+// be read).
+func cacheable(pl *plan) (analysis, bool) {
+	switch {
+	case errors.Is(pl.err, symbols.ErrNotGo):
+		return analysis{Skip: "not_go"}, true
+	case errors.Is(pl.err, errNoHTTP):
+		return analysis{Skip: "no_net_http"}, true
+	case pl.err != nil:
+		return analysis{}, false
+	}
+	a := analysis{GoVer: pl.goVer, Sites: pl.sites, Offsets: pl.offsets, Source: pl.source,
+		HeaderMap: pl.headerMap, H2Server: pl.h2Server, H2Client: pl.h2Client}
+	if pl.headerErr != nil {
+		a.HeaderErr = pl.headerErr.Error()
+	}
+	return a, true
+}
+
+// analyse returns the plan of the executable at path: from the symbol
+// cache when a file of the same identity was analysed before (by this
+// agent or an earlier run of it), else by inspecting it under the
+// Analyzer's bounds.
+func (c *Collector) analyse(path string) *plan {
+	id, err := symbols.Identify(path)
+	if err != nil {
+		return &plan{err: err}
+	}
+	var a analysis
+	if c.cfg.Analyzer.Lookup(cacheKind, id, &a) {
+		pl := a.plan()
+		pl.id = id
+		return pl
+	}
+	var pl *plan
+	err = c.cfg.Analyzer.Run(path, func() error {
+		p := c.inspect(path)
+		pl = p
+		return p.err
+	})
+	if errors.Is(err, symbols.ErrGaveUp) || pl == nil {
+		return &plan{id: id, err: err}
+	}
+	pl.id = id
+	if a, ok := cacheable(pl); ok {
+		if err := c.cfg.Analyzer.Store(cacheKind, id, a); err != nil {
+			c.log.Debug("cannot cache the analysis", "exe", path, "err", err)
+		}
+	}
+	return pl
+}
+
 func (c *Collector) inspect(path string) *plan {
 	b, err := symbols.GoInfo(path)
 	if err != nil {
@@ -281,7 +411,11 @@ func (c *Collector) inspect(path string) *plan {
 	}
 	defer b.Close()
 	pl := &plan{goVer: b.GoVersionRaw}
-	entry := func(name string, prog func(*gohttpObjects) *ebpf.Program) error {
+	// One pass over the symbol table for every function looked up below.
+	if err := b.FindFuncs(probedFuncs...); err != nil {
+		return &plan{err: err}
+	}
+	entry := func(name, prog string) error {
 		f, err := b.Func(name)
 		if err != nil {
 			return err
@@ -290,11 +424,11 @@ func (c *Collector) inspect(path string) *plan {
 		if err != nil {
 			return err
 		}
-		pl.sites = append(pl.sites, site{fn: name, offset: off, prog: prog})
+		pl.sites = append(pl.sites, site{Fn: name, Offset: off, Prog: prog})
 		return nil
 	}
 	// call probes a function's entry and every RET instruction.
-	call := func(name string, prog func(*gohttpObjects) *ebpf.Program) error {
+	call := func(name, prog string) error {
 		n := len(pl.sites)
 		if err := entry(name, prog); err != nil {
 			return err
@@ -309,19 +443,18 @@ func (c *Collector) inspect(path string) *plan {
 			return err
 		}
 		for _, r := range rets {
-			pl.sites = append(pl.sites, site{fn: name + " RET", offset: r,
-				prog: func(o *gohttpObjects) *ebpf.Program { return o.GoRoundTripReturn }})
+			pl.sites = append(pl.sites, site{Fn: name + " RET", Offset: r, Prog: progRoundTripReturn})
 		}
 		return nil
 	}
-	serverErr := entry(fnServeHTTP, func(o *gohttpObjects) *ebpf.Program { return o.GoServeHttp })
+	serverErr := entry(fnServeHTTP, progServeHTTP)
 	if serverErr == nil {
-		serverErr = entry(fnFinishRequest, func(o *gohttpObjects) *ebpf.Program { return o.GoFinishRequest })
+		serverErr = entry(fnFinishRequest, progFinishRequest)
 	}
 	if serverErr != nil {
 		pl.sites = nil // both server probes or neither
 	} else {
-		done := func(o *gohttpObjects) *ebpf.Program { return o.GoH2HandlerDone }
+		done := progH2HandlerDone
 		if err := entry(fnH2HandlerDone, done); errors.Is(err, symbols.ErrNoFunc) {
 			err = entry(fnH2HandlerDoneGo127, done)
 			pl.h2Server = err == nil
@@ -329,13 +462,13 @@ func (c *Collector) inspect(path string) *plan {
 			pl.h2Server = err == nil
 		}
 	}
-	clientErr := call(fnRoundTrip, func(o *gohttpObjects) *ebpf.Program { return o.GoRoundTrip })
+	clientErr := call(fnRoundTrip, progRoundTrip)
 	if clientErr == nil {
 		// Go 1.27's net/http has a wrapper type named http2ClientConn
 		// too, with a RoundTrip of another signature: look for the
 		// internal package first.
-		h2 := func(o *gohttpObjects) *ebpf.Program { return o.GoH2RoundTrip }
-		err := call(fnH2RoundTripGo127, func(o *gohttpObjects) *ebpf.Program { return o.GoH2iRoundTrip })
+		h2 := progH2RoundTrip
+		err := call(fnH2RoundTripGo127, progH2iRoundTrip)
 		if errors.Is(err, symbols.ErrNoFunc) {
 			err = call(fnH2RoundTripInner, h2)
 		}
@@ -350,21 +483,18 @@ func (c *Collector) inspect(path string) *plan {
 		}
 		return &plan{err: fmt.Errorf("server: %v; client: %v", serverErr, clientErr)}
 	}
-	o, err := b.Offsets()
+	o, source, err := b.OffsetsWithSource()
 	if err != nil {
 		return &plan{err: err}
 	}
-	pl.source = "table"
-	if b.HasDWARF {
-		pl.source = "DWARF"
-	}
+	pl.source = string(source)
 	pl.offsets = o
 	pl.headerMap, pl.headerErr = headerMapLayout(b, o)
 	if pl.h2Server && (either(o.H2ResponseWriterRws, o.H2iResponseWriterRws) == symbols.Absent ||
 		either(o.H2RWStateStatus, o.H2iRWStateStatus) == symbols.Absent) {
 		// Without them every HTTP/2 response would read as a 200.
 		pl.sites = slices.DeleteFunc(pl.sites, func(s site) bool {
-			return s.fn == fnH2HandlerDone || s.fn == fnH2HandlerDoneGo127
+			return s.Fn == fnH2HandlerDone || s.Fn == fnH2HandlerDoneGo127
 		})
 		pl.h2Server = false
 	}
@@ -470,7 +600,11 @@ func either(bundled, internal int64) int64 {
 func (c *Collector) attach(hostPath string, pid uint32, pl *plan) ([]link.Link, error) {
 	probes := make([]attach.Probe, 0, len(pl.sites))
 	for _, s := range pl.sites {
-		probes = append(probes, attach.Probe{Name: s.fn, Offset: s.offset, Prog: s.prog(&c.objs), Cookie: uint64(pl.index)})
+		prog := c.objs.program(s.Prog)
+		if prog == nil {
+			return nil, fmt.Errorf("%s: no program %q", s.Fn, s.Prog)
+		}
+		probes = append(probes, attach.Probe{Name: s.Fn, Offset: s.Offset, Prog: prog, Cookie: uint64(pl.index)})
 	}
 	return attach.Uprobes(hostPath, pid, probes, c.multi)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path"
 	"strings"
 	"sync"
@@ -47,6 +48,9 @@ type Config struct {
 	// known user exits, so that short-lived processes (curl in a loop)
 	// are not missed while probes are attached again (default 1m).
 	Linger time.Duration
+	// Analyzer runs and caches the analysis of files (nil: each is
+	// analysed where it is found, and nothing is cached across runs).
+	Analyzer *symbols.Analyzer
 }
 
 func (c *Config) defaults() {
@@ -65,11 +69,24 @@ func (c *Config) defaults() {
 }
 
 // candidate is what is known of a file: whether it defines the functions,
-// and its path inside the namespace of the process it was found in.
+// where their probes go, and its path inside the namespace of the process
+// it was found in.
 type candidate struct {
+	id    symbols.Identity // the file analysed (zero: it could not be read)
 	funcs []string
+	sites []site
 	path  string
 	err   error
+}
+
+// cacheKind names the schema of analysis in the symbol cache.
+const cacheKind = "openssl/1"
+
+// analysis is what the symbol cache keeps of a file: the probed functions
+// it defines (none: not OpenSSL) and where their probes go.
+type analysis struct {
+	Funcs []string `json:"funcs"`
+	Sites []site   `json:"sites,omitempty"`
 }
 
 // Collector is the OpenSSL collector.
@@ -180,19 +197,19 @@ func (c *Collector) Wait() { c.progs.Wait() }
 // ProcessUpdated implements discovery.Observer: it attaches to the files p
 // maps that contain OpenSSL.
 func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mapping) {
-	if p.Selected && c.cfg.PerProcess && len(added) == len(p.Maps) {
+	if p.Selected && c.cfg.PerProcess && len(added) == len(p.Maps) && dynamic(p) {
 		c.preattach(p)
 	}
 	for _, m := range added {
-		funcs := c.inspect(p, m)
-		if len(funcs) == 0 || !p.Selected {
+		sites := c.inspect(p, m)
+		if len(sites) == 0 || !p.Selected {
 			continue
 		}
 		key := attach.Key{File: m.File}
 		if c.cfg.PerProcess {
 			key.PID = p.PID
 		}
-		c.use(key, p, m, funcs)
+		c.use(key, p, m, sites)
 	}
 }
 
@@ -212,7 +229,7 @@ func (c *Collector) preattach(p discovery.Process) {
 	var files []known
 	c.mu.Lock()
 	for id, cand := range c.files {
-		if len(cand.funcs) > 0 {
+		if len(cand.sites) > 0 {
 			files = append(files, known{id, cand})
 		}
 	}
@@ -221,56 +238,69 @@ func (c *Collector) preattach(p discovery.Process) {
 		if id, err := symbols.Stat(p.HostPath(f.cand.path)); err != nil || id != f.id {
 			continue
 		}
-		c.use(attach.Key{File: f.id, PID: p.PID}, p, discovery.Mapping{Path: f.cand.path, File: f.id}, f.cand.funcs)
+		c.use(attach.Key{File: f.id, PID: p.PID}, p, discovery.Mapping{Path: f.cand.path, File: f.id}, f.cand.sites)
 	}
 }
 
-// inspect says which probed functions the mapped file defines. Results are
-// cached per file. Shared libraries must export the functions; the main
+// dynamic reports whether p runs a dynamically linked program: the kernel
+// maps its ELF interpreter (ld-linux-*.so, ld-musl-*.so) at exec. A
+// statically linked one (a Go program) never has libraries loaded for it,
+// and preattaching them would only delay its own probes.
+func dynamic(p discovery.Process) bool {
+	for _, m := range p.Maps {
+		if strings.HasPrefix(path.Base(m.Path), "ld-") {
+			return true
+		}
+	}
+	return false
+}
+
+// inspect says where the probes of the mapped file go (nowhere: it does
+// not define the probed functions). Results are cached per file. Shared libraries must export the functions; the main
 // executable may also define them in its full symbol table.
-func (c *Collector) inspect(p discovery.Process, m discovery.Mapping) []string {
+func (c *Collector) inspect(p discovery.Process, m discovery.Mapping) []site {
 	c.mu.Lock()
 	cand, ok := c.files[m.File]
 	c.mu.Unlock()
-	if ok {
-		return cand.funcs
+	if ok && (cand.id == symbols.Identity{} || cand.id.Same(p.HostPath(m.Path))) {
+		return cand.sites
 	}
+	cand = candidate{}
 	isExe := m.Path == p.Exe
 	base := path.Base(m.Path)
 	if !isExe && !strings.HasPrefix(base, "lib") {
 		return nil
 	}
-	var defined map[string]bool
-	var err error
-	if isExe {
-		defined, err = symbols.Defined(p.HostPath(m.Path), functions...)
-	} else {
-		defined, err = symbols.Exported(p.HostPath(m.Path), functions...)
+	if isExe && !p.Selected {
+		// An executable is probed only for its own processes: reading
+		// the full symbol table of every program on the node (a 100 MB
+		// Go binary: ~10 MB and tens of ms) would only delay the
+		// discovery of the processes that are selected. Libraries are
+		// learnt from every process, for preattach.
+		return nil
 	}
-	if err == nil {
-		for _, f := range functions {
-			if defined[f] {
-				cand.funcs = append(cand.funcs, f)
-			}
-		}
-		if !(defined["SSL_read"] && defined["SSL_write"]) && !(defined["SSL_read_ex"] && defined["SSL_write_ex"]) {
-			cand.funcs = nil
-		}
+	id, a, err := c.analyse(p.HostPath(m.Path), isExe)
+	cand.id = id
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // gone before it was read: the next process may show it again
 	}
+	if err != nil {
+		c.m.Failed.Inc()
+		c.log.Warn("cannot analyse", "file", m.Path, "pid", p.PID, "err", err)
+	}
+	cand.funcs, cand.sites = a.Funcs, a.Sites
 	cand.err = err
 	cand.path = m.Path
 	c.mu.Lock()
 	c.files[m.File] = cand
 	c.mu.Unlock()
-	return cand.funcs
+	return cand.sites
 }
 
-func (c *Collector) use(key attach.Key, p discovery.Process, m discovery.Mapping, funcs []string) {
-	var sites []site
+func (c *Collector) use(key attach.Key, p discovery.Process, m discovery.Mapping, sites []site) {
+	began := time.Now()
 	created, err := c.set.Use(key, m.Path, p.PID, func() ([]link.Link, error) {
-		links, s, err := c.attach(p.HostPath(m.Path), key.PID, funcs)
-		sites = s
-		return links, err
+		return c.attach(p.HostPath(m.Path), key.PID, sites)
 	})
 	if attach.Gone(err, key, p) {
 		c.log.Debug("process exited before attach", "file", m.Path, "pid", p.PID)
@@ -287,20 +317,16 @@ func (c *Collector) use(key attach.Key, p discovery.Process, m discovery.Mapping
 	probed := make([]string, 0, len(sites))
 	expensive := 0
 	for _, s := range sites {
-		probed = append(probed, s.desc)
-		if !s.cheap {
+		probed = append(probed, s.Desc)
+		if !s.Cheap {
 			expensive++
 		}
 	}
 	c.log.Info("attached", "file", m.Path, "pid", p.PID, "exe", p.Exe, "probes", probed,
-		"single_stepped", expensive, "per_process", key.PID != 0)
+		"single_stepped", expensive, "per_process", key.PID != 0, "attach", time.Since(began).Round(time.Microsecond))
 }
 
-func (c *Collector) attach(hostPath string, pid uint32, funcs []string) ([]link.Link, []site, error) {
-	sites, err := plan(hostPath, funcs)
-	if err != nil {
-		return nil, nil, fmt.Errorf("plan probes for %s: %w", hostPath, err)
-	}
+func (c *Collector) attach(hostPath string, pid uint32, sites []site) ([]link.Link, error) {
 	entry := map[entryKind]*ebpf.Program{
 		readPlain:  c.objs.SslReadEnter,
 		writePlain: c.objs.SslWriteEnter,
@@ -310,14 +336,68 @@ func (c *Collector) attach(hostPath string, pid uint32, funcs []string) ([]link.
 	var probes []attach.Probe
 	for _, s := range sites {
 		probes = append(probes,
-			attach.Probe{Name: s.desc, Offset: s.offset, Prog: entry[s.kind]},
-			attach.Probe{Name: s.desc, Offset: s.offset, Prog: c.objs.SslLeave, Return: true})
+			attach.Probe{Name: s.Desc, Offset: s.Offset, Prog: entry[s.Kind]},
+			attach.Probe{Name: s.Desc, Offset: s.Offset, Prog: c.objs.SslLeave, Return: true})
 	}
-	links, err := attach.Uprobes(hostPath, pid, probes, c.multi)
+	return attach.Uprobes(hostPath, pid, probes, c.multi)
+}
+
+// analyse finds which probed functions the file at path defines (an
+// executable may define them in its full symbol table, a library must
+// export them) and plans their probes: from the symbol cache when a file of
+// the same identity was analysed before, else under the Analyzer's bounds.
+func (c *Collector) analyse(path string, isExe bool) (symbols.Identity, analysis, error) {
+	id, err := symbols.Identify(path)
 	if err != nil {
-		return nil, nil, err
+		return id, analysis{}, err
 	}
-	return links, sites, nil
+	var a analysis
+	if c.cfg.Analyzer.Lookup(cacheKind, id, &a) {
+		return id, a, nil
+	}
+	err = c.cfg.Analyzer.Run(path, func() error {
+		funcs, err := definedFuncs(path, isExe)
+		if err != nil || len(funcs) == 0 {
+			a = analysis{}
+			return err
+		}
+		sites, err := plan(path, funcs)
+		if err != nil {
+			return fmt.Errorf("plan probes for %s: %w", path, err)
+		}
+		a = analysis{Funcs: funcs, Sites: sites}
+		return nil
+	})
+	if err != nil {
+		return id, analysis{}, err
+	}
+	if err := c.cfg.Analyzer.Store(cacheKind, id, a); err != nil {
+		c.log.Debug("cannot cache the analysis", "file", path, "err", err)
+	}
+	return id, a, nil
+}
+
+// definedFuncs lists the probed functions the file defines, or none when
+// it lacks a read or a write function.
+func definedFuncs(path string, isExe bool) ([]string, error) {
+	lookup := symbols.Exported
+	if isExe {
+		lookup = symbols.Defined
+	}
+	defined, err := lookup(path, functions...)
+	if err != nil {
+		return nil, err
+	}
+	if !(defined["SSL_read"] && defined["SSL_write"]) && !(defined["SSL_read_ex"] && defined["SSL_write_ex"]) {
+		return nil, nil
+	}
+	var funcs []string
+	for _, f := range functions {
+		if defined[f] {
+			funcs = append(funcs, f)
+		}
+	}
+	return funcs, nil
 }
 
 // Attachments implements collectors.Attacher.

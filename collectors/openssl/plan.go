@@ -21,10 +21,10 @@ const (
 
 // site is one place for an entry probe and a return probe.
 type site struct {
-	desc   string // what is probed, for logs
-	offset uint64 // file offset of the probed instruction
-	kind   entryKind
-	cheap  bool // the probed instruction is emulated by the kernel
+	Desc   string    `json:"desc"`   // what is probed, for logs
+	Offset uint64    `json:"offset"` // file offset of the probed instruction
+	Kind   entryKind `json:"kind"`
+	Cheap  bool      `json:"cheap"` // the probed instruction is emulated by the kernel
 }
 
 // plan decides where the probes of one file go. On amd64 a probe is put on
@@ -43,6 +43,10 @@ func plan(path string, funcs []string) ([]site, error) {
 		return nil, err
 	}
 	defer obj.Close()
+	// One pass over the symbol tables for all of them.
+	if _, err := obj.Funcs(funcs...); err != nil {
+		return nil, err
+	}
 	has := make(map[string]bool, len(funcs))
 	for _, f := range funcs {
 		has[f] = true
@@ -74,13 +78,13 @@ func plan(path string, funcs []string) ([]site, error) {
 			if err != nil {
 				return nil, err
 			}
-			s := site{desc: fn.name, offset: f.Start, kind: fn.kind}
+			s := site{Desc: fn.name, Offset: f.Start, Kind: fn.kind}
 			if amd64 {
 				if code, err := obj.Code(f); err == nil {
 					if off, err := symbols.CheapEntry(code); err == nil {
-						s.offset += off
-						s.cheap = true
-						s.desc = fmt.Sprintf("%s+%d", fn.name, off)
+						s.Offset += off
+						s.Cheap = true
+						s.Desc = fmt.Sprintf("%s+%d", fn.name, off)
 					}
 				}
 			}
@@ -125,5 +129,5 @@ func internalSite(obj *symbols.Object, plain, ex string, kind entryKind) (site, 
 	if err != nil {
 		return site{}, false
 	}
-	return site{desc: fmt.Sprintf("%s+%d (serves %s and %s)", name, off, plain, ex), offset: internal.Start + off, kind: kind, cheap: true}, true
+	return site{Desc: fmt.Sprintf("%s+%d (serves %s and %s)", name, off, plain, ex), Offset: internal.Start + off, Kind: kind, Cheap: true}, true
 }

@@ -32,9 +32,9 @@ func TestPlanRealLibraries(t *testing.T) {
 			}
 			var descs []string
 			for _, s := range sites {
-				descs = append(descs, s.desc)
-				if !s.cheap {
-					t.Errorf("%s: site %s is single-stepped", tt.path, s.desc)
+				descs = append(descs, s.Desc)
+				if !s.Cheap {
+					t.Errorf("%s: site %s is single-stepped", tt.path, s.Desc)
 				}
 			}
 			t.Logf("%s: %s", tt.path, strings.Join(descs, "; "))

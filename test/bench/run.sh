@@ -30,6 +30,14 @@
 #                   cycling over 1,000 routes (/r0 … /r999, ~1,000 live series):
 #                   agent CPU per 1,000 spans/s, RSS, live series, and the
 #                   on/off ratio of CPU per span (target: at most +10%)
+#   MODE=firstspan  exec to first traced request for new processes of each kind
+#                   (Go with DWARF, stripped Go, python with libssl.so, node with
+#                   OpenSSL inside): p50/p99 over ROUNDS (default 10); writes
+#                   test/bench/results-firstspan.md
+#   MODE=memory     COPIES (default 20) distinct copies of a helm build (~110 MB,
+#                   DWARF) running when the agent starts: peak and steady RSS and
+#                   seconds to attach each, baseline / empty symbol cache /
+#                   restarted on the cache; writes test/bench/results-memory.md
 #   NEW_CONNS=1     MODE=tcp: a new TLS connection per request (wrk -H
 #                   "Connection: close"), the worst case for the TCP collector
 #   KEEP=1          keep the scratch directory (agent and nginx logs)
@@ -98,11 +106,21 @@ go build -o "$WORK/benchtool" ./test/bench/benchtool
 cc -O2 -Wall -o "$WORK/callloop" test/bench/callloop.c
 MODES="${MODE:-agent go metrics}"
 case " $MODES " in
-*" go "*)
+*" go "* | *" firstspan "*)
 	log "building the Go benchmark target (test/e2e/testdata/goapp)"
 	(cd test/e2e/testdata/goapp &&
-		GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -o "$WORK/goapp" .) ||
+		GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -o "$WORK/goapp" . &&
+		GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -ldflags='-s -w' -o "$WORK/goapp-stripped" .) ||
 		die "test/e2e/testdata/goapp does not build"
+	;;
+esac
+
+HELM=""
+case " $MODES " in
+*" memory "*)
+	log "building helm (scripts/tools.sh; cached in ~/.cache/periscope)"
+	HELM="$(bash scripts/tools.sh helm | tail -1)"
+	[ -x "$HELM" ] || die "scripts/tools.sh helm gave no binary"
 	;;
 esac
 
@@ -122,11 +140,15 @@ run_driver() { # MODE
 	local out="${OUT:-test/bench/results.md}"
 	[ "$mode" = tcp ] && out="${OUT:-test/bench/results-tcp.md}"
 	[ "$mode" = metrics ] && out="${OUT:-test/bench/results-metrics.md}"
+	[ "$mode" = firstspan ] && out="${OUT:-test/bench/results-firstspan.md}" rounds="${ROUNDS:-10}"
+	[ "$mode" = memory ] && out="${OUT:-test/bench/results-memory.md}"
 	"$WORK/benchtool" \
 		-agent "$AGENT" \
 		-work "$WORK" \
 		-callloop "$WORK/callloop" \
 		-goapp "$WORK/goapp" \
+		-helm "$HELM" \
+		-copies "${COPIES:-20}" \
 		-out "$out" \
 		-mode "$mode" \
 		-new-conns="$([ "${NEW_CONNS:-0}" = 1 ] && echo true || echo false)" \

@@ -110,7 +110,7 @@ poll:
 			for _, p := range st.Processes {
 				have[int(p.PID)] = true
 			}
-			all := len(workers) > 0
+			all := true // no workers: ready is enough
 			for _, w := range workers {
 				all = all && have[w]
 			}

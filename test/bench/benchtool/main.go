@@ -39,8 +39,11 @@ type options struct {
 	// (tcpmode.go), mode "metrics" with its RED metrics off and on
 	// (metricsmode.go), instead of no agent and the agent.
 	mode     string
-	newConns bool   // tcp mode: a new TLS connection per request
-	goapp    string // go mode: the built test/e2e/testdata/goapp
+	newConns bool          // tcp mode: a new TLS connection per request
+	goapp    string        // go mode: the built test/e2e/testdata/goapp
+	helm     string        // memory mode: a helm build (large, with DWARF)
+	copies   int           // memory mode: distinct helm copies running
+	settle   time.Duration // memory mode: wait before the steady RSS
 }
 
 func main() {
@@ -58,9 +61,12 @@ func main() {
 	flag.IntVar(&o.probeCalls, "probe-calls", 10000, "calls per probed run of the uprobe micro-benchmark (bare: 100x)")
 	flag.IntVar(&o.probeReps, "probe-reps", 5, "repetitions of each uprobe micro-benchmark case")
 	flag.StringVar(&o.commit, "commit", "", "the source revision being measured (for the report)")
-	flag.StringVar(&o.mode, "mode", "agent", `"agent": no agent vs the agent (nginx); "tcp": the agent with its TCP collector off vs on; "metrics": the agent with RED metrics off vs on; "go": no agent vs the agent on a Go server`)
+	flag.StringVar(&o.mode, "mode", "agent", `"agent": no agent vs the agent (nginx); "tcp": the agent with its TCP collector off vs on; "metrics": the agent with RED metrics off vs on; "go": no agent vs the agent on a Go server; "firstspan": exec to first traced request; "memory": RSS with many large Go binaries`)
 	flag.BoolVar(&o.newConns, "new-conns", false, `tcp mode: wrk sends "Connection: close" (a TCP and TLS handshake per request)`)
-	flag.StringVar(&o.goapp, "goapp", "", "go mode: the goapp binary (test/e2e/testdata/goapp)")
+	flag.StringVar(&o.goapp, "goapp", "", "go and firstspan modes: the goapp binary (test/e2e/testdata/goapp); firstspan: GOAPP-stripped too")
+	flag.StringVar(&o.helm, "helm", "", "memory mode: a helm binary (scripts/tools.sh helm)")
+	flag.IntVar(&o.copies, "copies", 20, "memory mode: distinct helm copies running")
+	flag.DurationVar(&o.settle, "settle", 30*time.Second, "memory mode: wait after the last attach before reading the steady RSS")
 	flag.Parse()
 	if o.work == "" || o.callloop == "" || o.rounds < 1 || o.duration < time.Second {
 		fmt.Fprintln(os.Stderr, "usage: benchtool -work DIR -callloop PATH [-agent BIN] [-rounds N] [-duration D] ...")
@@ -78,6 +84,10 @@ func main() {
 		err = runGoMode(ctx, o)
 	case "metrics":
 		err = runMetricsMode(ctx, o)
+	case "firstspan":
+		err = runFirstSpanMode(ctx, o)
+	case "memory":
+		err = runMemoryMode(ctx, o)
 	default:
 		err = fmt.Errorf("unknown -mode %q", o.mode)
 	}
