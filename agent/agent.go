@@ -108,6 +108,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(promcollectors.NewGoCollector(), promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}))
+	host := metadata.HostAttributes(ctx)
+	if err := registerTargetInfo(reg, host); err != nil {
+		return err
+	}
 
 	// Spans and metrics are flushed last, after the collectors are closed
 	// (so the last values are exported), all at once (flushAll).
@@ -128,7 +132,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	if red != nil {
 		exp = exporters.NewMulti(exp, red)
 	}
-	mp, err := newMeterProvider(ctx, log, reg, red)
+	mp, err := newMeterProvider(ctx, log, reg, red, host)
 	if err != nil {
 		return err
 	}
@@ -136,7 +140,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		flushes = append(flushes, flushFunc{"metrics", mp.Shutdown})
 	}
 
-	procs := metadata.NewProcesses(metadata.ProcessesConfig{})
+	procs := metadata.NewProcesses(metadata.ProcessesConfig{Host: host})
 	resolver, stopKube, err := newKubeResolver(ctx, cfg.Kube, procs, log, reg)
 	if err != nil {
 		return err
@@ -197,6 +201,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		started = append(started, c)
 	}
 
+	exits, err := startProcessMetrics(runCtx, cfg.ProcessMetrics, started, resolver, mp, log, reg)
+	if err != nil {
+		return err
+	}
+
 	tracker := discovery.New(discovery.Config{
 		Selector: sel,
 		OnExec:   func(e discovery.Exec) { procs.Exec(e.PID, e.Path, e.Argv, e.KTime) },
@@ -206,6 +215,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		if o, ok := c.(discovery.Observer); ok {
 			tracker.Subscribe(o)
 		}
+	}
+	if exits != nil {
+		tracker.Subscribe(exits)
 	}
 	if err := tracker.Start(runCtx); err != nil {
 		return fmt.Errorf("start process discovery: %w", err)

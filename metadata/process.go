@@ -43,6 +43,7 @@ const (
 type Processes struct {
 	root       string
 	hostName   string
+	host       []attribute.KeyValue
 	maxEntries int
 
 	mu    sync.Mutex
@@ -75,6 +76,9 @@ type ProcessesConfig struct {
 	// MaxEntries caps the identities cached; 0 means 65536. Past it the
 	// identities of processes that no longer exist are dropped first.
 	MaxEntries int
+	// Host are attributes of the host put on every identity after
+	// host.name (HostAttributes: host.id, host.arch, os.*).
+	Host []attribute.KeyValue
 }
 
 // NewProcesses returns a resolver configured by cfg.
@@ -91,6 +95,7 @@ func NewProcesses(cfg ProcessesConfig) *Processes {
 	return &Processes{
 		root:       cfg.ProcRoot,
 		hostName:   cfg.HostName,
+		host:       cfg.Host,
 		maxEntries: cfg.MaxEntries,
 		cache:      make(map[uint32]*entry),
 		execs:      make(map[uint32]uint64),
@@ -247,6 +252,7 @@ func (p *Processes) minimal(pid uint32) *span.Process {
 	if p.hostName != "" {
 		attrs = append(attrs, attribute.String("host.name", p.hostName))
 	}
+	attrs = append(attrs, p.host...)
 	return &span.Process{PID: pid, ServiceName: unknownServiceName, Attributes: attrs}
 }
 
@@ -312,7 +318,7 @@ func (p *Processes) resolve(pid uint32) (*span.Process, error) {
 		if k == "container.id" && ctr.ID != "" {
 			continue
 		}
-		if k != "service.name" && k != "host.name" && !strings.HasPrefix(k, "process.") {
+		if k != "service.name" && k != "host.name" && !strings.HasPrefix(k, "process.") && !p.hasHostKey(k) {
 			keys = append(keys, k)
 		}
 	}
@@ -329,7 +335,18 @@ func (p *Processes) resolve(pid uint32) (*span.Process, error) {
 	}, nil
 }
 
-// processAttrs returns the process.* and host.name attributes of a
+// hasHostKey reports whether key is one of the host attributes the
+// resolver puts on every identity.
+func (p *Processes) hasHostKey(key string) bool {
+	for _, a := range p.host {
+		if string(a.Key) == key {
+			return true
+		}
+	}
+	return false
+}
+
+// processAttrs returns the process.*, host.name and host attributes of a
 // process; empty values are left out.
 func (p *Processes) processAttrs(pid uint32, exeName, exePath string, argv []string) []attribute.KeyValue {
 	attrs := []attribute.KeyValue{attribute.Int64("process.pid", int64(pid))}
@@ -348,7 +365,7 @@ func (p *Processes) processAttrs(pid uint32, exeName, exePath string, argv []str
 	if p.hostName != "" {
 		attrs = append(attrs, attribute.String("host.name", p.hostName))
 	}
-	return attrs
+	return append(attrs, p.host...)
 }
 
 func readLimited(path string, limit int64) ([]byte, error) {
