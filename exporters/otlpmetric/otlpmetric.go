@@ -83,14 +83,14 @@ type Config struct {
 // the per-workload metrics.
 type Metrics struct {
 	*sdkmetric.MeterProvider
-	exp       *loggingExporter
-	interval  time.Duration
-	timeout   time.Duration
-	base      context.Context // cancelled when Shutdown runs out of time
-	cancel    context.CancelFunc
-	stop      chan struct{}
-	done      chan struct{}
-	once      sync.Once
+	exp      *loggingExporter
+	interval time.Duration
+	timeout  time.Duration
+	base     context.Context // cancelled when Shutdown runs out of time
+	cancel   context.CancelFunc
+	stop     chan struct{}
+	done     chan struct{}
+	once     sync.Once
 
 	mu        sync.Mutex
 	workloads []func(delta bool) []*metricdata.ResourceMetrics
@@ -144,11 +144,11 @@ func New(ctx context.Context, cfg Config) (*Metrics, error) {
 			sdkmetric.WithResource(res),
 			sdkmetric.WithReader(sdkmetric.NewPeriodicReader(logged)),
 		),
-		exp:       logged,
-		interval:  envMillis(envInterval, defaultInterval),
-		timeout:   envMillis(envTimeout, defaultTimeout),
-		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
+		exp:      logged,
+		interval: envMillis(envInterval, defaultInterval),
+		timeout:  envMillis(envTimeout, defaultTimeout),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	m.base, m.cancel = context.WithCancel(context.Background())
 	if cfg.Workloads != nil {
