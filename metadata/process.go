@@ -256,7 +256,13 @@ func (p *Processes) minimal(pid uint32) *span.Process {
 	return &span.Process{PID: pid, ServiceName: unknownServiceName, Attributes: attrs}
 }
 
-// resolve reads a process's identity from /proc.
+// resolve reads a process's identity from /proc. It runs for every exec
+// of a selected program. It reads by hand what gopsutil's process package
+// could: for the executable, command line and comm gopsutil is about as
+// fast (BenchmarkIdentityRead: 71–113 µs by hand, 96–159 µs with gopsutil
+// on a busy 2-core VM), but it reads the command line whole where this
+// stops at maxCmdlineBytes, and its Environ keeps every variable (secrets)
+// where parseEnviron keeps two; the cgroup it does not read at all.
 func (p *Processes) resolve(pid uint32) (*span.Process, error) {
 	dir := filepath.Join(p.root, strconv.FormatUint(uint64(pid), 10))
 	if _, err := os.Stat(dir); err != nil {

@@ -30,6 +30,10 @@
 #                   cycling over 1,000 routes (/r0 … /r999, ~1,000 live series):
 #                   agent CPU per 1,000 spans/s, RSS, live series, and the
 #                   on/off ratio of CPU per span (target: at most +10%)
+#   MODE=procmetrics  the agent with process_metrics.enabled off vs on, 100
+#                   idle traced Go processes, interval 1 s, rounds ABBA: agent
+#                   CPU per 100 traced processes per interval; writes
+#                   test/bench/results-procmetrics.md (ROUNDS=3: 6 rounds, ~3 min)
 #   NEW_CONNS=1     MODE=tcp: a new TLS connection per request (wrk -H
 #                   "Connection: close"), the worst case for the TCP collector
 #   KEEP=1          keep the scratch directory (agent and nginx logs)
@@ -98,7 +102,7 @@ go build -o "$WORK/benchtool" ./test/bench/benchtool
 cc -O2 -Wall -o "$WORK/callloop" test/bench/callloop.c
 MODES="${MODE:-agent go metrics}"
 case " $MODES " in
-*" go "*)
+*" go "* | *" procmetrics "*)
 	log "building the Go benchmark target (test/e2e/testdata/goapp)"
 	(cd test/e2e/testdata/goapp &&
 		GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -o "$WORK/goapp" .) ||
@@ -122,6 +126,7 @@ run_driver() { # MODE
 	local out="${OUT:-test/bench/results.md}"
 	[ "$mode" = tcp ] && out="${OUT:-test/bench/results-tcp.md}"
 	[ "$mode" = metrics ] && out="${OUT:-test/bench/results-metrics.md}"
+	[ "$mode" = procmetrics ] && out="${OUT:-test/bench/results-procmetrics.md}"
 	"$WORK/benchtool" \
 		-agent "$AGENT" \
 		-work "$WORK" \
