@@ -119,7 +119,8 @@ type ProcessMetrics struct {
 
 	mu        sync.Mutex
 	live      map[uint32]*procSeries
-	exited    []*procSeries // until Expiry after their exit, for OTLP
+	exited    []*procSeries        // until Expiry after their exit, for OTLP
+	exitedAt  map[uint32]time.Time // PIDs that exited, until Expiry after
 	workloads map[string]*resWorkload
 	descs     map[resDescKey]*prometheus.Desc
 }
@@ -169,6 +170,7 @@ func NewProcessMetrics(cfg ProcessMetricsConfig, traced func() []uint32, procs P
 			Help: "Reads of a traced process's resource usage that failed (the process exited, or /proc could not be read).",
 		}),
 		live:      make(map[uint32]*procSeries),
+		exitedAt:  make(map[uint32]time.Time),
 		workloads: make(map[string]*resWorkload),
 		descs:     make(map[resDescKey]*prometheus.Desc),
 	}
@@ -206,6 +208,7 @@ func (m *ProcessMetrics) Sample() {
 		usage Usage
 		proc  *span.Process
 	}
+	readAt := m.cfg.Now()
 	pids := m.traced()
 	readings := make([]reading, 0, len(pids))
 	for _, pid := range pids {
@@ -222,6 +225,9 @@ func (m *ProcessMetrics) Sample() {
 	defer m.mu.Unlock()
 	seen := make(map[uint32]bool, len(readings))
 	for _, r := range readings {
+		if at, ok := m.exitedAt[r.pid]; ok && !at.Before(readAt) {
+			continue // read, then exited while this Sample read others: counted by the exit
+		}
 		seen[r.pid] = true
 		m.update(r.pid, r.proc, r.usage, now)
 	}
@@ -274,6 +280,7 @@ func (m *ProcessMetrics) exit(ps *procSeries, now time.Time) {
 	delete(m.live, ps.pid)
 	m.read.Forget(ps.pid)
 	ps.exitAt = now
+	m.exitedAt[ps.pid] = now
 	ps.w.live--
 	ps.w.seen = now
 	ps.w.gone.add(ps.usage.counters())
@@ -291,6 +298,11 @@ func (m *ProcessMetrics) expire(now time.Time) {
 	}
 	clear(m.exited[len(kept):])
 	m.exited = kept
+	for pid, at := range m.exitedAt {
+		if now.Sub(at) >= m.cfg.Expiry {
+			delete(m.exitedAt, pid)
+		}
+	}
 	for key, w := range m.workloads {
 		if w.live == 0 && now.Sub(w.seen) >= m.cfg.Expiry {
 			delete(m.workloads, key)

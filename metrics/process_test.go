@@ -337,3 +337,40 @@ func BenchmarkProcReader(b *testing.B) {
 		}
 	}
 }
+
+// exitingUsage reports the exit of a process while a Sample reads it, as
+// discovery may.
+type exitingUsage struct {
+	fakeUsage
+	m    *ProcessMetrics
+	exit uint32
+}
+
+func (e *exitingUsage) Read(pid uint32) (Usage, error) {
+	u, err := e.fakeUsage.Read(pid)
+	if pid == e.exit {
+		e.m.ProcessExited(pid, time.Time{})
+	}
+	return u, err
+}
+
+// A process that exits while a Sample reads it is counted once: its exit
+// takes its last reading, and the Sample's reading is dropped.
+func TestProcessMetricsExitDuringSample(t *testing.T) {
+	f := newProcFixture(t, nil)
+	r := &exitingUsage{fakeUsage: fakeUsage{usage: map[uint32]Usage{1: {UserSeconds: 1}}, forgotten: map[uint32]int{}}}
+	m, err := NewProcessMetrics(ProcessMetricsConfig{Interval: time.Second, Expiry: time.Minute, Now: func() time.Time { return f.now }},
+		func() []uint32 { return []uint32{1} }, namedProcs(nil), r, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.m, f.m = m, m
+	m.Sample()
+	r.exit, r.usage[1] = 1, Usage{UserSeconds: 2}
+	m.Sample()
+	r.exit = 0
+	m.Sample() // the same instant: a reading from before the exit, dropped too
+	if got := f.scrape(t, CPUTimePromName); !strings.Contains(got, "cpu_mode=user,host_name=node-1,process_executable_name=svc,service_name=svc} 1\n") {
+		t.Errorf("want the 1 s of the last reading before the exit, once:\n%s", got)
+	}
+}
