@@ -2,6 +2,8 @@ package metadata
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 
@@ -54,13 +56,14 @@ func semconvArch(machine string) string {
 	return machine
 }
 
-// osDescription is the distribution and its version, then the kernel:
-// "debian 12 (Linux 6.18.0)".
+// osDescription is the distribution's PRETTY_NAME, then the kernel:
+// "Debian GNU/Linux 12 (bookworm) (Linux 6.18.0)". The distribution comes
+// from os-release, not from gopsutil's PlatformInformation, which runs
+// lsb_release where /etc/lsb-release is missing (Debian: a python program,
+// 250 ms at every start).
 func osDescription(ctx context.Context) string {
-	platform, _, version, _ := host.PlatformInformationWithContext(ctx)
-	kernel, _ := host.KernelVersionWithContext(ctx)
-	d := strings.TrimSpace(platform + " " + version)
-	if kernel != "" {
+	d := prettyName()
+	if kernel, err := host.KernelVersionWithContext(ctx); err == nil && kernel != "" {
 		k := "Linux " + kernel
 		if d == "" {
 			return k
@@ -68,4 +71,38 @@ func osDescription(ctx context.Context) string {
 		d += " (" + k + ")"
 	}
 	return d
+}
+
+// prettyName is PRETTY_NAME of os-release ($HOST_ETC/os-release, as
+// gopsutil reads /etc, else /usr/lib/os-release); "" when there is none.
+func prettyName() string {
+	etc := os.Getenv("HOST_ETC")
+	if etc == "" {
+		etc = "/etc"
+	}
+	for _, path := range []string{filepath.Join(etc, "os-release"), "/usr/lib/os-release"} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		return parseOSRelease(string(b))
+	}
+	return ""
+}
+
+var osReleaseUnescape = strings.NewReplacer(`\"`, `"`, `\\`, `\`, `\$`, `$`, "\\`", "`")
+
+// parseOSRelease returns the PRETTY_NAME of an os-release file, unquoted.
+func parseOSRelease(s string) string {
+	for line := range strings.SplitSeq(s, "\n") {
+		v, ok := strings.CutPrefix(strings.TrimSpace(line), "PRETTY_NAME=")
+		if !ok {
+			continue
+		}
+		// Shell-style quoting, as os-release(5) has it: quotes around,
+		// backslash before " \ $ and `.
+		v = strings.Trim(v, `"'`)
+		return osReleaseUnescape.Replace(v)
+	}
+	return ""
 }
