@@ -51,9 +51,10 @@ func (r *ProcReader) Read(pid uint32) (Usage, error) {
 	if err != nil {
 		return Usage{}, fmt.Errorf("process %d memory: %w", pid, err)
 	}
-	// Context switches are the main thread's: /proc/PID/status has no
-	// sum over threads (summing task/*/status would read a file per
-	// thread). gopsutil reads status once per call.
+	// Context switches are the main thread's: /proc/PID/status counts
+	// that thread only, and a sum over task/*/status would not be a
+	// counter (it drops when a thread exits). gopsutil reads status once
+	// per call.
 	switches, err := p.NumCtxSwitchesWithContext(r.ctx)
 	if err != nil {
 		return Usage{}, fmt.Errorf("process %d context switches: %w", pid, err)
