@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -373,4 +374,25 @@ func TestProcessMetricsExitDuringSample(t *testing.T) {
 	if got := f.scrape(t, CPUTimePromName); !strings.Contains(got, "cpu_mode=user,host_name=node-1,process_executable_name=svc,service_name=svc} 1\n") {
 		t.Errorf("want the 1 s of the last reading before the exit, once:\n%s", got)
 	}
+}
+
+// Reads, exits, scrapes and OTLP exports at once (run with -race).
+func TestProcessMetricsConcurrent(t *testing.T) {
+	r := NewProcReader("")
+	self := uint32(os.Getpid())
+	m, err := NewProcessMetrics(ProcessMetricsConfig{Interval: time.Millisecond, Expiry: time.Millisecond},
+		func() []uint32 { return []uint32{self, 1 << 30} }, namedProcs(nil), r, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	for ctx.Err() == nil {
+		m.ProcessExited(self, time.Now())
+		_ = testutil.CollectAndCount(m)
+		_ = m.ResourceMetrics(instrumentation.Scope{}, true)
+	}
+	<-done
 }
