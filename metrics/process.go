@@ -3,10 +3,12 @@ package metrics
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 
 	"github.com/periscope-apm/periscope/span"
 )
@@ -116,6 +118,7 @@ type ProcessMetrics struct {
 	log    *slog.Logger
 
 	reads, failures prometheus.Counter
+	cpu             prometheus.Counter // CPU of Run's reads
 
 	mu        sync.Mutex
 	live      map[uint32]*procSeries
@@ -169,6 +172,10 @@ func NewProcessMetrics(cfg ProcessMetricsConfig, traced func() []uint32, procs P
 			Name: "periscope_process_metrics_read_failures_total",
 			Help: "Reads of a traced process's resource usage that failed (the process exited, or /proc could not be read).",
 		}),
+		cpu: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "periscope_process_metrics_cpu_seconds_total",
+			Help: "CPU time the agent spent reading the resource usage of traced processes, in seconds.",
+		}),
 		live:      make(map[uint32]*procSeries),
 		exitedAt:  make(map[uint32]time.Time),
 		workloads: make(map[string]*resWorkload),
@@ -181,23 +188,48 @@ func NewProcessMetrics(cfg ProcessMetricsConfig, traced func() []uint32, procs P
 		if err := reg.Register(m.failures); err != nil {
 			return nil, err
 		}
+		if err := reg.Register(m.cpu); err != nil {
+			return nil, err
+		}
 	}
 	return m, nil
 }
 
-// Run reads the traced processes every interval until ctx is done.
+// Run reads the traced processes every interval until ctx is done. It
+// keeps its OS thread, so that the thread's CPU time around each Sample is
+// what the reads cost (periscope_process_metrics_cpu_seconds_total).
 func (m *ProcessMetrics) Run(ctx context.Context) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	t := time.NewTicker(m.cfg.Interval)
 	defer t.Stop()
-	m.Sample()
+	m.timedSample()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			m.Sample()
+			m.timedSample()
 		}
 	}
+}
+
+// timedSample samples and counts the CPU time this thread spent on it.
+func (m *ProcessMetrics) timedSample() {
+	before, ok := threadCPU()
+	m.Sample()
+	if after, ok2 := threadCPU(); ok && ok2 && after >= before {
+		m.cpu.Add(after - before)
+	}
+}
+
+// threadCPU is the CPU time of the calling OS thread, in seconds.
+func threadCPU() (float64, bool) {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		return 0, false
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds(), true
 }
 
 // Sample reads every traced process once. The reads happen outside the

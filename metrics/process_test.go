@@ -395,4 +395,7 @@ func TestProcessMetricsConcurrent(t *testing.T) {
 		_ = m.ResourceMetrics(instrumentation.Scope{}, true)
 	}
 	<-done
+	if testutil.ToFloat64(m.cpu) <= 0 {
+		t.Error("no CPU time counted for the reads")
+	}
 }

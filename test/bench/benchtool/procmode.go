@@ -29,12 +29,13 @@ const (
 )
 
 type procRound struct {
-	n      int
-	on     bool
-	cpuSec float64 // agent CPU over the window (sum of its threads' schedstat)
-	reads  float64 // periscope_process_metrics_reads_total over the window
-	series int     // process_* workload series on /metrics
-	load1  float64
+	n       int
+	on      bool
+	cpuSec  float64 // agent CPU over the window (sum of its threads' schedstat)
+	reads   float64 // periscope_process_metrics_reads_total over the window
+	selfCPU float64 // periscope_process_metrics_cpu_seconds_total over the window
+	series  int     // process_* workload series on /metrics
+	load1   float64
 }
 
 func procCfgName(on bool) string {
@@ -98,8 +99,8 @@ func runProcMode(ctx context.Context, o options) error {
 			return fmt.Errorf("round %d (%s): %w", r.n, procCfgName(r.on), err)
 		}
 		rounds = append(rounds, r)
-		logf("round %d %-19s agent CPU %.1f ms over %s, %0.f reads, %d series, load %.2f",
-			r.n, procCfgName(r.on), 1000*r.cpuSec, procWindow, r.reads, r.series, r.load1)
+		logf("round %d %-19s agent CPU %.1f ms over %s, %0.f reads taking %.1f ms of CPU, %d series, load %.2f",
+			r.n, procCfgName(r.on), 1000*r.cpuSec, procWindow, r.reads, 1000*r.selfCPU, r.series, r.load1)
 	}
 	md := procReport(o, rounds, start, load0, loadAvg())
 	fmt.Println(md)
@@ -146,16 +147,17 @@ func measureProcRound(ctx context.Context, o options, pids []int, pidDir, cfg st
 		return err
 	}
 	time.Sleep(2 * procInterval) // past the start's first reads
-	readsOf := func() (float64, error) {
+	readsOf := func() (float64, float64, error) {
 		m, err := a.metrics()
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		v, _ := m.sum("periscope_process_metrics_reads_total", nil)
+		c, _ := m.sum("periscope_process_metrics_cpu_seconds_total", nil)
 		r.series = m.countSeries("process_thread_count")
-		return v, nil
+		return v, c, nil
 	}
-	reads0, err := readsOf()
+	reads0, self0, err := readsOf()
 	if err != nil {
 		return err
 	}
@@ -173,11 +175,11 @@ func measureProcRound(ctx context.Context, o options, pids []int, pidDir, cfg st
 		return err
 	}
 	r.cpuSec = cpu1 - cpu0
-	reads1, err := readsOf()
+	reads1, self1, err := readsOf()
 	if err != nil {
 		return err
 	}
-	r.reads = reads1 - reads0
+	r.reads, r.selfCPU = reads1-reads0, self1-self0
 	r.load1 = load1()
 	return nil
 }
@@ -187,14 +189,15 @@ func procReport(o options, rounds []*procRound, start time.Time, load0, load1 st
 	fmt.Fprintf(&b, "# Resource metrics of traced processes: cost (`MODE=procmetrics make bench`)\n\n")
 	fmt.Fprintf(&b, "Commit %s, %s, %d CPUs, load before %s, after %s, %s in all.\n\n", o.commit, time.Now().UTC().Format("2006-01-02 15:04 UTC"), numCPU(), load0, load1, time.Since(start).Round(time.Second))
 	fmt.Fprintf(&b, "%d idle traced Go processes (`goapp linger`, selected with `--include-exe`); the agent with `process_metrics.enabled` off and on, rounds in ABBA order, interval %s, agent CPU (all threads' `schedstat`) over %s per round.\n\n", procTraced, procInterval, procWindow)
-	b.WriteString("| round | configuration | agent CPU over the window | reads | workload series (`process_thread_count`) |\n|--:|---|--:|--:|--:|\n")
+	b.WriteString("| round | configuration | agent CPU over the window | reads | CPU of the reads (self-metric) | workload series (`process_thread_count`) |\n|--:|---|--:|--:|--:|--:|\n")
 	var off, on []float64
-	var reads []float64
+	var reads, self []float64
 	for _, r := range rounds {
-		fmt.Fprintf(&b, "| %d | %s | %.1f ms | %.0f | %d |\n", r.n, procCfgName(r.on), 1000*r.cpuSec, r.reads, r.series)
+		fmt.Fprintf(&b, "| %d | %s | %.1f ms | %.0f | %.1f ms | %d |\n", r.n, procCfgName(r.on), 1000*r.cpuSec, r.reads, 1000*r.selfCPU, r.series)
 		if r.on {
 			on = append(on, r.cpuSec)
 			reads = append(reads, r.reads)
+			self = append(self, r.selfCPU)
 		} else {
 			off = append(off, r.cpuSec)
 		}
@@ -213,5 +216,9 @@ func procReport(o options, rounds []*procRound, start time.Time, load0, load1 st
 		b.WriteString(" The difference is within the rounds' spread: read it as an upper bound of the order of magnitude, not a precise figure.")
 	}
 	fmt.Fprintf(&b, " At the default interval (15 s) that is %.3f%% of one core per 100 traced processes.\n", perInterval/15000*100)
+	lo, hi := minMax(self)
+	selfPer := 1000 * median(self) / intervals * 100 / procTraced
+	fmt.Fprintf(&b, "\nThe agent's own count of the CPU its reads took (`periscope_process_metrics_cpu_seconds_total`, the reading thread's CPU time around each interval's reads; not the garbage collection they cause later) has no baseline to subtract and so far less noise: **%.2f ms per 100 traced processes per interval** (median of the on rounds; %.1f–%.1f ms per round).\n",
+		selfPer, 1000*lo, 1000*hi)
 	return b.String()
 }
