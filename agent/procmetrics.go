@@ -30,7 +30,7 @@ func startProcessMetrics(ctx context.Context, cfg config.ProcessMetrics, cols []
 		return nil, nil
 	}
 	pm, err := metrics.NewProcessMetrics(metrics.ProcessMetricsConfig{Interval: cfg.Interval, Expiry: cfg.Expiry},
-		func() []uint32 { return tracedPIDs(cols) }, procs, metrics.NewProcReader(""), log, reg)
+		func() []uint32 { return tracedPIDs(cols) }, procs, metrics.NewProcReader(""), reg)
 	if err != nil {
 		return nil, fmt.Errorf("process metrics: %w", err)
 	}

@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"log/slog"
 	"runtime"
 	"sync"
 	"time"
@@ -115,7 +114,6 @@ type ProcessMetrics struct {
 	traced func() []uint32
 	procs  ProcessResolver
 	read   UsageReader
-	log    *slog.Logger
 
 	reads, failures prometheus.Counter
 	cpu             prometheus.Counter // CPU of Run's reads
@@ -156,14 +154,13 @@ type resWorkload struct {
 // lists, named by procs and read by read. reg receives its self-metrics
 // (nil registers nothing); register the ProcessMetrics itself with the
 // registry that serves /metrics.
-func NewProcessMetrics(cfg ProcessMetricsConfig, traced func() []uint32, procs ProcessResolver, read UsageReader, log *slog.Logger, reg prometheus.Registerer) (*ProcessMetrics, error) {
+func NewProcessMetrics(cfg ProcessMetricsConfig, traced func() []uint32, procs ProcessResolver, read UsageReader, reg prometheus.Registerer) (*ProcessMetrics, error) {
 	cfg.defaults()
 	m := &ProcessMetrics{
 		cfg:    cfg,
 		traced: traced,
 		procs:  procs,
 		read:   read,
-		log:    log,
 		reads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "periscope_process_metrics_reads_total",
 			Help: "Reads of a traced process's resource usage.",

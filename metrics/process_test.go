@@ -61,7 +61,7 @@ type procFixture struct {
 func newProcFixture(t *testing.T, names namedProcs) *procFixture {
 	f := &procFixture{read: &fakeUsage{usage: map[uint32]Usage{}, forgotten: map[uint32]int{}}, now: time.Unix(1000, 0)}
 	m, err := NewProcessMetrics(ProcessMetricsConfig{Interval: time.Second, Expiry: time.Minute, Now: func() time.Time { return f.now }},
-		func() []uint32 { return f.traced }, names, f.read, nil, prometheus.NewRegistry())
+		func() []uint32 { return f.traced }, names, f.read, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +361,7 @@ func TestProcessMetricsExitDuringSample(t *testing.T) {
 	f := newProcFixture(t, nil)
 	r := &exitingUsage{fakeUsage: fakeUsage{usage: map[uint32]Usage{1: {UserSeconds: 1}}, forgotten: map[uint32]int{}}}
 	m, err := NewProcessMetrics(ProcessMetricsConfig{Interval: time.Second, Expiry: time.Minute, Now: func() time.Time { return f.now }},
-		func() []uint32 { return []uint32{1} }, namedProcs(nil), r, nil, nil)
+		func() []uint32 { return []uint32{1} }, namedProcs(nil), r, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +381,7 @@ func TestProcessMetricsConcurrent(t *testing.T) {
 	r := NewProcReader("")
 	self := uint32(os.Getpid())
 	m, err := NewProcessMetrics(ProcessMetricsConfig{Interval: time.Millisecond, Expiry: time.Millisecond},
-		func() []uint32 { return []uint32{self, 1 << 30} }, namedProcs(nil), r, nil, nil)
+		func() []uint32 { return []uint32{self, 1 << 30} }, namedProcs(nil), r, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
