@@ -110,6 +110,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(promcollectors.NewGoCollector(), promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}))
+	host := metadata.HostAttributes(ctx)
+	if err := registerTargetInfo(reg, host); err != nil {
+		return err
+	}
 
 	// Spans and metrics are flushed last, after the collectors are closed
 	// (so the last values are exported), all at once (flushAll).
@@ -130,7 +134,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	if red != nil {
 		exp = exporters.NewMulti(exp, red)
 	}
-	mp, err := newMeterProvider(ctx, log, reg, red)
+	mp, err := newMeterProvider(ctx, log, reg, red, host)
 	if err != nil {
 		return err
 	}
@@ -144,6 +148,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 			Headers: cfg.HTTP.SensitiveHeaders,
 		}),
 		OmitArgs: cfg.Processes.CommandArgs == "off",
+		Host:     host,
 	})
 	resolver, stopKube, err := newKubeResolver(ctx, cfg.Kube, procs, log, reg)
 	if err != nil {
@@ -208,6 +213,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		started = append(started, c)
 	}
 
+	exits, err := startProcessMetrics(runCtx, cfg.ProcessMetrics, started, resolver, mp, log, reg)
+	if err != nil {
+		return err
+	}
+
 	tracker := discovery.New(discovery.Config{
 		Selector: sel,
 		OnExec:   func(e discovery.Exec) { procs.Exec(e.PID, e.Path, e.Argv, e.KTime) },
@@ -217,6 +227,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		if o, ok := c.(discovery.Observer); ok {
 			tracker.Subscribe(o)
 		}
+	}
+	if exits != nil {
+		tracker.Subscribe(exits)
 	}
 	if err := tracker.Start(runCtx); err != nil {
 		return fmt.Errorf("start process discovery: %w", err)

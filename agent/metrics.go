@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/instrumentation"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
@@ -36,11 +37,11 @@ func newRequestMetrics(cfg config.Metrics, reg prometheus.Registerer) (*metrics.
 // newMeterProvider returns the OTLP metrics pipeline, or nil when no OTLP
 // endpoint is configured. red, when not nil, is exported with each
 // workload as its resource.
-func newMeterProvider(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, red *metrics.HTTP) (*otlpmetric.Metrics, error) {
+func newMeterProvider(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, red *metrics.HTTP, host []attribute.KeyValue) (*otlpmetric.Metrics, error) {
 	if !otlpmetric.Enabled() {
 		return nil, nil
 	}
-	cfg := otlpmetric.Config{ServiceVersion: Version(), Logger: log, Registerer: reg}
+	cfg := otlpmetric.Config{ServiceVersion: Version(), Host: host, Logger: log, Registerer: reg}
 	if red != nil {
 		scope := instrumentation.Scope{Name: meterName, Version: Version()}
 		cfg.Workloads = func(delta bool) []*metricdata.ResourceMetrics { return red.ResourceMetrics(scope, delta) }

@@ -42,6 +42,19 @@ type Config struct {
 	TCP       TCP       `yaml:"tcp"`
 	Metrics   Metrics   `yaml:"metrics"`
 	Kube      Kube      `yaml:"kubernetes"`
+
+	ProcessMetrics ProcessMetrics `yaml:"process_metrics"`
+}
+
+// ProcessMetrics configures the resource metrics (CPU, memory, threads,
+// file descriptors, context switches) of the traced processes.
+type ProcessMetrics struct {
+	Enabled bool `yaml:"enabled"`
+	// Interval is how often the traced processes are read.
+	Interval time.Duration `yaml:"interval"`
+	// Expiry drops the series of a process (OTLP) or workload
+	// (Prometheus) this long after its last process exited.
+	Expiry time.Duration `yaml:"expiry"`
 }
 
 // Metrics configures the request (RED) metrics derived from spans.
@@ -158,6 +171,8 @@ func Default() Config {
 		TCP:         TCP{Enabled: true, Hook: "tracepoint", MaxPeers: 1024, RingBytes: 1 << 20},
 		Metrics:     Metrics{Enabled: true, MaxSeriesPerService: 2000},
 		Kube:        Kube{Enabled: "auto"},
+
+		ProcessMetrics: ProcessMetrics{Enabled: true, Interval: 15 * time.Second, Expiry: 5 * time.Minute},
 	}
 }
 
@@ -364,6 +379,12 @@ func (c Config) Validate() error {
 	}
 	if err := oneOf("kubernetes.enabled", c.Kube.Enabled, "auto", "true", "false"); err != nil {
 		return err
+	}
+	if c.ProcessMetrics.Interval < time.Second/10 {
+		return fmt.Errorf("process_metrics.interval: %s is shorter than 100ms", c.ProcessMetrics.Interval)
+	}
+	if c.ProcessMetrics.Expiry < c.ProcessMetrics.Interval {
+		return fmt.Errorf("process_metrics.expiry: %s is shorter than process_metrics.interval (%s)", c.ProcessMetrics.Expiry, c.ProcessMetrics.Interval)
 	}
 	return nil
 }

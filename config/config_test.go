@@ -117,6 +117,8 @@ func TestLoadErrors(t *testing.T) {
 		{"too many tcp peers", []string{"--config", writeFile(t, "tcp:\n  max_peers: 1000001\n")}, "tcp.max_peers"},
 		{"tcp ring not a power of two", []string{"--config", writeFile(t, "tcp:\n  ring_bytes: 3000\n")}, "tcp.ring_bytes"},
 		{"unknown tcp key", []string{"--config", writeFile(t, "tcp:\n  max_peer: 5\n")}, "tcp.max_peer"},
+		{"process metrics interval too short", []string{"--config", writeFile(t, "process_metrics:\n  interval: 10ms\n")}, "process_metrics.interval"},
+		{"process metrics expiry under the interval", []string{"--config", writeFile(t, "process_metrics:\n  interval: 1m\n  expiry: 30s\n")}, "process_metrics.expiry"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -43,6 +43,9 @@ var samples = map[string][3]string{
 	"kubernetes.enabled":             {"true", "false", ""},
 	"kubernetes.kubeconfig":          {"/a", "/b", "/c"},
 	"kubernetes.node_name":           {"n1", "n2", "n3"},
+	"process_metrics.enabled":        {"false", "true", ""},
+	"process_metrics.interval":       {"1s", "2s", ""},
+	"process_metrics.expiry":         {"10m0s", "20m0s", ""},
 }
 
 // yamlDoc writes key: value as a nested YAML document.

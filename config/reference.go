@@ -38,6 +38,9 @@ var descriptions = map[string]string{
 	"metrics.max_series_per_service": "Distinct series per service (1 to 100000); the others fold into `http.route=\"_overflow\"`.",
 	"kubernetes.enabled":             "Kubernetes metadata (pod, namespace, workload) on spans and metrics: `auto` (when an in-cluster config or `kubeconfig` is found), `true` (required: fail without one) or `false`.",
 	"kubernetes.kubeconfig":          "A kubeconfig file; empty means the in-cluster configuration (service account).",
+	"process_metrics.enabled":        "Resource metrics of every traced process (`process.cpu.time`, `process.memory.usage`, `process.memory.virtual`, `process.thread.count`, `process.unix.file_descriptor.count`, `process.context_switches`): per workload on `/metrics`, per process over OTLP.",
+	"process_metrics.interval":       "How often the traced processes are read from `/proc` (at least `100ms`).",
+	"process_metrics.expiry":         "The series of a process that exited (OTLP), and of a workload whose processes all exited (`/metrics`), are dropped this long after (at least `interval`).",
 	"kubernetes.node_name":           "This node's name, to watch only its pods; empty means `$NODE_NAME` (the DaemonSet sets it from the downward API), then the host name.",
 }
 

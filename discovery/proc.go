@@ -3,12 +3,15 @@ package discovery
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
+	"github.com/shirou/gopsutil/v4/common"
+	"github.com/shirou/gopsutil/v4/process"
 	"golang.org/x/sys/unix"
 
 	"github.com/periscope-apm/periscope/symbols"
@@ -66,6 +69,10 @@ func readProcess(procRoot string, pid uint32) (Process, error) {
 	}, nil
 }
 
+// readPPID reads the parent's PID from /proc/PID/stat. It runs for every
+// exec event, so it stays hand-written: gopsutil's Ppid parses the whole
+// stat line and looks the process up first, about ten times the cost
+// (BenchmarkProcPPID: 17–37 µs here, 181–296 µs with gopsutil, same VM).
 func readPPID(dir string) uint32 {
 	b, err := os.ReadFile(filepath.Join(dir, "stat"))
 	if err != nil {
@@ -84,7 +91,11 @@ func readPPID(dir string) uint32 {
 	return uint32(ppid)
 }
 
-// readMaps lists the distinct executable, file-backed mappings of a process.
+// readMaps lists the distinct executable, file-backed mappings of a
+// process. It runs for every exec and executable mmap event, and gopsutil
+// has no equivalent: its MemoryMaps reads smaps (which makes the kernel
+// walk every page) and drops the device and inode the table keys on
+// (BenchmarkProcMaps: 62–183 µs here, 1.2–2.5 ms with gopsutil).
 func readMaps(procRoot string, pid uint32) ([]Mapping, error) {
 	f, err := os.Open(filepath.Join(procDir(procRoot, pid), "maps"))
 	if err != nil {
@@ -138,16 +149,19 @@ func parseMapsLine(line string) (Mapping, bool) {
 	}, true
 }
 
-// listPIDs returns the processes (not threads) in procRoot.
+// listPIDs returns the processes (not threads) in procRoot, with
+// gopsutil's process package: it lists /proc as fast as a hand-written
+// loop did (BenchmarkProcList: 268–383 µs against 209–436 µs on a busy
+// 2-core VM, ~200 processes), and runs at start and on rescans only.
 func listPIDs(procRoot string) ([]uint32, error) {
-	ents, err := os.ReadDir(procRoot)
+	ctx := context.WithValue(context.Background(), common.EnvKey, common.EnvMap{common.HostProcEnvKey: procRoot})
+	list, err := process.PidsWithContext(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list processes: %w", err)
 	}
-	var pids []uint32
-	for _, e := range ents {
-		pid, err := strconv.ParseUint(e.Name(), 10, 32)
-		if err == nil && e.IsDir() {
+	pids := make([]uint32, 0, len(list))
+	for _, pid := range list {
+		if pid > 0 {
 			pids = append(pids, uint32(pid))
 		}
 	}

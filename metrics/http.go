@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -124,6 +125,7 @@ type workload struct {
 	values  []string // resourceKeys' values
 	service string
 	series  map[httpKey]*durations
+	host    []attribute.KeyValue // hostKeys, on the OTLP resource only
 }
 
 type httpKey struct {
@@ -285,6 +287,20 @@ func (h *HTTP) workload(p *span.Process) *workload {
 	if w := h.byProc[p]; w != nil {
 		return w
 	}
+	key, values := workloadOf(p)
+	w := h.byKey[key]
+	if w == nil {
+		w = &workload{key: key, values: values, service: values[0], series: make(map[httpKey]*durations), host: hostAttributes(p)}
+		h.byKey[key] = w
+	}
+	h.byProc[p] = w
+	return w
+}
+
+// workloadOf returns the workload identity of a process: the values of
+// resourceKeys ("" for absent; service.name "unknown_service" when the
+// process has none) and a key made of them.
+func workloadOf(p *span.Process) (string, []string) {
 	values := make([]string, len(resourceKeys))
 	values[0] = "unknown_service"
 	if p != nil {
@@ -299,14 +315,26 @@ func (h *HTTP) workload(p *span.Process) *workload {
 			}
 		}
 	}
-	key := strings.Join(values, "\xff")
-	w := h.byKey[key]
-	if w == nil {
-		w = &workload{key: key, values: values, service: values[0], series: make(map[httpKey]*durations)}
-		h.byKey[key] = w
+	return strings.Join(values, "\xff"), values
+}
+
+// hostKeys are host resource attributes that go on the OTLP resource of a
+// workload but are not Prometheus labels: they are the same for every
+// series of an agent (Prometheus has them once, on target_info).
+var hostKeys = []attribute.Key{"host.id", "host.arch", "os.type", "os.description"}
+
+// hostAttributes returns the hostKeys attributes of a process.
+func hostAttributes(p *span.Process) []attribute.KeyValue {
+	if p == nil {
+		return nil
 	}
-	h.byProc[p] = w
-	return w
+	var out []attribute.KeyValue
+	for _, a := range p.Attributes {
+		if slices.Contains(hostKeys, a.Key) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // sweep drops series idle for longer than the TTL, at most once a second

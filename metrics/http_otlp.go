@@ -98,11 +98,12 @@ func (x *durations) point(k httpKey, now time.Time, delta bool) (metricdata.Hist
 
 // resource is the OTLP resource of a workload.
 func (w *workload) resource() *resource.Resource {
-	kv := make([]attribute.KeyValue, 0, len(resourceKeys))
+	kv := make([]attribute.KeyValue, 0, len(resourceKeys)+len(w.host))
 	for i, k := range resourceKeys {
 		if w.values[i] != "" {
 			kv = append(kv, attribute.String(k, w.values[i]))
 		}
 	}
+	kv = append(kv, w.host...)
 	return resource.NewSchemaless(kv...)
 }

@@ -259,7 +259,7 @@ func TestAlertQueries(t *testing.T) {
 		}
 	}
 	sort.Strings(alerts)
-	want := []string{"PeriscopeDroppingEvents", "PeriscopeHighErrorRatio", "PeriscopeHighLatencyP99", "PeriscopeTCPRetransmitBurst"}
+	want := []string{"PeriscopeDroppingEvents", "PeriscopeFileDescriptorLeak", "PeriscopeHighErrorRatio", "PeriscopeHighLatencyP99", "PeriscopeTCPRetransmitBurst"}
 	if strings.Join(alerts, ",") != strings.Join(want, ",") {
 		t.Errorf("alerts %v, want %v", alerts, want)
 	}

@@ -62,6 +62,9 @@ func Protocol() (string, error) { return otlpenv.Protocol(otlpenv.Metrics) }
 type Config struct {
 	// ServiceVersion is the agent's version, on the resource.
 	ServiceVersion string
+	// Host are host attributes for the agent's resource beside host.name
+	// (host.id, host.arch, os.type, os.description).
+	Host []attribute.KeyValue
 	// Logger receives failed exports (at most one line per 30 s). Nil
 	// discards them.
 	Logger *slog.Logger
@@ -80,15 +83,17 @@ type Config struct {
 // the per-workload metrics.
 type Metrics struct {
 	*sdkmetric.MeterProvider
-	exp       *loggingExporter
-	workloads func(delta bool) []*metricdata.ResourceMetrics
-	interval  time.Duration
-	timeout   time.Duration
-	base      context.Context // cancelled when Shutdown runs out of time
-	cancel    context.CancelFunc
-	stop      chan struct{}
-	done      chan struct{}
-	once      sync.Once
+	exp      *loggingExporter
+	interval time.Duration
+	timeout  time.Duration
+	base     context.Context // cancelled when Shutdown runs out of time
+	cancel   context.CancelFunc
+	stop     chan struct{}
+	done     chan struct{}
+	once     sync.Once
+
+	mu        sync.Mutex
+	workloads []func(delta bool) []*metricdata.ResourceMetrics
 }
 
 // New returns the metrics pipeline, exporting periodically over OTLP. The
@@ -125,7 +130,9 @@ func New(ctx context.Context, cfg Config) (*Metrics, error) {
 		}
 	}
 	res, err := resource.Merge(
-		resource.NewSchemaless(attribute.String("service.name", "periscope"), attribute.String("service.version", cfg.ServiceVersion)),
+		resource.NewSchemaless(append([]attribute.KeyValue{
+			attribute.String("service.name", "periscope"), attribute.String("service.version", cfg.ServiceVersion),
+		}, cfg.Host...)...),
 		envResource(ctx, cfg.Logger),
 	)
 	if err != nil {
@@ -137,14 +144,16 @@ func New(ctx context.Context, cfg Config) (*Metrics, error) {
 			sdkmetric.WithResource(res),
 			sdkmetric.WithReader(sdkmetric.NewPeriodicReader(logged)),
 		),
-		exp:       logged,
-		workloads: cfg.Workloads,
-		interval:  envMillis(envInterval, defaultInterval),
-		timeout:   envMillis(envTimeout, defaultTimeout),
-		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
+		exp:      logged,
+		interval: envMillis(envInterval, defaultInterval),
+		timeout:  envMillis(envTimeout, defaultTimeout),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	m.base, m.cancel = context.WithCancel(context.Background())
+	if cfg.Workloads != nil {
+		m.AddWorkloads(cfg.Workloads)
+	}
 	go m.run()
 	cfg.Logger.Info("exporting metrics over OTLP", "protocol", proto, "interval", m.interval)
 	return m, nil
@@ -167,13 +176,17 @@ func envMillis(key string, def time.Duration) time.Duration {
 	return time.Duration(v) * time.Millisecond
 }
 
+// AddWorkloads adds a source of per-workload metrics (see
+// Config.Workloads), exported from the next period on.
+func (m *Metrics) AddWorkloads(f func(delta bool) []*metricdata.ResourceMetrics) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.workloads = append(m.workloads, f)
+}
+
 // run exports the workload metrics every interval until Shutdown.
 func (m *Metrics) run() {
 	defer close(m.done)
-	if m.workloads == nil {
-		<-m.stop
-		return
-	}
 	t := time.NewTicker(m.interval)
 	defer t.Stop()
 	for {
@@ -190,12 +203,17 @@ func (m *Metrics) run() {
 
 // pushWorkloads exports the workload metrics, one request per workload.
 func (m *Metrics) pushWorkloads(ctx context.Context) {
+	m.mu.Lock()
+	sources := m.workloads
+	m.mu.Unlock()
 	delta := m.exp.Temporality(sdkmetric.InstrumentKindHistogram) == metricdata.DeltaTemporality
-	for _, rm := range m.workloads(delta) {
-		if ctx.Err() != nil {
-			return
+	for _, source := range sources {
+		for _, rm := range source(delta) {
+			if ctx.Err() != nil {
+				return
+			}
+			_ = m.exp.Export(ctx, rm) // counted and logged by loggingExporter
 		}
-		_ = m.exp.Export(ctx, rm) // counted and logged by loggingExporter
 	}
 }
 
@@ -220,7 +238,7 @@ func (m *Metrics) Shutdown(ctx context.Context) error {
 				m.cancel()
 				<-m.done
 			}
-			if m.workloads != nil && ctx.Err() == nil {
+			if ctx.Err() == nil {
 				m.pushWorkloads(ctx)
 			}
 			res <- m.MeterProvider.Shutdown(ctx)

@@ -38,6 +38,10 @@
 #                   DWARF) running when the agent starts: peak and steady RSS and
 #                   seconds to attach each, baseline / empty symbol cache /
 #                   restarted on the cache; writes test/bench/results-memory.md
+#   MODE=procmetrics  the agent with process_metrics.enabled off vs on, 100
+#                   idle traced Go processes, interval 1 s, rounds ABBA: agent
+#                   CPU per 100 traced processes per interval; writes
+#                   test/bench/results-procmetrics.md (ROUNDS=3: 6 rounds, ~3 min)
 #   NEW_CONNS=1     MODE=tcp: a new TLS connection per request (wrk -H
 #                   "Connection: close"), the worst case for the TCP collector
 #   KEEP=1          keep the scratch directory (agent and nginx logs)
@@ -106,7 +110,7 @@ go build -o "$WORK/benchtool" ./test/bench/benchtool
 cc -O2 -Wall -o "$WORK/callloop" test/bench/callloop.c
 MODES="${MODE:-agent go metrics}"
 case " $MODES " in
-*" go "* | *" firstspan "*)
+*" go "* | *" firstspan "* | *" procmetrics "*)
 	log "building the Go benchmark target (test/e2e/testdata/goapp)"
 	(cd test/e2e/testdata/goapp &&
 		GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -o "$WORK/goapp" . &&
@@ -142,6 +146,7 @@ run_driver() { # MODE
 	[ "$mode" = metrics ] && out="${OUT:-test/bench/results-metrics.md}"
 	[ "$mode" = firstspan ] && out="${OUT:-test/bench/results-firstspan.md}" rounds="${ROUNDS:-10}"
 	[ "$mode" = memory ] && out="${OUT:-test/bench/results-memory.md}"
+	[ "$mode" = procmetrics ] && out="${OUT:-test/bench/results-procmetrics.md}"
 	"$WORK/benchtool" \
 		-agent "$AGENT" \
 		-work "$WORK" \

@@ -161,6 +161,8 @@ func TestDashboards(t *testing.T) {
 		"OTEL_METRIC_EXPORT_INTERVAL=1000",
 		// Two series per service: the Go server's third overflows.
 		"PERISCOPE_METRICS_MAX_SERIES_PER_SERVICE=2",
+		// Resource metrics read every second, not 15.
+		"PERISCOPE_PROCESS_METRICS_INTERVAL=1s",
 	}, "--console=off", "--include-exe", ngx.Exe, "--include-exe", "curl", "--include-exe", filepath.Base(goBin))
 	prom := harness.RunPrometheus(t, a.MetricsAddr)
 

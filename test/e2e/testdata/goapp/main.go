@@ -4,6 +4,10 @@
 //
 //	goapp server ADDR [-tls-cert CERT -tls-key KEY] [-downstream URL] [-ca CA] [-h2]
 //	goapp client URL N [-ca CA] [-h2] [-parallel P] [-path PATH]
+//	goapp linger DURATION
+//
+// With -burn the server also spins one goroutine on the CPU for ever.
+// linger does nothing for DURATION (a short-lived traced Go process).
 //
 // HTTP/2 is off unless -h2 is given: then the server offers it over TLS
 // (Go's default) and the clients, the downstream one included, use it.
@@ -22,6 +26,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"time"
 )
 
 func main() {
@@ -33,6 +38,12 @@ func main() {
 		server(os.Args[2:])
 	case "client":
 		client(os.Args[2:])
+	case "linger":
+		d, err := time.ParseDuration(os.Args[2])
+		if err != nil {
+			log.Fatal(err)
+		}
+		time.Sleep(d)
 	default:
 		log.Fatalf("unknown mode %q", os.Args[1])
 	}
@@ -70,6 +81,17 @@ func grow(n int) int {
 	return grow(n-1) + int(pad[n%1024])
 }
 
+// spin keeps one CPU busy.
+func spin() {
+	x := uint64(1)
+	for {
+		x = x*6364136223846793005 + 1442695040888963407
+		if x == 0 {
+			fmt.Println(x)
+		}
+	}
+}
+
 func server(args []string) {
 	fs := flag.NewFlagSet("server", flag.ExitOnError)
 	certFile := fs.String("tls-cert", "", "")
@@ -77,8 +99,12 @@ func server(args []string) {
 	downstream := fs.String("downstream", "", "")
 	ca := fs.String("ca", "", "")
 	h2 := fs.Bool("h2", false, "")
+	burn := fs.Bool("burn", false, "")
 	addr := args[0]
 	fs.Parse(args[1:])
+	if *burn {
+		go spin()
+	}
 	down := &http.Client{Transport: transport(*ca, *h2)}
 
 	mux := http.NewServeMux()
