@@ -161,6 +161,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	sel := cfg.Processes.Selector()
 	sink := execSink{Sink: corr, procs: procs}
 	var cols []collectors.Collector
+	sock, err := newSocketsCollector(cfg.Plaintext, sel, sink, log, reg)
+	if err != nil {
+		return err
+	}
+	if sock != nil {
+		cols = append(cols, sock)
+	}
 	if cfg.OpenSSL.Enabled {
 		cols = append(cols, openssl.New(openssl.Config{
 			PerProcess: !sel.All(),
@@ -168,10 +175,17 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		}, sink, log, reg))
 	}
 	if cfg.GoHTTP.Enabled {
-		cols = append(cols, gohttp.New(gohttp.Config{
-			PerProcess: !sel.All(),
-			RingBytes:  cfg.GoHTTP.RingBytes,
-		}, sink, log, reg))
+		gcfg := gohttp.Config{PerProcess: !sel.All(), RingBytes: cfg.GoHTTP.RingBytes}
+		if sock != nil {
+			// Go net/http requests are seen whole: their sockets' bytes
+			// would make the same spans again.
+			gcfg.Probed = func(pid uint32) {
+				if err := sock.SkipPID(pid, true); err != nil {
+					log.Warn("leave a Go process to the gohttp collector", "pid", pid, "err", err)
+				}
+			}
+		}
+		cols = append(cols, gohttp.New(gcfg, sink, log, reg))
 	}
 	if cfg.TCP.Enabled {
 		c, err := newTCPCollector(cfg.TCP, corr, resolver, mp, log, reg)
