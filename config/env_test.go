@@ -183,7 +183,7 @@ func TestDocExample(t *testing.T) {
 	}
 	d := Default()
 	// The file spells empty lists as [], which decode as empty, not nil.
-	for _, l := range []*[]string{&c.Processes.IncludeExe, &c.Processes.ExcludeExe, &c.HTTP.SensitiveHeaders, &c.HTTP.SensitiveQueryParams, &c.Metrics.RoutePatterns} {
+	for _, l := range []*[]string{&c.Processes.IncludeExe, &c.Processes.ExcludeExe, &c.HTTP.SensitiveHeaders, &c.HTTP.SensitiveQueryParams, &c.Plaintext.IgnorePorts, &c.Metrics.RoutePatterns} {
 		if len(*l) == 0 {
 			*l = nil
 		}
