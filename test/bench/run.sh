@@ -32,6 +32,10 @@
 #                   on/off ratio of CPU per span (target: at most +10%)
 #   NEW_CONNS=1     MODE=tcp: a new TLS connection per request (wrk -H
 #                   "Connection: close"), the worst case for the TCP collector
+#   MODE=plain      nginx over plain HTTP (no TLS), no agent vs the agent in ABBA
+#                   order, spans and ring drops at saturation; and in each round
+#                   what a process that is not HTTP pays per syscall (dd bs=1 to
+#                   /dev/null, dd | dd through a pipe): test/bench/results-plain.md
 #   KEEP=1          keep the scratch directory (agent and nginx logs)
 set -euo pipefail
 
@@ -122,6 +126,7 @@ run_driver() { # MODE
 	local out="${OUT:-test/bench/results.md}"
 	[ "$mode" = tcp ] && out="${OUT:-test/bench/results-tcp.md}"
 	[ "$mode" = metrics ] && out="${OUT:-test/bench/results-metrics.md}"
+	[ "$mode" = plain ] && out="${OUT:-test/bench/results-plain.md}"
 	"$WORK/benchtool" \
 		-agent "$AGENT" \
 		-work "$WORK" \
