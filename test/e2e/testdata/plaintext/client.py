@@ -3,8 +3,9 @@
 #   client.py requests URL...  python3-requests, one keep-alive session
 #   client.py torture HOST PORT N: on raw sockets, N GETs of /ok on one
 #     keep-alive connection, a pipelined burst of 10, a GET of /big (10 MiB)
-#     read whole, a GET written one byte per send, then binary garbage on
-#     a connection of its own.
+#     read whole, a GET written one byte per send, a POST with
+#     "Expect: 100-continue", a POST with a chunked body, then binary
+#     garbage on a connection of its own.
 import socket
 import sys
 import time
@@ -12,6 +13,9 @@ import time
 
 def read_response(f):
     status = f.readline()
+    if status.split()[1] == b"100":
+        assert f.readline() == b"\r\n"
+        status = f.readline()
     length = 0
     while True:
         line = f.readline()
@@ -40,6 +44,15 @@ def torture(host, port, n):
         for b in b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n":
             s.send(bytes([b]))
             time.sleep(0.001)
+        assert read_response(f) == 200
+        s.sendall(b"POST /ok HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        assert f.readline().split()[1] == b"100"
+        assert f.readline() == b"\r\n"
+        s.sendall(b"hello")
+        assert read_response(f) == 200
+        s.sendall(b"POST /ok HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        s.sendall(b"5\r\nhello\r\n")
+        s.sendall(b"6\r\n world\r\n0\r\n\r\n")
         assert read_response(f) == 200
     with socket.create_connection((host, port)) as s:
         s.sendall(bytes(range(256)) * 4)
