@@ -375,19 +375,6 @@ static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __
 	return 0;
 }
 
-static __always_inline void write_result(struct fd_state *s, struct call *c, long ret)
-{
-	__u64 accepted = ret > 0 ? ret : 0;
-	if (accepted >= c->requested)
-		return;
-	struct write_result_event r = {};
-	fill_header(&r.hdr, EVENT_WRITE_RESULT);
-	r.conn = s->conn;
-	r.requested = c->requested > 0xffffffff ? 0xffffffff : (__u32)c->requested;
-	r.accepted = (__u32)accepted;
-	output(&r, sizeof(r));
-}
-
 /* on_exit ends a call: a read's bytes are copied, a write's result
  * checked. */
 static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx)
@@ -404,7 +391,7 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	long ret = ctx->ret;
 	if (c.copied) {
-		write_result(s, &c, ret);
+		write_result(s->conn, c.requested, ret > 0 ? ret : 0);
 		return 0;
 	}
 	if (ret <= 0)
