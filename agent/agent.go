@@ -213,7 +213,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 
 	tracker := discovery.New(discovery.Config{
 		Selector: sel,
-		OnExec:   func(e discovery.Exec) { procs.Exec(e.PID, e.Path, e.Argv, e.KTime) },
+		OnExec: func(e discovery.Exec) {
+			procs.Exec(e.PID, e.Path, e.Argv, e.KTime)
+			if sock != nil {
+				sock.Select(e.PID)
+			}
+		},
 	}, log, reg)
 	tracker.Subscribe(processNames{procs})
 	for _, c := range started {

@@ -195,11 +195,20 @@ func (c *Collector) SkipPID(pid uint32, skip bool) error {
 // ProcessUpdated implements discovery.Observer: with PerProcess, a selected
 // process is traced.
 func (c *Collector) ProcessUpdated(p discovery.Process, _ []discovery.Mapping) {
-	if !c.cfg.PerProcess || !p.Selected || c.objs.Selected == nil {
+	if p.Selected {
+		c.Select(p.PID)
+	}
+}
+
+// Select traces process pid when the collector traces selected processes
+// only: the agent calls it as soon as the kernel reports the exec of a
+// selected program, before discovery reads the process from /proc.
+func (c *Collector) Select(pid uint32) {
+	if !c.cfg.PerProcess || c.objs.Selected == nil {
 		return
 	}
-	if err := c.objs.Selected.Put(p.PID, uint8(1)); err != nil {
-		c.log.Warn("select process", "pid", p.PID, "err", err)
+	if err := c.objs.Selected.Put(pid, uint8(1)); err != nil {
+		c.log.Warn("select process", "pid", pid, "err", err)
 	}
 }
 

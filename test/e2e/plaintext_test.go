@@ -128,9 +128,18 @@ func TestPlaintextRuntimes(t *testing.T) {
 	for i := range ports {
 		ports[i] = harness.FreePort(t)
 	}
+	// Private copies of curl and nginx, so that the agent, selecting these
+	// programs only, neither traces the other tests on this machine nor
+	// counts their spans (the runtimes are selected by name).
+	curlBin := harness.CopyExe(t, "curl", "curl-plain")
+	ngxBin := harness.CopyExe(t, "nginx", "nginx-plain")
 	// Started before the agent: its connections are found already open.
 	early := startPlainServer(t, "python", ports[0], dir, py, "server.py", fmt.Sprint(ports[0]))
-	e := startAgent(t)
+	var sel []string
+	for _, exe := range []string{"python3*", "node", "ruby*", "php*", "java", "curl-plain", "nginx-plain"} {
+		sel = append(sel, "--include-exe", exe)
+	}
+	e := startAgent(t, sel...)
 
 	var (
 		mu      sync.Mutex
@@ -153,7 +162,7 @@ func TestPlaintextRuntimes(t *testing.T) {
 	start("php", ports[4], "php", "-S", fmt.Sprintf("127.0.0.1:%d", ports[4]), "router.php")
 	wg.Wait()
 	ngxPort := ports[5]
-	ngx := harness.StartNginx(t, harness.NginxOptions{Workers: 1, ExtraHTTPConfig: fmt.Sprintf(`
+	ngx := harness.StartNginx(t, harness.NginxOptions{Exe: ngxBin, Workers: 1, ExtraHTTPConfig: fmt.Sprintf(`
     server {
         listen 127.0.0.1:%d;
         location = /ok { return 200 "ok\n"; }
@@ -167,14 +176,14 @@ func TestPlaintextRuntimes(t *testing.T) {
 	var want []expect
 	curl := func(s plainServer, paths ...string) {
 		for _, p := range paths {
-			run(t, "curl", "-sS", "-o", "/dev/null", url(s, p))
+			run(t, curlBin, "-sS", "-o", "/dev/null", url(s, p))
 		}
 	}
 	// curl against every server, one process per request.
 	for _, name := range []string{"python", "java", "node", "ruby", "php"} {
 		s := servers[name]
 		curl(s, "/ok", "/missing", "/fail")
-		want = append(want, expect{what: "curl -> " + name, kind: kindClient, svc: "curl", port: s.port, paths: paths3})
+		want = append(want, expect{what: "curl -> " + name, kind: kindClient, svc: "curl-plain", port: s.port, paths: paths3})
 	}
 	// Runtime clients.
 	nodeCl := runClient(t, append([]string{"node", "client.js"}, three(servers["python"])...)...)
@@ -195,7 +204,7 @@ func TestPlaintextRuntimes(t *testing.T) {
 		expect{what: "java client -> java", kind: kindClient, pid: javaCl, port: servers["java"].port, paths: paths3},
 		expect{what: "torture -> node", kind: kindClient, pid: torture, port: servers["node"].port,
 			paths: map[string]int{"/ok": keepAlive + 10 + 1, "/big": 1, "POST /ok": 2}},
-		expect{what: "curl -> nginx", kind: kindClient, svc: "curl", port: ngxPort,
+		expect{what: "curl -> nginx", kind: kindClient, svc: "curl-plain", port: ngxPort,
 			paths: map[string]int{"/ok": 1, "/missing": 1, "/fail": 1, "/proxy/ok": 3}},
 		expect{what: "nginx -> python", kind: kindClient, pid: ngx.WorkerPIDs[0], port: early.port, paths: map[string]int{"/ok": 3}},
 		expect{what: "nginx server", kind: kindServer, pid: ngx.WorkerPIDs[0], port: ngxPort,
