@@ -107,12 +107,15 @@ struct {
 	__type(value, __u8);
 } skip_pids SEC(".maps");
 
-/* Selected processes, when filter_selected is set. */
+/* When filter_selected is set: the processes discovery has decided on,
+ * selected or not. A process it has not seen yet (started a moment ago) is
+ * traced, so that a short-lived client is not missed; user space drops what
+ * such a process sent if it turns out not to be selected. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 65536);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, __u8); /* 1: selected, 0: not */
 } selected SEC(".maps");
 
 /* Local or remote ports whose connections are not traced. */
@@ -190,7 +193,10 @@ static __always_inline bool traced_process(__u32 tgid)
 {
 	if (bpf_map_lookup_elem(&skip_pids, &tgid))
 		return false;
-	return !filter_selected || bpf_map_lookup_elem(&selected, &tgid);
+	if (!filter_selected)
+		return true;
+	__u8 *sel = bpf_map_lookup_elem(&selected, &tgid);
+	return !sel || *sel;
 }
 
 static __always_inline bool parsed(__u8 proto) { return proto < 32 && (parsed_protos & (1U << proto)); }

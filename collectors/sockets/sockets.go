@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -67,12 +68,15 @@ type Collector struct {
 	progs loader.Programs
 	m     *collectors.Metrics
 	recs  collectors.Records
+
+	mu       sync.Mutex
+	rejected map[uint32]bool // PerProcess: processes decided on, true when not selected
 }
 
 // New returns a collector that sends its events to sink.
 func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Registerer) *Collector {
 	cfg.defaults()
-	c := &Collector{cfg: cfg, log: log.With("collector", Name), clock: ktime.NewClock()}
+	c := &Collector{cfg: cfg, log: log.With("collector", Name), clock: ktime.NewClock(), rejected: make(map[uint32]bool)}
 	counters := func() *ebpf.Map { return c.objs.Counters }
 	c.m = collectors.NewMetrics(Name, reg, func() string { return "tracepoint" }, counters)
 	reg.MustRegister(
@@ -192,28 +196,37 @@ func (c *Collector) SkipPID(pid uint32, skip bool) error {
 	return nil
 }
 
-// ProcessUpdated implements discovery.Observer: with PerProcess, a selected
-// process is traced.
+// ProcessUpdated implements discovery.Observer: with PerProcess, a
+// selected process is traced and another one is not.
 func (c *Collector) ProcessUpdated(p discovery.Process, _ []discovery.Mapping) {
-	if p.Selected {
-		c.Select(p.PID)
-	}
+	c.decide(p.PID, p.Selected)
 }
 
 // Select traces process pid when the collector traces selected processes
 // only: the agent calls it as soon as the kernel reports the exec of a
 // selected program, before discovery reads the process from /proc.
-func (c *Collector) Select(pid uint32) {
+func (c *Collector) Select(pid uint32) { c.decide(pid, true) }
+
+// decide records whether process pid is selected. Until it is decided, a
+// new process is traced (and what it sent is dropped here if it turns out
+// not to be selected; see decode).
+func (c *Collector) decide(pid uint32, selected bool) {
 	if !c.cfg.PerProcess || c.objs.Selected == nil {
 		return
 	}
-	if err := c.objs.Selected.Put(pid, uint8(1)); err != nil {
+	c.mu.Lock()
+	c.rejected[pid] = !selected
+	c.mu.Unlock()
+	if err := c.objs.Selected.Put(pid, boolByte(selected)); err != nil {
 		c.log.Warn("select process", "pid", pid, "err", err)
 	}
 }
 
 // ProcessExited implements discovery.Observer.
 func (c *Collector) ProcessExited(pid uint32, _ time.Time) {
+	c.mu.Lock()
+	delete(c.rejected, pid)
+	c.mu.Unlock()
 	if c.objs.Selected != nil {
 		_ = c.objs.Selected.Delete(pid)
 	}
@@ -232,7 +245,19 @@ func (c *Collector) Close() error {
 // Wait implements collectors.Collector.
 func (c *Collector) Wait() { c.progs.Wait() }
 
+// decode hands a record to the sink, unless it comes from a process that
+// was traced before discovery decided it is not selected.
 func (c *Collector) decode(raw []byte) {
+	if c.cfg.PerProcess {
+		h, ok := wire.ReadHeader(raw)
+		c.mu.Lock()
+		rejected := ok && c.rejected[h.PID]
+		c.mu.Unlock()
+		if rejected && h.Type != wire.EventExit && h.Type != wire.EventExec {
+			c.m.Read.WithLabelValues("unselected").Inc()
+			return
+		}
+	}
 	if _, ok := c.recs.Decode(raw); !ok {
 		c.m.Read.WithLabelValues("malformed").Inc()
 	}
