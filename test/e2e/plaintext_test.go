@@ -1,10 +1,11 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,16 +22,33 @@ type plainServer struct {
 	pid  int
 }
 
-// startPlainServer starts a server listening on port and waits until it
-// accepts connections (Java takes seconds to); it is killed in t.Cleanup.
-func startPlainServer(t *testing.T, name string, port int, dir string, argv ...string) plainServer {
-	t.Helper()
-	cmd := exec.Command(argv[0], argv[1:]...)
+// startPlainServer starts a server on a free port (argv makes its command
+// line) and waits until that process listens there (Java takes seconds to):
+// on a shared machine another program may take the port meanwhile, and
+// then the server is started again on another one. It is killed in
+// t.Cleanup. It may run on another goroutine than the test's.
+func startPlainServer(t *testing.T, name, dir string, argv func(port int) []string) (plainServer, error) {
+	for attempt := 0; ; attempt++ {
+		s, out, err := tryPlainServer(t, name, dir, argv)
+		if err == nil {
+			return s, nil
+		}
+		if attempt == 2 {
+			return s, fmt.Errorf("%s: %w\n%s", name, err, out)
+		}
+		t.Logf("%s: %v; again on another port", name, err)
+	}
+}
+
+func tryPlainServer(t *testing.T, name, dir string, argv func(port int) []string) (plainServer, string, error) {
+	port := harness.FreePort(t)
+	args := argv(port)
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = dir
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
+		return plainServer{}, "", err
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
@@ -38,22 +56,40 @@ func startPlainServer(t *testing.T, name string, port int, dir string, argv ...s
 		cmd.Process.Kill()
 		<-exited
 	})
+	want := fmt.Sprintf("127.0.0.1:%d", port)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
-		if err == nil {
-			c.Close()
-			return plainServer{name: name, port: port, pid: cmd.Process.Pid}
+		if addrs, err := harness.ListeningAddrs(cmd.Process.Pid); err == nil && slices.Contains(addrs, want) {
+			return plainServer{name: name, port: port, pid: cmd.Process.Pid}, "", nil
 		}
 		select {
 		case <-exited:
-			t.Fatalf("%s exited before listening:\n%s", name, out.String())
+			return plainServer{}, out.String(), fmt.Errorf("exited before listening on %d", port)
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not listening on %d after 60 s:\n%s", name, port, out.String())
+			cmd.Process.Kill()
+			return plainServer{}, out.String(), fmt.Errorf("not listening on %d after 60 s", port)
 		}
 	}
+}
+
+// lockedBuffer collects a process's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // runClient runs a client to completion and returns its PID.
@@ -124,17 +160,16 @@ func TestPlaintextRuntimes(t *testing.T) {
 	for _, tool := range []string{py, "node", "ruby", "php", "java", "curl"} {
 		harness.LookTool(t, tool)
 	}
-	ports := make([]int, 7)
-	for i := range ports {
-		ports[i] = harness.FreePort(t)
-	}
 	// Private copies of curl and nginx, so that the agent, selecting these
 	// programs only, neither traces the other tests on this machine nor
 	// counts their spans (the runtimes are selected by name).
 	curlBin := harness.CopyExe(t, "curl", "curl-plain")
 	ngxBin := harness.CopyExe(t, "nginx", "nginx-plain")
 	// Started before the agent: its connections are found already open.
-	early := startPlainServer(t, "python", ports[0], dir, py, "server.py", fmt.Sprint(ports[0]))
+	early, err := startPlainServer(t, "python", dir, func(p int) []string { return []string{py, "server.py", fmt.Sprint(p)} })
+	if err != nil {
+		t.Fatal(err)
+	}
 	var sel []string
 	for _, exe := range []string{"python3*", "node", "ruby*", "php*", "java", "curl-plain", "nginx-plain"} {
 		sel = append(sel, "--include-exe", exe)
@@ -144,24 +179,31 @@ func TestPlaintextRuntimes(t *testing.T) {
 	var (
 		mu      sync.Mutex
 		servers = map[string]plainServer{"python": early}
+		errs    []error
 		wg      sync.WaitGroup
 	)
-	start := func(name string, port int, argv ...string) {
+	start := func(name string, argv func(port int) []string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s := startPlainServer(t, name, port, dir, argv...)
+			s, err := startPlainServer(t, name, dir, argv)
 			mu.Lock()
 			servers[name] = s
+			if err != nil {
+				errs = append(errs, err)
+			}
 			mu.Unlock()
 		}()
 	}
-	start("java", ports[1], "java", "Srv.java", "serve", fmt.Sprint(ports[1]))
-	start("node", ports[2], "node", "server.js", fmt.Sprint(ports[2]))
-	start("ruby", ports[3], "ruby", "server.rb", fmt.Sprint(ports[3]))
-	start("php", ports[4], "php", "-S", fmt.Sprintf("127.0.0.1:%d", ports[4]), "router.php")
+	start("java", func(p int) []string { return []string{"java", "Srv.java", "serve", fmt.Sprint(p)} })
+	start("node", func(p int) []string { return []string{"node", "server.js", fmt.Sprint(p)} })
+	start("ruby", func(p int) []string { return []string{"ruby", "server.rb", fmt.Sprint(p)} })
+	start("php", func(p int) []string { return []string{"php", "-S", fmt.Sprintf("127.0.0.1:%d", p), "router.php"} })
 	wg.Wait()
-	ngxPort := ports[5]
+	if len(errs) > 0 {
+		t.Fatal(errors.Join(errs...))
+	}
+	ngxPort := harness.FreePort(t)
 	ngx := harness.StartNginx(t, harness.NginxOptions{Exe: ngxBin, Workers: 1, ExtraHTTPConfig: fmt.Sprintf(`
     server {
         listen 127.0.0.1:%d;
