@@ -499,10 +499,17 @@ int sock_process_exit(struct bpf_raw_tracepoint_args *ctx)
 	return mark_exit((struct task_struct *)ctx->args[0], &sock_procs);
 }
 
+/* An exec makes the process another program: whether it is selected is
+ * undecided again (traced) until user space decides on the new program. A
+ * child forked by an unselected program (a shell, a test driver) is thus
+ * traced from its exec of a selected one on. */
 SEC("raw_tracepoint/sched_process_exec")
 int sock_process_exec(struct bpf_raw_tracepoint_args *ctx)
 {
-	return mark_exec((struct task_struct *)ctx->args[0]);
+	struct task_struct *t = (struct task_struct *)ctx->args[0];
+	__u32 tgid = BPF_CORE_READ(t, tgid);
+	bpf_map_delete_elem(&selected, &tgid);
+	return mark_exec(t);
 }
 
 /* Force enum proto into BTF: user space names the parsed protocols. */

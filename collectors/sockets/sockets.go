@@ -252,6 +252,11 @@ func (c *Collector) decode(raw []byte) {
 		h, ok := wire.ReadHeader(raw)
 		c.mu.Lock()
 		rejected := ok && c.rejected[h.PID]
+		if ok && h.Type == wire.EventExec {
+			// Another program from here on, undecided (as in the
+			// kernel) until discovery decides on it.
+			delete(c.rejected, h.PID)
+		}
 		c.mu.Unlock()
 		if rejected && h.Type != wire.EventExit && h.Type != wire.EventExec {
 			c.m.Read.WithLabelValues("unselected").Inc()

@@ -23,6 +23,7 @@ type sink struct {
 func (s *sink) Data(d events.Data) { s.data = append(s.data, d) }
 func (s *sink) Bind(b events.Bind) { s.binds = append(s.binds, b) }
 func (s *sink) Exit(e events.Exit) { s.exits = append(s.exits, e) }
+func (s *sink) Exec(events.Exec)   {}
 
 // record builds a ring record of type typ from process pid: the header,
 // then fields.
@@ -60,12 +61,21 @@ func TestDecodeSelection(t *testing.T) {
 	if len(s.binds) != 2 || len(s.data) != 2 || len(s.exits) != 3 {
 		t.Fatalf("passed %d binds, %d data, %d exits; want 2, 2, 3", len(s.binds), len(s.data), len(s.exits))
 	}
+	// A rejected process that execs is another program, undecided: its
+	// records pass again.
+	c.rejected[40] = true
+	c.decode(data(40))
+	c.decode(record(t, wire.EventExec, 40, uint32(0), int32(-1)))
+	c.decode(data(40))
+	if len(s.data) != 3 || s.data[2].Conn.PID != 40 {
+		t.Errorf("after exec: %d data records passed, want 3", len(s.data))
+	}
 	for _, b := range s.binds {
 		if !b.Plaintext || b.Conn.PID == 20 {
 			t.Errorf("bind %+v", b)
 		}
 	}
-	if got := testutil.ToFloat64(c.m.Read.WithLabelValues("unselected")); got != 2 {
+	if got := testutil.ToFloat64(c.m.Read.WithLabelValues("unselected")); got != 3 {
 		t.Errorf("unselected records counted %v, want 2", got)
 	}
 }
