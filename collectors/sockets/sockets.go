@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +44,8 @@ type Config struct {
 	WakeupBytes uint64
 	// PollInterval is the reader's timer (default 20ms).
 	PollInterval time.Duration
+	// ProcRoot is where procfs is mounted (default /proc).
+	ProcRoot string
 }
 
 func (c *Config) defaults() {
@@ -55,6 +60,9 @@ func (c *Config) defaults() {
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = 20 * time.Millisecond
+	}
+	if c.ProcRoot == "" {
+		c.ProcRoot = "/proc"
 	}
 }
 
@@ -199,7 +207,20 @@ func (c *Collector) SkipPID(pid uint32, skip bool) error {
 // ProcessUpdated implements discovery.Observer: with PerProcess, a
 // selected process is traced and another one is not.
 func (c *Collector) ProcessUpdated(p discovery.Process, _ []discovery.Mapping) {
+	if !p.Selected && !c.stillRuns(p) {
+		// It has exec'd since it was read (a child forked by an
+		// unselected program): the new program is decided when its
+		// exec is handled; rejecting it now would miss its start.
+		return
+	}
 	c.decide(p.PID, p.Selected)
+}
+
+// stillRuns reports whether process p still runs the program it was read
+// with.
+func (c *Collector) stillRuns(p discovery.Process) bool {
+	exe, err := os.Readlink(filepath.Join(c.cfg.ProcRoot, strconv.FormatUint(uint64(p.PID), 10), "exe"))
+	return err == nil && strings.TrimSuffix(exe, " (deleted)") == p.Exe
 }
 
 // Select traces process pid when the collector traces selected processes
