@@ -185,7 +185,7 @@ func plainReport(o options, ng *nginx, wc wrkConfig, rounds []*plainRound, start
 	br, ar := pick(false, rps), pick(true, rps)
 	fmt.Fprintf(&b, "\n- **Throughput with the agent**: %.1f%% of the baseline (medians %.0f vs %.0f req/s; spread %.1f%% / %.1f%%; target ≥ 80%%).\n",
 		100*median(ar)/median(br), median(ar), median(br), spreadPct(ar), spreadPct(br))
-	fmt.Fprintf(&b, "- **A syscall of a process that is not HTTP** (dd bs=1 to /dev/null): %.0f ns with the agent, %.0f ns without: +%.0f ns (spread %.1f%% / %.1f%%; target ≤ 150 ns).\n",
+	fmt.Fprintf(&b, "- **A syscall of a process that is not HTTP** (dd bs=1 to /dev/null): %.0f ns with the agent, %.0f ns without: %+.0f ns (spread %.1f%% / %.1f%%; target ≤ 150 ns).\n",
 		median(pick(true, dd)), median(pick(false, dd)), median(pick(true, dd))-median(pick(false, dd)), spreadPct(pick(true, dd)), spreadPct(pick(false, dd)))
 	fmt.Fprintf(&b, "- **A byte through a pipe** (dd bs=1 | dd bs=1: per byte a read and a write in each of the two processes, which run in parallel): %.0f ns with, %.0f ns without.\n",
 		median(pick(true, pipe)), median(pick(false, pipe)))
