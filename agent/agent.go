@@ -175,6 +175,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	sink := execSink{Sink: corr, procs: procs}
 	analyzer := newAnalyzer(cfg.Symbols, log, reg)
 	var cols []collectors.Collector
+	sock, err := newSocketsCollector(cfg.Plaintext, sel, sink, log, reg)
+	if err != nil {
+		return err
+	}
+	if sock != nil {
+		cols = append(cols, sock)
+	}
 	if cfg.OpenSSL.Enabled {
 		cols = append(cols, openssl.New(openssl.Config{
 			PerProcess: !sel.All(),
@@ -183,11 +190,17 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		}, sink, log, reg))
 	}
 	if cfg.GoHTTP.Enabled {
-		cols = append(cols, gohttp.New(gohttp.Config{
-			PerProcess: !sel.All(),
-			RingBytes:  cfg.GoHTTP.RingBytes,
-			Analyzer:   analyzer,
-		}, sink, log, reg))
+		gcfg := gohttp.Config{PerProcess: !sel.All(), RingBytes: cfg.GoHTTP.RingBytes, Analyzer: analyzer}
+		if sock != nil {
+			// Go net/http requests are seen whole: their sockets' bytes
+			// would make the same spans again.
+			gcfg.Probed = func(pid uint32) {
+				if err := sock.SkipPID(pid, true); err != nil {
+					log.Warn("leave a Go process to the gohttp collector", "pid", pid, "err", err)
+				}
+			}
+		}
+		cols = append(cols, gohttp.New(gcfg, sink, log, reg))
 	}
 	if cfg.TCP.Enabled {
 		c, err := newTCPCollector(cfg.TCP, corr, resolver, mp, log, reg)
@@ -220,7 +233,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 
 	tracker := discovery.New(discovery.Config{
 		Selector: sel,
-		OnExec:   func(e discovery.Exec) { procs.Exec(e.PID, e.Path, e.Argv, e.KTime) },
+		OnExec: func(e discovery.Exec) {
+			procs.Exec(e.PID, e.Path, e.Argv, e.KTime)
+			if sock != nil {
+				sock.Select(e.PID)
+			}
+		},
 	}, log, reg)
 	tracker.Subscribe(processNames{procs})
 	for _, c := range started {

@@ -60,6 +60,21 @@ static __always_inline void output(void *rec, __u64 size)
 		count(COUNTER_RINGBUF_DROPS);
 }
 
+/* write_result reports that a write offered requested bytes on conn and
+ * was accepted only in part (struct write_result_event); nothing when it
+ * was accepted whole. */
+static __always_inline void write_result(__u64 conn, __u64 requested, __u64 accepted)
+{
+	if (accepted >= requested)
+		return;
+	struct write_result_event r = {};
+	fill_header(&r.hdr, EVENT_WRITE_RESULT);
+	r.conn = conn;
+	r.requested = requested > 0xffffffff ? 0xffffffff : (__u32)requested;
+	r.accepted = (__u32)accepted;
+	output(&r, sizeof(r));
+}
+
 /* emit_proc_event sends a struct proc_event about process pid. */
 static __always_inline void emit_proc_event(__u32 type, __u32 pid, __u32 ppid, __s32 fd)
 {

@@ -144,18 +144,6 @@ static __always_inline int enter(struct pt_regs *ctx, __u32 dir, __u64 done)
 	return 0;
 }
 
-static __always_inline void write_result(struct ssl_call *c, __u64 accepted)
-{
-	if (accepted >= c->num)
-		return;
-	struct write_result_event r = {};
-	fill_header(&r.hdr, EVENT_WRITE_RESULT);
-	r.conn = c->ssl;
-	r.requested = c->num > 0xffffffff ? 0xffffffff : (__u32)c->num;
-	r.accepted = (__u32)accepted;
-	output(&r, sizeof(r));
-}
-
 static __always_inline int leave(struct pt_regs *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -181,7 +169,7 @@ static __always_inline int leave(struct pt_regs *ctx)
 		n = ret;
 	}
 	if (c.dir == DIR_WRITE) {
-		write_result(&c, n);
+		write_result(c.ssl, c.num, n);
 		return 0;
 	}
 	if (n > 0)

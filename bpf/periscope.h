@@ -65,11 +65,16 @@ struct tuple {
 	__u8 remote_addr[16];
 };
 
+/* bind_event.flags */
+enum bind_flag {
+	BIND_PLAINTEXT = 1, /* the bytes are the socket's own: no TLS (the sockets collector) */
+};
+
 struct bind_event {
 	struct event_header hdr;
 	__u64 conn;
 	__s32 fd;
-	__u32 _pad;
+	__u32 flags; /* enum bind_flag */
 	struct tuple tuple;
 };
 
@@ -294,7 +299,13 @@ struct retransmit_event {
 enum counter {
 	COUNTER_RINGBUF_DROPS = 0,
 	COUNTER_CALLS_LOST = 1, /* a return probe without its entry */
-	COUNTER_MAX = 2,
+	/* sockets: calls on TCP connections whose protocol no parser handles
+	 * (not classified, TLS, ignored ports): counted, bytes not copied. */
+	COUNTER_UNPARSED_CALLS = 2,
+	/* sockets: connections given up after their first calls matched no
+	 * protocol of the classifier (bpf/classify.bpf.h). */
+	COUNTER_UNCLASSIFIED_CONNS = 3,
+	COUNTER_MAX = 4,
 };
 
 #endif /* __PERISCOPE_H__ */

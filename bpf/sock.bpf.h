@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
-/* The addresses of a task's TCP socket, read through CO-RE. */
+/* A task's TCP sockets and their addresses, read through CO-RE. */
 #ifndef __PERISCOPE_SOCK_BPF_H__
 #define __PERISCOPE_SOCK_BPF_H__
 
@@ -9,42 +9,59 @@
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 
-/* sock_tuple fills b with the addresses of the current task's file
- * descriptor fd if it is a TCP (stream inet) socket. */
-static __always_inline bool sock_tuple(__s32 fd, struct tuple *b)
+/* fd_sock returns the TCP (stream inet) socket behind the current task's
+ * file descriptor fd, or 0: files, pipes, UNIX and UDP sockets give 0. */
+static __always_inline __u64 fd_sock(long fd)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt || fd < 0 || (__u32)fd >= BPF_CORE_READ(fdt, max_fds))
-		return false;
+	if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
 	struct file **fds = BPF_CORE_READ(fdt, fd);
 	struct file *f = 0;
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) != 0 || !f)
-		return false;
+		return 0;
 	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
 	if ((mode & S_IFMT) != S_IFSOCK)
-		return false;
+		return 0;
 	struct socket *sock = BPF_CORE_READ(f, private_data);
 	if (!sock || BPF_CORE_READ(sock, type) != SOCK_STREAM)
-		return false;
+		return 0;
 	struct sock *sk = BPF_CORE_READ(sock, sk);
 	if (!sk)
-		return false;
+		return 0;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	return (__u64)sk;
+}
+
+/* sk_tuple fills b with the addresses of the TCP socket sk. */
+static __always_inline void sk_tuple(struct sock *sk, struct tuple *b)
+{
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (family == AF_INET) {
 		__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
 		__be32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
 		__builtin_memcpy(b->local_addr, &l, 4);
 		__builtin_memcpy(b->remote_addr, &r, 4);
-	} else if (family == AF_INET6) {
+	} else {
 		BPF_CORE_READ_INTO(&b->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&b->remote_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-	} else {
-		return false;
 	}
 	b->family = family;
 	b->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
 	b->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+}
+
+/* sock_tuple fills b with the addresses of the current task's file
+ * descriptor fd if it is a TCP (stream inet) socket. */
+static __always_inline bool sock_tuple(__s32 fd, struct tuple *b)
+{
+	struct sock *sk = (struct sock *)fd_sock(fd);
+	if (!sk)
+		return false;
+	sk_tuple(sk, b);
 	return true;
 }
 

@@ -17,12 +17,7 @@
  * finds in /proc and writes back into the map.
  */
 #include "common.bpf.h"
-
-#define AF_INET 2
-#define AF_INET6 10
-#define SOCK_STREAM 1
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
+#include "sock.bpf.h"
 #define TCP_SYN_SENT 2
 #define TCP_CLOSE 7
 #define TCPHDR_SYN 0x02
@@ -146,32 +141,6 @@ int tcp_set_state(struct bpf_raw_tracepoint_args *ctx)
 	else if (state == TCP_CLOSE)
 		bpf_map_delete_elem(&owners, &sk);
 	return 0;
-}
-
-/* fd_sock returns the TCP socket behind fd in the current task, or 0. */
-static __always_inline __u64 fd_sock(long fd)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
-		return 0;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *f = 0;
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) != 0 || !f)
-		return 0;
-	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFSOCK)
-		return 0;
-	struct socket *sock = BPF_CORE_READ(f, private_data);
-	if (!sock || BPF_CORE_READ(sock, type) != SOCK_STREAM)
-		return 0;
-	struct sock *sk = BPF_CORE_READ(sock, sk);
-	if (!sk)
-		return 0;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
-		return 0;
-	return (__u64)sk;
 }
 
 static __always_inline int on_accept(struct trace_event_raw_sys_exit *ctx)

@@ -19,3 +19,4 @@ const struct proc_event *unused_proc_event __attribute__((unused));
 const enum event_type *unused_event_type __attribute__((unused));
 const enum direction *unused_direction __attribute__((unused));
 const enum counter *unused_counter __attribute__((unused));
+const enum bind_flag *unused_bind_flag __attribute__((unused));

@@ -16,6 +16,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +41,7 @@ type Config struct {
 	GoHTTP    GoHTTP    `yaml:"gohttp"`
 	Symbols   Symbols   `yaml:"symbols"`
 	TCP       TCP       `yaml:"tcp"`
+	Plaintext Plaintext `yaml:"plaintext"`
 	Metrics   Metrics   `yaml:"metrics"`
 	Kube      Kube      `yaml:"kubernetes"`
 
@@ -156,6 +158,34 @@ type TCP struct {
 	RingBytes int `yaml:"ring_bytes"`
 }
 
+// Plaintext configures the sockets collector: plaintext HTTP/1.x of every
+// process, from syscall tracepoints.
+type Plaintext struct {
+	Enabled bool `yaml:"enabled"`
+	// CaptureBytes is how many bytes of each read or write are copied.
+	CaptureBytes int `yaml:"capture_bytes"`
+	// IgnorePorts are local or remote TCP ports never traced.
+	IgnorePorts []string `yaml:"ignore_ports"`
+	// TraceExport traces the OTLP export path too (its ports are ignored
+	// otherwise).
+	TraceExport bool `yaml:"trace_export"`
+	// RingBytes is the size of its event ring buffer.
+	RingBytes int `yaml:"ring_bytes"`
+}
+
+// Ports returns IgnorePorts as numbers.
+func (p Plaintext) Ports() ([]uint16, error) {
+	out := make([]uint16, 0, len(p.IgnorePorts))
+	for _, s := range p.IgnorePorts {
+		n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
+		if err != nil || n == 0 {
+			return nil, fmt.Errorf("plaintext.ignore_ports: %q is not a port number", s)
+		}
+		out = append(out, uint16(n))
+	}
+	return out, nil
+}
+
 // Default returns the built-in configuration.
 func Default() Config {
 	return Config{
@@ -169,6 +199,7 @@ func Default() Config {
 		GoHTTP:      GoHTTP{Enabled: true, RingBytes: 2 << 20},
 		Symbols:     Symbols{CacheDir: "/var/cache/periscope/symbols", AnalysisTimeout: 10 * time.Second},
 		TCP:         TCP{Enabled: true, Hook: "tracepoint", MaxPeers: 1024, RingBytes: 1 << 20},
+		Plaintext:   Plaintext{Enabled: true, CaptureBytes: maxCaptureBytes, RingBytes: 8 << 20},
 		Metrics:     Metrics{Enabled: true, MaxSeriesPerService: 2000},
 		Kube:        Kube{Enabled: "auto"},
 
@@ -369,6 +400,15 @@ func (c Config) Validate() error {
 	if c.TCP.RingBytes < 4096 || c.TCP.RingBytes&(c.TCP.RingBytes-1) != 0 {
 		return fmt.Errorf("tcp.ring_bytes: %d is not a power of two of at least 4096", c.TCP.RingBytes)
 	}
+	if c.Plaintext.CaptureBytes < 16 || c.Plaintext.CaptureBytes > maxCaptureBytes {
+		return fmt.Errorf("plaintext.capture_bytes: %d is not between 16 and %d", c.Plaintext.CaptureBytes, maxCaptureBytes)
+	}
+	if _, err := c.Plaintext.Ports(); err != nil {
+		return err
+	}
+	if c.Plaintext.RingBytes < 4096 || c.Plaintext.RingBytes&(c.Plaintext.RingBytes-1) != 0 {
+		return fmt.Errorf("plaintext.ring_bytes: %d is not a power of two of at least 4096", c.Plaintext.RingBytes)
+	}
 	if c.Metrics.MaxSeriesPerService < 1 || c.Metrics.MaxSeriesPerService > maxSeriesPerService {
 		return fmt.Errorf("metrics.max_series_per_service: %d is not between 1 and %d", c.Metrics.MaxSeriesPerService, maxSeriesPerService)
 	}
@@ -395,6 +435,9 @@ const maxSeriesPerService = 100000
 // maxTCPPeers bounds tcp.max_peers: each peer may hold a series per
 // process and state.
 const maxTCPPeers = 100000
+
+// maxCaptureBytes is DATA_CAP of bpf/periscope.h.
+const maxCaptureBytes = 4096
 
 type stringList []string
 

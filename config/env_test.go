@@ -37,6 +37,11 @@ var samples = map[string][3]string{
 	"tcp.fail_hook":                  {"kprobe", "tracepoint", ""},
 	"tcp.max_peers":                  {"10", "20", ""},
 	"tcp.ring_bytes":                 {"8192", "16384", ""},
+	"plaintext.enabled":              {"false", "true", ""},
+	"plaintext.capture_bytes":        {"512", "1024", ""},
+	"plaintext.ignore_ports":         {"8080", "9090,9091", "1"},
+	"plaintext.trace_export":         {"true", "false", "true"},
+	"plaintext.ring_bytes":           {"8192", "16384", ""},
 	"metrics.enabled":                {"false", "true", ""},
 	"metrics.route_patterns":         {"/a/{id}", "/b/{id},/c/*", "/d"},
 	"metrics.max_series_per_service": {"10", "20", ""},
@@ -186,7 +191,7 @@ func TestDocExample(t *testing.T) {
 	}
 	d := Default()
 	// The file spells empty lists as [], which decode as empty, not nil.
-	for _, l := range []*[]string{&c.Processes.IncludeExe, &c.Processes.ExcludeExe, &c.Processes.SensitiveArgs, &c.HTTP.SensitiveHeaders, &c.HTTP.SensitiveQueryParams, &c.Metrics.RoutePatterns} {
+	for _, l := range []*[]string{&c.Processes.IncludeExe, &c.Processes.ExcludeExe, &c.Processes.SensitiveArgs, &c.HTTP.SensitiveHeaders, &c.HTTP.SensitiveQueryParams, &c.Plaintext.IgnorePorts, &c.Metrics.RoutePatterns} {
 		if len(*l) == 0 {
 			*l = nil
 		}

@@ -30,6 +30,10 @@ type conn struct {
 	lastActive time.Time
 	role       role
 	scheme     string // url.scheme; "https" while all data comes from TLS libraries
+	// plain connections' bytes are the socket's own (the sockets
+	// collector); another collector's report of the same connection
+	// wins (see silenced).
+	plain bool
 
 	bound    bool
 	fd       int32
@@ -97,8 +101,10 @@ type exchange struct {
 
 	peer  *exchange // the exchange at the other end of the connection
 	whole wholeKey  // set for requests seen whole (request.go)
-	fixed bool      // the trace ID was used: the exchange may not be re-parented
-	done  bool
+	// onThread: a server exchange counted in flight on its thread.
+	onThread bool
+	fixed    bool // the trace ID was used: the exchange may not be re-parented
+	done     bool
 }
 
 // start detects the protocol and the role from the first data and
@@ -150,9 +156,9 @@ func (cn *conn) Begin(px protocol.Exchange) {
 		if tid, sid, ok := parseTraceParent(px.TraceParent()); ok {
 			x.hasRemote, x.remoteTrace, x.remoteSpan = true, tid, sid
 		}
-		cn.ps.threads[x.tid] = x
+		cn.ps.enterThread(x)
 	case roleClient:
-		if p := cn.ps.threads[x.tid]; p != nil && !p.done {
+		if p := cn.ps.threadParent(x.tid); p != nil {
 			x.parent = p
 		}
 	}

@@ -68,8 +68,12 @@ type procState struct {
 	pid   uint32
 	proc  *span.Process
 	conns map[uint64]*conn
-	// threads maps a TID to the server exchange it is serving.
+	// threads maps a TID to the server exchange it is serving, and busy
+	// counts the server exchanges in flight on each TID: an event loop
+	// (node, nginx, asyncio) serves several at once, and a client
+	// request made then has no parent rather than a guessed one.
 	threads map[uint32]*exchange
+	busy    map[uint32]int
 }
 
 var _ events.Sink = (*Correlator)(nil)
@@ -206,6 +210,12 @@ func (c *Correlator) Bind(b events.Bind) {
 	c.touch(cn, b.Time)
 	cn.bound = true
 	cn.fd = b.FD
+	if b.Plaintext {
+		cn.plain, cn.scheme = true, "http"
+	}
+	if c.silenced(cn, b.Tuple) {
+		return
+	}
 	if validTuple(b.Tuple) && b.Tuple != cn.tuple {
 		if old, ok := c.byTuple[cn.tuple]; ok && old == cn {
 			delete(c.byTuple, cn.tuple)
@@ -363,6 +373,7 @@ func (c *Correlator) connFor(id events.ConnID, now time.Time) *conn {
 			proc:    c.resolve(id.PID),
 			conns:   make(map[uint64]*conn),
 			threads: make(map[uint32]*exchange),
+			busy:    make(map[uint32]int),
 		}
 		c.pids[id.PID] = ps
 	}
@@ -490,10 +501,8 @@ func (c *Correlator) finish(x *exchange, end time.Time, reason string) {
 			return
 		}
 	}
+	c.leaveThread(x)
 	cn := x.conn
-	if cn.role == roleServer && cn.ps.threads[x.tid] == x {
-		delete(cn.ps.threads, x.tid)
-	}
 	// Held too: the span of a process that has no sure name yet. The
 	// process exited before /proc could be read, or was last read before
 	// an exec, and the exec event that names it travels in discovery's
@@ -509,6 +518,37 @@ func (c *Correlator) finish(x *exchange, end time.Time, reason string) {
 		return
 	}
 	c.export(x, end, reason)
+}
+
+// enterThread records that server exchange x is in flight on its thread.
+func (ps *procState) enterThread(x *exchange) {
+	ps.threads[x.tid] = x
+	ps.busy[x.tid]++
+	x.onThread = true
+}
+
+// leaveThread records that server exchange x is no longer in flight.
+func (c *Correlator) leaveThread(x *exchange) {
+	if !x.onThread {
+		return
+	}
+	x.onThread = false
+	ps := x.conn.ps
+	if ps.threads[x.tid] == x {
+		delete(ps.threads, x.tid)
+	}
+	if ps.busy[x.tid]--; ps.busy[x.tid] <= 0 {
+		delete(ps.busy, x.tid)
+	}
+}
+
+// threadParent returns the server exchange a client request made on
+// thread tid is part of: the one in flight there, if it is the only one.
+func (ps *procState) threadParent(tid uint32) *exchange {
+	if p := ps.threads[tid]; p != nil && !p.done && ps.busy[tid] == 1 {
+		return p
+	}
+	return nil
 }
 
 // release exports the held spans of a connection.
@@ -542,6 +582,41 @@ func (c *Correlator) export(x *exchange, end time.Time, reason string) {
 		c.m.incomplete[reason].Inc()
 	}
 	c.exp.Export(s)
+}
+
+// silenced settles which collector speaks for a connection two of them
+// report (one request, one span), before cn takes tuple: a TLS library's
+// plaintext or a language's whole requests win over the socket's bytes
+// (ciphertext, or the same requests again). The losing connection is
+// ignored and its unfinished exchanges are dropped without spans. It
+// reports whether cn lost. The sockets collector leaves such connections
+// alone in the kernel already; this is what catches the moments its
+// filters miss (a Go program seen before the gohttp collector probed it).
+func (c *Correlator) silenced(cn *conn, tuple events.Tuple) bool {
+	if !validTuple(tuple) {
+		return false
+	}
+	other := c.byTuple[tuple]
+	if other == nil || other == cn || other.ps != cn.ps || other.plain == cn.plain {
+		return false
+	}
+	loser := other
+	if cn.plain {
+		loser = cn
+	}
+	c.m.superseded.Inc()
+	loser.ignored = true
+	loser.dec = nil
+	for _, x := range loser.pending {
+		x.done = true
+		c.leaveThread(x)
+	}
+	loser.pending, loser.held = nil, nil
+	delete(c.holding, loser)
+	if loser == other {
+		delete(c.byTuple, tuple)
+	}
+	return loser == cn
 }
 
 // linkByTuple links the server requests of a connection with the client

@@ -28,6 +28,7 @@ type metrics struct {
 	tracked                  prometheus.Gauge
 	unmatchedEnds            prometheus.Counter
 	noEnd                    prometheus.Counter
+	superseded               prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -59,8 +60,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "periscope_requests_without_end_total",
 		Help: "Requests seen whole (Go) whose end was never seen (HTTP/2 streams, hijacked connections), dropped without a span.",
 	})
+	superseded := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "periscope_connections_superseded_total",
+		Help: "Connections whose socket bytes were dropped because another collector reports them (TLS plaintext, Go requests seen whole): one request, one span.",
+	})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{spans, notHTTP, parseErrors, incomplete, tracked, unmatched, noEnd} {
+		for _, c := range []prometheus.Collector{spans, notHTTP, parseErrors, incomplete, tracked, unmatched, noEnd, superseded} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register correlator metrics: %w", err)
 			}
@@ -75,6 +80,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		tracked:       tracked,
 		unmatchedEnds: unmatched,
 		noEnd:         noEnd,
+		superseded:    superseded,
 	}
 	for reason, label := range map[string]string{
 		reasonClosed:         "closed",

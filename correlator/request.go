@@ -59,6 +59,7 @@ func (c *Correlator) RequestStart(r events.RequestStart) {
 			cn.bound, cn.fd = true, r.FD
 		}
 		if validTuple(r.Tuple) {
+			c.silenced(cn, r.Tuple)
 			cn.tuple = r.Tuple
 			cn.peerAddr = r.Tuple.Remote.Addr().Unmap().String()
 			c.byTuple[r.Tuple] = cn

@@ -70,6 +70,11 @@ type Bind struct {
 	Time  time.Time
 	FD    int32
 	Tuple Tuple
+	// Plaintext says that the connection's bytes are the socket's own
+	// (the sockets collector), not a TLS library's plaintext: its scheme
+	// is http, and another collector's report of the same connection
+	// wins over it.
+	Plaintext bool
 }
 
 // WriteResult corrects a Write: its Data was sent when the write was

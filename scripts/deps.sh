@@ -24,6 +24,9 @@ PACKAGES=(
 	binutils gcc
 	# test targets and tools
 	nginx curl wrk nghttp2-client nftables openssl python3 jq iproute2 util-linux ca-certificates
+	# plaintext HTTP of every runtime (the sockets collector's tests): java, ruby
+	# WEBrick, php -S, python3-requests for Debian's /usr/bin/python3
+	openjdk-17-jdk-headless ruby ruby-webrick php-cli python3-requests
 	# later issues: metrics and Kubernetes API tests
 	prometheus etcd-server
 	# other kernels under qemu (make test-kernels, scripts/kernels.sh)

@@ -69,6 +69,10 @@ type Config struct {
 	// Analyzer runs and caches the analysis of executables (nil: each
 	// is analysed where it is found, and nothing is cached across runs).
 	Analyzer *symbols.Analyzer
+	// Probed, if set, learns of each process whose requests the
+	// collector sees whole from now on (so that another collector can
+	// leave them alone: one request, one span).
+	Probed func(pid uint32)
 }
 
 func (c *Config) defaults() {
@@ -262,13 +266,19 @@ func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mappin
 		created, err := c.set.Use(key, m.Path, p.PID, func() ([]link.Link, error) {
 			return c.attach(p.HostPath(m.Path), key.PID, pl)
 		})
-		switch {
-		case attach.Gone(err, key, p):
+		if attach.Gone(err, key, p) {
 			c.log.Debug("process exited before attach", "exe", m.Path, "pid", p.PID)
-		case err != nil:
+			continue
+		}
+		if err != nil {
 			c.m.Failed.Inc()
 			c.log.Warn("cannot attach", "exe", m.Path, "pid", p.PID, "err", err)
-		case created:
+			continue
+		}
+		if c.cfg.Probed != nil {
+			c.cfg.Probed(p.PID)
+		}
+		if created {
 			c.log.Info("attached", "exe", m.Path, "pid", p.PID, "go", pl.goVer, "offsets", pl.source,
 				"probes", len(pl.sites), "per_process", key.PID != 0, "header_map", pl.headerMap,
 				"http2_server", pl.h2Server, "http2_client", pl.h2Client,

@@ -5,7 +5,10 @@ package otlpenv
 
 import (
 	"fmt"
+	"net/url"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -61,4 +64,47 @@ func Protocol(s Signal) (string, error) {
 		return "", fmt.Errorf("%s=%q: unsupported OTLP protocol (want %q or %q)", key, v, GRPC, HTTPProtobuf)
 	}
 	return GRPC, nil
+}
+
+// Default OTLP ports (the OpenTelemetry Collector's receivers).
+const (
+	GRPCPort = 4317
+	HTTPPort = 4318
+)
+
+// ExportPorts returns the ports of the OTLP export path: the standard
+// receiver ports and those of the configured endpoints, for every signal.
+// The sockets collector leaves their connections alone, so that exports
+// do not become spans that become exports.
+func ExportPorts() []uint16 {
+	ports := []uint16{GRPCPort, HTTPPort}
+	for _, s := range []Signal{Traces, Metrics} {
+		for _, key := range s.keys("ENDPOINT") {
+			if p := endpointPort(os.Getenv(key)); p != 0 && !slices.Contains(ports, p) {
+				ports = append(ports, p)
+			}
+		}
+	}
+	return ports
+}
+
+// endpointPort is the port of an endpoint URL ("http://collector:4318",
+// "collector:4317"); 0 when it names none.
+func endpointPort(v string) uint16 {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if !strings.Contains(v, "://") {
+		v = "//" + v
+	}
+	u, err := url.Parse(v)
+	if err != nil {
+		return 0
+	}
+	p, err := strconv.ParseUint(u.Port(), 10, 16)
+	if err != nil {
+		return 0
+	}
+	return uint16(p)
 }

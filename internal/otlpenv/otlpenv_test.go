@@ -1,6 +1,7 @@
 package otlpenv
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -52,5 +53,16 @@ func TestEndpointSet(t *testing.T) {
 		if got := EndpointSet(tc.signal); got != tc.want {
 			t.Errorf("%s with %q/%q/%q: %v, want %v", tc.signal, tc.general, tc.traces, tc.metrics, got, tc.want)
 		}
+	}
+}
+
+func TestExportPorts(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector.example:14318/v1/traces")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")
+	t.Setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "https://metrics:9999")
+	got := ExportPorts()
+	want := []uint16{4317, 4318, 14318, 9999}
+	if !slices.Equal(got, want) {
+		t.Errorf("ExportPorts() = %v, want %v", got, want)
 	}
 }

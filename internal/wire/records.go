@@ -28,7 +28,13 @@ const (
 const (
 	CounterRingbufDrops = uint32(wireCounterCOUNTER_RINGBUF_DROPS)
 	CounterCallsLost    = uint32(wireCounterCOUNTER_CALLS_LOST)
-	CounterMax          = uint32(wireCounterCOUNTER_MAX)
+	// CounterUnparsedCalls counts calls on TCP connections whose
+	// protocol no parser handles (the sockets collector).
+	CounterUnparsedCalls = uint32(wireCounterCOUNTER_UNPARSED_CALLS)
+	// CounterUnclassifiedConns counts connections the classifier gave
+	// up on.
+	CounterUnclassifiedConns = uint32(wireCounterCOUNTER_UNCLASSIFIED_CONNS)
+	CounterMax               = uint32(wireCounterCOUNTER_MAX)
 )
 
 // Field offsets of the records, from their generated mirrors so that the
@@ -54,6 +60,7 @@ var (
 
 	offBindConn  = unsafe.Offsetof(wireBindEvent{}.Conn)
 	offBindFD    = unsafe.Offsetof(wireBindEvent{}.Fd)
+	offBindFlags = unsafe.Offsetof(wireBindEvent{}.Flags)
 	offBindTuple = unsafe.Offsetof(wireBindEvent{}.Tuple)
 	bindSize     = unsafe.Sizeof(wireBindEvent{})
 
@@ -127,9 +134,10 @@ func Bind(raw []byte) (events.Bind, bool) {
 		return events.Bind{}, false
 	}
 	return events.Bind{
-		Conn:  events.ConnID{PID: ne.Uint32(raw[offPID:]), Key: ne.Uint64(raw[offBindConn:])},
-		FD:    int32(ne.Uint32(raw[offBindFD:])),
-		Tuple: Tuple(raw[offBindTuple:]),
+		Conn:      events.ConnID{PID: ne.Uint32(raw[offPID:]), Key: ne.Uint64(raw[offBindConn:])},
+		FD:        int32(ne.Uint32(raw[offBindFD:])),
+		Tuple:     Tuple(raw[offBindTuple:]),
+		Plaintext: ne.Uint32(raw[offBindFlags:])&uint32(wireBindFlagBIND_PLAINTEXT) != 0,
 	}, true
 }
 

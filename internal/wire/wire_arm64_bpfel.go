@@ -18,7 +18,7 @@ type wireBindEvent struct {
 	Hdr   wireEventHeader
 	Conn  uint64
 	Fd    int32
-	Pad   uint32
+	Flags uint32
 	Tuple struct {
 		_          structs.HostLayout
 		Family     uint16
@@ -29,6 +29,12 @@ type wireBindEvent struct {
 		RemoteAddr [16]uint8
 	}
 }
+
+type wireBindFlag uint32
+
+const (
+	wireBindFlagBIND_PLAINTEXT wireBindFlag = 1
+)
 
 type wireCloseEvent struct {
 	_    structs.HostLayout
@@ -41,9 +47,11 @@ type wireCloseEvent struct {
 type wireCounter uint32
 
 const (
-	wireCounterCOUNTER_RINGBUF_DROPS wireCounter = 0
-	wireCounterCOUNTER_CALLS_LOST    wireCounter = 1
-	wireCounterCOUNTER_MAX           wireCounter = 2
+	wireCounterCOUNTER_RINGBUF_DROPS      wireCounter = 0
+	wireCounterCOUNTER_CALLS_LOST         wireCounter = 1
+	wireCounterCOUNTER_UNPARSED_CALLS     wireCounter = 2
+	wireCounterCOUNTER_UNCLASSIFIED_CONNS wireCounter = 3
+	wireCounterCOUNTER_MAX                wireCounter = 4
 )
 
 type wireDataEvent struct {
@@ -112,6 +120,7 @@ type wireWriteResultEvent struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	wireVarUnusedBindEvent        = "unused_bind_event"
+	wireVarUnusedBindFlag         = "unused_bind_flag"
 	wireVarUnusedCloseEvent       = "unused_close_event"
 	wireVarUnusedCounter          = "unused_counter"
 	wireVarUnusedDataEvent        = "unused_data_event"
@@ -177,6 +186,7 @@ type wireMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type wireVariableSpecs struct {
 	UnusedBindEvent        *ebpf.VariableSpec `ebpf:"unused_bind_event"`
+	UnusedBindFlag         *ebpf.VariableSpec `ebpf:"unused_bind_flag"`
 	UnusedCloseEvent       *ebpf.VariableSpec `ebpf:"unused_close_event"`
 	UnusedCounter          *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedDataEvent        *ebpf.VariableSpec `ebpf:"unused_data_event"`
@@ -218,6 +228,7 @@ func (m *wireMaps) Close() error {
 // It can be passed to loadWireObjects or ebpf.CollectionSpec.LoadAndAssign.
 type wireVariables struct {
 	UnusedBindEvent        *ebpf.Variable `ebpf:"unused_bind_event"`
+	UnusedBindFlag         *ebpf.Variable `ebpf:"unused_bind_flag"`
 	UnusedCloseEvent       *ebpf.Variable `ebpf:"unused_close_event"`
 	UnusedCounter          *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedDataEvent        *ebpf.Variable `ebpf:"unused_data_event"`

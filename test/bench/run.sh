@@ -44,6 +44,10 @@
 #                   test/bench/results-procmetrics.md (ROUNDS=3: 6 rounds, ~3 min)
 #   NEW_CONNS=1     MODE=tcp: a new TLS connection per request (wrk -H
 #                   "Connection: close"), the worst case for the TCP collector
+#   MODE=plain      nginx over plain HTTP (no TLS), no agent vs the agent in ABBA
+#                   order, spans and ring drops at saturation; and in each round
+#                   what a process that is not HTTP pays per syscall (dd bs=1 to
+#                   /dev/null, dd | dd through a pipe): test/bench/results-plain.md
 #   KEEP=1          keep the scratch directory (agent and nginx logs)
 set -euo pipefail
 
@@ -147,6 +151,7 @@ run_driver() { # MODE
 	[ "$mode" = firstspan ] && out="${OUT:-test/bench/results-firstspan.md}" rounds="${ROUNDS:-10}"
 	[ "$mode" = memory ] && out="${OUT:-test/bench/results-memory.md}"
 	[ "$mode" = procmetrics ] && out="${OUT:-test/bench/results-procmetrics.md}"
+	[ "$mode" = plain ] && out="${OUT:-test/bench/results-plain.md}"
 	"$WORK/benchtool" \
 		-agent "$AGENT" \
 		-work "$WORK" \

@@ -30,6 +30,9 @@ type nginx struct {
 	exited     chan struct{}
 	pidFile    string // our record of the master, for run.sh's trap
 	version    string
+	// plain serves the benchmark over plain HTTP instead of TLS (the
+	// plain mode: what the sockets collector costs).
+	plain bool
 	// bin is a private copy of the nginx executable: the agent selects it by
 	// its full path, so that it neither traces other nginx processes on this
 	// machine (other engineers' tests) nor counts their spans as ours.
@@ -77,6 +80,11 @@ func (n *nginx) setup(work string, workers int) error {
 	if n.statusPort, err = freePort(); err != nil {
 		return fmt.Errorf("free port: %w", err)
 	}
+	// The agents this driver starts inherit its environment: the
+	// stub_status queries (plain HTTP) are not the benchmark's requests.
+	if err := os.Setenv("PERISCOPE_PLAINTEXT_IGNORE_PORTS", strconv.Itoa(n.statusPort)); err != nil {
+		return err
+	}
 
 	// A small page, about the size of nginx's default index.html.
 	body := "<!DOCTYPE html>\n<html><head><title>periscope bench</title></head><body>\n" +
@@ -119,20 +127,17 @@ http {
     scgi_temp_path %[2]s/tmp/scgi;
 
     server {
-        listen 127.0.0.1:%[3]d ssl;
-        ssl_certificate %[4]s;
-        ssl_certificate_key %[5]s;
-        ssl_protocols TLSv1.2 TLSv1.3;
+        %[7]s
         root %[2]s/html;
     }
 
-    # Plain HTTP (never traced): nginx's own request counter.
+    # Plain HTTP, its port ignored by the agent (plaintext.ignore_ports): nginx's own request counter.
     server {
         listen 127.0.0.1:%[6]d;
         location = /stub_status { stub_status; }
     }
 }
-`, workers, n.dir, n.port, cert, key, n.statusPort)
+`, workers, n.dir, n.port, cert, key, n.statusPort, n.listen(cert, key))
 	if err := os.WriteFile(filepath.Join(n.dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
 		return err
 	}
@@ -142,9 +147,22 @@ http {
 	return nil
 }
 
+// listen is the benchmark server's listen directive, with its TLS setup.
+func (n *nginx) listen(cert, key string) string {
+	if n.plain {
+		return fmt.Sprintf("listen 127.0.0.1:%d;", n.port)
+	}
+	return fmt.Sprintf("listen 127.0.0.1:%d ssl;\n        ssl_certificate %s;\n        ssl_certificate_key %s;\n        ssl_protocols TLSv1.2 TLSv1.3;", n.port, cert, key)
+}
+
 func (n *nginx) confPath() string { return filepath.Join(n.dir, "nginx.conf") }
 
-func (n *nginx) url() string { return fmt.Sprintf("https://127.0.0.1:%d%s", n.port, indexPath) }
+func (n *nginx) url() string {
+	if n.plain {
+		return fmt.Sprintf("http://127.0.0.1:%d%s", n.port, indexPath)
+	}
+	return fmt.Sprintf("https://127.0.0.1:%d%s", n.port, indexPath)
+}
 
 // start runs nginx in the foreground (daemon off) in its own process group,
 // so that run.sh's trap can kill master and workers together, and waits until

@@ -1,0 +1,36 @@
+package agent
+
+import (
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/periscope-apm/periscope/collectors/sockets"
+	"github.com/periscope-apm/periscope/config"
+	"github.com/periscope-apm/periscope/discovery"
+	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/internal/otlpenv"
+)
+
+// newSocketsCollector returns the plaintext collector, or nil when it is
+// disabled. Unless cfg.TraceExport, the OTLP export path's ports are
+// ignored with cfg.IgnorePorts: a span exported over plaintext HTTP would
+// otherwise become a span, exported in turn.
+func newSocketsCollector(cfg config.Plaintext, sel discovery.Selector, sink events.Sink, log *slog.Logger, reg prometheus.Registerer) (*sockets.Collector, error) {
+	if !cfg.Enabled {
+		return nil, nil
+	}
+	ports, err := cfg.Ports()
+	if err != nil {
+		return nil, &UsageError{err}
+	}
+	if !cfg.TraceExport {
+		ports = append(ports, otlpenv.ExportPorts()...)
+	}
+	return sockets.New(sockets.Config{
+		PerProcess:   !sel.All(),
+		CaptureBytes: cfg.CaptureBytes,
+		IgnorePorts:  ports,
+		RingBytes:    cfg.RingBytes,
+	}, sink, log, reg), nil
+}

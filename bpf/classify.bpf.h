@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/*
+ * The protocol of a TCP connection, decided in the kernel from the first
+ * bytes of a call, so that only connections a parser wants cost a copy.
+ * To teach it a protocol: add it to enum proto and a row to the table
+ * (a prefix of at most CLASSIFY_BYTES bytes); a protocol told apart by
+ * something other than a prefix gets its own test in classify().
+ */
+#ifndef __PERISCOPE_CLASSIFY_BPF_H__
+#define __PERISCOPE_CLASSIFY_BPF_H__
+
+enum proto {
+	PROTO_UNKNOWN = 0, /* not decided yet */
+	PROTO_HTTP1 = 1,   /* HTTP/1.x: a request line or a status line */
+	PROTO_HTTP2 = 2,   /* the HTTP/2 connection preface (h2c, prior knowledge) */
+	PROTO_TLS = 3,     /* TLS records: ciphertext, a TLS library's collector has the plaintext */
+	PROTO_OTHER = 4,   /* nothing the table knows after CLASSIFY_TRIES calls */
+	PROTO_IGNORED = 5, /* an ignored port (the agent's export path, configured ports) */
+};
+
+#define CLASSIFY_BYTES 8
+/* Calls of a connection classified before it is given up: a connection
+ * found mid-message (opened before the agent started) is recognised at
+ * its next message. */
+#define CLASSIFY_TRIES 16
+
+struct proto_prefix {
+	char prefix[CLASSIFY_BYTES];
+	__u8 len;
+	__u8 proto;
+};
+
+static const struct proto_prefix proto_prefixes[] = {
+	{"GET ", 4, PROTO_HTTP1},
+	{"POST ", 5, PROTO_HTTP1},
+	{"PUT ", 4, PROTO_HTTP1},
+	{"HEAD ", 5, PROTO_HTTP1},
+	{"DELETE ", 7, PROTO_HTTP1},
+	{"PATCH ", 6, PROTO_HTTP1},
+	{"OPTIONS ", 8, PROTO_HTTP1},
+	{"CONNECT ", 8, PROTO_HTTP1},
+	{"TRACE ", 6, PROTO_HTTP1},
+	{"HTTP/1.", 7, PROTO_HTTP1},
+	{"PRI * HT", 8, PROTO_HTTP2},
+};
+
+#define PROTO_PREFIXES (sizeof(proto_prefixes) / sizeof(proto_prefixes[0]))
+
+/* classify returns the protocol whose start b (n valid bytes) is, or
+ * PROTO_UNKNOWN. */
+static __always_inline __u8 classify(const __u8 *b, __u32 n)
+{
+	/* A TLS record: handshake, alert, change cipher spec or application
+	 * data, version 3.x. */
+	if (n >= 3 && b[0] >= 0x14 && b[0] <= 0x17 && b[1] == 0x03 && b[2] <= 0x04)
+		return PROTO_TLS;
+#pragma unroll
+	for (int i = 0; i < PROTO_PREFIXES; i++) {
+		const struct proto_prefix *p = &proto_prefixes[i];
+		if (n < p->len)
+			continue;
+		bool match = true;
+#pragma unroll
+		for (int j = 0; j < CLASSIFY_BYTES; j++) {
+			if (j < p->len && b[j] != (__u8)p->prefix[j])
+				match = false;
+		}
+		if (match)
+			return p->proto;
+	}
+	return PROTO_UNKNOWN;
+}
+
+#endif /* __PERISCOPE_CLASSIFY_BPF_H__ */

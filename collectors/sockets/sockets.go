@@ -1,0 +1,297 @@
+package sockets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/periscope-apm/periscope/collectors"
+	"github.com/periscope-apm/periscope/collectors/loader"
+	"github.com/periscope-apm/periscope/discovery"
+	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/internal/ktime"
+	"github.com/periscope-apm/periscope/internal/wire"
+)
+
+// Name is the collector's name.
+const Name = "sockets"
+
+// Config configures the collector.
+type Config struct {
+	// PerProcess traces only the processes the selection includes
+	// (ProcessUpdated adds them); otherwise every process.
+	PerProcess bool
+	// CaptureBytes is how many bytes of each call are copied (default
+	// and maximum: wire.DataCap).
+	CaptureBytes int
+	// IgnorePorts are local or remote ports whose connections are never
+	// traced.
+	IgnorePorts []uint16
+	// RingBytes is the size of the event ring buffer (default 8 MiB).
+	RingBytes int
+	// WakeupBytes wakes the reader when this much data waits (default 512
+	// KiB); below it, records are collected every PollInterval.
+	WakeupBytes uint64
+	// PollInterval is the reader's timer (default 20ms).
+	PollInterval time.Duration
+	// ProcRoot is where procfs is mounted (default /proc).
+	ProcRoot string
+}
+
+func (c *Config) defaults() {
+	if c.CaptureBytes <= 0 || c.CaptureBytes > wire.DataCap {
+		c.CaptureBytes = wire.DataCap
+	}
+	if c.RingBytes <= 0 {
+		c.RingBytes = 8 << 20
+	}
+	if c.WakeupBytes == 0 {
+		c.WakeupBytes = 512 << 10
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 20 * time.Millisecond
+	}
+	if c.ProcRoot == "" {
+		c.ProcRoot = "/proc"
+	}
+}
+
+// Collector is the sockets collector.
+type Collector struct {
+	cfg   Config
+	log   *slog.Logger
+	clock ktime.Clock
+
+	objs  socketsObjects
+	progs loader.Programs
+	m     *collectors.Metrics
+	recs  collectors.Records
+
+	mu       sync.Mutex
+	rejected map[uint32]bool // PerProcess: processes decided on, true when not selected
+}
+
+// New returns a collector that sends its events to sink.
+func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Registerer) *Collector {
+	cfg.defaults()
+	c := &Collector{cfg: cfg, log: log.With("collector", Name), clock: ktime.NewClock(), rejected: make(map[uint32]bool)}
+	counters := func() *ebpf.Map { return c.objs.Counters }
+	c.m = collectors.NewMetrics(Name, reg, func() string { return "tracepoint" }, counters)
+	reg.MustRegister(
+		collectors.NewCounterFunc(Name, "periscope_unparsed_calls_total",
+			"Calls on TCP connections whose protocol no parser handles (TLS, unclassified, ignored ports): counted, bytes not copied, by collector.",
+			counters, wire.CounterUnparsedCalls),
+		collectors.NewCounterFunc(Name, "periscope_unclassified_connections_total",
+			"TCP connections whose first calls matched no known protocol, by collector.",
+			counters, wire.CounterUnclassifiedConns),
+	)
+	c.recs = collectors.Records{Sink: sink, Clock: c.clock, Read: c.m.Read}
+	return c
+}
+
+// Name implements collectors.Collector.
+func (c *Collector) Name() string { return Name }
+
+// AttachPath implements collectors.Collector.
+func (c *Collector) AttachPath() string {
+	mode := "every process"
+	if c.cfg.PerProcess {
+		mode = "selected processes"
+	}
+	return "tracepoints syscalls:sys_{enter,exit}_{read,write,readv,writev,recvfrom,sendto,recvmsg,sendmsg,sendfile64}, " +
+		"close/dup2/dup3/socket/accept(4)/dup; TCP sockets classified in the kernel, HTTP/1.x copied; " + mode
+}
+
+// Start implements collectors.Collector.
+func (c *Collector) Start(ctx context.Context) error {
+	spec, err := loadSockets()
+	if err != nil {
+		return fmt.Errorf("load sockets spec: %w", err)
+	}
+	consts := map[string]any{
+		"capture_bytes":   uint32(c.cfg.CaptureBytes),
+		"parsed_protos":   uint32(1) << socketsProtoPROTO_HTTP1,
+		"filter_selected": boolByte(c.cfg.PerProcess),
+	}
+	for name, v := range consts {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	ringCfg := loader.Ring{Bytes: c.cfg.RingBytes, WakeupBytes: c.cfg.WakeupBytes}
+	if err := loader.Load(Name, spec, ringCfg, &c.objs, nil, c.log); err != nil {
+		return err
+	}
+	c.progs.Own(&c.objs)
+	if err := c.fill(); err != nil {
+		c.Close()
+		return err
+	}
+	if err := c.attach(); err != nil {
+		c.Close()
+		return err
+	}
+	c.m.Probes.Set(float64(c.progs.Links()))
+	c.progs.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.decode, c.log)
+	c.log.Info("collector started", "path", c.AttachPath(), "ignore_ports", c.cfg.IgnorePorts)
+	return nil
+}
+
+// fill writes the ports to ignore and the agent's own PID (never traced:
+// its exports would become spans).
+func (c *Collector) fill() error {
+	for _, p := range c.cfg.IgnorePorts {
+		if err := c.objs.IgnorePorts.Put(p, uint8(1)); err != nil {
+			return fmt.Errorf("ignore port %d: %w", p, err)
+		}
+	}
+	return c.SkipPID(uint32(os.Getpid()), true)
+}
+
+func (c *Collector) attach() error {
+	var tps []loader.Tracepoint
+	tp := func(name string, prog *ebpf.Program, optional bool) {
+		tps = append(tps, loader.Tracepoint{Group: "syscalls", Name: name, Prog: prog, Optional: optional})
+	}
+	enters := map[string]*ebpf.Program{
+		"read": c.objs.SysEnterRead, "recvfrom": c.objs.SysEnterRecvfrom,
+		"readv": c.objs.SysEnterReadv, "recvmsg": c.objs.SysEnterRecvmsg,
+		"write": c.objs.SysEnterWrite, "sendto": c.objs.SysEnterSendto,
+		"writev": c.objs.SysEnterWritev, "sendmsg": c.objs.SysEnterSendmsg,
+		"sendfile64": c.objs.SysEnterSendfile64,
+	}
+	for _, call := range []string{"read", "recvfrom", "readv", "recvmsg", "write", "sendto", "writev", "sendmsg", "sendfile64"} {
+		// The exit first: an entry recorded without its exit would
+		// stay in the calls map.
+		tp("sys_exit_"+call, c.objs.SysExitIo, false)
+		tp("sys_enter_"+call, enters[call], false)
+	}
+	tp("sys_enter_close", c.objs.SysEnterClose, false)
+	tp("sys_enter_dup2", c.objs.SysEnterDup2, true) // amd64 only
+	tp("sys_enter_dup3", c.objs.SysEnterDup2, false)
+	tp("sys_exit_socket", c.objs.SysExitNewfd, false)
+	tp("sys_exit_accept", c.objs.SysExitNewfd, true) // amd64 only
+	tp("sys_exit_accept4", c.objs.SysExitNewfd, false)
+	tp("sys_exit_dup", c.objs.SysExitNewfd, false)
+	if err := c.progs.Tracepoints(c.log, tps...); err != nil {
+		return err
+	}
+	return c.progs.ProcessMarkers(c.objs.SockProcessExit, c.objs.SockProcessExec)
+}
+
+// SkipPID stops (skip) or resumes tracing the sockets of process pid: a
+// process whose requests another collector sees whole.
+func (c *Collector) SkipPID(pid uint32, skip bool) error {
+	if c.objs.SkipPids == nil {
+		return errors.New("sockets collector not started")
+	}
+	if skip {
+		return c.objs.SkipPids.Put(pid, uint8(1))
+	}
+	if err := c.objs.SkipPids.Delete(pid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	return nil
+}
+
+// ProcessUpdated implements discovery.Observer: with PerProcess, a
+// selected process is traced and another one is not.
+func (c *Collector) ProcessUpdated(p discovery.Process, _ []discovery.Mapping) {
+	if !p.Selected && !c.stillRuns(p) {
+		// It has exec'd since it was read (a child forked by an
+		// unselected program): the new program is decided when its
+		// exec is handled; rejecting it now would miss its start.
+		return
+	}
+	c.decide(p.PID, p.Selected)
+}
+
+// stillRuns reports whether process p still runs the program it was read
+// with.
+func (c *Collector) stillRuns(p discovery.Process) bool {
+	exe, err := os.Readlink(filepath.Join(c.cfg.ProcRoot, strconv.FormatUint(uint64(p.PID), 10), "exe"))
+	return err == nil && strings.TrimSuffix(exe, " (deleted)") == p.Exe
+}
+
+// Select traces process pid when the collector traces selected processes
+// only: the agent calls it as soon as the kernel reports the exec of a
+// selected program, before discovery reads the process from /proc.
+func (c *Collector) Select(pid uint32) { c.decide(pid, true) }
+
+// decide records whether process pid is selected. Until it is decided, a
+// new process is traced (and what it sent is dropped here if it turns out
+// not to be selected; see decode).
+func (c *Collector) decide(pid uint32, selected bool) {
+	if !c.cfg.PerProcess || c.objs.Selected == nil {
+		return
+	}
+	c.mu.Lock()
+	c.rejected[pid] = !selected
+	c.mu.Unlock()
+	if err := c.objs.Selected.Put(pid, boolByte(selected)); err != nil {
+		c.log.Warn("select process", "pid", pid, "err", err)
+	}
+}
+
+// ProcessExited implements discovery.Observer.
+func (c *Collector) ProcessExited(pid uint32, _ time.Time) {
+	c.mu.Lock()
+	delete(c.rejected, pid)
+	c.mu.Unlock()
+	if c.objs.Selected != nil {
+		_ = c.objs.Selected.Delete(pid)
+	}
+	if c.objs.SkipPids != nil && pid != uint32(os.Getpid()) {
+		_ = c.objs.SkipPids.Delete(pid)
+	}
+}
+
+// Close implements collectors.Collector.
+func (c *Collector) Close() error {
+	err := c.progs.Close()
+	c.m.Probes.Set(0)
+	return err
+}
+
+// Wait implements collectors.Collector.
+func (c *Collector) Wait() { c.progs.Wait() }
+
+// decode hands a record to the sink, unless it comes from a process that
+// was traced before discovery decided it is not selected.
+func (c *Collector) decode(raw []byte) {
+	if c.cfg.PerProcess {
+		h, ok := wire.ReadHeader(raw)
+		c.mu.Lock()
+		rejected := ok && c.rejected[h.PID]
+		if ok && h.Type == wire.EventExec {
+			// Another program from here on, undecided (as in the
+			// kernel) until discovery decides on it.
+			delete(c.rejected, h.PID)
+		}
+		c.mu.Unlock()
+		if rejected && h.Type != wire.EventExit && h.Type != wire.EventExec {
+			c.m.Read.WithLabelValues("unselected").Inc()
+			return
+		}
+	}
+	if _, ok := c.recs.Decode(raw); !ok {
+		c.m.Read.WithLabelValues("malformed").Inc()
+	}
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}

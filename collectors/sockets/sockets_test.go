@@ -1,0 +1,81 @@
+package sockets
+
+import (
+	"bytes"
+	"encoding/binary"
+	"log/slog"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/internal/wire"
+)
+
+type sink struct {
+	events.Sink
+	data  []events.Data
+	binds []events.Bind
+	exits []events.Exit
+}
+
+func (s *sink) Data(d events.Data) { s.data = append(s.data, d) }
+func (s *sink) Bind(b events.Bind) { s.binds = append(s.binds, b) }
+func (s *sink) Exit(e events.Exit) { s.exits = append(s.exits, e) }
+func (s *sink) Exec(events.Exec)   {}
+
+// record builds a ring record of type typ from process pid: the header,
+// then fields.
+func record(t *testing.T, typ, pid uint32, fields ...any) []byte {
+	var b bytes.Buffer
+	for _, f := range append([]any{uint64(1), typ, pid, pid, uint32(0)}, fields...) {
+		if err := binary.Write(&b, binary.NativeEndian, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b.Bytes()
+}
+
+// With a selection, the records of a process discovery rejected are
+// dropped (it was traced while undecided), those of others pass, and the
+// exit of any process passes.
+func TestDecodeSelection(t *testing.T) {
+	s := &sink{}
+	c := New(Config{PerProcess: true}, s, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	c.rejected[20] = true
+	c.rejected[10] = false
+	tuple := make([]byte, wire.TupleSize)
+	bind := func(pid uint32) []byte {
+		return record(t, wire.EventBind, pid, uint64(1<<61|7), int32(5), uint32(1), tuple)
+	}
+	data := func(pid uint32) []byte {
+		return record(t, wire.EventData, pid, uint64(1<<61|7), uint32(events.Read), uint32(4), uint32(4), uint32(0),
+			int32(5), uint32(0), make([]byte, 128), []byte("GET "))
+	}
+	for _, pid := range []uint32{10, 20, 30} { // selected, rejected, undecided
+		c.decode(bind(pid))
+		c.decode(data(pid))
+		c.decode(record(t, wire.EventExit, pid, uint32(0), int32(-1)))
+	}
+	if len(s.binds) != 2 || len(s.data) != 2 || len(s.exits) != 3 {
+		t.Fatalf("passed %d binds, %d data, %d exits; want 2, 2, 3", len(s.binds), len(s.data), len(s.exits))
+	}
+	// A rejected process that execs is another program, undecided: its
+	// records pass again.
+	c.rejected[40] = true
+	c.decode(data(40))
+	c.decode(record(t, wire.EventExec, 40, uint32(0), int32(-1)))
+	c.decode(data(40))
+	if len(s.data) != 3 || s.data[2].Conn.PID != 40 {
+		t.Errorf("after exec: %d data records passed, want 3", len(s.data))
+	}
+	for _, b := range s.binds {
+		if !b.Plaintext || b.Conn.PID == 20 {
+			t.Errorf("bind %+v", b)
+		}
+	}
+	if got := testutil.ToFloat64(c.m.Read.WithLabelValues("unselected")); got != 3 {
+		t.Errorf("unselected records counted %v, want 2", got)
+	}
+}
