@@ -49,6 +49,8 @@ type conn struct {
 	// order says nothing about which is which: they pair by stream.
 	multiplexed bool
 	tid         uint32 // thread of the data being parsed
+	// undecided counts the chunks that no protocol could decide on.
+	undecided int
 	// repeatWrite counts written bytes still to come that repeat bytes
 	// already parsed (see events.WriteResult).
 	repeatWrite int
@@ -101,12 +103,17 @@ type exchange struct {
 	done  bool
 }
 
+// maxUndecided bounds the chunks dropped while a protocol may still claim
+// a connection found after its start.
+const maxUndecided = 64
+
 // start detects the protocol and the role from the first data and
 // creates the decoder. It reports false when no protocol has decided yet.
 func (cn *conn) start(dir events.Direction, first []byte) bool {
 	p, d := cn.c.protocols.Detect(first, dir)
 	switch {
-	case d.Verdict == protocol.Undecided:
+	case d.Verdict == protocol.Undecided && cn.undecided < maxUndecided:
+		cn.undecided++
 		return false
 	case p == nil:
 		cn.c.m.notHTTP.Inc()

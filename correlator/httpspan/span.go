@@ -146,8 +146,10 @@ func (h *Semantics) Describe(x *Exchange, cn protocol.Conn, reason string, s *sp
 	if req.UserAgent != "" {
 		attrs = append(attrs, attribute.String("user_agent.original", req.UserAgent))
 	}
-	attrs = append(attrs, attribute.Int64("http.request.body.size", req.BodySize))
-	if resp != nil && resp.HeadersComplete {
+	if req.BodySize >= 0 { // < 0: not known
+		attrs = append(attrs, attribute.Int64("http.request.body.size", req.BodySize))
+	}
+	if resp != nil && resp.HeadersComplete && resp.BodySize >= 0 {
 		attrs = append(attrs, attribute.Int64("http.response.body.size", resp.BodySize))
 	}
 
