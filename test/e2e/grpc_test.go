@@ -1,0 +1,100 @@
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/periscope-apm/periscope/test/e2e/harness"
+	"github.com/periscope-apm/periscope/test/otlpreceiver"
+)
+
+// grpcCall is what one gRPC call's span must say.
+type grpcCall struct {
+	method, status string
+	reqs, resps    int64
+}
+
+// TestPythonGRPC: a python3-grpcio server and client over TLS (grpcio of
+// Debian links the system's libssl.so.3, which the openssl collector
+// probes): 6 unary calls, one failing with NOT_FOUND, and one call of each
+// streaming kind give exactly 10 SERVER and 10 CLIENT spans, named per the
+// RPC conventions with the right status and message counts, each server
+// span the child of its client span; grpc-message never leaves the agent.
+func TestPythonGRPC(t *testing.T) {
+	e := startAgent(t)
+	py := python(t)
+	cert, key, ca := harness.GenerateCert(t, filepath.Join(t.TempDir(), "tls"))
+
+	srv := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-py-server"}, py, testdataPath(t, "grpc_server.py"), cert, key)
+	port, err := strconv.Atoi(srv.expect("listening", 30*time.Second))
+	if err != nil {
+		t.Fatalf("bad port from the server: %v", err)
+	}
+	e.instrumented(t, srv.PID)
+	const unary = 6
+	cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-py-client"}, py, testdataPath(t, "grpc_client.py"), strconv.Itoa(port), ca, strconv.Itoa(unary))
+	if got := cli.expect("done", 60*time.Second); got != strconv.Itoa(unary+4) {
+		t.Fatalf("client made %s calls, want %d", got, unary+4)
+	}
+	cli.mustSucceed(10 * time.Second)
+
+	want := map[grpcCall]int{
+		{"test.Echo/Echo", "OK", 1, 1}:       unary,
+		{"test.Echo/Get", "NOT_FOUND", 1, 0}: 1,
+		{"test.Echo/List", "OK", 1, 3}:       1,
+		{"test.Echo/Sum", "OK", 4, 1}:        1,
+		{"test.Echo/Chat", "OK", 2, 2}:       1,
+	}
+	server := e.spans(t, unary+4, byPIDs(kindServer, srv.PID))
+	client := e.spans(t, unary+4, byPIDs(kindClient, cli.PID))
+	checkGRPC(t, "server", server, want, port, false)
+	checkGRPC(t, "client", client, want, port, true)
+	checkGRPCLinks(t, client, server)
+}
+
+// checkGRPC checks the spans of one side of gRPC calls against want.
+func checkGRPC(t *testing.T, side string, spans []otlpreceiver.Span, want map[grpcCall]int, port int, client bool) {
+	t.Helper()
+	got := make(map[grpcCall]int)
+	for _, s := range spans {
+		c := grpcCall{attrStr(s, "rpc.method"), attrStr(s, "rpc.response.status_code"),
+			attrInt(s, "periscope.rpc.request.message_count"), attrInt(s, "periscope.rpc.response.message_count")}
+		got[c]++
+		if s.Name != c.method || attrStr(s, "rpc.system.name") != "grpc" || attrInt(s, "server.port") != int64(port) ||
+			attrStr(s, "network.protocol.version") != "2" || s.Attributes["periscope.http2.headers_incomplete"] != nil {
+			t.Errorf("%s span %q: %v", side, s.Name, s.Attributes)
+		}
+		wantErr := c.status != "OK" && client
+		if (s.Status == "ERROR") != wantErr || wantErr && attrStr(s, "error.type") != c.status {
+			t.Errorf("%s span %q status %s error.type %q, want error %v", side, s.Name, s.Status, attrStr(s, "error.type"), wantErr)
+		}
+		for k, v := range s.Attributes {
+			if strings.Contains(fmt.Sprint(v), "secret-key") || strings.Contains(k, "grpc.message") {
+				t.Errorf("%s span %q leaks grpc-message or the request: %s=%v", side, s.Name, k, v)
+			}
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("%s spans %v, want %v", side, got, want)
+	}
+}
+
+// checkGRPCLinks checks that every server span is the child of the client
+// span of the same call.
+func checkGRPCLinks(t *testing.T, client, server []otlpreceiver.Span) {
+	t.Helper()
+	byID := make(map[string]otlpreceiver.Span)
+	for _, s := range client {
+		byID[s.SpanID] = s
+	}
+	for _, s := range server {
+		p, ok := byID[s.ParentSpanID]
+		if !ok || p.TraceID != s.TraceID || p.Name != s.Name {
+			t.Errorf("server span %q (trace %s) parent %s: not its client span", s.Name, s.TraceID, s.ParentSpanID)
+		}
+	}
+}
