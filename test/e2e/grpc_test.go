@@ -27,13 +27,7 @@ type grpcCall struct {
 func TestPythonGRPC(t *testing.T) {
 	e := startAgent(t)
 	py := python(t)
-	cert, key, ca := harness.GenerateCert(t, filepath.Join(t.TempDir(), "tls"))
-
-	srv := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-py-server"}, py, testdataPath(t, "grpc_server.py"), cert, key)
-	port, err := strconv.Atoi(srv.expect("listening", 30*time.Second))
-	if err != nil {
-		t.Fatalf("bad port from the server: %v", err)
-	}
+	srv, port, ca := startPythonGRPC(t, py)
 	e.instrumented(t, srv.PID)
 	const unary = 6
 	cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-py-client"}, py, testdataPath(t, "grpc_client.py"), strconv.Itoa(port), ca, strconv.Itoa(unary))
@@ -54,6 +48,19 @@ func TestPythonGRPC(t *testing.T) {
 	checkGRPC(t, "server", server, want, port, false)
 	checkGRPC(t, "client", client, want, port, true)
 	checkGRPCLinks(t, client, server)
+}
+
+// startPythonGRPC starts testdata/grpc_server.py with a new certificate
+// and returns it, its port and the CA file that signed its certificate.
+func startPythonGRPC(t *testing.T, py string) (*proc, int, string) {
+	t.Helper()
+	cert, key, ca := harness.GenerateCert(t, filepath.Join(t.TempDir(), "tls"))
+	srv := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-py-server"}, py, testdataPath(t, "grpc_server.py"), cert, key)
+	port, err := strconv.Atoi(srv.expect("listening", 30*time.Second))
+	if err != nil {
+		t.Fatalf("bad port from the server: %v", err)
+	}
+	return srv, port, ca
 }
 
 // checkGRPC checks the spans of one side of gRPC calls against want.
@@ -96,5 +103,57 @@ func checkGRPCLinks(t *testing.T, client, server []otlpreceiver.Span) {
 		if !ok || p.TraceID != s.TraceID || p.Name != s.Name {
 			t.Errorf("server span %q (trace %s) parent %s: not its client span", s.Name, s.TraceID, s.ParentSpanID)
 		}
+	}
+}
+
+// TestGRPCAttachMidConnection: the agent starts while a gRPC client is
+// busy on a connection it opened before. HPACK tables filled before the
+// agent came cannot be read, so spans keep coming, each either complete
+// and right or marked periscope.http2.headers_incomplete with only what
+// is known (never a wrong method or status); a new connection after that
+// gives exactly its calls, complete.
+func TestGRPCAttachMidConnection(t *testing.T) {
+	py := python(t)
+	srv, port, ca := startPythonGRPC(t, py)
+	cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-py-client"}, py, testdataPath(t, "grpc_client.py"), strconv.Itoa(port), ca, "loop")
+	cli.expect("started", 30*time.Second)
+
+	e := startAgent(t)
+	e.instrumented(t, srv.PID, cli.PID)
+	waitMetric(t, e.agent, "periscope_http2_headers_incomplete_spans_total", nil, "> 10", func(v float64) bool { return v > 10 })
+	cli.send("reconnect")
+	cli.expect("reconnected", 30*time.Second)
+	cli.send("stop")
+	cli.expect("done", 30*time.Second)
+	time.Sleep(2 * time.Second) // the last spans of the old connection
+
+	for _, kind := range []int{kindServer, kindClient} {
+		pid := srv.PID
+		if kind == kindClient {
+			pid = cli.PID
+		}
+		var fresh, incomplete int
+		for _, s := range filterSpans(e.recv.Spans(), byPIDs(kind, pid)) {
+			if s.Attributes["periscope.http2.headers_incomplete"] == true {
+				incomplete++
+				// What is there is right.
+				m, st := attrStr(s, "rpc.method"), attrStr(s, "rpc.response.status_code")
+				hm := attrStr(s, "http.request.method")
+				if m != "" && m != "test.Echo/Echo" && m != "_OTHER" || st != "" && st != "OK" ||
+					hm != "" && hm != "POST" && hm != "_OTHER" || s.Attributes["url.path"] != nil && attrStr(s, "url.path") != "/test.Echo/Echo" {
+					t.Errorf("kind %d: incomplete span %q says something wrong: %v", kind, s.Name, s.Attributes)
+				}
+				continue
+			}
+			if s.Name != "test.Echo/Echo" || attrStr(s, "rpc.response.status_code") != "OK" || attrInt(s, "periscope.rpc.request.message_count") != 1 {
+				t.Errorf("kind %d: complete span %q: %v", kind, s.Name, s.Attributes)
+				continue
+			}
+			fresh++
+		}
+		if incomplete == 0 || fresh < 5 {
+			t.Errorf("kind %d: %d incomplete spans, %d complete; want some incomplete and the 5 of the new connection complete", kind, incomplete, fresh)
+		}
+		t.Logf("kind %d: %d spans marked incomplete, %d complete", kind, incomplete, fresh)
 	}
 }

@@ -399,6 +399,7 @@ func (d *decoder) begin(id uint32, fields []hpack.HeaderField, incomplete bool, 
 			req.Headers = append(req.Headers, httpparse.Header{Name: f.Name, Value: f.Value})
 		}
 	}
+	x.PathUnknown = req.Target == ""
 	d.streams[id] = &stream{x: x}
 	d.order = append(d.order, id)
 	d.h.Begin(x)

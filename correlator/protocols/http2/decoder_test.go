@@ -7,12 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/periscope-apm/periscope/correlator/httpparse"
 	"github.com/periscope-apm/periscope/correlator/httpspan"
 	"github.com/periscope-apm/periscope/correlator/protocol"
 	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/span"
 )
 
 // wire builds the two directions of an HTTP/2 connection with a real
@@ -436,6 +439,39 @@ func TestDetect(t *testing.T) {
 	} {
 		if got := p.Detect(tc.first, tc.dir); got != tc.want {
 			t.Errorf("%s: Detect = %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestDescribeIncomplete: a stream whose headers were not all decoded is
+// named from what is known and marked; nothing is guessed.
+func TestDescribeIncomplete(t *testing.T) {
+	p := testProtocol(t)
+	c := protocol.Conn{Role: protocol.Server, Scheme: "https"}
+	for _, tc := range []struct {
+		name string
+		x    *Exchange
+		want string
+		path bool
+	}{
+		{"method known, path not", &Exchange{Exchange: httpspan.Exchange{Req: &httpparse.Message{Method: "POST"}, PathUnknown: true}, HeadersIncomplete: true}, "POST", false},
+		{"nothing known", &Exchange{Exchange: httpspan.Exchange{Req: &httpparse.Message{}, PathUnknown: true}, HeadersIncomplete: true}, "HTTP", false},
+		{"gRPC, path unknown", &Exchange{Exchange: httpspan.Exchange{Req: &httpparse.Message{Method: "POST"}, PathUnknown: true}, GRPC: true, HeadersIncomplete: true}, "grpc", false},
+		{"complete", &Exchange{Exchange: httpspan.Exchange{Req: &httpparse.Message{Method: "GET", Path: "/a", Target: "/a"}}}, "GET /a", true},
+	} {
+		var s span.Span
+		p.Describe(tc.x, c, "", &s)
+		attrs := map[string]attribute.Value{}
+		for _, a := range s.Attributes {
+			attrs[string(a.Key)] = a.Value
+		}
+		_, hasPath := attrs["url.path"]
+		_, hasRoute := attrs["http.route"]
+		if s.Name != tc.want || hasPath != tc.path || hasRoute != tc.path || attrs[AttrHeadersIncomplete].AsBool() != tc.x.HeadersIncomplete {
+			t.Errorf("%s: name %q attrs %v", tc.name, s.Name, s.Attributes)
+		}
+		if _, ok := attrs["http.request.method_original"]; ok {
+			t.Errorf("%s: method_original exported: %v", tc.name, s.Attributes)
 		}
 	}
 }
