@@ -50,6 +50,37 @@ func TestPythonGRPC(t *testing.T) {
 	checkGRPCLinks(t, client, server)
 }
 
+// TestNodeGRPCClient: a Node @grpc/grpc-js client (node's http2 over the
+// OpenSSL linked into /usr/bin/node) against the python server over TLS:
+// the same 10 calls give exactly 10 CLIENT spans for node and 10 SERVER
+// spans for python, linked.
+func TestNodeGRPCClient(t *testing.T) {
+	e := startAgent(t)
+	srv, port, ca := startPythonGRPC(t, python(t))
+	e.instrumented(t, srv.PID)
+	node := harness.LookTool(t, "node")
+	nodeModules := harness.ToolBinary(t, "grpc-js")
+	const unary = 6
+	cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-node-client"}, node, testdataPath(t, "grpc_client.js"), nodeModules, strconv.Itoa(port), ca, strconv.Itoa(unary))
+	if got := cli.expect("done", 60*time.Second); got != strconv.Itoa(unary+4) {
+		t.Fatalf("client made %s calls, want %d", got, unary+4)
+	}
+	cli.mustSucceed(10 * time.Second)
+
+	want := map[grpcCall]int{
+		{"test.Echo/Echo", "OK", 1, 1}:       unary,
+		{"test.Echo/Get", "NOT_FOUND", 1, 0}: 1,
+		{"test.Echo/List", "OK", 1, 3}:       1,
+		{"test.Echo/Sum", "OK", 4, 1}:        1,
+		{"test.Echo/Chat", "OK", 2, 2}:       1,
+	}
+	server := e.spans(t, unary+4, byPIDs(kindServer, srv.PID))
+	client := e.spans(t, unary+4, byPIDs(kindClient, cli.PID))
+	checkGRPC(t, "server", server, want, port, false)
+	checkGRPC(t, "client", client, want, port, true)
+	checkGRPCLinks(t, client, server)
+}
+
 // startPythonGRPC starts testdata/grpc_server.py with a new certificate
 // and returns it, its port and the CA file that signed its certificate.
 func startPythonGRPC(t *testing.T, py string) (*proc, int, string) {
