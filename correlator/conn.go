@@ -145,7 +145,11 @@ func (cn *conn) Begin(px protocol.Exchange) {
 	if _, ok := px.Stream(); ok {
 		cn.multiplexed = true
 	}
-	if len(cn.pending) >= maxPendingPerConn {
+	limit := maxPendingPerConn
+	if cn.multiplexed {
+		limit = protocol.MaxStreams
+	}
+	if len(cn.pending) >= limit {
 		old := cn.pending[0]
 		cn.pending = cn.pending[1:]
 		c.finish(old, x.start, reasonEvicted)

@@ -157,3 +157,29 @@ func TestHTTP2TraceParent(t *testing.T) {
 	}
 	checkAttrs(t, sp, map[string]any{"http.response.status_code": int64(200), "network.protocol.version": "2", "server.address": "shop.example"})
 }
+
+// TestManyConcurrentStreams: a multiplexed connection may carry far more
+// calls in flight than an HTTP/1 connection pipelines: 200 open streams
+// all end as calls, none evicted.
+func TestManyConcurrentStreams(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	sv := cid(2, 0x20)
+	c := newH2Wire(t)
+	c.out.WriteString(http2.ClientPreface)
+	const n = 200
+	for i := range n {
+		c.headers(uint32(2*i+1), false, ":method", "POST", ":scheme", "https", ":path", "/pkg.Svc/Watch", ":authority", "a",
+			"content-type", "application/grpc")
+	}
+	h.read(sv, 21, 1, c.take())
+	s := newH2Wire(t)
+	for i := range n {
+		s.headers(uint32(2*i+1), true, ":status", "200", "content-type", "application/grpc", "grpc-status", "0")
+	}
+	h.write(sv, 21, 2, s.take())
+	for _, sp := range h.wantSpans(n) {
+		if sp.Status == span.Error || sp.Name != "pkg.Svc/Watch" {
+			t.Fatalf("span %q status %v: %v", sp.Name, sp.Status, sp.Attributes)
+		}
+	}
+}

@@ -166,6 +166,11 @@ type Protocol interface {
 	Describe(x Exchange, c Conn, reason string, s *span.Span)
 }
 
+// MaxStreams bounds the exchanges in flight on one multiplexed connection
+// (one whose exchanges name their stream); past it the oldest ends as
+// evicted.
+const MaxStreams = 1024
+
 // Reasons an exchange ends without a complete response (error.type).
 const (
 	ReasonClosed     = "connection_closed"

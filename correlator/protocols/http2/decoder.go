@@ -26,9 +26,6 @@ type Exchange struct {
 }
 
 const (
-	// maxStreams bounds the streams in flight on one connection; past it
-	// the oldest ends as evicted.
-	maxStreams = 1024
 	// maxFieldLen caps a decoded header field.
 	maxFieldLen = 16 << 10
 	// initialTableSize is HPACK's default dynamic table size.
@@ -364,7 +361,7 @@ func parseStatus(s string) int {
 
 // begin starts the exchange of a new stream.
 func (d *decoder) begin(id uint32, fields []hpack.HeaderField, incomplete bool, start time.Time) {
-	if len(d.streams) >= maxStreams {
+	if len(d.streams) >= protocol.MaxStreams {
 		d.evictOldest(start)
 	}
 	req := &httpparse.Message{Kind: httpparse.Request, Version: "2", Start: start, ContentLength: -1, HeadersComplete: true}
