@@ -62,6 +62,9 @@ func TestNodeGRPCClient(t *testing.T) {
 	nodeModules := harness.ToolBinary(t, "grpc-js")
 	const unary = 6
 	cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-node-client"}, node, testdataPath(t, "grpc_client.js"), nodeModules, strconv.Itoa(port), ca, strconv.Itoa(unary))
+	cli.expect("ready", 30*time.Second)
+	e.instrumented(t, cli.PID)
+	cli.send("go")
 	if got := cli.expect("done", 60*time.Second); got != strconv.Itoa(unary+4) {
 		t.Fatalf("client made %s calls, want %d", got, unary+4)
 	}

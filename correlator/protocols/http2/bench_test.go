@@ -9,7 +9,7 @@ import (
 
 type nopHandler struct{ n int }
 
-func (*nopHandler) Begin(protocol.Exchange)                     {}
+func (*nopHandler) Begin(protocol.Exchange)                    {}
 func (h *nopHandler) End(protocol.Exchange, time.Time, string) { h.n++ }
 
 // BenchmarkUnaryCall decodes one unary gRPC call per iteration (request

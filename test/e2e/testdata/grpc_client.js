@@ -5,7 +5,8 @@
 //
 // Over one TLS channel to localhost:PORT, the same calls as grpc_client.py:
 // N unary Echo calls, one Get (NOT_FOUND), one List (3 answers), one Sum (4
-// requests), one Chat (2 each way). Prints "done CALLS".
+// requests), one Chat (2 each way). Prints "ready", waits for a line on
+// stdin (the agent attaches to node meanwhile), then prints "done CALLS".
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -58,6 +59,11 @@ async function main() {
   calls++;
   client.close();
   console.log('done', calls);
+  process.exit(0); // stdin keeps the event loop alive
 }
 
-main().catch((err) => { console.error(err); process.exit(1); });
+console.log('ready');
+process.stdin.once('data', () => {
+  process.stdin.pause();
+  main().catch((err) => { console.error(err); process.exit(1); });
+});
