@@ -28,7 +28,7 @@ var descriptions = map[string]string{
 	"tcp.hook":                       "The hook on `tcp_retransmit_skb` tried first, `tracepoint` or `kprobe`; the other is the fallback.",
 	"tcp.max_peers":                  "Peers with retransmission series of their own (1 to 100000); the others share `network_peer_address=\"_overflow\"`.",
 	"tcp.ring_bytes":                 "Size of its event ring buffer in bytes: a power of two, at least 4096.",
-	"metrics.enabled":                "RED metrics from spans: `http.server.request.duration` and `http.client.request.duration` histograms.",
+	"metrics.enabled":                "RED metrics from spans: `http.server.request.duration` and `http.client.request.duration` histograms, and `rpc.server.call.duration` and `rpc.client.call.duration` for gRPC.",
 	"metrics.route_patterns":         "URL path templates for `http.route` (`/users/{id}/orders/{order}`, `/static/*`), tried before the heuristic that collapses numeric IDs, UUIDs and hashes.",
 	"metrics.max_series_per_service": "Distinct series per service (1 to 100000); the others fold into `http.route=\"_overflow\"`.",
 	"kubernetes.enabled":             "Kubernetes metadata (pod, namespace, workload) on spans and metrics: `auto` (when an in-cluster config or `kubeconfig` is found), `true` (required: fail without one) or `false`.",
