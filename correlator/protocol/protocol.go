@@ -72,7 +72,9 @@ const (
 	// Yes: they are; Detection.Role says who the traced process is.
 	Yes
 	// Undecided: they may be; more bytes are needed (the chunk itself is
-	// not decoded).
+	// not decoded). It stops the search through the registry, so a
+	// protocol answers it only for bytes that no protocol after it could
+	// start with (HTTP/2 frames start with a zero byte; HTTP/1 never).
 	Undecided
 )
 
