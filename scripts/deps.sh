@@ -24,6 +24,8 @@ PACKAGES=(
 	binutils gcc
 	# test targets and tools
 	nginx curl wrk nghttp2-client nftables openssl python3 jq iproute2 util-linux ca-certificates
+	# gRPC targets: grpcio for /usr/bin/python3 (links the system libssl.so.3)
+	python3-grpcio
 	# later issues: metrics and Kubernetes API tests
 	prometheus etcd-server
 )
