@@ -230,7 +230,7 @@ func (dir *direction) openBlock(fh frameHeader, p []byte, gap bool, start, end t
 	dir.blockPush = fh.typ == framePushPromise
 	dir.blockStart = start
 	dir.blockGap = gap || !ok
-	dir.block = append(dir.block[:0], block...)
+	dir.block = append(trim(dir.block), block...)
 	if fh.flags&flagEndHeaders != 0 {
 		dir.closeBlock(end)
 	}
@@ -263,6 +263,9 @@ func blockOf(fh frameHeader, p []byte) ([]byte, bool) {
 // closeBlock decodes a complete header block.
 func (dir *direction) closeBlock(end time.Time) {
 	dir.inBlock = false
+	if cap(dir.fields) > 64 {
+		dir.fields = nil
+	}
 	dir.fields = dir.fields[:0]
 	incomplete := dir.blockGap
 	if incomplete {

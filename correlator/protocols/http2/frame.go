@@ -196,7 +196,7 @@ func (r *reader) resync(b []byte) bool {
 func (r *reader) begin(t time.Time, s frameSink) {
 	r.fh = parseFrameHeader(r.hdr[:])
 	r.remain = r.fh.length
-	r.payload = r.payload[:0]
+	r.payload = trim(r.payload)
 	r.gap = false
 	r.pos, r.pad = 0, 0
 	if r.remain == 0 {
@@ -252,6 +252,18 @@ func (r *reader) end(t time.Time, s frameSink) {
 		return
 	}
 	s.frame(r.fh, r.payload, r.gap, r.start, t)
+}
+
+// keepCap is the largest buffer a connection keeps between frames; a
+// larger one (a big header block) is released after use.
+const keepCap = 4 << 10
+
+// trim empties a buffer, releasing it when it grew past keepCap.
+func trim(b []byte) []byte {
+	if cap(b) > keepCap {
+		return nil
+	}
+	return b[:0]
 }
 
 // tailFrames returns the offset in tail where a run of frames starts that
