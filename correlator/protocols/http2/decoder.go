@@ -23,6 +23,10 @@ type Exchange struct {
 	// HeadersIncomplete is set when a header block of the stream could
 	// not be decoded in full.
 	HeadersIncomplete bool
+	// FramesLost is set when frame boundaries were lost while the stream
+	// was open: frames of it (its END_STREAM among them) may have gone
+	// by unseen.
+	FramesLost bool
 }
 
 const (
@@ -97,30 +101,35 @@ func (d *decoder) Feed(side protocol.Side, c protocol.Chunk) error {
 			dir.r.preface = len(Preface)
 		}
 	}
-	if dir.r.lost && !dir.r.resync(c.Bytes) {
+	known, tail := c.Bytes, c.Tail
+	gap := c.Size - len(known) - len(tail)
+	if gap < 0 { // the tail overlaps the prefix
+		tail = tail[min(-gap, len(tail)):]
+		gap = 0
+	}
+	if dir.r.lost && !d.resume(dir, &known) {
+		// No frame to follow in the prefix: the tail may have one.
+		known, gap = nil, 0
+	}
+	dir.r.write(known, c.Time, dir)
+	dir.r.skip(gap, c.Time, dir)
+	if dir.r.lost && !d.resume(dir, &tail) {
 		return nil
 	}
-	dir.r.write(c.Bytes, c.Time, dir)
-	known := len(c.Bytes)
-	if c.Size > known {
-		tail := c.Tail
-		if over := known + len(tail) - c.Size; over > 0 {
-			tail = tail[min(over, len(tail)):]
-		}
-		dir.r.skip(c.Size-known-len(tail), c.Time, dir)
-		if dir.r.lost {
-			// A frame header was not captured. Calls write whole
-			// frames: the frames that end the call may be in the tail.
-			o := tailFrames(tail, d.streams)
-			if o < 0 {
-				return nil
-			}
-			dir.r.lost, dir.r.nhdr = false, 0
-			tail = tail[o:]
-		}
-		dir.r.write(tail, c.Time, dir)
-	}
+	dir.r.write(tail, c.Time, dir)
 	return nil
+}
+
+// resume looks for frames the decoder can follow in *b after frame
+// boundaries were lost, and cuts *b to start there.
+func (d *decoder) resume(dir *direction, b *[]byte) bool {
+	o := findFrames(*b, d.streams)
+	if o < 0 {
+		return false
+	}
+	dir.r.resume()
+	*b = (*b)[o:]
+	return true
 }
 
 // EOF implements protocol.Decoder: streams still open stay in flight (the
@@ -137,6 +146,7 @@ func (dir *direction) lost() {
 	// DATA of the streams in flight may have gone by unseen.
 	for _, st := range dir.d.streams {
 		x := st.x
+		x.FramesLost = true
 		msg, counter := x.Req, &x.Call.Requests
 		if dir.side == protocol.Responses {
 			msg, counter = x.Resp, &x.Call.Responses

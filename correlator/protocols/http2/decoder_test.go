@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -473,5 +474,59 @@ func TestDescribeIncomplete(t *testing.T) {
 		if _, ok := attrs["http.request.method_original"]; ok {
 			t.Errorf("%s: method_original exported: %v", tc.name, s.Attributes)
 		}
+	}
+}
+
+// TestLargeBodyAcrossRecords: a 1 MiB response in 16 KiB DATA frames, read
+// in 16 KiB calls that do not line up with the frames, each captured as a
+// prefix and a tail: frame headers fall in the unknown middle again and
+// again, the decoder finds the frames again in the bytes it has, and the
+// stream ends with its END_STREAM (its body size unknown, not wrong).
+func TestLargeBodyAcrossRecords(t *testing.T) {
+	w := newWire(t)
+	start(w)
+	w.headers(req, 1, true, ":method", "GET", ":scheme", "https", ":path", "/1m.bin", ":authority", "a")
+	w.flush(req)
+	w.headers(resp, 1, false, ":status", "200")
+	body := make([]byte, 1<<20)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	for off := 0; off < len(body); off += 16384 {
+		w.data(resp, 1, off+16384 >= len(body), body[off:min(off+16384, len(body))])
+	}
+	w.flush(resp)
+	w.headers(req, 3, true, ":method", "GET", ":scheme", "https", ":path", "/next", ":authority", "a")
+	w.flush(req)
+	w.headers(resp, 3, true, ":status", "204")
+	w.flush(resp)
+
+	r := &rec{}
+	p := testProtocol(t)
+	d := p.NewDecoder(protocol.Client, r)
+	for i, c := range w.chunks {
+		for b := c.b; len(b) > 0; {
+			n := min(len(b), 10007)
+			ch := protocol.Chunk{Bytes: b[:n], Size: n, Time: time.Unix(int64(i), 0)}
+			if n > 4096 {
+				ch.Bytes, ch.Tail = b[:4096], b[n-128:n]
+			}
+			if err := d.Feed(c.side, ch); err != nil {
+				t.Fatal(err)
+			}
+			b = b[n:]
+		}
+	}
+	if len(r.ended) != 2 || r.ended[0].reason != "" || r.ended[1].reason != "" {
+		t.Fatalf("ended %+v, want two complete exchanges", r.ended)
+	}
+	if lost := testutil.ToFloat64(p.stats.framesLost); lost < 10 {
+		t.Errorf("frame boundaries lost %v times: the test does not exercise the loss", lost)
+	}
+	if x := r.ended[0].x; x.Req.Path != "/1m.bin" || x.Resp.StatusCode != 200 || !x.FramesLost || x.Resp.BodySize != -1 {
+		t.Errorf("large exchange: %+v, body %d", x.Req, x.Resp.BodySize)
+	}
+	if x := r.ended[1].x; x.Req.Path != "/next" || x.Resp.StatusCode != 204 {
+		t.Errorf("next exchange: %+v", x.Req)
 	}
 }

@@ -182,15 +182,10 @@ func (r *reader) lose(s frameSink) {
 	s.lost()
 }
 
-// resync starts reading again at b, the start of a call, if it looks like
-// a frame.
-func (r *reader) resync(b []byte) bool {
-	if !plausible(b) {
-		return false
-	}
+// resume reads again from a frame boundary found after a loss.
+func (r *reader) resume() {
 	r.lost = false
 	r.nhdr = 0
-	return true
 }
 
 func (r *reader) begin(t time.Time, s frameSink) {
@@ -266,19 +261,22 @@ func trim(b []byte) []byte {
 	return b[:0]
 }
 
-// tailFrames returns the offset in tail where a run of frames starts that
-// ends exactly at tail's end, each plausible and on a stream in flight (or
-// on stream 0 for connection frames), or -1.
-func tailFrames[V any](tail []byte, open map[uint32]V) int {
-	for o := 0; o+frameHeaderLen <= len(tail); o++ {
-		if framesTo(tail[o:], open) {
+// findFrames returns the first offset in b where a run of frames starts
+// that the decoder can follow, or -1. Each frame header in the run is
+// plausible and names a stream in flight (stream 0 for connection frames);
+// the run ends with b, or with a frame whose payload goes on past b. The
+// stream check makes payload bytes that merely look like a frame header
+// (zeros, say) very unlikely to pass.
+func findFrames[V any](b []byte, open map[uint32]V) int {
+	for o := 0; o+frameHeaderLen <= len(b); o++ {
+		if framesAt(b[o:], open) {
 			return o
 		}
 	}
 	return -1
 }
 
-func framesTo[V any](b []byte, open map[uint32]V) bool {
+func framesAt[V any](b []byte, open map[uint32]V) bool {
 	for len(b) >= frameHeaderLen {
 		fh := parseFrameHeader(b)
 		if b[5]&0x80 != 0 || !plausibleFrame(fh) {
@@ -287,8 +285,8 @@ func framesTo[V any](b []byte, open map[uint32]V) bool {
 		if _, ok := open[fh.stream]; fh.stream != 0 && !ok {
 			return false
 		}
-		if uint32(len(b)-frameHeaderLen) < fh.length {
-			return false
+		if uint32(len(b)-frameHeaderLen) <= fh.length {
+			return true // the payload ends with b or goes on past it
 		}
 		b = b[frameHeaderLen+fh.length:]
 	}

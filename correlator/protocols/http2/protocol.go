@@ -18,6 +18,10 @@ import (
 // decoded.
 const AttrHeadersIncomplete = "periscope.http2.headers_incomplete"
 
+// AttrFramesLost marks a span during which frames of its connection went
+// by uncaptured: its end (and sizes) may not be the stream's own.
+const AttrFramesLost = "periscope.http2.frames_lost"
+
 // Protocol is HTTP/2, with gRPC on top.
 type Protocol struct {
 	sem   *httpspan.Semantics
@@ -156,5 +160,8 @@ func (p *Protocol) Describe(px protocol.Exchange, c protocol.Conn, reason string
 	if x.HeadersIncomplete {
 		s.Attributes = append(s.Attributes, attribute.Bool(AttrHeadersIncomplete, true))
 		p.stats.incomplete.Inc()
+	}
+	if x.FramesLost {
+		s.Attributes = append(s.Attributes, attribute.Bool(AttrFramesLost, true))
 	}
 }
