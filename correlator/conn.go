@@ -53,6 +53,8 @@ type conn struct {
 	// order says nothing about which is which: they pair by stream.
 	multiplexed bool
 	tid         uint32 // thread of the data being parsed
+	// undecided counts the chunks that no protocol could decide on.
+	undecided int
 	// repeatWrite counts written bytes still to come that repeat bytes
 	// already parsed (see events.WriteResult).
 	repeatWrite int
@@ -107,12 +109,17 @@ type exchange struct {
 	done     bool
 }
 
+// maxUndecided bounds the chunks dropped while a protocol may still claim
+// a connection found after its start.
+const maxUndecided = 64
+
 // start detects the protocol and the role from the first data and
 // creates the decoder. It reports false when no protocol has decided yet.
 func (cn *conn) start(dir events.Direction, first []byte) bool {
 	p, d := cn.c.protocols.Detect(first, dir)
 	switch {
-	case d.Verdict == protocol.Undecided:
+	case d.Verdict == protocol.Undecided && cn.undecided < maxUndecided:
+		cn.undecided++
 		return false
 	case p == nil:
 		cn.c.m.notHTTP.Inc()
@@ -144,7 +151,11 @@ func (cn *conn) Begin(px protocol.Exchange) {
 	if _, ok := px.Stream(); ok {
 		cn.multiplexed = true
 	}
-	if len(cn.pending) >= maxPendingPerConn {
+	limit := maxPendingPerConn
+	if cn.multiplexed {
+		limit = protocol.MaxStreams
+	}
+	if len(cn.pending) >= limit {
 		old := cn.pending[0]
 		cn.pending = cn.pending[1:]
 		c.finish(old, x.start, reasonEvicted)

@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}, []string{"kind"})
 	notHTTP := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "periscope_connections_not_http_total",
-		Help: "Connections given up on because their bytes are not HTTP/1.x.",
+		Help: "Connections given up on because their bytes are no protocol the agent decodes (HTTP/1.x, HTTP/2).",
 	})
 	parseErrors := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "periscope_http_parse_errors_total",

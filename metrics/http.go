@@ -67,20 +67,71 @@ const (
 	attrServerPort = "server.port"
 )
 
-var (
-	serverPointKeys = []string{attrMethod, attrStatus, attrRoute, attrError}
-	clientPointKeys = []string{attrMethod, attrStatus, attrRoute, attrError, attrServerAddr, attrServerPort}
+// RPC data point attributes (OpenTelemetry RPC semantic conventions).
+const (
+	attrRPCSystem = "rpc.system.name"
+	attrRPCMethod = "rpc.method"
+	attrRPCStatus = "rpc.response.status_code"
 )
+
+// Names of the RPC call duration histograms and their Prometheus
+// translations.
+const (
+	RPCServerDurationName     = "rpc.server.call.duration"
+	RPCClientDurationName     = "rpc.client.call.duration"
+	RPCServerDurationPromName = "rpc_server_call_duration_seconds"
+	RPCClientDurationPromName = "rpc_client_call_duration_seconds"
+)
+
+// family is a pair of duration histograms (server and client) that spans
+// of one kind of protocol record into.
+type family uint8
+
+const (
+	familyHTTP family = iota
+	familyRPC
+	nFamilies
+)
+
+// histogram names one histogram of a family.
+type histogram struct {
+	name, prom, help, description string
+	keys                          []string // point attributes, in label order
+}
+
+// histograms are the histograms by family and kind (0 server, 1 client).
+var histograms = [nFamilies][2]histogram{
+	familyHTTP: {
+		{ServerDurationName, ServerDurationPromName, "Duration of HTTP server requests seen by the agent, in seconds.", "Duration of HTTP server requests.",
+			[]string{attrMethod, attrStatus, attrRoute, attrError}},
+		{ClientDurationName, ClientDurationPromName, "Duration of HTTP client requests seen by the agent, in seconds.", "Duration of HTTP client requests.",
+			[]string{attrMethod, attrStatus, attrRoute, attrError, attrServerAddr, attrServerPort}},
+	},
+	familyRPC: {
+		{RPCServerDurationName, RPCServerDurationPromName, "Duration of RPC calls served, seen by the agent, in seconds.", "Duration of RPC calls served.",
+			[]string{attrRPCSystem, attrRPCMethod, attrRPCStatus, attrError}},
+		{RPCClientDurationName, RPCClientDurationPromName, "Duration of RPC calls made, seen by the agent, in seconds.", "Duration of RPC calls made.",
+			[]string{attrRPCSystem, attrRPCMethod, attrRPCStatus, attrError, attrServerAddr, attrServerPort}},
+	},
+}
+
+// histogramOf returns the histogram of a family and span kind.
+func histogramOf(f family, k span.Kind) *histogram {
+	if k == span.Client {
+		return &histograms[f][1]
+	}
+	return &histograms[f][0]
+}
 
 // promLabel translates an attribute key into a Prometheus label name.
 func promLabel(key string) string { return strings.ReplaceAll(key, ".", "_") }
 
 // HTTPConfig configures HTTP.
 type HTTPConfig struct {
-	// MaxSeriesPerService caps the series of one service.name (both
+	// MaxSeriesPerService caps the series of one service.name (all
 	// histograms together). A request that would make a series past it is
-	// recorded in a series with http.route "_overflow" and no
-	// server.address or server.port. Default 2000.
+	// recorded in a series with http.route (RPC: rpc.method) "_overflow"
+	// and no server.address or server.port. Default 2000.
 	MaxSeriesPerService int
 	// TTL drops a series that has recorded nothing for this long. Default
 	// 5m.
@@ -102,12 +153,12 @@ func (c *HTTPConfig) defaults() {
 }
 
 // HTTP derives the request duration histograms (RED metrics) from finished
-// spans. It is a span.Exporter, so it sits beside the span exporters, and a
+// spans: HTTP requests, and RPC calls (spans with rpc.system.name). It is a span.Exporter, so it sits beside the span exporters, and a
 // prometheus.Collector; ResourceMetrics gives the same data to OTLP. It is
 // safe for concurrent use.
 type HTTP struct {
 	cfg        HTTPConfig
-	labelNames map[span.Kind][]string // Prometheus label names by position
+	labelNames map[histKey][]string // Prometheus label names by position
 	overflowed *prometheus.CounterVec
 
 	mu         sync.Mutex
@@ -128,10 +179,18 @@ type workload struct {
 	host    []attribute.KeyValue // hostKeys, on the OTLP resource only
 }
 
+type histKey struct {
+	family family
+	kind   span.Kind
+}
+
 type httpKey struct {
+	family     family
 	kind       span.Kind
-	method     string
+	method     string // http.request.method, rpc.method
 	status     int
+	rpcStatus  string
+	system     string
 	route      string
 	errorType  string
 	serverAddr string
@@ -171,9 +230,15 @@ func NewHTTP(cfg HTTPConfig, reg prometheus.Registerer) (*HTTP, error) {
 		}
 		return l
 	}
+	names := make(map[histKey][]string)
+	for f := range nFamilies {
+		for _, k := range []span.Kind{span.Server, span.Client} {
+			names[histKey{f, k}] = labels(histogramOf(f, k).keys)
+		}
+	}
 	h := &HTTP{
 		cfg:        cfg,
-		labelNames: map[span.Kind][]string{span.Server: labels(serverPointKeys), span.Client: labels(clientPointKeys)},
+		labelNames: names,
 		descs:      make(map[descKey]*prometheus.Desc),
 		overflowed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: SeriesOverflowedPromName,
@@ -201,8 +266,12 @@ func (h *HTTP) Export(s *span.Span) {
 	var template string
 	for _, a := range s.Attributes {
 		switch a.Key {
-		case attrMethod:
+		case attrMethod, attrRPCMethod:
 			key.method = a.Value.AsString()
+		case attrRPCSystem:
+			key.family, key.system = familyRPC, a.Value.AsString()
+		case attrRPCStatus:
+			key.rpcStatus = a.Value.AsString()
 		case attrStatus:
 			key.status = int(a.Value.AsInt64())
 		case attrRoute:
@@ -221,7 +290,7 @@ func (h *HTTP) Export(s *span.Span) {
 			}
 		}
 	}
-	if key.route == "" {
+	if key.route == "" && key.family == familyHTTP {
 		key.route = template
 	}
 	d := s.End.Sub(s.Start).Seconds()
@@ -239,6 +308,9 @@ func (h *HTTP) Export(s *span.Span) {
 		if h.perService[w.service] >= h.cfg.MaxSeriesPerService {
 			h.fold(w, key)
 			key.route, key.serverAddr, key.serverPort = OverflowRoute, "", 0
+			if key.family == familyRPC {
+				key.route, key.method = "", OverflowRoute
+			}
 			hist = w.series[key]
 		}
 		if hist == nil {
@@ -275,11 +347,7 @@ func (h *HTTP) fold(w *workload, key httpKey) {
 	if len(h.folded) < maxFoldedKeys {
 		h.folded[fk] = struct{}{}
 	}
-	name := ServerDurationName
-	if key.kind == span.Client {
-		name = ClientDurationName
-	}
-	h.overflowed.WithLabelValues(name, w.service).Inc()
+	h.overflowed.WithLabelValues(histogramOf(key.family, key.kind).name, w.service).Inc()
 }
 
 // workload returns the workload of a process identity; h.mu is held.
@@ -378,10 +446,15 @@ func (h *HTTP) Collect(ch chan<- prometheus.Metric) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.sweep(h.cfg.Now())
-	values := make([]string, 0, len(resourceKeys)+len(clientPointKeys))
+	values := make([]string, 0, len(resourceKeys)+8)
 	for _, w := range h.byKey {
 		for k, x := range w.series {
-			values = append(append(values[:0], w.values...), k.method, statusLabel(k.status), k.route, k.errorType)
+			values = append(values[:0], w.values...)
+			if k.family == familyRPC {
+				values = append(values, k.system, k.method, k.rpcStatus, k.errorType)
+			} else {
+				values = append(values, k.method, statusLabel(k.status), k.route, k.errorType)
+			}
 			if k.kind == span.Client {
 				port := ""
 				if k.serverPort > 0 {
@@ -389,7 +462,7 @@ func (h *HTTP) Collect(ch chan<- prometheus.Metric) {
 				}
 				values = append(values, k.serverAddr, port)
 			}
-			desc, present := h.desc(k.kind, values)
+			desc, present := h.desc(histKey{k.family, k.kind}, values)
 			buckets := make(map[float64]uint64, len(DurationBuckets))
 			var cum uint64
 			for i, b := range DurationBuckets {
@@ -404,7 +477,7 @@ func (h *HTTP) Collect(ch chan<- prometheus.Metric) {
 // desc returns the description of a series whose label values (resource
 // labels, then point labels, "" for absent) are values, and the values of
 // the labels present; h.mu is held.
-func (h *HTTP) desc(kind span.Kind, values []string) (*prometheus.Desc, []string) {
+func (h *HTTP) desc(hk histKey, values []string) (*prometheus.Desc, []string) {
 	var mask uint64
 	present := make([]string, 0, len(values))
 	for i, v := range values {
@@ -413,28 +486,25 @@ func (h *HTTP) desc(kind span.Kind, values []string) (*prometheus.Desc, []string
 			present = append(present, v)
 		}
 	}
-	dk := descKey{kind, mask}
+	dk := descKey{hk, mask}
 	if d := h.descs[dk]; d != nil {
 		return d, present
 	}
-	names := h.labelNames[kind]
+	names := h.labelNames[hk]
 	labels := make([]string, 0, len(present))
 	for i := range values {
 		if mask&(1<<i) != 0 {
 			labels = append(labels, names[i])
 		}
 	}
-	name, help := ServerDurationPromName, "Duration of HTTP server requests seen by the agent, in seconds."
-	if kind == span.Client {
-		name, help = ClientDurationPromName, "Duration of HTTP client requests seen by the agent, in seconds."
-	}
-	d := prometheus.NewDesc(name, help, labels, nil)
+	hist := histogramOf(hk.family, hk.kind)
+	d := prometheus.NewDesc(hist.prom, hist.help, labels, nil)
 	h.descs[dk] = d
 	return d, present
 }
 
 type descKey struct {
-	kind span.Kind
+	histKey
 	mask uint64
 }
 
@@ -448,7 +518,15 @@ func statusLabel(code int) string {
 // pointAttributes are the data point attributes of a series.
 func (k httpKey) pointAttributes() attribute.Set {
 	kv := make([]attribute.KeyValue, 0, 6)
-	if k.method != "" {
+	if k.family == familyRPC {
+		kv = append(kv, attribute.String(attrRPCSystem, k.system))
+		if k.method != "" {
+			kv = append(kv, attribute.String(attrRPCMethod, k.method))
+		}
+		if k.rpcStatus != "" {
+			kv = append(kv, attribute.String(attrRPCStatus, k.rpcStatus))
+		}
+	} else if k.method != "" {
 		kv = append(kv, attribute.String(attrMethod, k.method))
 	}
 	if k.status != 0 {

@@ -29,25 +29,28 @@ func (h *HTTP) ResourceMetrics(scope instrumentation.Scope, delta bool) []*metri
 	}
 	out := make([]*metricdata.ResourceMetrics, 0, len(h.byKey))
 	for _, w := range h.byKey {
-		server := metricdata.Histogram[float64]{Temporality: temporality}
-		client := metricdata.Histogram[float64]{Temporality: temporality}
+		var hists [nFamilies][2]metricdata.Histogram[float64]
 		for k, x := range w.series {
 			p, ok := x.point(k, now, delta)
 			if !ok {
 				continue
 			}
+			i := 0
 			if k.kind == span.Client {
-				client.DataPoints = append(client.DataPoints, p)
-			} else {
-				server.DataPoints = append(server.DataPoints, p)
+				i = 1
 			}
+			hists[k.family][i].DataPoints = append(hists[k.family][i].DataPoints, p)
 		}
 		var ms []metricdata.Metrics
-		if len(server.DataPoints) > 0 {
-			ms = append(ms, metricdata.Metrics{Name: ServerDurationName, Description: "Duration of HTTP server requests.", Unit: DurationUnit, Data: server})
-		}
-		if len(client.DataPoints) > 0 {
-			ms = append(ms, metricdata.Metrics{Name: ClientDurationName, Description: "Duration of HTTP client requests.", Unit: DurationUnit, Data: client})
+		for f := range hists {
+			for i := range hists[f] {
+				if len(hists[f][i].DataPoints) == 0 {
+					continue
+				}
+				hists[f][i].Temporality = temporality
+				d := &histograms[f][i]
+				ms = append(ms, metricdata.Metrics{Name: d.name, Description: d.description, Unit: DurationUnit, Data: hists[f][i]})
+			}
 		}
 		if len(ms) == 0 {
 			continue

@@ -120,7 +120,7 @@ http_client_request_duration_seconds_count{http_request_method="GET",http_respon
 	if err != nil {
 		t.Fatal(err)
 	}
-	server := family(t, fams, ServerDurationPromName)
+	server := promFamily(t, fams, ServerDurationPromName)
 	if len(server.Metric) != 2 {
 		t.Fatalf("%d server series, want 2 (GET /users/{id} of both workers, POST /orders)", len(server.Metric))
 	}
@@ -166,7 +166,7 @@ func TestHTTPOverflow(t *testing.T) {
 		t.Fatal(err)
 	}
 	routes := map[string]uint64{}
-	for _, m := range family(t, fams, ServerDurationPromName).Metric {
+	for _, m := range promFamily(t, fams, ServerDurationPromName).Metric {
 		l := labelMap(m)
 		routes[l["service_name"]+" "+l["http_route"]] += m.GetHistogram().GetSampleCount()
 	}
@@ -283,7 +283,7 @@ func BenchmarkHTTPExport(b *testing.B) {
 	}
 }
 
-func family(t *testing.T, fams []*dto.MetricFamily, name string) *dto.MetricFamily {
+func promFamily(t *testing.T, fams []*dto.MetricFamily, name string) *dto.MetricFamily {
 	t.Helper()
 	for _, f := range fams {
 		if f.GetName() == name {

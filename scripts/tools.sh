@@ -8,7 +8,7 @@
 # directory that is renamed into place at the end, so a killed build never leaves a
 # half-written binary behind; a per-tool lock (flock) serialises concurrent callers.
 #
-# Tools: jaeger hey helm benchstat kube-apiserver kubectl grafana-schema
+# Tools: jaeger hey helm benchstat kube-apiserver kubectl grafana-schema grpc-js
 set -euo pipefail
 
 CACHE="${PERISCOPE_CACHE:-$HOME/.cache/periscope}"
@@ -24,6 +24,9 @@ KUBE_VERSION=v1.33.1
 # dashboard schema and the TypeScript compiler.
 GRAFANA_SCHEMA_VERSION=13.2.3
 TYPESCRIPT_VERSION=5.9.3
+# npm @grpc/grpc-js: node's gRPC (pure JavaScript on node's http2 and OpenSSL),
+# for the e2e test of a Node gRPC client.
+GRPC_JS_VERSION=1.14.7
 
 log() { printf 'tools.sh: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -193,6 +196,19 @@ build_grafana-schema() {
 	[ -x "$out/node_modules/.bin/tsc" ] || die "npm installed no node_modules/.bin/tsc"
 }
 
+# ---------------------------------------------------------------------------
+# grpc-js: @grpc/grpc-js from npm; the "binary" is node_modules (as for
+# grafana-schema). --ignore-scripts: nothing runs at install.
+# ---------------------------------------------------------------------------
+build_grpc-js() {
+	local out=$1
+	command -v npm >/dev/null 2>&1 || die "npm not found (Debian: nodejs/npm; scripts/deps.sh)"
+	(cd "$out" && printf '{"private": true}\n' > package.json &&
+		npm install --no-audit --no-fund --ignore-scripts --no-package-lock "@grpc/grpc-js@$GRPC_JS_VERSION") >&2
+	[ -f "$out/node_modules/@grpc/grpc-js/package.json" ] || die "npm installed no @grpc/grpc-js"
+	chmod 755 "$out/node_modules"
+}
+
 # ensure TOOL VERSION BINARY — prints the path of the binary, building it if needed.
 ensure() {
 	local tool=$1 version=$2 bin=$3
@@ -235,7 +251,7 @@ ensure() {
 	printf '%s\n' "$path"
 }
 
-[ $# -gt 0 ] || die "usage: $0 TOOL... (jaeger hey helm benchstat kube-apiserver kubectl grafana-schema)"
+[ $# -gt 0 ] || die "usage: $0 TOOL... (jaeger hey helm benchstat kube-apiserver kubectl grafana-schema grpc-js)"
 
 for name in "$@"; do
 	case "$name" in
@@ -246,6 +262,7 @@ for name in "$@"; do
 	kube-apiserver) ensure kube-apiserver "$KUBE_VERSION" kube-apiserver ;;
 	kubectl) ensure kubectl "$KUBE_VERSION" kubectl ;;
 	grafana-schema) ensure grafana-schema "$GRAFANA_SCHEMA_VERSION-ts$TYPESCRIPT_VERSION" node_modules ;;
-	*) die "unknown tool '$name' (known: jaeger hey helm benchstat kube-apiserver kubectl grafana-schema)" ;;
+	grpc-js) ensure grpc-js "$GRPC_JS_VERSION" node_modules ;;
+	*) die "unknown tool '$name' (known: jaeger hey helm benchstat kube-apiserver kubectl grafana-schema grpc-js)" ;;
 	esac
 done

@@ -59,7 +59,7 @@ func parseChunkSize(line []byte) (int64, error) {
 	digits := 0
 	i := 0
 	for ; i < len(line); i++ {
-		v := unhex(line[i])
+		v := Unhex(line[i])
 		if v < 0 {
 			break
 		}
@@ -293,7 +293,8 @@ func equalFold(b []byte, s string) bool {
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
-func unhex(c byte) int {
+// Unhex returns the value of a hex digit of either case, -1 for another byte.
+func Unhex(c byte) int {
 	switch {
 	case '0' <= c && c <= '9':
 		return int(c - '0')

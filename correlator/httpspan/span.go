@@ -72,6 +72,9 @@ type Exchange struct {
 	Resp *httpparse.Message
 	// StreamID is the HTTP/2 stream, 0 for HTTP/1.x.
 	StreamID uint32
+	// PathUnknown says the request's path was not decoded (HTTP/2
+	// headers that could not be decompressed): the span has no route.
+	PathUnknown bool
 }
 
 // Start implements protocol.Exchange.
@@ -91,33 +94,38 @@ func (h *Semantics) Describe(x *Exchange, cn protocol.Conn, reason string, s *sp
 
 	method, known := normalizeMethod(req.Method)
 	route := h.router.Route(req.Path)
-	if known {
-		s.Name = method + " " + route
+	if !known {
+		s.Name = "HTTP"
 	} else {
-		s.Name = "HTTP " + route
+		s.Name = method
+	}
+	if !x.PathUnknown {
+		s.Name += " " + route
 	}
 
 	attrs := make([]attribute.KeyValue, 0, 20)
 	attrs = append(attrs, attribute.String("http.request.method", method))
-	if !known {
+	if !known && req.Method != "" {
 		attrs = append(attrs, attribute.String("http.request.method_original", req.Method))
 	}
-	attrs = append(attrs,
-		attribute.String("url.scheme", cn.Scheme),
-		attribute.String("url.path", req.Path),
-	)
+	attrs = append(attrs, attribute.String("url.scheme", cn.Scheme))
+	if !x.PathUnknown {
+		attrs = append(attrs, attribute.String("url.path", req.Path))
+	}
 
 	host, port, defaultPort := ServerHostPort(req.Host, cn)
 	query := ""
 	if h.cfg.CaptureQuery && req.RawQuery != "" {
 		query = redactQuery(req.RawQuery, h.sensitiveQuery)
 	}
-	if server {
+	switch {
+	case x.PathUnknown:
+	case server:
 		attrs = append(attrs, attribute.String("http.route", route))
 		if query != "" {
 			attrs = append(attrs, attribute.String("url.query", query))
 		}
-	} else {
+	default:
 		if host != "" {
 			attrs = append(attrs, attribute.String("url.full", fullURL(cn.Scheme, host, port, defaultPort, req.Path, query)))
 		}
@@ -144,8 +152,10 @@ func (h *Semantics) Describe(x *Exchange, cn protocol.Conn, reason string, s *sp
 	if req.UserAgent != "" {
 		attrs = append(attrs, attribute.String("user_agent.original", req.UserAgent))
 	}
-	attrs = append(attrs, attribute.Int64("http.request.body.size", req.BodySize))
-	if resp != nil && resp.HeadersComplete {
+	if req.BodySize >= 0 { // < 0: not known
+		attrs = append(attrs, attribute.Int64("http.request.body.size", req.BodySize))
+	}
+	if resp != nil && resp.HeadersComplete && resp.BodySize >= 0 {
 		attrs = append(attrs, attribute.Int64("http.response.body.size", resp.BodySize))
 	}
 
@@ -348,28 +358,16 @@ func queryUnescape(s string) (string, error) {
 		case '+':
 			b.WriteByte(' ')
 		case '%':
-			if i+2 >= len(s) || unhex(s[i+1]) < 0 || unhex(s[i+2]) < 0 {
+			if i+2 >= len(s) || httpparse.Unhex(s[i+1]) < 0 || httpparse.Unhex(s[i+2]) < 0 {
 				return "", errBadEscape
 			}
-			b.WriteByte(byte(unhex(s[i+1])<<4 | unhex(s[i+2])))
+			b.WriteByte(byte(httpparse.Unhex(s[i+1])<<4 | httpparse.Unhex(s[i+2])))
 			i += 2
 		default:
 			b.WriteByte(c)
 		}
 	}
 	return b.String(), nil
-}
-
-func unhex(c byte) int {
-	switch {
-	case '0' <= c && c <= '9':
-		return int(c - '0')
-	case 'a' <= c && c <= 'f':
-		return int(c-'a') + 10
-	case 'A' <= c && c <= 'F':
-		return int(c-'A') + 10
-	}
-	return -1
 }
 
 var errBadEscape = errors.New("invalid % escape")

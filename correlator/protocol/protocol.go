@@ -72,7 +72,9 @@ const (
 	// Yes: they are; Detection.Role says who the traced process is.
 	Yes
 	// Undecided: they may be; more bytes are needed (the chunk itself is
-	// not decoded).
+	// not decoded). It stops the search through the registry, so a
+	// protocol answers it only for bytes that no protocol after it could
+	// start with (HTTP/2 frames start with a zero byte; HTTP/1 never).
 	Undecided
 )
 
@@ -165,6 +167,11 @@ type Protocol interface {
 	// status and error.type itself.
 	Describe(x Exchange, c Conn, reason string, s *span.Span)
 }
+
+// MaxStreams bounds the exchanges in flight on one multiplexed connection
+// (one whose exchanges name their stream); past it the oldest ends as
+// evicted.
+const MaxStreams = 1024
 
 // Reasons an exchange ends without a complete response (error.type).
 const (

@@ -20,6 +20,7 @@ const (
 	keyPath        = "url.path"
 	keyRoute       = "http.route"
 	keyStatusCode  = "http.response.status_code"
+	keyRPCStatus   = "rpc.response.status_code" // RPC semantic conventions
 	keyPeerAddr    = "network.peer.address"
 	keyPeerPort    = "network.peer.port"
 	keyClientAddr  = "client.address"
@@ -61,6 +62,8 @@ func appendText(b []byte, s *span.Span) ([]byte, error) {
 	code := "-"
 	if v, ok := attrs[keyStatusCode]; ok {
 		code = v.Emit()
+	} else if v, ok := attrs[keyRPCStatus]; ok {
+		code = v.Emit()
 	}
 	b = appendPadded(b, code, widthStatus, false)
 	b = append(b, ' ')
@@ -80,7 +83,7 @@ func appendText(b []byte, s *span.Span) ([]byte, error) {
 		b = append(b, '-')
 	}
 
-	shown := map[attribute.Key]bool{keyMethod: true, keyRoute: true, keyStatusCode: true}
+	shown := map[attribute.Key]bool{keyMethod: true, keyRoute: true, keyStatusCode: true, keyRPCStatus: true}
 	if s.Kind == span.Client {
 		if hp := hostPort(attrs, keyServerAddr, keyServerPort); hp != "" {
 			b = appendField(b, "server", hp)

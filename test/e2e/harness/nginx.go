@@ -29,6 +29,8 @@ type NginxOptions struct {
 	ExtraServerConfig string
 	// ExtraHTTPConfig is copied verbatim into the http block.
 	ExtraHTTPConfig string
+	// HTTP2 offers HTTP/2 on the TLS port (ALPN h2), besides HTTP/1.1.
+	HTTP2 bool
 }
 
 // Nginx is a running nginx started by StartNginx. It is stopped in t.Cleanup.
@@ -264,7 +266,7 @@ http {
     keepalive_requests 1000000;
 %[9]s
     server {
-        listen 127.0.0.1:%[6]d ssl;
+        listen 127.0.0.1:%[6]d ssl%[12]s;
         server_name localhost;
 
         ssl_certificate %[7]s;
@@ -308,7 +310,16 @@ http {
 %[11]s
     }
 }
-`, user, workers, d, n.ErrorLog, n.AccessLog, n.Port, n.CertFile, n.KeyFile, opts.ExtraHTTPConfig, statusLocations(), opts.ExtraServerConfig)
+`, user, workers, d, n.ErrorLog, n.AccessLog, n.Port, n.CertFile, n.KeyFile, opts.ExtraHTTPConfig, statusLocations(), opts.ExtraServerConfig, http2Listen(opts.HTTP2))
+}
+
+// http2Listen is the listen parameter that offers HTTP/2 (nginx 1.22 has no
+// "http2 on" directive yet).
+func http2Listen(on bool) string {
+	if on {
+		return " http2"
+	}
+	return ""
 }
 
 // NginxStatusCodes returns the codes served under /status/NNN.

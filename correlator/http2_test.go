@@ -1,0 +1,185 @@
+package correlator
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/periscope-apm/periscope/span"
+)
+
+// h2wire writes one direction of an HTTP/2 connection.
+type h2wire struct {
+	t   *testing.T
+	hb  bytes.Buffer
+	enc *hpack.Encoder
+	out bytes.Buffer
+	fr  *http2.Framer
+}
+
+func newH2Wire(t *testing.T) *h2wire {
+	w := &h2wire{t: t}
+	w.enc = hpack.NewEncoder(&w.hb)
+	w.fr = http2.NewFramer(&w.out, nil)
+	return w
+}
+
+func (w *h2wire) headers(id uint32, end bool, kv ...string) *h2wire {
+	w.hb.Reset()
+	for i := 0; i+1 < len(kv); i += 2 {
+		if err := w.enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]}); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	if err := w.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: w.hb.Bytes(), EndStream: end, EndHeaders: true}); err != nil {
+		w.t.Fatal(err)
+	}
+	return w
+}
+
+func (w *h2wire) message(id uint32, end bool, n int) *h2wire {
+	b := make([]byte, 5+n)
+	binary.BigEndian.PutUint32(b[1:], uint32(n))
+	if err := w.fr.WriteData(id, end, b); err != nil {
+		w.t.Fatal(err)
+	}
+	return w
+}
+
+// take returns what was written since the last take.
+func (w *h2wire) take() string {
+	s := w.out.String()
+	w.out.Reset()
+	return s
+}
+
+// TestGRPCAcrossProcesses: a gRPC client (PID 1) and server (PID 2) on one
+// node, two concurrent calls on one connection answered out of order: each
+// call is one CLIENT and one SERVER span, named per the RPC conventions,
+// the server span the child of the client span of the same stream.
+func TestGRPCAcrossProcesses(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	cl, sv := cid(1, 0x10), cid(2, 0x20)
+	h.bind(cl, 5, 0, "127.0.0.1:40000", "127.0.0.1:50051")
+	h.bind(sv, 6, 0, "127.0.0.1:50051", "127.0.0.1:40000")
+
+	c := newH2Wire(t)
+	c.out.WriteString(http2.ClientPreface)
+	if err := c.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	call := func(id uint32, method string) {
+		c.headers(id, false, ":method", "POST", ":scheme", "https", ":path", method, ":authority", "127.0.0.1:50051",
+			"content-type", "application/grpc", "te", "trailers").message(id, true, 4)
+	}
+	call(1, "/pkg.Svc/Get")
+	call(3, "/pkg.Svc/Find")
+	reqs := c.take()
+	h.write(cl, 11, 1, reqs)
+	h.read(sv, 21, 2, reqs)
+
+	s := newH2Wire(t)
+	if err := s.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	s.headers(3, false, ":status", "200", "content-type", "application/grpc").headers(3, true, "grpc-status", "5", "grpc-message", "no such thing")
+	s.headers(1, false, ":status", "200", "content-type", "application/grpc").message(1, false, 8).message(1, false, 8).headers(1, true, "grpc-status", "0")
+	resps := s.take()
+	h.write(sv, 21, 3, resps)
+	h.read(cl, 11, 4, resps)
+
+	spans := h.wantSpans(4)
+	byKey := map[string]*span.Span{}
+	for _, sp := range spans {
+		byKey[sp.Kind.String()+" "+sp.Name] = sp
+	}
+	for _, tc := range []struct {
+		key    string
+		status string
+		err    bool
+		resps  int64
+	}{
+		{"server pkg.Svc/Get", "OK", false, 2},
+		{"client pkg.Svc/Get", "OK", false, 2},
+		{"server pkg.Svc/Find", "NOT_FOUND", false, 0},
+		{"client pkg.Svc/Find", "NOT_FOUND", true, 0},
+	} {
+		sp := byKey[tc.key]
+		if sp == nil {
+			t.Fatalf("no span %q in %v", tc.key, byKey)
+		}
+		checkAttrs(t, sp, map[string]any{
+			"rpc.system.name":                      "grpc",
+			"rpc.method":                           sp.Name,
+			"rpc.response.status_code":             tc.status,
+			"server.address":                       "127.0.0.1",
+			"server.port":                          int64(50051),
+			"network.protocol.version":             "2",
+			"periscope.rpc.request.message_count":  int64(1),
+			"periscope.rpc.response.message_count": tc.resps,
+			"grpc.message":                         nil,
+			"http.request.method":                  nil,
+			"periscope.http2.headers_incomplete":   nil,
+		})
+		if (sp.Status == span.Error) != tc.err {
+			t.Errorf("%s: status %v, want error %v", tc.key, sp.Status, tc.err)
+		}
+	}
+	for _, m := range []string{"pkg.Svc/Get", "pkg.Svc/Find"} {
+		cs, ss := byKey["client "+m], byKey["server "+m]
+		if ss.ParentSpanID != cs.SpanID || ss.TraceID != cs.TraceID || !ss.RemoteParent {
+			t.Errorf("%s: server span parent %s trace %s, want client span %s trace %s", m, ss.ParentSpanID, ss.TraceID, cs.SpanID, cs.TraceID)
+		}
+	}
+}
+
+// TestHTTP2TraceParent: a traceparent header in an HTTP/2 request makes
+// the caller's span the server span's parent.
+func TestHTTP2TraceParent(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	sv := cid(2, 0x20)
+	c := newH2Wire(t)
+	c.out.WriteString(http2.ClientPreface)
+	c.headers(1, true, ":method", "GET", ":scheme", "https", ":path", "/items/42", ":authority", "shop.example",
+		"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	h.read(sv, 21, 1, c.take())
+	s := newH2Wire(t)
+	s.headers(1, true, ":status", "200")
+	h.write(sv, 21, 2, s.take())
+
+	sp := h.wantSpans(1)[0]
+	if sp.Name != "GET /items/{id}" || sp.Kind != span.Server || sp.TraceID.String() != "0af7651916cd43dd8448eb211c80319c" ||
+		sp.ParentSpanID.String() != "b7ad6b7169203331" || !sp.RemoteParent {
+		t.Errorf("span %q kind %v trace %s parent %s", sp.Name, sp.Kind, sp.TraceID, sp.ParentSpanID)
+	}
+	checkAttrs(t, sp, map[string]any{"http.response.status_code": int64(200), "network.protocol.version": "2", "server.address": "shop.example"})
+}
+
+// TestManyConcurrentStreams: a multiplexed connection may carry far more
+// calls in flight than an HTTP/1 connection pipelines: 200 open streams
+// all end as calls, none evicted.
+func TestManyConcurrentStreams(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	sv := cid(2, 0x20)
+	c := newH2Wire(t)
+	c.out.WriteString(http2.ClientPreface)
+	const n = 200
+	for i := range n {
+		c.headers(uint32(2*i+1), false, ":method", "POST", ":scheme", "https", ":path", "/pkg.Svc/Watch", ":authority", "a",
+			"content-type", "application/grpc")
+	}
+	h.read(sv, 21, 1, c.take())
+	s := newH2Wire(t)
+	for i := range n {
+		s.headers(uint32(2*i+1), true, ":status", "200", "content-type", "application/grpc", "grpc-status", "0")
+	}
+	h.write(sv, 21, 2, s.take())
+	for _, sp := range h.wantSpans(n) {
+		if sp.Status == span.Error || sp.Name != "pkg.Svc/Watch" {
+			t.Fatalf("span %q status %v: %v", sp.Name, sp.Status, sp.Attributes)
+		}
+	}
+}

@@ -1,0 +1,93 @@
+package http2
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/periscope-apm/periscope/correlator/protocol"
+	"github.com/periscope-apm/periscope/events"
+)
+
+// checkRec checks what every decoder must satisfy: each stream begins once
+// and ends at most once, never before it began.
+type checkRec struct {
+	t     *testing.T
+	begun map[protocol.Exchange]bool
+	ended map[protocol.Exchange]bool
+}
+
+func (c *checkRec) Begin(x protocol.Exchange) {
+	if c.begun[x] {
+		c.t.Fatalf("exchange began twice")
+	}
+	c.begun[x] = true
+}
+
+func (c *checkRec) End(x protocol.Exchange, end time.Time, reason string) {
+	if !c.begun[x] || c.ended[x] {
+		c.t.Fatalf("exchange ended without beginning, or twice")
+	}
+	if end.Before(x.Start()) {
+		c.t.Fatalf("exchange ends at %v before it starts at %v", end, x.Start())
+	}
+	c.ended[x] = true
+}
+
+// seedConn is a connection with a few calls, as the two directions' bytes.
+func seedConn(t *testing.T) (reqs, resps []byte) {
+	w := newWire(t)
+	start(w)
+	grpcRequest(w, 1, "/pkg.Svc/Get")
+	w.data(req, 1, true, grpcMsg(3))
+	grpcRequest(w, 3, "/pkg.Svc/Chat")
+	w.data(req, 3, false, grpcMsg(40))
+	w.flush(req)
+	grpcResponse(w, 1, "5", 1)
+	grpcResponse(w, 3, "0", 2)
+	w.headers(resp, 5, true, ":status", "204")
+	w.flush(resp)
+	for _, c := range w.chunks {
+		if c.side == req {
+			reqs = append(reqs, c.b...)
+		} else {
+			resps = append(resps, c.b...)
+		}
+	}
+	return reqs, resps
+}
+
+// FuzzDecoder feeds two directions cut into calls, some captured only in
+// part, and detects the protocol from the first call as the correlator
+// does. The corpus in testdata/fuzz holds connections from the framer.
+func FuzzDecoder(f *testing.F) {
+	reqs, resps := seedConn(&testing.T{})
+	f.Add(reqs, resps, uint64(1))
+	f.Add(reqs[len(Preface):], resps, uint64(2))
+	p := testProtocol(f)
+	f.Fuzz(func(t *testing.T, reqs, resps []byte, seed uint64) {
+		rng := rand.New(rand.NewPCG(seed, seed>>7))
+		p.Detect(reqs, events.Read)
+		p.Detect(resps, events.Write)
+		c := &checkRec{t: t, begun: map[protocol.Exchange]bool{}, ended: map[protocol.Exchange]bool{}}
+		d := p.NewDecoder(protocol.Server, c)
+		streams := [2][]byte{reqs, resps}
+		for ms := 0; len(streams[0])+len(streams[1]) > 0; ms++ {
+			i := rng.IntN(2)
+			if len(streams[i]) == 0 {
+				i = 1 - i
+			}
+			n := min(len(streams[i]), 1+rng.IntN(300))
+			b := streams[i][:n]
+			streams[i] = streams[i][n:]
+			ch := protocol.Chunk{Bytes: b, Size: n, Time: time.Unix(0, int64(ms))}
+			if rng.IntN(4) == 0 && n > 20 {
+				ch.Bytes, ch.Tail = b[:n/3], b[n-n/4:]
+			}
+			if err := d.Feed(protocol.Side(i+1), ch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d.EOF(time.Unix(1, 0))
+	})
+}

@@ -1,0 +1,184 @@
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/periscope-apm/periscope/test/e2e/harness"
+	"github.com/periscope-apm/periscope/test/otlpreceiver"
+)
+
+// grpcCall is what one gRPC call's span must say.
+type grpcCall struct {
+	method, status string
+	reqs, resps    int64
+}
+
+// TestPythonGRPC: a python3-grpcio server and client over TLS (grpcio of
+// Debian links the system's libssl.so.3, which the openssl collector
+// probes): 6 unary calls, one failing with NOT_FOUND, and one call of each
+// streaming kind give exactly 10 SERVER and 10 CLIENT spans, named per the
+// RPC conventions with the right status and message counts, each server
+// span the child of its client span; grpc-message never leaves the agent.
+func TestPythonGRPC(t *testing.T) {
+	e := startAgent(t)
+	py := python(t)
+	srv, port, ca := startPythonGRPC(t, py)
+	e.instrumented(t, srv.PID)
+	const unary = 6
+	cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-py-client"}, py, testdataPath(t, "grpc_client.py"), strconv.Itoa(port), ca, strconv.Itoa(unary))
+	checkEchoCalls(t, e, srv, cli, port, unary)
+}
+
+// TestNodeGRPCClient: a Node @grpc/grpc-js client (node's http2 over the
+// OpenSSL linked into /usr/bin/node) against the python server over TLS:
+// the same 10 calls give exactly 10 CLIENT spans for node and 10 SERVER
+// spans for python, linked.
+func TestNodeGRPCClient(t *testing.T) {
+	e := startAgent(t)
+	srv, port, ca := startPythonGRPC(t, python(t))
+	e.instrumented(t, srv.PID)
+	node := harness.LookTool(t, "node")
+	nodeModules := harness.ToolBinary(t, "grpc-js")
+	const unary = 6
+	cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-node-client"}, node, testdataPath(t, "grpc_client.js"), nodeModules, strconv.Itoa(port), ca, strconv.Itoa(unary))
+	cli.expect("ready", 30*time.Second)
+	e.instrumented(t, cli.PID)
+	cli.send("go")
+	checkEchoCalls(t, e, srv, cli, port, unary)
+}
+
+// checkEchoCalls waits for the client's calls (grpc_client.py's or .js's)
+// to end and checks that they are exactly unary+4 SERVER and CLIENT spans,
+// right and linked.
+func checkEchoCalls(t *testing.T, e *env, srv, cli *proc, port, unary int) {
+	t.Helper()
+	if got := cli.expect("done", 60*time.Second); got != strconv.Itoa(unary+4) {
+		t.Fatalf("client made %s calls, want %d", got, unary+4)
+	}
+	cli.mustSucceed(10 * time.Second)
+	want := map[grpcCall]int{
+		{"test.Echo/Echo", "OK", 1, 1}:       unary,
+		{"test.Echo/Get", "NOT_FOUND", 1, 0}: 1,
+		{"test.Echo/List", "OK", 1, 3}:       1,
+		{"test.Echo/Sum", "OK", 4, 1}:        1,
+		{"test.Echo/Chat", "OK", 2, 2}:       1,
+	}
+	server := e.spans(t, unary+4, byPIDs(kindServer, srv.PID))
+	client := e.spans(t, unary+4, byPIDs(kindClient, cli.PID))
+	checkGRPC(t, "server", server, want, port, false)
+	checkGRPC(t, "client", client, want, port, true)
+	checkGRPCLinks(t, client, server)
+}
+
+// startPythonGRPC starts testdata/grpc_server.py with a new certificate
+// and returns it, its port and the CA file that signed its certificate.
+func startPythonGRPC(t *testing.T, py string) (*proc, int, string) {
+	t.Helper()
+	cert, key, ca := harness.GenerateCert(t, filepath.Join(t.TempDir(), "tls"))
+	srv := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-py-server"}, py, testdataPath(t, "grpc_server.py"), cert, key)
+	port, err := strconv.Atoi(srv.expect("listening", 30*time.Second))
+	if err != nil {
+		t.Fatalf("bad port from the server: %v", err)
+	}
+	return srv, port, ca
+}
+
+// checkGRPC checks the spans of one side of gRPC calls against want.
+func checkGRPC(t *testing.T, side string, spans []otlpreceiver.Span, want map[grpcCall]int, port int, client bool) {
+	t.Helper()
+	got := make(map[grpcCall]int)
+	for _, s := range spans {
+		c := grpcCall{attrStr(s, "rpc.method"), attrStr(s, "rpc.response.status_code"),
+			attrInt(s, "periscope.rpc.request.message_count"), attrInt(s, "periscope.rpc.response.message_count")}
+		got[c]++
+		if s.Name != c.method || attrStr(s, "rpc.system.name") != "grpc" || attrInt(s, "server.port") != int64(port) ||
+			attrStr(s, "network.protocol.version") != "2" || s.Attributes["periscope.http2.headers_incomplete"] != nil {
+			t.Errorf("%s span %q: %v", side, s.Name, s.Attributes)
+		}
+		wantErr := c.status != "OK" && client
+		if (s.Status == "ERROR") != wantErr || wantErr && attrStr(s, "error.type") != c.status {
+			t.Errorf("%s span %q status %s error.type %q, want error %v", side, s.Name, s.Status, attrStr(s, "error.type"), wantErr)
+		}
+		for k, v := range s.Attributes {
+			if strings.Contains(fmt.Sprint(v), "secret-key") || strings.Contains(k, "grpc.message") {
+				t.Errorf("%s span %q leaks grpc-message or the request: %s=%v", side, s.Name, k, v)
+			}
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("%s spans %v, want %v", side, got, want)
+	}
+}
+
+// checkGRPCLinks checks that every server span is the child of the client
+// span of the same call.
+func checkGRPCLinks(t *testing.T, client, server []otlpreceiver.Span) {
+	t.Helper()
+	byID := make(map[string]otlpreceiver.Span)
+	for _, s := range client {
+		byID[s.SpanID] = s
+	}
+	for _, s := range server {
+		p, ok := byID[s.ParentSpanID]
+		if !ok || p.TraceID != s.TraceID || p.Name != s.Name {
+			t.Errorf("server span %q (trace %s) parent %s: not its client span", s.Name, s.TraceID, s.ParentSpanID)
+		}
+	}
+}
+
+// TestGRPCAttachMidConnection: the agent starts while a gRPC client is
+// busy on a connection it opened before. HPACK tables filled before the
+// agent came cannot be read, so spans keep coming, each either complete
+// and right or marked periscope.http2.headers_incomplete with only what
+// is known (never a wrong method or status); a new connection after that
+// gives exactly its calls, complete.
+func TestGRPCAttachMidConnection(t *testing.T) {
+	py := python(t)
+	srv, port, ca := startPythonGRPC(t, py)
+	cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-py-client"}, py, testdataPath(t, "grpc_client.py"), strconv.Itoa(port), ca, "loop")
+	cli.expect("started", 30*time.Second)
+
+	e := startAgent(t)
+	e.instrumented(t, srv.PID, cli.PID)
+	waitMetric(t, e.agent, "periscope_http2_headers_incomplete_spans_total", nil, "> 10", func(v float64) bool { return v > 10 })
+	cli.send("reconnect")
+	cli.expect("reconnected", 30*time.Second)
+	cli.send("stop")
+	cli.expect("done", 30*time.Second)
+	time.Sleep(2 * time.Second) // the last spans of the old connection
+
+	for _, kind := range []int{kindServer, kindClient} {
+		pid := srv.PID
+		if kind == kindClient {
+			pid = cli.PID
+		}
+		var fresh, incomplete int
+		for _, s := range filterSpans(e.recv.Spans(), byPIDs(kind, pid)) {
+			if s.Attributes["periscope.http2.headers_incomplete"] == true {
+				incomplete++
+				// What is there is right.
+				m, st := attrStr(s, "rpc.method"), attrStr(s, "rpc.response.status_code")
+				hm := attrStr(s, "http.request.method")
+				if m != "" && m != "test.Echo/Echo" && m != "_OTHER" || st != "" && st != "OK" ||
+					hm != "" && hm != "POST" && hm != "_OTHER" || s.Attributes["url.path"] != nil && attrStr(s, "url.path") != "/test.Echo/Echo" {
+					t.Errorf("kind %d: incomplete span %q says something wrong: %v", kind, s.Name, s.Attributes)
+				}
+				continue
+			}
+			if s.Name != "test.Echo/Echo" || attrStr(s, "rpc.response.status_code") != "OK" || attrInt(s, "periscope.rpc.request.message_count") != 1 {
+				t.Errorf("kind %d: complete span %q: %v", kind, s.Name, s.Attributes)
+				continue
+			}
+			fresh++
+		}
+		if incomplete == 0 || fresh < 5 {
+			t.Errorf("kind %d: %d incomplete spans, %d complete; want some incomplete and the 5 of the new connection complete", kind, incomplete, fresh)
+		}
+		t.Logf("kind %d: %d spans marked incomplete, %d complete", kind, incomplete, fresh)
+	}
+}
