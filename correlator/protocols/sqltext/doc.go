@@ -1,6 +1,6 @@
 // Package sqltext makes SQL text safe and small enough to export.
 //
-// Sanitize replaces every literal of a query — strings (standard, E” escape
+// Sanitize replaces every literal of a query — strings (standard, E'...' escape
 // strings, dollar-quoted bodies, MySQL double-quoted and backslash-escaped
 // strings), numbers, hexadecimal and bit strings, booleans, and the elements
 // of ARRAY[...] — by the placeholder "?", collapses "IN (?, ?, ...)" to

@@ -67,7 +67,7 @@ func next(s string, i int, d Dialect) (kind, int) {
 }
 
 // word scans an identifier or keyword, and the string literals that start
-// with a prefix letter (E”, B”, X”, N”, U&”, _charset”).
+// with a prefix letter (E'.', B'.', X'.', N'.', U&'.', _charset'.').
 func word(s string, i int, d Dialect) (kind, int) {
 	j := wordEnd(s, i)
 	w := s[i:j]
