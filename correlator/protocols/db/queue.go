@@ -117,3 +117,6 @@ func (q *Queue[T]) Drain() []T {
 }
 
 func (q *Queue[T]) at(i int) *slot[T] { return &q.items[(q.head+i)%len(q.items)] }
+
+// Full reports whether the next Push will not be stored.
+func (q *Queue[T]) Full() bool { return q.n == len(q.items) }

@@ -3,7 +3,11 @@
 package dbtest
 
 import (
+	"encoding/hex"
+	"fmt"
 	"math/rand/v2"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,4 +82,99 @@ func Play(d protocol.Decoder, steps []Step, rng *rand.Rand) error {
 		}
 	}
 	return nil
+}
+
+// LoadCapture reads a file written by scripts/dbcapture/proxy: one read
+// per line, "C <hex>" from the client, "S <hex>" from the server.
+func LoadCapture(path string) ([]Step, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var steps []Step
+	for i, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		tag, h, ok := strings.Cut(line, " ")
+		b, err := hex.DecodeString(h)
+		if !ok || err != nil || tag != "C" && tag != "S" {
+			return nil, fmt.Errorf("%s:%d: not a capture line", path, i+1)
+		}
+		side := protocol.Requests
+		if tag == "S" {
+			side = protocol.Responses
+		}
+		steps = append(steps, Step{Side: side, Bytes: string(b)})
+	}
+	return steps, nil
+}
+
+// Replay plays a capture through a decoder made by newDecoder, whole and
+// then cut at random points with a few seeds, checks that every cut gives
+// the same exchanges and that no exchange holds a planted value, and
+// returns the exchanges as Lines.
+func Replay(t *testing.T, path string, newDecoder func(protocol.Handler) protocol.Decoder) []string {
+	t.Helper()
+	steps, err := LoadCapture(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first []string
+	for seed := range uint64(4) {
+		var rng *rand.Rand
+		if seed > 0 {
+			rng = rand.New(rand.NewPCG(seed, 7))
+		}
+		rec := &Recorder{T: t}
+		if err := Play(newDecoder(rec), steps, rng); err != nil {
+			t.Fatalf("%s (seed %d): %v", path, seed, err)
+		}
+		if rec.Open() != 0 {
+			t.Fatalf("%s: %d exchanges still open", path, rec.Open())
+		}
+		lines := make([]string, len(rec.Ended))
+		for i, x := range rec.Ended {
+			lines[i] = Line(x, rec.Reason[i])
+			if strings.Contains(strings.ToLower(fmt.Sprintf("%+v", *x)), "planted") {
+				t.Fatalf("%s: a planted value reached an exchange: %+v", path, *x)
+			}
+		}
+		if seed == 0 {
+			first = lines
+		} else if strings.Join(lines, "\n") != strings.Join(first, "\n") {
+			t.Fatalf("%s: cut with seed %d gives other exchanges:\n%s\nwant\n%s", path, seed,
+				strings.Join(lines, "\n"), strings.Join(first, "\n"))
+		}
+	}
+	return first
+}
+
+// Line formats what the tests check of an exchange.
+func Line(x *db.Exchange, reason string) string {
+	s := fmt.Sprintf("%s | %s | %s | %s", x.Summary, x.Operation, x.Query, x.Namespace)
+	if x.StatusCode != "" || x.ErrorType != "" {
+		s += " | error " + x.StatusCode + " " + x.ErrorType
+	}
+	if x.Rows != 0 {
+		s += fmt.Sprintf(" | rows %d", x.Rows)
+	}
+	if reason != "" {
+		s += " | ended " + reason
+	}
+	return s
+}
+
+// Compare fails the test when got and want differ, showing both.
+func Compare(t *testing.T, name string, got, want []string) {
+	t.Helper()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("%s: got\n\t%s\nwant\n\t%s", name, strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
+	}
+}
+
+// Repeat returns n copies of line.
+func Repeat(line string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = line
+	}
+	return out
 }
