@@ -38,7 +38,7 @@ func TestCaptures(t *testing.T) {
 			publish),
 		"goredis-2": slices.Concat(hello, incr,
 			[]string{" | MULTI | MULTI | ", " | SET | SET gtx ? | ", " | HSET | HSET ghash ? ? | ", " | EXEC | EXEC |  | rows 2"}),
-		"goredis-3": hello,
+		"goredis-3":   hello,
 		"redis-cli-1": {" | AUTH | AUTH ? | ", " | SET | SET clikey ? | "},
 		"redis-py-1": slices.Concat(
 			[]string{" | AUTH | AUTH ? | ", " | SET | SET pkey ? | ", " | GET | GET pkey | "},
