@@ -178,3 +178,11 @@ func Repeat(line string, n int) []string {
 	}
 	return out
 }
+
+// Rand returns a generator for Play, nil (whole steps) for seed 0.
+func Rand(seed uint64) *rand.Rand {
+	if seed == 0 {
+		return nil
+	}
+	return rand.New(rand.NewPCG(seed, 7))
+}
