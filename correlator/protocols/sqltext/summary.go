@@ -84,6 +84,9 @@ func statementOp(toks, parts []string) ([]string, int) {
 // of the last token used.
 func appendTargets(toks []string, i int, parts []string, list bool) ([]string, int) {
 	i = skip(toks, i, modifiers)
+	if i < len(toks) && strings.EqualFold(toks[i], "TABLE") {
+		i++ // INTO TABLE t (MySQL's LOAD DATA)
+	}
 	for i < len(toks) {
 		name, j, ok := qualifiedName(toks, i)
 		if !ok {
