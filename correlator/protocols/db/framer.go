@@ -36,9 +36,26 @@ type Codec interface {
 	Message(m *Message) error
 }
 
+// Resyncer is a Codec that can find its footing again after bytes were
+// lost across message boundaries (a read larger than the capture): at the
+// end of a chunk that ends with a message it recognises from its last
+// bytes (PostgreSQL's ReadyForQuery, a MySQL result terminator).
+type Resyncer interface {
+	// Lost is called when message boundaries are lost.
+	Lost()
+	// Frames reports whether b, a whole read, is a sequence of complete
+	// messages: the framer then decodes it and is in step again.
+	Frames(b []byte) bool
+	// Resync is given the last captured bytes of a chunk that ends a
+	// read; it returns true if they end with a message boundary it
+	// recognises, after acting on that message.
+	Resync(end []byte) bool
+}
+
 // Framer cuts one direction of a connection into messages.
 type Framer struct {
 	codec Codec
+	lost  bool // boundaries lost: waiting for a chunk a Resyncer recognises
 	hdr   []byte
 	body  []byte
 	size  int // body length of the current message
@@ -130,16 +147,54 @@ func (f *Framer) done() error {
 const maxKeptBuffer = 4096
 
 // Feed writes a captured chunk: its prefix, the uncaptured middle, its tail.
+// When the middle spans message boundaries and the codec is a Resyncer,
+// the framer waits for a chunk whose end the codec recognises instead of
+// failing.
 func Feed(f *Framer, bytes []byte, size int, tail []byte) error {
-	if err := f.Write(bytes); err != nil {
-		return err
-	}
-	gap := max(size-len(bytes)-len(tail), 0)
 	if overlap := len(bytes) + len(tail) - max(size, len(bytes)); overlap > 0 {
 		tail = tail[min(overlap, len(tail)):] // the tail repeats captured bytes
 	}
-	if err := f.Skip(gap); err != nil {
+	gap := max(size-len(bytes)-len(tail), 0)
+	if f.lost {
+		if gap == 0 && len(tail) == 0 && f.codec.(Resyncer).Frames(bytes) {
+			f.reset()
+			return f.Write(bytes)
+		}
+		f.resync(bytes, gap, tail)
+		return nil
+	}
+	if err := f.Write(bytes); err != nil {
 		return err
+	}
+	if err := f.Skip(gap); err != nil {
+		r, ok := f.codec.(Resyncer)
+		if !ok {
+			return err
+		}
+		f.lost = true
+		r.Lost()
+		f.resync(nil, 0, tail)
+		return nil
 	}
 	return f.Write(tail)
 }
+
+// resync looks at the end of a chunk read while boundaries are lost.
+func (f *Framer) resync(bytes []byte, gap int, tail []byte) {
+	end := tail
+	if len(tail) == 0 && gap == 0 {
+		end = bytes
+	}
+	if len(end) == 0 || !f.codec.(Resyncer).Resync(end) {
+		return
+	}
+	f.reset()
+}
+
+func (f *Framer) reset() {
+	f.lost, f.inMsg = false, false
+	f.hdr, f.body = f.hdr[:0], f.body[:0]
+}
+
+// Lost reports whether the framer is waiting to find boundaries again.
+func (f *Framer) Lost() bool { return f.lost }

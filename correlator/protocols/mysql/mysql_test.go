@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/periscope-apm/periscope/correlator/protocol"
 	"github.com/periscope-apm/periscope/correlator/protocols/db"
@@ -187,5 +188,42 @@ func TestDetect(t *testing.T) {
 		if got.Verdict != c.want || got.Verdict == protocol.Yes && got.Role != c.role {
 			t.Errorf("Detect(%q) = %+v, want %v", c.in[:min(len(c.in), 12)], got, c.want)
 		}
+	}
+}
+
+// TestLargeResultResyncs streams a 1 GiB result set in 70 KiB reads of which only
+// 4096 + 128 bytes are captured: boundaries are lost, found again at the
+// terminator that ends the last read, and the next command decodes.
+func TestLargeResultResyncs(t *testing.T) {
+	stats := &db.Stats{}
+	rec := &dbtest.Recorder{T: t}
+	d := New(stats).NewDecoder(protocol.Client, rec).(*decoder)
+	steps := append(login("8.0.36", baseCaps|capDeprecateEOF, "shop"), dbtest.Step{Side: req, Bytes: query("SELECT * FROM big")})
+	if err := dbtest.Play(d, steps, nil); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString(pkt(1, "\x01") + pkt(2, "coldef"))
+	for i := range 2000 {
+		b.WriteString(pkt(byte(i+3), "\x20"+strings.Repeat("v", 32)))
+	}
+	read := []byte(b.String())
+	capped := func(b []byte) protocol.Chunk {
+		return protocol.Chunk{Bytes: b[:4096], Size: len(b), Tail: b[len(b)-128:], Time: dbtest.Base.Add(time.Second)}
+	}
+	for range (1 << 30) / len(read) { // 1 GiB
+		if err := d.Feed(resp, capped(read)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := append(append([]byte{}, read...), pkt(9, okEOFBody(2))...)
+	if err := d.Feed(resp, capped(last)); err != nil {
+		t.Fatal(err)
+	}
+	if err := dbtest.Play(d, []dbtest.Step{{Side: req, Bytes: pkt(0, "\x0e")}, {Side: resp, Bytes: pkt(1, okBody(0, 2))}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Ended) != 2 || rec.Ended[1].Operation != "COM_PING" || stats.LostSync.Load() != 1 {
+		t.Fatalf("exchanges %d lost %d", len(rec.Ended), stats.LostSync.Load())
 	}
 }

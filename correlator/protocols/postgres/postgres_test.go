@@ -261,3 +261,38 @@ func TestDetect(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeResultResyncs streams 1 GiB of small rows in 64 KiB reads of
+// which only the collector's 4096 + 128 bytes are captured: boundaries are
+// lost in the first read, found again at the ReadyForQuery that ends the
+// last one, and the next query decodes normally.
+func TestLargeResultResyncs(t *testing.T) {
+	stats := &db.Stats{}
+	rec := &dbtest.Recorder{T: t}
+	d := New(stats).NewDecoder(protocol.Client, rec).(*decoder)
+	later := dbtest.Base.Add(time.Second)
+	if err := dbtest.Play(d, []dbtest.Step{{Side: req, Bytes: startup()}, {Side: resp, Bytes: authOK},
+		{Side: req, Bytes: msg('Q', cstr("SELECT * FROM big"))}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	read := []byte(strings.Repeat(msg('D', "\x00\x01\x00\x00\x00\x20", strings.Repeat("v", 32)), 1600)) // ~64 KiB
+	capped := func(b []byte) protocol.Chunk {
+		return protocol.Chunk{Bytes: b[:min(len(b), 4096)], Size: len(b), Tail: b[max(4096, len(b)-128):], Time: later}
+	}
+	for range (1 << 30) / len(read) {
+		if err := d.Feed(resp, capped(read)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := append(append([]byte{}, read...), complete("SELECT 1000000")+ready...)
+	if err := d.Feed(resp, capped(last)); err != nil {
+		t.Fatal(err)
+	}
+	if err := dbtest.Play(d, []dbtest.Step{{Side: req, Bytes: msg('Q', cstr("SELECT 1"))},
+		{Side: resp, Bytes: row + complete("SELECT 1") + ready}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Ended) != 2 || rec.Ended[0].Rows < 1 || rec.Ended[1].Rows != 1 || stats.LostSync.Load() != 1 || d.resp.Lost() {
+		t.Fatalf("exchanges %d lost %d", len(rec.Ended), stats.LostSync.Load())
+	}
+}

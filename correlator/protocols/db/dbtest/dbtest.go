@@ -186,3 +186,39 @@ func Rand(seed uint64) *rand.Rand {
 	}
 	return rand.New(rand.NewPCG(seed, 7))
 }
+
+// Capped returns steps as a collector that captures the first head and
+// the last tail bytes of each read would deliver them.
+func Capped(steps []Step, head, tail int) []protocol.Chunk {
+	var out []protocol.Chunk
+	for i, s := range steps {
+		c := protocol.Chunk{Bytes: []byte(s.Bytes), Size: len(s.Bytes), Time: Base.Add(time.Duration(i) * time.Millisecond)}
+		if len(c.Bytes) > head {
+			c.Tail = c.Bytes[max(head, len(c.Bytes)-tail):]
+			c.Bytes = c.Bytes[:head]
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// ReplayCapped plays a capture as the sockets collector captures it (4096
+// bytes from the start of each read, 128 from its end) and returns the
+// exchanges as Lines. A decoder error fails the test.
+func ReplayCapped(t *testing.T, path string, d protocol.Decoder, rec *Recorder) []string {
+	t.Helper()
+	steps, err := LoadCapture(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range Capped(steps, 4096, 128) {
+		if err := d.Feed(steps[i].Side, c); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	lines := make([]string, len(rec.Ended))
+	for i, x := range rec.Ended {
+		lines[i] = Line(x, rec.Reason[i])
+	}
+	return lines
+}
