@@ -2,7 +2,11 @@ package db
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"go.opentelemetry.io/otel/attribute"
 
@@ -128,5 +132,28 @@ func TestDescribe(t *testing.T) {
 		if kv.Key == "db.query.text" {
 			t.Error("the histogram is labelled with query text")
 		}
+	}
+}
+
+func TestStatsExported(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	s, err := NewStats(reg, "postgresql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.LostSync.Add(2)
+	s.Overflowed.Add(5)
+	want := `# HELP periscope_db_decoder_events_total Events of the database protocol decoders that lose data: requests over the pending cap (overflowed), message boundaries lost (lost_sync), connections switched to TLS (encrypted), prepared statements forgotten (forgotten).
+# TYPE periscope_db_decoder_events_total counter
+periscope_db_decoder_events_total{event="encrypted",protocol="postgresql"} 0
+periscope_db_decoder_events_total{event="forgotten",protocol="postgresql"} 0
+periscope_db_decoder_events_total{event="lost_sync",protocol="postgresql"} 2
+periscope_db_decoder_events_total{event="overflowed",protocol="postgresql"} 5
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewStats(reg, "postgresql"); err == nil {
+		t.Fatal("registering twice did not fail")
 	}
 }
