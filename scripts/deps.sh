@@ -26,6 +26,11 @@ PACKAGES=(
 	nginx curl wrk nghttp2-client nftables openssl python3 jq iproute2 util-linux ca-certificates
 	# later issues: metrics and Kubernetes API tests
 	prometheus etcd-server
+	# database protocols: the servers and clients of scripts/dbcapture/capture.sh
+	# and of the database end-to-end tests (the unit tests replay committed
+	# captures and need none of them)
+	postgresql mariadb-server mariadb-client redis-server redis-tools
+	python3-psycopg2 python3-pymysql python3-redis
 )
 
 is_installed() {
