@@ -1,7 +1,6 @@
 package mysql
 
 import (
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -46,18 +45,15 @@ func TestCaptures(t *testing.T) {
 			" | COM_INIT_DB |  | testdb",
 		},
 	}
-	for name, want := range cases {
-		for _, role := range []protocol.Role{protocol.Client, protocol.Server} {
-			stats := &db.Stats{}
-			var last *decoder
-			got := dbtest.Replay(t, "testdata/"+name+".capture", func(h protocol.Handler) protocol.Decoder {
-				last = New(stats).NewDecoder(role, h).(*decoder)
-				return last
-			})
-			dbtest.Compare(t, name, got, want)
-			if last.system != db.MariaDB {
-				t.Errorf("%s: system %q, want mariadb", name, last.system)
-			}
+	dbtest.CheckCaptures(t, cases, newDecoder)
+	for name := range cases {
+		steps, err := dbtest.LoadCapture("testdata/" + name + ".capture")
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := New(&db.Stats{}).NewDecoder(protocol.Client, &dbtest.Recorder{T: t}).(*decoder)
+		if err := dbtest.Play(d, steps, nil); err != nil || d.system != db.MariaDB {
+			t.Errorf("%s: system %q (%v), want mariadb", name, d.system, err)
 		}
 	}
 }
@@ -66,20 +62,9 @@ func TestCaptures(t *testing.T) {
 // them (4096 bytes from the start of each read, 128 from its end): every
 // read of these workloads fits, so the exchanges are the same.
 func TestCapturesCapped(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.capture")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no captures: %v", err)
-	}
-	for _, f := range files {
-		stats := &db.Stats{}
-		rec := &dbtest.Recorder{T: t}
-		got := dbtest.ReplayCapped(t, f, New(stats).NewDecoder(protocol.Client, rec), rec)
-		full := dbtest.Replay(t, f, func(h protocol.Handler) protocol.Decoder {
-			return New(&db.Stats{}).NewDecoder(protocol.Client, h)
-		})
-		dbtest.Compare(t, f, got, full)
-		if stats.LostSync.Load() != 0 || rec.Open() != 0 {
-			t.Errorf("%s: lost %d, open %d", f, stats.LostSync.Load(), rec.Open())
-		}
-	}
+	dbtest.CheckCapturesCapped(t, newDecoder, nil, 0)
+}
+
+func newDecoder(stats *db.Stats, role protocol.Role, h protocol.Handler) protocol.Decoder {
+	return New(stats).NewDecoder(role, h)
 }

@@ -22,15 +22,12 @@ package mysql
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/periscope-apm/periscope/correlator/protocol"
 	"github.com/periscope-apm/periscope/correlator/protocols/db"
 	"github.com/periscope-apm/periscope/correlator/protocols/sqltext"
 	"github.com/periscope-apm/periscope/events"
-	"github.com/periscope-apm/periscope/span"
 )
 
 // Limits of one connection's state.
@@ -86,7 +83,10 @@ var commandNames = map[byte]string{
 }
 
 // Protocol is MySQL and MariaDB.
-type Protocol struct{ stats *db.Stats }
+type Protocol struct {
+	db.Spans
+	stats *db.Stats
+}
 
 var _ protocol.Protocol = (*Protocol)(nil)
 
@@ -113,16 +113,7 @@ func (*Protocol) Detect(first []byte, dir events.Direction) protocol.Detection {
 	case !bytes.Equal(first[3:5], want) || first[5] < '0' || first[5] > '9':
 		return protocol.Detection{}
 	}
-	role := protocol.Client // the greeting is read by the client
-	if dir == events.Write {
-		role = protocol.Server
-	}
-	return protocol.Detection{Verdict: protocol.Yes, Role: role}
-}
-
-// Describe implements protocol.Protocol.
-func (*Protocol) Describe(x protocol.Exchange, c protocol.Conn, reason string, s *span.Span) {
-	db.Describe(x.(*db.Exchange), c, reason, s)
+	return db.Claim(dir, false) // the greeting is read by the client
 }
 
 // NewDecoder implements protocol.Protocol.
@@ -206,18 +197,7 @@ func (d *decoder) Feed(side protocol.Side, c protocol.Chunk) error {
 		return nil
 	}
 	d.now = c.Time
-	f := d.req
-	if side == protocol.Responses {
-		f = d.resp
-	}
-	if err := db.Feed(f, c.Bytes, c.Size, c.Tail); err != nil {
-		d.stats.LostSync.Add(1)
-		if !errors.Is(err, db.ErrLostSync) {
-			err = fmt.Errorf("%w: %w", db.ErrLostSync, err)
-		}
-		return fmt.Errorf("mysql: %w", err)
-	}
-	return nil
+	return db.FeedSide(d.req, d.resp, side, c, d.stats, db.MySQL)
 }
 
 // EOF implements protocol.Decoder.

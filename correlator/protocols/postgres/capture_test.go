@@ -64,14 +64,7 @@ func TestCaptures(t *testing.T) {
 		},
 		"pgx-1": pgx(50),
 	}
-	for name, want := range cases {
-		for _, role := range []protocol.Role{protocol.Client, protocol.Server} {
-			got := dbtest.Replay(t, "testdata/"+name+".capture", func(h protocol.Handler) protocol.Decoder {
-				return New(&db.Stats{}).NewDecoder(role, h)
-			})
-			dbtest.Compare(t, name, got, want)
-		}
-	}
+	dbtest.CheckCaptures(t, cases, newDecoder)
 }
 
 // TestCapturesCapped replays the captures as the sockets collector sees
@@ -80,20 +73,14 @@ func TestCaptures(t *testing.T) {
 // Executes in the uncaptured middle are lost (one loss counted), the
 // decoder finds its footing again at the Sync and the rest is exact.
 func TestCapturesCapped(t *testing.T) {
-	for name, lost := range map[string]int64{"psql-1": 0, "psql-copy-1": 0, "psycopg-1": 0, "pgx-1": 1} {
-		stats := &db.Stats{}
-		rec := &dbtest.Recorder{T: t}
-		got := dbtest.ReplayCapped(t, "testdata/"+name+".capture", New(stats).NewDecoder(protocol.Client, rec), rec)
-		full := dbtest.Replay(t, "testdata/"+name+".capture", func(h protocol.Handler) protocol.Decoder {
-			return New(&db.Stats{}).NewDecoder(protocol.Client, h)
-		})
-		if name == "pgx-1" {
+	dbtest.CheckCapturesCapped(t, newDecoder, map[string]func([]string) []string{
+		"pgx-1": func(full []string) []string {
 			i := slices.Index(full, "SELECT gitems |  | SELECT name FROM gitems WHERE id = $1 | testdb | rows 1")
-			full = slices.Delete(full, i, i+6) // 44 of the 50 were captured
-		}
-		dbtest.Compare(t, name, got, full)
-		if stats.LostSync.Load() != lost || rec.Open() != 0 {
-			t.Errorf("%s: lost %d, want %d; open %d", name, stats.LostSync.Load(), lost, rec.Open())
-		}
-	}
+			return slices.Delete(full, i, i+6) // 44 of the 50 were captured
+		},
+	}, 1)
+}
+
+func newDecoder(stats *db.Stats, role protocol.Role, h protocol.Handler) protocol.Decoder {
+	return New(stats).NewDecoder(role, h)
 }

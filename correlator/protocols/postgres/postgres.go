@@ -21,15 +21,12 @@ package postgres
 
 import (
 	"encoding/binary"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/periscope-apm/periscope/correlator/protocol"
 	"github.com/periscope-apm/periscope/correlator/protocols/db"
 	"github.com/periscope-apm/periscope/correlator/protocols/sqltext"
 	"github.com/periscope-apm/periscope/events"
-	"github.com/periscope-apm/periscope/span"
 )
 
 // Limits of one connection's state.
@@ -56,7 +53,10 @@ const (
 )
 
 // Protocol is PostgreSQL.
-type Protocol struct{ stats *db.Stats }
+type Protocol struct {
+	db.Spans
+	stats *db.Stats
+}
 
 var _ protocol.Protocol = (*Protocol)(nil)
 
@@ -82,16 +82,7 @@ func (*Protocol) Detect(first []byte, dir events.Direction) protocol.Detection {
 	if !ok {
 		return protocol.Detection{}
 	}
-	role := protocol.Client
-	if dir == events.Read {
-		role = protocol.Server
-	}
-	return protocol.Detection{Verdict: protocol.Yes, Role: role}
-}
-
-// Describe implements protocol.Protocol.
-func (*Protocol) Describe(x protocol.Exchange, c protocol.Conn, reason string, s *span.Span) {
-	db.Describe(x.(*db.Exchange), c, reason, s)
+	return db.Claim(dir, true)
 }
 
 // NewDecoder implements protocol.Protocol.
@@ -153,19 +144,7 @@ func (d *decoder) Feed(side protocol.Side, c protocol.Chunk) error {
 		return nil
 	}
 	d.now = c.Time
-	f := d.req
-	if side == protocol.Responses {
-		f = d.resp
-	}
-	err := db.Feed(f, c.Bytes, c.Size, c.Tail)
-	if err != nil {
-		d.stats.LostSync.Add(1)
-		if !errors.Is(err, db.ErrLostSync) {
-			err = fmt.Errorf("%w: %w", db.ErrLostSync, err)
-		}
-		return fmt.Errorf("postgresql: %w", err)
-	}
-	return nil
+	return db.FeedSide(d.req, d.resp, side, c, d.stats, db.PostgreSQL)
 }
 
 // EOF implements protocol.Decoder.

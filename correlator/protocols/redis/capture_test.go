@@ -2,7 +2,6 @@ package redis
 
 import (
 	"fmt"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -48,34 +47,16 @@ func TestCaptures(t *testing.T) {
 				" | LPUSH | LPUSH pkey ? |  | error WRONGTYPE WRONGTYPE"}),
 		"redis-py-2": slices.Concat([]string{" | AUTH | AUTH ? | "}, publish),
 	}
-	for name, want := range cases {
-		for _, role := range []protocol.Role{protocol.Client, protocol.Server} {
-			got := dbtest.Replay(t, "testdata/"+name+".capture", func(h protocol.Handler) protocol.Decoder {
-				return New(&db.Stats{}).NewDecoder(role, h)
-			})
-			dbtest.Compare(t, name, got, want)
-		}
-	}
+	dbtest.CheckCaptures(t, cases, newDecoder)
 }
 
 // TestCapturesCapped replays the captures as the sockets collector sees
 // them (4096 bytes from the start of each read, 128 from its end): every
 // read of these workloads fits, so the exchanges are the same.
 func TestCapturesCapped(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.capture")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no captures: %v", err)
-	}
-	for _, f := range files {
-		stats := &db.Stats{}
-		rec := &dbtest.Recorder{T: t}
-		got := dbtest.ReplayCapped(t, f, New(stats).NewDecoder(protocol.Client, rec), rec)
-		full := dbtest.Replay(t, f, func(h protocol.Handler) protocol.Decoder {
-			return New(&db.Stats{}).NewDecoder(protocol.Client, h)
-		})
-		dbtest.Compare(t, f, got, full)
-		if stats.LostSync.Load() != 0 || rec.Open() != 0 {
-			t.Errorf("%s: lost %d, open %d", f, stats.LostSync.Load(), rec.Open())
-		}
-	}
+	dbtest.CheckCapturesCapped(t, newDecoder, nil, 0)
+}
+
+func newDecoder(stats *db.Stats, role protocol.Role, h protocol.Handler) protocol.Decoder {
+	return New(stats).NewDecoder(role, h)
 }

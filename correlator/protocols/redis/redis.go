@@ -10,7 +10,6 @@ import (
 	"github.com/periscope-apm/periscope/correlator/protocol"
 	"github.com/periscope-apm/periscope/correlator/protocols/db"
 	"github.com/periscope-apm/periscope/events"
-	"github.com/periscope-apm/periscope/span"
 )
 
 // MaxPending bounds the commands of one connection waiting for their
@@ -24,7 +23,10 @@ const (
 )
 
 // Protocol is Redis (RESP2 and RESP3).
-type Protocol struct{ stats *db.Stats }
+type Protocol struct {
+	db.Spans
+	stats *db.Stats
+}
 
 var _ protocol.Protocol = (*Protocol)(nil)
 
@@ -38,13 +40,9 @@ func (*Protocol) Name() string { return "redis" }
 // array of bulk strings ("*N\r\n$") or one of the inline commands clients
 // open with.
 func (*Protocol) Detect(first []byte, dir events.Direction) protocol.Detection {
-	role := protocol.Client
-	if dir == events.Read {
-		role = protocol.Server
-	}
 	switch looksLikeCommand(first) {
 	case protocol.Yes:
-		return protocol.Detection{Verdict: protocol.Yes, Role: role}
+		return db.Claim(dir, true)
 	case protocol.Undecided:
 		return protocol.Detection{Verdict: protocol.Undecided}
 	}
@@ -89,11 +87,6 @@ func (p *Protocol) NewDecoder(_ protocol.Role, h protocol.Handler) protocol.Deco
 	d.req = newReader([2]int{keepName, keepKey}, true, d.command)
 	d.resp = newReader([2]int{16, 0}, false, d.reply)
 	return d
-}
-
-// Describe implements protocol.Protocol.
-func (*Protocol) Describe(x protocol.Exchange, c protocol.Conn, reason string, s *span.Span) {
-	db.Describe(x.(*db.Exchange), c, reason, s)
 }
 
 // pending is a command waiting for its reply.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -221,4 +222,50 @@ func ReplayCapped(t *testing.T, path string, d protocol.Decoder, rec *Recorder) 
 		lines[i] = Line(x, rec.Reason[i])
 	}
 	return lines
+}
+
+// NewDecoder makes a decoder of one protocol for a test.
+type NewDecoder func(stats *db.Stats, role protocol.Role, h protocol.Handler) protocol.Decoder
+
+// CheckCaptures replays testdata/<name>.capture for each case, in both
+// roles (the server's view decodes the same), and compares the exchanges.
+func CheckCaptures(t *testing.T, cases map[string][]string, newDecoder NewDecoder) {
+	t.Helper()
+	for name, want := range cases {
+		for _, role := range []protocol.Role{protocol.Client, protocol.Server} {
+			got := Replay(t, "testdata/"+name+".capture", func(h protocol.Handler) protocol.Decoder {
+				return newDecoder(&db.Stats{}, role, h)
+			})
+			Compare(t, name, got, want)
+		}
+	}
+}
+
+// CheckCapturesCapped replays every capture in testdata as the sockets
+// collector captures it and checks that it gives the exchanges of the
+// whole capture, with no loss counted, except for the cases in lossy:
+// there edit changes the whole capture's exchanges into the expected ones
+// and lost is the number of losses expected.
+func CheckCapturesCapped(t *testing.T, newDecoder NewDecoder, lossy map[string]func([]string) []string, lost int64) {
+	t.Helper()
+	files, err := filepath.Glob("testdata/*.capture")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no captures: %v", err)
+	}
+	for _, f := range files {
+		stats := &db.Stats{}
+		rec := &Recorder{T: t}
+		got := ReplayCapped(t, f, newDecoder(stats, protocol.Client, rec), rec)
+		want := Replay(t, f, func(h protocol.Handler) protocol.Decoder {
+			return newDecoder(&db.Stats{}, protocol.Client, h)
+		})
+		wantLost := int64(0)
+		if edit, ok := lossy[strings.TrimSuffix(filepath.Base(f), ".capture")]; ok {
+			want, wantLost = edit(want), lost
+		}
+		Compare(t, f, got, want)
+		if stats.LostSync.Load() != wantLost || rec.Open() != 0 {
+			t.Errorf("%s: lost %d, want %d; open %d", f, stats.LostSync.Load(), wantLost, rec.Open())
+		}
+	}
 }
