@@ -104,6 +104,10 @@ func New(cfg Config, exp span.Exporter, procs ProcessResolver, log *slog.Logger,
 	if err != nil {
 		return nil, fmt.Errorf("correlator: %w", err)
 	}
+	protocols, err := registry(sem, reg)
+	if err != nil {
+		return nil, fmt.Errorf("correlator: %w", err)
+	}
 	var seed [32]byte
 	if _, err := crand.Read(seed[:]); err != nil {
 		return nil, fmt.Errorf("correlator: seed span ID generator: %w", err)
@@ -114,7 +118,7 @@ func New(cfg Config, exp span.Exporter, procs ProcessResolver, log *slog.Logger,
 		procs:     procs,
 		log:       log,
 		m:         m,
-		protocols: registry(sem),
+		protocols: protocols,
 		wholeSem:  wholeHTTP{sem},
 		rng:       rand.NewChaCha8(seed),
 		pids:      make(map[uint32]*procState),

@@ -156,4 +156,7 @@ periscope_db_decoder_events_total{event="overflowed",protocol="postgresql"} 5
 	if _, err := NewStats(reg, "postgresql"); err == nil {
 		t.Fatal("registering twice did not fail")
 	}
+	if _, err := NewStats(reg, "redis"); err != nil {
+		t.Fatalf("a second protocol: %v", err)
+	}
 }

@@ -32,26 +32,27 @@ type Stats struct {
 func NewStats(reg prometheus.Registerer, protocol string) (*Stats, error) {
 	s := &Stats{}
 	if reg != nil {
-		if err := reg.Register(&statsCollector{s: s, protocol: protocol}); err != nil {
+		desc := prometheus.NewDesc("periscope_db_decoder_events_total", statsHelp, []string{"event"},
+			prometheus.Labels{"protocol": protocol})
+		if err := reg.Register(&statsCollector{s: s, desc: desc}); err != nil {
 			return nil, fmt.Errorf("register %s decoder counters: %w", protocol, err)
 		}
 	}
 	return s, nil
 }
 
-var statsDesc = prometheus.NewDesc("periscope_db_decoder_events_total",
-	"Events of the database protocol decoders that lose data: requests over the pending cap (overflowed), "+
-		"message boundaries lost (lost_sync), connections switched to TLS (encrypted), prepared statements "+
-		"forgotten (forgotten).", []string{"protocol", "event"}, nil)
+const statsHelp = "Events of the database protocol decoders that lose data: requests over the pending cap " +
+	"(overflowed), message boundaries lost (lost_sync), connections switched to TLS (encrypted), prepared " +
+	"statements forgotten (forgotten)."
 
 // statsCollector exports a Stats.
 type statsCollector struct {
-	s        *Stats
-	protocol string
+	s    *Stats
+	desc *prometheus.Desc
 }
 
 // Describe implements prometheus.Collector.
-func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- statsDesc }
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 // Collect implements prometheus.Collector.
 func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
@@ -59,6 +60,6 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		name string
 		v    *atomic.Int64
 	}{{"overflowed", &c.s.Overflowed}, {"lost_sync", &c.s.LostSync}, {"encrypted", &c.s.Encrypted}, {"forgotten", &c.s.Forgotten}} {
-		ch <- prometheus.MustNewConstMetric(statsDesc, prometheus.CounterValue, float64(e.v.Load()), c.protocol, e.name)
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(e.v.Load()), e.name)
 	}
 }

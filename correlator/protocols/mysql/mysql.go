@@ -21,7 +21,6 @@
 package mysql
 
 import (
-	"bytes"
 	"time"
 
 	"github.com/periscope-apm/periscope/correlator/protocol"
@@ -99,18 +98,9 @@ func (*Protocol) Name() string { return "mysql" }
 // Detect implements protocol.Protocol: the server speaks first, with a
 // protocol 10 greeting in packet 0.
 func (*Protocol) Detect(first []byte, dir events.Direction) protocol.Detection {
-	want := []byte{0, 0x0a} // sequence 0, protocol version 10
-	switch {
-	case len(first) < 3:
-		return protocol.Detection{Verdict: protocol.Undecided}
-	case first[2] != 0: // greetings are short
-		return protocol.Detection{}
-	case len(first) < 6:
-		if !bytes.HasPrefix(want, first[3:]) {
-			return protocol.Detection{}
-		}
-		return protocol.Detection{Verdict: protocol.Undecided}
-	case !bytes.Equal(first[3:5], want) || first[5] < '0' || first[5] > '9':
+	// A server writes its greeting whole: a shorter first read is not one
+	// (and must not hold up the detection of other protocols).
+	if len(first) < 6 || first[2] != 0 || first[3] != 0 || first[4] != 0x0a || first[5] < '0' || first[5] > '9' {
 		return protocol.Detection{}
 	}
 	return db.Claim(dir, false) // the greeting is read by the client

@@ -180,7 +180,8 @@ func TestDetect(t *testing.T) {
 	}{
 		{g, events.Read, protocol.Yes, protocol.Client},
 		{g, events.Write, protocol.Yes, protocol.Server},
-		{g[:4], events.Read, protocol.Undecided, 0},
+		{g[:4], events.Read, protocol.No, 0},
+		{"GE", events.Read, protocol.No, 0},
 		{"GET / HTTP/1.1\r\n", events.Read, protocol.No, 0},
 		{"\x00\x00\x00\x08\x00\x03\x00\x00", events.Write, protocol.No, 0},
 	} {
