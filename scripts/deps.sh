@@ -33,6 +33,11 @@ PACKAGES=(
 	prometheus etcd-server
 	# other kernels under qemu (make test-kernels, scripts/kernels.sh)
 	qemu-system-x86 debootstrap cpio kmod e2fsprogs xz-utils
+	# database protocols: the servers and clients of scripts/dbcapture/capture.sh
+	# and of the database end-to-end tests (the unit tests replay committed
+	# captures and need none of them)
+	postgresql mariadb-server mariadb-client redis-server redis-tools
+	python3-psycopg2 python3-pymysql python3-redis
 )
 
 is_installed() {

@@ -1,0 +1,230 @@
+package mysql
+
+import (
+	"encoding/binary"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/periscope-apm/periscope/correlator/protocol"
+	"github.com/periscope-apm/periscope/correlator/protocols/db"
+	"github.com/periscope-apm/periscope/correlator/protocols/db/dbtest"
+	"github.com/periscope-apm/periscope/events"
+)
+
+const (
+	req  = protocol.Requests
+	resp = protocol.Responses
+)
+
+func pkt(seq byte, body string) string {
+	return string([]byte{byte(len(body)), byte(len(body) >> 8), byte(len(body) >> 16), seq}) + body
+}
+
+func u16(v uint16) string { return string(binary.LittleEndian.AppendUint16(nil, v)) }
+func u32(v uint32) string { return string(binary.LittleEndian.AppendUint32(nil, v)) }
+
+const baseCaps = capProtocol41 | capSecureConn | capPluginAuth | capLenencAuth | capConnectWithDB | 1<<16
+
+func greeting(version string, caps uint32) string {
+	return pkt(0, "\x0a"+version+"\x00"+u32(7)+"12345678\x00"+u16(uint16(caps))+"\x21"+u16(2)+u16(uint16(caps>>16))+
+		"\x15"+strings.Repeat("\x00", 10)+"123456789012\x00mysql_native_password\x00")
+}
+
+func login(version string, caps uint32, database string) []dbtest.Step {
+	return []dbtest.Step{
+		{Side: resp, Bytes: greeting(version, caps)},
+		{Side: req, Bytes: pkt(1, u32(caps)+u32(1<<24)+"\x21"+strings.Repeat("\x00", 23)+"planted-user\x00"+
+			"\x14"+"planted-auth-response"[:20]+database+"\x00mysql_native_password\x00")},
+		{Side: resp, Bytes: pkt(2, okBody(0, 2))},
+	}
+}
+
+func okBody(affected byte, status uint16) string {
+	return "\x00" + string([]byte{affected}) + "\x00" + u16(status) + u16(0)
+}
+func eofBody(status uint16) string   { return "\xfe" + u16(0) + u16(status) }
+func okEOFBody(status uint16) string { return "\xfe\x00\x00" + u16(status) + u16(0) }
+func errBody(code uint16) string     { return "\xff" + u16(code) + "#42S02planted-message" }
+
+func query(q string) string { return pkt(0, "\x03"+q) }
+
+// resultSet encodes a result of one column and rows, from sequence seq.
+func resultSet(seq byte, rows []string, deprecate bool, status uint16) string {
+	s := pkt(seq, "\x01") + pkt(seq+1, "\x03def\x00\x01t\x01t\x01a\x01a\x0c\x21\x00\x0a\x00\x00\x00\xfd\x00\x00\x00\x00\x00")
+	seq += 2
+	if !deprecate {
+		s += pkt(seq, eofBody(0))
+		seq++
+	}
+	for _, r := range rows {
+		s += pkt(seq, r)
+		seq++
+	}
+	if deprecate {
+		return s + pkt(seq, okEOFBody(status))
+	}
+	return s + pkt(seq, eofBody(status))
+}
+
+func TestMySQL(t *testing.T) {
+	const mariadb = "5.5.5-10.11.6-MariaDB-0+deb12u1"
+	longRow := "\xfe" + u32(9) + u32(0) + "ninebytes" // a row that starts with 0xfe
+	cases := []struct {
+		name  string
+		steps []dbtest.Step
+		want  []string
+	}{
+		{"EOF packets (no CLIENT_DEPRECATE_EOF)", append(login("8.0.36", baseCaps, "shop"),
+			dbtest.Step{Side: req, Bytes: query("SELECT a FROM t WHERE b = 'planted-literal'")},
+			dbtest.Step{Side: resp, Bytes: resultSet(1, []string{"\x01x", longRow, "\x01y"}, false, 2)},
+			dbtest.Step{Side: req, Bytes: query("DELETE FROM nope")},
+			dbtest.Step{Side: resp, Bytes: pkt(1, errBody(1146))},
+		), []string{"SELECT t |  | SELECT a FROM t WHERE b = ? | shop | rows 3", "DELETE nope |  | DELETE FROM nope | shop | error 1146 1146"}},
+		{"CLIENT_DEPRECATE_EOF, multi-statement and CALL", append(login(mariadb, baseCaps|capDeprecateEOF, "shop"),
+			dbtest.Step{Side: req, Bytes: query("SELECT 1; UPDATE t SET a = 2; SELECT 3")},
+			dbtest.Step{Side: resp, Bytes: resultSet(1, []string{"\x011"}, true, serverMoreResults) + pkt(4, okBody(1, serverMoreResults)) +
+				resultSet(5, []string{"\x013"}, true, 0)},
+			dbtest.Step{Side: req, Bytes: query("CALL p()")},
+			dbtest.Step{Side: resp, Bytes: resultSet(1, []string{"\x011", "\x012"}, true, serverMoreResults) +
+				resultSet(5, []string{"\x013"}, true, serverMoreResults) + pkt(9, okBody(0, 0))},
+			dbtest.Step{Side: req, Bytes: query("SELECT 1; SELECT * FROM nope; SELECT 3")},
+			dbtest.Step{Side: resp, Bytes: resultSet(1, []string{"\x011"}, true, serverMoreResults) + pkt(4, errBody(1146))},
+		), []string{"SELECT |  | SELECT ? | shop | rows 1", "UPDATE t |  | UPDATE t SET a = ? | shop", "SELECT |  | SELECT ? | shop | rows 1",
+			"CALL p |  | CALL p() | shop | rows 3",
+			"SELECT |  | SELECT ? | shop | rows 1", "SELECT nope |  | SELECT * FROM nope | shop | error 1146 1146"}},
+		{"prepared statements, INIT_DB, PING, LOCAL INFILE", append(login(mariadb, baseCaps|capDeprecateEOF, ""),
+			dbtest.Step{Side: req, Bytes: pkt(0, "\x16INSERT INTO t VALUES (?, 'planted-inline')")},
+			dbtest.Step{Side: resp, Bytes: pkt(1, "\x00"+u32(5)+u16(0)+u16(1)+"\x00"+u16(0)) + pkt(2, "\x03def...param")},
+			dbtest.Step{Side: req, Bytes: pkt(0, "\x17"+u32(5)+"\x00"+u32(1)+"\x00\x01\xfe\x00\x0eplanted-bound!")},
+			dbtest.Step{Side: resp, Bytes: pkt(1, okBody(1, 2))},
+			dbtest.Step{Side: req, Bytes: pkt(0, "\x19"+u32(5))},
+			dbtest.Step{Side: req, Bytes: pkt(0, "\x17"+u32(5)+"\x00"+u32(1))},
+			dbtest.Step{Side: resp, Bytes: pkt(1, "\xff"+u16(1243)+"#HY000Unknown prepared statement handler")},
+			dbtest.Step{Side: req, Bytes: pkt(0, "\x02archive")},
+			dbtest.Step{Side: resp, Bytes: pkt(1, okBody(0, 2))},
+			dbtest.Step{Side: req, Bytes: pkt(0, "\x0e")},
+			dbtest.Step{Side: resp, Bytes: pkt(1, okBody(0, 2))},
+			dbtest.Step{Side: req, Bytes: query("LOAD DATA LOCAL INFILE '/tmp/x' INTO TABLE t")},
+			dbtest.Step{Side: resp, Bytes: pkt(1, "\xfb/tmp/x")},
+			dbtest.Step{Side: req, Bytes: pkt(2, "planted-file-row\n") + pkt(3, "")},
+			dbtest.Step{Side: resp, Bytes: pkt(4, okBody(1, 2))},
+		), []string{"INSERT t |  | INSERT INTO t VALUES (?, ?) | ", " |  |  |  | error 1243 1243",
+			" | COM_INIT_DB |  | ", " | COM_PING |  | archive", "LOAD t |  | LOAD DATA LOCAL INFILE ? INTO TABLE t | archive"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for seed := range uint64(8) {
+				rec := &dbtest.Recorder{T: t}
+				d := New(&db.Stats{}).NewDecoder(protocol.Client, rec)
+				if err := dbtest.Play(d, c.steps, dbtest.Rand(seed)); err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				for i, x := range rec.Ended {
+					got = append(got, dbtest.Line(x, rec.Reason[i]))
+					if strings.Contains(got[i], "planted") {
+						t.Fatalf("planted value exported: %s", got[i])
+					}
+				}
+				dbtest.Compare(t, c.name, got, c.want)
+			}
+		})
+	}
+}
+
+// TestHugePackets sends a query and a row of more than 16 MiB: both are
+// split into a 0xffffff packet and its continuation, which must not be
+// read as commands or terminators.
+func TestHugePackets(t *testing.T) {
+	big := strings.Repeat("x", maxPacket+10)
+	q := "\x03SELECT '" + big + "'"
+	row := "\xfe" + string(binary.LittleEndian.AppendUint64(nil, uint64(len(big)))) + big
+	steps := append(login("8.0.36", baseCaps|capDeprecateEOF, "shop"),
+		dbtest.Step{Side: req, Bytes: pkt(0, q[:maxPacket]) + pkt(1, q[maxPacket:])},
+		dbtest.Step{Side: resp, Bytes: pkt(1, "\x01") + pkt(2, "coldef") + pkt(3, row[:maxPacket]) + pkt(4, row[maxPacket:]) + pkt(5, okEOFBody(0))},
+	)
+	rec := &dbtest.Recorder{T: t}
+	d := New(&db.Stats{}).NewDecoder(protocol.Client, rec)
+	if err := dbtest.Play(d, steps, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Ended) != 1 || rec.Ended[0].Rows != 1 || rec.Ended[0].Query != "SELECT ?" {
+		t.Fatalf("got %d exchanges: %+v", len(rec.Ended), rec.Ended)
+	}
+}
+
+func TestSSLRequest(t *testing.T) {
+	stats := &db.Stats{}
+	rec := &dbtest.Recorder{T: t}
+	d := New(stats).NewDecoder(protocol.Client, rec)
+	steps := []dbtest.Step{{Side: resp, Bytes: greeting("8.0.36", baseCaps|capSSL)},
+		{Side: req, Bytes: pkt(1, u32(baseCaps|capSSL)+u32(1<<24)+"\x21"+strings.Repeat("\x00", 23))},
+		{Side: req, Bytes: "\x16\x03\x01\x02\x00 TLS hello"}}
+	if err := dbtest.Play(d, steps, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !d.Left() || stats.Encrypted.Load() != 1 {
+		t.Fatalf("left %v encrypted %d", d.Left(), stats.Encrypted.Load())
+	}
+}
+
+func TestDetect(t *testing.T) {
+	p := New(&db.Stats{})
+	g := greeting("8.0.36", baseCaps)
+	for _, c := range []struct {
+		in   string
+		dir  events.Direction
+		want protocol.Verdict
+		role protocol.Role
+	}{
+		{g, events.Read, protocol.Yes, protocol.Client},
+		{g, events.Write, protocol.Yes, protocol.Server},
+		{g[:4], events.Read, protocol.No, 0},
+		{"GE", events.Read, protocol.No, 0},
+		{"GET / HTTP/1.1\r\n", events.Read, protocol.No, 0},
+		{"\x00\x00\x00\x08\x00\x03\x00\x00", events.Write, protocol.No, 0},
+	} {
+		got := p.Detect([]byte(c.in), c.dir)
+		if got.Verdict != c.want || got.Verdict == protocol.Yes && got.Role != c.role {
+			t.Errorf("Detect(%q) = %+v, want %v", c.in[:min(len(c.in), 12)], got, c.want)
+		}
+	}
+}
+
+// TestLargeResultResyncs streams a 1 GiB result set in 70 KiB reads of which only
+// 4096 + 128 bytes are captured: boundaries are lost, found again at the
+// terminator that ends the last read, and the next command decodes.
+func TestLargeResultResyncs(t *testing.T) {
+	stats := &db.Stats{}
+	rec := &dbtest.Recorder{T: t}
+	d := New(stats).NewDecoder(protocol.Client, rec).(*decoder)
+	steps := append(login("8.0.36", baseCaps|capDeprecateEOF, "shop"), dbtest.Step{Side: req, Bytes: query("SELECT * FROM big")})
+	if err := dbtest.Play(d, steps, nil); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString(pkt(1, "\x01") + pkt(2, "coldef"))
+	for i := range 2000 {
+		b.WriteString(pkt(byte(i+3), "\x20"+strings.Repeat("v", 32)))
+	}
+	read := []byte(b.String())
+	capped := func(b []byte) protocol.Chunk {
+		return protocol.Chunk{Bytes: b[:4096], Size: len(b), Tail: b[len(b)-128:], Time: dbtest.Base.Add(time.Second)}
+	}
+	for range (1 << 30) / len(read) { // 1 GiB
+		if err := d.Feed(resp, capped(read)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := append(append([]byte{}, read...), pkt(9, okEOFBody(2))...)
+	if err := d.Feed(resp, capped(last)); err != nil {
+		t.Fatal(err)
+	}
+	if err := dbtest.Play(d, []dbtest.Step{{Side: req, Bytes: pkt(0, "\x0e")}, {Side: resp, Bytes: pkt(1, okBody(0, 2))}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Ended) != 2 || rec.Ended[1].Operation != "COM_PING" || stats.LostSync.Load() != 1 {
+		t.Fatalf("exchanges %d lost %d", len(rec.Ended), stats.LostSync.Load())
+	}
+}

@@ -1,0 +1,256 @@
+package redis
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/periscope-apm/periscope/correlator/protocol"
+	"github.com/periscope-apm/periscope/correlator/protocols/db"
+	"github.com/periscope-apm/periscope/events"
+)
+
+// MaxPending bounds the commands of one connection waiting for their
+// replies; past it commands are counted (db.Stats.Overflowed), not kept.
+const MaxPending = 1024
+
+// Bytes kept of a command's name and of its key.
+const (
+	keepName = 32
+	keepKey  = 128
+)
+
+// Protocol is Redis (RESP2 and RESP3).
+type Protocol struct {
+	db.Spans
+	stats *db.Stats
+}
+
+var _ protocol.Protocol = (*Protocol)(nil)
+
+// New returns the Redis protocol; its decoders count drops into stats.
+func New(stats *db.Stats) *Protocol { return &Protocol{stats: stats} }
+
+// Name implements protocol.Protocol.
+func (*Protocol) Name() string { return "redis" }
+
+// Detect implements protocol.Protocol: a client speaks first, with an
+// array of bulk strings ("*N\r\n$") or one of the inline commands clients
+// open with.
+func (*Protocol) Detect(first []byte, dir events.Direction) protocol.Detection {
+	switch looksLikeCommand(first) {
+	case protocol.Yes:
+		return db.Claim(dir, true)
+	case protocol.Undecided:
+		return protocol.Detection{Verdict: protocol.Undecided}
+	}
+	return protocol.Detection{}
+}
+
+func looksLikeCommand(p []byte) protocol.Verdict {
+	if len(p) == 0 {
+		return protocol.Undecided
+	}
+	if p[0] == '*' {
+		i := 1
+		for i < len(p) && i < 12 && p[i] >= '0' && p[i] <= '9' {
+			i++
+		}
+		rest := p[i:]
+		want := []byte("\r\n$")
+		switch {
+		case i == 1:
+			return protocol.No
+		case len(rest) < len(want):
+			if bytes.HasPrefix(want, rest) {
+				return protocol.Undecided
+			}
+			return protocol.No
+		case bytes.HasPrefix(rest, want):
+			return protocol.Yes
+		}
+		return protocol.No
+	}
+	for _, c := range []string{"PING\r\n", "PING ", "HELLO ", "AUTH ", "SELECT "} {
+		if len(p) >= len(c) && strings.EqualFold(string(p[:len(c)]), c) {
+			return protocol.Yes
+		}
+	}
+	return protocol.No
+}
+
+// NewDecoder implements protocol.Protocol.
+func (p *Protocol) NewDecoder(_ protocol.Role, h protocol.Handler) protocol.Decoder {
+	d := &decoder{h: h, stats: p.stats, pending: db.NewQueue[*pending](MaxPending, p.stats)}
+	d.req = newReader([2]int{keepName, keepKey}, true, d.command)
+	d.resp = newReader([2]int{16, 0}, false, d.reply)
+	return d
+}
+
+// pending is a command waiting for its reply.
+type pending struct {
+	x       *db.Exchange
+	select_ string // the index a SELECT asks for
+}
+
+type decoder struct {
+	h         protocol.Handler
+	stats     *db.Stats
+	req, resp *reader
+	pending   *db.Queue[*pending]
+	now       time.Time
+	reqStart  time.Time
+	namespace string
+	pubsub    bool // the client subscribed: pushed messages are not replies
+}
+
+// Feed implements protocol.Decoder.
+func (d *decoder) Feed(side protocol.Side, c protocol.Chunk) error {
+	d.now = c.Time
+	r := d.resp
+	if side == protocol.Requests {
+		r = d.req
+		if !r.started {
+			d.reqStart = c.Time
+		}
+	}
+	err := feed(r, c)
+	if err != nil {
+		d.stats.LostSync.Add(1)
+		if errors.Is(err, errProtocol) {
+			return fmt.Errorf("%w: %w", protocol.ErrNotProtocol, err)
+		}
+	}
+	return err
+}
+
+func feed(r *reader, c protocol.Chunk) error {
+	if err := r.write(c.Bytes); err != nil {
+		return err
+	}
+	gap := max(c.Size-len(c.Bytes)-len(c.Tail), 0)
+	tail := c.Tail
+	if overlap := len(c.Bytes) + len(tail) - max(c.Size, len(c.Bytes)); overlap > 0 {
+		tail = tail[min(overlap, len(tail)):]
+	}
+	if err := r.skip(gap); err != nil {
+		return err
+	}
+	return r.write(tail)
+}
+
+// EOF implements protocol.Decoder: commands still waiting are ended by the
+// correlator.
+func (d *decoder) EOF(time.Time) {}
+
+// Left implements protocol.Decoder.
+func (d *decoder) Left() bool { return false }
+
+// command handles one complete command.
+func (d *decoder) command(v *Value) error {
+	start := d.reqStart
+	d.reqStart = d.now // the next command of a pipeline starts in this chunk
+	args := v.Head
+	n := v.Count
+	if v.Type == 0 {
+		fields := bytes.Fields(v.Inline)
+		n = len(fields)
+		args = [2][]byte{}
+		for i := 0; i < min(2, n); i++ {
+			args[i] = fields[i][:min(len(fields[i]), []int{keepName, keepKey}[i])]
+		}
+	} else if v.Type != '*' {
+		return fmt.Errorf("%w: command of type %q", errProtocol, v.Type)
+	}
+	if n == 0 {
+		return nil
+	}
+	name := strings.ToValidUTF8(strings.ToUpper(string(args[0])), "\uFFFD")
+	if subscribes[name] {
+		d.pubsub = true
+		return nil // a subscription is not a request
+	}
+	x := &db.Exchange{Begun: start, System: db.Redis, Namespace: d.namespace, Operation: name}
+	x.Query, x.Procedure = queryText(name, args[1], n)
+	p := &pending{x: x}
+	if name == "SELECT" && n == 2 && isDigits(args[1]) {
+		p.select_ = string(args[1])
+	}
+	if d.pending.Push(p) {
+		d.h.Begin(x)
+	}
+	return nil
+}
+
+// reply handles one complete reply.
+func (d *decoder) reply(v *Value) error {
+	if v.Type == '>' {
+		return nil // out of band (RESP3 push)
+	}
+	if d.pubsub && v.Type == '*' && pushKinds[strings.ToLower(string(v.Head[0]))] {
+		return nil // RESP2 pub/sub message or (un)subscribe confirmation
+	}
+	p, ok := d.pending.Pop()
+	if !ok {
+		return nil // an anonymous (overflowed) command, or none waiting
+	}
+	x := p.x
+	switch v.Type {
+	case '-', '!':
+		code := errorPrefix(v.Head[0])
+		x.StatusCode, x.ErrorType = code, code
+	case '*', '%', '~':
+		x.Rows = int64(v.Count)
+	}
+	x.Bytes = v.Bytes
+	if p.select_ != "" && !x.Failed() {
+		d.namespace = p.select_
+	}
+	d.h.End(x, d.now, "")
+	return nil
+}
+
+// errorPrefix returns the first word of an error reply, the error code
+// Redis prefixes its messages with ("ERR", "WRONGTYPE").
+func errorPrefix(msg []byte) string {
+	if i := bytes.IndexByte(msg, ' '); i >= 0 {
+		msg = msg[:i]
+	}
+	for _, c := range msg {
+		if !(c >= 'A' && c <= 'Z' || c == '_' || c >= '0' && c <= '9') {
+			return "ERR"
+		}
+	}
+	if len(msg) == 0 || len(msg) > 32 {
+		return "ERR"
+	}
+	return string(msg)
+}
+
+func isDigits(b []byte) bool {
+	if len(b) == 0 || len(b) > 4 {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// subscribes are the commands that put a connection in pub/sub mode: they
+// make no span, and neither do the messages pushed after them.
+var subscribes = map[string]bool{
+	"SUBSCRIBE": true, "PSUBSCRIBE": true, "SSUBSCRIBE": true,
+	"UNSUBSCRIBE": true, "PUNSUBSCRIBE": true, "SUNSUBSCRIBE": true,
+}
+
+// pushKinds are the first elements of RESP2 pub/sub pushes.
+var pushKinds = map[string]bool{
+	"message": true, "pmessage": true, "smessage": true,
+	"subscribe": true, "psubscribe": true, "ssubscribe": true,
+	"unsubscribe": true, "punsubscribe": true, "sunsubscribe": true,
+}
