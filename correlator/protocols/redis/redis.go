@@ -73,11 +73,10 @@ func looksLikeCommand(p []byte) protocol.Verdict {
 		}
 		return protocol.No
 	}
-	for _, c := range []string{"PING\r\n", "PING ", "HELLO ", "AUTH ", "SELECT "} {
-		if len(p) >= len(c) && strings.EqualFold(string(p[:len(c)]), c) {
-			return protocol.Yes
-		}
-	}
+	// Inline commands ("PING", "HELLO 3") are decoded once a connection
+	// is Redis, but never claim one: any line of text starts that way
+	// (TestFaultNotHTTP's garbage client sends "HELLO ..."), and every
+	// client library speaks RESP arrays.
 	return protocol.No
 }
 

@@ -237,7 +237,8 @@ func TestDetect(t *testing.T) {
 		{"*1", events.Write, protocol.Undecided, 0},
 		{"*1\r", events.Write, protocol.Undecided, 0},
 		{"*1\r\n+", events.Write, protocol.No, 0},
-		{"PING\r\n", events.Write, protocol.Yes, protocol.Client},
+		{"PING\r\n", events.Write, protocol.No, 0}, // inline: text, never claimed
+		{"HELLO there\r\n", events.Write, protocol.No, 0},
 		{"GET / HTTP/1.1\r\n", events.Write, protocol.No, 0},
 		{"+OK\r\n", events.Read, protocol.No, 0},
 		{"", events.Write, protocol.Undecided, 0},
