@@ -37,8 +37,8 @@ func New(stats *db.Stats) *Protocol { return &Protocol{stats: stats} }
 func (*Protocol) Name() string { return "redis" }
 
 // Detect implements protocol.Protocol: a client speaks first, with an
-// array of bulk strings ("*N\r\n$") or one of the inline commands clients
-// open with.
+// array of bulk strings ("*N\r\n$"). Inline commands are decoded on a
+// connection already known as Redis, but never claim one.
 func (*Protocol) Detect(first []byte, dir events.Direction) protocol.Detection {
 	switch looksLikeCommand(first) {
 	case protocol.Yes:
