@@ -48,6 +48,10 @@ var (
 
 var ne = binary.NativeEndian
 
+// Decode hands one ring record to the sink, as the ring reader does
+// (replays and benchmarks feed recorded records through it).
+func (c *Collector) Decode(raw []byte) { c.decode(raw) }
+
 // decode hands one ring record to the sink: the request records here, the
 // process markers through the shared decoder.
 func (c *Collector) decode(raw []byte) {

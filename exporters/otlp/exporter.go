@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -62,6 +63,10 @@ type Config struct {
 	// Registerer receives the self metrics (exporter="otlp"). Nil registers
 	// nothing.
 	Registerer prometheus.Registerer
+	// Client is the transport. Nil: otlptracegrpc's or otlptracehttp's
+	// client, configured from the OTEL_* environment (the agent); set it
+	// to send elsewhere (benchmarks).
+	Client otlptrace.Client
 }
 
 func (c *Config) setDefaults() {
@@ -130,15 +135,17 @@ func New(ctx context.Context, cfg Config) (*Exporter, error) {
 		cfg.Logger.Warn("OTLP exporter: invalid sampler configuration", "error", err)
 	}
 	var client sdktrace.SpanExporter
-	switch proto {
-	case ProtocolGRPC:
+	switch {
+	case cfg.Client != nil:
+		client, err = otlptrace.New(ctx, cfg.Client)
+	case proto == ProtocolGRPC:
 		client, err = otlptracegrpc.New(ctx, otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{
 			Enabled:         true,
 			InitialInterval: retryInitialInterval,
 			MaxInterval:     retryMaxInterval,
 			MaxElapsedTime:  retryMaxElapsed,
 		}))
-	case ProtocolHTTPProtobuf:
+	case proto == ProtocolHTTPProtobuf:
 		client, err = otlptracehttp.New(ctx, otlptracehttp.WithRetry(otlptracehttp.RetryConfig{
 			Enabled:         true,
 			InitialInterval: retryInitialInterval,

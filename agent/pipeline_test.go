@@ -1,0 +1,435 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/periscope-apm/periscope/collectors"
+	"github.com/periscope-apm/periscope/collectors/gohttp"
+	"github.com/periscope-apm/periscope/correlator"
+	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/exporters"
+	"github.com/periscope-apm/periscope/exporters/otlp"
+	"github.com/periscope-apm/periscope/internal/ktime"
+	"github.com/periscope-apm/periscope/internal/wire"
+	"github.com/periscope-apm/periscope/metrics"
+	"github.com/periscope-apm/periscope/span"
+)
+
+// The user-space pipeline as Run wires it, fed with ring records as the
+// collectors read them: records → decoders → correlator → span → RED
+// histograms and the OTLP trace exporter → OTLP bytes. One request (one
+// span) per iteration, rotating over three sources:
+//   - an HTTPS server's request and response as OpenSSL data records,
+//   - a Go net/http server request as gohttp start and end records,
+//   - a plaintext HTTP server's request and response as sockets data records.
+
+// Ring record layouts (bpf/periscope.h, collectors/gohttp): the decoders
+// check every length, so a drift here fails TestPipeline.
+const (
+	bindPlaintext = 1 // BIND_PLAINTEXT
+	afInet        = 2
+	gohttpServer  = 1 // events.RequestServer
+	headerAbsent  = 2 // gohttp headerAbsent
+)
+
+type recordHeader struct {
+	TS             uint64
+	Type, PID, TID uint32
+	Pad            uint32
+}
+
+type tupleRecord struct {
+	Family, LocalPort, RemotePort, Pad uint16
+	LocalAddr, RemoteAddr              [16]byte
+}
+
+type dataRecord struct {
+	Hdr                          recordHeader
+	Conn                         uint64
+	Dir, Size, Captured, TailLen uint32
+	FD                           int32
+	Pad                          uint32
+	Tail                         [128]byte
+}
+
+type bindRecord struct {
+	Hdr   recordHeader
+	Conn  uint64
+	FD    int32
+	Flags uint32
+	Tuple tupleRecord
+}
+
+type startRecord struct {
+	Hdr                   recordHeader
+	ID, Parent, Goroutine uint64
+	Kind                  uint32
+	FD                    int32
+	TLS                   uint32
+	Major, Minor          uint16
+	Tuple                 tupleRecord
+	HeaderLookup          uint32
+	TraceparentLen, Pad2  uint16
+	Traceparent           [64]byte
+}
+
+type endRecord struct {
+	Hdr                               recordHeader
+	ID                                uint64
+	Kind, Status                      uint32
+	RequestSize, ResponseSize         int64
+	Error                             uint32
+	MethodLen, PathLen, HostLen, QLen uint16
+	Pad                               uint32
+	Method                            [16]byte
+	Path                              [256]byte
+	Host                              [128]byte
+	Query                             [128]byte
+}
+
+func encode(fields ...any) []byte {
+	var b bytes.Buffer
+	for _, f := range fields {
+		if err := binary.Write(&b, binary.NativeEndian, f); err != nil {
+			panic(err)
+		}
+	}
+	return b.Bytes()
+}
+
+func tupleOf(local, remote string) tupleRecord {
+	l, r := netip.MustParseAddrPort(local), netip.MustParseAddrPort(remote)
+	t := tupleRecord{Family: afInet, LocalPort: l.Port(), RemotePort: r.Port()}
+	copy(t.LocalAddr[:], l.Addr().AsSlice())
+	copy(t.RemoteAddr[:], r.Addr().AsSlice())
+	return t
+}
+
+func dataRec(pid uint32, conn uint64, dir events.Direction, payload string) []byte {
+	return encode(dataRecord{
+		Hdr:  recordHeader{Type: wire.EventData, PID: pid, TID: pid},
+		Conn: conn, Dir: uint32(dir), Size: uint32(len(payload)), Captured: uint32(len(payload)), FD: 7,
+	}, []byte(payload))
+}
+
+func bindRec(pid uint32, conn uint64, flags uint32, t tupleRecord) []byte {
+	return encode(bindRecord{Hdr: recordHeader{Type: wire.EventBind, PID: pid, TID: pid}, Conn: conn, FD: 7, Flags: flags, Tuple: t})
+}
+
+func startRec(pid uint32, t tupleRecord) []byte {
+	return encode(startRecord{
+		Hdr:  recordHeader{Type: wire.EventRequestStart, PID: pid, TID: pid},
+		Kind: gohttpServer, FD: 7, Major: 1, Minor: 1, Tuple: t, HeaderLookup: headerAbsent,
+	})
+}
+
+func endRec(pid uint32, method, path, host string) []byte {
+	r := endRecord{
+		Hdr:  recordHeader{Type: wire.EventRequestEnd, PID: pid, TID: pid},
+		Kind: gohttpServer, Status: 200, RequestSize: 0, ResponseSize: 13,
+		MethodLen: uint16(len(method)), PathLen: uint16(len(path)), HostLen: uint16(len(host)),
+	}
+	copy(r.Method[:], method)
+	copy(r.Path[:], path)
+	copy(r.Host[:], host)
+	return encode(r)
+}
+
+const (
+	pidTLS, pidGo, pidPlain = 1001, 1002, 1003
+	connsPerSource          = 8
+	httpResponse            = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!"
+)
+
+// pipeline is the agent's user-space pipeline with its exporter sending to
+// client.
+type pipeline struct {
+	corr    *correlator.Correlator
+	exp     span.Exporter
+	records collectors.Records
+	goh     *gohttp.Collector
+	ts      uint64
+	setup   [][]byte // bind records, replayed once
+	tls     [connsPerSource][][]byte
+	plain   [connsPerSource][][]byte
+	goStart [connsPerSource][]byte
+	goEnd   []byte
+	nextID  uint64
+}
+
+type procs map[uint32]*span.Process
+
+func (p procs) Process(pid uint32) *span.Process { return p[pid] }
+
+func process(pid uint32, name string) *span.Process {
+	return &span.Process{PID: pid, ServiceName: name, Attributes: []attribute.KeyValue{
+		attribute.Int64("process.pid", int64(pid)),
+		attribute.String("process.executable.name", name),
+		attribute.String("host.name", "node-1"),
+	}}
+}
+
+func newPipeline(tb testing.TB, client otlptrace.Client) *pipeline {
+	tb.Helper()
+	reg := prometheus.NewRegistry()
+	o, err := otlp.New(context.Background(), otlp.Config{Registerer: reg, Client: client})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	red, err := metrics.NewHTTP(metrics.HTTPConfig{}, reg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	exp := exporters.NewMulti(o, red)
+	resolver := procs{pidTLS: process(pidTLS, "nginx"), pidGo: process(pidGo, "hello-go"), pidPlain: process(pidPlain, "python3")}
+	corr, err := correlator.New(correlator.Config{BindGrace: correlator.DefaultBindGrace}, exp, resolver, nil, reg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := &pipeline{corr: corr, exp: exp, ts: 1e12}
+	read := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "read"}, []string{"type"})
+	p.records = collectors.Records{Sink: corr, Clock: ktime.NewClock(), Read: read}
+	p.goh = gohttp.New(gohttp.Config{}, corr, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	for i := range connsPerSource {
+		port := 50000 + i
+		tlsConn, plainConn := uint64(0x7f0000+i), uint64(0x8f0000+i)
+		p.setup = append(p.setup,
+			bindRec(pidTLS, tlsConn, 0, tupleOf("127.0.0.1:443", fmt.Sprintf("127.0.0.1:%d", port))),
+			bindRec(pidPlain, plainConn, bindPlaintext, tupleOf("127.0.0.1:8000", fmt.Sprintf("127.0.0.1:%d", port))))
+		p.tls[i] = [][]byte{
+			dataRec(pidTLS, tlsConn, events.Read, fmt.Sprintf("GET /users/%d HTTP/1.1\r\nHost: example.com\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n", 1000+i)),
+			dataRec(pidTLS, tlsConn, events.Write, httpResponse),
+		}
+		p.plain[i] = [][]byte{
+			dataRec(pidPlain, plainConn, events.Read, fmt.Sprintf("POST /api/orders/%d/items HTTP/1.1\r\nHost: shop.local:8000\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}", 77+i)),
+			dataRec(pidPlain, plainConn, events.Write, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
+		}
+		p.goStart[i] = startRec(pidGo, tupleOf("127.0.0.1:8443", fmt.Sprintf("127.0.0.1:%d", port)))
+	}
+	p.goEnd = endRec(pidGo, "GET", "/hello", "localhost:8443")
+	for _, rec := range p.setup {
+		p.stamp(rec)
+		p.records.Decode(rec)
+	}
+	return p
+}
+
+func (p *pipeline) stamp(rec []byte) {
+	p.ts += 1000
+	binary.NativeEndian.PutUint64(rec, p.ts)
+}
+
+// offID is where a gohttp start or end record holds the request's ID.
+const offID = 24
+
+// request replays the records of request i.
+func (p *pipeline) request(i int) {
+	c := (i / 3) % connsPerSource
+	switch i % 3 {
+	case 0:
+		for _, rec := range p.tls[c] {
+			p.stamp(rec)
+			p.records.Decode(rec)
+		}
+	case 1:
+		p.nextID++
+		binary.NativeEndian.PutUint64(p.goStart[c][offID:], p.nextID)
+		binary.NativeEndian.PutUint64(p.goEnd[offID:], p.nextID)
+		p.stamp(p.goStart[c])
+		p.goh.Decode(p.goStart[c])
+		p.stamp(p.goEnd)
+		p.goh.Decode(p.goEnd)
+	case 2:
+		for _, rec := range p.plain[c] {
+			p.stamp(rec)
+			p.records.Decode(rec)
+		}
+	}
+}
+
+// countingClient is an OTLP transport that marshals each request as the
+// gRPC client does and counts the spans and bytes, sending nothing.
+type countingClient struct {
+	mu    sync.Mutex
+	buf   []byte
+	spans atomic.Int64
+	bytes atomic.Int64
+	// last keeps the last request, for TestPipeline.
+	last []byte
+}
+
+func (c *countingClient) Start(context.Context) error { return nil }
+func (c *countingClient) Stop(context.Context) error  { return nil }
+
+func (c *countingClient) UploadTraces(_ context.Context, rss []*tracepb.ResourceSpans) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, err := proto.MarshalOptions{}.MarshalAppend(c.buf[:0], &coltracepb.ExportTraceServiceRequest{ResourceSpans: rss})
+	if err != nil {
+		return err
+	}
+	c.buf = b
+	c.last = b
+	c.bytes.Add(int64(len(b)))
+	c.spans.Add(int64(countSpans(rss)))
+	return nil
+}
+
+func countSpans(rss []*tracepb.ResourceSpans) int {
+	n := 0
+	for _, rs := range rss {
+		for _, ss := range rs.ScopeSpans {
+			n += len(ss.Spans)
+		}
+	}
+	return n
+}
+
+// countingReceiver is an OTLP gRPC trace service that counts what it
+// receives.
+type countingReceiver struct {
+	coltracepb.UnimplementedTraceServiceServer
+	spans atomic.Int64
+}
+
+func (r *countingReceiver) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	r.spans.Add(int64(countSpans(req.ResourceSpans)))
+	return &coltracepb.ExportTraceServiceResponse{}, nil
+}
+
+// maxBacklog is how far the benchmark lets the producer run ahead of the
+// transport: well inside the exporter's queue, so that nothing is dropped
+// and every span is measured all the way to bytes.
+const maxBacklog = otlp.DefaultQueueSize / 2
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// runPipeline replays n requests and waits until delivered reports every
+// span, failing on a lost one.
+func runPipeline(b *testing.B, p *pipeline, delivered func() int64) {
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	for i := range b.N {
+		p.request(i)
+		if i%256 == 255 {
+			for int64(i+1)-delivered() > maxBacklog {
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.exp.Shutdown(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	cpu := cpuTime() - cpu0
+	for delivered() < int64(b.N) && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	if got := delivered(); got != int64(b.N) {
+		b.Fatalf("%d spans delivered, want %d", got, b.N)
+	}
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/span")
+}
+
+// BenchmarkPipeline measures the user-space pipeline per span, to an
+// in-process transport that marshals what the gRPC client would send
+// (fake), and over gRPC to a counting receiver in the same process (grpc;
+// its CPU includes the receiver's). ns/op is per span; cpu-ns/span is the
+// process's CPU time (all goroutines) per span.
+func BenchmarkPipeline(b *testing.B) {
+	b.Run("fake", func(b *testing.B) {
+		client := &countingClient{}
+		p := newPipeline(b, client)
+		runPipeline(b, p, client.spans.Load)
+		b.ReportMetric(float64(client.bytes.Load())/float64(b.N), "bytes/span")
+	})
+	b.Run("grpc", func(b *testing.B) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := grpc.NewServer()
+		recv := &countingReceiver{}
+		coltracepb.RegisterTraceServiceServer(srv, recv)
+		go srv.Serve(ln)
+		defer srv.Stop()
+		client := otlptracegrpc.NewClient(otlptracegrpc.WithInsecure(), otlptracegrpc.WithEndpoint(ln.Addr().String()))
+		p := newPipeline(b, client)
+		runPipeline(b, p, recv.spans.Load)
+	})
+}
+
+// TestPipeline checks that the benchmark's records make the spans it
+// claims to measure: each request one span, all of them exported.
+func TestPipeline(t *testing.T) {
+	client := &countingClient{}
+	p := newPipeline(t, client)
+	const n = 300
+	for i := range n {
+		p.request(i)
+	}
+	if err := p.exp.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := client.spans.Load(); got != n {
+		t.Fatalf("%d spans exported, want %d", got, n)
+	}
+	var req coltracepb.ExportTraceServiceRequest
+	if err := proto.Unmarshal(client.last, &req); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]map[string]int{}
+	for _, rs := range req.ResourceSpans {
+		svc := ""
+		for _, kv := range rs.Resource.Attributes {
+			if kv.Key == "service.name" {
+				svc = kv.Value.GetStringValue()
+			}
+		}
+		for _, ss := range rs.ScopeSpans {
+			for _, s := range ss.Spans {
+				if names[svc] == nil {
+					names[svc] = map[string]int{}
+				}
+				names[svc][s.Name]++
+			}
+		}
+	}
+	want := map[string]map[string]int{
+		"nginx":    {"GET /users/{id}": n / 3},
+		"hello-go": {"GET /hello": n / 3},
+		"python3":  {"POST /api/orders/{id}/items": n / 3},
+	}
+	if fmt.Sprint(names) != fmt.Sprint(want) {
+		t.Errorf("spans by service and name %v, want %v", names, want)
+	}
+}
