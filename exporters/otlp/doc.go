@@ -1,12 +1,15 @@
 // Package otlp exports the agent's spans over OTLP (gRPC by default, or
 // HTTP/protobuf) to an OpenTelemetry backend.
 //
-// The transport is the OpenTelemetry Go SDK's own exporter
-// (otlptracegrpc / otlptracehttp), so every standard OTEL_EXPORTER_OTLP_* and
+// The transport is the OpenTelemetry Go SDK's own client (otlptracegrpc /
+// otlptracehttp), so every standard OTEL_EXPORTER_OTLP_* and
 // OTEL_EXPORTER_OTLP_TRACES_* environment variable (endpoint, headers,
 // insecure, timeout, certificate, compression) works unchanged. The agent's
-// spans already carry their IDs and timestamps; the exporter turns each one
-// into a read-only SDK span with the resource of its process.
+// spans already carry their IDs and timestamps; the exporter encodes them
+// straight into OTLP protobuf structs, grouped by process (one resource per
+// process, converted once and cached), reusing the structs of one batch for
+// the next: no SDK span objects and, in steady state, no allocation per
+// span.
 //
 // Export never blocks: spans go into a bounded queue drained by one
 // goroutine into batches. When the backend is slow or down the queue fills

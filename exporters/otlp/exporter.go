@@ -15,7 +15,6 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/periscope-apm/periscope/exporters"
 	"github.com/periscope-apm/periscope/span"
@@ -91,10 +90,10 @@ func (c *Config) setDefaults() {
 type Exporter struct {
 	cfg     Config
 	log     *slog.Logger
-	client  sdktrace.SpanExporter
+	client  otlptrace.Client
 	sampler sampler
 	metrics *exporters.SpanMetrics
-	conv    *converter
+	enc     *encoder
 
 	queue chan *span.Span
 
@@ -134,31 +133,30 @@ func New(ctx context.Context, cfg Config) (*Exporter, error) {
 	if err != nil {
 		cfg.Logger.Warn("OTLP exporter: invalid sampler configuration", "error", err)
 	}
-	var client sdktrace.SpanExporter
+	client := cfg.Client
 	switch {
-	case cfg.Client != nil:
-		client, err = otlptrace.New(ctx, cfg.Client)
+	case client != nil:
 	case proto == ProtocolGRPC:
-		client, err = otlptracegrpc.New(ctx, otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{
+		client = otlptracegrpc.NewClient(otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{
 			Enabled:         true,
 			InitialInterval: retryInitialInterval,
 			MaxInterval:     retryMaxInterval,
 			MaxElapsedTime:  retryMaxElapsed,
 		}))
 	case proto == ProtocolHTTPProtobuf:
-		client, err = otlptracehttp.New(ctx, otlptracehttp.WithRetry(otlptracehttp.RetryConfig{
+		client = otlptracehttp.NewClient(otlptracehttp.WithRetry(otlptracehttp.RetryConfig{
 			Enabled:         true,
 			InitialInterval: retryInitialInterval,
 			MaxInterval:     retryMaxInterval,
 			MaxElapsedTime:  retryMaxElapsed,
 		}))
 	}
-	if err != nil {
-		return nil, fmt.Errorf("otlp exporter: create %s client: %w", proto, err)
+	if err := client.Start(ctx); err != nil {
+		return nil, fmt.Errorf("otlp exporter: start %s client: %w", proto, err)
 	}
 	e, err := newExporter(cfg, client, sm, envResource(ctx, cfg.Logger))
 	if err != nil {
-		_ = client.Shutdown(ctx)
+		_ = client.Stop(ctx)
 		return nil, err
 	}
 	cfg.Logger.Debug("OTLP exporter started", "protocol", proto, "sampler", sm.name,
@@ -167,14 +165,14 @@ func New(ctx context.Context, cfg Config) (*Exporter, error) {
 }
 
 // newExporter wires an exporter around client; cfg must have its defaults.
-func newExporter(cfg Config, client sdktrace.SpanExporter, sm sampler, env *resource.Resource) (*Exporter, error) {
+func newExporter(cfg Config, client otlptrace.Client, sm sampler, env *resource.Resource) (*Exporter, error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	e := &Exporter{
 		cfg:       cfg,
 		log:       cfg.Logger,
 		client:    client,
 		sampler:   sm,
-		conv:      newConverter(env, cfg.ScopeVersion),
+		enc:       newEncoder(env, cfg.ScopeVersion),
 		queue:     make(chan *span.Span, cfg.QueueSize),
 		runCtx:    runCtx,
 		cancelRun: cancel,
@@ -229,7 +227,7 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 	e.clientOnce.Do(func() {
 		// With ctx expired the client still closes its connection; its
 		// error would only repeat the one above.
-		if err := e.client.Shutdown(ctx); err != nil && (len(errs) == 0 || !errors.Is(err, ctx.Err())) {
+		if err := e.client.Stop(ctx); err != nil && (len(errs) == 0 || !errors.Is(err, ctx.Err())) {
 			e.clientErr = fmt.Errorf("otlp exporter: close client: %w", err)
 		}
 	})
@@ -237,12 +235,12 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// run is the drain goroutine: it converts queued spans into batches and
+// run is the drain goroutine: it encodes queued spans into batches and
 // exports a batch when it is full, when its oldest span has waited
 // BatchTimeout, and at shutdown.
 func (e *Exporter) run() {
 	defer close(e.done)
-	batch := make([]sdktrace.ReadOnlySpan, 0, e.cfg.BatchSize)
+	n := 0 // spans in the batch
 	timer := time.NewTimer(e.cfg.BatchTimeout)
 	timer.Stop()
 	var timerC <-chan time.Time
@@ -250,20 +248,21 @@ func (e *Exporter) run() {
 	flush := func() {
 		timer.Stop()
 		timerC = nil
-		if len(batch) == 0 {
+		if n == 0 {
 			return
 		}
-		e.export(batch)
-		clear(batch) // let the spans be collected
-		batch = batch[:0]
+		e.export(n)
+		e.enc.reset()
+		n = 0
 	}
 	add := func(s *span.Span) {
-		batch = append(batch, e.conv.convert(s))
-		if len(batch) == 1 {
+		e.enc.add(s)
+		n++
+		if n == 1 {
 			timer.Reset(e.cfg.BatchTimeout)
 			timerC = timer.C
 		}
-		if len(batch) >= e.cfg.BatchSize {
+		if n >= e.cfg.BatchSize {
 			flush()
 		}
 	}
@@ -287,19 +286,20 @@ func (e *Exporter) run() {
 	}
 }
 
-// export sends one batch and accounts for the outcome.
-func (e *Exporter) export(batch []sdktrace.ReadOnlySpan) {
-	n := float64(len(batch))
+// export sends the encoder's batch of spans spans and accounts for the
+// outcome.
+func (e *Exporter) export(spans int) {
+	n := float64(spans)
 	if err := e.runCtx.Err(); err != nil { // shutdown ran out of time
 		e.metrics.Failures.Inc()
 		e.metrics.ExportFailed.Add(n)
 		return
 	}
-	err := e.client.ExportSpans(e.runCtx, batch)
+	err := e.client.UploadTraces(e.runCtx, e.enc.rss)
 	if err != nil {
 		e.metrics.Failures.Inc()
 		e.metrics.ExportFailed.Add(n)
-		e.noteFailure(err, len(batch))
+		e.noteFailure(fmt.Errorf("traces export: %w", err), spans)
 		return
 	}
 	e.metrics.Exported.Add(n)
