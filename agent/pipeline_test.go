@@ -136,10 +136,10 @@ func bindRec(pid uint32, conn uint64, flags uint32, t tupleRecord) []byte {
 	return encode(bindRecord{Hdr: recordHeader{Type: wire.EventBind, PID: pid, TID: pid}, Conn: conn, FD: 7, Flags: flags, Tuple: t})
 }
 
-func startRec(pid uint32, t tupleRecord) []byte {
+func startRec(pid uint32, fd int32, t tupleRecord) []byte {
 	return encode(startRecord{
 		Hdr:  recordHeader{Type: wire.EventRequestStart, PID: pid, TID: pid},
-		Kind: gohttpServer, FD: 7, Major: 1, Minor: 1, Tuple: t, HeaderLookup: headerAbsent,
+		Kind: gohttpServer, FD: fd, Major: 1, Minor: 1, Tuple: t, HeaderLookup: headerAbsent,
 	})
 }
 
@@ -224,7 +224,7 @@ func newPipeline(tb testing.TB, client otlptrace.Client) *pipeline {
 			dataRec(pidPlain, plainConn, events.Read, fmt.Sprintf("POST /api/orders/%d/items HTTP/1.1\r\nHost: shop.local:8000\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}", 77+i)),
 			dataRec(pidPlain, plainConn, events.Write, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
 		}
-		p.goStart[i] = startRec(pidGo, tupleOf("127.0.0.1:8443", fmt.Sprintf("127.0.0.1:%d", port)))
+		p.goStart[i] = startRec(pidGo, int32(10+i), tupleOf("127.0.0.1:8443", fmt.Sprintf("127.0.0.1:%d", port)))
 	}
 	p.goEnd = endRec(pidGo, "GET", "/hello", "localhost:8443")
 	for _, rec := range p.setup {
