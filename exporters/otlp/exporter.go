@@ -15,6 +15,8 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/periscope-apm/periscope/exporters"
 	"github.com/periscope-apm/periscope/span"
@@ -36,6 +38,27 @@ const (
 	retryMaxInterval     = 5 * time.Second
 	retryMaxElapsed      = 10 * time.Second
 )
+
+// Reconnection. gRPC's default backoff between connection attempts grows
+// to 2 minutes, so after an outage the exporter came back seconds to
+// minutes after the backend did. Attempts are at most reconnectMaxDelay
+// apart (jittered ±20%, so that the agents of a cluster do not reconnect
+// in step), and an export waits for the connection (within its timeout)
+// instead of failing at once while it is down: it goes out as soon as the
+// backend is back.
+var reconnectBackoff = backoff.Config{
+	BaseDelay:  100 * time.Millisecond,
+	Multiplier: 1.6,
+	Jitter:     0.2,
+	MaxDelay:   800 * time.Millisecond,
+}
+
+// drainPause is the pause between two batches while the queue holds more
+// than a batch after an outage: the backlog goes out at up to BatchSize
+// spans per drainPause (170,000 spans/s with the defaults, above the rate
+// the agent sustains) instead of in one burst of the exporter's CPU taken
+// from the applications.
+const drainPause = 3 * time.Millisecond
 
 // Config configures an Exporter. The transport (endpoint, headers, TLS,
 // timeout, compression, protocol) comes from the standard OTEL_* environment
@@ -114,6 +137,7 @@ type Exporter struct {
 	lastRecoveryLog time.Time
 	suppressed      int // failures since the last failure log
 	failing         bool
+	draining        bool // recovered from failures, backlog not sent yet
 }
 
 var _ span.Exporter = (*Exporter)(nil)
@@ -142,7 +166,10 @@ func New(ctx context.Context, cfg Config) (*Exporter, error) {
 			InitialInterval: retryInitialInterval,
 			MaxInterval:     retryMaxInterval,
 			MaxElapsedTime:  retryMaxElapsed,
-		}))
+		}), otlptracegrpc.WithDialOption(
+			grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnectBackoff, MinConnectTimeout: 5 * time.Second}),
+			grpc.WithDefaultCallOptions(grpc.WaitForReady(true)),
+		))
 	case proto == ProtocolHTTPProtobuf:
 		client = otlptracehttp.NewClient(otlptracehttp.WithRetry(otlptracehttp.RetryConfig{
 			Enabled:         true,
@@ -254,6 +281,7 @@ func (e *Exporter) run() {
 		e.export(n)
 		e.enc.reset()
 		n = 0
+		e.pace()
 	}
 	add := func(s *span.Span) {
 		e.enc.add(s)
@@ -286,6 +314,24 @@ func (e *Exporter) run() {
 	}
 }
 
+// pace pauses after a batch while a backlog left by an outage is being
+// sent (see drainPause), except at shutdown.
+func (e *Exporter) pace() {
+	if !e.draining {
+		return
+	}
+	if len(e.queue) < e.cfg.BatchSize {
+		e.draining = false
+		return
+	}
+	t := time.NewTimer(drainPause)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-e.stop:
+	}
+}
+
 // export sends the encoder's batch of spans spans and accounts for the
 // outcome.
 func (e *Exporter) export(spans int) {
@@ -305,6 +351,7 @@ func (e *Exporter) export(spans int) {
 	e.metrics.Exported.Add(n)
 	if e.failing {
 		e.failing = false
+		e.draining = true
 		if now := time.Now(); now.Sub(e.lastRecoveryLog) >= e.cfg.FailureLogInterval {
 			e.log.Info("OTLP export recovered", "unlogged_failures", e.suppressed)
 			e.lastRecoveryLog = now

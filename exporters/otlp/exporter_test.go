@@ -601,3 +601,67 @@ func hasLabels(m *dto.Metric, want map[string]string) bool {
 	}
 	return true
 }
+
+// TestReconnectsPromptly: the receiver goes away while spans keep coming,
+// then comes back on the same address. The exporter's next export reaches
+// it about as soon as it is back (gRPC's reconnect backoff is capped under
+// a second and exports wait for the connection), and every span is
+// exported or counted as dropped. The delay is logged, not asserted
+// exactly: a generous bound catches a return of the minutes-long default
+// backoff.
+func TestReconnectsPromptly(t *testing.T) {
+	r := otlpreceiver.Start(t)
+	setEnv(t, envEndpoint, r.Endpoint(), "OTEL_EXPORTER_OTLP_TIMEOUT", "2000")
+	reg := prometheus.NewRegistry()
+	e, err := New(t.Context(), Config{BatchSize: 10, BatchTimeout: 10 * time.Millisecond, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	spans := makeSpans(3000, 8)
+	next := 0
+	send := func(n int) {
+		for range n {
+			e.Export(spans[next])
+			next++
+		}
+	}
+	send(10)
+	waitMetric(t, reg, "periscope_spans_exported_total", nil, 10)
+
+	addr := r.Addr()
+	r.Stop()
+	// Down for 10 s with traffic: long enough for gRPC's default
+	// backoff to have grown to several seconds.
+	for range 100 {
+		send(10)
+		time.Sleep(100 * time.Millisecond)
+	}
+	back := time.Now()
+	r2 := otlpreceiver.StartOn(t, addr)
+	send(10)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if _, err := r2.WaitForSpans(ctx, 1, nil); err != nil {
+		t.Fatalf("no span after the receiver came back: %v", err)
+	}
+	delay := time.Since(back)
+	t.Logf("first spans arrived %v after the receiver came back", delay.Round(time.Millisecond))
+	if delay > slowdown*3*time.Second {
+		t.Errorf("exports resumed %v after the receiver came back", delay)
+	}
+	// Everything sent is accounted for once the queue is empty.
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	exported := metric(t, reg, "periscope_spans_exported_total", nil)
+	full := metric(t, reg, "periscope_spans_dropped_total", map[string]string{"reason": "queue_full"})
+	failed := metric(t, reg, "periscope_spans_dropped_total", map[string]string{"reason": "export_failed"})
+	if exported+full+failed != float64(next) {
+		t.Errorf("exported %v + dropped %v (queue full) + %v (failed) != %d spans sent", exported, full, failed, next)
+	}
+	if got := len(r.Spans()) + len(r2.Spans()); float64(got) != exported {
+		t.Errorf("receivers got %d spans, exported counter says %v", got, exported)
+	}
+	t.Logf("sent %d: exported %v, dropped queue_full %v, export_failed %v", next, exported, full, failed)
+}

@@ -50,8 +50,23 @@ func Start(t testing.TB) *Receiver {
 	return r
 }
 
-func start() (*Receiver, error) {
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
+// StartOn starts a receiver whose gRPC server listens on addr (a stopped
+// receiver's Addr: a backend coming back after an outage), and stops it
+// when the test ends.
+func StartOn(t testing.TB, addr string) *Receiver {
+	t.Helper()
+	r, err := startOn(addr)
+	if err != nil {
+		t.Fatalf("otlpreceiver: %v", err)
+	}
+	t.Cleanup(r.Stop)
+	return r
+}
+
+func start() (*Receiver, error) { return startOn("127.0.0.1:0") }
+
+func startOn(addr string) (*Receiver, error) {
+	grpcLis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for gRPC: %w", err)
 	}
