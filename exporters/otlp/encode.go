@@ -153,7 +153,7 @@ func (c *encoder) add(s *span.Span) {
 // group returns a reused ResourceSpans for r, added to the batch.
 func (c *encoder) group(r *otlpResource) *tracepb.ResourceSpans {
 	n := len(c.rss)
-	if n < cap(c.rss) {
+	if n < cap(c.rss) && c.rss[:n+1][n] != nil { // kept from an earlier batch
 		c.rss = c.rss[:n+1]
 	} else {
 		c.rss = append(c.rss, &tracepb.ResourceSpans{ScopeSpans: []*tracepb.ScopeSpans{{}}})

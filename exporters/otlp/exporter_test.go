@@ -665,3 +665,36 @@ func TestReconnectsPromptly(t *testing.T) {
 	}
 	t.Logf("sent %d: exported %v, dropped queue_full %v, export_failed %v", next, exported, full, failed)
 }
+
+// TestManyProcesses: batches with spans of many processes, one resource
+// each, the encoder's structs reused from batch to batch.
+func TestManyProcesses(t *testing.T) {
+	r := otlpreceiver.Start(t)
+	setEnv(t, envEndpoint, r.Endpoint())
+	e, err := New(t.Context(), Config{BatchSize: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var procs []*span.Process
+	for i := range 37 {
+		procs = append(procs, &span.Process{PID: uint32(100 + i), ServiceName: fmt.Sprintf("svc-%d", i)})
+	}
+	spans := makeSpans(999, 9)
+	for i, s := range spans {
+		s.Process = procs[(i*i)%len(procs)]
+		e.Export(s)
+	}
+	if err := e.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	got := r.Spans()
+	if len(got) != len(spans) {
+		t.Fatalf("receiver got %d spans, want %d", len(got), len(spans))
+	}
+	for _, s := range spans {
+		g := findSpan(t, got, s.SpanID)
+		if g.ServiceName() != s.Process.ServiceName || g.Resource["process.pid"] != int64(s.Process.PID) || g.Name != s.Name {
+			t.Errorf("span %s of %s/%d arrived as %s of %v", s.SpanID, s.Process.ServiceName, s.Process.PID, g.Name, g.Resource)
+		}
+	}
+}
