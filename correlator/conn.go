@@ -182,10 +182,8 @@ func (cn *conn) End(px protocol.Exchange, end time.Time, reason string) {
 		if x.px != px {
 			continue
 		}
+		// The array stays for the connection's next requests.
 		cn.pending = slices.Delete(cn.pending, i, i+1)
-		if len(cn.pending) == 0 {
-			cn.pending = nil
-		}
 		cn.c.finish(x, end, reason)
 		return
 	}

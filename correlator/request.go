@@ -160,10 +160,7 @@ func (c *Correlator) RequestEnd(r events.RequestEnd) {
 func dropPending(x *exchange) {
 	cn := x.conn
 	if i := slices.Index(cn.pending, x); i >= 0 {
-		cn.pending = slices.Delete(cn.pending, i, i+1)
-	}
-	if len(cn.pending) == 0 {
-		cn.pending = nil
+		cn.pending = slices.Delete(cn.pending, i, i+1) // the array stays for the next requests
 	}
 }
 

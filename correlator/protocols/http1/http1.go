@@ -7,6 +7,7 @@ package http1
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/periscope-apm/periscope/correlator/httpparse"
@@ -127,11 +128,9 @@ func (d *decoder) Message(m *httpparse.Message) {
 		return // a response to a request we did not see
 	}
 	x := d.pending[0]
-	d.pending[0] = nil
-	d.pending = d.pending[1:]
-	if len(d.pending) == 0 {
-		d.pending = nil
-	}
+	// Shifted down, not resliced: the array serves the next requests of
+	// the connection without an allocation each.
+	d.pending = slices.Delete(d.pending, 0, 1)
 	x.Resp = m
 	d.h.End(x, m.End, "")
 	switch {
