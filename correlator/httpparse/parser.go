@@ -52,6 +52,10 @@ type Parser struct {
 
 	seen int // messages whose start line was parsed on this stream
 
+	// The last values of headers a connection repeats on every message,
+	// reused while they do not change (see reuse).
+	lastHost, lastUA, lastCT string
+
 	// Response parsers: methods of the requests awaiting a response, and
 	// the 1xx responses skipped for the next final response.
 	methods      []string
@@ -542,6 +546,16 @@ func (p *Parser) statusLine(line []byte) error {
 	return nil
 }
 
+// reuse returns value as a string: the one in *last when they are equal,
+// so that a header repeated on every message of a connection costs no
+// allocation; else a new one, kept in *last.
+func reuse(last *string, value []byte) string {
+	if string(value) != *last {
+		*last = string(value)
+	}
+	return *last
+}
+
 func (p *Parser) headerLine(line []byte) error {
 	if len(line) == 0 {
 		return p.endHead(false)
@@ -568,7 +582,7 @@ func (p *Parser) headerLine(line []byte) error {
 	switch len(name) {
 	case 4:
 		if equalFold(name, "host") {
-			m.Host = string(value)
+			m.Host = reuse(&p.lastHost, value)
 		}
 	case 7:
 		if equalFold(name, "upgrade") {
@@ -577,7 +591,7 @@ func (p *Parser) headerLine(line []byte) error {
 	case 10:
 		switch {
 		case equalFold(name, "user-agent"):
-			m.UserAgent = string(value)
+			m.UserAgent = reuse(&p.lastUA, value)
 		case equalFold(name, "tracestate"):
 			m.TraceState = string(value)
 		case equalFold(name, "connection"):
@@ -591,7 +605,7 @@ func (p *Parser) headerLine(line []byte) error {
 		}
 	case 12:
 		if equalFold(name, "content-type") {
-			m.ContentType = string(value)
+			m.ContentType = reuse(&p.lastCT, value)
 		}
 	case 14:
 		if equalFold(name, "content-length") {
