@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 
@@ -59,6 +60,10 @@ var reconnectBackoff = backoff.Config{
 // the agent sustains) instead of in one burst of the exporter's CPU taken
 // from the applications.
 const drainPause = 3 * time.Millisecond
+
+// maxRequestSize is the largest export request sent, otlptracegrpc's
+// default limit, checked by the exporter with its own sizing.
+const maxRequestSize = 64 << 20
 
 // Config configures an Exporter. The transport (endpoint, headers, TLS,
 // timeout, compression, protocol) comes from the standard OTEL_* environment
@@ -168,8 +173,8 @@ func New(ctx context.Context, cfg Config) (*Exporter, error) {
 			MaxElapsedTime:  retryMaxElapsed,
 		}), otlptracegrpc.WithDialOption(
 			grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnectBackoff, MinConnectTimeout: 5 * time.Second}),
-			grpc.WithDefaultCallOptions(grpc.WaitForReady(true)),
-		))
+			grpc.WithDefaultCallOptions(grpc.WaitForReady(true), grpc.ForceCodecV2(NewCodec())),
+		), otlptracegrpc.WithMaxRequestSize(0)) // checked in export, without reflection
 	case proto == ProtocolHTTPProtobuf:
 		client = otlptracehttp.NewClient(otlptracehttp.WithRetry(otlptracehttp.RetryConfig{
 			Enabled:         true,
@@ -341,7 +346,12 @@ func (e *Exporter) export(spans int) {
 		e.metrics.ExportFailed.Add(n)
 		return
 	}
-	err := e.client.UploadTraces(e.runCtx, e.enc.rss)
+	var err error
+	if size := sizeRequest(&coltracepb.ExportTraceServiceRequest{ResourceSpans: e.enc.rss}); size > maxRequestSize {
+		err = fmt.Errorf("request of %d bytes larger than the limit of %d", size, maxRequestSize)
+	} else {
+		err = e.client.UploadTraces(e.runCtx, e.enc.rss)
+	}
 	if err != nil {
 		e.metrics.Failures.Inc()
 		e.metrics.ExportFailed.Add(n)
