@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -46,6 +47,30 @@ type Semantics struct {
 	router           *Router
 	sensitiveQuery   redact.Names
 	sensitiveHeaders map[string]bool
+
+	// names are the span names built so far, by method and route: a
+	// name is built once, not per span.
+	namesMu sync.Mutex
+	names   map[[2]string]string
+}
+
+// maxNames bounds the span name cache; past it the cache starts over.
+const maxNames = 4096
+
+// spanName returns "METHOD route".
+func (h *Semantics) spanName(method, route string) string {
+	k := [2]string{method, route}
+	h.namesMu.Lock()
+	defer h.namesMu.Unlock()
+	if n, ok := h.names[k]; ok {
+		return n
+	}
+	if len(h.names) >= maxNames || h.names == nil {
+		h.names = make(map[[2]string]string)
+	}
+	n := method + " " + route
+	h.names[k] = n
+	return n
 }
 
 // New returns the HTTP semantics for cfg.
@@ -94,13 +119,13 @@ func (h *Semantics) Describe(x *Exchange, cn protocol.Conn, reason string, s *sp
 
 	method, known := normalizeMethod(req.Method)
 	route := h.router.Route(req.Path)
+	name := method
 	if !known {
-		s.Name = "HTTP"
-	} else {
-		s.Name = method
+		name = "HTTP"
 	}
+	s.Name = name
 	if !x.PathUnknown {
-		s.Name += " " + route
+		s.Name = h.spanName(name, route)
 	}
 
 	attrs := make([]attribute.KeyValue, 0, 20)
