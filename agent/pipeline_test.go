@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
@@ -366,8 +365,8 @@ func runPipeline(b *testing.B, p *pipeline, delivered func() int64) {
 
 // BenchmarkPipeline measures the user-space pipeline per span, to an
 // in-process transport that marshals what the gRPC client would send
-// (fake), and over gRPC to a counting receiver in the same process (grpc;
-// its CPU includes the receiver's). ns/op is per span; cpu-ns/span is the
+// (fake), and with the exporter's gRPC client to a counting receiver in the
+// same process (grpc; its CPU includes the receiver's). ns/op is per span; cpu-ns/span is the
 // process's CPU time (all goroutines) per span.
 func BenchmarkPipeline(b *testing.B) {
 	b.Run("fake", func(b *testing.B) {
@@ -386,8 +385,10 @@ func BenchmarkPipeline(b *testing.B) {
 		coltracepb.RegisterTraceServiceServer(srv, recv)
 		go srv.Serve(ln)
 		defer srv.Stop()
-		client := otlptracegrpc.NewClient(otlptracegrpc.WithInsecure(), otlptracegrpc.WithEndpoint(ln.Addr().String()))
-		p := newPipeline(b, client)
+		// The exporter's own gRPC client, from the environment as in
+		// the agent.
+		b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+ln.Addr().String())
+		p := newPipeline(b, nil)
 		runPipeline(b, p, recv.spans.Load)
 	})
 }
