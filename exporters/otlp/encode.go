@@ -320,31 +320,23 @@ func anyValue(v attribute.Value) *commonpb.AnyValue {
 	case attribute.STRING:
 		av.Value = &commonpb.AnyValue_StringValue{StringValue: v.AsString()}
 	case attribute.BOOLSLICE:
-		av.Value = arrayOf(v.AsBoolSlice(), func(b bool) *commonpb.AnyValue {
-			return &commonpb.AnyValue{Value: &commonpb.AnyValue_BoolValue{BoolValue: b}}
-		})
+		av.Value = arrayOf(v.AsBoolSlice(), attribute.BoolValue)
 	case attribute.INT64SLICE:
-		av.Value = arrayOf(v.AsInt64Slice(), func(i int64) *commonpb.AnyValue {
-			return &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: i}}
-		})
+		av.Value = arrayOf(v.AsInt64Slice(), attribute.Int64Value)
 	case attribute.FLOAT64SLICE:
-		av.Value = arrayOf(v.AsFloat64Slice(), func(f float64) *commonpb.AnyValue {
-			return &commonpb.AnyValue{Value: &commonpb.AnyValue_DoubleValue{DoubleValue: f}}
-		})
+		av.Value = arrayOf(v.AsFloat64Slice(), attribute.Float64Value)
 	case attribute.STRINGSLICE:
-		av.Value = arrayOf(v.AsStringSlice(), func(s string) *commonpb.AnyValue {
-			return &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: s}}
-		})
+		av.Value = arrayOf(v.AsStringSlice(), attribute.StringValue)
 	default:
 		av.Value = &commonpb.AnyValue_StringValue{StringValue: "INVALID"}
 	}
 	return av
 }
 
-func arrayOf[T any](vs []T, conv func(T) *commonpb.AnyValue) *commonpb.AnyValue_ArrayValue {
+func arrayOf[T any](vs []T, value func(T) attribute.Value) *commonpb.AnyValue_ArrayValue {
 	arr := &commonpb.ArrayValue{Values: make([]*commonpb.AnyValue, len(vs))}
 	for i, v := range vs {
-		arr.Values[i] = conv(v)
+		arr.Values[i] = anyValue(value(v))
 	}
 	return &commonpb.AnyValue_ArrayValue{ArrayValue: arr}
 }
