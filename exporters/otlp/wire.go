@@ -38,9 +38,10 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	if !ok || !plainRequest(req) {
 		return c.std.Marshal(v)
 	}
+	var z sizes
 	pool := mem.DefaultBufferPool()
-	buf := pool.Get(sizeRequest(req))
-	*buf = appendRequest((*buf)[:0], req)
+	buf := pool.Get(z.request(req))
+	*buf = appendRequest((*buf)[:0], req, &z)
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 }
 
@@ -193,22 +194,58 @@ func sizeUint(tagLen int, v uint64) int {
 	return tagLen + protowire.SizeVarint(v)
 }
 
+// sizes are the sizes of a request's ResourceSpans, ScopeSpans and Spans,
+// computed once, in the order appendRequest writes them.
+type sizes struct {
+	n    []int
+	next int
+}
+
 func sizeRequest(req *coltracepb.ExportTraceServiceRequest) int {
-	n := 0
+	var z sizes
+	return z.request(req)
+}
+
+// request sizes req and records the sizes of its parts.
+func (z *sizes) request(req *coltracepb.ExportTraceServiceRequest) int {
+	z.n, z.next = z.n[:0], 0
+	total := 0
 	for _, rs := range req.ResourceSpans {
-		n += sizeMsg(sizeResourceSpans(rs))
+		i := len(z.n)
+		z.n = append(z.n, 0)
+		n := sizeStr(rs.SchemaUrl)
+		if rs.Resource != nil {
+			n += sizeMsg(sizeResource(rs.Resource))
+		}
+		for _, ss := range rs.ScopeSpans {
+			n += sizeMsg(z.scopeSpans(ss))
+		}
+		z.n[i] = n
+		total += sizeMsg(n)
 	}
+	return total
+}
+
+func (z *sizes) scopeSpans(ss *tracepb.ScopeSpans) int {
+	i := len(z.n)
+	z.n = append(z.n, 0)
+	n := sizeStr(ss.SchemaUrl)
+	if ss.Scope != nil {
+		n += sizeMsg(sizeScope(ss.Scope))
+	}
+	for _, s := range ss.Spans {
+		m := sizeSpan(s)
+		z.n = append(z.n, m)
+		n += sizeMsg(m)
+	}
+	z.n[i] = n
 	return n
 }
 
-func sizeResourceSpans(rs *tracepb.ResourceSpans) int {
-	n := sizeStr(rs.SchemaUrl)
-	if rs.Resource != nil {
-		n += sizeMsg(sizeResource(rs.Resource))
-	}
-	for _, ss := range rs.ScopeSpans {
-		n += sizeMsg(sizeScopeSpans(ss))
-	}
+// pop returns the next recorded size.
+func (z *sizes) pop() int {
+	n := z.n[z.next]
+	z.next++
 	return n
 }
 
@@ -343,28 +380,29 @@ func appendFixed64(b []byte, tag byte, v uint64) []byte {
 	return binary.LittleEndian.AppendUint64(append(b, tag), v)
 }
 
-func appendRequest(b []byte, req *coltracepb.ExportTraceServiceRequest) []byte {
+// appendRequest appends req, sized by z.request.
+func appendRequest(b []byte, req *coltracepb.ExportTraceServiceRequest, z *sizes) []byte {
 	for _, rs := range req.ResourceSpans {
-		b = appendTagLen(b, tagResourceSpans, sizeResourceSpans(rs))
-		b = appendResourceSpans(b, rs)
+		b = appendTagLen(b, tagResourceSpans, z.pop())
+		b = appendResourceSpans(b, rs, z)
 	}
 	return b
 }
 
-func appendResourceSpans(b []byte, rs *tracepb.ResourceSpans) []byte {
+func appendResourceSpans(b []byte, rs *tracepb.ResourceSpans, z *sizes) []byte {
 	if r := rs.Resource; r != nil {
 		b = appendTagLen(b, tagRSResource, sizeResource(r))
 		b = appendKVs(b, tagResAttrs, r.Attributes)
 		b = appendUint(b, tagResDropped, uint64(r.DroppedAttributesCount))
 	}
 	for _, ss := range rs.ScopeSpans {
-		b = appendTagLen(b, tagRSScopeSpans, sizeScopeSpans(ss))
-		b = appendScopeSpans(b, ss)
+		b = appendTagLen(b, tagRSScopeSpans, z.pop())
+		b = appendScopeSpans(b, ss, z)
 	}
 	return appendStr(b, tagRSSchema, rs.SchemaUrl)
 }
 
-func appendScopeSpans(b []byte, ss *tracepb.ScopeSpans) []byte {
+func appendScopeSpans(b []byte, ss *tracepb.ScopeSpans, z *sizes) []byte {
 	if s := ss.Scope; s != nil {
 		b = appendTagLen(b, tagSSScope, sizeScope(s))
 		b = appendStr(b, tagScopeName, s.Name)
@@ -373,7 +411,7 @@ func appendScopeSpans(b []byte, ss *tracepb.ScopeSpans) []byte {
 		b = appendUint(b, tagScopeDropped, uint64(s.DroppedAttributesCount))
 	}
 	for _, s := range ss.Spans {
-		b = appendTagLen(b, tagSSSpans, sizeSpan(s))
+		b = appendTagLen(b, tagSSSpans, z.pop())
 		b = appendSpan(b, s)
 	}
 	return appendStr(b, tagSSSchema, ss.SchemaUrl)

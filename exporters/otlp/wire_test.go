@@ -121,9 +121,11 @@ func TestAppendRequestMatchesProto(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := appendRequest(nil, req)
-		if !bytes.Equal(got, want) || sizeRequest(req) != len(want) {
-			t.Fatalf("request %d: %d bytes (size %d), want %d: %x\nwant %x", i, len(got), sizeRequest(req), len(want), got, want)
+		var z sizes
+		size := z.request(req)
+		got := appendRequest(nil, req, &z)
+		if !bytes.Equal(got, want) || size != len(want) {
+			t.Fatalf("request %d: %d bytes (size %d), want %d: %x\nwant %x", i, len(got), size, len(want), got, want)
 		}
 		bs, err := c.Marshal(req)
 		if err != nil || !bytes.Equal(bs.Materialize(), want) {
