@@ -11,11 +11,16 @@
 // the next: no SDK span objects and, in steady state, no allocation per
 // span.
 //
+// Over gRPC the requests are marshalled by hand with protowire (wire.go),
+// byte for byte what proto.Marshal writes, and the connection is retried at
+// most 0.8 s apart, so exports resume within about a second of a backend's
+// return.
+//
 // Export never blocks: spans go into a bounded queue drained by one
 // goroutine into batches. When the backend is slow or down the queue fills
 // and further spans are dropped and counted; a failed batch is counted,
-// logged at most once per interval, and not retried beyond the SDK
-// exporter's bounded retry.
+// logged at most once per interval, and not retried beyond the client's
+// bounded retry. After an outage the backlog is sent at a bounded pace.
 //
 // OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG select which traces are
 // exported; the ratio decision depends on the trace ID only, so all spans of
