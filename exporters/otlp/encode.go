@@ -183,6 +183,7 @@ func (c *encoder) reset() {
 		clear(sl.pb.Attributes)
 		sl.pb.Attributes = sl.pb.Attributes[:0]
 		sl.pb.Events = nil
+		sl.pb.Name, sl.status.Message = "", "" // keep no span's strings alive
 	}
 	c.used = 0
 	c.kvs.reset()
@@ -261,7 +262,15 @@ type kvSlot struct {
 	f64 commonpb.AnyValue_DoubleValue
 }
 
-func (a *kvArena) reset() { a.next = 0 }
+// reset frees the slots for the next batch, dropping the strings they
+// held: a batch of long values would otherwise stay alive.
+func (a *kvArena) reset() {
+	for i := range a.next {
+		s := &a.chunks[i/kvChunk][i%kvChunk]
+		s.kv.Key, s.str.StringValue, s.val.Value = "", "", nil
+	}
+	a.next = 0
+}
 
 func (a *kvArena) slot() *kvSlot {
 	c, i := a.next/kvChunk, a.next%kvChunk
