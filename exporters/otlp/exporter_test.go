@@ -610,8 +610,18 @@ func hasLabels(m *dto.Metric, want map[string]string) bool {
 // exactly: a generous bound catches a return of the minutes-long default
 // backoff.
 func TestReconnectsPromptly(t *testing.T) {
+	for _, proto := range []string{"grpc", "http/protobuf"} {
+		t.Run(proto, func(t *testing.T) { testReconnects(t, proto) })
+	}
+}
+
+func testReconnects(t *testing.T, proto string) {
 	r := otlpreceiver.Start(t)
-	setEnv(t, envEndpoint, r.Endpoint(), "OTEL_EXPORTER_OTLP_TIMEOUT", "2000")
+	endpoint := r.Endpoint()
+	if proto != "grpc" {
+		endpoint = r.HTTPEndpoint()
+	}
+	setEnv(t, envEndpoint, endpoint, envProtocol, proto, "OTEL_EXPORTER_OTLP_TIMEOUT", "2000")
 	reg := prometheus.NewRegistry()
 	e, err := New(t.Context(), Config{BatchSize: 10, BatchTimeout: 10 * time.Millisecond, Registerer: reg})
 	if err != nil {
@@ -629,7 +639,7 @@ func TestReconnectsPromptly(t *testing.T) {
 	send(10)
 	waitMetric(t, reg, "periscope_spans_exported_total", nil, 10)
 
-	addr := r.Addr()
+	addr, httpAddr := r.Addr(), r.HTTPAddr()
 	r.Stop()
 	// Down for 10 s with traffic: long enough for gRPC's default
 	// backoff to have grown to several seconds.
@@ -638,7 +648,7 @@ func TestReconnectsPromptly(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	back := time.Now()
-	r2 := otlpreceiver.StartOn(t, addr)
+	r2 := otlpreceiver.StartOn(t, addr, httpAddr)
 	send(10)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()

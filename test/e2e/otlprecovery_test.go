@@ -37,12 +37,12 @@ func TestFaultOTLPOutage(t *testing.T) {
 		t.Fatalf("nginx spans before the outage: %v%s", err, e.losses(t))
 	}
 
-	addr := e.recv.Addr()
+	addr, httpAddr := e.recv.Addr(), e.recv.HTTPAddr()
 	e.recv.Stop()
 	traffic("outage", 1000).mustSucceed(time.Minute) // 10 s
 	after := traffic("after", 300)
 	back := time.Now()
-	r2 := otlpreceiver.StartOn(t, addr)
+	r2 := otlpreceiver.StartOn(t, addr, httpAddr)
 	if _, err := r2.WaitForSpans(ctx, 1, ours); err != nil {
 		t.Fatalf("no span reached the receiver after it came back: %v%s", err, e.losses(t))
 	}

@@ -50,12 +50,12 @@ func Start(t testing.TB) *Receiver {
 	return r
 }
 
-// StartOn starts a receiver whose gRPC server listens on addr (a stopped
-// receiver's Addr: a backend coming back after an outage), and stops it
-// when the test ends.
-func StartOn(t testing.TB, addr string) *Receiver {
+// StartOn starts a receiver whose gRPC and HTTP servers listen on
+// grpcAddr and httpAddr (a stopped receiver's Addr and HTTPAddr: a backend
+// coming back after an outage), and stops it when the test ends.
+func StartOn(t testing.TB, grpcAddr, httpAddr string) *Receiver {
 	t.Helper()
-	r, err := startOn(addr)
+	r, err := startOn(grpcAddr, httpAddr)
 	if err != nil {
 		t.Fatalf("otlpreceiver: %v", err)
 	}
@@ -63,14 +63,14 @@ func StartOn(t testing.TB, addr string) *Receiver {
 	return r
 }
 
-func start() (*Receiver, error) { return startOn("127.0.0.1:0") }
+func start() (*Receiver, error) { return startOn("127.0.0.1:0", "127.0.0.1:0") }
 
-func startOn(addr string) (*Receiver, error) {
-	grpcLis, err := net.Listen("tcp", addr)
+func startOn(grpcAddr, httpAddr string) (*Receiver, error) {
+	grpcLis, err := net.Listen("tcp", grpcAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for gRPC: %w", err)
 	}
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+	httpLis, err := net.Listen("tcp", httpAddr)
 	if err != nil {
 		grpcLis.Close()
 		return nil, fmt.Errorf("listen for HTTP: %w", err)
@@ -108,6 +108,9 @@ func (r *Receiver) Endpoint() string { return "http://" + r.grpcAddr }
 
 // Addr is the gRPC listener's "127.0.0.1:PORT".
 func (r *Receiver) Addr() string { return r.grpcAddr }
+
+// HTTPAddr is the HTTP listener's "127.0.0.1:PORT".
+func (r *Receiver) HTTPAddr() string { return r.httpAddr }
 
 // HTTPEndpoint is the base URL of the OTLP/HTTP listener,
 // "http://127.0.0.1:PORT"; it serves /v1/traces and /v1/metrics.
