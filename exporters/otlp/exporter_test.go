@@ -155,16 +155,7 @@ func TestExportToReceiver(t *testing.T) {
 		t.Fatal(err)
 	}
 	spans := makeSpans(999, 1)
-	for _, s := range spans {
-		e.Export(s)
-	}
-	if err := e.Shutdown(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	got := r.Spans()
-	if len(got) != len(spans) {
-		t.Fatalf("receiver got %d spans, want %d", len(got), len(spans))
-	}
+	got := exportAll(t, e, r, spans)
 	byID := map[string]otlpreceiver.Span{}
 	for _, g := range got {
 		if _, dup := byID[g.SpanID]; dup {
@@ -189,6 +180,23 @@ func TestExportToReceiver(t *testing.T) {
 	if n := metric(t, reg, "periscope_spans_dropped_total", nil); n != 0 {
 		t.Errorf("dropped counter = %v, want 0", n)
 	}
+}
+
+// exportAll exports spans, shuts e down and returns what r received: all
+// of them, or the test fails.
+func exportAll(t *testing.T, e *Exporter, r *otlpreceiver.Receiver, spans []*span.Span) []otlpreceiver.Span {
+	t.Helper()
+	for _, s := range spans {
+		e.Export(s)
+	}
+	if err := e.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	got := r.Spans()
+	if len(got) != len(spans) {
+		t.Fatalf("receiver got %d spans, want %d", len(got), len(spans))
+	}
+	return got
 }
 
 func checkSpan(t *testing.T, g otlpreceiver.Span, s *span.Span, envRes map[string]any) {
@@ -697,15 +705,8 @@ func TestManyProcesses(t *testing.T) {
 	spans := makeSpans(999, 9)
 	for i, s := range spans {
 		s.Process = procs[(i*i)%len(procs)]
-		e.Export(s)
 	}
-	if err := e.Shutdown(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	got := r.Spans()
-	if len(got) != len(spans) {
-		t.Fatalf("receiver got %d spans, want %d", len(got), len(spans))
-	}
+	got := exportAll(t, e, r, spans)
 	for _, s := range spans {
 		g := findSpan(t, got, s.SpanID)
 		if g.ServiceName() != s.Process.ServiceName || g.Resource["process.pid"] != int64(s.Process.PID) || g.Name != s.Name {
