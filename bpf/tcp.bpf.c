@@ -6,7 +6,9 @@
  * the first one the kernel accepts: the tcp:tcp_retransmit_skb tracepoint
  * (4.15+) in its raw form, whose arguments are told apart through CO-RE
  * because they changed (recent kernels add `err` and fire it for failed
- * attempts too), else a kprobe on tcp_retransmit_skb itself.
+ * attempts too), else a kprobe on __tcp_retransmit_skb, where the
+ * tracepoint is: every resend goes through it, tail loss probes included
+ * (tcp_send_loss_probe calls it directly, not tcp_retransmit_skb).
  *
  * A retransmission runs in softirq or timer context: the current task is
  * whoever happened to be on the CPU. The owner of each socket is therefore
@@ -119,9 +121,10 @@ int tcp_retransmit_tp(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* The fallback for kernels without the tracepoint. It runs before the
- * attempt: it cannot tell failed attempts, and skb is not split yet. */
-SEC("kprobe/tcp_retransmit_skb")
+/* The fallback for kernels without the tracepoint, on the function that
+ * fires it. It runs before the attempt: it cannot tell failed attempts, and
+ * skb is not split yet. */
+SEC("kprobe/__tcp_retransmit_skb")
 int BPF_KPROBE(tcp_retransmit_kprobe, struct sock *sk, struct sk_buff *skb, int segs)
 {
 	report(sk, skb, segs > 0 ? (__u32)segs : 0);
