@@ -60,6 +60,22 @@ static __always_inline void output(void *rec, __u64 size)
 		count(COUNTER_RINGBUF_DROPS);
 }
 
+/* reserve_or_count takes room for a record in the ring, counting a drop
+ * when there is none. A record written in place needs no per-CPU scratch:
+ * on a preemptible kernel a uprobe program runs with migration disabled
+ * but can be preempted, and another task's program on the same CPU would
+ * share the scratch. What it returns must go to submit() on every path. */
+#define reserve_or_count(type)                                            \
+	({                                                                \
+		type *__r = bpf_ringbuf_reserve(&events, sizeof(type), 0); \
+		if (!__r)                                                 \
+			count(COUNTER_RINGBUF_DROPS);                     \
+		__r;                                                      \
+	})
+
+/* submit hands a record taken by reserve_or_count to user space. */
+static __always_inline void submit(void *rec) { bpf_ringbuf_submit(rec, wakeup_flags()); }
+
 /* write_result reports that a write offered requested bytes on conn and
  * was accepted only in part (struct write_result_event); nothing when it
  * was accepted whole. */

@@ -92,13 +92,6 @@ struct {
 	__type(value, struct client_req);
 } clients SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct request_end_event);
-} end_scratch SEC(".maps");
-
 /* Processes that made Go HTTP calls report their exit in this ring, in
  * order with their requests. */
 struct {
@@ -479,10 +472,12 @@ static __always_inline __u32 find_traceparent(struct go_offsets *o, __u32 index,
 	return HEADER_FOUND;
 }
 
+/* end_event starts a request_end record in the ring (reserve_or_count: no
+ * per-CPU scratch, which two preempted uprobe runs on one CPU would share);
+ * the caller submits it. */
 static __always_inline struct request_end_event *end_event(__u32 kind, __u64 id)
 {
-	__u32 zero = 0;
-	struct request_end_event *e = bpf_map_lookup_elem(&end_scratch, &zero);
+	struct request_end_event *e = reserve_or_count(struct request_end_event);
 	if (!e)
 		return 0;
 	fill_header(&e->hdr, EVENT_REQUEST_END);
@@ -593,7 +588,7 @@ static __always_inline int server_end(struct pt_regs *ctx, bool h2)
 	/* Both write the 200 header themselves when the handler wrote none. */
 	e->status = status > 0 ? (__u32)status : 200;
 	e->response_size = written;
-	output(e, sizeof(*e));
+	submit(e);
 	return 0;
 }
 
@@ -703,7 +698,7 @@ int go_round_trip_return(struct pt_regs *ctx)
 		e->status = (__u32)status;
 		e->response_size = cl;
 	}
-	output(e, sizeof(*e));
+	submit(e);
 	return 0;
 }
 

@@ -202,7 +202,6 @@ type gohttpServerReq struct {
 const (
 	gohttpMapClients                 = "clients"
 	gohttpMapCounters                = "counters"
-	gohttpMapEndScratch              = "end_scratch"
 	gohttpMapEvents                  = "events"
 	gohttpMapGoProcs                 = "go_procs"
 	gohttpMapMapScratch              = "map_scratch"
@@ -283,7 +282,6 @@ type gohttpProgramSpecs struct {
 type gohttpMapSpecs struct {
 	Clients    *ebpf.MapSpec `ebpf:"clients"`
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
-	EndScratch *ebpf.MapSpec `ebpf:"end_scratch"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	GoProcs    *ebpf.MapSpec `ebpf:"go_procs"`
 	MapScratch *ebpf.MapSpec `ebpf:"map_scratch"`
@@ -324,7 +322,6 @@ func (o *gohttpObjects) Close() error {
 type gohttpMaps struct {
 	Clients    *ebpf.Map `ebpf:"clients"`
 	Counters   *ebpf.Map `ebpf:"counters"`
-	EndScratch *ebpf.Map `ebpf:"end_scratch"`
 	Events     *ebpf.Map `ebpf:"events"`
 	GoProcs    *ebpf.Map `ebpf:"go_procs"`
 	MapScratch *ebpf.Map `ebpf:"map_scratch"`
@@ -336,7 +333,6 @@ func (m *gohttpMaps) Close() error {
 	return _GohttpClose(
 		m.Clients,
 		m.Counters,
-		m.EndScratch,
 		m.Events,
 		m.GoProcs,
 		m.MapScratch,
