@@ -6,9 +6,8 @@
  * the first one the kernel accepts: the tcp:tcp_retransmit_skb tracepoint
  * (4.15+) in its raw form, whose arguments are told apart through CO-RE
  * because they changed (recent kernels add `err` and fire it for failed
- * attempts too), else a kprobe on __tcp_retransmit_skb, where the
- * tracepoint is: every resend goes through it, tail loss probes included
- * (tcp_send_loss_probe calls it directly, not tcp_retransmit_skb).
+ * attempts too), else kprobes on tcp_retransmit_skb and on
+ * __tcp_retransmit_skb (below).
  *
  * A retransmission runs in softirq or timer context: the current task is
  * whoever happened to be on the CPU. The owner of each socket is therefore
@@ -121,12 +120,75 @@ int tcp_retransmit_tp(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* The fallback for kernels without the tracepoint, on the function that
- * fires it. It runs before the attempt: it cannot tell failed attempts, and
- * skb is not split yet. */
-SEC("kprobe/__tcp_retransmit_skb")
+/*
+ * The fallback for kernels without the tracepoint: kprobes, which run
+ * before the attempt (they cannot tell failed attempts, and skb is not
+ * split yet). Most resends go through tcp_retransmit_skb, which calls
+ * __tcp_retransmit_skb; tail loss probes call __tcp_retransmit_skb
+ * directly. Compilers inline __tcp_retransmit_skb into its wrapper on some
+ * kernels (Debian's 6.1: a kprobe on it alone saw 3 resends of 44) and not
+ * on others (Debian's 6.12), so both are probed: the wrapper counts and
+ * marks its socket in flight for the current task until it returns, and
+ * __tcp_retransmit_skb counts only a socket not so marked. A softirq that
+ * interrupts a wrapper runs on the same task: the marks are a stack.
+ */
+#define WRAP_DEPTH 4
+
+struct wrapped {
+	__u64 sk[WRAP_DEPTH];
+	__u32 depth;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64); /* the task_struct */
+	__type(value, struct wrapped);
+} in_wrapper SEC(".maps");
+
+SEC("kprobe/tcp_retransmit_skb")
 int BPF_KPROBE(tcp_retransmit_kprobe, struct sock *sk, struct sk_buff *skb, int segs)
 {
+	report(sk, skb, segs > 0 ? (__u32)segs : 0);
+	__u64 task = bpf_get_current_task();
+	struct wrapped *w = bpf_map_lookup_elem(&in_wrapper, &task);
+	if (!w) {
+		struct wrapped n = {};
+		bpf_map_update_elem(&in_wrapper, &task, &n, BPF_NOEXIST);
+		w = bpf_map_lookup_elem(&in_wrapper, &task);
+		if (!w)
+			return 0;
+	}
+	__u32 d = w->depth;
+	if (d < WRAP_DEPTH)
+		w->sk[d & (WRAP_DEPTH - 1)] = (__u64)sk;
+	w->depth = d + 1;
+	return 0;
+}
+
+SEC("kretprobe/tcp_retransmit_skb")
+int BPF_KRETPROBE(tcp_retransmit_kretprobe)
+{
+	__u64 task = bpf_get_current_task();
+	struct wrapped *w = bpf_map_lookup_elem(&in_wrapper, &task);
+	if (!w || w->depth == 0)
+		return 0;
+	if (--w->depth == 0)
+		bpf_map_delete_elem(&in_wrapper, &task);
+	return 0;
+}
+
+SEC("kprobe/__tcp_retransmit_skb")
+int BPF_KPROBE(tcp_retransmit_inner_kprobe, struct sock *sk, struct sk_buff *skb, int segs)
+{
+	__u64 task = bpf_get_current_task();
+	struct wrapped *w = bpf_map_lookup_elem(&in_wrapper, &task);
+	if (w) {
+		__u32 d = w->depth;
+		if (d > 0 && d <= WRAP_DEPTH && w->sk[(d - 1) & (WRAP_DEPTH - 1)] == (__u64)sk)
+			return 0; /* its wrapper counted it */
+	}
 	report(sk, skb, segs > 0 ? (__u32)segs : 0);
 	return 0;
 }

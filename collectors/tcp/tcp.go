@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -28,9 +30,8 @@ const (
 	// HookTracepoint is the tcp:tcp_retransmit_skb tracepoint (4.15+), in
 	// its raw form.
 	HookTracepoint Hook = "tracepoint"
-	// HookKprobe is a kprobe on __tcp_retransmit_skb, the function that
-	// fires the tracepoint and that every resend goes through, tail loss
-	// probes included (kernels without the tracepoint; needs
+	// HookKprobe is kprobes on tcp_retransmit_skb and
+	// __tcp_retransmit_skb (kernels without the tracepoint; needs
 	// CONFIG_KPROBES).
 	HookKprobe Hook = "kprobe"
 )
@@ -41,15 +42,19 @@ func (h Hook) Describe() string {
 	case HookTracepoint:
 		return "raw tracepoint tcp:tcp_retransmit_skb"
 	case HookKprobe:
-		return "kprobe " + kprobeSymbol
+		return "kprobe " + kprobeWrapper + " + " + kprobeInner
 	}
 	return string(h)
 }
 
-// kprobeSymbol is the function HookKprobe probes. Not tcp_retransmit_skb:
-// tcp_send_loss_probe calls __tcp_retransmit_skb directly, and a kprobe on
-// the wrapper missed those resends (18 of 19 counted on Debian's 6.12).
-const kprobeSymbol = "__tcp_retransmit_skb"
+// The functions HookKprobe probes: the wrapper most resends go through,
+// and the function it calls, which tail loss probes call directly
+// (tcp_send_loss_probe) and which some kernels inline into the wrapper
+// (bpf/tcp.bpf.c counts each resend once).
+const (
+	kprobeWrapper = "tcp_retransmit_skb"
+	kprobeInner   = "__tcp_retransmit_skb"
+)
 
 // ErrForcedFailure is the attach error of the hook Config.Fail names.
 var ErrForcedFailure = errors.New("attach forced to fail by configuration (tcp.fail_hook)")
@@ -241,14 +246,14 @@ func (c *Collector) attachRetransmit(spec *ebpf.CollectionSpec) error {
 	order := hookOrder(c.cfg.Prefer)
 	var failed []error
 	for _, h := range order {
-		prog, l, err := attachHook(spec, &c.objs, h, c.cfg.Fail, c.log)
+		progs, links, err := attachHook(spec, &c.objs, h, c.cfg.Fail, c.log)
 		if err != nil {
 			failed = append(failed, fmt.Errorf("%s: %w", h.Describe(), err))
 			continue
 		}
 		c.path = h
-		c.progs.Own(prog)
-		c.progs.Add(l)
+		c.progs.Own(progs)
+		c.progs.Add(links...)
 		break
 	}
 	if c.path == "" {
@@ -262,52 +267,105 @@ func (c *Collector) attachRetransmit(spec *ebpf.CollectionSpec) error {
 	return nil
 }
 
-// attachHook loads the program of hook h, sharing the maps of base, and
-// attaches it; when h is fail, the attach fails with ErrForcedFailure
-// instead. Each hook's program is loaded on its own, so that a kernel
-// refusing one still gets the other.
-func attachHook(spec *ebpf.CollectionSpec, base *baseObjects, h, fail Hook, log *slog.Logger) (*ebpf.Program, link.Link, error) {
-	var objs struct {
-		Tracepoint *ebpf.Program `ebpf:"tcp_retransmit_tp"`
-	}
-	var kobjs struct {
-		Kprobe *ebpf.Program `ebpf:"tcp_retransmit_kprobe"`
-	}
+// attachHook loads the programs of hook h, sharing the maps of base, and
+// attaches them; when h is fail, the attach fails with ErrForcedFailure
+// instead. Each hook's programs are loaded on their own, so that a kernel
+// refusing one hook still gets the other.
+func attachHook(spec *ebpf.CollectionSpec, base *baseObjects, h, fail Hook, log *slog.Logger) (io.Closer, []link.Link, error) {
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
 		"events":   base.Events,
 		"counters": base.Counters,
 		"owners":   base.Owners,
 	}}
-	var prog *ebpf.Program
+	var objs hookObjects
+	var load any
 	switch h {
 	case HookTracepoint:
-		if err := spec.LoadAndAssign(&objs, opts); err != nil {
-			return nil, nil, loader.Verbose(fmt.Errorf("load: %w", err), log)
-		}
-		prog = objs.Tracepoint
+		load = &objs.tp
 	case HookKprobe:
-		if err := spec.LoadAndAssign(&kobjs, opts); err != nil {
-			return nil, nil, loader.Verbose(fmt.Errorf("load: %w", err), log)
-		}
-		prog = kobjs.Kprobe
+		load = &objs.kp
 	default:
 		return nil, nil, fmt.Errorf("unknown hook %q", h)
 	}
-	var l link.Link
-	var err error
-	switch {
-	case h == fail:
-		err = ErrForcedFailure
-	case h == HookTracepoint:
-		l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: "tcp_retransmit_skb", Program: prog})
-	default:
-		l, err = link.Kprobe(kprobeSymbol, prog, nil)
+	if err := spec.LoadAndAssign(load, opts); err != nil {
+		return nil, nil, loader.Verbose(fmt.Errorf("load: %w", err), log)
 	}
+	links, err := objs.attach(h, fail)
 	if err != nil {
-		prog.Close()
+		for _, l := range links {
+			l.Close()
+		}
+		objs.Close()
 		return nil, nil, fmt.Errorf("attach: %w", err)
 	}
-	return prog, l, nil
+	return &objs, links, nil
+}
+
+// hookObjects are the programs of one hook.
+type hookObjects struct {
+	tp struct {
+		Tracepoint *ebpf.Program `ebpf:"tcp_retransmit_tp"`
+	}
+	kp struct {
+		Wrapper    *ebpf.Program `ebpf:"tcp_retransmit_kprobe"`
+		WrapperRet *ebpf.Program `ebpf:"tcp_retransmit_kretprobe"`
+		Inner      *ebpf.Program `ebpf:"tcp_retransmit_inner_kprobe"`
+	}
+}
+
+// attach attaches the loaded programs of hook h, or fails with
+// ErrForcedFailure when h is fail. It returns the links made, also on error.
+func (o *hookObjects) attach(h, fail Hook) ([]link.Link, error) {
+	if h == fail {
+		return nil, ErrForcedFailure
+	}
+	if h == HookTracepoint {
+		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "tcp_retransmit_skb", Program: o.tp.Tracepoint})
+		if err != nil {
+			return nil, err
+		}
+		return []link.Link{l}, nil
+	}
+	var links []link.Link
+	for _, a := range []struct {
+		symbol string
+		prog   *ebpf.Program
+		ret    bool
+		// optional: a kernel that inlined the function everywhere
+		// has no symbol for it, and the wrapper sees every resend.
+		optional bool
+	}{
+		// The return first: a wrapper entry counted without its return
+		// would leave its socket marked.
+		{kprobeWrapper, o.kp.WrapperRet, true, false},
+		{kprobeWrapper, o.kp.Wrapper, false, false},
+		{kprobeInner, o.kp.Inner, false, true},
+	} {
+		attach := link.Kprobe
+		if a.ret {
+			attach = link.Kretprobe
+		}
+		l, err := attach(a.symbol, a.prog, nil)
+		if a.optional && errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return links, fmt.Errorf("%s: %w", a.symbol, err)
+		}
+		links = append(links, l)
+	}
+	return links, nil
+}
+
+// Close closes the programs.
+func (o *hookObjects) Close() error {
+	var errs []error
+	for _, p := range []*ebpf.Program{o.tp.Tracepoint, o.kp.Wrapper, o.kp.WrapperRet, o.kp.Inner} {
+		if p != nil {
+			errs = append(errs, p.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Probe tries the hooks in their default order on this kernel, as Start
@@ -325,13 +383,15 @@ func Probe(log *slog.Logger) (Hook, []error) {
 	defer base.Close()
 	var failed []error
 	for _, h := range hookOrder(HookTracepoint) {
-		prog, l, err := attachHook(spec, &base, h, "", log)
+		progs, links, err := attachHook(spec, &base, h, "", log)
 		if err != nil {
 			failed = append(failed, fmt.Errorf("%s: %w", h.Describe(), err))
 			continue
 		}
-		l.Close()
-		prog.Close()
+		for _, l := range links {
+			l.Close()
+		}
+		progs.Close()
 		return h, failed
 	}
 	return "", failed

@@ -46,22 +46,32 @@ type tcpSockOwner struct {
 	Comm [16]int8
 }
 
+type tcpWrapped struct {
+	_     structs.HostLayout
+	Sk    [4]uint64
+	Depth uint32
+	Pad   uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tcpMapCounters              = "counters"
-	tcpMapEvents                = "events"
-	tcpMapOwners                = "owners"
-	tcpProgTcpAccept4Exit       = "tcp_accept4_exit"
-	tcpProgTcpAcceptExit        = "tcp_accept_exit"
-	tcpProgTcpRetransmitKprobe  = "tcp_retransmit_kprobe"
-	tcpProgTcpRetransmitTp      = "tcp_retransmit_tp"
-	tcpProgTcpSetState          = "tcp_set_state"
-	tcpVarUnusedProcEvent       = "unused_proc_event"
-	tcpVarUnusedRetransmitEvent = "unused_retransmit_event"
-	tcpVarUnusedSockOwner       = "unused_sock_owner"
-	tcpVarWakeupBytes           = "wakeup_bytes"
+	tcpMapCounters                  = "counters"
+	tcpMapEvents                    = "events"
+	tcpMapInWrapper                 = "in_wrapper"
+	tcpMapOwners                    = "owners"
+	tcpProgTcpAccept4Exit           = "tcp_accept4_exit"
+	tcpProgTcpAcceptExit            = "tcp_accept_exit"
+	tcpProgTcpRetransmitInnerKprobe = "tcp_retransmit_inner_kprobe"
+	tcpProgTcpRetransmitKprobe      = "tcp_retransmit_kprobe"
+	tcpProgTcpRetransmitKretprobe   = "tcp_retransmit_kretprobe"
+	tcpProgTcpRetransmitTp          = "tcp_retransmit_tp"
+	tcpProgTcpSetState              = "tcp_set_state"
+	tcpVarUnusedProcEvent           = "unused_proc_event"
+	tcpVarUnusedRetransmitEvent     = "unused_retransmit_event"
+	tcpVarUnusedSockOwner           = "unused_sock_owner"
+	tcpVarWakeupBytes               = "wakeup_bytes"
 )
 
 // loadTcp returns the embedded CollectionSpec for tcp.
@@ -106,20 +116,23 @@ type tcpSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpProgramSpecs struct {
-	TcpAccept4Exit      *ebpf.ProgramSpec `ebpf:"tcp_accept4_exit"`
-	TcpAcceptExit       *ebpf.ProgramSpec `ebpf:"tcp_accept_exit"`
-	TcpRetransmitKprobe *ebpf.ProgramSpec `ebpf:"tcp_retransmit_kprobe"`
-	TcpRetransmitTp     *ebpf.ProgramSpec `ebpf:"tcp_retransmit_tp"`
-	TcpSetState         *ebpf.ProgramSpec `ebpf:"tcp_set_state"`
+	TcpAccept4Exit           *ebpf.ProgramSpec `ebpf:"tcp_accept4_exit"`
+	TcpAcceptExit            *ebpf.ProgramSpec `ebpf:"tcp_accept_exit"`
+	TcpRetransmitInnerKprobe *ebpf.ProgramSpec `ebpf:"tcp_retransmit_inner_kprobe"`
+	TcpRetransmitKprobe      *ebpf.ProgramSpec `ebpf:"tcp_retransmit_kprobe"`
+	TcpRetransmitKretprobe   *ebpf.ProgramSpec `ebpf:"tcp_retransmit_kretprobe"`
+	TcpRetransmitTp          *ebpf.ProgramSpec `ebpf:"tcp_retransmit_tp"`
+	TcpSetState              *ebpf.ProgramSpec `ebpf:"tcp_set_state"`
 }
 
 // tcpMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Owners   *ebpf.MapSpec `ebpf:"owners"`
+	Counters  *ebpf.MapSpec `ebpf:"counters"`
+	Events    *ebpf.MapSpec `ebpf:"events"`
+	InWrapper *ebpf.MapSpec `ebpf:"in_wrapper"`
+	Owners    *ebpf.MapSpec `ebpf:"owners"`
 }
 
 // tcpVariableSpecs contains global variables before they are loaded into the kernel.
@@ -152,15 +165,17 @@ func (o *tcpObjects) Close() error {
 //
 // It can be passed to loadTcpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
-	Owners   *ebpf.Map `ebpf:"owners"`
+	Counters  *ebpf.Map `ebpf:"counters"`
+	Events    *ebpf.Map `ebpf:"events"`
+	InWrapper *ebpf.Map `ebpf:"in_wrapper"`
+	Owners    *ebpf.Map `ebpf:"owners"`
 }
 
 func (m *tcpMaps) Close() error {
 	return _TcpClose(
 		m.Counters,
 		m.Events,
+		m.InWrapper,
 		m.Owners,
 	)
 }
@@ -179,18 +194,22 @@ type tcpVariables struct {
 //
 // It can be passed to loadTcpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpPrograms struct {
-	TcpAccept4Exit      *ebpf.Program `ebpf:"tcp_accept4_exit"`
-	TcpAcceptExit       *ebpf.Program `ebpf:"tcp_accept_exit"`
-	TcpRetransmitKprobe *ebpf.Program `ebpf:"tcp_retransmit_kprobe"`
-	TcpRetransmitTp     *ebpf.Program `ebpf:"tcp_retransmit_tp"`
-	TcpSetState         *ebpf.Program `ebpf:"tcp_set_state"`
+	TcpAccept4Exit           *ebpf.Program `ebpf:"tcp_accept4_exit"`
+	TcpAcceptExit            *ebpf.Program `ebpf:"tcp_accept_exit"`
+	TcpRetransmitInnerKprobe *ebpf.Program `ebpf:"tcp_retransmit_inner_kprobe"`
+	TcpRetransmitKprobe      *ebpf.Program `ebpf:"tcp_retransmit_kprobe"`
+	TcpRetransmitKretprobe   *ebpf.Program `ebpf:"tcp_retransmit_kretprobe"`
+	TcpRetransmitTp          *ebpf.Program `ebpf:"tcp_retransmit_tp"`
+	TcpSetState              *ebpf.Program `ebpf:"tcp_set_state"`
 }
 
 func (p *tcpPrograms) Close() error {
 	return _TcpClose(
 		p.TcpAccept4Exit,
 		p.TcpAcceptExit,
+		p.TcpRetransmitInnerKprobe,
 		p.TcpRetransmitKprobe,
+		p.TcpRetransmitKretprobe,
 		p.TcpRetransmitTp,
 		p.TcpSetState,
 	)

@@ -346,7 +346,7 @@ func fellBackToTracepoint(t *testing.T, a *harness.Agent, forced bool) {
 	if strings.Contains(line, forcedFailure) != forced {
 		t.Errorf("the fallback line should give the forced failure (%q) as its reason: %v:\n%s", forcedFailure, forced, line)
 	}
-	wantAttachPath(t, a, "raw tracepoint tcp:tcp_retransmit_skb (kprobe __tcp_retransmit_skb failed)")
+	wantAttachPath(t, a, "raw tracepoint tcp:tcp_retransmit_skb (kprobe tcp_retransmit_skb + __tcp_retransmit_skb failed)")
 	synRetransmitsCounted(t, a)
 }
 
@@ -367,7 +367,7 @@ func TestTCPTracepointFallback(t *testing.T) {
 		if n := countLines(e.agent.Logs(), fellBackLog); n != 1 {
 			t.Fatalf("%d log lines say %q, want 1:\n%s", n, fellBackLog, e.agent.Logs())
 		}
-		wantAttachPath(t, e.agent, "kprobe __tcp_retransmit_skb (raw tracepoint tcp:tcp_retransmit_skb failed)")
+		wantAttachPath(t, e.agent, "kprobe tcp_retransmit_skb + __tcp_retransmit_skb (raw tracepoint tcp:tcp_retransmit_skb failed)")
 		synRetransmitsCounted(t, e.agent)
 		return
 	}
@@ -380,7 +380,7 @@ func TestTCPTracepointFallback(t *testing.T) {
 	if code := a.Stop(); code == 0 {
 		t.Errorf("the agent without any retransmit hook exited with code 0")
 	}
-	for _, want := range []string{"no way to hook tcp_retransmit_skb", "raw tracepoint tcp:tcp_retransmit_skb: attach: " + forcedFailure, "kprobe __tcp_retransmit_skb: attach:"} {
+	for _, want := range []string{"no way to hook tcp_retransmit_skb", "raw tracepoint tcp:tcp_retransmit_skb: attach: " + forcedFailure, "kprobe tcp_retransmit_skb + __tcp_retransmit_skb: attach:"} {
 		if !strings.Contains(a.Logs(), want) {
 			t.Errorf("the agent's logs do not say %q:\n%s", want, a.Logs())
 		}
@@ -396,7 +396,7 @@ func kprobeHookCounts(t *testing.T, a *harness.Agent) {
 	if n := countLines(a.Logs(), fellBackLog); n != 0 {
 		t.Fatalf("%d log lines say %q on a kernel with kprobes:\n%s", n, fellBackLog, a.Logs())
 	}
-	wantAttachPath(t, a, "kprobe __tcp_retransmit_skb")
+	wantAttachPath(t, a, "kprobe tcp_retransmit_skb + __tcp_retransmit_skb")
 	synRetransmitsCounted(t, a)
 }
 
@@ -475,7 +475,7 @@ func fellBack(t *testing.T, a *harness.Agent) string {
 	if len(lines) != 1 {
 		t.Fatalf("%d log lines say %q, want 1:\n%s", len(lines), fellBackLog, a.Logs())
 	}
-	for _, want := range []string{"wanted=\"kprobe __tcp_retransmit_skb\"", "using=\"raw tracepoint tcp:tcp_retransmit_skb\""} {
+	for _, want := range []string{"wanted=\"kprobe tcp_retransmit_skb + __tcp_retransmit_skb\"", "using=\"raw tracepoint tcp:tcp_retransmit_skb\""} {
 		if !strings.Contains(lines[0], want) {
 			t.Errorf("fallback line does not say %s: %s", want, lines[0])
 		}
