@@ -42,6 +42,7 @@ type Run struct {
 	// Probes is periscope_probes_attached meanwhile, by "collector/path".
 	Probes   map[string]float64
 	HTTPS    *Traffic // nginx and curl
+	Plain    *Traffic // nginx and curl over plain HTTP (the sockets collector)
 	Go       *Traffic // goapp server and client
 	TCP      TCP
 	StopCode int
@@ -73,8 +74,8 @@ type TCP struct {
 	// meanwhile ("TcpExt:TCPSynRetrans").
 	RetransSegs uint64
 	Counters    map[string]uint64
-	// EarlyRetrans is net.ipv4.tcp_early_retrans during the transfer ("0":
-	// no tail loss probes).
+	// EarlyRetrans is net.ipv4.tcp_early_retrans during the transfer (the
+	// kernel's default 3: tail loss probes on).
 	EarlyRetrans string
 	// Series is how much each series of periscope_tcp_retransmits_total
 	// rose meanwhile, keyed by its labels.

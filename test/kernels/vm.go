@@ -74,8 +74,19 @@ func BootGuest(ctx context.Context, k Kernel, in, workDir string) (Boot, error) 
 		"-nodefaults", "-display", "none", "-no-reboot",
 		// Software emulation: the machines here have a /dev/kvm whose
 		// qemu dies setting MSRs; TCG is slow but works everywhere.
+		// One vCPU: qemu 7.2's multi-threaded TCG (a host thread per
+		// vCPU) lets a vCPU run code another vCPU has just rewritten
+		// from a stale translation. The kernel rewrites its text when a
+		// syscall tracepoint is switched on or off (static keys, int3
+		// via text_poke_bp), and with two vCPUs the guests oopsed on an
+		// int3 that was no longer in memory (6.12) or hung (6.1) while
+		// the agent attached or detached; `echo 1 > .../sys_enter_read/
+		// enable` loops next to a syscall-heavy process do the same with
+		// no BPF at all. thread=single also avoids it but makes every
+		// IPI wait for qemu's round robin (the agent took 76 s to start
+		// instead of 28 on the same loaded machine).
 		"-accel", "tcg",
-		"-machine", "q35", "-cpu", "max", "-smp", "2", "-m", "2048",
+		"-machine", "q35", "-cpu", "max", "-smp", "1", "-m", "2048",
 		"-kernel", filepath.Join(k.Dir, "vmlinuz"),
 		"-initrd", filepath.Join(k.Dir, "initrd.img"),
 		"-append", "console=ttyS0 panic=-1 loglevel=4",

@@ -3,8 +3,9 @@
 // Package guest is the program the qemu guests of test/kernels run: built by
 // the host test with `go test -c -tags kernelguest`, started by the guest's
 // init, it runs `periscope check`, then the agent twice (default TCP hook,
-// then `tcp.hook: kprobe`), drives nginx/curl, a Go net/http server and
-// client and a lossy TCP transfer, and writes what it saw as a
+// then `tcp.hook: kprobe`), drives nginx/curl over HTTPS and over plain
+// HTTP (the sockets collector's syscall tracepoints), a Go net/http server
+// and client and a lossy TCP transfer, and writes what it saw as a
 // kernels.Result to the serial port named by GUEST_RESULT. It
 // judges nothing: the host test asserts the result.
 //
@@ -125,19 +126,14 @@ func agentRun(t *testing.T, bin, dir, hook string) kernels.Run {
 	t.Logf("agent (tcp.hook %q) ready in %v", hook, time.Since(start).Round(time.Millisecond))
 	run.AttachPath = attachPaths(t, a)
 	if hook == "" {
-		ngx := harness.StartNginx(t, harness.NginxOptions{Workers: 1})
+		plainPort := harness.FreePort(t)
+		ngx := harness.StartNginx(t, harness.NginxOptions{Workers: 1, ExtraHTTPConfig: plainServer(plainPort)})
 		run.HTTPS = https(t, a, recv, ngx)
+		run.Plain = plain(t, recv, ngx, plainPort)
 		server := goServer(t, dir)
 		run.Go = goTraffic(t, a, recv, dir, server)
 		defer ngx.Stop()
 		defer server.Process.Kill()
-	}
-	if hook == "kprobe" {
-		// The kprobe is on tcp_retransmit_skb, which tail loss probes
-		// bypass (tcp_send_loss_probe calls __tcp_retransmit_skb): a known
-		// gap (README, "TCP retransmissions"). Without TLP every
-		// retransmission goes through it and the count must be exact.
-		noTLP(t)
 	}
 	run.TCP = lossyTransfer(t, a)
 	run.Links = linkTypes(t)
@@ -163,7 +159,39 @@ func https(t *testing.T, a *harness.Agent, recv *otlpreceiver.Receiver, ngx *har
 		t.Fatalf("curl: %v: %s", err, out)
 	}
 	tr := &kernels.Traffic{Port: ngx.Port, Requests: len(httpsPaths), ServerPIDs: ngx.WorkerPIDs, ClientPIDs: []int{curl.Process.Pid}}
-	tr.Spans = spans(t, recv, 2*tr.Requests, append(tr.ServerPIDs, tr.ClientPIDs...))
+	tr.Spans = spans(t, recv, 2*tr.Requests, append(tr.ServerPIDs, tr.ClientPIDs...), "https")
+	return tr
+}
+
+// plainPaths are the requests curl sends to nginx's plain HTTP server over
+// one connection: 200, 404 and 500.
+var plainPaths = []string{"/ok", "/missing", "/fail"}
+
+// plainServer is an nginx server block on 127.0.0.1:port, plain HTTP.
+func plainServer(port int) string {
+	return fmt.Sprintf(`
+    server {
+        listen 127.0.0.1:%d;
+        location = /ok { return 200 "ok\n"; }
+        location = /fail { return 500; }
+    }`, port)
+}
+
+// plain sends plainPaths over one curl connection to ngx's plain HTTP port:
+// the sockets collector sees them at the syscalls (nginx's worker was
+// already instrumented for HTTPS; the syscall tracepoints trace every
+// process).
+func plain(t *testing.T, recv *otlpreceiver.Receiver, ngx *harness.Nginx, port int) *kernels.Traffic {
+	var args []string
+	for _, p := range plainPaths {
+		args = append(args, "-o", "/dev/null", fmt.Sprintf("http://127.0.0.1:%d%s", port, p))
+	}
+	curl := exec.Command(harness.LookTool(t, "curl"), append([]string{"-sS", "--max-time", "120"}, args...)...)
+	if out, err := curl.CombinedOutput(); err != nil {
+		t.Fatalf("curl: %v: %s", err, out)
+	}
+	tr := &kernels.Traffic{Port: port, Requests: len(plainPaths), ServerPIDs: ngx.WorkerPIDs, ClientPIDs: []int{curl.Process.Pid}}
+	tr.Spans = spans(t, recv, 2*tr.Requests, append(tr.ServerPIDs, tr.ClientPIDs...), "http")
 	return tr
 }
 
@@ -221,7 +249,7 @@ func goTraffic(t *testing.T, a *harness.Agent, recv *otlpreceiver.Receiver, dir 
 		t.Fatalf("goapp client still runs after %v", waitLong)
 	}
 	tr := &kernels.Traffic{Port: port, Requests: goRequests, ServerPIDs: []int{server.Process.Pid}, ClientPIDs: []int{client.Process.Pid}}
-	tr.Spans = spans(t, recv, 2*tr.Requests, append(tr.ServerPIDs, tr.ClientPIDs...))
+	tr.Spans = spans(t, recv, 2*tr.Requests, append(tr.ServerPIDs, tr.ClientPIDs...), "http")
 	return tr
 }
 
@@ -235,10 +263,14 @@ func instrumented(t *testing.T, a *harness.Agent, pids ...int) {
 	}
 }
 
-// spans waits (bounded) for at least n spans of pids, then a settling
-// period for any more, and returns all of them: the host counts.
-func spans(t *testing.T, recv *otlpreceiver.Receiver, n int, pids []int) []kernels.Span {
+// spans waits (bounded) for at least n spans of pids with url.scheme
+// scheme, then a settling period for any more, and returns all of them: the
+// host counts.
+func spans(t *testing.T, recv *otlpreceiver.Receiver, n int, pids []int, scheme string) []kernels.Span {
 	mine := func(s otlpreceiver.Span) bool {
+		if s.Attributes["url.scheme"] != scheme {
+			return false
+		}
 		pid, _ := s.Resource["process.pid"].(int64)
 		for _, p := range pids {
 			if int64(p) == pid {
@@ -411,20 +443,6 @@ func series(t *testing.T, a *harness.Agent) map[string]float64 {
 		out[strings.Join(parts, ",")] = m.GetCounter().GetValue()
 	}
 	return out
-}
-
-// noTLP turns tail loss probes off (net.ipv4.tcp_early_retrans=0) until
-// the test ends.
-func noTLP(t *testing.T) {
-	const knob = "/proc/sys/net/ipv4/tcp_early_retrans"
-	old, err := os.ReadFile(knob)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(knob, []byte("0\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.WriteFile(knob, old, 0o644) })
 }
 
 // probesAttached reads periscope_probes_attached by collector and path.
