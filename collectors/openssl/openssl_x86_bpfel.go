@@ -13,27 +13,6 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type opensslDataEvent struct {
-	_   structs.HostLayout
-	Hdr struct {
-		_    structs.HostLayout
-		Ts   uint64
-		Type uint32
-		Pid  uint32
-		Tid  uint32
-		Pad  uint32
-	}
-	Conn     uint64
-	Dir      uint32
-	Size     uint32
-	Captured uint32
-	TailLen  uint32
-	Fd       int32
-	Pad      uint32
-	Tail     [128]uint8
-	Data     [4096]uint8
-}
-
 type opensslFdKey struct {
 	_    structs.HostLayout
 	Tgid uint32
@@ -65,7 +44,6 @@ const (
 	opensslMapEvents            = "events"
 	opensslMapFdSsl             = "fd_ssl"
 	opensslMapPendingBind       = "pending_bind"
-	opensslMapScratch           = "scratch"
 	opensslMapSslCalls          = "ssl_calls"
 	opensslMapSslFd             = "ssl_fd"
 	opensslMapSslProcs          = "ssl_procs"
@@ -157,7 +135,6 @@ type opensslMapSpecs struct {
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	FdSsl       *ebpf.MapSpec `ebpf:"fd_ssl"`
 	PendingBind *ebpf.MapSpec `ebpf:"pending_bind"`
-	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
 	SslCalls    *ebpf.MapSpec `ebpf:"ssl_calls"`
 	SslFd       *ebpf.MapSpec `ebpf:"ssl_fd"`
 	SslProcs    *ebpf.MapSpec `ebpf:"ssl_procs"`
@@ -195,7 +172,6 @@ type opensslMaps struct {
 	Events      *ebpf.Map `ebpf:"events"`
 	FdSsl       *ebpf.Map `ebpf:"fd_ssl"`
 	PendingBind *ebpf.Map `ebpf:"pending_bind"`
-	Scratch     *ebpf.Map `ebpf:"scratch"`
 	SslCalls    *ebpf.Map `ebpf:"ssl_calls"`
 	SslFd       *ebpf.Map `ebpf:"ssl_fd"`
 	SslProcs    *ebpf.Map `ebpf:"ssl_procs"`
@@ -207,7 +183,6 @@ func (m *opensslMaps) Close() error {
 		m.Events,
 		m.FdSsl,
 		m.PendingBind,
-		m.Scratch,
 		m.SslCalls,
 		m.SslFd,
 		m.SslProcs,
