@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,31 @@ type linker struct {
 	log    *slog.Logger
 	reg    prometheus.Registerer
 	ln     net.Listener
+
+	serverTLS, clientTLS *tls.Config // mutual TLS, or nil
+}
+
+// loadTLS loads the mutual TLS configuration, when there is one.
+func (l *linker) loadTLS() error {
+	c := l.cfg
+	set := 0
+	for _, f := range []string{c.TLSCertFile, c.TLSKeyFile, c.TLSCAFile} {
+		if f != "" {
+			set++
+		}
+	}
+	switch set {
+	case 0:
+		return nil
+	case 3:
+	default:
+		return &UsageError{errors.New("linking.tls_cert_file, tls_key_file, tls_ca_file: all three or none")}
+	}
+	var err error
+	if l.serverTLS, l.clientTLS, err = linking.LoadTLS(c.TLSCertFile, c.TLSKeyFile, c.TLSCAFile); err != nil {
+		return &UsageError{err}
+	}
+	return nil
 }
 
 // Peer discovery on Kubernetes: the agents' pods are listed this often
@@ -63,8 +89,11 @@ func newLinker(cfg config.Linking, kcfg config.Kube, log *slog.Logger, reg prome
 		return nil, &UsageError{fmt.Errorf("linking.token_file: %s is empty", cfg.TokenFile)}
 	}
 	l := &linker{cfg: cfg, kube: kcfg, token: token, log: log, reg: reg}
+	if err := l.loadTLS(); err != nil {
+		return nil, err
+	}
 	if len(cfg.Peers) > 0 || cfg.PeerSelector != "" {
-		l.client, err = linking.NewClient(linking.ClientConfig{Peers: cfg.Peers, Token: token, Wait: cfg.Wait, Logger: log, Registerer: reg})
+		l.client, err = linking.NewClient(linking.ClientConfig{Peers: cfg.Peers, Token: token, TLS: l.clientTLS, Wait: cfg.Wait, Logger: log, Registerer: reg})
 		if err != nil {
 			return nil, &UsageError{fmt.Errorf("linking.peers: %w", err)}
 		}
@@ -106,7 +135,7 @@ func (l *linker) start(ctx context.Context, ans linking.Answerer, pods *kube.Wat
 	}
 	var srv *linking.Server
 	if l.ln != nil {
-		srv, err = linking.NewServer(linking.ServerConfig{Token: l.token, Answerer: ans, Addresses: announced(pods), Logger: l.log, Registerer: l.reg})
+		srv, err = linking.NewServer(linking.ServerConfig{Token: l.token, TLS: l.serverTLS, Answerer: ans, Addresses: announced(pods), Logger: l.log, Registerer: l.reg})
 		if err != nil {
 			cancel()
 			l.close()
@@ -117,7 +146,7 @@ func (l *linker) start(ctx context.Context, ans linking.Answerer, pods *kube.Wat
 				l.log.Error("linking server", "err", err)
 			}
 		})
-		l.log.Info("answering other agents' lookups", "addr", l.ln.Addr().String())
+		l.log.Info("answering other agents' lookups", "addr", l.ln.Addr().String(), "mutual_tls", l.serverTLS != nil)
 	}
 	if l.client != nil {
 		goRun(func() { l.client.Run(cctx) })

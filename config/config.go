@@ -95,6 +95,12 @@ type Linking struct {
 	PeerSelector string `yaml:"peer_selector"`
 	// TokenFile holds the token agents authenticate each other with.
 	TokenFile string `yaml:"token_file"`
+	// TLSCertFile, TLSKeyFile and TLSCAFile, all three or none, make the
+	// agents talk mutual TLS: each presents its certificate, signed by
+	// the CA, and accepts only peers whose certificate the CA signed.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	TLSCAFile   string `yaml:"tls_ca_file"`
 	// Wait bounds how long a server span waits for its lookup.
 	Wait time.Duration `yaml:"wait"`
 }

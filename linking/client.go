@@ -2,16 +2,19 @@ package linking
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -63,6 +66,8 @@ type ClientConfig struct {
 	// Peers are the other agents, host:port.
 	Peers []string
 	Token string
+	// TLS, when set, is mutual TLS (LoadTLS); else plaintext gRPC.
+	TLS *tls.Config
 	// Wait bounds a lookup, from Lookup to its callback.
 	Wait time.Duration
 	// Local lists this node's addresses: their connections are linked on
@@ -194,8 +199,12 @@ func (c *Client) SetPeers(addrs []string) error {
 		if c.peers[a] != nil {
 			continue
 		}
+		creds := insecure.NewCredentials()
+		if c.cfg.TLS != nil {
+			creds = credentials.NewTLS(c.cfg.TLS)
+		}
 		conn, err := grpc.NewClient(a,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithTransportCredentials(creds),
 			grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{}), grpc.MaxCallRecvMsgSize(maxMessage)))
 		if err != nil {
 			return fmt.Errorf("linking: peer %s: %w", a, err)
@@ -372,6 +381,10 @@ func resultOf(err error) Result {
 		return Refused
 	case codes.DeadlineExceeded:
 		return Timeout
+	case codes.Unavailable:
+		if strings.Contains(err.Error(), "handshake") {
+			return Refused // mutual TLS: a certificate of another CA
+		}
 	}
 	return Error
 }

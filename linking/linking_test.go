@@ -3,8 +3,18 @@ package linking
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -176,8 +186,13 @@ type pair struct {
 // newPair starts a server announcing clientAddr and a client of it.
 func newPair(t *testing.T, ans Answerer, serverToken, clientToken string, wait time.Duration) *pair {
 	t.Helper()
+	return newTLSPair(t, ans, serverToken, clientToken, wait, nil, nil)
+}
+
+func newTLSPair(t *testing.T, ans Answerer, serverToken, clientToken string, wait time.Duration, serverTLS, clientTLS *tls.Config) *pair {
+	t.Helper()
 	reg := prometheus.NewRegistry()
-	srv, err := NewServer(ServerConfig{Token: serverToken, Answerer: ans, Addresses: func() []netip.Addr { return []netip.Addr{clientAddr} }, Registerer: reg})
+	srv, err := NewServer(ServerConfig{Token: serverToken, TLS: serverTLS, Answerer: ans, Addresses: func() []netip.Addr { return []netip.Addr{clientAddr} }, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,12 +202,12 @@ func newPair(t *testing.T, ans Answerer, serverToken, clientToken string, wait t
 	}
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
-	return &pair{client: startClient(t, ln.Addr().String(), clientToken, wait), srv: srv, reg: reg}
+	return &pair{client: startClient(t, ln.Addr().String(), clientToken, wait, clientTLS), srv: srv, reg: reg}
 }
 
-func startClient(t *testing.T, peer, token string, wait time.Duration) *Client {
+func startClient(t *testing.T, peer, token string, wait time.Duration, tlsConfig *tls.Config) *Client {
 	t.Helper()
-	c, err := NewClient(ClientConfig{Peers: []string{peer}, Token: token, Wait: wait,
+	c, err := NewClient(ClientConfig{Peers: []string{peer}, Token: token, Wait: wait, TLS: tlsConfig,
 		Local: func() []netip.Addr { return []netip.Addr{serverAddr} }})
 	if err != nil {
 		t.Fatal(err)
@@ -324,7 +339,7 @@ func TestLookupGarbagePeer(t *testing.T) {
 			}()
 		}
 	}()
-	c := startClient(t, ln.Addr().String(), "t", 200*time.Millisecond)
+	c := startClient(t, ln.Addr().String(), "t", 200*time.Millisecond, nil)
 	c.setOwner(onlyPeer(c), []netip.Addr{clientAddr})
 	got := lookupAll(t, c, 50)
 	for seq, o := range got {
@@ -381,3 +396,70 @@ func TestSetPeers(t *testing.T) {
 type waiterFunc func(Answer, Result)
 
 func (f waiterFunc) LinkDone(a Answer, r Result) { f(a, r) }
+
+// writeCA writes a CA and a certificate it signs (server and client use)
+// into dir and returns the files.
+func writeCA(t *testing.T, dir string) (cert, key, ca string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "agents CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "periscope-linking"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, DNSNames: []string{"periscope-linking"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(k)
+	write := func(name, typ string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	return write("tls.crt", "CERTIFICATE", der), write("tls.key", "PRIVATE KEY", keyDER), write("ca.crt", "CERTIFICATE", caDER)
+}
+
+func TestLookupMutualTLS(t *testing.T) {
+	srvTLS, cliTLS, err := LoadTLS(writeCA(t, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newTLSPair(t, &answerer{}, "t", "t", time.Second, srvTLS, cliTLS)
+	waitOwned(t, p.client)
+	for seq, o := range lookupAll(t, p.client, 5) {
+		if seq != 0 && o.r != Linked {
+			t.Errorf("seq %d over mutual TLS: %v", seq, o.r)
+		}
+	}
+	// An agent with a certificate of another CA, or none, is refused.
+	_, otherTLS, err := LoadTLS(writeCA(t, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		tls  *tls.Config
+		want Result
+	}{{"other CA", otherTLS, Refused}, {"plaintext", nil, Error}} {
+		q := newTLSPair(t, &answerer{}, "t", "t", time.Second, srvTLS, tc.tls)
+		q.client.setOwner(onlyPeer(q.client), []netip.Addr{clientAddr})
+		for seq, o := range lookupAll(t, q.client, 3) {
+			if o.r != tc.want {
+				t.Errorf("%s, seq %d: %v, want %v", tc.name, seq, o.r, tc.want)
+			}
+		}
+	}
+	if _, _, err := LoadTLS("/nonexistent", "/nonexistent", "/nonexistent"); err == nil {
+		t.Error("LoadTLS of missing files: no error")
+	}
+}

@@ -3,6 +3,7 @@ package linking
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -33,7 +35,9 @@ type AddressSource func() []netip.Addr
 type ServerConfig struct {
 	// Token is the shared secret every request must carry; empty refuses
 	// every request.
-	Token      string
+	Token string
+	// TLS, when set, is mutual TLS (LoadTLS); else plaintext gRPC.
+	TLS        *tls.Config
 	Answerer   Answerer
 	Addresses  AddressSource
 	Logger     *slog.Logger
@@ -94,14 +98,18 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		}
 	}
 	s := &Server{cfg: cfg, served: served}
-	s.grpc = grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.ForceServerCodec(codec{}),
 		grpc.MaxRecvMsgSize(maxMessage),
 		grpc.MaxSendMsgSize(maxMessage),
 		grpc.MaxConcurrentStreams(16),
-		grpc.ConnectionTimeout(5*time.Second),
+		grpc.ConnectionTimeout(5 * time.Second),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
-	)
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	s.grpc.RegisterService(&serviceDesc, s)
 	return s, nil
 }

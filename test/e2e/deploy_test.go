@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/periscope-apm/periscope/config"
+	"github.com/periscope-apm/periscope/linking"
 	"github.com/periscope-apm/periscope/test/e2e/harness"
 )
 
@@ -168,7 +171,8 @@ func TestHelmChart(t *testing.T) {
 			t.Errorf("default chart configuration: %+v", c)
 		}
 		wantLink := config.Linking{Listen: "0.0.0.0:7071", TokenFile: "/etc/periscope-linking/token", Wait: 300e6,
-			PeerSelector: "app.kubernetes.io/name=periscope,app.kubernetes.io/instance=periscope"}
+			PeerSelector: "app.kubernetes.io/name=periscope,app.kubernetes.io/instance=periscope",
+			TLSCertFile:  "/etc/periscope-linking/tls.crt", TLSKeyFile: "/etc/periscope-linking/tls.key", TLSCAFile: "/etc/periscope-linking/ca.crt"}
 		if !reflect.DeepEqual(c.Linking, wantLink) {
 			t.Errorf("default linking configuration %+v, want %+v", c.Linking, wantLink)
 		}
@@ -208,7 +212,8 @@ func TestHelmChart(t *testing.T) {
 		want.TCP.MaxPeers = 4096
 		want.HTTP.IdleTimeout = 30e9
 		want.Linking = config.Linking{Listen: "0.0.0.0:7171", TokenFile: "/etc/periscope-linking/token", Wait: 500e6,
-			PeerSelector: "app.kubernetes.io/name=periscope,app.kubernetes.io/instance=obs"}
+			PeerSelector: "app.kubernetes.io/name=periscope,app.kubernetes.io/instance=obs",
+			TLSCertFile:  "/etc/periscope-linking/tls.crt", TLSKeyFile: "/etc/periscope-linking/tls.key", TLSCAFile: "/etc/periscope-linking/ca.crt"}
 		if !reflect.DeepEqual(c, want) {
 			t.Errorf("chart configuration:\n got %+v\nwant %+v", c, want)
 		}
@@ -252,9 +257,35 @@ func checkLinkingObjects(t *testing.T, docs []map[string]any, release string, po
 			ds = d
 		}
 	}
-	token, _ := secret["data"].(map[string]any)["token"].(string)
+	data, _ := secret["data"].(map[string]any)
+	token, _ := data["token"].(string)
 	if dec, err := base64.StdEncoding.DecodeString(token); err != nil || len(dec) < 32 {
 		t.Errorf("the linking Secret's token %q is not a generated token of 32+ characters", token)
+	}
+	// The generated CA and certificate make a mutual TLS handshake.
+	dir := t.TempDir()
+	for _, k := range []string{"tls.crt", "tls.key", "ca.crt"} {
+		s, _ := data[k].(string)
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil || len(b) == 0 {
+			t.Fatalf("the linking Secret's %s: %v", k, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, k), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srvTLS, cliTLS, err := linking.LoadTLS(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt"))
+	if err != nil {
+		t.Fatalf("the chart's certificate: %v", err)
+	}
+	sc, cc := net.Pipe()
+	errs := make(chan error, 1)
+	go func() { errs <- tls.Server(sc, srvTLS).Handshake() }()
+	if err := tls.Client(cc, cliTLS).Handshake(); err != nil {
+		t.Errorf("mutual TLS with the chart's certificate: %v", err)
+	}
+	if err := <-errs; err != nil {
+		t.Errorf("mutual TLS with the chart's certificate, server side: %v", err)
 	}
 	name := secret["metadata"].(map[string]any)["name"]
 	b, _ := yaml.Marshal(ds)

@@ -29,6 +29,7 @@ import (
 // PID, in namespaces only this test creates.
 type twoNodes struct {
 	ip         string
+	tlsEnv     []string // the agents' mutual TLS settings
 	nsA, nsB   string
 	a, b       string // the nodes' addresses on the A-B link
 	rootA, inA string // the A-root link: the test's end, A's end
@@ -130,7 +131,7 @@ func (n *twoNodes) nodeAgent(t *testing.T, ns, include, listen, peer, tokenFile,
 	bin := harness.BuildAgent(t)
 	args := []string{"netns", "exec", ns, bin, "run", "--console=off", "--include-exe", include,
 		"--metrics-addr", net.JoinHostPort(inAddr, strconv.Itoa(harness.FreePort(t)))}
-	a := harness.StartAgent(t, n.ip, args, []string{
+	a := harness.StartAgent(t, n.ip, args, append([]string{
 		"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + net.JoinHostPort(rootAddr, strconv.Itoa(portOf(recv.Addr()))),
 		"OTEL_EXPORTER_OTLP_INSECURE=true",
 		"OTEL_BSP_SCHEDULE_DELAY=200",
@@ -140,7 +141,7 @@ func (n *twoNodes) nodeAgent(t *testing.T, ns, include, listen, peer, tokenFile,
 		"PERISCOPE_LINKING_LISTEN=" + net.JoinHostPort(listen, linkPort),
 		"PERISCOPE_LINKING_PEERS=" + net.JoinHostPort(peer, linkPort),
 		"PERISCOPE_LINKING_TOKEN_FILE=" + tokenFile,
-	})
+	}, n.tlsEnv...))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := a.WaitReady(ctx); err != nil {
@@ -254,13 +255,16 @@ func writeToken(t *testing.T, token string) string {
 
 // TestLinkAcrossNodes: a client on node A calls a server on node B, each
 // node with its own agent; B's agent asks A's which client span sent each
-// request. Plain HTTP (sockets), HTTPS (OpenSSL), Go net/http, and 100
+// request (mutual TLS and a token). Plain HTTP (sockets), HTTPS (OpenSSL), Go net/http, and 100
 // requests on one keep-alive connection: every server span is the child of
 // the right client span. Then A's agent with a wrong token, stopped, and
 // replaced by a peer that never answers or answers garbage: B's spans go
 // out unlinked, every lookup counted, and B's agent lives on.
 func TestLinkAcrossNodes(t *testing.T) {
 	n := newTwoNodes(t)
+	// Mutual TLS and the token, as the Helm chart sets them up.
+	cert, key, ca := harness.GenerateCert(t, t.TempDir())
+	n.tlsEnv = []string{"PERISCOPE_LINKING_TLS_CERT_FILE=" + cert, "PERISCOPE_LINKING_TLS_KEY_FILE=" + key, "PERISCOPE_LINKING_TLS_CA_FILE=" + ca}
 	recv := otlpreceiver.StartOn(t, "0.0.0.0:0", "0.0.0.0:0")
 	token := writeToken(t, "e2e-shared-token")
 	envB := n.nodeAgent(t, n.nsB, "srv_*", n.b, n.a, token, n.inB, n.rootB, recv)
@@ -273,7 +277,6 @@ func TestLinkAcrossNodes(t *testing.T) {
 	curl := harness.CopyExe(t, "curl", "cli_curl")
 	goBin := buildGoApp(t, t.TempDir(), "", false)
 	goSrv, goCli := harness.CopyExe(t, goBin, "srv_go"), harness.CopyExe(t, goBin, "cli_go")
-	cert, key, _ := harness.GenerateCert(t, t.TempDir())
 	script := testdataPath(t, "link_server.py")
 
 	plainPort, tlsPort, goPort := harness.FreePort(t), harness.FreePort(t), harness.FreePort(t)

@@ -56,6 +56,13 @@ app.kubernetes.io/name={{ .Chart.Name }},app.kubernetes.io/instance={{ .Release.
   "wait" .Values.linking.wait
   "peer_selector" (include "periscope.selectorString" .)
 ) -}}
+{{- if .Values.linking.mtls -}}
+{{- $_ := mustMergeOverwrite $base.linking (dict
+  "tls_cert_file" "/etc/periscope-linking/tls.crt"
+  "tls_key_file" "/etc/periscope-linking/tls.key"
+  "tls_ca_file" "/etc/periscope-linking/ca.crt"
+) -}}
+{{- end -}}
 {{- end -}}
 {{- toYaml (mustMergeOverwrite $base (deepCopy .Values.config)) -}}
 {{- end -}}
