@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -102,7 +103,10 @@ type Client struct {
 	mu     sync.RWMutex
 	peers  map[string]*peer
 	runCtx context.Context // set by Run: peers added later start at once
-	owners map[netip.Addr]*peer
+	// owners are the peers that announced each address: an address two
+	// peers announce (the same private range on two hosts, a shared
+	// virtual IP) has no owner rather than a wrong one.
+	owners map[netip.Addr][]*peer
 	local  map[netip.Addr]bool
 }
 
@@ -142,7 +146,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger, peers: make(map[string]*peer), owners: make(map[netip.Addr]*peer), local: make(map[netip.Addr]bool)}
+	c := &Client{cfg: cfg, log: cfg.Logger, peers: make(map[string]*peer), owners: make(map[netip.Addr][]*peer), local: make(map[netip.Addr]bool)}
 	if err := c.SetPeers(cfg.Peers); err != nil {
 		c.Close()
 		return nil, err
@@ -151,7 +155,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Registerer != nil {
 		owned := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "periscope_link_peer_addresses",
-			Help: "Addresses the other agents (linking.peers) announced, whose requests are looked up there.",
+			Help: "Addresses the other agents (linking.peers) announced, whose requests are looked up there (an address two agents announce counts, and has no owner).",
 		}, func() float64 {
 			c.mu.RLock()
 			defer c.mu.RUnlock()
@@ -258,7 +262,7 @@ func (c *Client) startPeer(p *peer) {
 func (c *Client) Owned(addr netip.Addr) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.owners[addr.Unmap()] != nil
+	return len(c.owners[addr.Unmap()]) == 1
 }
 
 // Remote tells whether addr is another node's: a server request from it
@@ -279,11 +283,12 @@ func (c *Client) Remote(addr netip.Addr) bool {
 // result at once (NoOwner, Dropped) and never calls w.
 func (c *Client) Lookup(q Query, w Waiter) Result {
 	c.mu.RLock()
-	p := c.owners[q.Local.Addr().Unmap()]
+	owners := c.owners[q.Local.Addr().Unmap()]
 	c.mu.RUnlock()
-	if p == nil {
+	if len(owners) != 1 {
 		return NoOwner
 	}
+	p := owners[0]
 	select {
 	case p.queue <- lookup{q: q, deadline: time.Now().Add(c.cfg.Wait), w: w}:
 		return Pending
@@ -432,7 +437,10 @@ func (c *Client) setOwner(p *peer, addrs []netip.Addr) {
 		if !a.IsValid() || a.IsLoopback() || c.local[a] {
 			continue
 		}
-		c.owners[a] = p
+		if slices.Contains(c.owners[a], p) {
+			continue
+		}
+		c.owners[a] = append(c.owners[a], p)
 		p.addrs = append(p.addrs, a)
 	}
 }
@@ -440,8 +448,11 @@ func (c *Client) setOwner(p *peer, addrs []netip.Addr) {
 // disown forgets what p owned (c.mu held).
 func (c *Client) disown(p *peer) {
 	for _, a := range p.addrs {
-		if c.owners[a] == p {
+		rest := slices.DeleteFunc(c.owners[a], func(o *peer) bool { return o == p })
+		if len(rest) == 0 {
 			delete(c.owners, a)
+		} else {
+			c.owners[a] = rest
 		}
 	}
 	p.addrs = p.addrs[:0]

@@ -463,3 +463,29 @@ func TestLookupMutualTLS(t *testing.T) {
 		t.Error("LoadTLS of missing files: no error")
 	}
 }
+
+func TestAmbiguousOwner(t *testing.T) {
+	c, err := NewClient(ClientConfig{Peers: []string{"10.0.0.1:7071", "10.0.0.2:7071"}, Token: "t",
+		Local: func() []netip.Addr { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.mu.RLock()
+	p1, p2 := c.peers["10.0.0.1:7071"], c.peers["10.0.0.2:7071"]
+	c.mu.RUnlock()
+	shared, own := netip.MustParseAddr("172.17.0.1"), netip.MustParseAddr("10.0.0.2")
+	c.setOwner(p1, []netip.Addr{shared, netip.MustParseAddr("10.0.0.1")})
+	c.setOwner(p2, []netip.Addr{shared, own})
+	if c.Owned(shared) || !c.Owned(own) {
+		t.Errorf("an address two peers announce must have no owner; owned: shared %v, own %v", c.Owned(shared), c.Owned(own))
+	}
+	if r := c.Lookup(Query{Local: netip.AddrPortFrom(shared, 1), Seq: 1}, nil); r != NoOwner {
+		t.Errorf("lookup of a shared address: %v, want no_owner", r)
+	}
+	// p1 stops announcing it: p2 owns it.
+	c.setOwner(p1, []netip.Addr{netip.MustParseAddr("10.0.0.1")})
+	if !c.Owned(shared) {
+		t.Error("the remaining announcer does not own the address")
+	}
+}
