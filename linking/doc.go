@@ -10,7 +10,8 @@
 //
 // Agents talk gRPC on a port of their own (linking.listen), with a codec of
 // their own (this package's fixed-size binary records: connection identity
-// and span IDs, never payload), authenticated by a shared token. Lookups are
+// and span IDs, never payload), authenticated by a shared token and, when
+// configured, mutual TLS with the agents' own CA (LoadTLS). Lookups are
 // batched per peer and asynchronous: the correlator holds a server span for
 // at most linking.wait, then exports it unlinked, and counts every outcome
 // (periscope_link_lookups_total{result}). Every queue and table is bounded.
