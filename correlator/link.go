@@ -42,10 +42,16 @@ const (
 )
 
 // nextSeq names the request x on its connection: its stream on a
-// multiplexed connection, else its ordinal.
+// multiplexed connection, else its ordinal. A request of a multiplexed
+// connection that names no stream (HTTP/2 seen whole by the Go probes)
+// gets none (0): the order of concurrent streams is not the same at both
+// ends, and it is not looked up.
 func (cn *conn) nextSeq(x *exchange) {
 	if id, ok := x.px.Stream(); ok {
 		x.seq = id | linking.StreamFlag
+		return
+	}
+	if cn.multiplexed {
 		return
 	}
 	cn.nreq++
@@ -56,7 +62,7 @@ func (cn *conn) nextSeq(x *exchange) {
 // node. The request's span waits for the answer (see export).
 func (c *Correlator) startLink(x *exchange, now time.Time) {
 	cn := x.conn
-	if c.cfg.Linker == nil || x.asked || cn.role != roleServer || x.hasRemote || x.parent != nil || x.fixed || !validTuple(cn.tuple) {
+	if c.cfg.Linker == nil || x.asked || x.seq == 0 || cn.role != roleServer || x.hasRemote || x.parent != nil || x.fixed || !validTuple(cn.tuple) {
 		return
 	}
 	if !c.cfg.Linker.Remote(cn.tuple.Remote.Addr()) {
@@ -245,7 +251,7 @@ func (c *Correlator) answer(q linking.Query, now time.Time) linking.Answer {
 	}
 	if cn != nil && cn.role == roleClient && !cn.ignored {
 		for _, x := range cn.waiting() {
-			if x.seq != q.Seq {
+			if x.seq != q.Seq || x.seq == 0 {
 				continue
 			}
 			if linkRoot(x) != nil {
