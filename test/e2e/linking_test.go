@@ -25,8 +25,9 @@ import (
 // twoNodes are two network namespaces standing for two nodes: A and B
 // joined by a veth pair (the traffic and the agents' lookups), each also
 // joined to the test's own namespace by a veth pair of its own (the OTLP
-// receiver and /metrics). Addresses are 10.N.x.y with N from the test's
-// PID, in namespaces only this test creates.
+// receivers and /metrics). Addresses are 10.N.x.y with N from the test's
+// PID, in namespaces only this test creates. Both agents see the whole
+// machine's kernel: each selects its node's processes by name.
 type twoNodes struct {
 	ip         string
 	tlsEnv     []string // the agents' mutual TLS settings
@@ -141,6 +142,10 @@ func (n *twoNodes) nodeAgent(t *testing.T, ns, include, listen, peer, tokenFile,
 		"PERISCOPE_LINKING_LISTEN=" + net.JoinHostPort(listen, linkPort),
 		"PERISCOPE_LINKING_PEERS=" + net.JoinHostPort(peer, linkPort),
 		"PERISCOPE_LINKING_TOKEN_FILE=" + tokenFile,
+		// Longer than the default 300 ms: this machine may be loaded
+		// by other tests, and a lookup that times out leaves a span
+		// unlinked (counted: the test would say which).
+		"PERISCOPE_LINKING_WAIT=2s",
 	}, n.tlsEnv...))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -265,10 +270,12 @@ func TestLinkAcrossNodes(t *testing.T) {
 	// Mutual TLS and the token, as the Helm chart sets them up.
 	cert, key, ca := harness.GenerateCert(t, t.TempDir())
 	n.tlsEnv = []string{"PERISCOPE_LINKING_TLS_CERT_FILE=" + cert, "PERISCOPE_LINKING_TLS_KEY_FILE=" + key, "PERISCOPE_LINKING_TLS_CA_FILE=" + ca}
-	recv := otlpreceiver.StartOn(t, "0.0.0.0:0", "0.0.0.0:0")
+	// One receiver per node, each on the test's end of that node's link:
+	// not on loopback, where other tests' agents export.
+	recvA, recvB := otlpreceiver.StartOn(t, n.rootA+":0", n.rootA+":0"), otlpreceiver.StartOn(t, n.rootB+":0", n.rootB+":0")
 	token := writeToken(t, "e2e-shared-token")
-	envB := n.nodeAgent(t, n.nsB, "srv_*", n.b, n.a, token, n.inB, n.rootB, recv)
-	envA := n.nodeAgent(t, n.nsA, "cli_*", n.a, n.b, token, n.inA, n.rootA, recv)
+	envB := n.nodeAgent(t, n.nsB, "srv_*", n.b, n.a, token, n.inB, n.rootB, recvB)
+	envA := n.nodeAgent(t, n.nsA, "cli_*", n.a, n.b, token, n.inA, n.rootA, recvA)
 	// Each knows the other's addresses (B asks A every 2 s until A answers).
 	waitMetric(t, envB.agent, "periscope_link_peer_addresses", nil, "A's addresses", func(v float64) bool { return v >= 2 })
 	waitMetric(t, envA.agent, "periscope_link_peer_addresses", nil, "B's addresses", func(v float64) bool { return v >= 2 })
@@ -319,7 +326,7 @@ func TestLinkAcrossNodes(t *testing.T) {
 
 	// A's agent with a wrong token: refused, counted on both ends.
 	envA.agent.Stop()
-	envA = n.nodeAgent(t, n.nsA, "cli_*", n.a, n.b, writeToken(t, "not-the-token"), n.inA, n.rootA, recv)
+	envA = n.nodeAgent(t, n.nsA, "cli_*", n.a, n.b, writeToken(t, "not-the-token"), n.inA, n.rootA, recvA)
 	n.curlIn(t, n.nsA, curl, nil, "", false, urlsOf(plainURL, "wrong", 3))
 	wantUnlinked(t, "wrong token", envB.spans(t, 3, func(s otlpreceiver.Span) bool {
 		return byPIDs(kindServer, plain.PID)(s) && strings.HasPrefix(attrStr(s, "url.path"), "/wrong/")
