@@ -44,56 +44,58 @@ type options struct {
 	helm     string        // memory mode: a helm build (large, with DWARF)
 	copies   int           // memory mode: distinct helm copies running
 	settle   time.Duration // memory mode: wait before the steady RSS
+	schemes  string        // go mode: "https", "http" or "http,https"
+	profile  bool          // go, plain: the profiled pair of rounds
+	recv     *receiver     // the counting OTLP receiver every agent exports to
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "receive" {
+		os.Exit(receiveMain(os.Args[2:]))
+	}
 	var o options
 	flag.StringVar(&o.agentBin, "agent", "bin/periscope", "periscope binary")
 	flag.StringVar(&o.work, "work", "", "scratch directory (required; run.sh makes and removes it)")
 	flag.StringVar(&o.callloop, "callloop", "", "the compiled test/bench/callloop.c (required)")
-	flag.StringVar(&o.out, "out", "test/bench/results.md", "markdown summary to write")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds per configuration")
-	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of one wrk round")
-	flag.DurationVar(&o.warmup, "warmup", 5*time.Second, "wrk warm-up before the rounds (0: none)")
+	flag.StringVar(&o.out, "out", "", "markdown summary to write (default: the mode's results file)")
+	flag.IntVar(&o.rounds, "rounds", 0, "rounds per configuration (0: the mode's default)")
+	flag.DurationVar(&o.duration, "duration", 0, "length of one wrk round (0: the mode's default)")
+	flag.DurationVar(&o.warmup, "warmup", -1, "wrk warm-up before the rounds (0: none; negative: the mode's default)")
 	flag.IntVar(&o.workers, "workers", 1, "nginx worker_processes")
 	flag.IntVar(&o.threads, "threads", 2, "wrk -t")
 	flag.IntVar(&o.connections, "connections", 50, "wrk -c")
 	flag.IntVar(&o.probeCalls, "probe-calls", 10000, "calls per probed run of the uprobe micro-benchmark (bare: 100x)")
 	flag.IntVar(&o.probeReps, "probe-reps", 5, "repetitions of each uprobe micro-benchmark case")
 	flag.StringVar(&o.commit, "commit", "", "the source revision being measured (for the report)")
-	flag.StringVar(&o.mode, "mode", "agent", `"agent": no agent vs the agent (nginx); "tcp": the agent with its TCP collector off vs on; "metrics": the agent with RED metrics off vs on; "go": no agent vs the agent on a Go server; "firstspan": exec to first traced request; "memory": RSS with many large Go binaries; "procmetrics": the agent with process metrics off vs on, 100 traced processes; "plain": no agent vs the agent on nginx over plain HTTP, and the syscalls of dd`)
+	flag.StringVar(&o.mode, "mode", "go", "what to measure:"+modeHelp())
 	flag.BoolVar(&o.newConns, "new-conns", false, `tcp mode: wrk sends "Connection: close" (a TCP and TLS handshake per request)`)
 	flag.StringVar(&o.goapp, "goapp", "", "go and firstspan modes: the goapp binary (test/e2e/testdata/goapp); firstspan: GOAPP-stripped too")
+	flag.StringVar(&o.schemes, "schemes", "https", "go mode: http, https or http,https")
+	flag.BoolVar(&o.profile, "profile", true, "go and plain modes: a pair of profiled rounds after the measured ones (perf record of the application, the agent's pprof)")
 	flag.StringVar(&o.helm, "helm", "", "memory mode: a helm binary (scripts/tools.sh helm)")
 	flag.IntVar(&o.copies, "copies", 20, "memory mode: distinct helm copies running")
 	flag.DurationVar(&o.settle, "settle", 30*time.Second, "memory mode: wait after the last attach before reading the steady RSS")
 	flag.Parse()
-	if o.work == "" || o.callloop == "" || o.rounds < 1 || o.duration < time.Second {
-		fmt.Fprintln(os.Stderr, "usage: benchtool -work DIR -callloop PATH [-agent BIN] [-rounds N] [-duration D] ...")
+	m, err := findMode(o.mode)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	o = m.withDefaults(o)
+	if o.work == "" || o.callloop == "" || o.duration < 2*time.Second {
+		fmt.Fprintln(os.Stderr, "usage: benchtool -work DIR -callloop PATH [-mode M] [-agent BIN] [-rounds N] [-duration D≥2s] ...")
 		os.Exit(2)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	var err error
-	switch o.mode {
-	case "agent":
-		err = run(ctx, o)
-	case "tcp":
-		err = runTCPMode(ctx, o)
-	case "go":
-		err = runGoMode(ctx, o)
-	case "metrics":
-		err = runMetricsMode(ctx, o)
-	case "firstspan":
-		err = runFirstSpanMode(ctx, o)
-	case "memory":
-		err = runMemoryMode(ctx, o)
-	case "procmetrics":
-		err = runProcMode(ctx, o)
-	case "plain":
-		err = runPlainMode(ctx, o)
-	default:
-		err = fmt.Errorf("unknown -mode %q", o.mode)
+	// Every mode's agent exports its spans over OTLP/gRPC to a counting
+	// receiver in a process of its own, as it would to a collector.
+	recv, err := startReceiver(filepath.Join(o.work, "pids"), filepath.Join(o.work, "receiver.log"))
+	if err == nil {
+		o.recv = recv
+		logf("OTLP receiver: pid %d, gRPC %s, counts on http://%s/counts", recv.pid(), recv.grpcAddr, recv.http)
+		err = m.run(ctx, o)
+		recv.stop()
 	}
 	stop()
 	if err != nil {
@@ -104,6 +106,15 @@ func main() {
 		fmt.Fprintf(os.Stderr, "bench: FAILED: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// agentCmd runs the agent exporting to the receiver, pprof on.
+func (o options) agentCmd() agentCmd {
+	ac := agentCmd{bin: o.agentBin, env: []string{"PERISCOPE_PPROF=true"}}
+	if o.recv != nil {
+		ac.env = append(ac.env, o.recv.agentEnv()...)
+	}
+	return ac
 }
 
 func logf(format string, args ...any) {
@@ -214,9 +225,7 @@ func run(ctx context.Context, o options) error {
 
 	rep := e.report()
 	fmt.Println(rep.text())
-	// Keep the go mode's section of the same file.
-	old, _ := os.ReadFile(o.out)
-	if err := writeFileAtomic(o.out, []byte(keepGoSection(rep.markdown(), string(old)))); err != nil {
+	if err := writeFileAtomic(o.out, []byte(rep.markdown())); err != nil {
 		return fmt.Errorf("write %s: %w", o.out, err)
 	}
 	logf("wrote %s", o.out)
@@ -237,7 +246,7 @@ func (e *env) measure(ctx context.Context, wc wrkConfig, r *round) (err error) {
 	var a *agent
 	if r.withAgent {
 		t0 := time.Now()
-		if a, err = startAgent(e.o.agentBin, e.ng.bin, e.o.work, e.pidDir, r.n); err != nil {
+		if a, err = startAgent(e.o.agentCmd(), e.ng.bin, e.o.work, e.pidDir, r.n); err != nil {
 			return err
 		}
 		defer func() {

@@ -140,7 +140,7 @@ func runMetricsMode(ctx context.Context, o options) error {
 
 func measureMetricsRound(ctx context.Context, o options, ng *nginx, wc wrkConfig, pidDir, cfg string, r *metricsRound) (err error) {
 	r.load1 = load1()
-	a, err := startAgent(o.agentBin, ng.bin, o.work, pidDir, r.n, "--config", cfg)
+	a, err := startAgent(o.agentCmd(), ng.bin, o.work, pidDir, r.n, "--config", cfg)
 	if err != nil {
 		return err
 	}

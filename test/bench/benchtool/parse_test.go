@@ -162,25 +162,3 @@ func TestClassifyInsn(t *testing.T) {
 		}
 	}
 }
-
-func TestGoSectionSplice(t *testing.T) {
-	nginx1, nginx2, go1, go2 := "# nginx 1\n", "# nginx 2\n", "## Go 1\n", "## Go 2\n"
-	// Go mode on a missing file, on a file without and with a Go section.
-	if got, want := withGoSection("", go1), goMarker+"\n\n"+go1; got != want {
-		t.Errorf("withGoSection(empty) = %q, want %q", got, want)
-	}
-	f := withGoSection(nginx1, go1)
-	if want := "# nginx 1\n\n" + goMarker + "\n\n" + go1; f != want {
-		t.Errorf("withGoSection = %q, want %q", f, want)
-	}
-	if got, want := withGoSection(f, go2), "# nginx 1\n\n"+goMarker+"\n\n"+go2; got != want {
-		t.Errorf("withGoSection(again) = %q, want %q", got, want)
-	}
-	// The nginx mode keeps the Go section, and adds none where there is none.
-	if got, want := keepGoSection(nginx2, f), "# nginx 2\n\n"+goMarker+"\n\n"+go1; got != want {
-		t.Errorf("keepGoSection = %q, want %q", got, want)
-	}
-	if got := keepGoSection(nginx2, nginx1); got != nginx2 {
-		t.Errorf("keepGoSection(no Go section) = %q, want %q", got, nginx2)
-	}
-}
