@@ -135,7 +135,7 @@ func (t table) markdown() string {
 			if trimmed := strings.TrimLeft(c, " "); trimmed != c {
 				c = "&emsp;" + trimmed
 			}
-			cells[i] = c
+			cells[i] = strings.ReplaceAll(c, "|", `\|`) // a cell's own | would end it
 		}
 		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
 		if ri == 0 {
