@@ -163,7 +163,7 @@ func kernelRelease() string {
 func abSection(h *abHeader, res *abResult) string {
 	rs, tg := res.rounds, h.targets
 	var b strings.Builder
-	var targets, warnings []string
+	var targets []string
 	fmt.Fprintf(&b, "\n## %s\n\n", res.target.name)
 	if res.target.served != nil {
 		b.WriteString("Requests are the server's own count (requests in flight when wrk stops are served and traced but not counted by wrk).\n\n")
@@ -174,60 +174,46 @@ func abSection(h *abHeader, res *abResult) string {
 	base, ag := func(f func(*abRound) float64) []float64 { return pick(rs, false, f) }, func(f func(*abRound) float64) []float64 { return pick(rs, true, f) }
 	t := table{{"", "baseline (no agent)", "with the agent"}}
 	add := func(label, x, y string) { t = append(t, []string{label, x, y}) }
+	// check appends to lead the verdict on x against target (0: none) and
+	// lists it among the run's targets.
+	check := func(lead, what string, x noisy, format, unit string, target float64, atMost bool) string {
+		if target <= 0 {
+			return lead
+		}
+		op := "≥"
+		if atMost {
+			op = "≤"
+		}
+		v := verdict(x, target, atMost)
+		targets = append(targets, fmt.Sprintf("%s %s%s (%s %g%s): %s", what, fmtNoisy(x, format), unit, op, target, unit, v))
+		return fmt.Sprintf("%s — target %s %g%s: **%s**", lead, op, target, unit, v)
+	}
 	add("requests/s (median of rounds)", fmtRange(base(rps), "%.0f"), fmtRange(ag(rps), "%.0f"))
 	thr := ratioOf(ag(rps), base(rps))
 	thr.v, thr.noise = 100*thr.v, 100*thr.noise
-	thrCell := fmtNoisy(thr, "%.1f") + "%"
-	if tg.throughputPct > 0 {
-		v := verdict(thr, tg.throughputPct, false)
-		thrCell += fmt.Sprintf(" — target ≥ %.0f%%: **%s**", tg.throughputPct, v)
-		targets = append(targets, fmt.Sprintf("throughput %s%% of baseline (≥ %.0f%%): %s", fmtNoisy(thr, "%.1f"), tg.throughputPct, v))
-	}
-	add("throughput with the agent ÷ baseline", "—", thrCell)
+	add("throughput with the agent ÷ baseline", "—", check(fmtNoisy(thr, "%.1f")+"%", "throughput with the agent ÷ baseline", thr, "%.1f", "%", tg.throughputPct, false))
 	durMed := func(v []float64) string { return fmtDur(time.Duration(median(v))) }
 	add("latency p50 / p99 (medians)", durMed(base(func(r *abRound) float64 { return float64(r.wrk.p50) }))+" / "+durMed(base(func(r *abRound) float64 { return float64(r.wrk.p99) })),
 		durMed(ag(func(r *abRound) float64 { return float64(r.wrk.p50) }))+" / "+durMed(ag(func(r *abRound) float64 { return float64(r.wrk.p99) })))
 	add("application CPU per request", fmtRange(base(appUs), "%.1f")+" µs", fmtRange(ag(appUs), "%.1f")+" µs")
 	added := diffOf(ag(appUs), base(appUs))
-	addCell := fmtNoisy(added, "%+.1f") + " µs"
-	if tg.appAddedUs > 0 {
-		v := verdict(added, tg.appAddedUs, true)
-		addCell += fmt.Sprintf(" — target ≤ %.0f µs: **%s**", tg.appAddedUs, v)
-		targets = append(targets, fmt.Sprintf("application CPU added per request %s µs (≤ %.0f µs): %s", fmtNoisy(added, "%+.1f"), tg.appAddedUs, v))
-	}
-	add("application CPU added per request", "—", addCell)
+	add("application CPU added per request", "—", check(fmtNoisy(added, "%+.1f")+" µs", "application CPU added per request", added, "%+.1f", " µs", tg.appAddedUs, true))
 	appPct := func(r *abRound) float64 { return 100 * r.appSec / r.elapsed }
 	add("application CPU (% of one core)", fmt.Sprintf("%.0f%%", median(base(appPct))), fmt.Sprintf("%.0f%%", median(ag(appPct))))
 	busy := func(r *abRound) float64 { return 100 * float64(r.sys.busy) / float64(max(r.sys.total, 1)) }
 	add("machine CPU busy (all cores, /proc/stat)", fmt.Sprintf("%.0f%%", median(base(busy))), fmt.Sprintf("%.0f%%", median(ag(busy))))
-	agentCell := fmtRange(ag(agentUs), "%.2f") + " µs"
-	if tg.agentUsPerSpan > 0 {
-		x := noisy{median(ag(agentUs)), spreadOf(ag(agentUs))}
-		v := verdict(x, tg.agentUsPerSpan, true)
-		agentCell += fmt.Sprintf(" — target ≤ %.0f µs: **%s**", tg.agentUsPerSpan, v)
-		targets = append(targets, fmt.Sprintf("agent CPU per span %s µs (≤ %.0f µs): %s", fmtNoisy(x, "%.2f"), tg.agentUsPerSpan, v))
-	}
-	add("agent CPU per span (export included)", "—", agentCell)
+	perSpan := noisy{median(ag(agentUs)), spreadOf(ag(agentUs))}
+	add("agent CPU per span (export included)", "—", check(fmtRange(ag(agentUs), "%.2f")+" µs", "agent CPU per span", perSpan, "%.2f", " µs", tg.agentUsPerSpan, true))
 	add("agent CPU seconds ÷ wrk seconds (% of one core)", "—", fmt.Sprintf("%.1f%%", median(ag(func(r *abRound) float64 { return 100 * r.agentSec / r.elapsed }))))
 	hwm := ag(func(r *abRound) float64 { return float64(r.hwmKiB) / 1024 })
 	_, hwmMax := minMax(hwm)
-	hwmCell := fmt.Sprintf("%.1f MiB", hwmMax)
-	if tg.hwmMiB > 0 {
-		v := verdict(noisy{hwmMax, spreadOf(hwm)}, tg.hwmMiB, true)
-		hwmCell += fmt.Sprintf(" — target ≤ %.0f MiB: **%s**", tg.hwmMiB, v)
-		targets = append(targets, fmt.Sprintf("agent peak RSS %.1f MiB (≤ %.0f MiB): %s", hwmMax, tg.hwmMiB, v))
-	}
-	add("agent peak RSS (VmHWM, max of rounds)", "—", hwmCell)
+	add("agent peak RSS (VmHWM, max of rounds)", "—", check(fmt.Sprintf("%.1f MiB", hwmMax), "agent peak RSS", noisy{hwmMax, spreadOf(hwm)}, "%.1f", " MiB", tg.hwmMiB, true))
 	reqs := sumOf(rs, true, func(r *abRound) uint64 { return r.requests })
 	recvServer := sumOf(rs, true, func(r *abRound) uint64 { return r.recv.ServerSpans })
 	compl := ag(completeness)
 	worst, _ := minMax(compl)
-	complCell := fmt.Sprintf("%.3f%% (%s / %s; worst round %.3f%%)", 100*ratio(recvServer, reqs), fmtInt(recvServer), fmtInt(reqs), worst)
-	if tg.completenessPct > 0 {
-		v := verdict(noisy{worst, 0}, tg.completenessPct, false)
-		complCell += fmt.Sprintf(" — target ≥ %.1f%%: **%s**", tg.completenessPct, v)
-		targets = append(targets, fmt.Sprintf("completeness, worst round %.3f%% (≥ %.1f%%): %s", worst, tg.completenessPct, v))
-	}
+	complCell := check(fmt.Sprintf("%.3f%% (%s / %s; worst round %.3f%%)", 100*ratio(recvServer, reqs), fmtInt(recvServer), fmtInt(reqs), worst),
+		"completeness, worst round", noisy{worst, spreadOf(compl)}, "%.3f", "%", tg.completenessPct, false)
 	add("completeness: server spans RECEIVED ÷ requests", "—", complCell)
 	built := sumOf(rs, true, func(r *abRound) uint64 { return r.built })
 	exported := sumOf(rs, true, func(r *abRound) uint64 { return r.exported })
@@ -260,6 +246,21 @@ func abSection(h *abHeader, res *abResult) string {
 	}
 	b.WriteString(roundsTable(res))
 
+	warnings := abWarnings(res)
+	warnings = append(warnings, res.profErr...)
+	if len(warnings) > 0 {
+		b.WriteString("\n")
+		for _, w := range warnings {
+			b.WriteString("- **Warning:** " + w + "\n")
+		}
+	}
+	return b.String()
+}
+
+// abWarnings lists what makes a run's figures less reliable.
+func abWarnings(res *abResult) []string {
+	rs := res.rounds
+	var warnings []string
 	for _, cfg := range []bool{false, true} {
 		v := pick(rs, cfg, rps)
 		if m := median(v); m > 0 && 50*(spreadOf(v)*2)/m > 10 {
@@ -277,14 +278,7 @@ func abSection(h *abHeader, res *abResult) string {
 			warnings = append(warnings, fmt.Sprintf("round %d: %.0f spans still queued in the exporter when the round was read", r.n, r.queueLeft))
 		}
 	}
-	warnings = append(warnings, res.profErr...)
-	if len(warnings) > 0 {
-		b.WriteString("\n")
-		for _, w := range warnings {
-			b.WriteString("- **Warning:** " + w + "\n")
-		}
-	}
-	return b.String()
+	return warnings
 }
 
 // appSection explains the application's CPU per request item by item.
