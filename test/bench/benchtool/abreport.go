@@ -185,6 +185,9 @@ func abSection(h *abHeader, res *abResult) string {
 			op = "≤"
 		}
 		v := verdict(x, target, atMost)
+		if h.o.rounds < 2 {
+			v = "no verdict (one round per configuration measures no spread)"
+		}
 		targets = append(targets, fmt.Sprintf("%s %s%s (%s %g%s): %s", what, fmtNoisy(x, format), unit, op, target, unit, v))
 		return fmt.Sprintf("%s — target %s %g%s: **%s**", lead, op, target, unit, v)
 	}

@@ -92,7 +92,7 @@ func ddSection(res *abResult) string {
 		bv, av := pick(res.rounds, false, f(x.key)), pick(res.rounds, true, f(x.key))
 		d := diffOf(av, bv)
 		cell := fmtNoisy(d, "%+.0f")
-		if x.key == "dd" {
+		if x.key == "dd" && len(bv) > 1 && len(av) > 1 {
 			cell += " — target ≤ 150 ns: **" + verdict(d, 150, true) + "**"
 		}
 		t = append(t, []string{x.label, fmtRange(bv, "%.0f"), fmtRange(av, "%.0f"), cell})
