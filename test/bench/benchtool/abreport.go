@@ -390,7 +390,7 @@ func appSection(res *abResult) string {
 	}
 	pt = append(pt, []string{"total", fmt.Sprintf("%.2f", appUs(pb)), fmt.Sprintf("%.2f", appUs(pa)), fmt.Sprintf("%+.2f", appUs(pa)-appUs(pb))})
 	b.WriteString(pt.markdown())
-	b.WriteString("\nKernel symbols are grouped by name (test/bench/benchtool/profiles.go, appCategories): a sample counts where the CPU was when it was taken, so the cost of caches and TLB entries the agent's threads evicted shows up in the application's own code and in \"everything else\", not in a line of its own.\n")
+	b.WriteString("\nKernel symbols are grouped by name (test/bench/benchtool/profiles.go, appCategories): a sample counts where the CPU was when it was taken, so the cost of caches and TLB entries the agent's threads evicted shows up in the application's own code and in \"everything else\", not in a line of its own. This machine: " + res.pmu + ".\n")
 	return b.String()
 }
 

@@ -85,6 +85,7 @@ type abResult struct {
 	profPath    string
 	profCPU     float64 // seconds of CPU the agent's profile holds
 	profSamples int
+	pmu         string // what perf's cpu-clock samples mean here
 	profErr     []string
 }
 
@@ -111,6 +112,7 @@ func runAB(ctx context.Context, e abEnv, t abTarget) (*abResult, error) {
 	if !e.o.profile {
 		return res, nil
 	}
+	res.pmu = hardwarePMU()
 	for _, agent := range []bool{false, true} {
 		r := &abRound{n: len(res.rounds) + 1, withAgent: agent, profiled: true}
 		if err := e.measure(ctx, t, r, res); err != nil {

@@ -82,7 +82,7 @@ var appCategories = []struct {
 }{
 	{"kernel: inside BPF programs (any agent's)", []string{"bpf_prog_"}},
 	{"kernel: uprobe breakpoint trap and dispatch", []string{"uprobe", "swbp", "int3", "xol", "uretprobe"}},
-	{"kernel: BPF helpers and tracepoint glue", []string{"bpf_", "trace_call", "perf_syscall", "__traceiter", "perf_trace", "syscall_trace", "trace_sys", "tracing_"}},
+	{"kernel: BPF helpers and tracepoint glue", []string{"bpf_", "trace_call", "perf_syscall", "__traceiter", "perf_trace", "syscall_trace", "trace_sys", "tracing_", "copy_from_user_nofault", "htab_", "lookup_nulls_elem", "lookup_elem_raw"}},
 	{"kernel: wake-ups (irq_work, try_to_wake_up, epoll callbacks)", []string{"irq_work", "ttwu", "try_to_wake_up", "wake_up", "ep_poll_callback", "select_task_rq", "enqueue_"}},
 	{"kernel: scheduler, context switches", []string{"schedule", "switch_to", "finish_task_switch", "pick_next", "dequeue_", "update_curr", "__switch", "context_switch", "update_load", "idle"}},
 }
@@ -268,4 +268,22 @@ func writeProfile(p *profile.Profile, path string) error {
 	}
 	defer f.Close()
 	return p.Write(f)
+}
+
+// hardwarePMU says whether perf can count CPU cycles here; without a PMU
+// (most VMs) cpu-clock is a timer, and a sample taken while interrupts were
+// off lands where they are turned back on (finish_task_switch,
+// _raw_spin_unlock_irqrestore), so the scheduler's share includes work done
+// just before.
+func hardwarePMU() string {
+	out, _ := exec.Command("perf", "stat", "-x", ",", "-e", "cycles", "true").CombinedOutput()
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Split(line, ","); len(f) > 2 && f[2] == "cycles" {
+			if strings.HasPrefix(f[0], "<") {
+				return "no hardware PMU (perf stat -e cycles: " + f[0] + "): cpu-clock is a timer, and samples taken while interrupts were off land where they are re-enabled (finish_task_switch, _raw_spin_unlock_irqrestore), which inflates the scheduler's line"
+			}
+			return "hardware PMU present"
+		}
+	}
+	return "PMU unknown (perf stat -e cycles gave nothing)"
 }
