@@ -30,6 +30,8 @@ type abTarget struct {
 	served func() (uint64, error)
 	// extra measures more in each round, after wrk (plain: dd's syscalls).
 	extra func(ctx context.Context, r *abRound) error
+	// ready is called with each agent once it follows the application.
+	ready func(a *agent)
 }
 
 // abRound is one round of the A/B engine.
@@ -150,6 +152,9 @@ func (e abEnv) measure(ctx context.Context, t abTarget, r *abRound, res *abResul
 		}()
 		if err = a.waitReady(ctx, t.pids(), 60*time.Second); err != nil {
 			return err
+		}
+		if t.ready != nil {
+			t.ready(a)
 		}
 		r.others = otherPeriscopes(a.pid())
 	} else {

@@ -34,7 +34,7 @@ func benchModes() []benchMode {
 		{"plain", "nginx over plain HTTP (the sockets collector), no agent vs the agent, the same measures as go, plus what dd's syscalls pay",
 			"test/bench/results-plain.md", 4, 10 * time.Second, 5 * time.Second, runPlainMode},
 		{"agent", "nginx + TLS (libssl uprobes), no agent vs the agent, plus the price of one uprobe hit on this kernel",
-			"test/bench/results-nginx.md", 3, 10 * time.Second, 5 * time.Second, run},
+			"test/bench/results-nginx.md", 4, 10 * time.Second, 5 * time.Second, runNginxTLSMode},
 		{"metrics", "the agent with RED metrics off vs on over 1,000 routes", "test/bench/results-metrics.md", 3, 10 * time.Second, 5 * time.Second, runMetricsMode},
 		{"tcp", "the agent with its TCP collector off vs on", "test/bench/results-tcp.md", 3, 10 * time.Second, 5 * time.Second, runTCPMode},
 		{"firstspan", "exec to first traced request per kind of process", "test/bench/results-firstspan.md", 10, 10 * time.Second, 0, runFirstSpanMode},
