@@ -146,7 +146,7 @@ func abReport(h *abHeader, results []*abResult) string {
 	fmt.Fprintf(&b, "- **target**: %s\n", h.target)
 	fmt.Fprintf(&b, "- **agent**: `periscope run --console=off --include-exe EXE --metrics-addr 127.0.0.1:PORT` with `PERISCOPE_PPROF=true`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://127.0.0.1:PORT` (gRPC), EXE being %s; started before and stopped after each of its rounds, so baseline rounds run with no probe attached\n", h.agentSelects)
 	fmt.Fprintf(&b, "- **OTLP receiver**: `benchtool receive`, a process of its own that accepts OTLP/gRPC trace exports and only counts them (spans, server spans, resource spans, exports, bytes)\n")
-	fmt.Fprintf(&b, "- **load**: `wrk %s` (wrk %s) after a %s warm-up\n", strings.Join(results[0].target.wc.args(h.o.duration), " "), wrkVersion(), h.o.warmup)
+	fmt.Fprintf(&b, "- **load**: %s, %s per round, after a %s warm-up\n", results[0].target.describeLoad(h.o.duration), h.o.duration, h.o.warmup)
 	fmt.Fprintf(&b, "- **rounds**: %d per configuration in ABBA order (baseline, agent, agent, baseline, …); then, with profiling, one baseline and one agent round twice as long, kept out of the medians\n", h.o.rounds)
 	b.WriteString("- **how figures are taken**: CPU is utime+stime from /proc/PID/stat (the application over the wrk run; the agent and the receiver from wrk's start until every span arrived or spans stopped arriving); context switches and migrations from /proc/PID/task/*/sched; wake-ups and irq_work interrupts in the application's context from `perf stat -p` (tracepoints sched:sched_waking, irq_vectors:irq_work_entry); BPF program runs and time from `bpftool prog show` (" + h.statsHow + "); spans built, exported and dropped from the agent's /metrics; spans received from the receiver\n")
 	b.WriteString("- **verdicts**: a target is **met** only when the margin exceeds the round-to-round noise (half the range of the rounds of each configuration, combined in quadrature for a difference or a ratio), **NOT met** when the miss exceeds it, and **within noise** otherwise\n")
@@ -168,7 +168,7 @@ func abSection(h *abHeader, res *abResult) string {
 	if res.target.served != nil {
 		b.WriteString("Requests are the server's own count (requests in flight when wrk stops are served and traced but not counted by wrk).\n\n")
 	} else {
-		b.WriteString("Requests are wrk's count, which leaves out the requests in flight when wrk stops (at most one per connection): those are served and traced too, so completeness may exceed 100% by that much.\n\n")
+		b.WriteString("Requests are the load generator's count (wrk's), which leaves out the requests in flight when it stops (at most one per connection): those are served and traced too, so completeness may exceed 100% by that much.\n\n")
 	}
 
 	base, ag := func(f func(*abRound) float64) []float64 { return pick(rs, false, f) }, func(f func(*abRound) float64) []float64 { return pick(rs, true, f) }
@@ -237,7 +237,7 @@ func abSection(h *abHeader, res *abResult) string {
 	errs := func(agent bool) string {
 		return fmt.Sprintf("%d / %d", sumOf(rs, agent, func(r *abRound) uint64 { return r.wrk.socketErrs }), sumOf(rs, agent, func(r *abRound) uint64 { return r.wrk.non2xx }))
 	}
-	add("wrk socket errors / non-2xx", errs(false), errs(true))
+	add("load errors: socket errors / non-2xx (wrk)", errs(false), errs(true))
 	b.WriteString(t.markdown())
 	if len(targets) > 0 {
 		fmt.Fprintf(&b, "\n**Targets (reported, not asserted):** %s.\n", strings.Join(targets, "; "))

@@ -23,8 +23,13 @@ import (
 type abTarget struct {
 	name string // "goapp HTTPS", "nginx plain HTTP"
 	exe  string // the agent's --include-exe
-	wc   wrkConfig
-	pids func() []int // the processes whose CPU is the application's
+	// The load: wrk with wc, unless load is set (another load generator,
+	// say redis-benchmark or a gRPC client, reporting in wrkResult's terms:
+	// requests, seconds, rps, p50, p99, errors), which loadDesc describes.
+	wc       wrkConfig
+	load     func(ctx context.Context, d time.Duration) (wrkResult, error)
+	loadDesc string
+	pids     func() []int // the processes whose CPU is the application's
 	// served counts the requests the server answered, when it can (nginx's
 	// stub_status); nil: wrk's count is used.
 	served func() (uint64, error)
@@ -100,8 +105,11 @@ type abEnv struct {
 
 func runAB(ctx context.Context, e abEnv, t abTarget) (*abResult, error) {
 	res := &abResult{target: t}
-	if err := warmUp(ctx, e.o, t.wc, e.pidDir); err != nil {
-		return nil, err
+	if e.o.warmup > 0 {
+		logf("warm-up: %s for %s", t.describeLoad(e.o.warmup), e.o.warmup)
+		if _, err := e.runLoad(ctx, t, e.o.warmup); err != nil {
+			return nil, fmt.Errorf("warm-up: %w", err)
+		}
 	}
 	for i := 0; i < 2*e.o.rounds; i++ {
 		r := &abRound{n: i + 1, withAgent: i%4 == 1 || i%4 == 2}
@@ -218,7 +226,7 @@ func (e abEnv) measure(ctx context.Context, t abTarget, r *abRound, res *abResul
 		perfDone = perfStat(ctx, pids, e.o.duration-time.Second)
 	}
 	t0 := time.Now()
-	if r.wrk, _, err = runWrk(ctx, t.wc, d, e.pidDir); err != nil {
+	if r.wrk, err = e.runLoad(ctx, t, d); err != nil {
 		return err
 	}
 	r.elapsed = time.Since(t0).Seconds()
@@ -373,4 +381,21 @@ func progDeltas(before, after []bpfProg, ours map[uint32]bool) (map[string]progD
 		out[p.Name] = d
 	}
 	return out, foreign
+}
+
+// runLoad runs the target's load for d.
+func (e abEnv) runLoad(ctx context.Context, t abTarget, d time.Duration) (wrkResult, error) {
+	if t.load != nil {
+		return t.load(ctx, d)
+	}
+	r, _, err := runWrk(ctx, t.wc, d, e.pidDir)
+	return r, err
+}
+
+// describeLoad is the load as the report states it.
+func (t abTarget) describeLoad(d time.Duration) string {
+	if t.load != nil {
+		return t.loadDesc
+	}
+	return fmt.Sprintf("`wrk %s` (wrk %s)", strings.Join(t.wc.args(d), " "), wrkVersion())
 }
