@@ -11,12 +11,20 @@ import (
 // run with the options, rounds/duration/warm-up defaulting to the row's
 // when the caller gives none.
 //
-// Adding a mode: write runXMode(ctx, options) error in a file of its own
-// (abround.go's runAB does baseline-vs-agent rounds in ABBA order with the
-// OTLP receiver, the application's CPU and the profiles: a mode only
-// describes its target, see gomode.go and plainmode.go), add a row here,
-// and, if it needs a binary built (goapp, helm), its name to the case of
-// run.sh that builds it.
+// Adding a mode (say redis), three steps:
+//  1. redismode.go: runRedisMode(ctx, o) starts the server and describes it
+//     as an abTarget: name, exe (the agent's --include-exe), pids (the
+//     application's processes), the load (wc for wrk, or load and loadDesc
+//     for another generator), served (the server's request count, optional),
+//     extra (more per-round figures, optional); then runAB(ctx, abEnv{o: o,
+//     pidDir: ..., recv: o.recv}, t) and newABHeader(o)...write(results). The
+//     engine does the ABBA rounds, the OTLP receiver's counts, the
+//     application's and the agent's CPU, the profiles and the verdicts
+//     (plainmode.go is ~40 lines of this).
+//  2. a row below: name, what it measures, results file, default rounds,
+//     round length and warm-up.
+//  3. run.sh: the case that builds its binary, if it needs one, and its pid
+//     file in cleanup's list.
 type benchMode struct {
 	name     string
 	about    string
