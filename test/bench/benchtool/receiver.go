@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -197,6 +199,11 @@ func receiveMain(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	// One export at a time is plenty, and a big heap is cheaper than
+	// collecting it: the receiver takes as little CPU as it can from the
+	// cores the application and the agent share.
+	runtime.GOMAXPROCS(1)
+	debug.SetGCPercent(400)
 	gl, err := net.Listen("tcp", *grpcAddr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "receive:", err)
