@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -101,6 +104,24 @@ type abEnv struct {
 	o      options
 	pidDir string
 	recv   *receiver
+}
+
+// startAB does what every A/B mode does first: it checks for root, makes
+// the pid directory and turns the kernel's BPF run-time stats on until
+// closer is closed.
+func startAB(o options) (h *abHeader, e abEnv, closer io.Closer, err error) {
+	if os.Geteuid() != 0 {
+		return nil, e, nil, errors.New("must run as root (loads eBPF programs)")
+	}
+	h = newABHeader(o)
+	e = abEnv{o: o, pidDir: filepath.Join(o.work, "pids"), recv: o.recv}
+	if err := os.MkdirAll(e.pidDir, 0o755); err != nil {
+		return nil, e, nil, err
+	}
+	if closer, h.statsHow, err = enableBPFStats(); err != nil {
+		return nil, e, nil, err
+	}
+	return h, e, closer, nil
 }
 
 func runAB(ctx context.Context, e abEnv, t abTarget) (*abResult, error) {

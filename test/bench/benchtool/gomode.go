@@ -105,9 +105,6 @@ func (s *goServer) stop() {
 }
 
 func runGoMode(ctx context.Context, o options) error {
-	if os.Geteuid() != 0 {
-		return errors.New("must run as root (loads eBPF programs)")
-	}
 	if o.goapp == "" {
 		return errors.New("-mode go needs -goapp (run.sh builds test/e2e/testdata/goapp)")
 	}
@@ -115,17 +112,12 @@ func runGoMode(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	h := newABHeader(o)
-	pidDir := filepath.Join(o.work, "pids")
-	if err := os.MkdirAll(pidDir, 0o755); err != nil {
-		return err
-	}
-	closer, statsHow, err := enableBPFStats()
+	h, env, closer, err := startAB(o)
 	if err != nil {
 		return err
 	}
 	defer closer.Close()
-	h.statsHow = statsHow
+	pidDir := env.pidDir
 
 	cert, key := filepath.Join(o.work, "go-cert.pem"), filepath.Join(o.work, "go-key.pem")
 	out, err := exec.Command("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -155,7 +147,7 @@ func runGoMode(ctx context.Context, o options) error {
 			wc:   wrkConfig{threads: o.threads, connections: o.connections, url: srv.url},
 			pids: func() []int { return []int{srv.pid()} },
 		}
-		res, err := runAB(ctx, abEnv{o: o, pidDir: pidDir, recv: o.recv}, t)
+		res, err := runAB(ctx, env, t)
 		srv.stop()
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)

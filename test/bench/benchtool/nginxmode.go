@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 )
 
@@ -15,20 +12,12 @@ import (
 // kernel (uprobecost.go) that prices the agent's probe sites.
 
 func runNginxTLSMode(ctx context.Context, o options) error {
-	if os.Geteuid() != 0 {
-		return errors.New("must run as root (loads eBPF programs)")
-	}
-	h := newABHeader(o)
-	pidDir := filepath.Join(o.work, "pids")
-	if err := os.MkdirAll(pidDir, 0o755); err != nil {
-		return err
-	}
-	closer, statsHow, err := enableBPFStats()
+	h, env, closer, err := startAB(o)
 	if err != nil {
 		return err
 	}
 	defer closer.Close()
-	h.statsHow = statsHow
+	pidDir := env.pidDir
 	logf("uprobe micro-benchmark: %d variants x %d modes, %d repetitions, %d calls per probed run", len(probeVariants), len(probeModes), o.probeReps, o.probeCalls)
 	probe, err := measureUprobeCost(ctx, o.callloop, o.probeCalls, o.probeReps)
 	if err != nil {
@@ -54,7 +43,7 @@ func runNginxTLSMode(ctx context.Context, o options) error {
 			}
 		},
 	}
-	res, err := runAB(ctx, abEnv{o: o, pidDir: pidDir, recv: o.recv}, t)
+	res, err := runAB(ctx, env, t)
 	if err != nil {
 		return err
 	}

@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -20,20 +17,12 @@ import (
 const ddBytes = 1_000_000
 
 func runPlainMode(ctx context.Context, o options) error {
-	if os.Geteuid() != 0 {
-		return errors.New("must run as root (loads eBPF programs)")
-	}
-	h := newABHeader(o)
-	pidDir := filepath.Join(o.work, "pids")
-	if err := os.MkdirAll(pidDir, 0o755); err != nil {
-		return err
-	}
-	closer, statsHow, err := enableBPFStats()
+	h, env, closer, err := startAB(o)
 	if err != nil {
 		return err
 	}
 	defer closer.Close()
-	h.statsHow = statsHow
+	pidDir := env.pidDir
 	ng := &nginx{plain: true}
 	if err := ng.setup(o.work, o.workers); err != nil {
 		return fmt.Errorf("nginx setup: %w", err)
@@ -51,7 +40,7 @@ func runPlainMode(ctx context.Context, o options) error {
 		served: ng.requests,
 		extra:  measureDD,
 	}
-	res, err := runAB(ctx, abEnv{o: o, pidDir: pidDir, recv: o.recv}, t)
+	res, err := runAB(ctx, env, t)
 	if err != nil {
 		return err
 	}
