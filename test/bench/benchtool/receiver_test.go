@@ -73,3 +73,18 @@ func TestReceiverCountsRealClient(t *testing.T) {
 		t.Errorf("counts = %+v, want %+v", got, want)
 	}
 }
+
+// FuzzScanExport: any bytes scan without panicking, and what a scan
+// counts fits in them (a span takes at least its tag and length).
+func FuzzScanExport(f *testing.F) {
+	b, _ := proto.Marshal(exportRequest())
+	f.Add(b)
+	f.Add([]byte{0x0a, 0x02, 0x12, 0x00})
+	f.Add([]byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := scanExport(b)
+		if err == nil && (c.Spans > uint64(len(b)) || c.ServerSpans > c.Spans || c.ResourceSpans > uint64(len(b))) {
+			t.Fatalf("%d bytes counted as %+v", len(b), c)
+		}
+	})
+}
