@@ -319,13 +319,23 @@ func (e abEnv) measure(ctx context.Context, t abTarget, r *abRound, res *abResul
 func (e abEnv) settle(ctx context.Context, a *agent, r *abRound, m0 promText, recv0 recvCounts, agentT0 uint64, agentS0 schedCounts, recvT0 uint64) error {
 	last, stable := uint64(0), time.Now()
 	deadline := time.Now().Add(10 * time.Second)
+	built0, _ := m0.sum("periscope_spans_total", map[string]string{"kind": "server"})
 	for {
 		c, err := e.recv.counts()
 		if err != nil {
 			return err
 		}
 		r.recv = c.sub(recv0)
-		if r.recv.ServerSpans >= r.requests || time.Since(stable) >= 1500*time.Millisecond || time.Now().After(deadline) {
+		m, err := a.metrics()
+		if err != nil {
+			return err
+		}
+		built, _ := m.sum("periscope_spans_total", map[string]string{"kind": "server"})
+		// Done when every request's span arrived and the agent has built
+		// none that has not (requests in flight when the load stopped are
+		// served and traced after it).
+		if (r.recv.ServerSpans >= r.requests && float64(r.recv.ServerSpans) >= built-built0) ||
+			time.Since(stable) >= 1500*time.Millisecond || time.Now().After(deadline) {
 			break
 		}
 		if r.recv.Spans != last {
