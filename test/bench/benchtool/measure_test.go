@@ -75,8 +75,16 @@ func TestStageOf(t *testing.T) {
 			t.Errorf("stageOf(%v) = %q, want %q", c.stack, got, c.stage)
 		}
 	}
-	if got := funcPackage("github.com/a/b.c/d.(*T).M"); got != "github.com/a/b.c/d" {
-		t.Errorf("funcPackage = %q", got)
+	for fn, pkg := range map[string]string{
+		"github.com/a/b.c/d.(*T).M":                       "github.com/a/b.c/d",
+		"runtime.mallocgc":                                "runtime",
+		modulePath + "correlator.get[go.shape.*uint8]":    modulePath + "correlator",
+		modulePath + "events.Pool[...].Get":               modulePath + "events",
+		modulePath + "x.F[go.shape.*github.com/a/b.T].f1": modulePath + "x",
+	} {
+		if got := funcPackage(fn); got != pkg {
+			t.Errorf("funcPackage(%q) = %q, want %q", fn, got, pkg)
+		}
 	}
 	if got := leafOf([]string{"syscall.Syscall6", modulePath + "internal/ring.Read"}); got != "system calls (and vDSO)" {
 		t.Errorf("leafOf(syscall) = %q", got)

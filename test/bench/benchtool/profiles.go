@@ -224,6 +224,11 @@ func shortPkg(pkg string) string {
 // funcPackage is the import path of a Go function name:
 // "github.com/a/b/c.(*T).M" → "github.com/a/b/c".
 func funcPackage(fn string) string {
+	// Compiler-made equality and hash functions of a type are named after it.
+	fn = strings.TrimPrefix(strings.TrimPrefix(fn, "type:.eq."), "type:.hash.")
+	if i := strings.IndexByte(fn, '['); i >= 0 {
+		fn = fn[:i] // type arguments name other packages: "pkg.F[go.shape.*a/b.T]"
+	}
 	slash := strings.LastIndexByte(fn, '/')
 	dot := strings.IndexByte(fn[slash+1:], '.')
 	if dot < 0 {
