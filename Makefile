@@ -80,12 +80,13 @@ test-kernels:
 	fi
 	$(GO) test -count=1 -v -timeout $(KERNELS_TIMEOUT) ./test/kernels/
 
-# Speed: nginx+TLS under wrk without and with the agent, alternated; a Go server
-# likewise; the agent with RED metrics off vs on over 1,000 routes (root, ~6-7 min).
-# MODE=firstspan (exec to first traced request) and MODE=memory (RSS with 20 large
-# Go binaries) run on their own: see test/bench/run.sh.
-# Prints tables and writes test/bench/results.md and test/bench/results-metrics.md;
-# reports figures, never asserts them.
+# Speed (root): `make bench` runs MODE="go plain": the Go hello-world HTTPS
+# server (~3 min) and nginx over plain HTTP (~5 min) under wrk, no agent vs the
+# agent in ABBA rounds, the agent exporting every span to a counting OTLP
+# receiver; writes test/bench/results.md and results-plain.md. `make bench
+# MODE=x` runs one mode (the table: test/bench/benchtool/modes.go; options:
+# test/bench/run.sh). Refuses uncommitted changes (ALLOW_DIRTY=1 for a trial):
+# results name the commit they measure. Reports figures, never asserts them.
 bench: deps
 	bash test/bench/run.sh
 

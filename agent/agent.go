@@ -272,9 +272,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		if err != nil {
 			return &UsageError{fmt.Errorf("metrics_addr: %w", err)}
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-		mux.Handle("/status", st)
+		mux := newMux(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), st, cfg.Pprof)
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

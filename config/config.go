@@ -34,6 +34,9 @@ type Config struct {
 	MetricsAddr string `yaml:"metrics_addr"`
 	LogLevel    string `yaml:"log_level"`  // debug, info, warn, error
 	LogFormat   string `yaml:"log_format"` // text, json
+	// Pprof serves Go's profiles under /debug/pprof/ on MetricsAddr (off
+	// by default: a CPU profile costs CPU and shows code paths).
+	Pprof bool `yaml:"pprof"`
 
 	Processes Processes `yaml:"processes"`
 	HTTP      HTTP      `yaml:"http"`

@@ -17,6 +17,7 @@ var samples = map[string][3]string{
 	"metrics_addr":                   {"127.0.0.1:1", "0.0.0.0:2", "[::1]:3"},
 	"log_level":                      {"debug", "warn", "error"},
 	"log_format":                     {"json", "text", "json"},
+	"pprof":                          {"true", "false", "true"},
 	"processes.include_exe":          {"a", "b,c", "d"},
 	"processes.exclude_exe":          {"x", "y", "z"},
 	"processes.command_args":         {"off", "redacted", "off"},

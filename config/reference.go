@@ -13,6 +13,7 @@ var descriptions = map[string]string{
 	"metrics_addr":                   "Address of `/metrics` (Prometheus) and `/status` (JSON); `off` disables both. Use `0.0.0.0:9464` to be scraped from elsewhere.",
 	"log_level":                      "`debug`, `info`, `warn` or `error`.",
 	"log_format":                     "`text` or `json` (log/slog handlers).",
+	"pprof":                          "Serve Go's runtime profiles (`/debug/pprof/`: CPU, heap, goroutines, ...) on `metrics_addr`, for measuring the agent (`make bench` takes a CPU profile this way). Off by default: anyone who reaches `metrics_addr` could then profile the agent.",
 	"processes.include_exe":          "Trace only executables matching these globs. A pattern with a `/` matches the whole path, one without the base name (`nginx`, `python3*`, `/usr/local/bin/*`). Empty: every process.",
 	"processes.exclude_exe":          "Never trace executables matching these globs (same syntax); wins over `include_exe`.",
 	"processes.command_args":         "What `process.command` and `process.command_args` keep of command lines: `redacted` (credentials replaced by `REDACTED`: values of flags and `NAME=value` arguments with sensitive names, sensitive headers after `-H`, `Bearer` tokens, URL userinfo and query values, `mysql -pSECRET`) or `off` (no arguments at all; the command stays, redacted).",

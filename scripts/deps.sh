@@ -24,6 +24,8 @@ PACKAGES=(
 	binutils gcc
 	# test targets and tools
 	nginx curl wrk nghttp2-client nftables openssl python3 jq iproute2 util-linux ca-certificates
+	# make bench: perf stat (wake-ups in the application's context) and perf record
+	linux-perf
 	# plaintext HTTP of every runtime (the sockets collector's tests): java, ruby
 	# WEBrick, php -S, python3-requests for Debian's /usr/bin/python3
 	openjdk-17-jdk-headless ruby ruby-webrick php-cli python3-requests

@@ -1,54 +1,38 @@
 #!/usr/bin/env bash
-# test/bench/run.sh — `make bench`: nginx+TLS under wrk, without and with the
-# Periscope agent, rounds alternated in one run, plus the cost of one uprobe hit
-# on this kernel; then the same for a Go hello-world server (HTTP and HTTPS);
-# then the agent with its RED metrics off vs on (MODE=metrics below).
-# Prints tables and writes test/bench/results.md (nginx section, then Go
-# section) and test/bench/results-metrics.md.
+# test/bench/run.sh — `make bench [MODE=...]`: builds the agent and the
+# benchmark driver (test/bench/benchtool) and runs one or more modes. Every
+# mode's agent exports its spans over OTLP/gRPC to a counting receiver in a
+# process of its own (benchtool receive). `benchtool -h` lists the modes; the
+# table is benchModes() in test/bench/benchtool/modes.go, with each mode's
+# results file and default rounds.
 #
-# Root only (loads eBPF programs). Exits non-zero only when something failed to
-# run; the figures are reported, never asserted. About 6–7 minutes.
+#   make bench                 MODE="go plain": the main mode (the Go hello
+#                              HTTPS server, ~3 min) and nginx over plain
+#                              HTTP (~3 min): test/bench/results.md and
+#                              test/bench/results-plain.md
+#   make bench MODE=go         one mode; MODE="go agent" several
 #
-# Environment (all optional):
-#   ROUNDS=3        rounds per configuration (baseline, agent); MODE=go: 2
-#   DURATION=10s    length of one wrk round; MODE=go: 8s
-#   WARMUP=5s       wrk warm-up before the first round; MODE=go: 3s (per scheme)
+# Root only (loads eBPF programs). Results name the commit they were measured
+# at: the run refuses a tree with uncommitted changes (other than the results
+# files themselves) unless ALLOW_DIRTY=1, and then says so in the results.
+# Exits non-zero only when something failed to run; the figures are
+# reported, never asserted.
+#
+# Environment (all optional; unset: the mode's default from the table):
+#   ROUNDS=N        rounds per configuration (ABBA order in go and plain)
+#   DURATION=10s    length of one wrk round
+#   WARMUP=5s       wrk warm-up before the first round (0s: none)
+#   SCHEMES=https   MODE=go: http, https or http,https
+#   PROFILE=1       go, plain: 0 skips the pair of profiled rounds
 #   WORKERS=1       nginx worker_processes
 #   THREADS=2 CONNECTIONS=50   wrk -t / -c
 #   PERISCOPE=path  use this agent binary instead of building bin/periscope
-#   OUT=path        markdown summary (default test/bench/results.md; MODE=tcp:
-#                   test/bench/results-tcp.md; MODE=metrics:
-#                   test/bench/results-metrics.md)
-#   MODE=agent      the nginx benchmark only (unset: MODE=agent, then MODE=go,
-#                   then MODE=metrics)
-#   MODE=go         the Go benchmark only: test/e2e/testdata/goapp's /hello over
-#                   HTTP and HTTPS, no agent vs the agent (--include-exe goapp);
-#                   rewrites only the Go section of results.md
-#   MODE=tcp        instead of no agent vs the agent, the agent with its TCP
-#                   collector off vs on (what the retransmit hooks cost)
-#   MODE=metrics    the agent with RED metrics off vs on (metrics.enabled), wrk
-#                   cycling over 1,000 routes (/r0 … /r999, ~1,000 live series):
-#                   agent CPU per 1,000 spans/s, RSS, live series, and the
-#                   on/off ratio of CPU per span (target: at most +10%)
-#   MODE=firstspan  exec to first traced request for new processes of each kind
-#                   (Go with DWARF, stripped Go, python with libssl.so, node with
-#                   OpenSSL inside): p50/p99 over ROUNDS (default 10); writes
-#                   test/bench/results-firstspan.md
-#   MODE=memory     COPIES (default 20) distinct copies of a helm build (~110 MB,
-#                   DWARF) running when the agent starts: peak and steady RSS and
-#                   seconds to attach each, baseline / empty symbol cache /
-#                   restarted on the cache; writes test/bench/results-memory.md
-#   MODE=procmetrics  the agent with process_metrics.enabled off vs on, 100
-#                   idle traced Go processes, interval 1 s, rounds ABBA: agent
-#                   CPU per 100 traced processes per interval; writes
-#                   test/bench/results-procmetrics.md (ROUNDS=3: 6 rounds, ~3 min)
-#   NEW_CONNS=1     MODE=tcp: a new TLS connection per request (wrk -H
-#                   "Connection: close"), the worst case for the TCP collector
-#   MODE=plain      nginx over plain HTTP (no TLS), no agent vs the agent in ABBA
-#                   order, spans and ring drops at saturation; and in each round
-#                   what a process that is not HTTP pays per syscall (dd bs=1 to
-#                   /dev/null, dd | dd through a pipe): test/bench/results-plain.md
-#   KEEP=1          keep the scratch directory (agent and nginx logs)
+#   OUT=path        markdown summary (default: the mode's results file)
+#   NEW_CONNS=1     MODE=tcp: a new TLS connection per request
+#   COPIES=20       MODE=memory: distinct helm copies
+#   ALLOW_DIRTY=1   measure a tree with uncommitted changes
+#   KEEP=1          keep the scratch directory (agent logs, perf.data, the
+#                   agent's CPU profile agent.cpu.pprof)
 set -euo pipefail
 
 export PATH="$PATH:/usr/local/go/bin:/usr/local/sbin:/usr/sbin:/sbin"
@@ -59,7 +43,7 @@ log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "the benchmark loads eBPF programs and must run as root: run 'sudo make bench'"
-for tool in go cc nginx wrk openssl bpftool getconf; do
+for tool in go cc nginx wrk openssl bpftool getconf perf; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool not found (bash scripts/deps.sh installs the dependencies)"
 done
 
@@ -77,7 +61,7 @@ cleanup() {
 		wait "$DRIVER_PID" 2>/dev/null || true
 	fi
 	local f pid
-	for f in "$WORK"/pids/wrk "$WORK"/pids/agent "$WORK"/pids/nginx "$WORK"/pids/goapp; do
+	for f in "$WORK"/pids/wrk "$WORK"/pids/agent "$WORK"/pids/nginx "$WORK"/pids/goapp "$WORK"/pids/receiver; do
 		[ -f "$f" ] || continue
 		pid="$(cat "$f")"
 		[ -n "$pid" ] || continue
@@ -112,7 +96,7 @@ fi
 log "building the benchmark driver and the uprobe micro-benchmark target"
 go build -o "$WORK/benchtool" ./test/bench/benchtool
 cc -O2 -Wall -o "$WORK/callloop" test/bench/callloop.c
-MODES="${MODE:-agent go metrics}"
+MODES="${MODE:-go plain}"
 case " $MODES " in
 *" go "* | *" firstspan "* | *" procmetrics "*)
 	log "building the Go benchmark target (test/e2e/testdata/goapp)"
@@ -132,26 +116,23 @@ case " $MODES " in
 	;;
 esac
 
-COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if [ "$COMMIT" != unknown ] && [ -n "$(git status --porcelain 2>/dev/null | head -1)" ]; then
-	COMMIT="$COMMIT (with uncommitted changes)"
+# Results name the commit they measure, so the tree must be that commit:
+# uncommitted changes (the results files aside) stop the run.
+COMMIT="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+DIRTY="$(git status --porcelain --untracked-files=no 2>/dev/null | grep -v ' test/bench/results[^ ]*\.md$' || true)"
+if [ "$COMMIT" != unknown ] && [ -n "$DIRTY" ]; then
+	if [ "${ALLOW_DIRTY:-0}" != 1 ]; then
+		die "uncommitted changes (results name the commit they measure): commit them, or ALLOW_DIRTY=1 for a trial run
+$DIRTY"
+	fi
+	COMMIT="$COMMIT with uncommitted changes (ALLOW_DIRTY=1: not reproducible from the commit)"
 fi
+COMMIT="$COMMIT ($(git log -1 --format='%cd, %s' --date=format:'%Y-%m-%d %H:%M' 2>/dev/null || true))"
 
 # The driver runs in the background so that this shell's traps fire at once on
 # Ctrl-C / SIGTERM; the driver catches the same signals and stops nginx, goapp
 # and the agent, and cleanup() mops up whatever it could not.
 run_driver() { # MODE
-	local mode="$1" rounds="${ROUNDS:-3}" duration="${DURATION:-10s}" warmup="${WARMUP:-5s}"
-	if [ "$mode" = go ]; then
-		rounds="${ROUNDS:-2}" duration="${DURATION:-8s}" warmup="${WARMUP:-3s}"
-	fi
-	local out="${OUT:-test/bench/results.md}"
-	[ "$mode" = tcp ] && out="${OUT:-test/bench/results-tcp.md}"
-	[ "$mode" = metrics ] && out="${OUT:-test/bench/results-metrics.md}"
-	[ "$mode" = firstspan ] && out="${OUT:-test/bench/results-firstspan.md}" rounds="${ROUNDS:-10}"
-	[ "$mode" = memory ] && out="${OUT:-test/bench/results-memory.md}"
-	[ "$mode" = procmetrics ] && out="${OUT:-test/bench/results-procmetrics.md}"
-	[ "$mode" = plain ] && out="${OUT:-test/bench/results-plain.md}"
 	"$WORK/benchtool" \
 		-agent "$AGENT" \
 		-work "$WORK" \
@@ -159,12 +140,14 @@ run_driver() { # MODE
 		-goapp "$WORK/goapp" \
 		-helm "$HELM" \
 		-copies "${COPIES:-20}" \
-		-out "$out" \
-		-mode "$mode" \
+		-out "${OUT:-}" \
+		-mode "$1" \
 		-new-conns="$([ "${NEW_CONNS:-0}" = 1 ] && echo true || echo false)" \
-		-rounds "$rounds" \
-		-duration "$duration" \
-		-warmup "$warmup" \
+		-schemes "${SCHEMES:-https}" \
+		-profile="$([ "${PROFILE:-1}" = 0 ] && echo false || echo true)" \
+		-rounds "${ROUNDS:-0}" \
+		-duration "${DURATION:-0s}" \
+		-warmup "${WARMUP:--1s}" \
 		-workers "${WORKERS:-1}" \
 		-threads "${THREADS:-2}" \
 		-connections "${CONNECTIONS:-50}" \
@@ -184,8 +167,10 @@ run_driver() { # MODE
 }
 
 for m in $MODES; do
-	log "mode $m"
+	log "mode $m (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+	t0=$SECONDS
 	rc=0
 	run_driver "$m" || rc=$?
 	[ "$rc" -eq 0 ] || exit "$rc"
+	log "mode $m took $((SECONDS - t0)) s"
 done

@@ -27,9 +27,18 @@ type agent struct {
 	progs   map[uint32]bool // BPF programs the agent holds
 }
 
+// agentCmd is how the benchmark runs the agent: its binary and the
+// environment added to ours (the OTLP endpoint of the counting receiver,
+// PERISCOPE_PPROF).
+type agentCmd struct {
+	bin string
+	env []string
+}
+
 // startAgent starts the agent selecting the executable at path exe only;
 // extra are more arguments of `periscope run`.
-func startAgent(bin, exe, work, pidDir string, n int, extra ...string) (*agent, error) {
+func startAgent(ac agentCmd, exe, work, pidDir string, n int, extra ...string) (*agent, error) {
+	bin := ac.bin
 	port, err := freePort()
 	if err != nil {
 		return nil, fmt.Errorf("free port: %w", err)
@@ -47,6 +56,7 @@ func startAgent(bin, exe, work, pidDir string, n int, extra ...string) (*agent, 
 	defer log.Close()
 	a.cmd = exec.Command(bin, append([]string{"run", "--console=off", "--include-exe", exe, "--metrics-addr", a.addr}, extra...)...)
 	a.cmd.Stdout, a.cmd.Stderr = log, log
+	a.cmd.Env = append(withoutOTEL(os.Environ()), ac.env...)
 	// Own process group: a Ctrl-C reaches us, and we stop the agent ourselves
 	// (it detaches its probes) after wrk.
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -278,4 +288,16 @@ func (p promText) sum(name string, match map[string]string) (float64, bool) {
 		}
 	}
 	return total, found
+}
+
+// withoutOTEL drops the OTEL_* variables of env: the agent exports where
+// the benchmark says, not where the caller's environment points.
+func withoutOTEL(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "OTEL_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

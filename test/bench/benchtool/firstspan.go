@@ -55,7 +55,7 @@ func runFirstSpanMode(ctx context.Context, o options) error {
 	os.Setenv("PERISCOPE_SYMBOLS_CACHE_DIR", filepath.Join(work, "cache"))
 	// Names of their own (firstspan-go-*, node-N): programs that others
 	// run on the machine are not selected and do not queue before ours.
-	ag, err := startAgent(o.agentBin, "firstspan-go-*", work, pidDir(o), 0, "--console=json", "--include-exe", "node-*",
+	ag, err := startAgent(o.agentCmd(), "firstspan-go-*", work, pidDir(o), 0, "--console=json", "--include-exe", "node-*",
 		"--include-exe", "python3*")
 	if err != nil {
 		return err

@@ -111,7 +111,7 @@ func fileMB(path string) int64 {
 func memoryRun(ctx context.Context, o options, work, name, include string, pids []int) (memRun, error) {
 	r := memRun{name: name}
 	start := time.Now()
-	ag, err := startAgent(o.agentBin, include, work, pidDir(o), len(pids))
+	ag, err := startAgent(o.agentCmd(), include, work, pidDir(o), len(pids))
 	if err != nil {
 		return r, err
 	}

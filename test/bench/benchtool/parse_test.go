@@ -105,30 +105,39 @@ func TestStubStatus(t *testing.T) {
 	}
 }
 
-func TestCountProbes(t *testing.T) {
+func TestProgDeltas(t *testing.T) {
 	ours := map[uint32]bool{1: true, 2: true, 3: true, 4: true, 5: true}
-	before := countProbes([]bpfProg{
-		{ID: 1, Type: "kprobe", Name: "ssl_read_enter", RunCnt: 10},
+	before := []bpfProg{
+		{ID: 1, Type: "kprobe", Name: "ssl_read_enter", RunCnt: 10, RunTimeNs: 1000},
 		{ID: 2, Type: "kprobe", Name: "ssl_leave", RunCnt: 10},
 		{ID: 3, Type: "tracepoint", Name: "sys_enter_read", RunCnt: 100},
 		{ID: 5, Type: "raw_tracepoint", Name: "ssl_process_exit", RunCnt: 1},
 		{ID: 9, Type: "kprobe", Name: "ssl_write_enter", RunCnt: 50}, // another agent's
-	}, ours)
-	after := countProbes([]bpfProg{
-		{ID: 1, Type: "kprobe", Name: "ssl_read_enter", RunCnt: 30},
+	}
+	after := []bpfProg{
+		{ID: 1, Type: "kprobe", Name: "ssl_read_enter", RunCnt: 30, RunTimeNs: 3000},
 		{ID: 2, Type: "kprobe", Name: "ssl_leave", RunCnt: 50},
 		{ID: 3, Type: "tracepoint", Name: "sys_enter_read", RunCnt: 300},
 		{ID: 4, Type: "kprobe", Name: "ssl_write_enter"}, // bpftool omits run_cnt 0
 		{ID: 5, Type: "raw_tracepoint", Name: "ssl_process_exit", RunCnt: 3},
 		{ID: 9, Type: "kprobe", Name: "ssl_write_enter", RunCnt: 60},
-		{ID: 10, Type: "kprobe", Name: "ssl_leave", RunCnt: 4}, // appeared meanwhile
-	}, ours)
-	d := after.sub(before)
-	if d.entry != 20 || d.ret != 40 || d.tracepoints != 202 || d.foreign != 14 || d.uprobes() != 60 {
-		t.Errorf("%+v", d)
+		{ID: 10, Type: "kprobe", Name: "go_serve_http", RunCnt: 4}, // another agent's, appeared meanwhile
 	}
-	if d.byName["ssl_read_enter"] != 20 || d.byName["ssl_write_enter"] != 0 || d.byName["ssl_process_exit"] != 2 {
-		t.Errorf("by name: %v", d.byName)
+	d, foreign := progDeltas(before, after, ours)
+	want := map[string]progDelta{
+		"ssl_read_enter":   {typ: "kprobe", runs: 20, ns: 2000, ownUprobe: true},
+		"ssl_leave":        {typ: "kprobe", runs: 40, ownUprobe: true},
+		"sys_enter_read":   {typ: "tracepoint", runs: 200},
+		"ssl_write_enter":  {typ: "kprobe", ownUprobe: true},
+		"ssl_process_exit": {typ: "raw_tracepoint", runs: 2},
+	}
+	if foreign != 14 || len(d) != len(want) {
+		t.Errorf("foreign %d (want 14), %d programs (want %d): %+v", foreign, len(d), len(want), d)
+	}
+	for name, w := range want {
+		if d[name] != w {
+			t.Errorf("%s: %+v, want %+v", name, d[name], w)
+		}
 	}
 }
 
@@ -160,27 +169,5 @@ func TestClassifyInsn(t *testing.T) {
 		if insn != c.insn || emulated != c.emulated {
 			t.Errorf("% x: %q, %v; want %q, %v", c.b, insn, emulated, c.insn, c.emulated)
 		}
-	}
-}
-
-func TestGoSectionSplice(t *testing.T) {
-	nginx1, nginx2, go1, go2 := "# nginx 1\n", "# nginx 2\n", "## Go 1\n", "## Go 2\n"
-	// Go mode on a missing file, on a file without and with a Go section.
-	if got, want := withGoSection("", go1), goMarker+"\n\n"+go1; got != want {
-		t.Errorf("withGoSection(empty) = %q, want %q", got, want)
-	}
-	f := withGoSection(nginx1, go1)
-	if want := "# nginx 1\n\n" + goMarker + "\n\n" + go1; f != want {
-		t.Errorf("withGoSection = %q, want %q", f, want)
-	}
-	if got, want := withGoSection(f, go2), "# nginx 1\n\n"+goMarker+"\n\n"+go2; got != want {
-		t.Errorf("withGoSection(again) = %q, want %q", got, want)
-	}
-	// The nginx mode keeps the Go section, and adds none where there is none.
-	if got, want := keepGoSection(nginx2, f), "# nginx 2\n\n"+goMarker+"\n\n"+go1; got != want {
-		t.Errorf("keepGoSection = %q, want %q", got, want)
-	}
-	if got := keepGoSection(nginx2, nginx1); got != nginx2 {
-		t.Errorf("keepGoSection(no Go section) = %q, want %q", got, nginx2)
 	}
 }

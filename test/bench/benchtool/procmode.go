@@ -134,7 +134,7 @@ func startLingerers(goapp string, n int) ([]int, func(), error) {
 }
 
 func measureProcRound(ctx context.Context, o options, pids []int, pidDir, cfg string, r *procRound) (err error) {
-	a, err := startAgent(o.agentBin, o.goapp, o.work, pidDir, r.n, "--config", cfg)
+	a, err := startAgent(o.agentCmd(), o.goapp, o.work, pidDir, r.n, "--config", cfg)
 	if err != nil {
 		return err
 	}

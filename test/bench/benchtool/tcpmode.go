@@ -94,7 +94,7 @@ func runTCPMode(ctx context.Context, o options) error {
 
 func measureTCPRound(ctx context.Context, o options, ng *nginx, wc wrkConfig, pidDir, cfg string, r *tcpRound) (err error) {
 	r.load1 = load1()
-	a, err := startAgent(o.agentBin, ng.bin, o.work, pidDir, r.n, "--config", cfg)
+	a, err := startAgent(o.agentCmd(), ng.bin, o.work, pidDir, r.n, "--config", cfg)
 	if err != nil {
 		return err
 	}
