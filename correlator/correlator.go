@@ -85,6 +85,10 @@ type procState struct {
 	// request made then has no parent rather than a guessed one.
 	threads map[uint32]*exchange
 	busy    map[uint32]int
+	// goroutines maps a Go program's goroutine (the low 32 bits of its
+	// runtime.g) to the server request seen whole that it serves: Go runs
+	// a goroutine on any thread, so its calls are linked by goroutine.
+	goroutines map[uint32]*exchange
 }
 
 var _ events.Sink = (*Correlator)(nil)
@@ -173,7 +177,7 @@ func (c *Correlator) Data(d events.Data) {
 	if cn.dec == nil && !cn.start(d.Dir, d.Bytes) {
 		return
 	}
-	cn.tid = d.TID
+	cn.tid, cn.goroutine = d.TID, d.Goroutine
 	side := protocol.SideOf(cn.info().Role, d.Dir)
 	err := cn.dec.Feed(side, protocol.Chunk{Bytes: d.Bytes, Size: d.Size, Tail: d.Tail, Time: d.Time})
 	switch {
@@ -410,11 +414,12 @@ func (c *Correlator) connFor(id events.ConnID, now time.Time) *conn {
 	}
 	if ps = c.pids[id.PID]; ps == nil {
 		ps = &procState{
-			pid:     id.PID,
-			proc:    c.resolve(id.PID),
-			conns:   make(map[uint64]*conn),
-			threads: make(map[uint32]*exchange),
-			busy:    make(map[uint32]int),
+			pid:        id.PID,
+			proc:       c.resolve(id.PID),
+			conns:      make(map[uint64]*conn),
+			threads:    make(map[uint32]*exchange),
+			busy:       make(map[uint32]int),
+			goroutines: make(map[uint32]*exchange),
 		}
 		c.pids[id.PID] = ps
 	}
@@ -531,9 +536,11 @@ func (c *Correlator) giveUp(cn *conn, err error, t time.Time) {
 // connection's socket is not known (Config.BindGrace). reason is empty for
 // a complete exchange.
 func (c *Correlator) finish(x *exchange, end time.Time, reason string) {
-	x.done = true
+	x.done, x.ended = true, end
+	c.goParent(x)
 	if x.whole != (wholeKey{}) {
 		delete(c.whole, x.whole)
+		c.forgetGoroutines(x.conn.ps)
 		if x.px.(*httpspan.Exchange).Resp == nil && reason != reasonRequestErr {
 			// A request seen whole whose end never came: an HTTP/2
 			// stream or a hijacked connection (websocket), whose end
@@ -548,8 +555,9 @@ func (c *Correlator) finish(x *exchange, end time.Time, reason string) {
 	// Held too: the span of a process that has no sure name yet. The
 	// process exited before /proc could be read, or was last read before
 	// an exec, and the exec event that names it travels in discovery's
-	// ring, which may be read after this one.
-	if c.cfg.BindGrace > 0 && (!cn.bound || c.unnamed(cn.ps)) {
+	// ring, which may be read after this one. And a Go program's call
+	// whose goroutine's request may not have been read yet (goParent).
+	if c.cfg.BindGrace > 0 && (!cn.bound || c.unnamed(cn.ps) || goWaits(x)) {
 		if len(cn.held) >= maxPendingPerConn {
 			h := cn.held[0]
 			cn.held = cn.held[1:]
@@ -560,6 +568,55 @@ func (c *Correlator) finish(x *exchange, end time.Time, reason string) {
 		return
 	}
 	c.export(x, end, reason)
+}
+
+// exportWaiting exports the children that waited for x (export).
+func (c *Correlator) exportWaiting(x *exchange) {
+	waiting := x.waiting
+	x.waiting = nil
+	for _, w := range waiting {
+		c.export(w.x, w.end, w.reason)
+	}
+}
+
+// goWaits reports whether x is a Go program's client call that has no
+// parent yet: it and its children wait (finish, export) for the request
+// of its goroutine to be read.
+func goWaits(x *exchange) bool {
+	return x.goroutine != 0 && x.parent == nil && x.whole == (wholeKey{}) && x.conn.role == roleClient
+}
+
+// goParent links a Go program's client call x, when it ends, to the server
+// request its goroutine served at the time: the request's start and the
+// call's travel in different rings, so the request may have been read
+// after the call began. The request must have started before the call and
+// not ended before it.
+func (c *Correlator) goParent(x *exchange) {
+	if !goWaits(x) {
+		return
+	}
+	p := x.conn.ps.goroutines[x.goroutine]
+	if p != nil && !p.start.After(x.start) && (!p.done || !p.ended.Before(x.start)) {
+		x.parent = p
+	}
+}
+
+// maxGoroutines bounds the goroutines a process keeps: past it, those
+// whose request has ended are forgotten.
+const maxGoroutines = 4096
+
+// forgetGoroutines drops the ended requests of ps.goroutines when it is
+// full. An ended request stays until then so that a call read after it
+// ended still finds it (goParent).
+func (c *Correlator) forgetGoroutines(ps *procState) {
+	if len(ps.goroutines) < maxGoroutines {
+		return
+	}
+	for g, p := range ps.goroutines {
+		if p.done {
+			delete(ps.goroutines, g)
+		}
+	}
 }
 
 // enterThread records that server exchange x is in flight on its thread.
@@ -614,9 +671,18 @@ func (c *Correlator) releaseHeld(cn *conn, force bool) {
 // export builds and exports the span of a finished exchange, unless its
 // trace waits for a lookup (link.go).
 func (c *Correlator) export(x *exchange, end time.Time, reason string) {
+	c.goParent(x)
 	if c.holdForLink(x, end, reason) {
 		return
 	}
+	if p := x.parent; p != nil && goWaits(p) && !p.fixed {
+		// The child (a database's SERVER span) of a Go program's call
+		// that may not know its own parent yet (goParent): its trace is
+		// the call's, settled when the call is exported.
+		p.waiting = append(p.waiting, heldExchange{x: x, end: end, reason: reason})
+		return
+	}
+	defer c.exportWaiting(x)
 	s := c.buildSpan(x, end, reason)
 	if c.recent != nil {
 		c.rememberClient(x, linking.Answer{Found: true, TraceID: s.TraceID, SpanID: s.SpanID}, end)
@@ -659,6 +725,7 @@ func (c *Correlator) silenced(cn *conn, tuple events.Tuple) bool {
 	for _, x := range loser.pending {
 		x.done = true
 		c.leaveThread(x)
+		c.exportWaiting(x) // its children do not wait for a span that will not come
 	}
 	loser.pending, loser.held = nil, nil
 	delete(c.holding, loser)

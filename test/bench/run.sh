@@ -61,7 +61,7 @@ cleanup() {
 		wait "$DRIVER_PID" 2>/dev/null || true
 	fi
 	local f pid
-	for f in "$WORK"/pids/wrk "$WORK"/pids/agent "$WORK"/pids/nginx "$WORK"/pids/goapp "$WORK"/pids/receiver; do
+	for f in "$WORK"/pids/wrk "$WORK"/pids/agent "$WORK"/pids/nginx "$WORK"/pids/goapp "$WORK"/pids/receiver "$WORK"/pids/redis; do
 		[ -f "$f" ] || continue
 		pid="$(cat "$f")"
 		[ -n "$pid" ] || continue

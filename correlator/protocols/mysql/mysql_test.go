@@ -80,7 +80,7 @@ func TestMySQL(t *testing.T) {
 			dbtest.Step{Side: resp, Bytes: resultSet(1, []string{"\x01x", longRow, "\x01y"}, false, 2)},
 			dbtest.Step{Side: req, Bytes: query("DELETE FROM nope")},
 			dbtest.Step{Side: resp, Bytes: pkt(1, errBody(1146))},
-		), []string{"SELECT t |  | SELECT a FROM t WHERE b = ? | shop | rows 3", "DELETE nope |  | DELETE FROM nope | shop | error 1146 1146"}},
+		), []string{"SELECT t | SELECT | SELECT a FROM t WHERE b = ? | shop | rows 3", "DELETE nope | DELETE | DELETE FROM nope | shop | error 1146 1146"}},
 		{"CLIENT_DEPRECATE_EOF, multi-statement and CALL", append(login(mariadb, baseCaps|capDeprecateEOF, "shop"),
 			dbtest.Step{Side: req, Bytes: query("SELECT 1; UPDATE t SET a = 2; SELECT 3")},
 			dbtest.Step{Side: resp, Bytes: resultSet(1, []string{"\x011"}, true, serverMoreResults) + pkt(4, okBody(1, serverMoreResults)) +
@@ -90,9 +90,9 @@ func TestMySQL(t *testing.T) {
 				resultSet(5, []string{"\x013"}, true, serverMoreResults) + pkt(9, okBody(0, 0))},
 			dbtest.Step{Side: req, Bytes: query("SELECT 1; SELECT * FROM nope; SELECT 3")},
 			dbtest.Step{Side: resp, Bytes: resultSet(1, []string{"\x011"}, true, serverMoreResults) + pkt(4, errBody(1146))},
-		), []string{"SELECT |  | SELECT ? | shop | rows 1", "UPDATE t |  | UPDATE t SET a = ? | shop", "SELECT |  | SELECT ? | shop | rows 1",
-			"CALL p |  | CALL p() | shop | rows 3",
-			"SELECT |  | SELECT ? | shop | rows 1", "SELECT nope |  | SELECT * FROM nope | shop | error 1146 1146"}},
+		), []string{"SELECT | SELECT | SELECT ? | shop | rows 1", "UPDATE t | UPDATE | UPDATE t SET a = ? | shop", "SELECT | SELECT | SELECT ? | shop | rows 1",
+			"CALL p | CALL | CALL p() | shop | rows 3",
+			"SELECT | SELECT | SELECT ? | shop | rows 1", "SELECT nope | SELECT | SELECT * FROM nope | shop | error 1146 1146"}},
 		{"prepared statements, INIT_DB, PING, LOCAL INFILE", append(login(mariadb, baseCaps|capDeprecateEOF, ""),
 			dbtest.Step{Side: req, Bytes: pkt(0, "\x16INSERT INTO t VALUES (?, 'planted-inline')")},
 			dbtest.Step{Side: resp, Bytes: pkt(1, "\x00"+u32(5)+u16(0)+u16(1)+"\x00"+u16(0)) + pkt(2, "\x03def...param")},
@@ -109,8 +109,8 @@ func TestMySQL(t *testing.T) {
 			dbtest.Step{Side: resp, Bytes: pkt(1, "\xfb/tmp/x")},
 			dbtest.Step{Side: req, Bytes: pkt(2, "planted-file-row\n") + pkt(3, "")},
 			dbtest.Step{Side: resp, Bytes: pkt(4, okBody(1, 2))},
-		), []string{"INSERT t |  | INSERT INTO t VALUES (?, ?) | ", " |  |  |  | error 1243 1243",
-			" | COM_INIT_DB |  | ", " | COM_PING |  | archive", "LOAD t |  | LOAD DATA LOCAL INFILE ? INTO TABLE t | archive"}},
+		), []string{"INSERT t | INSERT | INSERT INTO t VALUES (?, ?) | ", " |  |  |  | error 1243 1243",
+			" | COM_INIT_DB |  | ", " | COM_PING |  | archive", "LOAD t | LOAD | LOAD DATA LOCAL INFILE ? INTO TABLE t | archive"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -226,5 +226,51 @@ func TestLargeResultResyncs(t *testing.T) {
 	}
 	if len(rec.Ended) != 2 || rec.Ended[1].Operation != "COM_PING" || stats.LostSync.Load() != 1 {
 		t.Fatalf("exchanges %d lost %d", len(rec.Ended), stats.LostSync.Load())
+	}
+}
+
+// TestResultRetainsNothing streams a 256 MiB result set, every byte copied,
+// through the decoder: it keeps nothing of the rows.
+func TestResultRetainsNothing(t *testing.T) {
+	rec := &dbtest.Recorder{T: t}
+	d := New(&db.Stats{}).NewDecoder(protocol.Client, rec)
+	steps := append(login("8.0.36", baseCaps|capDeprecateEOF, "shop"),
+		dbtest.Step{Side: req, Bytes: query("SELECT big FROM t")})
+	if err := dbtest.Play(d, steps, nil); err != nil {
+		t.Fatal(err)
+	}
+	head := resultSet(1, nil, true, 0)
+	head = head[:len(head)-len(pkt(3, okEOFBody(0)))] // column count and definition only
+	later := dbtest.Base.Add(time.Second)
+	if err := d.Feed(resp, protocol.Chunk{Bytes: []byte(head), Size: len(head), Time: later}); err != nil {
+		t.Fatal(err)
+	}
+	// 64 rows of 1024 bytes per 64 KiB read; sequence ids wrap at 256.
+	var chunk strings.Builder
+	for i := range 64 {
+		chunk.WriteString(pkt(byte(3+i), "\xfc\xfb\x03"+strings.Repeat("r", 1017)))
+	}
+	const n = 4096 // 256 MiB
+	b := []byte(chunk.String())
+	kept := dbtest.Retained(func() {
+		for i := range n {
+			// keep the sequence ids consecutive across chunks
+			for j := 0; j < len(b); j += 1024 {
+				b[j+3] = byte(3 + i*64 + j/1024)
+			}
+			if err := d.Feed(resp, protocol.Chunk{Bytes: b, Size: len(b), Time: later}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if kept > 256<<10 {
+		t.Errorf("%d bytes retained after a 256 MiB result", kept)
+	}
+	end := pkt(byte((3+n*64)%256), okEOFBody(0))
+	if err := d.Feed(resp, protocol.Chunk{Bytes: []byte(end), Size: len(end), Time: later}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Ended) != 1 || rec.Ended[0].Rows != 64*n {
+		t.Fatalf("got %d exchanges: %+v", len(rec.Ended), rec.Ended)
 	}
 }

@@ -48,6 +48,10 @@ func benchModes() []benchMode {
 		{"firstspan", "exec to first traced request per kind of process", "test/bench/results-firstspan.md", 10, 10 * time.Second, 0, runFirstSpanMode},
 		{"memory", "agent RSS with COPIES large Go binaries running", "test/bench/results-memory.md", 1, 10 * time.Second, 0, runMemoryMode},
 		{"procmetrics", "the agent with process metrics off vs on, 100 idle traced processes", "test/bench/results-procmetrics.md", 3, 10 * time.Second, 5 * time.Second, runProcMode},
+		{"redis", "redis-server under redis-benchmark -t get,set -P 1 and -P 16, no agent vs the agent (tracing redis-server), ABBA: throughput ratio, SERVER spans vs commands, agent CPU per span",
+			"test/bench/results-redis.md", 4, 10 * time.Second, 5 * time.Second, runRedisMode},
+		{"postgres", "PostgreSQL under pgbench -S (CONNECTIONS/5 clients), no agent vs the agent (tracing the server), ABBA: tps ratio, SERVER spans vs transactions, agent CPU per span",
+			"test/bench/results-postgres.md", 3, 10 * time.Second, 5 * time.Second, runPostgresMode},
 	}
 }
 
