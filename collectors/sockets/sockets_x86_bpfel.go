@@ -28,6 +28,7 @@ type socketsCall struct {
 	Nr        uint32
 	Pad       uint32
 	_         [4]byte
+	Mmsg      uint64
 }
 
 type socketsCallKind uint32
@@ -37,6 +38,7 @@ const (
 	socketsCallKindCALL_IOV      socketsCallKind = 2
 	socketsCallKindCALL_MSG      socketsCallKind = 3
 	socketsCallKindCALL_SENDFILE socketsCallKind = 4
+	socketsCallKindCALL_MMSG     socketsCallKind = 5
 )
 
 type socketsFdKey struct {
@@ -124,8 +126,10 @@ const (
 	socketsProgSysEnterRead       = "sys_enter_read"
 	socketsProgSysEnterReadv      = "sys_enter_readv"
 	socketsProgSysEnterRecvfrom   = "sys_enter_recvfrom"
+	socketsProgSysEnterRecvmmsg   = "sys_enter_recvmmsg"
 	socketsProgSysEnterRecvmsg    = "sys_enter_recvmsg"
 	socketsProgSysEnterSendfile64 = "sys_enter_sendfile64"
+	socketsProgSysEnterSendmmsg   = "sys_enter_sendmmsg"
 	socketsProgSysEnterSendmsg    = "sys_enter_sendmsg"
 	socketsProgSysEnterSendto     = "sys_enter_sendto"
 	socketsProgSysEnterWrite      = "sys_enter_write"
@@ -192,8 +196,10 @@ type socketsProgramSpecs struct {
 	SysEnterRead       *ebpf.ProgramSpec `ebpf:"sys_enter_read"`
 	SysEnterReadv      *ebpf.ProgramSpec `ebpf:"sys_enter_readv"`
 	SysEnterRecvfrom   *ebpf.ProgramSpec `ebpf:"sys_enter_recvfrom"`
+	SysEnterRecvmmsg   *ebpf.ProgramSpec `ebpf:"sys_enter_recvmmsg"`
 	SysEnterRecvmsg    *ebpf.ProgramSpec `ebpf:"sys_enter_recvmsg"`
 	SysEnterSendfile64 *ebpf.ProgramSpec `ebpf:"sys_enter_sendfile64"`
+	SysEnterSendmmsg   *ebpf.ProgramSpec `ebpf:"sys_enter_sendmmsg"`
 	SysEnterSendmsg    *ebpf.ProgramSpec `ebpf:"sys_enter_sendmsg"`
 	SysEnterSendto     *ebpf.ProgramSpec `ebpf:"sys_enter_sendto"`
 	SysEnterWrite      *ebpf.ProgramSpec `ebpf:"sys_enter_write"`
@@ -302,8 +308,10 @@ type socketsPrograms struct {
 	SysEnterRead       *ebpf.Program `ebpf:"sys_enter_read"`
 	SysEnterReadv      *ebpf.Program `ebpf:"sys_enter_readv"`
 	SysEnterRecvfrom   *ebpf.Program `ebpf:"sys_enter_recvfrom"`
+	SysEnterRecvmmsg   *ebpf.Program `ebpf:"sys_enter_recvmmsg"`
 	SysEnterRecvmsg    *ebpf.Program `ebpf:"sys_enter_recvmsg"`
 	SysEnterSendfile64 *ebpf.Program `ebpf:"sys_enter_sendfile64"`
+	SysEnterSendmmsg   *ebpf.Program `ebpf:"sys_enter_sendmmsg"`
 	SysEnterSendmsg    *ebpf.Program `ebpf:"sys_enter_sendmsg"`
 	SysEnterSendto     *ebpf.Program `ebpf:"sys_enter_sendto"`
 	SysEnterWrite      *ebpf.Program `ebpf:"sys_enter_write"`
@@ -322,8 +330,10 @@ func (p *socketsPrograms) Close() error {
 		p.SysEnterRead,
 		p.SysEnterReadv,
 		p.SysEnterRecvfrom,
+		p.SysEnterRecvmmsg,
 		p.SysEnterRecvmsg,
 		p.SysEnterSendfile64,
+		p.SysEnterSendmmsg,
 		p.SysEnterSendmsg,
 		p.SysEnterSendto,
 		p.SysEnterWrite,
