@@ -53,7 +53,7 @@ func benchModes() []benchMode {
 		{"postgres", "PostgreSQL under pgbench -S (CONNECTIONS/5 clients), no agent vs the agent (tracing the server), ABBA: tps ratio, SERVER spans vs transactions, agent CPU per span",
 			"test/bench/results-postgres.md", 3, 10 * time.Second, 5 * time.Second, runPostgresMode},
 		{"syscall", "what a process that is not HTTP pays per syscall: CPU time of dd bs=1 and of a pipe ping-pong with no agent, empty programs on the read/write syscall tracepoints and on raw sys_enter/exit (the floors), the agent; blocks in alternating order",
-			"test/bench/results-syscall.md", 3, 0, 0, runSyscallMode},
+			"test/bench/results-syscall.md", 3, 10 * time.Second, 0, runSyscallMode},
 	}
 }
 
