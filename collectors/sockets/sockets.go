@@ -109,7 +109,7 @@ func (c *Collector) AttachPath() string {
 		mode = "selected processes"
 	}
 	return "tracepoints syscalls:sys_{enter,exit}_{read,write,readv,writev,recvfrom,sendto,recvmsg,sendmsg,sendfile64,recvmmsg,sendmmsg}, " +
-		"close/close_range/dup2/dup3/socket/accept(4)/dup; reads blocked at start from /proc/PID/task/TID/syscall; TCP sockets classified in the kernel, HTTP/1.x, PostgreSQL, MySQL and Redis copied; " + mode
+		"close/close_range/dup2/dup3/socket/accept(4)/dup; reads blocked at start from /proc/PID/task/TID/syscall; TCP sockets classified in the kernel, HTTP/1.x, HTTP/2 (h2c: the connection preface), PostgreSQL, MySQL and Redis copied; " + mode
 }
 
 // Start implements collectors.Collector.
@@ -165,7 +165,7 @@ func (c *Collector) fill() error {
 
 // parsedProtos are the protocols whose bytes the kernel copies (a bit per
 // enum proto): those the correlator's registry decodes.
-const parsedProtos = uint32(1)<<socketsProtoPROTO_HTTP1 | 1<<socketsProtoPROTO_POSTGRES |
+const parsedProtos = uint32(1)<<socketsProtoPROTO_HTTP1 | 1<<socketsProtoPROTO_HTTP2 | 1<<socketsProtoPROTO_POSTGRES |
 	1<<socketsProtoPROTO_MYSQL | 1<<socketsProtoPROTO_REDIS
 
 func (c *Collector) attach() error {
