@@ -107,6 +107,15 @@ case " $MODES " in
 	;;
 esac
 
+case " $MODES " in
+*" grpc "*)
+	log "building the gRPC benchmark target (test/e2e/testdata/grpcgo)"
+	(cd test/e2e/testdata/grpcgo &&
+		GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -o "$WORK/grpcgo" .) ||
+		die "test/e2e/testdata/grpcgo does not build"
+	;;
+esac
+
 HELM=""
 case " $MODES " in
 *" memory "*)
@@ -139,6 +148,7 @@ run_driver() { # MODE
 		-callloop "$WORK/callloop" \
 		-goapp "$WORK/goapp" \
 		-helm "$HELM" \
+		-grpcgo "$WORK/grpcgo" \
 		-copies "${COPIES:-20}" \
 		-out "${OUT:-}" \
 		-mode "$1" \

@@ -42,6 +42,7 @@ type options struct {
 	goapp    string        // go mode: the built test/e2e/testdata/goapp
 	helm     string        // memory mode: a helm build (large, with DWARF)
 	copies   int           // memory mode: distinct helm copies running
+	grpcgo   string        // grpc mode: the built test/e2e/testdata/grpcgo
 	settle   time.Duration // memory mode: wait before the steady RSS
 	schemes  string        // go mode: "https", "http" or "http,https"
 	profile  bool          // go, plain: the profiled pair of rounds
@@ -72,6 +73,7 @@ func main() {
 	flag.StringVar(&o.schemes, "schemes", "https", "go mode: http, https or http,https")
 	flag.BoolVar(&o.profile, "profile", true, "go and plain modes: a pair of profiled rounds after the measured ones (perf record of the application, the agent's pprof)")
 	flag.StringVar(&o.helm, "helm", "", "memory mode: a helm binary (scripts/tools.sh helm)")
+	flag.StringVar(&o.grpcgo, "grpcgo", "", "grpc mode: the grpcgo binary (test/e2e/testdata/grpcgo)")
 	flag.IntVar(&o.copies, "copies", 20, "memory mode: distinct helm copies running")
 	flag.DurationVar(&o.settle, "settle", 30*time.Second, "memory mode: wait after the last attach before reading the steady RSS")
 	flag.Parse()

@@ -54,6 +54,8 @@ func benchModes() []benchMode {
 			"test/bench/results-postgres.md", 3, 10 * time.Second, 5 * time.Second, runPostgresMode},
 		{"syscall", "what a process that is not HTTP pays per syscall: CPU time of dd bs=1 and of a pipe ping-pong with no agent, empty programs on the read/write syscall tracepoints and on raw sys_enter/exit (the floors), the agent; blocks in alternating order",
 			"test/bench/results-syscall.md", 3, 10 * time.Second, 0, runSyscallMode},
+		{"grpc", "a grpc-go server over TLS (the gotls collector) under unary calls from CONNECTIONS callers, then 1, on one connection, no agent vs the agent, ABBA: calls/s, spans ÷ calls, agent CPU per span, uprobe hits per call",
+			"test/bench/results-grpc.md", 3, 10 * time.Second, 3 * time.Second, runGRPCMode},
 	}
 }
 
