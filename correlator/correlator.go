@@ -922,11 +922,12 @@ func pairStreams(cl, sv *conn) bool {
 }
 
 // soleUnmatched returns the number of unmatched exchanges waiting on cn,
-// and the last of them.
+// and the last of them; the recent ones, kept for pairing by stream only,
+// do not count.
 func soleUnmatched(cn *conn) (*exchange, int) {
 	var last *exchange
 	n := 0
-	for _, x := range cn.waiting() {
+	for _, x := range cn.waiting()[len(cn.recent):] {
 		if x.peer == nil {
 			last, n = x, n+1
 		}
