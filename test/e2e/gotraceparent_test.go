@@ -225,6 +225,10 @@ func dribble(t *testing.T, port int, first, rest string) {
 func goInstrumented(t *testing.T, e *env, pids ...int) {
 	t.Helper()
 	probedBy(t, e, "gohttp", pids...)
+	// The gotls collector too: it marks net/http's connections as
+	// gohttp's when they are opened, and a connection opened before its
+	// probes would be reported by both (README, Go crypto/tls).
+	probedBy(t, e, "gotls", pids...)
 }
 
 // probedBy waits until collector has probes on every pid.
