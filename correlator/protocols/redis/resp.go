@@ -87,7 +87,7 @@ func (r *reader) write(p []byte) error {
 			limit = maxInline
 		}
 		if room := limit - len(r.line); room > 0 {
-			r.line = append(r.line, seg[:min(len(seg), room)]...)
+			r.line = appendBounded(r.line, seg[:min(len(seg), room)], limit)
 		}
 		if len(r.line) >= limit {
 			r.lineLong = true
@@ -321,4 +321,15 @@ func (r *reader) valueDone() error {
 	r.v = Value{Head: [2][]byte{r.v.Head[0][:0], r.v.Head[1][:0]}}
 	r.started = false
 	return r.onValue(&v)
+}
+
+// appendBounded appends add to line, growing it to at most limit bytes of
+// capacity: append's own growth could overshoot the bound a reader keeps.
+func appendBounded(line, add []byte, limit int) []byte {
+	if need := len(line) + len(add); need > cap(line) {
+		grown := make([]byte, len(line), min(limit, max(need, 2*cap(line))))
+		copy(grown, line)
+		line = grown
+	}
+	return append(line, add...)
 }
