@@ -21,6 +21,7 @@ import (
 
 	"github.com/periscope-apm/periscope/collectors"
 	"github.com/periscope-apm/periscope/collectors/gohttp"
+	"github.com/periscope-apm/periscope/collectors/gotls"
 	"github.com/periscope-apm/periscope/collectors/openssl"
 	"github.com/periscope-apm/periscope/config"
 	"github.com/periscope-apm/periscope/correlator"
@@ -201,6 +202,14 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 			}
 		}
 		cols = append(cols, gohttp.New(gcfg, sink, log, reg))
+	}
+	if cfg.GoTLS.Enabled {
+		cols = append(cols, gotls.New(gotls.Config{
+			PerProcess:   !sel.All(),
+			RingBytes:    cfg.GoTLS.RingBytes,
+			Analyzer:     analyzer,
+			LeaveNetHTTP: cfg.GoHTTP.Enabled,
+		}, sink, log, reg))
 	}
 	if cfg.TCP.Enabled {
 		c, err := newTCPCollector(cfg.TCP, corr, resolver, mp, log, reg)

@@ -39,6 +39,7 @@ type Config struct {
 	HTTP      HTTP      `yaml:"http"`
 	OpenSSL   OpenSSL   `yaml:"openssl"`
 	GoHTTP    GoHTTP    `yaml:"gohttp"`
+	GoTLS     GoTLS     `yaml:"gotls"`
 	Symbols   Symbols   `yaml:"symbols"`
 	TCP       TCP       `yaml:"tcp"`
 	Plaintext Plaintext `yaml:"plaintext"`
@@ -132,6 +133,13 @@ type GoHTTP struct {
 	RingBytes int `yaml:"ring_bytes"`
 }
 
+// GoTLS configures the Go crypto/tls collector.
+type GoTLS struct {
+	Enabled bool `yaml:"enabled"`
+	// RingBytes is the size of its event ring buffer.
+	RingBytes int `yaml:"ring_bytes"`
+}
+
 // Symbols configures the analysis of executables and libraries.
 type Symbols struct {
 	// CacheDir keeps what analysing a file found, by file identity, across
@@ -197,6 +205,7 @@ func Default() Config {
 		HTTP:        HTTP{IdleTimeout: 2 * time.Minute},
 		OpenSSL:     OpenSSL{Enabled: true, RingBytes: 4 << 20},
 		GoHTTP:      GoHTTP{Enabled: true, RingBytes: 2 << 20},
+		GoTLS:       GoTLS{Enabled: true, RingBytes: 4 << 20},
 		Symbols:     Symbols{CacheDir: "/var/cache/periscope/symbols", AnalysisTimeout: 10 * time.Second},
 		TCP:         TCP{Enabled: true, Hook: "tracepoint", MaxPeers: 1024, RingBytes: 1 << 20},
 		Plaintext:   Plaintext{Enabled: true, CaptureBytes: maxCaptureBytes, RingBytes: 8 << 20},
@@ -387,6 +396,9 @@ func (c Config) Validate() error {
 	}
 	if c.GoHTTP.RingBytes < 4096 || c.GoHTTP.RingBytes&(c.GoHTTP.RingBytes-1) != 0 {
 		return fmt.Errorf("gohttp.ring_bytes: %d is not a power of two of at least 4096", c.GoHTTP.RingBytes)
+	}
+	if c.GoTLS.RingBytes < 4096 || c.GoTLS.RingBytes&(c.GoTLS.RingBytes-1) != 0 {
+		return fmt.Errorf("gotls.ring_bytes: %d is not a power of two of at least 4096", c.GoTLS.RingBytes)
 	}
 	if err := oneOf("tcp.hook", c.TCP.Hook, "tracepoint", "kprobe"); err != nil {
 		return err

@@ -30,6 +30,8 @@ var samples = map[string][3]string{
 	"openssl.ring_bytes":             {"8192", "16384", ""},
 	"gohttp.enabled":                 {"false", "true", ""},
 	"gohttp.ring_bytes":              {"8192", "16384", ""},
+	"gotls.enabled":                  {"false", "true", ""},
+	"gotls.ring_bytes":               {"8192", "16384", ""},
 	"symbols.cache_dir":              {"/a", "/b", "/c"},
 	"symbols.analysis_timeout":       {"1s", "2s", "3s"},
 	"tcp.enabled":                    {"false", "true", ""},

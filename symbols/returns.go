@@ -24,41 +24,65 @@ const maxFuncSize = 16 << 20
 // pclntab's line table changes, which is the start of an instruction; the
 // bytes in between are not searched. Compiled Go code decodes fully.
 func (b *GoBinary) Returns(f Func) ([]uint64, error) {
+	return b.scan(f, "returns", func(code []byte, resync func(uint64) (uint64, bool)) []uint64 {
+		if b.Arch == "arm64" {
+			return returnsARM64(code)
+		}
+		return returnsAMD64(code, resync)
+	})
+}
+
+// scan reads f's code and returns the offsets in it that find reports
+// (relative to the code), as file offsets. On amd64, resync gives find the
+// next offset known to start an instruction (see Returns).
+func (b *GoBinary) scan(f Func, what string, find func(code []byte, resync func(uint64) (uint64, bool)) []uint64) ([]uint64, error) {
 	if f.Size == 0 || f.Size > maxFuncSize {
-		return nil, fmt.Errorf("returns of %s in %s: implausible size %d", f.Name, b.Path, f.Size)
+		return nil, fmt.Errorf("%s of %s in %s: implausible size %d", what, f.Name, b.Path, f.Size)
+	}
+	if b.Arch != "amd64" && b.Arch != "arm64" {
+		return nil, fmt.Errorf("%s of %s in %s: cannot disassemble %s code", what, f.Name, b.Path, b.Arch)
 	}
 	off, err := b.fileOffset(f.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("returns of %s: %w", f.Name, err)
+		return nil, fmt.Errorf("%s of %s: %w", what, f.Name, err)
 	}
 	if off != f.Start {
-		return nil, fmt.Errorf("returns of %s in %s: file offset %#x does not match address %#x (Func from another binary?)", f.Name, b.Path, f.Start, f.Addr)
+		return nil, fmt.Errorf("%s of %s in %s: file offset %#x does not match address %#x (Func from another binary?)", what, f.Name, b.Path, f.Start, f.Addr)
 	}
 	code, err := b.readAt(f.Addr, f.Size)
 	if err != nil {
-		return nil, fmt.Errorf("returns of %s: %w", f.Name, err)
+		return nil, fmt.Errorf("%s of %s: %w", what, f.Name, err)
 	}
-	var rets []uint64
-	switch b.Arch {
-	case "amd64":
-		resync := func(i uint64) (uint64, bool) {
-			p, err := b.pclnFuncs()
-			if err != nil {
-				return 0, false
-			}
-			next, ok := p.nextLineStart(f.Addr+i, f.Addr+f.Size)
-			return next - f.Addr, ok
+	resync := func(i uint64) (uint64, bool) {
+		p, err := b.pclnFuncs()
+		if err != nil {
+			return 0, false
 		}
-		rets = returnsAMD64(code, resync)
-	case "arm64":
-		rets = returnsARM64(code)
-	default:
-		return nil, fmt.Errorf("returns of %s in %s: cannot disassemble %s code", f.Name, b.Path, b.Arch)
+		next, ok := p.nextLineStart(f.Addr+i, f.Addr+f.Size)
+		return next - f.Addr, ok
 	}
-	for i := range rets {
-		rets[i] += f.Start
+	found := find(code, resync)
+	for i := range found {
+		found[i] += f.Start
 	}
-	return rets, nil
+	return found, nil
+}
+
+// CallSites lists the file offsets of the direct calls in f to any of the
+// functions at the virtual addresses targets (CALL rel32 on amd64, BL on
+// arm64: instructions the kernel emulates under a uprobe). At such a site
+// the callee's arguments are in their registers.
+func (b *GoBinary) CallSites(f Func, targets ...uint64) ([]uint64, error) {
+	want := make(map[uint64]bool, len(targets))
+	for _, t := range targets {
+		want[t] = true
+	}
+	return b.scan(f, "calls", func(code []byte, resync func(uint64) (uint64, bool)) []uint64 {
+		if b.Arch == "arm64" {
+			return callsARM64(code, f.Addr, want)
+		}
+		return callsAMD64(code, f.Addr, want, resync)
+	})
 }
 
 // returnsAMD64 returns the offsets in code of its RET instructions. When an
@@ -71,6 +95,32 @@ func (b *GoBinary) Returns(f Func) ([]uint64, error) {
 // VEX and EVEX instructions (AVX, BMI; never a RET) are computed here.
 func returnsAMD64(code []byte, resync func(i uint64) (uint64, bool)) []uint64 {
 	var rets []uint64
+	walkAMD64(code, resync, func(i uint64, inst x86asm.Inst) {
+		if inst.Op == x86asm.RET {
+			rets = append(rets, i)
+		}
+	})
+	return rets
+}
+
+// callsAMD64 returns the offsets in code (at virtual address addr) of its
+// CALL rel32 instructions to the addresses in targets.
+func callsAMD64(code []byte, addr uint64, targets map[uint64]bool, resync func(i uint64) (uint64, bool)) []uint64 {
+	var calls []uint64
+	walkAMD64(code, resync, func(i uint64, inst x86asm.Inst) {
+		if inst.Op != x86asm.CALL {
+			return
+		}
+		if rel, ok := inst.Args[0].(x86asm.Rel); ok && targets[uint64(int64(addr+i)+int64(inst.Len)+int64(rel))] {
+			calls = append(calls, i)
+		}
+	})
+	return calls
+}
+
+// walkAMD64 decodes code and hands visit each instruction with its
+// offset; VEX and EVEX instructions are skipped.
+func walkAMD64(code []byte, resync func(i uint64) (uint64, bool), visit func(i uint64, inst x86asm.Inst)) {
 	for i := uint64(0); i < uint64(len(code)); {
 		n, isVEX := vexLength(code[i:])
 		if isVEX && n > 0 {
@@ -91,12 +141,9 @@ func returnsAMD64(code []byte, resync func(i uint64) (uint64, bool)) []uint64 {
 			i = next
 			continue
 		}
-		if inst.Op == x86asm.RET {
-			rets = append(rets, i)
-		}
+		visit(i, inst)
 		i += uint64(inst.Len)
 	}
-	return rets
 }
 
 // vexLength returns the length of the VEX- or EVEX-encoded instruction
@@ -206,4 +253,20 @@ func returnsARM64(code []byte) []uint64 {
 		}
 	}
 	return rets
+}
+
+// callsARM64 returns the offsets in code (at virtual address addr) of its
+// BL instructions to the addresses in targets.
+func callsARM64(code []byte, addr uint64, targets map[uint64]bool) []uint64 {
+	var calls []uint64
+	for i := 0; i+4 <= len(code); i += 4 {
+		inst, err := arm64asm.Decode(code[i : i+4])
+		if err != nil || inst.Op != arm64asm.BL {
+			continue
+		}
+		if rel, ok := inst.Args[0].(arm64asm.PCRel); ok && targets[uint64(int64(addr)+int64(i)+int64(rel))] {
+			calls = append(calls, uint64(i))
+		}
+	}
+	return calls
 }

@@ -47,7 +47,7 @@ const (
 var probedFuncs = []string{fnServeHTTP, fnFinishRequest, fnRoundTrip, fnH2HandlerDone, fnH2HandlerDoneGo127,
 	fnH2RoundTrip, fnH2RoundTripInner, fnH2RoundTripGo127}
 
-// maxBinaries is MAX_BINARIES in bpf/gohttp.bpf.c: distinct Go executables
+// maxBinaries is MAX_BINARIES in bpf/go.bpf.h: distinct Go executables
 // whose offsets are loaded at once.
 const maxBinaries = 256
 

@@ -1,0 +1,507 @@
+package gotls
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/periscope-apm/periscope/collectors"
+	"github.com/periscope-apm/periscope/collectors/attach"
+	"github.com/periscope-apm/periscope/collectors/loader"
+	"github.com/periscope-apm/periscope/discovery"
+	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/internal/ktime"
+	"github.com/periscope-apm/periscope/symbols"
+)
+
+// Name is the collector's name.
+const Name = "gotls"
+
+// The probed functions.
+const (
+	fnWrite   = "crypto/tls.(*Conn).Write"
+	fnRead    = "crypto/tls.(*Conn).Read"
+	fnMemmove = "runtime.memmove"
+)
+
+// handshakes are the functions net/http calls to run a connection's TLS
+// handshake (HandshakeContext is usually inlined into a call of
+// handshakeContext).
+var handshakes = []string{"crypto/tls.(*Conn).HandshakeContext", "crypto/tls.(*Conn).handshakeContext",
+	"crypto/tls.(*Conn).Handshake"}
+
+// netHTTPHandshakers are the net/http functions that run the handshake of
+// the connections net/http owns: the server's connection loop and the
+// client transport's addTLS (in a closure whose name varies by version).
+var netHTTPHandshakers = []string{"net/http.(*conn).serve", "net/http.(*persistConn).addTLS",
+	"net/http.(*persistConn).addTLS.func1", "net/http.(*persistConn).addTLS.func2",
+	"net/http.(*persistConn).addTLS.func3"}
+
+// maxBinaries is MAX_BINARIES in bpf/go.bpf.h.
+const maxBinaries = 256
+
+// Config configures the collector.
+type Config struct {
+	// PerProcess attaches to each selected process instead of once per
+	// executable for every process running it.
+	PerProcess bool
+	// RingBytes is the size of the event ring buffer (default 4 MiB).
+	RingBytes int
+	// WakeupBytes wakes the reader when this much data waits (default 512
+	// KiB); below it, records are collected every PollInterval.
+	WakeupBytes uint64
+	// PollInterval is the reader's timer (default 20ms).
+	PollInterval time.Duration
+	// Linger keeps an executable's probes a while after its last process
+	// exits (default 1m).
+	Linger time.Duration
+	// Analyzer runs and caches the analysis of executables (nil: each is
+	// analysed where it is found, and nothing is cached across runs).
+	Analyzer *symbols.Analyzer
+	// LeaveNetHTTP leaves the connections whose TLS handshake net/http
+	// runs to the gohttp collector, which reports their requests whole.
+	LeaveNetHTTP bool
+}
+
+func (c *Config) defaults() {
+	if c.RingBytes <= 0 {
+		c.RingBytes = 4 << 20
+	}
+	if c.WakeupBytes == 0 {
+		c.WakeupBytes = 512 << 10
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 20 * time.Millisecond
+	}
+	if c.Linger <= 0 {
+		c.Linger = time.Minute
+	}
+}
+
+// The programs of the probes, by name (as sites name them in the cache).
+const (
+	progWrite    = "write"
+	progRead     = "read"
+	progReadCopy = "read_copy"
+	progNetHTTP  = "nethttp"
+)
+
+// site is one probe: an instruction's file offset and its program.
+type site struct {
+	Fn     string `json:"fn"`
+	Offset uint64 `json:"offset"`
+	Prog   string `json:"prog"`
+}
+
+// plan is what the collector knows of one executable.
+type plan struct {
+	id      symbols.Identity
+	err     error
+	index   uint32
+	sites   []site
+	goVer   string
+	offsets symbols.Offsets
+	source  string
+}
+
+var errNoTLS = errors.New("does not use crypto/tls")
+
+// cacheKind names the schema of analysis in the symbol cache.
+const cacheKind = "gotls/1"
+
+// analysis is what the symbol cache keeps of an executable.
+type analysis struct {
+	Skip    string          `json:"skip,omitempty"` // "not_go" or "no_tls"
+	GoVer   string          `json:"go_version,omitempty"`
+	Sites   []site          `json:"sites,omitempty"`
+	Offsets symbols.Offsets `json:"offsets"`
+	Source  string          `json:"offsets_source,omitempty"`
+}
+
+// Collector is the Go crypto/tls collector.
+type Collector struct {
+	cfg   Config
+	sink  events.Sink
+	log   *slog.Logger
+	clock ktime.Clock
+
+	objs  gotlsObjects
+	progs loader.Programs
+	multi bool
+	set   *attach.Set
+
+	mu    sync.Mutex
+	plans map[symbols.FileID]*plan
+	next  uint32
+
+	m    *collectors.Metrics
+	recs collectors.Records
+}
+
+// New returns a collector that sends its events to sink.
+func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Registerer) *Collector {
+	cfg.defaults()
+	c := &Collector{
+		cfg:   cfg,
+		sink:  sink,
+		log:   log.With("collector", Name),
+		clock: ktime.NewClock(),
+		plans: make(map[symbols.FileID]*plan),
+	}
+	c.m = collectors.NewMetrics(Name, reg, func() string { return attach.PathName(c.multi) }, func() *ebpf.Map { return c.objs.Counters })
+	c.set = attach.NewSet(cfg.Linger, c.m.Probes)
+	c.recs = collectors.Records{Sink: sink, Clock: c.clock, Read: c.m.Read}
+	return c
+}
+
+// Name implements collectors.Collector.
+func (c *Collector) Name() string { return Name }
+
+// AttachPath implements collectors.Collector.
+func (c *Collector) AttachPath() string {
+	mode := "once per executable for all processes"
+	if c.cfg.PerProcess {
+		mode = "per selected process (kernel uprobe PID filter)"
+	}
+	links := "perf-event uprobes"
+	if c.multi {
+		links = "uprobe_multi links"
+	}
+	s := "uprobes on the stack-check branch of crypto/tls (*Conn).Write and (*Conn).Read and on Read's CALL runtime.memmove " +
+		"(no RET probes, no uretprobes), as " + links + "; " + mode
+	if c.cfg.LeaveNetHTTP {
+		s += "; net/http's connections (a uprobe on its CALLs to the handshake) left to gohttp"
+	}
+	return s
+}
+
+// Start implements collectors.Collector.
+func (c *Collector) Start(ctx context.Context) error {
+	spec, err := loadGotls()
+	if err != nil {
+		return fmt.Errorf("load gotls spec: %w", err)
+	}
+	c.multi = attach.Multi()
+	attach.PrepareSpec(spec, c.multi)
+	ringCfg := loader.Ring{Bytes: c.cfg.RingBytes, WakeupBytes: c.cfg.WakeupBytes}
+	if err := loader.Load(Name, spec, ringCfg, &c.objs, nil, c.log); err != nil {
+		return err
+	}
+	c.progs.Own(&c.objs)
+	err = c.progs.Tracepoints(c.log, loader.Tracepoint{Group: "syscalls", Name: "sys_enter_close", Prog: c.objs.GoTlsClose})
+	if err == nil {
+		err = c.progs.ProcessMarkers(c.objs.GoTlsProcessExit, c.objs.GoTlsProcessExec)
+	}
+	if err != nil {
+		c.Close()
+		return err
+	}
+	c.progs.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.decode, c.log)
+	c.log.Info("collector started", "path", c.AttachPath())
+	return nil
+}
+
+// decode hands one ring record to the sink.
+func (c *Collector) decode(raw []byte) {
+	if _, ok := c.recs.Decode(raw); !ok {
+		c.m.Read.WithLabelValues("malformed").Inc()
+	}
+}
+
+// Close implements collectors.Collector.
+func (c *Collector) Close() error { return errors.Join(c.set.Close(), c.progs.Close()) }
+
+// Wait implements collectors.Collector.
+func (c *Collector) Wait() { c.progs.Wait() }
+
+// Attachments implements collectors.Attacher.
+func (c *Collector) Attachments() []collectors.Attachment { return c.set.Attachments() }
+
+// ProcessExited implements discovery.Observer.
+func (c *Collector) ProcessExited(pid uint32, _ time.Time) { c.set.Exited(pid) }
+
+// ProcessUpdated implements discovery.Observer: a selected process whose
+// executable is a Go program with crypto/tls gets probes.
+func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mapping) {
+	if !p.Selected {
+		return
+	}
+	for _, m := range added {
+		if m.Path != p.Exe {
+			continue
+		}
+		pl := c.planFor(p, m)
+		if pl.err != nil {
+			continue
+		}
+		key := attach.Key{File: m.File}
+		if c.cfg.PerProcess {
+			key.PID = p.PID
+		}
+		began := time.Now()
+		created, err := c.set.Use(key, m.Path, p.PID, func() ([]link.Link, error) {
+			return c.attach(p.HostPath(m.Path), key.PID, pl)
+		})
+		if attach.Gone(err, key, p) {
+			continue
+		}
+		if err != nil {
+			c.m.Failed.Inc()
+			c.log.Warn("cannot attach", "exe", m.Path, "pid", p.PID, "err", err)
+			continue
+		}
+		if created {
+			probes := make([]string, 0, len(pl.sites))
+			for _, s := range pl.sites {
+				probes = append(probes, s.Fn)
+			}
+			c.log.Info("attached", "exe", m.Path, "pid", p.PID, "go", pl.goVer, "offsets", pl.source,
+				"probes", probes, "per_process", key.PID != 0, "attach", time.Since(began).Round(time.Microsecond))
+		}
+	}
+}
+
+// planFor inspects an executable once.
+func (c *Collector) planFor(p discovery.Process, m discovery.Mapping) *plan {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if pl, ok := c.plans[m.File]; ok && (pl.id == symbols.Identity{} || pl.id.Same(p.HostPath(m.Path))) {
+		return pl
+	}
+	pl := c.analyse(p.HostPath(m.Path))
+	if errors.Is(pl.err, os.ErrNotExist) {
+		return pl
+	}
+	if pl.err == nil {
+		if c.next >= maxBinaries {
+			pl.err = fmt.Errorf("more than %d Go executables", maxBinaries)
+		} else {
+			pl.index = c.next
+			c.next++
+			pl.err = c.loadOffsets(pl)
+		}
+	}
+	if pl.err != nil && !errors.Is(pl.err, symbols.ErrNotGo) && !errors.Is(pl.err, errNoTLS) {
+		c.m.Failed.Inc()
+		c.log.Warn("cannot trace Go executable", "exe", m.Path, "pid", p.PID, "err", pl.err)
+	}
+	c.plans[m.File] = pl
+	return pl
+}
+
+// analyse returns the plan of the executable at path, from the symbol
+// cache when it holds one.
+func (c *Collector) analyse(path string) *plan {
+	id, err := symbols.Identify(path)
+	if err != nil {
+		return &plan{err: err}
+	}
+	var a analysis
+	if c.cfg.Analyzer.Lookup(c.cacheKind(), id, &a) {
+		pl := a.plan()
+		pl.id = id
+		return pl
+	}
+	var pl *plan
+	err = c.cfg.Analyzer.Run(path, func() error {
+		pl = inspect(path, c.cfg.LeaveNetHTTP)
+		return pl.err
+	})
+	if errors.Is(err, symbols.ErrGaveUp) || pl == nil {
+		return &plan{id: id, err: err}
+	}
+	pl.id = id
+	if a, ok := cacheable(pl); ok {
+		if err := c.cfg.Analyzer.Store(c.cacheKind(), id, a); err != nil {
+			c.log.Debug("cannot cache the analysis", "exe", path, "err", err)
+		}
+	}
+	return pl
+}
+
+// cacheKind distinguishes plans with and without the net/http probes.
+func (c *Collector) cacheKind() string {
+	if c.cfg.LeaveNetHTTP {
+		return cacheKind + "+nethttp"
+	}
+	return cacheKind
+}
+
+func (a analysis) plan() *plan {
+	switch a.Skip {
+	case "not_go":
+		return &plan{err: fmt.Errorf("cached: %w", symbols.ErrNotGo)}
+	case "no_tls":
+		return &plan{err: errNoTLS}
+	}
+	return &plan{sites: a.Sites, goVer: a.GoVer, offsets: a.Offsets, source: a.Source + ", cached"}
+}
+
+func cacheable(pl *plan) (analysis, bool) {
+	switch {
+	case errors.Is(pl.err, symbols.ErrNotGo):
+		return analysis{Skip: "not_go"}, true
+	case errors.Is(pl.err, errNoTLS):
+		return analysis{Skip: "no_tls"}, true
+	case pl.err != nil:
+		return analysis{}, false
+	}
+	return analysis{GoVer: pl.goVer, Sites: pl.sites, Offsets: pl.offsets, Source: pl.source}, true
+}
+
+// inspect plans the probes of the Go executable at path.
+func inspect(path string, leaveNetHTTP bool) *plan {
+	b, err := symbols.GoInfo(path)
+	if err != nil {
+		return &plan{err: err}
+	}
+	defer b.Close()
+	names := append([]string{fnWrite, fnRead, fnMemmove}, handshakes...)
+	if leaveNetHTTP {
+		names = append(names, netHTTPHandshakers...)
+	}
+	if err := b.FindFuncs(names...); err != nil {
+		return &plan{err: err}
+	}
+	sites, err := tlsSites(b)
+	if err != nil {
+		return &plan{err: err}
+	}
+	pl := &plan{goVer: b.GoVersionRaw, sites: sites}
+	if leaveNetHTTP {
+		s, err := netHTTPSites(b)
+		if err != nil {
+			return &plan{err: err}
+		}
+		pl.sites = append(pl.sites, s...)
+	}
+	o, source, err := b.OffsetsWithSource()
+	if err != nil {
+		return &plan{err: err}
+	}
+	for name, off := range map[string]int64{"crypto/tls.Conn.conn": o.TLSConnConn, "net.TCPConn.conn": o.TCPConnConn,
+		"net.conn.fd": o.NetConnFD, "net.netFD.pfd": o.NetFDPFD, "internal/poll.FD.Sysfd": o.PollFDSysfd} {
+		if off == symbols.Absent {
+			return &plan{err: fmt.Errorf("no offset for %s", name)}
+		}
+	}
+	pl.offsets, pl.source = o, string(source)
+	return pl
+}
+
+// tlsSites are the probes on Write's and Read's entries and on Read's
+// copy of the plaintext.
+func tlsSites(b *symbols.GoBinary) ([]site, error) {
+	var sites []site
+	for _, fn := range []struct{ name, prog string }{{fnWrite, progWrite}, {fnRead, progRead}} {
+		f, err := b.Func(fn.name)
+		if errors.Is(err, symbols.ErrNoFunc) {
+			return nil, errNoTLS
+		}
+		if err != nil {
+			return nil, err
+		}
+		off, err := b.EntryProbe(f)
+		if err != nil {
+			return nil, err
+		}
+		sites = append(sites, site{Fn: fn.name, Offset: off, Prog: fn.prog})
+	}
+	read, _ := b.Func(fnRead)
+	memmove, err := b.Func(fnMemmove)
+	if err != nil {
+		return nil, err
+	}
+	copies, err := b.CallSites(read, memmove.Addr)
+	if err != nil {
+		return nil, err
+	}
+	if len(copies) != 1 {
+		// One copy of the decrypted record into the caller's buffer in
+		// every Go release seen (1.17 to 1.27); anything else is a Read
+		// this collector does not understand.
+		return nil, fmt.Errorf("%s: %d calls of %s, want 1", fnRead, len(copies), fnMemmove)
+	}
+	return append(sites, site{Fn: fnRead + " CALL " + fnMemmove, Offset: copies[0], Prog: progReadCopy}), nil
+}
+
+// netHTTPSites are the probes on net/http's calls to the TLS handshake.
+func netHTTPSites(b *symbols.GoBinary) ([]site, error) {
+	var targets []uint64
+	for _, name := range handshakes {
+		if f, err := b.Func(name); err == nil {
+			targets = append(targets, f.Addr)
+		}
+	}
+	var sites []site
+	for _, name := range netHTTPHandshakers {
+		f, err := b.Func(name)
+		if errors.Is(err, symbols.ErrNoFunc) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		calls, err := b.CallSites(f, targets...)
+		if err != nil {
+			return nil, err
+		}
+		for _, off := range calls {
+			sites = append(sites, site{Fn: name + " CALL handshake", Offset: off, Prog: progNetHTTP})
+		}
+	}
+	return sites, nil
+}
+
+// loadOffsets stores the plan's field offsets at its index in the kernel.
+func (c *Collector) loadOffsets(pl *plan) error {
+	if c.objs.Offsets == nil {
+		return errors.New("collector not started")
+	}
+	o := pl.offsets
+	v := gotlsGoOffsets{
+		TlsConnConn: o.TLSConnConn,
+		TcpConnConn: o.TCPConnConn,
+		NetConnFd:   o.NetConnFD,
+		NetfdPfd:    o.NetFDPFD,
+		PollfdSysfd: o.PollFDSysfd,
+	}
+	if err := c.objs.Offsets.Put(pl.index, &v); err != nil {
+		return fmt.Errorf("store offsets: %w", err)
+	}
+	return nil
+}
+
+func (c *Collector) program(name string) *ebpf.Program {
+	switch name {
+	case progWrite:
+		return c.objs.GoTlsWrite
+	case progRead:
+		return c.objs.GoTlsRead
+	case progReadCopy:
+		return c.objs.GoTlsReadCopy
+	case progNetHTTP:
+		return c.objs.GoTlsNethttp
+	}
+	return nil
+}
+
+func (c *Collector) attach(hostPath string, pid uint32, pl *plan) ([]link.Link, error) {
+	probes := make([]attach.Probe, 0, len(pl.sites))
+	for _, s := range pl.sites {
+		prog := c.program(s.Prog)
+		if prog == nil {
+			return nil, fmt.Errorf("%s: no program %q", s.Fn, s.Prog)
+		}
+		probes = append(probes, attach.Probe{Name: s.Fn, Offset: s.Offset, Prog: prog, Cookie: uint64(pl.index)})
+	}
+	return attach.Uprobes(hostPath, pid, probes, c.multi)
+}
