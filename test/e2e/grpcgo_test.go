@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/periscope-apm/periscope/test/e2e/harness"
+)
+
+// buildGRPCGo builds testdata/grpcgo (grpc-go, a module of its own so that
+// the agent's module does not depend on it) into dir.
+func buildGRPCGo(t *testing.T, dir string) string {
+	t.Helper()
+	out := filepath.Join(dir, "grpcgo")
+	cmd := exec.Command(harness.GoTool(t), "build", "-o", out, ".")
+	cmd.Dir = testdataPath(t, "grpcgo")
+	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false", "GOTOOLCHAIN=local")
+	start := time.Now()
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build grpcgo: %v\n%s", err, b)
+	}
+	t.Logf("built grpcgo in %v", time.Since(start).Round(time.Millisecond))
+	return out
+}
+
+// startGRPCGo starts a grpcgo server, over TLS when tls is set, and returns
+// it, its port and the CA file that signed its certificate ("" without TLS).
+func startGRPCGo(t *testing.T, bin string, tls bool) (*proc, int, string) {
+	t.Helper()
+	args := []string{"-mode", "server"}
+	var ca string
+	if tls {
+		var cert, key string
+		cert, key, ca = harness.GenerateCert(t, filepath.Join(t.TempDir(), "tls"))
+		args = append(args, "-cert", cert, "-key", key)
+	}
+	srv := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-go-server"}, bin, args...)
+	port, err := strconv.Atoi(srv.expect("listening", 30*time.Second))
+	if err != nil {
+		t.Fatalf("bad port from the server: %v", err)
+	}
+	return srv, port, ca
+}
+
+// TestGoGRPC: a grpc-go server and client (grpc-go's own HTTP/2 on
+// crypto/tls, or on plain TCP: neither goes through net/http), over TLS
+// (the gotls collector) and plaintext h2c (the sockets collector): 6 unary
+// calls, one failing with NOT_FOUND, and one call of each streaming kind
+// give exactly 10 SERVER and 10 CLIENT spans with the right method, status
+// and message counts, each server span the child of its client span.
+func TestGoGRPC(t *testing.T) {
+	bin := buildGRPCGo(t, t.TempDir())
+	for _, tc := range []struct {
+		name string
+		tls  bool
+	}{{"tls", true}, {"h2c", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startAgent(t)
+			srv, port, ca := startGRPCGo(t, bin, tc.tls)
+			e.instrumented(t, srv.PID)
+			const unary = 6
+			args := []string{"-mode", "client", "-port", strconv.Itoa(port), "-n", strconv.Itoa(unary)}
+			if ca != "" {
+				args = append(args, "-ca", ca)
+			}
+			cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-go-client"}, bin, args...)
+			checkEchoCalls(t, e, srv, cli, port, unary)
+		})
+	}
+}
+
+// TestNodeGRPCClientGoServer: a Node @grpc/grpc-js client (OpenSSL in
+// /usr/bin/node) against the grpc-go server over TLS (crypto/tls): 10
+// CLIENT spans for node, 10 SERVER spans for Go, linked.
+func TestNodeGRPCClientGoServer(t *testing.T) {
+	bin := buildGRPCGo(t, t.TempDir())
+	e := startAgent(t)
+	srv, port, ca := startGRPCGo(t, bin, true)
+	e.instrumented(t, srv.PID)
+	node := harness.LookTool(t, "node")
+	nodeModules := harness.ToolBinary(t, "grpc-js")
+	const unary = 6
+	cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-node-client"}, node, testdataPath(t, "grpc_client.js"), nodeModules, strconv.Itoa(port), ca, strconv.Itoa(unary))
+	cli.expect("ready", 30*time.Second)
+	e.instrumented(t, cli.PID)
+	cli.send("go")
+	checkEchoCalls(t, e, srv, cli, port, unary)
+}

@@ -1,0 +1,271 @@
+// Command grpcgo is the grpc-go program of the end-to-end tests and of the
+// gRPC bench: service test.Echo with raw-bytes messages (no generated code),
+// as testdata/grpc_server.py defines it, over TLS (-cert/-key, -ca) or
+// plaintext (h2c).
+//
+//	grpcgo -mode server [-cert C -key K]      prints "listening PORT", stops at EOF on stdin
+//	grpcgo -mode client -port P [-ca CA] -n N N Echo, one Get (NOT_FOUND), List (3 answers),
+//	                                          Sum (4 requests), Chat (2 each way); prints "done CALLS"
+//	grpcgo -mode load -port P [-ca CA] -conc C -dur D
+//	                                          unary Echo calls from C goroutines on one
+//	                                          connection for D; prints "calls N"
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// rawCodec passes messages as they are (*[]byte).
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return *(v.(*[]byte)), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*(v.(*[]byte)) = append([]byte(nil), data...)
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }
+
+func unary(f func([]byte) ([]byte, error)) func(any, context.Context, func(any) error, grpc.UnaryServerInterceptor) (any, error) {
+	return func(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+		var req []byte
+		if err := dec(&req); err != nil {
+			return nil, err
+		}
+		resp, err := f(req)
+		if err != nil {
+			return nil, err
+		}
+		return &resp, nil
+	}
+}
+
+func list(_ any, s grpc.ServerStream) error {
+	var req []byte
+	if err := s.RecvMsg(&req); err != nil {
+		return err
+	}
+	for i := range 3 {
+		m := []byte{byte(i), byte(i), byte(i), byte(i), byte(i), byte(i), byte(i), byte(i)}
+		if err := s.SendMsg(&m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sum(_ any, s grpc.ServerStream) error {
+	n := 0
+	for {
+		var m []byte
+		err := s.RecvMsg(&m)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		n++
+	}
+	resp := []byte{byte(n)}
+	return s.SendMsg(&resp)
+}
+
+func chat(_ any, s grpc.ServerStream) error {
+	for {
+		var m []byte
+		err := s.RecvMsg(&m)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.SendMsg(&m); err != nil {
+			return err
+		}
+	}
+}
+
+var service = grpc.ServiceDesc{
+	ServiceName: "test.Echo",
+	HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{
+		{MethodName: "Echo", Handler: unary(func(b []byte) ([]byte, error) { return b, nil })},
+		{MethodName: "Get", Handler: unary(func([]byte) ([]byte, error) {
+			return nil, status.Error(codes.NotFound, "no such key: secret-key-42")
+		})},
+	},
+	Streams: []grpc.StreamDesc{
+		{StreamName: "List", ServerStreams: true, Handler: list},
+		{StreamName: "Sum", ClientStreams: true, Handler: sum},
+		{StreamName: "Chat", ServerStreams: true, ClientStreams: true, Handler: chat},
+	},
+}
+
+func main() {
+	mode := flag.String("mode", "server", "server, client or load")
+	cert := flag.String("cert", "", "server certificate (none: plaintext)")
+	key := flag.String("key", "", "server key")
+	ca := flag.String("ca", "", "CA of the server's certificate (none: plaintext)")
+	port := flag.Int("port", 0, "server port (client, load)")
+	n := flag.Int("n", 6, "unary Echo calls (client)")
+	conc := flag.Int("conc", 16, "concurrent callers (load)")
+	dur := flag.Duration("dur", 5*time.Second, "duration (load)")
+	flag.Parse()
+	switch *mode {
+	case "server":
+		serve(*cert, *key)
+	case "client":
+		cc := dial(*port, *ca)
+		fmt.Println("done", calls(cc, *n))
+	case "load":
+		fmt.Println("calls", load(dial(*port, *ca), *conc, *dur))
+	default:
+		log.Fatalf("unknown mode %q", *mode)
+	}
+}
+
+func serve(cert, key string) {
+	opts := []grpc.ServerOption{grpc.ForceServerCodec(rawCodec{})}
+	if cert != "" {
+		creds, err := credentials.NewServerTLSFromFile(cert, key)
+		if err != nil {
+			log.Fatal(err)
+		}
+		opts = append(opts, grpc.Creds(creds))
+	}
+	s := grpc.NewServer(opts...)
+	s.RegisterService(&service, struct{}{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	go func() {
+		if err := s.Serve(ln); err != nil {
+			log.Fatal(err)
+		}
+	}()
+	fmt.Println("listening", ln.Addr().(*net.TCPAddr).Port)
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	s.Stop()
+}
+
+func dial(port int, ca string) *grpc.ClientConn {
+	creds := insecure.NewCredentials()
+	if ca != "" {
+		var err error
+		if creds, err = credentials.NewClientTLSFromFile(ca, "localhost"); err != nil {
+			log.Fatal(err)
+		}
+	}
+	cc, err := grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", port), grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
+	if err != nil {
+		log.Fatal(err)
+	}
+	return cc
+}
+
+// calls makes grpc_client.py's calls and returns how many it made.
+func calls(cc *grpc.ClientConn, n int) int {
+	ctx := context.Background()
+	made := 0
+	for i := range n {
+		req, resp := []byte(fmt.Sprintf("hello %d", i)), []byte(nil)
+		if err := cc.Invoke(ctx, "/test.Echo/Echo", &req, &resp); err != nil || string(resp) != string(req) {
+			log.Fatalf("Echo: %v %q", err, resp)
+		}
+		made++
+	}
+	req, resp := []byte("secret-key-42"), []byte(nil)
+	if err := cc.Invoke(ctx, "/test.Echo/Get", &req, &resp); status.Code(err) != codes.NotFound {
+		log.Fatalf("Get: %v", err)
+	}
+	made++
+	if got := stream(ctx, cc, "List", 1, true, false); got != 3 {
+		log.Fatalf("List: %d answers", got)
+	}
+	made++
+	if got := stream(ctx, cc, "Sum", 4, false, true); got != 1 {
+		log.Fatalf("Sum: %d answers", got)
+	}
+	made++
+	if got := stream(ctx, cc, "Chat", 2, true, true); got != 2 {
+		log.Fatalf("Chat: %d answers", got)
+	}
+	made++
+	cc.Close()
+	return made
+}
+
+// stream sends sends messages on a new stream of method, closes its side
+// and returns how many answers came.
+func stream(ctx context.Context, cc *grpc.ClientConn, method string, sends int, serverStreams, clientStreams bool) int {
+	s, err := cc.NewStream(ctx, &grpc.StreamDesc{ServerStreams: serverStreams, ClientStreams: clientStreams}, "/test.Echo/"+method)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for i := range sends {
+		m := []byte{'a' + byte(i)}
+		if err := s.SendMsg(&m); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if err := s.CloseSend(); err != nil {
+		log.Fatal(err)
+	}
+	got := 0
+	for {
+		var m []byte
+		err := s.RecvMsg(&m)
+		if errors.Is(err, io.EOF) {
+			return got
+		}
+		if err != nil {
+			log.Fatalf("%s: %v", method, err)
+		}
+		got++
+	}
+}
+
+// load makes unary Echo calls from conc goroutines for d and returns how
+// many succeeded; a failed call is fatal.
+func load(cc *grpc.ClientConn, conc int, d time.Duration) int64 {
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	end := time.Now().Add(d)
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := []byte("ping")
+			for time.Now().Before(end) {
+				var resp []byte
+				if err := cc.Invoke(context.Background(), "/test.Echo/Echo", &req, &resp); err != nil {
+					log.Fatalf("Echo: %v", err)
+				}
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	cc.Close()
+	return n.Load()
+}
