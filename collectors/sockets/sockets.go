@@ -109,7 +109,7 @@ func (c *Collector) AttachPath() string {
 		mode = "selected processes"
 	}
 	return "tracepoints syscalls:sys_{enter,exit}_{read,write,readv,writev,recvfrom,sendto,recvmsg,sendmsg,sendfile64}, " +
-		"close/dup2/dup3/socket/accept(4)/dup; TCP sockets classified in the kernel, HTTP/1.x copied; " + mode
+		"close/dup2/dup3/socket/accept(4)/dup; TCP sockets classified in the kernel, HTTP/1.x and HTTP/2 (h2c: the connection preface) copied; " + mode
 }
 
 // Start implements collectors.Collector.
@@ -120,7 +120,7 @@ func (c *Collector) Start(ctx context.Context) error {
 	}
 	consts := map[string]any{
 		"capture_bytes":   uint32(c.cfg.CaptureBytes),
-		"parsed_protos":   uint32(1) << socketsProtoPROTO_HTTP1,
+		"parsed_protos":   uint32(1)<<socketsProtoPROTO_HTTP1 | uint32(1)<<socketsProtoPROTO_HTTP2,
 		"filter_selected": boolByte(c.cfg.PerProcess),
 	}
 	for name, v := range consts {
