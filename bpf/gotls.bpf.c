@@ -21,12 +21,12 @@
  * conn.fd -> netFD.pfd.Sysfd; the bytes are keyed by the *tls.Conn and
  * bound to that descriptor, whose close ends the connection.
  *
- * One request, one span: connections whose TLS handshake net/http code
- * runs (the server's (*conn).serve, the client's addTLS) are the gohttp
- * collector's, which reports their requests whole. A probe on each direct
- * call to the handshake inside those functions (receiver in RAX, emulated,
- * one hit per connection) marks the connection, and its bytes are never
- * copied.
+ * One request, one span: connections net/http serves or dials are the
+ * gohttp collector's, which reports their requests whole; their bytes are
+ * never copied. One emulated hit per connection marks them: the server's
+ * on the stack-check branch of net/http.(*conn).serve (its c.rwc, a
+ * *tls.Conn when the server speaks TLS), the client's on the direct call
+ * to the handshake in (*persistConn).addTLS (receiver in RAX).
  */
 #include "common.bpf.h"
 #include "sock.bpf.h"
@@ -51,6 +51,10 @@ struct conn_key {
 
 /* conn_state.flags */
 #define CONN_NETHTTP 1 /* net/http's: the gohttp collector reports it */
+
+/* conn_state.fd of a connection marked by net/http's server before its
+ * socket was looked up */
+#define FD_UNKNOWN -2
 
 struct conn_state {
 	__s32 fd;
@@ -131,6 +135,13 @@ static __always_inline struct conn_state *state(struct pt_regs *ctx, __u64 c)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct conn_key k = {.conn = c, .tgid = tgid};
 	struct conn_state *st = bpf_map_lookup_elem(&conns, &k);
+	if (st && st->fd == FD_UNKNOWN) {
+		/* Marked by net/http's server: c is a *tls.Conn, whose socket
+		 * can be read now. */
+		__u32 flags = st->flags;
+		remember(tgid, c, tls_fd(offsets_of(ctx), c), flags);
+		return bpf_map_lookup_elem(&conns, &k);
+	}
 	if (st)
 		return st;
 	__s32 fd = tls_fd(offsets_of(ctx), c);
@@ -215,14 +226,31 @@ int go_tls_read_copy(struct pt_regs *ctx)
 	return 0;
 }
 
-/* A call to the TLS handshake from net/http: the *tls.Conn (receiver, in
- * the first argument register) is net/http's. */
+/* A call to the TLS handshake from net/http's client: the *tls.Conn
+ * (receiver, in the first argument register) is net/http's. */
 SEC("uprobe/go_tls_nethttp")
 int go_tls_nethttp(struct pt_regs *ctx)
 {
 	__u64 c = GO_ARG1(ctx);
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	remember(tgid, c, tls_fd(offsets_of(ctx), c), CONN_NETHTTP);
+	return 0;
+}
+
+/* net/http.(*conn).serve(c): c.rwc is net/http's server connection, a
+ * *tls.Conn when it speaks TLS (else a *net.TCPConn, which the TLS probes
+ * never see). Go 1.27 runs the handshake through an interface call, whose
+ * probe would be single-stepped: the connection is marked here instead,
+ * its socket read when its first bytes come. */
+SEC("uprobe/go_tls_nethttp_serve")
+int go_tls_nethttp_serve(struct pt_regs *ctx)
+{
+	struct go_offsets *o = offsets_of(ctx);
+	if (!o || o->conn_rwc < 0)
+		return 0;
+	__u64 c = read_ptr(GO_ARG1(ctx), o->conn_rwc + 8);
+	if (c)
+		remember(bpf_get_current_pid_tgid() >> 32, c, FD_UNKNOWN, CONN_NETHTTP);
 	return 0;
 }
 

@@ -38,10 +38,14 @@ const (
 var handshakes = []string{"crypto/tls.(*Conn).HandshakeContext", "crypto/tls.(*Conn).handshakeContext",
 	"crypto/tls.(*Conn).Handshake"}
 
+// fnServe is net/http's server connection loop: its entry marks the
+// connection.
+const fnServe = "net/http.(*conn).serve"
+
 // netHTTPHandshakers are the net/http functions that run the handshake of
-// the connections net/http owns: the server's connection loop and the
-// client transport's addTLS (in a closure whose name varies by version).
-var netHTTPHandshakers = []string{"net/http.(*conn).serve", "net/http.(*persistConn).addTLS",
+// the client connections net/http owns: the transport's addTLS (in a
+// closure whose name varies by version).
+var netHTTPHandshakers = []string{"net/http.(*persistConn).addTLS",
 	"net/http.(*persistConn).addTLS.func1", "net/http.(*persistConn).addTLS.func2",
 	"net/http.(*persistConn).addTLS.func3"}
 
@@ -92,6 +96,7 @@ const (
 	progRead     = "read"
 	progReadCopy = "read_copy"
 	progNetHTTP  = "nethttp"
+	progServe    = "nethttp_serve"
 )
 
 // site is one probe: an instruction's file offset and its program.
@@ -115,7 +120,7 @@ type plan struct {
 var errNoTLS = errors.New("does not use crypto/tls")
 
 // cacheKind names the schema of analysis in the symbol cache.
-const cacheKind = "gotls/1"
+const cacheKind = "gotls/2"
 
 // analysis is what the symbol cache keeps of an executable.
 type analysis struct {
@@ -178,7 +183,7 @@ func (c *Collector) AttachPath() string {
 	s := "uprobes on the stack-check branch of crypto/tls (*Conn).Write and (*Conn).Read and on Read's CALL runtime.memmove " +
 		"(no RET probes, no uretprobes), as " + links + "; " + mode
 	if c.cfg.LeaveNetHTTP {
-		s += "; net/http's connections (a uprobe on its CALLs to the handshake) left to gohttp"
+		s += "; net/http's connections (uprobes on the entry of (*conn).serve and on addTLS's CALL of the handshake) left to gohttp"
 	}
 	return s
 }
@@ -366,7 +371,7 @@ func inspect(path string, leaveNetHTTP bool) *plan {
 	defer b.Close()
 	names := append([]string{fnWrite, fnRead, fnMemmove}, handshakes...)
 	if leaveNetHTTP {
-		names = append(names, netHTTPHandshakers...)
+		names = append(append(names, fnServe), netHTTPHandshakers...)
 	}
 	if err := b.FindFuncs(names...); err != nil {
 		return &plan{err: err}
@@ -433,15 +438,26 @@ func tlsSites(b *symbols.GoBinary) ([]site, error) {
 	return append(sites, site{Fn: fnRead + " CALL " + fnMemmove, Offset: copies[0], Prog: progReadCopy}), nil
 }
 
-// netHTTPSites are the probes on net/http's calls to the TLS handshake.
+// netHTTPSites are the probes that mark net/http's connections: the entry
+// of the server's connection loop and the client's calls to the TLS
+// handshake.
 func netHTTPSites(b *symbols.GoBinary) ([]site, error) {
+	var sites []site
+	if f, err := b.Func(fnServe); err == nil {
+		off, err := b.EntryProbe(f)
+		if err != nil {
+			return nil, err
+		}
+		sites = append(sites, site{Fn: fnServe, Offset: off, Prog: progServe})
+	} else if !errors.Is(err, symbols.ErrNoFunc) {
+		return nil, err
+	}
 	var targets []uint64
 	for _, name := range handshakes {
 		if f, err := b.Func(name); err == nil {
 			targets = append(targets, f.Addr)
 		}
 	}
-	var sites []site
 	for _, name := range netHTTPHandshakers {
 		f, err := b.Func(name)
 		if errors.Is(err, symbols.ErrNoFunc) {
@@ -473,6 +489,7 @@ func (c *Collector) loadOffsets(pl *plan) error {
 		NetConnFd:   o.NetConnFD,
 		NetfdPfd:    o.NetFDPFD,
 		PollfdSysfd: o.PollFDSysfd,
+		ConnRwc:     o.ConnRWC,
 	}
 	if err := c.objs.Offsets.Put(pl.index, &v); err != nil {
 		return fmt.Errorf("store offsets: %w", err)
@@ -490,6 +507,8 @@ func (c *Collector) program(name string) *ebpf.Program {
 		return c.objs.GoTlsReadCopy
 	case progNetHTTP:
 		return c.objs.GoTlsNethttp
+	case progServe:
+		return c.objs.GoTlsNethttpServe
 	}
 	return nil
 }

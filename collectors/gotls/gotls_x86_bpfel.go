@@ -128,24 +128,25 @@ type gotlsGoOffsets struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	gotlsMapConns             = "conns"
-	gotlsMapCounters          = "counters"
-	gotlsMapEvents            = "events"
-	gotlsMapFdConn            = "fd_conn"
-	gotlsMapOffsets           = "offsets"
-	gotlsMapReads             = "reads"
-	gotlsMapScratch           = "scratch"
-	gotlsMapTlsProcs          = "tls_procs"
-	gotlsProgGoTlsClose       = "go_tls_close"
-	gotlsProgGoTlsNethttp     = "go_tls_nethttp"
-	gotlsProgGoTlsProcessExec = "go_tls_process_exec"
-	gotlsProgGoTlsProcessExit = "go_tls_process_exit"
-	gotlsProgGoTlsRead        = "go_tls_read"
-	gotlsProgGoTlsReadCopy    = "go_tls_read_copy"
-	gotlsProgGoTlsWrite       = "go_tls_write"
-	gotlsVarUnusedGoOffsets   = "unused_go_offsets"
-	gotlsVarUnusedProcEvent   = "unused_proc_event"
-	gotlsVarWakeupBytes       = "wakeup_bytes"
+	gotlsMapConns              = "conns"
+	gotlsMapCounters           = "counters"
+	gotlsMapEvents             = "events"
+	gotlsMapFdConn             = "fd_conn"
+	gotlsMapOffsets            = "offsets"
+	gotlsMapReads              = "reads"
+	gotlsMapScratch            = "scratch"
+	gotlsMapTlsProcs           = "tls_procs"
+	gotlsProgGoTlsClose        = "go_tls_close"
+	gotlsProgGoTlsNethttp      = "go_tls_nethttp"
+	gotlsProgGoTlsNethttpServe = "go_tls_nethttp_serve"
+	gotlsProgGoTlsProcessExec  = "go_tls_process_exec"
+	gotlsProgGoTlsProcessExit  = "go_tls_process_exit"
+	gotlsProgGoTlsRead         = "go_tls_read"
+	gotlsProgGoTlsReadCopy     = "go_tls_read_copy"
+	gotlsProgGoTlsWrite        = "go_tls_write"
+	gotlsVarUnusedGoOffsets    = "unused_go_offsets"
+	gotlsVarUnusedProcEvent    = "unused_proc_event"
+	gotlsVarWakeupBytes        = "wakeup_bytes"
 )
 
 // loadGotls returns the embedded CollectionSpec for gotls.
@@ -190,13 +191,14 @@ type gotlsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gotlsProgramSpecs struct {
-	GoTlsClose       *ebpf.ProgramSpec `ebpf:"go_tls_close"`
-	GoTlsNethttp     *ebpf.ProgramSpec `ebpf:"go_tls_nethttp"`
-	GoTlsProcessExec *ebpf.ProgramSpec `ebpf:"go_tls_process_exec"`
-	GoTlsProcessExit *ebpf.ProgramSpec `ebpf:"go_tls_process_exit"`
-	GoTlsRead        *ebpf.ProgramSpec `ebpf:"go_tls_read"`
-	GoTlsReadCopy    *ebpf.ProgramSpec `ebpf:"go_tls_read_copy"`
-	GoTlsWrite       *ebpf.ProgramSpec `ebpf:"go_tls_write"`
+	GoTlsClose        *ebpf.ProgramSpec `ebpf:"go_tls_close"`
+	GoTlsNethttp      *ebpf.ProgramSpec `ebpf:"go_tls_nethttp"`
+	GoTlsNethttpServe *ebpf.ProgramSpec `ebpf:"go_tls_nethttp_serve"`
+	GoTlsProcessExec  *ebpf.ProgramSpec `ebpf:"go_tls_process_exec"`
+	GoTlsProcessExit  *ebpf.ProgramSpec `ebpf:"go_tls_process_exit"`
+	GoTlsRead         *ebpf.ProgramSpec `ebpf:"go_tls_read"`
+	GoTlsReadCopy     *ebpf.ProgramSpec `ebpf:"go_tls_read_copy"`
+	GoTlsWrite        *ebpf.ProgramSpec `ebpf:"go_tls_write"`
 }
 
 // gotlsMapSpecs contains maps before they are loaded into the kernel.
@@ -278,19 +280,21 @@ type gotlsVariables struct {
 //
 // It can be passed to loadGotlsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gotlsPrograms struct {
-	GoTlsClose       *ebpf.Program `ebpf:"go_tls_close"`
-	GoTlsNethttp     *ebpf.Program `ebpf:"go_tls_nethttp"`
-	GoTlsProcessExec *ebpf.Program `ebpf:"go_tls_process_exec"`
-	GoTlsProcessExit *ebpf.Program `ebpf:"go_tls_process_exit"`
-	GoTlsRead        *ebpf.Program `ebpf:"go_tls_read"`
-	GoTlsReadCopy    *ebpf.Program `ebpf:"go_tls_read_copy"`
-	GoTlsWrite       *ebpf.Program `ebpf:"go_tls_write"`
+	GoTlsClose        *ebpf.Program `ebpf:"go_tls_close"`
+	GoTlsNethttp      *ebpf.Program `ebpf:"go_tls_nethttp"`
+	GoTlsNethttpServe *ebpf.Program `ebpf:"go_tls_nethttp_serve"`
+	GoTlsProcessExec  *ebpf.Program `ebpf:"go_tls_process_exec"`
+	GoTlsProcessExit  *ebpf.Program `ebpf:"go_tls_process_exit"`
+	GoTlsRead         *ebpf.Program `ebpf:"go_tls_read"`
+	GoTlsReadCopy     *ebpf.Program `ebpf:"go_tls_read_copy"`
+	GoTlsWrite        *ebpf.Program `ebpf:"go_tls_write"`
 }
 
 func (p *gotlsPrograms) Close() error {
 	return _GotlsClose(
 		p.GoTlsClose,
 		p.GoTlsNethttp,
+		p.GoTlsNethttpServe,
 		p.GoTlsProcessExec,
 		p.GoTlsProcessExit,
 		p.GoTlsRead,
