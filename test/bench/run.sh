@@ -48,6 +48,10 @@
 #                   order, spans and ring drops at saturation; and in each round
 #                   what a process that is not HTTP pays per syscall (dd bs=1 to
 #                   /dev/null, dd | dd through a pipe): test/bench/results-plain.md
+#   MODE=grpc       a grpc-go server over TLS (test/e2e/testdata/grpcgo) under unary
+#                   calls from CONNECTIONS goroutines on one connection, no agent vs
+#                   the agent in ABBA order: calls/s, spans / calls, agent CPU per
+#                   span, uprobe hits per call: test/bench/results-grpc.md
 #   KEEP=1          keep the scratch directory (agent and nginx logs)
 set -euo pipefail
 
@@ -123,6 +127,15 @@ case " $MODES " in
 	;;
 esac
 
+case " $MODES " in
+*" grpc "*)
+	log "building the gRPC benchmark target (test/e2e/testdata/grpcgo)"
+	(cd test/e2e/testdata/grpcgo &&
+		GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -o "$WORK/grpcgo" .) ||
+		die "test/e2e/testdata/grpcgo does not build"
+	;;
+esac
+
 HELM=""
 case " $MODES " in
 *" memory "*)
@@ -152,12 +165,14 @@ run_driver() { # MODE
 	[ "$mode" = memory ] && out="${OUT:-test/bench/results-memory.md}"
 	[ "$mode" = procmetrics ] && out="${OUT:-test/bench/results-procmetrics.md}"
 	[ "$mode" = plain ] && out="${OUT:-test/bench/results-plain.md}"
+	[ "$mode" = grpc ] && out="${OUT:-test/bench/results-grpc.md}"
 	"$WORK/benchtool" \
 		-agent "$AGENT" \
 		-work "$WORK" \
 		-callloop "$WORK/callloop" \
 		-goapp "$WORK/goapp" \
 		-helm "$HELM" \
+		-grpcgo "$WORK/grpcgo" \
 		-copies "${COPIES:-20}" \
 		-out "$out" \
 		-mode "$mode" \
