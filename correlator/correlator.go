@@ -511,7 +511,7 @@ func (c *Correlator) finish(x *exchange, end time.Time, reason string) {
 	// process exited before /proc could be read, or was last read before
 	// an exec, and the exec event that names it travels in discovery's
 	// ring, which may be read after this one.
-	if c.cfg.BindGrace > 0 && (!cn.bound || c.unnamed(cn.ps)) {
+	if c.cfg.BindGrace > 0 && (!cn.bound || c.unnamed(cn.ps) || awaitsPeer(x)) {
 		if len(cn.held) >= maxPendingPerConn {
 			h := cn.held[0]
 			cn.held = cn.held[1:]
@@ -522,6 +522,42 @@ func (c *Correlator) finish(x *exchange, end time.Time, reason string) {
 		return
 	}
 	c.export(x, end, reason)
+}
+
+// awaitsPeer reports whether server exchange x, finished without a parent,
+// may still get one from the client end of its connection traced on this
+// node: a peer on the same host whose bytes come through another
+// collector's ring (node's OpenSSL calling a Go server over crypto/tls)
+// can be read after the server's. Its span is held (Config.BindGrace)
+// until linkByTuple pairs it.
+func awaitsPeer(x *exchange) bool {
+	cn := x.conn
+	if cn.role != roleServer || x.peer != nil || x.parent != nil || x.hasRemote || !validTuple(cn.tuple) {
+		return false
+	}
+	remote := cn.tuple.Remote.Addr().Unmap()
+	return remote.IsLoopback() || remote == cn.tuple.Local.Addr().Unmap()
+}
+
+// releasePeered exports the held spans of server connection sv that have
+// found their client end.
+func (c *Correlator) releasePeered(sv *conn) {
+	if len(sv.held) == 0 || c.unnamed(sv.ps) || !sv.bound {
+		return
+	}
+	kept := sv.held[:0]
+	for _, h := range sv.held {
+		if h.x.peer != nil {
+			c.export(h.x, h.end, h.reason)
+		} else {
+			kept = append(kept, h)
+		}
+	}
+	clear(sv.held[len(kept):])
+	sv.held = kept
+	if len(kept) == 0 {
+		delete(c.holding, sv)
+	}
 }
 
 // enterThread records that server exchange x is in flight on its thread.
@@ -636,8 +672,10 @@ func (c *Correlator) linkByTuple(cn *conn) {
 	switch {
 	case cn.role == roleServer && other.role == roleClient:
 		pair(other, cn)
+		c.releasePeered(cn)
 	case cn.role == roleClient && other.role == roleServer:
 		pair(cn, other)
+		c.releasePeered(other)
 	}
 }
 

@@ -224,6 +224,12 @@ func dribble(t *testing.T, port int, first, rest string) {
 // (the OpenSSL collector, which attaches to the same programs, may be first).
 func goInstrumented(t *testing.T, e *env, pids ...int) {
 	t.Helper()
+	probedBy(t, e, "gohttp", pids...)
+}
+
+// probedBy waits until collector has probes on every pid.
+func probedBy(t *testing.T, e *env, collector string, pids ...int) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for _, pid := range pids {
 		for {
@@ -231,7 +237,7 @@ func goInstrumented(t *testing.T, e *env, pids ...int) {
 			st, err := e.agent.Status(ctx)
 			cancel()
 			if err == nil && slices.ContainsFunc(st.Processes, func(p harness.AgentProcess) bool {
-				return p.PID == pid && slices.Contains(p.Collectors, "gohttp")
+				return p.PID == pid && slices.Contains(p.Collectors, collector)
 			}) {
 				break
 			}
@@ -240,7 +246,7 @@ func goInstrumented(t *testing.T, e *env, pids ...int) {
 				if err == nil {
 					seen = st.Processes
 				}
-				t.Fatalf("pid %d has no Go probes (status error %v; processes with probes: %+v)", pid, err, seen)
+				t.Fatalf("pid %d has no %s probes (status error %v; processes with probes: %+v)", pid, collector, err, seen)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}

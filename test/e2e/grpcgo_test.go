@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,4 +90,37 @@ func TestNodeGRPCClientGoServer(t *testing.T) {
 	e.instrumented(t, cli.PID)
 	cli.send("go")
 	checkEchoCalls(t, e, srv, cli, port, unary)
+}
+
+// TestGoNetHTTPLeftToGohttp: a Go net/http server and client over HTTPS,
+// HTTP/1.1 and HTTP/2, probed by both Go collectors: the gotls collector
+// leaves net/http's connections to gohttp, which reports their requests
+// whole, so N requests are exactly N SERVER and N CLIENT spans, and gotls
+// copies no byte of them.
+func TestGoNetHTTPLeftToGohttp(t *testing.T) {
+	e := startAgent(t, "--include-exe", "goapp-*")
+	dir := t.TempDir()
+	cert, key, ca := harness.GenerateCert(t, dir)
+	bin := buildGoApp(t, dir, "", false)
+	for _, h2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("h2=%v", h2), func(t *testing.T) {
+			const n = 8
+			var flags []string
+			if h2 {
+				flags = []string{"-h2"}
+			}
+			port := harness.FreePort(t)
+			srv := goServer(t, bin, port, append([]string{"-tls-cert", cert, "-tls-key", key}, flags...)...)
+			probedBy(t, e, "gotls", srv.PID)
+			cl := runGoClient(t, e, bin, []int{srv.PID}, append([]string{fmt.Sprintf("https://127.0.0.1:%d", port), strconv.Itoa(n), "-ca", ca}, flags...)...)
+			server := e.spans(t, n, byPIDs(kindServer, srv.PID))
+			client := e.spans(t, n, byPIDs(kindClient, cl.PID))
+			checkClientSequence(t, n, server, client)
+		})
+	}
+	for _, typ := range []string{"data", "bind"} {
+		if v := e.agent.Metric(t, "periscope_events_read_total", map[string]string{"collector": "gotls", "type": typ}); v != 0 {
+			t.Errorf("gotls read %v %s records of net/http connections, want none", v, typ)
+		}
+	}
 }
