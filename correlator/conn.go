@@ -46,6 +46,11 @@ type conn struct {
 	// held are finished exchanges waiting for the connection's socket
 	// (Config.BindGrace), oldest first.
 	held []heldExchange
+	// recent are the client exchanges (HTTP/2 streams) of a connection to
+	// this node whose spans are exported without their server end seen
+	// yet, oldest first: the server's bytes may come through another
+	// collector's ring and be read later (Config.BindGrace).
+	recent []heldExchange
 	// ignored connections speak no known protocol, broke it or left it
 	// (upgrade): their data is dropped until a Bind changes the socket.
 	ignored bool
@@ -71,16 +76,36 @@ type heldExchange struct {
 }
 
 // waiting returns the exchanges that may still be paired with the other
-// end of the connection: the held ones, then the pending ones.
+// end of the connection: the recent ones, the held ones, then the pending
+// ones.
 func (cn *conn) waiting() []*exchange {
-	if len(cn.held) == 0 {
+	if len(cn.held) == 0 && len(cn.recent) == 0 {
 		return cn.pending
 	}
-	out := make([]*exchange, 0, len(cn.held)+len(cn.pending))
+	out := make([]*exchange, 0, len(cn.recent)+len(cn.held)+len(cn.pending))
+	for _, h := range cn.recent {
+		out = append(out, h.x)
+	}
 	for _, h := range cn.held {
 		out = append(out, h.x)
 	}
 	return append(out, cn.pending...)
+}
+
+// keepRecent keeps client exchange x, exported at end without its server
+// end, for pairing during grace; older and paired ones leave.
+func (cn *conn) keepRecent(x *exchange, end time.Time, grace time.Duration) {
+	kept := cn.recent[:0]
+	for _, h := range cn.recent {
+		if h.x.peer == nil && end.Sub(h.end) < grace {
+			kept = append(kept, h)
+		}
+	}
+	clear(cn.recent[len(kept):])
+	if len(kept) >= maxPendingPerConn {
+		kept = append(kept[:0], kept[1:]...)
+	}
+	cn.recent = append(kept, heldExchange{x: x, end: end})
 }
 
 // exchange is one request and its response.

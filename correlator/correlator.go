@@ -529,14 +529,23 @@ func (c *Correlator) finish(x *exchange, end time.Time, reason string) {
 // node: a peer on the same host whose bytes come through another
 // collector's ring (node's OpenSSL calling a Go server over crypto/tls)
 // can be read after the server's. Its span is held (Config.BindGrace)
-// until linkByTuple pairs it.
+// until linkByTuple pairs it. The client's side of the same race is
+// conn.recent.
 func awaitsPeer(x *exchange) bool {
 	cn := x.conn
-	if cn.role != roleServer || x.peer != nil || x.parent != nil || x.hasRemote || !validTuple(cn.tuple) {
+	if cn.role != roleServer || x.peer != nil || x.parent != nil || x.hasRemote {
 		return false
 	}
-	remote := cn.tuple.Remote.Addr().Unmap()
-	return remote.IsLoopback() || remote == cn.tuple.Local.Addr().Unmap()
+	return sameHost(cn.tuple)
+}
+
+// sameHost reports whether both ends of a connection are on this host.
+func sameHost(t events.Tuple) bool {
+	if !validTuple(t) {
+		return false
+	}
+	remote := t.Remote.Addr().Unmap()
+	return remote.IsLoopback() || remote == t.Local.Addr().Unmap()
 }
 
 // releasePeered exports the held spans of server connection sv that have
@@ -622,6 +631,12 @@ func (c *Correlator) export(x *exchange, end time.Time, reason string) {
 		c.m.incomplete[reason].Inc()
 	}
 	c.exp.Export(s)
+	if cn := x.conn; c.cfg.BindGrace > 0 && cn.role == roleClient && x.peer == nil && sameHost(cn.tuple) {
+		if _, ok := x.px.Stream(); ok {
+			// Paired exactly by stream: safe to pair late.
+			cn.keepRecent(x, end, c.cfg.BindGrace)
+		}
+	}
 }
 
 // silenced settles which collector speaks for a connection two of them

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"testing"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
@@ -180,6 +181,92 @@ func TestManyConcurrentStreams(t *testing.T) {
 	for _, sp := range h.wantSpans(n) {
 		if sp.Status == span.Error || sp.Name != "pkg.Svc/Watch" {
 			t.Fatalf("span %q status %v: %v", sp.Name, sp.Status, sp.Attributes)
+		}
+	}
+}
+
+// TestGRPCPeerGrace: the server's ring is read before the client's (two
+// collectors): each server span waits for its client's bytes and becomes
+// the child of the client span of its stream.
+func TestGRPCPeerGrace(t *testing.T) {
+	h := newHarness(t, graceConfig())
+	cl, sv := cid(1, 0x10), cid(2, 0x20)
+	h.bind(sv, 6, 0, "127.0.0.1:50051", "127.0.0.1:40000")
+	c, s := newH2Wire(t), newH2Wire(t)
+	c.out.WriteString(http2.ClientPreface)
+	if err := c.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range []uint32{1, 3, 5} {
+		c.headers(id, false, ":method", "POST", ":scheme", "https", ":path", "/pkg.Svc/Get", ":authority", "127.0.0.1:50051",
+			"content-type", "application/grpc", "te", "trailers").message(id, true, 4)
+		s.headers(id, false, ":status", "200", "content-type", "application/grpc").message(id, false, 8).headers(id, true, "grpc-status", "0")
+		req, resp := c.take(), s.take()
+		ms := 10 * i
+		h.read(sv, 21, ms+2, req)
+		h.write(sv, 21, ms+3, resp)
+		if i == 0 {
+			h.write(cl, 11, ms+1, req)
+			h.bind(cl, 5, ms+1, "127.0.0.1:40000", "127.0.0.1:50051")
+		} else {
+			h.write(cl, 11, ms+1, req)
+		}
+		h.read(cl, 11, ms+4, resp)
+	}
+	spans := h.wantSpans(6)
+	clients := map[trace.SpanID]bool{}
+	for _, sp := range spans {
+		if sp.Kind == span.Client {
+			clients[sp.SpanID] = true
+		}
+	}
+	for _, sp := range spans {
+		if sp.Kind == span.Server && !clients[sp.ParentSpanID] {
+			t.Errorf("server span %s parent %s: not a client span", sp.Name, sp.ParentSpanID)
+		}
+	}
+}
+
+// TestGRPCLateServer: the client's ring is read first, whole calls before
+// the server's bytes of them (two collectors): the client spans leave at
+// once, and each server span still becomes the child of the client span
+// of its stream.
+func TestGRPCLateServer(t *testing.T) {
+	h := newHarness(t, graceConfig())
+	cl, sv := cid(1, 0x10), cid(2, 0x20)
+	h.bind(cl, 5, 0, "127.0.0.1:40000", "127.0.0.1:50051")
+	h.bind(sv, 6, 0, "127.0.0.1:50051", "127.0.0.1:40000")
+	c, s := newH2Wire(t), newH2Wire(t)
+	c.out.WriteString(http2.ClientPreface)
+	if err := c.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	var reqs, resps []string
+	for _, id := range []uint32{1, 3, 5} {
+		c.headers(id, false, ":method", "POST", ":scheme", "https", ":path", "/pkg.Svc/Get", ":authority", "127.0.0.1:50051",
+			"content-type", "application/grpc", "te", "trailers").message(id, true, 4)
+		s.headers(id, false, ":status", "200", "content-type", "application/grpc").message(id, false, 8).headers(id, true, "grpc-status", "0")
+		reqs, resps = append(reqs, c.take()), append(resps, s.take())
+	}
+	for i := range reqs {
+		h.write(cl, 11, 10*i+1, reqs[i])
+		h.read(cl, 11, 10*i+4, resps[i])
+	}
+	client := h.wantSpans(3)
+	for i := range reqs {
+		h.read(sv, 21, 10*i+2, reqs[i])
+		h.write(sv, 21, 10*i+3, resps[i])
+	}
+	spans := h.wantSpans(6)
+	for i, sp := range spans[3:] {
+		if sp.Kind != span.Server || sp.ParentSpanID != client[i].SpanID || sp.TraceID != client[i].TraceID {
+			t.Errorf("server span %d: kind %v parent %s, want the client span %s", i, sp.Kind, sp.ParentSpanID, client[i].SpanID)
 		}
 	}
 }

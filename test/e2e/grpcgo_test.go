@@ -60,15 +60,26 @@ func TestGoGRPC(t *testing.T) {
 		tls  bool
 	}{{"tls", true}, {"h2c", false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := startAgent(t)
+			e := startAgent(t, "--include-exe", "grpcgo")
 			srv, port, ca := startGRPCGo(t, bin, tc.tls)
-			e.instrumented(t, srv.PID)
+			if tc.tls {
+				probedBy(t, e, "gotls", srv.PID)
+			} else {
+				e.instrumented(t, srv.PID)
+			}
 			const unary = 6
-			args := []string{"-mode", "client", "-port", strconv.Itoa(port), "-n", strconv.Itoa(unary)}
+			args := []string{"-mode", "client", "-port", strconv.Itoa(port), "-n", strconv.Itoa(unary), "-wait"}
 			if ca != "" {
 				args = append(args, "-ca", ca)
 			}
 			cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-go-client"}, bin, args...)
+			cli.expect("ready", 30*time.Second)
+			if tc.tls {
+				probedBy(t, e, "gotls", srv.PID, cli.PID)
+			} else {
+				e.instrumented(t, cli.PID)
+			}
+			cli.send("go")
 			checkEchoCalls(t, e, srv, cli, port, unary)
 		})
 	}
@@ -79,9 +90,9 @@ func TestGoGRPC(t *testing.T) {
 // CLIENT spans for node, 10 SERVER spans for Go, linked.
 func TestNodeGRPCClientGoServer(t *testing.T) {
 	bin := buildGRPCGo(t, t.TempDir())
-	e := startAgent(t)
+	e := startAgent(t, "--include-exe", "grpcgo", "--include-exe", "node")
 	srv, port, ca := startGRPCGo(t, bin, true)
-	e.instrumented(t, srv.PID)
+	probedBy(t, e, "gotls", srv.PID)
 	node := harness.LookTool(t, "node")
 	nodeModules := harness.ToolBinary(t, "grpc-js")
 	const unary = 6

@@ -4,7 +4,7 @@
 // plaintext (h2c).
 //
 //	grpcgo -mode server [-cert C -key K]      prints "listening PORT", stops at EOF on stdin
-//	grpcgo -mode client -port P [-ca CA] -n N N Echo, one Get (NOT_FOUND), List (3 answers),
+//	grpcgo -mode client -port P [-ca CA] -n N [-wait]  N Echo, one Get (NOT_FOUND), List (3 answers),
 //	                                          Sum (4 requests), Chat (2 each way); prints "done CALLS"
 //	grpcgo -mode load -port P [-ca CA] -conc C -dur D
 //	                                          unary Echo calls from C goroutines on one
@@ -128,11 +128,16 @@ func main() {
 	n := flag.Int("n", 6, "unary Echo calls (client)")
 	conc := flag.Int("conc", 16, "concurrent callers (load)")
 	dur := flag.Duration("dur", 5*time.Second, "duration (load)")
+	wait := flag.Bool("wait", false, `client: print "ready" and wait for a line on stdin before the calls`)
 	flag.Parse()
 	switch *mode {
 	case "server":
 		serve(*cert, *key)
 	case "client":
+		if *wait {
+			fmt.Println("ready")
+			_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		}
 		cc := dial(*port, *ca)
 		fmt.Println("done", calls(cc, *n))
 	case "load":
