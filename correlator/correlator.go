@@ -58,6 +58,10 @@ type Correlator struct {
 	lru     *list.List // of *conn; front = most recently active
 	nconns  int
 	holding map[*conn]struct{} // connections with held exchanges
+	// lingering are removed client connections whose recent exchanges
+	// may still pair with a server end read late: they stay in byTuple
+	// until the time given (Config.BindGrace after their removal).
+	lingering map[*conn]time.Time
 	// whole are the requests seen whole by language-level probes that
 	// have started and not ended, by process and ID (see request.go).
 	whole map[wholeKey]*exchange
@@ -129,6 +133,7 @@ func New(cfg Config, exp span.Exporter, procs ProcessResolver, log *slog.Logger,
 		byTuple:   make(map[events.Tuple]*conn),
 		lru:       list.New(),
 		holding:   make(map[*conn]struct{}),
+		lingering: make(map[*conn]time.Time),
 		whole:     make(map[wholeKey]*exchange),
 	}
 	return c, nil
@@ -331,6 +336,14 @@ func (c *Correlator) ReleaseHeld(now time.Time) {
 			c.releaseHeld(cn, true)
 		}
 	}
+	for cn, until := range c.lingering {
+		if !now.Before(until) {
+			delete(c.lingering, cn)
+			if c.byTuple[cn.tuple] == cn {
+				delete(c.byTuple, cn.tuple)
+			}
+		}
+	}
 }
 
 // Flush exports every held span at once (at shutdown).
@@ -448,7 +461,11 @@ func (c *Correlator) remove(cn *conn) {
 		delete(c.pids, ps.pid)
 	}
 	if validTuple(cn.tuple) && c.byTuple[cn.tuple] == cn {
-		delete(c.byTuple, cn.tuple)
+		if len(cn.recent) > 0 {
+			c.lingering[cn] = cn.lastActive.Add(c.cfg.BindGrace)
+		} else {
+			delete(c.byTuple, cn.tuple)
+		}
 	}
 	c.lru.Remove(cn.elem)
 	c.nconns--

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/span"
 )
 
@@ -259,6 +260,9 @@ func TestGRPCLateServer(t *testing.T) {
 		h.read(cl, 11, 10*i+4, resps[i])
 	}
 	client := h.wantSpans(3)
+	// The client has even closed the connection (its exit is read before
+	// the server's last bytes).
+	h.c.Close(events.Close{Conn: cl, Time: at(30)})
 	for i := range reqs {
 		h.read(sv, 21, 10*i+2, reqs[i])
 		h.write(sv, 21, 10*i+3, resps[i])
@@ -268,5 +272,9 @@ func TestGRPCLateServer(t *testing.T) {
 		if sp.Kind != span.Server || sp.ParentSpanID != client[i].SpanID || sp.TraceID != client[i].TraceID {
 			t.Errorf("server span %d: kind %v parent %s, want the client span %s", i, sp.Kind, sp.ParentSpanID, client[i].SpanID)
 		}
+	}
+	h.c.ReleaseHeld(at(30 + 250))
+	if n := len(h.c.lingering); n != 0 {
+		t.Errorf("%d closed connections still linger after the grace", n)
 	}
 }
