@@ -55,10 +55,14 @@ func Check() Report {
 		"uprobes on the stack-check branch of net/http ServeHTTP, finishRequest, HTTP/2 handlerDone, "+
 			"persistConn.roundTrip and HTTP/2 ClientConn.roundTrip (+ their RETs), as "+
 			multiLinks(fs)+"; HTTP/1.x and HTTP/2, Go "+strings.Join(symbols.SupportedGoVersions(), ", ")+" (amd64, arm64)")})
+	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Uprobe, kernel.Tracepoint, kernel.RawTracepoint)
+	r.Paths = append(r.Paths, CollectorPath{"gotls", ok, pick(ok, why,
+		"uprobes on the stack-check branch of crypto/tls (*Conn).Write and Read and on Read's CALL runtime.memmove, as "+
+			multiLinks(fs)+"; *tls.Conn->socket via struct offsets; net/http's connections left to gohttp")})
 	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Tracepoint, kernel.RawTracepoint)
 	r.Paths = append(r.Paths, CollectorPath{"sockets", ok, pick(ok, why,
 		"syscall tracepoints on read/write/readv/writev/recvfrom/sendto/recvmsg/sendmsg/sendfile64 (+ close, dup, socket, accept); "+
-			"TCP sockets classified in the kernel, plaintext HTTP/1.x copied")})
+			"TCP sockets classified in the kernel, plaintext HTTP/1.x and HTTP/2 copied")})
 	r.Paths = append(r.Paths, tcpPath(need(kernel.BTF, kernel.RingBuf, kernel.Tracepoint)))
 	return r
 }

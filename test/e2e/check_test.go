@@ -20,7 +20,7 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("periscope check as root: %v\n%s", err, out)
 	}
 	for _, want := range []string{"BTF ", "uprobes ", "tracepoints ", "kprobes ", "fentry/fexit ", "bpf_probe_write_user",
-		"discovery  ok", "openssl    ok", "gohttp     ok", "sockets    ok", "tcp        ok"} {
+		"discovery  ok", "openssl    ok", "gohttp     ok", "gotls      ok", "sockets    ok", "tcp        ok"} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("check output lacks %q:\n%s", want, out)
 		}
