@@ -31,6 +31,7 @@
 #include "common.bpf.h"
 #include "sock.bpf.h"
 #include "go.bpf.h"
+#include "plaintext.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -99,12 +100,6 @@ struct {
 	__type(value, __u8);
 } tls_procs SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct data_event);
-} scratch SEC(".maps");
 
 const struct go_offsets *unused_go_offsets __attribute__((unused));
 
@@ -163,29 +158,8 @@ static __always_inline struct conn_state *state(struct pt_regs *ctx, __u64 c)
 
 static __always_inline void emit_data(__u64 c, __s32 fd, __u32 dir, __u64 buf, __s64 len)
 {
-	if (len <= 0 || !buf)
-		return;
-	__u64 n = (__u64)len;
-	__u32 zero = 0;
-	struct data_event *e = bpf_map_lookup_elem(&scratch, &zero);
-	if (!e)
-		return;
-	fill_header(&e->hdr, EVENT_DATA);
-	e->conn = c;
-	e->dir = dir;
-	e->size = n > 0xffffffff ? 0xffffffff : (__u32)n;
-	e->tail_len = 0;
-	e->_pad = 0;
-	e->fd = fd;
-	__u32 captured = n > DATA_CAP ? DATA_CAP : (__u32)n;
-	if (bpf_probe_read_user(e->data, captured, (void *)buf) != 0)
-		captured = 0;
-	e->captured = captured;
-	if (n > DATA_CAP) {
-		if (bpf_probe_read_user(e->tail, TAIL_CAP, (void *)(buf + n - TAIL_CAP)) == 0)
-			e->tail_len = TAIL_CAP;
-	}
-	output(e, __builtin_offsetof(struct data_event, data) + (captured & (DATA_CAP * 2 - 1)));
+	if (len > 0 && buf)
+		emit_plaintext(c, fd, dir, buf, (__u64)len);
 }
 
 SEC("uprobe/go_tls_write")

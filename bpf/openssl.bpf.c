@@ -18,6 +18,7 @@
  */
 #include "common.bpf.h"
 #include "sock.bpf.h"
+#include "plaintext.bpf.h"
 
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -81,77 +82,11 @@ struct {
 	__type(value, __u8);
 } ssl_procs SEC(".maps");
 
-/* Data records are written in the ring (reserve_or_count), not built in a
- * per-CPU scratch: these are uprobe programs, which a preemptible kernel
- * can preempt (migration disabled, preemption not), and another task's
- * program on the same CPU would write into the same scratch, mixing two
- * processes' plaintext in one record. A call of at most SMALL_DATA bytes
- * gets a record of that size, not a full DATA_CAP one: the ring holds as
- * many small records as it did when they were copied at their length. */
-#define SMALL_DATA 512
-
-/* struct data_event up to its data (periscope.h), the part both sizes
- * share. */
-struct data_event_head {
-	struct event_header hdr;
-	__u64 conn;
-	__u32 dir;
-	__u32 size;
-	__u32 captured;
-	__u32 tail_len;
-	__s32 fd;
-	__u32 _pad;
-	__u8 tail[TAIL_CAP];
-};
-_Static_assert(sizeof(struct data_event_head) == __builtin_offsetof(struct data_event, data),
-	       "data_event_head must be data_event up to data");
-_Static_assert(__builtin_offsetof(struct data_event_head, fd) == __builtin_offsetof(struct data_event, fd),
-	       "data_event_head must be data_event up to data");
-
-struct small_data_event {
-	struct data_event_head head;
-	__u8 data[SMALL_DATA];
-};
-
-struct full_data_event {
-	struct data_event_head head;
-	__u8 data[DATA_CAP];
-};
-
-/* fill_data completes the record e, whose data holds cap bytes, for a
- * call that moved n bytes, and submits it. */
-#define fill_data(e, cap, id, c, n)                                                            \
-	({                                                                                     \
-		fill_header(&(e)->head.hdr, EVENT_DATA);                                     \
-		(e)->head.conn = (c)->ssl;                                                     \
-		(e)->head.dir = (c)->dir;                                                      \
-		(e)->head.size = (n) > 0xffffffff ? 0xffffffff : (__u32)(n);                   \
-		(e)->head.tail_len = 0;                                                        \
-		(e)->head._pad = 0;                                                            \
-		struct ssl_key __k = {.ssl = (c)->ssl, .tgid = (id) >> 32};                    \
-		__s32 *__fd = bpf_map_lookup_elem(&ssl_fd, &__k);                              \
-		(e)->head.fd = __fd ? *__fd : -1;                                              \
-		__u32 __captured = (n) > (cap) ? (cap) : (__u32)(n);                           \
-		if (bpf_probe_read_user((e)->data, __captured, (void *)(c)->buf) != 0)         \
-			__captured = 0;                                                        \
-		(e)->head.captured = __captured;                                               \
-		if ((n) > (cap) &&                                                             \
-		    bpf_probe_read_user((e)->head.tail, TAIL_CAP, (void *)((c)->buf + (n) - TAIL_CAP)) == 0) \
-			(e)->head.tail_len = TAIL_CAP;                                         \
-		submit(e);                                                                     \
-	})
-
 static __always_inline void emit_data(__u64 id, struct ssl_call *c, __u64 n)
 {
-	if (n <= SMALL_DATA) {
-		struct small_data_event *e = reserve_or_count(struct small_data_event);
-		if (e)
-			fill_data(e, SMALL_DATA, id, c, n);
-		return;
-	}
-	struct full_data_event *e = reserve_or_count(struct full_data_event);
-	if (e)
-		fill_data(e, DATA_CAP, id, c, n);
+	struct ssl_key k = {.ssl = c->ssl, .tgid = id >> 32};
+	__s32 *fd = bpf_map_lookup_elem(&ssl_fd, &k);
+	emit_plaintext(c->ssl, fd ? *fd : -1, c->dir, c->buf, n);
 }
 
 static __always_inline int enter(struct pt_regs *ctx, __u32 dir, __u64 done)

@@ -26,27 +26,6 @@ type gotlsConnState struct {
 	Flags uint32
 }
 
-type gotlsDataEvent struct {
-	_   structs.HostLayout
-	Hdr struct {
-		_    structs.HostLayout
-		Ts   uint64
-		Type uint32
-		Pid  uint32
-		Tid  uint32
-		Pad  uint32
-	}
-	Conn     uint64
-	Dir      uint32
-	Size     uint32
-	Captured uint32
-	TailLen  uint32
-	Fd       int32
-	Pad      uint32
-	Tail     [128]uint8
-	Data     [4096]uint8
-}
-
 type gotlsFdKey struct {
 	_    structs.HostLayout
 	Tgid uint32
@@ -134,7 +113,6 @@ const (
 	gotlsMapFdConn             = "fd_conn"
 	gotlsMapOffsets            = "offsets"
 	gotlsMapReads              = "reads"
-	gotlsMapScratch            = "scratch"
 	gotlsMapTlsProcs           = "tls_procs"
 	gotlsProgGoTlsClose        = "go_tls_close"
 	gotlsProgGoTlsNethttp      = "go_tls_nethttp"
@@ -211,7 +189,6 @@ type gotlsMapSpecs struct {
 	FdConn   *ebpf.MapSpec `ebpf:"fd_conn"`
 	Offsets  *ebpf.MapSpec `ebpf:"offsets"`
 	Reads    *ebpf.MapSpec `ebpf:"reads"`
-	Scratch  *ebpf.MapSpec `ebpf:"scratch"`
 	TlsProcs *ebpf.MapSpec `ebpf:"tls_procs"`
 }
 
@@ -250,7 +227,6 @@ type gotlsMaps struct {
 	FdConn   *ebpf.Map `ebpf:"fd_conn"`
 	Offsets  *ebpf.Map `ebpf:"offsets"`
 	Reads    *ebpf.Map `ebpf:"reads"`
-	Scratch  *ebpf.Map `ebpf:"scratch"`
 	TlsProcs *ebpf.Map `ebpf:"tls_procs"`
 }
 
@@ -262,7 +238,6 @@ func (m *gotlsMaps) Close() error {
 		m.FdConn,
 		m.Offsets,
 		m.Reads,
-		m.Scratch,
 		m.TlsProcs,
 	)
 }
