@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/periscope-apm/periscope/test/e2e/harness"
+	"github.com/periscope-apm/periscope/test/otlpreceiver"
 )
 
 // buildGRPCGo builds testdata/grpcgo (grpc-go, a module of its own so that
@@ -134,4 +135,76 @@ func TestGoNetHTTPLeftToGohttp(t *testing.T) {
 			t.Errorf("gotls read %v %s records of net/http connections, want none", v, typ)
 		}
 	}
+}
+
+// TestGoTLSVersions: HTTP/1.1 written by hand over crypto/tls (no
+// net/http: only the gotls collector sees it), built with Go 1.18, 1.22
+// and the local toolchain, with symbols and stripped: N requests on one
+// connection are exactly N SERVER and N CLIENT spans with the right status,
+// each server span the child of its client span.
+func TestGoTLSVersions(t *testing.T) {
+	e := startAgent(t, "--include-exe", "tlsraw-*")
+	dir := t.TempDir()
+	cert, key, ca := harness.GenerateCert(t, filepath.Join(dir, "tls"))
+	for _, tc := range []string{"go1.18.10", "go1.22.12", ""} {
+		for _, stripped := range []bool{false, true} {
+			name := fmt.Sprintf("tlsraw-%s-stripped=%v", tc, stripped)
+			t.Run(name, func(t *testing.T) {
+				bin := buildTLSRaw(t, dir, tc, stripped)
+				srv := startProc(t, nil, bin, "server", cert, key)
+				port := srv.expect("listening", 30*time.Second)
+				const n = 8
+				cli := startProc(t, nil, bin, "client", port, ca, strconv.Itoa(n))
+				probedBy(t, e, "gotls", srv.PID, cli.PID)
+				cli.send("go")
+				if got := cli.expect("done", 30*time.Second); got != strconv.Itoa(n) {
+					t.Fatalf("client made %s requests, want %d", got, n)
+				}
+				server := e.spans(t, n, byPIDs(kindServer, srv.PID))
+				client := e.spans(t, n, byPIDs(kindClient, cli.PID))
+				byID := map[string]string{}
+				for _, s := range client {
+					byID[s.SpanID] = s.Name
+				}
+				for _, set := range [][]otlpreceiver.Span{server, client} {
+					codes := map[int64]int{}
+					for _, s := range set {
+						codes[attrInt(s, "http.response.status_code")]++
+					}
+					if codes[200] != 6 || codes[404] != 2 {
+						t.Errorf("status codes %v, want 6×200 and 2×404", codes)
+					}
+				}
+				for _, s := range server {
+					if p, ok := byID[s.ParentSpanID]; !ok || p != s.Name {
+						t.Errorf("server span %q parent %q: not its client span", s.Name, s.ParentSpanID)
+					}
+				}
+			})
+		}
+	}
+}
+
+// buildTLSRaw builds testdata/tlsraw with toolchain ("" for the local one).
+func buildTLSRaw(t *testing.T, dir, toolchain string, stripped bool) string {
+	t.Helper()
+	name := "tlsraw-" + toolchain
+	if toolchain == "" {
+		name, toolchain = "tlsraw-local", "local"
+	}
+	if stripped {
+		name += "-stripped"
+	}
+	out := filepath.Join(dir, name)
+	args := []string{"build", "-o", out}
+	if stripped {
+		args = append(args, "-ldflags=-s -w")
+	}
+	cmd := exec.Command(harness.GoTool(t), append(args, ".")...)
+	cmd.Dir = testdataPath(t, "tlsraw")
+	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false", "GOTOOLCHAIN="+toolchain)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build tlsraw with %s: %v\n%s", toolchain, err, b)
+	}
+	return out
 }

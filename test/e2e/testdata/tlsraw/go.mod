@@ -1,0 +1,3 @@
+module periscope.example/tlsraw
+
+go 1.18
