@@ -541,19 +541,22 @@ func (c *Correlator) finish(x *exchange, end time.Time, reason string) {
 	c.export(x, end, reason)
 }
 
-// awaitsPeer reports whether server exchange x, finished without a parent,
-// may still get one from the client end of its connection traced on this
-// node: a peer on the same host whose bytes come through another
+// awaitsPeer reports whether server exchange x (an HTTP/2 stream),
+// finished without a parent, may still get one from the client end of its
+// connection traced on this node: a peer on the same host whose bytes come through another
 // collector's ring (node's OpenSSL calling a Go server over crypto/tls)
 // can be read after the server's. Its span is held (Config.BindGrace)
 // until linkByTuple pairs it. The client's side of the same race is
 // conn.recent.
 func awaitsPeer(x *exchange) bool {
 	cn := x.conn
-	if cn.role != roleServer || x.peer != nil || x.parent != nil || x.hasRemote {
+	if cn.role != roleServer || x.peer != nil || x.parent != nil || x.hasRemote || !sameHost(cn.tuple) {
 		return false
 	}
-	return sameHost(cn.tuple)
+	// Only exchanges that pair exactly by stream (HTTP/2): an HTTP/1
+	// server's spans (nginx under wrk on loopback) leave at once.
+	_, ok := x.px.Stream()
+	return ok
 }
 
 // sameHost reports whether both ends of a connection are on this host.

@@ -229,6 +229,23 @@ func TestGRPCPeerGrace(t *testing.T) {
 			t.Errorf("server span %s parent %s: not a client span", sp.Name, sp.ParentSpanID)
 		}
 	}
+
+	// A client that never shows up: the span leaves when the grace ends.
+	h = newHarness(t, graceConfig())
+	h.bind(sv, 6, 0, "127.0.0.1:50051", "127.0.0.1:40001")
+	c, s = newH2Wire(t), newH2Wire(t)
+	c.out.WriteString(http2.ClientPreface)
+	c.headers(1, false, ":method", "POST", ":scheme", "http", ":path", "/pkg.Svc/Get", ":authority", "127.0.0.1:50051",
+		"content-type", "application/grpc").message(1, true, 4)
+	s.headers(1, false, ":status", "200", "content-type", "application/grpc").headers(1, true, "grpc-status", "0")
+	h.read(sv, 21, 2, c.take())
+	h.write(sv, 21, 3, s.take())
+	h.c.ReleaseHeld(at(3 + 249))
+	h.wantSpans(0)
+	h.c.ReleaseHeld(at(3 + 250))
+	if sp := h.wantSpans(1)[0]; sp.ParentSpanID.IsValid() {
+		t.Errorf("span without a traced client has parent %v", sp.ParentSpanID)
+	}
 }
 
 // TestGRPCLateServer: the client's ring is read first, whole calls before
