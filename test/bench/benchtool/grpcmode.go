@@ -315,7 +315,10 @@ func grpcSection(o options, conc int, rounds []*grpcRound) string {
 	br, ar := pick(false, rate), pick(true, rate)
 	fmt.Fprintf(&b, "\n- **Throughput with the agent**: %.1f%% of the baseline (medians %.0f vs %.0f calls/s; spread %.1f%% / %.1f%%; target ≥ 60%%).\n",
 		100*median(ar)/median(br), median(ar), median(br), spreadPct(ar), spreadPct(br))
-	fmt.Fprintf(&b, "- **Server CPU**: %.1f%% with the agent, %.1f%% without (medians, %% of one CPU).\n", median(pick(true, cpu)), median(pick(false, cpu)))
+	perCall := func(r *grpcRound) float64 { return 1e4 * r.serverCPU / r.rate } // µs of server CPU per call
+	fmt.Fprintf(&b, "- **Server CPU**: %.1f%% with the agent, %.1f%% without (medians, %% of one CPU); per call %.1f µs with, %.1f µs without "+
+		"(the difference is what the server pays for the probes: traps and BPF programs).\n",
+		median(pick(true, cpu)), median(pick(false, cpu)), median(pick(true, perCall)), median(pick(false, perCall)))
 	pct := 0.0
 	if calls > 0 {
 		pct = 100 * float64(spans) / float64(calls)
