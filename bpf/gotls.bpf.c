@@ -56,10 +56,16 @@ struct conn_key {
 /* conn_state.fd of a connection marked by net/http's server before its
  * socket was looked up */
 #define FD_UNKNOWN -2
+/* How long such a mark waits for the connection's first TLS bytes. The
+ * server marks every connection, plain ones (a *net.TCPConn, never seen by
+ * the TLS probes) too: an old mark left by one must not claim a *tls.Conn
+ * that the allocator puts at the same address later. */
+#define MARK_TTL_NS (10ULL * 1000000000ULL)
 
 struct conn_state {
 	__s32 fd;
 	__u32 flags;
+	__u64 marked; /* bpf_ktime_get_ns of an FD_UNKNOWN mark */
 };
 
 struct fd_key {
@@ -116,6 +122,8 @@ static __always_inline void remember(__u32 tgid, __u64 c, __s32 fd, __u32 flags)
 {
 	struct conn_key k = {.conn = c, .tgid = tgid};
 	struct conn_state st = {.fd = fd, .flags = flags};
+	if (fd == FD_UNKNOWN)
+		st.marked = bpf_ktime_get_ns();
 	bpf_map_update_elem(&conns, &k, &st, BPF_ANY);
 	if (fd >= 0) {
 		struct fd_key fk = {.tgid = tgid, .fd = fd};
@@ -132,10 +140,13 @@ static __always_inline struct conn_state *state(struct pt_regs *ctx, __u64 c)
 	struct conn_state *st = bpf_map_lookup_elem(&conns, &k);
 	if (st && st->fd == FD_UNKNOWN) {
 		/* Marked by net/http's server: c is a *tls.Conn, whose socket
-		 * can be read now. */
-		__u32 flags = st->flags;
-		remember(tgid, c, tls_fd(offsets_of(ctx), c), flags);
-		return bpf_map_lookup_elem(&conns, &k);
+		 * can be read now; an old mark is another connection's. */
+		if (bpf_ktime_get_ns() - st->marked < MARK_TTL_NS) {
+			__u32 flags = st->flags;
+			remember(tgid, c, tls_fd(offsets_of(ctx), c), flags);
+			return bpf_map_lookup_elem(&conns, &k);
+		}
+		st = 0;
 	}
 	if (st)
 		return st;

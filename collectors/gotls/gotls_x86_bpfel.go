@@ -21,9 +21,10 @@ type gotlsConnKey struct {
 }
 
 type gotlsConnState struct {
-	_     structs.HostLayout
-	Fd    int32
-	Flags uint32
+	_      structs.HostLayout
+	Fd     int32
+	Flags  uint32
+	Marked uint64
 }
 
 type gotlsFdKey struct {
