@@ -189,6 +189,9 @@ int go_tls_read(struct pt_regs *ctx)
 {
 	struct g_key k = {.g = GO_G(ctx), .tgid = bpf_get_current_pid_tgid() >> 32};
 	__u64 c = GO_ARG1(ctx);
+	/* A server's first Read comes right after its handshake: the
+	 * connection's socket (and a net/http mark) are settled here. */
+	state(ctx, c);
 	bpf_map_update_elem(&reads, &k, &c, BPF_ANY);
 	return 0;
 }
