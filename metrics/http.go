@@ -25,8 +25,8 @@ const (
 	// SeriesOverflowedPromName counts series folded into the overflow
 	// series, by metric and service.name.
 	SeriesOverflowedPromName = "periscope_metric_series_overflowed_total"
-	// OverflowRoute is the http.route of the series holding what is over a
-	// service's series cap.
+	// OverflowRoute is the http.route (database: db.collection.name; RPC:
+	// rpc.method) of the series holding what is over a service's series cap.
 	OverflowRoute = "_overflow"
 )
 
@@ -74,6 +74,31 @@ const (
 	attrRPCStatus = "rpc.response.status_code"
 )
 
+// Database data point attributes (OpenTelemetry database semantic
+// conventions). Never the query text or its summary: bounded values only.
+const (
+	attrDBSystem     = "db.system.name"
+	attrDBOperation  = "db.operation.name"
+	attrDBCollection = "db.collection.name"
+	attrDBNamespace  = "db.namespace"
+	attrDBStatus     = "db.response.status_code"
+)
+
+// Names of the database operation duration histograms and their Prometheus
+// translations. The conventions name only the client's; the server's
+// (operations a traced database server answered) has no convention yet and
+// carries the agent's prefix.
+const (
+	DBClientDurationName     = "db.client.operation.duration"
+	DBServerDurationName     = "periscope.db.server.operation.duration"
+	DBClientDurationPromName = "db_client_operation_duration_seconds"
+	DBServerDurationPromName = "periscope_db_server_operation_duration_seconds"
+)
+
+// DBDurationBuckets are the bucket boundaries the conventions advise for
+// db.client.operation.duration, in seconds.
+var DBDurationBuckets = []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10}
+
 // Names of the RPC call duration histograms and their Prometheus
 // translations.
 const (
@@ -90,6 +115,7 @@ type family uint8
 const (
 	familyHTTP family = iota
 	familyRPC
+	familyDB
 	nFamilies
 )
 
@@ -97,21 +123,28 @@ const (
 type histogram struct {
 	name, prom, help, description string
 	keys                          []string // point attributes, in label order
+	buckets                       []float64
 }
 
 // histograms are the histograms by family and kind (0 server, 1 client).
 var histograms = [nFamilies][2]histogram{
 	familyHTTP: {
 		{ServerDurationName, ServerDurationPromName, "Duration of HTTP server requests seen by the agent, in seconds.", "Duration of HTTP server requests.",
-			[]string{attrMethod, attrStatus, attrRoute, attrError}},
+			[]string{attrMethod, attrStatus, attrRoute, attrError}, DurationBuckets},
 		{ClientDurationName, ClientDurationPromName, "Duration of HTTP client requests seen by the agent, in seconds.", "Duration of HTTP client requests.",
-			[]string{attrMethod, attrStatus, attrRoute, attrError, attrServerAddr, attrServerPort}},
+			[]string{attrMethod, attrStatus, attrRoute, attrError, attrServerAddr, attrServerPort}, DurationBuckets},
 	},
 	familyRPC: {
 		{RPCServerDurationName, RPCServerDurationPromName, "Duration of RPC calls served, seen by the agent, in seconds.", "Duration of RPC calls served.",
-			[]string{attrRPCSystem, attrRPCMethod, attrRPCStatus, attrError}},
+			[]string{attrRPCSystem, attrRPCMethod, attrRPCStatus, attrError}, DurationBuckets},
 		{RPCClientDurationName, RPCClientDurationPromName, "Duration of RPC calls made, seen by the agent, in seconds.", "Duration of RPC calls made.",
-			[]string{attrRPCSystem, attrRPCMethod, attrRPCStatus, attrError, attrServerAddr, attrServerPort}},
+			[]string{attrRPCSystem, attrRPCMethod, attrRPCStatus, attrError, attrServerAddr, attrServerPort}, DurationBuckets},
+	},
+	familyDB: {
+		{DBServerDurationName, DBServerDurationPromName, "Duration of database operations a traced database server answered, seen by the agent, in seconds.", "Duration of database operations served.",
+			[]string{attrDBSystem, attrDBOperation, attrDBCollection, attrDBNamespace, attrDBStatus, attrError}, DBDurationBuckets},
+		{DBClientDurationName, DBClientDurationPromName, "Duration of database client operations seen by the agent, in seconds.", "Duration of database client operations.",
+			[]string{attrDBSystem, attrDBOperation, attrDBCollection, attrDBNamespace, attrDBStatus, attrError, attrServerAddr, attrServerPort}, DBDurationBuckets},
 	},
 }
 
@@ -153,8 +186,9 @@ func (c *HTTPConfig) defaults() {
 }
 
 // HTTP derives the request duration histograms (RED metrics) from finished
-// spans: HTTP requests, and RPC calls (spans with rpc.system.name). It is a span.Exporter, so it sits beside the span exporters, and a
-// prometheus.Collector; ResourceMetrics gives the same data to OTLP. It is
+// spans: HTTP requests, RPC calls (spans with rpc.system.name) and database
+// operations (spans with db.system.name). It is a span.Exporter, so it sits
+// beside the span exporters, and a prometheus.Collector; ResourceMetrics gives the same data to OTLP. It is
 // safe for concurrent use.
 type HTTP struct {
 	cfg        HTTPConfig
@@ -187,11 +221,12 @@ type histKey struct {
 type httpKey struct {
 	family     family
 	kind       span.Kind
-	method     string // http.request.method, rpc.method
+	method     string // http.request.method, rpc.method, db.operation.name
 	status     int
-	rpcStatus  string
-	system     string
-	route      string
+	code       string // rpc.response.status_code, db.response.status_code
+	system     string // rpc.system.name, db.system.name
+	route      string // http.route, db.collection.name
+	namespace  string // db.namespace
 	errorType  string
 	serverAddr string
 	serverPort int
@@ -208,7 +243,8 @@ const maxFoldedKeys = 1 << 16
 // durations is one series: explicit-bucket counts plus what OTLP wants.
 type durations struct {
 	start, last time.Time
-	counts      []uint64 // len(DurationBuckets)+1, not cumulative
+	bounds      []float64 // the histogram's bucket boundaries
+	counts      []uint64  // len(bounds)+1, not cumulative
 	count       uint64
 	sum         float64
 	min, max    float64
@@ -266,12 +302,18 @@ func (h *HTTP) Export(s *span.Span) {
 	var template string
 	for _, a := range s.Attributes {
 		switch a.Key {
-		case attrMethod, attrRPCMethod:
+		case attrMethod, attrRPCMethod, attrDBOperation:
 			key.method = a.Value.AsString()
 		case attrRPCSystem:
 			key.family, key.system = familyRPC, a.Value.AsString()
-		case attrRPCStatus:
-			key.rpcStatus = a.Value.AsString()
+		case attrDBSystem:
+			key.family, key.system = familyDB, a.Value.AsString()
+		case attrRPCStatus, attrDBStatus:
+			key.code = a.Value.AsString()
+		case attrDBCollection:
+			key.route = a.Value.AsString()
+		case attrDBNamespace:
+			key.namespace = a.Value.AsString()
 		case attrStatus:
 			key.status = int(a.Value.AsInt64())
 		case attrRoute:
@@ -314,7 +356,8 @@ func (h *HTTP) Export(s *span.Span) {
 			hist = w.series[key]
 		}
 		if hist == nil {
-			hist = &durations{start: now, counts: make([]uint64, len(DurationBuckets)+1), min: d, max: d}
+			bounds := histogramOf(key.family, key.kind).buckets
+			hist = &durations{start: now, bounds: bounds, counts: make([]uint64, len(bounds)+1), min: d, max: d}
 			w.series[key] = hist
 			h.perService[w.service]++
 		}
@@ -327,7 +370,7 @@ func (h *HTTP) Shutdown(context.Context) error { return nil }
 
 func (x *durations) record(d float64, now time.Time) {
 	i := 0
-	for i < len(DurationBuckets) && d > DurationBuckets[i] {
+	for i < len(x.bounds) && d > x.bounds[i] {
 		i++
 	}
 	x.counts[i]++
@@ -450,9 +493,12 @@ func (h *HTTP) Collect(ch chan<- prometheus.Metric) {
 	for _, w := range h.byKey {
 		for k, x := range w.series {
 			values = append(values[:0], w.values...)
-			if k.family == familyRPC {
-				values = append(values, k.system, k.method, k.rpcStatus, k.errorType)
-			} else {
+			switch k.family {
+			case familyRPC:
+				values = append(values, k.system, k.method, k.code, k.errorType)
+			case familyDB:
+				values = append(values, k.system, k.method, k.route, k.namespace, k.code, k.errorType)
+			default:
 				values = append(values, k.method, statusLabel(k.status), k.route, k.errorType)
 			}
 			if k.kind == span.Client {
@@ -463,9 +509,9 @@ func (h *HTTP) Collect(ch chan<- prometheus.Metric) {
 				values = append(values, k.serverAddr, port)
 			}
 			desc, present := h.desc(histKey{k.family, k.kind}, values)
-			buckets := make(map[float64]uint64, len(DurationBuckets))
+			buckets := make(map[float64]uint64, len(x.bounds))
 			var cum uint64
-			for i, b := range DurationBuckets {
+			for i, b := range x.bounds {
 				cum += x.counts[i]
 				buckets[b] = cum
 			}
@@ -517,23 +563,29 @@ func statusLabel(code int) string {
 
 // pointAttributes are the data point attributes of a series.
 func (k httpKey) pointAttributes() attribute.Set {
-	kv := make([]attribute.KeyValue, 0, 6)
-	if k.family == familyRPC {
+	kv := make([]attribute.KeyValue, 0, 8)
+	str := func(key, v string) {
+		if v != "" {
+			kv = append(kv, attribute.String(key, v))
+		}
+	}
+	switch k.family {
+	case familyRPC:
 		kv = append(kv, attribute.String(attrRPCSystem, k.system))
-		if k.method != "" {
-			kv = append(kv, attribute.String(attrRPCMethod, k.method))
+		str(attrRPCMethod, k.method)
+		str(attrRPCStatus, k.code)
+	case familyDB:
+		kv = append(kv, attribute.String(attrDBSystem, k.system))
+		str(attrDBOperation, k.method)
+		str(attrDBCollection, k.route)
+		str(attrDBNamespace, k.namespace)
+		str(attrDBStatus, k.code)
+	default:
+		str(attrMethod, k.method)
+		if k.status != 0 {
+			kv = append(kv, attribute.Int(attrStatus, k.status))
 		}
-		if k.rpcStatus != "" {
-			kv = append(kv, attribute.String(attrRPCStatus, k.rpcStatus))
-		}
-	} else if k.method != "" {
-		kv = append(kv, attribute.String(attrMethod, k.method))
-	}
-	if k.status != 0 {
-		kv = append(kv, attribute.Int(attrStatus, k.status))
-	}
-	if k.route != "" {
-		kv = append(kv, attribute.String(attrRoute, k.route))
+		str(attrRoute, k.route)
 	}
 	if k.errorType != "" {
 		kv = append(kv, attribute.String(attrError, k.errorType))

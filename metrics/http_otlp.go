@@ -72,7 +72,7 @@ func (x *durations) point(k httpKey, now time.Time, delta bool) (metricdata.Hist
 		Time:         now,
 		Count:        x.count,
 		Sum:          x.sum,
-		Bounds:       DurationBuckets,
+		Bounds:       x.bounds,
 		BucketCounts: slices.Clone(x.counts),
 		Min:          metricdata.NewExtrema(x.min),
 		Max:          metricdata.NewExtrema(x.max),
@@ -82,7 +82,7 @@ func (x *durations) point(k httpKey, now time.Time, delta bool) (metricdata.Hist
 	}
 	prev := x.exported
 	if prev == nil {
-		prev = &durations{start: x.start, counts: make([]uint64, len(x.counts))}
+		prev = &durations{start: x.start, bounds: x.bounds, counts: make([]uint64, len(x.counts))}
 	}
 	if x.count == prev.count {
 		return p, false
