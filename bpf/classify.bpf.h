@@ -16,6 +16,9 @@ enum proto {
 	PROTO_TLS = 3,     /* TLS records: ciphertext, a TLS library's collector has the plaintext */
 	PROTO_OTHER = 4,   /* nothing the table knows after CLASSIFY_TRIES calls */
 	PROTO_IGNORED = 5, /* an ignored port (the agent's export path, configured ports) */
+	PROTO_POSTGRES = 6, /* a PostgreSQL startup message (protocol 3.x) */
+	PROTO_MYSQL = 7,    /* a MySQL/MariaDB server greeting (protocol 10) */
+	PROTO_REDIS = 8,    /* a RESP array of bulk strings: a Redis command */
 };
 
 #define CLASSIFY_BYTES 8
@@ -46,6 +49,36 @@ static const struct proto_prefix proto_prefixes[] = {
 
 #define PROTO_PREFIXES (sizeof(proto_prefixes) / sizeof(proto_prefixes[0]))
 
+static __always_inline bool is_digit(__u8 c) { return c >= '0' && c <= '9'; }
+
+/* classify_db tells the database protocols, which have no fixed prefix:
+ * - PostgreSQL: the startup message, a 4-byte length (< 64 KiB here) then
+ *   protocol 3.x. An SSLRequest or GSSENCRequest decides nothing: TLS
+ *   follows ('S', then a TLS record) or the startup message does ('N').
+ * - MySQL/MariaDB: the server speaks first; its greeting is a 3-byte length,
+ *   sequence 0, protocol version 10 and a version string starting with a
+ *   digit. Both ends classify on it (the server's write, the client's read).
+ * - Redis: "*<count>\r\n$", a RESP array of bulk strings, as every client
+ *   library sends commands (inline commands are not claimed). */
+static __always_inline __u8 classify_db(const __u8 *b, __u32 n)
+{
+	if (n >= 8 && b[0] == 0 && b[1] == 0 && b[4] == 0 && b[5] == 3 && b[6] == 0 && b[7] == 0)
+		return PROTO_POSTGRES;
+	if (n >= 6 && b[2] == 0 && b[3] == 0 && b[4] == 0x0a && is_digit(b[5]))
+		return PROTO_MYSQL;
+	if (n >= 5 && b[0] == '*' && b[1] >= '1' && b[1] <= '9') {
+		/* The count's digits, then CRLF and '$'. */
+		int i = 2;
+		if (is_digit(b[i]))
+			i++;
+		if (is_digit(b[i]))
+			i++;
+		if (i + 2 < n && b[i] == '\r' && b[i + 1] == '\n' && b[i + 2] == '$')
+			return PROTO_REDIS;
+	}
+	return PROTO_UNKNOWN;
+}
+
 /* classify returns the protocol whose start b (n valid bytes) is, or
  * PROTO_UNKNOWN. */
 static __always_inline __u8 classify(const __u8 *b, __u32 n)
@@ -68,7 +101,7 @@ static __always_inline __u8 classify(const __u8 *b, __u32 n)
 		if (match)
 			return p->proto;
 	}
-	return PROTO_UNKNOWN;
+	return classify_db(b, n);
 }
 
 #endif /* __PERISCOPE_CLASSIFY_BPF_H__ */

@@ -87,7 +87,7 @@ struct call {
 	__u8 kind; /* enum call_kind */
 	__u8 dir;
 	__u8 copied; /* the write's data was sent at entry */
-	__u8 _pad;
+	__u8 skip;   /* enum skip of the process */
 };
 
 struct {
@@ -97,9 +97,17 @@ struct {
 	__type(value, struct call);
 } calls SEC(".maps");
 
-/* Processes whose sockets are not traced: the agent itself, and Go
- * programs whose net/http the gohttp collector probes (it sees their
- * requests whole). Written by user space. */
+/* What skip_pids holds for a process. */
+enum skip {
+	SKIP_NONE = 0,
+	SKIP_ALL = 1,  /* no socket traced: the agent itself */
+	SKIP_HTTP = 2, /* HTTP connections not traced: another collector sees them whole */
+};
+
+/* Processes whose sockets are not traced (SKIP_ALL: the agent itself) or
+ * whose HTTP connections are not (SKIP_HTTP: Go programs whose net/http the
+ * gohttp collector probes; it sees their requests whole, but not their
+ * database calls). Written by user space. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
@@ -189,9 +197,12 @@ static __always_inline struct fd_state *fd_state(__u32 tgid, __s32 fd)
 	return bpf_map_lookup_elem(&fds, &k);
 }
 
-static __always_inline bool traced_process(__u32 tgid)
+/* traced_process returns whether process tgid is traced, and sets *skip. */
+static __always_inline bool traced_process(__u32 tgid, __u8 *skip)
 {
-	if (bpf_map_lookup_elem(&skip_pids, &tgid))
+	__u8 *sk = bpf_map_lookup_elem(&skip_pids, &tgid);
+	*skip = sk ? *sk : SKIP_NONE;
+	if (*skip == SKIP_ALL)
 		return false;
 	if (!filter_selected)
 		return true;
@@ -230,6 +241,8 @@ static __always_inline bool settle(struct fd_state *s, struct call *c, __u64 n)
 		__u8 b[CLASSIFY_BYTES] = {};
 		__u32 got = first_bytes(c, b, n);
 		__u8 p = classify(b, got);
+		if (c->skip == SKIP_HTTP && (p == PROTO_HTTP1 || p == PROTO_HTTP2))
+			p = PROTO_IGNORED;
 		if (p != PROTO_UNKNOWN) {
 			s->proto = p;
 		} else if (++s->tries >= CLASSIFY_TRIES) {
@@ -347,9 +360,10 @@ static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __
 		count(COUNTER_UNPARSED_CALLS);
 		return 0;
 	}
-	if (!traced_process(tgid))
+	__u8 skip;
+	if (!traced_process(tgid, &skip))
 		return 0;
-	struct call c = {.buf = buf, .count = len, .fd = fd, .kind = kind, .dir = dir};
+	struct call c = {.buf = buf, .count = len, .fd = fd, .kind = kind, .dir = dir, .skip = skip};
 	if (kind == CALL_MSG) {
 		struct msghdr_user m;
 		if (bpf_probe_read_user(&m, sizeof(m), (void *)buf) != 0)
@@ -512,5 +526,6 @@ int sock_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	return mark_exec(t);
 }
 
-/* Force enum proto into BTF: user space names the parsed protocols. */
+/* Force enum proto and enum skip into BTF: user space names them. */
 const enum proto *unused_proto __attribute__((unused));
+const enum skip *unused_skip __attribute__((unused));

@@ -109,7 +109,7 @@ func (c *Collector) AttachPath() string {
 		mode = "selected processes"
 	}
 	return "tracepoints syscalls:sys_{enter,exit}_{read,write,readv,writev,recvfrom,sendto,recvmsg,sendmsg,sendfile64}, " +
-		"close/dup2/dup3/socket/accept(4)/dup; TCP sockets classified in the kernel, HTTP/1.x copied; " + mode
+		"close/dup2/dup3/socket/accept(4)/dup; TCP sockets classified in the kernel, HTTP/1.x, PostgreSQL, MySQL and Redis copied; " + mode
 }
 
 // Start implements collectors.Collector.
@@ -120,7 +120,7 @@ func (c *Collector) Start(ctx context.Context) error {
 	}
 	consts := map[string]any{
 		"capture_bytes":   uint32(c.cfg.CaptureBytes),
-		"parsed_protos":   uint32(1) << socketsProtoPROTO_HTTP1,
+		"parsed_protos":   parsedProtos,
 		"filter_selected": boolByte(c.cfg.PerProcess),
 	}
 	for name, v := range consts {
@@ -155,8 +155,13 @@ func (c *Collector) fill() error {
 			return fmt.Errorf("ignore port %d: %w", p, err)
 		}
 	}
-	return c.SkipPID(uint32(os.Getpid()), true)
+	return c.skip(uint32(os.Getpid()), socketsSkipSKIP_ALL)
 }
+
+// parsedProtos are the protocols whose bytes the kernel copies (a bit per
+// enum proto): those the correlator's registry decodes.
+const parsedProtos = uint32(1)<<socketsProtoPROTO_HTTP1 | 1<<socketsProtoPROTO_POSTGRES |
+	1<<socketsProtoPROTO_MYSQL | 1<<socketsProtoPROTO_REDIS
 
 func (c *Collector) attach() error {
 	var tps []loader.Tracepoint
@@ -189,14 +194,23 @@ func (c *Collector) attach() error {
 	return c.progs.ProcessMarkers(c.objs.SockProcessExit, c.objs.SockProcessExec)
 }
 
-// SkipPID stops (skip) or resumes tracing the sockets of process pid: a
-// process whose requests another collector sees whole.
+// SkipPID stops (skip) or resumes tracing the HTTP connections of process
+// pid: a process whose HTTP requests another collector sees whole. Its
+// other connections (databases, caches) are still traced.
 func (c *Collector) SkipPID(pid uint32, skip bool) error {
+	if !skip {
+		return c.skip(pid, socketsSkipSKIP_NONE)
+	}
+	return c.skip(pid, socketsSkipSKIP_HTTP)
+}
+
+// skip sets what is not traced of process pid.
+func (c *Collector) skip(pid uint32, what socketsSkip) error {
 	if c.objs.SkipPids == nil {
 		return errors.New("sockets collector not started")
 	}
-	if skip {
-		return c.objs.SkipPids.Put(pid, uint8(1))
+	if what != socketsSkipSKIP_NONE {
+		return c.objs.SkipPids.Put(pid, uint8(what))
 	}
 	if err := c.objs.SkipPids.Delete(pid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return err

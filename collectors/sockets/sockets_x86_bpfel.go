@@ -22,7 +22,7 @@ type socketsCall struct {
 	Kind      uint8
 	Dir       uint8
 	Copied    uint8
-	Pad       uint8
+	Skip      uint8
 }
 
 type socketsFdKey struct {
@@ -44,12 +44,15 @@ type socketsFdState struct {
 type socketsProto uint32
 
 const (
-	socketsProtoPROTO_UNKNOWN socketsProto = 0
-	socketsProtoPROTO_HTTP1   socketsProto = 1
-	socketsProtoPROTO_HTTP2   socketsProto = 2
-	socketsProtoPROTO_TLS     socketsProto = 3
-	socketsProtoPROTO_OTHER   socketsProto = 4
-	socketsProtoPROTO_IGNORED socketsProto = 5
+	socketsProtoPROTO_UNKNOWN  socketsProto = 0
+	socketsProtoPROTO_HTTP1    socketsProto = 1
+	socketsProtoPROTO_HTTP2    socketsProto = 2
+	socketsProtoPROTO_TLS      socketsProto = 3
+	socketsProtoPROTO_OTHER    socketsProto = 4
+	socketsProtoPROTO_IGNORED  socketsProto = 5
+	socketsProtoPROTO_POSTGRES socketsProto = 6
+	socketsProtoPROTO_MYSQL    socketsProto = 7
+	socketsProtoPROTO_REDIS    socketsProto = 8
 )
 
 type socketsScratchRec struct {
@@ -76,6 +79,14 @@ type socketsScratchRec struct {
 	}
 	Spill [4096]uint8
 }
+
+type socketsSkip uint32
+
+const (
+	socketsSkipSKIP_NONE socketsSkip = 0
+	socketsSkipSKIP_ALL  socketsSkip = 1
+	socketsSkipSKIP_HTTP socketsSkip = 2
+)
 
 // Names of all BPF objects in the ELF.
 //
@@ -110,6 +121,7 @@ const (
 	socketsVarParsedProtos        = "parsed_protos"
 	socketsVarUnusedProcEvent     = "unused_proc_event"
 	socketsVarUnusedProto         = "unused_proto"
+	socketsVarUnusedSkip          = "unused_skip"
 	socketsVarWakeupBytes         = "wakeup_bytes"
 )
 
@@ -196,6 +208,7 @@ type socketsVariableSpecs struct {
 	ParsedProtos    *ebpf.VariableSpec `ebpf:"parsed_protos"`
 	UnusedProcEvent *ebpf.VariableSpec `ebpf:"unused_proc_event"`
 	UnusedProto     *ebpf.VariableSpec `ebpf:"unused_proto"`
+	UnusedSkip      *ebpf.VariableSpec `ebpf:"unused_skip"`
 	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -253,6 +266,7 @@ type socketsVariables struct {
 	ParsedProtos    *ebpf.Variable `ebpf:"parsed_protos"`
 	UnusedProcEvent *ebpf.Variable `ebpf:"unused_proc_event"`
 	UnusedProto     *ebpf.Variable `ebpf:"unused_proto"`
+	UnusedSkip      *ebpf.Variable `ebpf:"unused_skip"`
 	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
