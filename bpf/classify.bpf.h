@@ -66,16 +66,16 @@ static __always_inline __u8 classify_db(const __u8 *b, __u32 n)
 		return PROTO_POSTGRES;
 	if (n >= 6 && b[2] == 0 && b[3] == 0 && b[4] == 0x0a && is_digit(b[5]))
 		return PROTO_MYSQL;
-	if (n >= 5 && b[0] == '*' && b[1] >= '1' && b[1] <= '9') {
-		/* The count's digits, then CRLF and '$'. */
-		int i = 2;
-		if (is_digit(b[i]))
-			i++;
-		if (is_digit(b[i]))
-			i++;
-		if (i + 2 < n && b[i] == '\r' && b[i + 1] == '\n' && b[i + 2] == '$')
-			return PROTO_REDIS;
-	}
+	/* The count's 1 to 3 digits, then CRLF and '$' (constant indexes: the
+	 * verifier refuses a variable offset into the stack). */
+	if (n < 5 || b[0] != '*' || b[1] < '1' || b[1] > '9')
+		return PROTO_UNKNOWN;
+	if (b[2] == '\r' && b[3] == '\n' && b[4] == '$')
+		return PROTO_REDIS;
+	if (n >= 6 && is_digit(b[2]) && b[3] == '\r' && b[4] == '\n' && b[5] == '$')
+		return PROTO_REDIS;
+	if (n >= 7 && is_digit(b[2]) && is_digit(b[3]) && b[4] == '\r' && b[5] == '\n' && b[6] == '$')
+		return PROTO_REDIS;
 	return PROTO_UNKNOWN;
 }
 

@@ -83,8 +83,7 @@ func looksLikeCommand(p []byte) protocol.Verdict {
 // NewDecoder implements protocol.Protocol.
 func (p *Protocol) NewDecoder(_ protocol.Role, h protocol.Handler) protocol.Decoder {
 	d := &decoder{h: h, stats: p.stats, pending: db.NewQueue[*pending](MaxPending, p.stats)}
-	d.req = newReader([2]int{keepName, keepKey}, true, d.command)
-	d.resp = newReader([2]int{16, 0}, false, d.reply)
+	d.resume()
 	return d
 }
 
@@ -103,26 +102,74 @@ type decoder struct {
 	reqStart  time.Time
 	namespace string
 	pubsub    bool // the client subscribed: pushed messages are not replies
+	synced    bool // a command was decoded: the connection is Redis
+	arrays    bool // a command was a RESP array: inline ones are not expected
+	lost      bool // message boundaries were lost; waiting for a command to resume at
+	lastResp  time.Time
 }
 
-// Feed implements protocol.Decoder.
+// Feed implements protocol.Decoder. Bytes lost where a header should have
+// been (a copy cut short outside a bulk string, records dropped) make the
+// decoder wait for the next write that starts a command, and resume there
+// (resync).
 func (d *decoder) Feed(side protocol.Side, c protocol.Chunk) error {
 	d.now = c.Time
+	if d.lost {
+		if side == protocol.Responses || looksLikeCommand(c.Bytes) != protocol.Yes {
+			if side == protocol.Responses {
+				d.lastResp = c.Time
+			}
+			return nil
+		}
+		d.resume()
+	}
 	r := d.resp
 	if side == protocol.Requests {
 		r = d.req
 		if !r.started {
 			d.reqStart = c.Time
 		}
+	} else {
+		d.lastResp = c.Time
 	}
 	err := feed(r, c)
-	if err != nil {
-		d.stats.LostSync.Add(1)
-		if errors.Is(err, errProtocol) {
-			return fmt.Errorf("%w: %w", protocol.ErrNotProtocol, err)
-		}
+	if err == nil {
+		return nil
 	}
-	return err
+	d.stats.LostSync.Add(1)
+	if errors.Is(err, errProtocol) && !d.synced {
+		return fmt.Errorf("%w: %w", protocol.ErrNotProtocol, err)
+	}
+	// A Redis connection whose bytes stopped making sense: some were
+	// lost. Nothing more is decoded until a command starts a write.
+	d.lost = true
+	return nil
+}
+
+// resume starts decoding afresh at a write that starts a command, after a
+// loss. A client writes a command once it has the replies it waits for
+// (every synchronous client, and pipelines read whole before the next):
+// the commands still pending got their replies, in the bytes lost or
+// after; they end at the last reply bytes seen, without rows. Replies of
+// commands lost whole were in bytes skipped while lost.
+func (d *decoder) resume() {
+	d.lost = false
+	for {
+		p, ok := d.pending.Pop()
+		if !ok {
+			if d.pending.Empty() {
+				break
+			}
+			continue // an anonymous (overflowed) command
+		}
+		end := d.lastResp
+		if end.Before(p.x.Begun) {
+			end = p.x.Begun
+		}
+		d.h.End(p.x, end, "")
+	}
+	d.req = newReader([2]int{keepName, keepKey}, true, d.command)
+	d.resp = newReader([2]int{16, 0}, false, d.reply)
 }
 
 func feed(r *reader, c protocol.Chunk) error {
@@ -154,6 +201,11 @@ func (d *decoder) command(v *Value) error {
 	args := v.Head
 	n := v.Count
 	if v.Type == 0 {
+		if d.arrays {
+			// Clients that speak RESP arrays never send inline commands:
+			// this is the end of a command whose start was lost.
+			return fmt.Errorf("%w: inline command after RESP arrays", errProtocol)
+		}
 		fields := bytes.Fields(v.Inline)
 		n = len(fields)
 		args = [2][]byte{}
@@ -162,10 +214,13 @@ func (d *decoder) command(v *Value) error {
 		}
 	} else if v.Type != '*' {
 		return fmt.Errorf("%w: command of type %q", errProtocol, v.Type)
+	} else {
+		d.arrays = true
 	}
 	if n == 0 {
 		return nil
 	}
+	d.synced = true
 	name := strings.ToValidUTF8(strings.ToUpper(string(args[0])), "\uFFFD")
 	if subscribes[name] {
 		d.pubsub = true

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/periscope-apm/periscope/correlator/protocol"
 	"github.com/periscope-apm/periscope/correlator/protocols/db"
@@ -120,7 +121,7 @@ func TestRedis(t *testing.T) {
 			{Side: req, Bytes: cmd("Z", "k")}, {Side: resp, Bytes: "!21\r\nSYNTAX invalid syntax\r\n"},
 		}, []want{{op: "CLIENT", query: "CLIENT TRACKING ?"}, {op: "GET", query: "GET k"},
 			{op: "DEBUG", query: "DEBUG PROTOCOL ?"}, {op: "SMEMBERS", query: "SMEMBERS s", rows: 3},
-			{op: "X", query: "X k"}, {op: "Y", query: "Y k", rows: 3}, {op: "Z", query: "Z k", status: "SYNTAX"}}},
+			{op: "X", query: "X ?"}, {op: "Y", query: "Y ?", rows: 3}, {op: "Z", query: "Z ?", status: "SYNTAX"}}},
 		{"inline and select", []dbtest.Step{
 			{Side: req, Bytes: "PING\r\n"}, {Side: resp, Bytes: "+PONG\r\n"},
 			{Side: req, Bytes: "\r\n"},
@@ -148,10 +149,10 @@ func TestRedis(t *testing.T) {
 func TestSecretsNeverKept(t *testing.T) {
 	const secret = "hunter2-planted"
 	steps := []dbtest.Step{
+		{Side: req, Bytes: "SET k " + secret + "\r\n"}, {Side: resp, Bytes: "+OK\r\n"}, // inline: before any array
 		{Side: req, Bytes: cmd("AUTH", "default", secret)}, {Side: resp, Bytes: "+OK\r\n"},
 		{Side: req, Bytes: cmd("HELLO", "3", "AUTH", "default", secret)}, {Side: resp, Bytes: "%0\r\n"},
 		{Side: req, Bytes: cmd("SET", "k", secret)}, {Side: resp, Bytes: "+OK\r\n"},
-		{Side: req, Bytes: "SET k " + secret + "\r\n"}, {Side: resp, Bytes: "+OK\r\n"},
 		{Side: req, Bytes: cmd("GET", "k")}, {Side: resp, Bytes: "$15\r\n" + secret + "\r\n"},
 		{Side: req, Bytes: cmd("ACL", "SETUSER", "bob", "on", ">"+secret)}, {Side: resp, Bytes: "+OK\r\n"},
 		{Side: req, Bytes: cmd("EVAL", "return '"+secret+"'", "0")}, {Side: resp, Bytes: "$15\r\n" + secret + "\r\n"},
@@ -217,10 +218,105 @@ func TestGapInsideValue(t *testing.T) {
 	must(d.Feed(req, protocol.Chunk{Bytes: []byte(big[:100]), Size: len(big), Tail: []byte(big[len(big)-10:]), Time: at}))
 	must(d.Feed(resp, protocol.Chunk{Bytes: []byte("+OK\r\n"), Size: 5, Time: at}))
 	check(t, rec, []want{{op: "SET", query: "SET k ?"}})
-	// A gap at a boundary is lost sync.
+	// A gap at a boundary is lost sync: counted, and no error (resync).
 	err := d.Feed(req, protocol.Chunk{Bytes: []byte("*1\r\n"), Size: 20, Time: at})
-	if err == nil || stats.LostSync.Load() != 1 {
-		t.Fatalf("gap outside a bulk: err %v", err)
+	if err != nil || stats.LostSync.Load() != 1 {
+		t.Fatalf("gap outside a bulk: err %v, lost %d", err, stats.LostSync.Load())
+	}
+}
+
+// cut is a chunk of which only the first head bytes and the last tail
+// bytes were copied, as the kernel reports a long call.
+func cut(side protocol.Side, b string, head, tail int, at time.Time) func(protocol.Decoder) error {
+	return func(d protocol.Decoder) error {
+		return d.Feed(side, protocol.Chunk{Bytes: []byte(b[:head]), Size: len(b), Tail: []byte(b[len(b)-tail:]), Time: at})
+	}
+}
+
+// whole is a chunk copied whole.
+func whole(side protocol.Side, b string, at time.Time) func(protocol.Decoder) error {
+	return func(d protocol.Decoder) error {
+		return d.Feed(side, protocol.Chunk{Bytes: []byte(b), Size: len(b), Time: at})
+	}
+}
+
+// array is a reply of n one-byte bulk strings.
+func array(n int) string {
+	return fmt.Sprintf("*%d\r\n", n) + strings.Repeat("$1\r\nx\r\n", n)
+}
+
+// TestResync: after bytes lost where a header should be (a long call
+// copied in part, records dropped), the decoder resumes at the next write
+// that starts a command: no error, no reply paired with the wrong command,
+// the commands caught in the loss ended at the last reply bytes seen.
+func TestResync(t *testing.T) {
+	at := func(ms int) time.Time { return dbtest.Base.Add(time.Duration(ms) * time.Millisecond) }
+	mset := []string{"MSET"}
+	for i := range 500 {
+		mset = append(mset, fmt.Sprint("k", i), "v")
+	}
+	cases := []struct {
+		name  string
+		feeds []func(protocol.Decoder) error
+		want  []want
+		ends  []int // ms of each exchange's end
+	}{
+		{"reply cut outside a bulk", []func(protocol.Decoder) error{
+			whole(req, cmd("LRANGE", "big", "0", "-1"), at(0)),
+			cut(resp, array(2000), 100, 16, at(1)),
+			whole(resp, "$1\r\nx\r\n", at(2)), // rest of the reply, read later
+			whole(req, cmd("LRANGE", "small", "0", "-1"), at(3)),
+			whole(resp, array(3), at(4)),
+		}, []want{{op: "LRANGE", query: "LRANGE big ? ?"}, {op: "LRANGE", query: "LRANGE small ? ?", rows: 3}}, []int{2, 4}},
+		{"command cut outside a bulk", []func(protocol.Decoder) error{
+			whole(req, cmd("GET", "a"), at(0)), whole(resp, "$1\r\nx\r\n", at(1)),
+			cut(req, cmd(mset...), 200, 16, at(2)),
+			whole(resp, "+OK\r\n", at(3)),
+			whole(req, cmd("LRANGE", "l", "0", "-1"), at(4)), whole(resp, array(4), at(5)),
+		}, []want{{op: "GET", query: "GET a"}, {op: "LRANGE", query: "LRANGE l ? ?", rows: 4}}, []int{1, 5}},
+		{"records dropped mid-command", []func(protocol.Decoder) error{
+			whole(req, cmd("SET", "a", "1"), at(0)), whole(resp, "+OK\r\n", at(1)),
+			whole(req, "$3\r\nabc\r\n", at(2)), // the end of a command whose start was dropped
+			whole(resp, array(7), at(3)),
+			whole(req, cmd("LRANGE", "l", "0", "-1"), at(4)), whole(resp, array(2), at(5)),
+		}, []want{{op: "SET", query: "SET a ?"}, {op: "LRANGE", query: "LRANGE l ? ?", rows: 2}}, []int{1, 5}},
+		{"pipeline caught in a loss", []func(protocol.Decoder) error{
+			whole(req, cmd("LRANGE", "a", "0", "-1")+cmd("LRANGE", "b", "0", "-1")+cmd("LRANGE", "c", "0", "-1"), at(0)),
+			cut(resp, array(1000)+array(5)+array(6), 64, 16, at(1)),
+			whole(req, cmd("LRANGE", "d", "0", "-1"), at(2)), whole(resp, array(9), at(3)),
+		}, []want{{op: "LRANGE", query: "LRANGE a ? ?"}, {op: "LRANGE", query: "LRANGE b ? ?"},
+			{op: "LRANGE", query: "LRANGE c ? ?"}, {op: "LRANGE", query: "LRANGE d ? ?", rows: 9}}, []int{1, 1, 1, 3}},
+		{"lost until a write starts a command", []func(protocol.Decoder) error{
+			whole(req, cmd("GET", "a"), at(0)),
+			cut(resp, "*400\r\n"+strings.Repeat("+aaaaaaaa\r\n", 400), 50, 8, at(1)),
+			whole(req, "3\r\nGET\r\n", at(2)), // not a command start: still lost
+			whole(resp, array(5), at(3)),
+			whole(req, cmd("LRANGE", "l", "0", "-1"), at(4)), whole(resp, array(1), at(5)),
+		}, []want{{op: "GET", query: "GET a"}, {op: "LRANGE", query: "LRANGE l ? ?", rows: 1}}, []int{3, 5}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			stats := &db.Stats{}
+			rec := &dbtest.Recorder{T: t}
+			d := New(stats).NewDecoder(protocol.Client, rec)
+			for i, f := range c.feeds {
+				if err := f(d); err != nil {
+					t.Fatalf("feed %d: %v", i, err)
+				}
+			}
+			check(t, rec, c.want)
+			for i, ms := range c.ends {
+				if r := rec.Reason[i]; r != "" {
+					t.Errorf("exchange %d reason %q", i, r)
+				}
+				if !rec.Ends[i].Equal(at(ms)) {
+					t.Errorf("exchange %d ended at %v, want %d ms", i, rec.Ends[i].Sub(dbtest.Base), ms)
+				}
+			}
+			if stats.LostSync.Load() != 1 {
+				t.Errorf("lost sync %d times, want 1", stats.LostSync.Load())
+			}
+		})
 	}
 }
 

@@ -24,6 +24,7 @@ type Recorder struct {
 	Ended  []*db.Exchange
 	open   map[*db.Exchange]bool
 	Reason []string
+	Ends   []time.Time // when each of Ended ended
 }
 
 // Begin implements protocol.Handler.
@@ -51,6 +52,7 @@ func (r *Recorder) End(x protocol.Exchange, end time.Time, reason string) {
 	delete(r.open, e)
 	r.Ended = append(r.Ended, e)
 	r.Reason = append(r.Reason, reason)
+	r.Ends = append(r.Ends, end)
 }
 
 // Open returns how many exchanges began and did not end.
