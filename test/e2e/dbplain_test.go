@@ -78,9 +78,9 @@ func TestRedisPlain(t *testing.T) {
 		"LPUSH | LPUSH user:1 ? | WRONGTYPE": 1,
 		"NOSUCHCMD | NOSUCHCMD ? | ERR":      1,
 		"MULTI | MULTI | ":                   1,
-		"INCR | INCR counter | ":             2,
+		"INCRBY | INCRBY counter ? | ":       2, // redis-py sends INCR as INCRBY
 		"EXEC | EXEC | ":                     1,
-		"PUBLISH | PUBLISH news ? | ":        3,
+		"PUBLISH | PUBLISH ? ? | ":           3, // a channel is no key
 	}
 	got := counts(pySpans, key)
 	pipe := 0
@@ -93,13 +93,16 @@ func TestRedisPlain(t *testing.T) {
 	if pipe != 50 || fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("python spans (%d pipelined SET):\n%v\nwant 50 and\n%v", pipe, got, want)
 	}
-	cliSpans := e.spans(t, 7, redisSpans(rc.PID))
+	// redis-cli asks COMMAND DOCS first: a reply far larger than the copy,
+	// cut in its middle; the decoder resynchronises at the next command.
+	cliSpans := e.spans(t, 8, redisSpans(rc.PID))
 	wantCLI := map[string]int{
 		"AUTH | AUTH ? | ":          1,
+		"COMMAND | COMMAND DOCS | ": 1,
 		"SET | SET cli:1 ? | ":      1,
 		"GET | GET cli:1 | ":        1,
 		"DEL | DEL cli:1 | ":        1,
-		"HSET | HSET h ? | ":        1,
+		"HSET | HSET h ? ? | ":      1,
 		"HGETALL | HGETALL h | ":    1,
 		"INCR | INCR h | WRONGTYPE": 1,
 	}
