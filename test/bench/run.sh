@@ -48,6 +48,10 @@
 #                   order, spans and ring drops at saturation; and in each round
 #                   what a process that is not HTTP pays per syscall (dd bs=1 to
 #                   /dev/null, dd | dd through a pipe): test/bench/results-plain.md
+#   MODE=redis      redis-server under redis-benchmark -t get,set -P 1 and -P 16,
+#                   no agent vs the agent (tracing redis-server) in ABBA order:
+#                   throughput ratio, SERVER spans vs commands, agent CPU per
+#                   span; writes test/bench/results-redis.md
 #   KEEP=1          keep the scratch directory (agent and nginx logs)
 set -euo pipefail
 
@@ -77,7 +81,7 @@ cleanup() {
 		wait "$DRIVER_PID" 2>/dev/null || true
 	fi
 	local f pid
-	for f in "$WORK"/pids/wrk "$WORK"/pids/agent "$WORK"/pids/nginx "$WORK"/pids/goapp; do
+	for f in "$WORK"/pids/wrk "$WORK"/pids/agent "$WORK"/pids/nginx "$WORK"/pids/goapp "$WORK"/pids/redis; do
 		[ -f "$f" ] || continue
 		pid="$(cat "$f")"
 		[ -n "$pid" ] || continue
@@ -152,6 +156,7 @@ run_driver() { # MODE
 	[ "$mode" = memory ] && out="${OUT:-test/bench/results-memory.md}"
 	[ "$mode" = procmetrics ] && out="${OUT:-test/bench/results-procmetrics.md}"
 	[ "$mode" = plain ] && out="${OUT:-test/bench/results-plain.md}"
+	[ "$mode" = redis ] && out="${OUT:-test/bench/results-redis.md}"
 	"$WORK/benchtool" \
 		-agent "$AGENT" \
 		-work "$WORK" \
