@@ -58,7 +58,15 @@ func runRedisMode(ctx context.Context, o options) error {
 		return err
 	}
 	defer func() { _ = syscall.Kill(-srv.Process.Pid, syscall.SIGKILL); _ = srv.Wait() }()
-	bin, _ := exec.LookPath("redis-server")
+	// Debian's redis-server is a link to redis-check-rdb: the agent selects
+	// the file the process runs.
+	bin, err := exec.LookPath("redis-server")
+	if err == nil {
+		bin, err = filepath.EvalSymlinks(bin)
+	}
+	if err != nil {
+		return err
+	}
 	var rounds []*redisRound
 	for i := 0; i < 2*o.rounds; i++ {
 		r := &redisRound{n: i + 1, withAgent: i%4 == 1 || i%4 == 2, rps: map[string]float64{}}
