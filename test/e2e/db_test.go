@@ -20,7 +20,11 @@ const pgBin = "/usr/lib/postgresql/15/bin"
 // loopback port, with a private data directory, TLS required for TCP
 // clients, cleartext password authentication (inside TLS) and a user app
 // owning database shop. It returns the port.
-func startPostgresTLS(t *testing.T, password string) int {
+func startPostgresTLS(t *testing.T, password string) int { return startPostgres(t, password, true) }
+
+// startPostgres is startPostgresTLS, with TLS (required) or without (off):
+// without, the password crosses the loopback in clear.
+func startPostgres(t *testing.T, password string, tls bool) int {
 	t.Helper()
 	for _, tool := range []string{"initdb", "pg_ctl", "postgres"} {
 		if _, err := os.Stat(filepath.Join(pgBin, tool)); err != nil {
@@ -49,12 +53,18 @@ func startPostgresTLS(t *testing.T, password string) int {
 	run(t, "chmod", "600", key)
 	asPostgres(fmt.Sprintf("%s/initdb -D %s -A trust >/dev/null", pgBin, data))
 	hba := "local all all trust\nhostssl all all 127.0.0.1/32 password\n"
+	if !tls {
+		hba = "local all all trust\nhost all all 127.0.0.1/32 password\n"
+	}
 	if err := os.WriteFile(filepath.Join(data, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	port := harness.FreePort(t)
 	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c ssl=on -c ssl_cert_file=%s -c ssl_key_file=%s",
 		port, sock, cert, key)
+	if !tls {
+		opts = fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c ssl=off", port, sock)
+	}
 	asPostgres(fmt.Sprintf("%s/pg_ctl -D %s -l %s/log -w -o '%s' start >/dev/null", pgBin, data, dir, opts))
 	t.Cleanup(func() {
 		exec.Command("su", "postgres", "-s", "/bin/sh", "-c", fmt.Sprintf("%s/pg_ctl -D %s -m immediate stop", pgBin, data)).Run()
@@ -77,27 +87,7 @@ func TestPostgresTLS(t *testing.T) {
 	e := startAgent(t)
 	port := startPostgresTLS(t, password)
 
-	// The workload is a file, so that no planted literal is on a command line.
-	script := []string{
-		"CREATE TABLE items (id int PRIMARY KEY, secret text);",
-		"INSERT INTO items VALUES (1, 'planted-literal-1'), (2, E'planted-literal-\\'2');",
-		"SELECT secret FROM items WHERE id IN (1, 2) \\; SELECT count(*) FROM items;", // one Query, two statements
-		"SELECT * FROM missing WHERE s = 'planted-bad';",
-		"BEGIN;", "UPDATE items SET secret = 'planted-tx' WHERE id = 1;", "COMMIT;",
-		"PREPARE q(int) AS SELECT secret FROM items WHERE id = $1;",
-	}
-	for range 100 {
-		script = append(script, "EXECUTE q(1);")
-	}
-	file := filepath.Join(t.TempDir(), "workload.sql")
-	if err := os.WriteFile(file, []byte(strings.Join(script, "\n")+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"-X", "-q", "-o", "/dev/null", "-f", file, fmt.Sprintf("host=127.0.0.1 port=%d dbname=shop user=app sslmode=require", port)}
-	psql := startProc(t, []string{"PGPASSWORD=" + password}, filepath.Join(pgBin, "psql"), args...)
-	if code := psql.wait(60 * time.Second); code != 0 {
-		t.Fatalf("psql exited %d:\n%s", code, psql.Output())
-	}
+	psql := runPsqlWorkload(t, port, password, "require")
 
 	client := e.spans(t, 109, func(s otlpreceiver.Span) bool {
 		return byPIDs(kindClient, psql.PID)(s) && attrStr(s, "db.system.name") == "postgresql"
@@ -131,6 +121,35 @@ func TestPostgresTLS(t *testing.T) {
 		checkPostgresSpans(t, set, port)
 	}
 	noPlanted(t, e, "planted")
+}
+
+// runPsqlWorkload runs TestPostgresTLS's workload with psql (109 statement
+// results; checkPostgresSpans checks their spans) and returns the finished
+// psql.
+func runPsqlWorkload(t *testing.T, port int, password, sslmode string) *proc {
+	t.Helper()
+	// The workload is a file, so that no planted literal is on a command line.
+	script := []string{
+		"CREATE TABLE items (id int PRIMARY KEY, secret text);",
+		"INSERT INTO items VALUES (1, 'planted-literal-1'), (2, E'planted-literal-\\'2');",
+		"SELECT secret FROM items WHERE id IN (1, 2) \\; SELECT count(*) FROM items;", // one Query, two statements
+		"SELECT * FROM missing WHERE s = 'planted-bad';",
+		"BEGIN;", "UPDATE items SET secret = 'planted-tx' WHERE id = 1;", "COMMIT;",
+		"PREPARE q(int) AS SELECT secret FROM items WHERE id = $1;",
+	}
+	for range 100 {
+		script = append(script, "EXECUTE q(1);")
+	}
+	file := filepath.Join(t.TempDir(), "workload.sql")
+	if err := os.WriteFile(file, []byte(strings.Join(script, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-X", "-q", "-o", "/dev/null", "-f", file, fmt.Sprintf("host=127.0.0.1 port=%d dbname=shop user=app sslmode=%s", port, sslmode)}
+	psql := startProc(t, []string{"PGPASSWORD=" + password}, filepath.Join(pgBin, "psql"), args...)
+	if code := psql.wait(60 * time.Second); code != 0 {
+		t.Fatalf("psql exited %d:\n%s", code, psql.Output())
+	}
+	return psql
 }
 
 // checkPostgresSpans checks the spans of TestPostgresTLS's workload.

@@ -42,7 +42,7 @@ func startRedis(t *testing.T, password string) int {
 // exporter.
 func TestRedisPlain(t *testing.T) {
 	const password = "planted-redis-password"
-	e := startAgent(t)
+	e := startAgent(t, selectExes(t, "redis-server", "redis-cli", python(t))...)
 	port := startRedis(t, password)
 	env := []string{"REDIS_PASSWORD=" + password, "REDISCLI_AUTH=" + password}
 
@@ -119,5 +119,121 @@ func TestRedisPlain(t *testing.T) {
 			t.Errorf("span %q: error.type %q status %v", s.Name, attrStr(s, "error.type"), s.Status)
 		}
 	}
+	noPlanted(t, e, "planted")
+}
+
+// selectExes returns --include-exe arguments selecting the files the
+// programs named run (a link is followed), so that a test's spans are not
+// lost among those of whatever else runs on the machine.
+func selectExes(t *testing.T, programs ...string) []string {
+	t.Helper()
+	var args []string
+	for _, p := range programs {
+		path, err := exec.LookPath(p)
+		if err == nil {
+			path, err = filepath.EvalSymlinks(path)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		args = append(args, "--include-exe", path)
+	}
+	return args
+}
+
+// buildGoClients builds scripts/dbcapture/goclients (pgx,
+// go-sql-driver/mysql, go-redis workloads) into a temporary directory.
+func buildGoClients(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs("../../scripts/dbcapture/goclients")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "goclients")
+	cmd := exec.Command(harness.GoTool(t), "build", "-o", out, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
+	start := time.Now()
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build goclients: %v\n%s", err, b)
+	}
+	t.Logf("built goclients in %v", time.Since(start).Round(time.Millisecond))
+	return out
+}
+
+// dbSpans selects the CLIENT spans of a process to a database system.
+func dbSpans(system string, pid int) func(otlpreceiver.Span) bool {
+	return func(s otlpreceiver.Span) bool {
+		return byPIDs(kindClient, pid)(s) && attrStr(s, "db.system.name") == system
+	}
+}
+
+// dbKey is what the database tests compare of a span.
+func dbKey(s otlpreceiver.Span) string {
+	return fmt.Sprintf("%s | %s | %s", s.Name, attrStr(s, "db.query.text"), attrStr(s, "db.response.status_code"))
+}
+
+// TestPostgresPlain: psql (SSLRequest refused, then plaintext), psycopg2 and
+// pgx (extended protocol: a statement prepared once and executed 100 times,
+// a batch of 50 Executes before one Sync, a failing batch, a transaction)
+// against a real PostgreSQL over plaintext TCP, seen by the sockets
+// collector: exact CLIENT spans per client, a SERVER span for each from the
+// traced backends, db.client.operation.duration on /metrics, and none of the
+// planted secrets (literals, bound parameters, the password sent in clear)
+// in any exporter.
+func TestPostgresPlain(t *testing.T) {
+	const password = "planted-pg-password"
+	goclients := buildGoClients(t)
+	e := startAgent(t, selectExes(t, filepath.Join(pgBin, "psql"), python(t), goclients, filepath.Join(pgBin, "postgres"))...)
+	port := startPostgres(t, password, false)
+
+	psql := runPsqlWorkload(t, port, password, "prefer")
+	checkPostgresSpans(t, e.spans(t, 109, dbSpans("postgresql", psql.PID)), port)
+
+	py := startProc(t, []string{"PGPASSWORD=" + password}, python(t), testdataPath(t, "db/pg_client.py"), fmt.Sprint(port))
+	if code := py.wait(60 * time.Second); code != 0 || !strings.Contains(py.Output(), "done") {
+		t.Fatalf("pg_client.py exited %d:\n%s", code, py.Output())
+	}
+	wantPy := map[string]int{
+		"CREATE TABLE py_items | CREATE TABLE py_items (id int PRIMARY KEY, secret text) | ": 1,
+		"INSERT py_items | INSERT INTO py_items VALUES (?, ?) | ":                            1,
+		"SELECT py_items | SELECT secret FROM py_items WHERE id = ? | ":                      100,
+		"SELECT missing | SELECT * FROM missing WHERE s = ? | 42P01":                         1,
+		"BEGIN | BEGIN | ": 1,
+		"UPDATE py_items | UPDATE py_items SET secret = ? WHERE id = ? | ": 1,
+		"COMMIT | COMMIT | ": 1,
+	}
+	if got := counts(e.spans(t, 106, dbSpans("postgresql", py.PID)), dbKey); fmt.Sprint(got) != fmt.Sprint(wantPy) {
+		t.Errorf("psycopg2 spans:\n%v\nwant\n%v", got, wantPy)
+	}
+
+	gc := startProc(t, nil, goclients, "-system", "pgx", "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-password", password, "-db", "shop")
+	if code := gc.wait(60 * time.Second); code != 0 {
+		t.Fatalf("goclients pgx exited %d:\n%s", code, gc.Output())
+	}
+	// Known gap: the batch of 50 is one write of ~4.9 KB and the kernel
+	// copies 4096 bytes and the last 128 of a call: the Executes in
+	// between make no span (counted in periscope_db_decoder_events_total
+	// {event="lost_sync"}). 44 of the 50 remain.
+	wantPgx := map[string]int{
+		"CREATE TABLE gitems | CREATE TABLE IF NOT EXISTS gitems (id int PRIMARY KEY, name text) | ": 1,
+		"INSERT gitems | INSERT INTO gitems (id, name) VALUES ($1, $2) | ":                           100,
+		"SELECT gitems | SELECT name FROM gitems WHERE id = $1 | ":                                   44,
+		// The failing batch: pgx prepares its statements first; the
+		// failing Parse ends it (SELECT 1 and 2 never run).
+		"SELECT no_such_table | SELECT * FROM no_such_table WHERE x = $1 | 42P01": 1,
+		"begin | begin | ": 1,
+		"UPDATE gitems | UPDATE gitems SET name = $1 WHERE id = $2 | ": 1,
+		"commit | commit | ": 1,
+	}
+	if got := counts(e.spans(t, 149, dbSpans("postgresql", gc.PID)), dbKey); fmt.Sprint(got) != fmt.Sprint(wantPgx) {
+		t.Errorf("pgx spans:\n%v\nwant\n%v", got, wantPgx)
+	}
+
+	labels := map[string]string{"db_system_name": "postgresql", "db_operation_name": "SELECT",
+		"db_collection_name": "py_items", "db_namespace": "shop", "server_port": fmt.Sprint(port)}
+	waitMetric(t, e.agent, "db_client_operation_duration_seconds_count", labels, "100", equals(100))
+	delete(labels, "server_port")
+	waitMetric(t, e.agent, "periscope_db_server_operation_duration_seconds_count", labels, "100", equals(100))
 	noPlanted(t, e, "planted")
 }

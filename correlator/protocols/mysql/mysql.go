@@ -203,12 +203,15 @@ func (d *decoder) deprecateEOF() bool {
 
 // exchange returns a new exchange for a statement text.
 func (d *decoder) exchange(text string, start time.Time) *db.Exchange {
+	op, collection := sqltext.Single(text, sqltext.MySQL)
 	return &db.Exchange{
-		Begun:     start,
-		System:    d.system,
-		Namespace: d.namespace,
-		Query:     text,
-		Summary:   sqltext.Summary(text, sqltext.MySQL),
+		Begun:      start,
+		System:     d.system,
+		Namespace:  d.namespace,
+		Operation:  op,
+		Collection: collection,
+		Query:      text,
+		Summary:    sqltext.Summary(text, sqltext.MySQL),
 	}
 }
 

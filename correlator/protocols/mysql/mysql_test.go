@@ -80,7 +80,7 @@ func TestMySQL(t *testing.T) {
 			dbtest.Step{Side: resp, Bytes: resultSet(1, []string{"\x01x", longRow, "\x01y"}, false, 2)},
 			dbtest.Step{Side: req, Bytes: query("DELETE FROM nope")},
 			dbtest.Step{Side: resp, Bytes: pkt(1, errBody(1146))},
-		), []string{"SELECT t |  | SELECT a FROM t WHERE b = ? | shop | rows 3", "DELETE nope |  | DELETE FROM nope | shop | error 1146 1146"}},
+		), []string{"SELECT t | SELECT | SELECT a FROM t WHERE b = ? | shop | rows 3", "DELETE nope | DELETE | DELETE FROM nope | shop | error 1146 1146"}},
 		{"CLIENT_DEPRECATE_EOF, multi-statement and CALL", append(login(mariadb, baseCaps|capDeprecateEOF, "shop"),
 			dbtest.Step{Side: req, Bytes: query("SELECT 1; UPDATE t SET a = 2; SELECT 3")},
 			dbtest.Step{Side: resp, Bytes: resultSet(1, []string{"\x011"}, true, serverMoreResults) + pkt(4, okBody(1, serverMoreResults)) +
@@ -90,9 +90,9 @@ func TestMySQL(t *testing.T) {
 				resultSet(5, []string{"\x013"}, true, serverMoreResults) + pkt(9, okBody(0, 0))},
 			dbtest.Step{Side: req, Bytes: query("SELECT 1; SELECT * FROM nope; SELECT 3")},
 			dbtest.Step{Side: resp, Bytes: resultSet(1, []string{"\x011"}, true, serverMoreResults) + pkt(4, errBody(1146))},
-		), []string{"SELECT |  | SELECT ? | shop | rows 1", "UPDATE t |  | UPDATE t SET a = ? | shop", "SELECT |  | SELECT ? | shop | rows 1",
-			"CALL p |  | CALL p() | shop | rows 3",
-			"SELECT |  | SELECT ? | shop | rows 1", "SELECT nope |  | SELECT * FROM nope | shop | error 1146 1146"}},
+		), []string{"SELECT | SELECT | SELECT ? | shop | rows 1", "UPDATE t | UPDATE | UPDATE t SET a = ? | shop", "SELECT | SELECT | SELECT ? | shop | rows 1",
+			"CALL p | CALL | CALL p() | shop | rows 3",
+			"SELECT | SELECT | SELECT ? | shop | rows 1", "SELECT nope | SELECT | SELECT * FROM nope | shop | error 1146 1146"}},
 		{"prepared statements, INIT_DB, PING, LOCAL INFILE", append(login(mariadb, baseCaps|capDeprecateEOF, ""),
 			dbtest.Step{Side: req, Bytes: pkt(0, "\x16INSERT INTO t VALUES (?, 'planted-inline')")},
 			dbtest.Step{Side: resp, Bytes: pkt(1, "\x00"+u32(5)+u16(0)+u16(1)+"\x00"+u16(0)) + pkt(2, "\x03def...param")},
@@ -109,8 +109,8 @@ func TestMySQL(t *testing.T) {
 			dbtest.Step{Side: resp, Bytes: pkt(1, "\xfb/tmp/x")},
 			dbtest.Step{Side: req, Bytes: pkt(2, "planted-file-row\n") + pkt(3, "")},
 			dbtest.Step{Side: resp, Bytes: pkt(4, okBody(1, 2))},
-		), []string{"INSERT t |  | INSERT INTO t VALUES (?, ?) | ", " |  |  |  | error 1243 1243",
-			" | COM_INIT_DB |  | ", " | COM_PING |  | archive", "LOAD t |  | LOAD DATA LOCAL INFILE ? INTO TABLE t | archive"}},
+		), []string{"INSERT t | INSERT | INSERT INTO t VALUES (?, ?) | ", " |  |  |  | error 1243 1243",
+			" | COM_INIT_DB |  | ", " | COM_PING |  | archive", "LOAD t | LOAD | LOAD DATA LOCAL INFILE ? INTO TABLE t | archive"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -14,53 +14,53 @@ import (
 func TestCaptures(t *testing.T) {
 	pgx := func(batch int) []string {
 		return slices.Concat(
-			[]string{"CREATE TABLE gitems |  | CREATE TABLE IF NOT EXISTS gitems (id int PRIMARY KEY, name text) | testdb"},
-			dbtest.Repeat("INSERT gitems |  | INSERT INTO gitems (id, name) VALUES ($1, $2) | testdb", 100),
-			dbtest.Repeat("SELECT gitems |  | SELECT name FROM gitems WHERE id = $1 | testdb | rows 1", batch),
+			[]string{"CREATE TABLE gitems | CREATE TABLE | CREATE TABLE IF NOT EXISTS gitems (id int PRIMARY KEY, name text) | testdb"},
+			dbtest.Repeat("INSERT gitems | INSERT | INSERT INTO gitems (id, name) VALUES ($1, $2) | testdb", 100),
+			dbtest.Repeat("SELECT gitems | SELECT | SELECT name FROM gitems WHERE id = $1 | testdb | rows 1", batch),
 			[]string{
-				"SELECT no_such_table |  | SELECT * FROM no_such_table WHERE x = $1 | testdb | error 42P01 42P01",
-				"begin |  | begin | testdb",
-				"UPDATE gitems |  | UPDATE gitems SET name = $1 WHERE id = $2 | testdb",
-				"commit |  | commit | testdb",
+				"SELECT no_such_table | SELECT | SELECT * FROM no_such_table WHERE x = $1 | testdb | error 42P01 42P01",
+				"begin | begin | begin | testdb",
+				"UPDATE gitems | UPDATE | UPDATE gitems SET name = $1 WHERE id = $2 | testdb",
+				"commit | commit | commit | testdb",
 			})
 	}
 	cases := map[string][]string{
 		"psql-1": {
-			"CREATE TABLE t |  | CREATE TABLE t (id int, secret text) | testdb",
-			"INSERT t |  | INSERT INTO t VALUES (?, ?), (?, ?) | testdb",
-			"SELECT t |  | SELECT * FROM t WHERE id IN (?) | testdb | rows 2",
-			"SELECT |  | SELECT ? | testdb | rows 1",
-			"SELECT |  | SELECT ? | testdb | rows 1",
-			"SELECT nope |  | SELECT * FROM nope WHERE s = ? | testdb | error 42P01 42P01",
+			"CREATE TABLE t | CREATE TABLE | CREATE TABLE t (id int, secret text) | testdb",
+			"INSERT t | INSERT | INSERT INTO t VALUES (?, ?), (?, ?) | testdb",
+			"SELECT t | SELECT | SELECT * FROM t WHERE id IN (?) | testdb | rows 2",
+			"SELECT | SELECT | SELECT ? | testdb | rows 1",
+			"SELECT | SELECT | SELECT ? | testdb | rows 1",
+			"SELECT nope | SELECT | SELECT * FROM nope WHERE s = ? | testdb | error 42P01 42P01",
 		},
 		"psql-copy-1": {
-			"COPY t |  | COPY t FROM STDIN | testdb",
-			"COPY t |  | COPY t TO STDOUT | testdb | rows 4",
-			"BEGIN |  | BEGIN | testdb",
-			"DELETE t |  | DELETE FROM t WHERE id = ? | testdb",
-			"COMMIT |  | COMMIT | testdb",
+			"COPY t | COPY | COPY t FROM STDIN | testdb",
+			"COPY t | COPY | COPY t TO STDOUT | testdb | rows 4",
+			"BEGIN | BEGIN | BEGIN | testdb",
+			"DELETE t | DELETE | DELETE FROM t WHERE id = ? | testdb",
+			"COMMIT | COMMIT | COMMIT | testdb",
 		},
 		"psycopg-1": {
-			"BEGIN |  | BEGIN | testdb",
-			"CREATE TABLE pitems |  | CREATE TABLE IF NOT EXISTS pitems (id int PRIMARY KEY, name text) | testdb",
-			"INSERT pitems |  | INSERT INTO pitems (id, name) VALUES (?, ?) | testdb",
-			"SELECT pitems |  | SELECT name FROM pitems WHERE id IN (?) | testdb | rows 1",
-			"COMMIT |  | COMMIT | testdb",
-			"BEGIN |  | BEGIN | testdb",
-			"SELECT |  | SELECT ? | testdb | rows 1",
-			"SELECT |  | SELECT ? | testdb | rows 1",
-			"UPDATE pitems |  | UPDATE pitems SET name = name WHERE id = ? | testdb",
-			"COMMIT |  | COMMIT | testdb",
-			"BEGIN |  | BEGIN | testdb",
-			"SELECT missing_table |  | SELECT * FROM missing_table WHERE secret = ? | testdb | error 42P01 42P01",
-			"ROLLBACK |  | ROLLBACK | testdb",
-			"BEGIN |  | BEGIN | testdb",
-			"DO |  | DO ? | testdb",
-			"COMMIT |  | COMMIT | testdb",
-			"BEGIN |  | BEGIN | testdb",
-			"COPY pitems |  | COPY pitems FROM STDIN | testdb",
-			"COPY pitems |  | COPY pitems TO STDOUT | testdb | rows 3",
-			"COMMIT |  | COMMIT | testdb",
+			"BEGIN | BEGIN | BEGIN | testdb",
+			"CREATE TABLE pitems | CREATE TABLE | CREATE TABLE IF NOT EXISTS pitems (id int PRIMARY KEY, name text) | testdb",
+			"INSERT pitems | INSERT | INSERT INTO pitems (id, name) VALUES (?, ?) | testdb",
+			"SELECT pitems | SELECT | SELECT name FROM pitems WHERE id IN (?) | testdb | rows 1",
+			"COMMIT | COMMIT | COMMIT | testdb",
+			"BEGIN | BEGIN | BEGIN | testdb",
+			"SELECT | SELECT | SELECT ? | testdb | rows 1",
+			"SELECT | SELECT | SELECT ? | testdb | rows 1",
+			"UPDATE pitems | UPDATE | UPDATE pitems SET name = name WHERE id = ? | testdb",
+			"COMMIT | COMMIT | COMMIT | testdb",
+			"BEGIN | BEGIN | BEGIN | testdb",
+			"SELECT missing_table | SELECT | SELECT * FROM missing_table WHERE secret = ? | testdb | error 42P01 42P01",
+			"ROLLBACK | ROLLBACK | ROLLBACK | testdb",
+			"BEGIN | BEGIN | BEGIN | testdb",
+			"DO | DO | DO ? | testdb",
+			"COMMIT | COMMIT | COMMIT | testdb",
+			"BEGIN | BEGIN | BEGIN | testdb",
+			"COPY pitems | COPY | COPY pitems FROM STDIN | testdb",
+			"COPY pitems | COPY | COPY pitems TO STDOUT | testdb | rows 3",
+			"COMMIT | COMMIT | COMMIT | testdb",
 		},
 		"pgx-1": pgx(50),
 	}
@@ -75,7 +75,7 @@ func TestCaptures(t *testing.T) {
 func TestCapturesCapped(t *testing.T) {
 	dbtest.CheckCapturesCapped(t, newDecoder, map[string]func([]string) []string{
 		"pgx-1": func(full []string) []string {
-			i := slices.Index(full, "SELECT gitems |  | SELECT name FROM gitems WHERE id = $1 | testdb | rows 1")
+			i := slices.Index(full, "SELECT gitems | SELECT | SELECT name FROM gitems WHERE id = $1 | testdb | rows 1")
 			return slices.Delete(full, i, i+6) // 44 of the 50 were captured
 		},
 	}, 1)

@@ -156,12 +156,15 @@ func (d *decoder) Left() bool { return d.left }
 
 // exchange returns a new exchange for statement text.
 func (d *decoder) exchange(text string, start time.Time) *db.Exchange {
+	op, collection := sqltext.Single(text, sqltext.Postgres)
 	return &db.Exchange{
-		Begun:     start,
-		System:    db.PostgreSQL,
-		Namespace: d.namespace,
-		Query:     text,
-		Summary:   sqltext.Summary(text, sqltext.Postgres),
+		Begun:      start,
+		System:     db.PostgreSQL,
+		Namespace:  d.namespace,
+		Operation:  op,
+		Collection: collection,
+		Query:      text,
+		Summary:    sqltext.Summary(text, sqltext.Postgres),
 	}
 }
 

@@ -86,12 +86,12 @@ func TestPostgres(t *testing.T) {
 			{Side: resp, Bytes: msg('N', "S", cstr("NOTICE"), "C", cstr("00000"), "\x00") + rowDesc + row + row + complete("SELECT 2") + ready},
 			{Side: req, Bytes: msg('Q', cstr(" -- nothing\n"))},
 			{Side: resp, Bytes: msg('I') + ready},
-		}, []string{"SELECT t |  | SELECT a FROM t WHERE b = ? | shop | rows 2"}},
+		}, []string{"SELECT t | SELECT | SELECT a FROM t WHERE b = ? | shop | rows 2"}},
 		{"multi-statement query stops at its error", []dbtest.Step{
 			{Side: req, Bytes: msg('Q', cstr("BEGIN; INSERT INTO t VALUES (1); SELECT 1/0; SELECT 2"))},
 			{Side: resp, Bytes: complete("BEGIN") + complete("INSERT 0 1") + rowDesc + errorResp("22012") + msg('Z', "E")},
-		}, []string{"BEGIN |  | BEGIN | shop", "INSERT t |  | INSERT INTO t VALUES (?) | shop",
-			"SELECT |  | SELECT ?/? | shop | error 22012 22012"}},
+		}, []string{"BEGIN | BEGIN | BEGIN | shop", "INSERT t | INSERT | INSERT INTO t VALUES (?) | shop",
+			"SELECT | SELECT | SELECT ?/? | shop | error 22012 22012"}},
 		{"named statement executed twice, then closed", []dbtest.Step{
 			{Side: req, Bytes: parse("s1", "SELECT a FROM t WHERE id = $1") + msg('D', "S", cstr("s1")) + sync},
 			{Side: resp, Bytes: msg('1') + msg('t', "\x00\x01\x00\x00\x00\x17") + rowDesc + ready},
@@ -103,8 +103,8 @@ func TestPostgres(t *testing.T) {
 			{Side: resp, Bytes: msg('3') + ready},
 			{Side: req, Bytes: bind("", "s1") + execute("") + sync},
 			{Side: resp, Bytes: errorResp("26000") + ready},
-		}, []string{"SELECT t |  | SELECT a FROM t WHERE id = $1 | shop | rows 1",
-			"SELECT t |  | SELECT a FROM t WHERE id = $1 | shop | rows 1",
+		}, []string{"SELECT t | SELECT | SELECT a FROM t WHERE id = $1 | shop | rows 1",
+			"SELECT t | SELECT | SELECT a FROM t WHERE id = $1 | shop | rows 1",
 			" |  |  | shop | error 26000 26000"}},
 		{"pipeline with an error skips the rest of its batch", []dbtest.Step{
 			{Side: req, Bytes: parse("", "INSERT INTO t VALUES ($1)") + bind("", "", "1") + execute("") +
@@ -112,10 +112,10 @@ func TestPostgres(t *testing.T) {
 				parse("", "SELECT 1") + bind("", "") + execute("") + sync},
 			{Side: resp, Bytes: msg('1') + msg('2') + complete("INSERT 0 1") + msg('2') + errorResp("23505") + ready +
 				msg('1') + msg('2') + row + complete("SELECT 1") + ready},
-		}, []string{"INSERT t |  | INSERT INTO t VALUES ($1) | shop",
-			"INSERT t |  | INSERT INTO t VALUES ($1) | shop | error 23505 23505",
-			"INSERT t |  | INSERT INTO t VALUES ($1) | shop | ended request_failed",
-			"SELECT |  | SELECT ? | shop | rows 1"}},
+		}, []string{"INSERT t | INSERT | INSERT INTO t VALUES ($1) | shop",
+			"INSERT t | INSERT | INSERT INTO t VALUES ($1) | shop | error 23505 23505",
+			"INSERT t | INSERT | INSERT INTO t VALUES ($1) | shop | ended request_failed",
+			"SELECT | SELECT | SELECT ? | shop | rows 1"}},
 		{"prepare that fails names the failing parse", []dbtest.Step{
 			{Side: req, Bytes: parse("a", "SELECT 1") + msg('D', "S", cstr("a")) + parse("b", "SELEC oops") + msg('D', "S", cstr("b")) + sync},
 			{Side: resp, Bytes: msg('1') + msg('t', "\x00\x00") + rowDesc + errorResp("42601") + ready},
@@ -129,8 +129,8 @@ func TestPostgres(t *testing.T) {
 			{Side: resp, Bytes: msg('G', "\x00\x00\x00")},
 			{Side: req, Bytes: msg('d', "planted-copy-data\n") + msg('c')},
 			{Side: resp, Bytes: complete("COPY 1") + ready},
-		}, []string{"SELECT t |  | SELECT a FROM t | shop | rows 1", "SELECT t |  | SELECT a FROM t | shop | rows 1",
-			"COPY t |  | COPY t FROM STDIN | shop"}},
+		}, []string{"SELECT t | SELECT | SELECT a FROM t | shop | rows 1", "SELECT t | SELECT | SELECT a FROM t | shop | rows 1",
+			"COPY t | COPY | COPY t FROM STDIN | shop"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

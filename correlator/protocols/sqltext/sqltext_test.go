@@ -97,3 +97,24 @@ func TestSummary(t *testing.T) {
 		t.Fatalf("summary not cut at a token: %d %q", len(got), got)
 	}
 }
+
+func TestSingle(t *testing.T) {
+	for _, c := range []struct{ stmt, op, coll string }{
+		{"SELECT secret FROM items WHERE id = ?", "SELECT", "items"},
+		{"select * from a, b", "select", ""},
+		{"SELECT * FROM a JOIN a ON a.x = a.y", "SELECT", "a"},
+		{"INSERT INTO items VALUES (?, ?)", "INSERT", "items"},
+		{"INSERT INTO t SELECT * FROM u", "", ""},
+		{"UPDATE items SET secret = ? WHERE id = ?", "UPDATE", "items"},
+		{"CREATE TABLE IF NOT EXISTS gitems (id int)", "CREATE TABLE", "gitems"},
+		{"BEGIN", "BEGIN", ""},
+		{"SELECT count(*) FROM (SELECT id FROM t) s", "", ""},
+		{"SELECT ?", "SELECT", ""},
+		{"", "", ""},
+	} {
+		op, coll := Single(c.stmt, Postgres)
+		if op != c.op || coll != c.coll {
+			t.Errorf("Single(%q) = %q, %q; want %q, %q", c.stmt, op, coll, c.op, c.coll)
+		}
+	}
+}

@@ -31,11 +31,39 @@ var notTargets = wordSet(`WHERE SET VALUES VALUE ON USING JOIN LEFT RIGHT INNER 
 // Summary returns the db.query.summary of one sanitised statement: its
 // operations and targets in the order they appear, as written.
 func Summary(stmt string, d Dialect) string {
+	parts, _ := analyse(stmt, d)
+	return truncate(parts)
+}
+
+// Single returns the operation of a sanitised statement when it has only
+// one (db.operation.name), and its collection when that operation works on
+// only one (db.collection.name): the conventions ask for these two only
+// when the query names a single one.
+func Single(stmt string, d Dialect) (operation, collection string) {
+	parts, isOp := analyse(stmt, d)
+	for i, p := range parts {
+		switch {
+		case !isOp[i] && (collection == "" || collection == p):
+			collection = p
+		case !isOp[i]:
+			return operation, ""
+		case operation == "":
+			operation = p
+		default:
+			return "", ""
+		}
+	}
+	return operation, collection
+}
+
+// analyse returns the operations and targets of a statement in the order
+// they appear, and which of them are operations.
+func analyse(stmt string, d Dialect) (parts []string, isOp []bool) {
 	toks := tokens(stmt, d)
-	var parts []string
 	for i := 0; i < len(toks); i++ {
 		t := toks[i]
 		up := strings.ToUpper(t)
+		from, op := len(parts), len(parts)
 		switch {
 		case i == 0 && (leading[up] || nested[up]):
 			parts, i = statementOp(toks, parts)
@@ -46,9 +74,13 @@ func Summary(stmt string, d Dialect) string {
 			}
 		case (up == "FROM" || up == "INTO" || up == "JOIN") && len(parts) > 0 && !inCall(toks, i):
 			parts, i = appendTargets(toks, i+1, parts, up == "FROM")
+			op = -1 // targets only
+		}
+		for j := from; j < len(parts); j++ {
+			isOp = append(isOp, j == op) // an operation, then its targets
 		}
 	}
-	return truncate(parts)
+	return parts, isOp
 }
 
 // statementOp handles the operation that starts a statement and returns the

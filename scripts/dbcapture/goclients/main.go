@@ -25,15 +25,16 @@ func main() {
 	system := flag.String("system", "", "pgx, mysql or redis")
 	addr := flag.String("addr", "", "server address")
 	pass := flag.String("password", "", "password")
+	dbName := flag.String("db", "testdb", "database (PostgreSQL, MySQL)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var err error
 	switch *system {
 	case "pgx":
-		err = runPgx(ctx, *addr, *pass)
+		err = runPgx(ctx, *addr, *pass, *dbName)
 	case "mysql":
-		err = runMySQL(ctx, *addr, *pass)
+		err = runMySQL(ctx, *addr, *pass, *dbName)
 	case "redis":
 		err = runRedis(ctx, *addr, *pass)
 	default:
@@ -44,8 +45,8 @@ func main() {
 	}
 }
 
-func runPgx(ctx context.Context, addr, pass string) error {
-	c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app:%s@%s/testdb?sslmode=disable", pass, addr))
+func runPgx(ctx context.Context, addr, pass, dbName string) error {
+	c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app:%s@%s/%s?sslmode=disable", pass, addr, dbName))
 	if err != nil {
 		return err
 	}
@@ -82,8 +83,8 @@ func runPgx(ctx context.Context, addr, pass string) error {
 	return tx.Commit(ctx)
 }
 
-func runMySQL(ctx context.Context, addr, pass string) error {
-	d, err := sql.Open("mysql", fmt.Sprintf("app:%s@tcp(%s)/testdb?multiStatements=true", pass, addr))
+func runMySQL(ctx context.Context, addr, pass, dbName string) error {
+	d, err := sql.Open("mysql", fmt.Sprintf("app:%s@tcp(%s)/%s?multiStatements=true", pass, addr, dbName))
 	if err != nil {
 		return err
 	}
