@@ -237,3 +237,92 @@ func TestPostgresPlain(t *testing.T) {
 	waitMetric(t, e.agent, "periscope_db_server_operation_duration_seconds_count", labels, "100", equals(100))
 	noPlanted(t, e, "planted")
 }
+
+// startMariaDB starts mariadbd as root on a free loopback port with a
+// private data directory and a user app (password) owning database shop;
+// it returns the port.
+func startMariaDB(t *testing.T, password string) int {
+	t.Helper()
+	for _, tool := range []string{"mariadb-install-db", "mariadbd", "mariadb"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not installed (scripts/deps.sh): %v", tool, err)
+		}
+	}
+	dir := t.TempDir()
+	data, sock := filepath.Join(dir, "data"), filepath.Join(dir, "sock")
+	run(t, "mariadb-install-db", "--datadir="+data, "--user=root", "--auth-root-authentication-method=socket")
+	port := harness.FreePort(t)
+	p := startProc(t, nil, "mariadbd", "--no-defaults", "--datadir="+data, "--socket="+sock, fmt.Sprintf("--port=%d", port),
+		"--bind-address=127.0.0.1", "--user=root", "--skip-name-resolve", "--log-error="+filepath.Join(dir, "log"))
+	waitListening(t, p, port)
+	// The password goes through a file: not on a command line.
+	sql := filepath.Join(dir, "init.sql")
+	init := fmt.Sprintf("CREATE DATABASE shop; CREATE USER 'app'@'%%' IDENTIFIED BY '%s'; GRANT ALL ON shop.* TO 'app'@'%%';\n", password)
+	if err := os.WriteFile(sql, []byte(init), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "sh", "-c", fmt.Sprintf("mariadb --no-defaults --socket=%s < %s", sock, sql))
+	return port
+}
+
+// TestMySQLPlain: pymysql (COM_QUERY) and go-sql-driver/mysql (binary
+// prepared statements executed 100 times, a multi-statement query, a
+// transaction) against a real MariaDB over plaintext TCP: exact CLIENT
+// spans with error codes, SERVER spans from the traced mariadbd, the
+// histogram on /metrics, and no planted secret in any exporter.
+func TestMySQLPlain(t *testing.T) {
+	const password = "planted-mysql-password"
+	goclients := buildGoClients(t)
+	mariadbd, err := exec.LookPath("mariadbd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startAgent(t, selectExes(t, python(t), goclients, mariadbd)...)
+	port := startMariaDB(t, password)
+
+	py := startProc(t, []string{"MYSQL_PASSWORD=" + password}, python(t), testdataPath(t, "db/mysql_client.py"), fmt.Sprint(port))
+	if code := py.wait(60 * time.Second); code != 0 || !strings.Contains(py.Output(), "done") {
+		t.Fatalf("mysql_client.py exited %d:\n%s", code, py.Output())
+	}
+	wantPy := map[string]int{
+		"CREATE TABLE py_items | CREATE TABLE py_items (id int PRIMARY KEY, secret varchar(?)) | ": 1,
+		"INSERT py_items | INSERT INTO py_items VALUES (?, ?) | ":                                  1,
+		"SELECT py_items | SELECT secret FROM py_items WHERE id = ? | ":                            100,
+		"SELECT missing | SELECT * FROM missing WHERE s = ? | 1146":                                1,
+		"BEGIN | BEGIN | ": 1,
+		"UPDATE py_items | UPDATE py_items SET secret = ? WHERE id = ? | ": 1,
+		"COMMIT | COMMIT | ": 1,
+	}
+	if got := counts(e.spans(t, 106, dbSpans("mariadb", py.PID)), dbKey); fmt.Sprint(got) != fmt.Sprint(wantPy) {
+		t.Errorf("pymysql spans:\n%v\nwant\n%v", got, wantPy)
+	}
+
+	gc := startProc(t, nil, goclients, "-system", "mysql", "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-password", password, "-db", "shop")
+	if code := gc.wait(60 * time.Second); code != 0 {
+		t.Fatalf("goclients mysql exited %d:\n%s", code, gc.Output())
+	}
+	wantGo := map[string]int{
+		"CREATE TABLE gitems | CREATE TABLE IF NOT EXISTS gitems (id int PRIMARY KEY, name varchar(?)) | ": 1,
+		"INSERT gitems | INSERT INTO gitems (id, name) VALUES (?, ?) | ":                                   100, // one COM_STMT_PREPARE, 100 COM_STMT_EXECUTE
+		"SELECT gitems | SELECT id, name FROM gitems WHERE id < ? | ":                                      1,
+		"SELECT no_such_table | SELECT * FROM no_such_table WHERE x = ? | 1146":                            1,
+		"UPDATE gitems | UPDATE gitems SET name = ? WHERE id = ? | ":                                       2, // in the multi-statement query, and in the transaction
+		"DELETE gitems | DELETE FROM gitems WHERE id = ? | ":                                               1,
+		"START TRANSACTION | START TRANSACTION | ":                                                         1,
+		"COMMIT | COMMIT | ": 1,
+	}
+	if got := counts(e.spans(t, 108, dbSpans("mariadb", gc.PID)), dbKey); fmt.Sprint(got) != fmt.Sprint(wantGo) {
+		t.Errorf("go-sql-driver/mysql spans:\n%v\nwant\n%v", got, wantGo)
+	}
+	for _, s := range e.recv.Spans() {
+		if attrStr(s, "db.system.name") == "mariadb" && (attrStr(s, "db.namespace") != "shop" || attrInt(s, "server.port") != int64(port)) {
+			t.Errorf("span %q: attributes %v", s.Name, s.Attributes)
+		}
+	}
+	labels := map[string]string{"db_system_name": "mariadb", "db_operation_name": "SELECT",
+		"db_collection_name": "py_items", "db_namespace": "shop", "server_port": fmt.Sprint(port)}
+	waitMetric(t, e.agent, "db_client_operation_duration_seconds_count", labels, "100", equals(100))
+	delete(labels, "server_port")
+	waitMetric(t, e.agent, "periscope_db_server_operation_duration_seconds_count", labels, "100", equals(100))
+	noPlanted(t, e, "planted")
+}
