@@ -42,7 +42,8 @@ func startRedis(t *testing.T, password string) int {
 // exporter.
 func TestRedisPlain(t *testing.T) {
 	const password = "planted-redis-password"
-	e := startAgent(t, selectExes(t, "redis-server", "redis-cli", python(t))...)
+	goclients := buildGoClients(t)
+	e := startAgent(t, selectExes(t, "redis-server", "redis-cli", python(t), goclients)...)
 	port := startRedis(t, password)
 	env := []string{"REDIS_PASSWORD=" + password, "REDISCLI_AUTH=" + password}
 
@@ -119,6 +120,45 @@ func TestRedisPlain(t *testing.T) {
 			t.Errorf("span %q: error.type %q status %v", s.Name, attrStr(s, "error.type"), s.Status)
 		}
 	}
+
+	// go-redis speaks RESP3: HELLO 3 AUTH (its arguments never leave the
+	// agent) on each of its two connections.
+	gc := startProc(t, nil, goclients, "-system", "redis", "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-password", password)
+	if code := gc.wait(60 * time.Second); code != 0 {
+		t.Fatalf("goclients redis exited %d:\n%s", code, gc.Output())
+	}
+	wantGo := map[string]int{
+		"HELLO | HELLO ? ? ? ? | ": 3, // go-redis opened three connections (one for pub/sub)
+		// go-redis v9 announces itself; Redis 7.0 knows neither.
+		"CLIENT | CLIENT SETINFO ? ? | ERR":               6,
+		"CLIENT | CLIENT MAINT_NOTIFICATIONS ? ? ? | ERR": 1,
+		"SET | SET gkey ? | ":                             1,
+		"GET | GET gkey | ":                               1,
+		"MULTI | MULTI | ":                                1,
+		"SET | SET gtx ? | ":                              1,
+		"HSET | HSET ghash ? ? | ":                        1,
+		"EXEC | EXEC | ":                                  1,
+		"LPUSH | LPUSH gkey ? | WRONGTYPE":                1,
+		"HGETALL | HGETALL ghash | ":                      1,
+		"PUBLISH | PUBLISH ? ? | ":                        3,
+	}
+	got = counts(e.spans(t, 71, redisSpans(gc.PID)), key)
+	incr := 0
+	for k, n := range got {
+		if strings.HasPrefix(k, "INCR | INCR gcounter:") {
+			incr += n
+			delete(got, k)
+		}
+	}
+	if incr != 50 || fmt.Sprint(got) != fmt.Sprint(wantGo) {
+		t.Errorf("go-redis spans (%d pipelined INCR):\n%v\nwant 50 and\n%v", incr, got, wantGo)
+	}
+	// The histogram, client side and from the traced redis-server: by
+	// command, never by key.
+	labels := map[string]string{"db_system_name": "redis", "db_operation_name": "INCR", "server_port": fmt.Sprint(port)}
+	waitMetric(t, e.agent, "db_client_operation_duration_seconds_count", labels, "51", equals(51)) // + redis-cli's
+	delete(labels, "server_port")
+	waitMetric(t, e.agent, "periscope_db_server_operation_duration_seconds_count", labels, "51", equals(51))
 	noPlanted(t, e, "planted")
 }
 
