@@ -228,3 +228,49 @@ func TestLargeResultResyncs(t *testing.T) {
 		t.Fatalf("exchanges %d lost %d", len(rec.Ended), stats.LostSync.Load())
 	}
 }
+
+// TestResultRetainsNothing streams a 256 MiB result set, every byte copied,
+// through the decoder: it keeps nothing of the rows.
+func TestResultRetainsNothing(t *testing.T) {
+	rec := &dbtest.Recorder{T: t}
+	d := New(&db.Stats{}).NewDecoder(protocol.Client, rec)
+	steps := append(login("8.0.36", baseCaps|capDeprecateEOF, "shop"),
+		dbtest.Step{Side: req, Bytes: query("SELECT big FROM t")})
+	if err := dbtest.Play(d, steps, nil); err != nil {
+		t.Fatal(err)
+	}
+	head := resultSet(1, nil, true, 0)
+	head = head[:len(head)-len(pkt(3, okEOFBody(0)))] // column count and definition only
+	later := dbtest.Base.Add(time.Second)
+	if err := d.Feed(resp, protocol.Chunk{Bytes: []byte(head), Size: len(head), Time: later}); err != nil {
+		t.Fatal(err)
+	}
+	// 64 rows of 1024 bytes per 64 KiB read; sequence ids wrap at 256.
+	var chunk strings.Builder
+	for i := range 64 {
+		chunk.WriteString(pkt(byte(3+i), "\xfc\xfb\x03"+strings.Repeat("r", 1017)))
+	}
+	const n = 4096 // 256 MiB
+	b := []byte(chunk.String())
+	kept := dbtest.Retained(func() {
+		for i := range n {
+			// keep the sequence ids consecutive across chunks
+			for j := 0; j < len(b); j += 1024 {
+				b[j+3] = byte(3 + i*64 + j/1024)
+			}
+			if err := d.Feed(resp, protocol.Chunk{Bytes: b, Size: len(b), Time: later}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if kept > 256<<10 {
+		t.Errorf("%d bytes retained after a 256 MiB result", kept)
+	}
+	end := pkt(byte((3+n*64)%256), okEOFBody(0))
+	if err := d.Feed(resp, protocol.Chunk{Bytes: []byte(end), Size: len(end), Time: later}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Ended) != 1 || rec.Ended[0].Rows != 64*n {
+		t.Fatalf("got %d exchanges: %+v", len(rec.Ended), rec.Ended)
+	}
+}

@@ -296,3 +296,31 @@ func TestLargeResultResyncs(t *testing.T) {
 		t.Fatalf("exchanges %d lost %d", len(rec.Ended), stats.LostSync.Load())
 	}
 }
+
+// TestResultRetainsNothing streams a 256 MiB result, every byte copied (the
+// worst case: the kernel copies at most 4 KiB of a read), through the
+// decoder: it keeps nothing of the rows, so a result of any size costs the
+// agent the same.
+func TestResultRetainsNothing(t *testing.T) {
+	rec := &dbtest.Recorder{T: t}
+	d := New(&db.Stats{}).NewDecoder(protocol.Client, rec)
+	if err := dbtest.Play(d, []dbtest.Step{{Side: req, Bytes: startup(cstr("database"), cstr("d"))}, {Side: resp, Bytes: authOK},
+		{Side: req, Bytes: msg('Q', cstr("SELECT big FROM t"))}, {Side: resp, Bytes: rowDesc}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	bigRow := msg('D', "\x00\x01", "\x00\x00\x03\xf5", strings.Repeat("r", 1013)) // 1024 bytes
+	chunk := []byte(strings.Repeat(bigRow, 64))                                   // 64 KiB
+	const n = 4096                                                                // 256 MiB
+	later := dbtest.Base.Add(time.Second)
+	kept := dbtest.Retained(func() { dbtest.Stream(t, d, resp, chunk, n, later) })
+	if kept > 256<<10 {
+		t.Errorf("%d bytes retained after a 256 MiB result", kept)
+	}
+	end := complete("SELECT 262144") + ready
+	if err := d.Feed(resp, protocol.Chunk{Bytes: []byte(end), Size: len(end), Time: later}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Ended) != 1 || rec.Ended[0].Rows != 64*n {
+		t.Fatalf("got %d exchanges, rows %d", len(rec.Ended), rec.Ended[0].Rows)
+	}
+}

@@ -346,3 +346,24 @@ func TestDetect(t *testing.T) {
 		}
 	}
 }
+
+// TestReplyRetainsNothing streams a reply of 262,144 elements (256 MiB),
+// every byte copied, through the decoder: it keeps nothing of them.
+func TestReplyRetainsNothing(t *testing.T) {
+	rec := &dbtest.Recorder{T: t}
+	d := New(&db.Stats{}).NewDecoder(protocol.Client, rec)
+	const perChunk, n = 64, 4096
+	if err := dbtest.Play(d, []dbtest.Step{{Side: req, Bytes: cmd("LRANGE", "big", "0", "-1")},
+		{Side: resp, Bytes: fmt.Sprintf("*%d\r\n", perChunk*n)}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	elem := "$1017\r\n" + strings.Repeat("v", 1017) + "\r\n"
+	later := dbtest.Base.Add(time.Second)
+	kept := dbtest.Retained(func() { dbtest.Stream(t, d, resp, []byte(strings.Repeat(elem, perChunk)), n, later) })
+	if kept > 256<<10 {
+		t.Errorf("%d bytes retained after a 256 MiB reply", kept)
+	}
+	if len(rec.Ended) != 1 || rec.Ended[0].Rows != perChunk*n {
+		t.Fatalf("got %d exchanges: %+v", len(rec.Ended), rec.Ended)
+	}
+}

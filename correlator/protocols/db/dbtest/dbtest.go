@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -268,6 +269,29 @@ func CheckCapturesCapped(t *testing.T, newDecoder NewDecoder, lossy map[string]f
 		Compare(t, f, got, want)
 		if stats.LostSync.Load() != wantLost || rec.Open() != 0 {
 			t.Errorf("%s: lost %d, want %d; open %d", f, stats.LostSync.Load(), wantLost, rec.Open())
+		}
+	}
+}
+
+// Retained returns how many bytes of heap f leaves allocated once it
+// returned (after a collection): what a decoder kept of what it was fed.
+func Retained(f func()) int64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	return int64(after.HeapAlloc) - int64(before.HeapAlloc)
+}
+
+// Stream feeds the same chunk to side n times (a large result or pipeline
+// read call after call, each copied whole), at time at.
+func Stream(t testing.TB, d protocol.Decoder, side protocol.Side, chunk []byte, n int, at time.Time) {
+	t.Helper()
+	for range n {
+		if err := d.Feed(side, protocol.Chunk{Bytes: chunk, Size: len(chunk), Time: at}); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
