@@ -52,6 +52,11 @@
 #                   no agent vs the agent (tracing redis-server) in ABBA order:
 #                   throughput ratio, SERVER spans vs commands, agent CPU per
 #                   span; writes test/bench/results-redis.md
+#   MODE=postgres   PostgreSQL 15 under pgbench -S (CONNECTIONS/5 clients,
+#                   DURATION per round), no agent vs the agent (tracing the
+#                   server) in ABBA order: tps ratio, SERVER spans vs
+#                   transactions, agent CPU per span; writes
+#                   test/bench/results-postgres.md
 #   KEEP=1          keep the scratch directory (agent and nginx logs)
 set -euo pipefail
 
@@ -157,6 +162,7 @@ run_driver() { # MODE
 	[ "$mode" = procmetrics ] && out="${OUT:-test/bench/results-procmetrics.md}"
 	[ "$mode" = plain ] && out="${OUT:-test/bench/results-plain.md}"
 	[ "$mode" = redis ] && out="${OUT:-test/bench/results-redis.md}"
+	[ "$mode" = postgres ] && out="${OUT:-test/bench/results-postgres.md}"
 	"$WORK/benchtool" \
 		-agent "$AGENT" \
 		-work "$WORK" \
