@@ -224,7 +224,7 @@ func dbKey(s otlpreceiver.Span) string {
 func TestPostgresPlain(t *testing.T) {
 	const password = "planted-pg-password"
 	goclients := buildGoClients(t)
-	e := startAgent(t, selectExes(t, filepath.Join(pgBin, "psql"), python(t), goclients, filepath.Join(pgBin, "postgres"))...)
+	e := startAgent(t, selectExes(t, filepath.Join(pgBin, "psql"), python(t), goclients, filepath.Join(pgBin, "postgres"), "curl")...)
 	port := startPostgres(t, password, false)
 
 	psql := runPsqlWorkload(t, port, password, "prefer")
@@ -270,12 +270,55 @@ func TestPostgresPlain(t *testing.T) {
 		t.Errorf("pgx spans:\n%v\nwant\n%v", got, wantPgx)
 	}
 
+	// An HTTP handler that queries PostgreSQL on the thread serving the
+	// request: curl → handler → its two queries → the backend's spans, one
+	// trace.
+	httpPort := harness.FreePort(t)
+	handler := startProc(t, []string{"PGPASSWORD=" + password}, python(t), testdataPath(t, "db/pg_handler.py"), fmt.Sprint(httpPort), fmt.Sprint(port))
+	handler.expect("listening", 30*time.Second)
+	curl := startProc(t, nil, "curl", "-sf", fmt.Sprintf("http://127.0.0.1:%d/items/1", httpPort))
+	if code := curl.wait(30 * time.Second); code != 0 {
+		t.Fatalf("curl exited %d:\n%s", code, curl.Output())
+	}
+	checkHandlerTrace(t, e, curl.PID, handler.PID)
+
 	labels := map[string]string{"db_system_name": "postgresql", "db_operation_name": "SELECT",
 		"db_collection_name": "py_items", "db_namespace": "shop", "server_port": fmt.Sprint(port)}
-	waitMetric(t, e.agent, "db_client_operation_duration_seconds_count", labels, "100", equals(100))
+	waitMetric(t, e.agent, "db_client_operation_duration_seconds_count", labels, "102", equals(102)) // + the handler's two
 	delete(labels, "server_port")
-	waitMetric(t, e.agent, "periscope_db_server_operation_duration_seconds_count", labels, "100", equals(100))
+	waitMetric(t, e.agent, "periscope_db_server_operation_duration_seconds_count", labels, "102", equals(102))
 	noPlanted(t, e, "planted")
+}
+
+// checkHandlerTrace checks the trace of curl's request to pg_handler.py:
+// curl's CLIENT span, the handler's SERVER span its child, the two
+// queries the handler made children of that, and each query's SERVER span
+// in the backend a child of the query.
+func checkHandlerTrace(t *testing.T, e *env, curlPID, handlerPID int) {
+	t.Helper()
+	client := e.spans(t, 1, byPIDs(kindClient, curlPID))[0]
+	server := e.spans(t, 1, byPIDs(kindServer, handlerPID))[0]
+	queries := e.spans(t, 2, func(s otlpreceiver.Span) bool {
+		return byPIDs(kindClient, handlerPID)(s) && attrStr(s, "db.system.name") == "postgresql"
+	})
+	if server.TraceID != client.TraceID || server.ParentSpanID != client.SpanID {
+		t.Errorf("handler span %q (trace %s parent %s) is not the child of curl's %s/%s", server.Name, server.TraceID, server.ParentSpanID, client.TraceID, client.SpanID)
+	}
+	ids := map[string]bool{}
+	for _, q := range queries {
+		ids[q.SpanID] = true
+		if q.TraceID != client.TraceID || q.ParentSpanID != server.SpanID {
+			t.Errorf("query %q (trace %s parent %s) is not the child of the handler's span %s", q.Name, q.TraceID, q.ParentSpanID, server.SpanID)
+		}
+	}
+	backend := e.spans(t, 2, func(s otlpreceiver.Span) bool {
+		return int(s.Kind) == kindServer && s.TraceID == client.TraceID && attrStr(s, "db.system.name") == "postgresql"
+	})
+	for _, b := range backend {
+		if !ids[b.ParentSpanID] {
+			t.Errorf("backend span %q: parent %s is not a query of the handler", b.Name, b.ParentSpanID)
+		}
+	}
 }
 
 // startMariaDB starts mariadbd as root on a free loopback port with a
