@@ -43,6 +43,14 @@ static __always_inline __u64 wakeup_flags(void)
 	return BPF_RB_NO_WAKEUP;
 }
 
+/* GO_G is the register Go's register ABI (Go 1.17 and later) keeps the
+ * current goroutine's runtime.g in, in user registers r. */
+#if defined(__TARGET_ARCH_x86)
+#define GO_G(r) ((r)->r14)
+#elif defined(__TARGET_ARCH_arm64)
+#define GO_G(r) ((r)->regs[28])
+#endif
+
 static __always_inline void fill_header(struct event_header *h, __u32 type)
 {
 	__u64 id = bpf_get_current_pid_tgid();

@@ -40,13 +40,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define GO_ARG2(r) ((r)->bx)
 #define GO_ARG3(r) ((r)->cx)
 #define GO_ARG4(r) ((r)->di)
-#define GO_G(r) ((r)->r14)
 #elif defined(__TARGET_ARCH_arm64)
 #define GO_ARG1(r) ((r)->regs[0])
 #define GO_ARG2(r) ((r)->regs[1])
 #define GO_ARG3(r) ((r)->regs[2])
 #define GO_ARG4(r) ((r)->regs[3])
-#define GO_G(r) ((r)->regs[28])
 #endif
 
 #define MAX_BINARIES 256

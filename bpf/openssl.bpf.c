@@ -100,7 +100,7 @@ struct data_event_head {
 	__u32 captured;
 	__u32 tail_len;
 	__s32 fd;
-	__u32 _pad;
+	__u32 goroutine; /* 0: OpenSSL callers are not Go */
 	__u8 tail[TAIL_CAP];
 };
 _Static_assert(sizeof(struct data_event_head) == __builtin_offsetof(struct data_event, data),
@@ -127,7 +127,7 @@ struct full_data_event {
 		(e)->head.dir = (c)->dir;                                                      \
 		(e)->head.size = (n) > 0xffffffff ? 0xffffffff : (__u32)(n);                   \
 		(e)->head.tail_len = 0;                                                        \
-		(e)->head._pad = 0;                                                            \
+		(e)->head.goroutine = 0;                                                       \
 		struct ssl_key __k = {.ssl = (c)->ssl, .tgid = (id) >> 32};                    \
 		__s32 *__fd = bpf_map_lookup_elem(&ssl_fd, &__k);                              \
 		(e)->head.fd = __fd ? *__fd : -1;                                              \

@@ -49,7 +49,8 @@ struct data_event {
 	__u32 captured; /* bytes in data[] */
 	__u32 tail_len; /* bytes in tail[]; they end at offset size */
 	__s32 fd;       /* socket bound to conn, or -1 if not known yet */
-	__u32 _pad;
+	__u32 goroutine; /* low 32 bits of the Go runtime.g making the call (sockets
+			  * collector, Go programs gohttp probes), else 0 */
 	__u8 tail[TAIL_CAP];
 	/* Only the first `captured` bytes of data[] are sent to user space. */
 	__u8 data[DATA_CAP];

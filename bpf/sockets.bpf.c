@@ -304,6 +304,31 @@ static __always_inline __u32 copy_iov(__u8 *dst, __u64 iov, __u64 iovcnt, __u32 
 	return off;
 }
 
+/* The helpers current_goroutine needs, by number (CO-RE tells whether the
+ * running kernel has them: bpf_get_current_task_btf 5.11, bpf_task_pt_regs
+ * 5.15). */
+enum bpf_func_id {
+	BPF_FUNC_get_current_task_btf = 158,
+	BPF_FUNC_task_pt_regs = 175,
+};
+
+/* current_goroutine returns the low 32 bits of the runtime.g of the Go
+ * code that made this syscall (Go keeps it in a register, and the
+ * syscall path does not touch it), or 0 on kernels without the helpers.
+ * gohttp keys requests by the same g: the correlator links a database call
+ * to the server request its goroutine serves. */
+static __always_inline __u32 current_goroutine(void)
+{
+	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs) ||
+	    !bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf))
+		return 0;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	__u64 g = 0;
+	if (!regs || bpf_probe_read_kernel(&g, sizeof(g), &GO_G(regs)) != 0)
+		return 0;
+	return (__u32)g;
+}
+
 /* emit sends a data record of a call that moved size bytes. */
 static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size)
 {
@@ -318,7 +343,7 @@ static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size)
 	e->size = size > 0xffffffff ? 0xffffffff : (__u32)size;
 	e->fd = c->fd;
 	e->tail_len = 0;
-	e->_pad = 0;
+	e->goroutine = c->skip == SKIP_HTTP ? current_goroutine() : 0;
 	__u32 want = capture_bytes;
 	if (want > DATA_CAP)
 		want = DATA_CAP;

@@ -53,6 +53,7 @@ type conn struct {
 	// order says nothing about which is which: they pair by stream.
 	multiplexed bool
 	tid         uint32 // thread of the data being parsed
+	goroutine   uint32 // its Go goroutine (low 32 bits of runtime.g), or 0
 	// undecided counts the chunks that no protocol could decide on.
 	undecided int
 	// repeatWrite counts written bytes still to come that repeat bytes
@@ -90,6 +91,12 @@ type exchange struct {
 	px    protocol.Exchange // the protocol's own record
 	start time.Time
 	tid   uint32
+	// goroutine is the goroutine (low 32 bits of its runtime.g) of a Go
+	// server request seen whole, or of a Go program's client call; 0
+	// otherwise.
+	goroutine uint32
+	ended     time.Time      // when it finished
+	waiting   []heldExchange // children whose export waits for this one (export)
 
 	spanID  trace.SpanID
 	traceID trace.TraceID // own trace, when there is no parent; set lazily
@@ -171,6 +178,8 @@ func (cn *conn) Begin(px protocol.Exchange) {
 	case roleClient:
 		if p := cn.ps.threadParent(x.tid); p != nil {
 			x.parent = p
+		} else {
+			x.goroutine = cn.goroutine // linked when it ends (goParent)
 		}
 	}
 	c.linkByTuple(cn)

@@ -74,6 +74,10 @@ type procState struct {
 	// request made then has no parent rather than a guessed one.
 	threads map[uint32]*exchange
 	busy    map[uint32]int
+	// goroutines maps a Go program's goroutine (the low 32 bits of its
+	// runtime.g) to the server request seen whole that it serves: Go runs
+	// a goroutine on any thread, so its calls are linked by goroutine.
+	goroutines map[uint32]*exchange
 }
 
 var _ events.Sink = (*Correlator)(nil)
@@ -155,7 +159,7 @@ func (c *Correlator) Data(d events.Data) {
 	if cn.dec == nil && !cn.start(d.Dir, d.Bytes) {
 		return
 	}
-	cn.tid = d.TID
+	cn.tid, cn.goroutine = d.TID, d.Goroutine
 	side := protocol.SideOf(cn.info().Role, d.Dir)
 	err := cn.dec.Feed(side, protocol.Chunk{Bytes: d.Bytes, Size: d.Size, Tail: d.Tail, Time: d.Time})
 	switch {
@@ -373,11 +377,12 @@ func (c *Correlator) connFor(id events.ConnID, now time.Time) *conn {
 	}
 	if ps = c.pids[id.PID]; ps == nil {
 		ps = &procState{
-			pid:     id.PID,
-			proc:    c.resolve(id.PID),
-			conns:   make(map[uint64]*conn),
-			threads: make(map[uint32]*exchange),
-			busy:    make(map[uint32]int),
+			pid:        id.PID,
+			proc:       c.resolve(id.PID),
+			conns:      make(map[uint64]*conn),
+			threads:    make(map[uint32]*exchange),
+			busy:       make(map[uint32]int),
+			goroutines: make(map[uint32]*exchange),
 		}
 		c.pids[id.PID] = ps
 	}
@@ -493,9 +498,11 @@ func (c *Correlator) giveUp(cn *conn, err error, t time.Time) {
 // connection's socket is not known (Config.BindGrace). reason is empty for
 // a complete exchange.
 func (c *Correlator) finish(x *exchange, end time.Time, reason string) {
-	x.done = true
+	x.done, x.ended = true, end
+	c.goParent(x)
 	if x.whole != (wholeKey{}) {
 		delete(c.whole, x.whole)
+		c.forgetGoroutines(x.conn.ps)
 		if x.px.(*httpspan.Exchange).Resp == nil && reason != reasonRequestErr {
 			// A request seen whole whose end never came: an HTTP/2
 			// stream or a hijacked connection (websocket), whose end
@@ -522,6 +529,48 @@ func (c *Correlator) finish(x *exchange, end time.Time, reason string) {
 		return
 	}
 	c.export(x, end, reason)
+}
+
+// exportWaiting exports the children that waited for x (export).
+func (c *Correlator) exportWaiting(x *exchange) {
+	waiting := x.waiting
+	x.waiting = nil
+	for _, w := range waiting {
+		c.export(w.x, w.end, w.reason)
+	}
+}
+
+// goParent links a Go program's client call x, when it ends, to the server
+// request its goroutine served at the time: the request's start and the
+// call's travel in different rings, so the request may have been read
+// after the call began. The request must have started before the call and
+// not ended before it.
+func (c *Correlator) goParent(x *exchange) {
+	if x.parent != nil || x.goroutine == 0 || x.whole != (wholeKey{}) || x.conn.role != roleClient {
+		return
+	}
+	p := x.conn.ps.goroutines[x.goroutine]
+	if p != nil && !p.start.After(x.start) && (!p.done || !p.ended.Before(x.start)) {
+		x.parent = p
+	}
+}
+
+// maxGoroutines bounds the goroutines a process keeps: past it, those
+// whose request has ended are forgotten.
+const maxGoroutines = 4096
+
+// forgetGoroutines drops the ended requests of ps.goroutines when it is
+// full. An ended request stays until then so that a call read after it
+// ended still finds it (goParent).
+func (c *Correlator) forgetGoroutines(ps *procState) {
+	if len(ps.goroutines) < maxGoroutines {
+		return
+	}
+	for g, p := range ps.goroutines {
+		if p.done {
+			delete(ps.goroutines, g)
+		}
+	}
 }
 
 // enterThread records that server exchange x is in flight on its thread.
@@ -575,6 +624,14 @@ func (c *Correlator) releaseHeld(cn *conn, force bool) {
 
 // export builds and exports the span of a finished exchange.
 func (c *Correlator) export(x *exchange, end time.Time, reason string) {
+	if p := x.parent; p != nil && !p.done && p.goroutine != 0 && p.parent == nil && !p.fixed {
+		// The child (a database's SERVER span) of a Go program's call
+		// that may not know its own parent yet (goParent): its trace is
+		// the call's, settled when the call ends.
+		p.waiting = append(p.waiting, heldExchange{x: x, end: end, reason: reason})
+		return
+	}
+	defer c.exportWaiting(x)
 	s := c.buildSpan(x, end, reason)
 	addRetransmits(s, x.conn)
 	if s.Kind == span.Server {
@@ -614,6 +671,7 @@ func (c *Correlator) silenced(cn *conn, tuple events.Tuple) bool {
 	for _, x := range loser.pending {
 		x.done = true
 		c.leaveThread(x)
+		c.exportWaiting(x) // its children do not wait for a span that will not come
 	}
 	loser.pending, loser.held = nil, nil
 	delete(c.holding, loser)

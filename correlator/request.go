@@ -100,6 +100,10 @@ func (c *Correlator) RequestStart(r events.RequestStart) {
 		if tid, sid, ok := parseTraceParent(r.TraceParent); ok {
 			x.hasRemote, x.remoteTrace, x.remoteSpan = true, tid, sid
 		}
+		if r.Goroutine != 0 {
+			x.goroutine = r.Goroutine
+			cn.ps.goroutines[r.Goroutine] = x
+		}
 	}
 	if old := c.whole[key]; old != nil {
 		c.finish(old, r.Time, reasonEvicted) // the same ID again: a lost end

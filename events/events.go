@@ -53,6 +53,10 @@ type Data struct {
 	Size  int
 	Bytes []byte
 	Tail  []byte
+	// Goroutine is the low 32 bits of the runtime.g of the Go code that
+	// made the call (sockets collector, Go programs whose requests are
+	// seen whole), or 0.
+	Goroutine uint32
 }
 
 // Tuple is a TCP connection's addresses from the process's point of view.
@@ -215,6 +219,10 @@ type RequestStart struct {
 	// Parent is the ID of the server request in flight on the same
 	// goroutine (client calls made from a handler), or 0.
 	Parent uint64
+	// Goroutine is the low 32 bits of the runtime.g of the goroutine the
+	// request runs on (what the sockets collector reports of a Go
+	// program's syscalls), or 0.
+	Goroutine uint32
 	// FD is the connection's socket (-1: unknown) and Tuple its addresses.
 	FD    int32
 	Tuple Tuple

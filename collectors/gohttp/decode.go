@@ -14,6 +14,7 @@ var (
 	startSize      = unsafe.Sizeof(gohttpRequestStartEvent{})
 	offStartID     = unsafe.Offsetof(gohttpRequestStartEvent{}.Id)
 	offStartParent = unsafe.Offsetof(gohttpRequestStartEvent{}.Parent)
+	offStartG      = unsafe.Offsetof(gohttpRequestStartEvent{}.Goroutine)
 	offStartKind   = unsafe.Offsetof(gohttpRequestStartEvent{}.Kind)
 	offStartFD     = unsafe.Offsetof(gohttpRequestStartEvent{}.Fd)
 	offStartTLS    = unsafe.Offsetof(gohttpRequestStartEvent{}.Tls)
@@ -94,6 +95,7 @@ func (c *Collector) decodeStart(raw []byte, pid uint32, at time.Time) events.Req
 		PID:         pid,
 		ID:          ne.Uint64(raw[offStartID:]),
 		Parent:      ne.Uint64(raw[offStartParent:]),
+		Goroutine:   uint32(ne.Uint64(raw[offStartG:])),
 		Kind:        events.RequestKind(ne.Uint32(raw[offStartKind:])),
 		Time:        at,
 		FD:          int32(ne.Uint32(raw[offStartFD:])),

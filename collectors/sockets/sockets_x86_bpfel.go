@@ -67,15 +67,15 @@ type socketsScratchRec struct {
 			Tid  uint32
 			Pad  uint32
 		}
-		Conn     uint64
-		Dir      uint32
-		Size     uint32
-		Captured uint32
-		TailLen  uint32
-		Fd       int32
-		Pad      uint32
-		Tail     [128]uint8
-		Data     [4096]uint8
+		Conn      uint64
+		Dir       uint32
+		Size      uint32
+		Captured  uint32
+		TailLen   uint32
+		Fd        int32
+		Goroutine uint32
+		Tail      [128]uint8
+		Data      [4096]uint8
 	}
 	Spill [4096]uint8
 }

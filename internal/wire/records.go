@@ -47,14 +47,15 @@ var (
 	// HeaderSize is sizeof(struct event_header).
 	HeaderSize = int(unsafe.Sizeof(wireEventHeader{}))
 
-	offDataConn     = unsafe.Offsetof(wireDataEvent{}.Conn)
-	offDataDir      = unsafe.Offsetof(wireDataEvent{}.Dir)
-	offDataSize     = unsafe.Offsetof(wireDataEvent{}.Size)
-	offDataCaptured = unsafe.Offsetof(wireDataEvent{}.Captured)
-	offDataTailLen  = unsafe.Offsetof(wireDataEvent{}.TailLen)
-	offDataTail     = unsafe.Offsetof(wireDataEvent{}.Tail)
-	offDataData     = unsafe.Offsetof(wireDataEvent{}.Data)
-	tailCap         = len(wireDataEvent{}.Tail)
+	offDataConn      = unsafe.Offsetof(wireDataEvent{}.Conn)
+	offDataDir       = unsafe.Offsetof(wireDataEvent{}.Dir)
+	offDataSize      = unsafe.Offsetof(wireDataEvent{}.Size)
+	offDataCaptured  = unsafe.Offsetof(wireDataEvent{}.Captured)
+	offDataTailLen   = unsafe.Offsetof(wireDataEvent{}.TailLen)
+	offDataGoroutine = unsafe.Offsetof(wireDataEvent{}.Goroutine)
+	offDataTail      = unsafe.Offsetof(wireDataEvent{}.Tail)
+	offDataData      = unsafe.Offsetof(wireDataEvent{}.Data)
+	tailCap          = len(wireDataEvent{}.Tail)
 	// DataCap is DATA_CAP: the most bytes a data record carries.
 	DataCap = len(wireDataEvent{}.Data)
 
@@ -113,11 +114,12 @@ func Data(raw []byte) (events.Data, bool) {
 		return events.Data{}, false
 	}
 	d := events.Data{
-		Conn:  events.ConnID{PID: ne.Uint32(raw[offPID:]), Key: ne.Uint64(raw[offDataConn:])},
-		TID:   ne.Uint32(raw[offTID:]),
-		Dir:   events.Direction(ne.Uint32(raw[offDataDir:])),
-		Size:  size,
-		Bytes: append([]byte(nil), raw[offDataData:int(offDataData)+captured]...),
+		Conn:      events.ConnID{PID: ne.Uint32(raw[offPID:]), Key: ne.Uint64(raw[offDataConn:])},
+		TID:       ne.Uint32(raw[offTID:]),
+		Dir:       events.Direction(ne.Uint32(raw[offDataDir:])),
+		Size:      size,
+		Bytes:     append([]byte(nil), raw[offDataData:int(offDataData)+captured]...),
+		Goroutine: ne.Uint32(raw[offDataGoroutine:]),
 	}
 	if tailLen > 0 {
 		d.Tail = append([]byte(nil), raw[offDataTail:int(offDataTail)+tailLen]...)

@@ -55,17 +55,17 @@ const (
 )
 
 type wireDataEvent struct {
-	_        structs.HostLayout
-	Hdr      wireEventHeader
-	Conn     uint64
-	Dir      uint32
-	Size     uint32
-	Captured uint32
-	TailLen  uint32
-	Fd       int32
-	Pad      uint32
-	Tail     [128]uint8
-	Data     [4096]uint8
+	_         structs.HostLayout
+	Hdr       wireEventHeader
+	Conn      uint64
+	Dir       uint32
+	Size      uint32
+	Captured  uint32
+	TailLen   uint32
+	Fd        int32
+	Goroutine uint32
+	Tail      [128]uint8
+	Data      [4096]uint8
 }
 
 type wireDirection uint32

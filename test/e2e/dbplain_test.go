@@ -282,6 +282,20 @@ func TestPostgresPlain(t *testing.T) {
 	}
 	checkHandlerTrace(t, e, curl.PID, handler.PID)
 
+	// The same with a Go net/http handler running pgx: Go runs the
+	// handler's goroutine on any thread, so the queries are linked by
+	// goroutine (gohttp's probes and the sockets collector both report it).
+	goPort := harness.FreePort(t)
+	goHandler := startProc(t, nil, goclients, "-system", "handler", "-listen", fmt.Sprintf("127.0.0.1:%d", goPort),
+		"-addr", fmt.Sprintf("127.0.0.1:%d", port), "-password", password, "-db", "shop")
+	goHandler.expect("listening", 30*time.Second)
+	e.instrumented(t, goHandler.PID)
+	curl = startProc(t, nil, "curl", "-sf", fmt.Sprintf("http://127.0.0.1:%d/items", goPort))
+	if code := curl.wait(30 * time.Second); code != 0 {
+		t.Fatalf("curl exited %d:\n%s", code, curl.Output())
+	}
+	checkHandlerTrace(t, e, curl.PID, goHandler.PID)
+
 	labels := map[string]string{"db_system_name": "postgresql", "db_operation_name": "SELECT",
 		"db_collection_name": "py_items", "db_namespace": "shop", "server_port": fmt.Sprint(port)}
 	waitMetric(t, e.agent, "db_client_operation_duration_seconds_count", labels, "102", equals(102)) // + the handler's two

@@ -14,6 +14,9 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net"
+	"net/http"
+	"sync"
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"
@@ -26,7 +29,11 @@ func main() {
 	addr := flag.String("addr", "", "server address")
 	pass := flag.String("password", "", "password")
 	dbName := flag.String("db", "testdb", "database (PostgreSQL, MySQL)")
+	listen := flag.String("listen", "", "handler: the HTTP address to serve")
 	flag.Parse()
+	if *system == "handler" {
+		log.Fatal(serveHandler(*listen, *addr, *pass, *dbName))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var err error
@@ -173,4 +180,37 @@ func runRedis(ctx context.Context, addr, pass string) error {
 		}
 	}
 	return sub.Close()
+}
+
+// serveHandler serves GET /items on listen: each request runs two pgx
+// queries on one connection opened at start (the end-to-end tests check
+// that they are children of the request's span). It prints "listening".
+func serveHandler(listen, addr, pass, dbName string) error {
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app:%s@%s/%s?sslmode=disable", pass, addr, dbName))
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	http.HandleFunc("/items", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		var n int
+		var name string
+		if err := c.QueryRow(r.Context(), "SELECT count(*) FROM gitems").Scan(&n); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if err := c.QueryRow(r.Context(), "SELECT name FROM gitems WHERE id = $1", 2).Scan(&name); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(w, "%d %s\n", n, name)
+	})
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	fmt.Println("listening")
+	return http.Serve(l, nil)
 }
