@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/span"
 )
 
@@ -79,4 +80,64 @@ func TestDatabaseSpans(t *testing.T) {
 	}
 	checkAttrs(t, spans[3], map[string]any{"db.system.name": "redis", "db.operation.name": "SET", "db.query.text": "SET k0 ?"})
 	checkAttrs(t, spans[6], map[string]any{"db.response.status_code": "WRONGTYPE", "error.type": "WRONGTYPE"})
+}
+
+// TestGoHandlerQuery: a Go handler's query is the child of the request its
+// goroutine serves, though the request's start (gohttp's ring) is read
+// after the query began (the sockets collector's ring); the database
+// backend's SERVER span waits for the query to end so that all four are one
+// trace. A query from another goroutine, and one made after the request
+// ended on the same goroutine, get no parent.
+func TestGoHandlerQuery(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	const goPID, pgPID, g, other = 40, 41, 0xc0001234, 0xc0005678
+	gdata := func(id events.ConnID, ms int, dir events.Direction, goroutine uint32, s string) {
+		h.c.Data(events.Data{Conn: id, TID: 7, Time: at(ms), Dir: dir, Size: len(s), Bytes: []byte(s), Goroutine: goroutine})
+	}
+	ready := pgMsg('Z', "I")
+	query := func(ms int, goroutine uint32, table string) (events.ConnID, events.ConnID) {
+		cl, srv := cid(goPID, 1<<61|uint64(ms)), cid(pgPID, 1<<61|uint64(ms))
+		local, remote := fmt.Sprintf("127.0.0.1:%d", 40000+ms), "127.0.0.1:5432"
+		h.bindPlain(cl, 5, ms, local, remote)
+		h.bindPlain(srv, 6, ms, remote, local)
+		gdata(cl, ms, events.Write, goroutine, pgStartup("shop"))
+		h.read(srv, 9, ms, pgStartup("shop"))
+		h.write(srv, 9, ms, pgMsg('R', "\x00\x00\x00\x00")+ready)
+		gdata(cl, ms, events.Read, goroutine, pgMsg('R', "\x00\x00\x00\x00")+ready)
+		q := pgMsg('Q', "SELECT * FROM "+table+"\x00")
+		gdata(cl, ms+1, events.Write, goroutine, q)
+		h.read(srv, 9, ms+1, q)
+		resp := pgMsg('C', "SELECT 0\x00") + ready
+		h.write(srv, 9, ms+2, resp)
+		return cl, srv
+	}
+	// The query's bytes come first, then the request's start.
+	cl, _ := query(10, g, "items")
+	h.c.RequestStart(events.RequestStart{PID: goPID, ID: 100, Kind: events.RequestServer, Time: at(9), FD: 3,
+		Tuple: tuple("127.0.0.1:8080", "127.0.0.1:50000"), Goroutine: g})
+	gdata(cl, 12, events.Read, g, pgMsg('C', "SELECT 0\x00")+ready)
+	cl2, _ := query(20, other, "others") // another goroutine
+	gdata(cl2, 22, events.Read, other, pgMsg('C', "SELECT 0\x00")+ready)
+	h.end(goPID, 100, events.RequestServer, 30, "GET", "/items", 200)
+	cl3, _ := query(40, g, "later") // the same goroutine, after the request
+	gdata(cl3, 42, events.Read, g, pgMsg('C', "SELECT 0\x00")+ready)
+
+	spans := h.wantSpans(7)
+	by := map[string]*span.Span{}
+	for _, s := range spans {
+		by[fmt.Sprint(s.Name, " ", s.Kind)] = s
+	}
+	req, q, backend := by["GET /items server"], by["SELECT items client"], by["SELECT items server"]
+	if req == nil || q == nil || backend == nil {
+		t.Fatalf("spans %v", by)
+	}
+	if q.ParentSpanID != req.SpanID || q.TraceID != req.TraceID || backend.ParentSpanID != q.SpanID || backend.TraceID != req.TraceID {
+		t.Errorf("request %v/%v, query %v/%v parent %v, backend %v parent %v", req.TraceID, req.SpanID, q.TraceID, q.SpanID,
+			q.ParentSpanID, backend.TraceID, backend.ParentSpanID)
+	}
+	for _, name := range []string{"SELECT others client", "SELECT later client"} {
+		if s := by[name]; s == nil || s.ParentSpanID.IsValid() {
+			t.Errorf("%s: %v, want a root span", name, s)
+		}
+	}
 }
