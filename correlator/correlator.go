@@ -517,8 +517,9 @@ func (c *Correlator) finish(x *exchange, end time.Time, reason string) {
 	// Held too: the span of a process that has no sure name yet. The
 	// process exited before /proc could be read, or was last read before
 	// an exec, and the exec event that names it travels in discovery's
-	// ring, which may be read after this one.
-	if c.cfg.BindGrace > 0 && (!cn.bound || c.unnamed(cn.ps)) {
+	// ring, which may be read after this one. And a Go program's call
+	// whose goroutine's request may not have been read yet (goParent).
+	if c.cfg.BindGrace > 0 && (!cn.bound || c.unnamed(cn.ps) || goWaits(x)) {
 		if len(cn.held) >= maxPendingPerConn {
 			h := cn.held[0]
 			cn.held = cn.held[1:]
@@ -540,13 +541,20 @@ func (c *Correlator) exportWaiting(x *exchange) {
 	}
 }
 
+// goWaits reports whether x is a Go program's client call that has no
+// parent yet: it and its children wait (finish, export) for the request
+// of its goroutine to be read.
+func goWaits(x *exchange) bool {
+	return x.goroutine != 0 && x.parent == nil && x.whole == (wholeKey{}) && x.conn.role == roleClient
+}
+
 // goParent links a Go program's client call x, when it ends, to the server
 // request its goroutine served at the time: the request's start and the
 // call's travel in different rings, so the request may have been read
 // after the call began. The request must have started before the call and
 // not ended before it.
 func (c *Correlator) goParent(x *exchange) {
-	if x.parent != nil || x.goroutine == 0 || x.whole != (wholeKey{}) || x.conn.role != roleClient {
+	if !goWaits(x) {
 		return
 	}
 	p := x.conn.ps.goroutines[x.goroutine]
@@ -624,10 +632,11 @@ func (c *Correlator) releaseHeld(cn *conn, force bool) {
 
 // export builds and exports the span of a finished exchange.
 func (c *Correlator) export(x *exchange, end time.Time, reason string) {
-	if p := x.parent; p != nil && !p.done && p.goroutine != 0 && p.parent == nil && !p.fixed {
+	c.goParent(x)
+	if p := x.parent; p != nil && goWaits(p) && !p.fixed {
 		// The child (a database's SERVER span) of a Go program's call
 		// that may not know its own parent yet (goParent): its trace is
-		// the call's, settled when the call ends.
+		// the call's, settled when the call is exported.
 		p.waiting = append(p.waiting, heldExchange{x: x, end: end, reason: reason})
 		return
 	}

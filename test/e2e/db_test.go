@@ -186,7 +186,8 @@ func checkPostgresSpans(t *testing.T, spans []otlpreceiver.Span, port int) {
 }
 
 // noPlanted checks that no span any exporter sent (OTLP, the console), and
-// nothing on /metrics, holds one of the planted strings.
+// nothing on /metrics, /status, the OTLP metrics received so far or the
+// agent's logs, holds one of the planted strings.
 func noPlanted(t *testing.T, e *env, planted ...string) {
 	t.Helper()
 	metrics := fmt.Sprint(e.agent.MetricFamilies(t))
@@ -195,7 +196,17 @@ func noPlanted(t *testing.T, e *env, planted ...string) {
 	if len(spans) == 0 || len(console) == 0 {
 		t.Fatalf("nothing to check: %d OTLP spans, %d console spans", len(spans), len(console))
 	}
+	places := map[string]string{
+		"OTLP metrics": fmt.Sprintf("%#v", e.recv.Metrics()),
+		"/status":      agentGet(t, e.agent, "/status"),
+		"agent logs":   e.agent.Logs(),
+	}
 	for _, p := range planted {
+		for where, text := range places {
+			if strings.Contains(text, p) {
+				t.Errorf("%s holds %q", where, p)
+			}
+		}
 		for _, s := range spans {
 			if strings.Contains(fmt.Sprintf("%+v", s), p) {
 				t.Errorf("OTLP span %q holds %q: %+v", s.Name, p, s)
