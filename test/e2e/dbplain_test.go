@@ -173,12 +173,8 @@ func TestRedisPlain(t *testing.T) {
 	}
 	// The histogram, client side and from the traced redis-server: by
 	// command, never by key.
-	labels := map[string]string{"db_system_name": "redis", "db_operation_name": "INCR", "server_port": fmt.Sprint(port)}
-	waitMetric(t, e.agent, "db_client_operation_duration_seconds_count", labels, "51", equals(51)) // + redis-cli's
-	delete(labels, "server_port")
-	waitMetric(t, e.agent, "periscope_db_server_operation_duration_seconds_count", labels, "51", equals(51))
-	waitOTLPMetric(t, e, "db.client.operation.duration", "redis")
-	waitOTLPMetric(t, e, "periscope.db.server.operation.duration", "redis")
+	// go-redis's 50 and redis-cli's one.
+	checkHistograms(t, e, map[string]string{"db_system_name": "redis", "db_operation_name": "INCR", "server_port": fmt.Sprint(port)}, 51)
 	noPlanted(t, e, "planted")
 }
 
@@ -221,6 +217,45 @@ func buildGoClients(t *testing.T) string {
 	return out
 }
 
+// runDone runs a client to its end: it must exit 0 and, when done is not
+// empty, print it.
+func runDone(t *testing.T, env []string, done, name string, args ...string) *proc {
+	t.Helper()
+	p := startProc(t, env, name, args...)
+	if code := p.wait(60 * time.Second); code != 0 || !strings.Contains(p.Output(), done) {
+		t.Fatalf("%s exited %d:\n%s", filepath.Base(name), code, p.Output())
+	}
+	return p
+}
+
+// wantDBSpans checks the exact CLIENT spans of process pid to system: n of
+// them, counted by dbKey as want says.
+func wantDBSpans(t *testing.T, e *env, system string, pid, n int, want map[string]int) {
+	t.Helper()
+	if got := counts(e.spans(t, n, dbSpans(system, pid)), dbKey); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("%s spans of pid %d:\n%v\nwant\n%v", system, pid, got, want)
+	}
+}
+
+// checkHistograms checks that n operations of the series labels (with
+// server_port) are in db.client.operation.duration, and in the traced
+// server's periscope.db.server.operation.duration, on /metrics, and that
+// both reached OTLP.
+func checkHistograms(t *testing.T, e *env, labels map[string]string, n float64) {
+	t.Helper()
+	want := fmt.Sprint(n)
+	waitMetric(t, e.agent, "db_client_operation_duration_seconds_count", labels, want, equals(n))
+	server := map[string]string{}
+	for k, v := range labels {
+		if k != "server_port" {
+			server[k] = v
+		}
+	}
+	waitMetric(t, e.agent, "periscope_db_server_operation_duration_seconds_count", server, want, equals(n))
+	waitOTLPMetric(t, e, "db.client.operation.duration", labels["db_system_name"])
+	waitOTLPMetric(t, e, "periscope.db.server.operation.duration", labels["db_system_name"])
+}
+
 // dbSpans selects the CLIENT spans of a process to a database system.
 func dbSpans(system string, pid int) func(otlpreceiver.Span) bool {
 	return func(s otlpreceiver.Span) bool {
@@ -250,10 +285,7 @@ func TestPostgresPlain(t *testing.T) {
 	psql := runPsqlWorkload(t, port, password, "prefer")
 	checkPostgresSpans(t, e.spans(t, 109, dbSpans("postgresql", psql.PID)), port)
 
-	py := startProc(t, []string{"PGPASSWORD=" + password}, python(t), testdataPath(t, "db/pg_client.py"), fmt.Sprint(port))
-	if code := py.wait(60 * time.Second); code != 0 || !strings.Contains(py.Output(), "done") {
-		t.Fatalf("pg_client.py exited %d:\n%s", code, py.Output())
-	}
+	py := runDone(t, []string{"PGPASSWORD=" + password}, "done", python(t), testdataPath(t, "db/pg_client.py"), fmt.Sprint(port))
 	wantPy := map[string]int{
 		"CREATE TABLE py_items | CREATE TABLE py_items (id int PRIMARY KEY, secret text) | ": 1,
 		"INSERT py_items | INSERT INTO py_items VALUES (?, ?) | ":                            1,
@@ -263,14 +295,9 @@ func TestPostgresPlain(t *testing.T) {
 		"UPDATE py_items | UPDATE py_items SET secret = ? WHERE id = ? | ": 1,
 		"COMMIT | COMMIT | ": 1,
 	}
-	if got := counts(e.spans(t, 106, dbSpans("postgresql", py.PID)), dbKey); fmt.Sprint(got) != fmt.Sprint(wantPy) {
-		t.Errorf("psycopg2 spans:\n%v\nwant\n%v", got, wantPy)
-	}
+	wantDBSpans(t, e, "postgresql", py.PID, 106, wantPy)
 
-	gc := startProc(t, nil, goclients, "-system", "pgx", "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-password", password, "-db", "shop")
-	if code := gc.wait(60 * time.Second); code != 0 {
-		t.Fatalf("goclients pgx exited %d:\n%s", code, gc.Output())
-	}
+	gc := runDone(t, nil, "", goclients, "-system", "pgx", "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-password", password, "-db", "shop")
 	// Known gap: the batch of 50 is one write of ~4.9 KB and the kernel
 	// copies 4096 bytes and the last 128 of a call: the Executes in
 	// between make no span (counted in periscope_db_decoder_events_total
@@ -286,9 +313,7 @@ func TestPostgresPlain(t *testing.T) {
 		"UPDATE gitems | UPDATE gitems SET name = $1 WHERE id = $2 | ": 1,
 		"commit | commit | ": 1,
 	}
-	if got := counts(e.spans(t, 149, dbSpans("postgresql", gc.PID)), dbKey); fmt.Sprint(got) != fmt.Sprint(wantPgx) {
-		t.Errorf("pgx spans:\n%v\nwant\n%v", got, wantPgx)
-	}
+	wantDBSpans(t, e, "postgresql", gc.PID, 149, wantPgx)
 
 	// An HTTP handler that queries PostgreSQL on the thread serving the
 	// request: curl → handler → its two queries → the backend's spans, one
@@ -321,13 +346,9 @@ func TestPostgresPlain(t *testing.T) {
 	// is exact.
 	checkHandlerTrace(t, e, curl.PID, goHandler.PID, false)
 
-	labels := map[string]string{"db_system_name": "postgresql", "db_operation_name": "SELECT",
-		"db_collection_name": "py_items", "db_namespace": "shop", "server_port": fmt.Sprint(port)}
-	waitMetric(t, e.agent, "db_client_operation_duration_seconds_count", labels, "102", equals(102)) // + the handler's two
-	delete(labels, "server_port")
-	waitMetric(t, e.agent, "periscope_db_server_operation_duration_seconds_count", labels, "102", equals(102))
-	waitOTLPMetric(t, e, "db.client.operation.duration", "postgresql")
-	waitOTLPMetric(t, e, "periscope.db.server.operation.duration", "postgresql")
+	// psycopg2's 100 and the python handler's two.
+	checkHistograms(t, e, map[string]string{"db_system_name": "postgresql", "db_operation_name": "SELECT",
+		"db_collection_name": "py_items", "db_namespace": "shop", "server_port": fmt.Sprint(port)}, 102)
 	noPlanted(t, e, "planted")
 }
 
@@ -404,10 +425,7 @@ func TestMySQLPlain(t *testing.T) {
 	e := startAgentOTLP(t, dbAgentEnv, append(selectExes(t, python(t), goclients, mariadbd), "--log-level=debug")...)
 	port := startMariaDB(t, password)
 
-	py := startProc(t, []string{"MYSQL_PASSWORD=" + password}, python(t), testdataPath(t, "db/mysql_client.py"), fmt.Sprint(port))
-	if code := py.wait(60 * time.Second); code != 0 || !strings.Contains(py.Output(), "done") {
-		t.Fatalf("mysql_client.py exited %d:\n%s", code, py.Output())
-	}
+	py := runDone(t, []string{"MYSQL_PASSWORD=" + password}, "done", python(t), testdataPath(t, "db/mysql_client.py"), fmt.Sprint(port))
 	wantPy := map[string]int{
 		"CREATE TABLE py_items | CREATE TABLE py_items (id int PRIMARY KEY, secret varchar(?)) | ": 1,
 		"INSERT py_items | INSERT INTO py_items VALUES (?, ?) | ":                                  1,
@@ -417,14 +435,9 @@ func TestMySQLPlain(t *testing.T) {
 		"UPDATE py_items | UPDATE py_items SET secret = ? WHERE id = ? | ": 1,
 		"COMMIT | COMMIT | ": 1,
 	}
-	if got := counts(e.spans(t, 106, dbSpans("mariadb", py.PID)), dbKey); fmt.Sprint(got) != fmt.Sprint(wantPy) {
-		t.Errorf("pymysql spans:\n%v\nwant\n%v", got, wantPy)
-	}
+	wantDBSpans(t, e, "mariadb", py.PID, 106, wantPy)
 
-	gc := startProc(t, nil, goclients, "-system", "mysql", "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-password", password, "-db", "shop")
-	if code := gc.wait(60 * time.Second); code != 0 {
-		t.Fatalf("goclients mysql exited %d:\n%s", code, gc.Output())
-	}
+	gc := runDone(t, nil, "", goclients, "-system", "mysql", "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-password", password, "-db", "shop")
 	wantGo := map[string]int{
 		"CREATE TABLE gitems | CREATE TABLE IF NOT EXISTS gitems (id int PRIMARY KEY, name varchar(?)) | ": 1,
 		"INSERT gitems | INSERT INTO gitems (id, name) VALUES (?, ?) | ":                                   100, // one COM_STMT_PREPARE, 100 COM_STMT_EXECUTE
@@ -435,20 +448,13 @@ func TestMySQLPlain(t *testing.T) {
 		"START TRANSACTION | START TRANSACTION | ":                                                         1,
 		"COMMIT | COMMIT | ": 1,
 	}
-	if got := counts(e.spans(t, 108, dbSpans("mariadb", gc.PID)), dbKey); fmt.Sprint(got) != fmt.Sprint(wantGo) {
-		t.Errorf("go-sql-driver/mysql spans:\n%v\nwant\n%v", got, wantGo)
-	}
+	wantDBSpans(t, e, "mariadb", gc.PID, 108, wantGo)
 	for _, s := range e.recv.Spans() {
 		if attrStr(s, "db.system.name") == "mariadb" && (attrStr(s, "db.namespace") != "shop" || attrInt(s, "server.port") != int64(port)) {
 			t.Errorf("span %q: attributes %v", s.Name, s.Attributes)
 		}
 	}
-	labels := map[string]string{"db_system_name": "mariadb", "db_operation_name": "SELECT",
-		"db_collection_name": "py_items", "db_namespace": "shop", "server_port": fmt.Sprint(port)}
-	waitMetric(t, e.agent, "db_client_operation_duration_seconds_count", labels, "100", equals(100))
-	delete(labels, "server_port")
-	waitMetric(t, e.agent, "periscope_db_server_operation_duration_seconds_count", labels, "100", equals(100))
-	waitOTLPMetric(t, e, "db.client.operation.duration", "mariadb")
-	waitOTLPMetric(t, e, "periscope.db.server.operation.duration", "mariadb")
+	checkHistograms(t, e, map[string]string{"db_system_name": "mariadb", "db_operation_name": "SELECT",
+		"db_collection_name": "py_items", "db_namespace": "shop", "server_port": fmt.Sprint(port)}, 100)
 	noPlanted(t, e, "planted")
 }

@@ -30,10 +30,7 @@ type pgRound struct {
 	load1     float64
 	tps       float64
 	xacts     uint64 // transactions pgbench completed (one SELECT each)
-	spans     uint64 // server spans
-	drops     uint64
-	agentCPU  float64
-	cpuPerOp  float64 // agent CPU µs per span
+	dbMeasure
 }
 
 func runPostgresMode(ctx context.Context, o options) error {
@@ -140,11 +137,9 @@ var (
 
 func measurePgRound(ctx context.Context, o options, port int, pidDir string, r *pgRound) (err error) {
 	r.load1 = load1()
-	var a *agent
-	var m0 promText
-	var ticks0 uint64
+	var a *dbAgent
 	if r.withAgent {
-		if a, err = startAgent(o.agentBin, filepath.Join(pgBin, "postgres"), o.work, pidDir, r.n); err != nil {
+		if a, err = startDBAgent(ctx, o, filepath.Join(pgBin, "postgres"), pidDir, r.n, nil); err != nil {
 			return err
 		}
 		defer func() {
@@ -152,15 +147,6 @@ func measurePgRound(ctx context.Context, o options, port int, pidDir string, r *
 				err = serr
 			}
 		}()
-		if err = a.waitReady(ctx, nil, 60*time.Second); err != nil {
-			return err
-		}
-		if m0, err = a.metrics(); err != nil {
-			return err
-		}
-		if ticks0, err = cpuTicks(a.pid()); err != nil {
-			return err
-		}
 	}
 	secs := int(o.duration.Seconds())
 	t0 := time.Now()
@@ -176,28 +162,10 @@ func measurePgRound(ctx context.Context, o options, port int, pidDir string, r *
 	}
 	r.tps, _ = strconv.ParseFloat(string(tps[1]), 64)
 	r.xacts, _ = strconv.ParseUint(string(x[1]), 10, 64)
-	if a == nil {
-		return nil
+	if a != nil {
+		r.dbMeasure, err = a.measure(ctx, elapsed, r.xacts)
 	}
-	ticks1, err := cpuTicks(a.pid())
-	if err != nil {
-		return fmt.Errorf("agent CPU (did the agent die?): %w\n%s", err, a.logTail())
-	}
-	cpuSec := float64(ticks1-ticks0) / clockTicks
-	r.agentCPU = 100 * cpuSec / elapsed
-	spans0, _ := m0.sum("periscope_spans_total", map[string]string{"kind": "server"})
-	m1, err := settleSpans(ctx, a, spans0, r.xacts)
-	if err != nil {
-		return err
-	}
-	spans1, _ := m1.sum("periscope_spans_total", map[string]string{"kind": "server"})
-	d0, _ := m0.sum("periscope_events_dropped_total", nil)
-	d1, _ := m1.sum("periscope_events_dropped_total", nil)
-	r.spans, r.drops = uint64(spans1-spans0), uint64(d1-d0)
-	if r.spans > 0 {
-		r.cpuPerOp = 1e6 * cpuSec / float64(r.spans)
-	}
-	return nil
+	return err
 }
 
 func pgReport(o options, rounds []*pgRound, start time.Time, load0, load1 string) string {

@@ -32,11 +32,8 @@ type redisRound struct {
 	load1     float64
 	rps       map[string]float64 // by "SET -P1" ...
 	commands  uint64             // answered by redis-server during the round
-	spans     uint64             // server spans
-	drops     uint64
-	agentCPU  float64 // % of a core
-	cpuPerOp  float64 // agent CPU µs per span
 	elapsed   float64
+	dbMeasure
 }
 
 func runRedisMode(ctx context.Context, o options) error {
@@ -157,11 +154,9 @@ func redisBenchmark(ctx context.Context, port, p, n, clients int) (map[string]fl
 
 func measureRedisRound(ctx context.Context, o options, bin string, srvPID, port int, pidDir string, r *redisRound) (err error) {
 	r.load1 = load1()
-	var a *agent
-	var m0 promText
-	var ticks0 uint64
+	var a *dbAgent
 	if r.withAgent {
-		if a, err = startAgent(o.agentBin, bin, o.work, pidDir, r.n); err != nil {
+		if a, err = startDBAgent(ctx, o, bin, pidDir, r.n, []int{srvPID}); err != nil {
 			return err
 		}
 		defer func() {
@@ -169,15 +164,6 @@ func measureRedisRound(ctx context.Context, o options, bin string, srvPID, port 
 				err = serr
 			}
 		}()
-		if err = a.waitReady(ctx, []int{srvPID}, 60*time.Second); err != nil {
-			return err
-		}
-		if m0, err = a.metrics(); err != nil {
-			return err
-		}
-		if ticks0, err = cpuTicks(a.pid()); err != nil {
-			return err
-		}
 	}
 	c0, err := redisCommands(port)
 	if err != nil {
@@ -199,28 +185,10 @@ func measureRedisRound(ctx context.Context, o options, bin string, srvPID, port 
 		return err
 	}
 	r.commands = c1 - c0 - 1 // the first INFO counted itself
-	if a == nil {
-		return nil
+	if a != nil {
+		r.dbMeasure, err = a.measure(ctx, r.elapsed, r.commands+1) // + the second INFO
 	}
-	ticks1, err := cpuTicks(a.pid())
-	if err != nil {
-		return fmt.Errorf("agent CPU (did the agent die?): %w\n%s", err, a.logTail())
-	}
-	cpuSec := float64(ticks1-ticks0) / clockTicks
-	r.agentCPU = 100 * cpuSec / r.elapsed
-	spans0, _ := m0.sum("periscope_spans_total", map[string]string{"kind": "server"})
-	m1, err := settleSpans(ctx, a, spans0, r.commands+1) // + the second INFO
-	if err != nil {
-		return err
-	}
-	spans1, _ := m1.sum("periscope_spans_total", map[string]string{"kind": "server"})
-	d0, _ := m0.sum("periscope_events_dropped_total", nil)
-	d1, _ := m1.sum("periscope_events_dropped_total", nil)
-	r.spans, r.drops = uint64(spans1-spans0), uint64(d1-d0)
-	if r.spans > 0 {
-		r.cpuPerOp = 1e6 * cpuSec / float64(r.spans)
-	}
-	return nil
+	return err
 }
 
 func redisReport(o options, rounds []*redisRound, start time.Time, load0, load1 string) string {
