@@ -239,6 +239,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 				sock.Select(e.PID)
 			}
 		},
+		Progress: procs.Discovered,
 	}, log, reg)
 	tracker.Subscribe(processNames{procs})
 	for _, c := range started {

@@ -9,9 +9,8 @@
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 
-/* fd_sock returns the TCP (stream inet) socket behind the current task's
- * file descriptor fd, or 0: files, pipes, UNIX and UDP sockets give 0. */
-static __always_inline __u64 fd_sock(long fd)
+/* fd_file returns the file the current task's descriptor fd names, or 0. */
+static __always_inline struct file *fd_file(long fd)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
@@ -19,7 +18,15 @@ static __always_inline __u64 fd_sock(long fd)
 		return 0;
 	struct file **fds = BPF_CORE_READ(fdt, fd);
 	struct file *f = 0;
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) != 0 || !f)
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) != 0)
+		return 0;
+	return f;
+}
+
+/* file_sock returns the TCP (stream inet) socket that file f is, or 0. */
+static __always_inline __u64 file_sock(struct file *f)
+{
+	if (!f)
 		return 0;
 	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
 	if ((mode & S_IFMT) != S_IFSOCK)
@@ -35,6 +42,10 @@ static __always_inline __u64 fd_sock(long fd)
 		return 0;
 	return (__u64)sk;
 }
+
+/* fd_sock returns the TCP (stream inet) socket behind the current task's
+ * file descriptor fd, or 0: files, pipes, UNIX and UDP sockets give 0. */
+static __always_inline __u64 fd_sock(long fd) { return file_sock(fd_file(fd)); }
 
 /* sk_tuple fills b with the addresses of the TCP socket sk. */
 static __always_inline void sk_tuple(struct sock *sk, struct tuple *b)

@@ -57,6 +57,7 @@ struct fd_key {
 
 struct fd_state {
 	__u64 conn;  /* CONN_SOCKET | socket address */
+	__u64 file;  /* the struct file the descriptor named when cached */
 	__u8 kind;   /* enum fd_kind */
 	__u8 proto;  /* enum proto */
 	__u8 bound;  /* the bind record was sent */
@@ -87,7 +88,13 @@ struct call {
 	__u8 kind; /* enum call_kind */
 	__u8 dir;
 	__u8 copied; /* the write's data was sent at entry */
-	__u8 _pad;
+	/* A read user space found blocked when the agent started (its entry
+	 * was missed): fd and buf are the syscall's arguments as
+	 * /proc/PID/task/TID/syscall showed them, nr its number; only the
+	 * exit of that syscall takes it. */
+	__u8 found;
+	__u32 nr;
+	__u32 _pad;
 };
 
 struct {
@@ -176,7 +183,9 @@ static __always_inline struct fd_state *fd_state(__u32 tgid, __s32 fd)
 	if (s)
 		return s;
 	struct fd_state n = {.kind = FD_OTHER};
-	struct sock *sk = (struct sock *)fd_sock(fd);
+	struct file *f = fd_file(fd);
+	n.file = (__u64)f;
+	struct sock *sk = (struct sock *)file_sock(f);
 	if (sk) {
 		n.kind = FD_TCP;
 		n.conn = CONN_SOCKET | ((__u64)sk & CONN_ADDR_MASK);
@@ -335,6 +344,41 @@ static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size)
 	output(e, __builtin_offsetof(struct data_event, data) + captured);
 }
 
+/* forget drops the cached state of a descriptor that now names something
+ * else or nothing, reporting the close of a traced connection. */
+static __always_inline void forget(__u32 tgid, __s32 fd)
+{
+	struct fd_key k = {.tgid = tgid, .fd = fd};
+	struct fd_state *s = bpf_map_lookup_elem(&fds, &k);
+	if (!s)
+		return;
+	if (s->bound) {
+		struct close_event c = {};
+		fill_header(&c.hdr, EVENT_CLOSE);
+		c.conn = s->conn;
+		c.fd = fd;
+		output(&c, sizeof(c));
+	}
+	bpf_map_delete_elem(&fds, &k);
+}
+
+/* fresh returns the state of a TCP connection's descriptor after checking
+ * that the descriptor still names the file it was cached for: a close the
+ * programs missed (close_range beyond its walk, close-on-exec, a reused PID)
+ * then a new file on the number must not pass for the old connection. Only
+ * connections whose bytes are copied pay the check. It returns 0 when the
+ * descriptor no longer names a TCP socket of a wanted protocol. */
+static __always_inline struct fd_state *fresh(struct fd_state *s, __u32 tgid, __s32 fd)
+{
+	if (s->file == (__u64)fd_file(fd))
+		return s;
+	forget(tgid, fd);
+	s = fd_state(tgid, fd);
+	if (!s || s->kind != FD_TCP || (s->proto != PROTO_UNKNOWN && !parsed(s->proto)))
+		return 0;
+	return s;
+}
+
 /* on_enter starts a call on fd. */
 static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __u64 len)
 {
@@ -348,6 +392,9 @@ static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __
 		return 0;
 	}
 	if (!traced_process(tgid))
+		return 0;
+	s = fresh(s, tgid, fd);
+	if (!s)
 		return 0;
 	struct call c = {.buf = buf, .count = len, .fd = fd, .kind = kind, .dir = dir};
 	if (kind == CALL_MSG) {
@@ -381,6 +428,26 @@ static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __
 	return 0;
 }
 
+/* found_read completes a read user space found blocked when the agent
+ * started (its entry was missed; see struct call) at the exit of syscall
+ * nr, and returns the state of its descriptor if its bytes are wanted. */
+static __always_inline struct fd_state *found_read(struct call *c, __u32 tgid, long nr)
+{
+	if (nr != c->nr || !traced_process(tgid))
+		return 0;
+	if (c->kind == CALL_MSG) {
+		struct msghdr_user m;
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)c->buf) != 0)
+			return 0;
+		c->buf = m.iov;
+		c->count = m.iovlen;
+	}
+	struct fd_state *s = fd_state(tgid, c->fd);
+	if (!s || s->kind != FD_TCP || (s->proto != PROTO_UNKNOWN && !parsed(s->proto)))
+		return 0;
+	return s;
+}
+
 /* on_exit ends a call: a read's bytes are copied, a write's result
  * checked. */
 static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx)
@@ -391,8 +458,13 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	struct call c = *p;
 	bpf_map_delete_elem(&calls, &id);
-	struct fd_key k = {.tgid = id >> 32, .fd = c.fd};
-	struct fd_state *s = bpf_map_lookup_elem(&fds, &k);
+	struct fd_state *s;
+	if (c.found) {
+		s = found_read(&c, id >> 32, ctx->id);
+	} else {
+		struct fd_key k = {.tgid = id >> 32, .fd = c.fd};
+		s = bpf_map_lookup_elem(&fds, &k);
+	}
 	if (!s)
 		return 0;
 	long ret = ctx->ret;
@@ -412,24 +484,6 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx)
 	send_bind(s, c.fd);
 	emit(s, &c, ret);
 	return 0;
-}
-
-/* forget drops the cached state of a descriptor that now names something
- * else or nothing, reporting the close of a traced connection. */
-static __always_inline void forget(__u32 tgid, __s32 fd)
-{
-	struct fd_key k = {.tgid = tgid, .fd = fd};
-	struct fd_state *s = bpf_map_lookup_elem(&fds, &k);
-	if (!s)
-		return;
-	if (s->bound) {
-		struct close_event c = {};
-		fill_header(&c.hdr, EVENT_CLOSE);
-		c.conn = s->conn;
-		c.fd = fd;
-		output(&c, sizeof(c));
-	}
-	bpf_map_delete_elem(&fds, &k);
 }
 
 #define ARG(n) (ctx->args[n])
@@ -482,6 +536,29 @@ int sys_enter_dup2(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
+/* close_range(first, last, flags) closes a range of descriptors, often
+ * 3..~0U before an exec: the first CLOSE_RANGE_WALK of them are forgotten
+ * (enough for most processes' tables); a TCP connection's descriptor
+ * beyond is caught by fresh() when its number is reused. */
+#define CLOSE_RANGE_WALK 64
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+
+SEC("tracepoint/syscalls/sys_enter_close_range")
+int sys_enter_close_range(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 first = ARG(0), last = ARG(1);
+	if (ARG(2) & CLOSE_RANGE_CLOEXEC)
+		return 0;
+	__u32 tgid = TGID();
+	for (__u32 i = 0; i < CLOSE_RANGE_WALK; i++) {
+		__u32 fd = first + i;
+		if (fd < first || fd > last || fd > 0x7fffffff)
+			break;
+		forget(tgid, fd);
+	}
+	return 0;
+}
+
 /* socket(), accept(), accept4() and dup() return a descriptor whose number
  * may be cached as what it named before (a close the programs missed:
  * close-on-exec, or a process that reused a PID). */
@@ -514,3 +591,5 @@ int sock_process_exec(struct bpf_raw_tracepoint_args *ctx)
 
 /* Force enum proto into BTF: user space names the parsed protocols. */
 const enum proto *unused_proto __attribute__((unused));
+/* And enum call_kind: user space records blocked reads (struct call). */
+const enum call_kind *unused_call_kind __attribute__((unused));

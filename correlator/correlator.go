@@ -33,6 +33,23 @@ type ProcessResolver interface {
 	Process(pid uint32) *span.Process
 }
 
+// NameAwaiter is a ProcessResolver that knows when a process's name is
+// still on its way (metadata.Processes.Awaiting): its spans then wait past
+// Config.BindGrace, up to maxNameWait.
+type NameAwaiter interface {
+	Awaiting(pid uint32) bool
+}
+
+// maxNameWait bounds how long a span waits for its process's name.
+const maxNameWait = 5 * time.Second
+
+// awaitingName reports whether the name of a process that has none yet
+// may still come.
+func (c *Correlator) awaitingName(ps *procState) bool {
+	w, ok := c.procs.(NameAwaiter)
+	return ok && c.unnamed(ps) && w.Awaiting(ps.pid)
+}
+
 // maxPendingPerConn bounds the requests waiting for a response on one
 // connection; past it the oldest is ended as evicted.
 const maxPendingPerConn = 64
@@ -327,7 +344,8 @@ func (c *Correlator) ReleaseHeld(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for cn := range c.holding {
-		if now.Sub(cn.held[0].end) >= c.cfg.BindGrace {
+		waited := now.Sub(cn.held[0].end)
+		if waited >= c.cfg.BindGrace && (waited >= maxNameWait || !c.awaitingName(cn.ps)) {
 			c.releaseHeld(cn, true)
 		}
 	}

@@ -50,6 +50,10 @@ type Config struct {
 	// kernel reports it, before /proc is read: a process may be gone by
 	// then, and this is all that names it.
 	OnExec func(Exec)
+	// Progress, if set, learns after each process event is handled the
+	// kernel time (CLOCK_MONOTONIC ns) it happened at: every exec up to
+	// then has been reported to OnExec.
+	Progress func(ktime uint64)
 }
 
 // Exec is a program execution, as the kernel reported it.
@@ -300,6 +304,9 @@ func (t *Tracker) handle(raw []byte) {
 	case wire.EventExit:
 		t.events.WithLabelValues("exit").Inc()
 		t.exited(pid, t.clock.Time(h.TS))
+	}
+	if t.cfg.Progress != nil {
+		t.cfg.Progress(h.TS)
 	}
 }
 

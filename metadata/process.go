@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 
@@ -55,6 +56,9 @@ type Processes struct {
 	// that may still be stored for them; cleared when it reaches
 	// maxPendingExecs, by when such reads have long been stored.
 	execs map[uint32]uint64
+	// discovered is the kernel time up to which the execs of the node
+	// have been named (Discovered).
+	discovered atomic.Uint64
 }
 
 // maxPendingExecs bounds Processes.execs.
@@ -176,6 +180,37 @@ func (p *Processes) Executed(pid uint32, at uint64) {
 	if e.read < at && !e.proc.Tentative {
 		e.proc = tentative(e.proc)
 	}
+}
+
+// Discovered records that the execs of the node up to CLOCK_MONOTONIC time
+// ts have been reported (Exec for the selected programs): process
+// discovery reads its events in a ring of its own, which may lag behind
+// the collectors' rings.
+func (p *Processes) Discovered(ts uint64) {
+	for {
+		old := p.discovered.Load()
+		if ts <= old || p.discovered.CompareAndSwap(old, ts) {
+			return
+		}
+	}
+}
+
+// Awaiting reports whether the name of pid may still come: a collector
+// reported an exec of it (Executed) that discovery has not reached yet
+// (Discovered), and nothing read since names it. The span of a process
+// that lived a few milliseconds waits for that, rather than leave
+// unnamed.
+func (p *Processes) Awaiting(pid uint32) bool {
+	p.mu.Lock()
+	at := p.execs[pid]
+	if e := p.cache[pid]; e != nil {
+		at = e.exec
+		if e.read >= at && e.proc.ServiceName != unknownServiceName {
+			at = 0
+		}
+	}
+	p.mu.Unlock()
+	return at != 0 && p.discovered.Load() < at
 }
 
 // Process returns the identity of a process: the cached one, or one

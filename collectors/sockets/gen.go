@@ -1,3 +1,3 @@
 package sockets
 
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror" -target amd64,arm64 -type proto sockets ../../bpf/sockets.bpf.c -- -I../../bpf
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror" -target amd64,arm64 -type proto -type call_kind sockets ../../bpf/sockets.bpf.c -- -I../../bpf

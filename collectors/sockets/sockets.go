@@ -109,7 +109,7 @@ func (c *Collector) AttachPath() string {
 		mode = "selected processes"
 	}
 	return "tracepoints syscalls:sys_{enter,exit}_{read,write,readv,writev,recvfrom,sendto,recvmsg,sendmsg,sendfile64}, " +
-		"close/dup2/dup3/socket/accept(4)/dup; TCP sockets classified in the kernel, HTTP/1.x copied; " + mode
+		"close/close_range/dup2/dup3/socket/accept(4)/dup; reads blocked at start from /proc/PID/task/TID/syscall; TCP sockets classified in the kernel, HTTP/1.x copied; " + mode
 }
 
 // Start implements collectors.Collector.
@@ -143,7 +143,11 @@ func (c *Collector) Start(ctx context.Context) error {
 	}
 	c.m.Probes.Set(float64(c.progs.Links()))
 	c.progs.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.decode, c.log)
-	c.log.Info("collector started", "path", c.AttachPath(), "ignore_ports", c.cfg.IgnorePorts)
+	adopted, err := c.adoptBlockedReads()
+	if err != nil {
+		c.log.Warn("reads blocked at start not recorded: the first request of idle connections may have no server span", "err", err)
+	}
+	c.log.Info("collector started", "path", c.AttachPath(), "ignore_ports", c.cfg.IgnorePorts, "blocked_reads", adopted)
 	return nil
 }
 
@@ -177,7 +181,8 @@ func (c *Collector) attach() error {
 		tp("sys_enter_"+call, enters[call], false)
 	}
 	tp("sys_enter_close", c.objs.SysEnterClose, false)
-	tp("sys_enter_dup2", c.objs.SysEnterDup2, true) // amd64 only
+	tp("sys_enter_close_range", c.objs.SysEnterCloseRange, true) // Linux 5.9
+	tp("sys_enter_dup2", c.objs.SysEnterDup2, true)              // amd64 only
 	tp("sys_enter_dup3", c.objs.SysEnterDup2, false)
 	tp("sys_exit_socket", c.objs.SysExitNewfd, false)
 	tp("sys_exit_accept", c.objs.SysExitNewfd, true) // amd64 only

@@ -22,8 +22,19 @@ type socketsCall struct {
 	Kind      uint8
 	Dir       uint8
 	Copied    uint8
-	Pad       uint8
+	Found     uint8
+	Nr        uint32
+	Pad       uint32
 }
+
+type socketsCallKind uint32
+
+const (
+	socketsCallKindCALL_BUF      socketsCallKind = 1
+	socketsCallKindCALL_IOV      socketsCallKind = 2
+	socketsCallKindCALL_MSG      socketsCallKind = 3
+	socketsCallKindCALL_SENDFILE socketsCallKind = 4
+)
 
 type socketsFdKey struct {
 	_    structs.HostLayout
@@ -34,6 +45,7 @@ type socketsFdKey struct {
 type socketsFdState struct {
 	_     structs.HostLayout
 	Conn  uint64
+	File  uint64
 	Kind  uint8
 	Proto uint8
 	Bound uint8
@@ -93,6 +105,7 @@ const (
 	socketsProgSockProcessExec    = "sock_process_exec"
 	socketsProgSockProcessExit    = "sock_process_exit"
 	socketsProgSysEnterClose      = "sys_enter_close"
+	socketsProgSysEnterCloseRange = "sys_enter_close_range"
 	socketsProgSysEnterDup2       = "sys_enter_dup2"
 	socketsProgSysEnterRead       = "sys_enter_read"
 	socketsProgSysEnterReadv      = "sys_enter_readv"
@@ -108,6 +121,7 @@ const (
 	socketsVarCaptureBytes        = "capture_bytes"
 	socketsVarFilterSelected      = "filter_selected"
 	socketsVarParsedProtos        = "parsed_protos"
+	socketsVarUnusedCallKind      = "unused_call_kind"
 	socketsVarUnusedProcEvent     = "unused_proc_event"
 	socketsVarUnusedProto         = "unused_proto"
 	socketsVarWakeupBytes         = "wakeup_bytes"
@@ -158,6 +172,7 @@ type socketsProgramSpecs struct {
 	SockProcessExec    *ebpf.ProgramSpec `ebpf:"sock_process_exec"`
 	SockProcessExit    *ebpf.ProgramSpec `ebpf:"sock_process_exit"`
 	SysEnterClose      *ebpf.ProgramSpec `ebpf:"sys_enter_close"`
+	SysEnterCloseRange *ebpf.ProgramSpec `ebpf:"sys_enter_close_range"`
 	SysEnterDup2       *ebpf.ProgramSpec `ebpf:"sys_enter_dup2"`
 	SysEnterRead       *ebpf.ProgramSpec `ebpf:"sys_enter_read"`
 	SysEnterReadv      *ebpf.ProgramSpec `ebpf:"sys_enter_readv"`
@@ -194,6 +209,7 @@ type socketsVariableSpecs struct {
 	CaptureBytes    *ebpf.VariableSpec `ebpf:"capture_bytes"`
 	FilterSelected  *ebpf.VariableSpec `ebpf:"filter_selected"`
 	ParsedProtos    *ebpf.VariableSpec `ebpf:"parsed_protos"`
+	UnusedCallKind  *ebpf.VariableSpec `ebpf:"unused_call_kind"`
 	UnusedProcEvent *ebpf.VariableSpec `ebpf:"unused_proc_event"`
 	UnusedProto     *ebpf.VariableSpec `ebpf:"unused_proto"`
 	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -251,6 +267,7 @@ type socketsVariables struct {
 	CaptureBytes    *ebpf.Variable `ebpf:"capture_bytes"`
 	FilterSelected  *ebpf.Variable `ebpf:"filter_selected"`
 	ParsedProtos    *ebpf.Variable `ebpf:"parsed_protos"`
+	UnusedCallKind  *ebpf.Variable `ebpf:"unused_call_kind"`
 	UnusedProcEvent *ebpf.Variable `ebpf:"unused_proc_event"`
 	UnusedProto     *ebpf.Variable `ebpf:"unused_proto"`
 	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
@@ -263,6 +280,7 @@ type socketsPrograms struct {
 	SockProcessExec    *ebpf.Program `ebpf:"sock_process_exec"`
 	SockProcessExit    *ebpf.Program `ebpf:"sock_process_exit"`
 	SysEnterClose      *ebpf.Program `ebpf:"sys_enter_close"`
+	SysEnterCloseRange *ebpf.Program `ebpf:"sys_enter_close_range"`
 	SysEnterDup2       *ebpf.Program `ebpf:"sys_enter_dup2"`
 	SysEnterRead       *ebpf.Program `ebpf:"sys_enter_read"`
 	SysEnterReadv      *ebpf.Program `ebpf:"sys_enter_readv"`
@@ -282,6 +300,7 @@ func (p *socketsPrograms) Close() error {
 		p.SockProcessExec,
 		p.SockProcessExit,
 		p.SysEnterClose,
+		p.SysEnterCloseRange,
 		p.SysEnterDup2,
 		p.SysEnterRead,
 		p.SysEnterReadv,

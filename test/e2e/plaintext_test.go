@@ -117,7 +117,8 @@ func resPID(s otlpreceiver.Span) int {
 type expect struct {
 	what  string
 	kind  int
-	pid   int    // the process; 0: any process of service
+	pid   int    // the process; 0: any process of pids, or of service
+	pids  []int  // the processes (pre-fork workers), when pid is 0
 	svc   string // when pid is 0
 	port  int    // server.port
 	paths map[string]int
@@ -129,6 +130,9 @@ func (x expect) match(s otlpreceiver.Span) bool {
 	}
 	if x.pid != 0 {
 		return resPID(s) == x.pid
+	}
+	if len(x.pids) > 0 {
+		return slices.Contains(x.pids, resPID(s))
 	}
 	return s.ServiceName() == x.svc
 }

@@ -139,6 +139,9 @@ func dumpOnFailure(t testing.TB, what string, files ...string) {
 	})
 }
 
+// ChildPIDs returns the PIDs of the direct children of pid.
+func ChildPIDs(pid int) []int { return childPIDs(pid) }
+
 // childPIDs returns the PIDs of the direct children of pid, read from
 // /proc/PID/task/*/children.
 func childPIDs(pid int) []int {
