@@ -28,7 +28,8 @@ import (
 //
 // Every request gives exactly one SERVER span (from the process that
 // served it) and one CLIENT span, the server span the child of the client
-// span.
+// span. The agent traces a selection of executables (--include-exe): each
+// of the 30 curls, alive a few milliseconds, must carry its name.
 func TestPlaintextShared(t *testing.T) {
 	dir := plainDir(t)
 	py := "/usr/bin/python3"
@@ -53,7 +54,10 @@ func TestPlaintextShared(t *testing.T) {
 	ka.expect("ready", 10*time.Second)
 	time.Sleep(200 * time.Millisecond) // the server thread back in its read
 
-	e := startAgent(t)
+	// A process selection: each curl lives a few milliseconds, and must
+	// still be named (its exec may be read by discovery after its span
+	// ends).
+	e := startAgent(t, "--include-exe", "python3*", "--include-exe", "curl-shared", "--include-exe", "nginx-shared")
 
 	hport := harness.FreePort(t)
 	handoff := startProc(t, nil, py, filepath.Join(dir, "handoff.py"), strconv.Itoa(hport))
@@ -74,7 +78,7 @@ func TestPlaintextShared(t *testing.T) {
 	get := func(port int, path string, extra ...string) {
 		run(t, curlBin, append(extra, "-sS", "-o", "/dev/null", fmt.Sprintf("http://127.0.0.1:%d%s", port, path))...)
 	}
-	const perPath = 4
+	const perPath = 5 // 30 curls
 	for range perPath {
 		for _, p := range []string{"/ok", "/missing", "/fail"} {
 			get(gport, p)
