@@ -127,3 +127,63 @@ func waitChildren(t *testing.T, pid, n int) []int {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestPlaintextEventLoop: node serves every request on one thread. A client
+// call made while exactly one server request is in flight there is that
+// request's child; made while several are, it has no parent (no guess),
+// and the upstream server's span is still the child of the client span
+// (4-tuple).
+func TestPlaintextEventLoop(t *testing.T) {
+	dir := plainDir(t)
+	py := "/usr/bin/python3"
+	harness.LookTool(t, "node")
+	curlBin := harness.CopyExe(t, "curl", "curl-loop")
+	e := startAgent(t, "--include-exe", "python3*", "--include-exe", "node", "--include-exe", "curl-loop")
+
+	uport := harness.FreePort(t)
+	up := startProc(t, nil, py, filepath.Join(dir, "server.py"), strconv.Itoa(uport))
+	waitListening(t, up, uport)
+	fport := harness.FreePort(t)
+	fan := startProc(t, nil, "node", filepath.Join(dir, "fanout.js"), strconv.Itoa(fport), strconv.Itoa(uport))
+	waitListening(t, fan, fport)
+
+	const one, many = 3, 4
+	for range one {
+		run(t, curlBin, "-sS", "-o", "/dev/null", fmt.Sprintf("http://127.0.0.1:%d/one", fport))
+	}
+	var curls []*proc
+	for range many {
+		curls = append(curls, startProc(t, nil, curlBin, "-sS", "-o", "/dev/null", fmt.Sprintf("http://127.0.0.1:%d/many?k=%d", fport, many)))
+	}
+	for _, c := range curls {
+		c.mustSucceed(20 * time.Second)
+	}
+
+	want := []expect{
+		{what: "curl -> node", kind: kindClient, svc: "curl-loop", port: fport, paths: map[string]int{"/one": one, "/many": many}},
+		{what: "node server", kind: kindServer, pid: fan.PID, port: fport, paths: map[string]int{"/one": one, "/many": many}},
+		{what: "node -> python", kind: kindClient, pid: fan.PID, port: uport, paths: map[string]int{"/ok": one + many}},
+		{what: "python server", kind: kindServer, pid: up.PID, port: uport, paths: map[string]int{"/ok": one + many}},
+	}
+	checkPlainSpans(t, e, want)
+
+	all := e.recv.Spans()
+	servers := map[string]string{} // node server span ID -> path
+	for _, s := range filterSpans(all, want[1].match) {
+		servers[s.SpanID] = attrStr(s, "url.path")
+	}
+	parents := map[string]int{}
+	for _, s := range filterSpans(all, want[2].match) {
+		switch p, ok := servers[s.ParentSpanID]; {
+		case ok && p == "/one":
+			parents["/one"]++
+		case s.ParentSpanID == "":
+			parents["none"]++
+		default:
+			t.Errorf("node client span %s: parent %q is not a /one server span", s.SpanID, s.ParentSpanID)
+		}
+	}
+	if parents["/one"] != one || parents["none"] != many {
+		t.Errorf("node client spans: %d children of /one, %d without parent; want %d and %d", parents["/one"], parents["none"], one, many)
+	}
+}
