@@ -77,6 +77,7 @@ enum call_kind {
 	CALL_IOV = 2,      /* iovec array, count */
 	CALL_MSG = 3,      /* struct user_msghdr */
 	CALL_SENDFILE = 4, /* bytes only */
+	CALL_MMSG = 5,     /* one struct mmsghdr (recvmmsg/sendmmsg of one message) */
 };
 
 /* A call between its entry and its exit, by thread. */
@@ -95,6 +96,7 @@ struct call {
 	__u8 found;
 	__u32 nr;
 	__u32 _pad;
+	__u64 mmsg; /* CALL_MMSG: the struct mmsghdr, whose msg_len is the size */
 };
 
 struct {
@@ -160,6 +162,10 @@ struct iovec_user {
 	__u64 len;
 };
 
+/* struct mmsghdr is a struct user_msghdr (56 bytes on 64-bit ABIs)
+ * followed by msg_len. */
+#define MMSG_LEN_OFF 56
+
 /* The start of struct user_msghdr (a stable ABI). */
 struct msghdr_user {
 	__u64 name;
@@ -214,7 +220,7 @@ static __always_inline bool parsed(__u8 proto) { return proto < 32 && (parsed_pr
 static __always_inline __u32 first_bytes(struct call *c, __u8 *b, __u64 n)
 {
 	__u64 src = c->buf;
-	if (c->kind == CALL_IOV || c->kind == CALL_MSG) {
+	if (c->kind == CALL_IOV || c->kind == CALL_MSG || c->kind == CALL_MMSG) {
 		struct iovec_user v;
 		if (bpf_probe_read_user(&v, sizeof(v), (void *)c->buf) != 0)
 			return 0;
@@ -326,7 +332,7 @@ static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size)
 		if (bpf_probe_read_user(e->data, want, (void *)c->buf) == 0)
 			captured = want;
 		tail_from = c->buf + size - TAIL_CAP;
-	} else if (c->kind == CALL_IOV || c->kind == CALL_MSG) {
+	} else if (c->kind == CALL_IOV || c->kind == CALL_MSG || c->kind == CALL_MMSG) {
 		struct iovec_user last = {};
 		captured = copy_iov(e->data, c->buf, c->count, want, &last);
 		/* The last iovec ends the call only if the call moved them all
@@ -397,7 +403,14 @@ static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __
 	if (!s)
 		return 0;
 	struct call c = {.buf = buf, .count = len, .fd = fd, .kind = kind, .dir = dir};
-	if (kind == CALL_MSG) {
+	if (kind == CALL_MMSG) {
+		/* The message vector's length is len: one message is a
+		 * recvmsg/sendmsg whose size comes back in msg_len. */
+		if (len != 1)
+			return 0;
+		c.mmsg = buf;
+	}
+	if (kind == CALL_MSG || kind == CALL_MMSG) {
 		struct msghdr_user m;
 		if (bpf_probe_read_user(&m, sizeof(m), (void *)buf) != 0)
 			return 0;
@@ -468,6 +481,13 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx)
 	if (!s)
 		return 0;
 	long ret = ctx->ret;
+	if (c.kind == CALL_MMSG) {
+		/* The number of messages moved: the bytes are in msg_len. */
+		__u32 n = 0;
+		if (ret == 1 && bpf_probe_read_user(&n, sizeof(n), (void *)(c.mmsg + MMSG_LEN_OFF)) != 0)
+			n = 0;
+		ret = ret == 1 ? n : ret;
+	}
 	if (c.copied) {
 		write_result(s->conn, c.requested, ret > 0 ? ret : 0);
 		return 0;
@@ -500,6 +520,15 @@ int sys_enter_readv(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG
 
 SEC("tracepoint/syscalls/sys_enter_recvmsg")
 int sys_enter_recvmsg(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_READ, CALL_MSG, ARG(1), 0); }
+
+/* recvmmsg(fd, msgvec, vlen, flags, timeout) and sendmmsg(fd, msgvec,
+ * vlen, flags): a vector of one message only (more is a UDP idiom;
+ * on TCP one message per call is the norm). */
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int sys_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_READ, CALL_MMSG, ARG(1), ARG(2)); }
+
+SEC("tracepoint/syscalls/sys_enter_sendmmsg")
+int sys_enter_sendmmsg(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_WRITE, CALL_MMSG, ARG(1), ARG(2)); }
 
 SEC("tracepoint/syscalls/sys_enter_write")
 int sys_enter_write(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_WRITE, CALL_BUF, ARG(1), ARG(2)); }

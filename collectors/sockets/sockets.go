@@ -108,7 +108,7 @@ func (c *Collector) AttachPath() string {
 	if c.cfg.PerProcess {
 		mode = "selected processes"
 	}
-	return "tracepoints syscalls:sys_{enter,exit}_{read,write,readv,writev,recvfrom,sendto,recvmsg,sendmsg,sendfile64}, " +
+	return "tracepoints syscalls:sys_{enter,exit}_{read,write,readv,writev,recvfrom,sendto,recvmsg,sendmsg,sendfile64,recvmmsg,sendmmsg}, " +
 		"close/close_range/dup2/dup3/socket/accept(4)/dup; reads blocked at start from /proc/PID/task/TID/syscall; TCP sockets classified in the kernel, HTTP/1.x copied; " + mode
 }
 
@@ -173,8 +173,9 @@ func (c *Collector) attach() error {
 		"write": c.objs.SysEnterWrite, "sendto": c.objs.SysEnterSendto,
 		"writev": c.objs.SysEnterWritev, "sendmsg": c.objs.SysEnterSendmsg,
 		"sendfile64": c.objs.SysEnterSendfile64,
+		"recvmmsg":   c.objs.SysEnterRecvmmsg, "sendmmsg": c.objs.SysEnterSendmmsg,
 	}
-	for _, call := range []string{"read", "recvfrom", "readv", "recvmsg", "write", "sendto", "writev", "sendmsg", "sendfile64"} {
+	for _, call := range []string{"read", "recvfrom", "readv", "recvmsg", "write", "sendto", "writev", "sendmsg", "sendfile64", "recvmmsg", "sendmmsg"} {
 		// The exit first: an entry recorded without its exit would
 		// stay in the calls map.
 		tp("sys_exit_"+call, c.objs.SysExitIo, false)

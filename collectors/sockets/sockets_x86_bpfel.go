@@ -25,6 +25,7 @@ type socketsCall struct {
 	Found     uint8
 	Nr        uint32
 	Pad       uint32
+	Mmsg      uint64
 }
 
 type socketsCallKind uint32
@@ -34,6 +35,7 @@ const (
 	socketsCallKindCALL_IOV      socketsCallKind = 2
 	socketsCallKindCALL_MSG      socketsCallKind = 3
 	socketsCallKindCALL_SENDFILE socketsCallKind = 4
+	socketsCallKindCALL_MMSG     socketsCallKind = 5
 )
 
 type socketsFdKey struct {
@@ -110,8 +112,10 @@ const (
 	socketsProgSysEnterRead       = "sys_enter_read"
 	socketsProgSysEnterReadv      = "sys_enter_readv"
 	socketsProgSysEnterRecvfrom   = "sys_enter_recvfrom"
+	socketsProgSysEnterRecvmmsg   = "sys_enter_recvmmsg"
 	socketsProgSysEnterRecvmsg    = "sys_enter_recvmsg"
 	socketsProgSysEnterSendfile64 = "sys_enter_sendfile64"
+	socketsProgSysEnterSendmmsg   = "sys_enter_sendmmsg"
 	socketsProgSysEnterSendmsg    = "sys_enter_sendmsg"
 	socketsProgSysEnterSendto     = "sys_enter_sendto"
 	socketsProgSysEnterWrite      = "sys_enter_write"
@@ -177,8 +181,10 @@ type socketsProgramSpecs struct {
 	SysEnterRead       *ebpf.ProgramSpec `ebpf:"sys_enter_read"`
 	SysEnterReadv      *ebpf.ProgramSpec `ebpf:"sys_enter_readv"`
 	SysEnterRecvfrom   *ebpf.ProgramSpec `ebpf:"sys_enter_recvfrom"`
+	SysEnterRecvmmsg   *ebpf.ProgramSpec `ebpf:"sys_enter_recvmmsg"`
 	SysEnterRecvmsg    *ebpf.ProgramSpec `ebpf:"sys_enter_recvmsg"`
 	SysEnterSendfile64 *ebpf.ProgramSpec `ebpf:"sys_enter_sendfile64"`
+	SysEnterSendmmsg   *ebpf.ProgramSpec `ebpf:"sys_enter_sendmmsg"`
 	SysEnterSendmsg    *ebpf.ProgramSpec `ebpf:"sys_enter_sendmsg"`
 	SysEnterSendto     *ebpf.ProgramSpec `ebpf:"sys_enter_sendto"`
 	SysEnterWrite      *ebpf.ProgramSpec `ebpf:"sys_enter_write"`
@@ -285,8 +291,10 @@ type socketsPrograms struct {
 	SysEnterRead       *ebpf.Program `ebpf:"sys_enter_read"`
 	SysEnterReadv      *ebpf.Program `ebpf:"sys_enter_readv"`
 	SysEnterRecvfrom   *ebpf.Program `ebpf:"sys_enter_recvfrom"`
+	SysEnterRecvmmsg   *ebpf.Program `ebpf:"sys_enter_recvmmsg"`
 	SysEnterRecvmsg    *ebpf.Program `ebpf:"sys_enter_recvmsg"`
 	SysEnterSendfile64 *ebpf.Program `ebpf:"sys_enter_sendfile64"`
+	SysEnterSendmmsg   *ebpf.Program `ebpf:"sys_enter_sendmmsg"`
 	SysEnterSendmsg    *ebpf.Program `ebpf:"sys_enter_sendmsg"`
 	SysEnterSendto     *ebpf.Program `ebpf:"sys_enter_sendto"`
 	SysEnterWrite      *ebpf.Program `ebpf:"sys_enter_write"`
@@ -305,8 +313,10 @@ func (p *socketsPrograms) Close() error {
 		p.SysEnterRead,
 		p.SysEnterReadv,
 		p.SysEnterRecvfrom,
+		p.SysEnterRecvmmsg,
 		p.SysEnterRecvmsg,
 		p.SysEnterSendfile64,
+		p.SysEnterSendmmsg,
 		p.SysEnterSendmsg,
 		p.SysEnterSendto,
 		p.SysEnterWrite,

@@ -22,9 +22,10 @@ import (
 //     client that then sends more requests on it to a server blocked in
 //     its read of that connection when the agent started (both roles
 //     learned from the bytes); the client then closes the socket with
-//     close_range, which the agent does not see, and reuses the
+//     close_range and reuses the
 //     descriptor number for a file it writes a request to and reads a
 //     response from: no span.
+//   - a C client speaking through sendmmsg/recvmmsg (one message a call).
 //
 // Every request gives exactly one SERVER span (from the process that
 // served it) and one CLIENT span, the server span the child of the client
@@ -37,6 +38,8 @@ func TestPlaintextShared(t *testing.T) {
 		harness.LookTool(t, tool)
 	}
 	curlBin := harness.CopyExe(t, "curl", "curl-shared")
+	mmsgBin := filepath.Join(t.TempDir(), "mmsg-client")
+	run(t, harness.LookTool(t, "gcc"), "-O2", "-o", mmsgBin, filepath.Join(dir, "mmsg.c"))
 	ngxBin := harness.CopyExe(t, "nginx", "nginx-shared")
 
 	// Before the agent: gunicorn, and a keep-alive connection to a
@@ -57,7 +60,7 @@ func TestPlaintextShared(t *testing.T) {
 	// A process selection: each curl lives a few milliseconds, and must
 	// still be named (its exec may be read by discovery after its span
 	// ends).
-	e := startAgent(t, "--include-exe", "python3*", "--include-exe", "curl-shared", "--include-exe", "nginx-shared")
+	e := startAgent(t, "--include-exe", "python3*", "--include-exe", "curl-shared", "--include-exe", "nginx-shared", "--include-exe", "mmsg-client")
 
 	hport := harness.FreePort(t)
 	handoff := startProc(t, nil, py, filepath.Join(dir, "handoff.py"), strconv.Itoa(hport))
@@ -75,6 +78,9 @@ func TestPlaintextShared(t *testing.T) {
 
 	ka.send("go")
 	ka.expect("done", 30*time.Second)
+	const mmsgN = 3
+	mmsg := startProc(t, nil, mmsgBin, strconv.Itoa(pport), strconv.Itoa(mmsgN))
+	mmsg.mustSucceed(10 * time.Second)
 	get := func(port int, path string, extra ...string) {
 		run(t, curlBin, append(extra, "-sS", "-o", "/dev/null", fmt.Sprintf("http://127.0.0.1:%d%s", port, path))...)
 	}
@@ -97,14 +103,16 @@ func TestPlaintextShared(t *testing.T) {
 		{what: "curl -> nginx", kind: kindClient, svc: "curl-shared", port: nport, paths: map[string]int{"/ok": perPath}},
 		{what: "nginx workers", kind: kindServer, pids: ngx.WorkerPIDs, port: nport, paths: map[string]int{"/ok": perPath}},
 		{what: "keep-alive client (older than the agent)", kind: kindClient, pid: ka.PID, port: pport, paths: map[string]int{"/ok": keepAlive}},
-		{what: "python server (connection older than the agent)", kind: kindServer, pid: pysrv.PID, port: pport, paths: map[string]int{"/ok": keepAlive}},
+		{what: "mmsg client", kind: kindClient, pid: mmsg.PID, port: pport, paths: map[string]int{"/ok": mmsgN}},
+		{what: "python server (keep-alive older than the agent, mmsg client)", kind: kindServer, pid: pysrv.PID, port: pport,
+			paths: map[string]int{"/ok": keepAlive + mmsgN}},
 	}
 	checkPlainSpans(t, e, want)
 	// Nothing else from the processes that shared sockets or reused a
 	// descriptor (the accepting parent, the master, the phantom request).
 	for _, s := range e.recv.Spans() {
 		switch resPID(s) {
-		case gun.PID, handoff.PID, ngx.MasterPID, ka.PID:
+		case gun.PID, handoff.PID, ngx.MasterPID, ka.PID, mmsg.PID:
 			if attrInt(s, "server.port") != int64(pport) || int(s.Kind) != kindClient {
 				t.Errorf("unexpected span from pid %d: %s %q port %d", resPID(s), s.ServiceName(), s.Name, attrInt(s, "server.port"))
 			}
