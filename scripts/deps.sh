@@ -27,6 +27,8 @@ PACKAGES=(
 	# plaintext HTTP of every runtime (the sockets collector's tests): java, ruby
 	# WEBrick, php -S, python3-requests for Debian's /usr/bin/python3
 	openjdk-17-jdk-headless ruby ruby-webrick php-cli python3-requests
+	# pre-fork server (master listens, workers accept): gunicorn for /usr/bin/python3
+	gunicorn
 	# gRPC targets: grpcio for /usr/bin/python3 (links the system libssl.so.3)
 	python3-grpcio
 	# later issues: metrics and Kubernetes API tests
