@@ -4,7 +4,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/span"
 )
 
 func graceConfig() Config {
@@ -83,4 +86,60 @@ func TestBindGraceRelease(t *testing.T) {
 	if got := h.metric("periscope_spans_total", "kind", "server"); got != 2 {
 		t.Errorf("periscope_spans_total{kind=server} = %v, want 2", got)
 	}
+}
+
+// awaitingProcs names process 1 only once named is set; until then its
+// name is on its way while awaiting is set (metadata.Processes.Awaiting).
+type awaitingProcs struct {
+	named, awaiting bool
+}
+
+func (a *awaitingProcs) Process(pid uint32) *span.Process {
+	if a.named {
+		return &span.Process{PID: pid, ServiceName: "curl"}
+	}
+	return &span.Process{PID: pid, ServiceName: unknownService}
+}
+
+func (a *awaitingProcs) Awaiting(uint32) bool { return a.awaiting && !a.named }
+
+// TestNameAwaitsDiscovery: the span of a process without a name waits past
+// the bind grace while its name is on its way (a curl that exited before
+// discovery read its exec), and takes it when it comes; it leaves unnamed
+// after maxNameWait, or at the grace when no name is coming.
+func TestNameAwaitsDiscovery(t *testing.T) {
+	run := func(p *awaitingProcs) *harness {
+		exp := &recorder{}
+		reg := prometheus.NewRegistry()
+		c, err := New(graceConfig(), exp, p, nil, reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := &harness{t: t, c: c, exp: exp, reg: reg}
+		id := cid(1, 1)
+		h.bind(id, 3, 0, "127.0.0.1:40000", "127.0.0.1:8080")
+		h.write(id, 1, 1, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+		h.read(id, 1, 2, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		h.c.ReleaseHeld(at(2 + 300))
+		return h
+	}
+	p := &awaitingProcs{awaiting: true}
+	h := run(p)
+	h.wantSpans(0)
+	p.named = true
+	h.c.ReleaseHeld(at(2 + 400))
+	if s := h.wantSpans(1)[0]; s.Process.ServiceName != "curl" {
+		t.Errorf("service %q, want curl", s.Process.ServiceName)
+	}
+
+	h = run(&awaitingProcs{awaiting: true})
+	h.c.ReleaseHeld(at(2).Add(maxNameWait - time.Millisecond))
+	h.wantSpans(0)
+	h.c.ReleaseHeld(at(2).Add(maxNameWait))
+	if s := h.wantSpans(1)[0]; s.Process.ServiceName != unknownService {
+		t.Errorf("service %q, want %s", s.Process.ServiceName, unknownService)
+	}
+
+	h = run(&awaitingProcs{})
+	h.wantSpans(1) // nothing on its way: released at the grace
 }

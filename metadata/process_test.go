@@ -543,3 +543,39 @@ func TestProcessesExecsBounded(t *testing.T) {
 		t.Errorf("%d identities and %d execs kept, want none and at most %d", len(ps.cache), len(ps.execs), maxPendingExecs)
 	}
 }
+
+// TestProcessesAwaiting: a process whose exec a collector reported is
+// awaiting its name until discovery has read past that exec, or until
+// something names it.
+func TestProcessesAwaiting(t *testing.T) {
+	ps := NewProcesses(ProcessesConfig{ProcRoot: t.TempDir(), HostName: "h"})
+	if ps.Awaiting(9) {
+		t.Errorf("a process with no exec reported awaits a name")
+	}
+	ps.Executed(9, 100) // the collector's exec marker; discovery is behind
+	if !ps.Awaiting(9) {
+		t.Errorf("exec at 100, discovery at 0: not awaiting")
+	}
+	ps.Process(9) // gone from /proc: unknown_service, cached
+	if !ps.Awaiting(9) {
+		t.Errorf("an unnamed identity stops the wait")
+	}
+	ps.Discovered(99)
+	if !ps.Awaiting(9) {
+		t.Errorf("discovery at 99, exec at 100: not awaiting")
+	}
+	ps.Discovered(100)
+	if ps.Awaiting(9) {
+		t.Errorf("discovery past the exec (not selected, no name coming): still awaiting")
+	}
+	ps.Discovered(50) // never goes back
+	if ps.Awaiting(9) {
+		t.Errorf("Discovered went back")
+	}
+
+	ps.Executed(10, 200)
+	ps.Exec(10, "/usr/bin/curl", []string{"curl"}, 200) // named from the exec event
+	if ps.Awaiting(10) || ps.Process(10).ServiceName != "curl" {
+		t.Errorf("named by its exec event: awaiting %v, name %q", ps.Awaiting(10), ps.Process(10).ServiceName)
+	}
+}
