@@ -48,6 +48,10 @@
 #                   order, spans and ring drops at saturation; and in each round
 #                   what a process that is not HTTP pays per syscall (dd bs=1 to
 #                   /dev/null, dd | dd through a pipe): test/bench/results-plain.md
+#   MODE=syscall    what a process that is not HTTP pays per syscall: CPU time of
+#                   dd bs=1 to /dev/null and of a pipe ping-pong, no agent vs the
+#                   agent in ABBA order, fastest of 5 runs per round:
+#                   test/bench/results-syscall.md (ROUNDS=3: 6 rounds, ~1 min)
 #   KEEP=1          keep the scratch directory (agent and nginx logs)
 set -euo pipefail
 
@@ -152,6 +156,7 @@ run_driver() { # MODE
 	[ "$mode" = memory ] && out="${OUT:-test/bench/results-memory.md}"
 	[ "$mode" = procmetrics ] && out="${OUT:-test/bench/results-procmetrics.md}"
 	[ "$mode" = plain ] && out="${OUT:-test/bench/results-plain.md}"
+	[ "$mode" = syscall ] && out="${OUT:-test/bench/results-syscall.md}"
 	"$WORK/benchtool" \
 		-agent "$AGENT" \
 		-work "$WORK" \

@@ -61,7 +61,7 @@ func main() {
 	flag.IntVar(&o.probeCalls, "probe-calls", 10000, "calls per probed run of the uprobe micro-benchmark (bare: 100x)")
 	flag.IntVar(&o.probeReps, "probe-reps", 5, "repetitions of each uprobe micro-benchmark case")
 	flag.StringVar(&o.commit, "commit", "", "the source revision being measured (for the report)")
-	flag.StringVar(&o.mode, "mode", "agent", `"agent": no agent vs the agent (nginx); "tcp": the agent with its TCP collector off vs on; "metrics": the agent with RED metrics off vs on; "go": no agent vs the agent on a Go server; "firstspan": exec to first traced request; "memory": RSS with many large Go binaries; "procmetrics": the agent with process metrics off vs on, 100 traced processes; "plain": no agent vs the agent on nginx over plain HTTP, and the syscalls of dd`)
+	flag.StringVar(&o.mode, "mode", "agent", `"agent": no agent vs the agent (nginx); "tcp": the agent with its TCP collector off vs on; "metrics": the agent with RED metrics off vs on; "go": no agent vs the agent on a Go server; "firstspan": exec to first traced request; "memory": RSS with many large Go binaries; "procmetrics": the agent with process metrics off vs on, 100 traced processes; "plain": no agent vs the agent on nginx over plain HTTP, and the syscalls of dd; "syscall": no agent vs the agent, CPU per syscall of dd bs=1 and a pipe ping-pong`)
 	flag.BoolVar(&o.newConns, "new-conns", false, `tcp mode: wrk sends "Connection: close" (a TCP and TLS handshake per request)`)
 	flag.StringVar(&o.goapp, "goapp", "", "go and firstspan modes: the goapp binary (test/e2e/testdata/goapp); firstspan: GOAPP-stripped too")
 	flag.StringVar(&o.helm, "helm", "", "memory mode: a helm binary (scripts/tools.sh helm)")
@@ -92,6 +92,8 @@ func main() {
 		err = runProcMode(ctx, o)
 	case "plain":
 		err = runPlainMode(ctx, o)
+	case "syscall":
+		err = runSyscallMode(ctx, o)
 	default:
 		err = fmt.Errorf("unknown -mode %q", o.mode)
 	}

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// The syscall mode (-mode syscall, `make bench MODE=syscall`): what every
+// process that is not HTTP pays for the sockets collector's syscall
+// tracepoints, which run for every read and write of the node. Rounds
+// without and with the agent in ABBA order; in each, two syscall-heavy
+// programs that touch no socket, timed by the CPU time they used (user +
+// system, from wait4: time spent waiting for a CPU other work took does
+// not count, which matters on a shared machine), each run several times
+// and the fastest run kept:
+//   - dd copying 1-byte blocks from /dev/zero to /dev/null (a read and a
+//     write per byte);
+//   - a pipe ping-pong: python3 and a forked child pass one byte back and
+//     forth over two pipes (per round trip two reads, two writes and two
+//     context switches).
+
+// syscallRound is one round of the syscall mode.
+type syscallRound struct {
+	n         int
+	withAgent bool
+	load1     float64
+	ddNs      float64 // CPU ns per syscall of dd bs=1, fastest run
+	pingNs    float64 // CPU ns per syscall of the ping-pong, fastest run
+}
+
+const (
+	syscallDDBytes = 300_000 // 1-byte blocks per dd run: 600,000 syscalls
+	syscallPings   = 50_000  // round trips per ping-pong run: 200,000 syscalls
+	syscallRuns    = 5       // runs of each program per round, the fastest kept
+)
+
+// pingPong is the ping-pong program (python3 -c PROGRAM N).
+const pingPong = `import os, sys
+n = int(sys.argv[1])
+a, b = os.pipe()
+c, d = os.pipe()
+if os.fork() == 0:
+    for _ in range(n):
+        os.read(a, 1)
+        os.write(d, b"x")
+    os._exit(0)
+for _ in range(n):
+    os.write(b, b"x")
+    os.read(c, 1)
+os.wait()
+`
+
+func runSyscallMode(ctx context.Context, o options) error {
+	if os.Geteuid() != 0 {
+		return errors.New("must run as root (loads eBPF programs)")
+	}
+	start, load0 := time.Now(), loadAvg()
+	pidDir := filepath.Join(o.work, "pids")
+	if err := os.MkdirAll(pidDir, 0o755); err != nil {
+		return err
+	}
+	var rounds []*syscallRound
+	for i := 0; i < 2*o.rounds; i++ {
+		r := &syscallRound{n: i + 1, withAgent: i%4 == 1 || i%4 == 2}
+		if err := measureSyscallRound(ctx, o, pidDir, r); err != nil {
+			return fmt.Errorf("round %d (%s): %w", r.n, cfgName(r.withAgent), err)
+		}
+		rounds = append(rounds, r)
+		logf("round %d %-8s dd %5.0f ns/syscall  ping-pong %5.0f ns/syscall  load %.2f", r.n, cfgName(r.withAgent), r.ddNs, r.pingNs, r.load1)
+	}
+	md := syscallReport(o, rounds, start, load0, loadAvg())
+	fmt.Println(md)
+	if err := writeFileAtomic(o.out, []byte(md)); err != nil {
+		return fmt.Errorf("write %s: %w", o.out, err)
+	}
+	logf("wrote %s", o.out)
+	return nil
+}
+
+func measureSyscallRound(ctx context.Context, o options, pidDir string, r *syscallRound) (err error) {
+	r.load1 = load1()
+	if r.withAgent {
+		// Every process is traced the same way: the sockets
+		// collector's programs run for every read and write whatever
+		// the selection, which names no running program here.
+		a, err := startAgent(o.agentBin, "periscope-bench-none", o.work, pidDir, r.n)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if serr := a.stop(); serr != nil && err == nil {
+				err = serr
+			}
+		}()
+		if err = a.waitReady(ctx, nil, 60*time.Second); err != nil {
+			return err
+		}
+	}
+	dd := []string{"dd", "if=/dev/zero", "of=/dev/null", "bs=1", fmt.Sprintf("count=%d", syscallDDBytes), "status=none"}
+	if r.ddNs, err = fastestCPU(ctx, dd, 2*syscallDDBytes); err != nil {
+		return err
+	}
+	ping := []string{"python3", "-c", pingPong, fmt.Sprint(syscallPings)}
+	r.pingNs, err = fastestCPU(ctx, ping, 4*syscallPings)
+	return err
+}
+
+// fastestCPU runs argv syscallRuns times and returns the least CPU time
+// (user + system, its children's included) of a run divided by per, in ns.
+func fastestCPU(ctx context.Context, argv []string, per int) (float64, error) {
+	var best float64
+	for i := 0; i < syscallRuns; i++ {
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("%s: %w\n%s", argv[0], err, out)
+		}
+		ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+		if !ok {
+			return 0, errors.New("no rusage")
+		}
+		ns := float64(syscall.TimevalToNsec(ru.Utime)+syscall.TimevalToNsec(ru.Stime)) / float64(per)
+		if i == 0 || ns < best {
+			best = ns
+		}
+	}
+	return best, nil
+}
+
+func syscallReport(o options, rounds []*syscallRound, start time.Time, load0, load1 string) string {
+	pick := func(agent bool, f func(*syscallRound) float64) []float64 {
+		var v []float64
+		for _, r := range rounds {
+			if r.withAgent == agent {
+				v = append(v, f(r))
+			}
+		}
+		return v
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# What a process that is not HTTP pays (the sockets collector's syscall tracepoints)\n\n")
+	fmt.Fprintf(&b, "Generated by `make bench MODE=syscall` (test/bench/benchtool, syscallmode.go) at %s, commit %s, %d CPUs, %s.\n",
+		start.UTC().Format(time.RFC3339), o.commit, numCPU(), time.Since(start).Round(time.Second))
+	fmt.Fprintf(&b, "Machine load (1, 5, 15 min) at start: %s; at end: %s (a shared VM: other work ran meanwhile).\n\n", load0, load1)
+	fmt.Fprintf(&b, "Rounds in ABBA order (baseline, agent, agent, baseline, ...). In each, the CPU time (user + system, from wait4) per syscall of "+
+		"`dd if=/dev/zero of=/dev/null bs=1 count=%d` (a read and a write per byte) and of a python3 pipe ping-pong of %d round trips "+
+		"(two reads and two writes per round trip, two processes), each run %d times, the fastest run kept.\n\n", syscallDDBytes, syscallPings, syscallRuns)
+	b.WriteString("| round | config | dd ns/syscall | ping-pong ns/syscall | load1 |\n|---|---|---|---|---|\n")
+	for _, r := range rounds {
+		fmt.Fprintf(&b, "| %d | %s | %.0f | %.0f | %.2f |\n", r.n, cfgName(r.withAgent), r.ddNs, r.pingNs, r.load1)
+	}
+	line := func(what string, f func(*syscallRound) float64) {
+		a, base := pick(true, f), pick(false, f)
+		d := median(a) - median(base)
+		// The added cost is known to within the spread of either side.
+		lo, hi := minMax(a)
+		blo, bhi := minMax(base)
+		fmt.Fprintf(&b, "- **%s**: %.0f ns per syscall with the agent, %.0f without (medians): %+.0f ns added; rounds %s vs %s ns (spread %.1f%% / %.1f%%); "+
+			"added cost between %+.0f and %+.0f ns over all pairs of rounds; target ≤ 150 ns.\n",
+			what, median(a), median(base), d, fmtList(a), fmtList(base), spreadPct(a), spreadPct(base), lo-bhi, hi-blo)
+	}
+	b.WriteString("\n")
+	line("dd bs=1", func(r *syscallRound) float64 { return r.ddNs })
+	line("pipe ping-pong", func(r *syscallRound) float64 { return r.pingNs })
+	return b.String()
+}
+
+func fmtList(v []float64) string {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	parts := make([]string, len(s))
+	for i, x := range s {
+		parts[i] = fmt.Sprintf("%.0f", x)
+	}
+	return strings.Join(parts, ", ")
+}
