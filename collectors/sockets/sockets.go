@@ -143,11 +143,12 @@ func (c *Collector) Start(ctx context.Context) error {
 	}
 	c.m.Probes.Set(float64(c.progs.Links()))
 	c.progs.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.decode, c.log)
+	t0 := time.Now()
 	adopted, err := c.adoptBlockedReads()
 	if err != nil {
 		c.log.Warn("reads blocked at start not recorded: the first request of idle connections may have no server span", "err", err)
 	}
-	c.log.Info("collector started", "path", c.AttachPath(), "ignore_ports", c.cfg.IgnorePorts, "blocked_reads", adopted)
+	c.log.Info("collector started", "path", c.AttachPath(), "ignore_ports", c.cfg.IgnorePorts, "blocked_reads", adopted, "blocked_reads_scan", time.Since(t0).Round(time.Microsecond))
 	return nil
 }
 
