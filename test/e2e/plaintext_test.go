@@ -173,9 +173,14 @@ func TestPlaintextRuntimes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every process is traced: with a process selection, a curl that
-	// lives a few milliseconds may get no identity (unknown_service).
-	e := startAgent(t)
+	// The runtimes, nginx and curl selected: other programs on this
+	// machine are not traced (a curl living a few milliseconds is still
+	// named: TestPlaintextShared).
+	var sel []string
+	for _, exe := range []string{"python3*", "java", "node", "ruby*", "php*", "curl-plain", "nginx-plain"} {
+		sel = append(sel, "--include-exe", exe)
+	}
+	e := startAgent(t, sel...)
 
 	var (
 		mu      sync.Mutex
