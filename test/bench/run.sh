@@ -49,9 +49,11 @@
 #                   what a process that is not HTTP pays per syscall (dd bs=1 to
 #                   /dev/null, dd | dd through a pipe): test/bench/results-plain.md
 #   MODE=syscall    what a process that is not HTTP pays per syscall: CPU time of
-#                   dd bs=1 to /dev/null and of a pipe ping-pong, no agent vs the
-#                   agent in ABBA order, fastest of 5 runs per round:
-#                   test/bench/results-syscall.md (ROUNDS=3: 6 rounds, ~1 min)
+#                   dd bs=1 to /dev/null and of a pipe ping-pong; no agent, empty
+#                   programs on the read/write syscall tracepoints and on the raw
+#                   sys_enter/exit ones (the floors), the agent; blocks in
+#                   alternating order, fastest of 5 runs per round:
+#                   test/bench/results-syscall.md (ROUNDS=3: 24 rounds, ~3 min)
 #   KEEP=1          keep the scratch directory (agent and nginx logs)
 set -euo pipefail
 
