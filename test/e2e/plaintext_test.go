@@ -153,11 +153,12 @@ var bodyOf = map[string]int64{"/ok": 3, "/missing": 3, "/fail": 4, "/big": 10 <<
 // TestPlaintextRuntimes: plain HTTP/1.x servers and clients of every
 // runtime, traced from syscall tracepoints: N requests give exactly N
 // SERVER and N CLIENT spans with the right method, path, status and sizes,
-// each server span the child of its client span. A python server started
-// before the agent, nginx as a reverse proxy over plain HTTP, a keep-alive
-// connection with 1,000 requests, a pipelined burst, a 10 MiB response, a
-// request written one byte at a time, Expect: 100-continue, a chunked
-// request body and binary garbage (no span).
+// each server span the child of its client span. A server of every runtime
+// started before the agent and one after (clients older than the agent:
+// TestPlaintextShared), nginx as a reverse proxy over plain HTTP, a
+// keep-alive connection with 1,000 requests, a pipelined burst, a 10 MiB
+// response, a request written one byte at a time, Expect: 100-continue, a
+// chunked request body and binary garbage (no span).
 func TestPlaintextRuntimes(t *testing.T) {
 	dir := plainDir(t)
 	py := "/usr/bin/python3" // Debian's: python3-requests is installed for it
@@ -168,11 +169,45 @@ func TestPlaintextRuntimes(t *testing.T) {
 	// nginx on this machine do not count.
 	curlBin := harness.CopyExe(t, "curl", "curl-plain")
 	ngxBin := harness.CopyExe(t, "nginx", "nginx-plain")
-	// Started before the agent: its connections are found already open.
-	early, err := startPlainServer(t, "python", dir, func(p int) []string { return []string{py, "server.py", fmt.Sprint(p)} })
-	if err != nil {
-		t.Fatal(err)
+	argv := map[string]func(port int) []string{
+		"python": func(p int) []string { return []string{py, "server.py", fmt.Sprint(p)} },
+		"java":   func(p int) []string { return []string{"java", "Srv.java", "serve", fmt.Sprint(p)} },
+		"node":   func(p int) []string { return []string{"node", "server.js", fmt.Sprint(p)} },
+		"ruby":   func(p int) []string { return []string{"ruby", "server.rb", fmt.Sprint(p)} },
+		"php":    func(p int) []string { return []string{"php", "-S", fmt.Sprintf("127.0.0.1:%d", p), "router.php"} },
 	}
+	var (
+		mu      sync.Mutex
+		servers = map[string]plainServer{}
+	)
+	// startAll starts a server of each runtime, named runtime+suffix.
+	startAll := func(suffix string, runtimes ...string) {
+		var (
+			wg   sync.WaitGroup
+			errs []error
+		)
+		for _, rt := range runtimes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s, err := startPlainServer(t, rt+suffix, dir, argv[rt])
+				mu.Lock()
+				defer mu.Unlock()
+				servers[rt+suffix] = s
+				if err != nil {
+					errs = append(errs, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if len(errs) > 0 {
+			t.Fatal(errors.Join(errs...))
+		}
+	}
+	// Every runtime's server started before the agent (the python one's
+	// connections are found already open) and after it.
+	startAll("-early", "python", "java", "node", "ruby", "php")
+	early := servers["python-early"]
 	// The runtimes, nginx and curl selected: other programs on this
 	// machine are not traced (a curl living a few milliseconds is still
 	// named: TestPlaintextShared).
@@ -182,33 +217,10 @@ func TestPlaintextRuntimes(t *testing.T) {
 	}
 	e := startAgent(t, sel...)
 
-	var (
-		mu      sync.Mutex
-		servers = map[string]plainServer{"python": early}
-		errs    []error
-		wg      sync.WaitGroup
-	)
-	start := func(name string, argv func(port int) []string) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s, err := startPlainServer(t, name, dir, argv)
-			mu.Lock()
-			servers[name] = s
-			if err != nil {
-				errs = append(errs, err)
-			}
-			mu.Unlock()
-		}()
-	}
-	start("java", func(p int) []string { return []string{"java", "Srv.java", "serve", fmt.Sprint(p)} })
-	start("node", func(p int) []string { return []string{"node", "server.js", fmt.Sprint(p)} })
-	start("ruby", func(p int) []string { return []string{"ruby", "server.rb", fmt.Sprint(p)} })
-	start("php", func(p int) []string { return []string{"php", "-S", fmt.Sprintf("127.0.0.1:%d", p), "router.php"} })
-	wg.Wait()
-	if len(errs) > 0 {
-		t.Fatal(errors.Join(errs...))
-	}
+	startAll("", "python", "java", "node", "ruby", "php")
+	// The runtime clients and nginx use the python server started before
+	// the agent, and the others started after it.
+	servers["python-late"], servers["python"] = servers["python"], early
 	ngxPort := harness.FreePort(t)
 	ngx := harness.StartNginx(t, harness.NginxOptions{Exe: ngxBin, Workers: 1, ExtraHTTPConfig: fmt.Sprintf(`
     server {
@@ -232,6 +244,15 @@ func TestPlaintextRuntimes(t *testing.T) {
 		s := servers[name]
 		curl(s, "/ok", "/missing", "/fail")
 		want = append(want, expect{what: "curl -> " + name, kind: kindClient, svc: "curl-plain", port: s.port, paths: paths3})
+	}
+	// And against the servers of the other start (before or after the
+	// agent) than the ones the runtime clients use.
+	for _, name := range []string{"python-late", "java-early", "node-early", "ruby-early", "php-early"} {
+		s := servers[name]
+		curl(s, "/ok", "/missing", "/fail")
+		want = append(want,
+			expect{what: "curl -> " + name, kind: kindClient, svc: "curl-plain", port: s.port, paths: paths3},
+			expect{what: name + " server", kind: kindServer, pid: s.pid, port: s.port, paths: paths3})
 	}
 	// Runtime clients.
 	nodeCl := runClient(t, append([]string{"node", "client.js"}, three(servers["python"])...)...)
