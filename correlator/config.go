@@ -48,6 +48,12 @@ type Config struct {
 	// Waiting gives that span the peer's addresses and its link to the
 	// client span. 0 exports at once; DefaultBindGrace suits the agent.
 	BindGrace time.Duration
+
+	// Linker looks up the client spans of server requests from other
+	// nodes (nil: no cross-node linking), and LinkWait bounds how long a
+	// span waits for the answer (0: DefaultLinkWait).
+	Linker   Linker
+	LinkWait time.Duration
 }
 
 // Defaults.

@@ -61,6 +61,8 @@ type conn struct {
 	// retrans are the recent TCP retransmissions of the connection's
 	// socket, oldest first (see retransmit.go).
 	retrans []retransmitMark
+	// nreq counts the requests begun on the connection (link.go).
+	nreq uint64
 }
 
 // heldExchange is a finished exchange whose span is not built yet.
@@ -107,6 +109,14 @@ type exchange struct {
 	onThread bool
 	fixed    bool // the trace ID was used: the exchange may not be re-parented
 	done     bool
+
+	// Cross-node linking (link.go): seq names the request on its
+	// connection; asked says it was looked up, linkWait that the answer
+	// is awaited, and dependents are the spans held until it comes.
+	seq        uint64
+	asked      bool
+	linkWait   bool
+	dependents []heldExchange
 }
 
 // maxUndecided bounds the chunks dropped while a protocol may still claim
@@ -151,6 +161,7 @@ func (cn *conn) Begin(px protocol.Exchange) {
 	if _, ok := px.Stream(); ok {
 		cn.multiplexed = true
 	}
+	cn.nextSeq(x)
 	limit := maxPendingPerConn
 	if cn.multiplexed {
 		limit = protocol.MaxStreams
@@ -174,6 +185,7 @@ func (cn *conn) Begin(px protocol.Exchange) {
 		}
 	}
 	c.linkByTuple(cn)
+	c.startLink(x, x.start)
 }
 
 // End implements protocol.Handler.

@@ -18,6 +18,7 @@ import (
 	"github.com/periscope-apm/periscope/correlator/httpspan"
 	"github.com/periscope-apm/periscope/correlator/protocol"
 	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/linking"
 	"github.com/periscope-apm/periscope/span"
 )
 
@@ -61,6 +62,11 @@ type Correlator struct {
 	// whole are the requests seen whole by language-level probes that
 	// have started and not ended, by process and ID (see request.go).
 	whole map[wholeKey]*exchange
+	// linkWaiting are the server requests waiting for a lookup, with
+	// their deadlines; recent the ended client requests other agents
+	// may ask about (link.go).
+	linkWaiting map[*exchange]time.Time
+	recent      *linking.Recent
 }
 
 // procState is what the correlator knows about one process.
@@ -130,6 +136,13 @@ func New(cfg Config, exp span.Exporter, procs ProcessResolver, log *slog.Logger,
 		lru:       list.New(),
 		holding:   make(map[*conn]struct{}),
 		whole:     make(map[wholeKey]*exchange),
+	}
+	if cfg.Linker != nil {
+		if c.cfg.LinkWait <= 0 {
+			c.cfg.LinkWait = DefaultLinkWait
+		}
+		c.linkWaiting = make(map[*exchange]time.Time)
+		c.recent = linking.NewRecent(recentClients, recentClientTTL)
 	}
 	return c, nil
 }
@@ -230,6 +243,7 @@ func (c *Correlator) Bind(b events.Bind) {
 	}
 	// Addresses that arrive after the first request may link it now.
 	c.linkByTuple(cn)
+	c.startLinks(cn, b.Time)
 	c.release(cn)
 }
 
@@ -303,11 +317,16 @@ func (c *Correlator) Run(ctx context.Context) error {
 	interval := min(5*time.Second, max(c.cfg.IdleTimeout/4, 10*time.Millisecond))
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	var hold <-chan time.Time
+	var hold, links <-chan time.Time
 	if c.cfg.BindGrace > 0 {
 		ht := time.NewTicker(max(c.cfg.BindGrace/2, 10*time.Millisecond))
 		defer ht.Stop()
 		hold = ht.C
+	}
+	if c.cfg.Linker != nil {
+		lt := time.NewTicker(max(c.cfg.LinkWait/4, 5*time.Millisecond))
+		defer lt.Stop()
+		links = lt.C
 	}
 	for {
 		select {
@@ -317,6 +336,8 @@ func (c *Correlator) Run(ctx context.Context) error {
 			c.Expire(now)
 		case now := <-hold:
 			c.ReleaseHeld(now)
+		case now := <-links:
+			c.ExpireLinks(now)
 		}
 	}
 }
@@ -333,10 +354,19 @@ func (c *Correlator) ReleaseHeld(now time.Time) {
 	}
 }
 
+// ExpireLinks exports, unlinked, the spans whose lookup took longer than
+// Config.LinkWait. Run calls it.
+func (c *Correlator) ExpireLinks(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expireLinks(now)
+}
+
 // Flush exports every held span at once (at shutdown).
 func (c *Correlator) Flush() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.flushLinks()
 	for cn := range c.holding {
 		c.releaseHeld(cn, true)
 	}
@@ -573,9 +603,16 @@ func (c *Correlator) releaseHeld(cn *conn, force bool) {
 	}
 }
 
-// export builds and exports the span of a finished exchange.
+// export builds and exports the span of a finished exchange, unless its
+// trace waits for a lookup (link.go).
 func (c *Correlator) export(x *exchange, end time.Time, reason string) {
+	if c.holdForLink(x, end, reason) {
+		return
+	}
 	s := c.buildSpan(x, end, reason)
+	if c.recent != nil {
+		c.rememberClient(x, linking.Answer{Found: true, TraceID: s.TraceID, SpanID: s.SpanID}, end)
+	}
 	addRetransmits(s, x.conn)
 	if s.Kind == span.Server {
 		c.m.spansServer.Inc()

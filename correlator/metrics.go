@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/periscope-apm/periscope/correlator/protocol"
+	"github.com/periscope-apm/periscope/linking"
 )
 
 // Reasons a request ends without a complete response (error.type and the
@@ -29,7 +30,11 @@ type metrics struct {
 	unmatchedEnds            prometheus.Counter
 	noEnd                    prometheus.Counter
 	superseded               prometheus.Counter
+	links                    *prometheus.CounterVec
 }
+
+// countLink counts the outcome of a lookup.
+func (m *metrics) countLink(r linking.Result) { m.links.WithLabelValues(r.String()).Inc() }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	spans := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -64,8 +69,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "periscope_connections_superseded_total",
 		Help: "Connections whose socket bytes were dropped because another collector reports them (TLS plaintext, Go requests seen whole): one request, one span.",
 	})
+	links := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "periscope_link_lookups_total",
+		Help: "Lookups of the client spans of server requests from other nodes (linking), by result: linked, not_found, no_owner, timeout, refused, error, dropped.",
+	}, []string{"result"})
+	for _, r := range linking.Results {
+		links.WithLabelValues(r.String())
+	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{spans, notHTTP, parseErrors, incomplete, tracked, unmatched, noEnd, superseded} {
+		for _, c := range []prometheus.Collector{spans, notHTTP, parseErrors, incomplete, tracked, unmatched, noEnd, superseded, links} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register correlator metrics: %w", err)
 			}
@@ -81,6 +93,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		unmatchedEnds: unmatched,
 		noEnd:         noEnd,
 		superseded:    superseded,
+		links:         links,
 	}
 	for reason, label := range map[string]string{
 		reasonClosed:         "closed",

@@ -106,8 +106,10 @@ func (c *Correlator) RequestStart(r events.RequestStart) {
 		dropPending(old)
 	}
 	c.whole[key] = x
+	cn.nextSeq(x)
 	cn.pending = append(cn.pending, x)
 	c.linkByTuple(cn)
+	c.startLink(x, r.Time)
 }
 
 // RequestEnd handles the end of a request seen whole.

@@ -1,0 +1,198 @@
+package correlator
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/linking"
+)
+
+// Cross-node linking (package linking): a server request whose client is
+// on another node is looked up as soon as its connection's addresses are
+// known, usually within milliseconds, while the request is still being
+// served. Until the answer comes (or Config.LinkWait passes), the span of
+// the request, and the spans of its descendants on this node, are held:
+// they all take the trace the answer names.
+
+// Linker asks other nodes' agents for client spans (linking.Client).
+type Linker interface {
+	// Remote tells whether addr is another node's.
+	Remote(addr netip.Addr) bool
+	// Lookup asks for the client span of q. It returns linking.Pending
+	// and calls done later, from another goroutine, or returns another
+	// result at once and never calls done.
+	Lookup(q linking.Query, done func(linking.Answer, linking.Result)) linking.Result
+}
+
+// Bounds of the linking state.
+const (
+	// maxLinkWaiting bounds the server requests waiting for a lookup;
+	// past it requests are not looked up (counted as dropped).
+	maxLinkWaiting = 16384
+	// maxLinkDependents bounds the spans held behind one such request;
+	// past it they are exported at once.
+	maxLinkDependents = 256
+	// recentClients and recentClientTTL bound the ended client requests
+	// remembered for lookups that come after them.
+	recentClients   = 65536
+	recentClientTTL = 30 * time.Second
+	// DefaultLinkWait is how long a span waits for a lookup by default.
+	DefaultLinkWait = linking.DefaultWait
+)
+
+// nextSeq names the request x on its connection: its stream on a
+// multiplexed connection, else its ordinal.
+func (cn *conn) nextSeq(x *exchange) {
+	if id, ok := x.px.Stream(); ok {
+		x.seq = id | linking.StreamFlag
+		return
+	}
+	cn.nreq++
+	x.seq = cn.nreq
+}
+
+// startLink looks up the client of server request x when it is on another
+// node. The request's span waits for the answer (see export).
+func (c *Correlator) startLink(x *exchange, now time.Time) {
+	cn := x.conn
+	if c.cfg.Linker == nil || x.asked || cn.role != roleServer || x.hasRemote || x.parent != nil || x.fixed || !validTuple(cn.tuple) {
+		return
+	}
+	if !c.cfg.Linker.Remote(cn.tuple.Remote.Addr()) {
+		return
+	}
+	x.asked = true
+	if len(c.linkWaiting) >= maxLinkWaiting {
+		c.m.countLink(linking.Dropped)
+		return
+	}
+	q := linking.Query{Local: cn.tuple.Remote, Remote: cn.tuple.Local, Seq: x.seq}
+	r := c.cfg.Linker.Lookup(q, func(a linking.Answer, r linking.Result) { c.settleLink(x, a, r) })
+	if r != linking.Pending {
+		c.m.countLink(r)
+		return
+	}
+	x.linkWait = true
+	c.linkWaiting[x] = now.Add(c.cfg.LinkWait)
+}
+
+// startLinks looks up the server requests of a connection whose addresses
+// have just become known.
+func (c *Correlator) startLinks(cn *conn, now time.Time) {
+	for _, x := range cn.waiting() {
+		c.startLink(x, now)
+	}
+}
+
+// settleLink takes the answer of a lookup (from the linker's goroutine).
+func (c *Correlator) settleLink(x *exchange, a linking.Answer, r linking.Result) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !x.linkWait {
+		return // given up already (counted as a timeout)
+	}
+	c.settle(x, a, r)
+}
+
+// settle ends the wait of x with result r and exports what waited for it.
+func (c *Correlator) settle(x *exchange, a linking.Answer, r linking.Result) {
+	x.linkWait = false
+	delete(c.linkWaiting, x)
+	if r == linking.Linked && !x.hasRemote && x.parent == nil && !x.fixed {
+		x.hasRemote, x.remoteTrace, x.remoteSpan = true, a.TraceID, a.SpanID
+	} else if r == linking.Linked {
+		r = linking.NotFound // linked on this node meanwhile, or fixed
+	}
+	c.m.countLink(r)
+	deps := x.dependents
+	x.dependents = nil
+	for _, h := range deps {
+		c.export(h.x, h.end, h.reason)
+	}
+}
+
+// expireLinks gives up the lookups that took longer than the wait.
+func (c *Correlator) expireLinks(now time.Time) {
+	for x, deadline := range c.linkWaiting {
+		if !now.Before(deadline) {
+			c.settle(x, linking.Answer{}, linking.Timeout)
+		}
+	}
+}
+
+// flushLinks gives up every lookup (at shutdown).
+func (c *Correlator) flushLinks() {
+	for x := range c.linkWaiting {
+		c.settle(x, linking.Answer{}, linking.Timeout)
+	}
+}
+
+// linkRoot returns the exchange waiting for a lookup that x's trace
+// depends on (x itself, or a local ancestor), or nil.
+func linkRoot(x *exchange) *exchange {
+	for d := 0; x != nil && d < maxParentDepth; d++ {
+		if x.linkWait {
+			return x
+		}
+		if x.hasRemote {
+			return nil
+		}
+		x = x.parent
+	}
+	return nil
+}
+
+// holdForLink holds the span of x until the lookup its trace depends on
+// ends, and reports whether it did.
+func (c *Correlator) holdForLink(x *exchange, end time.Time, reason string) bool {
+	r := linkRoot(x)
+	if r == nil || len(r.dependents) >= maxLinkDependents {
+		return false
+	}
+	r.dependents = append(r.dependents, heldExchange{x: x, end: end, reason: reason})
+	return true
+}
+
+// rememberClient keeps the span context of an ended client request for
+// the lookups that arrive after it.
+func (c *Correlator) rememberClient(x *exchange, a linking.Answer, end time.Time) {
+	cn := x.conn
+	if c.recent == nil || cn.role != roleClient || !validTuple(cn.tuple) || x.seq == 0 {
+		return
+	}
+	c.recent.Add(linking.Query{Local: cn.tuple.Local, Remote: cn.tuple.Remote, Seq: x.seq}, a, end)
+}
+
+// Answer implements linking.Answerer: the client spans of requests on this
+// node's sockets. A request whose trace is not settled yet (its own
+// server request waits for a lookup) is not found yet: the asking agent's
+// server asks again.
+func (c *Correlator) Answer(qs []linking.Query, out []linking.Answer) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	for i, q := range qs {
+		out[i] = c.answer(q, now)
+	}
+}
+
+func (c *Correlator) answer(q linking.Query, now time.Time) linking.Answer {
+	if cn := c.byTuple[events.Tuple{Local: q.Local, Remote: q.Remote}]; cn != nil && cn.role == roleClient {
+		for _, x := range cn.waiting() {
+			if x.seq != q.Seq {
+				continue
+			}
+			if linkRoot(x) != nil {
+				return linking.Answer{}
+			}
+			return linking.Answer{Found: true, TraceID: c.traceOf(x, 0), SpanID: x.spanID}
+		}
+	}
+	if c.recent != nil {
+		if a, ok := c.recent.Get(q, now); ok {
+			return a
+		}
+	}
+	return linking.Answer{}
+}

@@ -1,0 +1,354 @@
+package linking
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// Result is the outcome of a lookup (the result label of
+// periscope_link_lookups_total).
+type Result uint8
+
+// Results.
+const (
+	Pending  Result = iota // queued: the callback will tell
+	Linked                 // the client span was found
+	NotFound               // the owner knows no such request
+	NoOwner                // no agent announces the client's address
+	Timeout                // no answer within linking.wait
+	Refused                // the owner refused the token
+	Error                  // the owner could not be asked, or answered garbage
+	Dropped                // the queue to the owner was full
+)
+
+// Results lists the results a lookup ends with.
+var Results = []Result{Linked, NotFound, NoOwner, Timeout, Refused, Error, Dropped}
+
+func (r Result) String() string {
+	switch r {
+	case Pending:
+		return "pending"
+	case Linked:
+		return "linked"
+	case NotFound:
+		return "not_found"
+	case NoOwner:
+		return "no_owner"
+	case Timeout:
+		return "timeout"
+	case Refused:
+		return "refused"
+	case Error:
+		return "error"
+	case Dropped:
+		return "dropped"
+	}
+	return fmt.Sprintf("result(%d)", uint8(r))
+}
+
+// ClientConfig configures a Client.
+type ClientConfig struct {
+	// Peers are the other agents, host:port.
+	Peers []string
+	Token string
+	// Wait bounds a lookup, from Lookup to its callback.
+	Wait time.Duration
+	// Local lists this node's addresses: their connections are linked on
+	// the node, and no peer owns them.
+	Local AddressSource
+	// Refresh is how often peers are asked for their addresses (a peer
+	// that has not answered yet is asked every few seconds).
+	Refresh time.Duration
+	Logger  *slog.Logger
+}
+
+// Tunables.
+const (
+	DefaultWait    = 300 * time.Millisecond
+	DefaultRefresh = 30 * time.Second
+	// queuePerPeer bounds the lookups waiting for one peer.
+	queuePerPeer = 8192
+	// sendersPerPeer bounds the batches in flight to one peer.
+	sendersPerPeer = 2
+	// batchDelay is how long a batch waits for more lookups.
+	batchDelay   = 2 * time.Millisecond
+	retryRefresh = 2 * time.Second
+)
+
+// Client asks other agents for the client spans of server requests.
+type Client struct {
+	cfg   ClientConfig
+	log   *slog.Logger
+	peers []*peer
+
+	mu     sync.RWMutex
+	owners map[netip.Addr]*peer
+	local  map[netip.Addr]bool
+}
+
+// peer is one other agent.
+type peer struct {
+	addr  string
+	conn  *grpc.ClientConn
+	queue chan lookup
+	addrs []netip.Addr // what it announced last
+}
+
+// lookup is one query waiting for its answer.
+type lookup struct {
+	q        Query
+	deadline time.Time
+	done     func(Answer, Result)
+}
+
+// NewClient returns a client of cfg.Peers; Run runs it.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if cfg.Wait <= 0 {
+		cfg.Wait = DefaultWait
+	}
+	if cfg.Refresh <= 0 {
+		cfg.Refresh = DefaultRefresh
+	}
+	if cfg.Local == nil {
+		cfg.Local = InterfaceAddresses
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{cfg: cfg, log: cfg.Logger, owners: make(map[netip.Addr]*peer), local: make(map[netip.Addr]bool)}
+	for _, a := range cfg.Peers {
+		conn, err := grpc.NewClient(a,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{}), grpc.MaxCallRecvMsgSize(maxMessage)))
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("linking: peer %s: %w", a, err)
+		}
+		c.peers = append(c.peers, &peer{addr: a, conn: conn, queue: make(chan lookup, queuePerPeer)})
+	}
+	c.setLocal(cfg.Local())
+	return c, nil
+}
+
+// Close closes the connections to the peers.
+func (c *Client) Close() {
+	for _, p := range c.peers {
+		p.conn.Close()
+	}
+}
+
+// Run sends the lookups and refreshes the owners of addresses until ctx is
+// done.
+func (c *Client) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, p := range c.peers {
+		for range sendersPerPeer {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.send(ctx, p)
+			}()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.refresh(ctx, p)
+		}()
+	}
+	wg.Wait()
+}
+
+// Remote tells whether addr is another node's: a server request from it
+// needs a lookup.
+func (c *Client) Remote(addr netip.Addr) bool {
+	addr = addr.Unmap()
+	if addr.IsLoopback() || !addr.IsValid() {
+		return false
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return !c.local[addr]
+}
+
+// Lookup asks the owner of q.Local for the client span of q. It returns
+// Pending when the query is on its way: done is then called once, from
+// another goroutine, within about Wait. Otherwise it returns the result at
+// once (NoOwner, Dropped) and never calls done.
+func (c *Client) Lookup(q Query, done func(Answer, Result)) Result {
+	c.mu.RLock()
+	p := c.owners[q.Local.Addr().Unmap()]
+	c.mu.RUnlock()
+	if p == nil {
+		return NoOwner
+	}
+	select {
+	case p.queue <- lookup{q: q, deadline: time.Now().Add(c.cfg.Wait), done: done}:
+		return Pending
+	default:
+		return Dropped
+	}
+}
+
+// send sends p's lookups in batches.
+func (c *Client) send(ctx context.Context, p *peer) {
+	batch := make([]lookup, 0, MaxBatch)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return
+		case l := <-p.queue:
+			batch = append(batch, l)
+		}
+		timer.Reset(batchDelay)
+	fill:
+		for len(batch) < MaxBatch {
+			select {
+			case l := <-p.queue:
+				batch = append(batch, l)
+			case <-timer.C:
+				break fill
+			}
+		}
+		timer.Stop()
+		c.ask(ctx, p, batch)
+	}
+}
+
+// ask sends one batch and calls back every lookup in it.
+func (c *Client) ask(ctx context.Context, p *peer, batch []lookup) {
+	now := time.Now()
+	live := batch[:0]
+	var deadline time.Time
+	for _, l := range batch {
+		if !now.Before(l.deadline) {
+			l.done(Answer{}, Timeout)
+			continue
+		}
+		if deadline.IsZero() || l.deadline.Before(deadline) {
+			deadline = l.deadline
+		}
+		live = append(live, l)
+	}
+	if len(live) == 0 {
+		return
+	}
+	req := &lookupRequest{Queries: make([]Query, len(live))}
+	for i, l := range live {
+		req.Queries[i] = l.q
+	}
+	rctx, cancel := context.WithDeadline(c.authorize(ctx), deadline)
+	defer cancel()
+	resp := new(lookupResponse)
+	err := p.conn.Invoke(rctx, "/"+serviceName+"/Lookup", req, resp)
+	if err == nil && len(resp.Answers) != len(live) {
+		err = fmt.Errorf("linking: %d answers to %d queries", len(resp.Answers), len(live))
+	}
+	if err != nil {
+		r := resultOf(err)
+		c.log.Debug("link lookup failed", "peer", p.addr, "queries", len(live), "result", r.String(), "err", err)
+		for _, l := range live {
+			l.done(Answer{}, r)
+		}
+		return
+	}
+	for i, l := range live {
+		if a := resp.Answers[i]; a.Found {
+			l.done(a, Linked)
+		} else {
+			l.done(Answer{}, NotFound)
+		}
+	}
+}
+
+func (c *Client) authorize(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, tokenHeader, "Bearer "+c.cfg.Token)
+}
+
+// resultOf classifies a failed call.
+func resultOf(err error) Result {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return Timeout
+	}
+	switch status.Code(err) {
+	case codes.Unauthenticated, codes.PermissionDenied:
+		return Refused
+	case codes.DeadlineExceeded:
+		return Timeout
+	}
+	return Error
+}
+
+// refresh asks p for the addresses it serves, every Refresh (every few
+// seconds until it answers).
+func (c *Client) refresh(ctx context.Context, p *peer) {
+	for {
+		next := c.cfg.Refresh
+		if err := c.refreshOnce(ctx, p); err != nil {
+			c.log.Debug("ask a linking peer for its addresses", "peer", p.addr, "err", err)
+			next = min(retryRefresh, c.cfg.Refresh)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(next):
+		}
+	}
+}
+
+func (c *Client) refreshOnce(ctx context.Context, p *peer) error {
+	c.setLocal(c.cfg.Local())
+	rctx, cancel := context.WithTimeout(c.authorize(ctx), 5*time.Second)
+	defer cancel()
+	resp := new(addressesResponse)
+	if err := p.conn.Invoke(rctx, "/"+serviceName+"/Addresses", &addressesRequest{}, resp); err != nil {
+		return err
+	}
+	c.setOwner(p, resp.Addrs)
+	return nil
+}
+
+// setOwner makes p the owner of addrs (and of no other address). An address
+// of this node stays this node's.
+func (c *Client) setOwner(p *peer, addrs []netip.Addr) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, a := range p.addrs {
+		if c.owners[a] == p {
+			delete(c.owners, a)
+		}
+	}
+	p.addrs = p.addrs[:0]
+	for _, a := range addrs {
+		a = a.Unmap()
+		if !a.IsValid() || a.IsLoopback() || c.local[a] {
+			continue
+		}
+		c.owners[a] = p
+		p.addrs = append(p.addrs, a)
+	}
+}
+
+func (c *Client) setLocal(addrs []netip.Addr) {
+	m := make(map[netip.Addr]bool, len(addrs))
+	for _, a := range addrs {
+		m[a.Unmap()] = true
+	}
+	c.mu.Lock()
+	c.local = m
+	c.mu.Unlock()
+}
