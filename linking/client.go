@@ -169,6 +169,13 @@ func (c *Client) Run(ctx context.Context) {
 	wg.Wait()
 }
 
+// Owned tells whether a peer has announced addr.
+func (c *Client) Owned(addr netip.Addr) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.owners[addr.Unmap()] != nil
+}
+
 // Remote tells whether addr is another node's: a server request from it
 // needs a lookup.
 func (c *Client) Remote(addr netip.Addr) bool {

@@ -1,0 +1,340 @@
+package correlator
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/linking"
+	"github.com/periscope-apm/periscope/span"
+)
+
+// syncRecorder is a recorder that spans may reach from the linker's
+// goroutines.
+// With countOnly (benchmarks) it counts them without keeping them, so that
+// the heap it would grow does not weigh on the figures.
+type syncRecorder struct {
+	mu        sync.Mutex
+	spans     []*span.Span
+	countOnly bool
+	n         int
+}
+
+func (r *syncRecorder) Export(s *span.Span) {
+	r.mu.Lock()
+	r.n++
+	if !r.countOnly {
+		r.spans = append(r.spans, s)
+	}
+	r.mu.Unlock()
+}
+func (r *syncRecorder) Shutdown(context.Context) error { return nil }
+
+func (r *syncRecorder) wait(tb testing.TB, n int) []*span.Span {
+	tb.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		r.mu.Lock()
+		got := r.n
+		spans := append([]*span.Span(nil), r.spans...)
+		r.mu.Unlock()
+		if got >= n {
+			return spans
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%d spans, want %d", got, n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// node is one simulated node: a correlator with a linking server and a
+// client of the other nodes.
+type node struct {
+	addr   netip.Addr
+	c      *Correlator
+	exp    *syncRecorder
+	reg    *prometheus.Registry
+	listen string
+	srv    *linking.Server
+	cl     *linking.Client
+}
+
+// newNodes starts one node per address, each a peer of all the others.
+func newNodes(tb testing.TB, wait time.Duration, addrs ...string) []*node {
+	tb.Helper()
+	nodes := make([]*node, len(addrs))
+	lns := make([]net.Listener, len(addrs))
+	for i, a := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		lns[i] = ln
+		nodes[i] = &node{addr: netip.MustParseAddr(a), listen: ln.Addr().String(), exp: &syncRecorder{}, reg: prometheus.NewRegistry()}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		var peers []string
+		for j, o := range nodes {
+			if j != i {
+				peers = append(peers, o.listen)
+			}
+		}
+		own := []netip.Addr{n.addr}
+		cl, err := linking.NewClient(linking.ClientConfig{Peers: peers, Token: "tok", Wait: wait, Local: func() []netip.Addr { return own }})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		n.cl = cl
+		cfg := DefaultConfig()
+		cfg.Linker, cfg.LinkWait = cl, wait
+		if n.c, err = New(cfg, n.exp, procs{}, nil, n.reg); err != nil {
+			tb.Fatal(err)
+		}
+		if n.srv, err = linking.NewServer(linking.ServerConfig{Token: "tok", Answerer: n.c, Addresses: func() []netip.Addr { return own }}); err != nil {
+			tb.Fatal(err)
+		}
+		wg.Add(3)
+		go func() { defer wg.Done(); n.srv.Serve(lns[i]) }()
+		go func() { defer wg.Done(); cl.Run(ctx) }()
+		go func() { defer wg.Done(); n.c.Run(ctx) }()
+	}
+	tb.Cleanup(func() {
+		cancel()
+		for _, n := range nodes {
+			n.srv.Stop()
+		}
+		wg.Wait()
+		for _, n := range nodes {
+			n.cl.Close()
+		}
+	})
+	for _, n := range nodes {
+		for _, o := range nodes {
+			for deadline := time.Now().Add(10 * time.Second); o != n && !n.cl.Owned(o.addr); time.Sleep(2 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					tb.Fatal("peers never announced their addresses")
+				}
+			}
+		}
+	}
+	return nodes
+}
+
+// conn is one end of a connection on a node, fed with real times.
+type endpoint struct {
+	n   *node
+	id  events.ConnID
+	tid uint32
+}
+
+func (n *node) endpoint(pid uint32, key uint64, local, remote string) endpoint {
+	n.c.Bind(events.Bind{Conn: cid(pid, key), FD: 3, Time: time.Now(), Tuple: tuple(local, remote)})
+	return endpoint{n: n, id: cid(pid, key), tid: pid * 10}
+}
+
+func (e endpoint) data(dir events.Direction, s string) {
+	e.n.c.Data(events.Data{Conn: e.id, TID: e.tid, Time: time.Now(), Dir: dir, Size: len(s), Bytes: []byte(s)})
+}
+
+const okResponse = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+func TestLinkAcrossNodes(t *testing.T) {
+	nodes := newNodes(t, 2*time.Second, "10.1.0.1", "10.1.0.2", "10.1.0.3")
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	// A calls B on a keep-alive connection; each request B serves calls C.
+	cliA := a.endpoint(1, 1, "10.1.0.1:40000", "10.1.0.2:80")
+	srvB := b.endpoint(2, 1, "10.1.0.2:80", "10.1.0.1:40000")
+	cliB := b.endpoint(2, 2, "10.1.0.2:41000", "10.1.0.3:80")
+	srvC := c.endpoint(3, 1, "10.1.0.3:80", "10.1.0.2:41000")
+	srvB.tid = cliB.tid // B calls C from the thread serving the request
+	const n = 5
+	for i := range n {
+		a, b := fmt.Sprintf("GET /a%d HTTP/1.1\r\n\r\n", i), fmt.Sprintf("GET /b%d HTTP/1.1\r\n\r\n", i)
+		cliA.data(events.Write, a)
+		srvB.data(events.Read, a)
+		cliB.data(events.Write, b)
+		srvC.data(events.Read, b)
+		srvC.data(events.Write, okResponse)
+		cliB.data(events.Read, okResponse)
+		srvB.data(events.Write, okResponse)
+		cliA.data(events.Read, okResponse)
+	}
+	spans := byName(append(append(a.exp.wait(t, n), b.exp.wait(t, 2*n)...), c.exp.wait(t, n)...))
+	traces := make(map[trace.TraceID]bool)
+	for i := range n {
+		get := func(path string, k span.Kind) *span.Span {
+			s := spans[fmt.Sprintf("GET %s%d %s", path, i, k)]
+			if s == nil {
+				t.Fatalf("no %s span of %s%d", k, path, i)
+			}
+			return s
+		}
+		ca, sb, cb, sc := get("/a", span.Client), get("/a", span.Server), get("/b", span.Client), get("/b", span.Server)
+		if sb.ParentSpanID != ca.SpanID || !sb.RemoteParent || sc.ParentSpanID != cb.SpanID || cb.ParentSpanID != sb.SpanID {
+			t.Errorf("request %d: parents wrong: B server %v (want %v), C server %v (want %v)", i, sb.ParentSpanID, ca.SpanID, sc.ParentSpanID, cb.SpanID)
+		}
+		for _, s := range []*span.Span{sb, cb, sc} {
+			if s.TraceID != ca.TraceID {
+				t.Errorf("request %d: %s %s in trace %v, want %v", i, s.Kind, s.Name, s.TraceID, ca.TraceID)
+			}
+		}
+		if traces[ca.TraceID] {
+			t.Errorf("request %d shares the trace of another", i)
+		}
+		traces[ca.TraceID] = true
+	}
+	if got := metricOf(t, b.reg, "periscope_link_lookups_total", "linked"); got != n {
+		t.Errorf("B linked %v lookups, want %d", got, n)
+	}
+	if got := metricOf(t, c.reg, "periscope_link_lookups_total", "linked"); got != n {
+		t.Errorf("C linked %v lookups, want %d", got, n)
+	}
+}
+
+func metricOf(t testing.TB, reg *prometheus.Registry, name, result string) float64 {
+	t.Helper()
+	h := &harness{t: t.(*testing.T), reg: reg}
+	return h.metric(name, "result", result)
+}
+
+// stuckLinker queues every lookup and never answers.
+type stuckLinker struct{ asked []linking.Query }
+
+func (l *stuckLinker) Remote(a netip.Addr) bool { return a != netip.MustParseAddr("10.1.0.2") }
+func (l *stuckLinker) Lookup(q linking.Query, _ func(linking.Answer, linking.Result)) linking.Result {
+	l.asked = append(l.asked, q)
+	if q.Local.Addr() == netip.MustParseAddr("10.9.9.9") {
+		return linking.NoOwner
+	}
+	return linking.Pending
+}
+
+func TestLinkTimeoutHoldsDependents(t *testing.T) {
+	l := &stuckLinker{}
+	cfg := DefaultConfig()
+	cfg.Linker, cfg.LinkWait = l, 300*time.Millisecond
+	h := newHarness(t, cfg)
+	srv, cli := cid(2, 1), cid(2, 2)
+	h.bind(srv, 3, 0, "10.1.0.2:80", "10.1.0.1:40000")
+	h.bind(cli, 4, 0, "10.1.0.2:41000", "10.1.0.2:81")
+	h.read(srv, 20, 1, "GET /a HTTP/1.1\r\n\r\n")
+	h.write(cli, 20, 2, "GET /b HTTP/1.1\r\n\r\n")
+	h.read(cli, 20, 3, okResponse)
+	h.write(srv, 20, 4, okResponse)
+	if len(h.exp.spans) != 0 {
+		t.Fatalf("%d spans exported while the lookup waits", len(h.exp.spans))
+	}
+	want := []linking.Query{
+		{Local: netip.MustParseAddrPort("10.1.0.1:40000"), Remote: netip.MustParseAddrPort("10.1.0.2:80"), Seq: 1},
+	}
+	if len(l.asked) != 1 || l.asked[0] != want[0] {
+		t.Fatalf("asked %+v, want %+v", l.asked, want)
+	}
+	h.c.ExpireLinks(at(200))
+	if len(h.exp.spans) != 0 {
+		t.Fatalf("spans exported before the wait")
+	}
+	h.c.ExpireLinks(at(400))
+	spans := h.wantSpans(2)
+	cl, sv := spans[0], spans[1]
+	if sv.Kind != span.Server || sv.ParentSpanID.IsValid() || cl.ParentSpanID != sv.SpanID || cl.TraceID != sv.TraceID {
+		t.Errorf("unlinked server %v parent %v; client parent %v", sv.Kind, sv.ParentSpanID, cl.ParentSpanID)
+	}
+	if got := h.metric("periscope_link_lookups_total", "result", "timeout"); got != 1 {
+		t.Errorf("timeouts counted %v, want 1", got)
+	}
+	// No owner: exported at once, counted.
+	other := cid(2, 3)
+	h.bind(other, 5, 500, "10.1.0.2:80", "10.9.9.9:5000")
+	h.read(other, 30, 501, "GET /c HTTP/1.1\r\n\r\n")
+	h.write(other, 30, 502, okResponse)
+	h.wantSpans(3)
+	if got := h.metric("periscope_link_lookups_total", "result", "no_owner"); got != 1 {
+		t.Errorf("no_owner counted %v, want 1", got)
+	}
+}
+
+// BenchmarkLink measures the agent CPU of a linked request: A's client
+// and B's server spans, with and without the lookup (both agents in this
+// process, so the figure includes the answering side).
+func BenchmarkLink(b *testing.B) {
+	for _, linked := range []bool{false, true} {
+		name := "unlinked"
+		if linked {
+			name = "linked"
+		}
+		b.Run(name, func(b *testing.B) {
+			var a, s *node
+			if linked {
+				nodes := newNodes(b, 2*time.Second, "10.1.0.1", "10.1.0.2")
+				a, s = nodes[0], nodes[1]
+			} else {
+				a, s = plainNode(b, "10.1.0.1"), plainNode(b, "10.1.0.2")
+			}
+			a.exp.countOnly, s.exp.countOnly = true, true
+			cli := a.endpoint(1, 1, "10.1.0.1:40000", "10.1.0.2:80")
+			srv := s.endpoint(2, 1, "10.1.0.2:80", "10.1.0.1:40000")
+			req := "GET /a HTTP/1.1\r\nHost: b\r\n\r\n"
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			for range b.N {
+				cli.data(events.Write, req)
+				srv.data(events.Read, req)
+				srv.data(events.Write, okResponse)
+				cli.data(events.Read, okResponse)
+			}
+			s.exp.wait(b, b.N)
+			b.StopTimer()
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+			if linked {
+				if got := metricOf2(s.reg, "linked"); got != float64(b.N) {
+					b.Fatalf("%v of %d linked", got, b.N)
+				}
+			}
+		})
+	}
+}
+
+func plainNode(b *testing.B, addr string) *node {
+	n := &node{addr: netip.MustParseAddr(addr), exp: &syncRecorder{}, reg: prometheus.NewRegistry()}
+	var err error
+	if n.c, err = New(DefaultConfig(), n.exp, procs{}, nil, n.reg); err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+func metricOf2(reg *prometheus.Registry, result string) float64 {
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "periscope_link_lookups_total" {
+			continue
+		}
+		for _, m := range mf.Metric {
+			if hasLabel(m, "result", result) {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return -1
+}
+
+// cpuTime returns the process's user and system CPU time in nanoseconds.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}

@@ -1,0 +1,356 @@
+package linking
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+var (
+	clientAddr = netip.MustParseAddr("10.9.0.1")
+	serverAddr = netip.MustParseAddr("10.9.0.2")
+)
+
+func query(port uint16, seq uint64) Query {
+	return Query{Local: netip.AddrPortFrom(clientAddr, port), Remote: netip.AddrPortFrom(serverAddr, 80), Seq: seq}
+}
+
+func answerFor(q Query) Answer {
+	var a Answer
+	a.Found = true
+	a.TraceID[0], a.TraceID[15] = byte(q.Seq), byte(q.Local.Port())
+	a.SpanID[0], a.SpanID[7] = byte(q.Seq), 1
+	return a
+}
+
+func TestWireRoundTrip(t *testing.T) {
+	req := &lookupRequest{Queries: []Query{query(40000, 1), query(40001, StreamFlag|3),
+		{Local: netip.MustParseAddrPort("[2001:db8::1]:5"), Remote: netip.MustParseAddrPort("[2001:db8::2]:6"), Seq: 9}}}
+	b, err := req.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != 2+3*querySize {
+		t.Fatalf("%d bytes", len(b))
+	}
+	var got lookupRequest
+	if err := got.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	for i := range req.Queries {
+		if got.Queries[i] != req.Queries[i] {
+			t.Errorf("query %d: %+v, want %+v", i, got.Queries[i], req.Queries[i])
+		}
+	}
+	resp := &lookupResponse{Answers: []Answer{answerFor(query(1, 2)), {}}}
+	b, _ = resp.MarshalBinary()
+	var gotResp lookupResponse
+	if err := gotResp.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	if gotResp.Answers[0] != resp.Answers[0] || gotResp.Answers[1] != (Answer{}) {
+		t.Errorf("answers %+v", gotResp.Answers)
+	}
+}
+
+func TestWireRejects(t *testing.T) {
+	for name, b := range map[string][]byte{
+		"empty":          nil,
+		"count too big":  {0xff, 0xff},
+		"missing record": {0, 1},
+		"extra bytes":    append([]byte{0, 0}, 1),
+	} {
+		if err := new(lookupRequest).UnmarshalBinary(b); err == nil {
+			t.Errorf("request %s: no error", name)
+		}
+		if err := new(lookupResponse).UnmarshalBinary(b); err == nil {
+			t.Errorf("response %s: no error", name)
+		}
+	}
+	bad := append([]byte{0, 1, 2}, make([]byte, 24)...)
+	if err := new(lookupResponse).UnmarshalBinary(bad); err == nil {
+		t.Error("found byte 2 accepted")
+	}
+	zero := append([]byte{0, 1, 1}, make([]byte, 24)...)
+	if err := new(lookupResponse).UnmarshalBinary(zero); err == nil {
+		t.Error("found answer with zero IDs accepted")
+	}
+	if _, err := (&lookupRequest{Queries: make([]Query, MaxBatch+1)}).MarshalBinary(); err == nil {
+		t.Error("oversized batch encoded")
+	}
+}
+
+func FuzzLookupRequest(f *testing.F) {
+	b, _ := (&lookupRequest{Queries: []Query{query(1, 1)}}).MarshalBinary()
+	f.Add(b)
+	f.Add([]byte{0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m lookupRequest
+		if m.UnmarshalBinary(b) != nil {
+			return
+		}
+		again, err := m.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m2 lookupRequest
+		if err := m2.UnmarshalBinary(again); err != nil || len(m2.Queries) != len(m.Queries) {
+			t.Fatalf("re-decode: %v", err)
+		}
+	})
+}
+
+func FuzzLookupResponse(f *testing.F) {
+	b, _ := (&lookupResponse{Answers: []Answer{answerFor(query(1, 1)), {}}}).MarshalBinary()
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m lookupResponse
+		if m.UnmarshalBinary(b) != nil {
+			return
+		}
+		again, err := m.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(again, b) {
+			t.Fatalf("re-encoded differently")
+		}
+	})
+}
+
+func TestRecent(t *testing.T) {
+	now := time.Now()
+	r := NewRecent(3, time.Second)
+	for i := range 4 {
+		r.Add(query(1, uint64(i+1)), answerFor(query(1, uint64(i+1))), now)
+	}
+	if r.Len() != 3 {
+		t.Fatalf("len %d, want 3", r.Len())
+	}
+	if _, ok := r.Get(query(1, 1), now); ok {
+		t.Error("oldest entry kept past the cap")
+	}
+	if a, ok := r.Get(query(1, 4), now); !ok || a != answerFor(query(1, 4)) {
+		t.Errorf("newest entry: %+v %v", a, ok)
+	}
+	if _, ok := r.Get(query(1, 4), now.Add(2*time.Second)); ok {
+		t.Error("expired entry returned")
+	}
+	r.Add(query(2, 1), answerFor(query(2, 1)), now.Add(2*time.Second))
+	if r.Len() != 1 {
+		t.Errorf("len %d after expiry, want 1", r.Len())
+	}
+}
+
+// answerer answers every query with answerFor, after delay; queries with
+// Seq 0 are not found.
+type answerer struct {
+	delay time.Duration
+	asked atomic.Int64
+}
+
+func (a *answerer) Answer(qs []Query, out []Answer) {
+	a.asked.Add(int64(len(qs)))
+	time.Sleep(a.delay)
+	for i, q := range qs {
+		if q.Seq != 0 {
+			out[i] = answerFor(q)
+		}
+	}
+}
+
+type pair struct {
+	client *Client
+	srv    *Server
+	reg    *prometheus.Registry
+}
+
+// newPair starts a server announcing clientAddr and a client of it.
+func newPair(t *testing.T, ans Answerer, serverToken, clientToken string, wait time.Duration) *pair {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	srv, err := NewServer(ServerConfig{Token: serverToken, Answerer: ans, Addresses: func() []netip.Addr { return []netip.Addr{clientAddr} }, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	return &pair{client: startClient(t, ln.Addr().String(), clientToken, wait), srv: srv, reg: reg}
+}
+
+func startClient(t *testing.T, peer, token string, wait time.Duration) *Client {
+	t.Helper()
+	c, err := NewClient(ClientConfig{Peers: []string{peer}, Token: token, Wait: wait,
+		Local: func() []netip.Addr { return []netip.Addr{serverAddr} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; c.Close() })
+	return c
+}
+
+func waitOwned(t *testing.T, c *Client) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !c.Owned(clientAddr); {
+		if time.Now().After(deadline) {
+			t.Fatal("the peer's addresses never arrived")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type outcome struct {
+	a Answer
+	r Result
+}
+
+// lookupAll looks up n queries and returns their outcomes by Seq.
+func lookupAll(t *testing.T, c *Client, n int) map[uint64]outcome {
+	t.Helper()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	got := make(map[uint64]outcome)
+	for i := range n {
+		q := query(40000, uint64(i))
+		wg.Add(1)
+		r := c.Lookup(q, func(a Answer, r Result) {
+			mu.Lock()
+			got[q.Seq] = outcome{a, r}
+			mu.Unlock()
+			wg.Done()
+		})
+		if r != Pending {
+			wg.Done()
+			mu.Lock()
+			got[q.Seq] = outcome{r: r}
+			mu.Unlock()
+		}
+	}
+	wg.Wait()
+	return got
+}
+
+func TestLookupLinksAndBatches(t *testing.T) {
+	ans := &answerer{}
+	p := newPair(t, ans, "s3cret", "s3cret", time.Second)
+	waitOwned(t, p.client)
+	if p.client.Remote(serverAddr) || !p.client.Remote(clientAddr) || p.client.Remote(netip.MustParseAddr("127.0.0.1")) {
+		t.Error("Remote: wrong idea of this node's addresses")
+	}
+	start := time.Now()
+	got := lookupAll(t, p.client, 500)
+	for seq, o := range got {
+		switch {
+		case seq == 0 && o.r != NotFound:
+			t.Errorf("seq 0: %v, want not_found", o.r)
+		case seq != 0 && (o.r != Linked || o.a != answerFor(query(40000, seq))):
+			t.Errorf("seq %d: %v %+v", seq, o.r, o.a)
+		}
+	}
+	if n := testutil.ToFloat64(p.srv.served.WithLabelValues("answered")); n > 100 {
+		t.Errorf("%v requests for 500 lookups: not batched", n)
+	}
+	t.Logf("500 lookups in %v", time.Since(start))
+	if r := p.client.Lookup(Query{Local: netip.MustParseAddrPort("10.99.0.1:1"), Seq: 1}, nil); r != NoOwner {
+		t.Errorf("unknown address: %v, want no_owner", r)
+	}
+}
+
+func TestLookupWrongToken(t *testing.T) {
+	p := newPair(t, &answerer{}, "right", "wrong", time.Second)
+	// The addresses are refused too: announce them by hand.
+	p.client.setOwner(p.client.peers[0], []netip.Addr{clientAddr})
+	got := lookupAll(t, p.client, 3)
+	for seq, o := range got {
+		if o.r != Refused {
+			t.Errorf("seq %d: %v, want refused", seq, o.r)
+		}
+	}
+	if n := testutil.ToFloat64(p.srv.served.WithLabelValues("refused")); n < 1 {
+		t.Errorf("refused requests counted %v", n)
+	}
+}
+
+func TestLookupSlowPeer(t *testing.T) {
+	p := newPair(t, &answerer{delay: 2 * time.Second}, "t", "t", 100*time.Millisecond)
+	waitOwned(t, p.client)
+	start := time.Now()
+	got := lookupAll(t, p.client, 20)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("lookups of a slow peer took %v", d)
+	}
+	for seq, o := range got {
+		if o.r != Timeout {
+			t.Errorf("seq %d: %v, want timeout", seq, o.r)
+		}
+	}
+}
+
+func TestLookupGarbagePeer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				junk := bytes.Repeat([]byte("\x00\x00\x12\x04garbage!"), 64)
+				for i := 0; i < 100; i++ {
+					if _, err := c.Write(junk); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	c := startClient(t, ln.Addr().String(), "t", 200*time.Millisecond)
+	c.setOwner(c.peers[0], []netip.Addr{clientAddr})
+	got := lookupAll(t, c, 50)
+	for seq, o := range got {
+		if o.r != Error && o.r != Timeout {
+			t.Errorf("seq %d: %v, want error or timeout", seq, o.r)
+		}
+	}
+}
+
+func TestLookupQueueBounded(t *testing.T) {
+	p := newPair(t, &answerer{delay: 1500 * time.Millisecond}, "t", "t", time.Second)
+	waitOwned(t, p.client)
+	var dropped, pending int
+	var wg sync.WaitGroup
+	for i := range queuePerPeer * 2 {
+		wg.Add(1)
+		switch p.client.Lookup(query(1, uint64(i+1)), func(Answer, Result) { wg.Done() }) {
+		case Pending:
+			pending++
+		case Dropped:
+			dropped++
+			wg.Done()
+		}
+	}
+	wg.Wait()
+	if dropped == 0 || pending > queuePerPeer+sendersPerPeer*MaxBatch {
+		t.Errorf("%d pending, %d dropped: the queue is not bounded", pending, dropped)
+	}
+}
