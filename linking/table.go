@@ -18,7 +18,7 @@ type Recent struct {
 	ttl  time.Duration
 	seed maphash.Seed
 	m    map[uint64]uint32 // key's hash → index in ring (the entry has the key)
-	ring []recentEntry       // insertion order; head is the oldest
+	ring []recentEntry     // insertion order; head is the oldest
 	head int
 	n    int
 }
