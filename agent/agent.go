@@ -155,6 +155,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		return err
 	}
 	defer stopKube()
+	lk, err := newLinker(cfg.Linking, log, reg)
+	if err != nil {
+		return err
+	}
 	corr, err := correlator.New(correlator.Config{
 		IdleTimeout:          cfg.HTTP.IdleTimeout,
 		CaptureQuery:         cfg.HTTP.CaptureQuery,
@@ -163,10 +167,17 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		SensitiveHeaders:     cfg.HTTP.SensitiveHeaders,
 		RoutePatterns:        cfg.Metrics.RoutePatterns,
 		BindGrace:            correlator.DefaultBindGrace,
+		Linker:               lk.correlatorLinker(),
+		LinkWait:             cfg.Linking.Wait,
 	}, exp, resolver, log, reg)
 	if err != nil {
 		return err
 	}
+	stopLinker, err := lk.start(ctx, corr)
+	if err != nil {
+		return err
+	}
+	defer stopLinker()
 	corrCtx, stopCorr := context.WithCancel(context.Background())
 	defer stopCorr()
 	go corr.Run(corrCtx)

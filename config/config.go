@@ -44,6 +44,7 @@ type Config struct {
 	Plaintext Plaintext `yaml:"plaintext"`
 	Metrics   Metrics   `yaml:"metrics"`
 	Kube      Kube      `yaml:"kubernetes"`
+	Linking   Linking   `yaml:"linking"`
 
 	ProcessMetrics ProcessMetrics `yaml:"process_metrics"`
 }
@@ -81,6 +82,22 @@ type Kube struct {
 	// name.
 	NodeName string `yaml:"node_name"`
 }
+
+// Linking configures cross-node linking: agents ask each other for the
+// client spans of server requests from other nodes.
+type Linking struct {
+	// Listen is the address this agent answers lookups on; "" is off.
+	Listen string `yaml:"listen"`
+	// Peers are the other agents, host:port.
+	Peers []string `yaml:"peers"`
+	// TokenFile holds the token agents authenticate each other with.
+	TokenFile string `yaml:"token_file"`
+	// Wait bounds how long a server span waits for its lookup.
+	Wait time.Duration `yaml:"wait"`
+}
+
+// Enabled tells whether this agent links across nodes.
+func (l Linking) Enabled() bool { return l.Listen != "" || len(l.Peers) > 0 }
 
 // Processes selects the processes to trace.
 type Processes struct {
@@ -202,6 +219,7 @@ func Default() Config {
 		Plaintext:   Plaintext{Enabled: true, CaptureBytes: maxCaptureBytes, RingBytes: 8 << 20},
 		Metrics:     Metrics{Enabled: true, MaxSeriesPerService: 2000},
 		Kube:        Kube{Enabled: "auto"},
+		Linking:     Linking{Wait: 300 * time.Millisecond},
 
 		ProcessMetrics: ProcessMetrics{Enabled: true, Interval: 15 * time.Second, Expiry: 5 * time.Minute},
 	}
@@ -420,6 +438,9 @@ func (c Config) Validate() error {
 	if err := oneOf("kubernetes.enabled", c.Kube.Enabled, "auto", "true", "false"); err != nil {
 		return err
 	}
+	if err := c.Linking.validate(); err != nil {
+		return err
+	}
 	if c.ProcessMetrics.Interval < time.Second/10 {
 		return fmt.Errorf("process_metrics.interval: %s is shorter than 100ms", c.ProcessMetrics.Interval)
 	}
@@ -428,6 +449,26 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+func (l Linking) validate() error {
+	if l.Wait <= 0 || l.Wait > maxLinkWait {
+		return fmt.Errorf("linking.wait: %s is not between 0 and %s", l.Wait, maxLinkWait)
+	}
+	if l.Listen != "" {
+		if _, _, err := net.SplitHostPort(l.Listen); err != nil {
+			return fmt.Errorf("linking.listen: %w", err)
+		}
+	}
+	for i, p := range l.Peers {
+		if _, port, err := net.SplitHostPort(p); err != nil || port == "" {
+			return fmt.Errorf("linking.peers[%d]: %q is not host:port", i, p)
+		}
+	}
+	return nil
+}
+
+// maxLinkWait bounds linking.wait: spans are held that long.
+const maxLinkWait = 10 * time.Second
 
 // maxSeriesPerService bounds metrics.max_series_per_service.
 const maxSeriesPerService = 100000

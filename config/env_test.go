@@ -48,6 +48,10 @@ var samples = map[string][3]string{
 	"kubernetes.enabled":             {"true", "false", ""},
 	"kubernetes.kubeconfig":          {"/a", "/b", "/c"},
 	"kubernetes.node_name":           {"n1", "n2", "n3"},
+	"linking.listen":                 {"0.0.0.0:7071", "[::]:7072", ""},
+	"linking.peers":                  {"10.0.0.2:7071", "a:1,b:2", ""},
+	"linking.token_file":             {"/a", "/b", ""},
+	"linking.wait":                   {"100ms", "2s", ""},
 	"process_metrics.enabled":        {"false", "true", ""},
 	"process_metrics.interval":       {"1s", "2s", ""},
 	"process_metrics.expiry":         {"10m0s", "20m0s", ""},
@@ -144,6 +148,10 @@ func TestEnvErrors(t *testing.T) {
 		{"bad address", "PERISCOPE_METRICS_ADDR=nope", []string{"metrics_addr"}},
 		{"bad route pattern", "PERISCOPE_METRICS_ROUTE_PATTERNS=/a,b", []string{"metrics.route_patterns[1]"}},
 		{"bad kubernetes mode", "PERISCOPE_KUBERNETES_ENABLED=maybe", []string{"kubernetes.enabled"}},
+		{"link wait zero", "PERISCOPE_LINKING_WAIT=0s", []string{"linking.wait"}},
+		{"link wait too long", "PERISCOPE_LINKING_WAIT=1m", []string{"linking.wait"}},
+		{"bad link listen", "PERISCOPE_LINKING_LISTEN=7071", []string{"linking.listen"}},
+		{"bad link peer", "PERISCOPE_LINKING_PEERS=a:1,b", []string{"linking.peers[1]"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -46,6 +46,10 @@ var descriptions = map[string]string{
 	"process_metrics.enabled":        "Resource metrics of every traced process (`process.cpu.time`, `process.memory.usage`, `process.memory.virtual`, `process.thread.count`, `process.unix.file_descriptor.count`, `process.context_switches`): per workload on `/metrics`, per process over OTLP.",
 	"process_metrics.interval":       "How often the traced processes are read from `/proc` (at least `100ms`).",
 	"process_metrics.expiry":         "The series of a process that exited (OTLP), and of a workload whose processes all exited (`/metrics`), are dropped this long after (at least `interval`).",
+	"linking.listen":                 "Address (`host:port`) this agent answers other agents' lookups on: which client span wrote a request on one of this node's sockets. Empty: off (the Helm chart sets it). Answers carry connection addresses and span IDs only, and only to requests with the token.",
+	"linking.peers":                  "The other agents (`host:port` of their `linking.listen`). Each announces the addresses of its node; a server request from one of them is looked up there and becomes the child of the client span that sent it (see [cross-node traces](../README.md#traces-across-nodes)).",
+	"linking.token_file":             "File holding the token agents authenticate each other with (required with `listen` or `peers`; the Helm chart generates it in a Secret). Requests without it are refused and counted (`periscope_link_requests_served_total{result=\"refused\"}`).",
+	"linking.wait":                   "How long a server span from another node waits for its lookup before it is exported unlinked (`periscope_link_lookups_total{result}` counts every outcome); at most `10s`.",
 	"kubernetes.node_name":           "This node's name, to watch only its pods; empty means `$NODE_NAME` (the DaemonSet sets it from the downward API), then the host name.",
 }
 
