@@ -47,7 +47,7 @@ func newLinker(cfg config.Linking, log *slog.Logger, reg prometheus.Registerer) 
 	}
 	l := &linker{cfg: cfg, token: token, log: log, reg: reg}
 	if len(cfg.Peers) > 0 {
-		l.client, err = linking.NewClient(linking.ClientConfig{Peers: cfg.Peers, Token: token, Wait: cfg.Wait, Logger: log})
+		l.client, err = linking.NewClient(linking.ClientConfig{Peers: cfg.Peers, Token: token, Wait: cfg.Wait, Logger: log, Registerer: reg})
 		if err != nil {
 			return nil, &UsageError{fmt.Errorf("linking.peers: %w", err)}
 		}

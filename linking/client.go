@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -69,8 +70,9 @@ type ClientConfig struct {
 	Local AddressSource
 	// Refresh is how often peers are asked for their addresses (a peer
 	// that has not answered yet is asked every few seconds).
-	Refresh time.Duration
-	Logger  *slog.Logger
+	Refresh    time.Duration
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 // Tunables.
@@ -138,6 +140,20 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		c.peers = append(c.peers, &peer{addr: a, conn: conn, queue: make(chan lookup, queuePerPeer)})
 	}
 	c.setLocal(cfg.Local())
+	if cfg.Registerer != nil {
+		owned := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "periscope_link_peer_addresses",
+			Help: "Addresses the other agents (linking.peers) announced, whose requests are looked up there.",
+		}, func() float64 {
+			c.mu.RLock()
+			defer c.mu.RUnlock()
+			return float64(len(c.owners))
+		})
+		if err := cfg.Registerer.Register(owned); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("linking: register metrics: %w", err)
+		}
+	}
 	return c, nil
 }
 

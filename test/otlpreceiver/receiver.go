@@ -40,9 +40,14 @@ type Receiver struct {
 
 // Start starts a receiver listening on 127.0.0.1 on two free ports, one for
 // gRPC and one for HTTP, and stops it when the test ends.
-func Start(t testing.TB) *Receiver {
+func Start(t testing.TB) *Receiver { return StartOn(t, "127.0.0.1") }
+
+// StartOn is Start listening on host: "0.0.0.0" for agents in other
+// network namespaces of the machine (Endpoint then names 0.0.0.0: build
+// their endpoint from Port).
+func StartOn(t testing.TB, host string) *Receiver {
 	t.Helper()
-	r, err := start()
+	r, err := start(host)
 	if err != nil {
 		t.Fatalf("otlpreceiver: %v", err)
 	}
@@ -50,12 +55,12 @@ func Start(t testing.TB) *Receiver {
 	return r
 }
 
-func start() (*Receiver, error) {
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
+func start(host string) (*Receiver, error) {
+	grpcLis, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return nil, fmt.Errorf("listen for gRPC: %w", err)
 	}
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+	httpLis, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		grpcLis.Close()
 		return nil, fmt.Errorf("listen for HTTP: %w", err)
@@ -93,6 +98,12 @@ func (r *Receiver) Endpoint() string { return "http://" + r.grpcAddr }
 
 // Addr is the gRPC listener's "127.0.0.1:PORT".
 func (r *Receiver) Addr() string { return r.grpcAddr }
+
+// Port is the gRPC listener's port.
+func (r *Receiver) Port() string {
+	_, port, _ := net.SplitHostPort(r.grpcAddr)
+	return port
+}
 
 // HTTPEndpoint is the base URL of the OTLP/HTTP listener,
 // "http://127.0.0.1:PORT"; it serves /v1/traces and /v1/metrics.

@@ -1,0 +1,402 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/periscope-apm/periscope/test/e2e/harness"
+	"github.com/periscope-apm/periscope/test/otlpreceiver"
+)
+
+// twoNodes are two network namespaces standing for two nodes: A and B
+// joined by a veth pair (the traffic and the agents' lookups), each also
+// joined to the test's own namespace by a veth pair of its own (the OTLP
+// receiver and /metrics). Addresses are 10.N.x.y with N from the test's
+// PID, in namespaces only this test creates.
+type twoNodes struct {
+	ip         string
+	nsA, nsB   string
+	a, b       string // the nodes' addresses on the A-B link
+	rootA, inA string // the A-root link: the test's end, A's end
+	rootB, inB string
+}
+
+func newTwoNodes(t *testing.T) *twoNodes {
+	t.Helper()
+	harness.RequireRoot(t)
+	pid := os.Getpid()
+	net := 100 + pid%100
+	n := &twoNodes{
+		ip:  harness.LookTool(t, "ip"),
+		nsA: fmt.Sprintf("pslkA%d", pid), nsB: fmt.Sprintf("pslkB%d", pid),
+		a: fmt.Sprintf("10.%d.3.1", net), b: fmt.Sprintf("10.%d.3.2", net),
+		rootA: fmt.Sprintf("10.%d.1.1", net), inA: fmt.Sprintf("10.%d.1.2", net),
+		rootB: fmt.Sprintf("10.%d.2.1", net), inB: fmt.Sprintf("10.%d.2.2", net),
+	}
+	t.Cleanup(func() {
+		// Deleting a namespace deletes its veth ends, and so their peers.
+		for _, ns := range []string{n.nsA, n.nsB} {
+			_ = runQuiet(n.ip, "netns", "del", ns)
+		}
+	})
+	ab, ba := fmt.Sprintf("lkab%d", pid), fmt.Sprintf("lkba%d", pid)
+	ra, ar := fmt.Sprintf("lkra%d", pid), fmt.Sprintf("lkar%d", pid)
+	rb, br := fmt.Sprintf("lkrb%d", pid), fmt.Sprintf("lkbr%d", pid)
+	for _, args := range [][]string{
+		{"netns", "add", n.nsA},
+		{"netns", "add", n.nsB},
+		{"link", "add", ab, "type", "veth", "peer", "name", ba},
+		{"link", "set", ab, "netns", n.nsA},
+		{"link", "set", ba, "netns", n.nsB},
+		{"link", "add", ra, "type", "veth", "peer", "name", ar},
+		{"link", "set", ar, "netns", n.nsA},
+		{"link", "add", rb, "type", "veth", "peer", "name", br},
+		{"link", "set", br, "netns", n.nsB},
+		{"-n", n.nsA, "addr", "add", n.a + "/24", "dev", ab},
+		{"-n", n.nsB, "addr", "add", n.b + "/24", "dev", ba},
+		{"-n", n.nsA, "addr", "add", n.inA + "/24", "dev", ar},
+		{"-n", n.nsB, "addr", "add", n.inB + "/24", "dev", br},
+		{"addr", "add", n.rootA + "/24", "dev", ra},
+		{"addr", "add", n.rootB + "/24", "dev", rb},
+		{"-n", n.nsA, "link", "set", "lo", "up"},
+		{"-n", n.nsB, "link", "set", "lo", "up"},
+		{"-n", n.nsA, "link", "set", ab, "up"},
+		{"-n", n.nsB, "link", "set", ba, "up"},
+		{"-n", n.nsA, "link", "set", ar, "up"},
+		{"-n", n.nsB, "link", "set", br, "up"},
+		{"link", "set", ra, "up"},
+		{"link", "set", rb, "up"},
+	} {
+		run(t, n.ip, args...)
+	}
+	return n
+}
+
+func runQuiet(name string, args ...string) error {
+	return exec.Command(name, args...).Run()
+}
+
+
+// listenIn listens on addr inside network namespace ns.
+func listenIn(t *testing.T, ns, addr string) net.Listener {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	self, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer self.Close()
+	target, err := os.Open(filepath.Join("/run/netns", ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		t.Fatalf("setns %s: %v", ns, err)
+	}
+	ln, lerr := net.Listen("tcp", addr)
+	if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+		panic(fmt.Sprintf("setns back: %v", err)) // this thread must not serve in ns
+	}
+	if lerr != nil {
+		t.Fatal(lerr)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+const linkPort = "7071"
+
+// nodeAgent starts the agent of node ns (run with `ip netns exec`),
+// tracing the executables matching include, answering lookups on
+// listen and asking peer, exporting to recv through the namespace's link
+// to the test's (metrics on inAddr).
+func (n *twoNodes) nodeAgent(t *testing.T, ns, include, listen, peer, tokenFile, inAddr, rootAddr string, recv *otlpreceiver.Receiver) *env {
+	t.Helper()
+	bin := harness.BuildAgent(t)
+	args := []string{"netns", "exec", ns, bin, "run", "--console=off", "--include-exe", include,
+		"--metrics-addr", net.JoinHostPort(inAddr, strconv.Itoa(harness.FreePort(t)))}
+	a := harness.StartAgent(t, n.ip, args, []string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + net.JoinHostPort(rootAddr, recv.Port()),
+		"OTEL_EXPORTER_OTLP_INSECURE=true",
+		"OTEL_BSP_SCHEDULE_DELAY=200",
+		"PERISCOPE_SYMBOLS_CACHE_DIR=off",
+		"PERISCOPE_TCP_ENABLED=false",
+		"PERISCOPE_PROCESS_METRICS_ENABLED=false",
+		"PERISCOPE_LINKING_LISTEN=" + net.JoinHostPort(listen, linkPort),
+		"PERISCOPE_LINKING_PEERS=" + net.JoinHostPort(peer, linkPort),
+		"PERISCOPE_LINKING_TOKEN_FILE=" + tokenFile,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.WaitReady(ctx); err != nil {
+		t.Fatalf("agent in %s not ready: %v", ns, err)
+	}
+	return &env{agent: a, recv: recv}
+}
+
+// startIn starts name inside network namespace ns.
+func (n *twoNodes) startIn(t *testing.T, ns, name string, args ...string) *proc {
+	t.Helper()
+	return startProc(t, nil, n.ip, append([]string{"netns", "exec", ns, name}, args...)...)
+}
+
+// waitCollector waits until e's agent has the collector on pid; "" waits
+// for the process to be instrumented at all (the sockets collector, which
+// selects processes in the kernel at their exec, is not listed).
+func waitCollector(t *testing.T, e *env, pid int, collector string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := e.agent.Status(ctx)
+		cancel()
+		if err == nil && slices.ContainsFunc(st.Processes, func(p harness.AgentProcess) bool {
+			return p.PID == pid && (collector == "" || slices.Contains(p.Collectors, collector))
+		}) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d never got the %s collector (status error %v)", pid, collector, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// curlIn runs curl in ns on urls over one connection; with e, once e's
+// agent has collector on it (curl reads its URLs from stdin, so that
+// nothing is sent before).
+func (n *twoNodes) curlIn(t *testing.T, ns, curl string, e *env, collector string, insecure bool, urls []string) int {
+	t.Helper()
+	p := n.startIn(t, ns, curl, "-sS", "-K", "-")
+	if e != nil {
+		waitCollector(t, e, p.PID, collector)
+	}
+	var cfg strings.Builder
+	if insecure {
+		cfg.WriteString("insecure\n")
+	}
+	for _, u := range urls {
+		fmt.Fprintf(&cfg, "url = %q\noutput = \"/dev/null\"\n", u)
+	}
+	if _, err := io.WriteString(p.stdin, cfg.String()); err != nil {
+		t.Fatal(err)
+	}
+	p.stdin.Close()
+	p.mustSucceed(30 * time.Second)
+	return p.PID
+}
+
+func urlsOf(base, prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s/%s/%d", base, prefix, i)
+	}
+	return out
+}
+
+// wantLinked checks that every server span is the child of the client
+// span that sent its request: same trace, same path, in the same order.
+func wantLinked(t *testing.T, what string, servers, clients []otlpreceiver.Span) {
+	t.Helper()
+	if len(servers) != len(clients) {
+		t.Fatalf("%s: %d server spans, %d client spans", what, len(servers), len(clients))
+	}
+	byStart := func(s []otlpreceiver.Span) {
+		sort.Slice(s, func(i, j int) bool { return s[i].Start.Before(s[j].Start) })
+	}
+	byStart(servers)
+	byStart(clients)
+	for i, sv := range servers {
+		cl := clients[i]
+		if sv.ParentSpanID != cl.SpanID || sv.TraceID != cl.TraceID || !sv.RemoteParent {
+			t.Errorf("%s request %d (%s): server span parent %q trace %s remote %v, want the client span %s of trace %s",
+				what, i, attrStr(sv, "url.path"), sv.ParentSpanID, sv.TraceID, sv.RemoteParent, cl.SpanID, cl.TraceID)
+			continue
+		}
+		if attrStr(sv, "url.path") != attrStr(cl, "url.path") {
+			t.Errorf("%s request %d: server %s linked to client %s", what, i, attrStr(sv, "url.path"), attrStr(cl, "url.path"))
+		}
+	}
+}
+
+func wantUnlinked(t *testing.T, what string, servers []otlpreceiver.Span) {
+	t.Helper()
+	for _, s := range servers {
+		if s.ParentSpanID != "" {
+			t.Errorf("%s: server span %s has parent %s", what, attrStr(s, "url.path"), s.ParentSpanID)
+		}
+	}
+}
+
+func writeToken(t *testing.T, token string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(p, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestLinkAcrossNodes: a client on node A calls a server on node B, each
+// node with its own agent; B's agent asks A's which client span sent each
+// request. Plain HTTP (sockets), HTTPS (OpenSSL), Go net/http, and 100
+// requests on one keep-alive connection: every server span is the child of
+// the right client span. Then A's agent with a wrong token, stopped, and
+// replaced by a peer that never answers or answers garbage: B's spans go
+// out unlinked, every lookup counted, and B's agent lives on.
+func TestLinkAcrossNodes(t *testing.T) {
+	n := newTwoNodes(t)
+	recv := otlpreceiver.StartOn(t, "0.0.0.0")
+	token := writeToken(t, "e2e-shared-token")
+	envB := n.nodeAgent(t, n.nsB, "srv_*", n.b, n.a, token, n.inB, n.rootB, recv)
+	envA := n.nodeAgent(t, n.nsA, "cli_*", n.a, n.b, token, n.inA, n.rootA, recv)
+	// Each knows the other's addresses (B asks A every 2 s until A answers).
+	waitMetric(t, envB.agent, "periscope_link_peer_addresses", nil, "A's addresses", func(v float64) bool { return v >= 2 })
+	waitMetric(t, envA.agent, "periscope_link_peer_addresses", nil, "B's addresses", func(v float64) bool { return v >= 2 })
+
+	py := harness.CopyExe(t, python(t), "srv_py")
+	curl := harness.CopyExe(t, "curl", "cli_curl")
+	goBin := buildGoApp(t, t.TempDir(), "", false)
+	goSrv, goCli := harness.CopyExe(t, goBin, "srv_go"), harness.CopyExe(t, goBin, "cli_go")
+	cert, key, _ := harness.GenerateCert(t, t.TempDir())
+	script := testdataPath(t, "link_server.py")
+
+	plainPort, tlsPort, goPort := harness.FreePort(t), harness.FreePort(t), harness.FreePort(t)
+	plain := n.startIn(t, n.nsB, py, script, n.b, strconv.Itoa(plainPort))
+	plain.expect("listening", 10*time.Second)
+	waitCollector(t, envB, plain.PID, "")
+	tlsSrv := n.startIn(t, n.nsB, py, script, n.b, strconv.Itoa(tlsPort), cert, key)
+	tlsSrv.expect("listening", 10*time.Second)
+	waitCollector(t, envB, tlsSrv.PID, "openssl")
+	gs := n.startIn(t, n.nsB, goSrv, "server", net.JoinHostPort(n.b, strconv.Itoa(goPort)))
+	waitCollector(t, envB, gs.PID, "gohttp")
+
+	plainURL := fmt.Sprintf("http://%s:%d", n.b, plainPort)
+	// Plain HTTP: 100 requests on one keep-alive connection.
+	start := time.Now()
+	curlPlain := n.curlIn(t, n.nsA, curl, envA, "", false, urlsOf(plainURL, "ka", 100))
+	// HTTPS through OpenSSL on both ends.
+	curlTLS := n.curlIn(t, n.nsA, curl, envA, "openssl", true, urlsOf(fmt.Sprintf("https://%s:%d", n.b, tlsPort), "tls", 5))
+	// Go net/http on both ends: 20 requests, one connection.
+	gc := n.startIn(t, n.nsA, goCli, "client", fmt.Sprintf("http://%s:%d", n.b, goPort), "20", "-path", "/go")
+	waitCollector(t, envA, gc.PID, "gohttp")
+	gc.send("")
+	gc.mustSucceed(30 * time.Second)
+
+	wantLinked(t, "plain keep-alive", envB.spans(t, 100, byPIDs(kindServer, plain.PID)), envA.spans(t, 100, byPIDs(kindClient, curlPlain)))
+	wantLinked(t, "https", envB.spans(t, 5, byPIDs(kindServer, tlsSrv.PID)), envA.spans(t, 5, byPIDs(kindClient, curlTLS)))
+	wantLinked(t, "go", envB.spans(t, 20, byPIDs(kindServer, gs.PID)), envA.spans(t, 20, byPIDs(kindClient, gc.PID)))
+	t.Logf("125 requests linked across the nodes, all spans received %v after the first request", time.Since(start).Round(time.Millisecond))
+	lookups := func(result string) float64 {
+		return envB.agent.Metric(t, "periscope_link_lookups_total", map[string]string{"result": result})
+	}
+	if got := lookups("linked"); got != 125 {
+		t.Errorf("B counted %v linked lookups, want 125", got)
+	}
+	for _, r := range []string{"not_found", "no_owner", "timeout", "refused", "error", "dropped"} {
+		if got := lookups(r); got != 0 {
+			t.Errorf("B counted %v lookups %s, want 0", got, r)
+		}
+	}
+
+	// A's agent with a wrong token: refused, counted on both ends.
+	envA.agent.Stop()
+	envA = n.nodeAgent(t, n.nsA, "cli_*", n.a, n.b, writeToken(t, "not-the-token"), n.inA, n.rootA, recv)
+	n.curlIn(t, n.nsA, curl, nil, "", false, urlsOf(plainURL, "wrong", 3))
+	wantUnlinked(t, "wrong token", envB.spans(t, 3, func(s otlpreceiver.Span) bool {
+		return byPIDs(kindServer, plain.PID)(s) && strings.HasPrefix(attrStr(s, "url.path"), "/wrong/")
+	}))
+	waitMetric(t, envB.agent, "periscope_link_lookups_total", map[string]string{"result": "refused"}, "3", equals(3))
+	waitMetric(t, envA.agent, "periscope_link_requests_served_total", map[string]string{"result": "refused"}, "at least 1", func(v float64) bool { return v >= 1 })
+
+	// A's agent stopped: B's spans go out unlinked within the wait.
+	envA.agent.Stop()
+	n.curlIn(t, n.nsA, curl, nil, "", false, urlsOf(plainURL, "down", 3))
+	wantUnlinked(t, "peer down", envB.spans(t, 3, func(s otlpreceiver.Span) bool {
+		return byPIDs(kindServer, plain.PID)(s) && strings.HasPrefix(attrStr(s, "url.path"), "/down/")
+	}))
+	failed := func(want float64) func() (bool, string) {
+		return func() (bool, string) {
+			got := lookups("error") + lookups("timeout")
+			return got == want, fmt.Sprintf("%v lookups failed or timed out, want %v", got, want)
+		}
+	}
+	waitFor(t, 30*time.Second, "B's lookups fail with A's agent stopped", failed(3))
+
+	// A peer that accepts and never answers, then one that answers garbage.
+	for _, tc := range []struct {
+		name   string
+		serve  func(net.Conn)
+		result string
+	}{
+		{"slow", func(c net.Conn) { time.Sleep(5 * time.Second); c.Close() }, "timeout"},
+		{"garbage", func(c net.Conn) {
+			defer c.Close()
+			junk := []byte(strings.Repeat("\x00\x00\xff\x04garbage", 4096))
+			for range 64 {
+				if _, err := c.Write(junk); err != nil {
+					return
+				}
+			}
+		}, "error"},
+	} {
+		before := lookups("timeout") + lookups("error")
+		ln := listenIn(t, n.nsA, net.JoinHostPort(n.a, linkPort))
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go tc.serve(c)
+			}
+		}()
+		n.curlIn(t, n.nsA, curl, nil, "", false, urlsOf(plainURL, tc.name, 20))
+		wantUnlinked(t, tc.name+" peer", envB.spans(t, 20, func(s otlpreceiver.Span) bool {
+			return byPIDs(kindServer, plain.PID)(s) && strings.HasPrefix(attrStr(s, "url.path"), "/"+tc.name+"/")
+		}))
+		waitFor(t, 30*time.Second, "B's lookups fail with a "+tc.name+" peer", failed(before+20))
+		ln.Close()
+		select {
+		case <-envB.agent.Done():
+			t.Fatalf("B's agent exited with a %s peer", tc.name)
+		default:
+		}
+	}
+	if rss := rssKiB(t, envB.agent.PID); rss > 256<<10 {
+		t.Errorf("B's agent uses %d KiB after the bad peers", rss)
+	}
+}
+
+// rssKiB returns a process's resident set size.
+func rssKiB(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kib, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return kib
+		}
+	}
+	t.Fatalf("no VmRSS for pid %d", pid)
+	return 0
+}
