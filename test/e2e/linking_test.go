@@ -90,7 +90,6 @@ func runQuiet(name string, args ...string) error {
 	return exec.Command(name, args...).Run()
 }
 
-
 // listenIn listens on addr inside network namespace ns.
 func listenIn(t *testing.T, ns, addr string) net.Listener {
 	t.Helper()
