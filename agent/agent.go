@@ -150,12 +150,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		OmitArgs: cfg.Processes.CommandArgs == "off",
 		Host:     host,
 	})
-	resolver, stopKube, err := newKubeResolver(ctx, cfg.Kube, procs, log, reg)
+	resolver, pods, stopKube, err := newKubeResolver(ctx, cfg.Kube, procs, log, reg)
 	if err != nil {
 		return err
 	}
 	defer stopKube()
-	lk, err := newLinker(cfg.Linking, log, reg)
+	lk, err := newLinker(cfg.Linking, cfg.Kube, log, reg)
 	if err != nil {
 		return err
 	}
@@ -173,7 +173,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	if err != nil {
 		return err
 	}
-	stopLinker, err := lk.start(ctx, corr)
+	stopLinker, err := lk.start(ctx, corr, pods)
 	if err != nil {
 		return err
 	}

@@ -26,33 +26,34 @@ const kubeSyncWait = 5 * time.Second
 // decorated with the pods of this node when cfg asks for Kubernetes
 // metadata and a cluster is found (in-cluster config, or cfg.Kubeconfig).
 // Off a cluster with enabled "auto" it returns procs and logs one line.
-// stop ends the pod watch; it is never nil.
-func newKubeResolver(ctx context.Context, cfg config.Kube, procs *metadata.Processes, log *slog.Logger, reg prometheus.Registerer) (res kube.ProcessResolver, stop func(), err error) {
+// pods is the watcher of this node's pods (nil without). stop ends the pod
+// watch; it is never nil.
+func newKubeResolver(ctx context.Context, cfg config.Kube, procs *metadata.Processes, log *slog.Logger, reg prometheus.Registerer) (res kube.ProcessResolver, pods *kube.Watcher, stop func(), err error) {
 	noop := func() {}
 	if cfg.Enabled == "false" {
-		return procs, noop, nil
+		return procs, nil, noop, nil
 	}
 	rc, err := kubeRESTConfig(cfg)
 	if errors.Is(err, rest.ErrNotInCluster) && cfg.Enabled != "true" {
 		log.Info("kubernetes: not in a cluster and no kubeconfig: no Kubernetes attributes")
-		return procs, noop, nil
+		return procs, nil, noop, nil
 	}
 	if err != nil {
-		return nil, nil, &UsageError{err}
+		return nil, nil, nil, &UsageError{err}
 	}
 	rc.UserAgent = "periscope/" + Version()
 	rc.ContentType = "application/vnd.kubernetes.protobuf"
 	api, err := kube.NewAPI(rc)
 	if err != nil {
-		return nil, nil, &UsageError{fmt.Errorf("kubernetes: client for %s: %w", rc.Host, err)}
+		return nil, nil, nil, &UsageError{fmt.Errorf("kubernetes: client for %s: %w", rc.Host, err)}
 	}
 	node, err := kubeNodeName(cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	w, err := kube.NewWatcher(kube.WatcherConfig{API: api, NodeName: node, Server: rc.Host, Logger: log, Registerer: reg})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -69,7 +70,7 @@ func newKubeResolver(ctx context.Context, cfg config.Kube, procs *metadata.Proce
 	if !w.WaitStarted(sctx) {
 		log.Debug("kubernetes: pods not listed yet; going on without them", "waited", kubeSyncWait)
 	}
-	return kube.NewResolver(procs, w), stop, nil
+	return kube.NewResolver(procs, w), w, stop, nil
 }
 
 // kubeRESTConfig loads the kubeconfig file of cfg, else the in-cluster

@@ -31,7 +31,7 @@ func TestNewKubeResolverOffCluster(t *testing.T) {
 		{"missing kubeconfig", config.Kube{Enabled: "auto", Kubeconfig: missing}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res, stop, err := newKubeResolver(context.Background(), tc.cfg, procs, slog.New(slog.DiscardHandler), nil)
+			res, _, stop, err := newKubeResolver(context.Background(), tc.cfg, procs, slog.New(slog.DiscardHandler), nil)
 			if tc.wantPlain {
 				if err != nil || res != procs {
 					t.Fatalf("got %T, %v; want the plain resolver", res, err)

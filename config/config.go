@@ -90,6 +90,9 @@ type Linking struct {
 	Listen string `yaml:"listen"`
 	// Peers are the other agents, host:port.
 	Peers []string `yaml:"peers"`
+	// PeerSelector finds the other agents on Kubernetes: a label
+	// selector of their pods, reached at their pod IPs on Listen's port.
+	PeerSelector string `yaml:"peer_selector"`
 	// TokenFile holds the token agents authenticate each other with.
 	TokenFile string `yaml:"token_file"`
 	// Wait bounds how long a server span waits for its lookup.
@@ -97,7 +100,7 @@ type Linking struct {
 }
 
 // Enabled tells whether this agent links across nodes.
-func (l Linking) Enabled() bool { return l.Listen != "" || len(l.Peers) > 0 }
+func (l Linking) Enabled() bool { return l.Listen != "" || len(l.Peers) > 0 || l.PeerSelector != "" }
 
 // Processes selects the processes to trace.
 type Processes struct {

@@ -51,6 +51,7 @@ var samples = map[string][3]string{
 	"linking.listen":                 {"0.0.0.0:7071", "[::]:7072", ""},
 	"linking.peers":                  {"10.0.0.2:7071", "a:1,b:2", ""},
 	"linking.token_file":             {"/a", "/b", ""},
+	"linking.peer_selector":          {"app=a", "app=b,x=y", ""},
 	"linking.wait":                   {"100ms", "2s", ""},
 	"process_metrics.enabled":        {"false", "true", ""},
 	"process_metrics.interval":       {"1s", "2s", ""},

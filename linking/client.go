@@ -90,21 +90,24 @@ const (
 
 // Client asks other agents for the client spans of server requests.
 type Client struct {
-	cfg   ClientConfig
-	log   *slog.Logger
-	peers []*peer
+	cfg ClientConfig
+	log *slog.Logger
+	wg  sync.WaitGroup
 
 	mu     sync.RWMutex
+	peers  map[string]*peer
+	runCtx context.Context // set by Run: peers added later start at once
 	owners map[netip.Addr]*peer
 	local  map[netip.Addr]bool
 }
 
 // peer is one other agent.
 type peer struct {
-	addr  string
-	conn  *grpc.ClientConn
-	queue chan lookup
-	addrs []netip.Addr // what it announced last
+	addr   string
+	conn   *grpc.ClientConn
+	queue  chan lookup
+	addrs  []netip.Addr // what it announced last
+	cancel context.CancelFunc
 }
 
 // lookup is one query waiting for its answer.
@@ -128,16 +131,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger, owners: make(map[netip.Addr]*peer), local: make(map[netip.Addr]bool)}
-	for _, a := range cfg.Peers {
-		conn, err := grpc.NewClient(a,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{}), grpc.MaxCallRecvMsgSize(maxMessage)))
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("linking: peer %s: %w", a, err)
-		}
-		c.peers = append(c.peers, &peer{addr: a, conn: conn, queue: make(chan lookup, queuePerPeer)})
+	c := &Client{cfg: cfg, log: cfg.Logger, peers: make(map[string]*peer), owners: make(map[netip.Addr]*peer), local: make(map[netip.Addr]bool)}
+	if err := c.SetPeers(cfg.Peers); err != nil {
+		c.Close()
+		return nil, err
 	}
 	c.setLocal(cfg.Local())
 	if cfg.Registerer != nil {
@@ -159,6 +156,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 
 // Close closes the connections to the peers.
 func (c *Client) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, p := range c.peers {
 		p.conn.Close()
 	}
@@ -167,22 +166,77 @@ func (c *Client) Close() {
 // Run sends the lookups and refreshes the owners of addresses until ctx is
 // done.
 func (c *Client) Run(ctx context.Context) {
-	var wg sync.WaitGroup
+	c.mu.Lock()
+	c.runCtx = ctx
 	for _, p := range c.peers {
-		for range sendersPerPeer {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				c.send(ctx, p)
-			}()
+		c.startPeer(p)
+	}
+	c.mu.Unlock()
+	<-ctx.Done()
+	c.wg.Wait()
+}
+
+// SetPeers makes addrs (host:port) the peers: new ones are asked for their
+// addresses, those no longer listed are forgotten with what they owned
+// (their lookups in flight time out).
+func (c *Client) SetPeers(addrs []string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	keep := make(map[string]bool, len(addrs))
+	for _, a := range addrs {
+		keep[a] = true
+		if c.peers[a] != nil {
+			continue
 		}
-		wg.Add(1)
+		conn, err := grpc.NewClient(a,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{}), grpc.MaxCallRecvMsgSize(maxMessage)))
+		if err != nil {
+			return fmt.Errorf("linking: peer %s: %w", a, err)
+		}
+		p := &peer{addr: a, conn: conn, queue: make(chan lookup, queuePerPeer)}
+		c.peers[a] = p
+		if c.runCtx != nil {
+			c.startPeer(p)
+		}
+	}
+	for a, p := range c.peers {
+		if keep[a] {
+			continue
+		}
+		if p.cancel != nil {
+			p.cancel()
+		}
+		p.conn.Close()
+		c.disown(p)
+		delete(c.peers, a)
+	}
+	return nil
+}
+
+// Peers returns the number of peers.
+func (c *Client) Peers() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.peers)
+}
+
+// startPeer starts p's senders and address refresh (c.mu held).
+func (c *Client) startPeer(p *peer) {
+	ctx, cancel := context.WithCancel(c.runCtx)
+	p.cancel = cancel
+	for range sendersPerPeer {
+		c.wg.Add(1)
 		go func() {
-			defer wg.Done()
-			c.refresh(ctx, p)
+			defer c.wg.Done()
+			c.send(ctx, p)
 		}()
 	}
-	wg.Wait()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.refresh(ctx, p)
+	}()
 }
 
 // Owned tells whether a peer has announced addr.
@@ -350,12 +404,10 @@ func (c *Client) refreshOnce(ctx context.Context, p *peer) error {
 func (c *Client) setOwner(p *peer, addrs []netip.Addr) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, a := range p.addrs {
-		if c.owners[a] == p {
-			delete(c.owners, a)
-		}
+	if c.peers[p.addr] != p {
+		return // removed meanwhile
 	}
-	p.addrs = p.addrs[:0]
+	c.disown(p)
 	for _, a := range addrs {
 		a = a.Unmap()
 		if !a.IsValid() || a.IsLoopback() || c.local[a] {
@@ -364,6 +416,16 @@ func (c *Client) setOwner(p *peer, addrs []netip.Addr) {
 		c.owners[a] = p
 		p.addrs = append(p.addrs, a)
 	}
+}
+
+// disown forgets what p owned (c.mu held).
+func (c *Client) disown(p *peer) {
+	for _, a := range p.addrs {
+		if c.owners[a] == p {
+			delete(c.owners, a)
+		}
+	}
+	p.addrs = p.addrs[:0]
 }
 
 func (c *Client) setLocal(addrs []netip.Addr) {

@@ -274,7 +274,7 @@ func TestLookupLinksAndBatches(t *testing.T) {
 func TestLookupWrongToken(t *testing.T) {
 	p := newPair(t, &answerer{}, "right", "wrong", time.Second)
 	// The addresses are refused too: announce them by hand.
-	p.client.setOwner(p.client.peers[0], []netip.Addr{clientAddr})
+	p.client.setOwner(onlyPeer(p.client), []netip.Addr{clientAddr})
 	got := lookupAll(t, p.client, 3)
 	for seq, o := range got {
 		if o.r != Refused {
@@ -325,7 +325,7 @@ func TestLookupGarbagePeer(t *testing.T) {
 		}
 	}()
 	c := startClient(t, ln.Addr().String(), "t", 200*time.Millisecond)
-	c.setOwner(c.peers[0], []netip.Addr{clientAddr})
+	c.setOwner(onlyPeer(c), []netip.Addr{clientAddr})
 	got := lookupAll(t, c, 50)
 	for seq, o := range got {
 		if o.r != Error && o.r != Timeout {
@@ -352,5 +352,28 @@ func TestLookupQueueBounded(t *testing.T) {
 	wg.Wait()
 	if dropped == 0 || pending > queuePerPeer+sendersPerPeer*MaxBatch {
 		t.Errorf("%d pending, %d dropped: the queue is not bounded", pending, dropped)
+	}
+}
+
+func onlyPeer(c *Client) *peer {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, p := range c.peers {
+		return p
+	}
+	return nil
+}
+
+func TestSetPeers(t *testing.T) {
+	p := newPair(t, &answerer{}, "t", "t", time.Second)
+	waitOwned(t, p.client)
+	if err := p.client.SetPeers(nil); err != nil {
+		t.Fatal(err)
+	}
+	if p.client.Owned(clientAddr) || p.client.Peers() != 0 {
+		t.Error("a removed peer still owns its addresses")
+	}
+	if r := p.client.Lookup(query(1, 1), nil); r != NoOwner {
+		t.Errorf("lookup after removal: %v", r)
 	}
 }

@@ -523,3 +523,23 @@ func (f fakeAPI) GetReplicaSet(ctx context.Context, namespace, name string) (*ap
 func (f fakeAPI) GetJob(ctx context.Context, namespace, name string) (*batchv1.Job, error) {
 	return f.c.BatchV1().Jobs(namespace).Get(ctx, name, metav1.GetOptions{})
 }
+
+func TestWatcherAddresses(t *testing.T) {
+	a := newTestPod("a", "uid-a", nil, nil)
+	a.Status.HostIP, a.Status.PodIP = "192.168.1.10", "10.1.0.5"
+	a.Status.PodIPs = []corev1.PodIP{{IP: "10.1.0.5"}, {IP: "fd00::5"}}
+	b := newTestPod("b", "uid-b", nil, nil)
+	b.Status.HostIP, b.Status.PodIP = "192.168.1.10", "192.168.1.10" // host network
+	w := startWatcher(t, fake.NewClientset(a, b), nil)
+	got := map[string]bool{}
+	for _, ip := range w.Addresses(100) {
+		got[ip.String()] = true
+	}
+	want := map[string]bool{"192.168.1.10": true, "10.1.0.5": true, "fd00::5": true}
+	if !maps.Equal(got, want) {
+		t.Errorf("addresses %v, want %v", got, want)
+	}
+	if n := len(w.Addresses(2)); n != 2 {
+		t.Errorf("Addresses(2) returned %d", n)
+	}
+}

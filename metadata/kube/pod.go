@@ -2,6 +2,8 @@ package kube
 
 import (
 	"context"
+	"net/netip"
+	"slices"
 	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -37,6 +39,10 @@ type Pod struct {
 	// "containerd://" style prefix) to container names, for the regular,
 	// init and ephemeral containers that have started.
 	Containers map[string]string
+	// IPs are the pod's addresses and its node's (status.podIPs and
+	// hostIP): the addresses whose connections this node's agent
+	// answers for (cross-node linking).
+	IPs []netip.Addr
 }
 
 // Owner is a controller of an object: its kind, name and UID.
@@ -123,6 +129,11 @@ func NewPod(ctx context.Context, p *corev1.Pod, owners OwnerLookup) *Pod {
 		pod.Service = top
 	}
 
+	for _, s := range append([]string{p.Status.HostIP}, podIPs(p)...) {
+		if a, err := netip.ParseAddr(s); err == nil && !slices.Contains(pod.IPs, a) {
+			pod.IPs = append(pod.IPs, a)
+		}
+	}
 	pod.Containers = make(map[string]string)
 	for _, list := range [][]corev1.ContainerStatus{
 		p.Status.ContainerStatuses,
@@ -178,6 +189,15 @@ func deploymentOfReplicaSet(rsName string, pod *corev1.Pod) (string, bool) {
 	return name, ok && name != ""
 }
 
+func podIPs(p *corev1.Pod) []string {
+	out := make([]string, 0, len(p.Status.PodIPs)+1)
+	out = append(out, p.Status.PodIP)
+	for _, ip := range p.Status.PodIPs {
+		out = append(out, ip.IP)
+	}
+	return out
+}
+
 // slimPod keeps what NewPod reads of a pod, so that the informer's cache
 // holds little per pod.
 func slimPod(p *corev1.Pod) *corev1.Pod {
@@ -213,5 +233,6 @@ func slimPod(p *corev1.Pod) *corev1.Pod {
 	out.Status.ContainerStatuses = slim(p.Status.ContainerStatuses)
 	out.Status.InitContainerStatuses = slim(p.Status.InitContainerStatuses)
 	out.Status.EphemeralContainerStatuses = slim(p.Status.EphemeralContainerStatuses)
+	out.Status.PodIP, out.Status.PodIPs, out.Status.HostIP = p.Status.PodIP, p.Status.PodIPs, p.Status.HostIP
 	return out
 }

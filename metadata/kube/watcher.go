@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"sync"
 
 	"github.com/go-logr/logr"
@@ -185,6 +186,24 @@ func (w *Watcher) Pods() int {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	return len(w.byUID)
+}
+
+// Addresses returns the addresses of this node's pods and of the node
+// itself, at most max.
+func (w *Watcher) Addresses(max int) []netip.Addr {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	seen := make(map[netip.Addr]bool)
+	var out []netip.Addr
+	for _, p := range w.byUID {
+		for _, a := range p.IPs {
+			if !seen[a] && len(out) < max {
+				seen[a] = true
+				out = append(out, a)
+			}
+		}
+	}
+	return out
 }
 
 // Lookup returns the pod running a container (by the runtime's container

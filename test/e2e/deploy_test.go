@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"encoding/base64"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -59,6 +61,11 @@ serviceAccount: {create: true, name: periscope-agent, annotations: {owner: sre}}
 prometheus:
   scrapeAnnotations: false
   serviceMonitor: {enabled: true, interval: 15s, labels: {release: prometheus}}
+linking:
+  port: 7171
+  wait: 500ms
+  tokenSecret: obs-link-token
+  networkPolicy: {enabled: false}
 `
 
 // yamlDocs splits a multi-document YAML stream into generic objects.
@@ -146,7 +153,7 @@ func TestHelmChart(t *testing.T) {
 		helm(t, "lint", "--strict", chart)
 		out := helm(t, "template", "periscope", chart, "--namespace", "periscope")
 		docs := yamlDocs(t, out)
-		if got, want := kinds(docs), []string{"ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "DaemonSet"}; !reflect.DeepEqual(got, want) {
+		if got, want := kinds(docs), []string{"NetworkPolicy", "ServiceAccount", "Secret", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "DaemonSet"}; !reflect.DeepEqual(got, want) {
 			t.Errorf("kinds %v, want %v", got, want)
 		}
 		caps, err := containerCaps([]byte(out), "periscope")
@@ -160,6 +167,12 @@ func TestHelmChart(t *testing.T) {
 		if c.MetricsAddr != "0.0.0.0:9464" || c.Console != "off" || c.Kube.Enabled != "true" || c.LogFormat != "json" {
 			t.Errorf("default chart configuration: %+v", c)
 		}
+		wantLink := config.Linking{Listen: "0.0.0.0:7071", TokenFile: "/etc/periscope-linking/token", Wait: 300e6,
+			PeerSelector: "app.kubernetes.io/name=periscope,app.kubernetes.io/instance=periscope"}
+		if !reflect.DeepEqual(c.Linking, wantLink) {
+			t.Errorf("default linking configuration %+v, want %+v", c.Linking, wantLink)
+		}
+		checkLinkingObjects(t, docs, "periscope", 7071, 9464)
 		for _, want := range []string{"hostPID: true", "fieldPath: spec.nodeName", "prometheus.io/scrape: \"true\"", "path: /status", "- operator: Exists", "readOnly: true"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("default render lacks %q", want)
@@ -194,6 +207,8 @@ func TestHelmChart(t *testing.T) {
 		want.Processes.ExcludeExe = []string{"sshd", "/usr/lib/systemd/*"}
 		want.TCP.MaxPeers = 4096
 		want.HTTP.IdleTimeout = 30e9
+		want.Linking = config.Linking{Listen: "0.0.0.0:7171", TokenFile: "/etc/periscope-linking/token", Wait: 500e6,
+			PeerSelector: "app.kubernetes.io/name=periscope,app.kubernetes.io/instance=obs"}
 		if !reflect.DeepEqual(c, want) {
 			t.Errorf("chart configuration:\n got %+v\nwant %+v", c, want)
 		}
@@ -206,6 +221,7 @@ func TestHelmChart(t *testing.T) {
 			"deployment.environment=prod", "cpu: 200m", "memory: 1Gi", "value: observability", "kubernetes.io/os: linux",
 			"node-role.kubernetes.io/control-plane", "type: Unconfined", "team: sre", "tier: node-agent",
 			"serviceAccountName: periscope-agent", "containerPort: 9555", "interval: 15s", "release: prometheus",
+			"containerPort: 7171", "secretName: obs-link-token",
 		} {
 			if !strings.Contains(out, s) {
 				t.Errorf("render lacks %q", s)
@@ -217,6 +233,67 @@ func TestHelmChart(t *testing.T) {
 			}
 		}
 	})
+}
+
+// checkLinkingObjects checks the default chart's linking objects: a
+// Secret with a generated token mounted where the configuration reads it,
+// the port, and a NetworkPolicy that lets only the agents' pods reach it
+// (and anyone the metrics port).
+func checkLinkingObjects(t *testing.T, docs []map[string]any, release string, port, metrics int) {
+	t.Helper()
+	var secret, policy, ds map[string]any
+	for _, d := range docs {
+		switch d["kind"] {
+		case "Secret":
+			secret = d
+		case "NetworkPolicy":
+			policy = d
+		case "DaemonSet":
+			ds = d
+		}
+	}
+	token, _ := secret["data"].(map[string]any)["token"].(string)
+	if dec, err := base64.StdEncoding.DecodeString(token); err != nil || len(dec) < 32 {
+		t.Errorf("the linking Secret's token %q is not a generated token of 32+ characters", token)
+	}
+	name := secret["metadata"].(map[string]any)["name"]
+	b, _ := yaml.Marshal(ds)
+	for _, want := range []string{fmt.Sprintf("secretName: %s", name), "mountPath: /etc/periscope-linking", fmt.Sprintf("containerPort: %d", port), "name: POD_NAMESPACE"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("DaemonSet lacks %q", want)
+		}
+	}
+	var np struct {
+		Spec struct {
+			PodSelector struct {
+				MatchLabels map[string]string `yaml:"matchLabels"`
+			} `yaml:"podSelector"`
+			PolicyTypes []string `yaml:"policyTypes"`
+			Ingress     []struct {
+				From []struct {
+					PodSelector *struct {
+						MatchLabels map[string]string `yaml:"matchLabels"`
+					} `yaml:"podSelector"`
+				} `yaml:"from"`
+				Ports []struct {
+					Port int `yaml:"port"`
+				} `yaml:"ports"`
+			} `yaml:"ingress"`
+		} `yaml:"spec"`
+	}
+	b, _ = yaml.Marshal(policy)
+	if err := yaml.Unmarshal(b, &np); err != nil {
+		t.Fatal(err)
+	}
+	agents := map[string]string{"app.kubernetes.io/name": "periscope", "app.kubernetes.io/instance": release}
+	s := np.Spec
+	ok := reflect.DeepEqual(s.PodSelector.MatchLabels, agents) && reflect.DeepEqual(s.PolicyTypes, []string{"Ingress"}) && len(s.Ingress) == 2 &&
+		len(s.Ingress[0].From) == 1 && s.Ingress[0].From[0].PodSelector != nil && reflect.DeepEqual(s.Ingress[0].From[0].PodSelector.MatchLabels, agents) &&
+		len(s.Ingress[0].Ports) == 1 && s.Ingress[0].Ports[0].Port == port &&
+		len(s.Ingress[1].From) == 0 && len(s.Ingress[1].Ports) == 1 && s.Ingress[1].Ports[0].Port == metrics
+	if !ok {
+		t.Errorf("NetworkPolicy: want the linking port %d from the agents only and the metrics port %d from anywhere:\n%s", port, metrics, b)
+	}
 }
 
 // TestPlainManifests: the ConfigMap of deploy/kubernetes is a configuration

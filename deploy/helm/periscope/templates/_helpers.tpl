@@ -21,6 +21,16 @@ app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The agent pods' label selector as a string, for the agents to find each other. */}}
+{{- define "periscope.selectorString" -}}
+app.kubernetes.io/name={{ .Chart.Name }},app.kubernetes.io/instance={{ .Release.Name }}
+{{- end -}}
+
+{{/* The Secret holding the agents' linking token. */}}
+{{- define "periscope.linkingSecret" -}}
+{{- default (printf "%s-linking" (include "periscope.fullname" .)) .Values.linking.tokenSecret -}}
+{{- end -}}
+
 {{- define "periscope.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "periscope.fullname" .) .Values.serviceAccount.name -}}
@@ -39,5 +49,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   "kubernetes" (dict "enabled" (toString .Values.kubernetes.enabled))
   "metrics" (dict "route_patterns" .Values.metrics.routePatterns)
 -}}
+{{- if .Values.linking.enabled -}}
+{{- $_ := set $base "linking" (dict
+  "listen" (printf "0.0.0.0:%d" (int .Values.linking.port))
+  "token_file" "/etc/periscope-linking/token"
+  "wait" .Values.linking.wait
+  "peer_selector" (include "periscope.selectorString" .)
+) -}}
+{{- end -}}
 {{- toYaml (mustMergeOverwrite $base (deepCopy .Values.config)) -}}
 {{- end -}}
