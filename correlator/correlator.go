@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -67,6 +68,7 @@ type Correlator struct {
 	// may ask about (link.go).
 	linkWaiting map[*exchange]time.Time
 	recent      *linking.Recent
+	byLocal     map[netip.AddrPort]*conn
 }
 
 // procState is what the correlator knows about one process.
@@ -143,6 +145,7 @@ func New(cfg Config, exp span.Exporter, procs ProcessResolver, log *slog.Logger,
 		}
 		c.linkWaiting = make(map[*exchange]time.Time)
 		c.recent = linking.NewRecent(recentClients, recentClientTTL)
+		c.byLocal = make(map[netip.AddrPort]*conn)
 	}
 	return c, nil
 }
@@ -237,9 +240,11 @@ func (c *Correlator) Bind(b events.Bind) {
 		if old, ok := c.byTuple[cn.tuple]; ok && old == cn {
 			delete(c.byTuple, cn.tuple)
 		}
+		c.unindexLocal(cn)
 		cn.tuple = b.Tuple
 		cn.peerAddr = b.Tuple.Remote.Addr().Unmap().String()
 		c.byTuple[b.Tuple] = cn
+		c.indexLocal(cn)
 	}
 	// Addresses that arrive after the first request may link it now.
 	c.linkByTuple(cn)
@@ -480,6 +485,7 @@ func (c *Correlator) remove(cn *conn) {
 	if validTuple(cn.tuple) && c.byTuple[cn.tuple] == cn {
 		delete(c.byTuple, cn.tuple)
 	}
+	c.unindexLocal(cn)
 	c.lru.Remove(cn.elem)
 	c.nconns--
 	c.m.tracked.Set(float64(c.nconns))

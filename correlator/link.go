@@ -154,6 +154,19 @@ func (c *Correlator) holdForLink(x *exchange, end time.Time, reason string) bool
 	return true
 }
 
+// indexLocal records cn under its local address (see answer).
+func (c *Correlator) indexLocal(cn *conn) {
+	if c.byLocal != nil && validTuple(cn.tuple) {
+		c.byLocal[cn.tuple.Local] = cn
+	}
+}
+
+func (c *Correlator) unindexLocal(cn *conn) {
+	if c.byLocal != nil && validTuple(cn.tuple) && c.byLocal[cn.tuple.Local] == cn {
+		delete(c.byLocal, cn.tuple.Local)
+	}
+}
+
 // rememberClient keeps the span context of an ended client request for
 // the lookups that arrive after it.
 func (c *Correlator) rememberClient(x *exchange, a linking.Answer, end time.Time) {
@@ -178,7 +191,14 @@ func (c *Correlator) Answer(qs []linking.Query, out []linking.Answer) {
 }
 
 func (c *Correlator) answer(q linking.Query, now time.Time) linking.Answer {
-	if cn := c.byTuple[events.Tuple{Local: q.Local, Remote: q.Remote}]; cn != nil && cn.role == roleClient {
+	cn := c.byTuple[events.Tuple{Local: q.Local, Remote: q.Remote}]
+	if cn == nil {
+		// The destination may have been rewritten on the way (a
+		// ClusterIP Service's DNAT): the client's own address and
+		// port name its connection alone.
+		cn = c.byLocal[q.Local]
+	}
+	if cn != nil && cn.role == roleClient && !cn.ignored {
 		for _, x := range cn.waiting() {
 			if x.seq != q.Seq {
 				continue

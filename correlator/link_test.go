@@ -338,3 +338,26 @@ func cpuTime() int64 {
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
+
+// A ClusterIP Service: the client wrote to the Service's address, the
+// server read from the client's own; the client's address and port find it.
+func TestLinkThroughDNAT(t *testing.T) {
+	nodes := newNodes(t, 2*time.Second, "10.1.0.1", "10.1.0.2")
+	a, b := nodes[0], nodes[1]
+	cli := a.endpoint(1, 1, "10.1.0.1:40000", "10.96.0.10:80")
+	srv := b.endpoint(2, 1, "10.1.0.2:8080", "10.1.0.1:40000")
+	for i := range 3 {
+		req := fmt.Sprintf("GET /svc%d HTTP/1.1\r\n\r\n", i)
+		cli.data(events.Write, req)
+		srv.data(events.Read, req)
+		srv.data(events.Write, okResponse)
+		cli.data(events.Read, okResponse)
+	}
+	spans := byName(append(a.exp.wait(t, 3), b.exp.wait(t, 3)...))
+	for i := range 3 {
+		cl, sv := spans[fmt.Sprintf("GET /svc%d %s", i, span.Client)], spans[fmt.Sprintf("GET /svc%d %s", i, span.Server)]
+		if cl == nil || sv == nil || sv.ParentSpanID != cl.SpanID || sv.TraceID != cl.TraceID {
+			t.Errorf("request %d not linked through DNAT", i)
+		}
+	}
+}

@@ -63,6 +63,7 @@ func (c *Correlator) RequestStart(r events.RequestStart) {
 			cn.tuple = r.Tuple
 			cn.peerAddr = r.Tuple.Remote.Addr().Unmap().String()
 			c.byTuple[r.Tuple] = cn
+			c.indexLocal(cn)
 		}
 	}
 	c.touch(cn, r.Time)

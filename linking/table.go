@@ -23,13 +23,16 @@ type Recent struct {
 	n    int
 }
 
-// queryKey is a Query in fixed bytes.
-type queryKey [querySize]byte
+// queryKey is a Query's client address and Seq in fixed bytes. The
+// server's address is left out: a ClusterIP Service's DNAT rewrites it on
+// the way, and the client's address and port name its connection (the
+// same local port used at once towards two servers, both at request k,
+// would collide: the later wins).
+type queryKey [addrPortSize + 8]byte
 
 func keyOf(q Query) queryKey {
 	var k queryKey
 	b := appendAddrPort(k[:0], q.Local)
-	b = appendAddrPort(b, q.Remote)
 	binary.BigEndian.AppendUint64(b, q.Seq)
 	return k
 }
