@@ -117,6 +117,10 @@ type exchange struct {
 	asked      bool
 	linkWait   bool
 	dependents []heldExchange
+	// selfHeld: the exchange's own span waits (with its end and reason).
+	selfHeld   bool
+	heldEnd    time.Time
+	heldReason string
 }
 
 // maxUndecided bounds the chunks dropped while a protocol may still claim

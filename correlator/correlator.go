@@ -63,12 +63,15 @@ type Correlator struct {
 	// whole are the requests seen whole by language-level probes that
 	// have started and not ended, by process and ID (see request.go).
 	whole map[wholeKey]*exchange
-	// linkWaiting are the server requests waiting for a lookup, with
-	// their deadlines; recent the ended client requests other agents
-	// may ask about (link.go).
-	linkWaiting map[*exchange]time.Time
-	recent      *linking.Recent
-	byLocal     map[netip.AddrPort]*conn
+	// linkQueue[linkHead:] are the server requests asked about, in
+	// order, nLinkWaiting of them still waiting for the answer; recent
+	// the ended client requests other agents may ask about; byLocal the
+	// connections by local address (link.go).
+	linkQueue    []linkWaiter
+	linkHead     int
+	nLinkWaiting int
+	recent       *linking.Recent
+	byLocal      map[netip.AddrPort]*conn
 }
 
 // procState is what the correlator knows about one process.
@@ -143,7 +146,6 @@ func New(cfg Config, exp span.Exporter, procs ProcessResolver, log *slog.Logger,
 		if c.cfg.LinkWait <= 0 {
 			c.cfg.LinkWait = DefaultLinkWait
 		}
-		c.linkWaiting = make(map[*exchange]time.Time)
 		c.recent = linking.NewRecent(recentClients, recentClientTTL)
 		c.byLocal = make(map[netip.AddrPort]*conn)
 	}

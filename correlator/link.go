@@ -20,9 +20,9 @@ type Linker interface {
 	// Remote tells whether addr is another node's.
 	Remote(addr netip.Addr) bool
 	// Lookup asks for the client span of q. It returns linking.Pending
-	// and calls done later, from another goroutine, or returns another
-	// result at once and never calls done.
-	Lookup(q linking.Query, done func(linking.Answer, linking.Result)) linking.Result
+	// and calls w.LinkDone later, from another goroutine, or returns
+	// another result at once and never calls w.
+	Lookup(q linking.Query, w linking.Waiter) linking.Result
 }
 
 // Bounds of the linking state.
@@ -63,18 +63,41 @@ func (c *Correlator) startLink(x *exchange, now time.Time) {
 		return
 	}
 	x.asked = true
-	if len(c.linkWaiting) >= maxLinkWaiting {
+	c.popSettled()
+	if c.nLinkWaiting >= maxLinkWaiting || len(c.linkQueue)-c.linkHead >= 4*maxLinkWaiting {
 		c.m.countLink(linking.Dropped)
 		return
 	}
 	q := linking.Query{Local: cn.tuple.Remote, Remote: cn.tuple.Local, Seq: x.seq}
-	r := c.cfg.Linker.Lookup(q, func(a linking.Answer, r linking.Result) { c.settleLink(x, a, r) })
+	r := c.cfg.Linker.Lookup(q, x)
 	if r != linking.Pending {
 		c.m.countLink(r)
 		return
 	}
 	x.linkWait = true
-	c.linkWaiting[x] = now.Add(c.cfg.LinkWait)
+	c.nLinkWaiting++
+	c.linkQueue = append(c.linkQueue, linkWaiter{x: x, deadline: now.Add(c.cfg.LinkWait)})
+}
+
+// linkWaiter is a server request waiting for a lookup, in the queue of
+// those (in the order asked, which is the order of their deadlines).
+type linkWaiter struct {
+	x        *exchange
+	deadline time.Time
+}
+
+// popSettled drops the settled requests at the head of the queue, and
+// compacts it when its dead head is most of it.
+func (c *Correlator) popSettled() {
+	for c.linkHead < len(c.linkQueue) && !c.linkQueue[c.linkHead].x.linkWait {
+		c.linkQueue[c.linkHead] = linkWaiter{}
+		c.linkHead++
+	}
+	if c.linkHead > 1024 && c.linkHead > len(c.linkQueue)/2 {
+		n := copy(c.linkQueue, c.linkQueue[c.linkHead:])
+		clear(c.linkQueue[n:])
+		c.linkQueue, c.linkHead = c.linkQueue[:n], 0
+	}
 }
 
 // startLinks looks up the server requests of a connection whose addresses
@@ -85,8 +108,10 @@ func (c *Correlator) startLinks(cn *conn, now time.Time) {
 	}
 }
 
-// settleLink takes the answer of a lookup (from the linker's goroutine).
-func (c *Correlator) settleLink(x *exchange, a linking.Answer, r linking.Result) {
+// LinkDone implements linking.Waiter: the answer of x's lookup, from the
+// linker's goroutine.
+func (x *exchange) LinkDone(a linking.Answer, r linking.Result) {
+	c := x.conn.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !x.linkWait {
@@ -98,13 +123,17 @@ func (c *Correlator) settleLink(x *exchange, a linking.Answer, r linking.Result)
 // settle ends the wait of x with result r and exports what waited for it.
 func (c *Correlator) settle(x *exchange, a linking.Answer, r linking.Result) {
 	x.linkWait = false
-	delete(c.linkWaiting, x)
+	c.nLinkWaiting--
 	if r == linking.Linked && !x.hasRemote && x.parent == nil && !x.fixed {
 		x.hasRemote, x.remoteTrace, x.remoteSpan = true, a.TraceID, a.SpanID
 	} else if r == linking.Linked {
 		r = linking.NotFound // linked on this node meanwhile, or fixed
 	}
 	c.m.countLink(r)
+	if x.selfHeld {
+		x.selfHeld = false
+		c.export(x, x.heldEnd, x.heldReason)
+	}
 	deps := x.dependents
 	x.dependents = nil
 	for _, h := range deps {
@@ -114,18 +143,28 @@ func (c *Correlator) settle(x *exchange, a linking.Answer, r linking.Result) {
 
 // expireLinks gives up the lookups that took longer than the wait.
 func (c *Correlator) expireLinks(now time.Time) {
-	for x, deadline := range c.linkWaiting {
-		if !now.Before(deadline) {
-			c.settle(x, linking.Answer{}, linking.Timeout)
+	for ; c.linkHead < len(c.linkQueue); c.linkHead++ {
+		w := c.linkQueue[c.linkHead]
+		if w.x.linkWait && now.Before(w.deadline) {
+			break
+		}
+		c.linkQueue[c.linkHead] = linkWaiter{}
+		if w.x.linkWait {
+			c.settle(w.x, linking.Answer{}, linking.Timeout)
 		}
 	}
+	c.popSettled()
 }
 
 // flushLinks gives up every lookup (at shutdown).
 func (c *Correlator) flushLinks() {
-	for x := range c.linkWaiting {
-		c.settle(x, linking.Answer{}, linking.Timeout)
+	for _, w := range c.linkQueue[c.linkHead:] {
+		if w.x.linkWait {
+			c.settle(w.x, linking.Answer{}, linking.Timeout)
+		}
 	}
+	clear(c.linkQueue)
+	c.linkQueue, c.linkHead = c.linkQueue[:0], 0
 }
 
 // linkRoot returns the exchange waiting for a lookup that x's trace
@@ -147,6 +186,12 @@ func linkRoot(x *exchange) *exchange {
 // ends, and reports whether it did.
 func (c *Correlator) holdForLink(x *exchange, end time.Time, reason string) bool {
 	r := linkRoot(x)
+	if r == x && !x.selfHeld {
+		// The usual case: the request's own span, kept without
+		// allocating.
+		x.selfHeld, x.heldEnd, x.heldReason = true, end, reason
+		return true
+	}
 	if r == nil || len(r.dependents) >= maxLinkDependents {
 		return false
 	}
@@ -171,8 +216,8 @@ func (c *Correlator) unindexLocal(cn *conn) {
 // the lookups that arrive after it.
 func (c *Correlator) rememberClient(x *exchange, a linking.Answer, end time.Time) {
 	cn := x.conn
-	if c.recent == nil || cn.role != roleClient || !validTuple(cn.tuple) || x.seq == 0 {
-		return
+	if c.recent == nil || cn.role != roleClient || !validTuple(cn.tuple) || x.seq == 0 || !c.cfg.Linker.Remote(cn.tuple.Remote.Addr()) {
+		return // only another node's agent may ask
 	}
 	c.recent.Add(linking.Query{Local: cn.tuple.Local, Remote: cn.tuple.Remote, Seq: x.seq}, a, end)
 }

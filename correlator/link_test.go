@@ -212,7 +212,7 @@ func metricOf(t testing.TB, reg *prometheus.Registry, name, result string) float
 type stuckLinker struct{ asked []linking.Query }
 
 func (l *stuckLinker) Remote(a netip.Addr) bool { return a != netip.MustParseAddr("10.1.0.2") }
-func (l *stuckLinker) Lookup(q linking.Query, _ func(linking.Answer, linking.Result)) linking.Result {
+func (l *stuckLinker) Lookup(q linking.Query, _ linking.Waiter) linking.Result {
 	l.asked = append(l.asked, q)
 	if q.Local.Addr() == netip.MustParseAddr("10.9.9.9") {
 		return linking.NoOwner
@@ -247,7 +247,7 @@ func TestLinkTimeoutHoldsDependents(t *testing.T) {
 	}
 	h.c.ExpireLinks(at(400))
 	spans := h.wantSpans(2)
-	cl, sv := spans[0], spans[1]
+	sv, cl := spans[0], spans[1] // the parent is exported first
 	if sv.Kind != span.Server || sv.ParentSpanID.IsValid() || cl.ParentSpanID != sv.SpanID || cl.TraceID != sv.TraceID {
 		t.Errorf("unlinked server %v parent %v; client parent %v", sv.Kind, sv.ParentSpanID, cl.ParentSpanID)
 	}
@@ -299,7 +299,8 @@ func BenchmarkLink(b *testing.B) {
 			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 			if linked {
 				if got := metricOf2(s.reg, "linked"); got != float64(b.N) {
-					b.Fatalf("%v of %d linked", got, b.N)
+					b.Fatalf("%v of %d linked (timeout %v, not_found %v, dropped %v)", got, b.N,
+						metricOf2(s.reg, "timeout"), metricOf2(s.reg, "not_found"), metricOf2(s.reg, "dropped"))
 				}
 			}
 		})

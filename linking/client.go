@@ -114,7 +114,13 @@ type peer struct {
 type lookup struct {
 	q        Query
 	deadline time.Time
-	done     func(Answer, Result)
+	w        Waiter
+}
+
+// Waiter waits for the answer of a lookup.
+type Waiter interface {
+	// LinkDone is called once with the answer (Found when r is Linked).
+	LinkDone(a Answer, r Result)
 }
 
 // NewClient returns a client of cfg.Peers; Run runs it.
@@ -259,10 +265,10 @@ func (c *Client) Remote(addr netip.Addr) bool {
 }
 
 // Lookup asks the owner of q.Local for the client span of q. It returns
-// Pending when the query is on its way: done is then called once, from
-// another goroutine, within about Wait. Otherwise it returns the result at
-// once (NoOwner, Dropped) and never calls done.
-func (c *Client) Lookup(q Query, done func(Answer, Result)) Result {
+// Pending when the query is on its way: w.LinkDone is then called once,
+// from another goroutine, within about Wait. Otherwise it returns the
+// result at once (NoOwner, Dropped) and never calls w.
+func (c *Client) Lookup(q Query, w Waiter) Result {
 	c.mu.RLock()
 	p := c.owners[q.Local.Addr().Unmap()]
 	c.mu.RUnlock()
@@ -270,7 +276,7 @@ func (c *Client) Lookup(q Query, done func(Answer, Result)) Result {
 		return NoOwner
 	}
 	select {
-	case p.queue <- lookup{q: q, deadline: time.Now().Add(c.cfg.Wait), done: done}:
+	case p.queue <- lookup{q: q, deadline: time.Now().Add(c.cfg.Wait), w: w}:
 		return Pending
 	default:
 		return Dropped
@@ -312,7 +318,7 @@ func (c *Client) ask(ctx context.Context, p *peer, batch []lookup) {
 	var deadline time.Time
 	for _, l := range batch {
 		if !now.Before(l.deadline) {
-			l.done(Answer{}, Timeout)
+			l.w.LinkDone(Answer{}, Timeout)
 			continue
 		}
 		if deadline.IsZero() || l.deadline.Before(deadline) {
@@ -338,15 +344,15 @@ func (c *Client) ask(ctx context.Context, p *peer, batch []lookup) {
 		r := resultOf(err)
 		c.log.Debug("link lookup failed", "peer", p.addr, "queries", len(live), "result", r.String(), "err", err)
 		for _, l := range live {
-			l.done(Answer{}, r)
+			l.w.LinkDone(Answer{}, r)
 		}
 		return
 	}
 	for i, l := range live {
 		if a := resp.Answers[i]; a.Found {
-			l.done(a, Linked)
+			l.w.LinkDone(a, Linked)
 		} else {
-			l.done(Answer{}, NotFound)
+			l.w.LinkDone(Answer{}, NotFound)
 		}
 	}
 }

@@ -228,12 +228,12 @@ func lookupAll(t *testing.T, c *Client, n int) map[uint64]outcome {
 	for i := range n {
 		q := query(40000, uint64(i))
 		wg.Add(1)
-		r := c.Lookup(q, func(a Answer, r Result) {
+		r := c.Lookup(q, waiterFunc(func(a Answer, r Result) {
 			mu.Lock()
 			got[q.Seq] = outcome{a, r}
 			mu.Unlock()
 			wg.Done()
-		})
+		}))
 		if r != Pending {
 			wg.Done()
 			mu.Lock()
@@ -341,7 +341,7 @@ func TestLookupQueueBounded(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range queuePerPeer * 2 {
 		wg.Add(1)
-		switch p.client.Lookup(query(1, uint64(i+1)), func(Answer, Result) { wg.Done() }) {
+		switch p.client.Lookup(query(1, uint64(i+1)), waiterFunc(func(Answer, Result) { wg.Done() })) {
 		case Pending:
 			pending++
 		case Dropped:
@@ -377,3 +377,7 @@ func TestSetPeers(t *testing.T) {
 		t.Errorf("lookup after removal: %v", r)
 	}
 }
+
+type waiterFunc func(Answer, Result)
+
+func (f waiterFunc) LinkDone(a Answer, r Result) { f(a, r) }

@@ -144,10 +144,12 @@ func (s *Server) lookup(ctx context.Context, dec func(any) error) (any, error) {
 // Answering waits a little for requests not found at once: the asking
 // agent may have seen the request arrive before this agent read its own
 // record of the write, and a request whose trace waits for a lookup of its
-// own is not settled yet.
+// own is not settled yet. The wait is short: the whole batch waits with
+// its stragglers, and a request that is not known after it (evicted, or
+// never seen) would hold every later batch up too.
 const (
 	answerPoll     = 5 * time.Millisecond
-	maxAnswerDelay = 250 * time.Millisecond
+	maxAnswerDelay = 50 * time.Millisecond
 	answerMargin   = 20 * time.Millisecond
 )
 
