@@ -173,7 +173,7 @@ func runGRPCMode(ctx context.Context, o options) error {
 		"Machine load (1, 5, 15 min) at start: %s; at end: %s (a shared VM: other work ran meanwhile). BPF stats: %s.\n\n"+
 		"test/e2e/testdata/grpcgo (google.golang.org/grpc) serving test.Echo over TLS; its copy grpcgo-load makes unary Echo calls "+
 		"from C goroutines on one TLS connection for %s per round. The agent (`--include-exe grpcgo`: the server only; "+
-		"OTLP export off, console off) is started for the agent rounds; rounds in ABBA order (baseline, agent, agent, baseline, ...).\n\n%s",
+		"spans exported over OTLP/gRPC to the counting receiver, console off; spans here are those the agent built, not those received) is started for the agent rounds; rounds in ABBA order (baseline, agent, agent, baseline, ...).\n\n%s",
 		start.UTC().Format(time.RFC3339), o.commit, numCPU(), time.Since(start).Round(time.Second), load0, loadAvg(), statsHow,
 		o.duration, strings.Join(sections, "\n"))
 	fmt.Println(md)
