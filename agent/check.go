@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/periscope-apm/periscope/collectors/attach"
 	"github.com/periscope-apm/periscope/collectors/tcp"
 	"github.com/periscope-apm/periscope/internal/kernel"
 	"github.com/periscope-apm/periscope/symbols"
@@ -82,10 +83,7 @@ func tcpPath(ok bool, why string) CollectorPath {
 
 // multiLinks names the kind of uprobe links the collectors will use.
 func multiLinks(fs kernel.Features) string {
-	if fs.Has(kernel.UprobeMultiLink) {
-		return "uprobe_multi links"
-	}
-	return "perf-event uprobes"
+	return attach.LinksName(fs.Has(kernel.UprobeMultiLink))
 }
 
 func pick(ok bool, why, path string) string {

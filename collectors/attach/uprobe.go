@@ -35,6 +35,27 @@ func PathName(multi bool) string {
 	return "uprobe"
 }
 
+// How describes how a collector's uprobes are attached, for its
+// AttachPath: "as <kind of links>; <per process or shared>", where shared
+// names what one attachment serves when not per process ("once per file
+// for all processes").
+func How(multi, perProcess bool, shared string) string {
+	mode := shared
+	if perProcess {
+		mode = "per selected process (kernel uprobe PID filter)"
+	}
+	return "as " + LinksName(multi) + "; " + mode
+}
+
+// LinksName names the kind of uprobe links used, for people: uprobe_multi
+// links when multi is set, else perf-event uprobes.
+func LinksName(multi bool) string {
+	if multi {
+		return "uprobe_multi links"
+	}
+	return "perf-event uprobes"
+}
+
 // PrepareSpec makes the uprobe programs of spec loadable for uprobe_multi
 // links when multi is set (the kernel wants the attach type at load time).
 func PrepareSpec(spec *ebpf.CollectionSpec, multi bool) {

@@ -194,17 +194,10 @@ func (c *Collector) Name() string { return Name }
 
 // AttachPath implements collectors.Collector.
 func (c *Collector) AttachPath() string {
-	mode := "once per executable for all processes"
-	if c.cfg.PerProcess {
-		mode = "per selected process (kernel uprobe PID filter)"
-	}
-	links := "perf-event uprobes"
-	if c.multi {
-		links = "uprobe_multi links"
-	}
+	how := attach.How(c.multi, c.cfg.PerProcess, "once per executable for all processes")
 	return "uprobes on the stack-check branch of net/http serverHandler.ServeHTTP, (*response).finishRequest, " +
 		"HTTP/2's handlerDone, (*persistConn).roundTrip and HTTP/2's RoundTrip, and at the RETs of the " +
-		"last two (no uretprobes), as " + links + "; " + mode
+		"last two (no uretprobes), " + how
 }
 
 // Start implements collectors.Collector.

@@ -172,16 +172,9 @@ func (c *Collector) Name() string { return Name }
 
 // AttachPath implements collectors.Collector.
 func (c *Collector) AttachPath() string {
-	mode := "once per executable for all processes"
-	if c.cfg.PerProcess {
-		mode = "per selected process (kernel uprobe PID filter)"
-	}
-	links := "perf-event uprobes"
-	if c.multi {
-		links = "uprobe_multi links"
-	}
+	how := attach.How(c.multi, c.cfg.PerProcess, "once per executable for all processes")
 	s := "uprobes on the stack-check branch of crypto/tls (*Conn).Write and (*Conn).Read and on Read's CALL runtime.memmove " +
-		"(no RET probes, no uretprobes), as " + links + "; " + mode
+		"(no RET probes, no uretprobes), " + how
 	if c.cfg.LeaveNetHTTP {
 		s += "; net/http's connections (uprobes on the entry of (*conn).serve and on addTLS's CALL of the handshake) left to gohttp"
 	}

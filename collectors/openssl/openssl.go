@@ -129,15 +129,8 @@ func (c *Collector) Name() string { return Name }
 
 // AttachPath implements collectors.Collector.
 func (c *Collector) AttachPath() string {
-	mode := "once per file for all processes"
-	if c.cfg.PerProcess {
-		mode = "per selected process (kernel uprobe PID filter)"
-	}
-	links := "perf-event uprobes"
-	if c.multi {
-		links = "uprobe_multi links"
-	}
-	return "uprobe+uretprobe on SSL_read/SSL_write(_ex) or the internal function they share, on an emulated instruction, as " + links + "; " + mode +
+	how := attach.How(c.multi, c.cfg.PerProcess, "once per file for all processes")
+	return "uprobe+uretprobe on SSL_read/SSL_write(_ex) or the internal function they share, on an emulated instruction, " + how +
 		"; syscall tracepoints read/write/recv*/send*/close map SSL* to socket"
 }
 
