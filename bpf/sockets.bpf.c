@@ -26,6 +26,7 @@
 #include "common.bpf.h"
 #include "sock.bpf.h"
 #include "classify.bpf.h"
+#include "syscall.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -50,10 +51,6 @@ enum fd_kind {
 	FD_TCP = 2,
 };
 
-struct fd_key {
-	__u32 tgid;
-	__s32 fd;
-};
 
 struct fd_state {
 	__u64 conn;  /* CONN_SOCKET | socket address */
@@ -78,6 +75,7 @@ enum call_kind {
 	CALL_MSG = 3,      /* struct user_msghdr */
 	CALL_SENDFILE = 4, /* bytes only */
 	CALL_MMSG = 5,     /* one struct mmsghdr (recvmmsg/sendmmsg of one message) */
+	CALL_NEWFD = 6,    /* socket/accept/accept4/dup: the result is a descriptor */
 };
 
 /* A call between its entry and its exit, by thread. */
@@ -107,6 +105,28 @@ struct {
 	__type(key, __u64);
 	__type(value, struct call);
 } calls SEC(".maps");
+
+/* Threads with an entry in calls, a bit per thread ID: the exit of every
+ * syscall of the node leaves after one array load unless its thread's bit
+ * is set. Only the thread itself sets and clears its bit (atomic adds:
+ * other threads share the word). The size is set by user space from
+ * pid_max; a thread ID beyond it always looks in calls. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4194304 / 64);
+	__type(key, __u32);
+	__type(value, __u64);
+} pending SEC(".maps");
+
+/* Threads user space found blocked in a read when the agent started (see
+ * struct call), a bit per thread ID: set by user space only, cleared at the
+ * thread's first syscall exit, which ends that read. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4194304 / 64);
+	__type(key, __u32);
+	__type(value, __u64);
+} adopted SEC(".maps");
 
 /* What skip_pids holds for a process. */
 enum skip {
@@ -321,23 +341,14 @@ static __always_inline __u32 copy_iov(__u8 *dst, __u64 iov, __u64 iovcnt, __u32 
 	return off;
 }
 
-/* The helpers current_goroutine needs, by number (CO-RE tells whether the
- * running kernel has them: bpf_get_current_task_btf 5.11, bpf_task_pt_regs
- * 5.15). */
-enum bpf_func_id {
-	BPF_FUNC_get_current_task_btf = 158,
-	BPF_FUNC_task_pt_regs = 175,
-};
-
 /* current_goroutine returns the low 32 bits of the runtime.g of the Go
  * code that made this syscall (Go keeps it in a register, and the
- * syscall path does not touch it), or 0 on kernels without the helpers.
- * gohttp keys requests by the same g: the correlator links a database call
- * to the server request its goroutine serves. */
+ * syscall path does not touch it), or 0 on kernels without the helpers
+ * (bpf/syscall.bpf.h). gohttp keys requests by the same g: the correlator
+ * links a database call to the server request its goroutine serves. */
 static __always_inline __u32 current_goroutine(void)
 {
-	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs) ||
-	    !bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf))
+	if (!have_task_regs())
 		return 0;
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	__u64 g = 0;
@@ -425,6 +436,40 @@ static __always_inline struct fd_state *fresh(struct fd_state *s, __u32 tgid, __
 	return s;
 }
 
+/* begin_call records call c of thread id until its exit. */
+static __always_inline void begin_call(__u64 id, struct call *c)
+{
+	if (bpf_map_update_elem(&calls, &id, c, BPF_ANY) != 0)
+		return;
+	__u32 tid = (__u32)id, w = tid / 64;
+	__u64 bit = 1ULL << (tid % 64);
+	__u64 *p = bpf_map_lookup_elem(&pending, &w);
+	if (p && !(*p & bit))
+		__sync_fetch_and_add(p, bit);
+}
+
+/* end_call reports whether thread id may have a call in calls, and
+ * clears the thread's bits: this exit ends whatever it had. */
+static __always_inline bool end_call(__u64 id)
+{
+	__u32 tid = (__u32)id, w = tid / 64;
+	__u64 bit = 1ULL << (tid % 64);
+	__u64 *p = bpf_map_lookup_elem(&pending, &w);
+	if (!p)
+		return true;
+	bool had = false;
+	if (*p & bit) {
+		__sync_fetch_and_add(p, -bit);
+		had = true;
+	}
+	__u64 *a = bpf_map_lookup_elem(&adopted, &w);
+	if (a && (*a & bit)) {
+		__sync_fetch_and_add(a, -bit);
+		had = true;
+	}
+	return had;
+}
+
 /* on_enter starts a call on fd. */
 static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __u64 len)
 {
@@ -478,7 +523,7 @@ static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __
 		c.requested = size;
 		c.copied = 1;
 	}
-	bpf_map_update_elem(&calls, &id, &c, BPF_ANY);
+	begin_call(id, &c);
 	return 0;
 }
 
@@ -506,24 +551,30 @@ static __always_inline struct fd_state *found_read(struct call *c, __u32 tgid, l
 
 /* on_exit ends a call: a read's bytes are copied, a write's result
  * checked. */
-static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int on_exit(__u64 regs, long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	if (!end_call(id))
+		return 0;
 	struct call *p = bpf_map_lookup_elem(&calls, &id);
 	if (!p)
 		return 0;
 	struct call c = *p;
 	bpf_map_delete_elem(&calls, &id);
+	if (c.kind == CALL_NEWFD) {
+		if (ret >= 0)
+			forget(id >> 32, ret);
+		return 0;
+	}
 	struct fd_state *s;
 	if (c.found) {
-		s = found_read(&c, id >> 32, ctx->id);
+		s = found_read(&c, id >> 32, syscall_nr(regs));
 	} else {
 		struct fd_key k = {.tgid = id >> 32, .fd = c.fd};
 		s = bpf_map_lookup_elem(&fds, &k);
 	}
 	if (!s)
 		return 0;
-	long ret = ctx->ret;
 	if (c.kind == CALL_MMSG) {
 		/* The number of messages moved: the bytes are in msg_len. */
 		__u32 n = 0;
@@ -549,65 +600,6 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-#define ARG(n) (ctx->args[n])
-#define TGID() ((__u32)(bpf_get_current_pid_tgid() >> 32))
-
-SEC("tracepoint/syscalls/sys_enter_read")
-int sys_enter_read(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_READ, CALL_BUF, ARG(1), ARG(2)); }
-
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int sys_enter_recvfrom(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_READ, CALL_BUF, ARG(1), ARG(2)); }
-
-SEC("tracepoint/syscalls/sys_enter_readv")
-int sys_enter_readv(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_READ, CALL_IOV, ARG(1), ARG(2)); }
-
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int sys_enter_recvmsg(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_READ, CALL_MSG, ARG(1), 0); }
-
-/* recvmmsg(fd, msgvec, vlen, flags, timeout) and sendmmsg(fd, msgvec,
- * vlen, flags): a vector of one message only (more is a UDP idiom;
- * on TCP one message per call is the norm). */
-SEC("tracepoint/syscalls/sys_enter_recvmmsg")
-int sys_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_READ, CALL_MMSG, ARG(1), ARG(2)); }
-
-SEC("tracepoint/syscalls/sys_enter_sendmmsg")
-int sys_enter_sendmmsg(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_WRITE, CALL_MMSG, ARG(1), ARG(2)); }
-
-SEC("tracepoint/syscalls/sys_enter_write")
-int sys_enter_write(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_WRITE, CALL_BUF, ARG(1), ARG(2)); }
-
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int sys_enter_sendto(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_WRITE, CALL_BUF, ARG(1), ARG(2)); }
-
-SEC("tracepoint/syscalls/sys_enter_writev")
-int sys_enter_writev(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_WRITE, CALL_IOV, ARG(1), ARG(2)); }
-
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int sys_enter_sendmsg(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_WRITE, CALL_MSG, ARG(1), 0); }
-
-/* sendfile(out_fd, in_fd, offset, count): the socket is out_fd. */
-SEC("tracepoint/syscalls/sys_enter_sendfile64")
-int sys_enter_sendfile64(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_WRITE, CALL_SENDFILE, 0, ARG(3)); }
-
-/* One exit program serves every call: the entry recorded what it was. */
-SEC("tracepoint/syscalls/sys_exit_io")
-int sys_exit_io(struct trace_event_raw_sys_exit *ctx) { return on_exit(ctx); }
-
-SEC("tracepoint/syscalls/sys_enter_close")
-int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
-{
-	forget(TGID(), ARG(0));
-	return 0;
-}
-
-/* dup2/dup3(oldfd, newfd): newfd is closed and names oldfd's file. */
-SEC("tracepoint/syscalls/sys_enter_dup2")
-int sys_enter_dup2(struct trace_event_raw_sys_enter *ctx)
-{
-	forget(TGID(), ARG(1));
-	return 0;
-}
-
 /* close_range(first, last, flags) closes a range of descriptors, often
  * 3..~0U before an exec: the first CLOSE_RANGE_WALK of them are forgotten
  * (enough for most processes' tables); a TCP connection's descriptor
@@ -615,32 +607,172 @@ int sys_enter_dup2(struct trace_event_raw_sys_enter *ctx)
 #define CLOSE_RANGE_WALK 64
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 
-SEC("tracepoint/syscalls/sys_enter_close_range")
-int sys_enter_close_range(struct trace_event_raw_sys_enter *ctx)
+static __always_inline void close_range(__u32 first, __u32 last, __u32 flags)
 {
-	__u32 first = ARG(0), last = ARG(1);
-	if (ARG(2) & CLOSE_RANGE_CLOEXEC)
-		return 0;
-	__u32 tgid = TGID();
+	if (flags & CLOSE_RANGE_CLOEXEC)
+		return;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	for (__u32 i = 0; i < CLOSE_RANGE_WALK; i++) {
 		__u32 fd = first + i;
 		if (fd < first || fd > last || fd > 0x7fffffff)
 			break;
 		forget(tgid, fd);
 	}
+}
+
+/* new_fd records a socket(), accept(), accept4() or dup(): the descriptor
+ * it returns may be cached as what it named before (a close the programs
+ * missed: close-on-exec, or a process that reused a PID); the exit forgets
+ * it. */
+static __always_inline int new_fd(void)
+{
+	struct call c = {.kind = CALL_NEWFD};
+	begin_call(bpf_get_current_pid_tgid(), &c);
 	return 0;
 }
 
-/* socket(), accept(), accept4() and dup() return a descriptor whose number
- * may be cached as what it named before (a close the programs missed:
- * close-on-exec, or a process that reused a PID). */
-SEC("tracepoint/syscalls/sys_exit_newfd")
-int sys_exit_newfd(struct trace_event_raw_sys_exit *ctx)
+/* The read/write family: a program each, reached by a tail call from
+ * sys_enter once the descriptor is known to be a TCP socket (one program
+ * for them all would be too large to verify: each shape of call is checked
+ * apart with its kind known). */
+enum io_prog {
+	IO_READ_BUF,
+	IO_WRITE_BUF,
+	IO_READ_IOV,
+	IO_WRITE_IOV,
+	IO_READ_MSG,
+	IO_WRITE_MSG,
+	IO_READ_MMSG,
+	IO_WRITE_MMSG,
+	IO_SENDFILE,
+	IO_PROGS,
+};
+
+#define IO_PROG(name, dir, kind, buf, len)                                  \
+	SEC("raw_tracepoint/sys_enter")                                     \
+	int name(struct bpf_raw_tracepoint_args *ctx)                       \
+	{                                                                   \
+		struct syscall_args a;                                      \
+		if (!syscall_args(ctx->args[0], &a))                        \
+			return 0;                                           \
+		return on_enter(a.arg[0], dir, kind, buf, len);             \
+	}
+
+IO_PROG(io_read_buf, DIR_READ, CALL_BUF, a.arg[1], a.arg[2])
+IO_PROG(io_write_buf, DIR_WRITE, CALL_BUF, a.arg[1], a.arg[2])
+IO_PROG(io_read_iov, DIR_READ, CALL_IOV, a.arg[1], a.arg[2])
+IO_PROG(io_write_iov, DIR_WRITE, CALL_IOV, a.arg[1], a.arg[2])
+IO_PROG(io_read_msg, DIR_READ, CALL_MSG, a.arg[1], 0)
+IO_PROG(io_write_msg, DIR_WRITE, CALL_MSG, a.arg[1], 0)
+/* recvmmsg(fd, msgvec, vlen, flags, timeout) and sendmmsg(fd, msgvec,
+ * vlen, flags): a vector of one message only (more is a UDP idiom; on TCP
+ * one message per call is the norm). */
+IO_PROG(io_read_mmsg, DIR_READ, CALL_MMSG, a.arg[1], a.arg[2])
+IO_PROG(io_write_mmsg, DIR_WRITE, CALL_MMSG, a.arg[1], a.arg[2])
+/* sendfile(out_fd, in_fd, offset, count): the socket is out_fd. */
+IO_PROG(io_sendfile, DIR_WRITE, CALL_SENDFILE, 0, a.arg[3])
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, IO_PROGS);
+	__type(key, __u32);
+	__array(values, int(struct bpf_raw_tracepoint_args *));
+} io_progs SEC(".maps") = {
+	.values =
+		{
+			[IO_READ_BUF] = (void *)&io_read_buf,
+			[IO_WRITE_BUF] = (void *)&io_write_buf,
+			[IO_READ_IOV] = (void *)&io_read_iov,
+			[IO_WRITE_IOV] = (void *)&io_write_iov,
+			[IO_READ_MSG] = (void *)&io_read_msg,
+			[IO_WRITE_MSG] = (void *)&io_write_msg,
+			[IO_READ_MMSG] = (void *)&io_read_mmsg,
+			[IO_WRITE_MMSG] = (void *)&io_write_mmsg,
+			[IO_SENDFILE] = (void *)&io_sendfile,
+		},
+};
+
+/* io_prog returns the program of syscall nr, or -1 when nr is not of the
+ * read/write family. */
+static __always_inline int io_prog(long nr)
 {
-	if (ctx->ret >= 0)
-		forget(TGID(), ctx->ret);
+	switch (nr) {
+	case NR_read:
+	case NR_recvfrom:
+		return IO_READ_BUF;
+	case NR_write:
+	case NR_sendto:
+		return IO_WRITE_BUF;
+	case NR_readv:
+		return IO_READ_IOV;
+	case NR_writev:
+		return IO_WRITE_IOV;
+	case NR_recvmsg:
+		return IO_READ_MSG;
+	case NR_sendmsg:
+		return IO_WRITE_MSG;
+	case NR_recvmmsg:
+		return IO_READ_MMSG;
+	case NR_sendmmsg:
+		return IO_WRITE_MMSG;
+	case NR_sendfile:
+		return IO_SENDFILE;
+	}
+	return -1;
+}
+
+/* io_call goes on with a read/write-family call on descriptor fd: only a
+ * TCP socket's goes further than the descriptor cache. */
+static __always_inline int io_call(struct bpf_raw_tracepoint_args *ctx, __u32 prog, __s32 fd)
+{
+	struct fd_state *s = fd_state(bpf_get_current_pid_tgid() >> 32, fd);
+	if (!s || s->kind != FD_TCP)
+		return 0;
+	bpf_tail_call(ctx, &io_progs, prog);
 	return 0;
 }
+
+/* Every syscall of the node enters here: the syscalls the collector does
+ * not follow leave at the switch on their number. */
+SEC("raw_tracepoint/sys_enter")
+int sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	long nr = ctx->args[1];
+	struct syscall_args a;
+	int prog = io_prog(nr);
+	if (prog >= 0) {
+		if (!syscall_args(ctx->args[0], &a))
+			return 0;
+		return io_call(ctx, prog, a.arg[0]);
+	}
+	switch (nr) {
+	case NR_close:
+		if (syscall_args(ctx->args[0], &a))
+			forget(bpf_get_current_pid_tgid() >> 32, a.arg[0]);
+		return 0;
+	/* dup2/dup3(oldfd, newfd): newfd is closed and names oldfd's file. */
+	case NR_dup2:
+	case NR_dup3:
+		if (syscall_args(ctx->args[0], &a))
+			forget(bpf_get_current_pid_tgid() >> 32, a.arg[1]);
+		return 0;
+	case NR_close_range:
+		if (syscall_args(ctx->args[0], &a))
+			close_range(a.arg[0], a.arg[1], a.arg[2]);
+		return 0;
+	case NR_socket:
+	case NR_accept:
+	case NR_accept4:
+	case NR_dup:
+		return new_fd();
+	}
+	return 0;
+}
+
+/* Every syscall of the node leaves here: a thread without a call recorded
+ * at its entry leaves after one array load. */
+SEC("raw_tracepoint/sys_exit")
+int sys_exit(struct bpf_raw_tracepoint_args *ctx) { return on_exit(ctx->args[0], ctx->args[1]); }
 
 SEC("raw_tracepoint/sched_process_exit")
 int sock_process_exit(struct bpf_raw_tracepoint_args *ctx)

@@ -108,8 +108,8 @@ func (c *Collector) AttachPath() string {
 	if c.cfg.PerProcess {
 		mode = "selected processes"
 	}
-	return "tracepoints syscalls:sys_{enter,exit}_{read,write,readv,writev,recvfrom,sendto,recvmsg,sendmsg,sendfile64,recvmmsg,sendmmsg}, " +
-		"close/close_range/dup2/dup3/socket/accept(4)/dup; reads blocked at start from /proc/PID/task/TID/syscall; TCP sockets classified in the kernel, HTTP/1.x, HTTP/2 (h2c: the connection preface), PostgreSQL, MySQL and Redis copied; " + mode
+	return "raw tracepoints raw_syscalls:sys_enter/sys_exit (one program pair for every syscall, dispatching on its number: " +
+		"read, write, readv, writev, recvfrom, sendto, recvmsg, sendmsg, sendfile, recvmmsg, sendmmsg, close, close_range, dup2/dup3, socket, accept(4), dup); reads blocked at start from /proc/PID/task/TID/syscall; TCP sockets classified in the kernel, HTTP/1.x, HTTP/2 (h2c: the connection preface), PostgreSQL, MySQL and Redis copied; " + mode
 }
 
 // Start implements collectors.Collector.
@@ -127,6 +127,9 @@ func (c *Collector) Start(ctx context.Context) error {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return fmt.Errorf("set %s: %w", name, err)
 		}
+	}
+	if err := sizeThreadMaps(spec, c.cfg.ProcRoot); err != nil {
+		return err
 	}
 	ringCfg := loader.Ring{Bytes: c.cfg.RingBytes, WakeupBytes: c.cfg.WakeupBytes}
 	if err := loader.Load(Name, spec, ringCfg, &c.objs, nil, c.log); err != nil {
@@ -169,33 +172,12 @@ const parsedProtos = uint32(1)<<socketsProtoPROTO_HTTP1 | 1<<socketsProtoPROTO_H
 	1<<socketsProtoPROTO_MYSQL | 1<<socketsProtoPROTO_REDIS
 
 func (c *Collector) attach() error {
-	var tps []loader.Tracepoint
-	tp := func(name string, prog *ebpf.Program, optional bool) {
-		tps = append(tps, loader.Tracepoint{Group: "syscalls", Name: name, Prog: prog, Optional: optional})
+	// The exit first: an entry recorded without its exit would stay in
+	// the calls map.
+	if err := c.progs.RawTracepoint("sys_exit", c.objs.SysExit); err != nil {
+		return err
 	}
-	enters := map[string]*ebpf.Program{
-		"read": c.objs.SysEnterRead, "recvfrom": c.objs.SysEnterRecvfrom,
-		"readv": c.objs.SysEnterReadv, "recvmsg": c.objs.SysEnterRecvmsg,
-		"write": c.objs.SysEnterWrite, "sendto": c.objs.SysEnterSendto,
-		"writev": c.objs.SysEnterWritev, "sendmsg": c.objs.SysEnterSendmsg,
-		"sendfile64": c.objs.SysEnterSendfile64,
-		"recvmmsg":   c.objs.SysEnterRecvmmsg, "sendmmsg": c.objs.SysEnterSendmmsg,
-	}
-	for _, call := range []string{"read", "recvfrom", "readv", "recvmsg", "write", "sendto", "writev", "sendmsg", "sendfile64", "recvmmsg", "sendmmsg"} {
-		// The exit first: an entry recorded without its exit would
-		// stay in the calls map.
-		tp("sys_exit_"+call, c.objs.SysExitIo, false)
-		tp("sys_enter_"+call, enters[call], false)
-	}
-	tp("sys_enter_close", c.objs.SysEnterClose, false)
-	tp("sys_enter_close_range", c.objs.SysEnterCloseRange, true) // Linux 5.9
-	tp("sys_enter_dup2", c.objs.SysEnterDup2, true)              // amd64 only
-	tp("sys_enter_dup3", c.objs.SysEnterDup2, false)
-	tp("sys_exit_socket", c.objs.SysExitNewfd, false)
-	tp("sys_exit_accept", c.objs.SysExitNewfd, true) // amd64 only
-	tp("sys_exit_accept4", c.objs.SysExitNewfd, false)
-	tp("sys_exit_dup", c.objs.SysExitNewfd, false)
-	if err := c.progs.Tracepoints(c.log, tps...); err != nil {
+	if err := c.progs.RawTracepoint("sys_enter", c.objs.SysEnter); err != nil {
 		return err
 	}
 	return c.progs.ProcessMarkers(c.objs.SockProcessExit, c.objs.SockProcessExec)

@@ -39,6 +39,7 @@ const (
 	socketsCallKindCALL_MSG      socketsCallKind = 3
 	socketsCallKindCALL_SENDFILE socketsCallKind = 4
 	socketsCallKindCALL_MMSG     socketsCallKind = 5
+	socketsCallKindCALL_NEWFD    socketsCallKind = 6
 )
 
 type socketsFdKey struct {
@@ -109,41 +110,39 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	socketsMapCalls               = "calls"
-	socketsMapCounters            = "counters"
-	socketsMapEvents              = "events"
-	socketsMapFds                 = "fds"
-	socketsMapIgnorePorts         = "ignore_ports"
-	socketsMapScratch             = "scratch"
-	socketsMapSelected            = "selected"
-	socketsMapSkipPids            = "skip_pids"
-	socketsMapSockProcs           = "sock_procs"
-	socketsProgSockProcessExec    = "sock_process_exec"
-	socketsProgSockProcessExit    = "sock_process_exit"
-	socketsProgSysEnterClose      = "sys_enter_close"
-	socketsProgSysEnterCloseRange = "sys_enter_close_range"
-	socketsProgSysEnterDup2       = "sys_enter_dup2"
-	socketsProgSysEnterRead       = "sys_enter_read"
-	socketsProgSysEnterReadv      = "sys_enter_readv"
-	socketsProgSysEnterRecvfrom   = "sys_enter_recvfrom"
-	socketsProgSysEnterRecvmmsg   = "sys_enter_recvmmsg"
-	socketsProgSysEnterRecvmsg    = "sys_enter_recvmsg"
-	socketsProgSysEnterSendfile64 = "sys_enter_sendfile64"
-	socketsProgSysEnterSendmmsg   = "sys_enter_sendmmsg"
-	socketsProgSysEnterSendmsg    = "sys_enter_sendmsg"
-	socketsProgSysEnterSendto     = "sys_enter_sendto"
-	socketsProgSysEnterWrite      = "sys_enter_write"
-	socketsProgSysEnterWritev     = "sys_enter_writev"
-	socketsProgSysExitIo          = "sys_exit_io"
-	socketsProgSysExitNewfd       = "sys_exit_newfd"
-	socketsVarCaptureBytes        = "capture_bytes"
-	socketsVarFilterSelected      = "filter_selected"
-	socketsVarParsedProtos        = "parsed_protos"
-	socketsVarUnusedCallKind      = "unused_call_kind"
-	socketsVarUnusedProcEvent     = "unused_proc_event"
-	socketsVarUnusedProto         = "unused_proto"
-	socketsVarUnusedSkip          = "unused_skip"
-	socketsVarWakeupBytes         = "wakeup_bytes"
+	socketsMapAdopted          = "adopted"
+	socketsMapCalls            = "calls"
+	socketsMapCounters         = "counters"
+	socketsMapEvents           = "events"
+	socketsMapFds              = "fds"
+	socketsMapIgnorePorts      = "ignore_ports"
+	socketsMapIoProgs          = "io_progs"
+	socketsMapPending          = "pending"
+	socketsMapScratch          = "scratch"
+	socketsMapSelected         = "selected"
+	socketsMapSkipPids         = "skip_pids"
+	socketsMapSockProcs        = "sock_procs"
+	socketsProgIoReadBuf       = "io_read_buf"
+	socketsProgIoReadIov       = "io_read_iov"
+	socketsProgIoReadMmsg      = "io_read_mmsg"
+	socketsProgIoReadMsg       = "io_read_msg"
+	socketsProgIoSendfile      = "io_sendfile"
+	socketsProgIoWriteBuf      = "io_write_buf"
+	socketsProgIoWriteIov      = "io_write_iov"
+	socketsProgIoWriteMmsg     = "io_write_mmsg"
+	socketsProgIoWriteMsg      = "io_write_msg"
+	socketsProgSockProcessExec = "sock_process_exec"
+	socketsProgSockProcessExit = "sock_process_exit"
+	socketsProgSysEnter        = "sys_enter"
+	socketsProgSysExit         = "sys_exit"
+	socketsVarCaptureBytes     = "capture_bytes"
+	socketsVarFilterSelected   = "filter_selected"
+	socketsVarParsedProtos     = "parsed_protos"
+	socketsVarUnusedCallKind   = "unused_call_kind"
+	socketsVarUnusedProcEvent  = "unused_proc_event"
+	socketsVarUnusedProto      = "unused_proto"
+	socketsVarUnusedSkip       = "unused_skip"
+	socketsVarWakeupBytes      = "wakeup_bytes"
 )
 
 // loadSockets returns the embedded CollectionSpec for sockets.
@@ -188,35 +187,33 @@ type socketsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsProgramSpecs struct {
-	SockProcessExec    *ebpf.ProgramSpec `ebpf:"sock_process_exec"`
-	SockProcessExit    *ebpf.ProgramSpec `ebpf:"sock_process_exit"`
-	SysEnterClose      *ebpf.ProgramSpec `ebpf:"sys_enter_close"`
-	SysEnterCloseRange *ebpf.ProgramSpec `ebpf:"sys_enter_close_range"`
-	SysEnterDup2       *ebpf.ProgramSpec `ebpf:"sys_enter_dup2"`
-	SysEnterRead       *ebpf.ProgramSpec `ebpf:"sys_enter_read"`
-	SysEnterReadv      *ebpf.ProgramSpec `ebpf:"sys_enter_readv"`
-	SysEnterRecvfrom   *ebpf.ProgramSpec `ebpf:"sys_enter_recvfrom"`
-	SysEnterRecvmmsg   *ebpf.ProgramSpec `ebpf:"sys_enter_recvmmsg"`
-	SysEnterRecvmsg    *ebpf.ProgramSpec `ebpf:"sys_enter_recvmsg"`
-	SysEnterSendfile64 *ebpf.ProgramSpec `ebpf:"sys_enter_sendfile64"`
-	SysEnterSendmmsg   *ebpf.ProgramSpec `ebpf:"sys_enter_sendmmsg"`
-	SysEnterSendmsg    *ebpf.ProgramSpec `ebpf:"sys_enter_sendmsg"`
-	SysEnterSendto     *ebpf.ProgramSpec `ebpf:"sys_enter_sendto"`
-	SysEnterWrite      *ebpf.ProgramSpec `ebpf:"sys_enter_write"`
-	SysEnterWritev     *ebpf.ProgramSpec `ebpf:"sys_enter_writev"`
-	SysExitIo          *ebpf.ProgramSpec `ebpf:"sys_exit_io"`
-	SysExitNewfd       *ebpf.ProgramSpec `ebpf:"sys_exit_newfd"`
+	IoReadBuf       *ebpf.ProgramSpec `ebpf:"io_read_buf"`
+	IoReadIov       *ebpf.ProgramSpec `ebpf:"io_read_iov"`
+	IoReadMmsg      *ebpf.ProgramSpec `ebpf:"io_read_mmsg"`
+	IoReadMsg       *ebpf.ProgramSpec `ebpf:"io_read_msg"`
+	IoSendfile      *ebpf.ProgramSpec `ebpf:"io_sendfile"`
+	IoWriteBuf      *ebpf.ProgramSpec `ebpf:"io_write_buf"`
+	IoWriteIov      *ebpf.ProgramSpec `ebpf:"io_write_iov"`
+	IoWriteMmsg     *ebpf.ProgramSpec `ebpf:"io_write_mmsg"`
+	IoWriteMsg      *ebpf.ProgramSpec `ebpf:"io_write_msg"`
+	SockProcessExec *ebpf.ProgramSpec `ebpf:"sock_process_exec"`
+	SockProcessExit *ebpf.ProgramSpec `ebpf:"sock_process_exit"`
+	SysEnter        *ebpf.ProgramSpec `ebpf:"sys_enter"`
+	SysExit         *ebpf.ProgramSpec `ebpf:"sys_exit"`
 }
 
 // socketsMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsMapSpecs struct {
+	Adopted     *ebpf.MapSpec `ebpf:"adopted"`
 	Calls       *ebpf.MapSpec `ebpf:"calls"`
 	Counters    *ebpf.MapSpec `ebpf:"counters"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Fds         *ebpf.MapSpec `ebpf:"fds"`
 	IgnorePorts *ebpf.MapSpec `ebpf:"ignore_ports"`
+	IoProgs     *ebpf.MapSpec `ebpf:"io_progs"`
+	Pending     *ebpf.MapSpec `ebpf:"pending"`
 	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
 	Selected    *ebpf.MapSpec `ebpf:"selected"`
 	SkipPids    *ebpf.MapSpec `ebpf:"skip_pids"`
@@ -257,11 +254,14 @@ func (o *socketsObjects) Close() error {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsMaps struct {
+	Adopted     *ebpf.Map `ebpf:"adopted"`
 	Calls       *ebpf.Map `ebpf:"calls"`
 	Counters    *ebpf.Map `ebpf:"counters"`
 	Events      *ebpf.Map `ebpf:"events"`
 	Fds         *ebpf.Map `ebpf:"fds"`
 	IgnorePorts *ebpf.Map `ebpf:"ignore_ports"`
+	IoProgs     *ebpf.Map `ebpf:"io_progs"`
+	Pending     *ebpf.Map `ebpf:"pending"`
 	Scratch     *ebpf.Map `ebpf:"scratch"`
 	Selected    *ebpf.Map `ebpf:"selected"`
 	SkipPids    *ebpf.Map `ebpf:"skip_pids"`
@@ -270,11 +270,14 @@ type socketsMaps struct {
 
 func (m *socketsMaps) Close() error {
 	return _SocketsClose(
+		m.Adopted,
 		m.Calls,
 		m.Counters,
 		m.Events,
 		m.Fds,
 		m.IgnorePorts,
+		m.IoProgs,
+		m.Pending,
 		m.Scratch,
 		m.Selected,
 		m.SkipPids,
@@ -300,46 +303,36 @@ type socketsVariables struct {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsPrograms struct {
-	SockProcessExec    *ebpf.Program `ebpf:"sock_process_exec"`
-	SockProcessExit    *ebpf.Program `ebpf:"sock_process_exit"`
-	SysEnterClose      *ebpf.Program `ebpf:"sys_enter_close"`
-	SysEnterCloseRange *ebpf.Program `ebpf:"sys_enter_close_range"`
-	SysEnterDup2       *ebpf.Program `ebpf:"sys_enter_dup2"`
-	SysEnterRead       *ebpf.Program `ebpf:"sys_enter_read"`
-	SysEnterReadv      *ebpf.Program `ebpf:"sys_enter_readv"`
-	SysEnterRecvfrom   *ebpf.Program `ebpf:"sys_enter_recvfrom"`
-	SysEnterRecvmmsg   *ebpf.Program `ebpf:"sys_enter_recvmmsg"`
-	SysEnterRecvmsg    *ebpf.Program `ebpf:"sys_enter_recvmsg"`
-	SysEnterSendfile64 *ebpf.Program `ebpf:"sys_enter_sendfile64"`
-	SysEnterSendmmsg   *ebpf.Program `ebpf:"sys_enter_sendmmsg"`
-	SysEnterSendmsg    *ebpf.Program `ebpf:"sys_enter_sendmsg"`
-	SysEnterSendto     *ebpf.Program `ebpf:"sys_enter_sendto"`
-	SysEnterWrite      *ebpf.Program `ebpf:"sys_enter_write"`
-	SysEnterWritev     *ebpf.Program `ebpf:"sys_enter_writev"`
-	SysExitIo          *ebpf.Program `ebpf:"sys_exit_io"`
-	SysExitNewfd       *ebpf.Program `ebpf:"sys_exit_newfd"`
+	IoReadBuf       *ebpf.Program `ebpf:"io_read_buf"`
+	IoReadIov       *ebpf.Program `ebpf:"io_read_iov"`
+	IoReadMmsg      *ebpf.Program `ebpf:"io_read_mmsg"`
+	IoReadMsg       *ebpf.Program `ebpf:"io_read_msg"`
+	IoSendfile      *ebpf.Program `ebpf:"io_sendfile"`
+	IoWriteBuf      *ebpf.Program `ebpf:"io_write_buf"`
+	IoWriteIov      *ebpf.Program `ebpf:"io_write_iov"`
+	IoWriteMmsg     *ebpf.Program `ebpf:"io_write_mmsg"`
+	IoWriteMsg      *ebpf.Program `ebpf:"io_write_msg"`
+	SockProcessExec *ebpf.Program `ebpf:"sock_process_exec"`
+	SockProcessExit *ebpf.Program `ebpf:"sock_process_exit"`
+	SysEnter        *ebpf.Program `ebpf:"sys_enter"`
+	SysExit         *ebpf.Program `ebpf:"sys_exit"`
 }
 
 func (p *socketsPrograms) Close() error {
 	return _SocketsClose(
+		p.IoReadBuf,
+		p.IoReadIov,
+		p.IoReadMmsg,
+		p.IoReadMsg,
+		p.IoSendfile,
+		p.IoWriteBuf,
+		p.IoWriteIov,
+		p.IoWriteMmsg,
+		p.IoWriteMsg,
 		p.SockProcessExec,
 		p.SockProcessExit,
-		p.SysEnterClose,
-		p.SysEnterCloseRange,
-		p.SysEnterDup2,
-		p.SysEnterRead,
-		p.SysEnterReadv,
-		p.SysEnterRecvfrom,
-		p.SysEnterRecvmmsg,
-		p.SysEnterRecvmsg,
-		p.SysEnterSendfile64,
-		p.SysEnterSendmmsg,
-		p.SysEnterSendmsg,
-		p.SysEnterSendto,
-		p.SysEnterWrite,
-		p.SysEnterWritev,
-		p.SysExitIo,
-		p.SysExitNewfd,
+		p.SysEnter,
+		p.SysExit,
 	)
 }
 

@@ -1,0 +1,51 @@
+package sockets
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+)
+
+// pidMaxLimit is the most thread IDs a 64-bit kernel hands out
+// (PID_MAX_LIMIT).
+const pidMaxLimit = 4 << 20
+
+// sizeThreadMaps sizes the per-thread bitmaps of the programs (pending,
+// adopted: a bit per thread ID) to the kernel's pid_max. A thread ID
+// beyond, after pid_max is raised, costs its syscalls a hash lookup at
+// exit, nothing else.
+func sizeThreadMaps(spec *ebpf.CollectionSpec, procRoot string) error {
+	words := uint32(pidMaxLimit / 64)
+	if b, err := os.ReadFile(filepath.Join(procRoot, "sys/kernel/pid_max")); err == nil {
+		if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32); err == nil && n > 0 && n <= pidMaxLimit {
+			words = uint32((n + 63) / 64)
+		}
+	}
+	for _, name := range []string{"pending", "adopted"} {
+		m := spec.Maps[name]
+		if m == nil {
+			return fmt.Errorf("sockets spec has no map %s", name)
+		}
+		m.MaxEntries = words
+	}
+	return nil
+}
+
+// threadBits accumulates bits of a per-thread bitmap that user space sets
+// (adopted): every word is written with all the bits ever set in it, so a
+// write never clears a bit the programs have yet to see.
+type threadBits map[uint32]uint64
+
+// set sets tid's bit in m.
+func (b threadBits) set(m *ebpf.Map, tid uint32) error {
+	w := tid / 64
+	b[w] |= 1 << (tid % 64)
+	if err := m.Update(w, b[w], ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("mark thread %d: %w", tid, err)
+	}
+	return nil
+}
