@@ -27,6 +27,7 @@
 #include "sock.bpf.h"
 #include "classify.bpf.h"
 #include "syscall.bpf.h"
+#include "sslbind.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -36,6 +37,27 @@ const volatile __u32 capture_bytes = DATA_CAP;
 const volatile __u32 parsed_protos = 1 << PROTO_HTTP1;
 /* When set, only processes in `selected` are traced. */
 const volatile __u8 filter_selected = 0;
+/* When set, the OpenSSL collector's SSL*-to-socket binding runs here, on
+ * its maps and ring (user space replaces the ssl_* maps with them), and
+ * the OpenSSL collector attaches no syscall programs of its own. */
+const volatile __u8 ssl_bind = 0;
+
+/* The OpenSSL collector's (bpf/sslbind.bpf.h). */
+SSL_BIND_MAPS(ssl_);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096);
+} ssl_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} ssl_counters SEC(".maps");
+
+#define SSL_MAPS {&ssl_pending_bind, &ssl_ssl_fd, &ssl_fd_ssl, &ssl_events, &ssl_counters, BPF_RB_NO_WAKEUP}
 
 /* Keys of socket connections: the socket's address, marked apart from the
  * SSL* pointers of the OpenSSL collector and the keys of whole requests
@@ -725,9 +747,14 @@ static __always_inline int io_prog(long nr)
  * TCP socket's goes further than the descriptor cache. */
 static __always_inline int io_call(struct bpf_raw_tracepoint_args *ctx, __u32 prog, __s32 fd)
 {
-	struct fd_state *s = fd_state(bpf_get_current_pid_tgid() >> 32, fd);
+	__u64 id = bpf_get_current_pid_tgid();
+	struct fd_state *s = fd_state(id >> 32, fd);
 	if (!s || s->kind != FD_TCP)
 		return 0;
+	if (ssl_bind) {
+		struct ssl_bind_maps m = SSL_MAPS;
+		ssl_bind_syscall(&m, id, fd);
+	}
 	bpf_tail_call(ctx, &io_progs, prog);
 	return 0;
 }
@@ -747,8 +774,13 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	}
 	switch (nr) {
 	case NR_close:
-		if (syscall_args(ctx->args[0], &a))
-			forget(bpf_get_current_pid_tgid() >> 32, a.arg[0]);
+		if (!syscall_args(ctx->args[0], &a))
+			return 0;
+		forget(bpf_get_current_pid_tgid() >> 32, a.arg[0]);
+		if (ssl_bind) {
+			struct ssl_bind_maps m = SSL_MAPS;
+			ssl_bind_close(&m, bpf_get_current_pid_tgid() >> 32, a.arg[0]);
+		}
 		return 0;
 	/* dup2/dup3(oldfd, newfd): newfd is closed and names oldfd's file. */
 	case NR_dup2:

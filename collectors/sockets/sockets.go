@@ -46,6 +46,10 @@ type Config struct {
 	PollInterval time.Duration
 	// ProcRoot is where procfs is mounted (default /proc).
 	ProcRoot string
+	// SSL, when set, is the OpenSSL collector, started first: the
+	// sockets programs bind its SSL* to their sockets (it then attaches
+	// no syscall programs of its own).
+	SSL SSLBinding
 }
 
 func (c *Config) defaults() {
@@ -108,8 +112,12 @@ func (c *Collector) AttachPath() string {
 	if c.cfg.PerProcess {
 		mode = "selected processes"
 	}
+	ssl := ""
+	if c.cfg.SSL != nil {
+		ssl = "; binds the openssl collector's SSL* to their sockets"
+	}
 	return "raw tracepoints raw_syscalls:sys_enter/sys_exit (one program pair for every syscall, dispatching on its number: " +
-		"read, write, readv, writev, recvfrom, sendto, recvmsg, sendmsg, sendfile, recvmmsg, sendmmsg, close, close_range, dup2/dup3, socket, accept(4), dup); reads blocked at start from /proc/PID/task/TID/syscall; TCP sockets classified in the kernel, HTTP/1.x, HTTP/2 (h2c: the connection preface), PostgreSQL, MySQL and Redis copied; " + mode
+		"read, write, readv, writev, recvfrom, sendto, recvmsg, sendmsg, sendfile, recvmmsg, sendmmsg, close, close_range, dup2/dup3, socket, accept(4), dup); reads blocked at start from /proc/PID/task/TID/syscall; TCP sockets classified in the kernel, HTTP/1.x, HTTP/2 (h2c: the connection preface), PostgreSQL, MySQL and Redis copied; " + mode + ssl
 }
 
 // Start implements collectors.Collector.
@@ -131,8 +139,19 @@ func (c *Collector) Start(ctx context.Context) error {
 	if err := sizeThreadMaps(spec, c.cfg.ProcRoot); err != nil {
 		return err
 	}
+	var opts *ebpf.CollectionOptions
+	if c.cfg.SSL != nil {
+		repl, err := sslReplacements(spec, c.cfg.SSL)
+		if err != nil {
+			return err
+		}
+		opts = &ebpf.CollectionOptions{MapReplacements: repl}
+		if err := spec.Variables["ssl_bind"].Set(uint8(1)); err != nil {
+			return fmt.Errorf("set ssl_bind: %w", err)
+		}
+	}
 	ringCfg := loader.Ring{Bytes: c.cfg.RingBytes, WakeupBytes: c.cfg.WakeupBytes}
-	if err := loader.Load(Name, spec, ringCfg, &c.objs, nil, c.log); err != nil {
+	if err := loader.Load(Name, spec, ringCfg, &c.objs, opts, c.log); err != nil {
 		return err
 	}
 	c.progs.Own(&c.objs)

@@ -106,6 +106,13 @@ const (
 	socketsSkipSKIP_HTTP socketsSkip = 2
 )
 
+type socketsSslKey struct {
+	_    structs.HostLayout
+	Ssl  uint64
+	Tgid uint32
+	Pad  uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -122,6 +129,11 @@ const (
 	socketsMapSelected         = "selected"
 	socketsMapSkipPids         = "skip_pids"
 	socketsMapSockProcs        = "sock_procs"
+	socketsMapSslCounters      = "ssl_counters"
+	socketsMapSslEvents        = "ssl_events"
+	socketsMapSslFdSsl         = "ssl_fd_ssl"
+	socketsMapSslPendingBind   = "ssl_pending_bind"
+	socketsMapSslSslFd         = "ssl_ssl_fd"
 	socketsProgIoReadBuf       = "io_read_buf"
 	socketsProgIoReadIov       = "io_read_iov"
 	socketsProgIoReadMmsg      = "io_read_mmsg"
@@ -138,6 +150,7 @@ const (
 	socketsVarCaptureBytes     = "capture_bytes"
 	socketsVarFilterSelected   = "filter_selected"
 	socketsVarParsedProtos     = "parsed_protos"
+	socketsVarSslBind          = "ssl_bind"
 	socketsVarUnusedCallKind   = "unused_call_kind"
 	socketsVarUnusedProcEvent  = "unused_proc_event"
 	socketsVarUnusedProto      = "unused_proto"
@@ -206,18 +219,23 @@ type socketsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsMapSpecs struct {
-	Adopted     *ebpf.MapSpec `ebpf:"adopted"`
-	Calls       *ebpf.MapSpec `ebpf:"calls"`
-	Counters    *ebpf.MapSpec `ebpf:"counters"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	Fds         *ebpf.MapSpec `ebpf:"fds"`
-	IgnorePorts *ebpf.MapSpec `ebpf:"ignore_ports"`
-	IoProgs     *ebpf.MapSpec `ebpf:"io_progs"`
-	Pending     *ebpf.MapSpec `ebpf:"pending"`
-	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
-	Selected    *ebpf.MapSpec `ebpf:"selected"`
-	SkipPids    *ebpf.MapSpec `ebpf:"skip_pids"`
-	SockProcs   *ebpf.MapSpec `ebpf:"sock_procs"`
+	Adopted        *ebpf.MapSpec `ebpf:"adopted"`
+	Calls          *ebpf.MapSpec `ebpf:"calls"`
+	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	Fds            *ebpf.MapSpec `ebpf:"fds"`
+	IgnorePorts    *ebpf.MapSpec `ebpf:"ignore_ports"`
+	IoProgs        *ebpf.MapSpec `ebpf:"io_progs"`
+	Pending        *ebpf.MapSpec `ebpf:"pending"`
+	Scratch        *ebpf.MapSpec `ebpf:"scratch"`
+	Selected       *ebpf.MapSpec `ebpf:"selected"`
+	SkipPids       *ebpf.MapSpec `ebpf:"skip_pids"`
+	SockProcs      *ebpf.MapSpec `ebpf:"sock_procs"`
+	SslCounters    *ebpf.MapSpec `ebpf:"ssl_counters"`
+	SslEvents      *ebpf.MapSpec `ebpf:"ssl_events"`
+	SslFdSsl       *ebpf.MapSpec `ebpf:"ssl_fd_ssl"`
+	SslPendingBind *ebpf.MapSpec `ebpf:"ssl_pending_bind"`
+	SslSslFd       *ebpf.MapSpec `ebpf:"ssl_ssl_fd"`
 }
 
 // socketsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -227,6 +245,7 @@ type socketsVariableSpecs struct {
 	CaptureBytes    *ebpf.VariableSpec `ebpf:"capture_bytes"`
 	FilterSelected  *ebpf.VariableSpec `ebpf:"filter_selected"`
 	ParsedProtos    *ebpf.VariableSpec `ebpf:"parsed_protos"`
+	SslBind         *ebpf.VariableSpec `ebpf:"ssl_bind"`
 	UnusedCallKind  *ebpf.VariableSpec `ebpf:"unused_call_kind"`
 	UnusedProcEvent *ebpf.VariableSpec `ebpf:"unused_proc_event"`
 	UnusedProto     *ebpf.VariableSpec `ebpf:"unused_proto"`
@@ -254,18 +273,23 @@ func (o *socketsObjects) Close() error {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsMaps struct {
-	Adopted     *ebpf.Map `ebpf:"adopted"`
-	Calls       *ebpf.Map `ebpf:"calls"`
-	Counters    *ebpf.Map `ebpf:"counters"`
-	Events      *ebpf.Map `ebpf:"events"`
-	Fds         *ebpf.Map `ebpf:"fds"`
-	IgnorePorts *ebpf.Map `ebpf:"ignore_ports"`
-	IoProgs     *ebpf.Map `ebpf:"io_progs"`
-	Pending     *ebpf.Map `ebpf:"pending"`
-	Scratch     *ebpf.Map `ebpf:"scratch"`
-	Selected    *ebpf.Map `ebpf:"selected"`
-	SkipPids    *ebpf.Map `ebpf:"skip_pids"`
-	SockProcs   *ebpf.Map `ebpf:"sock_procs"`
+	Adopted        *ebpf.Map `ebpf:"adopted"`
+	Calls          *ebpf.Map `ebpf:"calls"`
+	Counters       *ebpf.Map `ebpf:"counters"`
+	Events         *ebpf.Map `ebpf:"events"`
+	Fds            *ebpf.Map `ebpf:"fds"`
+	IgnorePorts    *ebpf.Map `ebpf:"ignore_ports"`
+	IoProgs        *ebpf.Map `ebpf:"io_progs"`
+	Pending        *ebpf.Map `ebpf:"pending"`
+	Scratch        *ebpf.Map `ebpf:"scratch"`
+	Selected       *ebpf.Map `ebpf:"selected"`
+	SkipPids       *ebpf.Map `ebpf:"skip_pids"`
+	SockProcs      *ebpf.Map `ebpf:"sock_procs"`
+	SslCounters    *ebpf.Map `ebpf:"ssl_counters"`
+	SslEvents      *ebpf.Map `ebpf:"ssl_events"`
+	SslFdSsl       *ebpf.Map `ebpf:"ssl_fd_ssl"`
+	SslPendingBind *ebpf.Map `ebpf:"ssl_pending_bind"`
+	SslSslFd       *ebpf.Map `ebpf:"ssl_ssl_fd"`
 }
 
 func (m *socketsMaps) Close() error {
@@ -282,6 +306,11 @@ func (m *socketsMaps) Close() error {
 		m.Selected,
 		m.SkipPids,
 		m.SockProcs,
+		m.SslCounters,
+		m.SslEvents,
+		m.SslFdSsl,
+		m.SslPendingBind,
+		m.SslSslFd,
 	)
 }
 
@@ -292,6 +321,7 @@ type socketsVariables struct {
 	CaptureBytes    *ebpf.Variable `ebpf:"capture_bytes"`
 	FilterSelected  *ebpf.Variable `ebpf:"filter_selected"`
 	ParsedProtos    *ebpf.Variable `ebpf:"parsed_protos"`
+	SslBind         *ebpf.Variable `ebpf:"ssl_bind"`
 	UnusedCallKind  *ebpf.Variable `ebpf:"unused_call_kind"`
 	UnusedProcEvent *ebpf.Variable `ebpf:"unused_proc_event"`
 	UnusedProto     *ebpf.Variable `ebpf:"unused_proto"`
