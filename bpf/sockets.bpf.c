@@ -59,6 +59,10 @@ struct {
 
 #define SSL_MAPS {&ssl_pending_bind, &ssl_ssl_fd, &ssl_fd_ssl, &ssl_events, &ssl_counters, BPF_RB_NO_WAKEUP}
 
+/* Set by user space on kernels with BPF atomic compare-and-exchange (5.12):
+ * the fd_other cache is used. */
+const volatile __u8 fd_cache = 0;
+
 /* Keys of socket connections: the socket's address, marked apart from the
  * SSL* pointers of the OpenSSL collector and the keys of whole requests
  * (bits 62 and 63, correlator/request.go). */
@@ -90,6 +94,79 @@ struct {
 	__type(key, struct fd_key);
 	__type(value, struct fd_state);
 } fds SEC(".maps");
+
+/* Descriptors known not to be TCP sockets, per process, in a table that
+ * is indexed, not hashed: the read or write of a file, a pipe or a
+ * terminal, the bulk of the node's syscalls, leaves after one array load
+ * instead of a lookup in fds. A slot holds a process ID (its top
+ * 64 - FD_OTHER_FDS bits) and a bit per descriptor below FD_OTHER_FDS.
+ * Bits are added by compare-and-exchange against the slot's current
+ * value, and a slot is emptied (a plain store) whenever one of its
+ * descriptors may name something else (close, dup2 onto it, a new
+ * descriptor, exec, fork of a new process): an addition racing with it
+ * fails, so a stale bit never survives. Two processes whose IDs share a
+ * slot take turns. */
+#define FD_OTHER_FDS 40
+#define FD_OTHER_SLOTS 65536
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FD_OTHER_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} fd_other SEC(".maps");
+
+static __always_inline __u64 *other_slot(__u32 tgid)
+{
+	__u32 i = tgid % FD_OTHER_SLOTS;
+	return bpf_map_lookup_elem(&fd_other, &i);
+}
+
+/* known_other reports whether descriptor fd of process tgid is known not
+ * to be a TCP socket. */
+static __always_inline bool known_other(__u32 tgid, __s32 fd)
+{
+	if (!fd_cache || fd < 0 || fd >= FD_OTHER_FDS)
+		return false;
+	__u64 *p = other_slot(tgid);
+	if (!p)
+		return false;
+	__u64 v = *(volatile __u64 *)p;
+	return (v >> FD_OTHER_FDS) == tgid && (v & (1ULL << fd));
+}
+
+/* note_other records that descriptor fd of process tgid is not a TCP
+ * socket (nothing if the slot changed meanwhile). */
+static __always_inline void note_other(__u32 tgid, __s32 fd)
+{
+	if (!fd_cache || fd < 0 || fd >= FD_OTHER_FDS)
+		return;
+	__u64 *p = other_slot(tgid);
+	if (!p)
+		return;
+	__u64 old = *(volatile __u64 *)p;
+	__u64 owner = (__u64)tgid << FD_OTHER_FDS;
+	__u64 new = ((old >> FD_OTHER_FDS) == tgid ? old : owner) | (1ULL << fd);
+	if (new != old)
+		__sync_val_compare_and_swap(p, old, new);
+}
+
+/* forget_other empties process tgid's slot if it holds descriptor fd (any
+ * descriptor: fd < 0). */
+static __always_inline void forget_other(__u32 tgid, __s32 fd)
+{
+	if (!fd_cache)
+		return;
+	__u64 *p = other_slot(tgid);
+	if (!p)
+		return;
+	__u64 v = *(volatile __u64 *)p;
+	if ((v >> FD_OTHER_FDS) != tgid)
+		return;
+	if (fd >= 0 && (fd >= FD_OTHER_FDS || !(v & (1ULL << fd))))
+		return;
+	*(volatile __u64 *)p = 0;
+}
 
 enum call_kind {
 	CALL_BUF = 1,      /* buf, count */
@@ -425,7 +502,7 @@ static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size)
 
 /* forget drops the cached state of a descriptor that now names something
  * else or nothing, reporting the close of a traced connection. */
-static __always_inline void forget(__u32 tgid, __s32 fd)
+static __always_inline void forget_fd(__u32 tgid, __s32 fd)
 {
 	struct fd_key k = {.tgid = tgid, .fd = fd};
 	struct fd_state *s = bpf_map_lookup_elem(&fds, &k);
@@ -439,6 +516,12 @@ static __always_inline void forget(__u32 tgid, __s32 fd)
 		output(&c, sizeof(c));
 	}
 	bpf_map_delete_elem(&fds, &k);
+}
+
+static __always_inline void forget(__u32 tgid, __s32 fd)
+{
+	forget_other(tgid, fd);
+	forget_fd(tgid, fd);
 }
 
 /* fresh returns the state of a TCP connection's descriptor after checking
@@ -634,11 +717,12 @@ static __always_inline void close_range(__u32 first, __u32 last, __u32 flags)
 	if (flags & CLOSE_RANGE_CLOEXEC)
 		return;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	forget_other(tgid, -1);
 	for (__u32 i = 0; i < CLOSE_RANGE_WALK; i++) {
 		__u32 fd = first + i;
 		if (fd < first || fd > last || fd > 0x7fffffff)
 			break;
-		forget(tgid, fd);
+		forget_fd(tgid, fd);
 	}
 }
 
@@ -667,6 +751,7 @@ enum io_prog {
 	IO_READ_MMSG,
 	IO_WRITE_MMSG,
 	IO_SENDFILE,
+	IO_CLOSE_RANGE, /* not of the family: a walk too long to verify inline */
 	IO_PROGS,
 };
 
@@ -694,6 +779,15 @@ IO_PROG(io_write_mmsg, DIR_WRITE, CALL_MMSG, a.arg[1], a.arg[2])
 /* sendfile(out_fd, in_fd, offset, count): the socket is out_fd. */
 IO_PROG(io_sendfile, DIR_WRITE, CALL_SENDFILE, 0, a.arg[3])
 
+SEC("raw_tracepoint/sys_enter")
+int io_close_range(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct syscall_args a;
+	if (syscall_args(ctx->args[0], &a))
+		close_range(a.arg[0], a.arg[1], a.arg[2]);
+	return 0;
+}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
 	__uint(max_entries, IO_PROGS);
@@ -711,6 +805,7 @@ struct {
 			[IO_READ_MMSG] = (void *)&io_read_mmsg,
 			[IO_WRITE_MMSG] = (void *)&io_write_mmsg,
 			[IO_SENDFILE] = (void *)&io_sendfile,
+			[IO_CLOSE_RANGE] = (void *)&io_close_range,
 		},
 };
 
@@ -748,9 +843,16 @@ static __always_inline int io_prog(long nr)
 static __always_inline int io_call(struct bpf_raw_tracepoint_args *ctx, __u32 prog, __s32 fd)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct fd_state *s = fd_state(id >> 32, fd);
-	if (!s || s->kind != FD_TCP)
+	__u32 tgid = id >> 32;
+	if (known_other(tgid, fd))
 		return 0;
+	struct fd_state *s = fd_state(tgid, fd);
+	if (!s)
+		return 0;
+	if (s->kind != FD_TCP) {
+		note_other(tgid, fd);
+		return 0;
+	}
 	if (ssl_bind) {
 		struct ssl_bind_maps m = SSL_MAPS;
 		ssl_bind_syscall(&m, id, fd);
@@ -789,8 +891,7 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 			forget(bpf_get_current_pid_tgid() >> 32, a.arg[1]);
 		return 0;
 	case NR_close_range:
-		if (syscall_args(ctx->args[0], &a))
-			close_range(a.arg[0], a.arg[1], a.arg[2]);
+		bpf_tail_call(ctx, &io_progs, IO_CLOSE_RANGE);
 		return 0;
 	case NR_socket:
 	case NR_accept:
@@ -822,7 +923,20 @@ int sock_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	struct task_struct *t = (struct task_struct *)ctx->args[0];
 	__u32 tgid = BPF_CORE_READ(t, tgid);
 	bpf_map_delete_elem(&selected, &tgid);
+	forget_other(tgid, -1); /* close-on-exec descriptors are gone */
 	return mark_exec(t);
+}
+
+/* A new process starts with no descriptor known (its ID may be that of
+ * an old process). */
+SEC("raw_tracepoint/sched_process_fork")
+int sock_process_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *child = (struct task_struct *)ctx->args[1];
+	__u32 pid = BPF_CORE_READ(child, pid);
+	if (pid == BPF_CORE_READ(child, tgid))
+		forget_other(pid, -1);
+	return 0;
 }
 
 /* Force enum proto and enum skip into BTF: user space names them. */

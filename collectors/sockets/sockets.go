@@ -130,6 +130,7 @@ func (c *Collector) Start(ctx context.Context) error {
 		"capture_bytes":   uint32(c.cfg.CaptureBytes),
 		"parsed_protos":   parsedProtos,
 		"filter_selected": boolByte(c.cfg.PerProcess),
+		"fd_cache":        boolByte(atomicsCmpxchg()),
 	}
 	for name, v := range consts {
 		if err := spec.Variables[name].Set(v); err != nil {
@@ -197,6 +198,9 @@ func (c *Collector) attach() error {
 		return err
 	}
 	if err := c.progs.RawTracepoint("sys_enter", c.objs.SysEnter); err != nil {
+		return err
+	}
+	if err := c.progs.RawTracepoint("sched_process_fork", c.objs.SockProcessFork); err != nil {
 		return err
 	}
 	return c.progs.ProcessMarkers(c.objs.SockProcessExit, c.objs.SockProcessExec)

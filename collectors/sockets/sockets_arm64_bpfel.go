@@ -121,6 +121,7 @@ const (
 	socketsMapCalls            = "calls"
 	socketsMapCounters         = "counters"
 	socketsMapEvents           = "events"
+	socketsMapFdOther          = "fd_other"
 	socketsMapFds              = "fds"
 	socketsMapIgnorePorts      = "ignore_ports"
 	socketsMapIoProgs          = "io_progs"
@@ -134,6 +135,7 @@ const (
 	socketsMapSslFdSsl         = "ssl_fd_ssl"
 	socketsMapSslPendingBind   = "ssl_pending_bind"
 	socketsMapSslSslFd         = "ssl_ssl_fd"
+	socketsProgIoCloseRange    = "io_close_range"
 	socketsProgIoReadBuf       = "io_read_buf"
 	socketsProgIoReadIov       = "io_read_iov"
 	socketsProgIoReadMmsg      = "io_read_mmsg"
@@ -145,9 +147,11 @@ const (
 	socketsProgIoWriteMsg      = "io_write_msg"
 	socketsProgSockProcessExec = "sock_process_exec"
 	socketsProgSockProcessExit = "sock_process_exit"
+	socketsProgSockProcessFork = "sock_process_fork"
 	socketsProgSysEnter        = "sys_enter"
 	socketsProgSysExit         = "sys_exit"
 	socketsVarCaptureBytes     = "capture_bytes"
+	socketsVarFdCache          = "fd_cache"
 	socketsVarFilterSelected   = "filter_selected"
 	socketsVarParsedProtos     = "parsed_protos"
 	socketsVarSslBind          = "ssl_bind"
@@ -200,6 +204,7 @@ type socketsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsProgramSpecs struct {
+	IoCloseRange    *ebpf.ProgramSpec `ebpf:"io_close_range"`
 	IoReadBuf       *ebpf.ProgramSpec `ebpf:"io_read_buf"`
 	IoReadIov       *ebpf.ProgramSpec `ebpf:"io_read_iov"`
 	IoReadMmsg      *ebpf.ProgramSpec `ebpf:"io_read_mmsg"`
@@ -211,6 +216,7 @@ type socketsProgramSpecs struct {
 	IoWriteMsg      *ebpf.ProgramSpec `ebpf:"io_write_msg"`
 	SockProcessExec *ebpf.ProgramSpec `ebpf:"sock_process_exec"`
 	SockProcessExit *ebpf.ProgramSpec `ebpf:"sock_process_exit"`
+	SockProcessFork *ebpf.ProgramSpec `ebpf:"sock_process_fork"`
 	SysEnter        *ebpf.ProgramSpec `ebpf:"sys_enter"`
 	SysExit         *ebpf.ProgramSpec `ebpf:"sys_exit"`
 }
@@ -223,6 +229,7 @@ type socketsMapSpecs struct {
 	Calls          *ebpf.MapSpec `ebpf:"calls"`
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	FdOther        *ebpf.MapSpec `ebpf:"fd_other"`
 	Fds            *ebpf.MapSpec `ebpf:"fds"`
 	IgnorePorts    *ebpf.MapSpec `ebpf:"ignore_ports"`
 	IoProgs        *ebpf.MapSpec `ebpf:"io_progs"`
@@ -243,6 +250,7 @@ type socketsMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsVariableSpecs struct {
 	CaptureBytes    *ebpf.VariableSpec `ebpf:"capture_bytes"`
+	FdCache         *ebpf.VariableSpec `ebpf:"fd_cache"`
 	FilterSelected  *ebpf.VariableSpec `ebpf:"filter_selected"`
 	ParsedProtos    *ebpf.VariableSpec `ebpf:"parsed_protos"`
 	SslBind         *ebpf.VariableSpec `ebpf:"ssl_bind"`
@@ -277,6 +285,7 @@ type socketsMaps struct {
 	Calls          *ebpf.Map `ebpf:"calls"`
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
+	FdOther        *ebpf.Map `ebpf:"fd_other"`
 	Fds            *ebpf.Map `ebpf:"fds"`
 	IgnorePorts    *ebpf.Map `ebpf:"ignore_ports"`
 	IoProgs        *ebpf.Map `ebpf:"io_progs"`
@@ -298,6 +307,7 @@ func (m *socketsMaps) Close() error {
 		m.Calls,
 		m.Counters,
 		m.Events,
+		m.FdOther,
 		m.Fds,
 		m.IgnorePorts,
 		m.IoProgs,
@@ -319,6 +329,7 @@ func (m *socketsMaps) Close() error {
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsVariables struct {
 	CaptureBytes    *ebpf.Variable `ebpf:"capture_bytes"`
+	FdCache         *ebpf.Variable `ebpf:"fd_cache"`
 	FilterSelected  *ebpf.Variable `ebpf:"filter_selected"`
 	ParsedProtos    *ebpf.Variable `ebpf:"parsed_protos"`
 	SslBind         *ebpf.Variable `ebpf:"ssl_bind"`
@@ -333,6 +344,7 @@ type socketsVariables struct {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsPrograms struct {
+	IoCloseRange    *ebpf.Program `ebpf:"io_close_range"`
 	IoReadBuf       *ebpf.Program `ebpf:"io_read_buf"`
 	IoReadIov       *ebpf.Program `ebpf:"io_read_iov"`
 	IoReadMmsg      *ebpf.Program `ebpf:"io_read_mmsg"`
@@ -344,12 +356,14 @@ type socketsPrograms struct {
 	IoWriteMsg      *ebpf.Program `ebpf:"io_write_msg"`
 	SockProcessExec *ebpf.Program `ebpf:"sock_process_exec"`
 	SockProcessExit *ebpf.Program `ebpf:"sock_process_exit"`
+	SockProcessFork *ebpf.Program `ebpf:"sock_process_fork"`
 	SysEnter        *ebpf.Program `ebpf:"sys_enter"`
 	SysExit         *ebpf.Program `ebpf:"sys_exit"`
 }
 
 func (p *socketsPrograms) Close() error {
 	return _SocketsClose(
+		p.IoCloseRange,
 		p.IoReadBuf,
 		p.IoReadIov,
 		p.IoReadMmsg,
@@ -361,6 +375,7 @@ func (p *socketsPrograms) Close() error {
 		p.IoWriteMsg,
 		p.SockProcessExec,
 		p.SockProcessExit,
+		p.SockProcessFork,
 		p.SysEnter,
 		p.SysExit,
 	)

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // pidMaxLimit is the most thread IDs a 64-bit kernel hands out
@@ -74,4 +75,33 @@ func sslReplacements(spec *ebpf.CollectionSpec, b SSLBinding) (map[string]*ebpf.
 		ms.MaxEntries = m.MaxEntries()
 	}
 	return repl, nil
+}
+
+// atomicsCmpxchg reports whether the running kernel's BPF has atomic
+// compare-and-exchange (Linux 5.12), which the fd_other cache of the
+// programs needs; without it the cache is left out (the code is dead for
+// the verifier) and every read or write looks its descriptor up in fds.
+func atomicsCmpxchg() bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	major, minor, ok := kernelRelease(unix.ByteSliceToString(u.Release[:]))
+	return ok && (major > 5 || major == 5 && minor >= 12)
+}
+
+// kernelRelease parses the major and minor numbers of a kernel release
+// ("6.18.0-1-amd64").
+func kernelRelease(rel string) (major, minor int, ok bool) {
+	parts := strings.SplitN(rel, ".", 3)
+	if len(parts) < 2 {
+		return 0, 0, false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	digits := parts[1]
+	if i := strings.IndexFunc(digits, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+		digits = digits[:i]
+	}
+	minor, err2 := strconv.Atoi(digits)
+	return major, minor, err1 == nil && err2 == nil
 }
