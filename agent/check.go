@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/periscope-apm/periscope/collectors/attach"
+	"github.com/periscope-apm/periscope/collectors/sockets"
 	"github.com/periscope-apm/periscope/collectors/tcp"
 	"github.com/periscope-apm/periscope/internal/kernel"
 	"github.com/periscope-apm/periscope/symbols"
@@ -62,7 +63,7 @@ func Check() Report {
 			multiLinks(fs)+"; *tls.Conn->socket via struct offsets; net/http's connections left to gohttp")})
 	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Tracepoint, kernel.RawTracepoint)
 	r.Paths = append(r.Paths, CollectorPath{"sockets", ok, pick(ok, why,
-		"raw tracepoints raw_syscalls:sys_enter/sys_exit, one program pair dispatching on the syscall number "+
+		sockets.Dispatchers()+" raw_syscalls:sys_enter/sys_exit, one program pair dispatching on the syscall number "+
 			"(read/write/readv/writev/recvfrom/sendto/recvmsg/sendmsg/recvmmsg/sendmmsg/sendfile + close, dup, socket, accept); "+
 			"TCP sockets classified in the kernel, plaintext HTTP/1.x and HTTP/2 copied")})
 	r.Paths = append(r.Paths, tcpPath(need(kernel.BTF, kernel.RingBuf, kernel.Tracepoint)))

@@ -755,12 +755,24 @@ enum io_prog {
 	IO_PROGS,
 };
 
+/* Each shape of call comes in two program types: raw tracepoint programs
+ * (the registers are an address: helpers read them) and tp_btf programs
+ * (a typed pointer: plain loads). User space keeps the set the kernel
+ * loads (tp_btf first) and empties the other's program array. */
 #define IO_PROG(name, dir, kind, buf, len)                                  \
 	SEC("raw_tracepoint/sys_enter")                                     \
 	int name(struct bpf_raw_tracepoint_args *ctx)                       \
 	{                                                                   \
 		struct syscall_args a;                                      \
 		if (!syscall_args(ctx->args[0], &a))                        \
+			return 0;                                           \
+		return on_enter(a.arg[0], dir, kind, buf, len);             \
+	}                                                                   \
+	SEC("tp_btf/sys_enter")                                             \
+	int BPF_PROG(name##_btf, struct pt_regs *regs, long id)             \
+	{                                                                   \
+		struct syscall_args a;                                      \
+		if (!regs_args(regs, &a))                                   \
 			return 0;                                           \
 		return on_enter(a.arg[0], dir, kind, buf, len);             \
 	}
@@ -788,26 +800,39 @@ int io_close_range(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, IO_PROGS);
-	__type(key, __u32);
-	__array(values, int(struct bpf_raw_tracepoint_args *));
-} io_progs SEC(".maps") = {
-	.values =
-		{
-			[IO_READ_BUF] = (void *)&io_read_buf,
-			[IO_WRITE_BUF] = (void *)&io_write_buf,
-			[IO_READ_IOV] = (void *)&io_read_iov,
-			[IO_WRITE_IOV] = (void *)&io_write_iov,
-			[IO_READ_MSG] = (void *)&io_read_msg,
-			[IO_WRITE_MSG] = (void *)&io_write_msg,
-			[IO_READ_MMSG] = (void *)&io_read_mmsg,
-			[IO_WRITE_MMSG] = (void *)&io_write_mmsg,
-			[IO_SENDFILE] = (void *)&io_sendfile,
-			[IO_CLOSE_RANGE] = (void *)&io_close_range,
-		},
-};
+SEC("tp_btf/sys_enter")
+int BPF_PROG(io_close_range_btf, struct pt_regs *regs, long id)
+{
+	struct syscall_args a;
+	if (regs_args(regs, &a))
+		close_range(a.arg[0], a.arg[1], a.arg[2]);
+	return 0;
+}
+
+#define IO_PROG_ARRAY(name, sfx, fn)                                          \
+	struct {                                                              \
+		__uint(type, BPF_MAP_TYPE_PROG_ARRAY);                        \
+		__uint(max_entries, IO_PROGS);                                \
+		__type(key, __u32);                                           \
+		__array(values, fn);                                          \
+	} name SEC(".maps") = {                                               \
+		.values =                                                     \
+			{                                                     \
+				[IO_READ_BUF] = (void *)&io_read_buf##sfx,    \
+				[IO_WRITE_BUF] = (void *)&io_write_buf##sfx,  \
+				[IO_READ_IOV] = (void *)&io_read_iov##sfx,    \
+				[IO_WRITE_IOV] = (void *)&io_write_iov##sfx,  \
+				[IO_READ_MSG] = (void *)&io_read_msg##sfx,    \
+				[IO_WRITE_MSG] = (void *)&io_write_msg##sfx,  \
+				[IO_READ_MMSG] = (void *)&io_read_mmsg##sfx,  \
+				[IO_WRITE_MMSG] = (void *)&io_write_mmsg##sfx, \
+				[IO_SENDFILE] = (void *)&io_sendfile##sfx,    \
+				[IO_CLOSE_RANGE] = (void *)&io_close_range##sfx, \
+			},                                                    \
+	}
+
+IO_PROG_ARRAY(io_progs, , int(struct bpf_raw_tracepoint_args *));
+IO_PROG_ARRAY(io_progs_btf, _btf, int(unsigned long long *));
 
 /* io_prog returns the program of syscall nr, or -1 when nr is not of the
  * read/write family. */
@@ -839,8 +864,9 @@ static __always_inline int io_prog(long nr)
 }
 
 /* io_call goes on with a read/write-family call on descriptor fd: only a
- * TCP socket's goes further than the descriptor cache. */
-static __always_inline int io_call(struct bpf_raw_tracepoint_args *ctx, __u32 prog, __s32 fd)
+ * TCP socket's goes further than the descriptor caches, to the program of
+ * its shape in progs. */
+static __always_inline int io_call(void *ctx, void *progs, __u32 prog, __s32 fd)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
@@ -857,26 +883,33 @@ static __always_inline int io_call(struct bpf_raw_tracepoint_args *ctx, __u32 pr
 		struct ssl_bind_maps m = SSL_MAPS;
 		ssl_bind_syscall(&m, id, fd);
 	}
-	bpf_tail_call(ctx, &io_progs, prog);
+	bpf_tail_call(ctx, progs, prog);
 	return 0;
 }
 
-/* Every syscall of the node enters here: the syscalls the collector does
- * not follow leave at the switch on their number. */
-SEC("raw_tracepoint/sys_enter")
-int sys_enter(struct bpf_raw_tracepoint_args *ctx)
+/* read_args reads the arguments of the syscall from its registers: a
+ * typed pointer (tp_btf: plain loads) or an address (raw tracepoint). */
+static __always_inline bool read_args(__u64 regs, bool typed, struct syscall_args *a)
 {
-	long nr = ctx->args[1];
+	if (typed)
+		return regs_args((struct pt_regs *)regs, a);
+	return syscall_args(regs, a);
+}
+
+/* enter: every syscall of the node enters here; the syscalls the
+ * collector does not follow leave at the switch on their number. */
+static __always_inline int enter(void *ctx, void *progs, long nr, __u64 regs, bool typed)
+{
 	struct syscall_args a;
 	int prog = io_prog(nr);
 	if (prog >= 0) {
-		if (!syscall_args(ctx->args[0], &a))
+		if (!read_args(regs, typed, &a))
 			return 0;
-		return io_call(ctx, prog, a.arg[0]);
+		return io_call(ctx, progs, prog, a.arg[0]);
 	}
 	switch (nr) {
 	case NR_close:
-		if (!syscall_args(ctx->args[0], &a))
+		if (!read_args(regs, typed, &a))
 			return 0;
 		forget(bpf_get_current_pid_tgid() >> 32, a.arg[0]);
 		if (ssl_bind) {
@@ -887,11 +920,11 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	/* dup2/dup3(oldfd, newfd): newfd is closed and names oldfd's file. */
 	case NR_dup2:
 	case NR_dup3:
-		if (syscall_args(ctx->args[0], &a))
+		if (read_args(regs, typed, &a))
 			forget(bpf_get_current_pid_tgid() >> 32, a.arg[1]);
 		return 0;
 	case NR_close_range:
-		bpf_tail_call(ctx, &io_progs, IO_CLOSE_RANGE);
+		bpf_tail_call(ctx, progs, IO_CLOSE_RANGE);
 		return 0;
 	case NR_socket:
 	case NR_accept:
@@ -902,8 +935,18 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* Every syscall of the node leaves here: a thread without a call recorded
- * at its entry leaves after one array load. */
+/* The dispatchers: tp_btf programs where the kernel loads them, else raw
+ * tracepoint programs (user space keeps one pair). A thread without a
+ * call recorded at its entry leaves the exit after one array load. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(sys_enter_btf, struct pt_regs *regs, long id) { return enter(ctx, &io_progs_btf, id, (__u64)regs, true); }
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(sys_exit_btf, struct pt_regs *regs, long ret) { return on_exit((__u64)regs, ret); }
+
+SEC("raw_tracepoint/sys_enter")
+int sys_enter(struct bpf_raw_tracepoint_args *ctx) { return enter(ctx, &io_progs, ctx->args[1], ctx->args[0], false); }
+
 SEC("raw_tracepoint/sys_exit")
 int sys_exit(struct bpf_raw_tracepoint_args *ctx) { return on_exit(ctx->args[0], ctx->args[1]); }
 

@@ -98,6 +98,19 @@ static __always_inline bool have_task_regs(void)
 	       bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf);
 }
 
+/* regs_args reads the arguments of a syscall from its user registers r,
+ * a typed pointer (tp_btf): plain loads. It returns false for a syscall of
+ * another ABI (a 32-bit program). */
+static __always_inline bool regs_args(struct pt_regs *r, struct syscall_args *a)
+{
+	__u64 mode = SYSCALL_MODE(r);
+	a->arg[0] = SYSCALL_ARG0(r);
+	a->arg[1] = SYSCALL_ARG1(r);
+	a->arg[2] = SYSCALL_ARG2(r);
+	a->arg[3] = SYSCALL_ARG3(r);
+	return SYSCALL_NATIVE(mode);
+}
+
 /* syscall_args reads the arguments of the current task's syscall from its
  * user registers regs (the raw tracepoints' first argument). It returns
  * false for a syscall of another ABI (a 32-bit program). Where the kernel
@@ -105,19 +118,12 @@ static __always_inline bool have_task_regs(void)
  * kernels copy them field by field. */
 static __always_inline bool syscall_args(__u64 regs, struct syscall_args *a)
 {
-	__u64 mode = 0;
 	if (have_task_regs()) {
 		struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-		if (!r)
-			return false;
-		mode = SYSCALL_MODE(r);
-		a->arg[0] = SYSCALL_ARG0(r);
-		a->arg[1] = SYSCALL_ARG1(r);
-		a->arg[2] = SYSCALL_ARG2(r);
-		a->arg[3] = SYSCALL_ARG3(r);
-		return SYSCALL_NATIVE(mode);
+		return r && regs_args(r, a);
 	}
 	struct pt_regs *r = (struct pt_regs *)regs;
+	__u64 mode = 0;
 	if (bpf_core_read(&mode, sizeof(mode), &SYSCALL_MODE(r)) != 0 || !SYSCALL_NATIVE(mode))
 		return false;
 	bpf_core_read(&a->arg[0], sizeof(a->arg[0]), &SYSCALL_ARG0(r));

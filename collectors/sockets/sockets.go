@@ -76,7 +76,8 @@ type Collector struct {
 	log   *slog.Logger
 	clock ktime.Clock
 
-	objs  socketsObjects
+	objs  objects
+	typed bool // the syscall programs are tp_btf programs
 	progs loader.Programs
 	m     *collectors.Metrics
 	recs  collectors.Records
@@ -116,7 +117,11 @@ func (c *Collector) AttachPath() string {
 	if c.cfg.SSL != nil {
 		ssl = "; binds the openssl collector's SSL* to their sockets"
 	}
-	return "raw tracepoints raw_syscalls:sys_enter/sys_exit (one program pair for every syscall, dispatching on its number: " +
+	kind := "raw tracepoints"
+	if c.typed {
+		kind = "tp_btf"
+	}
+	return kind + " raw_syscalls:sys_enter/sys_exit (one program pair for every syscall, dispatching on its number: " +
 		"read, write, readv, writev, recvfrom, sendto, recvmsg, sendmsg, sendfile, recvmmsg, sendmmsg, close, close_range, dup2/dup3, socket, accept(4), dup); reads blocked at start from /proc/PID/task/TID/syscall; TCP sockets classified in the kernel, HTTP/1.x, HTTP/2 (h2c: the connection preface), PostgreSQL, MySQL and Redis copied; " + mode + ssl
 }
 
@@ -138,6 +143,9 @@ func (c *Collector) Start(ctx context.Context) error {
 		}
 	}
 	if err := sizeThreadMaps(spec, c.cfg.ProcRoot); err != nil {
+		return err
+	}
+	if c.typed, err = dispatchers(spec); err != nil {
 		return err
 	}
 	var opts *ebpf.CollectionOptions
@@ -194,11 +202,15 @@ const parsedProtos = uint32(1)<<socketsProtoPROTO_HTTP1 | 1<<socketsProtoPROTO_H
 func (c *Collector) attach() error {
 	// The exit first: an entry recorded without its exit would stay in
 	// the calls map.
-	if err := c.progs.RawTracepoint("sys_exit", c.objs.SysExit); err != nil {
-		return err
-	}
-	if err := c.progs.RawTracepoint("sys_enter", c.objs.SysEnter); err != nil {
-		return err
+	for _, d := range []struct {
+		name string
+		prog *ebpf.Program
+	}{{"sys_exit", c.objs.SysExit}, {"sys_enter", c.objs.SysEnter}} {
+		l, err := attachDispatcher(d.prog, d.name, c.typed)
+		if err != nil {
+			return err
+		}
+		c.progs.Add(l)
 	}
 	if err := c.progs.RawTracepoint("sched_process_fork", c.objs.SockProcessFork); err != nil {
 		return err

@@ -125,6 +125,7 @@ const (
 	socketsMapFds              = "fds"
 	socketsMapIgnorePorts      = "ignore_ports"
 	socketsMapIoProgs          = "io_progs"
+	socketsMapIoProgsBtf       = "io_progs_btf"
 	socketsMapPending          = "pending"
 	socketsMapScratch          = "scratch"
 	socketsMapSelected         = "selected"
@@ -136,20 +137,32 @@ const (
 	socketsMapSslPendingBind   = "ssl_pending_bind"
 	socketsMapSslSslFd         = "ssl_ssl_fd"
 	socketsProgIoCloseRange    = "io_close_range"
+	socketsProgIoCloseRangeBtf = "io_close_range_btf"
 	socketsProgIoReadBuf       = "io_read_buf"
+	socketsProgIoReadBufBtf    = "io_read_buf_btf"
 	socketsProgIoReadIov       = "io_read_iov"
+	socketsProgIoReadIovBtf    = "io_read_iov_btf"
 	socketsProgIoReadMmsg      = "io_read_mmsg"
+	socketsProgIoReadMmsgBtf   = "io_read_mmsg_btf"
 	socketsProgIoReadMsg       = "io_read_msg"
+	socketsProgIoReadMsgBtf    = "io_read_msg_btf"
 	socketsProgIoSendfile      = "io_sendfile"
+	socketsProgIoSendfileBtf   = "io_sendfile_btf"
 	socketsProgIoWriteBuf      = "io_write_buf"
+	socketsProgIoWriteBufBtf   = "io_write_buf_btf"
 	socketsProgIoWriteIov      = "io_write_iov"
+	socketsProgIoWriteIovBtf   = "io_write_iov_btf"
 	socketsProgIoWriteMmsg     = "io_write_mmsg"
+	socketsProgIoWriteMmsgBtf  = "io_write_mmsg_btf"
 	socketsProgIoWriteMsg      = "io_write_msg"
+	socketsProgIoWriteMsgBtf   = "io_write_msg_btf"
 	socketsProgSockProcessExec = "sock_process_exec"
 	socketsProgSockProcessExit = "sock_process_exit"
 	socketsProgSockProcessFork = "sock_process_fork"
 	socketsProgSysEnter        = "sys_enter"
+	socketsProgSysEnterBtf     = "sys_enter_btf"
 	socketsProgSysExit         = "sys_exit"
+	socketsProgSysExitBtf      = "sys_exit_btf"
 	socketsVarCaptureBytes     = "capture_bytes"
 	socketsVarFdCache          = "fd_cache"
 	socketsVarFilterSelected   = "filter_selected"
@@ -205,20 +218,32 @@ type socketsSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsProgramSpecs struct {
 	IoCloseRange    *ebpf.ProgramSpec `ebpf:"io_close_range"`
+	IoCloseRangeBtf *ebpf.ProgramSpec `ebpf:"io_close_range_btf"`
 	IoReadBuf       *ebpf.ProgramSpec `ebpf:"io_read_buf"`
+	IoReadBufBtf    *ebpf.ProgramSpec `ebpf:"io_read_buf_btf"`
 	IoReadIov       *ebpf.ProgramSpec `ebpf:"io_read_iov"`
+	IoReadIovBtf    *ebpf.ProgramSpec `ebpf:"io_read_iov_btf"`
 	IoReadMmsg      *ebpf.ProgramSpec `ebpf:"io_read_mmsg"`
+	IoReadMmsgBtf   *ebpf.ProgramSpec `ebpf:"io_read_mmsg_btf"`
 	IoReadMsg       *ebpf.ProgramSpec `ebpf:"io_read_msg"`
+	IoReadMsgBtf    *ebpf.ProgramSpec `ebpf:"io_read_msg_btf"`
 	IoSendfile      *ebpf.ProgramSpec `ebpf:"io_sendfile"`
+	IoSendfileBtf   *ebpf.ProgramSpec `ebpf:"io_sendfile_btf"`
 	IoWriteBuf      *ebpf.ProgramSpec `ebpf:"io_write_buf"`
+	IoWriteBufBtf   *ebpf.ProgramSpec `ebpf:"io_write_buf_btf"`
 	IoWriteIov      *ebpf.ProgramSpec `ebpf:"io_write_iov"`
+	IoWriteIovBtf   *ebpf.ProgramSpec `ebpf:"io_write_iov_btf"`
 	IoWriteMmsg     *ebpf.ProgramSpec `ebpf:"io_write_mmsg"`
+	IoWriteMmsgBtf  *ebpf.ProgramSpec `ebpf:"io_write_mmsg_btf"`
 	IoWriteMsg      *ebpf.ProgramSpec `ebpf:"io_write_msg"`
+	IoWriteMsgBtf   *ebpf.ProgramSpec `ebpf:"io_write_msg_btf"`
 	SockProcessExec *ebpf.ProgramSpec `ebpf:"sock_process_exec"`
 	SockProcessExit *ebpf.ProgramSpec `ebpf:"sock_process_exit"`
 	SockProcessFork *ebpf.ProgramSpec `ebpf:"sock_process_fork"`
 	SysEnter        *ebpf.ProgramSpec `ebpf:"sys_enter"`
+	SysEnterBtf     *ebpf.ProgramSpec `ebpf:"sys_enter_btf"`
 	SysExit         *ebpf.ProgramSpec `ebpf:"sys_exit"`
+	SysExitBtf      *ebpf.ProgramSpec `ebpf:"sys_exit_btf"`
 }
 
 // socketsMapSpecs contains maps before they are loaded into the kernel.
@@ -233,6 +258,7 @@ type socketsMapSpecs struct {
 	Fds            *ebpf.MapSpec `ebpf:"fds"`
 	IgnorePorts    *ebpf.MapSpec `ebpf:"ignore_ports"`
 	IoProgs        *ebpf.MapSpec `ebpf:"io_progs"`
+	IoProgsBtf     *ebpf.MapSpec `ebpf:"io_progs_btf"`
 	Pending        *ebpf.MapSpec `ebpf:"pending"`
 	Scratch        *ebpf.MapSpec `ebpf:"scratch"`
 	Selected       *ebpf.MapSpec `ebpf:"selected"`
@@ -289,6 +315,7 @@ type socketsMaps struct {
 	Fds            *ebpf.Map `ebpf:"fds"`
 	IgnorePorts    *ebpf.Map `ebpf:"ignore_ports"`
 	IoProgs        *ebpf.Map `ebpf:"io_progs"`
+	IoProgsBtf     *ebpf.Map `ebpf:"io_progs_btf"`
 	Pending        *ebpf.Map `ebpf:"pending"`
 	Scratch        *ebpf.Map `ebpf:"scratch"`
 	Selected       *ebpf.Map `ebpf:"selected"`
@@ -311,6 +338,7 @@ func (m *socketsMaps) Close() error {
 		m.Fds,
 		m.IgnorePorts,
 		m.IoProgs,
+		m.IoProgsBtf,
 		m.Pending,
 		m.Scratch,
 		m.Selected,
@@ -345,39 +373,63 @@ type socketsVariables struct {
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsPrograms struct {
 	IoCloseRange    *ebpf.Program `ebpf:"io_close_range"`
+	IoCloseRangeBtf *ebpf.Program `ebpf:"io_close_range_btf"`
 	IoReadBuf       *ebpf.Program `ebpf:"io_read_buf"`
+	IoReadBufBtf    *ebpf.Program `ebpf:"io_read_buf_btf"`
 	IoReadIov       *ebpf.Program `ebpf:"io_read_iov"`
+	IoReadIovBtf    *ebpf.Program `ebpf:"io_read_iov_btf"`
 	IoReadMmsg      *ebpf.Program `ebpf:"io_read_mmsg"`
+	IoReadMmsgBtf   *ebpf.Program `ebpf:"io_read_mmsg_btf"`
 	IoReadMsg       *ebpf.Program `ebpf:"io_read_msg"`
+	IoReadMsgBtf    *ebpf.Program `ebpf:"io_read_msg_btf"`
 	IoSendfile      *ebpf.Program `ebpf:"io_sendfile"`
+	IoSendfileBtf   *ebpf.Program `ebpf:"io_sendfile_btf"`
 	IoWriteBuf      *ebpf.Program `ebpf:"io_write_buf"`
+	IoWriteBufBtf   *ebpf.Program `ebpf:"io_write_buf_btf"`
 	IoWriteIov      *ebpf.Program `ebpf:"io_write_iov"`
+	IoWriteIovBtf   *ebpf.Program `ebpf:"io_write_iov_btf"`
 	IoWriteMmsg     *ebpf.Program `ebpf:"io_write_mmsg"`
+	IoWriteMmsgBtf  *ebpf.Program `ebpf:"io_write_mmsg_btf"`
 	IoWriteMsg      *ebpf.Program `ebpf:"io_write_msg"`
+	IoWriteMsgBtf   *ebpf.Program `ebpf:"io_write_msg_btf"`
 	SockProcessExec *ebpf.Program `ebpf:"sock_process_exec"`
 	SockProcessExit *ebpf.Program `ebpf:"sock_process_exit"`
 	SockProcessFork *ebpf.Program `ebpf:"sock_process_fork"`
 	SysEnter        *ebpf.Program `ebpf:"sys_enter"`
+	SysEnterBtf     *ebpf.Program `ebpf:"sys_enter_btf"`
 	SysExit         *ebpf.Program `ebpf:"sys_exit"`
+	SysExitBtf      *ebpf.Program `ebpf:"sys_exit_btf"`
 }
 
 func (p *socketsPrograms) Close() error {
 	return _SocketsClose(
 		p.IoCloseRange,
+		p.IoCloseRangeBtf,
 		p.IoReadBuf,
+		p.IoReadBufBtf,
 		p.IoReadIov,
+		p.IoReadIovBtf,
 		p.IoReadMmsg,
+		p.IoReadMmsgBtf,
 		p.IoReadMsg,
+		p.IoReadMsgBtf,
 		p.IoSendfile,
+		p.IoSendfileBtf,
 		p.IoWriteBuf,
+		p.IoWriteBufBtf,
 		p.IoWriteIov,
+		p.IoWriteIovBtf,
 		p.IoWriteMmsg,
+		p.IoWriteMmsgBtf,
 		p.IoWriteMsg,
+		p.IoWriteMsgBtf,
 		p.SockProcessExec,
 		p.SockProcessExit,
 		p.SockProcessFork,
 		p.SysEnter,
+		p.SysEnterBtf,
 		p.SysExit,
+		p.SysExitBtf,
 	)
 }
 
