@@ -64,20 +64,20 @@ func (c *Collector) decode(raw []byte) {
 	switch h.Type {
 	case wire.EventRequestStart:
 		if uintptr(len(raw)) < startSize {
-			c.m.Read.WithLabelValues("malformed").Inc()
+			c.recs.Count("malformed")
 			return
 		}
-		c.m.Read.WithLabelValues("request_start").Inc()
+		c.recs.Count("request_start")
 		c.sink.RequestStart(c.decodeStart(raw, h.PID, at))
 	case wire.EventRequestEnd:
 		if uintptr(len(raw)) < endSize {
-			c.m.Read.WithLabelValues("malformed").Inc()
+			c.recs.Count("malformed")
 			return
 		}
-		c.m.Read.WithLabelValues("request_end").Inc()
+		c.recs.Count("request_end")
 		c.sink.RequestEnd(decodeEnd(raw, h.PID, at))
 	default:
-		c.m.Read.WithLabelValues("malformed").Inc()
+		c.recs.Count("malformed")
 	}
 }
 
