@@ -20,7 +20,7 @@ import (
 // recorder is an Exporter that keeps the spans.
 type recorder struct{ spans []*span.Span }
 
-func (r *recorder) Export(s *span.Span)            { r.spans = append(r.spans, s) }
+func (r *recorder) Export(s *span.Span)            { s.Hold(); r.spans = append(r.spans, s) }
 func (r *recorder) Shutdown(context.Context) error { return nil }
 
 // procs names process N "svc-N".
@@ -911,7 +911,7 @@ func TestRedaction(t *testing.T) {
 					}
 				}
 				checkAttrs(t, s, want)
-				dump := fmt.Sprintf("%+v %v", *s, attrs(s))
+				dump := fmt.Sprintf("%q %q %+v %v", s.Name, s.StatusMsg, s.Events, attrs(s))
 				for _, secret := range secrets {
 					if strings.Contains(dump, secret) {
 						t.Errorf("%s span leaks %s: %s", kind, secret, dump)

@@ -33,6 +33,7 @@ func (r *syncRecorder) Export(s *span.Span) {
 	r.mu.Lock()
 	r.n++
 	if !r.countOnly {
+		s.Hold()
 		r.spans = append(r.spans, s)
 	}
 	r.mu.Unlock()

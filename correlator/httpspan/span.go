@@ -167,7 +167,10 @@ func (h *Semantics) Describe(x *Exchange, cn protocol.Conn, reason string, s *sp
 		s.Name = h.spanName(name, route)
 	}
 
-	attrs := make([]attribute.KeyValue, 0, 20)
+	attrs := s.Attributes[:0] // a pooled span's array
+	if cap(attrs) < 20 {
+		attrs = make([]attribute.KeyValue, 0, 20)
+	}
 	attrs = append(attrs, attribute.String("http.request.method", method))
 	if !known && req.Method != "" {
 		attrs = append(attrs, attribute.String("http.request.method_original", req.Method))
