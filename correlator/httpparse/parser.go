@@ -577,7 +577,7 @@ func (p *Parser) headerLine(line []byte) error {
 	if colon <= 0 {
 		return fmt.Errorf("httpparse: %w: header line without a field name", ErrMalformed)
 	}
-	name := bytes.TrimRight(line[:colon], " \t")
+	name := trimOWSRight(line[:colon])
 	for _, c := range name {
 		if !isTchar(c) {
 			return fmt.Errorf("httpparse: %w: invalid header field name", ErrMalformed)
@@ -586,7 +586,7 @@ func (p *Parser) headerLine(line []byte) error {
 	if len(name) == 0 {
 		return fmt.Errorf("httpparse: %w: empty header field name", ErrMalformed)
 	}
-	value := bytes.Trim(line[colon+1:], " \t")
+	value := trimOWS(line[colon+1:])
 	m := p.msg
 	switch len(name) {
 	case 4:
