@@ -135,11 +135,14 @@ func (p *Pool) Get() *Span {
 }
 
 func (p *Pool) put(s *Span) {
+	// No strings kept alive by the pool. Appends never write past the
+	// length, and the part past it was cleared when the span was last
+	// put back: clearing the length is enough.
+	clear(s.Attributes)
 	attrs := s.Attributes[:0]
 	if cap(attrs) > maxPooledAttrs {
 		attrs = nil
 	}
-	clear(attrs[:cap(attrs)]) // no strings kept alive by the pool
 	s.TraceID, s.SpanID, s.ParentSpanID = trace.TraceID{}, trace.SpanID{}, trace.SpanID{}
 	s.RemoteParent, s.Kind, s.Name = false, 0, ""
 	s.Start, s.End = time.Time{}, time.Time{}
