@@ -106,7 +106,7 @@ func (a *awaitingProcs) Awaiting(uint32) bool { return a.awaiting && !a.named }
 // TestNameAwaitsDiscovery: the span of a process without a name waits past
 // the bind grace while its name is on its way (a curl that exited before
 // discovery read its exec), and takes it when it comes; it leaves unnamed
-// after maxNameWait, or at the grace when no name is coming.
+// after maxHold, or at the grace when no name is coming.
 func TestNameAwaitsDiscovery(t *testing.T) {
 	run := func(p *awaitingProcs) *harness {
 		exp := &recorder{}
@@ -133,9 +133,9 @@ func TestNameAwaitsDiscovery(t *testing.T) {
 	}
 
 	h = run(&awaitingProcs{awaiting: true})
-	h.c.ReleaseHeld(at(2).Add(maxNameWait - time.Millisecond))
+	h.c.ReleaseHeld(at(2).Add(maxHold - time.Millisecond))
 	h.wantSpans(0)
-	h.c.ReleaseHeld(at(2).Add(maxNameWait))
+	h.c.ReleaseHeld(at(2).Add(maxHold))
 	if s := h.wantSpans(1)[0]; s.Process.ServiceName != unknownService {
 		t.Errorf("service %q, want %s", s.Process.ServiceName, unknownService)
 	}

@@ -44,12 +44,12 @@ type conn struct {
 	dec     protocol.Decoder
 	pending []*exchange // requests waiting for their response, oldest first
 	// held are finished exchanges waiting for the connection's socket
-	// (Config.BindGrace), oldest first.
+	// (Config.BindGrace), a sure name or a peer (finish), oldest first.
 	held []heldExchange
 	// recent are the client exchanges (HTTP/2 streams) of a connection to
 	// this node whose spans are exported without their server end seen
 	// yet, oldest first: the server's bytes may come through another
-	// collector's ring and be read later (Config.BindGrace).
+	// collector's ring and be read later (Correlator.Ring).
 	recent []heldExchange
 	// ignored connections speak no known protocol, broke it or left it
 	// (upgrade): their data is dropped until a Bind changes the socket.
@@ -96,11 +96,12 @@ func (cn *conn) waiting() []*exchange {
 }
 
 // keepRecent keeps client exchange x, exported at end without its server
-// end, for pairing during grace; older and paired ones leave.
-func (cn *conn) keepRecent(x *exchange, end time.Time, grace time.Duration) {
+// end, for pairing while a ring may still bring that; paired ones and
+// those all rings have been read past leave.
+func (cn *conn) keepRecent(x *exchange, end time.Time) {
 	kept := cn.recent[:0]
 	for _, h := range cn.recent {
-		if h.x.peer == nil && end.Sub(h.end) < grace {
+		if h.x.peer == nil && cn.c.behind(h.end) {
 			kept = append(kept, h)
 		}
 	}

@@ -64,6 +64,10 @@ type Config struct {
 	WakeupBytes uint64
 	// PollInterval is the reader's timer (default 20ms).
 	PollInterval time.Duration
+	// Progress, if set, learns how far the collector's ring has been read
+	// (ktime.Progress): the correlator pairs events of one moment that
+	// travel in different collectors' rings by it.
+	Progress *ktime.Progress
 	// Linger keeps an executable's probes a while after its last process
 	// exits (default 1m).
 	Linger time.Duration
@@ -224,7 +228,7 @@ func (c *Collector) Start(ctx context.Context) error {
 		c.Close()
 		return err
 	}
-	c.progs.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.decode, c.log)
+	c.progs.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.decode, c.cfg.Progress, c.log)
 	c.log.Info("collector started", "path", c.AttachPath())
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/periscope-apm/periscope/internal/ktime"
 	"github.com/periscope-apm/periscope/internal/ring"
 )
 
@@ -112,12 +113,13 @@ func (p *Programs) RawTracepoint(name string, prog *ebpf.Program) error {
 }
 
 // Read reads the ring events in a goroutine until ctx is done, handing
-// each record to handle, collecting records every interval.
-func (p *Programs) Read(ctx context.Context, events *ebpf.Map, interval time.Duration, handle func([]byte), log *slog.Logger) {
+// each record to handle, collecting records every interval. progress, when
+// not nil, learns how far the ring has been handled (ring.Read).
+func (p *Programs) Read(ctx context.Context, events *ebpf.Map, interval time.Duration, handle func([]byte), progress *ktime.Progress, log *slog.Logger) {
 	p.done = make(chan struct{})
 	go func() {
 		defer close(p.done)
-		if err := ring.Read(ctx, events, interval, handle); err != nil {
+		if err := ring.Read(ctx, events, interval, handle, progress); err != nil {
 			log.Error("event reader stopped", "err", err)
 		}
 	}()

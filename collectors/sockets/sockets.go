@@ -44,6 +44,10 @@ type Config struct {
 	WakeupBytes uint64
 	// PollInterval is the reader's timer (default 20ms).
 	PollInterval time.Duration
+	// Progress, if set, learns how far the collector's ring has been read
+	// (ktime.Progress): the correlator pairs events of one moment that
+	// travel in different collectors' rings by it.
+	Progress *ktime.Progress
 	// ProcRoot is where procfs is mounted (default /proc).
 	ProcRoot string
 }
@@ -142,7 +146,7 @@ func (c *Collector) Start(ctx context.Context) error {
 		return err
 	}
 	c.m.Probes.Set(float64(c.progs.Links()))
-	c.progs.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.decode, c.log)
+	c.progs.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.decode, c.cfg.Progress, c.log)
 	t0 := time.Now()
 	adopted, err := c.adoptBlockedReads()
 	if err != nil {

@@ -224,7 +224,7 @@ func (c *Collector) Start(ctx context.Context) error {
 		return err
 	}
 	c.attached.Set(float64(c.progs.Links()))
-	c.progs.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.handle, c.log)
+	c.progs.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.handle, nil, c.log)
 	c.log.Info("collector started", "hook", c.path.Describe(), "path", c.AttachPath())
 	return nil
 }
