@@ -96,12 +96,8 @@ func TestNodeGRPCClientGoServer(t *testing.T) {
 	e := startAgent(t, "--include-exe", "grpcgo", "--include-exe", "node")
 	srv, port, ca := startGRPCGo(t, bin, true)
 	probedBy(t, e, "gotls", srv.PID)
-	node := harness.LookTool(t, "node")
-	nodeModules := harness.ToolBinary(t, "grpc-js")
 	const unary = 6
-	cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-node-client"}, node, testdataPath(t, "grpc_client.js"), nodeModules, strconv.Itoa(port), ca, strconv.Itoa(unary))
-	cli.expect("ready", 30*time.Second)
-	e.instrumented(t, cli.PID)
+	cli := startNodeClient(t, e, port, ca, unary)
 	cli.send("go")
 	checkEchoCalls(t, e, srv, cli, port, unary)
 }
@@ -118,12 +114,8 @@ func TestNodeGRPCClientGoServerLaggingRing(t *testing.T) {
 	e := startAgentOTLP(t, []string{"PERISCOPE_OPENSSL_RING_BYTES=" + strconv.Itoa(opensslRing)}, "--include-exe", "grpcgo", "--include-exe", "node")
 	srv, port, ca := startGRPCGo(t, bin, true)
 	probedBy(t, e, "gotls", srv.PID)
-	node := harness.LookTool(t, "node")
-	nodeModules := harness.ToolBinary(t, "grpc-js")
 	const unary = 6
-	cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-node-client"}, node, testdataPath(t, "grpc_client.js"), nodeModules, strconv.Itoa(port), ca, strconv.Itoa(unary))
-	cli.expect("ready", 30*time.Second)
-	e.instrumented(t, cli.PID)
+	cli := startNodeClient(t, e, port, ca, unary)
 	ctx, cancel := context.WithCancel(context.Background())
 	stalled := make(chan int, 1)
 	go func() { stalled <- stallRing(ctx, t, e.agent.PID, opensslRing, 800*time.Millisecond) }()
