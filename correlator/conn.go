@@ -46,11 +46,13 @@ type conn struct {
 	// held are finished exchanges waiting for the connection's socket
 	// (Config.BindGrace), a sure name or a peer (finish), oldest first.
 	held []heldExchange
-	// recent are the client exchanges (HTTP/2 streams) of a connection to
-	// this node whose spans are exported without their server end seen
-	// yet, oldest first: the server's bytes may come through another
+	// recent are the client exchanges of a connection to this node whose
+	// spans are exported without their server end seen yet, oldest first: the server's bytes may come through another
 	// collector's ring and be read later (Correlator.Ring).
 	recent []heldExchange
+	// unpaired is when the last server request whose span left without
+	// its client end began (pair).
+	unpaired time.Time
 	// ignored connections speak no known protocol, broke it or left it
 	// (upgrade): their data is dropped until a Bind changes the socket.
 	ignored bool

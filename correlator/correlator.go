@@ -736,22 +736,18 @@ func (c *Correlator) awaitsPeers(cn *conn) bool {
 	return false
 }
 
-// awaitsPeer reports whether server exchange x (an HTTP/2 stream),
-// finished without a parent, may still get one from the client end of its
-// connection traced on this node: a peer on the same host whose bytes come
-// through another collector's ring (node's OpenSSL calling a Go server over
-// crypto/tls) can be read after the server's. Its span is held until every
-// ring is read past its end (Ring), or until linkByTuple pairs it. The
-// client's side of the same race is conn.recent.
+// awaitsPeer reports whether server exchange x, finished without a
+// parent, may still get one from the client end of its connection traced
+// on this node: a peer on the same host whose bytes come through another
+// collector's ring (node's OpenSSL calling a Go server over crypto/tls) can
+// be read after the server's. Its span is held until every ring is read
+// past its end (Ring), or until linkByTuple pairs it: while the rings keep
+// up, that is the next reader's tick, so the spans of an HTTP/1 server
+// whose clients are not traced (nginx under wrk on loopback) wait a few
+// milliseconds. The client's side of the same race is conn.recent.
 func awaitsPeer(x *exchange) bool {
 	cn := x.conn
-	if cn.role != roleServer || x.peer != nil || x.parent != nil || x.hasRemote || !sameHost(cn.tuple) {
-		return false
-	}
-	// Only exchanges that pair exactly by stream (HTTP/2): an HTTP/1
-	// server's spans (nginx under wrk on loopback) leave at once.
-	_, ok := x.px.Stream()
-	return ok
+	return cn.role == roleServer && x.peer == nil && x.parent == nil && !x.hasRemote && sameHost(cn.tuple)
 }
 
 // sameHost reports whether both ends of a connection are on this host.
@@ -848,6 +844,9 @@ func (c *Correlator) export(x *exchange, end time.Time, reason string) {
 		return
 	}
 	defer c.exportWaiting(x)
+	if x.peer == nil && x.conn.role == roleServer {
+		x.conn.unpaired = x.start
+	}
 	s := c.buildSpan(x, end, reason)
 	if c.recent != nil {
 		c.rememberClient(x, linking.Answer{Found: true, TraceID: s.TraceID, SpanID: s.SpanID}, end)
@@ -864,10 +863,7 @@ func (c *Correlator) export(x *exchange, end time.Time, reason string) {
 	c.exp.Export(s)
 	s.Release() // the exporters that keep it hold it
 	if cn := x.conn; c.cfg.BindGrace > 0 && cn.role == roleClient && x.peer == nil && sameHost(cn.tuple) && c.behind(end) {
-		if _, ok := x.px.Stream(); ok {
-			// Paired exactly by stream: safe to pair late.
-			cn.keepRecent(x, end)
-		}
+		cn.keepRecent(x, end)
 	}
 }
 
@@ -942,7 +938,10 @@ func pair(cl, sv *conn) {
 		if sx.peer != nil {
 			continue
 		}
-		for ci < len(cxs) && cxs[ci].peer != nil {
+		// Skipped too: a client request written before the server read
+		// a request whose span left unpaired (at the end of its wait):
+		// it is that one, or an earlier one.
+		for ci < len(cxs) && (cxs[ci].peer != nil || !cxs[ci].start.After(sv.unpaired)) {
 			ci++
 		}
 		if ci == len(cxs) {
