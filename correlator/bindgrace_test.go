@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/internal/ktime"
 	"github.com/periscope-apm/periscope/span"
 )
 
@@ -180,6 +181,17 @@ func (c http1Calls) client(i int) {
 	c.h.read(c.cl, 1, ms+4, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 }
 
+// newHTTP1Rings returns the calls between a client and a server on
+// loopback, the server's connection bound, whose events come from two
+// rings: the server's and the client's.
+func newHTTP1Rings(t *testing.T) (c http1Calls, srvRing, cliRing *ktime.Progress) {
+	h := newHarness(t, graceConfig())
+	srvRing, cliRing = h.c.Ring(), h.c.Ring()
+	c = http1Calls{h: h, cl: cid(1, 1), sv: cid(2, 1)}
+	h.bind(c.sv, 4, 0, "127.0.0.1:8443", "127.0.0.1:40001")
+	return c, srvRing, cliRing
+}
+
 // wantPairs checks that each server span is the child of the client span
 // of the same request (by name).
 func wantPairs(t *testing.T, spans []*span.Span, want int) {
@@ -212,10 +224,8 @@ func wantPairs(t *testing.T, spans []*span.Span, want int) {
 // the end of its wait does not shift the pairs of the later requests; a
 // remote peer is not waited for.
 func TestRingsHTTP1(t *testing.T) {
-	h := newHarness(t, graceConfig())
-	srvRing, cliRing := h.c.Ring(), h.c.Ring()
-	c := http1Calls{h: h, cl: cid(1, 1), sv: cid(2, 1)}
-	h.bind(c.sv, 4, 0, "127.0.0.1:8443", "127.0.0.1:40001")
+	c, srvRing, cliRing := newHTTP1Rings(t)
+	h := c.h
 	for i := range 3 {
 		c.server(i)
 	}
@@ -229,11 +239,9 @@ func TestRingsHTTP1(t *testing.T) {
 	wantPairs(t, h.wantSpans(6), 3)
 
 	// The client's ring first.
-	h = newHarness(t, graceConfig())
-	srvRing, cliRing = h.c.Ring(), h.c.Ring()
-	c = http1Calls{h: h, cl: cid(1, 1), sv: cid(2, 1)}
+	c, srvRing, cliRing = newHTTP1Rings(t)
+	h = c.h
 	h.bind(c.cl, 3, 0, "127.0.0.1:40001", "127.0.0.1:8443")
-	h.bind(c.sv, 4, 0, "127.0.0.1:8443", "127.0.0.1:40001")
 	for i := range 3 {
 		c.client(i)
 	}
@@ -247,10 +255,8 @@ func TestRingsHTTP1(t *testing.T) {
 
 	// The first server span leaves unpaired at maxHold; the client's
 	// first request must not become the second's parent.
-	h = newHarness(t, graceConfig())
-	srvRing, _ = h.c.Ring(), h.c.Ring()
-	c = http1Calls{h: h, cl: cid(1, 1), sv: cid(2, 1)}
-	h.bind(c.sv, 4, 0, "127.0.0.1:8443", "127.0.0.1:40001")
+	c, srvRing, _ = newHTTP1Rings(t)
+	h = c.h
 	c.server(0)
 	h.readTo(srvRing, 3)
 	h.c.ReleaseHeld(at(3).Add(maxHold))
@@ -275,4 +281,23 @@ func TestRingsHTTP1(t *testing.T) {
 	h.read(sv, 2, 3, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
 	h.write(sv, 2, 4, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 	h.wantSpans(1)
+}
+
+// TestRingsReleaseOldestFirst: of the spans a connection holds, those the
+// rings have been read past leave, the younger ones still wait.
+func TestRingsReleaseOldestFirst(t *testing.T) {
+	c, srvRing, cliRing := newHTTP1Rings(t)
+	h := c.h
+	c.server(0) // ends at 3
+	c.server(1) // ends at 13
+	h.readTo(srvRing, 13)
+	h.readTo(cliRing, 5)
+	h.c.ReleaseHeld(at(500))
+	if s := h.wantSpans(1)[0]; attrs(s)["url.path"] != "/0" {
+		t.Errorf("released %v first, want /0", attrs(s)["url.path"])
+	}
+	h.bind(c.cl, 3, 0, "127.0.0.1:40001", "127.0.0.1:8443")
+	c.client(0)
+	c.client(1)
+	wantPairs(t, h.wantSpans(4), 1)
 }

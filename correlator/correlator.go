@@ -425,9 +425,7 @@ func (c *Correlator) ReleaseHeld(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for cn := range c.holding {
-		if !c.waits(cn, now) {
-			c.releaseHeld(cn, true)
-		}
+		c.releaseDue(cn, now)
 	}
 	for cn, until := range c.lingering {
 		if c.passed(until, now) || now.Sub(until) >= maxHold {
@@ -447,21 +445,38 @@ func (c *Correlator) ExpireLinks(now time.Time) {
 	c.expireLinks(now)
 }
 
-// waits reports whether the held spans of cn still wait, at most maxHold
-// after the end of the oldest: for its socket, while a Bind may still come
-// (Config.BindGrace after it, in the rings' time: a lagging ring delays
-// the Bind too); for a sure name, as long as the process resolver expects
-// one; for a peer, until every ring is read past the end.
-func (c *Correlator) waits(cn *conn, now time.Time) bool {
-	end := cn.held[0].end
-	if now.Sub(end) >= maxHold {
-		return false
-	}
-	until := end
+// releaseDue exports the held spans of cn whose wait is over (the oldest
+// ones), and keeps the others.
+func (c *Correlator) releaseDue(cn *conn, now time.Time) {
+	var grace time.Duration
 	if !cn.bound || c.unnamed(cn.ps) {
-		until = end.Add(c.cfg.BindGrace)
+		grace = c.cfg.BindGrace
 	}
-	return !c.passed(until, now) || c.awaitingName(cn.ps)
+	naming := c.awaitingName(cn.ps)
+	n := 0
+	for n < len(cn.held) && c.due(cn.held[n].end, now, grace, naming) {
+		n++
+	}
+	switch n {
+	case 0:
+	case len(cn.held):
+		c.releaseHeld(cn, true)
+	default:
+		due := cn.held[:n]
+		cn.held = append([]heldExchange(nil), cn.held[n:]...)
+		for _, h := range due {
+			c.export(h.x, h.end, h.reason)
+		}
+	}
+}
+
+// due reports whether a span held since end may leave; it waits at most
+// maxHold: for its connection's socket, while a Bind may still come (grace
+// is Config.BindGrace then, counted in the rings' time: a lagging ring
+// delays the Bind too); for a sure name, while naming (the process resolver
+// expects one); for a peer, until every ring is read past end.
+func (c *Correlator) due(end, now time.Time, grace time.Duration, naming bool) bool {
+	return now.Sub(end) >= maxHold || !naming && c.passed(end.Add(grace), now)
 }
 
 // Flush exports every held span at once (at shutdown).
@@ -654,7 +669,7 @@ func (c *Correlator) finish(x *exchange, end time.Time, reason string) {
 	// an exec, and the exec event that names it travels in discovery's
 	// ring, which may be read after this one. And a Go program's call
 	// whose goroutine's request may not have been read yet (goParent),
-	// and an HTTP/2 server stream whose client may be (awaitsPeer).
+	// and a server request whose client's may not be (awaitsPeer).
 	if c.cfg.BindGrace > 0 && (!cn.bound || c.unnamed(cn.ps) || c.awaitsPeerAt(x, end)) {
 		if len(cn.held) >= maxPendingPerConn {
 			h := cn.held[0]
