@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/periscope-apm/periscope/collectors/loader"
 	"github.com/periscope-apm/periscope/collectors/sockets"
 	"github.com/periscope-apm/periscope/config"
 	"github.com/periscope-apm/periscope/discovery"
@@ -32,7 +33,6 @@ func newSocketsCollector(cfg config.Plaintext, sel discovery.Selector, sink even
 		PerProcess:   !sel.All(),
 		CaptureBytes: cfg.CaptureBytes,
 		IgnorePorts:  ports,
-		RingBytes:    cfg.RingBytes,
-		Progress:     ring(),
+		Ring:         loader.Ring{RingBytes: cfg.RingBytes, Progress: ring()},
 	}, sink, log, reg), nil
 }

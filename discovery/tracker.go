@@ -151,7 +151,8 @@ func (t *Tracker) Start(ctx context.Context) error {
 	}
 	// Process events are small and rare, and wake the reader at once: a
 	// small ring will do (its pages count in the agent's RSS twice).
-	if err := loader.Load("process", spec, loader.Ring{Bytes: processRingBytes}, &t.objs, nil, t.log); err != nil {
+	ring := loader.Ring{RingBytes: processRingBytes, PollInterval: 5 * time.Millisecond, Progress: t.cfg.Progress}
+	if err := loader.Load("process", spec, ring, &t.objs, nil, t.log); err != nil {
 		return err
 	}
 	t.progs.Own(&t.objs)
@@ -166,7 +167,7 @@ func (t *Tracker) Start(ctx context.Context) error {
 		return err
 	}
 	t.log.Info("process discovery attached", "path", "raw_tracepoint sched_process_{exec,fork,exit} + tracepoint syscalls:sys_enter_mmap")
-	t.progs.Read(ctx, t.objs.Events, 5*time.Millisecond, t.handle, t.cfg.Progress, t.log)
+	t.progs.Read(ctx, t.objs.Events, ring, t.handle, t.log)
 	t.scan()
 	go t.rescanLoop(ctx)
 	return nil
