@@ -115,10 +115,13 @@ func runLinkMode(ctx context.Context, o options) error {
 		rounds = append(rounds, r)
 		logf("%s", r.line())
 	}
-	if o.profile {
-		r := &linkRound{n: len(rounds) + 1, linked: true, profiled: true}
+	for _, linked := range []bool{false, true} {
+		if !o.profile {
+			break
+		}
+		r := &linkRound{n: len(rounds) + 1, linked: linked, profiled: true}
 		if err := env.measure(ctx, r); err != nil {
-			return fmt.Errorf("profile round: %w", err)
+			return fmt.Errorf("profile round (%s): %w", linkCfgName(linked), err)
 		}
 		rounds = append(rounds, r)
 		logf("%s", r.line())
@@ -399,20 +402,24 @@ type profResult struct {
 // linkFuncs are the correlator's linking functions (correlator/link.go).
 var linkFuncs = []string{"startLink", "popSettled", "LinkDone", "settle", "expireLinks", "ExpireLinks", "holdForLink", "indexLocal", "unindexLocal", "rememberClient", "Answer", "answer", "linkRoot"}
 
-// linkStageOf is stageOf with linking apart: a sample under package
-// linking, or under the correlator's linking functions, is linking's.
+// linkStageOf is stageOf with linking apart: a sample whose innermost
+// Periscope frame is in package linking, or one of the correlator's
+// linking functions, is linking's (a span exported from the answer's
+// goroutine is the correlator's and the exporter's, as it would be
+// without linking).
 func linkStageOf(funcs []string) string {
 	for _, f := range funcs {
 		pkg := funcPackage(f)
+		if !strings.HasPrefix(pkg, modulePath) {
+			continue
+		}
 		if pkg == modulePath+"linking" {
-			return "linking (package linking: queues, batches, table of ended client requests)"
+			return "linking: lookups, batches, answers (package linking, with the gRPC calls it makes)"
 		}
-		if pkg == modulePath+"correlator" {
-			name := f[strings.LastIndexByte(f, '.')+1:]
-			if slices.Contains(linkFuncs, name) {
-				return "correlator: linking (lookups started, answers, spans held, answers served)"
-			}
+		if pkg == modulePath+"correlator" && slices.Contains(linkFuncs, f[strings.LastIndexByte(f, '.')+1:]) {
+			return "linking: the correlator's side (lookups started, spans held, answers served)"
 		}
+		break
 	}
 	return stageOf(funcs)
 }
@@ -461,7 +468,7 @@ func linkReport(o options, e linkEnv, rounds []*linkRound, start time.Time, load
 	u, l := pick(false, rps), pick(true, rps)
 	t = append(t, []string{"requests/s", rng(u, ""), rng(l, ""), fmt.Sprintf("%+.0f", median(l)-median(u)), "—", "—"})
 
-	per := table{{"round", "config", "req/s", "requests (nginx)", "A µs/req", "B µs/req", "nginx µs/req", "client spans (A)", "server spans (B)", "spans received", "B's lookups", "A answered", "load1"}}
+	per := table{{"round", "config", "req/s", "requests (nginx)", "A µs/req", "B µs/req", "nginx µs/req", "client spans (A)", "server spans (B)", "spans received", "B's lookups", "batches A answered", "load1"}}
 	for _, r := range rounds {
 		cfg := linkCfgName(r.linked)
 		if r.profiled {
