@@ -360,7 +360,7 @@ func (e linkEnv) load(ctx context.Context, r *linkRound, a, b *agent) error {
 				return pr.err
 			}
 			*out = profileShares(pr.p, linkStageOf)
-			_ = writeProfile(pr.p, filepath.Join(e.o.work, fmt.Sprintf("agent-%c.cpu.pprof", 'A'+i)))
+			_ = writeProfile(pr.p, filepath.Join(e.o.work, fmt.Sprintf("agent-%c-%s.cpu.pprof", 'A'+i, linkCfgName(r.linked))))
 		}
 	}
 	return nil
