@@ -35,10 +35,14 @@ const (
 	Refused                // the owner refused the token
 	Error                  // the owner could not be asked, or answered garbage
 	Dropped                // the queue to the owner was full
+	// NoKey: the request has no key both agents would agree on (its
+	// plaintext connection was open before this agent saw it start): it is
+	// not looked up, rather than maybe linked to the wrong client span.
+	NoKey
 )
 
 // Results lists the results a lookup ends with.
-var Results = []Result{Linked, NotFound, NoOwner, Timeout, Refused, Error, Dropped}
+var Results = []Result{Linked, NotFound, NoOwner, Timeout, Refused, Error, Dropped, NoKey}
 
 func (r Result) String() string {
 	switch r {
@@ -58,6 +62,8 @@ func (r Result) String() string {
 		return "error"
 	case Dropped:
 		return "dropped"
+	case NoKey:
+		return "no_key"
 	}
 	return fmt.Sprintf("result(%d)", uint8(r))
 }
