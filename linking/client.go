@@ -95,8 +95,10 @@ const (
 	queuePerPeer = 8192
 	// sendersPerPeer bounds the batches in flight to one peer.
 	sendersPerPeer = 2
-	// batchDelay is how long a batch waits for more lookups.
-	batchDelay   = 2 * time.Millisecond
+	// batchDelay is how long a batch waits for more lookups: each batch
+	// costs both agents a gRPC call, and a few milliseconds are small
+	// against the wait a server span is held for.
+	batchDelay   = 5 * time.Millisecond
 	retryRefresh = 2 * time.Second
 )
 
