@@ -69,8 +69,11 @@ type conn struct {
 	// retrans are the recent TCP retransmissions of the connection's
 	// socket, oldest first (see retransmit.go).
 	retrans []retransmitMark
-	// nreq counts the requests begun on the connection (link.go).
-	nreq uint64
+	// nreq counts the requests begun on the connection (link.go);
+	// midStream says the connection was open before it was seen, so that
+	// nreq does not count from its first request.
+	nreq      uint64
+	midStream bool
 }
 
 // heldExchange is a finished exchange whose span is not built yet.
@@ -150,6 +153,7 @@ type exchange struct {
 	// is awaited, and dependents are the spans held until it comes.
 	seq        uint64
 	asked      bool
+	noKey      bool // no ordinal: the connection was open before it was seen (link.go)
 	linkWait   bool
 	dependents []heldExchange
 	// selfHeld: the exchange's own span waits (with its end and reason).
