@@ -22,6 +22,7 @@ import (
 	"github.com/periscope-apm/periscope/collectors"
 	"github.com/periscope-apm/periscope/collectors/gohttp"
 	"github.com/periscope-apm/periscope/collectors/gotls"
+	"github.com/periscope-apm/periscope/collectors/loader"
 	"github.com/periscope-apm/periscope/collectors/openssl"
 	"github.com/periscope-apm/periscope/config"
 	"github.com/periscope-apm/periscope/correlator"
@@ -193,13 +194,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		// bind its SSL* to sockets on its maps.
 		ssl = openssl.New(openssl.Config{
 			PerProcess:     !sel.All(),
-			RingBytes:      cfg.OpenSSL.RingBytes,
+			Ring:           loader.Ring{RingBytes: cfg.OpenSSL.RingBytes, Progress: corr.Ring()},
 			Analyzer:       analyzer,
 			SharedSyscalls: cfg.Plaintext.Enabled,
 		}, sink, log, reg)
 		cols = append(cols, ssl)
 	}
-	sock, err := newSocketsCollector(cfg.Plaintext, sel, ssl, sink, log, reg)
+	sock, err := newSocketsCollector(cfg.Plaintext, sel, ssl, sink, corr.Ring, log, reg)
 	if err != nil {
 		return err
 	}
@@ -207,7 +208,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		cols = append(cols, sock)
 	}
 	if cfg.GoHTTP.Enabled {
-		gcfg := gohttp.Config{PerProcess: !sel.All(), RingBytes: cfg.GoHTTP.RingBytes, Analyzer: analyzer}
+		gcfg := gohttp.Config{PerProcess: !sel.All(), Ring: loader.Ring{RingBytes: cfg.GoHTTP.RingBytes, Progress: corr.Ring()}, Analyzer: analyzer}
 		if sock != nil {
 			// Go net/http requests are seen whole: their sockets' bytes
 			// would make the same spans again.
@@ -222,7 +223,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	if cfg.GoTLS.Enabled {
 		cols = append(cols, gotls.New(gotls.Config{
 			PerProcess:   !sel.All(),
-			RingBytes:    cfg.GoTLS.RingBytes,
+			Ring:         loader.Ring{RingBytes: cfg.GoTLS.RingBytes, Progress: corr.Ring()},
 			Analyzer:     analyzer,
 			LeaveNetHTTP: cfg.GoHTTP.Enabled,
 		}, sink, log, reg))
@@ -264,7 +265,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 				sock.Select(e.PID)
 			}
 		},
-		Progress: procs.Discovered,
+		Progress: procs.Discovery(),
 	}, log, reg)
 	tracker.Subscribe(processNames{procs})
 	for _, c := range started {

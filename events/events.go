@@ -79,6 +79,12 @@ type Bind struct {
 	// is http, and another collector's report of the same connection
 	// wins over it.
 	Plaintext bool
+	// StreamStart says that the call that bound the connection moved the
+	// first bytes of its direction (sockets collector): the connection's
+	// requests are counted from its first. A plaintext connection without
+	// it was open before the agent saw it, and its requests have no
+	// ordinal two agents would agree on.
+	StreamStart bool
 }
 
 // WriteResult corrects a Write: its Data was sent when the write was
@@ -256,7 +262,9 @@ type RequestEnd struct {
 }
 
 // Sink receives events from collectors. Implementations must not block for
-// long: collectors call it from their ring-buffer reading goroutine.
+// long: collectors call it from their ring-buffer reading goroutine. A
+// Data's Bytes and Tail are the ring's own memory, valid only during the
+// call: a sink copies what it keeps.
 type Sink interface {
 	Data(Data)
 	Bind(Bind)
