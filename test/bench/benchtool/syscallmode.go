@@ -277,8 +277,8 @@ func attachEmpty(raw bool) (func(), error) {
 }
 
 // syscallPrograms counts the BPF programs on syscall tracepoints loaded now
-// (by name: the agent's are sys_enter*, sys_exit*, on syscall or raw
-// tracepoints).
+// (by name: the agent's are sys_enter*, sys_exit*, on syscall tracepoints,
+// raw tracepoints or tp_btf).
 func syscallPrograms() (int, error) {
 	progs, err := bpftoolProgs()
 	if err != nil {
@@ -287,7 +287,7 @@ func syscallPrograms() (int, error) {
 	n := 0
 	for _, p := range progs {
 		sys := strings.HasPrefix(p.Name, "sys_enter") || strings.HasPrefix(p.Name, "sys_exit")
-		if sys && (p.Type == "tracepoint" || p.Type == "raw_tracepoint") {
+		if sys && (p.Type == "tracepoint" || p.Type == "raw_tracepoint" || p.Type == "tracing") {
 			n++
 		}
 	}
