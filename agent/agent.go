@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/prometheus/client_golang/prometheus"
 	promcollectors "github.com/prometheus/client_golang/prometheus/collectors"
@@ -187,7 +188,14 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	sink := execSink{Sink: corr, procs: procs}
 	analyzer := newAnalyzer(cfg.Symbols, log, reg)
 	var cols []collectors.Collector
-	sock, err := newSocketsCollector(cfg.Plaintext, sel, sink, log, reg)
+	var netHTTP *ebpf.Map // net/http's sockets, learnt by gohttp, left alone by gotls and sockets
+	if cfg.GoHTTP.Enabled {
+		if netHTTP, err = gohttp.NewNetHTTPConns(); err != nil {
+			return err
+		}
+		defer netHTTP.Close()
+	}
+	sock, err := newSocketsCollector(cfg.Plaintext, sel, sink, netHTTP, log, reg)
 	if err != nil {
 		return err
 	}
@@ -202,7 +210,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		}, sink, log, reg))
 	}
 	if cfg.GoHTTP.Enabled {
-		gcfg := gohttp.Config{PerProcess: !sel.All(), RingBytes: cfg.GoHTTP.RingBytes, Analyzer: analyzer}
+		gcfg := gohttp.Config{PerProcess: !sel.All(), RingBytes: cfg.GoHTTP.RingBytes, Analyzer: analyzer,
+			NetHTTPConns: netHTTP}
 		if sock != nil {
 			// Go net/http requests are seen whole: their sockets' bytes
 			// would make the same spans again.
@@ -220,6 +229,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 			RingBytes:    cfg.GoTLS.RingBytes,
 			Analyzer:     analyzer,
 			LeaveNetHTTP: cfg.GoHTTP.Enabled,
+			NetHTTPConns: netHTTP,
 		}, sink, log, reg))
 	}
 	if cfg.TCP.Enabled {

@@ -3,6 +3,7 @@ package agent
 import (
 	"log/slog"
 
+	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/periscope-apm/periscope/collectors/sockets"
@@ -16,7 +17,7 @@ import (
 // disabled. Unless cfg.TraceExport, the OTLP export path's ports are
 // ignored with cfg.IgnorePorts: a span exported over plaintext HTTP would
 // otherwise become a span, exported in turn.
-func newSocketsCollector(cfg config.Plaintext, sel discovery.Selector, sink events.Sink, log *slog.Logger, reg prometheus.Registerer) (*sockets.Collector, error) {
+func newSocketsCollector(cfg config.Plaintext, sel discovery.Selector, sink events.Sink, netHTTP *ebpf.Map, log *slog.Logger, reg prometheus.Registerer) (*sockets.Collector, error) {
 	if !cfg.Enabled {
 		return nil, nil
 	}
@@ -32,5 +33,6 @@ func newSocketsCollector(cfg config.Plaintext, sel discovery.Selector, sink even
 		CaptureBytes: cfg.CaptureBytes,
 		IgnorePorts:  ports,
 		RingBytes:    cfg.RingBytes,
+		NetHTTPConns: netHTTP,
 	}, sink, log, reg), nil
 }

@@ -73,6 +73,10 @@ type Config struct {
 	// LeaveNetHTTP leaves the connections whose TLS handshake net/http
 	// runs to the gohttp collector, which reports their requests whole.
 	LeaveNetHTTP bool
+	// NetHTTPConns is the gohttp collector's record of net/http's sockets
+	// (gohttp.NewNetHTTPConns): connections found there are left to it
+	// too, whatever opened them (nil: only the marks above).
+	NetHTTPConns *ebpf.Map
 }
 
 func (c *Config) defaults() {
@@ -190,7 +194,7 @@ func (c *Collector) Start(ctx context.Context) error {
 	c.multi = attach.Multi()
 	attach.PrepareSpec(spec, c.multi)
 	ringCfg := loader.Ring{Bytes: c.cfg.RingBytes, WakeupBytes: c.cfg.WakeupBytes}
-	if err := loader.Load(Name, spec, ringCfg, &c.objs, nil, c.log); err != nil {
+	if err := loader.Load(Name, spec, ringCfg, &c.objs, loader.Sharing(loader.NetHTTPConns, c.cfg.NetHTTPConns), c.log); err != nil {
 		return err
 	}
 	c.progs.Own(&c.objs)

@@ -46,6 +46,10 @@ type Config struct {
 	PollInterval time.Duration
 	// ProcRoot is where procfs is mounted (default /proc).
 	ProcRoot string
+	// NetHTTPConns is the gohttp collector's record of net/http's sockets
+	// (gohttp.NewNetHTTPConns): in a process left to gohttp, an HTTP/2
+	// connection found there is net/http's and left alone (nil: none is).
+	NetHTTPConns *ebpf.Map
 }
 
 func (c *Config) defaults() {
@@ -129,7 +133,7 @@ func (c *Collector) Start(ctx context.Context) error {
 		}
 	}
 	ringCfg := loader.Ring{Bytes: c.cfg.RingBytes, WakeupBytes: c.cfg.WakeupBytes}
-	if err := loader.Load(Name, spec, ringCfg, &c.objs, nil, c.log); err != nil {
+	if err := loader.Load(Name, spec, ringCfg, &c.objs, loader.Sharing(loader.NetHTTPConns, c.cfg.NetHTTPConns), c.log); err != nil {
 		return err
 	}
 	c.progs.Own(&c.objs)

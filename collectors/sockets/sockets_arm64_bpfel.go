@@ -58,6 +58,18 @@ type socketsFdState struct {
 	Pad   uint32
 }
 
+type socketsNethttpConn struct {
+	_    structs.HostLayout
+	Conn uint64
+	File uint64
+}
+
+type socketsNethttpKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Fd   int32
+}
+
 type socketsProto uint32
 
 const (
@@ -114,6 +126,7 @@ const (
 	socketsMapEvents              = "events"
 	socketsMapFds                 = "fds"
 	socketsMapIgnorePorts         = "ignore_ports"
+	socketsMapNethttpConns        = "nethttp_conns"
 	socketsMapScratch             = "scratch"
 	socketsMapSelected            = "selected"
 	socketsMapSkipPids            = "skip_pids"
@@ -212,15 +225,16 @@ type socketsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsMapSpecs struct {
-	Calls       *ebpf.MapSpec `ebpf:"calls"`
-	Counters    *ebpf.MapSpec `ebpf:"counters"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	Fds         *ebpf.MapSpec `ebpf:"fds"`
-	IgnorePorts *ebpf.MapSpec `ebpf:"ignore_ports"`
-	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
-	Selected    *ebpf.MapSpec `ebpf:"selected"`
-	SkipPids    *ebpf.MapSpec `ebpf:"skip_pids"`
-	SockProcs   *ebpf.MapSpec `ebpf:"sock_procs"`
+	Calls        *ebpf.MapSpec `ebpf:"calls"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Fds          *ebpf.MapSpec `ebpf:"fds"`
+	IgnorePorts  *ebpf.MapSpec `ebpf:"ignore_ports"`
+	NethttpConns *ebpf.MapSpec `ebpf:"nethttp_conns"`
+	Scratch      *ebpf.MapSpec `ebpf:"scratch"`
+	Selected     *ebpf.MapSpec `ebpf:"selected"`
+	SkipPids     *ebpf.MapSpec `ebpf:"skip_pids"`
+	SockProcs    *ebpf.MapSpec `ebpf:"sock_procs"`
 }
 
 // socketsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -257,15 +271,16 @@ func (o *socketsObjects) Close() error {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsMaps struct {
-	Calls       *ebpf.Map `ebpf:"calls"`
-	Counters    *ebpf.Map `ebpf:"counters"`
-	Events      *ebpf.Map `ebpf:"events"`
-	Fds         *ebpf.Map `ebpf:"fds"`
-	IgnorePorts *ebpf.Map `ebpf:"ignore_ports"`
-	Scratch     *ebpf.Map `ebpf:"scratch"`
-	Selected    *ebpf.Map `ebpf:"selected"`
-	SkipPids    *ebpf.Map `ebpf:"skip_pids"`
-	SockProcs   *ebpf.Map `ebpf:"sock_procs"`
+	Calls        *ebpf.Map `ebpf:"calls"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Fds          *ebpf.Map `ebpf:"fds"`
+	IgnorePorts  *ebpf.Map `ebpf:"ignore_ports"`
+	NethttpConns *ebpf.Map `ebpf:"nethttp_conns"`
+	Scratch      *ebpf.Map `ebpf:"scratch"`
+	Selected     *ebpf.Map `ebpf:"selected"`
+	SkipPids     *ebpf.Map `ebpf:"skip_pids"`
+	SockProcs    *ebpf.Map `ebpf:"sock_procs"`
 }
 
 func (m *socketsMaps) Close() error {
@@ -275,6 +290,7 @@ func (m *socketsMaps) Close() error {
 		m.Events,
 		m.Fds,
 		m.IgnorePorts,
+		m.NethttpConns,
 		m.Scratch,
 		m.Selected,
 		m.SkipPids,
