@@ -185,7 +185,9 @@ static __always_inline void emit_data(struct conn_state *st, __u64 c, __u32 dir,
 		return;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (gohttp_owns(tgid, c, st->fd)) {
-		st->flags |= CONN_NETHTTP;
+		if (st->flags & CONN_BOUND)
+			nethttp_supersede(c, st->fd);
+		st->flags = (st->flags & ~CONN_BOUND) | CONN_NETHTTP;
 		return;
 	}
 	if (len <= 0 || !buf)

@@ -51,4 +51,18 @@ static __always_inline void nethttp_forget(__u32 tgid, __s32 fd)
 	bpf_map_delete_elem(&nethttp_conns, &k);
 }
 
+/* nethttp_supersede tells user space, in order with what the collector
+ * sent of connection conn (socket fd), that gohttp reports it from now on:
+ * what was sent is dropped without spans (a request whose bytes were
+ * copied before gohttp saw it would otherwise end as a second span). */
+static __always_inline void nethttp_supersede(__u64 conn, __s32 fd)
+{
+	struct close_event e = {};
+	fill_header(&e.hdr, EVENT_CLOSE);
+	e.conn = conn;
+	e.fd = fd;
+	e.flags = CLOSE_SUPERSEDED;
+	output(&e, sizeof(e));
+}
+
 #endif /* __PERISCOPE_NETHTTP_BPF_H__ */

@@ -261,8 +261,12 @@ static __always_inline bool settle(struct fd_state *s, struct call *c, __u64 n)
 {
 	if (s->proto == PROTO_HTTP2 && c->skip == SKIP_HTTP) {
 		struct nethttp_conn *v = nethttp_lookup(bpf_get_current_pid_tgid() >> 32, c->fd);
-		if (v && v->file == s->file)
+		if (v && v->file == s->file) {
 			s->proto = PROTO_IGNORED;
+			if (s->bound)
+				nethttp_supersede(s->conn, c->fd);
+			s->bound = 0;
+		}
 	}
 	if (s->proto == PROTO_UNKNOWN) {
 		__u8 b[CLASSIFY_BYTES] = {};

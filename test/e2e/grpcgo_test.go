@@ -99,11 +99,11 @@ func TestGoGRPCBesideNetHTTP(t *testing.T) {
 	bin := buildGRPCGo(t, t.TempDir())
 	e := startAgent(t, "--include-exe", "grpcgo")
 	srv := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-go-server"}, bin, "-mode", "server", "-http")
+	httpPort := srv.expect("http", 30*time.Second) // printed first
 	port, err := strconv.Atoi(srv.expect("listening", 30*time.Second))
 	if err != nil {
 		t.Fatalf("bad port from the server: %v", err)
 	}
-	httpPort := srv.expect("http", 30*time.Second)
 	const unary, gets = 6, 4
 	cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-go-client"}, bin, "-mode", "client", "-port", strconv.Itoa(port),
 		"-n", strconv.Itoa(unary), "-wait", "-http-port", httpPort, "-http-n", strconv.Itoa(gets))
