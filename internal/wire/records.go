@@ -72,7 +72,7 @@ var (
 
 	offCloseConn  = unsafe.Offsetof(wireCloseEvent{}.Conn)
 	offCloseFlags = unsafe.Offsetof(wireCloseEvent{}.Flags)
-	closeSize    = unsafe.Sizeof(wireCloseEvent{})
+	closeSize     = unsafe.Sizeof(wireCloseEvent{})
 
 	// ProcEventSize is sizeof(struct proc_event).
 	ProcEventSize = int(unsafe.Sizeof(wireProcEvent{}))
