@@ -205,9 +205,11 @@ func (c *Collector) attach() error {
 	return c.progs.ProcessMarkers(c.objs.SockProcessExit, c.objs.SockProcessExec)
 }
 
-// SkipPID stops (skip) or resumes tracing the HTTP connections of process
-// pid: a process whose HTTP requests another collector sees whole. Its
-// other connections (databases, caches) are still traced.
+// SkipPID stops (skip) or resumes tracing the net/http connections of
+// process pid: a process whose net/http requests another collector sees
+// whole. HTTP/1 is skipped from the first bytes, HTTP/2 once the gohttp
+// collector records a request on the socket (Config.NetHTTPConns): grpc-go's
+// h2c is still traced, as are its other connections (databases, caches).
 func (c *Collector) SkipPID(pid uint32, skip bool) error {
 	if !skip {
 		return c.skip(pid, socketsSkipSKIP_NONE)
