@@ -23,6 +23,7 @@ import (
 	"github.com/periscope-apm/periscope/collectors"
 	"github.com/periscope-apm/periscope/collectors/gohttp"
 	"github.com/periscope-apm/periscope/collectors/gotls"
+	"github.com/periscope-apm/periscope/collectors/loader"
 	"github.com/periscope-apm/periscope/collectors/openssl"
 	"github.com/periscope-apm/periscope/config"
 	"github.com/periscope-apm/periscope/correlator"
@@ -195,7 +196,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		}
 		defer netHTTP.Close()
 	}
-	sock, err := newSocketsCollector(cfg.Plaintext, sel, sink, netHTTP, log, reg)
+	sock, err := newSocketsCollector(cfg.Plaintext, sel, sink, corr.Ring, netHTTP, log, reg)
 	if err != nil {
 		return err
 	}
@@ -205,12 +206,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	if cfg.OpenSSL.Enabled {
 		cols = append(cols, openssl.New(openssl.Config{
 			PerProcess: !sel.All(),
-			RingBytes:  cfg.OpenSSL.RingBytes,
+			Ring:       loader.Ring{RingBytes: cfg.OpenSSL.RingBytes, Progress: corr.Ring()},
 			Analyzer:   analyzer,
 		}, sink, log, reg))
 	}
 	if cfg.GoHTTP.Enabled {
-		gcfg := gohttp.Config{PerProcess: !sel.All(), RingBytes: cfg.GoHTTP.RingBytes, Analyzer: analyzer,
+		gcfg := gohttp.Config{PerProcess: !sel.All(), Ring: loader.Ring{RingBytes: cfg.GoHTTP.RingBytes, Progress: corr.Ring()}, Analyzer: analyzer,
 			NetHTTPConns: netHTTP}
 		if sock != nil {
 			// Go net/http requests are seen whole: their sockets' bytes
@@ -226,7 +227,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	if cfg.GoTLS.Enabled {
 		cols = append(cols, gotls.New(gotls.Config{
 			PerProcess:   !sel.All(),
-			RingBytes:    cfg.GoTLS.RingBytes,
+			Ring:         loader.Ring{RingBytes: cfg.GoTLS.RingBytes, Progress: corr.Ring()},
 			Analyzer:     analyzer,
 			LeaveNetHTTP: cfg.GoHTTP.Enabled,
 			NetHTTPConns: netHTTP,
@@ -269,7 +270,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 				sock.Select(e.PID)
 			}
 		},
-		Progress: procs.Discovered,
+		Progress: procs.Discovery(),
 	}, log, reg)
 	tracker.Subscribe(processNames{procs})
 	for _, c := range started {
