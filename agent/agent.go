@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/prometheus/client_golang/prometheus"
 	promcollectors "github.com/prometheus/client_golang/prometheus/collectors"
@@ -188,6 +189,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	sink := execSink{Sink: corr, procs: procs}
 	analyzer := newAnalyzer(cfg.Symbols, log, reg)
 	var cols []collectors.Collector
+	var netHTTP *ebpf.Map // net/http's sockets, learnt by gohttp, left alone by gotls and sockets
+	if cfg.GoHTTP.Enabled {
+		if netHTTP, err = gohttp.NewNetHTTPConns(); err != nil {
+			return err
+		}
+		defer netHTTP.Close()
+	}
 	var ssl *openssl.Collector
 	if cfg.OpenSSL.Enabled {
 		// Started before the sockets collector, whose syscall programs
@@ -200,7 +208,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		}, sink, log, reg)
 		cols = append(cols, ssl)
 	}
-	sock, err := newSocketsCollector(cfg.Plaintext, sel, ssl, sink, corr.Ring, log, reg)
+	sock, err := newSocketsCollector(cfg.Plaintext, sel, ssl, sink, corr.Ring, netHTTP, log, reg)
 	if err != nil {
 		return err
 	}
@@ -208,7 +216,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		cols = append(cols, sock)
 	}
 	if cfg.GoHTTP.Enabled {
-		gcfg := gohttp.Config{PerProcess: !sel.All(), Ring: loader.Ring{RingBytes: cfg.GoHTTP.RingBytes, Progress: corr.Ring()}, Analyzer: analyzer}
+		gcfg := gohttp.Config{PerProcess: !sel.All(), Ring: loader.Ring{RingBytes: cfg.GoHTTP.RingBytes, Progress: corr.Ring()}, Analyzer: analyzer,
+			NetHTTPConns: netHTTP}
 		if sock != nil {
 			// Go net/http requests are seen whole: their sockets' bytes
 			// would make the same spans again.
@@ -226,6 +235,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 			Ring:         loader.Ring{RingBytes: cfg.GoTLS.RingBytes, Progress: corr.Ring()},
 			Analyzer:     analyzer,
 			LeaveNetHTTP: cfg.GoHTTP.Enabled,
+			NetHTTPConns: netHTTP,
 		}, sink, log, reg))
 	}
 	if cfg.TCP.Enabled {

@@ -52,12 +52,15 @@ static __always_inline __u64 read_ptr(__u64 base, __s64 off)
 	return v;
 }
 
-/* conn_fd follows a net.Conn interface value at base+off to the socket's
- * file descriptor: through a *tls.Conn when tls is set, then
- * *net.TCPConn -> net.conn.fd -> netFD.pfd.Sysfd. */
-static __always_inline __s32 conn_fd(struct go_offsets *o, __u64 base, __s64 off, bool tls)
+/* conn_ptr is the data word of the net.Conn interface value at base+off:
+ * the *tls.Conn or *net.TCPConn under it. */
+static __always_inline __u64 conn_ptr(__u64 base, __s64 off) { return read_ptr(base, off + 8); }
+
+/* conn_fd_of follows a net.Conn's data word c to the socket's file
+ * descriptor: through a *tls.Conn when tls is set, then *net.TCPConn ->
+ * net.conn.fd -> netFD.pfd.Sysfd. */
+static __always_inline __s32 conn_fd_of(struct go_offsets *o, __u64 c, bool tls)
 {
-	__u64 c = read_ptr(base, off + 8); /* the interface's data word */
 	if (tls)
 		c = read_ptr(c, o->tls_conn_conn + 8);
 	__u64 netfd = read_ptr(c, o->tcp_conn_conn + o->net_conn_fd);
@@ -68,6 +71,12 @@ static __always_inline __s32 conn_fd(struct go_offsets *o, __u64 base, __s64 off
 	    bpf_probe_read_user(&fd, sizeof(fd), (void *)(netfd + o->netfd_pfd + o->pollfd_sysfd)) != 0)
 		return -1;
 	return (__s32)fd;
+}
+
+/* conn_fd is conn_fd_of the net.Conn interface value at base+off. */
+static __always_inline __s32 conn_fd(struct go_offsets *o, __u64 base, __s64 off, bool tls)
+{
+	return conn_fd_of(o, conn_ptr(base, off), tls);
 }
 
 #endif /* __PERISCOPE_GO_BPF_H__ */

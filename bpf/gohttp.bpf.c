@@ -29,10 +29,15 @@
  *
  * In-flight calls are keyed by process and goroutine (runtime.g, in R14 on
  * amd64 and X28 on arm64).
+ *
+ * Every start also records its connection's socket in nethttp_conns
+ * (bpf/nethttp.bpf.h), so that the gotls and sockets collectors leave the
+ * connection's bytes to this one, whenever and however it was opened.
  */
 #include "common.bpf.h"
 #include "sock.bpf.h"
 #include "go.bpf.h"
+#include "nethttp.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -110,12 +115,28 @@ static __always_inline void mark_process(void)
 	}
 }
 
+/* own records descriptor fd, under the Go connection goconn, as net/http's
+ * (one lookup per request once recorded). */
+static __always_inline void own(__s32 fd, __u64 goconn)
+{
+	if (fd < 0 || !goconn)
+		return;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct nethttp_conn v = {.conn = goconn, .file = (__u64)fd_file(fd)};
+	struct nethttp_conn *cur = nethttp_lookup(tgid, fd);
+	if (cur && cur->conn == v.conn && cur->file == v.file)
+		return;
+	struct nethttp_key k = {.tgid = tgid, .fd = fd};
+	bpf_map_update_elem(&nethttp_conns, &k, &v, BPF_ANY);
+}
+
 /* emit_start completes e (zeroed, or with its header fields filled) and
- * sends it. */
+ * sends it; goconn is the connection's net.Conn data word. */
 static __always_inline void emit_start(struct request_start_event *e, __u32 kind, __u64 id, __u64 parent,
-				       __u64 g, __s32 fd, bool tls, __u16 major, __u16 minor)
+				       __u64 g, __s32 fd, __u64 goconn, bool tls, __u16 major, __u16 minor)
 {
 	mark_process();
+	own(fd, goconn);
 	fill_header(&e->hdr, EVENT_REQUEST_START);
 	e->id = id;
 	e->parent = parent;
@@ -475,21 +496,24 @@ int go_serve_http(struct pt_regs *ctx)
 		bpf_probe_read_user(&minor, sizeof(minor), (void *)(s.req + o->request_proto_minor));
 	}
 	__s32 fd = -1;
+	__u64 goconn = 0;
 	bool tls;
 	if (major == 2) {
 		/* rw is the HTTP/2 server's response writer (a one-pointer
 		 * struct in Go 1.27, stored in the interface as that pointer). */
 		tls = read_ptr(s.req, o->request_tls) != 0;
 		__u64 sc = read_ptr(read_ptr(s.resp, o->h2_rw_rws), o->h2_rws_conn);
+		goconn = conn_ptr(sc, o->h2_server_conn_conn);
 		if (sc)
-			fd = conn_fd(o, sc, o->h2_server_conn_conn, tls);
+			fd = conn_fd_of(o, goconn, tls);
 	} else {
 		__u64 conn = read_ptr(s.resp, o->response_conn);
 		tls = read_ptr(conn, o->conn_tls_state) != 0;
+		goconn = conn_ptr(conn, o->conn_rwc);
 		if (conn)
-			fd = conn_fd(o, conn, o->conn_rwc, tls);
+			fd = conn_fd_of(o, goconn, tls);
 	}
-	emit_start(&e, REQUEST_SERVER, s.id, 0, k.g, fd, tls, (__u16)major, (__u16)minor);
+	emit_start(&e, REQUEST_SERVER, s.id, 0, k.g, fd, goconn, tls, (__u16)major, (__u16)minor);
 	return 0;
 }
 
@@ -560,9 +584,10 @@ static __always_inline void client_start(struct go_offsets *o, struct pt_regs *c
 	if (s)
 		parent = s->id;
 	bool tls = read_ptr(conn, tls_off) != 0;
-	__s32 fd = conn ? conn_fd(o, conn, conn_off, tls) : -1;
+	__u64 goconn = conn_ptr(conn, conn_off);
+	__s32 fd = conn ? conn_fd_of(o, goconn, tls) : -1;
 	struct request_start_event e = {};
-	emit_start(&e, REQUEST_CLIENT, c.id, parent, k.g, fd, tls, major, minor);
+	emit_start(&e, REQUEST_CLIENT, c.id, parent, k.g, fd, goconn, tls, major, minor);
 }
 
 SEC("uprobe/go_round_trip")

@@ -26,11 +26,17 @@
  * never copied. One emulated hit per connection marks them: the server's
  * on the stack-check branch of net/http.(*conn).serve (its c.rwc, a
  * *tls.Conn when the server speaks TLS), the client's on the direct call
- * to the handshake in (*persistConn).addTLS (receiver in RAX).
+ * to the handshake in (*persistConn).addTLS (receiver in RAX). Connections
+ * these marks miss (open before the probes were attached, or dialled by
+ * the program: Transport.DialTLSContext) are learnt from the gohttp
+ * collector, which records the socket of every request it sees in
+ * nethttp_conns: a connection found there before its first byte is
+ * copied is left alone, its bind record never sent.
  */
 #include "common.bpf.h"
 #include "sock.bpf.h"
 #include "go.bpf.h"
+#include "nethttp.bpf.h"
 #include "plaintext.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -52,6 +58,7 @@ struct conn_key {
 
 /* conn_state.flags */
 #define CONN_NETHTTP 1 /* net/http's: the gohttp collector reports it */
+#define CONN_BOUND 2   /* its bind record was sent: its close is reported */
 
 /* conn_state.fd of a connection marked by net/http's server before its
  * socket was looked up */
@@ -126,8 +133,18 @@ static __always_inline void remember(__u32 tgid, __u64 c, __s32 fd, __u32 flags)
 	}
 }
 
-/* state returns what is known of c, learning its socket (and reporting it
- * with a bind record) the first time c is seen. */
+/* gohttp_owns tells whether the gohttp collector saw a request on c, whose
+ * socket is fd. */
+static __always_inline bool gohttp_owns(__u32 tgid, __u64 c, __s32 fd)
+{
+	if (fd < 0)
+		return false;
+	struct nethttp_conn *v = nethttp_lookup(tgid, fd);
+	return v && v->conn == c;
+}
+
+/* state returns what is known of c, learning its socket the first time c
+ * is seen. */
 static __always_inline struct conn_state *state(struct pt_regs *ctx, __u64 c)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -151,31 +168,42 @@ static __always_inline struct conn_state *state(struct pt_regs *ctx, __u64 c)
 		__u8 one = 1;
 		bpf_map_update_elem(&tls_procs, &tgid, &one, BPF_ANY);
 	}
-	if (fd >= 0) {
-		struct bind_event b = {};
-		fill_header(&b.hdr, EVENT_BIND);
-		b.conn = c;
-		b.fd = fd;
-		sock_tuple(fd, &b.tuple);
-		output(&b, sizeof(b));
-	}
 	return bpf_map_lookup_elem(&conns, &k);
 }
 
-static __always_inline void emit_data(__u64 c, __s32 fd, __u32 dir, __u64 buf, __s64 len)
+/* emit_data sends the plaintext of c unless net/http owns c, binding c to
+ * its socket before its first bytes. A connection gohttp learns late (its
+ * first request seen after gotls met it) stops here from then on. */
+static __always_inline void emit_data(struct conn_state *st, __u64 c, __u32 dir, __u64 buf, __s64 len)
 {
-	if (len > 0 && buf)
-		emit_plaintext(c, fd, dir, buf, (__u64)len);
+	if (!st || (st->flags & CONN_NETHTTP))
+		return;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (gohttp_owns(tgid, c, st->fd)) {
+		if (st->flags & CONN_BOUND)
+			nethttp_supersede(c, st->fd);
+		st->flags = (st->flags & ~CONN_BOUND) | CONN_NETHTTP;
+		return;
+	}
+	if (len <= 0 || !buf)
+		return;
+	if (!(st->flags & CONN_BOUND) && st->fd >= 0) {
+		st->flags |= CONN_BOUND;
+		struct bind_event b = {};
+		fill_header(&b.hdr, EVENT_BIND);
+		b.conn = c;
+		b.fd = st->fd;
+		sock_tuple(st->fd, &b.tuple);
+		output(&b, sizeof(b));
+	}
+	emit_plaintext(c, st->fd, dir, buf, (__u64)len);
 }
 
 SEC("uprobe/go_tls_write")
 int go_tls_write(struct pt_regs *ctx)
 {
 	__u64 c = GO_ARG1(ctx);
-	struct conn_state *st = state(ctx, c);
-	if (!st || (st->flags & CONN_NETHTTP))
-		return 0;
-	emit_data(c, st->fd, DIR_WRITE, GO_ARG2(ctx), (__s64)GO_ARG3(ctx));
+	emit_data(state(ctx, c), c, DIR_WRITE, GO_ARG2(ctx), (__s64)GO_ARG3(ctx));
 	return 0;
 }
 
@@ -202,10 +230,7 @@ int go_tls_read_copy(struct pt_regs *ctx)
 	}
 	__u64 c = *cp;
 	bpf_map_delete_elem(&reads, &k);
-	struct conn_state *st = state(ctx, c);
-	if (!st || (st->flags & CONN_NETHTTP))
-		return 0;
-	emit_data(c, st->fd, DIR_READ, MEMMOVE_SRC(ctx), (__s64)MEMMOVE_LEN(ctx));
+	emit_data(state(ctx, c), c, DIR_READ, MEMMOVE_SRC(ctx), (__s64)MEMMOVE_LEN(ctx));
 	return 0;
 }
 
@@ -252,7 +277,8 @@ int go_tls_close(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	__u32 flags = st->flags;
 	bpf_map_delete_elem(&conns, &k);
-	if (flags & CONN_NETHTTP)
+	nethttp_forget(fk.tgid, fk.fd);
+	if (!(flags & CONN_BOUND))
 		return 0;
 	struct close_event e = {};
 	fill_header(&e.hdr, EVENT_CLOSE);

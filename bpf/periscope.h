@@ -83,11 +83,19 @@ struct bind_event {
 	struct tuple tuple;
 };
 
+/* close_event.flags */
+enum close_flag {
+	/* Not a close: the collector leaves the connection from now on to
+	 * another that reports its requests whole (gohttp); what it sent of it
+	 * is dropped without spans. */
+	CLOSE_SUPERSEDED = 1,
+};
+
 struct close_event {
 	struct event_header hdr;
 	__u64 conn;
 	__s32 fd;
-	__u32 _pad;
+	__u32 flags; /* enum close_flag */
 };
 
 /* SSL_write data is sent at entry, so that it is in the ring before the

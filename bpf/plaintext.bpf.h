@@ -53,6 +53,11 @@ struct full_data_event {
 		(e)->head.goroutine = 0;                                                       \
 		(e)->head.fd = (fd_);                                                          \
 		__u32 __captured = (n) > (cap) ? (cap) : (__u32)(n);                           \
+		/* Bound the length where the helper takes it: older verifiers        \
+		 * (6.1) lose a bound the compiler proved earlier on a spilled copy. */ \
+		asm volatile("" : "+r"(__captured));                                           \
+		if (__captured > (cap))                                                        \
+			__captured = (cap);                                                    \
 		if (bpf_probe_read_user((e)->data, __captured, (void *)(buf)) != 0)            \
 			__captured = 0;                                                        \
 		(e)->head.captured = __captured;                                               \

@@ -28,6 +28,7 @@
 #include "classify.bpf.h"
 #include "syscall.bpf.h"
 #include "sslbind.bpf.h"
+#include "nethttp.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -231,13 +232,17 @@ struct {
 enum skip {
 	SKIP_NONE = 0,
 	SKIP_ALL = 1,  /* no socket traced: the agent itself */
-	SKIP_HTTP = 2, /* HTTP connections not traced: another collector sees them whole */
+	SKIP_HTTP = 2, /* net/http's connections not traced: another collector sees them whole */
 };
 
 /* Processes whose sockets are not traced (SKIP_ALL: the agent itself) or
- * whose HTTP connections are not (SKIP_HTTP: Go programs whose net/http the
- * gohttp collector probes; it sees their requests whole, but not their
- * database calls). Written by user space. */
+ * whose net/http connections are not (SKIP_HTTP: Go programs whose net/http
+ * the gohttp collector probes; it sees their requests whole, but not their
+ * database calls, nor HTTP/2 that does not go through net/http: grpc-go's
+ * h2c). There HTTP/1 is net/http's; an HTTP/2 connection is traced until
+ * gohttp records a request on its socket (nethttp_conns: net/http's own
+ * h2c), and the correlator drops what was sent before. Written by user
+ * space. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
@@ -373,11 +378,20 @@ static __always_inline __u32 first_bytes(struct call *c, __u8 *b, __u64 n)
  * whether its bytes are wanted. */
 static __always_inline bool settle(struct fd_state *s, struct call *c, __u64 n)
 {
+	if (s->proto == PROTO_HTTP2 && c->skip == SKIP_HTTP) {
+		struct nethttp_conn *v = nethttp_lookup(bpf_get_current_pid_tgid() >> 32, c->fd);
+		if (v && v->file == s->file) {
+			s->proto = PROTO_IGNORED;
+			if (s->bound)
+				nethttp_supersede(s->conn, c->fd);
+			s->bound = 0;
+		}
+	}
 	if (s->proto == PROTO_UNKNOWN) {
 		__u8 b[CLASSIFY_BYTES] = {};
 		__u32 got = first_bytes(c, b, n);
 		__u8 p = classify(b, got);
-		if (c->skip == SKIP_HTTP && (p == PROTO_HTTP1 || p == PROTO_HTTP2))
+		if (c->skip == SKIP_HTTP && p == PROTO_HTTP1)
 			p = PROTO_IGNORED;
 		if (p != PROTO_UNKNOWN) {
 			s->proto = p;
@@ -523,6 +537,7 @@ static __always_inline void forget_fd(__u32 tgid, __s32 fd)
 		output(&c, sizeof(c));
 	}
 	bpf_map_delete_elem(&fds, &k);
+	nethttp_forget(tgid, fd);
 }
 
 static __always_inline void forget(__u32 tgid, __s32 fd)

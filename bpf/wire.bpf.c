@@ -20,3 +20,4 @@ const enum event_type *unused_event_type __attribute__((unused));
 const enum direction *unused_direction __attribute__((unused));
 const enum counter *unused_counter __attribute__((unused));
 const enum bind_flag *unused_bind_flag __attribute__((unused));
+const enum close_flag *unused_close_flag __attribute__((unused));

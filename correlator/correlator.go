@@ -300,7 +300,15 @@ func (c *Correlator) Close(e events.Close) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
-	if cn := c.lookup(e.Conn); cn != nil {
+	cn := c.lookup(e.Conn)
+	switch {
+	case cn == nil:
+	case e.Superseded:
+		// The collector has left the connection to one that sees its
+		// requests whole (gohttp): what it sent of them is no span.
+		c.supersede(cn)
+		c.remove(cn)
+	default:
 		c.endConn(cn, e.Time, reasonClosed)
 		c.remove(cn)
 	}
@@ -905,6 +913,16 @@ func (c *Correlator) silenced(cn *conn, tuple events.Tuple) bool {
 	if cn.plain {
 		loser = cn
 	}
+	c.supersede(loser)
+	if loser == other {
+		delete(c.byTuple, tuple)
+	}
+	return loser == cn
+}
+
+// supersede ignores a connection that another collector reports, dropping
+// its unfinished exchanges without spans.
+func (c *Correlator) supersede(loser *conn) {
 	c.m.superseded.Inc()
 	loser.ignored = true
 	loser.dec = nil
@@ -915,10 +933,6 @@ func (c *Correlator) silenced(cn *conn, tuple events.Tuple) bool {
 	}
 	loser.pending, loser.held = nil, nil
 	delete(c.holding, loser)
-	if loser == other {
-		delete(c.byTuple, tuple)
-	}
-	return loser == cn
 }
 
 // linkByTuple links the server requests of a connection with the client

@@ -88,3 +88,27 @@ func TestPlaintextAuthority(t *testing.T) {
 		}
 	}
 }
+
+// A collector that leaves a connection to gohttp (net/http's h2c seen by
+// the sockets collector, a connection gotls met before gohttp) says so in
+// order with its bytes: the request it saw the start of makes no span,
+// where a close would end it as an error; a real close of another
+// connection still does.
+func TestCloseSuperseded(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	left, other := cid(1, 1<<61|0x10), cid(1, 1<<61|0x20)
+	h.bindPlain(left, 5, 1, "10.0.0.1:80", "10.0.0.2:5000")
+	h.read(left, 9, 2, "GET /seen-whole-elsewhere HTTP/1.1\r\n\r\n")
+	h.c.Close(events.Close{Conn: left, Time: at(3), Superseded: true})
+	h.c.Close(events.Close{Conn: left, Time: at(4)}) // nothing left to end
+	h.bindPlain(other, 6, 5, "10.0.0.1:80", "10.0.0.2:5001")
+	h.read(other, 9, 6, "GET /cut HTTP/1.1\r\n\r\n")
+	h.c.Close(events.Close{Conn: other, Time: at(7)})
+	spans := h.wantSpans(1)
+	if spans[0].Name != "GET /cut" {
+		t.Errorf("span %q, want GET /cut", spans[0].Name)
+	}
+	if got := h.metric("periscope_connections_superseded_total"); got != 1 {
+		t.Errorf("superseded = %v, want 1", got)
+	}
+}

@@ -103,6 +103,10 @@ type WriteResult struct {
 type Close struct {
 	Conn ConnID
 	Time time.Time
+	// Superseded: not a close, but the collector leaving the connection
+	// to another that reports its requests whole; what it sent of the
+	// connection makes no span.
+	Superseded bool
 }
 
 // Exit says that a process has exited; all its connections are gone.

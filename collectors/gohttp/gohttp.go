@@ -70,6 +70,25 @@ type Config struct {
 	// collector sees whole from now on (so that another collector can
 	// leave them alone: one request, one span).
 	Probed func(pid uint32)
+	// NetHTTPConns receives the socket of every request's connection
+	// (NewNetHTTPConns), for the collectors that leave net/http's
+	// connections to this one (nil: a map of its own, read by none).
+	NetHTTPConns *ebpf.Map
+}
+
+// NewNetHTTPConns makes the map in which the collector records net/http's
+// sockets, to be shared through the NetHTTPConns fields of its Config and
+// of the gotls and sockets collectors' Configs.
+func NewNetHTTPConns() (*ebpf.Map, error) {
+	spec, err := loadGohttp()
+	if err != nil {
+		return nil, fmt.Errorf("load gohttp spec: %w", err)
+	}
+	m, err := ebpf.NewMap(spec.Maps[loader.NetHTTPConns])
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", loader.NetHTTPConns, err)
+	}
+	return m, nil
 }
 
 func (c *Config) defaults() {
@@ -203,7 +222,7 @@ func (c *Collector) Start(ctx context.Context) error {
 	}
 	c.multi = attach.Multi()
 	attach.PrepareSpec(spec, c.multi)
-	if err := loader.Load(Name, spec, c.cfg.Ring, &c.objs, nil, c.log); err != nil {
+	if err := loader.Load(Name, spec, c.cfg.Ring, &c.objs, loader.Sharing(loader.NetHTTPConns, c.cfg.NetHTTPConns), c.log); err != nil {
 		return err
 	}
 	c.progs.Own(&c.objs)

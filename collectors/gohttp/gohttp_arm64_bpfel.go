@@ -115,6 +115,18 @@ type gohttpMapSearch struct {
 	D        int64
 }
 
+type gohttpNethttpConn struct {
+	_    structs.HostLayout
+	Conn uint64
+	File uint64
+}
+
+type gohttpNethttpKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Fd   int32
+}
+
 type gohttpProcEvent struct {
 	_   structs.HostLayout
 	Hdr struct {
@@ -205,6 +217,7 @@ const (
 	gohttpMapEvents                  = "events"
 	gohttpMapGoProcs                 = "go_procs"
 	gohttpMapMapScratch              = "map_scratch"
+	gohttpMapNethttpConns            = "nethttp_conns"
 	gohttpMapOffsets                 = "offsets"
 	gohttpMapServers                 = "servers"
 	gohttpProgGoFinishRequest        = "go_finish_request"
@@ -280,13 +293,14 @@ type gohttpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gohttpMapSpecs struct {
-	Clients    *ebpf.MapSpec `ebpf:"clients"`
-	Counters   *ebpf.MapSpec `ebpf:"counters"`
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	GoProcs    *ebpf.MapSpec `ebpf:"go_procs"`
-	MapScratch *ebpf.MapSpec `ebpf:"map_scratch"`
-	Offsets    *ebpf.MapSpec `ebpf:"offsets"`
-	Servers    *ebpf.MapSpec `ebpf:"servers"`
+	Clients      *ebpf.MapSpec `ebpf:"clients"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	GoProcs      *ebpf.MapSpec `ebpf:"go_procs"`
+	MapScratch   *ebpf.MapSpec `ebpf:"map_scratch"`
+	NethttpConns *ebpf.MapSpec `ebpf:"nethttp_conns"`
+	Offsets      *ebpf.MapSpec `ebpf:"offsets"`
+	Servers      *ebpf.MapSpec `ebpf:"servers"`
 }
 
 // gohttpVariableSpecs contains global variables before they are loaded into the kernel.
@@ -320,13 +334,14 @@ func (o *gohttpObjects) Close() error {
 //
 // It can be passed to loadGohttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gohttpMaps struct {
-	Clients    *ebpf.Map `ebpf:"clients"`
-	Counters   *ebpf.Map `ebpf:"counters"`
-	Events     *ebpf.Map `ebpf:"events"`
-	GoProcs    *ebpf.Map `ebpf:"go_procs"`
-	MapScratch *ebpf.Map `ebpf:"map_scratch"`
-	Offsets    *ebpf.Map `ebpf:"offsets"`
-	Servers    *ebpf.Map `ebpf:"servers"`
+	Clients      *ebpf.Map `ebpf:"clients"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	Events       *ebpf.Map `ebpf:"events"`
+	GoProcs      *ebpf.Map `ebpf:"go_procs"`
+	MapScratch   *ebpf.Map `ebpf:"map_scratch"`
+	NethttpConns *ebpf.Map `ebpf:"nethttp_conns"`
+	Offsets      *ebpf.Map `ebpf:"offsets"`
+	Servers      *ebpf.Map `ebpf:"servers"`
 }
 
 func (m *gohttpMaps) Close() error {
@@ -336,6 +351,7 @@ func (m *gohttpMaps) Close() error {
 		m.Events,
 		m.GoProcs,
 		m.MapScratch,
+		m.NethttpConns,
 		m.Offsets,
 		m.Servers,
 	)

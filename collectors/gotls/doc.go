@@ -9,5 +9,6 @@
 // stack-check branch, a direct CALL): three hits per Write and Read pair,
 // none on a RET. Connections whose handshake net/http runs are left to the
 // gohttp collector (Config.LeaveNetHTTP), which reports their requests
-// whole: one request, one span.
+// whole: one request, one span; so are those on which gohttp saw a request
+// (Config.NetHTTPConns), whatever opened them.
 package gotls

@@ -69,6 +69,10 @@ type Config struct {
 	// LeaveNetHTTP leaves the connections whose TLS handshake net/http
 	// runs to the gohttp collector, which reports their requests whole.
 	LeaveNetHTTP bool
+	// NetHTTPConns is the gohttp collector's record of net/http's sockets
+	// (gohttp.NewNetHTTPConns): connections found there are left to it
+	// too, whatever opened them (nil: only the marks above).
+	NetHTTPConns *ebpf.Map
 }
 
 func (c *Config) defaults() {
@@ -177,7 +181,7 @@ func (c *Collector) Start(ctx context.Context) error {
 	}
 	c.multi = attach.Multi()
 	attach.PrepareSpec(spec, c.multi)
-	if err := loader.Load(Name, spec, c.cfg.Ring, &c.objs, nil, c.log); err != nil {
+	if err := loader.Load(Name, spec, c.cfg.Ring, &c.objs, loader.Sharing(loader.NetHTTPConns, c.cfg.NetHTTPConns), c.log); err != nil {
 		return err
 	}
 	c.progs.Own(&c.objs)

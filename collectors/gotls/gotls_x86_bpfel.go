@@ -104,6 +104,18 @@ type gotlsGoOffsets struct {
 	H2iResponseContentLength    int64
 }
 
+type gotlsNethttpConn struct {
+	_    structs.HostLayout
+	Conn uint64
+	File uint64
+}
+
+type gotlsNethttpKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Fd   int32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -112,6 +124,7 @@ const (
 	gotlsMapCounters           = "counters"
 	gotlsMapEvents             = "events"
 	gotlsMapFdConn             = "fd_conn"
+	gotlsMapNethttpConns       = "nethttp_conns"
 	gotlsMapOffsets            = "offsets"
 	gotlsMapReads              = "reads"
 	gotlsMapTlsProcs           = "tls_procs"
@@ -184,13 +197,14 @@ type gotlsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gotlsMapSpecs struct {
-	Conns    *ebpf.MapSpec `ebpf:"conns"`
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	FdConn   *ebpf.MapSpec `ebpf:"fd_conn"`
-	Offsets  *ebpf.MapSpec `ebpf:"offsets"`
-	Reads    *ebpf.MapSpec `ebpf:"reads"`
-	TlsProcs *ebpf.MapSpec `ebpf:"tls_procs"`
+	Conns        *ebpf.MapSpec `ebpf:"conns"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	FdConn       *ebpf.MapSpec `ebpf:"fd_conn"`
+	NethttpConns *ebpf.MapSpec `ebpf:"nethttp_conns"`
+	Offsets      *ebpf.MapSpec `ebpf:"offsets"`
+	Reads        *ebpf.MapSpec `ebpf:"reads"`
+	TlsProcs     *ebpf.MapSpec `ebpf:"tls_procs"`
 }
 
 // gotlsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -222,13 +236,14 @@ func (o *gotlsObjects) Close() error {
 //
 // It can be passed to loadGotlsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gotlsMaps struct {
-	Conns    *ebpf.Map `ebpf:"conns"`
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
-	FdConn   *ebpf.Map `ebpf:"fd_conn"`
-	Offsets  *ebpf.Map `ebpf:"offsets"`
-	Reads    *ebpf.Map `ebpf:"reads"`
-	TlsProcs *ebpf.Map `ebpf:"tls_procs"`
+	Conns        *ebpf.Map `ebpf:"conns"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	Events       *ebpf.Map `ebpf:"events"`
+	FdConn       *ebpf.Map `ebpf:"fd_conn"`
+	NethttpConns *ebpf.Map `ebpf:"nethttp_conns"`
+	Offsets      *ebpf.Map `ebpf:"offsets"`
+	Reads        *ebpf.Map `ebpf:"reads"`
+	TlsProcs     *ebpf.Map `ebpf:"tls_procs"`
 }
 
 func (m *gotlsMaps) Close() error {
@@ -237,6 +252,7 @@ func (m *gotlsMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.FdConn,
+		m.NethttpConns,
 		m.Offsets,
 		m.Reads,
 		m.TlsProcs,

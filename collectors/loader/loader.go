@@ -184,3 +184,17 @@ func (p *Programs) ProcessMarkers(exit, exec *ebpf.Program) error {
 	}
 	return p.RawTracepoint("sched_process_exec", exec)
 }
+
+// NetHTTPConns names the map of bpf/nethttp.bpf.h: the sockets of Go
+// net/http connections, written by the gohttp collector and read by the
+// gotls and sockets collectors, which leave those connections to it.
+const NetHTTPConns = "nethttp_conns"
+
+// Sharing returns the load options that give a collection the instance m
+// of its map name (nil m: the collection makes its own).
+func Sharing(name string, m *ebpf.Map) *ebpf.CollectionOptions {
+	if m == nil {
+		return nil
+	}
+	return &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{name: m}}
+}

@@ -46,6 +46,10 @@ type Config struct {
 	// sockets programs bind its SSL* to their sockets (it then attaches
 	// no syscall programs of its own).
 	SSL SSLBinding
+	// NetHTTPConns is the gohttp collector's record of net/http's sockets
+	// (gohttp.NewNetHTTPConns): in a process left to gohttp, an HTTP/2
+	// connection found there is net/http's and left alone (nil: none is).
+	NetHTTPConns *ebpf.Map
 }
 
 func (c *Config) defaults() {
@@ -136,18 +140,19 @@ func (c *Collector) Start(ctx context.Context) error {
 	if c.typed, err = dispatchers(spec); err != nil {
 		return err
 	}
-	var opts *ebpf.CollectionOptions
+	repl := map[string]*ebpf.Map{}
 	if c.cfg.SSL != nil {
-		repl, err := sslReplacements(spec, c.cfg.SSL)
-		if err != nil {
+		if repl, err = sslReplacements(spec, c.cfg.SSL); err != nil {
 			return err
 		}
-		opts = &ebpf.CollectionOptions{MapReplacements: repl}
 		if err := spec.Variables["ssl_bind"].Set(uint8(1)); err != nil {
 			return fmt.Errorf("set ssl_bind: %w", err)
 		}
 	}
-	if err := loader.Load(Name, spec, c.cfg.Ring, &c.objs, opts, c.log); err != nil {
+	if c.cfg.NetHTTPConns != nil {
+		repl[loader.NetHTTPConns] = c.cfg.NetHTTPConns
+	}
+	if err := loader.Load(Name, spec, c.cfg.Ring, &c.objs, &ebpf.CollectionOptions{MapReplacements: repl}, c.log); err != nil {
 		return err
 	}
 	c.progs.Own(&c.objs)
@@ -205,9 +210,11 @@ func (c *Collector) attach() error {
 	return c.progs.ProcessMarkers(c.objs.SockProcessExit, c.objs.SockProcessExec)
 }
 
-// SkipPID stops (skip) or resumes tracing the HTTP connections of process
-// pid: a process whose HTTP requests another collector sees whole. Its
-// other connections (databases, caches) are still traced.
+// SkipPID stops (skip) or resumes tracing the net/http connections of
+// process pid: a process whose net/http requests another collector sees
+// whole. HTTP/1 is skipped from the first bytes, HTTP/2 once the gohttp
+// collector records a request on the socket (Config.NetHTTPConns): grpc-go's
+// h2c is still traced, as are its other connections (databases, caches).
 func (c *Collector) SkipPID(pid uint32, skip bool) error {
 	if !skip {
 		return c.skip(pid, socketsSkipSKIP_NONE)

@@ -59,6 +59,18 @@ type socketsFdState struct {
 	Pad   uint32
 }
 
+type socketsNethttpConn struct {
+	_    structs.HostLayout
+	Conn uint64
+	File uint64
+}
+
+type socketsNethttpKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Fd   int32
+}
+
 type socketsProto uint32
 
 const (
@@ -126,6 +138,7 @@ const (
 	socketsMapIgnorePorts      = "ignore_ports"
 	socketsMapIoProgs          = "io_progs"
 	socketsMapIoProgsBtf       = "io_progs_btf"
+	socketsMapNethttpConns     = "nethttp_conns"
 	socketsMapPending          = "pending"
 	socketsMapScratch          = "scratch"
 	socketsMapSelected         = "selected"
@@ -259,6 +272,7 @@ type socketsMapSpecs struct {
 	IgnorePorts    *ebpf.MapSpec `ebpf:"ignore_ports"`
 	IoProgs        *ebpf.MapSpec `ebpf:"io_progs"`
 	IoProgsBtf     *ebpf.MapSpec `ebpf:"io_progs_btf"`
+	NethttpConns   *ebpf.MapSpec `ebpf:"nethttp_conns"`
 	Pending        *ebpf.MapSpec `ebpf:"pending"`
 	Scratch        *ebpf.MapSpec `ebpf:"scratch"`
 	Selected       *ebpf.MapSpec `ebpf:"selected"`
@@ -316,6 +330,7 @@ type socketsMaps struct {
 	IgnorePorts    *ebpf.Map `ebpf:"ignore_ports"`
 	IoProgs        *ebpf.Map `ebpf:"io_progs"`
 	IoProgsBtf     *ebpf.Map `ebpf:"io_progs_btf"`
+	NethttpConns   *ebpf.Map `ebpf:"nethttp_conns"`
 	Pending        *ebpf.Map `ebpf:"pending"`
 	Scratch        *ebpf.Map `ebpf:"scratch"`
 	Selected       *ebpf.Map `ebpf:"selected"`
@@ -339,6 +354,7 @@ func (m *socketsMaps) Close() error {
 		m.IgnorePorts,
 		m.IoProgs,
 		m.IoProgsBtf,
+		m.NethttpConns,
 		m.Pending,
 		m.Scratch,
 		m.Selected,

@@ -70,8 +70,9 @@ var (
 	offResultAccepted  = unsafe.Offsetof(wireWriteResultEvent{}.Accepted)
 	resultSize         = unsafe.Sizeof(wireWriteResultEvent{})
 
-	offCloseConn = unsafe.Offsetof(wireCloseEvent{}.Conn)
-	closeSize    = unsafe.Sizeof(wireCloseEvent{})
+	offCloseConn  = unsafe.Offsetof(wireCloseEvent{}.Conn)
+	offCloseFlags = unsafe.Offsetof(wireCloseEvent{}.Flags)
+	closeSize     = unsafe.Sizeof(wireCloseEvent{})
 
 	// ProcEventSize is sizeof(struct proc_event).
 	ProcEventSize = int(unsafe.Sizeof(wireProcEvent{}))
@@ -164,5 +165,8 @@ func Close(raw []byte) (events.Close, bool) {
 	if uintptr(len(raw)) < closeSize {
 		return events.Close{}, false
 	}
-	return events.Close{Conn: events.ConnID{PID: ne.Uint32(raw[offPID:]), Key: ne.Uint64(raw[offCloseConn:])}}, true
+	return events.Close{
+		Conn:       events.ConnID{PID: ne.Uint32(raw[offPID:]), Key: ne.Uint64(raw[offCloseConn:])},
+		Superseded: ne.Uint32(raw[offCloseFlags:])&uint32(wireCloseFlagCLOSE_SUPERSEDED) != 0,
+	}, true
 }

@@ -48,3 +48,23 @@ func TestTupleLayout(t *testing.T) {
 		t.Fatalf("sizeof(struct tuple) = %d, Tuple decodes %d", got, TupleSize)
 	}
 }
+
+// A close record's flags say whether it is a close or a collector leaving
+// the connection to another.
+func TestCloseSuperseded(t *testing.T) {
+	for _, flags := range []uint32{0, uint32(wireCloseFlagCLOSE_SUPERSEDED)} {
+		raw := make([]byte, closeSize)
+		ne := binary.NativeEndian
+		ne.PutUint32(raw[offPID:], 42)
+		ne.PutUint64(raw[offCloseConn:], 0xabc)
+		ne.PutUint32(raw[offCloseFlags:], flags)
+		got, ok := Close(raw)
+		want := events.Close{Conn: events.ConnID{PID: 42, Key: 0xabc}, Superseded: flags != 0}
+		if !ok || got != want {
+			t.Errorf("flags %d: %+v %v, want %+v", flags, got, ok, want)
+		}
+	}
+	if _, ok := Close(make([]byte, closeSize-1)); ok {
+		t.Error("a short close record decoded")
+	}
+}

@@ -38,12 +38,18 @@ const (
 )
 
 type wireCloseEvent struct {
-	_    structs.HostLayout
-	Hdr  wireEventHeader
-	Conn uint64
-	Fd   int32
-	Pad  uint32
+	_     structs.HostLayout
+	Hdr   wireEventHeader
+	Conn  uint64
+	Fd    int32
+	Flags uint32
 }
+
+type wireCloseFlag uint32
+
+const (
+	wireCloseFlagCLOSE_SUPERSEDED wireCloseFlag = 1
+)
 
 type wireCounter uint32
 
@@ -123,6 +129,7 @@ const (
 	wireVarUnusedBindEvent        = "unused_bind_event"
 	wireVarUnusedBindFlag         = "unused_bind_flag"
 	wireVarUnusedCloseEvent       = "unused_close_event"
+	wireVarUnusedCloseFlag        = "unused_close_flag"
 	wireVarUnusedCounter          = "unused_counter"
 	wireVarUnusedDataEvent        = "unused_data_event"
 	wireVarUnusedDirection        = "unused_direction"
@@ -189,6 +196,7 @@ type wireVariableSpecs struct {
 	UnusedBindEvent        *ebpf.VariableSpec `ebpf:"unused_bind_event"`
 	UnusedBindFlag         *ebpf.VariableSpec `ebpf:"unused_bind_flag"`
 	UnusedCloseEvent       *ebpf.VariableSpec `ebpf:"unused_close_event"`
+	UnusedCloseFlag        *ebpf.VariableSpec `ebpf:"unused_close_flag"`
 	UnusedCounter          *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedDataEvent        *ebpf.VariableSpec `ebpf:"unused_data_event"`
 	UnusedDirection        *ebpf.VariableSpec `ebpf:"unused_direction"`
@@ -231,6 +239,7 @@ type wireVariables struct {
 	UnusedBindEvent        *ebpf.Variable `ebpf:"unused_bind_event"`
 	UnusedBindFlag         *ebpf.Variable `ebpf:"unused_bind_flag"`
 	UnusedCloseEvent       *ebpf.Variable `ebpf:"unused_close_event"`
+	UnusedCloseFlag        *ebpf.Variable `ebpf:"unused_close_flag"`
 	UnusedCounter          *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedDataEvent        *ebpf.Variable `ebpf:"unused_data_event"`
 	UnusedDirection        *ebpf.Variable `ebpf:"unused_direction"`

@@ -70,6 +70,15 @@ func checkEchoCalls(t *testing.T, e *env, srv, cli *proc, port, unary int) {
 		t.Fatalf("client made %s calls, want %d", got, unary+4)
 	}
 	cli.mustSucceed(10 * time.Second)
+	server := e.spans(t, unary+4, byPIDs(kindServer, srv.PID))
+	client := e.spans(t, unary+4, byPIDs(kindClient, cli.PID))
+	checkEchoSpans(t, server, client, port, unary)
+}
+
+// checkEchoSpans checks the server and client spans of the calls of
+// checkEchoCalls.
+func checkEchoSpans(t *testing.T, server, client []otlpreceiver.Span, port, unary int) {
+	t.Helper()
 	want := map[grpcCall]int{
 		{"test.Echo/Echo", "OK", 1, 1}:       unary,
 		{"test.Echo/Get", "NOT_FOUND", 1, 0}: 1,
@@ -77,8 +86,6 @@ func checkEchoCalls(t *testing.T, e *env, srv, cli *proc, port, unary int) {
 		{"test.Echo/Sum", "OK", 4, 1}:        1,
 		{"test.Echo/Chat", "OK", 2, 2}:       1,
 	}
-	server := e.spans(t, unary+4, byPIDs(kindServer, srv.PID))
-	client := e.spans(t, unary+4, byPIDs(kindClient, cli.PID))
 	checkGRPC(t, "server", server, want, port, false)
 	checkGRPC(t, "client", client, want, port, true)
 	checkGRPCLinks(t, client, server)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,6 +87,67 @@ func TestGoGRPC(t *testing.T) {
 			checkEchoCalls(t, e, srv, cli, port, unary)
 		})
 	}
+}
+
+// TestGoGRPCBesideNetHTTP: plaintext gRPC (h2c) of grpc-go programs that
+// also serve and call net/http, which the gohttp collector probes. The
+// sockets collector traces the gRPC (grpc-go's own HTTP/2: gohttp does not
+// see it) and leaves net/http's connections to gohttp: HTTP/1.1 from the
+// start, h2c once gohttp records a request on the socket. The 10 calls of
+// checkEchoCalls and M GETs over each of HTTP/1.1 and h2c are exactly 10 +
+// 2M SERVER and CLIENT spans, gRPC ones right and linked, HTTP ones one per
+// request, each version M times, linked.
+func TestGoGRPCBesideNetHTTP(t *testing.T) {
+	bin := buildGRPCGo(t, t.TempDir())
+	e := startAgent(t, "--include-exe", "grpcgo")
+	srv := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-go-server"}, bin, "-mode", "server", "-http")
+	httpPort := srv.expect("http", 30*time.Second) // printed first
+	port, err := strconv.Atoi(srv.expect("listening", 30*time.Second))
+	if err != nil {
+		t.Fatalf("bad port from the server: %v", err)
+	}
+	const unary, gets = 6, 4
+	cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-go-client"}, bin, "-mode", "client", "-port", strconv.Itoa(port),
+		"-n", strconv.Itoa(unary), "-wait", "-http-port", httpPort, "-http-n", strconv.Itoa(gets))
+	cli.expect("ready", 30*time.Second)
+	probedBy(t, e, "gohttp", srv.PID, cli.PID)
+	e.instrumented(t, srv.PID, cli.PID)
+	cli.send("go")
+	if got := cli.expect("done", 60*time.Second); got != strconv.Itoa(unary+4) {
+		t.Fatalf("client made %s calls, want %d", got, unary+4)
+	}
+	if got := cli.expect("http", 60*time.Second); got != strconv.Itoa(2*gets) {
+		t.Fatalf("client made %s GETs, want %d", got, 2*gets)
+	}
+	cli.mustSucceed(10 * time.Second)
+	n := unary + 4 + 2*gets
+	server := e.spans(t, n, byPIDs(kindServer, srv.PID))
+	client := e.spans(t, n, byPIDs(kindClient, cli.PID))
+	rpcServer, httpServer := splitRPC(server)
+	rpcClient, httpClient := splitRPC(client)
+	checkEchoSpans(t, rpcServer, rpcClient, port, unary)
+	for _, set := range [][]otlpreceiver.Span{httpServer, httpClient} {
+		got := counts(set, func(s otlpreceiver.Span) string {
+			return fmt.Sprintf("%s %s %d %s", attrStr(s, "http.request.method"), attrStr(s, "url.path"),
+				attrInt(s, "http.response.status_code"), attrStr(s, "network.protocol.version"))
+		})
+		if want := map[string]int{"GET /hello 200 1.1": gets, "GET /hello 200 2": gets}; !maps.Equal(got, want) {
+			t.Errorf("HTTP spans %v, want %v", got, want)
+		}
+	}
+	checkParents(t, httpServer, httpClient)
+}
+
+// splitRPC separates gRPC spans from the others.
+func splitRPC(spans []otlpreceiver.Span) (rpc, other []otlpreceiver.Span) {
+	for _, s := range spans {
+		if attrStr(s, "rpc.method") != "" {
+			rpc = append(rpc, s)
+		} else {
+			other = append(other, s)
+		}
+	}
+	return rpc, other
 }
 
 // TestNodeGRPCClientGoServer: a Node @grpc/grpc-js client (OpenSSL in

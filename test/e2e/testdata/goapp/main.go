@@ -3,7 +3,7 @@
 // uses only the standard library and builds with Go 1.18 and later.
 //
 //	goapp server ADDR [-tls-cert CERT -tls-key KEY] [-downstream URL] [-ca CA] [-h2]
-//	goapp client URL N [-ca CA] [-h2] [-parallel P] [-path PATH]
+//	goapp client URL N [-ca CA] [-h2] [-parallel P] [-path PATH] [-pre K] [-dial-tls]
 //	goapp linger DURATION
 //
 // With -burn the server also spins one goroutine on the CPU for ever.
@@ -13,19 +13,27 @@
 // (Go's default) and the clients, the downstream one included, use it.
 // With -parallel the client sends its N requests from P goroutines over
 // one HTTP/2 connection, each to a path of its own (/item/I).
+// With -pre the client makes K requests to /hello before it waits to be
+// told to start (printing "ready"), so that its keep-alive connection is
+// open before the agent; with -dial-tls its transport dials TLS itself
+// (Transport.DialTLSContext). It ends printing "dials D", the connections
+// it opened.
 package main
 
 import (
 	"crypto/tls"
+	"context"
 	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -177,13 +185,46 @@ func client(args []string) {
 	h2 := fs.Bool("h2", false, "")
 	parallel := fs.Int("parallel", 0, "")
 	only := fs.String("path", "", "")
+	pre := fs.Int("pre", 0, "")
+	dialTLS := fs.Bool("dial-tls", false, "")
 	url := args[0]
 	n, err := strconv.Atoi(args[1])
 	if err != nil {
 		log.Fatal(err)
 	}
 	fs.Parse(args[2:])
-	c := &http.Client{Transport: transport(*ca, *h2)}
+	t := transport(*ca, *h2)
+	var dials int64
+	defer func() { fmt.Println("dials", atomic.LoadInt64(&dials)) }()
+	var d net.Dialer
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		atomic.AddInt64(&dials, 1)
+		return d.DialContext(ctx, network, addr)
+	}
+	if *dialTLS {
+		cfg := &tls.Config{}
+		if t.TLSClientConfig != nil {
+			cfg = t.TLSClientConfig.Clone()
+		}
+		cfg.NextProtos = []string{"http/1.1"}
+		if *h2 {
+			cfg.NextProtos = []string{"h2", "http/1.1"}
+		}
+		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			atomic.AddInt64(&dials, 1)
+			c := cfg.Clone()
+			c.ServerName, _, _ = net.SplitHostPort(addr)
+			td := tls.Dialer{Config: c}
+			return td.DialContext(ctx, network, addr)
+		}
+	}
+	c := &http.Client{Transport: t}
+	for i := 0; i < *pre; i++ {
+		get(c, url+"/hello")
+	}
+	if *pre > 0 {
+		fmt.Println("ready")
+	}
 	// Wait to be told to start, so that the agent can attach first.
 	if _, err := fmt.Fscanln(os.Stdin); err != nil && err.Error() != "unexpected newline" {
 		log.Fatal(err)

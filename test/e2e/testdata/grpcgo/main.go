@@ -3,9 +3,14 @@
 // as testdata/grpc_server.py defines it, over TLS (-cert/-key, -ca) or
 // plaintext (h2c).
 //
-//	grpcgo -mode server [-cert C -key K]      prints "listening PORT", stops at EOF on stdin
+//	grpcgo -mode server [-cert C -key K] [-http]
+//	                                          prints "listening PORT", stops at EOF on stdin; with
+//	                                          -http also serves net/http (HTTP/1.1 and h2c, GET
+//	                                          /hello) on another port, printed "http PORT"
 //	grpcgo -mode client -port P [-ca CA] -n N [-wait]  N Echo, one Get (NOT_FOUND), List (3 answers),
-//	                                          Sum (4 requests), Chat (2 each way); prints "done CALLS"
+//	                                          Sum (4 requests), Chat (2 each way); prints "done CALLS";
+//	                                          with -http-port H, then -http-n GET /hello over
+//	                                          HTTP/1.1 and as many over h2c to H: prints "http GETS"
 //	grpcgo -mode load -port P [-ca CA] -conc C -dur D
 //	                                          unary Echo calls from C goroutines on one
 //	                                          connection for D; prints "calls N"
@@ -20,6 +25,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -129,9 +135,15 @@ func main() {
 	conc := flag.Int("conc", 16, "concurrent callers (load)")
 	dur := flag.Duration("dur", 5*time.Second, "duration (load)")
 	wait := flag.Bool("wait", false, `client: print "ready" and wait for a line on stdin before the calls`)
+	withHTTP := flag.Bool("http", false, "server: also serve net/http, HTTP/1.1 and h2c")
+	httpPort := flag.Int("http-port", 0, "client: the server's net/http port")
+	httpN := flag.Int("http-n", 4, "client: GETs over each of HTTP/1.1 and h2c")
 	flag.Parse()
 	switch *mode {
 	case "server":
+		if *withHTTP {
+			serveHTTP()
+		}
 		serve(*cert, *key)
 	case "client":
 		if *wait {
@@ -140,6 +152,9 @@ func main() {
 		}
 		cc := dial(*port, *ca)
 		fmt.Println("done", calls(cc, *n))
+		if *httpPort != 0 {
+			fmt.Println("http", gets(*httpPort, *httpN))
+		}
 	case "load":
 		fmt.Println("calls", load(dial(*port, *ca), *conc, *dur))
 	default:
@@ -170,6 +185,48 @@ func serve(cert, key string) {
 	fmt.Println("listening", ln.Addr().(*net.TCPAddr).Port)
 	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 	s.Stop()
+}
+
+// serveHTTP serves GET /hello with net/http, over HTTP/1.1 and h2c (HTTP/2
+// with prior knowledge), on a port of its own.
+func serveHTTP() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "hello")
+	}), Protocols: new(http.Protocols)}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	go func() { log.Fatal(srv.Serve(ln)) }()
+	fmt.Println("http", ln.Addr().(*net.TCPAddr).Port)
+}
+
+// gets makes n GET /hello over HTTP/1.1 then n over h2c, each set on one
+// connection, and returns how many succeeded; a failure is fatal.
+func gets(port, n int) int {
+	made := 0
+	for _, h2c := range []bool{false, true} {
+		t := &http.Transport{Protocols: new(http.Protocols)}
+		t.Protocols.SetHTTP1(!h2c)
+		t.Protocols.SetUnencryptedHTTP2(h2c)
+		c := &http.Client{Transport: t}
+		for range n {
+			resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/hello", port))
+			if err != nil {
+				log.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || resp.ProtoMajor != map[bool]int{false: 1, true: 2}[h2c] {
+				log.Fatalf("GET /hello: %s %s", resp.Proto, resp.Status)
+			}
+			made++
+		}
+		t.CloseIdleConnections()
+	}
+	return made
 }
 
 func dial(port int, ca string) *grpc.ClientConn {

@@ -1,0 +1,111 @@
+package e2e
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/periscope-apm/periscope/test/e2e/harness"
+	"github.com/periscope-apm/periscope/test/otlpreceiver"
+)
+
+// TestGoNetHTTPConnsLeftToGohttp: net/http connections that the gotls
+// collector's per-connection marks miss are still left to gohttp, which
+// records the socket of every request it sees: one request, one span.
+//   - before: a Go HTTPS server and client with a keep-alive connection
+//     opened (one request) before the agent starts; N requests on it once
+//     both Go collectors are attached.
+//   - dial-tls: a client whose transport dials TLS itself
+//     (Transport.DialTLSContext).
+//
+// HTTP/1.1 and HTTP/2 each: exactly N SERVER and N CLIENT spans with the
+// right paths and statuses, each server span the child of its client span,
+// on one connection. gotls copies no byte of HTTP/1.1 ones; of HTTP/2 ones
+// at most what goes before the first request gohttp sees: the payload of
+// the frame whose header the server was blocked reading when the probes
+// came (one record), the client's preface and settings over
+// DialTLSContext. Those make no span.
+func TestGoNetHTTPConnsLeftToGohttp(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, ca := harness.GenerateCert(t, dir)
+	bin := buildGoApp(t, dir, "", false)
+	const n = 8
+	for _, h2 := range []bool{false, true} {
+		var flags []string
+		if h2 {
+			flags = []string{"-h2"}
+		}
+		t.Run(fmt.Sprintf("before/h2=%v", h2), func(t *testing.T) {
+			port := harness.FreePort(t)
+			srv := goServer(t, bin, port, append([]string{"-tls-cert", cert, "-tls-key", key}, flags...)...)
+			cl := startProc(t, nil, bin, append([]string{"client", fmt.Sprintf("https://127.0.0.1:%d", port), strconv.Itoa(n),
+				"-ca", ca, "-pre", "1"}, flags...)...)
+			cl.expect("ready", 30*time.Second)
+			e := startAgent(t, "--include-exe", "goapp-*")
+			goInstrumented(t, e, srv.PID, cl.PID)
+			cl.send("")
+			checkOneConnection(t, e, srv, cl, n)
+			if d, b := gotlsRecords(t, e); h2 && (d > 1 || b > 1) || !h2 && (d != 0 || b != 0) {
+				t.Errorf("gotls read %v data and %v bind records of net/http's connection, want none (HTTP/2: at most 1)", d, b)
+			}
+		})
+	}
+	e := startAgent(t, "--include-exe", "goapp-*")
+	for _, h2 := range []bool{false, true} {
+		var flags []string
+		if h2 {
+			flags = []string{"-h2"}
+		}
+		t.Run(fmt.Sprintf("dial-tls/h2=%v", h2), func(t *testing.T) {
+			data, bind := gotlsRecords(t, e)
+			port := harness.FreePort(t)
+			srv := goServer(t, bin, port, append([]string{"-tls-cert", cert, "-tls-key", key}, flags...)...)
+			cl := startProc(t, nil, bin, append([]string{"client", fmt.Sprintf("https://127.0.0.1:%d", port), strconv.Itoa(n),
+				"-ca", ca, "-dial-tls"}, flags...)...)
+			goInstrumented(t, e, srv.PID, cl.PID)
+			cl.send("")
+			checkOneConnection(t, e, srv, cl, n)
+			if d, b := gotlsRecords(t, e); !h2 && (d != data || b != bind) {
+				t.Errorf("gotls read %v data and %v bind records of net/http's connection, want none", d-data, b-bind)
+			}
+		})
+	}
+}
+
+// checkOneConnection waits for goapp client cl's sequence of n requests
+// to srv, made over one connection, and checks their spans.
+func checkOneConnection(t *testing.T, e *env, srv, cl *proc, n int) {
+	t.Helper()
+	if got := cl.expect("dials", 30*time.Second); got != "1" {
+		t.Fatalf("client opened %s connections, want 1", got)
+	}
+	cl.mustSucceed(30 * time.Second)
+	server := e.spans(t, n, byPIDs(kindServer, srv.PID))
+	client := e.spans(t, n, byPIDs(kindClient, cl.PID))
+	checkClientSequence(t, n, server, client)
+	checkParents(t, server, client)
+}
+
+// checkParents checks that each server span is the child of a client span.
+func checkParents(t *testing.T, server, client []otlpreceiver.Span) {
+	t.Helper()
+	ids := map[string]bool{}
+	for _, s := range client {
+		ids[s.SpanID] = true
+	}
+	for _, s := range server {
+		if !ids[s.ParentSpanID] {
+			t.Errorf("server span %q (%v) has parent %q, not a client span", s.Name, s.Attributes["url.path"], s.ParentSpanID)
+		}
+	}
+}
+
+// gotlsRecords reads how many data and bind records the gotls collector
+// has read.
+func gotlsRecords(t *testing.T, e *env) (data, bind float64) {
+	t.Helper()
+	data = e.agent.Metric(t, "periscope_events_read_total", map[string]string{"collector": "gotls", "type": "data"})
+	bind = e.agent.Metric(t, "periscope_events_read_total", map[string]string{"collector": "gotls", "type": "bind"})
+	return data, bind
+}
