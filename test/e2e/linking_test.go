@@ -158,7 +158,9 @@ func (n *twoNodes) nodeAgent(t *testing.T, ns, dir, listen, peer, tokenFile, inA
 		// unlinked (counted: the test would say which).
 		"PERISCOPE_LINKING_WAIT=2s",
 	}, n.tlsEnv...))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Two agents load their programs at once: on a loaded machine the
+	// verifier alone took 32 s (3 busy loops and a load of 13 on 2 cores).
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if err := a.WaitReady(ctx); err != nil {
 		t.Fatalf("agent in %s not ready: %v", ns, err)
