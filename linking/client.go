@@ -32,7 +32,7 @@ const (
 	NotFound               // the owner knows no such request
 	NoOwner                // no agent announces the client's address
 	Timeout                // no answer within linking.wait
-	Refused                // the owner refused the token
+	Refused                // the owner refused the token, or this agent its certificate
 	Error                  // the owner could not be asked, or answered garbage
 	Dropped                // the queue to the owner was full
 	// NoKey: the request has no key both agents would agree on (its
@@ -395,8 +395,11 @@ func resultOf(err error) Result {
 	case codes.DeadlineExceeded:
 		return Timeout
 	case codes.Unavailable:
-		if strings.Contains(err.Error(), "handshake") {
-			return Refused // mutual TLS: a certificate of another CA
+		// Mutual TLS: this agent refused a certificate of another CA.
+		// Any other failed handshake (a peer answering garbage, a
+		// connection closed in the middle) is an error.
+		if strings.Contains(status.Convert(err).Message(), untrustedPeer) {
+			return Refused
 		}
 	}
 	return Error

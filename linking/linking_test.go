@@ -353,6 +353,10 @@ func TestLookupSlowPeer(t *testing.T) {
 	}
 }
 
+// TestLookupGarbagePeer: a peer that answers garbage fails the lookups
+// (error, or timeout while the connection is being made), over plaintext
+// and over mutual TLS, whose handshake the garbage fails: that is not a
+// refusal.
 func TestLookupGarbagePeer(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -376,12 +380,22 @@ func TestLookupGarbagePeer(t *testing.T) {
 			}()
 		}
 	}()
-	c := startClient(t, ln.Addr().String(), "t", 200*time.Millisecond, nil)
-	c.setOwner(onlyPeer(c), []netip.Addr{clientAddr})
-	got := lookupAll(t, c, 50)
-	for seq, o := range got {
-		if o.r != Error && o.r != Timeout {
-			t.Errorf("seq %d: %v, want error or timeout", seq, o.r)
+	_, mutualTLS, err := LoadTLS(writeCA(t, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		tls  *tls.Config
+	}{{"plaintext", nil}, {"mutual TLS", mutualTLS}} {
+		c := startClient(t, ln.Addr().String(), "t", 200*time.Millisecond, tc.tls)
+		c.setOwner(onlyPeer(c), []netip.Addr{clientAddr})
+		for round := range 3 { // the first connection, then those after it failed
+			for seq, o := range lookupAll(t, c, 20) {
+				if o.r != Error && o.r != Timeout {
+					t.Errorf("%s, round %d, seq %d: %v, want error or timeout", tc.name, round, seq, o.r)
+				}
+			}
 		}
 	}
 }

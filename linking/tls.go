@@ -43,17 +43,24 @@ func LoadTLS(certFile, keyFile, caFile string) (server, client *tls.Config, err 
 	return server, client, nil
 }
 
+// untrustedPeer starts the error of a peer certificate this agent refuses.
+// gRPC keeps only the text of a failed handshake's error in the status of
+// the calls it fails: the text is how resultOf tells this refusal (counted
+// refused) from a handshake that failed for any other reason, such as a
+// peer that answers garbage (counted error).
+const untrustedPeer = "linking: untrusted peer certificate"
+
 // verifyChain verifies that the peer's certificate chains to pool.
 func verifyChain(pool *x509.CertPool) func([][]byte, [][]*x509.Certificate) error {
 	return func(raw [][]byte, _ [][]*x509.Certificate) error {
 		if len(raw) == 0 {
-			return errors.New("linking: the peer sent no certificate")
+			return errors.New(untrustedPeer + ": none sent")
 		}
 		certs := make([]*x509.Certificate, len(raw))
 		for i, b := range raw {
 			c, err := x509.ParseCertificate(b)
 			if err != nil {
-				return fmt.Errorf("linking: peer certificate: %w", err)
+				return fmt.Errorf("%s: %w", untrustedPeer, err)
 			}
 			certs[i] = c
 		}
@@ -63,7 +70,7 @@ func verifyChain(pool *x509.CertPool) func([][]byte, [][]*x509.Certificate) erro
 		}
 		_, err := certs[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 		if err != nil {
-			return fmt.Errorf("linking: peer certificate: %w", err)
+			return fmt.Errorf("%s: %w", untrustedPeer, err)
 		}
 		return nil
 	}
