@@ -26,6 +26,7 @@
 #include "common.bpf.h"
 #include "sock.bpf.h"
 #include "classify.bpf.h"
+#include "chunks.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -368,6 +369,10 @@ static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size)
 		want = size;
 	__u32 captured = 0;
 	__u64 tail_from = 0;
+	if (c->kind == CALL_BUF && size > DATA_CAP && want == DATA_CAP && chunked_proto(s->proto)) {
+		output_chunks(e, c->buf, size);
+		return;
+	}
 	if (c->kind == CALL_BUF) {
 		if (bpf_probe_read_user(e->data, want, (void *)c->buf) == 0)
 			captured = want;
