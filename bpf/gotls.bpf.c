@@ -257,6 +257,7 @@ int go_tls_close(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	__u32 flags = st->flags;
 	bpf_map_delete_elem(&conns, &k);
+	forget_plain(k.conn, k.tgid);
 	if (flags & CONN_NETHTTP)
 		return 0;
 	struct close_event e = {};

@@ -237,6 +237,7 @@ int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 	if (cur && *cur == fk.fd)
 		bpf_map_delete_elem(&ssl_fd, &k);
 	bpf_map_delete_elem(&fd_ssl, &fk);
+	forget_plain(c.conn, fk.tgid);
 	output(&c, sizeof(c));
 	return 0;
 }

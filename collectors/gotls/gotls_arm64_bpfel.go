@@ -104,6 +104,13 @@ type gotlsGoOffsets struct {
 	H2iResponseContentLength    int64
 }
 
+type gotlsPlainKey struct {
+	_    structs.HostLayout
+	Conn uint64
+	Tgid uint32
+	Pad  uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -113,6 +120,7 @@ const (
 	gotlsMapEvents             = "events"
 	gotlsMapFdConn             = "fd_conn"
 	gotlsMapOffsets            = "offsets"
+	gotlsMapPlainProtos        = "plain_protos"
 	gotlsMapReads              = "reads"
 	gotlsMapTlsProcs           = "tls_procs"
 	gotlsProgGoTlsClose        = "go_tls_close"
@@ -184,13 +192,14 @@ type gotlsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gotlsMapSpecs struct {
-	Conns    *ebpf.MapSpec `ebpf:"conns"`
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	FdConn   *ebpf.MapSpec `ebpf:"fd_conn"`
-	Offsets  *ebpf.MapSpec `ebpf:"offsets"`
-	Reads    *ebpf.MapSpec `ebpf:"reads"`
-	TlsProcs *ebpf.MapSpec `ebpf:"tls_procs"`
+	Conns       *ebpf.MapSpec `ebpf:"conns"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	FdConn      *ebpf.MapSpec `ebpf:"fd_conn"`
+	Offsets     *ebpf.MapSpec `ebpf:"offsets"`
+	PlainProtos *ebpf.MapSpec `ebpf:"plain_protos"`
+	Reads       *ebpf.MapSpec `ebpf:"reads"`
+	TlsProcs    *ebpf.MapSpec `ebpf:"tls_procs"`
 }
 
 // gotlsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -222,13 +231,14 @@ func (o *gotlsObjects) Close() error {
 //
 // It can be passed to loadGotlsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gotlsMaps struct {
-	Conns    *ebpf.Map `ebpf:"conns"`
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
-	FdConn   *ebpf.Map `ebpf:"fd_conn"`
-	Offsets  *ebpf.Map `ebpf:"offsets"`
-	Reads    *ebpf.Map `ebpf:"reads"`
-	TlsProcs *ebpf.Map `ebpf:"tls_procs"`
+	Conns       *ebpf.Map `ebpf:"conns"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	Events      *ebpf.Map `ebpf:"events"`
+	FdConn      *ebpf.Map `ebpf:"fd_conn"`
+	Offsets     *ebpf.Map `ebpf:"offsets"`
+	PlainProtos *ebpf.Map `ebpf:"plain_protos"`
+	Reads       *ebpf.Map `ebpf:"reads"`
+	TlsProcs    *ebpf.Map `ebpf:"tls_procs"`
 }
 
 func (m *gotlsMaps) Close() error {
@@ -238,6 +248,7 @@ func (m *gotlsMaps) Close() error {
 		m.Events,
 		m.FdConn,
 		m.Offsets,
+		m.PlainProtos,
 		m.Reads,
 		m.TlsProcs,
 	)

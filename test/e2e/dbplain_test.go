@@ -306,18 +306,7 @@ func TestPostgresPlain(t *testing.T) {
 	gc := runDone(t, nil, "", goclients, "-system", "pgx", "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-password", password, "-db", "shop")
 	// The batch of 50 is one write of ~4.9 KB: copied in two records
 	// (bpf/chunks.bpf.h), every Execute makes its span.
-	wantPgx := map[string]int{
-		"CREATE TABLE gitems | CREATE TABLE IF NOT EXISTS gitems (id int PRIMARY KEY, name text) | ": 1,
-		"INSERT gitems | INSERT INTO gitems (id, name) VALUES ($1, $2) | ":                           100,
-		"SELECT gitems | SELECT name FROM gitems WHERE id = $1 | ":                                   50,
-		// The failing batch: pgx prepares its statements first; the
-		// failing Parse ends it (SELECT 1 and 2 never run).
-		"SELECT no_such_table | SELECT * FROM no_such_table WHERE x = $1 | 42P01": 1,
-		"begin | begin | ": 1,
-		"UPDATE gitems | UPDATE gitems SET name = $1 WHERE id = $2 | ": 1,
-		"commit | commit | ": 1,
-	}
-	wantDBSpans(t, e, "postgresql", gc.PID, 155, wantPgx)
+	wantDBSpans(t, e, "postgresql", gc.PID, 155, wantPgx())
 
 	// An HTTP handler that queries PostgreSQL on the thread serving the
 	// request: curl → handler → its two queries → the backend's spans, one
@@ -354,6 +343,23 @@ func TestPostgresPlain(t *testing.T) {
 	checkHistograms(t, e, map[string]string{"db_system_name": "postgresql", "db_operation_name": "SELECT",
 		"db_collection_name": "py_items", "db_namespace": "shop", "server_port": fmt.Sprint(port)}, 102)
 	noPlanted(t, e, "planted")
+}
+
+// wantPgx counts the CLIENT spans of goclients' pgx workload (155: a
+// statement created, prepared and executed 100 times, a batch of 50 in one
+// write, a failing batch, a transaction) by dbKey.
+func wantPgx() map[string]int {
+	return map[string]int{
+		"CREATE TABLE gitems | CREATE TABLE IF NOT EXISTS gitems (id int PRIMARY KEY, name text) | ": 1,
+		"INSERT gitems | INSERT INTO gitems (id, name) VALUES ($1, $2) | ":                           100,
+		"SELECT gitems | SELECT name FROM gitems WHERE id = $1 | ":                                   50,
+		// The failing batch: pgx prepares its statements first; the
+		// failing Parse ends it (SELECT 1 and 2 never run).
+		"SELECT no_such_table | SELECT * FROM no_such_table WHERE x = $1 | 42P01": 1,
+		"begin | begin | ": 1,
+		"UPDATE gitems | UPDATE gitems SET name = $1 WHERE id = $2 | ": 1,
+		"commit | commit | ": 1,
+	}
 }
 
 // checkHandlerTrace checks the trace of curl's request to a handler: the
