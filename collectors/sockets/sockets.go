@@ -94,9 +94,6 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 		collectors.NewCounterFunc(Name, "periscope_unclassified_connections_total",
 			"TCP connections whose first calls matched no known protocol, by collector.",
 			counters, wire.CounterUnclassifiedConns),
-		collectors.NewCounterFunc(Name, "periscope_truncated_calls_total",
-			"Calls on database connections larger than the records a call is copied in (64 KiB): the bytes between are not copied, by collector.",
-			counters, wire.CounterTruncatedCalls),
 	)
 	c.recs = collectors.Records{Sink: sink, Clock: c.clock, Read: c.m.Read}
 	return c
