@@ -56,6 +56,11 @@ struct full_data_event {
 		(e)->head.goroutine = 0;                                                       \
 		(e)->head.fd = (fd_);                                                          \
 		__u32 __captured = (n) > (cap) ? (cap) : (__u32)(n);                           \
+		/* Bound the register the call reads: older verifiers (6.1) do not \
+		 * carry a bound checked on another copy of n. */                              \
+		asm volatile("" : "+r"(__captured));                                           \
+		if (__captured > (cap))                                                        \
+			__captured = (cap);                                                    \
 		if (bpf_probe_read_user((e)->data, __captured, (void *)(buf)) != 0)            \
 			__captured = 0;                                                        \
 		(e)->head.captured = __captured;                                               \
