@@ -179,4 +179,3 @@ func redisBenchmark(ctx context.Context, port, p, n, clients int) (map[string]fl
 	}
 	return rps, nil
 }
-
