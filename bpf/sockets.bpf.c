@@ -388,6 +388,10 @@ static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size)
 	if (captured > DATA_CAP)
 		captured = DATA_CAP;
 	e->captured = captured;
+	/* After MySQL's SSL request the connection carries TLS records: its
+	 * bytes are no longer copied (counted as unparsed calls). */
+	if (s->proto == PROTO_MYSQL && size == 36 && mysql_ssl_request(e->data, captured))
+		s->proto = PROTO_TLS;
 	if (size > captured && tail_from && size >= TAIL_CAP) {
 		if (bpf_probe_read_user(e->tail, TAIL_CAP, (void *)tail_from) == 0)
 			e->tail_len = TAIL_CAP;
