@@ -389,8 +389,11 @@ static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size)
 		captured = DATA_CAP;
 	e->captured = captured;
 	/* After MySQL's SSL request the connection carries TLS records: its
-	 * bytes are no longer copied (counted as unparsed calls). */
-	if (s->proto == PROTO_MYSQL && size == 36 && mysql_ssl_request(e->data, captured))
+	 * bytes are no longer copied (counted as unparsed calls). The client
+	 * knows from its request; the server from the ClientHello it reads
+	 * next (that one record still reaches user space, which drops it). */
+	if (s->proto == PROTO_MYSQL &&
+	    (mysql_ssl_request(e->data, captured) || (c->dir == DIR_READ && tls_handshake_record(e->data, captured))))
 		s->proto = PROTO_TLS;
 	if (size > captured && tail_from && size >= TAIL_CAP) {
 		if (bpf_probe_read_user(e->tail, TAIL_CAP, (void *)tail_from) == 0)

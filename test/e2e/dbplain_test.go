@@ -396,7 +396,7 @@ func checkHandlerTrace(t *testing.T, e *env, curlPID, handlerPID int, withClient
 // startMariaDB starts mariadbd as root on a free loopback port with a
 // private data directory and a user app (password) owning database shop;
 // it returns the port.
-func startMariaDB(t *testing.T, password string) int {
+func startMariaDB(t *testing.T, password string, extra ...string) int {
 	t.Helper()
 	for _, tool := range []string{"mariadb-install-db", "mariadbd", "mariadb"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -407,8 +407,9 @@ func startMariaDB(t *testing.T, password string) int {
 	data, sock := filepath.Join(dir, "data"), filepath.Join(dir, "sock")
 	run(t, "mariadb-install-db", "--datadir="+data, "--user=root", "--auth-root-authentication-method=socket")
 	port := harness.FreePort(t)
-	p := startProc(t, nil, "mariadbd", "--no-defaults", "--datadir="+data, "--socket="+sock, fmt.Sprintf("--port=%d", port),
-		"--bind-address=127.0.0.1", "--user=root", "--skip-name-resolve", "--log-error="+filepath.Join(dir, "log"))
+	args := append([]string{"--no-defaults", "--datadir=" + data, "--socket=" + sock, fmt.Sprintf("--port=%d", port),
+		"--bind-address=127.0.0.1", "--user=root", "--skip-name-resolve", "--log-error=" + filepath.Join(dir, "log")}, extra...)
+	p := startProc(t, nil, "mariadbd", args...)
 	waitListening(t, p, port)
 	// The password goes through a file: not on a command line.
 	sql := filepath.Join(dir, "init.sql")
@@ -467,4 +468,42 @@ func TestMySQLPlain(t *testing.T) {
 	checkHistograms(t, e, map[string]string{"db_system_name": "mariadb", "db_operation_name": "SELECT",
 		"db_collection_name": "py_items", "db_namespace": "shop", "server_port": fmt.Sprint(port)}, 100)
 	noPlanted(t, e, "planted")
+}
+
+// TestMySQLTLSUpgrade: a MySQL connection that turns to TLS after its SSL
+// request (pymysql against MariaDB with a self-signed certificate) is no
+// longer copied by the sockets collector: the greeting and the SSL request
+// are (a data record each at both ends), the TLS records of 100 queries
+// after them are not.
+func TestMySQLTLSUpgrade(t *testing.T) {
+	const password = "planted-mysql-password"
+	mariadbd, err := exec.LookPath("mariadbd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startAgentOTLP(t, dbAgentEnv, selectExes(t, python(t), mariadbd)...)
+	cert, key, _ := harness.GenerateCert(t, filepath.Join(t.TempDir(), "tls"))
+	port := startMariaDB(t, password, "--ssl-cert="+cert, "--ssl-key="+key)
+	data := func() float64 {
+		return e.agent.Metric(t, "periscope_events_read_total", map[string]string{"collector": "sockets", "type": "data"})
+	}
+	before := data()
+	runDone(t, []string{"MYSQL_PASSWORD=" + password}, "done tls", python(t), testdataPath(t, "db/mysql_tls_client.py"), fmt.Sprint(port))
+	// Records are read on a timer: wait until they stop coming.
+	got := before
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(500 * time.Millisecond)
+		if v := data(); v != got {
+			got, deadline = v, time.Now().Add(2*time.Second)
+		}
+	}
+	// Greeting (server write, client read), SSL request (client write,
+	// server read) and the server's read of the ClientHello's record
+	// header; up to 8 for slack, far below the ~300 records the 100
+	// queries' TLS records made before (3,027 for 1,000).
+	n := got - before
+	t.Logf("%v data records from the sockets collector", n)
+	if n < 4 || n > 8 {
+		t.Errorf("the sockets collector read %v data records for the TLS connection, want the greeting and the SSL request at both ends (4 to 8)", n)
+	}
 }
