@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -426,6 +427,16 @@ func TestPipeline(t *testing.T) {
 					names[svc] = map[string]int{}
 				}
 				names[svc][s.Name]++
+				// Span records are pooled: a record reused before the
+				// exporter encoded it would mix two requests' fields.
+				for _, kv := range s.Attributes {
+					if kv.Key == "http.request.method" && !strings.HasPrefix(s.Name, kv.Value.GetStringValue()+" ") {
+						t.Errorf("%s span %q has method %q", svc, s.Name, kv.Value.GetStringValue())
+					}
+					if kv.Key == "url.path" && svc == "hello-go" && kv.Value.GetStringValue() != "/hello" {
+						t.Errorf("%s span %q has url.path %q", svc, s.Name, kv.Value.GetStringValue())
+					}
+				}
 			}
 		}
 	}

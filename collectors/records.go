@@ -15,6 +15,23 @@ type Records struct {
 	Sink  events.Sink
 	Clock ktime.Clock
 	Read  *prometheus.CounterVec // events read, by type
+
+	// counters are Read's children by kind, resolved once: a label
+	// lookup per record costs more than decoding it.
+	counters map[string]prometheus.Counter
+}
+
+// Count counts one record of the given kind in Read.
+func (r *Records) Count(kind string) {
+	c, ok := r.counters[kind]
+	if !ok {
+		if r.counters == nil {
+			r.counters = make(map[string]prometheus.Counter)
+		}
+		c = r.Read.WithLabelValues(kind)
+		r.counters[kind] = c
+	}
+	c.Inc()
 }
 
 // Decode handles one record. It returns the header and false, counting
@@ -69,6 +86,6 @@ func (r *Records) Decode(raw []byte) (wire.Header, bool) {
 	if !ok {
 		kind = "malformed"
 	}
-	r.Read.WithLabelValues(kind).Inc()
+	r.Count(kind)
 	return h, true
 }

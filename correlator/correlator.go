@@ -62,6 +62,7 @@ const maxPendingPerConn = 64
 type Correlator struct {
 	cfg   Config
 	exp   span.Exporter
+	spans span.Pool // span records, back once every exporter is done
 	procs ProcessResolver
 	log   *slog.Logger
 	m     *metrics
@@ -781,6 +782,7 @@ func (c *Correlator) export(x *exchange, end time.Time, reason string) {
 		c.m.incomplete[reason].Inc()
 	}
 	c.exp.Export(s)
+	s.Release() // the exporters that keep it hold it
 	if cn := x.conn; c.cfg.BindGrace > 0 && cn.role == roleClient && x.peer == nil && sameHost(cn.tuple) {
 		if _, ok := x.px.Stream(); ok {
 			// Paired exactly by stream: safe to pair late.

@@ -92,7 +92,7 @@ func TestGoHandlerQuery(t *testing.T) {
 	h := newHarness(t, DefaultConfig())
 	const goPID, pgPID, g, other = 40, 41, 0xc0001234, 0xc0005678
 	gdata := func(id events.ConnID, ms int, dir events.Direction, goroutine uint32, s string) {
-		h.c.Data(events.Data{Conn: id, TID: 7, Time: at(ms), Dir: dir, Size: len(s), Bytes: []byte(s), Goroutine: goroutine})
+		h.data(events.Data{Conn: id, TID: 7, Time: at(ms), Dir: dir, Size: len(s), Bytes: []byte(s), Goroutine: goroutine})
 	}
 	ready := pgMsg('Z', "I")
 	query := func(ms int, goroutine uint32, table string) (events.ConnID, events.ConnID) {

@@ -33,6 +33,7 @@ func (r *syncRecorder) Export(s *span.Span) {
 	r.mu.Lock()
 	r.n++
 	if !r.countOnly {
+		s.Hold()
 		r.spans = append(r.spans, s)
 	}
 	r.mu.Unlock()
@@ -144,7 +145,9 @@ func (n *node) endpoint(pid uint32, key uint64, local, remote string) endpoint {
 }
 
 func (e endpoint) data(dir events.Direction, s string) {
-	e.n.c.Data(events.Data{Conn: e.id, TID: e.tid, Time: time.Now(), Dir: dir, Size: len(s), Bytes: []byte(s)})
+	d := events.Data{Conn: e.id, TID: e.tid, Time: time.Now(), Dir: dir, Size: len(s), Bytes: []byte(s)}
+	e.n.c.Data(d)
+	clobber(d.Bytes) // the ring reuses its records
 }
 
 const okResponse = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"

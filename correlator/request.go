@@ -78,7 +78,7 @@ func (c *Correlator) RequestStart(r events.RequestStart) {
 	x := &exchange{
 		conn:   cn,
 		proto:  c.wholeSem,
-		px:     &httpspan.Exchange{Req: &httpparse.Message{Kind: httpparse.Request, Start: r.Time, Version: r.Version, BodySize: 0}},
+		px:     httpspan.NewExchange(httpparse.Message{Kind: httpparse.Request, Start: r.Time, Version: r.Version, BodySize: 0}),
 		start:  r.Time,
 		spanID: spanIDOf(r.ID),
 		whole:  key,
@@ -144,7 +144,8 @@ func (c *Correlator) RequestEnd(r events.RequestEnd) {
 	if r.Failed {
 		reason = reasonRequestErr
 	} else {
-		resp = &httpparse.Message{
+		resp = hx.RespStorage()
+		*resp = httpparse.Message{
 			Kind:            httpparse.Response,
 			Version:         req.Version,
 			StatusCode:      r.Status,

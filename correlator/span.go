@@ -13,17 +13,13 @@ import (
 // maxParentDepth bounds the walk up local parents to find a trace ID.
 const maxParentDepth = 32
 
-// buildSpan makes the span of an exchange. reason is empty when the
+// buildSpan makes the span of an exchange, from the correlator's pool:
+// the caller releases it after exporting it. reason is empty when the
 // exchange completed.
 func (c *Correlator) buildSpan(x *exchange, end time.Time, reason string) *span.Span {
 	cn := x.conn
-	s := &span.Span{
-		SpanID:  x.spanID,
-		Kind:    span.Client,
-		Start:   x.start,
-		End:     end,
-		Process: c.processOf(cn.ps),
-	}
+	s := c.spans.Get()
+	s.SpanID, s.Kind, s.Start, s.End, s.Process = x.spanID, span.Client, x.start, end, c.processOf(cn.ps)
 	if cn.role == roleServer {
 		s.Kind = span.Server
 	}

@@ -256,7 +256,9 @@ type RequestEnd struct {
 }
 
 // Sink receives events from collectors. Implementations must not block for
-// long: collectors call it from their ring-buffer reading goroutine.
+// long: collectors call it from their ring-buffer reading goroutine. A
+// Data's Bytes and Tail are the ring's own memory, valid only during the
+// call: a sink copies what it keeps.
 type Sink interface {
 	Data(Data)
 	Bind(Bind)

@@ -4,6 +4,8 @@ package span
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -81,10 +83,78 @@ type Span struct {
 	Status       StatusCode
 	StatusMsg    string
 	Process      *Process
+
+	// A span from a Pool is shared by its producer and every exporter
+	// that keeps it past Export: each holds a reference (Hold) and
+	// releases it when done (Release); the last release returns it to the
+	// pool. Spans not from a pool ignore both.
+	pool *Pool
+	refs atomic.Int32
+}
+
+// Hold adds a reference to a pooled span: an exporter that keeps s past
+// Export (a queue) holds it there, and releases it once it has read it.
+func (s *Span) Hold() {
+	if s.pool != nil {
+		s.refs.Add(1)
+	}
+}
+
+// Release drops a reference. After its last reference is released a pooled
+// span is reused: whoever released it must not read it any more.
+func (s *Span) Release() {
+	if s.pool == nil {
+		return
+	}
+	switch n := s.refs.Add(-1); {
+	case n == 0:
+		s.pool.put(s)
+	case n < 0:
+		panic("span: Release without a reference")
+	}
+}
+
+// maxPooledAttrs bounds the attribute array a pooled span keeps for its
+// next use (a span with many captured headers gives its array back to the
+// garbage collector instead).
+const maxPooledAttrs = 64
+
+// Pool recycles span records and their attribute arrays, so that a span
+// costs no allocation in steady state. It is safe for concurrent use.
+type Pool struct{ p sync.Pool }
+
+// Get returns a zeroed span with one reference, the caller's; its
+// Attributes is empty, with room to append.
+func (p *Pool) Get() *Span {
+	s, _ := p.p.Get().(*Span)
+	if s == nil {
+		s = &Span{pool: p, Attributes: make([]attribute.KeyValue, 0, 24)}
+	}
+	s.refs.Store(1)
+	return s
+}
+
+func (p *Pool) put(s *Span) {
+	// No strings kept alive by the pool. Appends never write past the
+	// length, and the part past it was cleared when the span was last
+	// put back: clearing the length is enough.
+	clear(s.Attributes)
+	attrs := s.Attributes[:0]
+	if cap(attrs) > maxPooledAttrs {
+		attrs = nil
+	}
+	s.TraceID, s.SpanID, s.ParentSpanID = trace.TraceID{}, trace.SpanID{}, trace.SpanID{}
+	s.RemoteParent, s.Kind, s.Name = false, 0, ""
+	s.Start, s.End = time.Time{}, time.Time{}
+	s.Attributes, s.Events = attrs, nil
+	s.Status, s.StatusMsg, s.Process = Unset, "", nil
+	p.p.Put(s)
 }
 
 // Exporter receives finished spans. Export must not block the caller: an
-// exporter that cannot keep up drops spans and counts them.
+// exporter that cannot keep up drops spans and counts them. Spans are
+// shared and read-only; one that Export keeps past its return (queued) is
+// held with Span.Hold there and released with Span.Release when done.
 type Exporter interface {
 	Export(*Span)
 	// Shutdown flushes what is queued and releases resources.

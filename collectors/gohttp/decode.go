@@ -64,20 +64,20 @@ func (c *Collector) decode(raw []byte) {
 	switch h.Type {
 	case wire.EventRequestStart:
 		if uintptr(len(raw)) < startSize {
-			c.m.Read.WithLabelValues("malformed").Inc()
+			c.recs.Count("malformed")
 			return
 		}
-		c.m.Read.WithLabelValues("request_start").Inc()
+		c.recs.Count("request_start")
 		c.sink.RequestStart(c.decodeStart(raw, h.PID, at))
 	case wire.EventRequestEnd:
 		if uintptr(len(raw)) < endSize {
-			c.m.Read.WithLabelValues("malformed").Inc()
+			c.recs.Count("malformed")
 			return
 		}
-		c.m.Read.WithLabelValues("request_end").Inc()
-		c.sink.RequestEnd(decodeEnd(raw, h.PID, at))
+		c.recs.Count("request_end")
+		c.sink.RequestEnd(c.decodeEnd(raw, h.PID, at))
 	default:
-		c.m.Read.WithLabelValues("malformed").Inc()
+		c.recs.Count("malformed")
 	}
 }
 
@@ -111,17 +111,22 @@ func (c *Collector) decodeStart(raw []byte, pid uint32, at time.Time) events.Req
 func httpVersion(major, minor uint16) string {
 	switch {
 	case major == 1 && minor <= 1:
-		return "1." + string(rune('0'+minor))
+		if minor == 0 {
+			return "1.0"
+		}
+		return "1.1"
 	case major == 2 && minor == 0:
 		return "2"
 	}
 	return ""
 }
 
-func decodeEnd(raw []byte, pid uint32, at time.Time) events.RequestEnd {
-	str := func(off, lenOff uintptr, capacity int) string {
+// decodeEnd decodes a request end. Methods, paths and hosts repeat: they
+// are kept in c.strings; query strings are copied.
+func (c *Collector) decodeEnd(raw []byte, pid uint32, at time.Time) events.RequestEnd {
+	field := func(off, lenOff uintptr, capacity int) []byte {
 		l := min(int(ne.Uint16(raw[lenOff:])), capacity)
-		return string(raw[off : off+uintptr(l)])
+		return raw[off : off+uintptr(l)]
 	}
 	return events.RequestEnd{
 		PID:              pid,
@@ -132,9 +137,9 @@ func decodeEnd(raw []byte, pid uint32, at time.Time) events.RequestEnd {
 		RequestBodySize:  int64(ne.Uint64(raw[offEndReqSize:])),
 		ResponseBodySize: int64(ne.Uint64(raw[offEndRespSize:])),
 		Failed:           ne.Uint32(raw[offEndError:]) != 0,
-		Method:           str(offEndMethod, offMethodLen, methodCap),
-		Path:             str(offEndPath, offPathLen, pathCap),
-		Host:             str(offEndHost, offHostLen, hostCap),
-		RawQuery:         str(offEndQuery, offQueryLen, queryCap),
+		Method:           c.strings.Bytes(field(offEndMethod, offMethodLen, methodCap)),
+		Path:             c.strings.Bytes(field(offEndPath, offPathLen, pathCap)),
+		Host:             c.strings.Bytes(field(offEndHost, offHostLen, hostCap)),
+		RawQuery:         string(field(offEndQuery, offQueryLen, queryCap)),
 	}
 }

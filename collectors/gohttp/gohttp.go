@@ -19,6 +19,7 @@ import (
 	"github.com/periscope-apm/periscope/collectors/loader"
 	"github.com/periscope-apm/periscope/discovery"
 	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/internal/intern"
 	"github.com/periscope-apm/periscope/internal/ktime"
 	"github.com/periscope-apm/periscope/symbols"
 )
@@ -165,6 +166,9 @@ type Collector struct {
 	m       *collectors.Metrics
 	recs    collectors.Records
 	lookups *prometheus.CounterVec // searches for Traceparent, by result
+	// strings keeps the methods, paths and hosts of request ends, which
+	// repeat (read by the ring's one reader goroutine).
+	strings *intern.Table
 }
 
 // New returns a collector that sends its events to sink.
@@ -176,6 +180,9 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 		log:   log.With("collector", Name),
 		clock: ktime.NewClock(),
 		plans: make(map[symbols.FileID]*plan),
+		// Paths up to the record's capacity (256), 1,024 of them: at
+		// most 256 KiB.
+		strings: intern.New(1024, 256),
 	}
 	c.m = collectors.NewMetrics(Name, reg, func() string { return attach.PathName(c.multi) }, func() *ebpf.Map { return c.objs.Counters })
 	c.set = attach.NewSet(cfg.Linger, c.m.Probes)

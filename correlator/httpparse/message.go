@@ -109,6 +109,16 @@ type Handler interface {
 	Message(*Message)
 }
 
+// Allocator is implemented by a Handler that provides the storage of the
+// messages it will be given (the parser resets it), so that a message can
+// live inside the handler's own record of the exchange instead of an
+// allocation of its own. NewMessage is called when a message starts; a
+// message that is dropped before Headers (an interim 1xx response, a start
+// line cut short) may be followed by another NewMessage call.
+type Allocator interface {
+	NewMessage(Kind) *Message
+}
+
 // Options tune a Parser. The zero value is usable.
 type Options struct {
 	// MaxHeaderBytes caps the start line plus header section (and the

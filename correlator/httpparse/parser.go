@@ -32,6 +32,7 @@ type Parser struct {
 	maxHead int
 	all     bool
 	h       Handler
+	alloc   Allocator // h, when it provides messages
 
 	state state
 	err   error
@@ -53,8 +54,9 @@ type Parser struct {
 	seen int // messages whose start line was parsed on this stream
 
 	// The last values of headers a connection repeats on every message,
-	// reused while they do not change (see reuse).
-	lastHost, lastUA, lastCT string
+	// and of the request target (a keep-alive client often asks for the
+	// same one again), reused while they do not change (see reuse).
+	lastHost, lastUA, lastCT, lastTarget string
 
 	// Response parsers: methods of the requests awaiting a response, and
 	// the 1xx responses skipped for the next final response.
@@ -73,7 +75,9 @@ func New(kind Kind, opts Options, h Handler) *Parser {
 	if opts.MaxHeaderBytes <= 0 {
 		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
-	return &Parser{kind: kind, maxHead: opts.MaxHeaderBytes, all: opts.AllHeaders, h: h}
+	p := &Parser{kind: kind, maxHead: opts.MaxHeaderBytes, all: opts.AllHeaders, h: h}
+	p.alloc, _ = h.(Allocator)
+	return p
 }
 
 // Kind returns what the parser reads.
@@ -402,7 +406,12 @@ func (p *Parser) endCall() {
 
 // begin starts a new message at the current call.
 func (p *Parser) begin() {
-	p.msg = &Message{Kind: p.kind, ContentLength: -1, Start: p.now, End: p.now}
+	if p.alloc != nil {
+		p.msg = p.alloc.NewMessage(p.kind)
+		*p.msg = Message{Kind: p.kind, ContentLength: -1, Start: p.now, End: p.now}
+	} else {
+		p.msg = &Message{Kind: p.kind, ContentLength: -1, Start: p.now, End: p.now}
+	}
 	p.state = stateStartLine
 	p.headBytes = 0
 	p.hasLength, p.hasTE, p.teChunked, p.connUpgrade, p.upgradeHdr = false, false, false, false, false
@@ -512,7 +521,7 @@ func (p *Parser) requestLine(line []byte) error {
 	}
 	m := p.msg
 	m.Method = internMethod(method)
-	m.Target = string(target)
+	m.Target = reuse(&p.lastTarget, target)
 	m.Path, m.RawQuery = splitTarget(m.Target)
 	m.Version = v
 	return nil
@@ -568,7 +577,7 @@ func (p *Parser) headerLine(line []byte) error {
 	if colon <= 0 {
 		return fmt.Errorf("httpparse: %w: header line without a field name", ErrMalformed)
 	}
-	name := bytes.TrimRight(line[:colon], " \t")
+	name := trimOWSRight(line[:colon])
 	for _, c := range name {
 		if !isTchar(c) {
 			return fmt.Errorf("httpparse: %w: invalid header field name", ErrMalformed)
@@ -577,7 +586,7 @@ func (p *Parser) headerLine(line []byte) error {
 	if len(name) == 0 {
 		return fmt.Errorf("httpparse: %w: empty header field name", ErrMalformed)
 	}
-	value := bytes.Trim(line[colon+1:], " \t")
+	value := trimOWS(line[colon+1:])
 	m := p.msg
 	switch len(name) {
 	case 4:

@@ -1,6 +1,7 @@
 package httpparse
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -869,3 +870,19 @@ type discard struct{}
 
 func (discard) Headers(*Message) {}
 func (discard) Message(*Message) {}
+
+// trimOWS and its halves agree with bytes.Trim and friends on " \t".
+func TestTrimOWS(t *testing.T) {
+	for _, s := range []string{"", " ", "\t \t", "a", " a", "a\t", " \ta b\t ", "\ta\r\n", "\u00a0x "} {
+		b := []byte(s)
+		if got, want := trimOWS(b), bytes.Trim(b, " \t"); !bytes.Equal(got, want) {
+			t.Errorf("trimOWS(%q) = %q, want %q", s, got, want)
+		}
+		if got, want := trimOWSLeft(b), bytes.TrimLeft(b, " \t"); !bytes.Equal(got, want) {
+			t.Errorf("trimOWSLeft(%q) = %q, want %q", s, got, want)
+		}
+		if got, want := trimOWSRight(b), bytes.TrimRight(b, " \t"); !bytes.Equal(got, want) {
+			t.Errorf("trimOWSRight(%q) = %q, want %q", s, got, want)
+		}
+	}
+}

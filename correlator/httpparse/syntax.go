@@ -50,7 +50,7 @@ func isLastChunkLine(line []byte) bool {
 	if i == 0 {
 		return false
 	}
-	rest := bytes.TrimLeft(line[i:], " \t")
+	rest := trimOWSLeft(line[i:])
 	return len(rest) == 0 || rest[0] == ';'
 }
 
@@ -68,7 +68,7 @@ func parseChunkSize(line []byte) (int64, error) {
 		}
 		n = n<<4 | int64(v)
 	}
-	rest := bytes.TrimLeft(line[i:], " \t")
+	rest := trimOWSLeft(line[i:])
 	if digits == 0 || len(rest) > 0 && rest[0] != ';' {
 		return 0, fmt.Errorf("httpparse: %w: invalid chunk-size line", ErrMalformed)
 	}
@@ -85,7 +85,7 @@ func parseContentLength(v []byte) (int64, bool) {
 		} else {
 			item, v = v, nil
 		}
-		item = bytes.Trim(item, " \t")
+		item = trimOWS(item)
 		if len(item) == 0 || len(item) > 18 {
 			return 0, false
 		}
@@ -255,7 +255,7 @@ func hasToken(v []byte, tok string) bool {
 		} else {
 			item, v = v, nil
 		}
-		if equalFold(bytes.Trim(item, " \t"), tok) {
+		if equalFold(trimOWS(item), tok) {
 			return true
 		}
 	}
@@ -271,7 +271,7 @@ func lastToken(v []byte) []byte {
 	if i := bytes.IndexByte(v, ';'); i >= 0 {
 		v = v[:i]
 	}
-	return bytes.Trim(v, " \t")
+	return trimOWS(v)
 }
 
 // equalFold compares ASCII b with lower-case s, ignoring case.
@@ -317,4 +317,22 @@ func isTchar(c byte) bool {
 		return true
 	}
 	return false
+}
+
+// trimOWS trims optional whitespace (spaces and tabs) from both ends of b,
+// as bytes.Trim(b, " \t") without building a cutset per call.
+func trimOWS(b []byte) []byte { return trimOWSRight(trimOWSLeft(b)) }
+
+func trimOWSLeft(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	return b
+}
+
+func trimOWSRight(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
 }

@@ -15,30 +15,39 @@ const idPlaceholder = "{id}"
 // /users/{id}/orders/{id}. Paths that are empty or do not start with "/"
 // give "/". A path without identifiers is returned as is.
 func Route(path string) string {
+	var buf [256]byte
+	r, changed := appendRoute(buf[:0], path)
+	if !changed {
+		return path
+	}
+	return string(r)
+}
+
+// appendRoute appends the route of path (see Route) to dst when it differs
+// from path; changed false means the route is path itself ("/" for a path
+// that is empty or does not start with "/" is appended).
+func appendRoute(dst []byte, path string) (route []byte, changed bool) {
 	if path == "" || path[0] != '/' {
-		return "/"
+		return append(dst, '/'), true
 	}
 	// First pass: find whether anything needs to change.
-	changed := false
 	forSegments(path, func(seg string) bool {
 		changed = isIDSegment(seg)
 		return !changed
 	})
 	if !changed {
-		return path
+		return dst, false
 	}
-	var b strings.Builder
-	b.Grow(len(path))
 	forSegments(path, func(seg string) bool {
-		b.WriteByte('/')
+		dst = append(dst, '/')
 		if isIDSegment(seg) {
-			b.WriteString(idPlaceholder)
+			dst = append(dst, idPlaceholder...)
 		} else {
-			b.WriteString(seg)
+			dst = append(dst, seg...)
 		}
 		return true
 	})
-	return b.String()
+	return dst, true
 }
 
 // Router turns URL paths into routes: the first configured pattern that
@@ -94,14 +103,22 @@ func NewRouter(templates []string) (*Router, error) {
 // Route returns the template of the first pattern matching path, else
 // Route(path). A nil Router only applies the heuristic.
 func (r *Router) Route(path string) string {
+	if t, ok := r.match(path); ok {
+		return t
+	}
+	return Route(path)
+}
+
+// match returns the template of the first pattern matching path.
+func (r *Router) match(path string) (string, bool) {
 	if r != nil && path != "" && path[0] == '/' {
 		for i := range r.patterns {
 			if r.patterns[i].match(path) {
-				return r.patterns[i].template
+				return r.patterns[i].template, true
 			}
 		}
 	}
-	return Route(path)
+	return "", false
 }
 
 // match reports whether path (which starts with "/") matches the pattern.

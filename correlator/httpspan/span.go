@@ -11,6 +11,7 @@ import (
 
 	"github.com/periscope-apm/periscope/correlator/httpparse"
 	"github.com/periscope-apm/periscope/correlator/protocol"
+	"github.com/periscope-apm/periscope/internal/intern"
 	"github.com/periscope-apm/periscope/internal/redact"
 	"github.com/periscope-apm/periscope/span"
 )
@@ -48,10 +49,12 @@ type Semantics struct {
 	sensitiveQuery   redact.Names
 	sensitiveHeaders map[string]bool
 
-	// names are the span names built so far, by method and route: a
-	// name is built once, not per span.
+	// names are the span names built so far, by method and route, and
+	// routes the routes built from paths with identifiers: each is built
+	// once, not per span.
 	namesMu sync.Mutex
 	names   map[[2]string]string
+	routes  *intern.Table
 }
 
 // maxNames bounds the span name cache; past it the cache starts over.
@@ -73,6 +76,22 @@ func (h *Semantics) spanName(method, route string) string {
 	return n
 }
 
+// route returns the route of path (Router.Route), a kept string when the
+// route is not path itself.
+func (h *Semantics) route(path string) string {
+	if t, ok := h.router.match(path); ok {
+		return t
+	}
+	var buf [256]byte
+	r, changed := appendRoute(buf[:0], path)
+	if !changed {
+		return path
+	}
+	h.namesMu.Lock()
+	defer h.namesMu.Unlock()
+	return h.routes.Bytes(r)
+}
+
 // New returns the HTTP semantics for cfg.
 func New(cfg Config) (*Semantics, error) {
 	router, err := NewRouter(cfg.RoutePatterns)
@@ -84,6 +103,7 @@ func New(cfg Config) (*Semantics, error) {
 		router:           router,
 		sensitiveQuery:   redact.NewNames(cfg.SensitiveQueryParams, DefaultSensitiveQueryParams),
 		sensitiveHeaders: redact.HeaderSet(cfg.SensitiveHeaders),
+		routes:           intern.New(maxNames, 1024),
 	}, nil
 }
 
@@ -100,7 +120,26 @@ type Exchange struct {
 	// PathUnknown says the request's path was not decoded (HTTP/2
 	// headers that could not be decompressed): the span has no route.
 	PathUnknown bool
+
+	// Storage for Req and Resp, so that an exchange and its messages are
+	// one allocation (NewExchange, ReqStorage, RespStorage).
+	req, resp httpparse.Message
 }
+
+// NewExchange returns an exchange whose Req is its own storage, holding
+// req.
+func NewExchange(req httpparse.Message) *Exchange {
+	x := &Exchange{req: req}
+	x.Req = &x.req
+	return x
+}
+
+// ReqStorage returns the storage for the exchange's request: a parser
+// fills it, and Req is then set to it.
+func (x *Exchange) ReqStorage() *httpparse.Message { return &x.req }
+
+// RespStorage returns the storage for the exchange's response.
+func (x *Exchange) RespStorage() *httpparse.Message { return &x.resp }
 
 // Start implements protocol.Exchange.
 func (x *Exchange) Start() time.Time { return x.Req.Start }
@@ -118,7 +157,7 @@ func (h *Semantics) Describe(x *Exchange, cn protocol.Conn, reason string, s *sp
 	server := cn.Role == protocol.Server
 
 	method, known := normalizeMethod(req.Method)
-	route := h.router.Route(req.Path)
+	route := h.route(req.Path)
 	name := method
 	if !known {
 		name = "HTTP"
@@ -128,7 +167,10 @@ func (h *Semantics) Describe(x *Exchange, cn protocol.Conn, reason string, s *sp
 		s.Name = h.spanName(name, route)
 	}
 
-	attrs := make([]attribute.KeyValue, 0, 20)
+	attrs := s.Attributes[:0] // a pooled span's array
+	if cap(attrs) < 20 {
+		attrs = make([]attribute.KeyValue, 0, 20)
+	}
 	attrs = append(attrs, attribute.String("http.request.method", method))
 	if !known && req.Method != "" {
 		attrs = append(attrs, attribute.String("http.request.method_original", req.Method))

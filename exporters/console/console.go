@@ -80,9 +80,11 @@ func (e *Exporter) Export(s *span.Span) {
 	if s == nil || e.stopped.Load() {
 		return
 	}
+	s.Hold() // released once formatted (run)
 	select {
 	case e.queue <- s:
 	default:
+		s.Release()
 		e.metrics.QueueFull.Inc()
 	}
 }
@@ -127,6 +129,7 @@ func (e *Exporter) run() {
 		n := len(buf)
 		var err error
 		buf, err = e.format(buf, s)
+		s.Release()
 		if err != nil {
 			buf = buf[:n]
 			e.metrics.Failures.Inc()

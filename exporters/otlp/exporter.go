@@ -232,9 +232,11 @@ func (e *Exporter) Export(s *span.Span) {
 		e.metrics.SampledOut.Inc()
 		return
 	}
+	s.Hold() // released once encoded (run)
 	select {
 	case e.queue <- s:
 	default:
+		s.Release()
 		e.metrics.QueueFull.Inc()
 	}
 }
@@ -289,7 +291,8 @@ func (e *Exporter) run() {
 		e.pace()
 	}
 	add := func(s *span.Span) {
-		e.enc.add(s)
+		e.enc.add(s) // copies what it needs
+		s.Release()
 		n++
 		if n == 1 {
 			timer.Reset(e.cfg.BatchTimeout)

@@ -104,8 +104,10 @@ func ReadHeader(raw []byte) (Header, bool) {
 	}, true
 }
 
-// Data decodes a struct data_event (its Time left zero). The bytes are
-// copied: the ring's memory is reused.
+// Data decodes a struct data_event (its Time left zero). Bytes and Tail
+// alias raw, not copied: they are valid only until the ring reuses the
+// record, so the sink parses them in place and keeps copies of what it
+// needs (events.Sink).
 func Data(raw []byte) (events.Data, bool) {
 	if uintptr(len(raw)) < offDataData {
 		return events.Data{}, false
@@ -121,11 +123,11 @@ func Data(raw []byte) (events.Data, bool) {
 		TID:       ne.Uint32(raw[offTID:]),
 		Dir:       events.Direction(ne.Uint32(raw[offDataDir:])),
 		Size:      size,
-		Bytes:     append([]byte(nil), raw[offDataData:int(offDataData)+captured]...),
+		Bytes:     raw[offDataData : int(offDataData)+captured : int(offDataData)+captured],
 		Goroutine: ne.Uint32(raw[offDataGoroutine:]),
 	}
 	if tailLen > 0 {
-		d.Tail = append([]byte(nil), raw[offDataTail:int(offDataTail)+tailLen]...)
+		d.Tail = raw[offDataTail : int(offDataTail)+tailLen : int(offDataTail)+tailLen]
 	}
 	if d.Dir != events.Read && d.Dir != events.Write {
 		return events.Data{}, false

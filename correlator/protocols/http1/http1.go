@@ -65,6 +65,30 @@ type decoder struct {
 	req, resp *httpparse.Parser
 	pending   []*httpspan.Exchange // oldest first
 	left      bool
+	// next is the exchange whose request the request parser is reading
+	// (NewMessage), until its head is known.
+	next *httpspan.Exchange
+}
+
+var _ httpparse.Allocator = (*decoder)(nil)
+
+// NewMessage implements httpparse.Allocator: a request is read into a new
+// exchange's storage, a response into that of the oldest exchange still
+// waiting for one, so that an exchange and its two messages are one
+// allocation.
+func (d *decoder) NewMessage(k httpparse.Kind) *httpparse.Message {
+	if k == httpparse.Request {
+		if d.next == nil {
+			d.next = &httpspan.Exchange{}
+		}
+		return d.next.ReqStorage()
+	}
+	for _, x := range d.pending {
+		if x.Resp == nil {
+			return x.RespStorage()
+		}
+	}
+	return new(httpparse.Message) // a response to a request we did not see
 }
 
 // Feed implements protocol.Decoder.
@@ -108,7 +132,12 @@ func (d *decoder) Headers(m *httpparse.Message) {
 		}
 		return
 	}
-	x := &httpspan.Exchange{Req: m}
+	x := d.next
+	d.next = nil
+	if x == nil || x.ReqStorage() != m {
+		x = &httpspan.Exchange{}
+	}
+	x.Req = m
 	if len(d.pending) >= MaxPending {
 		old := d.pending[0]
 		d.pending = d.pending[1:]
