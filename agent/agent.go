@@ -22,6 +22,7 @@ import (
 	"github.com/periscope-apm/periscope/collectors"
 	"github.com/periscope-apm/periscope/collectors/gohttp"
 	"github.com/periscope-apm/periscope/collectors/gotls"
+	"github.com/periscope-apm/periscope/collectors/loader"
 	"github.com/periscope-apm/periscope/collectors/openssl"
 	"github.com/periscope-apm/periscope/config"
 	"github.com/periscope-apm/periscope/correlator"
@@ -187,7 +188,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	sink := execSink{Sink: corr, procs: procs}
 	analyzer := newAnalyzer(cfg.Symbols, log, reg)
 	var cols []collectors.Collector
-	sock, err := newSocketsCollector(cfg.Plaintext, sel, sink, log, reg)
+	sock, err := newSocketsCollector(cfg.Plaintext, sel, sink, corr.Ring, log, reg)
 	if err != nil {
 		return err
 	}
@@ -197,12 +198,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	if cfg.OpenSSL.Enabled {
 		cols = append(cols, openssl.New(openssl.Config{
 			PerProcess: !sel.All(),
-			RingBytes:  cfg.OpenSSL.RingBytes,
+			Ring:       loader.Ring{RingBytes: cfg.OpenSSL.RingBytes, Progress: corr.Ring()},
 			Analyzer:   analyzer,
 		}, sink, log, reg))
 	}
 	if cfg.GoHTTP.Enabled {
-		gcfg := gohttp.Config{PerProcess: !sel.All(), RingBytes: cfg.GoHTTP.RingBytes, Analyzer: analyzer}
+		gcfg := gohttp.Config{PerProcess: !sel.All(), Ring: loader.Ring{RingBytes: cfg.GoHTTP.RingBytes, Progress: corr.Ring()}, Analyzer: analyzer}
 		if sock != nil {
 			// Go net/http requests are seen whole: their sockets' bytes
 			// would make the same spans again.
@@ -217,7 +218,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	if cfg.GoTLS.Enabled {
 		cols = append(cols, gotls.New(gotls.Config{
 			PerProcess:   !sel.All(),
-			RingBytes:    cfg.GoTLS.RingBytes,
+			Ring:         loader.Ring{RingBytes: cfg.GoTLS.RingBytes, Progress: corr.Ring()},
 			Analyzer:     analyzer,
 			LeaveNetHTTP: cfg.GoHTTP.Enabled,
 		}, sink, log, reg))
@@ -259,7 +260,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 				sock.Select(e.PID)
 			}
 		},
-		Progress: procs.Discovered,
+		Progress: procs.Discovery(),
 	}, log, reg)
 	tracker.Subscribe(processNames{procs})
 	for _, c := range started {

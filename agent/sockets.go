@@ -5,10 +5,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/periscope-apm/periscope/collectors/loader"
 	"github.com/periscope-apm/periscope/collectors/sockets"
 	"github.com/periscope-apm/periscope/config"
 	"github.com/periscope-apm/periscope/discovery"
 	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/internal/ktime"
 	"github.com/periscope-apm/periscope/internal/otlpenv"
 )
 
@@ -16,7 +18,7 @@ import (
 // disabled. Unless cfg.TraceExport, the OTLP export path's ports are
 // ignored with cfg.IgnorePorts: a span exported over plaintext HTTP would
 // otherwise become a span, exported in turn.
-func newSocketsCollector(cfg config.Plaintext, sel discovery.Selector, sink events.Sink, log *slog.Logger, reg prometheus.Registerer) (*sockets.Collector, error) {
+func newSocketsCollector(cfg config.Plaintext, sel discovery.Selector, sink events.Sink, ring func() *ktime.Progress, log *slog.Logger, reg prometheus.Registerer) (*sockets.Collector, error) {
 	if !cfg.Enabled {
 		return nil, nil
 	}
@@ -31,6 +33,6 @@ func newSocketsCollector(cfg config.Plaintext, sel discovery.Selector, sink even
 		PerProcess:   !sel.All(),
 		CaptureBytes: cfg.CaptureBytes,
 		IgnorePorts:  ports,
-		RingBytes:    cfg.RingBytes,
+		Ring:         loader.Ring{RingBytes: cfg.RingBytes, Progress: ring()},
 	}, sink, log, reg), nil
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/periscope-apm/periscope/collectors/loader"
 	"github.com/periscope-apm/periscope/collectors/tcp"
 	"github.com/periscope-apm/periscope/config"
 	"github.com/periscope-apm/periscope/events"
@@ -28,9 +29,9 @@ func newTCPCollector(cfg config.TCP, corr events.Sink, procs metrics.ProcessReso
 		}
 	}
 	return tcp.New(tcp.Config{
-		Prefer:    tcp.Hook(cfg.Hook),
-		Fail:      tcp.Hook(cfg.FailHook),
-		RingBytes: cfg.RingBytes,
+		Prefer: tcp.Hook(cfg.Hook),
+		Fail:   tcp.Hook(cfg.FailHook),
+		Ring:   loader.Ring{RingBytes: cfg.RingBytes},
 	}, retransmitSink{Sink: corr, counts: counts}, log, reg), nil
 }
 

@@ -69,6 +69,10 @@ struct tuple {
 /* bind_event.flags */
 enum bind_flag {
 	BIND_PLAINTEXT = 1, /* the bytes are the socket's own: no TLS (the sockets collector) */
+	/* The call that bound the connection moved the first bytes of its
+	 * direction (sk_stream_start): its requests are counted from the
+	 * start. Without it a plaintext connection was open before. */
+	BIND_STREAM_START = 2,
 };
 
 struct bind_event {

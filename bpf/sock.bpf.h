@@ -65,6 +65,23 @@ static __always_inline void sk_tuple(struct sock *sk, struct tuple *b)
 	b->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 }
 
+/* sk_stream_start tells whether a call on TCP socket sk is the first to
+ * move bytes of its direction on the connection: for a write, at its entry,
+ * whether nothing was ever sent or queued (no data byte sent, nothing
+ * waiting in the send queue); for a read, at its exit after it took moved
+ * bytes, whether those were the first the application took (the bytes
+ * received less those not read yet, less this read's, is 0; a FIN counts in
+ * both rcv_nxt and bytes_received, so it cancels). Requests counted from such
+ * a call are counted from the connection's start at both ends. */
+static __always_inline bool sk_stream_start(struct sock *sk, bool write, __u64 moved)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	if (write)
+		return BPF_CORE_READ(tp, bytes_sent) == 0 && BPF_CORE_READ(tp, write_seq) == BPF_CORE_READ(tp, snd_nxt);
+	__u32 unread = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
+	return BPF_CORE_READ(tp, bytes_received) == (__u64)unread + moved;
+}
+
 /* sock_tuple fills b with the addresses of the current task's file
  * descriptor fd if it is a TCP (stream inet) socket. */
 static __always_inline bool sock_tuple(__s32 fd, struct tuple *b)

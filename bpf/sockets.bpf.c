@@ -274,18 +274,25 @@ static __always_inline bool settle(struct fd_state *s, struct call *c, __u64 n)
 	return false;
 }
 
-static __always_inline void send_bind(struct fd_state *s, __s32 fd)
+/* send_bind reports the socket of a connection at its first call whose
+ * bytes are wanted: a write at its entry (moved 0), a read at its exit
+ * (moved: the bytes it took). */
+static __always_inline void send_bind(struct fd_state *s, __s32 fd, bool write, __u64 moved)
 {
 	if (s->bound)
 		return;
 	s->bound = 1;
 	struct bind_event b = {};
-	if (!sock_tuple(fd, &b.tuple))
+	struct sock *sk = (struct sock *)fd_sock(fd);
+	if (!sk)
 		return;
+	sk_tuple(sk, &b.tuple);
 	fill_header(&b.hdr, EVENT_BIND);
 	b.conn = s->conn;
 	b.fd = fd;
 	b.flags = BIND_PLAINTEXT;
+	if (sk_stream_start(sk, write, moved))
+		b.flags |= BIND_STREAM_START;
 	output(&b, sizeof(b));
 	__u32 tgid = b.hdr.pid;
 	if (!bpf_map_lookup_elem(&sock_procs, &tgid)) {
@@ -485,7 +492,7 @@ static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __
 		}
 		if (size == 0 || !settle(s, &c, size))
 			return 0;
-		send_bind(s, fd);
+		send_bind(s, fd, true, 0);
 		emit(s, &c, size);
 		c.requested = size;
 		c.copied = 1;
@@ -556,7 +563,7 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx)
 	}
 	if (!settle(s, &c, ret))
 		return 0;
-	send_bind(s, c.fd);
+	send_bind(s, c.fd, false, ret);
 	emit(s, &c, ret);
 	return 0;
 }

@@ -1,12 +1,14 @@
 package correlator
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/internal/ktime"
 	"github.com/periscope-apm/periscope/span"
 )
 
@@ -106,7 +108,7 @@ func (a *awaitingProcs) Awaiting(uint32) bool { return a.awaiting && !a.named }
 // TestNameAwaitsDiscovery: the span of a process without a name waits past
 // the bind grace while its name is on its way (a curl that exited before
 // discovery read its exec), and takes it when it comes; it leaves unnamed
-// after maxNameWait, or at the grace when no name is coming.
+// after maxHold, or at the grace when no name is coming.
 func TestNameAwaitsDiscovery(t *testing.T) {
 	run := func(p *awaitingProcs) *harness {
 		exp := &recorder{}
@@ -133,9 +135,9 @@ func TestNameAwaitsDiscovery(t *testing.T) {
 	}
 
 	h = run(&awaitingProcs{awaiting: true})
-	h.c.ReleaseHeld(at(2).Add(maxNameWait - time.Millisecond))
+	h.c.ReleaseHeld(at(2).Add(maxHold - time.Millisecond))
 	h.wantSpans(0)
-	h.c.ReleaseHeld(at(2).Add(maxNameWait))
+	h.c.ReleaseHeld(at(2).Add(maxHold))
 	if s := h.wantSpans(1)[0]; s.Process.ServiceName != unknownService {
 		t.Errorf("service %q, want %s", s.Process.ServiceName, unknownService)
 	}
@@ -144,9 +146,9 @@ func TestNameAwaitsDiscovery(t *testing.T) {
 	h.wantSpans(1) // nothing on its way: released at the grace
 }
 
-// TestPeerGraceHTTP1: the hold for a late client end (TestGRPCPeerGrace)
-// is for HTTP/2 streams only: an HTTP/1 server span with a loopback peer
-// and no parent leaves at once, as one with a remote peer does.
+// TestPeerGraceHTTP1: without rings to wait for (Ring), an HTTP/1 server
+// span with a loopback peer and no parent leaves at once, as one with a
+// remote peer does.
 func TestPeerGraceHTTP1(t *testing.T) {
 	for _, peer := range []string{"127.0.0.1:40001", "10.0.0.2:40001"} {
 		h := newHarness(t, graceConfig())
@@ -156,4 +158,146 @@ func TestPeerGraceHTTP1(t *testing.T) {
 		h.write(sv, 2, 4, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 		h.wantSpans(1)
 	}
+}
+
+// http1Calls replays n keep-alive HTTP/1 requests, 10 ms apart: the
+// client's write at 10i+1, the server's read and write at 10i+2 and
+// 10i+3, the client's read at 10i+4, offset by base ms.
+type http1Calls struct {
+	h      *harness
+	cl, sv events.ConnID
+	base   int
+}
+
+func (c http1Calls) server(i int) {
+	ms := c.base + 10*i
+	c.h.read(c.sv, 2, ms+2, fmt.Sprintf("GET /%d HTTP/1.1\r\nHost: svc\r\n\r\n", i))
+	c.h.write(c.sv, 2, ms+3, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+}
+
+func (c http1Calls) client(i int) {
+	ms := c.base + 10*i
+	c.h.write(c.cl, 1, ms+1, fmt.Sprintf("GET /%d HTTP/1.1\r\nHost: svc\r\n\r\n", i))
+	c.h.read(c.cl, 1, ms+4, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+}
+
+// newHTTP1Rings returns the calls between a client and a server on
+// loopback, the server's connection bound, whose events come from two
+// rings: the server's and the client's.
+func newHTTP1Rings(t *testing.T) (c http1Calls, srvRing, cliRing *ktime.Progress) {
+	h := newHarness(t, graceConfig())
+	srvRing, cliRing = h.c.Ring(), h.c.Ring()
+	c = http1Calls{h: h, cl: cid(1, 1), sv: cid(2, 1)}
+	h.bind(c.sv, 4, 0, "127.0.0.1:8443", "127.0.0.1:40001")
+	return c, srvRing, cliRing
+}
+
+// wantPairs checks that each server span is the child of the client span
+// of the same request (by name).
+func wantPairs(t *testing.T, spans []*span.Span, want int) {
+	t.Helper()
+	clients := map[string]*span.Span{}
+	for _, s := range spans {
+		if s.Kind == span.Client {
+			clients[attrs(s)["url.path"].(string)] = s
+		}
+	}
+	n := 0
+	for _, s := range spans {
+		if s.Kind != span.Server {
+			continue
+		}
+		if c := clients[attrs(s)["url.path"].(string)]; c != nil && s.ParentSpanID == c.SpanID && s.TraceID == c.TraceID {
+			n++
+		}
+	}
+	if n != want {
+		t.Errorf("%d server spans are children of their client span, want %d", n, want)
+	}
+}
+
+// TestRingsHTTP1: HTTP/1 on loopback across two collectors' rings (curl's
+// OpenSSL calling a Go crypto/tls server). The server's ring read first:
+// its spans wait for the client's ring, even 1 s of wall clock, and become
+// children of their client spans; the client's ring read first: the
+// client spans leave and stay pairable. A server span exported unpaired at
+// the end of its wait does not shift the pairs of the later requests; a
+// remote peer is not waited for.
+func TestRingsHTTP1(t *testing.T) {
+	c, srvRing, cliRing := newHTTP1Rings(t)
+	h := c.h
+	for i := range 3 {
+		c.server(i)
+	}
+	h.readTo(srvRing, 1000)
+	h.c.ReleaseHeld(at(1000))
+	h.wantSpans(0)
+	h.bind(c.cl, 3, 0, "127.0.0.1:40001", "127.0.0.1:8443")
+	for i := range 3 {
+		c.client(i)
+	}
+	wantPairs(t, h.wantSpans(6), 3)
+
+	// The client's ring first.
+	c, srvRing, cliRing = newHTTP1Rings(t)
+	h = c.h
+	h.bind(c.cl, 3, 0, "127.0.0.1:40001", "127.0.0.1:8443")
+	for i := range 3 {
+		c.client(i)
+	}
+	h.readTo(cliRing, 1000)
+	h.c.ReleaseHeld(at(1000))
+	h.wantSpans(3)
+	for i := range 3 {
+		c.server(i)
+	}
+	wantPairs(t, h.wantSpans(6), 3)
+
+	// The first server span leaves unpaired at maxHold; the client's
+	// first request must not become the second's parent.
+	c, srvRing, _ = newHTTP1Rings(t)
+	h = c.h
+	c.server(0)
+	h.readTo(srvRing, 3)
+	h.c.ReleaseHeld(at(3).Add(maxHold))
+	h.wantSpans(1)
+	late := c
+	late.base = int(maxHold/time.Millisecond) + 10
+	late.server(1)
+	h.bind(c.cl, 3, 0, "127.0.0.1:40001", "127.0.0.1:8443")
+	c.client(0)
+	late.client(1)
+	spans := h.wantSpans(4)
+	wantPairs(t, spans, 1)
+	if s := spans[0]; s.ParentSpanID.IsValid() {
+		t.Errorf("the span exported unpaired has parent %v", s.ParentSpanID)
+	}
+
+	// A remote peer: nothing to wait for on this node.
+	h = newHarness(t, graceConfig())
+	h.c.Ring()
+	sv := cid(2, 1)
+	h.bind(sv, 4, 0, "127.0.0.1:8443", "10.0.0.2:40001")
+	h.read(sv, 2, 3, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+	h.write(sv, 2, 4, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	h.wantSpans(1)
+}
+
+// TestRingsReleaseOldestFirst: of the spans a connection holds, those the
+// rings have been read past leave, the younger ones still wait.
+func TestRingsReleaseOldestFirst(t *testing.T) {
+	c, srvRing, cliRing := newHTTP1Rings(t)
+	h := c.h
+	c.server(0) // ends at 3
+	c.server(1) // ends at 13
+	h.readTo(srvRing, 13)
+	h.readTo(cliRing, 5)
+	h.c.ReleaseHeld(at(500))
+	if s := h.wantSpans(1)[0]; attrs(s)["url.path"] != "/0" {
+		t.Errorf("released %v first, want /0", attrs(s)["url.path"])
+	}
+	h.bind(c.cl, 3, 0, "127.0.0.1:40001", "127.0.0.1:8443")
+	c.client(0)
+	c.client(1)
+	wantPairs(t, h.wantSpans(4), 1)
 }

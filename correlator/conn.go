@@ -44,13 +44,15 @@ type conn struct {
 	dec     protocol.Decoder
 	pending []*exchange // requests waiting for their response, oldest first
 	// held are finished exchanges waiting for the connection's socket
-	// (Config.BindGrace), oldest first.
+	// (Config.BindGrace), a sure name or a peer (finish), oldest first.
 	held []heldExchange
-	// recent are the client exchanges (HTTP/2 streams) of a connection to
-	// this node whose spans are exported without their server end seen
-	// yet, oldest first: the server's bytes may come through another
-	// collector's ring and be read later (Config.BindGrace).
+	// recent are the client exchanges of a connection to this node whose
+	// spans are exported without their server end seen yet, oldest first: the server's bytes may come through another
+	// collector's ring and be read later (Correlator.Ring).
 	recent []heldExchange
+	// unpaired is when the last server request whose span left without
+	// its client end began (pair).
+	unpaired time.Time
 	// ignored connections speak no known protocol, broke it or left it
 	// (upgrade): their data is dropped until a Bind changes the socket.
 	ignored bool
@@ -67,8 +69,11 @@ type conn struct {
 	// retrans are the recent TCP retransmissions of the connection's
 	// socket, oldest first (see retransmit.go).
 	retrans []retransmitMark
-	// nreq counts the requests begun on the connection (link.go).
-	nreq uint64
+	// nreq counts the requests begun on the connection (link.go);
+	// midStream says the connection was open before it was seen, so that
+	// nreq does not count from its first request.
+	nreq      uint64
+	midStream bool
 }
 
 // heldExchange is a finished exchange whose span is not built yet.
@@ -96,11 +101,12 @@ func (cn *conn) waiting() []*exchange {
 }
 
 // keepRecent keeps client exchange x, exported at end without its server
-// end, for pairing during grace; older and paired ones leave.
-func (cn *conn) keepRecent(x *exchange, end time.Time, grace time.Duration) {
+// end, for pairing while a ring may still bring that; paired ones and
+// those all rings have been read past leave.
+func (cn *conn) keepRecent(x *exchange, end time.Time) {
 	kept := cn.recent[:0]
 	for _, h := range cn.recent {
-		if h.x.peer == nil && end.Sub(h.end) < grace {
+		if h.x.peer == nil && cn.c.behind(h.end) {
 			kept = append(kept, h)
 		}
 	}
@@ -147,6 +153,7 @@ type exchange struct {
 	// is awaited, and dependents are the spans held until it comes.
 	seq        uint64
 	asked      bool
+	noKey      bool // no ordinal: the connection was open before it was seen (link.go)
 	linkWait   bool
 	dependents []heldExchange
 	// selfHeld: the exchange's own span waits (with its end and reason).

@@ -19,6 +19,7 @@ import (
 	"github.com/periscope-apm/periscope/correlator/httpspan"
 	"github.com/periscope-apm/periscope/correlator/protocol"
 	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/internal/ktime"
 	"github.com/periscope-apm/periscope/linking"
 	"github.com/periscope-apm/periscope/span"
 )
@@ -36,14 +37,19 @@ type ProcessResolver interface {
 }
 
 // NameAwaiter is a ProcessResolver that knows when a process's name is
-// still on its way (metadata.Processes.Awaiting): its spans then wait past
-// Config.BindGrace, up to maxNameWait.
+// still on its way (metadata.Processes.Awaiting, which waits on process
+// discovery's ktime.Progress): its spans then wait past Config.BindGrace,
+// up to maxHold.
 type NameAwaiter interface {
 	Awaiting(pid uint32) bool
 }
 
-// maxNameWait bounds how long a span waits for its process's name.
-const maxNameWait = 5 * time.Second
+// maxHold bounds how long after its end a span waits: for its process's
+// name, or for rings that lag (Ring).
+const maxHold = 5 * time.Second
+
+// holdTick is how often Run releases held spans whose wait is over.
+const holdTick = 20 * time.Millisecond
 
 // awaitingName reports whether the name of a process that has none yet
 // may still come.
@@ -78,10 +84,14 @@ type Correlator struct {
 	lru     *list.List // of *conn; front = most recently active
 	nconns  int
 	holding map[*conn]struct{} // connections with held exchanges
-	// lingering are removed client connections whose recent exchanges
-	// may still pair with a server end read late: they stay in byTuple
-	// until the time given (Config.BindGrace after their removal).
+	// lingering are removed connections whose recent or held exchanges
+	// may still pair with the other end read late: they stay in byTuple
+	// until every ring is read past the time given (see passed).
 	lingering map[*conn]time.Time
+	// clock converts span times to the kernel's, and rings are the
+	// progress of the collectors' rings the events come from (Ring).
+	clock ktime.Clock
+	rings []*ktime.Progress
 	// whole are the requests seen whole by language-level probes that
 	// have started and not ended, by process and ID (see request.go).
 	whole map[wholeKey]*exchange
@@ -168,6 +178,7 @@ func New(cfg Config, exp span.Exporter, procs ProcessResolver, log *slog.Logger,
 		holding:   make(map[*conn]struct{}),
 		lingering: make(map[*conn]time.Time),
 		whole:     make(map[wholeKey]*exchange),
+		clock:     ktime.NewClock(),
 	}
 	if cfg.Linker != nil {
 		if c.cfg.LinkWait <= 0 {
@@ -257,6 +268,9 @@ func (c *Correlator) Bind(b events.Bind) {
 		cn = c.connFor(b.Conn, b.Time)
 	}
 	c.touch(cn, b.Time)
+	if !cn.bound && b.Plaintext && !b.StreamStart {
+		cn.midStream = true // its requests have no ordinal (link.go)
+	}
 	cn.bound = true
 	cn.fd = b.FD
 	if b.Plaintext {
@@ -345,15 +359,47 @@ func (c *Correlator) Expire(now time.Time) {
 	}
 }
 
-// Run calls Expire every few seconds, and ReleaseHeld as often as
-// Config.BindGrace needs, until ctx is done.
+// Ring returns the progress of one more collector ring the correlator's
+// events come from, for its reader to advance (ktime.Progress). The two
+// ends of one request on this node, or a Go program's call and the request
+// it serves, can travel in two rings and be read in any order: a span that
+// waits for such a peer is held until every ring has been read past its
+// end (at most maxHold), and an exported client span stays pairable as
+// long. Without rings, events come from one source in order, and nothing
+// waits for a peer.
+func (c *Correlator) Ring() *ktime.Progress {
+	p := new(ktime.Progress)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rings = append(c.rings, p)
+	return p
+}
+
+// behind reports whether a ring has not been read past t yet: an event of
+// t's moment or before may still come from it.
+func (c *Correlator) behind(t time.Time) bool {
+	least, ok := ktime.Least(c.rings)
+	return ok && least < c.clock.Mono(t)
+}
+
+// passed reports whether every ring has been read past t; without rings,
+// whether now is past t.
+func (c *Correlator) passed(t, now time.Time) bool {
+	if len(c.rings) == 0 {
+		return !now.Before(t)
+	}
+	return !c.behind(t)
+}
+
+// Run calls Expire every few seconds, and ReleaseHeld every holdTick while
+// spans may be held (Config.BindGrace), until ctx is done.
 func (c *Correlator) Run(ctx context.Context) error {
 	interval := min(5*time.Second, max(c.cfg.IdleTimeout/4, 10*time.Millisecond))
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var hold, links <-chan time.Time
 	if c.cfg.BindGrace > 0 {
-		ht := time.NewTicker(max(c.cfg.BindGrace/2, 10*time.Millisecond))
+		ht := time.NewTicker(min(c.cfg.BindGrace/2, holdTick))
 		defer ht.Stop()
 		hold = ht.C
 	}
@@ -376,19 +422,16 @@ func (c *Correlator) Run(ctx context.Context) error {
 	}
 }
 
-// ReleaseHeld exports the spans that waited longer than Config.BindGrace
-// for their connection's socket: it will not be known.
+// ReleaseHeld exports the held spans whose wait is over (finish, waits),
+// and forgets the removed connections no late peer can pair with any more.
 func (c *Correlator) ReleaseHeld(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for cn := range c.holding {
-		waited := now.Sub(cn.held[0].end)
-		if waited >= c.cfg.BindGrace && (waited >= maxNameWait || !c.awaitingName(cn.ps)) {
-			c.releaseHeld(cn, true)
-		}
+		c.releaseDue(cn, now)
 	}
 	for cn, until := range c.lingering {
-		if !now.Before(until) {
+		if c.passed(until, now) || now.Sub(until) >= maxHold {
 			delete(c.lingering, cn)
 			if c.byTuple[cn.tuple] == cn {
 				delete(c.byTuple, cn.tuple)
@@ -403,6 +446,40 @@ func (c *Correlator) ExpireLinks(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.expireLinks(now)
+}
+
+// releaseDue exports the held spans of cn whose wait is over (the oldest
+// ones), and keeps the others.
+func (c *Correlator) releaseDue(cn *conn, now time.Time) {
+	var grace time.Duration
+	if !cn.bound || c.unnamed(cn.ps) {
+		grace = c.cfg.BindGrace
+	}
+	naming := c.awaitingName(cn.ps)
+	n := 0
+	for n < len(cn.held) && c.due(cn.held[n].end, now, grace, naming) {
+		n++
+	}
+	switch n {
+	case 0:
+	case len(cn.held):
+		c.releaseHeld(cn, true)
+	default:
+		due := cn.held[:n]
+		cn.held = append([]heldExchange(nil), cn.held[n:]...)
+		for _, h := range due {
+			c.export(h.x, h.end, h.reason)
+		}
+	}
+}
+
+// due reports whether a span held since end may leave; it waits at most
+// maxHold: for its connection's socket, while a Bind may still come (grace
+// is Config.BindGrace then, counted in the rings' time: a lagging ring
+// delays the Bind too); for a sure name, while naming (the process resolver
+// expects one); for a peer, until every ring is read past end.
+func (c *Correlator) due(end, now time.Time, grace time.Duration, naming bool) bool {
+	return now.Sub(end) >= maxHold || !naming && c.passed(end.Add(grace), now)
 }
 
 // Flush exports every held span at once (at shutdown).
@@ -512,7 +589,9 @@ func (c *Correlator) touch(cn *conn, t time.Time) {
 
 // remove forgets a connection whose requests have been ended.
 func (c *Correlator) remove(cn *conn) {
-	c.release(cn)
+	if !c.awaitsPeers(cn) {
+		c.release(cn)
+	}
 	ps := cn.ps
 	if ps.conns[cn.id.Key] != cn {
 		return
@@ -522,8 +601,8 @@ func (c *Correlator) remove(cn *conn) {
 		delete(c.pids, ps.pid)
 	}
 	if validTuple(cn.tuple) && c.byTuple[cn.tuple] == cn {
-		if len(cn.recent) > 0 {
-			c.lingering[cn] = cn.lastActive.Add(c.cfg.BindGrace)
+		if len(cn.recent) > 0 || len(cn.held) > 0 {
+			c.lingering[cn] = cn.lastActive
 		} else {
 			delete(c.byTuple, cn.tuple)
 		}
@@ -593,8 +672,8 @@ func (c *Correlator) finish(x *exchange, end time.Time, reason string) {
 	// an exec, and the exec event that names it travels in discovery's
 	// ring, which may be read after this one. And a Go program's call
 	// whose goroutine's request may not have been read yet (goParent),
-	// and an HTTP/2 server stream whose client may be (awaitsPeer).
-	if c.cfg.BindGrace > 0 && (!cn.bound || c.unnamed(cn.ps) || goWaits(x) || awaitsPeer(x)) {
+	// and a server request whose client's may not be (awaitsPeer).
+	if c.cfg.BindGrace > 0 && (!cn.bound || c.unnamed(cn.ps) || c.awaitsPeerAt(x, end)) {
 		if len(cn.held) >= maxPendingPerConn {
 			h := cn.held[0]
 			cn.held = cn.held[1:]
@@ -656,22 +735,37 @@ func (c *Correlator) forgetGoroutines(ps *procState) {
 	}
 }
 
-// awaitsPeer reports whether server exchange x (an HTTP/2 stream),
-// finished without a parent, may still get one from the client end of its
-// connection traced on this node: a peer on the same host whose bytes come
-// through another collector's ring (node's OpenSSL calling a Go server over
-// crypto/tls) can be read after the server's. Its span is held
-// (Config.BindGrace) until linkByTuple pairs it. The client's side of the
-// same race is conn.recent.
+// awaitsPeerAt reports whether exchange x, ended at end, waits for a peer
+// from a ring not read past end yet (Ring): a Go program's call for the
+// request of its goroutine (goWaits), a server stream for its client
+// (awaitsPeer).
+func (c *Correlator) awaitsPeerAt(x *exchange, end time.Time) bool {
+	return (goWaits(x) || awaitsPeer(x)) && c.behind(end)
+}
+
+// awaitsPeers reports whether a held exchange of cn waits for a peer: the
+// connection, removed, then lingers until it is paired or the wait is over.
+func (c *Correlator) awaitsPeers(cn *conn) bool {
+	for _, h := range cn.held {
+		if c.awaitsPeerAt(h.x, h.end) {
+			return true
+		}
+	}
+	return false
+}
+
+// awaitsPeer reports whether server exchange x, finished without a
+// parent, may still get one from the client end of its connection traced
+// on this node: a peer on the same host whose bytes come through another
+// collector's ring (node's OpenSSL calling a Go server over crypto/tls) can
+// be read after the server's. Its span is held until every ring is read
+// past its end (Ring), or until linkByTuple pairs it: while the rings keep
+// up, that is the next reader's tick, so the spans of an HTTP/1 server
+// whose clients are not traced (nginx under wrk on loopback) wait a few
+// milliseconds. The client's side of the same race is conn.recent.
 func awaitsPeer(x *exchange) bool {
 	cn := x.conn
-	if cn.role != roleServer || x.peer != nil || x.parent != nil || x.hasRemote || !sameHost(cn.tuple) {
-		return false
-	}
-	// Only exchanges that pair exactly by stream (HTTP/2): an HTTP/1
-	// server's spans (nginx under wrk on loopback) leave at once.
-	_, ok := x.px.Stream()
-	return ok
+	return cn.role == roleServer && x.peer == nil && x.parent == nil && !x.hasRemote && sameHost(cn.tuple)
 }
 
 // sameHost reports whether both ends of a connection are on this host.
@@ -768,6 +862,9 @@ func (c *Correlator) export(x *exchange, end time.Time, reason string) {
 		return
 	}
 	defer c.exportWaiting(x)
+	if x.peer == nil && x.conn.role == roleServer {
+		x.conn.unpaired = x.start
+	}
 	s := c.buildSpan(x, end, reason)
 	if c.recent != nil {
 		c.rememberClient(x, linking.Answer{Found: true, TraceID: s.TraceID, SpanID: s.SpanID}, end)
@@ -783,11 +880,8 @@ func (c *Correlator) export(x *exchange, end time.Time, reason string) {
 	}
 	c.exp.Export(s)
 	s.Release() // the exporters that keep it hold it
-	if cn := x.conn; c.cfg.BindGrace > 0 && cn.role == roleClient && x.peer == nil && sameHost(cn.tuple) {
-		if _, ok := x.px.Stream(); ok {
-			// Paired exactly by stream: safe to pair late.
-			cn.keepRecent(x, end, c.cfg.BindGrace)
-		}
+	if cn := x.conn; c.cfg.BindGrace > 0 && cn.role == roleClient && x.peer == nil && sameHost(cn.tuple) && c.behind(end) {
+		cn.keepRecent(x, end)
 	}
 }
 
@@ -862,7 +956,10 @@ func pair(cl, sv *conn) {
 		if sx.peer != nil {
 			continue
 		}
-		for ci < len(cxs) && cxs[ci].peer != nil {
+		// Skipped too: a client request written before the server read
+		// a request whose span left unpaired (at the end of its wait):
+		// it is that one, or an earlier one.
+		for ci < len(cxs) && (cxs[ci].peer != nil || !cxs[ci].start.After(sv.unpaired)) {
 			ci++
 		}
 		if ci == len(cxs) {

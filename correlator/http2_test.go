@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"encoding/binary"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/internal/ktime"
 	"github.com/periscope-apm/periscope/span"
 )
 
@@ -186,13 +188,10 @@ func TestManyConcurrentStreams(t *testing.T) {
 	}
 }
 
-// TestGRPCPeerGrace: the server's ring is read before the client's (two
-// collectors): each server span waits for its client's bytes and becomes
-// the child of the client span of its stream.
-func TestGRPCPeerGrace(t *testing.T) {
-	h := newHarness(t, graceConfig())
-	cl, sv := cid(1, 0x10), cid(2, 0x20)
-	h.bind(sv, 6, 0, "127.0.0.1:50051", "127.0.0.1:40000")
+// grpcCalls returns the client's and the server's bytes of n unary gRPC
+// calls on one connection (streams 1, 3, 5...); the first request carries
+// the preface and both first chunks the SETTINGS.
+func grpcCalls(t *testing.T, n int) (reqs, resps []string) {
 	c, s := newH2Wire(t), newH2Wire(t)
 	c.out.WriteString(http2.ClientPreface)
 	if err := c.fr.WriteSettings(); err != nil {
@@ -201,23 +200,22 @@ func TestGRPCPeerGrace(t *testing.T) {
 	if err := s.fr.WriteSettings(); err != nil {
 		t.Fatal(err)
 	}
-	for i, id := range []uint32{1, 3, 5} {
+	for i := range n {
+		id := uint32(2*i + 1)
 		c.headers(id, false, ":method", "POST", ":scheme", "https", ":path", "/pkg.Svc/Get", ":authority", "127.0.0.1:50051",
 			"content-type", "application/grpc", "te", "trailers").message(id, true, 4)
 		s.headers(id, false, ":status", "200", "content-type", "application/grpc").message(id, false, 8).headers(id, true, "grpc-status", "0")
-		req, resp := c.take(), s.take()
-		ms := 10 * i
-		h.read(sv, 21, ms+2, req)
-		h.write(sv, 21, ms+3, resp)
-		if i == 0 {
-			h.write(cl, 11, ms+1, req)
-			h.bind(cl, 5, ms+1, "127.0.0.1:40000", "127.0.0.1:50051")
-		} else {
-			h.write(cl, 11, ms+1, req)
-		}
-		h.read(cl, 11, ms+4, resp)
+		reqs, resps = append(reqs, c.take()), append(resps, s.take())
 	}
-	spans := h.wantSpans(6)
+	return reqs, resps
+}
+
+// readTo records that ring p has been read up to ms.
+func (h *harness) readTo(p *ktime.Progress, ms int) { p.Advance(h.c.clock.Mono(at(ms))) }
+
+// wantChildren checks that every server span is the child of a client span.
+func wantChildren(t *testing.T, spans []*span.Span) {
+	t.Helper()
 	clients := map[trace.SpanID]bool{}
 	for _, sp := range spans {
 		if sp.Kind == span.Client {
@@ -229,57 +227,124 @@ func TestGRPCPeerGrace(t *testing.T) {
 			t.Errorf("server span %s parent %s: not a client span", sp.Name, sp.ParentSpanID)
 		}
 	}
+}
 
-	// A client that never shows up: the span leaves when the grace ends.
-	h = newHarness(t, graceConfig())
-	h.bind(sv, 6, 0, "127.0.0.1:50051", "127.0.0.1:40001")
-	c, s = newH2Wire(t), newH2Wire(t)
-	c.out.WriteString(http2.ClientPreface)
-	c.headers(1, false, ":method", "POST", ":scheme", "http", ":path", "/pkg.Svc/Get", ":authority", "127.0.0.1:50051",
-		"content-type", "application/grpc").message(1, true, 4)
-	s.headers(1, false, ":status", "200", "content-type", "application/grpc").headers(1, true, "grpc-status", "0")
-	h.read(sv, 21, 2, c.take())
-	h.write(sv, 21, 3, s.take())
-	h.c.ReleaseHeld(at(3 + 249))
+// TestGRPCPeerWatermark: the server's ring is read before the client's
+// (node's OpenSSL calling grpc-go's crypto/tls: two collectors). Each
+// server span waits for its client's bytes, however late the client's ring
+// is read (here 1 s of wall clock after the server's), as long as that
+// ring has not been read past the span's end, and becomes the child of the
+// client span of its stream.
+func TestGRPCPeerWatermark(t *testing.T) {
+	h := newHarness(t, graceConfig())
+	srvRing, cliRing := h.c.Ring(), h.c.Ring()
+	cl, sv := cid(1, 0x10), cid(2, 0x20)
+	h.bind(sv, 6, 0, "127.0.0.1:50051", "127.0.0.1:40000")
+	reqs, resps := grpcCalls(t, 3)
+	for i := range reqs {
+		ms := 10 * i
+		h.read(sv, 21, ms+2, reqs[i])
+		h.write(sv, 21, ms+3, resps[i])
+		h.readTo(srvRing, ms+3)
+	}
+	h.readTo(srvRing, 1000) // the server's ring is idle
+	h.c.ReleaseHeld(at(1000))
 	h.wantSpans(0)
-	h.c.ReleaseHeld(at(3 + 250))
+	for i := range reqs {
+		ms := 10 * i
+		h.write(cl, 11, ms+1, reqs[i])
+		if i == 0 {
+			h.bind(cl, 5, ms+1, "127.0.0.1:40000", "127.0.0.1:50051")
+		}
+		h.read(cl, 11, ms+4, resps[i])
+	}
+	wantChildren(t, h.wantSpans(6))
+	h.readTo(cliRing, 24)
+	h.c.ReleaseHeld(at(1001))
+	if n := len(h.c.holding); n != 0 {
+		t.Errorf("%d connections still hold spans", n)
+	}
+}
+
+// TestGRPCPeerWatermarkRelease: a server span whose client never shows up
+// leaves once every ring has been read past its end (an idle ring too: its
+// reader advances to the time it found the ring empty), and after maxHold
+// when a ring is read no further.
+func TestGRPCPeerWatermarkRelease(t *testing.T) {
+	serve := func() (*harness, *ktime.Progress) {
+		h := newHarness(t, graceConfig())
+		srvRing, cliRing := h.c.Ring(), h.c.Ring()
+		sv := cid(2, 0x20)
+		h.bind(sv, 6, 0, "127.0.0.1:50051", "127.0.0.1:40001")
+		reqs, resps := grpcCalls(t, 1)
+		h.read(sv, 21, 2, reqs[0])
+		h.write(sv, 21, 3, resps[0])
+		h.readTo(srvRing, 3)
+		return h, cliRing
+	}
+	h, cliRing := serve()
+	h.readTo(cliRing, 2)
+	h.c.ReleaseHeld(at(400))
+	h.wantSpans(0)
+	h.readTo(cliRing, 3) // drained at 3: nothing earlier will come
+	h.c.ReleaseHeld(at(400))
 	if sp := h.wantSpans(1)[0]; sp.ParentSpanID.IsValid() {
 		t.Errorf("span without a traced client has parent %v", sp.ParentSpanID)
+	}
+
+	h, _ = serve()
+	h.c.ReleaseHeld(at(3).Add(maxHold - time.Millisecond))
+	h.wantSpans(0)
+	h.c.ReleaseHeld(at(3).Add(maxHold))
+	h.wantSpans(1)
+
+	// A ring whose reader stopped holds nobody.
+	h, cliRing = serve()
+	cliRing.Done()
+	h.c.ReleaseHeld(at(4))
+	h.wantSpans(1)
+
+	// The server's connection closes before the client's ring is read:
+	// it lingers, and its span still finds its parent.
+	h, cliRing = serve()
+	h.c.Close(events.Close{Conn: cid(2, 0x20), Time: at(5)})
+	h.c.ReleaseHeld(at(600))
+	h.wantSpans(0)
+	reqs, resps := grpcCalls(t, 1)
+	cl := cid(1, 0x10)
+	h.write(cl, 11, 1, reqs[0])
+	h.bind(cl, 5, 1, "127.0.0.1:40001", "127.0.0.1:50051")
+	h.read(cl, 11, 4, resps[0])
+	wantChildren(t, h.wantSpans(2))
+	h.readTo(cliRing, 5)
+	h.c.ReleaseHeld(at(601))
+	if n, m := len(h.c.lingering), len(h.c.holding); n != 0 || m != 0 {
+		t.Errorf("%d connections linger and %d hold after every ring passed", n, m)
 	}
 }
 
 // TestGRPCLateServer: the client's ring is read first, whole calls before
 // the server's bytes of them (two collectors): the client spans leave at
 // once, and each server span still becomes the child of the client span
-// of its stream.
+// of its stream, however late (1 s of wall clock) the server's ring is
+// read.
 func TestGRPCLateServer(t *testing.T) {
 	h := newHarness(t, graceConfig())
+	srvRing, cliRing := h.c.Ring(), h.c.Ring()
 	cl, sv := cid(1, 0x10), cid(2, 0x20)
 	h.bind(cl, 5, 0, "127.0.0.1:40000", "127.0.0.1:50051")
 	h.bind(sv, 6, 0, "127.0.0.1:50051", "127.0.0.1:40000")
-	c, s := newH2Wire(t), newH2Wire(t)
-	c.out.WriteString(http2.ClientPreface)
-	if err := c.fr.WriteSettings(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.fr.WriteSettings(); err != nil {
-		t.Fatal(err)
-	}
-	var reqs, resps []string
-	for _, id := range []uint32{1, 3, 5} {
-		c.headers(id, false, ":method", "POST", ":scheme", "https", ":path", "/pkg.Svc/Get", ":authority", "127.0.0.1:50051",
-			"content-type", "application/grpc", "te", "trailers").message(id, true, 4)
-		s.headers(id, false, ":status", "200", "content-type", "application/grpc").message(id, false, 8).headers(id, true, "grpc-status", "0")
-		reqs, resps = append(reqs, c.take()), append(resps, s.take())
-	}
+	reqs, resps := grpcCalls(t, 3)
 	for i := range reqs {
 		h.write(cl, 11, 10*i+1, reqs[i])
 		h.read(cl, 11, 10*i+4, resps[i])
 	}
+	h.readTo(cliRing, 1000)
 	client := h.wantSpans(3)
 	// The client has even closed the connection (its exit is read before
 	// the server's last bytes).
 	h.c.Close(events.Close{Conn: cl, Time: at(30)})
+	h.c.ReleaseHeld(at(1000))
 	for i := range reqs {
 		h.read(sv, 21, 10*i+2, reqs[i])
 		h.write(sv, 21, 10*i+3, resps[i])
@@ -290,8 +355,27 @@ func TestGRPCLateServer(t *testing.T) {
 			t.Errorf("server span %d: kind %v parent %s, want the client span %s", i, sp.Kind, sp.ParentSpanID, client[i].SpanID)
 		}
 	}
-	h.c.ReleaseHeld(at(30 + 250))
+	h.readTo(srvRing, 1000)
+	h.c.ReleaseHeld(at(1001))
 	if n := len(h.c.lingering); n != 0 {
-		t.Errorf("%d closed connections still linger after the grace", n)
+		t.Errorf("%d closed connections still linger after every ring passed", n)
+	}
+}
+
+// TestGRPCOneRing: with the events of both ends from one ring (or without
+// rings), nothing waits for a peer: a server span without a traced client
+// leaves at once.
+func TestGRPCOneRing(t *testing.T) {
+	for _, rings := range []int{0, 1} {
+		h := newHarness(t, graceConfig())
+		for range rings {
+			h.readTo(h.c.Ring(), 3)
+		}
+		sv := cid(2, 0x20)
+		h.bind(sv, 6, 0, "127.0.0.1:50051", "127.0.0.1:40001")
+		reqs, resps := grpcCalls(t, 1)
+		h.read(sv, 21, 2, reqs[0])
+		h.write(sv, 21, 3, resps[0])
+		h.wantSpans(1)
 	}
 }

@@ -45,13 +45,19 @@ const (
 // multiplexed connection, else its ordinal. A request of a multiplexed
 // connection that names no stream (HTTP/2 seen whole by the Go probes)
 // gets none (0): the order of concurrent streams is not the same at both
-// ends, and it is not looked up.
+// ends, and it is not looked up. Nor does a request of a plaintext
+// connection that was open before the agent saw it (the two agents would
+// count from different requests): it is counted as linking.NoKey.
 func (cn *conn) nextSeq(x *exchange) {
 	if id, ok := x.px.Stream(); ok {
 		x.seq = id | linking.StreamFlag
 		return
 	}
 	if cn.multiplexed {
+		return
+	}
+	if cn.midStream {
+		x.noKey = true
 		return
 	}
 	cn.nreq++
@@ -62,13 +68,17 @@ func (cn *conn) nextSeq(x *exchange) {
 // node. The request's span waits for the answer (see export).
 func (c *Correlator) startLink(x *exchange, now time.Time) {
 	cn := x.conn
-	if c.cfg.Linker == nil || x.asked || x.seq == 0 || cn.role != roleServer || x.hasRemote || x.parent != nil || x.fixed || !validTuple(cn.tuple) {
+	if c.cfg.Linker == nil || x.asked || (x.seq == 0 && !x.noKey) || cn.role != roleServer || x.hasRemote || x.parent != nil || x.fixed || !validTuple(cn.tuple) {
 		return
 	}
 	if !c.cfg.Linker.Remote(cn.tuple.Remote.Addr()) {
 		return
 	}
 	x.asked = true
+	if x.noKey {
+		c.m.countLink(linking.NoKey)
+		return
+	}
 	c.popSettled()
 	if c.nLinkWaiting >= maxLinkWaiting || len(c.linkQueue)-c.linkHead >= 4*maxLinkWaiting {
 		c.m.countLink(linking.Dropped)
@@ -233,9 +243,12 @@ func (c *Correlator) rememberClient(x *exchange, a linking.Answer, end time.Time
 // server request waits for a lookup) is not found yet: the asking agent's
 // server asks again.
 func (c *Correlator) Answer(qs []linking.Query, out []linking.Answer) {
+	c.answerAt(qs, out, time.Now())
+}
+
+func (c *Correlator) answerAt(qs []linking.Query, out []linking.Answer, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := time.Now()
 	for i, q := range qs {
 		out[i] = c.answer(q, now)
 	}

@@ -365,3 +365,61 @@ func TestLinkThroughDNAT(t *testing.T) {
 		}
 	}
 }
+
+// A plaintext connection open before the agent saw it start (no
+// StreamStart on its Bind): its requests have no ordinal both agents would
+// agree on, so a server request is not looked up (counted no_key, exported
+// at once, unlinked) and a client request is not answered for.
+func TestLinkMidStream(t *testing.T) {
+	l := &stuckLinker{}
+	cfg := DefaultConfig()
+	cfg.Linker, cfg.LinkWait = l, 300*time.Millisecond
+	h := newHarness(t, cfg)
+	bind := func(id events.ConnID, fd int32, start bool, local, remote string) {
+		h.c.Bind(events.Bind{Conn: id, FD: fd, Time: at(0), Plaintext: true, StreamStart: start, Tuple: events.Tuple{
+			Local: netip.MustParseAddrPort(local), Remote: netip.MustParseAddrPort(remote)}})
+	}
+	mid, fresh := cid(2, 1), cid(2, 2)
+	bind(mid, 3, false, "10.1.0.2:80", "10.1.0.1:40000")
+	bind(fresh, 4, true, "10.1.0.2:80", "10.1.0.1:40001")
+	for i := range 3 {
+		h.read(mid, 20, 10*i+1, "GET /mid HTTP/1.1\r\n\r\n")
+		h.write(mid, 20, 10*i+2, okResponse)
+	}
+	h.wantSpans(3)
+	for _, s := range h.exp.spans {
+		if s.ParentSpanID.IsValid() {
+			t.Errorf("mid-stream server span has a parent %v", s.ParentSpanID)
+		}
+	}
+	if len(l.asked) != 0 {
+		t.Errorf("mid-stream requests looked up: %+v", l.asked)
+	}
+	if got := h.metric("periscope_link_lookups_total", "result", "no_key"); got != 3 {
+		t.Errorf("no_key counted %v, want 3", got)
+	}
+	h.read(fresh, 21, 100, "GET /fresh HTTP/1.1\r\n\r\n")
+	want := linking.Query{Local: netip.MustParseAddrPort("10.1.0.1:40001"), Remote: netip.MustParseAddrPort("10.1.0.2:80"), Seq: 1}
+	if len(l.asked) != 1 || l.asked[0] != want {
+		t.Errorf("a connection seen from its start: asked %+v, want %+v", l.asked, want)
+	}
+
+	// The answering side: a client connection seen mid-stream is not
+	// answered for; one seen from its start is.
+	midC, freshC := cid(2, 3), cid(2, 4)
+	bind(midC, 5, false, "10.1.0.2:41000", "10.1.0.3:80")
+	bind(freshC, 6, true, "10.1.0.2:41001", "10.1.0.3:80")
+	for _, id := range []events.ConnID{midC, freshC} {
+		h.write(id, 22, 200, "GET /c HTTP/1.1\r\n\r\n")
+		h.read(id, 22, 201, okResponse)
+	}
+	qs := []linking.Query{
+		{Local: netip.MustParseAddrPort("10.1.0.2:41000"), Remote: netip.MustParseAddrPort("10.1.0.3:80"), Seq: 1},
+		{Local: netip.MustParseAddrPort("10.1.0.2:41001"), Remote: netip.MustParseAddrPort("10.1.0.3:80"), Seq: 1},
+	}
+	out := make([]linking.Answer, len(qs))
+	h.c.answerAt(qs, out, at(300))
+	if out[0].Found || !out[1].Found {
+		t.Errorf("answers: mid-stream %v (want not found), from the start %v (want found)", out[0].Found, out[1].Found)
+	}
+}

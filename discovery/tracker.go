@@ -50,10 +50,10 @@ type Config struct {
 	// kernel reports it, before /proc is read: a process may be gone by
 	// then, and this is all that names it.
 	OnExec func(Exec)
-	// Progress, if set, learns after each process event is handled the
-	// kernel time (CLOCK_MONOTONIC ns) it happened at: every exec up to
-	// then has been reported to OnExec.
-	Progress func(ktime uint64)
+	// Progress, if set, learns how far the process events have been
+	// handled (ktime.Progress): every exec up to then has been reported
+	// to OnExec.
+	Progress *ktime.Progress
 }
 
 // Exec is a program execution, as the kernel reported it.
@@ -151,7 +151,8 @@ func (t *Tracker) Start(ctx context.Context) error {
 	}
 	// Process events are small and rare, and wake the reader at once: a
 	// small ring will do (its pages count in the agent's RSS twice).
-	if err := loader.Load("process", spec, loader.Ring{Bytes: processRingBytes}, &t.objs, nil, t.log); err != nil {
+	ring := loader.Ring{RingBytes: processRingBytes, PollInterval: 5 * time.Millisecond, Progress: t.cfg.Progress}
+	if err := loader.Load("process", spec, ring, &t.objs, nil, t.log); err != nil {
 		return err
 	}
 	t.progs.Own(&t.objs)
@@ -166,7 +167,7 @@ func (t *Tracker) Start(ctx context.Context) error {
 		return err
 	}
 	t.log.Info("process discovery attached", "path", "raw_tracepoint sched_process_{exec,fork,exit} + tracepoint syscalls:sys_enter_mmap")
-	t.progs.Read(ctx, t.objs.Events, 5*time.Millisecond, t.handle, t.log)
+	t.progs.Read(ctx, t.objs.Events, ring, t.handle, t.log)
 	t.scan()
 	go t.rescanLoop(ctx)
 	return nil
@@ -304,9 +305,6 @@ func (t *Tracker) handle(raw []byte) {
 	case wire.EventExit:
 		t.events.WithLabelValues("exit").Inc()
 		t.exited(pid, t.clock.Time(h.TS))
-	}
-	if t.cfg.Progress != nil {
-		t.cfg.Progress(h.TS)
 	}
 }
 

@@ -79,6 +79,12 @@ type Bind struct {
 	// is http, and another collector's report of the same connection
 	// wins over it.
 	Plaintext bool
+	// StreamStart says that the call that bound the connection moved the
+	// first bytes of its direction (sockets collector): the connection's
+	// requests are counted from its first. A plaintext connection without
+	// it was open before the agent saw it, and its requests have no
+	// ordinal two agents would agree on.
+	StreamStart bool
 }
 
 // WriteResult corrects a Write: its Data was sent when the write was

@@ -35,10 +35,14 @@ const (
 	Refused                // the owner refused the token
 	Error                  // the owner could not be asked, or answered garbage
 	Dropped                // the queue to the owner was full
+	// NoKey: the request has no key both agents would agree on (its
+	// plaintext connection was open before this agent saw it start): it is
+	// not looked up, rather than maybe linked to the wrong client span.
+	NoKey
 )
 
 // Results lists the results a lookup ends with.
-var Results = []Result{Linked, NotFound, NoOwner, Timeout, Refused, Error, Dropped}
+var Results = []Result{Linked, NotFound, NoOwner, Timeout, Refused, Error, Dropped, NoKey}
 
 func (r Result) String() string {
 	switch r {
@@ -58,6 +62,8 @@ func (r Result) String() string {
 		return "error"
 	case Dropped:
 		return "dropped"
+	case NoKey:
+		return "no_key"
 	}
 	return fmt.Sprintf("result(%d)", uint8(r))
 }
@@ -89,8 +95,10 @@ const (
 	queuePerPeer = 8192
 	// sendersPerPeer bounds the batches in flight to one peer.
 	sendersPerPeer = 2
-	// batchDelay is how long a batch waits for more lookups.
-	batchDelay   = 2 * time.Millisecond
+	// batchDelay is how long a batch waits for more lookups: each batch
+	// costs both agents a gRPC call, and a few milliseconds are small
+	// against the wait a server span is held for.
+	batchDelay   = 5 * time.Millisecond
 	retryRefresh = 2 * time.Second
 )
 

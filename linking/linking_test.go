@@ -138,25 +138,62 @@ func FuzzLookupResponse(f *testing.F) {
 
 func TestRecent(t *testing.T) {
 	now := time.Now()
-	r := NewRecent(3, time.Second)
-	for i := range 4 {
-		r.Add(query(1, uint64(i+1)), answerFor(query(1, uint64(i+1))), now)
+	r := NewRecent(recentWays, time.Second) // one set
+	if r.Cap() != recentWays {
+		t.Fatalf("cap %d, want %d", r.Cap(), recentWays)
 	}
-	if r.Len() != 3 {
-		t.Fatalf("len %d, want 3", r.Len())
+	for i := range recentWays + 1 {
+		r.Add(query(1, uint64(i+1)), answerFor(query(1, uint64(i+1))), now.Add(time.Duration(i)))
+	}
+	if n := r.Len(now); n != recentWays {
+		t.Fatalf("len %d, want %d", n, recentWays)
 	}
 	if _, ok := r.Get(query(1, 1), now); ok {
 		t.Error("oldest entry kept past the cap")
 	}
-	if a, ok := r.Get(query(1, 4), now); !ok || a != answerFor(query(1, 4)) {
-		t.Errorf("newest entry: %+v %v", a, ok)
+	for i := 2; i <= recentWays+1; i++ {
+		if a, ok := r.Get(query(1, uint64(i)), now); !ok || a != answerFor(query(1, uint64(i))) {
+			t.Errorf("entry %d: %+v %v", i, a, ok)
+		}
+	}
+	// The same key again replaces its entry, nothing else.
+	r.Add(query(1, 3), answerFor(query(1, 30)), now)
+	if a, _ := r.Get(query(1, 3), now); a != answerFor(query(1, 30)) || r.Len(now) != recentWays {
+		t.Errorf("re-added entry: %+v, len %d", a, r.Len(now))
 	}
 	if _, ok := r.Get(query(1, 4), now.Add(2*time.Second)); ok {
 		t.Error("expired entry returned")
 	}
 	r.Add(query(2, 1), answerFor(query(2, 1)), now.Add(2*time.Second))
-	if r.Len() != 1 {
-		t.Errorf("len %d after expiry, want 1", r.Len())
+	if n := r.Len(now.Add(2 * time.Second)); n != 1 {
+		t.Errorf("len %d after expiry, want 1", n)
+	}
+	if _, ok := r.Get(query(2, 2), now.Add(2*time.Second)); ok {
+		t.Error("a key never added found")
+	}
+}
+
+// TestRecentKeepsRecent fills a large table at a steady rate: what was
+// added within the last sixteenth of its capacity is still there.
+func TestRecentKeepsRecent(t *testing.T) {
+	r := NewRecent(65536, time.Minute)
+	now := time.Now()
+	const n, lag = 200_000, 4096
+	lost := 0
+	for i := range n {
+		q := query(uint16(i%7), uint64(i))
+		r.Add(q, answerFor(q), now)
+		if i >= lag {
+			old := query(uint16((i-lag)%7), uint64(i-lag))
+			if a, ok := r.Get(old, now); !ok {
+				lost++
+			} else if a != answerFor(old) {
+				t.Fatalf("entry %d answered wrongly", i-lag)
+			}
+		}
+	}
+	if lost > 0 {
+		t.Errorf("%d of %d entries lost within %d adds of theirs", lost, n-lag, lag)
 	}
 }
 
@@ -487,5 +524,25 @@ func TestAmbiguousOwner(t *testing.T) {
 	c.setOwner(p1, []netip.Addr{netip.MustParseAddr("10.0.0.1")})
 	if !c.Owned(shared) {
 		t.Error("the remaining announcer does not own the address")
+	}
+}
+
+// BenchmarkRecentAdd is what the answering agent pays per client span to
+// another node: one Add (and a Get for one in 64, as lookups arrive).
+func BenchmarkRecentAdd(b *testing.B) {
+	r := NewRecent(65536, 30*time.Second)
+	now := time.Now()
+	qs := make([]Query, 4096)
+	for i := range qs {
+		qs[i] = query(uint16(40000+i%50), uint64(i))
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		q := qs[i%len(qs)]
+		q.Seq = uint64(i)
+		r.Add(q, Answer{Found: true}, now)
+		if i%64 == 0 {
+			r.Get(q, now)
+		}
 	}
 }

@@ -103,6 +103,10 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		grpc.MaxRecvMsgSize(maxMessage),
 		grpc.MaxSendMsgSize(maxMessage),
 		grpc.MaxConcurrentStreams(16),
+		// Batches are served by long-lived goroutines whose stacks have
+		// grown already, not a new goroutine per call (a few µs each,
+		// stack growth included, measured in the linking bench's profile).
+		grpc.NumStreamWorkers(4),
 		grpc.ConnectionTimeout(5 * time.Second),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
 	}

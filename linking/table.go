@@ -9,18 +9,38 @@ import (
 // Recent remembers the span contexts of client requests that have ended,
 // for the lookups that arrive after them (the server's span ends when the
 // response is written, the lookup comes later, and the client may have
-// closed the connection by then). It holds at most its size in entries,
-// each for at most its TTL; the oldest go first. Keys and entries hold no
-// pointers, so that a full table costs the garbage collector nothing to
-// scan. It is not safe for concurrent use (the correlator calls it under
-// its lock).
+// closed the connection by then). It holds at most its size in entries
+// (rounded up to a power of two), each for at most its TTL. It is a
+// set-associative table: a key's hash picks a set of recentWays entries,
+// and a new entry takes the place of the set's oldest (or expired) one.
+// An Add is one hash and one set, without a map or an eviction queue: it
+// runs for every client span to another node, whether or not that node
+// ever asks. An entry leaves before its TTL only when recentWays newer
+// keys fell into its set, which for a table much larger than the entries
+// added in a lookup's delay is rare (and the lookup is then not found,
+// never answered wrongly). Entries hold no pointers, so that a full table
+// costs the garbage collector nothing to scan. It is not safe for
+// concurrent use (the correlator calls it under its lock).
 type Recent struct {
-	ttl  time.Duration
-	seed maphash.Seed
-	m    map[uint64]uint32 // key's hash → index in ring (the entry has the key)
-	ring []recentEntry     // insertion order; head is the oldest
-	head int
-	n    int
+	ttl     int64
+	seed    maphash.Seed
+	sets    []recentSet
+	entries []recentEntry // recentWays per set
+	mask    uint64        // len(sets) - 1
+	last    int64         // the latest time added: times added increase strictly
+}
+
+// recentWays is the number of entries in a set: with a table of 65,536
+// entries, the keys added within 4,096 adds of one fall in its set about
+// half a time on average, and eight of them almost never.
+const recentWays = 8
+
+// recentSet is what Add and Get look at first, in one or two cache lines:
+// when each entry of the set was added (0: empty) and a fingerprint of its
+// key.
+type recentSet struct {
+	at [recentWays]int64 // unix nanoseconds
+	fp [recentWays]uint32
 }
 
 // queryKey is a Query's client address and Seq in fixed bytes. The
@@ -40,61 +60,71 @@ func keyOf(q Query) queryKey {
 type recentEntry struct {
 	k   queryKey
 	ans Answer
-	at  int64 // unix nanoseconds
 }
 
-// NewRecent returns an empty table of at most size entries kept ttl.
+// NewRecent returns an empty table of at least size entries kept ttl.
 func NewRecent(size int, ttl time.Duration) *Recent {
-	size = max(size, 1)
-	return &Recent{ttl: ttl, seed: maphash.MakeSeed(), m: make(map[uint64]uint32, min(size, 1024)), ring: make([]recentEntry, size)}
+	sets := 1
+	for sets*recentWays < size {
+		sets *= 2
+	}
+	return &Recent{ttl: int64(ttl), seed: maphash.MakeSeed(), sets: make([]recentSet, sets),
+		entries: make([]recentEntry, sets*recentWays), mask: uint64(sets - 1)}
+}
+
+// find returns k's set, its first entry's index and k's fingerprint.
+func (r *Recent) find(k *queryKey) (*recentSet, int, uint32) {
+	h := maphash.Bytes(r.seed, k[:])
+	i := h & r.mask
+	return &r.sets[i], int(i) * recentWays, uint32(h >> 32)
 }
 
 // Add remembers the client span of q, seen at now.
 func (r *Recent) Add(q Query, a Answer, now time.Time) {
-	at := now.UnixNano()
-	r.expire(at)
+	// Strictly increasing times (by a nanosecond at most per Add) order
+	// the entries added at one clock reading.
+	at := max(now.UnixNano(), r.last+1)
+	r.last = at
 	k := keyOf(q)
-	h := maphash.Bytes(r.seed, k[:])
-	if i, ok := r.m[h]; ok && r.ring[i].k == k {
-		r.ring[i].ans, r.ring[i].at = a, at
-		return
+	set, first, fp := r.find(&k)
+	victim := 0
+	for i := range recentWays {
+		if set.at[i] != 0 && set.fp[i] == fp && r.entries[first+i].k == k {
+			victim = i
+			break
+		}
+		if set.at[i] < set.at[victim] {
+			victim = i // the oldest (an empty entry is the oldest; an expired one older than any other)
+		}
 	}
-	if r.n == len(r.ring) {
-		r.drop()
-	}
-	i := (r.head + r.n) % len(r.ring)
-	r.ring[i] = recentEntry{k: k, ans: a, at: at}
-	r.n++
-	r.m[h] = uint32(i) // a colliding older entry is forgotten
+	set.at[victim], set.fp[victim] = at, fp
+	r.entries[first+victim] = recentEntry{k: k, ans: a}
 }
 
 // Get returns the client span of q, if it is remembered.
 func (r *Recent) Get(q Query, now time.Time) (Answer, bool) {
 	k := keyOf(q)
-	i, ok := r.m[maphash.Bytes(r.seed, k[:])]
-	if !ok || r.ring[i].k != k || now.UnixNano()-r.ring[i].at > int64(r.ttl) {
-		return Answer{}, false
+	set, first, fp := r.find(&k)
+	for i := range recentWays {
+		if set.at[i] != 0 && set.fp[i] == fp && now.UnixNano()-set.at[i] <= r.ttl && r.entries[first+i].k == k {
+			return r.entries[first+i].ans, true
+		}
 	}
-	return r.ring[i].ans, true
+	return Answer{}, false
 }
 
-// Len returns the number of entries.
-func (r *Recent) Len() int { return len(r.m) }
-
-// expire drops the entries older than the TTL.
-func (r *Recent) expire(now int64) {
-	for r.n > 0 && now-r.ring[r.head].at > int64(r.ttl) {
-		r.drop()
+// Len returns the number of entries not expired at now.
+func (r *Recent) Len(now time.Time) int {
+	n := 0
+	for _, s := range r.sets {
+		for _, at := range s.at {
+			if at != 0 && now.UnixNano()-at <= r.ttl {
+				n++
+			}
+		}
 	}
+	return n
 }
 
-// drop forgets the oldest entry.
-func (r *Recent) drop() {
-	e := &r.ring[r.head]
-	h := maphash.Bytes(r.seed, e.k[:])
-	if i, ok := r.m[h]; ok && int(i) == r.head {
-		delete(r.m, h)
-	}
-	r.head = (r.head + 1) % len(r.ring)
-	r.n--
-}
+// Cap returns the most entries the table holds.
+func (r *Recent) Cap() int { return len(r.entries) }

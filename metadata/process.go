@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 
@@ -56,9 +55,9 @@ type Processes struct {
 	// that may still be stored for them; cleared when it reaches
 	// maxPendingExecs, by when such reads have long been stored.
 	execs map[uint32]uint64
-	// discovered is the kernel time up to which the execs of the node
-	// have been named (Discovered).
-	discovered atomic.Uint64
+	// discovered is how far the execs of the node have been named
+	// (Discovery).
+	discovered ktime.Progress
 }
 
 // maxPendingExecs bounds Processes.execs.
@@ -182,22 +181,14 @@ func (p *Processes) Executed(pid uint32, at uint64) {
 	}
 }
 
-// Discovered records that the execs of the node up to CLOCK_MONOTONIC time
-// ts have been reported (Exec for the selected programs): process
-// discovery reads its events in a ring of its own, which may lag behind
-// the collectors' rings.
-func (p *Processes) Discovered(ts uint64) {
-	for {
-		old := p.discovered.Load()
-		if ts <= old || p.discovered.CompareAndSwap(old, ts) {
-			return
-		}
-	}
-}
+// Discovery is the progress of process discovery, which reports the execs
+// of the node (Exec for the selected programs): it reads its events in a
+// ring of its own, which may lag behind the collectors' rings.
+func (p *Processes) Discovery() *ktime.Progress { return &p.discovered }
 
 // Awaiting reports whether the name of pid may still come: a collector
 // reported an exec of it (Executed) that discovery has not reached yet
-// (Discovered), and nothing read since names it. The span of a process
+// (Discovery), and nothing read since names it. The span of a process
 // that lived a few milliseconds waits for that, rather than leave
 // unnamed.
 func (p *Processes) Awaiting(pid uint32) bool {

@@ -560,15 +560,15 @@ func TestProcessesAwaiting(t *testing.T) {
 	if !ps.Awaiting(9) {
 		t.Errorf("an unnamed identity stops the wait")
 	}
-	ps.Discovered(99)
+	ps.Discovery().Advance(99)
 	if !ps.Awaiting(9) {
 		t.Errorf("discovery at 99, exec at 100: not awaiting")
 	}
-	ps.Discovered(100)
+	ps.Discovery().Advance(100)
 	if ps.Awaiting(9) {
 		t.Errorf("discovery past the exec (not selected, no name coming): still awaiting")
 	}
-	ps.Discovered(50) // never goes back
+	ps.Discovery().Advance(50) // never goes back
 	if ps.Awaiting(9) {
 		t.Errorf("Discovered went back")
 	}

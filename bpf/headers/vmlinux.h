@@ -182,6 +182,18 @@ struct sock {
 	struct socket *sk_socket;
 };
 
+/* The stream counters of a TCP socket (struct sock comes first in it;
+ * CO-RE finds the fields by name). bytes_received since 4.1, bytes_sent
+ * since 4.19. */
+struct tcp_sock {
+	u32 rcv_nxt;
+	u32 copied_seq;
+	u32 snd_nxt;
+	u32 write_seq;
+	u64 bytes_received;
+	u64 bytes_sent;
+};
+
 struct file;
 
 struct socket {

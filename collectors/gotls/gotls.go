@@ -57,13 +57,9 @@ type Config struct {
 	// PerProcess attaches to each selected process instead of once per
 	// executable for every process running it.
 	PerProcess bool
-	// RingBytes is the size of the event ring buffer (default 4 MiB).
-	RingBytes int
-	// WakeupBytes wakes the reader when this much data waits (default 512
-	// KiB); below it, records are collected every PollInterval.
-	WakeupBytes uint64
-	// PollInterval is the reader's timer (default 20ms).
-	PollInterval time.Duration
+	// Ring is the event ring (default 4 MiB, the reader woken when
+	// 512 KiB wait) and its reader.
+	loader.Ring
 	// Linger keeps an executable's probes a while after its last process
 	// exits (default 1m).
 	Linger time.Duration
@@ -76,15 +72,7 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
-	if c.RingBytes <= 0 {
-		c.RingBytes = 4 << 20
-	}
-	if c.WakeupBytes == 0 {
-		c.WakeupBytes = 512 << 10
-	}
-	if c.PollInterval <= 0 {
-		c.PollInterval = 20 * time.Millisecond
-	}
+	c.Ring = c.Ring.WithDefaults(4<<20, 512<<10)
 	if c.Linger <= 0 {
 		c.Linger = time.Minute
 	}
@@ -189,8 +177,7 @@ func (c *Collector) Start(ctx context.Context) error {
 	}
 	c.multi = attach.Multi()
 	attach.PrepareSpec(spec, c.multi)
-	ringCfg := loader.Ring{Bytes: c.cfg.RingBytes, WakeupBytes: c.cfg.WakeupBytes}
-	if err := loader.Load(Name, spec, ringCfg, &c.objs, nil, c.log); err != nil {
+	if err := loader.Load(Name, spec, c.cfg.Ring, &c.objs, nil, c.log); err != nil {
 		return err
 	}
 	c.progs.Own(&c.objs)
@@ -202,7 +189,7 @@ func (c *Collector) Start(ctx context.Context) error {
 		c.Close()
 		return err
 	}
-	c.progs.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.decode, c.log)
+	c.progs.Read(ctx, c.objs.Events, c.cfg.Ring, c.decode, c.log)
 	c.log.Info("collector started", "path", c.AttachPath())
 	return nil
 }

@@ -16,17 +16,45 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/periscope-apm/periscope/internal/ktime"
 	"github.com/periscope-apm/periscope/internal/ring"
 )
 
-// Ring sizes a collector's event ring.
+// Ring is a collector's event ring and its reader: every collector's
+// Config embeds one. Zero fields take the collector's defaults
+// (WithDefaults).
 type Ring struct {
-	// Bytes is the ring buffer's size (a power of two of pages).
-	Bytes int
+	// RingBytes is the size of the event ring buffer (a power of two of
+	// pages).
+	RingBytes int
 	// WakeupBytes wakes the reader only when this much data waits; below
-	// it, records are collected on the reader's timer. 0 wakes the reader
-	// for each record while it is idle.
+	// it, records are collected every PollInterval. 0 wakes the reader for
+	// each record while it is idle.
 	WakeupBytes uint64
+	// PollInterval is the reader's timer (default DefaultPollInterval).
+	PollInterval time.Duration
+	// Progress, if set, learns how far the ring has been read
+	// (ktime.Progress): the correlator pairs events of one moment that
+	// travel in different collectors' rings by it.
+	Progress *ktime.Progress
+}
+
+// DefaultPollInterval is the reader's timer unless a Ring sets one.
+const DefaultPollInterval = 20 * time.Millisecond
+
+// WithDefaults returns r with the ring's size and wake-up threshold, when
+// unset, from a collector's defaults, and the default timer.
+func (r Ring) WithDefaults(ringBytes int, wakeupBytes uint64) Ring {
+	if r.RingBytes <= 0 {
+		r.RingBytes = ringBytes
+	}
+	if r.WakeupBytes == 0 {
+		r.WakeupBytes = wakeupBytes
+	}
+	if r.PollInterval <= 0 {
+		r.PollInterval = DefaultPollInterval
+	}
+	return r
 }
 
 // Load sizes the ring of spec (its map "events" and the variable
@@ -34,8 +62,8 @@ type Ring struct {
 // objs. A verifier rejection keeps its error chain; its log, which the
 // error's message abbreviates, is written to log.
 func Load(name string, spec *ebpf.CollectionSpec, r Ring, objs any, opts *ebpf.CollectionOptions, log *slog.Logger) error {
-	if m := spec.Maps["events"]; m != nil && r.Bytes > 0 {
-		m.MaxEntries = uint32(r.Bytes)
+	if m := spec.Maps["events"]; m != nil && r.RingBytes > 0 {
+		m.MaxEntries = uint32(r.RingBytes)
 	}
 	if v := spec.Variables["wakeup_bytes"]; v != nil {
 		if err := v.Set(r.WakeupBytes); err != nil {
@@ -112,12 +140,13 @@ func (p *Programs) RawTracepoint(name string, prog *ebpf.Program) error {
 }
 
 // Read reads the ring events in a goroutine until ctx is done, handing
-// each record to handle, collecting records every interval.
-func (p *Programs) Read(ctx context.Context, events *ebpf.Map, interval time.Duration, handle func([]byte), log *slog.Logger) {
+// each record to handle, collecting records every r.PollInterval and
+// telling r.Progress how far it has handled the ring (ring.Read).
+func (p *Programs) Read(ctx context.Context, events *ebpf.Map, r Ring, handle func([]byte), log *slog.Logger) {
 	p.done = make(chan struct{})
 	go func() {
 		defer close(p.done)
-		if err := ring.Read(ctx, events, interval, handle); err != nil {
+		if err := ring.Read(ctx, events, r.PollInterval, handle, r.Progress); err != nil {
 			log.Error("event reader stopped", "err", err)
 		}
 	}()

@@ -37,13 +37,9 @@ type Config struct {
 	// per file for every process (used when a process selection is set,
 	// so that other processes never hit a probe).
 	PerProcess bool
-	// RingBytes is the size of the event ring buffer (default 4 MiB).
-	RingBytes int
-	// WakeupBytes wakes the reader when this much data waits (default 512
-	// KiB); below it, records are collected every PollInterval.
-	WakeupBytes uint64
-	// PollInterval is the reader's timer (default 20ms).
-	PollInterval time.Duration
+	// Ring is the event ring (default 4 MiB, the reader woken when
+	// 512 KiB wait) and its reader.
+	loader.Ring
 	// Linger keeps a file's probes attached this long after its last
 	// known user exits, so that short-lived processes (curl in a loop)
 	// are not missed while probes are attached again (default 1m).
@@ -54,15 +50,7 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
-	if c.RingBytes <= 0 {
-		c.RingBytes = 4 << 20
-	}
-	if c.WakeupBytes == 0 {
-		c.WakeupBytes = 512 << 10
-	}
-	if c.PollInterval <= 0 {
-		c.PollInterval = 20 * time.Millisecond
-	}
+	c.Ring = c.Ring.WithDefaults(4<<20, 512<<10)
 	if c.Linger <= 0 {
 		c.Linger = time.Minute
 	}
@@ -142,8 +130,7 @@ func (c *Collector) Start(ctx context.Context) error {
 	}
 	c.multi = attach.Multi()
 	attach.PrepareSpec(spec, c.multi)
-	ringCfg := loader.Ring{Bytes: c.cfg.RingBytes, WakeupBytes: c.cfg.WakeupBytes}
-	if err := loader.Load(Name, spec, ringCfg, &c.objs, nil, c.log); err != nil {
+	if err := loader.Load(Name, spec, c.cfg.Ring, &c.objs, nil, c.log); err != nil {
 		return err
 	}
 	c.progs.Own(&c.objs)
@@ -151,7 +138,7 @@ func (c *Collector) Start(ctx context.Context) error {
 		c.Close()
 		return err
 	}
-	c.progs.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.decode, c.log)
+	c.progs.Read(ctx, c.objs.Events, c.cfg.Ring, c.decode, c.log)
 	c.log.Info("collector started", "path", c.AttachPath())
 	return nil
 }

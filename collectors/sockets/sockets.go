@@ -37,13 +37,9 @@ type Config struct {
 	// IgnorePorts are local or remote ports whose connections are never
 	// traced.
 	IgnorePorts []uint16
-	// RingBytes is the size of the event ring buffer (default 8 MiB).
-	RingBytes int
-	// WakeupBytes wakes the reader when this much data waits (default 512
-	// KiB); below it, records are collected every PollInterval.
-	WakeupBytes uint64
-	// PollInterval is the reader's timer (default 20ms).
-	PollInterval time.Duration
+	// Ring is the event ring (default 8 MiB, the reader woken when
+	// 512 KiB wait) and its reader.
+	loader.Ring
 	// ProcRoot is where procfs is mounted (default /proc).
 	ProcRoot string
 }
@@ -52,15 +48,7 @@ func (c *Config) defaults() {
 	if c.CaptureBytes <= 0 || c.CaptureBytes > wire.DataCap {
 		c.CaptureBytes = wire.DataCap
 	}
-	if c.RingBytes <= 0 {
-		c.RingBytes = 8 << 20
-	}
-	if c.WakeupBytes == 0 {
-		c.WakeupBytes = 512 << 10
-	}
-	if c.PollInterval <= 0 {
-		c.PollInterval = 20 * time.Millisecond
-	}
+	c.Ring = c.Ring.WithDefaults(8<<20, 512<<10)
 	if c.ProcRoot == "" {
 		c.ProcRoot = "/proc"
 	}
@@ -128,8 +116,7 @@ func (c *Collector) Start(ctx context.Context) error {
 			return fmt.Errorf("set %s: %w", name, err)
 		}
 	}
-	ringCfg := loader.Ring{Bytes: c.cfg.RingBytes, WakeupBytes: c.cfg.WakeupBytes}
-	if err := loader.Load(Name, spec, ringCfg, &c.objs, nil, c.log); err != nil {
+	if err := loader.Load(Name, spec, c.cfg.Ring, &c.objs, nil, c.log); err != nil {
 		return err
 	}
 	c.progs.Own(&c.objs)
@@ -142,7 +129,7 @@ func (c *Collector) Start(ctx context.Context) error {
 		return err
 	}
 	c.m.Probes.Set(float64(c.progs.Links()))
-	c.progs.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.decode, c.log)
+	c.progs.Read(ctx, c.objs.Events, c.cfg.Ring, c.decode, c.log)
 	t0 := time.Now()
 	adopted, err := c.adoptBlockedReads()
 	if err != nil {

@@ -71,17 +71,14 @@ type Config struct {
 	// loaded, as a kernel refusing it would (ErrForcedFailure): a testing
 	// aid, so that the fallback runs on kernels that have both hooks.
 	Fail Hook
-	// RingBytes is the size of the event ring buffer (default 1 MiB).
-	RingBytes int
+	// Ring is the event ring (default 1 MiB) and its reader. Its
 	// WakeupBytes, when set, wakes the reader only when this much data
 	// waits; below it, records are collected every PollInterval. The
 	// default, 0, lets the kernel wake the reader for a record when it is
 	// idle (and not while it is busy reading): retransmissions are rare,
 	// and they reach the correlator before the TLS data that ends the span
 	// they belong to, which waits for the OpenSSL collector's timer.
-	WakeupBytes uint64
-	// PollInterval is the reader's timer (default 20ms).
-	PollInterval time.Duration
+	loader.Ring
 	// ProcRoot is where the proc file system is mounted (default /proc).
 	ProcRoot string
 	// ScanInterval is the shortest time between two scans of /proc for
@@ -93,12 +90,7 @@ func (c *Config) defaults() {
 	if c.Prefer == "" {
 		c.Prefer = HookTracepoint
 	}
-	if c.RingBytes <= 0 {
-		c.RingBytes = 1 << 20
-	}
-	if c.PollInterval <= 0 {
-		c.PollInterval = 20 * time.Millisecond
-	}
+	c.Ring = c.Ring.WithDefaults(1<<20, 0)
 	if c.ProcRoot == "" {
 		c.ProcRoot = "/proc"
 	}
@@ -210,8 +202,7 @@ func (c *Collector) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load tcp spec: %w", err)
 	}
-	ringCfg := loader.Ring{Bytes: c.cfg.RingBytes, WakeupBytes: c.cfg.WakeupBytes}
-	if err := loader.Load(Name, spec, ringCfg, &c.objs, nil, c.log); err != nil {
+	if err := loader.Load(Name, spec, c.cfg.Ring, &c.objs, nil, c.log); err != nil {
 		return err
 	}
 	c.progs.Own(&c.objs)
@@ -224,7 +215,7 @@ func (c *Collector) Start(ctx context.Context) error {
 		return err
 	}
 	c.attached.Set(float64(c.progs.Links()))
-	c.progs.Read(ctx, c.objs.Events, c.cfg.PollInterval, c.handle, c.log)
+	c.progs.Read(ctx, c.objs.Events, c.cfg.Ring, c.handle, c.log)
 	c.log.Info("collector started", "hook", c.path.Describe(), "path", c.AttachPath())
 	return nil
 }
@@ -377,7 +368,7 @@ func Probe(log *slog.Logger) (Hook, []error) {
 		return "", []error{fmt.Errorf("load tcp spec: %w", err)}
 	}
 	var base baseObjects
-	if err := loader.Load(Name, spec, loader.Ring{Bytes: 4096}, &base, nil, log); err != nil {
+	if err := loader.Load(Name, spec, loader.Ring{RingBytes: 4096}, &base, nil, log); err != nil {
 		return "", []error{err}
 	}
 	defer base.Close()

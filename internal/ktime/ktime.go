@@ -47,3 +47,9 @@ func Now() uint64 {
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return uint64(ts.Nano())
 }
+
+// Mono is the CLOCK_MONOTONIC time in nanoseconds of wall-clock time t (the
+// inverse of Time).
+func (c Clock) Mono(t time.Time) uint64 {
+	return uint64(t.UnixNano() - c.offset)
+}

@@ -11,6 +11,9 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/periscope-apm/periscope/internal/ktime"
+	"github.com/periscope-apm/periscope/internal/wire"
 )
 
 // Read calls handle for every record of the ring buffer m until ctx is done.
@@ -19,7 +22,13 @@ import (
 // the records already in the ring are still handled before Read returns:
 // the events of the moments before a shutdown are not lost. The slice
 // passed to handle is only valid during the call.
-func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, handle func([]byte)) error {
+//
+// progress, when not nil, learns how far Read has handled the ring (see
+// ktime.Progress): the time of each record handled (every record begins
+// with the header of bpf/periscope.h), and the time Read found the ring
+// empty, so that an idle ring holds nobody back; when Read returns, it is
+// done.
+func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, handle func([]byte), progress *ktime.Progress) error {
 	rd, err := ringbuf.NewReader(m)
 	if err != nil {
 		return fmt.Errorf("open ring buffer %s: %w", m, err)
@@ -33,8 +42,12 @@ func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, handle func(
 	})
 	defer stop()
 	defer rd.Close()
+	if progress != nil {
+		defer progress.Done()
+	}
 
 	var rec ringbuf.Record
+	var last uint64 // the latest record time given to progress
 	for {
 		rd.SetDeadline(time.Now().Add(interval))
 		// A wait that starts after ctx is done ends with every record
@@ -44,6 +57,9 @@ func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, handle func(
 		switch {
 		case err == nil:
 			handle(rec.RawSample)
+			if progress != nil {
+				last = advance(progress, rd, rec.RawSample, last)
+			}
 		case errors.Is(err, ringbuf.ErrFlushed):
 			if ctx.Err() != nil {
 				return nil
@@ -53,6 +69,9 @@ func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, handle func(
 			if stopping {
 				return nil
 			}
+			if progress != nil {
+				advanceIdle(progress, rd)
+			}
 		case errors.Is(err, ringbuf.ErrClosed):
 			return nil
 		default:
@@ -61,6 +80,32 @@ func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, handle func(
 			}
 			return fmt.Errorf("read ring buffer %s: %w", m, err)
 		}
+	}
+}
+
+// advance gives progress the time of the record just handled, when later
+// than the last one given (records of several CPUs are nearly, not
+// strictly, in time order), or the time now when the ring is empty.
+func advance(p *ktime.Progress, rd *ringbuf.Reader, raw []byte, last uint64) uint64 {
+	if h, ok := wire.ReadHeader(raw); ok && h.TS > last {
+		last = h.TS
+		p.Advance(last)
+	}
+	advanceIdle(p, rd)
+	return last
+}
+
+// advanceIdle advances p to now when the ring is empty: any record still
+// to come is stamped later than now. now is taken after the ring is first
+// seen empty and before it is seen empty again, so that a record reserved
+// in between is not passed over.
+func advanceIdle(p *ktime.Progress, rd *ringbuf.Reader) {
+	if rd.AvailableBytes() != 0 {
+		return
+	}
+	now := ktime.Now()
+	if rd.AvailableBytes() == 0 {
+		p.Advance(now)
 	}
 }
 

@@ -140,11 +140,13 @@ func Bind(raw []byte) (events.Bind, bool) {
 	if uintptr(len(raw)) < bindSize {
 		return events.Bind{}, false
 	}
+	flags := ne.Uint32(raw[offBindFlags:])
 	return events.Bind{
-		Conn:      events.ConnID{PID: ne.Uint32(raw[offPID:]), Key: ne.Uint64(raw[offBindConn:])},
-		FD:        int32(ne.Uint32(raw[offBindFD:])),
-		Tuple:     Tuple(raw[offBindTuple:]),
-		Plaintext: ne.Uint32(raw[offBindFlags:])&uint32(wireBindFlagBIND_PLAINTEXT) != 0,
+		Conn:        events.ConnID{PID: ne.Uint32(raw[offPID:]), Key: ne.Uint64(raw[offBindConn:])},
+		FD:          int32(ne.Uint32(raw[offBindFD:])),
+		Tuple:       Tuple(raw[offBindTuple:]),
+		Plaintext:   flags&uint32(wireBindFlagBIND_PLAINTEXT) != 0,
+		StreamStart: flags&uint32(wireBindFlagBIND_STREAM_START) != 0,
 	}, true
 }
 

@@ -33,7 +33,8 @@ type wireBindEvent struct {
 type wireBindFlag uint32
 
 const (
-	wireBindFlagBIND_PLAINTEXT wireBindFlag = 1
+	wireBindFlagBIND_PLAINTEXT    wireBindFlag = 1
+	wireBindFlagBIND_STREAM_START wireBindFlag = 2
 )
 
 type wireCloseEvent struct {

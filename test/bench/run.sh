@@ -49,6 +49,7 @@ done
 
 WORK="$(mktemp -d /tmp/periscope-bench.XXXXXX)"
 DRIVER_PID=""
+LAST_DRIVER=""
 
 cleanup() {
 	local rc=$?
@@ -59,6 +60,17 @@ cleanup() {
 	if [ -n "$DRIVER_PID" ] && kill -0 "$DRIVER_PID" 2>/dev/null; then
 		kill -TERM "$DRIVER_PID" 2>/dev/null || true
 		wait "$DRIVER_PID" 2>/dev/null || true
+	fi
+	# MODE=linking: node A's agent and receiver, and the two namespaces
+	# (named after the driver's PID; deleting them deletes their veths).
+	local ns
+	for f in "$WORK"/pids/a/agent "$WORK"/pids/a/receiver; do
+		[ -f "$f" ] && kill -KILL -- "-$(cat "$f")" 2>/dev/null || true
+	done
+	if [ -n "$LAST_DRIVER" ]; then
+		for ns in "pslbA$LAST_DRIVER" "pslbB$LAST_DRIVER"; do
+			ip netns del "$ns" 2>/dev/null || true
+		done
 	fi
 	local f pid
 	for f in "$WORK"/pids/wrk "$WORK"/pids/agent "$WORK"/pids/nginx "$WORK"/pids/goapp "$WORK"/pids/receiver "$WORK"/pids/redis; do
@@ -163,6 +175,7 @@ run_driver() { # MODE
 		-connections "${CONNECTIONS:-50}" \
 		-commit "$COMMIT" &
 	DRIVER_PID=$!
+	LAST_DRIVER=$DRIVER_PID
 	set +e
 	wait "$DRIVER_PID"
 	local rc=$?

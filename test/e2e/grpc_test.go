@@ -42,14 +42,23 @@ func TestNodeGRPCClient(t *testing.T) {
 	e := startAgent(t)
 	srv, port, ca := startPythonGRPC(t, python(t))
 	e.instrumented(t, srv.PID)
+	const unary = 6
+	cli := startNodeClient(t, e, port, ca, unary)
+	cli.send("go")
+	checkEchoCalls(t, e, srv, cli, port, unary)
+}
+
+// startNodeClient starts testdata/grpc_client.js (@grpc/grpc-js) against
+// the server on port, to make unary+4 calls when sent "go", and waits until
+// the agent has probed it.
+func startNodeClient(t *testing.T, e *env, port int, ca string, unary int) *proc {
+	t.Helper()
 	node := harness.LookTool(t, "node")
 	nodeModules := harness.ToolBinary(t, "grpc-js")
-	const unary = 6
 	cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-node-client"}, node, testdataPath(t, "grpc_client.js"), nodeModules, strconv.Itoa(port), ca, strconv.Itoa(unary))
 	cli.expect("ready", 30*time.Second)
 	e.instrumented(t, cli.PID)
-	cli.send("go")
-	checkEchoCalls(t, e, srv, cli, port, unary)
+	return cli
 }
 
 // checkEchoCalls waits for the client's calls (grpc_client.py's or .js's)

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,10 +38,14 @@ type twoNodes struct {
 	rootB, inB string
 }
 
+var twoNodesMade atomic.Int32
+
 func newTwoNodes(t *testing.T) *twoNodes {
 	t.Helper()
 	harness.RequireRoot(t)
-	pid := os.Getpid()
+	// Names and addresses differ per call: the namespaces of a test that
+	// ran before go away asynchronously, and their veth pairs with them.
+	pid := os.Getpid()*10 + int(twoNodesMade.Add(1)%10)
 	net := 100 + pid%100
 	n := &twoNodes{
 		ip:  harness.LookTool(t, "ip"),
@@ -365,7 +370,10 @@ func TestLinkAcrossNodes(t *testing.T) {
 			}
 		}, "error"},
 	} {
-		before := lookups("timeout") + lookups("error")
+		// Garbage fails mutual TLS's handshake: counted error or
+		// refused, depending on which of gRPC's errors the call sees.
+		bad := func() float64 { return lookups("timeout") + lookups("error") + lookups("refused") }
+		before := bad()
 		ln := listenIn(t, n.nsA, net.JoinHostPort(n.a, linkPort))
 		go func() {
 			for {
@@ -380,7 +388,10 @@ func TestLinkAcrossNodes(t *testing.T) {
 		wantUnlinked(t, tc.name+" peer", envB.spans(t, 20, func(s otlpreceiver.Span) bool {
 			return byPIDs(kindServer, plain.PID)(s) && strings.HasPrefix(attrStr(s, "url.path"), "/"+tc.name+"/")
 		}))
-		waitFor(t, 30*time.Second, "B's lookups fail with a "+tc.name+" peer", failed(before+20))
+		waitFor(t, 30*time.Second, "B's lookups fail with a "+tc.name+" peer", func() (bool, string) {
+			got := bad()
+			return got == before+20, fmt.Sprintf("%v lookups failed, timed out or refused, want %v", got, before+20)
+		})
 		ln.Close()
 		select {
 		case <-envB.agent.Done():
@@ -408,4 +419,72 @@ func rssKiB(t *testing.T, pid int) int {
 	}
 	t.Fatalf("no VmRSS for pid %d", pid)
 	return 0
+}
+
+// midConnClient opens one keep-alive connection, sends the requests
+// /before/0..2 on it and prints "ready"; then for each line "PREFIX N" on
+// stdin it sends /PREFIX/0..N-1 on the same connection and prints "done".
+const midConnClient = `
+import http.client, sys
+c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]))
+def get(p):
+    c.request("GET", p)
+    r = c.getresponse()
+    r.read()
+    assert r.status == 200, r.status
+for i in range(3):
+    get("/before/%d" % i)
+print("ready", flush=True)
+for line in sys.stdin:
+    prefix, n = line.split()
+    for i in range(int(n)):
+        get("/%s/%d" % (prefix, i))
+    print("done", flush=True)
+`
+
+// TestLinkMidConnection: a keep-alive connection opened and used before
+// either agent started, A's agent then seeing 5 requests on it before B's
+// starts: the two agents would count its requests from different points
+// (A from the 4th, B from the 9th), and B's request k would be answered
+// with A's request k, an older one, at once. None of the 20 requests sent
+// once both run may be linked to a client span: B's agent does not look
+// them up and counts them no_key; A's reports its 25 client spans.
+func TestLinkMidConnection(t *testing.T) {
+	n := newTwoNodes(t)
+	recvA, recvB := otlpreceiver.StartOn(t, n.rootA+":0", n.rootA+":0"), otlpreceiver.StartOn(t, n.rootB+":0", n.rootB+":0")
+	token := writeToken(t, "e2e-shared-token")
+	srvPy := harness.CopyExe(t, python(t), "srv_py")
+	cliPy := harness.CopyExe(t, python(t), "cli_py")
+	port := harness.FreePort(t)
+	srv := n.startIn(t, n.nsB, srvPy, testdataPath(t, "link_server.py"), n.b, strconv.Itoa(port))
+	srv.expect("listening", 10*time.Second)
+	cli := n.startIn(t, n.nsA, cliPy, "-c", midConnClient, n.b, strconv.Itoa(port))
+	cli.expect("ready", 10*time.Second)
+
+	envA := n.nodeAgent(t, n.nsA, "cli_*", n.a, n.b, token, n.inA, n.rootA, recvA)
+	waitCollector(t, envA, cli.PID, "")
+	cli.send("mid 5")
+	cli.expect("done", 30*time.Second)
+	envB := n.nodeAgent(t, n.nsB, "srv_*", n.b, n.a, token, n.inB, n.rootB, recvB)
+	waitMetric(t, envB.agent, "periscope_link_peer_addresses", nil, "A's addresses", func(v float64) bool { return v >= 2 })
+	waitMetric(t, envA.agent, "periscope_link_peer_addresses", nil, "B's addresses", func(v float64) bool { return v >= 2 })
+	waitCollector(t, envB, srv.PID, "")
+	cli.send("after 20")
+	cli.expect("done", 30*time.Second)
+
+	prefixed := func(prefix string, kind func(otlpreceiver.Span) bool) func(otlpreceiver.Span) bool {
+		return func(s otlpreceiver.Span) bool { return kind(s) && strings.HasPrefix(attrStr(s, "url.path"), prefix) }
+	}
+	wantUnlinked(t, "mid-connection", envB.spans(t, 20, prefixed("/after/", byPIDs(kindServer, srv.PID))))
+	if clients := envA.spans(t, 25, func(s otlpreceiver.Span) bool {
+		return prefixed("/mid/", byPIDs(kindClient, cli.PID))(s) || prefixed("/after/", byPIDs(kindClient, cli.PID))(s)
+	}); len(clients) != 25 {
+		t.Errorf("%d client spans of /mid/ and /after/ requests, want 25", len(clients))
+	}
+	waitMetric(t, envB.agent, "periscope_link_lookups_total", map[string]string{"result": "no_key"}, "20", equals(20))
+	for _, r := range []string{"linked", "not_found", "no_owner", "timeout", "refused", "error", "dropped"} {
+		if got := envB.agent.Metric(t, "periscope_link_lookups_total", map[string]string{"result": r}); got != 0 {
+			t.Errorf("B counted %v lookups %s, want 0", got, r)
+		}
+	}
 }

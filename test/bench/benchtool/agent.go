@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,6 +34,11 @@ type agent struct {
 type agentCmd struct {
 	bin string
 	env []string
+	// wrap runs the agent through a command (`ip netns exec NS`, which
+	// execs it: same PID) and host is its /metrics address ("127.0.0.1"
+	// when empty): the linking mode.
+	wrap []string
+	host string
 }
 
 // startAgent starts the agent selecting the executable at path exe only;
@@ -45,7 +51,7 @@ func startAgent(ac agentCmd, exe, work, pidDir string, n int, extra ...string) (
 	}
 	a := &agent{
 		bin:     bin,
-		addr:    fmt.Sprintf("127.0.0.1:%d", port),
+		addr:    fmt.Sprintf("%s:%d", orLoopback(ac.host), port),
 		logPath: filepath.Join(work, fmt.Sprintf("agent-%d.log", n)),
 		pidFile: filepath.Join(pidDir, "agent"),
 	}
@@ -54,7 +60,8 @@ func startAgent(ac agentCmd, exe, work, pidDir string, n int, extra ...string) (
 		return nil, err
 	}
 	defer log.Close()
-	a.cmd = exec.Command(bin, append([]string{"run", "--console=off", "--include-exe", exe, "--metrics-addr", a.addr}, extra...)...)
+	argv := append(append(slices.Clone(ac.wrap), bin, "run", "--console=off", "--include-exe", exe, "--metrics-addr", a.addr), extra...)
+	a.cmd = exec.Command(argv[0], argv[1:]...)
 	a.cmd.Stdout, a.cmd.Stderr = log, log
 	a.cmd.Env = append(withoutOTEL(os.Environ()), ac.env...)
 	// Own process group: a Ctrl-C reaches us, and we stop the agent ourselves

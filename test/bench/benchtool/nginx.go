@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -37,6 +38,18 @@ type nginx struct {
 	// its full path, so that it neither traces other nginx processes on this
 	// machine (other engineers' tests) nor counts their spans as ours.
 	bin string
+	// listenHost is the address nginx listens on and reach the one this
+	// driver connects to ("127.0.0.1" both when empty); wrap runs nginx
+	// through a command (`ip netns exec NS`): the linking mode.
+	listenHost, reach string
+	wrap              []string
+}
+
+func orLoopback(h string) string {
+	if h == "" {
+		return "127.0.0.1"
+	}
+	return h
 }
 
 const indexPath = "/index.html"
@@ -133,11 +146,11 @@ http {
 
     # Plain HTTP, its port ignored by the agent (plaintext.ignore_ports): nginx's own request counter.
     server {
-        listen 127.0.0.1:%[6]d;
+        listen %[8]s:%[6]d;
         location = /stub_status { stub_status; }
     }
 }
-`, workers, n.dir, n.port, cert, key, n.statusPort, n.listen(cert, key))
+`, workers, n.dir, n.port, cert, key, n.statusPort, n.listen(cert, key), orLoopback(n.listenHost))
 	if err := os.WriteFile(filepath.Join(n.dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
 		return err
 	}
@@ -150,18 +163,18 @@ http {
 // listen is the benchmark server's listen directive, with its TLS setup.
 func (n *nginx) listen(cert, key string) string {
 	if n.plain {
-		return fmt.Sprintf("listen 127.0.0.1:%d;", n.port)
+		return fmt.Sprintf("listen %s:%d;", orLoopback(n.listenHost), n.port)
 	}
-	return fmt.Sprintf("listen 127.0.0.1:%d ssl;\n        ssl_certificate %s;\n        ssl_certificate_key %s;\n        ssl_protocols TLSv1.2 TLSv1.3;", n.port, cert, key)
+	return fmt.Sprintf("listen %s:%d ssl;\n        ssl_certificate %s;\n        ssl_certificate_key %s;\n        ssl_protocols TLSv1.2 TLSv1.3;", orLoopback(n.listenHost), n.port, cert, key)
 }
 
 func (n *nginx) confPath() string { return filepath.Join(n.dir, "nginx.conf") }
 
 func (n *nginx) url() string {
 	if n.plain {
-		return fmt.Sprintf("http://127.0.0.1:%d%s", n.port, indexPath)
+		return fmt.Sprintf("http://%s:%d%s", orLoopback(n.reach), n.port, indexPath)
 	}
-	return fmt.Sprintf("https://127.0.0.1:%d%s", n.port, indexPath)
+	return fmt.Sprintf("https://%s:%d%s", orLoopback(n.reach), n.port, indexPath)
 }
 
 // start runs nginx in the foreground (daemon off) in its own process group,
@@ -176,7 +189,8 @@ func (n *nginx) start(ctx context.Context, pidDir string) error {
 		return err
 	}
 	defer log.Close()
-	n.cmd = exec.Command(n.bin, "-p", n.dir, "-c", n.confPath())
+	argv := append(append(slices.Clone(n.wrap), n.bin), "-p", n.dir, "-c", n.confPath())
+	n.cmd = exec.Command(argv[0], argv[1:]...)
 	n.cmd.Stdout, n.cmd.Stderr = log, log
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := n.cmd.Start(); err != nil {
@@ -256,7 +270,7 @@ var reStubRequests = regexp.MustCompile(`(?m)^\s*(\d+)\s+(\d+)\s+(\d+)\s*$`)
 // includes the stub_status request itself.
 func (n *nginx) requests() (uint64, error) {
 	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/stub_status", n.statusPort))
+	resp, err := c.Get(fmt.Sprintf("http://%s:%d/stub_status", orLoopback(n.reach), n.statusPort))
 	if err != nil {
 		return 0, fmt.Errorf("nginx stub_status: %w", err)
 	}

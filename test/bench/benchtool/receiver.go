@@ -244,7 +244,7 @@ type receiver struct {
 
 // startReceiver runs this executable as `benchtool receive` in its own
 // process group (run.sh kills it through pidDir/receiver if we die).
-func startReceiver(pidDir, logPath string) (*receiver, error) {
+func startReceiver(pidDir, logPath string, args ...string) (*receiver, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -254,7 +254,7 @@ func startReceiver(pidDir, logPath string) (*receiver, error) {
 		return nil, err
 	}
 	defer log.Close()
-	r := &receiver{cmd: exec.Command(self, "receive"), pidFile: filepath.Join(pidDir, "receiver"), exited: make(chan struct{})}
+	r := &receiver{cmd: exec.Command(self, append([]string{"receive"}, args...)...), pidFile: filepath.Join(pidDir, "receiver"), exited: make(chan struct{})}
 	r.cmd.Stderr = log
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := r.cmd.StdoutPipe()

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -117,8 +118,9 @@ func parseWrk(out string) (wrkResult, error) {
 type wrkConfig struct {
 	threads, connections int
 	url                  string
-	header               string // an extra request header ("Connection: close"), or ""
-	script               string // a wrk Lua script (-s), or ""
+	header               string   // an extra request header ("Connection: close"), or ""
+	script               string   // a wrk Lua script (-s), or ""
+	wrap                 []string // runs wrk through a command (`ip netns exec NS`)
 }
 
 func (c wrkConfig) args(d time.Duration) []string {
@@ -140,7 +142,8 @@ func (c wrkConfig) args(d time.Duration) []string {
 // process group with a pid file, like nginx and the agent, so that run.sh can
 // kill it if we die.
 func runWrk(ctx context.Context, c wrkConfig, d time.Duration, pidDir string) (wrkResult, string, error) {
-	cmd := exec.CommandContext(ctx, "wrk", c.args(d)...)
+	argv := append(append(slices.Clone(c.wrap), "wrk"), c.args(d)...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.WaitDelay = 5 * time.Second
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var buf bytes.Buffer

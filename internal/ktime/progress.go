@@ -1,0 +1,45 @@
+package ktime
+
+import (
+	"math"
+	"sync/atomic"
+)
+
+// Progress is how far the reader of a ring of kernel events has read: the
+// CLOCK_MONOTONIC time (ns) before which it has handled every event it will
+// ever get. Another reader's events of the same moment may wait in another
+// ring; a consumer that pairs the two waits until both have read past it.
+// The reader advances it after each event it handles (to the event's
+// time) and whenever it finds its ring empty (to the time it looked). The
+// zero value has read nothing. It is safe for concurrent use.
+type Progress struct{ ns atomic.Uint64 }
+
+// Advance records that everything before ns has been handled; Progress
+// never goes back.
+func (p *Progress) Advance(ns uint64) {
+	for {
+		old := p.ns.Load()
+		if ns <= old || p.ns.CompareAndSwap(old, ns) {
+			return
+		}
+	}
+}
+
+// Done records that the reader has stopped: it will deliver nothing more,
+// so nothing waits for it.
+func (p *Progress) Done() { p.ns.Store(math.MaxUint64) }
+
+// Load returns the time before which everything has been handled.
+func (p *Progress) Load() uint64 { return p.ns.Load() }
+
+// Least returns the least progress of ps, and false when ps is empty.
+func Least(ps []*Progress) (uint64, bool) {
+	if len(ps) == 0 {
+		return 0, false
+	}
+	least := uint64(math.MaxUint64)
+	for _, p := range ps {
+		least = min(least, p.Load())
+	}
+	return least, true
+}

@@ -1,0 +1,52 @@
+package ktime
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+// TestProgress: progress never goes back, a stopped reader is past every
+// time, and the least of several is the slowest reader's.
+func TestProgress(t *testing.T) {
+	var a, b Progress
+	a.Advance(100)
+	a.Advance(50)
+	if got := a.Load(); got != 100 {
+		t.Errorf("after 100 then 50: %d, want 100", got)
+	}
+	if _, ok := Least(nil); ok {
+		t.Error("Least of no progress reports one")
+	}
+	b.Advance(70)
+	if got, ok := Least([]*Progress{&a, &b}); !ok || got != 70 {
+		t.Errorf("Least = %d, %v; want 70, true", got, ok)
+	}
+	b.Done()
+	if got, _ := Least([]*Progress{&a, &b}); got != 100 {
+		t.Errorf("Least with a stopped reader = %d, want 100", got)
+	}
+	if got := b.Load(); got != math.MaxUint64 {
+		t.Errorf("stopped reader's progress %d, want the end of time", got)
+	}
+}
+
+// TestClockMono: Mono inverts Time.
+func TestClockMono(t *testing.T) {
+	c := NewClock()
+	now := Now()
+	if got := c.Mono(c.Time(now)); got != now {
+		t.Errorf("Mono(Time(%d)) = %d", now, got)
+	}
+	if d := time.Since(c.Time(now)); d < 0 || d > time.Second {
+		t.Errorf("Time(Now()) is %v from now", d)
+	}
+}
+
+// BenchmarkAdvance: what a ring reader pays per record it hands on.
+func BenchmarkAdvance(b *testing.B) {
+	var p Progress
+	for i := range b.N {
+		p.Advance(uint64(i))
+	}
+}

@@ -1,0 +1,117 @@
+package e2e
+
+import (
+	"context"
+	"encoding/binary"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+
+	"github.com/periscope-apm/periscope/internal/ktime"
+	"github.com/periscope-apm/periscope/internal/ring"
+)
+
+// recordProgram returns a program that writes one 24-byte record into rb,
+// stamped as Periscope's programs stamp theirs (bpf_ktime_get_ns first),
+// each time it runs.
+func recordProgram(t *testing.T, rb *ebpf.Map) *ebpf.Program {
+	t.Helper()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:    ebpf.SocketFilter,
+		License: "GPL",
+		Instructions: asm.Instructions{
+			asm.FnKtimeGetNs.Call(),
+			asm.StoreMem(asm.RFP, -24, asm.R0, asm.DWord),
+			asm.Mov.Imm(asm.R1, 0),
+			asm.StoreMem(asm.RFP, -16, asm.R1, asm.DWord),
+			asm.StoreMem(asm.RFP, -8, asm.R1, asm.DWord),
+			asm.LoadMapPtr(asm.R1, rb.FD()),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -24),
+			asm.Mov.Imm(asm.R3, 24),
+			asm.Mov.Imm(asm.R4, 1), // BPF_RB_NO_WAKEUP: found by the reader's timer
+			asm.FnRingbufOutput.Call(),
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		t.Fatalf("load a ring buffer writer: %v", err)
+	}
+	t.Cleanup(func() { prog.Close() })
+	return prog
+}
+
+// TestRingProgress: a ring's reader reports how far it has handled the
+// ring (ktime.Progress, what the correlator holds cross-ring spans on):
+// an idle ring advances to the time it was found empty within a few timer
+// ticks, a record's time is passed only once the record is handled, and a
+// stopped reader holds nobody back.
+func TestRingProgress(t *testing.T) {
+	rb, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 16})
+	if err != nil {
+		t.Fatalf("create a ring buffer: %v", err)
+	}
+	defer rb.Close()
+	prog := recordProgram(t, rb)
+
+	const tick = 20 * time.Millisecond
+	var p ktime.Progress
+	var mu sync.Mutex
+	var handled []uint64
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- ring.Read(ctx, rb, tick, func(raw []byte) {
+			mu.Lock()
+			defer mu.Unlock()
+			handled = append(handled, binary.NativeEndian.Uint64(raw))
+		}, &p)
+	}()
+
+	// Idle: the reader finds the ring empty at its next tick.
+	waitProgress := func(what string, past uint64) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for p.Load() < past {
+			if time.Since(start) > 2*time.Second {
+				t.Fatalf("%s: progress %d, still not past %d after 2 s", what, p.Load(), past)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	t.Logf("idle ring passed the time it was looked at after %v", waitProgress("idle ring", ktime.Now()))
+
+	// Records: each is handled before progress passes its time.
+	for round := range 3 {
+		before := ktime.Now()
+		for range 100 {
+			if _, err := prog.Run(&ebpf.RunOptions{Data: make([]byte, 14)}); err != nil {
+				t.Fatalf("run the ring buffer writer: %v", err)
+			}
+		}
+		after := ktime.Now()
+		took := waitProgress("records", after)
+		mu.Lock()
+		n := len(handled)
+		last := handled[n-1]
+		mu.Unlock()
+		if n != 100*(round+1) || last < before || last > after {
+			t.Fatalf("round %d: %d records handled, last at %d; want %d, within [%d, %d]", round, n, last, 100*(round+1), before, after)
+		}
+		t.Logf("round %d: 100 records handled, progress past them after %v", round, took)
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Load(); got != math.MaxUint64 {
+		t.Errorf("progress of a stopped reader = %d, want done (%d)", got, uint64(math.MaxUint64))
+	}
+}
