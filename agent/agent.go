@@ -188,19 +188,24 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	sink := execSink{Sink: corr, procs: procs}
 	analyzer := newAnalyzer(cfg.Symbols, log, reg)
 	var cols []collectors.Collector
-	sock, err := newSocketsCollector(cfg.Plaintext, sel, sink, corr.Ring, log, reg)
+	var ssl *openssl.Collector
+	if cfg.OpenSSL.Enabled {
+		// Started before the sockets collector, whose syscall programs
+		// bind its SSL* to sockets on its maps.
+		ssl = openssl.New(openssl.Config{
+			PerProcess:     !sel.All(),
+			Ring:           loader.Ring{RingBytes: cfg.OpenSSL.RingBytes, Progress: corr.Ring()},
+			Analyzer:       analyzer,
+			SharedSyscalls: cfg.Plaintext.Enabled,
+		}, sink, log, reg)
+		cols = append(cols, ssl)
+	}
+	sock, err := newSocketsCollector(cfg.Plaintext, sel, ssl, sink, corr.Ring, log, reg)
 	if err != nil {
 		return err
 	}
 	if sock != nil {
 		cols = append(cols, sock)
-	}
-	if cfg.OpenSSL.Enabled {
-		cols = append(cols, openssl.New(openssl.Config{
-			PerProcess: !sel.All(),
-			Ring:       loader.Ring{RingBytes: cfg.OpenSSL.RingBytes, Progress: corr.Ring()},
-			Analyzer:   analyzer,
-		}, sink, log, reg))
 	}
 	if cfg.GoHTTP.Enabled {
 		gcfg := gohttp.Config{PerProcess: !sel.All(), Ring: loader.Ring{RingBytes: cfg.GoHTTP.RingBytes, Progress: corr.Ring()}, Analyzer: analyzer}

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/periscope-apm/periscope/collectors/attach"
+	"github.com/periscope-apm/periscope/collectors/sockets"
 	"github.com/periscope-apm/periscope/collectors/tcp"
 	"github.com/periscope-apm/periscope/internal/kernel"
 	"github.com/periscope-apm/periscope/symbols"
@@ -50,7 +51,7 @@ func Check() Report {
 	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Uprobe, kernel.Tracepoint, kernel.RawTracepoint)
 	r.Paths = append(r.Paths, CollectorPath{"openssl", ok, pick(ok, why,
 		"uprobe+uretprobe on SSL_read/SSL_write(_ex) or the internal function they share (emulated instruction), as "+
-			multiLinks(fs)+", once per file; SSL*->socket via syscall tracepoints")})
+			multiLinks(fs)+", once per file; SSL*->socket via the sockets collector's raw syscall tracepoints (syscall tracepoints of its own when plaintext is off)")})
 	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Uprobe, kernel.RawTracepoint)
 	r.Paths = append(r.Paths, CollectorPath{"gohttp", ok, pick(ok, why,
 		"uprobes on the stack-check branch of net/http ServeHTTP, finishRequest, HTTP/2 handlerDone, "+
@@ -62,7 +63,8 @@ func Check() Report {
 			multiLinks(fs)+"; *tls.Conn->socket via struct offsets; net/http's connections left to gohttp")})
 	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Tracepoint, kernel.RawTracepoint)
 	r.Paths = append(r.Paths, CollectorPath{"sockets", ok, pick(ok, why,
-		"syscall tracepoints on read/write/readv/writev/recvfrom/sendto/recvmsg/sendmsg/sendfile64 (+ close, dup, socket, accept); "+
+		sockets.Dispatchers()+" raw_syscalls:sys_enter/sys_exit, one program pair dispatching on the syscall number "+
+			"(read/write/readv/writev/recvfrom/sendto/recvmsg/sendmsg/recvmmsg/sendmmsg/sendfile + close, dup, socket, accept); "+
 			"TCP sockets classified in the kernel, plaintext HTTP/1.x and HTTP/2 copied")})
 	r.Paths = append(r.Paths, tcpPath(need(kernel.BTF, kernel.RingBuf, kernel.Tracepoint)))
 	return r

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/periscope-apm/periscope/collectors/loader"
+	"github.com/periscope-apm/periscope/collectors/openssl"
 	"github.com/periscope-apm/periscope/collectors/sockets"
 	"github.com/periscope-apm/periscope/config"
 	"github.com/periscope-apm/periscope/discovery"
@@ -18,7 +19,7 @@ import (
 // disabled. Unless cfg.TraceExport, the OTLP export path's ports are
 // ignored with cfg.IgnorePorts: a span exported over plaintext HTTP would
 // otherwise become a span, exported in turn.
-func newSocketsCollector(cfg config.Plaintext, sel discovery.Selector, sink events.Sink, ring func() *ktime.Progress, log *slog.Logger, reg prometheus.Registerer) (*sockets.Collector, error) {
+func newSocketsCollector(cfg config.Plaintext, sel discovery.Selector, ssl *openssl.Collector, sink events.Sink, ring func() *ktime.Progress, log *slog.Logger, reg prometheus.Registerer) (*sockets.Collector, error) {
 	if !cfg.Enabled {
 		return nil, nil
 	}
@@ -34,5 +35,16 @@ func newSocketsCollector(cfg config.Plaintext, sel discovery.Selector, sink even
 		CaptureBytes: cfg.CaptureBytes,
 		IgnorePorts:  ports,
 		Ring:         loader.Ring{RingBytes: cfg.RingBytes, Progress: ring()},
+		SSL:          sslBinding(ssl),
 	}, sink, log, reg), nil
+}
+
+// sslBinding is the OpenSSL collector as the sockets collector's SSL
+// binding, or nil (a nil *openssl.Collector must not become a non-nil
+// interface).
+func sslBinding(ssl *openssl.Collector) sockets.SSLBinding {
+	if ssl == nil {
+		return nil
+	}
+	return ssl
 }

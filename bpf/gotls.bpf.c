@@ -68,11 +68,6 @@ struct conn_state {
 	__u64 marked; /* bpf_ktime_get_ns of an FD_UNKNOWN mark */
 };
 
-struct fd_key {
-	__u32 tgid;
-	__s32 fd;
-};
-
 /* Connections seen, by *tls.Conn. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

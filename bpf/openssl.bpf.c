@@ -19,6 +19,7 @@
 #include "common.bpf.h"
 #include "sock.bpf.h"
 #include "plaintext.bpf.h"
+#include "sslbind.bpf.h"
 
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -32,16 +33,6 @@ struct ssl_call {
 	__u32 _pad;
 };
 
-struct ssl_key {
-	__u64 ssl;
-	__u32 tgid;
-	__u32 _pad;
-};
-
-struct fd_key {
-	__u32 tgid;
-	__s32 fd;
-};
 
 /* In-flight calls by thread (pid_tgid). */
 struct {
@@ -51,27 +42,7 @@ struct {
 	__type(value, struct ssl_call);
 } ssl_calls SEC(".maps");
 
-/* Thread (pid_tgid) -> SSL* whose socket the next socket syscall names. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, __u64);
-} pending_bind SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct ssl_key);
-	__type(value, __s32);
-} ssl_fd SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct fd_key);
-	__type(value, __u64);
-} fd_ssl SEC(".maps");
+SSL_BIND_MAPS();
 
 /* Processes that made SSL calls, so that their exit is reported in order
  * with their data (a separate ring would let the exit overtake it). */
@@ -165,34 +136,12 @@ int ssl_write_ex_enter(struct pt_regs *ctx) { return enter(ctx, DIR_WRITE, (__u6
 SEC("uretprobe/SSL_call")
 int ssl_leave(struct pt_regs *ctx) { return leave(ctx); }
 
+/* The syscall side of the SSL* to socket binding, when the sockets
+ * collector does not run it (bpf/sslbind.bpf.h). */
 static __always_inline int on_sock_syscall(struct trace_event_raw_sys_enter *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u64 *pending = bpf_map_lookup_elem(&pending_bind, &id);
-	if (!pending)
-		return 0;
-	__u64 ssl = *pending;
-	__s32 fd = (__s32)ctx->args[0];
-	struct ssl_key k = {.ssl = ssl, .tgid = id >> 32};
-	__s32 *cur = bpf_map_lookup_elem(&ssl_fd, &k);
-	if (cur && *cur == fd) {
-		bpf_map_delete_elem(&pending_bind, &id);
-		return 0;
-	}
-
-	struct bind_event b = {};
-	if (!sock_tuple(fd, &b.tuple))
-		return 0; /* a pipe or a log file: keep waiting for the socket */
-	bpf_map_delete_elem(&pending_bind, &id);
-
-	bpf_map_update_elem(&ssl_fd, &k, &fd, BPF_ANY);
-	struct fd_key fk = {.tgid = id >> 32, .fd = fd};
-	bpf_map_update_elem(&fd_ssl, &fk, &ssl, BPF_ANY);
-
-	fill_header(&b.hdr, EVENT_BIND);
-	b.conn = ssl;
-	b.fd = fd;
-	output(&b, sizeof(b));
+	struct ssl_bind_maps m = {&pending_bind, &ssl_fd, &fd_ssl, &events, &counters, wakeup_flags()};
+	ssl_bind_syscall(&m, bpf_get_current_pid_tgid(), (__s32)ctx->args[0]);
 	return 0;
 }
 
@@ -223,22 +172,8 @@ int sys_enter_sendmsg(struct trace_event_raw_sys_enter *ctx) { return on_sock_sy
 SEC("tracepoint/syscalls/sys_enter_close")
 int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fd_key fk = {.tgid = id >> 32, .fd = (__s32)ctx->args[0]};
-	__u64 *ssl = bpf_map_lookup_elem(&fd_ssl, &fk);
-	if (!ssl)
-		return 0;
-	struct close_event c = {};
-	fill_header(&c.hdr, EVENT_CLOSE);
-	c.conn = *ssl;
-	c.fd = fk.fd;
-	struct ssl_key k = {.ssl = c.conn, .tgid = fk.tgid};
-	__s32 *cur = bpf_map_lookup_elem(&ssl_fd, &k);
-	if (cur && *cur == fk.fd)
-		bpf_map_delete_elem(&ssl_fd, &k);
-	bpf_map_delete_elem(&fd_ssl, &fk);
-	forget_plain(c.conn, fk.tgid);
-	output(&c, sizeof(c));
+	struct ssl_bind_maps m = {&pending_bind, &ssl_fd, &fd_ssl, &events, &counters, wakeup_flags()};
+	ssl_bind_close(&m, bpf_get_current_pid_tgid() >> 32, (__s32)ctx->args[0]);
 	return 0;
 }
 

@@ -9,6 +9,12 @@
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 
+/* A descriptor of a process. */
+struct fd_key {
+	__u32 tgid;
+	__s32 fd;
+};
+
 /* fd_file returns the file the current task's descriptor fd names, or 0. */
 static __always_inline struct file *fd_file(long fd)
 {

@@ -27,6 +27,8 @@
 #include "sock.bpf.h"
 #include "classify.bpf.h"
 #include "chunks.bpf.h"
+#include "syscall.bpf.h"
+#include "sslbind.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -36,6 +38,31 @@ const volatile __u32 capture_bytes = DATA_CAP;
 const volatile __u32 parsed_protos = 1 << PROTO_HTTP1;
 /* When set, only processes in `selected` are traced. */
 const volatile __u8 filter_selected = 0;
+/* When set, the OpenSSL collector's SSL*-to-socket binding runs here, on
+ * its maps and ring (user space replaces the ssl_* maps with them), and
+ * the OpenSSL collector attaches no syscall programs of its own. */
+const volatile __u8 ssl_bind = 0;
+
+/* The OpenSSL collector's (bpf/sslbind.bpf.h). */
+SSL_BIND_MAPS(ssl_);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096);
+} ssl_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} ssl_counters SEC(".maps");
+
+#define SSL_MAPS {&ssl_pending_bind, &ssl_ssl_fd, &ssl_fd_ssl, &ssl_events, &ssl_counters, BPF_RB_NO_WAKEUP}
+
+/* Set by user space on kernels with BPF atomic compare-and-exchange (5.12):
+ * the fd_other cache is used. */
+const volatile __u8 fd_cache = 0;
 
 /* Keys of socket connections: the socket's address, marked apart from the
  * SSL* pointers of the OpenSSL collector and the keys of whole requests
@@ -51,10 +78,6 @@ enum fd_kind {
 	FD_TCP = 2,
 };
 
-struct fd_key {
-	__u32 tgid;
-	__s32 fd;
-};
 
 struct fd_state {
 	__u64 conn;  /* CONN_SOCKET | socket address */
@@ -73,12 +96,86 @@ struct {
 	__type(value, struct fd_state);
 } fds SEC(".maps");
 
+/* Descriptors known not to be TCP sockets, per process, in a table that
+ * is indexed, not hashed: the read or write of a file, a pipe or a
+ * terminal, the bulk of the node's syscalls, leaves after one array load
+ * instead of a lookup in fds. A slot holds a process ID (its top
+ * 64 - FD_OTHER_FDS bits) and a bit per descriptor below FD_OTHER_FDS.
+ * Bits are added by compare-and-exchange against the slot's current
+ * value, and a slot is emptied (a plain store) whenever one of its
+ * descriptors may name something else (close, dup2 onto it, a new
+ * descriptor, exec, fork of a new process): an addition racing with it
+ * fails, so a stale bit never survives. Two processes whose IDs share a
+ * slot take turns. */
+#define FD_OTHER_FDS 40
+#define FD_OTHER_SLOTS 65536
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FD_OTHER_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} fd_other SEC(".maps");
+
+static __always_inline __u64 *other_slot(__u32 tgid)
+{
+	__u32 i = tgid % FD_OTHER_SLOTS;
+	return bpf_map_lookup_elem(&fd_other, &i);
+}
+
+/* known_other reports whether descriptor fd of process tgid is known not
+ * to be a TCP socket. */
+static __always_inline bool known_other(__u32 tgid, __s32 fd)
+{
+	if (!fd_cache || fd < 0 || fd >= FD_OTHER_FDS)
+		return false;
+	__u64 *p = other_slot(tgid);
+	if (!p)
+		return false;
+	__u64 v = *(volatile __u64 *)p;
+	return (v >> FD_OTHER_FDS) == tgid && (v & (1ULL << fd));
+}
+
+/* note_other records that descriptor fd of process tgid is not a TCP
+ * socket (nothing if the slot changed meanwhile). */
+static __always_inline void note_other(__u32 tgid, __s32 fd)
+{
+	if (!fd_cache || fd < 0 || fd >= FD_OTHER_FDS)
+		return;
+	__u64 *p = other_slot(tgid);
+	if (!p)
+		return;
+	__u64 old = *(volatile __u64 *)p;
+	__u64 owner = (__u64)tgid << FD_OTHER_FDS;
+	__u64 new = ((old >> FD_OTHER_FDS) == tgid ? old : owner) | (1ULL << fd);
+	if (new != old)
+		__sync_val_compare_and_swap(p, old, new);
+}
+
+/* forget_other empties process tgid's slot if it holds descriptor fd (any
+ * descriptor: fd < 0). */
+static __always_inline void forget_other(__u32 tgid, __s32 fd)
+{
+	if (!fd_cache)
+		return;
+	__u64 *p = other_slot(tgid);
+	if (!p)
+		return;
+	__u64 v = *(volatile __u64 *)p;
+	if ((v >> FD_OTHER_FDS) != tgid)
+		return;
+	if (fd >= 0 && (fd >= FD_OTHER_FDS || !(v & (1ULL << fd))))
+		return;
+	*(volatile __u64 *)p = 0;
+}
+
 enum call_kind {
 	CALL_BUF = 1,      /* buf, count */
 	CALL_IOV = 2,      /* iovec array, count */
 	CALL_MSG = 3,      /* struct user_msghdr */
 	CALL_SENDFILE = 4, /* bytes only */
 	CALL_MMSG = 5,     /* one struct mmsghdr (recvmmsg/sendmmsg of one message) */
+	CALL_NEWFD = 6,    /* socket/accept/accept4/dup: the result is a descriptor */
 };
 
 /* A call between its entry and its exit, by thread. */
@@ -108,6 +205,28 @@ struct {
 	__type(key, __u64);
 	__type(value, struct call);
 } calls SEC(".maps");
+
+/* Threads with an entry in calls, a bit per thread ID: the exit of every
+ * syscall of the node leaves after one array load unless its thread's bit
+ * is set. Only the thread itself sets and clears its bit (atomic adds:
+ * other threads share the word). The size is set by user space from
+ * pid_max; a thread ID beyond it always looks in calls. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4194304 / 64);
+	__type(key, __u32);
+	__type(value, __u64);
+} pending SEC(".maps");
+
+/* Threads user space found blocked in a read when the agent started (see
+ * struct call), a bit per thread ID: set by user space only, cleared at the
+ * thread's first syscall exit, which ends that read. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4194304 / 64);
+	__type(key, __u32);
+	__type(value, __u64);
+} adopted SEC(".maps");
 
 /* What skip_pids holds for a process. */
 enum skip {
@@ -329,23 +448,14 @@ static __always_inline __u32 copy_iov(__u8 *dst, __u64 iov, __u64 iovcnt, __u32 
 	return off;
 }
 
-/* The helpers current_goroutine needs, by number (CO-RE tells whether the
- * running kernel has them: bpf_get_current_task_btf 5.11, bpf_task_pt_regs
- * 5.15). */
-enum bpf_func_id {
-	BPF_FUNC_get_current_task_btf = 158,
-	BPF_FUNC_task_pt_regs = 175,
-};
-
 /* current_goroutine returns the low 32 bits of the runtime.g of the Go
  * code that made this syscall (Go keeps it in a register, and the
- * syscall path does not touch it), or 0 on kernels without the helpers.
- * gohttp keys requests by the same g: the correlator links a database call
- * to the server request its goroutine serves. */
+ * syscall path does not touch it), or 0 on kernels without the helpers
+ * (bpf/syscall.bpf.h). gohttp keys requests by the same g: the correlator
+ * links a database call to the server request its goroutine serves. */
 static __always_inline __u32 current_goroutine(void)
 {
-	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs) ||
-	    !bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf))
+	if (!have_task_regs())
 		return 0;
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	__u64 g = 0;
@@ -411,7 +521,7 @@ static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size)
 
 /* forget drops the cached state of a descriptor that now names something
  * else or nothing, reporting the close of a traced connection. */
-static __always_inline void forget(__u32 tgid, __s32 fd)
+static __always_inline void forget_fd(__u32 tgid, __s32 fd)
 {
 	struct fd_key k = {.tgid = tgid, .fd = fd};
 	struct fd_state *s = bpf_map_lookup_elem(&fds, &k);
@@ -425,6 +535,12 @@ static __always_inline void forget(__u32 tgid, __s32 fd)
 		output(&c, sizeof(c));
 	}
 	bpf_map_delete_elem(&fds, &k);
+}
+
+static __always_inline void forget(__u32 tgid, __s32 fd)
+{
+	forget_other(tgid, fd);
+	forget_fd(tgid, fd);
 }
 
 /* fresh returns the state of a TCP connection's descriptor after checking
@@ -442,6 +558,40 @@ static __always_inline struct fd_state *fresh(struct fd_state *s, __u32 tgid, __
 	if (!s || s->kind != FD_TCP || (s->proto != PROTO_UNKNOWN && !parsed(s->proto)))
 		return 0;
 	return s;
+}
+
+/* begin_call records call c of thread id until its exit. */
+static __always_inline void begin_call(__u64 id, struct call *c)
+{
+	if (bpf_map_update_elem(&calls, &id, c, BPF_ANY) != 0)
+		return;
+	__u32 tid = (__u32)id, w = tid / 64;
+	__u64 bit = 1ULL << (tid % 64);
+	__u64 *p = bpf_map_lookup_elem(&pending, &w);
+	if (p && !(*p & bit))
+		__sync_fetch_and_add(p, bit);
+}
+
+/* end_call reports whether thread id may have a call in calls, and
+ * clears the thread's bits: this exit ends whatever it had. */
+static __always_inline bool end_call(__u64 id)
+{
+	__u32 tid = (__u32)id, w = tid / 64;
+	__u64 bit = 1ULL << (tid % 64);
+	__u64 *p = bpf_map_lookup_elem(&pending, &w);
+	if (!p)
+		return true;
+	bool had = false;
+	if (*p & bit) {
+		__sync_fetch_and_add(p, -bit);
+		had = true;
+	}
+	__u64 *a = bpf_map_lookup_elem(&adopted, &w);
+	if (a && (*a & bit)) {
+		__sync_fetch_and_add(a, -bit);
+		had = true;
+	}
+	return had;
 }
 
 /* on_enter starts a call on fd. */
@@ -497,7 +647,7 @@ static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __
 		c.requested = size;
 		c.copied = 1;
 	}
-	bpf_map_update_elem(&calls, &id, &c, BPF_ANY);
+	begin_call(id, &c);
 	return 0;
 }
 
@@ -525,24 +675,30 @@ static __always_inline struct fd_state *found_read(struct call *c, __u32 tgid, l
 
 /* on_exit ends a call: a read's bytes are copied, a write's result
  * checked. */
-static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int on_exit(__u64 regs, long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	if (!end_call(id))
+		return 0;
 	struct call *p = bpf_map_lookup_elem(&calls, &id);
 	if (!p)
 		return 0;
 	struct call c = *p;
 	bpf_map_delete_elem(&calls, &id);
+	if (c.kind == CALL_NEWFD) {
+		if (ret >= 0)
+			forget(id >> 32, ret);
+		return 0;
+	}
 	struct fd_state *s;
 	if (c.found) {
-		s = found_read(&c, id >> 32, ctx->id);
+		s = found_read(&c, id >> 32, syscall_nr(regs));
 	} else {
 		struct fd_key k = {.tgid = id >> 32, .fd = c.fd};
 		s = bpf_map_lookup_elem(&fds, &k);
 	}
 	if (!s)
 		return 0;
-	long ret = ctx->ret;
 	if (c.kind == CALL_MMSG) {
 		/* The number of messages moved: the bytes are in msg_len. */
 		__u32 n = 0;
@@ -568,65 +724,6 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-#define ARG(n) (ctx->args[n])
-#define TGID() ((__u32)(bpf_get_current_pid_tgid() >> 32))
-
-SEC("tracepoint/syscalls/sys_enter_read")
-int sys_enter_read(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_READ, CALL_BUF, ARG(1), ARG(2)); }
-
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int sys_enter_recvfrom(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_READ, CALL_BUF, ARG(1), ARG(2)); }
-
-SEC("tracepoint/syscalls/sys_enter_readv")
-int sys_enter_readv(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_READ, CALL_IOV, ARG(1), ARG(2)); }
-
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int sys_enter_recvmsg(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_READ, CALL_MSG, ARG(1), 0); }
-
-/* recvmmsg(fd, msgvec, vlen, flags, timeout) and sendmmsg(fd, msgvec,
- * vlen, flags): a vector of one message only (more is a UDP idiom;
- * on TCP one message per call is the norm). */
-SEC("tracepoint/syscalls/sys_enter_recvmmsg")
-int sys_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_READ, CALL_MMSG, ARG(1), ARG(2)); }
-
-SEC("tracepoint/syscalls/sys_enter_sendmmsg")
-int sys_enter_sendmmsg(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_WRITE, CALL_MMSG, ARG(1), ARG(2)); }
-
-SEC("tracepoint/syscalls/sys_enter_write")
-int sys_enter_write(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_WRITE, CALL_BUF, ARG(1), ARG(2)); }
-
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int sys_enter_sendto(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_WRITE, CALL_BUF, ARG(1), ARG(2)); }
-
-SEC("tracepoint/syscalls/sys_enter_writev")
-int sys_enter_writev(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_WRITE, CALL_IOV, ARG(1), ARG(2)); }
-
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int sys_enter_sendmsg(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_WRITE, CALL_MSG, ARG(1), 0); }
-
-/* sendfile(out_fd, in_fd, offset, count): the socket is out_fd. */
-SEC("tracepoint/syscalls/sys_enter_sendfile64")
-int sys_enter_sendfile64(struct trace_event_raw_sys_enter *ctx) { return on_enter(ARG(0), DIR_WRITE, CALL_SENDFILE, 0, ARG(3)); }
-
-/* One exit program serves every call: the entry recorded what it was. */
-SEC("tracepoint/syscalls/sys_exit_io")
-int sys_exit_io(struct trace_event_raw_sys_exit *ctx) { return on_exit(ctx); }
-
-SEC("tracepoint/syscalls/sys_enter_close")
-int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
-{
-	forget(TGID(), ARG(0));
-	return 0;
-}
-
-/* dup2/dup3(oldfd, newfd): newfd is closed and names oldfd's file. */
-SEC("tracepoint/syscalls/sys_enter_dup2")
-int sys_enter_dup2(struct trace_event_raw_sys_enter *ctx)
-{
-	forget(TGID(), ARG(1));
-	return 0;
-}
-
 /* close_range(first, last, flags) closes a range of descriptors, often
  * 3..~0U before an exec: the first CLOSE_RANGE_WALK of them are forgotten
  * (enough for most processes' tables); a TCP connection's descriptor
@@ -634,32 +731,243 @@ int sys_enter_dup2(struct trace_event_raw_sys_enter *ctx)
 #define CLOSE_RANGE_WALK 64
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 
-SEC("tracepoint/syscalls/sys_enter_close_range")
-int sys_enter_close_range(struct trace_event_raw_sys_enter *ctx)
+static __always_inline void close_range(__u32 first, __u32 last, __u32 flags)
 {
-	__u32 first = ARG(0), last = ARG(1);
-	if (ARG(2) & CLOSE_RANGE_CLOEXEC)
-		return 0;
-	__u32 tgid = TGID();
+	if (flags & CLOSE_RANGE_CLOEXEC)
+		return;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	forget_other(tgid, -1);
 	for (__u32 i = 0; i < CLOSE_RANGE_WALK; i++) {
 		__u32 fd = first + i;
 		if (fd < first || fd > last || fd > 0x7fffffff)
 			break;
-		forget(tgid, fd);
+		forget_fd(tgid, fd);
+	}
+}
+
+/* new_fd records a socket(), accept(), accept4() or dup(): the descriptor
+ * it returns may be cached as what it named before (a close the programs
+ * missed: close-on-exec, or a process that reused a PID); the exit forgets
+ * it. */
+static __always_inline int new_fd(void)
+{
+	struct call c = {.kind = CALL_NEWFD};
+	begin_call(bpf_get_current_pid_tgid(), &c);
+	return 0;
+}
+
+/* The read/write family: a program each, reached by a tail call from
+ * sys_enter once the descriptor is known to be a TCP socket (one program
+ * for them all would be too large to verify: each shape of call is checked
+ * apart with its kind known). */
+enum io_prog {
+	IO_READ_BUF,
+	IO_WRITE_BUF,
+	IO_READ_IOV,
+	IO_WRITE_IOV,
+	IO_READ_MSG,
+	IO_WRITE_MSG,
+	IO_READ_MMSG,
+	IO_WRITE_MMSG,
+	IO_SENDFILE,
+	IO_CLOSE_RANGE, /* not of the family: a walk too long to verify inline */
+	IO_PROGS,
+};
+
+/* Each shape of call comes in two program types: raw tracepoint programs
+ * (the registers are an address: helpers read them) and tp_btf programs
+ * (a typed pointer: plain loads). User space keeps the set the kernel
+ * loads (tp_btf first) and empties the other's program array. */
+#define IO_PROG(name, dir, kind, buf, len)                                  \
+	SEC("raw_tracepoint/sys_enter")                                     \
+	int name(struct bpf_raw_tracepoint_args *ctx)                       \
+	{                                                                   \
+		struct syscall_args a;                                      \
+		if (!syscall_args(ctx->args[0], &a))                        \
+			return 0;                                           \
+		return on_enter(a.arg[0], dir, kind, buf, len);             \
+	}                                                                   \
+	SEC("tp_btf/sys_enter")                                             \
+	int BPF_PROG(name##_btf, struct pt_regs *regs, long id)             \
+	{                                                                   \
+		struct syscall_args a;                                      \
+		if (!regs_args(regs, &a))                                   \
+			return 0;                                           \
+		return on_enter(a.arg[0], dir, kind, buf, len);             \
+	}
+
+IO_PROG(io_read_buf, DIR_READ, CALL_BUF, a.arg[1], a.arg[2])
+IO_PROG(io_write_buf, DIR_WRITE, CALL_BUF, a.arg[1], a.arg[2])
+IO_PROG(io_read_iov, DIR_READ, CALL_IOV, a.arg[1], a.arg[2])
+IO_PROG(io_write_iov, DIR_WRITE, CALL_IOV, a.arg[1], a.arg[2])
+IO_PROG(io_read_msg, DIR_READ, CALL_MSG, a.arg[1], 0)
+IO_PROG(io_write_msg, DIR_WRITE, CALL_MSG, a.arg[1], 0)
+/* recvmmsg(fd, msgvec, vlen, flags, timeout) and sendmmsg(fd, msgvec,
+ * vlen, flags): a vector of one message only (more is a UDP idiom; on TCP
+ * one message per call is the norm). */
+IO_PROG(io_read_mmsg, DIR_READ, CALL_MMSG, a.arg[1], a.arg[2])
+IO_PROG(io_write_mmsg, DIR_WRITE, CALL_MMSG, a.arg[1], a.arg[2])
+/* sendfile(out_fd, in_fd, offset, count): the socket is out_fd. */
+IO_PROG(io_sendfile, DIR_WRITE, CALL_SENDFILE, 0, a.arg[3])
+
+SEC("raw_tracepoint/sys_enter")
+int io_close_range(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct syscall_args a;
+	if (syscall_args(ctx->args[0], &a))
+		close_range(a.arg[0], a.arg[1], a.arg[2]);
+	return 0;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(io_close_range_btf, struct pt_regs *regs, long id)
+{
+	struct syscall_args a;
+	if (regs_args(regs, &a))
+		close_range(a.arg[0], a.arg[1], a.arg[2]);
+	return 0;
+}
+
+#define IO_PROG_ARRAY(name, sfx, fn)                                          \
+	struct {                                                              \
+		__uint(type, BPF_MAP_TYPE_PROG_ARRAY);                        \
+		__uint(max_entries, IO_PROGS);                                \
+		__type(key, __u32);                                           \
+		__array(values, fn);                                          \
+	} name SEC(".maps") = {                                               \
+		.values =                                                     \
+			{                                                     \
+				[IO_READ_BUF] = (void *)&io_read_buf##sfx,    \
+				[IO_WRITE_BUF] = (void *)&io_write_buf##sfx,  \
+				[IO_READ_IOV] = (void *)&io_read_iov##sfx,    \
+				[IO_WRITE_IOV] = (void *)&io_write_iov##sfx,  \
+				[IO_READ_MSG] = (void *)&io_read_msg##sfx,    \
+				[IO_WRITE_MSG] = (void *)&io_write_msg##sfx,  \
+				[IO_READ_MMSG] = (void *)&io_read_mmsg##sfx,  \
+				[IO_WRITE_MMSG] = (void *)&io_write_mmsg##sfx, \
+				[IO_SENDFILE] = (void *)&io_sendfile##sfx,    \
+				[IO_CLOSE_RANGE] = (void *)&io_close_range##sfx, \
+			},                                                    \
+	}
+
+IO_PROG_ARRAY(io_progs, , int(struct bpf_raw_tracepoint_args *));
+IO_PROG_ARRAY(io_progs_btf, _btf, int(unsigned long long *));
+
+/* io_prog returns the program of syscall nr, or -1 when nr is not of the
+ * read/write family. */
+static __always_inline int io_prog(long nr)
+{
+	switch (nr) {
+	case NR_read:
+	case NR_recvfrom:
+		return IO_READ_BUF;
+	case NR_write:
+	case NR_sendto:
+		return IO_WRITE_BUF;
+	case NR_readv:
+		return IO_READ_IOV;
+	case NR_writev:
+		return IO_WRITE_IOV;
+	case NR_recvmsg:
+		return IO_READ_MSG;
+	case NR_sendmsg:
+		return IO_WRITE_MSG;
+	case NR_recvmmsg:
+		return IO_READ_MMSG;
+	case NR_sendmmsg:
+		return IO_WRITE_MMSG;
+	case NR_sendfile:
+		return IO_SENDFILE;
+	}
+	return -1;
+}
+
+/* io_call goes on with a read/write-family call on descriptor fd: only a
+ * TCP socket's goes further than the descriptor caches, to the program of
+ * its shape in progs. */
+static __always_inline int io_call(void *ctx, void *progs, __u32 prog, __s32 fd)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	if (known_other(tgid, fd))
+		return 0;
+	struct fd_state *s = fd_state(tgid, fd);
+	if (!s)
+		return 0;
+	if (s->kind != FD_TCP) {
+		note_other(tgid, fd);
+		return 0;
+	}
+	if (ssl_bind) {
+		struct ssl_bind_maps m = SSL_MAPS;
+		ssl_bind_syscall(&m, id, fd);
+	}
+	bpf_tail_call(ctx, progs, prog);
+	return 0;
+}
+
+/* read_args reads the arguments of the syscall from its registers: a
+ * typed pointer (tp_btf: plain loads) or an address (raw tracepoint). */
+static __always_inline bool read_args(__u64 regs, bool typed, struct syscall_args *a)
+{
+	if (typed)
+		return regs_args((struct pt_regs *)regs, a);
+	return syscall_args(regs, a);
+}
+
+/* enter: every syscall of the node enters here; the syscalls the
+ * collector does not follow leave at the switch on their number. */
+static __always_inline int enter(void *ctx, void *progs, long nr, __u64 regs, bool typed)
+{
+	struct syscall_args a;
+	int prog = io_prog(nr);
+	if (prog >= 0) {
+		if (!read_args(regs, typed, &a))
+			return 0;
+		return io_call(ctx, progs, prog, a.arg[0]);
+	}
+	switch (nr) {
+	case NR_close:
+		if (!read_args(regs, typed, &a))
+			return 0;
+		forget(bpf_get_current_pid_tgid() >> 32, a.arg[0]);
+		if (ssl_bind) {
+			struct ssl_bind_maps m = SSL_MAPS;
+			ssl_bind_close(&m, bpf_get_current_pid_tgid() >> 32, a.arg[0]);
+		}
+		return 0;
+	/* dup2/dup3(oldfd, newfd): newfd is closed and names oldfd's file. */
+	case NR_dup2:
+	case NR_dup3:
+		if (read_args(regs, typed, &a))
+			forget(bpf_get_current_pid_tgid() >> 32, a.arg[1]);
+		return 0;
+	case NR_close_range:
+		bpf_tail_call(ctx, progs, IO_CLOSE_RANGE);
+		return 0;
+	case NR_socket:
+	case NR_accept:
+	case NR_accept4:
+	case NR_dup:
+		return new_fd();
 	}
 	return 0;
 }
 
-/* socket(), accept(), accept4() and dup() return a descriptor whose number
- * may be cached as what it named before (a close the programs missed:
- * close-on-exec, or a process that reused a PID). */
-SEC("tracepoint/syscalls/sys_exit_newfd")
-int sys_exit_newfd(struct trace_event_raw_sys_exit *ctx)
-{
-	if (ctx->ret >= 0)
-		forget(TGID(), ctx->ret);
-	return 0;
-}
+/* The dispatchers: tp_btf programs where the kernel loads them, else raw
+ * tracepoint programs (user space keeps one pair). A thread without a
+ * call recorded at its entry leaves the exit after one array load. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(sys_enter_btf, struct pt_regs *regs, long id) { return enter(ctx, &io_progs_btf, id, (__u64)regs, true); }
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(sys_exit_btf, struct pt_regs *regs, long ret) { return on_exit((__u64)regs, ret); }
+
+SEC("raw_tracepoint/sys_enter")
+int sys_enter(struct bpf_raw_tracepoint_args *ctx) { return enter(ctx, &io_progs, ctx->args[1], ctx->args[0], false); }
+
+SEC("raw_tracepoint/sys_exit")
+int sys_exit(struct bpf_raw_tracepoint_args *ctx) { return on_exit(ctx->args[0], ctx->args[1]); }
 
 SEC("raw_tracepoint/sched_process_exit")
 int sock_process_exit(struct bpf_raw_tracepoint_args *ctx)
@@ -677,7 +985,20 @@ int sock_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	struct task_struct *t = (struct task_struct *)ctx->args[0];
 	__u32 tgid = BPF_CORE_READ(t, tgid);
 	bpf_map_delete_elem(&selected, &tgid);
+	forget_other(tgid, -1); /* close-on-exec descriptors are gone */
 	return mark_exec(t);
+}
+
+/* A new process starts with no descriptor known (its ID may be that of
+ * an old process). */
+SEC("raw_tracepoint/sched_process_fork")
+int sock_process_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *child = (struct task_struct *)ctx->args[1];
+	__u32 pid = BPF_CORE_READ(child, pid);
+	if (pid == BPF_CORE_READ(child, tgid))
+		forget_other(pid, -1);
+	return 0;
 }
 
 /* Force enum proto and enum skip into BTF: user space names them. */

@@ -44,6 +44,10 @@ type Config struct {
 	// known user exits, so that short-lived processes (curl in a loop)
 	// are not missed while probes are attached again (default 1m).
 	Linger time.Duration
+	// SharedSyscalls: the sockets collector's syscall programs bind SSL*
+	// to sockets on this collector's maps (BindingMaps), and this
+	// collector attaches no syscall tracepoints of its own.
+	SharedSyscalls bool
 	// Analyzer runs and caches the analysis of files (nil: each is
 	// analysed where it is found, and nothing is cached across runs).
 	Analyzer *symbols.Analyzer
@@ -118,8 +122,17 @@ func (c *Collector) Name() string { return Name }
 // AttachPath implements collectors.Collector.
 func (c *Collector) AttachPath() string {
 	how := attach.How(c.multi, c.cfg.PerProcess, "once per file for all processes")
-	return "uprobe+uretprobe on SSL_read/SSL_write(_ex) or the internal function they share, on an emulated instruction, " + how +
-		"; syscall tracepoints read/write/recv*/send*/close map SSL* to socket"
+	sys := "; syscall tracepoints read/write/recv*/send*/close map SSL* to socket"
+	if c.cfg.SharedSyscalls {
+		sys = "; the sockets collector's raw syscall tracepoints map SSL* to socket"
+	}
+	return "uprobe+uretprobe on SSL_read/SSL_write(_ex) or the internal function they share, on an emulated instruction, " + how + sys
+}
+
+// BindingMaps implements sockets.SSLBinding: the maps and ring of the
+// syscall side of the SSL*-to-socket binding, once started.
+func (c *Collector) BindingMaps() (pendingBind, sslFD, fdSSL, events, counters *ebpf.Map) {
+	return c.objs.PendingBind, c.objs.SslFd, c.objs.FdSsl, c.objs.Events, c.objs.Counters
 }
 
 // Start implements collectors.Collector.
@@ -146,6 +159,9 @@ func (c *Collector) Start(ctx context.Context) error {
 // attachKernel attaches the syscall tracepoints that map an SSL* to its
 // socket, and the process markers.
 func (c *Collector) attachKernel() error {
+	if c.cfg.SharedSyscalls {
+		return c.progs.ProcessMarkers(c.objs.SslProcessExit, c.objs.SslProcessExec)
+	}
 	sys := func(name string, prog *ebpf.Program) loader.Tracepoint {
 		return loader.Tracepoint{Group: "syscalls", Name: name, Prog: prog}
 	}

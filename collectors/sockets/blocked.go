@@ -99,6 +99,7 @@ func blockedReads(procRoot string, skip uint32) []blockedRead {
 // let go (the program checks the syscall number at the exit too).
 func (c *Collector) adoptBlockedReads() (int, error) {
 	n := 0
+	bits := threadBits{}
 	for _, b := range blockedReads(c.cfg.ProcRoot, uint32(os.Getpid())) {
 		key := uint64(b.pid)<<32 | uint64(b.tid)
 		if err := c.objs.Calls.Update(key, b.call, ebpf.UpdateNoExist); err != nil {
@@ -106,6 +107,10 @@ func (c *Collector) adoptBlockedReads() (int, error) {
 				continue // the thread has entered a traced call since
 			}
 			return n, fmt.Errorf("record blocked read of %d/%d: %w", b.pid, b.tid, err)
+		}
+		if err := bits.set(c.objs.Adopted, b.tid); err != nil {
+			c.dropFound(key, b.call)
+			return n, err
 		}
 		now, err := os.ReadFile(filepath.Join(c.cfg.ProcRoot, strconv.Itoa(int(b.pid)), "task", strconv.Itoa(int(b.tid)), "syscall"))
 		if err != nil || !bytes.Equal(now, b.line) {

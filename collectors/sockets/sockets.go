@@ -42,6 +42,10 @@ type Config struct {
 	loader.Ring
 	// ProcRoot is where procfs is mounted (default /proc).
 	ProcRoot string
+	// SSL, when set, is the OpenSSL collector, started first: the
+	// sockets programs bind its SSL* to their sockets (it then attaches
+	// no syscall programs of its own).
+	SSL SSLBinding
 }
 
 func (c *Config) defaults() {
@@ -60,7 +64,8 @@ type Collector struct {
 	log   *slog.Logger
 	clock ktime.Clock
 
-	objs  socketsObjects
+	objs  objects
+	typed bool // the syscall programs are tp_btf programs
 	progs loader.Programs
 	m     *collectors.Metrics
 	recs  collectors.Records
@@ -96,8 +101,16 @@ func (c *Collector) AttachPath() string {
 	if c.cfg.PerProcess {
 		mode = "selected processes"
 	}
-	return "tracepoints syscalls:sys_{enter,exit}_{read,write,readv,writev,recvfrom,sendto,recvmsg,sendmsg,sendfile64,recvmmsg,sendmmsg}, " +
-		"close/close_range/dup2/dup3/socket/accept(4)/dup; reads blocked at start from /proc/PID/task/TID/syscall; TCP sockets classified in the kernel, HTTP/1.x, HTTP/2 (h2c: the connection preface), PostgreSQL, MySQL and Redis copied; " + mode
+	ssl := ""
+	if c.cfg.SSL != nil {
+		ssl = "; binds the openssl collector's SSL* to their sockets"
+	}
+	kind := "raw tracepoints"
+	if c.typed {
+		kind = "tp_btf"
+	}
+	return kind + " raw_syscalls:sys_enter/sys_exit (one program pair for every syscall, dispatching on its number: " +
+		"read, write, readv, writev, recvfrom, sendto, recvmsg, sendmsg, sendfile, recvmmsg, sendmmsg, close, close_range, dup2/dup3, socket, accept(4), dup); reads blocked at start from /proc/PID/task/TID/syscall; TCP sockets classified in the kernel, HTTP/1.x, HTTP/2 (h2c: the connection preface), PostgreSQL, MySQL and Redis copied; " + mode + ssl
 }
 
 // Start implements collectors.Collector.
@@ -110,13 +123,31 @@ func (c *Collector) Start(ctx context.Context) error {
 		"capture_bytes":   uint32(c.cfg.CaptureBytes),
 		"parsed_protos":   parsedProtos,
 		"filter_selected": boolByte(c.cfg.PerProcess),
+		"fd_cache":        boolByte(atomicsCmpxchg()),
 	}
 	for name, v := range consts {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return fmt.Errorf("set %s: %w", name, err)
 		}
 	}
-	if err := loader.Load(Name, spec, c.cfg.Ring, &c.objs, nil, c.log); err != nil {
+	if err := sizeThreadMaps(spec, c.cfg.ProcRoot); err != nil {
+		return err
+	}
+	if c.typed, err = dispatchers(spec); err != nil {
+		return err
+	}
+	var opts *ebpf.CollectionOptions
+	if c.cfg.SSL != nil {
+		repl, err := sslReplacements(spec, c.cfg.SSL)
+		if err != nil {
+			return err
+		}
+		opts = &ebpf.CollectionOptions{MapReplacements: repl}
+		if err := spec.Variables["ssl_bind"].Set(uint8(1)); err != nil {
+			return fmt.Errorf("set ssl_bind: %w", err)
+		}
+	}
+	if err := loader.Load(Name, spec, c.cfg.Ring, &c.objs, opts, c.log); err != nil {
 		return err
 	}
 	c.progs.Own(&c.objs)
@@ -156,33 +187,19 @@ const parsedProtos = uint32(1)<<socketsProtoPROTO_HTTP1 | 1<<socketsProtoPROTO_H
 	1<<socketsProtoPROTO_MYSQL | 1<<socketsProtoPROTO_REDIS
 
 func (c *Collector) attach() error {
-	var tps []loader.Tracepoint
-	tp := func(name string, prog *ebpf.Program, optional bool) {
-		tps = append(tps, loader.Tracepoint{Group: "syscalls", Name: name, Prog: prog, Optional: optional})
+	// The exit first: an entry recorded without its exit would stay in
+	// the calls map.
+	for _, d := range []struct {
+		name string
+		prog *ebpf.Program
+	}{{"sys_exit", c.objs.SysExit}, {"sys_enter", c.objs.SysEnter}} {
+		l, err := attachDispatcher(d.prog, d.name, c.typed)
+		if err != nil {
+			return err
+		}
+		c.progs.Add(l)
 	}
-	enters := map[string]*ebpf.Program{
-		"read": c.objs.SysEnterRead, "recvfrom": c.objs.SysEnterRecvfrom,
-		"readv": c.objs.SysEnterReadv, "recvmsg": c.objs.SysEnterRecvmsg,
-		"write": c.objs.SysEnterWrite, "sendto": c.objs.SysEnterSendto,
-		"writev": c.objs.SysEnterWritev, "sendmsg": c.objs.SysEnterSendmsg,
-		"sendfile64": c.objs.SysEnterSendfile64,
-		"recvmmsg":   c.objs.SysEnterRecvmmsg, "sendmmsg": c.objs.SysEnterSendmmsg,
-	}
-	for _, call := range []string{"read", "recvfrom", "readv", "recvmsg", "write", "sendto", "writev", "sendmsg", "sendfile64", "recvmmsg", "sendmmsg"} {
-		// The exit first: an entry recorded without its exit would
-		// stay in the calls map.
-		tp("sys_exit_"+call, c.objs.SysExitIo, false)
-		tp("sys_enter_"+call, enters[call], false)
-	}
-	tp("sys_enter_close", c.objs.SysEnterClose, false)
-	tp("sys_enter_close_range", c.objs.SysEnterCloseRange, true) // Linux 5.9
-	tp("sys_enter_dup2", c.objs.SysEnterDup2, true)              // amd64 only
-	tp("sys_enter_dup3", c.objs.SysEnterDup2, false)
-	tp("sys_exit_socket", c.objs.SysExitNewfd, false)
-	tp("sys_exit_accept", c.objs.SysExitNewfd, true) // amd64 only
-	tp("sys_exit_accept4", c.objs.SysExitNewfd, false)
-	tp("sys_exit_dup", c.objs.SysExitNewfd, false)
-	if err := c.progs.Tracepoints(c.log, tps...); err != nil {
+	if err := c.progs.RawTracepoint("sched_process_fork", c.objs.SockProcessFork); err != nil {
 		return err
 	}
 	return c.progs.ProcessMarkers(c.objs.SockProcessExit, c.objs.SockProcessExec)

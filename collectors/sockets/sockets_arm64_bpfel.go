@@ -39,6 +39,7 @@ const (
 	socketsCallKindCALL_MSG      socketsCallKind = 3
 	socketsCallKindCALL_SENDFILE socketsCallKind = 4
 	socketsCallKindCALL_MMSG     socketsCallKind = 5
+	socketsCallKindCALL_NEWFD    socketsCallKind = 6
 )
 
 type socketsFdKey struct {
@@ -105,45 +106,73 @@ const (
 	socketsSkipSKIP_HTTP socketsSkip = 2
 )
 
+type socketsSslKey struct {
+	_    structs.HostLayout
+	Ssl  uint64
+	Tgid uint32
+	Pad  uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	socketsMapCalls               = "calls"
-	socketsMapCounters            = "counters"
-	socketsMapEvents              = "events"
-	socketsMapFds                 = "fds"
-	socketsMapIgnorePorts         = "ignore_ports"
-	socketsMapScratch             = "scratch"
-	socketsMapSelected            = "selected"
-	socketsMapSkipPids            = "skip_pids"
-	socketsMapSockProcs           = "sock_procs"
-	socketsProgSockProcessExec    = "sock_process_exec"
-	socketsProgSockProcessExit    = "sock_process_exit"
-	socketsProgSysEnterClose      = "sys_enter_close"
-	socketsProgSysEnterCloseRange = "sys_enter_close_range"
-	socketsProgSysEnterDup2       = "sys_enter_dup2"
-	socketsProgSysEnterRead       = "sys_enter_read"
-	socketsProgSysEnterReadv      = "sys_enter_readv"
-	socketsProgSysEnterRecvfrom   = "sys_enter_recvfrom"
-	socketsProgSysEnterRecvmmsg   = "sys_enter_recvmmsg"
-	socketsProgSysEnterRecvmsg    = "sys_enter_recvmsg"
-	socketsProgSysEnterSendfile64 = "sys_enter_sendfile64"
-	socketsProgSysEnterSendmmsg   = "sys_enter_sendmmsg"
-	socketsProgSysEnterSendmsg    = "sys_enter_sendmsg"
-	socketsProgSysEnterSendto     = "sys_enter_sendto"
-	socketsProgSysEnterWrite      = "sys_enter_write"
-	socketsProgSysEnterWritev     = "sys_enter_writev"
-	socketsProgSysExitIo          = "sys_exit_io"
-	socketsProgSysExitNewfd       = "sys_exit_newfd"
-	socketsVarCaptureBytes        = "capture_bytes"
-	socketsVarFilterSelected      = "filter_selected"
-	socketsVarParsedProtos        = "parsed_protos"
-	socketsVarUnusedCallKind      = "unused_call_kind"
-	socketsVarUnusedProcEvent     = "unused_proc_event"
-	socketsVarUnusedProto         = "unused_proto"
-	socketsVarUnusedSkip          = "unused_skip"
-	socketsVarWakeupBytes         = "wakeup_bytes"
+	socketsMapAdopted          = "adopted"
+	socketsMapCalls            = "calls"
+	socketsMapCounters         = "counters"
+	socketsMapEvents           = "events"
+	socketsMapFdOther          = "fd_other"
+	socketsMapFds              = "fds"
+	socketsMapIgnorePorts      = "ignore_ports"
+	socketsMapIoProgs          = "io_progs"
+	socketsMapIoProgsBtf       = "io_progs_btf"
+	socketsMapPending          = "pending"
+	socketsMapScratch          = "scratch"
+	socketsMapSelected         = "selected"
+	socketsMapSkipPids         = "skip_pids"
+	socketsMapSockProcs        = "sock_procs"
+	socketsMapSslCounters      = "ssl_counters"
+	socketsMapSslEvents        = "ssl_events"
+	socketsMapSslFdSsl         = "ssl_fd_ssl"
+	socketsMapSslPendingBind   = "ssl_pending_bind"
+	socketsMapSslSslFd         = "ssl_ssl_fd"
+	socketsProgIoCloseRange    = "io_close_range"
+	socketsProgIoCloseRangeBtf = "io_close_range_btf"
+	socketsProgIoReadBuf       = "io_read_buf"
+	socketsProgIoReadBufBtf    = "io_read_buf_btf"
+	socketsProgIoReadIov       = "io_read_iov"
+	socketsProgIoReadIovBtf    = "io_read_iov_btf"
+	socketsProgIoReadMmsg      = "io_read_mmsg"
+	socketsProgIoReadMmsgBtf   = "io_read_mmsg_btf"
+	socketsProgIoReadMsg       = "io_read_msg"
+	socketsProgIoReadMsgBtf    = "io_read_msg_btf"
+	socketsProgIoSendfile      = "io_sendfile"
+	socketsProgIoSendfileBtf   = "io_sendfile_btf"
+	socketsProgIoWriteBuf      = "io_write_buf"
+	socketsProgIoWriteBufBtf   = "io_write_buf_btf"
+	socketsProgIoWriteIov      = "io_write_iov"
+	socketsProgIoWriteIovBtf   = "io_write_iov_btf"
+	socketsProgIoWriteMmsg     = "io_write_mmsg"
+	socketsProgIoWriteMmsgBtf  = "io_write_mmsg_btf"
+	socketsProgIoWriteMsg      = "io_write_msg"
+	socketsProgIoWriteMsgBtf   = "io_write_msg_btf"
+	socketsProgSockProcessExec = "sock_process_exec"
+	socketsProgSockProcessExit = "sock_process_exit"
+	socketsProgSockProcessFork = "sock_process_fork"
+	socketsProgSysEnter        = "sys_enter"
+	socketsProgSysEnterBtf     = "sys_enter_btf"
+	socketsProgSysExit         = "sys_exit"
+	socketsProgSysExitBtf      = "sys_exit_btf"
+	socketsVarCaptureBytes     = "capture_bytes"
+	socketsVarFdCache          = "fd_cache"
+	socketsVarFilterSelected   = "filter_selected"
+	socketsVarParsedProtos     = "parsed_protos"
+	socketsVarSslBind          = "ssl_bind"
+	socketsVarUnusedCallKind   = "unused_call_kind"
+	socketsVarUnusedProcEvent  = "unused_proc_event"
+	socketsVarUnusedProto      = "unused_proto"
+	socketsVarUnusedSkip       = "unused_skip"
+	socketsVarWakeupBytes      = "wakeup_bytes"
 )
 
 // loadSockets returns the embedded CollectionSpec for sockets.
@@ -188,39 +217,58 @@ type socketsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsProgramSpecs struct {
-	SockProcessExec    *ebpf.ProgramSpec `ebpf:"sock_process_exec"`
-	SockProcessExit    *ebpf.ProgramSpec `ebpf:"sock_process_exit"`
-	SysEnterClose      *ebpf.ProgramSpec `ebpf:"sys_enter_close"`
-	SysEnterCloseRange *ebpf.ProgramSpec `ebpf:"sys_enter_close_range"`
-	SysEnterDup2       *ebpf.ProgramSpec `ebpf:"sys_enter_dup2"`
-	SysEnterRead       *ebpf.ProgramSpec `ebpf:"sys_enter_read"`
-	SysEnterReadv      *ebpf.ProgramSpec `ebpf:"sys_enter_readv"`
-	SysEnterRecvfrom   *ebpf.ProgramSpec `ebpf:"sys_enter_recvfrom"`
-	SysEnterRecvmmsg   *ebpf.ProgramSpec `ebpf:"sys_enter_recvmmsg"`
-	SysEnterRecvmsg    *ebpf.ProgramSpec `ebpf:"sys_enter_recvmsg"`
-	SysEnterSendfile64 *ebpf.ProgramSpec `ebpf:"sys_enter_sendfile64"`
-	SysEnterSendmmsg   *ebpf.ProgramSpec `ebpf:"sys_enter_sendmmsg"`
-	SysEnterSendmsg    *ebpf.ProgramSpec `ebpf:"sys_enter_sendmsg"`
-	SysEnterSendto     *ebpf.ProgramSpec `ebpf:"sys_enter_sendto"`
-	SysEnterWrite      *ebpf.ProgramSpec `ebpf:"sys_enter_write"`
-	SysEnterWritev     *ebpf.ProgramSpec `ebpf:"sys_enter_writev"`
-	SysExitIo          *ebpf.ProgramSpec `ebpf:"sys_exit_io"`
-	SysExitNewfd       *ebpf.ProgramSpec `ebpf:"sys_exit_newfd"`
+	IoCloseRange    *ebpf.ProgramSpec `ebpf:"io_close_range"`
+	IoCloseRangeBtf *ebpf.ProgramSpec `ebpf:"io_close_range_btf"`
+	IoReadBuf       *ebpf.ProgramSpec `ebpf:"io_read_buf"`
+	IoReadBufBtf    *ebpf.ProgramSpec `ebpf:"io_read_buf_btf"`
+	IoReadIov       *ebpf.ProgramSpec `ebpf:"io_read_iov"`
+	IoReadIovBtf    *ebpf.ProgramSpec `ebpf:"io_read_iov_btf"`
+	IoReadMmsg      *ebpf.ProgramSpec `ebpf:"io_read_mmsg"`
+	IoReadMmsgBtf   *ebpf.ProgramSpec `ebpf:"io_read_mmsg_btf"`
+	IoReadMsg       *ebpf.ProgramSpec `ebpf:"io_read_msg"`
+	IoReadMsgBtf    *ebpf.ProgramSpec `ebpf:"io_read_msg_btf"`
+	IoSendfile      *ebpf.ProgramSpec `ebpf:"io_sendfile"`
+	IoSendfileBtf   *ebpf.ProgramSpec `ebpf:"io_sendfile_btf"`
+	IoWriteBuf      *ebpf.ProgramSpec `ebpf:"io_write_buf"`
+	IoWriteBufBtf   *ebpf.ProgramSpec `ebpf:"io_write_buf_btf"`
+	IoWriteIov      *ebpf.ProgramSpec `ebpf:"io_write_iov"`
+	IoWriteIovBtf   *ebpf.ProgramSpec `ebpf:"io_write_iov_btf"`
+	IoWriteMmsg     *ebpf.ProgramSpec `ebpf:"io_write_mmsg"`
+	IoWriteMmsgBtf  *ebpf.ProgramSpec `ebpf:"io_write_mmsg_btf"`
+	IoWriteMsg      *ebpf.ProgramSpec `ebpf:"io_write_msg"`
+	IoWriteMsgBtf   *ebpf.ProgramSpec `ebpf:"io_write_msg_btf"`
+	SockProcessExec *ebpf.ProgramSpec `ebpf:"sock_process_exec"`
+	SockProcessExit *ebpf.ProgramSpec `ebpf:"sock_process_exit"`
+	SockProcessFork *ebpf.ProgramSpec `ebpf:"sock_process_fork"`
+	SysEnter        *ebpf.ProgramSpec `ebpf:"sys_enter"`
+	SysEnterBtf     *ebpf.ProgramSpec `ebpf:"sys_enter_btf"`
+	SysExit         *ebpf.ProgramSpec `ebpf:"sys_exit"`
+	SysExitBtf      *ebpf.ProgramSpec `ebpf:"sys_exit_btf"`
 }
 
 // socketsMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsMapSpecs struct {
-	Calls       *ebpf.MapSpec `ebpf:"calls"`
-	Counters    *ebpf.MapSpec `ebpf:"counters"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	Fds         *ebpf.MapSpec `ebpf:"fds"`
-	IgnorePorts *ebpf.MapSpec `ebpf:"ignore_ports"`
-	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
-	Selected    *ebpf.MapSpec `ebpf:"selected"`
-	SkipPids    *ebpf.MapSpec `ebpf:"skip_pids"`
-	SockProcs   *ebpf.MapSpec `ebpf:"sock_procs"`
+	Adopted        *ebpf.MapSpec `ebpf:"adopted"`
+	Calls          *ebpf.MapSpec `ebpf:"calls"`
+	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	FdOther        *ebpf.MapSpec `ebpf:"fd_other"`
+	Fds            *ebpf.MapSpec `ebpf:"fds"`
+	IgnorePorts    *ebpf.MapSpec `ebpf:"ignore_ports"`
+	IoProgs        *ebpf.MapSpec `ebpf:"io_progs"`
+	IoProgsBtf     *ebpf.MapSpec `ebpf:"io_progs_btf"`
+	Pending        *ebpf.MapSpec `ebpf:"pending"`
+	Scratch        *ebpf.MapSpec `ebpf:"scratch"`
+	Selected       *ebpf.MapSpec `ebpf:"selected"`
+	SkipPids       *ebpf.MapSpec `ebpf:"skip_pids"`
+	SockProcs      *ebpf.MapSpec `ebpf:"sock_procs"`
+	SslCounters    *ebpf.MapSpec `ebpf:"ssl_counters"`
+	SslEvents      *ebpf.MapSpec `ebpf:"ssl_events"`
+	SslFdSsl       *ebpf.MapSpec `ebpf:"ssl_fd_ssl"`
+	SslPendingBind *ebpf.MapSpec `ebpf:"ssl_pending_bind"`
+	SslSslFd       *ebpf.MapSpec `ebpf:"ssl_ssl_fd"`
 }
 
 // socketsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -228,8 +276,10 @@ type socketsMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsVariableSpecs struct {
 	CaptureBytes    *ebpf.VariableSpec `ebpf:"capture_bytes"`
+	FdCache         *ebpf.VariableSpec `ebpf:"fd_cache"`
 	FilterSelected  *ebpf.VariableSpec `ebpf:"filter_selected"`
 	ParsedProtos    *ebpf.VariableSpec `ebpf:"parsed_protos"`
+	SslBind         *ebpf.VariableSpec `ebpf:"ssl_bind"`
 	UnusedCallKind  *ebpf.VariableSpec `ebpf:"unused_call_kind"`
 	UnusedProcEvent *ebpf.VariableSpec `ebpf:"unused_proc_event"`
 	UnusedProto     *ebpf.VariableSpec `ebpf:"unused_proto"`
@@ -257,28 +307,48 @@ func (o *socketsObjects) Close() error {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsMaps struct {
-	Calls       *ebpf.Map `ebpf:"calls"`
-	Counters    *ebpf.Map `ebpf:"counters"`
-	Events      *ebpf.Map `ebpf:"events"`
-	Fds         *ebpf.Map `ebpf:"fds"`
-	IgnorePorts *ebpf.Map `ebpf:"ignore_ports"`
-	Scratch     *ebpf.Map `ebpf:"scratch"`
-	Selected    *ebpf.Map `ebpf:"selected"`
-	SkipPids    *ebpf.Map `ebpf:"skip_pids"`
-	SockProcs   *ebpf.Map `ebpf:"sock_procs"`
+	Adopted        *ebpf.Map `ebpf:"adopted"`
+	Calls          *ebpf.Map `ebpf:"calls"`
+	Counters       *ebpf.Map `ebpf:"counters"`
+	Events         *ebpf.Map `ebpf:"events"`
+	FdOther        *ebpf.Map `ebpf:"fd_other"`
+	Fds            *ebpf.Map `ebpf:"fds"`
+	IgnorePorts    *ebpf.Map `ebpf:"ignore_ports"`
+	IoProgs        *ebpf.Map `ebpf:"io_progs"`
+	IoProgsBtf     *ebpf.Map `ebpf:"io_progs_btf"`
+	Pending        *ebpf.Map `ebpf:"pending"`
+	Scratch        *ebpf.Map `ebpf:"scratch"`
+	Selected       *ebpf.Map `ebpf:"selected"`
+	SkipPids       *ebpf.Map `ebpf:"skip_pids"`
+	SockProcs      *ebpf.Map `ebpf:"sock_procs"`
+	SslCounters    *ebpf.Map `ebpf:"ssl_counters"`
+	SslEvents      *ebpf.Map `ebpf:"ssl_events"`
+	SslFdSsl       *ebpf.Map `ebpf:"ssl_fd_ssl"`
+	SslPendingBind *ebpf.Map `ebpf:"ssl_pending_bind"`
+	SslSslFd       *ebpf.Map `ebpf:"ssl_ssl_fd"`
 }
 
 func (m *socketsMaps) Close() error {
 	return _SocketsClose(
+		m.Adopted,
 		m.Calls,
 		m.Counters,
 		m.Events,
+		m.FdOther,
 		m.Fds,
 		m.IgnorePorts,
+		m.IoProgs,
+		m.IoProgsBtf,
+		m.Pending,
 		m.Scratch,
 		m.Selected,
 		m.SkipPids,
 		m.SockProcs,
+		m.SslCounters,
+		m.SslEvents,
+		m.SslFdSsl,
+		m.SslPendingBind,
+		m.SslSslFd,
 	)
 }
 
@@ -287,8 +357,10 @@ func (m *socketsMaps) Close() error {
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsVariables struct {
 	CaptureBytes    *ebpf.Variable `ebpf:"capture_bytes"`
+	FdCache         *ebpf.Variable `ebpf:"fd_cache"`
 	FilterSelected  *ebpf.Variable `ebpf:"filter_selected"`
 	ParsedProtos    *ebpf.Variable `ebpf:"parsed_protos"`
+	SslBind         *ebpf.Variable `ebpf:"ssl_bind"`
 	UnusedCallKind  *ebpf.Variable `ebpf:"unused_call_kind"`
 	UnusedProcEvent *ebpf.Variable `ebpf:"unused_proc_event"`
 	UnusedProto     *ebpf.Variable `ebpf:"unused_proto"`
@@ -300,46 +372,64 @@ type socketsVariables struct {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsPrograms struct {
-	SockProcessExec    *ebpf.Program `ebpf:"sock_process_exec"`
-	SockProcessExit    *ebpf.Program `ebpf:"sock_process_exit"`
-	SysEnterClose      *ebpf.Program `ebpf:"sys_enter_close"`
-	SysEnterCloseRange *ebpf.Program `ebpf:"sys_enter_close_range"`
-	SysEnterDup2       *ebpf.Program `ebpf:"sys_enter_dup2"`
-	SysEnterRead       *ebpf.Program `ebpf:"sys_enter_read"`
-	SysEnterReadv      *ebpf.Program `ebpf:"sys_enter_readv"`
-	SysEnterRecvfrom   *ebpf.Program `ebpf:"sys_enter_recvfrom"`
-	SysEnterRecvmmsg   *ebpf.Program `ebpf:"sys_enter_recvmmsg"`
-	SysEnterRecvmsg    *ebpf.Program `ebpf:"sys_enter_recvmsg"`
-	SysEnterSendfile64 *ebpf.Program `ebpf:"sys_enter_sendfile64"`
-	SysEnterSendmmsg   *ebpf.Program `ebpf:"sys_enter_sendmmsg"`
-	SysEnterSendmsg    *ebpf.Program `ebpf:"sys_enter_sendmsg"`
-	SysEnterSendto     *ebpf.Program `ebpf:"sys_enter_sendto"`
-	SysEnterWrite      *ebpf.Program `ebpf:"sys_enter_write"`
-	SysEnterWritev     *ebpf.Program `ebpf:"sys_enter_writev"`
-	SysExitIo          *ebpf.Program `ebpf:"sys_exit_io"`
-	SysExitNewfd       *ebpf.Program `ebpf:"sys_exit_newfd"`
+	IoCloseRange    *ebpf.Program `ebpf:"io_close_range"`
+	IoCloseRangeBtf *ebpf.Program `ebpf:"io_close_range_btf"`
+	IoReadBuf       *ebpf.Program `ebpf:"io_read_buf"`
+	IoReadBufBtf    *ebpf.Program `ebpf:"io_read_buf_btf"`
+	IoReadIov       *ebpf.Program `ebpf:"io_read_iov"`
+	IoReadIovBtf    *ebpf.Program `ebpf:"io_read_iov_btf"`
+	IoReadMmsg      *ebpf.Program `ebpf:"io_read_mmsg"`
+	IoReadMmsgBtf   *ebpf.Program `ebpf:"io_read_mmsg_btf"`
+	IoReadMsg       *ebpf.Program `ebpf:"io_read_msg"`
+	IoReadMsgBtf    *ebpf.Program `ebpf:"io_read_msg_btf"`
+	IoSendfile      *ebpf.Program `ebpf:"io_sendfile"`
+	IoSendfileBtf   *ebpf.Program `ebpf:"io_sendfile_btf"`
+	IoWriteBuf      *ebpf.Program `ebpf:"io_write_buf"`
+	IoWriteBufBtf   *ebpf.Program `ebpf:"io_write_buf_btf"`
+	IoWriteIov      *ebpf.Program `ebpf:"io_write_iov"`
+	IoWriteIovBtf   *ebpf.Program `ebpf:"io_write_iov_btf"`
+	IoWriteMmsg     *ebpf.Program `ebpf:"io_write_mmsg"`
+	IoWriteMmsgBtf  *ebpf.Program `ebpf:"io_write_mmsg_btf"`
+	IoWriteMsg      *ebpf.Program `ebpf:"io_write_msg"`
+	IoWriteMsgBtf   *ebpf.Program `ebpf:"io_write_msg_btf"`
+	SockProcessExec *ebpf.Program `ebpf:"sock_process_exec"`
+	SockProcessExit *ebpf.Program `ebpf:"sock_process_exit"`
+	SockProcessFork *ebpf.Program `ebpf:"sock_process_fork"`
+	SysEnter        *ebpf.Program `ebpf:"sys_enter"`
+	SysEnterBtf     *ebpf.Program `ebpf:"sys_enter_btf"`
+	SysExit         *ebpf.Program `ebpf:"sys_exit"`
+	SysExitBtf      *ebpf.Program `ebpf:"sys_exit_btf"`
 }
 
 func (p *socketsPrograms) Close() error {
 	return _SocketsClose(
+		p.IoCloseRange,
+		p.IoCloseRangeBtf,
+		p.IoReadBuf,
+		p.IoReadBufBtf,
+		p.IoReadIov,
+		p.IoReadIovBtf,
+		p.IoReadMmsg,
+		p.IoReadMmsgBtf,
+		p.IoReadMsg,
+		p.IoReadMsgBtf,
+		p.IoSendfile,
+		p.IoSendfileBtf,
+		p.IoWriteBuf,
+		p.IoWriteBufBtf,
+		p.IoWriteIov,
+		p.IoWriteIovBtf,
+		p.IoWriteMmsg,
+		p.IoWriteMmsgBtf,
+		p.IoWriteMsg,
+		p.IoWriteMsgBtf,
 		p.SockProcessExec,
 		p.SockProcessExit,
-		p.SysEnterClose,
-		p.SysEnterCloseRange,
-		p.SysEnterDup2,
-		p.SysEnterRead,
-		p.SysEnterReadv,
-		p.SysEnterRecvfrom,
-		p.SysEnterRecvmmsg,
-		p.SysEnterRecvmsg,
-		p.SysEnterSendfile64,
-		p.SysEnterSendmmsg,
-		p.SysEnterSendmsg,
-		p.SysEnterSendto,
-		p.SysEnterWrite,
-		p.SysEnterWritev,
-		p.SysExitIo,
-		p.SysExitNewfd,
+		p.SockProcessFork,
+		p.SysEnter,
+		p.SysEnterBtf,
+		p.SysExit,
+		p.SysExitBtf,
 	)
 }
 

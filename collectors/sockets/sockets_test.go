@@ -79,3 +79,24 @@ func TestDecodeSelection(t *testing.T) {
 		t.Errorf("unselected records counted %v, want 2", got)
 	}
 }
+
+func TestKernelRelease(t *testing.T) {
+	for _, tc := range []struct {
+		rel          string
+		major, minor int
+		ok           bool
+	}{
+		{"6.18.0-1-amd64", 6, 18, true},
+		{"5.12.0", 5, 12, true},
+		{"5.4", 5, 4, true},
+		{"5.11-rc1", 5, 11, true},
+		{"6", 0, 0, false},
+		{"", 0, 0, false},
+		{"x.y", 0, 0, false},
+	} {
+		major, minor, ok := kernelRelease(tc.rel)
+		if major != tc.major || minor != tc.minor || ok != tc.ok {
+			t.Errorf("kernelRelease(%q) = %d, %d, %v; want %d, %d, %v", tc.rel, major, minor, ok, tc.major, tc.minor, tc.ok)
+		}
+	}
+}

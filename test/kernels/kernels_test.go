@@ -144,7 +144,9 @@ func assertGuest(t *testing.T, k Kernel, r *Result) {
 	}
 	assertHTTPS(t, def.HTTPS)
 	assertPlain(t, def.Plain)
-	if !strings.HasPrefix(def.AttachPath["sockets"], "tracepoints syscalls:") || def.Probes["sockets/tracepoint"] == 0 {
+	// One syscall program pair, as tp_btf programs (every kernel with BTF
+	// since 5.5 loads them).
+	if !strings.HasPrefix(def.AttachPath["sockets"], "tp_btf raw_syscalls:sys_enter/sys_exit ") || def.Probes["sockets/tracepoint"] == 0 {
 		t.Errorf("the sockets collector is not attached: /status %q, probes %v", def.AttachPath["sockets"], def.Probes)
 	}
 	assertGo(t, def.Go)

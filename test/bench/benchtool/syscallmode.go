@@ -277,7 +277,8 @@ func attachEmpty(raw bool) (func(), error) {
 }
 
 // syscallPrograms counts the BPF programs on syscall tracepoints loaded now
-// (by name: the agent's are sys_enter_*, sys_exit_*).
+// (by name: the agent's are sys_enter*, sys_exit*, on syscall tracepoints,
+// raw tracepoints or tp_btf).
 func syscallPrograms() (int, error) {
 	progs, err := bpftoolProgs()
 	if err != nil {
@@ -285,7 +286,8 @@ func syscallPrograms() (int, error) {
 	}
 	n := 0
 	for _, p := range progs {
-		if p.Type == "tracepoint" && (strings.HasPrefix(p.Name, "sys_enter_") || strings.HasPrefix(p.Name, "sys_exit_")) {
+		sys := strings.HasPrefix(p.Name, "sys_enter") || strings.HasPrefix(p.Name, "sys_exit")
+		if sys && (p.Type == "tracepoint" || p.Type == "raw_tracepoint" || p.Type == "tracing") {
 			n++
 		}
 	}

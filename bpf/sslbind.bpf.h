@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/*
+ * SSL* to socket, for the OpenSSL collector (bpf/openssl.bpf.c explains the
+ * nested-syscall correlation): while a thread is inside SSL_*, the first
+ * read/write-family syscall it makes on a TCP socket names the SSL's fd.
+ *
+ * The syscall side runs either in the OpenSSL collector's own syscall
+ * tracepoint programs, or, when the sockets collector runs, in its raw
+ * syscall tracepoint pair (bpf/sockets.bpf.c) on the OpenSSL collector's
+ * maps and ring: one pair of programs for every syscall of the node instead
+ * of two sets. The maps are passed in, so that both objects share this code.
+ */
+#ifndef __PERISCOPE_SSLBIND_BPF_H__
+#define __PERISCOPE_SSLBIND_BPF_H__
+
+struct ssl_key {
+	__u64 ssl;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+/* The maps of the OpenSSL collector the syscall side uses. */
+#define SSL_BIND_MAPS(name)                                              \
+	/* Thread (pid_tgid) -> SSL* whose socket the next socket syscall \
+	 * names. */                                                     \
+	struct {                                                         \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);                     \
+		__uint(max_entries, 16384);                              \
+		__type(key, __u64);                                      \
+		__type(value, __u64);                                    \
+	} name##pending_bind SEC(".maps");                               \
+	struct {                                                         \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);                     \
+		__uint(max_entries, 65536);                              \
+		__type(key, struct ssl_key);                             \
+		__type(value, __s32);                                    \
+	} name##ssl_fd SEC(".maps");                                     \
+	struct {                                                         \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);                     \
+		__uint(max_entries, 65536);                              \
+		__type(key, struct fd_key);                              \
+		__type(value, __u64);                                    \
+	} name##fd_ssl SEC(".maps")
+
+/* The maps and ring one object reaches them by. */
+struct ssl_bind_maps {
+	void *pending_bind, *ssl_fd, *fd_ssl, *ring, *counters;
+	__u64 wakeup; /* flags of bpf_ringbuf_output */
+};
+
+/* output_to copies a record into m's ring, counting a drop. */
+static __always_inline void output_to(struct ssl_bind_maps *m, void *rec, __u64 size)
+{
+	if (bpf_ringbuf_output(m->ring, rec, size, m->wakeup) != 0) {
+		__u32 idx = COUNTER_RINGBUF_DROPS;
+		__u64 *v = bpf_map_lookup_elem(m->counters, &idx);
+		if (v)
+			*v += 1;
+	}
+}
+
+/* ssl_bind_syscall binds the SSL* a thread's SSL_* call waits to name
+ * (pending_bind) to descriptor fd, if fd is a TCP socket. */
+static __always_inline void ssl_bind_syscall(struct ssl_bind_maps *m, __u64 id, __s32 fd)
+{
+	__u64 *pending = bpf_map_lookup_elem(m->pending_bind, &id);
+	if (!pending)
+		return;
+	__u64 ssl = *pending;
+	struct ssl_key k = {.ssl = ssl, .tgid = id >> 32};
+	__s32 *cur = bpf_map_lookup_elem(m->ssl_fd, &k);
+	if (cur && *cur == fd) {
+		bpf_map_delete_elem(m->pending_bind, &id);
+		return;
+	}
+
+	struct bind_event b = {};
+	if (!sock_tuple(fd, &b.tuple))
+		return; /* a pipe or a log file: keep waiting for the socket */
+	bpf_map_delete_elem(m->pending_bind, &id);
+
+	bpf_map_update_elem(m->ssl_fd, &k, &fd, BPF_ANY);
+	struct fd_key fk = {.tgid = id >> 32, .fd = fd};
+	bpf_map_update_elem(m->fd_ssl, &fk, &ssl, BPF_ANY);
+
+	fill_header(&b.hdr, EVENT_BIND);
+	b.conn = ssl;
+	b.fd = fd;
+	output_to(m, &b, sizeof(b));
+}
+
+/* ssl_bind_close reports the close of a descriptor bound to an SSL*. */
+static __always_inline void ssl_bind_close(struct ssl_bind_maps *m, __u32 tgid, __s32 fd)
+{
+	struct fd_key fk = {.tgid = tgid, .fd = fd};
+	__u64 *ssl = bpf_map_lookup_elem(m->fd_ssl, &fk);
+	if (!ssl)
+		return;
+	struct close_event c = {};
+	fill_header(&c.hdr, EVENT_CLOSE);
+	c.conn = *ssl;
+	c.fd = fk.fd;
+	struct ssl_key k = {.ssl = c.conn, .tgid = fk.tgid};
+	__s32 *cur = bpf_map_lookup_elem(m->ssl_fd, &k);
+	if (cur && *cur == fk.fd)
+		bpf_map_delete_elem(m->ssl_fd, &k);
+	bpf_map_delete_elem(m->fd_ssl, &fk);
+	output_to(m, &c, sizeof(c));
+}
+
+#endif /* __PERISCOPE_SSLBIND_BPF_H__ */

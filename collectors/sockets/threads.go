@@ -1,0 +1,107 @@
+package sockets
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// pidMaxLimit is the most thread IDs a 64-bit kernel hands out
+// (PID_MAX_LIMIT).
+const pidMaxLimit = 4 << 20
+
+// sizeThreadMaps sizes the per-thread bitmaps of the programs (pending,
+// adopted: a bit per thread ID) to the kernel's pid_max. A thread ID
+// beyond, after pid_max is raised, costs its syscalls a hash lookup at
+// exit, nothing else.
+func sizeThreadMaps(spec *ebpf.CollectionSpec, procRoot string) error {
+	words := uint32(pidMaxLimit / 64)
+	if b, err := os.ReadFile(filepath.Join(procRoot, "sys/kernel/pid_max")); err == nil {
+		if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32); err == nil && n > 0 && n <= pidMaxLimit {
+			words = uint32((n + 63) / 64)
+		}
+	}
+	for _, name := range []string{"pending", "adopted"} {
+		m := spec.Maps[name]
+		if m == nil {
+			return fmt.Errorf("sockets spec has no map %s", name)
+		}
+		m.MaxEntries = words
+	}
+	return nil
+}
+
+// threadBits accumulates bits of a per-thread bitmap that user space sets
+// (adopted): every word is written with all the bits ever set in it, so a
+// write never clears a bit the programs have yet to see.
+type threadBits map[uint32]uint64
+
+// set sets tid's bit in m.
+func (b threadBits) set(m *ebpf.Map, tid uint32) error {
+	w := tid / 64
+	b[w] |= 1 << (tid % 64)
+	if err := m.Update(w, b[w], ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("mark thread %d: %w", tid, err)
+	}
+	return nil
+}
+
+// SSLBinding is the OpenSSL collector's side of the SSL*-to-socket binding
+// (bpf/sslbind.bpf.h): once it has started, its maps and ring, which the
+// sockets programs then use, so that one pair of syscall programs serves
+// both collectors.
+type SSLBinding interface {
+	BindingMaps() (pendingBind, sslFD, fdSSL, events, counters *ebpf.Map)
+}
+
+// sslReplacements returns the maps of b that replace the ssl_* maps of
+// spec, and sizes spec's to match them.
+func sslReplacements(spec *ebpf.CollectionSpec, b SSLBinding) (map[string]*ebpf.Map, error) {
+	pending, sslFD, fdSSL, events, counters := b.BindingMaps()
+	repl := map[string]*ebpf.Map{
+		"ssl_pending_bind": pending, "ssl_ssl_fd": sslFD, "ssl_fd_ssl": fdSSL,
+		"ssl_events": events, "ssl_counters": counters,
+	}
+	for name, m := range repl {
+		ms := spec.Maps[name]
+		if m == nil || ms == nil {
+			return nil, fmt.Errorf("share the openssl collector's map %s: not started", name)
+		}
+		ms.MaxEntries = m.MaxEntries()
+	}
+	return repl, nil
+}
+
+// atomicsCmpxchg reports whether the running kernel's BPF has atomic
+// compare-and-exchange (Linux 5.12), which the fd_other cache of the
+// programs needs; without it the cache is left out (the code is dead for
+// the verifier) and every read or write looks its descriptor up in fds.
+func atomicsCmpxchg() bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	major, minor, ok := kernelRelease(unix.ByteSliceToString(u.Release[:]))
+	return ok && (major > 5 || major == 5 && minor >= 12)
+}
+
+// kernelRelease parses the major and minor numbers of a kernel release
+// ("6.18.0-1-amd64").
+func kernelRelease(rel string) (major, minor int, ok bool) {
+	parts := strings.SplitN(rel, ".", 3)
+	if len(parts) < 2 {
+		return 0, 0, false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	digits := parts[1]
+	if i := strings.IndexFunc(digits, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+		digits = digits[:i]
+	}
+	minor, err2 := strconv.Atoi(digits)
+	return major, minor, err1 == nil && err2 == nil
+}
