@@ -79,6 +79,25 @@ static __always_inline __u8 classify_db(const __u8 *b, __u32 n)
 	return PROTO_UNKNOWN;
 }
 
+/* mysql_ssl_request reports whether the n bytes at b are MySQL's SSL
+ * request: a handshake response of its 32-byte fixed part only (length 32,
+ * sequence 1) with CLIENT_SSL (0x800) in its capabilities. TLS records
+ * follow on the connection, which no parser reads. */
+static __always_inline bool mysql_ssl_request(const __u8 *b, __u32 n)
+{
+	return n == 36 && b[0] == 32 && b[1] == 0 && b[2] == 0 && b[3] == 1 && (b[5] & 0x08);
+}
+
+/* tls_handshake_record reports whether the n bytes at b start a TLS
+ * handshake record (type 22, version 3.x, a length of at most 2^14 +
+ * 2048): the ClientHello a MySQL server reads after the SSL request (which
+ * it may have read in two calls, header and body). OpenSSL reads the 5-byte
+ * record header alone. */
+static __always_inline bool tls_handshake_record(const __u8 *b, __u32 n)
+{
+	return n >= 5 && b[0] == 0x16 && b[1] == 0x03 && b[2] <= 0x04 && b[3] <= 0x48;
+}
+
 /* classify returns the protocol whose start b (n valid bytes) is, or
  * PROTO_UNKNOWN. */
 static __always_inline __u8 classify(const __u8 *b, __u32 n)

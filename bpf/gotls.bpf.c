@@ -278,6 +278,7 @@ int go_tls_close(struct trace_event_raw_sys_enter *ctx)
 	__u32 flags = st->flags;
 	bpf_map_delete_elem(&conns, &k);
 	nethttp_forget(fk.tgid, fk.fd);
+	forget_plain(k.conn, k.tgid);
 	if (!(flags & CONN_BOUND))
 		return 0;
 	struct close_event e = {};

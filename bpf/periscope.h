@@ -318,7 +318,10 @@ enum counter {
 	/* sockets: connections given up after their first calls matched no
 	 * protocol of the classifier (bpf/classify.bpf.h). */
 	COUNTER_UNCLASSIFIED_CONNS = 3,
-	COUNTER_MAX = 4,
+	/* sockets: calls of a chunked protocol (bpf/chunks.bpf.h) larger than
+	 * MAX_CHUNKS records: the bytes between are not copied. */
+	COUNTER_TRUNCATED_CALLS = 4,
+	COUNTER_MAX = 5,
 };
 
 #endif /* __PERISCOPE_H__ */

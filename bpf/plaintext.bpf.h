@@ -3,6 +3,9 @@
 #ifndef __PERISCOPE_PLAINTEXT_BPF_H__
 #define __PERISCOPE_PLAINTEXT_BPF_H__
 
+#include "classify.bpf.h"
+#include "chunks.bpf.h"
+
 /* Data records are written in the ring (reserve_or_count), not built in a
  * per-CPU scratch: these are uprobe programs, which a preemptible kernel
  * can preempt (migration disabled, preemption not), and another task's
@@ -67,11 +70,77 @@ struct full_data_event {
 		submit(e);                                                                     \
 	})
 
+struct plain_key {
+	__u64 conn;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+/* The protocol (enum proto) of a connection's plaintext, classified from
+ * its first call, so that a database connection's large calls are copied
+ * in chunks (bpf/chunks.bpf.h). A protocol told only later (MySQL's
+ * plaintext starts mid-handshake) stays PROTO_UNKNOWN: one record a call. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct plain_key);
+	__type(value, __u8);
+} plain_protos SEC(".maps");
+
+/* chunked_conn reports whether connection conn's large calls are copied in
+ * chunks, classifying it from the n bytes at buf on its first call. */
+static __always_inline bool chunked_conn(__u64 conn, __u64 buf, __u64 n)
+{
+	struct plain_key k = {.conn = conn, .tgid = bpf_get_current_pid_tgid() >> 32};
+	__u8 *p = bpf_map_lookup_elem(&plain_protos, &k);
+	if (p)
+		return chunked_proto(*p);
+	__u8 b[CLASSIFY_BYTES] = {};
+	__u32 got = n < CLASSIFY_BYTES ? (__u32)n : CLASSIFY_BYTES;
+	if (bpf_probe_read_user(b, got, (void *)buf) != 0)
+		got = 0;
+	__u8 proto = classify(b, got);
+	bpf_map_update_elem(&plain_protos, &k, &proto, BPF_ANY);
+	return chunked_proto(proto);
+}
+
+/* forget_plain drops what is known of connection conn of process tgid:
+ * its key may name another connection next. */
+static __always_inline void forget_plain(__u64 conn, __u32 tgid)
+{
+	struct plain_key k = {.conn = conn, .tgid = tgid};
+	bpf_map_delete_elem(&plain_protos, &k);
+}
+
+/* emit_plaintext_chunks sends the n bytes at buf in up to MAX_CHUNKS full
+ * records (bpf/chunks.bpf.h). */
+static __always_inline void emit_plaintext_chunks(__u64 conn, __s32 fd, __u32 dir, __u64 buf, __u64 n)
+{
+	for (__u32 i = 0; i < MAX_CHUNKS; i++) {
+		__u64 off = (__u64)i * DATA_CAP;
+		__u64 left = n - off;
+		bool last = left <= DATA_CAP || i == MAX_CHUNKS - 1;
+		struct full_data_event *e = reserve_or_count(struct full_data_event);
+		if (!e)
+			return;
+		if (last && left > DATA_CAP)
+			count(COUNTER_TRUNCATED_CALLS);
+		fill_data(e, DATA_CAP, conn, fd, dir, buf + off, last ? left : DATA_CAP);
+		if (last)
+			break;
+	}
+}
+
 /* emit_plaintext sends the n bytes at buf that connection conn (socket
  * fd, or -1) moved in direction dir: the first DATA_CAP of them, and the
- * last TAIL_CAP of a larger call. */
+ * last TAIL_CAP of a larger call; all of a database connection's call up
+ * to MAX_CHUNKS records. */
 static __always_inline void emit_plaintext(__u64 conn, __s32 fd, __u32 dir, __u64 buf, __u64 n)
 {
+	if (chunked_conn(conn, buf, n) && n > DATA_CAP) {
+		emit_plaintext_chunks(conn, fd, dir, buf, n);
+		return;
+	}
 	if (n <= SMALL_DATA) {
 		struct small_data_event *e = reserve_or_count(struct small_data_event);
 		if (e)

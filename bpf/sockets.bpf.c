@@ -26,6 +26,7 @@
 #include "common.bpf.h"
 #include "sock.bpf.h"
 #include "classify.bpf.h"
+#include "chunks.bpf.h"
 #include "syscall.bpf.h"
 #include "sslbind.bpf.h"
 #include "nethttp.bpf.h"
@@ -499,6 +500,10 @@ static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size)
 		want = size;
 	__u32 captured = 0;
 	__u64 tail_from = 0;
+	if (c->kind == CALL_BUF && size > DATA_CAP && want == DATA_CAP && chunked_proto(s->proto)) {
+		output_chunks(e, c->buf, size);
+		return;
+	}
 	if (c->kind == CALL_BUF) {
 		if (bpf_probe_read_user(e->data, want, (void *)c->buf) == 0)
 			captured = want;
@@ -514,6 +519,13 @@ static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size)
 	if (captured > DATA_CAP)
 		captured = DATA_CAP;
 	e->captured = captured;
+	/* After MySQL's SSL request the connection carries TLS records: its
+	 * bytes are no longer copied (counted as unparsed calls). The client
+	 * knows from its request; the server from the ClientHello it reads
+	 * next (that one record still reaches user space, which drops it). */
+	if (s->proto == PROTO_MYSQL &&
+	    (mysql_ssl_request(e->data, captured) || (c->dir == DIR_READ && tls_handshake_record(e->data, captured))))
+		s->proto = PROTO_TLS;
 	if (size > captured && tail_from && size >= TAIL_CAP) {
 		if (bpf_probe_read_user(e->tail, TAIL_CAP, (void *)tail_from) == 0)
 			e->tail_len = TAIL_CAP;

@@ -41,6 +41,7 @@ func NewMetrics(name string, reg prometheus.Registerer, path func() string, coun
 	reg.MustRegister(m.Read, m.Failed,
 		NewDropCounter(name, counters),
 		NewCounterFunc(name, "periscope_calls_unmatched_total", "Return probes that fired without their entry (the entry was evicted or attached mid-call), by collector.", counters, wire.CounterCallsLost),
+		NewCounterFunc(name, "periscope_truncated_calls_total", "Calls on database connections larger than the 16 records of 4 KiB a call is copied in (bpf/chunks.bpf.h): the bytes between the copy and the call's last 128 are not copied, by collector.", counters, wire.CounterTruncatedCalls),
 	)
 	return m
 }

@@ -116,6 +116,13 @@ type gotlsNethttpKey struct {
 	Fd   int32
 }
 
+type gotlsPlainKey struct {
+	_    structs.HostLayout
+	Conn uint64
+	Tgid uint32
+	Pad  uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -126,6 +133,7 @@ const (
 	gotlsMapFdConn             = "fd_conn"
 	gotlsMapNethttpConns       = "nethttp_conns"
 	gotlsMapOffsets            = "offsets"
+	gotlsMapPlainProtos        = "plain_protos"
 	gotlsMapReads              = "reads"
 	gotlsMapTlsProcs           = "tls_procs"
 	gotlsProgGoTlsClose        = "go_tls_close"
@@ -203,6 +211,7 @@ type gotlsMapSpecs struct {
 	FdConn       *ebpf.MapSpec `ebpf:"fd_conn"`
 	NethttpConns *ebpf.MapSpec `ebpf:"nethttp_conns"`
 	Offsets      *ebpf.MapSpec `ebpf:"offsets"`
+	PlainProtos  *ebpf.MapSpec `ebpf:"plain_protos"`
 	Reads        *ebpf.MapSpec `ebpf:"reads"`
 	TlsProcs     *ebpf.MapSpec `ebpf:"tls_procs"`
 }
@@ -242,6 +251,7 @@ type gotlsMaps struct {
 	FdConn       *ebpf.Map `ebpf:"fd_conn"`
 	NethttpConns *ebpf.Map `ebpf:"nethttp_conns"`
 	Offsets      *ebpf.Map `ebpf:"offsets"`
+	PlainProtos  *ebpf.Map `ebpf:"plain_protos"`
 	Reads        *ebpf.Map `ebpf:"reads"`
 	TlsProcs     *ebpf.Map `ebpf:"tls_procs"`
 }
@@ -254,6 +264,7 @@ func (m *gotlsMaps) Close() error {
 		m.FdConn,
 		m.NethttpConns,
 		m.Offsets,
+		m.PlainProtos,
 		m.Reads,
 		m.TlsProcs,
 	)

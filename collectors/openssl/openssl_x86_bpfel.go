@@ -19,6 +19,13 @@ type opensslFdKey struct {
 	Fd   int32
 }
 
+type opensslPlainKey struct {
+	_    structs.HostLayout
+	Conn uint64
+	Tgid uint32
+	Pad  uint32
+}
+
 type opensslSslCall struct {
 	_    structs.HostLayout
 	Ssl  uint64
@@ -44,6 +51,7 @@ const (
 	opensslMapEvents            = "events"
 	opensslMapFdSsl             = "fd_ssl"
 	opensslMapPendingBind       = "pending_bind"
+	opensslMapPlainProtos       = "plain_protos"
 	opensslMapSslCalls          = "ssl_calls"
 	opensslMapSslFd             = "ssl_fd"
 	opensslMapSslProcs          = "ssl_procs"
@@ -135,6 +143,7 @@ type opensslMapSpecs struct {
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	FdSsl       *ebpf.MapSpec `ebpf:"fd_ssl"`
 	PendingBind *ebpf.MapSpec `ebpf:"pending_bind"`
+	PlainProtos *ebpf.MapSpec `ebpf:"plain_protos"`
 	SslCalls    *ebpf.MapSpec `ebpf:"ssl_calls"`
 	SslFd       *ebpf.MapSpec `ebpf:"ssl_fd"`
 	SslProcs    *ebpf.MapSpec `ebpf:"ssl_procs"`
@@ -172,6 +181,7 @@ type opensslMaps struct {
 	Events      *ebpf.Map `ebpf:"events"`
 	FdSsl       *ebpf.Map `ebpf:"fd_ssl"`
 	PendingBind *ebpf.Map `ebpf:"pending_bind"`
+	PlainProtos *ebpf.Map `ebpf:"plain_protos"`
 	SslCalls    *ebpf.Map `ebpf:"ssl_calls"`
 	SslFd       *ebpf.Map `ebpf:"ssl_fd"`
 	SslProcs    *ebpf.Map `ebpf:"ssl_procs"`
@@ -183,6 +193,7 @@ func (m *opensslMaps) Close() error {
 		m.Events,
 		m.FdSsl,
 		m.PendingBind,
+		m.PlainProtos,
 		m.SslCalls,
 		m.SslFd,
 		m.SslProcs,

@@ -34,7 +34,10 @@ const (
 	// CounterUnclassifiedConns counts connections the classifier gave
 	// up on.
 	CounterUnclassifiedConns = uint32(wireCounterCOUNTER_UNCLASSIFIED_CONNS)
-	CounterMax               = uint32(wireCounterCOUNTER_MAX)
+	// CounterTruncatedCalls counts calls of a protocol copied in chunks
+	// that were larger than the chunks carry.
+	CounterTruncatedCalls = uint32(wireCounterCOUNTER_TRUNCATED_CALLS)
+	CounterMax            = uint32(wireCounterCOUNTER_MAX)
 )
 
 // Field offsets of the records, from their generated mirrors so that the

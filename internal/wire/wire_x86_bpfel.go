@@ -58,7 +58,8 @@ const (
 	wireCounterCOUNTER_CALLS_LOST         wireCounter = 1
 	wireCounterCOUNTER_UNPARSED_CALLS     wireCounter = 2
 	wireCounterCOUNTER_UNCLASSIFIED_CONNS wireCounter = 3
-	wireCounterCOUNTER_MAX                wireCounter = 4
+	wireCounterCOUNTER_TRUNCATED_CALLS    wireCounter = 4
+	wireCounterCOUNTER_MAX                wireCounter = 5
 )
 
 type wireDataEvent struct {

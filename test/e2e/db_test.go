@@ -222,3 +222,49 @@ func noPlanted(t *testing.T, e *env, planted ...string) {
 		}
 	}
 }
+
+// TestPostgresGoTLS: pgx (Go crypto/tls, seen by the gotls collector) with
+// sslmode=require against a real PostgreSQL with TLS required: the same
+// 155 CLIENT spans as over plaintext — the batch of 50 Executes in one
+// write of ~4.9 KB of plaintext included — and the backend's SERVER spans
+// (OpenSSL) each the child of the pgx span that sent its statement; none
+// of the planted secrets (bound parameters, the password) in any exporter.
+func TestPostgresGoTLS(t *testing.T) {
+	const password = "planted-pg-password"
+	goclients := buildGoClients(t)
+	// Every process: a backend forked for a connection is probed from its
+	// fork on (in per-process mode it would be attached after its start).
+	e := startAgentOTLP(t, dbAgentEnv)
+	port := startPostgresTLS(t, password)
+
+	// The probes attach to a process after its exec: the client waits
+	// for them before it connects (the decoder needs the connection's
+	// first bytes).
+	gc := startProc(t, nil, goclients, "-system", "pgx", "-addr", fmt.Sprintf("127.0.0.1:%d", port),
+		"-password", password, "-db", "shop", "-sslmode", "require", "-wait-stdin")
+	e.instrumented(t, gc.PID)
+	gc.send("go")
+	gc.mustSucceed(60 * time.Second)
+	client := e.spans(t, 155, dbSpans("postgresql", gc.PID))
+	if got := counts(client, dbKey); fmt.Sprint(got) != fmt.Sprint(wantPgx()) {
+		t.Errorf("pgx spans:\n%v\nwant\n%v", got, wantPgx())
+	}
+	clientIDs := map[string]bool{}
+	for _, s := range client {
+		clientIDs[s.SpanID] = true
+	}
+	server := e.spans(t, 155, func(s otlpreceiver.Span) bool {
+		return int(s.Kind) == kindServer && attrStr(s, "db.system.name") == "postgresql" && attrInt(s, "server.port") == int64(port)
+	})
+	if got := counts(server, dbKey); fmt.Sprint(got) != fmt.Sprint(wantPgx()) {
+		t.Errorf("server spans:\n%v\nwant\n%v", got, wantPgx())
+	}
+	// Each SERVER span (OpenSSL's ring) is the child of the pgx span
+	// (gotls' ring) that sent its statement: held while a ring is behind.
+	for _, s := range server {
+		if !clientIDs[s.ParentSpanID] {
+			t.Errorf("server span %q: parent %q is not a pgx span", s.Name, s.ParentSpanID)
+		}
+	}
+	noPlanted(t, e, "planted")
+}

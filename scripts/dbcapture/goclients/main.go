@@ -8,6 +8,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -30,7 +32,14 @@ func main() {
 	pass := flag.String("password", "", "password")
 	dbName := flag.String("db", "testdb", "database (PostgreSQL, MySQL)")
 	listen := flag.String("listen", "", "handler: the HTTP address to serve")
+	sslmode := flag.String("sslmode", "disable", "pgx: libpq's sslmode (disable, require)")
+	waitStdin := flag.Bool("wait-stdin", false, "read a line from stdin before connecting (a test waits until the agent probes this process)")
 	flag.Parse()
+	if *waitStdin {
+		if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+			log.Fatalf("wait for stdin: %v", err)
+		}
+	}
 	if *system == "handler" {
 		log.Fatal(serveHandler(*listen, *addr, *pass, *dbName))
 	}
@@ -39,7 +48,7 @@ func main() {
 	var err error
 	switch *system {
 	case "pgx":
-		err = runPgx(ctx, *addr, *pass, *dbName)
+		err = runPgx(ctx, *addr, *pass, *dbName, *sslmode)
 	case "mysql":
 		err = runMySQL(ctx, *addr, *pass, *dbName)
 	case "redis":
@@ -52,8 +61,8 @@ func main() {
 	}
 }
 
-func runPgx(ctx context.Context, addr, pass, dbName string) error {
-	c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app:%s@%s/%s?sslmode=disable", pass, addr, dbName))
+func runPgx(ctx context.Context, addr, pass, dbName, sslmode string) error {
+	c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app:%s@%s/%s?sslmode=%s", pass, addr, dbName, sslmode))
 	if err != nil {
 		return err
 	}

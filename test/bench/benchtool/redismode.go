@@ -16,41 +16,27 @@ import (
 )
 
 // The redis mode (-mode redis, `make bench MODE=redis`): what tracing Redis
-// costs. A redis-server on loopback (no persistence) under
-// redis-benchmark -t get,set at pipeline depths 1 and 16, rounds without
-// and with the agent in ABBA order. The agent traces redis-server
-// (--include-exe): every command it answers must be a SERVER span, counted
-// against the server's own total_commands_processed.
+// costs. A redis-server on loopback (no persistence) under redis-benchmark
+// -t get,set, at pipeline depth 1 then 16, each by the A/B engine
+// (abround.go): ABBA rounds without and with the agent (tracing
+// redis-server, --include-exe), completeness as SERVER spans received by
+// the counting OTLP receiver ÷ commands the server counted.
 
-// redisDepths are the pipeline depths (redis-benchmark -P) of each round.
+// redisDepths are the pipeline depths (redis-benchmark -P), a target each.
 var redisDepths = []int{1, 16}
 
-// redisRound is one round of the redis mode.
-type redisRound struct {
-	n         int
-	withAgent bool
-	load1     float64
-	rps       map[string]float64 // by "SET -P1" ...
-	commands  uint64             // answered by redis-server during the round
-	elapsed   float64
-	dbMeasure
-}
-
 func runRedisMode(ctx context.Context, o options) error {
-	if os.Geteuid() != 0 {
-		return errors.New("must run as root (loads eBPF programs)")
-	}
 	for _, t := range []string{"redis-server", "redis-benchmark", "redis-cli"} {
 		if _, err := exec.LookPath(t); err != nil {
 			return fmt.Errorf("%s not found (scripts/deps.sh installs redis-server and redis-tools)", t)
 		}
 	}
-	start, load0 := time.Now(), loadAvg()
-	pidDir := filepath.Join(o.work, "pids")
-	if err := os.MkdirAll(pidDir, 0o755); err != nil {
+	h, env, closer, err := startAB(o)
+	if err != nil {
 		return err
 	}
-	srv, port, err := startRedis(o.work, pidDir)
+	defer closer.Close()
+	srv, port, err := startRedis(o.work, env.pidDir)
 	if err != nil {
 		return err
 	}
@@ -64,23 +50,65 @@ func runRedisMode(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	var rounds []*redisRound
-	for i := 0; i < 2*o.rounds; i++ {
-		r := &redisRound{n: i + 1, withAgent: i%4 == 1 || i%4 == 2, rps: map[string]float64{}}
-		if err := measureRedisRound(ctx, o, bin, srv.Process.Pid, port, pidDir, r); err != nil {
-			return fmt.Errorf("round %d (%s): %w", r.n, cfgName(r.withAgent), err)
+	var results []*abResult
+	for _, p := range redisDepths {
+		t := abTarget{
+			name:     fmt.Sprintf("redis-server, -P %d", p),
+			exe:      bin,
+			load:     redisLoad(port, p, o.connections),
+			loadDesc: fmt.Sprintf("`redis-benchmark -t get,set -P %d -n %d -c %d` repeated for the round's duration", p, redisRunN*p, o.connections),
+			pids:     func() []int { return []int{srv.Process.Pid} },
+			served:   func() (uint64, error) { return redisCommands(port) },
 		}
-		rounds = append(rounds, r)
-		logf("round %d %-8s %v commands %d spans %d drops %d agent CPU %5.1f%% (%.1f µs/span) load %.2f",
-			r.n, cfgName(r.withAgent), r.rps, r.commands, r.spans, r.drops, r.agentCPU, r.cpuPerOp, r.load1)
+		res, err := runAB(ctx, env, t)
+		if err != nil {
+			return fmt.Errorf("-P %d: %w", p, err)
+		}
+		results = append(results, res)
 	}
-	md := redisReport(o, rounds, start, load0, loadAvg())
-	fmt.Println(md)
-	if err := writeFileAtomic(o.out, []byte(md)); err != nil {
-		return fmt.Errorf("write %s: %w", o.out, err)
+	h.title = "Redis benchmark: redis-server without and with the agent"
+	h.mode = "redis"
+	h.target = fmt.Sprintf("redis-server (%s), loopback, no persistence, %d clients, `-t get,set` at pipeline depths 1 and 16; commands counted by the server's `INFO stats` total_commands_processed (redis-benchmark's CONFIG GETs and the INFO itself included, each a span too)", redisVersion(), o.connections)
+	h.agentSelects = "the redis-server executable (redis-benchmark is not traced)"
+	h.targets = abTargets{throughputPct: 85, completenessPct: 100}
+	return h.write(results)
+}
+
+// redisRunN is the -n of one redis-benchmark run at depth 1 (times the
+// depth at larger ones): runs are repeated for a round's duration.
+const redisRunN = 20_000
+
+// redisLoad returns the load of a target: redis-benchmark at depth p
+// repeated for d, in wrkResult's terms (requests: SETs and GETs).
+func redisLoad(port, p, clients int) func(ctx context.Context, d time.Duration) (wrkResult, error) {
+	return func(ctx context.Context, d time.Duration) (wrkResult, error) {
+		var res wrkResult
+		t0 := time.Now()
+		for time.Since(t0) < d {
+			if _, err := redisBenchmark(ctx, port, p, redisRunN*p, clients); err != nil {
+				return res, err
+			}
+			res.requests += 2 * uint64(redisRunN*p)
+		}
+		res.seconds = time.Since(t0).Seconds()
+		res.rps = float64(res.requests) / res.seconds
+		return res, nil
 	}
-	logf("wrote %s", o.out)
-	return nil
+}
+
+// redisVersion is redis-server's version, as it says it.
+func redisVersion() string {
+	out, err := exec.Command("redis-server", "--version").Output()
+	if err != nil {
+		return "unknown version"
+	}
+	f := strings.Fields(string(out))
+	for _, w := range f {
+		if v, ok := strings.CutPrefix(w, "v="); ok {
+			return "v" + v
+		}
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // startRedis starts redis-server on a free loopback port in its own
@@ -150,89 +178,4 @@ func redisBenchmark(ctx context.Context, port, p, n, clients int) (map[string]fl
 		return nil, fmt.Errorf("redis-benchmark -P %d: no SET and GET throughput in %q", p, out)
 	}
 	return rps, nil
-}
-
-func measureRedisRound(ctx context.Context, o options, bin string, srvPID, port int, pidDir string, r *redisRound) (err error) {
-	r.load1 = load1()
-	var a *dbAgent
-	if r.withAgent {
-		if a, err = startDBAgent(ctx, o, bin, pidDir, r.n, []int{srvPID}); err != nil {
-			return err
-		}
-		defer func() {
-			if serr := a.stop(); serr != nil && err == nil {
-				err = serr
-			}
-		}()
-	}
-	c0, err := redisCommands(port)
-	if err != nil {
-		return err
-	}
-	t0 := time.Now()
-	for _, p := range redisDepths {
-		rps, err := redisBenchmark(ctx, port, p, 100_000*p, o.connections)
-		if err != nil {
-			return err
-		}
-		for k, v := range rps {
-			r.rps[k] = v
-		}
-	}
-	r.elapsed = time.Since(t0).Seconds()
-	c1, err := redisCommands(port)
-	if err != nil {
-		return err
-	}
-	r.commands = c1 - c0 - 1 // the first INFO counted itself
-	if a != nil {
-		r.dbMeasure, err = a.measure(ctx, r.elapsed, r.commands+1) // + the second INFO
-	}
-	return err
-}
-
-func redisReport(o options, rounds []*redisRound, start time.Time, load0, load1 string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# Redis benchmark (make bench MODE=redis)\n\n")
-	fmt.Fprintf(&b, "Commit %s, %s, %d rounds ABBA (baseline, agent, agent, baseline, ...), %d clients, "+
-		"redis-benchmark -t get,set -P 1 (-n 100000) and -P 16 (-n 1600000) per round; the agent traces redis-server "+
-		"(--include-exe): SERVER spans vs commands the server counted. Load average before %s, after %s; %s in all.\n\n",
-		o.commit, time.Now().UTC().Format("2006-01-02 15:04 UTC"), len(rounds), o.connections, load0, load1, time.Since(start).Round(time.Second))
-	keys := []string{"SET -P1", "GET -P1", "SET -P16", "GET -P16"}
-	fmt.Fprintf(&b, "| round | config | %s | commands | spans | drops | agent CPU | CPU/span | load |\n|---|---|%s---|---|---|---|---|---|\n",
-		strings.Join(keys, " | "), strings.Repeat("---|", len(keys)))
-	for _, r := range rounds {
-		var cells []string
-		for _, k := range keys {
-			cells = append(cells, fmt.Sprintf("%.0f", r.rps[k]))
-		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %d | %d | %d | %.1f%% | %.1f µs | %.2f |\n", r.n, cfgName(r.withAgent),
-			strings.Join(cells, " | "), r.commands, r.spans, r.drops, r.agentCPU, r.cpuPerOp, r.load1)
-	}
-	fmt.Fprintf(&b, "\n| throughput with the agent / without | median | min | max |\n|---|---|---|---|\n")
-	for _, k := range keys {
-		var base, with []float64
-		for _, r := range rounds {
-			if r.withAgent {
-				with = append(with, r.rps[k])
-			} else {
-				base = append(base, r.rps[k])
-			}
-		}
-		med := median(with) / median(base)
-		wlo, whi := minMax(with)
-		blo, bhi := minMax(base)
-		lo, hi := wlo/bhi, whi/blo
-		fmt.Fprintf(&b, "| %s | %.1f%% | %.1f%% | %.1f%% |\n", k, 100*med, 100*lo, 100*hi)
-	}
-	var cmds, spans uint64
-	for _, r := range rounds {
-		if r.withAgent {
-			cmds += r.commands
-			spans += r.spans
-		}
-	}
-	fmt.Fprintf(&b, "\nSpans / commands over the agent rounds: %d / %d (%.2f%%). min/max is the worst/best pairing of rounds: the spread.\n",
-		spans, cmds, 100*float64(spans)/float64(max(cmds, 1)))
-	return b.String()
 }

@@ -4,7 +4,8 @@ usage: redis_client.py PORT   (the password in REDIS_PASSWORD)
 
 Prints "done" at the end. Spans expected, all on 127.0.0.1:PORT:
   AUTH x2 (the command connection and the pub/sub one), SET x2, GET x1,
-  LPUSH x1 (WRONGTYPE), NOSUCHCMD x1 (ERR), a pipeline of 50 SET,
+  LPUSH x1 (WRONGTYPE), NOSUCHCMD x1 (ERR), a pipeline of 50 SET (one
+  write of ~11 KB), a pipeline of 50 GET (a reply of ~10 KB),
   MULTI + INCR x2 + EXEC (a transaction), PUBLISH x3 — and no span for
   the subscription or the 3 messages it receives.
 """
@@ -26,10 +27,17 @@ for f in (lambda: r.lpush("user:1", "planted-redis-push"), lambda: r.execute_com
         sys.exit("expected an error")
     except redis.ResponseError:
         pass
+# Values of 200 bytes: the pipeline of 50 SET is one write of ~11 KB and
+# the 50 GET's reply one read of ~10 KB, both larger than a record.
+value = "planted-redis-pipe".ljust(200, "x")
 p = r.pipeline(transaction=False)
 for i in range(50):
-    p.set("pipe:%d" % i, "planted-redis-pipe")
+    p.set("pipe:%d" % i, value)
 p.execute()
+p = r.pipeline(transaction=False)
+for i in range(50):
+    p.get("pipe:%d" % i)
+assert p.execute() == [value.encode()] * 50
 t = r.pipeline(transaction=True)
 t.incr("counter")
 t.incr("counter")
