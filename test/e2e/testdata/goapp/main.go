@@ -21,8 +21,8 @@
 package main
 
 import (
-	"crypto/tls"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"flag"
 	"fmt"
