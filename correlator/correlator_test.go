@@ -1084,3 +1084,51 @@ func TestWriteResult(t *testing.T) {
 		})
 	}
 }
+
+// decisions is a Selection for tests.
+type decisions map[uint32]bool
+
+func (d decisions) Decided(pid uint32) (selected, decided bool) {
+	selected, decided = d[pid]
+	return selected, decided
+}
+
+// With a selection, a client becomes a server span's parent only once
+// discovery has decided its process is selected: a program traced before
+// that decision (curl, under an agent selecting only the server) or one
+// found unselected parents nothing, whichever ring is read first.
+func TestTupleParentNeedsSelectedClient(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		sel        decisions
+		wantParent bool
+	}{
+		{"selected", decisions{1: true, 2: true}, true},
+		{"undecided", decisions{2: true}, false},
+		{"unselected", decisions{1: false, 2: true}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Selection = tc.sel
+			h := newHarness(t, cfg)
+			cl, sv := cid(1, 1), cid(2, 1)
+			h.bind(cl, 3, 0, "127.0.0.1:40000", "127.0.0.1:8080")
+			h.bind(sv, 4, 0, "127.0.0.1:8080", "127.0.0.1:40000")
+			h.write(cl, 100, 1, "GET /x HTTP/1.1\r\nHost: s\r\n\r\n")
+			h.read(sv, 200, 2, "GET /x HTTP/1.1\r\nHost: s\r\n\r\n")
+			h.write(sv, 200, 3, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+			h.read(cl, 100, 4, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+			spans := h.wantSpans(2)
+			srv, cli := spans[0], spans[1]
+			if srv.Kind != span.Server || cli.Kind != span.Client {
+				t.Fatalf("kinds %v %v", srv.Kind, cli.Kind)
+			}
+			if got := srv.ParentSpanID == cli.SpanID; got != tc.wantParent {
+				t.Errorf("server span's parent is the client span: %v, want %v", got, tc.wantParent)
+			}
+			if !tc.wantParent && (srv.ParentSpanID.IsValid() || srv.TraceID == cli.TraceID) {
+				t.Errorf("server span has parent %v in trace %v, want a new trace", srv.ParentSpanID, srv.TraceID)
+			}
+		})
+	}
+}
