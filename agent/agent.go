@@ -167,10 +167,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	// discovery decides on it; the decisions tell the correlator which
 	// clients may parent a span.
 	var decisions *discovery.Decisions
-	var selection correlator.Selection
+	var procSel correlator.Selection
 	if cfg.Plaintext.Enabled && !sel.All() {
 		decisions = discovery.NewDecisions()
-		selection = decisions
+		procSel = selection{dec: decisions, sel: sel, procRoot: "/proc"}
 	}
 	corr, err := correlator.New(correlator.Config{
 		IdleTimeout:          cfg.HTTP.IdleTimeout,
@@ -182,7 +182,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		BindGrace:            correlator.DefaultBindGrace,
 		Linker:               lk.correlatorLinker(),
 		LinkWait:             cfg.Linking.Wait,
-		Selection:            selection,
+		Selection:            procSel,
 	}, exp, resolver, log, reg)
 	if err != nil {
 		return err
