@@ -80,9 +80,16 @@ func (a *Args) Redact(argv []string) []string {
 		arg := argv[i]
 		switch prev := state; {
 		case prev == secretArg && !strings.HasPrefix(arg, "--"):
+			// The value, even one that looks like a flag. If it is one
+			// (a flag name that only looked sensitive, curl -pAss -u
+			// user:x), what it would take is treated as such too.
 			out[i], state = Redacted, plainArg
+			if len(arg) > 1 && arg[0] == '-' {
+				_, state = a.flag(arg, short)
+			}
 		case prev == userArg && !strings.HasPrefix(arg, "-"):
-			out[i], state = userPass(arg), plainArg
+			// user:password, else any argument (env -U NAME=value).
+			out[i], state = a.Text(userPass(arg)), plainArg
 		case len(arg) > 1 && arg[0] == '-' && arg != "--":
 			out[i], state = a.flag(arg, short)
 		default:
