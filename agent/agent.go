@@ -170,7 +170,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	var procSel correlator.Selection
 	if cfg.Plaintext.Enabled && !sel.All() {
 		decisions = discovery.NewDecisions()
-		procSel = selection{dec: decisions, sel: sel, procRoot: "/proc", disc: procs.Discovery()}
+		procSel = selection{dec: decisions, sel: sel, procRoot: "/proc"}
 	}
 	corr, err := correlator.New(correlator.Config{
 		IdleTimeout:          cfg.HTTP.IdleTimeout,

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/periscope-apm/periscope/discovery"
-	"github.com/periscope-apm/periscope/internal/ktime"
 )
 
 // The correlator's selection: discovery's decision when there is one,
@@ -20,25 +19,19 @@ func TestSelection(t *testing.T) {
 	dec := discovery.NewDecisions()
 	s := selection{dec: dec, sel: discovery.Selector{Include: []string{filepath.Base(exe)}}, procRoot: "/proc"}
 	me := uint32(os.Getpid())
-	if sel, decided := s.Decided(me, 0); !sel || !decided {
+	if sel, decided := s.Decided(me); !sel || !decided {
 		t.Errorf("this test, undecided, runs a selected program: selected %v decided %v, want both", sel, decided)
 	}
 	dec.Decide(me, false)
-	if sel, decided := s.Decided(me, 0); sel || !decided {
+	if sel, decided := s.Decided(me); sel || !decided {
 		t.Errorf("after discovery rejected it: selected %v decided %v, want false, true", sel, decided)
 	}
 	s.sel = discovery.Selector{Include: []string{"other"}}
 	dec.Forget(me)
-	if sel, decided := s.Decided(me, 0); sel || !decided {
+	if sel, decided := s.Decided(me); sel || !decided {
 		t.Errorf("another selection: selected %v decided %v, want false, true", sel, decided)
 	}
-	var disc ktime.Progress
-	s.disc = &disc
-	if _, decided := s.Decided(1<<30, 100); decided {
-		t.Error("a process that does not exist is decided before discovery read past its time")
-	}
-	disc.Advance(100)
-	if sel, decided := s.Decided(1<<30, 100); sel || !decided {
-		t.Errorf("a process gone, discovery past its time: selected %v decided %v, want false, true", sel, decided)
+	if _, decided := s.Decided(1 << 30); decided {
+		t.Error("a process that does not exist is decided")
 	}
 }

@@ -58,25 +58,22 @@ func sslBinding(ssl *openssl.Collector) sockets.SSLBinding {
 
 // selection tells the correlator which processes are selected: discovery's
 // decision when there is one, else the selector on the program the process
-// runs now (a new program whose exec discovery has not read yet), else, for
-// one gone already, undecided until discovery has read past its time.
+// runs now (a new program whose exec discovery has not read yet; one gone
+// already is not known to be selected).
 type selection struct {
 	dec      *discovery.Decisions
 	sel      discovery.Selector
 	procRoot string
-	disc     *ktime.Progress // how far discovery has read
 }
 
 // Decided implements correlator.Selection.
-func (s selection) Decided(pid uint32, since uint64) (selected, decided bool) {
+func (s selection) Decided(pid uint32) (selected, decided bool) {
 	if selected, decided = s.dec.Decided(pid); decided {
 		return selected, true
 	}
 	exe, err := os.Readlink(filepath.Join(s.procRoot, strconv.FormatUint(uint64(pid), 10), "exe"))
-	if err == nil {
-		return s.sel.Match(strings.TrimSuffix(exe, " (deleted)")), true
+	if err != nil {
+		return false, false
 	}
-	// Gone: discovery selects a program at its exec, so once it has read
-	// past since without a decision, pid was not selected.
-	return false, since != 0 && s.disc.Load() >= since
+	return s.sel.Match(strings.TrimSuffix(exe, " (deleted)")), true
 }

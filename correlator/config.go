@@ -63,12 +63,10 @@ type Config struct {
 	Selection Selection
 }
 
-// Selection reports whether process pid is selected, and whether that is
-// decided: by discovery (discovery.Decisions), or, when since is not 0,
-// by discovery having read past since (kernel monotonic ns) without
-// selecting pid, which then is not selected.
+// Selection reports whether process pid is selected, and whether
+// discovery has decided that yet (discovery.Decisions).
 type Selection interface {
-	Decided(pid uint32, since uint64) (selected, decided bool)
+	Decided(pid uint32) (selected, decided bool)
 }
 
 // Defaults.

@@ -465,7 +465,7 @@ func (c *Correlator) releaseDue(cn *conn, now time.Time) {
 	}
 	naming := c.awaitingName(cn.ps)
 	n := 0
-	for n < len(cn.held) && c.due(cn.held[n].end, now, grace, naming || c.parentUndecided(cn.held[n].x)) {
+	for n < len(cn.held) && c.due(cn.held[n].end, now, grace, naming) {
 		n++
 	}
 	switch n {
@@ -681,7 +681,7 @@ func (c *Correlator) finish(x *exchange, end time.Time, reason string) {
 	// ring, which may be read after this one. And a Go program's call
 	// whose goroutine's request may not have been read yet (goParent),
 	// and a server request whose client's may not be (awaitsPeer).
-	if c.cfg.BindGrace > 0 && (!cn.bound || c.unnamed(cn.ps) || c.awaitsPeerAt(x, end) || c.parentUndecided(x)) {
+	if c.cfg.BindGrace > 0 && (!cn.bound || c.unnamed(cn.ps) || c.awaitsPeerAt(x, end)) {
 		if len(cn.held) >= maxPendingPerConn {
 			h := cn.held[0]
 			cn.held = cn.held[1:]
@@ -870,7 +870,6 @@ func (c *Correlator) export(x *exchange, end time.Time, reason string) {
 		return
 	}
 	defer c.exportWaiting(x)
-	c.unparentUnselected(x)
 	if x.peer == nil && x.conn.role == roleServer {
 		x.conn.unpaired = x.start
 	}
@@ -948,13 +947,13 @@ func (c *Correlator) linkByTuple(cn *conn) {
 	}
 	switch {
 	case cn.role == roleServer && other.role == roleClient:
-		if !c.mayParent(other.ps.pid) {
+		if !c.selected(other.ps.pid) {
 			return
 		}
 		pair(other, cn)
 		c.releasePeered(cn)
 	case cn.role == roleClient && other.role == roleServer:
-		if !c.mayParent(cn.ps.pid) {
+		if !c.selected(cn.ps.pid) {
 			return
 		}
 		pair(cn, other)
@@ -962,42 +961,16 @@ func (c *Correlator) linkByTuple(cn *conn) {
 	}
 }
 
-// mayParent reports whether a client's process may parent a server span:
-// with a selection, unless it is known not to be selected (a program
-// traced before discovery decided on it, curl under an agent selecting
-// only the server, must not). Undecided, it may: the pairing is undone at
-// export if it turns out not selected (unparentUnselected).
-func (c *Correlator) mayParent(pid uint32) bool {
+// selected reports whether a client's process may parent a server span:
+// with a selection, only once discovery has decided it is selected (a new
+// program traced before that decision, curl under an agent selecting only
+// the server, must not become the parent of the server's span).
+func (c *Correlator) selected(pid uint32) bool {
 	if c.cfg.Selection == nil {
 		return true
 	}
-	selected, decided := c.cfg.Selection.Decided(pid, 0)
-	return selected || !decided
-}
-
-// parentDecision reports whether the process of x's parent, a client in
-// another process, is selected and whether that is decided yet.
-func (c *Correlator) parentDecision(x *exchange) (selected, decided bool) {
-	p := x.parent
-	if c.cfg.Selection == nil || p == nil || p.conn.ps == x.conn.ps {
-		return true, true
-	}
-	return c.cfg.Selection.Decided(p.conn.ps.pid, c.clock.Mono(p.start))
-}
-
-// parentUndecided reports whether x's span waits for discovery to decide
-// on its parent's process.
-func (c *Correlator) parentUndecided(x *exchange) bool {
-	_, decided := c.parentDecision(x)
-	return !decided
-}
-
-// unparentUnselected makes x a root again when its parent is a client in a
-// process that is not known to be selected.
-func (c *Correlator) unparentUnselected(x *exchange) {
-	if selected, decided := c.parentDecision(x); !selected || !decided {
-		x.parent = nil
-	}
+	selected, decided := c.cfg.Selection.Decided(pid)
+	return selected && decided
 }
 
 // pair matches, in order, the server requests on sv that are not yet

@@ -1088,7 +1088,7 @@ func TestWriteResult(t *testing.T) {
 // decisions is a Selection for tests.
 type decisions map[uint32]bool
 
-func (d decisions) Decided(pid uint32, _ uint64) (selected, decided bool) {
+func (d decisions) Decided(pid uint32) (selected, decided bool) {
 	selected, decided = d[pid]
 	return selected, decided
 }
