@@ -167,10 +167,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	// discovery decides on it; the decisions tell the correlator which
 	// clients may parent a span.
 	var decisions *discovery.Decisions
-	var procSel correlator.Selection
+	var selection correlator.Selection
 	if cfg.Plaintext.Enabled && !sel.All() {
 		decisions = discovery.NewDecisions()
-		procSel = selection{dec: decisions, sel: sel, procRoot: "/proc"}
+		selection = decisions
 	}
 	corr, err := correlator.New(correlator.Config{
 		IdleTimeout:          cfg.HTTP.IdleTimeout,
@@ -182,7 +182,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		BindGrace:            correlator.DefaultBindGrace,
 		Linker:               lk.correlatorLinker(),
 		LinkWait:             cfg.Linking.Wait,
-		Selection:            procSel,
+		Selection:            selection,
 	}, exp, resolver, log, reg)
 	if err != nil {
 		return err

@@ -2,10 +2,6 @@ package agent
 
 import (
 	"log/slog"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,26 +50,4 @@ func sslBinding(ssl *openssl.Collector) sockets.SSLBinding {
 		return nil
 	}
 	return ssl
-}
-
-// selection tells the correlator which processes are selected: discovery's
-// decision when there is one, else the selector on the program the process
-// runs now (a new program whose exec discovery has not read yet; one gone
-// already is not known to be selected).
-type selection struct {
-	dec      *discovery.Decisions
-	sel      discovery.Selector
-	procRoot string
-}
-
-// Decided implements correlator.Selection.
-func (s selection) Decided(pid uint32) (selected, decided bool) {
-	if selected, decided = s.dec.Decided(pid); decided {
-		return selected, true
-	}
-	exe, err := os.Readlink(filepath.Join(s.procRoot, strconv.FormatUint(uint64(pid), 10), "exe"))
-	if err != nil {
-		return false, false
-	}
-	return s.sel.Match(strings.TrimSuffix(exe, " (deleted)")), true
 }

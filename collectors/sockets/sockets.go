@@ -308,10 +308,9 @@ func (c *Collector) decode(raw []byte) {
 			selected, decided := c.dec.Decided(h.PID)
 			rejected = decided && !selected
 		}
-		if ok && h.Type == wire.EventExec && rejected {
-			// Another program from here on, traced (as in the kernel)
-			// until discovery decides on it. A selection stays: this
-			// ring may be read after discovery selected the new program.
+		if ok && h.Type == wire.EventExec {
+			// Another program from here on, undecided (as in the
+			// kernel) until discovery decides on it.
 			c.dec.Forget(h.PID)
 		}
 		if rejected && h.Type != wire.EventExit && h.Type != wire.EventExec {
