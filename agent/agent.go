@@ -162,16 +162,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	if err != nil {
 		return err
 	}
-	sel := cfg.Processes.Selector()
-	// With a selection, the sockets collector traces a new program until
-	// discovery decides on it; the decisions tell the correlator which
-	// clients may parent a span.
-	var decisions *discovery.Decisions
-	var selection correlator.Selection
-	if cfg.Plaintext.Enabled && !sel.All() {
-		decisions = discovery.NewDecisions()
-		selection = decisions
-	}
 	corr, err := correlator.New(correlator.Config{
 		IdleTimeout:          cfg.HTTP.IdleTimeout,
 		CaptureQuery:         cfg.HTTP.CaptureQuery,
@@ -182,7 +172,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		BindGrace:            correlator.DefaultBindGrace,
 		Linker:               lk.correlatorLinker(),
 		LinkWait:             cfg.Linking.Wait,
-		Selection:            selection,
 	}, exp, resolver, log, reg)
 	if err != nil {
 		return err
@@ -196,6 +185,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	defer stopCorr()
 	go corr.Run(corrCtx)
 
+	sel := cfg.Processes.Selector()
 	sink := execSink{Sink: corr, procs: procs}
 	analyzer := newAnalyzer(cfg.Symbols, log, reg)
 	var cols []collectors.Collector
@@ -218,7 +208,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		}, sink, log, reg)
 		cols = append(cols, ssl)
 	}
-	sock, err := newSocketsCollector(cfg.Plaintext, sel, decisions, ssl, sink, corr.Ring, netHTTP, log, reg)
+	sock, err := newSocketsCollector(cfg.Plaintext, sel, ssl, sink, corr.Ring, netHTTP, log, reg)
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,7 @@ import (
 // disabled. Unless cfg.TraceExport, the OTLP export path's ports are
 // ignored with cfg.IgnorePorts: a span exported over plaintext HTTP would
 // otherwise become a span, exported in turn.
-func newSocketsCollector(cfg config.Plaintext, sel discovery.Selector, decisions *discovery.Decisions, ssl *openssl.Collector, sink events.Sink, ring func() *ktime.Progress, netHTTP *ebpf.Map, log *slog.Logger, reg prometheus.Registerer) (*sockets.Collector, error) {
+func newSocketsCollector(cfg config.Plaintext, sel discovery.Selector, ssl *openssl.Collector, sink events.Sink, ring func() *ktime.Progress, netHTTP *ebpf.Map, log *slog.Logger, reg prometheus.Registerer) (*sockets.Collector, error) {
 	if !cfg.Enabled {
 		return nil, nil
 	}
@@ -38,7 +38,6 @@ func newSocketsCollector(cfg config.Plaintext, sel discovery.Selector, decisions
 		Ring:         loader.Ring{RingBytes: cfg.RingBytes, Progress: ring()},
 		SSL:          sslBinding(ssl),
 		NetHTTPConns: netHTTP,
-		Decisions:    decisions,
 	}, sink, log, reg), nil
 }
 

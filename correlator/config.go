@@ -54,19 +54,6 @@ type Config struct {
 	// span waits for the answer (0: DefaultLinkWait).
 	Linker   Linker
 	LinkWait time.Duration
-
-	// Selection, when the agent traces selected processes only, tells
-	// which processes discovery has decided are selected: a process
-	// traced before that decision (its first requests) may turn out not
-	// to be, and a server span is linked only to a client whose process
-	// is known to be selected (nil: every process is).
-	Selection Selection
-}
-
-// Selection reports whether process pid is selected, and whether
-// discovery has decided that yet (discovery.Decisions).
-type Selection interface {
-	Decided(pid uint32) (selected, decided bool)
 }
 
 // Defaults.

@@ -947,30 +947,12 @@ func (c *Correlator) linkByTuple(cn *conn) {
 	}
 	switch {
 	case cn.role == roleServer && other.role == roleClient:
-		if !c.selected(other.ps.pid) {
-			return
-		}
 		pair(other, cn)
 		c.releasePeered(cn)
 	case cn.role == roleClient && other.role == roleServer:
-		if !c.selected(cn.ps.pid) {
-			return
-		}
 		pair(cn, other)
 		c.releasePeered(other)
 	}
-}
-
-// selected reports whether a client's process may parent a server span:
-// with a selection, only once discovery has decided it is selected (a new
-// program traced before that decision, curl under an agent selecting only
-// the server, must not become the parent of the server's span).
-func (c *Correlator) selected(pid uint32) bool {
-	if c.cfg.Selection == nil {
-		return true
-	}
-	selected, decided := c.cfg.Selection.Decided(pid)
-	return selected && decided
 }
 
 // pair matches, in order, the server requests on sv that are not yet

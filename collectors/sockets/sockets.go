@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -41,9 +42,6 @@ type Config struct {
 	loader.Ring
 	// ProcRoot is where procfs is mounted (default /proc).
 	ProcRoot string
-	// Decisions records which processes discovery selected (PerProcess),
-	// shared with the correlator (nil: the collector keeps its own).
-	Decisions *discovery.Decisions
 	// SSL, when set, is the OpenSSL collector, started first: the
 	// sockets programs bind its SSL* to their sockets (it then attaches
 	// no syscall programs of its own).
@@ -76,16 +74,14 @@ type Collector struct {
 	m     *collectors.Metrics
 	recs  collectors.Records
 
-	dec *discovery.Decisions // PerProcess: the processes decided on
+	mu       sync.Mutex
+	rejected map[uint32]bool // PerProcess: processes decided on, true when not selected
 }
 
 // New returns a collector that sends its events to sink.
 func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Registerer) *Collector {
 	cfg.defaults()
-	c := &Collector{cfg: cfg, log: log.With("collector", Name), clock: ktime.NewClock(), dec: cfg.Decisions}
-	if c.dec == nil {
-		c.dec = discovery.NewDecisions()
-	}
+	c := &Collector{cfg: cfg, log: log.With("collector", Name), clock: ktime.NewClock(), rejected: make(map[uint32]bool)}
 	counters := func() *ebpf.Map { return c.objs.Counters }
 	c.m = collectors.NewMetrics(Name, reg, func() string { return "tracepoint" }, counters)
 	reg.MustRegister(
@@ -271,15 +267,19 @@ func (c *Collector) decide(pid uint32, selected bool) {
 	if !c.cfg.PerProcess || c.objs.Selected == nil {
 		return
 	}
-	c.dec.Decide(pid, selected)
+	c.mu.Lock()
+	c.rejected[pid] = !selected
+	c.mu.Unlock()
 	if err := c.objs.Selected.Put(pid, boolByte(selected)); err != nil {
 		c.log.Warn("select process", "pid", pid, "err", err)
 	}
 }
 
 // ProcessExited implements discovery.Observer.
-func (c *Collector) ProcessExited(pid uint32, at time.Time) {
-	c.dec.Exited(pid, at)
+func (c *Collector) ProcessExited(pid uint32, _ time.Time) {
+	c.mu.Lock()
+	delete(c.rejected, pid)
+	c.mu.Unlock()
 	if c.objs.Selected != nil {
 		_ = c.objs.Selected.Delete(pid)
 	}
@@ -303,16 +303,14 @@ func (c *Collector) Wait() { c.progs.Wait() }
 func (c *Collector) decode(raw []byte) {
 	if c.cfg.PerProcess {
 		h, ok := wire.ReadHeader(raw)
-		var rejected bool
-		if ok {
-			selected, decided := c.dec.Decided(h.PID)
-			rejected = decided && !selected
-		}
+		c.mu.Lock()
+		rejected := ok && c.rejected[h.PID]
 		if ok && h.Type == wire.EventExec {
 			// Another program from here on, undecided (as in the
 			// kernel) until discovery decides on it.
-			c.dec.Forget(h.PID)
+			delete(c.rejected, h.PID)
 		}
+		c.mu.Unlock()
 		if rejected && h.Type != wire.EventExit && h.Type != wire.EventExec {
 			c.m.Read.WithLabelValues("unselected").Inc()
 			return

@@ -43,8 +43,8 @@ func record(t *testing.T, typ, pid uint32, fields ...any) []byte {
 func TestDecodeSelection(t *testing.T) {
 	s := &sink{}
 	c := New(Config{PerProcess: true}, s, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	c.dec.Decide(20, false)
-	c.dec.Decide(10, true)
+	c.rejected[20] = true
+	c.rejected[10] = false
 	tuple := make([]byte, wire.TupleSize)
 	bind := func(pid uint32) []byte {
 		return record(t, wire.EventBind, pid, uint64(1<<61|7), int32(5), uint32(1), tuple)
@@ -63,7 +63,7 @@ func TestDecodeSelection(t *testing.T) {
 	}
 	// A rejected process that execs is another program, undecided: its
 	// records pass again.
-	c.dec.Decide(40, false)
+	c.rejected[40] = true
 	c.decode(data(40))
 	c.decode(record(t, wire.EventExec, 40, uint32(0), int32(-1)))
 	c.decode(data(40))
