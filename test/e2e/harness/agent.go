@@ -201,6 +201,9 @@ func StartAgent(t testing.TB, bin string, args []string, env []string) *Agent {
 			return
 		}
 		t.Logf("---- agent %s %s ----", bin, strings.Join(a.Args, " "))
+		if dir := os.Getenv(KeepEnv); dir != "" {
+			keepOutput(t, dir, a)
+		}
 		t.Logf("---- agent stdout (%s) ----\n%s", a.StdoutPath, tail(a.StdoutPath, 64<<10))
 		t.Logf("---- agent stderr (%s) ----\n%s", a.StderrPath, tail(a.StderrPath, 64<<10))
 	})
@@ -233,6 +236,27 @@ func StartAgent(t testing.TB, bin string, args []string, env []string) *Agent {
 // none) in its effective, permitted, inheritable, ambient and bounding sets, by
 // way of setpriv(1). Unset, the agent gets the test's own privileges.
 const CapsEnv = "PERISCOPE_E2E_CAPS"
+
+// KeepEnv names a directory where a failed test's agent output is copied
+// whole (the log shows its last 64 KiB only): <test>-<pid>.stdout and
+// .stderr, for a span-by-span look after the test's files are gone.
+const KeepEnv = "PERISCOPE_E2E_KEEP"
+
+// keepOutput copies agent a's stdout and stderr into dir.
+func keepOutput(t testing.TB, dir string, a *Agent) {
+	base := filepath.Join(dir, fmt.Sprintf("%s-%d", strings.ReplaceAll(t.Name(), "/", "_"), a.PID))
+	for src, dst := range map[string]string{a.StdoutPath: base + ".stdout", a.StderrPath: base + ".stderr"} {
+		b, err := os.ReadFile(src)
+		if err == nil {
+			err = os.WriteFile(dst, b, 0o600)
+		}
+		if err != nil {
+			t.Logf("%s: keep %s: %v", KeepEnv, src, err)
+			continue
+		}
+		t.Logf("%s: agent output kept in %s", KeepEnv, dst)
+	}
+}
 
 // setprivArgs returns the setpriv command line that runs a program as uid and
 // gid 0 with only the capabilities caps (comma-separated, "cap_" prefix and
