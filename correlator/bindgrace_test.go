@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/internal/ktime"
@@ -300,4 +301,42 @@ func TestRingsReleaseOldestFirst(t *testing.T) {
 	c.client(0)
 	c.client(1)
 	wantPairs(t, h.wantSpans(4), 1)
+}
+
+// TestRingsManyWaiting: a connection finishes far more requests than
+// maxPendingPerConn within one lag of the other ring (a pgx batch, a
+// pipelining client): every server span still becomes the child of its
+// client span, whichever ring is read first, and nothing is counted cut.
+func TestRingsManyWaiting(t *testing.T) {
+	const n = 300
+	c, srvRing, _ := newHTTP1Rings(t)
+	h := c.h
+	for i := range n {
+		c.server(i)
+	}
+	h.readTo(srvRing, 10*n)
+	h.c.ReleaseHeld(at(10 * n))
+	h.wantSpans(0)
+	h.bind(c.cl, 3, 0, "127.0.0.1:40001", "127.0.0.1:8443")
+	for i := range n {
+		c.client(i)
+	}
+	wantPairs(t, h.wantSpans(2*n), n)
+
+	c, _, cliRing := newHTTP1Rings(t)
+	h = c.h
+	h.bind(c.cl, 3, 0, "127.0.0.1:40001", "127.0.0.1:8443")
+	for i := range n {
+		c.client(i)
+	}
+	h.readTo(cliRing, 10*n)
+	h.c.ReleaseHeld(at(10 * n))
+	h.wantSpans(n)
+	for i := range n {
+		c.server(i)
+	}
+	wantPairs(t, h.wantSpans(2*n), n)
+	if got := testutil.ToFloat64(h.c.m.waitsCut); got != 0 {
+		t.Errorf("periscope_span_waits_cut_total = %v, want 0", got)
+	}
 }

@@ -111,8 +111,9 @@ func (cn *conn) keepRecent(x *exchange, end time.Time) {
 		}
 	}
 	clear(cn.recent[len(kept):])
-	if len(kept) >= maxPendingPerConn {
+	if len(kept) >= maxHeldPerConn {
 		kept = append(kept[:0], kept[1:]...)
+		cn.c.m.waitsCut.Inc()
 	}
 	cn.recent = append(kept, heldExchange{x: x, end: end})
 }

@@ -62,6 +62,15 @@ func (c *Correlator) awaitingName(ps *procState) bool {
 // connection; past it the oldest is ended as evicted.
 const maxPendingPerConn = 64
 
+// maxHeldPerConn bounds the finished exchanges of one connection kept
+// while they wait (held: for a socket, a name or a peer; recent: client
+// spans still pairable). Their wait is a ring's lag (a reader's poll
+// interval, more when the agent is starved of CPU) times the connection's
+// request rate: a database client's batch or a pipelining client finishes
+// thousands of requests in that time. Past it the oldest leaves without
+// its peer, counted (periscope_span_waits_cut_total).
+const maxHeldPerConn = 4096
+
 // Correlator turns collector events into spans. It implements events.Sink.
 // Its methods may be called from several goroutines (typically the event
 // reader and the goroutine running Run).
@@ -682,9 +691,10 @@ func (c *Correlator) finish(x *exchange, end time.Time, reason string) {
 	// whose goroutine's request may not have been read yet (goParent),
 	// and a server request whose client's may not be (awaitsPeer).
 	if c.cfg.BindGrace > 0 && (!cn.bound || c.unnamed(cn.ps) || c.awaitsPeerAt(x, end)) {
-		if len(cn.held) >= maxPendingPerConn {
+		if len(cn.held) >= maxHeldPerConn {
 			h := cn.held[0]
 			cn.held = cn.held[1:]
+			c.m.waitsCut.Inc()
 			c.export(h.x, h.end, h.reason)
 		}
 		cn.held = append(cn.held, heldExchange{x: x, end: end, reason: reason})

@@ -30,6 +30,7 @@ type metrics struct {
 	unmatchedEnds            prometheus.Counter
 	noEnd                    prometheus.Counter
 	superseded               prometheus.Counter
+	waitsCut                 prometheus.Counter
 	links                    *prometheus.CounterVec
 }
 
@@ -69,6 +70,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "periscope_connections_superseded_total",
 		Help: "Connections whose socket bytes were dropped because another collector reports them (TLS plaintext, Go requests seen whole): one request, one span.",
 	})
+	waitsCut := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "periscope_span_waits_cut_total",
+		Help: "Spans that left before their wait for the other end of their connection was over, because the connection held too many finished requests: they may lack their parent or child.",
+	})
 	links := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "periscope_link_lookups_total",
 		Help: "Lookups of the client spans of server requests from other nodes (linking), by result: linked, not_found, no_owner, timeout, refused, error, dropped.",
@@ -77,7 +82,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		links.WithLabelValues(r.String())
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{spans, notHTTP, parseErrors, incomplete, tracked, unmatched, noEnd, superseded, links} {
+		for _, c := range []prometheus.Collector{spans, notHTTP, parseErrors, incomplete, tracked, unmatched, noEnd, superseded, waitsCut, links} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register correlator metrics: %w", err)
 			}
@@ -93,6 +98,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		unmatchedEnds: unmatched,
 		noEnd:         noEnd,
 		superseded:    superseded,
+		waitsCut:      waitsCut,
 		links:         links,
 	}
 	for reason, label := range map[string]string{
