@@ -374,6 +374,8 @@ func (t *Tracker) updateLocked(pid uint32) {
 	p.Selected = t.cfg.Selector.Match(p.Exe)
 	t.mu.Lock()
 	old, known := t.procs[pid]
+	obs := t.observers
+	t.mu.Unlock()
 	var added []Mapping
 	if !known {
 		added = p.Maps
@@ -388,19 +390,23 @@ func (t *Tracker) updateLocked(pid uint32) {
 			}
 		}
 	}
-	t.procs[pid] = &p
-	obs := t.observers
-	t.mu.Unlock()
-	if known && len(added) == 0 {
-		return
-	}
-	for _, o := range obs {
-		began := time.Now()
-		o.ProcessUpdated(p, added)
-		if d := time.Since(began); d > slowEvent {
-			t.log.Debug("slow observer", "pid", pid, "exe", p.Exe, "observer", fmt.Sprintf("%T", o), "took", d)
+	if !known || len(added) > 0 {
+		for _, o := range obs {
+			began := time.Now()
+			o.ProcessUpdated(p, added)
+			if d := time.Since(began); d > slowEvent {
+				t.log.Debug("slow observer", "pid", pid, "exe", p.Exe, "observer", fmt.Sprintf("%T", o), "took", d)
+			}
 		}
 	}
+	// Listed (Processes: the agent's /status) once every observer has
+	// handled it: a process listed new has all its probes attached, and
+	// whoever waits for that (a test before it drives the program) does
+	// not see one collector's attachment while another's is under way.
+	// The per-process lock keeps its exit from overtaking this.
+	t.mu.Lock()
+	t.procs[pid] = &p
+	t.mu.Unlock()
 }
 
 // slowEvent is how long handling an event may take before it is logged

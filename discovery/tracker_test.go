@@ -196,3 +196,39 @@ func TestExecRacingRescan(t *testing.T) {
 		}
 	}
 }
+
+// listing is an Observer that records whether the process it is told
+// about is already listed by the tracker (Processes) while it attaches.
+type listing struct {
+	tr     *Tracker
+	listed []bool
+}
+
+func (l *listing) ProcessUpdated(p Process, _ []Mapping) {
+	seen := false
+	for _, q := range l.tr.Processes() {
+		seen = seen || q.PID == p.PID
+	}
+	l.listed = append(l.listed, seen)
+}
+
+func (l *listing) ProcessExited(uint32, time.Time) {}
+
+// TestListedAfterObservers: a new process is listed (the agent's /status)
+// only once every observer has handled it, so that whoever waits for it to
+// be listed finds all its probes attached, not only the first collector's.
+func TestListedAfterObservers(t *testing.T) {
+	root := t.TempDir()
+	tr := New(Config{ProcRoot: root}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	first, second := &listing{tr: tr}, &listing{tr: tr}
+	tr.Subscribe(first)
+	tr.Subscribe(second)
+	fakeProc(t, root, 42, "/usr/bin/app", "/usr/bin/app 20")
+	tr.update(42)
+	if fmt.Sprint(first.listed, second.listed) != "[false] [false]" {
+		t.Errorf("listed while observers attach: first %v, second %v", first.listed, second.listed)
+	}
+	if ps := tr.Processes(); len(ps) != 1 || ps[0].PID != 42 {
+		t.Errorf("after the observers: %+v, want pid 42", ps)
+	}
+}
