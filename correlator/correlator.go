@@ -931,7 +931,11 @@ func (c *Correlator) silenced(cn *conn, tuple events.Tuple) bool {
 }
 
 // supersede ignores a connection that another collector reports, dropping
-// its unfinished exchanges without spans.
+// its unfinished exchanges without spans. Its finished ones still waiting
+// (held: for a peer's ring, a name) keep waiting and leave as spans: they
+// ended before the other collector saw the connection (gohttp learns it at
+// the start of a request, before that request's response is written), so
+// they are no one else's.
 func (c *Correlator) supersede(loser *conn) {
 	c.m.superseded.Inc()
 	loser.ignored = true
@@ -941,8 +945,7 @@ func (c *Correlator) supersede(loser *conn) {
 		c.leaveThread(x)
 		c.exportWaiting(x) // its children do not wait for a span that will not come
 	}
-	loser.pending, loser.held = nil, nil
-	delete(c.holding, loser)
+	loser.pending = nil
 }
 
 // linkByTuple links the server requests of a connection with the client

@@ -1,6 +1,7 @@
 package correlator
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -110,5 +111,34 @@ func TestCloseSuperseded(t *testing.T) {
 	}
 	if got := h.metric("periscope_connections_superseded_total"); got != 1 {
 		t.Errorf("superseded = %v, want 1", got)
+	}
+}
+
+// TestSupersededKeepsFinished: a Go server's plaintext connection, traced
+// from its exec by the sockets collector until gohttp attaches and learns
+// the connection at its next request: the requests that ended before,
+// still held while another ring lags (their client may come through it),
+// keep their spans; the request in flight is gohttp's and makes none.
+func TestSupersededKeepsFinished(t *testing.T) {
+	h := newHarness(t, graceConfig())
+	srvRing, cliRing := h.c.Ring(), h.c.Ring()
+	sv := cid(2, 1<<61|0x10)
+	h.bindPlain(sv, 5, 1, "127.0.0.1:8080", "127.0.0.1:40001")
+	for i := range 3 {
+		h.read(sv, 9, 10*i+2, fmt.Sprintf("GET /early/%d HTTP/1.1\r\nHost: svc\r\n\r\n", i))
+		h.write(sv, 9, 10*i+3, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	}
+	h.read(sv, 9, 40, "GET /gohttps HTTP/1.1\r\nHost: svc\r\n\r\n")
+	h.readTo(srvRing, 41)
+	h.c.ReleaseHeld(at(41))
+	h.wantSpans(0) // held: the client's ring is behind
+	h.c.Close(events.Close{Conn: sv, Time: at(41), Superseded: true})
+	h.readTo(cliRing, 100)
+	h.c.ReleaseHeld(at(100))
+	spans := h.wantSpans(3)
+	for i, s := range spans {
+		if want := fmt.Sprintf("/early/%d", i); attrs(s)["url.path"] != want {
+			t.Errorf("span %d: %v, want %s", i, attrs(s)["url.path"], want)
+		}
 	}
 }
