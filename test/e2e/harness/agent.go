@@ -405,18 +405,18 @@ func (a *Agent) WaitReady(ctx context.Context) error {
 }
 
 // WaitInstrumented polls /status until pid is among the instrumented processes and
-// returns its entry. A process started with exec.Cmd.Start runs its program
-// already, but the agent may still list it as the fork of its parent, with the
-// parent's probes, until it has handled the exec: the entry must name the
-// program /proc shows now.
+// returns its entry. The agent may still list a new process as the fork of its
+// parent, with the parent's probes, until it has handled the exec: the entry
+// must name the program /proc shows at the same poll (a wrapper such as env
+// execs again before it settles).
 func (a *Agent) WaitInstrumented(ctx context.Context, pid int) (AgentProcess, error) {
 	var found AgentProcess
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	if err != nil {
-		return found, fmt.Errorf("pid %d: %w", pid, err)
-	}
-	exe = strings.TrimSuffix(exe, " (deleted)") // as the agent names it
-	err = a.poll(ctx, fmt.Sprintf("for pid %d (%s) to be instrumented", pid, exe), func(st *AgentStatus) bool {
+	err := a.poll(ctx, fmt.Sprintf("for pid %d to be instrumented", pid), func(st *AgentStatus) bool {
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if err != nil {
+			return false
+		}
+		exe = strings.TrimSuffix(exe, " (deleted)") // as the agent names it
 		for _, p := range st.Processes {
 			if p.PID == pid && p.Exe == exe {
 				found = p
