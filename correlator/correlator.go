@@ -955,23 +955,26 @@ func (c *Correlator) export(x *exchange, end time.Time, reason string) {
 }
 
 // silenced settles which collector speaks for a connection two of them
-// report (one request, one span), before cn takes tuple: a TLS library's
-// plaintext or a language's whole requests win over the socket's bytes
-// (ciphertext, or the same requests again). The losing connection is
-// ignored and its unfinished exchanges are dropped without spans. It
-// reports whether cn lost. The sockets collector leaves such connections
-// alone in the kernel already; this is what catches the moments its
-// filters miss (a Go program seen before the gohttp collector probed it).
+// report (one request, one span), before cn takes tuple: a language's
+// whole requests (gohttp) win over a TLS library's plaintext, which wins
+// over the socket's bytes (ciphertext, or the same requests again). The
+// losing connection is ignored and its unfinished exchanges are dropped
+// without spans. It reports whether cn lost. The other collectors leave
+// net/http's connections alone in the kernel already; this is what catches
+// the moments their filters miss (a Go program seen before the gohttp
+// collector probed it, the HTTP/2 preface gotls copies before gohttp's
+// first request on a connection Transport.DialTLSContext dialled). Their
+// rings are read in any order: whichever comes first, the same one wins.
 func (c *Correlator) silenced(cn *conn, tuple events.Tuple) bool {
 	if !validTuple(tuple) {
 		return false
 	}
 	other := c.byTuple[tuple]
-	if other == nil || other == cn || other.ps != cn.ps || other.plain == cn.plain {
+	if other == nil || other == cn || other.ps != cn.ps || other.source() == cn.source() {
 		return false
 	}
 	loser := other
-	if cn.plain {
+	if cn.source() < other.source() {
 		loser = cn
 	}
 	c.supersede(loser)
@@ -979,6 +982,18 @@ func (c *Correlator) silenced(cn *conn, tuple events.Tuple) bool {
 		delete(c.byTuple, tuple)
 	}
 	return loser == cn
+}
+
+// source ranks the collectors that may report one connection (silenced):
+// whole requests, then a TLS library's plaintext, then the socket's bytes.
+func (cn *conn) source() int {
+	switch {
+	case cn.id.Key&(wholeFDKey|wholeReqKey) != 0:
+		return 2
+	case !cn.plain:
+		return 1
+	}
+	return 0
 }
 
 // supersede ignores a connection that another collector reports, dropping

@@ -364,3 +364,48 @@ func TestExecReadBeforeOldProgramsEnd(t *testing.T) {
 		t.Errorf("%d connections after the exec, want the new program's 1", h.c.Connections())
 	}
 }
+
+// TestWholeWinsOverGoTLS: over Transport.DialTLSContext, gotls copies
+// HTTP/2's preface before gohttp's first request on the connection, and
+// the two rings are read in any order. Whichever is read first, gohttp's
+// whole requests speak for the connection: the server requests are the
+// children of the client's, and the preface makes no span.
+func TestWholeWinsOverGoTLS(t *testing.T) {
+	cli, srv := tuple("127.0.0.1:50000", "127.0.0.1:8443"), tuple("127.0.0.1:8443", "127.0.0.1:50000")
+	for _, gotlsFirst := range []bool{true, false} {
+		h := newHarness(t, DefaultConfig())
+		gotls := cid(1, 0xc000100000)
+		preface := func() {
+			h.bind(gotls, 3, 1, "127.0.0.1:50000", "127.0.0.1:8443")
+			h.write(gotls, 1, 1, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+		}
+		if gotlsFirst {
+			preface()
+		}
+		for i := range uint64(3) {
+			ms := 10 * int(i+1)
+			h.start(1, 100+i, 0, events.RequestClient, ms, 3, cli)
+			if i == 0 && !gotlsFirst {
+				preface()
+			}
+			h.start(2, 200+i, 0, events.RequestServer, ms+1, 4, srv)
+			h.end(2, 200+i, events.RequestServer, ms+2, "GET", "/", 200)
+			h.end(1, 100+i, events.RequestClient, ms+3, "GET", "/", 200)
+		}
+		spans := h.wantSpans(6)
+		clients := map[trace.SpanID]bool{}
+		for _, s := range spans {
+			if s.Kind == span.Client {
+				clients[s.SpanID] = true
+			}
+		}
+		for _, s := range spans {
+			if s.Kind == span.Server && !clients[s.ParentSpanID] {
+				t.Errorf("gotls first %v: server span's parent %v is not a client span", gotlsFirst, s.ParentSpanID)
+			}
+		}
+		if got := h.metric("periscope_connections_superseded_total"); got != 1 {
+			t.Errorf("gotls first %v: superseded %v, want 1", gotlsFirst, got)
+		}
+	}
+}
