@@ -96,11 +96,10 @@ static __always_inline void fill_header(struct event_header *h, __u32 type)
 #define output(rec, size) output_to(&events, &counters, (rec), (size), wakeup_flags())
 
 /* output_data copies data record e, built elsewhere, with the first
- * captured bytes of its data, into the ring, and stamps it there: in a
- * record with room for SMALL_OUT bytes of data when they fit, else for
- * DATA_CAP (a reserve takes a constant size); user space reads only the
- * captured ones. */
-#define SMALL_OUT 512
+ * captured bytes of its data, into the ring, and stamps it there: in the
+ * smallest record with room for 512, 1024, 2048 or DATA_CAP bytes of data
+ * that they fit (a reserve takes a constant size, and the reader copies
+ * the whole record); user space reads only the captured ones. */
 #define DATA_HEAD __builtin_offsetof(struct data_event, data)
 #define output_data_in(e, captured, room)                                        \
 	({                                                                        \
@@ -122,8 +121,12 @@ static __always_inline void fill_header(struct event_header *h, __u32 type)
 
 static __always_inline void output_data(struct data_event *e, __u32 captured)
 {
-	if (captured <= SMALL_OUT)
-		output_data_in(e, captured, SMALL_OUT);
+	if (captured <= 512)
+		output_data_in(e, captured, 512);
+	else if (captured <= 1024)
+		output_data_in(e, captured, 1024);
+	else if (captured <= 2048)
+		output_data_in(e, captured, 2048);
 	else
 		output_data_in(e, captured, DATA_CAP);
 }
