@@ -392,18 +392,7 @@ func TestWholeWinsOverGoTLS(t *testing.T) {
 			h.end(2, 200+i, events.RequestServer, ms+2, "GET", "/", 200)
 			h.end(1, 100+i, events.RequestClient, ms+3, "GET", "/", 200)
 		}
-		spans := h.wantSpans(6)
-		clients := map[trace.SpanID]bool{}
-		for _, s := range spans {
-			if s.Kind == span.Client {
-				clients[s.SpanID] = true
-			}
-		}
-		for _, s := range spans {
-			if s.Kind == span.Server && !clients[s.ParentSpanID] {
-				t.Errorf("gotls first %v: server span's parent %v is not a client span", gotlsFirst, s.ParentSpanID)
-			}
-		}
+		wantChildren(t, h.wantSpans(6))
 		if got := h.metric("periscope_connections_superseded_total"); got != 1 {
 			t.Errorf("gotls first %v: superseded %v, want 1", gotlsFirst, got)
 		}
