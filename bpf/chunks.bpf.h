@@ -44,7 +44,7 @@ static __always_inline void output_chunks(struct data_event *e, __u64 buf, __u64
 		__u32 captured = e->captured;
 		if (captured > DATA_CAP)
 			captured = DATA_CAP;
-		output(e, __builtin_offsetof(struct data_event, data) + captured);
+		output_data(e, captured);
 		if (last)
 			break;
 	}

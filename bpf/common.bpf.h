@@ -51,21 +51,84 @@ static __always_inline __u64 wakeup_flags(void)
 #define GO_G(r) ((r)->regs[28])
 #endif
 
+/* A record's time (hdr.ts) is taken once it has its room in the ring, never
+ * before: a reader that takes time T, then sees how much the ring holds,
+ * knows that every record beyond that is stamped after T (internal/ring's
+ * watermark, by
+ * which the correlator waits for the other end of a request travelling in
+ * another ring). A record stamped first and reserved later could be held
+ * between the two for as long as its CPU is taken away (an interrupt, a
+ * preemption, a virtual CPU descheduled), appear after the reader had moved
+ * past its time, and miss its pairing. Records written in place
+ * (reserve_or_count) are stamped by fill_header after the reserve; records
+ * built elsewhere are stamped by output as they are copied in. */
+static __always_inline void stamp(void *rec) { ((struct event_header *)rec)->ts = bpf_ktime_get_ns(); }
+
 static __always_inline void fill_header(struct event_header *h, __u32 type)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	h->ts = bpf_ktime_get_ns();
+	stamp(h);
 	h->type = type;
 	h->pid = id >> 32;
 	h->tid = (__u32)id;
 	h->_pad = 0;
 }
 
-/* output copies a record into the ring, counting it when there is no room. */
-static __always_inline void output(void *rec, __u64 size)
+/* output_to copies the size bytes of a record built elsewhere (size a
+ * constant) into ring (a ring buffer map) and stamps it there, counting a
+ * drop in counters when there is no room. */
+#define output_to(ring, counters, rec, size, flags)                              \
+	({                                                                       \
+		void *__r = bpf_ringbuf_reserve((ring), (size), 0);              \
+		if (__r) {                                                       \
+			bpf_probe_read_kernel(__r, (size), (rec));               \
+			stamp(__r);                                              \
+			bpf_ringbuf_submit(__r, (flags));                        \
+		} else {                                                         \
+			__u32 __idx = COUNTER_RINGBUF_DROPS;                     \
+			__u64 *__v = bpf_map_lookup_elem((counters), &__idx);    \
+			if (__v)                                                 \
+				*__v += 1;                                       \
+		}                                                                \
+	})
+
+/* output copies a record of constant size into the ring (output_to). */
+#define output(rec, size) output_to(&events, &counters, (rec), (size), wakeup_flags())
+
+/* output_data copies data record e, built elsewhere, with the first
+ * captured bytes of its data, into the ring, and stamps it there: in the
+ * smallest record with room for 512, 1024, 2048 or DATA_CAP bytes of data
+ * that they fit (a reserve takes a constant size, and the reader copies
+ * the whole record); user space reads only the captured ones. */
+#define DATA_HEAD __builtin_offsetof(struct data_event, data)
+#define output_data_in(e, captured, room)                                        \
+	({                                                                        \
+		__u32 __n = (captured);                                           \
+		/* Bound the length where the helper takes it: the verifier      \
+		 * loses a bound the compiler proved on another register. */    \
+		asm volatile("" : "+r"(__n));                                     \
+		if (__n > (room))                                                 \
+			__n = (room);                                             \
+		void *__r = bpf_ringbuf_reserve(&events, DATA_HEAD + (room), 0);  \
+		if (__r) {                                                        \
+			bpf_probe_read_kernel(__r, DATA_HEAD + __n, (e));         \
+			stamp(__r);                                               \
+			bpf_ringbuf_submit(__r, wakeup_flags());                  \
+		} else {                                                          \
+			count(COUNTER_RINGBUF_DROPS);                             \
+		}                                                                 \
+	})
+
+static __always_inline void output_data(struct data_event *e, __u32 captured)
 {
-	if (bpf_ringbuf_output(&events, rec, size, wakeup_flags()) != 0)
-		count(COUNTER_RINGBUF_DROPS);
+	if (captured <= 512)
+		output_data_in(e, captured, 512);
+	else if (captured <= 1024)
+		output_data_in(e, captured, 1024);
+	else if (captured <= 2048)
+		output_data_in(e, captured, 2048);
+	else
+		output_data_in(e, captured, DATA_CAP);
 }
 
 /* reserve_or_count takes room for a record in the ring, counting a drop

@@ -530,7 +530,7 @@ static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size)
 		if (bpf_probe_read_user(e->tail, TAIL_CAP, (void *)tail_from) == 0)
 			e->tail_len = TAIL_CAP;
 	}
-	output(e, __builtin_offsetof(struct data_event, data) + captured);
+	output_data(e, captured);
 }
 
 /* forget drops the cached state of a descriptor that now names something

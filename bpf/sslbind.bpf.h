@@ -45,19 +45,8 @@ struct ssl_key {
 /* The maps and ring one object reaches them by. */
 struct ssl_bind_maps {
 	void *pending_bind, *ssl_fd, *fd_ssl, *ring, *counters;
-	__u64 wakeup; /* flags of bpf_ringbuf_output */
+	__u64 wakeup; /* flags of bpf_ringbuf_submit */
 };
-
-/* output_to copies a record into m's ring, counting a drop. */
-static __always_inline void output_to(struct ssl_bind_maps *m, void *rec, __u64 size)
-{
-	if (bpf_ringbuf_output(m->ring, rec, size, m->wakeup) != 0) {
-		__u32 idx = COUNTER_RINGBUF_DROPS;
-		__u64 *v = bpf_map_lookup_elem(m->counters, &idx);
-		if (v)
-			*v += 1;
-	}
-}
 
 /* ssl_bind_syscall binds the SSL* a thread's SSL_* call waits to name
  * (pending_bind) to descriptor fd, if fd is a TCP socket. */
@@ -86,7 +75,7 @@ static __always_inline void ssl_bind_syscall(struct ssl_bind_maps *m, __u64 id, 
 	fill_header(&b.hdr, EVENT_BIND);
 	b.conn = ssl;
 	b.fd = fd;
-	output_to(m, &b, sizeof(b));
+	output_to(m->ring, m->counters, &b, sizeof(b), m->wakeup);
 }
 
 /* ssl_bind_close reports the close of a descriptor bound to an SSL*. */
@@ -105,7 +94,7 @@ static __always_inline void ssl_bind_close(struct ssl_bind_maps *m, __u32 tgid, 
 	if (cur && *cur == fk.fd)
 		bpf_map_delete_elem(m->ssl_fd, &k);
 	bpf_map_delete_elem(m->fd_ssl, &fk);
-	output_to(m, &c, sizeof(c));
+	output_to(m->ring, m->counters, &c, sizeof(c), m->wakeup);
 }
 
 #endif /* __PERISCOPE_SSLBIND_BPF_H__ */

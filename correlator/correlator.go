@@ -97,6 +97,9 @@ type Correlator struct {
 	// may still pair with the other end read late: they stay in byTuple
 	// until every ring is read past the time given (see passed).
 	lingering map[*conn]time.Time
+	// ended are the exits and execs read before every ring was read
+	// past them, oldest first (programEnded).
+	ended []programEnd
 	// clock converts span times to the kernel's, and rings are the
 	// progress of the collectors' rings the events come from (Ring).
 	clock ktime.Clock
@@ -324,37 +327,77 @@ func (c *Correlator) Close(e events.Close) {
 }
 
 // Exit handles the exit of a process: its requests in flight end and all
-// its state is freed.
-func (c *Correlator) Exit(e events.Exit) { c.endProgram(e.PID, e.Time, false) }
+// its state is freed (programEnded).
+func (c *Correlator) Exit(e events.Exit) { c.programEnded(e.PID, e.Time) }
 
 // Exec handles an exec: the connections of the process's old program are
-// gone as if it had exited (they were its memory's). Every collector's
-// ring carries every exec, and another ring's marker may be read after
-// the new program's first data: connections active after the exec are the
-// new program's and stay. The process resolver learns of the exec
-// separately.
-func (c *Correlator) Exec(e events.Exec) { c.endProgram(e.PID, e.Time, true) }
+// gone as if it had exited (they were its memory's); connections active
+// after the exec are the new program's and stay. The process resolver
+// learns of the exec separately.
+func (c *Correlator) Exec(e events.Exec) { c.programEnded(e.PID, e.Time) }
 
-// endProgram ends the requests in flight of a process's program at t and
-// frees their state; with onlyBefore, only on connections last active
-// before t.
-func (c *Correlator) endProgram(pid uint32, t time.Time, onlyBefore bool) {
+// programEnd is the end of a process's program: its exit or an exec.
+type programEnd struct {
+	pid uint32
+	t   time.Time
+}
+
+// maxEnded bounds the program ends waiting for the rings; past it the
+// oldest is applied at once.
+const maxEnded = 4096
+
+// programEnded ends the requests in flight of process pid's program, which
+// exited or exec'd at t, once every ring has been read past t (Ring), at
+// most maxHold after t. Every collector's ring carries the exits and execs
+// of the processes it traced, and one ring's marker may be read before
+// another ring's last records of the program: a Go client's last call ends
+// in gohttp's ring just before the process exits, and gotls's exit marker,
+// read first, would end that call without its response (no span) and leave
+// its end unmatched.
+func (c *Correlator) programEnded(pid uint32, t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.behind(t) && len(c.ended) == 0 {
+		c.endProgram(pid, t)
+		return
+	}
+	if len(c.ended) >= maxEnded {
+		c.endProgram(c.ended[0].pid, c.ended[0].t)
+		c.ended = append(c.ended[:0], c.ended[1:]...)
+	}
+	c.ended = append(c.ended, programEnd{pid: pid, t: t})
+	c.endDue(t)
+}
 
+// endDue applies, in order, the program ends every ring has been read past
+// or that waited maxHold.
+func (c *Correlator) endDue(now time.Time) {
+	n := 0
+	for n < len(c.ended) && (!c.behind(c.ended[n].t) || now.Sub(c.ended[n].t) >= maxHold) {
+		c.endProgram(c.ended[n].pid, c.ended[n].t)
+		n++
+	}
+	if n > 0 {
+		rest := copy(c.ended, c.ended[n:])
+		clear(c.ended[rest:])
+		c.ended = c.ended[:rest]
+	}
+}
+
+// endProgram ends the requests in flight of a process's program that ended
+// at t, and frees their state: the connections last active before t (a
+// later one is a new program's, after an exec or the PID's reuse).
+func (c *Correlator) endProgram(pid uint32, t time.Time) {
 	ps := c.pids[pid]
 	if ps == nil {
 		return
 	}
 	for _, cn := range ps.conns {
-		if onlyBefore && cn.lastActive.After(t) {
+		if cn.lastActive.After(t) {
 			continue
 		}
 		c.endConn(cn, t, reasonExit)
 		c.remove(cn) // frees ps with its last connection
-	}
-	if !onlyBefore {
-		delete(c.pids, pid)
 	}
 }
 
@@ -408,18 +451,21 @@ func (c *Correlator) passed(t, now time.Time) bool {
 	return !c.behind(t)
 }
 
-// Run calls Expire every few seconds, and ReleaseHeld every holdTick while
-// spans may be held (Config.BindGrace), until ctx is done.
+// Run calls Expire every few seconds, and ReleaseHeld every holdTick (the
+// spans held, Config.BindGrace, and the program ends waiting for the
+// rings, programEnded), until ctx is done.
 func (c *Correlator) Run(ctx context.Context) error {
 	interval := min(5*time.Second, max(c.cfg.IdleTimeout/4, 10*time.Millisecond))
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	var hold, links <-chan time.Time
+	tick := holdTick
 	if c.cfg.BindGrace > 0 {
-		ht := time.NewTicker(min(c.cfg.BindGrace/2, holdTick))
-		defer ht.Stop()
-		hold = ht.C
+		tick = min(c.cfg.BindGrace/2, holdTick)
 	}
+	ht := time.NewTicker(tick)
+	defer ht.Stop()
+	hold := ht.C
+	var links <-chan time.Time
 	if c.cfg.Linker != nil {
 		lt := time.NewTicker(max(c.cfg.LinkWait/4, 5*time.Millisecond))
 		defer lt.Stop()
@@ -444,6 +490,7 @@ func (c *Correlator) Run(ctx context.Context) error {
 func (c *Correlator) ReleaseHeld(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.endDue(now)
 	for cn := range c.holding {
 		c.releaseDue(cn, now)
 	}
@@ -503,6 +550,10 @@ func (c *Correlator) due(end, now time.Time, grace time.Duration, naming bool) b
 func (c *Correlator) Flush() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for _, e := range c.ended {
+		c.endProgram(e.pid, e.t)
+	}
+	c.ended = nil
 	c.flushLinks()
 	for cn := range c.holding {
 		c.releaseHeld(cn, true)
@@ -904,23 +955,26 @@ func (c *Correlator) export(x *exchange, end time.Time, reason string) {
 }
 
 // silenced settles which collector speaks for a connection two of them
-// report (one request, one span), before cn takes tuple: a TLS library's
-// plaintext or a language's whole requests win over the socket's bytes
-// (ciphertext, or the same requests again). The losing connection is
-// ignored and its unfinished exchanges are dropped without spans. It
-// reports whether cn lost. The sockets collector leaves such connections
-// alone in the kernel already; this is what catches the moments its
-// filters miss (a Go program seen before the gohttp collector probed it).
+// report (one request, one span), before cn takes tuple: a language's
+// whole requests (gohttp) win over a TLS library's plaintext, which wins
+// over the socket's bytes (ciphertext, or the same requests again). The
+// losing connection is ignored and its unfinished exchanges are dropped
+// without spans. It reports whether cn lost. The other collectors leave
+// net/http's connections alone in the kernel already; this is what catches
+// the moments their filters miss (a Go program seen before the gohttp
+// collector probed it, the HTTP/2 preface gotls copies before gohttp's
+// first request on a connection Transport.DialTLSContext dialled). Their
+// rings are read in any order: whichever comes first, the same one wins.
 func (c *Correlator) silenced(cn *conn, tuple events.Tuple) bool {
 	if !validTuple(tuple) {
 		return false
 	}
 	other := c.byTuple[tuple]
-	if other == nil || other == cn || other.ps != cn.ps || other.plain == cn.plain {
+	if other == nil || other == cn || other.ps != cn.ps || other.source() == cn.source() {
 		return false
 	}
 	loser := other
-	if cn.plain {
+	if cn.source() < other.source() {
 		loser = cn
 	}
 	c.supersede(loser)
@@ -928,6 +982,18 @@ func (c *Correlator) silenced(cn *conn, tuple events.Tuple) bool {
 		delete(c.byTuple, tuple)
 	}
 	return loser == cn
+}
+
+// source ranks the collectors that may report one connection (silenced):
+// whole requests, then a TLS library's plaintext, then the socket's bytes.
+func (cn *conn) source() int {
+	switch {
+	case cn.id.Key&(wholeFDKey|wholeReqKey) != 0:
+		return 2
+	case !cn.plain:
+		return 1
+	}
+	return 0
 }
 
 // supersede ignores a connection that another collector reports, dropping

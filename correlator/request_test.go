@@ -287,3 +287,114 @@ func TestWholeHTTP2Pairing(t *testing.T) {
 		})
 	}
 }
+
+// TestExitReadBeforeLastEnd: a Go client's last call ends in gohttp's
+// ring just before the process exits, and another collector's ring (gotls)
+// brings the exit first. The exit waits until every ring has been read
+// past it: the call ends with its response (one span, nothing unmatched),
+// then the process's state goes. A call whose end never comes ends with
+// the exit once the rings are read past it.
+func TestExitReadBeforeLastEnd(t *testing.T) {
+	h := newHarness(t, graceConfig())
+	gohttp, gotls := h.c.Ring(), h.c.Ring()
+	h.start(2, 10, 0, events.RequestClient, 1, 6, tuple("127.0.0.1:50001", "127.0.0.1:8443"))
+	h.readTo(gohttp, 1)
+	h.c.Exit(events.Exit{PID: 2, Time: at(5)}) // gotls's marker
+	h.readTo(gotls, 5)
+	h.c.ReleaseHeld(at(6))
+	h.end(2, 10, events.RequestClient, 4, "GET", "/last", 200)
+	h.readTo(gohttp, 6)
+	h.c.ReleaseHeld(at(7))
+	s := h.wantSpans(1)[0]
+	if st := attrs(s)["http.response.status_code"]; st != int64(200) {
+		t.Errorf("span status code %v, want 200 (%v)", st, attrs(s))
+	}
+	for _, m := range []string{"periscope_request_ends_unmatched_total", "periscope_requests_without_end_total"} {
+		if got := h.metric(m); got != 0 {
+			t.Errorf("%s %v, want 0", m, got)
+		}
+	}
+	if h.c.Connections() != 0 || len(h.c.whole) != 0 || len(h.c.ended) != 0 {
+		t.Errorf("state left after exit: %d connections, %d requests, %d exits", h.c.Connections(), len(h.c.whole), len(h.c.ended))
+	}
+
+	// The end never comes.
+	h.start(3, 20, 0, events.RequestClient, 10, 6, tuple("127.0.0.1:50002", "127.0.0.1:8443"))
+	h.c.Exit(events.Exit{PID: 3, Time: at(15)})
+	h.readTo(gotls, 20)
+	h.c.ReleaseHeld(at(20))
+	if h.c.Connections() != 1 {
+		t.Fatalf("%d connections while gohttp's ring is behind the exit, want 1", h.c.Connections())
+	}
+	h.readTo(gohttp, 20)
+	h.c.ReleaseHeld(at(21))
+	h.wantSpans(1)
+	if got := h.metric("periscope_requests_without_end_total"); got != 1 || h.c.Connections() != 0 {
+		t.Errorf("requests without end %v, connections %d; want 1, 0", got, h.c.Connections())
+	}
+
+	// A ring that stays behind holds an exit maxHold at most.
+	h.start(4, 30, 0, events.RequestClient, 30, 6, tuple("127.0.0.1:50003", "127.0.0.1:8443"))
+	h.c.Exit(events.Exit{PID: 4, Time: at(35)})
+	h.c.ReleaseHeld(at(35).Add(maxHold))
+	if h.c.Connections() != 0 {
+		t.Errorf("%d connections %v after the exit, want 0", h.c.Connections(), maxHold)
+	}
+}
+
+// TestExecReadBeforeOldProgramsEnd: an exec marker read from one ring
+// before another ring's last response of the old program: the old
+// program's request still ends with its response; the new program's
+// connection, active after the exec, stays.
+func TestExecReadBeforeOldProgramsEnd(t *testing.T) {
+	h := newHarness(t, graceConfig())
+	gohttp, sockets := h.c.Ring(), h.c.Ring()
+	h.start(2, 10, 0, events.RequestClient, 1, 6, tuple("127.0.0.1:50001", "127.0.0.1:8443"))
+	h.c.Exec(events.Exec{PID: 2, Time: at(5)}) // the sockets ring's marker
+	h.readTo(sockets, 5)
+	h.c.ReleaseHeld(at(6))
+	h.end(2, 10, events.RequestClient, 4, "GET", "/old", 200)
+	h.start(2, 11, 0, events.RequestClient, 7, 7, tuple("127.0.0.1:50002", "127.0.0.1:8443"))
+	h.readTo(gohttp, 8)
+	h.c.ReleaseHeld(at(9))
+	if s := h.wantSpans(1)[0]; attrs(s)["url.path"] != "/old" || attrs(s)["error.type"] != nil {
+		t.Errorf("span %v, want /old complete", attrs(s))
+	}
+	if h.c.Connections() != 1 {
+		t.Errorf("%d connections after the exec, want the new program's 1", h.c.Connections())
+	}
+}
+
+// TestWholeWinsOverGoTLS: over Transport.DialTLSContext, gotls copies
+// HTTP/2's preface before gohttp's first request on the connection, and
+// the two rings are read in any order. Whichever is read first, gohttp's
+// whole requests speak for the connection: the server requests are the
+// children of the client's, and the preface makes no span.
+func TestWholeWinsOverGoTLS(t *testing.T) {
+	cli, srv := tuple("127.0.0.1:50000", "127.0.0.1:8443"), tuple("127.0.0.1:8443", "127.0.0.1:50000")
+	for _, gotlsFirst := range []bool{true, false} {
+		h := newHarness(t, DefaultConfig())
+		gotls := cid(1, 0xc000100000)
+		preface := func() {
+			h.bind(gotls, 3, 1, "127.0.0.1:50000", "127.0.0.1:8443")
+			h.write(gotls, 1, 1, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+		}
+		if gotlsFirst {
+			preface()
+		}
+		for i := range uint64(3) {
+			ms := 10 * int(i+1)
+			h.start(1, 100+i, 0, events.RequestClient, ms, 3, cli)
+			if i == 0 && !gotlsFirst {
+				preface()
+			}
+			h.start(2, 200+i, 0, events.RequestServer, ms+1, 4, srv)
+			h.end(2, 200+i, events.RequestServer, ms+2, "GET", "/", 200)
+			h.end(1, 100+i, events.RequestClient, ms+3, "GET", "/", 200)
+		}
+		wantChildren(t, h.wantSpans(6))
+		if got := h.metric("periscope_connections_superseded_total"); got != 1 {
+			t.Errorf("gotls first %v: superseded %v, want 1", gotlsFirst, got)
+		}
+	}
+}

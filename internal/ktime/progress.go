@@ -9,8 +9,8 @@ import (
 // CLOCK_MONOTONIC time (ns) before which it has handled every event it will
 // ever get. Another reader's events of the same moment may wait in another
 // ring; a consumer that pairs the two waits until both have read past it.
-// The reader advances it after each event it handles (to the event's
-// time) and whenever it finds its ring empty (to the time it looked). The
+// The reader advances it to a time it took before looking at what its
+// ring held, once it has handled that (internal/ring's watermark). The
 // zero value has read nothing. It is safe for concurrent use.
 type Progress struct{ ns atomic.Uint64 }
 

@@ -13,7 +13,6 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/periscope-apm/periscope/internal/ktime"
-	"github.com/periscope-apm/periscope/internal/wire"
 )
 
 // Read calls handle for every record of the ring buffer m until ctx is done.
@@ -24,9 +23,9 @@ import (
 // passed to handle is only valid during the call.
 //
 // progress, when not nil, learns how far Read has handled the ring (see
-// ktime.Progress): the time of each record handled (every record begins
-// with the header of bpf/periscope.h), and the time Read found the ring
-// empty, so that an idle ring holds nobody back; when Read returns, it is
+// ktime.Progress and watermark): a time taken before Read looked at what
+// the ring held, once that has been handled, so that a busy ring as well
+// as an idle one holds nobody back for long; when Read returns, it is
 // done.
 func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, handle func([]byte), progress *ktime.Progress) error {
 	rd, err := ringbuf.NewReader(m)
@@ -47,7 +46,10 @@ func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, handle func(
 	}
 
 	var rec ringbuf.Record
-	var last uint64 // the latest record time given to progress
+	var w *watermark
+	if progress != nil {
+		w = &watermark{p: progress, ring: rd, now: ktime.Now}
+	}
 	for {
 		rd.SetDeadline(time.Now().Add(interval))
 		// A wait that starts after ctx is done ends with every record
@@ -57,8 +59,8 @@ func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, handle func(
 		switch {
 		case err == nil:
 			handle(rec.RawSample)
-			if progress != nil {
-				last = advance(progress, rd, rec.RawSample, last)
+			if w != nil {
+				w.read(len(rec.RawSample))
 			}
 		case errors.Is(err, ringbuf.ErrFlushed):
 			if ctx.Err() != nil {
@@ -69,8 +71,8 @@ func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, handle func(
 			if stopping {
 				return nil
 			}
-			if progress != nil {
-				advanceIdle(progress, rd)
+			if w != nil {
+				w.idle()
 			}
 		case errors.Is(err, ringbuf.ErrClosed):
 			return nil
@@ -80,32 +82,6 @@ func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, handle func(
 			}
 			return fmt.Errorf("read ring buffer %s: %w", m, err)
 		}
-	}
-}
-
-// advance gives progress the time of the record just handled, when later
-// than the last one given (records of several CPUs are nearly, not
-// strictly, in time order), or the time now when the ring is empty.
-func advance(p *ktime.Progress, rd *ringbuf.Reader, raw []byte, last uint64) uint64 {
-	if h, ok := wire.ReadHeader(raw); ok && h.TS > last {
-		last = h.TS
-		p.Advance(last)
-	}
-	advanceIdle(p, rd)
-	return last
-}
-
-// advanceIdle advances p to now when the ring is empty: any record still
-// to come is stamped later than now. now is taken after the ring is first
-// seen empty and before it is seen empty again, so that a record reserved
-// in between is not passed over.
-func advanceIdle(p *ktime.Progress, rd *ringbuf.Reader) {
-	if rd.AvailableBytes() != 0 {
-		return
-	}
-	now := ktime.Now()
-	if rd.AvailableBytes() == 0 {
-		p.Advance(now)
 	}
 }
 
