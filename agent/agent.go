@@ -275,6 +275,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 				sock.Select(e.PID)
 			}
 		},
+		Decided:  execDecided(sock),
 		Progress: procs.Discovery(),
 	}, log, reg)
 	tracker.Subscribe(processNames{procs})

@@ -50,3 +50,13 @@ func sslBinding(ssl *openssl.Collector) sockets.SSLBinding {
 	}
 	return ssl
 }
+
+// execDecided is discovery's Decided for the sockets collector (nil when
+// there is none): the records a new program sent before discovery decided
+// on it wait for it there.
+func execDecided(sock *sockets.Collector) func(discovery.Exec) {
+	if sock == nil {
+		return nil
+	}
+	return sock.ExecDecided
+}
