@@ -2,6 +2,7 @@ package sockets
 
 import (
 	"encoding/binary"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -36,6 +37,7 @@ type hold struct {
 	forward func([]byte) // hands a record on
 	drop    func(reason string)
 	limit   *ktime.Progress // nil: none to limit
+	log     *slog.Logger    // nil: none
 	// maxBytes and maxAge (ns) bound what is held.
 	maxBytes int
 	maxAge   uint64
@@ -79,7 +81,9 @@ type holdProc struct {
 type heldRecord struct {
 	ts, start uint64
 	raw       []byte
-	control   bool // exec and exit markers: handed on whatever the verdict
+	// control: exec and exit markers, handed on whatever the verdict,
+	// without one, once nothing before them is held.
+	control bool
 }
 
 func newHold(forward func([]byte), drop func(string), limit *ktime.Progress) *hold {
@@ -149,7 +153,8 @@ func (h *hold) record(hd wire.Header, raw []byte) {
 	p := h.proc(hd.PID)
 	control := hd.Type == wire.EventExec || hd.Type == wire.EventExit
 	if len(p.held) == 0 {
-		if v, ok := p.judge(p.start, 0); ok {
+		v, ok := p.judge(p.start, 0)
+		if ok || control {
 			h.pass(v, control, raw)
 			h.after(hd, p)
 			return
@@ -271,7 +276,7 @@ func (h *hold) release(pid uint32, p *holdProc) {
 	n := 0
 	for _, r := range p.held {
 		v, ok := p.judge(r.start, p.next(r.start))
-		if !ok {
+		if !ok && !r.control {
 			break
 		}
 		h.pass(v, r.control, r.raw)
@@ -338,6 +343,9 @@ func (h *hold) giveUp(pid uint32, p *holdProc) {
 		p.add(verdict{at: p.start, expired: true})
 	}
 	delete(h.orphans, pid)
+	if h.log != nil {
+		h.log.Debug("undecided process: held records dropped", "pid", pid, "records", len(p.held), "start", p.start, "first", p.held[0].ts)
+	}
 	h.release(pid, p)
 }
 

@@ -92,6 +92,7 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 	)
 	c.recs = collectors.Records{Sink: sink, Clock: c.clock, Read: c.m.Read}
 	c.hold = newHold(c.forward, func(reason string) { c.recs.Count(reason) }, cfg.Ring.Progress)
+	c.hold.log = c.log
 	return c
 }
 
