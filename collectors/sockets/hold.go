@@ -46,6 +46,7 @@ type hold struct {
 	procs   map[uint32]*holdProc
 	waiting map[uint32]*holdProc // those holding records
 	orphans map[uint32]*holdProc // forked by an undecided parent, undecided
+	leaving map[uint32]uint64    // processes discovery saw exit: when
 	bytes   int
 }
 
@@ -88,7 +89,7 @@ type heldRecord struct {
 
 func newHold(forward func([]byte), drop func(string), limit *ktime.Progress) *hold {
 	return &hold{forward: forward, drop: drop, limit: limit, maxBytes: holdBytes, maxAge: holdAge,
-		procs: make(map[uint32]*holdProc), waiting: make(map[uint32]*holdProc), orphans: make(map[uint32]*holdProc)}
+		procs: make(map[uint32]*holdProc), waiting: make(map[uint32]*holdProc), orphans: make(map[uint32]*holdProc), leaving: make(map[uint32]uint64)}
 }
 
 // judge returns the verdict on the program p started at start, that ran
@@ -179,6 +180,7 @@ func (h *hold) after(hd wire.Header, p *holdProc) {
 	case wire.EventExit:
 		p.exited = true
 		delete(h.orphans, hd.PID)
+		delete(h.leaving, hd.PID)
 		if len(p.held) == 0 {
 			delete(h.procs, hd.PID)
 		}
@@ -199,6 +201,8 @@ func (h *hold) fork(child, parent uint32, at uint64) {
 	} else if old != nil {
 		return // records of the earlier process still wait: let them
 	}
+	delete(h.leaving, child)
+	delete(h.orphans, child)
 	h.procs[child] = c
 	p := h.procs[parent]
 	if p == nil {
@@ -214,20 +218,29 @@ func (h *hold) fork(child, parent uint32, at uint64) {
 }
 
 // adopt gives the orphans of parent p the verdict on the program they were
-// forked from, once there is one.
+// forked from, once there is one, and so on down to their own orphans.
 func (h *hold) adopt(parent uint32, p *holdProc) {
-	for pid, c := range h.orphans {
-		if c.parent != parent {
-			continue
+	type proc struct {
+		pid uint32
+		p   *holdProc
+	}
+	for todo := []proc{{parent, p}}; len(todo) > 0; {
+		parent, p := todo[0].pid, todo[0].p
+		todo = todo[1:]
+		for pid, c := range h.orphans {
+			if c.parent != parent {
+				continue
+			}
+			v, ok := p.judge(c.parentStart, p.next(c.parentStart))
+			if !ok {
+				continue
+			}
+			delete(h.orphans, pid)
+			v.at = c.forkAt
+			c.add(v)
+			h.release(pid, c)
+			todo = append(todo, proc{pid, c})
 		}
-		v, ok := p.judge(c.parentStart, p.next(c.parentStart))
-		if !ok {
-			continue
-		}
-		delete(h.orphans, pid)
-		v.at = c.forkAt
-		c.add(v)
-		h.release(pid, c)
 	}
 }
 
@@ -294,13 +307,15 @@ func (h *hold) release(pid uint32, p *holdProc) {
 	}
 }
 
-// gone forgets process pid (discovery saw it exit).
-func (h *hold) gone(pid uint32) {
+// gone says that discovery saw process pid exit at kernel time now. Its
+// last records may still wait in the ring (discovery reads its own, sooner):
+// the verdict on it stays for maxAge, unless the ring's exit record of the
+// process or a fork of another process with its ID comes first.
+func (h *hold) gone(pid uint32, now uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if p := h.procs[pid]; p != nil && len(p.held) == 0 {
-		delete(h.procs, pid)
-		delete(h.orphans, pid)
+	if h.procs[pid] != nil {
+		h.leaving[pid] = now
 	}
 }
 
@@ -312,6 +327,15 @@ func (h *hold) expire(now uint64) {
 	for pid, p := range h.waiting {
 		if p.held[0].ts+h.maxAge < now {
 			h.giveUp(pid, p)
+		}
+	}
+	for pid, at := range h.leaving {
+		if at+h.maxAge < now {
+			delete(h.leaving, pid)
+			if p := h.procs[pid]; p != nil && len(p.held) == 0 {
+				delete(h.procs, pid)
+				delete(h.orphans, pid)
+			}
 		}
 	}
 	h.setLimit()

@@ -14,7 +14,7 @@ import (
 // step is one thing that happens to a hold: a record read from the ring
 // (rec), a verdict from discovery (decide), a fork record, an expiry tick.
 type step struct {
-	op       string // "data", "exec", "exit", "fork", "decide", "expire"
+	op       string // "data", "exec", "exit", "fork", "decide", "expire", "gone"
 	ts       uint64 // record time, verdict time, or now
 	pid, arg uint32 // arg: the parent of a fork
 	selected bool
@@ -29,7 +29,8 @@ func fork(ts uint64, child, parent uint32) step {
 func decide(pid uint32, selected bool, at uint64) step {
 	return step{op: "decide", ts: at, pid: pid, selected: selected}
 }
-func expire(now uint64) step { return step{op: "expire", ts: now} }
+func expire(now uint64) step           { return step{op: "expire", ts: now} }
+func gone(pid uint32, now uint64) step { return step{op: "gone", ts: now, pid: pid} }
 
 // holdRecord builds a ring record: the header, then a proc_event's ppid
 // and fd (what a fork record carries; other records' bodies do not
@@ -99,6 +100,9 @@ func TestHold(t *testing.T) {
 		{"fork of an undecided parent inherits its verdict when it comes",
 			[]step{fork(20, 2, 1), data(30, 2), decide(1, true, 10)},
 			[]string{"data 2 30"}, nil, 0},
+		{"an orphan's orphan inherits too",
+			[]step{fork(20, 2, 1), fork(25, 3, 2), data(30, 3), decide(1, true, 10)},
+			[]string{"data 3 30"}, nil, 0},
 		{"an orphan inherits the verdict on the program it was forked from",
 			[]step{fork(20, 2, 1), data(30, 2), exec(100, 1), decide(1, true, 100+execSlack), decide(1, false, 50)},
 			[]string{"exec 1 100"}, map[string]int{"unselected": 1}, 0},
@@ -111,6 +115,12 @@ func TestHold(t *testing.T) {
 		{"expired: dropped as undecided, and so is what follows",
 			[]step{data(10, 1), exit(12, 1), expire(10 + age + 1)},
 			[]string{"exit 1 12"}, map[string]int{"undecided": 1}, 0},
+		{"records read after discovery saw the exit are still judged",
+			[]step{decide(1, true, 5), gone(1, 20), expire(20 + age), data(10, 1)},
+			[]string{"data 1 10"}, nil, 0},
+		{"a verdict on a gone process is forgotten after maxAge",
+			[]step{decide(1, true, 5), gone(1, 20), expire(20 + age + 1), data(10, 1)},
+			nil, nil, 10},
 		{"not expired yet",
 			[]step{data(10, 1), expire(10 + age)},
 			nil, nil, 10},
@@ -134,6 +144,8 @@ func TestHold(t *testing.T) {
 					h.decide(s.pid, s.selected, s.ts)
 				case "expire":
 					h.expire(s.ts)
+				case "gone":
+					h.gone(s.pid, s.ts)
 				default:
 					typ := map[string]uint32{"data": wire.EventData, "exec": wire.EventExec, "exit": wire.EventExit, "fork": wire.EventFork}[s.op]
 					raw := holdRecord(t, typ, s.ts, s.pid, s.arg)

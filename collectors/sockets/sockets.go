@@ -295,7 +295,7 @@ func (c *Collector) mark(pid uint32, selected bool) {
 
 // ProcessExited implements discovery.Observer.
 func (c *Collector) ProcessExited(pid uint32, _ time.Time) {
-	c.hold.gone(pid)
+	c.hold.gone(pid, ktime.Now())
 	if c.objs.Selected != nil {
 		_ = c.objs.Selected.Delete(pid)
 	}
