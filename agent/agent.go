@@ -267,6 +267,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		return err
 	}
 
+	preselect(sock, sel, log)
 	tracker := discovery.New(discovery.Config{
 		Selector: sel,
 		OnExec: func(e discovery.Exec) {

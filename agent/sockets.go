@@ -60,3 +60,22 @@ func execDecided(sock *sockets.Collector) func(discovery.Exec) {
 	}
 	return sock.ExecDecided
 }
+
+// preselect decides on every running process by its executable before
+// discovery's first scan, which reads each one whole and may take seconds:
+// meanwhile the sockets collector holds the records of undecided processes
+// (and gives up on them after a while).
+func preselect(sock *sockets.Collector, sel discovery.Selector, log *slog.Logger) {
+	if sock == nil || sel.All() {
+		return
+	}
+	procs, err := discovery.Programs("/proc")
+	if err != nil {
+		log.Warn("first look at the running processes", "err", err)
+		return
+	}
+	for _, p := range procs {
+		p.Selected = sel.Match(p.Exe)
+		sock.ProcessUpdated(p, nil)
+	}
+}

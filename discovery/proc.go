@@ -174,6 +174,26 @@ func listPIDs(procRoot string) ([]uint32, error) {
 	return pids, nil
 }
 
+// Programs reads the executable of every running process (PID, Exe, Read;
+// no mappings): a first look, a few microseconds per process, for what
+// must be decided before the full scan (Tracker.Start) reaches each one.
+func Programs(procRoot string) ([]Process, error) {
+	pids, err := listPIDs(procRoot)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Process, 0, len(pids))
+	for _, pid := range pids {
+		read := ktime.Now()
+		exe, err := os.Readlink(filepath.Join(procDir(procRoot, pid), "exe"))
+		if err != nil {
+			continue // gone, or a kernel thread
+		}
+		out = append(out, Process{PID: pid, Exe: strings.TrimSuffix(exe, " (deleted)"), Read: read})
+	}
+	return out, nil
+}
+
 // Alive reports whether the process can still be reached through Root
 // (false once it has exited and been reaped).
 func (p Process) Alive() bool {
