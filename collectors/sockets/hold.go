@@ -272,6 +272,7 @@ func (h *hold) decide(pid uint32, selected bool, at uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	p := h.proc(pid)
+	delete(h.leaving, pid) // it lives: discovery reports an exec as an exit and a new process
 	p.add(verdict{at: at, selected: selected})
 	if c := h.orphans[pid]; c == p {
 		if _, ok := p.judge(0, 0); ok {
@@ -310,7 +311,9 @@ func (h *hold) release(pid uint32, p *holdProc) {
 // gone says that discovery saw process pid exit at kernel time now. Its
 // last records may still wait in the ring (discovery reads its own, sooner):
 // the verdict on it stays for maxAge, unless the ring's exit record of the
-// process or a fork of another process with its ID comes first.
+// process or a fork of another process with its ID comes first, or a
+// verdict after it (an exec, which discovery reports as an exit and a new
+// process) says it lives on.
 func (h *hold) gone(pid uint32, now uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
