@@ -267,6 +267,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		return err
 	}
 
+	preselect(sock, sel, log)
 	tracker := discovery.New(discovery.Config{
 		Selector: sel,
 		OnExec: func(e discovery.Exec) {
@@ -275,6 +276,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 				sock.Select(e.PID)
 			}
 		},
+		Decided:  execDecided(sock),
 		Progress: procs.Discovery(),
 	}, log, reg)
 	tracker.Subscribe(processNames{procs})

@@ -50,3 +50,32 @@ func sslBinding(ssl *openssl.Collector) sockets.SSLBinding {
 	}
 	return ssl
 }
+
+// execDecided is discovery's Decided for the sockets collector (nil when
+// there is none): the records a new program sent before discovery decided
+// on it wait for it there.
+func execDecided(sock *sockets.Collector) func(discovery.Exec) {
+	if sock == nil {
+		return nil
+	}
+	return sock.ExecDecided
+}
+
+// preselect decides on every running process by its executable before
+// discovery's first scan, which reads each one whole and may take seconds:
+// meanwhile the sockets collector holds the records of undecided processes
+// (and gives up on them after a while).
+func preselect(sock *sockets.Collector, sel discovery.Selector, log *slog.Logger) {
+	if sock == nil || sel.All() {
+		return
+	}
+	procs, err := discovery.Programs("/proc")
+	if err != nil {
+		log.Warn("first look at the running processes", "err", err)
+		return
+	}
+	for _, p := range procs {
+		p.Selected = sel.Match(p.Exe)
+		sock.ProcessUpdated(p, nil)
+	}
+}

@@ -253,8 +253,10 @@ struct {
 
 /* When filter_selected is set: the processes discovery has decided on,
  * selected or not. A process it has not seen yet (started a moment ago) is
- * traced, so that a short-lived client is not missed; user space drops what
- * such a process sent if it turns out not to be selected. */
+ * traced, so that a short-lived client is not missed; user space holds what
+ * such a process sent until discovery decides on it, and drops it if it
+ * turns out not to be selected. A forked child inherits its parent's
+ * entry (sock_process_fork); an exec removes it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
@@ -987,7 +989,11 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx) { return on_exit(ctx->args[0],
 SEC("raw_tracepoint/sched_process_exit")
 int sock_process_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-	return mark_exit((struct task_struct *)ctx->args[0], &sock_procs);
+	struct task_struct *t = (struct task_struct *)ctx->args[0];
+	__u32 pid = BPF_CORE_READ(t, pid);
+	if (filter_selected && pid == BPF_CORE_READ(t, tgid))
+		bpf_map_delete_elem(&selected, &pid);
+	return mark_exit(t, &sock_procs);
 }
 
 /* An exec makes the process another program: whether it is selected is
@@ -1005,14 +1011,33 @@ int sock_process_exec(struct bpf_raw_tracepoint_args *ctx)
 }
 
 /* A new process starts with no descriptor known (its ID may be that of
- * an old process). */
+ * an old process). With filter_selected it runs its parent's program:
+ * it inherits the parent's decision (none when the parent is undecided),
+ * and a child that may be traced is reported in the ring (struct
+ * proc_event, EVENT_FORK), so that user space judges its records as the
+ * parent's before they come. */
 SEC("raw_tracepoint/sched_process_fork")
 int sock_process_fork(struct bpf_raw_tracepoint_args *ctx)
 {
+	struct task_struct *parent = (struct task_struct *)ctx->args[0];
 	struct task_struct *child = (struct task_struct *)ctx->args[1];
 	__u32 pid = BPF_CORE_READ(child, pid);
-	if (pid == BPF_CORE_READ(child, tgid))
-		forget_other(pid, -1);
+	if (pid != BPF_CORE_READ(child, tgid))
+		return 0; /* a new thread */
+	forget_other(pid, -1);
+	if (!filter_selected)
+		return 0;
+	__u32 ppid = BPF_CORE_READ(parent, tgid);
+	__u8 *sel = bpf_map_lookup_elem(&selected, &ppid);
+	if (!sel) {
+		bpf_map_delete_elem(&selected, &pid);
+	} else {
+		__u8 v = *sel;
+		bpf_map_update_elem(&selected, &pid, &v, BPF_ANY);
+		if (!v)
+			return 0;
+	}
+	emit_proc_event(EVENT_FORK, pid, ppid, -1);
 	return 0;
 }
 

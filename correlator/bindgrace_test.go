@@ -340,3 +340,49 @@ func TestRingsManyWaiting(t *testing.T) {
 		t.Errorf("periscope_span_waits_cut_total = %v, want 0", got)
 	}
 }
+
+// TestRingsProxy: a proxy's server request, its upstream call and the
+// upstream's server request, read from one ring before the proxy's client
+// from another, all wait for the client (exporting the call first would
+// fix the proxy's trace); then the client parents the proxy's request, in
+// one trace down to the upstream.
+func TestRingsProxy(t *testing.T) {
+	h := newHarness(t, graceConfig())
+	srvRing, cliRing := h.c.Ring(), h.c.Ring()
+	cl, px, up, us := cid(1, 1), cid(2, 1), cid(2, 2), cid(3, 1)
+	h.bind(px, 4, 0, "127.0.0.1:8080", "127.0.0.1:40001")
+	h.bind(up, 5, 0, "127.0.0.1:40002", "127.0.0.1:9000")
+	h.bind(us, 6, 0, "127.0.0.1:9000", "127.0.0.1:40002")
+	h.read(px, 2, 2, "GET /proxy HTTP/1.1\r\nHost: px\r\n\r\n")
+	h.write(up, 2, 3, "GET /up HTTP/1.1\r\nHost: up\r\n\r\n")
+	h.read(us, 3, 4, "GET /up HTTP/1.1\r\nHost: up\r\n\r\n")
+	h.write(us, 3, 5, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	h.read(up, 2, 6, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	h.write(px, 2, 7, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	h.readTo(srvRing, 1000)
+	h.c.ReleaseHeld(at(1000))
+	h.wantSpans(0)
+	h.bind(cl, 3, 0, "127.0.0.1:40001", "127.0.0.1:8080")
+	h.write(cl, 1, 1, "GET /proxy HTTP/1.1\r\nHost: px\r\n\r\n")
+	h.read(cl, 1, 8, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	h.readTo(cliRing, 1000)
+	h.c.ReleaseHeld(at(1000))
+	spans := h.wantSpans(4)
+	byKey := map[string]*span.Span{}
+	for _, s := range spans {
+		byKey[fmt.Sprintf("%v %v", s.Kind, attrs(s)["url.path"])] = s
+	}
+	for _, e := range []struct{ child, parent string }{
+		{"server /proxy", "client /proxy"},
+		{"client /up", "server /proxy"},
+		{"server /up", "client /up"},
+	} {
+		c, p := byKey[e.child], byKey[e.parent]
+		if c == nil || p == nil {
+			t.Fatalf("spans %v: no %q or %q", byKey, e.child, e.parent)
+		}
+		if c.ParentSpanID != p.SpanID || c.TraceID != p.TraceID {
+			t.Errorf("%s: parent %v trace %v, want %s's %v %v", e.child, c.ParentSpanID, c.TraceID, e.parent, p.SpanID, p.TraceID)
+		}
+	}
+}

@@ -730,6 +730,7 @@ func (c *Correlator) finish(x *exchange, end time.Time, reason string) {
 			// the probes do not see. Not an error of the application:
 			// no span, only a count.
 			c.m.noEnd.Inc()
+			c.exportWaiting(x)
 			return
 		}
 	}
@@ -762,6 +763,31 @@ func (c *Correlator) exportWaiting(x *exchange) {
 	for _, w := range waiting {
 		c.export(w.x, w.end, w.reason)
 	}
+}
+
+// unsettled returns the nearest ancestor of x, ended at end, whose own
+// parent is not settled yet (goWaits, peerMayCome), or nil.
+func (c *Correlator) unsettled(x *exchange, end time.Time) *exchange {
+	p := x.parent
+	for depth := 0; p != nil && !p.fixed && depth < maxParentDepth; depth++ {
+		if goWaits(p) || c.peerMayCome(p, end) {
+			return p
+		}
+		p = p.parent
+	}
+	return nil
+}
+
+// maxWaitingChildren bounds the children that wait for a server request's
+// client (peerMayCome): past it, they go without waiting.
+const maxWaitingChildren = 64
+
+// peerMayCome reports whether server request p, parent of a child that
+// ended at end, may still be paired with its client: it waits for one
+// (awaitsPeer), a ring has not been read past end yet, and not too many
+// children wait already.
+func (c *Correlator) peerMayCome(p *exchange, end time.Time) bool {
+	return awaitsPeer(p) && c.behind(end) && len(p.waiting) < maxWaitingChildren
 }
 
 // goWaits reports whether x is a Go program's client call that has no
@@ -923,10 +949,15 @@ func (c *Correlator) export(x *exchange, end time.Time, reason string) {
 	if c.holdForLink(x, end, reason) {
 		return
 	}
-	if p := x.parent; p != nil && goWaits(p) && !p.fixed {
+	if p := c.unsettled(x, end); p != nil {
 		// The child (a database's SERVER span) of a Go program's call
-		// that may not know its own parent yet (goParent): its trace is
-		// the call's, settled when the call is exported.
+		// that may not know its own parent yet (goParent), or a
+		// descendant (a proxy's upstream call, its server end) of a
+		// server request whose client a ring may still bring
+		// (awaitsPeer): its trace is that ancestor's, settled when the
+		// ancestor is exported. Exporting it now would fix the
+		// ancestor's trace, and the client could no longer become the
+		// ancestor's parent (link).
 		p.waiting = append(p.waiting, heldExchange{x: x, end: end, reason: reason})
 		return
 	}

@@ -3,10 +3,14 @@ package discovery
 import (
 	"bytes"
 	"encoding/binary"
-	"github.com/periscope-apm/periscope/internal/wire"
+	"log/slog"
 	"slices"
 	"testing"
 	"unsafe"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/periscope-apm/periscope/internal/wire"
 )
 
 func TestDecodeExec(t *testing.T) {
@@ -50,6 +54,51 @@ func TestDecodeExec(t *testing.T) {
 			}
 			if e.PID != 42 || e.PPID != 7 || e.Path != tc.wantPath || !slices.Equal(e.Argv, tc.wantArgv) {
 				t.Errorf("got %+v, want path %q argv %q", e, tc.wantPath, tc.wantArgv)
+			}
+		})
+	}
+}
+
+// TestExecDecided: every exec is decided (Config.Decided) once handled: by
+// the executable /proc shows when the process could be read, else by the
+// exec's path; OnExec learns early of a path that matches.
+func TestExecDecided(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		path, exe string // exe "" : gone before /proc is read
+		want      bool
+		early     bool
+	}{
+		{"selected", "/usr/bin/gotp-a", "/usr/bin/gotp-a", true, true},
+		{"not selected", "/usr/bin/curl", "/usr/bin/curl", false, false},
+		{"gone, selected by path", "/usr/bin/gotp-a", "", true, true},
+		{"gone, not selected by path", "/usr/bin/curl", "", false, false},
+		{"a link to a selected program", "/usr/bin/link", "/usr/bin/gotp-a", true, false},
+		{"a matching link to another program", "/usr/bin/gotp-link", "/usr/bin/curl", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			if tc.exe != "" {
+				fakeProc(t, root, 42, tc.exe, tc.exe+" 10")
+			}
+			var early bool
+			var got []Exec
+			tr := New(Config{ProcRoot: root, Selector: Selector{Include: []string{"gotp-*"}},
+				OnExec:  func(Exec) { early = true },
+				Decided: func(e Exec) { got = append(got, e) },
+			}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+			var e processExecEvent
+			e.Hdr.Type, e.Hdr.Pid, e.Hdr.Ts = wire.EventExec, 42, 77
+			for i := range len(tc.path) {
+				e.Filename[i] = int8(tc.path[i])
+			}
+			var b bytes.Buffer
+			if err := binary.Write(&b, binary.NativeEndian, &e); err != nil {
+				t.Fatal(err)
+			}
+			tr.handle(b.Bytes())
+			if len(got) != 1 || got[0].PID != 42 || got[0].KTime != 77 || got[0].Selected != tc.want || early != tc.early {
+				t.Errorf("decided %+v, early %v; want one for 42 at 77, selected %v, early %v", got, early, tc.want, tc.early)
 			}
 		})
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/shirou/gopsutil/v4/process"
 	"golang.org/x/sys/unix"
 
+	"github.com/periscope-apm/periscope/internal/ktime"
 	"github.com/periscope-apm/periscope/symbols"
 )
 
@@ -39,6 +40,9 @@ type Process struct {
 	// process's files (/proc/PID/root), so files in containers resolve.
 	Root string
 	Maps []Mapping
+	// Read is when the process was read (CLOCK_MONOTONIC ns, taken just
+	// before its executable): Selected judges the program it ran then.
+	Read uint64
 }
 
 // HostPath returns the path through which the agent opens p's file path.
@@ -51,6 +55,7 @@ func procDir(procRoot string, pid uint32) string {
 // readProcess reads what the table keeps of a process.
 func readProcess(procRoot string, pid uint32) (Process, error) {
 	dir := procDir(procRoot, pid)
+	read := ktime.Now()
 	exe, err := os.Readlink(filepath.Join(dir, "exe"))
 	if err != nil {
 		return Process{}, fmt.Errorf("process %d: %w", pid, err)
@@ -66,6 +71,7 @@ func readProcess(procRoot string, pid uint32) (Process, error) {
 		Exe:  exe,
 		Root: filepath.Join(dir, "root"),
 		Maps: maps,
+		Read: read,
 	}, nil
 }
 
@@ -166,6 +172,26 @@ func listPIDs(procRoot string) ([]uint32, error) {
 		}
 	}
 	return pids, nil
+}
+
+// Programs reads the executable of every running process (PID, Exe, Read;
+// no mappings): a first look, a few microseconds per process, for what
+// must be decided before the full scan (Tracker.Start) reaches each one.
+func Programs(procRoot string) ([]Process, error) {
+	pids, err := listPIDs(procRoot)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Process, 0, len(pids))
+	for _, pid := range pids {
+		read := ktime.Now()
+		exe, err := os.Readlink(filepath.Join(procDir(procRoot, pid), "exe"))
+		if err != nil {
+			continue // gone, or a kernel thread
+		}
+		out = append(out, Process{PID: pid, Exe: strings.TrimSuffix(exe, " (deleted)"), Read: read})
+	}
+	return out, nil
 }
 
 // Alive reports whether the process can still be reached through Root

@@ -1,7 +1,10 @@
 package discovery
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -59,5 +62,30 @@ func TestReadProcessSelf(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("own executable not in maps: %+v", p.Maps)
+	}
+}
+
+// TestPrograms: every process with an executable is listed with it, read
+// time set; one without (a kernel thread) is left out.
+func TestPrograms(t *testing.T) {
+	root := t.TempDir()
+	fakeProc(t, root, 42, "/usr/bin/curl (deleted)", "/usr/bin/curl 10")
+	fakeProc(t, root, 43, "/usr/bin/gotp-a", "/usr/bin/gotp-a 11")
+	if err := os.MkdirAll(filepath.Join(root, "2"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	procs, err := Programs(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range procs {
+		if p.Read == 0 {
+			t.Errorf("%d: no read time", p.PID)
+		}
+		got = append(got, fmt.Sprintf("%d %s", p.PID, p.Exe))
+	}
+	if strings.Join(got, ",") != "42 /usr/bin/curl,43 /usr/bin/gotp-a" {
+		t.Errorf("got %q", got)
 	}
 }

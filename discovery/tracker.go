@@ -50,6 +50,12 @@ type Config struct {
 	// kernel reports it, before /proc is read: a process may be gone by
 	// then, and this is all that names it.
 	OnExec func(Exec)
+	// Decided, if set, learns of every exec once discovery has decided on
+	// the new program (Exec.Selected): by the executable /proc shows, or
+	// by the exec's path when the process is gone before it is read.
+	// Every exec gets one, also that of a program exec'ing itself, which
+	// ProcessUpdated does not report again.
+	Decided func(Exec)
 	// Progress, if set, learns how far the process events have been
 	// handled (ktime.Progress): every exec up to then has been reported
 	// to OnExec.
@@ -68,6 +74,9 @@ type Exec struct {
 	Argv []string
 	// KTime is when the exec happened: CLOCK_MONOTONIC nanoseconds.
 	KTime uint64
+	// Selected, given to Config.Decided, says whether the new program is
+	// selected.
+	Selected bool
 }
 
 // Tracker keeps the table of processes.
@@ -292,10 +301,15 @@ func (t *Tracker) handle(raw []byte) {
 		if ok && len(e.Argv) == 0 {
 			t.argvUnread.Inc()
 		}
-		if ok && t.cfg.OnExec != nil && t.cfg.Selector.Match(e.Path) {
+		matched := ok && t.cfg.Selector.Match(e.Path)
+		if matched && t.cfg.OnExec != nil {
 			t.cfg.OnExec(e)
 		}
 		t.reexec(pid)
+		if ok && t.cfg.Decided != nil {
+			e.Selected = t.decided(pid, matched)
+			t.cfg.Decided(e)
+		}
 	case wire.EventFork:
 		t.events.WithLabelValues("fork").Inc()
 		t.update(pid)
@@ -326,6 +340,18 @@ func (t *Tracker) reexec(pid uint32) {
 		}
 	}
 	t.updateLocked(pid)
+}
+
+// decided returns whether process pid, just exec'd and handled, is
+// selected: as the table says when it could be read (after the exec),
+// else as its exec's path matched.
+func (t *Tracker) decided(pid uint32, matched bool) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p, ok := t.procs[pid]; ok {
+		return p.Selected
+	}
+	return matched
 }
 
 // sameProgram reports whether two reads of a process show the same

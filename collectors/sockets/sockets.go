@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -74,14 +73,13 @@ type Collector struct {
 	m     *collectors.Metrics
 	recs  collectors.Records
 
-	mu       sync.Mutex
-	rejected map[uint32]bool // PerProcess: processes decided on, true when not selected
+	hold *hold // PerProcess: records of undecided processes
 }
 
 // New returns a collector that sends its events to sink.
 func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Registerer) *Collector {
 	cfg.defaults()
-	c := &Collector{cfg: cfg, log: log.With("collector", Name), clock: ktime.NewClock(), rejected: make(map[uint32]bool)}
+	c := &Collector{cfg: cfg, log: log.With("collector", Name), clock: ktime.NewClock()}
 	counters := func() *ebpf.Map { return c.objs.Counters }
 	c.m = collectors.NewMetrics(Name, reg, func() string { return "tracepoint" }, counters)
 	reg.MustRegister(
@@ -93,6 +91,8 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 			counters, wire.CounterUnclassifiedConns),
 	)
 	c.recs = collectors.Records{Sink: sink, Clock: c.clock, Read: c.m.Read}
+	c.hold = newHold(c.forward, func(reason string) { c.recs.Count(reason) }, cfg.Ring.Progress)
+	c.hold.log = c.log
 	return c
 }
 
@@ -166,6 +166,9 @@ func (c *Collector) Start(ctx context.Context) error {
 	}
 	c.m.Probes.Set(float64(c.progs.Links()))
 	c.progs.Read(ctx, c.objs.Events, c.cfg.Ring, c.decode, c.log)
+	if c.cfg.PerProcess {
+		go c.expireHeld(ctx)
+	}
 	t0 := time.Now()
 	adopted, err := c.adoptBlockedReads()
 	if err != nil {
@@ -239,13 +242,21 @@ func (c *Collector) skip(pid uint32, what socketsSkip) error {
 // ProcessUpdated implements discovery.Observer: with PerProcess, a
 // selected process is traced and another one is not.
 func (c *Collector) ProcessUpdated(p discovery.Process, _ []discovery.Mapping) {
+	if !c.cfg.PerProcess {
+		return
+	}
+	at := p.Read
+	if at == 0 {
+		at = ktime.Now()
+	}
+	c.hold.decide(p.PID, p.Selected, at)
 	if !p.Selected && !c.stillRuns(p) {
 		// It has exec'd since it was read (a child forked by an
 		// unselected program): the new program is decided when its
 		// exec is handled; rejecting it now would miss its start.
 		return
 	}
-	c.decide(p.PID, p.Selected)
+	c.mark(p.PID, p.Selected)
 }
 
 // stillRuns reports whether process p still runs the program it was read
@@ -257,19 +268,26 @@ func (c *Collector) stillRuns(p discovery.Process) bool {
 
 // Select traces process pid when the collector traces selected processes
 // only: the agent calls it as soon as the kernel reports the exec of a
-// selected program, before discovery reads the process from /proc.
-func (c *Collector) Select(pid uint32) { c.decide(pid, true) }
+// selected program, before discovery reads the process from /proc, so that
+// the children it forks meanwhile inherit the selection in the kernel.
+func (c *Collector) Select(pid uint32) { c.mark(pid, true) }
 
-// decide records whether process pid is selected. Until it is decided, a
-// new process is traced (and what it sent is dropped here if it turns out
-// not to be selected; see decode).
-func (c *Collector) decide(pid uint32, selected bool) {
+// ExecDecided settles the records of the program a process exec'd (held
+// since the exec) by discovery's decision e.Selected (discovery.Config's
+// Decided).
+func (c *Collector) ExecDecided(e discovery.Exec) {
+	if c.cfg.PerProcess {
+		c.hold.decide(e.PID, e.Selected, e.KTime+execSlack)
+	}
+}
+
+// mark tells the kernel whether process pid is selected. Until it is
+// decided, a new process is traced (and what it sent is held here; see
+// hold).
+func (c *Collector) mark(pid uint32, selected bool) {
 	if !c.cfg.PerProcess || c.objs.Selected == nil {
 		return
 	}
-	c.mu.Lock()
-	c.rejected[pid] = !selected
-	c.mu.Unlock()
 	if err := c.objs.Selected.Put(pid, boolByte(selected)); err != nil {
 		c.log.Warn("select process", "pid", pid, "err", err)
 	}
@@ -277,9 +295,7 @@ func (c *Collector) decide(pid uint32, selected bool) {
 
 // ProcessExited implements discovery.Observer.
 func (c *Collector) ProcessExited(pid uint32, _ time.Time) {
-	c.mu.Lock()
-	delete(c.rejected, pid)
-	c.mu.Unlock()
+	c.hold.gone(pid, ktime.Now())
 	if c.objs.Selected != nil {
 		_ = c.objs.Selected.Delete(pid)
 	}
@@ -298,26 +314,37 @@ func (c *Collector) Close() error {
 // Wait implements collectors.Collector.
 func (c *Collector) Wait() { c.progs.Wait() }
 
-// decode hands a record to the sink, unless it comes from a process that
-// was traced before discovery decided it is not selected.
+// decode hands a record to the sink; with PerProcess, through the hold,
+// which keeps back the records of undecided processes.
 func (c *Collector) decode(raw []byte) {
 	if c.cfg.PerProcess {
-		h, ok := wire.ReadHeader(raw)
-		c.mu.Lock()
-		rejected := ok && c.rejected[h.PID]
-		if ok && h.Type == wire.EventExec {
-			// Another program from here on, undecided (as in the
-			// kernel) until discovery decides on it.
-			delete(c.rejected, h.PID)
-		}
-		c.mu.Unlock()
-		if rejected && h.Type != wire.EventExit && h.Type != wire.EventExec {
-			c.m.Read.WithLabelValues("unselected").Inc()
+		if h, ok := wire.ReadHeader(raw); ok {
+			c.hold.record(h, raw)
 			return
 		}
 	}
+	c.forward(raw)
+}
+
+// forward hands a record to the sink.
+func (c *Collector) forward(raw []byte) {
 	if _, ok := c.recs.Decode(raw); !ok {
 		c.m.Read.WithLabelValues("malformed").Inc()
+	}
+}
+
+// expireHeld gives up on what has been held for too long (hold.expire)
+// until ctx is done.
+func (c *Collector) expireHeld(ctx context.Context) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			c.hold.expire(ktime.Now())
+		}
 	}
 }
 

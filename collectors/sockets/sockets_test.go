@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/periscope-apm/periscope/discovery"
 	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/internal/wire"
 )
@@ -38,13 +39,14 @@ func record(t *testing.T, typ, pid uint32, fields ...any) []byte {
 }
 
 // With a selection, the records of a process discovery rejected are
-// dropped (it was traced while undecided), those of others pass, and the
-// exit of any process passes.
+// dropped, those of a selected one pass, those of an undecided one wait for
+// the decision (ExecDecided for an exec'd program), and the exit of any
+// process passes in order.
 func TestDecodeSelection(t *testing.T) {
 	s := &sink{}
 	c := New(Config{PerProcess: true}, s, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	c.rejected[20] = true
-	c.rejected[10] = false
+	c.ProcessUpdated(discovery.Process{PID: 10, Selected: true}, nil)
+	c.hold.decide(20, false, 0) // as ProcessUpdated, for a process still running
 	tuple := make([]byte, wire.TupleSize)
 	bind := func(pid uint32) []byte {
 		return record(t, wire.EventBind, pid, uint64(1<<61|7), int32(5), uint32(1), tuple)
@@ -58,24 +60,19 @@ func TestDecodeSelection(t *testing.T) {
 		c.decode(data(pid))
 		c.decode(record(t, wire.EventExit, pid, uint32(0), int32(-1)))
 	}
-	if len(s.binds) != 2 || len(s.data) != 2 || len(s.exits) != 3 {
-		t.Fatalf("passed %d binds, %d data, %d exits; want 2, 2, 3", len(s.binds), len(s.data), len(s.exits))
+	if len(s.binds) != 1 || len(s.data) != 1 || len(s.exits) != 2 {
+		t.Fatalf("passed %d binds, %d data, %d exits; want 1, 1, 2", len(s.binds), len(s.data), len(s.exits))
 	}
-	// A rejected process that execs is another program, undecided: its
-	// records pass again.
-	c.rejected[40] = true
-	c.decode(data(40))
-	c.decode(record(t, wire.EventExec, 40, uint32(0), int32(-1)))
-	c.decode(data(40))
-	if len(s.data) != 3 || s.data[2].Conn.PID != 40 {
-		t.Errorf("after exec: %d data records passed, want 3", len(s.data))
+	c.ExecDecided(discovery.Exec{PID: 30, Selected: true})
+	if len(s.binds) != 2 || len(s.data) != 2 || len(s.exits) != 3 || s.exits[2].PID != 30 {
+		t.Fatalf("after the decision: %d binds, %d data, %d exits; want 2, 2, 3 (the exit last)", len(s.binds), len(s.data), len(s.exits))
 	}
 	for _, b := range s.binds {
 		if !b.Plaintext || b.Conn.PID == 20 {
 			t.Errorf("bind %+v", b)
 		}
 	}
-	if got := testutil.ToFloat64(c.m.Read.WithLabelValues("unselected")); got != 3 {
+	if got := testutil.ToFloat64(c.m.Read.WithLabelValues("unselected")); got != 2 {
 		t.Errorf("unselected records counted %v, want 2", got)
 	}
 }

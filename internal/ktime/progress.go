@@ -12,7 +12,10 @@ import (
 // The reader advances it to a time it took before looking at what its
 // ring held, once it has handled that (internal/ring's watermark). The
 // zero value has read nothing. It is safe for concurrent use.
-type Progress struct{ ns atomic.Uint64 }
+type Progress struct {
+	ns    atomic.Uint64
+	limit atomic.Uint64 // 0: none
+}
 
 // Advance records that everything before ns has been handled; Progress
 // never goes back.
@@ -27,10 +30,25 @@ func (p *Progress) Advance(ns uint64) {
 
 // Done records that the reader has stopped: it will deliver nothing more,
 // so nothing waits for it.
-func (p *Progress) Done() { p.ns.Store(math.MaxUint64) }
+func (p *Progress) Done() {
+	p.limit.Store(0)
+	p.ns.Store(math.MaxUint64)
+}
+
+// Limit caps the progress Load reports at ns, 0 for no cap: a reader that
+// has read events but holds them back (the sockets collector, until
+// discovery decides on their process) has not handled them, whatever
+// Advance says.
+func (p *Progress) Limit(ns uint64) { p.limit.Store(ns) }
 
 // Load returns the time before which everything has been handled.
-func (p *Progress) Load() uint64 { return p.ns.Load() }
+func (p *Progress) Load() uint64 {
+	ns := p.ns.Load()
+	if l := p.limit.Load(); l != 0 && l < ns {
+		return l
+	}
+	return ns
+}
 
 // Least returns the least progress of ps, and false when ps is empty.
 func Least(ps []*Progress) (uint64, bool) {

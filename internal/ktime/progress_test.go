@@ -31,6 +31,37 @@ func TestProgress(t *testing.T) {
 	}
 }
 
+// TestProgressLimit: a limit caps the progress reported until it is
+// lifted; a limit past the progress changes nothing.
+func TestProgressLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		read, limit  uint64
+		want, lifted uint64
+	}{
+		{"held before read", 100, 40, 40, 100},
+		{"held past read", 100, 150, 100, 100},
+		{"no limit", 100, 0, 100, 100},
+	} {
+		var p Progress
+		p.Advance(tc.read)
+		p.Limit(tc.limit)
+		if got := p.Load(); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+		p.Limit(0)
+		if got := p.Load(); got != tc.lifted {
+			t.Errorf("%s: lifted %d, want %d", tc.name, got, tc.lifted)
+		}
+	}
+	var p Progress
+	p.Limit(10)
+	p.Done()
+	if got := p.Load(); got != math.MaxUint64 {
+		t.Errorf("stopped reader with a limit: %d, want the end of time", got)
+	}
+}
+
 // TestClockMono: Mono inverts Time.
 func TestClockMono(t *testing.T) {
 	c := NewClock()
