@@ -52,15 +52,22 @@ func procDir(procRoot string, pid uint32) string {
 	return filepath.Join(procRoot, strconv.FormatUint(uint64(pid), 10))
 }
 
+// readExe returns the path of the executable of the process whose /proc
+// directory is dir, without the " (deleted)" the kernel appends to a
+// replaced file's.
+func readExe(dir string) (string, error) {
+	exe, err := os.Readlink(filepath.Join(dir, "exe"))
+	return strings.TrimSuffix(exe, " (deleted)"), err
+}
+
 // readProcess reads what the table keeps of a process.
 func readProcess(procRoot string, pid uint32) (Process, error) {
 	dir := procDir(procRoot, pid)
 	read := ktime.Now()
-	exe, err := os.Readlink(filepath.Join(dir, "exe"))
+	exe, err := readExe(dir)
 	if err != nil {
 		return Process{}, fmt.Errorf("process %d: %w", pid, err)
 	}
-	exe = strings.TrimSuffix(exe, " (deleted)")
 	maps, err := readMaps(procRoot, pid)
 	if err != nil {
 		return Process{}, err
@@ -185,11 +192,11 @@ func Programs(procRoot string) ([]Process, error) {
 	out := make([]Process, 0, len(pids))
 	for _, pid := range pids {
 		read := ktime.Now()
-		exe, err := os.Readlink(filepath.Join(procDir(procRoot, pid), "exe"))
+		exe, err := readExe(procDir(procRoot, pid))
 		if err != nil {
 			continue // gone, or a kernel thread
 		}
-		out = append(out, Process{PID: pid, Exe: strings.TrimSuffix(exe, " (deleted)"), Read: read})
+		out = append(out, Process{PID: pid, Exe: exe, Read: read})
 	}
 	return out, nil
 }
