@@ -25,6 +25,7 @@ import (
 	"github.com/periscope-apm/periscope/collectors/gotls"
 	"github.com/periscope-apm/periscope/collectors/loader"
 	"github.com/periscope-apm/periscope/collectors/openssl"
+	"github.com/periscope-apm/periscope/collectors/syscalls"
 	"github.com/periscope-apm/periscope/config"
 	"github.com/periscope-apm/periscope/correlator"
 	"github.com/periscope-apm/periscope/discovery"
@@ -196,24 +197,24 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		}
 		defer netHTTP.Close()
 	}
-	var ssl *openssl.Collector
 	if cfg.OpenSSL.Enabled {
-		// Started before the sockets collector, whose syscall programs
-		// bind its SSL* to sockets on its maps.
-		ssl = openssl.New(openssl.Config{
-			PerProcess:     !sel.All(),
-			Ring:           loader.Ring{RingBytes: cfg.OpenSSL.RingBytes, Progress: corr.Ring()},
-			Analyzer:       analyzer,
-			SharedSyscalls: cfg.Plaintext.Enabled,
-		}, sink, log, reg)
-		cols = append(cols, ssl)
+		cols = append(cols, openssl.New(openssl.Config{
+			PerProcess: !sel.All(),
+			Ring:       loader.Ring{RingBytes: cfg.OpenSSL.RingBytes, Progress: corr.Ring()},
+			Analyzer:   analyzer,
+		}, sink, log, reg))
 	}
-	sock, err := newSocketsCollector(cfg.Plaintext, sel, ssl, sink, corr.Ring, netHTTP, log, reg)
+	// The agent's one pair of syscall programs runs what every collector
+	// needs from syscalls, on their maps: it is loaded after them, as the
+	// sockets collector's programs (started last) or on its own.
+	var started []collectors.Collector
+	var tracker *discovery.Tracker
+	hooks := func() syscalls.Hooks {
+		return append(syscalls.Hooks{tracker.SyscallHook()}, syscalls.HooksOf(started)...)
+	}
+	sock, err := newSocketsCollector(cfg.Plaintext, sel, hooks, sink, corr.Ring, netHTTP, log, reg)
 	if err != nil {
 		return err
-	}
-	if sock != nil {
-		cols = append(cols, sock)
 	}
 	if cfg.GoHTTP.Enabled {
 		gcfg := gohttp.Config{PerProcess: !sel.All(), Ring: loader.Ring{RingBytes: cfg.GoHTTP.RingBytes, Progress: corr.Ring()}, Analyzer: analyzer,
@@ -245,9 +246,29 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		}
 		cols = append(cols, c)
 	}
+	if sock != nil {
+		cols = append(cols, sock)
+	}
+	tracker = discovery.New(discovery.Config{
+		Selector: sel,
+		OnExec: func(e discovery.Exec) {
+			procs.Exec(e.PID, e.Path, e.Argv, e.KTime)
+			if sock != nil {
+				sock.Select(e.PID)
+			}
+		},
+		Decided:  execDecided(sock),
+		Progress: procs.Discovery(),
+	}, log, reg)
+	// Discovery's process programs first: an exec is in its ring before
+	// any collector's marks it (discovery.Tracker.Attach).
+	if err := tracker.Attach(); err != nil {
+		return fmt.Errorf("start process discovery: %w", err)
+	}
+	defer tracker.Close()
+
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
-	var started []collectors.Collector
 	defer func() {
 		for _, c := range started {
 			if err := c.Close(); err != nil {
@@ -261,6 +282,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		}
 		started = append(started, c)
 	}
+	syscallPath, stopPair, err := startSyscallPair(sock, hooks, log)
+	if err != nil {
+		return err
+	}
+	defer stopPair()
 
 	exits, err := startProcessMetrics(runCtx, cfg.ProcessMetrics, started, resolver, mp, log, reg)
 	if err != nil {
@@ -268,17 +294,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	}
 
 	preselect(sock, sel, log)
-	tracker := discovery.New(discovery.Config{
-		Selector: sel,
-		OnExec: func(e discovery.Exec) {
-			procs.Exec(e.PID, e.Path, e.Argv, e.KTime)
-			if sock != nil {
-				sock.Select(e.PID)
-			}
-		},
-		Decided:  execDecided(sock),
-		Progress: procs.Discovery(),
-	}, log, reg)
 	tracker.Subscribe(processNames{procs})
 	for _, c := range started {
 		if o, ok := c.(discovery.Observer); ok {
@@ -291,10 +306,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	if err := tracker.Start(runCtx); err != nil {
 		return fmt.Errorf("start process discovery: %w", err)
 	}
-	defer tracker.Close()
 
 	reg.MustRegister(newInstrumented(started))
-	st := &status{tracker: tracker, collectors: started}
+	st := &status{tracker: tracker, collectors: started, syscalls: syscallPath}
 	if cfg.MetricsAddr != "" {
 		ln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {

@@ -8,8 +8,9 @@ import (
 	"text/tabwriter"
 
 	"github.com/periscope-apm/periscope/collectors/attach"
-	"github.com/periscope-apm/periscope/collectors/sockets"
+	"github.com/periscope-apm/periscope/collectors/syscalls"
 	"github.com/periscope-apm/periscope/collectors/tcp"
+	"github.com/periscope-apm/periscope/discovery"
 	"github.com/periscope-apm/periscope/internal/kernel"
 	"github.com/periscope-apm/periscope/symbols"
 )
@@ -46,12 +47,11 @@ func Check() Report {
 		return true, ""
 	}
 	ok, why := need(kernel.BTF, kernel.RingBuf, kernel.RawTracepoint, kernel.Tracepoint)
-	r.Paths = append(r.Paths, CollectorPath{"discovery", ok, pick(ok, why,
-		"raw_tracepoint sched_process_{exec,fork,exit} + tracepoint syscalls:sys_enter_mmap, /proc rescans")})
+	r.Paths = append(r.Paths, CollectorPath{"discovery", ok, pick(ok, why, discovery.AttachPath)})
 	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Uprobe, kernel.Tracepoint, kernel.RawTracepoint)
 	r.Paths = append(r.Paths, CollectorPath{"openssl", ok, pick(ok, why,
 		"uprobe+uretprobe on SSL_read/SSL_write(_ex) or the internal function they share (emulated instruction), as "+
-			multiLinks(fs)+", once per file; SSL*->socket via the sockets collector's raw syscall tracepoints (syscall tracepoints of its own when plaintext is off)")})
+			multiLinks(fs)+", once per file; SSL*->socket via the agent's raw syscall pair")})
 	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Uprobe, kernel.RawTracepoint)
 	r.Paths = append(r.Paths, CollectorPath{"gohttp", ok, pick(ok, why,
 		"uprobes on the stack-check branch of net/http ServeHTTP, finishRequest, HTTP/2 handlerDone, "+
@@ -62,10 +62,15 @@ func Check() Report {
 		"uprobes on the stack-check branch of crypto/tls (*Conn).Write and Read and on Read's CALL runtime.memmove, as "+
 			multiLinks(fs)+"; *tls.Conn->socket via struct offsets; net/http's connections left to gohttp")})
 	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Tracepoint, kernel.RawTracepoint)
+	kind := syscalls.Kind(syscalls.Typed())
 	r.Paths = append(r.Paths, CollectorPath{"sockets", ok, pick(ok, why,
-		sockets.Dispatchers()+" raw_syscalls:sys_enter/sys_exit, one program pair dispatching on the syscall number "+
+		kind+" raw_syscalls:sys_enter/sys_exit, the agent's one syscall program pair, dispatching on the syscall number "+
 			"(read/write/readv/writev/recvfrom/sendto/recvmsg/sendmsg/recvmmsg/sendmmsg/sendfile + close, dup, socket, accept); "+
 			"TCP sockets classified in the kernel, plaintext HTTP/1.x and HTTP/2 copied")})
+	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.RawTracepoint)
+	r.Paths = append(r.Paths, CollectorPath{"syscalls", ok, pick(ok, why,
+		kind+" raw_syscalls:sys_enter/sys_exit: the only syscall hook of the agent, for every collector "+
+			"(the sockets collector's programs, or a pair of its own when plaintext is off): no syscalls:sys_* tracepoint")})
 	r.Paths = append(r.Paths, tcpPath(need(kernel.BTF, kernel.RingBuf, kernel.Tracepoint)))
 	return r
 }
@@ -80,7 +85,7 @@ func tcpPath(ok bool, why string) CollectorPath {
 	if hook == "" {
 		return CollectorPath{tcp.Name, false, "unavailable: " + errors.Join(failed...).Error()}
 	}
-	return CollectorPath{tcp.Name, true, hook.Describe() + "; owners from raw tracepoint sock:inet_sock_set_state + syscalls:sys_exit_accept(4), /proc"}
+	return CollectorPath{tcp.Name, true, hook.Describe() + "; owners from raw tracepoint sock:inet_sock_set_state + accept(4) in the agent's raw syscall pair, /proc"}
 }
 
 // multiLinks names the kind of uprobe links the collectors will use.

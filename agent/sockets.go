@@ -1,14 +1,15 @@
 package agent
 
 import (
+	"fmt"
 	"log/slog"
 
 	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/periscope-apm/periscope/collectors/loader"
-	"github.com/periscope-apm/periscope/collectors/openssl"
 	"github.com/periscope-apm/periscope/collectors/sockets"
+	"github.com/periscope-apm/periscope/collectors/syscalls"
 	"github.com/periscope-apm/periscope/config"
 	"github.com/periscope-apm/periscope/discovery"
 	"github.com/periscope-apm/periscope/events"
@@ -20,7 +21,7 @@ import (
 // disabled. Unless cfg.TraceExport, the OTLP export path's ports are
 // ignored with cfg.IgnorePorts: a span exported over plaintext HTTP would
 // otherwise become a span, exported in turn.
-func newSocketsCollector(cfg config.Plaintext, sel discovery.Selector, ssl *openssl.Collector, sink events.Sink, ring func() *ktime.Progress, netHTTP *ebpf.Map, log *slog.Logger, reg prometheus.Registerer) (*sockets.Collector, error) {
+func newSocketsCollector(cfg config.Plaintext, sel discovery.Selector, hooks func() syscalls.Hooks, sink events.Sink, ring func() *ktime.Progress, netHTTP *ebpf.Map, log *slog.Logger, reg prometheus.Registerer) (*sockets.Collector, error) {
 	if !cfg.Enabled {
 		return nil, nil
 	}
@@ -36,19 +37,27 @@ func newSocketsCollector(cfg config.Plaintext, sel discovery.Selector, ssl *open
 		CaptureBytes: cfg.CaptureBytes,
 		IgnorePorts:  ports,
 		Ring:         loader.Ring{RingBytes: cfg.RingBytes, Progress: ring()},
-		SSL:          sslBinding(ssl),
+		Hooks:        hooks,
 		NetHTTPConns: netHTTP,
 	}, sink, log, reg), nil
 }
 
-// sslBinding is the OpenSSL collector as the sockets collector's SSL
-// binding, or nil (a nil *openssl.Collector must not become a non-nil
-// interface).
-func sslBinding(ssl *openssl.Collector) sockets.SSLBinding {
-	if ssl == nil {
-		return nil
+// startSyscallPair starts the agent's pair of syscall programs on its own
+// when the sockets collector, whose programs are the pair when it runs, is
+// off. It returns the pair's attach path and what detaches it.
+func startSyscallPair(sock *sockets.Collector, hooks func() syscalls.Hooks, log *slog.Logger) (string, func(), error) {
+	if sock != nil {
+		return sock.SyscallPath(), func() {}, nil
 	}
-	return ssl
+	p := syscalls.NewPair(hooks(), log)
+	if err := p.Start(); err != nil {
+		return "", nil, fmt.Errorf("start the syscall programs: %w", err)
+	}
+	return p.AttachPath(), func() {
+		if err := p.Close(); err != nil {
+			log.Warn("detach the syscall programs", "err", err)
+		}
+	}, nil
 }
 
 // execDecided is discovery's Decided for the sockets collector (nil when

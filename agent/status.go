@@ -15,6 +15,7 @@ type status struct {
 	ready      atomic.Bool
 	tracker    *discovery.Tracker
 	collectors []collectors.Collector
+	syscalls   string // the attach path of the agent's syscall programs
 }
 
 func (s *status) setReady() { s.ready.Store(true) }
@@ -35,10 +36,12 @@ type statusDoc struct {
 	Ready      bool              `json:"ready"`
 	Processes  []statusProcess   `json:"processes"`
 	Collectors []statusCollector `json:"collectors"`
+	// Syscalls says which programs hook syscalls, for which collectors.
+	Syscalls string `json:"syscalls"`
 }
 
 func (s *status) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	doc := statusDoc{Ready: s.ready.Load(), Processes: []statusProcess{}, Collectors: []statusCollector{}}
+	doc := statusDoc{Ready: s.ready.Load(), Processes: []statusProcess{}, Collectors: []statusCollector{}, Syscalls: s.syscalls}
 	instrumented := make(map[uint32][]string)
 	for _, c := range s.collectors {
 		atts := collectors.AttachmentsOf(c)

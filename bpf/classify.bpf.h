@@ -123,4 +123,12 @@ static __always_inline __u8 classify(const __u8 *b, __u32 n)
 	return classify_db(b, n);
 }
 
+/* The key of a TLS library's connection (an SSL*, a *tls.Conn) of a
+ * process, by which its protocol is kept (bpf/plaintext.bpf.h). */
+struct plain_key {
+	__u64 conn;
+	__u32 tgid;
+	__u32 _pad;
+};
+
 #endif /* __PERISCOPE_CLASSIFY_BPF_H__ */

@@ -38,6 +38,7 @@
 #include "go.bpf.h"
 #include "nethttp.bpf.h"
 #include "plaintext.bpf.h"
+#include "gotlsconn.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -50,16 +51,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define MEMMOVE_LEN(r) ((r)->regs[2])
 #endif
 
-struct conn_key {
-	__u64 conn; /* *tls.Conn */
-	__u32 tgid;
-	__u32 _pad;
-};
-
-/* conn_state.flags */
-#define CONN_NETHTTP 1 /* net/http's: the gohttp collector reports it */
-#define CONN_BOUND 2   /* its bind record was sent: its close is reported */
-
 /* conn_state.fd of a connection marked by net/http's server before its
  * socket was looked up */
 #define FD_UNKNOWN -2
@@ -68,12 +59,6 @@ struct conn_key {
  * the TLS probes) too: an old mark left by one must not claim a *tls.Conn
  * that the allocator puts at the same address later. */
 #define MARK_TTL_NS (10ULL * 1000000000ULL)
-
-struct conn_state {
-	__s32 fd;
-	__u32 flags;
-	__u64 marked; /* bpf_ktime_get_ns of an FD_UNKNOWN mark */
-};
 
 /* Connections seen, by *tls.Conn. */
 struct {
@@ -262,32 +247,8 @@ int go_tls_nethttp_serve(struct pt_regs *ctx)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_close")
-int go_tls_close(struct trace_event_raw_sys_enter *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fd_key fk = {.tgid = id >> 32, .fd = (__s32)ctx->args[0]};
-	__u64 *cp = bpf_map_lookup_elem(&fd_conn, &fk);
-	if (!cp)
-		return 0;
-	struct conn_key k = {.conn = *cp, .tgid = fk.tgid};
-	bpf_map_delete_elem(&fd_conn, &fk);
-	struct conn_state *st = bpf_map_lookup_elem(&conns, &k);
-	if (!st || st->fd != fk.fd)
-		return 0;
-	__u32 flags = st->flags;
-	bpf_map_delete_elem(&conns, &k);
-	nethttp_forget(fk.tgid, fk.fd);
-	forget_plain(k.conn, k.tgid);
-	if (!(flags & CONN_BOUND))
-		return 0;
-	struct close_event e = {};
-	fill_header(&e.hdr, EVENT_CLOSE);
-	e.conn = k.conn;
-	e.fd = fk.fd;
-	output(&e, sizeof(e));
-	return 0;
-}
+/* close(2) of a connection's socket ends it: the agent's syscall programs
+ * see it (bpf/gotlsconn.bpf.h). */
 
 SEC("raw_tracepoint/sched_process_exit")
 int go_tls_process_exit(struct bpf_raw_tracepoint_args *ctx)

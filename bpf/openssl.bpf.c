@@ -11,7 +11,8 @@
  *
  * SSL* to socket without per-version struct offsets: while a thread is inside
  * SSL_*, the first read/write-family syscall it makes on a TCP socket names
- * the SSL's fd (nested-syscall correlation, cheap syscall tracepoints). For
+ * the SSL's fd (nested-syscall correlation, in the agent's raw syscall
+ * programs: bpf/syshooks.bpf.h). For
  * SSL_read the window closes at return. For SSL_write it stays open until the
  * thread's next SSL_* call, because libraries that write into a memory BIO
  * (node) send the ciphertext right after SSL_write returns.
@@ -136,46 +137,8 @@ int ssl_write_ex_enter(struct pt_regs *ctx) { return enter(ctx, DIR_WRITE, (__u6
 SEC("uretprobe/SSL_call")
 int ssl_leave(struct pt_regs *ctx) { return leave(ctx); }
 
-/* The syscall side of the SSL* to socket binding, when the sockets
- * collector does not run it (bpf/sslbind.bpf.h). */
-static __always_inline int on_sock_syscall(struct trace_event_raw_sys_enter *ctx)
-{
-	struct ssl_bind_maps m = {&pending_bind, &ssl_fd, &fd_ssl, &events, &counters, wakeup_flags()};
-	ssl_bind_syscall(&m, bpf_get_current_pid_tgid(), (__s32)ctx->args[0]);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_read")
-int sys_enter_read(struct trace_event_raw_sys_enter *ctx) { return on_sock_syscall(ctx); }
-
-SEC("tracepoint/syscalls/sys_enter_write")
-int sys_enter_write(struct trace_event_raw_sys_enter *ctx) { return on_sock_syscall(ctx); }
-
-SEC("tracepoint/syscalls/sys_enter_readv")
-int sys_enter_readv(struct trace_event_raw_sys_enter *ctx) { return on_sock_syscall(ctx); }
-
-SEC("tracepoint/syscalls/sys_enter_writev")
-int sys_enter_writev(struct trace_event_raw_sys_enter *ctx) { return on_sock_syscall(ctx); }
-
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int sys_enter_recvfrom(struct trace_event_raw_sys_enter *ctx) { return on_sock_syscall(ctx); }
-
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int sys_enter_sendto(struct trace_event_raw_sys_enter *ctx) { return on_sock_syscall(ctx); }
-
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int sys_enter_recvmsg(struct trace_event_raw_sys_enter *ctx) { return on_sock_syscall(ctx); }
-
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int sys_enter_sendmsg(struct trace_event_raw_sys_enter *ctx) { return on_sock_syscall(ctx); }
-
-SEC("tracepoint/syscalls/sys_enter_close")
-int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
-{
-	struct ssl_bind_maps m = {&pending_bind, &ssl_fd, &fd_ssl, &events, &counters, wakeup_flags()};
-	ssl_bind_close(&m, bpf_get_current_pid_tgid() >> 32, (__s32)ctx->args[0]);
-	return 0;
-}
+/* The syscall side of the SSL* to socket binding runs in the agent's
+ * syscall programs, on this object's maps (bpf/syshooks.bpf.h). */
 
 SEC("raw_tracepoint/sched_process_exit")
 int ssl_process_exit(struct bpf_raw_tracepoint_args *ctx)

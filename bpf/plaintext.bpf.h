@@ -70,12 +70,6 @@ struct full_data_event {
 		submit(e);                                                                     \
 	})
 
-struct plain_key {
-	__u64 conn;
-	__u32 tgid;
-	__u32 _pad;
-};
-
 /* The protocol (enum proto) of a connection's plaintext, classified from
  * its first call, so that a database connection's large calls are copied
  * in chunks (bpf/chunks.bpf.h). A protocol told only later (MySQL's
@@ -102,14 +96,6 @@ static __always_inline bool chunked_conn(__u64 conn, __u64 buf, __u64 n)
 	__u8 proto = classify(b, got);
 	bpf_map_update_elem(&plain_protos, &k, &proto, BPF_ANY);
 	return chunked_proto(proto);
-}
-
-/* forget_plain drops what is known of connection conn of process tgid:
- * its key may name another connection next. */
-static __always_inline void forget_plain(__u64 conn, __u32 tgid)
-{
-	struct plain_key k = {.conn = conn, .tgid = tgid};
-	bpf_map_delete_elem(&plain_protos, &k);
 }
 
 /* emit_plaintext_chunks sends the n bytes at buf in up to MAX_CHUNKS full

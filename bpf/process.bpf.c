@@ -2,13 +2,11 @@
 /*
  * Process discovery without kprobes: raw tracepoints on exec, fork and exit
  * (their arguments are task_struct pointers read through CO-RE, so record
- * layout changes across kernels do not matter), and the mmap syscall
- * tracepoint for executable file mappings, which is how late-loaded libraries
- * (dlopen, python's lazy `import ssl`) are noticed.
+ * layout changes across kernels do not matter). Executable file mappings,
+ * which is how late-loaded libraries (dlopen, python's lazy `import ssl`)
+ * are noticed, come from the agent's syscall programs into this ring.
  */
 #include "common.bpf.h"
-
-#define PROT_EXEC 0x4
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -66,12 +64,5 @@ int process_exit(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_mmap")
-int sys_enter_mmap(struct trace_event_raw_sys_enter *ctx)
-{
-	__s32 fd = (__s32)ctx->args[4];
-	if (!(ctx->args[2] & PROT_EXEC) || fd < 0)
-		return 0;
-	emit_proc_event(EVENT_MMAP, bpf_get_current_pid_tgid() >> 32, 0, fd);
-	return 0;
-}
+/* Executable file mappings (mmap with PROT_EXEC) are reported in this
+ * ring by the agent's syscall programs (bpf/syshooks.bpf.h). */

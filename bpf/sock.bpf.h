@@ -99,4 +99,15 @@ static __always_inline bool sock_tuple(__s32 fd, struct tuple *b)
 	return true;
 }
 
+/* set_sock_owner records in owners (struct sock * -> struct sock_owner)
+ * that the current process owns socket sk, having opened it as role. */
+static __always_inline void set_sock_owner(void *owners, __u64 sk, __u8 role)
+{
+	struct sock_owner o = {};
+	o.tgid = bpf_get_current_pid_tgid() >> 32;
+	o.role = role;
+	bpf_get_current_comm(o.comm, sizeof(o.comm));
+	bpf_map_update_elem(owners, &sk, &o, BPF_ANY);
+}
+
 #endif /* __PERISCOPE_SOCK_BPF_H__ */

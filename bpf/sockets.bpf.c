@@ -22,14 +22,16 @@
  * names: close, dup2/dup3 onto it, and the descriptors socket(), accept()
  * and dup() return. The records are those of the OpenSSL collector (data,
  * bind, write_result, close), keyed by the socket instead of an SSL*.
+ *
+ * This pair of programs is the agent's only hook on syscalls: it also runs
+ * what the other collectors need from them (bpf/syshooks.bpf.h).
  */
 #include "common.bpf.h"
 #include "sock.bpf.h"
 #include "classify.bpf.h"
 #include "chunks.bpf.h"
 #include "syscall.bpf.h"
-#include "sslbind.bpf.h"
-#include "nethttp.bpf.h"
+#include "syshooks.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -39,28 +41,6 @@ const volatile __u32 capture_bytes = DATA_CAP;
 const volatile __u32 parsed_protos = 1 << PROTO_HTTP1;
 /* When set, only processes in `selected` are traced. */
 const volatile __u8 filter_selected = 0;
-/* When set, the OpenSSL collector's SSL*-to-socket binding runs here, on
- * its maps and ring (user space replaces the ssl_* maps with them), and
- * the OpenSSL collector attaches no syscall programs of its own. */
-const volatile __u8 ssl_bind = 0;
-
-/* The OpenSSL collector's (bpf/sslbind.bpf.h). */
-SSL_BIND_MAPS(ssl_);
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4096);
-} ssl_events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, COUNTER_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} ssl_counters SEC(".maps");
-
-#define SSL_MAPS {&ssl_pending_bind, &ssl_ssl_fd, &ssl_fd_ssl, &ssl_events, &ssl_counters, BPF_RB_NO_WAKEUP}
-
 /* Set by user space on kernels with BPF atomic compare-and-exchange (5.12):
  * the fd_other cache is used. */
 const volatile __u8 fd_cache = 0;
@@ -192,7 +172,9 @@ struct call {
 	/* A read user space found blocked when the agent started (its entry
 	 * was missed): fd and buf are the syscall's arguments as
 	 * /proc/PID/task/TID/syscall showed them, nr its number; only the
-	 * exit of that syscall takes it. */
+	 * exit of that syscall takes it. For CALL_NEWFD, nr is the syscall's
+	 * number when it is accept or accept4 (its exit reports the owner of
+	 * the socket: bpf/syshooks.bpf.h). */
 	__u8 found;
 	__u8 _pad1[3];
 	__u32 nr;
@@ -692,7 +674,7 @@ static __always_inline struct fd_state *found_read(struct call *c, __u32 tgid, l
 
 /* on_exit ends a call: a read's bytes are copied, a write's result
  * checked. */
-static __always_inline int on_exit(__u64 regs, long ret)
+static __always_inline int on_exit(__u64 regs, long ret, bool typed)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!end_call(id))
@@ -703,13 +685,16 @@ static __always_inline int on_exit(__u64 regs, long ret)
 	struct call c = *p;
 	bpf_map_delete_elem(&calls, &id);
 	if (c.kind == CALL_NEWFD) {
-		if (ret >= 0)
-			forget(id >> 32, ret);
+		if (ret < 0)
+			return 0;
+		forget(id >> 32, ret);
+		if (c.nr == NR_accept || c.nr == NR_accept4)
+			hook_accepted(ret);
 		return 0;
 	}
 	struct fd_state *s;
 	if (c.found) {
-		s = found_read(&c, id >> 32, syscall_nr(regs));
+		s = found_read(&c, id >> 32, syscall_nr(regs, typed));
 	} else {
 		struct fd_key k = {.tgid = id >> 32, .fd = c.fd};
 		s = bpf_map_lookup_elem(&fds, &k);
@@ -766,9 +751,9 @@ static __always_inline void close_range(__u32 first, __u32 last, __u32 flags)
  * it returns may be cached as what it named before (a close the programs
  * missed: close-on-exec, or a process that reused a PID); the exit forgets
  * it. */
-static __always_inline int new_fd(void)
+static __always_inline int new_fd(long nr)
 {
-	struct call c = {.kind = CALL_NEWFD};
+	struct call c = {.kind = CALL_NEWFD, .nr = nr};
 	begin_call(bpf_get_current_pid_tgid(), &c);
 	return 0;
 }
@@ -915,21 +900,9 @@ static __always_inline int io_call(void *ctx, void *progs, __u32 prog, __s32 fd)
 		note_other(tgid, fd);
 		return 0;
 	}
-	if (ssl_bind) {
-		struct ssl_bind_maps m = SSL_MAPS;
-		ssl_bind_syscall(&m, id, fd);
-	}
+	hook_socket_io(id, fd);
 	bpf_tail_call(ctx, progs, prog);
 	return 0;
-}
-
-/* read_args reads the arguments of the syscall from its registers: a
- * typed pointer (tp_btf: plain loads) or an address (raw tracepoint). */
-static __always_inline bool read_args(__u64 regs, bool typed, struct syscall_args *a)
-{
-	if (typed)
-		return regs_args((struct pt_regs *)regs, a);
-	return syscall_args(regs, a);
 }
 
 /* enter: every syscall of the node enters here; the syscalls the
@@ -948,10 +921,11 @@ static __always_inline int enter(void *ctx, void *progs, long nr, __u64 regs, bo
 		if (!read_args(regs, typed, &a))
 			return 0;
 		forget(bpf_get_current_pid_tgid() >> 32, a.arg[0]);
-		if (ssl_bind) {
-			struct ssl_bind_maps m = SSL_MAPS;
-			ssl_bind_close(&m, bpf_get_current_pid_tgid() >> 32, a.arg[0]);
-		}
+		hook_close(bpf_get_current_pid_tgid() >> 32, a.arg[0]);
+		return 0;
+	case NR_mmap:
+		if (hook_discovery && read_args(regs, typed, &a))
+			hook_mmap(a.arg[2], read_arg4(regs, typed));
 		return 0;
 	/* dup2/dup3(oldfd, newfd): newfd is closed and names oldfd's file. */
 	case NR_dup2:
@@ -962,11 +936,14 @@ static __always_inline int enter(void *ctx, void *progs, long nr, __u64 regs, bo
 	case NR_close_range:
 		bpf_tail_call(ctx, progs, IO_CLOSE_RANGE);
 		return 0;
-	case NR_socket:
 	case NR_accept:
 	case NR_accept4:
+		/* The exit reports the accepted socket's owner (a native
+		 * call's only: another ABI numbers its syscalls otherwise). */
+		return new_fd(read_args(regs, typed, &a) ? nr : -1);
+	case NR_socket:
 	case NR_dup:
-		return new_fd();
+		return new_fd(-1);
 	}
 	return 0;
 }
@@ -978,13 +955,13 @@ SEC("tp_btf/sys_enter")
 int BPF_PROG(sys_enter_btf, struct pt_regs *regs, long id) { return enter(ctx, &io_progs_btf, id, (__u64)regs, true); }
 
 SEC("tp_btf/sys_exit")
-int BPF_PROG(sys_exit_btf, struct pt_regs *regs, long ret) { return on_exit((__u64)regs, ret); }
+int BPF_PROG(sys_exit_btf, struct pt_regs *regs, long ret) { return on_exit((__u64)regs, ret, true); }
 
 SEC("raw_tracepoint/sys_enter")
 int sys_enter(struct bpf_raw_tracepoint_args *ctx) { return enter(ctx, &io_progs, ctx->args[1], ctx->args[0], false); }
 
 SEC("raw_tracepoint/sys_exit")
-int sys_exit(struct bpf_raw_tracepoint_args *ctx) { return on_exit(ctx->args[0], ctx->args[1]); }
+int sys_exit(struct bpf_raw_tracepoint_args *ctx) { return on_exit(ctx->args[0], ctx->args[1], false); }
 
 SEC("raw_tracepoint/sched_process_exit")
 int sock_process_exit(struct bpf_raw_tracepoint_args *ctx)

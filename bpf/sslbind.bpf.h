@@ -4,11 +4,9 @@
  * nested-syscall correlation): while a thread is inside SSL_*, the first
  * read/write-family syscall it makes on a TCP socket names the SSL's fd.
  *
- * The syscall side runs either in the OpenSSL collector's own syscall
- * tracepoint programs, or, when the sockets collector runs, in its raw
- * syscall tracepoint pair (bpf/sockets.bpf.c) on the OpenSSL collector's
- * maps and ring: one pair of programs for every syscall of the node instead
- * of two sets. The maps are passed in, so that both objects share this code.
+ * The syscall side runs in the agent's one pair of raw syscall programs
+ * (bpf/syshooks.bpf.h) on the OpenSSL collector's maps and ring, which are
+ * passed in, so that both objects share this code.
  */
 #ifndef __PERISCOPE_SSLBIND_BPF_H__
 #define __PERISCOPE_SSLBIND_BPF_H__

@@ -19,6 +19,7 @@
 #define NR_read 0
 #define NR_write 1
 #define NR_close 3
+#define NR_mmap 9
 #define NR_readv 19
 #define NR_writev 20
 #define NR_dup 32
@@ -41,6 +42,7 @@
 #define SYSCALL_ARG1(r) ((r)->si)
 #define SYSCALL_ARG2(r) ((r)->dx)
 #define SYSCALL_ARG3(r) ((r)->r10)
+#define SYSCALL_ARG4(r) ((r)->r8)
 #define SYSCALL_NR(r) ((r)->orig_ax)
 /* A 64-bit task's syscall: ia32 syscalls (int 0x80, sysenter) of 32-bit
  * programs reach the same tracepoints with other numbers; their user code
@@ -56,6 +58,7 @@
 #define NR_readv 65
 #define NR_writev 66
 #define NR_sendfile 71
+#define NR_mmap 222
 #define NR_socket 198
 #define NR_accept 202
 #define NR_sendto 206
@@ -74,6 +77,7 @@
 #define SYSCALL_ARG1(r) ((r)->regs[1])
 #define SYSCALL_ARG2(r) ((r)->regs[2])
 #define SYSCALL_ARG3(r) ((r)->regs[3])
+#define SYSCALL_ARG4(r) ((r)->regs[4])
 #define SYSCALL_NR(r) ((r)->syscallno)
 /* AArch32 tasks (PSR_MODE32_BIT) use other numbers. */
 #define SYSCALL_MODE(r) ((r)->pstate)
@@ -133,11 +137,37 @@ static __always_inline bool syscall_args(__u64 regs, struct syscall_args *a)
 	return true;
 }
 
+/* read_args reads the arguments of the syscall from its registers: a
+ * typed pointer (tp_btf: plain loads) or an address (raw tracepoint). */
+static __always_inline bool read_args(__u64 regs, bool typed, struct syscall_args *a)
+{
+	if (typed)
+		return regs_args((struct pt_regs *)regs, a);
+	return syscall_args(regs, a);
+}
+
+/* read_arg4 returns the fifth argument of the syscall (mmap's fd), read
+ * as read_args does. */
+static __always_inline __u64 read_arg4(__u64 regs, bool typed)
+{
+	if (typed)
+		return SYSCALL_ARG4((struct pt_regs *)regs);
+	struct pt_regs *r = (struct pt_regs *)regs;
+	if (have_task_regs())
+		r = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	__u64 v = 0;
+	if (r)
+		bpf_core_read(&v, sizeof(v), &SYSCALL_ARG4(r));
+	return v;
+}
+
 /* syscall_nr returns the number of the syscall whose user registers are
- * regs (at sys_exit, which is not given it). */
-static __always_inline long syscall_nr(__u64 regs)
+ * regs (at sys_exit, which is not given it), read as read_args does. */
+static __always_inline long syscall_nr(__u64 regs, bool typed)
 {
 	struct pt_regs *r = (struct pt_regs *)regs;
+	if (typed)
+		return SYSCALL_NR(r);
 	typeof(SYSCALL_NR(r)) nr = -1;
 	if (bpf_core_read(&nr, sizeof(nr), &SYSCALL_NR(r)) != 0)
 		return -1;

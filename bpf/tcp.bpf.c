@@ -38,15 +38,6 @@ struct {
 const struct retransmit_event *unused_retransmit_event __attribute__((unused));
 const struct sock_owner *unused_sock_owner __attribute__((unused));
 
-static __always_inline void set_owner(__u64 sk, __u8 role)
-{
-	struct sock_owner o = {};
-	o.tgid = bpf_get_current_pid_tgid() >> 32;
-	o.role = role;
-	bpf_get_current_comm(o.comm, sizeof(o.comm));
-	bpf_map_update_elem(&owners, &sk, &o, BPF_ANY);
-}
-
 /* report sends one retransmission of skb on sk. max_segs bounds the segment
  * count (the kprobe runs before tcp_retransmit_skb splits skb); 0: none. */
 static __always_inline void report(struct sock *sk, struct sk_buff *skb, __u32 max_segs)
@@ -202,23 +193,11 @@ int tcp_set_state(struct bpf_raw_tracepoint_args *ctx)
 	__u64 sk = ctx->args[0];
 	int state = (int)ctx->args[2];
 	if (state == TCP_SYN_SENT)
-		set_owner(sk, OWNER_CONNECT); /* inside connect(): current owns it */
+		set_sock_owner(&owners, sk, OWNER_CONNECT); /* inside connect(): current owns it */
 	else if (state == TCP_CLOSE)
 		bpf_map_delete_elem(&owners, &sk);
 	return 0;
 }
 
-static __always_inline int on_accept(struct trace_event_raw_sys_exit *ctx)
-{
-	__u64 sk = fd_sock(ctx->ret);
-	if (sk)
-		set_owner(sk, OWNER_ACCEPT);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept4")
-int tcp_accept4_exit(struct trace_event_raw_sys_exit *ctx) { return on_accept(ctx); }
-
-/* amd64 only: arm64 has accept4 alone. */
-SEC("tracepoint/syscalls/sys_exit_accept")
-int tcp_accept_exit(struct trace_event_raw_sys_exit *ctx) { return on_accept(ctx); }
+/* The socket accept() and accept4() return is owned by the caller: the
+ * agent's syscall programs record it in owners (bpf/syshooks.bpf.h). */

@@ -52,7 +52,6 @@ const (
 	processProgProcessExec    = "process_exec"
 	processProgProcessExit    = "process_exit"
 	processProgProcessFork    = "process_fork"
-	processProgSysEnterMmap   = "sys_enter_mmap"
 	processVarUnusedExecEvent = "unused_exec_event"
 	processVarUnusedProcEvent = "unused_proc_event"
 	processVarWakeupBytes     = "wakeup_bytes"
@@ -100,10 +99,9 @@ type processSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type processProgramSpecs struct {
-	ProcessExec  *ebpf.ProgramSpec `ebpf:"process_exec"`
-	ProcessExit  *ebpf.ProgramSpec `ebpf:"process_exit"`
-	ProcessFork  *ebpf.ProgramSpec `ebpf:"process_fork"`
-	SysEnterMmap *ebpf.ProgramSpec `ebpf:"sys_enter_mmap"`
+	ProcessExec *ebpf.ProgramSpec `ebpf:"process_exec"`
+	ProcessExit *ebpf.ProgramSpec `ebpf:"process_exit"`
+	ProcessFork *ebpf.ProgramSpec `ebpf:"process_fork"`
 }
 
 // processMapSpecs contains maps before they are loaded into the kernel.
@@ -167,10 +165,9 @@ type processVariables struct {
 //
 // It can be passed to loadProcessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type processPrograms struct {
-	ProcessExec  *ebpf.Program `ebpf:"process_exec"`
-	ProcessExit  *ebpf.Program `ebpf:"process_exit"`
-	ProcessFork  *ebpf.Program `ebpf:"process_fork"`
-	SysEnterMmap *ebpf.Program `ebpf:"sys_enter_mmap"`
+	ProcessExec *ebpf.Program `ebpf:"process_exec"`
+	ProcessExit *ebpf.Program `ebpf:"process_exit"`
+	ProcessFork *ebpf.Program `ebpf:"process_fork"`
 }
 
 func (p *processPrograms) Close() error {
@@ -178,7 +175,6 @@ func (p *processPrograms) Close() error {
 		p.ProcessExec,
 		p.ProcessExit,
 		p.ProcessFork,
-		p.SysEnterMmap,
 	)
 }
 

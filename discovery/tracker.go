@@ -19,6 +19,7 @@ import (
 
 	"github.com/periscope-apm/periscope/collectors"
 	"github.com/periscope-apm/periscope/collectors/loader"
+	"github.com/periscope-apm/periscope/collectors/syscalls"
 	"github.com/periscope-apm/periscope/internal/ktime"
 	"github.com/periscope-apm/periscope/internal/wire"
 	"github.com/periscope-apm/periscope/symbols"
@@ -151,17 +152,28 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Tracker {
 // Subscribe adds an observer. Call it before Start.
 func (t *Tracker) Subscribe(o Observer) { t.observers = append(t.observers, o) }
 
-// Start loads and attaches the process programs, reports the processes that
-// already run, and follows changes until ctx is done or Close is called.
-func (t *Tracker) Start(ctx context.Context) error {
+// AttachPath says how discovery follows processes.
+const AttachPath = "raw_tracepoint sched_process_{exec,fork,exit} + mmap in the agent's raw syscall pair, /proc rescans"
+
+// ring is the process ring: process events are small and rare, and wake
+// the reader at once, so a small ring will do (its pages count in the
+// agent's RSS twice).
+func (t *Tracker) ring() loader.Ring {
+	return loader.Ring{RingBytes: processRingBytes, PollInterval: 5 * time.Millisecond, Progress: t.cfg.Progress}
+}
+
+// Attach loads and attaches the process programs; what they report waits
+// in the ring until Start. The agent attaches them before any collector's
+// process markers: on the same tracepoint, programs run in the order they
+// were attached, so that an exec is in discovery's ring, stamped, before
+// any collector's ring marks it (the correlator names what follows a
+// marker by discovery's record, which it can then wait for).
+func (t *Tracker) Attach() error {
 	spec, err := loadProcess()
 	if err != nil {
 		return fmt.Errorf("load process spec: %w", err)
 	}
-	// Process events are small and rare, and wake the reader at once: a
-	// small ring will do (its pages count in the agent's RSS twice).
-	ring := loader.Ring{RingBytes: processRingBytes, PollInterval: 5 * time.Millisecond, Progress: t.cfg.Progress}
-	if err := loader.Load("process", spec, ring, &t.objs, nil, t.log); err != nil {
+	if err := loader.Load("process", spec, t.ring(), &t.objs, nil, t.log); err != nil {
 		return err
 	}
 	t.progs.Own(&t.objs)
@@ -169,14 +181,33 @@ func (t *Tracker) Start(ctx context.Context) error {
 		t.progs.RawTracepoint("sched_process_exec", t.objs.ProcessExec),
 		t.progs.RawTracepoint("sched_process_fork", t.objs.ProcessFork),
 		t.progs.RawTracepoint("sched_process_exit", t.objs.ProcessExit),
-		t.progs.Tracepoints(t.log, loader.Tracepoint{Group: "syscalls", Name: "sys_enter_mmap", Prog: t.objs.SysEnterMmap}),
 	)
 	if err != nil {
 		t.Close()
 		return err
 	}
-	t.log.Info("process discovery attached", "path", "raw_tracepoint sched_process_{exec,fork,exit} + tracepoint syscalls:sys_enter_mmap")
-	t.progs.Read(ctx, t.objs.Events, ring, t.handle, t.log)
+	t.log.Info("process discovery attached", "path", AttachPath)
+	return nil
+}
+
+// SyscallHook implements syscalls.Hooker: executable file mappings are
+// reported in discovery's ring by the agent's pair of syscall programs,
+// once attached.
+func (t *Tracker) SyscallHook() syscalls.Hook {
+	return syscalls.Hook{Collector: "discovery", Syscalls: "mmap with PROT_EXEC",
+		Maps: syscalls.Prefixed("discovery", map[string]*ebpf.Map{"events": t.objs.Events, "counters": t.objs.Counters})}
+}
+
+// Start attaches the process programs unless Attach did, reports the
+// processes that already run, and follows changes until ctx is done or
+// Close is called.
+func (t *Tracker) Start(ctx context.Context) error {
+	if t.objs.Events == nil {
+		if err := t.Attach(); err != nil {
+			return err
+		}
+	}
+	t.progs.Read(ctx, t.objs.Events, t.ring(), t.handle, t.log)
 	t.scan()
 	go t.rescanLoop(ctx)
 	return nil

@@ -16,6 +16,7 @@ import (
 	"github.com/periscope-apm/periscope/collectors"
 	"github.com/periscope-apm/periscope/collectors/attach"
 	"github.com/periscope-apm/periscope/collectors/loader"
+	"github.com/periscope-apm/periscope/collectors/syscalls"
 	"github.com/periscope-apm/periscope/discovery"
 	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/internal/ktime"
@@ -185,17 +186,27 @@ func (c *Collector) Start(ctx context.Context) error {
 		return err
 	}
 	c.progs.Own(&c.objs)
-	err = c.progs.Tracepoints(c.log, loader.Tracepoint{Group: "syscalls", Name: "sys_enter_close", Prog: c.objs.GoTlsClose})
-	if err == nil {
-		err = c.progs.ProcessMarkers(c.objs.GoTlsProcessExit, c.objs.GoTlsProcessExec)
-	}
-	if err != nil {
+	if err := c.progs.ProcessMarkers(c.objs.GoTlsProcessExit, c.objs.GoTlsProcessExec); err != nil {
 		c.Close()
 		return err
 	}
 	c.progs.Read(ctx, c.objs.Events, c.cfg.Ring, c.decode, c.log)
 	c.log.Info("collector started", "path", c.AttachPath())
 	return nil
+}
+
+// SyscallHook implements syscalls.Hooker: the close of a connection's
+// socket ends it, seen by the agent's pair of syscall programs
+// (bpf/gotlsconn.bpf.h) on this collector's maps and ring, once started.
+func (c *Collector) SyscallHook() syscalls.Hook {
+	maps := syscalls.Prefixed(Name, map[string]*ebpf.Map{
+		"conns": c.objs.Conns, "fd_conn": c.objs.FdConn, "plain_protos": c.objs.PlainProtos,
+		"events": c.objs.Events, "counters": c.objs.Counters,
+	})
+	if c.cfg.NetHTTPConns != nil {
+		maps[loader.NetHTTPConns] = c.cfg.NetHTTPConns
+	}
+	return syscalls.Hook{Collector: Name, Syscalls: "close", Maps: maps}
 }
 
 // decode hands one ring record to the sink.

@@ -136,7 +136,6 @@ const (
 	gotlsMapPlainProtos        = "plain_protos"
 	gotlsMapReads              = "reads"
 	gotlsMapTlsProcs           = "tls_procs"
-	gotlsProgGoTlsClose        = "go_tls_close"
 	gotlsProgGoTlsNethttp      = "go_tls_nethttp"
 	gotlsProgGoTlsNethttpServe = "go_tls_nethttp_serve"
 	gotlsProgGoTlsProcessExec  = "go_tls_process_exec"
@@ -191,7 +190,6 @@ type gotlsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type gotlsProgramSpecs struct {
-	GoTlsClose        *ebpf.ProgramSpec `ebpf:"go_tls_close"`
 	GoTlsNethttp      *ebpf.ProgramSpec `ebpf:"go_tls_nethttp"`
 	GoTlsNethttpServe *ebpf.ProgramSpec `ebpf:"go_tls_nethttp_serve"`
 	GoTlsProcessExec  *ebpf.ProgramSpec `ebpf:"go_tls_process_exec"`
@@ -283,7 +281,6 @@ type gotlsVariables struct {
 //
 // It can be passed to loadGotlsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gotlsPrograms struct {
-	GoTlsClose        *ebpf.Program `ebpf:"go_tls_close"`
 	GoTlsNethttp      *ebpf.Program `ebpf:"go_tls_nethttp"`
 	GoTlsNethttpServe *ebpf.Program `ebpf:"go_tls_nethttp_serve"`
 	GoTlsProcessExec  *ebpf.Program `ebpf:"go_tls_process_exec"`
@@ -295,7 +292,6 @@ type gotlsPrograms struct {
 
 func (p *gotlsPrograms) Close() error {
 	return _GotlsClose(
-		p.GoTlsClose,
 		p.GoTlsNethttp,
 		p.GoTlsNethttpServe,
 		p.GoTlsProcessExec,

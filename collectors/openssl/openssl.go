@@ -18,6 +18,7 @@ import (
 	"github.com/periscope-apm/periscope/collectors"
 	"github.com/periscope-apm/periscope/collectors/attach"
 	"github.com/periscope-apm/periscope/collectors/loader"
+	"github.com/periscope-apm/periscope/collectors/syscalls"
 	"github.com/periscope-apm/periscope/discovery"
 	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/internal/ktime"
@@ -44,10 +45,6 @@ type Config struct {
 	// known user exits, so that short-lived processes (curl in a loop)
 	// are not missed while probes are attached again (default 1m).
 	Linger time.Duration
-	// SharedSyscalls: the sockets collector's syscall programs bind SSL*
-	// to sockets on this collector's maps (BindingMaps), and this
-	// collector attaches no syscall tracepoints of its own.
-	SharedSyscalls bool
 	// Analyzer runs and caches the analysis of files (nil: each is
 	// analysed where it is found, and nothing is cached across runs).
 	Analyzer *symbols.Analyzer
@@ -122,17 +119,19 @@ func (c *Collector) Name() string { return Name }
 // AttachPath implements collectors.Collector.
 func (c *Collector) AttachPath() string {
 	how := attach.How(c.multi, c.cfg.PerProcess, "once per file for all processes")
-	sys := "; syscall tracepoints read/write/recv*/send*/close map SSL* to socket"
-	if c.cfg.SharedSyscalls {
-		sys = "; the sockets collector's raw syscall tracepoints map SSL* to socket"
-	}
-	return "uprobe+uretprobe on SSL_read/SSL_write(_ex) or the internal function they share, on an emulated instruction, " + how + sys
+	return "uprobe+uretprobe on SSL_read/SSL_write(_ex) or the internal function they share, on an emulated instruction, " + how +
+		"; the agent's raw syscall pair maps SSL* to socket"
 }
 
-// BindingMaps implements sockets.SSLBinding: the maps and ring of the
-// syscall side of the SSL*-to-socket binding, once started.
-func (c *Collector) BindingMaps() (pendingBind, sslFD, fdSSL, events, counters *ebpf.Map) {
-	return c.objs.PendingBind, c.objs.SslFd, c.objs.FdSsl, c.objs.Events, c.objs.Counters
+// SyscallHook implements syscalls.Hooker: the syscall side of the
+// SSL*-to-socket binding (bpf/sslbind.bpf.h) runs in the agent's pair of
+// syscall programs on this collector's maps and ring, once started.
+func (c *Collector) SyscallHook() syscalls.Hook {
+	return syscalls.Hook{Collector: Name, Syscalls: "read/write/readv/writev/recvfrom/sendto/recvmsg/sendmsg inside SSL_*, close",
+		Maps: syscalls.Prefixed(Name, map[string]*ebpf.Map{
+			"pending_bind": c.objs.PendingBind, "ssl_fd": c.objs.SslFd, "fd_ssl": c.objs.FdSsl,
+			"events": c.objs.Events, "counters": c.objs.Counters,
+		})}
 }
 
 // Start implements collectors.Collector.
@@ -156,29 +155,9 @@ func (c *Collector) Start(ctx context.Context) error {
 	return nil
 }
 
-// attachKernel attaches the syscall tracepoints that map an SSL* to its
-// socket, and the process markers.
+// attachKernel attaches the process markers (the syscall side is the
+// agent's pair's: SyscallHook).
 func (c *Collector) attachKernel() error {
-	if c.cfg.SharedSyscalls {
-		return c.progs.ProcessMarkers(c.objs.SslProcessExit, c.objs.SslProcessExec)
-	}
-	sys := func(name string, prog *ebpf.Program) loader.Tracepoint {
-		return loader.Tracepoint{Group: "syscalls", Name: name, Prog: prog}
-	}
-	err := c.progs.Tracepoints(c.log,
-		sys("sys_enter_read", c.objs.SysEnterRead),
-		sys("sys_enter_write", c.objs.SysEnterWrite),
-		sys("sys_enter_readv", c.objs.SysEnterReadv),
-		sys("sys_enter_writev", c.objs.SysEnterWritev),
-		sys("sys_enter_recvfrom", c.objs.SysEnterRecvfrom),
-		sys("sys_enter_sendto", c.objs.SysEnterSendto),
-		sys("sys_enter_recvmsg", c.objs.SysEnterRecvmsg),
-		sys("sys_enter_sendmsg", c.objs.SysEnterSendmsg),
-		sys("sys_enter_close", c.objs.SysEnterClose),
-	)
-	if err != nil {
-		return err
-	}
 	return c.progs.ProcessMarkers(c.objs.SslProcessExit, c.objs.SslProcessExec)
 }
 

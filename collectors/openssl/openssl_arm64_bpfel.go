@@ -47,32 +47,23 @@ type opensslSslKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	opensslMapCounters          = "counters"
-	opensslMapEvents            = "events"
-	opensslMapFdSsl             = "fd_ssl"
-	opensslMapPendingBind       = "pending_bind"
-	opensslMapPlainProtos       = "plain_protos"
-	opensslMapSslCalls          = "ssl_calls"
-	opensslMapSslFd             = "ssl_fd"
-	opensslMapSslProcs          = "ssl_procs"
-	opensslProgSslLeave         = "ssl_leave"
-	opensslProgSslProcessExec   = "ssl_process_exec"
-	opensslProgSslProcessExit   = "ssl_process_exit"
-	opensslProgSslReadEnter     = "ssl_read_enter"
-	opensslProgSslReadExEnter   = "ssl_read_ex_enter"
-	opensslProgSslWriteEnter    = "ssl_write_enter"
-	opensslProgSslWriteExEnter  = "ssl_write_ex_enter"
-	opensslProgSysEnterClose    = "sys_enter_close"
-	opensslProgSysEnterRead     = "sys_enter_read"
-	opensslProgSysEnterReadv    = "sys_enter_readv"
-	opensslProgSysEnterRecvfrom = "sys_enter_recvfrom"
-	opensslProgSysEnterRecvmsg  = "sys_enter_recvmsg"
-	opensslProgSysEnterSendmsg  = "sys_enter_sendmsg"
-	opensslProgSysEnterSendto   = "sys_enter_sendto"
-	opensslProgSysEnterWrite    = "sys_enter_write"
-	opensslProgSysEnterWritev   = "sys_enter_writev"
-	opensslVarUnusedProcEvent   = "unused_proc_event"
-	opensslVarWakeupBytes       = "wakeup_bytes"
+	opensslMapCounters         = "counters"
+	opensslMapEvents           = "events"
+	opensslMapFdSsl            = "fd_ssl"
+	opensslMapPendingBind      = "pending_bind"
+	opensslMapPlainProtos      = "plain_protos"
+	opensslMapSslCalls         = "ssl_calls"
+	opensslMapSslFd            = "ssl_fd"
+	opensslMapSslProcs         = "ssl_procs"
+	opensslProgSslLeave        = "ssl_leave"
+	opensslProgSslProcessExec  = "ssl_process_exec"
+	opensslProgSslProcessExit  = "ssl_process_exit"
+	opensslProgSslReadEnter    = "ssl_read_enter"
+	opensslProgSslReadExEnter  = "ssl_read_ex_enter"
+	opensslProgSslWriteEnter   = "ssl_write_enter"
+	opensslProgSslWriteExEnter = "ssl_write_ex_enter"
+	opensslVarUnusedProcEvent  = "unused_proc_event"
+	opensslVarWakeupBytes      = "wakeup_bytes"
 )
 
 // loadOpenssl returns the embedded CollectionSpec for openssl.
@@ -117,22 +108,13 @@ type opensslSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type opensslProgramSpecs struct {
-	SslLeave         *ebpf.ProgramSpec `ebpf:"ssl_leave"`
-	SslProcessExec   *ebpf.ProgramSpec `ebpf:"ssl_process_exec"`
-	SslProcessExit   *ebpf.ProgramSpec `ebpf:"ssl_process_exit"`
-	SslReadEnter     *ebpf.ProgramSpec `ebpf:"ssl_read_enter"`
-	SslReadExEnter   *ebpf.ProgramSpec `ebpf:"ssl_read_ex_enter"`
-	SslWriteEnter    *ebpf.ProgramSpec `ebpf:"ssl_write_enter"`
-	SslWriteExEnter  *ebpf.ProgramSpec `ebpf:"ssl_write_ex_enter"`
-	SysEnterClose    *ebpf.ProgramSpec `ebpf:"sys_enter_close"`
-	SysEnterRead     *ebpf.ProgramSpec `ebpf:"sys_enter_read"`
-	SysEnterReadv    *ebpf.ProgramSpec `ebpf:"sys_enter_readv"`
-	SysEnterRecvfrom *ebpf.ProgramSpec `ebpf:"sys_enter_recvfrom"`
-	SysEnterRecvmsg  *ebpf.ProgramSpec `ebpf:"sys_enter_recvmsg"`
-	SysEnterSendmsg  *ebpf.ProgramSpec `ebpf:"sys_enter_sendmsg"`
-	SysEnterSendto   *ebpf.ProgramSpec `ebpf:"sys_enter_sendto"`
-	SysEnterWrite    *ebpf.ProgramSpec `ebpf:"sys_enter_write"`
-	SysEnterWritev   *ebpf.ProgramSpec `ebpf:"sys_enter_writev"`
+	SslLeave        *ebpf.ProgramSpec `ebpf:"ssl_leave"`
+	SslProcessExec  *ebpf.ProgramSpec `ebpf:"ssl_process_exec"`
+	SslProcessExit  *ebpf.ProgramSpec `ebpf:"ssl_process_exit"`
+	SslReadEnter    *ebpf.ProgramSpec `ebpf:"ssl_read_enter"`
+	SslReadExEnter  *ebpf.ProgramSpec `ebpf:"ssl_read_ex_enter"`
+	SslWriteEnter   *ebpf.ProgramSpec `ebpf:"ssl_write_enter"`
+	SslWriteExEnter *ebpf.ProgramSpec `ebpf:"ssl_write_ex_enter"`
 }
 
 // opensslMapSpecs contains maps before they are loaded into the kernel.
@@ -212,22 +194,13 @@ type opensslVariables struct {
 //
 // It can be passed to loadOpensslObjects or ebpf.CollectionSpec.LoadAndAssign.
 type opensslPrograms struct {
-	SslLeave         *ebpf.Program `ebpf:"ssl_leave"`
-	SslProcessExec   *ebpf.Program `ebpf:"ssl_process_exec"`
-	SslProcessExit   *ebpf.Program `ebpf:"ssl_process_exit"`
-	SslReadEnter     *ebpf.Program `ebpf:"ssl_read_enter"`
-	SslReadExEnter   *ebpf.Program `ebpf:"ssl_read_ex_enter"`
-	SslWriteEnter    *ebpf.Program `ebpf:"ssl_write_enter"`
-	SslWriteExEnter  *ebpf.Program `ebpf:"ssl_write_ex_enter"`
-	SysEnterClose    *ebpf.Program `ebpf:"sys_enter_close"`
-	SysEnterRead     *ebpf.Program `ebpf:"sys_enter_read"`
-	SysEnterReadv    *ebpf.Program `ebpf:"sys_enter_readv"`
-	SysEnterRecvfrom *ebpf.Program `ebpf:"sys_enter_recvfrom"`
-	SysEnterRecvmsg  *ebpf.Program `ebpf:"sys_enter_recvmsg"`
-	SysEnterSendmsg  *ebpf.Program `ebpf:"sys_enter_sendmsg"`
-	SysEnterSendto   *ebpf.Program `ebpf:"sys_enter_sendto"`
-	SysEnterWrite    *ebpf.Program `ebpf:"sys_enter_write"`
-	SysEnterWritev   *ebpf.Program `ebpf:"sys_enter_writev"`
+	SslLeave        *ebpf.Program `ebpf:"ssl_leave"`
+	SslProcessExec  *ebpf.Program `ebpf:"ssl_process_exec"`
+	SslProcessExit  *ebpf.Program `ebpf:"ssl_process_exit"`
+	SslReadEnter    *ebpf.Program `ebpf:"ssl_read_enter"`
+	SslReadExEnter  *ebpf.Program `ebpf:"ssl_read_ex_enter"`
+	SslWriteEnter   *ebpf.Program `ebpf:"ssl_write_enter"`
+	SslWriteExEnter *ebpf.Program `ebpf:"ssl_write_ex_enter"`
 }
 
 func (p *opensslPrograms) Close() error {
@@ -239,15 +212,6 @@ func (p *opensslPrograms) Close() error {
 		p.SslReadExEnter,
 		p.SslWriteEnter,
 		p.SslWriteExEnter,
-		p.SysEnterClose,
-		p.SysEnterRead,
-		p.SysEnterReadv,
-		p.SysEnterRecvfrom,
-		p.SysEnterRecvmsg,
-		p.SysEnterSendmsg,
-		p.SysEnterSendto,
-		p.SysEnterWrite,
-		p.SysEnterWritev,
 	)
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/periscope-apm/periscope/collectors"
 	"github.com/periscope-apm/periscope/collectors/loader"
+	"github.com/periscope-apm/periscope/collectors/syscalls"
 	"github.com/periscope-apm/periscope/discovery"
 	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/internal/ktime"
@@ -41,10 +42,10 @@ type Config struct {
 	loader.Ring
 	// ProcRoot is where procfs is mounted (default /proc).
 	ProcRoot string
-	// SSL, when set, is the OpenSSL collector, started first: the
-	// sockets programs bind its SSL* to their sockets (it then attaches
-	// no syscall programs of its own).
-	SSL SSLBinding
+	// Hooks returns, at Start, what the other collectors (started
+	// first) need from syscalls: the collector's syscall programs are the
+	// agent's only ones, and run them too (bpf/syshooks.bpf.h). Nil: none.
+	Hooks func() syscalls.Hooks
 	// NetHTTPConns is the gohttp collector's record of net/http's sockets
 	// (gohttp.NewNetHTTPConns): in a process left to gohttp, an HTTP/2
 	// connection found there is net/http's and left alone (nil: none is).
@@ -68,7 +69,8 @@ type Collector struct {
 	clock ktime.Clock
 
 	objs  objects
-	typed bool // the syscall programs are tp_btf programs
+	typed bool           // the syscall programs are tp_btf programs
+	hooks syscalls.Hooks // the other collectors' syscall hooks they run
 	progs loader.Programs
 	m     *collectors.Metrics
 	recs  collectors.Records
@@ -105,16 +107,18 @@ func (c *Collector) AttachPath() string {
 	if c.cfg.PerProcess {
 		mode = "selected processes"
 	}
-	ssl := ""
-	if c.cfg.SSL != nil {
-		ssl = "; binds the openssl collector's SSL* to their sockets"
+	hooks := ""
+	if len(c.hooks) > 0 {
+		hooks = "; the same pair runs the hooks of " + c.hooks.Describe()
 	}
-	kind := "raw tracepoints"
-	if c.typed {
-		kind = "tp_btf"
-	}
-	return kind + " raw_syscalls:sys_enter/sys_exit (one program pair for every syscall, dispatching on its number: " +
-		"read, write, readv, writev, recvfrom, sendto, recvmsg, sendmsg, sendfile, recvmmsg, sendmmsg, close, close_range, dup2/dup3, socket, accept(4), dup); reads blocked at start from /proc/PID/task/TID/syscall; TCP sockets classified in the kernel, HTTP/1.x, HTTP/2 (h2c: the connection preface), PostgreSQL, MySQL and Redis copied; " + mode + ssl
+	return syscalls.Kind(c.typed) + " raw_syscalls:sys_enter/sys_exit (one program pair for every syscall, dispatching on its number: " +
+		"read, write, readv, writev, recvfrom, sendto, recvmsg, sendmsg, sendfile, recvmmsg, sendmmsg, close, close_range, dup2/dup3, socket, accept(4), dup); reads blocked at start from /proc/PID/task/TID/syscall; TCP sockets classified in the kernel, HTTP/1.x, HTTP/2 (h2c: the connection preface), PostgreSQL, MySQL and Redis copied; " + mode + hooks
+}
+
+// SyscallPath says which programs hook syscalls and for whom (after
+// Start): the collector's pair, for itself and the other collectors.
+func (c *Collector) SyscallPath() string {
+	return syscalls.Path(c.typed, append(syscalls.Hooks{{Collector: Name, Syscalls: "its own"}}, c.hooks...))
 }
 
 // Start implements collectors.Collector.
@@ -137,17 +141,16 @@ func (c *Collector) Start(ctx context.Context) error {
 	if err := sizeThreadMaps(spec, c.cfg.ProcRoot); err != nil {
 		return err
 	}
-	if c.typed, err = dispatchers(spec); err != nil {
+	c.typed = syscalls.Typed()
+	if err := syscalls.Choose(spec, c.typed); err != nil {
 		return err
 	}
-	repl := map[string]*ebpf.Map{}
-	if c.cfg.SSL != nil {
-		if repl, err = sslReplacements(spec, c.cfg.SSL); err != nil {
-			return err
-		}
-		if err := spec.Variables["ssl_bind"].Set(uint8(1)); err != nil {
-			return fmt.Errorf("set ssl_bind: %w", err)
-		}
+	if c.cfg.Hooks != nil {
+		c.hooks = c.cfg.Hooks()
+	}
+	repl, err := c.hooks.Prepare(spec)
+	if err != nil {
+		return err
 	}
 	if c.cfg.NetHTTPConns != nil {
 		repl[loader.NetHTTPConns] = c.cfg.NetHTTPConns
@@ -195,17 +198,8 @@ const parsedProtos = uint32(1)<<socketsProtoPROTO_HTTP1 | 1<<socketsProtoPROTO_H
 	1<<socketsProtoPROTO_MYSQL | 1<<socketsProtoPROTO_REDIS
 
 func (c *Collector) attach() error {
-	// The exit first: an entry recorded without its exit would stay in
-	// the calls map.
-	for _, d := range []struct {
-		name string
-		prog *ebpf.Program
-	}{{"sys_exit", c.objs.SysExit}, {"sys_enter", c.objs.SysEnter}} {
-		l, err := attachDispatcher(d.prog, d.name, c.typed)
-		if err != nil {
-			return err
-		}
-		c.progs.Add(l)
+	if err := syscalls.Attach(&c.progs, c.objs.SysEnter, c.objs.SysExit, c.typed); err != nil {
+		return err
 	}
 	if err := c.progs.RawTracepoint("sched_process_fork", c.objs.SockProcessFork); err != nil {
 		return err

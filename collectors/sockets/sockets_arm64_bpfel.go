@@ -42,6 +42,20 @@ const (
 	socketsCallKindCALL_NEWFD    socketsCallKind = 6
 )
 
+type socketsConnKey struct {
+	_    structs.HostLayout
+	Conn uint64
+	Tgid uint32
+	Pad  uint32
+}
+
+type socketsConnState struct {
+	_      structs.HostLayout
+	Fd     int32
+	Flags  uint32
+	Marked uint64
+}
+
 type socketsFdKey struct {
 	_    structs.HostLayout
 	Tgid uint32
@@ -69,6 +83,13 @@ type socketsNethttpKey struct {
 	_    structs.HostLayout
 	Tgid uint32
 	Fd   int32
+}
+
+type socketsPlainKey struct {
+	_    structs.HostLayout
+	Conn uint64
+	Tgid uint32
+	Pad  uint32
 }
 
 type socketsProto uint32
@@ -118,6 +139,14 @@ const (
 	socketsSkipSKIP_HTTP socketsSkip = 2
 )
 
+type socketsSockOwner struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Role uint8
+	Pad  [3]uint8
+	Comm [16]int8
+}
+
 type socketsSslKey struct {
 	_    structs.HostLayout
 	Ssl  uint64
@@ -129,63 +158,74 @@ type socketsSslKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	socketsMapAdopted          = "adopted"
-	socketsMapCalls            = "calls"
-	socketsMapCounters         = "counters"
-	socketsMapEvents           = "events"
-	socketsMapFdOther          = "fd_other"
-	socketsMapFds              = "fds"
-	socketsMapIgnorePorts      = "ignore_ports"
-	socketsMapIoProgs          = "io_progs"
-	socketsMapIoProgsBtf       = "io_progs_btf"
-	socketsMapNethttpConns     = "nethttp_conns"
-	socketsMapPending          = "pending"
-	socketsMapScratch          = "scratch"
-	socketsMapSelected         = "selected"
-	socketsMapSkipPids         = "skip_pids"
-	socketsMapSockProcs        = "sock_procs"
-	socketsMapSslCounters      = "ssl_counters"
-	socketsMapSslEvents        = "ssl_events"
-	socketsMapSslFdSsl         = "ssl_fd_ssl"
-	socketsMapSslPendingBind   = "ssl_pending_bind"
-	socketsMapSslSslFd         = "ssl_ssl_fd"
-	socketsProgIoCloseRange    = "io_close_range"
-	socketsProgIoCloseRangeBtf = "io_close_range_btf"
-	socketsProgIoReadBuf       = "io_read_buf"
-	socketsProgIoReadBufBtf    = "io_read_buf_btf"
-	socketsProgIoReadIov       = "io_read_iov"
-	socketsProgIoReadIovBtf    = "io_read_iov_btf"
-	socketsProgIoReadMmsg      = "io_read_mmsg"
-	socketsProgIoReadMmsgBtf   = "io_read_mmsg_btf"
-	socketsProgIoReadMsg       = "io_read_msg"
-	socketsProgIoReadMsgBtf    = "io_read_msg_btf"
-	socketsProgIoSendfile      = "io_sendfile"
-	socketsProgIoSendfileBtf   = "io_sendfile_btf"
-	socketsProgIoWriteBuf      = "io_write_buf"
-	socketsProgIoWriteBufBtf   = "io_write_buf_btf"
-	socketsProgIoWriteIov      = "io_write_iov"
-	socketsProgIoWriteIovBtf   = "io_write_iov_btf"
-	socketsProgIoWriteMmsg     = "io_write_mmsg"
-	socketsProgIoWriteMmsgBtf  = "io_write_mmsg_btf"
-	socketsProgIoWriteMsg      = "io_write_msg"
-	socketsProgIoWriteMsgBtf   = "io_write_msg_btf"
-	socketsProgSockProcessExec = "sock_process_exec"
-	socketsProgSockProcessExit = "sock_process_exit"
-	socketsProgSockProcessFork = "sock_process_fork"
-	socketsProgSysEnter        = "sys_enter"
-	socketsProgSysEnterBtf     = "sys_enter_btf"
-	socketsProgSysExit         = "sys_exit"
-	socketsProgSysExitBtf      = "sys_exit_btf"
-	socketsVarCaptureBytes     = "capture_bytes"
-	socketsVarFdCache          = "fd_cache"
-	socketsVarFilterSelected   = "filter_selected"
-	socketsVarParsedProtos     = "parsed_protos"
-	socketsVarSslBind          = "ssl_bind"
-	socketsVarUnusedCallKind   = "unused_call_kind"
-	socketsVarUnusedProcEvent  = "unused_proc_event"
-	socketsVarUnusedProto      = "unused_proto"
-	socketsVarUnusedSkip       = "unused_skip"
-	socketsVarWakeupBytes      = "wakeup_bytes"
+	socketsMapAdopted            = "adopted"
+	socketsMapCalls              = "calls"
+	socketsMapCounters           = "counters"
+	socketsMapDiscoveryCounters  = "discovery_counters"
+	socketsMapDiscoveryEvents    = "discovery_events"
+	socketsMapEvents             = "events"
+	socketsMapFdOther            = "fd_other"
+	socketsMapFds                = "fds"
+	socketsMapGotlsConns         = "gotls_conns"
+	socketsMapGotlsCounters      = "gotls_counters"
+	socketsMapGotlsEvents        = "gotls_events"
+	socketsMapGotlsFdConn        = "gotls_fd_conn"
+	socketsMapGotlsPlainProtos   = "gotls_plain_protos"
+	socketsMapIgnorePorts        = "ignore_ports"
+	socketsMapIoProgs            = "io_progs"
+	socketsMapIoProgsBtf         = "io_progs_btf"
+	socketsMapNethttpConns       = "nethttp_conns"
+	socketsMapOpensslCounters    = "openssl_counters"
+	socketsMapOpensslEvents      = "openssl_events"
+	socketsMapOpensslFdSsl       = "openssl_fd_ssl"
+	socketsMapOpensslPendingBind = "openssl_pending_bind"
+	socketsMapOpensslSslFd       = "openssl_ssl_fd"
+	socketsMapPending            = "pending"
+	socketsMapScratch            = "scratch"
+	socketsMapSelected           = "selected"
+	socketsMapSkipPids           = "skip_pids"
+	socketsMapSockProcs          = "sock_procs"
+	socketsMapTcpOwners          = "tcp_owners"
+	socketsProgIoCloseRange      = "io_close_range"
+	socketsProgIoCloseRangeBtf   = "io_close_range_btf"
+	socketsProgIoReadBuf         = "io_read_buf"
+	socketsProgIoReadBufBtf      = "io_read_buf_btf"
+	socketsProgIoReadIov         = "io_read_iov"
+	socketsProgIoReadIovBtf      = "io_read_iov_btf"
+	socketsProgIoReadMmsg        = "io_read_mmsg"
+	socketsProgIoReadMmsgBtf     = "io_read_mmsg_btf"
+	socketsProgIoReadMsg         = "io_read_msg"
+	socketsProgIoReadMsgBtf      = "io_read_msg_btf"
+	socketsProgIoSendfile        = "io_sendfile"
+	socketsProgIoSendfileBtf     = "io_sendfile_btf"
+	socketsProgIoWriteBuf        = "io_write_buf"
+	socketsProgIoWriteBufBtf     = "io_write_buf_btf"
+	socketsProgIoWriteIov        = "io_write_iov"
+	socketsProgIoWriteIovBtf     = "io_write_iov_btf"
+	socketsProgIoWriteMmsg       = "io_write_mmsg"
+	socketsProgIoWriteMmsgBtf    = "io_write_mmsg_btf"
+	socketsProgIoWriteMsg        = "io_write_msg"
+	socketsProgIoWriteMsgBtf     = "io_write_msg_btf"
+	socketsProgSockProcessExec   = "sock_process_exec"
+	socketsProgSockProcessExit   = "sock_process_exit"
+	socketsProgSockProcessFork   = "sock_process_fork"
+	socketsProgSysEnter          = "sys_enter"
+	socketsProgSysEnterBtf       = "sys_enter_btf"
+	socketsProgSysExit           = "sys_exit"
+	socketsProgSysExitBtf        = "sys_exit_btf"
+	socketsVarCaptureBytes       = "capture_bytes"
+	socketsVarFdCache            = "fd_cache"
+	socketsVarFilterSelected     = "filter_selected"
+	socketsVarHookDiscovery      = "hook_discovery"
+	socketsVarHookGotls          = "hook_gotls"
+	socketsVarHookOpenssl        = "hook_openssl"
+	socketsVarHookTcp            = "hook_tcp"
+	socketsVarParsedProtos       = "parsed_protos"
+	socketsVarUnusedCallKind     = "unused_call_kind"
+	socketsVarUnusedProcEvent    = "unused_proc_event"
+	socketsVarUnusedProto        = "unused_proto"
+	socketsVarUnusedSkip         = "unused_skip"
+	socketsVarWakeupBytes        = "wakeup_bytes"
 )
 
 // loadSockets returns the embedded CollectionSpec for sockets.
@@ -263,26 +303,34 @@ type socketsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsMapSpecs struct {
-	Adopted        *ebpf.MapSpec `ebpf:"adopted"`
-	Calls          *ebpf.MapSpec `ebpf:"calls"`
-	Counters       *ebpf.MapSpec `ebpf:"counters"`
-	Events         *ebpf.MapSpec `ebpf:"events"`
-	FdOther        *ebpf.MapSpec `ebpf:"fd_other"`
-	Fds            *ebpf.MapSpec `ebpf:"fds"`
-	IgnorePorts    *ebpf.MapSpec `ebpf:"ignore_ports"`
-	IoProgs        *ebpf.MapSpec `ebpf:"io_progs"`
-	IoProgsBtf     *ebpf.MapSpec `ebpf:"io_progs_btf"`
-	NethttpConns   *ebpf.MapSpec `ebpf:"nethttp_conns"`
-	Pending        *ebpf.MapSpec `ebpf:"pending"`
-	Scratch        *ebpf.MapSpec `ebpf:"scratch"`
-	Selected       *ebpf.MapSpec `ebpf:"selected"`
-	SkipPids       *ebpf.MapSpec `ebpf:"skip_pids"`
-	SockProcs      *ebpf.MapSpec `ebpf:"sock_procs"`
-	SslCounters    *ebpf.MapSpec `ebpf:"ssl_counters"`
-	SslEvents      *ebpf.MapSpec `ebpf:"ssl_events"`
-	SslFdSsl       *ebpf.MapSpec `ebpf:"ssl_fd_ssl"`
-	SslPendingBind *ebpf.MapSpec `ebpf:"ssl_pending_bind"`
-	SslSslFd       *ebpf.MapSpec `ebpf:"ssl_ssl_fd"`
+	Adopted            *ebpf.MapSpec `ebpf:"adopted"`
+	Calls              *ebpf.MapSpec `ebpf:"calls"`
+	Counters           *ebpf.MapSpec `ebpf:"counters"`
+	DiscoveryCounters  *ebpf.MapSpec `ebpf:"discovery_counters"`
+	DiscoveryEvents    *ebpf.MapSpec `ebpf:"discovery_events"`
+	Events             *ebpf.MapSpec `ebpf:"events"`
+	FdOther            *ebpf.MapSpec `ebpf:"fd_other"`
+	Fds                *ebpf.MapSpec `ebpf:"fds"`
+	GotlsConns         *ebpf.MapSpec `ebpf:"gotls_conns"`
+	GotlsCounters      *ebpf.MapSpec `ebpf:"gotls_counters"`
+	GotlsEvents        *ebpf.MapSpec `ebpf:"gotls_events"`
+	GotlsFdConn        *ebpf.MapSpec `ebpf:"gotls_fd_conn"`
+	GotlsPlainProtos   *ebpf.MapSpec `ebpf:"gotls_plain_protos"`
+	IgnorePorts        *ebpf.MapSpec `ebpf:"ignore_ports"`
+	IoProgs            *ebpf.MapSpec `ebpf:"io_progs"`
+	IoProgsBtf         *ebpf.MapSpec `ebpf:"io_progs_btf"`
+	NethttpConns       *ebpf.MapSpec `ebpf:"nethttp_conns"`
+	OpensslCounters    *ebpf.MapSpec `ebpf:"openssl_counters"`
+	OpensslEvents      *ebpf.MapSpec `ebpf:"openssl_events"`
+	OpensslFdSsl       *ebpf.MapSpec `ebpf:"openssl_fd_ssl"`
+	OpensslPendingBind *ebpf.MapSpec `ebpf:"openssl_pending_bind"`
+	OpensslSslFd       *ebpf.MapSpec `ebpf:"openssl_ssl_fd"`
+	Pending            *ebpf.MapSpec `ebpf:"pending"`
+	Scratch            *ebpf.MapSpec `ebpf:"scratch"`
+	Selected           *ebpf.MapSpec `ebpf:"selected"`
+	SkipPids           *ebpf.MapSpec `ebpf:"skip_pids"`
+	SockProcs          *ebpf.MapSpec `ebpf:"sock_procs"`
+	TcpOwners          *ebpf.MapSpec `ebpf:"tcp_owners"`
 }
 
 // socketsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -292,8 +340,11 @@ type socketsVariableSpecs struct {
 	CaptureBytes    *ebpf.VariableSpec `ebpf:"capture_bytes"`
 	FdCache         *ebpf.VariableSpec `ebpf:"fd_cache"`
 	FilterSelected  *ebpf.VariableSpec `ebpf:"filter_selected"`
+	HookDiscovery   *ebpf.VariableSpec `ebpf:"hook_discovery"`
+	HookGotls       *ebpf.VariableSpec `ebpf:"hook_gotls"`
+	HookOpenssl     *ebpf.VariableSpec `ebpf:"hook_openssl"`
+	HookTcp         *ebpf.VariableSpec `ebpf:"hook_tcp"`
 	ParsedProtos    *ebpf.VariableSpec `ebpf:"parsed_protos"`
-	SslBind         *ebpf.VariableSpec `ebpf:"ssl_bind"`
 	UnusedCallKind  *ebpf.VariableSpec `ebpf:"unused_call_kind"`
 	UnusedProcEvent *ebpf.VariableSpec `ebpf:"unused_proc_event"`
 	UnusedProto     *ebpf.VariableSpec `ebpf:"unused_proto"`
@@ -321,26 +372,34 @@ func (o *socketsObjects) Close() error {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsMaps struct {
-	Adopted        *ebpf.Map `ebpf:"adopted"`
-	Calls          *ebpf.Map `ebpf:"calls"`
-	Counters       *ebpf.Map `ebpf:"counters"`
-	Events         *ebpf.Map `ebpf:"events"`
-	FdOther        *ebpf.Map `ebpf:"fd_other"`
-	Fds            *ebpf.Map `ebpf:"fds"`
-	IgnorePorts    *ebpf.Map `ebpf:"ignore_ports"`
-	IoProgs        *ebpf.Map `ebpf:"io_progs"`
-	IoProgsBtf     *ebpf.Map `ebpf:"io_progs_btf"`
-	NethttpConns   *ebpf.Map `ebpf:"nethttp_conns"`
-	Pending        *ebpf.Map `ebpf:"pending"`
-	Scratch        *ebpf.Map `ebpf:"scratch"`
-	Selected       *ebpf.Map `ebpf:"selected"`
-	SkipPids       *ebpf.Map `ebpf:"skip_pids"`
-	SockProcs      *ebpf.Map `ebpf:"sock_procs"`
-	SslCounters    *ebpf.Map `ebpf:"ssl_counters"`
-	SslEvents      *ebpf.Map `ebpf:"ssl_events"`
-	SslFdSsl       *ebpf.Map `ebpf:"ssl_fd_ssl"`
-	SslPendingBind *ebpf.Map `ebpf:"ssl_pending_bind"`
-	SslSslFd       *ebpf.Map `ebpf:"ssl_ssl_fd"`
+	Adopted            *ebpf.Map `ebpf:"adopted"`
+	Calls              *ebpf.Map `ebpf:"calls"`
+	Counters           *ebpf.Map `ebpf:"counters"`
+	DiscoveryCounters  *ebpf.Map `ebpf:"discovery_counters"`
+	DiscoveryEvents    *ebpf.Map `ebpf:"discovery_events"`
+	Events             *ebpf.Map `ebpf:"events"`
+	FdOther            *ebpf.Map `ebpf:"fd_other"`
+	Fds                *ebpf.Map `ebpf:"fds"`
+	GotlsConns         *ebpf.Map `ebpf:"gotls_conns"`
+	GotlsCounters      *ebpf.Map `ebpf:"gotls_counters"`
+	GotlsEvents        *ebpf.Map `ebpf:"gotls_events"`
+	GotlsFdConn        *ebpf.Map `ebpf:"gotls_fd_conn"`
+	GotlsPlainProtos   *ebpf.Map `ebpf:"gotls_plain_protos"`
+	IgnorePorts        *ebpf.Map `ebpf:"ignore_ports"`
+	IoProgs            *ebpf.Map `ebpf:"io_progs"`
+	IoProgsBtf         *ebpf.Map `ebpf:"io_progs_btf"`
+	NethttpConns       *ebpf.Map `ebpf:"nethttp_conns"`
+	OpensslCounters    *ebpf.Map `ebpf:"openssl_counters"`
+	OpensslEvents      *ebpf.Map `ebpf:"openssl_events"`
+	OpensslFdSsl       *ebpf.Map `ebpf:"openssl_fd_ssl"`
+	OpensslPendingBind *ebpf.Map `ebpf:"openssl_pending_bind"`
+	OpensslSslFd       *ebpf.Map `ebpf:"openssl_ssl_fd"`
+	Pending            *ebpf.Map `ebpf:"pending"`
+	Scratch            *ebpf.Map `ebpf:"scratch"`
+	Selected           *ebpf.Map `ebpf:"selected"`
+	SkipPids           *ebpf.Map `ebpf:"skip_pids"`
+	SockProcs          *ebpf.Map `ebpf:"sock_procs"`
+	TcpOwners          *ebpf.Map `ebpf:"tcp_owners"`
 }
 
 func (m *socketsMaps) Close() error {
@@ -348,23 +407,31 @@ func (m *socketsMaps) Close() error {
 		m.Adopted,
 		m.Calls,
 		m.Counters,
+		m.DiscoveryCounters,
+		m.DiscoveryEvents,
 		m.Events,
 		m.FdOther,
 		m.Fds,
+		m.GotlsConns,
+		m.GotlsCounters,
+		m.GotlsEvents,
+		m.GotlsFdConn,
+		m.GotlsPlainProtos,
 		m.IgnorePorts,
 		m.IoProgs,
 		m.IoProgsBtf,
 		m.NethttpConns,
+		m.OpensslCounters,
+		m.OpensslEvents,
+		m.OpensslFdSsl,
+		m.OpensslPendingBind,
+		m.OpensslSslFd,
 		m.Pending,
 		m.Scratch,
 		m.Selected,
 		m.SkipPids,
 		m.SockProcs,
-		m.SslCounters,
-		m.SslEvents,
-		m.SslFdSsl,
-		m.SslPendingBind,
-		m.SslSslFd,
+		m.TcpOwners,
 	)
 }
 
@@ -375,8 +442,11 @@ type socketsVariables struct {
 	CaptureBytes    *ebpf.Variable `ebpf:"capture_bytes"`
 	FdCache         *ebpf.Variable `ebpf:"fd_cache"`
 	FilterSelected  *ebpf.Variable `ebpf:"filter_selected"`
+	HookDiscovery   *ebpf.Variable `ebpf:"hook_discovery"`
+	HookGotls       *ebpf.Variable `ebpf:"hook_gotls"`
+	HookOpenssl     *ebpf.Variable `ebpf:"hook_openssl"`
+	HookTcp         *ebpf.Variable `ebpf:"hook_tcp"`
 	ParsedProtos    *ebpf.Variable `ebpf:"parsed_protos"`
-	SslBind         *ebpf.Variable `ebpf:"ssl_bind"`
 	UnusedCallKind  *ebpf.Variable `ebpf:"unused_call_kind"`
 	UnusedProcEvent *ebpf.Variable `ebpf:"unused_proc_event"`
 	UnusedProto     *ebpf.Variable `ebpf:"unused_proto"`

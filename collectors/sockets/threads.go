@@ -51,32 +51,6 @@ func (b threadBits) set(m *ebpf.Map, tid uint32) error {
 	return nil
 }
 
-// SSLBinding is the OpenSSL collector's side of the SSL*-to-socket binding
-// (bpf/sslbind.bpf.h): once it has started, its maps and ring, which the
-// sockets programs then use, so that one pair of syscall programs serves
-// both collectors.
-type SSLBinding interface {
-	BindingMaps() (pendingBind, sslFD, fdSSL, events, counters *ebpf.Map)
-}
-
-// sslReplacements returns the maps of b that replace the ssl_* maps of
-// spec, and sizes spec's to match them.
-func sslReplacements(spec *ebpf.CollectionSpec, b SSLBinding) (map[string]*ebpf.Map, error) {
-	pending, sslFD, fdSSL, events, counters := b.BindingMaps()
-	repl := map[string]*ebpf.Map{
-		"ssl_pending_bind": pending, "ssl_ssl_fd": sslFD, "ssl_fd_ssl": fdSSL,
-		"ssl_events": events, "ssl_counters": counters,
-	}
-	for name, m := range repl {
-		ms := spec.Maps[name]
-		if m == nil || ms == nil {
-			return nil, fmt.Errorf("share the openssl collector's map %s: not started", name)
-		}
-		ms.MaxEntries = m.MaxEntries()
-	}
-	return repl, nil
-}
-
 // atomicsCmpxchg reports whether the running kernel's BPF has atomic
 // compare-and-exchange (Linux 5.12), which the fd_other cache of the
 // programs needs; without it the cache is left out (the code is dead for

@@ -15,6 +15,7 @@ import (
 
 	"github.com/periscope-apm/periscope/collectors"
 	"github.com/periscope-apm/periscope/collectors/loader"
+	"github.com/periscope-apm/periscope/collectors/syscalls"
 	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/internal/ktime"
 )
@@ -60,7 +61,7 @@ const (
 var ErrForcedFailure = errors.New("attach forced to fail by configuration (tcp.fail_hook)")
 
 // ownersPath describes how sockets get their owners.
-const ownersPath = "owners from raw tracepoint sock:inet_sock_set_state (SYN_SENT) and syscalls:sys_exit_accept(4), else /proc"
+const ownersPath = "owners from raw tracepoint sock:inet_sock_set_state (SYN_SENT) and accept(4) in the agent's raw syscall pair, else /proc"
 
 // Config configures the collector.
 type Config struct {
@@ -113,8 +114,6 @@ type baseObjects struct {
 	Counters *ebpf.Map     `ebpf:"counters"`
 	Owners   *ebpf.Map     `ebpf:"owners"`
 	SetState *ebpf.Program `ebpf:"tcp_set_state"`
-	Accept4  *ebpf.Program `ebpf:"tcp_accept4_exit"`
-	Accept   *ebpf.Program `ebpf:"tcp_accept_exit"`
 }
 
 func (o *baseObjects) Close() error {
@@ -124,10 +123,8 @@ func (o *baseObjects) Close() error {
 			errs = append(errs, m.Close())
 		}
 	}
-	for _, p := range []*ebpf.Program{o.SetState, o.Accept4, o.Accept} {
-		if p != nil {
-			errs = append(errs, p.Close())
-		}
+	if o.SetState != nil {
+		errs = append(errs, o.SetState.Close())
 	}
 	*o = baseObjects{}
 	return errors.Join(errs...)
@@ -220,16 +217,18 @@ func (c *Collector) Start(ctx context.Context) error {
 	return nil
 }
 
-// attachOwners attaches the programs that record who connected or accepted
-// each socket.
+// attachOwners attaches the program that records who connected each
+// socket (who accepted one: SyscallHook).
 func (c *Collector) attachOwners() error {
-	if err := c.progs.RawTracepoint("inet_sock_set_state", c.objs.SetState); err != nil {
-		return err
-	}
-	return c.progs.Tracepoints(c.log,
-		loader.Tracepoint{Group: "syscalls", Name: "sys_exit_accept4", Prog: c.objs.Accept4},
-		loader.Tracepoint{Group: "syscalls", Name: "sys_exit_accept", Prog: c.objs.Accept, Optional: true},
-	)
+	return c.progs.RawTracepoint("inet_sock_set_state", c.objs.SetState)
+}
+
+// SyscallHook implements syscalls.Hooker: the agent's pair of syscall
+// programs records the owner of each socket accept() and accept4() return
+// in this collector's owners, once started.
+func (c *Collector) SyscallHook() syscalls.Hook {
+	return syscalls.Hook{Collector: Name, Syscalls: "accept/accept4 exit",
+		Maps: syscalls.Prefixed(Name, map[string]*ebpf.Map{"owners": c.objs.Owners})}
 }
 
 // attachRetransmit hooks tcp_retransmit_skb, trying the hooks in order.

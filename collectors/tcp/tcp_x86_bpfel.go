@@ -61,8 +61,6 @@ const (
 	tcpMapEvents                    = "events"
 	tcpMapInWrapper                 = "in_wrapper"
 	tcpMapOwners                    = "owners"
-	tcpProgTcpAccept4Exit           = "tcp_accept4_exit"
-	tcpProgTcpAcceptExit            = "tcp_accept_exit"
 	tcpProgTcpRetransmitInnerKprobe = "tcp_retransmit_inner_kprobe"
 	tcpProgTcpRetransmitKprobe      = "tcp_retransmit_kprobe"
 	tcpProgTcpRetransmitKretprobe   = "tcp_retransmit_kretprobe"
@@ -116,8 +114,6 @@ type tcpSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpProgramSpecs struct {
-	TcpAccept4Exit           *ebpf.ProgramSpec `ebpf:"tcp_accept4_exit"`
-	TcpAcceptExit            *ebpf.ProgramSpec `ebpf:"tcp_accept_exit"`
 	TcpRetransmitInnerKprobe *ebpf.ProgramSpec `ebpf:"tcp_retransmit_inner_kprobe"`
 	TcpRetransmitKprobe      *ebpf.ProgramSpec `ebpf:"tcp_retransmit_kprobe"`
 	TcpRetransmitKretprobe   *ebpf.ProgramSpec `ebpf:"tcp_retransmit_kretprobe"`
@@ -194,8 +190,6 @@ type tcpVariables struct {
 //
 // It can be passed to loadTcpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpPrograms struct {
-	TcpAccept4Exit           *ebpf.Program `ebpf:"tcp_accept4_exit"`
-	TcpAcceptExit            *ebpf.Program `ebpf:"tcp_accept_exit"`
 	TcpRetransmitInnerKprobe *ebpf.Program `ebpf:"tcp_retransmit_inner_kprobe"`
 	TcpRetransmitKprobe      *ebpf.Program `ebpf:"tcp_retransmit_kprobe"`
 	TcpRetransmitKretprobe   *ebpf.Program `ebpf:"tcp_retransmit_kretprobe"`
@@ -205,8 +199,6 @@ type tcpPrograms struct {
 
 func (p *tcpPrograms) Close() error {
 	return _TcpClose(
-		p.TcpAccept4Exit,
-		p.TcpAcceptExit,
 		p.TcpRetransmitInnerKprobe,
 		p.TcpRetransmitKprobe,
 		p.TcpRetransmitKretprobe,
