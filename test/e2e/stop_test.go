@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -112,8 +113,11 @@ type agentBPF struct {
 }
 
 // snapshotBPF records the agent's programs and links, and checks that
-// there are uprobes on SSL functions (programs ssl_*), syscall tracepoints
-// (sys_enter_*) and process tracepoints (process_*) among them.
+// there are uprobes on SSL functions (programs ssl_*), the syscall pair
+// (sys_enter and sys_exit on raw_syscalls, as tp_btf or raw tracepoint
+// programs) and process tracepoints (process_*) among them, and no program
+// on a classic tracepoint: a syscalls:sys_* one would switch on the
+// kernel's per-syscall tracing for every syscall of the node.
 func snapshotBPF(t *testing.T, a *harness.Agent, events []string) agentBPF {
 	t.Helper()
 	progs, links := bpfIDs(t, a.PID)
@@ -137,8 +141,11 @@ func snapshotBPF(t *testing.T, a *harness.Agent, events []string) agentBPF {
 		}
 		name := allProgs[l.ProgID].Name
 		group, _, _ := strings.Cut(name, "_")
-		if strings.HasPrefix(name, "sys_enter_") {
-			group = "sys_enter"
+		if pair := strings.TrimSuffix(name, "_btf"); pair == "sys_enter" || pair == "sys_exit" {
+			group = "syscalls"
+		}
+		if typ := fmt.Sprint(allProgs[l.ProgID].Type); typ == "tracepoint" {
+			t.Errorf("link %d runs %s program %q: the agent's syscall hooks must all be in its raw syscall pair", id, typ, name)
 		}
 		typ := fmt.Sprint(l.Type)
 		if typ == "12" { // BPF_LINK_TYPE_UPROBE_MULTI
@@ -148,9 +155,9 @@ func snapshotBPF(t *testing.T, a *harness.Agent, events []string) agentBPF {
 	}
 	t.Logf("agent holds %d programs %v and %d links %v", len(progs), names, len(links), linkTypes)
 	// Uprobes on libssl (perf_event or uprobe_multi links to ssl_*
-	// programs), syscall tracepoints and process tracepoints must all be
+	// programs), the syscall pair and process tracepoints must all be
 	// there to be removed.
-	for _, ks := range [][]string{{"perf_event/ssl", "uprobe_multi/ssl"}, {"perf_event/sys_enter"}, {"raw_tracepoint/process"}} {
+	for _, ks := range [][]string{{"perf_event/ssl", "uprobe_multi/ssl"}, {"raw_tracepoint/syscalls", "tracing/syscalls"}, {"raw_tracepoint/process"}} {
 		n := 0
 		for _, k := range ks {
 			n += linkTypes[k]
@@ -236,6 +243,37 @@ func TestAgentStop(t *testing.T) {
 		held := snapshotBPF(t, e.agent, events)
 		runCurl(t, harness.LookTool(t, "curl"), "-sS", "--cacert", ngx.CAFile, "-o", "/dev/null", ngx.URL+"/index.html")
 		e.spans(t, 1, byPIDs(kindServer, ngx.WorkerPIDs...))
+		stopAndCheck(t, e.agent, held)
+	})
+	// Without the sockets collector, the other collectors' syscall hooks
+	// run in a pair of their own: the SSL* of nginx and curl is bound to
+	// its socket there (the spans name their peers).
+	t.Run("plaintext off", func(t *testing.T) {
+		events := probeEvents(t)
+		e := startAgentOTLP(t, []string{"PERISCOPE_PLAINTEXT_ENABLED=false"})
+		ngx := harness.StartNginx(t, harness.NginxOptions{Workers: 1})
+		e.instrumented(t, ngx.WorkerPIDs...)
+		held := snapshotBPF(t, e.agent, events)
+		st, err := e.agent.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range st.Collectors {
+			if c.Name == "sockets" {
+				t.Errorf("the sockets collector runs with plaintext.enabled false")
+			}
+		}
+		for _, hook := range []string{"discovery: mmap", "openssl: read/write", "gotls: close", "tcp: accept"} {
+			if !strings.Contains(st.Syscalls, hook) {
+				t.Errorf("/status syscalls %q does not name the hook %q", st.Syscalls, hook)
+			}
+		}
+		runCurl(t, harness.LookTool(t, "curl"), "-sS", "--cacert", ngx.CAFile, "-o", "/dev/null", ngx.URL+"/index.html")
+		for _, s := range append(e.spans(t, 1, byPIDs(kindServer, ngx.WorkerPIDs...)), e.spans(t, 1, byPort("curl", kindClient, ngx.Port))...) {
+			if attrInt(s, "network.peer.port") == 0 {
+				t.Errorf("span %q has no network.peer.port (its SSL* was not bound to its socket): %v", s.Name, s.Attributes)
+			}
+		}
 		stopAndCheck(t, e.agent, held)
 	})
 	t.Run("selected processes", func(t *testing.T) {

@@ -138,8 +138,16 @@ type Agent struct {
 
 // AgentStatus is the JSON document served at GET /status.
 type AgentStatus struct {
-	Ready     bool           `json:"ready"`
-	Processes []AgentProcess `json:"processes"`
+	Ready      bool             `json:"ready"`
+	Processes  []AgentProcess   `json:"processes"`
+	Collectors []AgentCollector `json:"collectors"`
+	Syscalls   string           `json:"syscalls"` // the attach path of the agent's syscall programs
+}
+
+// AgentCollector is one running collector in AgentStatus.
+type AgentCollector struct {
+	Name       string `json:"name"`
+	AttachPath string `json:"attach_path"`
 }
 
 // AgentProcess is one instrumented process in AgentStatus.
