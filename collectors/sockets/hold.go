@@ -19,11 +19,15 @@ import (
 // parent of a selected server's span by 4-tuple.
 //
 // A decision is a verdict on the program a process ran at a time (at): the
-// kernel time of the exec it judges (plus execSlack), or of the /proc read
-// it comes from. The ring tells which program sent a record: the latest exec
-// record of its process read before it (start). The records of a program
-// are judged by the first verdict at or after its start and before the next
-// program's. A forked child runs its parent's program and inherits its
+// time of the exec marker in this ring that started the program, or of the
+// /proc read the verdict comes from. The ring tells which program sent a
+// record: the latest exec record of its process read before it (start). The
+// records of a program are judged by the first verdict at or after its
+// start and before the next program's. A verdict on an exec comes with the
+// time of discovery's record of it, which is stamped before this ring's
+// marker of the same exec (the agent attaches discovery's program first:
+// discovery.Tracker.Attach): it judges the program the first marker at or
+// after that time started (decideExec), once that marker is read. A forked child runs its parent's program and inherits its
 // verdict (the kernel reports the fork in the ring, before any record of
 // the child), at once or when the parent's comes.
 //
@@ -53,12 +57,9 @@ type hold struct {
 const (
 	holdBytes = 4 << 20
 	holdAge   = uint64(2 * time.Second)
-	// execSlack: the exec record in this ring and the one discovery
-	// judges are written by two programs on the same tracepoint, a few
-	// microseconds apart, in either order.
-	execSlack = uint64(time.Millisecond)
-	// maxVerdicts is how many verdicts a process keeps: those of the
-	// programs whose records may still come.
+	// maxVerdicts is how many verdicts, exec markers and verdicts
+	// waiting for their marker a process keeps: those of the programs
+	// whose records may still come.
 	maxVerdicts = 8
 )
 
@@ -71,6 +72,8 @@ type verdict struct {
 type holdProc struct {
 	verdicts []verdict // by at
 	start    uint64    // time of the latest exec record read (0: none)
+	starts   []uint64  // times of the latest exec records read
+	execs    []verdict // verdicts on execs whose marker is not read yet
 	held     []heldRecord
 	exited   bool
 	// parent, forkAt and parentStart name the program an orphan was
@@ -114,6 +117,17 @@ func (p *holdProc) next(start uint64) uint64 {
 		return p.start
 	}
 	return 0
+}
+
+// execStart returns the start of the program the first exec marker at or
+// after at started, if it was read.
+func (p *holdProc) execStart(at uint64) (uint64, bool) {
+	for _, s := range p.starts {
+		if s >= at {
+			return s, true
+		}
+	}
+	return 0, false
 }
 
 // add records a verdict, keeping the latest maxVerdicts; a real one
@@ -177,6 +191,17 @@ func (h *hold) after(hd wire.Header, p *holdProc) {
 	switch hd.Type {
 	case wire.EventExec:
 		p.start = hd.TS
+		p.starts = keepLast(append(p.starts, hd.TS))
+		execs := p.execs[:0]
+		for _, v := range p.execs {
+			if v.at <= hd.TS {
+				v.at = hd.TS
+				p.add(v)
+			} else {
+				execs = append(execs, v)
+			}
+		}
+		p.execs = execs
 	case wire.EventExit:
 		p.exited = true
 		delete(h.orphans, hd.PID)
@@ -266,14 +291,44 @@ func (h *hold) pass(v verdict, control bool, raw []byte) {
 	}
 }
 
+// keepLast keeps the latest maxVerdicts of s.
+func keepLast[T any](s []T) []T {
+	if len(s) > maxVerdicts {
+		s = s[len(s)-maxVerdicts:]
+	}
+	return s
+}
+
 // decide records discovery's verdict on process pid's program at time at
 // and settles what it holds.
 func (h *hold) decide(pid uint32, selected bool, at uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.settle(pid, h.proc(pid), verdict{at: at, selected: selected})
+}
+
+// decideExec records discovery's verdict on the program process pid
+// exec'd at time at (discovery's record of the exec, stamped before this
+// ring's marker of it): the verdict on the program the first marker at or
+// after at started, now if it was read, else when it is.
+func (h *hold) decideExec(pid uint32, selected bool, at uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	p := h.proc(pid)
+	v := verdict{at: at, selected: selected}
+	if s, ok := p.execStart(at); ok {
+		v.at = s
+		h.settle(pid, p, v)
+		return
+	}
+	delete(h.leaving, pid)
+	p.execs = keepLast(append(p.execs, v))
+}
+
+// settle records verdict v on process pid and settles what it holds.
+func (h *hold) settle(pid uint32, p *holdProc, v verdict) {
 	delete(h.leaving, pid) // it lives: discovery reports an exec as an exit and a new process
-	p.add(verdict{at: at, selected: selected})
+	p.add(v)
 	if c := h.orphans[pid]; c == p {
 		if _, ok := p.judge(0, 0); ok {
 			delete(h.orphans, pid)

@@ -14,7 +14,7 @@ import (
 // step is one thing that happens to a hold: a record read from the ring
 // (rec), a verdict from discovery (decide), a fork record, an expiry tick.
 type step struct {
-	op       string // "data", "exec", "exit", "fork", "decide", "expire", "gone"
+	op       string // "data", "exec", "exit", "fork", "decide", "decideExec", "expire", "gone"
 	ts       uint64 // record time, verdict time, or now
 	pid, arg uint32 // arg: the parent of a fork
 	selected bool
@@ -28,6 +28,12 @@ func fork(ts uint64, child, parent uint32) step {
 }
 func decide(pid uint32, selected bool, at uint64) step {
 	return step{op: "decide", ts: at, pid: pid, selected: selected}
+}
+
+// decideExec is discovery's verdict on an exec, with the time of its record
+// of it (stamped before the ring's marker of the same exec).
+func decideExec(pid uint32, selected bool, at uint64) step {
+	return step{op: "decideExec", ts: at, pid: pid, selected: selected}
 }
 func expire(now uint64) step           { return step{op: "expire", ts: now} }
 func gone(pid uint32, now uint64) step { return step{op: "gone", ts: now, pid: pid} }
@@ -77,19 +83,19 @@ func TestHold(t *testing.T) {
 			[]step{data(10, 1), data(11, 2), decide(1, false, 20)},
 			nil, map[string]int{"unselected": 1}, 11},
 		{"a verdict on an older program does not judge the exec'd one",
-			[]step{decide(1, true, 5), data(10, 1), exec(100, 1), data(110, 1), decide(1, false, 100+execSlack)},
+			[]step{decide(1, true, 5), data(10, 1), exec(100, 1), data(110, 1), decideExec(1, false, 99)},
 			[]string{"data 1 10", "exec 1 100"}, map[string]int{"unselected": 1}, 0},
 		{"exec verdict read before the exec record (slack)",
-			[]step{decide(1, false, 5), decide(1, true, 99+execSlack), data(50, 1), exec(100, 1), data(110, 1)},
+			[]step{decide(1, false, 5), decideExec(1, true, 98), data(50, 1), exec(100, 1), data(110, 1)},
 			[]string{"exec 1 100", "data 1 110"}, map[string]int{"unselected": 1}, 0},
 		{"records after an undecided one wait for it",
-			[]step{data(10, 1), exec(100, 1), decide(1, true, 100+execSlack), data(110, 1)},
+			[]step{data(10, 1), exec(100, 1), decideExec(1, true, 99), data(110, 1)},
 			nil, nil, 10},
 		{"old program decided later: both settle in order",
-			[]step{data(10, 1), exec(100, 1), data(110, 1), decide(1, true, 100+execSlack), decide(1, false, 50)},
+			[]step{data(10, 1), exec(100, 1), data(110, 1), decideExec(1, true, 99), decide(1, false, 50)},
 			[]string{"exec 1 100", "data 1 110"}, map[string]int{"unselected": 1}, 0},
 		{"markers need no verdict: an exec starts the next program",
-			[]step{exec(100, 1), data(110, 1), exit(120, 1), decide(1, true, 100+execSlack)},
+			[]step{exec(100, 1), data(110, 1), exit(120, 1), decideExec(1, true, 99)},
 			[]string{"exec 1 100", "data 1 110", "exit 1 120"}, nil, 0},
 		{"fork of a selected parent inherits",
 			[]step{decide(1, true, 5), fork(20, 2, 1), data(30, 2)},
@@ -104,7 +110,7 @@ func TestHold(t *testing.T) {
 			[]step{fork(20, 2, 1), fork(25, 3, 2), data(30, 3), decide(1, true, 10)},
 			[]string{"data 3 30"}, nil, 0},
 		{"an orphan inherits the verdict on the program it was forked from",
-			[]step{fork(20, 2, 1), data(30, 2), exec(100, 1), decide(1, true, 100+execSlack), decide(1, false, 50)},
+			[]step{fork(20, 2, 1), data(30, 2), exec(100, 1), decideExec(1, true, 99), decide(1, false, 50)},
 			[]string{"exec 1 100"}, map[string]int{"unselected": 1}, 0},
 		{"fork forgets an earlier process of the same ID",
 			[]step{decide(2, true, 5), decide(1, false, 5), fork(20, 2, 1), data(30, 2)},
@@ -124,6 +130,15 @@ func TestHold(t *testing.T) {
 		{"a verdict after discovery's exit (an exec) keeps the process",
 			[]step{decide(1, false, 5), exec(10, 1), gone(1, 11), decide(1, true, 12), expire(11 + age + 1), data(2000, 1)},
 			[]string{"exec 1 10", "data 1 2000"}, nil, 0},
+		{"an exec's verdict judges the program its marker started, read after it",
+			[]step{exec(100, 1), data(110, 1), decideExec(1, true, 99)},
+			[]string{"exec 1 100", "data 1 110"}, nil, 0},
+		{"an exec's verdict judges that exec's program, not the next one's",
+			[]step{exec(100, 1), exec(5000, 1), data(5010, 1), decideExec(1, true, 99), decideExec(1, false, 4999)},
+			[]string{"exec 1 100", "exec 1 5000"}, map[string]int{"unselected": 1}, 0},
+		{"an exec's verdict read before its marker waits for it",
+			[]step{decide(1, true, 5), decideExec(1, false, 99), data(50, 1), exec(100, 1), data(110, 1), exec(200, 1), data(210, 1)},
+			[]string{"data 1 50", "exec 1 100", "exec 1 200"}, map[string]int{"unselected": 1}, 210},
 		{"not expired yet",
 			[]step{data(10, 1), expire(10 + age)},
 			nil, nil, 10},
@@ -145,6 +160,8 @@ func TestHold(t *testing.T) {
 				switch s.op {
 				case "decide":
 					h.decide(s.pid, s.selected, s.ts)
+				case "decideExec":
+					h.decideExec(s.pid, s.selected, s.ts)
 				case "expire":
 					h.expire(s.ts)
 				case "gone":

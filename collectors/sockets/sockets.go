@@ -271,7 +271,7 @@ func (c *Collector) Select(pid uint32) { c.mark(pid, true) }
 // Decided).
 func (c *Collector) ExecDecided(e discovery.Exec) {
 	if c.cfg.PerProcess {
-		c.hold.decide(e.PID, e.Selected, e.KTime+execSlack)
+		c.hold.decideExec(e.PID, e.Selected, e.KTime)
 	}
 }
 

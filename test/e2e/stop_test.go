@@ -154,6 +154,7 @@ func snapshotBPF(t *testing.T, a *harness.Agent, events []string) agentBPF {
 		linkTypes[typ+"/"+group]++
 	}
 	t.Logf("agent holds %d programs %v and %d links %v", len(progs), names, len(links), linkTypes)
+	checkExecOrder(t, links, allLinks, allProgs)
 	// Uprobes on libssl (perf_event or uprobe_multi links to ssl_*
 	// programs), the syscall pair and process tracepoints must all be
 	// there to be removed.
@@ -167,6 +168,34 @@ func snapshotBPF(t *testing.T, a *harness.Agent, events []string) agentBPF {
 		}
 	}
 	return agentBPF{progs: progs, links: links, events: events}
+}
+
+// checkExecOrder checks that discovery's program on sched_process_exec
+// (process_exec) was attached before every collector's exec marker
+// (*_process_exec): programs on a tracepoint run in the order they were
+// attached (link IDs grow with it), and the correlator names what follows a
+// collector's marker by discovery's record of the exec, which must be
+// stamped first to be waited for.
+func checkExecOrder(t *testing.T, links []int, allLinks, allProgs map[int]bpfObject) {
+	t.Helper()
+	discovery := 0
+	markers := map[int]string{}
+	for _, id := range links {
+		switch name := allProgs[allLinks[id].ProgID].Name; {
+		case name == "process_exec":
+			discovery = id
+		case strings.HasSuffix(name, "process_exec"):
+			markers[id] = name
+		}
+	}
+	if discovery == 0 || len(markers) == 0 {
+		t.Fatalf("no discovery exec program (link %d) or no collector exec marker (%v)", discovery, markers)
+	}
+	for id, name := range markers {
+		if id < discovery {
+			t.Errorf("%s (link %d) attached before discovery's process_exec (link %d)", name, id, discovery)
+		}
+	}
 }
 
 // stopAndCheck stops the agent with SIGINT and checks that it exited 0
