@@ -593,6 +593,25 @@ static __always_inline bool end_call(__u64 id)
 	return had;
 }
 
+/* iov_size returns the size of a vectored write: the sum of the lengths
+ * of its count iovecs at iov (the first MAX_IOV). A global function: the
+ * verifier checks it once, on its own, and what follows a call goes on
+ * from one state, where an inlined loop would leave one for each way out
+ * of it, each walking the rest of the write (its copy, its records) again:
+ * verifying the three vectored write programs took seconds. */
+__attribute__((noinline)) __u64 iov_size(__u64 iov, __u64 count)
+{
+	__u64 size = 0;
+#pragma unroll
+	for (int i = 0; i < MAX_IOV; i++) {
+		struct iovec_user v;
+		if (i >= count || bpf_probe_read_user(&v, sizeof(v), (void *)(iov + i * sizeof(v))) != 0)
+			break;
+		size += v.len;
+	}
+	return size;
+}
+
 /* on_enter starts a call on fd. */
 static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __u64 len)
 {
@@ -628,17 +647,8 @@ static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __
 	}
 	if (dir == DIR_WRITE && kind != CALL_SENDFILE) {
 		__u64 size = len;
-		if (kind != CALL_BUF) {
-			/* The size of a vectored write: the sum of its iovecs. */
-			size = 0;
-#pragma unroll
-			for (int i = 0; i < MAX_IOV; i++) {
-				struct iovec_user v;
-				if (i >= c.count || bpf_probe_read_user(&v, sizeof(v), (void *)(c.buf + i * sizeof(v))) != 0)
-					break;
-				size += v.len;
-			}
-		}
+		if (kind != CALL_BUF)
+			size = iov_size(c.buf, c.count);
 		if (size == 0 || !settle(s, &c, size))
 			return 0;
 		send_bind(s, fd, true, 0);
