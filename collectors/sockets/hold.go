@@ -46,6 +46,10 @@ type hold struct {
 	maxBytes int
 	maxAge   uint64
 
+	// markersFrom: the kernel time before the collector's exec marker
+	// was attached. An exec before it has no marker in the ring.
+	markersFrom uint64
+
 	mu      sync.Mutex
 	procs   map[uint32]*holdProc
 	waiting map[uint32]*holdProc // those holding records
@@ -310,12 +314,18 @@ func (h *hold) decide(pid uint32, selected bool, at uint64) {
 // decideExec records discovery's verdict on the program process pid
 // exec'd at time at (discovery's record of the exec, stamped before this
 // ring's marker of it): the verdict on the program the first marker at or
-// after at started, now if it was read, else when it is.
+// after at started, now if it was read, else when it is. An exec from
+// before the marker was attached has none: the ring sees the program it
+// started as the one running at that time.
 func (h *hold) decideExec(pid uint32, selected bool, at uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	p := h.proc(pid)
 	v := verdict{at: at, selected: selected}
+	if at < h.markersFrom {
+		h.settle(pid, p, v)
+		return
+	}
 	if s, ok := p.execStart(at); ok {
 		v.at = s
 		h.settle(pid, p, v)

@@ -213,3 +213,24 @@ func TestHoldBytes(t *testing.T) {
 		t.Errorf("dropped %d, held %d bytes, limit %d; want 1, %d, 11", dropped, h.bytes, limit.Load(), 2*len(rec))
 	}
 }
+
+// TestHoldExecBeforeMarkers: an exec from before the collector's exec
+// marker was attached has no marker in the ring; its verdict judges the
+// program the ring sees running then, instead of waiting for a marker that
+// never comes.
+func TestHoldExecBeforeMarkers(t *testing.T) {
+	var got []string
+	var limit ktime.Progress
+	h := newHold(func(raw []byte) {
+		hd, _ := wire.ReadHeader(raw)
+		got = append(got, fmt.Sprintf("%s %d %d", kinds[hd.Type], hd.PID, hd.TS))
+	}, func(string) { t.Error("a record dropped") }, &limit)
+	h.markersFrom = 50
+	raw := holdRecord(t, wire.EventData, 60, 1, 0)
+	hd, _ := wire.ReadHeader(raw)
+	h.record(hd, raw)
+	h.decideExec(1, true, 40)
+	if want := []string{"data 1 60"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("handed on %q, want %q", got, want)
+	}
+}

@@ -163,6 +163,7 @@ func (c *Collector) Start(ctx context.Context) error {
 		c.Close()
 		return err
 	}
+	c.hold.markersFrom = ktime.Now()
 	if err := c.attach(); err != nil {
 		c.Close()
 		return err

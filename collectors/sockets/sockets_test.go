@@ -55,6 +55,9 @@ func TestDecodeSelection(t *testing.T) {
 		return record(t, wire.EventData, pid, uint64(1<<61|7), uint32(events.Read), uint32(4), uint32(4), uint32(0),
 			int32(5), uint32(0), make([]byte, 128), []byte("GET "))
 	}
+	// Process 30 exec'd a program (the ring's marker at 1; discovery's
+	// record of the exec, stamped before it, at 0).
+	c.decode(record(t, wire.EventExec, 30, uint32(0), int32(-1)))
 	for _, pid := range []uint32{10, 20, 30} { // selected, rejected, undecided
 		c.decode(bind(pid))
 		c.decode(data(pid))
