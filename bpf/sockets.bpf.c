@@ -934,8 +934,7 @@ static __always_inline int enter(void *ctx, void *progs, long nr, __u64 regs, bo
 		hook_close(bpf_get_current_pid_tgid() >> 32, a.arg[0]);
 		return 0;
 	case NR_mmap:
-		if (hook_discovery && read_args(regs, typed, &a))
-			hook_mmap(a.arg[2], read_arg4(regs, typed));
+		hook_mmap(regs, typed);
 		return 0;
 	/* dup2/dup3(oldfd, newfd): newfd is closed and names oldfd's file. */
 	case NR_dup2:

@@ -29,8 +29,7 @@ static __always_inline int enter(long nr, __u64 regs, bool typed)
 			hook_close(bpf_get_current_pid_tgid() >> 32, a.arg[0]);
 		return 0;
 	case NR_mmap:
-		if (hook_discovery && read_args(regs, typed, &a))
-			hook_mmap(a.arg[2], read_arg4(regs, typed));
+		hook_mmap(regs, typed);
 		return 0;
 	}
 	return 0;

@@ -20,6 +20,7 @@
 #ifndef __PERISCOPE_SYSHOOKS_BPF_H__
 #define __PERISCOPE_SYSHOOKS_BPF_H__
 
+#include "syscall.bpf.h"
 #include "sslbind.bpf.h"
 #include "nethttp.bpf.h"
 #include "gotlsconn.bpf.h"
@@ -133,10 +134,15 @@ static __always_inline void hook_close(__u32 tgid, __s32 fd)
 	}
 }
 
-/* hook_mmap: mmap(addr, len, prot, flags, fd, off) with prot and fd. */
-static __always_inline void hook_mmap(__u64 prot, __s32 fd)
+/* hook_mmap: mmap(addr, len, prot, flags, fd, off), whose registers are
+ * regs (read_args). */
+static __always_inline void hook_mmap(__u64 regs, bool typed)
 {
-	if (!hook_discovery || !(prot & PROT_EXEC) || fd < 0)
+	struct syscall_args a;
+	if (!hook_discovery || !read_args(regs, typed, &a) || !(a.arg[2] & PROT_EXEC))
+		return;
+	__s32 fd = read_arg4(regs, typed);
+	if (fd < 0)
 		return;
 	struct proc_event e = {};
 	fill_header(&e.hdr, EVENT_MMAP);

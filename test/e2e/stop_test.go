@@ -297,6 +297,9 @@ func TestAgentStop(t *testing.T) {
 				t.Errorf("/status syscalls %q does not name the hook %q", st.Syscalls, hook)
 			}
 		}
+		// Discovery's mmap hook runs there too: every dynamically linked
+		// program maps its libraries executable.
+		waitMetric(t, e.agent, "periscope_process_events_total", map[string]string{"type": "mmap"}, "> 0", func(v float64) bool { return v > 0 })
 		runCurl(t, harness.LookTool(t, "curl"), "-sS", "--cacert", ngx.CAFile, "-o", "/dev/null", ngx.URL+"/index.html")
 		for _, s := range append(e.spans(t, 1, byPIDs(kindServer, ngx.WorkerPIDs...)), e.spans(t, 1, byPort("curl", kindClient, ngx.Port))...) {
 			if attrInt(s, "network.peer.port") == 0 {
