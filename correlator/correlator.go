@@ -947,9 +947,11 @@ func (c *Correlator) releaseHeld(cn *conn, force bool) {
 func (c *Correlator) export(x *exchange, end time.Time, reason string) {
 	c.goParent(x)
 	if c.holdForLink(x, end, reason) {
+		c.rememberClient(x, linking.Answer{}, end) // known, trace not settled (answer)
 		return
 	}
 	if p := c.unsettled(x, end); p != nil {
+		c.rememberClient(x, linking.Answer{}, end)
 		// The child (a database's SERVER span) of a Go program's call
 		// that may not know its own parent yet (goParent), or a
 		// descendant (a proxy's upstream call, its server end) of a

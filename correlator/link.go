@@ -229,7 +229,9 @@ func (c *Correlator) unindexLocal(cn *conn) {
 }
 
 // rememberClient keeps the span context of an ended client request for
-// the lookups that arrive after it.
+// the lookups that arrive after it. An Answer not Found marks a request
+// whose span is held until its trace is settled: a lookup of it is not
+// final yet (answer); its export replaces the mark.
 func (c *Correlator) rememberClient(x *exchange, a linking.Answer, end time.Time) {
 	cn := x.conn
 	if c.recent == nil || cn.role != roleClient || !validTuple(cn.tuple) || x.seq == 0 || !c.cfg.Linker.Remote(cn.tuple.Remote.Addr()) {
@@ -239,22 +241,30 @@ func (c *Correlator) rememberClient(x *exchange, a linking.Answer, end time.Time
 }
 
 // Answer implements linking.Answerer: the client spans of requests on this
-// node's sockets. A request whose trace is not settled yet (its own
-// server request waits for a lookup) is not found yet: the asking agent's
-// server asks again.
-func (c *Correlator) Answer(qs []linking.Query, out []linking.Answer) {
-	c.answerAt(qs, out, time.Now())
+// node's sockets. A request not found is final once every collector's
+// ring has been read past asked (the request, written before the query
+// came, would be known by then); a request whose trace is not settled
+// yet (its own server request waits for a lookup) is not found yet, and
+// not final: the server asks again.
+func (c *Correlator) Answer(qs []linking.Query, out []linking.Answer, asked time.Time) bool {
+	return c.answerAt(qs, out, asked, time.Now())
 }
 
-func (c *Correlator) answerAt(qs []linking.Query, out []linking.Answer, now time.Time) {
+func (c *Correlator) answerAt(qs []linking.Query, out []linking.Answer, asked, now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	final := c.passed(asked, now)
 	for i, q := range qs {
-		out[i] = c.answer(q, now)
+		var unsettled bool
+		out[i], unsettled = c.answer(q, now)
+		final = final && !unsettled
 	}
+	return final
 }
 
-func (c *Correlator) answer(q linking.Query, now time.Time) linking.Answer {
+// answer returns the client span of q; unsettled when the request is
+// known but its trace is not yet.
+func (c *Correlator) answer(q linking.Query, now time.Time) (a linking.Answer, unsettled bool) {
 	cn := c.byTuple[events.Tuple{Local: q.Local, Remote: q.Remote}]
 	if cn == nil {
 		// The destination may have been rewritten on the way (a
@@ -268,15 +278,15 @@ func (c *Correlator) answer(q linking.Query, now time.Time) linking.Answer {
 				continue
 			}
 			if linkRoot(x) != nil {
-				return linking.Answer{}
+				return linking.Answer{}, true
 			}
-			return linking.Answer{Found: true, TraceID: c.traceOf(x, 0), SpanID: x.spanID}
+			return linking.Answer{Found: true, TraceID: c.traceOf(x, 0), SpanID: x.spanID}, false
 		}
 	}
 	if c.recent != nil {
 		if a, ok := c.recent.Get(q, now); ok {
-			return a
+			return a, !a.Found
 		}
 	}
-	return linking.Answer{}
+	return linking.Answer{}, false
 }

@@ -418,8 +418,77 @@ func TestLinkMidStream(t *testing.T) {
 		{Local: netip.MustParseAddrPort("10.1.0.2:41001"), Remote: netip.MustParseAddrPort("10.1.0.3:80"), Seq: 1},
 	}
 	out := make([]linking.Answer, len(qs))
-	h.c.answerAt(qs, out, at(300))
+	h.c.answerAt(qs, out, at(300), at(300))
 	if out[0].Found || !out[1].Found {
 		t.Errorf("answers: mid-stream %v (want not found), from the start %v (want found)", out[0].Found, out[1].Found)
+	}
+}
+
+// The answering side has not read its own record of the request yet (its
+// ring lags): the request is not found, and that is not final until the
+// ring has been read past the moment the query came. The Answer made
+// before the client's record arrives must not be the last word.
+func TestLinkAnswerWaitsForRings(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Linker, cfg.LinkWait = &stuckLinker{}, 300*time.Millisecond
+	h := newHarness(t, cfg)
+	ring := h.c.Ring()
+	q := []linking.Query{{Local: netip.MustParseAddrPort("10.1.0.2:41000"), Remote: netip.MustParseAddrPort("10.1.0.3:80"), Seq: 1}}
+	out := make([]linking.Answer, 1)
+	// Asked at 100 ms; the ring has been read up to 50 ms only.
+	h.readTo(ring, 50)
+	if final := h.c.answerAt(q, out, at(100), at(100)); out[0].Found || final {
+		t.Fatalf("before the client's record: found %v, final %v; want neither", out[0].Found, final)
+	}
+	cli := cid(2, 1)
+	h.bind(cli, 4, 10, "10.1.0.2:41000", "10.1.0.3:80")
+	h.write(cli, 22, 90, "GET /c HTTP/1.1\r\n\r\n")
+	h.readTo(ring, 120)
+	if final := h.c.answerAt(q, out, at(100), at(130)); !out[0].Found || !final {
+		t.Fatalf("after the client's record: found %v, final %v; want both", out[0].Found, final)
+	}
+	// A request this node never saw: final once the ring is past.
+	q[0].Seq = 2
+	if final := h.c.answerAt(q, out, at(110), at(130)); out[0].Found || !final {
+		t.Errorf("unknown request: found %v, final %v; want not found, final", out[0].Found, final)
+	}
+	q[0].Seq = 3
+	if final := h.c.answerAt(q, out, at(125), at(130)); out[0].Found || final {
+		t.Errorf("unknown request asked after the ring's mark: found %v, final %v; want neither", out[0].Found, final)
+	}
+}
+
+// Across two nodes: A's ring reader lags by far more than a batch's
+// round trip, and B's server request, asked before A read its client's
+// write, is still linked once A catches up (A holds the question until its
+// ring has passed it, within B's wait).
+func TestLinkAcrossNodesLaggingRing(t *testing.T) {
+	nodes := newNodes(t, 2*time.Second, "10.1.0.1", "10.1.0.2")
+	a, b := nodes[0], nodes[1]
+	ring := a.c.Ring()
+	ring.Advance(a.c.clock.Mono(time.Now()))
+	cli := a.endpoint(1, 1, "10.1.0.1:40000", "10.1.0.2:80")
+	srv := b.endpoint(2, 1, "10.1.0.2:80", "10.1.0.1:40000")
+	const n = 3
+	for i := range n {
+		req := fmt.Sprintf("GET /lag%d HTTP/1.1\r\n\r\n", i)
+		// B reads the request and asks; A's reader has not got to the
+		// write yet.
+		srv.data(events.Read, req)
+		srv.data(events.Write, okResponse)
+		time.Sleep(150 * time.Millisecond)
+		cli.data(events.Write, req)
+		cli.data(events.Read, okResponse)
+		ring.Advance(a.c.clock.Mono(time.Now()))
+	}
+	spans := byName(append(a.exp.wait(t, n), b.exp.wait(t, n)...))
+	for i := range n {
+		cl, sv := spans[fmt.Sprintf("GET /lag%d %s", i, span.Client)], spans[fmt.Sprintf("GET /lag%d %s", i, span.Server)]
+		if cl == nil || sv == nil || sv.ParentSpanID != cl.SpanID || sv.TraceID != cl.TraceID {
+			t.Errorf("request %d not linked across the lagging ring", i)
+		}
+	}
+	if got := metricOf(t, b.reg, "periscope_link_lookups_total", "linked"); got != n {
+		t.Errorf("B linked %v lookups, want %d (not_found %v)", got, n, metricOf(t, b.reg, "periscope_link_lookups_total", "not_found"))
 	}
 }

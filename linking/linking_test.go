@@ -204,7 +204,7 @@ type answerer struct {
 	asked atomic.Int64
 }
 
-func (a *answerer) Answer(qs []Query, out []Answer) {
+func (a *answerer) Answer(qs []Query, out []Answer, _ time.Time) bool {
 	a.asked.Add(int64(len(qs)))
 	time.Sleep(a.delay)
 	for i, q := range qs {
@@ -212,6 +212,7 @@ func (a *answerer) Answer(qs []Query, out []Answer) {
 			out[i] = answerFor(q)
 		}
 	}
+	return true
 }
 
 type pair struct {
