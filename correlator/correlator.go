@@ -225,7 +225,9 @@ func (c *Correlator) Data(d events.Data) {
 	}
 	cn.tid, cn.goroutine = d.TID, d.Goroutine
 	side := protocol.SideOf(cn.info().Role, d.Dir)
+	cn.chunkSeq, cn.chunkFree = d.Seq, d.HasSeq && side == protocol.Requests && len(d.Bytes) == d.Size
 	err := cn.dec.Feed(side, protocol.Chunk{Bytes: d.Bytes, Size: d.Size, Tail: d.Tail, Time: d.Time})
+	cn.chunkFree = false
 	switch {
 	case err != nil:
 		c.giveUp(cn, err, d.Time)
@@ -256,6 +258,7 @@ func skipRepeat(d *events.Data, repeat *int) bool {
 	skip := *repeat
 	*repeat = 0
 	d.Size -= skip
+	d.Seq += uint32(skip)
 	if skip >= len(d.Bytes) {
 		d.Bytes = nil
 	} else {
