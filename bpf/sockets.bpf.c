@@ -498,7 +498,11 @@ static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size,
 	e->goroutine = c->skip == SKIP_HTTP ? current_goroutine() : 0;
 	e->seq = 0;
 	e->flags = 0;
-	struct socket *sock = BPF_CORE_READ((struct file *)s->file, private_data);
+	/* The socket of the descriptor's file (fresh checked it names it);
+	 * the file pointer is read first, outside the CO-RE access, since
+	 * fd_state is the programs' own type. */
+	struct file *f = (struct file *)s->file;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
 	struct sock *sk = sock ? BPF_CORE_READ(sock, sk) : 0;
 	if (sk) {
 		e->seq = sk_call_seq(sk, c->dir == DIR_WRITE, done, size);
