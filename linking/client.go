@@ -36,8 +36,10 @@ const (
 	Error                  // the owner could not be asked, or answered garbage
 	Dropped                // the queue to the owner was full
 	// NoKey: the request has no key both agents would agree on (its
-	// plaintext connection was open before this agent saw it start): it is
-	// not looked up, rather than maybe linked to the wrong client span.
+	// plaintext connection was open before this agent saw it start, and
+	// no TCP sequence number names it: a pipelined request, a call larger
+	// than the capture): it is not looked up, rather than maybe linked to
+	// the wrong client span.
 	NoKey
 )
 
