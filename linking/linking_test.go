@@ -561,3 +561,58 @@ func BenchmarkRecentAdd(b *testing.B) {
 		}
 	}
 }
+
+// lateAnswerer knows nothing until known is set, and says whether what it
+// does not know is final.
+type lateAnswerer struct {
+	known, final atomic.Bool
+	calls        atomic.Int64
+}
+
+func (a *lateAnswerer) Answer(qs []Query, out []Answer, _ time.Time) bool {
+	a.calls.Add(1)
+	for i, q := range qs {
+		if a.known.Load() {
+			out[i] = answerFor(q)
+		}
+	}
+	return a.final.Load()
+}
+
+// A query not found yet is asked again until the answering agent says its
+// absence is final (its rings have been read past the question) or the
+// asker's deadline is near; one that is final is answered at once.
+func TestAnswerWaitsUntilFinal(t *testing.T) {
+	late := &lateAnswerer{}
+	p := newPair(t, late, "t", "t", 2*time.Second)
+	waitOwned(t, p.client)
+	done := make(chan outcome, 1)
+	if r := p.client.Lookup(query(40000, 1), waiterFunc(func(a Answer, r Result) { done <- outcome{a, r} })); r != Pending {
+		t.Fatalf("lookup: %v", r)
+	}
+	// Far past the fixed 50 ms the answer used to wait for.
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case o := <-done:
+		t.Fatalf("answered %v before the request was known or final", o.r)
+	default:
+	}
+	late.known.Store(true)
+	if o := <-done; o.r != Linked || o.a != answerFor(query(40000, 1)) {
+		t.Errorf("after the request was read: %v %+v, want linked", o.r, o.a)
+	}
+
+	never := &lateAnswerer{}
+	never.final.Store(true)
+	p = newPair(t, never, "t", "t", 2*time.Second)
+	waitOwned(t, p.client)
+	if r := p.client.Lookup(query(40000, 2), waiterFunc(func(a Answer, r Result) { done <- outcome{a, r} })); r != Pending {
+		t.Fatalf("lookup: %v", r)
+	}
+	if o := <-done; o.r != NotFound {
+		t.Errorf("a final absence: %v, want not_found", o.r)
+	}
+	if n := never.calls.Load(); n != 1 {
+		t.Errorf("a final absence was asked %d times, want once", n)
+	}
+}
