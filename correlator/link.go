@@ -19,10 +19,11 @@ import (
 type Linker interface {
 	// Remote tells whether addr is another node's.
 	Remote(addr netip.Addr) bool
-	// Lookup asks for the client span of q. It returns linking.Pending
-	// and calls w.LinkDone later, from another goroutine, or returns
-	// another result at once and never calls w.
-	Lookup(q linking.Query, w linking.Waiter) linking.Result
+	// Lookup asks for the client span of q, to be answered before
+	// deadline. It returns linking.Pending and calls w.LinkDone later,
+	// from another goroutine, or returns another result at once and
+	// never calls w.
+	Lookup(q linking.Query, deadline time.Time, w linking.Waiter) linking.Result
 }
 
 // Bounds of the linking state.
@@ -108,14 +109,15 @@ func (c *Correlator) startLink(x *exchange, now time.Time) {
 		return
 	}
 	q := linking.Query{Local: cn.tuple.Remote, Remote: cn.tuple.Local, Seq: x.key()}
-	r := c.cfg.Linker.Lookup(q, x)
+	deadline := now.Add(c.cfg.LinkWait)
+	r := c.cfg.Linker.Lookup(q, deadline, x)
 	if r != linking.Pending {
 		c.m.countLink(r)
 		return
 	}
 	x.linkWait = true
 	c.nLinkWaiting++
-	c.linkQueue = append(c.linkQueue, linkWaiter{x: x, deadline: now.Add(c.cfg.LinkWait)})
+	c.linkQueue = append(c.linkQueue, linkWaiter{x: x, deadline: deadline})
 }
 
 // linkWaiter is a server request waiting for a lookup, in the queue of

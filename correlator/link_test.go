@@ -215,7 +215,7 @@ func metricOf(t testing.TB, reg *prometheus.Registry, name, result string) float
 type stuckLinker struct{ asked []linking.Query }
 
 func (l *stuckLinker) Remote(a netip.Addr) bool { return a != netip.MustParseAddr("10.1.0.2") }
-func (l *stuckLinker) Lookup(q linking.Query, _ linking.Waiter) linking.Result {
+func (l *stuckLinker) Lookup(q linking.Query, _ time.Time, _ linking.Waiter) linking.Result {
 	l.asked = append(l.asked, q)
 	if q.Local.Addr() == netip.MustParseAddr("10.9.9.9") {
 		return linking.NoOwner

@@ -281,7 +281,7 @@ func lookupAll(t *testing.T, c *Client, n int) map[uint64]outcome {
 	for i := range n {
 		q := query(40000, uint64(i))
 		wg.Add(1)
-		r := c.Lookup(q, waiterFunc(func(a Answer, r Result) {
+		r := c.Lookup(q, time.Time{}, waiterFunc(func(a Answer, r Result) {
 			mu.Lock()
 			got[q.Seq] = outcome{a, r}
 			mu.Unlock()
@@ -319,7 +319,7 @@ func TestLookupLinksAndBatches(t *testing.T) {
 		t.Errorf("%v requests for 500 lookups: not batched", n)
 	}
 	t.Logf("500 lookups in %v", time.Since(start))
-	if r := p.client.Lookup(Query{Local: netip.MustParseAddrPort("10.99.0.1:1"), Seq: 1}, nil); r != NoOwner {
+	if r := p.client.Lookup(Query{Local: netip.MustParseAddrPort("10.99.0.1:1"), Seq: 1}, time.Time{}, nil); r != NoOwner {
 		t.Errorf("unknown address: %v, want no_owner", r)
 	}
 }
@@ -408,7 +408,7 @@ func TestLookupQueueBounded(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range queuePerPeer * 2 {
 		wg.Add(1)
-		switch p.client.Lookup(query(1, uint64(i+1)), waiterFunc(func(Answer, Result) { wg.Done() })) {
+		switch p.client.Lookup(query(1, uint64(i+1)), time.Time{}, waiterFunc(func(Answer, Result) { wg.Done() })) {
 		case Pending:
 			pending++
 		case Dropped:
@@ -440,7 +440,7 @@ func TestSetPeers(t *testing.T) {
 	if p.client.Owned(clientAddr) || p.client.Peers() != 0 {
 		t.Error("a removed peer still owns its addresses")
 	}
-	if r := p.client.Lookup(query(1, 1), nil); r != NoOwner {
+	if r := p.client.Lookup(query(1, 1), time.Time{}, nil); r != NoOwner {
 		t.Errorf("lookup after removal: %v", r)
 	}
 }
@@ -532,7 +532,7 @@ func TestAmbiguousOwner(t *testing.T) {
 	if c.Owned(shared) || !c.Owned(own) {
 		t.Errorf("an address two peers announce must have no owner; owned: shared %v, own %v", c.Owned(shared), c.Owned(own))
 	}
-	if r := c.Lookup(Query{Local: netip.AddrPortFrom(shared, 1), Seq: 1}, nil); r != NoOwner {
+	if r := c.Lookup(Query{Local: netip.AddrPortFrom(shared, 1), Seq: 1}, time.Time{}, nil); r != NoOwner {
 		t.Errorf("lookup of a shared address: %v, want no_owner", r)
 	}
 	// p1 stops announcing it: p2 owns it.
@@ -587,7 +587,7 @@ func TestAnswerWaitsUntilFinal(t *testing.T) {
 	p := newPair(t, late, "t", "t", 2*time.Second)
 	waitOwned(t, p.client)
 	done := make(chan outcome, 1)
-	if r := p.client.Lookup(query(40000, 1), waiterFunc(func(a Answer, r Result) { done <- outcome{a, r} })); r != Pending {
+	if r := p.client.Lookup(query(40000, 1), time.Time{}, waiterFunc(func(a Answer, r Result) { done <- outcome{a, r} })); r != Pending {
 		t.Fatalf("lookup: %v", r)
 	}
 	// Far past the fixed 50 ms the answer used to wait for.
@@ -606,7 +606,7 @@ func TestAnswerWaitsUntilFinal(t *testing.T) {
 	never.final.Store(true)
 	p = newPair(t, never, "t", "t", 2*time.Second)
 	waitOwned(t, p.client)
-	if r := p.client.Lookup(query(40000, 2), waiterFunc(func(a Answer, r Result) { done <- outcome{a, r} })); r != Pending {
+	if r := p.client.Lookup(query(40000, 2), time.Time{}, waiterFunc(func(a Answer, r Result) { done <- outcome{a, r} })); r != Pending {
 		t.Fatalf("lookup: %v", r)
 	}
 	if o := <-done; o.r != NotFound {
