@@ -314,10 +314,7 @@ func (c *Client) Lookup(q Query, deadline time.Time, w Waiter) Result {
 	}
 }
 
-// send sends p's lookups in batches: the first lookup starts a batch,
-// which takes what the queue holds batchDelay later. The sender sleeps
-// meanwhile rather than receiving lookups one by one: a goroutine woken
-// for every lookup cost about as much as the rest of the lookup.
+// send sends p's lookups in batches.
 func (c *Client) send(ctx context.Context, p *peer) {
 	batch := make([]lookup, 0, MaxBatch)
 	timer := time.NewTimer(time.Hour)
@@ -331,16 +328,16 @@ func (c *Client) send(ctx context.Context, p *peer) {
 			batch = append(batch, l)
 		}
 		timer.Reset(batchDelay)
-		<-timer.C // a few milliseconds, also at shutdown: every lookup taken is answered (ask)
 	fill:
 		for len(batch) < MaxBatch {
 			select {
 			case l := <-p.queue:
 				batch = append(batch, l)
-			default:
+			case <-timer.C:
 				break fill
 			}
 		}
+		timer.Stop()
 		c.ask(ctx, p, batch)
 	}
 }
