@@ -69,7 +69,7 @@ type dataRecord struct {
 	Conn                         uint64
 	Dir, Size, Captured, TailLen uint32
 	FD                           int32
-	Pad                          uint32
+	Goroutine, Seq, Flags        uint32
 	Tail                         [128]byte
 }
 

@@ -27,8 +27,10 @@ static __always_inline bool chunked_proto(__u8 proto)
  * set. */
 static __always_inline void output_chunks(struct data_event *e, __u64 buf, __u64 size)
 {
+	__u32 seq = e->seq;
 	for (__u32 i = 0; i < MAX_CHUNKS; i++) {
 		__u64 off = (__u64)i * DATA_CAP;
+		e->seq = seq + (__u32)off;
 		__u64 left = size - off;
 		bool last = left <= DATA_CAP || i == MAX_CHUNKS - 1;
 		__u32 n = left < DATA_CAP ? (__u32)left : DATA_CAP;

@@ -51,9 +51,20 @@ struct data_event {
 	__s32 fd;       /* socket bound to conn, or -1 if not known yet */
 	__u32 goroutine; /* low 32 bits of the Go runtime.g making the call (sockets
 			  * collector, Go programs gohttp probes), else 0 */
+	/* The TCP sequence number of the call's first byte (flags &
+	 * DATA_SEQ: the sockets collector), read from the socket: both ends
+	 * of a connection see the same ones, from its first byte on, even
+	 * when the agent started after it. */
+	__u32 seq;
+	__u32 flags; /* enum data_flag */
 	__u8 tail[TAIL_CAP];
 	/* Only the first `captured` bytes of data[] are sent to user space. */
 	__u8 data[DATA_CAP];
+};
+
+/* data_event.flags */
+enum data_flag {
+	DATA_SEQ = 1, /* seq is set */
 };
 
 /* A TCP connection's addresses from the owning process's point of view. */

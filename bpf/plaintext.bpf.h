@@ -26,6 +26,8 @@ struct data_event_head {
 	__u32 tail_len;
 	__s32 fd;
 	__u32 goroutine; /* 0: TLS libraries' callers are keyed by their connection */
+	__u32 seq;       /* 0: a TLS library's plaintext has no TCP sequence */
+	__u32 flags;
 	__u8 tail[TAIL_CAP];
 };
 _Static_assert(sizeof(struct data_event_head) == __builtin_offsetof(struct data_event, data),
@@ -54,6 +56,8 @@ struct full_data_event {
 		(e)->head.size = (n) > 0xffffffff ? 0xffffffff : (__u32)(n);                   \
 		(e)->head.tail_len = 0;                                                        \
 		(e)->head.goroutine = 0;                                                       \
+		(e)->head.seq = 0;                                                             \
+		(e)->head.flags = 0;                                                           \
 		(e)->head.fd = (fd_);                                                          \
 		__u32 __captured = (n) > (cap) ? (cap) : (__u32)(n);                           \
 		/* Bound the length where the helper takes it: older verifiers        \

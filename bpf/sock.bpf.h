@@ -88,6 +88,20 @@ static __always_inline bool sk_stream_start(struct sock *sk, bool write, __u64 m
 	return BPF_CORE_READ(tp, bytes_received) == (__u64)unread + moved;
 }
 
+/* sk_call_seq returns the TCP sequence number of the first byte of a call
+ * on TCP socket sk: for a write at its entry, the next byte the socket will
+ * queue (write_seq); at a call's exit, after it moved moved bytes, the next
+ * byte of its direction (write_seq, or copied_seq: the next byte the
+ * application will read) less those. A MSG_PEEK read, which leaves
+ * copied_seq, is given a sequence before its bytes': it never starts a
+ * request a peer wrote there, since its bytes are read again. */
+static __always_inline __u32 sk_call_seq(struct sock *sk, bool write, bool done, __u64 moved)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	__u32 next = write ? BPF_CORE_READ(tp, write_seq) : BPF_CORE_READ(tp, copied_seq);
+	return done ? next - (__u32)moved : next;
+}
+
 /* sock_tuple fills b with the addresses of the current task's file
  * descriptor fd if it is a TCP (stream inet) socket. */
 static __always_inline bool sock_tuple(__s32 fd, struct tuple *b)

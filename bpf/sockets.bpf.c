@@ -462,8 +462,9 @@ static __always_inline __u32 current_goroutine(void)
 	return (__u32)g;
 }
 
-/* emit sends a data record of a call that moved size bytes. */
-static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size)
+/* emit sends a data record of a call that moved size bytes, at its entry
+ * (a write) or once done. */
+static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size, bool done)
 {
 	__u32 zero = 0;
 	struct scratch_rec *r = bpf_map_lookup_elem(&scratch, &zero);
@@ -477,6 +478,18 @@ static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size)
 	e->fd = c->fd;
 	e->tail_len = 0;
 	e->goroutine = c->skip == SKIP_HTTP ? current_goroutine() : 0;
+	e->seq = 0;
+	e->flags = 0;
+	/* The socket of the descriptor's file (fresh checked it names it);
+	 * the file pointer is read first, outside the CO-RE access, since
+	 * fd_state is the programs' own type. */
+	struct file *f = (struct file *)s->file;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	struct sock *sk = sock ? BPF_CORE_READ(sock, sk) : 0;
+	if (sk) {
+		e->seq = sk_call_seq(sk, c->dir == DIR_WRITE, done, size);
+		e->flags = DATA_SEQ;
+	}
 	__u32 want = capture_bytes;
 	if (want > DATA_CAP)
 		want = DATA_CAP;
@@ -652,7 +665,7 @@ static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __
 		if (size == 0 || !settle(s, &c, size))
 			return 0;
 		send_bind(s, fd, true, 0);
-		emit(s, &c, size);
+		emit(s, &c, size, false);
 		c.requested = size;
 		c.copied = 1;
 	}
@@ -726,13 +739,13 @@ static __always_inline int on_exit(__u64 regs, long ret, bool typed)
 		return 0;
 	if (c.kind == CALL_SENDFILE) {
 		if (s->proto == PROTO_HTTP1 && s->bound)
-			emit(s, &c, ret);
+			emit(s, &c, ret, true);
 		return 0;
 	}
 	if (!settle(s, &c, ret))
 		return 0;
 	send_bind(s, c.fd, false, ret);
-	emit(s, &c, ret);
+	emit(s, &c, ret, true);
 	return 0;
 }
 

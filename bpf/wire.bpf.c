@@ -21,3 +21,4 @@ const enum direction *unused_direction __attribute__((unused));
 const enum counter *unused_counter __attribute__((unused));
 const enum bind_flag *unused_bind_flag __attribute__((unused));
 const enum close_flag *unused_close_flag __attribute__((unused));
+const enum data_flag *unused_data_flag __attribute__((unused));

@@ -41,15 +41,15 @@ func TestRecords(t *testing.T) {
 	read := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "read"}, []string{"type"})
 	r := Records{Sink: s, Clock: ktime.NewClock(), Read: read}
 
-	// struct data_event: conn, dir, size, captured, tail_len, fd, pad, tail[128], data[captured]
+	// struct data_event: conn, dir, size, captured, tail_len, fd, goroutine, seq, flags, tail[128], data[captured]
 	data := record(wire.EventData, 7, uint64(0xabc), uint32(events.Write), uint32(10), uint32(4), uint32(0), int32(3), uint32(0),
-		[128]byte{}, []byte("GET "))
+		uint32(0), uint32(0), [128]byte{}, []byte("GET "))
 	if _, ok := r.Decode(data); !ok {
 		t.Fatal("data record not handled")
 	}
 	// captured > size: malformed, handled, not passed on.
 	bad := record(wire.EventData, 7, uint64(0xabc), uint32(events.Write), uint32(2), uint32(4), uint32(0), int32(3), uint32(0),
-		[128]byte{}, []byte("GET "))
+		uint32(0), uint32(0), [128]byte{}, []byte("GET "))
 	r.Decode(bad)
 	r.Decode(record(wire.EventClose, 7, uint64(0xabc), int32(3), uint32(0)))
 	r.Decode(record(wire.EventExit, 7, uint32(0), int32(-1)))

@@ -74,6 +74,11 @@ type conn struct {
 	// nreq does not count from its first request.
 	nreq      uint64
 	midStream bool
+	// chunkSeq is the TCP sequence number of the request chunk being
+	// decoded, free while no request has begun in it yet and it was
+	// captured whole (link.go: a request's TCP key).
+	chunkSeq  uint32
+	chunkFree bool
 }
 
 // heldExchange is a finished exchange whose span is not built yet.
@@ -153,8 +158,9 @@ type exchange struct {
 	// connection; asked says it was looked up, linkWait that the answer
 	// is awaited, and dependents are the spans held until it comes.
 	seq        uint64
+	tcpSeq     uint64 // its key by TCP sequence, | linking.TCPSeqFlag, or 0 (link.go)
 	asked      bool
-	noKey      bool // no ordinal: the connection was open before it was seen (link.go)
+	noKey      bool // no key: the connection was open before it was seen (link.go)
 	linkWait   bool
 	dependents []heldExchange
 	// selfHeld: the exchange's own span waits (with its end and reason).

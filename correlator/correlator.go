@@ -225,7 +225,9 @@ func (c *Correlator) Data(d events.Data) {
 	}
 	cn.tid, cn.goroutine = d.TID, d.Goroutine
 	side := protocol.SideOf(cn.info().Role, d.Dir)
+	cn.chunkSeq, cn.chunkFree = d.Seq, d.HasSeq && side == protocol.Requests && len(d.Bytes) == d.Size
 	err := cn.dec.Feed(side, protocol.Chunk{Bytes: d.Bytes, Size: d.Size, Tail: d.Tail, Time: d.Time})
+	cn.chunkFree = false
 	switch {
 	case err != nil:
 		c.giveUp(cn, err, d.Time)
@@ -256,6 +258,7 @@ func skipRepeat(d *events.Data, repeat *int) bool {
 	skip := *repeat
 	*repeat = 0
 	d.Size -= skip
+	d.Seq += uint32(skip)
 	if skip >= len(d.Bytes) {
 		d.Bytes = nil
 	} else {
@@ -947,9 +950,11 @@ func (c *Correlator) releaseHeld(cn *conn, force bool) {
 func (c *Correlator) export(x *exchange, end time.Time, reason string) {
 	c.goParent(x)
 	if c.holdForLink(x, end, reason) {
+		c.rememberClient(x, linking.Answer{}, end) // known, trace not settled (answer)
 		return
 	}
 	if p := c.unsettled(x, end); p != nil {
+		c.rememberClient(x, linking.Answer{}, end)
 		// The child (a database's SERVER span) of a Go program's call
 		// that may not know its own parent yet (goParent), or a
 		// descendant (a proxy's upstream call, its server end) of a

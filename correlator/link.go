@@ -19,10 +19,11 @@ import (
 type Linker interface {
 	// Remote tells whether addr is another node's.
 	Remote(addr netip.Addr) bool
-	// Lookup asks for the client span of q. It returns linking.Pending
-	// and calls w.LinkDone later, from another goroutine, or returns
-	// another result at once and never calls w.
-	Lookup(q linking.Query, w linking.Waiter) linking.Result
+	// Lookup asks for the client span of q, to be answered before
+	// deadline. It returns linking.Pending and calls w.LinkDone later,
+	// from another goroutine, or returns another result at once and
+	// never calls w.
+	Lookup(q linking.Query, deadline time.Time, w linking.Waiter) linking.Result
 }
 
 // Bounds of the linking state.
@@ -42,12 +43,22 @@ const (
 )
 
 // nextSeq names the request x on its connection: its stream on a
-// multiplexed connection, else its ordinal. A request of a multiplexed
-// connection that names no stream (HTTP/2 seen whole by the Go probes)
-// gets none (0): the order of concurrent streams is not the same at both
-// ends, and it is not looked up. Nor does a request of a plaintext
-// connection that was open before the agent saw it (the two agents would
-// count from different requests): it is counted as linking.NoKey.
+// multiplexed connection, else its ordinal, and its TCP key when it has
+// one. A request of a multiplexed connection that names no stream (HTTP/2
+// seen whole by the Go probes) gets none (0): the order of concurrent
+// streams is not the same at both ends, and it is not looked up. A request
+// of a plaintext connection that was open before the agent saw it has no
+// ordinal (the two agents would count from different requests): only its
+// TCP key names it, and without one it is counted as linking.NoKey.
+//
+// The TCP key is the sequence number of the call (a read or write of the
+// requests' stream, captured whole) during which the request began (its
+// head was decoded), when it is the first request to begin in that call.
+// Both ends agree on it: a call starting at sequence s begins first the
+// first request whose head ends at or after s, if that head ends within
+// the call; the same request for the client's write and the server's read
+// that start at s, whatever the lengths of the two calls. A request that
+// is not the first to begin in its call (pipelined) has none.
 func (cn *conn) nextSeq(x *exchange) {
 	if id, ok := x.px.Stream(); ok {
 		x.seq = id | linking.StreamFlag
@@ -56,19 +67,32 @@ func (cn *conn) nextSeq(x *exchange) {
 	if cn.multiplexed {
 		return
 	}
+	if cn.chunkFree {
+		cn.chunkFree = false
+		x.tcpSeq = uint64(cn.chunkSeq) | linking.TCPSeqFlag
+	}
 	if cn.midStream {
-		x.noKey = true
+		x.noKey = x.tcpSeq == 0
 		return
 	}
 	cn.nreq++
 	x.seq = cn.nreq
 }
 
+// key returns the key x is looked up by: its ordinal or stream when it has
+// one (both agents saw its connection start), else its TCP key.
+func (x *exchange) key() uint64 {
+	if x.seq != 0 {
+		return x.seq
+	}
+	return x.tcpSeq
+}
+
 // startLink looks up the client of server request x when it is on another
 // node. The request's span waits for the answer (see export).
 func (c *Correlator) startLink(x *exchange, now time.Time) {
 	cn := x.conn
-	if c.cfg.Linker == nil || x.asked || (x.seq == 0 && !x.noKey) || cn.role != roleServer || x.hasRemote || x.parent != nil || x.fixed || !validTuple(cn.tuple) {
+	if c.cfg.Linker == nil || x.asked || (x.key() == 0 && !x.noKey) || cn.role != roleServer || x.hasRemote || x.parent != nil || x.fixed || !validTuple(cn.tuple) {
 		return
 	}
 	if !c.cfg.Linker.Remote(cn.tuple.Remote.Addr()) {
@@ -84,15 +108,16 @@ func (c *Correlator) startLink(x *exchange, now time.Time) {
 		c.m.countLink(linking.Dropped)
 		return
 	}
-	q := linking.Query{Local: cn.tuple.Remote, Remote: cn.tuple.Local, Seq: x.seq}
-	r := c.cfg.Linker.Lookup(q, x)
+	q := linking.Query{Local: cn.tuple.Remote, Remote: cn.tuple.Local, Seq: x.key()}
+	deadline := now.Add(c.cfg.LinkWait)
+	r := c.cfg.Linker.Lookup(q, deadline, x)
 	if r != linking.Pending {
 		c.m.countLink(r)
 		return
 	}
 	x.linkWait = true
 	c.nLinkWaiting++
-	c.linkQueue = append(c.linkQueue, linkWaiter{x: x, deadline: now.Add(c.cfg.LinkWait)})
+	c.linkQueue = append(c.linkQueue, linkWaiter{x: x, deadline: deadline})
 }
 
 // linkWaiter is a server request waiting for a lookup, in the queue of
@@ -229,32 +254,49 @@ func (c *Correlator) unindexLocal(cn *conn) {
 }
 
 // rememberClient keeps the span context of an ended client request for
-// the lookups that arrive after it.
+// the lookups that arrive after it. An Answer not Found marks a request
+// whose span is held until its trace is settled: a lookup of it is not
+// final yet (answer); its export replaces the mark.
 func (c *Correlator) rememberClient(x *exchange, a linking.Answer, end time.Time) {
 	cn := x.conn
-	if c.recent == nil || cn.role != roleClient || !validTuple(cn.tuple) || x.seq == 0 || !c.cfg.Linker.Remote(cn.tuple.Remote.Addr()) {
+	if c.recent == nil || cn.role != roleClient || !validTuple(cn.tuple) || x.key() == 0 || !c.cfg.Linker.Remote(cn.tuple.Remote.Addr()) {
 		return // only another node's agent may ask
 	}
-	c.recent.Add(linking.Query{Local: cn.tuple.Local, Remote: cn.tuple.Remote, Seq: x.seq}, a, end)
+	q := linking.Query{Local: cn.tuple.Local, Remote: cn.tuple.Remote, Seq: x.seq}
+	if x.seq != 0 {
+		c.recent.Add(q, a, end)
+	}
+	if x.tcpSeq != 0 {
+		q.Seq = x.tcpSeq
+		c.recent.Add(q, a, end)
+	}
 }
 
 // Answer implements linking.Answerer: the client spans of requests on this
-// node's sockets. A request whose trace is not settled yet (its own
-// server request waits for a lookup) is not found yet: the asking agent's
-// server asks again.
-func (c *Correlator) Answer(qs []linking.Query, out []linking.Answer) {
-	c.answerAt(qs, out, time.Now())
+// node's sockets. A request not found is final once every collector's
+// ring has been read past asked (the request, written before the query
+// came, would be known by then); a request whose trace is not settled
+// yet (its own server request waits for a lookup) is not found yet, and
+// not final: the server asks again.
+func (c *Correlator) Answer(qs []linking.Query, out []linking.Answer, asked time.Time) bool {
+	return c.answerAt(qs, out, asked, time.Now())
 }
 
-func (c *Correlator) answerAt(qs []linking.Query, out []linking.Answer, now time.Time) {
+func (c *Correlator) answerAt(qs []linking.Query, out []linking.Answer, asked, now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	final := c.passed(asked, now)
 	for i, q := range qs {
-		out[i] = c.answer(q, now)
+		var unsettled bool
+		out[i], unsettled = c.answer(q, now)
+		final = final && !unsettled
 	}
+	return final
 }
 
-func (c *Correlator) answer(q linking.Query, now time.Time) linking.Answer {
+// answer returns the client span of q; unsettled when the request is
+// known but its trace is not yet.
+func (c *Correlator) answer(q linking.Query, now time.Time) (a linking.Answer, unsettled bool) {
 	cn := c.byTuple[events.Tuple{Local: q.Local, Remote: q.Remote}]
 	if cn == nil {
 		// The destination may have been rewritten on the way (a
@@ -264,19 +306,19 @@ func (c *Correlator) answer(q linking.Query, now time.Time) linking.Answer {
 	}
 	if cn != nil && cn.role == roleClient && !cn.ignored {
 		for _, x := range cn.waiting() {
-			if x.seq != q.Seq || x.seq == 0 {
+			if q.Seq == 0 || x.seq != q.Seq && x.tcpSeq != q.Seq {
 				continue
 			}
 			if linkRoot(x) != nil {
-				return linking.Answer{}
+				return linking.Answer{}, true
 			}
-			return linking.Answer{Found: true, TraceID: c.traceOf(x, 0), SpanID: x.spanID}
+			return linking.Answer{Found: true, TraceID: c.traceOf(x, 0), SpanID: x.spanID}, false
 		}
 	}
 	if c.recent != nil {
 		if a, ok := c.recent.Get(q, now); ok {
-			return a
+			return a, !a.Found
 		}
 	}
-	return linking.Answer{}
+	return linking.Answer{}, false
 }

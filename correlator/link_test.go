@@ -215,7 +215,7 @@ func metricOf(t testing.TB, reg *prometheus.Registry, name, result string) float
 type stuckLinker struct{ asked []linking.Query }
 
 func (l *stuckLinker) Remote(a netip.Addr) bool { return a != netip.MustParseAddr("10.1.0.2") }
-func (l *stuckLinker) Lookup(q linking.Query, _ linking.Waiter) linking.Result {
+func (l *stuckLinker) Lookup(q linking.Query, _ time.Time, _ linking.Waiter) linking.Result {
 	l.asked = append(l.asked, q)
 	if q.Local.Addr() == netip.MustParseAddr("10.9.9.9") {
 		return linking.NoOwner
@@ -418,8 +418,163 @@ func TestLinkMidStream(t *testing.T) {
 		{Local: netip.MustParseAddrPort("10.1.0.2:41001"), Remote: netip.MustParseAddrPort("10.1.0.3:80"), Seq: 1},
 	}
 	out := make([]linking.Answer, len(qs))
-	h.c.answerAt(qs, out, at(300))
+	h.c.answerAt(qs, out, at(300), at(300))
 	if out[0].Found || !out[1].Found {
 		t.Errorf("answers: mid-stream %v (want not found), from the start %v (want found)", out[0].Found, out[1].Found)
+	}
+}
+
+// The answering side has not read its own record of the request yet (its
+// ring lags): the request is not found, and that is not final until the
+// ring has been read past the moment the query came. The Answer made
+// before the client's record arrives must not be the last word.
+func TestLinkAnswerWaitsForRings(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Linker, cfg.LinkWait = &stuckLinker{}, 300*time.Millisecond
+	h := newHarness(t, cfg)
+	ring := h.c.Ring()
+	q := []linking.Query{{Local: netip.MustParseAddrPort("10.1.0.2:41000"), Remote: netip.MustParseAddrPort("10.1.0.3:80"), Seq: 1}}
+	out := make([]linking.Answer, 1)
+	// Asked at 100 ms; the ring has been read up to 50 ms only.
+	h.readTo(ring, 50)
+	if final := h.c.answerAt(q, out, at(100), at(100)); out[0].Found || final {
+		t.Fatalf("before the client's record: found %v, final %v; want neither", out[0].Found, final)
+	}
+	cli := cid(2, 1)
+	h.bind(cli, 4, 10, "10.1.0.2:41000", "10.1.0.3:80")
+	h.write(cli, 22, 90, "GET /c HTTP/1.1\r\n\r\n")
+	h.readTo(ring, 120)
+	if final := h.c.answerAt(q, out, at(100), at(130)); !out[0].Found || !final {
+		t.Fatalf("after the client's record: found %v, final %v; want both", out[0].Found, final)
+	}
+	// A request this node never saw: final once the ring is past.
+	q[0].Seq = 2
+	if final := h.c.answerAt(q, out, at(110), at(130)); out[0].Found || !final {
+		t.Errorf("unknown request: found %v, final %v; want not found, final", out[0].Found, final)
+	}
+	q[0].Seq = 3
+	if final := h.c.answerAt(q, out, at(125), at(130)); out[0].Found || final {
+		t.Errorf("unknown request asked after the ring's mark: found %v, final %v; want neither", out[0].Found, final)
+	}
+}
+
+// Across two nodes: A's ring reader lags by far more than a batch's
+// round trip, and B's server request, asked before A read its client's
+// write, is still linked once A catches up (A holds the question until its
+// ring has passed it, within B's wait).
+func TestLinkAcrossNodesLaggingRing(t *testing.T) {
+	nodes := newNodes(t, 2*time.Second, "10.1.0.1", "10.1.0.2")
+	a, b := nodes[0], nodes[1]
+	ring := a.c.Ring()
+	ring.Advance(a.c.clock.Mono(time.Now()))
+	cli := a.endpoint(1, 1, "10.1.0.1:40000", "10.1.0.2:80")
+	srv := b.endpoint(2, 1, "10.1.0.2:80", "10.1.0.1:40000")
+	const n = 3
+	for i := range n {
+		req := fmt.Sprintf("GET /lag%d HTTP/1.1\r\n\r\n", i)
+		// B reads the request and asks; A's reader has not got to the
+		// write yet.
+		srv.data(events.Read, req)
+		srv.data(events.Write, okResponse)
+		time.Sleep(150 * time.Millisecond)
+		cli.data(events.Write, req)
+		cli.data(events.Read, okResponse)
+		ring.Advance(a.c.clock.Mono(time.Now()))
+	}
+	spans := byName(append(a.exp.wait(t, n), b.exp.wait(t, n)...))
+	for i := range n {
+		cl, sv := spans[fmt.Sprintf("GET /lag%d %s", i, span.Client)], spans[fmt.Sprintf("GET /lag%d %s", i, span.Server)]
+		if cl == nil || sv == nil || sv.ParentSpanID != cl.SpanID || sv.TraceID != cl.TraceID {
+			t.Errorf("request %d not linked across the lagging ring", i)
+		}
+	}
+	if got := metricOf(t, b.reg, "periscope_link_lookups_total", "linked"); got != n {
+		t.Errorf("B linked %v lookups, want %d (not_found %v)", got, n, metricOf(t, b.reg, "periscope_link_lookups_total", "not_found"))
+	}
+}
+
+// seqData feeds s as one call whose first byte has TCP sequence number seq.
+func (e endpoint) seqData(dir events.Direction, seq uint32, s string) {
+	d := events.Data{Conn: e.id, TID: e.tid, Time: time.Now(), Dir: dir, Size: len(s), Bytes: []byte(s), Seq: seq, HasSeq: true}
+	e.n.c.Data(d)
+	clobber(d.Bytes)
+}
+
+func (n *node) plainEndpoint(pid uint32, key uint64, start bool, local, remote string) endpoint {
+	n.c.Bind(events.Bind{Conn: cid(pid, key), FD: 3, Time: time.Now(), Plaintext: true, StreamStart: start, Tuple: tuple(local, remote)})
+	return endpoint{n: n, id: cid(pid, key), tid: pid * 10}
+}
+
+// A plaintext keep-alive connection that B's agent saw only mid-stream
+// (and A's, in the second case, too): B's requests have no ordinal and are
+// looked up by the TCP sequence number of the call they began in. The two
+// ends cut the stream into calls differently; a request is linked when
+// the write and the read it began in start at the same byte, is not found
+// otherwise, and is never linked to another request's client span.
+func TestLinkTCPSeq(t *testing.T) {
+	for _, clientStart := range []bool{true, false} {
+		t.Run(fmt.Sprintf("client_from_start=%v", clientStart), func(t *testing.T) {
+			nodes := newNodes(t, 2*time.Second, "10.1.0.1", "10.1.0.2")
+			a, b := nodes[0], nodes[1]
+			cli := a.plainEndpoint(1, 1, clientStart, "10.1.0.1:40000", "10.1.0.2:80")
+			srv := b.plainEndpoint(2, 1, false, "10.1.0.2:80", "10.1.0.1:40000")
+			req := func(i int) string { return fmt.Sprintf("GET /r%d HTTP/1.1\r\nHost: b\r\n\r\n", i) }
+			respond := func(n int) {
+				for range n {
+					srv.data(events.Write, okResponse)
+					cli.data(events.Read, okResponse)
+				}
+			}
+			seq := uint32(0xfffffff0) // wraps around
+			// r0: one write, one read at the same byte: linked.
+			cli.seqData(events.Write, seq, req(0))
+			srv.seqData(events.Read, seq, req(0))
+			respond(1)
+			seq += uint32(len(req(0)))
+			// r1 and r2 in one write (pipelined), read one by one: r1
+			// linked; r2 began second in its write, so A has no key
+			// for it, and B's (its read's) is not found.
+			r12 := req(1) + req(2)
+			cli.seqData(events.Write, seq, r12)
+			srv.seqData(events.Read, seq, req(1))
+			srv.seqData(events.Read, seq+uint32(len(req(1))), req(2))
+			respond(2)
+			seq += uint32(len(r12))
+			// r3 read in two parts, its head ending in the second: B's
+			// key is the second read's, which no write of A starts at.
+			r3 := req(3)
+			cli.seqData(events.Write, seq, r3)
+			srv.seqData(events.Read, seq, r3[:10])
+			srv.seqData(events.Read, seq+10, r3[10:])
+			respond(1)
+			seq += uint32(len(r3))
+			// r4 and r5 written one by one, read in one call: B's r4 is
+			// linked, its r5 (second in its read) has no key.
+			r45 := req(4) + req(5)
+			cli.seqData(events.Write, seq, req(4))
+			cli.seqData(events.Write, seq+uint32(len(req(4))), req(5))
+			srv.seqData(events.Read, seq, r45)
+			respond(2)
+
+			spans := byName(append(a.exp.wait(t, 6), b.exp.wait(t, 6)...))
+			linked := map[int]bool{0: true, 1: true, 4: true}
+			for i := range 6 {
+				cl, sv := spans[fmt.Sprintf("GET /r%d %s", i, span.Client)], spans[fmt.Sprintf("GET /r%d %s", i, span.Server)]
+				if cl == nil || sv == nil {
+					t.Fatalf("r%d: spans missing", i)
+				}
+				switch {
+				case linked[i] && (sv.ParentSpanID != cl.SpanID || sv.TraceID != cl.TraceID):
+					t.Errorf("r%d: server parent %v, want the client span %v", i, sv.ParentSpanID, cl.SpanID)
+				case !linked[i] && sv.ParentSpanID.IsValid():
+					t.Errorf("r%d: server span linked to %v, want unlinked", i, sv.ParentSpanID)
+				}
+			}
+			for r, want := range map[string]float64{"linked": 3, "not_found": 2, "no_key": 1} {
+				if got := metricOf(t, b.reg, "periscope_link_lookups_total", r); got != want {
+					t.Errorf("B counted %v lookups %s, want %v", got, r, want)
+				}
+			}
+		})
 	}
 }

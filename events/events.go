@@ -57,6 +57,11 @@ type Data struct {
 	// made the call (sockets collector, Go programs whose requests are
 	// seen whole), or 0.
 	Goroutine uint32
+	// Seq, when HasSeq (sockets collector), is the TCP sequence number
+	// of the call's first byte: both ends of the connection number its
+	// bytes alike, from whenever either started watching.
+	Seq    uint32
+	HasSeq bool
 }
 
 // Tuple is a TCP connection's addresses from the process's point of view.

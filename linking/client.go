@@ -36,8 +36,10 @@ const (
 	Error                  // the owner could not be asked, or answered garbage
 	Dropped                // the queue to the owner was full
 	// NoKey: the request has no key both agents would agree on (its
-	// plaintext connection was open before this agent saw it start): it is
-	// not looked up, rather than maybe linked to the wrong client span.
+	// plaintext connection was open before this agent saw it start, and
+	// no TCP sequence number names it: a pipelined request, a call larger
+	// than the capture): it is not looked up, rather than maybe linked to
+	// the wrong client span.
 	NoKey
 )
 
@@ -285,11 +287,15 @@ func (c *Client) Remote(addr netip.Addr) bool {
 	return !c.local[addr]
 }
 
-// Lookup asks the owner of q.Local for the client span of q. It returns
-// Pending when the query is on its way: w.LinkDone is then called once,
-// from another goroutine, within about Wait. Otherwise it returns the
-// result at once (NoOwner, Dropped) and never calls w.
-func (c *Client) Lookup(q Query, w Waiter) Result {
+// Lookup asks the owner of q.Local for the client span of q, to be
+// answered before deadline (zero: Wait from now): the asker's own, which
+// counts from when the request was seen and can be earlier than now when
+// its events were read late; the owner holds a query it cannot answer yet
+// until then, not past it. It returns Pending when the query is on its
+// way: w.LinkDone is then called once, from another goroutine, by about
+// the deadline. Otherwise it returns the result at once (NoOwner,
+// Dropped) and never calls w.
+func (c *Client) Lookup(q Query, deadline time.Time, w Waiter) Result {
 	c.mu.RLock()
 	owners := c.owners[q.Local.Addr().Unmap()]
 	c.mu.RUnlock()
@@ -297,8 +303,11 @@ func (c *Client) Lookup(q Query, w Waiter) Result {
 		return NoOwner
 	}
 	p := owners[0]
+	if deadline.IsZero() || deadline.After(time.Now().Add(c.cfg.Wait)) {
+		deadline = time.Now().Add(c.cfg.Wait)
+	}
 	select {
-	case p.queue <- lookup{q: q, deadline: time.Now().Add(c.cfg.Wait), w: w}:
+	case p.queue <- lookup{q: q, deadline: deadline, w: w}:
 		return Pending
 	default:
 		return Dropped

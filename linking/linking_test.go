@@ -204,7 +204,7 @@ type answerer struct {
 	asked atomic.Int64
 }
 
-func (a *answerer) Answer(qs []Query, out []Answer) {
+func (a *answerer) Answer(qs []Query, out []Answer, _ time.Time) bool {
 	a.asked.Add(int64(len(qs)))
 	time.Sleep(a.delay)
 	for i, q := range qs {
@@ -212,6 +212,7 @@ func (a *answerer) Answer(qs []Query, out []Answer) {
 			out[i] = answerFor(q)
 		}
 	}
+	return true
 }
 
 type pair struct {
@@ -280,7 +281,7 @@ func lookupAll(t *testing.T, c *Client, n int) map[uint64]outcome {
 	for i := range n {
 		q := query(40000, uint64(i))
 		wg.Add(1)
-		r := c.Lookup(q, waiterFunc(func(a Answer, r Result) {
+		r := c.Lookup(q, time.Time{}, waiterFunc(func(a Answer, r Result) {
 			mu.Lock()
 			got[q.Seq] = outcome{a, r}
 			mu.Unlock()
@@ -318,7 +319,7 @@ func TestLookupLinksAndBatches(t *testing.T) {
 		t.Errorf("%v requests for 500 lookups: not batched", n)
 	}
 	t.Logf("500 lookups in %v", time.Since(start))
-	if r := p.client.Lookup(Query{Local: netip.MustParseAddrPort("10.99.0.1:1"), Seq: 1}, nil); r != NoOwner {
+	if r := p.client.Lookup(Query{Local: netip.MustParseAddrPort("10.99.0.1:1"), Seq: 1}, time.Time{}, nil); r != NoOwner {
 		t.Errorf("unknown address: %v, want no_owner", r)
 	}
 }
@@ -407,7 +408,7 @@ func TestLookupQueueBounded(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range queuePerPeer * 2 {
 		wg.Add(1)
-		switch p.client.Lookup(query(1, uint64(i+1)), waiterFunc(func(Answer, Result) { wg.Done() })) {
+		switch p.client.Lookup(query(1, uint64(i+1)), time.Time{}, waiterFunc(func(Answer, Result) { wg.Done() })) {
 		case Pending:
 			pending++
 		case Dropped:
@@ -439,7 +440,7 @@ func TestSetPeers(t *testing.T) {
 	if p.client.Owned(clientAddr) || p.client.Peers() != 0 {
 		t.Error("a removed peer still owns its addresses")
 	}
-	if r := p.client.Lookup(query(1, 1), nil); r != NoOwner {
+	if r := p.client.Lookup(query(1, 1), time.Time{}, nil); r != NoOwner {
 		t.Errorf("lookup after removal: %v", r)
 	}
 }
@@ -531,7 +532,7 @@ func TestAmbiguousOwner(t *testing.T) {
 	if c.Owned(shared) || !c.Owned(own) {
 		t.Errorf("an address two peers announce must have no owner; owned: shared %v, own %v", c.Owned(shared), c.Owned(own))
 	}
-	if r := c.Lookup(Query{Local: netip.AddrPortFrom(shared, 1), Seq: 1}, nil); r != NoOwner {
+	if r := c.Lookup(Query{Local: netip.AddrPortFrom(shared, 1), Seq: 1}, time.Time{}, nil); r != NoOwner {
 		t.Errorf("lookup of a shared address: %v, want no_owner", r)
 	}
 	// p1 stops announcing it: p2 owns it.
@@ -558,5 +559,60 @@ func BenchmarkRecentAdd(b *testing.B) {
 		if i%64 == 0 {
 			r.Get(q, now)
 		}
+	}
+}
+
+// lateAnswerer knows nothing until known is set, and says whether what it
+// does not know is final.
+type lateAnswerer struct {
+	known, final atomic.Bool
+	calls        atomic.Int64
+}
+
+func (a *lateAnswerer) Answer(qs []Query, out []Answer, _ time.Time) bool {
+	a.calls.Add(1)
+	for i, q := range qs {
+		if a.known.Load() {
+			out[i] = answerFor(q)
+		}
+	}
+	return a.final.Load()
+}
+
+// A query not found yet is asked again until the answering agent says its
+// absence is final (its rings have been read past the question) or the
+// asker's deadline is near; one that is final is answered at once.
+func TestAnswerWaitsUntilFinal(t *testing.T) {
+	late := &lateAnswerer{}
+	p := newPair(t, late, "t", "t", 2*time.Second)
+	waitOwned(t, p.client)
+	done := make(chan outcome, 1)
+	if r := p.client.Lookup(query(40000, 1), time.Time{}, waiterFunc(func(a Answer, r Result) { done <- outcome{a, r} })); r != Pending {
+		t.Fatalf("lookup: %v", r)
+	}
+	// Far past the fixed 50 ms the answer used to wait for.
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case o := <-done:
+		t.Fatalf("answered %v before the request was known or final", o.r)
+	default:
+	}
+	late.known.Store(true)
+	if o := <-done; o.r != Linked || o.a != answerFor(query(40000, 1)) {
+		t.Errorf("after the request was read: %v %+v, want linked", o.r, o.a)
+	}
+
+	never := &lateAnswerer{}
+	never.final.Store(true)
+	p = newPair(t, never, "t", "t", 2*time.Second)
+	waitOwned(t, p.client)
+	if r := p.client.Lookup(query(40000, 2), time.Time{}, waiterFunc(func(a Answer, r Result) { done <- outcome{a, r} })); r != Pending {
+		t.Fatalf("lookup: %v", r)
+	}
+	if o := <-done; o.r != NotFound {
+		t.Errorf("a final absence: %v, want not_found", o.r)
+	}
+	if n := never.calls.Load(); n != 1 {
+		t.Errorf("a final absence was asked %d times, want once", n)
 	}
 }

@@ -24,8 +24,15 @@ import (
 // Answerer answers queries about this node's sockets: the correlator.
 type Answerer interface {
 	// Answer fills out[i] with the client span of qs[i]; len(out) ==
-	// len(qs).
-	Answer(qs []Query, out []Answer)
+	// len(qs). asked is when the queries arrived: every request they
+	// name was written before then (its bytes had reached the asking
+	// node). Answer reports whether the queries not found are final:
+	// this node has read everything its collectors recorded up to
+	// asked (so any request written by then is known), and none of
+	// them waits for a trace that is not settled yet (its own server
+	// request waiting for a lookup). Queries not found and not final
+	// may be found later.
+	Answer(qs []Query, out []Answer, asked time.Time) (final bool)
 }
 
 // AddressSource lists the addresses this agent serves (answers for).
@@ -139,6 +146,7 @@ func (s *Server) authorized(ctx context.Context) error {
 }
 
 func (s *Server) lookup(ctx context.Context, dec func(any) error) (any, error) {
+	asked := time.Now()
 	if err := s.authorized(ctx); err != nil {
 		return nil, err
 	}
@@ -148,34 +156,44 @@ func (s *Server) lookup(ctx context.Context, dec func(any) error) (any, error) {
 		return nil, err
 	}
 	out := &lookupResponse{Answers: make([]Answer, len(in.Queries))}
-	s.answer(ctx, in.Queries, out.Answers)
+	s.answer(ctx, in.Queries, out.Answers, asked)
 	s.served.WithLabelValues("answered").Inc()
 	return out, nil
 }
 
-// Answering waits a little for requests not found at once: the asking
-// agent may have seen the request arrive before this agent read its own
-// record of the write, and a request whose trace waits for a lookup of its
-// own is not settled yet. The wait is short: the whole batch waits with
-// its stragglers, and a request that is not known after it (evicted, or
-// never seen) would hold every later batch up too.
+// Answering waits for requests not found at once until their absence is
+// final (Answerer.Answer): the asking agent may have seen the request
+// arrive before this agent read its own record of the write (a ring
+// reader lagging under load), and a request whose trace waits for a
+// lookup of its own is not settled yet. It never waits past the asking
+// agent's deadline (less answerMargin for the answer to travel back): a
+// late answer is worth nothing. A request this node never saw (an
+// untraced client) is final as soon as the rings have been read past the
+// batch's arrival, one reader's tick.
 const (
-	answerPoll     = 5 * time.Millisecond
-	maxAnswerDelay = 50 * time.Millisecond
-	answerMargin   = 20 * time.Millisecond
+	answerPoll   = 5 * time.Millisecond
+	answerMargin = 20 * time.Millisecond
+	// maxAnswerDelay bounds the wait of a batch whose caller set no
+	// deadline.
+	maxAnswerDelay = time.Second
 )
 
-// answer fills out, asking again for what is not found until the request's
-// deadline is near.
-func (s *Server) answer(ctx context.Context, qs []Query, out []Answer) {
-	deadline := time.Now().Add(maxAnswerDelay)
+// answer fills out, asking again for what is not found until that is
+// final or the request's deadline is near. asked is when the batch
+// arrived.
+func (s *Server) answer(ctx context.Context, qs []Query, out []Answer, asked time.Time) {
+	deadline := asked.Add(maxAnswerDelay)
 	if d, ok := ctx.Deadline(); ok && d.Add(-answerMargin).Before(deadline) {
 		deadline = d.Add(-answerMargin)
 	}
-	s.cfg.Answerer.Answer(qs, out)
+	if s.cfg.Answerer.Answer(qs, out, asked) {
+		return
+	}
 	idx := make([]int, 0, len(qs))
 	var again []Query
 	var got []Answer
+	t := time.NewTimer(answerPoll)
+	defer t.Stop()
 	for time.Now().Add(answerPoll).Before(deadline) {
 		idx, again = idx[:0], again[:0]
 		for i, a := range out {
@@ -187,15 +205,19 @@ func (s *Server) answer(ctx context.Context, qs []Query, out []Answer) {
 		if len(idx) == 0 {
 			return
 		}
+		t.Reset(answerPoll)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(answerPoll):
+		case <-t.C:
 		}
 		got = append(got[:0], make([]Answer, len(again))...)
-		s.cfg.Answerer.Answer(again, got)
+		final := s.cfg.Answerer.Answer(again, got, asked)
 		for j, i := range idx {
 			out[i] = got[j]
+		}
+		if final {
+			return
 		}
 	}
 }

@@ -10,13 +10,17 @@ import (
 )
 
 // StreamFlag marks a Query.Seq that is an HTTP/2 stream ID rather than a
-// request ordinal.
-const StreamFlag = 1 << 63
+// request ordinal; TCPSeqFlag one that is the TCP sequence number of the
+// client's write (and the server's read) in which the request began.
+const (
+	StreamFlag = 1 << 63
+	TCPSeqFlag = 1 << 62
+)
 
 // Query asks for the client span of one request. Conn is the connection
 // as its client sees it: Local is the client's address (A:p), Remote the
 // server's (B:q). Seq is the request's ordinal on the connection, counted
-// from 1, or its stream ID | StreamFlag.
+// from 1, its stream ID | StreamFlag, or its TCP key | TCPSeqFlag.
 type Query struct {
 	Local, Remote netip.AddrPort
 	Seq           uint64

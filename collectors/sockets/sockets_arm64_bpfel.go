@@ -125,6 +125,8 @@ type socketsScratchRec struct {
 		TailLen   uint32
 		Fd        int32
 		Goroutine uint32
+		Seq       uint32
+		Flags     uint32
 		Tail      [128]uint8
 		Data      [4096]uint8
 	}

@@ -53,7 +53,7 @@ func TestDecodeSelection(t *testing.T) {
 	}
 	data := func(pid uint32) []byte {
 		return record(t, wire.EventData, pid, uint64(1<<61|7), uint32(events.Read), uint32(4), uint32(4), uint32(0),
-			int32(5), uint32(0), make([]byte, 128), []byte("GET "))
+			int32(5), uint32(0), uint32(0), uint32(0), make([]byte, 128), []byte("GET "))
 	}
 	// Process 30 exec'd a program (the ring's marker at 1; discovery's
 	// record of the exec, stamped before it, at 0).

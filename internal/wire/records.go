@@ -56,6 +56,8 @@ var (
 	offDataCaptured  = unsafe.Offsetof(wireDataEvent{}.Captured)
 	offDataTailLen   = unsafe.Offsetof(wireDataEvent{}.TailLen)
 	offDataGoroutine = unsafe.Offsetof(wireDataEvent{}.Goroutine)
+	offDataSeq       = unsafe.Offsetof(wireDataEvent{}.Seq)
+	offDataFlags     = unsafe.Offsetof(wireDataEvent{}.Flags)
 	offDataTail      = unsafe.Offsetof(wireDataEvent{}.Tail)
 	offDataData      = unsafe.Offsetof(wireDataEvent{}.Data)
 	tailCap          = len(wireDataEvent{}.Tail)
@@ -126,6 +128,8 @@ func Data(raw []byte) (events.Data, bool) {
 		Size:      size,
 		Bytes:     raw[offDataData : int(offDataData)+captured : int(offDataData)+captured],
 		Goroutine: ne.Uint32(raw[offDataGoroutine:]),
+		Seq:       ne.Uint32(raw[offDataSeq:]),
+		HasSeq:    ne.Uint32(raw[offDataFlags:])&uint32(wireDataFlagDATA_SEQ) != 0,
 	}
 	if tailLen > 0 {
 		d.Tail = raw[offDataTail : int(offDataTail)+tailLen : int(offDataTail)+tailLen]

@@ -68,3 +68,22 @@ func TestCloseSuperseded(t *testing.T) {
 		t.Error("a short close record decoded")
 	}
 }
+
+// A data record's TCP sequence number is decoded only when its flag says
+// the collector set it.
+func TestDataSeq(t *testing.T) {
+	for _, flags := range []uint32{0, uint32(wireDataFlagDATA_SEQ)} {
+		raw := make([]byte, offDataData+4)
+		ne := binary.NativeEndian
+		ne.PutUint32(raw[offDataDir:], 1)
+		ne.PutUint32(raw[offDataSize:], 4)
+		ne.PutUint32(raw[offDataCaptured:], 4)
+		ne.PutUint32(raw[offDataSeq:], 0xfffffffe)
+		ne.PutUint32(raw[offDataFlags:], flags)
+		copy(raw[offDataData:], "GET ")
+		d, ok := Data(raw)
+		if !ok || d.HasSeq != (flags != 0) || d.HasSeq && d.Seq != 0xfffffffe {
+			t.Errorf("flags %d: seq %#x has %v ok %v", flags, d.Seq, d.HasSeq, ok)
+		}
+	}
+}

@@ -72,9 +72,17 @@ type wireDataEvent struct {
 	TailLen   uint32
 	Fd        int32
 	Goroutine uint32
+	Seq       uint32
+	Flags     uint32
 	Tail      [128]uint8
 	Data      [4096]uint8
 }
+
+type wireDataFlag uint32
+
+const (
+	wireDataFlagDATA_SEQ wireDataFlag = 1
+)
 
 type wireDirection uint32
 
@@ -133,6 +141,7 @@ const (
 	wireVarUnusedCloseFlag        = "unused_close_flag"
 	wireVarUnusedCounter          = "unused_counter"
 	wireVarUnusedDataEvent        = "unused_data_event"
+	wireVarUnusedDataFlag         = "unused_data_flag"
 	wireVarUnusedDirection        = "unused_direction"
 	wireVarUnusedEventHeader      = "unused_event_header"
 	wireVarUnusedEventType        = "unused_event_type"
@@ -200,6 +209,7 @@ type wireVariableSpecs struct {
 	UnusedCloseFlag        *ebpf.VariableSpec `ebpf:"unused_close_flag"`
 	UnusedCounter          *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedDataEvent        *ebpf.VariableSpec `ebpf:"unused_data_event"`
+	UnusedDataFlag         *ebpf.VariableSpec `ebpf:"unused_data_flag"`
 	UnusedDirection        *ebpf.VariableSpec `ebpf:"unused_direction"`
 	UnusedEventHeader      *ebpf.VariableSpec `ebpf:"unused_event_header"`
 	UnusedEventType        *ebpf.VariableSpec `ebpf:"unused_event_type"`
@@ -243,6 +253,7 @@ type wireVariables struct {
 	UnusedCloseFlag        *ebpf.Variable `ebpf:"unused_close_flag"`
 	UnusedCounter          *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedDataEvent        *ebpf.Variable `ebpf:"unused_data_event"`
+	UnusedDataFlag         *ebpf.Variable `ebpf:"unused_data_flag"`
 	UnusedDirection        *ebpf.Variable `ebpf:"unused_direction"`
 	UnusedEventHeader      *ebpf.Variable `ebpf:"unused_event_header"`
 	UnusedEventType        *ebpf.Variable `ebpf:"unused_event_type"`

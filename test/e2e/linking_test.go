@@ -453,10 +453,14 @@ for line in sys.stdin:
 // TestLinkMidConnection: a keep-alive connection opened and used before
 // either agent started, A's agent then seeing 5 requests on it before B's
 // starts: the two agents would count its requests from different points
-// (A from the 4th, B from the 9th), and B's request k would be answered
-// with A's request k, an older one, at once. None of the 20 requests sent
-// once both run may be linked to a client span: B's agent does not look
-// them up and counts them no_key; A's reports its 25 client spans.
+// (A from the 4th, B from the 9th), so ordinals would link B's request k
+// to A's request k, an older one. The requests are looked up by the TCP
+// sequence number of the write and the read they began in instead: every
+// one of the 20 requests sent once both run is linked to the client span
+// that sent it, none to another; A reports its 25 client spans. A second
+// connection, opened once A's agent runs (A numbers its requests from the
+// first, B sees it mid-stream), has its 10 later requests linked the same
+// way.
 func TestLinkMidConnection(t *testing.T) {
 	n := newTwoNodes(t)
 	recvA, recvB := otlpreceiver.StartOn(t, n.rootA+":0", n.rootA+":0"), otlpreceiver.StartOn(t, n.rootB+":0", n.rootB+":0")
@@ -473,24 +477,31 @@ func TestLinkMidConnection(t *testing.T) {
 	waitCollector(t, envA, cli.PID, "")
 	cli.send("mid 5")
 	cli.expect("done", 30*time.Second)
+	cli2 := n.startIn(t, n.nsA, cliPy, "-c", midConnClient, n.b, strconv.Itoa(port))
+	cli2.expect("ready", 10*time.Second)
 	envB := n.nodeAgent(t, n.nsB, n.srvDir, n.b, n.a, token, n.inB, n.rootB, recvB)
 	waitMetric(t, envB.agent, "periscope_link_peer_addresses", nil, "A's addresses", func(v float64) bool { return v >= 2 })
 	waitMetric(t, envA.agent, "periscope_link_peer_addresses", nil, "B's addresses", func(v float64) bool { return v >= 2 })
 	waitCollector(t, envB, srv.PID, "")
 	cli.send("after 20")
 	cli.expect("done", 30*time.Second)
+	cli2.send("second 10")
+	cli2.expect("done", 30*time.Second)
 
 	prefixed := func(prefix string, kind func(otlpreceiver.Span) bool) func(otlpreceiver.Span) bool {
 		return func(s otlpreceiver.Span) bool { return kind(s) && strings.HasPrefix(attrStr(s, "url.path"), prefix) }
 	}
-	wantUnlinked(t, "mid-connection", envB.spans(t, 20, prefixed("/after/", byPIDs(kindServer, srv.PID))))
 	if clients := envA.spans(t, 25, func(s otlpreceiver.Span) bool {
 		return prefixed("/mid/", byPIDs(kindClient, cli.PID))(s) || prefixed("/after/", byPIDs(kindClient, cli.PID))(s)
 	}); len(clients) != 25 {
 		t.Errorf("%d client spans of /mid/ and /after/ requests, want 25", len(clients))
 	}
-	waitMetric(t, envB.agent, "periscope_link_lookups_total", map[string]string{"result": "no_key"}, "20", equals(20))
-	for _, r := range []string{"linked", "not_found", "no_owner", "timeout", "refused", "error", "dropped"} {
+	wantLinked(t, "mid-connection", envB.spans(t, 20, prefixed("/after/", byPIDs(kindServer, srv.PID))),
+		envA.spans(t, 20, prefixed("/after/", byPIDs(kindClient, cli.PID))))
+	wantLinked(t, "second connection", envB.spans(t, 10, prefixed("/second/", byPIDs(kindServer, srv.PID))),
+		envA.spans(t, 10, prefixed("/second/", byPIDs(kindClient, cli2.PID))))
+	waitMetric(t, envB.agent, "periscope_link_lookups_total", map[string]string{"result": "linked"}, "30", equals(30))
+	for _, r := range []string{"no_key", "not_found", "no_owner", "timeout", "refused", "error", "dropped"} {
 		if got := envB.agent.Metric(t, "periscope_link_lookups_total", map[string]string{"result": r}); got != 0 {
 			t.Errorf("B counted %v lookups %s, want 0", got, r)
 		}

@@ -342,7 +342,7 @@ func (e linkEnv) load(ctx context.Context, r *linkRound, a, b *agent) error {
 	r.spansA = metricOf(mA, "periscope_spans_total", "kind", "client") - metricOf(mA0, "periscope_spans_total", "kind", "client")
 	r.served = metricOf(mA, "periscope_link_requests_served_total", "", "") - metricOf(mA0, "periscope_link_requests_served_total", "", "")
 	r.lookups = map[string]float64{}
-	for _, res := range []string{"linked", "not_found", "timeout", "no_owner", "dropped", "refused", "error"} {
+	for _, res := range []string{"linked", "not_found", "timeout", "no_owner", "dropped", "refused", "error", "no_key"} {
 		if d := metricOf(mB, "periscope_link_lookups_total", "result", res) - metricOf(mB0, "periscope_link_lookups_total", "result", res); d != 0 {
 			r.lookups[res] = d
 		}
