@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -111,12 +112,18 @@ type plan struct {
 
 var errNoTLS = errors.New("does not use crypto/tls")
 
+// errNetHTTPOnly is the plan of an executable whose only crypto/tls
+// connections are net/http's, which the gohttp collector reports whole:
+// probing crypto/tls there would cost the program hits on every Read and
+// Write for no byte kept.
+var errNetHTTPOnly = errors.New("crypto/tls used by net/http only")
+
 // cacheKind names the schema of analysis in the symbol cache.
-const cacheKind = "gotls/2"
+const cacheKind = "gotls/3"
 
 // analysis is what the symbol cache keeps of an executable.
 type analysis struct {
-	Skip    string          `json:"skip,omitempty"` // "not_go" or "no_tls"
+	Skip    string          `json:"skip,omitempty"` // "not_go", "no_tls" or "nethttp_only"
 	GoVer   string          `json:"go_version,omitempty"`
 	Sites   []site          `json:"sites,omitempty"`
 	Offsets symbols.Offsets `json:"offsets"`
@@ -278,7 +285,10 @@ func (c *Collector) planFor(p discovery.Process, m discovery.Mapping) *plan {
 			pl.err = c.loadOffsets(pl)
 		}
 	}
-	if pl.err != nil && !errors.Is(pl.err, symbols.ErrNotGo) && !errors.Is(pl.err, errNoTLS) {
+	if errors.Is(pl.err, errNetHTTPOnly) {
+		c.log.Info("crypto/tls left to gohttp: net/http makes the executable's only TLS connections", "exe", m.Path, "pid", p.PID)
+	}
+	if pl.err != nil && !errors.Is(pl.err, symbols.ErrNotGo) && !errors.Is(pl.err, errNoTLS) && !errors.Is(pl.err, errNetHTTPOnly) {
 		c.m.Failed.Inc()
 		c.log.Warn("cannot trace Go executable", "exe", m.Path, "pid", p.PID, "err", pl.err)
 	}
@@ -330,6 +340,8 @@ func (a analysis) plan() *plan {
 		return &plan{err: fmt.Errorf("cached: %w", symbols.ErrNotGo)}
 	case "no_tls":
 		return &plan{err: errNoTLS}
+	case "nethttp_only":
+		return &plan{err: fmt.Errorf("cached: %w", errNetHTTPOnly)}
 	}
 	return &plan{sites: a.Sites, goVer: a.GoVer, offsets: a.Offsets, source: a.Source + ", cached"}
 }
@@ -340,6 +352,8 @@ func cacheable(pl *plan) (analysis, bool) {
 		return analysis{Skip: "not_go"}, true
 	case errors.Is(pl.err, errNoTLS):
 		return analysis{Skip: "no_tls"}, true
+	case errors.Is(pl.err, errNetHTTPOnly):
+		return analysis{Skip: "nethttp_only"}, true
 	case pl.err != nil:
 		return analysis{}, false
 	}
@@ -364,6 +378,9 @@ func inspect(path string, leaveNetHTTP bool) *plan {
 	if err != nil {
 		return &plan{err: err}
 	}
+	if leaveNetHTTP && netHTTPOnly(b) {
+		return &plan{err: errNetHTTPOnly}
+	}
 	pl := &plan{goVer: b.GoVersionRaw, sites: sites}
 	if leaveNetHTTP {
 		s, err := netHTTPSites(b)
@@ -384,6 +401,26 @@ func inspect(path string, leaveNetHTTP bool) *plan {
 	}
 	pl.offsets, pl.source = o, string(source)
 	return pl
+}
+
+// netHTTPOnly tells whether every function that can make a crypto/tls
+// connection in the executable is net/http's (its server's listener and
+// h2c, its transport's dials). It errs towards no: any other user (a
+// database driver, grpc-go, x/net/http2, a program's own dialer, even one
+// only net/http calls, such as a Transport.DialTLSContext) or code it
+// cannot read keeps the probes, whose marks and the gohttp claim map then
+// leave net/http's connections to gohttp.
+func netHTTPOnly(b *symbols.GoBinary) bool {
+	users, err := b.TLSUsers()
+	if err != nil {
+		return false
+	}
+	for _, u := range users {
+		if !strings.HasPrefix(u, "net/http.") && !strings.HasPrefix(u, "net/http/internal/http2.") {
+			return false
+		}
+	}
+	return true
 }
 
 // tlsSites are the probes on Write's and Read's entries and on Read's
