@@ -192,7 +192,8 @@ func (c *Collector) AttachPath() string {
 	s := "uprobes on the stack-check branch of crypto/tls (*Conn).Write and (*Conn).Read and on Read's CALL runtime.memmove " +
 		"(no RET probes, no uretprobes), " + how
 	if c.cfg.LeaveNetHTTP {
-		s += "; net/http's connections (uprobes on the entry of (*conn).serve and on addTLS's CALL of the handshake) left to gohttp"
+		s += "; net/http's connections (uprobes on the entry of (*conn).serve and on addTLS's CALL of the handshake) left to gohttp, " +
+			"and no probe on executables whose only TLS connections are net/http's"
 	}
 	return s
 }
