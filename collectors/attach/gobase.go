@@ -36,7 +36,7 @@ type Plan interface{ Base() *GoPlan }
 // Analyse, through the symbol cache), gets a slot in the kernel's
 // per-executable tables, and its probes are attached once per file (or
 // per selected process) and dropped with the last process using it. A
-// collector embeds it, fills its fields, and gets Close, Wait,
+// collector embeds it (NewGoCollector) and gets Close, Wait,
 // Attachments, ProcessExited and the attach loop of ProcessUpdated.
 type GoCollector[P Plan] struct {
 	Log        *slog.Logger
@@ -46,6 +46,24 @@ type GoCollector[P Plan] struct {
 	Failed     prometheus.Counter // executables or attaches that failed
 	// Slots is the size of the per-executable tables.
 	Slots uint32
+	GoHooks[P]
+
+	mu    sync.Mutex
+	plans map[symbols.FileID]P
+	next  uint32
+}
+
+// NewGoCollector returns the base of a Go-uprobe collector that logs to
+// log, attaches per selected process if perProcess (else once per file),
+// keeps a file's probes linger after its last process, counts its probes
+// and failures in m, has slots executables' room in its tables, and plans
+// and attaches with hooks.
+func NewGoCollector[P Plan](log *slog.Logger, perProcess bool, linger time.Duration, m *collectors.Metrics, slots uint32, hooks GoHooks[P]) *GoCollector[P] {
+	return &GoCollector[P]{Log: log, PerProcess: perProcess, Set: NewSet(linger, m.Probes), Failed: m.Failed, Slots: slots, GoHooks: hooks}
+}
+
+// GoHooks are what a collector supplies to GoCollector.
+type GoHooks[P Plan] struct {
 	// Analyse plans the executable at path (a host path), from the
 	// symbol cache or by inspecting it: see Analyse.
 	Analyse func(path string) P
@@ -58,10 +76,6 @@ type GoCollector[P Plan] struct {
 	// Attach attaches pl's probes to the file at hostPath, for process
 	// pid only or (0) for every process.
 	Attach func(hostPath string, pid uint32, pl P) ([]link.Link, error)
-
-	mu    sync.Mutex
-	plans map[symbols.FileID]P
-	next  uint32
 }
 
 // Close detaches every probe and closes the programs.

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/periscope-apm/periscope/collectors"
 	"github.com/periscope-apm/periscope/discovery"
 	"github.com/periscope-apm/periscope/symbols"
 )
@@ -30,11 +31,8 @@ func TestGoCollector(t *testing.T) {
 	analysed := map[string]int{}
 	var attaches []uint32
 	failed := prometheus.NewCounter(prometheus.CounterOpts{Name: "failed"})
-	g := GoCollector[*testPlan]{
-		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Set:    NewSet(0, prometheus.NewGauge(prometheus.GaugeOpts{Name: "probes"})),
-		Failed: failed,
-		Slots:  2,
+	m := &collectors.Metrics{Failed: failed, Probes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "probes"})}
+	g := NewGoCollector(slog.New(slog.NewTextHandler(io.Discard, nil)), false, 0, m, 2, GoHooks[*testPlan]{
 		Analyse: func(path string) *testPlan {
 			analysed[path]++
 			pl := &testPlan{name: path}
@@ -52,7 +50,7 @@ func TestGoCollector(t *testing.T) {
 			attaches = append(attaches, pl.Index)
 			return nil, nil
 		},
-	}
+	})
 	var got []Attached[*testPlan]
 	update := func(pid uint32, path string, ino uint64, selected bool) {
 		p := discovery.Process{PID: pid, Exe: path, Selected: selected}

@@ -157,7 +157,7 @@ type Collector struct {
 	log   *slog.Logger
 	clock ktime.Clock
 
-	attach.GoCollector[*plan]
+	*attach.GoCollector[*plan]
 	objs  gohttpObjects
 	multi bool // uprobe_multi links
 
@@ -186,17 +186,12 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 		Analyzer: cfg.Analyzer, Kind: cacheKind, Log: c.log,
 		Inspect: c.inspect, Failed: failed, Plan: analysis.plan, Cacheable: cacheable,
 	}
-	c.GoCollector = attach.GoCollector[*plan]{
-		Log:        c.log,
-		PerProcess: cfg.PerProcess,
-		Set:        attach.NewSet(cfg.Linger, c.m.Probes),
-		Failed:     c.m.Failed,
-		Slots:      maxBinaries,
-		Analyse:    an.Analyse,
-		Load:       c.loadOffsets,
-		Expected:   func(err error) bool { return errors.Is(err, errNoHTTP) },
-		Attach:     c.attach,
-	}
+	c.GoCollector = attach.NewGoCollector[*plan](c.log, cfg.PerProcess, cfg.Linger, c.m, maxBinaries, attach.GoHooks[*plan]{
+		Analyse:  an.Analyse,
+		Load:     c.loadOffsets,
+		Expected: func(err error) bool { return errors.Is(err, errNoHTTP) },
+		Attach:   c.attach,
+	})
 	c.recs = collectors.Records{Sink: sink, Clock: c.clock, Read: c.m.Read}
 	c.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "periscope_go_traceparent_lookups_total",

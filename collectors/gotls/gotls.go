@@ -133,7 +133,7 @@ type Collector struct {
 	log   *slog.Logger
 	clock ktime.Clock
 
-	attach.GoCollector[*plan]
+	*attach.GoCollector[*plan]
 	objs  gotlsObjects
 	multi bool
 
@@ -160,12 +160,7 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 		Plan:      analysis.plan,
 		Cacheable: cacheable,
 	}
-	c.GoCollector = attach.GoCollector[*plan]{
-		Log:        c.log,
-		PerProcess: cfg.PerProcess,
-		Set:        attach.NewSet(cfg.Linger, c.m.Probes),
-		Failed:     c.m.Failed,
-		Slots:      maxBinaries,
+	c.GoCollector = attach.NewGoCollector[*plan](c.log, cfg.PerProcess, cfg.Linger, c.m, maxBinaries, attach.GoHooks[*plan]{
 		Analyse: func(path string) *plan {
 			pl := an.Analyse(path)
 			if errors.Is(pl.Err, errNetHTTPOnly) {
@@ -178,7 +173,7 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 			return errors.Is(err, errNoTLS) || errors.Is(err, errNetHTTPOnly)
 		},
 		Attach: c.attach,
-	}
+	})
 	c.recs = collectors.Records{Sink: sink, Clock: c.clock, Read: c.m.Read}
 	return c
 }
