@@ -478,6 +478,28 @@ static __always_inline void request_fields(struct request_end_event *e, struct g
 	request_fields_at(e, o, req, o->request_method, o->request_host, o->request_url, o->request_content_length);
 }
 
+/* h2c_preface tells whether req, an HTTP/2.0 request, is the client
+ * preface of prior-knowledge h2c ("PRI * HTTP/2.0") read by net/http's
+ * HTTP/1 server: a handler such as golang.org/x/net/http2/h2c's hijacks
+ * the connection and serves its streams with an HTTP/2 server that no
+ * probe of this collector covers. It is no request: no span, and the
+ * socket is not claimed, so the sockets collector, which sees the preface
+ * as HTTP/2, traces each stream. (net/http's own HTTP/2 servers never pass
+ * a PRI request to a handler.) */
+static __always_inline bool h2c_preface(struct go_offsets *o, __u64 req)
+{
+	struct {
+		__u64 ptr;
+		__s64 len;
+	} m = {};
+	if (o->request_method < 0 || bpf_probe_read_user(&m, sizeof(m), (void *)(req + o->request_method)) != 0)
+		return false;
+	char b[4] = {};
+	if (m.len != 3 || bpf_probe_read_user(b, 3, (void *)m.ptr) != 0)
+		return false;
+	return b[0] == 'P' && b[1] == 'R' && b[2] == 'I';
+}
+
 SEC("uprobe/go_serve_http")
 int go_serve_http(struct pt_regs *ctx)
 {
@@ -494,6 +516,10 @@ int go_serve_http(struct pt_regs *ctx)
 	if (o->request_proto_major >= 0 && o->request_proto_minor >= 0) {
 		bpf_probe_read_user(&major, sizeof(major), (void *)(s.req + o->request_proto_major));
 		bpf_probe_read_user(&minor, sizeof(minor), (void *)(s.req + o->request_proto_minor));
+	}
+	if (major == 2 && h2c_preface(o, s.req)) {
+		bpf_map_delete_elem(&servers, &k);
+		return 0;
 	}
 	__s32 fd = -1;
 	__u64 goconn = 0;

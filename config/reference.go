@@ -27,7 +27,7 @@ var descriptions = map[string]string{
 	"openssl.ring_bytes":             "Size of its event ring buffer in bytes: a power of two, at least 4096.",
 	"gohttp.enabled":                 "The Go `net/http` collector (servers and clients, HTTP and HTTPS, any Go build).",
 	"gohttp.ring_bytes":              "Size of its event ring buffer in bytes: a power of two, at least 4096.",
-	"gotls.enabled":                  "The Go `crypto/tls` collector: plaintext of any Go program's TLS connections (grpc-go, ...) into the protocol decoders (HTTP/1, HTTP/2, gRPC, ...). Connections whose handshake `net/http` runs are left to `gohttp` when it is enabled.",
+	"gotls.enabled":                  "The Go `crypto/tls` collector: plaintext of any Go program's TLS connections (grpc-go, ...) into the protocol decoders (HTTP/1, HTTP/2, gRPC, ...). Connections whose handshake `net/http` runs are left to `gohttp` when it is enabled, and an executable whose only TLS connections are `net/http`'s gets no probe at all then.",
 	"gotls.ring_bytes":               "Size of its event ring buffer in bytes: a power of two, at least 4096.",
 	"symbols.cache_dir":              "Directory (created, mode 0700) where what analysing an executable or library found is kept by file identity (device, inode, size, mtime, build ID), so that a restarted agent attaches without reading its files again; `off` keeps it in memory only. Mount a host directory here in a container to keep it across pod restarts.",
 	"symbols.analysis_timeout":       "The analysis of one file is given up after this long (counted in `periscope_symbol_analysis_failures_total{reason=\"timeout\"}`).",

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -100,9 +98,7 @@ func (c *Config) defaults() {
 
 // plan is what the collector knows of one executable.
 type plan struct {
-	id      symbols.Identity // the file analysed (zero: it could not be read)
-	err     error            // why it is not probed (not Go, no net/http, ...)
-	index   uint32
+	attach.GoPlan
 	sites   []site
 	goVer   string
 	offsets symbols.Offsets
@@ -161,14 +157,9 @@ type Collector struct {
 	log   *slog.Logger
 	clock ktime.Clock
 
+	*attach.GoCollector[*plan]
 	objs  gohttpObjects
-	progs loader.Programs
 	multi bool // uprobe_multi links
-	set   *attach.Set
-
-	mu    sync.Mutex
-	plans map[symbols.FileID]*plan
-	next  uint32
 
 	m       *collectors.Metrics
 	recs    collectors.Records
@@ -186,13 +177,21 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 		sink:  sink,
 		log:   log.With("collector", Name),
 		clock: ktime.NewClock(),
-		plans: make(map[symbols.FileID]*plan),
 		// Paths up to the record's capacity (256), 1,024 of them: at
 		// most 256 KiB.
 		strings: intern.New(1024, 256),
 	}
 	c.m = collectors.NewMetrics(Name, reg, func() string { return attach.PathName(c.multi) }, func() *ebpf.Map { return c.objs.Counters })
-	c.set = attach.NewSet(cfg.Linger, c.m.Probes)
+	an := attach.Analysis[*plan, analysis]{
+		Analyzer: cfg.Analyzer, Kind: cacheKind, Log: c.log,
+		Inspect: c.inspect, Failed: failed, Plan: analysis.plan, Cacheable: cacheable,
+	}
+	c.GoCollector = attach.NewGoCollector[*plan](c.log, cfg.PerProcess, cfg.Linger, c.m, maxBinaries, attach.GoHooks[*plan]{
+		Analyse:  an.Analyse,
+		Load:     c.loadOffsets,
+		Expected: func(err error) bool { return errors.Is(err, errNoHTTP) },
+		Attach:   c.attach,
+	})
 	c.recs = collectors.Records{Sink: sink, Clock: c.clock, Read: c.m.Read}
 	c.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "periscope_go_traceparent_lookups_total",
@@ -225,110 +224,35 @@ func (c *Collector) Start(ctx context.Context) error {
 	if err := loader.Load(Name, spec, c.cfg.Ring, &c.objs, loader.Sharing(loader.NetHTTPConns, c.cfg.NetHTTPConns), c.log); err != nil {
 		return err
 	}
-	c.progs.Own(&c.objs)
-	if err := c.progs.ProcessMarkers(c.objs.GoProcessExit, c.objs.GoProcessExec); err != nil {
+	c.Progs.Own(&c.objs)
+	if err := c.Progs.ProcessMarkers(c.objs.GoProcessExit, c.objs.GoProcessExec); err != nil {
 		c.Close()
 		return err
 	}
-	c.progs.Read(ctx, c.objs.Events, c.cfg.Ring, c.decode, c.log)
+	c.Progs.Read(ctx, c.objs.Events, c.cfg.Ring, c.decode, c.log)
 	c.log.Info("collector started", "path", c.AttachPath())
 	return nil
 }
 
-// Close implements collectors.Collector.
-func (c *Collector) Close() error {
-	return errors.Join(c.set.Close(), c.progs.Close())
-}
-
-// Wait implements collectors.Collector.
-func (c *Collector) Wait() { c.progs.Wait() }
-
-// Attachments implements collectors.Attacher.
-func (c *Collector) Attachments() []collectors.Attachment { return c.set.Attachments() }
-
-// ProcessExited implements discovery.Observer.
-func (c *Collector) ProcessExited(pid uint32, _ time.Time) { c.set.Exited(pid) }
-
 // ProcessUpdated implements discovery.Observer: a selected process whose
 // executable is a Go program with net/http gets probes.
 func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mapping) {
-	if !p.Selected {
-		return
-	}
-	for _, m := range added {
-		if m.Path != p.Exe {
-			continue
-		}
-		began := time.Now()
-		pl := c.planFor(p, m)
-		if pl.err != nil {
-			continue
-		}
-		planned := time.Now()
-		key := attach.Key{File: m.File}
-		if c.cfg.PerProcess {
-			key.PID = p.PID
-		}
-		created, err := c.set.Use(key, m.Path, p.PID, func() ([]link.Link, error) {
-			return c.attach(p.HostPath(m.Path), key.PID, pl)
-		})
-		if attach.Gone(err, key, p) {
-			c.log.Debug("process exited before attach", "exe", m.Path, "pid", p.PID)
-			continue
-		}
-		if err != nil {
-			c.m.Failed.Inc()
-			c.log.Warn("cannot attach", "exe", m.Path, "pid", p.PID, "err", err)
-			continue
-		}
+	c.Update(p, added, func(a attach.Attached[*plan]) {
 		if c.cfg.Probed != nil {
-			c.cfg.Probed(p.PID)
+			c.cfg.Probed(a.Process.PID)
 		}
-		if created {
-			c.log.Info("attached", "exe", m.Path, "pid", p.PID, "go", pl.goVer, "offsets", pl.source,
-				"probes", len(pl.sites), "per_process", key.PID != 0, "header_map", pl.headerMap,
-				"http2_server", pl.h2Server, "http2_client", pl.h2Client,
-				"analysis", planned.Sub(began).Round(time.Microsecond), "attach", time.Since(planned).Round(time.Microsecond))
-			if pl.headerErr != nil {
-				c.log.Warn("incoming traceparent headers will not be read", "exe", m.Path, "err", pl.headerErr)
-			}
+		if !a.Created {
+			return
 		}
-	}
-}
-
-// planFor inspects an executable once: whether it is a Go program with
-// net/http, where its probes go and which offsets its programs read. A
-// binary that cannot be probed is logged once, naming the reason.
-func (c *Collector) planFor(p discovery.Process, m discovery.Mapping) *plan {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if pl, ok := c.plans[m.File]; ok && (pl.id == symbols.Identity{} || pl.id.Same(p.HostPath(m.Path))) {
-		return pl
-	}
-	pl := c.analyse(p.HostPath(m.Path))
-	if errors.Is(pl.err, os.ErrNotExist) {
-		// The process is gone before it could be read: nothing to say
-		// about the file, which the next process may show again.
-		c.log.Debug("process exited before inspection", "exe", m.Path, "pid", p.PID)
-		return pl
-	}
-	if pl.err == nil {
-		if c.next >= maxBinaries {
-			pl.err = fmt.Errorf("more than %d Go executables", maxBinaries)
-		} else {
-			pl.index = c.next
-			c.next++
+		pl, m := a.Plan, a.Mapping
+		c.log.Info("attached", "exe", m.Path, "pid", a.Process.PID, "go", pl.goVer, "offsets", pl.source,
+			"probes", len(pl.sites), "per_process", a.Key.PID != 0, "header_map", pl.headerMap,
+			"http2_server", pl.h2Server, "http2_client", pl.h2Client,
+			"analysis", a.Analysis.Round(time.Microsecond), "attach", a.Attach.Round(time.Microsecond))
+		if pl.headerErr != nil {
+			c.log.Warn("incoming traceparent headers will not be read", "exe", m.Path, "err", pl.headerErr)
 		}
-	}
-	if pl.err == nil {
-		pl.err = c.loadOffsets(pl)
-	}
-	if pl.err != nil && !errors.Is(pl.err, symbols.ErrNotGo) && !errors.Is(pl.err, errNoHTTP) {
-		c.m.Failed.Inc()
-		c.log.Warn("cannot trace Go executable", "exe", m.Path, "pid", p.PID, "err", pl.err)
-	}
-	c.plans[m.File] = pl
-	return pl
+	})
 }
 
 var errNoHTTP = errors.New("does not use net/http")
@@ -355,9 +279,9 @@ type analysis struct {
 func (a analysis) plan() *plan {
 	switch a.Skip {
 	case "not_go":
-		return &plan{err: fmt.Errorf("cached: %w", symbols.ErrNotGo)}
+		return failed(fmt.Errorf("cached: %w", symbols.ErrNotGo))
 	case "no_net_http":
-		return &plan{err: errNoHTTP}
+		return failed(errNoHTTP)
 	}
 	pl := &plan{sites: a.Sites, goVer: a.GoVer, offsets: a.Offsets, source: a.Source + ", cached",
 		headerMap: a.HeaderMap, h2Server: a.H2Server, h2Client: a.H2Client}
@@ -370,13 +294,16 @@ func (a analysis) plan() *plan {
 // cacheable returns what the symbol cache keeps of pl, and whether it
 // keeps anything: not the failures that may pass (a file that could not
 // be read).
+// failed is the plan of an executable not probed, for err.
+func failed(err error) *plan { return &plan{GoPlan: attach.GoPlan{Err: err}} }
+
 func cacheable(pl *plan) (analysis, bool) {
 	switch {
-	case errors.Is(pl.err, symbols.ErrNotGo):
+	case errors.Is(pl.Err, symbols.ErrNotGo):
 		return analysis{Skip: "not_go"}, true
-	case errors.Is(pl.err, errNoHTTP):
+	case errors.Is(pl.Err, errNoHTTP):
 		return analysis{Skip: "no_net_http"}, true
-	case pl.err != nil:
+	case pl.Err != nil:
 		return analysis{}, false
 	}
 	a := analysis{GoVer: pl.goVer, Sites: pl.sites, Offsets: pl.offsets, Source: pl.source,
@@ -387,49 +314,16 @@ func cacheable(pl *plan) (analysis, bool) {
 	return a, true
 }
 
-// analyse returns the plan of the executable at path: from the symbol
-// cache when a file of the same identity was analysed before (by this
-// agent or an earlier run of it), else by inspecting it under the
-// Analyzer's bounds.
-func (c *Collector) analyse(path string) *plan {
-	id, err := symbols.Identify(path)
-	if err != nil {
-		return &plan{err: err}
-	}
-	var a analysis
-	if c.cfg.Analyzer.Lookup(cacheKind, id, &a) {
-		pl := a.plan()
-		pl.id = id
-		return pl
-	}
-	var pl *plan
-	err = c.cfg.Analyzer.Run(path, func() error {
-		p := c.inspect(path)
-		pl = p
-		return p.err
-	})
-	if errors.Is(err, symbols.ErrGaveUp) || pl == nil {
-		return &plan{id: id, err: err}
-	}
-	pl.id = id
-	if a, ok := cacheable(pl); ok {
-		if err := c.cfg.Analyzer.Store(cacheKind, id, a); err != nil {
-			c.log.Debug("cannot cache the analysis", "exe", path, "err", err)
-		}
-	}
-	return pl
-}
-
 func (c *Collector) inspect(path string) *plan {
 	b, err := symbols.GoInfo(path)
 	if err != nil {
-		return &plan{err: err}
+		return failed(err)
 	}
 	defer b.Close()
 	pl := &plan{goVer: b.GoVersionRaw}
 	// One pass over the symbol table for every function looked up below.
 	if err := b.FindFuncs(probedFuncs...); err != nil {
-		return &plan{err: err}
+		return failed(err)
 	}
 	entry := func(name, prog string) error {
 		f, err := b.Func(name)
@@ -495,13 +389,13 @@ func (c *Collector) inspect(path string) *plan {
 	}
 	if len(pl.sites) == 0 {
 		if errors.Is(serverErr, symbols.ErrNoFunc) && errors.Is(clientErr, symbols.ErrNoFunc) {
-			return &plan{err: errNoHTTP}
+			return failed(errNoHTTP)
 		}
-		return &plan{err: fmt.Errorf("server: %v; client: %v", serverErr, clientErr)}
+		return failed(fmt.Errorf("server: %v; client: %v", serverErr, clientErr))
 	}
 	o, source, err := b.OffsetsWithSource()
 	if err != nil {
-		return &plan{err: err}
+		return failed(err)
 	}
 	pl.source = string(source)
 	pl.offsets = o
@@ -598,7 +492,7 @@ func (c *Collector) loadOffsets(pl *plan) error {
 	if c.objs.Offsets == nil {
 		return errors.New("collector not started")
 	}
-	if err := c.objs.Offsets.Put(pl.index, &v); err != nil {
+	if err := c.objs.Offsets.Put(pl.Index, &v); err != nil {
 		return fmt.Errorf("store offsets: %w", err)
 	}
 	return nil
@@ -620,7 +514,7 @@ func (c *Collector) attach(hostPath string, pid uint32, pl *plan) ([]link.Link, 
 		if prog == nil {
 			return nil, fmt.Errorf("%s: no program %q", s.Fn, s.Prog)
 		}
-		probes = append(probes, attach.Probe{Name: s.Fn, Offset: s.Offset, Prog: prog, Cookie: uint64(pl.index)})
+		probes = append(probes, attach.Probe{Name: s.Fn, Offset: s.Offset, Prog: prog, Cookie: uint64(pl.Index)})
 	}
 	return attach.Uprobes(hostPath, pid, probes, c.multi)
 }

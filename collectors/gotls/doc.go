@@ -10,5 +10,7 @@
 // none on a RET. Connections whose handshake net/http runs are left to the
 // gohttp collector (Config.LeaveNetHTTP), which reports their requests
 // whole: one request, one span; so are those on which gohttp saw a request
-// (Config.NetHTTPConns), whatever opened them.
+// (Config.NetHTTPConns), whatever opened them. An executable whose only TLS
+// connections are net/http's (symbols.TLSUsers, read from its code) gets
+// no probe at all then: every Read and Write would cost a hit for nothing.
 package gotls

@@ -5,8 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"sync"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -101,9 +100,7 @@ type site struct {
 
 // plan is what the collector knows of one executable.
 type plan struct {
-	id      symbols.Identity
-	err     error
-	index   uint32
+	attach.GoPlan
 	sites   []site
 	goVer   string
 	offsets symbols.Offsets
@@ -112,12 +109,18 @@ type plan struct {
 
 var errNoTLS = errors.New("does not use crypto/tls")
 
+// errNetHTTPOnly is the plan of an executable whose only crypto/tls
+// connections are net/http's, which the gohttp collector reports whole:
+// probing crypto/tls there would cost the program hits on every Read and
+// Write for no byte kept.
+var errNetHTTPOnly = errors.New("crypto/tls used by net/http only")
+
 // cacheKind names the schema of analysis in the symbol cache.
-const cacheKind = "gotls/2"
+const cacheKind = "gotls/3"
 
 // analysis is what the symbol cache keeps of an executable.
 type analysis struct {
-	Skip    string          `json:"skip,omitempty"` // "not_go" or "no_tls"
+	Skip    string          `json:"skip,omitempty"` // "not_go", "no_tls" or "nethttp_only"
 	GoVer   string          `json:"go_version,omitempty"`
 	Sites   []site          `json:"sites,omitempty"`
 	Offsets symbols.Offsets `json:"offsets"`
@@ -131,14 +134,9 @@ type Collector struct {
 	log   *slog.Logger
 	clock ktime.Clock
 
+	*attach.GoCollector[*plan]
 	objs  gotlsObjects
-	progs loader.Programs
 	multi bool
-	set   *attach.Set
-
-	mu    sync.Mutex
-	plans map[symbols.FileID]*plan
-	next  uint32
 
 	m    *collectors.Metrics
 	recs collectors.Records
@@ -152,10 +150,31 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 		sink:  sink,
 		log:   log.With("collector", Name),
 		clock: ktime.NewClock(),
-		plans: make(map[symbols.FileID]*plan),
 	}
 	c.m = collectors.NewMetrics(Name, reg, func() string { return attach.PathName(c.multi) }, func() *ebpf.Map { return c.objs.Counters })
-	c.set = attach.NewSet(cfg.Linger, c.m.Probes)
+	an := attach.Analysis[*plan, analysis]{
+		Analyzer:  cfg.Analyzer,
+		Kind:      c.cacheKind(),
+		Log:       c.log,
+		Inspect:   func(path string) *plan { return inspect(path, cfg.LeaveNetHTTP) },
+		Failed:    failed,
+		Plan:      analysis.plan,
+		Cacheable: cacheable,
+	}
+	c.GoCollector = attach.NewGoCollector[*plan](c.log, cfg.PerProcess, cfg.Linger, c.m, maxBinaries, attach.GoHooks[*plan]{
+		Analyse: func(path string) *plan {
+			pl := an.Analyse(path)
+			if errors.Is(pl.Err, errNetHTTPOnly) {
+				c.log.Info("crypto/tls left to gohttp: net/http makes the executable's only TLS connections", "exe", path)
+			}
+			return pl
+		},
+		Load: c.loadOffsets,
+		Expected: func(err error) bool {
+			return errors.Is(err, errNoTLS) || errors.Is(err, errNetHTTPOnly)
+		},
+		Attach: c.attach,
+	})
 	c.recs = collectors.Records{Sink: sink, Clock: c.clock, Read: c.m.Read}
 	return c
 }
@@ -169,7 +188,8 @@ func (c *Collector) AttachPath() string {
 	s := "uprobes on the stack-check branch of crypto/tls (*Conn).Write and (*Conn).Read and on Read's CALL runtime.memmove " +
 		"(no RET probes, no uretprobes), " + how
 	if c.cfg.LeaveNetHTTP {
-		s += "; net/http's connections (uprobes on the entry of (*conn).serve and on addTLS's CALL of the handshake) left to gohttp"
+		s += "; net/http's connections (uprobes on the entry of (*conn).serve and on addTLS's CALL of the handshake) left to gohttp, " +
+			"and no probe on executables whose only TLS connections are net/http's"
 	}
 	return s
 }
@@ -185,12 +205,12 @@ func (c *Collector) Start(ctx context.Context) error {
 	if err := loader.Load(Name, spec, c.cfg.Ring, &c.objs, loader.Sharing(loader.NetHTTPConns, c.cfg.NetHTTPConns), c.log); err != nil {
 		return err
 	}
-	c.progs.Own(&c.objs)
-	if err := c.progs.ProcessMarkers(c.objs.GoTlsProcessExit, c.objs.GoTlsProcessExec); err != nil {
+	c.Progs.Own(&c.objs)
+	if err := c.Progs.ProcessMarkers(c.objs.GoTlsProcessExit, c.objs.GoTlsProcessExec); err != nil {
 		c.Close()
 		return err
 	}
-	c.progs.Read(ctx, c.objs.Events, c.cfg.Ring, c.decode, c.log)
+	c.Progs.Read(ctx, c.objs.Events, c.cfg.Ring, c.decode, c.log)
 	c.log.Info("collector started", "path", c.AttachPath())
 	return nil
 }
@@ -209,122 +229,27 @@ func (c *Collector) SyscallHook() syscalls.Hook {
 	return syscalls.Hook{Collector: Name, Syscalls: "close", Maps: maps}
 }
 
+// ProcessUpdated implements discovery.Observer: a selected process whose
+// executable is a Go program with crypto/tls gets probes.
+func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mapping) {
+	c.Update(p, added, func(a attach.Attached[*plan]) {
+		if !a.Created {
+			return
+		}
+		probes := make([]string, 0, len(a.Plan.sites))
+		for _, s := range a.Plan.sites {
+			probes = append(probes, s.Fn)
+		}
+		c.log.Info("attached", "exe", a.Mapping.Path, "pid", a.Process.PID, "go", a.Plan.goVer, "offsets", a.Plan.source,
+			"probes", probes, "per_process", a.Key.PID != 0, "attach", a.Attach.Round(time.Microsecond))
+	})
+}
+
 // decode hands one ring record to the sink.
 func (c *Collector) decode(raw []byte) {
 	if _, ok := c.recs.Decode(raw); !ok {
 		c.m.Read.WithLabelValues("malformed").Inc()
 	}
-}
-
-// Close implements collectors.Collector.
-func (c *Collector) Close() error { return errors.Join(c.set.Close(), c.progs.Close()) }
-
-// Wait implements collectors.Collector.
-func (c *Collector) Wait() { c.progs.Wait() }
-
-// Attachments implements collectors.Attacher.
-func (c *Collector) Attachments() []collectors.Attachment { return c.set.Attachments() }
-
-// ProcessExited implements discovery.Observer.
-func (c *Collector) ProcessExited(pid uint32, _ time.Time) { c.set.Exited(pid) }
-
-// ProcessUpdated implements discovery.Observer: a selected process whose
-// executable is a Go program with crypto/tls gets probes.
-func (c *Collector) ProcessUpdated(p discovery.Process, added []discovery.Mapping) {
-	if !p.Selected {
-		return
-	}
-	for _, m := range added {
-		if m.Path != p.Exe {
-			continue
-		}
-		pl := c.planFor(p, m)
-		if pl.err != nil {
-			continue
-		}
-		key := attach.Key{File: m.File}
-		if c.cfg.PerProcess {
-			key.PID = p.PID
-		}
-		began := time.Now()
-		created, err := c.set.Use(key, m.Path, p.PID, func() ([]link.Link, error) {
-			return c.attach(p.HostPath(m.Path), key.PID, pl)
-		})
-		if attach.Gone(err, key, p) {
-			continue
-		}
-		if err != nil {
-			c.m.Failed.Inc()
-			c.log.Warn("cannot attach", "exe", m.Path, "pid", p.PID, "err", err)
-			continue
-		}
-		if created {
-			probes := make([]string, 0, len(pl.sites))
-			for _, s := range pl.sites {
-				probes = append(probes, s.Fn)
-			}
-			c.log.Info("attached", "exe", m.Path, "pid", p.PID, "go", pl.goVer, "offsets", pl.source,
-				"probes", probes, "per_process", key.PID != 0, "attach", time.Since(began).Round(time.Microsecond))
-		}
-	}
-}
-
-// planFor inspects an executable once.
-func (c *Collector) planFor(p discovery.Process, m discovery.Mapping) *plan {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if pl, ok := c.plans[m.File]; ok && (pl.id == symbols.Identity{} || pl.id.Same(p.HostPath(m.Path))) {
-		return pl
-	}
-	pl := c.analyse(p.HostPath(m.Path))
-	if errors.Is(pl.err, os.ErrNotExist) {
-		return pl
-	}
-	if pl.err == nil {
-		if c.next >= maxBinaries {
-			pl.err = fmt.Errorf("more than %d Go executables", maxBinaries)
-		} else {
-			pl.index = c.next
-			c.next++
-			pl.err = c.loadOffsets(pl)
-		}
-	}
-	if pl.err != nil && !errors.Is(pl.err, symbols.ErrNotGo) && !errors.Is(pl.err, errNoTLS) {
-		c.m.Failed.Inc()
-		c.log.Warn("cannot trace Go executable", "exe", m.Path, "pid", p.PID, "err", pl.err)
-	}
-	c.plans[m.File] = pl
-	return pl
-}
-
-// analyse returns the plan of the executable at path, from the symbol
-// cache when it holds one.
-func (c *Collector) analyse(path string) *plan {
-	id, err := symbols.Identify(path)
-	if err != nil {
-		return &plan{err: err}
-	}
-	var a analysis
-	if c.cfg.Analyzer.Lookup(c.cacheKind(), id, &a) {
-		pl := a.plan()
-		pl.id = id
-		return pl
-	}
-	var pl *plan
-	err = c.cfg.Analyzer.Run(path, func() error {
-		pl = inspect(path, c.cfg.LeaveNetHTTP)
-		return pl.err
-	})
-	if errors.Is(err, symbols.ErrGaveUp) || pl == nil {
-		return &plan{id: id, err: err}
-	}
-	pl.id = id
-	if a, ok := cacheable(pl); ok {
-		if err := c.cfg.Analyzer.Store(c.cacheKind(), id, a); err != nil {
-			c.log.Debug("cannot cache the analysis", "exe", path, "err", err)
-		}
-	}
-	return pl
 }
 
 // cacheKind distinguishes plans with and without the net/http probes.
@@ -338,20 +263,27 @@ func (c *Collector) cacheKind() string {
 func (a analysis) plan() *plan {
 	switch a.Skip {
 	case "not_go":
-		return &plan{err: fmt.Errorf("cached: %w", symbols.ErrNotGo)}
+		return failed(fmt.Errorf("cached: %w", symbols.ErrNotGo))
 	case "no_tls":
-		return &plan{err: errNoTLS}
+		return failed(errNoTLS)
+	case "nethttp_only":
+		return failed(fmt.Errorf("cached: %w", errNetHTTPOnly))
 	}
 	return &plan{sites: a.Sites, goVer: a.GoVer, offsets: a.Offsets, source: a.Source + ", cached"}
 }
 
+// failed is the plan of an executable not probed, for err.
+func failed(err error) *plan { return &plan{GoPlan: attach.GoPlan{Err: err}} }
+
 func cacheable(pl *plan) (analysis, bool) {
 	switch {
-	case errors.Is(pl.err, symbols.ErrNotGo):
+	case errors.Is(pl.Err, symbols.ErrNotGo):
 		return analysis{Skip: "not_go"}, true
-	case errors.Is(pl.err, errNoTLS):
+	case errors.Is(pl.Err, errNoTLS):
 		return analysis{Skip: "no_tls"}, true
-	case pl.err != nil:
+	case errors.Is(pl.Err, errNetHTTPOnly):
+		return analysis{Skip: "nethttp_only"}, true
+	case pl.Err != nil:
 		return analysis{}, false
 	}
 	return analysis{GoVer: pl.goVer, Sites: pl.sites, Offsets: pl.offsets, Source: pl.source}, true
@@ -361,7 +293,7 @@ func cacheable(pl *plan) (analysis, bool) {
 func inspect(path string, leaveNetHTTP bool) *plan {
 	b, err := symbols.GoInfo(path)
 	if err != nil {
-		return &plan{err: err}
+		return failed(err)
 	}
 	defer b.Close()
 	names := append([]string{fnWrite, fnRead, fnMemmove}, handshakes...)
@@ -369,32 +301,55 @@ func inspect(path string, leaveNetHTTP bool) *plan {
 		names = append(append(names, fnServe), netHTTPHandshakers...)
 	}
 	if err := b.FindFuncs(names...); err != nil {
-		return &plan{err: err}
+		return failed(err)
 	}
 	sites, err := tlsSites(b)
 	if err != nil {
-		return &plan{err: err}
+		return failed(err)
+	}
+	if leaveNetHTTP && netHTTPOnly(b) {
+		return failed(errNetHTTPOnly)
 	}
 	pl := &plan{goVer: b.GoVersionRaw, sites: sites}
 	if leaveNetHTTP {
 		s, err := netHTTPSites(b)
 		if err != nil {
-			return &plan{err: err}
+			return failed(err)
 		}
 		pl.sites = append(pl.sites, s...)
 	}
 	o, source, err := b.OffsetsWithSource()
 	if err != nil {
-		return &plan{err: err}
+		return failed(err)
 	}
 	for name, off := range map[string]int64{"crypto/tls.Conn.conn": o.TLSConnConn, "net.TCPConn.conn": o.TCPConnConn,
 		"net.conn.fd": o.NetConnFD, "net.netFD.pfd": o.NetFDPFD, "internal/poll.FD.Sysfd": o.PollFDSysfd} {
 		if off == symbols.Absent {
-			return &plan{err: fmt.Errorf("no offset for %s", name)}
+			return failed(fmt.Errorf("no offset for %s", name))
 		}
 	}
 	pl.offsets, pl.source = o, string(source)
 	return pl
+}
+
+// netHTTPOnly tells whether every function that can make a crypto/tls
+// connection in the executable is net/http's (its server's listener and
+// h2c, its transport's dials). It errs towards no: any other user (a
+// database driver, grpc-go, x/net/http2, a program's own dialer, even one
+// only net/http calls, such as a Transport.DialTLSContext) or code it
+// cannot read keeps the probes, whose marks and the gohttp claim map then
+// leave net/http's connections to gohttp.
+func netHTTPOnly(b *symbols.GoBinary) bool {
+	users, err := b.TLSUsers()
+	if err != nil {
+		return false
+	}
+	for _, u := range users {
+		if !strings.HasPrefix(u, "net/http.") && !strings.HasPrefix(u, "net/http/internal/http2.") {
+			return false
+		}
+	}
+	return true
 }
 
 // tlsSites are the probes on Write's and Read's entries and on Read's
@@ -486,7 +441,7 @@ func (c *Collector) loadOffsets(pl *plan) error {
 		PollfdSysfd: o.PollFDSysfd,
 		ConnRwc:     o.ConnRWC,
 	}
-	if err := c.objs.Offsets.Put(pl.index, &v); err != nil {
+	if err := c.objs.Offsets.Put(pl.Index, &v); err != nil {
 		return fmt.Errorf("store offsets: %w", err)
 	}
 	return nil
@@ -515,7 +470,7 @@ func (c *Collector) attach(hostPath string, pid uint32, pl *plan) ([]link.Link, 
 		if prog == nil {
 			return nil, fmt.Errorf("%s: no program %q", s.Fn, s.Prog)
 		}
-		probes = append(probes, attach.Probe{Name: s.Fn, Offset: s.Offset, Prog: prog, Cookie: uint64(pl.index)})
+		probes = append(probes, attach.Probe{Name: s.Fn, Offset: s.Offset, Prog: prog, Cookie: uint64(pl.Index)})
 	}
 	return attach.Uprobes(hostPath, pid, probes, c.multi)
 }

@@ -41,7 +41,9 @@ func progs(sites []site) []string {
 
 // TestInspect: a Go program with crypto/tls and net/http gets the three
 // TLS probes, plus the two that mark net/http's connections when they are
-// left to gohttp; with symbols and stripped alike. A Go program without
+// left to gohttp; with symbols and stripped alike. One whose only TLS
+// connections are net/http's gets none when gohttp takes them, the three
+// TLS probes when not. A Go program without
 // crypto/tls and a file that is not Go are not probed, for reasons the
 // cache keeps.
 func TestInspect(t *testing.T) {
@@ -49,8 +51,8 @@ func TestInspect(t *testing.T) {
 	strippedBin := build(t, symbols.NetHTTPProgram, "-ldflags=-s -w")
 	for _, bin := range []string{tlsAndHTTP, strippedBin} {
 		pl := inspect(bin, true)
-		if pl.err != nil {
-			t.Fatalf("%s: %v", bin, pl.err)
+		if pl.Err != nil {
+			t.Fatalf("%s: %v", bin, pl.Err)
 		}
 		want := []string{progNetHTTP, progServe, progRead, progReadCopy, progWrite}
 		if got := progs(pl.sites); !slices.Equal(got, want) {
@@ -60,21 +62,33 @@ func TestInspect(t *testing.T) {
 			t.Errorf("%s: offsets %+v", bin, pl.offsets)
 		}
 		alone := inspect(bin, false)
-		if got, want := progs(alone.sites), []string{progRead, progReadCopy, progWrite}; alone.err != nil || !slices.Equal(got, want) {
-			t.Errorf("%s without gohttp: probes %v (%v), want %v", bin, got, alone.err, want)
+		if got, want := progs(alone.sites), []string{progRead, progReadCopy, progWrite}; alone.Err != nil || !slices.Equal(got, want) {
+			t.Errorf("%s without gohttp: probes %v (%v), want %v", bin, got, alone.Err, want)
 		}
+	}
+
+	// net/http makes the only TLS connections: left to gohttp whole,
+	// probed when gohttp is not.
+	onlyHTTP := build(t, "package main\n\nimport \"net/http\"\n\nfunc main() {\n\thttp.Get(\"https://127.0.0.1:1\")\n\thttp.ListenAndServeTLS(\":0\", \"c\", \"k\", nil)\n}\n")
+	if pl := inspect(onlyHTTP, true); !errors.Is(pl.Err, errNetHTTPOnly) {
+		t.Errorf("net/http alone: %v, want errNetHTTPOnly", pl.Err)
+	} else if a, ok := cacheable(pl); !ok || a.Skip != "nethttp_only" || !errors.Is(a.plan().Err, errNetHTTPOnly) {
+		t.Errorf("net/http alone cached as %+v, %v", a, ok)
+	}
+	if pl := inspect(onlyHTTP, false); pl.Err != nil || len(pl.sites) != 3 {
+		t.Errorf("net/http alone without gohttp: %v, probes %v; want the three TLS probes", pl.Err, progs(pl.sites))
 	}
 
 	noTLS := build(t, "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hi\") }\n")
 	pl := inspect(noTLS, true)
-	if !errors.Is(pl.err, errNoTLS) {
-		t.Errorf("program without crypto/tls: %v, want errNoTLS", pl.err)
+	if !errors.Is(pl.Err, errNoTLS) {
+		t.Errorf("program without crypto/tls: %v, want errNoTLS", pl.Err)
 	}
-	if a, ok := cacheable(pl); !ok || a.Skip != "no_tls" || !errors.Is(a.plan().err, errNoTLS) {
+	if a, ok := cacheable(pl); !ok || a.Skip != "no_tls" || !errors.Is(a.plan().Err, errNoTLS) {
 		t.Errorf("cached as %+v, %v", a, ok)
 	}
 	notGo := inspect("/bin/sh", true)
-	if !errors.Is(notGo.err, symbols.ErrNotGo) {
-		t.Errorf("/bin/sh: %v, want ErrNotGo", notGo.err)
+	if !errors.Is(notGo.Err, symbols.ErrNotGo) {
+		t.Errorf("/bin/sh: %v, want ErrNotGo", notGo.Err)
 	}
 }

@@ -243,6 +243,9 @@ func TestPostgresGoTLS(t *testing.T) {
 	gc := startProc(t, nil, goclients, "-system", "pgx", "-addr", fmt.Sprintf("127.0.0.1:%d", port),
 		"-password", password, "-db", "shop", "-sslmode", "require", "-wait-stdin")
 	e.instrumented(t, gc.PID)
+	// The gotls collector's own probes: another collector may be first
+	// (gotls reads the binary's code to find its TLS users first).
+	probedBy(t, e, "gotls", gc.PID)
 	gc.send("go")
 	gc.mustSucceed(60 * time.Second)
 	client := e.spans(t, 155, dbSpans("postgresql", gc.PID))

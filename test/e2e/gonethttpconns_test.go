@@ -1,7 +1,12 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -108,4 +113,85 @@ func gotlsRecords(t *testing.T, e *env) (data, bind float64) {
 	data = e.agent.Metric(t, "periscope_events_read_total", map[string]string{"collector": "gotls", "type": "data"})
 	bind = e.agent.Metric(t, "periscope_events_read_total", map[string]string{"collector": "gotls", "type": "bind"})
 	return data, bind
+}
+
+// TestGoNetHTTPOnlyTLS: a Go program whose only crypto/tls connections are
+// net/http's (testdata/gohttps: ListenAndServeTLS and http.Transport, no
+// other TLS code) gets no gotls probe at all — on it, every crypto/tls
+// Read and Write would cost a uprobe hit for no byte kept, gohttp
+// reporting the requests whole — and each request is still exactly one
+// span: N GETs over HTTP/1.1 and N over HTTP/2, N SERVER and N CLIENT
+// spans each, every server span the child of its client span, no gotls
+// record.
+func TestGoNetHTTPOnlyTLS(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, ca := harness.GenerateCert(t, dir)
+	bin := buildTestdataGo(t, "gohttps", dir)
+	e := startAgent(t, "--include-exe", "gohttps")
+	const n = 6
+	for _, h2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("h2=%v", h2), func(t *testing.T) {
+			port := harness.FreePort(t)
+			srv := startProc(t, nil, bin, "server", fmt.Sprintf("127.0.0.1:%d", port), cert, key)
+			waitListening(t, srv, port)
+			args := []string{"client", fmt.Sprintf("https://127.0.0.1:%d", port), strconv.Itoa(n), ca}
+			if h2 {
+				args = append(args, "-h2")
+			}
+			cl := startProc(t, nil, bin, args...)
+			cl.expect("ready", 30*time.Second)
+			probedBy(t, e, "gohttp", srv.PID, cl.PID)
+			cl.send("")
+			if got := cl.expect("done", 30*time.Second); got != strconv.Itoa(n) {
+				t.Fatalf("client made %s GETs, want %d", got, n)
+			}
+			server := e.spans(t, n, byPIDs(kindServer, srv.PID))
+			client := e.spans(t, n, byPIDs(kindClient, cl.PID))
+			version := map[bool]string{false: "1.1", true: "2"}[h2]
+			for _, set := range [][]otlpreceiver.Span{server, client} {
+				for _, s := range set {
+					if attrInt(s, "http.response.status_code") != 200 || attrStr(s, "network.protocol.version") != version {
+						t.Errorf("span %s %s: status %d, version %s; want 200, %s", s.Name, attrStr(s, "url.path"),
+							attrInt(s, "http.response.status_code"), attrStr(s, "network.protocol.version"), version)
+					}
+				}
+			}
+			checkParents(t, server, client)
+			notProbedBy(t, e, "gotls", srv.PID, cl.PID)
+		})
+	}
+	if d, b := gotlsRecords(t, e); d != 0 || b != 0 {
+		t.Errorf("gotls read %v data and %v bind records, want none", d, b)
+	}
+}
+
+// notProbedBy fails unless the agent's status shows each pid without
+// collector's probes.
+func notProbedBy(t *testing.T, e *env, collector string, pids ...int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := e.agent.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range st.Processes {
+		if slices.Contains(pids, p.PID) && slices.Contains(p.Collectors, collector) {
+			t.Errorf("process %d is probed by %s (collectors %v)", p.PID, collector, p.Collectors)
+		}
+	}
+}
+
+// buildTestdataGo builds the Go program of testdata/name (a module of its
+// own) with the local toolchain into dir.
+func buildTestdataGo(t *testing.T, name, dir string) string {
+	t.Helper()
+	out := filepath.Join(dir, name)
+	cmd := exec.Command(harness.GoTool(t), "build", "-o", out, ".")
+	cmd.Dir = testdataPath(t, name)
+	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false", "GOTOOLCHAIN=local")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", name, err, b)
+	}
+	return out
 }

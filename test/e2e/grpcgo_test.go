@@ -139,6 +139,60 @@ func TestGoGRPCBesideNetHTTP(t *testing.T) {
 	checkParents(t, httpServer, httpClient)
 }
 
+// TestGoH2CHandler: h2c served through golang.org/x/net/http2/h2c — the
+// connection accepted by net/http's HTTP/1 server (which gohttp probes),
+// whose handler gets the prior-knowledge preface as a "PRI *" request,
+// hijacks the connection and serves its streams with x/net/http2's server
+// (no probe of gohttp's) — called by x/net/http2's client (AllowHTTP, one
+// connection). gohttp reports no request for the preface (it used to send
+// the start of one that never ended) and leaves the
+// socket to the sockets collector, which decodes the HTTP/2: N GETs are
+// exactly N SERVER and N CLIENT spans, one per stream, each server span
+// the child of its client span.
+func TestGoH2CHandler(t *testing.T) {
+	bin := buildGRPCGo(t, t.TempDir())
+	e := startAgent(t, "--include-exe", "grpcgo")
+	srv := startProc(t, []string{"OTEL_SERVICE_NAME=h2c-server"}, bin, "-mode", "h2c-server")
+	port := srv.expect("listening", 30*time.Second)
+	const n = 6
+	cli := startProc(t, []string{"OTEL_SERVICE_NAME=h2c-client"}, bin, "-mode", "h2c-client", "-port", port,
+		"-n", strconv.Itoa(n), "-wait")
+	cli.expect("ready", 30*time.Second)
+	probedBy(t, e, "gohttp", srv.PID, cli.PID)
+	e.instrumented(t, srv.PID, cli.PID)
+	cli.send("go")
+	if got := cli.expect("done", 60*time.Second); got != strconv.Itoa(n) {
+		t.Fatalf("client made %s GETs, want %d", got, n)
+	}
+	cli.mustSucceed(10 * time.Second)
+	server := e.spans(t, n, byPIDs(kindServer, srv.PID))
+	client := e.spans(t, n, byPIDs(kindClient, cli.PID))
+	for _, set := range [][]otlpreceiver.Span{server, client} {
+		got := counts(set, func(s otlpreceiver.Span) string {
+			return fmt.Sprintf("%s %d %s", attrStr(s, "http.request.method"), attrInt(s, "http.response.status_code"),
+				attrStr(s, "network.protocol.version"))
+		})
+		if want := map[string]int{"GET 200 2": n}; !maps.Equal(got, want) {
+			t.Errorf("spans %v, want %v", got, want)
+		}
+		paths := map[string]bool{}
+		for _, s := range set {
+			paths[attrStr(s, "url.path")] = true
+		}
+		for i := range n {
+			if p := fmt.Sprintf("/h2c/%d", i); !paths[p] {
+				t.Errorf("no span of %s (paths %v)", p, paths)
+			}
+		}
+	}
+	checkParents(t, server, client)
+	// Neither side's requests go through net/http's server or client:
+	// the preface is no request of gohttp's.
+	if v := e.agent.Metric(t, "periscope_events_read_total", map[string]string{"collector": "gohttp", "type": "request_start"}); v != 0 {
+		t.Errorf("gohttp read %v request starts, want none (the h2c preface is no request)", v)
+	}
+}
+
 // splitRPC separates gRPC spans from the others.
 func splitRPC(spans []otlpreceiver.Span) (rpc, other []otlpreceiver.Span) {
 	for _, s := range spans {

@@ -11,6 +11,13 @@
 //	                                          Sum (4 requests), Chat (2 each way); prints "done CALLS";
 //	                                          with -http-port H, then -http-n GET /hello over
 //	                                          HTTP/1.1 and as many over h2c to H: prints "http GETS"
+//	grpcgo -mode h2c-server                   serves GET /h2c/* with net/http through
+//	                                          golang.org/x/net/http2/h2c (the connection accepted by
+//	                                          net/http, hijacked, served by x/net/http2); prints
+//	                                          "listening PORT", stops at EOF on stdin
+//	grpcgo -mode h2c-client -port P -n N [-wait]
+//	                                          N GET /h2c/I over one prior-knowledge h2c connection
+//	                                          (x/net/http2.Transport); prints "done GETS"
 //	grpcgo -mode load -port P [-ca CA] -conc C -dur D
 //	                                          unary Echo calls from C goroutines on one
 //	                                          connection for D; prints "calls N"
@@ -19,6 +26,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,6 +39,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -155,6 +165,14 @@ func main() {
 		if *httpPort != 0 {
 			fmt.Println("http", gets(*httpPort, *httpN))
 		}
+	case "h2c-server":
+		serveH2C()
+	case "h2c-client":
+		if *wait {
+			fmt.Println("ready")
+			_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		}
+		fmt.Println("done", h2cGets(*port, *n))
 	case "load":
 		fmt.Println("calls", load(dial(*port, *ca), *conc, *dur))
 	default:
@@ -226,6 +244,52 @@ func gets(port, n int) int {
 		}
 		t.CloseIdleConnections()
 	}
+	return made
+}
+
+// serveH2C serves GET /h2c/* over h2c the way golang.org/x/net/http2/h2c
+// does it: net/http's HTTP/1 server reads the preface as a PRI request and
+// the h2c handler hijacks the connection for x/net/http2's server.
+func serveH2C() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			http.Error(w, "not HTTP/2", http.StatusHTTPVersionNotSupported)
+			return
+		}
+		fmt.Fprint(w, "hello")
+	})
+	srv := &http.Server{Handler: h2c.NewHandler(h, &http2.Server{})}
+	go func() { log.Fatal(srv.Serve(ln)) }()
+	fmt.Println("listening", ln.Addr().(*net.TCPAddr).Port)
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+}
+
+// h2cGets makes n GET /h2c/I over one prior-knowledge h2c connection of
+// x/net/http2's client and returns how many succeeded; a failure is fatal.
+func h2cGets(port, n int) int {
+	t := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
+	c := &http.Client{Transport: t}
+	made := 0
+	for i := range n {
+		resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/h2c/%d", port, i))
+		if err != nil {
+			log.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+			log.Fatalf("GET /h2c/%d: %s %s", i, resp.Proto, resp.Status)
+		}
+		made++
+	}
+	t.CloseIdleConnections()
 	return made
 }
 

@@ -1,0 +1,3 @@
+module periscope.example/gohttps
+
+go 1.18
