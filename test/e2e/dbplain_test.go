@@ -437,29 +437,10 @@ func TestMySQLPlain(t *testing.T) {
 	port := startMariaDB(t, password)
 
 	py := runDone(t, []string{"MYSQL_PASSWORD=" + password}, "done", python(t), testdataPath(t, "db/mysql_client.py"), fmt.Sprint(port))
-	wantPy := map[string]int{
-		"CREATE TABLE py_items | CREATE TABLE py_items (id int PRIMARY KEY, secret varchar(?)) | ": 1,
-		"INSERT py_items | INSERT INTO py_items VALUES (?, ?) | ":                                  1,
-		"SELECT py_items | SELECT secret FROM py_items WHERE id = ? | ":                            100,
-		"SELECT missing | SELECT * FROM missing WHERE s = ? | 1146":                                1,
-		"BEGIN | BEGIN | ": 1,
-		"UPDATE py_items | UPDATE py_items SET secret = ? WHERE id = ? | ": 1,
-		"COMMIT | COMMIT | ": 1,
-	}
-	wantDBSpans(t, e, "mariadb", py.PID, 106, wantPy)
+	wantDBSpans(t, e, "mariadb", py.PID, 106, wantPyMySQL())
 
 	gc := runDone(t, nil, "", goclients, "-system", "mysql", "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-password", password, "-db", "shop")
-	wantGo := map[string]int{
-		"CREATE TABLE gitems | CREATE TABLE IF NOT EXISTS gitems (id int PRIMARY KEY, name varchar(?)) | ": 1,
-		"INSERT gitems | INSERT INTO gitems (id, name) VALUES (?, ?) | ":                                   100, // one COM_STMT_PREPARE, 100 COM_STMT_EXECUTE
-		"SELECT gitems | SELECT id, name FROM gitems WHERE id < ? | ":                                      1,
-		"SELECT no_such_table | SELECT * FROM no_such_table WHERE x = ? | 1146":                            1,
-		"UPDATE gitems | UPDATE gitems SET name = ? WHERE id = ? | ":                                       2, // in the multi-statement query, and in the transaction
-		"DELETE gitems | DELETE FROM gitems WHERE id = ? | ":                                               1,
-		"START TRANSACTION | START TRANSACTION | ":                                                         1,
-		"COMMIT | COMMIT | ": 1,
-	}
-	wantDBSpans(t, e, "mariadb", gc.PID, 108, wantGo)
+	wantDBSpans(t, e, "mariadb", gc.PID, 108, wantGoMySQL())
 	for _, s := range e.recv.Spans() {
 		if attrStr(s, "db.system.name") == "mariadb" && (attrStr(s, "db.namespace") != "shop" || attrInt(s, "server.port") != int64(port)) {
 			t.Errorf("span %q: attributes %v", s.Name, s.Attributes)
@@ -506,4 +487,88 @@ func TestMySQLTLSUpgrade(t *testing.T) {
 	if n < 4 || n > 8 {
 		t.Errorf("the sockets collector read %v data records for the TLS connection, want the greeting and the SSL request at both ends (4 to 8)", n)
 	}
+}
+
+// wantPyMySQL are the spans of testdata/db/mysql_client.py's workload.
+func wantPyMySQL() map[string]int {
+	return map[string]int{
+		"CREATE TABLE py_items | CREATE TABLE py_items (id int PRIMARY KEY, secret varchar(?)) | ": 1,
+		"INSERT py_items | INSERT INTO py_items VALUES (?, ?) | ":                                  1,
+		"SELECT py_items | SELECT secret FROM py_items WHERE id = ? | ":                            100,
+		"SELECT missing | SELECT * FROM missing WHERE s = ? | 1146":                                1,
+		"BEGIN | BEGIN | ": 1,
+		"UPDATE py_items | UPDATE py_items SET secret = ? WHERE id = ? | ": 1,
+		"COMMIT | COMMIT | ": 1,
+	}
+}
+
+// wantGoMySQL are the spans of goclients' go-sql-driver/mysql workload.
+func wantGoMySQL() map[string]int {
+	return map[string]int{
+		"CREATE TABLE gitems | CREATE TABLE IF NOT EXISTS gitems (id int PRIMARY KEY, name varchar(?)) | ": 1,
+		"INSERT gitems | INSERT INTO gitems (id, name) VALUES (?, ?) | ":                                   100, // one COM_STMT_PREPARE, 100 COM_STMT_EXECUTE
+		"SELECT gitems | SELECT id, name FROM gitems WHERE id < ? | ":                                      1,
+		"SELECT no_such_table | SELECT * FROM no_such_table WHERE x = ? | 1146":                            1,
+		"UPDATE gitems | UPDATE gitems SET name = ? WHERE id = ? | ":                                       2, // in the multi-statement query, and in the transaction
+		"DELETE gitems | DELETE FROM gitems WHERE id = ? | ":                                               1,
+		"START TRANSACTION | START TRANSACTION | ":                                                         1,
+		"COMMIT | COMMIT | ": 1,
+	}
+}
+
+// TestMySQLTLS: pymysql (OpenSSL through Python's ssl), go-sql-driver/mysql
+// (Go crypto/tls) and the mariadb client (OpenSSL) over TLS against a real
+// MariaDB: the greeting and the SSL request go over the socket, the rest
+// inside TLS, where the decoder starts at the client's HandshakeResponse
+// (sequence 2). The same exact CLIENT spans as over plaintext, named
+// mariadb (the greeting, seen on the socket, says so), db.namespace from
+// the HandshakeResponse, SERVER spans from the traced mariadbd, and none
+// of the planted secrets in any exporter.
+func TestMySQLTLS(t *testing.T) {
+	const password = "planted-mysql-password"
+	goclients := buildGoClients(t)
+	// Every process: goclients is probed after its exec, and waits for
+	// its probes before it connects (the decoder needs the connection's
+	// first bytes).
+	e := startAgentOTLP(t, dbAgentEnv)
+	cert, key, _ := harness.GenerateCert(t, filepath.Join(t.TempDir(), "tls"))
+	port := startMariaDB(t, password, "--ssl-cert="+cert, "--ssl-key="+key)
+
+	py := runDone(t, []string{"MYSQL_PASSWORD=" + password}, "done", python(t), testdataPath(t, "db/mysql_client.py"), fmt.Sprint(port), "tls")
+	wantDBSpans(t, e, "mariadb", py.PID, 106, wantPyMySQL())
+
+	gc := startProc(t, nil, goclients, "-system", "mysql", "-addr", fmt.Sprintf("127.0.0.1:%d", port),
+		"-password", password, "-db", "shop", "-sslmode", "require", "-wait-stdin")
+	e.instrumented(t, gc.PID)
+	gc.send("go")
+	gc.mustSucceed(60 * time.Second)
+	wantDBSpans(t, e, "mariadb", gc.PID, 108, wantGoMySQL())
+
+	cli := runDone(t, []string{"MYSQL_PWD=" + password}, "", "mariadb", "--no-defaults", "--ssl", "--skip-ssl-verify-server-cert",
+		"-h", "127.0.0.1", "-P", fmt.Sprint(port), "-u", "app", "shop",
+		"-e", "SELECT secret FROM py_items WHERE id = 1; SELECT * FROM py_items WHERE secret = 'planted-cli'")
+	wantCLI := map[string]int{
+		"SELECT py_items | SELECT secret FROM py_items WHERE id = ? | ": 1,
+		"SELECT py_items | SELECT * FROM py_items WHERE secret = ? | ":  1,
+	}
+	wantDBSpans(t, e, "mariadb", cli.PID, 2, wantCLI)
+	for _, s := range e.recv.Spans() {
+		if byPIDs(kindClient, py.PID, gc.PID, cli.PID)(s) && (attrStr(s, "db.namespace") != "shop" || attrInt(s, "server.port") != int64(port)) {
+			t.Errorf("span %q: attributes %v", s.Name, s.Attributes)
+		}
+	}
+	want := map[string]int{}
+	for _, m := range []map[string]int{wantPyMySQL(), wantGoMySQL(), wantCLI} {
+		for k, n := range m {
+			want[k] += n
+		}
+	}
+	server := e.spans(t, 106+108+2, func(s otlpreceiver.Span) bool {
+		// (startMariaDB's statements, over the Unix socket, have no database)
+		return int(s.Kind) == kindServer && attrStr(s, "db.system.name") == "mariadb" && attrStr(s, "db.namespace") == "shop"
+	})
+	if got := counts(server, dbKey); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("mariadbd's SERVER spans:\n%v\nwant\n%v", got, want)
+	}
+	noPlanted(t, e, "planted")
 }

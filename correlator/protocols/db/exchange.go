@@ -44,6 +44,10 @@ type Exchange struct {
 	BatchSize  int    // db.operation.batch.size (0: not a batch)
 	Rows       int64  // rows (or elements) returned, counted without buffering
 	Bytes      int64  // response bytes
+	// SystemUnsure says System is a guess (a MySQL connection decoded from
+	// inside TLS, its greeting not seen): the protocol's Describe may know
+	// better.
+	SystemUnsure bool
 }
 
 var _ protocol.Exchange = (*Exchange)(nil)
