@@ -8,7 +8,9 @@ server default: no SET AUTOCOMMIT): CREATE TABLE py_items, INSERT x1,
 SELECT ... WHERE id = ? x100, SELECT FROM missing (error 1146), then a
 transaction: BEGIN, UPDATE, COMMIT.
 With "tls": over TLS (the SSL request, then TLS; the server's self-signed
-certificate is not verified), checked before it prints "done".
+certificate is not verified), checked before it prints "done"; it first
+waits for a line on stdin (libssl is loaded: the test waits until the agent
+probes this process, whose connection's first bytes the decoder needs).
 """
 import os
 import ssl
@@ -21,6 +23,7 @@ if sys.argv[2:] == ["tls"]:
     tls = ssl.create_default_context()
     tls.check_hostname = False
     tls.verify_mode = ssl.CERT_NONE
+    sys.stdin.readline()
 conn = pymysql.connect(host="127.0.0.1", port=int(sys.argv[1]), user="app",
                        password=os.environ["MYSQL_PASSWORD"], database="shop", autocommit=True, ssl=tls)
 if tls is not None and not isinstance(conn._sock, ssl.SSLSocket):
