@@ -204,6 +204,9 @@ func (cn *conn) info() protocol.Conn {
 	return protocol.Conn{Role: r, Scheme: cn.scheme, Bound: cn.bound, Local: cn.tuple.Local, Remote: cn.tuple.Remote, PeerAddr: cn.peerAddr}
 }
 
+// Info implements protocol.ConnInfo.
+func (cn *conn) Info() protocol.Conn { return cn.info() }
+
 // Begin implements protocol.Handler.
 func (cn *conn) Begin(px protocol.Exchange) {
 	c := cn.c

@@ -110,6 +110,25 @@ type Handler interface {
 	End(x Exchange, end time.Time, reason string)
 }
 
+// ConnInfo is implemented by handlers that can tell a decoder which
+// connection it decodes: a protocol that must match one connection's
+// stream with another's (MySQL's greeting on the socket, the rest inside
+// TLS) asks.
+type ConnInfo interface {
+	Info() Conn
+}
+
+// Client returns the client's end of a bound connection.
+func (c Conn) Client() netip.AddrPort {
+	switch {
+	case !c.Bound:
+		return netip.AddrPort{}
+	case c.Role == Server:
+		return c.Remote
+	}
+	return c.Local
+}
+
 // Decoder decodes the two streams of one connection.
 type Decoder interface {
 	// Feed decodes one chunk of stream side. An error means the

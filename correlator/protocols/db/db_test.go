@@ -2,6 +2,8 @@ package db
 
 import (
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -158,5 +160,48 @@ periscope_db_decoder_events_total{event="overflowed",protocol="postgresql"} 5
 	}
 	if _, err := NewStats(reg, "redis"); err != nil {
 		t.Fatalf("a second protocol: %v", err)
+	}
+}
+
+// Spans with its cache describe exactly as Describe without one, on the
+// first span of a server and on the ones after (cached), past the
+// cache's bounds too.
+func TestDescribeCached(t *testing.T) {
+	sp := NewSpans()
+	conns := []protocol.Conn{
+		{},
+		{Role: protocol.Client, Bound: true, Remote: netip.MustParseAddrPort("10.0.0.5:6379")},
+		{Role: protocol.Client, Bound: true, Remote: netip.MustParseAddrPort("[::ffff:127.0.0.1]:6379")},
+		{Role: protocol.Server, Bound: true, Local: netip.MustParseAddrPort("[::1]:3306"), Remote: netip.MustParseAddrPort("[::1]:40000")},
+	}
+	for i := range maxCachedServers + 2 {
+		conns = append(conns, protocol.Conn{Role: protocol.Client, Bound: true,
+			Remote: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 6379)})
+	}
+	xs := []Exchange{
+		{System: Redis, Operation: "GET", Namespace: "3", Query: "GET k"},
+		{System: Redis, Operation: "EVALSHA", Procedure: "abc"},
+		{System: Redis},
+		{System: MySQL, Operation: "COM_PING", Namespace: "shop"},
+		{System: MySQL, Operation: "COM_PING"},
+		{System: PostgreSQL, Summary: "SELECT t", ErrorType: "42P01", StatusCode: "42P01"},
+	}
+	for i := range maxCachedNames + 2 {
+		xs = append(xs, Exchange{System: Redis, Operation: "OP" + strconv.Itoa(i)})
+	}
+	for round := range 2 {
+		for _, c := range conns {
+			for _, x := range xs {
+				var want, got span.Span
+				Describe(&x, c, "", &want)
+				sp.Describe(&x, c, "", &got)
+				if got.Name != want.Name || got.Status != want.Status || !slices.Equal(got.Attributes, want.Attributes) {
+					t.Fatalf("round %d %+v on %+v: got %q %v, want %q %v", round, x, c, got.Name, got.Attributes, want.Name, want.Attributes)
+				}
+			}
+		}
+	}
+	if n := len(sp.cache.servers); n > maxCachedServers {
+		t.Errorf("cache holds %d servers, bound %d", n, maxCachedServers)
 	}
 }

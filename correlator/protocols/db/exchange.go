@@ -44,6 +44,10 @@ type Exchange struct {
 	BatchSize  int    // db.operation.batch.size (0: not a batch)
 	Rows       int64  // rows (or elements) returned, counted without buffering
 	Bytes      int64  // response bytes
+	// SystemUnsure says System is a guess (a MySQL connection decoded from
+	// inside TLS, its greeting not seen): the protocol's Describe may know
+	// better.
+	SystemUnsure bool
 }
 
 var _ protocol.Exchange = (*Exchange)(nil)
@@ -64,6 +68,11 @@ func (x *Exchange) Failed() bool { return x.ErrorType != "" }
 // "{db.operation.name} {target}", else the target, else the system. Redis
 // spans never use the namespace (a number) as the target.
 func (x *Exchange) Name(server netip.AddrPort) string {
+	return x.name(server, hostPort(server))
+}
+
+// name is Name with the server's "address:port" given.
+func (x *Exchange) name(server netip.AddrPort, hostport string) string {
 	if x.Summary != "" {
 		return x.Summary
 	}
@@ -75,7 +84,7 @@ func (x *Exchange) Name(server netip.AddrPort) string {
 		target = x.Namespace
 	}
 	if target == "" && server.IsValid() {
-		target = server.Addr().Unmap().String() + ":" + strconv.Itoa(int(server.Port()))
+		target = hostport
 	}
 	switch {
 	case x.Operation != "" && target != "":
@@ -88,13 +97,25 @@ func (x *Exchange) Name(server netip.AddrPort) string {
 	return x.System
 }
 
-// Describe sets the span name, attributes and status of x on s.
+func hostPort(server netip.AddrPort) string {
+	if !server.IsValid() {
+		return ""
+	}
+	return server.Addr().Unmap().String() + ":" + strconv.Itoa(int(server.Port()))
+}
+
+// Describe sets the span name, attributes and status of x on s, appending
+// to the span's own attribute array.
 func Describe(x *Exchange, c protocol.Conn, reason string, s *span.Span) {
+	describe(x, c, reason, s, nil)
+}
+
+func describe(x *Exchange, c protocol.Conn, reason string, s *span.Span, cache *nameCache) {
 	server := c.ServerAddr()
-	s.Name = x.Name(server)
-	attrs := make([]attribute.KeyValue, 0, 14)
-	attrs = append(attrs, attribute.String("db.system.name", x.System))
-	attrs = appendCommon(attrs, x, server)
+	addr, hostport := cache.server(server)
+	s.Name = cache.name(x, server, hostport)
+	attrs := append(s.Attributes, attribute.String("db.system.name", x.System))
+	attrs = appendCommon(attrs, x, server, addr)
 	if x.Query != "" {
 		attrs = append(attrs, attribute.String("db.query.text", x.Query))
 	}
@@ -105,11 +126,15 @@ func Describe(x *Exchange, c protocol.Conn, reason string, s *span.Span) {
 		attrs = append(attrs, attribute.Int("db.operation.batch.size", x.BatchSize))
 	}
 	if c.Bound && c.Remote.IsValid() && c.Role == protocol.Client {
+		peer := addr
+		if c.Remote != server {
+			peer = c.Remote.Addr().Unmap().String()
+		}
 		attrs = append(attrs,
-			attribute.String("network.peer.address", c.Remote.Addr().Unmap().String()),
+			attribute.String("network.peer.address", peer),
 			attribute.Int("network.peer.port", int(c.Remote.Port())))
 	}
-	s.Attributes = append(s.Attributes, attrs...)
+	s.Attributes = attrs
 	if x.Failed() && reason == "" {
 		s.Status = span.Error
 		s.StatusMsg = x.ErrorType
@@ -122,11 +147,16 @@ func Describe(x *Exchange, c protocol.Conn, reason string, s *span.Span) {
 func MetricAttributes(x *Exchange, c protocol.Conn) []attribute.KeyValue {
 	attrs := make([]attribute.KeyValue, 0, 9)
 	attrs = append(attrs, attribute.String("db.system.name", x.System))
-	return appendCommon(attrs, x, c.ServerAddr())
+	server := c.ServerAddr()
+	addr := ""
+	if server.IsValid() {
+		addr = server.Addr().Unmap().String()
+	}
+	return appendCommon(attrs, x, server, addr)
 }
 
 // appendCommon appends the attributes spans and the histogram share.
-func appendCommon(attrs []attribute.KeyValue, x *Exchange, server netip.AddrPort) []attribute.KeyValue {
+func appendCommon(attrs []attribute.KeyValue, x *Exchange, server netip.AddrPort, addr string) []attribute.KeyValue {
 	for _, kv := range [...]struct{ k, v string }{
 		{"db.namespace", x.Namespace},
 		{"db.operation.name", x.Operation},
@@ -141,7 +171,7 @@ func appendCommon(attrs []attribute.KeyValue, x *Exchange, server netip.AddrPort
 	}
 	if server.IsValid() {
 		attrs = append(attrs,
-			attribute.String("server.address", server.Addr().Unmap().String()),
+			attribute.String("server.address", addr),
 			attribute.Int("server.port", int(server.Port())))
 	}
 	return attrs

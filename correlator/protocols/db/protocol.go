@@ -8,12 +8,17 @@ import (
 	"github.com/periscope-apm/periscope/span"
 )
 
-// Spans gives a database protocol its protocol.Protocol Describe.
-type Spans struct{}
+// Spans gives a database protocol its protocol.Protocol Describe, with
+// the strings spans of one server share (its address, the names of its
+// operations) made once.
+type Spans struct{ cache *nameCache }
+
+// NewSpans returns a Spans with its cache.
+func NewSpans() Spans { return Spans{cache: newNameCache()} }
 
 // Describe implements protocol.Protocol for exchanges of type *Exchange.
-func (Spans) Describe(x protocol.Exchange, c protocol.Conn, reason string, s *span.Span) {
-	Describe(x.(*Exchange), c, reason, s)
+func (sp Spans) Describe(x protocol.Exchange, c protocol.Conn, reason string, s *span.Span) {
+	describe(x.(*Exchange), c, reason, s, sp.cache)
 }
 
 // Claim returns the detection of a protocol whose first bytes were seen

@@ -15,6 +15,9 @@ import (
 // with ErrLostSync.
 func FuzzDecoder(f *testing.F) {
 	dbtest.SeedCaptures(f, "testdata")
+	// a connection's TLS plaintext: it starts at the HandshakeResponse
+	f.Add([]byte(handshakeAfterTLS(baseCaps|capSSL|capMySQL, "shop")+query("SELECT 1")),
+		[]byte(pkt(3, okBody(0, 2))+resultSet(1, []string{"\x011"}, false, 2)), uint64(7))
 	f.Fuzz(func(t *testing.T, reqs, resps []byte, seed uint64) {
 		rec := &dbtest.Recorder{T: t}
 		d := New(&db.Stats{}).NewDecoder(protocol.Client, rec).(*decoder)

@@ -21,6 +21,7 @@
 package mysql
 
 import (
+	"encoding/binary"
 	"time"
 
 	"github.com/periscope-apm/periscope/correlator/protocol"
@@ -38,10 +39,14 @@ const (
 	maxText       = 8192
 	maxStored     = 2048
 	maxPacket     = 0xffffff
+	// maxHandshake bounds a HandshakeResponse (user name, auth data,
+	// database, plugin name and connection attributes).
+	maxHandshake = 8192
 )
 
 // Capability flags.
 const (
+	capMySQL         = 1 << 0 // CLIENT_LONG_PASSWORD; MariaDB: CLIENT_MYSQL, which its servers do not offer
 	capConnectWithDB = 1 << 3
 	capProtocol41    = 1 << 9
 	capSSL           = 1 << 11
@@ -84,20 +89,28 @@ var commandNames = map[byte]string{
 // Protocol is MySQL and MariaDB.
 type Protocol struct {
 	db.Spans
-	stats *db.Stats
+	stats     *db.Stats
+	greetings *greetings
 }
 
 var _ protocol.Protocol = (*Protocol)(nil)
 
 // New returns the MySQL protocol; its decoders count drops into stats.
-func New(stats *db.Stats) *Protocol { return &Protocol{stats: stats} }
+func New(stats *db.Stats) *Protocol {
+	return &Protocol{Spans: db.NewSpans(), stats: stats, greetings: newGreetings()}
+}
 
 // Name implements protocol.Protocol.
 func (*Protocol) Name() string { return "mysql" }
 
 // Detect implements protocol.Protocol: the server speaks first, with a
-// protocol 10 greeting in packet 0.
+// protocol 10 greeting in packet 0; on a TLS library's plaintext the
+// client does, with the HandshakeResponse that follows its SSL request
+// (the greeting and the SSL request went over the socket in the clear).
 func (*Protocol) Detect(first []byte, dir events.Direction) protocol.Detection {
+	if tlsHandshakeResponse(first) || dir == events.Read && len(first) == 4 && handshakeHeader(first) {
+		return db.Claim(dir, true)
+	}
 	// A server writes its greeting whole: a shorter first read is not one
 	// (and must not hold up the detection of other protocols).
 	if len(first) < 6 || first[2] != 0 || first[3] != 0 || first[4] != 0x0a || first[5] < '0' || first[5] > '9' {
@@ -106,11 +119,42 @@ func (*Protocol) Detect(first []byte, dir events.Direction) protocol.Detection {
 	return db.Claim(dir, false) // the greeting is read by the client
 }
 
+// tlsHandshakeResponse reports whether b starts with the packet a client
+// sends first inside TLS: a HandshakeResponse41 in sequence 2 (greeting 0,
+// SSL request 1) whose capabilities ask for TLS, with its filler of zeros
+// (MariaDB's clients put capabilities of their own in its last 4 bytes).
+// It is written whole, with the user name after the 32 fixed bytes.
+func tlsHandshakeResponse(b []byte) bool {
+	if len(b) <= 4+32 || !handshakeHeader(b) {
+		return false
+	}
+	caps := binary.LittleEndian.Uint32(b[4:])
+	if caps&(capProtocol41|capSSL) != capProtocol41|capSSL {
+		return false
+	}
+	for _, c := range b[4+9 : 4+28] {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// handshakeHeader reports whether b starts with the header of such a
+// HandshakeResponse. A server reads a packet's header alone, then its body
+// (MariaDB through SSL_read: 4 bytes, then the rest): its first read inside
+// TLS is this header, claimed as such.
+func handshakeHeader(b []byte) bool {
+	n := int(b[0]) | int(b[1])<<8 | int(b[2])<<16
+	return b[3] == 2 && n > 32 && n <= maxHandshake
+}
+
 // NewDecoder implements protocol.Protocol.
 func (p *Protocol) NewDecoder(_ protocol.Role, h protocol.Handler) protocol.Decoder {
 	d := &decoder{
 		h:      h,
 		stats:  p.stats,
+		greets: p.greetings,
 		queue:  db.NewQueue[*entry](MaxPending, p.stats),
 		stmts:  map[uint32]string{},
 		system: db.MySQL,
@@ -167,6 +211,8 @@ type decoder struct {
 	queue      *db.Queue[*entry]
 	stmts      map[uint32]string
 	system     string
+	unsure     bool // system is a guess: the greeting was not seen (afterTLS)
+	greets     *greetings
 	namespace  string
 	handshake  string // the database the HandshakeResponse asked for
 	now        time.Time
@@ -205,13 +251,14 @@ func (d *decoder) deprecateEOF() bool {
 func (d *decoder) exchange(text string, start time.Time) *db.Exchange {
 	op, collection := sqltext.Single(text, sqltext.MySQL)
 	return &db.Exchange{
-		Begun:      start,
-		System:     d.system,
-		Namespace:  d.namespace,
-		Operation:  op,
-		Collection: collection,
-		Query:      text,
-		Summary:    sqltext.Summary(text, sqltext.MySQL),
+		Begun:        start,
+		System:       d.system,
+		SystemUnsure: d.unsure,
+		Namespace:    d.namespace,
+		Operation:    op,
+		Collection:   collection,
+		Query:        text,
+		Summary:      sqltext.Summary(text, sqltext.MySQL),
 	}
 }
 
@@ -241,7 +288,7 @@ func (c *codec) Keep(h []byte) int {
 		return 0
 	case c.requests && h[3] == 0:
 		return maxText + 1
-	case c.requests && c.d.phase == phHandshake:
+	case c.requests && (c.d.phase == phHandshake || c.d.phase == phGreeting && h[3] == 2):
 		return 1024
 	case !c.requests && c.d.phase == phGreeting:
 		return 256

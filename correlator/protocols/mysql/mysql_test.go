@@ -2,6 +2,8 @@ package mysql
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/periscope-apm/periscope/correlator/protocols/db"
 	"github.com/periscope-apm/periscope/correlator/protocols/db/dbtest"
 	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/span"
 )
 
 const (
@@ -272,5 +275,141 @@ func TestResultRetainsNothing(t *testing.T) {
 	}
 	if len(rec.Ended) != 1 || rec.Ended[0].Rows != 64*n {
 		t.Fatalf("got %d exchanges: %+v", len(rec.Ended), rec.Ended)
+	}
+}
+
+// connRecorder is a Recorder that says which connection it decodes.
+type connRecorder struct {
+	dbtest.Recorder
+	conn protocol.Conn
+}
+
+func (r *connRecorder) Info() protocol.Conn { return r.conn }
+
+// handshakeAfterTLS is the HandshakeResponse a client sends first inside
+// TLS, in sequence 2.
+func handshakeAfterTLS(caps uint32, database string) string {
+	return pkt(2, u32(caps)+u32(1<<24)+"\x21"+strings.Repeat("\x00", 23)+"planted-user\x00"+
+		"\x14"+"planted-auth-response"[:20]+database+"\x00mysql_native_password\x00")
+}
+
+// TestAfterTLS: a connection's TLS plaintext starts at the client's
+// HandshakeResponse (the greeting and the SSL request went over the
+// socket, decoded by another decoder that left): it is detected, its
+// database read, its commands decoded; the system is the greeting's when
+// the socket's decoder saw it (by the connection's ends), else guessed
+// from the client's capabilities.
+func TestAfterTLS(t *testing.T) {
+	const mariadb = "5.5.5-10.11.6-MariaDB-0+deb12u1"
+	client := protocol.Conn{Role: protocol.Client, Bound: true,
+		Local: netip.MustParseAddrPort("127.0.0.1:40000"), Remote: netip.MustParseAddrPort("127.0.0.1:3306")}
+	server := protocol.Conn{Role: protocol.Server, Bound: true, Local: client.Remote, Remote: client.Local}
+	other := client
+	other.Local = netip.MustParseAddrPort("127.0.0.1:40001")
+	otherServer := client
+	otherServer.Remote = netip.MustParseAddrPort("127.0.0.1:3307")
+	for _, tc := range []struct {
+		name    string
+		greeted bool // the socket's decoder saw a MariaDB greeting
+		caps    uint32
+		on      protocol.Conn
+		guess   string
+		want    string
+	}{
+		{"pymysql-like client, greeting seen", true, baseCaps | capSSL | capMySQL, client, db.MySQL, db.MariaDB},
+		{"the server's end, greeting seen", true, baseCaps | capSSL | capMySQL, server, db.MySQL, db.MariaDB},
+		{"greeting of another connection to the server", true, baseCaps | capSSL | capMySQL, other, db.MySQL, db.MariaDB},
+		{"greeting of a connection to another server", true, baseCaps | capSSL | capMySQL, otherServer, db.MySQL, db.MariaDB}, // the node's last greeting
+		{"pymysql-like client, no greeting", false, baseCaps | capSSL | capMySQL, client, db.MySQL, db.MySQL},
+		{"MariaDB's client, no greeting", false, baseCaps | capSSL, client, db.MariaDB, db.MariaDB},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := New(&db.Stats{})
+			if tc.greeted {
+				sock := &connRecorder{Recorder: dbtest.Recorder{T: t}, conn: client}
+				d := p.NewDecoder(protocol.Client, sock)
+				steps := []dbtest.Step{{Side: resp, Bytes: greeting(mariadb, baseCaps|capSSL)},
+					{Side: req, Bytes: pkt(1, u32(baseCaps|capSSL)+u32(1<<24)+"\x21"+strings.Repeat("\x00", 23))}}
+				if err := dbtest.Play(d, steps, nil); err != nil || !d.Left() {
+					t.Fatalf("socket decoder: left %v, %v", d.Left(), err)
+				}
+			}
+			hs := handshakeAfterTLS(tc.caps, "shop")
+			dir := events.Write
+			if tc.on.Role == protocol.Server {
+				dir = events.Read
+			}
+			if det := p.Detect([]byte(hs), dir); det.Verdict != protocol.Yes || det.Role != tc.on.Role {
+				t.Fatalf("Detect = %+v, want %v", det, tc.on.Role)
+			}
+			rec := &connRecorder{Recorder: dbtest.Recorder{T: t}, conn: tc.on}
+			d := p.NewDecoder(tc.on.Role, rec)
+			steps := []dbtest.Step{{Side: req, Bytes: hs}, {Side: resp, Bytes: pkt(3, okBody(0, 2))},
+				{Side: req, Bytes: query("SELECT a FROM t WHERE b = 'planted-literal'")},
+				{Side: resp, Bytes: resultSet(1, []string{"\x01x", "\x01y"}, false, 2)},
+				{Side: req, Bytes: pkt(0, "\x0e")}, {Side: resp, Bytes: pkt(1, okBody(0, 2))}}
+			// in pieces: a server reads a packet's header, then its body
+			if err := dbtest.Play(d, steps, rand.New(rand.NewPCG(uint64(len(tc.name)), 1))); err != nil {
+				t.Fatal(err)
+			}
+			if len(rec.Ended) != 2 || rec.Open() != 0 {
+				t.Fatalf("%d exchanges (%d open), want 2", len(rec.Ended), rec.Open())
+			}
+			x := rec.Ended[0]
+			if x.Query != "SELECT a FROM t WHERE b = ?" || x.Rows != 2 || x.Namespace != "shop" || x.System != tc.guess ||
+				!x.SystemUnsure || rec.Ended[1].Operation != "COM_PING" {
+				t.Fatalf("got %+v, %+v", *x, *rec.Ended[1])
+			}
+			var s span.Span
+			p.Describe(x, tc.on, "", &s)
+			got := ""
+			for _, kv := range s.Attributes {
+				if kv.Key == "db.system.name" {
+					got = kv.Value.AsString()
+				}
+			}
+			if got != tc.want {
+				t.Errorf("db.system.name %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDetectAfterTLS(t *testing.T) {
+	p := New(&db.Stats{})
+	hs := handshakeAfterTLS(baseCaps|capSSL, "shop")
+	for _, c := range []struct {
+		name string
+		in   string
+		want protocol.Verdict
+	}{
+		{"handshake response", hs, protocol.Yes},
+		{"its header alone, written", hs[:4], protocol.No},
+		{"no TLS asked", handshakeAfterTLS(baseCaps, "shop"), protocol.No},
+		{"sequence 1", "\x50\x00\x00\x01" + hs[4:], protocol.No},
+		{"filler not zero", hs[:4+9] + "x" + hs[4+10:], protocol.No},
+		{"MariaDB capabilities in the filler's end", hs[:4+28] + "\x0f\x00\x00\x00" + hs[4+32:], protocol.Yes},
+		{"the SSL request itself", pkt(2, u32(baseCaps|capSSL)+u32(1<<24)+"\x21"+strings.Repeat("\x00", 23)), protocol.No},
+	} {
+		if got := p.Detect([]byte(c.in), events.Write); got.Verdict != c.want {
+			t.Errorf("%s: Detect = %+v, want %v", c.name, got, c.want)
+		}
+	}
+	// A server reads the header alone, then the body.
+	for _, c := range []struct {
+		name string
+		in   string
+		want protocol.Verdict
+	}{
+		{"the header, read", hs[:4], protocol.Yes},
+		{"a header of sequence 0", "\x50\x00\x00\x00", protocol.No},
+		{"a header too short for a HandshakeResponse", "\x20\x00\x00\x02", protocol.No},
+		{"a header too long for one", "\x00\x00\x01\x02", protocol.No},
+		{"three bytes", hs[:3], protocol.No},
+	} {
+		got := p.Detect([]byte(c.in), events.Read)
+		if got.Verdict != c.want || got.Verdict == protocol.Yes && got.Role != protocol.Server {
+			t.Errorf("%s: Detect = %+v, want %v", c.name, got, c.want)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 
+	"github.com/periscope-apm/periscope/correlator/protocol"
 	"github.com/periscope-apm/periscope/correlator/protocols/db"
 	"github.com/periscope-apm/periscope/correlator/protocols/sqltext"
 )
@@ -13,10 +14,29 @@ func (d *decoder) request(p packet) {
 	switch {
 	case d.phase == phHandshake && p.seq == 1 && d.clientCaps == 0:
 		d.handshakeResponse(p.body)
+	case d.phase == phGreeting && p.seq == 2 && len(p.body) > 32:
+		d.afterTLS(p.body)
 	case d.phase == phCommand && p.seq == 0:
 		d.command(p)
 	}
 	// Anything else continues an exchange: auth data, LOCAL INFILE data.
+}
+
+// afterTLS starts a connection whose bytes begin inside TLS, at the
+// HandshakeResponse after the SSL request: the greeting (the server's
+// version and capabilities) went over the socket and is not known here.
+// The client asks only for capabilities the server offered, so they stand
+// for both; a client that leaves CLIENT_MYSQL out saw a MariaDB server
+// (MariaDB's own clients do; other clients keep it): a guess that the
+// greeting, remembered by the connection's ends, corrects when the span
+// is described.
+func (d *decoder) afterTLS(b []byte) {
+	d.phase = phHandshake
+	d.serverCaps, d.unsure = ^uint32(0), true
+	if caps := binary.LittleEndian.Uint32(b); caps&capMySQL == 0 {
+		d.system = db.MariaDB
+	}
+	d.handshakeResponse(b)
 }
 
 // handshakeResponse reads the client's capabilities and database; an SSL
@@ -32,6 +52,9 @@ func (d *decoder) handshakeResponse(b []byte) {
 	if d.clientCaps&capSSL != 0 && len(b) == 32 {
 		d.left = true
 		d.stats.Encrypted.Add(1)
+		if ci, ok := d.h.(protocol.ConnInfo); ok {
+			d.greets.put(ci.Info(), d.system) // for the decoder of its TLS plaintext
+		}
 		return
 	}
 	if d.clientCaps&capConnectWithDB == 0 || len(b) < 32 {
@@ -106,7 +129,7 @@ func (d *decoder) other(cmd byte, body []byte) {
 	if !ok {
 		name = "COM_UNKNOWN"
 	}
-	x := &db.Exchange{Begun: d.now, System: d.system, Namespace: d.namespace, Operation: name}
+	x := &db.Exchange{Begun: d.now, System: d.system, SystemUnsure: d.unsure, Namespace: d.namespace, Operation: name}
 	e := &entry{kind: kSimple, x: x, start: d.now}
 	switch cmd {
 	case comInitDB:

@@ -61,7 +61,7 @@ type Protocol struct {
 var _ protocol.Protocol = (*Protocol)(nil)
 
 // New returns the PostgreSQL protocol; its decoders count drops into stats.
-func New(stats *db.Stats) *Protocol { return &Protocol{stats: stats} }
+func New(stats *db.Stats) *Protocol { return &Protocol{Spans: db.NewSpans(), stats: stats} }
 
 // Name implements protocol.Protocol.
 func (*Protocol) Name() string { return "postgresql" }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/periscope-apm/periscope/correlator/protocol"
@@ -31,7 +30,7 @@ type Protocol struct {
 var _ protocol.Protocol = (*Protocol)(nil)
 
 // New returns the Redis protocol; its decoders count drops into stats.
-func New(stats *db.Stats) *Protocol { return &Protocol{stats: stats} }
+func New(stats *db.Stats) *Protocol { return &Protocol{Spans: db.NewSpans(), stats: stats} }
 
 // Name implements protocol.Protocol.
 func (*Protocol) Name() string { return "redis" }
@@ -82,12 +81,12 @@ func looksLikeCommand(p []byte) protocol.Verdict {
 
 // NewDecoder implements protocol.Protocol.
 func (p *Protocol) NewDecoder(_ protocol.Role, h protocol.Handler) protocol.Decoder {
-	d := &decoder{h: h, stats: p.stats, pending: db.NewQueue[*pending](MaxPending, p.stats)}
+	d := &decoder{h: h, stats: p.stats, pending: db.NewQueue[pending](MaxPending, p.stats)}
 	d.resume()
 	return d
 }
 
-// pending is a command waiting for its reply.
+// pending is a command waiting for its reply, kept by value in the queue.
 type pending struct {
 	x       *db.Exchange
 	select_ string // the index a SELECT asks for
@@ -97,7 +96,8 @@ type decoder struct {
 	h         protocol.Handler
 	stats     *db.Stats
 	req, resp *reader
-	pending   *db.Queue[*pending]
+	pending   *db.Queue[pending]
+	texts     texts // query texts are carved from here
 	now       time.Time
 	reqStart  time.Time
 	namespace string
@@ -221,15 +221,15 @@ func (d *decoder) command(v *Value) error {
 		return nil
 	}
 	d.synced = true
-	name := strings.ToValidUTF8(strings.ToUpper(string(args[0])), "\uFFFD")
-	if subscribes[name] {
+	c := lookup(args[0])
+	if c.subscribe {
 		d.pubsub = true
 		return nil // a subscription is not a request
 	}
-	x := &db.Exchange{Begun: start, System: db.Redis, Namespace: d.namespace, Operation: name}
-	x.Query, x.Procedure = queryText(name, args[1], n)
-	p := &pending{x: x}
-	if name == "SELECT" && n == 2 && isDigits(args[1]) {
+	x := &db.Exchange{Begun: start, System: db.Redis, Namespace: d.namespace, Operation: c.name}
+	x.Query, x.Procedure = queryText(&d.texts, c, args[1], n)
+	p := pending{x: x}
+	if c.name == "SELECT" && n == 2 && isDigits(args[1]) {
 		p.select_ = string(args[1])
 	}
 	if d.pending.Push(p) {
@@ -243,7 +243,7 @@ func (d *decoder) reply(v *Value) error {
 	if v.Type == '>' {
 		return nil // out of band (RESP3 push)
 	}
-	if d.pubsub && v.Type == '*' && pushKinds[strings.ToLower(string(v.Head[0]))] {
+	if d.pubsub && v.Type == '*' && isPush(v.Head[0]) {
 		return nil // RESP2 pub/sub message or (un)subscribe confirmation
 	}
 	p, ok := d.pending.Pop()
@@ -295,16 +295,18 @@ func isDigits(b []byte) bool {
 	return true
 }
 
-// subscribes are the commands that put a connection in pub/sub mode: they
-// make no span, and neither do the messages pushed after them.
-var subscribes = map[string]bool{
-	"SUBSCRIBE": true, "PSUBSCRIBE": true, "SSUBSCRIBE": true,
-	"UNSUBSCRIBE": true, "PUNSUBSCRIBE": true, "SUNSUBSCRIBE": true,
-}
-
-// pushKinds are the first elements of RESP2 pub/sub pushes.
-var pushKinds = map[string]bool{
-	"message": true, "pmessage": true, "smessage": true,
-	"subscribe": true, "psubscribe": true, "ssubscribe": true,
-	"unsubscribe": true, "punsubscribe": true, "sunsubscribe": true,
+// isPush reports whether the first element of an array a subscribed
+// client reads names a RESP2 pub/sub push (any case).
+func isPush(kind []byte) bool {
+	var buf [16]byte
+	if len(kind) > len(buf) {
+		return false
+	}
+	for i, c := range kind {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return pushKinds[string(buf[:len(kind)])]
 }

@@ -52,7 +52,8 @@ type reader struct {
 	bulkTo   *[]byte
 	stack    []frame
 	v        Value
-	started  bool // bytes of the current top-level value were seen
+	done     Value // the value handed to onValue: a field, not a new one per value
+	started  bool  // bytes of the current top-level value were seen
 }
 
 func newReader(keep [2]int, inline bool, onValue func(*Value) error) *reader {
@@ -316,11 +317,13 @@ func (r *reader) frameDone() error {
 	return r.elementDone()
 }
 
+// valueDone hands the complete value to onValue, valid until the next
+// value completes, and starts the next one in the other value's buffers.
 func (r *reader) valueDone() error {
-	v := r.v
+	r.v, r.done = r.done, r.v
 	r.v = Value{Head: [2][]byte{r.v.Head[0][:0], r.v.Head[1][:0]}}
 	r.started = false
-	return r.onValue(&v)
+	return r.onValue(&r.done)
 }
 
 // appendBounded appends add to line, growing it to at most limit bytes of

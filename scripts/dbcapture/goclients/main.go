@@ -32,7 +32,7 @@ func main() {
 	pass := flag.String("password", "", "password")
 	dbName := flag.String("db", "testdb", "database (PostgreSQL, MySQL)")
 	listen := flag.String("listen", "", "handler: the HTTP address to serve")
-	sslmode := flag.String("sslmode", "disable", "pgx: libpq's sslmode (disable, require)")
+	sslmode := flag.String("sslmode", "disable", "pgx: libpq's sslmode (disable, require); mysql: require is TLS without verifying the certificate")
 	waitStdin := flag.Bool("wait-stdin", false, "read a line from stdin before connecting (a test waits until the agent probes this process)")
 	flag.Parse()
 	if *waitStdin {
@@ -50,7 +50,7 @@ func main() {
 	case "pgx":
 		err = runPgx(ctx, *addr, *pass, *dbName, *sslmode)
 	case "mysql":
-		err = runMySQL(ctx, *addr, *pass, *dbName)
+		err = runMySQL(ctx, *addr, *pass, *dbName, *sslmode == "require")
 	case "redis":
 		err = runRedis(ctx, *addr, *pass)
 	default:
@@ -99,8 +99,12 @@ func runPgx(ctx context.Context, addr, pass, dbName, sslmode string) error {
 	return tx.Commit(ctx)
 }
 
-func runMySQL(ctx context.Context, addr, pass, dbName string) error {
-	d, err := sql.Open("mysql", fmt.Sprintf("app:%s@tcp(%s)/%s?multiStatements=true", pass, addr, dbName))
+func runMySQL(ctx context.Context, addr, pass, dbName string, tls bool) error {
+	dsn := fmt.Sprintf("app:%s@tcp(%s)/%s?multiStatements=true", pass, addr, dbName)
+	if tls {
+		dsn += "&tls=skip-verify"
+	}
+	d, err := sql.Open("mysql", dsn)
 	if err != nil {
 		return err
 	}
