@@ -18,6 +18,7 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/periscope-apm/periscope/exporters"
 	"github.com/periscope-apm/periscope/span"
@@ -62,7 +63,8 @@ var reconnectBackoff = backoff.Config{
 const drainPause = 3 * time.Millisecond
 
 // maxRequestSize is the largest export request sent, otlptracegrpc's
-// default limit, checked by the exporter with its own sizing.
+// default limit, checked by the exporter (the spans of a request are
+// encoded bytes already: sizing it costs little).
 const maxRequestSize = 64 << 20
 
 // Config configures an Exporter. The transport (endpoint, headers, TLS,
@@ -173,8 +175,8 @@ func New(ctx context.Context, cfg Config) (*Exporter, error) {
 			MaxElapsedTime:  retryMaxElapsed,
 		}), otlptracegrpc.WithDialOption(
 			grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnectBackoff, MinConnectTimeout: 5 * time.Second}),
-			grpc.WithDefaultCallOptions(grpc.WaitForReady(true), grpc.ForceCodecV2(NewCodec())),
-		), otlptracegrpc.WithMaxRequestSize(0)) // checked in export, without reflection
+			grpc.WithDefaultCallOptions(grpc.WaitForReady(true)),
+		), otlptracegrpc.WithMaxRequestSize(0)) // checked in export
 	case proto == ProtocolHTTPProtobuf:
 		client = otlptracehttp.NewClient(otlptracehttp.WithRetry(otlptracehttp.RetryConfig{
 			Enabled:         true,
@@ -350,10 +352,11 @@ func (e *Exporter) export(spans int) {
 		return
 	}
 	var err error
-	if size := sizeRequest(&coltracepb.ExportTraceServiceRequest{ResourceSpans: e.enc.rss}); size > maxRequestSize {
+	rss := e.enc.request()
+	if size := proto.Size(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rss}); size > maxRequestSize {
 		err = fmt.Errorf("request of %d bytes larger than the limit of %d", size, maxRequestSize)
 	} else {
-		err = e.client.UploadTraces(e.runCtx, e.enc.rss)
+		err = e.client.UploadTraces(e.runCtx, rss)
 	}
 	if err != nil {
 		e.metrics.Failures.Inc()
