@@ -18,9 +18,12 @@
 // Over gRPC the connection is retried at most 0.8 s apart, so exports
 // resume within about a second of a backend's return.
 //
-// Export never blocks: spans go into a bounded queue drained by one
-// goroutine into batches. When the backend is slow or down the queue fills
-// and further spans are dropped and counted; a failed batch is counted,
+// Export never blocks on I/O: it encodes the span into the batch being
+// filled, and hands full batches to one drain goroutine that sends them
+// (one hand-off per batch; a batch also goes when its first span has
+// waited the batch timeout). At most the queue size of spans wait, encoded;
+// when the backend is slow or down the queue fills and further spans are
+// dropped and counted; a failed batch is counted,
 // logged at most once per interval, and not retried beyond the client's
 // bounded retry. After an outage the backlog is sent at a bounded pace.
 //

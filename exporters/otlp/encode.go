@@ -37,32 +37,35 @@ const (
 
 // encoder builds OTLP export requests straight from spans, grouped by
 // resource (one per process, built once and cached). Each span is written
-// once, as protobuf bytes (spanwire.go), into its group's buffer; the
-// request's ResourceSpans and ScopeSpans are reused structs that carry the
-// resource and the scope, and the spans as the ScopeSpans' unknown fields:
-// any protobuf marshaller (the gRPC codec, otlptracehttp's proto.Marshal)
-// copies them as they are, so the request on the wire is the OTLP request
-// with every span in field 2 of its ScopeSpans. The structs and buffers of a
-// batch are reused by the next one: a request must be sent (the transport
-// marshals it synchronously) before the next batch is encoded. It is used
-// by the drain goroutine only and needs no locking.
+// once, as protobuf bytes (spanwire.go), into its group's buffer in a
+// batch; the request's ResourceSpans and ScopeSpans are reused structs that
+// carry the resource and the scope, and the spans as the ScopeSpans'
+// unknown fields: any protobuf marshaller (the gRPC codec,
+// otlptracehttp's proto.Marshal) copies them as they are, so the request on
+// the wire is the OTLP request with every span in field 2 of its
+// ScopeSpans. One batch is filled at a time (the exporter's lock); a
+// sealed batch is read by the drain goroutine only.
 type encoder struct {
 	scope     *commonpb.InstrumentationScope
 	env       *resource.Resource // OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
 	resources map[*span.Process]*otlpResource
 	distinct  map[attribute.Distinct]*otlpResource
+}
 
-	// The batch being built, and the structs kept for the next ones.
+// batch is the spans of one export request, encoded, and the structs that
+// carry them; reset, it is reused for a later request.
+type batch struct {
 	rss     []*tracepb.ResourceSpans
 	bufs    [][]byte        // bufs[i]: the spans of rss[i], encoded
-	inBatch []*otlpResource // the resources with a group in rss
+	inBatch []*otlpResource // the resources with a group in rss, until sealed
+	n       int             // spans
 }
 
 // otlpResource is a process's resource, converted once.
 type otlpResource struct {
 	pb     *resourcepb.Resource
 	schema string
-	group  int // 1 + the index of its group in the batch being built, or 0
+	group  int // 1 + the index of its group in the batch being filled, or 0
 }
 
 // maxKeptBytes bounds the span buffers kept from one batch for the next:
@@ -139,62 +142,64 @@ func mergedResource(env *resource.Resource, p *span.Process) *resource.Resource 
 	return r
 }
 
-// add appends s to the batch being built.
-func (c *encoder) add(s *span.Span) {
+// add appends s to b, the batch being filled.
+func (c *encoder) add(b *batch, s *span.Span) {
 	r := c.resource(s.Process)
 	if r.group == 0 {
-		c.group(r)
+		b.group(r, c.scope)
 	}
-	c.bufs[r.group-1] = appendSpan(c.bufs[r.group-1], s)
+	b.bufs[r.group-1] = appendSpan(b.bufs[r.group-1], s)
+	b.n++
 }
 
 // group adds a reused ResourceSpans for r to the batch.
-func (c *encoder) group(r *otlpResource) {
-	n := len(c.rss)
-	if n < cap(c.rss) && c.rss[:n+1][n] != nil { // kept from an earlier batch
-		c.rss = c.rss[:n+1]
+func (b *batch) group(r *otlpResource, scope *commonpb.InstrumentationScope) {
+	n := len(b.rss)
+	if n < cap(b.rss) && b.rss[:n+1][n] != nil { // kept from an earlier batch
+		b.rss = b.rss[:n+1]
 	} else {
-		c.rss = append(c.rss, &tracepb.ResourceSpans{ScopeSpans: []*tracepb.ScopeSpans{{}}})
+		b.rss = append(b.rss, &tracepb.ResourceSpans{ScopeSpans: []*tracepb.ScopeSpans{{}}})
 	}
-	if n == len(c.bufs) {
-		c.bufs = append(c.bufs, nil)
+	if n == len(b.bufs) {
+		b.bufs = append(b.bufs, nil)
 	}
-	rs := c.rss[n]
+	rs := b.rss[n]
 	rs.Resource, rs.SchemaUrl = r.pb, r.schema
-	rs.ScopeSpans[0].Scope = c.scope
+	rs.ScopeSpans[0].Scope = scope
 	r.group = n + 1
-	c.inBatch = append(c.inBatch, r)
+	b.inBatch = append(b.inBatch, r)
 }
 
-// request returns the batch's ResourceSpans, their spans attached.
-func (c *encoder) request() []*tracepb.ResourceSpans {
-	for i, rs := range c.rss {
-		rs.ScopeSpans[0].ProtoReflect().SetUnknown(protoreflect.RawFields(c.bufs[i]))
-	}
-	return c.rss
-}
-
-// reset empties the batch, keeping its structs and, within maxKeptBytes,
-// its buffers for the next one.
-func (c *encoder) reset() {
-	for _, r := range c.inBatch {
+// seal ends the filling of b: the next spans go to another batch. It
+// attaches the spans to their ScopeSpans.
+func (b *batch) seal() {
+	for _, r := range b.inBatch {
 		r.group = 0
 	}
-	clear(c.inBatch)
-	c.inBatch = c.inBatch[:0]
-	for _, rs := range c.rss {
+	clear(b.inBatch)
+	b.inBatch = b.inBatch[:0]
+	for i, rs := range b.rss {
+		rs.ScopeSpans[0].ProtoReflect().SetUnknown(protoreflect.RawFields(b.bufs[i]))
+	}
+}
+
+// reset empties a sealed batch, keeping its structs and, within
+// maxKeptBytes, its buffers for a later one.
+func (b *batch) reset() {
+	for _, rs := range b.rss {
 		rs.Resource = nil
 		rs.ScopeSpans[0].ProtoReflect().SetUnknown(nil)
 	}
-	c.rss = c.rss[:0]
+	b.rss = b.rss[:0]
 	kept := 0
-	for i, b := range c.bufs {
-		kept += cap(b)
+	for i, buf := range b.bufs {
+		kept += cap(buf)
 		if kept > maxKeptBytes {
-			b = nil
+			buf = nil
 		}
-		c.bufs[i] = b[:0]
+		b.bufs[i] = buf[:0]
 	}
+	b.n = 0
 }
 
 func spanKind(k span.Kind) tracepb.Span_SpanKind {

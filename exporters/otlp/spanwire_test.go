@@ -149,13 +149,14 @@ func TestEncoderBatches(t *testing.T) {
 		{PID: 2, ServiceName: "b"},
 		nil,
 	}
+	b := &batch{}
 	for batch := range 20 {
 		var want []*tracepb.ResourceSpans
 		groups := map[*span.Process]*tracepb.ResourceSpans{}
 		for range rng.IntN(60) {
 			p := procs[rng.IntN(len(procs))]
 			s := randSpan(rng, p)
-			enc.add(s)
+			enc.add(b, s)
 			g := groups[p]
 			if g == nil {
 				r := mergedResource(env, p)
@@ -169,11 +170,12 @@ func TestEncoderBatches(t *testing.T) {
 			}
 			g.ScopeSpans[0].Spans = append(g.ScopeSpans[0].Spans, refSpan(s))
 		}
-		wire, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: enc.request()})
+		b.seal()
+		wire, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: b.rss})
 		if err != nil {
 			t.Fatal(err)
 		}
-		enc.reset()
+		b.reset()
 		var got coltracepb.ExportTraceServiceRequest
 		if err := proto.Unmarshal(wire, &got); err != nil {
 			t.Fatalf("batch %d: %v", batch, err)
