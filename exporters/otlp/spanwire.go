@@ -142,13 +142,32 @@ func appendStatus(b []byte, s *span.Span) []byte {
 func appendKVs(b []byte, tag byte, kvs []attribute.KeyValue) []byte {
 	for i := range kvs {
 		kv := &kvs[i]
-		vn := sizeValue(kv.Value)
-		b = appendTagLen(b, tag, sizeStr(string(kv.Key))+sizeMsg(vn))
-		b = appendStr(b, tagKVKey, string(kv.Key))
-		b = appendTagLen(b, tagKVValue, vn)
-		b = appendValue(b, kv.Value)
+		key := string(kv.Key)
+		// One look at the value's type for the common ones.
+		switch kv.Value.Type() {
+		case attribute.STRING:
+			s := kv.Value.AsString()
+			vn := sizeMsg(len(s))
+			b = appendKeyValueHead(b, tag, key, vn)
+			b = append(appendTagLen(b, tagAnyString, len(s)), s...)
+		case attribute.INT64:
+			x := uint64(kv.Value.AsInt64())
+			b = appendKeyValueHead(b, tag, key, 1+protowire.SizeVarint(x))
+			b = protowire.AppendVarint(append(b, tagAnyInt), x)
+		default:
+			b = appendKeyValueHead(b, tag, key, sizeValue(kv.Value))
+			b = appendValue(b, kv.Value)
+		}
 	}
 	return b
+}
+
+// appendKeyValueHead starts a KeyValue of key and a value of vn bytes:
+// its tag and length, its key, and its value's tag and length.
+func appendKeyValueHead(b []byte, tag byte, key string, vn int) []byte {
+	b = appendTagLen(b, tag, sizeStr(key)+sizeMsg(vn))
+	b = appendStr(b, tagKVKey, key)
+	return appendTagLen(b, tagKVValue, vn)
 }
 
 // sizeValue is the size of v as an AnyValue: a oneof member is written
