@@ -5,20 +5,25 @@
 // otlptracehttp), so every standard OTEL_EXPORTER_OTLP_* and
 // OTEL_EXPORTER_OTLP_TRACES_* environment variable (endpoint, headers,
 // insecure, timeout, certificate, compression) works unchanged. The agent's
-// spans already carry their IDs and timestamps; the exporter encodes them
-// straight into OTLP protobuf structs, grouped by process (one resource per
-// process, converted once and cached), reusing the structs of one batch for
-// the next: no SDK span objects and, in steady state, no allocation per
-// span.
+// spans already carry their IDs and timestamps; the exporter writes each
+// span once, straight into OTLP protobuf bytes with protowire (spanwire.go:
+// byte for byte what proto.Marshal writes for the equivalent tracepb.Span),
+// grouped by process (one resource per process, converted once and
+// cached). The request handed to the client is made of reused
+// ResourceSpans/ScopeSpans structs that carry the encoded spans as their
+// ScopeSpans' unknown fields, which any protobuf marshaller copies as they
+// are: no SDK span objects, no protobuf struct per span, no reflection per
+// span and, in steady state, no allocation per span.
 //
-// Over gRPC the requests are marshalled by hand with protowire (wire.go),
-// byte for byte what proto.Marshal writes, and the connection is retried at
-// most 0.8 s apart, so exports resume within about a second of a backend's
-// return.
+// Over gRPC the connection is retried at most 0.8 s apart, so exports
+// resume within about a second of a backend's return.
 //
-// Export never blocks: spans go into a bounded queue drained by one
-// goroutine into batches. When the backend is slow or down the queue fills
-// and further spans are dropped and counted; a failed batch is counted,
+// Export never blocks on I/O: it encodes the span into the batch being
+// filled, and hands full batches to one drain goroutine that sends them
+// (one hand-off per batch; a batch also goes when its first span has
+// waited the batch timeout). At most the queue size of spans wait, encoded;
+// when the backend is slow or down the queue fills and further spans are
+// dropped and counted; a failed batch is counted,
 // logged at most once per interval, and not retried beyond the client's
 // bounded retry. After an outage the backlog is sent at a bounded pace.
 //

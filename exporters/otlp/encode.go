@@ -10,6 +10,7 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/periscope-apm/periscope/span"
 )
@@ -35,39 +36,41 @@ const (
 )
 
 // encoder builds OTLP export requests straight from spans, grouped by
-// resource (one per process, built once and cached). The protobuf structs
-// of a batch are reused by the next one: a request must be sent (the
-// transport marshals it synchronously) before the next batch is encoded.
-// It is used by the drain goroutine only and needs no locking.
+// resource (one per process, built once and cached). Each span is written
+// once, as protobuf bytes (spanwire.go), into its group's buffer in a
+// batch; the request's ResourceSpans and ScopeSpans are reused structs that
+// carry the resource and the scope, and the spans as the ScopeSpans'
+// unknown fields: any protobuf marshaller (the gRPC codec,
+// otlptracehttp's proto.Marshal) copies them as they are, so the request on
+// the wire is the OTLP request with every span in field 2 of its
+// ScopeSpans. One batch is filled at a time (the exporter's lock); a
+// sealed batch is read by the drain goroutine only.
 type encoder struct {
 	scope     *commonpb.InstrumentationScope
 	env       *resource.Resource // OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
 	resources map[*span.Process]*otlpResource
 	distinct  map[attribute.Distinct]*otlpResource
+}
 
-	// The batch being built, and the structs kept for the next ones.
+// batch is the spans of one export request, encoded, and the structs that
+// carry them; reset, it is reused for a later request.
+type batch struct {
 	rss     []*tracepb.ResourceSpans
-	inBatch []*otlpResource // the resources with a group in rss
-	spans   []*spanSlot
-	used    int // spans[:used] belong to the batch
-	kvs     kvArena
+	bufs    [][]byte        // bufs[i]: the spans of rss[i], encoded
+	inBatch []*otlpResource // the resources with a group in rss, until sealed
+	n       int             // spans
 }
 
 // otlpResource is a process's resource, converted once.
 type otlpResource struct {
 	pb     *resourcepb.Resource
 	schema string
-	batch  *tracepb.ResourceSpans // its group in the batch being built, or nil
+	group  int // 1 + the index of its group in the batch being filled, or 0
 }
 
-// spanSlot is a span's protobuf structs and the bytes its IDs point to.
-type spanSlot struct {
-	pb      tracepb.Span
-	status  tracepb.Status
-	traceID [16]byte
-	spanID  [8]byte
-	parent  [8]byte
-}
+// maxKeptBytes bounds the span buffers kept from one batch for the next:
+// a batch of many processes or large spans gives the rest back.
+const maxKeptBytes = 1 << 20
 
 // envResource reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME. A
 // malformed variable is logged and what could be parsed is kept.
@@ -139,97 +142,64 @@ func mergedResource(env *resource.Resource, p *span.Process) *resource.Resource 
 	return r
 }
 
-// add appends s to the batch being built.
-func (c *encoder) add(s *span.Span) {
+// add appends s to b, the batch being filled.
+func (c *encoder) add(b *batch, s *span.Span) {
 	r := c.resource(s.Process)
-	if r.batch == nil {
-		r.batch = c.group(r)
-		c.inBatch = append(c.inBatch, r)
+	if r.group == 0 {
+		b.group(r, c.scope)
 	}
-	ss := r.batch.ScopeSpans[0]
-	ss.Spans = append(ss.Spans, c.span(s))
+	b.bufs[r.group-1] = appendSpan(b.bufs[r.group-1], s)
+	b.n++
 }
 
-// group returns a reused ResourceSpans for r, added to the batch.
-func (c *encoder) group(r *otlpResource) *tracepb.ResourceSpans {
-	n := len(c.rss)
-	if n < cap(c.rss) && c.rss[:n+1][n] != nil { // kept from an earlier batch
-		c.rss = c.rss[:n+1]
+// group adds a reused ResourceSpans for r to the batch.
+func (b *batch) group(r *otlpResource, scope *commonpb.InstrumentationScope) {
+	n := len(b.rss)
+	if n < cap(b.rss) && b.rss[:n+1][n] != nil { // kept from an earlier batch
+		b.rss = b.rss[:n+1]
 	} else {
-		c.rss = append(c.rss, &tracepb.ResourceSpans{ScopeSpans: []*tracepb.ScopeSpans{{}}})
+		b.rss = append(b.rss, &tracepb.ResourceSpans{ScopeSpans: []*tracepb.ScopeSpans{{}}})
 	}
-	rs := c.rss[n]
+	if n == len(b.bufs) {
+		b.bufs = append(b.bufs, nil)
+	}
+	rs := b.rss[n]
 	rs.Resource, rs.SchemaUrl = r.pb, r.schema
-	ss := rs.ScopeSpans[0]
-	ss.Scope, ss.Spans = c.scope, ss.Spans[:0]
-	return rs
+	rs.ScopeSpans[0].Scope = scope
+	r.group = n + 1
+	b.inBatch = append(b.inBatch, r)
 }
 
-// reset empties the batch, keeping its structs for the next one.
-func (c *encoder) reset() {
-	for _, r := range c.inBatch {
-		r.batch = nil
+// seal ends the filling of b: the next spans go to another batch. It
+// attaches the spans to their ScopeSpans.
+func (b *batch) seal() {
+	for _, r := range b.inBatch {
+		r.group = 0
 	}
-	clear(c.inBatch)
-	c.inBatch = c.inBatch[:0]
-	for _, rs := range c.rss {
+	clear(b.inBatch)
+	b.inBatch = b.inBatch[:0]
+	for i, rs := range b.rss {
+		rs.ScopeSpans[0].ProtoReflect().SetUnknown(protoreflect.RawFields(b.bufs[i]))
+	}
+}
+
+// reset empties a sealed batch, keeping its structs and, within
+// maxKeptBytes, its buffers for a later one.
+func (b *batch) reset() {
+	for _, rs := range b.rss {
 		rs.Resource = nil
-		ss := rs.ScopeSpans[0]
-		clear(ss.Spans)
-		ss.Spans = ss.Spans[:0]
+		rs.ScopeSpans[0].ProtoReflect().SetUnknown(nil)
 	}
-	c.rss = c.rss[:0]
-	for _, sl := range c.spans[:c.used] {
-		clear(sl.pb.Attributes)
-		sl.pb.Attributes = sl.pb.Attributes[:0]
-		sl.pb.Events = nil
-		sl.pb.Name, sl.status.Message = "", "" // keep no span's strings alive
-	}
-	c.used = 0
-	c.kvs.reset()
-}
-
-// span fills a reused protobuf span with s.
-func (c *encoder) span(s *span.Span) *tracepb.Span {
-	if c.used == len(c.spans) {
-		c.spans = append(c.spans, &spanSlot{})
-	}
-	sl := c.spans[c.used]
-	c.used++
-	sl.traceID, sl.spanID = s.TraceID, s.SpanID
-	pb := &sl.pb
-	pb.TraceId, pb.SpanId = sl.traceID[:], sl.spanID[:]
-	pb.ParentSpanId = nil
-	pb.Flags = flagsLocal
-	if s.ParentSpanID.IsValid() {
-		sl.parent = s.ParentSpanID
-		pb.ParentSpanId = sl.parent[:]
-		if s.RemoteParent {
-			pb.Flags = flagsRemote
+	b.rss = b.rss[:0]
+	kept := 0
+	for i, buf := range b.bufs {
+		kept += cap(buf)
+		if kept > maxKeptBytes {
+			buf = nil
 		}
+		b.bufs[i] = buf[:0]
 	}
-	pb.Name = s.Name
-	pb.Kind = spanKind(s.Kind)
-	pb.StartTimeUnixNano, pb.EndTimeUnixNano = unixNano(s.Start), unixNano(s.End)
-	for _, kv := range s.Attributes {
-		pb.Attributes = append(pb.Attributes, c.kvs.keyValue(kv))
-	}
-	if len(s.Events) > 0 {
-		pb.Events = make([]*tracepb.Span_Event, len(s.Events))
-		for i, ev := range s.Events {
-			pb.Events[i] = &tracepb.Span_Event{Name: ev.Name, TimeUnixNano: unixNano(ev.Time), Attributes: keyValues(ev.Attributes)}
-		}
-	}
-	sl.status = tracepb.Status{}
-	switch s.Status {
-	case span.OK:
-		sl.status.Code = tracepb.Status_STATUS_CODE_OK
-	case span.Error:
-		// Only an error status carries a description.
-		sl.status.Code, sl.status.Message = tracepb.Status_STATUS_CODE_ERROR, s.StatusMsg
-	}
-	pb.Status = &sl.status
-	return pb
+	b.n = 0
 }
 
 func spanKind(k span.Kind) tracepb.Span_SpanKind {
@@ -243,66 +213,6 @@ func spanKind(k span.Kind) tracepb.Span_SpanKind {
 }
 
 func unixNano(t time.Time) uint64 { return uint64(max(0, t.UnixNano())) }
-
-// kvArena hands out reused key-value structs, allocated in chunks.
-type kvArena struct {
-	chunks [][]kvSlot
-	next   int // index of the next free slot over all chunks
-}
-
-const kvChunk = 1024
-
-// kvSlot is one attribute's protobuf structs; value points into it.
-type kvSlot struct {
-	kv  commonpb.KeyValue
-	val commonpb.AnyValue
-	str commonpb.AnyValue_StringValue
-	i64 commonpb.AnyValue_IntValue
-	b   commonpb.AnyValue_BoolValue
-	f64 commonpb.AnyValue_DoubleValue
-}
-
-// reset frees the slots for the next batch, dropping the strings they
-// held: a batch of long values would otherwise stay alive.
-func (a *kvArena) reset() {
-	for i := range a.next {
-		s := &a.chunks[i/kvChunk][i%kvChunk]
-		s.kv.Key, s.str.StringValue, s.val.Value = "", "", nil
-	}
-	a.next = 0
-}
-
-func (a *kvArena) slot() *kvSlot {
-	c, i := a.next/kvChunk, a.next%kvChunk
-	if c == len(a.chunks) {
-		a.chunks = append(a.chunks, make([]kvSlot, kvChunk))
-	}
-	a.next++
-	return &a.chunks[c][i]
-}
-
-// keyValue converts kv into a reused slot.
-func (a *kvArena) keyValue(kv attribute.KeyValue) *commonpb.KeyValue {
-	s := a.slot()
-	s.kv.Key, s.kv.Value = string(kv.Key), &s.val
-	switch kv.Value.Type() {
-	case attribute.STRING:
-		s.str.StringValue = kv.Value.AsString()
-		s.val.Value = &s.str
-	case attribute.INT64:
-		s.i64.IntValue = kv.Value.AsInt64()
-		s.val.Value = &s.i64
-	case attribute.BOOL:
-		s.b.BoolValue = kv.Value.AsBool()
-		s.val.Value = &s.b
-	case attribute.FLOAT64:
-		s.f64.DoubleValue = kv.Value.AsFloat64()
-		s.val.Value = &s.f64
-	default:
-		s.val.Value = anyValue(kv.Value).Value
-	}
-	return &s.kv
-}
 
 // keyValues converts attributes into new structs (resources, events: rare
 // or converted once).

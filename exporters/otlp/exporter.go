@@ -18,6 +18,7 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/periscope-apm/periscope/exporters"
 	"github.com/periscope-apm/periscope/span"
@@ -62,7 +63,8 @@ var reconnectBackoff = backoff.Config{
 const drainPause = 3 * time.Millisecond
 
 // maxRequestSize is the largest export request sent, otlptracegrpc's
-// default limit, checked by the exporter with its own sizing.
+// default limit, checked by the exporter (the spans of a request are
+// encoded bytes already: sizing it costs little).
 const maxRequestSize = 64 << 20
 
 // Config configures an Exporter. The transport (endpoint, headers, TLS,
@@ -115,15 +117,28 @@ func (c *Config) setDefaults() {
 }
 
 // Exporter sends spans to an OTLP backend. Create it with New.
+//
+// Export encodes each span at once into the batch being filled (under mu)
+// and hands a full batch to the drain goroutine, which sends it: one
+// hand-off per batch, not per span, and no span record kept past Export.
 type Exporter struct {
 	cfg     Config
 	log     *slog.Logger
 	client  otlptrace.Client
 	sampler sampler
 	metrics *exporters.SpanMetrics
-	enc     *encoder
 
-	queue chan *span.Span
+	mu      sync.Mutex
+	enc     *encoder // resources; used under mu
+	filling *batch   // the batch Export adds to (mu)
+	firstAt time.Time
+	free    []*batch // sent batches kept for reuse (mu)
+	// queued counts the spans waiting for export: in full batches not yet
+	// taken by the drain goroutine and in the batch being filled. Export
+	// drops past QueueSize, as a queue of that many spans would.
+	queued atomic.Int64
+	full   chan *batch   // full batches, to the drain goroutine
+	kick   chan struct{} // a span went into an empty batch: time it
 
 	// runCtx bounds the exports of the drain goroutine; Shutdown cancels it
 	// when its own context expires.
@@ -144,6 +159,9 @@ type Exporter struct {
 	failing         bool
 	draining        bool // recovered from failures, backlog not sent yet
 }
+
+// maxFreeBatches bounds the sent batches kept for reuse.
+const maxFreeBatches = 4
 
 var _ span.Exporter = (*Exporter)(nil)
 
@@ -173,8 +191,8 @@ func New(ctx context.Context, cfg Config) (*Exporter, error) {
 			MaxElapsedTime:  retryMaxElapsed,
 		}), otlptracegrpc.WithDialOption(
 			grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnectBackoff, MinConnectTimeout: 5 * time.Second}),
-			grpc.WithDefaultCallOptions(grpc.WaitForReady(true), grpc.ForceCodecV2(NewCodec())),
-		), otlptracegrpc.WithMaxRequestSize(0)) // checked in export, without reflection
+			grpc.WithDefaultCallOptions(grpc.WaitForReady(true)),
+		), otlptracegrpc.WithMaxRequestSize(0)) // checked in export
 	case proto == ProtocolHTTPProtobuf:
 		client = otlptracehttp.NewClient(otlptracehttp.WithRetry(otlptracehttp.RetryConfig{
 			Enabled:         true,
@@ -205,13 +223,15 @@ func newExporter(cfg Config, client otlptrace.Client, sm sampler, env *resource.
 		client:    client,
 		sampler:   sm,
 		enc:       newEncoder(env, cfg.ScopeVersion),
-		queue:     make(chan *span.Span, cfg.QueueSize),
+		filling:   &batch{},
+		full:      make(chan *batch, cfg.QueueSize/cfg.BatchSize+1),
+		kick:      make(chan struct{}, 1),
 		runCtx:    runCtx,
 		cancelRun: cancel,
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
-	m, err := exporters.NewSpanMetrics(cfg.Registerer, "otlp", func() int { return len(e.queue) })
+	m, err := exporters.NewSpanMetrics(cfg.Registerer, "otlp", func() int { return int(e.queued.Load()) })
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("otlp exporter: %w", err)
@@ -221,9 +241,12 @@ func newExporter(cfg Config, client otlptrace.Client, sm sampler, env *resource.
 	return e, nil
 }
 
-// Export queues s unless the sampler drops it. When the queue is full the
-// span is dropped and counted. It never blocks. Spans exported after
-// Shutdown are ignored.
+// Export encodes s into the batch being filled unless the sampler drops
+// it; a full batch goes to the drain goroutine. When QueueSize spans are
+// already waiting the span is dropped and counted. It never blocks on I/O
+// (only on the encoding of a concurrent Export, or the drain goroutine
+// taking a batch). Spans exported after Shutdown are ignored. s is not
+// kept.
 func (e *Exporter) Export(s *span.Span) {
 	if s == nil || e.stopped.Load() {
 		return
@@ -232,12 +255,54 @@ func (e *Exporter) Export(s *span.Span) {
 		e.metrics.SampledOut.Inc()
 		return
 	}
-	s.Hold() // released once encoded (run)
-	select {
-	case e.queue <- s:
-	default:
-		s.Release()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopped.Load() {
+		return
+	}
+	if e.queued.Load() >= int64(e.cfg.QueueSize) {
 		e.metrics.QueueFull.Inc()
+		return
+	}
+	b := e.filling
+	e.enc.add(b, s)
+	e.queued.Add(1)
+	if b.n == 1 {
+		e.firstAt = time.Now()
+		select {
+		case e.kick <- struct{}{}:
+		default: // already kicked
+		}
+	}
+	if b.n >= e.cfg.BatchSize {
+		e.sealLocked()
+		select {
+		case e.full <- b:
+		default: // cannot happen: full holds QueueSize/BatchSize batches
+			e.queued.Add(-int64(b.n))
+			e.metrics.QueueFull.Add(float64(b.n))
+			e.recycle(b)
+		}
+	}
+}
+
+// sealLocked ends the batch being filled and starts another; e.mu is held.
+func (e *Exporter) sealLocked() *batch {
+	b := e.filling
+	b.seal()
+	if n := len(e.free); n > 0 {
+		e.filling, e.free = e.free[n-1], e.free[:n-1]
+	} else {
+		e.filling = &batch{}
+	}
+	return b
+}
+
+// recycle keeps a sent batch for reuse.
+func (e *Exporter) recycle(b *batch) {
+	b.reset()
+	if len(e.free) < maxFreeBatches {
+		e.free = append(e.free, b)
 	}
 }
 
@@ -269,57 +334,75 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// run is the drain goroutine: it encodes queued spans into batches and
-// exports a batch when it is full, when its oldest span has waited
-// BatchTimeout, and at shutdown.
+// run is the drain goroutine: it sends full batches, the batch being
+// filled once its first span has waited BatchTimeout, and, at shutdown,
+// everything left.
 func (e *Exporter) run() {
 	defer close(e.done)
-	n := 0 // spans in the batch
 	timer := time.NewTimer(e.cfg.BatchTimeout)
 	timer.Stop()
 	var timerC <-chan time.Time
-
-	flush := func() {
-		timer.Stop()
-		timerC = nil
-		if n == 0 {
-			return
-		}
-		e.export(n)
-		e.enc.reset()
-		n = 0
-		e.pace()
-	}
-	add := func(s *span.Span) {
-		e.enc.add(s) // copies what it needs
-		s.Release()
-		n++
-		if n == 1 {
-			timer.Reset(e.cfg.BatchTimeout)
-			timerC = timer.C
-		}
-		if n >= e.cfg.BatchSize {
-			flush()
-		}
-	}
 	for {
 		select {
-		case s := <-e.queue:
-			add(s)
+		case b := <-e.full:
+			e.send(b)
+		case <-e.kick:
+			if timerC == nil {
+				timer.Reset(e.cfg.BatchTimeout)
+				timerC = timer.C
+			}
 		case <-timerC:
-			flush()
+			timerC = nil
+			if wait := e.flushDue(); wait > 0 {
+				timer.Reset(wait)
+				timerC = timer.C
+			}
 		case <-e.stop:
+			e.mu.Lock()
+			b := e.sealLocked()
+			e.mu.Unlock()
 			for {
 				select {
-				case s := <-e.queue:
-					add(s)
+				case f := <-e.full:
+					e.send(f)
 				default:
-					flush()
+					e.send(b)
 					return
 				}
 			}
 		}
 	}
+}
+
+// flushDue sends the batch being filled when its first span has waited
+// BatchTimeout, and returns how long to wait before looking again (0:
+// the batch is empty, a kick will say when it is not).
+func (e *Exporter) flushDue() time.Duration {
+	e.mu.Lock()
+	if e.filling.n == 0 {
+		e.mu.Unlock()
+		return 0
+	}
+	if wait := e.cfg.BatchTimeout - time.Since(e.firstAt); wait > 0 {
+		e.mu.Unlock()
+		return wait
+	}
+	b := e.sealLocked()
+	e.mu.Unlock()
+	e.send(b)
+	return 0
+}
+
+// send exports a sealed batch, recycles it and paces the backlog.
+func (e *Exporter) send(b *batch) {
+	e.queued.Add(-int64(b.n))
+	if b.n > 0 {
+		e.export(b)
+	}
+	e.mu.Lock()
+	e.recycle(b)
+	e.mu.Unlock()
+	e.pace()
 }
 
 // pace pauses after a batch while a backlog left by an outage is being
@@ -328,7 +411,7 @@ func (e *Exporter) pace() {
 	if !e.draining {
 		return
 	}
-	if len(e.queue) < e.cfg.BatchSize {
+	if e.queued.Load() < int64(e.cfg.BatchSize) {
 		e.draining = false
 		return
 	}
@@ -340,9 +423,9 @@ func (e *Exporter) pace() {
 	}
 }
 
-// export sends the encoder's batch of spans spans and accounts for the
-// outcome.
-func (e *Exporter) export(spans int) {
+// export sends the sealed batch b and accounts for the outcome.
+func (e *Exporter) export(b *batch) {
+	spans := b.n
 	n := float64(spans)
 	if err := e.runCtx.Err(); err != nil { // shutdown ran out of time
 		e.metrics.Failures.Inc()
@@ -350,10 +433,11 @@ func (e *Exporter) export(spans int) {
 		return
 	}
 	var err error
-	if size := sizeRequest(&coltracepb.ExportTraceServiceRequest{ResourceSpans: e.enc.rss}); size > maxRequestSize {
+	rss := b.rss
+	if size := proto.Size(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rss}); size > maxRequestSize {
 		err = fmt.Errorf("request of %d bytes larger than the limit of %d", size, maxRequestSize)
 	} else {
-		err = e.client.UploadTraces(e.runCtx, e.enc.rss)
+		err = e.client.UploadTraces(e.runCtx, rss)
 	}
 	if err != nil {
 		e.metrics.Failures.Inc()

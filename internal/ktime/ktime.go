@@ -3,6 +3,7 @@
 package ktime
 
 import (
+	"math"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -47,6 +48,35 @@ func Now() uint64 {
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return uint64(ts.Nano())
 }
+
+// MonoClock reads CLOCK_MONOTONIC without a system call: Go's own
+// monotonic clock is CLOCK_MONOTONIC read through the vDSO, while
+// unix.ClockGettime (Now) is a system call, too costly for a reader that
+// takes the time once per ring record.
+type MonoClock struct {
+	base uint64    // CLOCK_MONOTONIC ns read just before t0
+	t0   time.Time // with its monotonic reading
+}
+
+// NewMonoClock anchors a MonoClock. The anchor is read before t0, so its
+// times are never later than the kernel's (by at most the moments between
+// the two reads): a time taken before looking at a ring stays before.
+// The tightest of a few samples is kept.
+func NewMonoClock() MonoClock {
+	var m MonoClock
+	best := uint64(math.MaxUint64)
+	for range 5 {
+		before := Now()
+		t0 := time.Now()
+		if gap := Now() - before; gap < best {
+			best, m = gap, MonoClock{base: before, t0: t0}
+		}
+	}
+	return m
+}
+
+// Now returns the current CLOCK_MONOTONIC time in nanoseconds.
+func (m MonoClock) Now() uint64 { return m.base + uint64(time.Since(m.t0)) }
 
 // Mono is the CLOCK_MONOTONIC time in nanoseconds of wall-clock time t (the
 // inverse of Time).

@@ -48,7 +48,7 @@ func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, handle func(
 	var rec ringbuf.Record
 	var w *watermark
 	if progress != nil {
-		w = &watermark{p: progress, ring: rd, now: ktime.Now}
+		w = &watermark{p: progress, ring: rd, now: ktime.NewMonoClock().Now}
 	}
 	for {
 		rd.SetDeadline(time.Now().Add(interval))
