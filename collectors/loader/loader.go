@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -86,15 +85,6 @@ func Verbose(err error, log *slog.Logger) error {
 	return err
 }
 
-// Tracepoint is a program for a tracepoint.
-type Tracepoint struct {
-	Group, Name string
-	Prog        *ebpf.Program
-	// Optional: a tracepoint the kernel lacks is skipped (some syscalls
-	// exist on some architectures only).
-	Optional bool
-}
-
 // Programs is what a started collector holds: its loaded objects, its
 // links and its ring reader. The zero value is ready to use.
 type Programs struct {
@@ -111,23 +101,6 @@ func (p *Programs) Add(links ...link.Link) { p.links = append(p.links, links...)
 
 // Links is the number of links attached.
 func (p *Programs) Links() int { return len(p.links) }
-
-// Tracepoints attaches programs to tracepoints; a missing optional one is
-// skipped and logged at debug level.
-func (p *Programs) Tracepoints(log *slog.Logger, tps ...Tracepoint) error {
-	for _, tp := range tps {
-		l, err := link.Tracepoint(tp.Group, tp.Name, tp.Prog, nil)
-		if tp.Optional && errors.Is(err, os.ErrNotExist) {
-			log.Debug("tracepoint not available", "tracepoint", tp.Group+":"+tp.Name)
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("attach tracepoint %s:%s: %w", tp.Group, tp.Name, err)
-		}
-		p.Add(l)
-	}
-	return nil
-}
 
 // RawTracepoint attaches prog to the raw tracepoint name.
 func (p *Programs) RawTracepoint(name string, prog *ebpf.Program) error {
