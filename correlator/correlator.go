@@ -231,11 +231,33 @@ func (c *Correlator) Data(d events.Data) {
 	switch {
 	case err != nil:
 		c.giveUp(cn, err, d.Time)
-	case cn.dec.Left():
+	case cn.dec.Left() && !c.switchProtocol(cn, d.Time):
 		// The connection carries another protocol from now on.
 		cn.ignored = true
 		c.endPending(cn, d.Time, reasonClosed)
 	}
+}
+
+// switchProtocol moves a connection whose decoder left its protocol for
+// another one it decodes (an HTTP/1.1 upgrade to h2c) to that protocol's
+// decoder, and reports whether it did.
+func (c *Correlator) switchProtocol(cn *conn, t time.Time) bool {
+	sw, ok := cn.dec.(protocol.Switcher)
+	if !ok {
+		return false
+	}
+	p, dec, rest := sw.Switched()
+	if dec == nil {
+		return false
+	}
+	cn.proto, cn.dec = p, dec
+	for _, r := range rest {
+		if err := dec.Feed(r.Side, r.Chunk); err != nil {
+			c.giveUp(cn, err, t)
+			break
+		}
+	}
+	return true
 }
 
 // WriteResult handles a write the TLS library took only part of: the rest

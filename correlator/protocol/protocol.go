@@ -145,6 +145,22 @@ type Decoder interface {
 	Left() bool
 }
 
+// Switcher is implemented by a decoder whose connection can switch to
+// another protocol (an HTTP/1.1 upgrade to h2c). Once the decoder has left
+// its protocol (Left), Switched returns the protocol and decoder of the
+// rest of the connection, and the bytes that came after the switch in the
+// calls that carried it, to be fed to that decoder in order; dec is nil
+// when the connection did not switch to a protocol the correlator decodes.
+type Switcher interface {
+	Switched() (p Protocol, dec Decoder, rest []SideChunk)
+}
+
+// SideChunk is a chunk of one stream of a connection.
+type SideChunk struct {
+	Side  Side
+	Chunk Chunk
+}
+
 // Conn is what the correlator knows of a connection when it builds a span.
 type Conn struct {
 	Role   Role
