@@ -251,6 +251,9 @@ func (c *Correlator) switchProtocol(cn *conn, t time.Time) bool {
 		return false
 	}
 	cn.proto, cn.dec = p, dec
+	// The request that switched is named by its new stream now: the
+	// other end's may pair with it by that (it may have switched first).
+	c.linkByTuple(cn)
 	for _, r := range rest {
 		if err := dec.Feed(r.Side, r.Chunk); err != nil {
 			c.giveUp(cn, err, t)

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/net/http2"
 
@@ -34,17 +35,30 @@ func TestH2CUpgrade(t *testing.T) {
 		// together: the client reads the 101 and the server's first
 		// frames in one call.
 		together bool
-	}{{"101 alone", false}, {"101 with frames", true}} {
+		// clientLate: the client's records are read after all the
+		// server's (a new process's records held until discovery knows
+		// it): the server switched, and saw stream 3, before the client
+		// began the upgrading request.
+		clientLate bool
+	}{{"101 alone", false, false}, {"101 with frames", true, false}, {"client read late", false, true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, DefaultConfig())
+			cfg := DefaultConfig()
+			if tc.clientLate {
+				cfg = graceConfig()
+			}
+			h := newHarness(t, cfg)
 			cl, sv := cid(1, 0x10), cid(2, 0x20)
 			h.bindPlain(cl, 5, 0, "127.0.0.1:40000", "127.0.0.1:8080")
 			h.bindPlain(sv, 6, 0, "127.0.0.1:8080", "127.0.0.1:40000")
+			var client, server []func()
+			cw := func(ms int, b string) { client = append(client, func() { h.write(cl, 11, ms, b) }) }
+			cr := func(ms int, b string) { client = append(client, func() { h.read(cl, 11, ms, b) }) }
+			sw := func(ms int, b string) { server = append(server, func() { h.write(sv, 21, ms, b) }) }
+			sr := func(ms int, b string) { server = append(server, func() { h.read(sv, 21, ms, b) }) }
 
 			req := upgradeRequest("/first")
-			h.write(cl, 11, 1, req)
-			h.read(sv, 21, 2, req)
-
+			cw(1, req)
+			sr(2, req)
 			s := newH2Wire(t)
 			if err := s.fr.WriteSettings(); err != nil {
 				t.Fatal(err)
@@ -55,16 +69,15 @@ func TestH2CUpgrade(t *testing.T) {
 				t.Fatal(err)
 			}
 			resp1 := s.take()
-			h.write(sv, 21, 3, switching)
-			h.write(sv, 21, 4, settings)
-			h.write(sv, 21, 5, resp1)
+			sw(3, switching)
+			sw(4, settings)
+			sw(5, resp1)
 			if tc.together {
-				h.read(cl, 11, 6, switching+settings+resp1)
+				cr(6, switching+settings+resp1)
 			} else {
-				h.read(cl, 11, 6, switching)
-				h.read(cl, 11, 7, settings+resp1)
+				cr(6, switching)
+				cr(7, settings+resp1)
 			}
-
 			c := newH2Wire(t)
 			c.out.WriteString(http2.ClientPreface)
 			if err := c.fr.WriteSettings(); err != nil {
@@ -72,12 +85,29 @@ func TestH2CUpgrade(t *testing.T) {
 			}
 			c.headers(3, true, ":method", "GET", ":scheme", "http", ":path", "/second", ":authority", "127.0.0.1:8080")
 			reqs := c.take()
-			h.write(cl, 11, 8, reqs)
-			h.read(sv, 21, 9, reqs)
+			cw(8, reqs)
+			sr(9, reqs)
 			s.headers(3, true, ":status", "404")
 			resp3 := s.take()
-			h.write(sv, 21, 10, resp3)
-			h.read(cl, 11, 11, resp3)
+			sw(10, resp3)
+			cr(11, resp3)
+
+			order := []func(){client[0], server[0], server[1], server[2], server[3]}
+			order = append(order, client[1:len(client)-2]...)
+			order = append(order, client[len(client)-2], server[4], server[5], client[len(client)-1])
+			if tc.clientLate {
+				// Two rings, the server's read first and past every
+				// record, the client's not yet.
+				srvRing, _ := h.c.Ring(), h.c.Ring()
+				order = append(append(server, func() {
+					h.readTo(srvRing, 1000)
+					h.c.ReleaseHeld(at(1000))
+					h.wantSpans(0)
+				}), client...)
+			}
+			for _, f := range order {
+				f()
+			}
 
 			spans := h.wantSpans(4)
 			got := map[string]*span.Span{}
@@ -99,7 +129,7 @@ func TestH2CUpgrade(t *testing.T) {
 				}
 			}
 			checkAttrs(t, got["server /first 200 2"], map[string]any{"http.request.method": "GET", "user_agent.original": "curl/8.14.1"})
-			if first := got["client /first 200 2"]; first.End.Sub(first.Start) < 4*1e6 {
+			if first := got["client /first 200 2"]; first.End.Sub(first.Start) < 4*time.Millisecond {
 				t.Errorf("the upgraded request's span ends %v after it starts: before its HTTP/2 response", first.End.Sub(first.Start))
 			}
 		})

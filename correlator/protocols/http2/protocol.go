@@ -159,6 +159,8 @@ func (p *Protocol) Upgraded(h protocol.Handler, up *httpspan.Exchange) protocol.
 	d := newDecoder(p, h)
 	x := &Exchange{}
 	x.Req, x.StreamID = up.Req, 1
+	// From now on the request pairs with the other end's by its stream.
+	up.StreamID = 1
 	d.streams[1] = &stream{x: x, up: up}
 	d.order = append(d.order, 1)
 	if s, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(up.Req.HTTP2Settings, "=")); err == nil {
