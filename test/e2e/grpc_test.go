@@ -73,6 +73,44 @@ func checkEchoCalls(t *testing.T, e *env, srv, cli *proc, port, unary int) {
 	server := e.spans(t, unary+4, byPIDs(kindServer, srv.PID))
 	client := e.spans(t, unary+4, byPIDs(kindClient, cli.PID))
 	checkEchoSpans(t, server, client, port, unary)
+	checkEchoMetrics(t, e, server[0].ServiceName(), client[0].ServiceName(), port, unary)
+}
+
+// checkEchoMetrics checks the RPC duration histograms of the calls of
+// checkEchoCalls on /metrics: one sample per call, in series labelled by
+// the RPC attributes (status and error.type per side, as on the spans).
+func checkEchoMetrics(t *testing.T, e *env, server, client string, port, unary int) {
+	t.Helper()
+	want := func(name string, labels map[string]string, n int) {
+		t.Helper()
+		labels["rpc_system_name"] = "grpc"
+		waitMetric(t, e.agent, name+"_count", labels, fmt.Sprintf("= %d", n), func(v float64) bool { return v == float64(n) })
+	}
+	srvLabels := func(method, status string) map[string]string {
+		return map[string]string{"service_name": server, "rpc_method": method, "rpc_response_status_code": status}
+	}
+	want("rpc_server_call_duration_seconds", srvLabels("test.Echo/Echo", "OK"), unary)
+	want("rpc_server_call_duration_seconds", srvLabels("test.Echo/Get", "NOT_FOUND"), 1)
+	want("rpc_server_call_duration_seconds", map[string]string{"service_name": server}, unary+4)
+	want("rpc_client_call_duration_seconds", map[string]string{"service_name": client, "rpc_method": "test.Echo/Get",
+		"rpc_response_status_code": "NOT_FOUND", "error_type": "NOT_FOUND", "server_port": strconv.Itoa(port)}, 1)
+	want("rpc_client_call_duration_seconds", map[string]string{"service_name": client, "rpc_method": "test.Echo/Chat", "rpc_response_status_code": "OK"}, 1)
+	want("rpc_client_call_duration_seconds", map[string]string{"service_name": client}, unary+4)
+	for _, f := range e.agent.MetricFamilies(t) {
+		if !strings.HasPrefix(f.GetName(), "rpc_") {
+			continue
+		}
+		for _, m := range f.Metric {
+			for _, l := range m.Label {
+				if strings.Contains(l.GetValue(), "secret-key") || strings.Contains(l.GetName(), "message") {
+					t.Errorf("%s series label %s=%q: grpc-message or a request leaks into metrics", f.GetName(), l.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
+	if n := e.agent.Metric(t, "rpc_server_call_duration_seconds_count", map[string]string{"service_name": server, "error_type": "NOT_FOUND"}); n != 0 {
+		t.Errorf("server NOT_FOUND recorded with error.type (%v): a server's NOT_FOUND is no error", n)
+	}
 }
 
 // checkEchoSpans checks the server and client spans of the calls of
