@@ -78,3 +78,40 @@ func TestCurlH2CUpgrade(t *testing.T) {
 		})
 	}
 }
+
+// TestCurlH2CUpgradeDeclined: curl --http2 on http:// URLs against nginx
+// over plain HTTP, which ignores "Upgrade: h2c" and answers in HTTP/1.1:
+// the connection stays HTTP/1.1, so 3 GETs on one connection are exactly
+// 3 SERVER spans for nginx and 3 CLIENT spans for curl, HTTP/1.1, linked.
+func TestCurlH2CUpgradeDeclined(t *testing.T) {
+	ngxBin := harness.CopyExe(t, "nginx", "nginx-h2cup")
+	curlBin := harness.CopyExe(t, "curl", "curl-h2cup")
+	e := startAgent(t, "--include-exe", "nginx-h2cup", "--include-exe", "curl-h2cup")
+	port := harness.FreePort(t)
+	ngx := harness.StartNginx(t, harness.NginxOptions{Exe: ngxBin, Workers: 1, ExtraHTTPConfig: fmt.Sprintf(`
+    server {
+        listen 127.0.0.1:%d;
+        location = /ok { return 200 "ok\n"; }
+    }`, port)})
+	e.instrumented(t, ngx.WorkerPIDs...)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	out := run(t, curlBin, append([]string{"-sS", "--http2", "-w", "%{http_version} "},
+		keepAliveArgs([]string{base + "/ok", base + "/missing", base + "/ok"})...)...)
+	if out != "1.1 1.1 1.1 " {
+		t.Fatalf("curl's HTTP versions %q, want 1.1 (nginx declines the upgrade)", out)
+	}
+	const n = 3
+	server := e.spans(t, n, byPIDs(kindServer, ngx.WorkerPIDs...))
+	client := e.spans(t, n, byPort("curl-h2cup", kindClient, port))
+	want := map[string]int{"GET /ok 200 1.1": 2, "GET /missing 404 1.1": 1}
+	for _, set := range [][]otlpreceiver.Span{server, client} {
+		got := counts(set, func(s otlpreceiver.Span) string {
+			return fmt.Sprintf("%s %s %d %s", attrStr(s, "http.request.method"), attrStr(s, "url.path"),
+				attrInt(s, "http.response.status_code"), attrStr(s, "network.protocol.version"))
+		})
+		if !maps.Equal(got, want) {
+			t.Errorf("spans %v, want %v", got, want)
+		}
+	}
+	checkParents(t, server, client)
+}
