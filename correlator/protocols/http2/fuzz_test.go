@@ -72,25 +72,37 @@ func FuzzDecoder(f *testing.F) {
 		p.Detect(resps, events.Write)
 		c := &checkRec{t: t, begun: map[protocol.Exchange]bool{}, ended: map[protocol.Exchange]bool{}}
 		d := p.NewDecoder(protocol.Server, c)
-		streams := [2][]byte{reqs, resps}
-		for ms := 0; len(streams[0])+len(streams[1]) > 0; ms++ {
-			i := rng.IntN(2)
-			if len(streams[i]) == 0 {
-				i = 1 - i
-			}
-			n := min(len(streams[i]), 1+rng.IntN(300))
-			b := streams[i][:n]
-			streams[i] = streams[i][n:]
-			ch := protocol.Chunk{Bytes: b, Size: n, Time: time.Unix(0, int64(ms))}
-			if rng.IntN(4) == 0 && n > 20 {
-				ch.Bytes, ch.Tail = b[:n/3], b[n-n/4:]
-			}
-			if err := d.Feed(protocol.Side(i+1), ch); err != nil {
+		feedRandom(rng, reqs, resps, func(side protocol.Side, ch protocol.Chunk) bool {
+			if err := d.Feed(side, ch); err != nil {
 				t.Fatal(err)
 			}
-		}
+			return true
+		})
 		d.EOF(time.Unix(1, 0))
 	})
+}
+
+// feedRandom cuts the two directions of a connection into calls of random
+// sizes in a random interleaving, some captured only in part (a prefix and
+// a tail), and gives them to feed until it returns false.
+func feedRandom(rng *rand.Rand, reqs, resps []byte, feed func(protocol.Side, protocol.Chunk) bool) {
+	streams := [2][]byte{reqs, resps}
+	for ms := 0; len(streams[0])+len(streams[1]) > 0; ms++ {
+		i := rng.IntN(2)
+		if len(streams[i]) == 0 {
+			i = 1 - i
+		}
+		n := min(len(streams[i]), 1+rng.IntN(300))
+		b := streams[i][:n]
+		streams[i] = streams[i][n:]
+		ch := protocol.Chunk{Bytes: b, Size: n, Time: time.Unix(0, int64(ms))}
+		if rng.IntN(4) == 0 && n > 20 {
+			ch.Bytes, ch.Tail = b[:n/3], b[n-n/4:]
+		}
+		if !feed(protocol.Side(i+1), ch) {
+			return
+		}
+	}
 }
 
 // FuzzH2CUpgrade: an HTTP/1.1 connection that may upgrade to h2c, decoded
@@ -133,23 +145,7 @@ func FuzzH2CUpgrade(f *testing.F) {
 			}
 			return true
 		}
-		streams := [2][]byte{append(upReq, reqs...), append(upResp, resps...)}
-		for ms := 0; len(streams[0])+len(streams[1]) > 0; ms++ {
-			i := rng.IntN(2)
-			if len(streams[i]) == 0 {
-				i = 1 - i
-			}
-			n := min(len(streams[i]), 1+rng.IntN(300))
-			b := streams[i][:n]
-			streams[i] = streams[i][n:]
-			ch := protocol.Chunk{Bytes: b, Size: n, Time: time.Unix(0, int64(ms))}
-			if rng.IntN(4) == 0 && n > 20 {
-				ch.Bytes, ch.Tail = b[:n/3], b[n-n/4:]
-			}
-			if !feed(protocol.Side(i+1), ch) {
-				break
-			}
-		}
+		feedRandom(rng, append(upReq, reqs...), append(upResp, resps...), feed)
 		d.EOF(time.Unix(1, 0))
 	})
 }
