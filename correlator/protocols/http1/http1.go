@@ -1,7 +1,9 @@
 // Package http1 is the HTTP/1.x protocol: the parser of package httpparse
 // behind the protocol.Protocol interface. Requests and responses pair in
 // order (keep-alive and pipelining); a connection that upgrades (101,
-// CONNECT) leaves the protocol.
+// CONNECT) leaves the protocol, for HTTP/2 when it upgraded to h2c (the
+// correlator switches it to that decoder: protocol.Switcher), else for
+// good.
 package http1
 
 import (
