@@ -66,6 +66,11 @@ type conn struct {
 	// repeatWrite counts written bytes still to come that repeat bytes
 	// already parsed (see events.WriteResult).
 	repeatWrite int
+	// readEnd is the TCP sequence number after the last byte read, once
+	// readEndKnown (plaintext reads, which carry their sequence): a read
+	// whose bytes end at or before it repeats bytes already parsed.
+	readEnd      uint32
+	readEndKnown bool
 	// retrans are the recent TCP retransmissions of the connection's
 	// socket, oldest first (see retransmit.go).
 	retrans []retransmitMark

@@ -220,6 +220,10 @@ func (c *Correlator) Data(d events.Data) {
 			return
 		}
 	}
+	if d.Dir == events.Read && d.HasSeq && peeked(cn, d) {
+		c.m.peeked.Inc()
+		return
+	}
 	if cn.dec == nil && !cn.start(d.Dir, d.Bytes) {
 		return
 	}
@@ -271,6 +275,21 @@ func (c *Correlator) WriteResult(r events.WriteResult) {
 	if cn := c.lookup(r.Conn); cn != nil && r.Requested > r.Accepted {
 		cn.repeatWrite += r.Requested - r.Accepted
 	}
+}
+
+// peeked reports whether read d only repeats bytes of its connection
+// already read: a MSG_PEEK read (curl peeks one byte to see whether an
+// idle HTTP/2 connection is alive; the bytes are read again). The sockets
+// collector gives such a read a sequence before its bytes' (the socket's
+// copied_seq did not move), so it ends at or before where the last read
+// ended. Decoding it would shift every frame boundary after it.
+func peeked(cn *conn, d events.Data) bool {
+	end := d.Seq + uint32(d.Size)
+	if cn.readEndKnown && int32(end-cn.readEnd) <= 0 {
+		return true
+	}
+	cn.readEnd, cn.readEndKnown = end, true
+	return false
 }
 
 // skipRepeat drops from d the bytes that repeat earlier writes and reports

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/net/http2"
 
+	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/span"
 )
 
@@ -158,5 +159,55 @@ func TestH2CUpgradeDeclined(t *testing.T) {
 	sort.Strings(got)
 	if want := []string{"/a 200 1.1", "/b 204 1.1", "/ws 101 1.1"}; strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("spans %q, want %q", got, want)
+	}
+}
+
+// TestPeekedRead: curl peeks one byte (recv with MSG_PEEK) to see whether
+// an idle HTTP/2 connection is still alive before it reuses it. The
+// sockets collector reports the peek as a read whose sequence ends where
+// the last read ended (the socket's read position did not move); it is not
+// decoded, so the frame that it peeked into is decoded once, whole.
+func TestPeekedRead(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	cl := cid(1, 0x10)
+	h.bindPlain(cl, 5, 0, "127.0.0.1:40000", "127.0.0.1:8080")
+	read := func(ms int, seq uint32, b string) {
+		h.data(events.Data{Conn: cl, TID: 11, Time: at(ms), Dir: events.Read, Size: len(b), Bytes: []byte(b), Seq: seq, HasSeq: true})
+	}
+	c := newH2Wire(t)
+	c.out.WriteString(http2.ClientPreface)
+	if err := c.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	c.headers(1, true, ":method", "GET", ":scheme", "http", ":path", "/one", ":authority", "a")
+	h.write(cl, 11, 1, c.take())
+	s := newH2Wire(t)
+	if err := s.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	s.headers(1, true, ":status", "200")
+	first := s.take()
+	read(2, 1000, first)
+	if err := s.fr.WriteSettingsAck(); err != nil {
+		t.Fatal(err)
+	}
+	ack := s.take()
+	seq := 1000 + uint32(len(first))
+	read(3, seq-1, ack[:1]) // the peek: a byte before the read position
+	read(4, seq, ack)
+	c.headers(3, true, ":method", "GET", ":scheme", "http", ":path", "/two", ":authority", "a")
+	h.write(cl, 11, 5, c.take())
+	s.headers(3, true, ":status", "404")
+	read(6, seq+uint32(len(ack)), s.take())
+	var got []string
+	for _, sp := range h.wantSpans(2) {
+		got = append(got, fmt.Sprintf("%v %v", attrs(sp)["url.path"], attrs(sp)["http.response.status_code"]))
+	}
+	sort.Strings(got)
+	if want := []string{"/one 200", "/two 404"}; strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("spans %q, want %q", got, want)
+	}
+	if n := h.metric("periscope_reads_peeked_total"); n != 1 {
+		t.Errorf("%v peeked reads counted, want 1", n)
 	}
 }
