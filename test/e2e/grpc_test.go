@@ -25,7 +25,9 @@ type grpcCall struct {
 // RPC conventions with the right status and message counts, each server
 // span the child of its client span; grpc-message never leaves the agent.
 func TestPythonGRPC(t *testing.T) {
-	e := startAgent(t)
+	// The test's programs only: another program on the machine (a
+	// benchmark at saturation) would crowd out their spans.
+	e := startAgent(t, "--include-exe", "python3*")
 	py := python(t)
 	srv, port, ca := startPythonGRPC(t, py)
 	e.instrumented(t, srv.PID)
@@ -39,7 +41,7 @@ func TestPythonGRPC(t *testing.T) {
 // the same 10 calls give exactly 10 CLIENT spans for node and 10 SERVER
 // spans for python, linked.
 func TestNodeGRPCClient(t *testing.T) {
-	e := startAgent(t)
+	e := startAgent(t, "--include-exe", "python3*", "--include-exe", "node")
 	srv, port, ca := startPythonGRPC(t, python(t))
 	e.instrumented(t, srv.PID)
 	const unary = 6
@@ -197,7 +199,7 @@ func TestGRPCAttachMidConnection(t *testing.T) {
 	cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-py-client"}, py, testdataPath(t, "grpc_client.py"), strconv.Itoa(port), ca, "loop")
 	cli.expect("started", 30*time.Second)
 
-	e := startAgent(t)
+	e := startAgent(t, "--include-exe", "python3*")
 	e.instrumented(t, srv.PID, cli.PID)
 	waitMetric(t, e.agent, "periscope_http2_headers_incomplete_spans_total", nil, "> 10", func(v float64) bool { return v > 10 })
 	cli.send("reconnect")
