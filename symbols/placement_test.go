@@ -55,6 +55,36 @@ func TestCheapEntry(t *testing.T) {
 	}
 }
 
+// TestCheapEntryOnly: an entry probe without a return probe may skip the
+// flag-only instructions before the first emulated one.
+func TestCheapEntryOnly(t *testing.T) {
+	tests := []struct {
+		name string
+		code string
+		want uint64
+		err  error
+	}{
+		// SSL_free of Debian 12's libssl.so.3 and of node: test %rdi,%rdi; je
+		{"SSL_free: test then je", "48 85 ff 0f 84 97 03 00 00 41 55", 3, nil},
+		{"endbr64, cmp, jne", "f3 0f 1e fa 48 83 ff 00 75 02", 8, nil},
+		{"push first", readInternal, 0, nil},
+		{"test then mov", "48 85 ff 48 89 fb", 0, ErrNoCheapEntry},
+		{"stack adjustment first", sslRead, 0, ErrNoCheapEntry},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := CheapEntryOnly(code(t, tt.code))
+			if !errors.Is(err, tt.err) || (err == nil && got != tt.want) {
+				t.Errorf("CheapEntryOnly = %d, %v; want %d, %v", got, err, tt.want, tt.err)
+			}
+		})
+	}
+	// CheapEntry itself keeps to the instructions before the first test.
+	if _, err := CheapEntry(code(t, "48 85 ff 0f 84 97 03 00 00")); !errors.Is(err, ErrNoCheapEntry) {
+		t.Errorf("CheapEntry skipped a test: %v", err)
+	}
+}
+
 func TestForwardTarget(t *testing.T) {
 	tests := []struct {
 		name   string

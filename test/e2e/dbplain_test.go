@@ -397,7 +397,14 @@ func checkHandlerTrace(t *testing.T, e *env, curlPID, handlerPID int, withClient
 // startMariaDB starts mariadbd as root on a free loopback port with a
 // private data directory and a user app (password) owning database shop;
 // it returns the port.
-func startMariaDB(t *testing.T, password string, extra ...string) int {
+// mariaDB is a MariaDB server a test started.
+type mariaDB struct {
+	port int
+	sock string // its Unix socket
+	pid  int
+}
+
+func startMariaDB(t *testing.T, password string, extra ...string) mariaDB {
 	t.Helper()
 	for _, tool := range []string{"mariadb-install-db", "mariadbd", "mariadb"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -418,13 +425,8 @@ func startMariaDB(t *testing.T, password string, extra ...string) int {
 	if err := os.WriteFile(sql, []byte(init), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// Without TLS: a server with a certificate offers it on the Unix socket
-	// too, and the SSL* of a session there (never bound to a TCP socket)
-	// can be reused for the server's next session, which the correlator
-	// then takes for the same connection (a known gap: that connection's
-	// SERVER spans lose their db.namespace).
 	run(t, "sh", "-c", fmt.Sprintf("mariadb --no-defaults --skip-ssl --socket=%s < %s", sock, sql))
-	return port
+	return mariaDB{port: port, sock: sock, pid: p.PID}
 }
 
 // TestMySQLPlain: pymysql (COM_QUERY) and go-sql-driver/mysql (binary
@@ -440,7 +442,7 @@ func TestMySQLPlain(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := startAgentOTLP(t, dbAgentEnv, append(selectExes(t, python(t), goclients, mariadbd), "--log-level=debug")...)
-	port := startMariaDB(t, password)
+	port := startMariaDB(t, password).port
 
 	py := runDone(t, []string{"MYSQL_PASSWORD=" + password}, "done", python(t), testdataPath(t, "db/mysql_client.py"), fmt.Sprint(port))
 	wantDBSpans(t, e, "mariadb", py.PID, 106, wantPyMySQL())
@@ -470,7 +472,7 @@ func TestMySQLTLSUpgrade(t *testing.T) {
 	}
 	e := startAgentOTLP(t, dbAgentEnv, selectExes(t, python(t), mariadbd)...)
 	cert, key, _ := harness.GenerateCert(t, filepath.Join(t.TempDir(), "tls"))
-	port := startMariaDB(t, password, "--ssl-cert="+cert, "--ssl-key="+key)
+	port := startMariaDB(t, password, "--ssl-cert="+cert, "--ssl-key="+key).port
 	data := func() float64 {
 		return e.agent.Metric(t, "periscope_events_read_total", map[string]string{"collector": "sockets", "type": "data"})
 	}
@@ -541,7 +543,9 @@ func TestMySQLTLS(t *testing.T) {
 	// needs the connection's first bytes).
 	e := startAgentOTLP(t, dbAgentEnv, selectExes(t, python(t), goclients, mariadbd, "mariadb")...)
 	cert, key, _ := harness.GenerateCert(t, filepath.Join(t.TempDir(), "tls"))
-	port := startMariaDB(t, password, "--ssl-cert="+cert, "--ssl-key="+key)
+	db := startMariaDB(t, password, "--ssl-cert="+cert, "--ssl-key="+key)
+	port := db.port
+	unixSessions(t, e, db)
 
 	// MariaDB's own client first: its HandshakeResponse says MariaDB, and
 	// the greeting its socket carried names the server for the TLS
@@ -605,4 +609,29 @@ func TestMySQLTLS(t *testing.T) {
 		t.Errorf("mariadbd's SERVER spans:\n%v\nwant\n%v", got, want)
 	}
 	noPlanted(t, e, "planted")
+}
+
+// unixSessions runs two TLS sessions of the mariadb client on the server's
+// Unix socket, on two databases, before the TCP sessions of TestMySQLTLS.
+// A TLS session on a Unix socket is never bound to a TCP socket, and
+// mariadbd's next session gets the freed SSL* at the same address: each
+// session must still be a connection of its own (SSL_free ends it), with
+// its own db.namespace, and so must the TCP sessions after them.
+func unixSessions(t *testing.T, e *env, db mariaDB) {
+	t.Helper()
+	e.instrumented(t, db.pid)
+	for _, s := range []struct{ db, sql string }{
+		{"shop", "CREATE TABLE unix_items (id int)"},
+		{"mysql", "SELECT host FROM user"},
+	} {
+		run(t, "mariadb", "--no-defaults", "--ssl", "--skip-ssl-verify-server-cert", "--socket="+db.sock, "-D", s.db, "-e", s.sql)
+	}
+	for name, ns := range map[string]string{"CREATE TABLE unix_items": "shop", "SELECT user": "mysql"} {
+		got := e.spans(t, 1, func(s otlpreceiver.Span) bool {
+			return int(s.Kind) == kindServer && s.Name == name && attrStr(s, "db.system.name") == "mariadb"
+		})
+		if attrStr(got[0], "db.namespace") != ns {
+			t.Errorf("mariadbd's span %q on the Unix socket: db.namespace %q, want %q (attributes %v)", name, attrStr(got[0], "db.namespace"), ns, got[0].Attributes)
+		}
+	}
 }
