@@ -290,7 +290,7 @@ func TestPostgresPlain(t *testing.T) {
 	port := startPostgres(t, password, false)
 
 	psql := runPsqlWorkload(t, port, password, "prefer")
-	checkPostgresSpans(t, e.spans(t, 109, dbSpans("postgresql", psql.PID)), port)
+	checkPostgresSpans(t, e.spans(t, psqlStatements, dbSpans("postgresql", psql.PID)), port)
 
 	py := runDone(t, []string{"PGPASSWORD=" + password}, "done", python(t), testdataPath(t, "db/pg_client.py"), fmt.Sprint(port))
 	wantPy := map[string]int{
