@@ -56,7 +56,7 @@ func runPostgresMode(ctx context.Context, o options) error {
 	}
 	h.title = "PostgreSQL benchmark: postgres without and with the agent"
 	h.mode = "postgres"
-	h.target = fmt.Sprintf("PostgreSQL 15 (%s), loopback, plaintext, trust, pgbench scale 2, %d clients; requests are the transactions pgbench completed (its per-connection setup statements are spans too, a few per round); the application's CPU is the postmaster's and its reaped backends' (a backend is forked per pgbench connection)", pgVersion(), clients)
+	h.target = fmt.Sprintf("PostgreSQL 15 (%s), loopback, plaintext, trust, pgbench scale 2, %d clients; requests are the transactions pgbench completed (its per-connection setup statements are spans too, a few per round); the application's CPU is the postmaster's and its reaped backends' (a backend is forked per pgbench connection each round), while the per-process counters (context switches, wake-ups, perf) cover the postmaster alone", pgVersion(), clients)
 	h.agentSelects = "the postgres executable (pgbench is not traced)"
 	h.targets = abTargets{throughputPct: 85, completenessPct: 100}
 	return h.write([]*abResult{res})
@@ -100,13 +100,13 @@ func postgresTicks(postmaster int) (uint64, error) {
 }
 
 // waitBackendsGone waits until the postmaster has reaped every client
-// backend (a child whose command line is not one of its auxiliary
-// processes'), so that their CPU is in its cutime.
+// backend (a child serving a connection, or one that exited and is not
+// reaped yet: a zombie), so that their CPU is in its cutime.
 func waitBackendsGone(postmaster int, timeout time.Duration) error {
 	for deadline := time.Now().Add(timeout); ; time.Sleep(20 * time.Millisecond) {
 		n := 0
 		for _, c := range childrenOf(postmaster) {
-			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c)); err == nil && strings.Contains(string(b), "127.0.0.1(") {
+			if backendOrZombie(c) {
 				n++
 			}
 		}
@@ -114,9 +114,23 @@ func waitBackendsGone(postmaster int, timeout time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d backends of postmaster %d still running after %s", n, postmaster, timeout)
+			return fmt.Errorf("%d backends of postmaster %d not reaped after %s", n, postmaster, timeout)
 		}
 	}
+}
+
+// backendOrZombie tells whether process pid serves a TCP connection (its
+// title names the client's address) or has exited without being reaped.
+func backendOrZombie(pid int) bool {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(b), "127.0.0.1(") {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false // reaped
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return strings.HasPrefix(rest, "Z")
 }
 
 // pgVersion is the server's version, as postgres --version says it.
