@@ -28,8 +28,12 @@ type conn struct {
 	elem *list.Element
 
 	lastActive time.Time
-	role       role
-	scheme     string // url.scheme; "https" while all data comes from TLS libraries
+	since      time.Time // its first event
+	// silenceAt: a socket's connection that a TLS library's reports from
+	// then on (silenced); its records from then on are dropped.
+	silenceAt time.Time
+	role      role
+	scheme    string // url.scheme; "https" while all data comes from TLS libraries
 	// plain connections' bytes are the socket's own (the sockets
 	// collector); another collector's report of the same connection
 	// wins (see silenced).

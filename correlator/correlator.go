@@ -215,6 +215,10 @@ func (c *Correlator) Data(d events.Data) {
 	if cn.ignored {
 		return
 	}
+	if !cn.silenceAt.IsZero() && !d.Time.Before(cn.silenceAt) {
+		c.supersede(cn) // see silenced
+		return
+	}
 	if d.Dir == events.Write && cn.repeatWrite > 0 {
 		if !skipRepeat(&d, &cn.repeatWrite) {
 			return
@@ -647,7 +651,7 @@ func (c *Correlator) connFor(id events.ConnID, now time.Time) *conn {
 		}
 		c.pids[id.PID] = ps
 	}
-	cn := &conn{c: c, id: id, ps: ps, scheme: "https", lastActive: now}
+	cn := &conn{c: c, id: id, ps: ps, scheme: "https", lastActive: now, since: now}
 	cn.elem = c.lru.PushFront(cn)
 	ps.conns[id.Key] = cn
 	c.nconns++
@@ -880,9 +884,17 @@ func (c *Correlator) forgetGoroutines(ps *procState) {
 // awaitsPeerAt reports whether exchange x, ended at end, waits for a peer
 // from a ring not read past end yet (Ring): a Go program's call for the
 // request of its goroutine (goWaits), a server stream for its client
-// (awaitsPeer).
+// (awaitsPeer), an exchange described from another ring's bytes
+// (awaitsRings).
 func (c *Correlator) awaitsPeerAt(x *exchange, end time.Time) bool {
-	return (goWaits(x) || awaitsPeer(x)) && c.behind(end)
+	return (goWaits(x) || awaitsPeer(x) || awaitsRings(x)) && c.behind(end)
+}
+
+// awaitsRings reports whether x's span is described from what another
+// ring may still bring (protocol.RingWaiter).
+func awaitsRings(x *exchange) bool {
+	w, ok := x.px.(protocol.RingWaiter)
+	return ok && w.AwaitsRings()
 }
 
 // awaitsPeers reports whether a held exchange of cn waits for a peer: the
@@ -1056,6 +1068,15 @@ func (c *Correlator) silenced(cn *conn, tuple events.Tuple) bool {
 	loser := other
 	if cn.source() < other.source() {
 		loser = cn
+	}
+	if loser == cn && cn.plain && other.source() == 1 {
+		// The socket of a TLS library's connection read after it: its
+		// own bytes from before the TLS connection began (a database's
+		// greeting and TLS request, which name the system) are still
+		// decoded, the rest is the TLS collector's (Data).
+		cn.silenceAt = other.since
+		cn.tuple, cn.peerAddr = tuple, tuple.Remote.Addr().Unmap().String()
+		return true
 	}
 	c.supersede(loser)
 	if loser == other {

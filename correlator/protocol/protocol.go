@@ -98,6 +98,15 @@ type Exchange interface {
 	Stream() (id uint64, ok bool)
 }
 
+// RingWaiter is implemented by exchanges whose span is described from what
+// another connection's stream carried (MySQL over TLS: the greeting that
+// names the system went over the socket, whose records come through
+// another collector's ring): while AwaitsRings, the span waits until every
+// ring has been read past the exchange's end.
+type RingWaiter interface {
+	AwaitsRings() bool
+}
+
 // Handler receives the exchanges of a decoder, in the order their
 // requests started (Begin) and ended (End).
 type Handler interface {

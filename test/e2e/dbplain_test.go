@@ -547,10 +547,23 @@ func TestMySQLTLS(t *testing.T) {
 	port := db.port
 	unixSessions(t, e, db)
 
-	// MariaDB's own client first: its HandshakeResponse says MariaDB, and
-	// the greeting its socket carried names the server for the TLS
-	// connections after it (the greeting of a server's first connection
-	// can be read after that connection's spans: a known gap). It reads
+	// pymysql first: the first TCP connection to the server, whose TLS
+	// spans are named by the greeting its own socket carried, whichever
+	// ring is read first (the spans wait for it).
+	py := startProc(t, []string{"MYSQL_PASSWORD=" + password}, python(t), testdataPath(t, "db/mysql_client.py"), fmt.Sprint(port), "tls")
+	e.instrumented(t, py.PID)
+	py.send("go")
+	py.mustSucceed(60 * time.Second)
+	wantDBSpans(t, e, "mariadb", py.PID, 106, wantPyMySQL())
+
+	gc := startProc(t, nil, goclients, "-system", "mysql", "-addr", fmt.Sprintf("127.0.0.1:%d", port),
+		"-password", password, "-db", "shop", "-sslmode", "require", "-wait-stdin")
+	e.instrumented(t, gc.PID)
+	gc.send("go")
+	gc.mustSucceed(60 * time.Second)
+	wantDBSpans(t, e, "mariadb", gc.PID, 108, wantGoMySQL())
+
+	// MariaDB's own client (its HandshakeResponse says MariaDB). It reads
 	// its options (the password among them) from a FIFO before it
 	// connects: it waits there until the agent has probed it (a
 	// short-lived client could be done before). The statements come on
@@ -576,19 +589,6 @@ func TestMySQLTLS(t *testing.T) {
 		"SELECT cli_items | SELECT * FROM cli_items WHERE id = ? | ":  1,
 	}
 	wantDBSpans(t, e, "mariadb", cli.PID, 2, wantCLI)
-
-	py := startProc(t, []string{"MYSQL_PASSWORD=" + password}, python(t), testdataPath(t, "db/mysql_client.py"), fmt.Sprint(port), "tls")
-	e.instrumented(t, py.PID)
-	py.send("go")
-	py.mustSucceed(60 * time.Second)
-	wantDBSpans(t, e, "mariadb", py.PID, 106, wantPyMySQL())
-
-	gc := startProc(t, nil, goclients, "-system", "mysql", "-addr", fmt.Sprintf("127.0.0.1:%d", port),
-		"-password", password, "-db", "shop", "-sslmode", "require", "-wait-stdin")
-	e.instrumented(t, gc.PID)
-	gc.send("go")
-	gc.mustSucceed(60 * time.Second)
-	wantDBSpans(t, e, "mariadb", gc.PID, 108, wantGoMySQL())
 
 	for _, s := range e.recv.Spans() {
 		if byPIDs(kindClient, py.PID, gc.PID, cli.PID)(s) && (attrStr(s, "db.namespace") != "shop" || attrInt(s, "server.port") != int64(port)) {
