@@ -1069,14 +1069,24 @@ func (c *Correlator) silenced(cn *conn, tuple events.Tuple) bool {
 	if cn.source() < other.source() {
 		loser = cn
 	}
-	if loser == cn && cn.plain && other.source() == 1 {
-		// The socket of a TLS library's connection read after it: its
-		// own bytes from before the TLS connection began (a database's
-		// greeting and TLS request, which name the system) are still
-		// decoded, the rest is the TLS collector's (Data).
-		cn.silenceAt = other.since
-		cn.tuple, cn.peerAddr = tuple, tuple.Remote.Addr().Unmap().String()
-		return true
+	winner := cn
+	if loser == cn {
+		winner = other
+	}
+	if loser.plain && winner.source() == 1 {
+		// The socket of a TLS library's connection, whichever ring was
+		// read first: its own bytes from before the TLS connection began
+		// (a database's greeting and TLS request, which name the system)
+		// are still decoded, the rest is the TLS collector's (Data).
+		if loser.silenceAt.IsZero() || winner.since.Before(loser.silenceAt) {
+			loser.silenceAt = winner.since
+		}
+		if loser == cn {
+			cn.tuple, cn.peerAddr = tuple, tuple.Remote.Addr().Unmap().String()
+			return true
+		}
+		delete(c.byTuple, tuple)
+		return false
 	}
 	c.supersede(loser)
 	if loser == other {
