@@ -635,3 +635,91 @@ func unixSessions(t *testing.T, e *env, db mariaDB) {
 		}
 	}
 }
+
+// TestDBBoundedMemory: a result set of 1 GiB (psql copying a generated
+// table out of a traced PostgreSQL) and a pipeline of 100,000 commands
+// (redis-cli --pipe into a traced redis-server) do not grow the agent: its
+// resident memory after them is within 96 MiB of what it was before (a
+// decoder that kept the result would hold 1 GiB). Each pipelined SET is a
+// SERVER span of redis-server, or a loss the agent counts.
+func TestDBBoundedMemory(t *testing.T) {
+	const password = "planted-pg-password"
+	redisServer, err := exec.LookPath("redis-server")
+	if err == nil {
+		redisServer, err = filepath.EvalSymlinks(redisServer)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startAgentOTLP(t, dbAgentEnv, selectExes(t, filepath.Join(pgBin, "postgres"), redisServer)...)
+	pgPort := startPostgres(t, password, false)
+	rdPort := startRedis(t, password)
+	psql := func(sql string) {
+		t.Helper()
+		cmd := exec.Command(filepath.Join(pgBin, "psql"), "-X", "-q", "-o", "/dev/null", "-c", sql,
+			fmt.Sprintf("host=127.0.0.1 port=%d dbname=shop user=app", pgPort))
+		cmd.Env = append(os.Environ(), "PGPASSWORD="+password)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("psql %s: %v\n%s", sql, err, out)
+		}
+	}
+	// Warm up: the decoders, rings and exporters in use once.
+	psql("SELECT 1")
+	e.spans(t, 1, func(s otlpreceiver.Span) bool { return attrStr(s, "db.query.text") == "SELECT ?" })
+	before := rssBytes(t, e.agent.PID)
+
+	t0 := time.Now()
+	psql("COPY (SELECT repeat('x', 1023) FROM generate_series(1, 1048576)) TO STDOUT")
+	e.spans(t, 1, func(s otlpreceiver.Span) bool { return strings.HasPrefix(attrStr(s, "db.query.text"), "COPY (SELECT repeat(?, ?)") })
+	t.Logf("1 GiB result: %s", time.Since(t0).Round(time.Millisecond))
+
+	// The pipeline: one span per command at the server, or, where the
+	// agent could not keep up (records the ring dropped, spans the
+	// exporter's queue had no room for), losses it counts.
+	counters := func() (built, ringDrops, overflowed, queueFull float64) {
+		return e.agent.Metric(t, "periscope_spans_total", map[string]string{"kind": "server"}),
+			e.agent.Metric(t, "periscope_events_dropped_total", nil),
+			e.agent.Metric(t, "periscope_db_decoder_events_total", map[string]string{"event": "overflowed"}),
+			e.agent.Metric(t, "periscope_spans_dropped_total", map[string]string{"exporter": "otlp", "reason": "queue_full"})
+	}
+	built0, ring0, over0, full0 := counters()
+	isSet := func(s otlpreceiver.Span) bool {
+		return int(s.Kind) == kindServer && attrStr(s, "db.system.name") == "redis" && attrStr(s, "db.operation.name") == "SET"
+	}
+	t0 = time.Now()
+	var pipe strings.Builder
+	fmt.Fprintf(&pipe, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(password), password)
+	for i := range 100_000 {
+		k := fmt.Sprintf("k:%d", i)
+		fmt.Fprintf(&pipe, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\nv\r\n", len(k), k)
+	}
+	cli := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", fmt.Sprint(rdPort), "--pipe")
+	cli.Stdin = strings.NewReader(pipe.String())
+	if out, err := cli.CombinedOutput(); err != nil || !strings.Contains(string(out), "replies: 100001") {
+		t.Fatalf("redis-cli --pipe: %v\n%s", err, out)
+	}
+	// Until the spans stop coming (or all came).
+	received := 0
+	for last := -1; received != last && received < 100_000; time.Sleep(2 * time.Second) {
+		last, received = received, len(filterSpans(e.recv.Spans(), isSet))
+	}
+	built1, ring1, over1, full1 := counters()
+	built, ringDrops, overflowed, queueFull := built1-built0, ring1-ring0, over1-over0, full1-full0
+	t.Logf("pipeline of 100,000 in %s: %d SET spans received; %v server spans built, %v records dropped by the ring, %v commands overflowed, %v spans dropped at the exporter's queue",
+		time.Since(t0).Round(time.Millisecond), received, built, ringDrops, overflowed, queueFull)
+	switch {
+	case received > 100_000:
+		t.Errorf("%d SET spans for 100,000 commands", received)
+	case built < 100_001 && ringDrops == 0 && overflowed == 0:
+		t.Errorf("%v server spans built for 100,001 commands, and no loss counted", built)
+	case float64(received) < built-1-queueFull:
+		t.Errorf("%d SET spans received of %v built (AUTH among them), %v counted as dropped at the exporter", received, built, queueFull)
+	}
+
+	after := rssBytes(t, e.agent.PID)
+	t.Logf("agent RSS %d MiB before, %d MiB after", before>>20, after>>20)
+	if after-before > 96<<20 {
+		t.Errorf("the agent grew by %d MiB (from %d MiB)", (after-before)>>20, before>>20)
+	}
+	noPlanted(t, e, "planted")
+}
