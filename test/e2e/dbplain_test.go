@@ -670,7 +670,9 @@ func TestDBBoundedMemory(t *testing.T) {
 
 	t0 := time.Now()
 	psql("COPY (SELECT repeat('x', 1023) FROM generate_series(1, 1048576)) TO STDOUT")
-	e.spans(t, 1, func(s otlpreceiver.Span) bool { return strings.HasPrefix(attrStr(s, "db.query.text"), "COPY (SELECT repeat(?, ?)") })
+	e.spans(t, 1, func(s otlpreceiver.Span) bool {
+		return strings.HasPrefix(attrStr(s, "db.query.text"), "COPY (SELECT repeat(?, ?)")
+	})
 	t.Logf("1 GiB result: %s", time.Since(t0).Round(time.Millisecond))
 
 	// The pipeline: one span per command at the server, or, where the
