@@ -42,13 +42,14 @@ func runPostgresMode(ctx context.Context, o options) error {
 	}
 	defer stop()
 	clients := o.connections / 5
+	aux := auxiliaries(postmaster)
 	t := abTarget{
 		name:     "postgres, pgbench -S",
 		exe:      filepath.Join(pgBin, "postgres"),
 		load:     pgbenchLoad(port, clients),
 		loadDesc: fmt.Sprintf("`pgbench -S -n -c %d -j 2 -T SECONDS` (select only, simple protocol; a transaction is one SELECT)", clients),
 		pids:     func() []int { return []int{postmaster} },
-		appCPU:   func() (uint64, error) { return postgresTicks(postmaster) },
+		appCPU:   func() (uint64, error) { return postgresTicks(postmaster, aux) },
 	}
 	res, err := runAB(ctx, env, t)
 	if err != nil {
@@ -86,11 +87,24 @@ func pgbenchLoad(port, clients int) func(ctx context.Context, d time.Duration) (
 }
 
 // postgresTicks is the CPU of the postmaster and of the children it has
-// reaped (pgbench's backends, gone by the time its load returns: see
-// pgbenchLoad's wait), in clock ticks.
-func postgresTicks(postmaster int) (uint64, error) {
-	if err := waitBackendsGone(postmaster, 5*time.Second); err != nil {
-		return 0, err
+// reaped (pgbench's backends, gone by the time its load returns), in
+// clock ticks: it waits until the postmaster's only children are its
+// auxiliary processes aux (checkpointer, writers, launchers), so that
+// every backend's CPU is in its cutime.
+func postgresTicks(postmaster int, aux map[int]bool) (uint64, error) {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		n := 0
+		for _, c := range childrenOf(postmaster) {
+			if !aux[c] {
+				n++
+			}
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("%d backends of postmaster %d not reaped after 5s", n, postmaster)
+		}
 	}
 	s, err := readProcStat(postmaster)
 	if err != nil {
@@ -99,38 +113,25 @@ func postgresTicks(postmaster int) (uint64, error) {
 	return s.utime + s.stime + s.cutime + s.cstime, nil
 }
 
-// waitBackendsGone waits until the postmaster has reaped every client
-// backend (a child serving a connection, or one that exited and is not
-// reaped yet: a zombie), so that their CPU is in its cutime.
-func waitBackendsGone(postmaster int, timeout time.Duration) error {
-	for deadline := time.Now().Add(timeout); ; time.Sleep(20 * time.Millisecond) {
-		n := 0
+// auxiliaries returns the postmaster's children once no client backend
+// is left (after pgbench -i): its auxiliary processes.
+func auxiliaries(postmaster int) map[int]bool {
+	aux := map[int]bool{}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		clear(aux)
+		backends := 0
 		for _, c := range childrenOf(postmaster) {
-			if backendOrZombie(c) {
-				n++
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c))
+			if strings.Contains(string(b), "127.0.0.1(") || len(b) == 0 {
+				backends++
 			}
+			aux[c] = true
 		}
-		if n == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d backends of postmaster %d not reaped after %s", n, postmaster, timeout)
+		if backends == 0 {
+			break
 		}
 	}
-}
-
-// backendOrZombie tells whether process pid serves a TCP connection (its
-// title names the client's address) or has exited without being reaped.
-func backendOrZombie(pid int) bool {
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(b), "127.0.0.1(") {
-		return true
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false // reaped
-	}
-	_, rest, _ := strings.Cut(string(b), ") ")
-	return strings.HasPrefix(rest, "Z")
+	return aux
 }
 
 // pgVersion is the server's version, as postgres --version says it.
