@@ -119,7 +119,7 @@ func (p *Programs) Read(ctx context.Context, events *ebpf.Map, r Ring, handle fu
 	p.done = make(chan struct{})
 	go func() {
 		defer close(p.done)
-		if err := ring.Read(ctx, events, r.PollInterval, handle, r.Progress); err != nil {
+		if err := ring.Read(ctx, events, r.PollInterval, r.WakeupBytes, handle, r.Progress); err != nil {
 			log.Error("event reader stopped", "err", err)
 		}
 	}()

@@ -16,71 +16,98 @@ import (
 )
 
 // Read calls handle for every record of the ring buffer m until ctx is done.
-// Programs submit most records without waking user space (BPF_RB_NO_WAKEUP),
-// so Read also collects what is waiting every interval. When ctx is done,
-// the records already in the ring are still handled before Read returns:
-// the events of the moments before a shutdown are not lost. The slice
-// passed to handle is only valid during the call.
+// Programs submit most records without waking user space (BPF_RB_NO_WAKEUP)
+// until wakeupBytes wait (bpf/common.bpf.h), so Read also collects what is
+// waiting every interval. When ctx is done, the records already in the ring
+// are still handled before Read returns: the events of the moments before a
+// shutdown are not lost. The slice passed to handle is only valid during the
+// call.
+//
+// Read waits in Go's network poller (see readiness), never in a blocking
+// system call: a thread parked in epoll_wait per ring kept the runtime's
+// monitor retaking its processor and waking every 20 µs, which cost the agent
+// more CPU than decoding the records did (test/bench/results-e2e-cpu.md).
 //
 // progress, when not nil, learns how far Read has handled the ring (see
 // ktime.Progress and watermark): a time taken before Read looked at what
 // the ring held, once that has been handled, so that a busy ring as well
 // as an idle one holds nobody back for long; when Read returns, it is
 // done.
-func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, handle func([]byte), progress *ktime.Progress) error {
+func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, wakeupBytes uint64, handle func([]byte), progress *ktime.Progress) error {
 	rd, err := ringbuf.NewReader(m)
 	if err != nil {
 		return fmt.Errorf("open ring buffer %s: %w", m, err)
 	}
-	// Flush makes a waiting ReadInto return what the ring holds, then
-	// ErrFlushed.
-	stop := context.AfterFunc(ctx, func() {
-		if rd.Flush() != nil {
-			rd.Close()
-		}
-	})
-	defer stop()
 	defer rd.Close()
+	ready, err := newReadiness(m)
+	if err != nil {
+		return err
+	}
+	defer ready.close()
+	stop := context.AfterFunc(ctx, ready.interrupt)
+	defer stop()
 	if progress != nil {
 		defer progress.Done()
 	}
-
-	var rec ringbuf.Record
-	var w *watermark
+	d := drainer{rd: rd, handle: handle}
 	if progress != nil {
-		w = &watermark{p: progress, ring: rd, now: ktime.NewMonoClock().Now}
+		d.w = &watermark{p: progress, ring: rd, now: ktime.NewMonoClock().Now}
 	}
+	// A deadline in the past: ReadInto never blocks, it returns
+	// os.ErrDeadlineExceeded once the ring is empty.
+	rd.SetDeadline(time.Unix(0, 1))
+	wake := max(wakeupBytes, 1)
+	// A stop that came before the wait began must not wait for the timer.
+	pending := func() bool { return ctx.Err() != nil || uint64(rd.AvailableBytes()) >= wake }
 	for {
-		rd.SetDeadline(time.Now().Add(interval))
-		// A wait that starts after ctx is done ends with every record
-		// queued before.
 		stopping := ctx.Err() != nil
-		err := rd.ReadInto(&rec)
-		switch {
-		case err == nil:
-			handle(rec.RawSample)
-			if w != nil {
-				w.read(len(rec.RawSample))
-			}
-		case errors.Is(err, ringbuf.ErrFlushed):
-			if ctx.Err() != nil {
-				return nil
-			}
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			// Timer tick: records submitted without a wake-up were drained.
-			if stopping {
-				return nil
-			}
-			if w != nil {
-				w.idle()
-			}
-		case errors.Is(err, ringbuf.ErrClosed):
-			return nil
-		default:
-			if ctx.Err() != nil {
+		if err := d.drain(); err != nil {
+			if errors.Is(err, ringbuf.ErrClosed) || ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("read ring buffer %s: %w", m, err)
+		}
+		if stopping {
+			return nil
+		}
+		if err := ready.wait(interval, pending); err != nil {
+			return fmt.Errorf("wait for ring buffer %s: %w", m, err)
+		}
+	}
+}
+
+// drainer hands every record the ring holds to handle.
+type drainer struct {
+	rd     *ringbuf.Reader
+	rec    ringbuf.Record
+	handle func([]byte)
+	w      *watermark
+}
+
+// drain handles what the ring holds, without waiting.
+func (d *drainer) drain() error {
+	if d.rd.AvailableBytes() == 0 {
+		// Nothing to read: no system call (ReadInto polls its epoll).
+		if d.w != nil {
+			d.w.idle()
+		}
+		return nil
+	}
+	for {
+		err := d.rd.ReadInto(&d.rec)
+		switch {
+		case err == nil:
+			d.handle(d.rec.RawSample)
+			if d.w != nil {
+				d.w.read(len(d.rec.RawSample))
+			}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if d.w != nil {
+				d.w.idle()
+			}
+			return nil
+		default:
+			return err
 		}
 	}
 }

@@ -17,8 +17,9 @@ import (
 
 // recordProgram returns a program that writes one 24-byte record into rb,
 // stamped as Periscope's programs stamp theirs (bpf_ktime_get_ns first),
-// each time it runs.
-func recordProgram(t *testing.T, rb *ebpf.Map) *ebpf.Program {
+// each time it runs, submitted with flags (BPF_RB_NO_WAKEUP: found by the
+// reader's timer; BPF_RB_FORCE_WAKEUP: wakes the reader).
+func recordProgram(t *testing.T, rb *ebpf.Map, flags int32) *ebpf.Program {
 	t.Helper()
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Type:    ebpf.SocketFilter,
@@ -33,7 +34,7 @@ func recordProgram(t *testing.T, rb *ebpf.Map) *ebpf.Program {
 			asm.Mov.Reg(asm.R2, asm.RFP),
 			asm.Add.Imm(asm.R2, -24),
 			asm.Mov.Imm(asm.R3, 24),
-			asm.Mov.Imm(asm.R4, 1), // BPF_RB_NO_WAKEUP: found by the reader's timer
+			asm.Mov.Imm(asm.R4, flags),
 			asm.FnRingbufOutput.Call(),
 			asm.Mov.Imm(asm.R0, 0),
 			asm.Return(),
@@ -46,6 +47,12 @@ func recordProgram(t *testing.T, rb *ebpf.Map) *ebpf.Program {
 	return prog
 }
 
+// bpf_ringbuf_output's flags (include/uapi/linux/bpf.h).
+const (
+	bpfRBNoWakeup    = 1
+	bpfRBForceWakeup = 2
+)
+
 // TestRingProgress: a ring's reader reports how far it has handled the
 // ring (ktime.Progress, what the correlator holds cross-ring spans on):
 // an idle ring advances to the time it was found empty within a few timer
@@ -57,7 +64,7 @@ func TestRingProgress(t *testing.T) {
 		t.Fatalf("create a ring buffer: %v", err)
 	}
 	defer rb.Close()
-	prog := recordProgram(t, rb)
+	prog := recordProgram(t, rb, bpfRBNoWakeup)
 
 	const tick = 20 * time.Millisecond
 	var p ktime.Progress
@@ -66,7 +73,7 @@ func TestRingProgress(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- ring.Read(ctx, rb, tick, func(raw []byte) {
+		done <- ring.Read(ctx, rb, tick, 0, func(raw []byte) {
 			mu.Lock()
 			defer mu.Unlock()
 			handled = append(handled, binary.NativeEndian.Uint64(raw))
@@ -114,4 +121,46 @@ func TestRingProgress(t *testing.T) {
 	if got := p.Load(); got != math.MaxUint64 {
 		t.Errorf("progress of a stopped reader = %d, want done (%d)", got, uint64(math.MaxUint64))
 	}
+}
+
+// TestRingWakeup: the reader waits in Go's poller, and a wake-up from the
+// kernel (BPF_RB_FORCE_WAKEUP, what Periscope's programs send once
+// wakeup_bytes wait) reaches it at once rather than at its next timer tick;
+// a stop ends a wait at once too.
+func TestRingWakeup(t *testing.T) {
+	rb, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 16})
+	if err != nil {
+		t.Fatalf("create a ring buffer: %v", err)
+	}
+	defer rb.Close()
+	wake := recordProgram(t, rb, bpfRBForceWakeup)
+	const tick = time.Hour // only a wake-up can end a wait
+	got := make(chan uint64, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- ring.Read(ctx, rb, tick, 1, func(raw []byte) { got <- binary.NativeEndian.Uint64(raw) }, nil)
+	}()
+	for i := range 5 {
+		time.Sleep(20 * time.Millisecond) // the reader is waiting
+		if _, err := wake.Run(&ebpf.RunOptions{Data: make([]byte, 14)}); err != nil {
+			t.Fatalf("run the ring buffer writer: %v", err)
+		}
+		select {
+		case <-got:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("record %d not handled 5 s after a wake-up", i)
+		}
+	}
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reader did not stop within 5 s of its context's end")
+	}
+	t.Logf("stopped %v after the cancel", time.Since(start))
 }
