@@ -4,13 +4,10 @@ package ring
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/periscope-apm/periscope/internal/ktime"
 )
@@ -34,11 +31,11 @@ import (
 // as an idle one holds nobody back for long; when Read returns, it is
 // done.
 func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, wakeupBytes uint64, handle func([]byte), progress *ktime.Progress) error {
-	rd, err := ringbuf.NewReader(m)
+	c, err := newConsumer(m)
 	if err != nil {
-		return fmt.Errorf("open ring buffer %s: %w", m, err)
+		return err
 	}
-	defer rd.Close()
+	defer c.close()
 	ready, err := newReadiness(m)
 	if err != nil {
 		return err
@@ -49,24 +46,13 @@ func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, wakeupBytes 
 	if progress != nil {
 		defer progress.Done()
 	}
-	d := drainer{rd: rd, handle: handle}
-	if progress != nil {
-		d.w = &watermark{p: progress, ring: rd, now: ktime.NewMonoClock().Now}
-	}
-	// A deadline in the past: ReadInto never blocks, it returns
-	// os.ErrDeadlineExceeded once the ring is empty.
-	rd.SetDeadline(time.Unix(0, 1))
+	d := newDrainer(c, handle, progress)
 	wake := max(wakeupBytes, 1)
 	// A stop that came before the wait began must not wait for the timer.
-	pending := func() bool { return ctx.Err() != nil || uint64(rd.AvailableBytes()) >= wake }
+	pending := func() bool { return ctx.Err() != nil || uint64(c.AvailableBytes()) >= wake }
 	for {
 		stopping := ctx.Err() != nil
-		if err := d.drain(); err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) || ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("read ring buffer %s: %w", m, err)
-		}
+		d.drain()
 		if stopping {
 			return nil
 		}
@@ -76,39 +62,34 @@ func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, wakeupBytes 
 	}
 }
 
-// drainer hands every record the ring holds to handle.
+// drainer hands every record the ring holds to handle, and tells the
+// watermark, if any, what it read.
 type drainer struct {
-	rd     *ringbuf.Reader
-	rec    ringbuf.Record
-	handle func([]byte)
-	w      *watermark
+	c        *consumer
+	handle   func([]byte)
+	w        *watermark
+	onRecord func([]byte) // handle, or handle and the watermark
+}
+
+func newDrainer(c *consumer, handle func([]byte), progress *ktime.Progress) *drainer {
+	d := &drainer{c: c, handle: handle, onRecord: handle}
+	if progress != nil {
+		d.w = &watermark{p: progress, ring: c, now: ktime.NewMonoClock().Now}
+		d.onRecord = d.marked
+	}
+	return d
+}
+
+func (d *drainer) marked(rec []byte) {
+	d.handle(rec)
+	d.w.read(len(rec))
 }
 
 // drain handles what the ring holds, without waiting.
-func (d *drainer) drain() error {
-	if d.rd.AvailableBytes() == 0 {
-		// Nothing to read: no system call (ReadInto polls its epoll).
-		if d.w != nil {
-			d.w.idle()
-		}
-		return nil
-	}
-	for {
-		err := d.rd.ReadInto(&d.rec)
-		switch {
-		case err == nil:
-			d.handle(d.rec.RawSample)
-			if d.w != nil {
-				d.w.read(len(d.rec.RawSample))
-			}
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			if d.w != nil {
-				d.w.idle()
-			}
-			return nil
-		default:
-			return err
-		}
+func (d *drainer) drain() {
+	d.c.drain(d.onRecord)
+	if d.w != nil {
+		d.w.idle()
 	}
 }
 

@@ -27,10 +27,6 @@ type watermark struct {
 	at, left uint64
 }
 
-// ringHeaderBytes is the header the kernel puts before each record in a
-// BPF ring buffer (BPF_RINGBUF_HDR_SZ); records are 8-byte aligned.
-const ringHeaderBytes = 8
-
 // read records that a record of size bytes has been handled.
 func (w *watermark) read(size int) {
 	if w.left > 0 {
