@@ -30,6 +30,9 @@ func FuzzParseMapsLine(f *testing.F) {
 		if ok && (!strings.HasPrefix(m.Path, "/") || m.File.Ino == 0) {
 			t.Fatalf("parseMapsLine(%q) = %+v", line, m)
 		}
+		if ok && !executableFileLine([]byte(line)) {
+			t.Fatalf("readMaps's first look skips %q, which parseMapsLine keeps", line)
+		}
 	})
 }
 

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/shirou/gopsutil/v4/common"
 	"github.com/shirou/gopsutil/v4/process"
@@ -116,21 +119,56 @@ func readMaps(procRoot string, pid uint32) ([]Mapping, error) {
 	}
 	defer f.Close()
 	var out []Mapping
-	seen := make(map[symbols.FileID]bool)
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {
-		m, ok := parseMapsLine(sc.Text())
-		if !ok || seen[m.File] {
+		// Most lines are not executable: they are skipped without making
+		// a string of them (this runs for every executable mmap on the
+		// node, and was most of the agent's allocations).
+		if !executableFileLine(sc.Bytes()) {
 			continue
 		}
-		seen[m.File] = true
+		m, ok := parseMapsLine(sc.Text())
+		if !ok || slices.ContainsFunc(out, func(o Mapping) bool { return o.File == m.File }) {
+			continue
+		}
 		out = append(out, m)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("process %d maps: %w", pid, err)
 	}
 	return out, nil
+}
+
+// executableFileLine is a cheap first look at a line of /proc/PID/maps:
+// whether its second field (split as strings.Fields splits) says executable
+// and a path may follow, which parseMapsLine needs to keep it.
+func executableFileLine(line []byte) bool {
+	var perms []byte
+	i := 0
+	for range 2 {
+		i = skipSpace(line, i, true)
+		start := i
+		i = skipSpace(line, i, false)
+		if start == i {
+			return false
+		}
+		perms = line[start:i]
+	}
+	return len(perms) >= 3 && perms[2] == 'x' && bytes.IndexByte(line[i:], '/') >= 0
+}
+
+// skipSpace returns the index of the first rune of line from i on that is
+// not (space true) or is (space false) white space.
+func skipSpace(line []byte, i int, space bool) int {
+	for i < len(line) {
+		r, n := utf8.DecodeRune(line[i:])
+		if unicode.IsSpace(r) != space {
+			break
+		}
+		i += n
+	}
+	return i
 }
 
 // parseMapsLine parses one line of /proc/PID/maps, keeping executable

@@ -32,6 +32,9 @@ func TestParseMapsLine(t *testing.T) {
 		if ok != tt.ok || got != tt.want {
 			t.Errorf("parseMapsLine(%q) = %+v, %v; want %+v, %v", tt.line, got, ok, tt.want, tt.ok)
 		}
+		if ok && !executableFileLine([]byte(tt.line)) {
+			t.Errorf("executableFileLine(%q) = false for a line parseMapsLine keeps", tt.line)
+		}
 	}
 }
 
