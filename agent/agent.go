@@ -276,6 +276,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 			}
 		}
 	}()
+	restoreGC := lowGCDuringStart()
+	defer restoreGC()
 	for _, c := range cols {
 		if err := c.Start(runCtx); err != nil {
 			return fmt.Errorf("start collector %s: %w", c.Name(), err)
@@ -307,6 +309,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		return fmt.Errorf("start process discovery: %w", err)
 	}
 
+	restoreGC()
+	restoreGC = func() {}
 	reg.MustRegister(newInstrumented(started))
 	st := &status{tracker: tracker, collectors: started, syscalls: syscallPath}
 	if cfg.MetricsAddr != "" {
