@@ -23,25 +23,35 @@ import (
 // reader's timer; BPF_RB_FORCE_WAKEUP: wakes the reader).
 func recordProgram(t *testing.T, rb *ebpf.Map, flags int32) *ebpf.Program {
 	t.Helper()
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type:    ebpf.SocketFilter,
-		License: "GPL",
-		Instructions: asm.Instructions{
-			asm.FnKtimeGetNs.Call(),
-			asm.StoreMem(asm.RFP, -24, asm.R0, asm.DWord),
-			asm.Mov.Imm(asm.R1, 0),
-			asm.StoreMem(asm.RFP, -16, asm.R1, asm.DWord),
-			asm.StoreMem(asm.RFP, -8, asm.R1, asm.DWord),
-			asm.LoadMapPtr(asm.R1, rb.FD()),
-			asm.Mov.Reg(asm.R2, asm.RFP),
-			asm.Add.Imm(asm.R2, -24),
-			asm.Mov.Imm(asm.R3, 24),
-			asm.Mov.Imm(asm.R4, flags),
-			asm.FnRingbufOutput.Call(),
-			asm.Mov.Imm(asm.R0, 0),
-			asm.Return(),
-		},
-	})
+	return loadWriter(t, append(asm.Instructions{
+		asm.FnKtimeGetNs.Call(),
+		asm.StoreMem(asm.RFP, -24, asm.R0, asm.DWord),
+		asm.Mov.Imm(asm.R1, 0),
+		asm.StoreMem(asm.RFP, -16, asm.R1, asm.DWord),
+		asm.StoreMem(asm.RFP, -8, asm.R1, asm.DWord),
+	}, outputStack(rb, 24, flags)...))
+}
+
+// outputStack ends a program: bpf_ringbuf_output of the size bytes at the
+// top of its stack into rb, with flags, then return 0.
+func outputStack(rb *ebpf.Map, size int16, flags int32) asm.Instructions {
+	return asm.Instructions{
+		asm.LoadMapPtr(asm.R1, rb.FD()),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -((int32(size) + 7) &^ 7)), // the record starts 8-byte aligned
+		asm.Mov.Imm(asm.R3, int32(size)),
+		asm.Mov.Imm(asm.R4, flags),
+		asm.FnRingbufOutput.Call(),
+		asm.Mov.Imm(asm.R0, 0),
+		asm.Return(),
+	}
+}
+
+// loadWriter loads a socket filter program (run by the test with
+// prog.Run) that writes into a ring buffer.
+func loadWriter(t *testing.T, insns asm.Instructions) *ebpf.Program {
+	t.Helper()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SocketFilter, License: "GPL", Instructions: insns})
 	if err != nil {
 		t.Fatalf("load a ring buffer writer: %v", err)
 	}
@@ -194,21 +204,8 @@ func wrapProgram(t *testing.T, rb *ebpf.Map) *ebpf.Program {
 		asm.Mov.Reg(asm.R1, asm.R0),
 		asm.RSh.Imm(asm.R1, 32),
 		asm.StoreMem(asm.RFP, -8, asm.R1, asm.Word),
-		asm.LoadMapPtr(asm.R1, rb.FD()),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, -48),
-		asm.Mov.Imm(asm.R3, 44),
-		asm.Mov.Imm(asm.R4, bpfRBNoWakeup),
-		asm.FnRingbufOutput.Call(),
-		asm.Mov.Imm(asm.R0, 0),
-		asm.Return(),
 	)
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SocketFilter, License: "GPL", Instructions: insns})
-	if err != nil {
-		t.Fatalf("load a ring buffer writer: %v", err)
-	}
-	t.Cleanup(func() { prog.Close() })
-	return prog
+	return loadWriter(t, append(insns, outputStack(rb, 44, bpfRBNoWakeup)...))
 }
 
 // TestRingWrap: the reader maps a ring's data pages once, so a record that
