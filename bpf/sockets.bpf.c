@@ -189,6 +189,34 @@ struct {
 	__type(value, struct call);
 } calls SEC(".maps");
 
+/* Calls in flight, in a table indexed by thread ID (modulo its size), not
+ * hashed: a thread claims its slot by compare-and-exchange of the owner
+ * (5.12+, fd_cache) and frees it at the exit, so that a traced call costs
+ * two plain copies instead of an update, a lookup and a delete in the
+ * calls hash (each taking its locks). A thread whose slot another thread
+ * holds, every thread on older kernels, and the reads user space found
+ * blocked use calls. A slot whose owner left without its exit (killed)
+ * is reused by that thread ID only: its others go to calls. */
+#define CALL_SLOTS 16384
+
+struct call_slot {
+	__u64 tid; /* owner, 0: free (64 bits: atomics on 32 need BPF v3) */
+	struct call c;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, CALL_SLOTS);
+	__type(key, __u32);
+	__type(value, struct call_slot);
+} call_slots SEC(".maps");
+
+static __always_inline struct call_slot *call_slot(__u32 tid)
+{
+	__u32 i = tid % CALL_SLOTS;
+	return bpf_map_lookup_elem(&call_slots, &i);
+}
+
 /* Threads with an entry in calls, a bit per thread ID: the exit of every
  * syscall of the node leaves after one array load unless its thread's bit
  * is set. Only the thread itself sets and clears its bit (atomic adds:
@@ -555,15 +583,35 @@ static __always_inline void forget(__u32 tgid, __s32 fd)
 	forget_fd(tgid, fd);
 }
 
+/* fd_file_btf is fd_file for tp_btf programs: the task is a typed pointer
+ * (bpf_get_current_task_btf, 5.11+), whose fields are plain loads, where
+ * fd_file reads each through a helper call; only the descriptor's slot is
+ * read so (an array of pointers, not a type the verifier follows). */
+static __always_inline struct file *fd_file_btf(long fd)
+{
+	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf))
+		return fd_file(fd);
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct files_struct *files = t->files;
+	struct fdtable *fdt = files ? files->fdt : 0;
+	if (!fdt || fd < 0 || fd >= fdt->max_fds)
+		return 0;
+	struct file **fds = fdt->fd;
+	struct file *f = 0;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) != 0)
+		return 0;
+	return f;
+}
+
 /* fresh returns the state of a TCP connection's descriptor after checking
  * that the descriptor still names the file it was cached for: a close the
  * programs missed (close_range beyond its walk, close-on-exec, a reused PID)
  * then a new file on the number must not pass for the old connection. Only
  * connections whose bytes are copied pay the check. It returns 0 when the
  * descriptor no longer names a TCP socket of a wanted protocol. */
-static __always_inline struct fd_state *fresh(struct fd_state *s, __u32 tgid, __s32 fd)
+static __always_inline struct fd_state *fresh(struct fd_state *s, __u32 tgid, __s32 fd, bool typed)
 {
-	if (s->file == (__u64)fd_file(fd))
+	if (s->file == (__u64)(typed ? fd_file_btf(fd) : fd_file(fd)))
 		return s;
 	forget(tgid, fd);
 	s = fd_state(tgid, fd);
@@ -575,13 +623,36 @@ static __always_inline struct fd_state *fresh(struct fd_state *s, __u32 tgid, __
 /* begin_call records call c of thread id until its exit. */
 static __always_inline void begin_call(__u64 id, struct call *c)
 {
-	if (bpf_map_update_elem(&calls, &id, c, BPF_ANY) != 0)
-		return;
 	__u32 tid = (__u32)id, w = tid / 64;
+	struct call_slot *slot = fd_cache ? call_slot(tid) : 0;
+	__u64 owner = slot ? *(volatile __u64 *)&slot->tid : 0;
+	if (slot && (owner == tid || (owner == 0 && __sync_val_compare_and_swap(&slot->tid, 0, (__u64)tid) == 0)))
+		slot->c = *c;
+	else if (bpf_map_update_elem(&calls, &id, c, BPF_ANY) != 0)
+		return;
 	__u64 bit = 1ULL << (tid % 64);
 	__u64 *p = bpf_map_lookup_elem(&pending, &w);
 	if (p && !(*p & bit))
 		__sync_fetch_and_add(p, bit);
+}
+
+/* take_call moves the call thread id began (begin_call) into c, and
+ * reports whether there was one. */
+static __always_inline bool take_call(__u64 id, struct call *c)
+{
+	struct call_slot *slot = fd_cache ? call_slot((__u32)id) : 0;
+	if (slot && *(volatile __u64 *)&slot->tid == (__u32)id) {
+		*c = slot->c;
+		asm volatile("" ::: "memory"); /* copied before it is freed */
+		*(volatile __u64 *)&slot->tid = 0;
+		return true;
+	}
+	struct call *p = bpf_map_lookup_elem(&calls, &id);
+	if (!p)
+		return false;
+	*c = *p;
+	bpf_map_delete_elem(&calls, &id);
+	return true;
 }
 
 /* end_call reports whether thread id may have a call in calls, and
@@ -606,6 +677,69 @@ static __always_inline bool end_call(__u64 id)
 	return had;
 }
 
+/* The read/write family: a program each, reached by a tail call from
+ * sys_enter once the descriptor is known to be a TCP socket (one program
+ * for them all would be too large to verify: each shape of call is checked
+ * apart with its kind known). */
+enum io_prog {
+	IO_READ_BUF,
+	IO_WRITE_BUF,
+	IO_READ_IOV,
+	IO_WRITE_IOV,
+	IO_READ_MSG,
+	IO_WRITE_MSG,
+	IO_READ_MMSG,
+	IO_WRITE_MMSG,
+	IO_SENDFILE,
+	IO_CLOSE_RANGE, /* not of the family: a walk too long to verify inline */
+	IO_PROGS,
+};
+
+/* io_prog returns the program of syscall nr, or -1 when nr is not of the
+ * read/write family. */
+static __always_inline int io_prog(long nr)
+{
+	switch (nr) {
+	case NR_read:
+	case NR_recvfrom:
+		return IO_READ_BUF;
+	case NR_write:
+	case NR_sendto:
+		return IO_WRITE_BUF;
+	case NR_readv:
+		return IO_READ_IOV;
+	case NR_writev:
+		return IO_WRITE_IOV;
+	case NR_recvmsg:
+		return IO_READ_MSG;
+	case NR_sendmsg:
+		return IO_WRITE_MSG;
+	case NR_recvmmsg:
+		return IO_READ_MMSG;
+	case NR_sendmmsg:
+		return IO_WRITE_MMSG;
+	case NR_sendfile:
+		return IO_SENDFILE;
+	}
+	return -1;
+}
+
+/* call_syscall reports whether syscall nr may begin a call (begin_call):
+ * the read/write family and the syscalls that return a descriptor. */
+static __always_inline bool call_syscall(long nr)
+{
+	if (io_prog(nr) >= 0)
+		return true;
+	switch (nr) {
+	case NR_socket:
+	case NR_accept:
+	case NR_accept4:
+	case NR_dup:
+		return true;
+	}
+	return false;
+}
+
 /* iov_size returns the size of a vectored write: the sum of the lengths
  * of its count iovecs at iov (the first MAX_IOV). A global function: the
  * verifier checks it once, on its own, and what follows a call goes on
@@ -626,13 +760,18 @@ __attribute__((noinline)) __u64 iov_size(__u64 iov, __u64 count)
 }
 
 /* on_enter starts a call on fd. */
-static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __u64 len)
+static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __u64 len, bool typed)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
 	struct fd_state *s = fd_state(tgid, fd);
-	if (!s || s->kind != FD_TCP)
+	if (!s)
 		return 0;
+	if (s->kind != FD_TCP) {
+		note_other(tgid, fd);
+		return 0;
+	}
+	hook_socket_io(id, fd);
 	if (s->proto != PROTO_UNKNOWN && !parsed(s->proto)) {
 		count(COUNTER_UNPARSED_CALLS);
 		return 0;
@@ -640,7 +779,7 @@ static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __
 	__u8 skip;
 	if (!traced_process(tgid, &skip))
 		return 0;
-	s = fresh(s, tgid, fd);
+	s = fresh(s, tgid, fd, typed);
 	if (!s)
 		return 0;
 	struct call c = {.buf = buf, .count = len, .fd = fd, .kind = kind, .dir = dir, .skip = skip};
@@ -699,14 +838,16 @@ static __always_inline struct fd_state *found_read(struct call *c, __u32 tgid, l
  * checked. */
 static __always_inline int on_exit(__u64 regs, long ret, bool typed)
 {
+	/* Only these syscalls begin a call: the others leave before any
+	 * helper (the number is a plain load where the registers are typed). */
+	if (typed && !call_syscall(SYSCALL_NR((struct pt_regs *)regs)))
+		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!end_call(id))
 		return 0;
-	struct call *p = bpf_map_lookup_elem(&calls, &id);
-	if (!p)
+	struct call c;
+	if (!take_call(id, &c))
 		return 0;
-	struct call c = *p;
-	bpf_map_delete_elem(&calls, &id);
 	if (c.kind == CALL_NEWFD) {
 		if (ret < 0)
 			return 0;
@@ -781,24 +922,6 @@ static __always_inline int new_fd(long nr)
 	return 0;
 }
 
-/* The read/write family: a program each, reached by a tail call from
- * sys_enter once the descriptor is known to be a TCP socket (one program
- * for them all would be too large to verify: each shape of call is checked
- * apart with its kind known). */
-enum io_prog {
-	IO_READ_BUF,
-	IO_WRITE_BUF,
-	IO_READ_IOV,
-	IO_WRITE_IOV,
-	IO_READ_MSG,
-	IO_WRITE_MSG,
-	IO_READ_MMSG,
-	IO_WRITE_MMSG,
-	IO_SENDFILE,
-	IO_CLOSE_RANGE, /* not of the family: a walk too long to verify inline */
-	IO_PROGS,
-};
-
 /* Each shape of call comes in two program types: raw tracepoint programs
  * (the registers are an address: helpers read them) and tp_btf programs
  * (a typed pointer: plain loads). User space keeps the set the kernel
@@ -810,7 +933,7 @@ enum io_prog {
 		struct syscall_args a;                                      \
 		if (!syscall_args(ctx->args[0], &a))                        \
 			return 0;                                           \
-		return on_enter(a.arg[0], dir, kind, buf, len);             \
+		return on_enter(a.arg[0], dir, kind, buf, len, false);      \
 	}                                                                   \
 	SEC("tp_btf/sys_enter")                                             \
 	int BPF_PROG(name##_btf, struct pt_regs *regs, long id)             \
@@ -818,7 +941,7 @@ enum io_prog {
 		struct syscall_args a;                                      \
 		if (!regs_args(regs, &a))                                   \
 			return 0;                                           \
-		return on_enter(a.arg[0], dir, kind, buf, len);             \
+		return on_enter(a.arg[0], dir, kind, buf, len, true);       \
 	}
 
 IO_PROG(io_read_buf, DIR_READ, CALL_BUF, a.arg[1], a.arg[2])
@@ -878,52 +1001,13 @@ int BPF_PROG(io_close_range_btf, struct pt_regs *regs, long id)
 IO_PROG_ARRAY(io_progs, , int(struct bpf_raw_tracepoint_args *));
 IO_PROG_ARRAY(io_progs_btf, _btf, int(unsigned long long *));
 
-/* io_prog returns the program of syscall nr, or -1 when nr is not of the
- * read/write family. */
-static __always_inline int io_prog(long nr)
-{
-	switch (nr) {
-	case NR_read:
-	case NR_recvfrom:
-		return IO_READ_BUF;
-	case NR_write:
-	case NR_sendto:
-		return IO_WRITE_BUF;
-	case NR_readv:
-		return IO_READ_IOV;
-	case NR_writev:
-		return IO_WRITE_IOV;
-	case NR_recvmsg:
-		return IO_READ_MSG;
-	case NR_sendmsg:
-		return IO_WRITE_MSG;
-	case NR_recvmmsg:
-		return IO_READ_MMSG;
-	case NR_sendmmsg:
-		return IO_WRITE_MMSG;
-	case NR_sendfile:
-		return IO_SENDFILE;
-	}
-	return -1;
-}
-
-/* io_call goes on with a read/write-family call on descriptor fd: only a
- * TCP socket's goes further than the descriptor caches, to the program of
- * its shape in progs. */
+/* io_call goes on with a read/write-family call on descriptor fd, unless
+ * the descriptor is known not to be a TCP socket, in the program of its
+ * shape in progs (on_enter), which looks the descriptor up once. */
 static __always_inline int io_call(void *ctx, void *progs, __u32 prog, __s32 fd)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	if (known_other(tgid, fd))
+	if (known_other(bpf_get_current_pid_tgid() >> 32, fd))
 		return 0;
-	struct fd_state *s = fd_state(tgid, fd);
-	if (!s)
-		return 0;
-	if (s->kind != FD_TCP) {
-		note_other(tgid, fd);
-		return 0;
-	}
-	hook_socket_io(id, fd);
 	bpf_tail_call(ctx, progs, prog);
 	return 0;
 }
