@@ -217,50 +217,21 @@ static __always_inline struct call_slot *call_slot(__u32 tid)
 	return bpf_map_lookup_elem(&call_slots, &i);
 }
 
-/* Calls in flight, counted per thread by a value that stays the same from
- * the entry of a syscall to its exit and differs between threads: the user
- * stack pointer in the syscall's registers (tp_btf, a plain load: the
- * registers' address is a pointer the verifier forbids arithmetic on), or
- * the registers' address, at the top of the thread's kernel stack (raw
- * tracepoints, where it is a number). The exit of a syscall whose counter
- * is 0 leaves after one array load, before any helper call (the thread ID
- * takes one); threads that share a counter only make each other look in
- * call_slots/calls for nothing. Atomic adds: a counter is shared. */
-#define INFLIGHT_SLOTS 65536
-
+/* Threads with an entry in calls, a bit per thread ID: the exit of every
+ * syscall of the node leaves after one array load unless its thread's bit
+ * is set. Only the thread itself sets and clears its bit (atomic adds:
+ * other threads share the word). The size is set by user space from
+ * pid_max; a thread ID beyond it always looks in calls. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, INFLIGHT_SLOTS);
+	__uint(max_entries, 4194304 / 64);
 	__type(key, __u32);
 	__type(value, __u64);
-} inflight SEC(".maps");
-
-static __always_inline __u64 *inflight_of(__u64 regs, bool typed)
-{
-	__u64 k = typed ? SYSCALL_SP((struct pt_regs *)regs) : regs;
-	k >>= 4;
-	k ^= k >> 16;
-	k ^= k >> 32;
-	__u32 i = k % INFLIGHT_SLOTS;
-	return bpf_map_lookup_elem(&inflight, &i);
-}
-
-/* How many threads user space marked in adopted that have yet to leave
- * their read (written by user space before it sets their bits, decremented
- * as each bit is cleared): while it is 0, exits do not look at adopted. A
- * count left too high (a lost race) only costs exits that look. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} adopted_live SEC(".maps");
+} pending SEC(".maps");
 
 /* Threads user space found blocked in a read when the agent started (see
  * struct call), a bit per thread ID: set by user space only, cleared at the
- * thread's first exit of a syscall that may begin a call (call_syscall),
- * which ends that read. The size is set by user space from pid_max; a
- * thread ID beyond it is never adopted. */
+ * thread's first syscall exit, which ends that read. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 4194304 / 64);
@@ -649,20 +620,20 @@ static __always_inline struct fd_state *fresh(struct fd_state *s, __u32 tgid, __
 	return s;
 }
 
-/* begin_call records call c of thread id, whose syscall's registers are
- * at regs, until its exit. */
-static __always_inline void begin_call(__u64 id, __u64 regs, bool typed, struct call *c)
+/* begin_call records call c of thread id until its exit. */
+static __always_inline void begin_call(__u64 id, struct call *c)
 {
-	__u32 tid = (__u32)id;
+	__u32 tid = (__u32)id, w = tid / 64;
 	struct call_slot *slot = fd_cache ? call_slot(tid) : 0;
 	__u64 owner = slot ? *(volatile __u64 *)&slot->tid : 0;
 	if (slot && (owner == tid || (owner == 0 && __sync_val_compare_and_swap(&slot->tid, 0, (__u64)tid) == 0)))
 		slot->c = *c;
 	else if (bpf_map_update_elem(&calls, &id, c, BPF_ANY) != 0)
 		return;
-	__u64 *n = inflight_of(regs, typed);
-	if (n)
-		__sync_fetch_and_add(n, 1);
+	__u64 bit = 1ULL << (tid % 64);
+	__u64 *p = bpf_map_lookup_elem(&pending, &w);
+	if (p && !(*p & bit))
+		__sync_fetch_and_add(p, bit);
 }
 
 /* take_call moves the call thread id began (begin_call) into c, and
@@ -684,19 +655,26 @@ static __always_inline bool take_call(__u64 id, struct call *c)
 	return true;
 }
 
-/* adopted_exit clears thread id's bit in adopted and reports whether it
- * was set: this exit ends the read user space found the thread in. */
-static __always_inline bool adopted_exit(__u64 id, __u64 *live)
+/* end_call reports whether thread id may have a call in calls, and
+ * clears the thread's bits: this exit ends whatever it had. */
+static __always_inline bool end_call(__u64 id)
 {
 	__u32 tid = (__u32)id, w = tid / 64;
 	__u64 bit = 1ULL << (tid % 64);
+	__u64 *p = bpf_map_lookup_elem(&pending, &w);
+	if (!p)
+		return true;
+	bool had = false;
+	if (*p & bit) {
+		__sync_fetch_and_add(p, -bit);
+		had = true;
+	}
 	__u64 *a = bpf_map_lookup_elem(&adopted, &w);
-	if (!a || !(*a & bit))
-		return false;
-	__sync_fetch_and_add(a, -bit);
-	if (*live)
-		__sync_fetch_and_add(live, -1);
-	return true;
+	if (a && (*a & bit)) {
+		__sync_fetch_and_add(a, -bit);
+		had = true;
+	}
+	return had;
 }
 
 /* The read/write family: a program each, reached by a tail call from
@@ -782,7 +760,7 @@ __attribute__((noinline)) __u64 iov_size(__u64 iov, __u64 count)
 }
 
 /* on_enter starts a call on fd. */
-static __always_inline int on_enter(__u64 regs, __s32 fd, __u8 dir, __u8 kind, __u64 buf, __u64 len, bool typed)
+static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __u64 len, bool typed)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
@@ -830,7 +808,7 @@ static __always_inline int on_enter(__u64 regs, __s32 fd, __u8 dir, __u8 kind, _
 		c.requested = size;
 		c.copied = 1;
 	}
-	begin_call(id, regs, typed, &c);
+	begin_call(id, &c);
 	return 0;
 }
 
@@ -864,20 +842,12 @@ static __always_inline int on_exit(__u64 regs, long ret, bool typed)
 	 * helper (the number is a plain load where the registers are typed). */
 	if (typed && !call_syscall(SYSCALL_NR((struct pt_regs *)regs)))
 		return 0;
-	__u64 *n = inflight_of(regs, typed);
-	__u32 zero = 0;
-	__u64 *live = bpf_map_lookup_elem(&adopted_live, &zero);
-	if (n && !*n && (!live || !*live))
-		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
-	bool adopted = live && *live && adopted_exit(id, live);
-	if (n && !*n && !adopted)
+	if (!end_call(id))
 		return 0;
 	struct call c;
 	if (!take_call(id, &c))
 		return 0;
-	if (!c.found && n)
-		__sync_fetch_and_add(n, -1);
 	if (c.kind == CALL_NEWFD) {
 		if (ret < 0)
 			return 0;
@@ -945,10 +915,10 @@ static __always_inline void close_range(__u32 first, __u32 last, __u32 flags)
  * it returns may be cached as what it named before (a close the programs
  * missed: close-on-exec, or a process that reused a PID); the exit forgets
  * it. */
-static __always_inline int new_fd(__u64 regs, bool typed, long nr)
+static __always_inline int new_fd(long nr)
 {
 	struct call c = {.kind = CALL_NEWFD, .nr = nr};
-	begin_call(bpf_get_current_pid_tgid(), regs, typed, &c);
+	begin_call(bpf_get_current_pid_tgid(), &c);
 	return 0;
 }
 
@@ -963,7 +933,7 @@ static __always_inline int new_fd(__u64 regs, bool typed, long nr)
 		struct syscall_args a;                                      \
 		if (!syscall_args(ctx->args[0], &a))                        \
 			return 0;                                           \
-		return on_enter(ctx->args[0], a.arg[0], dir, kind, buf, len, false); \
+		return on_enter(a.arg[0], dir, kind, buf, len, false);      \
 	}                                                                   \
 	SEC("tp_btf/sys_enter")                                             \
 	int BPF_PROG(name##_btf, struct pt_regs *regs, long id)             \
@@ -971,7 +941,7 @@ static __always_inline int new_fd(__u64 regs, bool typed, long nr)
 		struct syscall_args a;                                      \
 		if (!regs_args(regs, &a))                                   \
 			return 0;                                           \
-		return on_enter((__u64)regs, a.arg[0], dir, kind, buf, len, true); \
+		return on_enter(a.arg[0], dir, kind, buf, len, true);       \
 	}
 
 IO_PROG(io_read_buf, DIR_READ, CALL_BUF, a.arg[1], a.arg[2])
@@ -1076,10 +1046,10 @@ static __always_inline int enter(void *ctx, void *progs, long nr, __u64 regs, bo
 	case NR_accept4:
 		/* The exit reports the accepted socket's owner (a native
 		 * call's only: another ABI numbers its syscalls otherwise). */
-		return new_fd(regs, typed, read_args(regs, typed, &a) ? nr : -1);
+		return new_fd(read_args(regs, typed, &a) ? nr : -1);
 	case NR_socket:
 	case NR_dup:
-		return new_fd(regs, typed, -1);
+		return new_fd(-1);
 	}
 	return 0;
 }

@@ -44,8 +44,6 @@
 #define SYSCALL_ARG3(r) ((r)->r10)
 #define SYSCALL_ARG4(r) ((r)->r8)
 #define SYSCALL_NR(r) ((r)->orig_ax)
-/* The user stack pointer: the same at a syscall's exit as at its entry. */
-#define SYSCALL_SP(r) ((r)->sp)
 /* A 64-bit task's syscall: ia32 syscalls (int 0x80, sysenter) of 32-bit
  * programs reach the same tracepoints with other numbers; their user code
  * segment is __USER32_CS, not __USER_CS (0x33). */
@@ -81,7 +79,6 @@
 #define SYSCALL_ARG3(r) ((r)->regs[3])
 #define SYSCALL_ARG4(r) ((r)->regs[4])
 #define SYSCALL_NR(r) ((r)->syscallno)
-#define SYSCALL_SP(r) ((r)->sp)
 /* AArch32 tasks (PSR_MODE32_BIT) use other numbers. */
 #define SYSCALL_MODE(r) ((r)->pstate)
 #define SYSCALL_NATIVE(mode) (!((mode) & 0x10))

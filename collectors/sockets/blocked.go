@@ -98,32 +98,16 @@ func blockedReads(procRoot string, skip uint32) []blockedRead {
 // moment is then seen whole. A thread that left its read meanwhile is
 // let go (the program checks the syscall number at the exit too).
 func (c *Collector) adoptBlockedReads() (int, error) {
-	var found []blockedRead
+	n := 0
+	bits := threadBits{}
 	for _, b := range blockedReads(c.cfg.ProcRoot, uint32(os.Getpid())) {
 		key := uint64(b.pid)<<32 | uint64(b.tid)
-		if b.tid >= c.objs.Adopted.MaxEntries()*64 {
-			continue // beyond pid_max when the maps were sized
-		}
 		if err := c.objs.Calls.Update(key, b.call, ebpf.UpdateNoExist); err != nil {
 			if errors.Is(err, ebpf.ErrKeyExist) {
 				continue // the thread has entered a traced call since
 			}
-			return 0, fmt.Errorf("record blocked read of %d/%d: %w", b.pid, b.tid, err)
+			return n, fmt.Errorf("record blocked read of %d/%d: %w", b.pid, b.tid, err)
 		}
-		found = append(found, b)
-	}
-	if len(found) == 0 {
-		return 0, nil
-	}
-	// The programs look at adopted only while adopted_live is not 0: it
-	// counts the bits before they are set.
-	if err := c.objs.AdoptedLive.Update(uint32(0), uint64(len(found)), ebpf.UpdateAny); err != nil {
-		return 0, fmt.Errorf("count blocked reads: %w", err)
-	}
-	n := 0
-	bits := threadBits{}
-	for _, b := range found {
-		key := uint64(b.pid)<<32 | uint64(b.tid)
 		if err := bits.set(c.objs.Adopted, b.tid); err != nil {
 			c.dropFound(key, b.call)
 			return n, err

@@ -167,7 +167,6 @@ type socketsSslKey struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	socketsMapAdopted            = "adopted"
-	socketsMapAdoptedLive        = "adopted_live"
 	socketsMapCallSlots          = "call_slots"
 	socketsMapCalls              = "calls"
 	socketsMapCounters           = "counters"
@@ -182,7 +181,6 @@ const (
 	socketsMapGotlsFdConn        = "gotls_fd_conn"
 	socketsMapGotlsPlainProtos   = "gotls_plain_protos"
 	socketsMapIgnorePorts        = "ignore_ports"
-	socketsMapInflight           = "inflight"
 	socketsMapIoProgs            = "io_progs"
 	socketsMapIoProgsBtf         = "io_progs_btf"
 	socketsMapNethttpConns       = "nethttp_conns"
@@ -191,6 +189,7 @@ const (
 	socketsMapOpensslFdSsl       = "openssl_fd_ssl"
 	socketsMapOpensslPendingBind = "openssl_pending_bind"
 	socketsMapOpensslSslFd       = "openssl_ssl_fd"
+	socketsMapPending            = "pending"
 	socketsMapScratch            = "scratch"
 	socketsMapSelected           = "selected"
 	socketsMapSkipPids           = "skip_pids"
@@ -314,7 +313,6 @@ type socketsProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsMapSpecs struct {
 	Adopted            *ebpf.MapSpec `ebpf:"adopted"`
-	AdoptedLive        *ebpf.MapSpec `ebpf:"adopted_live"`
 	CallSlots          *ebpf.MapSpec `ebpf:"call_slots"`
 	Calls              *ebpf.MapSpec `ebpf:"calls"`
 	Counters           *ebpf.MapSpec `ebpf:"counters"`
@@ -329,7 +327,6 @@ type socketsMapSpecs struct {
 	GotlsFdConn        *ebpf.MapSpec `ebpf:"gotls_fd_conn"`
 	GotlsPlainProtos   *ebpf.MapSpec `ebpf:"gotls_plain_protos"`
 	IgnorePorts        *ebpf.MapSpec `ebpf:"ignore_ports"`
-	Inflight           *ebpf.MapSpec `ebpf:"inflight"`
 	IoProgs            *ebpf.MapSpec `ebpf:"io_progs"`
 	IoProgsBtf         *ebpf.MapSpec `ebpf:"io_progs_btf"`
 	NethttpConns       *ebpf.MapSpec `ebpf:"nethttp_conns"`
@@ -338,6 +335,7 @@ type socketsMapSpecs struct {
 	OpensslFdSsl       *ebpf.MapSpec `ebpf:"openssl_fd_ssl"`
 	OpensslPendingBind *ebpf.MapSpec `ebpf:"openssl_pending_bind"`
 	OpensslSslFd       *ebpf.MapSpec `ebpf:"openssl_ssl_fd"`
+	Pending            *ebpf.MapSpec `ebpf:"pending"`
 	Scratch            *ebpf.MapSpec `ebpf:"scratch"`
 	Selected           *ebpf.MapSpec `ebpf:"selected"`
 	SkipPids           *ebpf.MapSpec `ebpf:"skip_pids"`
@@ -385,7 +383,6 @@ func (o *socketsObjects) Close() error {
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsMaps struct {
 	Adopted            *ebpf.Map `ebpf:"adopted"`
-	AdoptedLive        *ebpf.Map `ebpf:"adopted_live"`
 	CallSlots          *ebpf.Map `ebpf:"call_slots"`
 	Calls              *ebpf.Map `ebpf:"calls"`
 	Counters           *ebpf.Map `ebpf:"counters"`
@@ -400,7 +397,6 @@ type socketsMaps struct {
 	GotlsFdConn        *ebpf.Map `ebpf:"gotls_fd_conn"`
 	GotlsPlainProtos   *ebpf.Map `ebpf:"gotls_plain_protos"`
 	IgnorePorts        *ebpf.Map `ebpf:"ignore_ports"`
-	Inflight           *ebpf.Map `ebpf:"inflight"`
 	IoProgs            *ebpf.Map `ebpf:"io_progs"`
 	IoProgsBtf         *ebpf.Map `ebpf:"io_progs_btf"`
 	NethttpConns       *ebpf.Map `ebpf:"nethttp_conns"`
@@ -409,6 +405,7 @@ type socketsMaps struct {
 	OpensslFdSsl       *ebpf.Map `ebpf:"openssl_fd_ssl"`
 	OpensslPendingBind *ebpf.Map `ebpf:"openssl_pending_bind"`
 	OpensslSslFd       *ebpf.Map `ebpf:"openssl_ssl_fd"`
+	Pending            *ebpf.Map `ebpf:"pending"`
 	Scratch            *ebpf.Map `ebpf:"scratch"`
 	Selected           *ebpf.Map `ebpf:"selected"`
 	SkipPids           *ebpf.Map `ebpf:"skip_pids"`
@@ -419,7 +416,6 @@ type socketsMaps struct {
 func (m *socketsMaps) Close() error {
 	return _SocketsClose(
 		m.Adopted,
-		m.AdoptedLive,
 		m.CallSlots,
 		m.Calls,
 		m.Counters,
@@ -434,7 +430,6 @@ func (m *socketsMaps) Close() error {
 		m.GotlsFdConn,
 		m.GotlsPlainProtos,
 		m.IgnorePorts,
-		m.Inflight,
 		m.IoProgs,
 		m.IoProgsBtf,
 		m.NethttpConns,
@@ -443,6 +438,7 @@ func (m *socketsMaps) Close() error {
 		m.OpensslFdSsl,
 		m.OpensslPendingBind,
 		m.OpensslSslFd,
+		m.Pending,
 		m.Scratch,
 		m.Selected,
 		m.SkipPids,

@@ -15,9 +15,10 @@ import (
 // (PID_MAX_LIMIT).
 const pidMaxLimit = 4 << 20
 
-// sizeThreadMaps sizes the per-thread bitmap of the programs (adopted: a
-// bit per thread ID) to the kernel's pid_max. A thread ID beyond, after
-// pid_max is raised, is not adopted (adoptBlockedReads).
+// sizeThreadMaps sizes the per-thread bitmaps of the programs (pending,
+// adopted: a bit per thread ID) to the kernel's pid_max. A thread ID
+// beyond, after pid_max is raised, costs its syscalls a hash lookup at
+// exit, nothing else.
 func sizeThreadMaps(spec *ebpf.CollectionSpec, procRoot string) error {
 	words := uint32(pidMaxLimit / 64)
 	if b, err := os.ReadFile(filepath.Join(procRoot, "sys/kernel/pid_max")); err == nil {
@@ -25,11 +26,13 @@ func sizeThreadMaps(spec *ebpf.CollectionSpec, procRoot string) error {
 			words = uint32((n + 63) / 64)
 		}
 	}
-	m := spec.Maps["adopted"]
-	if m == nil {
-		return fmt.Errorf("sockets spec has no map adopted")
+	for _, name := range []string{"pending", "adopted"} {
+		m := spec.Maps[name]
+		if m == nil {
+			return fmt.Errorf("sockets spec has no map %s", name)
+		}
+		m.MaxEntries = words
 	}
-	m.MaxEntries = words
 	return nil
 }
 
