@@ -583,35 +583,15 @@ static __always_inline void forget(__u32 tgid, __s32 fd)
 	forget_fd(tgid, fd);
 }
 
-/* fd_file_btf is fd_file for tp_btf programs: the task is a typed pointer
- * (bpf_get_current_task_btf, 5.11+), whose fields are plain loads, where
- * fd_file reads each through a helper call; only the descriptor's slot is
- * read so (an array of pointers, not a type the verifier follows). */
-static __always_inline struct file *fd_file_btf(long fd)
-{
-	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf))
-		return fd_file(fd);
-	struct task_struct *t = bpf_get_current_task_btf();
-	struct files_struct *files = t->files;
-	struct fdtable *fdt = files ? files->fdt : 0;
-	if (!fdt || fd < 0 || fd >= fdt->max_fds)
-		return 0;
-	struct file **fds = fdt->fd;
-	struct file *f = 0;
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) != 0)
-		return 0;
-	return f;
-}
-
 /* fresh returns the state of a TCP connection's descriptor after checking
  * that the descriptor still names the file it was cached for: a close the
  * programs missed (close_range beyond its walk, close-on-exec, a reused PID)
  * then a new file on the number must not pass for the old connection. Only
  * connections whose bytes are copied pay the check. It returns 0 when the
  * descriptor no longer names a TCP socket of a wanted protocol. */
-static __always_inline struct fd_state *fresh(struct fd_state *s, __u32 tgid, __s32 fd, bool typed)
+static __always_inline struct fd_state *fresh(struct fd_state *s, __u32 tgid, __s32 fd)
 {
-	if (s->file == (__u64)(typed ? fd_file_btf(fd) : fd_file(fd)))
+	if (s->file == (__u64)fd_file(fd))
 		return s;
 	forget(tgid, fd);
 	s = fd_state(tgid, fd);
@@ -760,7 +740,7 @@ __attribute__((noinline)) __u64 iov_size(__u64 iov, __u64 count)
 }
 
 /* on_enter starts a call on fd. */
-static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __u64 len, bool typed)
+static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __u64 len)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
@@ -779,7 +759,7 @@ static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __
 	__u8 skip;
 	if (!traced_process(tgid, &skip))
 		return 0;
-	s = fresh(s, tgid, fd, typed);
+	s = fresh(s, tgid, fd);
 	if (!s)
 		return 0;
 	struct call c = {.buf = buf, .count = len, .fd = fd, .kind = kind, .dir = dir, .skip = skip};
@@ -933,7 +913,7 @@ static __always_inline int new_fd(long nr)
 		struct syscall_args a;                                      \
 		if (!syscall_args(ctx->args[0], &a))                        \
 			return 0;                                           \
-		return on_enter(a.arg[0], dir, kind, buf, len, false);      \
+		return on_enter(a.arg[0], dir, kind, buf, len);             \
 	}                                                                   \
 	SEC("tp_btf/sys_enter")                                             \
 	int BPF_PROG(name##_btf, struct pt_regs *regs, long id)             \
@@ -941,7 +921,7 @@ static __always_inline int new_fd(long nr)
 		struct syscall_args a;                                      \
 		if (!regs_args(regs, &a))                                   \
 			return 0;                                           \
-		return on_enter(a.arg[0], dir, kind, buf, len, true);       \
+		return on_enter(a.arg[0], dir, kind, buf, len);             \
 	}
 
 IO_PROG(io_read_buf, DIR_READ, CALL_BUF, a.arg[1], a.arg[2])
