@@ -189,34 +189,6 @@ struct {
 	__type(value, struct call);
 } calls SEC(".maps");
 
-/* Calls in flight, in a table indexed by thread ID (modulo its size), not
- * hashed: a thread claims its slot by compare-and-exchange of the owner
- * (5.12+, fd_cache) and frees it at the exit, so that a traced call costs
- * two plain copies instead of an update, a lookup and a delete in the
- * calls hash (each taking its locks). A thread whose slot another thread
- * holds, every thread on older kernels, and the reads user space found
- * blocked use calls. A slot whose owner left without its exit (killed)
- * is reused by that thread ID only: its others go to calls. */
-#define CALL_SLOTS 16384
-
-struct call_slot {
-	__u64 tid; /* owner, 0: free (64 bits: atomics on 32 need BPF v3) */
-	struct call c;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, CALL_SLOTS);
-	__type(key, __u32);
-	__type(value, struct call_slot);
-} call_slots SEC(".maps");
-
-static __always_inline struct call_slot *call_slot(__u32 tid)
-{
-	__u32 i = tid % CALL_SLOTS;
-	return bpf_map_lookup_elem(&call_slots, &i);
-}
-
 /* Threads with an entry in calls, a bit per thread ID: the exit of every
  * syscall of the node leaves after one array load unless its thread's bit
  * is set. Only the thread itself sets and clears its bit (atomic adds:
@@ -603,13 +575,9 @@ static __always_inline struct fd_state *fresh(struct fd_state *s, __u32 tgid, __
 /* begin_call records call c of thread id until its exit. */
 static __always_inline void begin_call(__u64 id, struct call *c)
 {
-	__u32 tid = (__u32)id, w = tid / 64;
-	struct call_slot *slot = fd_cache ? call_slot(tid) : 0;
-	__u64 owner = slot ? *(volatile __u64 *)&slot->tid : 0;
-	if (slot && (owner == tid || (owner == 0 && __sync_val_compare_and_swap(&slot->tid, 0, (__u64)tid) == 0)))
-		slot->c = *c;
-	else if (bpf_map_update_elem(&calls, &id, c, BPF_ANY) != 0)
+	if (bpf_map_update_elem(&calls, &id, c, BPF_ANY) != 0)
 		return;
+	__u32 tid = (__u32)id, w = tid / 64;
 	__u64 bit = 1ULL << (tid % 64);
 	__u64 *p = bpf_map_lookup_elem(&pending, &w);
 	if (p && !(*p & bit))
@@ -620,13 +588,6 @@ static __always_inline void begin_call(__u64 id, struct call *c)
  * reports whether there was one. */
 static __always_inline bool take_call(__u64 id, struct call *c)
 {
-	struct call_slot *slot = fd_cache ? call_slot((__u32)id) : 0;
-	if (slot && *(volatile __u64 *)&slot->tid == (__u32)id) {
-		*c = slot->c;
-		asm volatile("" ::: "memory"); /* copied before it is freed */
-		*(volatile __u64 *)&slot->tid = 0;
-		return true;
-	}
 	struct call *p = bpf_map_lookup_elem(&calls, &id);
 	if (!p)
 		return false;

@@ -42,12 +42,6 @@ const (
 	socketsCallKindCALL_NEWFD    socketsCallKind = 6
 )
 
-type socketsCallSlot struct {
-	_   structs.HostLayout
-	Tid uint64
-	C   socketsCall
-}
-
 type socketsConnKey struct {
 	_    structs.HostLayout
 	Conn uint64
@@ -167,7 +161,6 @@ type socketsSslKey struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	socketsMapAdopted            = "adopted"
-	socketsMapCallSlots          = "call_slots"
 	socketsMapCalls              = "calls"
 	socketsMapCounters           = "counters"
 	socketsMapDiscoveryCounters  = "discovery_counters"
@@ -313,7 +306,6 @@ type socketsProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsMapSpecs struct {
 	Adopted            *ebpf.MapSpec `ebpf:"adopted"`
-	CallSlots          *ebpf.MapSpec `ebpf:"call_slots"`
 	Calls              *ebpf.MapSpec `ebpf:"calls"`
 	Counters           *ebpf.MapSpec `ebpf:"counters"`
 	DiscoveryCounters  *ebpf.MapSpec `ebpf:"discovery_counters"`
@@ -383,7 +375,6 @@ func (o *socketsObjects) Close() error {
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsMaps struct {
 	Adopted            *ebpf.Map `ebpf:"adopted"`
-	CallSlots          *ebpf.Map `ebpf:"call_slots"`
 	Calls              *ebpf.Map `ebpf:"calls"`
 	Counters           *ebpf.Map `ebpf:"counters"`
 	DiscoveryCounters  *ebpf.Map `ebpf:"discovery_counters"`
@@ -416,7 +407,6 @@ type socketsMaps struct {
 func (m *socketsMaps) Close() error {
 	return _SocketsClose(
 		m.Adopted,
-		m.CallSlots,
 		m.Calls,
 		m.Counters,
 		m.DiscoveryCounters,
