@@ -156,8 +156,9 @@ func measureSyscallRound(ctx context.Context, o options, pidDir string, r *sysca
 }
 
 // programTimes runs argv once with the kernel's BPF run-time stats on and
-// returns the time per run of each program loaded since before, by name
-// ("empty" for the floor's unnamed program). The stats read a clock around
+// returns the time per run of each syscall tracepoint program loaded since
+// before, by name ("empty" for the floor's unnamed program; another agent
+// started meanwhile would count too). The stats read a clock around
 // every run: the figures include that, which the empty program shows.
 func programTimes(ctx context.Context, before []bpfProg, argv []string) (map[string]float64, error) {
 	closer, _, err := enableBPFStats()
@@ -193,6 +194,9 @@ func programTimes(ctx context.Context, before []bpfProg, argv []string) (map[str
 		name := p.Name
 		if name == "" {
 			name = "empty"
+		}
+		if name != "empty" && !strings.HasPrefix(name, "sys_enter") && !strings.HasPrefix(name, "sys_exit") {
+			continue // not on the syscall tracepoints
 		}
 		out[name] = float64(p.RunTimeNs-s.RunTimeNs) / float64(p.RunCnt-s.RunCnt)
 	}
