@@ -27,7 +27,7 @@
 #   WORKERS=1       nginx worker_processes
 #   THREADS=2 CONNECTIONS=50   wrk -t / -c
 #   PERISCOPE=path  use this agent binary instead of building bin/periscope
-#                   (the results say so; PERISCOPE_FROM=commit names its source)
+#                   (the results say so; AGENT_FROM=commit names its source)
 #   OUT=path        markdown summary (default: the mode's results file)
 #   NEW_CONNS=1     MODE=tcp: a new TLS connection per request
 #   COPIES=20       MODE=memory: distinct helm copies
@@ -151,7 +151,7 @@ $DIRTY"
 fi
 COMMIT="$COMMIT ($(git log -1 --format='%cd, %s' --date=format:'%Y-%m-%d %H:%M' 2>/dev/null || true))"
 if [ -n "${PERISCOPE:-}" ]; then
-	COMMIT="$COMMIT — the agent NOT built from it: PERISCOPE=$PERISCOPE${PERISCOPE_FROM:+, built from $PERISCOPE_FROM}"
+	COMMIT="$COMMIT — the agent NOT built from it: PERISCOPE=$PERISCOPE${AGENT_FROM:+, built from $AGENT_FROM}"
 fi
 
 # The driver runs in the background so that this shell's traps fire at once on
