@@ -316,22 +316,17 @@ func programTable(rounds []*syscallRound) string {
 	return b.String()
 }
 
-func fmtList1(v []float64) string {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	parts := make([]string, len(s))
-	for i, x := range s {
-		parts[i] = fmt.Sprintf("%.1f", x)
-	}
-	return strings.Join(parts, ", ")
-}
+func fmtList1(v []float64) string { return fmtListIn(v, "%.1f") }
 
-func fmtList(v []float64) string {
+func fmtList(v []float64) string { return fmtListIn(v, "%.0f") }
+
+// fmtListIn formats v sorted, each value with format.
+func fmtListIn(v []float64, format string) string {
 	s := slices.Clone(v)
 	slices.Sort(s)
 	parts := make([]string, len(s))
 	for i, x := range s {
-		parts[i] = fmt.Sprintf("%.0f", x)
+		parts[i] = fmt.Sprintf(format, x)
 	}
 	return strings.Join(parts, ", ")
 }
