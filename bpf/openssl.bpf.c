@@ -137,6 +137,21 @@ int ssl_write_ex_enter(struct pt_regs *ctx) { return enter(ctx, DIR_WRITE, (__u6
 SEC("uretprobe/SSL_call")
 int ssl_leave(struct pt_regs *ctx) { return leave(ctx); }
 
+/* SSL_free: the connection of this SSL* ends here (bpf/sslbind.bpf.h).
+ * An entry probe only; SSL_free(NULL) is a no-op, and so are the frees of
+ * a process that never read or wrote through OpenSSL. */
+SEC("uprobe/SSL_free")
+int ssl_free(struct pt_regs *ctx)
+{
+	__u64 ssl = (__u64)PT_REGS_PARM1(ctx);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!ssl || !bpf_map_lookup_elem(&ssl_procs, &tgid))
+		return 0;
+	struct ssl_bind_maps m = {&pending_bind, &ssl_fd, &fd_ssl, &events, &counters, wakeup_flags()};
+	ssl_bind_free(&m, tgid, ssl);
+	return 0;
+}
+
 /* The syscall side of the SSL* to socket binding runs in the agent's
  * syscall programs, on this object's maps (bpf/syshooks.bpf.h). */
 

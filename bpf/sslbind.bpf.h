@@ -95,4 +95,28 @@ static __always_inline void ssl_bind_close(struct ssl_bind_maps *m, __u32 tgid, 
 	output_to(m->ring, m->counters, &c, sizeof(c), m->wakeup);
 }
 
+/* ssl_bind_free ends SSL* ssl of process tgid at SSL_free: the allocator
+ * may give its address to the process's next SSL*, which must not continue
+ * this one's connection (a session on a Unix socket is never bound, so no
+ * close ends it). Its binding goes too, so that the close of its socket,
+ * which often follows, cannot end the next session's. */
+static __always_inline void ssl_bind_free(struct ssl_bind_maps *m, __u32 tgid, __u64 ssl)
+{
+	struct close_event c = {};
+	fill_header(&c.hdr, EVENT_CLOSE);
+	c.conn = ssl;
+	c.fd = -1;
+	struct ssl_key k = {.ssl = ssl, .tgid = tgid};
+	__s32 *fd = bpf_map_lookup_elem(m->ssl_fd, &k);
+	if (fd) {
+		struct fd_key fk = {.tgid = tgid, .fd = *fd};
+		__u64 *bound = bpf_map_lookup_elem(m->fd_ssl, &fk);
+		if (bound && *bound == ssl)
+			bpf_map_delete_elem(m->fd_ssl, &fk);
+		c.fd = fk.fd;
+		bpf_map_delete_elem(m->ssl_fd, &k);
+	}
+	output_to(m->ring, m->counters, &c, sizeof(c), m->wakeup);
+}
+
 #endif /* __PERISCOPE_SSLBIND_BPF_H__ */

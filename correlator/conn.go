@@ -28,8 +28,12 @@ type conn struct {
 	elem *list.Element
 
 	lastActive time.Time
-	role       role
-	scheme     string // url.scheme; "https" while all data comes from TLS libraries
+	since      time.Time // its first event
+	// silenceAt: a socket's connection that a TLS library's reports from
+	// then on (silenced); its records from then on are dropped.
+	silenceAt time.Time
+	role      role
+	scheme    string // url.scheme; "https" while all data comes from TLS libraries
 	// plain connections' bytes are the socket's own (the sockets
 	// collector); another collector's report of the same connection
 	// wins (see silenced).
@@ -66,6 +70,11 @@ type conn struct {
 	// repeatWrite counts written bytes still to come that repeat bytes
 	// already parsed (see events.WriteResult).
 	repeatWrite int
+	// readEnd is the TCP sequence number after the last byte read, once
+	// readEndKnown (plaintext reads, which carry their sequence): a read
+	// whose bytes end at or before it repeats bytes already parsed.
+	readEnd      uint32
+	readEndKnown bool
 	// retrans are the recent TCP retransmissions of the connection's
 	// socket, oldest first (see retransmit.go).
 	retrans []retransmitMark

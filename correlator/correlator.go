@@ -215,10 +215,18 @@ func (c *Correlator) Data(d events.Data) {
 	if cn.ignored {
 		return
 	}
+	if !cn.silenceAt.IsZero() && !d.Time.Before(cn.silenceAt) {
+		c.supersede(cn) // see silenced
+		return
+	}
 	if d.Dir == events.Write && cn.repeatWrite > 0 {
 		if !skipRepeat(&d, &cn.repeatWrite) {
 			return
 		}
+	}
+	if d.Dir == events.Read && d.HasSeq && peeked(cn, d) {
+		c.m.peeked.Inc()
+		return
 	}
 	if cn.dec == nil && !cn.start(d.Dir, d.Bytes) {
 		return
@@ -231,11 +239,36 @@ func (c *Correlator) Data(d events.Data) {
 	switch {
 	case err != nil:
 		c.giveUp(cn, err, d.Time)
-	case cn.dec.Left():
+	case cn.dec.Left() && !c.switchProtocol(cn, d.Time):
 		// The connection carries another protocol from now on.
 		cn.ignored = true
 		c.endPending(cn, d.Time, reasonClosed)
 	}
+}
+
+// switchProtocol moves a connection whose decoder left its protocol for
+// another one it decodes (an HTTP/1.1 upgrade to h2c) to that protocol's
+// decoder, and reports whether it did.
+func (c *Correlator) switchProtocol(cn *conn, t time.Time) bool {
+	sw, ok := cn.dec.(protocol.Switcher)
+	if !ok {
+		return false
+	}
+	p, dec, rest := sw.Switched()
+	if dec == nil {
+		return false
+	}
+	cn.proto, cn.dec = p, dec
+	// The request that switched is named by its new stream now: the
+	// other end's may pair with it by that (it may have switched first).
+	c.linkByTuple(cn)
+	for _, r := range rest {
+		if err := dec.Feed(r.Side, r.Chunk); err != nil {
+			c.giveUp(cn, err, t)
+			break
+		}
+	}
+	return true
 }
 
 // WriteResult handles a write the TLS library took only part of: the rest
@@ -246,6 +279,21 @@ func (c *Correlator) WriteResult(r events.WriteResult) {
 	if cn := c.lookup(r.Conn); cn != nil && r.Requested > r.Accepted {
 		cn.repeatWrite += r.Requested - r.Accepted
 	}
+}
+
+// peeked reports whether read d only repeats bytes of its connection
+// already read: a MSG_PEEK read (curl peeks one byte to see whether an
+// idle HTTP/2 connection is alive; the bytes are read again). The sockets
+// collector gives such a read a sequence before its bytes' (the socket's
+// copied_seq did not move), so it ends at or before where the last read
+// ended. Decoding it would shift every frame boundary after it.
+func peeked(cn *conn, d events.Data) bool {
+	end := d.Seq + uint32(d.Size)
+	if cn.readEndKnown && int32(end-cn.readEnd) <= 0 {
+		return true
+	}
+	cn.readEnd, cn.readEndKnown = end, true
+	return false
 }
 
 // skipRepeat drops from d the bytes that repeat earlier writes and reports
@@ -603,7 +651,7 @@ func (c *Correlator) connFor(id events.ConnID, now time.Time) *conn {
 		}
 		c.pids[id.PID] = ps
 	}
-	cn := &conn{c: c, id: id, ps: ps, scheme: "https", lastActive: now}
+	cn := &conn{c: c, id: id, ps: ps, scheme: "https", lastActive: now, since: now}
 	cn.elem = c.lru.PushFront(cn)
 	ps.conns[id.Key] = cn
 	c.nconns++
@@ -836,9 +884,17 @@ func (c *Correlator) forgetGoroutines(ps *procState) {
 // awaitsPeerAt reports whether exchange x, ended at end, waits for a peer
 // from a ring not read past end yet (Ring): a Go program's call for the
 // request of its goroutine (goWaits), a server stream for its client
-// (awaitsPeer).
+// (awaitsPeer), an exchange described from another ring's bytes
+// (awaitsRings).
 func (c *Correlator) awaitsPeerAt(x *exchange, end time.Time) bool {
-	return (goWaits(x) || awaitsPeer(x)) && c.behind(end)
+	return (goWaits(x) || awaitsPeer(x) || awaitsRings(x)) && c.behind(end)
+}
+
+// awaitsRings reports whether x's span is described from what another
+// ring may still bring (protocol.RingWaiter).
+func awaitsRings(x *exchange) bool {
+	w, ok := x.px.(protocol.RingWaiter)
+	return ok && w.AwaitsRings()
 }
 
 // awaitsPeers reports whether a held exchange of cn waits for a peer: the
@@ -1012,6 +1068,25 @@ func (c *Correlator) silenced(cn *conn, tuple events.Tuple) bool {
 	loser := other
 	if cn.source() < other.source() {
 		loser = cn
+	}
+	winner := cn
+	if loser == cn {
+		winner = other
+	}
+	if loser.plain && winner.source() == 1 {
+		// The socket of a TLS library's connection, whichever ring was
+		// read first: its own bytes from before the TLS connection began
+		// (a database's greeting and TLS request, which name the system)
+		// are still decoded, the rest is the TLS collector's (Data).
+		if loser.silenceAt.IsZero() || winner.since.Before(loser.silenceAt) {
+			loser.silenceAt = winner.since
+		}
+		if loser == cn {
+			cn.tuple, cn.peerAddr = tuple, tuple.Remote.Addr().Unmap().String()
+			return true
+		}
+		delete(c.byTuple, tuple)
+		return false
 	}
 	c.supersede(loser)
 	if loser == other {

@@ -1031,6 +1031,11 @@ func BenchmarkCorrelatorRequest(b *testing.B) {
 	}
 }
 
+// oneProc resolves every PID to one process.
+type oneProc struct{ p *span.Process }
+
+func (o oneProc) Process(uint32) *span.Process { return o.p }
+
 type discardExporter struct{}
 
 func (discardExporter) Export(*span.Span)              {}
@@ -1082,5 +1087,37 @@ func TestWriteResult(t *testing.T) {
 				t.Error("repeated bytes reached the parser")
 			}
 		})
+	}
+}
+
+// BenchmarkCorrelatorRedisPipeline16 is what a traced redis-server costs the
+// correlator under redis-benchmark -t get,set -P 16: one read of 16
+// commands, one write of their 16 replies, 16 SERVER spans built (the
+// decoder, pairing, the span's name and attributes, the metrics).
+// Reported per command. The process is resolved once, as the agent's
+// resolver caches it (the procs stub allocates a name per call).
+func BenchmarkCorrelatorRedisPipeline16(b *testing.B) {
+	const depth = 16
+	c, err := New(DefaultConfig(), discardExporter{}, oneProc{&span.Process{PID: 1, ServiceName: "redis-server"}}, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	id := cid(1, 1)
+	c.Bind(events.Bind{Conn: id, FD: 3, Time: t0, Plaintext: true, StreamStart: true, Tuple: events.Tuple{
+		Local: netip.MustParseAddrPort("127.0.0.1:6379"), Remote: netip.MustParseAddrPort("127.0.0.1:51000"),
+	}})
+	var reqs, resps strings.Builder
+	for range depth / 2 {
+		reqs.WriteString("*3\r\n$3\r\nSET\r\n$16\r\nkey:__rand_int__\r\n$3\r\nxxx\r\n")
+		resps.WriteString("+OK\r\n")
+		reqs.WriteString("*2\r\n$3\r\nGET\r\n$16\r\nkey:__rand_int__\r\n")
+		resps.WriteString("$3\r\nxxx\r\n")
+	}
+	rq, rs := []byte(reqs.String()), []byte(resps.String())
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += depth {
+		c.Data(events.Data{Conn: id, TID: 7, Time: t0, Dir: events.Read, Size: len(rq), Bytes: rq})
+		c.Data(events.Data{Conn: id, TID: 7, Time: t0, Dir: events.Write, Size: len(rs), Bytes: rs})
 	}
 }

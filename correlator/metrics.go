@@ -31,6 +31,7 @@ type metrics struct {
 	noEnd                    prometheus.Counter
 	superseded               prometheus.Counter
 	waitsCut                 prometheus.Counter
+	peeked                   prometheus.Counter
 	links                    *prometheus.CounterVec
 }
 
@@ -74,6 +75,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "periscope_span_waits_cut_total",
 		Help: "Spans that left before their wait for the other end of their connection was over, because the connection held too many finished requests: they may lack their parent or child.",
 	})
+	peeked := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "periscope_reads_peeked_total",
+		Help: "Plaintext reads that repeated bytes already read (MSG_PEEK), not decoded again.",
+	})
 	links := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "periscope_link_lookups_total",
 		Help: "Lookups of the client spans of server requests from other nodes (linking), by result: linked, not_found, no_owner, timeout, refused, error, dropped.",
@@ -82,7 +87,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		links.WithLabelValues(r.String())
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{spans, notHTTP, parseErrors, incomplete, tracked, unmatched, noEnd, superseded, waitsCut, links} {
+		for _, c := range []prometheus.Collector{spans, notHTTP, parseErrors, incomplete, tracked, unmatched, noEnd, superseded, waitsCut, peeked, links} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register correlator metrics: %w", err)
 			}
@@ -99,6 +104,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		noEnd:         noEnd,
 		superseded:    superseded,
 		waitsCut:      waitsCut,
+		peeked:        peeked,
 		links:         links,
 	}
 	for reason, label := range map[string]string{

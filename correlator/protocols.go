@@ -34,6 +34,6 @@ func registry(sem *httpspan.Semantics, reg prometheus.Registerer) (protocol.Regi
 		mysql.New(stats[1]),
 		redis.New(stats[2]),
 		h2,
-		http1.New(sem),
+		http1.New(sem, h2),
 	}, nil
 }

@@ -60,7 +60,15 @@ func fileOffset(file *elf.File, addr uint64) (uint64, error) {
 // first instruction the kernel emulates, reached before anything moves the
 // stack pointer, so that a return probe placed there still finds the return
 // address on top of the stack. Only endbr64 and nops may be skipped.
-func CheapEntry(code []byte) (uint64, error) {
+func CheapEntry(code []byte) (uint64, error) { return cheapAt(code, false) }
+
+// CheapEntryOnly is CheapEntry for a probe with no return probe, which
+// needs only the argument registers as they were at entry: it may also
+// skip instructions that write nothing but the flags (test, cmp: SSL_free
+// starts with the test of its argument for NULL, then a jcc).
+func CheapEntryOnly(code []byte) (uint64, error) { return cheapAt(code, true) }
+
+func cheapAt(code []byte, flagsOnly bool) (uint64, error) {
 	var off int
 	for off < len(code) && off < 32 {
 		if bytes.HasPrefix(code[off:], endbr64) {
@@ -74,7 +82,7 @@ func CheapEntry(code []byte) (uint64, error) {
 		if emulated(inst) {
 			return uint64(off), nil
 		}
-		if inst.Op != x86asm.NOP {
+		if inst.Op != x86asm.NOP && !(flagsOnly && (inst.Op == x86asm.TEST || inst.Op == x86asm.CMP)) {
 			break
 		}
 		off += inst.Len

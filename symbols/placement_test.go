@@ -25,6 +25,8 @@ const (
 	sslReadEx = "48 83 ec 08 e8 c7 fd ff ff"
 	// ssl_read_internal at 0x35290: push %r13; push %r12; push %rbp; push %rbx; sub $0x38,%rsp
 	readInternal = "41 55 41 54 55 53 48 83 ec 38"
+	// SSL_free at 0x3b350: test %rdi,%rdi; je; push %r13
+	sslFree = "48 85 ff 0f 84 97 03 00 00 41 55"
 )
 
 func TestCheapEntry(t *testing.T) {
@@ -44,6 +46,8 @@ func TestCheapEntry(t *testing.T) {
 		{"endbr64 then sub", "f3 0f 1e fa 48 83 ec 18", 0, ErrNoCheapEntry},
 		{"push from memory is not emulated", "ff 35 00 00 00 00", 0, ErrNoCheapEntry},
 		{"direct call first", "e8 00 00 00 00", 0, nil},
+		// SSL_free of Debian 12's libssl.so.3 and of node: test %rdi,%rdi; je
+		{"test then je", sslFree, 0, ErrNoCheapEntry},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,6 +56,24 @@ func TestCheapEntry(t *testing.T) {
 				t.Errorf("CheapEntry = %d, %v; want %d, %v", got, err, tt.want, tt.err)
 			}
 		})
+	}
+	// An entry probe without a return probe may also skip the flag-only
+	// instructions before the first emulated one.
+	for _, tt := range []struct {
+		code string
+		want uint64
+		err  error
+	}{
+		{sslFree, 3, nil},
+		{"f3 0f 1e fa 48 83 ff 00 75 02", 8, nil}, // endbr64, cmp, jne
+		{readInternal, 0, nil},
+		{"48 85 ff 48 89 fb", 0, ErrNoCheapEntry}, // test, then mov
+		{sslRead, 0, ErrNoCheapEntry},
+	} {
+		got, err := CheapEntryOnly(code(t, tt.code))
+		if !errors.Is(err, tt.err) || (err == nil && got != tt.want) {
+			t.Errorf("CheapEntryOnly(%s) = %d, %v; want %d, %v", tt.code, got, err, tt.want, tt.err)
+		}
 	}
 }
 

@@ -29,8 +29,10 @@ import (
 const Name = "openssl"
 
 // functions are the probed functions; the _ex pair is missing before
-// OpenSSL 1.1.1 and python's ssl module uses only that pair.
-var functions = []string{"SSL_read", "SSL_write", "SSL_read_ex", "SSL_write_ex"}
+// OpenSSL 1.1.1 and python's ssl module uses only that pair. SSL_free ends
+// an SSL*'s connection (the allocator may give its address to the next
+// one); a file without it is still probed.
+var functions = []string{"SSL_read", "SSL_write", "SSL_read_ex", "SSL_write_ex", "SSL_free"}
 
 // Config configures the collector.
 type Config struct {
@@ -69,7 +71,7 @@ type candidate struct {
 }
 
 // cacheKind names the schema of analysis in the symbol cache.
-const cacheKind = "openssl/1"
+const cacheKind = "openssl/2"
 
 // analysis is what the symbol cache keeps of a file: the probed functions
 // it defines (none: not OpenSSL) and where their probes go.
@@ -119,7 +121,7 @@ func (c *Collector) Name() string { return Name }
 // AttachPath implements collectors.Collector.
 func (c *Collector) AttachPath() string {
 	how := attach.How(c.multi, c.cfg.PerProcess, "once per file for all processes")
-	return "uprobe+uretprobe on SSL_read/SSL_write(_ex) or the internal function they share, on an emulated instruction, " + how +
+	return "uprobe+uretprobe on SSL_read/SSL_write(_ex) or the internal function they share, uprobe on SSL_free, on an emulated instruction, " + how +
 		"; the agent's raw syscall pair maps SSL* to socket"
 }
 
@@ -310,6 +312,10 @@ func (c *Collector) attach(hostPath string, pid uint32, sites []site) ([]link.Li
 	}
 	var probes []attach.Probe
 	for _, s := range sites {
+		if s.Kind == free {
+			probes = append(probes, attach.Probe{Name: s.Desc, Offset: s.Offset, Prog: c.objs.SslFree})
+			continue
+		}
 		probes = append(probes,
 			attach.Probe{Name: s.Desc, Offset: s.Offset, Prog: entry[s.Kind]},
 			attach.Probe{Name: s.Desc, Offset: s.Offset, Prog: c.objs.SslLeave, Return: true})

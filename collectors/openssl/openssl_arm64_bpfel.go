@@ -55,6 +55,7 @@ const (
 	opensslMapSslCalls         = "ssl_calls"
 	opensslMapSslFd            = "ssl_fd"
 	opensslMapSslProcs         = "ssl_procs"
+	opensslProgSslFree         = "ssl_free"
 	opensslProgSslLeave        = "ssl_leave"
 	opensslProgSslProcessExec  = "ssl_process_exec"
 	opensslProgSslProcessExit  = "ssl_process_exit"
@@ -108,6 +109,7 @@ type opensslSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type opensslProgramSpecs struct {
+	SslFree         *ebpf.ProgramSpec `ebpf:"ssl_free"`
 	SslLeave        *ebpf.ProgramSpec `ebpf:"ssl_leave"`
 	SslProcessExec  *ebpf.ProgramSpec `ebpf:"ssl_process_exec"`
 	SslProcessExit  *ebpf.ProgramSpec `ebpf:"ssl_process_exit"`
@@ -194,6 +196,7 @@ type opensslVariables struct {
 //
 // It can be passed to loadOpensslObjects or ebpf.CollectionSpec.LoadAndAssign.
 type opensslPrograms struct {
+	SslFree         *ebpf.Program `ebpf:"ssl_free"`
 	SslLeave        *ebpf.Program `ebpf:"ssl_leave"`
 	SslProcessExec  *ebpf.Program `ebpf:"ssl_process_exec"`
 	SslProcessExit  *ebpf.Program `ebpf:"ssl_process_exit"`
@@ -205,6 +208,7 @@ type opensslPrograms struct {
 
 func (p *opensslPrograms) Close() error {
 	return _OpensslClose(
+		p.SslFree,
 		p.SslLeave,
 		p.SslProcessExec,
 		p.SslProcessExit,

@@ -17,6 +17,7 @@ const (
 	writePlain
 	readEx
 	writeEx
+	free // SSL_free: an entry probe only
 )
 
 // site is one place for an entry probe and a return probe.
@@ -74,24 +75,45 @@ func plan(path string, funcs []string) ([]site, error) {
 			if !has[fn.name] {
 				continue
 			}
-			f, err := obj.Func(fn.name)
+			s, err := entrySite(obj, fn.name, fn.kind, amd64)
 			if err != nil {
 				return nil, err
-			}
-			s := site{Desc: fn.name, Offset: f.Start, Kind: fn.kind}
-			if amd64 {
-				if code, err := obj.Code(f); err == nil {
-					if off, err := symbols.CheapEntry(code); err == nil {
-						s.Offset += off
-						s.Cheap = true
-						s.Desc = fmt.Sprintf("%s+%d", fn.name, off)
-					}
-				}
 			}
 			sites = append(sites, s)
 		}
 	}
+	if has["SSL_free"] {
+		s, err := entrySite(obj, "SSL_free", free, amd64)
+		if err != nil {
+			return nil, err
+		}
+		sites = append(sites, s)
+	}
 	return sites, nil
+}
+
+// entrySite is a probe on function name, at its cheapest entry
+// instruction on amd64 (kind free has no return probe: CheapEntryOnly).
+func entrySite(obj *symbols.Object, name string, kind entryKind, amd64 bool) (site, error) {
+	f, err := obj.Func(name)
+	if err != nil {
+		return site{}, err
+	}
+	s := site{Desc: name, Offset: f.Start, Kind: kind}
+	if amd64 {
+		if code, err := obj.Code(f); err == nil {
+			cheap := symbols.CheapEntry
+			if kind == free {
+				cheap = symbols.CheapEntryOnly
+			}
+			if off, err := cheap(code); err == nil {
+				s.Offset += off
+				s.Cheap = true
+				s.Desc = fmt.Sprintf("%s+%d", name, off)
+			}
+		}
+	}
+	return s, nil
 }
 
 // internalSite finds the function both wrappers call and its cheap entry.

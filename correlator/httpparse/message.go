@@ -96,6 +96,11 @@ type Message struct {
 	// does (101 Switching Protocols, or 2xx to CONNECT). After an upgrading
 	// response the stream carries another protocol and is ignored.
 	Upgrade bool
+	// UpgradeH2C is set when the Upgrade header lists h2c (HTTP/2 over
+	// cleartext, RFC 7540 §3.2), and HTTP2Settings holds the request's
+	// HTTP2-Settings header (base64url SETTINGS payload) then.
+	UpgradeH2C    bool
+	HTTP2Settings string
 }
 
 // Handler receives parsed messages. Both methods get the same *Message for

@@ -53,6 +53,12 @@ type Parser struct {
 
 	seen int // messages whose start line was parsed on this stream
 
+	// What followed the message that made the stream enter the tunnel,
+	// in the call that did (see TakeRest).
+	rest      []byte
+	restChunk Chunk
+	hasRest   bool
+
 	// The last values of headers a connection repeats on every message,
 	// and of the request target (a keep-alive client often asks for the
 	// same one again), reused while they do not change (see reuse).
@@ -116,6 +122,7 @@ func (p *Parser) Resume() {
 // reported to the handler before Feed returns. After an error the parser
 // stays broken and returns the same error.
 func (p *Parser) Feed(c Chunk) error {
+	p.rest, p.hasRest = nil, false
 	if p.err != nil {
 		return p.err
 	}
@@ -156,14 +163,41 @@ func (p *Parser) Feed(c Chunk) error {
 	if err := p.consume(prefix); err != nil {
 		return p.fail(err)
 	}
+	if p.state == stateTunnel {
+		p.keepRest(gap, tail)
+		p.endCall()
+		return nil
+	}
 	if gap > 0 {
 		p.skip(int64(gap))
 	}
 	if err := p.consume(tail); err != nil {
 		return p.fail(err)
 	}
+	if p.state == stateTunnel {
+		p.keepRest(0, nil)
+	}
 	p.endCall()
 	return nil
+}
+
+// keepRest keeps what the call carried after the message that entered the
+// tunnel: the unparsed bytes, then gap unknown bytes and tail.
+func (p *Parser) keepRest(gap int, tail []byte) {
+	p.restChunk = Chunk{Bytes: p.rest, Size: len(p.rest) + gap + len(tail), Tail: tail, Time: p.now}
+	p.rest, p.hasRest = nil, true
+}
+
+// TakeRest returns, once, the bytes the last Feed carried after the
+// message that made the stream leave HTTP (an upgrade): the start of the
+// protocol that follows. ok is false when the last Feed did not enter the
+// tunnel. The chunk shares the fed chunk's memory.
+func (p *Parser) TakeRest() (Chunk, bool) {
+	if !p.hasRest {
+		return Chunk{}, false
+	}
+	p.hasRest = false
+	return p.restChunk, true
 }
 
 // EOF tells the parser that the stream ended at time t (the connection was
@@ -311,6 +345,9 @@ func (p *Parser) consume(b []byte) error {
 			return nil
 
 		default: // stateTunnel, stateDiscard, stateSeek, stateClosed
+			if p.state == stateTunnel {
+				p.rest = b
+			}
 			return nil
 		}
 	}
@@ -596,6 +633,7 @@ func (p *Parser) headerLine(line []byte) error {
 	case 7:
 		if equalFold(name, "upgrade") {
 			p.upgradeHdr = true
+			m.UpgradeH2C = m.UpgradeH2C || hasToken(value, "h2c")
 		}
 	case 10:
 		switch {
@@ -617,6 +655,9 @@ func (p *Parser) headerLine(line []byte) error {
 			m.ContentType = reuse(&p.lastCT, value)
 		}
 	case 14:
+		if equalFold(name, "http2-settings") {
+			m.HTTP2Settings = string(value)
+		}
 		if equalFold(name, "content-length") {
 			n, ok := parseContentLength(value)
 			if !ok || (p.hasLength && n != m.ContentLength) {

@@ -98,6 +98,15 @@ type Exchange interface {
 	Stream() (id uint64, ok bool)
 }
 
+// RingWaiter is implemented by exchanges whose span is described from what
+// another connection's stream carried (MySQL over TLS: the greeting that
+// names the system went over the socket, whose records come through
+// another collector's ring): while AwaitsRings, the span waits until every
+// ring has been read past the exchange's end.
+type RingWaiter interface {
+	AwaitsRings() bool
+}
+
 // Handler receives the exchanges of a decoder, in the order their
 // requests started (Begin) and ended (End).
 type Handler interface {
@@ -143,6 +152,22 @@ type Decoder interface {
 	// Left tells whether the connection left the protocol (an HTTP/1
 	// upgrade): its bytes are not decoded any more.
 	Left() bool
+}
+
+// Switcher is implemented by a decoder whose connection can switch to
+// another protocol (an HTTP/1.1 upgrade to h2c). Once the decoder has left
+// its protocol (Left), Switched returns the protocol and decoder of the
+// rest of the connection, and the bytes that came after the switch in the
+// calls that carried it, to be fed to that decoder in order; dec is nil
+// when the connection did not switch to a protocol the correlator decodes.
+type Switcher interface {
+	Switched() (p Protocol, dec Decoder, rest []SideChunk)
+}
+
+// SideChunk is a chunk of one stream of a connection.
+type SideChunk struct {
+	Side  Side
+	Chunk Chunk
 }
 
 // Conn is what the correlator knows of a connection when it builds a span.

@@ -89,13 +89,13 @@ func TestPostgresTLS(t *testing.T) {
 
 	psql := runPsqlWorkload(t, port, password, "require")
 
-	client := e.spans(t, 109, func(s otlpreceiver.Span) bool {
+	client := e.spans(t, psqlStatements, func(s otlpreceiver.Span) bool {
 		return byPIDs(kindClient, psql.PID)(s) && attrStr(s, "db.system.name") == "postgresql"
 	})
 	// The backend serving psql links libssl too: the same decoder sees its
 	// side, and each SERVER span is the child of the CLIENT span that sent
 	// the statement.
-	server := e.spans(t, 109, func(s otlpreceiver.Span) bool {
+	server := e.spans(t, psqlStatements, func(s otlpreceiver.Span) bool {
 		return int(s.Kind) == kindServer && attrStr(s, "db.system.name") == "postgresql" && attrInt(s, "server.port") == int64(port)
 	})
 	clientIDs := map[string]bool{}
@@ -123,9 +123,12 @@ func TestPostgresTLS(t *testing.T) {
 	noPlanted(t, e, "planted")
 }
 
-// runPsqlWorkload runs TestPostgresTLS's workload with psql (109 statement
-// results; checkPostgresSpans checks their spans) and returns the finished
-// psql.
+// psqlStatements is the number of statements of runPsqlWorkload.
+const psqlStatements = 112
+
+// runPsqlWorkload runs TestPostgresTLS's workload with psql
+// (psqlStatements statement results; checkPostgresSpans checks their
+// spans) and returns the finished psql.
 func runPsqlWorkload(t *testing.T, port int, password, sslmode string) *proc {
 	t.Helper()
 	// The workload is a file, so that no planted literal is on a command line.
@@ -136,6 +139,11 @@ func runPsqlWorkload(t *testing.T, port int, password, sslmode string) *proc {
 		"SELECT * FROM missing WHERE s = 'planted-bad';",
 		"BEGIN;", "UPDATE items SET secret = 'planted-tx' WHERE id = 1;", "COMMIT;",
 		"PREPARE q(int) AS SELECT secret FROM items WHERE id = $1;",
+		// COPY both ways (the rows psql sends are data, never query
+		// text), and a NOTICE in the middle of a response.
+		"COPY items (id, secret) FROM STDIN;", "3\tplanted-copy-row", "\\.",
+		"COPY items TO STDOUT;",
+		"DROP TABLE IF EXISTS nothing_here;",
 	}
 	for range 100 {
 		script = append(script, "EXECUTE q(1);")
@@ -168,7 +176,10 @@ func checkPostgresSpans(t *testing.T, spans []otlpreceiver.Span, port int) {
 		"UPDATE items | UPDATE items SET secret = ? WHERE id = ? | ": 1,
 		"COMMIT | COMMIT | ": 1,
 		"PREPARE SELECT items | PREPARE q(int) AS SELECT secret FROM items WHERE id = $1 | ": 1,
-		"EXECUTE | EXECUTE q(?) | ": 100,
+		"EXECUTE | EXECUTE q(?) | ":                                      100,
+		"COPY items | COPY items (id, secret) FROM STDIN | ":             1,
+		"COPY items | COPY items TO STDOUT | ":                           1,
+		"DROP TABLE nothing_here | DROP TABLE IF EXISTS nothing_here | ": 1,
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("spans:\n%v\nwant\n%v", got, want)

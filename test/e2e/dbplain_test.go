@@ -34,7 +34,17 @@ func waitOTLPMetric(t *testing.T, e *env, name, system string) {
 
 // startRedis starts redis-server on a free loopback port with a private
 // directory, no persistence and a password; it returns the port.
-func startRedis(t *testing.T, password string) int {
+func startRedis(t *testing.T, password string) int { return startRedisWith(t, password, "") }
+
+// startRedisTLS starts a redis-server that serves TLS only, with the
+// certificate and key given, and returns its port.
+func startRedisTLS(t *testing.T, password, cert, key string) int {
+	return startRedisWith(t, password, fmt.Sprintf("tls-cert-file %s\ntls-key-file %s\ntls-auth-clients no\n", cert, key))
+}
+
+// startRedisWith starts a redis-server with the config lines tls (its
+// port a TLS port when set) and returns its port.
+func startRedisWith(t *testing.T, password, tls string) int {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server not installed (scripts/deps.sh): %v", err)
@@ -44,12 +54,63 @@ func startRedis(t *testing.T, password string) int {
 	// The password goes in a config file: not on a command line.
 	conf := filepath.Join(dir, "redis.conf")
 	cfg := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsave \"\"\nappendonly no\nrequirepass %s\n", port, dir, password)
+	if tls != "" {
+		cfg = fmt.Sprintf("port 0\ntls-port %d\nbind 127.0.0.1\ndir %s\nsave \"\"\nappendonly no\nrequirepass %s\n", port, dir, password) + tls
+	}
 	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p := startProc(t, nil, "redis-server", conf)
 	waitListening(t, p, port)
 	return port
+}
+
+// redisSpans selects the Redis CLIENT spans of process pid.
+func redisSpans(pid int) func(otlpreceiver.Span) bool {
+	return func(s otlpreceiver.Span) bool {
+		return byPIDs(kindClient, pid)(s) && attrStr(s, "db.system.name") == "redis"
+	}
+}
+
+func redisKey(s otlpreceiver.Span) string {
+	return fmt.Sprintf("%s | %s | %s", attrStr(s, "db.operation.name"), attrStr(s, "db.query.text"), attrStr(s, "db.response.status_code"))
+}
+
+// checkPyRedis checks the 114 CLIENT spans of redis_client.py's workload
+// (process pid) and returns them.
+func checkPyRedis(t *testing.T, e *env, pid int) []otlpreceiver.Span {
+	t.Helper()
+	pySpans := e.spans(t, 114, redisSpans(pid))
+	want := map[string]int{
+		"AUTH | AUTH ? | ":                   2,
+		"SET | SET user:1 ? | ":              1,
+		"SET | SET counter ? | ":             1,
+		"GET | GET user:1 | ":                1,
+		"LPUSH | LPUSH user:1 ? | WRONGTYPE": 1,
+		"NOSUCHCMD | NOSUCHCMD ? | ERR":      1,
+		"MULTI | MULTI | ":                   1,
+		"INCRBY | INCRBY counter ? | ":       2, // redis-py sends INCR as INCRBY
+		"EXEC | EXEC | ":                     1,
+		"PUBLISH | PUBLISH ? ? | ":           3, // a channel is no key
+	}
+	got := counts(pySpans, redisKey)
+	// Two pipelines of 50, each larger than a record one way: the SETs'
+	// write, the GETs' reply (bpf/chunks.bpf.h).
+	pipeSet, pipeGet := 0, 0
+	for k, n := range got {
+		switch {
+		case strings.HasPrefix(k, "SET | SET pipe:") && strings.HasSuffix(k, "? | "):
+			pipeSet += n
+			delete(got, k)
+		case strings.HasPrefix(k, "GET | GET pipe:") && strings.HasSuffix(k, " | "):
+			pipeGet += n
+			delete(got, k)
+		}
+	}
+	if pipeSet != 50 || pipeGet != 50 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("python spans (%d pipelined SET, %d GET):\n%v\nwant 50, 50 and\n%v", pipeSet, pipeGet, got, want)
+	}
+	return pySpans
 }
 
 // TestRedisPlain: python3-redis and redis-cli against a real Redis over
@@ -81,44 +142,7 @@ func TestRedisPlain(t *testing.T) {
 		t.Fatalf("redis-cli exited %d:\n%s", code, rc.Output())
 	}
 
-	redisSpans := func(pid int) func(otlpreceiver.Span) bool {
-		return func(s otlpreceiver.Span) bool {
-			return byPIDs(kindClient, pid)(s) && attrStr(s, "db.system.name") == "redis"
-		}
-	}
-	key := func(s otlpreceiver.Span) string {
-		return fmt.Sprintf("%s | %s | %s", attrStr(s, "db.operation.name"), attrStr(s, "db.query.text"), attrStr(s, "db.response.status_code"))
-	}
-	pySpans := e.spans(t, 114, redisSpans(py.PID))
-	want := map[string]int{
-		"AUTH | AUTH ? | ":                   2,
-		"SET | SET user:1 ? | ":              1,
-		"SET | SET counter ? | ":             1,
-		"GET | GET user:1 | ":                1,
-		"LPUSH | LPUSH user:1 ? | WRONGTYPE": 1,
-		"NOSUCHCMD | NOSUCHCMD ? | ERR":      1,
-		"MULTI | MULTI | ":                   1,
-		"INCRBY | INCRBY counter ? | ":       2, // redis-py sends INCR as INCRBY
-		"EXEC | EXEC | ":                     1,
-		"PUBLISH | PUBLISH ? ? | ":           3, // a channel is no key
-	}
-	got := counts(pySpans, key)
-	// Two pipelines of 50, each larger than a record one way: the SETs'
-	// write, the GETs' reply (bpf/chunks.bpf.h).
-	pipeSet, pipeGet := 0, 0
-	for k, n := range got {
-		switch {
-		case strings.HasPrefix(k, "SET | SET pipe:") && strings.HasSuffix(k, "? | "):
-			pipeSet += n
-			delete(got, k)
-		case strings.HasPrefix(k, "GET | GET pipe:") && strings.HasSuffix(k, " | "):
-			pipeGet += n
-			delete(got, k)
-		}
-	}
-	if pipeSet != 50 || pipeGet != 50 || fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("python spans (%d pipelined SET, %d GET):\n%v\nwant 50, 50 and\n%v", pipeSet, pipeGet, got, want)
-	}
+	pySpans := checkPyRedis(t, e, py.PID)
 	// redis-cli asks COMMAND DOCS first: a reply far larger than the copy,
 	// cut in its middle; the decoder resynchronises at the next command.
 	cliSpans := e.spans(t, 8, redisSpans(rc.PID))
@@ -132,7 +156,7 @@ func TestRedisPlain(t *testing.T) {
 		"HGETALL | HGETALL h | ":    1,
 		"INCR | INCR h | WRONGTYPE": 1,
 	}
-	if got := counts(cliSpans, key); fmt.Sprint(got) != fmt.Sprint(wantCLI) {
+	if got := counts(cliSpans, redisKey); fmt.Sprint(got) != fmt.Sprint(wantCLI) {
 		t.Errorf("redis-cli spans:\n%v\nwant\n%v", got, wantCLI)
 	}
 	for _, s := range append(pySpans, cliSpans...) {
@@ -167,7 +191,7 @@ func TestRedisPlain(t *testing.T) {
 		"HGETALL | HGETALL ghash | ":                      1,
 		"PUBLISH | PUBLISH ? ? | ":                        3,
 	}
-	got = counts(e.spans(t, 71, redisSpans(gc.PID)), key)
+	got := counts(e.spans(t, 71, redisSpans(gc.PID)), redisKey)
 	incr := 0
 	for k, n := range got {
 		if strings.HasPrefix(k, "INCR | INCR gcounter:") {
@@ -290,7 +314,7 @@ func TestPostgresPlain(t *testing.T) {
 	port := startPostgres(t, password, false)
 
 	psql := runPsqlWorkload(t, port, password, "prefer")
-	checkPostgresSpans(t, e.spans(t, 109, dbSpans("postgresql", psql.PID)), port)
+	checkPostgresSpans(t, e.spans(t, psqlStatements, dbSpans("postgresql", psql.PID)), port)
 
 	py := runDone(t, []string{"PGPASSWORD=" + password}, "done", python(t), testdataPath(t, "db/pg_client.py"), fmt.Sprint(port))
 	wantPy := map[string]int{
@@ -397,7 +421,14 @@ func checkHandlerTrace(t *testing.T, e *env, curlPID, handlerPID int, withClient
 // startMariaDB starts mariadbd as root on a free loopback port with a
 // private data directory and a user app (password) owning database shop;
 // it returns the port.
-func startMariaDB(t *testing.T, password string, extra ...string) int {
+// mariaDB is a MariaDB server a test started.
+type mariaDB struct {
+	port int
+	sock string // its Unix socket
+	pid  int
+}
+
+func startMariaDB(t *testing.T, password string, extra ...string) mariaDB {
 	t.Helper()
 	for _, tool := range []string{"mariadb-install-db", "mariadbd", "mariadb"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -418,13 +449,8 @@ func startMariaDB(t *testing.T, password string, extra ...string) int {
 	if err := os.WriteFile(sql, []byte(init), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// Without TLS: a server with a certificate offers it on the Unix socket
-	// too, and the SSL* of a session there (never bound to a TCP socket)
-	// can be reused for the server's next session, which the correlator
-	// then takes for the same connection (a known gap: that connection's
-	// SERVER spans lose their db.namespace).
 	run(t, "sh", "-c", fmt.Sprintf("mariadb --no-defaults --skip-ssl --socket=%s < %s", sock, sql))
-	return port
+	return mariaDB{port: port, sock: sock, pid: p.PID}
 }
 
 // TestMySQLPlain: pymysql (COM_QUERY) and go-sql-driver/mysql (binary
@@ -440,7 +466,7 @@ func TestMySQLPlain(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := startAgentOTLP(t, dbAgentEnv, append(selectExes(t, python(t), goclients, mariadbd), "--log-level=debug")...)
-	port := startMariaDB(t, password)
+	port := startMariaDB(t, password).port
 
 	py := runDone(t, []string{"MYSQL_PASSWORD=" + password}, "done", python(t), testdataPath(t, "db/mysql_client.py"), fmt.Sprint(port))
 	wantDBSpans(t, e, "mariadb", py.PID, 106, wantPyMySQL())
@@ -470,7 +496,7 @@ func TestMySQLTLSUpgrade(t *testing.T) {
 	}
 	e := startAgentOTLP(t, dbAgentEnv, selectExes(t, python(t), mariadbd)...)
 	cert, key, _ := harness.GenerateCert(t, filepath.Join(t.TempDir(), "tls"))
-	port := startMariaDB(t, password, "--ssl-cert="+cert, "--ssl-key="+key)
+	port := startMariaDB(t, password, "--ssl-cert="+cert, "--ssl-key="+key).port
 	data := func() float64 {
 		return e.agent.Metric(t, "periscope_events_read_total", map[string]string{"collector": "sockets", "type": "data"})
 	}
@@ -541,12 +567,27 @@ func TestMySQLTLS(t *testing.T) {
 	// needs the connection's first bytes).
 	e := startAgentOTLP(t, dbAgentEnv, selectExes(t, python(t), goclients, mariadbd, "mariadb")...)
 	cert, key, _ := harness.GenerateCert(t, filepath.Join(t.TempDir(), "tls"))
-	port := startMariaDB(t, password, "--ssl-cert="+cert, "--ssl-key="+key)
+	db := startMariaDB(t, password, "--ssl-cert="+cert, "--ssl-key="+key)
+	port := db.port
+	unixSessions(t, e, db)
 
-	// MariaDB's own client first: its HandshakeResponse says MariaDB, and
-	// the greeting its socket carried names the server for the TLS
-	// connections after it (the greeting of a server's first connection
-	// can be read after that connection's spans: a known gap). It reads
+	// pymysql first: the first TCP connection to the server, whose TLS
+	// spans are named by the greeting its own socket carried, whichever
+	// ring is read first (the spans wait for it).
+	py := startProc(t, []string{"MYSQL_PASSWORD=" + password}, python(t), testdataPath(t, "db/mysql_client.py"), fmt.Sprint(port), "tls")
+	e.instrumented(t, py.PID)
+	py.send("go")
+	py.mustSucceed(60 * time.Second)
+	wantDBSpans(t, e, "mariadb", py.PID, 106, wantPyMySQL())
+
+	gc := startProc(t, nil, goclients, "-system", "mysql", "-addr", fmt.Sprintf("127.0.0.1:%d", port),
+		"-password", password, "-db", "shop", "-sslmode", "require", "-wait-stdin")
+	e.instrumented(t, gc.PID)
+	gc.send("go")
+	gc.mustSucceed(60 * time.Second)
+	wantDBSpans(t, e, "mariadb", gc.PID, 108, wantGoMySQL())
+
+	// MariaDB's own client (its HandshakeResponse says MariaDB). It reads
 	// its options (the password among them) from a FIFO before it
 	// connects: it waits there until the agent has probed it (a
 	// short-lived client could be done before). The statements come on
@@ -573,19 +614,6 @@ func TestMySQLTLS(t *testing.T) {
 	}
 	wantDBSpans(t, e, "mariadb", cli.PID, 2, wantCLI)
 
-	py := startProc(t, []string{"MYSQL_PASSWORD=" + password}, python(t), testdataPath(t, "db/mysql_client.py"), fmt.Sprint(port), "tls")
-	e.instrumented(t, py.PID)
-	py.send("go")
-	py.mustSucceed(60 * time.Second)
-	wantDBSpans(t, e, "mariadb", py.PID, 106, wantPyMySQL())
-
-	gc := startProc(t, nil, goclients, "-system", "mysql", "-addr", fmt.Sprintf("127.0.0.1:%d", port),
-		"-password", password, "-db", "shop", "-sslmode", "require", "-wait-stdin")
-	e.instrumented(t, gc.PID)
-	gc.send("go")
-	gc.mustSucceed(60 * time.Second)
-	wantDBSpans(t, e, "mariadb", gc.PID, 108, wantGoMySQL())
-
 	for _, s := range e.recv.Spans() {
 		if byPIDs(kindClient, py.PID, gc.PID, cli.PID)(s) && (attrStr(s, "db.namespace") != "shop" || attrInt(s, "server.port") != int64(port)) {
 			t.Errorf("span %q: attributes %v", s.Name, s.Attributes)
@@ -603,6 +631,156 @@ func TestMySQLTLS(t *testing.T) {
 	})
 	if got := counts(server, dbKey); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("mariadbd's SERVER spans:\n%v\nwant\n%v", got, want)
+	}
+	noPlanted(t, e, "planted")
+}
+
+// unixSessions runs two TLS sessions of the mariadb client on the server's
+// Unix socket, on two databases, before the TCP sessions of TestMySQLTLS.
+// A TLS session on a Unix socket is never bound to a TCP socket, and
+// mariadbd's next session gets the freed SSL* at the same address: each
+// session must still be a connection of its own (SSL_free ends it), with
+// its own db.namespace, and so must the TCP sessions after them.
+func unixSessions(t *testing.T, e *env, db mariaDB) {
+	t.Helper()
+	e.instrumented(t, db.pid)
+	for _, s := range []struct{ db, sql string }{
+		{"shop", "CREATE TABLE unix_items (id int)"},
+		{"mysql", "SELECT host FROM user"},
+	} {
+		run(t, "mariadb", "--no-defaults", "--ssl", "--skip-ssl-verify-server-cert", "--socket="+db.sock, "-D", s.db, "-e", s.sql)
+	}
+	for name, ns := range map[string]string{"CREATE TABLE unix_items": "shop", "SELECT user": "mysql"} {
+		got := e.spans(t, 1, func(s otlpreceiver.Span) bool {
+			return int(s.Kind) == kindServer && s.Name == name && attrStr(s, "db.system.name") == "mariadb"
+		})
+		if attrStr(got[0], "db.namespace") != ns {
+			t.Errorf("mariadbd's span %q on the Unix socket: db.namespace %q, want %q (attributes %v)", name, attrStr(got[0], "db.namespace"), ns, got[0].Attributes)
+		}
+	}
+}
+
+// TestDBBoundedMemory: a result set of 1 GiB (psql copying a generated
+// table out of a traced PostgreSQL) and a pipeline of 100,000 commands
+// (redis-cli --pipe into a traced redis-server) do not grow the agent: its
+// resident memory after them is within 96 MiB of what it was before (a
+// decoder that kept the result would hold 1 GiB). Each pipelined SET is a
+// SERVER span of redis-server, or a loss the agent counts.
+func TestDBBoundedMemory(t *testing.T) {
+	const password = "planted-pg-password"
+	redisServer, err := exec.LookPath("redis-server")
+	if err == nil {
+		redisServer, err = filepath.EvalSymlinks(redisServer)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startAgentOTLP(t, dbAgentEnv, selectExes(t, filepath.Join(pgBin, "postgres"), redisServer)...)
+	pgPort := startPostgres(t, password, false)
+	rdPort := startRedis(t, password)
+	psql := func(sql string) {
+		t.Helper()
+		cmd := exec.Command(filepath.Join(pgBin, "psql"), "-X", "-q", "-o", "/dev/null", "-c", sql,
+			fmt.Sprintf("host=127.0.0.1 port=%d dbname=shop user=app", pgPort))
+		cmd.Env = append(os.Environ(), "PGPASSWORD="+password)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("psql %s: %v\n%s", sql, err, out)
+		}
+	}
+	// Warm up: the decoders, rings and exporters in use once.
+	psql("SELECT 1")
+	e.spans(t, 1, func(s otlpreceiver.Span) bool { return attrStr(s, "db.query.text") == "SELECT ?" })
+	before := rssBytes(t, e.agent.PID)
+
+	t0 := time.Now()
+	psql("COPY (SELECT repeat('x', 1023) FROM generate_series(1, 1048576)) TO STDOUT")
+	e.spans(t, 1, func(s otlpreceiver.Span) bool {
+		return strings.HasPrefix(attrStr(s, "db.query.text"), "COPY (SELECT repeat(?, ?)")
+	})
+	t.Logf("1 GiB result: %s", time.Since(t0).Round(time.Millisecond))
+
+	// The pipeline: one span per command at the server, or, where the
+	// agent could not keep up (records the ring dropped, spans the
+	// exporter's queue had no room for), losses it counts.
+	counters := func() (built, ringDrops, overflowed, queueFull float64) {
+		return e.agent.Metric(t, "periscope_spans_total", map[string]string{"kind": "server"}),
+			e.agent.Metric(t, "periscope_events_dropped_total", nil),
+			e.agent.Metric(t, "periscope_db_decoder_events_total", map[string]string{"event": "overflowed"}),
+			e.agent.Metric(t, "periscope_spans_dropped_total", map[string]string{"exporter": "otlp", "reason": "queue_full"})
+	}
+	built0, ring0, over0, full0 := counters()
+	isSet := func(s otlpreceiver.Span) bool {
+		return int(s.Kind) == kindServer && attrStr(s, "db.system.name") == "redis" && attrStr(s, "db.operation.name") == "SET"
+	}
+	t0 = time.Now()
+	var pipe strings.Builder
+	fmt.Fprintf(&pipe, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(password), password)
+	for i := range 100_000 {
+		k := fmt.Sprintf("k:%d", i)
+		fmt.Fprintf(&pipe, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\nv\r\n", len(k), k)
+	}
+	cli := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", fmt.Sprint(rdPort), "--pipe")
+	cli.Stdin = strings.NewReader(pipe.String())
+	if out, err := cli.CombinedOutput(); err != nil || !strings.Contains(string(out), "replies: 100001") {
+		t.Fatalf("redis-cli --pipe: %v\n%s", err, out)
+	}
+	// Until the spans stop coming (or all came).
+	received := 0
+	for last := -1; received != last && received < 100_000; time.Sleep(2 * time.Second) {
+		last, received = received, len(filterSpans(e.recv.Spans(), isSet))
+	}
+	built1, ring1, over1, full1 := counters()
+	built, ringDrops, overflowed, queueFull := built1-built0, ring1-ring0, over1-over0, full1-full0
+	t.Logf("pipeline of 100,000 in %s: %d SET spans received; %v server spans built, %v records dropped by the ring, %v commands overflowed, %v spans dropped at the exporter's queue",
+		time.Since(t0).Round(time.Millisecond), received, built, ringDrops, overflowed, queueFull)
+	switch {
+	case received > 100_000:
+		t.Errorf("%d SET spans for 100,000 commands", received)
+	case ringDrops > 0 || overflowed > 0:
+		// Counted before the spans: the rest cannot be told apart.
+	case built < 100_000:
+		t.Errorf("%v server spans built for 100,000 SETs (and AUTH, and redis-cli's closing ECHO), and no loss counted", built)
+	case float64(received)+queueFull < 100_000:
+		t.Errorf("%d SET spans received, %v spans counted as dropped at the exporter: %v SETs lost silently",
+			received, queueFull, 100_000-float64(received)-queueFull)
+	}
+
+	after := rssBytes(t, e.agent.PID)
+	t.Logf("agent RSS %d MiB before, %d MiB after", before>>20, after>>20)
+	if after-before > 96<<20 {
+		t.Errorf("the agent grew by %d MiB (from %d MiB)", (after-before)>>20, before>>20)
+	}
+	noPlanted(t, e, "planted")
+}
+
+// TestRedisTLS: python3-redis over TLS (OpenSSL, through Python's ssl)
+// against a redis-server that serves TLS (OpenSSL): the same exact 114
+// CLIENT spans as over plaintext, as many SERVER spans from the traced
+// redis-server, each the child of its CLIENT span, and no value, AUTH
+// password or message in any exporter.
+func TestRedisTLS(t *testing.T) {
+	const password = "planted-redis-password"
+	e := startAgentOTLP(t, dbAgentEnv, selectExes(t, "redis-server", python(t))...)
+	cert, key, _ := harness.GenerateCert(t, filepath.Join(t.TempDir(), "tls"))
+	port := startRedisTLS(t, password, cert, key)
+	py := startProc(t, []string{"REDIS_PASSWORD=" + password}, python(t), testdataPath(t, "db/redis_client.py"), fmt.Sprint(port), "tls")
+	e.instrumented(t, py.PID)
+	py.send("go")
+	py.mustSucceed(60 * time.Second)
+	clients := map[string]bool{}
+	for _, s := range checkPyRedis(t, e, py.PID) {
+		clients[s.SpanID] = true
+		if attrInt(s, "server.port") != int64(port) || s.Name != fmt.Sprintf("%s 127.0.0.1:%d", attrStr(s, "db.operation.name"), port) {
+			t.Errorf("span %q: attributes %v", s.Name, s.Attributes)
+		}
+	}
+	server := e.spans(t, 114, func(s otlpreceiver.Span) bool {
+		return int(s.Kind) == kindServer && attrStr(s, "db.system.name") == "redis" && attrInt(s, "server.port") == int64(port)
+	})
+	for _, s := range server {
+		if !clients[s.ParentSpanID] {
+			t.Errorf("server span %q: parent %q is not a python span", s.Name, s.ParentSpanID)
+		}
 	}
 	noPlanted(t, e, "planted")
 }

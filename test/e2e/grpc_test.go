@@ -25,7 +25,9 @@ type grpcCall struct {
 // RPC conventions with the right status and message counts, each server
 // span the child of its client span; grpc-message never leaves the agent.
 func TestPythonGRPC(t *testing.T) {
-	e := startAgent(t)
+	// The test's programs only: another program on the machine (a
+	// benchmark at saturation) would crowd out their spans.
+	e := startAgent(t, "--include-exe", "python3*")
 	py := python(t)
 	srv, port, ca := startPythonGRPC(t, py)
 	e.instrumented(t, srv.PID)
@@ -39,7 +41,7 @@ func TestPythonGRPC(t *testing.T) {
 // the same 10 calls give exactly 10 CLIENT spans for node and 10 SERVER
 // spans for python, linked.
 func TestNodeGRPCClient(t *testing.T) {
-	e := startAgent(t)
+	e := startAgent(t, "--include-exe", "python3*", "--include-exe", "node")
 	srv, port, ca := startPythonGRPC(t, python(t))
 	e.instrumented(t, srv.PID)
 	const unary = 6
@@ -73,6 +75,44 @@ func checkEchoCalls(t *testing.T, e *env, srv, cli *proc, port, unary int) {
 	server := e.spans(t, unary+4, byPIDs(kindServer, srv.PID))
 	client := e.spans(t, unary+4, byPIDs(kindClient, cli.PID))
 	checkEchoSpans(t, server, client, port, unary)
+	checkEchoMetrics(t, e, server[0].ServiceName(), client[0].ServiceName(), port, unary)
+}
+
+// checkEchoMetrics checks the RPC duration histograms of the calls of
+// checkEchoCalls on /metrics: one sample per call, in series labelled by
+// the RPC attributes (status and error.type per side, as on the spans).
+func checkEchoMetrics(t *testing.T, e *env, server, client string, port, unary int) {
+	t.Helper()
+	want := func(name string, labels map[string]string, n int) {
+		t.Helper()
+		labels["rpc_system_name"] = "grpc"
+		waitMetric(t, e.agent, name+"_count", labels, fmt.Sprintf("= %d", n), func(v float64) bool { return v == float64(n) })
+	}
+	srvLabels := func(method, status string) map[string]string {
+		return map[string]string{"service_name": server, "rpc_method": method, "rpc_response_status_code": status}
+	}
+	want("rpc_server_call_duration_seconds", srvLabels("test.Echo/Echo", "OK"), unary)
+	want("rpc_server_call_duration_seconds", srvLabels("test.Echo/Get", "NOT_FOUND"), 1)
+	want("rpc_server_call_duration_seconds", map[string]string{"service_name": server}, unary+4)
+	want("rpc_client_call_duration_seconds", map[string]string{"service_name": client, "rpc_method": "test.Echo/Get",
+		"rpc_response_status_code": "NOT_FOUND", "error_type": "NOT_FOUND", "server_port": strconv.Itoa(port)}, 1)
+	want("rpc_client_call_duration_seconds", map[string]string{"service_name": client, "rpc_method": "test.Echo/Chat", "rpc_response_status_code": "OK"}, 1)
+	want("rpc_client_call_duration_seconds", map[string]string{"service_name": client}, unary+4)
+	for _, f := range e.agent.MetricFamilies(t) {
+		if !strings.HasPrefix(f.GetName(), "rpc_") {
+			continue
+		}
+		for _, m := range f.Metric {
+			for _, l := range m.Label {
+				if strings.Contains(l.GetValue(), "secret-key") || strings.Contains(l.GetName(), "message") {
+					t.Errorf("%s series label %s=%q: grpc-message or a request leaks into metrics", f.GetName(), l.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
+	if n := e.agent.Metric(t, "rpc_server_call_duration_seconds_count", map[string]string{"service_name": server, "error_type": "NOT_FOUND"}); n != 0 {
+		t.Errorf("server NOT_FOUND recorded with error.type (%v): a server's NOT_FOUND is no error", n)
+	}
 }
 
 // checkEchoSpans checks the server and client spans of the calls of
@@ -159,7 +199,7 @@ func TestGRPCAttachMidConnection(t *testing.T) {
 	cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-py-client"}, py, testdataPath(t, "grpc_client.py"), strconv.Itoa(port), ca, "loop")
 	cli.expect("started", 30*time.Second)
 
-	e := startAgent(t)
+	e := startAgent(t, "--include-exe", "python3*")
 	e.instrumented(t, srv.PID, cli.PID)
 	waitMetric(t, e.agent, "periscope_http2_headers_incomplete_spans_total", nil, "> 10", func(v float64) bool { return v > 10 })
 	cli.send("reconnect")

@@ -57,7 +57,9 @@ func startGRPCGo(t *testing.T, bin string, tls bool) (*proc, int, string) {
 // (the gotls collector) and plaintext h2c (the sockets collector): 6 unary
 // calls, one failing with NOT_FOUND, and one call of each streaming kind
 // give exactly 10 SERVER and 10 CLIENT spans with the right method, status
-// and message counts, each server span the child of its client span.
+// and message counts, each server span the child of its client span, and
+// 10 calls in the RPC duration histograms of each side on /metrics and over
+// OTLP.
 func TestGoGRPC(t *testing.T) {
 	bin := buildGRPCGo(t, t.TempDir())
 	for _, tc := range []struct {
@@ -65,7 +67,7 @@ func TestGoGRPC(t *testing.T) {
 		tls  bool
 	}{{"tls", true}, {"h2c", false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := startAgent(t, "--include-exe", "grpcgo")
+			e := startAgentOTLP(t, []string{"OTEL_METRIC_EXPORT_INTERVAL=500"}, "--include-exe", "grpcgo")
 			srv, port, ca := startGRPCGo(t, bin, tc.tls)
 			if tc.tls {
 				probedBy(t, e, "gotls", srv.PID)
@@ -86,6 +88,18 @@ func TestGoGRPC(t *testing.T) {
 			}
 			cli.send("go")
 			checkEchoCalls(t, e, srv, cli, port, unary)
+			want := map[string]uint64{"grpc-go-server": unary + 4, "grpc-go-client": unary + 4}
+			var got map[string]uint64
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+				got = latestCounts(e.recv.Metrics(), "rpc.server.call.duration", map[string]uint64{"grpc-go-server": 0})
+				maps.Copy(got, latestCounts(e.recv.Metrics(), "rpc.client.call.duration", map[string]uint64{"grpc-go-client": 0}))
+				if maps.Equal(got, want) {
+					break
+				}
+			}
+			if !maps.Equal(got, want) {
+				t.Errorf("OTLP rpc.server/client.call.duration counts %v, want %v", got, want)
+			}
 		})
 	}
 }

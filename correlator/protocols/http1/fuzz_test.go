@@ -19,7 +19,7 @@ func FuzzDecoder(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, reqs, resps []byte, split uint8) {
 		r := &rec{}
-		d := New(sem).NewDecoder(protocol.Server, r)
+		d := New(sem, nil).NewDecoder(protocol.Server, r)
 		n := int(split)%8 + 1
 		for i := 0; i < n; i++ {
 			for _, s := range []struct {

@@ -1,7 +1,9 @@
 // Package http1 is the HTTP/1.x protocol: the parser of package httpparse
 // behind the protocol.Protocol interface. Requests and responses pair in
 // order (keep-alive and pipelining); a connection that upgrades (101,
-// CONNECT) leaves the protocol.
+// CONNECT) leaves the protocol, for HTTP/2 when it upgraded to h2c (the
+// correlator switches it to that decoder: protocol.Switcher), else for
+// good.
 package http1
 
 import (
@@ -22,12 +24,27 @@ import (
 const MaxPending = 64
 
 // Protocol is HTTP/1.x.
-type Protocol struct{ sem *httpspan.Semantics }
+type Protocol struct {
+	sem *httpspan.Semantics
+	h2c H2C
+}
 
 var _ protocol.Protocol = (*Protocol)(nil)
 
-// New returns HTTP/1.x with the span semantics sem.
-func New(sem *httpspan.Semantics) *Protocol { return &Protocol{sem: sem} }
+// H2C is HTTP/2, which an HTTP/1.1 connection switches to with
+// "Upgrade: h2c" and a 101 response (RFC 7540 §3.2): the upgrading request
+// is the HTTP/2 connection's stream 1, its response comes in HTTP/2 frames.
+type H2C interface {
+	protocol.Protocol
+	// Upgraded returns the decoder of the connection after the 101
+	// response to x's request; x, begun already, continues as stream 1
+	// and is ended through h.
+	Upgraded(h protocol.Handler, x *httpspan.Exchange) protocol.Decoder
+}
+
+// New returns HTTP/1.x with the span semantics sem; h2c (may be nil) is
+// the protocol that upgrades to h2c continue in.
+func New(sem *httpspan.Semantics, h2c H2C) *Protocol { return &Protocol{sem: sem, h2c: h2c} }
 
 // Name implements protocol.Protocol.
 func (*Protocol) Name() string { return "http1" }
@@ -52,7 +69,7 @@ func (p *Protocol) Describe(x protocol.Exchange, c protocol.Conn, reason string,
 
 // NewDecoder implements protocol.Protocol.
 func (p *Protocol) NewDecoder(_ protocol.Role, h protocol.Handler) protocol.Decoder {
-	d := &decoder{h: h}
+	d := &decoder{h: h, h2c: p.h2c}
 	opts := httpparse.Options{AllHeaders: p.sem.CaptureHeaders()}
 	d.req = httpparse.New(httpparse.Request, opts, d)
 	d.resp = httpparse.New(httpparse.Response, opts, d)
@@ -68,6 +85,24 @@ type decoder struct {
 	// next is the exchange whose request the request parser is reading
 	// (NewMessage), until its head is known.
 	next *httpspan.Exchange
+
+	h2c H2C
+	// An upgrade to h2c: the protocol and decoder the connection goes on
+	// in, and what the calls that carried the switch had after it.
+	switched protocol.Decoder
+	rest     []protocol.SideChunk
+}
+
+var _ protocol.Switcher = (*decoder)(nil)
+
+// Switched implements protocol.Switcher.
+func (d *decoder) Switched() (protocol.Protocol, protocol.Decoder, []protocol.SideChunk) {
+	if d.switched == nil {
+		return nil, nil, nil
+	}
+	rest := d.rest
+	d.rest = nil
+	return d.h2c, d.switched, rest
 }
 
 var _ httpparse.Allocator = (*decoder)(nil)
@@ -101,6 +136,9 @@ func (d *decoder) Feed(side protocol.Side, c protocol.Chunk) error {
 		p = d.resp
 	}
 	err := p.Feed(httpparse.Chunk(c))
+	if rest, ok := p.TakeRest(); ok && err == nil {
+		d.keepRest(side, rest)
+	}
 	switch {
 	case err == nil:
 		return nil
@@ -160,8 +198,15 @@ func (d *decoder) Message(m *httpparse.Message) {
 	// Shifted down, not resliced: the array serves the next requests of
 	// the connection without an allocation each.
 	d.pending = slices.Delete(d.pending, 0, 1)
-	x.Resp = m
-	d.h.End(x, m.End, "")
+	h2c := m.Upgrade && m.StatusCode == 101 && x.Req.UpgradeH2C && d.h2c != nil
+	if h2c {
+		// The request goes on as HTTP/2's stream 1: its response is
+		// still to come.
+		d.switched = d.h2c.Upgraded(d.h, x)
+	} else {
+		x.Resp = m
+		d.h.End(x, m.End, "")
+	}
 	switch {
 	case m.Upgrade:
 		// The connection carries another protocol from now on.
@@ -173,8 +218,32 @@ func (d *decoder) Message(m *httpparse.Message) {
 		}
 	case x.Req.Upgrade:
 		// The server declined the upgrade: HTTP goes on.
+		d.rest = nil
 		d.req.Resume()
 	}
+}
+
+// keepRest keeps the bytes a call carried after a message that left HTTP:
+// a request's are kept (copied) until the response says whether the
+// connection switches; a switching response's go, after them, to the
+// protocol it switched to. Others are dropped.
+func (d *decoder) keepRest(side protocol.Side, c httpparse.Chunk) {
+	if c.Size == 0 || d.h2c == nil {
+		return
+	}
+	if side == protocol.Requests {
+		if len(d.pending) == 0 || !d.pending[len(d.pending)-1].Req.UpgradeH2C {
+			return
+		}
+		c.Bytes, c.Tail = slices.Clone(c.Bytes), slices.Clone(c.Tail)
+		d.rest = append(d.rest, protocol.SideChunk{Side: side, Chunk: protocol.Chunk(c)})
+		return
+	}
+	if d.switched == nil {
+		d.rest = nil
+		return
+	}
+	d.rest = append(d.rest, protocol.SideChunk{Side: side, Chunk: protocol.Chunk(c)})
 }
 
 func errorsIsNotHTTP(err error) bool { return errors.Is(err, httpparse.ErrNotHTTP) }

@@ -33,7 +33,7 @@ func (r *rec) End(x protocol.Exchange, _ time.Time, reason string) {
 }
 
 func TestDetect(t *testing.T) {
-	p := New(nil)
+	p := New(nil, nil)
 	for _, tc := range []struct {
 		first string
 		dir   events.Direction
@@ -92,7 +92,7 @@ func TestDecoder(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &rec{}
-			d := New(sem).NewDecoder(protocol.Server, r)
+			d := New(sem, nil).NewDecoder(protocol.Server, r)
 			var err error
 			for i, f := range tc.feeds {
 				err = d.Feed(f.side, protocol.Chunk{Bytes: []byte(f.data), Size: len(f.data), Time: time.Unix(int64(i), 0)})

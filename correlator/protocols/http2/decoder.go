@@ -40,6 +40,9 @@ const (
 type stream struct {
 	x        *Exchange
 	respDone bool // the final response head was seen
+	// up is the HTTP/1.1 exchange an upgrade to h2c continues as stream
+	// 1: it gets x's response and is the one ended.
+	up *httpspan.Exchange
 }
 
 // direction is the state of one direction of the connection.
@@ -489,11 +492,16 @@ func (d *decoder) end(id uint32, t time.Time, reason string) {
 		return
 	}
 	delete(d.streams, id)
+	var px protocol.Exchange = st.x
+	if st.up != nil {
+		st.up.Resp = st.x.Resp
+		px = st.up
+	}
 	for i, o := range d.order {
 		if o == id {
 			d.order = append(d.order[:i], d.order[i+1:]...)
 			break
 		}
 	}
-	d.h.End(st.x, t, reason)
+	d.h.End(px, t, reason)
 }

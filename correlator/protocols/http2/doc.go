@@ -19,4 +19,8 @@
 // header block in it is lost like an unknown reference; a frame header in
 // it loses the frame boundaries until a later call starts with a plausible
 // frame.
+//
+// An HTTP/1.1 connection that upgrades to h2c (Upgrade: h2c, then 101)
+// continues here (Protocol.Upgraded): the upgrading request, begun by the
+// HTTP/1 decoder, is stream 1 and ends with its HTTP/2 response.
 package http2

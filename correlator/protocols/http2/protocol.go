@@ -1,6 +1,7 @@
 package http2
 
 import (
+	"encoding/base64"
 	"fmt"
 	"strings"
 
@@ -147,6 +148,25 @@ func firstFieldSender(block []byte) (protocol.Role, bool) {
 // NewDecoder implements protocol.Protocol.
 func (p *Protocol) NewDecoder(_ protocol.Role, h protocol.Handler) protocol.Decoder {
 	return newDecoder(p, h)
+}
+
+// Upgraded implements http1.H2C: the decoder of a connection after the
+// 101 response to an HTTP/1.1 request with "Upgrade: h2c" (RFC 7540 §3.2).
+// The request is stream 1, half-closed by the client; its response comes
+// in HTTP/2 frames, after which up ends. The client's preface is still to
+// come; the request's HTTP2-Settings are its first SETTINGS.
+func (p *Protocol) Upgraded(h protocol.Handler, up *httpspan.Exchange) protocol.Decoder {
+	d := newDecoder(p, h)
+	x := &Exchange{}
+	x.Req, x.StreamID = up.Req, 1
+	// From now on the request pairs with the other end's by its stream.
+	up.StreamID = 1
+	d.streams[1] = &stream{x: x, up: up}
+	d.order = append(d.order, 1)
+	if s, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(up.Req.HTTP2Settings, "=")); err == nil {
+		d.dirs[protocol.Requests-1].settings(s)
+	}
+	return d
 }
 
 // Describe implements protocol.Protocol.

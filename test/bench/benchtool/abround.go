@@ -33,6 +33,10 @@ type abTarget struct {
 	load     func(ctx context.Context, d time.Duration) (wrkResult, error)
 	loadDesc string
 	pids     func() []int // the processes whose CPU is the application's
+	// appCPU, when set, counts the application's CPU in clock ticks
+	// instead of the pids' own (PostgreSQL: backends forked per
+	// connection, whose CPU the postmaster collects when it reaps them).
+	appCPU func() (uint64, error)
 	// served counts the requests the server answered, when it can (nginx's
 	// stub_status); nil: wrk's count is used.
 	served func() (uint64, error)
@@ -122,6 +126,14 @@ func startAB(o options) (h *abHeader, e abEnv, closer io.Closer, err error) {
 		return nil, e, nil, err
 	}
 	return h, e, closer, nil
+}
+
+// appTicks is the application's CPU so far, in clock ticks.
+func (t abTarget) appTicks(pids []int) (uint64, error) {
+	if t.appCPU != nil {
+		return t.appCPU()
+	}
+	return cpuTicksOf(pids)
 }
 
 func runAB(ctx context.Context, e abEnv, t abTarget) (*abResult, error) {
@@ -218,7 +230,7 @@ func (e abEnv) measure(ctx context.Context, t abTarget, r *abRound, res *abResul
 			return err
 		}
 	}
-	appT0, err := cpuTicksOf(pids)
+	appT0, err := t.appTicks(pids)
 	if err != nil {
 		return fmt.Errorf("application CPU: %w", err)
 	}
@@ -251,7 +263,7 @@ func (e abEnv) measure(ctx context.Context, t abTarget, r *abRound, res *abResul
 		return err
 	}
 	r.elapsed = time.Since(t0).Seconds()
-	appT1, err := cpuTicksOf(pids)
+	appT1, err := t.appTicks(pids)
 	if err != nil {
 		return fmt.Errorf("application CPU (did it die?): %w", err)
 	}

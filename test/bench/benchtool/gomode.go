@@ -156,7 +156,7 @@ func runGoMode(ctx context.Context, o options) error {
 	}
 	h.title = "Go hello-world server (net/http), without and with the agent"
 	h.mode = "go"
-	h.target = fmt.Sprintf("test/e2e/testdata/goapp (`%s`, CGO_ENABLED=0), `goapp server 127.0.0.1:PORT [-tls-cert C -tls-key K]`, handler `/hello` (6-byte body), HTTP/1.1 keep-alive (HTTP/2 disabled), HTTPS via crypto/tls with a self-signed RSA-2048 certificate", goVersionOf(bin))
+	h.target = fmt.Sprintf("test/e2e/testdata/goapp (`%s`, CGO_ENABLED=0, `-tags nethttponly`: net/http is its only crypto/tls user), `goapp server 127.0.0.1:PORT [-tls-cert C -tls-key K]`, handler `/hello` (6-byte body), HTTP/1.1 keep-alive (HTTP/2 disabled), HTTPS via crypto/tls with a self-signed RSA-2048 certificate", goVersionOf(bin))
 	h.agentSelects = "GOAPP, the full path of the built goapp (wrk is not traced)"
 	h.targets = abTargets{throughputPct: 60, appAddedUs: 5, agentUsPerSpan: 3, hwmMiB: 64, completenessPct: 99.9}
 	return h.write(results)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,7 +35,8 @@ type grpcRound struct {
 	serverCPU float64 // % of one CPU
 	agentCPU  float64 // % of one CPU
 	agentSec  float64
-	spans     uint64 // server spans
+	spans     uint64 // server spans the agent built
+	recv      uint64 // server spans the counting receiver got
 	drops     uint64
 	runs      map[string]uint64 // run_cnt of the agent's programs
 	others    []string
@@ -173,7 +175,7 @@ func runGRPCMode(ctx context.Context, o options) error {
 		"Machine load (1, 5, 15 min) at start: %s; at end: %s (a shared VM: other work ran meanwhile). BPF stats: %s.\n\n"+
 		"test/e2e/testdata/grpcgo (google.golang.org/grpc) serving test.Echo over TLS; its copy grpcgo-load makes unary Echo calls "+
 		"from C goroutines on one TLS connection for %s per round. The agent (`--include-exe grpcgo`: the server only; "+
-		"spans exported over OTLP/gRPC to the counting receiver, console off; spans here are those the agent built, not those received) is started for the agent rounds; rounds in ABBA order (baseline, agent, agent, baseline, ...).\n\n%s",
+		"spans exported over OTLP/gRPC to the counting receiver, console off; completeness counts the server spans the receiver got) is started for the agent rounds; rounds in ABBA order (baseline, agent, agent, baseline, ...).\n\n%s",
 		start.UTC().Format(time.RFC3339), o.commit, numCPU(), time.Since(start).Round(time.Second), load0, loadAvg(), statsHow,
 		o.duration, strings.Join(sections, "\n"))
 	fmt.Println(md)
@@ -209,6 +211,12 @@ func measureGRPCRound(ctx context.Context, o options, srv *grpcServer, loadBin, 
 			return err
 		}
 		if agentTicks0, err = cpuTicks(a.pid()); err != nil {
+			return err
+		}
+	}
+	var recv0 recvCounts
+	if a != nil {
+		if recv0, err = o.recv.counts(); err != nil {
 			return err
 		}
 	}
@@ -263,7 +271,34 @@ func measureGRPCRound(ctx context.Context, o options, srv *grpcServer, loadBin, 
 	d0, _ := m0.sum("periscope_events_dropped_total", nil)
 	d1, _ := m1.sum("periscope_events_dropped_total", nil)
 	r.spans, r.drops = uint64(spans1-spans0), uint64(d1-d0)
-	return nil
+	r.recv, err = settleReceived(ctx, o.recv, recv0, r.spans)
+	return err
+}
+
+// settleReceived waits until the receiver has got want server spans since
+// recv0, or they stop arriving (1.5 s without one; 10 s at most), and
+// returns how many it got.
+func settleReceived(ctx context.Context, recv *receiver, recv0 recvCounts, want uint64) (uint64, error) {
+	last, stable := uint64(0), time.Now()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := recv.counts()
+		if err != nil {
+			return 0, err
+		}
+		got := c.sub(recv0).ServerSpans
+		if got >= want || time.Since(stable) >= 1500*time.Millisecond || time.Now().After(deadline) {
+			return got, nil
+		}
+		if got != last {
+			last, stable = got, time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // uprobeRuns sums the runs of the uprobe programs (not the close
@@ -290,12 +325,14 @@ func grpcSection(o options, conc int, rounds []*grpcRound) string {
 	}
 	rate := func(r *grpcRound) float64 { return r.rate }
 	cpu := func(r *grpcRound) float64 { return r.serverCPU }
-	var spans, calls, drops uint64
+	var spans, recv, calls, drops uint64
 	var agentSec float64
 	runs := map[string]uint64{}
+	worst := math.Inf(1)
 	for _, r := range rounds {
 		if r.withAgent {
-			spans, calls, drops, agentSec = spans+r.spans, calls+r.calls, drops+r.drops, agentSec+r.agentSec
+			spans, recv, calls, drops, agentSec = spans+r.spans, recv+r.recv, calls+r.calls, drops+r.drops, agentSec+r.agentSec
+			worst = min(worst, 100*ratio(r.recv, r.calls))
 			for k, v := range r.runs {
 				runs[k] += v
 			}
@@ -303,27 +340,29 @@ func grpcSection(o options, conc int, rounds []*grpcRound) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "## %d caller(s) on one connection\n\n", conc)
-	b.WriteString("| round | config | calls/s | server CPU % | server spans / calls | ring drops | agent CPU % | uprobe hits / call | load1 |\n|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| round | config | calls/s | server CPU % | server spans built / received / calls | ring drops | agent CPU % | uprobe hits / call | load1 |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rounds {
 		span, hits := "-", "-"
 		if r.withAgent {
-			span = fmt.Sprintf("%d / %d", r.spans, r.calls)
+			span = fmt.Sprintf("%d / %d / %d", r.spans, r.recv, r.calls)
 			hits = fmt.Sprintf("%.2f", ratio(uprobeRuns(r.runs), r.calls))
 		}
 		fmt.Fprintf(&b, "| %d | %s | %.0f | %.1f | %s | %d | %.1f | %s | %.2f |\n", r.n, cfgName(r.withAgent), r.rate, r.serverCPU, span, r.drops, r.agentCPU, hits, r.load1)
 	}
 	br, ar := pick(false, rate), pick(true, rate)
-	fmt.Fprintf(&b, "\n- **Throughput with the agent**: %.1f%% of the baseline (medians %.0f vs %.0f calls/s; spread %.1f%% / %.1f%%; target ≥ 60%%).\n",
-		100*median(ar)/median(br), median(ar), median(br), spreadPct(ar), spreadPct(br))
+	tput := ratioOf(ar, br)
+	fmt.Fprintf(&b, "\n- **Throughput with the agent**: %.1f ± %.1f%% of the baseline (medians %.0f vs %.0f calls/s; spread %.1f%% / %.1f%%; target ≥ 60%%: **%s**).\n",
+		100*tput.v, 100*tput.noise, median(ar), median(br), spreadPct(ar), spreadPct(br), verdict(tput, 0.60, false))
 	perCall := func(r *grpcRound) float64 { return 1e4 * r.serverCPU / r.rate } // µs of server CPU per call
 	fmt.Fprintf(&b, "- **Server CPU**: %.1f%% with the agent, %.1f%% without (medians, %% of one CPU); per call %.1f µs with, %.1f µs without "+
 		"(the difference is what the server pays for the probes: traps and BPF programs).\n",
 		median(pick(true, cpu)), median(pick(false, cpu)), median(pick(true, perCall)), median(pick(false, perCall)))
-	pct := 0.0
-	if calls > 0 {
-		pct = 100 * float64(spans) / float64(calls)
+	complete := "NOT met"
+	if worst >= 100 {
+		complete = "met"
 	}
-	fmt.Fprintf(&b, "- **Completeness**: %d server spans for %d calls (%.2f%%; target 100%%), %d ring drops.\n", spans, calls, pct, drops)
+	fmt.Fprintf(&b, "- **Completeness**: %d server spans received for %d calls (%.3f%%, worst round %.3f%%; target 100%%: **%s**); %d built, %d ring drops.\n",
+		recv, calls, 100*ratio(recv, calls), worst, complete, spans, drops)
 	if spans > 0 {
 		fmt.Fprintf(&b, "- **Agent CPU per span**: %.1f µs (agent CPU time over the agent rounds ÷ server spans).\n", 1e6*agentSec/float64(spans))
 	}

@@ -54,7 +54,7 @@ func benchModes() []benchMode {
 			"test/bench/results-postgres.md", 3, 10 * time.Second, 5 * time.Second, runPostgresMode},
 		{"syscall", "what a process that is not HTTP pays per syscall: CPU time of dd bs=1 and of a pipe ping-pong with no agent, empty programs on the read/write syscall tracepoints and on raw sys_enter/exit (the floors), the agent; blocks in alternating order",
 			"test/bench/results-syscall.md", 3, 10 * time.Second, 0, runSyscallMode},
-		{"grpc", "a grpc-go server over TLS (the gotls collector) under unary calls from CONNECTIONS callers, then 1, on one connection, no agent vs the agent, ABBA: calls/s, spans ÷ calls, agent CPU per span, uprobe hits per call",
+		{"grpc", "a grpc-go server over TLS (the gotls collector) under unary calls from CONNECTIONS callers, then 1, on one connection, no agent vs the agent, ABBA: calls/s and throughput ratio (≥ 60%), server spans received ÷ calls (100%), agent CPU per span, uprobe hits per call, with verdicts",
 			"test/bench/results-grpc.md", 3, 10 * time.Second, 3 * time.Second, runGRPCMode},
 		{"linking", "two network namespaces (wrk in A, nginx plain HTTP in B), an agent in each, cross-node linking off vs on, ABBA: each agent's CPU per request apart, nginx's CPU per request, lookups by result",
 			"test/bench/results-linking.md", 3, 10 * time.Second, 3 * time.Second, runLinkMode},

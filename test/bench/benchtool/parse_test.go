@@ -45,12 +45,12 @@ func TestParseWrkIncomplete(t *testing.T) {
 }
 
 func TestParseProcStat(t *testing.T) {
-	line := "4242 (a (weird) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 9 0 12345 1000 200 18446744073709551615"
+	line := "4242 (a (weird) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 31 7 20 0 9 0 12345 1000 200 18446744073709551615"
 	s, err := parseProcStat(line)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.comm != "a (weird) name" || s.ppid != 1 || s.utime != 250 || s.stime != 75 || s.startTicks != 12345 {
+	if s.comm != "a (weird) name" || s.ppid != 1 || s.utime != 250 || s.stime != 75 || s.cutime != 31 || s.cstime != 7 || s.startTicks != 12345 {
 		t.Errorf("%+v", s)
 	}
 }

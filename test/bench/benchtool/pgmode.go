@@ -16,59 +16,131 @@ import (
 
 // The postgres mode (-mode postgres, `make bench MODE=postgres`): what
 // tracing PostgreSQL costs. A PostgreSQL 15 on loopback (plaintext, trust)
-// under pgbench -S (select-only, simple protocol), rounds without and with
-// the agent in ABBA order. The agent traces the server (--include-exe
-// postgres): every SELECT a backend answers must be a SERVER span.
+// under pgbench -S (select-only, simple protocol), by the A/B engine
+// (abround.go) as the other modes: ABBA rounds without and with the agent
+// (tracing the server, --include-exe postgres), throughput ratio,
+// completeness as SERVER spans received by the counting OTLP receiver ÷
+// transactions pgbench completed (a SELECT each), agent CPU per span.
 
 // pgBin is where Debian's postgresql 15 keeps its programs.
 const pgBin = "/usr/lib/postgresql/15/bin"
 
-// pgRound is one round of the postgres mode.
-type pgRound struct {
-	n         int
-	withAgent bool
-	load1     float64
-	tps       float64
-	xacts     uint64 // transactions pgbench completed (one SELECT each)
-	dbMeasure
-}
-
 func runPostgresMode(ctx context.Context, o options) error {
-	if os.Geteuid() != 0 {
-		return errors.New("must run as root (loads eBPF programs)")
-	}
 	for _, t := range []string{"initdb", "pg_ctl", "postgres", "pgbench"} {
 		if _, err := os.Stat(filepath.Join(pgBin, t)); err != nil {
 			return fmt.Errorf("%s not found (scripts/deps.sh installs postgresql): %w", t, err)
 		}
 	}
-	start, load0 := time.Now(), loadAvg()
-	pidDir := filepath.Join(o.work, "pids")
-	if err := os.MkdirAll(pidDir, 0o755); err != nil {
+	h, env, closer, err := startAB(o)
+	if err != nil {
 		return err
 	}
-	port, stop, err := startPostgres()
+	defer closer.Close()
+	port, postmaster, stop, err := startPostgres()
 	if err != nil {
 		return err
 	}
 	defer stop()
-	var rounds []*pgRound
-	for i := 0; i < 2*o.rounds; i++ {
-		r := &pgRound{n: i + 1, withAgent: i%4 == 1 || i%4 == 2}
-		if err := measurePgRound(ctx, o, port, pidDir, r); err != nil {
-			return fmt.Errorf("round %d (%s): %w", r.n, cfgName(r.withAgent), err)
+	clients := o.connections / 5
+	aux := auxiliaries(postmaster)
+	t := abTarget{
+		name:     "postgres, pgbench -S",
+		exe:      filepath.Join(pgBin, "postgres"),
+		load:     pgbenchLoad(port, clients),
+		loadDesc: fmt.Sprintf("`pgbench -S -n -c %d -j 2 -T SECONDS` (select only, simple protocol; a transaction is one SELECT)", clients),
+		pids:     func() []int { return []int{postmaster} },
+		appCPU:   func() (uint64, error) { return postgresTicks(postmaster, aux) },
+	}
+	res, err := runAB(ctx, env, t)
+	if err != nil {
+		return err
+	}
+	h.title = "PostgreSQL benchmark: postgres without and with the agent"
+	h.mode = "postgres"
+	h.target = fmt.Sprintf("PostgreSQL 15 (%s), loopback, plaintext, trust, pgbench scale 2, %d clients; requests are the transactions pgbench completed (its per-connection setup statements are spans too, a few per round); the application's CPU is the postmaster's and its reaped backends' (a backend is forked per pgbench connection each round), while the per-process counters (context switches, wake-ups, perf) cover the postmaster alone", pgVersion(), clients)
+	h.agentSelects = "the postgres executable (pgbench is not traced)"
+	h.targets = abTargets{throughputPct: 85, completenessPct: 100}
+	return h.write([]*abResult{res})
+}
+
+// pgbenchLoad returns the load of the mode: pgbench -S for d, in
+// wrkResult's terms (requests: transactions).
+func pgbenchLoad(port, clients int) func(ctx context.Context, d time.Duration) (wrkResult, error) {
+	return func(ctx context.Context, d time.Duration) (wrkResult, error) {
+		var res wrkResult
+		secs := max(int(d.Round(time.Second).Seconds()), 1)
+		t0 := time.Now()
+		out, err := exec.CommandContext(ctx, "su", "postgres", "-s", "/bin/sh", "-c",
+			fmt.Sprintf("%s/pgbench -S -n -c %d -j 2 -T %d -h 127.0.0.1 -p %d postgres", pgBin, clients, secs, port)).CombinedOutput()
+		if err != nil {
+			return res, fmt.Errorf("pgbench: %w\n%s", err, out)
 		}
-		rounds = append(rounds, r)
-		logf("round %d %-8s %9.0f tps  xacts %d spans %d drops %d agent CPU %5.1f%% (%.1f µs/span) load %.2f",
-			r.n, cfgName(r.withAgent), r.tps, r.xacts, r.spans, r.drops, r.agentCPU, r.cpuPerOp, r.load1)
+		res.seconds = time.Since(t0).Seconds()
+		tps, x := tpsRe.FindSubmatch(out), xactsRe.FindSubmatch(out)
+		if tps == nil || x == nil {
+			return res, fmt.Errorf("pgbench output without tps: %s", out)
+		}
+		res.rps, _ = strconv.ParseFloat(string(tps[1]), 64)
+		res.requests, _ = strconv.ParseUint(string(x[1]), 10, 64)
+		return res, nil
 	}
-	md := pgReport(o, rounds, start, load0, loadAvg())
-	fmt.Println(md)
-	if err := writeFileAtomic(o.out, []byte(md)); err != nil {
-		return fmt.Errorf("write %s: %w", o.out, err)
+}
+
+// postgresTicks is the CPU of the postmaster and of the children it has
+// reaped (pgbench's backends, gone by the time its load returns), in
+// clock ticks: it waits until the postmaster's only children are its
+// auxiliary processes aux (checkpointer, writers, launchers), so that
+// every backend's CPU is in its cutime.
+func postgresTicks(postmaster int, aux map[int]bool) (uint64, error) {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		n := 0
+		for _, c := range childrenOf(postmaster) {
+			if !aux[c] {
+				n++
+			}
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("%d backends of postmaster %d not reaped after 5s", n, postmaster)
+		}
 	}
-	logf("wrote %s", o.out)
-	return nil
+	s, err := readProcStat(postmaster)
+	if err != nil {
+		return 0, err
+	}
+	return s.utime + s.stime + s.cutime + s.cstime, nil
+}
+
+// auxiliaries returns the postmaster's children once no client backend
+// is left (after pgbench -i): its auxiliary processes.
+func auxiliaries(postmaster int) map[int]bool {
+	aux := map[int]bool{}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		clear(aux)
+		backends := 0
+		for _, c := range childrenOf(postmaster) {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c))
+			if strings.Contains(string(b), "127.0.0.1(") || len(b) == 0 {
+				backends++
+			}
+			aux[c] = true
+		}
+		if backends == 0 {
+			break
+		}
+	}
+	return aux
+}
+
+// pgVersion is the server's version, as postgres --version says it.
+func pgVersion() string {
+	out, err := exec.Command(filepath.Join(pgBin, "postgres"), "--version").Output()
+	if err != nil {
+		return "unknown version"
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // asPostgres runs a shell command as user postgres.
@@ -81,32 +153,32 @@ func asPostgres(cmd string) error {
 
 // startPostgres makes a data directory, starts the server on a
 // free loopback port and fills pgbench's tables (scale 2); it returns the
-// port and a function that stops the server.
-func startPostgres() (int, func(), error) {
+// port, the postmaster's PID and a function that stops the server.
+func startPostgres() (int, int, func(), error) {
 	// Not under work: mktemp made that 0700, closed to user postgres.
 	dir, err := os.MkdirTemp("", "periscope-bench-pg-")
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	if err := os.Chmod(dir, 0o755); err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	if out, err := exec.Command("chown", "postgres", dir).CombinedOutput(); err != nil {
-		return 0, nil, fmt.Errorf("chown: %w\n%s", err, out)
+		return 0, 0, nil, fmt.Errorf("chown: %w\n%s", err, out)
 	}
 	data := filepath.Join(dir, "data")
 	if err := asPostgres(fmt.Sprintf("%s/initdb -D %s -A trust >/dev/null", pgBin, data)); err != nil {
 		os.RemoveAll(dir)
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	port, err := freePort()
 	if err != nil {
 		os.RemoveAll(dir)
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c max_connections=50", port, dir)
 	if err := asPostgres(fmt.Sprintf("%s/pg_ctl -D %s -l %s/log -w -o '%s' start >/dev/null", pgBin, data, dir, opts)); err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	stop := func() {
 		_ = asPostgres(fmt.Sprintf("%s/pg_ctl -D %s -m immediate stop >/dev/null", pgBin, data))
@@ -120,81 +192,28 @@ func startPostgres() (int, func(), error) {
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return 0, nil, errors.New("postgres did not listen within 10s")
+			return 0, 0, nil, errors.New("postgres did not listen within 10s")
 		}
 	}
 	if err := asPostgres(fmt.Sprintf("%s/pgbench -q -i -s 2 -h 127.0.0.1 -p %d postgres >/dev/null 2>&1", pgBin, port)); err != nil {
 		stop()
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
-	return port, stop, nil
+	b, err := os.ReadFile(filepath.Join(data, "postmaster.pid"))
+	if err != nil {
+		stop()
+		return 0, 0, nil, err
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		stop()
+		return 0, 0, nil, fmt.Errorf("postmaster.pid: %w", err)
+	}
+	return port, pid, stop, nil
 }
 
 var (
 	tpsRe   = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
 	xactsRe = regexp.MustCompile(`number of transactions actually processed: ([0-9]+)`)
 )
-
-func measurePgRound(ctx context.Context, o options, port int, pidDir string, r *pgRound) (err error) {
-	r.load1 = load1()
-	var a *dbAgent
-	if r.withAgent {
-		if a, err = startDBAgent(ctx, o, filepath.Join(pgBin, "postgres"), pidDir, r.n, nil); err != nil {
-			return err
-		}
-		defer func() {
-			if serr := a.stop(); serr != nil && err == nil {
-				err = serr
-			}
-		}()
-	}
-	secs := int(o.duration.Seconds())
-	t0 := time.Now()
-	out, err := exec.CommandContext(ctx, "su", "postgres", "-s", "/bin/sh", "-c",
-		fmt.Sprintf("%s/pgbench -S -n -c %d -j 2 -T %d -h 127.0.0.1 -p %d postgres", pgBin, o.connections/5, secs, port)).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("pgbench: %w\n%s", err, out)
-	}
-	elapsed := time.Since(t0).Seconds()
-	tps, x := tpsRe.FindSubmatch(out), xactsRe.FindSubmatch(out)
-	if tps == nil || x == nil {
-		return fmt.Errorf("pgbench output without tps: %s", out)
-	}
-	r.tps, _ = strconv.ParseFloat(string(tps[1]), 64)
-	r.xacts, _ = strconv.ParseUint(string(x[1]), 10, 64)
-	if a != nil {
-		r.dbMeasure, err = a.measure(ctx, elapsed, r.xacts)
-	}
-	return err
-}
-
-func pgReport(o options, rounds []*pgRound, start time.Time, load0, load1 string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# PostgreSQL benchmark (make bench MODE=postgres)\n\n")
-	fmt.Fprintf(&b, "Commit %s, %s, %d rounds ABBA (baseline, agent, agent, baseline, ...), pgbench -S (select only, simple "+
-		"protocol) -c %d -j 2 for %s per round, scale 2, plaintext on loopback; the agent traces the server (--include-exe "+
-		"postgres): SERVER spans vs transactions (a SELECT each; pgbench's own setup statements add a few spans per "+
-		"connection). Load average before %s, after %s; %s in all.\n\n",
-		o.commit, time.Now().UTC().Format("2006-01-02 15:04 UTC"), len(rounds), o.connections/5, o.duration, load0, load1,
-		time.Since(start).Round(time.Second))
-	fmt.Fprintf(&b, "| round | config | tps | transactions | spans | drops | agent CPU | CPU/span | load |\n|---|---|---|---|---|---|---|---|---|\n")
-	var base, with []float64
-	var xacts, spans uint64
-	for _, r := range rounds {
-		fmt.Fprintf(&b, "| %d | %s | %.0f | %d | %d | %d | %.1f%% | %.1f µs | %.2f |\n", r.n, cfgName(r.withAgent), r.tps,
-			r.xacts, r.spans, r.drops, r.agentCPU, r.cpuPerOp, r.load1)
-		if r.withAgent {
-			with = append(with, r.tps)
-			xacts += r.xacts
-			spans += r.spans
-		} else {
-			base = append(base, r.tps)
-		}
-	}
-	wlo, whi := minMax(with)
-	blo, bhi := minMax(base)
-	fmt.Fprintf(&b, "\nThroughput with the agent / without: median %.1f%% (spread %.1f%% .. %.1f%%: worst and best pairing of rounds).\n",
-		100*median(with)/median(base), 100*wlo/bhi, 100*whi/blo)
-	fmt.Fprintf(&b, "Spans / transactions over the agent rounds: %d / %d (%.2f%%).\n", spans, xacts, 100*float64(spans)/float64(max(xacts, 1)))
-	return b.String()
-}

@@ -27,6 +27,8 @@ type procStat struct {
 	ppid       int
 	utime      uint64 // clock ticks, all threads
 	stime      uint64
+	cutime     uint64 // of its children it waited for
+	cstime     uint64
 	comm       string
 	startTicks uint64
 }
@@ -41,7 +43,8 @@ func parseProcStat(line string) (procStat, error) {
 		return procStat{}, fmt.Errorf("malformed stat line %q", line)
 	}
 	f := strings.Fields(line[end+1:])
-	// f[0] is field 3 (state); utime is field 14, stime 15, starttime 22.
+	// f[0] is field 3 (state); utime is field 14, stime 15, cutime 16,
+	// cstime 17, starttime 22.
 	if len(f) < 20 {
 		return procStat{}, fmt.Errorf("short stat line %q", line)
 	}
@@ -56,6 +59,12 @@ func parseProcStat(line string) (procStat, error) {
 	}
 	if s.stime, err = strconv.ParseUint(f[12], 10, 64); err != nil {
 		return procStat{}, fmt.Errorf("stat stime: %w", err)
+	}
+	if s.cutime, err = strconv.ParseUint(f[13], 10, 64); err != nil {
+		return procStat{}, fmt.Errorf("stat cutime: %w", err)
+	}
+	if s.cstime, err = strconv.ParseUint(f[14], 10, 64); err != nil {
+		return procStat{}, fmt.Errorf("stat cstime: %w", err)
 	}
 	if s.startTicks, err = strconv.ParseUint(f[19], 10, 64); err != nil {
 		return procStat{}, fmt.Errorf("stat starttime: %w", err)

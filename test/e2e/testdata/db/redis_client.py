@@ -1,6 +1,9 @@
 """Redis workload for the end-to-end tests (python3-redis, RESP2).
 
-usage: redis_client.py PORT   (the password in REDIS_PASSWORD)
+usage: redis_client.py PORT [tls]   (the password in REDIS_PASSWORD)
+
+With tls: over TLS (certificate not verified), after a line on stdin (the
+test waits for the agent's probes on this process first).
 
 Prints "done" at the end. Spans expected, all on 127.0.0.1:PORT:
   AUTH x2 (the command connection and the pub/sub one), SET x2, GET x1,
@@ -17,7 +20,11 @@ import redis
 
 port = int(sys.argv[1])
 pw = os.environ["REDIS_PASSWORD"]
-r = redis.Redis(host="127.0.0.1", port=port, password=pw)
+tls = {}
+if sys.argv[2:] == ["tls"]:
+    tls = {"ssl": True, "ssl_cert_reqs": "none"}
+    sys.stdin.readline()
+r = redis.Redis(host="127.0.0.1", port=port, password=pw, **tls)
 r.set("user:1", "planted-redis-value")
 r.set("counter", 0)
 assert r.get("user:1") == b"planted-redis-value"

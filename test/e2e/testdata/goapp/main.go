@@ -18,6 +18,11 @@
 // open before the agent; with -dial-tls its transport dials TLS itself
 // (Transport.DialTLSContext). It ends printing "dials D", the connections
 // it opened.
+//
+// Built with -tags nethttponly (make bench) it has no TLS dialer of its
+// own and refuses -dial-tls: its only crypto/tls connections are net/http's,
+// so the agent's gotls collector puts no probe on it (as on any such
+// program) and the benchmark measures what gohttp alone costs.
 package main
 
 import (
@@ -202,21 +207,7 @@ func client(args []string) {
 		return d.DialContext(ctx, network, addr)
 	}
 	if *dialTLS {
-		cfg := &tls.Config{}
-		if t.TLSClientConfig != nil {
-			cfg = t.TLSClientConfig.Clone()
-		}
-		cfg.NextProtos = []string{"http/1.1"}
-		if *h2 {
-			cfg.NextProtos = []string{"h2", "http/1.1"}
-		}
-		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			atomic.AddInt64(&dials, 1)
-			c := cfg.Clone()
-			c.ServerName, _, _ = net.SplitHostPort(addr)
-			td := tls.Dialer{Config: c}
-			return td.DialContext(ctx, network, addr)
-		}
+		dialTLSItself(t, *h2, &dials)
 	}
 	c := &http.Client{Transport: t}
 	for i := 0; i < *pre; i++ {

@@ -248,15 +248,18 @@ func gets(port, n int) int {
 }
 
 // serveH2C serves GET /h2c/* over h2c the way golang.org/x/net/http2/h2c
-// does it: net/http's HTTP/1 server reads the preface as a PRI request and
-// the h2c handler hijacks the connection for x/net/http2's server.
+// does it: net/http's HTTP/1 server reads the preface as a PRI request (or
+// an HTTP/1.1 request with "Upgrade: h2c", answered 101) and the h2c
+// handler hijacks the connection for x/net/http2's server.
 func serveH2C() {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		log.Fatal(err)
 	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ProtoMajor != 2 {
+		// A request that upgraded to h2c is stream 1 of the HTTP/2
+		// connection, but x/net/http2 hands it over as it came: HTTP/1.1.
+		if r.ProtoMajor != 2 && r.Header.Get("HTTP2-Settings") == "" {
 			http.Error(w, "not HTTP/2", http.StatusHTTPVersionNotSupported)
 			return
 		}
