@@ -46,9 +46,9 @@ func Check() Report {
 		}
 		return true, ""
 	}
-	ok, why := need(kernel.BTF, kernel.RingBuf, kernel.RawTracepoint, kernel.Tracepoint)
+	ok, why := need(kernel.BTF, kernel.RingBuf, kernel.RawTracepoint, kernel.SyscallTracepoint)
 	r.Paths = append(r.Paths, CollectorPath{"discovery", ok, pick(ok, why, discovery.AttachPath)})
-	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Uprobe, kernel.Tracepoint, kernel.RawTracepoint)
+	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Uprobe, kernel.RawTracepoint, kernel.SyscallTracepoint)
 	r.Paths = append(r.Paths, CollectorPath{"openssl", ok, pick(ok, why,
 		"uprobe+uretprobe on SSL_read/SSL_write(_ex) or the internal function they share, uprobe on SSL_free (emulated instructions), as "+
 			multiLinks(fs)+", once per file; SSL*->socket via the agent's raw syscall pair")})
@@ -57,21 +57,21 @@ func Check() Report {
 		"uprobes on the stack-check branch of net/http ServeHTTP, finishRequest, HTTP/2 handlerDone, "+
 			"persistConn.roundTrip and HTTP/2 ClientConn.roundTrip (+ their RETs), as "+
 			multiLinks(fs)+"; HTTP/1.x and HTTP/2, Go "+strings.Join(symbols.SupportedGoVersions(), ", ")+" (amd64, arm64)")})
-	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Uprobe, kernel.Tracepoint, kernel.RawTracepoint)
+	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Uprobe, kernel.RawTracepoint, kernel.SyscallTracepoint)
 	r.Paths = append(r.Paths, CollectorPath{"gotls", ok, pick(ok, why,
 		"uprobes on the stack-check branch of crypto/tls (*Conn).Write and Read and on Read's CALL runtime.memmove, as "+
 			multiLinks(fs)+"; *tls.Conn->socket via struct offsets; net/http's connections left to gohttp")})
-	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Tracepoint, kernel.RawTracepoint)
+	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.SyscallTracepoint)
 	kind := syscalls.Kind(syscalls.Typed())
 	r.Paths = append(r.Paths, CollectorPath{"sockets", ok, pick(ok, why,
 		kind+" raw_syscalls:sys_enter/sys_exit, the agent's one syscall program pair, dispatching on the syscall number "+
 			"(read/write/readv/writev/recvfrom/sendto/recvmsg/sendmsg/recvmmsg/sendmmsg/sendfile + close, dup, socket, accept); "+
 			"TCP sockets classified in the kernel, plaintext HTTP/1.x and HTTP/2 copied")})
-	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.RawTracepoint)
+	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.SyscallTracepoint)
 	r.Paths = append(r.Paths, CollectorPath{"syscalls", ok, pick(ok, why,
 		kind+" raw_syscalls:sys_enter/sys_exit: the only syscall hook of the agent, for every collector "+
 			"(the sockets collector's programs, or a pair of its own when plaintext is off): no syscalls:sys_* tracepoint")})
-	r.Paths = append(r.Paths, tcpPath(need(kernel.BTF, kernel.RingBuf, kernel.Tracepoint)))
+	r.Paths = append(r.Paths, tcpPath(need(kernel.BTF, kernel.RingBuf)))
 	return r
 }
 

@@ -16,7 +16,7 @@ func TestCheckOnThisKernel(t *testing.T) {
 	}
 	r := Check()
 	t.Log("\n" + r.String())
-	for _, name := range []string{kernel.BTF, kernel.BPF, kernel.RingBuf, kernel.Tracefs, kernel.Uprobe, kernel.Tracepoint, kernel.RawTracepoint} {
+	for _, name := range []string{kernel.BTF, kernel.BPF, kernel.RingBuf, kernel.Tracefs, kernel.Uprobe, kernel.RawTracepoint, kernel.SyscallTracepoint} {
 		if !r.Features.Has(name) {
 			t.Errorf("%s: not available, but this machine offers it", name)
 		}

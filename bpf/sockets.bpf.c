@@ -584,6 +584,18 @@ static __always_inline void begin_call(__u64 id, struct call *c)
 		__sync_fetch_and_add(p, bit);
 }
 
+/* take_call moves the call thread id began (begin_call) into c, and
+ * reports whether there was one. */
+static __always_inline bool take_call(__u64 id, struct call *c)
+{
+	struct call *p = bpf_map_lookup_elem(&calls, &id);
+	if (!p)
+		return false;
+	*c = *p;
+	bpf_map_delete_elem(&calls, &id);
+	return true;
+}
+
 /* end_call reports whether thread id may have a call in calls, and
  * clears the thread's bits: this exit ends whatever it had. */
 static __always_inline bool end_call(__u64 id)
@@ -604,6 +616,69 @@ static __always_inline bool end_call(__u64 id)
 		had = true;
 	}
 	return had;
+}
+
+/* The read/write family: a program each, reached by a tail call from
+ * sys_enter once the descriptor is known to be a TCP socket (one program
+ * for them all would be too large to verify: each shape of call is checked
+ * apart with its kind known). */
+enum io_prog {
+	IO_READ_BUF,
+	IO_WRITE_BUF,
+	IO_READ_IOV,
+	IO_WRITE_IOV,
+	IO_READ_MSG,
+	IO_WRITE_MSG,
+	IO_READ_MMSG,
+	IO_WRITE_MMSG,
+	IO_SENDFILE,
+	IO_CLOSE_RANGE, /* not of the family: a walk too long to verify inline */
+	IO_PROGS,
+};
+
+/* io_prog returns the program of syscall nr, or -1 when nr is not of the
+ * read/write family. */
+static __always_inline int io_prog(long nr)
+{
+	switch (nr) {
+	case NR_read:
+	case NR_recvfrom:
+		return IO_READ_BUF;
+	case NR_write:
+	case NR_sendto:
+		return IO_WRITE_BUF;
+	case NR_readv:
+		return IO_READ_IOV;
+	case NR_writev:
+		return IO_WRITE_IOV;
+	case NR_recvmsg:
+		return IO_READ_MSG;
+	case NR_sendmsg:
+		return IO_WRITE_MSG;
+	case NR_recvmmsg:
+		return IO_READ_MMSG;
+	case NR_sendmmsg:
+		return IO_WRITE_MMSG;
+	case NR_sendfile:
+		return IO_SENDFILE;
+	}
+	return -1;
+}
+
+/* call_syscall reports whether syscall nr may begin a call (begin_call):
+ * the read/write family and the syscalls that return a descriptor. */
+static __always_inline bool call_syscall(long nr)
+{
+	if (io_prog(nr) >= 0)
+		return true;
+	switch (nr) {
+	case NR_socket:
+	case NR_accept:
+	case NR_accept4:
+	case NR_dup:
+		return true;
+	}
+	return false;
 }
 
 /* iov_size returns the size of a vectored write: the sum of the lengths
@@ -631,8 +706,13 @@ static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
 	struct fd_state *s = fd_state(tgid, fd);
-	if (!s || s->kind != FD_TCP)
+	if (!s)
 		return 0;
+	if (s->kind != FD_TCP) {
+		note_other(tgid, fd);
+		return 0;
+	}
+	hook_socket_io(id, fd);
 	if (s->proto != PROTO_UNKNOWN && !parsed(s->proto)) {
 		count(COUNTER_UNPARSED_CALLS);
 		return 0;
@@ -699,14 +779,16 @@ static __always_inline struct fd_state *found_read(struct call *c, __u32 tgid, l
  * checked. */
 static __always_inline int on_exit(__u64 regs, long ret, bool typed)
 {
+	/* Only these syscalls begin a call: the others leave before any
+	 * helper (the number is a plain load where the registers are typed). */
+	if (typed && !call_syscall(SYSCALL_NR((struct pt_regs *)regs)))
+		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!end_call(id))
 		return 0;
-	struct call *p = bpf_map_lookup_elem(&calls, &id);
-	if (!p)
+	struct call c;
+	if (!take_call(id, &c))
 		return 0;
-	struct call c = *p;
-	bpf_map_delete_elem(&calls, &id);
 	if (c.kind == CALL_NEWFD) {
 		if (ret < 0)
 			return 0;
@@ -780,24 +862,6 @@ static __always_inline int new_fd(long nr)
 	begin_call(bpf_get_current_pid_tgid(), &c);
 	return 0;
 }
-
-/* The read/write family: a program each, reached by a tail call from
- * sys_enter once the descriptor is known to be a TCP socket (one program
- * for them all would be too large to verify: each shape of call is checked
- * apart with its kind known). */
-enum io_prog {
-	IO_READ_BUF,
-	IO_WRITE_BUF,
-	IO_READ_IOV,
-	IO_WRITE_IOV,
-	IO_READ_MSG,
-	IO_WRITE_MSG,
-	IO_READ_MMSG,
-	IO_WRITE_MMSG,
-	IO_SENDFILE,
-	IO_CLOSE_RANGE, /* not of the family: a walk too long to verify inline */
-	IO_PROGS,
-};
 
 /* Each shape of call comes in two program types: raw tracepoint programs
  * (the registers are an address: helpers read them) and tp_btf programs
@@ -878,52 +942,13 @@ int BPF_PROG(io_close_range_btf, struct pt_regs *regs, long id)
 IO_PROG_ARRAY(io_progs, , int(struct bpf_raw_tracepoint_args *));
 IO_PROG_ARRAY(io_progs_btf, _btf, int(unsigned long long *));
 
-/* io_prog returns the program of syscall nr, or -1 when nr is not of the
- * read/write family. */
-static __always_inline int io_prog(long nr)
-{
-	switch (nr) {
-	case NR_read:
-	case NR_recvfrom:
-		return IO_READ_BUF;
-	case NR_write:
-	case NR_sendto:
-		return IO_WRITE_BUF;
-	case NR_readv:
-		return IO_READ_IOV;
-	case NR_writev:
-		return IO_WRITE_IOV;
-	case NR_recvmsg:
-		return IO_READ_MSG;
-	case NR_sendmsg:
-		return IO_WRITE_MSG;
-	case NR_recvmmsg:
-		return IO_READ_MMSG;
-	case NR_sendmmsg:
-		return IO_WRITE_MMSG;
-	case NR_sendfile:
-		return IO_SENDFILE;
-	}
-	return -1;
-}
-
-/* io_call goes on with a read/write-family call on descriptor fd: only a
- * TCP socket's goes further than the descriptor caches, to the program of
- * its shape in progs. */
+/* io_call goes on with a read/write-family call on descriptor fd, unless
+ * the descriptor is known not to be a TCP socket, in the program of its
+ * shape in progs (on_enter), which looks the descriptor up once. */
 static __always_inline int io_call(void *ctx, void *progs, __u32 prog, __s32 fd)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	if (known_other(tgid, fd))
+	if (known_other(bpf_get_current_pid_tgid() >> 32, fd))
 		return 0;
-	struct fd_state *s = fd_state(tgid, fd);
-	if (!s)
-		return 0;
-	if (s->kind != FD_TCP) {
-		note_other(tgid, fd);
-		return 0;
-	}
-	hook_socket_io(id, fd);
 	bpf_tail_call(ctx, progs, prog);
 	return 0;
 }

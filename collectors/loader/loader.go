@@ -102,14 +102,35 @@ func (p *Programs) Add(links ...link.Link) { p.links = append(p.links, links...)
 // Links is the number of links attached.
 func (p *Programs) Links() int { return len(p.links) }
 
-// RawTracepoint attaches prog to the raw tracepoint name.
+// RawTracepoint attaches prog, a raw tracepoint program, to the raw
+// tracepoint name.
 func (p *Programs) RawTracepoint(name string, prog *ebpf.Program) error {
-	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: name, Program: prog})
+	return p.RawTracepointAs(name, prog, false)
+}
+
+// RawTracepointAs attaches prog to the raw tracepoint name as the program
+// type it was loaded as: tp_btf (typed, its arguments typed pointers; the
+// program names its tracepoint) or raw tracepoint.
+func (p *Programs) RawTracepointAs(name string, prog *ebpf.Program, typed bool) error {
+	var l link.Link
+	var err error
+	if typed {
+		l, err = link.AttachTracing(link.TracingOptions{Program: prog})
+	} else {
+		l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: name, Program: prog})
+	}
 	if err != nil {
-		return fmt.Errorf("attach raw_tracepoint %s: %w", name, err)
+		return fmt.Errorf("attach %s %s: %w", rawKind(typed), name, err)
 	}
 	p.Add(l)
 	return nil
+}
+
+func rawKind(typed bool) string {
+	if typed {
+		return "tp_btf"
+	}
+	return "raw_tracepoint"
 }
 
 // Read reads the ring events in a goroutine until ctx is done, handing

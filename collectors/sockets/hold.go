@@ -75,7 +75,6 @@ type verdict struct {
 
 type holdProc struct {
 	verdicts []verdict // by at
-	start    uint64    // time of the latest exec record read (0: none)
 	starts   []uint64  // times of the latest exec records read
 	execs    []verdict // verdicts on execs whose marker is not read yet
 	held     []heldRecord
@@ -84,6 +83,14 @@ type holdProc struct {
 	// forked from.
 	parent              uint32
 	forkAt, parentStart uint64
+}
+
+// start returns the time of the latest exec record read (0: none).
+func (p *holdProc) start() uint64 {
+	if len(p.starts) == 0 {
+		return 0
+	}
+	return p.starts[len(p.starts)-1]
 }
 
 type heldRecord struct {
@@ -117,8 +124,8 @@ func (p *holdProc) next(start uint64) uint64 {
 			return r.start
 		}
 	}
-	if p.start > start {
-		return p.start
+	if p.start() > start {
+		return p.start()
 	}
 	return 0
 }
@@ -139,7 +146,7 @@ func (p *holdProc) execStart(at uint64) (uint64, bool) {
 func (p *holdProc) add(v verdict) {
 	vs := p.verdicts[:0]
 	for _, o := range p.verdicts {
-		if !(o.expired && !v.expired && o.at >= p.start) {
+		if !(o.expired && !v.expired && o.at >= p.start()) {
 			vs = append(vs, o)
 		}
 	}
@@ -172,14 +179,14 @@ func (h *hold) record(hd wire.Header, raw []byte) {
 	p := h.proc(hd.PID)
 	control := hd.Type == wire.EventExec || hd.Type == wire.EventExit
 	if len(p.held) == 0 {
-		v, ok := p.judge(p.start, 0)
+		v, ok := p.judge(p.start(), 0)
 		if ok || control {
 			h.pass(v, control, raw)
 			h.after(hd, p)
 			return
 		}
 	}
-	p.held = append(p.held, heldRecord{ts: hd.TS, start: p.start, raw: append([]byte(nil), raw...), control: control})
+	p.held = append(p.held, heldRecord{ts: hd.TS, start: p.start(), raw: append([]byte(nil), raw...), control: control})
 	h.bytes += len(raw)
 	h.waiting[hd.PID] = p
 	h.after(hd, p)
@@ -194,7 +201,6 @@ func (h *hold) record(hd wire.Header, raw []byte) {
 func (h *hold) after(hd wire.Header, p *holdProc) {
 	switch hd.Type {
 	case wire.EventExec:
-		p.start = hd.TS
 		p.starts = keepLast(append(p.starts, hd.TS))
 		execs := p.execs[:0]
 		for _, v := range p.execs {
@@ -237,12 +243,12 @@ func (h *hold) fork(child, parent uint32, at uint64) {
 	if p == nil {
 		p = h.proc(parent)
 	}
-	if v, ok := p.judge(p.start, 0); ok {
+	if v, ok := p.judge(p.start(), 0); ok {
 		v.at = at
 		c.add(v)
 		return
 	}
-	c.parent, c.forkAt, c.parentStart = parent, at, p.start
+	c.parent, c.forkAt, c.parentStart = parent, at, p.start()
 	h.orphans[child] = c
 }
 
@@ -431,12 +437,12 @@ func (h *hold) giveUp(pid uint32, p *holdProc) {
 			p.add(verdict{at: r.start, expired: true})
 		}
 	}
-	if _, ok := p.judge(p.start, 0); !ok {
-		p.add(verdict{at: p.start, expired: true})
+	if _, ok := p.judge(p.start(), 0); !ok {
+		p.add(verdict{at: p.start(), expired: true})
 	}
 	delete(h.orphans, pid)
 	if h.log != nil {
-		h.log.Debug("undecided process: held records dropped", "pid", pid, "records", len(p.held), "start", p.start, "first", p.held[0].ts)
+		h.log.Debug("undecided process: held records dropped", "pid", pid, "records", len(p.held), "start", p.start(), "first", p.held[0].ts)
 	}
 	h.release(pid, p)
 }

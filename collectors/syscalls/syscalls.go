@@ -9,7 +9,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 
 	"github.com/periscope-apm/periscope/collectors/loader"
 )
@@ -161,30 +160,11 @@ func Attach(p *loader.Programs, enter, exit *ebpf.Program, typed bool) error {
 		if d.prog == nil {
 			continue
 		}
-		l, err := attach(d.prog, d.name, typed)
-		if err != nil {
+		if err := p.RawTracepointAs(d.name, d.prog, typed); err != nil {
 			return err
 		}
-		p.Add(l)
 	}
 	return nil
-}
-
-// attach attaches prog to the raw tracepoint name, as the program type it
-// was loaded as.
-func attach(prog *ebpf.Program, name string, typed bool) (link.Link, error) {
-	if typed {
-		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
-		if err != nil {
-			return nil, fmt.Errorf("attach tp_btf %s: %w", name, err)
-		}
-		return l, nil
-	}
-	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: name, Program: prog})
-	if err != nil {
-		return nil, fmt.Errorf("attach raw_tracepoint %s: %w", name, err)
-	}
-	return l, nil
 }
 
 // closeAll closes the programs that are set.

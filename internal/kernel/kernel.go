@@ -53,17 +53,19 @@ func (fs Features) Missing() []string {
 
 // Feature names.
 const (
-	BTF             = "BTF"
-	BPF             = "BPF programs"
-	RingBuf         = "ring buffer"
-	Tracefs         = "tracefs"
-	Uprobe          = "uprobes"
-	Tracepoint      = "tracepoints"
-	RawTracepoint   = "raw tracepoints"
-	Kprobe          = "kprobes"
-	Fentry          = "fentry/fexit"
-	ProbeWriteUser  = "bpf_probe_write_user from uprobes"
-	UprobeMultiLink = "uprobe_multi links"
+	BTF           = "BTF"
+	BPF           = "BPF programs"
+	RingBuf       = "ring buffer"
+	Tracefs       = "tracefs"
+	Uprobe        = "uprobes"
+	RawTracepoint = "raw tracepoints"
+	// SyscallTracepoint is raw_syscalls:sys_enter/sys_exit as raw
+	// tracepoints (CONFIG_FTRACE_SYSCALLS): the agent's one syscall hook.
+	SyscallTracepoint = "raw syscall tracepoints"
+	Kprobe            = "kprobes"
+	Fentry            = "fentry/fexit"
+	ProbeWriteUser    = "bpf_probe_write_user from uprobes"
+	UprobeMultiLink   = "uprobe_multi links"
 )
 
 // Probe tries each feature. It needs the privileges the agent runs with.
@@ -100,8 +102,8 @@ func Probe() Features {
 	add(Tracefs, true, err, detail)
 
 	add(Uprobe, true, tryUprobe(), "attached a uprobe to the agent's own binary")
-	add(Tracepoint, true, tryTracepoint(), "attached syscalls:sys_enter_getppid")
-	add(RawTracepoint, true, tryRawTracepoint(), "attached sched_process_exit")
+	add(RawTracepoint, true, tryRawTracepoint("sched_process_exit"), "attached sched_process_exit")
+	add(SyscallTracepoint, true, tryRawTracepoint("sys_enter"), "attached raw_syscalls:sys_enter")
 	add(Kprobe, false, tryKprobe(), "attached a kprobe")
 	add(Fentry, false, tryFentry(), "loaded an fentry program")
 	add(ProbeWriteUser, false, features.HaveProgramHelper(ebpf.Kprobe, asm.FnProbeWriteUser), "allowed")
@@ -170,26 +172,15 @@ func entryOffset(path string) (uint64, error) {
 	return 0, fmt.Errorf("%s: entry point %#x is in no executable segment", path, f.Entry)
 }
 
-func tryTracepoint() error {
-	prog, err := tracingProg(ebpf.TracePoint, ebpf.AttachNone, "")
-	if err != nil {
-		return fmt.Errorf("load: %w", err)
-	}
-	defer prog.Close()
-	l, err := link.Tracepoint("syscalls", "sys_enter_getppid", prog, nil)
-	if err != nil {
-		return err
-	}
-	return l.Close()
-}
-
-func tryRawTracepoint() error {
+// tryRawTracepoint attaches an empty raw tracepoint program to tracepoint
+// name.
+func tryRawTracepoint(name string) error {
 	prog, err := tracingProg(ebpf.RawTracepoint, ebpf.AttachNone, "")
 	if err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
 	defer prog.Close()
-	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sched_process_exit", Program: prog})
+	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: name, Program: prog})
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,7 @@
 #   WORKERS=1       nginx worker_processes
 #   THREADS=2 CONNECTIONS=50   wrk -t / -c
 #   PERISCOPE=path  use this agent binary instead of building bin/periscope
+#                   (the results say so; AGENT_FROM=commit names its source)
 #   OUT=path        markdown summary (default: the mode's results file)
 #   NEW_CONNS=1     MODE=tcp: a new TLS connection per request
 #   COPIES=20       MODE=memory: distinct helm copies
@@ -152,6 +153,9 @@ $DIRTY"
 	COMMIT="$COMMIT with uncommitted changes (ALLOW_DIRTY=1: not reproducible from the commit)"
 fi
 COMMIT="$COMMIT ($(git log -1 --format='%cd, %s' --date=format:'%Y-%m-%d %H:%M' 2>/dev/null || true))"
+if [ -n "${PERISCOPE:-}" ]; then
+	COMMIT="$COMMIT — the agent NOT built from it: PERISCOPE=$PERISCOPE${AGENT_FROM:+, built from $AGENT_FROM}"
+fi
 
 # The driver runs in the background so that this shell's traps fire at once on
 # Ctrl-C / SIGTERM; the driver catches the same signals and stops nginx, goapp

@@ -19,7 +19,7 @@ func TestCheck(t *testing.T) {
 	if err != nil {
 		t.Fatalf("periscope check as root: %v\n%s", err, out)
 	}
-	for _, want := range []string{"BTF ", "uprobes ", "tracepoints ", "kprobes ", "fentry/fexit ", "bpf_probe_write_user",
+	for _, want := range []string{"BTF ", "uprobes ", "raw syscall tracepoints ", "kprobes ", "fentry/fexit ", "bpf_probe_write_user",
 		"discovery  ok", "openssl    ok", "gohttp     ok", "gotls      ok", "sockets    ok", "tcp        ok"} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("check output lacks %q:\n%s", want, out)
@@ -27,6 +27,11 @@ func TestCheck(t *testing.T) {
 	}
 	if bytes.Contains(out, []byte("MISSING")) {
 		t.Errorf("a required feature is missing on this kernel:\n%s", out)
+	}
+	// No collector attaches a per-syscall tracepoint: check neither probes
+	// one nor names one as a need.
+	if bytes.Contains(out, []byte("syscalls:sys_enter_")) || bytes.Contains(out, []byte("needs tracepoints")) {
+		t.Errorf("check still names a syscalls:sys_* tracepoint:\n%s", out)
 	}
 
 	setpriv := harness.LookTool(t, "setpriv")

@@ -199,7 +199,7 @@ func assertCheck(t *testing.T, c Check, multi bool, links string) {
 	if multi {
 		wantMulti = "ok"
 	}
-	for feature, want := range map[string]string{"BTF": "ok", "uprobes": "ok", "tracepoints": "ok", "raw tracepoints": "ok",
+	for feature, want := range map[string]string{"BTF": "ok", "uprobes": "ok", "raw tracepoints": "ok", "raw syscall tracepoints": "ok",
 		"kprobes": "ok", "uprobe_multi links": wantMulti, "discovery": "ok", "openssl": "ok", "gohttp": "ok", "sockets": "ok", "tcp": "ok"} {
 		if status[feature] != want {
 			t.Errorf("periscope check: %s is %q, want %q:\n%s", feature, status[feature], want, c.Output)

@@ -45,6 +45,9 @@ type syscallRound struct {
 	// began: other agents on this machine (tests of other work), which
 	// every configuration then pays for too.
 	foreign int
+	// progNs is the time per run of each program the round loaded
+	// (by name), over one more dd run with BPF run-time stats on.
+	progNs map[string]float64
 }
 
 // syscallConfigs are the configurations of the syscall mode, baseline first.
@@ -110,6 +113,10 @@ func measureSyscallRound(ctx context.Context, o options, pidDir string, r *sysca
 	if r.foreign, err = syscallPrograms(); err != nil {
 		return err
 	}
+	before, err := bpftoolProgs()
+	if err != nil {
+		return err
+	}
 	switch r.config {
 	case "empty tracepoints", "empty raw tracepoints":
 		floor, err := attachEmpty(r.config == "empty raw tracepoints")
@@ -139,8 +146,61 @@ func measureSyscallRound(ctx context.Context, o options, pidDir string, r *sysca
 		return err
 	}
 	ping := []string{"python3", "-c", pingPong, fmt.Sprint(syscallPings)}
-	r.pingNs, err = fastestCPU(ctx, ping, 4*syscallPings)
+	if r.pingNs, err = fastestCPU(ctx, ping, 4*syscallPings); err != nil {
+		return err
+	}
+	if r.config != "empty tracepoints" && r.config != "baseline" {
+		r.progNs, err = programTimes(ctx, before, dd)
+	}
 	return err
+}
+
+// programTimes runs argv once with the kernel's BPF run-time stats on and
+// returns the time per run of each syscall tracepoint program loaded since
+// before, by name ("empty" for the floor's unnamed program; another agent
+// started meanwhile would count too). The stats read a clock around
+// every run: the figures include that, which the empty program shows.
+func programTimes(ctx context.Context, before []bpfProg, argv []string) (map[string]float64, error) {
+	closer, _, err := enableBPFStats()
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	p0, err := bpftoolProgs()
+	if err != nil {
+		return nil, err
+	}
+	if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("%s: %w\n%s", argv[0], err, out)
+	}
+	p1, err := bpftoolProgs()
+	if err != nil {
+		return nil, err
+	}
+	old := map[uint32]bool{}
+	for _, p := range before {
+		old[p.ID] = true
+	}
+	start := map[uint32]bpfProg{}
+	for _, p := range p0 {
+		start[p.ID] = p
+	}
+	out := map[string]float64{}
+	for _, p := range p1 {
+		s, ok := start[p.ID]
+		if old[p.ID] || !ok || p.RunCnt <= s.RunCnt {
+			continue
+		}
+		name := p.Name
+		if name == "" {
+			name = "empty"
+		}
+		if name != "empty" && !strings.HasPrefix(name, "sys_enter") && !strings.HasPrefix(name, "sys_exit") {
+			continue // not on the syscall tracepoints
+		}
+		out[name] = float64(p.RunTimeNs-s.RunTimeNs) / float64(p.RunCnt-s.RunCnt)
+	}
+	return out, nil
 }
 
 // fastestCPU runs argv syscallRuns times and returns the least CPU time
@@ -220,16 +280,53 @@ func syscallReport(o options, rounds []*syscallRound, start time.Time, load0, lo
 		line("dd bs=1, rounds without other agents only", func(r *syscallRound) float64 { return r.ddNs })
 		line("pipe ping-pong, rounds without other agents only", func(r *syscallRound) float64 { return r.pingNs })
 	}
+	b.WriteString(programTable(rounds))
 	b.WriteString("\nTarget: the agent adds ≤ 150 ns per syscall of a process that is not HTTP.\n")
 	return b.String()
 }
 
-func fmtList(v []float64) string {
+// programTable lists the time per run of the programs each configuration
+// loaded (median of its rounds), from one dd run per round with BPF
+// run-time stats on.
+func programTable(rounds []*syscallRound) string {
+	byKey := map[string][]float64{}
+	var keys []string
+	for _, r := range rounds {
+		for name, ns := range r.progNs {
+			k := r.config + "\x00" + name
+			if _, ok := byKey[k]; !ok {
+				keys = append(keys, k)
+			}
+			byKey[k] = append(byKey[k], ns)
+		}
+	}
+	if len(keys) == 0 {
+		return ""
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	b.WriteString("\n**BPF programs' time per run** during one more `dd` per round with the kernel's run-time stats on " +
+		"(bpftool prog show run_time_ns ÷ run_cnt; the stats read a clock around each run, which the empty program's figure is made of; " +
+		"far less sensitive to the machine's load than the CPU times above):\n\n| config | program | ns per run (median) | rounds |\n|---|---|---|---|\n")
+	for _, k := range keys {
+		cfg, name, _ := strings.Cut(k, "\x00")
+		v := byKey[k]
+		fmt.Fprintf(&b, "| %s | `%s` | %.1f | %s |\n", cfg, name, median(v), fmtList1(v))
+	}
+	return b.String()
+}
+
+func fmtList1(v []float64) string { return fmtListIn(v, "%.1f") }
+
+func fmtList(v []float64) string { return fmtListIn(v, "%.0f") }
+
+// fmtListIn formats v sorted, each value with format.
+func fmtListIn(v []float64, format string) string {
 	s := slices.Clone(v)
 	slices.Sort(s)
 	parts := make([]string, len(s))
 	for i, x := range s {
-		parts[i] = fmt.Sprintf("%.0f", x)
+		parts[i] = fmt.Sprintf(format, x)
 	}
 	return strings.Join(parts, ", ")
 }
