@@ -16,6 +16,10 @@
  * SSL_read the window closes at return. For SSL_write it stays open until the
  * thread's next SSL_* call, because libraries that write into a memory BIO
  * (node) send the ciphertext right after SSL_write returns.
+ *
+ * SSL_do_handshake marks the SSL* as seen from its start: a connection
+ * whose handshake the agent did not see (open before it started) has no
+ * request ordinal the two ends of a cross-node lookup would agree on.
  */
 #include "common.bpf.h"
 #include "sock.bpf.h"
@@ -133,6 +137,20 @@ int ssl_read_ex_enter(struct pt_regs *ctx) { return enter(ctx, DIR_READ, (__u64)
 SEC("uprobe/SSL_write_ex")
 int ssl_write_ex_enter(struct pt_regs *ctx) { return enter(ctx, DIR_WRITE, (__u64)PT_REGS_PARM4(ctx)); }
 
+/* SSL_do_handshake(ssl) (SSL_connect and SSL_accept call it): the agent
+ * sees this SSL* from its start, so that both ends number its requests
+ * from the first (sslbind.bpf.h flags its bind). One entry hit per call,
+ * no return probe: a mark left by an SSL* never bound is only ever read by
+ * a later SSL* at the same address, created after it, so seen whole too. */
+SEC("uprobe/SSL_do_handshake")
+int ssl_handshake(struct pt_regs *ctx)
+{
+	struct ssl_key k = {.ssl = (__u64)PT_REGS_PARM1(ctx), .tgid = bpf_get_current_pid_tgid() >> 32};
+	__u8 one = 1;
+	bpf_map_update_elem(&ssl_fresh, &k, &one, BPF_ANY);
+	return 0;
+}
+
 /* One return program serves all four functions: the entry recorded the kind. */
 SEC("uretprobe/SSL_call")
 int ssl_leave(struct pt_regs *ctx) { return leave(ctx); }
@@ -147,7 +165,7 @@ int ssl_free(struct pt_regs *ctx)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (!ssl || !bpf_map_lookup_elem(&ssl_procs, &tgid))
 		return 0;
-	struct ssl_bind_maps m = {&pending_bind, &ssl_fd, &fd_ssl, &events, &counters, wakeup_flags()};
+	struct ssl_bind_maps m = {&pending_bind, &ssl_fd, &fd_ssl, &ssl_fresh, &events, &counters, wakeup_flags()};
 	ssl_bind_free(&m, tgid, ssl);
 	return 0;
 }

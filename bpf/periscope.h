@@ -84,6 +84,11 @@ enum bind_flag {
 	 * direction (sk_stream_start): its requests are counted from the
 	 * start. Without it a plaintext connection was open before. */
 	BIND_STREAM_START = 2,
+	/* The collector knows whether it saw the connection from its start:
+	 * BIND_STREAM_START tells, and without it the connection was open
+	 * before (the OpenSSL collector: the SSL*'s handshake seen). A
+	 * collector that cannot tell leaves both unset. */
+	BIND_START_KNOWN = 4,
 };
 
 struct bind_event {

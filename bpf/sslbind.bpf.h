@@ -38,11 +38,20 @@ struct ssl_key {
 		__uint(max_entries, 65536);                              \
 		__type(key, struct fd_key);                              \
 		__type(value, __u64);                                    \
-	} name##fd_ssl SEC(".maps")
+	} name##fd_ssl SEC(".maps");                                     \
+	/* SSL*s whose handshake this agent saw (SSL_do_handshake) and    \
+	 * that are not bound yet: their connection is seen from its      \
+	 * start. */                                                     \
+	struct {                                                         \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);                     \
+		__uint(max_entries, 16384);                              \
+		__type(key, struct ssl_key);                             \
+		__type(value, __u8);                                     \
+	} name##ssl_fresh SEC(".maps")
 
 /* The maps and ring one object reaches them by. */
 struct ssl_bind_maps {
-	void *pending_bind, *ssl_fd, *fd_ssl, *ring, *counters;
+	void *pending_bind, *ssl_fd, *fd_ssl, *ssl_fresh, *ring, *counters;
 	__u64 wakeup; /* flags of bpf_ringbuf_submit */
 };
 
@@ -58,6 +67,7 @@ static __always_inline void ssl_bind_syscall(struct ssl_bind_maps *m, __u64 id, 
 	__s32 *cur = bpf_map_lookup_elem(m->ssl_fd, &k);
 	if (cur && *cur == fd) {
 		bpf_map_delete_elem(m->pending_bind, &id);
+		bpf_map_delete_elem(m->ssl_fresh, &k);
 		return;
 	}
 
@@ -70,6 +80,14 @@ static __always_inline void ssl_bind_syscall(struct ssl_bind_maps *m, __u64 id, 
 	struct fd_key fk = {.tgid = id >> 32, .fd = fd};
 	bpf_map_update_elem(m->fd_ssl, &fk, &ssl, BPF_ANY);
 
+	/* An SSL* whose handshake was seen is seen from its start: request
+	 * ordinals count from its first request at both ends. One that was
+	 * not (open before the agent started) has none. */
+	b.flags = BIND_START_KNOWN;
+	if (bpf_map_lookup_elem(m->ssl_fresh, &k)) {
+		b.flags |= BIND_STREAM_START;
+		bpf_map_delete_elem(m->ssl_fresh, &k);
+	}
 	fill_header(&b.hdr, EVENT_BIND);
 	b.conn = ssl;
 	b.fd = fd;
@@ -116,6 +134,7 @@ static __always_inline void ssl_bind_free(struct ssl_bind_maps *m, __u32 tgid, _
 		c.fd = fk.fd;
 		bpf_map_delete_elem(m->ssl_fd, &k);
 	}
+	bpf_map_delete_elem(m->ssl_fresh, &k); /* a handshake never bound */
 	output_to(m->ring, m->counters, &c, sizeof(c), m->wakeup);
 }
 

@@ -107,7 +107,7 @@ struct {
 /* Records go to the other collectors' rings without waking their readers:
  * they collect them on their timers. */
 #define OPENSSL_MAPS                                                                            \
-	{&openssl_pending_bind, &openssl_ssl_fd, &openssl_fd_ssl, &openssl_events, &openssl_counters, \
+	{&openssl_pending_bind, &openssl_ssl_fd, &openssl_fd_ssl, &openssl_ssl_fresh, &openssl_events, &openssl_counters, \
 	 BPF_RB_NO_WAKEUP}
 #define GOTLS_MAPS {&gotls_conns, &gotls_fd_conn, &gotls_plain_protos, &gotls_events, &gotls_counters}
 

@@ -331,8 +331,8 @@ func (c *Correlator) Bind(b events.Bind) {
 		cn = c.connFor(b.Conn, b.Time)
 	}
 	c.touch(cn, b.Time)
-	if !cn.bound && b.Plaintext && !b.StreamStart {
-		cn.midStream = true // its requests have no ordinal (link.go)
+	if !cn.bound && (b.Plaintext || b.StartKnown) && !b.StreamStart {
+		cn.setMidStream() // its requests have no ordinal (link.go)
 	}
 	cn.bound = true
 	cn.fd = b.FD

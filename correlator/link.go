@@ -79,6 +79,21 @@ func (cn *conn) nextSeq(x *exchange) {
 	x.seq = cn.nreq
 }
 
+// setMidStream marks cn as open before the agent saw it. A TLS library's
+// write is reported at its entry, before the syscall inside it binds the
+// connection: the requests numbered before the bind lose their ordinals
+// (none is looked up or remembered yet: that needs the bind's addresses).
+func (cn *conn) setMidStream() {
+	cn.midStream = true
+	for _, x := range cn.waiting() {
+		if x.seq&linking.StreamFlag == 0 {
+			x.seq = 0
+			x.noKey = x.tcpSeq == 0
+		}
+	}
+	cn.nreq = 0
+}
+
 // key returns the key x is looked up by: its ordinal or stream when it has
 // one (both agents saw its connection start), else its TCP key.
 func (x *exchange) key() uint64 {

@@ -90,6 +90,11 @@ type Bind struct {
 	// it was open before the agent saw it, and its requests have no
 	// ordinal two agents would agree on.
 	StreamStart bool
+	// StartKnown says that a TLS collector tells whether it saw the
+	// connection from its start (OpenSSL: the SSL*'s handshake seen):
+	// StreamStart then says so, and without it the connection's requests
+	// have no ordinal either.
+	StartKnown bool
 }
 
 // WriteResult corrects a Write: its Data was sent when the write was

@@ -31,8 +31,13 @@ const Name = "openssl"
 // functions are the probed functions; the _ex pair is missing before
 // OpenSSL 1.1.1 and python's ssl module uses only that pair. SSL_free ends
 // an SSL*'s connection (the allocator may give its address to the next
-// one); a file without it is still probed.
-var functions = []string{"SSL_read", "SSL_write", "SSL_read_ex", "SSL_write_ex", "SSL_free"}
+// one); SSL_do_handshake (which SSL_connect and SSL_accept call) marks an
+// SSL* seen from its start, for cross-node linking's request ordinals; a
+// file without either is still probed (without SSL_do_handshake its
+// connections have no ordinal).
+var functions = []string{"SSL_read", "SSL_write", "SSL_read_ex", "SSL_write_ex", "SSL_free", handshakeFunc}
+
+const handshakeFunc = "SSL_do_handshake"
 
 // Config configures the collector.
 type Config struct {
@@ -71,7 +76,7 @@ type candidate struct {
 }
 
 // cacheKind names the schema of analysis in the symbol cache.
-const cacheKind = "openssl/2"
+const cacheKind = "openssl/3"
 
 // analysis is what the symbol cache keeps of a file: the probed functions
 // it defines (none: not OpenSSL) and where their probes go.
@@ -121,7 +126,7 @@ func (c *Collector) Name() string { return Name }
 // AttachPath implements collectors.Collector.
 func (c *Collector) AttachPath() string {
 	how := attach.How(c.multi, c.cfg.PerProcess, "once per file for all processes")
-	return "uprobe+uretprobe on SSL_read/SSL_write(_ex) or the internal function they share, uprobe on SSL_free, on an emulated instruction, " + how +
+	return "uprobe+uretprobe on SSL_read/SSL_write(_ex) or the internal function they share, uprobes on SSL_free and SSL_do_handshake, on an emulated instruction, " + how +
 		"; the agent's raw syscall pair maps SSL* to socket"
 }
 
@@ -131,7 +136,7 @@ func (c *Collector) AttachPath() string {
 func (c *Collector) SyscallHook() syscalls.Hook {
 	return syscalls.Hook{Collector: Name, Syscalls: "read/write/readv/writev/recvfrom/sendto/recvmsg/sendmsg inside SSL_*, close",
 		Maps: syscalls.Prefixed(Name, map[string]*ebpf.Map{
-			"pending_bind": c.objs.PendingBind, "ssl_fd": c.objs.SslFd, "fd_ssl": c.objs.FdSsl,
+			"pending_bind": c.objs.PendingBind, "ssl_fd": c.objs.SslFd, "fd_ssl": c.objs.FdSsl, "ssl_fresh": c.objs.SslFresh,
 			"events": c.objs.Events, "counters": c.objs.Counters,
 		})}
 }
@@ -312,8 +317,12 @@ func (c *Collector) attach(hostPath string, pid uint32, sites []site) ([]link.Li
 	}
 	var probes []attach.Probe
 	for _, s := range sites {
-		if s.Kind == free {
+		switch s.Kind {
+		case free:
 			probes = append(probes, attach.Probe{Name: s.Desc, Offset: s.Offset, Prog: c.objs.SslFree})
+			continue
+		case handshake:
+			probes = append(probes, attach.Probe{Name: s.Desc, Offset: s.Offset, Prog: c.objs.SslHandshake})
 			continue
 		}
 		probes = append(probes,

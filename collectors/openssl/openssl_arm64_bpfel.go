@@ -54,8 +54,10 @@ const (
 	opensslMapPlainProtos      = "plain_protos"
 	opensslMapSslCalls         = "ssl_calls"
 	opensslMapSslFd            = "ssl_fd"
+	opensslMapSslFresh         = "ssl_fresh"
 	opensslMapSslProcs         = "ssl_procs"
 	opensslProgSslFree         = "ssl_free"
+	opensslProgSslHandshake    = "ssl_handshake"
 	opensslProgSslLeave        = "ssl_leave"
 	opensslProgSslProcessExec  = "ssl_process_exec"
 	opensslProgSslProcessExit  = "ssl_process_exit"
@@ -110,6 +112,7 @@ type opensslSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type opensslProgramSpecs struct {
 	SslFree         *ebpf.ProgramSpec `ebpf:"ssl_free"`
+	SslHandshake    *ebpf.ProgramSpec `ebpf:"ssl_handshake"`
 	SslLeave        *ebpf.ProgramSpec `ebpf:"ssl_leave"`
 	SslProcessExec  *ebpf.ProgramSpec `ebpf:"ssl_process_exec"`
 	SslProcessExit  *ebpf.ProgramSpec `ebpf:"ssl_process_exit"`
@@ -130,6 +133,7 @@ type opensslMapSpecs struct {
 	PlainProtos *ebpf.MapSpec `ebpf:"plain_protos"`
 	SslCalls    *ebpf.MapSpec `ebpf:"ssl_calls"`
 	SslFd       *ebpf.MapSpec `ebpf:"ssl_fd"`
+	SslFresh    *ebpf.MapSpec `ebpf:"ssl_fresh"`
 	SslProcs    *ebpf.MapSpec `ebpf:"ssl_procs"`
 }
 
@@ -168,6 +172,7 @@ type opensslMaps struct {
 	PlainProtos *ebpf.Map `ebpf:"plain_protos"`
 	SslCalls    *ebpf.Map `ebpf:"ssl_calls"`
 	SslFd       *ebpf.Map `ebpf:"ssl_fd"`
+	SslFresh    *ebpf.Map `ebpf:"ssl_fresh"`
 	SslProcs    *ebpf.Map `ebpf:"ssl_procs"`
 }
 
@@ -180,6 +185,7 @@ func (m *opensslMaps) Close() error {
 		m.PlainProtos,
 		m.SslCalls,
 		m.SslFd,
+		m.SslFresh,
 		m.SslProcs,
 	)
 }
@@ -197,6 +203,7 @@ type opensslVariables struct {
 // It can be passed to loadOpensslObjects or ebpf.CollectionSpec.LoadAndAssign.
 type opensslPrograms struct {
 	SslFree         *ebpf.Program `ebpf:"ssl_free"`
+	SslHandshake    *ebpf.Program `ebpf:"ssl_handshake"`
 	SslLeave        *ebpf.Program `ebpf:"ssl_leave"`
 	SslProcessExec  *ebpf.Program `ebpf:"ssl_process_exec"`
 	SslProcessExit  *ebpf.Program `ebpf:"ssl_process_exit"`
@@ -209,6 +216,7 @@ type opensslPrograms struct {
 func (p *opensslPrograms) Close() error {
 	return _OpensslClose(
 		p.SslFree,
+		p.SslHandshake,
 		p.SslLeave,
 		p.SslProcessExec,
 		p.SslProcessExit,

@@ -17,7 +17,8 @@ const (
 	writePlain
 	readEx
 	writeEx
-	free // SSL_free: an entry probe only
+	free      // SSL_free: an entry probe only
+	handshake // SSL_do_handshake: an entry probe only
 )
 
 // site is one place for an entry probe and a return probe.
@@ -82,8 +83,14 @@ func plan(path string, funcs []string) ([]site, error) {
 			sites = append(sites, s)
 		}
 	}
-	if has["SSL_free"] {
-		s, err := entrySite(obj, "SSL_free", free, amd64)
+	for _, only := range []struct {
+		name string
+		kind entryKind
+	}{{"SSL_free", free}, {handshakeFunc, handshake}} {
+		if !has[only.name] {
+			continue
+		}
+		s, err := entrySite(obj, only.name, only.kind, amd64)
 		if err != nil {
 			return nil, err
 		}
@@ -93,7 +100,8 @@ func plan(path string, funcs []string) ([]site, error) {
 }
 
 // entrySite is a probe on function name, at its cheapest entry
-// instruction on amd64 (kind free has no return probe: CheapEntryOnly).
+// instruction on amd64 (kinds free and handshake have no return probe:
+// CheapEntryOnly).
 func entrySite(obj *symbols.Object, name string, kind entryKind, amd64 bool) (site, error) {
 	f, err := obj.Func(name)
 	if err != nil {
@@ -103,7 +111,7 @@ func entrySite(obj *symbols.Object, name string, kind entryKind, amd64 bool) (si
 	if amd64 {
 		if code, err := obj.Code(f); err == nil {
 			cheap := symbols.CheapEntry
-			if kind == free {
+			if kind == free || kind == handshake {
 				cheap = symbols.CheapEntryOnly
 			}
 			if off, err := cheap(code); err == nil {

@@ -10,7 +10,8 @@ import (
 // TestPlanRealLibraries plans probes for the OpenSSL builds on this machine:
 // Debian's libssl.so.3 (thin wrappers over internal functions) and node's
 // statically linked OpenSSL. Every site must be on an emulated instruction,
-// SSL_free's (the end of an SSL*'s connection) among them.
+// SSL_free's (the end of an SSL*'s connection) and SSL_do_handshake's (a
+// connection seen from its start, for cross-node linking) among them.
 func TestPlanRealLibraries(t *testing.T) {
 	if runtime.GOARCH != "amd64" {
 		t.Fatalf("probe placement is analysed on amd64 only; this is %s", runtime.GOARCH)
@@ -20,8 +21,8 @@ func TestPlanRealLibraries(t *testing.T) {
 		sites   int
 		mention []string
 	}{
-		{"/usr/lib/x86_64-linux-gnu/libssl.so.3", 3, []string{"serves SSL_read and SSL_read_ex", "SSL_free+"}},
-		{"/usr/bin/node", 0, []string{"SSL_free+"}},
+		{"/usr/lib/x86_64-linux-gnu/libssl.so.3", 4, []string{"serves SSL_read and SSL_read_ex", "SSL_free+", "SSL_do_handshake+"}},
+		{"/usr/bin/node", 0, []string{"SSL_free+", "SSL_do_handshake+"}},
 	} {
 		t.Run(tt.path, func(t *testing.T) {
 			if _, err := os.Stat(tt.path); err != nil {

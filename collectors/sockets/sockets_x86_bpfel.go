@@ -182,6 +182,7 @@ const (
 	socketsMapOpensslFdSsl       = "openssl_fd_ssl"
 	socketsMapOpensslPendingBind = "openssl_pending_bind"
 	socketsMapOpensslSslFd       = "openssl_ssl_fd"
+	socketsMapOpensslSslFresh    = "openssl_ssl_fresh"
 	socketsMapPending            = "pending"
 	socketsMapScratch            = "scratch"
 	socketsMapSelected           = "selected"
@@ -327,6 +328,7 @@ type socketsMapSpecs struct {
 	OpensslFdSsl       *ebpf.MapSpec `ebpf:"openssl_fd_ssl"`
 	OpensslPendingBind *ebpf.MapSpec `ebpf:"openssl_pending_bind"`
 	OpensslSslFd       *ebpf.MapSpec `ebpf:"openssl_ssl_fd"`
+	OpensslSslFresh    *ebpf.MapSpec `ebpf:"openssl_ssl_fresh"`
 	Pending            *ebpf.MapSpec `ebpf:"pending"`
 	Scratch            *ebpf.MapSpec `ebpf:"scratch"`
 	Selected           *ebpf.MapSpec `ebpf:"selected"`
@@ -396,6 +398,7 @@ type socketsMaps struct {
 	OpensslFdSsl       *ebpf.Map `ebpf:"openssl_fd_ssl"`
 	OpensslPendingBind *ebpf.Map `ebpf:"openssl_pending_bind"`
 	OpensslSslFd       *ebpf.Map `ebpf:"openssl_ssl_fd"`
+	OpensslSslFresh    *ebpf.Map `ebpf:"openssl_ssl_fresh"`
 	Pending            *ebpf.Map `ebpf:"pending"`
 	Scratch            *ebpf.Map `ebpf:"scratch"`
 	Selected           *ebpf.Map `ebpf:"selected"`
@@ -428,6 +431,7 @@ func (m *socketsMaps) Close() error {
 		m.OpensslFdSsl,
 		m.OpensslPendingBind,
 		m.OpensslSslFd,
+		m.OpensslSslFresh,
 		m.Pending,
 		m.Scratch,
 		m.Selected,

@@ -86,6 +86,7 @@ const (
 	syscallsMapOpensslFdSsl       = "openssl_fd_ssl"
 	syscallsMapOpensslPendingBind = "openssl_pending_bind"
 	syscallsMapOpensslSslFd       = "openssl_ssl_fd"
+	syscallsMapOpensslSslFresh    = "openssl_ssl_fresh"
 	syscallsMapTcpOwners          = "tcp_owners"
 	syscallsProgSysEnter          = "sys_enter"
 	syscallsProgSysEnterBtf       = "sys_enter_btf"
@@ -166,6 +167,7 @@ type syscallsMapSpecs struct {
 	OpensslFdSsl       *ebpf.MapSpec `ebpf:"openssl_fd_ssl"`
 	OpensslPendingBind *ebpf.MapSpec `ebpf:"openssl_pending_bind"`
 	OpensslSslFd       *ebpf.MapSpec `ebpf:"openssl_ssl_fd"`
+	OpensslSslFresh    *ebpf.MapSpec `ebpf:"openssl_ssl_fresh"`
 	TcpOwners          *ebpf.MapSpec `ebpf:"tcp_owners"`
 }
 
@@ -216,6 +218,7 @@ type syscallsMaps struct {
 	OpensslFdSsl       *ebpf.Map `ebpf:"openssl_fd_ssl"`
 	OpensslPendingBind *ebpf.Map `ebpf:"openssl_pending_bind"`
 	OpensslSslFd       *ebpf.Map `ebpf:"openssl_ssl_fd"`
+	OpensslSslFresh    *ebpf.Map `ebpf:"openssl_ssl_fresh"`
 	TcpOwners          *ebpf.Map `ebpf:"tcp_owners"`
 }
 
@@ -236,6 +239,7 @@ func (m *syscallsMaps) Close() error {
 		m.OpensslFdSsl,
 		m.OpensslPendingBind,
 		m.OpensslSslFd,
+		m.OpensslSslFresh,
 		m.TcpOwners,
 	)
 }

@@ -152,6 +152,7 @@ func Bind(raw []byte) (events.Bind, bool) {
 		Tuple:       Tuple(raw[offBindTuple:]),
 		Plaintext:   flags&uint32(wireBindFlagBIND_PLAINTEXT) != 0,
 		StreamStart: flags&uint32(wireBindFlagBIND_STREAM_START) != 0,
+		StartKnown:  flags&uint32(wireBindFlagBIND_START_KNOWN) != 0,
 	}, true
 }
 

@@ -35,6 +35,7 @@ type wireBindFlag uint32
 const (
 	wireBindFlagBIND_PLAINTEXT    wireBindFlag = 1
 	wireBindFlagBIND_STREAM_START wireBindFlag = 2
+	wireBindFlagBIND_START_KNOWN  wireBindFlag = 4
 )
 
 type wireCloseEvent struct {

@@ -507,3 +507,100 @@ func TestLinkMidConnection(t *testing.T) {
 		}
 	}
 }
+
+// tlsConnClient is midConnClient over HTTPS (OpenSSL, through python's ssl
+// module), its first requests named /PREFIX0/0..2 (argv[3]), sent once a
+// first line comes on stdin (so that an agent can attach first). The
+// connection and its TLS handshake come with the first request.
+const tlsConnClient = `
+import http.client, ssl, sys
+sys.stdin.readline()
+c = http.client.HTTPSConnection(sys.argv[1], int(sys.argv[2]), context=ssl._create_unverified_context())
+def get(p):
+    c.request("GET", p)
+    r = c.getresponse()
+    r.read()
+    assert r.status == 200, r.status
+for i in range(3):
+    get("/%s/%d" % (sys.argv[3], i))
+print("ready", flush=True)
+for line in sys.stdin:
+    prefix, n = line.split()
+    for i in range(int(n)):
+        get("/%s/%d" % (prefix, i))
+    print("done", flush=True)
+`
+
+// TestLinkTLSMidConnection: TLS keep-alive connections (OpenSSL at both
+// ends) that an agent saw only after their start have no request ordinal
+// both agents would agree on, and their bytes no TCP sequence that lines
+// up with the requests: their server spans are never linked to a wrong
+// client span. B's agent runs first (A's not yet); connection 0 was
+// opened before both, connection 1 after B's agent started and before A's
+// (B sees its handshake and numbers its requests from the first, A sees
+// it mid-stream: with ordinals counted from the first request it sees, A
+// would answer B's request 4 with its request 4, the 7th). Then connection
+// 2, opened with both running, is linked request by request. Counts at B:
+// connection 1's 3 first requests no_owner (A's agent is down), its 5
+// later ones not_found (A has no ordinal for them), connection 0's 4
+// no_key (the read B's server was blocked in when B's agent started is
+// not seen), connection 2's 13 linked, and nothing else.
+func TestLinkTLSMidConnection(t *testing.T) {
+	n := newTwoNodes(t)
+	recvA, recvB := otlpreceiver.StartOn(t, n.rootA+":0", n.rootA+":0"), otlpreceiver.StartOn(t, n.rootB+":0", n.rootB+":0")
+	token := writeToken(t, "e2e-shared-token")
+	cert, key, _ := harness.GenerateCert(t, t.TempDir())
+	srvPy := harness.CopyExeTo(t, python(t), n.srvDir, "srv_py")
+	cliPy := harness.CopyExeTo(t, python(t), n.cliDir, "cli_py")
+	port := strconv.Itoa(harness.FreePort(t))
+	srv := n.startIn(t, n.nsB, srvPy, testdataPath(t, "link_server.py"), n.b, port, cert, key)
+	srv.expect("listening", 10*time.Second)
+	cli0 := n.startIn(t, n.nsA, cliPy, "-c", tlsConnClient, n.b, port, "zero")
+	cli0.send("")
+	cli0.expect("ready", 10*time.Second)
+
+	envB := n.nodeAgent(t, n.nsB, n.srvDir, n.b, n.a, token, n.inB, n.rootB, recvB)
+	waitCollector(t, envB, srv.PID, "openssl")
+	cli1 := n.startIn(t, n.nsA, cliPy, "-c", tlsConnClient, n.b, port, "one")
+	cli1.send("")
+	cli1.expect("ready", 10*time.Second)
+
+	envA := n.nodeAgent(t, n.nsA, n.cliDir, n.a, n.b, token, n.inA, n.rootA, recvA)
+	waitMetric(t, envB.agent, "periscope_link_peer_addresses", nil, "A's addresses", func(v float64) bool { return v >= 2 })
+	waitMetric(t, envA.agent, "periscope_link_peer_addresses", nil, "B's addresses", func(v float64) bool { return v >= 2 })
+	waitCollector(t, envA, cli0.PID, "openssl")
+	waitCollector(t, envA, cli1.PID, "openssl")
+	cli0.send("old 5")
+	cli0.expect("done", 30*time.Second)
+	cli1.send("mid 5")
+	cli1.expect("done", 30*time.Second)
+	cli2 := n.startIn(t, n.nsA, cliPy, "-c", tlsConnClient, n.b, port, "two")
+	waitCollector(t, envA, cli2.PID, "openssl")
+	cli2.send("")
+	cli2.expect("ready", 10*time.Second)
+	cli2.send("new 10")
+	cli2.expect("done", 30*time.Second)
+
+	server := func(prefixes ...string) func(otlpreceiver.Span) bool {
+		return func(s otlpreceiver.Span) bool {
+			return byPIDs(kindServer, srv.PID)(s) && slices.ContainsFunc(prefixes, func(p string) bool {
+				return strings.HasPrefix(attrStr(s, "url.path"), "/"+p+"/")
+			})
+		}
+	}
+	// B's server thread was blocked in SSL_read on connection 0 when B's
+	// agent attached: that read, /old/0, is not seen.
+	wantUnlinked(t, "connection 0, open before both agents", envB.spans(t, 4, server("old")))
+	wantUnlinked(t, "connection 1, open before A's agent", envB.spans(t, 8, server("one", "mid")))
+	wantLinked(t, "connection 2", envB.spans(t, 13, server("two", "new")), envA.spans(t, 13, byPIDs(kindClient, cli2.PID)))
+	if clients := envA.spans(t, 10, byPIDs(kindClient, cli0.PID, cli1.PID)); len(clients) != 10 {
+		t.Errorf("A reported %d client spans of connections 0 and 1, want 10", len(clients))
+	}
+	want := map[string]float64{"linked": 13, "no_key": 4, "not_found": 5, "no_owner": 3}
+	waitMetric(t, envB.agent, "periscope_link_lookups_total", map[string]string{"result": "linked"}, "13", equals(13))
+	for _, r := range []string{"linked", "no_key", "not_found", "no_owner", "timeout", "refused", "error", "dropped"} {
+		if got := envB.agent.Metric(t, "periscope_link_lookups_total", map[string]string{"result": r}); got != want[r] {
+			t.Errorf("B counted %v lookups %s, want %v", got, r, want[r])
+		}
+	}
+}
