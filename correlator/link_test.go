@@ -578,3 +578,47 @@ func TestLinkTCPSeq(t *testing.T) {
 		})
 	}
 }
+
+// A TLS connection (OpenSSL) whose handshake the agent did not see: its
+// Bind tells (StartKnown without StreamStart), and it comes after the
+// first request, which a TLS library's write reports at its entry, before
+// the syscall that binds it. That request loses the ordinal it was given:
+// a client connection seen mid-stream is never answered for by ordinal,
+// and a server request on one is not looked up (no_key). One whose
+// handshake was seen keeps its ordinals.
+func TestLinkTLSMidStream(t *testing.T) {
+	l := &stuckLinker{}
+	cfg := DefaultConfig()
+	cfg.Linker, cfg.LinkWait = l, 300*time.Millisecond
+	h := newHarness(t, cfg)
+	bind := func(id events.ConnID, fd int32, start bool, local, remote string) {
+		h.c.Bind(events.Bind{Conn: id, FD: fd, Time: at(0), StartKnown: true, StreamStart: start, Tuple: events.Tuple{
+			Local: netip.MustParseAddrPort(local), Remote: netip.MustParseAddrPort(remote)}})
+	}
+	midC, freshC := cid(2, 3), cid(2, 4)
+	for i, id := range []events.ConnID{midC, freshC} {
+		h.write(id, 22, 200, "GET /c HTTP/1.1\r\n\r\n")
+		bind(id, int32(5+i), id == freshC, fmt.Sprintf("10.1.0.2:%d", 41000+i), "10.1.0.3:443")
+		h.read(id, 22, 201, okResponse)
+	}
+	qs := []linking.Query{
+		{Local: netip.MustParseAddrPort("10.1.0.2:41000"), Remote: netip.MustParseAddrPort("10.1.0.3:443"), Seq: 1},
+		{Local: netip.MustParseAddrPort("10.1.0.2:41001"), Remote: netip.MustParseAddrPort("10.1.0.3:443"), Seq: 1},
+	}
+	out := make([]linking.Answer, len(qs))
+	h.c.answerAt(qs, out, at(300), at(300))
+	if out[0].Found || !out[1].Found {
+		t.Errorf("answers: mid-stream %v (want not found), from the handshake %v (want found)", out[0].Found, out[1].Found)
+	}
+
+	mid := cid(2, 1)
+	bind(mid, 3, false, "10.1.0.2:443", "10.1.0.1:40000")
+	h.read(mid, 20, 301, "GET /mid HTTP/1.1\r\n\r\n")
+	h.write(mid, 20, 302, okResponse)
+	if len(l.asked) != 0 {
+		t.Errorf("mid-stream TLS request looked up: %+v", l.asked)
+	}
+	if got := h.metric("periscope_link_lookups_total", "result", "no_key"); got != 1 {
+		t.Errorf("no_key counted %v, want 1", got)
+	}
+}
