@@ -50,7 +50,7 @@ func Check() Report {
 	r.Paths = append(r.Paths, CollectorPath{"discovery", ok, pick(ok, why, discovery.AttachPath)})
 	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Uprobe, kernel.RawTracepoint, kernel.SyscallTracepoint)
 	r.Paths = append(r.Paths, CollectorPath{"openssl", ok, pick(ok, why,
-		"uprobe+uretprobe on SSL_read/SSL_write(_ex) or the internal function they share, uprobe on SSL_free (emulated instructions), as "+
+		"uprobe+uretprobe on SSL_read/SSL_write(_ex) or the internal function they share, uprobes on SSL_free and SSL_do_handshake (emulated instructions), as "+
 			multiLinks(fs)+", once per file; SSL*->socket via the agent's raw syscall pair")})
 	ok, why = need(kernel.BTF, kernel.RingBuf, kernel.Uprobe, kernel.RawTracepoint)
 	r.Paths = append(r.Paths, CollectorPath{"gohttp", ok, pick(ok, why,

@@ -123,7 +123,7 @@ func (c *Correlator) startLink(x *exchange, now time.Time) {
 		c.m.countLink(linking.Dropped)
 		return
 	}
-	q := linking.Query{Local: cn.tuple.Remote, Remote: cn.tuple.Local, Seq: x.key()}
+	q := linking.Query{Local: cn.tuple.Remote, Remote: cn.tuple.Local, Seq: x.seq, TCPSeq: x.tcpSeq}
 	deadline := now.Add(c.cfg.LinkWait)
 	r := c.cfg.Linker.Lookup(q, deadline, x)
 	if r != linking.Pending {
@@ -320,10 +320,7 @@ func (c *Correlator) answer(q linking.Query, now time.Time) (a linking.Answer, u
 		cn = c.byLocal[q.Local]
 	}
 	if cn != nil && cn.role == roleClient && !cn.ignored {
-		for _, x := range cn.waiting() {
-			if q.Seq == 0 || x.seq != q.Seq && x.tcpSeq != q.Seq {
-				continue
-			}
+		if x := matchRequest(cn.waiting(), q); x != nil {
 			if linkRoot(x) != nil {
 				return linking.Answer{}, true
 			}
@@ -331,9 +328,29 @@ func (c *Correlator) answer(q linking.Query, now time.Time) (a linking.Answer, u
 		}
 	}
 	if c.recent != nil {
-		if a, ok := c.recent.Get(q, now); ok {
-			return a, !a.Found
+		for _, seq := range [2]uint64{q.TCPSeq, q.Seq} {
+			if seq == 0 {
+				continue
+			}
+			if a, ok := c.recent.Get(linking.Query{Local: q.Local, Remote: q.Remote, Seq: seq}, now); ok {
+				return a, !a.Found
+			}
 		}
 	}
 	return linking.Answer{}, false
+}
+
+// matchRequest returns the request of xs that q names: by its TCP key
+// first, else by its ordinal or stream.
+func matchRequest(xs []*exchange, q linking.Query) *exchange {
+	var bySeq *exchange
+	for _, x := range xs {
+		if q.TCPSeq != 0 && x.tcpSeq == q.TCPSeq {
+			return x
+		}
+		if q.Seq != 0 && x.seq == q.Seq && bySeq == nil {
+			bySeq = x
+		}
+	}
+	return bySeq
 }

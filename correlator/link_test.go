@@ -510,14 +510,28 @@ func (n *node) plainEndpoint(pid uint32, key uint64, start bool, local, remote s
 // looked up by the TCP sequence number of the call they began in. The two
 // ends cut the stream into calls differently; a request is linked when
 // the write and the read it began in start at the same byte, is not found
-// otherwise, and is never linked to another request's client span.
+// otherwise, and is never linked to another request's client span. B's
+// agent seeing the connection from its start asks with both keys: A's
+// agent, which saw it mid-stream, answers by the TCP key (the ordinal it
+// does not have finds nothing); seen from the start by both, every
+// request is linked, by one key or the other.
 func TestLinkTCPSeq(t *testing.T) {
-	for _, clientStart := range []bool{true, false} {
-		t.Run(fmt.Sprintf("client_from_start=%v", clientStart), func(t *testing.T) {
+	for _, tc := range []struct {
+		clientStart, serverStart bool
+		linked                   map[int]bool
+		counts                   map[string]float64
+	}{
+		{true, false, map[int]bool{0: true, 1: true, 4: true}, map[string]float64{"linked": 3, "not_found": 2, "no_key": 1}},
+		{false, false, map[int]bool{0: true, 1: true, 4: true}, map[string]float64{"linked": 3, "not_found": 2, "no_key": 1}},
+		{false, true, map[int]bool{0: true, 1: true, 4: true}, map[string]float64{"linked": 3, "not_found": 3, "no_key": 0}},
+		{true, true, map[int]bool{0: true, 1: true, 2: true, 3: true, 4: true, 5: true}, map[string]float64{"linked": 6, "not_found": 0, "no_key": 0}},
+	} {
+		clientStart, linked := tc.clientStart, tc.linked
+		t.Run(fmt.Sprintf("client_from_start=%v/server_from_start=%v", clientStart, tc.serverStart), func(t *testing.T) {
 			nodes := newNodes(t, 2*time.Second, "10.1.0.1", "10.1.0.2")
 			a, b := nodes[0], nodes[1]
 			cli := a.plainEndpoint(1, 1, clientStart, "10.1.0.1:40000", "10.1.0.2:80")
-			srv := b.plainEndpoint(2, 1, false, "10.1.0.2:80", "10.1.0.1:40000")
+			srv := b.plainEndpoint(2, 1, tc.serverStart, "10.1.0.2:80", "10.1.0.1:40000")
 			req := func(i int) string { return fmt.Sprintf("GET /r%d HTTP/1.1\r\nHost: b\r\n\r\n", i) }
 			respond := func(n int) {
 				for range n {
@@ -557,7 +571,6 @@ func TestLinkTCPSeq(t *testing.T) {
 			respond(2)
 
 			spans := byName(append(a.exp.wait(t, 6), b.exp.wait(t, 6)...))
-			linked := map[int]bool{0: true, 1: true, 4: true}
 			for i := range 6 {
 				cl, sv := spans[fmt.Sprintf("GET /r%d %s", i, span.Client)], spans[fmt.Sprintf("GET /r%d %s", i, span.Server)]
 				if cl == nil || sv == nil {
@@ -570,7 +583,7 @@ func TestLinkTCPSeq(t *testing.T) {
 					t.Errorf("r%d: server span linked to %v, want unlinked", i, sv.ParentSpanID)
 				}
 			}
-			for r, want := range map[string]float64{"linked": 3, "not_found": 2, "no_key": 1} {
+			for r, want := range tc.counts {
 				if got := metricOf(t, b.reg, "periscope_link_lookups_total", r); got != want {
 					t.Errorf("B counted %v lookups %s, want %v", got, r, want)
 				}

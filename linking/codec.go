@@ -6,7 +6,11 @@ import (
 )
 
 // codecName is the gRPC content subtype of the agents' messages.
-const codecName = "periscope-link-v1"
+//
+// v2: a query carries both of a request's keys (Query.TCPSeq). Agents of
+// v1 and v2 do not understand each other (a rolling upgrade leaves the
+// lookups between them counted as errors until it is done).
+const codecName = "periscope-link-v2"
 
 // codec encodes this package's messages in their fixed-size binary form
 // (no protobuf: a few records of addresses and IDs).

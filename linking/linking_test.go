@@ -43,7 +43,7 @@ func answerFor(q Query) Answer {
 
 func TestWireRoundTrip(t *testing.T) {
 	req := &lookupRequest{Queries: []Query{query(40000, 1), query(40001, StreamFlag|3),
-		{Local: netip.MustParseAddrPort("[2001:db8::1]:5"), Remote: netip.MustParseAddrPort("[2001:db8::2]:6"), Seq: 9}}}
+		{Local: netip.MustParseAddrPort("[2001:db8::1]:5"), Remote: netip.MustParseAddrPort("[2001:db8::2]:6"), Seq: 9, TCPSeq: TCPSeqFlag | 0xfffffff0}}}
 	b, err := req.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)

@@ -20,10 +20,15 @@ const (
 // Query asks for the client span of one request. Conn is the connection
 // as its client sees it: Local is the client's address (A:p), Remote the
 // server's (B:q). Seq is the request's ordinal on the connection, counted
-// from 1, its stream ID | StreamFlag, or its TCP key | TCPSeqFlag.
+// from 1, or its stream ID | StreamFlag; TCPSeq its TCP key | TCPSeqFlag.
+// Either may be 0 (unknown to the asker); with both, the answering agent
+// matches by the TCP key first (it is exact whichever requests each agent
+// saw), then by the ordinal (which its own agent may not have: it saw the
+// connection mid-stream).
 type Query struct {
 	Local, Remote netip.AddrPort
 	Seq           uint64
+	TCPSeq        uint64
 }
 
 // Answer is the client span of a Query; Found is false when the asked
@@ -44,7 +49,7 @@ const (
 
 const (
 	addrPortSize = 16 + 2
-	querySize    = 2*addrPortSize + 8
+	querySize    = 2*addrPortSize + 8 + 8
 	answerSize   = 1 + 16 + 8
 )
 
@@ -72,6 +77,7 @@ func (m *lookupRequest) MarshalBinary() ([]byte, error) {
 		b = appendAddrPort(b, q.Local)
 		b = appendAddrPort(b, q.Remote)
 		b = binary.BigEndian.AppendUint64(b, q.Seq)
+		b = binary.BigEndian.AppendUint64(b, q.TCPSeq)
 	}
 	return b, nil
 }
@@ -87,6 +93,7 @@ func (m *lookupRequest) UnmarshalBinary(b []byte) error {
 		q.Local = readAddrPort(b[0:])
 		q.Remote = readAddrPort(b[addrPortSize:])
 		q.Seq = binary.BigEndian.Uint64(b[2*addrPortSize:])
+		q.TCPSeq = binary.BigEndian.Uint64(b[2*addrPortSize+8:])
 		b = b[querySize:]
 	}
 	return nil
