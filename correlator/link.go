@@ -320,7 +320,7 @@ func (c *Correlator) answer(q linking.Query, now time.Time) (a linking.Answer, u
 		cn = c.byLocal[q.Local]
 	}
 	if cn != nil && cn.role == roleClient && !cn.ignored {
-		if x := matchRequest(cn.waiting(), q); x != nil {
+		if x := cn.match(q); x != nil {
 			if linkRoot(x) != nil {
 				return linking.Answer{}, true
 			}
@@ -340,16 +340,33 @@ func (c *Correlator) answer(q linking.Query, now time.Time) (a linking.Answer, u
 	return linking.Answer{}, false
 }
 
-// matchRequest returns the request of xs that q names: by its TCP key
-// first, else by its ordinal or stream.
-func matchRequest(xs []*exchange, q linking.Query) *exchange {
+// match returns the request of cn (cn.waiting's, without building that
+// list: it runs for every query) that q names: by its TCP key first, else
+// by its ordinal or stream.
+func (cn *conn) match(q linking.Query) *exchange {
 	var bySeq *exchange
-	for _, x := range xs {
+	try := func(x *exchange) bool {
 		if q.TCPSeq != 0 && x.tcpSeq == q.TCPSeq {
-			return x
+			return true
 		}
 		if q.Seq != 0 && x.seq == q.Seq && bySeq == nil {
 			bySeq = x
+		}
+		return false
+	}
+	for _, h := range cn.recent {
+		if try(h.x) {
+			return h.x
+		}
+	}
+	for _, h := range cn.held {
+		if try(h.x) {
+			return h.x
+		}
+	}
+	for _, x := range cn.pending {
+		if try(x) {
+			return x
 		}
 	}
 	return bySeq

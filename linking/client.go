@@ -254,13 +254,11 @@ func (c *Client) Peers() int {
 func (c *Client) startPeer(p *peer) {
 	ctx, cancel := context.WithCancel(c.runCtx)
 	p.cancel = cancel
-	for range sendersPerPeer {
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			c.send(ctx, p)
-		}()
-	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.send(ctx, p)
+	}()
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -314,13 +312,34 @@ func (c *Client) Lookup(q Query, deadline time.Time, w Waiter) Result {
 	}
 }
 
-// send sends p's lookups in batches.
+// send fills p's batches, one goroutine per peer, and hands each to one of
+// sendersPerPeer callers: every lookup of a batch's delay goes in the one
+// batch (two fillers would split them in two), and while every caller
+// waits for an answer the next batch grows.
 func (c *Client) send(ctx context.Context, p *peer) {
-	batch := make([]lookup, 0, MaxBatch)
+	full := make(chan []lookup)
+	free := make(chan []lookup, sendersPerPeer+1)
+	for range sendersPerPeer + 1 {
+		free <- make([]lookup, 0, MaxBatch)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(full)
+	for range sendersPerPeer {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for batch := range full {
+				c.ask(ctx, p, batch)
+				clear(batch) // the waiters
+				free <- batch[:0]
+			}
+		}()
+	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
-		batch = batch[:0]
+		batch := <-free
 		select {
 		case <-ctx.Done():
 			return
@@ -338,7 +357,22 @@ func (c *Client) send(ctx context.Context, p *peer) {
 			}
 		}
 		timer.Stop()
-		c.ask(ctx, p, batch)
+		// Every caller busy: the batch takes what comes meanwhile (a
+		// full one waits, the lookups behind it in the queue).
+		for sent := false; !sent; {
+			if len(batch) == MaxBatch {
+				full <- batch
+				break
+			}
+			select {
+			case full <- batch:
+				sent = true
+			case l := <-p.queue:
+				batch = append(batch, l)
+			case <-ctx.Done():
+				return
+			}
+		}
 	}
 }
 

@@ -1,0 +1,367 @@
+package correlator
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/linking"
+)
+
+// BenchmarkLinkSides measures each agent's CPU per linked span, the two
+// agents in two processes talking real gRPC over loopback, so that each
+// side's CPU is its own process's (getrusage), not a share of a profile.
+//
+// This process is node B (server spans: it asks); a copy of the test
+// binary (linkPeerEnv) is node A (client spans: it remembers them and
+// answers). b.N requests, in chunks of at most linkChunk on one keep-alive
+// connection each, alternate between two configurations in ABBA order:
+// unlinked (neither agent links) and linked. In each chunk A first builds
+// the client spans (remembered for lookups when linked), then B reads the
+// same requests at linkRate, so that lookups go in batches of the size the
+// agents sent under load (~160 in results-linking.md: 22,000 requests/s,
+// a batch every ~6 ms). Reported, per linked span:
+//
+//	A-ns/span  A's extra CPU: remembering the client span, plus answering
+//	B-ns/span  B's extra CPU: looking up, holding and settling the span
+//	batch      queries per lookup call
+//
+// Run it alone (GOMAXPROCS=2, both processes share the machine's CPUs):
+//
+//	go test -run '^$' -bench BenchmarkLinkSides -benchtime 200000x ./correlator
+func BenchmarkLinkSides(b *testing.B) {
+	peer := startLinkPeer(b)
+	var cost [2]struct{ a, b time.Duration }
+	var batches, queries float64
+	remaining, port := b.N, uint16(20000)
+	for chunk := 0; remaining > 0; chunk++ {
+		n := min(remaining, linkChunk)
+		remaining -= n
+		order := []bool{false, true}
+		if chunk%2 == 1 {
+			order = []bool{true, false}
+		}
+		for _, linked := range order {
+			port++
+			fedA := peer.feed(b, n, linked, port)
+			a0, b0 := peer.cpu(b), cpuTime()
+			nb := peer.served(b)
+			peer.node(linked).serve(b, n, port)
+			b1, a1 := cpuTime(), peer.cpu(b)
+			i := 0
+			if linked {
+				i = 1
+				batches += peer.served(b) - nb
+				queries += float64(n)
+			}
+			cost[i].a += fedA + time.Duration(a1-a0)
+			cost[i].b += time.Duration(b1 - b0)
+		}
+	}
+	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N) }
+	b.ReportMetric(per(cost[1].a)-per(cost[0].a), "A-ns/span")
+	b.ReportMetric(per(cost[1].b)-per(cost[0].b), "B-ns/span")
+	b.ReportMetric(per(cost[0].a), "A-unlinked-ns/span")
+	b.ReportMetric(per(cost[0].b), "B-unlinked-ns/span")
+	if batches > 0 {
+		b.ReportMetric(queries/batches, "batch")
+	}
+}
+
+const (
+	linkPeerEnv = "PERISCOPE_LINK_BENCH_PEER"
+	// linkChunk keeps a chunk's client spans within A's table of
+	// recent client requests (65,536 in sets of 8: a chunk much larger
+	// would overflow some sets before B asks).
+	linkChunk = 10000
+	// linkRate is the requests per millisecond B reads.
+	linkRate = 25
+)
+
+// linkPeer is node A, in another process (TestLinkBenchPeer).
+type linkPeer struct {
+	in  io.Writer
+	out *bufio.Scanner
+	b   [2]*linkServerNode // unlinked, linked
+}
+
+func (p *linkPeer) node(linked bool) *linkServerNode {
+	if linked {
+		return p.b[1]
+	}
+	return p.b[0]
+}
+
+func (p *linkPeer) ask(tb testing.TB, cmd string) []string {
+	tb.Helper()
+	if _, err := fmt.Fprintln(p.in, cmd); err != nil {
+		tb.Fatal(err)
+	}
+	if !p.out.Scan() {
+		tb.Fatalf("link peer: no answer to %q: %v", cmd, p.out.Err())
+	}
+	return strings.Fields(p.out.Text())
+}
+
+func (p *linkPeer) num(tb testing.TB, cmd string) float64 {
+	tb.Helper()
+	f := p.ask(tb, cmd)
+	var v float64
+	if len(f) != 2 {
+		tb.Fatalf("link peer: %q answered %q", cmd, f)
+	}
+	if _, err := fmt.Sscan(f[1], &v); err != nil {
+		tb.Fatal(err)
+	}
+	return v
+}
+
+// feed has A build n client spans on a connection from port, remembered
+// for lookups when linked, and returns the CPU that took.
+func (p *linkPeer) feed(tb testing.TB, n int, linked bool, port uint16) time.Duration {
+	return time.Duration(p.num(tb, fmt.Sprintf("feed %d %v %d", n, linked, port)))
+}
+
+func (p *linkPeer) cpu(tb testing.TB) int64 { return int64(p.num(tb, "cpu")) }
+
+func (p *linkPeer) served(tb testing.TB) float64 { return p.num(tb, "served") }
+
+func startLinkPeer(b *testing.B) *linkPeer {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLinkBenchPeer$", "-test.count=1")
+	cmd.Env = append(os.Environ(), linkPeerEnv+"=1")
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { in.Close(); cmd.Wait() })
+	p := &linkPeer{in: in, out: bufio.NewScanner(out)}
+	var addr string
+	for p.out.Scan() {
+		if a, ok := strings.CutPrefix(p.out.Text(), "addr "); ok {
+			addr = a
+			break
+		}
+	}
+	if addr == "" {
+		b.Fatal("link peer did not start")
+	}
+	p.b[0] = newLinkServerNode(b, "")
+	p.b[1] = newLinkServerNode(b, addr)
+	return p
+}
+
+// linkServerNode is node B: server spans, asking A when linked.
+type linkServerNode struct {
+	linked bool
+	c      *Correlator
+	exp    *syncRecorder
+	reg    *prometheus.Registry
+}
+
+func newLinkServerNode(b *testing.B, peer string) *linkServerNode {
+	n := &linkServerNode{linked: peer != "", exp: &syncRecorder{countOnly: true}, reg: prometheus.NewRegistry()}
+	cfg := DefaultConfig()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	b.Cleanup(func() { cancel(); wg.Wait() })
+	if peer != "" {
+		own := []netip.Addr{netip.MustParseAddr("10.1.0.2")}
+		cl, err := linking.NewClient(linking.ClientConfig{Peers: []string{peer}, Token: "tok", Wait: 2 * time.Second,
+			Local: func() []netip.Addr { return own }})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(cl.Close)
+		wg.Add(1)
+		go func() { defer wg.Done(); cl.Run(ctx) }()
+		for deadline := time.Now().Add(10 * time.Second); !cl.Owned(netip.MustParseAddr("10.1.0.1")); time.Sleep(2 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatal("the link peer never announced its address")
+			}
+		}
+		cfg.Linker, cfg.LinkWait = cl, 2*time.Second
+	}
+	var err error
+	if n.c, err = New(cfg, n.exp, procs{}, nil, n.reg); err != nil {
+		b.Fatal(err)
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); n.c.Run(ctx) }()
+	return n
+}
+
+// serve reads n requests from A's port and answers them, linkRate a
+// millisecond, and waits for their spans.
+func (n *linkServerNode) serve(b *testing.B, count int, port uint16) {
+	before := n.exp.count()
+	linked0 := metricOf2(n.reg, "linked")
+	id := cid(2, uint64(port))
+	n.c.Bind(events.Bind{Conn: id, FD: 3, Time: time.Now(), Plaintext: true, StreamStart: true,
+		Tuple: tuple("10.1.0.2:80", fmt.Sprintf("10.1.0.1:%d", port))})
+	srv := endpoint{n: &node{c: n.c}, id: id, tid: 20}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for i := range count {
+		if i%linkRate == 0 && i > 0 {
+			<-tick.C
+		}
+		srv.data(events.Read, linkRequest(i))
+		srv.data(events.Write, okResponse)
+	}
+	n.exp.wait(b, before+count)
+	if n.linked {
+		// A few may be answered not found (A's table of recent client
+		// requests is set-associative): never more than 1%.
+		if got := metricOf2(n.reg, "linked") - linked0; got < 0.99*float64(count) {
+			b.Fatalf("%v of %d linked (timeout %v, not_found %v, dropped %v)", got, count,
+				metricOf2(n.reg, "timeout"), metricOf2(n.reg, "not_found"), metricOf2(n.reg, "dropped"))
+		}
+	}
+}
+
+func (r *syncRecorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
+}
+
+func linkRequest(i int) string {
+	return fmt.Sprintf("GET /r/%d HTTP/1.1\r\nHost: b\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n", i%1000)
+}
+
+// remoteLinker says that every address but A's is another node's, so that
+// A's client spans to B are remembered; it looks nothing up.
+type remoteLinker struct{}
+
+func (remoteLinker) Remote(a netip.Addr) bool { return a != netip.MustParseAddr("10.1.0.1") }
+func (remoteLinker) Lookup(linking.Query, time.Time, linking.Waiter) linking.Result {
+	return linking.NoOwner
+}
+
+// TestLinkBenchPeer is node A of BenchmarkLinkSides when run by it (in
+// another process); otherwise it returns at once. Commands on stdin, one
+// answer line each on stdout: "feed N LINKED PORT" builds N client spans
+// and answers with the CPU it took, "cpu" with the process's CPU so far,
+// "served" with the lookup calls it answered.
+func TestLinkBenchPeer(t *testing.T) {
+	if os.Getenv(linkPeerEnv) == "" {
+		return
+	}
+	if path := os.Getenv(linkPeerEnv + "_PROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var nodes [2]*node
+	for i, linker := range []Linker{nil, remoteLinker{}} {
+		n := &node{exp: &syncRecorder{countOnly: true}, reg: prometheus.NewRegistry()}
+		cfg := DefaultConfig()
+		cfg.Linker = linker
+		var err error
+		if n.c, err = New(cfg, n.exp, procs{}, nil, n.reg); err != nil {
+			t.Fatal(err)
+		}
+		go n.c.Run(ctx)
+		nodes[i] = n
+	}
+	reg := prometheus.NewRegistry()
+	own := []netip.Addr{netip.MustParseAddr("10.1.0.1")}
+	srv, err := linking.NewServer(linking.ServerConfig{Token: "tok", Answerer: nodes[1].c, Registerer: reg,
+		Addresses: func() []netip.Addr { return own }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Stop()
+	fmt.Println("addr", ln.Addr())
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		f := strings.Fields(in.Text())
+		switch {
+		case len(f) == 4 && f[0] == "feed":
+			var count int
+			var linked bool
+			var port uint16
+			fmt.Sscan(f[1], &count)
+			fmt.Sscan(f[2], &linked)
+			fmt.Sscan(f[3], &port)
+			n := nodes[0]
+			if linked {
+				n = nodes[1]
+			}
+			fmt.Println("fed", feedClient(t, n, count, port))
+		case len(f) == 1 && f[0] == "cpu":
+			fmt.Println("cpu", cpuTime())
+		case len(f) == 1 && f[0] == "served":
+			fmt.Println("served", servedCalls(reg))
+		default:
+			t.Fatalf("link peer: bad command %q", in.Text())
+		}
+	}
+}
+
+// feedClient builds count client spans on a connection from port and
+// returns the CPU that took.
+func feedClient(t *testing.T, n *node, count int, port uint16) int64 {
+	before := n.exp.count()
+	id := cid(1, uint64(port))
+	cpu0 := cpuTime()
+	n.c.Bind(events.Bind{Conn: id, FD: 3, Time: time.Now(), Plaintext: true, StreamStart: true,
+		Tuple: tuple(fmt.Sprintf("10.1.0.1:%d", port), "10.1.0.2:80")})
+	cli := endpoint{n: n, id: id, tid: 10}
+	for i := range count {
+		cli.data(events.Write, linkRequest(i))
+		cli.data(events.Read, okResponse)
+	}
+	n.exp.wait(t, before+count)
+	return cpuTime() - cpu0
+}
+
+func servedCalls(reg *prometheus.Registry) float64 {
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "periscope_link_requests_served_total" {
+			continue
+		}
+		for _, m := range mf.Metric {
+			if hasLabel(m, "result", "answered") {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
