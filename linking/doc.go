@@ -5,8 +5,11 @@
 // answer the span's parent.
 //
 // Requests are named by their ordinal on the connection (the k-th request
-// the client wrote is the k-th the server read) or, on multiplexed
-// connections (HTTP/2), by their stream ID, which both ends agree on.
+// the client wrote is the k-th the server read), only when both agents saw
+// the connection from its start, or, on multiplexed connections (HTTP/2),
+// by their stream ID, which both ends agree on; plaintext requests also by
+// the TCP sequence number of the call they began in (a Query carries both,
+// the TCP key matched first).
 //
 // Agents talk gRPC on a port of their own (linking.listen), with a codec of
 // their own (this package's fixed-size binary records: connection identity
