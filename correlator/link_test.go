@@ -320,9 +320,15 @@ func plainNode(b *testing.B, addr string) *node {
 }
 
 func metricOf2(reg *prometheus.Registry, result string) float64 {
+	return counterOf(reg, "periscope_link_lookups_total", result)
+}
+
+// counterOf returns the value of counter name{result}, -1 when it is not
+// there.
+func counterOf(reg *prometheus.Registry, name, result string) float64 {
 	mfs, _ := reg.Gather()
 	for _, mf := range mfs {
-		if mf.GetName() != "periscope_link_lookups_total" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.Metric {

@@ -327,7 +327,7 @@ func TestLinkBenchPeer(t *testing.T) {
 		case len(f) == 1 && f[0] == "cpu":
 			fmt.Println("cpu", cpuTime())
 		case len(f) == 1 && f[0] == "served":
-			fmt.Println("served", servedCalls(reg))
+			fmt.Println("served", counterOf(reg, "periscope_link_requests_served_total", "answered"))
 		default:
 			t.Fatalf("link peer: bad command %q", in.Text())
 		}
@@ -349,19 +349,4 @@ func feedClient(t *testing.T, n *node, count int, port uint16) int64 {
 	}
 	n.exp.wait(t, before+count)
 	return cpuTime() - cpu0
-}
-
-func servedCalls(reg *prometheus.Registry) float64 {
-	mfs, _ := reg.Gather()
-	for _, mf := range mfs {
-		if mf.GetName() != "periscope_link_requests_served_total" {
-			continue
-		}
-		for _, m := range mf.Metric {
-			if hasLabel(m, "result", "answered") {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
 }

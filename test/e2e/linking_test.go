@@ -429,19 +429,26 @@ func rssKiB(t *testing.T, pid int) int {
 	return 0
 }
 
-// midConnClient opens one keep-alive connection, sends the requests
-// /before/0..2 on it and prints "ready"; then for each line "PREFIX N" on
-// stdin it sends /PREFIX/0..N-1 on the same connection and prints "done".
-const midConnClient = `
-import http.client, sys
-c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]))
+// connClient opens one keep-alive connection once a first line comes on
+// stdin (so that an agent can attach first), sends the requests
+// /PREFIX0/0..2 on it (argv[3]) and prints "ready"; then for each line
+// "PREFIX N" on stdin it sends /PREFIX/0..N-1 on the same connection and
+// prints "done". With a fourth argument "tls" it speaks HTTPS (OpenSSL,
+// through python's ssl module), its TLS handshake with the first request.
+const connClient = `
+import http.client, ssl, sys
+sys.stdin.readline()
+if sys.argv[4:] == ["tls"]:
+    c = http.client.HTTPSConnection(sys.argv[1], int(sys.argv[2]), context=ssl._create_unverified_context())
+else:
+    c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]))
 def get(p):
     c.request("GET", p)
     r = c.getresponse()
     r.read()
     assert r.status == 200, r.status
 for i in range(3):
-    get("/before/%d" % i)
+    get("/%s/%d" % (sys.argv[3], i))
 print("ready", flush=True)
 for line in sys.stdin:
     prefix, n = line.split()
@@ -470,14 +477,16 @@ func TestLinkMidConnection(t *testing.T) {
 	port := harness.FreePort(t)
 	srv := n.startIn(t, n.nsB, srvPy, testdataPath(t, "link_server.py"), n.b, strconv.Itoa(port))
 	srv.expect("listening", 10*time.Second)
-	cli := n.startIn(t, n.nsA, cliPy, "-c", midConnClient, n.b, strconv.Itoa(port))
+	cli := n.startIn(t, n.nsA, cliPy, "-c", connClient, n.b, strconv.Itoa(port), "before")
+	cli.send("")
 	cli.expect("ready", 10*time.Second)
 
 	envA := n.nodeAgent(t, n.nsA, n.cliDir, n.a, n.b, token, n.inA, n.rootA, recvA)
 	waitCollector(t, envA, cli.PID, "")
 	cli.send("mid 5")
 	cli.expect("done", 30*time.Second)
-	cli2 := n.startIn(t, n.nsA, cliPy, "-c", midConnClient, n.b, strconv.Itoa(port))
+	cli2 := n.startIn(t, n.nsA, cliPy, "-c", connClient, n.b, strconv.Itoa(port), "before")
+	cli2.send("")
 	cli2.expect("ready", 10*time.Second)
 	envB := n.nodeAgent(t, n.nsB, n.srvDir, n.b, n.a, token, n.inB, n.rootB, recvB)
 	waitMetric(t, envB.agent, "periscope_link_peer_addresses", nil, "A's addresses", func(v float64) bool { return v >= 2 })
@@ -508,29 +517,6 @@ func TestLinkMidConnection(t *testing.T) {
 	}
 }
 
-// tlsConnClient is midConnClient over HTTPS (OpenSSL, through python's ssl
-// module), its first requests named /PREFIX0/0..2 (argv[3]), sent once a
-// first line comes on stdin (so that an agent can attach first). The
-// connection and its TLS handshake come with the first request.
-const tlsConnClient = `
-import http.client, ssl, sys
-sys.stdin.readline()
-c = http.client.HTTPSConnection(sys.argv[1], int(sys.argv[2]), context=ssl._create_unverified_context())
-def get(p):
-    c.request("GET", p)
-    r = c.getresponse()
-    r.read()
-    assert r.status == 200, r.status
-for i in range(3):
-    get("/%s/%d" % (sys.argv[3], i))
-print("ready", flush=True)
-for line in sys.stdin:
-    prefix, n = line.split()
-    for i in range(int(n)):
-        get("/%s/%d" % (prefix, i))
-    print("done", flush=True)
-`
-
 // TestLinkTLSMidConnection: TLS keep-alive connections (OpenSSL at both
 // ends) that an agent saw only after their start have no request ordinal
 // both agents would agree on, and their bytes no TCP sequence that lines
@@ -555,13 +541,13 @@ func TestLinkTLSMidConnection(t *testing.T) {
 	port := strconv.Itoa(harness.FreePort(t))
 	srv := n.startIn(t, n.nsB, srvPy, testdataPath(t, "link_server.py"), n.b, port, cert, key)
 	srv.expect("listening", 10*time.Second)
-	cli0 := n.startIn(t, n.nsA, cliPy, "-c", tlsConnClient, n.b, port, "zero")
+	cli0 := n.startIn(t, n.nsA, cliPy, "-c", connClient, n.b, port, "zero", "tls")
 	cli0.send("")
 	cli0.expect("ready", 10*time.Second)
 
 	envB := n.nodeAgent(t, n.nsB, n.srvDir, n.b, n.a, token, n.inB, n.rootB, recvB)
 	waitCollector(t, envB, srv.PID, "openssl")
-	cli1 := n.startIn(t, n.nsA, cliPy, "-c", tlsConnClient, n.b, port, "one")
+	cli1 := n.startIn(t, n.nsA, cliPy, "-c", connClient, n.b, port, "one", "tls")
 	cli1.send("")
 	cli1.expect("ready", 10*time.Second)
 
@@ -574,7 +560,7 @@ func TestLinkTLSMidConnection(t *testing.T) {
 	cli0.expect("done", 30*time.Second)
 	cli1.send("mid 5")
 	cli1.expect("done", 30*time.Second)
-	cli2 := n.startIn(t, n.nsA, cliPy, "-c", tlsConnClient, n.b, port, "two")
+	cli2 := n.startIn(t, n.nsA, cliPy, "-c", connClient, n.b, port, "two", "tls")
 	waitCollector(t, envA, cli2.PID, "openssl")
 	cli2.send("")
 	cli2.expect("ready", 10*time.Second)
