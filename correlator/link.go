@@ -176,6 +176,22 @@ func (x *exchange) LinkDone(a linking.Answer, r linking.Result) {
 	c.settle(x, a, r)
 }
 
+// LinkSettler implements linking.BatchWaiter: the answers of a batch are
+// taken under one lock.
+func (x *exchange) LinkSettler() linking.Settler { return x.conn.c }
+
+// LinkDoneAll implements linking.Settler: the answers of lookups of this
+// correlator's exchanges, from the linker's goroutine.
+func (c *Correlator) LinkDoneAll(ds []linking.Done) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range ds {
+		if x := d.W.(*exchange); x.linkWait {
+			c.settle(x, d.A, d.R)
+		}
+	}
+}
+
 // settle ends the wait of x with result r and exports what waited for it.
 func (c *Correlator) settle(x *exchange, a linking.Answer, r linking.Result) {
 	x.linkWait = false

@@ -142,6 +142,27 @@ type Waiter interface {
 	LinkDone(a Answer, r Result)
 }
 
+// Done is the answer of one lookup.
+type Done struct {
+	W Waiter
+	A Answer
+	R Result
+}
+
+// Settler takes the answers of many lookups in one call (one lock taken
+// for a batch rather than one per answer, against a correlator that holds
+// it while it decodes). A Waiter that names one (BatchWaiter) is answered
+// through it, with the other waiters of its batch that name the same.
+type Settler interface {
+	LinkDoneAll(ds []Done)
+}
+
+// BatchWaiter is a Waiter whose answer its Settler may take.
+type BatchWaiter interface {
+	Waiter
+	LinkSettler() Settler
+}
+
 // NewClient returns a client of cfg.Peers; Run runs it.
 func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Wait <= 0 {
@@ -381,9 +402,11 @@ func (c *Client) ask(ctx context.Context, p *peer, batch []lookup) {
 	now := time.Now()
 	live := batch[:0]
 	var deadline time.Time
+	var late []Done
+	defer func() { settle(late) }()
 	for _, l := range batch {
 		if !now.Before(l.deadline) {
-			l.w.LinkDone(Answer{}, Timeout)
+			late = append(late, Done{W: l.w, R: Timeout})
 			continue
 		}
 		if deadline.IsZero() || l.deadline.Before(deadline) {
@@ -405,20 +428,46 @@ func (c *Client) ask(ctx context.Context, p *peer, batch []lookup) {
 	if err == nil && len(resp.Answers) != len(live) {
 		err = fmt.Errorf("linking: %d answers to %d queries", len(resp.Answers), len(live))
 	}
+	ds := make([]Done, len(live))
 	if err != nil {
 		r := resultOf(err)
 		c.log.Debug("link lookup failed", "peer", p.addr, "queries", len(live), "result", r.String(), "err", err)
-		for _, l := range live {
-			l.w.LinkDone(Answer{}, r)
+		for i, l := range live {
+			ds[i] = Done{W: l.w, R: r}
 		}
+		settle(ds)
 		return
 	}
 	for i, l := range live {
 		if a := resp.Answers[i]; a.Found {
-			l.w.LinkDone(a, Linked)
+			ds[i] = Done{W: l.w, A: a, R: Linked}
 		} else {
-			l.w.LinkDone(Answer{}, NotFound)
+			ds[i] = Done{W: l.w, R: NotFound}
 		}
+	}
+	settle(ds)
+}
+
+// settle hands the answers to their waiters: through their Settler, in one
+// call per run of waiters sharing it, else one by one.
+func settle(ds []Done) {
+	for len(ds) > 0 {
+		bw, ok := ds[0].W.(BatchWaiter)
+		if !ok {
+			ds[0].W.LinkDone(ds[0].A, ds[0].R)
+			ds = ds[1:]
+			continue
+		}
+		s, n := bw.LinkSettler(), 1
+		for n < len(ds) {
+			o, ok := ds[n].W.(BatchWaiter)
+			if !ok || o.LinkSettler() != s {
+				break
+			}
+			n++
+		}
+		s.LinkDoneAll(ds[:n])
+		ds = ds[n:]
 	}
 }
 

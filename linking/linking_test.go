@@ -417,7 +417,8 @@ func TestLookupQueueBounded(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	if dropped == 0 || pending > queuePerPeer+sendersPerPeer*MaxBatch {
+	// The queue, the batches in the callers and the one filling.
+	if dropped == 0 || pending > queuePerPeer+(sendersPerPeer+1)*MaxBatch {
 		t.Errorf("%d pending, %d dropped: the queue is not bounded", pending, dropped)
 	}
 }
@@ -614,5 +615,44 @@ func TestAnswerWaitsUntilFinal(t *testing.T) {
 	}
 	if n := never.calls.Load(); n != 1 {
 		t.Errorf("a final absence was asked %d times, want once", n)
+	}
+}
+
+// countingSettler records the batches it is handed.
+type countingSettler struct{ calls [][]Done }
+
+func (s *countingSettler) LinkDoneAll(ds []Done) {
+	s.calls = append(s.calls, append([]Done(nil), ds...))
+}
+
+type batchWaiter struct {
+	s    *countingSettler
+	done *int
+}
+
+func (w batchWaiter) LinkDone(Answer, Result) { *w.done++ }
+func (w batchWaiter) LinkSettler() Settler    { return w.s }
+
+// settle hands each run of waiters sharing a Settler to it in one call and
+// the others their own answer.
+func TestSettleBatches(t *testing.T) {
+	s1, s2 := &countingSettler{}, &countingSettler{}
+	var single int
+	plain := waiterFunc(func(Answer, Result) { single++ })
+	ds := []Done{
+		{W: batchWaiter{s1, &single}, R: Linked}, {W: batchWaiter{s1, &single}, R: NotFound},
+		{W: plain, R: Timeout},
+		{W: batchWaiter{s2, &single}, R: Linked},
+		{W: batchWaiter{s1, &single}, R: Linked},
+	}
+	settle(ds)
+	if single != 1 {
+		t.Errorf("%d answers one by one, want 1 (the plain waiter)", single)
+	}
+	if len(s1.calls) != 2 || len(s1.calls[0]) != 2 || s1.calls[0][1].R != NotFound || len(s1.calls[1]) != 1 {
+		t.Errorf("settler 1 got %+v, want a run of 2 then 1", s1.calls)
+	}
+	if len(s2.calls) != 1 || len(s2.calls[0]) != 1 {
+		t.Errorf("settler 2 got %+v, want one run of 1", s2.calls)
 	}
 }
