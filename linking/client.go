@@ -98,9 +98,11 @@ const (
 	// sendersPerPeer bounds the batches in flight to one peer.
 	sendersPerPeer = 2
 	// batchDelay is how long a batch waits for more lookups: each batch
-	// costs both agents a gRPC call, and a few milliseconds are small
-	// against the wait a server span is held for.
-	batchDelay   = 5 * time.Millisecond
+	// costs both agents a gRPC call (its transport and the goroutines it
+	// wakes, most of linking's cost per span at 5 ms: BenchmarkLinkSides,
+	// test/bench/results-linking-sides.md), and 20 ms is small against the
+	// wait a server span is held for.
+	batchDelay   = 20 * time.Millisecond
 	retryRefresh = 2 * time.Second
 )
 
