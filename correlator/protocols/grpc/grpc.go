@@ -67,6 +67,28 @@ func StatusName(status string) (string, bool) {
 	return statusNames[n], true
 }
 
+// resetStatuses map RST_STREAM error codes to gRPC status codes, as
+// gRPC's HTTP/2 protocol says (PROTOCOL-HTTP2.md, "Errors"): "" for
+// STREAM_CLOSED, which has no mapping.
+var resetStatuses = [...]string{
+	0x0: "13", 0x1: "13", 0x2: "13", 0x3: "13", 0x4: "13", 0x5: "", 0x6: "13",
+	0x7: "14", // REFUSED_STREAM: UNAVAILABLE
+	0x8: "1",  // CANCEL: CANCELLED
+	0x9: "13", 0xa: "13",
+	0xb: "8", // ENHANCE_YOUR_CALM: RESOURCE_EXHAUSTED
+	0xc: "7", // INADEQUATE_SECURITY: PERMISSION_DENIED
+}
+
+// ResetStatus returns the grpc-status (decimal) of a call ended by a
+// RST_STREAM with error code code, and false for a code gRPC does not
+// map.
+func ResetStatus(code uint32) (string, bool) {
+	if code >= uint32(len(resetStatuses)) || resetStatuses[code] == "" {
+		return "", false
+	}
+	return resetStatuses[code], true
+}
+
 // serverErrors are the statuses that are errors on the server side (on the
 // client side, every status but OK is).
 var serverErrors = map[string]bool{

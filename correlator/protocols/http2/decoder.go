@@ -222,7 +222,11 @@ func (dir *direction) frame(fh frameHeader, p []byte, gap bool, start, end time.
 			dir.closeBlock(end)
 		}
 	case frameRSTStream:
-		dir.d.reset(fh.stream, end)
+		code, known := uint32(0), len(p) >= 4 && !gap
+		if known {
+			code = binary.BigEndian.Uint32(p)
+		}
+		dir.d.reset(fh.stream, code, known, end)
 	case frameGoAway:
 		if len(p) >= 4 {
 			dir.d.goAway(dir.side, binary.BigEndian.Uint32(p)&0x7fffffff, end)
@@ -460,11 +464,27 @@ func (dir *direction) endStream(id uint32, t time.Time) {
 	d.end(id, t, "")
 }
 
-// reset ends a stream reset by either end.
-func (d *decoder) reset(id uint32, t time.Time) {
-	if d.streams[id] != nil {
-		d.end(id, t, protocol.ReasonReset)
+// reset ends a stream reset by either end. A gRPC call without a status
+// gets the one gRPC's HTTP/2 mapping gives its RST_STREAM's error code
+// (CANCEL: CANCELLED), what both ends' libraries report; a code with no
+// mapping, or any other stream, ends as reset.
+func (d *decoder) reset(id, code uint32, known bool, t time.Time) {
+	st := d.streams[id]
+	if st == nil {
+		return
 	}
+	x := st.x
+	if x.Resp != nil && grpc.IsGRPC(x.Resp.ContentType) {
+		x.GRPC = true
+	}
+	if x.GRPC && x.Call.Status == "" && known && st.up == nil {
+		if status, ok := grpc.ResetStatus(code); ok {
+			x.Call.Status = status
+			d.end(id, t, "")
+			return
+		}
+	}
+	d.end(id, t, protocol.ReasonReset)
 }
 
 // goAway ends the streams a GOAWAY says were not processed: those the
