@@ -119,16 +119,21 @@ func checkEchoMetrics(t *testing.T, e *env, server, client string, port, unary i
 // checkEchoCalls.
 func checkEchoSpans(t *testing.T, server, client []otlpreceiver.Span, port, unary int) {
 	t.Helper()
-	want := map[grpcCall]int{
+	want := echoWant(unary)
+	checkGRPC(t, "server", server, want, port, false)
+	checkGRPC(t, "client", client, want, port, true)
+	checkGRPCLinks(t, client, server)
+}
+
+// echoWant is what the calls of checkEchoCalls are, by count.
+func echoWant(unary int) map[grpcCall]int {
+	return map[grpcCall]int{
 		{"test.Echo/Echo", "OK", 1, 1}:       unary,
 		{"test.Echo/Get", "NOT_FOUND", 1, 0}: 1,
 		{"test.Echo/List", "OK", 1, 3}:       1,
 		{"test.Echo/Sum", "OK", 4, 1}:        1,
 		{"test.Echo/Chat", "OK", 2, 2}:       1,
 	}
-	checkGRPC(t, "server", server, want, port, false)
-	checkGRPC(t, "client", client, want, port, true)
-	checkGRPCLinks(t, client, server)
 }
 
 // startPythonGRPC starts testdata/grpc_server.py with a new certificate

@@ -104,6 +104,72 @@ func TestGoGRPC(t *testing.T) {
 	}
 }
 
+// TestGoGRPCCancelGoAway: after checkEchoCalls' 10 calls, the grpc-go
+// client cancels a Chat after one answer (RST_STREAM CANCEL) and keeps a
+// second Chat open while the server stops gracefully (GOAWAY, then it
+// waits for the call), which then ends with a second message each way.
+// Over TLS (gotls) and h2c (sockets): exactly 12 SERVER and 12 CLIENT
+// spans, the 10 right, the cancelled Chat one span per side with
+// rpc.response.status_code CANCELLED (an error on the client, none on the
+// server: the conventions' tables) and its message counts, the Chat across
+// the GOAWAY OK with 2 messages each way (ended by its trailers, not left
+// to the connection's end), each server span the child of its client's;
+// CANCELLED in the RPC duration histograms, error.type on the client's
+// series only.
+func TestGoGRPCCancelGoAway(t *testing.T) {
+	bin := buildGRPCGo(t, t.TempDir())
+	for _, tc := range []struct {
+		name string
+		tls  bool
+	}{{"tls", true}, {"h2c", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startAgent(t, "--include-exe", "grpcgo")
+			srv, port, ca := startGRPCGo(t, bin, tc.tls)
+			const unary = 4
+			args := []string{"-mode", "client", "-port", strconv.Itoa(port), "-n", strconv.Itoa(unary), "-wait", "-cancel-drain"}
+			if ca != "" {
+				args = append(args, "-ca", ca)
+			}
+			cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-go-client"}, bin, args...)
+			cli.expect("ready", 30*time.Second)
+			if tc.tls {
+				probedBy(t, e, "gotls", srv.PID, cli.PID)
+			} else {
+				e.instrumented(t, srv.PID, cli.PID)
+			}
+			cli.send("go")
+			if got := cli.expect("done", 60*time.Second); got != strconv.Itoa(unary+4) {
+				t.Fatalf("client made %s calls, want %d", got, unary+4)
+			}
+			cli.expect("cancelled", 30*time.Second)
+			cli.expect("inflight", 30*time.Second)
+			srv.send("graceful")
+			cli.expect("drained", 30*time.Second)
+			srv.expect("stopped", 30*time.Second)
+			cli.mustSucceed(10 * time.Second)
+			srv.mustSucceed(10 * time.Second)
+			server := e.spans(t, unary+6, byPIDs(kindServer, srv.PID))
+			client := e.spans(t, unary+6, byPIDs(kindClient, cli.PID))
+			want := echoWant(unary)
+			want[grpcCall{"test.Echo/Chat", "OK", 2, 2}]++
+			want[grpcCall{"test.Echo/Chat", "CANCELLED", 1, 1}] = 1
+			checkGRPC(t, "server", server, want, port, false)
+			checkGRPC(t, "client", client, want, port, true)
+			checkGRPCLinks(t, client, server)
+			cancelled := func(name string, labels map[string]string) {
+				t.Helper()
+				labels["rpc_method"], labels["rpc_response_status_code"] = "test.Echo/Chat", "CANCELLED"
+				waitMetric(t, e.agent, name, labels, "= 1", equals(1))
+			}
+			cancelled("rpc_server_call_duration_seconds_count", map[string]string{"service_name": "grpc-go-server"})
+			cancelled("rpc_client_call_duration_seconds_count", map[string]string{"service_name": "grpc-go-client", "error_type": "CANCELLED"})
+			if n := e.agent.Metric(t, "rpc_server_call_duration_seconds_count", map[string]string{"service_name": "grpc-go-server", "error_type": "CANCELLED"}); n != 0 {
+				t.Errorf("server CANCELLED recorded with error.type (%v): a server's CANCELLED is no error", n)
+			}
+		})
+	}
+}
+
 // TestGoGRPCBesideNetHTTP: plaintext gRPC (h2c) of grpc-go programs that
 // also serve and call net/http, which the gohttp collector probes. The
 // sockets collector traces the gRPC (grpc-go's own HTTP/2: gohttp does not
