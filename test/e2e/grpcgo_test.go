@@ -52,6 +52,16 @@ func startGRPCGo(t *testing.T, bin string, tls bool) (*proc, int, string) {
 	return srv, port, ca
 }
 
+// grpcGoAuthority is the server host the grpcgo client calls, its
+// :authority: the TLS server name it checks ("localhost") over TLS, the
+// address it dials without.
+func grpcGoAuthority(tls bool) string {
+	if tls {
+		return "localhost"
+	}
+	return "127.0.0.1"
+}
+
 // TestGoGRPC: a grpc-go server and client (grpc-go's own HTTP/2 on
 // crypto/tls, or on plain TCP: neither goes through net/http), over TLS
 // (the gotls collector) and plaintext h2c (the sockets collector): 6 unary
@@ -87,7 +97,7 @@ func TestGoGRPC(t *testing.T) {
 				e.instrumented(t, cli.PID)
 			}
 			cli.send("go")
-			checkEchoCalls(t, e, srv, cli, port, unary)
+			checkEchoCalls(t, e, srv, cli, grpcGoAuthority(tc.tls), port, unary)
 			want := map[string]uint64{"grpc-go-server": unary + 4, "grpc-go-client": unary + 4}
 			var got map[string]uint64
 			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
@@ -153,8 +163,8 @@ func TestGoGRPCCancelGoAway(t *testing.T) {
 			want := echoWant(unary)
 			want[grpcCall{"test.Echo/Chat", "OK", 2, 2}]++
 			want[grpcCall{"test.Echo/Chat", "CANCELLED", 1, 1}] = 1
-			checkGRPC(t, "server", server, want, port, false)
-			checkGRPC(t, "client", client, want, port, true)
+			checkGRPC(t, "server", server, want, grpcGoAuthority(tc.tls), port, false)
+			checkGRPC(t, "client", client, want, grpcGoAuthority(tc.tls), port, true)
 			checkGRPCLinks(t, client, server)
 			cancelled := func(name string, labels map[string]string) {
 				t.Helper()
@@ -206,7 +216,7 @@ func TestGoGRPCBesideNetHTTP(t *testing.T) {
 	client := e.spans(t, n, byPIDs(kindClient, cli.PID))
 	rpcServer, httpServer := splitRPC(server)
 	rpcClient, httpClient := splitRPC(client)
-	checkEchoSpans(t, rpcServer, rpcClient, port, unary)
+	checkEchoSpans(t, rpcServer, rpcClient, grpcGoAuthority(false), port, unary)
 	for _, set := range [][]otlpreceiver.Span{httpServer, httpClient} {
 		got := counts(set, func(s otlpreceiver.Span) string {
 			return fmt.Sprintf("%s %s %d %s", attrStr(s, "http.request.method"), attrStr(s, "url.path"),
@@ -296,7 +306,7 @@ func TestNodeGRPCClientGoServer(t *testing.T) {
 	const unary = 6
 	cli := startNodeClient(t, e, port, ca, unary)
 	cli.send("go")
-	checkEchoCalls(t, e, srv, cli, port, unary)
+	checkEchoCalls(t, e, srv, cli, "localhost", port, unary)
 }
 
 // TestNodeGRPCClientGoServerLaggingRing: TestNodeGRPCClientGoServer with
@@ -320,7 +330,7 @@ func TestNodeGRPCClientGoServerLaggingRing(t *testing.T) {
 	defer stop()
 	time.Sleep(100 * time.Millisecond)
 	cli.send("go")
-	checkEchoCalls(t, e, srv, cli, port, unary)
+	checkEchoCalls(t, e, srv, cli, "localhost", port, unary)
 	n := stop()
 	if n < 2 {
 		t.Fatalf("the OpenSSL ring's reader was stopped %d times: the calls did not run against a lagging ring", n)
