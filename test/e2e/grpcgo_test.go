@@ -115,13 +115,15 @@ func TestGoGRPC(t *testing.T) {
 }
 
 // TestGoGRPCCancelGoAway: after checkEchoCalls' 10 calls, the grpc-go
-// client cancels a Chat after one answer (RST_STREAM CANCEL) and keeps a
+// client cancels a Chat after one answer (RST_STREAM CANCEL), lets one
+// pass its 300 ms deadline (a CANCEL too, at the deadline), and keeps a
 // second Chat open while the server stops gracefully (GOAWAY, then it
 // waits for the call), which then ends with a second message each way.
-// Over TLS (gotls) and h2c (sockets): exactly 12 SERVER and 12 CLIENT
+// Over TLS (gotls) and h2c (sockets): exactly 13 SERVER and 13 CLIENT
 // spans, the 10 right, the cancelled Chat one span per side with
 // rpc.response.status_code CANCELLED (an error on the client, none on the
-// server: the conventions' tables) and its message counts, the Chat across
+// server: the conventions' tables) and its message counts, the late one
+// DEADLINE_EXCEEDED (an error on both sides), the Chat across
 // the GOAWAY OK with 2 messages each way (ended by its trailers, not left
 // to the connection's end), each server span the child of its client's;
 // CANCELLED in the RPC duration histograms, error.type on the client's
@@ -158,11 +160,12 @@ func TestGoGRPCCancelGoAway(t *testing.T) {
 			srv.expect("stopped", 30*time.Second)
 			cli.mustSucceed(10 * time.Second)
 			srv.mustSucceed(10 * time.Second)
-			server := e.spans(t, unary+6, byPIDs(kindServer, srv.PID))
-			client := e.spans(t, unary+6, byPIDs(kindClient, cli.PID))
+			server := e.spans(t, unary+7, byPIDs(kindServer, srv.PID))
+			client := e.spans(t, unary+7, byPIDs(kindClient, cli.PID))
 			want := echoWant(unary)
 			want[grpcCall{"test.Echo/Chat", "OK", 2, 2}]++
 			want[grpcCall{"test.Echo/Chat", "CANCELLED", 1, 1}] = 1
+			want[grpcCall{"test.Echo/Chat", "DEADLINE_EXCEEDED", 0, 0}] = 1
 			checkGRPC(t, "server", server, want, grpcGoAuthority(tc.tls), port, false)
 			checkGRPC(t, "client", client, want, grpcGoAuthority(tc.tls), port, true)
 			checkGRPCLinks(t, client, server)

@@ -11,6 +11,7 @@ package grpc
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 
@@ -47,6 +48,8 @@ type Call struct {
 	Status string
 	// Requests and Responses count the messages each way.
 	Requests, Responses Counter
+	// Timeout is the request's grpc-timeout, 0 when it had none.
+	Timeout time.Duration
 }
 
 // statusNames are the gRPC status codes' names, by code.
@@ -87,6 +90,42 @@ func ResetStatus(code uint32) (string, bool) {
 		return "", false
 	}
 	return resetStatuses[code], true
+}
+
+// Status codes ResetStatus and DeadlineStatus return.
+const (
+	statusCancelled        = "1"
+	statusDeadlineExceeded = "4"
+)
+
+// DeadlineStatus returns the status of a call reset after elapsed: a
+// CANCEL that came when the request's grpc-timeout had run out (within
+// 1%, at least 1 ms: the client's deadline started before its headers
+// went out) is the deadline's, DEADLINE_EXCEEDED, as the clients report
+// it; anything else is status.
+func (c *Call) DeadlineStatus(status string, elapsed time.Duration) string {
+	if status != statusCancelled || c.Timeout <= 0 || elapsed < c.Timeout-max(c.Timeout/100, time.Millisecond) {
+		return status
+	}
+	return statusDeadlineExceeded
+}
+
+// ParseTimeout parses a grpc-timeout value: 1 to 8 digits and a unit (H,
+// M, S, m, u, n).
+func ParseTimeout(v string) (time.Duration, bool) {
+	if len(v) < 2 || len(v) > 9 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(v[:len(v)-1], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	unit, ok := map[byte]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second,
+		'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond}[v[len(v)-1]]
+	if !ok {
+		return 0, false
+	}
+	return time.Duration(n) * unit, true
 }
 
 // serverErrors are the statuses that are errors on the server side (on the

@@ -407,6 +407,8 @@ func (d *decoder) begin(id uint32, fields []hpack.HeaderField, incomplete bool, 
 			x.GRPC = x.GRPC || grpc.IsGRPC(f.Value)
 		case "user-agent":
 			req.UserAgent = f.Value
+		case "grpc-timeout":
+			x.Call.Timeout, _ = grpc.ParseTimeout(f.Value)
 		case "traceparent":
 			req.TraceParent = f.Value
 		case "tracestate":
@@ -466,8 +468,9 @@ func (dir *direction) endStream(id uint32, t time.Time) {
 
 // reset ends a stream reset by either end. A gRPC call without a status
 // gets the one gRPC's HTTP/2 mapping gives its RST_STREAM's error code
-// (CANCEL: CANCELLED), what both ends' libraries report; a code with no
-// mapping, or any other stream, ends as reset.
+// (CANCEL: CANCELLED, DEADLINE_EXCEEDED once its grpc-timeout ran out),
+// what both ends' libraries report; a code with no mapping, or any other
+// stream, ends as reset.
 func (d *decoder) reset(id, code uint32, known bool, t time.Time) {
 	st := d.streams[id]
 	if st == nil {
@@ -479,7 +482,7 @@ func (d *decoder) reset(id, code uint32, known bool, t time.Time) {
 	}
 	if x.GRPC && x.Call.Status == "" && known && st.up == nil {
 		if status, ok := grpc.ResetStatus(code); ok {
-			x.Call.Status = status
+			x.Call.Status = x.Call.DeadlineStatus(status, t.Sub(x.Req.Start))
 			d.end(id, t, "")
 			return
 		}

@@ -263,6 +263,19 @@ func TestStreams(t *testing.T) {
 				}
 			}
 		}},
+		{"a CANCEL once grpc-timeout ran out is DEADLINE_EXCEEDED", func(w *wire) {
+			start(w)
+			grpcRequest(w, 1, "/pkg.Svc/Slow") // grpc-timeout 1S
+			w.flush(req)
+			if err := w.fr[0].WriteRSTStream(1, http2.ErrCodeCancel); err != nil {
+				t.Fatal(err)
+			}
+			w.flush(req) // a chunk, a second later
+		}, func(t *testing.T, r *rec) {
+			if x := one(t, r); x.Call.Status != "4" || r.ended[0].reason != "" {
+				t.Errorf("status %q reason %q, want DEADLINE_EXCEEDED (4)", x.Call.Status, r.ended[0].reason)
+			}
+		}},
 		{"CONTINUATION and padding", func(w *wire) {
 			start(w)
 			b := w.block(req, ":method", "POST", ":scheme", "https", ":path", "/pkg.Svc/Long", ":authority", "a",

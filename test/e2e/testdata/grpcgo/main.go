@@ -356,7 +356,8 @@ func calls(cc *grpc.ClientConn, n int) int {
 }
 
 // cancelAndDrain makes a Chat it cancels after one answer (grpc-go sends
-// RST_STREAM CANCEL) and prints "cancelled"; then a Chat that, after one
+// RST_STREAM CANCEL) and one whose 300 ms deadline passes, and prints
+// "cancelled"; then a Chat that, after one
 // answer, prints "inflight", waits until the server's GOAWAY takes the
 // channel out of READY, and ends with a second message each way:
 // "drained".
@@ -372,6 +373,16 @@ func cancelAndDrain(cc *grpc.ClientConn) {
 	var m []byte
 	if err := s.RecvMsg(&m); status.Code(err) != codes.Canceled {
 		log.Fatalf("cancelled Chat: %v", err)
+	}
+	// A Chat whose deadline passes while it waits for an answer: the
+	// client resets it (CANCEL), the server gives up too.
+	dctx, dcancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer dcancel()
+	if s, err = cc.NewStream(dctx, desc, "/test.Echo/Chat"); err != nil {
+		log.Fatal(err)
+	}
+	if err := s.RecvMsg(&m); status.Code(err) != codes.DeadlineExceeded {
+		log.Fatalf("Chat past its deadline: %v", err)
 	}
 	fmt.Println("cancelled")
 	if s, err = cc.NewStream(context.Background(), desc, "/test.Echo/Chat"); err != nil {
