@@ -52,6 +52,32 @@ func startGRPCGo(t *testing.T, bin string, tls bool) (*proc, int, string) {
 	return srv, port, ca
 }
 
+// startGRPCGoClient starts a grpcgo client of the server srv on port (over
+// TLS when ca is set), to make unary+4 calls (and what extra flags add)
+// when sent "go", and waits until the agent has probed both processes.
+func startGRPCGoClient(t *testing.T, e *env, bin string, srv *proc, port int, ca string, unary int, extra ...string) *proc {
+	t.Helper()
+	args := append([]string{"-mode", "client", "-port", strconv.Itoa(port), "-n", strconv.Itoa(unary), "-wait"}, extra...)
+	if ca != "" {
+		args = append(args, "-ca", ca)
+	}
+	cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-go-client"}, bin, args...)
+	cli.expect("ready", 30*time.Second)
+	if ca != "" {
+		probedBy(t, e, "gotls", srv.PID, cli.PID)
+	} else {
+		e.instrumented(t, srv.PID, cli.PID)
+	}
+	return cli
+}
+
+// grpcGoTransports are the grpc-go tests' cases: over TLS (the gotls
+// collector) and h2c (the sockets collector).
+var grpcGoTransports = []struct {
+	name string
+	tls  bool
+}{{"tls", true}, {"h2c", false}}
+
 // grpcGoAuthority is the server host the grpcgo client calls, its
 // :authority: the TLS server name it checks ("localhost") over TLS, the
 // address it dials without.
@@ -72,10 +98,7 @@ func grpcGoAuthority(tls bool) string {
 // OTLP.
 func TestGoGRPC(t *testing.T) {
 	bin := buildGRPCGo(t, t.TempDir())
-	for _, tc := range []struct {
-		name string
-		tls  bool
-	}{{"tls", true}, {"h2c", false}} {
+	for _, tc := range grpcGoTransports {
 		t.Run(tc.name, func(t *testing.T) {
 			e := startAgentOTLP(t, []string{"OTEL_METRIC_EXPORT_INTERVAL=500"}, "--include-exe", "grpcgo")
 			srv, port, ca := startGRPCGo(t, bin, tc.tls)
@@ -85,17 +108,7 @@ func TestGoGRPC(t *testing.T) {
 				e.instrumented(t, srv.PID)
 			}
 			const unary = 6
-			args := []string{"-mode", "client", "-port", strconv.Itoa(port), "-n", strconv.Itoa(unary), "-wait"}
-			if ca != "" {
-				args = append(args, "-ca", ca)
-			}
-			cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-go-client"}, bin, args...)
-			cli.expect("ready", 30*time.Second)
-			if tc.tls {
-				probedBy(t, e, "gotls", srv.PID, cli.PID)
-			} else {
-				e.instrumented(t, cli.PID)
-			}
+			cli := startGRPCGoClient(t, e, bin, srv, port, ca, unary)
 			cli.send("go")
 			checkEchoCalls(t, e, srv, cli, grpcGoAuthority(tc.tls), port, unary)
 			want := map[string]uint64{"grpc-go-server": unary + 4, "grpc-go-client": unary + 4}
@@ -130,25 +143,12 @@ func TestGoGRPC(t *testing.T) {
 // series only.
 func TestGoGRPCCancelGoAway(t *testing.T) {
 	bin := buildGRPCGo(t, t.TempDir())
-	for _, tc := range []struct {
-		name string
-		tls  bool
-	}{{"tls", true}, {"h2c", false}} {
+	for _, tc := range grpcGoTransports {
 		t.Run(tc.name, func(t *testing.T) {
 			e := startAgent(t, "--include-exe", "grpcgo")
 			srv, port, ca := startGRPCGo(t, bin, tc.tls)
 			const unary = 4
-			args := []string{"-mode", "client", "-port", strconv.Itoa(port), "-n", strconv.Itoa(unary), "-wait", "-cancel-drain"}
-			if ca != "" {
-				args = append(args, "-ca", ca)
-			}
-			cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-go-client"}, bin, args...)
-			cli.expect("ready", 30*time.Second)
-			if tc.tls {
-				probedBy(t, e, "gotls", srv.PID, cli.PID)
-			} else {
-				e.instrumented(t, srv.PID, cli.PID)
-			}
+			cli := startGRPCGoClient(t, e, bin, srv, port, ca, unary, "-cancel-drain")
 			cli.send("go")
 			if got := cli.expect("done", 60*time.Second); got != strconv.Itoa(unary+4) {
 				t.Fatalf("client made %s calls, want %d", got, unary+4)

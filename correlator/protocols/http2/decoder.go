@@ -449,6 +449,14 @@ func (d *decoder) trailers(x *Exchange, fields []hpack.HeaderField) {
 	}
 }
 
+// noteGRPCResponse makes the exchange a gRPC call when its response says
+// application/grpc (the request's content-type may not have been decoded).
+func (x *Exchange) noteGRPCResponse() {
+	if x.Resp != nil && grpc.IsGRPC(x.Resp.ContentType) {
+		x.GRPC = true
+	}
+}
+
 // endStream ends a stream whose server side sent END_STREAM.
 func (dir *direction) endStream(id uint32, t time.Time) {
 	if dir.side != protocol.Responses {
@@ -459,10 +467,7 @@ func (dir *direction) endStream(id uint32, t time.Time) {
 	if st == nil {
 		return
 	}
-	x := st.x
-	if x.Resp != nil && grpc.IsGRPC(x.Resp.ContentType) {
-		x.GRPC = true
-	}
+	st.x.noteGRPCResponse()
 	d.end(id, t, "")
 }
 
@@ -477,9 +482,7 @@ func (d *decoder) reset(id, code uint32, known bool, t time.Time) {
 		return
 	}
 	x := st.x
-	if x.Resp != nil && grpc.IsGRPC(x.Resp.ContentType) {
-		x.GRPC = true
-	}
+	x.noteGRPCResponse()
 	if x.GRPC && x.Call.Status == "" && known && st.up == nil {
 		if status, ok := grpc.ResetStatus(code); ok {
 			x.Call.Status = x.Call.DeadlineStatus(status, t.Sub(x.Req.Start))
