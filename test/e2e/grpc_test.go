@@ -33,7 +33,7 @@ func TestPythonGRPC(t *testing.T) {
 	e.instrumented(t, srv.PID)
 	const unary = 6
 	cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-py-client"}, py, testdataPath(t, "grpc_client.py"), strconv.Itoa(port), ca, strconv.Itoa(unary))
-	checkEchoCalls(t, e, srv, cli, port, unary)
+	checkEchoCalls(t, e, srv, cli, "localhost", port, unary)
 }
 
 // TestNodeGRPCClient: a Node @grpc/grpc-js client (node's http2 over the
@@ -47,7 +47,7 @@ func TestNodeGRPCClient(t *testing.T) {
 	const unary = 6
 	cli := startNodeClient(t, e, port, ca, unary)
 	cli.send("go")
-	checkEchoCalls(t, e, srv, cli, port, unary)
+	checkEchoCalls(t, e, srv, cli, "localhost", port, unary)
 }
 
 // startNodeClient starts testdata/grpc_client.js (@grpc/grpc-js) against
@@ -65,8 +65,9 @@ func startNodeClient(t *testing.T, e *env, port int, ca string, unary int) *proc
 
 // checkEchoCalls waits for the client's calls (grpc_client.py's or .js's)
 // to end and checks that they are exactly unary+4 SERVER and CLIENT spans,
-// right and linked.
-func checkEchoCalls(t *testing.T, e *env, srv, cli *proc, port, unary int) {
+// right and linked; host is the server's name the client called (its
+// :authority, server.address).
+func checkEchoCalls(t *testing.T, e *env, srv, cli *proc, host string, port, unary int) {
 	t.Helper()
 	if got := cli.expect("done", 60*time.Second); got != strconv.Itoa(unary+4) {
 		t.Fatalf("client made %s calls, want %d", got, unary+4)
@@ -74,7 +75,7 @@ func checkEchoCalls(t *testing.T, e *env, srv, cli *proc, port, unary int) {
 	cli.mustSucceed(10 * time.Second)
 	server := e.spans(t, unary+4, byPIDs(kindServer, srv.PID))
 	client := e.spans(t, unary+4, byPIDs(kindClient, cli.PID))
-	checkEchoSpans(t, server, client, port, unary)
+	checkEchoSpans(t, server, client, host, port, unary)
 	checkEchoMetrics(t, e, server[0].ServiceName(), client[0].ServiceName(), port, unary)
 }
 
@@ -117,18 +118,23 @@ func checkEchoMetrics(t *testing.T, e *env, server, client string, port, unary i
 
 // checkEchoSpans checks the server and client spans of the calls of
 // checkEchoCalls.
-func checkEchoSpans(t *testing.T, server, client []otlpreceiver.Span, port, unary int) {
+func checkEchoSpans(t *testing.T, server, client []otlpreceiver.Span, host string, port, unary int) {
 	t.Helper()
-	want := map[grpcCall]int{
+	want := echoWant(unary)
+	checkGRPC(t, "server", server, want, host, port, false)
+	checkGRPC(t, "client", client, want, host, port, true)
+	checkGRPCLinks(t, client, server)
+}
+
+// echoWant is what the calls of checkEchoCalls are, by count.
+func echoWant(unary int) map[grpcCall]int {
+	return map[grpcCall]int{
 		{"test.Echo/Echo", "OK", 1, 1}:       unary,
 		{"test.Echo/Get", "NOT_FOUND", 1, 0}: 1,
 		{"test.Echo/List", "OK", 1, 3}:       1,
 		{"test.Echo/Sum", "OK", 4, 1}:        1,
 		{"test.Echo/Chat", "OK", 2, 2}:       1,
 	}
-	checkGRPC(t, "server", server, want, port, false)
-	checkGRPC(t, "client", client, want, port, true)
-	checkGRPCLinks(t, client, server)
 }
 
 // startPythonGRPC starts testdata/grpc_server.py with a new certificate
@@ -144,19 +150,24 @@ func startPythonGRPC(t *testing.T, py string) (*proc, int, string) {
 	return srv, port, ca
 }
 
-// checkGRPC checks the spans of one side of gRPC calls against want.
-func checkGRPC(t *testing.T, side string, spans []otlpreceiver.Span, want map[grpcCall]int, port int, client bool) {
+// checkGRPC checks the spans of one side of gRPC calls against want, to
+// the server host:port (server.address is the host the client called, as
+// the conventions say: the :authority it sent, a name or an address).
+func checkGRPC(t *testing.T, side string, spans []otlpreceiver.Span, want map[grpcCall]int, host string, port int, client bool) {
 	t.Helper()
 	got := make(map[grpcCall]int)
 	for _, s := range spans {
 		c := grpcCall{attrStr(s, "rpc.method"), attrStr(s, "rpc.response.status_code"),
 			attrInt(s, "periscope.rpc.request.message_count"), attrInt(s, "periscope.rpc.response.message_count")}
 		got[c]++
-		if s.Name != c.method || attrStr(s, "rpc.system.name") != "grpc" || attrInt(s, "server.port") != int64(port) ||
+		if s.Name != c.method || attrStr(s, "rpc.system.name") != "grpc" || attrInt(s, "server.port") != int64(port) || attrStr(s, "server.address") != host ||
 			attrStr(s, "network.protocol.version") != "2" || s.Attributes["periscope.http2.headers_incomplete"] != nil {
 			t.Errorf("%s span %q: %v", side, s.Name, s.Attributes)
 		}
-		wantErr := c.status != "OK" && client
+		// The conventions' tables: every status but OK is an error on
+		// clients, only those that say the server failed on servers.
+		wantErr := c.status != "OK" && (client || map[string]bool{"UNKNOWN": true, "DEADLINE_EXCEEDED": true,
+			"UNIMPLEMENTED": true, "INTERNAL": true, "UNAVAILABLE": true, "DATA_LOSS": true}[c.status])
 		if (s.Status == "ERROR") != wantErr || wantErr && attrStr(s, "error.type") != c.status {
 			t.Errorf("%s span %q status %s error.type %q, want error %v", side, s.Name, s.Status, attrStr(s, "error.type"), wantErr)
 		}
@@ -188,11 +199,13 @@ func checkGRPCLinks(t *testing.T, client, server []otlpreceiver.Span) {
 }
 
 // TestGRPCAttachMidConnection: the agent starts while a gRPC client is
-// busy on a connection it opened before. HPACK tables filled before the
-// agent came cannot be read, so spans keep coming, each either complete
-// and right or marked periscope.http2.headers_incomplete with only what
-// is known (never a wrong method or status); a new connection after that
-// gives exactly its calls, complete.
+// busy on a connection it opened before (Echo calls). HPACK tables filled
+// before the agent came cannot be read, so spans keep coming, each either
+// complete and right or marked periscope.http2.headers_incomplete with
+// only what is known (never a wrong method or status), every marked span
+// counted in periscope_http2_headers_incomplete_spans_total; a new
+// connection after that (List calls, which the old one never makes) gives
+// exactly its 5 calls, complete, on each side.
 func TestGRPCAttachMidConnection(t *testing.T) {
 	py := python(t)
 	srv, port, ca := startPythonGRPC(t, py)
@@ -206,18 +219,24 @@ func TestGRPCAttachMidConnection(t *testing.T) {
 	cli.expect("reconnected", 30*time.Second)
 	cli.send("stop")
 	cli.expect("done", 30*time.Second)
-	time.Sleep(2 * time.Second) // the last spans of the old connection
-
+	cli.mustSucceed(10 * time.Second)
+	// The new connection's calls, exactly; then the last spans of the
+	// old one have come too (they ended before).
+	const fresh = 5
+	isFresh := func(s otlpreceiver.Span) bool { return attrStr(s, "rpc.method") == "test.Echo/List" }
+	e.spans(t, fresh, func(s otlpreceiver.Span) bool { return isFresh(s) && byPIDs(kindServer, srv.PID)(s) })
+	e.spans(t, fresh, func(s otlpreceiver.Span) bool { return isFresh(s) && byPIDs(kindClient, cli.PID)(s) })
+	marked := 0
 	for _, kind := range []int{kindServer, kindClient} {
 		pid := srv.PID
 		if kind == kindClient {
 			pid = cli.PID
 		}
-		var fresh, incomplete int
+		var complete, incomplete, old int
 		for _, s := range filterSpans(e.recv.Spans(), byPIDs(kind, pid)) {
 			if s.Attributes["periscope.http2.headers_incomplete"] == true {
 				incomplete++
-				// What is there is right.
+				// What is there is right: the old connection's Echo.
 				m, st := attrStr(s, "rpc.method"), attrStr(s, "rpc.response.status_code")
 				hm := attrStr(s, "http.request.method")
 				if m != "" && m != "test.Echo/Echo" && m != "_OTHER" || st != "" && st != "OK" ||
@@ -226,15 +245,25 @@ func TestGRPCAttachMidConnection(t *testing.T) {
 				}
 				continue
 			}
-			if s.Name != "test.Echo/Echo" || attrStr(s, "rpc.response.status_code") != "OK" || attrInt(s, "periscope.rpc.request.message_count") != 1 {
+			c := grpcCall{attrStr(s, "rpc.method"), attrStr(s, "rpc.response.status_code"),
+				attrInt(s, "periscope.rpc.request.message_count"), attrInt(s, "periscope.rpc.response.message_count")}
+			switch c {
+			case grpcCall{"test.Echo/List", "OK", 1, 3}:
+				complete++
+			case grpcCall{"test.Echo/Echo", "OK", 1, 1}:
+				old++ // after a table reset, or fields all literal
+			default:
 				t.Errorf("kind %d: complete span %q: %v", kind, s.Name, s.Attributes)
-				continue
 			}
-			fresh++
 		}
-		if incomplete == 0 || fresh < 5 {
-			t.Errorf("kind %d: %d incomplete spans, %d complete; want some incomplete and the 5 of the new connection complete", kind, incomplete, fresh)
+		if incomplete == 0 || complete != fresh {
+			t.Errorf("kind %d: %d spans marked incomplete, %d complete List; want some marked and exactly the %d of the new connection complete",
+				kind, incomplete, complete, fresh)
 		}
-		t.Logf("kind %d: %d spans marked incomplete, %d complete", kind, incomplete, fresh)
+		marked += incomplete
+		t.Logf("kind %d: %d spans marked incomplete, %d complete on the new connection, %d complete on the old", kind, incomplete, complete, old)
 	}
+	// Every marked span is counted, and only those (the agent traces the
+	// test's python processes only).
+	waitMetric(t, e.agent, "periscope_http2_headers_incomplete_spans_total", nil, fmt.Sprintf("= %d (the marked spans)", marked), equals(float64(marked)))
 }

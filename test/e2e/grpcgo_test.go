@@ -52,6 +52,42 @@ func startGRPCGo(t *testing.T, bin string, tls bool) (*proc, int, string) {
 	return srv, port, ca
 }
 
+// startGRPCGoClient starts a grpcgo client of the server srv on port (over
+// TLS when ca is set), to make unary+4 calls (and what extra flags add)
+// when sent "go", and waits until the agent has probed both processes.
+func startGRPCGoClient(t *testing.T, e *env, bin string, srv *proc, port int, ca string, unary int, extra ...string) *proc {
+	t.Helper()
+	args := append([]string{"-mode", "client", "-port", strconv.Itoa(port), "-n", strconv.Itoa(unary), "-wait"}, extra...)
+	if ca != "" {
+		args = append(args, "-ca", ca)
+	}
+	cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-go-client"}, bin, args...)
+	cli.expect("ready", 30*time.Second)
+	if ca != "" {
+		probedBy(t, e, "gotls", srv.PID, cli.PID)
+	} else {
+		e.instrumented(t, srv.PID, cli.PID)
+	}
+	return cli
+}
+
+// grpcGoTransports are the grpc-go tests' cases: over TLS (the gotls
+// collector) and h2c (the sockets collector).
+var grpcGoTransports = []struct {
+	name string
+	tls  bool
+}{{"tls", true}, {"h2c", false}}
+
+// grpcGoAuthority is the server host the grpcgo client calls, its
+// :authority: the TLS server name it checks ("localhost") over TLS, the
+// address it dials without.
+func grpcGoAuthority(tls bool) string {
+	if tls {
+		return "localhost"
+	}
+	return "127.0.0.1"
+}
+
 // TestGoGRPC: a grpc-go server and client (grpc-go's own HTTP/2 on
 // crypto/tls, or on plain TCP: neither goes through net/http), over TLS
 // (the gotls collector) and plaintext h2c (the sockets collector): 6 unary
@@ -62,10 +98,7 @@ func startGRPCGo(t *testing.T, bin string, tls bool) (*proc, int, string) {
 // OTLP.
 func TestGoGRPC(t *testing.T) {
 	bin := buildGRPCGo(t, t.TempDir())
-	for _, tc := range []struct {
-		name string
-		tls  bool
-	}{{"tls", true}, {"h2c", false}} {
+	for _, tc := range grpcGoTransports {
 		t.Run(tc.name, func(t *testing.T) {
 			e := startAgentOTLP(t, []string{"OTEL_METRIC_EXPORT_INTERVAL=500"}, "--include-exe", "grpcgo")
 			srv, port, ca := startGRPCGo(t, bin, tc.tls)
@@ -75,19 +108,9 @@ func TestGoGRPC(t *testing.T) {
 				e.instrumented(t, srv.PID)
 			}
 			const unary = 6
-			args := []string{"-mode", "client", "-port", strconv.Itoa(port), "-n", strconv.Itoa(unary), "-wait"}
-			if ca != "" {
-				args = append(args, "-ca", ca)
-			}
-			cli := startProc(t, []string{"OTEL_SERVICE_NAME=grpc-go-client"}, bin, args...)
-			cli.expect("ready", 30*time.Second)
-			if tc.tls {
-				probedBy(t, e, "gotls", srv.PID, cli.PID)
-			} else {
-				e.instrumented(t, cli.PID)
-			}
+			cli := startGRPCGoClient(t, e, bin, srv, port, ca, unary)
 			cli.send("go")
-			checkEchoCalls(t, e, srv, cli, port, unary)
+			checkEchoCalls(t, e, srv, cli, grpcGoAuthority(tc.tls), port, unary)
 			want := map[string]uint64{"grpc-go-server": unary + 4, "grpc-go-client": unary + 4}
 			var got map[string]uint64
 			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
@@ -99,6 +122,62 @@ func TestGoGRPC(t *testing.T) {
 			}
 			if !maps.Equal(got, want) {
 				t.Errorf("OTLP rpc.server/client.call.duration counts %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestGoGRPCCancelGoAway: after checkEchoCalls' 10 calls, the grpc-go
+// client cancels a Chat after one answer (RST_STREAM CANCEL), lets one
+// pass its 300 ms deadline (a CANCEL too, at the deadline), and keeps a
+// second Chat open while the server stops gracefully (GOAWAY, then it
+// waits for the call), which then ends with a second message each way.
+// Over TLS (gotls) and h2c (sockets): exactly 13 SERVER and 13 CLIENT
+// spans, the 10 right, the cancelled Chat one span per side with
+// rpc.response.status_code CANCELLED (an error on the client, none on the
+// server: the conventions' tables) and its message counts, the late one
+// DEADLINE_EXCEEDED (an error on both sides), the Chat across
+// the GOAWAY OK with 2 messages each way (ended by its trailers, not left
+// to the connection's end), each server span the child of its client's;
+// CANCELLED in the RPC duration histograms, error.type on the client's
+// series only.
+func TestGoGRPCCancelGoAway(t *testing.T) {
+	bin := buildGRPCGo(t, t.TempDir())
+	for _, tc := range grpcGoTransports {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startAgent(t, "--include-exe", "grpcgo")
+			srv, port, ca := startGRPCGo(t, bin, tc.tls)
+			const unary = 4
+			cli := startGRPCGoClient(t, e, bin, srv, port, ca, unary, "-cancel-drain")
+			cli.send("go")
+			if got := cli.expect("done", 60*time.Second); got != strconv.Itoa(unary+4) {
+				t.Fatalf("client made %s calls, want %d", got, unary+4)
+			}
+			cli.expect("cancelled", 30*time.Second)
+			cli.expect("inflight", 30*time.Second)
+			srv.send("graceful")
+			cli.expect("drained", 30*time.Second)
+			srv.expect("stopped", 30*time.Second)
+			cli.mustSucceed(10 * time.Second)
+			srv.mustSucceed(10 * time.Second)
+			server := e.spans(t, unary+7, byPIDs(kindServer, srv.PID))
+			client := e.spans(t, unary+7, byPIDs(kindClient, cli.PID))
+			want := echoWant(unary)
+			want[grpcCall{"test.Echo/Chat", "OK", 2, 2}]++
+			want[grpcCall{"test.Echo/Chat", "CANCELLED", 1, 1}] = 1
+			want[grpcCall{"test.Echo/Chat", "DEADLINE_EXCEEDED", 0, 0}] = 1
+			checkGRPC(t, "server", server, want, grpcGoAuthority(tc.tls), port, false)
+			checkGRPC(t, "client", client, want, grpcGoAuthority(tc.tls), port, true)
+			checkGRPCLinks(t, client, server)
+			cancelled := func(name string, labels map[string]string) {
+				t.Helper()
+				labels["rpc_method"], labels["rpc_response_status_code"] = "test.Echo/Chat", "CANCELLED"
+				waitMetric(t, e.agent, name, labels, "= 1", equals(1))
+			}
+			cancelled("rpc_server_call_duration_seconds_count", map[string]string{"service_name": "grpc-go-server"})
+			cancelled("rpc_client_call_duration_seconds_count", map[string]string{"service_name": "grpc-go-client", "error_type": "CANCELLED"})
+			if n := e.agent.Metric(t, "rpc_server_call_duration_seconds_count", map[string]string{"service_name": "grpc-go-server", "error_type": "CANCELLED"}); n != 0 {
+				t.Errorf("server CANCELLED recorded with error.type (%v): a server's CANCELLED is no error", n)
 			}
 		})
 	}
@@ -140,7 +219,7 @@ func TestGoGRPCBesideNetHTTP(t *testing.T) {
 	client := e.spans(t, n, byPIDs(kindClient, cli.PID))
 	rpcServer, httpServer := splitRPC(server)
 	rpcClient, httpClient := splitRPC(client)
-	checkEchoSpans(t, rpcServer, rpcClient, port, unary)
+	checkEchoSpans(t, rpcServer, rpcClient, grpcGoAuthority(false), port, unary)
 	for _, set := range [][]otlpreceiver.Span{httpServer, httpClient} {
 		got := counts(set, func(s otlpreceiver.Span) string {
 			return fmt.Sprintf("%s %s %d %s", attrStr(s, "http.request.method"), attrStr(s, "url.path"),
@@ -230,7 +309,7 @@ func TestNodeGRPCClientGoServer(t *testing.T) {
 	const unary = 6
 	cli := startNodeClient(t, e, port, ca, unary)
 	cli.send("go")
-	checkEchoCalls(t, e, srv, cli, port, unary)
+	checkEchoCalls(t, e, srv, cli, "localhost", port, unary)
 }
 
 // TestNodeGRPCClientGoServerLaggingRing: TestNodeGRPCClientGoServer with
@@ -254,7 +333,7 @@ func TestNodeGRPCClientGoServerLaggingRing(t *testing.T) {
 	defer stop()
 	time.Sleep(100 * time.Millisecond)
 	cli.send("go")
-	checkEchoCalls(t, e, srv, cli, port, unary)
+	checkEchoCalls(t, e, srv, cli, "localhost", port, unary)
 	n := stop()
 	if n < 2 {
 		t.Fatalf("the OpenSSL ring's reader was stopped %d times: the calls did not run against a lagging ring", n)

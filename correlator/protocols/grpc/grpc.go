@@ -11,6 +11,7 @@ package grpc
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 
@@ -47,6 +48,8 @@ type Call struct {
 	Status string
 	// Requests and Responses count the messages each way.
 	Requests, Responses Counter
+	// Timeout is the request's grpc-timeout, 0 when it had none.
+	Timeout time.Duration
 }
 
 // statusNames are the gRPC status codes' names, by code.
@@ -65,6 +68,64 @@ func StatusName(status string) (string, bool) {
 		return status, false
 	}
 	return statusNames[n], true
+}
+
+// resetStatuses map RST_STREAM error codes to gRPC status codes, as
+// gRPC's HTTP/2 protocol says (PROTOCOL-HTTP2.md, "Errors"): "" for
+// STREAM_CLOSED, which has no mapping.
+var resetStatuses = [...]string{
+	0x0: "13", 0x1: "13", 0x2: "13", 0x3: "13", 0x4: "13", 0x5: "", 0x6: "13",
+	0x7: "14", // REFUSED_STREAM: UNAVAILABLE
+	0x8: "1",  // CANCEL: CANCELLED
+	0x9: "13", 0xa: "13",
+	0xb: "8", // ENHANCE_YOUR_CALM: RESOURCE_EXHAUSTED
+	0xc: "7", // INADEQUATE_SECURITY: PERMISSION_DENIED
+}
+
+// ResetStatus returns the grpc-status (decimal) of a call ended by a
+// RST_STREAM with error code code, and false for a code gRPC does not
+// map.
+func ResetStatus(code uint32) (string, bool) {
+	if code >= uint32(len(resetStatuses)) || resetStatuses[code] == "" {
+		return "", false
+	}
+	return resetStatuses[code], true
+}
+
+// Status codes ResetStatus and DeadlineStatus return.
+const (
+	statusCancelled        = "1"
+	statusDeadlineExceeded = "4"
+)
+
+// DeadlineStatus returns the status of a call reset after elapsed: a
+// CANCEL that came when the request's grpc-timeout had run out (within
+// 1%, at least 1 ms: the client's deadline started before its headers
+// went out) is the deadline's, DEADLINE_EXCEEDED, as the clients report
+// it; anything else is status.
+func (c *Call) DeadlineStatus(status string, elapsed time.Duration) string {
+	if status != statusCancelled || c.Timeout <= 0 || elapsed < c.Timeout-max(c.Timeout/100, time.Millisecond) {
+		return status
+	}
+	return statusDeadlineExceeded
+}
+
+// ParseTimeout parses a grpc-timeout value: 1 to 8 digits and a unit (H,
+// M, S, m, u, n).
+func ParseTimeout(v string) (time.Duration, bool) {
+	if len(v) < 2 || len(v) > 9 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(v[:len(v)-1], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	unit, ok := map[byte]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second,
+		'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond}[v[len(v)-1]]
+	if !ok {
+		return 0, false
+	}
+	return time.Duration(n) * unit, true
 }
 
 // serverErrors are the statuses that are errors on the server side (on the

@@ -3,6 +3,7 @@ package grpc
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 
@@ -95,5 +96,41 @@ func TestDescribeStatus(t *testing.T) {
 		if _, ok := attrs["grpc.message"]; ok {
 			t.Error("grpc-message exported")
 		}
+	}
+}
+
+func TestParseTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		v    string
+		want time.Duration
+		ok   bool
+	}{
+		{"1S", time.Second, true}, {"250m", 250 * time.Millisecond, true}, {"99999999n", 99999999, true},
+		{"2H", 2 * time.Hour, true}, {"3M", 3 * time.Minute, true}, {"7u", 7 * time.Microsecond, true},
+		{"", 0, false}, {"S", 0, false}, {"123456789S", 0, false}, {"1s", 0, false}, {"-1S", 0, false}, {"1.5S", 0, false},
+	} {
+		got, ok := ParseTimeout(tc.v)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("ParseTimeout(%q) = %v %v, want %v %v", tc.v, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestDeadlineStatus(t *testing.T) {
+	c := Call{Timeout: time.Second}
+	for _, tc := range []struct {
+		status  string
+		elapsed time.Duration
+		want    string
+	}{
+		{"1", 500 * time.Millisecond, "1"}, {"1", 995 * time.Millisecond, "4"}, {"1", 2 * time.Second, "4"},
+		{"14", 2 * time.Second, "14"},
+	} {
+		if got := c.DeadlineStatus(tc.status, tc.elapsed); got != tc.want {
+			t.Errorf("DeadlineStatus(%s, %v) = %s, want %s", tc.status, tc.elapsed, got, tc.want)
+		}
+	}
+	if got := (&Call{}).DeadlineStatus("1", time.Hour); got != "1" {
+		t.Errorf("without grpc-timeout: %s, want 1", got)
 	}
 }

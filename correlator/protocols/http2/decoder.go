@@ -222,7 +222,11 @@ func (dir *direction) frame(fh frameHeader, p []byte, gap bool, start, end time.
 			dir.closeBlock(end)
 		}
 	case frameRSTStream:
-		dir.d.reset(fh.stream, end)
+		code, known := uint32(0), len(p) >= 4 && !gap
+		if known {
+			code = binary.BigEndian.Uint32(p)
+		}
+		dir.d.reset(fh.stream, code, known, end)
 	case frameGoAway:
 		if len(p) >= 4 {
 			dir.d.goAway(dir.side, binary.BigEndian.Uint32(p)&0x7fffffff, end)
@@ -403,6 +407,8 @@ func (d *decoder) begin(id uint32, fields []hpack.HeaderField, incomplete bool, 
 			x.GRPC = x.GRPC || grpc.IsGRPC(f.Value)
 		case "user-agent":
 			req.UserAgent = f.Value
+		case "grpc-timeout":
+			x.Call.Timeout, _ = grpc.ParseTimeout(f.Value)
 		case "traceparent":
 			req.TraceParent = f.Value
 		case "tracestate":
@@ -443,6 +449,14 @@ func (d *decoder) trailers(x *Exchange, fields []hpack.HeaderField) {
 	}
 }
 
+// noteGRPCResponse makes the exchange a gRPC call when its response says
+// application/grpc (the request's content-type may not have been decoded).
+func (x *Exchange) noteGRPCResponse() {
+	if x.Resp != nil && grpc.IsGRPC(x.Resp.ContentType) {
+		x.GRPC = true
+	}
+}
+
 // endStream ends a stream whose server side sent END_STREAM.
 func (dir *direction) endStream(id uint32, t time.Time) {
 	if dir.side != protocol.Responses {
@@ -453,18 +467,30 @@ func (dir *direction) endStream(id uint32, t time.Time) {
 	if st == nil {
 		return
 	}
-	x := st.x
-	if x.Resp != nil && grpc.IsGRPC(x.Resp.ContentType) {
-		x.GRPC = true
-	}
+	st.x.noteGRPCResponse()
 	d.end(id, t, "")
 }
 
-// reset ends a stream reset by either end.
-func (d *decoder) reset(id uint32, t time.Time) {
-	if d.streams[id] != nil {
-		d.end(id, t, protocol.ReasonReset)
+// reset ends a stream reset by either end. A gRPC call without a status
+// gets the one gRPC's HTTP/2 mapping gives its RST_STREAM's error code
+// (CANCEL: CANCELLED, DEADLINE_EXCEEDED once its grpc-timeout ran out),
+// what both ends' libraries report; a code with no mapping, or any other
+// stream, ends as reset.
+func (d *decoder) reset(id, code uint32, known bool, t time.Time) {
+	st := d.streams[id]
+	if st == nil {
+		return
 	}
+	x := st.x
+	x.noteGRPCResponse()
+	if x.GRPC && x.Call.Status == "" && known && st.up == nil {
+		if status, ok := grpc.ResetStatus(code); ok {
+			x.Call.Status = x.Call.DeadlineStatus(status, t.Sub(x.Req.Start))
+			d.end(id, t, "")
+			return
+		}
+	}
+	d.end(id, t, protocol.ReasonReset)
 }
 
 // goAway ends the streams a GOAWAY says were not processed: those the

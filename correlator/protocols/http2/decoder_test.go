@@ -224,29 +224,56 @@ func TestStreams(t *testing.T) {
 			checkCall(t, r.ended[0].x, "/pkg.Svc/Get", "0", 1, 1)
 			checkCall(t, r.ended[1].x, "/pkg.Svc/Chat", "0", 4, 3)
 		}},
-		{"RST_STREAM and GOAWAY end streams as reset", func(w *wire) {
+		{"RST_STREAM and GOAWAY end streams: a gRPC call with its reset code's status", func(w *wire) {
 			start(w)
 			grpcRequest(w, 1, "/pkg.Svc/A")
 			grpcRequest(w, 3, "/pkg.Svc/B")
 			grpcRequest(w, 5, "/pkg.Svc/C")
+			grpcRequest(w, 7, "/pkg.Svc/D")
+			grpcRequest(w, 9, "/pkg.Svc/E")
 			if err := w.fr[0].WriteRSTStream(1, http2.ErrCodeCancel); err != nil {
 				t.Fatal(err)
 			}
 			w.flush(req)
+			// STREAM_CLOSED has no gRPC status; REFUSED_STREAM is
+			// UNAVAILABLE.
+			if err := w.fr[1].WriteRSTStream(7, http2.ErrCodeStreamClosed); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.fr[1].WriteRSTStream(9, http2.ErrCodeRefusedStream); err != nil {
+				t.Fatal(err)
+			}
 			if err := w.fr[1].WriteGoAway(3, http2.ErrCodeNo, nil); err != nil {
 				t.Fatal(err)
 			}
 			grpcResponse(w, 3, "0", 1)
 			w.flush(resp)
 		}, func(t *testing.T, r *rec) {
-			want := []struct{ path, reason string }{{"/pkg.Svc/A", protocol.ReasonReset}, {"/pkg.Svc/C", protocol.ReasonReset}, {"/pkg.Svc/B", ""}}
+			want := []struct{ path, status, reason string }{
+				{"/pkg.Svc/A", "1", ""}, {"/pkg.Svc/D", "", protocol.ReasonReset}, {"/pkg.Svc/E", "14", ""},
+				{"/pkg.Svc/C", "", protocol.ReasonReset}, {"/pkg.Svc/B", "0", ""},
+			}
 			if len(r.ended) != len(want) {
 				t.Fatalf("%d ended, want %d", len(r.ended), len(want))
 			}
 			for i, w := range want {
-				if r.ended[i].x.Call.Path != w.path || r.ended[i].reason != w.reason {
-					t.Errorf("end %d: %s %q, want %s %q", i, r.ended[i].x.Call.Path, r.ended[i].reason, w.path, w.reason)
+				x := r.ended[i].x
+				if x.Call.Path != w.path || x.Call.Status != w.status || r.ended[i].reason != w.reason {
+					t.Errorf("end %d: %s status %q reason %q, want %s %q %q", i, x.Call.Path, x.Call.Status, r.ended[i].reason, w.path, w.status, w.reason)
 				}
+			}
+		}},
+		{"a CANCEL once grpc-timeout ran out is DEADLINE_EXCEEDED", func(w *wire) {
+			start(w)
+			grpcRequest(w, 1, "/pkg.Svc/Slow") // grpc-timeout 1S
+			w.flush(req)
+			if err := w.fr[0].WriteRSTStream(1, http2.ErrCodeCancel); err != nil {
+				t.Fatal(err)
+			}
+			w.flush(req) // a chunk, a second later
+		}, func(t *testing.T, r *rec) {
+			if x := one(t, r); x.Call.Status != "4" || r.ended[0].reason != "" {
+				t.Errorf("status %q reason %q, want DEADLINE_EXCEEDED (4)", x.Call.Status, r.ended[0].reason)
 			}
 		}},
 		{"CONTINUATION and padding", func(w *wire) {

@@ -8,7 +8,8 @@ Over one TLS channel to localhost:PORT: N unary Echo calls, one Get
 way). Prints "done CALLS".
 
 With "loop": Echo calls every 20 ms on one channel, "started" after the
-first; on stdin "reconnect", 5 calls on a new channel, then "reconnected";
+first; on stdin "reconnect", 5 List calls (3 answers each: calls the old
+channel never makes) on a new channel, then "reconnected";
 on "stop" (or EOF) it prints "done CALLS" (calls on the first channel).
 """
 import sys
@@ -41,7 +42,7 @@ def loop(port, ca):
         th.join()
         ch2 = grpc.secure_channel("localhost:" + port, grpc.ssl_channel_credentials(ca))
         for _ in range(5):
-            assert ch2.unary_unary("/test.Echo/Echo")(b"fresh") == b"fresh"
+            assert len(list(ch2.unary_stream("/test.Echo/List")(b"fresh"))) == 3
         ch2.close()
         print("reconnected", flush=True)
     stop.set()

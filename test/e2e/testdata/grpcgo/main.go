@@ -4,7 +4,8 @@
 // plaintext (h2c).
 //
 //	grpcgo -mode server [-cert C -key K] [-http]
-//	                                          prints "listening PORT", stops at EOF on stdin; with
+//	                                          prints "listening PORT", stops at EOF on stdin (on a
+//	                                          line "graceful": GracefulStop, then prints "stopped"); with
 //	                                          -http also serves net/http (HTTP/1.1 and h2c, GET
 //	                                          /hello) on another port, printed "http PORT"
 //	grpcgo -mode client -port P [-ca CA] -n N [-wait]  N Echo, one Get (NOT_FOUND), List (3 answers),
@@ -43,6 +44,7 @@ import (
 	"golang.org/x/net/http2/h2c"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -148,6 +150,7 @@ func main() {
 	withHTTP := flag.Bool("http", false, "server: also serve net/http, HTTP/1.1 and h2c")
 	httpPort := flag.Int("http-port", 0, "client: the server's net/http port")
 	httpN := flag.Int("http-n", 4, "client: GETs over each of HTTP/1.1 and h2c")
+	cancelDrain := flag.Bool("cancel-drain", false, "client: then a cancelled call and one across the server's GOAWAY")
 	flag.Parse()
 	switch *mode {
 	case "server":
@@ -162,6 +165,10 @@ func main() {
 		}
 		cc := dial(*port, *ca)
 		fmt.Println("done", calls(cc, *n))
+		if *cancelDrain {
+			cancelAndDrain(cc)
+		}
+		cc.Close()
 		if *httpPort != 0 {
 			fmt.Println("http", gets(*httpPort, *httpN))
 		}
@@ -201,7 +208,12 @@ func serve(cert, key string) {
 		}
 	}()
 	fmt.Println("listening", ln.Addr().(*net.TCPAddr).Port)
-	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	if line, _ := bufio.NewReader(os.Stdin).ReadString('\n'); line == "graceful\n" {
+		// GOAWAY to every client, then wait for the calls in flight.
+		s.GracefulStop()
+		fmt.Println("stopped")
+		return
+	}
 	s.Stop()
 }
 
@@ -340,8 +352,69 @@ func calls(cc *grpc.ClientConn, n int) int {
 		log.Fatalf("Chat: %d answers", got)
 	}
 	made++
-	cc.Close()
 	return made
+}
+
+// cancelAndDrain makes a Chat it cancels after one answer (grpc-go sends
+// RST_STREAM CANCEL) and one whose 300 ms deadline passes, and prints
+// "cancelled"; then a Chat that, after one
+// answer, prints "inflight", waits until the server's GOAWAY takes the
+// channel out of READY, and ends with a second message each way:
+// "drained".
+func cancelAndDrain(cc *grpc.ClientConn) {
+	desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := cc.NewStream(ctx, desc, "/test.Echo/Chat")
+	if err != nil {
+		log.Fatal(err)
+	}
+	echo(s, "first")
+	cancel()
+	var m []byte
+	if err := s.RecvMsg(&m); status.Code(err) != codes.Canceled {
+		log.Fatalf("cancelled Chat: %v", err)
+	}
+	// A Chat whose deadline passes while it waits for an answer: the
+	// client resets it (CANCEL), the server gives up too.
+	dctx, dcancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer dcancel()
+	if s, err = cc.NewStream(dctx, desc, "/test.Echo/Chat"); err != nil {
+		log.Fatal(err)
+	}
+	if err := s.RecvMsg(&m); status.Code(err) != codes.DeadlineExceeded {
+		log.Fatalf("Chat past its deadline: %v", err)
+	}
+	fmt.Println("cancelled")
+	if s, err = cc.NewStream(context.Background(), desc, "/test.Echo/Chat"); err != nil {
+		log.Fatal(err)
+	}
+	echo(s, "before GOAWAY")
+	fmt.Println("inflight")
+	wait, stop := context.WithTimeout(context.Background(), 30*time.Second)
+	defer stop()
+	if !cc.WaitForStateChange(wait, connectivity.Ready) {
+		log.Fatal("no GOAWAY from the server within 30 s")
+	}
+	echo(s, "after GOAWAY")
+	if err := s.CloseSend(); err != nil {
+		log.Fatal(err)
+	}
+	if err := s.RecvMsg(&m); !errors.Is(err, io.EOF) {
+		log.Fatalf("draining Chat: %v", err)
+	}
+	fmt.Println("drained")
+}
+
+// echo sends msg on a Chat stream and waits for its echo.
+func echo(s grpc.ClientStream, msg string) {
+	m := []byte(msg)
+	if err := s.SendMsg(&m); err != nil {
+		log.Fatal(err)
+	}
+	var r []byte
+	if err := s.RecvMsg(&r); err != nil || string(r) != msg {
+		log.Fatalf("Chat echo: %v %q", err, r)
+	}
 }
 
 // stream sends sends messages on a new stream of method, closes its side
