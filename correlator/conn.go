@@ -2,6 +2,7 @@ package correlator
 
 import (
 	"container/list"
+	"iter"
 	"slices"
 	"time"
 
@@ -105,13 +106,32 @@ func (cn *conn) waiting() []*exchange {
 		return cn.pending
 	}
 	out := make([]*exchange, 0, len(cn.recent)+len(cn.held)+len(cn.pending))
-	for _, h := range cn.recent {
-		out = append(out, h.x)
+	for x := range cn.eachWaiting() {
+		out = append(out, x)
 	}
-	for _, h := range cn.held {
-		out = append(out, h.x)
+	return out
+}
+
+// eachWaiting yields what waiting returns, in its order, without building
+// the list.
+func (cn *conn) eachWaiting() iter.Seq[*exchange] {
+	return func(yield func(*exchange) bool) {
+		for _, h := range cn.recent {
+			if !yield(h.x) {
+				return
+			}
+		}
+		for _, h := range cn.held {
+			if !yield(h.x) {
+				return
+			}
+		}
+		for _, x := range cn.pending {
+			if !yield(x) {
+				return
+			}
+		}
 	}
-	return append(out, cn.pending...)
 }
 
 // keepRecent keeps client exchange x, exported at end without its server

@@ -356,33 +356,17 @@ func (c *Correlator) answer(q linking.Query, now time.Time) (a linking.Answer, u
 	return linking.Answer{}, false
 }
 
-// match returns the request of cn (cn.waiting's, without building that
-// list: it runs for every query) that q names: by its TCP key first, else
-// by its ordinal or stream.
+// match returns the request of cn (in cn.waiting's order, without building
+// that list: it runs for every query) that q names: by its TCP key first,
+// else by its ordinal or stream.
 func (cn *conn) match(q linking.Query) *exchange {
 	var bySeq *exchange
-	try := func(x *exchange) bool {
+	for x := range cn.eachWaiting() {
 		if q.TCPSeq != 0 && x.tcpSeq == q.TCPSeq {
-			return true
+			return x
 		}
 		if q.Seq != 0 && x.seq == q.Seq && bySeq == nil {
 			bySeq = x
-		}
-		return false
-	}
-	for _, h := range cn.recent {
-		if try(h.x) {
-			return h.x
-		}
-	}
-	for _, h := range cn.held {
-		if try(h.x) {
-			return h.x
-		}
-	}
-	for _, x := range cn.pending {
-		if try(x) {
-			return x
 		}
 	}
 	return bySeq
