@@ -66,12 +66,11 @@ func (c *consumer) AvailableBytes() int {
 }
 
 // drain hands every record submitted, in order, to handle and frees its
-// space; it stops at the first record still being written. It returns the
-// number of records handled. The slice is only valid during the call.
-func (c *consumer) drain(handle func([]byte)) int {
+// space; it stops at the first record still being written. The slice is
+// only valid during the call.
+func (c *consumer) drain(handle func([]byte)) {
 	cons := atomic.LoadUint64(c.cons)
 	prod := atomic.LoadUint64(c.prod)
-	n := 0
 	for cons < prod {
 		hdr := atomic.LoadUint32((*uint32)(unsafe.Pointer(&c.data[cons&c.mask])))
 		if hdr&ringBusyBit != 0 {
@@ -80,7 +79,6 @@ func (c *consumer) drain(handle func([]byte)) int {
 		size := uint64(hdr &^ (ringBusyBit | ringDiscardBit))
 		if hdr&ringDiscardBit == 0 {
 			handle(c.record(cons+ringHeaderBytes, size))
-			n++
 		}
 		cons += (ringHeaderBytes + size + 7) &^ 7
 		// Frees the record's space for the producer at once (what the
@@ -88,7 +86,6 @@ func (c *consumer) drain(handle func([]byte)) int {
 		atomic.StoreUint64(c.cons, cons)
 		prod = max(prod, atomic.LoadUint64(c.prod))
 	}
-	return n
 }
 
 // record is the size bytes at position pos, copied when they wrap.
