@@ -69,28 +69,27 @@ func plan(path string, funcs []string) ([]site, error) {
 				continue
 			}
 		}
-		for _, fn := range []struct {
-			name string
-			kind entryKind
-		}{{dir.plain, dir.plainKind}, {dir.ex, dir.kind}} {
-			if !has[fn.name] {
-				continue
-			}
-			s, err := entrySite(obj, fn.name, fn.kind, amd64)
-			if err != nil {
-				return nil, err
-			}
-			sites = append(sites, s)
+		if sites, err = appendEntrySites(sites, obj, has, amd64, namedKind{dir.plain, dir.plainKind}, namedKind{dir.ex, dir.kind}); err != nil {
+			return nil, err
 		}
 	}
-	for _, only := range []struct {
-		name string
-		kind entryKind
-	}{{"SSL_free", free}, {handshakeFunc, handshake}} {
-		if !has[only.name] {
+	return appendEntrySites(sites, obj, has, amd64, namedKind{"SSL_free", free}, namedKind{handshakeFunc, handshake})
+}
+
+// namedKind is a function to probe and the kind of its probe.
+type namedKind struct {
+	name string
+	kind entryKind
+}
+
+// appendEntrySites appends to sites an entry site (entrySite) for each of
+// fns that the object has.
+func appendEntrySites(sites []site, obj *symbols.Object, has map[string]bool, amd64 bool, fns ...namedKind) ([]site, error) {
+	for _, fn := range fns {
+		if !has[fn.name] {
 			continue
 		}
-		s, err := entrySite(obj, only.name, only.kind, amd64)
+		s, err := entrySite(obj, fn.name, fn.kind, amd64)
 		if err != nil {
 			return nil, err
 		}
