@@ -891,10 +891,18 @@ func (c *Correlator) awaitsPeerAt(x *exchange, end time.Time) bool {
 }
 
 // awaitsRings reports whether x's span is described from what another
-// ring may still bring (protocol.RingWaiter).
+// ring may still bring: its connection's greeting
+// (protocol.GreetingWaiter).
 func awaitsRings(x *exchange) bool {
-	w, ok := x.px.(protocol.RingWaiter)
-	return ok && w.AwaitsRings()
+	w, ok := x.proto.(protocol.GreetingWaiter)
+	return ok && w.AwaitsGreeting(x.px, x.conn.info())
+}
+
+// ringHeld reports whether held exchange h must stay held until every ring
+// is read past its end, whatever else (a Bind, a peer) lets its
+// connection's other spans out: it awaits a greeting another ring brings.
+func (c *Correlator) ringHeld(h heldExchange) bool {
+	return awaitsRings(h.x) && c.behind(h.end)
 }
 
 // awaitsPeers reports whether a held exchange of cn waits for a peer: the
@@ -939,7 +947,7 @@ func (c *Correlator) releasePeered(sv *conn) {
 	}
 	kept := sv.held[:0]
 	for _, h := range sv.held {
-		if h.x.peer != nil {
+		if h.x.peer != nil && !c.ringHeld(h) {
 			c.export(h.x, h.end, h.reason)
 		} else {
 			kept = append(kept, h)
@@ -997,7 +1005,14 @@ func (c *Correlator) releaseHeld(cn *conn, force bool) {
 	cn.held = nil
 	delete(c.holding, cn)
 	for _, h := range held {
+		if !force && c.ringHeld(h) {
+			cn.held = append(cn.held, h)
+			continue
+		}
 		c.export(h.x, h.end, h.reason)
+	}
+	if len(cn.held) > 0 {
+		c.holding[cn] = struct{}{}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/span"
 )
 
 // MySQL packets of TestMySQLGreetingRingLate.
@@ -75,6 +76,71 @@ func TestMySQLGreetingRingLate(t *testing.T) {
 			spans := h.wantSpans(1)
 			if a := attrs(spans[0]); a["db.system.name"] != "mariadb" || a["db.namespace"] != "shop" || spans[0].Name != "SELECT t" {
 				t.Errorf("span %q: %v", spans[0].Name, a)
+			}
+		})
+	}
+}
+
+// TestMySQLGreetingAfterBind: what mariadbd's first TCP connection over
+// TLS gave. The server's TLS plaintext (a HandshakeResponse that keeps
+// CLIENT_MYSQL, then a statement) is decoded before its SSL*'s socket is
+// known, and before the socket's ring brings the greeting that says
+// MariaDB; then the Bind comes, and the client's end of the connection on
+// the same node (which pairs the two). Neither may let the server's span
+// out before the greeting is read: it would be named by a guess, mysql.
+func TestMySQLGreetingAfterBind(t *testing.T) {
+	for _, peer := range []bool{false, true} {
+		t.Run(fmt.Sprintf("client end traced %v", peer), func(t *testing.T) {
+			h := newHarness(t, graceConfig())
+			sockRing, tlsRing := h.c.Ring(), h.c.Ring()
+			sock, tls, cli := cid(5, 1), cid(5, 0xa0000), cid(6, 0xb0000)
+			const server, client = "127.0.0.1:3306", "127.0.0.1:40000"
+			resp := myPkt(2, myU32(myCaps|1)+myU32(1<<24)+"\x21"+strings.Repeat("\x00", 23)+"planted-user\x00"+
+				"\x14"+"planted-auth-response"[:20]+"shop\x00mysql_native_password\x00")
+			query := myPkt(0, "\x03SELECT a FROM t WHERE b = 'planted'")
+			h.read(tls, 5, 11, resp)
+			h.write(tls, 5, 12, myPkt(3, "\x00\x00\x00"+myU16(2)+myU16(0)))
+			h.read(tls, 5, 13, query)
+			h.write(tls, 5, 14, myPkt(1, "\x00\x01\x00"+myU16(2)+myU16(0)))
+			if peer {
+				h.write(cli, 6, 11, resp)
+				h.read(cli, 6, 12, myPkt(3, "\x00\x00\x00"+myU16(2)+myU16(0)))
+				h.write(cli, 6, 13, query)
+				h.read(cli, 6, 14, myPkt(1, "\x00\x01\x00"+myU16(2)+myU16(0)))
+			}
+			h.readTo(tlsRing, 20)
+			h.c.ReleaseHeld(at(20))
+			h.bind(tls, 3, 10, server, client)
+			if peer {
+				h.bind(cli, 7, 10, client, server)
+			}
+			h.readTo(tlsRing, 1000)
+			h.c.ReleaseHeld(at(1000))
+			for _, s := range h.exp.spans {
+				if s.Kind == span.Server {
+					t.Fatalf("server span %q out before the greeting: %v", s.Name, attrs(s))
+				}
+			}
+
+			h.c.Bind(events.Bind{Conn: sock, FD: 3, Time: at(1), Plaintext: true, StreamStart: true, Tuple: events.Tuple{
+				Local: netip.MustParseAddrPort(server), Remote: netip.MustParseAddrPort(client),
+			}})
+			h.write(sock, 5, 2, myGreeting("5.5.5-10.11.6-MariaDB-0+deb12u1"))
+			h.read(sock, 5, 3, myPkt(1, myU32(myCaps|1)+myU32(1<<24)+"\x21"+strings.Repeat("\x00", 23)))
+			h.readTo(sockRing, 1000)
+			h.c.ReleaseHeld(at(1000))
+			n := 0
+			for _, s := range h.exp.spans {
+				if s.Kind != span.Server {
+					continue
+				}
+				n++
+				if a := attrs(s); a["db.system.name"] != "mariadb" || s.Name != "SELECT t" {
+					t.Errorf("server span %q: %v", s.Name, a)
+				}
+			}
+			if n != 1 {
+				t.Errorf("%d server spans, want 1", n)
 			}
 		})
 	}

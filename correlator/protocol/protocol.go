@@ -98,13 +98,16 @@ type Exchange interface {
 	Stream() (id uint64, ok bool)
 }
 
-// RingWaiter is implemented by exchanges whose span is described from what
-// another connection's stream carried (MySQL over TLS: the greeting that
-// names the system went over the socket, whose records come through
-// another collector's ring): while AwaitsRings, the span waits until every
-// ring has been read past the exchange's end.
-type RingWaiter interface {
-	AwaitsRings() bool
+// GreetingWaiter is implemented by protocols whose spans are described
+// from what another connection's stream carried (MySQL over TLS: the
+// greeting that names the system went over the socket, whose records come
+// through another collector's ring). While AwaitsGreeting(x, c) — the
+// exchange's connection is not bound to its socket yet, or no greeting of
+// that connection (or of its server) has been read — its span waits until
+// every ring has been read past its end, whatever else would let it out
+// (the Bind, its peer).
+type GreetingWaiter interface {
+	AwaitsGreeting(x Exchange, c Conn) bool
 }
 
 // Handler receives the exchanges of a decoder, in the order their

@@ -571,7 +571,23 @@ func TestMySQLTLS(t *testing.T) {
 	port := db.port
 	unixSessions(t, e, db)
 
-	// MariaDB's own client first (its HandshakeResponse says MariaDB). It reads
+	// pymysql first: the first TCP connection to the server, whose TLS
+	// spans are named by the greeting its own socket carried, whichever
+	// ring is read first (the spans wait for it).
+	py := startProc(t, []string{"MYSQL_PASSWORD=" + password}, python(t), testdataPath(t, "db/mysql_client.py"), fmt.Sprint(port), "tls")
+	e.instrumented(t, py.PID)
+	py.send("go")
+	py.mustSucceed(60 * time.Second)
+	wantDBSpans(t, e, "mariadb", py.PID, 106, wantPyMySQL())
+
+	gc := startProc(t, nil, goclients, "-system", "mysql", "-addr", fmt.Sprintf("127.0.0.1:%d", port),
+		"-password", password, "-db", "shop", "-sslmode", "require", "-wait-stdin")
+	e.instrumented(t, gc.PID)
+	gc.send("go")
+	gc.mustSucceed(60 * time.Second)
+	wantDBSpans(t, e, "mariadb", gc.PID, 108, wantGoMySQL())
+
+	// MariaDB's own client (its HandshakeResponse says MariaDB). It reads
 	// its options (the password among them) from a FIFO before it
 	// connects: it waits there until the agent has probed it (a
 	// short-lived client could be done before). The statements come on
@@ -597,25 +613,6 @@ func TestMySQLTLS(t *testing.T) {
 		"SELECT cli_items | SELECT * FROM cli_items WHERE id = ? | ":  1,
 	}
 	wantDBSpans(t, e, "mariadb", cli.PID, 2, wantCLI)
-
-	// pymysql and go-sql-driver after the mariadb client. The greeting of
-	// a server's first TCP connection can still be read after that
-	// connection's first SERVER spans (named by the node's last greeting,
-	// else mysql: a known gap, README), which the mariadb client's spans,
-	// after its own handshake queries, have not met in CI; pymysql as the
-	// first connection gets ~40 of its 106 SERVER spans named mysql.
-	py := startProc(t, []string{"MYSQL_PASSWORD=" + password}, python(t), testdataPath(t, "db/mysql_client.py"), fmt.Sprint(port), "tls")
-	e.instrumented(t, py.PID)
-	py.send("go")
-	py.mustSucceed(60 * time.Second)
-	wantDBSpans(t, e, "mariadb", py.PID, 106, wantPyMySQL())
-
-	gc := startProc(t, nil, goclients, "-system", "mysql", "-addr", fmt.Sprintf("127.0.0.1:%d", port),
-		"-password", password, "-db", "shop", "-sslmode", "require", "-wait-stdin")
-	e.instrumented(t, gc.PID)
-	gc.send("go")
-	gc.mustSucceed(60 * time.Second)
-	wantDBSpans(t, e, "mariadb", gc.PID, 108, wantGoMySQL())
 
 	for _, s := range e.recv.Spans() {
 		if byPIDs(kindClient, py.PID, gc.PID, cli.PID)(s) && (attrStr(s, "db.namespace") != "shop" || attrInt(s, "server.port") != int64(port)) {

@@ -61,10 +61,6 @@ func (x *Exchange) TraceParent() string { return "" }
 // Stream implements protocol.Exchange: responses pair with requests in order.
 func (x *Exchange) Stream() (uint64, bool) { return 0, false }
 
-// AwaitsRings implements protocol.RingWaiter: an exchange whose system is
-// a guess waits for the greeting another ring may still bring.
-func (x *Exchange) AwaitsRings() bool { return x.SystemUnsure }
-
 // Failed reports whether the operation ended with an error.
 func (x *Exchange) Failed() bool { return x.ErrorType != "" }
 

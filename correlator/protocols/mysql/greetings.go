@@ -87,6 +87,18 @@ func (g *greetings) lastSystem() string {
 	return g.last
 }
 
+// AwaitsGreeting implements protocol.GreetingWaiter: an exchange whose
+// system is a guess (decoded from inside TLS) waits while its connection is
+// not bound (its ends unknown), or no greeting of its connection or of its
+// server has been read yet.
+func (p *Protocol) AwaitsGreeting(px protocol.Exchange, c protocol.Conn) bool {
+	if x, ok := px.(*db.Exchange); !ok || !x.SystemUnsure {
+		return false
+	}
+	_, known := p.greetings.get(c)
+	return !known
+}
+
 // Describe implements protocol.Protocol: an exchange decoded from inside
 // TLS takes its system from the greeting its connection's socket carried,
 // else from the greetings of its server's other connections, else (when
