@@ -19,9 +19,11 @@
 // resume within about a second of a backend's return.
 //
 // Export never blocks on I/O: it encodes the span into the batch being
-// filled, and hands full batches to one drain goroutine that sends them
-// (one hand-off per batch; a batch also goes when its first span has
-// waited the batch timeout). At most the queue size of spans wait, encoded;
+// filled, and hands full batches to one drain goroutine that sends them,
+// up to MaxInFlight requests at once on the one connection (one hand-off
+// per batch; a batch also goes when its first span has waited the batch
+// timeout): one request at a time would cap the spans per second at a
+// batch per round trip. At most the queue size of spans wait, encoded;
 // when the backend is slow or down the queue fills and further spans are
 // dropped and counted; a failed batch is counted,
 // logged at most once per interval, and not retried beyond the client's

@@ -29,6 +29,7 @@ const (
 	DefaultQueueSize          = 8192
 	DefaultBatchSize          = 512
 	DefaultBatchTimeout       = time.Second
+	DefaultMaxInFlight        = 4
 	DefaultFailureLogInterval = 30 * time.Second
 )
 
@@ -80,6 +81,11 @@ type Config struct {
 	// BatchTimeout is the longest a span waits for its batch to fill.
 	// Default DefaultBatchTimeout.
 	BatchTimeout time.Duration
+	// MaxInFlight is the most export requests sent at once (over one
+	// connection). One at a time caps the spans per second at BatchSize
+	// per round trip, and a round trip to a backend on a busy node (or
+	// across a network) takes milliseconds. Default DefaultMaxInFlight.
+	MaxInFlight int
 	// FailureLogInterval is the shortest time between two logs of failed
 	// exports. Default DefaultFailureLogInterval.
 	FailureLogInterval time.Duration
@@ -107,6 +113,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.BatchTimeout <= 0 {
 		c.BatchTimeout = DefaultBatchTimeout
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = DefaultMaxInFlight
 	}
 	if c.FailureLogInterval <= 0 {
 		c.FailureLogInterval = DefaultFailureLogInterval
@@ -139,6 +148,10 @@ type Exporter struct {
 	queued atomic.Int64
 	full   chan *batch   // full batches, to the drain goroutine
 	kick   chan struct{} // a span went into an empty batch: time it
+	// slots holds a token per export in flight (at most MaxInFlight);
+	// sending counts them, for Shutdown to wait on.
+	slots   chan struct{}
+	sending sync.WaitGroup
 
 	// runCtx bounds the exports of the drain goroutine; Shutdown cancels it
 	// when its own context expires.
@@ -152,7 +165,8 @@ type Exporter struct {
 	clientOnce sync.Once
 	clientErr  error
 
-	// Failure logging state, owned by the drain goroutine.
+	// Failure logging state, shared by the exports in flight (logMu).
+	logMu           sync.Mutex
 	lastLog         time.Time
 	lastRecoveryLog time.Time
 	suppressed      int // failures since the last failure log
@@ -226,6 +240,7 @@ func newExporter(cfg Config, client otlptrace.Client, sm sampler, env *resource.
 		filling:   &batch{},
 		full:      make(chan *batch, cfg.QueueSize/cfg.BatchSize+1),
 		kick:      make(chan struct{}, 1),
+		slots:     make(chan struct{}, cfg.MaxInFlight),
 		runCtx:    runCtx,
 		cancelRun: cancel,
 		stop:      make(chan struct{}),
@@ -345,7 +360,7 @@ func (e *Exporter) run() {
 	for {
 		select {
 		case b := <-e.full:
-			e.send(b)
+			e.dispatch(b)
 		case <-e.kick:
 			if timerC == nil {
 				timer.Reset(e.cfg.BatchTimeout)
@@ -364,9 +379,10 @@ func (e *Exporter) run() {
 			for {
 				select {
 				case f := <-e.full:
-					e.send(f)
+					e.dispatch(f)
 				default:
-					e.send(b)
+					e.dispatch(b)
+					e.sending.Wait()
 					return
 				}
 			}
@@ -389,30 +405,40 @@ func (e *Exporter) flushDue() time.Duration {
 	}
 	b := e.sealLocked()
 	e.mu.Unlock()
-	e.send(b)
+	e.dispatch(b)
 	return 0
 }
 
-// send exports a sealed batch, recycles it and paces the backlog.
-func (e *Exporter) send(b *batch) {
+// dispatch sends a sealed batch in a goroutine of its own once fewer
+// than MaxInFlight exports are in flight (it waits for a slot: the batches
+// behind it stay queued and counted), then paces the backlog.
+func (e *Exporter) dispatch(b *batch) {
+	e.slots <- struct{}{}
 	e.queued.Add(-int64(b.n))
-	if b.n > 0 {
-		e.export(b)
-	}
-	e.mu.Lock()
-	e.recycle(b)
-	e.mu.Unlock()
+	e.sending.Add(1)
+	go func() {
+		defer e.sending.Done()
+		if b.n > 0 {
+			e.export(b)
+		}
+		e.mu.Lock()
+		e.recycle(b)
+		e.mu.Unlock()
+		<-e.slots
+	}()
 	e.pace()
 }
 
 // pace pauses after a batch while a backlog left by an outage is being
 // sent (see drainPause), except at shutdown.
 func (e *Exporter) pace() {
-	if !e.draining {
-		return
+	e.logMu.Lock()
+	draining := e.draining
+	if draining && e.queued.Load() < int64(e.cfg.BatchSize) {
+		e.draining, draining = false, false
 	}
-	if e.queued.Load() < int64(e.cfg.BatchSize) {
-		e.draining = false
+	e.logMu.Unlock()
+	if !draining {
 		return
 	}
 	t := time.NewTimer(drainPause)
@@ -446,6 +472,8 @@ func (e *Exporter) export(b *batch) {
 		return
 	}
 	e.metrics.Exported.Add(n)
+	e.logMu.Lock()
+	defer e.logMu.Unlock()
 	if e.failing {
 		e.failing = false
 		e.draining = true
@@ -461,6 +489,8 @@ func (e *Exporter) export(b *batch) {
 // logged at most once per interval too, so a flapping backend cannot flood
 // the log.
 func (e *Exporter) noteFailure(err error, spans int) {
+	e.logMu.Lock()
+	defer e.logMu.Unlock()
 	e.failing = true
 	now := time.Now()
 	if !e.lastLog.IsZero() && now.Sub(e.lastLog) < e.cfg.FailureLogInterval {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,7 +18,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/periscope-apm/periscope/span"
 	"github.com/periscope-apm/periscope/test/otlpreceiver"
@@ -712,5 +715,89 @@ func TestManyProcesses(t *testing.T) {
 		if g.ServiceName() != s.Process.ServiceName || g.Resource["process.pid"] != int64(s.Process.PID) || g.Name != s.Name {
 			t.Errorf("span %s of %s/%d arrived as %s of %v", s.SpanID, s.Process.ServiceName, s.Process.PID, g.Name, g.Resource)
 		}
+	}
+}
+
+// blockingClient is a transport whose uploads wait until release is
+// closed, counting how many are under way at once.
+type blockingClient struct {
+	release        chan struct{}
+	mu             sync.Mutex
+	now, most, got int
+	spans          int
+}
+
+func (c *blockingClient) Start(context.Context) error { return nil }
+func (c *blockingClient) Stop(context.Context) error  { return nil }
+func (c *blockingClient) UploadTraces(ctx context.Context, rss []*tracepb.ResourceSpans) error {
+	n := 0
+	for _, rs := range rss {
+		b, err := proto.Marshal(rs)
+		if err != nil {
+			return err
+		}
+		var back tracepb.ResourceSpans
+		if err := proto.Unmarshal(b, &back); err != nil {
+			return err
+		}
+		for _, ss := range back.ScopeSpans {
+			n += len(ss.Spans)
+		}
+	}
+	c.mu.Lock()
+	c.now++
+	c.got++
+	c.most = max(c.most, c.now)
+	c.spans += n
+	c.mu.Unlock()
+	defer func() { c.mu.Lock(); c.now--; c.mu.Unlock() }()
+	select {
+	case <-c.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *blockingClient) state() (now, most, got, spans int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now, c.most, c.got, c.spans
+}
+
+// TestExportsInFlight: while the backend has not answered, up to
+// MaxInFlight requests are under way at once and no more; the batches
+// behind them wait queued, and every span is exported once the backend
+// answers.
+func TestExportsInFlight(t *testing.T) {
+	c := &blockingClient{release: make(chan struct{})}
+	reg := prometheus.NewRegistry()
+	e, err := New(t.Context(), Config{Registerer: reg, BatchSize: 10, MaxInFlight: 3, Client: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range makeSpans(80, 8) {
+		e.Export(s)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for now, _, _, _ := c.state(); now < 3 && time.Now().Before(deadline); now, _, _, _ = c.state() {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // a 4th would start now
+	if now, most, _, _ := c.state(); now != 3 || most != 3 {
+		t.Errorf("%d exports in flight (at most %d), want 3", now, most)
+	}
+	if q := metric(t, reg, "periscope_exporter_queue_length", map[string]string{"exporter": "otlp"}); q != 50 {
+		t.Errorf("queue holds %v spans, want the 50 behind the 3 batches in flight", q)
+	}
+	close(c.release)
+	if err := e.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, most, got, spans := c.state(); most != 3 || got != 8 || spans != 80 {
+		t.Errorf("at most %d in flight, %d exports of %d spans; want 3, 8, 80", most, got, spans)
+	}
+	if n := metric(t, reg, "periscope_spans_exported_total", map[string]string{"exporter": "otlp"}); n != 80 {
+		t.Errorf("exported = %v, want 80", n)
 	}
 }
