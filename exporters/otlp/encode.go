@@ -59,6 +59,7 @@ type batch struct {
 	bufs    [][]byte        // bufs[i]: the spans of rss[i], encoded
 	inBatch []*otlpResource // the resources with a group in rss, until sealed
 	n       int             // spans
+	bytes   int             // the spans' encoded bytes
 }
 
 // otlpResource is a process's resource, converted once.
@@ -148,7 +149,9 @@ func (c *encoder) add(b *batch, s *span.Span) {
 	if r.group == 0 {
 		b.group(r, c.scope)
 	}
+	before := len(b.bufs[r.group-1])
 	b.bufs[r.group-1] = appendSpan(b.bufs[r.group-1], s)
+	b.bytes += len(b.bufs[r.group-1]) - before
 	b.n++
 }
 
@@ -199,7 +202,7 @@ func (b *batch) reset() {
 		}
 		b.bufs[i] = buf[:0]
 	}
-	b.n = 0
+	b.n, b.bytes = 0, 0
 }
 
 func spanKind(k span.Kind) tracepb.Span_SpanKind {

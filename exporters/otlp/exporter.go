@@ -26,7 +26,8 @@ import (
 
 // Defaults for the zero fields of Config.
 const (
-	DefaultQueueSize          = 8192
+	DefaultQueueSize          = 65536
+	DefaultQueueBytes         = 16 << 20
 	DefaultBatchSize          = 512
 	DefaultBatchTimeout       = time.Second
 	DefaultMaxInFlight        = 4
@@ -73,8 +74,13 @@ const maxRequestSize = 64 << 20
 // variables, not from here.
 type Config struct {
 	// QueueSize is how many spans may wait for export; beyond it Export
-	// drops. Default DefaultQueueSize.
+	// drops. Default DefaultQueueSize: a quarter of a second of a Redis
+	// server pipelining at 250,000 commands per second (a span each).
 	QueueSize int
+	// QueueBytes bounds the encoded bytes of the spans waiting for export
+	// (what the queue holds in memory); beyond it Export drops. Default
+	// DefaultQueueBytes.
+	QueueBytes int
 	// BatchSize is the most spans sent in one request. Default
 	// DefaultBatchSize.
 	BatchSize int
@@ -107,6 +113,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.QueueSize <= 0 {
 		c.QueueSize = DefaultQueueSize
+	}
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = DefaultQueueBytes
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = DefaultBatchSize
@@ -144,10 +153,12 @@ type Exporter struct {
 	free    []*batch // sent batches kept for reuse (mu)
 	// queued counts the spans waiting for export: in full batches not yet
 	// taken by the drain goroutine and in the batch being filled. Export
-	// drops past QueueSize, as a queue of that many spans would.
-	queued atomic.Int64
-	full   chan *batch   // full batches, to the drain goroutine
-	kick   chan struct{} // a span went into an empty batch: time it
+	// drops past QueueSize, as a queue of that many spans would, or when
+	// their encoded bytes (queuedBytes) reach QueueBytes.
+	queued      atomic.Int64
+	queuedBytes atomic.Int64
+	full        chan *batch   // full batches, to the drain goroutine
+	kick        chan struct{} // a span went into an empty batch: time it
 	// slots holds a token per export in flight (at most MaxInFlight);
 	// sending counts them, for Shutdown to wait on.
 	slots   chan struct{}
@@ -275,13 +286,15 @@ func (e *Exporter) Export(s *span.Span) {
 	if e.stopped.Load() {
 		return
 	}
-	if e.queued.Load() >= int64(e.cfg.QueueSize) {
+	if e.queued.Load() >= int64(e.cfg.QueueSize) || e.queuedBytes.Load() >= int64(e.cfg.QueueBytes) {
 		e.metrics.QueueFull.Inc()
 		return
 	}
 	b := e.filling
+	before := b.bytes
 	e.enc.add(b, s)
 	e.queued.Add(1)
+	e.queuedBytes.Add(int64(b.bytes - before))
 	if b.n == 1 {
 		e.firstAt = time.Now()
 		select {
@@ -295,6 +308,7 @@ func (e *Exporter) Export(s *span.Span) {
 		case e.full <- b:
 		default: // cannot happen: full holds QueueSize/BatchSize batches
 			e.queued.Add(-int64(b.n))
+			e.queuedBytes.Add(-int64(b.bytes))
 			e.metrics.QueueFull.Add(float64(b.n))
 			e.recycle(b)
 		}
@@ -415,6 +429,7 @@ func (e *Exporter) flushDue() time.Duration {
 func (e *Exporter) dispatch(b *batch) {
 	e.slots <- struct{}{}
 	e.queued.Add(-int64(b.n))
+	e.queuedBytes.Add(-int64(b.bytes))
 	e.sending.Add(1)
 	go func() {
 		defer e.sending.Done()

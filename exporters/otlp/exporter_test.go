@@ -801,3 +801,35 @@ func TestExportsInFlight(t *testing.T) {
 		t.Errorf("exported = %v, want 80", n)
 	}
 }
+
+// TestQueueBytes: the encoded bytes waiting for export are bounded too, not
+// only the spans: large spans behind a backend that does not answer fill
+// QueueBytes first, the rest are dropped and counted, and what was queued
+// goes out once the backend answers.
+func TestQueueBytes(t *testing.T) {
+	c := &blockingClient{release: make(chan struct{})}
+	reg := prometheus.NewRegistry()
+	const limit, total = 256 << 10, 2000
+	e, err := New(t.Context(), Config{Registerer: reg, QueueSize: 1 << 20, QueueBytes: limit, BatchSize: 10, MaxInFlight: 1, Client: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range total {
+		e.Export(bigSpan(i))
+	}
+	if b := e.queuedBytes.Load(); b > limit+2<<10 || b < limit/2 {
+		t.Errorf("%d bytes queued, want about %d", b, limit)
+	}
+	close(c.release)
+	if err := e.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	exported := metric(t, reg, "periscope_spans_exported_total", nil)
+	full := metric(t, reg, "periscope_spans_dropped_total", map[string]string{"reason": "queue_full"})
+	if full < total/2 || exported+full != total {
+		t.Errorf("exported %v, dropped queue_full %v, of %d", exported, full, total)
+	}
+	if _, _, _, spans := c.state(); float64(spans) != exported {
+		t.Errorf("backend got %d spans, exported %v", spans, exported)
+	}
+}
