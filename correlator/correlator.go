@@ -996,7 +996,8 @@ func (c *Correlator) release(cn *conn) { c.releaseHeld(cn, false) }
 
 // releaseHeld exports the held spans of a connection; unless forced (the
 // grace is over), not while its process has no name: the name may still
-// come (see finish).
+// come (see finish), and not those that await a greeting another ring is
+// still behind on (ringHeld: they stay held, releaseDue lets them out).
 func (c *Correlator) releaseHeld(cn *conn, force bool) {
 	if len(cn.held) == 0 || !force && c.unnamed(cn.ps) {
 		return
