@@ -51,6 +51,7 @@ func FuzzHandle(f *testing.F) {
 	tr := New(Config{ProcRoot: f.TempDir(), OnExec: func(Exec) {}}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		tr.handle(raw)
+		tr.updateStale()
 		if e, ok := decodeExec(raw); ok && len(e.Argv) > 0 && len(strings.Join(e.Argv, "\x00")) > execArgsCap {
 			t.Fatalf("argv of %d bytes from a %d-byte buffer", len(strings.Join(e.Argv, "\x00")), execArgsCap)
 		}

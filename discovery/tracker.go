@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -101,6 +102,13 @@ type Tracker struct {
 	objs      processObjects
 	progs     loader.Programs
 
+	// stale lists the processes whose fork or executable mappings the
+	// ring reported in the batch being read, in order, each once: one read
+	// of /proc per process and batch (a program starting maps its
+	// libraries one by one, each an event), after the batch or before that
+	// process's next exec or exit. Only the ring's reader uses it.
+	stale []uint32
+
 	tracked prometheus.GaugeFunc
 	events  *prometheus.CounterVec
 	// argvUnread counts exec records without arguments: the kernel side
@@ -159,7 +167,7 @@ const AttachPath = "raw_tracepoint sched_process_{exec,fork,exit} + mmap in the 
 // the reader at once, so a small ring will do (its pages count in the
 // agent's RSS twice).
 func (t *Tracker) ring() loader.Ring {
-	return loader.Ring{RingBytes: processRingBytes, PollInterval: 5 * time.Millisecond, Progress: t.cfg.Progress}
+	return loader.Ring{RingBytes: processRingBytes, PollInterval: 5 * time.Millisecond, Progress: t.cfg.Progress, Drained: t.updateStale}
 }
 
 // Attach loads and attaches the process programs; what they report waits
@@ -325,6 +333,7 @@ func (t *Tracker) handle(raw []byte) {
 	switch h.Type {
 	case wire.EventExec:
 		t.events.WithLabelValues("exec").Inc()
+		t.updateStalePID(pid)
 		if lag := time.Since(t.clock.Time(h.TS)); lag > slowEvent {
 			t.log.Debug("exec event read late", "pid", pid, "lag", lag)
 		}
@@ -343,14 +352,41 @@ func (t *Tracker) handle(raw []byte) {
 		}
 	case wire.EventFork:
 		t.events.WithLabelValues("fork").Inc()
-		t.update(pid)
+		t.markStale(pid)
 	case wire.EventMmap:
 		t.events.WithLabelValues("mmap").Inc()
-		t.update(pid)
+		t.markStale(pid)
 	case wire.EventExit:
 		t.events.WithLabelValues("exit").Inc()
+		t.updateStalePID(pid)
 		t.exited(pid, t.clock.Time(h.TS))
 	}
+}
+
+// markStale notes that process pid must be read again once the batch has
+// been handled.
+func (t *Tracker) markStale(pid uint32) {
+	if !slices.Contains(t.stale, pid) {
+		t.stale = append(t.stale, pid)
+	}
+}
+
+// updateStalePID reads process pid now if the batch marked it stale: its
+// exec or exit comes after what made it so.
+func (t *Tracker) updateStalePID(pid uint32) {
+	if i := slices.Index(t.stale, pid); i >= 0 {
+		t.stale = slices.Delete(t.stale, i, i+1)
+		t.update(pid)
+	}
+}
+
+// updateStale reads the processes the batch marked stale, in the order
+// they were marked.
+func (t *Tracker) updateStale() {
+	for _, pid := range t.stale {
+		t.update(pid)
+	}
+	t.stale = t.stale[:0]
 }
 
 // reexec handles an exec: the process keeps its PID but is a new program,

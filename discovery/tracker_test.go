@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/periscope-apm/periscope/internal/wire"
 )
 
 // recorder is an Observer that logs what it is told.
@@ -230,5 +232,46 @@ func TestListedAfterObservers(t *testing.T) {
 	}
 	if ps := tr.Processes(); len(ps) != 1 || ps[0].PID != 42 {
 		t.Errorf("after the observers: %+v, want pid 42", ps)
+	}
+}
+
+// TestStaleBatch: the forks and executable mappings of one batch of ring
+// records cost one read of /proc per process, after the batch, which sees
+// every mapping the batch announced; an exit in the batch still comes after
+// the read of what was mapped before it.
+func TestStaleBatch(t *testing.T) {
+	root := t.TempDir()
+	tr := New(Config{ProcRoot: root}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	rec := &recorder{}
+	tr.Subscribe(rec)
+	event := func(typ, pid uint32) {
+		var p processProcEvent
+		p.Hdr.Type, p.Hdr.Pid = typ, pid
+		tr.handle(rawRecord(t, &p))
+	}
+	fakeProc(t, root, 42, "/usr/bin/app", "/usr/bin/app 20")
+	fakeProc(t, root, 43, "/usr/bin/other", "/usr/bin/other 30")
+	event(wire.EventFork, 42)
+	event(wire.EventMmap, 43)
+	fakeProc(t, root, 42, "/usr/bin/app", "/usr/bin/app 20", "/lib/libc.so 21")
+	event(wire.EventMmap, 42)
+	fakeProc(t, root, 42, "/usr/bin/app", "/usr/bin/app 20", "/lib/libc.so 21", "/lib/libssl.so 22")
+	event(wire.EventMmap, 42)
+	if len(rec.calls) != 0 {
+		t.Fatalf("read before the batch ended: %q", rec.calls)
+	}
+	tr.updateStale()
+	fakeProc(t, root, 42, "/usr/bin/app", "/usr/bin/app 20", "/lib/libc.so 21", "/lib/libssl.so 22", "/lib/libz.so 23")
+	event(wire.EventMmap, 42)
+	event(wire.EventExit, 42)
+	tr.updateStale()
+	want := []string{
+		"updated 42 app [app libc.so libssl.so]",
+		"updated 43 other [other]",
+		"updated 42 app [libz.so]",
+		"exited 42",
+	}
+	if fmt.Sprint(rec.calls) != fmt.Sprint(want) {
+		t.Errorf("observers told %q, want %q", rec.calls, want)
 	}
 }

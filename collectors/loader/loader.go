@@ -36,6 +36,9 @@ type Ring struct {
 	// (ktime.Progress): the correlator pairs events of one moment that
 	// travel in different collectors' rings by it.
 	Progress *ktime.Progress
+	// Drained, if set, is called after each batch of records the reader
+	// handled (ring.Read).
+	Drained func()
 }
 
 // DefaultPollInterval is the reader's timer unless a Ring sets one.
@@ -140,7 +143,7 @@ func (p *Programs) Read(ctx context.Context, events *ebpf.Map, r Ring, handle fu
 	p.done = make(chan struct{})
 	go func() {
 		defer close(p.done)
-		if err := ring.Read(ctx, events, r.PollInterval, r.WakeupBytes, handle, r.Progress); err != nil {
+		if err := ring.Read(ctx, events, r.PollInterval, r.WakeupBytes, handle, r.Drained, r.Progress); err != nil {
 			log.Error("event reader stopped", "err", err)
 		}
 	}()

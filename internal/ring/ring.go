@@ -30,7 +30,11 @@ import (
 // the ring held, once that has been handled, so that a busy ring as well
 // as an idle one holds nobody back for long; when Read returns, it is
 // done.
-func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, wakeupBytes uint64, handle func([]byte), progress *ktime.Progress) error {
+//
+// drained, when not nil, is called after each batch of records handed to
+// handle (and before progress learns of the batch's end): a reader that
+// merges what several records ask for does the work once per batch.
+func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, wakeupBytes uint64, handle func([]byte), drained func(), progress *ktime.Progress) error {
 	c, err := newConsumer(m)
 	if err != nil {
 		return err
@@ -47,6 +51,7 @@ func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, wakeupBytes 
 		defer progress.Done()
 	}
 	d := newDrainer(c, handle, progress)
+	d.drained = drained
 	wake := max(wakeupBytes, 1)
 	// A stop that came before the wait began must not wait for the timer.
 	pending := func() bool { return ctx.Err() != nil || uint64(c.AvailableBytes()) >= wake }
@@ -69,6 +74,7 @@ type drainer struct {
 	handle   func([]byte)
 	w        *watermark
 	onRecord func([]byte) // handle, or handle and the watermark
+	drained  func()       // after each drain, if set
 }
 
 func newDrainer(c *consumer, handle func([]byte), progress *ktime.Progress) *drainer {
@@ -88,6 +94,9 @@ func (d *drainer) marked(rec []byte) {
 // drain handles what the ring holds, without waiting.
 func (d *drainer) drain() {
 	d.c.drain(d.onRecord)
+	if d.drained != nil {
+		d.drained()
+	}
 	if d.w != nil {
 		d.w.idle()
 	}

@@ -89,7 +89,7 @@ func TestRingProgress(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			handled = append(handled, binary.NativeEndian.Uint64(raw))
-		}, &p)
+		}, nil, &p)
 	}()
 
 	// Idle: the reader finds the ring empty at its next tick.
@@ -151,7 +151,7 @@ func TestRingWakeup(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- ring.Read(ctx, rb, tick, 1, func(raw []byte) { got <- binary.NativeEndian.Uint64(raw) }, nil)
+		done <- ring.Read(ctx, rb, tick, 1, func(raw []byte) { got <- binary.NativeEndian.Uint64(raw) }, nil, nil)
 	}()
 	for i := range 5 {
 		time.Sleep(20 * time.Millisecond) // the reader is waiting
@@ -211,7 +211,8 @@ func wrapProgram(t *testing.T, rb *ebpf.Map) *ebpf.Program {
 // TestRingWrap: the reader maps a ring's data pages once, so a record that
 // wraps past the end is read in two pieces: every record arrives whole and
 // in order, discarded ones are skipped, for 2,000 records through a
-// one-page ring.
+// one-page ring; after each batch the reader calls drained, so that the
+// last call has seen every record.
 func TestRingWrap(t *testing.T) {
 	rb, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: uint32(os.Getpagesize())})
 	if err != nil {
@@ -221,6 +222,7 @@ func TestRingWrap(t *testing.T) {
 	prog := wrapProgram(t, rb)
 	var mu sync.Mutex
 	var got [][]byte
+	batches, atLastBatch := 0, 0
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -228,6 +230,12 @@ func TestRingWrap(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			got = append(got, bytes.Clone(raw))
+		}, func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(got) > atLastBatch {
+				batches, atLastBatch = batches+1, len(got)
+			}
 		}, nil)
 	}()
 	const n = 2000
@@ -251,6 +259,9 @@ func TestRingWrap(t *testing.T) {
 	}
 	if len(got) != n {
 		t.Fatalf("%d records handled, want %d", len(got), n)
+	}
+	if atLastBatch != n || batches == 0 {
+		t.Fatalf("the last end of a batch came after %d of %d records (%d batches)", atLastBatch, n, batches)
 	}
 	var last uint64
 	for i, r := range got {
