@@ -105,8 +105,9 @@ type Tracker struct {
 	// stale lists the processes whose fork or executable mappings the
 	// ring reported in the batch being read, in order, each once: one read
 	// of /proc per process and batch (a program starting maps its
-	// libraries one by one, each an event), after the batch or before that
-	// process's next exec or exit. Only the ring's reader uses it.
+	// libraries one by one, each an event), after the batch, unless that
+	// process exec'd or exited later in the batch, which makes the read
+	// moot. Only the ring's reader uses it.
 	stale []uint32
 
 	tracked prometheus.GaugeFunc
@@ -333,7 +334,7 @@ func (t *Tracker) handle(raw []byte) {
 	switch h.Type {
 	case wire.EventExec:
 		t.events.WithLabelValues("exec").Inc()
-		t.updateStalePID(pid)
+		t.unmarkStale(pid)
 		if lag := time.Since(t.clock.Time(h.TS)); lag > slowEvent {
 			t.log.Debug("exec event read late", "pid", pid, "lag", lag)
 		}
@@ -358,7 +359,7 @@ func (t *Tracker) handle(raw []byte) {
 		t.markStale(pid)
 	case wire.EventExit:
 		t.events.WithLabelValues("exit").Inc()
-		t.updateStalePID(pid)
+		t.unmarkStale(pid)
 		t.exited(pid, t.clock.Time(h.TS))
 	}
 }
@@ -371,12 +372,12 @@ func (t *Tracker) markStale(pid uint32) {
 	}
 }
 
-// updateStalePID reads process pid now if the batch marked it stale: its
-// exec or exit comes after what made it so.
-func (t *Tracker) updateStalePID(pid uint32) {
+// unmarkStale forgets that process pid is stale: it exec'd or exited, and
+// a read of /proc now could only show the new program (which the exec's
+// handling reads) or nothing.
+func (t *Tracker) unmarkStale(pid uint32) {
 	if i := slices.Index(t.stale, pid); i >= 0 {
 		t.stale = slices.Delete(t.stale, i, i+1)
-		t.update(pid)
 	}
 }
 
