@@ -236,7 +236,7 @@ func Default() Config {
 		GoHTTP:      GoHTTP{Enabled: true, RingBytes: 2 << 20},
 		GoTLS:       GoTLS{Enabled: true, RingBytes: 4 << 20},
 		Symbols:     Symbols{CacheDir: "/var/cache/periscope/symbols", AnalysisTimeout: 10 * time.Second},
-		TCP:         TCP{Enabled: true, Hook: "tracepoint", MaxPeers: 1024, RingBytes: 1 << 20},
+		TCP:         TCP{Enabled: true, Hook: "tracepoint", MaxPeers: 1024, RingBytes: 256 << 10},
 		Plaintext:   Plaintext{Enabled: true, CaptureBytes: maxCaptureBytes, RingBytes: 8 << 20},
 		Metrics:     Metrics{Enabled: true, MaxSeriesPerService: 2000},
 		Kube:        Kube{Enabled: "auto"},

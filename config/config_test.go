@@ -54,7 +54,7 @@ tcp:
 			if c.TCP.Hook != "kprobe" || c.TCP.MaxPeers != 10 {
 				t.Errorf("tcp values not applied: %+v", c.TCP)
 			}
-			if c.LogFormat != "text" || !c.OpenSSL.Enabled || !c.TCP.Enabled || c.TCP.RingBytes != 1<<20 {
+			if c.LogFormat != "text" || !c.OpenSSL.Enabled || !c.TCP.Enabled || c.TCP.RingBytes != 256<<10 {
 				t.Errorf("keys absent from the file lost their defaults: %+v", c)
 			}
 		}},

@@ -165,8 +165,8 @@ func (t *Tracker) Subscribe(o Observer) { t.observers = append(t.observers, o) }
 const AttachPath = "raw_tracepoint sched_process_{exec,fork,exit} + mmap in the agent's raw syscall pair, /proc rescans"
 
 // ring is the process ring: process events are small and rare, and wake
-// the reader at once, so a small ring will do (its pages count in the
-// agent's RSS twice).
+// the reader at once, so a small ring will do (its pages are resident, in
+// the agent's RSS, from the start).
 func (t *Tracker) ring() loader.Ring {
 	return loader.Ring{RingBytes: processRingBytes, PollInterval: 5 * time.Millisecond, Progress: t.cfg.Progress, Drained: t.updateStale}
 }

@@ -72,7 +72,8 @@ type Config struct {
 	// loaded, as a kernel refusing it would (ErrForcedFailure): a testing
 	// aid, so that the fallback runs on kernels that have both hooks.
 	Fail Hook
-	// Ring is the event ring (default 1 MiB) and its reader. Its
+	// Ring is the event ring (default 256 KiB: ~2,000 records; its pages
+	// are resident, in the agent's RSS, from the start) and its reader. Its
 	// WakeupBytes, when set, wakes the reader only when this much data
 	// waits; below it, records are collected every PollInterval. The
 	// default, 0, lets the kernel wake the reader for a record when it is
@@ -91,7 +92,7 @@ func (c *Config) defaults() {
 	if c.Prefer == "" {
 		c.Prefer = HookTracepoint
 	}
-	c.Ring = c.Ring.WithDefaults(1<<20, 0)
+	c.Ring = c.Ring.WithDefaults(256<<10, 0)
 	if c.ProcRoot == "" {
 		c.ProcRoot = "/proc"
 	}
