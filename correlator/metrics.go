@@ -32,11 +32,17 @@ type metrics struct {
 	superseded               prometheus.Counter
 	waitsCut                 prometheus.Counter
 	peeked                   prometheus.Counter
-	links                    *prometheus.CounterVec
+	// links counts lookups by linking.Result (indexed by it): one
+	// counter per span without hashing its label.
+	links []prometheus.Counter
 }
 
 // countLink counts the outcome of a lookup.
-func (m *metrics) countLink(r linking.Result) { m.links.WithLabelValues(r.String()).Inc() }
+func (m *metrics) countLink(r linking.Result) {
+	if int(r) < len(m.links) && m.links[r] != nil {
+		m.links[r].Inc()
+	}
+}
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	spans := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -83,8 +89,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "periscope_link_lookups_total",
 		Help: "Lookups of the client spans of server requests from other nodes (linking), by result: linked, not_found, no_owner, timeout, refused, error, dropped.",
 	}, []string{"result"})
+	var byResult []prometheus.Counter
 	for _, r := range linking.Results {
-		links.WithLabelValues(r.String())
+		if int(r) >= len(byResult) {
+			byResult = append(byResult, make([]prometheus.Counter, int(r)+1-len(byResult))...)
+		}
+		byResult[r] = links.WithLabelValues(r.String())
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{spans, notHTTP, parseErrors, incomplete, tracked, unmatched, noEnd, superseded, waitsCut, peeked, links} {
@@ -105,7 +115,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		superseded:    superseded,
 		waitsCut:      waitsCut,
 		peeked:        peeked,
-		links:         links,
+		links:         byResult,
 	}
 	for reason, label := range map[string]string{
 		reasonClosed:         "closed",

@@ -197,6 +197,40 @@ func TestRecentKeepsRecent(t *testing.T) {
 	}
 }
 
+// TestRecentKeepsRecentConnections is TestRecentKeepsRecent with keys as the
+// answering agent adds them: requests of 50 keep-alive connections in
+// turn, each under its ordinal and its TCP key.
+func TestRecentKeepsRecentConnections(t *testing.T) {
+	r := NewRecent(65536, time.Minute)
+	now := time.Now()
+	const n, lag, conns = 100_000, 2048, 50
+	keys := func(i int) [2]Query {
+		ord := query(uint16(40000+i%conns), uint64(i/conns+1))
+		tcp := ord
+		tcp.Seq = uint64(uint32(i*2654435761)) | TCPSeqFlag
+		return [2]Query{ord, tcp}
+	}
+	lost := 0
+	for i := range n {
+		for _, q := range keys(i) {
+			r.Add(q, answerFor(q), now)
+		}
+		if i < lag {
+			continue
+		}
+		for _, old := range keys(i - lag) {
+			if a, ok := r.Get(old, now); !ok {
+				lost++
+			} else if a != answerFor(old) {
+				t.Fatalf("request %d (seq %#x) answered wrongly", i-lag, old.Seq)
+			}
+		}
+	}
+	if lost > 0 {
+		t.Errorf("%d of %d keys lost within %d adds of theirs", lost, 2*(n-lag), 2*lag)
+	}
+}
+
 // answerer answers every query with answerFor, after delay; queries with
 // Seq 0 are not found.
 type answerer struct {
@@ -654,5 +688,37 @@ func TestSettleBatches(t *testing.T) {
 	}
 	if len(s2.calls) != 1 || len(s2.calls[0]) != 1 {
 		t.Errorf("settler 2 got %+v, want one run of 1", s2.calls)
+	}
+}
+
+// BenchmarkRecentAnswering is the answering agent's side of a linked span
+// under load: requests of 50 keep-alive connections in turn, each added
+// under its ordinal and TCP key, and asked for (by its TCP key, then its
+// ordinal: the TCP key was not seen by the asker) 2,048 requests later.
+func BenchmarkRecentAnswering(b *testing.B) {
+	r := NewRecent(65536, 30*time.Second)
+	now := time.Now()
+	const lag, conns = 2048, 50
+	keys := func(i int) [2]Query {
+		ord := query(uint16(40000+i%conns), uint64(i/conns+1))
+		tcp := ord
+		tcp.Seq = uint64(uint32(i*2654435761)) | TCPSeqFlag
+		return [2]Query{ord, tcp}
+	}
+	for i := range lag {
+		for _, q := range keys(i) {
+			r.Add(q, Answer{Found: true}, now)
+		}
+	}
+	b.ResetTimer()
+	for i := lag; i < lag+b.N; i++ {
+		for _, q := range keys(i) {
+			r.Add(q, Answer{Found: true}, now)
+		}
+		old := keys(i - lag)
+		old[1].Seq ^= 1 // not seen by the asker: falls back to the ordinal
+		for _, q := range [2]Query{old[1], old[0]} {
+			r.Get(q, now)
+		}
 	}
 }

@@ -63,6 +63,12 @@ const (
 	tokenHeader = "authorization"
 	// maxMessage bounds a message either way: a full batch and a bit.
 	maxMessage = 2 + MaxAddresses*16 + 1024
+	// flowWindow is the HTTP/2 flow-control window of the agents'
+	// connections, both ends: a fixed window larger than a few full
+	// batches turns off gRPC's bandwidth estimation, whose PINGs and
+	// WINDOW_UPDATEs added frames (and wake-ups of both agents) to every
+	// batch.
+	flowWindow = 1 << 20
 )
 
 // linkerService is what the service descriptor dispatches to.
@@ -115,6 +121,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		// stack growth included, measured in the linking bench's profile).
 		grpc.NumStreamWorkers(4),
 		grpc.ConnectionTimeout(5 * time.Second),
+		grpc.InitialWindowSize(flowWindow),
+		grpc.InitialConnWindowSize(flowWindow),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
 	}
 	if cfg.TLS != nil {
