@@ -33,6 +33,7 @@ import (
 	"github.com/periscope-apm/periscope/exporters/console"
 	"github.com/periscope-apm/periscope/exporters/otlp"
 	"github.com/periscope-apm/periscope/exporters/otlpmetric"
+	"github.com/periscope-apm/periscope/internal/preopen"
 	"github.com/periscope-apm/periscope/internal/redact"
 	"github.com/periscope-apm/periscope/internal/tracefs"
 	"github.com/periscope-apm/periscope/metadata"
@@ -163,6 +164,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	if err != nil {
 		return err
 	}
+	// The connections Go programs had open when probed (their requests
+	// were maybe counted from the middle): cross-node linking gives them
+	// no ordinals.
+	opened := preopen.New("/proc")
 	corr, err := correlator.New(correlator.Config{
 		IdleTimeout:          cfg.HTTP.IdleTimeout,
 		CaptureQuery:         cfg.HTTP.CaptureQuery,
@@ -173,6 +178,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 		BindGrace:            correlator.DefaultBindGrace,
 		Linker:               lk.correlatorLinker(),
 		LinkWait:             cfg.Linking.Wait,
+		FromStart:            opened.FromStart,
 	}, exp, resolver, log, reg)
 	if err != nil {
 		return err
@@ -218,7 +224,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	}
 	if cfg.GoHTTP.Enabled {
 		gcfg := gohttp.Config{PerProcess: !sel.All(), Ring: loader.Ring{RingBytes: cfg.GoHTTP.RingBytes, Progress: corr.Ring()}, Analyzer: analyzer,
-			NetHTTPConns: netHTTP}
+			NetHTTPConns: netHTTP, Watched: watched(opened, log)}
 		if sock != nil {
 			// Go net/http requests are seen whole: their sockets' bytes
 			// would make the same spans again.
@@ -237,6 +243,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 			Analyzer:     analyzer,
 			LeaveNetHTTP: cfg.GoHTTP.Enabled,
 			NetHTTPConns: netHTTP,
+			Watched:      watched(opened, log),
 		}, sink, log, reg))
 	}
 	if cfg.TCP.Enabled {
@@ -305,6 +312,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	if exits != nil {
 		tracker.Subscribe(exits)
 	}
+	tracker.Subscribe(opened)
 	if err := tracker.Start(runCtx); err != nil {
 		return fmt.Errorf("start process discovery: %w", err)
 	}
@@ -390,4 +398,14 @@ func newExporters(ctx context.Context, cfg config.Config, log *slog.Logger, reg 
 		log.Info("exporting spans over OTLP")
 	}
 	return exporters.NewMulti(exps...), nil
+}
+
+// watched records the connections a process has open once a Go
+// collector's probes on it are in place (preopen).
+func watched(t *preopen.Table, log *slog.Logger) func(pid uint32) {
+	return func(pid uint32) {
+		if err := t.Probed(pid); err != nil {
+			log.Debug("read the connections of a probed process", "pid", pid, "err", err)
+		}
+	}
 }

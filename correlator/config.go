@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/periscope-apm/periscope/correlator/httpspan"
+	"github.com/periscope-apm/periscope/events"
 )
 
 // Config tunes a Correlator. Start from DefaultConfig.
@@ -54,6 +55,13 @@ type Config struct {
 	// span waits for the answer (0: DefaultLinkWait).
 	Linker   Linker
 	LinkWait time.Duration
+	// FromStart tells whether a connection of a language-level probe
+	// (Go: gohttp's whole requests, gotls's plaintext), which reports
+	// nothing of how the connection began, was seen from its start: the
+	// connection of process pid with addresses tu, its first request
+	// seen at first (internal/preopen). One that was not has no request
+	// ordinal (cross-node linking). Nil: every such connection was.
+	FromStart func(pid uint32, tu events.Tuple, first time.Time) bool
 }
 
 // Defaults.

@@ -315,6 +315,23 @@ func skipRepeat(d *events.Data, repeat *int) bool {
 	return true
 }
 
+// midStream tells whether the connection of bind b, its first, was open
+// before the agent saw it: the bind says so (sockets, OpenSSL), or it is
+// a Go connection (gotls: no word of its start) that FromStart says was
+// not seen from its start.
+func (c *Correlator) midStream(b events.Bind) bool {
+	if b.Plaintext || b.StartKnown {
+		return !b.StreamStart
+	}
+	return !c.fromStart(b.Conn.PID, b.Tuple, b.Time)
+}
+
+// fromStart applies Config.FromStart (without it, every connection was
+// seen from its start).
+func (c *Correlator) fromStart(pid uint32, tu events.Tuple, first time.Time) bool {
+	return c.cfg.FromStart == nil || c.cfg.FromStart(pid, tu, first)
+}
+
 // Bind handles the socket and addresses of a connection.
 func (c *Correlator) Bind(b events.Bind) {
 	c.mu.Lock()
@@ -331,7 +348,7 @@ func (c *Correlator) Bind(b events.Bind) {
 		cn = c.connFor(b.Conn, b.Time)
 	}
 	c.touch(cn, b.Time)
-	if !cn.bound && (b.Plaintext || b.StartKnown) && !b.StreamStart {
+	if !cn.bound && c.midStream(b) {
 		cn.setMidStream() // its requests have no ordinal (link.go)
 	}
 	cn.bound = true

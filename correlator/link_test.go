@@ -641,3 +641,83 @@ func TestLinkTLSMidStream(t *testing.T) {
 		t.Errorf("no_key counted %v, want 1", got)
 	}
 }
+
+// Go connections (gohttp's whole requests, gotls's plaintext) report
+// nothing of how they began: Config.FromStart (internal/preopen) says
+// whether each was seen from its start. One that was not has no ordinals:
+// a server request on it is not looked up (no_key), a client request on
+// it is not answered for; one that was keeps them.
+func TestLinkGoMidStream(t *testing.T) {
+	l := &stuckLinker{}
+	cfg := DefaultConfig()
+	cfg.Linker, cfg.LinkWait = l, 300*time.Millisecond
+	old := map[events.Tuple]bool{
+		tuple("10.1.0.2:80", "10.1.0.1:40000"):  true,
+		tuple("10.1.0.2:41000", "10.1.0.3:80"):  true,
+		tuple("10.1.0.2:443", "10.1.0.1:40002"): true,
+		tuple("10.1.0.2:42000", "10.1.0.3:443"): true,
+	}
+	var asked []uint32
+	cfg.FromStart = func(pid uint32, tu events.Tuple, _ time.Time) bool {
+		asked = append(asked, pid)
+		return !old[tu]
+	}
+	h := newHarness(t, cfg)
+
+	// gohttp: server requests on an old and a fresh connection.
+	h.start(7, 1, 0, events.RequestServer, 1, 5, tuple("10.1.0.2:80", "10.1.0.1:40000"))
+	h.start(7, 2, 0, events.RequestServer, 2, 6, tuple("10.1.0.2:80", "10.1.0.1:40001"))
+	if got := h.metric("periscope_link_lookups_total", "result", "no_key"); got != 1 {
+		t.Errorf("gohttp: no_key counted %v, want 1", got)
+	}
+	want := linking.Query{Local: netip.MustParseAddrPort("10.1.0.1:40001"), Remote: netip.MustParseAddrPort("10.1.0.2:80"), Seq: 1}
+	if len(l.asked) != 1 || l.asked[0] != want {
+		t.Errorf("gohttp: asked %+v, want only %+v", l.asked, want)
+	}
+	// gohttp: client requests, answered only on the fresh connection.
+	h.start(7, 3, 0, events.RequestClient, 3, 7, tuple("10.1.0.2:41000", "10.1.0.3:80"))
+	h.start(7, 4, 0, events.RequestClient, 3, 8, tuple("10.1.0.2:41001", "10.1.0.3:80"))
+	h.end(7, 3, events.RequestClient, 4, "GET", "/c", 200)
+	h.end(7, 4, events.RequestClient, 4, "GET", "/c", 200)
+	qs := []linking.Query{
+		{Local: netip.MustParseAddrPort("10.1.0.2:41000"), Remote: netip.MustParseAddrPort("10.1.0.3:80"), Seq: 1},
+		{Local: netip.MustParseAddrPort("10.1.0.2:41001"), Remote: netip.MustParseAddrPort("10.1.0.3:80"), Seq: 1},
+	}
+	out := make([]linking.Answer, len(qs))
+	h.c.answerAt(qs, out, at(300), at(300))
+	if out[0].Found || !out[1].Found {
+		t.Errorf("gohttp answers: open before %v (want not found), fresh %v (want found)", out[0].Found, out[1].Found)
+	}
+
+	// gotls: binds without a word of the connection's start.
+	bind := func(id events.ConnID, fd int32, local, remote string) {
+		h.c.Bind(events.Bind{Conn: id, FD: fd, Time: at(400), Tuple: tuple(local, remote)})
+	}
+	bind(cid(9, 1), 3, "10.1.0.2:443", "10.1.0.1:40002")
+	bind(cid(9, 2), 4, "10.1.0.2:443", "10.1.0.1:40003")
+	h.read(cid(9, 1), 20, 401, "GET /old HTTP/1.1\r\n\r\n")
+	h.read(cid(9, 2), 21, 402, "GET /new HTTP/1.1\r\n\r\n")
+	if got := h.metric("periscope_link_lookups_total", "result", "no_key"); got != 2 {
+		t.Errorf("gotls: no_key counted %v in all, want 2", got)
+	}
+	want = linking.Query{Local: netip.MustParseAddrPort("10.1.0.1:40003"), Remote: netip.MustParseAddrPort("10.1.0.2:443"), Seq: 1}
+	if len(l.asked) != 2 || l.asked[1] != want {
+		t.Errorf("gotls: asked %+v, want %+v last", l.asked, want)
+	}
+	for id, local := range map[events.ConnID]string{cid(9, 3): "10.1.0.2:42000", cid(9, 4): "10.1.0.2:42001"} {
+		h.write(id, 22, 500, "GET /c HTTP/1.1\r\n\r\n")
+		bind(id, int32(id.Key+4), local, "10.1.0.3:443")
+		h.read(id, 22, 501, okResponse)
+	}
+	qs = []linking.Query{
+		{Local: netip.MustParseAddrPort("10.1.0.2:42000"), Remote: netip.MustParseAddrPort("10.1.0.3:443"), Seq: 1},
+		{Local: netip.MustParseAddrPort("10.1.0.2:42001"), Remote: netip.MustParseAddrPort("10.1.0.3:443"), Seq: 1},
+	}
+	h.c.answerAt(qs, out, at(600), at(600))
+	if out[0].Found || !out[1].Found {
+		t.Errorf("gotls answers: open before %v (want not found), fresh %v (want found)", out[0].Found, out[1].Found)
+	}
+	if len(asked) != 8 || asked[0] != 7 || asked[4] != 9 {
+		t.Errorf("FromStart asked for processes %v, want 7 four times, then 9 four times", asked)
+	}
+}

@@ -64,6 +64,9 @@ func (c *Correlator) RequestStart(r events.RequestStart) {
 			cn.peerAddr = r.Tuple.Remote.Addr().Unmap().String()
 			c.byTuple[r.Tuple] = cn
 			c.indexLocal(cn)
+			if !c.fromStart(r.PID, r.Tuple, r.Time) {
+				cn.setMidStream() // its requests have no ordinal (link.go)
+			}
 		}
 	}
 	c.touch(cn, r.Time)

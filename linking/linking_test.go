@@ -174,7 +174,10 @@ func TestRecent(t *testing.T) {
 }
 
 // TestRecentKeepsRecent fills a large table at a steady rate: what was
-// added within the last sixteenth of its capacity is still there.
+// added within the last sixteenth of its capacity is still there, but
+// for the rare set that nine of those keys fell in (the hash is seeded at
+// random: about one run in a few hundred loses one entry of ~200,000; a
+// table that evicted other than its oldest would lose thousands).
 func TestRecentKeepsRecent(t *testing.T) {
 	r := NewRecent(65536, time.Minute)
 	now := time.Now()
@@ -192,7 +195,7 @@ func TestRecentKeepsRecent(t *testing.T) {
 			}
 		}
 	}
-	if lost > 0 {
+	if lost > maxRecentLost {
 		t.Errorf("%d of %d entries lost within %d adds of theirs", lost, n-lag, lag)
 	}
 }
@@ -226,10 +229,14 @@ func TestRecentKeepsRecentConnections(t *testing.T) {
 			}
 		}
 	}
-	if lost > 0 {
+	if lost > maxRecentLost {
 		t.Errorf("%d of %d keys lost within %d adds of theirs", lost, 2*(n-lag), 2*lag)
 	}
 }
+
+// maxRecentLost is the most entries TestRecentKeepsRecent* tolerate losing
+// to a full set: one such set costs its oldest entry or two.
+const maxRecentLost = 4
 
 // answerer answers every query with answerFor, after delay; queries with
 // Seq 0 are not found.

@@ -82,6 +82,13 @@ func (s *Set) Use(key Key, path string, pid uint32, attach func() ([]link.Link, 
 	return created, nil
 }
 
+// Has tells whether the file of key has probes.
+func (s *Set) Has(key Key) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attached[key] != nil
+}
+
 // Exited forgets process pid: a per-process attachment is detached at
 // once, a per-file one after the linger time once it has no users left.
 func (s *Set) Exited(pid uint32) {

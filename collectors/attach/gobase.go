@@ -76,6 +76,10 @@ type GoHooks[P Plan] struct {
 	// Attach attaches pl's probes to the file at hostPath, for process
 	// pid only or (0) for every process.
 	Attach func(hostPath string, pid uint32, pl P) ([]link.Link, error)
+	// Watched, if set, is called for each process once its probes are in
+	// place and before it is listed as attached (preopen: the
+	// connections it has open then were maybe used before).
+	Watched func(pid uint32)
 }
 
 // Close detaches every probe and closes the programs.
@@ -123,8 +127,15 @@ func (g *GoCollector[P]) Update(p discovery.Process, added []discovery.Mapping, 
 		if g.PerProcess {
 			key.PID = p.PID
 		}
+		if g.Watched != nil && g.Set.Has(key) {
+			g.Watched(p.PID) // the file's probes are in place already
+		}
 		created, err := g.Set.Use(key, m.Path, p.PID, func() ([]link.Link, error) {
-			return g.Attach(p.HostPath(m.Path), key.PID, pl)
+			links, err := g.Attach(p.HostPath(m.Path), key.PID, pl)
+			if err == nil && g.Watched != nil {
+				g.Watched(p.PID)
+			}
+			return links, err
 		})
 		if Gone(err, key, p) {
 			g.Log.Debug("process exited before attach", "exe", m.Path, "pid", p.PID)

@@ -68,6 +68,9 @@ type Config struct {
 	// collector sees whole from now on (so that another collector can
 	// leave them alone: one request, one span).
 	Probed func(pid uint32)
+	// Watched, if set, is called for each process once its probes are
+	// in place, before it is listed as attached (internal/preopen).
+	Watched func(pid uint32)
 	// NetHTTPConns receives the socket of every request's connection
 	// (NewNetHTTPConns), for the collectors that leave net/http's
 	// connections to this one (nil: a map of its own, read by none).
@@ -191,6 +194,7 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 		Load:     c.loadOffsets,
 		Expected: func(err error) bool { return errors.Is(err, errNoHTTP) },
 		Attach:   c.attach,
+		Watched:  cfg.Watched,
 	})
 	c.recs = collectors.Records{Sink: sink, Clock: c.clock, Read: c.m.Read}
 	c.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -73,6 +73,9 @@ type Config struct {
 	// (gohttp.NewNetHTTPConns): connections found there are left to it
 	// too, whatever opened them (nil: only the marks above).
 	NetHTTPConns *ebpf.Map
+	// Watched, if set, is called for each process once its probes are
+	// in place, before it is listed as attached (internal/preopen).
+	Watched func(pid uint32)
 }
 
 func (c *Config) defaults() {
@@ -173,7 +176,8 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 		Expected: func(err error) bool {
 			return errors.Is(err, errNoTLS) || errors.Is(err, errNetHTTPOnly)
 		},
-		Attach: c.attach,
+		Attach:  c.attach,
+		Watched: cfg.Watched,
 	})
 	c.recs = collectors.Records{Sink: sink, Clock: c.clock, Read: c.m.Read}
 	return c

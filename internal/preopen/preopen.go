@@ -1,0 +1,253 @@
+// Package preopen tells which TCP connections of a process may have
+// carried requests before the agent's probes on it were in place.
+//
+// Go programs' requests are seen by uprobes (gohttp, gotls), which report
+// no TCP sequence numbers and nothing of how a connection began: a
+// keep-alive connection open before its process was probed has its
+// requests counted from the first one seen, which another node's agent,
+// which saw the connection from its start, numbers differently. Such
+// connections must have no request ordinal (cross-node linking would
+// answer with a wrong client span). A Table records, once a process's
+// probes are in place, the connections the process has open then (from
+// /proc/PID/fd and /proc/PID/net/tcp{,6}: no probe, no syscall hook);
+// a connection is seen from its start when it is not one of those and its
+// first request seen came after that record was taken. A connection that
+// opened and closed between the probes' attach and the record is taken
+// for one that may have been open before (an unlinked span, never a wrong
+// parent).
+package preopen
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/periscope-apm/periscope/discovery"
+	"github.com/periscope-apm/periscope/events"
+)
+
+// margin is added to the time a record was taken: a request's time comes
+// from the kernel's clock through a conversion, which may differ from the
+// agent's by a little.
+const margin = 10 * time.Millisecond
+
+// maxPerProcess bounds the connections recorded for a process: a process
+// with more open when probed has none of its connections taken as seen
+// from the start.
+const maxPerProcess = 1 << 16
+
+// Table holds, per probed process, the connections it had open when
+// probed. It is safe for concurrent use.
+type Table struct {
+	procRoot string
+	now      func() time.Time
+
+	mu    sync.Mutex
+	procs map[uint32]*record
+}
+
+type record struct {
+	taken time.Time
+	all   bool // too many connections to record: none is fresh
+	open  map[events.Tuple]bool
+}
+
+// New returns an empty table reading processes under procRoot (/proc).
+func New(procRoot string) *Table {
+	return &Table{procRoot: procRoot, now: time.Now, procs: make(map[uint32]*record)}
+}
+
+// Probed records the connections process pid has open now; it is called
+// once probes on the process are in place, and again each time more are
+// (the latest record counts). A process that cannot be read is left
+// unrecorded: none of its connections is seen from the start.
+func (t *Table) Probed(pid uint32) error {
+	r, err := t.read(pid)
+	if err != nil {
+		t.mu.Lock()
+		delete(t.procs, pid)
+		t.mu.Unlock()
+		return err
+	}
+	t.mu.Lock()
+	t.procs[pid] = r
+	t.mu.Unlock()
+	return nil
+}
+
+// Exited forgets process pid.
+func (t *Table) Exited(pid uint32) {
+	t.mu.Lock()
+	delete(t.procs, pid)
+	t.mu.Unlock()
+}
+
+// ProcessExited implements discovery.Observer.
+func (t *Table) ProcessExited(pid uint32, _ time.Time) { t.Exited(pid) }
+
+// ProcessUpdated implements discovery.Observer: a process is recorded when
+// probed (Probed), not when discovered.
+func (t *Table) ProcessUpdated(discovery.Process, []discovery.Mapping) {}
+
+// Len returns the number of processes recorded.
+func (t *Table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.procs)
+}
+
+// FromStart reports whether the connection tu of process pid, whose first
+// request seen began at first, was seen from its start: the process was
+// recorded, the connection was not open then, and first came after.
+func (t *Table) FromStart(pid uint32, tu events.Tuple, first time.Time) bool {
+	tu = events.Tuple{Local: unmap(tu.Local), Remote: unmap(tu.Remote)}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.procs[pid]
+	return r != nil && !r.all && !r.open[tu] && first.After(r.taken.Add(margin))
+}
+
+func unmap(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// read records the connections of pid's socket descriptors: the sockets
+// first, then the tables of its network namespace (a connection opened
+// between the two is not in the record, and its first request comes
+// after the record's time: it is fresh).
+func (t *Table) read(pid uint32) (*record, error) {
+	dir := filepath.Join(t.procRoot, strconv.FormatUint(uint64(pid), 10))
+	inodes, err := socketInodes(filepath.Join(dir, "fd"))
+	if err != nil {
+		return nil, err
+	}
+	r := &record{open: make(map[events.Tuple]bool)}
+	if len(inodes) > 0 {
+		for _, f := range []string{"tcp", "tcp6"} {
+			b, err := os.ReadFile(filepath.Join(dir, "net", f))
+			if err != nil {
+				if f == "tcp6" && os.IsNotExist(err) {
+					continue // IPv6 off
+				}
+				return nil, fmt.Errorf("read %s table of %d: %w", f, pid, err)
+			}
+			if err := connections(b, inodes, r); err != nil {
+				return nil, fmt.Errorf("%s table of %d: %w", f, pid, err)
+			}
+		}
+	}
+	r.taken = t.now()
+	return r, nil
+}
+
+// socketInodes returns the inodes of the sockets among the descriptors in
+// fdDir (/proc/PID/fd).
+func socketInodes(fdDir string) (map[uint64]bool, error) {
+	ents, err := os.ReadDir(fdDir)
+	if err != nil {
+		return nil, err
+	}
+	inodes := make(map[uint64]bool)
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join(fdDir, e.Name()))
+		if err != nil {
+			continue // closed meanwhile
+		}
+		if ino, ok := socketInode(target); ok {
+			inodes[ino] = true
+		}
+	}
+	return inodes, nil
+}
+
+// socketInode parses a descriptor's link to a socket, "socket:[12345]".
+func socketInode(target string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(target, "socket:[")
+	if !ok {
+		return 0, false
+	}
+	rest, ok = strings.CutSuffix(rest, "]")
+	if !ok {
+		return 0, false
+	}
+	ino, err := strconv.ParseUint(rest, 10, 64)
+	return ino, err == nil
+}
+
+// tcpListen is a listening socket's state in /proc/net/tcp.
+const tcpListen = "0A"
+
+// connections adds to r the connections of a /proc/net/tcp or tcp6 table
+// whose socket is one of inodes (not listening).
+func connections(table []byte, inodes map[uint64]bool, r *record) error {
+	sc := bufio.NewScanner(bytes.NewReader(table))
+	sc.Buffer(make([]byte, 0, 512), 4096)
+	first := true
+	for sc.Scan() {
+		if first { // the header
+			first = false
+			continue
+		}
+		// sl local remote st tx:rx tr:when retrnsmt uid timeout inode ...
+		f := strings.Fields(sc.Text())
+		if len(f) < 10 || f[3] == tcpListen {
+			continue
+		}
+		ino, err := strconv.ParseUint(f[9], 10, 64)
+		if err != nil || !inodes[ino] {
+			continue
+		}
+		local, err := procAddr(f[1])
+		if err != nil {
+			return err
+		}
+		remote, err := procAddr(f[2])
+		if err != nil {
+			return err
+		}
+		if len(r.open) >= maxPerProcess {
+			r.all = true
+			return nil
+		}
+		r.open[events.Tuple{Local: local, Remote: remote}] = true
+	}
+	return sc.Err()
+}
+
+// procAddr decodes an address of /proc/net/tcp{,6}: "0100007F:1F90", the
+// address as 32-bit words in host order, the port in hex.
+func procAddr(s string) (netip.AddrPort, error) {
+	hexAddr, hexPort, ok := strings.Cut(s, ":")
+	if !ok {
+		return netip.AddrPort{}, fmt.Errorf("bad address %q", s)
+	}
+	port, err := strconv.ParseUint(hexPort, 16, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("bad port in %q", s)
+	}
+	raw, err := hex.DecodeString(hexAddr)
+	if err != nil || (len(raw) != 4 && len(raw) != 16) {
+		return netip.AddrPort{}, fmt.Errorf("bad address %q", s)
+	}
+	// Each 32-bit word was printed from its host-order value.
+	var b [16]byte
+	for i := 0; i < len(raw); i += 4 {
+		binary.BigEndian.PutUint32(b[i:], binary.NativeEndian.Uint32(raw[i:]))
+	}
+	var a netip.Addr
+	if len(raw) == 4 {
+		a = netip.AddrFrom4([4]byte(b[:4]))
+	} else {
+		a = netip.AddrFrom16(b).Unmap()
+	}
+	return netip.AddrPortFrom(a, uint16(port)), nil
+}
