@@ -590,3 +590,81 @@ func TestLinkTLSMidConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestLinkGoMidConnection: a Go server (net/http, seen whole by gohttp)
+// whose keep-alive connection was open before its agent started. A's
+// agent runs first and sees the python client's connection 0 from its
+// start (3 + 4 requests); then B's agent starts, and connection 0 carries
+// 5 more. B's uprobes report nothing of how the connection began: counted
+// from the first request B sees, B's request 1 would be A's request 8,
+// and A would answer with its request 1, a wrong parent. B's agent
+// recorded the connections of the server once its probes were in place
+// (internal/preopen): connection 0's 5 requests have no key (no_key,
+// unlinked); connection 1, opened with both agents running, has its 10
+// requests linked one by one. Counts at B: 5 no_key, 10 linked, nothing
+// else.
+func TestLinkGoMidConnection(t *testing.T) {
+	n := newTwoNodes(t)
+	recvA, recvB := otlpreceiver.StartOn(t, n.rootA+":0", n.rootA+":0"), otlpreceiver.StartOn(t, n.rootB+":0", n.rootB+":0")
+	token := writeToken(t, "e2e-shared-token")
+	goSrv := harness.CopyExeTo(t, buildGoApp(t, t.TempDir(), "", false), n.srvDir, "srv_go")
+	cliPy := harness.CopyExeTo(t, python(t), n.cliDir, "cli_py")
+	port := harness.FreePort(t)
+	addr := net.JoinHostPort(n.b, strconv.Itoa(port))
+	srv := n.startIn(t, n.nsB, goSrv, "server", addr)
+	waitListeningOn(t, srv, addr)
+
+	envA := n.nodeAgent(t, n.nsA, n.cliDir, n.a, n.b, token, n.inA, n.rootA, recvA)
+	cli0 := n.startIn(t, n.nsA, cliPy, "-c", connClient, n.b, strconv.Itoa(port), "item/zero")
+	waitCollector(t, envA, cli0.PID, "")
+	cli0.send("")
+	cli0.expect("ready", 10*time.Second)
+	cli0.send("item/mid 4")
+	cli0.expect("done", 30*time.Second)
+
+	envB := n.nodeAgent(t, n.nsB, n.srvDir, n.b, n.a, token, n.inB, n.rootB, recvB)
+	waitMetric(t, envB.agent, "periscope_link_peer_addresses", nil, "A's addresses", func(v float64) bool { return v >= 2 })
+	waitMetric(t, envA.agent, "periscope_link_peer_addresses", nil, "B's addresses", func(v float64) bool { return v >= 2 })
+	waitCollector(t, envB, srv.PID, "gohttp")
+	cli0.send("item/old 5")
+	cli0.expect("done", 30*time.Second)
+	cli1 := n.startIn(t, n.nsA, cliPy, "-c", connClient, n.b, strconv.Itoa(port), "item/new")
+	waitCollector(t, envA, cli1.PID, "")
+	cli1.send("")
+	cli1.expect("ready", 10*time.Second)
+	cli1.send("item/more 7")
+	cli1.expect("done", 30*time.Second)
+
+	server := func(prefixes ...string) func(otlpreceiver.Span) bool {
+		return func(s otlpreceiver.Span) bool {
+			return byPIDs(kindServer, srv.PID)(s) && slices.ContainsFunc(prefixes, func(p string) bool {
+				return strings.HasPrefix(attrStr(s, "url.path"), "/item/"+p+"/")
+			})
+		}
+	}
+	wantUnlinked(t, "connection 0, open before B's agent", envB.spans(t, 5, server("old")))
+	wantLinked(t, "connection 1", envB.spans(t, 10, server("new", "more")), envA.spans(t, 10, byPIDs(kindClient, cli1.PID)))
+	if clients := envA.spans(t, 12, byPIDs(kindClient, cli0.PID)); len(clients) != 12 {
+		t.Errorf("A reported %d client spans of connection 0, want 12", len(clients))
+	}
+	want := map[string]float64{"linked": 10, "no_key": 5}
+	waitMetric(t, envB.agent, "periscope_link_lookups_total", map[string]string{"result": "linked"}, "10", equals(10))
+	for _, r := range []string{"linked", "no_key", "not_found", "no_owner", "timeout", "refused", "error", "dropped"} {
+		if got := envB.agent.Metric(t, "periscope_link_lookups_total", map[string]string{"result": r}); got != want[r] {
+			t.Errorf("B counted %v lookups %s, want %v", got, r, want[r])
+		}
+	}
+}
+
+// waitListeningOn waits until p listens on addr (in its own network
+// namespace).
+func waitListeningOn(t *testing.T, p *proc, addr string) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		addrs, _ := harness.ListeningAddrs(p.PID)
+		if slices.Contains(addrs, addr) {
+			return
+		}
+	}
+	t.Fatalf("%s does not listen on %s: %s", p.name, addr, p.Output())
+}
