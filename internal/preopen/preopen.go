@@ -33,12 +33,16 @@ import (
 
 	"github.com/periscope-apm/periscope/discovery"
 	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/internal/ktime"
 )
 
-// margin is added to the time a record was taken: a request's time comes
-// from the kernel's clock through a conversion, which may differ from the
-// agent's by a little.
-const margin = 10 * time.Millisecond
+// margin is added to the time a record was taken. The record's time is
+// read from the kernel's clock (CLOCK_MONOTONIC, bpf_ktime_get_ns's)
+// converted as the collectors convert their events' (ktime.Clock): two
+// such conversions, each measured when its clock was made, differ by the
+// error of those measurements (well under a microsecond; more only if the
+// wall clock was stepped between the agent's start and its collectors').
+const margin = 200 * time.Microsecond
 
 // maxPerProcess bounds the connections recorded for a process: a process
 // with more open when probed has none of its connections taken as seen
@@ -53,17 +57,20 @@ type Table struct {
 
 	mu    sync.Mutex
 	procs map[uint32]*record
+	gone  []uint32 // exited processes, oldest first (sweep)
 }
 
 type record struct {
-	taken time.Time
-	all   bool // too many connections to record: none is fresh
-	open  map[events.Tuple]bool
+	taken  time.Time
+	exited time.Time // zero while it runs
+	all    bool      // too many connections to record: none is fresh
+	open   map[events.Tuple]bool
 }
 
 // New returns an empty table reading processes under procRoot (/proc).
 func New(procRoot string) *Table {
-	return &Table{procRoot: procRoot, now: time.Now, procs: make(map[uint32]*record)}
+	clock := ktime.NewClock()
+	return &Table{procRoot: procRoot, now: func() time.Time { return clock.Time(ktime.Now()) }, procs: make(map[uint32]*record)}
 }
 
 // Probed records the connections process pid has open now; it is called
@@ -84,15 +91,44 @@ func (t *Table) Probed(pid uint32) error {
 	return nil
 }
 
-// Exited forgets process pid.
-func (t *Table) Exited(pid uint32) {
+// Exited says that process pid exited (or exec'd another program) at. Its
+// record is kept exitLinger longer, for its events that the collectors'
+// rings deliver after discovery's report of the exit; a record taken
+// after at is the next program's, and stays.
+func (t *Table) Exited(pid uint32, at time.Time) {
 	t.mu.Lock()
-	delete(t.procs, pid)
-	t.mu.Unlock()
+	defer t.mu.Unlock()
+	if r := t.procs[pid]; r != nil && !r.taken.After(at) {
+		r.exited = at
+		t.gone = append(t.gone, pid)
+	}
+	t.sweep(at)
+}
+
+// exitLinger is how long the record of an exited process is kept.
+const exitLinger = time.Minute
+
+// sweep forgets the processes that exited exitLinger before now.
+func (t *Table) sweep(now time.Time) {
+	n := 0
+	for _, pid := range t.gone {
+		r := t.procs[pid]
+		switch {
+		case r == nil || r.exited.IsZero():
+			// forgotten, or probed again as another program
+		case now.Sub(r.exited) > exitLinger:
+			delete(t.procs, pid)
+		default:
+			t.gone[n] = pid
+			n++
+		}
+	}
+	clear(t.gone[n:])
+	t.gone = t.gone[:n]
 }
 
 // ProcessExited implements discovery.Observer.
-func (t *Table) ProcessExited(pid uint32, _ time.Time) { t.Exited(pid) }
+func (t *Table) ProcessExited(pid uint32, at time.Time) { t.Exited(pid, at) }
 
 // ProcessUpdated implements discovery.Observer: a process is recorded when
 // probed (Probed), not when discovered.

@@ -109,9 +109,19 @@ func TestFromStart(t *testing.T) {
 	if tb.FromStart(pid+1, fresh, later) {
 		t.Error("a process never recorded has a connection seen from its start")
 	}
-	tb.Exited(pid)
+	tb.Exited(pid, time.Now().Add(-time.Hour))
+	if !tb.FromStart(pid, fresh, later) {
+		t.Error("an exit from before the record forgot it")
+	}
+	// Its events may come after its exit: the record stays a while.
+	exit := time.Now()
+	tb.Exited(pid, exit)
+	if !tb.FromStart(pid, fresh, later) {
+		t.Error("an exited process was forgotten at once")
+	}
+	tb.Exited(pid+1, exit.Add(exitLinger+time.Second)) // another process's exit, later
 	if tb.FromStart(pid, fresh, later) || tb.Len() != 0 {
-		t.Error("a forgotten process has a connection seen from its start")
+		t.Errorf("a process that exited %v ago is still recorded", exitLinger+time.Second)
 	}
 	if err := tb.Probed(1 << 30); err == nil {
 		t.Error("a process that does not exist was recorded")
