@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/periscope-apm/periscope/internal/preopen"
 )
 
 // procOwner is a process holding a socket.
@@ -140,17 +142,5 @@ func listeningPorts(table string, ports map[uint16]bool) {
 	}
 }
 
-// socketInode parses the target of a /proc/PID/fd link to a socket,
-// "socket:[12345]".
-func socketInode(target string) (uint64, bool) {
-	rest, ok := strings.CutPrefix(target, "socket:[")
-	if !ok {
-		return 0, false
-	}
-	rest, ok = strings.CutSuffix(rest, "]")
-	if !ok {
-		return 0, false
-	}
-	ino, err := strconv.ParseUint(rest, 10, 64)
-	return ino, err == nil
-}
+// socketInode parses the target of a /proc/PID/fd link to a socket.
+var socketInode = preopen.SocketInode

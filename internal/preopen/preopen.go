@@ -198,15 +198,16 @@ func socketInodes(fdDir string) (map[uint64]bool, error) {
 		if err != nil {
 			continue // closed meanwhile
 		}
-		if ino, ok := socketInode(target); ok {
+		if ino, ok := SocketInode(target); ok {
 			inodes[ino] = true
 		}
 	}
 	return inodes, nil
 }
 
-// socketInode parses a descriptor's link to a socket, "socket:[12345]".
-func socketInode(target string) (uint64, bool) {
+// SocketInode parses the target of a /proc/PID/fd link to a socket,
+// "socket:[12345]".
+func SocketInode(target string) (uint64, bool) {
 	rest, ok := strings.CutPrefix(target, "socket:[")
 	if !ok {
 		return 0, false

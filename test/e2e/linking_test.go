@@ -567,13 +567,7 @@ func TestLinkTLSMidConnection(t *testing.T) {
 	cli2.send("new 10")
 	cli2.expect("done", 30*time.Second)
 
-	server := func(prefixes ...string) func(otlpreceiver.Span) bool {
-		return func(s otlpreceiver.Span) bool {
-			return byPIDs(kindServer, srv.PID)(s) && slices.ContainsFunc(prefixes, func(p string) bool {
-				return strings.HasPrefix(attrStr(s, "url.path"), "/"+p+"/")
-			})
-		}
-	}
+	server := func(prefixes ...string) func(otlpreceiver.Span) bool { return serverPaths(srv.PID, "/", prefixes...) }
 	// B's server thread was blocked in SSL_read on connection 0 when B's
 	// agent attached: that read, /old/0, is not seen.
 	wantUnlinked(t, "connection 0, open before both agents", envB.spans(t, 4, server("old")))
@@ -582,11 +576,28 @@ func TestLinkTLSMidConnection(t *testing.T) {
 	if clients := envA.spans(t, 10, byPIDs(kindClient, cli0.PID, cli1.PID)); len(clients) != 10 {
 		t.Errorf("A reported %d client spans of connections 0 and 1, want 10", len(clients))
 	}
-	want := map[string]float64{"linked": 13, "no_key": 4, "not_found": 5, "no_owner": 3}
-	waitMetric(t, envB.agent, "periscope_link_lookups_total", map[string]string{"result": "linked"}, "13", equals(13))
+	wantLookups(t, envB, map[string]float64{"linked": 13, "no_key": 4, "not_found": 5, "no_owner": 3})
+}
+
+// serverPaths selects the server spans of process pid whose path is
+// base + one of prefixes + "/...".
+func serverPaths(pid int, base string, prefixes ...string) func(otlpreceiver.Span) bool {
+	return func(s otlpreceiver.Span) bool {
+		return byPIDs(kindServer, pid)(s) && slices.ContainsFunc(prefixes, func(p string) bool {
+			return strings.HasPrefix(attrStr(s, "url.path"), base+p+"/")
+		})
+	}
+}
+
+// wantLookups checks e's lookup counts: want of each result (0 unless
+// given), once the linked ones are all in.
+func wantLookups(t *testing.T, e *env, want map[string]float64) {
+	t.Helper()
+	linked := want["linked"]
+	waitMetric(t, e.agent, "periscope_link_lookups_total", map[string]string{"result": "linked"}, fmt.Sprint(linked), equals(linked))
 	for _, r := range []string{"linked", "no_key", "not_found", "no_owner", "timeout", "refused", "error", "dropped"} {
-		if got := envB.agent.Metric(t, "periscope_link_lookups_total", map[string]string{"result": r}); got != want[r] {
-			t.Errorf("B counted %v lookups %s, want %v", got, r, want[r])
+		if got := e.agent.Metric(t, "periscope_link_lookups_total", map[string]string{"result": r}); got != want[r] {
+			t.Errorf("counted %v lookups %s, want %v", got, r, want[r])
 		}
 	}
 }
@@ -636,24 +647,14 @@ func TestLinkGoMidConnection(t *testing.T) {
 	cli1.expect("done", 30*time.Second)
 
 	server := func(prefixes ...string) func(otlpreceiver.Span) bool {
-		return func(s otlpreceiver.Span) bool {
-			return byPIDs(kindServer, srv.PID)(s) && slices.ContainsFunc(prefixes, func(p string) bool {
-				return strings.HasPrefix(attrStr(s, "url.path"), "/item/"+p+"/")
-			})
-		}
+		return serverPaths(srv.PID, "/item/", prefixes...)
 	}
 	wantUnlinked(t, "connection 0, open before B's agent", envB.spans(t, 5, server("old")))
 	wantLinked(t, "connection 1", envB.spans(t, 10, server("new", "more")), envA.spans(t, 10, byPIDs(kindClient, cli1.PID)))
 	if clients := envA.spans(t, 12, byPIDs(kindClient, cli0.PID)); len(clients) != 12 {
 		t.Errorf("A reported %d client spans of connection 0, want 12", len(clients))
 	}
-	want := map[string]float64{"linked": 10, "no_key": 5}
-	waitMetric(t, envB.agent, "periscope_link_lookups_total", map[string]string{"result": "linked"}, "10", equals(10))
-	for _, r := range []string{"linked", "no_key", "not_found", "no_owner", "timeout", "refused", "error", "dropped"} {
-		if got := envB.agent.Metric(t, "periscope_link_lookups_total", map[string]string{"result": r}); got != want[r] {
-			t.Errorf("B counted %v lookups %s, want %v", got, r, want[r])
-		}
-	}
+	wantLookups(t, envB, map[string]float64{"linked": 10, "no_key": 5})
 }
 
 // waitListeningOn waits until p listens on addr (in its own network
