@@ -174,10 +174,11 @@ func (c *Collector) Start(ctx context.Context) error {
 		go c.expireHeld(ctx)
 	}
 	t0 := time.Now()
-	adopted, err := c.adoptBlockedReads()
+	adopted, bits, err := c.adoptBlockedReads()
 	if err != nil {
 		c.log.Warn("reads blocked at start not recorded: the first request of idle connections may have no server span", "err", err)
 	}
+	go c.endAdoption(ctx, bits)
 	c.log.Info("collector started", "path", c.AttachPath(), "ignore_ports", c.cfg.IgnorePorts, "blocked_reads", adopted, "blocked_reads_scan", time.Since(t0).Round(time.Microsecond))
 	return nil
 }
