@@ -68,6 +68,10 @@ struct fd_state {
 	__u8 bound;  /* the bind record was sent */
 	__u8 tries;  /* calls that did not classify */
 	__u32 _pad;
+	/* traced_process's answer for the descriptor's process, cached:
+	 * the selection epoch it was given at (low 32 bits), whether the
+	 * process is traced (bit 32) and its enum skip (bits 40-47). */
+	__u64 sel;
 };
 
 struct {
@@ -364,6 +368,35 @@ static __always_inline struct fd_state *fd_state(__u32 tgid, __s32 fd)
 	return bpf_map_lookup_elem(&fds, &k);
 }
 
+/* Selection epochs: [0] is bumped by user space whenever it changes
+ * skip_pids or selected, [1] by the programs when they change selected
+ * (exec, fork). The answer of traced_process cached in a descriptor's
+ * fd_state holds while their sum is the same: unselected processes (a load
+ * generator beside a traced server) leave their calls after the descriptor
+ * lookup, without the two process lookups. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} sel_epoch SEC(".maps");
+
+static __always_inline __u32 selection_epoch(void)
+{
+	__u32 k0 = 0, k1 = 1;
+	__u64 *u = bpf_map_lookup_elem(&sel_epoch, &k0);
+	__u64 *b = bpf_map_lookup_elem(&sel_epoch, &k1);
+	return (u ? *(volatile __u64 *)u : 0) + (b ? *(volatile __u64 *)b : 0);
+}
+
+static __always_inline void bump_selection(void)
+{
+	__u32 k1 = 1;
+	__u64 *b = bpf_map_lookup_elem(&sel_epoch, &k1);
+	if (b)
+		__sync_fetch_and_add(b, 1);
+}
+
 /* traced_process returns whether process tgid is traced, and sets *skip. */
 static __always_inline bool traced_process(__u32 tgid, __u8 *skip)
 {
@@ -375,6 +408,22 @@ static __always_inline bool traced_process(__u32 tgid, __u8 *skip)
 		return true;
 	__u8 *sel = bpf_map_lookup_elem(&selected, &tgid);
 	return !sel || *sel;
+}
+
+/* traced_fd is traced_process for the process of descriptor state s,
+ * cached in s (the epoch is read before the process lookups: a change
+ * made meanwhile bumps it past what is stored). */
+static __always_inline bool traced_fd(struct fd_state *s, __u32 tgid, __u8 *skip)
+{
+	__u32 epoch = selection_epoch();
+	__u64 sel = *(volatile __u64 *)&s->sel;
+	if ((__u32)sel == epoch && (sel >> 48)) {
+		*skip = (sel >> 40) & 0xff;
+		return (sel >> 32) & 1;
+	}
+	bool traced = traced_process(tgid, skip);
+	*(volatile __u64 *)&s->sel = (1ULL << 48) | ((__u64)*skip << 40) | ((__u64)traced << 32) | epoch;
+	return traced;
 }
 
 static __always_inline bool parsed(__u8 proto) { return proto < 32 && (parsed_protos & (1U << proto)); }
@@ -750,7 +799,7 @@ static __always_inline int on_enter(__u64 regs, bool typed, __s32 fd, __u8 dir, 
 		return 0;
 	}
 	__u8 skip;
-	if (!traced_process(tgid, &skip))
+	if (!traced_fd(s, tgid, &skip))
 		return 0;
 	s = fresh(s, tgid, fd);
 	if (!s)
@@ -1071,6 +1120,7 @@ int sock_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	struct task_struct *t = (struct task_struct *)ctx->args[0];
 	__u32 tgid = BPF_CORE_READ(t, tgid);
 	bpf_map_delete_elem(&selected, &tgid);
+	bump_selection();
 	forget_other(tgid, -1); /* close-on-exec descriptors are gone */
 	return mark_exec(t);
 }
@@ -1090,6 +1140,9 @@ int sock_process_fork(struct bpf_raw_tracepoint_args *ctx)
 	if (pid != BPF_CORE_READ(child, tgid))
 		return 0; /* a new thread */
 	forget_other(pid, -1);
+	/* Its ID may be that of an old process whose descriptors' fd_state
+	 * remain (LRU): their cached selection must not pass for its own. */
+	bump_selection();
 	if (!filter_selected)
 		return 0;
 	__u32 ppid = BPF_CORE_READ(parent, tgid);

@@ -71,6 +71,7 @@ type socketsFdState struct {
 	Bound uint8
 	Tries uint8
 	Pad   uint32
+	Sel   uint64
 }
 
 type socketsNethttpConn struct {
@@ -187,6 +188,7 @@ const (
 	socketsMapOpensslSslFresh    = "openssl_ssl_fresh"
 	socketsMapRegsAddr           = "regs_addr"
 	socketsMapScratch            = "scratch"
+	socketsMapSelEpoch           = "sel_epoch"
 	socketsMapSelected           = "selected"
 	socketsMapSkipPids           = "skip_pids"
 	socketsMapSockProcs          = "sock_procs"
@@ -335,6 +337,7 @@ type socketsMapSpecs struct {
 	OpensslSslFresh    *ebpf.MapSpec `ebpf:"openssl_ssl_fresh"`
 	RegsAddr           *ebpf.MapSpec `ebpf:"regs_addr"`
 	Scratch            *ebpf.MapSpec `ebpf:"scratch"`
+	SelEpoch           *ebpf.MapSpec `ebpf:"sel_epoch"`
 	Selected           *ebpf.MapSpec `ebpf:"selected"`
 	SkipPids           *ebpf.MapSpec `ebpf:"skip_pids"`
 	SockProcs          *ebpf.MapSpec `ebpf:"sock_procs"`
@@ -407,6 +410,7 @@ type socketsMaps struct {
 	OpensslSslFresh    *ebpf.Map `ebpf:"openssl_ssl_fresh"`
 	RegsAddr           *ebpf.Map `ebpf:"regs_addr"`
 	Scratch            *ebpf.Map `ebpf:"scratch"`
+	SelEpoch           *ebpf.Map `ebpf:"sel_epoch"`
 	Selected           *ebpf.Map `ebpf:"selected"`
 	SkipPids           *ebpf.Map `ebpf:"skip_pids"`
 	SockProcs          *ebpf.Map `ebpf:"sock_procs"`
@@ -442,6 +446,7 @@ func (m *socketsMaps) Close() error {
 		m.OpensslSslFresh,
 		m.RegsAddr,
 		m.Scratch,
+		m.SelEpoch,
 		m.Selected,
 		m.SkipPids,
 		m.SockProcs,
