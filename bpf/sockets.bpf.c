@@ -68,6 +68,10 @@ struct fd_state {
 	__u8 bound;  /* the bind record was sent */
 	__u8 tries;  /* calls that did not classify */
 	__u32 _pad;
+	/* traced_process's answer for the descriptor's process, cached:
+	 * the selection epoch it was given at (low 32 bits), whether the
+	 * process is traced (bit 32) and its enum skip (bits 40-47). */
+	__u64 sel;
 };
 
 struct {
@@ -189,17 +193,58 @@ struct {
 	__type(value, struct call);
 } calls SEC(".maps");
 
-/* Threads with an entry in calls, a bit per thread ID: the exit of every
- * syscall of the node leaves after one array load unless its thread's bit
- * is set. Only the thread itself sets and clears its bit (atomic adds:
- * other threads share the word). The size is set by user space from
- * pid_max; a thread ID beyond it always looks in calls. */
+/* Calls in flight, counted per thread by the address of the thread's user
+ * registers (struct pt_regs, at the top of its kernel stack: the same from
+ * a syscall's entry to its exit, and different for every thread alive),
+ * hashed. The exit of every syscall of the node leaves after one array
+ * load, before any helper call, unless its counter is not 0; threads that
+ * share a counter only send each other to calls for nothing. Atomic adds:
+ * a counter is shared. */
+#define INFLIGHT_SLOTS 65536
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 4194304 / 64);
+	__uint(max_entries, INFLIGHT_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
-} pending SEC(".maps");
+} inflight SEC(".maps");
+
+/* A tp_btf program's registers are a typed pointer, on which the verifier
+ * allows no arithmetic: stored in a map value (privileged programs may) it
+ * reads back as a number. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} regs_addr SEC(".maps");
+
+/* inflight_of returns the counter of calls in flight of the thread whose
+ * syscall registers are regs: a typed pointer (tp_btf) or an address (raw
+ * tracepoint). Kernel stacks are at least page aligned: the bits above a
+ * page tell them apart. */
+static __always_inline __u64 *inflight_of(__u64 regs, bool typed)
+{
+	if (typed) {
+		__u32 zero = 0;
+		__u64 *v = bpf_map_lookup_elem(&regs_addr, &zero);
+		if (!v)
+			return 0;
+		*v = regs;
+		regs = *(volatile __u64 *)v;
+	}
+	__u32 i = ((regs >> 12) * 0x9E3779B97F4A7C15ULL) >> 48;
+	return bpf_map_lookup_elem(&inflight, &i);
+}
+
+/* Set by user space while some thread it found blocked in a read (adopted)
+ * may not have left it: exits look at adopted only then. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} adopting SEC(".maps");
 
 /* Threads user space found blocked in a read when the agent started (see
  * struct call), a bit per thread ID: set by user space only, cleared at the
@@ -323,6 +368,35 @@ static __always_inline struct fd_state *fd_state(__u32 tgid, __s32 fd)
 	return bpf_map_lookup_elem(&fds, &k);
 }
 
+/* Selection epochs: [0] is bumped by user space whenever it changes
+ * skip_pids or selected, [1] by the programs when they change selected
+ * (exec, fork). The answer of traced_process cached in a descriptor's
+ * fd_state holds while their sum is the same: unselected processes (a load
+ * generator beside a traced server) leave their calls after the descriptor
+ * lookup, without the two process lookups. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} sel_epoch SEC(".maps");
+
+static __always_inline __u32 selection_epoch(void)
+{
+	__u32 k0 = 0, k1 = 1;
+	__u64 *u = bpf_map_lookup_elem(&sel_epoch, &k0);
+	__u64 *b = bpf_map_lookup_elem(&sel_epoch, &k1);
+	return (u ? *(volatile __u64 *)u : 0) + (b ? *(volatile __u64 *)b : 0);
+}
+
+static __always_inline void bump_selection(void)
+{
+	__u32 k1 = 1;
+	__u64 *b = bpf_map_lookup_elem(&sel_epoch, &k1);
+	if (b)
+		__sync_fetch_and_add(b, 1);
+}
+
 /* traced_process returns whether process tgid is traced, and sets *skip. */
 static __always_inline bool traced_process(__u32 tgid, __u8 *skip)
 {
@@ -334,6 +408,22 @@ static __always_inline bool traced_process(__u32 tgid, __u8 *skip)
 		return true;
 	__u8 *sel = bpf_map_lookup_elem(&selected, &tgid);
 	return !sel || *sel;
+}
+
+/* traced_fd is traced_process for the process of descriptor state s,
+ * cached in s (the epoch is read before the process lookups: a change
+ * made meanwhile bumps it past what is stored). */
+static __always_inline bool traced_fd(struct fd_state *s, __u32 tgid, __u8 *skip)
+{
+	__u32 epoch = selection_epoch();
+	__u64 sel = *(volatile __u64 *)&s->sel;
+	if ((__u32)sel == epoch && (sel >> 48)) {
+		*skip = (sel >> 40) & 0xff;
+		return (sel >> 32) & 1;
+	}
+	bool traced = traced_process(tgid, skip);
+	*(volatile __u64 *)&s->sel = (1ULL << 48) | ((__u64)*skip << 40) | ((__u64)traced << 32) | epoch;
+	return traced;
 }
 
 static __always_inline bool parsed(__u8 proto) { return proto < 32 && (parsed_protos & (1U << proto)); }
@@ -572,16 +662,15 @@ static __always_inline struct fd_state *fresh(struct fd_state *s, __u32 tgid, __
 	return s;
 }
 
-/* begin_call records call c of thread id until its exit. */
-static __always_inline void begin_call(__u64 id, struct call *c)
+/* begin_call records call c of thread id, whose syscall's registers are
+ * regs (inflight_of), until its exit. */
+static __always_inline void begin_call(__u64 id, __u64 regs, bool typed, struct call *c)
 {
 	if (bpf_map_update_elem(&calls, &id, c, BPF_ANY) != 0)
 		return;
-	__u32 tid = (__u32)id, w = tid / 64;
-	__u64 bit = 1ULL << (tid % 64);
-	__u64 *p = bpf_map_lookup_elem(&pending, &w);
-	if (p && !(*p & bit))
-		__sync_fetch_and_add(p, bit);
+	__u64 *n = inflight_of(regs, typed);
+	if (n)
+		__sync_fetch_and_add(n, 1);
 }
 
 /* take_call moves the call thread id began (begin_call) into c, and
@@ -596,26 +685,17 @@ static __always_inline bool take_call(__u64 id, struct call *c)
 	return true;
 }
 
-/* end_call reports whether thread id may have a call in calls, and
- * clears the thread's bits: this exit ends whatever it had. */
-static __always_inline bool end_call(__u64 id)
+/* adopted_exit clears thread id's bit in adopted and reports whether it
+ * was set: this exit ends the read user space found the thread in. */
+static __always_inline bool adopted_exit(__u64 id)
 {
 	__u32 tid = (__u32)id, w = tid / 64;
 	__u64 bit = 1ULL << (tid % 64);
-	__u64 *p = bpf_map_lookup_elem(&pending, &w);
-	if (!p)
-		return true;
-	bool had = false;
-	if (*p & bit) {
-		__sync_fetch_and_add(p, -bit);
-		had = true;
-	}
 	__u64 *a = bpf_map_lookup_elem(&adopted, &w);
-	if (a && (*a & bit)) {
-		__sync_fetch_and_add(a, -bit);
-		had = true;
-	}
-	return had;
+	if (!a || !(*a & bit))
+		return false;
+	__sync_fetch_and_add(a, -bit);
+	return true;
 }
 
 /* The read/write family: a program each, reached by a tail call from
@@ -700,8 +780,9 @@ __attribute__((noinline)) __u64 iov_size(__u64 iov, __u64 count)
 	return size;
 }
 
-/* on_enter starts a call on fd. */
-static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __u64 len)
+/* on_enter starts a call on fd; the syscall's registers are regs (a typed
+ * pointer when typed). */
+static __always_inline int on_enter(__u64 regs, bool typed, __s32 fd, __u8 dir, __u8 kind, __u64 buf, __u64 len)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
@@ -718,7 +799,7 @@ static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __
 		return 0;
 	}
 	__u8 skip;
-	if (!traced_process(tgid, &skip))
+	if (!traced_fd(s, tgid, &skip))
 		return 0;
 	s = fresh(s, tgid, fd);
 	if (!s)
@@ -749,7 +830,7 @@ static __always_inline int on_enter(__s32 fd, __u8 dir, __u8 kind, __u64 buf, __
 		c.requested = size;
 		c.copied = 1;
 	}
-	begin_call(id, &c);
+	begin_call(id, regs, typed, &c);
 	return 0;
 }
 
@@ -783,12 +864,21 @@ static __always_inline int on_exit(__u64 regs, long ret, bool typed)
 	 * helper (the number is a plain load where the registers are typed). */
 	if (typed && !call_syscall(SYSCALL_NR((struct pt_regs *)regs)))
 		return 0;
+	__u64 *n = inflight_of(regs, typed);
+	__u32 zero = 0;
+	__u64 *adopt = bpf_map_lookup_elem(&adopting, &zero);
+	bool look = adopt && *adopt;
+	if (n && !*n && !look)
+		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
-	if (!end_call(id))
+	bool adopted = look && adopted_exit(id);
+	if (n && !*n && !adopted)
 		return 0;
 	struct call c;
 	if (!take_call(id, &c))
 		return 0;
+	if (!c.found && n && *n)
+		__sync_fetch_and_add(n, -1);
 	if (c.kind == CALL_NEWFD) {
 		if (ret < 0)
 			return 0;
@@ -856,10 +946,10 @@ static __always_inline void close_range(__u32 first, __u32 last, __u32 flags)
  * it returns may be cached as what it named before (a close the programs
  * missed: close-on-exec, or a process that reused a PID); the exit forgets
  * it. */
-static __always_inline int new_fd(long nr)
+static __always_inline int new_fd(__u64 regs, bool typed, long nr)
 {
 	struct call c = {.kind = CALL_NEWFD, .nr = nr};
-	begin_call(bpf_get_current_pid_tgid(), &c);
+	begin_call(bpf_get_current_pid_tgid(), regs, typed, &c);
 	return 0;
 }
 
@@ -874,7 +964,7 @@ static __always_inline int new_fd(long nr)
 		struct syscall_args a;                                      \
 		if (!syscall_args(ctx->args[0], &a))                        \
 			return 0;                                           \
-		return on_enter(a.arg[0], dir, kind, buf, len);             \
+		return on_enter(ctx->args[0], false, a.arg[0], dir, kind, buf, len); \
 	}                                                                   \
 	SEC("tp_btf/sys_enter")                                             \
 	int BPF_PROG(name##_btf, struct pt_regs *regs, long id)             \
@@ -882,7 +972,7 @@ static __always_inline int new_fd(long nr)
 		struct syscall_args a;                                      \
 		if (!regs_args(regs, &a))                                   \
 			return 0;                                           \
-		return on_enter(a.arg[0], dir, kind, buf, len);             \
+		return on_enter((__u64)regs, true, a.arg[0], dir, kind, buf, len); \
 	}
 
 IO_PROG(io_read_buf, DIR_READ, CALL_BUF, a.arg[1], a.arg[2])
@@ -987,10 +1077,10 @@ static __always_inline int enter(void *ctx, void *progs, long nr, __u64 regs, bo
 	case NR_accept4:
 		/* The exit reports the accepted socket's owner (a native
 		 * call's only: another ABI numbers its syscalls otherwise). */
-		return new_fd(read_args(regs, typed, &a) ? nr : -1);
+		return new_fd(regs, typed, read_args(regs, typed, &a) ? nr : -1);
 	case NR_socket:
 	case NR_dup:
-		return new_fd(-1);
+		return new_fd(regs, typed, -1);
 	}
 	return 0;
 }
@@ -1030,6 +1120,7 @@ int sock_process_exec(struct bpf_raw_tracepoint_args *ctx)
 	struct task_struct *t = (struct task_struct *)ctx->args[0];
 	__u32 tgid = BPF_CORE_READ(t, tgid);
 	bpf_map_delete_elem(&selected, &tgid);
+	bump_selection();
 	forget_other(tgid, -1); /* close-on-exec descriptors are gone */
 	return mark_exec(t);
 }
@@ -1049,6 +1140,9 @@ int sock_process_fork(struct bpf_raw_tracepoint_args *ctx)
 	if (pid != BPF_CORE_READ(child, tgid))
 		return 0; /* a new thread */
 	forget_other(pid, -1);
+	/* Its ID may be that of an old process whose descriptors' fd_state
+	 * remain (LRU): their cached selection must not pass for its own. */
+	bump_selection();
 	if (!filter_selected)
 		return 0;
 	__u32 ppid = BPF_CORE_READ(parent, tgid);

@@ -2,6 +2,7 @@ package sockets
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -96,21 +98,30 @@ func blockedReads(procRoot string, skip uint32) []blockedRead {
 // reads of sockets that threads were blocked in when the programs were
 // attached: the first request on a keep-alive connection idle at that
 // moment is then seen whole. A thread that left its read meanwhile is
-// let go (the program checks the syscall number at the exit too).
-func (c *Collector) adoptBlockedReads() (int, error) {
+// let go (the program checks the syscall number at the exit too). While
+// some adopted thread has yet to leave its read, the exits of every thread
+// look at the adopted bits (adopting); endAdoption stops that.
+func (c *Collector) adoptBlockedReads() (int, threadBits, error) {
 	n := 0
 	bits := threadBits{}
-	for _, b := range blockedReads(c.cfg.ProcRoot, uint32(os.Getpid())) {
+	found := blockedReads(c.cfg.ProcRoot, uint32(os.Getpid()))
+	if len(found) == 0 {
+		return 0, bits, nil
+	}
+	if err := c.objs.Adopting.Put(uint32(0), uint64(1)); err != nil {
+		return 0, bits, fmt.Errorf("mark adoption: %w", err)
+	}
+	for _, b := range found {
 		key := uint64(b.pid)<<32 | uint64(b.tid)
 		if err := c.objs.Calls.Update(key, b.call, ebpf.UpdateNoExist); err != nil {
 			if errors.Is(err, ebpf.ErrKeyExist) {
 				continue // the thread has entered a traced call since
 			}
-			return n, fmt.Errorf("record blocked read of %d/%d: %w", b.pid, b.tid, err)
+			return n, bits, fmt.Errorf("record blocked read of %d/%d: %w", b.pid, b.tid, err)
 		}
 		if err := bits.set(c.objs.Adopted, b.tid); err != nil {
 			c.dropFound(key, b.call)
-			return n, err
+			return n, bits, err
 		}
 		now, err := os.ReadFile(filepath.Join(c.cfg.ProcRoot, strconv.Itoa(int(b.pid)), "task", strconv.Itoa(int(b.tid)), "syscall"))
 		if err != nil || !bytes.Equal(now, b.line) {
@@ -119,7 +130,37 @@ func (c *Collector) adoptBlockedReads() (int, error) {
 		}
 		n++
 	}
-	return n, nil
+	return n, bits, nil
+}
+
+// adoptionPoll is how often endAdoption looks at the adopted bits.
+const adoptionPoll = time.Second
+
+// endAdoption clears adopting once every bit of bits has been cleared by
+// the programs (each adopted thread left its read), so that exits stop
+// looking at adopted; until ctx ends.
+func (c *Collector) endAdoption(ctx context.Context, bits threadBits) {
+	if len(bits) == 0 {
+		return
+	}
+	t := time.NewTicker(adoptionPoll)
+	defer t.Stop()
+	for {
+		if bits.cleared(c.objs.Adopted) {
+			if ctx.Err() != nil {
+				return
+			}
+			if err := c.objs.Adopting.Put(uint32(0), uint64(0)); err != nil {
+				c.log.Warn("adopted reads: exits keep looking at them", "err", err)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // dropFound deletes an adopted read whose thread moved on, unless the

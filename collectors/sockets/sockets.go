@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -76,6 +77,9 @@ type Collector struct {
 	recs  collectors.Records
 
 	hold *hold // PerProcess: records of undecided processes
+
+	epochMu sync.Mutex
+	epoch   uint64 // user space's selection epoch (sel_epoch[0])
 }
 
 // New returns a collector that sends its events to sink.
@@ -174,10 +178,11 @@ func (c *Collector) Start(ctx context.Context) error {
 		go c.expireHeld(ctx)
 	}
 	t0 := time.Now()
-	adopted, err := c.adoptBlockedReads()
+	adopted, bits, err := c.adoptBlockedReads()
 	if err != nil {
 		c.log.Warn("reads blocked at start not recorded: the first request of idle connections may have no server span", "err", err)
 	}
+	go c.endAdoption(ctx, bits)
 	c.log.Info("collector started", "path", c.AttachPath(), "ignore_ports", c.cfg.IgnorePorts, "blocked_reads", adopted, "blocked_reads_scan", time.Since(t0).Round(time.Microsecond))
 	return nil
 }
@@ -225,6 +230,7 @@ func (c *Collector) skip(pid uint32, what socketsSkip) error {
 	if c.objs.SkipPids == nil {
 		return errors.New("sockets collector not started")
 	}
+	defer c.bumpEpoch()
 	if what != socketsSkipSKIP_NONE {
 		return c.objs.SkipPids.Put(pid, uint8(what))
 	}
@@ -232,6 +238,18 @@ func (c *Collector) skip(pid uint32, what socketsSkip) error {
 		return err
 	}
 	return nil
+}
+
+// bumpEpoch tells the programs that skip_pids or selected changed: the
+// answers cached per descriptor (traced_fd) no longer hold. Called after
+// the change.
+func (c *Collector) bumpEpoch() {
+	c.epochMu.Lock()
+	defer c.epochMu.Unlock()
+	c.epoch++
+	if err := c.objs.SelEpoch.Put(uint32(0), c.epoch); err != nil {
+		c.log.Warn("selection epoch", "err", err)
+	}
 }
 
 // ProcessUpdated implements discovery.Observer: with PerProcess, a
@@ -286,6 +304,7 @@ func (c *Collector) mark(pid uint32, selected bool) {
 	if err := c.objs.Selected.Put(pid, boolByte(selected)); err != nil {
 		c.log.Warn("select process", "pid", pid, "err", err)
 	}
+	c.bumpEpoch()
 }
 
 // ProcessExited implements discovery.Observer.
@@ -296,6 +315,9 @@ func (c *Collector) ProcessExited(pid uint32, _ time.Time) {
 	}
 	if c.objs.SkipPids != nil && pid != uint32(os.Getpid()) {
 		_ = c.objs.SkipPids.Delete(pid)
+	}
+	if c.objs.SelEpoch != nil {
+		c.bumpEpoch()
 	}
 }
 

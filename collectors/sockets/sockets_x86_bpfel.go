@@ -71,6 +71,7 @@ type socketsFdState struct {
 	Bound uint8
 	Tries uint8
 	Pad   uint32
+	Sel   uint64
 }
 
 type socketsNethttpConn struct {
@@ -161,6 +162,7 @@ type socketsSslKey struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	socketsMapAdopted            = "adopted"
+	socketsMapAdopting           = "adopting"
 	socketsMapCalls              = "calls"
 	socketsMapCounters           = "counters"
 	socketsMapDiscoveryCounters  = "discovery_counters"
@@ -174,6 +176,7 @@ const (
 	socketsMapGotlsFdConn        = "gotls_fd_conn"
 	socketsMapGotlsPlainProtos   = "gotls_plain_protos"
 	socketsMapIgnorePorts        = "ignore_ports"
+	socketsMapInflight           = "inflight"
 	socketsMapIoProgs            = "io_progs"
 	socketsMapIoProgsBtf         = "io_progs_btf"
 	socketsMapNethttpConns       = "nethttp_conns"
@@ -183,8 +186,9 @@ const (
 	socketsMapOpensslPendingBind = "openssl_pending_bind"
 	socketsMapOpensslSslFd       = "openssl_ssl_fd"
 	socketsMapOpensslSslFresh    = "openssl_ssl_fresh"
-	socketsMapPending            = "pending"
+	socketsMapRegsAddr           = "regs_addr"
 	socketsMapScratch            = "scratch"
+	socketsMapSelEpoch           = "sel_epoch"
 	socketsMapSelected           = "selected"
 	socketsMapSkipPids           = "skip_pids"
 	socketsMapSockProcs          = "sock_procs"
@@ -307,6 +311,7 @@ type socketsProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsMapSpecs struct {
 	Adopted            *ebpf.MapSpec `ebpf:"adopted"`
+	Adopting           *ebpf.MapSpec `ebpf:"adopting"`
 	Calls              *ebpf.MapSpec `ebpf:"calls"`
 	Counters           *ebpf.MapSpec `ebpf:"counters"`
 	DiscoveryCounters  *ebpf.MapSpec `ebpf:"discovery_counters"`
@@ -320,6 +325,7 @@ type socketsMapSpecs struct {
 	GotlsFdConn        *ebpf.MapSpec `ebpf:"gotls_fd_conn"`
 	GotlsPlainProtos   *ebpf.MapSpec `ebpf:"gotls_plain_protos"`
 	IgnorePorts        *ebpf.MapSpec `ebpf:"ignore_ports"`
+	Inflight           *ebpf.MapSpec `ebpf:"inflight"`
 	IoProgs            *ebpf.MapSpec `ebpf:"io_progs"`
 	IoProgsBtf         *ebpf.MapSpec `ebpf:"io_progs_btf"`
 	NethttpConns       *ebpf.MapSpec `ebpf:"nethttp_conns"`
@@ -329,8 +335,9 @@ type socketsMapSpecs struct {
 	OpensslPendingBind *ebpf.MapSpec `ebpf:"openssl_pending_bind"`
 	OpensslSslFd       *ebpf.MapSpec `ebpf:"openssl_ssl_fd"`
 	OpensslSslFresh    *ebpf.MapSpec `ebpf:"openssl_ssl_fresh"`
-	Pending            *ebpf.MapSpec `ebpf:"pending"`
+	RegsAddr           *ebpf.MapSpec `ebpf:"regs_addr"`
 	Scratch            *ebpf.MapSpec `ebpf:"scratch"`
+	SelEpoch           *ebpf.MapSpec `ebpf:"sel_epoch"`
 	Selected           *ebpf.MapSpec `ebpf:"selected"`
 	SkipPids           *ebpf.MapSpec `ebpf:"skip_pids"`
 	SockProcs          *ebpf.MapSpec `ebpf:"sock_procs"`
@@ -377,6 +384,7 @@ func (o *socketsObjects) Close() error {
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsMaps struct {
 	Adopted            *ebpf.Map `ebpf:"adopted"`
+	Adopting           *ebpf.Map `ebpf:"adopting"`
 	Calls              *ebpf.Map `ebpf:"calls"`
 	Counters           *ebpf.Map `ebpf:"counters"`
 	DiscoveryCounters  *ebpf.Map `ebpf:"discovery_counters"`
@@ -390,6 +398,7 @@ type socketsMaps struct {
 	GotlsFdConn        *ebpf.Map `ebpf:"gotls_fd_conn"`
 	GotlsPlainProtos   *ebpf.Map `ebpf:"gotls_plain_protos"`
 	IgnorePorts        *ebpf.Map `ebpf:"ignore_ports"`
+	Inflight           *ebpf.Map `ebpf:"inflight"`
 	IoProgs            *ebpf.Map `ebpf:"io_progs"`
 	IoProgsBtf         *ebpf.Map `ebpf:"io_progs_btf"`
 	NethttpConns       *ebpf.Map `ebpf:"nethttp_conns"`
@@ -399,8 +408,9 @@ type socketsMaps struct {
 	OpensslPendingBind *ebpf.Map `ebpf:"openssl_pending_bind"`
 	OpensslSslFd       *ebpf.Map `ebpf:"openssl_ssl_fd"`
 	OpensslSslFresh    *ebpf.Map `ebpf:"openssl_ssl_fresh"`
-	Pending            *ebpf.Map `ebpf:"pending"`
+	RegsAddr           *ebpf.Map `ebpf:"regs_addr"`
 	Scratch            *ebpf.Map `ebpf:"scratch"`
+	SelEpoch           *ebpf.Map `ebpf:"sel_epoch"`
 	Selected           *ebpf.Map `ebpf:"selected"`
 	SkipPids           *ebpf.Map `ebpf:"skip_pids"`
 	SockProcs          *ebpf.Map `ebpf:"sock_procs"`
@@ -410,6 +420,7 @@ type socketsMaps struct {
 func (m *socketsMaps) Close() error {
 	return _SocketsClose(
 		m.Adopted,
+		m.Adopting,
 		m.Calls,
 		m.Counters,
 		m.DiscoveryCounters,
@@ -423,6 +434,7 @@ func (m *socketsMaps) Close() error {
 		m.GotlsFdConn,
 		m.GotlsPlainProtos,
 		m.IgnorePorts,
+		m.Inflight,
 		m.IoProgs,
 		m.IoProgsBtf,
 		m.NethttpConns,
@@ -432,8 +444,9 @@ func (m *socketsMaps) Close() error {
 		m.OpensslPendingBind,
 		m.OpensslSslFd,
 		m.OpensslSslFresh,
-		m.Pending,
+		m.RegsAddr,
 		m.Scratch,
+		m.SelEpoch,
 		m.Selected,
 		m.SkipPids,
 		m.SockProcs,

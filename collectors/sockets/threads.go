@@ -15,10 +15,9 @@ import (
 // (PID_MAX_LIMIT).
 const pidMaxLimit = 4 << 20
 
-// sizeThreadMaps sizes the per-thread bitmaps of the programs (pending,
-// adopted: a bit per thread ID) to the kernel's pid_max. A thread ID
-// beyond, after pid_max is raised, costs its syscalls a hash lookup at
-// exit, nothing else.
+// sizeThreadMaps sizes the per-thread bitmap of the programs (adopted: a
+// bit per thread ID) to the kernel's pid_max. A thread ID beyond, after
+// pid_max is raised, is not adopted.
 func sizeThreadMaps(spec *ebpf.CollectionSpec, procRoot string) error {
 	words := uint32(pidMaxLimit / 64)
 	if b, err := os.ReadFile(filepath.Join(procRoot, "sys/kernel/pid_max")); err == nil {
@@ -26,13 +25,11 @@ func sizeThreadMaps(spec *ebpf.CollectionSpec, procRoot string) error {
 			words = uint32((n + 63) / 64)
 		}
 	}
-	for _, name := range []string{"pending", "adopted"} {
-		m := spec.Maps[name]
-		if m == nil {
-			return fmt.Errorf("sockets spec has no map %s", name)
-		}
-		m.MaxEntries = words
+	m := spec.Maps["adopted"]
+	if m == nil {
+		return fmt.Errorf("sockets spec has no map adopted")
 	}
+	m.MaxEntries = words
 	return nil
 }
 
@@ -49,6 +46,18 @@ func (b threadBits) set(m *ebpf.Map, tid uint32) error {
 		return fmt.Errorf("mark thread %d: %w", tid, err)
 	}
 	return nil
+}
+
+// cleared reports whether the programs have cleared in m every bit b set
+// (an unreadable word counts as cleared: nothing more can be learnt).
+func (b threadBits) cleared(m *ebpf.Map) bool {
+	for w, set := range b {
+		var v uint64
+		if err := m.Lookup(w, &v); err == nil && v&set != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // atomicsCmpxchg reports whether the running kernel's BPF has atomic
