@@ -88,23 +88,106 @@ static __always_inline __u64 new_id(void)
 	return id ? id : 1;
 }
 
-/* go_string copies a Go string {ptr, len} at base+off into dst (cap bytes)
- * and returns its full length. */
-static __always_inline __u16 go_string(char *dst, __u32 cap, __u64 base, __s64 off)
+/*
+ * Windows: a struct's fields are taken from one copy of its first bytes
+ * rather than read one by one. A bpf_probe_read_user costs ~90 ns here
+ * whatever its size up to a few hundred bytes (test/bench/
+ * results-gohttp-programs.md), a load from a copy nothing. The copy is in a
+ * per-CPU buffer: a uprobe program runs with migration, not preemption,
+ * disabled, so another thread's program may take the buffer over; owner
+ * (the thread's pid_tgid, set before the copy) tells, and fields taken
+ * from a buffer whose owner changed are read again one by one. A field past
+ * the window, or a copy that failed (a page never touched), is read alone.
+ */
+#define WINDOW 224
+#define REQUEST_WINDOW WINDOW /* net/http.Request: Method .. TLS (offsets <= 208) */
+#define CONN_WINDOW 64        /* net/http.conn: rwc, tlsState */
+#define URL_WINDOW 112        /* net/url.URL: Host, Path, RawQuery */
+#define MAP_WINDOW 32         /* runtime.hmap / internal/runtime/maps.Map headers */
+#define GO_MAP_COUNT 0        /* hmap.count, Map.used: the first word of both */
+
+struct window {
+	__u64 owner;
+	__u8 b[WINDOW];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct window);
+} windows SEC(".maps");
+
+/* window_read copies the size bytes at addr (at most WINDOW) into this
+ * CPU's window, or returns 0. */
+static __always_inline struct window *window_read(__u64 addr, __u32 size)
 {
-	struct {
-		__u64 ptr;
-		__s64 len;
-	} s = {};
-	if (!base || off < 0 || bpf_probe_read_user(&s, sizeof(s), (void *)(base + off)) != 0)
+	__u32 zero = 0;
+	struct window *w = bpf_map_lookup_elem(&windows, &zero);
+	if (!w || !addr)
 		return 0;
+	w->owner = bpf_get_current_pid_tgid();
+	/* Bound the size where the helper takes it (see output_data_in). */
+	asm volatile("" : "+r"(size));
+	if (size > WINDOW)
+		size = WINDOW;
+	if (bpf_probe_read_user(w->b, size, (void *)addr) != 0)
+		return 0;
+	return w;
+}
+
+/* field_end is where the n bytes of a field at off end (0: absent). */
+static __always_inline __u32 field_end(__s64 off, __u32 n) { return off < 0 || off > WINDOW ? 0 : (__u32)off + n; }
+
+/* window_kept tells whether the fields taken from w are this thread's:
+ * nothing else wrote w since window_read. */
+static __always_inline bool window_kept(struct window *w)
+{
+	asm volatile("" ::: "memory");
+	return !w || w->owner == bpf_get_current_pid_tgid();
+}
+
+/* field returns the 8 bytes at base+off: from w, holding the size bytes at
+ * base, when they are in it, else read alone; 0 for an absent field. */
+static __always_inline __u64 field(struct window *w, __u32 size, __u64 base, __s64 off)
+{
+	if (!base || off < 0)
+		return 0;
+	if (w && off + 8 <= size) {
+		__u64 i = off;
+		if (i > WINDOW - 8)
+			return 0;
+		return *(__u64 *)(w->b + i);
+	}
+	return read_ptr(base, off);
+}
+
+/* A Go string's header, {ptr, len}. */
+struct gostr {
+	__u64 ptr;
+	__s64 len;
+};
+
+static __always_inline struct gostr str_field(struct window *w, __u32 size, __u64 base, __s64 off)
+{
+	struct gostr s = {};
+	if (off < 0)
+		return s;
+	s.ptr = field(w, size, base, off);
+	s.len = (__s64)field(w, size, base, off + 8);
+	return s;
+}
+
+/* copy_str copies the bytes of s into dst (cap bytes) and returns its full
+ * length. */
+static __always_inline __u16 copy_str(char *dst, __u32 cap, struct gostr s)
+{
 	if (s.len <= 0 || !s.ptr)
 		return 0;
 	__u32 n = s.len > cap ? cap : (__u32)s.len;
 	bpf_probe_read_user(dst, n, (void *)s.ptr);
 	return s.len > 0xffff ? 0xffff : (__u16)s.len;
 }
-
 
 static __always_inline void mark_process(void)
 {
@@ -116,27 +199,32 @@ static __always_inline void mark_process(void)
 }
 
 /* own records descriptor fd, under the Go connection goconn, as net/http's
- * (one lookup per request once recorded). */
-static __always_inline void own(__s32 fd, __u64 goconn)
+ * (one lookup per request once recorded), and returns the file fd names. */
+static __always_inline struct file *own(__s32 fd, __u64 goconn)
 {
-	if (fd < 0 || !goconn)
-		return;
+	if (fd < 0)
+		return 0;
+	struct file *f = fd_file(fd);
+	if (!goconn)
+		return f;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct nethttp_conn v = {.conn = goconn, .file = (__u64)fd_file(fd)};
+	struct nethttp_conn v = {.conn = goconn, .file = (__u64)f};
 	struct nethttp_conn *cur = nethttp_lookup(tgid, fd);
 	if (cur && cur->conn == v.conn && cur->file == v.file)
-		return;
+		return f;
 	struct nethttp_key k = {.tgid = tgid, .fd = fd};
 	bpf_map_update_elem(&nethttp_conns, &k, &v, BPF_ANY);
+	return f;
 }
 
-/* emit_start completes e (zeroed, or with its header fields filled) and
- * sends it; goconn is the connection's net.Conn data word. */
-static __always_inline void emit_start(struct request_start_event *e, __u32 kind, __u64 id, __u64 parent,
+/* fill_start completes start record e but for header_lookup and the
+ * traceparent, which the caller fills; goconn is the connection's net.Conn
+ * data word. The socket's file, which own() finds, gives the tuple. */
+static __always_inline void fill_start(struct request_start_event *e, __u32 kind, __u64 id, __u64 parent,
 				       __u64 g, __s32 fd, __u64 goconn, bool tls, __u16 major, __u16 minor)
 {
 	mark_process();
-	own(fd, goconn);
+	struct file *f = own(fd, goconn);
 	fill_header(&e->hdr, EVENT_REQUEST_START);
 	e->id = id;
 	e->parent = parent;
@@ -146,9 +234,11 @@ static __always_inline void emit_start(struct request_start_event *e, __u32 kind
 	e->tls = tls;
 	e->proto_major = major;
 	e->proto_minor = minor;
-	if (fd >= 0)
-		sock_tuple(fd, &e->tuple);
-	output(e, sizeof(*e));
+	__builtin_memset(&e->tuple, 0, sizeof(e->tuple));
+	struct sock *sk = (struct sock *)file_sock(f);
+	if (sk)
+		sk_tuple(sk, &e->tuple);
+	e->_pad2 = 0;
 }
 
 /*
@@ -352,15 +442,46 @@ static long swiss_step(__u64 step, void *ctx)
 	return 0;
 }
 
-/* find_traceparent searches the headers of the *Request req and copies the
- * first Traceparent value into e. It returns enum header_lookup. */
-static __always_inline __u32 find_traceparent(struct go_offsets *o, __u32 index, __u64 req,
+/* The header of a Request.Header map, from one copy of its first
+ * MAP_WINDOW bytes. */
+struct map_head {
+	__u64 count; /* entries */
+	__u64 b, flags, buckets, oldbuckets; /* runtime.hmap */
+	__u64 dir;                           /* swiss: the directory and its length */
+	__s64 dir_len;
+};
+
+static __always_inline void take_map_head(struct map_head *h, struct window *w, struct go_offsets *o, __u64 m)
+{
+	h->count = field(w, MAP_WINDOW, m, GO_MAP_COUNT);
+	if (o->header_map == GO_MAP_BUCKETS) {
+		h->b = field(w, MAP_WINDOW, m, o->hmap_b) & 0xff;
+		h->flags = field(w, MAP_WINDOW, m, o->hmap_flags) & 0xff;
+		h->buckets = field(w, MAP_WINDOW, m, o->hmap_buckets);
+		h->oldbuckets = field(w, MAP_WINDOW, m, o->hmap_oldbuckets);
+	} else {
+		h->dir = field(w, MAP_WINDOW, m, o->swiss_dir_ptr);
+		h->dir_len = (__s64)field(w, MAP_WINDOW, m, o->swiss_dir_len);
+	}
+}
+
+/* find_traceparent searches the header map m (Request.Header) and copies
+ * the first Traceparent value into e. It returns enum header_lookup. An
+ * empty map, as most requests' are once net/http took Host out of it, costs
+ * one read. */
+static __always_inline __u32 find_traceparent(struct go_offsets *o, __u32 index, __u64 m,
 					      struct request_start_event *e)
 {
 	if (o->header_map == GO_MAP_NONE || o->request_header < 0)
 		return HEADER_NOT_SEARCHED;
-	__u64 m = read_ptr(req, o->request_header);
 	if (!m)
+		return HEADER_ABSENT;
+	struct map_head h = {};
+	struct window *w = window_read(m, MAP_WINDOW);
+	take_map_head(&h, w, o, m);
+	if (!window_kept(w))
+		take_map_head(&h, 0, o, m);
+	if (h.count == 0)
 		return HEADER_ABSENT;
 	__u32 zero = 0;
 	struct map_search *ms = bpf_map_lookup_elem(&map_scratch, &zero);
@@ -373,21 +494,18 @@ static __always_inline __u32 find_traceparent(struct go_offsets *o, __u32 index,
 	ms->result = SEARCHING;
 	bool exhausted = false;
 	if (o->header_map == GO_MAP_BUCKETS) {
-		__u8 b = 0, flags = 0;
-		if (bpf_probe_read_user(&b, 1, (void *)(m + o->hmap_b)) != 0 ||
-		    bpf_probe_read_user(&flags, 1, (void *)(m + o->hmap_flags)) != 0 || b > 30)
+		if (h.b > 30)
 			return HEADER_FAULT;
-		ms->count = 1ULL << b;
-		ms->base = read_ptr(m, o->hmap_buckets);
-		ms->old = read_ptr(m, o->hmap_oldbuckets);
-		ms->same_size = (flags & HMAP_SAME_SIZE_GROW) != 0;
+		ms->count = 1ULL << h.b;
+		ms->base = h.buckets;
+		ms->old = h.oldbuckets;
+		ms->same_size = (h.flags & HMAP_SAME_SIZE_GROW) != 0;
 		bpf_loop(MAP_MAX_BLOCKS, bucket_step, 0, 0);
 		/* All steps used: done only if nothing is left to read. */
 		exhausted = !ms->cur && ms->i >= ms->count && (ms->in_old || !ms->old);
 	} else if (o->header_map == GO_MAP_SWISS) {
-		if (bpf_probe_read_user(&ms->dir_len, sizeof(ms->dir_len), (void *)(m + o->swiss_dir_len)) != 0)
-			return HEADER_FAULT;
-		ms->dir = read_ptr(m, o->swiss_dir_ptr);
+		ms->dir_len = h.dir_len;
+		ms->dir = h.dir;
 		if (!ms->dir)
 			return HEADER_ABSENT;
 		if (ms->dir_len <= 0) {
@@ -454,22 +572,56 @@ static __always_inline struct request_end_event *end_event(__u32 kind, __u64 id)
 	return e;
 }
 
+/* The fields of a request that its end record takes. */
+struct req_fields {
+	struct gostr method, host;
+	__u64 url;
+	__s64 length;
+};
+
+static __always_inline void take_req(struct req_fields *f, struct window *w, __u64 req, __s64 method, __s64 host,
+				     __s64 url_off, __s64 length)
+{
+	f->method = str_field(w, REQUEST_WINDOW, req, method);
+	f->host = str_field(w, REQUEST_WINDOW, req, host);
+	f->url = field(w, REQUEST_WINDOW, req, url_off);
+	f->length = length >= 0 ? (__s64)field(w, REQUEST_WINDOW, req, length) : -1;
+}
+
+struct url_fields {
+	struct gostr path, query, host;
+};
+
+static __always_inline void take_url(struct url_fields *f, struct window *w, struct go_offsets *o, __u64 url)
+{
+	f->path = str_field(w, URL_WINDOW, url, o->url_path);
+	f->query = str_field(w, URL_WINDOW, url, o->url_raw_query);
+	f->host = str_field(w, URL_WINDOW, url, o->url_host);
+}
+
 /* request_fields fills the method, path, host and query of a request
- * whose fields are at the given offsets. */
+ * whose fields are at the given offsets: a copy of the request's and of
+ * its URL's first bytes, then one read per string. */
 static __always_inline void request_fields_at(struct request_end_event *e, struct go_offsets *o, __u64 req,
 					      __s64 method, __s64 host, __s64 url_off, __s64 length)
 {
-	e->method_len = go_string(e->method, REQ_METHOD_CAP, req, method);
-	e->host_len = go_string(e->host, REQ_HOST_CAP, req, host);
-	__u64 url = read_ptr(req, url_off);
-	e->path_len = go_string(e->path, REQ_PATH_CAP, url, o->url_path);
-	e->query_len = go_string(e->query, REQ_QUERY_CAP, url, o->url_raw_query);
+	struct req_fields r = {};
+	struct window *w = window_read(req, REQUEST_WINDOW);
+	take_req(&r, w, req, method, host, url_off, length);
+	if (!window_kept(w))
+		take_req(&r, 0, req, method, host, url_off, length);
+	struct url_fields u = {};
+	w = window_read(r.url, URL_WINDOW);
+	take_url(&u, w, o, r.url);
+	if (!window_kept(w))
+		take_url(&u, 0, o, r.url);
+	e->method_len = copy_str(e->method, REQ_METHOD_CAP, r.method);
+	e->host_len = copy_str(e->host, REQ_HOST_CAP, r.host);
 	if (!e->host_len)
-		e->host_len = go_string(e->host, REQ_HOST_CAP, url, o->url_host);
-	__s64 cl = -1;
-	if (length >= 0)
-		bpf_probe_read_user(&cl, sizeof(cl), (void *)(req + length));
-	e->request_size = cl;
+		e->host_len = copy_str(e->host, REQ_HOST_CAP, u.host);
+	e->path_len = copy_str(e->path, REQ_PATH_CAP, u.path);
+	e->query_len = copy_str(e->query, REQ_QUERY_CAP, u.query);
+	e->request_size = r.length;
 }
 
 /* request_fields fills the method, path, host and query of a *Request. */
@@ -478,26 +630,51 @@ static __always_inline void request_fields(struct request_end_event *e, struct g
 	request_fields_at(e, o, req, o->request_method, o->request_host, o->request_url, o->request_content_length);
 }
 
-/* h2c_preface tells whether req, an HTTP/2.0 request, is the client
- * preface of prior-knowledge h2c ("PRI * HTTP/2.0") read by net/http's
- * HTTP/1 server: a handler such as golang.org/x/net/http2/h2c's hijacks
- * the connection and serves its streams with an HTTP/2 server that no
- * probe of this collector covers. It is no request: no span, and the
- * socket is not claimed, so the sockets collector, which sees the preface
- * as HTTP/2, traces each stream. (net/http's own HTTP/2 servers never pass
- * a PRI request to a handler.) */
-static __always_inline bool h2c_preface(struct go_offsets *o, __u64 req)
+/* The fields of a server request that its start record takes. */
+struct start_fields {
+	struct gostr method;
+	__s64 major, minor;
+	__u64 header, tls;
+};
+
+static __always_inline void take_start(struct start_fields *f, struct window *w, struct go_offsets *o, __u64 req)
 {
-	struct {
-		__u64 ptr;
-		__s64 len;
-	} m = {};
-	if (o->request_method < 0 || bpf_probe_read_user(&m, sizeof(m), (void *)(req + o->request_method)) != 0)
-		return false;
+	f->method = str_field(w, REQUEST_WINDOW, req, o->request_method);
+	f->major = f->minor = 0;
+	if (o->request_proto_major >= 0 && o->request_proto_minor >= 0) {
+		f->major = (__s64)field(w, REQUEST_WINDOW, req, o->request_proto_major);
+		f->minor = (__s64)field(w, REQUEST_WINDOW, req, o->request_proto_minor);
+	}
+	f->header = field(w, REQUEST_WINDOW, req, o->request_header);
+	f->tls = field(w, REQUEST_WINDOW, req, o->request_tls);
+}
+
+/* h2c_preface tells whether a request whose method is m, an HTTP/2.0
+ * request, is the client preface of prior-knowledge h2c ("PRI *
+ * HTTP/2.0") read by net/http's HTTP/1 server: a handler such as
+ * golang.org/x/net/http2/h2c's hijacks the connection and serves its
+ * streams with an HTTP/2 server that no probe of this collector covers. It
+ * is no request: no span, and the socket is not claimed, so the sockets
+ * collector, which sees the preface as HTTP/2, traces each stream.
+ * (net/http's own HTTP/2 servers never pass a PRI request to a handler.) */
+static __always_inline bool h2c_preface(struct gostr m)
+{
 	char b[4] = {};
-	if (m.len != 3 || bpf_probe_read_user(b, 3, (void *)m.ptr) != 0)
+	if (m.len != 3 || !m.ptr || bpf_probe_read_user(b, 3, (void *)m.ptr) != 0)
 		return false;
 	return b[0] == 'P' && b[1] == 'R' && b[2] == 'I';
+}
+
+/* The HTTP/1 server's connection: its net.Conn data word and whether TLS
+ * carries it. */
+struct conn_fields {
+	__u64 goconn, tls;
+};
+
+static __always_inline void take_conn(struct conn_fields *f, struct window *w, struct go_offsets *o, __u64 conn)
+{
+	f->goconn = o->conn_rwc >= 0 ? field(w, CONN_WINDOW, conn, o->conn_rwc + 8) : 0;
+	f->tls = field(w, CONN_WINDOW, conn, o->conn_tls_state);
 }
 
 SEC("uprobe/go_serve_http")
@@ -510,37 +687,54 @@ int go_serve_http(struct pt_regs *ctx)
 	struct server_req s = {.id = new_id(), .resp = GO_ARG3(ctx), .req = GO_ARG4(ctx)};
 	bpf_map_update_elem(&servers, &k, &s, BPF_ANY);
 
-	struct request_start_event e = {};
-	e.header_lookup = find_traceparent(o, (__u32)bpf_get_attach_cookie(ctx), s.req, &e);
-	__s64 major = 0, minor = 0;
-	if (o->request_proto_major >= 0 && o->request_proto_minor >= 0) {
-		bpf_probe_read_user(&major, sizeof(major), (void *)(s.req + o->request_proto_major));
-		bpf_probe_read_user(&minor, sizeof(minor), (void *)(s.req + o->request_proto_minor));
-	}
-	if (major == 2 && h2c_preface(o, s.req)) {
+	struct start_fields f = {};
+	struct window *w = window_read(s.req, REQUEST_WINDOW);
+	take_start(&f, w, o, s.req);
+	if (!window_kept(w))
+		take_start(&f, 0, o, s.req);
+	if (f.major == 2 && h2c_preface(f.method)) {
 		bpf_map_delete_elem(&servers, &k);
 		return 0;
 	}
 	__s32 fd = -1;
 	__u64 goconn = 0;
 	bool tls;
-	if (major == 2) {
+	if (f.major == 2) {
 		/* rw is the HTTP/2 server's response writer (a one-pointer
 		 * struct in Go 1.27, stored in the interface as that pointer). */
-		tls = read_ptr(s.req, o->request_tls) != 0;
+		tls = f.tls != 0;
 		__u64 sc = read_ptr(read_ptr(s.resp, o->h2_rw_rws), o->h2_rws_conn);
 		goconn = conn_ptr(sc, o->h2_server_conn_conn);
 		if (sc)
 			fd = conn_fd_of(o, goconn, tls);
 	} else {
 		__u64 conn = read_ptr(s.resp, o->response_conn);
-		tls = read_ptr(conn, o->conn_tls_state) != 0;
-		goconn = conn_ptr(conn, o->conn_rwc);
+		struct conn_fields c = {};
+		w = window_read(conn, CONN_WINDOW);
+		take_conn(&c, w, o, conn);
+		if (!window_kept(w))
+			take_conn(&c, 0, o, conn);
+		tls = c.tls != 0;
+		goconn = c.goconn;
 		if (conn)
 			fd = conn_fd_of(o, goconn, tls);
 	}
-	emit_start(&e, REQUEST_SERVER, s.id, 0, k.g, fd, goconn, tls, (__u16)major, (__u16)minor);
+	struct request_start_event *e = reserve_or_count(struct request_start_event);
+	if (!e)
+		return 0;
+	e->traceparent_len = 0;
+	e->header_lookup = find_traceparent(o, (__u32)bpf_get_attach_cookie(ctx), f.header, e);
+	fill_start(e, REQUEST_SERVER, s.id, 0, k.g, fd, goconn, tls, (__u16)f.major, (__u16)f.minor);
+	submit(e);
 	return 0;
+}
+
+/* take_state takes a response's status and body bytes written. */
+static __always_inline void take_state(__s64 *status, __s64 *written, struct window *w, __u32 size, __u64 state,
+				       __s64 status_off, __s64 written_off)
+{
+	*status = (__s64)field(w, size, state, status_off);
+	*written = written_off >= 0 ? (__s64)field(w, size, state, written_off) : -1;
 }
 
 /* server_end ends the server request in flight on the goroutine, whose
@@ -572,10 +766,15 @@ static __always_inline int server_end(struct pt_regs *ctx, bool h2)
 		written_off = o->h2_rws_wrote_bytes;
 	}
 	__s64 status = 0, written = -1;
-	if (state && status_off >= 0)
-		bpf_probe_read_user(&status, sizeof(status), (void *)(state + status_off));
-	if (state && written_off >= 0)
-		bpf_probe_read_user(&written, sizeof(written), (void *)(state + written_off));
+	/* The response writer's state may be small (HTTP/2's): the copy
+	 * ends with the last field taken. */
+	__u32 size = field_end(status_off, 8);
+	if (field_end(written_off, 8) > size)
+		size = field_end(written_off, 8);
+	struct window *sw = window_read(state, size);
+	take_state(&status, &written, sw, size, state, status_off, written_off);
+	if (!window_kept(sw))
+		take_state(&status, &written, 0, 0, state, status_off, written_off);
 	/* Both write the 200 header themselves when the handler wrote none. */
 	e->status = status > 0 ? (__u32)status : 200;
 	e->response_size = written;
@@ -613,7 +812,8 @@ static __always_inline void client_start(struct go_offsets *o, struct pt_regs *c
 	__u64 goconn = conn_ptr(conn, conn_off);
 	__s32 fd = conn ? conn_fd_of(o, goconn, tls) : -1;
 	struct request_start_event e = {};
-	emit_start(&e, REQUEST_CLIENT, c.id, parent, k.g, fd, goconn, tls, major, minor);
+	fill_start(&e, REQUEST_CLIENT, c.id, parent, k.g, fd, goconn, tls, major, minor);
+	output(&e, sizeof(e));
 }
 
 SEC("uprobe/go_round_trip")

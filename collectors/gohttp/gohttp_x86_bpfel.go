@@ -208,6 +208,12 @@ type gohttpServerReq struct {
 	Req  uint64
 }
 
+type gohttpWindow struct {
+	_     structs.HostLayout
+	Owner uint64
+	B     [224]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -220,6 +226,7 @@ const (
 	gohttpMapNethttpConns            = "nethttp_conns"
 	gohttpMapOffsets                 = "offsets"
 	gohttpMapServers                 = "servers"
+	gohttpMapWindows                 = "windows"
 	gohttpProgGoFinishRequest        = "go_finish_request"
 	gohttpProgGoH2HandlerDone        = "go_h2_handler_done"
 	gohttpProgGoH2RoundTrip          = "go_h2_round_trip"
@@ -301,6 +308,7 @@ type gohttpMapSpecs struct {
 	NethttpConns *ebpf.MapSpec `ebpf:"nethttp_conns"`
 	Offsets      *ebpf.MapSpec `ebpf:"offsets"`
 	Servers      *ebpf.MapSpec `ebpf:"servers"`
+	Windows      *ebpf.MapSpec `ebpf:"windows"`
 }
 
 // gohttpVariableSpecs contains global variables before they are loaded into the kernel.
@@ -342,6 +350,7 @@ type gohttpMaps struct {
 	NethttpConns *ebpf.Map `ebpf:"nethttp_conns"`
 	Offsets      *ebpf.Map `ebpf:"offsets"`
 	Servers      *ebpf.Map `ebpf:"servers"`
+	Windows      *ebpf.Map `ebpf:"windows"`
 }
 
 func (m *gohttpMaps) Close() error {
@@ -354,6 +363,7 @@ func (m *gohttpMaps) Close() error {
 		m.NethttpConns,
 		m.Offsets,
 		m.Servers,
+		m.Windows,
 	)
 }
 
