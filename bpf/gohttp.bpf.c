@@ -198,46 +198,104 @@ static __always_inline void mark_process(void)
 	}
 }
 
-/* own records descriptor fd, under the Go connection goconn, as net/http's
- * (one lookup per request once recorded), and returns the file fd names. */
-static __always_inline struct file *own(__s32 fd, __u64 goconn)
+/* own records descriptor fd, whose file is f, under the Go connection
+ * goconn, as net/http's (one lookup per request once recorded). */
+static __always_inline void own(__s32 fd, __u64 goconn, struct file *f)
 {
-	if (fd < 0)
-		return 0;
-	struct file *f = fd_file(fd);
-	if (!goconn)
-		return f;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct nethttp_conn v = {.conn = goconn, .file = (__u64)f};
 	struct nethttp_conn *cur = nethttp_lookup(tgid, fd);
 	if (cur && cur->conn == v.conn && cur->file == v.file)
-		return f;
+		return;
 	struct nethttp_key k = {.tgid = tgid, .fd = fd};
 	bpf_map_update_elem(&nethttp_conns, &k, &v, BPF_ANY);
-	return f;
+}
+
+/*
+ * The sockets of the Go connections requests were seen on, so that the
+ * next request on a connection costs a lookup and a check instead of the
+ * walk from the net.Conn to its descriptor (three reads of the program's
+ * memory) and the socket's addresses (a dozen reads of the kernel's). The
+ * check: the descriptor still names the same file, whose inode has the
+ * same number. A Go connection's address, its descriptor's number and the
+ * struct file may all be reused by a later connection; a socket inode's
+ * number is new for each socket.
+ */
+struct conn_key {
+	__u64 goconn; /* the net.Conn's data word */
+	__u32 tgid;
+	__u32 _pad;
+};
+
+struct conn_sock {
+	__u64 file;
+	__u64 ino;
+	__s32 fd;
+	__u32 _pad;
+	struct tuple tuple;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct conn_key);
+	__type(value, struct conn_sock);
+} conn_socks SEC(".maps");
+
+static __always_inline __u64 file_ino(struct file *f) { return f ? BPF_CORE_READ(f, f_inode, i_ino) : 0; }
+
+/* sock_of fills the descriptor and the tuple of start record e from the Go
+ * connection goconn (carried by TLS when tls is set), and records the
+ * descriptor as net/http's. */
+static __always_inline void sock_of(struct request_start_event *e, struct go_offsets *o, __u64 goconn, bool tls)
+{
+	e->fd = -1;
+	__builtin_memset(&e->tuple, 0, sizeof(e->tuple));
+	if (!goconn)
+		return;
+	struct conn_key k = {.goconn = goconn, .tgid = bpf_get_current_pid_tgid() >> 32};
+	struct conn_sock *c = bpf_map_lookup_elem(&conn_socks, &k);
+	if (c) {
+		__s32 fd = c->fd;
+		struct file *f = fd_file(fd);
+		if (f && (__u64)f == c->file && file_ino(f) == c->ino) {
+			e->fd = fd;
+			__builtin_memcpy(&e->tuple, &c->tuple, sizeof(e->tuple));
+			own(fd, goconn, f);
+			return;
+		}
+	}
+	__s32 fd = conn_fd_of(o, goconn, tls);
+	if (fd < 0)
+		return;
+	e->fd = fd;
+	struct file *f = fd_file(fd);
+	own(fd, goconn, f);
+	struct sock *sk = (struct sock *)file_sock(f);
+	if (!sk)
+		return;
+	struct conn_sock v = {.file = (__u64)f, .ino = file_ino(f), .fd = fd};
+	sk_tuple(sk, &v.tuple);
+	__builtin_memcpy(&e->tuple, &v.tuple, sizeof(e->tuple));
+	bpf_map_update_elem(&conn_socks, &k, &v, BPF_ANY);
 }
 
 /* fill_start completes start record e but for header_lookup and the
  * traceparent, which the caller fills; goconn is the connection's net.Conn
- * data word. The socket's file, which own() finds, gives the tuple. */
-static __always_inline void fill_start(struct request_start_event *e, __u32 kind, __u64 id, __u64 parent,
-				       __u64 g, __s32 fd, __u64 goconn, bool tls, __u16 major, __u16 minor)
+ * data word. */
+static __always_inline void fill_start(struct request_start_event *e, struct go_offsets *o, __u32 kind, __u64 id,
+				       __u64 parent, __u64 g, __u64 goconn, bool tls, __u16 major, __u16 minor)
 {
 	mark_process();
-	struct file *f = own(fd, goconn);
+	sock_of(e, o, goconn, tls);
 	fill_header(&e->hdr, EVENT_REQUEST_START);
 	e->id = id;
 	e->parent = parent;
 	e->goroutine = g;
 	e->kind = kind;
-	e->fd = fd;
 	e->tls = tls;
 	e->proto_major = major;
 	e->proto_minor = minor;
-	__builtin_memset(&e->tuple, 0, sizeof(e->tuple));
-	struct sock *sk = (struct sock *)file_sock(f);
-	if (sk)
-		sk_tuple(sk, &e->tuple);
 	e->_pad2 = 0;
 }
 
@@ -696,7 +754,6 @@ int go_serve_http(struct pt_regs *ctx)
 		bpf_map_delete_elem(&servers, &k);
 		return 0;
 	}
-	__s32 fd = -1;
 	__u64 goconn = 0;
 	bool tls;
 	if (f.major == 2) {
@@ -705,8 +762,6 @@ int go_serve_http(struct pt_regs *ctx)
 		tls = f.tls != 0;
 		__u64 sc = read_ptr(read_ptr(s.resp, o->h2_rw_rws), o->h2_rws_conn);
 		goconn = conn_ptr(sc, o->h2_server_conn_conn);
-		if (sc)
-			fd = conn_fd_of(o, goconn, tls);
 	} else {
 		__u64 conn = read_ptr(s.resp, o->response_conn);
 		struct conn_fields c = {};
@@ -715,16 +770,14 @@ int go_serve_http(struct pt_regs *ctx)
 		if (!window_kept(w))
 			take_conn(&c, 0, o, conn);
 		tls = c.tls != 0;
-		goconn = c.goconn;
-		if (conn)
-			fd = conn_fd_of(o, goconn, tls);
+		goconn = conn ? c.goconn : 0;
 	}
 	struct request_start_event *e = reserve_or_count(struct request_start_event);
 	if (!e)
 		return 0;
 	e->traceparent_len = 0;
 	e->header_lookup = find_traceparent(o, (__u32)bpf_get_attach_cookie(ctx), f.header, e);
-	fill_start(e, REQUEST_SERVER, s.id, 0, k.g, fd, goconn, tls, (__u16)f.major, (__u16)f.minor);
+	fill_start(e, o, REQUEST_SERVER, s.id, 0, k.g, goconn, tls, (__u16)f.major, (__u16)f.minor);
 	submit(e);
 	return 0;
 }
@@ -810,9 +863,8 @@ static __always_inline void client_start(struct go_offsets *o, struct pt_regs *c
 		parent = s->id;
 	bool tls = read_ptr(conn, tls_off) != 0;
 	__u64 goconn = conn_ptr(conn, conn_off);
-	__s32 fd = conn ? conn_fd_of(o, goconn, tls) : -1;
 	struct request_start_event e = {};
-	fill_start(&e, REQUEST_CLIENT, c.id, parent, k.g, fd, goconn, tls, major, minor);
+	fill_start(&e, o, REQUEST_CLIENT, c.id, parent, k.g, conn ? goconn : 0, tls, major, minor);
 	output(&e, sizeof(e));
 }
 

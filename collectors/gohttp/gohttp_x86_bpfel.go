@@ -22,6 +22,30 @@ type gohttpClientReq struct {
 	Pad uint32
 }
 
+type gohttpConnKey struct {
+	_      structs.HostLayout
+	Goconn uint64
+	Tgid   uint32
+	Pad    uint32
+}
+
+type gohttpConnSock struct {
+	_     structs.HostLayout
+	File  uint64
+	Ino   uint64
+	Fd    int32
+	Pad   uint32
+	Tuple struct {
+		_          structs.HostLayout
+		Family     uint16
+		LocalPort  uint16
+		RemotePort uint16
+		Pad        uint16
+		LocalAddr  [16]uint8
+		RemoteAddr [16]uint8
+	}
+}
+
 type gohttpG_key struct {
 	_    structs.HostLayout
 	G    uint64
@@ -219,6 +243,7 @@ type gohttpWindow struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	gohttpMapClients                 = "clients"
+	gohttpMapConnSocks               = "conn_socks"
 	gohttpMapCounters                = "counters"
 	gohttpMapEvents                  = "events"
 	gohttpMapGoProcs                 = "go_procs"
@@ -301,6 +326,7 @@ type gohttpProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type gohttpMapSpecs struct {
 	Clients      *ebpf.MapSpec `ebpf:"clients"`
+	ConnSocks    *ebpf.MapSpec `ebpf:"conn_socks"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	GoProcs      *ebpf.MapSpec `ebpf:"go_procs"`
@@ -343,6 +369,7 @@ func (o *gohttpObjects) Close() error {
 // It can be passed to loadGohttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type gohttpMaps struct {
 	Clients      *ebpf.Map `ebpf:"clients"`
+	ConnSocks    *ebpf.Map `ebpf:"conn_socks"`
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Events       *ebpf.Map `ebpf:"events"`
 	GoProcs      *ebpf.Map `ebpf:"go_procs"`
@@ -356,6 +383,7 @@ type gohttpMaps struct {
 func (m *gohttpMaps) Close() error {
 	return _GohttpClose(
 		m.Clients,
+		m.ConnSocks,
 		m.Counters,
 		m.Events,
 		m.GoProcs,
