@@ -55,9 +55,14 @@ struct client_req {
 	__u32 _pad;
 };
 
+/* Per-CPU LRU lists (BPF_F_NO_COMMON_LRU, uapi's value; vmlinux.h leaves
+ * the map flags out): an update takes no lock shared with the other CPUs. */
+#define BPF_F_NO_COMMON_LRU (1U << 1)
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct g_key);
 	__type(value, struct server_req);
 } servers SEC(".maps");
@@ -219,7 +224,9 @@ static __always_inline void own(__s32 fd, __u64 goconn, struct file *f)
  * check: the descriptor still names the same file, whose inode has the
  * same number. A Go connection's address, its descriptor's number and the
  * struct file may all be reused by a later connection; a socket inode's
- * number is new for each socket.
+ * number is new for each socket. A hit also stands for the process's entry
+ * in go_procs and the descriptor's in nethttp_conns, made with it: both go
+ * when the process exits or the descriptor closes, as the hit does.
  */
 struct conn_key {
 	__u64 goconn; /* the net.Conn's data word */
@@ -238,6 +245,7 @@ struct conn_sock {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct conn_key);
 	__type(value, struct conn_sock);
 } conn_socks SEC(".maps");
@@ -251,20 +259,25 @@ static __always_inline void sock_of(struct request_start_event *e, struct go_off
 {
 	e->fd = -1;
 	__builtin_memset(&e->tuple, 0, sizeof(e->tuple));
-	if (!goconn)
+	if (!goconn) {
+		mark_process();
 		return;
+	}
 	struct conn_key k = {.goconn = goconn, .tgid = bpf_get_current_pid_tgid() >> 32};
 	struct conn_sock *c = bpf_map_lookup_elem(&conn_socks, &k);
 	if (c) {
 		__s32 fd = c->fd;
 		struct file *f = fd_file(fd);
 		if (f && (__u64)f == c->file && file_ino(f) == c->ino) {
+			/* Also known: the process (mark_process) and the
+			 * descriptor's owner, recorded with the entry; each
+			 * goes with the descriptor's close. */
 			e->fd = fd;
 			__builtin_memcpy(&e->tuple, &c->tuple, sizeof(e->tuple));
-			own(fd, goconn, f);
 			return;
 		}
 	}
+	mark_process();
 	__s32 fd = conn_fd_of(o, goconn, tls);
 	if (fd < 0)
 		return;
@@ -286,7 +299,6 @@ static __always_inline void sock_of(struct request_start_event *e, struct go_off
 static __always_inline void fill_start(struct request_start_event *e, struct go_offsets *o, __u32 kind, __u64 id,
 				       __u64 parent, __u64 g, __u64 goconn, bool tls, __u16 major, __u16 minor)
 {
-	mark_process();
 	sock_of(e, o, goconn, tls);
 	fill_header(&e->hdr, EVENT_REQUEST_START);
 	e->id = id;

@@ -4,11 +4,11 @@
  * them: each request it sees (server or client, HTTP/1 or HTTP/2, TLS or
  * not) records its connection's descriptor here. The gotls and sockets
  * collectors leave these connections' bytes alone (gohttp reports their
- * requests whole): one request, one span. Because every request refreshes
- * the entry, a connection opened before the probes were attached, or dialled
- * by the program itself (Transport.DialTLSContext), is learnt at its first
- * request seen, at the cost of a map lookup in probes that already run, never
- * a new uprobe hit.
+ * requests whole): one request, one span. Because the first request seen on
+ * each connection records the entry, a connection opened before the probes
+ * were attached, or dialled by the program itself
+ * (Transport.DialTLSContext), is learnt at its first request seen, in probes
+ * that already run, never a new uprobe hit.
  *
  * Each object declares the map; user space gives the three collectors one
  * instance (gohttp.NewNetHTTPConns). An entry whose descriptor was closed
