@@ -819,7 +819,11 @@ static __always_inline int server_end(struct pt_regs *ctx, bool h2)
 	}
 	struct request_end_event *e = end_event(REQUEST_SERVER, s->id);
 	__u64 req = s->req;
-	bpf_map_delete_elem(&servers, &k);
+	/* Ended in place rather than deleted (a hash operation): only this
+	 * goroutine writes its entry, and its next request replaces it. A
+	 * client call on the goroutine meanwhile finds no parent (id 0). */
+	s->id = 0;
+	s->resp = 0;
 	if (!e)
 		return 0;
 	request_fields(e, o, req);
