@@ -55,14 +55,9 @@ struct client_req {
 	__u32 _pad;
 };
 
-/* Per-CPU LRU lists (BPF_F_NO_COMMON_LRU, uapi's value; vmlinux.h leaves
- * the map flags out): an update takes no lock shared with the other CPUs. */
-#define BPF_F_NO_COMMON_LRU (1U << 1)
-
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct g_key);
 	__type(value, struct server_req);
 } servers SEC(".maps");
@@ -241,6 +236,13 @@ struct conn_sock {
 	__u32 _pad;
 	struct tuple tuple;
 };
+
+/* Per-CPU LRU lists (BPF_F_NO_COMMON_LRU, uapi's value; vmlinux.h leaves
+ * the map flags out): an update takes no lock shared with the other CPUs.
+ * Each CPU then evicts among the entries it added, which costs a cache
+ * entry no more than a walk. (Not for servers: there an eviction loses a
+ * request in flight.) */
+#define BPF_F_NO_COMMON_LRU (1U << 1)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
