@@ -136,8 +136,12 @@ static __always_inline struct window *window_read(__u64 addr, __u32 size)
 	return w;
 }
 
-/* field_end is where the n bytes of a field at off end (0: absent). */
-static __always_inline __u32 field_end(__s64 off, __u32 n) { return off < 0 || off > WINDOW ? 0 : (__u32)off + n; }
+/* field_end is where the n bytes of a field at off end: 0 when it is
+ * absent or past WINDOW. */
+static __always_inline __u32 field_end(__s64 off, __u32 n)
+{
+	return off < 0 || off > WINDOW - n ? 0 : (__u32)off + n;
+}
 
 /* window_kept tells whether the fields taken from w are this thread's:
  * nothing else wrote w since window_read. */
@@ -154,7 +158,15 @@ static __always_inline __u64 field(struct window *w, __u32 size, __u64 base, __s
 	if (!base || off < 0)
 		return 0;
 	if (w && off + 8 <= size) {
+		/* off <= WINDOW - 8 here. For the verifier, the bound is
+		 * checked again on the register the load uses, hidden from
+		 * the compiler: 6.1 does not carry a bound over to a register
+		 * the compiler derived (off + 8 for a string's length), and
+		 * 6.12 breaks on a branch its own bounds make impossible, which
+		 * the mask (a no-op here) takes away. */
 		__u64 i = off;
+		asm volatile("" : "+r"(i));
+		i &= 0xff;
 		if (i > WINDOW - 8)
 			return 0;
 		return *(__u64 *)(w->b + i);
