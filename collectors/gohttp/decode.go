@@ -83,8 +83,8 @@ func (c *Collector) decode(raw []byte) {
 
 func (c *Collector) decodeStart(raw []byte, pid uint32, at time.Time) events.RequestStart {
 	lookup := headerLookup(ne.Uint32(raw[offStartLookup:]))
-	if lookup != headerNotSearched {
-		c.lookups.WithLabelValues(lookup.String()).Inc()
+	if lookup != headerNotSearched && lookup <= headerFault {
+		c.byLookup[lookup].Inc()
 	}
 	var tp string
 	if lookup == headerFound {
