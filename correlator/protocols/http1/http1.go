@@ -205,7 +205,7 @@ func (d *decoder) Message(m *httpparse.Message) {
 		d.switched = d.h2c.Upgraded(d.h, x)
 	} else {
 		x.Resp = m
-		d.h.End(x, m.End, "")
+		d.h.End(x, endOf(x, m.End), "")
 	}
 	switch {
 	case m.Upgrade:
@@ -214,13 +214,24 @@ func (d *decoder) Message(m *httpparse.Message) {
 		pending := d.pending
 		d.pending = nil
 		for _, p := range pending {
-			d.h.End(p, m.End, protocol.ReasonClosed)
+			d.h.End(p, endOf(p, m.End), protocol.ReasonClosed)
 		}
 	case x.Req.Upgrade:
 		// The server declined the upgrade: HTTP goes on.
 		d.rest = nil
 		d.req.Resume()
 	}
+}
+
+// endOf is when x ends if its response ended at t: never before x began. A
+// response read before its request (records of the two directions read
+// out of order, or a response whose request was never seen pairing with
+// the next one) would otherwise give a span of negative duration.
+func endOf(x *httpspan.Exchange, t time.Time) time.Time {
+	if t.Before(x.Start()) {
+		return x.Start()
+	}
+	return t
 }
 
 // keepRest keeps the bytes a call carried after a message that left HTTP:
