@@ -32,7 +32,8 @@ type SpanMetrics struct {
 
 // NewSpanMetrics creates the self metrics of the exporter called name and
 // registers them with reg, along with a gauge that reads queueLen at scrape
-// time. A nil reg registers nothing.
+// time and, unless inFlight is nil, one that reads inFlight. A nil reg
+// registers nothing.
 //
 // Metrics:
 //
@@ -40,7 +41,12 @@ type SpanMetrics struct {
 //	periscope_spans_dropped_total{exporter,reason="queue_full|export_failed|sampled_out"}
 //	periscope_export_failures_total{exporter}
 //	periscope_exporter_queue_length{exporter}
-func NewSpanMetrics(reg prometheus.Registerer, name string, queueLen func() int) (*SpanMetrics, error) {
+//	periscope_exporter_spans_in_flight{exporter}
+//
+// A span given to an exporter is, at any time, exported, dropped (by
+// reason), in the queue, or in flight: in an export request sent and not
+// yet answered (OpenTelemetry's otel.sdk.exporter.span.inflight).
+func NewSpanMetrics(reg prometheus.Registerer, name string, queueLen, inFlight func() int) (*SpanMetrics, error) {
 	labels := prometheus.Labels{"exporter": name}
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name:        "periscope_spans_dropped_total",
@@ -59,7 +65,7 @@ func NewSpanMetrics(reg prometheus.Registerer, name string, queueLen func() int)
 	})
 	queue := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name:        "periscope_exporter_queue_length",
-		Help:        "Spans waiting in an exporter's queue.",
+		Help:        "Spans waiting in an exporter's queue, not yet sent.",
 		ConstLabels: labels,
 	}, func() float64 { return float64(queueLen()) })
 
@@ -74,6 +80,13 @@ func NewSpanMetrics(reg prometheus.Registerer, name string, queueLen func() int)
 		return m, nil
 	}
 	cs := []prometheus.Collector{exported, dropped, failures, queue}
+	if inFlight != nil {
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "periscope_exporter_spans_in_flight",
+			Help:        "Spans in export requests sent and not yet answered.",
+			ConstLabels: labels,
+		}, func() float64 { return float64(inFlight()) }))
+	}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
 			for _, done := range cs[:i] {

@@ -162,11 +162,17 @@ type Exporter struct {
 	// their encoded bytes (queuedBytes) reach QueueBytes.
 	queued      atomic.Int64
 	queuedBytes atomic.Int64
-	full        chan *batch   // full batches, to the drain goroutine
-	kick        chan struct{} // a span went into an empty batch: time it
-	// slots holds a token per export in flight (at most MaxInFlight);
-	// sending counts them, for Shutdown to wait on.
-	slots   chan struct{}
+	// inFlight counts the spans of the batches a sender has taken: sent
+	// and not yet answered (or failed). A span given to Export is always
+	// exported, dropped and counted, queued, or in flight.
+	inFlight atomic.Int64
+	full     chan *batch   // full batches, to the drain goroutine
+	kick     chan struct{} // a span went into an empty batch: time it
+	// send hands sealed batches to the MaxInFlight sender goroutines
+	// (unbuffered: the drain goroutine waits for a free sender, and the
+	// batches behind stay queued); sending counts the senders, for
+	// Shutdown to wait on.
+	send    chan *batch
 	sending sync.WaitGroup
 
 	// runCtx bounds the exports of the drain goroutine; Shutdown cancels it
@@ -256,18 +262,23 @@ func newExporter(cfg Config, client otlptrace.Client, sm sampler, env *resource.
 		filling:   &batch{},
 		full:      make(chan *batch, cfg.QueueSize/cfg.BatchSize+1),
 		kick:      make(chan struct{}, 1),
-		slots:     make(chan struct{}, cfg.MaxInFlight),
+		send:      make(chan *batch),
 		runCtx:    runCtx,
 		cancelRun: cancel,
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
-	m, err := exporters.NewSpanMetrics(cfg.Registerer, "otlp", func() int { return int(e.queued.Load()) })
+	m, err := exporters.NewSpanMetrics(cfg.Registerer, "otlp",
+		func() int { return int(e.queued.Load()) }, func() int { return int(e.inFlight.Load()) })
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("otlp exporter: %w", err)
 	}
 	e.metrics = m
+	e.sending.Add(cfg.MaxInFlight)
+	for range cfg.MaxInFlight {
+		go e.sender()
+	}
 	go e.run()
 	return e, nil
 }
@@ -401,6 +412,7 @@ func (e *Exporter) run() {
 					e.dispatch(f)
 				default:
 					e.dispatch(b)
+					close(e.send)
 					e.sending.Wait()
 					return
 				}
@@ -428,25 +440,31 @@ func (e *Exporter) flushDue() time.Duration {
 	return 0
 }
 
-// dispatch sends a sealed batch in a goroutine of its own once fewer
-// than MaxInFlight exports are in flight (it waits for a slot: the batches
-// behind it stay queued and counted), then paces the backlog.
+// dispatch hands a sealed batch to a free sender (it waits for one: the
+// batches behind it stay queued and counted), then paces the backlog.
 func (e *Exporter) dispatch(b *batch) {
-	e.slots <- struct{}{}
-	e.queued.Add(-int64(b.n))
-	e.queuedBytes.Add(-int64(b.bytes))
-	e.sending.Add(1)
-	go func() {
-		defer e.sending.Done()
+	e.send <- b
+	e.pace()
+}
+
+// sender is one of the MaxInFlight goroutines that send batches, one at a
+// time, until send is closed. A batch moves from queued to in flight when
+// a sender takes it, and out of flight once it is counted exported or
+// failed: the counts overlap for an instant, never leave a span out.
+func (e *Exporter) sender() {
+	defer e.sending.Done()
+	for b := range e.send {
+		e.inFlight.Add(int64(b.n))
+		e.queued.Add(-int64(b.n))
+		e.queuedBytes.Add(-int64(b.bytes))
 		if b.n > 0 {
 			e.export(b)
 		}
+		e.inFlight.Add(-int64(b.n))
 		e.mu.Lock()
 		e.recycle(b)
 		e.mu.Unlock()
-		<-e.slots
-	}()
-	e.pace()
+	}
 }
 
 // pace pauses after a batch while a backlog left by an outage is being

@@ -555,7 +555,7 @@ func TestMetricsRegistered(t *testing.T) {
 			}
 		}
 	}
-	want := "periscope_export_failures_total periscope_exporter_queue_length periscope_spans_dropped_total periscope_spans_exported_total"
+	want := "periscope_export_failures_total periscope_exporter_queue_length periscope_exporter_spans_in_flight periscope_spans_dropped_total periscope_spans_exported_total"
 	if strings.Join(names, " ") != want {
 		t.Errorf("registered %v, want %s", names, want)
 	}
@@ -790,6 +790,9 @@ func TestExportsInFlight(t *testing.T) {
 	if q := metric(t, reg, "periscope_exporter_queue_length", map[string]string{"exporter": "otlp"}); q != 50 {
 		t.Errorf("queue holds %v spans, want the 50 behind the 3 batches in flight", q)
 	}
+	if f := metric(t, reg, "periscope_exporter_spans_in_flight", map[string]string{"exporter": "otlp"}); f != 30 {
+		t.Errorf("%v spans in flight, want the 30 of the 3 batches sent", f)
+	}
 	close(c.release)
 	if err := e.Shutdown(t.Context()); err != nil {
 		t.Fatal(err)
@@ -832,4 +835,73 @@ func TestQueueBytes(t *testing.T) {
 	if _, _, _, spans := c.state(); float64(spans) != exported {
 		t.Errorf("backend got %d spans, exported %v", spans, exported)
 	}
+}
+
+// TestAccountingWhileFailing: behind a backend that never answers in time,
+// every span given to Export is, at every scrape, exported, dropped and
+// counted, queued or in flight: exactly, with several exports in flight
+// (whose spans the queue length alone leaves out) and failing one after
+// another.
+func TestAccountingWhileFailing(t *testing.T) {
+	c := &blockingClient{release: make(chan struct{})}
+	reg := prometheus.NewRegistry()
+	e, err := New(t.Context(), Config{Registerer: reg, QueueSize: 200, BatchSize: 20, MaxInFlight: 4,
+		BatchTimeout: 5 * time.Millisecond, Client: &timeoutClient{c, 30 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	spans := makeSpans(5000, 11)
+	exact, scrapes := 0, 0
+	for i, s := range spans {
+		e.Export(s)
+		if i%50 != 49 {
+			continue
+		}
+		time.Sleep(time.Millisecond)
+		got := accounted(t, reg)
+		scrapes++
+		// The gauges and counters are read one after another while
+		// batches move: a batch may be seen in two states, never in none.
+		if got < float64(i+1) {
+			t.Fatalf("after %d spans: %v accounted for", i+1, got)
+		}
+		if got == float64(i+1) {
+			exact++
+		}
+	}
+	if f := metric(t, reg, "periscope_export_failures_total", nil); f < 4 {
+		t.Errorf("%v failed exports, want several", f)
+	}
+	if exact < scrapes/2 {
+		t.Errorf("only %d of %d scrapes accounted exactly", exact, scrapes)
+	}
+	if _, most, _, _ := c.state(); most != 4 {
+		t.Errorf("at most %d exports in flight, want 4", most)
+	}
+}
+
+// accounted sums what the otlp exporter's metrics say became of the spans
+// given to it. Spans only move downstream (queue, in flight, exported or
+// dropped), so reading the stages in that order can see a span twice but
+// never miss one.
+func accounted(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	queued := metric(t, reg, "periscope_exporter_queue_length", nil)
+	inFlight := metric(t, reg, "periscope_exporter_spans_in_flight", nil)
+	return queued + inFlight + metric(t, reg, "periscope_spans_exported_total", nil) +
+		metric(t, reg, "periscope_spans_dropped_total", nil)
+}
+
+// timeoutClient gives each upload of its client a deadline, as the SDK's
+// transport does with OTEL_EXPORTER_OTLP_TIMEOUT.
+type timeoutClient struct {
+	*blockingClient
+	timeout time.Duration
+}
+
+func (c *timeoutClient) UploadTraces(ctx context.Context, rss []*tracepb.ResourceSpans) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	return c.blockingClient.UploadTraces(ctx, rss)
 }
