@@ -67,10 +67,10 @@ func TestSelfMetricsShareRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Shutdown(context.Background())
-	if _, err := exporters.NewSpanMetrics(reg, "other", func() int { return 3 }, nil); err != nil {
+	if _, err := exporters.NewSpanMetrics(reg, "other", exporters.Gauges{QueueLen: func() int { return 3 }}); err != nil {
 		t.Fatalf("second exporter's metrics: %v", err)
 	}
-	if _, err := exporters.NewSpanMetrics(reg, "other", func() int { return 3 }, nil); err == nil {
+	if _, err := exporters.NewSpanMetrics(reg, "other", exporters.Gauges{QueueLen: func() int { return 3 }}); err == nil {
 		t.Fatal("the same exporter name registered twice")
 	}
 	mfs, err := reg.Gather()

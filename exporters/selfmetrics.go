@@ -30,10 +30,17 @@ type SpanMetrics struct {
 	Failures prometheus.Counter
 }
 
+// Gauges are read at scrape time. QueueLen is required; a nil InFlight or
+// QueueBytes registers no gauge.
+type Gauges struct {
+	QueueLen   func() int // spans in the queue, not yet sent
+	InFlight   func() int // spans in export requests sent and not yet answered
+	QueueBytes func() int // encoded bytes of the spans in the queue
+}
+
 // NewSpanMetrics creates the self metrics of the exporter called name and
-// registers them with reg, along with a gauge that reads queueLen at scrape
-// time and, unless inFlight is nil, one that reads inFlight. A nil reg
-// registers nothing.
+// registers them with reg, along with the gauges g. A nil reg registers
+// nothing.
 //
 // Metrics:
 //
@@ -41,12 +48,13 @@ type SpanMetrics struct {
 //	periscope_spans_dropped_total{exporter,reason="queue_full|export_failed|sampled_out"}
 //	periscope_export_failures_total{exporter}
 //	periscope_exporter_queue_length{exporter}
+//	periscope_exporter_queue_bytes{exporter}
 //	periscope_exporter_spans_in_flight{exporter}
 //
 // A span given to an exporter is, at any time, exported, dropped (by
 // reason), in the queue, or in flight: in an export request sent and not
 // yet answered (OpenTelemetry's otel.sdk.exporter.span.inflight).
-func NewSpanMetrics(reg prometheus.Registerer, name string, queueLen, inFlight func() int) (*SpanMetrics, error) {
+func NewSpanMetrics(reg prometheus.Registerer, name string, g Gauges) (*SpanMetrics, error) {
 	labels := prometheus.Labels{"exporter": name}
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name:        "periscope_spans_dropped_total",
@@ -67,7 +75,7 @@ func NewSpanMetrics(reg prometheus.Registerer, name string, queueLen, inFlight f
 		Name:        "periscope_exporter_queue_length",
 		Help:        "Spans waiting in an exporter's queue, not yet sent.",
 		ConstLabels: labels,
-	}, func() float64 { return float64(queueLen()) })
+	}, func() float64 { return float64(g.QueueLen()) })
 
 	m := &SpanMetrics{
 		Exported:     exported,
@@ -80,12 +88,17 @@ func NewSpanMetrics(reg prometheus.Registerer, name string, queueLen, inFlight f
 		return m, nil
 	}
 	cs := []prometheus.Collector{exported, dropped, failures, queue}
-	if inFlight != nil {
-		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "periscope_exporter_spans_in_flight",
-			Help:        "Spans in export requests sent and not yet answered.",
-			ConstLabels: labels,
-		}, func() float64 { return float64(inFlight()) }))
+	for _, o := range []struct {
+		read       func() int
+		name, help string
+	}{
+		{g.QueueBytes, "periscope_exporter_queue_bytes", "Encoded bytes of the spans waiting in an exporter's queue."},
+		{g.InFlight, "periscope_exporter_spans_in_flight", "Spans in export requests sent and not yet answered."},
+	} {
+		if o.read != nil {
+			cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: o.name, Help: o.help, ConstLabels: labels},
+				func() float64 { return float64(o.read()) }))
+		}
 	}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {

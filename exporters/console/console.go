@@ -65,7 +65,7 @@ func New(mode string, w io.Writer, reg prometheus.Registerer) (*Exporter, error)
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
-	m, err := exporters.NewSpanMetrics(reg, "console", func() int { return len(e.queue) }, nil)
+	m, err := exporters.NewSpanMetrics(reg, "console", exporters.Gauges{QueueLen: func() int { return len(e.queue) }})
 	if err != nil {
 		return nil, fmt.Errorf("console exporter: %w", err)
 	}

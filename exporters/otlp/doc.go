@@ -19,13 +19,16 @@
 // resume within about a second of a backend's return.
 //
 // Export never blocks on I/O: it encodes the span into the batch being
-// filled, and hands full batches to one drain goroutine that sends them,
-// up to MaxInFlight requests at once on the one connection (one hand-off
-// per batch; a batch also goes when its first span has waited the batch
-// timeout): one request at a time would cap the spans per second at a
-// batch per round trip. At most the queue size of spans wait, encoded;
+// filled, and hands full batches to one drain goroutine that passes them
+// to MaxInFlight long-lived senders, so that up to MaxInFlight requests are
+// under way at once on the one connection (one hand-off per batch; a batch
+// also goes when its first span has waited the batch timeout): one request
+// at a time would cap the spans per second at a batch per round trip. At
+// most the queue size of spans (and QueueBytes of their encoding) wait;
 // when the backend is slow or down the queue fills and further spans are
-// dropped and counted; a failed batch is counted,
+// dropped and counted. A span given to Export is always exported, dropped
+// and counted, queued or in flight, and the self metrics say how many are
+// in each; a failed batch is counted,
 // logged at most once per interval, and not retried beyond the client's
 // bounded retry. After an outage the backlog is sent at a bounded pace.
 //

@@ -26,11 +26,11 @@ import (
 
 // Defaults for the zero fields of Config.
 const (
-	DefaultQueueSize          = 8192
+	DefaultQueueSize          = 65536
 	DefaultQueueBytes         = 16 << 20
 	DefaultBatchSize          = 512
 	DefaultBatchTimeout       = time.Second
-	DefaultMaxInFlight        = 1
+	DefaultMaxInFlight        = 4
 	DefaultFailureLogInterval = 30 * time.Second
 )
 
@@ -73,13 +73,10 @@ const maxRequestSize = 64 << 20
 // timeout, compression, protocol) comes from the standard OTEL_* environment
 // variables, not from here.
 type Config struct {
-	// QueueSize is how many spans may wait for export; beyond it Export
-	// drops. Default DefaultQueueSize. (65,536 with four exports in flight
-	// kept a Redis server pipelining 250,000 commands per second from
-	// dropping at the queue; the e2e outage test, TestFaultOTLPUnreachable,
-	// found the queue-length metric then leaves the spans in flight out of
-	// its accounting, so the defaults stay at 8,192 and one until it is
-	// mended.)
+	// QueueSize is how many spans may wait for export (not counting
+	// those in flight); beyond it Export drops. Default DefaultQueueSize
+	// (65,536 with four exports in flight kept a Redis server pipelining
+	// 250,000 commands per second from dropping at the queue).
 	QueueSize int
 	// QueueBytes bounds the encoded bytes of the spans waiting for export
 	// (what the queue holds in memory); beyond it Export drops. Default
@@ -94,8 +91,7 @@ type Config struct {
 	// MaxInFlight is the most export requests sent at once (over one
 	// connection). One at a time caps the spans per second at BatchSize
 	// per round trip, and a round trip to a backend on a busy node (or
-	// across a network) takes milliseconds. Default DefaultMaxInFlight
-	// (one: see QueueSize).
+	// across a network) takes milliseconds. Default DefaultMaxInFlight.
 	MaxInFlight int
 	// FailureLogInterval is the shortest time between two logs of failed
 	// exports. Default DefaultFailureLogInterval.
@@ -268,8 +264,11 @@ func newExporter(cfg Config, client otlptrace.Client, sm sampler, env *resource.
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
-	m, err := exporters.NewSpanMetrics(cfg.Registerer, "otlp",
-		func() int { return int(e.queued.Load()) }, func() int { return int(e.inFlight.Load()) })
+	m, err := exporters.NewSpanMetrics(cfg.Registerer, "otlp", exporters.Gauges{
+		QueueLen:   func() int { return int(e.queued.Load()) },
+		InFlight:   func() int { return int(e.inFlight.Load()) },
+		QueueBytes: func() int { return int(e.queuedBytes.Load()) },
+	})
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("otlp exporter: %w", err)

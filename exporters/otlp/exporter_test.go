@@ -555,7 +555,7 @@ func TestMetricsRegistered(t *testing.T) {
 			}
 		}
 	}
-	want := "periscope_export_failures_total periscope_exporter_queue_length periscope_exporter_spans_in_flight periscope_spans_dropped_total periscope_spans_exported_total"
+	want := "periscope_export_failures_total periscope_exporter_queue_bytes periscope_exporter_queue_length periscope_exporter_spans_in_flight periscope_spans_dropped_total periscope_spans_exported_total"
 	if strings.Join(names, " ") != want {
 		t.Errorf("registered %v, want %s", names, want)
 	}
@@ -820,8 +820,8 @@ func TestQueueBytes(t *testing.T) {
 	for i := range total {
 		e.Export(bigSpan(i))
 	}
-	if b := e.queuedBytes.Load(); b > limit+2<<10 || b < limit/2 {
-		t.Errorf("%d bytes queued, want about %d", b, limit)
+	if b := metric(t, reg, "periscope_exporter_queue_bytes", nil); b > limit+2<<10 || b < limit/2 {
+		t.Errorf("%v bytes queued, want about %d", b, limit)
 	}
 	close(c.release)
 	if err := e.Shutdown(t.Context()); err != nil {

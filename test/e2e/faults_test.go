@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	otlpexporter "github.com/periscope-apm/periscope/exporters/otlp"
 	"github.com/periscope-apm/periscope/test/e2e/harness"
 	"github.com/periscope-apm/periscope/test/otlpreceiver"
 )
@@ -307,32 +308,44 @@ func rssBytes(t *testing.T, pid int) int64 {
 }
 
 // TestFaultOTLPUnreachable: with OTEL_EXPORTER_OTLP_ENDPOINT on a closed
-// port, four rounds of nginx+curl traffic (each 6000 requests over one
-// keep-alive connection at 2000/s, 12000 spans: the first round alone is
-// more than the OTLP queue holds) all reach the console exporter promptly
-// (the pipeline never waits for the backend); the OTLP exporter exports
-// nothing, counts failed exports and dropped spans (queue full, export
-// failed), keeps its queue at its bound, and logs the failures a few times,
-// not once per batch; the agent's RSS stays under a bound and stops growing
-// once the queue is full; and it still exits 0 on SIGINT.
+// port, rounds of nginx+curl traffic (each 8000 requests over one
+// keep-alive connection at 2000/s, 16000 spans; the OTLP queue is full
+// after the third or fourth) all reach the console exporter promptly (the
+// pipeline never waits for the backend); the OTLP exporter exports
+// nothing, accounts for every span (dropped for a full queue or a failed
+// export, queued, or in flight), keeps its queue and its exports in flight
+// at their bounds, and logs the failures a few times, not once per batch;
+// the agent's RSS stays under a bound and stops growing once the queue is
+// full; and it still exits 0 on SIGINT.
 func TestFaultOTLPUnreachable(t *testing.T) {
-	const requests = 6000
+	const requests = 8000
 	endpoint := fmt.Sprintf("http://127.0.0.1:%d", harness.FreePort(t)) // nobody listens there
-	a := startAgentEnv(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + endpoint, "OTEL_EXPORTER_OTLP_INSECURE=true"})
 	ngx := harness.StartNginx(t, harness.NginxOptions{Workers: 1})
+	// Only nginx and curl: the spans of whatever else runs on the machine
+	// would fill the queue and the console, and blur the accounting.
+	a := startAgentEnv(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + endpoint, "OTEL_EXPORTER_OTLP_INSECURE=true"},
+		"--include-exe", ngx.Exe, "--include-exe", "curl")
 	e := &env{agent: a}
 	e.instrumented(t, ngx.WorkerPIDs...)
 	curl := harness.LookTool(t, "curl")
 
+	otlpLabels := map[string]string{"exporter": "otlp"}
 	var curls []int
 	var rss []int64
-	const rounds = 4
+	full := 0 // the first round that ended with the queue full
+	const rounds = 6
 	for round := 1; round <= rounds; round++ {
 		start := time.Now()
 		// At most 2000 requests/s: a backend outage, not a burst larger
 		// than the ring buffer, is what this test is about.
-		c := startProc(t, nil, curl, "-sS", "--fail-with-body", "--rate", "2000/s", "--cacert", ngx.CAFile, "-o", "/dev/null",
-			fmt.Sprintf("%s/index.html?round=%d&n=[1-%d]", ngx.URL, round, requests))
+		// curl reads its URL from stdin once its probes are in place
+		// (selected by name, it is traced from its attachment on).
+		c := startProc(t, nil, curl, "-K", "-", "-sS", "--fail-with-body", "--rate", "2000/s", "--cacert", ngx.CAFile, "-o", "/dev/null")
+		e.instrumented(t, c.PID)
+		if _, err := fmt.Fprintf(c.stdin, "url = \"%s/index.html?round=%d&n=[1-%d]\"\n", ngx.URL, round, requests); err != nil {
+			t.Fatal(err)
+		}
+		c.stdin.Close()
 		c.mustSucceed(2 * time.Minute)
 		curls = append(curls, c.PID)
 		// Every span reaches the console, OTLP backend or not: printed,
@@ -370,53 +383,81 @@ func TestFaultOTLPUnreachable(t *testing.T) {
 		default:
 		}
 		rss = append(rss, rssBytes(t, a.PID))
-		t.Logf("round %d: %d requests, their spans on the console after %v; agent RSS %.1f MiB", round, requests,
-			time.Since(start).Round(time.Millisecond), float64(rss[round-1])/(1<<20))
+		dropped := a.Metric(t, "periscope_spans_dropped_total", map[string]string{"exporter": "otlp", "reason": "queue_full"})
+		if full == 0 && dropped > 0 {
+			full = round
+		}
+		t.Logf("round %d: %d requests, their spans on the console after %v; agent RSS %.1f MiB; otlp queue_full %v, queued %v spans in %.1f MiB",
+			round, requests, time.Since(start).Round(time.Millisecond), float64(rss[round-1])/(1<<20), dropped,
+			a.Metric(t, "periscope_exporter_queue_length", otlpLabels), a.Metric(t, "periscope_exporter_queue_bytes", otlpLabels)/(1<<20))
 	}
 
-	otlp := map[string]string{"exporter": "otlp"}
-	waitMetric(t, a, "periscope_export_failures_total", otlp, "> 0", func(v float64) bool { return v > 0 })
-	fams := a.MetricFamilies(t)
-	metric := func(name string, labels map[string]string) float64 {
-		v, err := harness.SumMetric(fams, name, labels)
-		if err != nil {
-			t.Fatal(err)
+	waitMetric(t, a, "periscope_export_failures_total", otlpLabels, "> 0", func(v float64) bool { return v > 0 })
+	// Every span given to the exporter is dropped and counted, queued,
+	// or in an export in flight (exported: none). One scrape reads the
+	// gauges and counters while batches move from one state to the next,
+	// and the spans of the test's own scrapes are on their way: scrape
+	// until one accounts for every span built exactly. A span lost
+	// anywhere in the exporter makes every scrape fall short.
+	var built, exported, queueFull, failed, queued, queuedBytes, inFlight float64
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		fams := a.MetricFamilies(t)
+		metric := func(name string, labels map[string]string) float64 {
+			v, err := harness.SumMetric(fams, name, labels)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
 		}
-		return v
+		built = metric("periscope_spans_total", nil)
+		exported = metric("periscope_spans_exported_total", otlpLabels)
+		queueFull = metric("periscope_spans_dropped_total", map[string]string{"exporter": "otlp", "reason": "queue_full"})
+		failed = metric("periscope_spans_dropped_total", map[string]string{"exporter": "otlp", "reason": "export_failed"})
+		queued = metric("periscope_exporter_queue_length", otlpLabels)
+		inFlight = metric("periscope_exporter_spans_in_flight", otlpLabels)
+		queuedBytes = metric("periscope_exporter_queue_bytes", otlpLabels)
+		if exported+queueFull+failed+queued+inFlight == built {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("otlp: %v exported + %v dropped (queue full) + %v dropped (failed) + %v queued + %v in flight does not account for %v spans built",
+				exported, queueFull, failed, queued, inFlight, built)
+		}
 	}
-	built := metric("periscope_spans_total", nil)
-	exported := metric("periscope_spans_exported_total", otlp)
-	queueFull := metric("periscope_spans_dropped_total", map[string]string{"exporter": "otlp", "reason": "queue_full"})
-	failed := metric("periscope_spans_dropped_total", map[string]string{"exporter": "otlp", "reason": "export_failed"})
-	queued := metric("periscope_exporter_queue_length", otlp)
-	t.Logf("spans built %v; otlp: exported %v, dropped queue_full %v, export_failed %v, queued %v, failed exports %v",
-		built, exported, queueFull, failed, queued, metric("periscope_export_failures_total", otlp))
+	t.Logf("spans built %v; otlp: exported %v, dropped queue_full %v, export_failed %v, queued %v, in flight %v, failed exports %v",
+		built, exported, queueFull, failed, queued, inFlight, a.Metric(t, "periscope_export_failures_total", otlpLabels))
 	if exported != 0 {
 		t.Errorf("otlp exported %v spans to a closed port", exported)
 	}
 	if built < 2*rounds*requests {
 		t.Errorf("periscope_spans_total = %v, want at least %d", built, 2*rounds*requests)
 	}
-	if queued > 8192 {
-		t.Errorf("otlp queue holds %v spans, more than its bound 8192", queued)
+	if queued > otlpexporter.DefaultQueueSize || inFlight > otlpexporter.DefaultMaxInFlight*otlpexporter.DefaultBatchSize {
+		t.Errorf("otlp holds %v spans queued and %v in flight, more than its bounds %d and %d",
+			queued, inFlight, otlpexporter.DefaultQueueSize, otlpexporter.DefaultMaxInFlight*otlpexporter.DefaultBatchSize)
 	}
-	// Every span given to the exporter is queued, in the batch being
-	// retried (at most 512), or dropped and counted.
-	if accounted := queueFull + failed + queued; accounted > built || accounted < built-512 {
-		t.Errorf("otlp: %v dropped (queue full) + %v dropped (failed) + %v queued does not account for %v spans built",
-			queueFull, failed, queued, built)
+	// A span is queued while the queue holds less than its bytes bound:
+	// past it by at most one span.
+	if queuedBytes > otlpexporter.DefaultQueueBytes+64<<10 {
+		t.Errorf("otlp queue holds %v bytes, more than its bound %d", queuedBytes, otlpexporter.DefaultQueueBytes)
 	}
-	if queueFull < 2*rounds*requests-8192-2*512 {
-		t.Errorf("otlp: only %v spans dropped for a full queue", queueFull)
+	// The queue filled (by its span count or its encoded bytes) and
+	// stayed full: everything beyond it was dropped.
+	if full == 0 || full > rounds-2 {
+		t.Fatalf("the otlp queue was first full after round %d of %d, want at least 2 rounds before the end", full, rounds)
 	}
-	// From round 2 on the queue is full and every span is dropped: memory
-	// must stop growing. Two more rounds are 24000 spans (~50 MiB if they
+	// Once the queue is full every span is dropped: memory must stop
+	// growing. Two more rounds are 32000 spans (~10 MiB encoded if they
 	// were kept); the Go heap's own breathing stays well under 32 MiB.
 	const maxRSS = 192 << 20
 	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
-	if slices.Max(rss) > maxRSS || rss[rounds-1] > rss[1]+32<<20 {
-		t.Errorf("agent RSS by round %.1f MiB: want under %d MiB and no growth over 32 MiB after round 2",
-			[]float64{mib(rss[0]), mib(rss[1]), mib(rss[2]), mib(rss[3])}, maxRSS>>20)
+	var rssMiB []float64
+	for _, r := range rss {
+		rssMiB = append(rssMiB, mib(r))
+	}
+	if slices.Max(rss) > maxRSS || slices.Max(rss[full:]) > rss[full-1]+32<<20 {
+		t.Errorf("agent RSS by round %.1f MiB: want under %d MiB and no growth over 32 MiB after round %d (queue full)",
+			rssMiB, maxRSS>>20, full)
 	}
 	// Failed exports are logged (just after they are counted), but not
 	// once per batch.

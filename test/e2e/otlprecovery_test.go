@@ -56,10 +56,11 @@ func TestFaultOTLPOutage(t *testing.T) {
 	// The agent traces the whole node: the counters count other
 	// processes' spans too (this test's scrapes of /metrics among them),
 	// and must account for them all the same. Once the backlog is sent,
-	// every span built is exported, dropped and counted, or in the batch
-	// being filled (at most 512, sent within a second).
+	// every span built is exported, dropped and counted, queued (the
+	// batch being filled, sent within a second) or in flight, up to the
+	// spans still on their way to the exporter (at most a batch).
 	otlp := map[string]string{"exporter": "otlp"}
-	var built, exported, full, failed, queued float64
+	var built, exported, full, failed, queued, inFlight float64
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		fams := e.agent.MetricFamilies(t)
 		sum := func(name string, labels map[string]string) float64 {
@@ -74,13 +75,14 @@ func TestFaultOTLPOutage(t *testing.T) {
 		full = sum("periscope_spans_dropped_total", map[string]string{"exporter": "otlp", "reason": "queue_full"})
 		failed = sum("periscope_spans_dropped_total", map[string]string{"exporter": "otlp", "reason": "export_failed"})
 		queued = sum("periscope_exporter_queue_length", otlp)
-		inBatch := built - exported - full - failed - queued
-		if queued == 0 && inBatch >= 0 && inBatch <= 512 {
+		inFlight = sum("periscope_exporter_spans_in_flight", otlp)
+		inBatch := built - exported - full - failed - queued - inFlight
+		if queued == 0 && inFlight == 0 && inBatch >= 0 && inBatch <= 512 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("spans built %v, otlp exported %v, dropped queue_full %v, export_failed %v, queued %v: %v unaccounted",
-				built, exported, full, failed, queued, inBatch)
+			t.Fatalf("spans built %v, otlp exported %v, dropped queue_full %v, export_failed %v, queued %v, in flight %v: %v unaccounted",
+				built, exported, full, failed, queued, inFlight, inBatch)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
