@@ -327,7 +327,6 @@ func TestFaultOTLPUnreachable(t *testing.T) {
 		"--include-exe", ngx.Exe, "--include-exe", "curl")
 	e := &env{agent: a}
 	e.instrumented(t, ngx.WorkerPIDs...)
-	curl := harness.LookTool(t, "curl")
 
 	otlpLabels := map[string]string{"exporter": "otlp"}
 	var curls []int
@@ -338,14 +337,8 @@ func TestFaultOTLPUnreachable(t *testing.T) {
 		start := time.Now()
 		// At most 2000 requests/s: a backend outage, not a burst larger
 		// than the ring buffer, is what this test is about.
-		// curl reads its URL from stdin once its probes are in place
-		// (selected by name, it is traced from its attachment on).
-		c := startProc(t, nil, curl, "-K", "-", "-sS", "--fail-with-body", "--rate", "2000/s", "--cacert", ngx.CAFile, "-o", "/dev/null")
-		e.instrumented(t, c.PID)
-		if _, err := fmt.Fprintf(c.stdin, "url = \"%s/index.html?round=%d&n=[1-%d]\"\n", ngx.URL, round, requests); err != nil {
-			t.Fatal(err)
-		}
-		c.stdin.Close()
+		c := e.curlWhenProbed(t, fmt.Sprintf("%s/index.html?round=%d&n=[1-%d]", ngx.URL, round, requests),
+			"-sS", "--fail-with-body", "--rate", "2000/s", "--cacert", ngx.CAFile, "-o", "/dev/null")
 		c.mustSucceed(2 * time.Minute)
 		curls = append(curls, c.PID)
 		// Every span reaches the console, OTLP backend or not: printed,
@@ -479,4 +472,22 @@ func TestFaultOTLPUnreachable(t *testing.T) {
 	if code := a.Stop(); code != 0 {
 		t.Errorf("agent exited with %d, want 0", code)
 	}
+}
+
+// curlWhenProbed starts curl with args and has it fetch url once the agent
+// has probes on it: curl reads the URL from stdin, given when it is
+// instrumented. A test that selects curl by name (--include-exe) sees its
+// every request, although the agent attaches to a selected process only
+// after it has started.
+func (e *env) curlWhenProbed(t *testing.T, url string, args ...string) *proc {
+	t.Helper()
+	c := startProc(t, nil, harness.LookTool(t, "curl"), append([]string{"-K", "-"}, args...)...)
+	e.instrumented(t, c.PID)
+	if _, err := fmt.Fprintf(c.stdin, "url = %q\n", url); err != nil {
+		t.Fatalf("curl: give its URL: %v", err)
+	}
+	if err := c.stdin.Close(); err != nil {
+		t.Fatalf("curl: close its stdin: %v", err)
+	}
+	return c
 }
