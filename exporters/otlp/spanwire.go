@@ -139,19 +139,40 @@ func appendStatus(b []byte, s *span.Span) []byte {
 	return appendUint(b, tagStatusCode, code)
 }
 
+// shortKV is the most bytes of key and string value (together) whose
+// KeyValue is written with one-byte lengths: its whole length, 6 + those
+// bytes, stays under 128.
+const shortKV = 120
+
 func appendKVs(b []byte, tag byte, kvs []attribute.KeyValue) []byte {
 	for i := range kvs {
 		kv := &kvs[i]
 		key := string(kv.Key)
-		// One look at the value's type for the common ones.
+		// One look at the value's type for the common ones; most of
+		// their KeyValues are short, every length one byte: written
+		// without sizing.
 		switch kv.Value.Type() {
 		case attribute.STRING:
 			s := kv.Value.AsString()
+			if key != "" && len(key)+len(s) <= shortKV { // an empty key is not written
+				b = append(b, tag, byte(6+len(key)+len(s)), tagKVKey, byte(len(key)))
+				b = append(b, key...)
+				b = append(b, tagKVValue, byte(2+len(s)), tagAnyString, byte(len(s)))
+				b = append(b, s...)
+				continue
+			}
 			vn := sizeMsg(len(s))
 			b = appendKeyValueHead(b, tag, key, vn)
 			b = append(appendTagLen(b, tagAnyString, len(s)), s...)
 		case attribute.INT64:
 			x := uint64(kv.Value.AsInt64())
+			if key != "" && len(key) <= shortKV-10 { // a varint takes at most 10 bytes
+				n := protowire.SizeVarint(x)
+				b = append(b, tag, byte(5+len(key)+n), tagKVKey, byte(len(key)))
+				b = append(b, key...)
+				b = protowire.AppendVarint(append(b, tagKVValue, byte(1+n), tagAnyInt), x)
+				continue
+			}
 			b = appendKeyValueHead(b, tag, key, 1+protowire.SizeVarint(x))
 			b = protowire.AppendVarint(append(b, tagAnyInt), x)
 		default:

@@ -188,3 +188,30 @@ func TestEncoderBatches(t *testing.T) {
 		}
 	}
 }
+
+// TestShortKVBoundary: attributes around the one-byte-length fast path's
+// bounds (key plus string value of shortKV bytes; keys that leave no room
+// for a 10-byte varint) are written as proto.Marshal writes them.
+func TestShortKVBoundary(t *testing.T) {
+	opts := proto.MarshalOptions{Deterministic: true}
+	for _, klen := range []int{0, 1, 50, 108, 109, 110, 111, 112, 119, 120, 121, 130} {
+		key := strings.Repeat("k", klen)
+		var attrs []attribute.KeyValue
+		for total := shortKV - 3; total <= shortKV+3; total++ {
+			if v := total - klen; v >= 0 {
+				attrs = append(attrs, attribute.String(key, strings.Repeat("v", v)))
+			}
+		}
+		for _, x := range []int64{0, 127, 128, 200, 65535, 1 << 40, -1} {
+			attrs = append(attrs, attribute.Int64(key, x))
+		}
+		s := &span.Span{Name: "x", Attributes: attrs}
+		want, err := opts.Marshal(&tracepb.ScopeSpans{Spans: []*tracepb.Span{refSpan(s)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendSpan(nil, s); !bytes.Equal(got, want) {
+			t.Errorf("key of %d bytes: wrote %x\nwant %x", klen, got, want)
+		}
+	}
+}
