@@ -164,3 +164,23 @@ func httpSpans(n int) []*span.Span {
 	}
 	return out[:n]
 }
+
+// BenchmarkAppendSpan: the encoding alone, one goroutine, into a reused
+// buffer (the part of BenchmarkExport that depends on the span's content).
+func BenchmarkAppendSpan(b *testing.B) {
+	for _, tc := range []struct {
+		name  string
+		spans []*span.Span
+	}{{"mix", makeSpans(3*1024, 12)}, {"http", httpSpans(3 * 1024)}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var buf []byte
+			b.ReportAllocs()
+			for i := range b.N {
+				if i%512 == 0 {
+					buf = buf[:0]
+				}
+				buf = appendSpan(buf, tc.spans[i%len(tc.spans)])
+			}
+		})
+	}
+}

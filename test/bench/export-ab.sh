@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Same-run A/B of the OTLP exporter's CPU per span (BenchmarkExport in
-# exporters/otlp): builds the test binary at two commits and runs them in
+# Same-run A/B of the OTLP exporter's CPU per span (BenchmarkExport and
+# BenchmarkAppendSpan in exporters/otlp): builds the test binary at two commits and runs them in
 # ABBA order, ROUNDS times each, printing one line per run.
 #
 #   test/bench/export-ab.sh BASE NEW [ROUNDS] [SPANS]
@@ -26,6 +26,8 @@ for r in $(seq 1 "$rounds"); do
 	for c in $order; do
 		GOMAXPROCS=2 "$tmp/$c.test" -test.run '^$' -test.bench BenchmarkExport -test.benchtime "${spans}x" |
 			awk -v c="$c" -v r="$r" '/^BenchmarkExport/ {print "round", r, c, $1, $5, "cpu-ns/span", $7, "B/op", $9, "allocs/op"}'
+		GOMAXPROCS=2 "$tmp/$c.test" -test.run '^$' -test.bench BenchmarkAppendSpan -test.benchtime "${spans}x" |
+			awk -v c="$c" -v r="$r" '/^BenchmarkAppendSpan/ {print "round", r, c, $1, $3, "ns/span", $5, "B/op", $7, "allocs/op"}'
 	done
 done
 echo "# load $(cut -d' ' -f1-3 /proc/loadavg)"
