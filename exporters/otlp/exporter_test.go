@@ -905,3 +905,58 @@ func (c *timeoutClient) UploadTraces(ctx context.Context, rss []*tracepb.Resourc
 	defer cancel()
 	return c.blockingClient.UploadTraces(ctx, rss)
 }
+
+// pacedClient is a backend that is down until release is closed: an
+// upload made before waits for it, then fails; later ones succeed at once,
+// noted when.
+type pacedClient struct {
+	release chan struct{}
+	mu      sync.Mutex
+	at      []time.Time
+}
+
+func (c *pacedClient) Start(context.Context) error { return nil }
+func (c *pacedClient) Stop(context.Context) error  { return nil }
+func (c *pacedClient) UploadTraces(ctx context.Context, _ []*tracepb.ResourceSpans) error {
+	select {
+	case <-c.release:
+	default:
+		<-c.release
+		return errors.New("backend down")
+	}
+	c.mu.Lock()
+	c.at = append(c.at, time.Now())
+	c.mu.Unlock()
+	return nil
+}
+
+// TestBacklogPaced: after an outage the backlog goes out a batch per
+// drainPause, not in one burst of the exporter's CPU taken from the
+// applications, and all of it goes.
+func TestBacklogPaced(t *testing.T) {
+	c := &pacedClient{release: make(chan struct{})}
+	reg := prometheus.NewRegistry()
+	e, err := New(t.Context(), Config{Registerer: reg, BatchSize: 10, MaxInFlight: 4, Client: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const batches = 44 // 4 in flight fail, 40 wait in the queue
+	for _, s := range makeSpans(10*batches, 13) {
+		e.Export(s)
+	}
+	waitMetric(t, reg, "periscope_exporter_spans_in_flight", nil, 40)
+	close(c.release)
+	waitMetric(t, reg, "periscope_spans_dropped_total", map[string]string{"reason": "export_failed"}, 40)
+	waitMetric(t, reg, "periscope_spans_exported_total", nil, 400)
+	c.mu.Lock()
+	at := c.at
+	c.mu.Unlock()
+	// The first batches may go before the recovery is known; the last
+	// goes unpaced (less than a batch left).
+	if d, least := at[len(at)-1].Sub(at[0]), time.Duration(len(at)-10)*drainPause; d < least {
+		t.Errorf("%d batches of the backlog went out in %v, want at least %v (one per %v)", len(at), d, least, drainPause)
+	}
+	if err := e.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
