@@ -97,6 +97,9 @@ func BenchmarkExport(b *testing.B) {
 	}
 }
 
+// metricB sums a counter. The benchmark file uses nothing of the other
+// test files, so that export-ab.sh can build it against older commits
+// (whose tests' helpers differ).
 func metricB(b *testing.B, reg *prometheus.Registry, name string) float64 {
 	b.Helper()
 	mfs, err := reg.Gather()
