@@ -319,6 +319,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 
 	restoreGC()
 	restoreGC = func() {}
+	dropStartPages(log)
 	reg.MustRegister(newInstrumented(started))
 	st := &status{tracker: tracker, collectors: started, syscalls: syscallPath}
 	if cfg.MetricsAddr != "" {
