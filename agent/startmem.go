@@ -37,8 +37,10 @@ func lowGCDuringStart() (restore func()) {
 // executable that the start touched (BTF loading, the collectors' set-up,
 // package initialisers): the kernel maps file pages 16 at a time around
 // each fault, and without this ~26 MiB of the executable stayed resident
-// for good. MADV_PAGEOUT reclaims them; the code and tables the agent
-// still runs fault back in as it uses them.
+// for good, on top of the rings each collector maps as it starts (the
+// agent's peak RSS was this start). It runs after each collector's start
+// and once the agent is ready. MADV_PAGEOUT reclaims them; the code and
+// tables the agent still runs fault back in as it uses them.
 func dropStartPages(log *slog.Logger) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
