@@ -290,6 +290,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 			return fmt.Errorf("start collector %s: %w", c.Name(), err)
 		}
 		started = append(started, c)
+		dropStartPages(log) // before the next collector maps its rings
 	}
 	syscallPath, stopPair, err := startSyscallPair(sock, hooks, log)
 	if err != nil {
@@ -319,6 +320,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 
 	restoreGC()
 	restoreGC = func() {}
+	dropStartPages(log)
 	reg.MustRegister(newInstrumented(started))
 	st := &status{tracker: tracker, collectors: started, syscalls: syscallPath}
 	if cfg.MetricsAddr != "" {

@@ -8,6 +8,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/periscope-apm/periscope/correlator/httpspan"
 	"github.com/periscope-apm/periscope/correlator/protocol"
 	"github.com/periscope-apm/periscope/events"
 )
@@ -182,6 +183,9 @@ type exchange struct {
 	onThread bool
 	fixed    bool // the trace ID was used: the exchange may not be re-parented
 	done     bool
+	// recycle: px is an HTTP/1 exchange its decoder has let go of, put
+	// back in its pool once the span is exported (export).
+	recycle bool
 
 	// Cross-node linking (link.go): seq names the request on its
 	// connection; asked says it was looked up, linkWait that the answer
@@ -280,7 +284,17 @@ func (cn *conn) End(px protocol.Exchange, end time.Time, reason string) {
 		}
 		// The array stays for the connection's next requests.
 		cn.pending = slices.Delete(cn.pending, i, i+1)
+		x.recycle = reason == "" && letGo(px)
 		cn.c.finish(x, end, reason)
 		return
 	}
+}
+
+// letGo reports whether an exchange that ended complete is left to the
+// correlator alone: an HTTP/1 exchange (no stream: HTTP/2's keep theirs)
+// whose request and response were both parsed to their end, so that
+// neither parser writes into its storage any more.
+func letGo(px protocol.Exchange) bool {
+	hx, ok := px.(*httpspan.Exchange)
+	return ok && hx.StreamID == 0 && hx.Req != nil && hx.Req.Complete && hx.Resp != nil && hx.Resp.Complete
 }

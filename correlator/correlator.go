@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/periscope-apm/periscope/correlator/httpparse"
 	"github.com/periscope-apm/periscope/correlator/httpspan"
 	"github.com/periscope-apm/periscope/correlator/protocol"
 	"github.com/periscope-apm/periscope/events"
@@ -85,6 +86,9 @@ type Correlator struct {
 	protocols protocol.Registry
 	// whole describes the requests seen whole by language probes.
 	wholeSem wholeHTTP
+	// spent stands for the exchanges recycled after export (recycle):
+	// empty, never written.
+	spent *httpspan.Exchange
 
 	mu      sync.Mutex
 	rng     *rand.ChaCha8
@@ -183,6 +187,7 @@ func New(cfg Config, exp span.Exporter, procs ProcessResolver, log *slog.Logger,
 		m:         m,
 		protocols: protocols,
 		wholeSem:  wholeHTTP{sem},
+		spent:     httpspan.NewExchange(httpparse.Message{}),
 		rng:       rand.NewChaCha8(seed),
 		pids:      make(map[uint32]*procState),
 		byTuple:   make(map[events.Tuple]*conn),
@@ -1077,6 +1082,20 @@ func (c *Correlator) export(x *exchange, end time.Time, reason string) {
 	if cn := x.conn; c.cfg.BindGrace > 0 && cn.role == roleClient && x.peer == nil && sameHost(cn.tuple) && c.behind(end) {
 		cn.keepRecent(x, end)
 	}
+	c.recycle(x)
+}
+
+// recycle puts back x's HTTP/1 exchange once its span is exported, when
+// nothing else holds it (exchange.recycle). x itself may live on (a parent,
+// a peer, a client kept for linking): its px becomes c.spent, an empty
+// exchange with no stream, which is all that is asked of an ended one.
+func (c *Correlator) recycle(x *exchange) {
+	if !x.recycle {
+		return
+	}
+	x.recycle = false
+	c.wholeSem.sem.Recycle(x.px.(*httpspan.Exchange))
+	x.px = c.spent
 }
 
 // silenced settles which collector speaks for a connection two of them

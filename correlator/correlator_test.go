@@ -1121,3 +1121,43 @@ func BenchmarkCorrelatorRedisPipeline16(b *testing.B) {
 		c.Data(events.Data{Conn: id, TID: 7, Time: t0, Dir: events.Write, Size: len(rs), Bytes: rs})
 	}
 }
+
+// TestRecycledExchanges: HTTP/1 exchanges go back to a pool once their span
+// is exported. One recycled while a parser still wrote into it (a request
+// whose body was still coming when the response ended it, pipelined
+// requests) would mix two requests' fields in the spans that follow.
+func TestRecycledExchanges(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	id := cid(1, 1)
+	// An early response: the request's body is still coming.
+	h.read(id, 2, 1, "POST /early HTTP/1.1\r\nContent-Length: 10\r\n\r\n12345")
+	h.write(id, 2, 2, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n")
+	// Another connection's request begins (with the exchange the early
+	// one would have given back too soon), then the rest of both bodies.
+	other := cid(1, 2)
+	h.read(other, 3, 3, "POST /other HTTP/1.1\r\nContent-Length: 4\r\n\r\nab")
+	h.read(id, 2, 3, "67890")
+	h.read(other, 3, 3, "cd")
+	h.write(other, 3, 4, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	// Pipelined requests, answered in one write.
+	h.read(id, 2, 4, "GET /p1 HTTP/1.1\r\n\r\nGET /p2 HTTP/1.1\r\n\r\nPUT /p3 HTTP/1.1\r\nContent-Length: 2\r\n\r\nab")
+	h.write(id, 2, 5, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxHTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nxyHTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nxyz")
+	for i := range 20 {
+		h.read(id, 2, 10+2*i, fmt.Sprintf("DELETE /k%d HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s", i, i, strings.Repeat("b", i)))
+		h.write(id, 2, 11+2*i, fmt.Sprintf("HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s", 200+i%4, 2*i, strings.Repeat("r", 2*i)))
+	}
+	var got, want []string
+	for _, s := range h.wantSpans(25) {
+		a := attrs(s)
+		got = append(got, fmt.Sprintf("%s %v %v %v %v %v-%v", s.Name, a["url.path"], a["http.request.body.size"], a["http.response.status_code"], a["http.response.body.size"], s.Start.Sub(t0).Milliseconds(), s.End.Sub(t0).Milliseconds()))
+	}
+	// The early response's span says what had come of the body by then.
+	want = append(want, "POST /early /early 5 413 0 1-2", "POST /other /other 4 200 0 3-4",
+		"GET /p1 /p1 0 200 1 4-5", "GET /p2 /p2 0 404 2 4-5", "PUT /p3 /p3 2 201 3 4-5")
+	for i := range 20 {
+		want = append(want, fmt.Sprintf("DELETE /k%d /k%d %d %d %d %d-%d", i, i, i, 200+i%4, 2*i, 10+2*i, 11+2*i))
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("spans\n%q, want\n%q", got, want)
+	}
+}

@@ -81,7 +81,7 @@ func (c *Correlator) RequestStart(r events.RequestStart) {
 	x := &exchange{
 		conn:   cn,
 		proto:  c.wholeSem,
-		px:     httpspan.NewExchange(httpparse.Message{Kind: httpparse.Request, Start: r.Time, Version: r.Version, BodySize: 0}),
+		px:     c.wholeSem.exchange(httpparse.Message{Kind: httpparse.Request, Start: r.Time, Version: r.Version}),
 		start:  r.Time,
 		spanID: spanIDOf(r.ID),
 		whole:  key,
@@ -161,6 +161,7 @@ func (c *Correlator) RequestEnd(r events.RequestEnd) {
 		}
 	}
 	hx.Resp = resp
+	x.recycle = true // no decoder holds it
 	c.finish(x, r.Time, reason)
 	if cn.id.Key&wholeReqKey != 0 && len(cn.pending) == 0 {
 		c.remove(cn) // a connection of one request
@@ -198,6 +199,14 @@ func (wholeHTTP) Name() string { return "http" }
 func (wholeHTTP) Detect([]byte, events.Direction) protocol.Detection { return protocol.Detection{} }
 
 func (wholeHTTP) NewDecoder(protocol.Role, protocol.Handler) protocol.Decoder { return nil }
+
+// exchange returns an exchange from the semantics' pool holding req.
+func (w wholeHTTP) exchange(req httpparse.Message) *httpspan.Exchange {
+	x := w.sem.GetExchange()
+	*x.ReqStorage() = req
+	x.Req = x.ReqStorage()
+	return x
+}
 
 func (w wholeHTTP) Describe(x protocol.Exchange, c protocol.Conn, reason string, s *span.Span) {
 	w.sem.Describe(x.(*httpspan.Exchange), c, reason, s)

@@ -211,6 +211,22 @@ type workload struct {
 	service string
 	series  map[httpKey]*durations
 	host    []attribute.KeyValue // hostKeys, on the OTLP resource only
+	// lastKey's series is last: a service's spans mostly come in runs of
+	// one series, whose key (seven strings) is then not hashed per span.
+	lastKey httpKey
+	last    *durations
+}
+
+// lookup returns the series of key, nil when there is none yet.
+func (w *workload) lookup(key httpKey) *durations {
+	if w.last != nil && w.lastKey == key {
+		return w.last
+	}
+	x := w.series[key]
+	if x != nil {
+		w.lastKey, w.last = key, x
+	}
+	return x
 }
 
 type histKey struct {
@@ -345,7 +361,7 @@ func (h *HTTP) Export(s *span.Span) {
 	defer h.mu.Unlock()
 	h.sweep(now)
 	w := h.workload(s.Process)
-	hist := w.series[key]
+	hist := w.lookup(key)
 	if hist == nil {
 		if h.perService[w.service] >= h.cfg.MaxSeriesPerService {
 			h.fold(w, key)
@@ -458,6 +474,9 @@ func (h *HTTP) sweep(now time.Time) {
 	for key, w := range h.byKey {
 		for k, x := range w.series {
 			if now.Sub(x.last) > h.cfg.TTL {
+				if x == w.last {
+					w.last = nil
+				}
 				delete(w.series, k)
 				h.perService[w.service]--
 			}

@@ -55,6 +55,8 @@ type Semantics struct {
 	namesMu sync.Mutex
 	names   map[[2]string]string
 	routes  *intern.Table
+
+	exchanges exchangePool // GetExchange, Recycle
 }
 
 // maxNames bounds the span name cache; past it the cache starts over.

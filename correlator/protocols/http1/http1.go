@@ -69,7 +69,7 @@ func (p *Protocol) Describe(x protocol.Exchange, c protocol.Conn, reason string,
 
 // NewDecoder implements protocol.Protocol.
 func (p *Protocol) NewDecoder(_ protocol.Role, h protocol.Handler) protocol.Decoder {
-	d := &decoder{h: h, h2c: p.h2c}
+	d := &decoder{h: h, h2c: p.h2c, sem: p.sem}
 	opts := httpparse.Options{AllHeaders: p.sem.CaptureHeaders()}
 	d.req = httpparse.New(httpparse.Request, opts, d)
 	d.resp = httpparse.New(httpparse.Response, opts, d)
@@ -79,6 +79,7 @@ func (p *Protocol) NewDecoder(_ protocol.Role, h protocol.Handler) protocol.Deco
 // decoder pairs the messages of the two parsers of a connection.
 type decoder struct {
 	h         protocol.Handler
+	sem       *httpspan.Semantics // its exchanges come from its pool
 	req, resp *httpparse.Parser
 	pending   []*httpspan.Exchange // oldest first
 	left      bool
@@ -114,7 +115,7 @@ var _ httpparse.Allocator = (*decoder)(nil)
 func (d *decoder) NewMessage(k httpparse.Kind) *httpparse.Message {
 	if k == httpparse.Request {
 		if d.next == nil {
-			d.next = &httpspan.Exchange{}
+			d.next = d.sem.GetExchange()
 		}
 		return d.next.ReqStorage()
 	}
@@ -173,7 +174,7 @@ func (d *decoder) Headers(m *httpparse.Message) {
 	x := d.next
 	d.next = nil
 	if x == nil || x.ReqStorage() != m {
-		x = &httpspan.Exchange{}
+		x = d.sem.GetExchange()
 	}
 	x.Req = m
 	if len(d.pending) >= MaxPending {
@@ -198,6 +199,9 @@ func (d *decoder) Message(m *httpparse.Message) {
 	// Shifted down, not resliced: the array serves the next requests of
 	// the connection without an allocation each.
 	d.pending = slices.Delete(d.pending, 0, 1)
+	// Read before End: an exchange ended is the handler's, which may
+	// recycle it (and m, its storage) at once.
+	left, declined := m.Upgrade, x.Req.Upgrade
 	h2c := m.Upgrade && m.StatusCode == 101 && x.Req.UpgradeH2C && d.h2c != nil
 	if h2c {
 		// The request goes on as HTTP/2's stream 1: its response is
@@ -208,7 +212,7 @@ func (d *decoder) Message(m *httpparse.Message) {
 		d.h.End(x, endOf(x, m.End), "")
 	}
 	switch {
-	case m.Upgrade:
+	case left:
 		// The connection carries another protocol from now on.
 		d.left = true
 		pending := d.pending
@@ -216,7 +220,7 @@ func (d *decoder) Message(m *httpparse.Message) {
 		for _, p := range pending {
 			d.h.End(p, endOf(p, m.End), protocol.ReasonClosed)
 		}
-	case x.Req.Upgrade:
+	case declined:
 		// The server declined the upgrade: HTTP goes on.
 		d.rest = nil
 		d.req.Resume()
