@@ -7,10 +7,11 @@ import (
 
 // codecName is the gRPC content subtype of the agents' messages.
 //
-// v2: a query carries both of a request's keys (Query.TCPSeq). Agents of
-// v1 and v2 do not understand each other (a rolling upgrade leaves the
+// v2: a query carries both of a request's keys (Query.TCPSeq). v3: the
+// queries of one connection in runs, their keys as varints. Agents of two
+// versions do not understand each other (a rolling upgrade leaves the
 // lookups between them counted as errors until it is done).
-const codecName = "periscope-link-v2"
+const codecName = "periscope-link-v3"
 
 // codec encodes this package's messages in their fixed-size binary form
 // (no protobuf: a few records of addresses and IDs).

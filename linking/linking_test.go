@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"encoding/pem"
 	"math/big"
 	"net"
@@ -48,8 +49,8 @@ func TestWireRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b) != 2+3*querySize {
-		t.Fatalf("%d bytes", len(b))
+	if want := 2 + 3*runHeaderSize + (1 + 1) + (10 + 1) + (1 + 9); len(b) != want {
+		t.Fatalf("%d bytes, want %d", len(b), want)
 	}
 	var got lookupRequest
 	if err := got.UnmarshalBinary(b); err != nil {
@@ -71,6 +72,43 @@ func TestWireRoundTrip(t *testing.T) {
 	}
 }
 
+// TestWireRuns: the queries of one connection in turn share their
+// addresses; a batch that alternates connections round-trips in order.
+func TestWireRuns(t *testing.T) {
+	var req lookupRequest
+	for i := range 100 {
+		req.Queries = append(req.Queries, query(40000, uint64(i+1)))
+	}
+	b, err := req.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 2 + runHeaderSize + 100*2; len(b) != want {
+		t.Errorf("100 ordinals of one connection in %d bytes, want %d", len(b), want)
+	}
+	req.Queries = req.Queries[:0]
+	for i := range 10 {
+		q := query(uint16(40000+i%3), uint64(i/3+1))
+		q.TCPSeq = TCPSeqFlag | uint64(i)<<20
+		req.Queries = append(req.Queries, q, q)
+	}
+	if b, err = req.MarshalBinary(); err != nil {
+		t.Fatal(err)
+	}
+	var got lookupRequest
+	if err := got.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Queries) != len(req.Queries) {
+		t.Fatalf("%d queries, want %d", len(got.Queries), len(req.Queries))
+	}
+	for i := range req.Queries {
+		if got.Queries[i] != req.Queries[i] {
+			t.Errorf("query %d: %+v, want %+v", i, got.Queries[i], req.Queries[i])
+		}
+	}
+}
+
 func TestWireRejects(t *testing.T) {
 	for name, b := range map[string][]byte{
 		"empty":          nil,
@@ -84,6 +122,29 @@ func TestWireRejects(t *testing.T) {
 		if err := new(lookupResponse).UnmarshalBinary(b); err == nil {
 			t.Errorf("response %s: no error", name)
 		}
+	}
+	run := func(total, n uint16, tail ...byte) []byte {
+		b := binary.BigEndian.AppendUint16(nil, total)
+		b = appendAddrPort(b, netip.MustParseAddrPort("10.0.0.1:1"))
+		b = appendAddrPort(b, netip.MustParseAddrPort("10.0.0.2:2"))
+		b = binary.BigEndian.AppendUint16(b, n)
+		return append(b, tail...)
+	}
+	for name, b := range map[string][]byte{
+		"run of none":                run(1, 0, 1, 0),
+		"run past the total":         run(1, 2, 1, 0, 1, 0),
+		"run cut short":              run(2, 1, 1, 0),
+		"unfinished varint":          run(1, 1, 0x80, 0x80),
+		"varint of 11 bytes":         run(1, 1, append(bytes.Repeat([]byte{0xff}, 10), 1, 0)...),
+		"bytes after queries":        run(1, 1, 1, 0, 7),
+		"fewer bytes than 2 a query": append(binary.BigEndian.AppendUint16(nil, 100), make([]byte, runHeaderSize)...),
+	} {
+		if err := new(lookupRequest).UnmarshalBinary(b); err == nil {
+			t.Errorf("request %s: no error", name)
+		}
+	}
+	if err := new(lookupRequest).UnmarshalBinary(run(1, 1, 1, 0)); err != nil {
+		t.Errorf("a well-formed run: %v", err)
 	}
 	bad := append([]byte{0, 1, 2}, make([]byte, 24)...)
 	if err := new(lookupResponse).UnmarshalBinary(bad); err == nil {
@@ -101,6 +162,9 @@ func TestWireRejects(t *testing.T) {
 func FuzzLookupRequest(f *testing.F) {
 	b, _ := (&lookupRequest{Queries: []Query{query(1, 1)}}).MarshalBinary()
 	f.Add(b)
+	b, _ = (&lookupRequest{Queries: []Query{query(1, 1), query(1, 2), query(2, StreamFlag|3),
+		{Local: netip.MustParseAddrPort("[2001:db8::1]:5"), Remote: netip.MustParseAddrPort("[2001:db8::2]:6"), TCPSeq: TCPSeqFlag | 7}}}).MarshalBinary()
+	f.Add(b)
 	f.Add([]byte{0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var m lookupRequest
@@ -114,6 +178,11 @@ func FuzzLookupRequest(f *testing.F) {
 		var m2 lookupRequest
 		if err := m2.UnmarshalBinary(again); err != nil || len(m2.Queries) != len(m.Queries) {
 			t.Fatalf("re-decode: %v", err)
+		}
+		for i := range m.Queries {
+			if m2.Queries[i] != m.Queries[i] {
+				t.Fatalf("query %d re-decoded as %+v, was %+v", i, m2.Queries[i], m.Queries[i])
+			}
 		}
 	})
 }

@@ -49,7 +49,10 @@ const (
 
 const (
 	addrPortSize = 16 + 2
-	querySize    = 2*addrPortSize + 8 + 8
+	// runHeaderSize is a run of queries' addresses and length.
+	runHeaderSize = 2*addrPortSize + 2
+	// minQuerySize is the fewest bytes of a query: its two varints.
+	minQuerySize = 2
 	answerSize   = 1 + 16 + 8
 )
 
@@ -67,36 +70,83 @@ type addressesRequest struct{}
 // addressesResponse lists the addresses an agent serves.
 type addressesResponse struct{ Addrs []netip.Addr }
 
+// A lookup request is its query count, then the queries in runs of one
+// connection: the run's client and server addresses once, its length, and
+// each query's Seq and TCPSeq as varints (a batch is mostly a few
+// keep-alive connections' requests, in turn: a query of an ordinal costs
+// a few bytes rather than both addresses again).
 func (m *lookupRequest) MarshalBinary() ([]byte, error) {
 	if len(m.Queries) > MaxBatch {
 		return nil, fmt.Errorf("linking: %d queries in one batch (max %d)", len(m.Queries), MaxBatch)
 	}
-	b := make([]byte, 2, 2+len(m.Queries)*querySize)
+	b := make([]byte, 2, 2+runHeaderSize+len(m.Queries)*4)
 	binary.BigEndian.PutUint16(b, uint16(len(m.Queries)))
-	for _, q := range m.Queries {
-		b = appendAddrPort(b, q.Local)
-		b = appendAddrPort(b, q.Remote)
-		b = binary.BigEndian.AppendUint64(b, q.Seq)
-		b = binary.BigEndian.AppendUint64(b, q.TCPSeq)
+	for qs := m.Queries; len(qs) > 0; {
+		n := 1
+		for n < len(qs) && qs[n].Local == qs[0].Local && qs[n].Remote == qs[0].Remote {
+			n++
+		}
+		b = appendAddrPort(b, qs[0].Local)
+		b = appendAddrPort(b, qs[0].Remote)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+		for _, q := range qs[:n] {
+			b = binary.AppendUvarint(b, q.Seq)
+			b = binary.AppendUvarint(b, q.TCPSeq)
+		}
+		qs = qs[n:]
 	}
 	return b, nil
 }
 
 func (m *lookupRequest) UnmarshalBinary(b []byte) error {
-	n, b, err := count(b, querySize, MaxBatch)
-	if err != nil {
-		return err
+	if len(b) < 2 {
+		return errShort
 	}
-	m.Queries = make([]Query, n)
-	for i := range m.Queries {
-		q := &m.Queries[i]
-		q.Local = readAddrPort(b[0:])
-		q.Remote = readAddrPort(b[addrPortSize:])
-		q.Seq = binary.BigEndian.Uint64(b[2*addrPortSize:])
-		q.TCPSeq = binary.BigEndian.Uint64(b[2*addrPortSize+8:])
-		b = b[querySize:]
+	total := int(binary.BigEndian.Uint16(b))
+	b = b[2:]
+	switch {
+	case total > MaxBatch:
+		return fmt.Errorf("linking: %d queries (max %d)", total, MaxBatch)
+	case len(b) < total*minQuerySize:
+		return fmt.Errorf("linking: %d bytes for %d queries", len(b), total)
+	}
+	m.Queries = make([]Query, total)
+	for i := 0; i < total; {
+		if len(b) < runHeaderSize {
+			return fmt.Errorf("linking: query %d: %w", i, errShort)
+		}
+		local, remote := readAddrPort(b), readAddrPort(b[addrPortSize:])
+		n := int(binary.BigEndian.Uint16(b[2*addrPortSize:]))
+		b = b[runHeaderSize:]
+		if n == 0 || n > total-i {
+			return fmt.Errorf("linking: query %d: a run of %d of %d queries", i, n, total)
+		}
+		for _, q := range m.Queries[i : i+n] {
+			var err error
+			q.Local, q.Remote = local, remote
+			if q.Seq, b, err = uvarint(b); err != nil {
+				return fmt.Errorf("linking: query %d: seq: %w", i, err)
+			}
+			if q.TCPSeq, b, err = uvarint(b); err != nil {
+				return fmt.Errorf("linking: query %d: TCP seq: %w", i, err)
+			}
+			m.Queries[i] = q
+			i++
+		}
+	}
+	if len(b) != 0 {
+		return fmt.Errorf("linking: %d bytes after %d queries", len(b), total)
 	}
 	return nil
+}
+
+// uvarint reads one varint off b.
+func uvarint(b []byte) (uint64, []byte, error) {
+	v, n := binary.Uvarint(b)
+	if n <= 0 {
+		return 0, nil, errors.New("bad varint")
+	}
+	return v, b[n:], nil
 }
 
 func (m *lookupResponse) MarshalBinary() ([]byte, error) {
