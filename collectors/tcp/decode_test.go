@@ -4,8 +4,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -96,15 +94,6 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-func TestSocketInode(t *testing.T) {
-	for target, want := range map[string]uint64{"socket:[12345]": 12345, "socket:[]": 0, "pipe:[5]": 0, "/dev/null": 0, "socket:[12x]": 0} {
-		got, ok := socketInode(target)
-		if got != want || ok != (want != 0) {
-			t.Errorf("socketInode(%q) = %d, %v", target, got, ok)
-		}
-	}
-}
-
 func TestProcOwners(t *testing.T) {
 	root := t.TempDir()
 	mk := func(pid, comm string, fds map[string]string) {
@@ -150,42 +139,44 @@ func TestProcOwners(t *testing.T) {
 	}
 }
 
-func TestListeningPorts(t *testing.T) {
-	table := `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:480C 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 50049 1 0000000000000000 100 0 0 10 0
+// TestListening: the listening ports of a process's namespace are its
+// tables' listeners (IPv4 and IPv6), read once until the next scan.
+func TestListening(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "100", "net")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+	for f, rows := range map[string]string{
+		"tcp": `   0: 0100007F:480C 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 50049 1 0000000000000000 100 0 0 10 0
    1: 0100007F:9249 0100007F:01BB 01 00000000:00000000 00:00000000 00000000     0        0 1351081 2 0000000000000000 100 0 0 10 0
-   0: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 43188 1 0000000000000000 100 0 0 10 0
-`
-	ports := map[uint16]bool{}
-	listeningPorts(table, ports)
-	if len(ports) != 2 || !ports[0x480c] || !ports[443] {
-		t.Errorf("listening ports %v, want 18444 and 443", ports)
+`,
+		"tcp6": `   0: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 43188 1 0000000000000000 100 0 0 10 0
+`,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(header+rows), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := newProcOwners(root, time.Minute)
+	for port, want := range map[uint16]bool{0x480c: true, 443: true, 0x9249: false, 80: false} {
+		if got := p.listening(100, port); got != want {
+			t.Errorf("listening(100, %d) = %v, want %v", port, got, want)
+		}
+	}
+	if err := os.Remove(filepath.Join(dir, "tcp6")); err != nil {
+		t.Fatal(err)
+	}
+	if !p.listening(100, 443) {
+		t.Error("the ports read again before the next scan")
+	}
+	if p.listening(200, 443) {
+		t.Error("a process without tables listens")
 	}
 	for _, r := range []events.SocketRole{events.RoleUnknown, events.RoleConnected, events.RoleAccepted} {
 		if roleOf(ownerRole(r)) != r {
 			t.Errorf("role %v does not survive the round trip", r)
 		}
 	}
-}
-
-// FuzzProcNet: /proc/net/tcp(6) tables and /proc/PID/fd link targets, as
-// the kernel (or a hostile FUSE mount) writes them, parse or are skipped.
-func FuzzProcNet(f *testing.F) {
-	for _, p := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		if b, err := os.ReadFile(p); err == nil {
-			f.Add(string(b), "socket:[12345]")
-		}
-	}
-	f.Add("  sl  local_address rem_address   st\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000\n", "socket:[]")
-	f.Add("0: :FFFFF x 0A", "socket:[18446744073709551616]")
-	f.Fuzz(func(t *testing.T, table, target string) {
-		ports := make(map[uint16]bool)
-		listeningPorts(table, ports)
-		if len(ports) > strings.Count(table, "0A") {
-			t.Fatalf("%d ports from %d listening lines", len(ports), strings.Count(table, "0A"))
-		}
-		if ino, ok := socketInode(target); ok && !strings.Contains(target, strconv.FormatUint(ino, 10)) {
-			t.Fatalf("socketInode(%q) = %d", target, ino)
-		}
-	})
 }

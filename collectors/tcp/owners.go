@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/periscope-apm/periscope/internal/preopen"
+	"github.com/periscope-apm/periscope/internal/procnet"
 )
 
 // procOwner is a process holding a socket.
@@ -83,7 +83,7 @@ func (p *procOwners) scan() {
 			if err != nil {
 				continue
 			}
-			ino, ok := socketInode(target)
+			ino, ok := procnet.SocketInode(target)
 			if !ok {
 				continue
 			}
@@ -101,18 +101,18 @@ func (p *procOwners) scan() {
 }
 
 // listening reports whether port is a listening TCP port in the network
-// namespace of process pid: then a connection on it was accepted.
+// namespace of process pid: then a connection on it was accepted. A table
+// that cannot be read or parsed counts with the ports read before.
 func (p *procOwners) listening(pid uint32, port uint16) bool {
 	ports, ok := p.listen[pid]
 	if !ok {
 		ports = make(map[uint16]bool)
-		dir := filepath.Join(p.root, strconv.FormatUint(uint64(pid), 10), "net")
-		for _, f := range []string{"tcp", "tcp6"} {
-			b, err := os.ReadFile(filepath.Join(dir, f))
-			if err == nil {
-				listeningPorts(string(b), ports)
+		_ = procnet.Read(p.root, pid, func(s procnet.Socket) bool {
+			if s.State == procnet.Listen {
+				ports[s.Local.Port()] = true
 			}
-		}
+			return true
+		})
 		if p.listen == nil {
 			p.listen = make(map[uint32]map[uint16]bool)
 		}
@@ -120,27 +120,3 @@ func (p *procOwners) listening(pid uint32, port uint16) bool {
 	}
 	return ports[port]
 }
-
-// tcpListen is the state of a listening socket in /proc/net/tcp.
-const tcpListen = "0A"
-
-// listeningPorts adds the local ports of the listening sockets of a
-// /proc/net/tcp or tcp6 table to ports.
-func listeningPorts(table string, ports map[uint16]bool) {
-	for _, line := range strings.Split(table, "\n") {
-		f := strings.Fields(line)
-		if len(f) < 4 || f[3] != tcpListen {
-			continue
-		}
-		_, hexPort, ok := strings.Cut(f[1], ":")
-		if !ok {
-			continue
-		}
-		if port, err := strconv.ParseUint(hexPort, 16, 16); err == nil {
-			ports[uint16(port)] = true
-		}
-	}
-}
-
-// socketInode parses the target of a /proc/PID/fd link to a socket.
-var socketInode = preopen.SocketInode

@@ -9,8 +9,8 @@
 // connections must have no request ordinal (cross-node linking would
 // answer with a wrong client span). A Table records, once a process's
 // probes are in place, the connections the process has open then (from
-// /proc/PID/fd and /proc/PID/net/tcp{,6}: no probe, no syscall hook);
-// a connection is seen from its start when it is not one of those and its
+// /proc/PID/fd and /proc/PID/net/tcp{,6}, read by procnet: no probe, no
+// syscall hook); a connection is seen from its start when it is not one of those and its
 // first request seen came after that record was taken. A connection that
 // opened and closed between the probes' attach and the record is taken
 // for one that may have been open before (an unlinked span, never a wrong
@@ -18,22 +18,17 @@
 package preopen
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/binary"
-	"encoding/hex"
-	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/periscope-apm/periscope/discovery"
 	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/internal/ktime"
+	"github.com/periscope-apm/periscope/internal/procnet"
 )
 
 // margin is added to the time a record was taken. The record's time is
@@ -168,17 +163,8 @@ func (t *Table) read(pid uint32) (*record, error) {
 	}
 	r := &record{open: make(map[events.Tuple]bool)}
 	if len(inodes) > 0 {
-		for _, f := range []string{"tcp", "tcp6"} {
-			b, err := os.ReadFile(filepath.Join(dir, "net", f))
-			if err != nil {
-				if f == "tcp6" && os.IsNotExist(err) {
-					continue // IPv6 off
-				}
-				return nil, fmt.Errorf("read %s table of %d: %w", f, pid, err)
-			}
-			if err := connections(b, inodes, r); err != nil {
-				return nil, fmt.Errorf("%s table of %d: %w", f, pid, err)
-			}
+		if err := procnet.Read(t.procRoot, pid, func(s procnet.Socket) bool { return r.add(s, inodes) }); err != nil {
+			return nil, err
 		}
 	}
 	r.taken = t.now()
@@ -198,93 +184,24 @@ func socketInodes(fdDir string) (map[uint64]bool, error) {
 		if err != nil {
 			continue // closed meanwhile
 		}
-		if ino, ok := SocketInode(target); ok {
+		if ino, ok := procnet.SocketInode(target); ok {
 			inodes[ino] = true
 		}
 	}
 	return inodes, nil
 }
 
-// SocketInode parses the target of a /proc/PID/fd link to a socket,
-// "socket:[12345]".
-func SocketInode(target string) (uint64, bool) {
-	rest, ok := strings.CutPrefix(target, "socket:[")
-	if !ok {
-		return 0, false
+// add records s if it is a connection (not a listener) of one of
+// inodes, and reports false once the record is full (then none of the
+// process's connections is fresh).
+func (r *record) add(s procnet.Socket, inodes map[uint64]bool) bool {
+	if s.State == procnet.Listen || !inodes[s.Inode] {
+		return true
 	}
-	rest, ok = strings.CutSuffix(rest, "]")
-	if !ok {
-		return 0, false
+	if len(r.open) >= maxPerProcess {
+		r.all = true
+		return false
 	}
-	ino, err := strconv.ParseUint(rest, 10, 64)
-	return ino, err == nil
-}
-
-// tcpListen is a listening socket's state in /proc/net/tcp.
-const tcpListen = "0A"
-
-// connections adds to r the connections of a /proc/net/tcp or tcp6 table
-// whose socket is one of inodes (not listening).
-func connections(table []byte, inodes map[uint64]bool, r *record) error {
-	sc := bufio.NewScanner(bytes.NewReader(table))
-	sc.Buffer(make([]byte, 0, 512), 4096)
-	first := true
-	for sc.Scan() {
-		if first { // the header
-			first = false
-			continue
-		}
-		// sl local remote st tx:rx tr:when retrnsmt uid timeout inode ...
-		f := strings.Fields(sc.Text())
-		if len(f) < 10 || f[3] == tcpListen {
-			continue
-		}
-		ino, err := strconv.ParseUint(f[9], 10, 64)
-		if err != nil || !inodes[ino] {
-			continue
-		}
-		local, err := procAddr(f[1])
-		if err != nil {
-			return err
-		}
-		remote, err := procAddr(f[2])
-		if err != nil {
-			return err
-		}
-		if len(r.open) >= maxPerProcess {
-			r.all = true
-			return nil
-		}
-		r.open[events.Tuple{Local: local, Remote: remote}] = true
-	}
-	return sc.Err()
-}
-
-// procAddr decodes an address of /proc/net/tcp{,6}: "0100007F:1F90", the
-// address as 32-bit words in host order, the port in hex.
-func procAddr(s string) (netip.AddrPort, error) {
-	hexAddr, hexPort, ok := strings.Cut(s, ":")
-	if !ok {
-		return netip.AddrPort{}, fmt.Errorf("bad address %q", s)
-	}
-	port, err := strconv.ParseUint(hexPort, 16, 16)
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("bad port in %q", s)
-	}
-	raw, err := hex.DecodeString(hexAddr)
-	if err != nil || (len(raw) != 4 && len(raw) != 16) {
-		return netip.AddrPort{}, fmt.Errorf("bad address %q", s)
-	}
-	// Each 32-bit word was printed from its host-order value.
-	var b [16]byte
-	for i := 0; i < len(raw); i += 4 {
-		binary.BigEndian.PutUint32(b[i:], binary.NativeEndian.Uint32(raw[i:]))
-	}
-	var a netip.Addr
-	if len(raw) == 4 {
-		a = netip.AddrFrom4([4]byte(b[:4]))
-	} else {
-		a = netip.AddrFrom16(b).Unmap()
-	}
-	return netip.AddrPortFrom(a, uint16(port)), nil
+	r.open[events.Tuple{Local: s.Local, Remote: s.Remote}] = true
+	return true
 }

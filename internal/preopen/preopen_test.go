@@ -8,52 +8,32 @@ import (
 	"time"
 
 	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/internal/procnet"
 )
-
-func TestProcAddr(t *testing.T) {
-	for _, tc := range []struct {
-		in, want string
-		bad      bool
-	}{
-		{in: "0100007F:1F90", want: "127.0.0.1:8080"},
-		{in: "0203000A:0050", want: "10.0.3.2:80"},
-		{in: "00000000000000000000000001000000:01BB", want: "[::1]:443"},
-		{in: "0000000000000000FFFF00000203000A:0050", want: "10.0.3.2:80"}, // v4-mapped
-		{in: "0100007F", bad: true},
-		{in: "0100007:1F90", bad: true},
-		{in: "0100007F:XYZ", bad: true},
-		{in: "01000000:10000", bad: true},
-	} {
-		got, err := procAddr(tc.in)
-		if tc.bad {
-			if err == nil {
-				t.Errorf("%q: %v, want an error", tc.in, got)
-			}
-			continue
-		}
-		if err != nil || got.String() != tc.want {
-			t.Errorf("%q: %v, %v, want %s", tc.in, got, err, tc.want)
-		}
-	}
-}
 
 func TestConnections(t *testing.T) {
 	table := []byte(`  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 100 1 0000000000000000 100 0 0 10 0
    1: 0100007F:1F90 0100007F:A000 01 00000000:00000000 00:00000000 00000000     0        0 101 1 0000000000000000 20 4 30 10 -1
    2: 0100007F:A001 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 102 1 0000000000000000 20 4 30 10 -1
-   3: 0100007F:A002 0100007F:1F90 01
 `)
 	r := &record{open: make(map[events.Tuple]bool)}
-	if err := connections(table, map[uint64]bool{100: true, 101: true}, r); err != nil {
+	inodes := map[uint64]bool{100: true, 101: true}
+	if err := procnet.Parse(table, func(s procnet.Socket) bool { return r.add(s, inodes) }); err != nil {
 		t.Fatal(err)
 	}
 	want := events.Tuple{Local: netip.MustParseAddrPort("127.0.0.1:8080"), Remote: netip.MustParseAddrPort("127.0.0.1:40960")}
-	if len(r.open) != 1 || !r.open[want] {
-		t.Errorf("recorded %v, want only %v (the listener, other sockets and short lines left out)", r.open, want)
+	if len(r.open) != 1 || !r.open[want] || r.all {
+		t.Errorf("recorded %v (all %v), want only %v (the listener and other sockets left out)", r.open, r.all, want)
 	}
-	if err := connections([]byte("header\n 0: zz:1 0100007F:1F90 01 a b c d e 7\n"), map[uint64]bool{7: true}, r); err == nil {
-		t.Error("a bad address gave no error")
+	// A full record stops the reading, and has none of its connections
+	// fresh.
+	full := &record{open: make(map[events.Tuple]bool)}
+	for i := range maxPerProcess {
+		full.open[events.Tuple{Local: netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), uint16(i))}] = true
+	}
+	if n := 0; procnet.Parse(table, func(s procnet.Socket) bool { n++; return full.add(s, inodes) }) != nil || n != 2 || !full.all {
+		t.Errorf("a full record: read %d rows, all %v; want 2 rows (the listener, then a connection), all", n, full.all)
 	}
 }
 
