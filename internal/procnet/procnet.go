@@ -30,15 +30,12 @@ type Socket struct {
 // Listen is a listening socket's State.
 const Listen = 0x0A
 
-// Tables are the files of a namespace's TCP sockets, IPv4 then IPv6.
-var Tables = []string{"tcp", "tcp6"}
-
 // Read calls yield with each socket of the TCP tables of process pid's
 // network namespace (under procRoot, /proc) until it returns false. A
 // missing tcp6 table (IPv6 off) has no rows.
 func Read(procRoot string, pid uint32, yield func(Socket) bool) error {
 	dir := filepath.Join(procRoot, strconv.FormatUint(uint64(pid), 10), "net")
-	for _, f := range Tables {
+	for _, f := range [...]string{"tcp", "tcp6"} {
 		b, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil {
 			if f == "tcp6" && errors.Is(err, os.ErrNotExist) {
