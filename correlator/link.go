@@ -317,17 +317,22 @@ func (c *Correlator) answerAt(qs []linking.Query, out []linking.Answer, asked, n
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	final := c.passed(asked, now)
+	// A batch holds runs of one connection's queries: its conn is looked
+	// up once a run.
+	var cn *conn
 	for i, q := range qs {
+		if i == 0 || q.Local != qs[i-1].Local || q.Remote != qs[i-1].Remote {
+			cn = c.clientConn(q)
+		}
 		var unsettled bool
-		out[i], unsettled = c.answer(q, now)
+		out[i], unsettled = c.answer(q, cn, now)
 		final = final && !unsettled
 	}
 	return final
 }
 
-// answer returns the client span of q; unsettled when the request is
-// known but its trace is not yet.
-func (c *Correlator) answer(q linking.Query, now time.Time) (a linking.Answer, unsettled bool) {
+// clientConn returns the open client connection q names, if any.
+func (c *Correlator) clientConn(q linking.Query) *conn {
 	cn := c.byTuple[events.Tuple{Local: q.Local, Remote: q.Remote}]
 	if cn == nil {
 		// The destination may have been rewritten on the way (a
@@ -335,7 +340,16 @@ func (c *Correlator) answer(q linking.Query, now time.Time) (a linking.Answer, u
 		// port name its connection alone.
 		cn = c.byLocal[q.Local]
 	}
-	if cn != nil && cn.role == roleClient && !cn.ignored {
+	if cn == nil || cn.role != roleClient || cn.ignored {
+		return nil
+	}
+	return cn
+}
+
+// answer returns the client span of q, whose open connection is cn (nil:
+// none); unsettled when the request is known but its trace is not yet.
+func (c *Correlator) answer(q linking.Query, cn *conn, now time.Time) (a linking.Answer, unsettled bool) {
+	if cn != nil {
 		if x := cn.match(q); x != nil {
 			if linkRoot(x) != nil {
 				return linking.Answer{}, true

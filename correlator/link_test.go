@@ -419,14 +419,21 @@ func TestLinkMidStream(t *testing.T) {
 		h.write(id, 22, 200, "GET /c HTTP/1.1\r\n\r\n")
 		h.read(id, 22, 201, okResponse)
 	}
-	qs := []linking.Query{
-		{Local: netip.MustParseAddrPort("10.1.0.2:41000"), Remote: netip.MustParseAddrPort("10.1.0.3:80"), Seq: 1},
-		{Local: netip.MustParseAddrPort("10.1.0.2:41001"), Remote: netip.MustParseAddrPort("10.1.0.3:80"), Seq: 1},
-	}
+	// In runs of one connection, as batches hold them: each run's
+	// connection is its own (the fresh connection's second request is
+	// still open: only its conn knows it).
+	h.write(freshC, 22, 202, "GET /c2 HTTP/1.1\r\n\r\n")
+	midQ := linking.Query{Local: netip.MustParseAddrPort("10.1.0.2:41000"), Remote: netip.MustParseAddrPort("10.1.0.3:80"), Seq: 1}
+	freshQ := linking.Query{Local: netip.MustParseAddrPort("10.1.0.2:41001"), Remote: netip.MustParseAddrPort("10.1.0.3:80"), Seq: 1}
+	freshQ2 := freshQ
+	freshQ2.Seq = 2
+	qs := []linking.Query{midQ, freshQ2, freshQ, midQ, freshQ2}
 	out := make([]linking.Answer, len(qs))
 	h.c.answerAt(qs, out, at(300), at(300))
-	if out[0].Found || !out[1].Found {
-		t.Errorf("answers: mid-stream %v (want not found), from the start %v (want found)", out[0].Found, out[1].Found)
+	for i, want := range []bool{false, true, true, false, true} {
+		if out[i].Found != want {
+			t.Errorf("answer %d (%v): found %v, want %v (mid-stream: not found; from the start: found)", i, qs[i].Local, out[i].Found, want)
+		}
 	}
 }
 
