@@ -86,6 +86,17 @@ func TestWireRuns(t *testing.T) {
 	if want := 2 + runHeaderSize + 100*2; len(b) != want {
 		t.Errorf("100 ordinals of one connection in %d bytes, want %d", len(b), want)
 	}
+	// The largest batch (every query its own run, the longest varints)
+	// fits a message.
+	req.Queries = req.Queries[:0]
+	for i := range MaxBatch {
+		q := query(uint16(i), StreamFlag|TCPSeqFlag|1)
+		q.TCPSeq = ^uint64(0)
+		req.Queries = append(req.Queries, q)
+	}
+	if b, err = req.MarshalBinary(); err != nil || len(b) > maxMessage {
+		t.Errorf("the largest batch: %d bytes (%v), max %d", len(b), err, maxMessage)
+	}
 	req.Queries = req.Queries[:0]
 	for i := range 10 {
 		q := query(uint16(40000+i%3), uint64(i/3+1))
