@@ -67,7 +67,8 @@ struct fd_state {
 	__u8 proto;  /* enum proto */
 	__u8 bound;  /* the bind record was sent */
 	__u8 tries;  /* calls that did not classify */
-	__u32 _pad;
+	__u8 owner_checks; /* unparsed calls that asked nethttp_conns (gohttp_owned) */
+	__u8 _pad[3];
 	/* traced_process's answer for the descriptor's process, cached:
 	 * the selection epoch it was given at (low 32 bits), whether the
 	 * process is traced (bit 32) and its enum skip (bits 40-47). */
@@ -780,6 +781,32 @@ __attribute__((noinline)) __u64 iov_size(__u64 iov, __u64 count)
 	return size;
 }
 
+/* Unparsed calls of a descriptor that look for it in nethttp_conns before
+ * giving up: a net/http connection is recorded there at its first request,
+ * a few calls after its handshake. */
+#define OWNER_CHECKS 16
+
+/* gohttp_owned reports whether the connection of descriptor fd (state s,
+ * whose bytes are not copied) of process tgid is one the Go collector
+ * reports whole (nethttp_conns): a net/http connection of a Go program,
+ * over crypto/tls or plain, whose syscalls have nothing left to do here
+ * (no parser, and no SSL_* of OpenSSL to bind). Such a descriptor then
+ * goes with the ones that are not TCP sockets (note_other): its calls
+ * leave before the lookup in fds, the costliest step of their path.
+ * Asked only where that can be recorded, and a bounded number of times. */
+static __always_inline bool gohttp_owned(struct fd_state *s, __u32 tgid, __s32 fd)
+{
+	if (!fd_cache || fd < 0 || fd >= FD_OTHER_FDS || s->owner_checks >= OWNER_CHECKS)
+		return false;
+	s->owner_checks++;
+	__u8 skip;
+	traced_fd(s, tgid, &skip);
+	if (skip != SKIP_HTTP)
+		return false;
+	struct nethttp_conn *v = nethttp_lookup(tgid, fd);
+	return v && v->file == s->file;
+}
+
 /* on_enter starts a call on fd; the syscall's registers are regs (a typed
  * pointer when typed). */
 static __always_inline int on_enter(__u64 regs, bool typed, __s32 fd, __u8 dir, __u8 kind, __u64 buf, __u64 len)
@@ -796,6 +823,8 @@ static __always_inline int on_enter(__u64 regs, bool typed, __s32 fd, __u8 dir, 
 	hook_socket_io(id, fd);
 	if (s->proto != PROTO_UNKNOWN && !parsed(s->proto)) {
 		count(COUNTER_UNPARSED_CALLS);
+		if (gohttp_owned(s, tgid, fd))
+			note_other(tgid, fd);
 		return 0;
 	}
 	__u8 skip;

@@ -90,7 +90,7 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 	c.m = collectors.NewMetrics(Name, reg, func() string { return "tracepoint" }, counters)
 	reg.MustRegister(
 		collectors.NewCounterFunc(Name, "periscope_unparsed_calls_total",
-			"Calls on TCP connections whose protocol no parser handles (TLS, unclassified, ignored ports): counted, bytes not copied, by collector.",
+			"Calls on TCP connections whose protocol no parser handles (TLS, unclassified, ignored ports): counted, bytes not copied, by collector. Once a descriptor is known to be a net/http connection the Go collector reports, its calls are no longer counted.",
 			counters, wire.CounterUnparsedCalls),
 		collectors.NewCounterFunc(Name, "periscope_unclassified_connections_total",
 			"TCP connections whose first calls matched no known protocol, by collector.",

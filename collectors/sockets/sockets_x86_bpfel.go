@@ -63,15 +63,16 @@ type socketsFdKey struct {
 }
 
 type socketsFdState struct {
-	_     structs.HostLayout
-	Conn  uint64
-	File  uint64
-	Kind  uint8
-	Proto uint8
-	Bound uint8
-	Tries uint8
-	Pad   uint32
-	Sel   uint64
+	_           structs.HostLayout
+	Conn        uint64
+	File        uint64
+	Kind        uint8
+	Proto       uint8
+	Bound       uint8
+	Tries       uint8
+	OwnerChecks uint8
+	Pad         [3]uint8
+	Sel         uint64
 }
 
 type socketsNethttpConn struct {

@@ -1,7 +1,8 @@
 #!/bin/bash
 # What gohttp's uprobe programs cost per run inside the Go hello HTTPS server
 # (test/e2e/testdata/goapp, -tags nethttponly, as `make bench MODE=go` runs
-# it), for two or more agent binaries on the same load, in alternating rounds
+# it), and what the raw syscall pair costs per run (system-wide: wrk's
+# syscalls count too), for two or more agent binaries on the same load, in alternating rounds
 # (ABBA...): the kernel's own BPF run-time statistics (run_cnt, run_time_ns
 # with BPF_STATS enabled through kernel.bpf_stats_enabled, restored after)
 # of each agent's programs (their ids from the agent's /proc/PID/fdinfo, so
@@ -45,7 +46,7 @@ trap cleanup EXIT
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
 	-keyout "$work/k.pem" -out "$work/c.pem" 2>/dev/null
 
-snap() { # snap AGENT_PID: {name: [run_cnt, run_time_ns]} of that agent's uprobe programs
+snap() { # snap AGENT_PID: {name: [run_cnt, run_time_ns]} of that agent's uprobe and syscall programs
 	local ids
 	ids=$(cat /proc/"$1"/fdinfo/* 2>/dev/null | awk '/^prog_id:/{print $2}' | sort -u | tr '\n' ' ')
 	bpftool prog show -j | python3 -c '
@@ -53,7 +54,7 @@ import json, sys
 mine = set(int(x) for x in sys.argv[1].split())
 out = {}
 for p in json.load(sys.stdin):
-    if p["id"] in mine and p.get("type") == "kprobe":
+    if p["id"] in mine and (p.get("type") == "kprobe" or p["name"] in ("sys_enter", "sys_exit", "sys_enter_btf", "sys_exit_btf")):
         c = out.setdefault(p["name"], [0, 0])
         c[0] += p.get("run_cnt", 0)
         c[1] += p.get("run_time_ns", 0)
