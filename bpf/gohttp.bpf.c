@@ -769,7 +769,16 @@ int go_serve_http(struct pt_regs *ctx)
 		return 0;
 	struct g_key k = {.g = GO_G(ctx), .tgid = bpf_get_current_pid_tgid() >> 32};
 	struct server_req s = {.id = new_id(), .resp = GO_ARG3(ctx), .req = GO_ARG4(ctx)};
-	bpf_map_update_elem(&servers, &k, &s, BPF_ANY);
+	/* A goroutine serves its connection's requests one after another
+	 * (HTTP/1 keep-alive), and an ended request leaves its entry in
+	 * place: the entry is rewritten where it is, a lookup instead of an
+	 * update (which allocates an element and frees the old one). Only
+	 * this goroutine writes or reads its entry. */
+	struct server_req *cur = bpf_map_lookup_elem(&servers, &k);
+	if (cur)
+		*cur = s;
+	else
+		bpf_map_update_elem(&servers, &k, &s, BPF_ANY);
 
 	struct start_fields f = {};
 	struct window *w = window_read(s.req, REQUEST_WINDOW);
