@@ -327,6 +327,8 @@ func appSection(res *abResult) string {
 	row("all wake-ups made by the application", "%.3f", func(r *abRound) float64 { return perReq(r, float64(r.perf.wakeAll)) })
 	row("voluntary context switches of the application", "%.4f", func(r *abRound) float64 { return perReq(r, float64(r.appSched.voluntary)) })
 	row("involuntary context switches of the application (preempted)", "%.4f", func(r *abRound) float64 { return perReq(r, float64(r.appSched.involuntary)) })
+	row("read-family syscalls of the application (/proc/PID/io syscr)", "%.3f", func(r *abRound) float64 { return perReq(r, float64(r.appSched.syscr)) })
+	row("write-family syscalls of the application (/proc/PID/io syscw)", "%.3f", func(r *abRound) float64 { return perReq(r, float64(r.appSched.syscw)) })
 	row("CPU migrations of the application's threads", "%.4f", func(r *abRound) float64 { return perReq(r, float64(r.appSched.migrations)) })
 	row("agent CPU (µs; on the same cores)", "%.2f", func(r *abRound) float64 { return 1e6 * perReq(r, r.agentSec) })
 	row("agent context switches (voluntary: its wake-ups)", "%.4f", func(r *abRound) float64 { return perReq(r, float64(r.agentSched.voluntary)) })

@@ -33,6 +33,13 @@ nr_involuntary_switches                      :                   50
 	}
 }
 
+func TestParseIO(t *testing.T) {
+	b := []byte("rchar: 4096\nwchar: 2048\nsyscr: 31\nsyscw: 17\nread_bytes: 0\nwrite_bytes: 0\ncancelled_write_bytes: 0\n")
+	if got, want := parseIO(b), (schedCounts{syscr: 31, syscw: 17}); got != want {
+		t.Errorf("parseIO = %+v, want %+v", got, want)
+	}
+}
+
 func TestVerdict(t *testing.T) {
 	for _, c := range []struct {
 		x      noisy

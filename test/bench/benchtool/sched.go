@@ -15,24 +15,32 @@ import (
 )
 
 // schedCounts are the scheduler's counts of a process, summed over its
-// threads (/proc/PID/task/TID/sched).
+// threads (/proc/PID/task/TID/sched), and its read- and write-family
+// syscalls (/proc/PID/io: syscr, syscw; read, readv, write, writev... on
+// sockets too, not recvmsg or epoll), read without tracing any syscall.
 type schedCounts struct {
 	voluntary, involuntary, migrations uint64
+	syscr, syscw                       uint64
 }
 
 func (c schedCounts) sub(d schedCounts) schedCounts {
-	return schedCounts{c.voluntary - min(c.voluntary, d.voluntary), c.involuntary - min(c.involuntary, d.involuntary), c.migrations - min(c.migrations, d.migrations)}
+	return schedCounts{c.voluntary - min(c.voluntary, d.voluntary), c.involuntary - min(c.involuntary, d.involuntary), c.migrations - min(c.migrations, d.migrations),
+		c.syscr - min(c.syscr, d.syscr), c.syscw - min(c.syscw, d.syscw)}
 }
 
 func (c schedCounts) add(d schedCounts) schedCounts {
-	return schedCounts{c.voluntary + d.voluntary, c.involuntary + d.involuntary, c.migrations + d.migrations}
+	return schedCounts{c.voluntary + d.voluntary, c.involuntary + d.involuntary, c.migrations + d.migrations, c.syscr + d.syscr, c.syscw + d.syscw}
 }
 
-// readSched sums the sched counts of every thread of pids. A thread that
-// exits between two readings takes its counts with it.
+// readSched sums the sched counts of every thread of pids, and their
+// processes' syscall counts. A thread that exits between two readings
+// takes its scheduler counts with it.
 func readSched(pids []int) schedCounts {
 	var c schedCounts
 	for _, pid := range pids {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
+			c = c.add(parseIO(b))
+		}
 		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/sched", pid))
 		for _, t := range tasks {
 			b, err := os.ReadFile(t)
@@ -63,6 +71,28 @@ func parseSched(b []byte) schedCounts {
 			c.voluntary = n
 		case "nr_involuntary_switches":
 			c.involuntary = n
+		}
+	}
+	return c
+}
+
+// parseIO takes syscr and syscw from /proc/PID/io.
+func parseIO(b []byte) schedCounts {
+	var c schedCounts
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			continue
+		}
+		switch k {
+		case "syscr":
+			c.syscr = n
+		case "syscw":
+			c.syscw = n
 		}
 	}
 	return c
