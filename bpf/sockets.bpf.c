@@ -82,18 +82,24 @@ struct {
 	__type(value, struct fd_state);
 } fds SEC(".maps");
 
-/* Descriptors known not to be TCP sockets, per process, in a table that
+/* Descriptors known not to be TCP sockets (or to be connections another
+ * collector reports whole: gohttp_owned), per process, in a table that
  * is indexed, not hashed: the read or write of a file, a pipe or a
  * terminal, the bulk of the node's syscalls, leaves after one array load
- * instead of a lookup in fds. A slot holds a process ID (its top
- * 64 - FD_OTHER_FDS bits) and a bit per descriptor below FD_OTHER_FDS.
+ * instead of a lookup in fds. A slot holds an owner (its top
+ * 64 - FD_OTHER_FDS bits: a process ID, below 2^22 (PID_MAX_LIMIT), and
+ * a block of FD_OTHER_FDS descriptors above it) and a bit per descriptor
+ * of the block; a process has FD_OTHER_BLOCKS slots, one per block.
  * Bits are added by compare-and-exchange against the slot's current
  * value, and a slot is emptied (a plain store) whenever one of its
  * descriptors may name something else (close, dup2 onto it, a new
- * descriptor, exec, fork of a new process): an addition racing with it
- * fails, so a stale bit never survives. Two processes whose IDs share a
- * slot take turns. */
+ * descriptor; all of a process's slots at exec, fork of a new process,
+ * close_range): an addition racing with it fails, so a stale bit never
+ * survives. Owners whose slots share an index take turns. */
 #define FD_OTHER_FDS 40
+#define FD_OTHER_BLOCKS 4
+#define FD_OTHER_MAX (FD_OTHER_FDS * FD_OTHER_BLOCKS)
+#define FD_OTHER_PID_BITS 22
 #define FD_OTHER_SLOTS 65536
 
 struct {
@@ -103,56 +109,79 @@ struct {
 	__type(value, __u64);
 } fd_other SEC(".maps");
 
-static __always_inline __u64 *other_slot(__u32 tgid)
+/* other_owner is the owner of the slot of block b of process tgid. */
+static __always_inline __u64 other_owner(__u32 tgid, __u32 b)
 {
-	__u32 i = tgid % FD_OTHER_SLOTS;
+	return (__u64)(tgid | (b << FD_OTHER_PID_BITS)) << FD_OTHER_FDS;
+}
+
+/* other_slot returns the slot of block b of process tgid (block 0 at
+ * the process ID, the others spread away from it). */
+static __always_inline __u64 *other_slot(__u32 tgid, __u32 b)
+{
+	__u32 i = (tgid + b * 0x9E37) % FD_OTHER_SLOTS;
 	return bpf_map_lookup_elem(&fd_other, &i);
 }
 
 /* known_other reports whether descriptor fd of process tgid is known not
- * to be a TCP socket. */
+ * to be a TCP socket (or to be another collector's connection). */
 static __always_inline bool known_other(__u32 tgid, __s32 fd)
 {
-	if (!fd_cache || fd < 0 || fd >= FD_OTHER_FDS)
+	if (!fd_cache || fd < 0 || fd >= FD_OTHER_MAX || tgid >= (1U << FD_OTHER_PID_BITS))
 		return false;
-	__u64 *p = other_slot(tgid);
+	__u32 b = (__u32)fd / FD_OTHER_FDS, bit = (__u32)fd % FD_OTHER_FDS;
+	__u64 *p = other_slot(tgid, b);
 	if (!p)
 		return false;
 	__u64 v = *(volatile __u64 *)p;
-	return (v >> FD_OTHER_FDS) == tgid && (v & (1ULL << fd));
+	return (v >> FD_OTHER_FDS) << FD_OTHER_FDS == other_owner(tgid, b) && (v & (1ULL << bit));
 }
 
 /* note_other records that descriptor fd of process tgid is not a TCP
  * socket (nothing if the slot changed meanwhile). */
 static __always_inline void note_other(__u32 tgid, __s32 fd)
 {
-	if (!fd_cache || fd < 0 || fd >= FD_OTHER_FDS)
+	if (!fd_cache || fd < 0 || fd >= FD_OTHER_MAX || tgid >= (1U << FD_OTHER_PID_BITS))
 		return;
-	__u64 *p = other_slot(tgid);
+	__u32 b = (__u32)fd / FD_OTHER_FDS, bit = (__u32)fd % FD_OTHER_FDS;
+	__u64 *p = other_slot(tgid, b);
 	if (!p)
 		return;
 	__u64 old = *(volatile __u64 *)p;
-	__u64 owner = (__u64)tgid << FD_OTHER_FDS;
-	__u64 new = ((old >> FD_OTHER_FDS) == tgid ? old : owner) | (1ULL << fd);
+	__u64 owner = other_owner(tgid, b);
+	__u64 new = ((old >> FD_OTHER_FDS) << FD_OTHER_FDS == owner ? old : owner) | (1ULL << bit);
 	if (new != old)
 		__sync_val_compare_and_swap(p, old, new);
 }
 
-/* forget_other empties process tgid's slot if it holds descriptor fd (any
- * descriptor: fd < 0). */
-static __always_inline void forget_other(__u32 tgid, __s32 fd)
+/* forget_block empties block b's slot of process tgid if it holds bit
+ * (any: bit < 0). */
+static __always_inline void forget_block(__u32 tgid, __u32 b, int bit)
 {
-	if (!fd_cache)
-		return;
-	__u64 *p = other_slot(tgid);
+	__u64 *p = other_slot(tgid, b);
 	if (!p)
 		return;
 	__u64 v = *(volatile __u64 *)p;
-	if ((v >> FD_OTHER_FDS) != tgid)
+	if ((v >> FD_OTHER_FDS) << FD_OTHER_FDS != other_owner(tgid, b))
 		return;
-	if (fd >= 0 && (fd >= FD_OTHER_FDS || !(v & (1ULL << fd))))
+	if (bit >= 0 && !(v & (1ULL << bit)))
 		return;
 	*(volatile __u64 *)p = 0;
+}
+
+/* forget_other empties the slot of process tgid that holds descriptor fd
+ * if fd's bit is set (all of the process's slots: fd < 0). */
+static __always_inline void forget_other(__u32 tgid, __s32 fd)
+{
+	if (!fd_cache || tgid >= (1U << FD_OTHER_PID_BITS))
+		return;
+	if (fd >= 0) {
+		if (fd < FD_OTHER_MAX)
+			forget_block(tgid, (__u32)fd / FD_OTHER_FDS, (__u32)fd % FD_OTHER_FDS);
+		return;
+	}
+	for (__u32 b = 0; b < FD_OTHER_BLOCKS; b++)
+		forget_block(tgid, b, -1);
 }
 
 enum call_kind {
@@ -796,7 +825,7 @@ __attribute__((noinline)) __u64 iov_size(__u64 iov, __u64 count)
  * Asked only where that can be recorded, and a bounded number of times. */
 static __always_inline bool gohttp_owned(struct fd_state *s, __u32 tgid, __s32 fd)
 {
-	if (!fd_cache || fd < 0 || fd >= FD_OTHER_FDS || s->owner_checks >= OWNER_CHECKS)
+	if (!fd_cache || fd < 0 || fd >= FD_OTHER_MAX || s->owner_checks >= OWNER_CHECKS)
 		return false;
 	s->owner_checks++;
 	__u8 skip;
