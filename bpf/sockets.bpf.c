@@ -193,21 +193,41 @@ struct {
 	__type(value, struct call);
 } calls SEC(".maps");
 
-/* Calls in flight, counted per thread by the address of the thread's user
- * registers (struct pt_regs, at the top of its kernel stack: the same from
- * a syscall's entry to its exit, and different for every thread alive),
- * hashed. The exit of every syscall of the node leaves after one array
- * load, before any helper call, unless its counter is not 0; threads that
- * share a counter only send each other to calls for nothing. Atomic adds:
- * a counter is shared. */
-#define INFLIGHT_SLOTS 65536
+/* Calls in flight, a slot per thread, found by the address of the
+ * thread's user registers (struct pt_regs, at the top of its kernel stack:
+ * the same from a syscall's entry to its exit, and different for every
+ * thread alive), hashed. The exit of every syscall of the node leaves after
+ * one array load, before any helper call, unless the slot holds its call
+ * or counts calls in `calls`.
+ *
+ * A thread's call goes in its slot when the slot is free or already its
+ * own (regs: its registers' address, taken by compare-and-exchange, on
+ * kernels with it: call_slots); the exit takes it back with a copy, where
+ * the calls hash costs an update, a lookup and a delete (~330 ns here).
+ * Threads whose registers hash to a slot another thread holds use calls,
+ * counted in the slot's hashed (atomic adds: it is shared), as do all
+ * threads without call_slots. A slot whose owner's registers are the
+ * thread's own but whose thread ID is not is a call of a thread that died
+ * without its exit: it is taken over. */
+#define CALL_SLOTS 16384
+
+struct call_slot {
+	__u64 regs;   /* address of the owner's registers; 0: free */
+	__u64 id;     /* the owner's bpf_get_current_pid_tgid */
+	__u64 hashed; /* calls in `calls` of threads hashing here */
+	struct call c;
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, INFLIGHT_SLOTS);
+	__uint(max_entries, CALL_SLOTS);
 	__type(key, __u32);
-	__type(value, __u64);
-} inflight SEC(".maps");
+	__type(value, struct call_slot);
+} thread_calls SEC(".maps");
+
+/* Set by user space on kernels with BPF atomic compare-and-exchange (5.12):
+ * calls go in their thread's slot. */
+const volatile __u8 call_slots = 0;
 
 /* A tp_btf program's registers are a typed pointer, on which the verifier
  * allows no arithmetic: stored in a map value (privileged programs may) it
@@ -219,11 +239,11 @@ struct {
 	__type(value, __u64);
 } regs_addr SEC(".maps");
 
-/* inflight_of returns the counter of calls in flight of the thread whose
- * syscall registers are regs: a typed pointer (tp_btf) or an address (raw
- * tracepoint). Kernel stacks are at least page aligned: the bits above a
+/* slot_of returns the call slot of the thread whose syscall registers are
+ * regs: a typed pointer (tp_btf) or an address (raw tracepoint); *addr is
+ * their address. Kernel stacks are at least page aligned: the bits above a
  * page tell them apart. */
-static __always_inline __u64 *inflight_of(__u64 regs, bool typed)
+static __always_inline struct call_slot *slot_of(__u64 regs, bool typed, __u64 *addr)
 {
 	if (typed) {
 		__u32 zero = 0;
@@ -233,8 +253,9 @@ static __always_inline __u64 *inflight_of(__u64 regs, bool typed)
 		*v = regs;
 		regs = *(volatile __u64 *)v;
 	}
-	__u32 i = ((regs >> 12) * 0x9E3779B97F4A7C15ULL) >> 48;
-	return bpf_map_lookup_elem(&inflight, &i);
+	*addr = regs;
+	__u32 i = ((regs >> 12) * 0x9E3779B97F4A7C15ULL) >> 50;
+	return bpf_map_lookup_elem(&thread_calls, &i);
 }
 
 /* Set by user space while some thread it found blocked in a read (adopted)
@@ -663,18 +684,39 @@ static __always_inline struct fd_state *fresh(struct fd_state *s, __u32 tgid, __
 }
 
 /* begin_call records call c of thread id, whose syscall's registers are
- * regs (inflight_of), until its exit. */
+ * regs (slot_of), until its exit: in the thread's slot, else in calls. */
 static __always_inline void begin_call(__u64 id, __u64 regs, bool typed, struct call *c)
 {
-	if (bpf_map_update_elem(&calls, &id, c, BPF_ANY) != 0)
+	__u64 addr;
+	struct call_slot *s = slot_of(regs, typed, &addr);
+	if (!s)
 		return;
-	__u64 *n = inflight_of(regs, typed);
-	if (n)
-		__sync_fetch_and_add(n, 1);
+	if (call_slots) {
+		__u64 owner = *(volatile __u64 *)&s->regs;
+		if (owner == addr || (owner == 0 && __sync_val_compare_and_swap(&s->regs, 0, addr) == 0)) {
+			s->id = id;
+			s->c = *c;
+			return;
+		}
+	}
+	if (bpf_map_update_elem(&calls, &id, c, BPF_ANY) == 0)
+		__sync_fetch_and_add(&s->hashed, 1);
 }
 
-/* take_call moves the call thread id began (begin_call) into c, and
- * reports whether there was one. */
+/* slot_call empties slot s, which holds a call of registers addr, moving
+ * it into c if thread id began it (begin_call), and reports whether it
+ * did; a call of a dead thread that had the same registers is dropped. */
+static __always_inline bool slot_call(struct call_slot *s, __u64 addr, __u64 id, struct call *c)
+{
+	bool mine = s->id == id;
+	if (mine)
+		*c = s->c;
+	__sync_val_compare_and_swap(&s->regs, addr, 0);
+	return mine;
+}
+
+/* take_call moves the call thread id began (begin_call) in calls into c,
+ * and reports whether there was one. */
 static __always_inline bool take_call(__u64 id, struct call *c)
 {
 	struct call *p = bpf_map_lookup_elem(&calls, &id);
@@ -864,21 +906,34 @@ static __always_inline int on_exit(__u64 regs, long ret, bool typed)
 	 * helper (the number is a plain load where the registers are typed). */
 	if (typed && !call_syscall(SYSCALL_NR((struct pt_regs *)regs)))
 		return 0;
-	__u64 *n = inflight_of(regs, typed);
-	__u32 zero = 0;
-	__u64 *adopt = bpf_map_lookup_elem(&adopting, &zero);
-	bool look = adopt && *adopt;
-	if (n && !*n && !look)
-		return 0;
-	__u64 id = bpf_get_current_pid_tgid();
-	bool adopted = look && adopted_exit(id);
-	if (n && !*n && !adopted)
+	__u64 addr;
+	struct call_slot *slot = slot_of(regs, typed, &addr);
+	if (!slot)
 		return 0;
 	struct call c;
-	if (!take_call(id, &c))
-		return 0;
-	if (!c.found && n && *n)
-		__sync_fetch_and_add(n, -1);
+	__u64 id = 0;
+	bool got = false;
+	if (call_slots && *(volatile __u64 *)&slot->regs == addr) {
+		id = bpf_get_current_pid_tgid();
+		got = slot_call(slot, addr, id, &c);
+	}
+	if (!got) {
+		__u32 zero = 0;
+		__u64 *adopt = bpf_map_lookup_elem(&adopting, &zero);
+		bool look = adopt && *adopt;
+		__u64 hashed = *(volatile __u64 *)&slot->hashed;
+		if (!hashed && !look)
+			return 0;
+		if (!id)
+			id = bpf_get_current_pid_tgid();
+		bool adopted = look && adopted_exit(id);
+		if (!hashed && !adopted)
+			return 0;
+		if (!take_call(id, &c))
+			return 0;
+		if (!c.found && hashed)
+			__sync_fetch_and_add(&slot->hashed, -1);
+	}
 	if (c.kind == CALL_NEWFD) {
 		if (ret < 0)
 			return 0;

@@ -42,6 +42,14 @@ const (
 	socketsCallKindCALL_NEWFD    socketsCallKind = 6
 )
 
+type socketsCallSlot struct {
+	_      structs.HostLayout
+	Regs   uint64
+	Id     uint64
+	Hashed uint64
+	C      socketsCall
+}
+
 type socketsConnKey struct {
 	_    structs.HostLayout
 	Conn uint64
@@ -176,7 +184,6 @@ const (
 	socketsMapGotlsFdConn        = "gotls_fd_conn"
 	socketsMapGotlsPlainProtos   = "gotls_plain_protos"
 	socketsMapIgnorePorts        = "ignore_ports"
-	socketsMapInflight           = "inflight"
 	socketsMapIoProgs            = "io_progs"
 	socketsMapIoProgsBtf         = "io_progs_btf"
 	socketsMapNethttpConns       = "nethttp_conns"
@@ -193,6 +200,7 @@ const (
 	socketsMapSkipPids           = "skip_pids"
 	socketsMapSockProcs          = "sock_procs"
 	socketsMapTcpOwners          = "tcp_owners"
+	socketsMapThreadCalls        = "thread_calls"
 	socketsProgIoCloseRange      = "io_close_range"
 	socketsProgIoCloseRangeBtf   = "io_close_range_btf"
 	socketsProgIoReadBuf         = "io_read_buf"
@@ -220,6 +228,7 @@ const (
 	socketsProgSysEnterBtf       = "sys_enter_btf"
 	socketsProgSysExit           = "sys_exit"
 	socketsProgSysExitBtf        = "sys_exit_btf"
+	socketsVarCallSlots          = "call_slots"
 	socketsVarCaptureBytes       = "capture_bytes"
 	socketsVarFdCache            = "fd_cache"
 	socketsVarFilterSelected     = "filter_selected"
@@ -325,7 +334,6 @@ type socketsMapSpecs struct {
 	GotlsFdConn        *ebpf.MapSpec `ebpf:"gotls_fd_conn"`
 	GotlsPlainProtos   *ebpf.MapSpec `ebpf:"gotls_plain_protos"`
 	IgnorePorts        *ebpf.MapSpec `ebpf:"ignore_ports"`
-	Inflight           *ebpf.MapSpec `ebpf:"inflight"`
 	IoProgs            *ebpf.MapSpec `ebpf:"io_progs"`
 	IoProgsBtf         *ebpf.MapSpec `ebpf:"io_progs_btf"`
 	NethttpConns       *ebpf.MapSpec `ebpf:"nethttp_conns"`
@@ -342,12 +350,14 @@ type socketsMapSpecs struct {
 	SkipPids           *ebpf.MapSpec `ebpf:"skip_pids"`
 	SockProcs          *ebpf.MapSpec `ebpf:"sock_procs"`
 	TcpOwners          *ebpf.MapSpec `ebpf:"tcp_owners"`
+	ThreadCalls        *ebpf.MapSpec `ebpf:"thread_calls"`
 }
 
 // socketsVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsVariableSpecs struct {
+	CallSlots       *ebpf.VariableSpec `ebpf:"call_slots"`
 	CaptureBytes    *ebpf.VariableSpec `ebpf:"capture_bytes"`
 	FdCache         *ebpf.VariableSpec `ebpf:"fd_cache"`
 	FilterSelected  *ebpf.VariableSpec `ebpf:"filter_selected"`
@@ -398,7 +408,6 @@ type socketsMaps struct {
 	GotlsFdConn        *ebpf.Map `ebpf:"gotls_fd_conn"`
 	GotlsPlainProtos   *ebpf.Map `ebpf:"gotls_plain_protos"`
 	IgnorePorts        *ebpf.Map `ebpf:"ignore_ports"`
-	Inflight           *ebpf.Map `ebpf:"inflight"`
 	IoProgs            *ebpf.Map `ebpf:"io_progs"`
 	IoProgsBtf         *ebpf.Map `ebpf:"io_progs_btf"`
 	NethttpConns       *ebpf.Map `ebpf:"nethttp_conns"`
@@ -415,6 +424,7 @@ type socketsMaps struct {
 	SkipPids           *ebpf.Map `ebpf:"skip_pids"`
 	SockProcs          *ebpf.Map `ebpf:"sock_procs"`
 	TcpOwners          *ebpf.Map `ebpf:"tcp_owners"`
+	ThreadCalls        *ebpf.Map `ebpf:"thread_calls"`
 }
 
 func (m *socketsMaps) Close() error {
@@ -434,7 +444,6 @@ func (m *socketsMaps) Close() error {
 		m.GotlsFdConn,
 		m.GotlsPlainProtos,
 		m.IgnorePorts,
-		m.Inflight,
 		m.IoProgs,
 		m.IoProgsBtf,
 		m.NethttpConns,
@@ -451,6 +460,7 @@ func (m *socketsMaps) Close() error {
 		m.SkipPids,
 		m.SockProcs,
 		m.TcpOwners,
+		m.ThreadCalls,
 	)
 }
 
@@ -458,6 +468,7 @@ func (m *socketsMaps) Close() error {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsVariables struct {
+	CallSlots       *ebpf.Variable `ebpf:"call_slots"`
 	CaptureBytes    *ebpf.Variable `ebpf:"capture_bytes"`
 	FdCache         *ebpf.Variable `ebpf:"fd_cache"`
 	FilterSelected  *ebpf.Variable `ebpf:"filter_selected"`
