@@ -63,6 +63,7 @@ enum fd_kind {
 struct fd_state {
 	__u64 conn;  /* CONN_SOCKET | socket address */
 	__u64 file;  /* the struct file the descriptor named when cached */
+	__u64 sk;    /* its struct sock (FD_TCP) */
 	__u8 kind;   /* enum fd_kind */
 	__u8 proto;  /* enum proto */
 	__u8 bound;  /* the bind record was sent */
@@ -379,6 +380,7 @@ static __always_inline struct fd_state *fd_state(__u32 tgid, __s32 fd)
 	struct sock *sk = (struct sock *)file_sock(f);
 	if (sk) {
 		n.kind = FD_TCP;
+		n.sk = (__u64)sk;
 		n.conn = CONN_SOCKET | ((__u64)sk & CONN_ADDR_MASK);
 		__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 		__u16 rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
@@ -591,12 +593,10 @@ static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size,
 	e->goroutine = c->skip == SKIP_HTTP ? current_goroutine() : 0;
 	e->seq = 0;
 	e->flags = 0;
-	/* The socket of the descriptor's file (fresh checked it names it);
-	 * the file pointer is read first, outside the CO-RE access, since
-	 * fd_state is the programs' own type. */
-	struct file *f = (struct file *)s->file;
-	struct socket *sock = BPF_CORE_READ(f, private_data);
-	struct sock *sk = sock ? BPF_CORE_READ(sock, sk) : 0;
+	/* The socket of the descriptor's file (fresh checked it names the
+	 * file the state was cached for), read first, outside the CO-RE
+	 * access, since fd_state is the programs' own type. */
+	struct sock *sk = (struct sock *)s->sk;
 	if (sk) {
 		e->seq = sk_call_seq(sk, c->dir == DIR_WRITE, done, size);
 		e->flags = DATA_SEQ;

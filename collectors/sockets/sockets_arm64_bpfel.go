@@ -74,6 +74,7 @@ type socketsFdState struct {
 	_     structs.HostLayout
 	Conn  uint64
 	File  uint64
+	Sk    uint64
 	Kind  uint8
 	Proto uint8
 	Bound uint8
