@@ -575,16 +575,10 @@ static __always_inline __u32 current_goroutine(void)
 	return (__u32)g;
 }
 
-/* emit sends a data record of a call that moved size bytes, at its entry
- * (a write) or once done. */
-static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size, bool done)
+/* data_fields fills data record e of call c, which moved size bytes, at
+ * its entry (a write) or once done, but for its bytes. */
+static __always_inline void data_fields(struct data_event *e, struct fd_state *s, struct call *c, __u64 size, bool done)
 {
-	__u32 zero = 0;
-	struct scratch_rec *r = bpf_map_lookup_elem(&scratch, &zero);
-	if (!r)
-		return;
-	struct data_event *e = &r->e;
-	fill_header(&e->hdr, EVENT_DATA);
 	e->conn = s->conn;
 	e->dir = c->dir;
 	e->size = size > 0xffffffff ? 0xffffffff : (__u32)size;
@@ -601,31 +595,13 @@ static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size,
 		e->seq = sk_call_seq(sk, c->dir == DIR_WRITE, done, size);
 		e->flags = DATA_SEQ;
 	}
-	__u32 want = capture_bytes;
-	if (want > DATA_CAP)
-		want = DATA_CAP;
-	if (size < want)
-		want = size;
-	__u32 captured = 0;
-	__u64 tail_from = 0;
-	if (c->kind == CALL_BUF && size > DATA_CAP && want == DATA_CAP && chunked_proto(s->proto)) {
-		output_chunks(e, c->buf, size);
-		return;
-	}
-	if (c->kind == CALL_BUF) {
-		if (bpf_probe_read_user(e->data, want, (void *)c->buf) == 0)
-			captured = want;
-		tail_from = c->buf + size - TAIL_CAP;
-	} else if (c->kind == CALL_IOV || c->kind == CALL_MSG || c->kind == CALL_MMSG) {
-		struct iovec_user last = {};
-		captured = copy_iov(e->data, c->buf, c->count, want, &last);
-		/* The last iovec ends the call only if the call moved them all
-		 * (a write: its size is their sum). */
-		if (c->dir == DIR_WRITE && last.len >= TAIL_CAP)
-			tail_from = last.base + last.len - TAIL_CAP;
-	}
-	if (captured > DATA_CAP)
-		captured = DATA_CAP;
+}
+
+/* data_bytes completes data record e, whose data holds captured bytes of
+ * a call of size bytes that ended at tail_from + TAIL_CAP (0: unknown). */
+static __always_inline void data_bytes(struct data_event *e, struct fd_state *s, struct call *c, __u64 size,
+				       __u32 captured, __u64 tail_from)
+{
 	e->captured = captured;
 	/* After MySQL's SSL request the connection carries TLS records: its
 	 * bytes are no longer copied (counted as unparsed calls). The client
@@ -638,7 +614,88 @@ static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size,
 		if (bpf_probe_read_user(e->tail, TAIL_CAP, (void *)tail_from) == 0)
 			e->tail_len = TAIL_CAP;
 	}
-	output_data(e, captured);
+}
+
+/* emit_in writes the data record of call c (one buffer, or no bytes:
+ * sendfile), want of whose size bytes are copied, in the ring, in a
+ * record with room for room bytes of data (a reserve takes a constant
+ * size; the reader copies the whole record), built there: no per-CPU
+ * copy to move in (nor to share with another task's program where the
+ * syscall tracepoints are preemptible, 6.13+), and stamped after the
+ * reserve (stamp). */
+#define emit_in(s, c, size, done, want, room)                                              \
+	({                                                                                 \
+		struct data_event *__e = bpf_ringbuf_reserve(&events, DATA_HEAD + (room), 0); \
+		if (__e) {                                                                 \
+			fill_header(&__e->hdr, EVENT_DATA);                                \
+			data_fields(__e, (s), (c), (size), (done));                        \
+			__u32 __n = (want);                                                \
+			/* Bound the length where the helper takes it (older        \
+			 * verifiers lose a bound proved on another register). */  \
+			asm volatile("" : "+r"(__n));                                      \
+			if (__n > (room))                                                  \
+				__n = (room);                                              \
+			if (__n && bpf_probe_read_user(__e->data, __n, (void *)(c)->buf) != 0) \
+				__n = 0;                                                   \
+			__u64 __tail = (c)->kind == CALL_BUF ? (c)->buf + (size) - TAIL_CAP : 0; \
+			data_bytes(__e, (s), (c), (size), __n, __tail);                    \
+			bpf_ringbuf_submit(__e, wakeup_flags());                           \
+		} else {                                                                   \
+			count(COUNTER_RINGBUF_DROPS);                                      \
+		}                                                                          \
+	})
+
+/* emit sends a data record of a call that moved size bytes, at its entry
+ * (a write) or once done. */
+static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size, bool done)
+{
+	__u32 want = capture_bytes;
+	if (want > DATA_CAP)
+		want = DATA_CAP;
+	if (size < want)
+		want = size;
+	if (c->kind == CALL_SENDFILE) {
+		emit_in(s, c, size, done, 0, 0);
+		return;
+	}
+	bool chunks = c->kind == CALL_BUF && size > DATA_CAP && want == DATA_CAP && chunked_proto(s->proto);
+	if (c->kind == CALL_BUF && !chunks) {
+		if (want <= 128)
+			emit_in(s, c, size, done, want, 128);
+		else if (want <= 512)
+			emit_in(s, c, size, done, want, 512);
+		else if (want <= 2048)
+			emit_in(s, c, size, done, want, 2048);
+		else
+			emit_in(s, c, size, done, want, DATA_CAP);
+		return;
+	}
+	/* Vectored calls and chunks: built in the per-CPU scratch. */
+	__u32 zero = 0;
+	struct scratch_rec *r = bpf_map_lookup_elem(&scratch, &zero);
+	if (!r)
+		return;
+	struct data_event *e = &r->e;
+	fill_header(&e->hdr, EVENT_DATA);
+	data_fields(e, s, c, size, done);
+	if (chunks) {
+		output_chunks(e, c->buf, size);
+		return;
+	}
+	struct iovec_user last = {};
+	__u32 captured = 0;
+	__u64 tail_from = 0;
+	if (c->kind == CALL_IOV || c->kind == CALL_MSG || c->kind == CALL_MMSG) {
+		captured = copy_iov(e->data, c->buf, c->count, want, &last);
+		/* The last iovec ends the call only if the call moved them all
+		 * (a write: its size is their sum). */
+		if (c->dir == DIR_WRITE && last.len >= TAIL_CAP)
+			tail_from = last.base + last.len - TAIL_CAP;
+	}
+	if (captured > DATA_CAP)
+		captured = DATA_CAP;
+	data_bytes(e, s, c, size, captured, tail_from);
+	output_data(e, e->captured);
 }
 
 /* forget drops the cached state of a descriptor that now names something
