@@ -26,7 +26,7 @@
 static const char req[] = "GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: pingpong\r\n\r\n";
 static const char resp[] = "HTTP/1.1 200 OK\r\nServer: pingpong\r\nContent-Type: text/html\r\n"
 			   "Content-Length: 64\r\nConnection: keep-alive\r\n\r\n"
-			   "<html><body>0123456789012345678901234567890123</body></html>\n";
+			   "<html><body>0123456789012345678901234567890123456</body></html>\n";
 
 static long long cpu_ns(void)
 {

@@ -60,8 +60,14 @@ for ((r = 0; r < rounds * k; r++)); do
 	wait $srv
 	srv=""
 	read -r _ ns <"$work/srv.out"
+	spans=-
+	if [ -n "$ag" ]; then # the server spans the agent built: N when it traced them all
+		sleep 1
+		spans=$(curl -sf "http://127.0.0.1:$((port + 1))/metrics" |
+			awk '/^periscope_spans_total\{.*kind="server"/{s += $NF} END{print s + 0}')
+	fi
 	printf '%s\t%s\n' "$agent" "$ns" >>"$results"
-	printf 'round %d  %-40s %s ns CPU per exchange\n' $((r + 1)) "$agent" "$ns"
+	printf 'round %d  %-40s %s ns CPU per exchange, %s server spans\n' $((r + 1)) "$agent" "$ns" "$spans"
 	if [ -n "$ag" ]; then
 		kill $ag; wait $ag 2>/dev/null || true
 		ag=""
