@@ -181,10 +181,17 @@ struct call {
 	 * number when it is accept or accept4 (its exit reports the owner of
 	 * the socket: bpf/syshooks.bpf.h). */
 	__u8 found;
-	__u8 _pad1[3];
+	/* A read on a connection whose state its exit would not change
+	 * (bound, a parsed protocol settled for good): the exit takes conn,
+	 * sk and proto from here instead of looking the descriptor up. */
+	__u8 settled;
+	__u8 proto;
+	__u8 _pad1;
 	__u32 nr;
 	__u32 _pad;
 	__u64 mmsg; /* CALL_MMSG: the struct mmsghdr, whose msg_len is the size */
+	__u64 conn; /* copied: the connection written to (its exit needs no lookup); settled */
+	__u64 sk;   /* settled */
 };
 
 struct {
@@ -450,6 +457,14 @@ static __always_inline bool traced_fd(struct fd_state *s, __u32 tgid, __u8 *skip
 }
 
 static __always_inline bool parsed(__u8 proto) { return proto < 32 && (parsed_protos & (1U << proto)); }
+
+/* settled reports whether a bound connection of protocol proto keeps its
+ * state through its calls: parsed, and neither HTTP/2 (net/http may claim
+ * it, settle) nor MySQL (it may turn to TLS, data_bytes). */
+static __always_inline bool settled(__u8 proto)
+{
+	return parsed(proto) && proto != PROTO_HTTP2 && proto != PROTO_MYSQL;
+}
 
 /* first_bytes reads the first bytes a call moves. */
 static __always_inline __u32 first_bytes(struct call *c, __u8 *b, __u64 n)
@@ -928,6 +943,12 @@ static __always_inline int on_enter(__u64 regs, bool typed, __s32 fd, __u8 dir, 
 		emit(s, &c, size, false);
 		c.requested = size;
 		c.copied = 1;
+		c.conn = s->conn;
+	} else if (s->bound && settled(s->proto)) {
+		c.settled = 1;
+		c.conn = s->conn;
+		c.sk = s->sk;
+		c.proto = s->proto;
 	}
 	begin_call(id, regs, typed, &c);
 	return 0;
@@ -999,15 +1020,6 @@ static __always_inline int on_exit(__u64 regs, long ret, bool typed)
 			hook_accepted(ret);
 		return 0;
 	}
-	struct fd_state *s;
-	if (c.found) {
-		s = found_read(&c, id >> 32, syscall_nr(regs, typed));
-	} else {
-		struct fd_key k = {.tgid = id >> 32, .fd = c.fd};
-		s = bpf_map_lookup_elem(&fds, &k);
-	}
-	if (!s)
-		return 0;
 	if (c.kind == CALL_MMSG) {
 		/* The number of messages moved: the bytes are in msg_len. */
 		__u32 n = 0;
@@ -1016,10 +1028,27 @@ static __always_inline int on_exit(__u64 regs, long ret, bool typed)
 		ret = ret == 1 ? n : ret;
 	}
 	if (c.copied) {
-		write_result(s->conn, c.requested, ret > 0 ? ret : 0);
+		write_result(c.conn, c.requested, ret > 0 ? ret : 0);
 		return 0;
 	}
 	if (ret <= 0)
+		return 0;
+	struct fd_state *s;
+	struct fd_state known = {};
+	if (c.settled) {
+		known.conn = c.conn;
+		known.sk = c.sk;
+		known.kind = FD_TCP;
+		known.proto = c.proto;
+		known.bound = 1;
+		s = &known;
+	} else if (c.found) {
+		s = found_read(&c, id >> 32, syscall_nr(regs, typed));
+	} else {
+		struct fd_key k = {.tgid = id >> 32, .fd = c.fd};
+		s = bpf_map_lookup_elem(&fds, &k);
+	}
+	if (!s)
 		return 0;
 	if (c.kind == CALL_SENDFILE) {
 		if (s->proto == PROTO_HTTP1 && s->bound)

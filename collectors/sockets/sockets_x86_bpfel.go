@@ -24,11 +24,15 @@ type socketsCall struct {
 	Copied    uint8
 	Skip      uint8
 	Found     uint8
-	Pad1      [3]uint8
+	Settled   uint8
+	Proto     uint8
+	Pad1      uint8
 	Nr        uint32
 	Pad       uint32
 	_         [4]byte
 	Mmsg      uint64
+	Conn      uint64
+	Sk        uint64
 }
 
 type socketsCallKind uint32
