@@ -8,8 +8,13 @@
 # agent's programs run inside the server's syscalls, so their cost lands
 # there; unlike system-wide BPF statistics (every process's syscalls run the
 # raw tracepoint programs), the figure is the traced process's alone, and
-# unlike throughput it depends little on how busy the machine is. Run under
-# the bench lock:
+# unlike throughput it depends little on how busy the machine is. Also the
+# kernel's BPF run-time statistics of the agent's syscall programs (their ids
+# from the agent's /proc/PID/fdinfo; statistics on through a
+# BPF_ENABLE_STATS descriptor held for the run): runs and time per exchange
+# (system-wide: the client's syscalls, and any other process's, run them
+# too; 8 runs per exchange when nothing else makes syscalls) and ns per run.
+# Run under the bench lock:
 #
 #   flock /tmp/lead/bench.lock test/bench/plain-programs.sh [-r ROUNDS] [-n N] AGENT|none...
 #
@@ -27,13 +32,44 @@ shift $((OPTIND - 1))
 [ $# -ge 1 ] || { echo "usage: $0 [-r ROUNDS] [-n N] AGENT|none..." >&2; exit 2; }
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
-srv="" ag=""
+srv="" ag="" stats=""
 cleanup() {
 	[ -n "$ag" ] && kill "$ag" 2>/dev/null && wait "$ag" 2>/dev/null
 	[ -n "$srv" ] && kill "$srv" 2>/dev/null && wait "$srv" 2>/dev/null
+	[ -n "$stats" ] && kill "$stats" 2>/dev/null && wait "$stats" 2>/dev/null
 	rm -rf "$work"
 }
 trap cleanup EXIT
+# BPF_ENABLE_STATS (cmd 32) with type BPF_STATS_RUN_TIME (0): the
+# statistics stay on while the returned descriptor is open.
+python3 -c '
+import ctypes, os, struct, time
+nr = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine)
+libc = ctypes.CDLL(None, use_errno=True)
+attr = ctypes.create_string_buffer(struct.pack("I", 0), 8)
+fd = libc.syscall(nr, 32, attr, 4) if nr else -1
+print("fd" if fd >= 0 else "none", flush=True)
+time.sleep(86400)' >"$work/stats" &
+stats=$!
+old=$(sysctl -n kernel.bpf_stats_enabled)
+for _ in $(seq 50); do [ -s "$work/stats" ] && break; sleep 0.1; done
+if ! grep -q fd "$work/stats"; then # no BPF_ENABLE_STATS: the sysctl, restored on exit
+	sysctl -qw kernel.bpf_stats_enabled=1
+	trap 'cleanup; sysctl -qw kernel.bpf_stats_enabled=$old' EXIT
+fi
+snap() { # snap AGENT_PID: "run_cnt run_time_ns" of that agent's sys_enter/sys_exit programs
+	local ids
+	ids=$(cat /proc/"$1"/fdinfo/* 2>/dev/null | awk '/^prog_id:/{print $2}' | sort -u | tr '\n' ' ')
+	bpftool prog show -j | python3 -c '
+import json, sys
+mine = set(int(x) for x in sys.argv[1].split())
+c = t = 0
+for p in json.load(sys.stdin):
+    if p["id"] in mine and p.get("name", "").startswith("sys_e"):
+        c += p.get("run_cnt", 0)
+        t += p.get("run_time_ns", 0)
+print(c, t)' "$ids"
+}
 cc -O2 -Wall -o "$work/pp-server" "$repo/test/bench/pingpong.c"
 cp "$work/pp-server" "$work/pp-client"
 k=$#
@@ -56,29 +92,36 @@ for ((r = 0; r < rounds * k; r++)); do
 		sleep 2
 	fi
 	sleep 0.2
+	before="0 0" after="0 0"
+	[ -n "$ag" ] && before=$(snap $ag)
 	"$work/pp-client" client $port "$n"
 	wait $srv
 	srv=""
 	read -r _ ns <"$work/srv.out"
-	spans=-
+	spans=- progs="-"
 	if [ -n "$ag" ]; then # the server spans the agent built: N when it traced them all
+		after=$(snap $ag)
+		progs=$(awk -v a="$before" -v b="$after" -v n="$n" 'BEGIN{split(a, x); split(b, y); c = y[1] - x[1]; t = y[2] - x[2];
+			printf "%.2f runs, %.0f ns in the programs per exchange, %.0f ns/run", c / n, t / n, c ? t / c : 0}')
 		sleep 1
 		spans=$(curl -sf "http://127.0.0.1:$((port + 1))/metrics" |
 			awk '/^periscope_spans_total\{.*kind="server"/{s += $NF} END{print s + 0}')
 	fi
-	printf '%s\t%s\n' "$agent" "$ns" >>"$results"
-	printf 'round %d  %-40s %s ns CPU per exchange, %s server spans\n' $((r + 1)) "$agent" "$ns" "$spans"
+	printf '%s\t%s\t%s\n' "$agent" "$ns" "$(awk -v a="$before" -v b="$after" -v n="$n" 'BEGIN{split(a, x); split(b, y); printf "%.0f", (y[2] - x[2]) / n}')" >>"$results"
+	printf 'round %d  %-40s %s ns CPU per exchange, %s; %s server spans\n' $((r + 1)) "$agent" "$ns" "$progs" "$spans"
 	if [ -n "$ag" ]; then
 		kill $ag; wait $ag 2>/dev/null || true
 		ag=""
 	fi
 done
-echo "median ns CPU per exchange per agent (load average: $(cut -d' ' -f1-3 /proc/loadavg)):"
+echo "medians per agent (load average: $(cut -d' ' -f1-3 /proc/loadavg)):"
 python3 -c '
 import sys, statistics, collections
-d = collections.defaultdict(list)
+d = collections.defaultdict(lambda: ([], []))
 for line in open(sys.argv[1]):
-    agent, ns = line.split("\t")
-    d[agent].append(int(ns))
-for agent, v in d.items():
-    print(f"  {agent}: {statistics.median(v):.0f} ns (rounds {min(v)}-{max(v)})")' "$results"
+    agent, ns, prog = line.split("\t")
+    d[agent][0].append(int(ns))
+    d[agent][1].append(int(prog))
+for agent, (v, p) in d.items():
+    print(f"  {agent}: {statistics.median(v):.0f} ns CPU per exchange (rounds {min(v)}-{max(v)}), "
+          f"{statistics.median(p):.0f} ns in the syscall programs per exchange (rounds {min(p)}-{max(p)})")' "$results"
