@@ -32,43 +32,19 @@ shift $((OPTIND - 1))
 [ $# -ge 1 ] || { echo "usage: $0 [-r ROUNDS] [-n N] AGENT|none..." >&2; exit 2; }
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
-srv="" ag="" stats=""
+. "$repo/test/bench/bpfstats.sh"
+srv="" ag=""
 cleanup() {
 	[ -n "$ag" ] && kill "$ag" 2>/dev/null && wait "$ag" 2>/dev/null
 	[ -n "$srv" ] && kill "$srv" 2>/dev/null && wait "$srv" 2>/dev/null
-	[ -n "$stats" ] && kill "$stats" 2>/dev/null && wait "$stats" 2>/dev/null
+	bpfstats_off
 	rm -rf "$work"
 }
 trap cleanup EXIT
-# BPF_ENABLE_STATS (cmd 32) with type BPF_STATS_RUN_TIME (0): the
-# statistics stay on while the returned descriptor is open.
-python3 -c '
-import ctypes, os, struct, time
-nr = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine)
-libc = ctypes.CDLL(None, use_errno=True)
-attr = ctypes.create_string_buffer(struct.pack("I", 0), 8)
-fd = libc.syscall(nr, 32, attr, 4) if nr else -1
-print("fd" if fd >= 0 else "none", flush=True)
-time.sleep(86400)' >"$work/stats" &
-stats=$!
-old=$(sysctl -n kernel.bpf_stats_enabled)
-for _ in $(seq 50); do [ -s "$work/stats" ] && break; sleep 0.1; done
-if ! grep -q fd "$work/stats"; then # no BPF_ENABLE_STATS: the sysctl, restored on exit
-	sysctl -qw kernel.bpf_stats_enabled=1
-	trap 'cleanup; sysctl -qw kernel.bpf_stats_enabled=$old' EXIT
-fi
+bpfstats_on "$work"
 snap() { # snap AGENT_PID: "run_cnt run_time_ns" of that agent's sys_enter/sys_exit programs
-	local ids
-	ids=$(cat /proc/"$1"/fdinfo/* 2>/dev/null | awk '/^prog_id:/{print $2}' | sort -u | tr '\n' ' ')
-	bpftool prog show -j | python3 -c '
-import json, sys
-mine = set(int(x) for x in sys.argv[1].split())
-c = t = 0
-for p in json.load(sys.stdin):
-    if p["id"] in mine and p.get("name", "").startswith("sys_e"):
-        c += p.get("run_cnt", 0)
-        t += p.get("run_time_ns", 0)
-print(c, t)' "$ids"
+	bpfstats_snap "$1" tracing,raw_tracepoint sys_e |
+		python3 -c 'import json, sys; v = json.load(sys.stdin).values(); print(sum(x[0] for x in v), sum(x[1] for x in v))'
 }
 cc -O2 -Wall -o "$work/pp-server" "$repo/test/bench/pingpong.c"
 cp "$work/pp-server" "$work/pp-client"
