@@ -10,6 +10,21 @@
 #include <bpf/bpf_endian.h>
 #include "periscope.h"
 
+/* Helpers used when the running kernel has them (CO-RE tells, from the
+ * kernel's own enum; vmlinux.h leaves it out). */
+enum bpf_func_id {
+	BPF_FUNC_get_current_task_btf = 158, /* 5.11 */
+	BPF_FUNC_task_pt_regs = 175,         /* 5.15 */
+};
+
+/* have_task_btf reports whether bpf_get_current_task_btf exists: the
+ * current task is then a typed pointer, whose fields are plain loads
+ * instead of a helper call each. */
+static __always_inline bool have_task_btf(void)
+{
+	return bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf);
+}
+
 /* Ring buffer size is set by the loader (MaxEntries); 0 here is replaced. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

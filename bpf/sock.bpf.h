@@ -18,11 +18,23 @@ struct fd_key {
 /* fd_file returns the file the current task's descriptor fd names, or 0. */
 static __always_inline struct file *fd_file(long fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
-		return 0;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file **fds;
+	if (have_task_btf()) {
+		/* Plain loads (the verifier guards them), one copy: the
+		 * table's slot, which is not a typed pointer. */
+		struct task_struct *task = bpf_get_current_task_btf();
+		struct files_struct *files = task->files;
+		struct fdtable *fdt = files ? files->fdt : 0;
+		if (!fdt || fd < 0 || fd >= fdt->max_fds)
+			return 0;
+		fds = fdt->fd;
+	} else {
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+		if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+			return 0;
+		fds = BPF_CORE_READ(fdt, fd);
+	}
 	struct file *f = 0;
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) != 0)
 		return 0;

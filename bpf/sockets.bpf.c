@@ -63,6 +63,7 @@ enum fd_kind {
 struct fd_state {
 	__u64 conn;  /* CONN_SOCKET | socket address */
 	__u64 file;  /* the struct file the descriptor named when cached */
+	__u64 sk;    /* its struct sock (FD_TCP) */
 	__u8 kind;   /* enum fd_kind */
 	__u8 proto;  /* enum proto */
 	__u8 bound;  /* the bind record was sent */
@@ -210,10 +211,17 @@ struct call {
 	 * number when it is accept or accept4 (its exit reports the owner of
 	 * the socket: bpf/syshooks.bpf.h). */
 	__u8 found;
-	__u8 _pad1[3];
+	/* A read on a connection whose state its exit would not change
+	 * (bound, a parsed protocol settled for good): the exit takes conn,
+	 * sk and proto from here instead of looking the descriptor up. */
+	__u8 settled;
+	__u8 proto;
+	__u8 _pad1;
 	__u32 nr;
 	__u32 _pad;
 	__u64 mmsg; /* CALL_MMSG: the struct mmsghdr, whose msg_len is the size */
+	__u64 conn; /* copied: the connection written to (its exit needs no lookup); settled */
+	__u64 sk;   /* settled */
 };
 
 struct {
@@ -223,21 +231,41 @@ struct {
 	__type(value, struct call);
 } calls SEC(".maps");
 
-/* Calls in flight, counted per thread by the address of the thread's user
- * registers (struct pt_regs, at the top of its kernel stack: the same from
- * a syscall's entry to its exit, and different for every thread alive),
- * hashed. The exit of every syscall of the node leaves after one array
- * load, before any helper call, unless its counter is not 0; threads that
- * share a counter only send each other to calls for nothing. Atomic adds:
- * a counter is shared. */
-#define INFLIGHT_SLOTS 65536
+/* Calls in flight, a slot per thread, found by the address of the
+ * thread's user registers (struct pt_regs, at the top of its kernel stack:
+ * the same from a syscall's entry to its exit, and different for every
+ * thread alive), hashed. The exit of every syscall of the node leaves after
+ * one array load, before any helper call, unless the slot holds its call
+ * or counts calls in `calls`.
+ *
+ * A thread's call goes in its slot when the slot is free or already its
+ * own (regs: its registers' address, taken by compare-and-exchange, on
+ * kernels with it: call_slots); the exit takes it back with a copy, where
+ * the calls hash costs an update, a lookup and a delete (~330 ns here).
+ * Threads whose registers hash to a slot another thread holds use calls,
+ * counted in the slot's hashed (atomic adds: it is shared), as do all
+ * threads without call_slots. A slot whose owner's registers are the
+ * thread's own but whose thread ID is not is a call of a thread that died
+ * without its exit: it is taken over. */
+#define CALL_SLOTS 16384
+
+struct call_slot {
+	__u64 regs;   /* address of the owner's registers; 0: free */
+	__u64 id;     /* the owner's bpf_get_current_pid_tgid */
+	__u64 hashed; /* calls in `calls` of threads hashing here */
+	struct call c;
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, INFLIGHT_SLOTS);
+	__uint(max_entries, CALL_SLOTS);
 	__type(key, __u32);
-	__type(value, __u64);
-} inflight SEC(".maps");
+	__type(value, struct call_slot);
+} thread_calls SEC(".maps");
+
+/* Set by user space on kernels with BPF atomic compare-and-exchange (5.12):
+ * calls go in their thread's slot. */
+const volatile __u8 call_slots = 0;
 
 /* A tp_btf program's registers are a typed pointer, on which the verifier
  * allows no arithmetic: stored in a map value (privileged programs may) it
@@ -249,11 +277,11 @@ struct {
 	__type(value, __u64);
 } regs_addr SEC(".maps");
 
-/* inflight_of returns the counter of calls in flight of the thread whose
- * syscall registers are regs: a typed pointer (tp_btf) or an address (raw
- * tracepoint). Kernel stacks are at least page aligned: the bits above a
+/* slot_of returns the call slot of the thread whose syscall registers are
+ * regs: a typed pointer (tp_btf) or an address (raw tracepoint); *addr is
+ * their address. Kernel stacks are at least page aligned: the bits above a
  * page tell them apart. */
-static __always_inline __u64 *inflight_of(__u64 regs, bool typed)
+static __always_inline struct call_slot *slot_of(__u64 regs, bool typed, __u64 *addr)
 {
 	if (typed) {
 		__u32 zero = 0;
@@ -263,8 +291,9 @@ static __always_inline __u64 *inflight_of(__u64 regs, bool typed)
 		*v = regs;
 		regs = *(volatile __u64 *)v;
 	}
-	__u32 i = ((regs >> 12) * 0x9E3779B97F4A7C15ULL) >> 48;
-	return bpf_map_lookup_elem(&inflight, &i);
+	*addr = regs;
+	__u32 i = ((regs >> 12) * 0x9E3779B97F4A7C15ULL) >> 50;
+	return bpf_map_lookup_elem(&thread_calls, &i);
 }
 
 /* Set by user space while some thread it found blocked in a read (adopted)
@@ -388,6 +417,7 @@ static __always_inline struct fd_state *fd_state(__u32 tgid, __s32 fd)
 	struct sock *sk = (struct sock *)file_sock(f);
 	if (sk) {
 		n.kind = FD_TCP;
+		n.sk = (__u64)sk;
 		n.conn = CONN_SOCKET | ((__u64)sk & CONN_ADDR_MASK);
 		__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 		__u16 rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
@@ -457,6 +487,14 @@ static __always_inline bool traced_fd(struct fd_state *s, __u32 tgid, __u8 *skip
 }
 
 static __always_inline bool parsed(__u8 proto) { return proto < 32 && (parsed_protos & (1U << proto)); }
+
+/* settled reports whether a bound connection of protocol proto keeps its
+ * state through its calls: parsed, and neither HTTP/2 (net/http may claim
+ * it, settle) nor MySQL (it may turn to TLS, data_bytes). */
+static __always_inline bool settled(__u8 proto)
+{
+	return parsed(proto) && proto != PROTO_HTTP2 && proto != PROTO_MYSQL;
+}
 
 /* first_bytes reads the first bytes a call moves. */
 static __always_inline __u32 first_bytes(struct call *c, __u8 *b, __u64 n)
@@ -582,16 +620,10 @@ static __always_inline __u32 current_goroutine(void)
 	return (__u32)g;
 }
 
-/* emit sends a data record of a call that moved size bytes, at its entry
- * (a write) or once done. */
-static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size, bool done)
+/* data_fields fills data record e of call c, which moved size bytes, at
+ * its entry (a write) or once done, but for its bytes. */
+static __always_inline void data_fields(struct data_event *e, struct fd_state *s, struct call *c, __u64 size, bool done)
 {
-	__u32 zero = 0;
-	struct scratch_rec *r = bpf_map_lookup_elem(&scratch, &zero);
-	if (!r)
-		return;
-	struct data_event *e = &r->e;
-	fill_header(&e->hdr, EVENT_DATA);
 	e->conn = s->conn;
 	e->dir = c->dir;
 	e->size = size > 0xffffffff ? 0xffffffff : (__u32)size;
@@ -600,41 +632,21 @@ static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size,
 	e->goroutine = c->skip == SKIP_HTTP ? current_goroutine() : 0;
 	e->seq = 0;
 	e->flags = 0;
-	/* The socket of the descriptor's file (fresh checked it names it);
-	 * the file pointer is read first, outside the CO-RE access, since
-	 * fd_state is the programs' own type. */
-	struct file *f = (struct file *)s->file;
-	struct socket *sock = BPF_CORE_READ(f, private_data);
-	struct sock *sk = sock ? BPF_CORE_READ(sock, sk) : 0;
+	/* The socket of the descriptor's file (fresh checked it names the
+	 * file the state was cached for), read first, outside the CO-RE
+	 * access, since fd_state is the programs' own type. */
+	struct sock *sk = (struct sock *)s->sk;
 	if (sk) {
 		e->seq = sk_call_seq(sk, c->dir == DIR_WRITE, done, size);
 		e->flags = DATA_SEQ;
 	}
-	__u32 want = capture_bytes;
-	if (want > DATA_CAP)
-		want = DATA_CAP;
-	if (size < want)
-		want = size;
-	__u32 captured = 0;
-	__u64 tail_from = 0;
-	if (c->kind == CALL_BUF && size > DATA_CAP && want == DATA_CAP && chunked_proto(s->proto)) {
-		output_chunks(e, c->buf, size);
-		return;
-	}
-	if (c->kind == CALL_BUF) {
-		if (bpf_probe_read_user(e->data, want, (void *)c->buf) == 0)
-			captured = want;
-		tail_from = c->buf + size - TAIL_CAP;
-	} else if (c->kind == CALL_IOV || c->kind == CALL_MSG || c->kind == CALL_MMSG) {
-		struct iovec_user last = {};
-		captured = copy_iov(e->data, c->buf, c->count, want, &last);
-		/* The last iovec ends the call only if the call moved them all
-		 * (a write: its size is their sum). */
-		if (c->dir == DIR_WRITE && last.len >= TAIL_CAP)
-			tail_from = last.base + last.len - TAIL_CAP;
-	}
-	if (captured > DATA_CAP)
-		captured = DATA_CAP;
+}
+
+/* data_bytes completes data record e, whose data holds captured bytes of
+ * a call of size bytes that ended at tail_from + TAIL_CAP (0: unknown). */
+static __always_inline void data_bytes(struct data_event *e, struct fd_state *s, struct call *c, __u64 size,
+				       __u32 captured, __u64 tail_from)
+{
 	e->captured = captured;
 	/* After MySQL's SSL request the connection carries TLS records: its
 	 * bytes are no longer copied (counted as unparsed calls). The client
@@ -647,7 +659,88 @@ static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size,
 		if (bpf_probe_read_user(e->tail, TAIL_CAP, (void *)tail_from) == 0)
 			e->tail_len = TAIL_CAP;
 	}
-	output_data(e, captured);
+}
+
+/* emit_in writes the data record of call c (one buffer, or no bytes:
+ * sendfile), want of whose size bytes are copied, in the ring, in a
+ * record with room for room bytes of data (a reserve takes a constant
+ * size; the reader copies the whole record), built there: no per-CPU
+ * copy to move in (nor to share with another task's program where the
+ * syscall tracepoints are preemptible, 6.13+), and stamped after the
+ * reserve (stamp). */
+#define emit_in(s, c, size, done, want, room)                                              \
+	({                                                                                 \
+		struct data_event *__e = bpf_ringbuf_reserve(&events, DATA_HEAD + (room), 0); \
+		if (__e) {                                                                 \
+			fill_header(&__e->hdr, EVENT_DATA);                                \
+			data_fields(__e, (s), (c), (size), (done));                        \
+			__u32 __n = (want);                                                \
+			/* Bound the length where the helper takes it (older        \
+			 * verifiers lose a bound proved on another register). */  \
+			asm volatile("" : "+r"(__n));                                      \
+			if (__n > (room))                                                  \
+				__n = (room);                                              \
+			if (__n && bpf_probe_read_user(__e->data, __n, (void *)(c)->buf) != 0) \
+				__n = 0;                                                   \
+			__u64 __tail = (c)->kind == CALL_BUF ? (c)->buf + (size) - TAIL_CAP : 0; \
+			data_bytes(__e, (s), (c), (size), __n, __tail);                    \
+			bpf_ringbuf_submit(__e, wakeup_flags());                           \
+		} else {                                                                   \
+			count(COUNTER_RINGBUF_DROPS);                                      \
+		}                                                                          \
+	})
+
+/* emit sends a data record of a call that moved size bytes, at its entry
+ * (a write) or once done. */
+static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size, bool done)
+{
+	__u32 want = capture_bytes;
+	if (want > DATA_CAP)
+		want = DATA_CAP;
+	if (size < want)
+		want = size;
+	if (c->kind == CALL_SENDFILE) {
+		emit_in(s, c, size, done, 0, 0);
+		return;
+	}
+	bool chunks = c->kind == CALL_BUF && size > DATA_CAP && want == DATA_CAP && chunked_proto(s->proto);
+	if (c->kind == CALL_BUF && !chunks) {
+		if (want <= 128)
+			emit_in(s, c, size, done, want, 128);
+		else if (want <= 512)
+			emit_in(s, c, size, done, want, 512);
+		else if (want <= 2048)
+			emit_in(s, c, size, done, want, 2048);
+		else
+			emit_in(s, c, size, done, want, DATA_CAP);
+		return;
+	}
+	/* Vectored calls and chunks: built in the per-CPU scratch. */
+	__u32 zero = 0;
+	struct scratch_rec *r = bpf_map_lookup_elem(&scratch, &zero);
+	if (!r)
+		return;
+	struct data_event *e = &r->e;
+	fill_header(&e->hdr, EVENT_DATA);
+	data_fields(e, s, c, size, done);
+	if (chunks) {
+		output_chunks(e, c->buf, size);
+		return;
+	}
+	struct iovec_user last = {};
+	__u32 captured = 0;
+	__u64 tail_from = 0;
+	if (c->kind == CALL_IOV || c->kind == CALL_MSG || c->kind == CALL_MMSG) {
+		captured = copy_iov(e->data, c->buf, c->count, want, &last);
+		/* The last iovec ends the call only if the call moved them all
+		 * (a write: its size is their sum). */
+		if (c->dir == DIR_WRITE && last.len >= TAIL_CAP)
+			tail_from = last.base + last.len - TAIL_CAP;
+	}
+	if (captured > DATA_CAP)
+		captured = DATA_CAP;
+	data_bytes(e, s, c, size, captured, tail_from);
+	output_data(e, e->captured);
 }
 
 /* forget drops the cached state of a descriptor that now names something
@@ -693,18 +786,39 @@ static __always_inline struct fd_state *fresh(struct fd_state *s, __u32 tgid, __
 }
 
 /* begin_call records call c of thread id, whose syscall's registers are
- * regs (inflight_of), until its exit. */
+ * regs (slot_of), until its exit: in the thread's slot, else in calls. */
 static __always_inline void begin_call(__u64 id, __u64 regs, bool typed, struct call *c)
 {
-	if (bpf_map_update_elem(&calls, &id, c, BPF_ANY) != 0)
+	__u64 addr;
+	struct call_slot *s = slot_of(regs, typed, &addr);
+	if (!s)
 		return;
-	__u64 *n = inflight_of(regs, typed);
-	if (n)
-		__sync_fetch_and_add(n, 1);
+	if (call_slots) {
+		__u64 owner = *(volatile __u64 *)&s->regs;
+		if (owner == addr || (owner == 0 && __sync_val_compare_and_swap(&s->regs, 0, addr) == 0)) {
+			s->id = id;
+			s->c = *c;
+			return;
+		}
+	}
+	if (bpf_map_update_elem(&calls, &id, c, BPF_ANY) == 0)
+		__sync_fetch_and_add(&s->hashed, 1);
 }
 
-/* take_call moves the call thread id began (begin_call) into c, and
- * reports whether there was one. */
+/* slot_call empties slot s, which holds a call of registers addr, moving
+ * it into c if thread id began it (begin_call), and reports whether it
+ * did; a call of a dead thread that had the same registers is dropped. */
+static __always_inline bool slot_call(struct call_slot *s, __u64 addr, __u64 id, struct call *c)
+{
+	bool mine = s->id == id;
+	if (mine)
+		*c = s->c;
+	__sync_val_compare_and_swap(&s->regs, addr, 0);
+	return mine;
+}
+
+/* take_call moves the call thread id began (begin_call) in calls into c,
+ * and reports whether there was one. */
 static __always_inline bool take_call(__u64 id, struct call *c)
 {
 	struct call *p = bpf_map_lookup_elem(&calls, &id);
@@ -887,6 +1001,12 @@ static __always_inline int on_enter(__u64 regs, bool typed, __s32 fd, __u8 dir, 
 		emit(s, &c, size, false);
 		c.requested = size;
 		c.copied = 1;
+		c.conn = s->conn;
+	} else if (s->bound && settled(s->proto)) {
+		c.settled = 1;
+		c.conn = s->conn;
+		c.sk = s->sk;
+		c.proto = s->proto;
 	}
 	begin_call(id, regs, typed, &c);
 	return 0;
@@ -922,21 +1042,34 @@ static __always_inline int on_exit(__u64 regs, long ret, bool typed)
 	 * helper (the number is a plain load where the registers are typed). */
 	if (typed && !call_syscall(SYSCALL_NR((struct pt_regs *)regs)))
 		return 0;
-	__u64 *n = inflight_of(regs, typed);
-	__u32 zero = 0;
-	__u64 *adopt = bpf_map_lookup_elem(&adopting, &zero);
-	bool look = adopt && *adopt;
-	if (n && !*n && !look)
-		return 0;
-	__u64 id = bpf_get_current_pid_tgid();
-	bool adopted = look && adopted_exit(id);
-	if (n && !*n && !adopted)
+	__u64 addr;
+	struct call_slot *slot = slot_of(regs, typed, &addr);
+	if (!slot)
 		return 0;
 	struct call c;
-	if (!take_call(id, &c))
-		return 0;
-	if (!c.found && n && *n)
-		__sync_fetch_and_add(n, -1);
+	__u64 id = 0;
+	bool got = false;
+	if (call_slots && *(volatile __u64 *)&slot->regs == addr) {
+		id = bpf_get_current_pid_tgid();
+		got = slot_call(slot, addr, id, &c);
+	}
+	if (!got) {
+		__u32 zero = 0;
+		__u64 *adopt = bpf_map_lookup_elem(&adopting, &zero);
+		bool look = adopt && *adopt;
+		__u64 hashed = *(volatile __u64 *)&slot->hashed;
+		if (!hashed && !look)
+			return 0;
+		if (!id)
+			id = bpf_get_current_pid_tgid();
+		bool adopted = look && adopted_exit(id);
+		if (!hashed && !adopted)
+			return 0;
+		if (!take_call(id, &c))
+			return 0;
+		if (!c.found && hashed)
+			__sync_fetch_and_add(&slot->hashed, -1);
+	}
 	if (c.kind == CALL_NEWFD) {
 		if (ret < 0)
 			return 0;
@@ -945,15 +1078,6 @@ static __always_inline int on_exit(__u64 regs, long ret, bool typed)
 			hook_accepted(ret);
 		return 0;
 	}
-	struct fd_state *s;
-	if (c.found) {
-		s = found_read(&c, id >> 32, syscall_nr(regs, typed));
-	} else {
-		struct fd_key k = {.tgid = id >> 32, .fd = c.fd};
-		s = bpf_map_lookup_elem(&fds, &k);
-	}
-	if (!s)
-		return 0;
 	if (c.kind == CALL_MMSG) {
 		/* The number of messages moved: the bytes are in msg_len. */
 		__u32 n = 0;
@@ -962,10 +1086,27 @@ static __always_inline int on_exit(__u64 regs, long ret, bool typed)
 		ret = ret == 1 ? n : ret;
 	}
 	if (c.copied) {
-		write_result(s->conn, c.requested, ret > 0 ? ret : 0);
+		write_result(c.conn, c.requested, ret > 0 ? ret : 0);
 		return 0;
 	}
 	if (ret <= 0)
+		return 0;
+	struct fd_state *s;
+	struct fd_state known = {};
+	if (c.settled) {
+		known.conn = c.conn;
+		known.sk = c.sk;
+		known.kind = FD_TCP;
+		known.proto = c.proto;
+		known.bound = 1;
+		s = &known;
+	} else if (c.found) {
+		s = found_read(&c, id >> 32, syscall_nr(regs, typed));
+	} else {
+		struct fd_key k = {.tgid = id >> 32, .fd = c.fd};
+		s = bpf_map_lookup_elem(&fds, &k);
+	}
+	if (!s)
 		return 0;
 	if (c.kind == CALL_SENDFILE) {
 		if (s->proto == PROTO_HTTP1 && s->bound)

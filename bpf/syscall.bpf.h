@@ -90,16 +90,11 @@ struct syscall_args {
 };
 
 /* The helpers syscall_args reads registers with when the kernel has them
- * (CO-RE tells: bpf_get_current_task_btf 5.11, bpf_task_pt_regs 5.15). */
-enum bpf_func_id {
-	BPF_FUNC_get_current_task_btf = 158,
-	BPF_FUNC_task_pt_regs = 175,
-};
-
+ * (CO-RE tells: bpf_get_current_task_btf 5.11, common.bpf.h, and
+ * bpf_task_pt_regs 5.15). */
 static __always_inline bool have_task_regs(void)
 {
-	return bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs) &&
-	       bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf);
+	return bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs) && have_task_btf();
 }
 
 /* regs_args reads the arguments of a syscall from its user registers r,

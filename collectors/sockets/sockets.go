@@ -136,6 +136,7 @@ func (c *Collector) Start(ctx context.Context) error {
 		"parsed_protos":   parsedProtos,
 		"filter_selected": boolByte(c.cfg.PerProcess),
 		"fd_cache":        boolByte(atomicsCmpxchg()),
+		"call_slots":      boolByte(atomicsCmpxchg()),
 	}
 	for name, v := range consts {
 		if err := spec.Variables[name].Set(v); err != nil {

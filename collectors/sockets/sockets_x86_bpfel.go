@@ -24,11 +24,15 @@ type socketsCall struct {
 	Copied    uint8
 	Skip      uint8
 	Found     uint8
-	Pad1      [3]uint8
+	Settled   uint8
+	Proto     uint8
+	Pad1      uint8
 	Nr        uint32
 	Pad       uint32
 	_         [4]byte
 	Mmsg      uint64
+	Conn      uint64
+	Sk        uint64
 }
 
 type socketsCallKind uint32
@@ -41,6 +45,14 @@ const (
 	socketsCallKindCALL_MMSG     socketsCallKind = 5
 	socketsCallKindCALL_NEWFD    socketsCallKind = 6
 )
+
+type socketsCallSlot struct {
+	_      structs.HostLayout
+	Regs   uint64
+	Id     uint64
+	Hashed uint64
+	C      socketsCall
+}
 
 type socketsConnKey struct {
 	_    structs.HostLayout
@@ -66,6 +78,7 @@ type socketsFdState struct {
 	_           structs.HostLayout
 	Conn        uint64
 	File        uint64
+	Sk          uint64
 	Kind        uint8
 	Proto       uint8
 	Bound       uint8
@@ -177,7 +190,6 @@ const (
 	socketsMapGotlsFdConn        = "gotls_fd_conn"
 	socketsMapGotlsPlainProtos   = "gotls_plain_protos"
 	socketsMapIgnorePorts        = "ignore_ports"
-	socketsMapInflight           = "inflight"
 	socketsMapIoProgs            = "io_progs"
 	socketsMapIoProgsBtf         = "io_progs_btf"
 	socketsMapNethttpConns       = "nethttp_conns"
@@ -194,6 +206,7 @@ const (
 	socketsMapSkipPids           = "skip_pids"
 	socketsMapSockProcs          = "sock_procs"
 	socketsMapTcpOwners          = "tcp_owners"
+	socketsMapThreadCalls        = "thread_calls"
 	socketsProgIoCloseRange      = "io_close_range"
 	socketsProgIoCloseRangeBtf   = "io_close_range_btf"
 	socketsProgIoReadBuf         = "io_read_buf"
@@ -221,6 +234,7 @@ const (
 	socketsProgSysEnterBtf       = "sys_enter_btf"
 	socketsProgSysExit           = "sys_exit"
 	socketsProgSysExitBtf        = "sys_exit_btf"
+	socketsVarCallSlots          = "call_slots"
 	socketsVarCaptureBytes       = "capture_bytes"
 	socketsVarFdCache            = "fd_cache"
 	socketsVarFilterSelected     = "filter_selected"
@@ -326,7 +340,6 @@ type socketsMapSpecs struct {
 	GotlsFdConn        *ebpf.MapSpec `ebpf:"gotls_fd_conn"`
 	GotlsPlainProtos   *ebpf.MapSpec `ebpf:"gotls_plain_protos"`
 	IgnorePorts        *ebpf.MapSpec `ebpf:"ignore_ports"`
-	Inflight           *ebpf.MapSpec `ebpf:"inflight"`
 	IoProgs            *ebpf.MapSpec `ebpf:"io_progs"`
 	IoProgsBtf         *ebpf.MapSpec `ebpf:"io_progs_btf"`
 	NethttpConns       *ebpf.MapSpec `ebpf:"nethttp_conns"`
@@ -343,12 +356,14 @@ type socketsMapSpecs struct {
 	SkipPids           *ebpf.MapSpec `ebpf:"skip_pids"`
 	SockProcs          *ebpf.MapSpec `ebpf:"sock_procs"`
 	TcpOwners          *ebpf.MapSpec `ebpf:"tcp_owners"`
+	ThreadCalls        *ebpf.MapSpec `ebpf:"thread_calls"`
 }
 
 // socketsVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsVariableSpecs struct {
+	CallSlots       *ebpf.VariableSpec `ebpf:"call_slots"`
 	CaptureBytes    *ebpf.VariableSpec `ebpf:"capture_bytes"`
 	FdCache         *ebpf.VariableSpec `ebpf:"fd_cache"`
 	FilterSelected  *ebpf.VariableSpec `ebpf:"filter_selected"`
@@ -399,7 +414,6 @@ type socketsMaps struct {
 	GotlsFdConn        *ebpf.Map `ebpf:"gotls_fd_conn"`
 	GotlsPlainProtos   *ebpf.Map `ebpf:"gotls_plain_protos"`
 	IgnorePorts        *ebpf.Map `ebpf:"ignore_ports"`
-	Inflight           *ebpf.Map `ebpf:"inflight"`
 	IoProgs            *ebpf.Map `ebpf:"io_progs"`
 	IoProgsBtf         *ebpf.Map `ebpf:"io_progs_btf"`
 	NethttpConns       *ebpf.Map `ebpf:"nethttp_conns"`
@@ -416,6 +430,7 @@ type socketsMaps struct {
 	SkipPids           *ebpf.Map `ebpf:"skip_pids"`
 	SockProcs          *ebpf.Map `ebpf:"sock_procs"`
 	TcpOwners          *ebpf.Map `ebpf:"tcp_owners"`
+	ThreadCalls        *ebpf.Map `ebpf:"thread_calls"`
 }
 
 func (m *socketsMaps) Close() error {
@@ -435,7 +450,6 @@ func (m *socketsMaps) Close() error {
 		m.GotlsFdConn,
 		m.GotlsPlainProtos,
 		m.IgnorePorts,
-		m.Inflight,
 		m.IoProgs,
 		m.IoProgsBtf,
 		m.NethttpConns,
@@ -452,6 +466,7 @@ func (m *socketsMaps) Close() error {
 		m.SkipPids,
 		m.SockProcs,
 		m.TcpOwners,
+		m.ThreadCalls,
 	)
 }
 
@@ -459,6 +474,7 @@ func (m *socketsMaps) Close() error {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsVariables struct {
+	CallSlots       *ebpf.Variable `ebpf:"call_slots"`
 	CaptureBytes    *ebpf.Variable `ebpf:"capture_bytes"`
 	FdCache         *ebpf.Variable `ebpf:"fd_cache"`
 	FilterSelected  *ebpf.Variable `ebpf:"filter_selected"`

@@ -61,9 +61,10 @@ func (b threadBits) cleared(m *ebpf.Map) bool {
 }
 
 // atomicsCmpxchg reports whether the running kernel's BPF has atomic
-// compare-and-exchange (Linux 5.12), which the fd_other cache of the
-// programs needs; without it the cache is left out (the code is dead for
-// the verifier) and every read or write looks its descriptor up in fds.
+// compare-and-exchange (Linux 5.12), which the fd_other cache and the
+// per-thread call slots of the programs need; without it they are left out
+// (the code is dead for the verifier): every read or write looks its
+// descriptor up in fds, and every call goes through the calls hash.
 func atomicsCmpxchg() bool {
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {

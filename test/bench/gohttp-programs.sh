@@ -32,12 +32,12 @@ shift $((OPTIND - 1))
 [ $# -ge 1 ] || { echo "usage: $0 [-r ROUNDS] [-d SECONDS] AGENT..." >&2; exit 2; }
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
-srv="" ag="" stats="" old=$(sysctl -n kernel.bpf_stats_enabled)
+. "$repo/test/bench/bpfstats.sh"
+srv="" ag=""
 cleanup() {
 	[ -n "$ag" ] && kill "$ag" 2>/dev/null && wait "$ag" 2>/dev/null
 	[ -n "$srv" ] && kill "$srv" 2>/dev/null && wait "$srv" 2>/dev/null
-	[ -n "$stats" ] && kill "$stats" 2>/dev/null && wait "$stats" 2>/dev/null
-	sysctl -qw kernel.bpf_stats_enabled="$old"
+	bpfstats_off
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -45,35 +45,13 @@ trap cleanup EXIT
 	go build -tags nethttponly -o "$work/goapp" .)
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
 	-keyout "$work/k.pem" -out "$work/c.pem" 2>/dev/null
-
-snap() { # snap AGENT_PID: {name: [run_cnt, run_time_ns]} of that agent's uprobe and syscall programs
-	local ids
-	ids=$(cat /proc/"$1"/fdinfo/* 2>/dev/null | awk '/^prog_id:/{print $2}' | sort -u | tr '\n' ' ')
-	bpftool prog show -j | python3 -c '
-import json, sys
-mine = set(int(x) for x in sys.argv[1].split())
-out = {}
-for p in json.load(sys.stdin):
-    if p["id"] in mine and (p.get("type") == "kprobe" or p["name"] in ("sys_enter", "sys_exit", "sys_enter_btf", "sys_exit_btf")):
-        c = out.setdefault(p["name"], [0, 0])
-        c[0] += p.get("run_cnt", 0)
-        c[1] += p.get("run_time_ns", 0)
-print(json.dumps(out))' "$ids"
+# snap AGENT_PID: {name: [run_cnt, run_time_ns]} of that agent's uprobe
+# programs and of its raw syscall pair (sys_enter*, sys_exit*).
+snap() {
+	python3 -c 'import json, sys; d = json.loads(sys.argv[1]); d.update(json.loads(sys.argv[2])); print(json.dumps(d))' \
+		"$(bpfstats_snap "$1" kprobe)" "$(bpfstats_snap "$1" raw_tracepoint,tracing sys_)"
 }
-
-# BPF_ENABLE_STATS (cmd 32) with type BPF_STATS_RUN_TIME (0): the
-# statistics stay on while the returned descriptor is open.
-python3 -c '
-import ctypes, os, struct, sys, time
-nr = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine)
-libc = ctypes.CDLL(None, use_errno=True)
-attr = ctypes.create_string_buffer(struct.pack("I", 0), 8)
-fd = libc.syscall(nr, 32, attr, 4) if nr else -1
-print("fd" if fd >= 0 else "none", flush=True)
-time.sleep(86400)' >"$work/stats" &
-stats=$!
-for _ in $(seq 50); do [ -s "$work/stats" ] && break; sleep 0.1; done
-grep -q fd "$work/stats" || sysctl -qw kernel.bpf_stats_enabled=1
+bpfstats_on "$work"
 n=$#
 results="$work/results"
 for ((r = 0; r < rounds * n; r++)); do

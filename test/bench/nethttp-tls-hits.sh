@@ -12,17 +12,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 (cd "$repo/test/e2e/testdata/gohttps" && GOWORK=off CGO_ENABLED=0 go build -o "$work/gohttps" .)
 openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -keyout "$work/k.pem" -out "$work/c.pem" -days 1 2>/dev/null
-snap() { # snap AGENT_PID: run_cnt by program name of that agent's programs
-	local ids
-	ids=$(cat /proc/"$1"/fdinfo/* 2>/dev/null | awk '/^prog_id:/{print $2}' | sort -u | tr '\n' ' ')
-	bpftool prog show -j | python3 -c '
-import json, sys
-mine = set(int(x) for x in sys.argv[1].split())
-out = {}
-for p in json.load(sys.stdin):
-    if p["id"] in mine and p.get("type") == "kprobe":
-        out[p["name"]] = out.get(p["name"], 0) + p.get("run_cnt", 0)
-print(json.dumps(out))' "$ids"
+. "$repo/test/bench/bpfstats.sh"
+snap() { # snap AGENT_PID: run_cnt by program name of that agent's uprobe programs
+	bpfstats_snap "$1" kprobe | python3 -c 'import json, sys; print(json.dumps({k: v[0] for k, v in json.load(sys.stdin).items()}))'
 }
 for agent in "$@"; do
 	port=$((20000 + RANDOM % 20000))

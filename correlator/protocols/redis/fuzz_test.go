@@ -57,11 +57,13 @@ func FuzzValuesNeverKept(f *testing.F) {
 	f.Add("HSET", "h", "field secret", uint64(2))
 	f.Fuzz(func(t *testing.T, name, key, secret string, seed uint64) {
 		// The command name is exported upper-cased and the key as it is,
-		// with "?" for each value: a secret that overlaps them is not a value.
+		// with "?" for each value: a secret that overlaps them (or the
+		// space between them) is not a value.
 		up := string(upper(nil, []byte(name[:min(len(name), keepName)])))
 		upSecret := string(upper(nil, []byte(secret)))
 		if len(secret) < 6 || strings.Contains(key, secret) || strings.Contains(secret, "?") ||
 			strings.Contains(up, upSecret) || strings.Contains(upSecret, up) ||
+			strings.Contains(up+" "+key+" ", secret) ||
 			(key != "" && strings.Contains(secret, key)) ||
 			strings.ContainsAny(name+key, "\r\n") || name == "" {
 			return

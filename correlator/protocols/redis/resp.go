@@ -51,13 +51,16 @@ type reader struct {
 	bulkKeep int
 	bulkTo   *[]byte
 	stack    []frame
-	v        Value
-	done     Value // the value handed to onValue: a field, not a new one per value
-	started  bool  // bytes of the current top-level value were seen
+	v        *Value   // the value being read: one of vals
+	done     *Value   // the value handed to onValue: the other one
+	vals     [2]Value // not a new one per value
+	started  bool     // bytes of the current top-level value were seen
 }
 
 func newReader(keep [2]int, inline bool, onValue func(*Value) error) *reader {
-	return &reader{keep: keep, inline: inline, onValue: onValue, line: make([]byte, 0, 64)}
+	r := &reader{keep: keep, inline: inline, onValue: onValue, line: make([]byte, 0, 64)}
+	r.v, r.done = &r.vals[0], &r.vals[1]
+	return r
 }
 
 // write consumes captured bytes.
@@ -128,12 +131,20 @@ func (r *reader) take(p []byte) {
 
 // lineDone handles a complete line (with its LF, maybe its CR).
 func (r *reader) lineDone() error {
-	line := bytes.TrimSuffix(bytes.TrimSuffix(r.line, []byte{'\n'}), []byte{'\r'})
+	// The LF, then a CR, off by hand: bytes.TrimSuffix compares through
+	// bytes.Equal, a call per line that cost 13% of the decoder.
+	line := r.line
+	if n := len(line); n > 0 && line[n-1] == '\n' {
+		line = line[:n-1]
+	}
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
 	long := r.lineLong
 	r.line, r.lineLong = r.line[:0], false
 	if len(line) == 0 {
 		if len(r.stack) == 0 && r.inline {
-			r.started, r.v = false, Value{}
+			r.started, *r.v = false, Value{}
 			return nil // an empty inline line is ignored, as the server does
 		}
 		return fmt.Errorf("%w: empty line", errProtocol)
@@ -321,9 +332,16 @@ func (r *reader) frameDone() error {
 // value completes, and starts the next one in the other value's buffers.
 func (r *reader) valueDone() error {
 	r.v, r.done = r.done, r.v
-	r.v = Value{Head: [2][]byte{r.v.Head[0][:0], r.v.Head[1][:0]}}
+	// Field by field, reslicing in place: a whole Value stored (or the
+	// two swapped) costs a write barrier per pointer while GC runs.
+	v := r.v
+	v.Type, v.Count, v.Null, v.Bytes = 0, 0, false, 0
+	v.Head[0], v.Head[1] = v.Head[0][:0], v.Head[1][:0]
+	if v.Inline != nil {
+		v.Inline = nil
+	}
 	r.started = false
-	return r.onValue(&r.done)
+	return r.onValue(r.done)
 }
 
 // appendBounded appends add to line, growing it to at most limit bytes of
