@@ -333,7 +333,9 @@ func (c *Client) Remote(addr netip.Addr) bool {
 // its events were read late; the owner holds a query it cannot answer yet
 // until then, not past it. It returns Pending when the query is on its
 // way: w.LinkDone is then called once, from another goroutine, by about
-// the deadline. Otherwise it returns the result at once (NoOwner,
+// the latest deadline of the lookups sent with it (Wait from now at most):
+// an answer may come after this lookup's own deadline, and a waiter that
+// has given up by then ignores it. Otherwise it returns the result at once (NoOwner,
 // Dropped) and never calls w.
 func (c *Client) Lookup(q Query, deadline time.Time, w Waiter) Result {
 	c.mu.RLock()
