@@ -36,6 +36,8 @@ import (
 // a batch every ~6 ms). Reported, per linked span:
 //
 //	A-ns/span  A's extra CPU: remembering the client span, plus answering
+//	A-remember-ns/span  of which remembering (paid for every client span
+//	           to another node, asked about or not)
 //	B-ns/span  B's extra CPU: looking up, holding and settling the span
 //	batch      queries per lookup call
 //
@@ -44,7 +46,7 @@ import (
 //	go test -run '^$' -bench BenchmarkLinkSides -benchtime 200000x ./correlator
 func BenchmarkLinkSides(b *testing.B) {
 	peer := startLinkPeer(b)
-	var cost [2]struct{ a, b time.Duration }
+	var cost [2]struct{ a, b, fed time.Duration }
 	var batches, queries float64
 	remaining, port := b.N, uint16(20000)
 	for chunk := 0; remaining > 0; chunk++ {
@@ -68,12 +70,14 @@ func BenchmarkLinkSides(b *testing.B) {
 				queries += float64(n)
 			}
 			cost[i].a += fedA + time.Duration(a1-a0)
+			cost[i].fed += fedA
 			cost[i].b += time.Duration(b1 - b0)
 		}
 	}
 	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N) }
 	b.ReportMetric(per(cost[1].a)-per(cost[0].a), "A-ns/span")
 	b.ReportMetric(per(cost[1].b)-per(cost[0].b), "B-ns/span")
+	b.ReportMetric(per(cost[1].fed)-per(cost[0].fed), "A-remember-ns/span")
 	b.ReportMetric(per(cost[0].a), "A-unlinked-ns/span")
 	b.ReportMetric(per(cost[0].b), "B-unlinked-ns/span")
 	if batches > 0 {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -102,7 +103,13 @@ const (
 	// wakes, most of linking's cost per span at 5 ms: BenchmarkLinkSides,
 	// test/bench/results-linking-sides.md), and 20 ms is small against the
 	// wait a server span is held for.
-	batchDelay   = 20 * time.Millisecond
+	batchDelay = 20 * time.Millisecond
+	// sendAhead is how long before the earliest deadline of its lookups
+	// a batch leaves at the latest, rather than after batchDelay: a
+	// lookup asked late (the asking agent read its request late, under
+	// load) still gets the time the answering agent holds a query for
+	// (answerMargin before the deadline) and the answer's way back.
+	sendAhead    = 2 * answerMargin
 	retryRefresh = 2 * time.Second
 )
 
@@ -138,6 +145,7 @@ type peer struct {
 	mu     sync.Mutex
 	queue  []lookup
 	opened time.Time     // when the queue's oldest lookup came
+	first  time.Time     // the earliest deadline in the queue
 	kick   chan struct{} // capacity 1
 }
 
@@ -325,7 +333,9 @@ func (c *Client) Remote(addr netip.Addr) bool {
 // its events were read late; the owner holds a query it cannot answer yet
 // until then, not past it. It returns Pending when the query is on its
 // way: w.LinkDone is then called once, from another goroutine, by about
-// the deadline. Otherwise it returns the result at once (NoOwner,
+// the latest deadline of the lookups sent with it (Wait from now at most):
+// an answer may come after this lookup's own deadline, and a waiter that
+// has given up by then ignores it. Otherwise it returns the result at once (NoOwner,
 // Dropped) and never calls w.
 func (c *Client) Lookup(q Query, deadline time.Time, w Waiter) Result {
 	c.mu.RLock()
@@ -343,7 +353,7 @@ func (c *Client) Lookup(q Query, deadline time.Time, w Waiter) Result {
 }
 
 // enqueue adds l to p's queue, waking the batch filler when l opens a
-// batch or fills one.
+// batch or fills one, or makes it due earlier (a deadline near).
 func (p *peer) enqueue(l lookup, now time.Time) Result {
 	p.mu.Lock()
 	n := len(p.queue)
@@ -351,12 +361,16 @@ func (p *peer) enqueue(l lookup, now time.Time) Result {
 		p.mu.Unlock()
 		return Dropped
 	}
+	sooner := false
 	if n == 0 {
-		p.opened = now
+		p.opened, p.first = now, l.deadline
+	} else if l.deadline.Before(p.first) {
+		sooner = l.deadline.Add(-sendAhead).Before(p.dueLocked())
+		p.first = l.deadline
 	}
 	p.queue = append(p.queue, l)
 	p.mu.Unlock()
-	if n == 0 || n+1 == MaxBatch {
+	if n == 0 || n+1 == MaxBatch || sooner {
 		select {
 		case p.kick <- struct{}{}:
 		default:
@@ -377,6 +391,12 @@ func (p *peer) take(batch []lookup) ([]lookup, bool) {
 	p.queue = p.queue[:rest]
 	if rest > 0 {
 		p.opened = time.Time{} // overdue: the next batch goes at once
+		p.first = p.queue[0].deadline
+		for _, l := range p.queue[1:] {
+			if l.deadline.Before(p.first) {
+				p.first = l.deadline
+			}
+		}
 	}
 	return batch, rest > 0
 }
@@ -385,10 +405,20 @@ func (p *peer) take(batch []lookup) ([]lookup, bool) {
 func (p *peer) due() time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.dueLocked()
+}
+
+// dueLocked is due, p.mu held: batchDelay after the batch opened, or
+// sendAhead before its earliest deadline if that comes first.
+func (p *peer) dueLocked() time.Time {
 	if len(p.queue) >= MaxBatch || p.opened.IsZero() {
 		return time.Time{}
 	}
-	return p.opened.Add(batchDelay)
+	due := p.opened.Add(batchDelay)
+	if early := p.first.Add(-sendAhead); early.Before(due) {
+		return early
+	}
+	return due
 }
 
 // send fills p's batches, one goroutine per peer, and hands each to one of
@@ -470,10 +500,17 @@ func (c *Client) waitDue(ctx context.Context, p *peer, timer *time.Timer) bool {
 }
 
 // ask sends one batch and calls back every lookup in it.
+//
+// The call may last until the latest deadline of its lookups, and the
+// answering agent holds the queries it cannot answer yet until the
+// earliest (holdHeader): a lookup whose deadline is near (asked late,
+// under load) neither makes the others wait past theirs nor fails the
+// whole call when its answer comes late. Its answer, if late, is still
+// handed over: its waiter has given up by then, or takes it.
 func (c *Client) ask(ctx context.Context, p *peer, batch []lookup) {
 	now := time.Now()
 	live := batch[:0]
-	var deadline time.Time
+	var first, last time.Time
 	var late []Done
 	defer func() { settle(late) }()
 	for _, l := range batch {
@@ -481,8 +518,11 @@ func (c *Client) ask(ctx context.Context, p *peer, batch []lookup) {
 			late = append(late, Done{W: l.w, R: Timeout})
 			continue
 		}
-		if deadline.IsZero() || l.deadline.Before(deadline) {
-			deadline = l.deadline
+		if first.IsZero() || l.deadline.Before(first) {
+			first = l.deadline
+		}
+		if l.deadline.After(last) {
+			last = l.deadline
 		}
 		live = append(live, l)
 	}
@@ -493,7 +533,7 @@ func (c *Client) ask(ctx context.Context, p *peer, batch []lookup) {
 	for i, l := range live {
 		req.Queries[i] = l.q
 	}
-	rctx, cancel := context.WithDeadline(c.authorize(ctx), deadline)
+	rctx, cancel := context.WithDeadline(c.authorize(ctx, first.Sub(now)), last)
 	defer cancel()
 	resp := new(lookupResponse)
 	err := p.conn.Invoke(rctx, "/"+serviceName+"/Lookup", req, resp)
@@ -543,7 +583,13 @@ func settle(ds []Done) {
 	}
 }
 
-func (c *Client) authorize(ctx context.Context) context.Context {
+// authorize adds the token to ctx, and hold (when positive: how long the
+// answering agent may hold queries it cannot answer yet).
+func (c *Client) authorize(ctx context.Context, hold time.Duration) context.Context {
+	if hold > 0 {
+		return metadata.AppendToOutgoingContext(ctx, tokenHeader, "Bearer "+c.cfg.Token,
+			holdHeader, strconv.FormatInt(hold.Microseconds(), 10))
+	}
 	return metadata.AppendToOutgoingContext(ctx, tokenHeader, "Bearer "+c.cfg.Token)
 }
 
@@ -588,7 +634,7 @@ func (c *Client) refresh(ctx context.Context, p *peer) {
 
 func (c *Client) refreshOnce(ctx context.Context, p *peer) error {
 	c.setLocal(c.cfg.Local())
-	rctx, cancel := context.WithTimeout(c.authorize(ctx), 5*time.Second)
+	rctx, cancel := context.WithTimeout(c.authorize(ctx, 0), 5*time.Second)
 	defer cancel()
 	resp := new(addressesResponse)
 	if err := p.conn.Invoke(rctx, "/"+serviceName+"/Addresses", &addressesRequest{}, resp); err != nil {

@@ -809,3 +809,77 @@ func BenchmarkRecentAnswering(b *testing.B) {
 		}
 	}
 }
+
+// A lookup whose deadline is near (its request read late, under load) no
+// longer takes its batch with it: the call lasts until the batch's latest
+// deadline, so when the answering agent is slow to answer (80 ms here, a
+// starved machine), the others are linked rather than the whole batch
+// timed out with the near one.
+func TestLookupNearDeadlineKeepsItsBatch(t *testing.T) {
+	p := newPair(t, &answerer{delay: 80 * time.Millisecond}, "t", "t", 2*time.Second)
+	waitOwned(t, p.client)
+	const far = 50
+	done := make(chan outcome, far+1)
+	w := waiterFunc(func(a Answer, r Result) { done <- outcome{a, r} })
+	for i := range far {
+		if r := p.client.Lookup(query(40000, uint64(i+1)), time.Time{}, w); r != Pending {
+			t.Fatalf("lookup: %v", r)
+		}
+	}
+	if r := p.client.Lookup(query(40001, 1), time.Now().Add(70*time.Millisecond), waiterFunc(func(Answer, Result) {})); r != Pending {
+		t.Fatalf("lookup: %v", r)
+	}
+	pe := onlyPeer(p.client)
+	pe.mu.Lock()
+	n := len(pe.queue)
+	pe.mu.Unlock()
+	if n != far+1 {
+		t.Fatalf("%d lookups queued, want %d in one batch", n, far+1)
+	}
+	got := map[Result]int{}
+	for range far {
+		got[(<-done).r]++
+	}
+	if got[Linked] != far {
+		t.Errorf("lookups with time to spare: %v, want all %d linked", got, far)
+	}
+}
+
+// A lookup whose deadline comes before its batch would go (batchDelay
+// after the batch opened) is sent at once, not timed out unasked.
+func TestLookupSentBeforeItsDeadline(t *testing.T) {
+	p := newPair(t, &answerer{}, "t", "t", 2*time.Second)
+	waitOwned(t, p.client)
+	got := map[Result]int{}
+	for i := range 5 {
+		done := make(chan Result, 1)
+		if r := p.client.Lookup(query(40000, uint64(i+1)), time.Now().Add(batchDelay-time.Millisecond),
+			waiterFunc(func(_ Answer, r Result) { done <- r })); r != Pending {
+			t.Fatalf("lookup: %v", r)
+		}
+		got[<-done]++
+	}
+	// Each has 19 ms for its round trip: on a busy machine one may time
+	// out; sent after batchDelay, every one would.
+	if got[Linked] == 0 {
+		t.Errorf("lookups due before their batch: %v, want linked", got)
+	}
+}
+
+// The answering agent holds a batch's unanswered queries until the
+// earliest deadline among them (holdHeader), not the call's (the latest):
+// the near lookup's answer comes back in time.
+func TestLookupHeldUntilEarliestDeadline(t *testing.T) {
+	p := newPair(t, &lateAnswerer{}, "t", "t", 2*time.Second)
+	waitOwned(t, p.client)
+	done := make(chan time.Time, 2)
+	w := waiterFunc(func(Answer, Result) { done <- time.Now() })
+	start := time.Now()
+	p.client.Lookup(query(40000, 1), time.Time{}, w)
+	p.client.Lookup(query(40000, 2), start.Add(150*time.Millisecond), w)
+	for range 2 {
+		if d := (<-done).Sub(start); d > 600*time.Millisecond {
+			t.Errorf("answered after %v: held past the earliest deadline (150 ms)", d)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,6 +62,11 @@ type Server struct {
 const (
 	serviceName = "periscope.linking.v1.Linker"
 	tokenHeader = "authorization"
+	// holdHeader is how long, in µs from when a lookup call was sent,
+	// the answering agent may hold the queries it cannot answer yet: the
+	// earliest deadline of the batch, which may be sooner than the
+	// call's own (its latest). Without it, the call's deadline.
+	holdHeader = "periscope-hold-us"
 	// maxMessage bounds a message either way: a full batch and a bit.
 	maxMessage = 2 + MaxAddresses*16 + 1024
 	// flowWindow is the HTTP/2 flow-control window of the agents'
@@ -190,10 +196,7 @@ const (
 // final or the request's deadline is near. asked is when the batch
 // arrived.
 func (s *Server) answer(ctx context.Context, qs []Query, out []Answer, asked time.Time) {
-	deadline := asked.Add(maxAnswerDelay)
-	if d, ok := ctx.Deadline(); ok && d.Add(-answerMargin).Before(deadline) {
-		deadline = d.Add(-answerMargin)
-	}
+	deadline := holdUntil(ctx, asked)
 	if s.cfg.Answerer.Answer(qs, out, asked) {
 		return
 	}
@@ -228,6 +231,25 @@ func (s *Server) answer(ctx context.Context, qs []Query, out []Answer, asked tim
 			return
 		}
 	}
+}
+
+// holdUntil returns until when a batch that arrived at asked may be held:
+// answerMargin before the asker's hold (holdHeader) or, without one, its
+// call's deadline; never past maxAnswerDelay.
+func holdUntil(ctx context.Context, asked time.Time) time.Time {
+	deadline := asked.Add(maxAnswerDelay)
+	if d, ok := ctx.Deadline(); ok && d.Add(-answerMargin).Before(deadline) {
+		deadline = d.Add(-answerMargin)
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get(holdHeader); len(v) == 1 {
+		if us, err := strconv.ParseUint(v[0], 10, 32); err == nil {
+			if d := asked.Add(time.Duration(us)*time.Microsecond - answerMargin); d.Before(deadline) {
+				deadline = d
+			}
+		}
+	}
+	return deadline
 }
 
 func (s *Server) addresses(ctx context.Context, dec func(any) error) (any, error) {
