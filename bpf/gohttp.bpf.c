@@ -862,13 +862,17 @@ static __always_inline int server_end(struct pt_regs *ctx, bool h2)
 		count(COUNTER_CALLS_LOST);
 		return 0;
 	}
-	struct request_end_event *e = end_event(REQUEST_SERVER, s->id);
+	__u64 id = s->id;
 	struct req_fields r = s->f;
 	/* Ended in place rather than deleted (a hash operation): only this
 	 * goroutine writes its entry, and its next request replaces it. A
-	 * client call on the goroutine meanwhile finds no parent (id 0). */
+	 * client call on the goroutine meanwhile finds no parent (id 0).
+	 * Before the reserve: the 6.1 verifier loses the record's non-null
+	 * state where the compiler merges a path without it into these
+	 * stores. */
 	s->id = 0;
 	s->resp = 0;
+	struct request_end_event *e = end_event(REQUEST_SERVER, id);
 	if (!e)
 		return 0;
 	request_strings(e, o, &r);
