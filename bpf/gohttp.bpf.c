@@ -41,10 +41,26 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* A Go string's header, {ptr, len}. */
+struct gostr {
+	__u64 ptr;
+	__s64 len;
+};
+
+/* The fields of a request that its end record takes (take_req). */
+struct req_fields {
+	struct gostr method, host;
+	__u64 url;
+	__s64 length;
+};
+
 struct server_req {
 	__u64 id;
 	__u64 resp; /* *response, or *http2responseWriter for HTTP/2 */
-	__u64 req;  /* *Request */
+	/* The *Request's fields, taken from the copy of it the start makes
+	 * anyway (take_start): the end reads the strings they point at and
+	 * the URL, not the Request again. */
+	struct req_fields f;
 };
 
 struct client_req {
@@ -173,12 +189,6 @@ static __always_inline __u64 field(struct window *w, __u32 size, __u64 base, __s
 	}
 	return read_ptr(base, off);
 }
-
-/* A Go string's header, {ptr, len}. */
-struct gostr {
-	__u64 ptr;
-	__s64 len;
-};
 
 static __always_inline struct gostr str_field(struct window *w, __u32 size, __u64 base, __s64 off)
 {
@@ -656,13 +666,6 @@ static __always_inline struct request_end_event *end_event(__u32 kind, __u64 id)
 	return e;
 }
 
-/* The fields of a request that its end record takes. */
-struct req_fields {
-	struct gostr method, host;
-	__u64 url;
-	__s64 length;
-};
-
 static __always_inline void take_req(struct req_fields *f, struct window *w, __u64 req, __s64 method, __s64 host,
 				     __s64 url_off, __s64 length)
 {
@@ -683,9 +686,28 @@ static __always_inline void take_url(struct url_fields *f, struct window *w, str
 	f->host = str_field(w, URL_WINDOW, url, o->url_host);
 }
 
-/* request_fields fills the method, path, host and query of a request
- * whose fields are at the given offsets: a copy of the request's and of
- * its URL's first bytes, then one read per string. */
+/* request_strings fills the method, path, host and query of a request
+ * whose fields are r: a copy of its URL's first bytes, then one read per
+ * string. */
+static __always_inline void request_strings(struct request_end_event *e, struct go_offsets *o, struct req_fields *r)
+{
+	struct url_fields u = {};
+	struct window *w = window_read(r->url, URL_WINDOW);
+	take_url(&u, w, o, r->url);
+	if (!window_kept(w))
+		take_url(&u, 0, o, r->url);
+	e->method_len = copy_str(e->method, REQ_METHOD_CAP, r->method);
+	e->host_len = copy_str(e->host, REQ_HOST_CAP, r->host);
+	if (!e->host_len)
+		e->host_len = copy_str(e->host, REQ_HOST_CAP, u.host);
+	e->path_len = copy_str(e->path, REQ_PATH_CAP, u.path);
+	e->query_len = copy_str(e->query, REQ_QUERY_CAP, u.query);
+	e->request_size = r->length;
+}
+
+/* request_fields_at fills the method, path, host and query of a request
+ * whose fields are at the given offsets: a copy of the request's first
+ * bytes, then request_strings. */
 static __always_inline void request_fields_at(struct request_end_event *e, struct go_offsets *o, __u64 req,
 					      __s64 method, __s64 host, __s64 url_off, __s64 length)
 {
@@ -694,18 +716,7 @@ static __always_inline void request_fields_at(struct request_end_event *e, struc
 	take_req(&r, w, req, method, host, url_off, length);
 	if (!window_kept(w))
 		take_req(&r, 0, req, method, host, url_off, length);
-	struct url_fields u = {};
-	w = window_read(r.url, URL_WINDOW);
-	take_url(&u, w, o, r.url);
-	if (!window_kept(w))
-		take_url(&u, 0, o, r.url);
-	e->method_len = copy_str(e->method, REQ_METHOD_CAP, r.method);
-	e->host_len = copy_str(e->host, REQ_HOST_CAP, r.host);
-	if (!e->host_len)
-		e->host_len = copy_str(e->host, REQ_HOST_CAP, u.host);
-	e->path_len = copy_str(e->path, REQ_PATH_CAP, u.path);
-	e->query_len = copy_str(e->query, REQ_QUERY_CAP, u.query);
-	e->request_size = r.length;
+	request_strings(e, o, &r);
 }
 
 /* request_fields fills the method, path, host and query of a *Request. */
@@ -761,6 +772,13 @@ static __always_inline void take_conn(struct conn_fields *f, struct window *w, s
 	f->tls = field(w, CONN_WINDOW, conn, o->conn_tls_state);
 }
 
+/* serve_req takes the fields of a server request that its end record
+ * needs (request_strings) from the same copy. */
+static __always_inline void serve_req(struct req_fields *r, struct window *w, struct go_offsets *o, __u64 req)
+{
+	take_req(r, w, req, o->request_method, o->request_host, o->request_url, o->request_content_length);
+}
+
 SEC("uprobe/go_serve_http")
 int go_serve_http(struct pt_regs *ctx)
 {
@@ -768,27 +786,31 @@ int go_serve_http(struct pt_regs *ctx)
 	if (!o)
 		return 0;
 	struct g_key k = {.g = GO_G(ctx), .tgid = bpf_get_current_pid_tgid() >> 32};
-	struct server_req s = {.id = new_id(), .resp = GO_ARG3(ctx), .req = GO_ARG4(ctx)};
+	struct server_req s = {.id = new_id(), .resp = GO_ARG3(ctx)};
+	__u64 req = GO_ARG4(ctx);
+	struct start_fields f = {};
+	struct window *w = window_read(req, REQUEST_WINDOW);
+	take_start(&f, w, o, req);
+	serve_req(&s.f, w, o, req);
+	if (!window_kept(w)) {
+		take_start(&f, 0, o, req);
+		serve_req(&s.f, 0, o, req);
+	}
 	/* A goroutine serves its connection's requests one after another
 	 * (HTTP/1 keep-alive), and an ended request leaves its entry in
 	 * place: the entry is rewritten where it is, a lookup instead of an
 	 * update (which allocates an element and frees the old one). Only
 	 * this goroutine writes or reads its entry. */
 	struct server_req *cur = bpf_map_lookup_elem(&servers, &k);
+	if (f.major == 2 && h2c_preface(f.method)) {
+		if (cur)
+			bpf_map_delete_elem(&servers, &k);
+		return 0;
+	}
 	if (cur)
 		*cur = s;
 	else
 		bpf_map_update_elem(&servers, &k, &s, BPF_ANY);
-
-	struct start_fields f = {};
-	struct window *w = window_read(s.req, REQUEST_WINDOW);
-	take_start(&f, w, o, s.req);
-	if (!window_kept(w))
-		take_start(&f, 0, o, s.req);
-	if (f.major == 2 && h2c_preface(f.method)) {
-		bpf_map_delete_elem(&servers, &k);
-		return 0;
-	}
 	__u64 goconn = 0;
 	bool tls;
 	if (f.major == 2) {
@@ -840,16 +862,20 @@ static __always_inline int server_end(struct pt_regs *ctx, bool h2)
 		count(COUNTER_CALLS_LOST);
 		return 0;
 	}
-	struct request_end_event *e = end_event(REQUEST_SERVER, s->id);
-	__u64 req = s->req;
+	__u64 id = s->id;
+	struct req_fields r = s->f;
 	/* Ended in place rather than deleted (a hash operation): only this
 	 * goroutine writes its entry, and its next request replaces it. A
-	 * client call on the goroutine meanwhile finds no parent (id 0). */
+	 * client call on the goroutine meanwhile finds no parent (id 0).
+	 * Before the reserve: the 6.1 verifier loses the record's non-null
+	 * state where the compiler merges a path without it into these
+	 * stores. */
 	s->id = 0;
 	s->resp = 0;
+	struct request_end_event *e = end_event(REQUEST_SERVER, id);
 	if (!e)
 		return 0;
-	request_fields(e, o, req);
+	request_strings(e, o, &r);
 	__u64 state = w;
 	__s64 status_off = o->response_status, written_off = o->response_written;
 	if (h2) {

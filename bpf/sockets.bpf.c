@@ -96,12 +96,18 @@ struct {
  * descriptors may name something else (close, dup2 onto it, a new
  * descriptor; all of a process's slots at exec, fork of a new process,
  * close_range): an addition racing with it fails, so a stale bit never
- * survives. Owners whose slots share an index take turns. */
-#define FD_OTHER_FDS 40
-#define FD_OTHER_BLOCKS 4
+ * survives. Owners whose slots share an index take turns.
+ * Descriptors below FD_OTHER_MAX (1024: a Go server with a thousand
+ * connections) are covered; the owner then takes 22 + 5 bits of a slot's
+ * top 32, and exec, fork and close_range walk the 32 slots of the process
+ * (one array load each). */
+#define FD_OTHER_FDS 32
+#define FD_OTHER_BLOCKS 32
 #define FD_OTHER_MAX (FD_OTHER_FDS * FD_OTHER_BLOCKS)
 #define FD_OTHER_PID_BITS 22
 #define FD_OTHER_SLOTS 65536
+_Static_assert(FD_OTHER_PID_BITS + 5 <= 64 - FD_OTHER_FDS && FD_OTHER_BLOCKS <= 32,
+	       "a slot's owner holds the process ID and the block");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -229,7 +229,21 @@ type gohttpServerReq struct {
 	_    structs.HostLayout
 	Id   uint64
 	Resp uint64
-	Req  uint64
+	F    struct {
+		_      structs.HostLayout
+		Method struct {
+			_   structs.HostLayout
+			Ptr uint64
+			Len int64
+		}
+		Host struct {
+			_   structs.HostLayout
+			Ptr uint64
+			Len int64
+		}
+		Url    uint64
+		Length int64
+	}
 }
 
 type gohttpWindow struct {

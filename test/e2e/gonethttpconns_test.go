@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -210,14 +211,38 @@ func buildTestdataGo(t *testing.T, name, dir string) string {
 // below N (~120 in all here, with calls that are not the connection's:
 // the span exports', on an ignored port), against ~6 per request without it. On kernels without BPF compare-and-exchange (before 5.12) the
 // bitmap is off (collectors/sockets: fd_cache) and every call counts.
+// "high descriptors": the server starts holding descriptors 3..202 open,
+// so that its sockets are numbered above 160, where the bitmap once ended
+// (a server with many connections).
 func TestGoNetHTTPConnCallsLeaveEarly(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		held int // descriptors 3..held+2 open in the server before it starts
+	}{
+		{"low descriptors", 0},
+		{"high descriptors", 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) { connCallsLeaveEarly(t, tc.held) })
+	}
+}
+
+func connCallsLeaveEarly(t *testing.T, held int) {
 	dir := t.TempDir()
 	cert, key, ca := harness.GenerateCert(t, dir)
 	bin := buildGoApp(t, dir, "", false)
 	const n = 500
 	e := startAgent(t, "--include-exe", "goapp-*")
 	port := harness.FreePort(t)
-	srv := goServer(t, bin, port, "-tls-cert", cert, "-tls-key", key)
+	args := []string{"-tls-cert", cert, "-tls-key", key}
+	var srv *proc
+	if held == 0 {
+		srv = goServer(t, bin, port, args...)
+	} else {
+		// bash holds the descriptors and execs the server (same PID).
+		script := fmt.Sprintf(`for i in $(seq 3 %d); do eval "exec $i</dev/null"; done; exec "$0" "$@"`, held+2)
+		srv = startProc(t, nil, "bash", append([]string{"-c", script, bin, "server", fmt.Sprintf("127.0.0.1:%d", port)}, args...)...)
+		waitListening(t, srv, port)
+	}
 	cl := startProc(t, nil, bin, "client", fmt.Sprintf("https://127.0.0.1:%d", port), strconv.Itoa(n), "-ca", ca)
 	goInstrumented(t, e, srv.PID, cl.PID)
 	unparsed := func() float64 {
@@ -227,6 +252,11 @@ func TestGoNetHTTPConnCallsLeaveEarly(t *testing.T) {
 	cl.send("")
 	checkOneConnection(t, e, srv, cl, n)
 	got := unparsed() - before
+	if held > 0 {
+		if low := lowestSocketFD(t, srv.PID); low < held {
+			t.Fatalf("the server's lowest socket descriptor is %d, want at least %d", low, held)
+		}
+	}
 	if fdCacheKernel(t) {
 		if got >= n {
 			t.Errorf("%v unparsed calls for %d requests on one net/http connection, want fewer than %d: its calls did not leave at the bitmap once gohttp recorded it", got, n, n)
@@ -235,6 +265,31 @@ func TestGoNetHTTPConnCallsLeaveEarly(t *testing.T) {
 		t.Errorf("%v unparsed calls for %d requests on one net/http connection, want at least %d without the bitmap (kernel before 5.12)", got, n, 4*n)
 	}
 	t.Logf("unparsed calls: %v for %d requests", got, n)
+}
+
+// lowestSocketFD returns the lowest descriptor of process pid that names a
+// socket.
+func lowestSocketFD(t *testing.T, pid int) int {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("read %s: %v", dir, err)
+	}
+	low := -1
+	for _, d := range ents {
+		fd, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		if l, err := os.Readlink(filepath.Join(dir, d.Name())); err == nil && strings.HasPrefix(l, "socket:") && (low < 0 || fd < low) {
+			low = fd
+		}
+	}
+	if low < 0 {
+		t.Fatalf("process %d has no socket", pid)
+	}
+	return low
 }
 
 // fdCacheKernel reports whether the running kernel has BPF atomic
