@@ -135,8 +135,8 @@ func (c *Collector) Start(ctx context.Context) error {
 		"capture_bytes":   uint32(c.cfg.CaptureBytes),
 		"parsed_protos":   parsedProtos,
 		"filter_selected": boolByte(c.cfg.PerProcess),
-		"fd_cache":        boolByte(atomicsCmpxchg()),
-		"call_slots":      boolByte(atomicsCmpxchg()),
+		"fd_cache":        boolByte(AtomicsCmpxchg()),
+		"call_slots":      boolByte(AtomicsCmpxchg()),
 	}
 	for name, v := range consts {
 		if err := spec.Variables[name].Set(v); err != nil {

@@ -60,12 +60,14 @@ func (b threadBits) cleared(m *ebpf.Map) bool {
 	return true
 }
 
-// atomicsCmpxchg reports whether the running kernel's BPF has atomic
+// AtomicsCmpxchg reports whether the running kernel's BPF has atomic
 // compare-and-exchange (Linux 5.12), which the fd_other cache and the
 // per-thread call slots of the programs need; without it they are left out
 // (the code is dead for the verifier): every read or write looks its
-// descriptor up in fds, and every call goes through the calls hash.
-func atomicsCmpxchg() bool {
+// descriptor up in fds, and every call goes through the calls hash. It is
+// the collector's own decision at Start, exported so that tests expecting
+// either behaviour ask it rather than repeat it.
+func AtomicsCmpxchg() bool {
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
 		return false

@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/periscope-apm/periscope/collectors/sockets"
 	"github.com/periscope-apm/periscope/test/e2e/harness"
 	"github.com/periscope-apm/periscope/test/otlpreceiver"
 )
@@ -209,7 +208,7 @@ func buildTestdataGo(t *testing.T, name, dir string) string {
 // bitmap only those of the handshake and the first request count, far
 // below N (~120 in all here, with calls that are not the connection's:
 // the span exports', on an ignored port), against ~6 per request without it. On kernels without BPF compare-and-exchange (before 5.12) the
-// bitmap is off (collectors/sockets: fd_cache) and every call counts.
+// bitmap is off (sockets.AtomicsCmpxchg: fd_cache) and every call counts.
 func TestGoNetHTTPConnCallsLeaveEarly(t *testing.T) {
 	dir := t.TempDir()
 	cert, key, ca := harness.GenerateCert(t, dir)
@@ -227,7 +226,7 @@ func TestGoNetHTTPConnCallsLeaveEarly(t *testing.T) {
 	cl.send("")
 	checkOneConnection(t, e, srv, cl, n)
 	got := unparsed() - before
-	if fdCacheKernel(t) {
+	if sockets.AtomicsCmpxchg() {
 		if got >= n {
 			t.Errorf("%v unparsed calls for %d requests on one net/http connection, want fewer than %d: its calls did not leave at the bitmap once gohttp recorded it", got, n, n)
 		}
@@ -235,21 +234,4 @@ func TestGoNetHTTPConnCallsLeaveEarly(t *testing.T) {
 		t.Errorf("%v unparsed calls for %d requests on one net/http connection, want at least %d without the bitmap (kernel before 5.12)", got, n, 4*n)
 	}
 	t.Logf("unparsed calls: %v for %d requests", got, n)
-}
-
-// fdCacheKernel reports whether the running kernel has BPF atomic
-// compare-and-exchange (5.12), which the sockets collector's fd_other
-// bitmap needs.
-func fdCacheKernel(t *testing.T) bool {
-	t.Helper()
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		t.Fatalf("uname: %v", err)
-	}
-	rel := unix.ByteSliceToString(u.Release[:])
-	var major, minor int
-	if _, err := fmt.Sscanf(rel, "%d.%d", &major, &minor); err != nil {
-		t.Fatalf("kernel release %q: %v", rel, err)
-	}
-	return major > 5 || major == 5 && minor >= 12
 }
