@@ -51,6 +51,11 @@ type Config struct {
 	// (gohttp.NewNetHTTPConns): in a process left to gohttp, an HTTP/2
 	// connection found there is net/http's and left alone (nil: none is).
 	NetHTTPConns *ebpf.Map
+	// CallSlots, a testing aid, is how many of the per-thread call slots
+	// threads share (a power of two, at most the thread_calls map's size;
+	// 0: all): fewer force calls of threads whose slot is taken onto the
+	// calls hash.
+	CallSlots int
 }
 
 func (c *Config) defaults() {
@@ -144,6 +149,9 @@ func (c *Collector) Start(ctx context.Context) error {
 		}
 	}
 	if err := sizeThreadMaps(spec, c.cfg.ProcRoot); err != nil {
+		return err
+	}
+	if err := shareCallSlots(spec, c.cfg.CallSlots); err != nil {
 		return err
 	}
 	c.typed = syscalls.Typed()
