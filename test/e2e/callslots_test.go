@@ -22,7 +22,7 @@ import (
 func TestPlaintextCallSlotsShared(t *testing.T) {
 	const threads, n = 8, 50
 	py := python(t)
-	e := startAgentOTLP(t, []string{"PERISCOPE_PLAINTEXT_CALL_SLOTS=1"}, "--include-exe", py)
+	e := startAgentOTLP(t, []string{"PERISCOPE_PLAINTEXT_CALL_SLOTS=1"}, selectExes(t, py)...)
 	dir := plainDir(t)
 	srv, err := startPlainServer(t, "python", dir, func(port int) []string {
 		return []string{py, "server.py", fmt.Sprint(port)}
