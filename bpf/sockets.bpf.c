@@ -1053,14 +1053,19 @@ static __always_inline int on_exit(__u64 regs, long ret, bool typed)
 	struct call c;
 	__u64 id = 0;
 	bool got = false;
+	__u32 zero = 0;
+	__u64 *adopt = bpf_map_lookup_elem(&adopting, &zero);
+	bool look = adopt && *adopt;
 	if (call_slots && *(volatile __u64 *)&slot->regs == addr) {
 		id = bpf_get_current_pid_tgid();
 		got = slot_call(slot, addr, id, &c);
+		/* User space adopted the read the thread was in after the
+		 * programs had seen its entry (the slot hides it from the
+		 * scan): this exit ends it, the adopted copy goes. */
+		if (got && look && adopted_exit(id))
+			bpf_map_delete_elem(&calls, &id);
 	}
 	if (!got) {
-		__u32 zero = 0;
-		__u64 *adopt = bpf_map_lookup_elem(&adopting, &zero);
-		bool look = adopt && *adopt;
 		__u64 hashed = *(volatile __u64 *)&slot->hashed;
 		if (!hashed && !look)
 			return 0;

@@ -2,7 +2,12 @@ package e2e
 
 import (
 	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/periscope-apm/periscope/collectors/sockets"
 	"github.com/periscope-apm/periscope/test/otlpreceiver"
@@ -42,4 +47,49 @@ func TestPlaintextCallSlotsShared(t *testing.T) {
 	clients := e.spans(t, threads*n, ok(kindClient, client))
 	checkParents(t, server, clients)
 	t.Logf("call slots used: %v (kernel with BPF compare-and-exchange)", sockets.AtomicsCmpxchg())
+}
+
+// TestPlaintextAdoptionEnds: reads that threads were blocked in when the
+// agent started are recorded by user space as if the programs had seen
+// their entry (adopted), and the exits of every thread look at the adopted
+// bits until each adopted thread has left its read. A thread can be found
+// blocked in a read whose entry the programs did see (entered between the
+// attach and the scan): its call is in its slot, and its exit must end the
+// adoption too, or the bit stays set — every exit keeps looking, and the
+// thread's next exit without a call of its own takes the stale adopted
+// read. A Python client keeps 8 keep-alive connections busy (a request a
+// millisecond each) to a threading http.server while the agent starts:
+// some reads are adopted, and all adoptions must end within a few seconds
+// while the threads go on.
+func TestPlaintextAdoptionEnds(t *testing.T) {
+	py := python(t)
+	dir := plainDir(t)
+	srv, err := startPlainServer(t, "python", dir, func(port int) []string {
+		return []string{py, "server.py", fmt.Sprint(port)}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := startProc(t, nil, py, filepath.Join(dir, "client.py"), "busy", "127.0.0.1", fmt.Sprint(srv.port), "8", "300")
+	cl.expect("ready", 30*time.Second)
+	e := startAgentOTLP(t, nil, selectExes(t, py)...)
+	adopted := regexp.MustCompile(`msg="collector started" collector=sockets.* blocked_reads=(\d+)`)
+	deadline := time.Now().Add(20 * time.Second)
+	var logs string
+	for {
+		logs = e.agent.Logs()
+		if m := adopted.FindStringSubmatch(logs); m != nil {
+			if n, _ := strconv.Atoi(m[1]); n == 0 {
+				t.Fatalf("no read adopted at start: the busy threads were not caught in a read\n%s", logs)
+			}
+			if strings.Contains(logs, "reads blocked at start: all ended") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("adopted reads did not all end within 20 s of the agent's start while their threads went on\n%s", logs)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("%s", adopted.FindString(logs))
 }
