@@ -37,6 +37,7 @@ func newSocketsCollector(cfg config.Plaintext, sel discovery.Selector, hooks fun
 		CaptureBytes: cfg.CaptureBytes,
 		IgnorePorts:  ports,
 		Ring:         loader.Ring{RingBytes: cfg.RingBytes, Progress: ring()},
+		CallSlots:    cfg.CallSlots,
 		Hooks:        hooks,
 		NetHTTPConns: netHTTP,
 	}, sink, log, reg), nil

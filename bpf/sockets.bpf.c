@@ -272,6 +272,10 @@ struct {
 /* Set by user space on kernels with BPF atomic compare-and-exchange (5.12):
  * calls go in their thread's slot. */
 const volatile __u8 call_slots = 0;
+/* Which of the CALL_SLOTS slots threads hash to (a power of two less one):
+ * all but for tests, which shrink it so that threads share slots and their
+ * calls take the calls hash (plaintext.call_slots). */
+const volatile __u32 call_slot_mask = CALL_SLOTS - 1;
 
 /* A tp_btf program's registers are a typed pointer, on which the verifier
  * allows no arithmetic: stored in a map value (privileged programs may) it
@@ -298,7 +302,7 @@ static __always_inline struct call_slot *slot_of(__u64 regs, bool typed, __u64 *
 		regs = *(volatile __u64 *)v;
 	}
 	*addr = regs;
-	__u32 i = ((regs >> 12) * 0x9E3779B97F4A7C15ULL) >> 50;
+	__u32 i = (((regs >> 12) * 0x9E3779B97F4A7C15ULL) >> 50) & call_slot_mask;
 	return bpf_map_lookup_elem(&thread_calls, &i);
 }
 
@@ -1055,14 +1059,19 @@ static __always_inline int on_exit(__u64 regs, long ret, bool typed)
 	struct call c;
 	__u64 id = 0;
 	bool got = false;
+	__u32 zero = 0;
+	__u64 *adopt = bpf_map_lookup_elem(&adopting, &zero);
+	bool look = adopt && *adopt;
 	if (call_slots && *(volatile __u64 *)&slot->regs == addr) {
 		id = bpf_get_current_pid_tgid();
 		got = slot_call(slot, addr, id, &c);
+		/* User space adopted the read the thread was in after the
+		 * programs had seen its entry (the slot hides it from the
+		 * scan): this exit ends it, the adopted copy goes. */
+		if (got && look && adopted_exit(id))
+			bpf_map_delete_elem(&calls, &id);
 	}
 	if (!got) {
-		__u32 zero = 0;
-		__u64 *adopt = bpf_map_lookup_elem(&adopting, &zero);
-		bool look = adopt && *adopt;
 		__u64 hashed = *(volatile __u64 *)&slot->hashed;
 		if (!hashed && !look)
 			return 0;

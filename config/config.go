@@ -208,6 +208,9 @@ type Plaintext struct {
 	TraceExport bool `yaml:"trace_export"`
 	// RingBytes is the size of its event ring buffer.
 	RingBytes int `yaml:"ring_bytes"`
+	// CallSlots is a testing aid: how many of the programs' per-thread
+	// call slots threads share (0: all).
+	CallSlots int `yaml:"call_slots"`
 }
 
 // Ports returns IgnorePorts as numbers.
@@ -450,6 +453,9 @@ func (c Config) Validate() error {
 	}
 	if c.Plaintext.RingBytes < 4096 || c.Plaintext.RingBytes&(c.Plaintext.RingBytes-1) != 0 {
 		return fmt.Errorf("plaintext.ring_bytes: %d is not a power of two of at least 4096", c.Plaintext.RingBytes)
+	}
+	if c.Plaintext.CallSlots < 0 || c.Plaintext.CallSlots&(c.Plaintext.CallSlots-1) != 0 {
+		return fmt.Errorf("plaintext.call_slots: %d is not 0 or a power of two", c.Plaintext.CallSlots)
 	}
 	if c.Metrics.MaxSeriesPerService < 1 || c.Metrics.MaxSeriesPerService > maxSeriesPerService {
 		return fmt.Errorf("metrics.max_series_per_service: %d is not between 1 and %d", c.Metrics.MaxSeriesPerService, maxSeriesPerService)

@@ -45,6 +45,7 @@ var samples = map[string][3]string{
 	"plaintext.ignore_ports":         {"8080", "9090,9091", "1"},
 	"plaintext.trace_export":         {"true", "false", "true"},
 	"plaintext.ring_bytes":           {"8192", "16384", ""},
+	"plaintext.call_slots":           {"1", "2", ""},
 	"metrics.enabled":                {"false", "true", ""},
 	"metrics.route_patterns":         {"/a/{id}", "/b/{id},/c/*", "/d"},
 	"metrics.max_series_per_service": {"10", "20", ""},

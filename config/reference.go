@@ -41,6 +41,7 @@ var descriptions = map[string]string{
 	"plaintext.ignore_ports":         "Local or remote TCP ports never traced, in addition to the OTLP export path's (see `trace_export`).",
 	"plaintext.trace_export":         "Trace the OTLP export path too. Off by default: the ports 4317 and 4318 and those of the `OTEL_EXPORTER_OTLP_*ENDPOINT` variables are ignored, so that exports (and a node-local collector receiving them) do not become spans that become exports.",
 	"plaintext.ring_bytes":           "Size of its event ring buffer in bytes: a power of two, at least 4096.",
+	"plaintext.call_slots":           "Testing aid: how many per-thread slots the syscall programs keep a call in flight in (a power of two up to 16384; 0: all 16384). Fewer make threads share slots, so that the fallback for threads whose slot is taken (the calls hash) runs on any load. Leave at 0.",
 	"metrics.enabled":                "RED metrics from spans: `http.server.request.duration` and `http.client.request.duration` histograms, `rpc.server.call.duration` and `rpc.client.call.duration` for gRPC, `db.client.operation.duration` and `periscope.db.server.operation.duration` for databases.",
 	"metrics.route_patterns":         "URL path templates for `http.route` (`/users/{id}/orders/{order}`, `/static/*`), tried before the heuristic that collapses numeric IDs, UUIDs and hashes.",
 	"metrics.max_series_per_service": "Distinct series per service (1 to 100000); the others fold into `http.route=\"_overflow\"`.",

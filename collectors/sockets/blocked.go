@@ -152,7 +152,9 @@ func (c *Collector) endAdoption(ctx context.Context, bits threadBits) {
 			}
 			if err := c.objs.Adopting.Put(uint32(0), uint64(0)); err != nil {
 				c.log.Warn("adopted reads: exits keep looking at them", "err", err)
+				return
 			}
+			c.log.Info("reads blocked at start: all ended")
 			return
 		}
 		select {

@@ -51,6 +51,11 @@ type Config struct {
 	// (gohttp.NewNetHTTPConns): in a process left to gohttp, an HTTP/2
 	// connection found there is net/http's and left alone (nil: none is).
 	NetHTTPConns *ebpf.Map
+	// CallSlots, a testing aid, is how many of the per-thread call slots
+	// threads share (a power of two, at most the thread_calls map's size;
+	// 0: all): fewer force calls of threads whose slot is taken onto the
+	// calls hash.
+	CallSlots int
 }
 
 func (c *Config) defaults() {
@@ -135,8 +140,8 @@ func (c *Collector) Start(ctx context.Context) error {
 		"capture_bytes":   uint32(c.cfg.CaptureBytes),
 		"parsed_protos":   parsedProtos,
 		"filter_selected": boolByte(c.cfg.PerProcess),
-		"fd_cache":        boolByte(atomicsCmpxchg()),
-		"call_slots":      boolByte(atomicsCmpxchg()),
+		"fd_cache":        boolByte(AtomicsCmpxchg()),
+		"call_slots":      boolByte(AtomicsCmpxchg()),
 	}
 	for name, v := range consts {
 		if err := spec.Variables[name].Set(v); err != nil {
@@ -144,6 +149,9 @@ func (c *Collector) Start(ctx context.Context) error {
 		}
 	}
 	if err := sizeThreadMaps(spec, c.cfg.ProcRoot); err != nil {
+		return err
+	}
+	if err := shareCallSlots(spec, c.cfg.CallSlots); err != nil {
 		return err
 	}
 	c.typed = syscalls.Typed()

@@ -100,3 +100,31 @@ func TestKernelRelease(t *testing.T) {
 		}
 	}
 }
+
+func TestShareCallSlots(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		mask uint32
+		ok   bool
+	}{
+		{0, 16383, true}, {1, 0, true}, {4, 3, true}, {16384, 16383, true},
+		{3, 0, false}, {-2, 0, false}, {32768, 0, false},
+	} {
+		spec, err := loadSockets()
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = shareCallSlots(spec, tc.n)
+		if (err == nil) != tc.ok {
+			t.Errorf("shareCallSlots(%d): %v", tc.n, err)
+			continue
+		}
+		var mask uint32
+		if err := spec.Variables["call_slot_mask"].Get(&mask); err != nil {
+			t.Fatal(err)
+		}
+		if tc.ok && mask != tc.mask {
+			t.Errorf("shareCallSlots(%d): mask %d, want %d", tc.n, mask, tc.mask)
+		}
+	}
+}

@@ -234,6 +234,7 @@ const (
 	socketsProgSysEnterBtf       = "sys_enter_btf"
 	socketsProgSysExit           = "sys_exit"
 	socketsProgSysExitBtf        = "sys_exit_btf"
+	socketsVarCallSlotMask       = "call_slot_mask"
 	socketsVarCallSlots          = "call_slots"
 	socketsVarCaptureBytes       = "capture_bytes"
 	socketsVarFdCache            = "fd_cache"
@@ -363,6 +364,7 @@ type socketsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsVariableSpecs struct {
+	CallSlotMask    *ebpf.VariableSpec `ebpf:"call_slot_mask"`
 	CallSlots       *ebpf.VariableSpec `ebpf:"call_slots"`
 	CaptureBytes    *ebpf.VariableSpec `ebpf:"capture_bytes"`
 	FdCache         *ebpf.VariableSpec `ebpf:"fd_cache"`
@@ -474,6 +476,7 @@ func (m *socketsMaps) Close() error {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsVariables struct {
+	CallSlotMask    *ebpf.Variable `ebpf:"call_slot_mask"`
 	CallSlots       *ebpf.Variable `ebpf:"call_slots"`
 	CaptureBytes    *ebpf.Variable `ebpf:"capture_bytes"`
 	FdCache         *ebpf.Variable `ebpf:"fd_cache"`

@@ -60,12 +60,29 @@ func (b threadBits) cleared(m *ebpf.Map) bool {
 	return true
 }
 
-// atomicsCmpxchg reports whether the running kernel's BPF has atomic
+// shareCallSlots makes threads hash to the first n of the thread_calls
+// slots (n a power of two; 0: all of them).
+func shareCallSlots(spec *ebpf.CollectionSpec, n int) error {
+	if n == 0 {
+		return nil
+	}
+	if max := int(spec.Maps["thread_calls"].MaxEntries); n < 0 || n > max || n&(n-1) != 0 {
+		return fmt.Errorf("call slots: %d is not a power of two up to %d", n, max)
+	}
+	if err := spec.Variables["call_slot_mask"].Set(uint32(n - 1)); err != nil {
+		return fmt.Errorf("set call_slot_mask: %w", err)
+	}
+	return nil
+}
+
+// AtomicsCmpxchg reports whether the running kernel's BPF has atomic
 // compare-and-exchange (Linux 5.12), which the fd_other cache and the
 // per-thread call slots of the programs need; without it they are left out
 // (the code is dead for the verifier): every read or write looks its
-// descriptor up in fds, and every call goes through the calls hash.
-func atomicsCmpxchg() bool {
+// descriptor up in fds, and every call goes through the calls hash. It is
+// the collector's own decision at Start, exported so that tests expecting
+// either behaviour ask it rather than repeat it.
+func AtomicsCmpxchg() bool {
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
 		return false

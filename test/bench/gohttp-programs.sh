@@ -20,27 +20,9 @@
 # Prints one line per round and program, then the median ns/run of each
 # program per agent.
 set -eu
-rounds=2 dur=5
-while getopts r:d: opt; do
-	case $opt in
-	r) rounds=$OPTARG ;;
-	d) dur=$OPTARG ;;
-	*) exit 2 ;;
-	esac
-done
-shift $((OPTIND - 1))
-[ $# -ge 1 ] || { echo "usage: $0 [-r ROUNDS] [-d SECONDS] AGENT..." >&2; exit 2; }
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d)
-. "$repo/test/bench/bpfstats.sh"
-srv="" ag=""
-cleanup() {
-	[ -n "$ag" ] && kill "$ag" 2>/dev/null && wait "$ag" 2>/dev/null
-	[ -n "$srv" ] && kill "$srv" 2>/dev/null && wait "$srv" 2>/dev/null
-	bpfstats_off
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/abba.sh"
+abba_args d dur 5 "[-d SECONDS] AGENT..." "$@"
+abba_begin
 (cd "$repo/test/e2e/testdata/goapp" && GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
 	go build -tags nethttponly -o "$work/goapp" .)
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
@@ -51,14 +33,10 @@ snap() {
 	python3 -c 'import json, sys; d = json.loads(sys.argv[1]); d.update(json.loads(sys.argv[2])); print(json.dumps(d))' \
 		"$(bpfstats_snap "$1" kprobe)" "$(bpfstats_snap "$1" raw_tracepoint,tracing sys_)"
 }
-bpfstats_on "$work"
-n=$#
+n=${#agents[@]}
 results="$work/results"
 for ((r = 0; r < rounds * n; r++)); do
-	# ABBA...: even passes in order, odd passes reversed.
-	pass=$((r / n)) i=$((r % n))
-	((pass % 2)) && i=$((n - 1 - i))
-	agent=$(eval echo "\${$((i + 1))}")
+	agent=$(abba_agent $r)
 	port=$((20000 + RANDOM % 20000))
 	"$work/goapp" server 127.0.0.1:$port -tls-cert "$work/c.pem" -tls-key "$work/k.pem" >"$work/srv.log" 2>&1 &
 	srv=$!

@@ -20,41 +20,19 @@
 #
 # Prints one line per round, then the median per agent.
 set -eu
-rounds=2 n=200000
-while getopts r:n: opt; do
-	case $opt in
-	r) rounds=$OPTARG ;;
-	n) n=$OPTARG ;;
-	*) exit 2 ;;
-	esac
-done
-shift $((OPTIND - 1))
-[ $# -ge 1 ] || { echo "usage: $0 [-r ROUNDS] [-n N] AGENT|none..." >&2; exit 2; }
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d)
-. "$repo/test/bench/bpfstats.sh"
-srv="" ag=""
-cleanup() {
-	[ -n "$ag" ] && kill "$ag" 2>/dev/null && wait "$ag" 2>/dev/null
-	[ -n "$srv" ] && kill "$srv" 2>/dev/null && wait "$srv" 2>/dev/null
-	bpfstats_off
-	rm -rf "$work"
-}
-trap cleanup EXIT
-bpfstats_on "$work"
+. "$(dirname "$0")/abba.sh"
+abba_args n n 200000 "[-n N] AGENT|none..." "$@"
+abba_begin
 snap() { # snap AGENT_PID: "run_cnt run_time_ns" of that agent's sys_enter/sys_exit programs
 	bpfstats_snap "$1" tracing,raw_tracepoint sys_e |
 		python3 -c 'import json, sys; v = json.load(sys.stdin).values(); print(sum(x[0] for x in v), sum(x[1] for x in v))'
 }
 cc -O2 -Wall -o "$work/pp-server" "$repo/test/bench/pingpong.c"
 cp "$work/pp-server" "$work/pp-client"
-k=$#
+k=${#agents[@]}
 results="$work/results"
 for ((r = 0; r < rounds * k; r++)); do
-	# ABBA...: even passes in order, odd passes reversed.
-	pass=$((r / k)) i=$((r % k))
-	((pass % 2)) && i=$((k - 1 - i))
-	agent=$(eval echo "\${$((i + 1))}")
+	agent=$(abba_agent $r)
 	port=$((20000 + RANDOM % 20000))
 	"$work/pp-server" server $port "$n" >"$work/srv.out" 2>&1 &
 	srv=$!

@@ -12,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/periscope-apm/periscope/collectors/sockets"
 	"github.com/periscope-apm/periscope/test/e2e/harness"
 	"github.com/periscope-apm/periscope/test/otlpreceiver"
 )
@@ -210,7 +209,7 @@ func buildTestdataGo(t *testing.T, name, dir string) string {
 // bitmap only those of the handshake and the first request count, far
 // below N (~120 in all here, with calls that are not the connection's:
 // the span exports', on an ignored port), against ~6 per request without it. On kernels without BPF compare-and-exchange (before 5.12) the
-// bitmap is off (collectors/sockets: fd_cache) and every call counts.
+// bitmap is off (sockets.AtomicsCmpxchg: fd_cache) and every call counts.
 // "high descriptors": the server starts holding descriptors 3..202 open,
 // so that its sockets are numbered above 160, where the bitmap once ended
 // (a server with many connections).
@@ -257,7 +256,7 @@ func connCallsLeaveEarly(t *testing.T, held int) {
 			t.Fatalf("the server's lowest socket descriptor is %d, want at least %d", low, held)
 		}
 	}
-	if fdCacheKernel(t) {
+	if sockets.AtomicsCmpxchg() {
 		if got >= n {
 			t.Errorf("%v unparsed calls for %d requests on one net/http connection, want fewer than %d: its calls did not leave at the bitmap once gohttp recorded it", got, n, n)
 		}
@@ -290,21 +289,4 @@ func lowestSocketFD(t *testing.T, pid int) int {
 		t.Fatalf("process %d has no socket", pid)
 	}
 	return low
-}
-
-// fdCacheKernel reports whether the running kernel has BPF atomic
-// compare-and-exchange (5.12), which the sockets collector's fd_other
-// bitmap needs.
-func fdCacheKernel(t *testing.T) bool {
-	t.Helper()
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		t.Fatalf("uname: %v", err)
-	}
-	rel := unix.ByteSliceToString(u.Release[:])
-	var major, minor int
-	if _, err := fmt.Sscanf(rel, "%d.%d", &major, &minor); err != nil {
-		t.Fatalf("kernel release %q: %v", rel, err)
-	}
-	return major > 5 || major == 5 && minor >= 12
 }

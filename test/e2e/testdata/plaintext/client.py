@@ -6,6 +6,13 @@
 #     read whole, a GET written one byte per send, a POST with
 #     "Expect: 100-continue", a POST with a chunked body, then binary
 #     garbage on a connection of its own.
+#   client.py threads HOST PORT T N: T threads at once, each N GETs of /ok
+#     on a keep-alive connection of its own, while one more connection,
+#     opened first, stays idle (its server thread waits in a read
+#     throughout).
+#   client.py busy HOST PORT T SECONDS: T threads, each GETs of /ok on a
+#     keep-alive connection of its own, a millisecond apart, for SECONDS;
+#     "ready" once every connection has had its first answer.
 import socket
 import sys
 import time
@@ -61,8 +68,73 @@ def torture(host, port, n):
     print("done")
 
 
+def threads(host, port, t, n):
+    import threading
+    idle = socket.create_connection((host, port))
+    req = b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n"
+    failed = []
+
+    def run():
+        try:
+            with socket.create_connection((host, port)) as s:
+                f = s.makefile("rb")
+                for _ in range(n):
+                    s.sendall(req)
+                    assert read_response(f) == 200
+        except Exception as e:
+            failed.append(e)
+
+    ts = [threading.Thread(target=run) for _ in range(t)]
+    for th in ts:
+        th.start()
+    for th in ts:
+        th.join()
+    idle.close()
+    assert not failed, failed
+    print("done")
+
+
+def busy(host, port, t, seconds):
+    import threading
+    req = b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n"
+    started = threading.Barrier(t + 1)
+    end = time.monotonic() + seconds
+    failed = []
+
+    def run():
+        try:
+            with socket.create_connection((host, port)) as s:
+                f = s.makefile("rb")
+                s.sendall(req)
+                assert read_response(f) == 200
+                started.wait()
+                while time.monotonic() < end:
+                    time.sleep(0.001)
+                    s.sendall(req)
+                    assert read_response(f) == 200
+        except Exception as e:
+            failed.append(e)
+            started.abort()
+
+    ts = [threading.Thread(target=run) for _ in range(t)]
+    for th in ts:
+        th.start()
+    started.wait()
+    print("ready", flush=True)
+    for th in ts:
+        th.join()
+    assert not failed, failed
+    print("done")
+
+
 def main():
     mode = sys.argv[1]
+    if mode == "busy":
+        busy(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
+        return
+    if mode == "threads":
+        threads(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        return
     if mode == "torture":
         torture(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
         return

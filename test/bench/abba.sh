@@ -1,0 +1,56 @@
+# test/bench/abba.sh — sourced by the scripts that compare agents in
+# alternating rounds on the kernel's BPF statistics (gohttp-programs.sh,
+# plain-programs.sh): their option parsing, work directory, cleanup and
+# round order, said once.
+#
+# abba_args FLAG NAME DEFAULT USAGE "$@": parses -r ROUNDS (rounds, default
+# 2) and -FLAG VALUE (into the variable NAME, default DEFAULT); the other
+# arguments, at least one, go in agents (else "usage: $0 [-r ROUNDS] USAGE",
+# exit 2).
+#
+# abba_begin: sets repo and work (a temporary directory), sources
+# bpfstats.sh and turns the statistics on; on exit the processes in ag and
+# srv (PIDs, if set) are killed, the statistics turned off and work removed.
+#
+# abba_agent R: prints the agent of round R (0-based): even passes over
+# agents in order, odd passes reversed (ABBA...).
+
+abba_args() {
+	local flag=$1 name=$2 def=$3 usage=$4 opt OPTIND=1
+	shift 4
+	rounds=2
+	printf -v "$name" %s "$def"
+	while getopts "r:$flag:" opt; do
+		case $opt in
+		r) rounds=$OPTARG ;;
+		"$flag") printf -v "$name" %s "$OPTARG" ;;
+		*) exit 2 ;;
+		esac
+	done
+	shift $((OPTIND - 1))
+	[ $# -ge 1 ] || { echo "usage: $0 [-r ROUNDS] $usage" >&2; exit 2; }
+	agents=("$@")
+}
+
+abba_begin() {
+	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+	work=$(mktemp -d)
+	. "$repo/test/bench/bpfstats.sh"
+	srv="" ag=""
+	trap abba_cleanup EXIT
+	bpfstats_on "$work"
+}
+
+abba_cleanup() {
+	[ -n "$ag" ] && kill "$ag" 2>/dev/null && wait "$ag" 2>/dev/null
+	[ -n "$srv" ] && kill "$srv" 2>/dev/null && wait "$srv" 2>/dev/null
+	bpfstats_off
+	rm -rf "$work"
+}
+
+abba_agent() {
+	local k=${#agents[@]} pass i
+	pass=$(($1 / k)) i=$(($1 % k))
+	((pass % 2)) && i=$((k - 1 - i))
+	echo "${agents[i]}"
+}
