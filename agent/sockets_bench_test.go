@@ -30,7 +30,10 @@ import (
 //   - plain: nginx under wrk, one HTTP/1.1 GET and its response per read
 //     and write on each of wrk's keep-alive connections;
 //   - redis16: redis-server under redis-benchmark -t get,set -P 16 -c 50,
-//     one read of 16 commands and one write of their 16 replies.
+//     one read of 16 commands and one write of their 16 replies;
+//   - redis16-held: the same with a ring whose progress lags one batch of
+//     64 reads and writes, as the agent's reader's does: each span waits
+//     for the client end a loopback server's may have in another ring.
 
 const (
 	pidNginx, pidRedis = 2001, 2002
@@ -56,6 +59,12 @@ type sockPipeline struct {
 	conns   []sockConn
 	spans   int // spans per round of records (one read and one write)
 	ts      uint64
+	// ring, in the -held workloads, is the sockets ring's progress, moved
+	// as the agent's reader moves it: to the time before each batch of
+	// records (batch), so that loopback servers' spans are held until
+	// then, waiting for their client end (the redis bench's case).
+	ring  *ktime.Progress
+	batch uint64
 }
 
 // Offsets in a data record (dataRecord).
@@ -98,6 +107,10 @@ func newSockPipeline(tb testing.TB, client *countingClient, workload string) *so
 		tb.Fatal(err)
 	}
 	p := &sockPipeline{corr: corr, exp: exp, reg: reg, ts: 1e12}
+	if held, ok := strings.CutSuffix(workload, "-held"); ok {
+		workload = held
+		p.ring = corr.Ring()
+	}
 	read := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "read"}, []string{"type"})
 	p.records = collectors.Records{Sink: corr, Clock: ktime.NewClock(), Read: read}
 	var pid uint32
@@ -154,8 +167,18 @@ func (p *sockPipeline) stamp(rec []byte) {
 	binary.NativeEndian.PutUint64(rec, p.ts)
 }
 
-// round replays one read and one write on connection i.
+// batchRounds is how many rounds the -held workloads' ring lags.
+const batchRounds = 64
+
+// round replays one read and one write on connection i; with a ring,
+// every batchRounds rounds it moves the ring's progress and releases the
+// held spans, as the reader and Correlator.Run do.
 func (p *sockPipeline) round(i int) {
+	if p.ring != nil && i%batchRounds == 0 {
+		p.ring.Advance(p.batch)
+		p.corr.ReleaseHeld(p.records.Clock.Time(p.ts))
+		p.batch = p.ts
+	}
 	c := &p.conns[i%len(p.conns)]
 	binary.NativeEndian.PutUint32(c.read[offRecSeq:], c.readSeq)
 	c.readSeq += c.readSize
@@ -167,11 +190,19 @@ func (p *sockPipeline) round(i int) {
 	p.records.Decode(c.write)
 }
 
+// drain lets every held span out: the ring has been read to its end.
+func (p *sockPipeline) drain() {
+	if p.ring != nil {
+		p.ring.Done()
+		p.corr.ReleaseHeld(p.records.Clock.Time(p.ts))
+	}
+}
+
 // BenchmarkSockets measures the sockets byte path per span (ns/op and
 // cpu-ns/span, all goroutines, export to an in-process transport that
 // marshals what the gRPC client would send).
 func BenchmarkSockets(b *testing.B) {
-	for _, w := range []string{"plain", "redis16"} {
+	for _, w := range []string{"plain", "redis16", "redis16-held"} {
 		b.Run(w, func(b *testing.B) {
 			client := &countingClient{codec: encoding.GetCodecV2("proto")}
 			p := newSockPipeline(b, client, w)
@@ -183,11 +214,12 @@ func BenchmarkSockets(b *testing.B) {
 			for i := range rounds {
 				p.round(i)
 				if i%64 == 63 {
-					for int64((i+1)*p.spans)-client.spans.Load() > maxBacklog {
+					for int64((i+1-2*batchRounds)*p.spans)-client.spans.Load() > maxBacklog {
 						time.Sleep(50 * time.Microsecond)
 					}
 				}
 			}
+			p.drain()
 			if err := p.exp.Shutdown(context.Background()); err != nil {
 				b.Fatal(err)
 			}
@@ -206,7 +238,7 @@ func BenchmarkSockets(b *testing.B) {
 // it claims to measure: each request or command one span, all exported,
 // none incomplete or evicted.
 func TestSocketsPipeline(t *testing.T) {
-	for _, w := range []string{"plain", "redis16"} {
+	for _, w := range []string{"plain", "redis16", "redis16-held"} {
 		t.Run(w, func(t *testing.T) {
 			client := &countingClient{codec: encoding.GetCodecV2("proto"), keep: true}
 			p := newSockPipeline(t, client, w)
@@ -214,6 +246,13 @@ func TestSocketsPipeline(t *testing.T) {
 			for i := range rounds {
 				p.round(i)
 			}
+			if p.ring != nil {
+				// The last batch's spans wait for the ring.
+				if built, want := spansBuilt(t, p.reg), float64(rounds-batchRounds)*float64(p.spans); built > want {
+					t.Fatalf("%v spans built before the ring caught up, want at most %v", built, want)
+				}
+			}
+			p.drain()
 			if err := p.exp.Shutdown(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -225,4 +264,22 @@ func TestSocketsPipeline(t *testing.T) {
 			}
 		})
 	}
+}
+
+// spansBuilt is periscope_spans_total, all kinds.
+func spansBuilt(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == "periscope_spans_total" {
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
 }
