@@ -72,6 +72,15 @@ const maxPendingPerConn = 64
 // its peer, counted (periscope_span_waits_cut_total).
 const maxHeldPerConn = 4096
 
+// maxHeld bounds the finished exchanges held across all connections: a
+// busy server's connections each within maxHeldPerConn still hold their
+// request rate times the rings' lag, and an agent short of CPU lags by
+// seconds (redis-server under a pipelining client: 50 connections × 4096
+// held exchanges, some 120 MB). Past it a connection's oldest held
+// exchange, or the finishing one when it holds none, leaves without its
+// wait, counted like maxHeldPerConn's.
+const maxHeld = 16384
+
 // Correlator turns collector events into spans. It implements events.Sink.
 // Its methods may be called from several goroutines (typically the event
 // reader and the goroutine running Run).
@@ -97,6 +106,7 @@ type Correlator struct {
 	lru     *list.List // of *conn; front = most recently active
 	nconns  int
 	holding map[*conn]struct{} // connections with held exchanges
+	nheld   int                // their held exchanges, all connections (maxHeld)
 	// lingering are removed connections whose recent or held exchanges
 	// may still pair with the other end read late: they stay in byTuple
 	// until every ring is read past the time given (see passed).
@@ -604,6 +614,7 @@ func (c *Correlator) releaseDue(cn *conn, now time.Time) {
 	default:
 		due := cn.held[:n]
 		cn.held = append([]heldExchange(nil), cn.held[n:]...)
+		c.nheld -= n
 		for _, h := range due {
 			c.export(h.x, h.end, h.reason)
 		}
@@ -816,13 +827,19 @@ func (c *Correlator) finish(x *exchange, end time.Time, reason string) {
 	// whose goroutine's request may not have been read yet (goParent),
 	// and a server request whose client's may not be (awaitsPeer).
 	if c.cfg.BindGrace > 0 && (!cn.bound || c.unnamed(cn.ps) || c.awaitsPeerAt(x, end)) {
-		if len(cn.held) >= maxHeldPerConn {
+		if len(cn.held) >= maxHeldPerConn || c.nheld >= maxHeld {
+			c.m.waitsCut.Inc()
+			if len(cn.held) == 0 {
+				c.export(x, end, reason)
+				return
+			}
 			h := cn.held[0]
 			cn.held = cn.held[1:]
-			c.m.waitsCut.Inc()
+			c.nheld--
 			c.export(h.x, h.end, h.reason)
 		}
 		cn.held = append(cn.held, heldExchange{x: x, end: end, reason: reason})
+		c.nheld++
 		c.holding[cn] = struct{}{}
 		return
 	}
@@ -976,6 +993,7 @@ func (c *Correlator) releasePeered(sv *conn) {
 		}
 	}
 	clear(sv.held[len(kept):])
+	c.nheld -= len(sv.held) - len(kept)
 	sv.held = kept
 	if len(kept) == 0 {
 		delete(c.holding, sv)
@@ -1026,10 +1044,12 @@ func (c *Correlator) releaseHeld(cn *conn, force bool) {
 	}
 	held := cn.held
 	cn.held = nil
+	c.nheld -= len(held)
 	delete(c.holding, cn)
 	for _, h := range held {
 		if !force && c.ringHeld(h) {
 			cn.held = append(cn.held, h)
+			c.nheld++
 			continue
 		}
 		c.export(h.x, h.end, h.reason)

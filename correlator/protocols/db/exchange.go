@@ -112,8 +112,8 @@ func Describe(x *Exchange, c protocol.Conn, reason string, s *span.Span) {
 
 func describe(x *Exchange, c protocol.Conn, reason string, s *span.Span, cache *nameCache) {
 	server := c.ServerAddr()
-	addr, hostport := cache.server(server)
-	s.Name = cache.name(x, server, hostport)
+	addr, _, name := cache.describe(x, server)
+	s.Name = name
 	attrs := append(s.Attributes, attribute.String("db.system.name", x.System))
 	attrs = appendCommon(attrs, x, server, addr)
 	if x.Query != "" {

@@ -1,0 +1,285 @@
+package agent
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc/encoding"
+
+	"github.com/periscope-apm/periscope/collectors"
+	"github.com/periscope-apm/periscope/correlator"
+	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/exporters"
+	"github.com/periscope-apm/periscope/exporters/otlp"
+	"github.com/periscope-apm/periscope/internal/ktime"
+	"github.com/periscope-apm/periscope/internal/wire"
+	"github.com/periscope-apm/periscope/metrics"
+	"github.com/periscope-apm/periscope/span"
+)
+
+// The sockets collector's byte path alone, as the benches drive it: a
+// traced server's reads and writes as sockets data records (with their
+// TCP sequence numbers) → correlator → decoder → spans → RED histograms and
+// OTLP bytes. Two workloads:
+//   - plain: nginx under wrk, one HTTP/1.1 GET and its response per read
+//     and write on each of wrk's keep-alive connections;
+//   - redis16: redis-server under redis-benchmark -t get,set -P 16 -c 50,
+//     one read of 16 commands and one write of their 16 replies;
+//   - redis16-held: the same with a ring whose progress lags one batch of
+//     64 reads and writes, as the agent's reader's does: each span waits
+//     for the client end a loopback server's may have in another ring.
+
+const (
+	pidNginx, pidRedis = 2001, 2002
+	dataSeqFlag        = 1 // DATA_SEQ
+	bindStreamStart    = 2 // BIND_STREAM_START
+	redisDepth         = 16
+)
+
+// sockConn is one traced connection: its read and write records, replayed
+// with their sequence numbers advanced.
+type sockConn struct {
+	read, write         []byte
+	readSeq, writeSeq   uint32
+	readSize, writeSize uint32
+}
+
+// sockPipeline is the user-space pipeline fed with one workload's records.
+type sockPipeline struct {
+	corr    *correlator.Correlator
+	exp     span.Exporter
+	reg     *prometheus.Registry
+	records collectors.Records
+	conns   []sockConn
+	spans   int // spans per round of records (one read and one write)
+	ts      uint64
+	// ring, in the -held workloads, is the sockets ring's progress, moved
+	// as the agent's reader moves it: to the time before each batch of
+	// records (batch), so that loopback servers' spans are held until
+	// then, waiting for their client end (the redis bench's case).
+	ring  *ktime.Progress
+	batch uint64
+}
+
+// Offsets in a data record (dataRecord).
+const (
+	offRecSeq   = 56
+	offRecFlags = 60
+)
+
+func sockData(pid uint32, conn uint64, dir events.Direction, payload []byte) []byte {
+	rec := dataRec(pid, conn, dir, string(payload))
+	binary.NativeEndian.PutUint32(rec[offRecFlags:], dataSeqFlag)
+	return rec
+}
+
+func respCmd(args ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	return b.String()
+}
+
+// newSockPipeline builds the pipeline for workload "plain" or "redis16".
+func newSockPipeline(tb testing.TB, client *countingClient, workload string) *sockPipeline {
+	tb.Helper()
+	reg := prometheus.NewRegistry()
+	o, err := otlp.New(context.Background(), otlp.Config{Registerer: reg, Client: client})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	red, err := metrics.NewHTTP(metrics.HTTPConfig{}, reg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	exp := exporters.NewMulti(o, red)
+	resolver := procs{pidNginx: process(pidNginx, "nginx"), pidRedis: process(pidRedis, "redis-server")}
+	corr, err := correlator.New(correlator.Config{BindGrace: correlator.DefaultBindGrace}, exp, resolver, nil, reg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := &sockPipeline{corr: corr, exp: exp, reg: reg, ts: 1e12}
+	if held, ok := strings.CutSuffix(workload, "-held"); ok {
+		workload = held
+		p.ring = corr.Ring()
+	}
+	read := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "read"}, []string{"type"})
+	p.records = collectors.Records{Sink: corr, Clock: ktime.NewClock(), Read: read}
+	var pid uint32
+	var nconns int
+	var req, resp string
+	switch workload {
+	case "plain":
+		pid, nconns, p.spans = pidNginx, 16, 1
+		req = "GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
+		resp = "HTTP/1.1 200 OK\r\nServer: nginx/1.24.0\r\nDate: Mon, 07 Dec 2026 01:00:00 GMT\r\nContent-Type: text/html\r\nContent-Length: 615\r\nLast-Modified: Mon, 07 Dec 2026 00:00:00 GMT\r\nConnection: keep-alive\r\nETag: \"6571a2b0-267\"\r\nAccept-Ranges: bytes\r\n\r\n" + strings.Repeat("x", 615)
+	case "redis16":
+		pid, nconns, p.spans = pidRedis, 50, redisDepth
+		var rq, rs strings.Builder
+		for range redisDepth / 2 {
+			rq.WriteString(respCmd("SET", "key:__rand_int__", "xxx"))
+			rs.WriteString("+OK\r\n")
+			rq.WriteString(respCmd("GET", "key:__rand_int__"))
+			rs.WriteString("$3\r\nxxx\r\n")
+		}
+		req, resp = rq.String(), rs.String()
+	default:
+		tb.Fatalf("unknown workload %q", workload)
+	}
+	port := uint16(8080)
+	if pid == pidRedis {
+		port = 6379
+	}
+	for i := range nconns {
+		key := uint64(0x9f0000 + i)
+		t := tupleOf(fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.1:%d", 40000+i))
+		rec := bindRec(pid, key, bindPlaintext|bindStreamStart, t)
+		p.stamp(rec)
+		p.records.Decode(rec)
+		capped := func(s string) []byte {
+			return []byte(s[:min(len(s), wire.DataCap)])
+		}
+		c := sockConn{
+			read: sockData(pid, key, events.Read, capped(req)), write: sockData(pid, key, events.Write, capped(resp)),
+			readSeq: uint32(i) * 1e6, writeSeq: uint32(i)*1e6 + 5e5,
+			readSize: uint32(len(req)), writeSize: uint32(len(resp)),
+		}
+		binary.NativeEndian.PutUint32(c.read[offRecSize:], c.readSize)
+		binary.NativeEndian.PutUint32(c.write[offRecSize:], c.writeSize)
+		p.conns = append(p.conns, c)
+	}
+	return p
+}
+
+// offRecSize is where a data record holds the call's size.
+const offRecSize = 36
+
+func (p *sockPipeline) stamp(rec []byte) {
+	p.ts += 1000
+	binary.NativeEndian.PutUint64(rec, p.ts)
+}
+
+// batchRounds is how many rounds the -held workloads' ring lags.
+const batchRounds = 64
+
+// round replays one read and one write on connection i; with a ring,
+// every batchRounds rounds it moves the ring's progress and releases the
+// held spans, as the reader and Correlator.Run do.
+func (p *sockPipeline) round(i int) {
+	if p.ring != nil && i%batchRounds == 0 {
+		p.ring.Advance(p.batch)
+		p.corr.ReleaseHeld(p.records.Clock.Time(p.ts))
+		p.batch = p.ts
+	}
+	c := &p.conns[i%len(p.conns)]
+	binary.NativeEndian.PutUint32(c.read[offRecSeq:], c.readSeq)
+	c.readSeq += c.readSize
+	p.stamp(c.read)
+	p.records.Decode(c.read)
+	binary.NativeEndian.PutUint32(c.write[offRecSeq:], c.writeSeq)
+	c.writeSeq += c.writeSize
+	p.stamp(c.write)
+	p.records.Decode(c.write)
+}
+
+// drain lets every held span out: the ring has been read to its end.
+func (p *sockPipeline) drain() {
+	if p.ring != nil {
+		p.ring.Done()
+		p.corr.ReleaseHeld(p.records.Clock.Time(p.ts))
+	}
+}
+
+// BenchmarkSockets measures the sockets byte path per span (ns/op and
+// cpu-ns/span, all goroutines, export to an in-process transport that
+// marshals what the gRPC client would send).
+func BenchmarkSockets(b *testing.B) {
+	for _, w := range []string{"plain", "redis16", "redis16-held"} {
+		b.Run(w, func(b *testing.B) {
+			client := &countingClient{codec: encoding.GetCodecV2("proto")}
+			p := newSockPipeline(b, client, w)
+			rounds := (b.N + p.spans - 1) / p.spans
+			n := rounds * p.spans
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			for i := range rounds {
+				p.round(i)
+				if i%64 == 63 {
+					for int64((i+1-2*batchRounds)*p.spans)-client.spans.Load() > maxBacklog {
+						time.Sleep(50 * time.Microsecond)
+					}
+				}
+			}
+			p.drain()
+			if err := p.exp.Shutdown(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			cpu := cpuTime() - cpu0
+			if got := client.spans.Load(); got != int64(n) {
+				b.Fatalf("%d spans delivered, want %d", got, n)
+			}
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/span")
+			b.ReportMetric(float64(client.bytes.Load())/float64(n), "bytes/span")
+		})
+	}
+}
+
+// TestSocketsPipeline checks that the benchmark's records make the spans
+// it claims to measure: each request or command one span, all exported,
+// none incomplete or evicted.
+func TestSocketsPipeline(t *testing.T) {
+	for _, w := range []string{"plain", "redis16", "redis16-held"} {
+		t.Run(w, func(t *testing.T) {
+			client := &countingClient{codec: encoding.GetCodecV2("proto"), keep: true}
+			p := newSockPipeline(t, client, w)
+			const rounds = 200
+			for i := range rounds {
+				p.round(i)
+			}
+			if p.ring != nil {
+				// The last batch's spans wait for the ring.
+				if built, want := spansBuilt(t, p.reg), float64(rounds-batchRounds)*float64(p.spans); built > want {
+					t.Fatalf("%v spans built before the ring caught up, want at most %v", built, want)
+				}
+			}
+			p.drain()
+			if err := p.exp.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := client.spans.Load(), int64(rounds*p.spans); got != want {
+				t.Fatalf("%d spans exported, want %d", got, want)
+			}
+			if n := testutil.ToFloat64(p.records.Read.WithLabelValues("data")); n != 2*rounds {
+				t.Errorf("%v data records decoded, want %d", n, 2*rounds)
+			}
+		})
+	}
+}
+
+// spansBuilt is periscope_spans_total, all kinds.
+func spansBuilt(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == "periscope_spans_total" {
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
+}
