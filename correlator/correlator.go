@@ -20,6 +20,7 @@ import (
 	"github.com/periscope-apm/periscope/correlator/httpspan"
 	"github.com/periscope-apm/periscope/correlator/protocol"
 	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/internal/beat"
 	"github.com/periscope-apm/periscope/internal/ktime"
 	"github.com/periscope-apm/periscope/linking"
 	"github.com/periscope-apm/periscope/span"
@@ -536,21 +537,22 @@ func (c *Correlator) passed(t, now time.Time) bool {
 
 // Run calls Expire every few seconds, and ReleaseHeld every holdTick (the
 // spans held, Config.BindGrace, and the program ends waiting for the
-// rings, programEnded), until ctx is done.
+// rings, programEnded), until ctx is done. Its ticks fall on the grid of
+// the ring readers' timers (beat): one wake-up of the agent serves both.
 func (c *Correlator) Run(ctx context.Context) error {
 	interval := min(5*time.Second, max(c.cfg.IdleTimeout/4, 10*time.Millisecond))
-	t := time.NewTicker(interval)
+	t := beat.NewTicker(interval)
 	defer t.Stop()
 	tick := holdTick
 	if c.cfg.BindGrace > 0 {
 		tick = min(c.cfg.BindGrace/2, holdTick)
 	}
-	ht := time.NewTicker(tick)
+	ht := beat.NewTicker(tick)
 	defer ht.Stop()
-	hold := ht.C
 	var links <-chan time.Time
+	var lt *beat.Ticker
 	if c.cfg.Linker != nil {
-		lt := time.NewTicker(max(c.cfg.LinkWait/4, 5*time.Millisecond))
+		lt = beat.NewTicker(max(c.cfg.LinkWait/4, 5*time.Millisecond))
 		defer lt.Stop()
 		links = lt.C
 	}
@@ -560,10 +562,13 @@ func (c *Correlator) Run(ctx context.Context) error {
 			return ctx.Err()
 		case now := <-t.C:
 			c.Expire(now)
-		case now := <-hold:
+			t.Rearm()
+		case now := <-ht.C:
 			c.ReleaseHeld(now)
+			ht.Rearm()
 		case now := <-links:
 			c.ExpireLinks(now)
+			lt.Rearm()
 		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/periscope-apm/periscope/internal/beat"
 )
 
 // readiness waits for a ring buffer's wake-ups in Go's network poller: a
@@ -45,13 +47,14 @@ func newReadiness(m *ebpf.Map) (*readiness, error) {
 	return &readiness{f: f, rc: rc}, nil
 }
 
-// wait returns when the ring wakes its reader, after d, or once interrupt
-// was called. pending says whether what the ring holds already is worth a
+// wait returns when the ring wakes its reader, at the next multiple of d
+// on the clock (beat.Next: the readers of several rings with one interval
+// wake together, once for all), or once interrupt was called. pending says whether what the ring holds already is worth a
 // wake-up: the poller forgets a wake-up that came before the wait began
 // (edge-triggered, and reset when a wait starts), so that one must not be
 // slept through.
 func (r *readiness) wait(d time.Duration, pending func() bool) error {
-	if err := r.f.SetReadDeadline(time.Now().Add(d)); err != nil {
+	if err := r.f.SetReadDeadline(beat.Next(time.Now(), d)); err != nil {
 		return err
 	}
 	first := true
