@@ -77,6 +77,13 @@ type conn struct {
 	// whose bytes end at or before it repeats bytes already parsed.
 	readEnd      uint32
 	readEndKnown bool
+	// writeEnd is the same for writes: the sequence number after the
+	// last byte written (follow).
+	writeEnd      uint32
+	writeEndKnown bool
+	// restart: bytes were lost; a new decoder starts at the next request
+	// (protocol.Restarter).
+	restart bool
 	// retrans are the recent TCP retransmissions of the connection's
 	// socket, oldest first (see retransmit.go).
 	retrans []retransmitMark

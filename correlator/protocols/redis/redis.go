@@ -48,6 +48,10 @@ func (*Protocol) Detect(first []byte, dir events.Direction) protocol.Detection {
 	return protocol.Detection{}
 }
 
+// StartsRequest implements protocol.Restarter: first starts a RESP array
+// command (clients that pipeline speak RESP arrays).
+func (*Protocol) StartsRequest(first []byte) bool { return looksLikeCommand(first) == protocol.Yes }
+
 func looksLikeCommand(p []byte) protocol.Verdict {
 	if len(p) == 0 {
 		return protocol.Undecided

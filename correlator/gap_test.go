@@ -1,0 +1,232 @@
+package correlator
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/span"
+)
+
+// seqStream feeds one plaintext connection's records with their TCP
+// sequence numbers, as the sockets collector reports them; lose drops a
+// record as a full ring buffer does (its bytes still advance the
+// sequence).
+type seqStream struct {
+	h        *harness
+	id       events.ConnID
+	ms       int
+	rd, wr   uint32
+	lostNext bool
+}
+
+func (s *seqStream) rec(dir events.Direction, b string) {
+	seq := &s.rd
+	if dir == events.Write {
+		seq = &s.wr
+	}
+	s.ms++
+	d := events.Data{Conn: s.id, TID: 7, Time: at(s.ms), Dir: dir, Size: len(b), Bytes: []byte(b), Seq: *seq, HasSeq: true}
+	*seq += uint32(len(b))
+	if s.lostNext {
+		s.lostNext = false
+		return
+	}
+	s.h.data(d)
+}
+
+// TestLostReplyRestarts: a reply record lost on a connection that pairs by
+// order (a Redis pipeline of 16, HTTP/1 keep-alive) would pair every later
+// reply with an earlier command. The write after the gap ends the commands
+// in flight as data_lost, and decoding restarts at the next command: every
+// other span describes its own command and its own reply.
+func TestLostReplyRestarts(t *testing.T) {
+	const rounds, lostRound = 10, 3
+	cases := []struct {
+		name    string
+		perRnd  int
+		request func(i int) string
+		reply   func(i int) string
+		check   func(t *testing.T, s *span.Span, i int)
+		// ident returns the command index a span describes.
+		ident func(s *span.Span) int
+	}{{
+		name:   "redis pipeline",
+		perRnd: 16,
+		request: func(i int) string {
+			key := fmt.Sprintf("k%d", i)
+			if i%3 == 0 {
+				return fmt.Sprintf("*2\r\n$4\r\nINCR\r\n$%d\r\n%s\r\n", len(key), key)
+			}
+			return fmt.Sprintf("*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\nv\r\n", len(key), key)
+		},
+		reply: func(i int) string {
+			if i%3 == 0 {
+				return "-ERR value is not an integer or out of range\r\n"
+			}
+			return "+OK\r\n"
+		},
+		ident: func(s *span.Span) int {
+			var i int
+			q, _ := attrs(s)["db.query.text"].(string)
+			if _, err := fmt.Sscanf(q[strings.IndexByte(q, ' ')+1:], "k%d", &i); err != nil {
+				return -1
+			}
+			return i
+		},
+		check: func(t *testing.T, s *span.Span, i int) {
+			op, code := "SET", any(nil)
+			if i%3 == 0 {
+				op, code = "INCR", "ERR"
+			}
+			checkAttrs(t, s, map[string]any{"db.operation.name": op, "db.response.status_code": code, "error.type": code})
+			if (s.Status == span.Error) != (i%3 == 0) {
+				t.Errorf("command %d (%s): status %v", i, op, s.Status)
+			}
+		},
+	}, {
+		name:   "http1 keep-alive",
+		perRnd: 1,
+		request: func(i int) string {
+			return fmt.Sprintf("GET /item/%d HTTP/1.1\r\nHost: shop\r\n\r\n", i)
+		},
+		reply: func(i int) string {
+			if i%2 == 1 {
+				return "HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nno\n"
+			}
+			return "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nyes\n"
+		},
+		ident: func(s *span.Span) int {
+			var i int
+			p, _ := attrs(s)["url.path"].(string)
+			if _, err := fmt.Sscanf(p, "/item/%d", &i); err != nil {
+				return -1
+			}
+			return i
+		},
+		check: func(t *testing.T, s *span.Span, i int) {
+			code := int64(200)
+			if i%2 == 1 {
+				code = 404
+			}
+			checkAttrs(t, s, map[string]any{"http.response.status_code": code, "error.type": nil})
+		},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, DefaultConfig())
+			st := &seqStream{h: h, id: cid(40, 1), rd: 1000, wr: 0xffffff00} // writes wrap around
+			h.bindPlain(st.id, 5, 0, "10.0.0.9:6379", "10.0.0.2:41001")
+			for r := range rounds {
+				var req, rep strings.Builder
+				for i := r * tc.perRnd; i < (r+1)*tc.perRnd; i++ {
+					req.WriteString(tc.request(i))
+					rep.WriteString(tc.reply(i))
+				}
+				st.rec(events.Read, req.String())
+				st.lostNext = r == lostRound
+				st.rec(events.Write, rep.String())
+			}
+			h.c.Flush()
+			// The replies of the lost round's commands were lost; the next
+			// round's, written after the gap, are dropped with them.
+			lost := 2 * tc.perRnd
+			spans := h.exp.spans
+			if len(spans) != rounds*tc.perRnd {
+				t.Errorf("%d spans, want %d", len(spans), rounds*tc.perRnd)
+			}
+			seen := map[int]bool{}
+			nlost := 0
+			for _, s := range spans {
+				i := tc.ident(s)
+				if i < 0 || seen[i] {
+					t.Fatalf("span %s %v: no command or a command twice (%d)", s.Name, s.Attributes, i)
+				}
+				seen[i] = true
+				if r := i / tc.perRnd; r == lostRound || r == lostRound+1 {
+					nlost++
+					checkAttrs(t, s, map[string]any{"error.type": "data_lost"})
+					continue
+				}
+				tc.check(t, s, i)
+			}
+			if nlost != lost {
+				t.Errorf("%d spans of the lost rounds, want %d", nlost, lost)
+			}
+			if got := h.metric("periscope_requests_incomplete_total", "reason", "data_lost"); got != float64(lost) {
+				t.Errorf("data_lost requests %v, want %d", got, lost)
+			}
+			if got := h.metric("periscope_stream_gaps_total"); got != 1 {
+				t.Errorf("gaps %v, want 1", got)
+			}
+		})
+	}
+}
+
+// TestFollow: what is a gap (bytes lost) and what is not.
+func TestFollow(t *testing.T) {
+	type rec struct {
+		dir       events.Direction
+		seq       uint32
+		size, cap int // cap: bytes captured (a cut copy, sendfile: 0)
+	}
+	cases := []struct {
+		name   string
+		recs   []rec
+		repeat bool   // of the last record
+		gap    uint32 // before the last record
+	}{
+		{"first record", []rec{{events.Write, 500, 10, 10}}, false, 0},
+		{"contiguous", []rec{{events.Write, 500, 10, 10}, {events.Write, 510, 5, 5}}, false, 0},
+		{"cut copy advances by its size", []rec{{events.Read, 0, 70000, 4096}, {events.Read, 70000, 5, 5}}, false, 0},
+		{"sendfile, no bytes", []rec{{events.Write, 0, 10, 10}, {events.Write, 10, 1 << 20, 0}, {events.Write, 10 + 1<<20, 10, 10}}, false, 0},
+		{"peek", []rec{{events.Read, 0, 10, 10}, {events.Read, 9, 1, 1}}, true, 0},
+		{"rest of a partial write", []rec{{events.Write, 0, 100, 100}, {events.Write, 40, 60, 60}}, false, 0},
+		{"after a partial write", []rec{{events.Write, 0, 100, 100}, {events.Write, 40, 60, 60}, {events.Write, 100, 3, 3}}, false, 0},
+		{"lost read", []rec{{events.Read, 0, 10, 10}, {events.Read, 30, 5, 5}}, false, 20},
+		{"lost write", []rec{{events.Write, 0, 10, 10}, {events.Write, 30, 5, 5}}, false, 20},
+		{"directions apart", []rec{{events.Read, 0, 10, 10}, {events.Write, 7000, 10, 10}, {events.Read, 10, 5, 5}}, false, 0},
+		{"wrap-around", []rec{{events.Write, 0xfffffff0, 0x10, 0x10}, {events.Write, 0, 5, 5}}, false, 0},
+		{"gap across wrap-around", []rec{{events.Write, 0xfffffff0, 0x10, 0x10}, {events.Write, 8, 5, 5}}, false, 8},
+	}
+	for _, tc := range cases {
+		cn := &conn{}
+		var repeat bool
+		var gap uint32
+		for _, r := range tc.recs {
+			repeat, gap = cn.follow(events.Data{Dir: r.dir, Seq: r.seq, Size: r.size, Bytes: make([]byte, r.cap), HasSeq: true})
+		}
+		if repeat != tc.repeat || gap != tc.gap {
+			t.Errorf("%s: repeat %v gap %d, want %v %d", tc.name, repeat, gap, tc.repeat, tc.gap)
+		}
+	}
+}
+
+// TestRestartWaitsForRequest: after lost bytes, a record that continues a
+// request (a body) starts no decoder, nor does a reply; the next request
+// does. A record without a sequence (a TLS library's) forgets where the
+// stream was: no gap is claimed after it.
+func TestRestartWaitsForRequest(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	st := &seqStream{h: h, id: cid(41, 1)}
+	h.bindPlain(st.id, 5, 0, "10.0.0.9:80", "10.0.0.2:41001")
+	st.rec(events.Read, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+	st.rec(events.Write, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	st.lostNext = true
+	st.rec(events.Read, "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n0123456789")
+	st.rec(events.Read, "GET /not/a/request ")                                // the body's rest
+	st.rec(events.Write, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n") // its reply
+	st.rec(events.Read, "GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+	st.rec(events.Write, "HTTP/1.1 204 No Content\r\n\r\n")
+	h.c.Flush()
+	spans := h.wantSpans(2)
+	checkAttrs(t, spans[0], map[string]any{"url.path": "/a", "http.response.status_code": int64(200)})
+	checkAttrs(t, spans[1], map[string]any{"url.path": "/c", "http.response.status_code": int64(204)})
+	if got := h.metric("periscope_stream_gaps_total"); got != 1 {
+		t.Errorf("gaps %v, want 1", got)
+	}
+	if got := h.metric("periscope_http_parse_errors_total"); got != 0 {
+		t.Errorf("parse errors %v", got)
+	}
+}
