@@ -240,7 +240,7 @@ func (c *Correlator) Data(d events.Data) {
 		}
 	}
 	if !d.HasSeq {
-		cn.readEndKnown, cn.writeEndKnown = false, false
+		cn.forget(d.Dir)
 	} else if repeat, gap := cn.follow(d); repeat {
 		c.m.peeked.Inc()
 		return
@@ -338,6 +338,16 @@ func (cn *conn) follow(d events.Data) (repeat bool, gap uint32) {
 	}
 	*last = end
 	return false, gap
+}
+
+// forget forgets where the bytes of direction dir end: a record without
+// its sequence (a TLS library's) moved some.
+func (cn *conn) forget(dir events.Direction) {
+	if dir == events.Write {
+		cn.writeEndKnown = false
+	} else {
+		cn.readEndKnown = false
+	}
 }
 
 // lostBytes handles gap bytes lost before record d on a connection (see

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/net/http2"
+
 	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/span"
 )
@@ -228,5 +230,78 @@ func TestRestartWaitsForRequest(t *testing.T) {
 	}
 	if got := h.metric("periscope_http_parse_errors_total"); got != 0 {
 		t.Errorf("parse errors %v", got)
+	}
+}
+
+// TestLostReplyStopsPostgres: a PostgreSQL connection cannot be decoded
+// afresh mid-connection (its prepared statements are not known): after a
+// lost reply its query in flight ends as data_lost, and nothing after it
+// makes a span that could describe another query.
+func TestLostReplyStopsPostgres(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	st := &seqStream{h: h, id: cid(42, 1)}
+	h.bindPlain(st.id, 5, 0, "10.0.0.2:41000", "10.0.0.9:5432")
+	ready := pgMsg('Z', "I")
+	st.rec(events.Write, pgStartup("shop"))
+	st.rec(events.Read, pgMsg('R', "\x00\x00\x00\x00")+ready)
+	reply := pgMsg('C', "SELECT 0\x00") + ready
+	for i, q := range []string{"SELECT a FROM t1", "SELECT b FROM t2", "SELECT c FROM t3", "SELECT d FROM t4"} {
+		st.rec(events.Write, pgMsg('Q', q+"\x00"))
+		st.lostNext = i == 1
+		st.rec(events.Read, reply)
+	}
+	h.c.Flush()
+	spans := h.wantSpans(3)
+	for i, want := range []string{"SELECT t1", "SELECT t2", "SELECT t3"} {
+		if spans[i].Name != want {
+			t.Errorf("span %d %q, want %q", i, spans[i].Name, want)
+		}
+	}
+	checkAttrs(t, spans[0], map[string]any{"error.type": nil})
+	checkAttrs(t, spans[1], map[string]any{"error.type": "data_lost"})
+	checkAttrs(t, spans[2], map[string]any{"error.type": "data_lost"})
+}
+
+// TestLostFramesHTTP2: HTTP/2 pairs by stream: a lost record costs only
+// the frames it held (the decoder is told of the bytes lost and finds
+// frames again, though the next record starts inside one); the other
+// streams keep their own responses.
+func TestLostFramesHTTP2(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	st := &seqStream{h: h, id: cid(43, 1), rd: 77, wr: 0xfffffff0}
+	h.bindPlain(st.id, 5, 0, "127.0.0.1:40000", "127.0.0.1:8080")
+	c := newH2Wire(t)
+	c.out.WriteString(http2.ClientPreface)
+	if err := c.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range []string{"/one", "/two", "/three", "/four"} {
+		c.headers(uint32(2*i+1), true, ":method", "GET", ":scheme", "http", ":path", p, ":authority", "a")
+		st.rec(events.Write, c.take())
+	}
+	s := newH2Wire(t)
+	if err := s.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	st.rec(events.Read, s.headers(1, true, ":status", "200").take())
+	// The record lost ends inside a frame: the next starts mid-frame.
+	lost := s.headers(3, true, ":status", "404").headers(5, true, ":status", "500").take()
+	st.lostNext = true
+	st.rec(events.Read, lost[:len(lost)-3])
+	st.rec(events.Read, lost[len(lost)-3:]+s.headers(7, true, ":status", "204").take())
+	h.c.Flush()
+	got := map[string]any{}
+	for _, sp := range h.exp.spans {
+		a := attrs(sp)
+		got[fmt.Sprint(a["url.path"])] = a["http.response.status_code"]
+		if a["error.type"] == "data_lost" {
+			t.Errorf("%s ended data_lost: HTTP/2 pairs by stream", a["url.path"])
+		}
+	}
+	if got["/one"] != int64(200) || got["/four"] != int64(204) || got["/three"] != nil && got["/three"] != int64(500) {
+		t.Errorf("statuses %v, want /one 200, /four 204, /three none or 500", got)
+	}
+	if n := h.metric("periscope_stream_gaps_total"); n != 1 {
+		t.Errorf("gaps %v, want 1", n)
 	}
 }
