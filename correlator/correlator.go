@@ -247,7 +247,7 @@ func (c *Correlator) Data(d events.Data) {
 	} else if gap > 0 && !c.lostBytes(cn, d, gap) {
 		return
 	}
-	if cn.dec == nil && !cn.begin(d) {
+	if cn.restart && !cn.restarts(d) || cn.dec == nil && !cn.start(d.Dir, d.Bytes) {
 		return
 	}
 	cn.tid, cn.goroutine = d.TID, d.Goroutine
@@ -354,7 +354,7 @@ func (cn *conn) forget(dir events.Direction) {
 // follow, protocol.Restarter) and reports whether d is to be decoded.
 func (c *Correlator) lostBytes(cn *conn, d events.Data, gap uint32) bool {
 	c.m.gaps.Inc()
-	if cn.dec == nil {
+	if cn.dec == nil || cn.restart {
 		return true // nothing decoded yet, or waiting for a request already
 	}
 	if _, ok := cn.proto.(protocol.GapSkipper); ok {
@@ -365,11 +365,15 @@ func (c *Correlator) lostBytes(cn *conn, d events.Data, gap uint32) bool {
 		}
 		return true
 	}
-	cn.dec = nil
 	c.endPending(cn, d.Time, reasonDataLost)
 	if _, ok := cn.proto.(protocol.Restarter); !ok {
-		cn.ignored = true
+		cn.dec, cn.ignored = nil, true
 		return false
+	}
+	if r, ok := cn.dec.(protocol.Resetter); ok {
+		r.Reset()
+	} else {
+		cn.dec = nil
 	}
 	// The requests lost, if any, have no ordinal the other end agrees on.
 	cn.setMidStream()
@@ -377,17 +381,9 @@ func (c *Correlator) lostBytes(cn *conn, d events.Data, gap uint32) bool {
 	return true
 }
 
-// begin gives the connection its decoder at record d, and reports whether
-// it has one.
-func (cn *conn) begin(d events.Data) bool {
-	if cn.restart {
-		return cn.restarts(d)
-	}
-	return cn.start(d.Dir, d.Bytes)
-}
-
-// restarts starts a new decoder of the connection's protocol when d, after
-// lost bytes, starts a request, and reports whether it did.
+// restarts reports whether d, after lost bytes, starts a request: the
+// connection is decoded again from there, by a new decoder when its last
+// one was not reset.
 func (cn *conn) restarts(d events.Data) bool {
 	r := protocol.Server
 	if cn.role == roleClient {
@@ -397,7 +393,9 @@ func (cn *conn) restarts(d events.Data) bool {
 		return false
 	}
 	cn.restart = false
-	cn.dec = cn.proto.NewDecoder(r, cn)
+	if cn.dec == nil {
+		cn.dec = cn.proto.NewDecoder(r, cn)
+	}
 	return true
 }
 

@@ -305,3 +305,25 @@ func TestLostFramesHTTP2(t *testing.T) {
 		t.Errorf("gaps %v, want 1", n)
 	}
 }
+
+// TestRedisRestartKeepsDatabase: the Redis decoder that goes on after lost
+// bytes keeps the database the connection selected.
+func TestRedisRestartKeepsDatabase(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	st := &seqStream{h: h, id: cid(44, 1)}
+	h.bindPlain(st.id, 5, 0, "10.0.0.2:41000", "10.0.0.9:6379")
+	st.rec(events.Write, "*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n")
+	st.rec(events.Read, "+OK\r\n")
+	st.rec(events.Write, "*2\r\n$3\r\nGET\r\n$1\r\na\r\n")
+	st.lostNext = true
+	st.rec(events.Read, "$1\r\nx\r\n")
+	st.rec(events.Write, "*2\r\n$3\r\nGET\r\n$1\r\nb\r\n")
+	st.rec(events.Read, "$-1\r\n")
+	st.rec(events.Write, "*2\r\n$3\r\nGET\r\n$1\r\nc\r\n")
+	st.rec(events.Read, "$1\r\nz\r\n")
+	h.c.Flush()
+	spans := h.wantSpans(4)
+	checkAttrs(t, spans[1], map[string]any{"db.query.text": "GET a", "error.type": "data_lost", "db.namespace": "3"})
+	checkAttrs(t, spans[2], map[string]any{"db.query.text": "GET b", "error.type": "data_lost"})
+	checkAttrs(t, spans[3], map[string]any{"db.query.text": "GET c", "error.type": nil, "db.namespace": "3"})
+}

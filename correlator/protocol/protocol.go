@@ -183,6 +183,15 @@ type Restarter interface {
 	StartsRequest(first []byte) bool
 }
 
+// Resetter is implemented by the decoders of Restarter protocols that
+// keep state of the connection beyond its messages in flight (Redis: the
+// database selected, a subscription). Reset forgets the messages in
+// flight (the correlator ended their requests) and keeps that state; the
+// decoder goes on at the next request. Other decoders are replaced.
+type Resetter interface {
+	Reset()
+}
+
 // GapSkipper is implemented by protocols whose decoders pair by stream
 // and follow a connection past bytes not captured (Chunk.Size beyond its
 // bytes) themselves (HTTP/2): lost bytes are fed to them as such.

@@ -150,6 +150,14 @@ func (d *decoder) Feed(side protocol.Side, c protocol.Chunk) error {
 	return nil
 }
 
+// Reset implements protocol.Resetter: after bytes lost, the commands in
+// flight (ended by the correlator) are forgotten; the database selected,
+// a subscription and the dialect are kept.
+func (d *decoder) Reset() {
+	d.pending.Drain()
+	d.resume()
+}
+
 // resume starts decoding afresh at a write that starts a command, after a
 // loss. A client writes a command once it has the replies it waits for
 // (every synchronous client, and pipelines read whole before the next):
