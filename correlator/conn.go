@@ -81,9 +81,9 @@ type conn struct {
 	// last byte written (follow).
 	writeEnd      uint32
 	writeEndKnown bool
-	// restart: bytes were lost; a new decoder starts at the next request
-	// (protocol.Restarter).
-	restart bool
+	// restart: bytes were lost; decoding restarts at a request
+	// (protocol.Restarter, Correlator.restarts).
+	restart restartWait
 	// retrans are the recent TCP retransmissions of the connection's
 	// socket, oldest first (see retransmit.go).
 	retrans []retransmitMark
@@ -98,6 +98,16 @@ type conn struct {
 	chunkSeq  uint32
 	chunkFree bool
 }
+
+// restartWait is what a connection waits for to be decoded again after
+// bytes were lost.
+type restartWait uint8
+
+const (
+	restartNone       restartWait = iota
+	restartAtRequest              // the next call that starts a request
+	restartAfterReply             // a reply, then restartAtRequest
+)
 
 // heldExchange is a finished exchange whose span is not built yet.
 type heldExchange struct {

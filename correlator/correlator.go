@@ -247,7 +247,7 @@ func (c *Correlator) Data(d events.Data) {
 	} else if gap > 0 && !c.lostBytes(cn, d, gap) {
 		return
 	}
-	if cn.restart && !cn.restarts(d) || cn.dec == nil && !cn.start(d.Dir, d.Bytes) {
+	if cn.restart != restartNone && !cn.restarts(d) || cn.dec == nil && !cn.start(d.Dir, d.Bytes) {
 		return
 	}
 	cn.tid, cn.goroutine = d.TID, d.Goroutine
@@ -354,11 +354,21 @@ func (cn *conn) forget(dir events.Direction) {
 // follow, protocol.Restarter) and reports whether d is to be decoded.
 func (c *Correlator) lostBytes(cn *conn, d events.Data, gap uint32) bool {
 	c.m.gaps.Inc()
-	if cn.dec == nil || cn.restart {
-		return true // nothing decoded yet, or waiting for a request already
+	side := protocol.SideOf(cn.info().Role, d.Dir)
+	wait := restartAtRequest
+	if side == protocol.Requests {
+		// The replies of the requests lost (and of those in flight)
+		// are still to come: they must not pair with the next request.
+		wait = restartAfterReply
+	}
+	if cn.restart != restartNone {
+		cn.restart = max(cn.restart, wait)
+		return true
+	}
+	if cn.dec == nil {
+		return true // nothing decoded yet
 	}
 	if _, ok := cn.proto.(protocol.GapSkipper); ok {
-		side := protocol.SideOf(cn.info().Role, d.Dir)
 		if err := cn.dec.Feed(side, protocol.Chunk{Size: int(gap), Time: d.Time}); err != nil {
 			c.giveUp(cn, err, d.Time)
 			return false
@@ -377,22 +387,29 @@ func (c *Correlator) lostBytes(cn *conn, d events.Data, gap uint32) bool {
 	}
 	// The requests lost, if any, have no ordinal the other end agrees on.
 	cn.setMidStream()
-	cn.restart, cn.multiplexed = true, false
+	cn.restart, cn.multiplexed = wait, false
 	return true
 }
 
-// restarts reports whether d, after lost bytes, starts a request: the
-// connection is decoded again from there, by a new decoder when its last
-// one was not reset.
+// restarts reports whether d, after lost bytes, starts a request the
+// connection is decoded again from, by a new decoder when its last one was
+// not reset. That is the first request after a reply that followed the
+// loss: a client has the replies it waits for before it sends more
+// (keep-alive, synchronous clients, batch pipelines), so no reply to a
+// request before it is still to come.
 func (cn *conn) restarts(d events.Data) bool {
 	r := protocol.Server
 	if cn.role == roleClient {
 		r = protocol.Client
 	}
-	if protocol.SideOf(r, d.Dir) != protocol.Requests || !cn.proto.(protocol.Restarter).StartsRequest(d.Bytes) {
+	if protocol.SideOf(r, d.Dir) != protocol.Requests {
+		cn.restart = restartAtRequest
 		return false
 	}
-	cn.restart = false
+	if cn.restart != restartAtRequest || !cn.proto.(protocol.Restarter).StartsRequest(d.Bytes) {
+		return false
+	}
+	cn.restart = restartNone
 	if cn.dec == nil {
 		cn.dec = cn.proto.NewDecoder(r, cn)
 	}
