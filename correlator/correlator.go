@@ -385,8 +385,10 @@ func (c *Correlator) lostBytes(cn *conn, d events.Data, gap uint32) bool {
 	} else {
 		cn.dec = nil
 	}
-	// The requests lost, if any, have no ordinal the other end agrees on.
-	cn.setMidStream()
+	// The requests from here have no ordinal the other end agrees on
+	// (requests lost or dropped until the restart); those before keep
+	// theirs.
+	cn.midStream, cn.nreq = true, 0
 	cn.restart, cn.multiplexed = wait, false
 	return true
 }

@@ -160,7 +160,7 @@ func TestLostReplyRestarts(t *testing.T) {
 			if got := h.metric("periscope_requests_incomplete_total", "reason", "data_lost"); got != float64(lost) {
 				t.Errorf("data_lost requests %v, want %d", got, lost)
 			}
-			if got := h.metric("periscope_stream_gaps_total"); got != 1 {
+			if got := h.metric("periscope_data_gaps_total"); got != 1 {
 				t.Errorf("gaps %v, want 1", got)
 			}
 		})
@@ -226,7 +226,7 @@ func TestRestartWaitsForRequest(t *testing.T) {
 	spans := h.wantSpans(2)
 	checkAttrs(t, spans[0], map[string]any{"url.path": "/a", "http.response.status_code": int64(200)})
 	checkAttrs(t, spans[1], map[string]any{"url.path": "/c", "http.response.status_code": int64(204)})
-	if got := h.metric("periscope_stream_gaps_total"); got != 1 {
+	if got := h.metric("periscope_data_gaps_total"); got != 1 {
 		t.Errorf("gaps %v, want 1", got)
 	}
 	if got := h.metric("periscope_http_parse_errors_total"); got != 0 {
@@ -302,7 +302,7 @@ func TestLostFramesHTTP2(t *testing.T) {
 	if got["/one"] != int64(200) || got["/four"] != int64(204) || got["/three"] != nil && got["/three"] != int64(500) {
 		t.Errorf("statuses %v, want /one 200, /four 204, /three none or 500", got)
 	}
-	if n := h.metric("periscope_stream_gaps_total"); n != 1 {
+	if n := h.metric("periscope_data_gaps_total"); n != 1 {
 		t.Errorf("gaps %v, want 1", n)
 	}
 }

@@ -88,7 +88,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help: "Plaintext reads that repeated bytes already read (MSG_PEEK), not decoded again.",
 	})
 	gaps := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "periscope_stream_gaps_total",
+		Name: "periscope_data_gaps_total",
 		Help: "Plaintext records that started past the end of the last one of their connection and direction: bytes lost (ring buffer full); the requests in flight on an HTTP/1 or Redis connection end as data_lost and decoding restarts at its next request, a PostgreSQL or MySQL connection is no longer decoded.",
 	})
 	links := prometheus.NewCounterVec(prometheus.CounterOpts{
