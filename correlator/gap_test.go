@@ -13,8 +13,8 @@ import (
 )
 
 // seqStream feeds one plaintext connection's records with their TCP
-// sequence numbers, as the sockets collector reports them; lose drops a
-// record as a full ring buffer does (its bytes still advance the
+// sequence numbers, as the sockets collector reports them; lostNext drops
+// the next record as a full ring buffer does (its bytes still advance the
 // sequence).
 type seqStream struct {
 	h        *harness
