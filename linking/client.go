@@ -101,9 +101,11 @@ const (
 	// batchDelay is how long a batch waits for more lookups: each batch
 	// costs both agents a gRPC call (its transport and the goroutines it
 	// wakes, most of linking's cost per span at 5 ms: BenchmarkLinkSides,
-	// test/bench/results-linking-sides.md), and 20 ms is small against the
-	// wait a server span is held for.
-	batchDelay = 20 * time.Millisecond
+	// test/bench/results-linking-sides.md; still about half of it at 20
+	// ms), and 50 ms is small against the wait a server span is held for
+	// (a batch leaves sendAhead before its earliest deadline if that
+	// comes first) and against how long a span waits for its export.
+	batchDelay = 50 * time.Millisecond
 	// sendAhead is how long before the earliest deadline of its lookups
 	// a batch leaves at the latest, rather than after batchDelay: a
 	// lookup asked late (the asking agent read its request late, under
@@ -328,12 +330,12 @@ func (c *Client) Remote(addr netip.Addr) bool {
 }
 
 // Lookup asks the owner of q.Local for the client span of q, to be
-// answered before deadline (zero: Wait from now): the asker's own, which
-// counts from when the request was seen and can be earlier than now when
-// its events were read late; the owner holds a query it cannot answer yet
+// answered before deadline (zero: Wait from now; never more than Wait
+// from when its batch goes): the asker's own; the owner holds a query it cannot answer yet
 // until then, not past it. It returns Pending when the query is on its
 // way: w.LinkDone is then called once, from another goroutine, by about
-// the latest deadline of the lookups sent with it (Wait from now at most):
+// the latest deadline of the lookups sent with it (Wait from when the
+// batch went at most):
 // an answer may come after this lookup's own deadline, and a waiter that
 // has given up by then ignores it. Otherwise it returns the result at once (NoOwner,
 // Dropped) and never calls w.
@@ -344,17 +346,17 @@ func (c *Client) Lookup(q Query, deadline time.Time, w Waiter) Result {
 	if len(owners) != 1 {
 		return NoOwner
 	}
-	p := owners[0]
-	now := time.Now()
-	if latest := now.Add(c.cfg.Wait); deadline.IsZero() || deadline.After(latest) {
-		deadline = latest
+	if deadline.IsZero() {
+		deadline = time.Now().Add(c.cfg.Wait)
 	}
-	return p.enqueue(lookup{q: q, deadline: deadline, w: w}, now)
+	return owners[0].enqueue(lookup{q: q, deadline: deadline, w: w})
 }
 
 // enqueue adds l to p's queue, waking the batch filler when l opens a
-// batch or fills one, or makes it due earlier (a deadline near).
-func (p *peer) enqueue(l lookup, now time.Time) Result {
+// batch or fills one, or makes it due earlier (a deadline near). Only a
+// lookup that opens a batch reads the clock (ask bounds the deadlines by
+// Wait when the batch goes).
+func (p *peer) enqueue(l lookup) Result {
 	p.mu.Lock()
 	n := len(p.queue)
 	if n >= queuePerPeer {
@@ -363,7 +365,7 @@ func (p *peer) enqueue(l lookup, now time.Time) Result {
 	}
 	sooner := false
 	if n == 0 {
-		p.opened, p.first = now, l.deadline
+		p.opened, p.first = time.Now(), l.deadline
 	} else if l.deadline.Before(p.first) {
 		sooner = l.deadline.Add(-sendAhead).Before(p.dueLocked())
 		p.first = l.deadline
@@ -390,7 +392,11 @@ func (p *peer) take(batch []lookup) ([]lookup, bool) {
 	clear(p.queue[rest:])
 	p.queue = p.queue[:rest]
 	if rest > 0 {
-		p.opened = time.Time{} // overdue: the next batch goes at once
+		// What is left (the queue filled past a batch) opens the next
+		// one now: sent at once, it would be a call for the few lookups
+		// that came while this batch was taken (a call of 1 query after
+		// each full one, measured), and a full rest goes at once anyway.
+		p.opened = time.Now()
 		p.first = p.queue[0].deadline
 		for _, l := range p.queue[1:] {
 			if l.deadline.Before(p.first) {
@@ -511,6 +517,7 @@ func (c *Client) ask(ctx context.Context, p *peer, batch []lookup) {
 	now := time.Now()
 	live := batch[:0]
 	var first, last time.Time
+	latest := now.Add(c.cfg.Wait) // the most a call may take
 	var late []Done
 	defer func() { settle(late) }()
 	for _, l := range batch {
@@ -528,6 +535,12 @@ func (c *Client) ask(ctx context.Context, p *peer, batch []lookup) {
 	}
 	if len(live) == 0 {
 		return
+	}
+	if last.After(latest) {
+		last = latest
+	}
+	if first.After(latest) {
+		first = latest
 	}
 	req := &lookupRequest{Queries: make([]Query, len(live))}
 	for i, l := range live {

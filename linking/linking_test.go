@@ -883,3 +883,41 @@ func TestLookupHeldUntilEarliestDeadline(t *testing.T) {
 		}
 	}
 }
+
+// The lookups that come while a full batch is taken open the next batch:
+// they wait for more, rather than going at once as a call of a few (a call
+// of one query after each full batch, measured in BenchmarkLinkSides).
+func TestFullBatchRestWaits(t *testing.T) {
+	p := newPair(t, &answerer{}, "t", "t", 2*time.Second)
+	waitOwned(t, p.client)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	results := map[Result]int{}
+	w := waiterFunc(func(_ Answer, r Result) {
+		mu.Lock()
+		results[r]++
+		mu.Unlock()
+		wg.Done()
+	})
+	ask := func(seq int) {
+		wg.Add(1)
+		if r := p.client.Lookup(query(40000, uint64(seq)), time.Time{}, w); r != Pending {
+			t.Fatalf("lookup: %v", r)
+		}
+	}
+	const burst, trickle = MaxBatch + 50, 10
+	for i := range burst {
+		ask(i + 1)
+	}
+	for i := range trickle {
+		time.Sleep(time.Millisecond)
+		ask(burst + i + 1)
+	}
+	wg.Wait()
+	if results[Linked] != burst+trickle {
+		t.Errorf("results %v, want %d linked", results, burst+trickle)
+	}
+	if n := testutil.ToFloat64(p.srv.served.WithLabelValues("answered")); n != 2 {
+		t.Errorf("%v calls, want 2: the full batch, then the rest together", n)
+	}
+}
