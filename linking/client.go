@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -129,6 +130,28 @@ type Client struct {
 	// virtual IP) has no owner rather than a wrong one.
 	owners map[netip.Addr][]*peer
 	local  map[netip.Addr]bool
+	// view is what Remote and Lookup read, for every server request on
+	// the asking side and every client span on the answering side: a
+	// copy of local and the addresses with one owner, replaced (under
+	// mu) when they change, read without a lock.
+	view atomic.Pointer[clientView]
+}
+
+// clientView is a Client's addresses as its lookups see them.
+type clientView struct {
+	owner map[netip.Addr]*peer // the addresses one peer announced
+	local map[netip.Addr]bool
+}
+
+// publish replaces the view after owners or local changed (c.mu held).
+func (c *Client) publish() {
+	v := &clientView{owner: make(map[netip.Addr]*peer, len(c.owners)), local: c.local}
+	for a, ps := range c.owners {
+		if len(ps) == 1 {
+			v.owner[a] = ps[0]
+		}
+	}
+	c.view.Store(v)
 }
 
 // peer is one other agent.
@@ -200,6 +223,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger, peers: make(map[string]*peer), owners: make(map[netip.Addr][]*peer), local: make(map[netip.Addr]bool)}
+	c.publish()
 	if err := c.SetPeers(cfg.Peers); err != nil {
 		c.Close()
 		return nil, err
@@ -284,6 +308,7 @@ func (c *Client) SetPeers(addrs []string) error {
 		c.disown(p)
 		delete(c.peers, a)
 	}
+	c.publish()
 	return nil
 }
 
@@ -312,9 +337,7 @@ func (c *Client) startPeer(p *peer) {
 
 // Owned tells whether a peer has announced addr.
 func (c *Client) Owned(addr netip.Addr) bool {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.owners[addr.Unmap()]) == 1
+	return c.view.Load().owner[addr.Unmap()] != nil
 }
 
 // Remote tells whether addr is another node's: a server request from it
@@ -324,9 +347,7 @@ func (c *Client) Remote(addr netip.Addr) bool {
 	if addr.IsLoopback() || !addr.IsValid() {
 		return false
 	}
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return !c.local[addr]
+	return !c.view.Load().local[addr]
 }
 
 // Lookup asks the owner of q.Local for the client span of q, to be
@@ -340,16 +361,14 @@ func (c *Client) Remote(addr netip.Addr) bool {
 // has given up by then ignores it. Otherwise it returns the result at once (NoOwner,
 // Dropped) and never calls w.
 func (c *Client) Lookup(q Query, deadline time.Time, w Waiter) Result {
-	c.mu.RLock()
-	owners := c.owners[q.Local.Addr().Unmap()]
-	c.mu.RUnlock()
-	if len(owners) != 1 {
+	p := c.view.Load().owner[q.Local.Addr().Unmap()]
+	if p == nil {
 		return NoOwner
 	}
 	if deadline.IsZero() {
 		deadline = time.Now().Add(c.cfg.Wait)
 	}
-	return owners[0].enqueue(lookup{q: q, deadline: deadline, w: w})
+	return p.enqueue(lookup{q: q, deadline: deadline, w: w})
 }
 
 // enqueue adds l to p's queue, waking the batch filler when l opens a
@@ -677,6 +696,7 @@ func (c *Client) setOwner(p *peer, addrs []netip.Addr) {
 		c.owners[a] = append(c.owners[a], p)
 		p.addrs = append(p.addrs, a)
 	}
+	c.publish()
 }
 
 // disown forgets what p owned (c.mu held).
@@ -699,5 +719,6 @@ func (c *Client) setLocal(addrs []netip.Addr) {
 	}
 	c.mu.Lock()
 	c.local = m
+	c.publish()
 	c.mu.Unlock()
 }
