@@ -463,8 +463,9 @@ func (c *Client) send(ctx context.Context, p *peer) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			sc := new(askScratch)
 			for batch := range full {
-				c.ask(ctx, p, batch)
+				c.ask(ctx, p, batch, sc)
 				clear(batch) // the waiters
 				free <- batch[:0]
 			}
@@ -532,7 +533,7 @@ func (c *Client) waitDue(ctx context.Context, p *peer, timer *time.Timer) bool {
 // under load) neither makes the others wait past theirs nor fails the
 // whole call when its answer comes late. Its answer, if late, is still
 // handed over: its waiter has given up by then, or takes it.
-func (c *Client) ask(ctx context.Context, p *peer, batch []lookup) {
+func (c *Client) ask(ctx context.Context, p *peer, batch []lookup, sc *askScratch) {
 	now := time.Now()
 	live := batch[:0]
 	var first, last time.Time
@@ -561,18 +562,20 @@ func (c *Client) ask(ctx context.Context, p *peer, batch []lookup) {
 	if first.After(latest) {
 		first = latest
 	}
-	req := &lookupRequest{Queries: make([]Query, len(live))}
-	for i, l := range live {
-		req.Queries[i] = l.q
+	req, resp := &sc.req, &sc.resp
+	req.Queries = req.Queries[:0]
+	for _, l := range live {
+		req.Queries = append(req.Queries, l.q)
 	}
 	rctx, cancel := context.WithDeadline(c.authorize(ctx, first.Sub(now)), last)
 	defer cancel()
-	resp := new(lookupResponse)
+	resp.Answers = resp.Answers[:0]
 	err := p.conn.Invoke(rctx, "/"+serviceName+"/Lookup", req, resp)
 	if err == nil && len(resp.Answers) != len(live) {
 		err = fmt.Errorf("linking: %d answers to %d queries", len(resp.Answers), len(live))
 	}
-	ds := make([]Done, len(live))
+	ds := slices.Grow(sc.ds[:0], len(live))[:len(live)]
+	defer func() { clear(ds); sc.ds = ds[:0] }() // the waiters
 	if err != nil {
 		r := resultOf(err)
 		c.log.Debug("link lookup failed", "peer", p.addr, "queries", len(live), "result", r.String(), "err", err)
@@ -590,6 +593,14 @@ func (c *Client) ask(ctx context.Context, p *peer, batch []lookup) {
 		}
 	}
 	settle(ds)
+}
+
+// askScratch is the memory of one sender's calls, kept for its next (a
+// full batch's queries and answers are ~140 KB).
+type askScratch struct {
+	req  lookupRequest
+	resp lookupResponse
+	ds   []Done
 }
 
 // settle hands the answers to their waiters: through their Settler, in one
