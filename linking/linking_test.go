@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -208,15 +209,19 @@ func FuzzLookupResponse(f *testing.F) {
 	b, _ := (&lookupResponse{Answers: []Answer{answerFor(query(1, 1)), {}}}).MarshalBinary()
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		// Decoded into a message reused (a sender's scratch), whose
-		// earlier answers were all found.
+		var m lookupResponse
+		if m.UnmarshalBinary(b) != nil {
+			return
+		}
+		// Decoded again into a message reused (a sender's scratch),
+		// whose earlier answers were all found: the same answers.
 		junk := make([]Answer, MaxBatch)
 		for i := range junk {
 			junk[i] = answerFor(query(9, 99))
 		}
-		m := lookupResponse{Answers: junk[:2]}
-		if m.UnmarshalBinary(b) != nil {
-			return
+		reused := lookupResponse{Answers: junk[:2]}
+		if err := reused.UnmarshalBinary(b); err != nil || !slices.Equal(reused.Answers, m.Answers) {
+			t.Fatalf("decoded into a reused message: %v, %d answers, want %d", err, len(reused.Answers), len(m.Answers))
 		}
 		again, err := m.MarshalBinary()
 		if err != nil {
