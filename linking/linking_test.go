@@ -540,7 +540,10 @@ func TestLookupGarbagePeer(t *testing.T) {
 }
 
 func TestLookupQueueBounded(t *testing.T) {
-	p := newPair(t, &answerer{delay: 1500 * time.Millisecond}, "t", "t", time.Second)
+	// The senders stay busy for the wait: long enough for the lookups
+	// below to be queued on a loaded machine (under -race, beside other
+	// packages' tests, 1 s was not).
+	p := newPair(t, &answerer{delay: 4500 * time.Millisecond}, "t", "t", 3*time.Second)
 	waitOwned(t, p.client)
 	var dropped, pending int
 	var wg sync.WaitGroup
