@@ -352,14 +352,13 @@ func (c *Client) Remote(addr netip.Addr) bool {
 
 // Lookup asks the owner of q.Local for the client span of q, to be
 // answered before deadline (zero: Wait from now; never more than Wait
-// from when its batch goes): the asker's own; the owner holds a query it cannot answer yet
+// from when its batch goes): the owner holds a query it cannot answer yet
 // until then, not past it. It returns Pending when the query is on its
 // way: w.LinkDone is then called once, from another goroutine, by about
 // the latest deadline of the lookups sent with it (Wait from when the
-// batch went at most):
-// an answer may come after this lookup's own deadline, and a waiter that
-// has given up by then ignores it. Otherwise it returns the result at once (NoOwner,
-// Dropped) and never calls w.
+// batch went at most): an answer may come after this lookup's own
+// deadline, and a waiter that has given up by then ignores it. Otherwise
+// it returns the result at once (NoOwner, Dropped) and never calls w.
 func (c *Client) Lookup(q Query, deadline time.Time, w Waiter) Result {
 	p := c.view.Load().owner[q.Local.Addr().Unmap()]
 	if p == nil {
