@@ -57,7 +57,7 @@ var descriptions = map[string]string{
 	"linking.tls_cert_file":          "With `tls_key_file` and `tls_ca_file` (all three or none): mutual TLS between the agents. This agent's certificate (PEM), presented to its peers and to those that ask it; its extended key usages must include server and client authentication. The Helm chart generates a CA and a certificate in its Secret.",
 	"linking.tls_key_file":           "The private key (PEM) of `tls_cert_file`.",
 	"linking.tls_ca_file":            "The CA (PEM) that signs every agent's certificate: a peer whose certificate it did not sign is refused (counted `refused`). Peers are reached by pod IP, so the certificate's names are not checked, only its chain: use a CA of the agents' own.",
-	"linking.wait":                   "How long a server span from another node waits for its lookup before it is exported unlinked (`periscope_link_lookups_total{result}` counts every outcome); at most `10s`.",
+	"linking.wait":                   "How long a server span from another node waits for its lookup, counted from when the agent read the request, before it is exported unlinked (`periscope_link_lookups_total{result}` counts every outcome); at most `10s`.",
 	"kubernetes.node_name":           "This node's name, to watch only its pods; empty means `$NODE_NAME` (the DaemonSet sets it from the downward API), then the host name.",
 }
 

@@ -55,6 +55,12 @@ type Config struct {
 	// span waits for the answer (0: DefaultLinkWait).
 	Linker   Linker
 	LinkWait time.Duration
+	// Now is the agent's clock (nil: time.Now). A lookup's wait counts
+	// from when the correlator read the request, by this clock, not from
+	// the request's own time: an agent that reads its ring late still
+	// gives the lookup its whole LinkWait. ExpireLinks is given times of
+	// the same clock.
+	Now func() time.Time
 	// FromStart tells whether a connection of a language-level probe
 	// (Go: gohttp's whole requests, gotls's plaintext), which reports
 	// nothing of how the connection began, was seen from its start: the

@@ -103,9 +103,11 @@ func (x *exchange) key() uint64 {
 	return x.tcpSeq
 }
 
-// startLink looks up the client of server request x when it is on another
-// node. The request's span waits for the answer (see export).
-func (c *Correlator) startLink(x *exchange, now time.Time) {
+// startLink looks up the client of server request x, seen at seen, when it
+// is on another node. The request's span waits for the answer (see export)
+// for LinkWait from when this agent read it (linkClock), or from seen if
+// that is later.
+func (c *Correlator) startLink(x *exchange, seen time.Time) {
 	cn := x.conn
 	if c.cfg.Linker == nil || x.asked || (x.key() == 0 && !x.noKey) || cn.role != roleServer || x.hasRemote || x.parent != nil || x.fixed || !validTuple(cn.tuple) {
 		return
@@ -124,7 +126,7 @@ func (c *Correlator) startLink(x *exchange, now time.Time) {
 		return
 	}
 	q := linking.Query{Local: cn.tuple.Remote, Remote: cn.tuple.Local, Seq: x.seq, TCPSeq: x.tcpSeq}
-	deadline := now.Add(c.cfg.LinkWait)
+	deadline := later(seen, c.linkClock()).Add(c.cfg.LinkWait)
 	r := c.cfg.Linker.Lookup(q, deadline, x)
 	if r != linking.Pending {
 		c.m.countLink(r)
@@ -133,6 +135,21 @@ func (c *Correlator) startLink(x *exchange, now time.Time) {
 	x.linkWait = true
 	c.nLinkWaiting++
 	c.linkQueue = append(c.linkQueue, linkWaiter{x: x, deadline: deadline})
+}
+
+// linkClock is the time by Config.Now.
+func (c *Correlator) linkClock() time.Time {
+	if c.cfg.Now != nil {
+		return c.cfg.Now()
+	}
+	return time.Now()
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // linkWaiter is a server request waiting for a lookup, in the queue of
@@ -157,10 +174,10 @@ func (c *Correlator) popSettled() {
 }
 
 // startLinks looks up the server requests of a connection whose addresses
-// have just become known.
-func (c *Correlator) startLinks(cn *conn, now time.Time) {
+// have just become known (at seen).
+func (c *Correlator) startLinks(cn *conn, seen time.Time) {
 	for _, x := range cn.waiting() {
-		c.startLink(x, now)
+		c.startLink(x, seen)
 	}
 }
 
@@ -310,7 +327,7 @@ func (c *Correlator) rememberClient(x *exchange, a linking.Answer, end time.Time
 // yet (its own server request waits for a lookup) is not found yet, and
 // not final: the server asks again.
 func (c *Correlator) Answer(qs []linking.Query, out []linking.Answer, asked time.Time) bool {
-	return c.answerAt(qs, out, asked, time.Now())
+	return c.answerAt(qs, out, asked, c.linkClock())
 }
 
 func (c *Correlator) answerAt(qs []linking.Query, out []linking.Answer, asked, now time.Time) bool {

@@ -227,6 +227,7 @@ func TestLinkTimeoutHoldsDependents(t *testing.T) {
 	l := &stuckLinker{}
 	cfg := DefaultConfig()
 	cfg.Linker, cfg.LinkWait = l, 300*time.Millisecond
+	cfg.Now = func() time.Time { return at(1) } // the request read as it came
 	h := newHarness(t, cfg)
 	srv, cli := cid(2, 1), cid(2, 2)
 	h.bind(srv, 3, 0, "10.1.0.2:80", "10.1.0.1:40000")
@@ -266,6 +267,45 @@ func TestLinkTimeoutHoldsDependents(t *testing.T) {
 	if got := h.metric("periscope_link_lookups_total", "result", "no_owner"); got != 1 {
 		t.Errorf("no_owner counted %v, want 1", got)
 	}
+}
+
+// TestLinkWaitFromRead: an agent that reads its ring late (here 10 s after
+// the request) still gives the lookup its whole wait, counted from when it
+// read the request, not from the request's own time (which would have
+// passed already: the span would leave unlinked at the next expiry).
+func TestLinkWaitFromRead(t *testing.T) {
+	l := &deadlineLinker{}
+	cfg := DefaultConfig()
+	read := at(10_000)
+	cfg.Linker, cfg.LinkWait = l, 300*time.Millisecond
+	cfg.Now = func() time.Time { return read }
+	h := newHarness(t, cfg)
+	srv := cid(2, 1)
+	h.bind(srv, 3, 0, "10.1.0.2:80", "10.1.0.1:40000")
+	h.read(srv, 20, 1, "GET /a HTTP/1.1\r\n\r\n")
+	h.write(srv, 20, 2, okResponse)
+	if want := read.Add(300 * time.Millisecond); len(l.deadlines) != 1 || !l.deadlines[0].Equal(want) {
+		t.Errorf("lookup deadlines %v, want [%v]", l.deadlines, want)
+	}
+	h.c.ExpireLinks(at(10_200))
+	if len(h.exp.spans) != 0 {
+		t.Fatalf("the span left %v after it was read, before its wait", 200*time.Millisecond)
+	}
+	h.c.ExpireLinks(at(10_301))
+	h.wantSpans(1)
+	if got := h.metric("periscope_link_lookups_total", "result", "timeout"); got != 1 {
+		t.Errorf("timeouts counted %v, want 1", got)
+	}
+}
+
+// deadlineLinker queues every lookup, never answers, and keeps their
+// deadlines.
+type deadlineLinker struct{ deadlines []time.Time }
+
+func (l *deadlineLinker) Remote(a netip.Addr) bool { return a != netip.MustParseAddr("10.1.0.2") }
+func (l *deadlineLinker) Lookup(_ linking.Query, d time.Time, _ linking.Waiter) linking.Result {
+	l.deadlines = append(l.deadlines, d)
+	return linking.Pending
 }
 
 // BenchmarkLink measures the agent CPU of a linked request: A's client

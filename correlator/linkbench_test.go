@@ -46,6 +46,10 @@ import (
 //	go test -run '^$' -bench BenchmarkLinkSides -benchtime 200000x ./correlator
 func BenchmarkLinkSides(b *testing.B) {
 	peer := startLinkPeer(b)
+	// With PERISCOPE_LINK_BENCH_PHASES set, each serving phase's wall
+	// times go to stderr (to split a system profile, perf record -k
+	// realtime, between the linked and unlinked phases).
+	phases := os.Getenv(linkPeerEnv+"_PHASES") != ""
 	var cost [2]struct{ a, b, fed time.Duration }
 	var batches, queries float64
 	remaining, port := b.N, uint16(20000)
@@ -61,8 +65,12 @@ func BenchmarkLinkSides(b *testing.B) {
 			fedA := peer.feed(b, n, linked, port)
 			a0, b0 := peer.cpu(b), cpuTime()
 			nb := peer.served(b)
+			t0 := time.Now()
 			peer.node(linked).serve(b, n, port)
 			b1, a1 := cpuTime(), peer.cpu(b)
+			if phases {
+				fmt.Fprintf(os.Stderr, "phase %v %d %d\n", linked, t0.UnixNano(), time.Now().UnixNano())
+			}
 			i := 0
 			if linked {
 				i = 1

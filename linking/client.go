@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -101,9 +102,11 @@ const (
 	// batchDelay is how long a batch waits for more lookups: each batch
 	// costs both agents a gRPC call (its transport and the goroutines it
 	// wakes, most of linking's cost per span at 5 ms: BenchmarkLinkSides,
-	// test/bench/results-linking-sides.md), and 20 ms is small against the
-	// wait a server span is held for.
-	batchDelay = 20 * time.Millisecond
+	// test/bench/results-linking-sides.md; still about half of it at 20
+	// ms), and 50 ms is small against the wait a server span is held for
+	// (a batch leaves sendAhead before its earliest deadline if that
+	// comes first) and against how long a span waits for its export.
+	batchDelay = 50 * time.Millisecond
 	// sendAhead is how long before the earliest deadline of its lookups
 	// a batch leaves at the latest, rather than after batchDelay: a
 	// lookup asked late (the asking agent read its request late, under
@@ -127,6 +130,28 @@ type Client struct {
 	// virtual IP) has no owner rather than a wrong one.
 	owners map[netip.Addr][]*peer
 	local  map[netip.Addr]bool
+	// view is what Remote and Lookup read, for every server request on
+	// the asking side and every client span on the answering side: a
+	// copy of local and the addresses with one owner, replaced (under
+	// mu) when they change, read without a lock.
+	view atomic.Pointer[clientView]
+}
+
+// clientView is a Client's addresses as its lookups see them.
+type clientView struct {
+	owner map[netip.Addr]*peer // the addresses one peer announced
+	local map[netip.Addr]bool
+}
+
+// publish replaces the view after owners or local changed (c.mu held).
+func (c *Client) publish() {
+	v := &clientView{owner: make(map[netip.Addr]*peer, len(c.owners)), local: c.local}
+	for a, ps := range c.owners {
+		if len(ps) == 1 {
+			v.owner[a] = ps[0]
+		}
+	}
+	c.view.Store(v)
 }
 
 // peer is one other agent.
@@ -198,6 +223,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger, peers: make(map[string]*peer), owners: make(map[netip.Addr][]*peer), local: make(map[netip.Addr]bool)}
+	c.publish()
 	if err := c.SetPeers(cfg.Peers); err != nil {
 		c.Close()
 		return nil, err
@@ -282,6 +308,7 @@ func (c *Client) SetPeers(addrs []string) error {
 		c.disown(p)
 		delete(c.peers, a)
 	}
+	c.publish()
 	return nil
 }
 
@@ -310,9 +337,7 @@ func (c *Client) startPeer(p *peer) {
 
 // Owned tells whether a peer has announced addr.
 func (c *Client) Owned(addr netip.Addr) bool {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.owners[addr.Unmap()]) == 1
+	return c.view.Load().owner[addr.Unmap()] != nil
 }
 
 // Remote tells whether addr is another node's: a server request from it
@@ -322,39 +347,34 @@ func (c *Client) Remote(addr netip.Addr) bool {
 	if addr.IsLoopback() || !addr.IsValid() {
 		return false
 	}
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return !c.local[addr]
+	return !c.view.Load().local[addr]
 }
 
 // Lookup asks the owner of q.Local for the client span of q, to be
-// answered before deadline (zero: Wait from now): the asker's own, which
-// counts from when the request was seen and can be earlier than now when
-// its events were read late; the owner holds a query it cannot answer yet
+// answered before deadline (zero: Wait from now; never more than Wait
+// from when its batch goes): the owner holds a query it cannot answer yet
 // until then, not past it. It returns Pending when the query is on its
 // way: w.LinkDone is then called once, from another goroutine, by about
-// the latest deadline of the lookups sent with it (Wait from now at most):
-// an answer may come after this lookup's own deadline, and a waiter that
-// has given up by then ignores it. Otherwise it returns the result at once (NoOwner,
-// Dropped) and never calls w.
+// the latest deadline of the lookups sent with it (Wait from when the
+// batch went at most): an answer may come after this lookup's own
+// deadline, and a waiter that has given up by then ignores it. Otherwise
+// it returns the result at once (NoOwner, Dropped) and never calls w.
 func (c *Client) Lookup(q Query, deadline time.Time, w Waiter) Result {
-	c.mu.RLock()
-	owners := c.owners[q.Local.Addr().Unmap()]
-	c.mu.RUnlock()
-	if len(owners) != 1 {
+	p := c.view.Load().owner[q.Local.Addr().Unmap()]
+	if p == nil {
 		return NoOwner
 	}
-	p := owners[0]
-	now := time.Now()
-	if latest := now.Add(c.cfg.Wait); deadline.IsZero() || deadline.After(latest) {
-		deadline = latest
+	if deadline.IsZero() {
+		deadline = time.Now().Add(c.cfg.Wait)
 	}
-	return p.enqueue(lookup{q: q, deadline: deadline, w: w}, now)
+	return p.enqueue(lookup{q: q, deadline: deadline, w: w})
 }
 
 // enqueue adds l to p's queue, waking the batch filler when l opens a
-// batch or fills one, or makes it due earlier (a deadline near).
-func (p *peer) enqueue(l lookup, now time.Time) Result {
+// batch or fills one, or makes it due earlier (a deadline near). Only a
+// lookup that opens a batch reads the clock (ask bounds the deadlines by
+// Wait when the batch goes).
+func (p *peer) enqueue(l lookup) Result {
 	p.mu.Lock()
 	n := len(p.queue)
 	if n >= queuePerPeer {
@@ -363,7 +383,7 @@ func (p *peer) enqueue(l lookup, now time.Time) Result {
 	}
 	sooner := false
 	if n == 0 {
-		p.opened, p.first = now, l.deadline
+		p.opened, p.first = time.Now(), l.deadline
 	} else if l.deadline.Before(p.first) {
 		sooner = l.deadline.Add(-sendAhead).Before(p.dueLocked())
 		p.first = l.deadline
@@ -390,7 +410,11 @@ func (p *peer) take(batch []lookup) ([]lookup, bool) {
 	clear(p.queue[rest:])
 	p.queue = p.queue[:rest]
 	if rest > 0 {
-		p.opened = time.Time{} // overdue: the next batch goes at once
+		// What is left (the queue filled past a batch) opens the next
+		// one now: sent at once, it would be a call for the few lookups
+		// that came while this batch was taken (a call of 1 query after
+		// each full one, measured), and a full rest goes at once anyway.
+		p.opened = time.Now()
 		p.first = p.queue[0].deadline
 		for _, l := range p.queue[1:] {
 			if l.deadline.Before(p.first) {
@@ -438,8 +462,9 @@ func (c *Client) send(ctx context.Context, p *peer) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			sc := new(askScratch)
 			for batch := range full {
-				c.ask(ctx, p, batch)
+				c.ask(ctx, p, batch, sc)
 				clear(batch) // the waiters
 				free <- batch[:0]
 			}
@@ -507,10 +532,11 @@ func (c *Client) waitDue(ctx context.Context, p *peer, timer *time.Timer) bool {
 // under load) neither makes the others wait past theirs nor fails the
 // whole call when its answer comes late. Its answer, if late, is still
 // handed over: its waiter has given up by then, or takes it.
-func (c *Client) ask(ctx context.Context, p *peer, batch []lookup) {
+func (c *Client) ask(ctx context.Context, p *peer, batch []lookup, sc *askScratch) {
 	now := time.Now()
 	live := batch[:0]
 	var first, last time.Time
+	latest := now.Add(c.cfg.Wait) // the most a call may take
 	var late []Done
 	defer func() { settle(late) }()
 	for _, l := range batch {
@@ -529,18 +555,26 @@ func (c *Client) ask(ctx context.Context, p *peer, batch []lookup) {
 	if len(live) == 0 {
 		return
 	}
-	req := &lookupRequest{Queries: make([]Query, len(live))}
-	for i, l := range live {
-		req.Queries[i] = l.q
+	if last.After(latest) {
+		last = latest
+	}
+	if first.After(latest) {
+		first = latest
+	}
+	req, resp := &sc.req, &sc.resp
+	req.Queries = req.Queries[:0]
+	for _, l := range live {
+		req.Queries = append(req.Queries, l.q)
 	}
 	rctx, cancel := context.WithDeadline(c.authorize(ctx, first.Sub(now)), last)
 	defer cancel()
-	resp := new(lookupResponse)
+	resp.Answers = resp.Answers[:0]
 	err := p.conn.Invoke(rctx, "/"+serviceName+"/Lookup", req, resp)
 	if err == nil && len(resp.Answers) != len(live) {
 		err = fmt.Errorf("linking: %d answers to %d queries", len(resp.Answers), len(live))
 	}
-	ds := make([]Done, len(live))
+	ds := slices.Grow(sc.ds[:0], len(live))[:len(live)]
+	defer func() { clear(ds); sc.ds = ds[:0] }() // the waiters
 	if err != nil {
 		r := resultOf(err)
 		c.log.Debug("link lookup failed", "peer", p.addr, "queries", len(live), "result", r.String(), "err", err)
@@ -558,6 +592,14 @@ func (c *Client) ask(ctx context.Context, p *peer, batch []lookup) {
 		}
 	}
 	settle(ds)
+}
+
+// askScratch is the memory of one sender's calls, kept for its next (a
+// full batch's queries and answers are ~140 KB).
+type askScratch struct {
+	req  lookupRequest
+	resp lookupResponse
+	ds   []Done
 }
 
 // settle hands the answers to their waiters: through their Settler, in one
@@ -664,6 +706,7 @@ func (c *Client) setOwner(p *peer, addrs []netip.Addr) {
 		c.owners[a] = append(c.owners[a], p)
 		p.addrs = append(p.addrs, a)
 	}
+	c.publish()
 }
 
 // disown forgets what p owned (c.mu held).
@@ -686,5 +729,6 @@ func (c *Client) setLocal(addrs []netip.Addr) {
 	}
 	c.mu.Lock()
 	c.local = m
+	c.publish()
 	c.mu.Unlock()
 }

@@ -23,7 +23,7 @@ type message interface {
 }
 
 func (codec) Marshal(v any) ([]byte, error) {
-	m, ok := v.(message)
+	m, ok := v.(encoding.BinaryMarshaler)
 	if !ok {
 		return nil, fmt.Errorf("linking: cannot encode %T", v)
 	}

@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -186,7 +187,13 @@ func FuzzLookupRequest(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var m2 lookupRequest
+		// Decoded again into a message reused (the server's and the
+		// senders' scratch): nothing of what it held before shows.
+		junk := make([]Query, MaxBatch)
+		for i := range junk {
+			junk[i] = query(9, 99)
+		}
+		m2 := lookupRequest{Queries: junk[:1]}
 		if err := m2.UnmarshalBinary(again); err != nil || len(m2.Queries) != len(m.Queries) {
 			t.Fatalf("re-decode: %v", err)
 		}
@@ -205,6 +212,16 @@ func FuzzLookupResponse(f *testing.F) {
 		var m lookupResponse
 		if m.UnmarshalBinary(b) != nil {
 			return
+		}
+		// Decoded again into a message reused (a sender's scratch),
+		// whose earlier answers were all found: the same answers.
+		junk := make([]Answer, MaxBatch)
+		for i := range junk {
+			junk[i] = answerFor(query(9, 99))
+		}
+		reused := lookupResponse{Answers: junk[:2]}
+		if err := reused.UnmarshalBinary(b); err != nil || !slices.Equal(reused.Answers, m.Answers) {
+			t.Fatalf("decoded into a reused message: %v, %d answers, want %d", err, len(reused.Answers), len(m.Answers))
 		}
 		again, err := m.MarshalBinary()
 		if err != nil {
@@ -523,7 +540,10 @@ func TestLookupGarbagePeer(t *testing.T) {
 }
 
 func TestLookupQueueBounded(t *testing.T) {
-	p := newPair(t, &answerer{delay: 1500 * time.Millisecond}, "t", "t", time.Second)
+	// The senders stay busy for the wait: long enough for the lookups
+	// below to be queued on a loaded machine (under -race, beside other
+	// packages' tests, 1 s was not).
+	p := newPair(t, &answerer{delay: 4500 * time.Millisecond}, "t", "t", 3*time.Second)
 	waitOwned(t, p.client)
 	var dropped, pending int
 	var wg sync.WaitGroup
@@ -881,5 +901,43 @@ func TestLookupHeldUntilEarliestDeadline(t *testing.T) {
 		if d := (<-done).Sub(start); d > 600*time.Millisecond {
 			t.Errorf("answered after %v: held past the earliest deadline (150 ms)", d)
 		}
+	}
+}
+
+// The lookups that come while a full batch is taken open the next batch:
+// they wait for more, rather than going at once as a call of a few (a call
+// of one query after each full batch, measured in BenchmarkLinkSides).
+func TestFullBatchRestWaits(t *testing.T) {
+	p := newPair(t, &answerer{}, "t", "t", 2*time.Second)
+	waitOwned(t, p.client)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	results := map[Result]int{}
+	w := waiterFunc(func(_ Answer, r Result) {
+		mu.Lock()
+		results[r]++
+		mu.Unlock()
+		wg.Done()
+	})
+	ask := func(seq int) {
+		wg.Add(1)
+		if r := p.client.Lookup(query(40000, uint64(seq)), time.Time{}, w); r != Pending {
+			t.Fatalf("lookup: %v", r)
+		}
+	}
+	const burst, trickle = MaxBatch + 50, 10
+	for i := range burst {
+		ask(i + 1)
+	}
+	for i := range trickle {
+		time.Sleep(time.Millisecond)
+		ask(burst + i + 1)
+	}
+	wg.Wait()
+	if results[Linked] != burst+trickle {
+		t.Errorf("results %v, want %d linked", results, burst+trickle)
+	}
+	if n := testutil.ToFloat64(p.srv.served.WithLabelValues("answered")); n != 2 {
+		t.Errorf("%v calls, want 2: the full batch, then the rest together", n)
 	}
 }

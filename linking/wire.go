@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"go.opentelemetry.io/otel/trace"
 )
@@ -110,7 +111,9 @@ func (m *lookupRequest) UnmarshalBinary(b []byte) error {
 	case len(b) < total*minQuerySize:
 		return fmt.Errorf("linking: %d bytes for %d queries", len(b), total)
 	}
-	m.Queries = make([]Query, total)
+	// The slice of an earlier message is reused (the caller's pool):
+	// every field of every query is set below.
+	m.Queries = slices.Grow(m.Queries[:0], total)[:total]
 	for i := 0; i < total; {
 		if len(b) < runHeaderSize {
 			return fmt.Errorf("linking: query %d: %w", i, errShort)
@@ -172,9 +175,10 @@ func (m *lookupResponse) UnmarshalBinary(b []byte) error {
 	if err != nil {
 		return err
 	}
-	m.Answers = make([]Answer, n)
+	m.Answers = slices.Grow(m.Answers[:0], n)[:n]
 	for i := range m.Answers {
 		a := &m.Answers[i]
+		*a = Answer{}
 		switch b[0] {
 		case 0:
 		case 1:
@@ -191,6 +195,12 @@ func (m *lookupResponse) UnmarshalBinary(b []byte) error {
 	}
 	return nil
 }
+
+// encoded is a message encoded already (a lookup's answers, whose slice
+// the server reuses once they are encoded).
+type encoded []byte
+
+func (m encoded) MarshalBinary() ([]byte, error) { return m, nil }
 
 func (m *addressesRequest) MarshalBinary() ([]byte, error) { return []byte{}, nil }
 
