@@ -26,8 +26,8 @@ const (
 	CPUTimePromName         = "process_cpu_time_seconds_total"
 	MemoryUsagePromName     = "process_memory_usage_bytes"
 	MemoryVirtualPromName   = "process_memory_virtual_bytes"
-	ThreadCountPromName     = "process_thread_count"
-	FDCountPromName         = "process_unix_file_descriptor_count"
+	ThreadCountPromName     = "process_threads"
+	FDCountPromName         = "process_unix_file_descriptors"
 	ContextSwitchesPromName = "process_context_switches_total"
 
 	attrCPUMode           = "cpu.mode"

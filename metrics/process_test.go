@@ -109,8 +109,8 @@ func TestProcessMetricsPerWorkload(t *testing.T) {
 process_cpu_time_seconds_total{cpu_mode=user,` + res + `} 3
 process_memory_usage_bytes{` + res + `} 300
 process_memory_virtual_bytes{` + res + `} 3000
-process_thread_count{` + res + `} 5
-process_unix_file_descriptor_count{` + res + `} 30
+process_threads{` + res + `} 5
+process_unix_file_descriptors{` + res + `} 30
 process_context_switches_total{host_name=node-1,process_context_switch_type=involuntary,process_executable_name=svc,service_name=svc} 3
 process_context_switches_total{host_name=node-1,process_context_switch_type=voluntary,process_executable_name=svc,service_name=svc} 12
 `
@@ -141,7 +141,7 @@ func TestProcessMetricsExitAndExpiry(t *testing.T) {
 	f.now = f.now.Add(time.Second)
 	f.m.Sample()
 	got := f.scrape(t, CPUTimePromName, FDCountPromName)
-	for _, want := range []string{"cpu_mode=user,host_name=node-1,process_executable_name=svc,service_name=svc} 4\n", "process_unix_file_descriptor_count{host_name=node-1,process_executable_name=svc,service_name=svc} 4\n"} {
+	for _, want := range []string{"cpu_mode=user,host_name=node-1,process_executable_name=svc,service_name=svc} 4\n", "process_unix_file_descriptors{host_name=node-1,process_executable_name=svc,service_name=svc} 4\n"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("missing %s in\n%s", want, got)
 		}

@@ -86,7 +86,7 @@ func within(got, want, tol float64) bool { return math.Abs(got-want) <= tol }
 func resSeries(fams map[string]*dto.MetricFamily, service string) int {
 	n := 0
 	for _, name := range []string{"process_cpu_time_seconds_total", "process_memory_usage_bytes", "process_memory_virtual_bytes",
-		"process_thread_count", "process_unix_file_descriptor_count", "process_context_switches_total"} {
+		"process_threads", "process_unix_file_descriptors", "process_context_switches_total"} {
 		for _, m := range fams[name].GetMetric() {
 			for _, l := range m.GetLabel() {
 				if l.GetName() == "service_name" && l.GetValue() == service {
@@ -172,7 +172,11 @@ func TestProcessMetrics(t *testing.T) {
 	waitListening(t, burn, port)
 	e.instrumented(t, py.PID, burn.PID)
 
-	t.Run("prometheus", func(t *testing.T) { checkResProm(t, e, py.PID, burn.PID) })
+	t.Run("prometheus", func(t *testing.T) {
+		checkResProm(t, e, py.PID, burn.PID)
+		// With the resource series present, promtool accepts the endpoint.
+		checkPromtool(t, e.agent)
+	})
 	t.Run("otlp", func(t *testing.T) { checkResOTLP(t, e, py.PID, burn.PID) })
 	t.Run("host", func(t *testing.T) { checkHostAttrs(t, e, port) })
 	t.Run("expiry", func(t *testing.T) { checkResExpiry(t, e, py) })
@@ -187,12 +191,12 @@ func checkResProm(t *testing.T, e *env, pyPID, burnPID int) {
 		p := readProcNow(t, pyPID)
 		got := fmt.Sprintf("rss %.0f (proc %.0f) virtual %.0f (%.0f) threads %.0f (%.0f) fds %.0f (%.0f)",
 			sum("process_memory_usage_bytes"), p.rss, sum("process_memory_virtual_bytes"), p.virtual,
-			sum("process_thread_count"), p.threads, sum("process_unix_file_descriptor_count"), p.fds)
+			sum("process_threads"), p.threads, sum("process_unix_file_descriptors"), p.fds)
 		return p.rss >= 200<<20 && p.fds >= 500 &&
 			within(sum("process_memory_usage_bytes"), p.rss, 2<<20) &&
 			within(sum("process_memory_virtual_bytes"), p.virtual, 2<<20) &&
-			sum("process_thread_count") == p.threads &&
-			sum("process_unix_file_descriptor_count") == p.fds, got
+			sum("process_threads") == p.threads &&
+			sum("process_unix_file_descriptors") == p.fds, got
 	})
 	// CPU: the value is at most one interval old, the burner uses at most
 	// one CPU: before-read minus an interval's worth (and a tick) ≤ value ≤

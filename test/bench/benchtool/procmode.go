@@ -154,7 +154,7 @@ func measureProcRound(ctx context.Context, o options, pids []int, pidDir, cfg st
 		}
 		v, _ := m.sum("periscope_process_metrics_reads_total", nil)
 		c, _ := m.sum("periscope_process_metrics_cpu_seconds_total", nil)
-		r.series = m.countSeries("process_thread_count")
+		r.series = m.countSeries("process_threads")
 		return v, c, nil
 	}
 	reads0, self0, err := readsOf()
@@ -189,7 +189,7 @@ func procReport(o options, rounds []*procRound, start time.Time, load0, load1 st
 	fmt.Fprintf(&b, "# Resource metrics of traced processes: cost (`MODE=procmetrics make bench`)\n\n")
 	fmt.Fprintf(&b, "Commit %s, %s, %d CPUs, load before %s, after %s, %s in all.\n\n", o.commit, time.Now().UTC().Format("2006-01-02 15:04 UTC"), numCPU(), load0, load1, time.Since(start).Round(time.Second))
 	fmt.Fprintf(&b, "%d idle traced Go processes (`goapp linger`, selected with `--include-exe`); the agent with `process_metrics.enabled` off and on, rounds in ABBA order, interval %s, agent CPU (all threads' `schedstat`) over %s per round.\n\n", procTraced, procInterval, procWindow)
-	b.WriteString("| round | configuration | agent CPU over the window | reads | CPU of the reads (self-metric) | workload series (`process_thread_count`) |\n|--:|---|--:|--:|--:|--:|\n")
+	b.WriteString("| round | configuration | agent CPU over the window | reads | CPU of the reads (self-metric) | workload series (`process_threads`) |\n|--:|---|--:|--:|--:|--:|\n")
 	var off, on []float64
 	var reads, self []float64
 	for _, r := range rounds {
