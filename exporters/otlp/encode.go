@@ -3,7 +3,6 @@ package otlp
 import (
 	"context"
 	"log/slog"
-	"slices"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -150,22 +149,11 @@ func (c *encoder) add(b *batch, s *span.Span) {
 	if r.group == 0 {
 		b.group(r, c.scope)
 	}
-	buf := b.bufs[r.group-1]
-	if cap(buf)-len(buf) < spanRoom {
-		// Doubled: append's own growth of a large buffer is by a quarter,
-		// which copies a batch's bytes several times over while it fills.
-		buf = slices.Grow(buf, max(len(buf), 2*spanRoom))
-	}
-	before := len(buf)
-	buf = appendSpan(buf, s)
-	b.bufs[r.group-1] = buf
-	b.bytes += len(buf) - before
+	before := len(b.bufs[r.group-1])
+	b.bufs[r.group-1] = appendSpan(b.bufs[r.group-1], s)
+	b.bytes += len(b.bufs[r.group-1]) - before
 	b.n++
 }
-
-// spanRoom is the room a group's buffer has before a span is added: more
-// than most spans take.
-const spanRoom = 2048
 
 // group adds a reused ResourceSpans for r to the batch.
 func (b *batch) group(r *otlpResource, scope *commonpb.InstrumentationScope) {
