@@ -166,9 +166,7 @@ const (
 // pipeline is the agent's user-space pipeline with its exporter sending to
 // client.
 type pipeline struct {
-	corr    *correlator.Correlator
-	exp     span.Exporter
-	records collectors.Records
+	wiring
 	goh     *gohttp.Collector
 	ts      uint64
 	setup   [][]byte // bind records, replayed once
@@ -191,7 +189,17 @@ func process(pid uint32, name string) *span.Process {
 	}}
 }
 
-func newPipeline(tb testing.TB, client otlptrace.Client) *pipeline {
+// wiring is the agent's user-space pipeline as Run wires it: the
+// correlator exporting to the OTLP exporter (sending to a test client) and
+// the RED metrics, fed by the collectors' record decoder.
+type wiring struct {
+	corr    *correlator.Correlator
+	exp     span.Exporter
+	reg     *prometheus.Registry
+	records collectors.Records
+}
+
+func newWiring(tb testing.TB, client otlptrace.Client, resolver procs) wiring {
 	tb.Helper()
 	reg := prometheus.NewRegistry()
 	o, err := otlp.New(context.Background(), otlp.Config{Registerer: reg, Client: client})
@@ -203,15 +211,19 @@ func newPipeline(tb testing.TB, client otlptrace.Client) *pipeline {
 		tb.Fatal(err)
 	}
 	exp := exporters.NewMulti(o, red)
-	resolver := procs{pidTLS: process(pidTLS, "nginx"), pidGo: process(pidGo, "hello-go"), pidPlain: process(pidPlain, "python3")}
 	corr, err := correlator.New(correlator.Config{BindGrace: correlator.DefaultBindGrace}, exp, resolver, nil, reg)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p := &pipeline{corr: corr, exp: exp, ts: 1e12}
 	read := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "read"}, []string{"type"})
-	p.records = collectors.Records{Sink: corr, Clock: ktime.NewClock(), Read: read}
-	p.goh = gohttp.New(gohttp.Config{}, corr, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	return wiring{corr: corr, exp: exp, reg: reg, records: collectors.Records{Sink: corr, Clock: ktime.NewClock(), Read: read}}
+}
+
+func newPipeline(tb testing.TB, client otlptrace.Client) *pipeline {
+	tb.Helper()
+	resolver := procs{pidTLS: process(pidTLS, "nginx"), pidGo: process(pidGo, "hello-go"), pidPlain: process(pidPlain, "python3")}
+	p := &pipeline{wiring: newWiring(tb, client, resolver), ts: 1e12}
+	p.goh = gohttp.New(gohttp.Config{}, p.corr, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	for i := range connsPerSource {
 		port := 50000 + i
 		tlsConn, plainConn := uint64(0x7f0000+i), uint64(0x8f0000+i)

@@ -12,15 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/encoding"
 
-	"github.com/periscope-apm/periscope/collectors"
-	"github.com/periscope-apm/periscope/correlator"
 	"github.com/periscope-apm/periscope/events"
-	"github.com/periscope-apm/periscope/exporters"
-	"github.com/periscope-apm/periscope/exporters/otlp"
 	"github.com/periscope-apm/periscope/internal/ktime"
 	"github.com/periscope-apm/periscope/internal/wire"
-	"github.com/periscope-apm/periscope/metrics"
-	"github.com/periscope-apm/periscope/span"
 )
 
 // The sockets collector's byte path alone, as the benches drive it: a
@@ -52,13 +46,10 @@ type sockConn struct {
 
 // sockPipeline is the user-space pipeline fed with one workload's records.
 type sockPipeline struct {
-	corr    *correlator.Correlator
-	exp     span.Exporter
-	reg     *prometheus.Registry
-	records collectors.Records
-	conns   []sockConn
-	spans   int // spans per round of records (one read and one write)
-	ts      uint64
+	wiring
+	conns []sockConn
+	spans int // spans per round of records (one read and one write)
+	ts    uint64
 	// ring, in the -held workloads, is the sockets ring's progress, moved
 	// as the agent's reader moves it: to the time before each batch of
 	// records (batch), so that loopback servers' spans are held until
@@ -91,28 +82,12 @@ func respCmd(args ...string) string {
 // newSockPipeline builds the pipeline for workload "plain" or "redis16".
 func newSockPipeline(tb testing.TB, client *countingClient, workload string) *sockPipeline {
 	tb.Helper()
-	reg := prometheus.NewRegistry()
-	o, err := otlp.New(context.Background(), otlp.Config{Registerer: reg, Client: client})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	red, err := metrics.NewHTTP(metrics.HTTPConfig{}, reg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	exp := exporters.NewMulti(o, red)
 	resolver := procs{pidNginx: process(pidNginx, "nginx"), pidRedis: process(pidRedis, "redis-server")}
-	corr, err := correlator.New(correlator.Config{BindGrace: correlator.DefaultBindGrace}, exp, resolver, nil, reg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p := &sockPipeline{corr: corr, exp: exp, reg: reg, ts: 1e12}
+	p := &sockPipeline{wiring: newWiring(tb, client, resolver), ts: 1e12}
 	if held, ok := strings.CutSuffix(workload, "-held"); ok {
 		workload = held
-		p.ring = corr.Ring()
+		p.ring = p.corr.Ring()
 	}
-	read := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "read"}, []string{"type"})
-	p.records = collectors.Records{Sink: corr, Clock: ktime.NewClock(), Read: read}
 	var pid uint32
 	var nconns int
 	var req, resp string

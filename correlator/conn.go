@@ -10,6 +10,7 @@ import (
 
 	"github.com/periscope-apm/periscope/correlator/httpspan"
 	"github.com/periscope-apm/periscope/correlator/protocol"
+	"github.com/periscope-apm/periscope/correlator/protocols/db"
 	"github.com/periscope-apm/periscope/events"
 )
 
@@ -293,8 +294,14 @@ func (cn *conn) End(px protocol.Exchange, end time.Time, reason string) {
 // letGo reports whether an exchange that ended complete is left to the
 // correlator alone: an HTTP/1 exchange (no stream: HTTP/2's keep theirs)
 // whose request and response were both parsed to their end, so that
-// neither parser writes into its storage any more.
+// neither parser writes into its storage any more; a database exchange
+// from a pool (its decoder popped it from its queue before ending it).
 func letGo(px protocol.Exchange) bool {
-	hx, ok := px.(*httpspan.Exchange)
-	return ok && hx.StreamID == 0 && hx.Req != nil && hx.Req.Complete && hx.Resp != nil && hx.Resp.Complete
+	switch x := px.(type) {
+	case *httpspan.Exchange:
+		return x.StreamID == 0 && x.Req != nil && x.Req.Complete && x.Resp != nil && x.Resp.Complete
+	case *db.Exchange:
+		return x.Pooled()
+	}
+	return false
 }

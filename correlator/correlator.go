@@ -19,6 +19,7 @@ import (
 	"github.com/periscope-apm/periscope/correlator/httpparse"
 	"github.com/periscope-apm/periscope/correlator/httpspan"
 	"github.com/periscope-apm/periscope/correlator/protocol"
+	"github.com/periscope-apm/periscope/correlator/protocols/db"
 	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/internal/beat"
 	"github.com/periscope-apm/periscope/internal/ktime"
@@ -1110,16 +1111,22 @@ func (c *Correlator) export(x *exchange, end time.Time, reason string) {
 	c.recycle(x)
 }
 
-// recycle puts back x's HTTP/1 exchange once its span is exported, when
-// nothing else holds it (exchange.recycle). x itself may live on (a parent,
-// a peer, a client kept for linking): its px becomes c.spent, an empty
-// exchange with no stream, which is all that is asked of an ended one.
+// recycle puts back x's HTTP/1 or database exchange once its span is
+// exported, when nothing else holds it (exchange.recycle). x itself may
+// live on (a parent, a peer, a client kept for linking): its px becomes
+// c.spent, an empty exchange with no stream, which is all that is asked of
+// an ended one.
 func (c *Correlator) recycle(x *exchange) {
 	if !x.recycle {
 		return
 	}
 	x.recycle = false
-	c.wholeSem.sem.Recycle(x.px.(*httpspan.Exchange))
+	switch px := x.px.(type) {
+	case *httpspan.Exchange:
+		c.wholeSem.sem.Recycle(px)
+	case *db.Exchange:
+		px.Recycle()
+	}
 	x.px = c.spent
 }
 

@@ -82,6 +82,36 @@ func TestDatabaseSpans(t *testing.T) {
 	checkAttrs(t, spans[6], map[string]any{"db.response.status_code": "WRONGTYPE", "error.type": "WRONGTYPE"})
 }
 
+// TestRedisRecycled: the exchanges of Redis commands go back to their
+// pool once their spans are exported, and are reused by the next commands:
+// nothing of a recycled command (its error, its keys, its database) shows
+// on a later one's span.
+func TestRedisRecycled(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	rd := cid(30, 0x2)
+	h.bind(rd, 6, 10, "10.0.0.2:41001", "10.0.0.9:6379")
+	seq := 11
+	for i := range 8 {
+		h.write(rd, 31, seq, fmt.Sprintf("*2\r\n$5\r\nLPUSH\r\n$3\r\nk%02d\r\n", i))
+		h.read(rd, 31, seq+1, "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n")
+		h.write(rd, 31, seq+2, "*1\r\n$4\r\nPING\r\n")
+		h.read(rd, 31, seq+3, "+PONG\r\n")
+		seq += 4
+	}
+	for i, s := range h.wantSpans(16) {
+		if i%2 == 0 {
+			checkAttrs(t, s, map[string]any{"db.operation.name": "LPUSH", "db.query.text": fmt.Sprintf("LPUSH k%02d", i/2),
+				"db.response.status_code": "WRONGTYPE", "error.type": "WRONGTYPE"})
+			continue
+		}
+		checkAttrs(t, s, map[string]any{"db.system.name": "redis", "db.operation.name": "PING", "db.query.text": "PING",
+			"db.response.status_code": nil, "error.type": nil, "db.namespace": nil})
+		if s.Status == span.Error {
+			t.Errorf("span %d (PING): status %v %q", i, s.Status, s.StatusMsg)
+		}
+	}
+}
+
 // TestGoHandlerQuery: a Go handler's query is the child of the request its
 // goroutine serves, though the request's start (gohttp's ring) is read
 // after the query began (the sockets collector's ring); the database

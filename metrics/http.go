@@ -211,22 +211,44 @@ type workload struct {
 	service string
 	series  map[httpKey]*durations
 	host    []attribute.KeyValue // hostKeys, on the OTLP resource only
-	// lastKey's series is last: a service's spans mostly come in runs of
-	// one series, whose key (seven strings) is then not hashed per span.
-	lastKey httpKey
-	last    *durations
+	// recent are the series looked up last: a service's spans mostly come
+	// in runs over a few series (an HTTP route; a Redis client's SET and
+	// GET in turn), whose key (seven strings) is then compared, not hashed,
+	// per span.
+	recent [nRecent]recentSeries
+	next   uint8 // the entry of recent replaced next
+}
+
+// nRecent is how many series a workload's lookup compares before hashing.
+const nRecent = 4
+
+type recentSeries struct {
+	key httpKey
+	d   *durations
 }
 
 // lookup returns the series of key, nil when there is none yet.
 func (w *workload) lookup(key httpKey) *durations {
-	if w.last != nil && w.lastKey == key {
-		return w.last
+	for i := range w.recent {
+		if r := &w.recent[i]; r.d != nil && r.key == key {
+			return r.d
+		}
 	}
 	x := w.series[key]
 	if x != nil {
-		w.lastKey, w.last = key, x
+		w.recent[w.next] = recentSeries{key, x}
+		w.next = (w.next + 1) % nRecent
 	}
 	return x
+}
+
+// forget drops x from the series looked up last (x is deleted).
+func (w *workload) forget(x *durations) {
+	for i := range w.recent {
+		if w.recent[i].d == x {
+			w.recent[i] = recentSeries{}
+		}
+	}
 }
 
 type histKey struct {
@@ -474,9 +496,7 @@ func (h *HTTP) sweep(now time.Time) {
 	for key, w := range h.byKey {
 		for k, x := range w.series {
 			if now.Sub(x.last) > h.cfg.TTL {
-				if x == w.last {
-					w.last = nil
-				}
+				w.forget(x)
 				delete(w.series, k)
 				h.perService[w.service]--
 			}

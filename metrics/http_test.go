@@ -200,6 +200,28 @@ func TestHTTPTTL(t *testing.T) {
 	_ = reg
 }
 
+// A series dropped by the TTL while its workload lives on (another series
+// records) is not found again by the lookup's recent series: recorded again,
+// it is a new series, counted against the cap.
+func TestHTTPTTLRecent(t *testing.T) {
+	h, c, _ := newTestHTTP(t, 100)
+	for _, route := range []string{"/a", "/b", "/a", "/b"} {
+		h.Export(serverSpan(nginx, "GET", route, 200, time.Millisecond))
+	}
+	c.t = c.t.Add(4 * time.Minute)
+	h.Export(serverSpan(nginx, "GET", "/b", 200, time.Millisecond))
+	c.t = c.t.Add(2 * time.Minute) // /a idle 6 min: dropped
+	h.Export(serverSpan(nginx, "GET", "/a", 200, time.Millisecond))
+	if got := h.perService["nginx"]; got != 2 {
+		t.Errorf("perService = %d, want 2", got)
+	}
+	for k, x := range h.byProc[nginx].series {
+		if want := map[string]uint64{"/a": 1, "/b": 3}[k.route]; x.count != want {
+			t.Errorf("series %s: count %d, want %d", k.route, x.count, want)
+		}
+	}
+}
+
 func TestHTTPResourceMetrics(t *testing.T) {
 	h, c, _ := newTestHTTP(t, 100)
 	scope := instrumentation.Scope{Name: "test"}

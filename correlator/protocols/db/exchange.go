@@ -48,6 +48,8 @@ type Exchange struct {
 	// inside TLS, its greeting not seen): the protocol's Describe may know
 	// better.
 	SystemUnsure bool
+
+	pool *Pool // the pool Recycle puts it back into, nil when none
 }
 
 var _ protocol.Exchange = (*Exchange)(nil)

@@ -25,6 +25,9 @@ const (
 type Protocol struct {
 	db.Spans
 	stats *db.Stats
+	// exchanges recycles the commands' exchanges: a decoder lets go of
+	// one when it ends it at its reply (popped from its queue).
+	exchanges db.Pool
 }
 
 var _ protocol.Protocol = (*Protocol)(nil)
@@ -81,7 +84,7 @@ func looksLikeCommand(p []byte) protocol.Verdict {
 
 // NewDecoder implements protocol.Protocol.
 func (p *Protocol) NewDecoder(_ protocol.Role, h protocol.Handler) protocol.Decoder {
-	d := &decoder{h: h, stats: p.stats, pending: db.NewQueue[pending](MaxPending, p.stats)}
+	d := &decoder{h: h, stats: p.stats, exchanges: &p.exchanges, pending: db.NewQueue[pending](MaxPending, p.stats)}
 	d.resume()
 	return d
 }
@@ -95,6 +98,7 @@ type pending struct {
 type decoder struct {
 	h         protocol.Handler
 	stats     *db.Stats
+	exchanges *db.Pool
 	req, resp *reader
 	pending   *db.Queue[pending]
 	texts     texts // query texts are carved from here
@@ -226,7 +230,8 @@ func (d *decoder) command(v *Value) error {
 		d.pubsub = true
 		return nil // a subscription is not a request
 	}
-	x := &db.Exchange{Begun: start, System: db.Redis, Namespace: d.namespace, Operation: c.name}
+	x := d.exchanges.Get()
+	x.Begun, x.System, x.Namespace, x.Operation = start, db.Redis, d.namespace, c.name
 	x.Query, x.Procedure = queryText(&d.texts, c, args[1], n)
 	p := pending{x: x}
 	if c.name == "SELECT" && n == 2 && isDigits(args[1]) {
