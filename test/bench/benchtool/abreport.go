@@ -365,7 +365,7 @@ func appSection(res *abResult) string {
 	if pb == nil || pa == nil || res.appBase == nil || res.appAgent == nil {
 		return b.String()
 	}
-	fmt.Fprintf(&b, "\nThe application's CPU by where it was spent, from `perf record -e cpu-clock -F 999 -p PID` in the profile rounds (round %d baseline, %d agent: %.2f and %.2f µs per request in total), µs per request:\n\n", pb.n, pa.n, appUs(pb), appUs(pa))
+	fmt.Fprintf(&b, "\nThe application's CPU by where it was spent, from `perf record -g -e cpu-clock -F 999 -p PID` in the profile rounds (round %d baseline, %d agent: %.2f and %.2f µs per request in total), µs per request:\n\n", pb.n, pa.n, appUs(pb), appUs(pa))
 	pt := table{{"where", "baseline", "with the agent", "difference"}}
 	cats := map[string][2]float64{}
 	for _, s := range res.appBase {
