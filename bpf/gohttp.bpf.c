@@ -54,6 +54,16 @@ struct req_fields {
 	__s64 length;
 };
 
+/* A Go connection's socket, as conn_socks and a goroutine's servers entry
+ * keep it (sock_of). */
+struct conn_sock {
+	__u64 file;
+	__u64 ino;
+	__s32 fd;
+	__u32 _pad;
+	struct tuple tuple;
+};
+
 struct server_req {
 	__u64 id;
 	__u64 resp; /* *response, or *http2responseWriter for HTTP/2 */
@@ -61,6 +71,14 @@ struct server_req {
 	 * anyway (take_start): the end reads the strings they point at and
 	 * the URL, not the Request again. */
 	struct req_fields f;
+	/* The connection the goroutine's last request came on, and its
+	 * socket: an HTTP/1 goroutine serves one connection, so its next
+	 * request finds the socket here, in the entry it looks up anyway,
+	 * rather than in conn_socks (a hash lookup that costs ~0.3 us on a
+	 * VM whose TLB every kernel entry flushes). Kept when a request
+	 * replaces the entry's other fields. */
+	__u64 goconn;
+	struct conn_sock sock;
 };
 
 struct client_req {
@@ -251,14 +269,6 @@ struct conn_key {
 	__u32 _pad;
 };
 
-struct conn_sock {
-	__u64 file;
-	__u64 ino;
-	__s32 fd;
-	__u32 _pad;
-	struct tuple tuple;
-};
-
 /* Per-CPU LRU lists (BPF_F_NO_COMMON_LRU, uapi's value; vmlinux.h leaves
  * the map flags out): an update takes no lock shared with the other CPUs.
  * Each CPU then evicts among the entries it added, which costs a cache
@@ -276,10 +286,27 @@ struct {
 
 static __always_inline __u64 file_ino(struct file *f) { return f ? BPF_CORE_READ(f, f_inode, i_ino) : 0; }
 
+/* sock_known tells whether c is still the socket it was recorded for:
+ * its descriptor names the same file, whose inode has the same number;
+ * if so, start record e takes its descriptor and tuple. */
+static __always_inline bool sock_known(struct request_start_event *e, struct conn_sock *c)
+{
+	__s32 fd = c->fd;
+	struct file *f = fd_file(fd);
+	if (!f || (__u64)f != c->file || file_ino(f) != c->ino)
+		return false;
+	e->fd = fd;
+	__builtin_memcpy(&e->tuple, &c->tuple, sizeof(e->tuple));
+	return true;
+}
+
 /* sock_of fills the descriptor and the tuple of start record e from the Go
  * connection goconn (carried by TLS when tls is set), and records the
- * descriptor as net/http's. */
-static __always_inline void sock_of(struct request_start_event *e, struct go_offsets *o, __u64 goconn, bool tls)
+ * descriptor as net/http's. A server request passes its goroutine's
+ * servers entry as s (else 0): the socket is looked for there first, and
+ * kept there for the goroutine's next request. */
+static __always_inline void sock_of(struct request_start_event *e, struct go_offsets *o, __u64 goconn, bool tls,
+				    struct server_req *s)
 {
 	e->fd = -1;
 	__builtin_memset(&e->tuple, 0, sizeof(e->tuple));
@@ -287,19 +314,19 @@ static __always_inline void sock_of(struct request_start_event *e, struct go_off
 		mark_process();
 		return;
 	}
+	/* A hit, here or in conn_socks, also stands for the process's entry
+	 * in go_procs and the descriptor's owner, recorded with it; each
+	 * goes with the descriptor's close, as the hit does. */
+	if (s && s->goconn == goconn && sock_known(e, &s->sock))
+		return;
 	struct conn_key k = {.goconn = goconn, .tgid = bpf_get_current_pid_tgid() >> 32};
 	struct conn_sock *c = bpf_map_lookup_elem(&conn_socks, &k);
-	if (c) {
-		__s32 fd = c->fd;
-		struct file *f = fd_file(fd);
-		if (f && (__u64)f == c->file && file_ino(f) == c->ino) {
-			/* Also known: the process (mark_process) and the
-			 * descriptor's owner, recorded with the entry; each
-			 * goes with the descriptor's close. */
-			e->fd = fd;
-			__builtin_memcpy(&e->tuple, &c->tuple, sizeof(e->tuple));
-			return;
+	if (c && sock_known(e, c)) {
+		if (s) {
+			s->goconn = goconn;
+			s->sock = *c;
 		}
+		return;
 	}
 	mark_process();
 	__s32 fd = conn_fd_of(o, goconn, tls);
@@ -315,15 +342,20 @@ static __always_inline void sock_of(struct request_start_event *e, struct go_off
 	sk_tuple(sk, &v.tuple);
 	__builtin_memcpy(&e->tuple, &v.tuple, sizeof(e->tuple));
 	bpf_map_update_elem(&conn_socks, &k, &v, BPF_ANY);
+	if (s) {
+		s->goconn = goconn;
+		s->sock = v;
+	}
 }
 
 /* fill_start completes start record e but for header_lookup and the
  * traceparent, which the caller fills; goconn is the connection's net.Conn
  * data word. */
 static __always_inline void fill_start(struct request_start_event *e, struct go_offsets *o, __u32 kind, __u64 id,
-				       __u64 parent, __u64 g, __u64 goconn, bool tls, __u16 major, __u16 minor)
+				       __u64 parent, __u64 g, __u64 goconn, bool tls, __u16 major, __u16 minor,
+				       struct server_req *s)
 {
-	sock_of(e, o, goconn, tls);
+	sock_of(e, o, goconn, tls, s);
 	fill_header(&e->hdr, EVENT_REQUEST_START);
 	e->id = id;
 	e->parent = parent;
@@ -807,10 +839,13 @@ int go_serve_http(struct pt_regs *ctx)
 			bpf_map_delete_elem(&servers, &k);
 		return 0;
 	}
-	if (cur)
-		*cur = s;
-	else
+	if (cur) {
+		cur->id = s.id;
+		cur->resp = s.resp;
+		cur->f = s.f;
+	} else {
 		bpf_map_update_elem(&servers, &k, &s, BPF_ANY);
+	}
 	__u64 goconn = 0;
 	bool tls;
 	if (f.major == 2) {
@@ -834,7 +869,7 @@ int go_serve_http(struct pt_regs *ctx)
 		return 0;
 	e->traceparent_len = 0;
 	e->header_lookup = find_traceparent(o, (__u32)bpf_get_attach_cookie(ctx), f.header, e);
-	fill_start(e, o, REQUEST_SERVER, s.id, 0, k.g, goconn, tls, (__u16)f.major, (__u16)f.minor);
+	fill_start(e, o, REQUEST_SERVER, s.id, 0, k.g, goconn, tls, (__u16)f.major, (__u16)f.minor, cur);
 	submit(e);
 	return 0;
 }
@@ -929,7 +964,7 @@ static __always_inline void client_start(struct go_offsets *o, struct pt_regs *c
 	bool tls = read_ptr(conn, tls_off) != 0;
 	__u64 goconn = conn_ptr(conn, conn_off);
 	struct request_start_event e = {};
-	fill_start(&e, o, REQUEST_CLIENT, c.id, parent, k.g, conn ? goconn : 0, tls, major, minor);
+	fill_start(&e, o, REQUEST_CLIENT, c.id, parent, k.g, conn ? goconn : 0, tls, major, minor, 0);
 	output(&e, sizeof(e));
 }
 

@@ -244,6 +244,8 @@ type gohttpServerReq struct {
 		Url    uint64
 		Length int64
 	}
+	Goconn uint64
+	Sock   gohttpConnSock
 }
 
 type gohttpWindow struct {

@@ -365,7 +365,7 @@ func appSection(res *abResult) string {
 	if pb == nil || pa == nil || res.appBase == nil || res.appAgent == nil {
 		return b.String()
 	}
-	fmt.Fprintf(&b, "\nThe application's CPU by where it was spent, from `perf record -e cpu-clock -F 999 -p PID` in the profile rounds (round %d baseline, %d agent: %.2f and %.2f µs per request in total), µs per request:\n\n", pb.n, pa.n, appUs(pb), appUs(pa))
+	fmt.Fprintf(&b, "\nThe application's CPU by where it was spent, from `perf record -g -e cpu-clock -F 999 -p PID` in the profile rounds (round %d baseline, %d agent: %.2f and %.2f µs per request in total), µs per request:\n\n", pb.n, pa.n, appUs(pb), appUs(pa))
 	pt := table{{"where", "baseline", "with the agent", "difference"}}
 	cats := map[string][2]float64{}
 	for _, s := range res.appBase {
@@ -392,7 +392,7 @@ func appSection(res *abResult) string {
 	}
 	pt = append(pt, []string{"total", fmt.Sprintf("%.2f", appUs(pb)), fmt.Sprintf("%.2f", appUs(pa)), fmt.Sprintf("%+.2f", appUs(pa)-appUs(pb))})
 	b.WriteString(pt.markdown())
-	b.WriteString("\nKernel symbols are grouped by name (test/bench/benchtool/profiles.go, appCategories): a sample counts where the CPU was when it was taken, so the cost of caches and TLB entries the agent's threads evicted shows up in the application's own code and in \"everything else\", not in a line of its own. This machine: " + res.pmu + ".\n")
+	b.WriteString("\nKernel samples are grouped by their call chain (`perf record -g`; test/bench/benchtool/profiles.go, appCategories: the innermost frame that names a category), so a sample taken where interrupts come back on counts for the path that turned them off (the int3 exception's return, for one); a sample counts where the CPU was when it was taken, so the cost of caches and TLB entries the agent's threads evicted shows up in the application's own code and in \"everything else\", not in a line of its own. This machine: " + res.pmu + ".\n")
 	return b.String()
 }
 

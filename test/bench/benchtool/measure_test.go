@@ -99,24 +99,53 @@ func TestStageOf(t *testing.T) {
 }
 
 func TestAppCategory(t *testing.T) {
-	for sym, want := range map[string]string{
-		"bpf_prog_6deef7357e7b4530_go_serve_http": "kernel: inside BPF programs (any agent's)",
-		"handle_swbp":               "kernel: uprobe breakpoint trap and dispatch",
-		"irq_work_queue":            "kernel: wake-ups (irq_work, try_to_wake_up, epoll callbacks)",
-		"__schedule":                "kernel: scheduler, context switches",
-		"tcp_sendmsg_locked":        "kernel: everything else (syscalls, network stack, memory)",
-		"bpf_ringbuf_reserve":       "kernel: BPF helpers and tracepoint glue",
-		"perf_syscall_enter":        "kernel: BPF helpers and tracepoint glue",
-		"asm_exc_int3":              "kernel: uprobe breakpoint trap and dispatch",
-		"ep_poll_callback":          "kernel: wake-ups (irq_work, try_to_wake_up, epoll callbacks)",
-		"finish_task_switch.isra.0": "kernel: scheduler, context switches",
+	// Chains as `perf script -F ip,sym` prints them, innermost first.
+	for _, tc := range []struct{ chain, want string }{
+		{"ffffffffc0032370 bpf_prog_6deef7357e7b4530_go_serve_http\nffffffff814cf3df uprobe_prog_run", catBPFProgs},
+		{"ffffffff8159f5da handle_swbp", catInt3},
+		// the int3 exception's return, where interrupts come back on: not "everything else"
+		{"ffffffff82242009 pvm_irq_enable\nffffffff82241f31 __raw_callee_save_pvm_irq_enable\nffffffff82242f23 irqentry_exit_to_user_mode\nffffffff81000c55 asm_exc_int3\n284625 net/http.serverHandler.ServeHTTP", catInt3},
+		{"ffffffff8134a344 mtree_load\nffffffff8159ecb1 find_active_uprobe_rcu\nffffffff8159f5da uprobe_notify_resume\nffffffff82242f3f irqentry_exit_to_user_mode\nffffffff81000c55 asm_exc_int3", "kernel: uprobe dispatch (find the uprobe, run its handlers, skip the instruction)"},
+		{"ffffffff8134a344 __virt_addr_valid\nffffffff816cf02c __check_object_size\nffffffff815b4646 copy_from_user_nofault\nffffffff814d077b bpf_probe_read_user\nffffffffc003237d bpf_prog_1812593a03b67854_go_serve_http\nffffffff814cf3df uprobe_prog_run", catBPFHelpers},
+		{"ffffffff8134a344 kvm_clock_get_cycles\nffffffff8134a344 ktime_get_mono_fast_ns\nffffffffc003237d bpf_prog_18efb9be8d2174f3_go_finish_request", catBPFHelpers},
+		{"ffffffff814cc393 bpf_trace_run2\nffffffff81424adc __bpf_trace_sys_enter\nffffffff81425010 syscall_trace_enter\nffffffff8223caef do_syscall_64", "kernel: syscall tracepoints (the syscall slow path and its trace glue)"},
+		{"ffffffff82242009 pvm_write_msr\nffffffff82242009 native_apic_msr_write\nffffffff82242009 arch_irq_work_raise\nffffffff82242009 irq_work_queue\nffffffff82242009 bpf_ringbuf_submit\nffffffffc003237d bpf_prog_18efb9be8d2174f3_go_finish_request", "kernel: ring-buffer wake-ups (irq_work)"},
+		{"ffffffff82242009 ep_poll_callback", "kernel: wake-ups (try_to_wake_up, epoll callbacks)"},
+		{"ffffffff82242009 pvm_irq_enable\nffffffff82242009 finish_task_switch.isra.0\nffffffff82242009 __schedule", "kernel: scheduler, context switches"},
+		{"ffffffff82242009 flush_tlb_func\nffffffff82242009 __flush_smp_call_function_queue", "kernel: TLB shootdowns and other IPIs"},
+		{"ffffffff82242009 clear_page_erms\nffffffff82242009 handle_mm_fault\nffffffff82242009 exc_page_fault", "kernel: page faults"},
+		{"ffffffff82242009 hrtimer_interrupt\nffffffff82242009 asm_sysvec_apic_timer_interrupt", "kernel: timer and device interrupts (and the softirqs they run)"},
+		{"ffffffff82242009 tcp_sendmsg_locked\nffffffff82242009 __x64_sys_write\nffffffff8223caef do_syscall_64", catOther},
+		// a user frame ends the kernel chain: what the user code above did does not count
+		{"ffffffff82242009 tcp_sendmsg_locked\n284625 runtime.schedule", catOther},
+		{"1b16e9 crypto/aes.gcmAesEnc\n1b16e9 crypto/tls.(*Conn).write", catUser},
 	} {
-		if got := appCategory(true, sym); got != want {
-			t.Errorf("appCategory(%q) = %q, want %q", sym, got, want)
+		if got := appCategory(parseChain(tc.chain)); got != tc.want {
+			t.Errorf("appCategory(%q) = %q, want %q", tc.chain, got, tc.want)
 		}
 	}
-	if got := appCategory(false, "crypto/aes.gcmAesEnc"); !strings.HasPrefix(got, "user space") {
-		t.Errorf("a user symbol: %q", got)
+}
+
+func TestChainShares(t *testing.T) {
+	script := "ffffffff82242009 pvm_irq_enable\nffffffff81000c55 asm_exc_int3\n284625 main.f\n\n" +
+		"284625 main.f\n\n\n" +
+		"\t284625 main.f\n\t26a67f main.g\n\n" +
+		"ffffffff82242009 tcp_sendmsg_locked\n"
+	got, err := chainShares(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []share{{catUser, 0.5}, {catOther, 0.25}, {catInt3, 0.25}}
+	if len(got) != len(want) {
+		t.Fatalf("chainShares = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("chainShares[%d] = %v, want %v", i, got[i], want[i])
+		}
+	}
+	if _, err := chainShares("\n\n"); err == nil {
+		t.Error("no samples: no error")
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,7 +28,7 @@ type share struct {
 	frac float64
 }
 
-// perfRecord samples pids' CPU (cpu-clock, 999 Hz, no call graphs) for d
+// perfRecord samples pids' CPU (cpu-clock, 999 Hz, with call chains) for d
 // into path.
 func perfRecord(ctx context.Context, pids []int, d time.Duration, path string) <-chan error {
 	done := make(chan error, 1)
@@ -37,7 +36,7 @@ func perfRecord(ctx context.Context, pids []int, d time.Duration, path string) <
 	for i, p := range pids {
 		ids[i] = strconv.Itoa(p)
 	}
-	cmd := exec.CommandContext(ctx, "perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-p", strings.Join(ids, ","), "-o", path,
+	cmd := exec.CommandContext(ctx, "perf", "record", "-q", "-g", "-e", "cpu-clock", "-F", "999", "-p", strings.Join(ids, ","), "-o", path,
 		"--", "sleep", strconv.FormatFloat(d.Seconds(), 'f', 1, 64))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	go func() {
@@ -50,55 +49,130 @@ func perfRecord(ctx context.Context, pids []int, d time.Duration, path string) <
 	return done
 }
 
-var rePerfLine = regexp.MustCompile(`^\s*([0-9.]+)%\s+\[(.)\]\s+(.*)$`)
-
-// perfCategories reads a perf.data file and sums its samples into the
-// categories of appCategory.
+// perfCategories reads a perf.data file recorded with call chains and sums
+// its samples into the categories of appCategory.
 func perfCategories(path string) ([]share, error) {
-	out, err := exec.Command("perf", "report", "-i", path, "--stdio", "--no-children", "-q", "--sort", "sym", "--percent-limit", "0").Output()
+	out, err := exec.Command("perf", "script", "-i", path, "-F", "ip,sym").Output()
 	if err != nil {
-		return nil, fmt.Errorf("perf report: %w", err)
+		return nil, fmt.Errorf("perf script: %w", err)
 	}
-	sums := map[string]float64{}
-	for _, line := range strings.Split(string(out), "\n") {
-		m := rePerfLine.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		pct, _ := strconv.ParseFloat(m[1], 64)
-		sums[appCategory(m[2] == "k", strings.TrimSpace(m[3]))] += pct / 100
-	}
-	if len(sums) == 0 {
-		return nil, fmt.Errorf("perf report of %s: no samples", path)
-	}
-	return sortedShares(sums), nil
+	return chainShares(string(out))
 }
 
-// appCategories are the kernel symbol groups that the agent can add to an
-// application's CPU, tried in order; the first match names the sample.
+// categoriesMain is `benchtool categories PERF.DATA...`: each file's
+// shares by category, one "FILE<TAB>SHARE<TAB>CATEGORY" line each (for
+// test/bench/app-kernel.sh, which records its own rounds).
+func categoriesMain(paths []string) int {
+	for _, p := range paths {
+		sh, err := perfCategories(p)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "categories:", err)
+			return 1
+		}
+		for _, s := range sh {
+			fmt.Printf("%s\t%.6f\t%s\n", p, s.frac, s.name)
+		}
+	}
+	return 0
+}
+
+// chainShares sums the samples of `perf script -F ip,sym` output (one
+// sample a block of "ADDRESS SYMBOL" lines, innermost frame first, blocks
+// separated by blank lines) into appCategory's categories.
+func chainShares(script string) ([]share, error) {
+	counts := map[string]float64{}
+	total := 0
+	for _, block := range strings.Split(script, "\n\n") {
+		chain := parseChain(block)
+		if len(chain) == 0 {
+			continue
+		}
+		counts[appCategory(chain)]++
+		total++
+	}
+	if total == 0 {
+		return nil, fmt.Errorf("perf script: no samples")
+	}
+	for k := range counts {
+		counts[k] /= float64(total)
+	}
+	return sortedShares(counts), nil
+}
+
+// frame is one line of a call chain.
+type frame struct {
+	kernel bool
+	sym    string
+}
+
+// parseChain reads one sample's frames; the kernel's are at addresses
+// with the top bit set (x86-64, arm64).
+func parseChain(block string) []frame {
+	var chain []frame
+	for _, line := range strings.Split(block, "\n") {
+		addr, sym, _ := strings.Cut(strings.TrimSpace(line), " ")
+		ip, err := strconv.ParseUint(addr, 16, 64)
+		if err != nil {
+			continue
+		}
+		chain = append(chain, frame{kernel: ip>>63 == 1, sym: strings.TrimSpace(sym)})
+	}
+	return chain
+}
+
+// appCategories are the kernel code paths that the agent can add to an
+// application's CPU. A sample is named by the innermost frame of its
+// kernel call chain that matches a category (categories tried in order
+// on each frame): so a sample taken where interrupts are re-enabled
+// (pvm_irq_enable, _raw_spin_unlock_irqrestore, which take the samples
+// that came due while they were off) counts for the path that turned
+// them off, e.g. the int3 exception's entry and return.
 var appCategories = []struct {
 	name  string
 	parts []string
 }{
-	{"kernel: inside BPF programs (any agent's)", []string{"bpf_prog_"}},
-	{"kernel: uprobe breakpoint trap and dispatch", []string{"uprobe", "swbp", "int3", "xol", "uretprobe"}},
-	{"kernel: BPF helpers and tracepoint glue", []string{"bpf_", "trace_call", "perf_syscall", "__traceiter", "perf_trace", "syscall_trace", "trace_sys", "tracing_", "copy_from_user_nofault", "htab_", "lookup_nulls_elem", "lookup_elem_raw"}},
-	{"kernel: wake-ups (irq_work, try_to_wake_up, epoll callbacks)", []string{"irq_work", "ttwu", "try_to_wake_up", "wake_up", "ep_poll_callback", "select_task_rq", "enqueue_"}},
+	{catBPFProgs, []string{"bpf_prog_"}},
+	{"kernel: uprobe dispatch (find the uprobe, run its handlers, skip the instruction)", []string{"uprobe", "handler_chain", "branch_emulate_op", "xol"}},
+	{catInt3, []string{"asm_exc_int3", "exc_int3", "swbp", "do_int3"}},
+	{"kernel: syscall tracepoints (the syscall slow path and its trace glue)", []string{"syscall_trace", "syscall_exit_work", "bpf_trace_run", "__bpf_trace_", "trace_call", "perf_syscall", "__traceiter", "perf_trace", "trace_sys", "tracing_"}},
+	{catBPFHelpers, []string{"bpf_", "copy_from_user_nofault", "copy_from_kernel_nofault", "htab_", "lookup_nulls_elem", "lookup_elem_raw"}},
+	{"kernel: ring-buffer wake-ups (irq_work)", []string{"irq_work"}},
+	{"kernel: wake-ups (try_to_wake_up, epoll callbacks)", []string{"ttwu", "try_to_wake_up", "wake_up", "ep_poll_callback", "select_task_rq", "enqueue_task", "enqueue_entity"}},
 	{"kernel: scheduler, context switches", []string{"schedule", "switch_to", "finish_task_switch", "pick_next", "dequeue_", "update_curr", "__switch", "context_switch", "update_load", "idle"}},
+	{"kernel: TLB shootdowns and other IPIs", []string{"flush_tlb", "smp_call_function", "call_function"}},
+	{"kernel: page faults", []string{"exc_page_fault", "handle_mm_fault"}},
+	{"kernel: timer and device interrupts (and the softirqs they run)", []string{"asm_sysvec_", "asm_common_interrupt"}},
 }
 
-func appCategory(kernel bool, sym string) string {
-	if !kernel {
-		return "user space (the application's own code, Go runtime, libc, libssl)"
+const (
+	catUser       = "user space (the application's own code, Go runtime, libc, libssl)"
+	catOther      = "kernel: everything else (syscalls, network stack, memory)"
+	catBPFProgs   = "kernel: inside BPF programs (any agent's)"
+	catBPFHelpers = "kernel: BPF helpers and maps"
+	catInt3       = "kernel: uprobe trap (the int3 exception's entry and return)"
+)
+
+// appCategory names a sample by its call chain, innermost frame first.
+func appCategory(chain []frame) string {
+	if len(chain) == 0 || !chain[0].kernel {
+		return catUser
 	}
-	for _, c := range appCategories {
-		for _, p := range c.parts {
-			if strings.Contains(sym, p) {
-				return c.name
+	for i, f := range chain {
+		if !f.kernel {
+			break
+		}
+		if i > 0 && strings.HasPrefix(f.sym, "bpf_prog_") {
+			return catBPFHelpers // a BPF program called what the frames inside it run
+		}
+		for _, c := range appCategories {
+			for _, p := range c.parts {
+				if strings.Contains(f.sym, p) {
+					return c.name
+				}
 			}
 		}
 	}
-	return "kernel: everything else (syscalls, network stack, memory)"
+	return catOther
 }
 
 func sortedShares(m map[string]float64) []share {

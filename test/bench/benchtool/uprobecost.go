@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -62,6 +64,32 @@ func noopProgram() (*ebpf.Program, error) {
 		License:      "Dual MIT/GPL",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
 	})
+}
+
+// uprobeCostMain is `benchtool uprobecost -callloop PATH`: the
+// micro-benchmark alone, one "VARIANT<TAB>MODE<TAB>µs per call (median)"
+// line each, bare calls included (test/bench/app-kernel.sh prices the
+// trap with it).
+func uprobeCostMain(args []string) int {
+	fs := flag.NewFlagSet("benchtool uprobecost", flag.ContinueOnError)
+	callloop := fs.String("callloop", "", "the compiled test/bench/callloop.c (required)")
+	calls := fs.Int("calls", 10000, "calls per probed run (bare: 100x)")
+	reps := fs.Int("reps", 5, "repetitions of each case")
+	if err := fs.Parse(args); err != nil || *callloop == "" {
+		fs.Usage()
+		return 2
+	}
+	costs, err := measureUprobeCost(context.Background(), *callloop, *calls, *reps)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "uprobecost:", err)
+		return 1
+	}
+	for _, c := range costs {
+		for m, mode := range probeModes {
+			fmt.Printf("%s\t%s\t%.3f\n", c.variant.name, mode.name, c.median[m])
+		}
+	}
+	return 0
 }
 
 func measureUprobeCost(ctx context.Context, callloop string, calls, reps int) ([]*probeCost, error) {
