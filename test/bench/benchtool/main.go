@@ -53,6 +53,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "receive" {
 		os.Exit(receiveMain(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "pace" {
+		os.Exit(paceMain(os.Args[2:]))
+	}
 	var o options
 	flag.StringVar(&o.agentBin, "agent", "bin/periscope", "periscope binary")
 	flag.StringVar(&o.work, "work", "", "scratch directory (required; run.sh makes and removes it)")
