@@ -16,7 +16,9 @@
 # 2 s for the last spans; printed: spans received (server), requests sent,
 # the agent's CPU (utime+stime over the window, 10 ms ticks) per span and in
 # % of one core, its voluntary context switches per second, its VmHWM.
-# Root (the agent loads its programs).
+# LOGS=DIR keeps each round's agent log there (agent-N.log: with
+# GODEBUG=gctrace=1,scavtrace=1 in AGENT, the collector's and scavenger's
+# lines). Root (the agent loads its programs).
 set -eu
 rounds=2 rate=4000 conns=16 dur=20
 while getopts r:R:c:d: opt; do
@@ -83,6 +85,7 @@ round() { # round N AGENT
 	kill -INT "$ag"
 	wait "$ag" 2>/dev/null || true
 	ag=""
+	[ -z "${LOGS:-}" ] || cp "$work/agent.log" "$LOGS/agent-$1.log"
 	local spans=$((s1 - s0))
 	printf 'round %d [%s]: %d spans, %s, %.2f us/span, %.1f%% of a core, %d wake-ups/s, VmHWM %.1f MiB, load %s\n' \
 		"$1" "$2" "$spans" "$out" "$(echo "($c1 - $c0) * 10000 / $spans" | bc -l)" \
