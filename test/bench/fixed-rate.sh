@@ -35,10 +35,10 @@ shift $((OPTIND - 1))
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
 ag="" srv="" rcv=""
-cleanup() {
-	[ -n "$ag" ] && kill -INT "$ag" 2>/dev/null && wait "$ag" 2>/dev/null
-	[ -n "$srv" ] && kill "$srv" 2>/dev/null && wait "$srv" 2>/dev/null
-	[ -n "$rcv" ] && kill "$rcv" 2>/dev/null && wait "$rcv" 2>/dev/null
+cleanup() { # each step whatever the one before returned (set -e)
+	[ -z "$ag" ] || { kill -INT "$ag"; wait "$ag"; } 2>/dev/null || true
+	[ -z "$srv" ] || { kill "$srv"; wait "$srv"; } 2>/dev/null || true
+	[ -z "$rcv" ] || { kill "$rcv"; wait "$rcv"; } 2>/dev/null || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
