@@ -104,6 +104,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 	if err := requireCapabilities(); err != nil {
 		return err
 	}
+	setMaxProcs(log, cfg.MaxProcs)
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("remove memlock limit: %w", err)
 	}

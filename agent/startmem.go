@@ -3,6 +3,7 @@ package agent
 import (
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -17,6 +18,15 @@ import (
 // peak that stayed the agent's highest resident memory (VmHWM) under load
 // (test/bench/results-e2e-cpu.md).
 const startGCPercent = 25
+
+// setMaxProcs applies the max_procs option: n > 0 caps the processors the
+// agent's goroutines run on at once; 0 leaves Go's default.
+func setMaxProcs(log *slog.Logger, n int) {
+	if n > 0 {
+		prev := runtime.GOMAXPROCS(n)
+		log.Debug("max_procs", "gomaxprocs", n, "was", prev)
+	}
+}
 
 // lowGCDuringStart lowers the collector's target for the start (unless
 // GOGC asks for less, or for none) and returns what restores it, handing

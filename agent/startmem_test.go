@@ -1,6 +1,10 @@
 package agent
 
-import "testing"
+import (
+	"log/slog"
+	"runtime"
+	"testing"
+)
 
 func TestReadOnlyMapping(t *testing.T) {
 	const exe = "/usr/bin/periscope"
@@ -23,5 +27,19 @@ func TestReadOnlyMapping(t *testing.T) {
 		if start != tc.start || end != tc.end || ok != tc.ok {
 			t.Errorf("readOnlyMapping(%q) = %#x, %#x, %v; want %#x, %#x, %v", tc.line, start, end, ok, tc.start, tc.end, tc.ok)
 		}
+	}
+}
+
+func TestSetMaxProcs(t *testing.T) {
+	prev := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+	log := slog.New(slog.DiscardHandler)
+	setMaxProcs(log, 0)
+	if got := runtime.GOMAXPROCS(0); got != prev {
+		t.Fatalf("max_procs 0: GOMAXPROCS %d, want Go's %d unchanged", got, prev)
+	}
+	setMaxProcs(log, 1)
+	if got := runtime.GOMAXPROCS(0); got != 1 {
+		t.Fatalf("max_procs 1: GOMAXPROCS %d", got)
 	}
 }

@@ -37,6 +37,10 @@ type Config struct {
 	// Pprof serves Go's profiles under /debug/pprof/ on MetricsAddr (off
 	// by default: a CPU profile costs CPU and shows code paths).
 	Pprof bool `yaml:"pprof"`
+	// MaxProcs caps the processors the agent's Go code runs on at once
+	// (runtime.GOMAXPROCS); 0 leaves Go's default (the CPUs the agent may
+	// use, its cgroup's CPU limit, or $GOMAXPROCS).
+	MaxProcs int `yaml:"max_procs"`
 
 	Processes Processes `yaml:"processes"`
 	HTTP      HTTP      `yaml:"http"`
@@ -407,6 +411,9 @@ func (c Config) Validate() error {
 	if err := oneOf("log_format", c.LogFormat, "text", "json"); err != nil {
 		return err
 	}
+	if c.MaxProcs < 0 || c.MaxProcs > maxMaxProcs {
+		return fmt.Errorf("max_procs: %d is not between 0 and %d", c.MaxProcs, maxMaxProcs)
+	}
 	if c.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
 			return fmt.Errorf("metrics_addr: %w", err)
@@ -509,6 +516,9 @@ const maxTCPPeers = 100000
 
 // maxCaptureBytes is DATA_CAP of bpf/periscope.h.
 const maxCaptureBytes = 4096
+
+// maxMaxProcs bounds max_procs: more processors than any node has is a typo.
+const maxMaxProcs = 1024
 
 type stringList []string
 

@@ -115,6 +115,8 @@ func TestLoadErrors(t *testing.T) {
 		{"bad tcp fail_hook", []string{"--config", writeFile(t, "tcp:\n  fail_hook: fentry\n")}, "tcp.fail_hook"},
 		{"zero tcp peers", []string{"--config", writeFile(t, "tcp:\n  max_peers: 0\n")}, "tcp.max_peers"},
 		{"too many tcp peers", []string{"--config", writeFile(t, "tcp:\n  max_peers: 1000001\n")}, "tcp.max_peers"},
+		{"negative max_procs", []string{"--config", writeFile(t, "max_procs: -1\n")}, "max_procs"},
+		{"too many max_procs", []string{"--config", writeFile(t, "max_procs: 1025\n")}, "max_procs"},
 		{"tcp ring not a power of two", []string{"--config", writeFile(t, "tcp:\n  ring_bytes: 3000\n")}, "tcp.ring_bytes"},
 		{"unknown tcp key", []string{"--config", writeFile(t, "tcp:\n  max_peer: 5\n")}, "tcp.max_peer"},
 		{"process metrics interval too short", []string{"--config", writeFile(t, "process_metrics:\n  interval: 10ms\n")}, "process_metrics.interval"},

@@ -18,6 +18,7 @@ var samples = map[string][3]string{
 	"log_level":                      {"debug", "warn", "error"},
 	"log_format":                     {"json", "text", "json"},
 	"pprof":                          {"true", "false", "true"},
+	"max_procs":                      {"1", "2", "4"},
 	"processes.include_exe":          {"a", "b,c", "d"},
 	"processes.exclude_exe":          {"x", "y", "z"},
 	"processes.command_args":         {"off", "redacted", "off"},

@@ -166,9 +166,12 @@ const AttachPath = "raw_tracepoint sched_process_{exec,fork,exit} + mmap in the 
 
 // ring is the process ring: process events are small and rare, and wake
 // the reader at once, so a small ring will do (its pages are resident, in
-// the agent's RSS, from the start).
+// the agent's RSS, from the start). Its timer only moves the progress on
+// while no event comes (an event wakes the reader anyway): on the
+// collectors' 20 ms beat, not a 5 ms one of its own, which woke an idle
+// agent 200 times a second (test/bench/results-pipeline.md, cpu7).
 func (t *Tracker) ring() loader.Ring {
-	return loader.Ring{RingBytes: processRingBytes, PollInterval: 5 * time.Millisecond, Progress: t.cfg.Progress, Drained: t.updateStale}
+	return loader.Ring{RingBytes: processRingBytes, PollInterval: loader.DefaultPollInterval, Progress: t.cfg.Progress, Drained: t.updateStale}
 }
 
 // Attach loads and attaches the process programs; what they report waits

@@ -50,14 +50,14 @@ type options struct {
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "receive" {
-		os.Exit(receiveMain(os.Args[2:]))
+	subcommands := map[string]func([]string) int{
+		"receive":    receiveMain,
+		"uprobecost": uprobeCostMain,
+		"categories": categoriesMain,
+		"pace":       paceMain,
 	}
-	if len(os.Args) > 1 && os.Args[1] == "uprobecost" {
-		os.Exit(uprobeCostMain(os.Args[2:]))
-	}
-	if len(os.Args) > 1 && os.Args[1] == "categories" {
-		os.Exit(categoriesMain(os.Args[2:]))
+	if len(os.Args) > 1 && subcommands[os.Args[1]] != nil {
+		os.Exit(subcommands[os.Args[1]](os.Args[2:]))
 	}
 	var o options
 	flag.StringVar(&o.agentBin, "agent", "bin/periscope", "periscope binary")
