@@ -83,20 +83,47 @@ static __always_inline void sk_tuple(struct sock *sk, struct tuple *b)
 	b->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 }
 
+/* TCP states (include/net/tcp_states.h). */
+#define TCP_SYN_SENT 2
+#define TCP_CLOSE 7
+#define TCP_CLOSE_WAIT 8
+#define TCP_LAST_ACK 9
+#define TCP_CLOSING 11
+
+/* sk_took_fin tells, at the exit of a read on TCP socket sk that left
+ * copied (copied_seq), whether the read took the peer's FIN: the kernel
+ * moves copied_seq past the FIN (one sequence number, no byte) when a read
+ * reaches it, in the same call as the last bytes before it. It did if a FIN
+ * came (the states after one; CLOSE also after a reset, where the answer
+ * only makes the read overlap the last) and nothing is left to read: the
+ * FIN is the last sequence number before rcv_nxt. A FIN that comes while
+ * the read is leaving moves rcv_nxt past copied_seq: not taken. */
+static __always_inline bool sk_took_fin(struct sock *sk, __u32 copied)
+{
+	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	if (state != TCP_CLOSE_WAIT && state != TCP_LAST_ACK && state != TCP_CLOSING && state != TCP_CLOSE)
+		return false;
+	return BPF_CORE_READ((struct tcp_sock *)sk, rcv_nxt) == copied;
+}
+
 /* sk_stream_start tells whether a call on TCP socket sk is the first to
  * move bytes of its direction on the connection: for a write, at its entry,
  * whether nothing was ever sent or queued (no data byte sent, nothing
  * waiting in the send queue); for a read, at its exit after it took moved
  * bytes, whether those were the first the application took (the bytes
  * received less those not read yet, less this read's, is 0; a FIN counts in
- * both rcv_nxt and bytes_received, so it cancels). Requests counted from such
- * a call are counted from the connection's start at both ends. */
+ * rcv_nxt and bytes_received, so one not read cancels, and one the read
+ * took counts with its bytes). Requests counted from such a call are
+ * counted from the connection's start at both ends. */
 static __always_inline bool sk_stream_start(struct sock *sk, bool write, __u64 moved)
 {
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
 	if (write)
 		return BPF_CORE_READ(tp, bytes_sent) == 0 && BPF_CORE_READ(tp, write_seq) == BPF_CORE_READ(tp, snd_nxt);
-	__u32 unread = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
+	__u32 copied = BPF_CORE_READ(tp, copied_seq);
+	__u32 unread = BPF_CORE_READ(tp, rcv_nxt) - copied;
+	if (sk_took_fin(sk, copied))
+		moved++;
 	return BPF_CORE_READ(tp, bytes_received) == (__u64)unread + moved;
 }
 
@@ -104,13 +131,20 @@ static __always_inline bool sk_stream_start(struct sock *sk, bool write, __u64 m
  * on TCP socket sk: for a write at its entry, the next byte the socket will
  * queue (write_seq); at a call's exit, after it moved moved bytes, the next
  * byte of its direction (write_seq, or copied_seq: the next byte the
- * application will read) less those. A MSG_PEEK read, which leaves
- * copied_seq, is given a sequence before its bytes': it never starts a
- * request a peer wrote there, since its bytes are read again. */
+ * application will read, less the FIN if the read took it: sk_took_fin)
+ * less those. A MSG_PEEK read, which leaves copied_seq, is given a sequence
+ * before its bytes': it never starts a request a peer wrote there, since
+ * its bytes are read again. */
 static __always_inline __u32 sk_call_seq(struct sock *sk, bool write, bool done, __u64 moved)
 {
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	__u32 next = write ? BPF_CORE_READ(tp, write_seq) : BPF_CORE_READ(tp, copied_seq);
+	if (write) {
+		__u32 next = BPF_CORE_READ(tp, write_seq);
+		return done ? next - (__u32)moved : next;
+	}
+	__u32 next = BPF_CORE_READ(tp, copied_seq);
+	if (done && sk_took_fin(sk, next))
+		next--;
 	return done ? next - (__u32)moved : next;
 }
 

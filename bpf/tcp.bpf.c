@@ -19,8 +19,6 @@
  */
 #include "common.bpf.h"
 #include "sock.bpf.h"
-#define TCP_SYN_SENT 2
-#define TCP_CLOSE 7
 #define TCPHDR_SYN 0x02
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -78,6 +78,13 @@ type conn struct {
 	// whose bytes end at or before it repeats bytes already parsed.
 	readEnd      uint32
 	readEndKnown bool
+	// writeEnd is the same for writes: the sequence number after the
+	// last byte written (follow).
+	writeEnd      uint32
+	writeEndKnown bool
+	// restart: bytes were lost; decoding restarts at a request
+	// (protocol.Restarter, Correlator.restarts).
+	restart restartWait
 	// retrans are the recent TCP retransmissions of the connection's
 	// socket, oldest first (see retransmit.go).
 	retrans []retransmitMark
@@ -92,6 +99,16 @@ type conn struct {
 	chunkSeq  uint32
 	chunkFree bool
 }
+
+// restartWait is what a connection waits for to be decoded again after
+// bytes were lost.
+type restartWait uint8
+
+const (
+	restartNone       restartWait = iota
+	restartAtRequest              // the next call that starts a request
+	restartAfterReply             // a reply, then restartAtRequest
+)
 
 // heldExchange is a finished exchange whose span is not built yet.
 type heldExchange struct {

@@ -241,11 +241,15 @@ func (c *Correlator) Data(d events.Data) {
 			return
 		}
 	}
-	if d.Dir == events.Read && d.HasSeq && peeked(cn, d) {
+	if !d.HasSeq {
+		cn.forget(d.Dir)
+	} else if repeat, gap := cn.follow(d); repeat {
 		c.m.peeked.Inc()
 		return
+	} else if gap > 0 && !c.lostBytes(cn, d, gap) {
+		return
 	}
-	if cn.dec == nil && !cn.start(d.Dir, d.Bytes) {
+	if cn.restart != restartNone && !cn.restarts(d) || cn.dec == nil && !cn.start(d.Dir, d.Bytes) {
 		return
 	}
 	cn.tid, cn.goroutine = d.TID, d.Goroutine
@@ -298,19 +302,122 @@ func (c *Correlator) WriteResult(r events.WriteResult) {
 	}
 }
 
-// peeked reports whether read d only repeats bytes of its connection
-// already read: a MSG_PEEK read (curl peeks one byte to see whether an
-// idle HTTP/2 connection is alive; the bytes are read again). The sockets
-// collector gives such a read a sequence before its bytes' (the socket's
+// follow tracks where the bytes of d's direction end (plaintext records,
+// which carry their TCP sequence) and reports whether read d only repeats
+// bytes of its connection already read, and how many bytes of its
+// direction were lost before it.
+//
+// A repeat is a MSG_PEEK read (curl peeks one byte to see whether an idle
+// HTTP/2 connection is alive; the bytes are read again): the sockets
+// collector gives it a sequence before its bytes' (the socket's
 // copied_seq did not move), so it ends at or before where the last read
-// ended. Decoding it would shift every frame boundary after it.
-func peeked(cn *conn, d events.Data) bool {
+// ended. Decoding it would shift every frame boundary after it. A write
+// that ends there is the rest of a partial write, parsed already
+// (skipRepeat).
+//
+// A gap is a record that starts past where the last one ended: the
+// records between were lost (the ring buffer was full). Every call that
+// moves a socket's bytes has its record, with its whole size even when
+// its bytes are cut short (Size) or not copied at all (sendfile), so
+// nothing else leaves one. A partial write's record claims more than the
+// socket took: its rest, written again, overlaps, and a write's end never
+// moves back, so no gap follows either.
+func (cn *conn) follow(d events.Data) (repeat bool, gap uint32) {
 	end := d.Seq + uint32(d.Size)
-	if cn.readEndKnown && int32(end-cn.readEnd) <= 0 {
+	last, known := &cn.readEnd, &cn.readEndKnown
+	if d.Dir == events.Write {
+		last, known = &cn.writeEnd, &cn.writeEndKnown
+	}
+	if !*known {
+		*last, *known = end, true
+		return false, 0
+	}
+	if int32(end-*last) <= 0 {
+		return d.Dir == events.Read, 0
+	}
+	if g := int32(d.Seq - *last); g > 0 {
+		gap = uint32(g)
+	}
+	*last = end
+	return false, gap
+}
+
+// forget forgets where the bytes of direction dir end: a record without
+// its sequence (a TLS library's) moved some.
+func (cn *conn) forget(dir events.Direction) {
+	if dir == events.Write {
+		cn.writeEndKnown = false
+	} else {
+		cn.readEndKnown = false
+	}
+}
+
+// lostBytes handles gap bytes lost before record d on a connection (see
+// follow, protocol.Restarter) and reports whether d is to be decoded.
+func (c *Correlator) lostBytes(cn *conn, d events.Data, gap uint32) bool {
+	c.m.gaps.Inc()
+	side := protocol.SideOf(cn.info().Role, d.Dir)
+	wait := restartAtRequest
+	if side == protocol.Requests {
+		// The replies of the requests lost (and of those in flight)
+		// are still to come: they must not pair with the next request.
+		wait = restartAfterReply
+	}
+	if cn.restart != restartNone {
+		cn.restart = max(cn.restart, wait)
 		return true
 	}
-	cn.readEnd, cn.readEndKnown = end, true
-	return false
+	if cn.dec == nil {
+		return true // nothing decoded yet
+	}
+	if _, ok := cn.proto.(protocol.GapSkipper); ok {
+		if err := cn.dec.Feed(side, protocol.Chunk{Size: int(gap), Time: d.Time}); err != nil {
+			c.giveUp(cn, err, d.Time)
+			return false
+		}
+		return true
+	}
+	c.endPending(cn, d.Time, reasonDataLost)
+	if _, ok := cn.proto.(protocol.Restarter); !ok {
+		cn.dec, cn.ignored = nil, true
+		return false
+	}
+	if r, ok := cn.dec.(protocol.Resetter); ok {
+		r.Reset()
+	} else {
+		cn.dec = nil
+	}
+	// The requests from here have no ordinal the other end agrees on
+	// (requests lost or dropped until the restart); those before keep
+	// theirs.
+	cn.midStream, cn.nreq = true, 0
+	cn.restart, cn.multiplexed = wait, false
+	return true
+}
+
+// restarts reports whether d, after lost bytes, starts a request the
+// connection is decoded again from, by a new decoder when its last one was
+// not reset. That is the first request after a reply that followed the
+// loss: a client has the replies it waits for before it sends more
+// (keep-alive, synchronous clients, batch pipelines), so no reply to a
+// request before it is still to come.
+func (cn *conn) restarts(d events.Data) bool {
+	r := protocol.Server
+	if cn.role == roleClient {
+		r = protocol.Client
+	}
+	if protocol.SideOf(r, d.Dir) != protocol.Requests {
+		cn.restart = restartAtRequest
+		return false
+	}
+	if cn.restart != restartAtRequest || !cn.proto.(protocol.Restarter).StartsRequest(d.Bytes) {
+		return false
+	}
+	cn.restart = restartNone
+	if cn.dec == nil {
+		cn.dec = cn.proto.NewDecoder(r, cn)
+	}
+	return true
 }
 
 // skipRepeat drops from d the bytes that repeat earlier writes and reports

@@ -18,6 +18,7 @@ const (
 	reasonEvicted    = protocol.ReasonEvicted
 	reasonParseError = protocol.ReasonParseError
 	reasonRequestErr = protocol.ReasonRequestErr
+	reasonDataLost   = protocol.ReasonDataLost
 )
 
 // metrics are the correlator's own counters.
@@ -32,6 +33,7 @@ type metrics struct {
 	superseded               prometheus.Counter
 	waitsCut                 prometheus.Counter
 	peeked                   prometheus.Counter
+	gaps                     prometheus.Counter
 	// links counts lookups by linking.Result (indexed by it): one
 	// counter per span without hashing its label.
 	links []prometheus.Counter
@@ -85,6 +87,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "periscope_reads_peeked_total",
 		Help: "Plaintext reads that repeated bytes already read (MSG_PEEK), not decoded again.",
 	})
+	gaps := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "periscope_data_gaps_total",
+		Help: "Plaintext records that started past the end of the last one of their connection and direction: bytes lost (ring buffer full); the requests in flight on an HTTP/1 or Redis connection end as data_lost and decoding restarts at its next request, a PostgreSQL or MySQL connection is no longer decoded.",
+	})
 	links := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "periscope_link_lookups_total",
 		Help: "Lookups of the client spans of server requests from other nodes (linking), by result: linked, not_found, no_owner, timeout, refused, error, dropped.",
@@ -97,7 +103,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		byResult[r] = links.WithLabelValues(r.String())
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{spans, notHTTP, parseErrors, incomplete, tracked, unmatched, noEnd, superseded, waitsCut, peeked, links} {
+		for _, c := range []prometheus.Collector{spans, notHTTP, parseErrors, incomplete, tracked, unmatched, noEnd, superseded, waitsCut, peeked, gaps, links} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register correlator metrics: %w", err)
 			}
@@ -115,6 +121,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		superseded:    superseded,
 		waitsCut:      waitsCut,
 		peeked:        peeked,
+		gaps:          gaps,
 		links:         byResult,
 	}
 	for reason, label := range map[string]string{
@@ -125,6 +132,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		reasonParseError:     "parse_error",
 		reasonRequestErr:     "request_failed",
 		protocol.ReasonReset: "stream_reset",
+		reasonDataLost:       "data_lost",
 	} {
 		m.incomplete[reason] = incomplete.WithLabelValues(label)
 	}

@@ -74,6 +74,8 @@ func statusMessage(reason string) string {
 		return "connection stopped speaking its protocol"
 	case protocol.ReasonReset:
 		return "stream reset before the response completed"
+	case reasonDataLost:
+		return "bytes of the connection were lost (agent ring buffer full); the response could not be paired"
 	}
 	return reason
 }

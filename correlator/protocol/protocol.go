@@ -167,6 +167,42 @@ type Switcher interface {
 	Switched() (p Protocol, dec Decoder, rest []SideChunk)
 }
 
+// Lost bytes. A plaintext record that starts past where the last one of its
+// direction ended (its TCP sequence number says so) follows bytes the agent
+// lost: records dropped in the kernel. What the correlator does then
+// depends on how the protocol pairs requests with responses.
+
+// Restarter is implemented by protocols that pair by order and whose
+// requests can be told from the middle of a connection (HTTP/1, Redis).
+// After lost bytes the requests in flight end (ReasonDataLost), and a new
+// decoder starts at the next call on the requests side that StartsRequest;
+// the other side's bytes until then are dropped.
+type Restarter interface {
+	// StartsRequest reports whether first, the bytes of a call on the
+	// requests side, start a request.
+	StartsRequest(first []byte) bool
+}
+
+// Resetter is implemented by the decoders of Restarter protocols that
+// keep state of the connection beyond its messages in flight (Redis: the
+// database selected, a subscription). Reset forgets the messages in
+// flight (the correlator ended their requests) and keeps that state; the
+// decoder goes on at the next request. Other decoders are replaced.
+type Resetter interface {
+	Reset()
+}
+
+// GapSkipper is implemented by protocols whose decoders pair by stream
+// and follow a connection past bytes not captured (Chunk.Size beyond its
+// bytes) themselves (HTTP/2): lost bytes are fed to them as such.
+type GapSkipper interface {
+	SkipsGaps()
+}
+
+// Protocols that are neither (PostgreSQL, MySQL: their state, prepared
+// statements, cannot be rebuilt mid-connection) stop being decoded on the
+// connection after lost bytes; the requests in flight end (ReasonDataLost).
+
 // SideChunk is a chunk of one stream of a connection.
 type SideChunk struct {
 	Side  Side
@@ -229,6 +265,10 @@ const (
 	ReasonParseError = "parse_error"
 	ReasonRequestErr = "request_failed" // a client call returned an error
 	ReasonReset      = "stream_reset"   // the stream was reset (HTTP/2 RST_STREAM, GOAWAY)
+	// ReasonDataLost: bytes of the connection were lost before the
+	// response (records dropped in the kernel): a protocol that pairs by
+	// order can no longer tell which response is whose.
+	ReasonDataLost = "data_lost"
 )
 
 // ErrNotProtocol is returned (wrapped) by Feed when a connection's bytes

@@ -7,6 +7,7 @@
 package http1
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -60,6 +61,33 @@ func (*Protocol) Detect(first []byte, dir events.Direction) protocol.Detection {
 		return protocol.Detection{Verdict: protocol.Yes, Role: protocol.Server}
 	}
 	return protocol.Detection{Verdict: protocol.Yes, Role: protocol.Client}
+}
+
+// maxMethod bounds the method token StartsRequest accepts.
+const maxMethod = 24
+
+// StartsRequest implements protocol.Restarter: first starts with a whole
+// request line, a method token (upper-case letters, '-', '_'), a target
+// without spaces and the version (HTTP/1.0 or HTTP/1.1). Bytes of a body
+// seldom do; a request line cut short is not taken (the next request
+// restarts).
+func (*Protocol) StartsRequest(first []byte) bool {
+	line, _, ok := bytes.Cut(first, []byte("\n"))
+	if !ok {
+		return false
+	}
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	method, rest, ok := bytes.Cut(line, []byte(" "))
+	if !ok || len(method) == 0 || len(method) > maxMethod {
+		return false
+	}
+	for i, b := range method {
+		if !(b >= 'A' && b <= 'Z' || i > 0 && (b == '-' || b == '_')) {
+			return false
+		}
+	}
+	target, version, ok := bytes.Cut(rest, []byte(" "))
+	return ok && len(target) > 0 && (string(version) == "HTTP/1.1" || string(version) == "HTTP/1.0")
 }
 
 // Describe implements protocol.Protocol.

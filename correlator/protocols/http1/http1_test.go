@@ -120,3 +120,29 @@ func TestDecoder(t *testing.T) {
 		})
 	}
 }
+
+// TestStartsRequest: where a connection's decoding may restart after lost
+// bytes (protocol.Restarter).
+func TestStartsRequest(t *testing.T) {
+	var p Protocol
+	for in, want := range map[string]bool{
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n":          true,
+		"POST /api/v1/items?x=1 HTTP/1.0\r\n":        true,
+		"M-SEARCH * HTTP/1.1\r\n":                    true,
+		"CONNECT db:5432 HTTP/1.1\r\n":               true,
+		"GET / HTTP/1.1":                             false, // cut short
+		"GET /not/a/request ":                        false, // a body that looks like one
+		"HTTP/1.1 200 OK\r\n":                        false, // a response
+		"get / HTTP/1.1\r\n":                         false,
+		"GET  HTTP/1.1\r\n":                          false,
+		"GET / HTTP/2.0\r\n":                         false,
+		"-GET / HTTP/1.1\r\n":                        false,
+		"0123456789\r\n":                             false,
+		"":                                           false,
+		"AVERYVERYVERYLONGMETHODNAME / HTTP/1.1\r\n": false,
+	} {
+		if got := p.StartsRequest([]byte(in)); got != want {
+			t.Errorf("StartsRequest(%q) = %v, want %v", in, got, want)
+		}
+	}
+}

@@ -67,6 +67,10 @@ func New(sem *httpspan.Semantics, reg prometheus.Registerer) (*Protocol, error) 
 // Name implements protocol.Protocol.
 func (*Protocol) Name() string { return "http2" }
 
+// SkipsGaps implements protocol.GapSkipper: streams pair by their IDs, and
+// the decoder finds frames again after bytes not captured.
+func (*Protocol) SkipsGaps() {}
+
 // Detect implements protocol.Protocol: the client preface decides; on a
 // connection found after its start, frames that look like HTTP/2 do once
 // a HEADERS frame shows which end sends requests. The port never does.

@@ -51,6 +51,10 @@ func (*Protocol) Detect(first []byte, dir events.Direction) protocol.Detection {
 	return protocol.Detection{}
 }
 
+// StartsRequest implements protocol.Restarter: first starts a RESP array
+// command (clients that pipeline speak RESP arrays).
+func (*Protocol) StartsRequest(first []byte) bool { return looksLikeCommand(first) == protocol.Yes }
+
 func looksLikeCommand(p []byte) protocol.Verdict {
 	if len(p) == 0 {
 		return protocol.Undecided
@@ -148,6 +152,14 @@ func (d *decoder) Feed(side protocol.Side, c protocol.Chunk) error {
 	// lost. Nothing more is decoded until a command starts a write.
 	d.lost = true
 	return nil
+}
+
+// Reset implements protocol.Resetter: after bytes lost, the commands in
+// flight (ended by the correlator) are forgotten; the database selected,
+// a subscription and the dialect are kept.
+func (d *decoder) Reset() {
+	d.pending.Drain()
+	d.resume()
 }
 
 // resume starts decoding afresh at a write that starts a command, after a

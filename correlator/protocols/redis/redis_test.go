@@ -344,6 +344,10 @@ func TestDetect(t *testing.T) {
 		if got.Verdict != c.want || got.Verdict == protocol.Yes && got.Role != c.role {
 			t.Errorf("Detect(%q) = %+v, want %v %v", c.in, got, c.want, c.role)
 		}
+		// Decoding restarts after lost bytes where a command is claimed.
+		if p.StartsRequest([]byte(c.in)) != (c.want == protocol.Yes) {
+			t.Errorf("StartsRequest(%q) = %v", c.in, !(c.want == protocol.Yes))
+		}
 	}
 }
 
