@@ -14,6 +14,14 @@
 #
 # abba_agent R: prints the agent of round R (0-based): even passes over
 # agents in order, odd passes reversed (ABBA...).
+#
+# abba_each ROUNDS FN AGENT...: calls FN N AGENT for every round of ROUNDS
+# passes over the agents in abba_agent's order, N counting rounds from 1
+# (for the scripts that keep their own options: agent-idle.sh,
+# fixed-rate.sh).
+#
+# abba_goapp PORT: starts $work/goapp serving HTTPS on 127.0.0.1:PORT with
+# $work/c.pem and $work/k.pem (srv: its PID) and waits until it serves.
 
 abba_args() {
 	local flag=$1 name=$2 def=$3 usage=$4 opt OPTIND=1
@@ -53,4 +61,22 @@ abba_agent() {
 	pass=$(($1 / k)) i=$(($1 % k))
 	((pass % 2)) && i=$((k - 1 - i))
 	echo "${agents[i]}"
+}
+
+abba_each() {
+	local rounds=$1 fn=$2 r
+	shift 2
+	local agents=("$@")
+	for ((r = 0; r < rounds * ${#agents[@]}; r++)); do
+		"$fn" $((r + 1)) "$(abba_agent $r)"
+	done
+}
+
+abba_goapp() {
+	"$work/goapp" server 127.0.0.1:$1 -tls-cert "$work/c.pem" -tls-key "$work/k.pem" >"$work/srv.log" 2>&1 &
+	srv=$!
+	for _ in $(seq 50); do # until it serves
+		curl -skf -o /dev/null "https://127.0.0.1:$1/hello" && break
+		sleep 0.2
+	done
 }

@@ -54,12 +54,5 @@ round() { # round N AGENT
 		"$(echo "($c1 - $c0) / $dur" | bc -l)" "$(cut -d' ' -f1 /proc/loadavg)"
 }
 
-n=0
-for r in $(seq "$rounds"); do
-	# ABBA: every other round runs the agents in reverse order.
-	if [ $((r % 2)) -eq 1 ]; then order=("$@"); else order=(); for ((i = $#; i >= 1; i--)); do order+=("${!i}"); done; fi
-	for a in "${order[@]}"; do
-		n=$((n + 1))
-		round "$n" "$a"
-	done
-done
+. "$(dirname "$0")/abba.sh"
+abba_each "$rounds" round "$@"

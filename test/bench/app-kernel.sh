@@ -43,12 +43,7 @@ results="$work/results"
 for ((r = 0; r < rounds * n; r++)); do
 	agent=$(abba_agent $r)
 	port=$((20000 + RANDOM % 20000))
-	"$work/goapp" server 127.0.0.1:$port -tls-cert "$work/c.pem" -tls-key "$work/k.pem" >"$work/srv.log" 2>&1 &
-	srv=$!
-	for _ in $(seq 50); do # until it serves
-		curl -skf -o /dev/null "https://127.0.0.1:$port/hello" && break
-		sleep 0.2
-	done
+	abba_goapp $port
 	if [ "$agent" != none ]; then
 		OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://$grpc OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc \
 			"$agent" run --console=off --include-exe "$work/goapp" --metrics-addr 127.0.0.1:$((port + 1)) >"$work/agent.log" 2>&1 &
