@@ -14,6 +14,12 @@
 #     `benchtool pace` at RATE requests/s over 16 keep-alive connections;
 #     rounds in ABBA order over MODE (none, two, one: readorder -mode), the
 #     server's CPU (utime+stime, 10 ms ticks) per request in each.
+#
+#   test/bench/readorder.sh readcost [-r ROUNDS] [-n EXCHANGES]
+#     what the read-side program alone (readorder -mode rcv, on the traced
+#     process's sockets: the path where its socket entry is found) adds to
+#     each read: test/bench/pingpong.c's server CPU per exchange (one read,
+#     one write) without it and with it, in ABBA rounds.
 # Root.
 set -eu
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -42,6 +48,7 @@ order() {
 	"$work/goapp" server "127.0.0.1:$((port + 1))" >"$work/srv2.log" 2>&1 &
 	srv2=$!
 	for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$((port + 1))/hello" && break; sleep 0.2; done
+	echo 'wrk.headers["Connection"] = "close"' >"$work/close.lua"
 	cat >"$work/pipeline.lua" <<'LUA'
 init = function(args)
    local r = {}
@@ -64,11 +71,17 @@ LUA
 	done <<LIST
 https-keepalive $srv https://127.0.0.1:$port/hello
 plain-keepalive $srv2 http://127.0.0.1:$((port + 1))/hello
-plain-new-connection-each $srv2 http://127.0.0.1:$((port + 1))/hello -H Connection:close
-https-new-connection-each $srv https://127.0.0.1:$port/hello -H Connection:close
+plain-new-connection-each $srv2 http://127.0.0.1:$((port + 1))/hello -s $work/close.lua
+https-new-connection-each $srv https://127.0.0.1:$port/hello -s $work/close.lua
 plain-pipelined-4 $srv2 http://127.0.0.1:$((port + 1))/hello -s $work/pipeline.lua
 https-pipelined-4 $srv https://127.0.0.1:$port/hello -s $work/pipeline.lua
 LIST
+}
+
+summary() { # FILE UNIT: mean +- sd of each mode's "server X us/UNIT"
+	awk -F'[][]' -v u="$2" '/^round/ { m = $2; split($3, a, "server "); split(a[2], b, " "); v = b[1]; n[m]++; s[m] += v; q[m] += v * v }
+		END { for (m in n) { mean = s[m] / n[m]; sd = n[m] > 1 ? sqrt((q[m] - n[m] * mean * mean) / (n[m] - 1)) : 0
+			printf "mode %s: %d rounds, server %.3f +- %.3f us/%s\n", m, n[m], mean, sd, u } }' "$1"
 }
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -92,8 +105,43 @@ cost_round() { # N MODE
 		"$(grep '^prog' "$work/ro.txt" | tr '\n' ';')"
 }
 
+readcost_round() { # N MODE
+	local p=$((port + 2)) out
+	"$work/pp-server" server "$p" "$n" >"$work/pp.txt" &
+	local pp=$!
+	"$work/readorder" -obj "$work/readorder.o" -pid "$pp" -mode "$2" -for 600s >"$work/ro.txt" 2>&1 &
+	ro=$!
+	for _ in $(seq 50); do grep -q attached "$work/ro.txt" && break; sleep 0.1; done
+	sleep 0.2
+	"$work/pp-client" client "$p" "$n" >/dev/null
+	wait "$pp"
+	kill -INT "$ro" && wait "$ro" || true
+	ro=""
+	read -r _ out <"$work/pp.txt"
+	printf 'round %d [%s]: server %.3f us/exchange, load %s\n' "$1" "$2" "$(echo "$out / 1000" | bc -l)" \
+		"$(cut -d' ' -f1 /proc/loadavg)"
+}
+
 case $1 in
 order) order ;;
+readcost)
+	shift
+	rounds=3 n=200000
+	OPTIND=1
+	while getopts r:n: opt; do
+		case $opt in
+		r) rounds=$OPTARG ;;
+		n) n=$OPTARG ;;
+		*) exit 2 ;;
+		esac
+	done
+	cc -O2 -Wall -o "$work/pp-server" "$repo/test/bench/pingpong.c"
+	cp "$work/pp-server" "$work/pp-client"
+	echo "# pingpong: $n exchanges per round"
+	. "$repo/test/bench/abba.sh"
+	abba_each "$rounds" readcost_round none rcv | tee "$work/rounds.txt"
+	summary "$work/rounds.txt" exchange
+	;;
 cost)
 	shift
 	rounds=3 rate=3000 dur=10
@@ -110,9 +158,7 @@ cost)
 	echo "# $rate req/s over 16 keep-alive connections, ${dur}s per round"
 	. "$repo/test/bench/abba.sh"
 	abba_each "$rounds" cost_round "$@" | tee "$work/rounds.txt"
-	awk -F'[][]' '/^round/ { m = $2; split($3, a, "server "); split(a[2], b, " "); v = b[1]; n[m]++; s[m] += v; q[m] += v * v }
-		END { for (m in n) { mean = s[m] / n[m]; sd = n[m] > 1 ? sqrt((q[m] - n[m] * mean * mean) / (n[m] - 1)) : 0
-			printf "mode %s: %d rounds, server %.2f +- %.2f us/request\n", m, n[m], mean, sd } }' "$work/rounds.txt"
+	summary "$work/rounds.txt" request
 	;;
-*) echo "usage: $0 order | cost [-r ROUNDS] [-R RATE] [-d SECONDS] MODE..." >&2; exit 2 ;;
+*) echo "usage: $0 order | cost [-r ROUNDS] [-R RATE] [-d SECONDS] MODE... | readcost [-r ROUNDS] [-n EXCHANGES]" >&2; exit 2 ;;
 esac

@@ -11,10 +11,11 @@
 //
 //	readorder -obj readorder.o -bin SERVER -pid PID -for 10s
 //
-// With -mode two|one|none it only attaches, for the length of a load run
+// With -mode two|one|rcv|none it only attaches, for the length of a load run
 // that readorder.sh drives, the kernel side of a request reduced to what
 // costs: two uprobe hits (today's path), or one uprobe hit and the proposed
-// read-side program (rcv_store), or nothing; then it prints the programs'
+// read-side program (rcv_store), or that program alone (for
+// test/bench/pingpong.c's server, -bin unused), or nothing; then it prints the programs'
 // run counts and time.
 package main
 
@@ -189,9 +190,12 @@ func record(obj, bin string, pid int, dur time.Duration) ([]event, progStats, er
 // attachOnly attaches the programs of cost variant mode for dur, then
 // prints their run counts and time inside BPF.
 func attachOnly(obj, bin string, pid int, dur time.Duration, mode string) error {
-	serveOff, finishOff, err := offsets(bin)
-	if err != nil {
-		return fmt.Errorf("offsets: %w", err)
+	var serveOff, finishOff uint64
+	if mode == "two" || mode == "one" {
+		var err error
+		if serveOff, finishOff, err = offsets(bin); err != nil {
+			return fmt.Errorf("offsets: %w", err)
+		}
 	}
 	spec, err := ebpf.LoadCollectionSpec(obj)
 	if err != nil {
@@ -205,10 +209,6 @@ func attachOnly(obj, bin string, pid int, dur time.Duration, mode string) error 
 		return fmt.Errorf("load: %w", err)
 	}
 	defer coll.Close()
-	ex, err := link.OpenExecutable(bin)
-	if err != nil {
-		return err
-	}
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
 		return fmt.Errorf("bpf stats: %w", err)
@@ -222,6 +222,10 @@ func attachOnly(obj, bin string, pid int, dur time.Duration, mode string) error 
 		}
 	}()
 	uprobe := func(prog string, off uint64) error {
+		ex, err := link.OpenExecutable(bin)
+		if err != nil {
+			return err
+		}
 		l, err := ex.Uprobe("", coll.Programs[prog], &link.UprobeOptions{Address: off, PID: pid})
 		if err != nil {
 			return fmt.Errorf("uprobe %s: %w", prog, err)
@@ -248,12 +252,24 @@ func attachOnly(obj, bin string, pid int, dur time.Duration, mode string) error 
 		}
 		links = append(links, l)
 		progs = append(progs, "rcv_store")
+	case "rcv":
+		l, err := link.AttachTracing(link.TracingOptions{Program: coll.Programs["rcv_store"]})
+		if err != nil {
+			return fmt.Errorf("tp_btf: %w", err)
+		}
+		links = append(links, l)
+		progs = append(progs, "rcv_store")
 	case "none":
 	default:
 		return fmt.Errorf("unknown mode %q", mode)
 	}
 	fmt.Println("attached", mode)
-	time.Sleep(dur)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	select {
+	case <-ctx.Done():
+	case <-time.After(dur):
+	}
 	for _, p := range progs {
 		ps, err := coll.Programs[p].Stats()
 		if err != nil {
