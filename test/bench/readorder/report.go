@@ -23,10 +23,14 @@ type connState struct {
 // serving goroutine is known, who read their first bytes after the
 // previous request finished.
 type tally struct {
+	counts
+	delays []time.Duration // ServeHTTP - that read, sameG or otherG, not first of conn
+}
+
+type counts struct {
 	requests, unknownConn        int
 	sameG, otherG, noRead        int
 	firstOfConn                  int
-	delays                       []time.Duration // ServeHTTP - that read, sameG or otherG, not first of conn
 	reads, readsWithRcv, rcvSeen int
 	rcvSameG                     int
 }
