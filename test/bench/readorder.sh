@@ -78,10 +78,15 @@ https-pipelined-4 $srv https://127.0.0.1:$port/hello -s $work/pipeline.lua
 LIST
 }
 
-summary() { # FILE UNIT: mean +- sd of each mode's "server X us/UNIT"
-	awk -F'[][]' -v u="$2" '/^round/ { m = $2; split($3, a, "server "); split(a[2], b, " "); v = b[1]; n[m]++; s[m] += v; q[m] += v * v }
-		END { for (m in n) { mean = s[m] / n[m]; sd = n[m] > 1 ? sqrt((q[m] - n[m] * mean * mean) / (n[m] - 1)) : 0
-			printf "mode %s: %d rounds, server %.3f +- %.3f us/%s\n", m, n[m], mean, sd, u } }' "$1"
+summary() { # FILE UNIT: each mode's "server X us/UNIT": mean +- sd, median, min
+	local m
+	for m in $(sed -n 's/^round [0-9]* \[\([a-z]*\)\].*/\1/p' "$1" | sort -u); do
+		sed -n "s/^round [0-9]* \[$m\]:.* server \([0-9.]*\) us.*/\1/p" "$1" | sort -g |
+			awk -v m="$m" -v u="$2" '{ v[NR] = $1; s += $1; q += $1 * $1 }
+				END { mean = s / NR; sd = NR > 1 ? sqrt((q - NR * mean * mean) / (NR - 1)) : 0
+					med = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+					printf "mode %s: %d rounds, server %.3f +- %.3f us/%s, median %.3f, min %.3f\n", m, NR, mean, sd, u, med, v[1] }'
+	done
 }
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
