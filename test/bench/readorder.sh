@@ -19,7 +19,8 @@
 #     what the read-side program alone (readorder -mode rcv, on the traced
 #     process's sockets: the path where its socket entry is found) adds to
 #     each read: test/bench/pingpong.c's server CPU per exchange (one read,
-#     one write) without it and with it, in ABBA rounds.
+#     one write) without it and with it, in ABBA rounds, the kernel's BPF
+#     statistics off (each run would pay their clock reads).
 # Root.
 set -eu
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -114,7 +115,7 @@ readcost_round() { # N MODE
 	local p=$((port + 2)) out
 	"$work/pp-server" server "$p" "$n" >"$work/pp.txt" &
 	local pp=$!
-	"$work/readorder" -obj "$work/readorder.o" -pid "$pp" -mode "$2" -for 600s >"$work/ro.txt" 2>&1 &
+	"$work/readorder" -obj "$work/readorder.o" -pid "$pp" -mode "$2" -stats=false -for 600s >"$work/ro.txt" 2>&1 &
 	ro=$!
 	for _ in $(seq 50); do grep -q attached "$work/ro.txt" && break; sleep 0.1; done
 	sleep 0.2

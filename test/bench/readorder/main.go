@@ -60,10 +60,11 @@ func main() {
 	bin := flag.String("bin", "", "the Go server's executable")
 	pid := flag.Int("pid", 0, "the Go server's process")
 	dur := flag.Duration("for", 10*time.Second, "how long to record")
-	mode := flag.String("mode", "trace", "trace, or a cost variant: two, one, none")
+	mode := flag.String("mode", "trace", "trace, or a cost variant: two, one, rcv, none")
+	withStats := flag.Bool("stats", true, "with a cost variant: turn the kernel's BPF statistics on (they cost each run two clock reads)")
 	flag.Parse()
 	if *mode != "trace" {
-		if err := attachOnly(*obj, *bin, *pid, *dur, *mode); err != nil {
+		if err := attachOnly(*obj, *bin, *pid, *dur, *mode, *withStats); err != nil {
 			log.Fatal(err)
 		}
 		return
@@ -189,7 +190,7 @@ func record(obj, bin string, pid int, dur time.Duration) ([]event, progStats, er
 
 // attachOnly attaches the programs of cost variant mode for dur, then
 // prints their run counts and time inside BPF.
-func attachOnly(obj, bin string, pid int, dur time.Duration, mode string) error {
+func attachOnly(obj, bin string, pid int, dur time.Duration, mode string, withStats bool) error {
 	var serveOff, finishOff uint64
 	if mode == "two" || mode == "one" {
 		var err error
@@ -209,11 +210,13 @@ func attachOnly(obj, bin string, pid int, dur time.Duration, mode string) error 
 		return fmt.Errorf("load: %w", err)
 	}
 	defer coll.Close()
-	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
-	if err != nil {
-		return fmt.Errorf("bpf stats: %w", err)
+	if withStats {
+		stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+		if err != nil {
+			return fmt.Errorf("bpf stats: %w", err)
+		}
+		defer stats.Close()
 	}
-	defer stats.Close()
 	var progs []string
 	var links []link.Link
 	defer func() {
