@@ -22,8 +22,9 @@ import (
 // run for every read and write of the node. Four configurations, in blocks
 // whose order alternates (ABCD DCBA ...): no agent; the floor of syscall
 // tracing, empty BPF programs on the read and write syscall tracepoints
-// (enter and exit), and on the raw sys_enter/sys_exit tracepoints; the
-// agent. In each round, two syscall-heavy
+// (enter and exit), on the raw sys_enter/sys_exit tracepoints, and on one
+// side of the raw pair only (sys_enter alone, sys_exit alone: what a design
+// with one program per syscall would start from); the agent. In each round, two syscall-heavy
 // programs that touch no socket, timed by the CPU time they used (user +
 // system, from wait4: time spent waiting for a CPU other work took does
 // not count, which matters on a shared machine), each run several times
@@ -51,7 +52,19 @@ type syscallRound struct {
 }
 
 // syscallConfigs are the configurations of the syscall mode, baseline first.
-var syscallConfigs = []string{"baseline", "empty tracepoints", "empty raw tracepoints", "agent"}
+var syscallConfigs = []string{"baseline", "empty tracepoints", "empty raw tracepoints", "empty raw sys_enter only", "empty raw sys_exit only", "agent"}
+
+// emptyFloors are the configurations of empty programs and the tracepoints
+// each attaches to (raw tracepoints by name, else syscalls:NAME).
+var emptyFloors = map[string]struct {
+	raw   bool
+	names []string
+}{
+	"empty tracepoints":        {false, []string{"sys_enter_read", "sys_exit_read", "sys_enter_write", "sys_exit_write"}},
+	"empty raw tracepoints":    {true, []string{"sys_enter", "sys_exit"}},
+	"empty raw sys_enter only": {true, []string{"sys_enter"}},
+	"empty raw sys_exit only":  {true, []string{"sys_exit"}},
+}
 
 const (
 	syscallDDBytes = 300_000 // 1-byte blocks per dd run: 600,000 syscalls
@@ -117,13 +130,14 @@ func measureSyscallRound(ctx context.Context, o options, pidDir string, r *sysca
 	if err != nil {
 		return err
 	}
-	switch r.config {
-	case "empty tracepoints", "empty raw tracepoints":
-		floor, err := attachEmpty(r.config == "empty raw tracepoints")
+	if f, ok := emptyFloors[r.config]; ok {
+		floor, err := attachEmpty(f.raw, f.names)
 		if err != nil {
 			return err
 		}
 		defer floor()
+	}
+	switch r.config {
 	case "agent":
 		// Every process is traced the same way: the sockets
 		// collector's programs run for every read and write whatever
@@ -242,10 +256,11 @@ func syscallReport(o options, rounds []*syscallRound, start time.Time, load0, lo
 	fmt.Fprintf(&b, "Machine load (1, 5, 15 min) at start: %s; at end: %s (a shared VM: other work ran meanwhile).\n\n", load0, load1)
 	fmt.Fprintf(&b, "Configurations: no agent (baseline); empty BPF programs on the syscalls:sys_{enter,exit}_{read,write} tracepoints "+
 		"(the floor of the agent's way: what tracing read and write costs before any program does anything); empty BPF programs on the "+
-		"raw sys_enter/sys_exit tracepoints (the floor of the other way: every syscall); the agent (every collector, default configuration, "+
-		"a process selection that names no running program). Blocks of the four in alternating order (ABCD DCBA ...). In each round, the CPU time (user + system, from wait4) per syscall of "+
+		"raw sys_enter/sys_exit tracepoints (the floor of the other way: every syscall); the same on raw sys_enter only and on raw sys_exit only "+
+		"(the floor of one program per syscall); the agent (every collector, default configuration, "+
+		"a process selection that names no running program). Blocks of the %d in alternating order (ABC... ...CBA). In each round, the CPU time (user + system, from wait4) per syscall of "+
 		"`dd if=/dev/zero of=/dev/null bs=1 count=%d` (a read and a write per byte) and of a python3 pipe ping-pong of %d round trips "+
-		"(two reads and two writes per round trip, two processes), each run %d times, the fastest run kept.\n\n", syscallDDBytes, syscallPings, syscallRuns)
+		"(two reads and two writes per round trip, two processes), each run %d times, the fastest run kept.\n\n", len(syscallConfigs), syscallDDBytes, syscallPings, syscallRuns)
 	b.WriteString("| round | config | dd ns/syscall | ping-pong ns/syscall | other agents' syscall programs | load1 |\n|---|---|---|---|---|---|\n")
 	foreign := 0
 	for _, r := range rounds {
@@ -331,10 +346,10 @@ func fmtListIn(v []float64, format string) string {
 	return strings.Join(parts, ", ")
 }
 
-// attachEmpty attaches a BPF program that does nothing to the read and
-// write syscall tracepoints (enter and exit), or with raw to the raw
-// sys_enter and sys_exit tracepoints, and returns what detaches it.
-func attachEmpty(raw bool) (func(), error) {
+// attachEmpty attaches a BPF program that does nothing to the syscalls:
+// tracepoints names, or with raw to the raw tracepoints names, and returns
+// what detaches it.
+func attachEmpty(raw bool, names []string) (func(), error) {
 	typ := ebpf.TracePoint
 	if raw {
 		typ = ebpf.RawTracepoint
@@ -357,12 +372,10 @@ func attachEmpty(raw bool) (func(), error) {
 		}
 		return err
 	}
-	if raw {
-		for _, n := range []string{"sys_enter", "sys_exit"} {
+	for _, n := range names {
+		if raw {
 			err = errors.Join(err, attach(link.AttachRawTracepoint(link.RawTracepointOptions{Name: n, Program: prog})))
-		}
-	} else {
-		for _, n := range []string{"sys_enter_read", "sys_exit_read", "sys_enter_write", "sys_exit_write"} {
+		} else {
 			err = errors.Join(err, attach(link.Tracepoint("syscalls", n, prog, nil)))
 		}
 	}
