@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -24,7 +25,9 @@ import (
 // tracing, empty BPF programs on the read and write syscall tracepoints
 // (enter and exit), on the raw sys_enter/sys_exit tracepoints, and on one
 // side of the raw pair only (sys_enter alone, sys_exit alone: what a design
-// with one program per syscall would start from); the agent. In each round, two syscall-heavy
+// with one program per syscall would start from); a prototype of that
+// design's path for a descriptor that is not a TCP socket (attachExitOnly);
+// the agent. In each round, two syscall-heavy
 // programs that touch no socket, timed by the CPU time they used (user +
 // system, from wait4: time spent waiting for a CPU other work took does
 // not count, which matters on a shared machine), each run several times
@@ -52,7 +55,7 @@ type syscallRound struct {
 }
 
 // syscallConfigs are the configurations of the syscall mode, baseline first.
-var syscallConfigs = []string{"baseline", "empty tracepoints", "empty raw tracepoints", "empty raw sys_enter only", "empty raw sys_exit only", "agent"}
+var syscallConfigs = []string{"baseline", "empty tracepoints", "empty raw tracepoints", "empty raw sys_enter only", "empty raw sys_exit only", "exit-only prototype", "agent"}
 
 // emptyFloors are the configurations of empty programs and the tracepoints
 // each attaches to (raw tracepoints by name, else syscalls:NAME).
@@ -138,6 +141,12 @@ func measureSyscallRound(ctx context.Context, o options, pidDir string, r *sysca
 		defer floor()
 	}
 	switch r.config {
+	case "exit-only prototype":
+		proto, err := attachExitOnly()
+		if err != nil {
+			return err
+		}
+		defer proto()
 	case "agent":
 		// Every process is traced the same way: the sockets
 		// collector's programs run for every read and write whatever
@@ -257,7 +266,8 @@ func syscallReport(o options, rounds []*syscallRound, start time.Time, load0, lo
 	fmt.Fprintf(&b, "Configurations: no agent (baseline); empty BPF programs on the syscalls:sys_{enter,exit}_{read,write} tracepoints "+
 		"(the floor of the agent's way: what tracing read and write costs before any program does anything); empty BPF programs on the "+
 		"raw sys_enter/sys_exit tracepoints (the floor of the other way: every syscall); the same on raw sys_enter only and on raw sys_exit only "+
-		"(the floor of one program per syscall); the agent (every collector, default configuration, "+
+		"(the floor of one program per syscall); the exit-only prototype (a tp_btf program on raw sys_exit alone taking the path a syscall on a descriptor that is not a TCP socket "+
+		"would take in a design with one program per syscall: the number and the descriptor from the registers, one load of a per-process descriptor table as the agent's fd_other; x86-64 only); the agent (every collector, default configuration, "+
 		"a process selection that names no running program). Blocks of the %d in alternating order (ABC... ...CBA). In each round, the CPU time (user + system, from wait4) per syscall of "+
 		"`dd if=/dev/zero of=/dev/null bs=1 count=%d` (a read and a write per byte) and of a python3 pipe ping-pong of %d round trips "+
 		"(two reads and two writes per round trip, two processes), each run %d times, the fastest run kept.\n\n", len(syscallConfigs), syscallDDBytes, syscallPings, syscallRuns)
@@ -402,4 +412,76 @@ func syscallPrograms() (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// x86-64 struct pt_regs offsets the exit-only prototype reads.
+const (
+	ptRegsDI     = 112 // the first argument: the descriptor
+	ptRegsOrigAX = 120 // the syscall number
+)
+
+// attachExitOnly attaches, as a tp_btf program on raw_syscalls:sys_exit
+// alone (the agent's program type), the path a syscall on a descriptor
+// that is not a TCP socket would take in a design with one program per
+// syscall, at its exit: the number from the registers (read and write
+// here; the agent switches over a dozen), the descriptor (di: the
+// arguments are still in the registers at exit on x86-64), the process
+// ID, one load of a table indexed by process and descriptor block as the
+// agent's fd_other, and the descriptor's bit tested (set the first time,
+// as note_other does). Owner checks and the other syscalls' cases are left
+// out: a few instructions. x86-64 only (the registers' offsets).
+func attachExitOnly() (func(), error) {
+	if runtime.GOARCH != "amd64" {
+		return nil, fmt.Errorf("the exit-only prototype reads x86-64 registers, not %s", runtime.GOARCH)
+	}
+	table, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 65536})
+	if err != nil {
+		return nil, fmt.Errorf("exit-only prototype's table: %w", err)
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "sys_exit_proto", Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp, AttachTo: "sys_exit", License: "GPL",
+		Instructions: asm.Instructions{
+			asm.LoadMem(asm.R6, asm.R1, 0, asm.DWord), // regs
+			asm.LoadMem(asm.R7, asm.R6, ptRegsOrigAX, asm.DWord),
+			asm.JGT.Imm(asm.R7, 1, "out"), // read (0) and write (1) only
+			asm.LoadMem(asm.R8, asm.R6, ptRegsDI, asm.DWord),
+			asm.JGT.Imm(asm.R8, 1023, "out"), // FD_OTHER_MAX (negative too)
+			asm.FnGetCurrentPidTgid.Call(),
+			asm.RSh.Imm(asm.R0, 32),
+			// key = (tgid + fd/32 * 0x9E37) % 65536
+			asm.Mov.Reg(asm.R2, asm.R8),
+			asm.RSh.Imm(asm.R2, 5),
+			asm.Mul.Imm(asm.R2, 0x9E37),
+			asm.Add.Reg(asm.R2, asm.R0),
+			asm.And.Imm(asm.R2, 0xffff),
+			asm.StoreMem(asm.RFP, -4, asm.R2, asm.Word),
+			asm.LoadMapPtr(asm.R1, table.FD()),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -4),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "out"),
+			asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+			asm.Mov.Reg(asm.R2, asm.R8),
+			asm.And.Imm(asm.R2, 31),
+			asm.Mov.Imm(asm.R3, 1),
+			asm.LSh.Reg(asm.R3, asm.R2),
+			asm.Mov.Reg(asm.R4, asm.R1),
+			asm.And.Reg(asm.R4, asm.R3),
+			asm.JNE.Imm(asm.R4, 0, "out"),
+			asm.Or.Reg(asm.R1, asm.R3),
+			asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
+			asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
+			asm.Return(),
+		}})
+	if err != nil {
+		table.Close()
+		return nil, fmt.Errorf("load the exit-only prototype: %w", err)
+	}
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+	if err != nil {
+		prog.Close()
+		table.Close()
+		return nil, fmt.Errorf("attach the exit-only prototype: %w", err)
+	}
+	return func() { l.Close(); prog.Close(); table.Close() }, nil
 }
