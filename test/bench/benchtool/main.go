@@ -51,10 +51,11 @@ type options struct {
 
 func main() {
 	subcommands := map[string]func([]string) int{
-		"receive":    receiveMain,
-		"uprobecost": uprobeCostMain,
-		"categories": categoriesMain,
-		"pace":       paceMain,
+		"receive":      receiveMain,
+		"uprobecost":   uprobeCostMain,
+		"categories":   categoriesMain,
+		"pace":         paceMain,
+		"syscallfloor": syscallFloorMain,
 	}
 	if len(os.Args) > 1 && subcommands[os.Args[1]] != nil {
 		os.Exit(subcommands[os.Args[1]](os.Args[2:]))

@@ -7,10 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -22,8 +24,11 @@ import (
 // run for every read and write of the node. Four configurations, in blocks
 // whose order alternates (ABCD DCBA ...): no agent; the floor of syscall
 // tracing, empty BPF programs on the read and write syscall tracepoints
-// (enter and exit), and on the raw sys_enter/sys_exit tracepoints; the
-// agent. In each round, two syscall-heavy
+// (enter and exit), on the raw sys_enter/sys_exit tracepoints, and on one
+// side of the raw pair only (sys_enter alone, sys_exit alone: what a design
+// with one program per syscall would start from); a prototype of that
+// design's path for a descriptor that is not a TCP socket (attachExitOnly);
+// the agent. In each round, two syscall-heavy
 // programs that touch no socket, timed by the CPU time they used (user +
 // system, from wait4: time spent waiting for a CPU other work took does
 // not count, which matters on a shared machine), each run several times
@@ -40,6 +45,7 @@ type syscallRound struct {
 	config string // one of syscallConfigs
 	load1  float64
 	ddNs   float64 // CPU ns per syscall of dd bs=1, fastest run
+	loopNs float64 // ns per syscall of the in-process loop's fastest batch (minBatchNs)
 	pingNs float64 // CPU ns per syscall of the ping-pong, fastest run
 	// foreign are the syscall tracepoint programs loaded before the round
 	// began: other agents on this machine (tests of other work), which
@@ -51,12 +57,26 @@ type syscallRound struct {
 }
 
 // syscallConfigs are the configurations of the syscall mode, baseline first.
-var syscallConfigs = []string{"baseline", "empty tracepoints", "empty raw tracepoints", "agent"}
+var syscallConfigs = []string{"baseline", "empty tracepoints", "empty raw tracepoints", "empty raw sys_enter only", "empty raw sys_exit only", "exit-only prototype", "agent"}
+
+// emptyFloors are the configurations of empty programs and the tracepoints
+// each attaches to (raw tracepoints by name, else syscalls:NAME).
+var emptyFloors = map[string]struct {
+	raw   bool
+	names []string
+}{
+	"empty tracepoints":        {false, []string{"sys_enter_read", "sys_exit_read", "sys_enter_write", "sys_exit_write"}},
+	"empty raw tracepoints":    {true, []string{"sys_enter", "sys_exit"}},
+	"empty raw sys_enter only": {true, []string{"sys_enter"}},
+	"empty raw sys_exit only":  {true, []string{"sys_exit"}},
+}
 
 const (
 	syscallDDBytes = 300_000 // 1-byte blocks per dd run: 600,000 syscalls
 	syscallPings   = 50_000  // round trips per ping-pong run: 200,000 syscalls
 	syscallRuns    = 5       // runs of each program per round, the fastest kept
+	syscallBatch   = 1000    // syscalls per batch of the in-process loop
+	syscallBatches = 400     // batches of the loop per round, the fastest kept
 )
 
 // pingPong is the ping-pong program (python3 -c PROGRAM N).
@@ -96,7 +116,8 @@ func runSyscallMode(ctx context.Context, o options) error {
 				return fmt.Errorf("round %d (%s): %w", r.n, r.config, err)
 			}
 			rounds = append(rounds, r)
-			logf("round %d %-22s dd %5.0f ns/syscall  ping-pong %5.0f ns/syscall  load %.2f", r.n, r.config, r.ddNs, r.pingNs, r.load1)
+			logf("round %d %-24s dd %5.0f ns/syscall  loop %4.0f ns/syscall  ping-pong %5.0f ns/syscall  load %.2f",
+				r.n, r.config, r.ddNs, r.loopNs, r.pingNs, r.load1)
 		}
 	}
 	md := syscallReport(o, rounds, start, load0, loadAvg())
@@ -117,13 +138,20 @@ func measureSyscallRound(ctx context.Context, o options, pidDir string, r *sysca
 	if err != nil {
 		return err
 	}
-	switch r.config {
-	case "empty tracepoints", "empty raw tracepoints":
-		floor, err := attachEmpty(r.config == "empty raw tracepoints")
+	if f, ok := emptyFloors[r.config]; ok {
+		floor, err := attachEmpty(f.raw, f.names)
 		if err != nil {
 			return err
 		}
 		defer floor()
+	}
+	switch r.config {
+	case "exit-only prototype":
+		proto, err := attachExitOnly()
+		if err != nil {
+			return err
+		}
+		defer proto()
 	case "agent":
 		// Every process is traced the same way: the sockets
 		// collector's programs run for every read and write whatever
@@ -143,6 +171,9 @@ func measureSyscallRound(ctx context.Context, o options, pidDir string, r *sysca
 	}
 	dd := []string{"dd", "if=/dev/zero", "of=/dev/null", "bs=1", fmt.Sprintf("count=%d", syscallDDBytes), "status=none"}
 	if r.ddNs, err = fastestCPU(ctx, dd, 2*syscallDDBytes); err != nil {
+		return err
+	}
+	if r.loopNs, err = minBatchNs(syscallBatches, syscallBatch); err != nil {
 		return err
 	}
 	ping := []string{"python3", "-c", pingPong, fmt.Sprint(syscallPings)}
@@ -242,14 +273,19 @@ func syscallReport(o options, rounds []*syscallRound, start time.Time, load0, lo
 	fmt.Fprintf(&b, "Machine load (1, 5, 15 min) at start: %s; at end: %s (a shared VM: other work ran meanwhile).\n\n", load0, load1)
 	fmt.Fprintf(&b, "Configurations: no agent (baseline); empty BPF programs on the syscalls:sys_{enter,exit}_{read,write} tracepoints "+
 		"(the floor of the agent's way: what tracing read and write costs before any program does anything); empty BPF programs on the "+
-		"raw sys_enter/sys_exit tracepoints (the floor of the other way: every syscall); the agent (every collector, default configuration, "+
-		"a process selection that names no running program). Blocks of the four in alternating order (ABCD DCBA ...). In each round, the CPU time (user + system, from wait4) per syscall of "+
+		"raw sys_enter/sys_exit tracepoints (the floor of the other way: every syscall); the same on raw sys_enter only and on raw sys_exit only "+
+		"(the floor of one program per syscall); the exit-only prototype (a tp_btf program on raw sys_exit alone taking the path a syscall on a descriptor that is not a TCP socket "+
+		"would take in a design with one program per syscall: the number and the descriptor from the registers, one load of a per-process descriptor table as the agent's fd_other; x86-64 only); the agent (every collector, default configuration, "+
+		"a process selection that names no running program). Blocks of the %d in alternating order (ABC... ...CBA). In each round, the CPU time (user + system, from wait4) per syscall of "+
 		"`dd if=/dev/zero of=/dev/null bs=1 count=%d` (a read and a write per byte) and of a python3 pipe ping-pong of %d round trips "+
-		"(two reads and two writes per round trip, two processes), each run %d times, the fastest run kept.\n\n", syscallDDBytes, syscallPings, syscallRuns)
-	b.WriteString("| round | config | dd ns/syscall | ping-pong ns/syscall | other agents' syscall programs | load1 |\n|---|---|---|---|---|---|\n")
+		"(two reads and two writes per round trip, two processes), each run %d times, the fastest run kept; and the wall time per syscall of the fastest of %d batches "+
+		"of %d syscalls (read of /dev/zero and write to /dev/null, 1 byte, in turn) made by the driver itself on one thread (the fastest batch is one no other work "+
+		"interrupted: on a loaded VM, whose CPU time includes time the host took, it is the steadier figure).\n\n",
+		len(syscallConfigs), syscallDDBytes, syscallPings, syscallRuns, syscallBatches, syscallBatch)
+	b.WriteString("| round | config | dd ns/syscall | loop ns/syscall (fastest batch) | ping-pong ns/syscall | other agents' syscall programs | load1 |\n|---|---|---|---|---|---|---|\n")
 	foreign := 0
 	for _, r := range rounds {
-		fmt.Fprintf(&b, "| %d | %s | %.0f | %.0f | %d | %.2f |\n", r.n, r.config, r.ddNs, r.pingNs, r.foreign, r.load1)
+		fmt.Fprintf(&b, "| %d | %s | %.0f | %.0f | %.0f | %d | %.2f |\n", r.n, r.config, r.ddNs, r.loopNs, r.pingNs, r.foreign, r.load1)
 		if r.foreign > 0 {
 			foreign++
 		}
@@ -274,10 +310,12 @@ func syscallReport(o options, rounds []*syscallRound, start time.Time, load0, lo
 		}
 	}
 	line("dd bs=1", func(r *syscallRound) float64 { return r.ddNs })
+	line("in-process read/write loop, fastest batch", func(r *syscallRound) float64 { return r.loopNs })
 	line("pipe ping-pong", func(r *syscallRound) float64 { return r.pingNs })
 	if foreign > 0 {
 		cleanOnly = true
 		line("dd bs=1, rounds without other agents only", func(r *syscallRound) float64 { return r.ddNs })
+		line("in-process loop, rounds without other agents only", func(r *syscallRound) float64 { return r.loopNs })
 		line("pipe ping-pong, rounds without other agents only", func(r *syscallRound) float64 { return r.pingNs })
 	}
 	b.WriteString(programTable(rounds))
@@ -331,10 +369,10 @@ func fmtListIn(v []float64, format string) string {
 	return strings.Join(parts, ", ")
 }
 
-// attachEmpty attaches a BPF program that does nothing to the read and
-// write syscall tracepoints (enter and exit), or with raw to the raw
-// sys_enter and sys_exit tracepoints, and returns what detaches it.
-func attachEmpty(raw bool) (func(), error) {
+// attachEmpty attaches a BPF program that does nothing to the syscalls:
+// tracepoints names, or with raw to the raw tracepoints names, and returns
+// what detaches it.
+func attachEmpty(raw bool, names []string) (func(), error) {
 	typ := ebpf.TracePoint
 	if raw {
 		typ = ebpf.RawTracepoint
@@ -357,12 +395,10 @@ func attachEmpty(raw bool) (func(), error) {
 		}
 		return err
 	}
-	if raw {
-		for _, n := range []string{"sys_enter", "sys_exit"} {
+	for _, n := range names {
+		if raw {
 			err = errors.Join(err, attach(link.AttachRawTracepoint(link.RawTracepointOptions{Name: n, Program: prog})))
-		}
-	} else {
-		for _, n := range []string{"sys_enter_read", "sys_exit_read", "sys_enter_write", "sys_exit_write"} {
+		} else {
 			err = errors.Join(err, attach(link.Tracepoint("syscalls", n, prog, nil)))
 		}
 	}
@@ -389,4 +425,114 @@ func syscallPrograms() (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// x86-64 struct pt_regs offsets the exit-only prototype reads.
+const (
+	ptRegsDI     = 112 // the first argument: the descriptor
+	ptRegsOrigAX = 120 // the syscall number
+)
+
+// attachExitOnly attaches, as a tp_btf program on raw_syscalls:sys_exit
+// alone (the agent's program type), the path a syscall on a descriptor
+// that is not a TCP socket would take in a design with one program per
+// syscall, at its exit: the number from the registers (read and write
+// here; the agent switches over a dozen), the descriptor (di: the
+// arguments are still in the registers at exit on x86-64), the process
+// ID, one load of a table indexed by process and descriptor block as the
+// agent's fd_other, and the descriptor's bit tested (set the first time,
+// as note_other does). Owner checks and the other syscalls' cases are left
+// out: a few instructions. x86-64 only (the registers' offsets).
+func attachExitOnly() (func(), error) {
+	if runtime.GOARCH != "amd64" {
+		return nil, fmt.Errorf("the exit-only prototype reads x86-64 registers, not %s", runtime.GOARCH)
+	}
+	table, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 65536})
+	if err != nil {
+		return nil, fmt.Errorf("exit-only prototype's table: %w", err)
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "sys_exit_proto", Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp, AttachTo: "sys_exit", License: "GPL",
+		Instructions: asm.Instructions{
+			asm.LoadMem(asm.R6, asm.R1, 0, asm.DWord), // regs
+			asm.LoadMem(asm.R7, asm.R6, ptRegsOrigAX, asm.DWord),
+			asm.JGT.Imm(asm.R7, 1, "out"), // read (0) and write (1) only
+			asm.LoadMem(asm.R8, asm.R6, ptRegsDI, asm.DWord),
+			asm.JGT.Imm(asm.R8, 1023, "out"), // FD_OTHER_MAX (negative too)
+			asm.FnGetCurrentPidTgid.Call(),
+			asm.RSh.Imm(asm.R0, 32),
+			// key = (tgid + fd/32 * 0x9E37) % 65536
+			asm.Mov.Reg(asm.R2, asm.R8),
+			asm.RSh.Imm(asm.R2, 5),
+			asm.Mul.Imm(asm.R2, 0x9E37),
+			asm.Add.Reg(asm.R2, asm.R0),
+			asm.And.Imm(asm.R2, 0xffff),
+			asm.StoreMem(asm.RFP, -4, asm.R2, asm.Word),
+			asm.LoadMapPtr(asm.R1, table.FD()),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -4),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "out"),
+			asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+			asm.Mov.Reg(asm.R2, asm.R8),
+			asm.And.Imm(asm.R2, 31),
+			asm.Mov.Imm(asm.R3, 1),
+			asm.LSh.Reg(asm.R3, asm.R2),
+			asm.Mov.Reg(asm.R4, asm.R1),
+			asm.And.Reg(asm.R4, asm.R3),
+			asm.JNE.Imm(asm.R4, 0, "out"),
+			asm.Or.Reg(asm.R1, asm.R3),
+			asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
+			asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
+			asm.Return(),
+		}})
+	if err != nil {
+		table.Close()
+		return nil, fmt.Errorf("load the exit-only prototype: %w", err)
+	}
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+	if err != nil {
+		prog.Close()
+		table.Close()
+		return nil, fmt.Errorf("attach the exit-only prototype: %w", err)
+	}
+	return func() { l.Close(); prog.Close(); table.Close() }, nil
+}
+
+// minBatchNs makes batches batches of per syscalls on one thread, reads of
+// one byte from /dev/zero and writes of it to /dev/null in turn (as dd
+// bs=1, without a process to start), and returns the wall time per
+// syscall of the fastest batch: one that nothing interrupted.
+func minBatchNs(batches, per int) (float64, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	zero, err := os.Open("/dev/zero")
+	if err != nil {
+		return 0, err
+	}
+	defer zero.Close()
+	null, err := os.OpenFile("/dev/null", os.O_WRONLY, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer null.Close()
+	var buf [1]byte
+	p := uintptr(unsafe.Pointer(&buf[0]))
+	zfd, nfd := zero.Fd(), null.Fd()
+	var best time.Duration
+	for b := 0; b < batches; b++ {
+		t0 := time.Now()
+		for i := 0; i < per/2; i++ {
+			if _, _, e := syscall.RawSyscall(syscall.SYS_READ, zfd, p, 1); e != 0 {
+				return 0, fmt.Errorf("read /dev/zero: %w", e)
+			}
+			if _, _, e := syscall.RawSyscall(syscall.SYS_WRITE, nfd, p, 1); e != 0 {
+				return 0, fmt.Errorf("write /dev/null: %w", e)
+			}
+		}
+		if d := time.Since(t0); b == 0 || d < best {
+			best = d
+		}
+	}
+	return float64(best.Nanoseconds()) / float64(per&^1), nil
 }
