@@ -310,14 +310,7 @@ func (c *Correlator) rememberClient(x *exchange, a linking.Answer, end time.Time
 	if c.recent == nil || cn.role != roleClient || !validTuple(cn.tuple) || x.key() == 0 || !c.cfg.Linker.Remote(cn.tuple.Remote.Addr()) {
 		return // only another node's agent may ask
 	}
-	q := linking.Query{Local: cn.tuple.Local, Remote: cn.tuple.Remote, Seq: x.seq}
-	if x.seq != 0 {
-		c.recent.Add(q, a, end)
-	}
-	if x.tcpSeq != 0 {
-		q.Seq = x.tcpSeq
-		c.recent.Add(q, a, end)
-	}
+	c.recent.Add(linking.Query{Local: cn.tuple.Local, Remote: cn.tuple.Remote, Seq: x.seq, TCPSeq: x.tcpSeq}, a, end)
 }
 
 // Answer implements linking.Answerer: the client spans of requests on this
@@ -375,13 +368,8 @@ func (c *Correlator) answer(q linking.Query, cn *conn, now time.Time) (a linking
 		}
 	}
 	if c.recent != nil {
-		for _, seq := range [2]uint64{q.TCPSeq, q.Seq} {
-			if seq == 0 {
-				continue
-			}
-			if a, ok := c.recent.Get(linking.Query{Local: q.Local, Remote: q.Remote, Seq: seq}, now); ok {
-				return a, !a.Found
-			}
+		if a, ok := c.recent.Get(q, now); ok {
+			return a, !a.Found
 		}
 	}
 	return linking.Answer{}, false

@@ -362,3 +362,87 @@ func feedClient(t *testing.T, n *node, count int, port uint16) int64 {
 	n.exp.wait(t, before+count)
 	return cpuTime() - cpu0
 }
+
+// BenchmarkLinkRemember is what the answering agent pays per client span
+// to another node for the table of recent client requests (remembering
+// each span, paid whether or not a lookup comes) and per query (finding
+// it), as the correlator calls them: requests of 50 keep-alive
+// connections in turn, each with its ordinal and TCP key, asked for by
+// both 2,048 requests later. In the agent the table is cold: between two
+// spans the agent's other work (rings, parsing, export) and the node's
+// other processes evict it from the caches and the TLB. cold/ touches
+// pollute bytes of a 64 MiB buffer between spans, and reports the
+// table's part alone (table-ns/span: the loop's time less the same
+// pollution's without the table, timed in the same run); hot/ none.
+func BenchmarkLinkRemember(b *testing.B) {
+	for _, pollute := range []int{0, 16 << 10} {
+		name := "hot"
+		if pollute > 0 {
+			name = "cold"
+		}
+		b.Run(name, func(b *testing.B) { benchRemember(b, pollute) })
+	}
+}
+
+func benchRemember(b *testing.B, pollute int) {
+	cfg := DefaultConfig()
+	cfg.Linker = remoteLinker{}
+	c, err := New(cfg, &syncRecorder{countOnly: true}, procs{}, nil, prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	const conns, lag = 50, 2048
+	cns := make([]*conn, conns)
+	for i := range cns {
+		cns[i] = &conn{c: c, role: roleClient, tuple: tuple(fmt.Sprintf("10.1.0.1:%d", 40000+i), "10.1.0.2:80")}
+	}
+	x := func(i int) *exchange {
+		return &exchange{conn: cns[i%conns], seq: uint64(i/conns + 1), tcpSeq: uint64(uint32(i*2654435761)) | linking.TCPSeqFlag}
+	}
+	ans := linking.Answer{Found: true, TraceID: [16]byte{1}, SpanID: [8]byte{1}}
+	buf := make([]byte, 64<<20)
+	for i := range buf {
+		buf[i] = 1
+	}
+	off := 0
+	touch := func() {
+		for j := 0; j < pollute; j += 64 {
+			buf[(off+j)&(len(buf)-1)]++
+		}
+		off += pollute
+	}
+	now := time.Now()
+	xs := make([]*exchange, b.N+lag)
+	for i := range xs {
+		xs[i] = x(i)
+	}
+	for i := range lag {
+		c.rememberClient(xs[i], ans, now)
+	}
+	found := 0
+	b.ResetTimer()
+	t0 := time.Now()
+	for i := lag; i < lag+b.N; i++ {
+		c.rememberClient(xs[i], ans, now)
+		touch()
+		old := xs[i-lag]
+		q := linking.Query{Local: old.conn.tuple.Local, Remote: old.conn.tuple.Remote, Seq: old.seq, TCPSeq: old.tcpSeq}
+		if a, _ := c.answer(q, nil, now); a.Found {
+			found++
+		}
+		touch()
+	}
+	total := time.Since(t0)
+	b.StopTimer()
+	if found < b.N*99/100 {
+		b.Fatalf("%d of %d found", found, b.N)
+	}
+	if pollute > 0 {
+		t1 := time.Now()
+		for range b.N {
+			touch()
+			touch()
+		}
+		b.ReportMetric(float64((total-time.Since(t1)).Nanoseconds())/float64(b.N), "table-ns/span")
+	}
+}

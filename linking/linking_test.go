@@ -270,6 +270,60 @@ func TestRecent(t *testing.T) {
 	}
 }
 
+// A request is one entry under both its keys: a table of n entries holds
+// n requests, each found by its TCP key or its ordinal; the TCP key is
+// tried first (exact whichever requests each agent saw); a request added
+// again (its span settled) replaces its entry; a new connection from the
+// same port (ordinals again from 1) wins over the old one's.
+func TestRecentBothKeys(t *testing.T) {
+	now := time.Now()
+	r := NewRecent(8, time.Minute)
+	both := func(port uint16, seq uint64, tcp uint32) Query {
+		q := query(port, seq)
+		q.TCPSeq = uint64(tcp) | TCPSeqFlag
+		return q
+	}
+	for i := range 8 {
+		q := both(1, uint64(i+1), uint32(1000*i))
+		r.Add(q, answerFor(q), now)
+	}
+	for i := range 8 {
+		want := answerFor(query(1, uint64(i+1)))
+		byTCP := query(1, 0)
+		byTCP.TCPSeq = uint64(1000*i) | TCPSeqFlag
+		if a, ok := r.Get(byTCP, now); !ok || a != want {
+			t.Errorf("request %d by its TCP key: %+v %v", i+1, a, ok)
+		}
+		if a, ok := r.Get(query(1, uint64(i+1)), now); !ok || a != want {
+			t.Errorf("request %d by its ordinal: %+v %v", i+1, a, ok)
+		}
+	}
+	// The TCP key names request 3; the ordinal (miscounted by one agent)
+	// request 5: the TCP key wins. A TCP key nobody has falls back to the
+	// ordinal.
+	if a, _ := r.Get(both(1, 5, 2000), now); a != answerFor(query(1, 3)) {
+		t.Errorf("TCP key and ordinal disagree: got %+v, want request 3's", a)
+	}
+	if a, _ := r.Get(both(1, 5, 7), now); a != answerFor(query(1, 5)) {
+		t.Errorf("unknown TCP key: got %+v, want request 5's by its ordinal", a)
+	}
+	// Held, then settled: the same entry.
+	q := both(1, 4, 3000)
+	r.Add(q, answerFor(both(1, 40, 0)), now)
+	if a, _ := r.Get(query(1, 4), now); a != answerFor(both(1, 40, 0)) || r.Len(now) != 8 {
+		t.Errorf("re-added request: %+v, len %d", a, r.Len(now))
+	}
+	if _, ok := r.Get(query(1, 1), now); !ok {
+		t.Error("re-adding a request evicted another")
+	}
+	// Port 1 again, a new connection: its request 2 wins.
+	q = both(1, 2, 99)
+	r.Add(q, answerFor(both(1, 20, 0)), now.Add(time.Second))
+	if a, _ := r.Get(query(1, 2), now.Add(time.Second)); a != answerFor(both(1, 20, 0)) {
+		t.Errorf("the port's new connection: got %+v", a)
+	}
+}
+
 // TestRecentKeepsRecent fills a large table at a steady rate: what was
 // added within the last sixteenth of its capacity is still there, but
 // for the rare set that nine of those keys fell in (the hash is seeded at
