@@ -35,8 +35,10 @@ const (
 	// past it they are exported at once.
 	maxLinkDependents = 256
 	// recentClients and recentClientTTL bound the ended client requests
-	// remembered for lookups that come after them.
-	recentClients   = 65536
+	// remembered for lookups that come after them: as many requests as
+	// the earlier table held (65,536 keys, two a request), in half its
+	// memory (2.5 MiB: linking.Recent), which the caches keep more of.
+	recentClients   = 32768
 	recentClientTTL = 30 * time.Second
 	// DefaultLinkWait is how long a span waits for a lookup by default.
 	DefaultLinkWait = linking.DefaultWait

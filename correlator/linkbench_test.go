@@ -96,8 +96,8 @@ func BenchmarkLinkSides(b *testing.B) {
 const (
 	linkPeerEnv = "PERISCOPE_LINK_BENCH_PEER"
 	// linkChunk keeps a chunk's client spans within A's table of
-	// recent client requests (65,536 in sets of 8: a chunk much larger
-	// would overflow some sets before B asks).
+	// recent client requests (32,768: a chunk much larger would wrap
+	// it before B asks).
 	linkChunk = 10000
 	// linkRate is the requests per millisecond B reads.
 	linkRate = 25
