@@ -235,11 +235,12 @@ func (n *linkServerNode) serve(b *testing.B, count int, port uint16) {
 	srv := endpoint{n: &node{c: n.c}, id: id, tid: 20}
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
+	seq := uint32(0)
 	for i := range count {
 		if i%linkRate == 0 && i > 0 {
 			<-tick.C
 		}
-		srv.data(events.Read, linkRequest(i))
+		seq = srv.dataSeq(events.Read, linkRequest(i), seq)
 		srv.data(events.Write, okResponse)
 	}
 	n.exp.wait(b, before+count)
@@ -257,6 +258,17 @@ func (r *syncRecorder) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.n
+}
+
+// dataSeq is data with the TCP sequence number of its first byte, as the
+// sockets collector reports the requests' direction (both ends count the
+// same bytes: each request has its TCP key as well as its ordinal, as in
+// the agent); it returns the sequence number after it.
+func (e endpoint) dataSeq(dir events.Direction, s string, seq uint32) uint32 {
+	d := events.Data{Conn: e.id, TID: e.tid, Time: time.Now(), Dir: dir, Size: len(s), Bytes: []byte(s), Seq: seq, HasSeq: true}
+	e.n.c.Data(d)
+	clobber(d.Bytes)
+	return seq + uint32(len(s))
 }
 
 func linkRequest(i int) string {
@@ -355,8 +367,9 @@ func feedClient(t *testing.T, n *node, count int, port uint16) int64 {
 	n.c.Bind(events.Bind{Conn: id, FD: 3, Time: time.Now(), Plaintext: true, StreamStart: true,
 		Tuple: tuple(fmt.Sprintf("10.1.0.1:%d", port), "10.1.0.2:80")})
 	cli := endpoint{n: n, id: id, tid: 10}
+	seq := uint32(0)
 	for i := range count {
-		cli.data(events.Write, linkRequest(i))
+		seq = cli.dataSeq(events.Write, linkRequest(i), seq)
 		cli.data(events.Read, okResponse)
 	}
 	n.exp.wait(t, before+count)
