@@ -379,9 +379,9 @@ func feedClient(t *testing.T, n *node, count int, port uint16) int64 {
 // BenchmarkLinkRemember is what the answering agent pays per client span
 // to another node for the table of recent client requests (remembering
 // each span, paid whether or not a lookup comes) and per query (finding
-// it), as the correlator calls them: requests of 50 keep-alive
-// connections in turn, each with its ordinal and TCP key, asked for by
-// both 2,048 requests later. In the agent the table is cold: between two
+// it), as the correlator calls them: requests of 90 bytes on 50
+// keep-alive connections in turn, each with its ordinal and TCP key,
+// asked for by both 2,048 requests later. In the agent the table is cold: between two
 // spans the agent's other work (rings, parsing, export) and the node's
 // other processes evict it from the caches and the TLB. cold/ touches
 // 16 KiB of a 64 MiB buffer between spans, and reports the table's part
@@ -411,9 +411,11 @@ func benchRemember(b *testing.B, pollute int) {
 	for i := range xs {
 		xs[i] = &exchange{conn: &conn{c: c, role: roleClient, tuple: tuple(fmt.Sprintf("10.1.0.1:%d", 40000+i), "10.1.0.2:80")}}
 	}
+	// A connection's TCP keys: its initial sequence number (at random),
+	// then 90 bytes a request.
 	x := func(i int) *exchange {
-		x := xs[i%conns]
-		x.seq, x.tcpSeq = uint64(i/conns+1), uint64(uint32(i*2654435761))|linking.TCPSeqFlag
+		x, n := xs[i%conns], uint32(i/conns)
+		x.seq, x.tcpSeq = uint64(n+1), uint64(uint32(i%conns)*2654435761+n*90)|linking.TCPSeqFlag
 		return x
 	}
 	ans := linking.Answer{Found: true, TraceID: [16]byte{1}, SpanID: [8]byte{1}}
