@@ -895,33 +895,27 @@ func TestSettleBatches(t *testing.T) {
 
 // BenchmarkRecentAnswering is the answering agent's side of a linked span
 // under load: requests of 50 keep-alive connections in turn, each added
-// under its ordinal and TCP key, and asked for (by its TCP key, then its
-// ordinal: the TCP key was not seen by the asker) 2,048 requests later.
+// under its ordinal and TCP key (one Add, as the correlator does), and
+// asked for 2,048 requests later by a TCP key the asker did not see (the
+// lookup falls back to the ordinal: both keys tried).
 func BenchmarkRecentAnswering(b *testing.B) {
 	r := NewRecent(65536, 30*time.Second)
 	now := time.Now()
 	const lag, conns = 2048, 50
-	keys := func(i int) [2]Query {
-		ord := query(uint16(40000+i%conns), uint64(i/conns+1))
-		tcp := ord
-		tcp.Seq = uint64(uint32(i*2654435761)) | TCPSeqFlag
-		return [2]Query{ord, tcp}
+	req := func(i int) Query {
+		q := query(uint16(40000+i%conns), uint64(i/conns+1))
+		q.TCPSeq = uint64(uint32(i*2654435761)) | TCPSeqFlag
+		return q
 	}
 	for i := range lag {
-		for _, q := range keys(i) {
-			r.Add(q, Answer{Found: true}, now)
-		}
+		r.Add(req(i), Answer{Found: true}, now)
 	}
 	b.ResetTimer()
 	for i := lag; i < lag+b.N; i++ {
-		for _, q := range keys(i) {
-			r.Add(q, Answer{Found: true}, now)
-		}
-		old := keys(i - lag)
-		old[1].Seq ^= 1 // not seen by the asker: falls back to the ordinal
-		for _, q := range [2]Query{old[1], old[0]} {
-			r.Get(q, now)
-		}
+		r.Add(req(i), Answer{Found: true}, now)
+		old := req(i - lag)
+		old.TCPSeq ^= 1
+		r.Get(old, now)
 	}
 }
 
