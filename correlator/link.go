@@ -35,8 +35,10 @@ const (
 	// past it they are exported at once.
 	maxLinkDependents = 256
 	// recentClients and recentClientTTL bound the ended client requests
-	// remembered for lookups that come after them.
-	recentClients   = 65536
+	// remembered for lookups that come after them: as many requests as
+	// the earlier table held (65,536 keys, two a request), in 3 MiB
+	// (linking.Recent; 3.9 MiB before).
+	recentClients   = 32768
 	recentClientTTL = 30 * time.Second
 	// DefaultLinkWait is how long a span waits for a lookup by default.
 	DefaultLinkWait = linking.DefaultWait
@@ -310,14 +312,7 @@ func (c *Correlator) rememberClient(x *exchange, a linking.Answer, end time.Time
 	if c.recent == nil || cn.role != roleClient || !validTuple(cn.tuple) || x.key() == 0 || !c.cfg.Linker.Remote(cn.tuple.Remote.Addr()) {
 		return // only another node's agent may ask
 	}
-	q := linking.Query{Local: cn.tuple.Local, Remote: cn.tuple.Remote, Seq: x.seq}
-	if x.seq != 0 {
-		c.recent.Add(q, a, end)
-	}
-	if x.tcpSeq != 0 {
-		q.Seq = x.tcpSeq
-		c.recent.Add(q, a, end)
-	}
+	c.recent.Add(linking.Query{Local: cn.tuple.Local, Remote: cn.tuple.Remote, Seq: x.seq, TCPSeq: x.tcpSeq}, a, end)
 }
 
 // Answer implements linking.Answerer: the client spans of requests on this
@@ -375,13 +370,8 @@ func (c *Correlator) answer(q linking.Query, cn *conn, now time.Time) (a linking
 		}
 	}
 	if c.recent != nil {
-		for _, seq := range [2]uint64{q.TCPSeq, q.Seq} {
-			if seq == 0 {
-				continue
-			}
-			if a, ok := c.recent.Get(linking.Query{Local: q.Local, Remote: q.Remote, Seq: seq}, now); ok {
-				return a, !a.Found
-			}
+		if a, ok := c.recent.Get(q, now); ok {
+			return a, !a.Found
 		}
 	}
 	return linking.Answer{}, false

@@ -96,8 +96,8 @@ func BenchmarkLinkSides(b *testing.B) {
 const (
 	linkPeerEnv = "PERISCOPE_LINK_BENCH_PEER"
 	// linkChunk keeps a chunk's client spans within A's table of
-	// recent client requests (65,536 in sets of 8: a chunk much larger
-	// would overflow some sets before B asks).
+	// recent client requests (32,768: a chunk much larger would wrap
+	// it before B asks).
 	linkChunk = 10000
 	// linkRate is the requests per millisecond B reads.
 	linkRate = 25
@@ -235,11 +235,12 @@ func (n *linkServerNode) serve(b *testing.B, count int, port uint16) {
 	srv := endpoint{n: &node{c: n.c}, id: id, tid: 20}
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
+	seq := uint32(0)
 	for i := range count {
 		if i%linkRate == 0 && i > 0 {
 			<-tick.C
 		}
-		srv.data(events.Read, linkRequest(i))
+		seq = srv.dataSeq(events.Read, linkRequest(i), seq)
 		srv.data(events.Write, okResponse)
 	}
 	n.exp.wait(b, before+count)
@@ -257,6 +258,17 @@ func (r *syncRecorder) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.n
+}
+
+// dataSeq is data with the TCP sequence number of its first byte, as the
+// sockets collector reports the requests' direction (both ends count the
+// same bytes: each request has its TCP key as well as its ordinal, as in
+// the agent); it returns the sequence number after it.
+func (e endpoint) dataSeq(dir events.Direction, s string, seq uint32) uint32 {
+	d := events.Data{Conn: e.id, TID: e.tid, Time: time.Now(), Dir: dir, Size: len(s), Bytes: []byte(s), Seq: seq, HasSeq: true}
+	e.n.c.Data(d)
+	clobber(d.Bytes)
+	return seq + uint32(len(s))
 }
 
 func linkRequest(i int) string {
@@ -355,10 +367,99 @@ func feedClient(t *testing.T, n *node, count int, port uint16) int64 {
 	n.c.Bind(events.Bind{Conn: id, FD: 3, Time: time.Now(), Plaintext: true, StreamStart: true,
 		Tuple: tuple(fmt.Sprintf("10.1.0.1:%d", port), "10.1.0.2:80")})
 	cli := endpoint{n: n, id: id, tid: 10}
+	seq := uint32(0)
 	for i := range count {
-		cli.data(events.Write, linkRequest(i))
+		seq = cli.dataSeq(events.Write, linkRequest(i), seq)
 		cli.data(events.Read, okResponse)
 	}
 	n.exp.wait(t, before+count)
 	return cpuTime() - cpu0
+}
+
+// BenchmarkLinkRemember is what the answering agent pays per client span
+// to another node for the table of recent client requests (remembering
+// each span, paid whether or not a lookup comes) and per query (finding
+// it), as the correlator calls them: requests of 90 bytes on 50
+// keep-alive connections in turn, each with its ordinal and TCP key,
+// asked for by both 2,048 requests later. In the agent the table is cold: between two
+// spans the agent's other work (rings, parsing, export) and the node's
+// other processes evict it from the caches and the TLB. cold/ touches
+// 16 KiB of a 64 MiB buffer between spans, and reports the table's part
+// alone (table-cpu-ns/span: the loop's CPU time less the same
+// pollution's without the table, in the same run); hot/ none
+// (cpu-ns/span). CPU time (getrusage), not wall time: on a shared
+// machine the wall time holds other processes' turns.
+func BenchmarkLinkRemember(b *testing.B) {
+	for _, pollute := range []int{0, 16 << 10} {
+		name := "hot"
+		if pollute > 0 {
+			name = "cold"
+		}
+		b.Run(name, func(b *testing.B) { benchRemember(b, pollute) })
+	}
+}
+
+func benchRemember(b *testing.B, pollute int) {
+	cfg := DefaultConfig()
+	cfg.Linker = remoteLinker{}
+	c, err := New(cfg, &syncRecorder{countOnly: true}, procs{}, nil, prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	const conns, lag = 50, 2048
+	xs := make([]*exchange, conns) // one a connection, its keys set per request
+	for i := range xs {
+		xs[i] = &exchange{conn: &conn{c: c, role: roleClient, tuple: tuple(fmt.Sprintf("10.1.0.1:%d", 40000+i), "10.1.0.2:80")}}
+	}
+	// A connection's TCP keys: its initial sequence number (at random),
+	// then 90 bytes a request.
+	x := func(i int) *exchange {
+		x, n := xs[i%conns], uint32(i/conns)
+		x.seq, x.tcpSeq = uint64(n+1), uint64(uint32(i%conns)*2654435761+n*90)|linking.TCPSeqFlag
+		return x
+	}
+	ans := linking.Answer{Found: true, TraceID: [16]byte{1}, SpanID: [8]byte{1}}
+	buf := make([]byte, 64<<20)
+	for i := range buf {
+		buf[i] = 1
+	}
+	off := 0
+	touch := func() {
+		for j := 0; j < pollute; j += 64 {
+			buf[(off+j)&(len(buf)-1)]++
+		}
+		off += pollute
+	}
+	now := time.Now()
+	for i := range lag {
+		c.rememberClient(x(i), ans, now)
+	}
+	found := 0
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for i := lag; i < lag+b.N; i++ {
+		c.rememberClient(x(i), ans, now)
+		touch()
+		old := x(i - lag)
+		q := linking.Query{Local: old.conn.tuple.Local, Remote: old.conn.tuple.Remote, Seq: old.seq, TCPSeq: old.tcpSeq}
+		if a, _ := c.answer(q, nil, now); a.Found {
+			found++
+		}
+		touch()
+	}
+	total := cpuTime() - cpu0
+	b.StopTimer()
+	if found < b.N*99/100 {
+		b.Fatalf("%d of %d found", found, b.N)
+	}
+	if pollute == 0 {
+		b.ReportMetric(float64(total)/float64(b.N), "cpu-ns/span")
+		return
+	}
+	cpu1 := cpuTime()
+	for range b.N {
+		touch()
+		touch()
+	}
+	b.ReportMetric(float64(total-(cpuTime()-cpu1))/float64(b.N), "table-cpu-ns/span")
 }
