@@ -2,6 +2,7 @@ package sqltext
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -116,5 +117,40 @@ func TestSingle(t *testing.T) {
 		if op != c.op || coll != c.coll {
 			t.Errorf("Single(%q) = %q, %q; want %q, %q", c.stmt, op, coll, c.op, c.coll)
 		}
+	}
+}
+
+// A Cache gives each statement the Info Describe gives it, the same one
+// every time it is asked again, and holds no more than its bounds.
+func TestCache(t *testing.T) {
+	c := NewCache(Postgres)
+	stmts := []string{"SELECT secret FROM items WHERE id = ?", "INSERT INTO t SELECT * FROM u", "BEGIN", ""}
+	for round := range 2 {
+		for _, s := range stmts {
+			buf := []byte(s)
+			in := c.Info(buf)
+			if *in != Describe(s, Postgres) {
+				t.Fatalf("round %d: %+v, want %+v", round, *in, Describe(s, Postgres))
+			}
+			copy(buf, strings.Repeat("x", len(buf))) // the cache keeps no reference to its argument
+			if again := c.Info([]byte(s)); again != in || again.Text != s {
+				t.Fatalf("round %d: %q asked again gave another Info %+v", round, s, *again)
+			}
+		}
+	}
+	for i := range maxCached + 10 {
+		c.Info([]byte("SELECT a FROM t" + strconv.Itoa(i)))
+	}
+	if len(c.infos) > maxCached {
+		t.Fatalf("%d statements held, bound %d", len(c.infos), maxCached)
+	}
+	long := []byte(strings.Repeat("x", 2048))
+	for i := range maxCachedBytes/len(long) + 10 {
+		long[0] = byte(i)
+		long[1] = byte(i >> 8)
+		c.Info(long)
+	}
+	if c.bytes > maxCachedBytes {
+		t.Fatalf("%d bytes held, bound %d", c.bytes, maxCachedBytes)
 	}
 }
