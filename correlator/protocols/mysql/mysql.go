@@ -249,16 +249,16 @@ func (d *decoder) deprecateEOF() bool {
 
 // exchange returns a new exchange for a statement text.
 func (d *decoder) exchange(text string, start time.Time) *db.Exchange {
-	op, collection := sqltext.Single(text, sqltext.MySQL)
+	in := sqltext.Describe(text, sqltext.MySQL)
 	return &db.Exchange{
 		Begun:        start,
 		System:       d.system,
 		SystemUnsure: d.unsure,
 		Namespace:    d.namespace,
-		Operation:    op,
-		Collection:   collection,
+		Operation:    in.Operation,
+		Collection:   in.Collection,
 		Query:        text,
-		Summary:      sqltext.Summary(text, sqltext.MySQL),
+		Summary:      in.Summary,
 	}
 }
 
