@@ -1,9 +1,9 @@
 # micro-ab-summary.awk — medians and ranges of micro-ab.sh output, per
-# benchmark and side, for one metric (-v metric=cpu-ns/span by default),
-# and the ratio B/A of the medians.
+# benchmark and side (A, B, ...), for one metric (-v metric=cpu-ns/span by
+# default), and each side's median over A's.
 BEGIN { if (metric == "") metric = "cpu-ns/span" }
 /^round/ {
-	side = $3; name = $5
+	side = $3; name = $5; sides[side] = 1
 	for (i = 6; i < NF; i++) if ($(i + 1) == metric) { v[name, side, ++n[name, side]] = $i; names[name] = 1 }
 }
 function median(name, side,    k, a, i, j, t) {
@@ -14,9 +14,18 @@ function median(name, side,    k, a, i, j, t) {
 	return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
 }
 END {
-	printf "| benchmark | A median (range) | B median (range) | B/A |\n| --- | --: | --: | --: |\n"
+	ns = 0
+	for (c = 65; c < 91; c++) { s = sprintf("%c", c); if (s in sides) order[++ns] = s }
+	printf "| benchmark (%s) |", metric
+	for (i = 1; i <= ns; i++) printf " %s median (range) |", order[i]
+	for (i = 2; i <= ns; i++) printf " %s/A |", order[i]
+	printf "\n| --- |"
+	for (i = 1; i < 2 * ns; i++) printf " --: |"
+	printf "\n"
 	for (name in names) {
-		ma = median(name, "A"); mb = median(name, "B")
-		printf "| %s | %.0f (%.0f–%.0f) | %.0f (%.0f–%.0f) | %.2f |\n", name, ma, lo[name, "A"], hi[name, "A"], mb, lo[name, "B"], hi[name, "B"], mb / ma
+		printf "| %s |", name
+		for (i = 1; i <= ns; i++) { m[i] = median(name, order[i]); printf " %.0f (%.0f–%.0f) |", m[i], lo[name, order[i]], hi[name, order[i]] }
+		for (i = 2; i <= ns; i++) printf " %.2f |", m[i] / m[1]
+		printf "\n"
 	}
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# test/bench/micro-ab.sh — a Go benchmark of two commits in alternating
-# rounds (A B B A ...), for same-run comparisons on a busy machine.
+# test/bench/micro-ab.sh — a Go benchmark of two or more commits in
+# alternating rounds (A B B A ..., or A B C C B A ...), for same-run
+# comparisons on a busy machine.
 #
-# usage: micro-ab.sh [-r ROUNDS] [-t BENCHTIME] -p PKG -b REGEXP COMMIT_A COMMIT_B
+# usage: micro-ab.sh [-r ROUNDS] [-t BENCHTIME] -p PKG -b REGEXP COMMIT_A COMMIT_B [COMMIT_C ...]
 #
 # Each commit's test binary of PKG is built from `git archive` of the commit
 # (the worktree is not touched); each round runs one binary with
@@ -21,26 +22,33 @@ while getopts "r:t:p:b:" opt; do
 	esac
 done
 shift $((OPTIND - 1))
-[ $# -eq 2 ] && [ -n "$pkg" ] && [ -n "$bench" ] || {
-	echo "usage: $0 [-r ROUNDS] [-t BENCHTIME] -p PKG -b REGEXP COMMIT_A COMMIT_B" >&2
+[ $# -ge 2 ] && [ $# -le 26 ] && [ -n "$pkg" ] && [ -n "$bench" ] || {
+	echo "usage: $0 [-r ROUNDS] [-t BENCHTIME] -p PKG -b REGEXP COMMIT_A COMMIT_B [COMMIT_C ...]" >&2
 	exit 2
 }
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-names=(A B)
-commits=("$1" "$2")
-for i in 0 1; do
+commits=("$@")
+names=() forward=() backward=()
+for i in "${!commits[@]}"; do
+	names[i]=$(printf "\\$(printf %o $((65 + i)))")
+	forward+=("$i")
+	backward=("$i" "${backward[@]}")
+done
+for i in "${!commits[@]}"; do
 	src=$work/src${names[i]}
 	mkdir -p "$src"
 	git -C "$repo" archive "${commits[i]}" | tar -x -C "$src"
 	(cd "$src" && go test -c -o "$work/${names[i]}.test" "$pkg")
 	commits[i]=$(git -C "$repo" rev-parse --short "${commits[i]}")
 done
-echo "# $(date -u '+%F %T') UTC load $(cut -d' ' -f1-3 /proc/loadavg) A=${commits[0]} B=${commits[1]} bench=$bench benchtime=$benchtime"
+sides=""
+for i in "${!commits[@]}"; do sides+=" ${names[i]}=${commits[i]}"; done
+echo "# $(date -u '+%F %T') UTC load $(cut -d' ' -f1-3 /proc/loadavg)$sides bench=$bench benchtime=$benchtime"
 for ((r = 0; r < rounds; r++)); do
-	order=(0 1)
-	((r % 2)) && order=(1 0)
+	order=("${forward[@]}")
+	((r % 2)) && order=("${backward[@]}")
 	for i in "${order[@]}"; do
 		"$work/${names[i]}.test" -test.run '^$' -test.bench "$bench" -test.benchtime "$benchtime" |
 			awk -v p="round $((r + 1)) ${names[i]} ${commits[i]}" '/^Benchmark/ {print p, $0}'
