@@ -151,10 +151,6 @@ type decoder struct {
 	// the current extended-protocol batch (until Sync)
 	batchExec  bool
 	batchParse []*sqltext.Info
-	// text and ends are the sanitised statements of the last Query or
-	// Parse (sqltext.AppendStatements), reused.
-	text []byte
-	ends []int
 }
 
 // Feed implements protocol.Decoder.
@@ -182,37 +178,6 @@ func (d *decoder) exchange(in *sqltext.Info, start time.Time) *db.Exchange {
 		x.Operation, x.Collection, x.Query, x.Summary = in.Operation, in.Collection, in.Text, in.Summary
 	}
 	return x
-}
-
-// queryInfos returns the Info of each statement of query text q (cut to
-// maxStored), appended to infos.
-func (d *decoder) queryInfos(infos []*sqltext.Info, q string) []*sqltext.Info {
-	d.sanitize(q)
-	start := 0
-	for _, end := range d.ends {
-		infos = append(infos, d.texts.Info(d.text[start:min(end, start+maxStored)]))
-		start = end
-	}
-	return infos
-}
-
-// parseInfo returns the Info of the text of a Parse: its statements joined
-// by "; " (the server refuses more than one), cut to maxStored.
-func (d *decoder) parseInfo(q string) *sqltext.Info {
-	d.sanitize(q)
-	text := d.text
-	if len(d.ends) > 1 {
-		text = []byte(sqltext.Sanitize(q, sqltext.Postgres))
-	}
-	return d.texts.Info(text[:min(len(text), maxStored)])
-}
-
-// sanitize puts the sanitised statements of q in d.text and d.ends.
-func (d *decoder) sanitize(q string) {
-	if cap(d.text) > 2*maxText {
-		d.text = nil // a long text: do not hold its buffer
-	}
-	d.text, d.ends = sqltext.AppendStatements(d.text[:0], d.ends[:0], q, sqltext.Postgres)
 }
 
 // newEntry returns an empty entry of kind k.

@@ -97,7 +97,7 @@ func (d *decoder) startupMessage(b []byte) {
 func (d *decoder) query(b []byte) {
 	text, _, _ := cstring(b)
 	e := d.newEntry(kQuery)
-	e.stmts = d.queryInfos(e.one[:0], text)
+	e.stmts = d.texts.Statements(e.one[:0], text, maxStored)
 	if d.push(e) {
 		d.next(e, d.now)
 	}
@@ -117,7 +117,7 @@ func (d *decoder) next(e *entry, start time.Time) {
 func (d *decoder) parse(b []byte) {
 	name, rest, _ := cstring(b)
 	text, _, _ := cstring(rest)
-	s := d.parseInfo(text)
+	s := d.texts.Joined(text, maxStored) // the server refuses more than one statement
 	d.remember(d.statements, name, s)
 	if len(d.batchParse) < maxBatchParses {
 		d.batchParse = append(d.batchParse, s)

@@ -138,6 +138,21 @@ func TestCache(t *testing.T) {
 			}
 		}
 	}
+	q := "SELECT * FROM users WHERE id = 7; UPDATE t SET a = 'x';; SELECT * FROM users WHERE id = 8"
+	infos := c.Statements(nil, q, 1<<20)
+	if len(infos) != 3 || infos[0] != infos[2] || *infos[0] != Describe("SELECT * FROM users WHERE id = ?", Postgres) ||
+		infos[1].Text != "UPDATE t SET a = ?" {
+		t.Fatalf("Statements(%q) = %+v", q, infos)
+	}
+	if cut := c.Statements(infos[:0], q, 6); len(cut) != 3 || cut[0].Text != "SELECT" || cut[1].Text != "UPDATE" {
+		t.Fatalf("Statements cut to 6: %+v", cut)
+	}
+	if in := c.Joined(q, 1<<20); in.Text != Sanitize(q, Postgres) || in.Summary != Summary(Sanitize(q, Postgres), Postgres) {
+		t.Fatalf("Joined(%q) = %+v", q, *in)
+	}
+	if in := c.Joined("SELECT 'secret'", 3); in.Text != "SEL" {
+		t.Fatalf("Joined cut to 3: %+v", *in)
+	}
 	for i := range maxCached + 10 {
 		c.Info([]byte("SELECT a FROM t" + strconv.Itoa(i)))
 	}
