@@ -198,5 +198,9 @@ func (f *Framer) reset() {
 	f.hdr, f.body = f.hdr[:0], f.body[:0]
 }
 
+// Reset forgets the message in progress: the next bytes start a message
+// (a decoder going on after bytes lost between records).
+func (f *Framer) Reset() { f.reset() }
+
 // Lost reports whether the framer is waiting to find boundaries again.
 func (f *Framer) Lost() bool { return f.lost }
