@@ -10,7 +10,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc/encoding"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/internal/ktime"
@@ -27,13 +29,18 @@ import (
 //     one read of 16 commands and one write of their 16 replies;
 //   - redis16-held: the same with a ring whose progress lags one batch of
 //     64 reads and writes, as the agent's reader's does: each span waits
-//     for the client end a loopback server's may have in another ring.
+//     for the client end a loopback server's may have in another ring;
+//   - postgres: a PostgreSQL backend under pgbench -S -c 10 (simple
+//     protocol): one read of a Query ("SELECT abalance FROM
+//     pgbench_accounts WHERE aid = N;", N different per connection) and
+//     one write of its RowDescription, DataRow, CommandComplete and
+//     ReadyForQuery.
 
 const (
-	pidNginx, pidRedis = 2001, 2002
-	dataSeqFlag        = 1 // DATA_SEQ
-	bindStreamStart    = 2 // BIND_STREAM_START
-	redisDepth         = 16
+	pidNginx, pidRedis, pidPostgres = 2001, 2002, 2003
+	dataSeqFlag                     = 1 // DATA_SEQ
+	bindStreamStart                 = 2 // BIND_STREAM_START
+	redisDepth                      = 16
 )
 
 // sockConn is one traced connection: its read and write records, replayed
@@ -56,6 +63,7 @@ type sockPipeline struct {
 	// then, waiting for their client end (the redis bench's case).
 	ring  *ktime.Progress
 	batch uint64
+	setup int // data records decoded before the rounds
 }
 
 // Offsets in a data record (dataRecord).
@@ -82,7 +90,8 @@ func respCmd(args ...string) string {
 // newSockPipeline builds the pipeline for workload "plain" or "redis16".
 func newSockPipeline(tb testing.TB, client *countingClient, workload string) *sockPipeline {
 	tb.Helper()
-	resolver := procs{pidNginx: process(pidNginx, "nginx"), pidRedis: process(pidRedis, "redis-server")}
+	resolver := procs{pidNginx: process(pidNginx, "nginx"), pidRedis: process(pidRedis, "redis-server"),
+		pidPostgres: process(pidPostgres, "postgres")}
 	p := &sockPipeline{wiring: newWiring(tb, client, resolver), ts: 1e12}
 	if held, ok := strings.CutSuffix(workload, "-held"); ok {
 		workload = held
@@ -91,6 +100,8 @@ func newSockPipeline(tb testing.TB, client *countingClient, workload string) *so
 	var pid uint32
 	var nconns int
 	var req, resp string
+	var setup [][2]string // per connection: a read and its write before the rounds
+	perConn := func(string, int) string { return req }
 	switch workload {
 	case "plain":
 		pid, nconns, p.spans = pidNginx, 16, 1
@@ -106,32 +117,57 @@ func newSockPipeline(tb testing.TB, client *countingClient, workload string) *so
 			rs.WriteString("$3\r\nxxx\r\n")
 		}
 		req, resp = rq.String(), rs.String()
+	case "postgres":
+		pid, nconns, p.spans = pidPostgres, 10, 1
+		setup = [][2]string{{pgStartup("pgbench", "pgbench"), pgMsg('R', "\x00\x00\x00\x00") + pgMsg('Z', "I")}}
+		perConn = func(_ string, i int) string {
+			return pgMsg('Q', fmt.Sprintf("SELECT abalance FROM pgbench_accounts WHERE aid = %d;\x00", 31337+7919*i))
+		}
+		resp = pgMsg('T', "\x00\x01abalance\x00\x00\x00\x40\x06\x00\x03\x00\x00\x00\x17\x00\x04\xff\xff\xff\xff\x00\x00") +
+			pgMsg('D', "\x00\x01\x00\x00\x00\x010") + pgMsg('C', "SELECT 1\x00") + pgMsg('Z', "I")
 	default:
 		tb.Fatalf("unknown workload %q", workload)
 	}
-	port := uint16(8080)
-	if pid == pidRedis {
-		port = 6379
-	}
+	port := map[uint32]uint16{pidNginx: 8080, pidRedis: 6379, pidPostgres: 5432}[pid]
 	for i := range nconns {
 		key := uint64(0x9f0000 + i)
 		t := tupleOf(fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.1:%d", 40000+i))
 		rec := bindRec(pid, key, bindPlaintext|bindStreamStart, t)
 		p.stamp(rec)
 		p.records.Decode(rec)
-		capped := func(s string) []byte {
-			return []byte(s[:min(len(s), wire.DataCap)])
+		req := perConn(req, i)
+		c := sockConn{readSeq: uint32(i) * 1e6, writeSeq: uint32(i)*1e6 + 5e5}
+		for _, rw := range setup {
+			c.set(pid, key, rw[0], rw[1])
+			p.replay(&c)
+			p.setup += 2
 		}
-		c := sockConn{
-			read: sockData(pid, key, events.Read, capped(req)), write: sockData(pid, key, events.Write, capped(resp)),
-			readSeq: uint32(i) * 1e6, writeSeq: uint32(i)*1e6 + 5e5,
-			readSize: uint32(len(req)), writeSize: uint32(len(resp)),
-		}
-		binary.NativeEndian.PutUint32(c.read[offRecSize:], c.readSize)
-		binary.NativeEndian.PutUint32(c.write[offRecSize:], c.writeSize)
+		c.set(pid, key, req, resp)
 		p.conns = append(p.conns, c)
 	}
 	return p
+}
+
+// set makes c's read and write records carry req and resp.
+func (c *sockConn) set(pid uint32, key uint64, req, resp string) {
+	capped := func(s string) []byte {
+		return []byte(s[:min(len(s), wire.DataCap)])
+	}
+	c.read, c.write = sockData(pid, key, events.Read, capped(req)), sockData(pid, key, events.Write, capped(resp))
+	c.readSize, c.writeSize = uint32(len(req)), uint32(len(resp))
+	binary.NativeEndian.PutUint32(c.read[offRecSize:], c.readSize)
+	binary.NativeEndian.PutUint32(c.write[offRecSize:], c.writeSize)
+}
+
+// pgMsg is a PostgreSQL message: its type, length and body.
+func pgMsg(typ byte, body string) string {
+	return string(binary.BigEndian.AppendUint32([]byte{typ}, uint32(4+len(body)))) + body
+}
+
+// pgStartup is a StartupMessage (protocol 3.0) for user and database.
+func pgStartup(user, database string) string {
+	body := "\x00\x03\x00\x00user\x00" + user + "\x00database\x00" + database + "\x00\x00"
+	return string(binary.BigEndian.AppendUint32(nil, uint32(4+len(body)))) + body
 }
 
 // offRecSize is where a data record holds the call's size.
@@ -154,7 +190,11 @@ func (p *sockPipeline) round(i int) {
 		p.corr.ReleaseHeld(p.records.Clock.Time(p.ts))
 		p.batch = p.ts
 	}
-	c := &p.conns[i%len(p.conns)]
+	p.replay(&p.conns[i%len(p.conns)])
+}
+
+// replay decodes c's read and write records once, sequence numbers moved on.
+func (p *sockPipeline) replay(c *sockConn) {
 	binary.NativeEndian.PutUint32(c.read[offRecSeq:], c.readSeq)
 	c.readSeq += c.readSize
 	p.stamp(c.read)
@@ -177,7 +217,7 @@ func (p *sockPipeline) drain() {
 // cpu-ns/span, all goroutines, export to an in-process transport that
 // marshals what the gRPC client would send).
 func BenchmarkSockets(b *testing.B) {
-	for _, w := range []string{"plain", "redis16", "redis16-held"} {
+	for _, w := range []string{"plain", "redis16", "redis16-held", "postgres"} {
 		b.Run(w, func(b *testing.B) {
 			client := &countingClient{codec: encoding.GetCodecV2("proto")}
 			p := newSockPipeline(b, client, w)
@@ -213,7 +253,7 @@ func BenchmarkSockets(b *testing.B) {
 // it claims to measure: each request or command one span, all exported,
 // none incomplete or evicted.
 func TestSocketsPipeline(t *testing.T) {
-	for _, w := range []string{"plain", "redis16", "redis16-held"} {
+	for _, w := range []string{"plain", "redis16", "redis16-held", "postgres"} {
 		t.Run(w, func(t *testing.T) {
 			client := &countingClient{codec: encoding.GetCodecV2("proto"), keep: true}
 			p := newSockPipeline(t, client, w)
@@ -234,10 +274,42 @@ func TestSocketsPipeline(t *testing.T) {
 			if got, want := client.spans.Load(), int64(rounds*p.spans); got != want {
 				t.Fatalf("%d spans exported, want %d", got, want)
 			}
-			if n := testutil.ToFloat64(p.records.Read.WithLabelValues("data")); n != 2*rounds {
-				t.Errorf("%v data records decoded, want %d", n, 2*rounds)
+			if n := testutil.ToFloat64(p.records.Read.WithLabelValues("data")); n != float64(2*rounds+p.setup) {
+				t.Errorf("%v data records decoded, want %d", n, 2*rounds+p.setup)
+			}
+			if w == "postgres" {
+				checkPostgresSpans(t, client.last)
 			}
 		})
+	}
+}
+
+// checkPostgresSpans checks the last export of the postgres workload: each
+// span named by its query's summary, with the sanitised text.
+func checkPostgresSpans(t *testing.T, last []byte) {
+	t.Helper()
+	var req coltracepb.ExportTraceServiceRequest
+	if err := proto.Unmarshal(last, &req); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, rs := range req.ResourceSpans {
+		for _, ss := range rs.ScopeSpans {
+			for _, s := range ss.Spans {
+				n++
+				got := map[string]string{}
+				for _, kv := range s.Attributes {
+					got[kv.Key] = kv.Value.GetStringValue()
+				}
+				if s.Name != "SELECT pgbench_accounts" || got["db.query.text"] != "SELECT abalance FROM pgbench_accounts WHERE aid = ?" ||
+					got["db.operation.name"] != "SELECT" || got["db.collection.name"] != "pgbench_accounts" || got["db.namespace"] != "pgbench" {
+					t.Fatalf("span %q %v", s.Name, got)
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no span in the last export")
 	}
 }
 

@@ -82,6 +82,57 @@ func TestDatabaseSpans(t *testing.T) {
 	checkAttrs(t, spans[6], map[string]any{"db.response.status_code": "WRONGTYPE", "error.type": "WRONGTYPE"})
 }
 
+// TestPostgresRecycled: PostgreSQL exchanges and requests are reused once
+// their spans are exported, and statement texts are read once and shared:
+// a simple Query of two statements (the second failing) and a batch of two
+// Executes (the second failing) four times over, on two connections to two
+// databases: every span keeps its own statement, status and database.
+func TestPostgresRecycled(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	ready := pgMsg('Z', "I")
+	conns := []events.ConnID{cid(30, 0x1), cid(30, 0x3)}
+	for i, pg := range conns {
+		h.bind(pg, int32(5+i), 0, fmt.Sprintf("10.0.0.2:%d", 41000+i), "10.0.0.9:5432")
+		h.write(pg, 31, 1, pgStartup(fmt.Sprintf("shop%d", i)))
+		h.read(pg, 31, 2, pgMsg('R', "\x00\x00\x00\x00")+ready)
+	}
+	ms := 3
+	for round := range 4 {
+		for i, pg := range conns {
+			h.write(pg, 31, ms, pgMsg('Q', fmt.Sprintf("SELECT * FROM users WHERE id = %d; DELETE FROM nope\x00", round)))
+			h.read(pg, 31, ms+1, pgMsg('D', "\x00\x01\x00\x00\x00\x01x")+pgMsg('C', "SELECT 1\x00")+
+				pgMsg('E', "SERROR\x00C42P01\x00Mno\x00\x00")+ready)
+			h.write(pg, 31, ms+2, pgMsg('P', fmt.Sprintf("s%d\x00SELECT * FROM items WHERE id = $1\x00\x00\x00", i))+
+				pgMsg('B', fmt.Sprintf("\x00s%d\x00\x00\x00\x00\x00\x00\x00", i))+pgMsg('E', "\x00\x00\x00\x00\x00")+
+				pgMsg('P', "\x00UPDATE carts SET n = $1\x00\x00\x00")+pgMsg('B', "\x00\x00\x00\x00\x00\x00\x00\x00")+
+				pgMsg('E', "\x00\x00\x00\x00\x00")+pgMsg('S', ""))
+			h.read(pg, 31, ms+3, pgMsg('1', "")+pgMsg('2', "")+pgMsg('C', "SELECT 0\x00")+pgMsg('1', "")+pgMsg('2', "")+
+				pgMsg('E', "SERROR\x00C23505\x00Mdup\x00\x00")+ready)
+			ms += 4
+		}
+	}
+	spans := h.wantSpans(4 * 2 * 4)
+	want := []struct {
+		name, text, op, collection, status any
+	}{
+		{"SELECT users", "SELECT * FROM users WHERE id = ?", "SELECT", "users", nil},
+		{"DELETE nope", "DELETE FROM nope", "DELETE", "nope", "42P01"},
+		{"SELECT items", "SELECT * FROM items WHERE id = $1", "SELECT", "items", nil},
+		{"UPDATE carts", "UPDATE carts SET n = $1", "UPDATE", "carts", "23505"},
+	}
+	for i, s := range spans {
+		w := want[i%4]
+		if s.Name != w.name {
+			t.Errorf("span %d: %q, want %q", i, s.Name, w.name)
+		}
+		checkAttrs(t, s, map[string]any{"db.query.text": w.text, "db.operation.name": w.op, "db.collection.name": w.collection,
+			"db.response.status_code": w.status, "error.type": w.status, "db.namespace": fmt.Sprintf("shop%d", i/4%2)})
+		if (s.Status == span.Error) != (w.status != nil) {
+			t.Errorf("span %d (%s): status %v", i, s.Name, s.Status)
+		}
+	}
+}
+
 // TestRedisRecycled: the exchanges of Redis commands go back to their
 // pool once their spans are exported, and are reused by the next commands:
 // nothing of a recycled command (its error, its keys, its database) shows

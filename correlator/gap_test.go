@@ -234,33 +234,52 @@ func TestRestartWaitsForRequest(t *testing.T) {
 	}
 }
 
-// TestLostReplyStopsPostgres: a PostgreSQL connection cannot be decoded
-// afresh mid-connection (its prepared statements are not known): after a
-// lost reply its query in flight ends as data_lost, and nothing after it
-// makes a span that could describe another query.
-func TestLostReplyStopsPostgres(t *testing.T) {
+// TestLostReplyRestartsPostgres: after a lost reply, the PostgreSQL
+// queries in flight end as data_lost and the connection is decoded again
+// from the next call that starts a request, after a reply: its database
+// and its named prepared statements kept, the unnamed statement forgotten
+// (an Execute of it, its Parse lost, is named without text). Before, the
+// connection made no span again.
+func TestLostReplyRestartsPostgres(t *testing.T) {
 	h := newHarness(t, DefaultConfig())
 	st := &seqStream{h: h, id: cid(42, 1)}
 	h.bindPlain(st.id, 5, 0, "10.0.0.2:41000", "10.0.0.9:5432")
 	ready := pgMsg('Z', "I")
 	st.rec(events.Write, pgStartup("shop"))
 	st.rec(events.Read, pgMsg('R', "\x00\x00\x00\x00")+ready)
+	execute := func(stmt string) string {
+		return pgMsg('B', "\x00"+stmt+"\x00\x00\x00\x00\x00\x00\x00") + pgMsg('E', "\x00\x00\x00\x00\x00") + pgMsg('S', "")
+	}
+	st.rec(events.Write, pgMsg('P', "named\x00SELECT e FROM t5 WHERE id = $1\x00\x00\x00")+pgMsg('P', "\x00SELECT f FROM t6\x00\x00\x00")+pgMsg('S', ""))
+	st.rec(events.Read, pgMsg('1', "")+pgMsg('1', "")+ready)
 	reply := pgMsg('C', "SELECT 0\x00") + ready
 	for i, q := range []string{"SELECT a FROM t1", "SELECT b FROM t2", "SELECT c FROM t3", "SELECT d FROM t4"} {
 		st.rec(events.Write, pgMsg('Q', q+"\x00"))
 		st.lostNext = i == 1
 		st.rec(events.Read, reply)
 	}
+	st.rec(events.Write, execute("named"))
+	st.rec(events.Read, pgMsg('2', "")+reply)
+	st.rec(events.Write, execute(""))
+	st.rec(events.Read, pgMsg('2', "")+reply)
 	h.c.Flush()
-	spans := h.wantSpans(3)
-	for i, want := range []string{"SELECT t1", "SELECT t2", "SELECT t3"} {
+	spans := h.wantSpans(6)
+	for i, want := range []string{"SELECT t1", "SELECT t2", "SELECT t3", "SELECT t4", "SELECT t5", "shop"} {
 		if spans[i].Name != want {
 			t.Errorf("span %d %q, want %q", i, spans[i].Name, want)
 		}
+		lost := any(nil)
+		if i == 1 || i == 2 {
+			lost = "data_lost"
+		}
+		checkAttrs(t, spans[i], map[string]any{"error.type": lost, "db.namespace": "shop"})
 	}
-	checkAttrs(t, spans[0], map[string]any{"error.type": nil})
-	checkAttrs(t, spans[1], map[string]any{"error.type": "data_lost"})
-	checkAttrs(t, spans[2], map[string]any{"error.type": "data_lost"})
+	checkAttrs(t, spans[3], map[string]any{"db.query.text": "SELECT d FROM t4", "db.collection.name": "t4"})
+	checkAttrs(t, spans[4], map[string]any{"db.query.text": "SELECT e FROM t5 WHERE id = $1"})
+	checkAttrs(t, spans[5], map[string]any{"db.query.text": nil})
+	if got := h.metric("periscope_data_gaps_total"); got != 1 {
+		t.Errorf("gaps %v, want 1", got)
+	}
 }
 
 // TestLostFramesHTTP2: HTTP/2 pairs by stream: a lost record costs only

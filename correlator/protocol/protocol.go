@@ -173,7 +173,8 @@ type Switcher interface {
 // depends on how the protocol pairs requests with responses.
 
 // Restarter is implemented by protocols that pair by order and whose
-// requests can be told from the middle of a connection (HTTP/1, Redis).
+// requests can be told from the middle of a connection (HTTP/1, Redis,
+// PostgreSQL).
 // After lost bytes the requests in flight end (ReasonDataLost), and a new
 // decoder starts at the next call on the requests side that StartsRequest;
 // the other side's bytes until then are dropped.
@@ -185,7 +186,8 @@ type Restarter interface {
 
 // Resetter is implemented by the decoders of Restarter protocols that
 // keep state of the connection beyond its messages in flight (Redis: the
-// database selected, a subscription). Reset forgets the messages in
+// database selected, a subscription; PostgreSQL: the database, prepared
+// statements). Reset forgets the messages in
 // flight (the correlator ended their requests) and keeps that state; the
 // decoder goes on at the next request. Other decoders are replaced.
 type Resetter interface {
@@ -199,8 +201,8 @@ type GapSkipper interface {
 	SkipsGaps()
 }
 
-// Protocols that are neither (PostgreSQL, MySQL: their state, prepared
-// statements, cannot be rebuilt mid-connection) stop being decoded on the
+// Protocols that are neither (MySQL: its packets' sequence and result
+// state cannot be found again mid-connection) stop being decoded on the
 // connection after lost bytes; the requests in flight end (ReasonDataLost).
 
 // SideChunk is a chunk of one stream of a connection.

@@ -62,7 +62,8 @@ type Framer struct {
 	got   int // body bytes seen (kept or not) of the current message
 	keep  int
 	holes bool
-	inMsg bool // the header is complete
+	inMsg bool    // the header is complete
+	msg   Message // the message given to the codec (one per framer, not per message)
 }
 
 // NewFramer returns a framer that reads with codec.
@@ -133,9 +134,10 @@ func (f *Framer) done() error {
 	if !f.inMsg || f.got < f.size {
 		return nil
 	}
-	m := Message{Header: f.hdr, Body: f.body, Size: f.size, Holes: f.holes}
+	f.msg = Message{Header: f.hdr, Body: f.body, Size: f.size, Holes: f.holes}
 	f.inMsg = false
-	err := f.codec.Message(&m)
+	err := f.codec.Message(&f.msg)
+	f.msg = Message{}
 	f.hdr = f.hdr[:0]
 	if cap(f.body) > maxKeptBuffer {
 		f.body = nil // a large query text: do not hold its buffer
@@ -195,6 +197,10 @@ func (f *Framer) reset() {
 	f.lost, f.inMsg = false, false
 	f.hdr, f.body = f.hdr[:0], f.body[:0]
 }
+
+// Reset forgets the message in progress: the next bytes start a message
+// (a decoder going on after bytes lost between records).
+func (f *Framer) Reset() { f.reset() }
 
 // Lost reports whether the framer is waiting to find boundaries again.
 func (f *Framer) Lost() bool { return f.lost }

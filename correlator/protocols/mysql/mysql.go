@@ -91,13 +91,14 @@ type Protocol struct {
 	db.Spans
 	stats     *db.Stats
 	greetings *greetings
+	texts     *sqltext.Cache // what each statement text's spans export, read once
 }
 
 var _ protocol.Protocol = (*Protocol)(nil)
 
 // New returns the MySQL protocol; its decoders count drops into stats.
 func New(stats *db.Stats) *Protocol {
-	return &Protocol{Spans: db.NewSpans(), stats: stats, greetings: newGreetings()}
+	return &Protocol{Spans: db.NewSpans(), stats: stats, greetings: newGreetings(), texts: sqltext.NewCache(sqltext.MySQL)}
 }
 
 // Name implements protocol.Protocol.
@@ -155,8 +156,9 @@ func (p *Protocol) NewDecoder(_ protocol.Role, h protocol.Handler) protocol.Deco
 		h:      h,
 		stats:  p.stats,
 		greets: p.greetings,
+		texts:  p.texts,
 		queue:  db.NewQueue[*entry](MaxPending, p.stats),
-		stmts:  map[uint32]string{},
+		stmts:  map[uint32]*sqltext.Info{},
 		system: db.MySQL,
 	}
 	d.req = db.NewFramer(&codec{d: d, requests: true})
@@ -186,10 +188,10 @@ const (
 // entry is a command waiting for its response.
 type entry struct {
 	kind  kind
-	x     *db.Exchange // the exchange in flight
-	stmts []string     // statements of a multi-statement query not begun yet
-	text  string       // kPrepare: the statement text
-	db    string       // COM_INIT_DB: the database asked for
+	x     *db.Exchange    // the exchange in flight
+	stmts []*sqltext.Info // statements of a multi-statement query not begun yet
+	text  *sqltext.Info   // kPrepare: the statement text
+	db    string          // COM_INIT_DB: the database asked for
 	start time.Time
 }
 
@@ -209,7 +211,8 @@ type decoder struct {
 	stats      *db.Stats
 	req, resp  *db.Framer
 	queue      *db.Queue[*entry]
-	stmts      map[uint32]string
+	texts      *sqltext.Cache
+	stmts      map[uint32]*sqltext.Info
 	system     string
 	unsure     bool // system is a guess: the greeting was not seen (afterTLS)
 	greets     *greetings
@@ -247,19 +250,14 @@ func (d *decoder) deprecateEOF() bool {
 	return d.serverCaps&d.clientCaps&capDeprecateEOF != 0
 }
 
-// exchange returns a new exchange for a statement text.
-func (d *decoder) exchange(text string, start time.Time) *db.Exchange {
-	op, collection := sqltext.Single(text, sqltext.MySQL)
-	return &db.Exchange{
-		Begun:        start,
-		System:       d.system,
-		SystemUnsure: d.unsure,
-		Namespace:    d.namespace,
-		Operation:    op,
-		Collection:   collection,
-		Query:        text,
-		Summary:      sqltext.Summary(text, sqltext.MySQL),
+// exchange returns a new exchange for a statement (nil: its text is not
+// known).
+func (d *decoder) exchange(in *sqltext.Info, start time.Time) *db.Exchange {
+	x := &db.Exchange{Begun: start, System: d.system, SystemUnsure: d.unsure, Namespace: d.namespace}
+	if in != nil {
+		x.Operation, x.Collection, x.Query, x.Summary = in.Operation, in.Collection, in.Text, in.Summary
 	}
+	return x
 }
 
 // codec reads packets: 3-byte little-endian length and a sequence id.

@@ -111,9 +111,9 @@ func (d *decoder) command(p packet) {
 	case comQuery:
 		d.query(body)
 	case comStmtPrepare:
-		d.push(&entry{kind: kPrepare, text: sanitize(body), start: d.now}, false)
+		d.push(&entry{kind: kPrepare, text: d.texts.Joined(string(body), maxStored), start: d.now}, false)
 	case comStmtExecute:
-		text := ""
+		var text *sqltext.Info
 		if len(body) >= 4 {
 			text = d.stmts[binary.LittleEndian.Uint32(body)]
 		}
@@ -145,13 +145,8 @@ func (d *decoder) other(cmd byte, body []byte) {
 }
 
 func (d *decoder) query(body []byte) {
-	stmts := sqltext.Statements(string(body), sqltext.MySQL)
-	for i, s := range stmts {
-		if len(s) > maxStored {
-			stmts[i] = s[:maxStored]
-		}
-	}
-	text := ""
+	stmts := d.texts.Statements(nil, string(body), maxStored)
+	var text *sqltext.Info
 	if len(stmts) > 0 {
 		text, stmts = stmts[0], stmts[1:]
 	}
@@ -166,15 +161,6 @@ func (d *decoder) push(e *entry, begin bool) {
 	if begin && e.x != nil {
 		d.h.Begin(e.x)
 	}
-}
-
-// sanitize returns the exportable form of a query text.
-func sanitize(q []byte) string {
-	s := sqltext.Sanitize(string(q), sqltext.MySQL)
-	if len(s) > maxStored {
-		s = s[:maxStored]
-	}
-	return s
 }
 
 // lenenc reads a length-encoded integer: its value and its size.

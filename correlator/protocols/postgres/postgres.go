@@ -56,12 +56,18 @@ const (
 type Protocol struct {
 	db.Spans
 	stats *db.Stats
+	// texts holds what the spans of each statement export, read once per
+	// statement text, not per span; exchanges are recycled after export.
+	texts     *sqltext.Cache
+	exchanges db.Pool
 }
 
 var _ protocol.Protocol = (*Protocol)(nil)
 
 // New returns the PostgreSQL protocol; its decoders count drops into stats.
-func New(stats *db.Stats) *Protocol { return &Protocol{Spans: db.NewSpans(), stats: stats} }
+func New(stats *db.Stats) *Protocol {
+	return &Protocol{Spans: db.NewSpans(), stats: stats, texts: sqltext.NewCache(sqltext.Postgres)}
+}
 
 // Name implements protocol.Protocol.
 func (*Protocol) Name() string { return "postgresql" }
@@ -90,9 +96,11 @@ func (p *Protocol) NewDecoder(_ protocol.Role, h protocol.Handler) protocol.Deco
 	d := &decoder{
 		h:          h,
 		stats:      p.stats,
+		texts:      p.texts,
+		exchanges:  &p.exchanges,
 		queue:      db.NewQueue[*entry](MaxPending, p.stats),
-		statements: map[string]string{},
-		portals:    map[string]string{},
+		statements: map[string]*sqltext.Info{},
+		portals:    map[string]*sqltext.Info{},
 		startup:    true,
 		respStart:  true,
 	}
@@ -114,19 +122,26 @@ const (
 // entry is a request waiting for its response.
 type entry struct {
 	kind   kind
-	x      *db.Exchange // the exchange in flight (begun)
-	stmts  []string     // statements of a Query not begun yet
-	parses []string     // kPrepare: the texts of its Parse messages not yet complete
+	x      *db.Exchange    // the exchange in flight (begun)
+	stmts  []*sqltext.Info // statements of a Query not begun yet
+	parses []*sqltext.Info // kPrepare: the texts of its Parse messages not yet complete
 	start  time.Time
+	one    [1]*sqltext.Info // stmts of a one-statement Query
 }
+
+// maxSpare bounds the entries a decoder keeps for its next requests.
+const maxSpare = 4
 
 type decoder struct {
 	h          protocol.Handler
 	stats      *db.Stats
+	texts      *sqltext.Cache
+	exchanges  *db.Pool
 	req, resp  *db.Framer
 	queue      *db.Queue[*entry]
-	statements map[string]string // prepared statement name -> sanitised text
-	portals    map[string]string // portal name -> sanitised text
+	spare      []*entry                 // entries popped, to be used again
+	statements map[string]*sqltext.Info // prepared statement name -> sanitised text
+	portals    map[string]*sqltext.Info // portal name -> sanitised text
 	namespace  string
 	now        time.Time
 	startup    bool // the next request is a startup-phase message
@@ -135,7 +150,7 @@ type decoder struct {
 	left       bool
 	// the current extended-protocol batch (until Sync)
 	batchExec  bool
-	batchParse []string
+	batchParse []*sqltext.Info
 }
 
 // Feed implements protocol.Decoder.
@@ -154,31 +169,40 @@ func (d *decoder) EOF(time.Time) {}
 // TLS or GSS encryption.
 func (d *decoder) Left() bool { return d.left }
 
-// exchange returns a new exchange for statement text.
-func (d *decoder) exchange(text string, start time.Time) *db.Exchange {
-	op, collection := sqltext.Single(text, sqltext.Postgres)
-	return &db.Exchange{
-		Begun:      start,
-		System:     db.PostgreSQL,
-		Namespace:  d.namespace,
-		Operation:  op,
-		Collection: collection,
-		Query:      text,
-		Summary:    sqltext.Summary(text, sqltext.Postgres),
+// exchange returns a new exchange for a statement (nil: its text is not
+// known), from the pool: the decoder lets go of every exchange it ends.
+func (d *decoder) exchange(in *sqltext.Info, start time.Time) *db.Exchange {
+	x := d.exchanges.Get()
+	x.Begun, x.System, x.Namespace = start, db.PostgreSQL, d.namespace
+	if in != nil {
+		x.Operation, x.Collection, x.Query, x.Summary = in.Operation, in.Collection, in.Text, in.Summary
 	}
+	return x
 }
 
-// sanitize returns the exportable form of a query text.
-func sanitize(q []byte) string {
-	s := sqltext.Sanitize(string(q), sqltext.Postgres)
-	if len(s) > maxStored {
-		s = s[:maxStored]
+// newEntry returns an empty entry of kind k.
+func (d *decoder) newEntry(k kind) *entry {
+	var e *entry
+	if n := len(d.spare); n > 0 {
+		e, d.spare = d.spare[n-1], d.spare[:n-1]
+	} else {
+		e = new(entry)
 	}
-	return s
+	e.kind, e.start = k, d.now
+	return e
+}
+
+// release keeps e, popped from the queue and no longer read, for a next
+// request.
+func (d *decoder) release(e *entry) {
+	if len(d.spare) < maxSpare {
+		*e = entry{}
+		d.spare = append(d.spare, e)
+	}
 }
 
 // remember stores a name -> text mapping, evicting one entry when full.
-func (d *decoder) remember(m map[string]string, name, text string) {
+func (d *decoder) remember(m map[string]*sqltext.Info, name string, text *sqltext.Info) {
 	if _, ok := m[name]; !ok && len(m) >= MaxStatements {
 		for k := range m {
 			delete(m, k)

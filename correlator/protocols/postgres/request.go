@@ -65,7 +65,7 @@ func (c requestCodec) Message(m *db.Message) error {
 	case 'C':
 		d.close(m.Body)
 	case 'F':
-		d.push(&entry{kind: kQuery, start: d.now}) // FunctionCall: answered, then ReadyForQuery
+		d.push(d.newEntry(kQuery)) // FunctionCall: answered, then ReadyForQuery
 	}
 	return nil
 }
@@ -96,13 +96,8 @@ func (d *decoder) startupMessage(b []byte) {
 
 func (d *decoder) query(b []byte) {
 	text, _, _ := cstring(b)
-	stmts := sqltext.Statements(text, sqltext.Postgres)
-	for i, s := range stmts {
-		if len(s) > maxStored {
-			stmts[i] = s[:maxStored]
-		}
-	}
-	e := &entry{kind: kQuery, stmts: stmts, start: d.now}
+	e := d.newEntry(kQuery)
+	e.stmts = d.texts.Statements(e.one[:0], text, maxStored)
 	if d.push(e) {
 		d.next(e, d.now)
 	}
@@ -122,7 +117,7 @@ func (d *decoder) next(e *entry, start time.Time) {
 func (d *decoder) parse(b []byte) {
 	name, rest, _ := cstring(b)
 	text, _, _ := cstring(rest)
-	s := sanitize([]byte(text))
+	s := d.texts.Joined(text, maxStored) // the server refuses more than one statement
 	d.remember(d.statements, name, s)
 	if len(d.batchParse) < maxBatchParses {
 		d.batchParse = append(d.batchParse, s)
@@ -132,7 +127,7 @@ func (d *decoder) parse(b []byte) {
 func (d *decoder) bind(b []byte) {
 	portal, rest, _ := cstring(b)
 	stmt, _, ok := cstring(rest)
-	text := ""
+	var text *sqltext.Info
 	if ok {
 		text = d.statements[stmt]
 	}
@@ -146,17 +141,20 @@ func (d *decoder) execute(b []byte) {
 		d.stats.Overflowed.Add(1) // its result is skipped while a Sync or Query is at the head
 		return
 	}
-	e := &entry{kind: kExecute, x: d.exchange(d.portals[portal], d.now), start: d.now}
+	e := d.newEntry(kExecute)
+	e.x = d.exchange(d.portals[portal], d.now)
 	d.push(e)
 	d.h.Begin(e.x)
 }
 
 func (d *decoder) sync() {
 	if !d.batchExec && len(d.batchParse) > 0 {
-		d.push(&entry{kind: kPrepare, parses: d.batchParse, start: d.now})
+		e := d.newEntry(kPrepare)
+		e.parses = d.batchParse
+		d.push(e)
 	}
 	d.batchExec, d.batchParse = false, nil
-	d.push(&entry{kind: kSync, start: d.now})
+	d.push(d.newEntry(kSync))
 }
 
 func (d *decoder) close(b []byte) {

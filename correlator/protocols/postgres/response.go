@@ -100,6 +100,7 @@ func (d *decoder) result(status, errType string) {
 	case kExecute:
 		d.queue.Pop()
 		d.end(e.x, status, errType)
+		d.release(e)
 		if status != "" {
 			d.skipBatch()
 		}
@@ -136,6 +137,7 @@ func (d *decoder) skipBatch() {
 		}
 		d.queue.Pop()
 		d.h.End(e.x, d.now, protocol.ReasonRequestErr)
+		d.release(e)
 	}
 }
 
@@ -156,16 +158,13 @@ func (d *decoder) ready() {
 		if !ok {
 			return // an overflowed Query or Sync
 		}
-		switch e.kind {
-		case kQuery:
-			if e.x != nil {
-				d.h.End(e.x, d.now, protocol.ReasonParseError)
-			}
+		if e.x != nil { // a Query's statement or an Execute with no result seen
+			d.h.End(e.x, d.now, protocol.ReasonParseError)
+		}
+		k := e.kind
+		d.release(e)
+		if k == kQuery || k == kSync {
 			return
-		case kSync:
-			return
-		case kExecute:
-			d.h.End(e.x, d.now, protocol.ReasonParseError) // no result seen for it
 		}
 	}
 }

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"encoding/binary"
+	"strings"
 )
 
 // frames reports whether b is a whole number of typed messages.
@@ -89,4 +90,31 @@ func (c responseCodec) Resync(end []byte) bool {
 		}
 	}
 	return true
+}
+
+// requestTypes are the frontend messages a client's call may start with
+// once the connection is up (not COPY data: the middle of a COPY).
+const requestTypes = "QPBEDSCHF"
+
+// StartsRequest implements protocol.Restarter: after records lost, a
+// connection is decoded again from a call that is whole frontend messages,
+// the first one a request (Query, Parse, Bind, ...).
+func (*Protocol) StartsRequest(first []byte) bool {
+	return len(first) > 0 && strings.IndexByte(requestTypes, first[0]) >= 0 && frames(first)
+}
+
+// Reset implements protocol.Resetter: after records lost, the requests in
+// flight (ended by the correlator) and the messages in progress are
+// forgotten; the database and the named prepared statements and portals
+// are kept (a statement closed and prepared again under the same name in
+// the bytes lost keeps its old text), the unnamed ones, replaced by almost
+// every call that uses them, are forgotten.
+func (d *decoder) Reset() {
+	d.queue.Drain()
+	d.req.Reset()
+	d.resp.Reset()
+	d.startup, d.respStart, d.answer = false, false, 0
+	d.batchExec, d.batchParse = false, nil
+	delete(d.statements, "")
+	delete(d.portals, "")
 }

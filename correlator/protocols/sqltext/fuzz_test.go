@@ -98,7 +98,27 @@ func FuzzSanitizeRemovesLiterals(f *testing.F) {
 		if again := Sanitize(out, d); again != out {
 			t.Fatalf("not idempotent: %q -> %q -> %q", q, out, again)
 		}
-		_ = Summary(out, d)
+		stmts := Statements(q, d)
+		if got := strings.Join(stmts, "; "); got != out {
+			t.Fatalf("Sanitize %q, Statements joined %q", out, got)
+		}
+		buf, ends := AppendStatements([]byte("kept"), nil, q, d)
+		start := len("kept")
+		if string(buf[:start]) != "kept" || len(ends) != len(stmts) {
+			t.Fatalf("AppendStatements %q %v, Statements %q", buf, ends, stmts)
+		}
+		for i, end := range ends {
+			if string(buf[start:end]) != stmts[i] {
+				t.Fatalf("statement %d: %q, want %q", i, buf[start:end], stmts[i])
+			}
+			start = end
+		}
+		for _, s := range stmts {
+			op, coll := Single(s, d)
+			if in := Describe(s, d); in != (Info{Text: s, Operation: op, Collection: coll, Summary: Summary(s, d)}) {
+				t.Fatalf("Describe(%q) = %+v, Single %q %q, Summary %q", s, in, op, coll, Summary(s, d))
+			}
+		}
 	})
 }
 
@@ -136,7 +156,9 @@ func inTemplates(w string) bool {
 }
 
 // FuzzSanitizeAnything checks that any input sanitises without panicking,
-// to text no longer than the input, and to a fixed point.
+// to text no longer than the input, and to a fixed point; that the
+// statements AppendStatements appends are those of Statements, joined by
+// Sanitize; and that Describe says what Single and Summary say.
 func FuzzSanitizeAnything(f *testing.F) {
 	for _, s := range []string{"SELECT 1", "SELECT $a$ $b$ $a$", "x IN (1,", "/* /* */", "E'\\", "`a``b`"} {
 		f.Add(s, false)
@@ -151,6 +173,26 @@ func FuzzSanitizeAnything(f *testing.F) {
 		if len(out) > len(q)+len(q)/2+1 {
 			t.Fatalf("output grew: %q -> %q", q, out)
 		}
-		_ = Summary(out, d)
+		stmts := Statements(q, d)
+		if got := strings.Join(stmts, "; "); got != out {
+			t.Fatalf("Sanitize %q, Statements joined %q", out, got)
+		}
+		buf, ends := AppendStatements([]byte("kept"), nil, q, d)
+		start := len("kept")
+		if string(buf[:start]) != "kept" || len(ends) != len(stmts) {
+			t.Fatalf("AppendStatements %q %v, Statements %q", buf, ends, stmts)
+		}
+		for i, end := range ends {
+			if string(buf[start:end]) != stmts[i] {
+				t.Fatalf("statement %d: %q, want %q", i, buf[start:end], stmts[i])
+			}
+			start = end
+		}
+		for _, s := range stmts {
+			op, coll := Single(s, d)
+			if in := Describe(s, d); in != (Info{Text: s, Operation: op, Collection: coll, Summary: Summary(s, d)}) {
+				t.Fatalf("Describe(%q) = %+v, Single %q %q, Summary %q", s, in, op, coll, Summary(s, d))
+			}
+		}
 	})
 }

@@ -2,6 +2,7 @@ package sqltext
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -116,5 +117,55 @@ func TestSingle(t *testing.T) {
 		if op != c.op || coll != c.coll {
 			t.Errorf("Single(%q) = %q, %q; want %q, %q", c.stmt, op, coll, c.op, c.coll)
 		}
+	}
+}
+
+// A Cache gives each statement the Info Describe gives it, the same one
+// every time it is asked again, and holds no more than its bounds.
+func TestCache(t *testing.T) {
+	c := NewCache(Postgres)
+	stmts := []string{"SELECT secret FROM items WHERE id = ?", "INSERT INTO t SELECT * FROM u", "BEGIN", ""}
+	for round := range 2 {
+		for _, s := range stmts {
+			buf := []byte(s)
+			in := c.Info(buf)
+			if *in != Describe(s, Postgres) {
+				t.Fatalf("round %d: %+v, want %+v", round, *in, Describe(s, Postgres))
+			}
+			copy(buf, strings.Repeat("x", len(buf))) // the cache keeps no reference to its argument
+			if again := c.Info([]byte(s)); again != in || again.Text != s {
+				t.Fatalf("round %d: %q asked again gave another Info %+v", round, s, *again)
+			}
+		}
+	}
+	q := "SELECT * FROM users WHERE id = 7; UPDATE t SET a = 'x';; SELECT * FROM users WHERE id = 8"
+	infos := c.Statements(nil, q, 1<<20)
+	if len(infos) != 3 || infos[0] != infos[2] || *infos[0] != Describe("SELECT * FROM users WHERE id = ?", Postgres) ||
+		infos[1].Text != "UPDATE t SET a = ?" {
+		t.Fatalf("Statements(%q) = %+v", q, infos)
+	}
+	if cut := c.Statements(infos[:0], q, 6); len(cut) != 3 || cut[0].Text != "SELECT" || cut[1].Text != "UPDATE" {
+		t.Fatalf("Statements cut to 6: %+v", cut)
+	}
+	if in := c.Joined(q, 1<<20); in.Text != Sanitize(q, Postgres) || in.Summary != Summary(Sanitize(q, Postgres), Postgres) {
+		t.Fatalf("Joined(%q) = %+v", q, *in)
+	}
+	if in := c.Joined("SELECT 'secret'", 3); in.Text != "SEL" {
+		t.Fatalf("Joined cut to 3: %+v", *in)
+	}
+	for i := range maxCached + 10 {
+		c.Info([]byte("SELECT a FROM t" + strconv.Itoa(i)))
+	}
+	if len(c.infos) > maxCached {
+		t.Fatalf("%d statements held, bound %d", len(c.infos), maxCached)
+	}
+	long := []byte(strings.Repeat("x", 2048))
+	for i := range maxCachedBytes/len(long) + 10 {
+		long[0] = byte(i)
+		long[1] = byte(i >> 8)
+		c.Info(long)
+	}
+	if c.bytes > maxCachedBytes {
+		t.Fatalf("%d bytes held, bound %d", c.bytes, maxCachedBytes)
 	}
 }

@@ -40,7 +40,26 @@ func Summary(stmt string, d Dialect) string {
 // only one (db.collection.name): the conventions ask for these two only
 // when the query names a single one.
 func Single(stmt string, d Dialect) (operation, collection string) {
+	return single(analyse(stmt, d))
+}
+
+// Info is what the spans of one sanitised statement export.
+type Info struct {
+	Text       string // the statement (db.query.text)
+	Operation  string // Single's operation (db.operation.name)
+	Collection string // Single's collection (db.collection.name)
+	Summary    string // db.query.summary
+}
+
+// Describe returns the Info of a sanitised statement: Single and Summary
+// from one reading of it.
+func Describe(stmt string, d Dialect) Info {
 	parts, isOp := analyse(stmt, d)
+	op, collection := single(parts, isOp)
+	return Info{Text: stmt, Operation: op, Collection: collection, Summary: truncate(parts)}
+}
+
+func single(parts []string, isOp []bool) (operation, collection string) {
 	for i, p := range parts {
 		switch {
 		case !isOp[i] && (collection == "" || collection == p):
