@@ -265,7 +265,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Wri
 				sock.Select(e.PID)
 			}
 		},
-		Decided:  execDecided(sock),
+		Decided:  processNames{procs}.execDecided(execDecided(sock)),
 		Progress: procs.Discovery(),
 	}, log, reg)
 	// Discovery's process programs first: an exec is in its ring before

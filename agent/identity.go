@@ -26,6 +26,23 @@ func (p processNames) ProcessUpdated(proc discovery.Process, added []discovery.M
 	_, _ = p.procs.Observe(proc.PID)
 }
 
+// execDecided reads the identity of a selected process again once
+// discovery has handled its exec, unless it was read after the exec
+// (metadata.Processes.ReadAfterExec: ProcessUpdated does not come for a
+// process whose executable discovery had already seen, when it read it
+// during the exec or when a program exec's its own executable), then hands
+// the exec on to next, if any.
+func (p processNames) execDecided(next func(discovery.Exec)) func(discovery.Exec) {
+	return func(e discovery.Exec) {
+		if e.Selected {
+			p.procs.ReadAfterExec(e.PID, e.KTime)
+		}
+		if next != nil {
+			next(e)
+		}
+	}
+}
+
 func (p processNames) ProcessExited(pid uint32, _ time.Time) {
 	time.AfterFunc(forgetAfter, func() { p.procs.Forget(pid) })
 }

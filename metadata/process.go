@@ -156,6 +156,29 @@ func (p *Processes) Exec(pid uint32, path string, argv []string, at uint64) {
 	p.store(pid, proc, at)
 }
 
+// ReadAfterExec makes sure that the identity of pid, which executed a new
+// program at CLOCK_MONOTONIC time at (its exec event, Exec), was read from
+// /proc after that exec: unless the cached one was, the process is read
+// again now (Observe; a process already gone keeps what it has). Call it
+// once discovery has handled the exec. Exec's identity has no environment,
+// so no OTEL_SERVICE_NAME; a read begun before the exec saw the old
+// program, or the new one half set up (the kernel maps the new executable
+// before it lays out the new environment: no OTEL_SERVICE_NAME either).
+// Nothing else reads the process again: discovery reports it again only
+// when it maps new files, which a static program exec'ing the executable
+// it ran, or one a half-set-up read already showed, does not; and the
+// collectors' exec markers (Executed) only make an identity read before
+// them tentative when some collector's ring carries them, in time.
+func (p *Processes) ReadAfterExec(pid uint32, at uint64) {
+	p.mu.Lock()
+	e := p.cache[pid]
+	fresh := e != nil && e.read > at // Exec's own identity is stamped at
+	p.mu.Unlock()
+	if !fresh {
+		_, _ = p.Observe(pid)
+	}
+}
+
 // Executed records that pid executed a new program at CLOCK_MONOTONIC time
 // at. Call it at the exec's place in the stream of the process's events
 // (a collector's ring), so that the spans after it do not get the old

@@ -579,3 +579,81 @@ func TestProcessesAwaiting(t *testing.T) {
 		t.Errorf("named by its exec event: awaiting %v, name %q", ps.Awaiting(10), ps.Process(10).ServiceName)
 	}
 }
+
+// TestProcessesReadAfterExec: once discovery has handled an exec, the
+// identity is one read from /proc after it. A read begun during the exec
+// (the new executable mapped, its environment not laid out yet: no
+// OTEL_SERVICE_NAME) and the exec event's identity (no environment at
+// all) both give way to a read after the exec; an identity read after the
+// exec is kept, not read again; a process gone keeps the exec event's.
+func TestProcessesReadAfterExec(t *testing.T) {
+	const exe = "/tmp/grpcgo"
+	argv := []string{exe, "-mode", "client"}
+	halfSetUp := fakeProc{exe: exe}
+	client := fakeProc{exe: exe, cmdline: argv, environ: []string{"OTEL_SERVICE_NAME=grpc-go-client"}}
+	for _, tc := range []struct {
+		name   string
+		steps  func(ps *Processes, proc7 func(*fakeProc), now func() uint64) uint64 // returns the exec's time
+		before string                                                               // the name before ReadAfterExec
+		want   string
+	}{
+		{"read during the exec, then the exec event", func(ps *Processes, proc7 func(*fakeProc), now func() uint64) uint64 {
+			proc7(&halfSetUp)
+			ps.Observe(7)
+			at := now()
+			proc7(&client)
+			ps.Exec(7, exe, argv, at)
+			return at
+		}, "grpcgo", "grpc-go-client"},
+		{"the exec event, then a read during the next exec", func(ps *Processes, proc7 func(*fakeProc), now func() uint64) uint64 {
+			proc7(&client)
+			ps.Exec(7, exe, argv, now())
+			ps.Observe(7) // read after the first exec: named
+			proc7(&halfSetUp)
+			ps.Observe(7) // during the second
+			at := now()
+			proc7(&client)
+			ps.Exec(7, exe, argv, at)
+			return at
+		}, "grpcgo", "grpc-go-client"},
+		{"read after the exec: kept", func(ps *Processes, proc7 func(*fakeProc), now func() uint64) uint64 {
+			at := now()
+			proc7(&client)
+			ps.Exec(7, exe, argv, at)
+			ps.Observe(7)
+			proc7(&fakeProc{exe: exe, environ: []string{"OTEL_SERVICE_NAME=not-read-again"}})
+			return at
+		}, "grpc-go-client", "grpc-go-client"},
+		{"gone: the exec event's identity stays", func(ps *Processes, proc7 func(*fakeProc), now func() uint64) uint64 {
+			proc7(&halfSetUp)
+			ps.Observe(7)
+			at := now()
+			proc7(nil)
+			ps.Exec(7, exe, argv, at)
+			return at
+		}, "grpcgo", "grpcgo"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			ps := NewProcesses(ProcessesConfig{ProcRoot: root, HostName: "h"})
+			proc7 := func(fp *fakeProc) {
+				if err := os.RemoveAll(filepath.Join(root, "7")); err != nil {
+					t.Fatal(err)
+				}
+				if fp != nil {
+					writeProc(t, root, 7, *fp)
+				}
+			}
+			last := ktime.Now()
+			now := func() uint64 { last = max(last+1, ktime.Now()); return last }
+			at := tc.steps(ps, proc7, now)
+			if p := ps.Process(7); p.ServiceName != tc.before {
+				t.Fatalf("named %q before ReadAfterExec, want %q", p.ServiceName, tc.before)
+			}
+			ps.ReadAfterExec(7, at)
+			if p := ps.Process(7); p.ServiceName != tc.want || p.Tentative {
+				t.Errorf("after ReadAfterExec: %q tentative %v, want %q", p.ServiceName, p.Tentative, tc.want)
+			}
+		})
+	}
+}

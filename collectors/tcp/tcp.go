@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -142,6 +142,7 @@ type Collector struct {
 	progs    loader.Programs
 	path     Hook
 	fellBack Hook // the preferred hook, when it could not be used
+	hook     atomic.Pointer[hookObjects]
 
 	owners *procOwners
 
@@ -170,8 +171,28 @@ func New(cfg Config, sink events.Sink, log *slog.Logger, reg prometheus.Register
 		}, []string{"source"}),
 	}
 	c.attached = collectors.NewProbeGauge(reg, Name, c.pathName)
-	reg.MustRegister(c.read, c.ownedBy, collectors.NewDropCounter(Name, func() *ebpf.Map { return c.objs.Counters }))
+	misses := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "periscope_tcp_retransmit_hook_misses_total",
+		Help: "Calls of tcp_retransmit_skb the retransmit hook's program did not run for (the kernel's recursion misses: it was already running on that CPU): retransmissions not counted.",
+	}, c.hookMisses)
+	reg.MustRegister(c.read, c.ownedBy, misses, collectors.NewDropCounter(Name, func() *ebpf.Map { return c.objs.Counters }))
 	return c
+}
+
+// hookMisses sums the recursion misses of the retransmit hook's programs
+// (Linux 5.12+; 0 before, or before the hook is attached).
+func (c *Collector) hookMisses() float64 {
+	h := c.hook.Load()
+	if h == nil {
+		return 0
+	}
+	var n uint64
+	for _, p := range h.programs() {
+		if st, err := p.Stats(); err == nil {
+			n += st.RecursionMisses
+		}
+	}
+	return float64(n)
 }
 
 // Name implements collectors.Collector.
@@ -243,6 +264,7 @@ func (c *Collector) attachRetransmit(spec *ebpf.CollectionSpec) error {
 			continue
 		}
 		c.path = h
+		c.hook.Store(progs)
 		c.progs.Own(progs)
 		c.progs.Add(links...)
 		break
@@ -262,7 +284,7 @@ func (c *Collector) attachRetransmit(spec *ebpf.CollectionSpec) error {
 // attaches them; when h is fail, the attach fails with ErrForcedFailure
 // instead. Each hook's programs are loaded on their own, so that a kernel
 // refusing one hook still gets the other.
-func attachHook(spec *ebpf.CollectionSpec, base *baseObjects, h, fail Hook, log *slog.Logger) (io.Closer, []link.Link, error) {
+func attachHook(spec *ebpf.CollectionSpec, base *baseObjects, h, fail Hook, log *slog.Logger) (*hookObjects, []link.Link, error) {
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
 		"events":   base.Events,
 		"counters": base.Counters,
@@ -348,13 +370,22 @@ func (o *hookObjects) attach(h, fail Hook) ([]link.Link, error) {
 	return links, nil
 }
 
+// programs returns the programs loaded.
+func (o *hookObjects) programs() []*ebpf.Program {
+	var ps []*ebpf.Program
+	for _, p := range []*ebpf.Program{o.tp.Tracepoint, o.kp.Wrapper, o.kp.WrapperRet, o.kp.Inner} {
+		if p != nil {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
 // Close closes the programs.
 func (o *hookObjects) Close() error {
 	var errs []error
-	for _, p := range []*ebpf.Program{o.tp.Tracepoint, o.kp.Wrapper, o.kp.WrapperRet, o.kp.Inner} {
-		if p != nil {
-			errs = append(errs, p.Close())
-		}
+	for _, p := range o.programs() {
+		errs = append(errs, p.Close())
 	}
 	return errors.Join(errs...)
 }

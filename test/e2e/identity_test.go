@@ -3,7 +3,10 @@ package e2e
 import (
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -105,6 +108,115 @@ func TestExecIdentity(t *testing.T) {
 		}
 	}
 	e.spans(t, n, byPort("nginx", kindServer, ngx.Port))
+}
+
+// selfExecSource is a static Go program (CGO_ENABLED=0, no dynamic
+// loader: it maps no file after an exec) that runs in two stages. "before"
+// prints "before", waits for a line and exec's its own executable with
+// OTEL_SERVICE_NAME=after, as "after", from the main thread (an exec from
+// another thread ends the group's leader, which discovery sees as the
+// process's exit, and the new program as a new process). "after" connects
+// to port (whose SYNs the test drops) for 2.5 s, retransmitting its SYN,
+// prints "after" and waits for a line.
+const selfExecSource = `package main
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// init runs on the main thread: main stays on it.
+func init() { runtime.LockOSThread() }
+
+func main() {
+	stage, port, after := os.Args[1], os.Args[2], os.Args[3]
+	in := bufio.NewReader(os.Stdin)
+	if stage == "after" {
+		_, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 2500*time.Millisecond)
+		fmt.Println("after", err)
+		in.ReadString('\n')
+		return
+	}
+	fmt.Println("before")
+	in.ReadString('\n')
+	env := []string{"OTEL_SERVICE_NAME=" + after}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OTEL_SERVICE_NAME=") {
+			env = append(env, kv)
+		}
+	}
+	exe, err := os.Executable()
+	if err == nil {
+		err = syscall.Exec(exe, []string{exe, "after", port, after}, env)
+	}
+	fmt.Println("error", err)
+	os.Exit(1)
+}
+`
+
+// buildSelfExec builds selfExecSource into dir as "selfexec".
+func buildSelfExec(t *testing.T, dir string) string {
+	t.Helper()
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string]string{"go.mod": "module selfexec\n\ngo 1.22\n", "main.go": selfExecSource} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(dir, "selfexec")
+	cmd := exec.Command(harness.GoTool(t), "build", "-o", out, ".")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false", "GOTOOLCHAIN=local")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build selfexec: %v\n%s", err, b)
+	}
+	return out
+}
+
+// TestSelfExecIdentity: a static Go program the agent has read and named
+// (OTEL_SERVICE_NAME) exec's its own executable with another
+// OTEL_SERVICE_NAME, then retransmits SYNs: they are charged to the new
+// name. The agent runs the TCP collector alone, whose ring carries no exec
+// markers: nothing marks the name read before the exec as stale, and the
+// exec event's own identity (the executable's name, no environment) is
+// all there is until /proc is read again. Discovery reports a process
+// again only when it maps new files, which a static program exec'ing its
+// own executable does not; nor does one that discovery read in the middle
+// of its exec (the new executable mapped, its environment not laid out
+// yet), as the grpc-go client of TestGoGRPC/h2c may have been when it was
+// named "grpcgo". So the identity is read again once the exec is handled.
+func TestSelfExecIdentity(t *testing.T) {
+	const before, after = "periscope-e2e-before-exec", "periscope-e2e-after-exec"
+	bin := buildSelfExec(t, t.TempDir())
+	cfg := filepath.Join(t.TempDir(), "periscope.yaml")
+	if err := os.WriteFile(cfg, []byte("openssl:\n  enabled: false\ngohttp:\n  enabled: false\ngotls:\n  enabled: false\nplaintext:\n  enabled: false\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := startAgent(t, "--config", cfg, "--include-exe", "selfexec")
+	port := harness.FreePort(t)
+	dropPackets(t, fmt.Sprintf("tcp dport %d", port))
+	p := startProc(t, []string{"OTEL_SERVICE_NAME=" + before}, bin, "before", strconv.Itoa(port), after)
+	p.expect("before", 30*time.Second)
+	// Discovery has read it (the only program selected) and named it.
+	waitMetric(t, e.agent, "periscope_processes_selected", nil, "= 1", equals(1))
+	p.send("exec")
+	p.expect("after", 30*time.Second)
+	labels := map[string]string{"process_pid": strconv.Itoa(p.PID), "network_peer_port": strconv.Itoa(port)}
+	waitMetric(t, e.agent, retransmitsMetric, labels, "> 0", func(v float64) bool { return v > 0 })
+	for _, s := range retransmitSeries(t, e.agent) {
+		if matches(s.labels, labels) && s.labels["service_name"] != after {
+			t.Errorf("retransmissions after the exec charged to service_name %q, want %q: %v", s.labels["service_name"], after, s.labels)
+		}
+	}
 }
 
 // whileFrozen runs fn while the agent's user space is stopped (SIGSTOP):

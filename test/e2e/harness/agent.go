@@ -250,8 +250,13 @@ const CapsEnv = "PERISCOPE_E2E_CAPS"
 // .stderr, for a span-by-span look after the test's files are gone.
 const KeepEnv = "PERISCOPE_E2E_KEEP"
 
-// keepOutput copies agent a's stdout and stderr into dir.
+// keepOutput copies agent a's stdout and stderr into dir, which it creates
+// when missing (CI names a fresh directory).
 func keepOutput(t testing.TB, dir string, a *Agent) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Logf("%s: %v", KeepEnv, err)
+		return
+	}
 	base := filepath.Join(dir, fmt.Sprintf("%s-%d", strings.ReplaceAll(t.Name(), "/", "_"), a.PID))
 	for src, dst := range map[string]string{a.StdoutPath: base + ".stdout", a.StderrPath: base + ".stderr"} {
 		b, err := os.ReadFile(src)
