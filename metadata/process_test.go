@@ -508,14 +508,7 @@ func TestProcessesExecuted(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
 			ps := NewProcesses(ProcessesConfig{ProcRoot: root, HostName: "h"})
-			proc7 := func(fp *fakeProc) {
-				if err := os.RemoveAll(filepath.Join(root, "7")); err != nil {
-					t.Fatal(err)
-				}
-				if fp != nil {
-					writeProc(t, root, 7, *fp)
-				}
-			}
+			proc7 := replaceProc(t, root, 7)
 			proc7(&parent)
 			last := ktime.Now()
 			now := func() uint64 { last = max(last+1, ktime.Now()); return last }
@@ -636,14 +629,7 @@ func TestProcessesReadAfterExec(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
 			ps := NewProcesses(ProcessesConfig{ProcRoot: root, HostName: "h"})
-			proc7 := func(fp *fakeProc) {
-				if err := os.RemoveAll(filepath.Join(root, "7")); err != nil {
-					t.Fatal(err)
-				}
-				if fp != nil {
-					writeProc(t, root, 7, *fp)
-				}
-			}
+			proc7 := replaceProc(t, root, 7)
 			last := ktime.Now()
 			now := func() uint64 { last = max(last+1, ktime.Now()); return last }
 			at := tc.steps(ps, proc7, now)
@@ -655,5 +641,18 @@ func TestProcessesReadAfterExec(t *testing.T) {
 				t.Errorf("after ReadAfterExec: %q tentative %v, want %q", p.ServiceName, p.Tentative, tc.want)
 			}
 		})
+	}
+}
+
+// replaceProc returns a function that replaces pid's directory under the
+// fake /proc root with fp's, or removes it when fp is nil.
+func replaceProc(t *testing.T, root string, pid uint32) func(fp *fakeProc) {
+	return func(fp *fakeProc) {
+		if err := os.RemoveAll(filepath.Join(root, strconv.FormatUint(uint64(pid), 10))); err != nil {
+			t.Fatal(err)
+		}
+		if fp != nil {
+			writeProc(t, root, pid, *fp)
+		}
 	}
 }

@@ -98,27 +98,7 @@ func FuzzSanitizeRemovesLiterals(f *testing.F) {
 		if again := Sanitize(out, d); again != out {
 			t.Fatalf("not idempotent: %q -> %q -> %q", q, out, again)
 		}
-		stmts := Statements(q, d)
-		if got := strings.Join(stmts, "; "); got != out {
-			t.Fatalf("Sanitize %q, Statements joined %q", out, got)
-		}
-		buf, ends := AppendStatements([]byte("kept"), nil, q, d)
-		start := len("kept")
-		if string(buf[:start]) != "kept" || len(ends) != len(stmts) {
-			t.Fatalf("AppendStatements %q %v, Statements %q", buf, ends, stmts)
-		}
-		for i, end := range ends {
-			if string(buf[start:end]) != stmts[i] {
-				t.Fatalf("statement %d: %q, want %q", i, buf[start:end], stmts[i])
-			}
-			start = end
-		}
-		for _, s := range stmts {
-			op, coll := Single(s, d)
-			if in := Describe(s, d); in != (Info{Text: s, Operation: op, Collection: coll, Summary: Summary(s, d)}) {
-				t.Fatalf("Describe(%q) = %+v, Single %q %q, Summary %q", s, in, op, coll, Summary(s, d))
-			}
-		}
+		checkStatements(t, q, out, d)
 	})
 }
 
@@ -173,26 +153,34 @@ func FuzzSanitizeAnything(f *testing.F) {
 		if len(out) > len(q)+len(q)/2+1 {
 			t.Fatalf("output grew: %q -> %q", q, out)
 		}
-		stmts := Statements(q, d)
-		if got := strings.Join(stmts, "; "); got != out {
-			t.Fatalf("Sanitize %q, Statements joined %q", out, got)
-		}
-		buf, ends := AppendStatements([]byte("kept"), nil, q, d)
-		start := len("kept")
-		if string(buf[:start]) != "kept" || len(ends) != len(stmts) {
-			t.Fatalf("AppendStatements %q %v, Statements %q", buf, ends, stmts)
-		}
-		for i, end := range ends {
-			if string(buf[start:end]) != stmts[i] {
-				t.Fatalf("statement %d: %q, want %q", i, buf[start:end], stmts[i])
-			}
-			start = end
-		}
-		for _, s := range stmts {
-			op, coll := Single(s, d)
-			if in := Describe(s, d); in != (Info{Text: s, Operation: op, Collection: coll, Summary: Summary(s, d)}) {
-				t.Fatalf("Describe(%q) = %+v, Single %q %q, Summary %q", s, in, op, coll, Summary(s, d))
-			}
-		}
+		checkStatements(t, q, out, d)
 	})
+}
+
+// checkStatements checks that the statements of q that AppendStatements
+// appends are those of Statements, which Sanitize's out joins, and that
+// Describe says of each what Single and Summary say.
+func checkStatements(t *testing.T, q, out string, d Dialect) {
+	t.Helper()
+	stmts := Statements(q, d)
+	if got := strings.Join(stmts, "; "); got != out {
+		t.Fatalf("Sanitize %q, Statements joined %q", out, got)
+	}
+	buf, ends := AppendStatements([]byte("kept"), nil, q, d)
+	start := len("kept")
+	if string(buf[:start]) != "kept" || len(ends) != len(stmts) {
+		t.Fatalf("AppendStatements %q %v, Statements %q", buf, ends, stmts)
+	}
+	for i, end := range ends {
+		if string(buf[start:end]) != stmts[i] {
+			t.Fatalf("statement %d: %q, want %q", i, buf[start:end], stmts[i])
+		}
+		start = end
+	}
+	for _, s := range stmts {
+		op, coll := Single(s, d)
+		if in := Describe(s, d); in != (Info{Text: s, Operation: op, Collection: coll, Summary: Summary(s, d)}) {
+			t.Fatalf("Describe(%q) = %+v, Single %q %q, Summary %q", s, in, op, coll, Summary(s, d))
+		}
+	}
 }
