@@ -49,20 +49,22 @@ func (c *Cache) Statements(infos []*Info, q string, limit int) []*Info {
 func (c *Cache) Joined(q string, limit int) *Info {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.sanitize(q)
-	text := c.buf
-	if len(c.ends) > 1 {
-		text = []byte(Sanitize(q, c.d)) // rare: the separators are not in buf
-	}
-	return c.info(text[:min(len(text), limit)])
+	c.dropLongBuf()
+	c.buf = appendStatements(c.buf[:0], nil, q, c.d, "; ")
+	return c.info(c.buf[:min(len(c.buf), limit)])
 }
 
 // sanitize puts the sanitised statements of q in c.buf and c.ends.
 func (c *Cache) sanitize(q string) {
-	if cap(c.buf) > maxScratch {
-		c.buf = nil // a long text: do not hold its buffer
-	}
+	c.dropLongBuf()
 	c.buf, c.ends = AppendStatements(c.buf[:0], c.ends[:0], q, c.d)
+}
+
+// dropLongBuf lets go of a long text's buffer rather than hold it.
+func (c *Cache) dropLongBuf() {
+	if cap(c.buf) > maxScratch {
+		c.buf = nil
+	}
 }
 
 // Info returns the Info of the sanitised statement stmt (which it does not
