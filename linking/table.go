@@ -1,6 +1,7 @@
 package linking
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"time"
 )
@@ -101,10 +102,7 @@ func mix(x uint64) uint64 {
 
 // connHash hashes a client address and port.
 func (r *Recent) connHash(addr *[16]byte, port uint16) uint64 {
-	hi := uint64(addr[0])<<56 | uint64(addr[1])<<48 | uint64(addr[2])<<40 | uint64(addr[3])<<32 |
-		uint64(addr[4])<<24 | uint64(addr[5])<<16 | uint64(addr[6])<<8 | uint64(addr[7])
-	lo := uint64(addr[8])<<56 | uint64(addr[9])<<48 | uint64(addr[10])<<40 | uint64(addr[11])<<32 |
-		uint64(addr[12])<<24 | uint64(addr[13])<<16 | uint64(addr[14])<<8 | uint64(addr[15])
+	hi, lo := binary.BigEndian.Uint64(addr[:8]), binary.BigEndian.Uint64(addr[8:])
 	return mix(mix(hi^r.seed[0]) ^ lo ^ uint64(port)<<13 ^ r.seed[1])
 }
 
