@@ -175,6 +175,10 @@ type pipeline struct {
 	goStart [connsPerSource][]byte
 	goEnd   []byte
 	nextID  uint64
+	// sources is how many of the three sources request rotates over:
+	// 3 all, 1 the Go net/http server only (the path of make bench
+	// MODE=go).
+	sources int
 }
 
 type procs map[uint32]*span.Process
@@ -222,7 +226,7 @@ func newWiring(tb testing.TB, client otlptrace.Client, resolver procs) wiring {
 func newPipeline(tb testing.TB, client otlptrace.Client) *pipeline {
 	tb.Helper()
 	resolver := procs{pidTLS: process(pidTLS, "nginx"), pidGo: process(pidGo, "hello-go"), pidPlain: process(pidPlain, "python3")}
-	p := &pipeline{wiring: newWiring(tb, client, resolver), ts: 1e12}
+	p := &pipeline{wiring: newWiring(tb, client, resolver), ts: 1e12, sources: 3}
 	p.goh = gohttp.New(gohttp.Config{}, p.corr, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	for i := range connsPerSource {
 		port := 50000 + i
@@ -258,6 +262,9 @@ const offID = 24
 
 // request replays the records of request i.
 func (p *pipeline) request(i int) {
+	if p.sources == 1 {
+		i = 3*i + 1 // the Go server's requests only
+	}
 	c := (i / 3) % connsPerSource
 	switch i % 3 {
 	case 0:
@@ -407,6 +414,13 @@ func BenchmarkPipeline(b *testing.B) {
 	b.Run("fake", func(b *testing.B) {
 		client := &countingClient{codec: encoding.GetCodecV2("proto")}
 		p := newPipeline(b, client)
+		runPipeline(b, p, client.spans.Load)
+		b.ReportMetric(float64(client.bytes.Load())/float64(b.N), "bytes/span")
+	})
+	b.Run("fake-gohttp", func(b *testing.B) {
+		client := &countingClient{codec: encoding.GetCodecV2("proto")}
+		p := newPipeline(b, client)
+		p.sources = 1
 		runPipeline(b, p, client.spans.Load)
 		b.ReportMetric(float64(client.bytes.Load())/float64(b.N), "bytes/span")
 	})
