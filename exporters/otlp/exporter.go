@@ -223,7 +223,7 @@ func New(ctx context.Context, cfg Config) (*Exporter, error) {
 			MaxElapsedTime:  retryMaxElapsed,
 		}), otlptracegrpc.WithDialOption(
 			grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnectBackoff, MinConnectTimeout: 5 * time.Second}),
-			grpc.WithDefaultCallOptions(grpc.WaitForReady(true)),
+			grpc.WithDefaultCallOptions(grpc.WaitForReady(true), grpc.ForceCodecV2(newRequestCodec())),
 		), otlptracegrpc.WithMaxRequestSize(0)) // checked in export
 	case proto == ProtocolHTTPProtobuf:
 		client = otlptracehttp.NewClient(otlptracehttp.WithRetry(otlptracehttp.RetryConfig{
