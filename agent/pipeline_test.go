@@ -180,6 +180,10 @@ type pipeline struct {
 	// 3 all, 1 the Go net/http server only (the path of make bench
 	// MODE=go).
 	sources int
+	// rate paces the requests (per second; 0: as fast as they go), for a
+	// profile like the agent's under load: exports and garbage
+	// collections as far apart as there.
+	rate int
 }
 
 type procs map[uint32]*span.Process
@@ -445,8 +449,15 @@ func runPipeline(b *testing.B, p *pipeline, delivered func() int64) {
 	b.ReportAllocs()
 	cpu0 := cpuTime()
 	b.ResetTimer()
+	start := time.Now()
 	for i := range b.N {
 		p.request(i)
+		if p.rate > 0 && i%64 == 63 {
+			due := start.Add(time.Duration(i+1) * time.Second / time.Duration(p.rate))
+			if d := time.Until(due); d > 0 {
+				time.Sleep(d)
+			}
+		}
 		if i%256 == 255 {
 			for int64(i+1)-delivered() > maxBacklog {
 				time.Sleep(50 * time.Microsecond)
@@ -488,22 +499,32 @@ func BenchmarkPipeline(b *testing.B) {
 		runPipeline(b, p, client.spans.Load)
 		b.ReportMetric(float64(client.bytes.Load())/float64(b.N), "bytes/span")
 	})
-	b.Run("grpc", func(b *testing.B) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		srv := grpc.NewServer(grpc.ForceServerCodecV2(rawCodec{}))
-		recv := &countingReceiver{}
-		srv.RegisterService(&traceService, recv)
-		go srv.Serve(ln)
-		defer srv.Stop()
-		// The exporter's own gRPC client, from the environment as in
-		// the agent.
-		b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+ln.Addr().String())
-		p := newPipeline(b, nil)
-		runPipeline(b, p, recv.spans.Load)
+	b.Run("grpc", func(b *testing.B) { runGRPC(b, func(*pipeline) {}) })
+	// The Go server's requests at 25,000 per second, about the agent's
+	// rate under make bench MODE=go.
+	b.Run("grpc-gohttp-25k", func(b *testing.B) {
+		runGRPC(b, func(p *pipeline) { p.sources, p.rate = 1, 25000 })
 	})
+}
+
+// runGRPC runs the pipeline, set up by setup, with the exporter's gRPC
+// client sending to a counting receiver in the same process.
+func runGRPC(b *testing.B, setup func(*pipeline)) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.ForceServerCodecV2(rawCodec{}))
+	recv := &countingReceiver{}
+	srv.RegisterService(&traceService, recv)
+	go srv.Serve(ln)
+	defer srv.Stop()
+	// The exporter's own gRPC client, from the environment as in the
+	// agent.
+	b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+ln.Addr().String())
+	p := newPipeline(b, nil)
+	setup(p)
+	runPipeline(b, p, recv.spans.Load)
 }
 
 // TestPipeline checks that the benchmark's records make the spans it
