@@ -385,22 +385,31 @@ var traceService = grpc.ServiceDesc{
 type rawRequest struct{ spans int }
 
 // rawCodec is a server codec that counts a request's spans by walking its
-// bytes, and writes every response as the empty message.
-type rawCodec struct{}
+// bytes (copied into a buffer it keeps: gRPC's shared pool would clear and
+// page-fault a new one at each request, a receiver's cost), and writes
+// every response as the empty message.
+type rawCodec struct {
+	mu  sync.Mutex
+	buf []byte
+}
 
-func (rawCodec) Name() string                         { return "proto" }
-func (rawCodec) Marshal(any) (mem.BufferSlice, error) { return nil, nil }
+func (*rawCodec) Name() string                         { return "proto" }
+func (*rawCodec) Marshal(any) (mem.BufferSlice, error) { return nil, nil }
 
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+func (c *rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	req, ok := v.(*rawRequest)
 	if !ok {
 		return fmt.Errorf("rawCodec: unmarshal into %T", v)
 	}
-	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
-	defer buf.Free()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.buf = c.buf[:0]
+	for _, b := range data {
+		c.buf = append(c.buf, b.ReadOnlyData()...)
+	}
 	req.spans = 0
 	// ExportTraceServiceRequest.resource_spans (1) → ResourceSpans.scope_spans (2) → ScopeSpans.spans (2).
-	return eachField(buf.ReadOnlyData(), 1, func(rs []byte) error {
+	return eachField(c.buf, 1, func(rs []byte) error {
 		return eachField(rs, 2, func(ss []byte) error {
 			return eachField(ss, 2, func([]byte) error { req.spans++; return nil })
 		})
@@ -514,7 +523,7 @@ func runGRPC(b *testing.B, setup func(*pipeline)) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.ForceServerCodecV2(rawCodec{}))
+	srv := grpc.NewServer(grpc.ForceServerCodecV2(&rawCodec{}))
 	recv := &countingReceiver{}
 	srv.RegisterService(&traceService, recv)
 	go srv.Serve(ln)
