@@ -25,10 +25,10 @@ import (
 )
 
 // Defaults for the zero fields of Config. A batch of 2,048 spans: each
-// export request costs the agent a fixed ~0.5 ms (the gRPC call, its
-// goroutines' wake-ups, flow control, the writes), ~1 µs per span in
-// batches of 512 (BenchmarkPipeline/grpc-gohttp-25k: 0.78× the CPU per
-// span of 512, test/bench/results-go16.md).
+// export request costs a fixed 0.4–0.9 ms of CPU (the gRPC call, its
+// goroutines' wake-ups, flow control), 0.8–1.7 µs per span in batches of
+// 512 (BenchmarkPipeline/grpc-gohttp-25k: 0.82× the CPU per span of 512,
+// test/bench/results-go16.md).
 const (
 	DefaultQueueSize          = 65536
 	DefaultQueueBytes         = 16 << 20
