@@ -71,7 +71,7 @@ type otlpResource struct {
 
 // maxKeptBytes bounds the span buffers kept from one batch for the next:
 // a batch of many processes or large spans gives the rest back.
-const maxKeptBytes = 1 << 20
+const maxKeptBytes = 2 * maxBatchBytes
 
 // envResource reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME. A
 // malformed variable is logged and what could be parsed is kept.

@@ -18,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -958,5 +959,70 @@ func TestBacklogPaced(t *testing.T) {
 	}
 	if err := e.Shutdown(t.Context()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// sizeClient records the size of each export request.
+type sizeClient struct {
+	mu    sync.Mutex
+	sizes []int
+	spans int
+}
+
+func (c *sizeClient) Start(context.Context) error { return nil }
+func (c *sizeClient) Stop(context.Context) error  { return nil }
+func (c *sizeClient) UploadTraces(_ context.Context, rss []*tracepb.ResourceSpans) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sizes = append(c.sizes, proto.Size(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rss}))
+	c.spans += countEncoded(rss)
+	return nil
+}
+
+// countEncoded counts the spans of a request, encoded or not.
+func countEncoded(rss []*tracepb.ResourceSpans) int {
+	n := 0
+	for _, rs := range rss {
+		b, _ := proto.Marshal(rs)
+		var back tracepb.ResourceSpans
+		if proto.Unmarshal(b, &back) == nil {
+			for _, ss := range back.ScopeSpans {
+				n += len(ss.Spans)
+			}
+		}
+	}
+	return n
+}
+
+// TestBatchBytes: a batch of large spans is sent when its spans reach
+// maxBatchBytes, before BatchSize of them: requests stay under the 4 MiB a
+// gRPC server accepts by default, and every span goes.
+func TestBatchBytes(t *testing.T) {
+	c := &sizeClient{}
+	e, err := New(t.Context(), Config{Client: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = DefaultBatchSize // ~3 KB each: ~6 MiB
+	for i := range total {
+		s := bigSpan(i)
+		s.Attributes = append(s.Attributes, attribute.String("extra", strings.Repeat("y", 2000)))
+		e.Export(s)
+	}
+	if err := e.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.spans != total {
+		t.Fatalf("%d spans exported, want %d", c.spans, total)
+	}
+	if len(c.sizes) < 3 {
+		t.Errorf("%d requests (sizes %v), want at least 3: batches sealed at %d bytes", len(c.sizes), c.sizes, maxBatchBytes)
+	}
+	for _, n := range c.sizes {
+		if n > maxBatchBytes+4<<10 {
+			t.Errorf("a request of %d bytes, want at most %d and a span", n, maxBatchBytes)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	otlpexporter "github.com/periscope-apm/periscope/exporters/otlp"
 	"github.com/periscope-apm/periscope/test/e2e/harness"
 	"github.com/periscope-apm/periscope/test/otlpreceiver"
 )
@@ -75,7 +76,7 @@ func TestFaultOTLPOutage(t *testing.T) {
 		queued = sum("periscope_exporter_queue_length", otlp)
 		inFlight = sum("periscope_exporter_spans_in_flight", otlp)
 		inBatch := built - exported - full - failed - queued - inFlight
-		if queued == 0 && inFlight == 0 && inBatch >= 0 && inBatch <= 512 {
+		if queued == 0 && inFlight == 0 && inBatch >= 0 && inBatch <= otlpexporter.DefaultBatchSize {
 			break
 		}
 		if time.Now().After(deadline) {
