@@ -127,6 +127,8 @@ type Correlator struct {
 	// order, nLinkWaiting of them still waiting for the answer; recent
 	// the ended client requests other agents may ask about; byLocal the
 	// connections by local address (link.go).
+	// freeX are exported exchanges kept for reuse (conn.go: reuse).
+	freeX        []*exchange
 	linkQueue    []linkWaiter
 	linkHead     int
 	nLinkWaiting int
@@ -1011,7 +1013,7 @@ func (c *Correlator) goParent(x *exchange) {
 	}
 	p := x.conn.ps.goroutines[x.goroutine]
 	if p != nil && !p.start.After(x.start) && (!p.done || !p.ended.Before(x.start)) {
-		x.parent = p
+		x.adopt(p)
 	}
 }
 
@@ -1193,7 +1195,6 @@ func (c *Correlator) export(x *exchange, end time.Time, reason string) {
 		p.waiting = append(p.waiting, heldExchange{x: x, end: end, reason: reason})
 		return
 	}
-	defer c.exportWaiting(x)
 	if x.peer == nil && x.conn.role == roleServer {
 		x.conn.unpaired = x.start
 	}
@@ -1212,10 +1213,16 @@ func (c *Correlator) export(x *exchange, end time.Time, reason string) {
 	}
 	c.exp.Export(s)
 	s.Release() // the exporters that keep it hold it
+	kept := false
 	if cn := x.conn; c.cfg.BindGrace > 0 && cn.role == roleClient && x.peer == nil && sameHost(cn.tuple) && c.behind(end) {
 		cn.keepRecent(x, end)
+		kept = true
 	}
 	c.recycle(x)
+	c.exportWaiting(x)
+	if !kept {
+		c.reuse(x)
+	}
 }
 
 // recycle puts back x's HTTP/1 or database exchange once its span is
@@ -1434,7 +1441,7 @@ func soleUnmatched(cn *conn) (*exchange, int) {
 func link(cx, sx *exchange) {
 	cx.peer, sx.peer = sx, cx
 	if !sx.hasRemote && sx.parent == nil && !sx.fixed {
-		sx.parent = cx
+		sx.adopt(cx)
 	}
 }
 

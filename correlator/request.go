@@ -90,7 +90,7 @@ func (c *Correlator) RequestStart(r events.RequestStart) {
 	case events.RequestClient:
 		if r.Parent != 0 {
 			if p := c.whole[wholeKey{r.PID, r.Parent}]; p != nil && !p.done {
-				x.parent = p
+				x.adopt(p)
 			}
 		}
 	case events.RequestServer:
