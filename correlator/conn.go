@@ -46,6 +46,10 @@ type conn struct {
 	fd       int32
 	tuple    events.Tuple
 	peerAddr string // tuple.Remote's address, formatted once
+	// mirrorConn is the connection of the mirror image of tuple when
+	// Correlator.tuples was mirrorAt (Correlator.mirror).
+	mirrorConn *conn
+	mirrorAt   uint64
 
 	proto   protocol.Protocol // once detected
 	dec     protocol.Decoder

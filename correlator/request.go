@@ -63,6 +63,7 @@ func (c *Correlator) RequestStart(r events.RequestStart) {
 			cn.tuple = r.Tuple
 			cn.peerAddr = r.Tuple.Remote.Addr().Unmap().String()
 			c.byTuple[r.Tuple] = cn
+			c.tuples++
 			c.indexLocal(cn)
 			if !c.fromStart(r.PID, r.Tuple, r.Time) {
 				cn.setMidStream() // its requests have no ordinal (link.go)

@@ -3,6 +3,7 @@ package correlator
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/periscope-apm/periscope/events"
@@ -104,5 +105,95 @@ func TestRequestAllocations(t *testing.T) {
 		c.Data(events.Data{Conn: id, TID: 7, Time: t0, Dir: events.Write, Size: len(resp), Bytes: resp})
 	}); n != 0 {
 		t.Errorf("%v allocations per request, want 0", n)
+	}
+}
+
+// A connection keeps the mirror of its tuple (the other end's connection,
+// traced on this node) while no tuple changes (Correlator.mirror): when
+// one end closes and a new connection takes the same ports, the end that
+// stayed pairs with the new one.
+func TestMirrorReplaced(t *testing.T) {
+	for _, replace := range []string{"client", "server"} {
+		t.Run(replace, func(t *testing.T) {
+			h := newHarness(t, DefaultConfig())
+			cl, sv := cid(1, 1), cid(2, 1)
+			const cli, srv = "127.0.0.1:40000", "127.0.0.1:8443"
+			h.bind(cl, 3, 0, cli, srv)
+			h.bind(sv, 4, 0, srv, cli)
+			ok := "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+			round := func(ms int, path string) {
+				h.write(cl, 1, ms+1, "GET "+path+" HTTP/1.1\r\n\r\n")
+				h.read(sv, 2, ms+2, "GET "+path+" HTTP/1.1\r\n\r\n")
+				h.write(sv, 2, ms+3, ok)
+				h.read(cl, 1, ms+4, ok)
+			}
+			round(0, "/one")
+			if replace == "client" {
+				h.c.Close(events.Close{Conn: cl, Time: at(10)})
+				cl = cid(1, 2)
+				h.bind(cl, 5, 11, cli, srv)
+			} else {
+				h.c.Close(events.Close{Conn: sv, Time: at(10)})
+				sv = cid(2, 2)
+				h.bind(sv, 6, 11, srv, cli)
+			}
+			round(20, "/two")
+			round(30, "/three")
+			spans := h.wantSpans(6)
+			for i := 0; i < 6; i += 2 {
+				s, c := spans[i], spans[i+1]
+				if s.Process.PID != 2 {
+					s, c = c, s
+				}
+				if s.Name != c.Name || s.ParentSpanID != c.SpanID || s.TraceID != c.TraceID {
+					t.Errorf("%s / %s: server trace %v parent %v, client %v %v", s.Name, c.Name, s.TraceID, s.ParentSpanID, c.TraceID, c.SpanID)
+				}
+			}
+		})
+	}
+}
+
+// A server whose requests come on ever new threads (a thread per request)
+// keeps few idle threads' states, and a thread's client call is still the
+// child of the request that thread serves.
+func TestManyThreads(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	in, out := cid(1, 1), cid(1, 2)
+	ok := "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+	const n = 3 * maxIdleThreads
+	for i := range n {
+		tid, ms := uint32(100+i), 10*i
+		h.read(in, tid, ms+1, fmt.Sprintf("GET /front%d HTTP/1.1\r\n\r\n", i%2))
+		if i%7 == 0 {
+			h.read(in, tid+1, ms+2, "GET /other HTTP/1.1\r\n\r\n") // another thread's: pipelined
+		}
+		h.write(out, tid, ms+3, "GET /backend HTTP/1.1\r\n\r\n")
+		h.read(out, tid, ms+4, ok)
+		h.write(in, tid, ms+5, ok)
+		if i%7 == 0 {
+			h.write(in, tid+1, ms+6, ok)
+		}
+	}
+	if got := len(h.c.pids[1].threads); got > maxIdleThreads {
+		t.Errorf("%d threads kept", got)
+	}
+	spans := h.exp.spans
+	bySpan := map[string]int{}
+	for i, s := range spans {
+		bySpan[s.SpanID.String()] = i
+	}
+	children := 0
+	for _, s := range spans {
+		if s.Name != "GET /backend" {
+			continue
+		}
+		children++
+		i, ok := bySpan[s.ParentSpanID.String()]
+		if !ok || !strings.HasPrefix(spans[i].Name, "GET /front") || spans[i].TraceID != s.TraceID {
+			t.Fatalf("backend call: parent %v (found %v)", s.ParentSpanID, ok)
+		}
+	}
+	if children != n {
+		t.Errorf("%d backend calls, want %d", children, n)
 	}
 }
