@@ -25,6 +25,9 @@ import (
 // OTLP bytes. Two workloads:
 //   - plain: nginx under wrk, one HTTP/1.1 GET and its response per read
 //     and write on each of wrk's keep-alive connections;
+//   - redis1: redis-server under redis-benchmark -t get,set -c 50 (no
+//     pipelining: the case most users hit), one read of one command and
+//     one write of its reply, the 50 connections taking turns;
 //   - redis16: redis-server under redis-benchmark -t get,set -P 16 -c 50,
 //     one read of 16 commands and one write of their 16 replies;
 //   - redis16-held: the same with a ring whose progress lags one batch of
@@ -87,7 +90,7 @@ func respCmd(args ...string) string {
 	return b.String()
 }
 
-// newSockPipeline builds the pipeline for workload "plain" or "redis16".
+// newSockPipeline builds the pipeline for one of BenchmarkSockets' workloads.
 func newSockPipeline(tb testing.TB, client *countingClient, workload string) *sockPipeline {
 	tb.Helper()
 	resolver := procs{pidNginx: process(pidNginx, "nginx"), pidRedis: process(pidRedis, "redis-server"),
@@ -107,6 +110,9 @@ func newSockPipeline(tb testing.TB, client *countingClient, workload string) *so
 		pid, nconns, p.spans = pidNginx, 16, 1
 		req = "GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
 		resp = "HTTP/1.1 200 OK\r\nServer: nginx/1.24.0\r\nDate: Mon, 07 Dec 2026 01:00:00 GMT\r\nContent-Type: text/html\r\nContent-Length: 615\r\nLast-Modified: Mon, 07 Dec 2026 00:00:00 GMT\r\nConnection: keep-alive\r\nETag: \"6571a2b0-267\"\r\nAccept-Ranges: bytes\r\n\r\n" + strings.Repeat("x", 615)
+	case "redis1":
+		pid, nconns, p.spans = pidRedis, 50, 1
+		req, resp = respCmd("GET", "key:__rand_int__"), "$3\r\nxxx\r\n"
 	case "redis16":
 		pid, nconns, p.spans = pidRedis, 50, redisDepth
 		var rq, rs strings.Builder
@@ -217,7 +223,7 @@ func (p *sockPipeline) drain() {
 // cpu-ns/span, all goroutines, export to an in-process transport that
 // marshals what the gRPC client would send).
 func BenchmarkSockets(b *testing.B) {
-	for _, w := range []string{"plain", "redis16", "redis16-held", "postgres"} {
+	for _, w := range []string{"plain", "redis1", "redis16", "redis16-held", "postgres"} {
 		b.Run(w, func(b *testing.B) {
 			client := &countingClient{codec: encoding.GetCodecV2("proto")}
 			p := newSockPipeline(b, client, w)
@@ -253,7 +259,7 @@ func BenchmarkSockets(b *testing.B) {
 // it claims to measure: each request or command one span, all exported,
 // none incomplete or evicted.
 func TestSocketsPipeline(t *testing.T) {
-	for _, w := range []string{"plain", "redis16", "redis16-held", "postgres"} {
+	for _, w := range []string{"plain", "redis1", "redis16", "redis16-held", "postgres"} {
 		t.Run(w, func(t *testing.T) {
 			client := &countingClient{codec: encoding.GetCodecV2("proto"), keep: true}
 			p := newSockPipeline(t, client, w)

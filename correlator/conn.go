@@ -46,6 +46,10 @@ type conn struct {
 	fd       int32
 	tuple    events.Tuple
 	peerAddr string // tuple.Remote's address, formatted once
+	// mirrorConn is the connection of the mirror image of tuple when
+	// Correlator.tuples was mirrorAt (Correlator.mirror).
+	mirrorConn *conn
+	mirrorAt   uint64
 
 	proto   protocol.Protocol // once detected
 	dec     protocol.Decoder
@@ -204,6 +208,9 @@ type exchange struct {
 	// recycle: px is an HTTP/1 exchange its decoder has let go of, put
 	// back in its pool once the span is exported (export).
 	recycle bool
+	// adopted: another exchange has taken this one as its parent, and
+	// reads it until its own span is built: it is never reused (reuse).
+	adopted bool
 
 	// Cross-node linking (link.go): seq names the request on its
 	// connection; asked says it was looked up, linkWait that the answer
@@ -218,6 +225,43 @@ type exchange struct {
 	selfHeld   bool
 	heldEnd    time.Time
 	heldReason string
+}
+
+// adopt makes p x's parent.
+func (x *exchange) adopt(p *exchange) {
+	x.parent = p
+	p.adopted = true
+}
+
+// maxFreeExchanges bounds the exported exchanges kept for reuse (reuse).
+const maxFreeExchanges = 1024
+
+// newExchange returns an exchange to fill: one exported and let go of
+// (reuse), else a new one.
+func (c *Correlator) newExchange() *exchange {
+	if n := len(c.freeX); n > 0 {
+		x := c.freeX[n-1]
+		c.freeX[n-1] = nil
+		c.freeX = c.freeX[:n-1]
+		return x
+	}
+	return new(exchange)
+}
+
+// reuse keeps exchange x, whose span has just been exported, for a later
+// request of the byte-stream path, when nothing may read it any more: no
+// other exchange points at it (a child's parent, a peer, a waiting child
+// or dependent), no table or list holds it (requests seen whole, a
+// thread in flight, a lookup asked, a connection's recent client
+// exchanges) and it is done. A request's exchange was the agent's one
+// allocation per span on that path.
+func (c *Correlator) reuse(x *exchange) {
+	if !x.done || x.whole != (wholeKey{}) || x.adopted || x.peer != nil || x.asked || x.linkWait || x.selfHeld ||
+		x.onThread || len(x.waiting) > 0 || len(x.dependents) > 0 || len(c.freeX) >= maxFreeExchanges {
+		return
+	}
+	*x = exchange{}
+	c.freeX = append(c.freeX, x)
 }
 
 // maxUndecided bounds the chunks dropped while a protocol may still claim
@@ -261,7 +305,8 @@ func (cn *conn) Info() protocol.Conn { return cn.info() }
 // Begin implements protocol.Handler.
 func (cn *conn) Begin(px protocol.Exchange) {
 	c := cn.c
-	x := &exchange{conn: cn, proto: cn.proto, px: px, start: px.Start(), tid: cn.tid, spanID: c.newSpanID()}
+	x := c.newExchange()
+	*x = exchange{conn: cn, proto: cn.proto, px: px, start: px.Start(), tid: cn.tid, spanID: c.newSpanID()}
 	if _, ok := px.Stream(); ok {
 		cn.multiplexed = true
 	}
@@ -285,7 +330,7 @@ func (cn *conn) Begin(px protocol.Exchange) {
 		cn.ps.enterThread(x)
 	case roleClient:
 		if p := cn.ps.threadParent(x.tid); p != nil {
-			x.parent = p
+			x.adopt(p)
 		} else {
 			x.goroutine = cn.goroutine // linked when it ends (goParent)
 		}

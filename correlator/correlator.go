@@ -105,6 +105,10 @@ type Correlator struct {
 	rng     *rand.ChaCha8
 	pids    map[uint32]*procState
 	byTuple map[events.Tuple]*conn
+	// tuples counts the changes of byTuple and of the connections'
+	// tuples: a connection's mirror looked up at another count is looked
+	// up again (mirror).
+	tuples  uint64
 	lru     *list.List // of *conn; front = most recently active
 	nconns  int
 	holding map[*conn]struct{} // connections with held exchanges
@@ -127,6 +131,8 @@ type Correlator struct {
 	// order, nLinkWaiting of them still waiting for the answer; recent
 	// the ended client requests other agents may ask about; byLocal the
 	// connections by local address (link.go).
+	// freeX are exported exchanges kept for reuse (conn.go: reuse).
+	freeX        []*exchange
 	linkQueue    []linkWaiter
 	linkHead     int
 	nLinkWaiting int
@@ -139,12 +145,13 @@ type procState struct {
 	pid   uint32
 	proc  *span.Process
 	conns map[uint64]*conn
-	// threads maps a TID to the server exchange it is serving, and busy
-	// counts the server exchanges in flight on each TID: an event loop
-	// (node, nginx, asyncio) serves several at once, and a client
-	// request made then has no parent rather than a guessed one.
-	threads map[uint32]*exchange
-	busy    map[uint32]int
+	// threads are the process's threads that serve requests, by TID
+	// (threadState); lastTID and last are the one used last: a server's
+	// requests come in runs on one thread (an event loop's), and the
+	// lookup is done twice a request.
+	threads map[uint32]*threadState
+	lastTID uint32
+	last    *threadState
 	// goroutines maps a Go program's goroutine (the low 32 bits of its
 	// runtime.g) to the server request seen whole that it serves: Go runs
 	// a goroutine on any thread, so its calls are linked by goroutine.
@@ -203,6 +210,7 @@ func New(cfg Config, exp span.Exporter, procs ProcessResolver, log *slog.Logger,
 		rng:       rand.NewChaCha8(seed),
 		pids:      make(map[uint32]*procState),
 		byTuple:   make(map[events.Tuple]*conn),
+		tuples:    1,
 		lru:       list.New(),
 		holding:   make(map[*conn]struct{}),
 		lingering: make(map[*conn]time.Time),
@@ -491,6 +499,7 @@ func (c *Correlator) Bind(b events.Bind) {
 		cn.tuple = b.Tuple
 		cn.peerAddr = b.Tuple.Remote.Addr().Unmap().String()
 		c.byTuple[b.Tuple] = cn
+		c.tuples++
 		c.indexLocal(cn)
 	}
 	// Addresses that arrive after the first request may link it now.
@@ -695,6 +704,7 @@ func (c *Correlator) ReleaseHeld(now time.Time) {
 			delete(c.lingering, cn)
 			if c.byTuple[cn.tuple] == cn {
 				delete(c.byTuple, cn.tuple)
+				c.tuples++
 			}
 		}
 	}
@@ -791,8 +801,7 @@ func (c *Correlator) connFor(id events.ConnID, now time.Time) *conn {
 			pid:        id.PID,
 			proc:       c.resolve(id.PID),
 			conns:      make(map[uint64]*conn),
-			threads:    make(map[uint32]*exchange),
-			busy:       make(map[uint32]int),
+			threads:    make(map[uint32]*threadState),
 			goroutines: make(map[uint32]*exchange),
 		}
 		c.pids[id.PID] = ps
@@ -870,6 +879,7 @@ func (c *Correlator) remove(cn *conn) {
 			c.lingering[cn] = cn.lastActive
 		} else {
 			delete(c.byTuple, cn.tuple)
+			c.tuples++
 		}
 	}
 	c.unindexLocal(cn)
@@ -1011,7 +1021,7 @@ func (c *Correlator) goParent(x *exchange) {
 	}
 	p := x.conn.ps.goroutines[x.goroutine]
 	if p != nil && !p.start.After(x.start) && (!p.done || !p.ended.Before(x.start)) {
-		x.parent = p
+		x.adopt(p)
 	}
 }
 
@@ -1113,10 +1123,55 @@ func (c *Correlator) releasePeered(sv *conn) {
 	}
 }
 
+// threadState is what a thread is serving: busy counts the server
+// exchanges in flight on it, x is the last one begun. An event loop (node,
+// nginx, asyncio) serves several at once, and a client request made then
+// has no parent rather than a guessed one.
+type threadState struct {
+	x    *exchange
+	busy int
+}
+
+// maxIdleThreads bounds the threads kept serving nothing: past it, they
+// are forgotten (a thread per connection or per request comes and goes).
+const maxIdleThreads = 256
+
+// thread returns the state of thread tid; a new one when create is set,
+// else nil if it has none.
+func (ps *procState) thread(tid uint32, create bool) *threadState {
+	if ps.last != nil && ps.lastTID == tid {
+		return ps.last
+	}
+	t := ps.threads[tid]
+	if t == nil {
+		if !create {
+			return nil
+		}
+		if len(ps.threads) >= maxIdleThreads {
+			ps.forgetIdleThreads()
+		}
+		t = &threadState{}
+		ps.threads[tid] = t
+	}
+	ps.lastTID, ps.last = tid, t
+	return t
+}
+
+// forgetIdleThreads drops the threads serving nothing.
+func (ps *procState) forgetIdleThreads() {
+	for tid, t := range ps.threads {
+		if t.busy <= 0 {
+			delete(ps.threads, tid)
+		}
+	}
+	ps.last = nil
+}
+
 // enterThread records that server exchange x is in flight on its thread.
 func (ps *procState) enterThread(x *exchange) {
-	ps.threads[x.tid] = x
-	ps.busy[x.tid]++
+	t := ps.thread(x.tid, true)
+	t.x = x
+	t.busy++
 	x.onThread = true
 }
 
@@ -1126,20 +1181,21 @@ func (c *Correlator) leaveThread(x *exchange) {
 		return
 	}
 	x.onThread = false
-	ps := x.conn.ps
-	if ps.threads[x.tid] == x {
-		delete(ps.threads, x.tid)
+	t := x.conn.ps.thread(x.tid, false)
+	if t == nil {
+		return
 	}
-	if ps.busy[x.tid]--; ps.busy[x.tid] <= 0 {
-		delete(ps.busy, x.tid)
+	if t.x == x {
+		t.x = nil
 	}
+	t.busy--
 }
 
 // threadParent returns the server exchange a client request made on
 // thread tid is part of: the one in flight there, if it is the only one.
 func (ps *procState) threadParent(tid uint32) *exchange {
-	if p := ps.threads[tid]; p != nil && !p.done && ps.busy[tid] == 1 {
-		return p
+	if t := ps.thread(tid, false); t != nil && t.x != nil && !t.x.done && t.busy == 1 {
+		return t.x
 	}
 	return nil
 }
@@ -1193,7 +1249,6 @@ func (c *Correlator) export(x *exchange, end time.Time, reason string) {
 		p.waiting = append(p.waiting, heldExchange{x: x, end: end, reason: reason})
 		return
 	}
-	defer c.exportWaiting(x)
 	if x.peer == nil && x.conn.role == roleServer {
 		x.conn.unpaired = x.start
 	}
@@ -1212,10 +1267,16 @@ func (c *Correlator) export(x *exchange, end time.Time, reason string) {
 	}
 	c.exp.Export(s)
 	s.Release() // the exporters that keep it hold it
+	kept := false
 	if cn := x.conn; c.cfg.BindGrace > 0 && cn.role == roleClient && x.peer == nil && sameHost(cn.tuple) && c.behind(end) {
 		cn.keepRecent(x, end)
+		kept = true
 	}
 	c.recycle(x)
+	c.exportWaiting(x)
+	if !kept {
+		c.reuse(x)
+	}
 }
 
 // recycle puts back x's HTTP/1 or database exchange once its span is
@@ -1272,6 +1333,7 @@ func (c *Correlator) silenced(cn *conn, tuple events.Tuple) bool {
 		if loser.silenceAt.IsZero() || winner.since.Before(loser.silenceAt) {
 			loser.silenceAt = winner.since
 		}
+		c.tuples++
 		if loser == cn {
 			cn.tuple, cn.peerAddr = tuple, tuple.Remote.Addr().Unmap().String()
 			return true
@@ -1282,6 +1344,7 @@ func (c *Correlator) silenced(cn *conn, tuple events.Tuple) bool {
 	c.supersede(loser)
 	if loser == other {
 		delete(c.byTuple, tuple)
+		c.tuples++
 	}
 	return loser == cn
 }
@@ -1322,7 +1385,7 @@ func (c *Correlator) linkByTuple(cn *conn) {
 	if !validTuple(cn.tuple) || cn.role == roleUnknown || cn.ignored {
 		return
 	}
-	other := c.byTuple[events.Tuple{Local: cn.tuple.Remote, Remote: cn.tuple.Local}]
+	other := c.mirror(cn)
 	if other == nil || other == cn || other.ignored {
 		return
 	}
@@ -1334,6 +1397,17 @@ func (c *Correlator) linkByTuple(cn *conn) {
 		pair(cn, other)
 		c.releasePeered(other)
 	}
+}
+
+// mirror returns the connection byTuple holds under the mirror image of
+// cn's tuple, looked up again only when a tuple changed since it last was
+// (tuples): linkByTuple asks for every request.
+func (c *Correlator) mirror(cn *conn) *conn {
+	if cn.mirrorAt != c.tuples {
+		cn.mirrorConn = c.byTuple[events.Tuple{Local: cn.tuple.Remote, Remote: cn.tuple.Local}]
+		cn.mirrorAt = c.tuples
+	}
+	return cn.mirrorConn
 }
 
 // pair matches, in order, the server requests on sv that are not yet
@@ -1434,7 +1508,7 @@ func soleUnmatched(cn *conn) (*exchange, int) {
 func link(cx, sx *exchange) {
 	cx.peer, sx.peer = sx, cx
 	if !sx.hasRemote && sx.parent == nil && !sx.fixed {
-		sx.parent = cx
+		sx.adopt(cx)
 	}
 }
 

@@ -63,6 +63,7 @@ func (c *Correlator) RequestStart(r events.RequestStart) {
 			cn.tuple = r.Tuple
 			cn.peerAddr = r.Tuple.Remote.Addr().Unmap().String()
 			c.byTuple[r.Tuple] = cn
+			c.tuples++
 			c.indexLocal(cn)
 			if !c.fromStart(r.PID, r.Tuple, r.Time) {
 				cn.setMidStream() // its requests have no ordinal (link.go)
@@ -90,7 +91,7 @@ func (c *Correlator) RequestStart(r events.RequestStart) {
 	case events.RequestClient:
 		if r.Parent != 0 {
 			if p := c.whole[wholeKey{r.PID, r.Parent}]; p != nil && !p.done {
-				x.parent = p
+				x.adopt(p)
 			}
 		}
 	case events.RequestServer:

@@ -202,6 +202,8 @@ type HTTP struct {
 	descs      map[descKey]*prometheus.Desc // by the labels present
 	folded     map[httpFoldKey]struct{}     // series folded, counted once
 	lastSweep  time.Time
+	// now is the clock read last for a span (clock).
+	now time.Time
 }
 
 // workload is one resource identity and its series.
@@ -377,10 +379,9 @@ func (h *HTTP) Export(s *span.Span) {
 	if d < 0 {
 		d = 0
 	}
-	now := h.cfg.Now()
-
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	now := h.clock(s.End)
 	h.sweep(now)
 	w := h.workload(s.Process)
 	hist := w.lookup(key)
@@ -401,6 +402,18 @@ func (h *HTTP) Export(s *span.Span) {
 		}
 	}
 	hist.record(d, now)
+}
+
+// clock returns the time for recording a span that ended at end: the
+// clock read last, unless end is after it. Spans reach Export within
+// seconds of their end (the correlator holds one at most maxHold), so the
+// time returned is at most that late, for a TTL of minutes; reading the
+// clock for every span cost as much as recording it. h.mu is held.
+func (h *HTTP) clock(end time.Time) time.Time {
+	if !end.Before(h.now) {
+		h.now = h.cfg.Now()
+	}
+	return h.now
 }
 
 // Shutdown implements span.Exporter; there is nothing to flush.

@@ -179,11 +179,43 @@ func TestHTTPOverflow(t *testing.T) {
 	}
 }
 
+// endAt moves s to end at t, as a span reaches Export when it has just
+// ended.
+func endAt(s *span.Span, t time.Time) *span.Span {
+	d := s.End.Sub(s.Start)
+	s.Start, s.End = t.Add(-d), t
+	return s
+}
+
+// Export reads the clock only for a span that ended after the time it read
+// last: spans come within seconds of their end, and reading the clock for
+// each cost as much as recording it.
+func TestHTTPClockRead(t *testing.T) {
+	h, c, _ := newTestHTTP(t, 100)
+	reads := 0
+	h.cfg.Now = func() time.Time { reads++; return c.now() }
+	c.t = c.t.Add(time.Second)
+	for range 10 {
+		h.Export(serverSpan(nginx, "GET", "/a", 200, time.Millisecond)) // ended before the clock's time
+	}
+	if reads != 1 {
+		t.Errorf("clock read %d times for 10 spans, want 1", reads)
+	}
+	c.t = c.t.Add(time.Minute)
+	h.Export(endAt(serverSpan(nginx, "GET", "/a", 200, time.Millisecond), c.t)) // ended after the last read
+	if reads != 2 {
+		t.Errorf("clock read %d times, want 2", reads)
+	}
+	if x := h.byProc[nginx].series[httpKey{kind: span.Server, method: "GET", route: "/a", status: 200}]; x == nil || !x.last.Equal(c.t) {
+		t.Errorf("series last recorded at %v, want %v", x, c.t)
+	}
+}
+
 func TestHTTPTTL(t *testing.T) {
 	h, c, reg := newTestHTTP(t, 100)
-	h.Export(serverSpan(nginx, "GET", "/a", 200, time.Millisecond))
+	h.Export(endAt(serverSpan(nginx, "GET", "/a", 200, time.Millisecond), c.t))
 	c.t = c.t.Add(4 * time.Minute)
-	h.Export(serverSpan(nginx, "GET", "/b", 200, time.Millisecond))
+	h.Export(endAt(serverSpan(nginx, "GET", "/b", 200, time.Millisecond), c.t))
 	c.t = c.t.Add(2 * time.Minute) // /a idle 6 min, /b 2 min
 	if n := testutil.CollectAndCount(h, ServerDurationPromName); n != 1 {
 		t.Errorf("%d series after the TTL, want 1", n)
@@ -193,7 +225,7 @@ func TestHTTPTTL(t *testing.T) {
 		t.Errorf("%d series, want 0", n)
 	}
 	// The cap counts live series only: a new one is not folded.
-	h.Export(serverSpan(nginx, "GET", "/c", 200, time.Millisecond))
+	h.Export(endAt(serverSpan(nginx, "GET", "/c", 200, time.Millisecond), c.t))
 	if got := h.perService["nginx"]; got != 1 {
 		t.Errorf("perService = %d, want 1", got)
 	}
@@ -206,12 +238,12 @@ func TestHTTPTTL(t *testing.T) {
 func TestHTTPTTLRecent(t *testing.T) {
 	h, c, _ := newTestHTTP(t, 100)
 	for _, route := range []string{"/a", "/b", "/a", "/b"} {
-		h.Export(serverSpan(nginx, "GET", route, 200, time.Millisecond))
+		h.Export(endAt(serverSpan(nginx, "GET", route, 200, time.Millisecond), c.t))
 	}
 	c.t = c.t.Add(4 * time.Minute)
-	h.Export(serverSpan(nginx, "GET", "/b", 200, time.Millisecond))
+	h.Export(endAt(serverSpan(nginx, "GET", "/b", 200, time.Millisecond), c.t))
 	c.t = c.t.Add(2 * time.Minute) // /a idle 6 min: dropped
-	h.Export(serverSpan(nginx, "GET", "/a", 200, time.Millisecond))
+	h.Export(endAt(serverSpan(nginx, "GET", "/a", 200, time.Millisecond), c.t))
 	if got := h.perService["nginx"]; got != 2 {
 		t.Errorf("perService = %d, want 2", got)
 	}

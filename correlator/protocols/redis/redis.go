@@ -114,6 +114,12 @@ type decoder struct {
 	arrays    bool // a command was a RESP array: inline ones are not expected
 	lost      bool // message boundaries were lost; waiting for a command to resume at
 	lastResp  time.Time
+	// lastName and lastCmd are the name of the last command, as sent
+	// (keepName bytes at most), and what lookup returned for it: a
+	// connection sends the same commands again and again.
+	lastName [keepName]byte
+	lastLen  int
+	lastCmd  *command
 }
 
 // Feed implements protocol.Decoder. Bytes lost where a header should have
@@ -237,7 +243,7 @@ func (d *decoder) command(v *Value) error {
 		return nil
 	}
 	d.synced = true
-	c := lookup(args[0])
+	c := d.lookup(args[0])
 	if c.subscribe {
 		d.pubsub = true
 		return nil // a subscription is not a request
@@ -253,6 +259,17 @@ func (d *decoder) command(v *Value) error {
 		d.h.Begin(x)
 	}
 	return nil
+}
+
+// lookup is lookup(name), the last answer kept.
+func (d *decoder) lookup(name []byte) *command {
+	name = name[:min(len(name), keepName)]
+	if d.lastCmd != nil && string(name) == string(d.lastName[:d.lastLen]) {
+		return d.lastCmd
+	}
+	d.lastCmd = lookup(name)
+	d.lastLen = copy(d.lastName[:], name)
+	return d.lastCmd
 }
 
 // reply handles one complete reply.

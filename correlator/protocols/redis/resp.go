@@ -180,11 +180,27 @@ func (r *reader) header(t byte, rest []byte, long bool) error {
 	return fmt.Errorf("%w: type %q", errProtocol, t)
 }
 
+// atoi is strconv.Atoi of p; the lengths of every value (a few plain
+// digits) without its general path.
+func atoi(p []byte) (int, error) {
+	if len(p) == 0 || len(p) > 9 {
+		return strconv.Atoi(string(p))
+	}
+	n := 0
+	for _, c := range p {
+		if c < '0' || c > '9' {
+			return strconv.Atoi(string(p))
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, nil
+}
+
 func (r *reader) bulk(t byte, rest []byte) error {
 	if string(rest) == "?" && t == '$' {
 		return r.push(frame{left: -1, stream: true}, t)
 	}
-	n, err := strconv.Atoi(string(rest))
+	n, err := atoi(rest)
 	if err != nil || n < -1 || n > maxBulkLen {
 		return fmt.Errorf("%w: bulk length %q", errProtocol, rest)
 	}
@@ -232,7 +248,7 @@ func (r *reader) aggregate(t byte, rest []byte) error {
 	if string(rest) == "?" {
 		return r.push(frame{left: -1, attr: t == '|'}, t)
 	}
-	n, err := strconv.Atoi(string(rest))
+	n, err := atoi(rest)
 	if err != nil || n < -1 || n > maxBulkLen {
 		return fmt.Errorf("%w: aggregate length %q", errProtocol, rest)
 	}
@@ -266,7 +282,7 @@ func (r *reader) chunk(line []byte) error {
 	if line[0] != ';' {
 		return fmt.Errorf("%w: %q in a streamed string", errProtocol, line[0])
 	}
-	n, err := strconv.Atoi(string(line[1:]))
+	n, err := atoi(line[1:])
 	if err != nil || n < 0 || n > maxBulkLen {
 		return fmt.Errorf("%w: chunk length %q", errProtocol, line[1:])
 	}

@@ -1,0 +1,199 @@
+package correlator
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/periscope-apm/periscope/events"
+)
+
+// An exported exchange is reused for later requests (reuse), but not while
+// another exchange may still read it: a server request whose span left
+// before its child client call ended is that child's parent until the
+// child's span is built, however many requests come and go meanwhile.
+func TestReusedExchangeKeepsParent(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	in, out, other := cid(1, 1), cid(1, 2), cid(1, 3)
+	ok := "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+	h.read(in, 11, 1, "GET /front HTTP/1.1\r\n\r\n")
+	h.write(out, 11, 2, "GET /backend HTTP/1.1\r\n\r\n") // child of /front
+	h.write(in, 11, 3, ok)                               // /front ends first
+	for i := range 50 {                                  // exchanges come and go
+		h.read(other, 12, 4+2*i, fmt.Sprintf("GET /churn/%d HTTP/1.1\r\n\r\n", i))
+		h.write(other, 12, 5+2*i, ok)
+	}
+	h.read(out, 11, 200, ok)
+
+	spans := h.wantSpans(52)
+	front, child := spans[0], spans[51]
+	if front.Name != "GET /front" || child.Name != "GET /backend" {
+		t.Fatalf("order: %q %q", front.Name, child.Name)
+	}
+	if child.ParentSpanID != front.SpanID || child.TraceID != front.TraceID {
+		t.Errorf("child: trace %v parent %v, want /front's %v %v", child.TraceID, child.ParentSpanID, front.TraceID, front.SpanID)
+	}
+	seen := map[string]bool{}
+	for _, s := range spans {
+		if id := s.SpanID.String(); seen[id] {
+			t.Errorf("span ID %s twice", id)
+		} else {
+			seen[id] = true
+		}
+		if s != front && s != child && s.TraceID == front.TraceID {
+			t.Errorf("%s in /front's trace", s.Name)
+		}
+	}
+}
+
+// The two ends of a request on one node (a client and a server process)
+// pair, whichever is exported first, while other requests reuse
+// exchanges: a paired exchange is never reused.
+func TestReusedExchangeKeepsPeer(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	cl, sv, other := cid(1, 1), cid(2, 1), cid(2, 2)
+	h.bind(cl, 3, 0, "10.0.0.1:40000", "10.0.0.1:8080")
+	h.bind(sv, 4, 0, "10.0.0.1:8080", "10.0.0.1:40000")
+	ok := "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+	for r := range 20 {
+		ms := 1000 * r
+		h.write(cl, 7, ms+1, fmt.Sprintf("GET /r%c HTTP/1.1\r\n\r\n", 'a'+r))
+		h.read(sv, 8, ms+2, fmt.Sprintf("GET /r%c HTTP/1.1\r\n\r\n", 'a'+r))
+		h.write(sv, 8, ms+3, ok)
+		for i := range 5 {
+			h.read(other, 9, ms+4+2*i, "GET /churn HTTP/1.1\r\n\r\n")
+			h.write(other, 9, ms+5+2*i, ok)
+		}
+		h.read(cl, 7, ms+100, ok)
+	}
+	spans := h.wantSpans(20 * 7)
+	byName := map[string][]int{}
+	for i, s := range spans {
+		byName[s.Name] = append(byName[s.Name], i)
+	}
+	for r := range 20 {
+		ends := byName[fmt.Sprintf("GET /r%c", 'a'+r)]
+		if len(ends) != 2 {
+			t.Fatalf("/r/%d: %d spans", r, len(ends))
+		}
+		srv, cli := spans[ends[0]], spans[ends[1]]
+		if srv.Process.PID != 2 {
+			srv, cli = cli, srv
+		}
+		if srv.ParentSpanID != cli.SpanID || srv.TraceID != cli.TraceID {
+			t.Errorf("/r/%d: server trace %v parent %v, client %v %v", r, srv.TraceID, srv.ParentSpanID, cli.TraceID, cli.SpanID)
+		}
+	}
+}
+
+// A keep-alive connection's requests allocate nothing in the correlator
+// once warm: their exchanges are reused.
+func TestRequestAllocations(t *testing.T) {
+	c, err := New(DefaultConfig(), discardExporter{}, oneProc{procs{}.Process(1)}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := cid(1, 1)
+	c.Bind(events.Bind{Conn: id, FD: 3, Time: t0, Tuple: events.Tuple{
+		Local: netip.MustParseAddrPort(serverAddr), Remote: netip.MustParseAddrPort(clientAddr),
+	}})
+	req := []byte("GET /api HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+	if n := testing.AllocsPerRun(100, func() {
+		c.Data(events.Data{Conn: id, TID: 7, Time: t0, Dir: events.Read, Size: len(req), Bytes: req})
+		c.Data(events.Data{Conn: id, TID: 7, Time: t0, Dir: events.Write, Size: len(resp), Bytes: resp})
+	}); n != 0 {
+		t.Errorf("%v allocations per request, want 0", n)
+	}
+}
+
+// A connection keeps the mirror of its tuple (the other end's connection,
+// traced on this node) while no tuple changes (Correlator.mirror): when
+// one end closes and a new connection takes the same ports, the end that
+// stayed pairs with the new one.
+func TestMirrorReplaced(t *testing.T) {
+	for _, replace := range []string{"client", "server"} {
+		t.Run(replace, func(t *testing.T) {
+			h := newHarness(t, DefaultConfig())
+			cl, sv := cid(1, 1), cid(2, 1)
+			const cli, srv = "127.0.0.1:40000", "127.0.0.1:8443"
+			h.bind(cl, 3, 0, cli, srv)
+			h.bind(sv, 4, 0, srv, cli)
+			ok := "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+			round := func(ms int, path string) {
+				h.write(cl, 1, ms+1, "GET "+path+" HTTP/1.1\r\n\r\n")
+				h.read(sv, 2, ms+2, "GET "+path+" HTTP/1.1\r\n\r\n")
+				h.write(sv, 2, ms+3, ok)
+				h.read(cl, 1, ms+4, ok)
+			}
+			round(0, "/one")
+			if replace == "client" {
+				h.c.Close(events.Close{Conn: cl, Time: at(10)})
+				cl = cid(1, 2)
+				h.bind(cl, 5, 11, cli, srv)
+			} else {
+				h.c.Close(events.Close{Conn: sv, Time: at(10)})
+				sv = cid(2, 2)
+				h.bind(sv, 6, 11, srv, cli)
+			}
+			round(20, "/two")
+			round(30, "/three")
+			spans := h.wantSpans(6)
+			for i := 0; i < 6; i += 2 {
+				s, c := spans[i], spans[i+1]
+				if s.Process.PID != 2 {
+					s, c = c, s
+				}
+				if s.Name != c.Name || s.ParentSpanID != c.SpanID || s.TraceID != c.TraceID {
+					t.Errorf("%s / %s: server trace %v parent %v, client %v %v", s.Name, c.Name, s.TraceID, s.ParentSpanID, c.TraceID, c.SpanID)
+				}
+			}
+		})
+	}
+}
+
+// A server whose requests come on ever new threads (a thread per request)
+// keeps few idle threads' states, and a thread's client call is still the
+// child of the request that thread serves.
+func TestManyThreads(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	in, out := cid(1, 1), cid(1, 2)
+	ok := "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+	const n = 3 * maxIdleThreads
+	for i := range n {
+		tid, ms := uint32(100+i), 10*i
+		h.read(in, tid, ms+1, fmt.Sprintf("GET /front%d HTTP/1.1\r\n\r\n", i%2))
+		if i%7 == 0 {
+			h.read(in, tid+1, ms+2, "GET /other HTTP/1.1\r\n\r\n") // another thread's: pipelined
+		}
+		h.write(out, tid, ms+3, "GET /backend HTTP/1.1\r\n\r\n")
+		h.read(out, tid, ms+4, ok)
+		h.write(in, tid, ms+5, ok)
+		if i%7 == 0 {
+			h.write(in, tid+1, ms+6, ok)
+		}
+	}
+	if got := len(h.c.pids[1].threads); got > maxIdleThreads {
+		t.Errorf("%d threads kept", got)
+	}
+	spans := h.exp.spans
+	bySpan := map[string]int{}
+	for i, s := range spans {
+		bySpan[s.SpanID.String()] = i
+	}
+	children := 0
+	for _, s := range spans {
+		if s.Name != "GET /backend" {
+			continue
+		}
+		children++
+		i, ok := bySpan[s.ParentSpanID.String()]
+		if !ok || !strings.HasPrefix(spans[i].Name, "GET /front") || spans[i].TraceID != s.TraceID {
+			t.Fatalf("backend call: parent %v (found %v)", s.ParentSpanID, ok)
+		}
+	}
+	if children != n {
+		t.Errorf("%d backend calls, want %d", children, n)
+	}
+}
