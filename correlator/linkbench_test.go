@@ -463,3 +463,98 @@ func benchRemember(b *testing.B, pollute int) {
 	}
 	b.ReportMetric(float64(total-(cpuTime()-cpu1))/float64(b.N), "table-cpu-ns/span")
 }
+
+// BenchmarkLinkAnswering is the answering agent's whole path for a linked
+// client span, as the correlator runs it: the span remembered when it
+// ends (rememberClient), on one of 50 open keep-alive connections to
+// another node (indexed as Bind indexes them), and every 1,024 spans one
+// batch of lookups of the 1,024 requests before them (Answer), in the
+// order the asking agent sends them (as it read them), each with its
+// ordinal and TCP key. cold/ and hot/ as in BenchmarkLinkRemember:
+// table-cpu-ns/span is the path's CPU less the cache pollution's alone,
+// cpu-ns/span the path's CPU without pollution.
+func BenchmarkLinkAnswering(b *testing.B) {
+	for _, pollute := range []int{0, 16 << 10} {
+		name := "hot"
+		if pollute > 0 {
+			name = "cold"
+		}
+		b.Run(name, func(b *testing.B) { benchAnswering(b, pollute) })
+	}
+}
+
+func benchAnswering(b *testing.B, pollute int) {
+	cfg := DefaultConfig()
+	cfg.Linker = remoteLinker{}
+	c, err := New(cfg, &syncRecorder{countOnly: true}, procs{}, nil, prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	const conns = 50
+	xs := make([]*exchange, conns) // one a connection, its keys set per request
+	for i := range xs {
+		cn := &conn{c: c, role: roleClient, tuple: tuple(fmt.Sprintf("10.1.0.1:%d", 40000+i), "10.1.0.2:80")}
+		c.byTuple[cn.tuple] = cn
+		c.indexLocal(cn)
+		xs[i] = &exchange{conn: cn}
+	}
+	key := func(i int) (uint64, uint64) {
+		n := uint32(i / conns)
+		return uint64(n + 1), uint64(uint32(i%conns)*2654435761+n*90) | linking.TCPSeqFlag
+	}
+	ans := linking.Answer{Found: true, TraceID: [16]byte{1}, SpanID: [8]byte{1}}
+	buf := make([]byte, 64<<20)
+	for i := range buf {
+		buf[i] = 1
+	}
+	off := 0
+	touch := func() {
+		for j := 0; j < pollute; j += 64 {
+			buf[(off+j)&(len(buf)-1)]++
+		}
+		off += pollute
+	}
+	qs := make([]linking.Query, 0, linking.MaxBatch)
+	out := make([]linking.Answer, linking.MaxBatch)
+	found := 0
+	ask := func(from, to int, now time.Time) {
+		qs = qs[:0]
+		for i := from; i < to; i++ {
+			x := xs[i%conns]
+			seq, tcp := key(i)
+			qs = append(qs, linking.Query{Local: x.conn.tuple.Local, Remote: x.conn.tuple.Remote, Seq: seq, TCPSeq: tcp})
+		}
+		c.answerAt(qs, out[:len(qs)], now, now)
+		for _, a := range out[:len(qs)] {
+			if a.Found {
+				found++
+			}
+		}
+	}
+	now := time.Now()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for i := range b.N {
+		x := xs[i%conns]
+		x.seq, x.tcpSeq = key(i)
+		c.rememberClient(x, ans, now)
+		touch()
+		if (i+1)%linking.MaxBatch == 0 {
+			ask(i+1-linking.MaxBatch, i+1, now)
+		}
+	}
+	total := cpuTime() - cpu0
+	b.StopTimer()
+	if asked := b.N / linking.MaxBatch * linking.MaxBatch; found < asked*99/100 {
+		b.Fatalf("%d of %d found", found, asked)
+	}
+	if pollute == 0 {
+		b.ReportMetric(float64(total)/float64(b.N), "cpu-ns/span")
+		return
+	}
+	cpu1 := cpuTime()
+	for range b.N {
+		touch()
+	}
+	b.ReportMetric(float64(total-(cpuTime()-cpu1))/float64(b.N), "table-cpu-ns/span")
+}
