@@ -13,25 +13,42 @@ import "time"
 // by its ordinal. A request asked and found is not put in the table when
 // it leaves its slot (no agent asks twice for a request it found); the
 // others (never asked yet: a lookup may still come) are, and so is
-// everything left when the connection closes (Recent.Close). The
+// everything left when the connection closes (Recent.Close). A Sent
+// whose requests mostly leave it unasked is bypassed (evict). The
 // correlator keeps one per connection, under its lock.
 type Sent struct {
 	// n counts the requests with only a TCP key, which take the slots
 	// in turn (the others take their ordinal's).
 	n uint16
+	// evicted counts the requests that left their slot not asked yet,
+	// hits those found in it, since the last check (see evict);
+	// sentBypass in evicted: the Sent is not used.
+	evicted, hits uint16
 	// tcp are the low bits of the slots' TCP keys (a hint: e holds
-	// them), one cache line scanned for a TCP key.
+	// them), one cache line with the counters, scanned for a TCP key.
 	tcp [sentSlots]uint16
 	e   [sentSlots]recentEntry
 }
 
-// sentSlots is the number of requests a Sent holds: with its header, 2
-// KiB. An ordinal's slot is the ordinal modulo it: an odd number, so that
-// HTTP/2 streams, all odd, take every slot. A lookup comes within the
-// asking agent's batch (at most its 20 ms delay, or 1,024 lookups: ~45 ms
-// at 23,000 requests/s), ~20 requests later on each of 50 keep-alive
-// connections at that rate (MODE=linking).
-const sentSlots = 31
+// sentSlots is the number of requests a Sent holds: with its header, a
+// line, 1,920 bytes. An ordinal's slot is the ordinal modulo it: an odd
+// number, so that HTTP/2 streams, all odd, take every slot. A lookup
+// comes within the asking agent's batch (at most its 50 ms delay, or
+// 1,024 lookups: ~45 ms at 23,000 requests/s), ~20 requests later on
+// each of 50 keep-alive connections at that rate (MODE=linking). A
+// connection faster than that, or one whose requests are never asked
+// (to a node without an agent), is found out by evict and bypasses its
+// Sent.
+const sentSlots = 29
+
+// sentWindow is how many requests leave a Sent unasked before it is
+// checked: one found in it for each of them keeps it in use, else it is
+// bypassed (its connection's requests go to the table directly, as they
+// would without it, not through it too).
+const (
+	sentWindow = 64
+	sentBypass = 0xffff
+)
 
 // maxSents bounds the Sents of open connections (8 MiB): past it, the
 // requests of further connections go to the table directly.
@@ -92,6 +109,10 @@ func (r *Recent) AddTo(s *Sent, q Query, a Answer, now time.Time) {
 	if !ok {
 		return
 	}
+	if s.evicted == sentBypass {
+		r.put(e)
+		return
+	}
 	i := -1
 	if e.seq != 0 {
 		i = slot(e.seq)
@@ -109,8 +130,32 @@ func (r *Recent) AddTo(s *Sent, q Query, a Answer, now time.Time) {
 	}
 	if old := &s.e[i]; r.keep(old) && !old.same(&e) {
 		r.put(*old)
+		if r.evict(s) {
+			r.put(e)
+			return
+		}
 	}
 	s.e[i], s.tcp[i] = e, uint16(e.tcp)
+}
+
+// evict counts a request that left s unasked, and reports whether s is
+// bypassed from now on: sentWindow of them left it while fewer were
+// found in it. Its requests then go to the table.
+func (r *Recent) evict(s *Sent) bool {
+	if s.evicted++; s.evicted < sentWindow {
+		return false
+	}
+	if s.hits >= sentWindow {
+		s.evicted, s.hits = 0, 0
+		return false
+	}
+	for i := range s.e {
+		if e := &s.e[i]; r.keep(e) {
+			r.put(*e)
+		}
+	}
+	*s = Sent{evicted: sentBypass}
+	return true
 }
 
 // GetFrom returns the client span of q (Get), from s, the open connection
@@ -119,7 +164,7 @@ func (r *Recent) AddTo(s *Sent, q Query, a Answer, now time.Time) {
 // one cache line; else s's TCP keys, the table's, then the ordinal in s
 // and in the table.
 func (r *Recent) GetFrom(s *Sent, q Query, now time.Time) (Answer, bool) {
-	if s == nil {
+	if s == nil || s.evicted == sentBypass {
 		return r.Get(q, now)
 	}
 	addr, port := q.Local.Addr().As16(), q.Local.Port()
@@ -159,6 +204,9 @@ func (r *Recent) GetFrom(s *Sent, q Query, now time.Time) (Answer, bool) {
 func (s *Sent) found(e *recentEntry) Answer {
 	if e.flags&entryFound != 0 {
 		e.flags |= entryAsked
+		if s.hits < sentBypass {
+			s.hits++
+		}
 	}
 	return e.answer()
 }

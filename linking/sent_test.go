@@ -6,10 +6,10 @@ import (
 	"unsafe"
 )
 
-// A Sent is two kilobytes: its header and each entry one cache line.
+// A Sent's header and each entry are one cache line.
 func TestSentSize(t *testing.T) {
-	if n := unsafe.Sizeof(Sent{}); n != 2048 {
-		t.Errorf("Sent is %d bytes, want 2048", n)
+	if n := unsafe.Sizeof(Sent{}); n != 64*(1+sentSlots) {
+		t.Errorf("Sent is %d bytes, want %d", n, 64*(1+sentSlots))
 	}
 	if off := unsafe.Offsetof(Sent{}.e); off != 64 {
 		t.Errorf("entries at %d, want 64 (one header line)", off)
@@ -137,5 +137,40 @@ func TestSentBounded(t *testing.T) {
 	r.Close(open[0])
 	if s := r.NewSent(); s != open[0] {
 		t.Error("the closed Sent not reused")
+	}
+}
+
+// A connection whose requests leave its Sent unasked (never asked: to a
+// node without an agent; or asked too late: faster than its slots) goes
+// to the table directly once sentWindow of them did; one asked in time
+// never does. Either way every request is found.
+func TestSentBypass(t *testing.T) {
+	now := time.Now()
+	const n = 500
+	req := func(i int) Query { return both(1, uint64(i+1), uint32(90*i+7)) }
+	for _, lag := range []int{0, sentSlots - 1, 2 * sentSlots, n} {
+		r := NewRecent(1024, time.Minute)
+		s := r.NewSent()
+		bypassed := -1
+		for i := range n + lag {
+			if i < n {
+				r.AddTo(s, req(i), answerFor(req(i)), now)
+			}
+			if s.evicted == sentBypass && bypassed < 0 {
+				bypassed = i
+			}
+			if j := i - lag; j >= 0 && j < n {
+				if a, ok := r.GetFrom(s, req(j), now); !ok || a != answerFor(req(j)) {
+					t.Errorf("lag %d: request %d: %+v %v", lag, j, a, ok)
+				}
+			}
+		}
+		want := lag > sentSlots
+		if (bypassed >= 0) != want {
+			t.Errorf("lag %d: bypassed at request %d, want bypassed %v", lag, bypassed, want)
+		}
+		if want && bypassed > sentSlots+sentWindow {
+			t.Errorf("lag %d: bypassed only at request %d", lag, bypassed)
+		}
 	}
 }
