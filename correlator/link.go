@@ -345,7 +345,7 @@ func (c *Correlator) rememberClient(x *exchange, a linking.Answer, end time.Time
 			return
 		}
 	}
-	c.recent.AddTo(cn.sent, q, a, end)
+	cn.sent = c.recent.AddTo(cn.sent, q, a, end)
 }
 
 // Answer implements linking.Answerer: the client spans of requests on this

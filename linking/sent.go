@@ -21,8 +21,7 @@ type Sent struct {
 	// in turn (the others take their ordinal's).
 	n uint16
 	// evicted counts the requests that left their slot not asked yet,
-	// hits those found in it, since the last check (see evict);
-	// sentBypass in evicted: the Sent is not used.
+	// hits those found in it, since the last check (see evict).
 	evicted, hits uint16
 	// tcp are the low bits of the slots' TCP keys (a hint: e holds
 	// them), one cache line with the counters, scanned for a TCP key.
@@ -45,10 +44,7 @@ const sentSlots = 29
 // checked: one found in it for each of them keeps it in use, else it is
 // bypassed (its connection's requests go to the table directly, as they
 // would without it, not through it too).
-const (
-	sentWindow = 64
-	sentBypass = 0xffff
-)
+const sentWindow = 64
 
 // maxSents bounds the Sents of open connections (8 MiB): past it, the
 // requests of further connections go to the table directly.
@@ -81,6 +77,9 @@ const maxFreeSent = 256
 // Close puts the requests s still holds that may be asked into the table,
 // and keeps s for NewSent: its connection is gone.
 func (r *Recent) Close(s *Sent) {
+	if s == &r.bypass {
+		return
+	}
 	for i := range s.e {
 		if e := &s.e[i]; r.keep(e) {
 			r.put(*e)
@@ -103,15 +102,17 @@ func (r *Recent) keep(e *recentEntry) bool {
 // AddTo remembers the client span of q (Add) in s, its connection's: in
 // its ordinal's slot, or in turn when it has only a TCP key. The request
 // that held the slot goes to the table, unless it was asked and found. A
-// request added again with the same keys replaces its entry.
-func (r *Recent) AddTo(s *Sent, q Query, a Answer, now time.Time) {
+// request added again with the same keys replaces its entry. It returns
+// the Sent the connection keeps: s, or once s is bypassed (evict) the
+// table's one bypassed Sent (s is reused for another connection).
+func (r *Recent) AddTo(s *Sent, q Query, a Answer, now time.Time) *Sent {
 	e, ok := newEntry(q, a, now)
 	if !ok {
-		return
+		return s
 	}
-	if s.evicted == sentBypass {
+	if s == &r.bypass {
 		r.put(e)
-		return
+		return s
 	}
 	i := -1
 	if e.seq != 0 {
@@ -132,15 +133,17 @@ func (r *Recent) AddTo(s *Sent, q Query, a Answer, now time.Time) {
 		r.put(*old)
 		if r.evict(s) {
 			r.put(e)
-			return
+			r.Close(s)
+			return &r.bypass
 		}
 	}
 	s.e[i], s.tcp[i] = e, uint16(e.tcp)
+	return s
 }
 
-// evict counts a request that left s unasked, and reports whether s is
-// bypassed from now on: sentWindow of them left it while fewer were
-// found in it. Its requests then go to the table.
+// evict counts a request that left s unasked, and reports whether s is to
+// be bypassed from now on: sentWindow of them left it while fewer were
+// found in it.
 func (r *Recent) evict(s *Sent) bool {
 	if s.evicted++; s.evicted < sentWindow {
 		return false
@@ -149,12 +152,6 @@ func (r *Recent) evict(s *Sent) bool {
 		s.evicted, s.hits = 0, 0
 		return false
 	}
-	for i := range s.e {
-		if e := &s.e[i]; r.keep(e) {
-			r.put(*e)
-		}
-	}
-	*s = Sent{evicted: sentBypass}
 	return true
 }
 
@@ -164,7 +161,7 @@ func (r *Recent) evict(s *Sent) bool {
 // one cache line; else s's TCP keys, the table's, then the ordinal in s
 // and in the table.
 func (r *Recent) GetFrom(s *Sent, q Query, now time.Time) (Answer, bool) {
-	if s == nil || s.evicted == sentBypass {
+	if s == nil || s == &r.bypass {
 		return r.Get(q, now)
 	}
 	addr, port := q.Local.Addr().As16(), q.Local.Port()
@@ -204,7 +201,7 @@ func (r *Recent) GetFrom(s *Sent, q Query, now time.Time) (Answer, bool) {
 func (s *Sent) found(e *recentEntry) Answer {
 	if e.flags&entryFound != 0 {
 		e.flags |= entryAsked
-		if s.hits < sentBypass {
+		if s.hits < sentWindow {
 			s.hits++
 		}
 	}

@@ -45,7 +45,7 @@ func TestSent(t *testing.T) {
 			r := NewRecent(1024, time.Minute)
 			s := r.NewSent()
 			for i := range n {
-				r.AddTo(s, tc.add(req(i)), answerFor(req(i)), now)
+				s = r.AddTo(s, tc.add(req(i)), answerFor(req(i)), now)
 				if a, ok := r.GetFrom(s, tc.ask(req(i)), now); !ok || a != answerFor(req(i)) {
 					t.Fatalf("request %d asked at once: %+v %v, want %+v", i, a, ok, answerFor(req(i)))
 				}
@@ -59,7 +59,7 @@ func TestSent(t *testing.T) {
 			r = NewRecent(1024, time.Minute)
 			s = r.NewSent()
 			for i := range n {
-				r.AddTo(s, tc.add(req(i)), answerFor(req(i)), now)
+				s = r.AddTo(s, tc.add(req(i)), answerFor(req(i)), now)
 			}
 			for i := range n / 2 {
 				if a, ok := r.GetFrom(s, tc.ask(req(i)), now); !ok || a != answerFor(req(i)) {
@@ -84,11 +84,11 @@ func TestSentUnsettled(t *testing.T) {
 	r := NewRecent(1024, time.Minute)
 	s := r.NewSent()
 	for _, q := range []Query{both(1, 1, 100), both(1, 0, 200)} {
-		r.AddTo(s, q, Answer{}, now)
+		s = r.AddTo(s, q, Answer{}, now)
 		if a, ok := r.GetFrom(s, q, now); !ok || a.Found {
 			t.Fatalf("%+v unsettled: %+v %v, want known, not found", q, a, ok)
 		}
-		r.AddTo(s, q, answerFor(q), now)
+		s = r.AddTo(s, q, answerFor(q), now)
 		if a, ok := r.GetFrom(s, q, now); !ok || a != answerFor(q) {
 			t.Errorf("%+v settled: %+v %v", q, a, ok)
 		}
@@ -108,7 +108,7 @@ func TestSentTCPKeyFirst(t *testing.T) {
 	s := r.NewSent()
 	old, evicter, same := both(1, 3, 1000), both(1, 3+sentSlots, 2000), both(1, 5, 3000)
 	for _, q := range []Query{old, evicter, same} {
-		r.AddTo(s, q, answerFor(q), now)
+		s = r.AddTo(s, q, answerFor(q), now)
 	}
 	if a, _ := r.GetFrom(s, both(1, 5, 1000), now); a != answerFor(old) {
 		t.Errorf("ordinal 5, TCP key of ordinal 3: %+v, want ordinal 3's", a)
@@ -154,9 +154,9 @@ func TestSentBypass(t *testing.T) {
 		bypassed := -1
 		for i := range n + lag {
 			if i < n {
-				r.AddTo(s, req(i), answerFor(req(i)), now)
+				s = r.AddTo(s, req(i), answerFor(req(i)), now)
 			}
-			if s.evicted == sentBypass && bypassed < 0 {
+			if s == &r.bypass && bypassed < 0 {
 				bypassed = i
 			}
 			if j := i - lag; j >= 0 && j < n {

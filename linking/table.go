@@ -48,6 +48,9 @@ type Recent struct {
 	// those open.
 	free  []*Sent
 	sents int
+	// bypass is the Sent of every connection whose own was bypassed
+	// (AddTo): it holds nothing.
+	bypass Sent
 }
 
 // recentWays is the number of slots in a bucket (one cache line).
