@@ -82,7 +82,7 @@ func (r *Recent) Close(s *Sent) {
 	}
 	for i := range s.e {
 		if e := &s.e[i]; r.keep(e) {
-			r.put(*e)
+			r.put(e)
 		}
 	}
 	*s = Sent{}
@@ -111,7 +111,7 @@ func (r *Recent) AddTo(s *Sent, q Query, a Answer, now time.Time) *Sent {
 		return s
 	}
 	if s == &r.bypass {
-		r.put(e)
+		r.put(&e)
 		return s
 	}
 	i := -1
@@ -130,9 +130,9 @@ func (r *Recent) AddTo(s *Sent, q Query, a Answer, now time.Time) *Sent {
 		}
 	}
 	if old := &s.e[i]; r.keep(old) && !old.same(&e) {
-		r.put(*old)
+		r.put(old)
 		if r.evict(s) {
-			r.put(e)
+			r.put(&e)
 			r.Close(s)
 			return &r.bypass
 		}

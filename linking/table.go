@@ -154,7 +154,7 @@ func tcpKey(q Query) (uint32, bool) {
 // 0. A request added again with the same keys replaces its entry.
 func (r *Recent) Add(q Query, a Answer, now time.Time) {
 	if e, ok := newEntry(q, a, now); ok {
-		r.put(e)
+		r.put(&e)
 	}
 }
 
@@ -189,16 +189,16 @@ func (e *recentEntry) same(o *recentEntry) bool {
 	return e.addr == o.addr && e.port == o.port && e.seq == o.seq && e.flags&entryTCP == o.flags&entryTCP && e.tcp == o.tcp
 }
 
-// put adds e to the log and the index, in place of its request's entry if
-// that is there already.
-func (r *Recent) put(e recentEntry) {
+// put adds a copy of e to the log and the index, in place of its
+// request's entry if that is there already.
+func (r *Recent) put(e *recentEntry) {
 	h := r.connHash(&e.addr, e.port)
 	first := e.first()
 	b, fp := r.bucket(h, first)
 	for i := range recentWays {
 		if b.fp[i] == fp && r.live(b.pos[i]) {
-			if old := r.entry(b.pos[i]); old.same(&e) {
-				*old = e // the same request again: replaced in place
+			if old := r.entry(b.pos[i]); old.same(e) {
+				*old = *e // the same request again: replaced in place
 				return
 			}
 		}
@@ -208,7 +208,7 @@ func (r *Recent) put(e recentEntry) {
 	if r.next == 0 {
 		r.next = 1
 	}
-	*r.entry(pos) = e
+	*r.entry(pos) = *e
 	r.insert(b, fp, pos)
 	if e.seq != 0 && e.flags&entryTCP != 0 {
 		tb, tfp := r.bucket(h, TCPSeqFlag|uint64(e.tcp))
