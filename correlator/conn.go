@@ -12,6 +12,7 @@ import (
 	"github.com/periscope-apm/periscope/correlator/protocol"
 	"github.com/periscope-apm/periscope/correlator/protocols/db"
 	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/linking"
 )
 
 // role is the traced process's side of a connection.
@@ -102,6 +103,9 @@ type conn struct {
 	// captured whole (link.go: a request's TCP key).
 	chunkSeq  uint32
 	chunkFree bool
+	// sent are the ended requests of a client connection to another
+	// node, kept for lookups while it is open (link.go).
+	sent *linking.Sent
 }
 
 // restartWait is what a connection waits for to be decoded again after

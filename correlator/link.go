@@ -290,29 +290,62 @@ func (c *Correlator) holdForLink(x *exchange, end time.Time, reason string) bool
 	return true
 }
 
-// indexLocal records cn under its local address (see answer).
+// indexLocal records cn under its local address (see answer). A
+// connection it displaces can no longer be found by its local address:
+// its remembered requests go to the table (closeSent).
 func (c *Correlator) indexLocal(cn *conn) {
 	if c.byLocal != nil && validTuple(cn.tuple) {
+		if old := c.byLocal[cn.tuple.Local]; old != nil && old != cn {
+			c.closeSent(old)
+		}
 		c.byLocal[cn.tuple.Local] = cn
 	}
 }
 
+// unindexLocal undoes indexLocal, when cn is removed or changes its
+// addresses: its remembered requests go to the table.
 func (c *Correlator) unindexLocal(cn *conn) {
+	c.closeSent(cn)
 	if c.byLocal != nil && validTuple(cn.tuple) && c.byLocal[cn.tuple.Local] == cn {
 		delete(c.byLocal, cn.tuple.Local)
 	}
 }
 
+// closeSent moves the requests cn remembers for lookups (conn.sent) into
+// the table of recent client requests, where a lookup finds them without
+// the connection.
+func (c *Correlator) closeSent(cn *conn) {
+	if cn.sent != nil {
+		c.recent.Close(cn.sent)
+		cn.sent = nil
+	}
+}
+
 // rememberClient keeps the span context of an ended client request for
-// the lookups that arrive after it. An Answer not Found marks a request
-// whose span is held until its trace is settled: a lookup of it is not
-// final yet (answer); its export replaces the mark.
+// the lookups that arrive after it: in its connection's Sent while the
+// connection is open (and indexed: its Sent goes to the table when it is
+// not), else in the table. An Answer not Found marks a request whose
+// span is held until its trace is settled: a lookup of it is not final
+// yet (answer); its export replaces the mark.
 func (c *Correlator) rememberClient(x *exchange, a linking.Answer, end time.Time) {
 	cn := x.conn
 	if c.recent == nil || cn.role != roleClient || !validTuple(cn.tuple) || x.key() == 0 || !c.cfg.Linker.Remote(cn.tuple.Remote.Addr()) {
 		return // only another node's agent may ask
 	}
-	c.recent.Add(linking.Query{Local: cn.tuple.Local, Remote: cn.tuple.Remote, Seq: x.seq, TCPSeq: x.tcpSeq}, a, end)
+	q := linking.Query{Local: cn.tuple.Local, Remote: cn.tuple.Remote, Seq: x.seq, TCPSeq: x.tcpSeq}
+	if cn.sent == nil {
+		if c.byLocal[cn.tuple.Local] != cn {
+			// Not found by its address (removed, or displaced): a
+			// Sent of its own would never be asked.
+			c.recent.Add(q, a, end)
+			return
+		}
+		if cn.sent = c.recent.NewSent(); cn.sent == nil {
+			c.recent.Add(q, a, end) // too many open
+			return
+		}
+	}
+	cn.sent = c.recent.AddTo(cn.sent, q, a, end)
 }
 
 // Answer implements linking.Answerer: the client spans of requests on this
@@ -343,7 +376,9 @@ func (c *Correlator) answerAt(qs []linking.Query, out []linking.Answer, asked, n
 	return final
 }
 
-// clientConn returns the open client connection q names, if any.
+// clientConn returns the connection q names, if any: a client
+// connection's waiting requests are matched (answer), and any connection's
+// remembered ones (conn.sent: each request's own address is checked).
 func (c *Correlator) clientConn(q linking.Query) *conn {
 	cn := c.byTuple[events.Tuple{Local: q.Local, Remote: q.Remote}]
 	if cn == nil {
@@ -352,25 +387,26 @@ func (c *Correlator) clientConn(q linking.Query) *conn {
 		// port name its connection alone.
 		cn = c.byLocal[q.Local]
 	}
-	if cn == nil || cn.role != roleClient || cn.ignored {
-		return nil
-	}
 	return cn
 }
 
-// answer returns the client span of q, whose open connection is cn (nil:
+// answer returns the client span of q, whose connection is cn (nil:
 // none); unsettled when the request is known but its trace is not yet.
 func (c *Correlator) answer(q linking.Query, cn *conn, now time.Time) (a linking.Answer, unsettled bool) {
+	var sent *linking.Sent
 	if cn != nil {
-		if x := cn.match(q); x != nil {
-			if linkRoot(x) != nil {
-				return linking.Answer{}, true
+		if cn.role == roleClient && !cn.ignored {
+			if x := cn.match(q); x != nil {
+				if linkRoot(x) != nil {
+					return linking.Answer{}, true
+				}
+				return linking.Answer{Found: true, TraceID: c.traceOf(x, 0), SpanID: x.spanID}, false
 			}
-			return linking.Answer{Found: true, TraceID: c.traceOf(x, 0), SpanID: x.spanID}, false
 		}
+		sent = cn.sent
 	}
 	if c.recent != nil {
-		if a, ok := c.recent.Get(q, now); ok {
+		if a, ok := c.recent.GetFrom(sent, q, now); ok {
 			return a, !a.Found
 		}
 	}

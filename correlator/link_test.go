@@ -768,3 +768,54 @@ func TestLinkGoMidStream(t *testing.T) {
 		t.Errorf("FromStart asked for processes %v, want 7 four times, then 9 four times", asked)
 	}
 }
+
+// A client connection's ended requests are remembered on the connection
+// while it is open (conn.sent): those not asked yet are still answered
+// after it closes, and after another connection takes its local address
+// (a query whose server address a DNAT rewrote finds its connection by
+// that address alone).
+func TestLinkAnswerAfterClose(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		gone func(h *harness, cli events.ConnID)
+	}{
+		{"closed", func(h *harness, cli events.ConnID) { h.c.Close(events.Close{Conn: cli, Time: at(200)}) }},
+		{"displaced", func(h *harness, _ events.ConnID) { h.bind(cid(2, 2), 5, 200, "10.1.0.2:41000", "10.1.0.4:80") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Linker = &stuckLinker{}
+			h := newHarness(t, cfg)
+			cli := cid(2, 1)
+			h.bind(cli, 4, 10, "10.1.0.2:41000", "10.1.0.3:80")
+			const n, early = 40, 5 // more than a connection's Sent holds
+			for i := range n {
+				h.write(cli, 22, 20+2*i, fmt.Sprintf("GET /c/%d HTTP/1.1\r\n\r\n", i))
+				h.read(cli, 22, 21+2*i, okResponse)
+			}
+			spans := h.wantSpans(n)
+			// As the asking agent sees the connection: its server
+			// address rewritten (a ClusterIP's DNAT).
+			q := func(i int) linking.Query {
+				return linking.Query{Local: netip.MustParseAddrPort("10.1.0.2:41000"), Remote: netip.MustParseAddrPort("10.9.8.7:80"), Seq: uint64(i + 1)}
+			}
+			qs := make([]linking.Query, 0, n)
+			for i := range early {
+				qs = append(qs, q(i))
+			}
+			out := make([]linking.Answer, n)
+			h.c.answerAt(qs, out, at(150), at(150))
+			tc.gone(h, cli)
+			qs = qs[:0]
+			for i := early; i < n; i++ {
+				qs = append(qs, q(i))
+			}
+			h.c.answerAt(qs, out[early:], at(300), at(300))
+			for i, a := range out {
+				if !a.Found || a.SpanID != spans[i].SpanID || a.TraceID != spans[i].TraceID {
+					t.Errorf("request %d: answered %+v, want its span %v", i+1, a, spans[i].SpanID)
+				}
+			}
+		})
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/internal/ktime"
 	"github.com/periscope-apm/periscope/linking"
 )
 
@@ -41,11 +42,26 @@ import (
 //	B-ns/span  B's extra CPU: looking up, holding and settling the span
 //	batch      queries per lookup call
 //
+// With PERISCOPE_LINK_BENCH_PEER_CONNS=N (N > 1), a chunk's requests go in
+// turn over N keep-alive connections, as wrk's in MODE=linking, and A
+// builds them at linkRate while B reads them, 10 ms behind: a lookup
+// comes ~20 requests after its request on its connection, as in the
+// agents under wrk's load, where by default it comes thousands of
+// requests later (B reads a chunk after A built all of it). A-ns/span is
+// then A's CPU over the whole chunk (building and answering), and
+// A-remember-ns/span is not reported.
+//
 // Run it alone (GOMAXPROCS=2, both processes share the machine's CPUs):
 //
 //	go test -run '^$' -bench BenchmarkLinkSides -benchtime 200000x ./correlator
 func BenchmarkLinkSides(b *testing.B) {
 	peer := startLinkPeer(b)
+	conns := 1
+	if v := os.Getenv(linkPeerEnv + "_CONNS"); v != "" {
+		if _, err := fmt.Sscan(v, &conns); err != nil || conns < 1 {
+			b.Fatalf("%s_CONNS=%q", linkPeerEnv, v)
+		}
+	}
 	// With PERISCOPE_LINK_BENCH_PHASES set, each serving phase's wall
 	// times go to stderr (to split a system profile, perf record -k
 	// realtime, between the linked and unlinked phases).
@@ -61,13 +77,24 @@ func BenchmarkLinkSides(b *testing.B) {
 			order = []bool{true, false}
 		}
 		for _, linked := range order {
-			port++
-			fedA := peer.feed(b, n, linked, port)
-			a0, b0 := peer.cpu(b), cpuTime()
-			nb := peer.served(b)
+			port += uint16(conns)
+			var fedA time.Duration
+			a0, nb := peer.cpu(b), peer.served(b)
+			if conns == 1 {
+				fedA = peer.feed(b, n, linked, port)
+				a0 = peer.cpu(b)
+			} else {
+				peer.startFeed(b, n, linked, port, conns)
+				time.Sleep(10 * time.Millisecond)
+			}
+			b0 := cpuTime()
 			t0 := time.Now()
-			peer.node(linked).serve(b, n, port)
-			b1, a1 := cpuTime(), peer.cpu(b)
+			peer.node(linked).serve(b, n, port, conns)
+			b1 := cpuTime()
+			if conns > 1 {
+				peer.fed(b)
+			}
+			a1 := peer.cpu(b)
 			if phases {
 				fmt.Fprintf(os.Stderr, "phase %v %d %d\n", linked, t0.UnixNano(), time.Now().UnixNano())
 			}
@@ -85,7 +112,9 @@ func BenchmarkLinkSides(b *testing.B) {
 	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N) }
 	b.ReportMetric(per(cost[1].a)-per(cost[0].a), "A-ns/span")
 	b.ReportMetric(per(cost[1].b)-per(cost[0].b), "B-ns/span")
-	b.ReportMetric(per(cost[1].fed)-per(cost[0].fed), "A-remember-ns/span")
+	if conns == 1 {
+		b.ReportMetric(per(cost[1].fed)-per(cost[0].fed), "A-remember-ns/span")
+	}
 	b.ReportMetric(per(cost[0].a), "A-unlinked-ns/span")
 	b.ReportMetric(per(cost[0].b), "B-unlinked-ns/span")
 	if batches > 0 {
@@ -145,6 +174,22 @@ func (p *linkPeer) num(tb testing.TB, cmd string) float64 {
 // for lookups when linked, and returns the CPU that took.
 func (p *linkPeer) feed(tb testing.TB, n int, linked bool, port uint16) time.Duration {
 	return time.Duration(p.num(tb, fmt.Sprintf("feed %d %v %d", n, linked, port)))
+}
+
+// startFeed has A build n client spans over conns connections from port
+// on, in turn, linkRate a millisecond; fed waits for the end.
+func (p *linkPeer) startFeed(tb testing.TB, n int, linked bool, port uint16, conns int) {
+	tb.Helper()
+	if _, err := fmt.Fprintf(p.in, "feed %d %v %d %d\n", n, linked, port, conns); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func (p *linkPeer) fed(tb testing.TB) {
+	tb.Helper()
+	if !p.out.Scan() {
+		tb.Fatalf("link peer: no end of feed: %v", p.out.Err())
+	}
 }
 
 func (p *linkPeer) cpu(tb testing.TB) int64 { return int64(p.num(tb, "cpu")) }
@@ -224,24 +269,29 @@ func newLinkServerNode(b *testing.B, peer string) *linkServerNode {
 	return n
 }
 
-// serve reads n requests from A's port and answers them, linkRate a
-// millisecond, and waits for their spans.
-func (n *linkServerNode) serve(b *testing.B, count int, port uint16) {
+// serve reads n requests from A's conns connections (ports from port on,
+// in turn) and answers them, linkRate a millisecond, and waits for their
+// spans.
+func (n *linkServerNode) serve(b *testing.B, count int, port uint16, conns int) {
 	before := n.exp.count()
 	linked0 := metricOf2(n.reg, "linked")
-	id := cid(2, uint64(port))
-	n.c.Bind(events.Bind{Conn: id, FD: 3, Time: time.Now(), Plaintext: true, StreamStart: true,
-		Tuple: tuple("10.1.0.2:80", fmt.Sprintf("10.1.0.1:%d", port))})
-	srv := endpoint{n: &node{c: n.c}, id: id, tid: 20}
+	srv := make([]endpoint, conns)
+	seq := make([]uint32, conns)
+	for k := range srv {
+		id := cid(2, uint64(port)+uint64(k))
+		n.c.Bind(events.Bind{Conn: id, FD: 3 + int32(k), Time: time.Now(), Plaintext: true, StreamStart: true,
+			Tuple: tuple("10.1.0.2:80", fmt.Sprintf("10.1.0.1:%d", int(port)+k))})
+		srv[k] = endpoint{n: &node{c: n.c}, id: id, tid: 20}
+	}
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
-	seq := uint32(0)
 	for i := range count {
 		if i%linkRate == 0 && i > 0 {
 			<-tick.C
 		}
-		seq = srv.dataSeq(events.Read, linkRequest(i), seq)
-		srv.data(events.Write, okResponse)
+		k := i % conns
+		seq[k] = srv[k].dataSeq(events.Read, linkRequest(i/conns), seq[k])
+		srv[k].data(events.Write, okResponse)
 	}
 	n.exp.wait(b, before+count)
 	if n.linked {
@@ -307,6 +357,12 @@ func TestLinkBenchPeer(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var nodes [2]*node
+	// With B reading while A writes (_CONNS), A's writes are a ring's
+	// reads, as in the agent: a lookup of a request A has not read yet
+	// waits for it, rather than being answered at once that A knows no
+	// such request.
+	var rings [2]*ktime.Progress
+	concurrent := os.Getenv(linkPeerEnv+"_CONNS") != "" && os.Getenv(linkPeerEnv+"_CONNS") != "1"
 	for i, linker := range []Linker{nil, remoteLinker{}} {
 		n := &node{exp: &syncRecorder{countOnly: true}, reg: prometheus.NewRegistry()}
 		cfg := DefaultConfig()
@@ -314,6 +370,9 @@ func TestLinkBenchPeer(t *testing.T) {
 		var err error
 		if n.c, err = New(cfg, n.exp, procs{}, nil, n.reg); err != nil {
 			t.Fatal(err)
+		}
+		if concurrent {
+			rings[i] = n.c.Ring()
 		}
 		go n.c.Run(ctx)
 		nodes[i] = n
@@ -336,18 +395,22 @@ func TestLinkBenchPeer(t *testing.T) {
 	for in.Scan() {
 		f := strings.Fields(in.Text())
 		switch {
-		case len(f) == 4 && f[0] == "feed":
+		case (len(f) == 4 || len(f) == 5) && f[0] == "feed":
 			var count int
 			var linked bool
 			var port uint16
+			conns := 1
 			fmt.Sscan(f[1], &count)
 			fmt.Sscan(f[2], &linked)
 			fmt.Sscan(f[3], &port)
-			n := nodes[0]
-			if linked {
-				n = nodes[1]
+			if len(f) == 5 {
+				fmt.Sscan(f[4], &conns)
 			}
-			fmt.Println("fed", feedClient(t, n, count, port))
+			i := 0
+			if linked {
+				i = 1
+			}
+			fmt.Println("fed", feedClient(t, nodes[i], rings[i], count, port, conns))
 		case len(f) == 1 && f[0] == "cpu":
 			fmt.Println("cpu", cpuTime())
 		case len(f) == 1 && f[0] == "served":
@@ -358,19 +421,33 @@ func TestLinkBenchPeer(t *testing.T) {
 	}
 }
 
-// feedClient builds count client spans on a connection from port and
-// returns the CPU that took.
-func feedClient(t *testing.T, n *node, count int, port uint16) int64 {
+// feedClient builds count client spans on a connection from port (or on
+// conns connections from port on, in turn, linkRate a millisecond) and
+// returns the CPU that took. ring, if not nil, is advanced past each
+// request.
+func feedClient(t *testing.T, n *node, ring *ktime.Progress, count int, port uint16, conns int) int64 {
 	before := n.exp.count()
-	id := cid(1, uint64(port))
 	cpu0 := cpuTime()
-	n.c.Bind(events.Bind{Conn: id, FD: 3, Time: time.Now(), Plaintext: true, StreamStart: true,
-		Tuple: tuple(fmt.Sprintf("10.1.0.1:%d", port), "10.1.0.2:80")})
-	cli := endpoint{n: n, id: id, tid: 10}
-	seq := uint32(0)
+	cli := make([]endpoint, conns)
+	seq := make([]uint32, conns)
+	for k := range cli {
+		id := cid(1, uint64(port)+uint64(k))
+		n.c.Bind(events.Bind{Conn: id, FD: 3 + int32(k), Time: time.Now(), Plaintext: true, StreamStart: true,
+			Tuple: tuple(fmt.Sprintf("10.1.0.1:%d", int(port)+k), "10.1.0.2:80")})
+		cli[k] = endpoint{n: n, id: id, tid: 10}
+	}
+	// By the clock, catching up when late: B reads 10 ms behind.
+	start := time.Now()
 	for i := range count {
-		seq = cli.dataSeq(events.Write, linkRequest(i), seq)
-		cli.data(events.Read, okResponse)
+		if conns > 1 && i%linkRate == 0 {
+			time.Sleep(time.Until(start.Add(time.Duration(i/linkRate) * time.Millisecond)))
+		}
+		k := i % conns
+		seq[k] = cli[k].dataSeq(events.Write, linkRequest(i/conns), seq[k])
+		cli[k].data(events.Read, okResponse)
+		if ring != nil {
+			ring.Advance(n.c.clock.Mono(time.Now()))
+		}
 	}
 	n.exp.wait(t, before+count)
 	return cpuTime() - cpu0
@@ -381,7 +458,10 @@ func feedClient(t *testing.T, n *node, count int, port uint16) int64 {
 // each span, paid whether or not a lookup comes) and per query (finding
 // it), as the correlator calls them: requests of 90 bytes on 50
 // keep-alive connections in turn, each with its ordinal and TCP key,
-// asked for by both 2,048 requests later. In the agent the table is cold: between two
+// asked for by both 2,048 requests later (41 on each connection: more
+// than a connection's linking.Sent holds, so its requests go to the
+// table, and the lookups find them there: answer is given no connection).
+// In the agent the table is cold: between two
 // spans the agent's other work (rings, parsing, export) and the node's
 // other processes evict it from the caches and the TLB. cold/ touches
 // 16 KiB of a 64 MiB buffer between spans, and reports the table's part
@@ -409,7 +489,10 @@ func benchRemember(b *testing.B, pollute int) {
 	const conns, lag = 50, 2048
 	xs := make([]*exchange, conns) // one a connection, its keys set per request
 	for i := range xs {
-		xs[i] = &exchange{conn: &conn{c: c, role: roleClient, tuple: tuple(fmt.Sprintf("10.1.0.1:%d", 40000+i), "10.1.0.2:80")}}
+		cn := &conn{c: c, role: roleClient, tuple: tuple(fmt.Sprintf("10.1.0.1:%d", 40000+i), "10.1.0.2:80")}
+		c.byTuple[cn.tuple] = cn
+		c.indexLocal(cn) // as Bind does
+		xs[i] = &exchange{conn: cn}
 	}
 	// A connection's TCP keys: its initial sequence number (at random),
 	// then 90 bytes a request.
@@ -459,6 +542,101 @@ func benchRemember(b *testing.B, pollute int) {
 	cpu1 := cpuTime()
 	for range b.N {
 		touch()
+		touch()
+	}
+	b.ReportMetric(float64(total-(cpuTime()-cpu1))/float64(b.N), "table-cpu-ns/span")
+}
+
+// BenchmarkLinkAnswering is the answering agent's whole path for a linked
+// client span, as the correlator runs it: the span remembered when it
+// ends (rememberClient), on one of 50 open keep-alive connections to
+// another node (indexed as Bind indexes them), and every 1,024 spans one
+// batch of lookups of the 1,024 requests before them (Answer), in the
+// order the asking agent sends them (as it read them), each with its
+// ordinal and TCP key. cold/ and hot/ as in BenchmarkLinkRemember:
+// table-cpu-ns/span is the path's CPU less the cache pollution's alone,
+// cpu-ns/span the path's CPU without pollution.
+func BenchmarkLinkAnswering(b *testing.B) {
+	for _, pollute := range []int{0, 16 << 10} {
+		name := "hot"
+		if pollute > 0 {
+			name = "cold"
+		}
+		b.Run(name, func(b *testing.B) { benchAnswering(b, pollute) })
+	}
+}
+
+func benchAnswering(b *testing.B, pollute int) {
+	cfg := DefaultConfig()
+	cfg.Linker = remoteLinker{}
+	c, err := New(cfg, &syncRecorder{countOnly: true}, procs{}, nil, prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	const conns = 50
+	xs := make([]*exchange, conns) // one a connection, its keys set per request
+	for i := range xs {
+		cn := &conn{c: c, role: roleClient, tuple: tuple(fmt.Sprintf("10.1.0.1:%d", 40000+i), "10.1.0.2:80")}
+		c.byTuple[cn.tuple] = cn
+		c.indexLocal(cn)
+		xs[i] = &exchange{conn: cn}
+	}
+	key := func(i int) (uint64, uint64) {
+		n := uint32(i / conns)
+		return uint64(n + 1), uint64(uint32(i%conns)*2654435761+n*90) | linking.TCPSeqFlag
+	}
+	ans := linking.Answer{Found: true, TraceID: [16]byte{1}, SpanID: [8]byte{1}}
+	buf := make([]byte, 64<<20)
+	for i := range buf {
+		buf[i] = 1
+	}
+	off := 0
+	touch := func() {
+		for j := 0; j < pollute; j += 64 {
+			buf[(off+j)&(len(buf)-1)]++
+		}
+		off += pollute
+	}
+	qs := make([]linking.Query, 0, linking.MaxBatch)
+	out := make([]linking.Answer, linking.MaxBatch)
+	found := 0
+	ask := func(from, to int, now time.Time) {
+		qs = qs[:0]
+		for i := from; i < to; i++ {
+			x := xs[i%conns]
+			seq, tcp := key(i)
+			qs = append(qs, linking.Query{Local: x.conn.tuple.Local, Remote: x.conn.tuple.Remote, Seq: seq, TCPSeq: tcp})
+		}
+		c.answerAt(qs, out[:len(qs)], now, now)
+		for _, a := range out[:len(qs)] {
+			if a.Found {
+				found++
+			}
+		}
+	}
+	now := time.Now()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for i := range b.N {
+		x := xs[i%conns]
+		x.seq, x.tcpSeq = key(i)
+		c.rememberClient(x, ans, now)
+		touch()
+		if (i+1)%linking.MaxBatch == 0 {
+			ask(i+1-linking.MaxBatch, i+1, now)
+		}
+	}
+	total := cpuTime() - cpu0
+	b.StopTimer()
+	if asked := b.N / linking.MaxBatch * linking.MaxBatch; found < asked*99/100 {
+		b.Fatalf("%d of %d found", found, asked)
+	}
+	if pollute == 0 {
+		b.ReportMetric(float64(total)/float64(b.N), "cpu-ns/span")
+		return
+	}
+	cpu1 := cpuTime()
+	for range b.N {
 		touch()
 	}
 	b.ReportMetric(float64(total-(cpuTime()-cpu1))/float64(b.N), "table-cpu-ns/span")

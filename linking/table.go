@@ -44,6 +44,13 @@ type Recent struct {
 	// index are the buckets, mask its length - 1.
 	index []recentBucket
 	mask  uint64
+	// free are Sents of closed connections, for NewSent; sents counts
+	// those open.
+	free  []*Sent
+	sents int
+	// bypass is the Sent of every connection whose own was bypassed
+	// (AddTo): it holds nothing.
+	bypass Sent
 }
 
 // recentWays is the number of slots in a bucket (one cache line).
@@ -146,39 +153,16 @@ func tcpKey(q Query) (uint32, bool) {
 // q.Seq (an ordinal, a stream, or a TCP key) and q.TCPSeq, each when not
 // 0. A request added again with the same keys replaces its entry.
 func (r *Recent) Add(q Query, a Answer, now time.Time) {
-	addr, port := q.Local.Addr().As16(), q.Local.Port()
+	if e, ok := newEntry(q, a, now); ok {
+		r.put(&e)
+	}
+}
+
+// newEntry returns the entry of q's span, if q has a key.
+func newEntry(q Query, a Answer, now time.Time) (recentEntry, bool) {
 	tcp, hasTCP := tcpKey(q)
 	if q.Seq == 0 && !hasTCP {
-		return
-	}
-	h := r.connHash(&addr, port)
-	first := q.Seq
-	if first == 0 {
-		first = q.TCPSeq
-	}
-	b, fp := r.bucket(h, first)
-	var e *recentEntry
-	for i := range recentWays {
-		if b.fp[i] == fp && r.live(b.pos[i]) {
-			old := r.entry(b.pos[i])
-			if old.has(&addr, port, first) && old.seq == q.Seq && (old.flags&entryTCP != 0) == hasTCP && old.tcp == tcp {
-				e = old // the same request again: replaced in place
-				break
-			}
-		}
-	}
-	if e == nil {
-		pos := r.next
-		r.next++
-		if r.next == 0 {
-			r.next = 1
-		}
-		e = r.entry(pos)
-		r.insert(b, fp, pos)
-		if q.Seq != 0 && hasTCP {
-			tb, tfp := r.bucket(h, q.TCPSeq)
-			r.insert(tb, tfp, pos)
-		}
+		return recentEntry{}, false
 	}
 	flags := uint8(0)
 	if a.Found {
@@ -187,7 +171,49 @@ func (r *Recent) Add(q Query, a Answer, now time.Time) {
 	if hasTCP {
 		flags |= entryTCP
 	}
-	*e = recentEntry{addr: addr, seq: q.Seq, at: now.UnixNano(), trace: a.TraceID, span: a.SpanID, tcp: tcp, port: port, flags: flags}
+	return recentEntry{addr: q.Local.Addr().As16(), seq: q.Seq, at: now.UnixNano(), trace: a.TraceID, span: a.SpanID,
+		tcp: tcp, port: q.Local.Port(), flags: flags}, true
+}
+
+// first returns the key e is indexed by first: its ordinal or stream,
+// else its TCP key.
+func (e *recentEntry) first() uint64 {
+	if e.seq != 0 {
+		return e.seq
+	}
+	return TCPSeqFlag | uint64(e.tcp)
+}
+
+// same tells whether e and o are one request (its connection and keys).
+func (e *recentEntry) same(o *recentEntry) bool {
+	return e.addr == o.addr && e.port == o.port && e.seq == o.seq && e.flags&entryTCP == o.flags&entryTCP && e.tcp == o.tcp
+}
+
+// put adds a copy of e to the log and the index, in place of its
+// request's entry if that is there already.
+func (r *Recent) put(e *recentEntry) {
+	h := r.connHash(&e.addr, e.port)
+	first := e.first()
+	b, fp := r.bucket(h, first)
+	for i := range recentWays {
+		if b.fp[i] == fp && r.live(b.pos[i]) {
+			if old := r.entry(b.pos[i]); old.same(e) {
+				*old = *e // the same request again: replaced in place
+				return
+			}
+		}
+	}
+	pos := r.next
+	r.next++
+	if r.next == 0 {
+		r.next = 1
+	}
+	*r.entry(pos) = *e
+	r.insert(b, fp, pos)
+	if e.seq != 0 && e.flags&entryTCP != 0 {
+		tb, tfp := r.bucket(h, TCPSeqFlag|uint64(e.tcp))
+		r.insert(tb, tfp, pos)
+	}
 }
 
 // insert puts pos in b, in place of an empty or dead slot, else of the
@@ -216,8 +242,7 @@ func (r *Recent) Get(q Query, now time.Time) (Answer, bool) {
 			continue
 		}
 		if e := r.find(h, &addr, port, key, now.UnixNano()); e != nil {
-			a := Answer{Found: e.flags&entryFound != 0, TraceID: e.trace, SpanID: e.span}
-			return a, true
+			return e.answer(), true
 		}
 	}
 	return Answer{}, false
