@@ -219,12 +219,20 @@ type exchange struct {
 	// Cross-node linking (link.go): seq names the request on its
 	// connection; asked says it was looked up, linkWait that the answer
 	// is awaited, and dependents are the spans held until it comes.
-	seq        uint64
-	tcpSeq     uint64 // its key by TCP sequence, | linking.TCPSeqFlag, or 0 (link.go)
-	asked      bool
-	noKey      bool // no key: the connection was open before it was seen (link.go)
-	linkWait   bool
-	dependents []heldExchange
+	seq      uint64
+	tcpSeq   uint64 // its key by TCP sequence, | linking.TCPSeqFlag, or 0 (link.go)
+	asked    bool
+	noKey    bool // no key: the connection was open before it was seen (link.go)
+	linkWait bool
+	// linkQueued: it is in the correlator's queue of lookups (linkQueue);
+	// linkDelivered: the linker has handed it back (LinkDone) and holds
+	// it no more; exported: its span has left (export) and no connection
+	// keeps it. An asked exchange is reused only with all three settled
+	// (reuse, unqueue).
+	linkQueued    bool
+	linkDelivered bool
+	exported      bool
+	dependents    []heldExchange
 	// selfHeld: the exchange's own span waits (with its end and reason).
 	selfHeld   bool
 	heldEnd    time.Time
@@ -258,9 +266,11 @@ func (c *Correlator) newExchange() *exchange {
 // or dependent), no table or list holds it (requests seen whole, a
 // thread in flight, a lookup asked, a connection's recent client
 // exchanges) and it is done. A request's exchange was the agent's one
-// allocation per span on that path.
+// allocation per span on that path. A request looked up on another node
+// is reused once the linker has handed it back and the queue of lookups
+// has let go of it (unqueue calls reuse again then).
 func (c *Correlator) reuse(x *exchange) {
-	if !x.done || x.whole != (wholeKey{}) || x.adopted || x.peer != nil || x.asked || x.linkWait || x.selfHeld ||
+	if !x.done || x.whole != (wholeKey{}) || x.adopted || x.peer != nil || x.asked && (!x.linkDelivered || x.linkQueued) || x.linkWait || x.selfHeld ||
 		x.onThread || len(x.waiting) > 0 || len(x.dependents) > 0 || len(c.freeX) >= maxFreeExchanges {
 		return
 	}

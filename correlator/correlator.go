@@ -1275,6 +1275,7 @@ func (c *Correlator) export(x *exchange, end time.Time, reason string) {
 	c.recycle(x)
 	c.exportWaiting(x)
 	if !kept {
+		x.exported = true
 		c.reuse(x)
 	}
 }

@@ -134,7 +134,7 @@ func (c *Correlator) startLink(x *exchange, seen time.Time) {
 		c.m.countLink(r)
 		return
 	}
-	x.linkWait = true
+	x.linkWait, x.linkQueued = true, true
 	c.nLinkWaiting++
 	c.linkQueue = append(c.linkQueue, linkWaiter{x: x, deadline: deadline})
 }
@@ -165,6 +165,7 @@ type linkWaiter struct {
 // compacts it when its dead head is most of it.
 func (c *Correlator) popSettled() {
 	for c.linkHead < len(c.linkQueue) && !c.linkQueue[c.linkHead].x.linkWait {
+		c.unqueue(c.linkQueue[c.linkHead].x)
 		c.linkQueue[c.linkHead] = linkWaiter{}
 		c.linkHead++
 	}
@@ -172,6 +173,15 @@ func (c *Correlator) popSettled() {
 		n := copy(c.linkQueue, c.linkQueue[c.linkHead:])
 		clear(c.linkQueue[n:])
 		c.linkQueue, c.linkHead = c.linkQueue[:n], 0
+	}
+}
+
+// unqueue records that the queue of lookups no longer holds x, and
+// reuses x if nothing else does (reuse).
+func (c *Correlator) unqueue(x *exchange) {
+	x.linkQueued = false
+	if x.exported {
+		c.reuse(x)
 	}
 }
 
@@ -189,6 +199,7 @@ func (x *exchange) LinkDone(a linking.Answer, r linking.Result) {
 	c := x.conn.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	x.linkDelivered = true
 	if !x.linkWait {
 		return // given up already (counted as a timeout)
 	}
@@ -205,7 +216,9 @@ func (c *Correlator) LinkDoneAll(ds []linking.Done) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, d := range ds {
-		if x := d.W.(*exchange); x.linkWait {
+		x := d.W.(*exchange)
+		x.linkDelivered = true
+		if x.linkWait {
 			c.settle(x, d.A, d.R)
 		}
 	}
@@ -240,8 +253,12 @@ func (c *Correlator) expireLinks(now time.Time) {
 			break
 		}
 		c.linkQueue[c.linkHead] = linkWaiter{}
+		w.x.linkQueued = false
 		if w.x.linkWait {
 			c.settle(w.x, linking.Answer{}, linking.Timeout)
+		}
+		if w.x.exported {
+			c.reuse(w.x)
 		}
 	}
 	c.popSettled()
@@ -250,6 +267,7 @@ func (c *Correlator) expireLinks(now time.Time) {
 // flushLinks gives up every lookup (at shutdown).
 func (c *Correlator) flushLinks() {
 	for _, w := range c.linkQueue[c.linkHead:] {
+		w.x.linkQueued = false
 		if w.x.linkWait {
 			c.settle(w.x, linking.Answer{}, linking.Timeout)
 		}

@@ -1,12 +1,15 @@
 package correlator
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/linking"
 )
 
 // An exported exchange is reused for later requests (reuse), but not while
@@ -195,5 +198,106 @@ func TestManyThreads(t *testing.T) {
 	}
 	if children != n {
 		t.Errorf("%d backend calls, want %d", children, n)
+	}
+}
+
+// heldLinker keeps every lookup pending until the test answers it.
+type heldLinker struct {
+	qs []linking.Query
+	ws []linking.Waiter
+}
+
+func (l *heldLinker) Remote(a netip.Addr) bool { return a == netip.MustParseAddr("10.1.0.1") }
+func (l *heldLinker) Lookup(q linking.Query, _ time.Time, w linking.Waiter) linking.Result {
+	l.qs, l.ws = append(l.qs, q), append(l.ws, w)
+	return linking.Pending
+}
+
+// answer hands back every pending lookup: request k's client span is
+// span ID k+1 in trace k+1.
+func (l *heldLinker) answer(c *Correlator) {
+	ds := make([]linking.Done, len(l.ws))
+	for i, w := range l.ws {
+		var a linking.Answer
+		a.Found = true
+		binary.BigEndian.PutUint64(a.TraceID[8:], l.qs[i].Seq+1)
+		binary.BigEndian.PutUint64(a.SpanID[:], l.qs[i].Seq+1)
+		ds[i] = linking.Done{W: w, A: a, R: linking.Linked}
+	}
+	l.qs, l.ws = l.qs[:0], l.ws[:0]
+	c.LinkDoneAll(ds)
+}
+
+// A server request looked up on another node is reused once the linker
+// has handed it back and the queue of lookups has let go of it (it was
+// allocated for every request while linking was on), and each request's
+// span still gets its own answer: the answers of a batch come after
+// later requests have begun, on the exchanges the earlier ones let go of.
+func TestLinkedRequestReused(t *testing.T) {
+	l := &heldLinker{}
+	cfg := DefaultConfig()
+	cfg.Linker, cfg.LinkWait = l, time.Hour
+	cfg.Now = func() time.Time { return t0 }
+	h := newHarness(t, cfg)
+	id := cid(2, 1)
+	h.bind(id, 3, 0, "10.1.0.2:80", "10.1.0.1:40000")
+	const rounds, batch = 40, 5
+	for r := range rounds {
+		for i := range batch {
+			ms := 10 * (r*batch + i)
+			h.read(id, 7, ms+1, fmt.Sprintf("GET /r%d HTTP/1.1\r\n\r\n", r*batch+i))
+			h.write(id, 7, ms+2, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		}
+		l.answer(h.c)
+	}
+	spans := h.wantSpans(rounds * batch)
+	for _, s := range spans {
+		var k uint64
+		if _, err := fmt.Sscanf(s.Name, "GET /r%d", &k); err != nil {
+			t.Fatalf("span %q: %v", s.Name, err)
+		}
+		k++ // requests are counted from 1 on the connection
+		if got := binary.BigEndian.Uint64(s.ParentSpanID[:]); got != k+1 || !s.RemoteParent {
+			t.Errorf("%s: parent %v (remote %v), want span %d", s.Name, s.ParentSpanID, s.RemoteParent, k+1)
+		}
+		if got := binary.BigEndian.Uint64(s.TraceID[8:]); got != k+1 {
+			t.Errorf("%s: trace %v, want %d", s.Name, s.TraceID, k+1)
+		}
+	}
+	// The first batch's exchanges, handed back, serve the later ones.
+	if n := len(h.c.freeX); n == 0 || n > batch {
+		t.Errorf("%d exchanges free after %d answered batches of %d, want 1..%d", n, rounds, batch, batch)
+	}
+}
+
+// A request whose lookup timed out is not reused while the linker may
+// still hand it back: a late answer must not become the parent of a later
+// request that took its exchange.
+func TestLateAnswerNotOnReused(t *testing.T) {
+	l := &heldLinker{}
+	now := t0
+	cfg := DefaultConfig()
+	cfg.Linker, cfg.LinkWait = l, 50*time.Millisecond
+	cfg.Now = func() time.Time { return now }
+	h := newHarness(t, cfg)
+	id := cid(2, 1)
+	h.bind(id, 3, 0, "10.1.0.2:80", "10.1.0.1:40000")
+	ok := "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+	h.read(id, 7, 1, "GET /late HTTP/1.1\r\n\r\n")
+	h.write(id, 7, 2, ok)
+	now = at(1000)
+	h.c.ExpireLinks(now) // /late goes out unlinked
+	late := &heldLinker{qs: l.qs, ws: l.ws}
+	l.qs, l.ws = nil, nil
+	h.read(id, 7, 1001, "GET /next HTTP/1.1\r\n\r\n")
+	h.write(id, 7, 1002, ok)
+	late.answer(h.c) // /late's answer, after its wait
+	l.answer(h.c)
+	spans := h.wantSpans(2)
+	if s := spans[0]; s.Name != "GET /late" || s.ParentSpanID.IsValid() {
+		t.Errorf("%s: parent %v, want none (timed out)", s.Name, s.ParentSpanID)
+	}
+	if s := spans[1]; s.Name != "GET /next" || binary.BigEndian.Uint64(s.ParentSpanID[:]) != 3 {
+		t.Errorf("%s: parent %v, want span 3 (its own answer)", s.Name, s.ParentSpanID)
 	}
 }
