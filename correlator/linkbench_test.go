@@ -469,13 +469,17 @@ func feedClient(t *testing.T, n *node, ring *ktime.Progress, count int, port uin
 // pollution's without the table, in the same run); hot/ none
 // (cpu-ns/span). CPU time (getrusage), not wall time: on a shared
 // machine the wall time holds other processes' turns.
-func BenchmarkLinkRemember(b *testing.B) {
+func BenchmarkLinkRemember(b *testing.B) { hotAndCold(b, benchRemember) }
+
+// hotAndCold runs bench as hot/ (no cache pollution between spans) and
+// cold/ (16 KiB touched between spans).
+func hotAndCold(b *testing.B, bench func(b *testing.B, pollute int)) {
 	for _, pollute := range []int{0, 16 << 10} {
 		name := "hot"
 		if pollute > 0 {
 			name = "cold"
 		}
-		b.Run(name, func(b *testing.B) { benchRemember(b, pollute) })
+		b.Run(name, func(b *testing.B) { bench(b, pollute) })
 	}
 }
 
@@ -556,15 +560,7 @@ func benchRemember(b *testing.B, pollute int) {
 // ordinal and TCP key. cold/ and hot/ as in BenchmarkLinkRemember:
 // table-cpu-ns/span is the path's CPU less the cache pollution's alone,
 // cpu-ns/span the path's CPU without pollution.
-func BenchmarkLinkAnswering(b *testing.B) {
-	for _, pollute := range []int{0, 16 << 10} {
-		name := "hot"
-		if pollute > 0 {
-			name = "cold"
-		}
-		b.Run(name, func(b *testing.B) { benchAnswering(b, pollute) })
-	}
-}
+func BenchmarkLinkAnswering(b *testing.B) { hotAndCold(b, benchAnswering) }
 
 func benchAnswering(b *testing.B, pollute int) {
 	cfg := DefaultConfig()

@@ -32,19 +32,7 @@ func TestRequestCodec(t *testing.T) {
 			enc.add(b, randSpan(rng, procs[rng.IntN(len(procs))]))
 		}
 		b.seal()
-		req := &coltracepb.ExportTraceServiceRequest{ResourceSpans: b.rss}
-		want, err := proto.Marshal(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := c.Marshal(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := data.Materialize()
-		if !bytes.Equal(got, want) {
-			t.Fatalf("request %d (%d spans): codec wrote %d bytes unlike proto.Marshal's %d", i, n, len(got), len(want))
-		}
+		data, want := marshalBoth(t, c, b, i, n)
 		if len(data) == 1 && len(want) > 0 {
 			first := &data[0].ReadOnlyData()[0]
 			if i > 0 && i != 4 && first != last { // request 4 outgrows the kept buffer
@@ -64,6 +52,25 @@ func TestRequestCodec(t *testing.T) {
 	if _, err := c.Marshal("not a message"); err == nil {
 		t.Fatal("marshalled a string")
 	}
+}
+
+// marshalBoth marshals request i, batch b of n spans, with the codec and
+// with proto.Marshal, and fails unless the bytes are the same.
+func marshalBoth(t *testing.T, c *requestCodec, b *batch, i, n int) (mem.BufferSlice, []byte) {
+	t.Helper()
+	req := &coltracepb.ExportTraceServiceRequest{ResourceSpans: b.rss}
+	want, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := c.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := data.Materialize(); !bytes.Equal(got, want) {
+		t.Fatalf("request %d (%d spans): codec wrote %d bytes unlike proto.Marshal's %d", i, n, len(got), len(want))
+	}
+	return data, want
 }
 
 // TestKeptBuffers: the pool keeps at most maxKeptBuffers buffers of at
@@ -117,18 +124,7 @@ func FuzzRequestCodec(f *testing.F) {
 				enc.add(b, s)
 			}
 			b.seal()
-			req := &coltracepb.ExportTraceServiceRequest{ResourceSpans: b.rss}
-			want, err := proto.Marshal(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data, err := c.Marshal(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := data.Materialize(); !bytes.Equal(got, want) {
-				t.Fatalf("request %d (%d spans): codec wrote %d bytes unlike proto.Marshal's %d", i, n, len(got), len(want))
-			}
+			data, _ := marshalBoth(t, c, b, i, int(n))
 			data.Free()
 			b.reset()
 		}
