@@ -529,5 +529,12 @@ func (d *decoder) end(id uint32, t time.Time, reason string) {
 			break
 		}
 	}
+	// A frame's time is its first byte's, in its own direction's
+	// calls: a response frame begun in a call captured before the
+	// request's (the two directions' records are not ordered with each
+	// other) would end the exchange before it began.
+	if s := px.Start(); t.Before(s) {
+		t = s
+	}
 	d.h.End(px, t, reason)
 }
