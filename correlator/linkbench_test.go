@@ -471,6 +471,38 @@ func feedClient(t *testing.T, n *node, ring *ktime.Progress, count int, port uin
 // machine the wall time holds other processes' turns.
 func BenchmarkLinkRemember(b *testing.B) { hotAndCold(b, benchRemember) }
 
+// polluter returns a function that touches the next pollute bytes of a
+// 64 MiB buffer, a cache line at a time: what the agent's other work does
+// to the caches between two spans.
+func polluter(pollute int) func() {
+	buf := make([]byte, 64<<20)
+	for i := range buf {
+		buf[i] = 1
+	}
+	off := 0
+	return func() {
+		for j := 0; j < pollute; j += 64 {
+			buf[(off+j)&(len(buf)-1)]++
+		}
+		off += pollute
+	}
+}
+
+// reportSpanCPU reports total, the CPU of b.N spans: as cpu-ns/span
+// without pollution, else as table-cpu-ns/span, less the CPU of the
+// touches the spans made (touches a span).
+func reportSpanCPU(b *testing.B, total int64, pollute, touches int, touch func()) {
+	if pollute == 0 {
+		b.ReportMetric(float64(total)/float64(b.N), "cpu-ns/span")
+		return
+	}
+	cpu1 := cpuTime()
+	for range b.N * touches {
+		touch()
+	}
+	b.ReportMetric(float64(total-(cpuTime()-cpu1))/float64(b.N), "table-cpu-ns/span")
+}
+
 // hotAndCold runs bench as hot/ (no cache pollution between spans) and
 // cold/ (16 KiB touched between spans).
 func hotAndCold(b *testing.B, bench func(b *testing.B, pollute int)) {
@@ -506,17 +538,7 @@ func benchRemember(b *testing.B, pollute int) {
 		return x
 	}
 	ans := linking.Answer{Found: true, TraceID: [16]byte{1}, SpanID: [8]byte{1}}
-	buf := make([]byte, 64<<20)
-	for i := range buf {
-		buf[i] = 1
-	}
-	off := 0
-	touch := func() {
-		for j := 0; j < pollute; j += 64 {
-			buf[(off+j)&(len(buf)-1)]++
-		}
-		off += pollute
-	}
+	touch := polluter(pollute)
 	now := time.Now()
 	for i := range lag {
 		c.rememberClient(x(i), ans, now)
@@ -539,16 +561,7 @@ func benchRemember(b *testing.B, pollute int) {
 	if found < b.N*99/100 {
 		b.Fatalf("%d of %d found", found, b.N)
 	}
-	if pollute == 0 {
-		b.ReportMetric(float64(total)/float64(b.N), "cpu-ns/span")
-		return
-	}
-	cpu1 := cpuTime()
-	for range b.N {
-		touch()
-		touch()
-	}
-	b.ReportMetric(float64(total-(cpuTime()-cpu1))/float64(b.N), "table-cpu-ns/span")
+	reportSpanCPU(b, total, pollute, 2, touch)
 }
 
 // BenchmarkLinkAnswering is the answering agent's whole path for a linked
@@ -582,17 +595,7 @@ func benchAnswering(b *testing.B, pollute int) {
 		return uint64(n + 1), uint64(uint32(i%conns)*2654435761+n*90) | linking.TCPSeqFlag
 	}
 	ans := linking.Answer{Found: true, TraceID: [16]byte{1}, SpanID: [8]byte{1}}
-	buf := make([]byte, 64<<20)
-	for i := range buf {
-		buf[i] = 1
-	}
-	off := 0
-	touch := func() {
-		for j := 0; j < pollute; j += 64 {
-			buf[(off+j)&(len(buf)-1)]++
-		}
-		off += pollute
-	}
+	touch := polluter(pollute)
 	qs := make([]linking.Query, 0, linking.MaxBatch)
 	out := make([]linking.Answer, linking.MaxBatch)
 	found := 0
@@ -627,13 +630,5 @@ func benchAnswering(b *testing.B, pollute int) {
 	if asked := b.N / linking.MaxBatch * linking.MaxBatch; found < asked*99/100 {
 		b.Fatalf("%d of %d found", found, asked)
 	}
-	if pollute == 0 {
-		b.ReportMetric(float64(total)/float64(b.N), "cpu-ns/span")
-		return
-	}
-	cpu1 := cpuTime()
-	for range b.N {
-		touch()
-	}
-	b.ReportMetric(float64(total-(cpuTime()-cpu1))/float64(b.N), "table-cpu-ns/span")
+	reportSpanCPU(b, total, pollute, 1, touch)
 }
