@@ -496,11 +496,7 @@ func (c *Correlator) Bind(b events.Bind) {
 			delete(c.byTuple, cn.tuple)
 		}
 		c.unindexLocal(cn)
-		cn.tuple = b.Tuple
-		cn.peerAddr = b.Tuple.Remote.Addr().Unmap().String()
-		c.byTuple[b.Tuple] = cn
-		c.tuples++
-		c.indexLocal(cn)
+		c.setTuple(cn, b.Tuple)
 	}
 	// Addresses that arrive after the first request may link it now.
 	c.linkByTuple(cn)
@@ -1398,6 +1394,16 @@ func (c *Correlator) linkByTuple(cn *conn) {
 		pair(cn, other)
 		c.releasePeered(other)
 	}
+}
+
+// setTuple gives cn its addresses: byTuple and byLocal find it by them,
+// and mirrors looked up before are looked up again (tuples).
+func (c *Correlator) setTuple(cn *conn, t events.Tuple) {
+	cn.tuple = t
+	cn.peerAddr = t.Remote.Addr().Unmap().String()
+	c.byTuple[t] = cn
+	c.tuples++
+	c.indexLocal(cn)
 }
 
 // mirror returns the connection byTuple holds under the mirror image of

@@ -60,11 +60,7 @@ func (c *Correlator) RequestStart(r events.RequestStart) {
 		}
 		if validTuple(r.Tuple) {
 			c.silenced(cn, r.Tuple)
-			cn.tuple = r.Tuple
-			cn.peerAddr = r.Tuple.Remote.Addr().Unmap().String()
-			c.byTuple[r.Tuple] = cn
-			c.tuples++
-			c.indexLocal(cn)
+			c.setTuple(cn, r.Tuple)
 			if !c.fromStart(r.PID, r.Tuple, r.Time) {
 				cn.setMidStream() // its requests have no ordinal (link.go)
 			}
