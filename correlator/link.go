@@ -253,12 +253,9 @@ func (c *Correlator) expireLinks(now time.Time) {
 			break
 		}
 		c.linkQueue[c.linkHead] = linkWaiter{}
-		w.x.linkQueued = false
+		c.unqueue(w.x)
 		if w.x.linkWait {
 			c.settle(w.x, linking.Answer{}, linking.Timeout)
-		}
-		if w.x.exported {
-			c.reuse(w.x)
 		}
 	}
 	c.popSettled()
@@ -267,7 +264,7 @@ func (c *Correlator) expireLinks(now time.Time) {
 // flushLinks gives up every lookup (at shutdown).
 func (c *Correlator) flushLinks() {
 	for _, w := range c.linkQueue[c.linkHead:] {
-		w.x.linkQueued = false
+		c.unqueue(w.x)
 		if w.x.linkWait {
 			c.settle(w.x, linking.Answer{}, linking.Timeout)
 		}
