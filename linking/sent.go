@@ -169,7 +169,7 @@ func (r *Recent) GetFrom(s *Sent, q Query, now time.Time) (Answer, bool) {
 	at := now.UnixNano()
 	var bySeq *recentEntry
 	if q.Seq != 0 {
-		if e := &s.e[slot(q.Seq)]; e.at != 0 && e.has(&addr, port, q.Seq) && at-e.at <= r.ttl {
+		if e := &s.e[slot(q.Seq)]; r.fresh(e, &addr, port, q.Seq, at) {
 			if !hasTCP || e.flags&entryTCP != 0 && e.tcp == tcp {
 				return s.found(e), true
 			}
@@ -178,7 +178,7 @@ func (r *Recent) GetFrom(s *Sent, q Query, now time.Time) (Answer, bool) {
 	}
 	if hasTCP {
 		for j, t := range s.tcp {
-			if e := &s.e[j]; t == uint16(tcp) && e.at != 0 && e.has(&addr, port, q.TCPSeq) && at-e.at <= r.ttl {
+			if e := &s.e[j]; t == uint16(tcp) && r.fresh(e, &addr, port, q.TCPSeq, at) {
 				return s.found(e), true
 			}
 		}

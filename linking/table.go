@@ -141,6 +141,12 @@ func (e *recentEntry) has(addr *[16]byte, port uint16, key uint64) bool {
 	return e.seq == key || e.flags&entryTCP != 0 && key == TCPSeqFlag|uint64(e.tcp)
 }
 
+// fresh tells whether e holds the request key of the connection
+// addr:port, not older than the TTL at now (unix ns).
+func (r *Recent) fresh(e *recentEntry, addr *[16]byte, port uint16, key uint64, now int64) bool {
+	return e.at != 0 && e.has(addr, port, key) && now-e.at <= r.ttl
+}
+
 // tcpKey returns the TCP key of q as an entry holds it, if it has one.
 func tcpKey(q Query) (uint32, bool) {
 	if q.TCPSeq&TCPSeqFlag == 0 || q.TCPSeq&^(TCPSeqFlag|0xffffffff) != 0 {
@@ -259,7 +265,7 @@ func (r *Recent) find(h uint64, addr *[16]byte, port uint16, key uint64, now int
 		if b.fp[i] != fp || !r.live(pos) || found != nil && r.next-pos >= age {
 			continue
 		}
-		if e := r.entry(pos); e.has(addr, port, key) && now-e.at <= r.ttl {
+		if e := r.entry(pos); r.fresh(e, addr, port, key, now) {
 			found, age = e, r.next-pos
 		}
 	}
