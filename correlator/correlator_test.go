@@ -1014,18 +1014,29 @@ func (h *harness) hasMetric(name string, labels ...string) bool {
 }
 
 func BenchmarkCorrelatorRequest(b *testing.B) {
-	c, err := New(DefaultConfig(), discardExporter{}, procs{}, nil, nil)
+	serve := boundServer(b, procs{})
+	req := []byte("GET /api/v1/users/42 HTTP/1.1\r\nHost: api.example.com\r\nUser-Agent: bench/1.0\r\nAccept: */*\r\n\r\n")
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"id\":42,\"a\"}")
+	b.ReportAllocs()
+	for b.Loop() {
+		serve(req, resp)
+	}
+}
+
+// boundServer makes a correlator, exporting to nowhere, with one server
+// connection bound, and returns a function that has that connection read
+// a request and write its response.
+func boundServer(tb testing.TB, pr ProcessResolver) func(req, resp []byte) {
+	tb.Helper()
+	c, err := New(DefaultConfig(), discardExporter{}, pr, nil, nil)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	id := cid(1, 1)
 	c.Bind(events.Bind{Conn: id, FD: 3, Time: t0, Tuple: events.Tuple{
 		Local: netip.MustParseAddrPort(serverAddr), Remote: netip.MustParseAddrPort(clientAddr),
 	}})
-	req := []byte("GET /api/v1/users/42 HTTP/1.1\r\nHost: api.example.com\r\nUser-Agent: bench/1.0\r\nAccept: */*\r\n\r\n")
-	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"id\":42,\"a\"}")
-	b.ReportAllocs()
-	for b.Loop() {
+	return func(req, resp []byte) {
 		c.Data(events.Data{Conn: id, TID: 7, Time: t0, Dir: events.Read, Size: len(req), Bytes: req})
 		c.Data(events.Data{Conn: id, TID: 7, Time: t0, Dir: events.Write, Size: len(resp), Bytes: resp})
 	}

@@ -93,20 +93,10 @@ func TestReusedExchangeKeepsPeer(t *testing.T) {
 // A keep-alive connection's requests allocate nothing in the correlator
 // once warm: their exchanges are reused.
 func TestRequestAllocations(t *testing.T) {
-	c, err := New(DefaultConfig(), discardExporter{}, oneProc{procs{}.Process(1)}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := cid(1, 1)
-	c.Bind(events.Bind{Conn: id, FD: 3, Time: t0, Tuple: events.Tuple{
-		Local: netip.MustParseAddrPort(serverAddr), Remote: netip.MustParseAddrPort(clientAddr),
-	}})
+	serve := boundServer(t, oneProc{procs{}.Process(1)})
 	req := []byte("GET /api HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
 	resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
-	if n := testing.AllocsPerRun(100, func() {
-		c.Data(events.Data{Conn: id, TID: 7, Time: t0, Dir: events.Read, Size: len(req), Bytes: req})
-		c.Data(events.Data{Conn: id, TID: 7, Time: t0, Dir: events.Write, Size: len(resp), Bytes: resp})
-	}); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { serve(req, resp) }); n != 0 {
 		t.Errorf("%v allocations per request, want 0", n)
 	}
 }
