@@ -56,6 +56,7 @@ func main() {
 		"categories":   categoriesMain,
 		"pace":         paceMain,
 		"syscallfloor": syscallFloorMain,
+		"floorhold":    floorHoldMain,
 	}
 	if len(os.Args) > 1 && subcommands[os.Args[1]] != nil {
 		os.Exit(subcommands[os.Args[1]](os.Args[2:]))

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -45,20 +49,59 @@ func floorConfigs() []floorConfig {
 // attachEmptyTyped attaches a program that does nothing as a tp_btf
 // program on raw_syscalls:sys_exit (the type of the agent's programs and of
 // the exit-only prototype).
-func attachEmptyTyped() (func(), error) {
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp, AttachTo: "sys_exit", License: "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("load an empty tp_btf program: %w", err)
+func attachEmptyTyped() (func(), error) { return attachEmptyTracing("sys_exit") }
+
+// attachEmptyTracing attaches a program that does nothing as a tp_btf
+// program on each raw syscall tracepoint named.
+func attachEmptyTracing(names ...string) (func(), error) {
+	var closers []io.Closer
+	done := func() {
+		for _, c := range slices.Backward(closers) {
+			c.Close()
+		}
 	}
-	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
-	if err != nil {
-		prog.Close()
-		return nil, fmt.Errorf("attach an empty tp_btf program: %w", err)
+	for _, n := range names {
+		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+			Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp, AttachTo: n, License: "GPL",
+			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+		})
+		if err != nil {
+			done()
+			return nil, fmt.Errorf("load an empty tp_btf program for %s: %w", n, err)
+		}
+		closers = append(closers, prog)
+		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+		if err != nil {
+			done()
+			return nil, fmt.Errorf("attach an empty tp_btf program to %s: %w", n, err)
+		}
+		closers = append(closers, l)
 	}
-	return func() { l.Close(); prog.Close() }, nil
+	return done, nil
+}
+
+// floorHoldMain (benchtool floorhold) attaches empty tp_btf programs on
+// raw_syscalls:sys_enter and sys_exit, the agent's dispatchers' type and
+// places, and holds them until SIGINT or SIGTERM: what any program on the
+// syscall tracepoints costs every process of the node, with nothing of the
+// agent's own work, for an application benchmark to run against
+// (test/bench/redis-floor.sh).
+func floorHoldMain(args []string) int {
+	if len(args) != 0 {
+		fmt.Fprintln(os.Stderr, "usage: benchtool floorhold")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	detach, err := attachEmptyTracing("sys_enter", "sys_exit")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "floorhold:", err)
+		return 1
+	}
+	defer detach()
+	fmt.Println("attached")
+	<-ctx.Done()
+	return 0
 }
 
 func syscallFloorMain(args []string) int {
