@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -104,22 +105,35 @@ func startReceiver(b *testing.B) string {
 // BenchmarkPipeline/grpc*). Spans are the http shape of BenchmarkExport,
 // as fast as they go (unpaced) or paced at 25,000 per second (the Go
 // server's rate under make bench MODE=go: a sleep every 64 spans), in
-// batches of several sizes. pacing-only is the paced loop without the
+// batches of several sizes; switches/kspan counts the process's context
+// switches per 1,000 spans (its threads parked and woken). pacing-only is the paced loop without the
 // exporter: the CPU the pacing's own sleeps and wake-ups cost, to take off
 // the paced figures.
 func BenchmarkTransport(b *testing.B) {
 	const rate = 25000
 	b.Run(fmt.Sprintf("pacing-only/rate=%d", rate), func(b *testing.B) {
-		cpu0 := cpuTime()
+		cpu0, cs0 := cpuTime(), contextSwitches()
 		b.ResetTimer()
 		pace(b.N, rate, func(int) {})
 		b.StopTimer()
 		b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/span")
+		b.ReportMetric(float64(contextSwitches()-cs0)*1000/float64(b.N), "switches/kspan")
 	})
 	for _, batch := range []int{512, DefaultBatchSize, 2 * DefaultBatchSize} {
 		b.Run(fmt.Sprintf("batch=%d/unpaced", batch), func(b *testing.B) { benchTransport(b, batch, 0) })
 		b.Run(fmt.Sprintf("batch=%d/rate=%d", batch, rate), func(b *testing.B) { benchTransport(b, batch, rate) })
 	}
+}
+
+// contextSwitches is how many times this process's threads have left the
+// CPU (voluntarily or not): a thread parked for want of work and woken for
+// a goroutine hand-off counts once.
+func contextSwitches() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Nvcsw + ru.Nivcsw
 }
 
 // pace calls fn n times, at most rate times per second (0: unpaced),
@@ -145,7 +159,7 @@ func benchTransport(b *testing.B, batch, rate int) {
 	}
 	spans := httpSpans(3 * 1024)
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0, cs0 := cpuTime(), contextSwitches()
 	b.ResetTimer()
 	pace(b.N, rate, func(i int) {
 		e.Export(spans[i%len(spans)])
@@ -159,6 +173,7 @@ func benchTransport(b *testing.B, batch, rate int) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/span")
+	b.ReportMetric(float64(contextSwitches()-cs0)*1000/float64(b.N), "switches/kspan")
 	if exported := metricB(b, reg, "periscope_spans_exported_total"); exported != float64(b.N) {
 		b.Fatalf("exported %v of %d spans", exported, b.N)
 	}
