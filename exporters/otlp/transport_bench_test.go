@@ -106,9 +106,9 @@ func startReceiver(b *testing.B) string {
 // as fast as they go (unpaced) or paced at 25,000 per second (the Go
 // server's rate under make bench MODE=go: a sleep every 64 spans), in
 // batches of several sizes; switches/kspan counts the process's context
-// switches per 1,000 spans (its threads parked and woken). pacing-only is the paced loop without the
-// exporter: the CPU the pacing's own sleeps and wake-ups cost, to take off
-// the paced figures.
+// switches per 1,000 spans (its threads parked and woken). pacing-only is
+// the paced loop without the exporter: the CPU the pacing's own sleeps and
+// wake-ups cost, to take off the paced figures.
 func BenchmarkTransport(b *testing.B) {
 	const rate = 25000
 	b.Run(fmt.Sprintf("pacing-only/rate=%d", rate), func(b *testing.B) {
@@ -116,8 +116,7 @@ func BenchmarkTransport(b *testing.B) {
 		b.ResetTimer()
 		pace(b.N, rate, func(int) {})
 		b.StopTimer()
-		b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/span")
-		b.ReportMetric(float64(contextSwitches()-cs0)*1000/float64(b.N), "switches/kspan")
+		reportSince(b, cpu0, cs0)
 	})
 	for _, batch := range []int{512, DefaultBatchSize, 2 * DefaultBatchSize} {
 		b.Run(fmt.Sprintf("batch=%d/unpaced", batch), func(b *testing.B) { benchTransport(b, batch, 0) })
@@ -134,6 +133,13 @@ func contextSwitches() int64 {
 		return 0
 	}
 	return ru.Nvcsw + ru.Nivcsw
+}
+
+// reportSince reports the CPU time per span and the context switches per
+// 1,000 spans since cpu0 and cs0.
+func reportSince(b *testing.B, cpu0 time.Duration, cs0 int64) {
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/span")
+	b.ReportMetric(float64(contextSwitches()-cs0)*1000/float64(b.N), "switches/kspan")
 }
 
 // pace calls fn n times, at most rate times per second (0: unpaced),
@@ -172,8 +178,7 @@ func benchTransport(b *testing.B, batch, rate int) {
 		b.Fatal(err)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/span")
-	b.ReportMetric(float64(contextSwitches()-cs0)*1000/float64(b.N), "switches/kspan")
+	reportSince(b, cpu0, cs0)
 	if exported := metricB(b, reg, "periscope_spans_exported_total"); exported != float64(b.N) {
 		b.Fatalf("exported %v of %d spans", exported, b.N)
 	}
