@@ -43,7 +43,8 @@ import (
 // histograms and the OTLP trace exporter → OTLP bytes. One request (one
 // span) per iteration, rotating over three sources:
 //   - an HTTPS server's request and response as OpenSSL data records,
-//   - a Go net/http server request as gohttp start and end records,
+//   - a Go net/http server request as gohttp start and end records (each
+//     connection served by its own goroutine, as net/http does),
 //   - a plaintext HTTP server's request and response as sockets data records.
 
 // Ring record layouts (bpf/periscope.h, collectors/gohttp): the decoders
@@ -139,10 +140,12 @@ func bindRec(pid uint32, conn uint64, flags uint32, t tupleRecord) []byte {
 	return encode(bindRecord{Hdr: recordHeader{Type: wire.EventBind, PID: pid, TID: pid}, Conn: conn, FD: 7, Flags: flags, Tuple: t})
 }
 
-func startRec(pid uint32, fd int32, t tupleRecord) []byte {
+// startRec is a Go server request's start on socket fd, served by
+// goroutine g (net/http: one goroutine per connection).
+func startRec(pid uint32, fd int32, g uint64, t tupleRecord) []byte {
 	return encode(startRecord{
 		Hdr:  recordHeader{Type: wire.EventRequestStart, PID: pid, TID: pid},
-		Kind: gohttpServer, FD: fd, Major: 1, Minor: 1, Tuple: t, HeaderLookup: headerAbsent,
+		Kind: gohttpServer, FD: fd, Goroutine: g, Major: 1, Minor: 1, Tuple: t, HeaderLookup: headerAbsent,
 	})
 }
 
@@ -247,7 +250,7 @@ func newPipeline(tb testing.TB, client otlptrace.Client) *pipeline {
 			dataRec(pidPlain, plainConn, events.Read, fmt.Sprintf("POST /api/orders/%d/items HTTP/1.1\r\nHost: shop.local:8000\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}", 77+i)),
 			dataRec(pidPlain, plainConn, events.Write, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
 		}
-		p.goStart[i] = startRec(pidGo, int32(10+i), tupleOf("127.0.0.1:8443", fmt.Sprintf("127.0.0.1:%d", port)))
+		p.goStart[i] = startRec(pidGo, int32(10+i), 0xc000100000+uint64(i)<<12, tupleOf("127.0.0.1:8443", fmt.Sprintf("127.0.0.1:%d", port)))
 	}
 	p.goEnd = endRec(pidGo, "GET", "/hello", "localhost:8443")
 	for _, rec := range p.setup {

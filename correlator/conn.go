@@ -215,6 +215,9 @@ type exchange struct {
 	// adopted: another exchange has taken this one as its parent, and
 	// reads it until its own span is built: it is never reused (reuse).
 	adopted bool
+	// byGoroutine: procState.goroutines holds it, a server request seen
+	// whole, for the calls its goroutine makes (serveOn, goParent).
+	byGoroutine bool
 
 	// Cross-node linking (link.go): seq names the request on its
 	// connection; asked says it was looked up, linkWait that the answer
@@ -261,16 +264,17 @@ func (c *Correlator) newExchange() *exchange {
 }
 
 // reuse keeps exchange x, whose span has just been exported, for a later
-// request of the byte-stream path, when nothing may read it any more: no
-// other exchange points at it (a child's parent, a peer, a waiting child
-// or dependent), no table or list holds it (requests seen whole, a
-// thread in flight, a lookup asked, a connection's recent client
-// exchanges) and it is done. A request's exchange was the agent's one
-// allocation per span on that path. A request looked up on another node
-// is reused once the linker has handed it back and the queue of lookups
-// has let go of it (unqueue calls reuse again then).
+// request, when nothing may read it any more: no other exchange points at
+// it (a child's parent, a peer, a waiting child or dependent), no table
+// or list holds it (a goroutine's request seen whole, a thread in flight,
+// a lookup asked, a connection's recent client exchanges) and it is done
+// (Correlator.whole holds requests seen whole until then). A request's
+// exchange was the agent's one allocation per span. A request looked up
+// on another node is reused once the linker has handed it back and the
+// queue of lookups has let go of it (unqueue calls reuse again then); a
+// Go server request once its goroutine serves another (unGo).
 func (c *Correlator) reuse(x *exchange) {
-	if !x.done || x.whole != (wholeKey{}) || x.adopted || x.peer != nil || x.asked && (!x.linkDelivered || x.linkQueued) || x.linkWait || x.selfHeld ||
+	if !x.done || x.byGoroutine || x.adopted || x.peer != nil || x.asked && (!x.linkDelivered || x.linkQueued) || x.linkWait || x.selfHeld ||
 		x.onThread || len(x.waiting) > 0 || len(x.dependents) > 0 || len(c.freeX) >= maxFreeExchanges {
 		return
 	}

@@ -1025,9 +1025,29 @@ func (c *Correlator) goParent(x *exchange) {
 // whose request has ended are forgotten.
 const maxGoroutines = 4096
 
+// serveOn records that server request x, seen whole, is the one its
+// goroutine serves; the goroutine's request before it is let go of.
+func (c *Correlator) serveOn(ps *procState, x *exchange) {
+	if old := ps.goroutines[x.goroutine]; old != nil {
+		c.unGo(old)
+	}
+	ps.goroutines[x.goroutine] = x
+	x.byGoroutine = true
+}
+
+// unGo records that ps.goroutines no longer holds x, and reuses x if
+// nothing else does (reuse).
+func (c *Correlator) unGo(x *exchange) {
+	x.byGoroutine = false
+	if x.exported {
+		c.reuse(x)
+	}
+}
+
 // forgetGoroutines drops the ended requests of ps.goroutines when it is
-// full. An ended request stays until then so that a call read after it
-// ended still finds it (goParent).
+// full. An ended request stays until then, or until its goroutine serves
+// another (serveOn), so that a call read after it ended still finds it
+// (goParent).
 func (c *Correlator) forgetGoroutines(ps *procState) {
 	if len(ps.goroutines) < maxGoroutines {
 		return
@@ -1035,6 +1055,7 @@ func (c *Correlator) forgetGoroutines(ps *procState) {
 	for g, p := range ps.goroutines {
 		if p.done {
 			delete(ps.goroutines, g)
+			c.unGo(p)
 		}
 	}
 }

@@ -75,7 +75,8 @@ func (c *Correlator) RequestStart(r events.RequestStart) {
 	}
 
 	key := wholeKey{r.PID, r.ID}
-	x := &exchange{
+	x := c.newExchange()
+	*x = exchange{
 		conn:   cn,
 		proto:  c.wholeSem,
 		px:     c.wholeSem.exchange(httpparse.Message{Kind: httpparse.Request, Start: r.Time, Version: r.Version}),
@@ -103,12 +104,12 @@ func (c *Correlator) RequestStart(r events.RequestStart) {
 		}
 		if r.Goroutine != 0 {
 			x.goroutine = r.Goroutine
-			cn.ps.goroutines[r.Goroutine] = x
+			c.serveOn(cn.ps, x)
 		}
 	}
 	if old := c.whole[key]; old != nil {
-		c.finish(old, r.Time, reasonEvicted) // the same ID again: a lost end
 		dropPending(old)
+		c.finish(old, r.Time, reasonEvicted) // the same ID again: a lost end
 	}
 	c.whole[key] = x
 	cn.nextSeq(x)

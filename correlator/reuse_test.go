@@ -291,3 +291,65 @@ func TestLateAnswerNotOnReused(t *testing.T) {
 		t.Errorf("%s: parent %v, want span 3 (its own answer)", s.Name, s.ParentSpanID)
 	}
 }
+
+// A Go server request seen whole stays its goroutine's request after its
+// span is exported, for a call the goroutine made while it was in flight
+// and that is read late (another collector's ring): it is reused only
+// once its goroutine serves another request, however many requests on
+// other goroutines come and go meanwhile.
+func TestReusedWholeKeepsGoroutine(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	const pid, g = 40, 0xc0001234
+	serve := func(id uint64, goroutine uint32, fd int32, ms int, path string) {
+		h.c.RequestStart(events.RequestStart{PID: pid, ID: id, Kind: events.RequestServer, Time: at(ms), FD: fd,
+			Tuple: tuple("127.0.0.1:8080", fmt.Sprintf("127.0.0.1:%d", 50000+fd)), Goroutine: goroutine})
+		h.end(pid, id, events.RequestServer, ms+20, "GET", path, 200)
+	}
+	serve(100, g, 3, 1, "/front")
+	for i := range 50 { // other goroutines' requests come and go
+		serve(uint64(200+i), g+uint32(1+i%3), int32(4+i%3), 30+30*i, fmt.Sprintf("/churn/%d", i))
+	}
+	// The call /front's goroutine made at 10 ms, read now.
+	out := cid(pid, 1<<61)
+	h.bindPlain(out, 9, 10, "127.0.0.1:40000", "10.0.0.9:80")
+	call := func(ms int, dir events.Direction, s string) {
+		h.data(events.Data{Conn: out, TID: 7, Time: at(ms), Dir: dir, Goroutine: g, Size: len(s), Bytes: []byte(s)})
+	}
+	call(10, events.Write, "GET /backend HTTP/1.1\r\n\r\n")
+	call(12, events.Read, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+	spans := h.wantSpans(52)
+	front, child := spans[0], spans[51]
+	if front.Name != "GET /front" || child.Name != "GET /backend" {
+		t.Fatalf("order: %q %q", front.Name, child.Name)
+	}
+	if child.ParentSpanID != front.SpanID || child.TraceID != front.TraceID {
+		t.Errorf("child: trace %v parent %v, want /front's %v %v", child.TraceID, child.ParentSpanID, front.TraceID, front.SpanID)
+	}
+	for _, s := range spans[1:51] {
+		if s.TraceID == front.TraceID {
+			t.Errorf("%s in /front's trace", s.Name)
+		}
+	}
+}
+
+// A Go server's keep-alive requests seen whole allocate nothing in the
+// correlator once warm: each reuses the exchange of the request its
+// goroutine served before.
+func TestWholeRequestAllocations(t *testing.T) {
+	c, err := New(DefaultConfig(), discardExporter{}, oneProc{procs{}.Process(1)}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := uint64(0)
+	serve := func() {
+		id++
+		c.RequestStart(events.RequestStart{PID: 1, ID: id, Kind: events.RequestServer, Time: t0, FD: 3,
+			Tuple: tuple(serverAddr, clientAddr), Goroutine: 0xc0001234})
+		c.RequestEnd(events.RequestEnd{PID: 1, ID: id, Kind: events.RequestServer, Time: t0, Method: "GET", Path: "/api",
+			Host: "api.example.com", Status: 200, RequestBodySize: -1, ResponseBodySize: 2})
+	}
+	if n := testing.AllocsPerRun(100, serve); n != 0 {
+		t.Errorf("%v allocations per request, want 0", n)
+	}
+}
