@@ -466,6 +466,7 @@ func (c *Client) send(ctx context.Context, p *peer) {
 			for batch := range full {
 				c.ask(ctx, p, batch, sc)
 				clear(batch) // the waiters
+				clear(sc.grouped)
 				free <- batch[:0]
 			}
 		}()
@@ -561,6 +562,7 @@ func (c *Client) ask(ctx context.Context, p *peer, batch []lookup, sc *askScratc
 	if first.After(latest) {
 		first = latest
 	}
+	live = sc.groupByConn(live)
 	req, resp := &sc.req, &sc.resp
 	req.Queries = req.Queries[:0]
 	for _, l := range live {
@@ -600,6 +602,61 @@ type askScratch struct {
 	req  lookupRequest
 	resp lookupResponse
 	ds   []Done
+	// groupByConn's: each connection's group, each lookup's group, the
+	// groups' sizes then ends, and the lookups in their groups' order.
+	groups  map[connKey]int32
+	groupOf []int32
+	ends    []int32
+	grouped []lookup
+}
+
+// connKey names a connection of a query.
+type connKey struct{ local, remote netip.AddrPort }
+
+// groupByConn returns live with the lookups of each connection together,
+// in the order of the connections' first lookups, each connection's in
+// the order asked: one run a connection on the wire, and one look-up of
+// the connection on the answering side, where a batch in the order the
+// requests were read (many keep-alive connections' requests in turn) is
+// a run a query, each with both addresses. The result is sc's until its
+// next call.
+func (sc *askScratch) groupByConn(live []lookup) []lookup {
+	if sc.groups == nil {
+		sc.groups = make(map[connKey]int32)
+	}
+	clear(sc.groups)
+	sc.groupOf, sc.ends = slices.Grow(sc.groupOf[:0], len(live))[:len(live)], sc.ends[:0]
+	prev, g := connKey{}, int32(-1)
+	for i, l := range live {
+		k := connKey{l.q.Local, l.q.Remote}
+		if i == 0 || k != prev {
+			var ok bool
+			if g, ok = sc.groups[k]; !ok {
+				g = int32(len(sc.ends))
+				sc.groups[k] = g
+				sc.ends = append(sc.ends, 0)
+			}
+			prev = k
+		}
+		sc.groupOf[i] = g
+		sc.ends[g]++
+	}
+	if len(sc.ends) == 1 {
+		return live
+	}
+	// A counting sort: ends[g] becomes where group g starts, then
+	// where its next lookup goes.
+	at := int32(0)
+	for g, n := range sc.ends {
+		sc.ends[g], at = at, at+n
+	}
+	sc.grouped = slices.Grow(sc.grouped[:0], len(live))[:len(live)]
+	for i, l := range live {
+		g := sc.groupOf[i]
+		sc.grouped[sc.ends[g]] = l
+		sc.ends[g]++
+	}
+	return sc.grouped
 }
 
 // settle hands the answers to their waiters: through their Settler, in one

@@ -1030,3 +1030,69 @@ func TestFullBatchRestWaits(t *testing.T) {
 		t.Errorf("%v calls, want 2: the full batch, then the rest together", n)
 	}
 }
+
+// recordingAnswerer answers as answerer and keeps the queries of each call.
+type recordingAnswerer struct {
+	mu    sync.Mutex
+	calls [][]Query
+}
+
+func (a *recordingAnswerer) Answer(qs []Query, out []Answer, _ time.Time) bool {
+	a.mu.Lock()
+	a.calls = append(a.calls, slices.Clone(qs))
+	a.mu.Unlock()
+	for i, q := range qs {
+		out[i] = answerFor(q)
+	}
+	return true
+}
+
+// TestLookupGroupsConnections: lookups of keep-alive connections' requests
+// in turn (as a server reads them) reach the answering agent with each
+// connection's queries together, in the order asked (one run of the wire
+// format, one look-up of the connection a call), and each waiter gets the
+// answer of its own query.
+func TestLookupGroupsConnections(t *testing.T) {
+	ans := &recordingAnswerer{}
+	p := newPair(t, ans, "tok", "tok", 5*time.Second)
+	waitOwned(t, p.client)
+	const conns, each = 5, 60
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	wrong := 0
+	for i := range conns * each {
+		q := query(uint16(40000+i%conns), uint64(1+i/conns))
+		wg.Add(1)
+		r := p.client.Lookup(q, time.Time{}, waiterFunc(func(a Answer, r Result) {
+			mu.Lock()
+			if r != Linked || a != answerFor(q) {
+				wrong++
+			}
+			mu.Unlock()
+			wg.Done()
+		}))
+		if r != Pending {
+			t.Fatalf("lookup %d: %v", i, r)
+		}
+	}
+	wg.Wait()
+	if wrong > 0 {
+		t.Errorf("%d of %d lookups not answered with their own query's answer", wrong, conns*each)
+	}
+	ans.mu.Lock()
+	defer ans.mu.Unlock()
+	for c, qs := range ans.calls {
+		runs, conn := 0, map[netip.AddrPort]bool{}
+		for i, q := range qs {
+			if i == 0 || q.Local != qs[i-1].Local {
+				runs++
+				conn[q.Local] = true
+			} else if q.Seq <= qs[i-1].Seq {
+				t.Errorf("call %d: %v after %v: not in the order asked", c, q, qs[i-1])
+			}
+		}
+		if runs != len(conn) {
+			t.Errorf("call %d: %d runs of %d connections: not grouped", c, runs, len(conn))
+		}
+	}
+}
