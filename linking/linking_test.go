@@ -1051,7 +1051,7 @@ func (a *recordingAnswerer) Answer(qs []Query, out []Answer, _ time.Time) bool {
 // in turn (as a server reads them) reach the answering agent with each
 // connection's queries together, in the order asked (one run of the wire
 // format, one look-up of the connection a call), and each waiter gets the
-// answer of its own query.
+// answer of its own query, in the order asked.
 func TestLookupGroupsConnections(t *testing.T) {
 	ans := &recordingAnswerer{}
 	p := newPair(t, ans, "tok", "tok", 5*time.Second)
@@ -1059,7 +1059,7 @@ func TestLookupGroupsConnections(t *testing.T) {
 	const conns, each = 5, 60
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	wrong := 0
+	wrong, order := 0, []int{}
 	for i := range conns * each {
 		q := query(uint16(40000+i%conns), uint64(1+i/conns))
 		wg.Add(1)
@@ -1068,6 +1068,7 @@ func TestLookupGroupsConnections(t *testing.T) {
 			if r != Linked || a != answerFor(q) {
 				wrong++
 			}
+			order = append(order, i)
 			mu.Unlock()
 			wg.Done()
 		}))
@@ -1081,6 +1082,11 @@ func TestLookupGroupsConnections(t *testing.T) {
 	}
 	ans.mu.Lock()
 	defer ans.mu.Unlock()
+	// One call (the lookups came within its batch's delay): its answers
+	// are handed over in the order asked.
+	if len(ans.calls) == 1 && !slices.IsSorted(order) {
+		t.Errorf("answers handed over in the order %v, not the order asked", order)
+	}
 	for c, qs := range ans.calls {
 		runs, conn := 0, map[netip.AddrPort]bool{}
 		for i, q := range qs {
