@@ -400,11 +400,18 @@ func (p *peer) enqueue(l lookup) Result {
 }
 
 // take moves the oldest lookups of the queue, at most MaxBatch, into
-// batch, and returns it with whether more are left.
+// batch (empty), and returns it with whether more are left. A queue that
+// fits in a batch becomes the batch, and batch's memory the queue: no
+// lookup is copied (a copy of their waiters' pointers, with write
+// barriers while the garbage collector runs).
 func (p *peer) take(batch []lookup) ([]lookup, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	n := min(len(p.queue), MaxBatch)
+	if len(p.queue) <= MaxBatch {
+		batch, p.queue = p.queue, batch[:0]
+		return batch, false
+	}
+	n := MaxBatch
 	batch = append(batch, p.queue[:n]...)
 	rest := copy(p.queue, p.queue[n:])
 	clear(p.queue[rest:])
@@ -466,6 +473,11 @@ func (c *Client) send(ctx context.Context, p *peer) {
 			for batch := range full {
 				c.ask(ctx, p, batch, sc)
 				clear(batch) // the waiters
+				if cap(batch) > MaxBatch {
+					// A queue that grew past a batch
+					// (take): its memory is not kept.
+					batch = make([]lookup, 0, MaxBatch)
+				}
 				free <- batch[:0]
 			}
 		}()

@@ -1102,3 +1102,31 @@ func TestLookupGroupsConnections(t *testing.T) {
 		}
 	}
 }
+
+// TestTakeSwapsQueue: a queue that fits in a batch becomes the batch (its
+// lookups are not copied), and the batch's memory the queue; a queue
+// longer than a batch gives its oldest MaxBatch and keeps the rest.
+func TestTakeSwapsQueue(t *testing.T) {
+	p := &peer{kick: make(chan struct{}, 1)}
+	for i := range 3 {
+		if r := p.enqueue(lookup{q: query(40000, uint64(i+1)), deadline: time.Now().Add(time.Second)}); r != Pending {
+			t.Fatalf("enqueue: %v", r)
+		}
+	}
+	first := &p.queue[0]
+	buf := make([]lookup, 0, MaxBatch)
+	batch, more := p.take(buf)
+	if more || len(batch) != 3 || &batch[0] != first || batch[2].q.Seq != 3 {
+		t.Fatalf("took %d lookups (more %v), copied %v", len(batch), more, &batch[0] != first)
+	}
+	if len(p.queue) != 0 || cap(p.queue) != MaxBatch {
+		t.Errorf("queue %d of %d, want the batch's empty memory", len(p.queue), cap(p.queue))
+	}
+	for i := range MaxBatch + 2 {
+		p.enqueue(lookup{q: query(40000, uint64(i+1)), deadline: time.Now().Add(time.Second)})
+	}
+	batch, more = p.take(make([]lookup, 0, MaxBatch))
+	if !more || len(batch) != MaxBatch || len(p.queue) != 2 || p.queue[0].q.Seq != MaxBatch+1 {
+		t.Errorf("took %d (more %v), left %d", len(batch), more, len(p.queue))
+	}
+}
