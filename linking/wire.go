@@ -165,16 +165,15 @@ func (m *lookupResponse) MarshalBinary() ([]byte, error) {
 	if len(m.Answers) > MaxBatch {
 		return nil, fmt.Errorf("linking: %d answers in one batch (max %d)", len(m.Answers), MaxBatch)
 	}
-	b := make([]byte, 2, 2+len(m.Answers)*answerSize)
+	b := make([]byte, 2+len(m.Answers)*answerSize)
 	binary.BigEndian.PutUint16(b, uint16(len(m.Answers)))
-	for _, a := range m.Answers {
-		found := byte(0)
+	for i, r := 0, b[2:]; i < len(m.Answers); i, r = i+1, r[answerSize:] {
+		a := &m.Answers[i]
 		if a.Found {
-			found = 1
+			r[0] = 1 // else 0, as made
 		}
-		b = append(b, found)
-		b = append(b, a.TraceID[:]...)
-		b = append(b, a.SpanID[:]...)
+		copy(r[1:17], a.TraceID[:])
+		copy(r[17:answerSize], a.SpanID[:])
 	}
 	return b, nil
 }
