@@ -628,8 +628,7 @@ type connKey struct{ local, remote netip.AddrPort }
 // is where live[i]'s query went: the answers are handed over in the order
 // asked, which is the order the correlator read the requests and holds
 // them in memory (settled in the connections' order, each held request
-// is a cache miss further away, measured: ~0.4 us more per linked span
-// in BenchmarkLinkSides).
+// would be further from the last one settled).
 func (sc *askScratch) groupByConn(live []lookup) {
 	if sc.groups == nil {
 		sc.groups = make(map[connKey]int32)
