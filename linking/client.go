@@ -400,11 +400,18 @@ func (p *peer) enqueue(l lookup) Result {
 }
 
 // take moves the oldest lookups of the queue, at most MaxBatch, into
-// batch, and returns it with whether more are left.
+// batch (empty), and returns it with whether more are left. A queue that
+// fits in a batch becomes the batch, and batch's memory the queue: no
+// lookup is copied (a copy of their waiters' pointers, with write
+// barriers while the garbage collector runs).
 func (p *peer) take(batch []lookup) ([]lookup, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	n := min(len(p.queue), MaxBatch)
+	if len(p.queue) <= MaxBatch {
+		batch, p.queue = p.queue, batch[:0]
+		return batch, false
+	}
+	n := MaxBatch
 	batch = append(batch, p.queue[:n]...)
 	rest := copy(p.queue, p.queue[n:])
 	clear(p.queue[rest:])
@@ -466,6 +473,11 @@ func (c *Client) send(ctx context.Context, p *peer) {
 			for batch := range full {
 				c.ask(ctx, p, batch, sc)
 				clear(batch) // the waiters
+				if cap(batch) > MaxBatch {
+					// A queue that grew past a batch
+					// (take): its memory is not kept.
+					batch = make([]lookup, 0, MaxBatch)
+				}
 				free <- batch[:0]
 			}
 		}()
@@ -561,11 +573,8 @@ func (c *Client) ask(ctx context.Context, p *peer, batch []lookup, sc *askScratc
 	if first.After(latest) {
 		first = latest
 	}
+	sc.groupByConn(live)
 	req, resp := &sc.req, &sc.resp
-	req.Queries = req.Queries[:0]
-	for _, l := range live {
-		req.Queries = append(req.Queries, l.q)
-	}
 	rctx, cancel := context.WithDeadline(c.authorize(ctx, first.Sub(now)), last)
 	defer cancel()
 	resp.Answers = resp.Answers[:0]
@@ -585,7 +594,7 @@ func (c *Client) ask(ctx context.Context, p *peer, batch []lookup, sc *askScratc
 		return
 	}
 	for i, l := range live {
-		if a := resp.Answers[i]; a.Found {
+		if a := resp.Answers[sc.at[i]]; a.Found {
 			ds[i] = Done{W: l.w, A: a, R: Linked}
 		} else {
 			ds[i] = Done{W: l.w, R: NotFound}
@@ -600,6 +609,61 @@ type askScratch struct {
 	req  lookupRequest
 	resp lookupResponse
 	ds   []Done
+	// groupByConn's: each connection's group, each lookup's group then
+	// where its query went, and the groups' sizes then ends.
+	groups map[connKey]int32
+	at     []int32
+	ends   []int32
+}
+
+// connKey names a connection of a query.
+type connKey struct{ local, remote netip.AddrPort }
+
+// groupByConn puts the queries of live into sc.req with those of each
+// connection together, in the order of the connections' first queries,
+// each connection's in the order asked: one run a connection on the wire,
+// and one look-up of the connection on the answering side, where a batch
+// in the order the requests were read (many keep-alive connections'
+// requests in turn) is a run a query, each with both addresses. sc.at[i]
+// is where live[i]'s query went: the answers are handed over in the order
+// asked, which is the order the correlator read the requests and holds
+// them in memory (settled in the connections' order, each held request
+// would be further from the last one settled).
+func (sc *askScratch) groupByConn(live []lookup) {
+	if sc.groups == nil {
+		sc.groups = make(map[connKey]int32)
+	}
+	clear(sc.groups)
+	sc.at, sc.ends = slices.Grow(sc.at[:0], len(live))[:len(live)], sc.ends[:0]
+	prev, g := connKey{}, int32(-1)
+	for i, l := range live {
+		k := connKey{l.q.Local, l.q.Remote}
+		if i == 0 || k != prev {
+			var ok bool
+			if g, ok = sc.groups[k]; !ok {
+				g = int32(len(sc.ends))
+				sc.groups[k] = g
+				sc.ends = append(sc.ends, 0)
+			}
+			prev = k
+		}
+		sc.at[i] = g
+		sc.ends[g]++
+	}
+	// A counting sort: ends[g] becomes where group g starts, then
+	// where its next query goes.
+	n := int32(0)
+	for g, size := range sc.ends {
+		sc.ends[g], n = n, n+size
+	}
+	qs := slices.Grow(sc.req.Queries[:0], len(live))[:len(live)]
+	for i, l := range live {
+		g := sc.at[i]
+		sc.at[i] = sc.ends[g]
+		qs[sc.ends[g]] = l.q
+		sc.ends[g]++
+	}
+	sc.req.Queries = qs
 }
 
 // settle hands the answers to their waiters: through their Settler, in one

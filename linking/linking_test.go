@@ -1030,3 +1030,103 @@ func TestFullBatchRestWaits(t *testing.T) {
 		t.Errorf("%v calls, want 2: the full batch, then the rest together", n)
 	}
 }
+
+// recordingAnswerer answers as answerer and keeps the queries of each call.
+type recordingAnswerer struct {
+	mu    sync.Mutex
+	calls [][]Query
+}
+
+func (a *recordingAnswerer) Answer(qs []Query, out []Answer, _ time.Time) bool {
+	a.mu.Lock()
+	a.calls = append(a.calls, slices.Clone(qs))
+	a.mu.Unlock()
+	for i, q := range qs {
+		out[i] = answerFor(q)
+	}
+	return true
+}
+
+// TestLookupGroupsConnections: lookups of keep-alive connections' requests
+// in turn (as a server reads them) reach the answering agent with each
+// connection's queries together, in the order asked (one run of the wire
+// format, one look-up of the connection a call), and each waiter gets the
+// answer of its own query, in the order asked.
+func TestLookupGroupsConnections(t *testing.T) {
+	ans := &recordingAnswerer{}
+	p := newPair(t, ans, "tok", "tok", 5*time.Second)
+	waitOwned(t, p.client)
+	const conns, each = 5, 60
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	wrong, order := 0, []int{}
+	for i := range conns * each {
+		q := query(uint16(40000+i%conns), uint64(1+i/conns))
+		wg.Add(1)
+		r := p.client.Lookup(q, time.Time{}, waiterFunc(func(a Answer, r Result) {
+			mu.Lock()
+			if r != Linked || a != answerFor(q) {
+				wrong++
+			}
+			order = append(order, i)
+			mu.Unlock()
+			wg.Done()
+		}))
+		if r != Pending {
+			t.Fatalf("lookup %d: %v", i, r)
+		}
+	}
+	wg.Wait()
+	if wrong > 0 {
+		t.Errorf("%d of %d lookups not answered with their own query's answer", wrong, conns*each)
+	}
+	ans.mu.Lock()
+	defer ans.mu.Unlock()
+	// One call (the lookups came within its batch's delay): its answers
+	// are handed over in the order asked.
+	if len(ans.calls) == 1 && !slices.IsSorted(order) {
+		t.Errorf("answers handed over in the order %v, not the order asked", order)
+	}
+	for c, qs := range ans.calls {
+		runs, conn := 0, map[netip.AddrPort]bool{}
+		for i, q := range qs {
+			if i == 0 || q.Local != qs[i-1].Local {
+				runs++
+				conn[q.Local] = true
+			} else if q.Seq <= qs[i-1].Seq {
+				t.Errorf("call %d: %v after %v: not in the order asked", c, q, qs[i-1])
+			}
+		}
+		if runs != len(conn) {
+			t.Errorf("call %d: %d runs of %d connections: not grouped", c, runs, len(conn))
+		}
+	}
+}
+
+// TestTakeSwapsQueue: a queue that fits in a batch becomes the batch (its
+// lookups are not copied), and the batch's memory the queue; a queue
+// longer than a batch gives its oldest MaxBatch and keeps the rest.
+func TestTakeSwapsQueue(t *testing.T) {
+	p := &peer{kick: make(chan struct{}, 1)}
+	for i := range 3 {
+		if r := p.enqueue(lookup{q: query(40000, uint64(i+1)), deadline: time.Now().Add(time.Second)}); r != Pending {
+			t.Fatalf("enqueue: %v", r)
+		}
+	}
+	first := &p.queue[0]
+	buf := make([]lookup, 0, MaxBatch)
+	batch, more := p.take(buf)
+	if more || len(batch) != 3 || &batch[0] != first || batch[2].q.Seq != 3 {
+		t.Fatalf("took %d lookups (more %v), copied %v", len(batch), more, &batch[0] != first)
+	}
+	if len(p.queue) != 0 || cap(p.queue) != MaxBatch {
+		t.Errorf("queue %d of %d, want the batch's empty memory", len(p.queue), cap(p.queue))
+	}
+	for i := range MaxBatch + 2 {
+		p.enqueue(lookup{q: query(40000, uint64(i+1)), deadline: time.Now().Add(time.Second)})
+	}
+	batch, more = p.take(make([]lookup, 0, MaxBatch))
+	if !more || len(batch) != MaxBatch || len(p.queue) != 2 || p.queue[0].q.Seq != MaxBatch+1 {
+		t.Errorf("took %d (more %v), left %d", len(batch), more, len(p.queue))
+	}
+}

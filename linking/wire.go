@@ -54,7 +54,10 @@ const (
 	runHeaderSize = 2*addrPortSize + 2
 	// minQuerySize is the fewest bytes of a query: its two varints.
 	minQuerySize = 2
-	answerSize   = 1 + 16 + 8
+	// usualQuerySize is a query of an ordinal below 2^14 and a TCP key
+	// (9 bytes with TCPSeqFlag).
+	usualQuerySize = 2 + 9
+	answerSize     = 1 + 16 + 8
 )
 
 var errShort = errors.New("linking: short message")
@@ -80,7 +83,13 @@ func (m *lookupRequest) MarshalBinary() ([]byte, error) {
 	if len(m.Queries) > MaxBatch {
 		return nil, fmt.Errorf("linking: %d queries in one batch (max %d)", len(m.Queries), MaxBatch)
 	}
-	b := make([]byte, 2, 2+runHeaderSize+len(m.Queries)*4)
+	runs := 0
+	for i, q := range m.Queries {
+		if i == 0 || q.Local != m.Queries[i-1].Local || q.Remote != m.Queries[i-1].Remote {
+			runs++
+		}
+	}
+	b := make([]byte, 2, 2+runs*runHeaderSize+len(m.Queries)*usualQuerySize)
 	binary.BigEndian.PutUint16(b, uint16(len(m.Queries)))
 	for qs := m.Queries; len(qs) > 0; {
 		n := 1
@@ -156,16 +165,15 @@ func (m *lookupResponse) MarshalBinary() ([]byte, error) {
 	if len(m.Answers) > MaxBatch {
 		return nil, fmt.Errorf("linking: %d answers in one batch (max %d)", len(m.Answers), MaxBatch)
 	}
-	b := make([]byte, 2, 2+len(m.Answers)*answerSize)
+	b := make([]byte, 2+len(m.Answers)*answerSize)
 	binary.BigEndian.PutUint16(b, uint16(len(m.Answers)))
-	for _, a := range m.Answers {
-		found := byte(0)
+	for i, r := 0, b[2:]; i < len(m.Answers); i, r = i+1, r[answerSize:] {
+		a := &m.Answers[i]
 		if a.Found {
-			found = 1
+			r[0] = 1 // else 0, as made
 		}
-		b = append(b, found)
-		b = append(b, a.TraceID[:]...)
-		b = append(b, a.SpanID[:]...)
+		copy(r[1:17], a.TraceID[:])
+		copy(r[17:answerSize], a.SpanID[:])
 	}
 	return b, nil
 }
