@@ -90,10 +90,10 @@ struct {
 
 /* Descriptors known not to be TCP sockets (or to be connections another
  * collector reports whole: gohttp_owned; or of a process not traced:
- * untraced), per process, in a table that
- * is indexed, not hashed: the read or write of a file, a pipe or a
- * terminal, the bulk of the node's syscalls, leaves after one array load
- * instead of a lookup in fds. A slot holds an owner (its top
+ * untraced), per process, in a table that is indexed, not hashed: the
+ * read or write of a file, a pipe or a terminal, the bulk of the node's
+ * syscalls, leaves after one array load instead of a lookup in fds. A
+ * slot holds an owner (its top
  * 64 - FD_OTHER_FDS bits: a process ID, below 2^22 (PID_MAX_LIMIT), and
  * a block of FD_OTHER_FDS descriptors above it) and a bit per descriptor
  * of the block; a process has FD_OTHER_BLOCKS slots, one per block.
@@ -103,7 +103,8 @@ struct {
  * descriptor; all of a process's slots at exec, fork of a new process,
  * close_range, and when user space selects it: collectors/sockets
  * forgetOther, whose index formula is other_slot's): an addition racing
- * with it fails, so a stale bit never survives. Owners whose slots share an index take turns.
+ * with it fails, so a stale bit never survives. Owners whose slots share
+ * an index take turns.
  * Descriptors below FD_OTHER_MAX (1024: a Go server with a thousand
  * connections) are covered; the owner then takes 22 + 5 bits of a slot's
  * top 32, and exec, fork and close_range walk the 32 slots of the process
