@@ -112,8 +112,8 @@ static __always_inline void fill_header(struct event_header *h, __u32 type)
 
 /* output_data copies data record e, built elsewhere, with the first
  * captured bytes of its data, into the ring, and stamps it there: in the
- * smallest record with room for 512, 1024, 2048 or DATA_CAP bytes of data
- * that they fit (a reserve takes a constant size, and the reader copies
+ * smallest record with room for 128, 256, 512, 1024, 2048 or DATA_CAP bytes
+ * of data that they fit (a reserve takes a constant size, and the reader copies
  * the whole record); user space reads only the captured ones. */
 #define DATA_HEAD __builtin_offsetof(struct data_event, data)
 #define output_data_in(e, captured, room)                                        \
@@ -136,7 +136,11 @@ static __always_inline void fill_header(struct event_header *h, __u32 type)
 
 static __always_inline void output_data(struct data_event *e, __u32 captured)
 {
-	if (captured <= 512)
+	if (captured <= 128)
+		output_data_in(e, captured, 128);
+	else if (captured <= 256)
+		output_data_in(e, captured, 256);
+	else if (captured <= 512)
 		output_data_in(e, captured, 512);
 	else if (captured <= 1024)
 		output_data_in(e, captured, 1024);

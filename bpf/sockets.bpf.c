@@ -89,10 +89,11 @@ struct {
 } fds SEC(".maps");
 
 /* Descriptors known not to be TCP sockets (or to be connections another
- * collector reports whole: gohttp_owned), per process, in a table that
- * is indexed, not hashed: the read or write of a file, a pipe or a
- * terminal, the bulk of the node's syscalls, leaves after one array load
- * instead of a lookup in fds. A slot holds an owner (its top
+ * collector reports whole: gohttp_owned; or of a process not traced:
+ * untraced), per process, in a table that is indexed, not hashed: the
+ * read or write of a file, a pipe or a terminal, the bulk of the node's
+ * syscalls, leaves after one array load instead of a lookup in fds. A
+ * slot holds an owner (its top
  * 64 - FD_OTHER_FDS bits: a process ID, below 2^22 (PID_MAX_LIMIT), and
  * a block of FD_OTHER_FDS descriptors above it) and a bit per descriptor
  * of the block; a process has FD_OTHER_BLOCKS slots, one per block.
@@ -100,8 +101,10 @@ struct {
  * value, and a slot is emptied (a plain store) whenever one of its
  * descriptors may name something else (close, dup2 onto it, a new
  * descriptor; all of a process's slots at exec, fork of a new process,
- * close_range): an addition racing with it fails, so a stale bit never
- * survives. Owners whose slots share an index take turns.
+ * close_range, and when user space selects it: collectors/sockets
+ * forgetOther, whose index formula is other_slot's): an addition racing
+ * with it fails, so a stale bit never survives. Owners whose slots share
+ * an index take turns.
  * Descriptors below FD_OTHER_MAX (1024: a Go server with a thousand
  * connections) are covered; the owner then takes 22 + 5 bits of a slot's
  * top 32, and exec, fork and close_range walk the 32 slots of the process
@@ -136,7 +139,8 @@ static __always_inline __u64 *other_slot(__u32 tgid, __u32 b)
 }
 
 /* known_other reports whether descriptor fd of process tgid is known not
- * to be a TCP socket (or to be another collector's connection). */
+ * to be a TCP socket (or to be another collector's connection, or of a
+ * process not traced). */
 static __always_inline bool known_other(__u32 tgid, __s32 fd)
 {
 	if (!fd_cache || fd < 0 || fd >= FD_OTHER_MAX || tgid >= (1U << FD_OTHER_PID_BITS))
@@ -486,11 +490,10 @@ static __always_inline bool traced_process(__u32 tgid, __u8 *skip)
 }
 
 /* traced_fd is traced_process for the process of descriptor state s,
- * cached in s (the epoch is read before the process lookups: a change
- * made meanwhile bumps it past what is stored). */
-static __always_inline bool traced_fd(struct fd_state *s, __u32 tgid, __u8 *skip)
+ * cached in s, at selection epoch epoch (selection_epoch, read by the
+ * caller before: a change made meanwhile bumps it past what is stored). */
+static __always_inline bool traced_fd(struct fd_state *s, __u32 tgid, __u32 epoch, __u8 *skip)
 {
-	__u32 epoch = selection_epoch();
 	__u64 sel = *(volatile __u64 *)&s->sel;
 	if ((__u32)sel == epoch && (sel >> 48)) {
 		*skip = (sel >> 40) & 0xff;
@@ -720,10 +723,17 @@ static __always_inline void emit(struct fd_state *s, struct call *c, __u64 size,
 	}
 	bool chunks = c->kind == CALL_BUF && size > DATA_CAP && want == DATA_CAP && chunked_proto(s->proto);
 	if (c->kind == CALL_BUF && !chunks) {
+		/* Rooms a power of two apart: a record takes less than twice
+		 * its bytes of the ring (a pipeline of 16 Redis commands, ~720
+		 * bytes, took a 2,048-byte room, three times its size). */
 		if (want <= 128)
 			emit_in(s, c, size, done, want, 128);
+		else if (want <= 256)
+			emit_in(s, c, size, done, want, 256);
 		else if (want <= 512)
 			emit_in(s, c, size, done, want, 512);
+		else if (want <= 1024)
+			emit_in(s, c, size, done, want, 1024);
 		else if (want <= 2048)
 			emit_in(s, c, size, done, want, 2048);
 		else
@@ -958,11 +968,29 @@ static __always_inline bool gohttp_owned(struct fd_state *s, __u32 tgid, __s32 f
 		return false;
 	s->owner_checks++;
 	__u8 skip;
-	traced_fd(s, tgid, &skip);
+	traced_fd(s, tgid, selection_epoch(), &skip);
 	if (skip != SKIP_HTTP)
 		return false;
 	struct nethttp_conn *v = nethttp_lookup(tgid, fd);
 	return v && v->file == s->file;
+}
+
+/* untraced goes on with a call on descriptor fd, a TCP socket of process
+ * tgid, which is not traced (traced_fd at selection epoch epoch): the
+ * descriptor goes with the ones that are not TCP sockets (note_other), so
+ * that the process's next calls on it leave at known_other, before the
+ * tail call and the lookup in fds (a load generator beside a traced
+ * server makes as many calls as the server). Nothing is lost: such a
+ * process has no SSL_* probed either (its calls need no hook_socket_io),
+ * and a process whose selection changes has its slots emptied: at exec
+ * and fork by the programs, and by user space when it selects one
+ * (after bumping the epoch). A bit added after that empties its slot
+ * again here: the epoch has moved past the one it was decided at. */
+static __always_inline void untraced(__u32 tgid, __s32 fd, __u32 epoch)
+{
+	note_other(tgid, fd);
+	if (selection_epoch() != epoch)
+		forget_other(tgid, fd);
 }
 
 /* on_enter starts a call on fd; the syscall's registers are regs (a typed
@@ -986,8 +1014,11 @@ static __always_inline int on_enter(__u64 regs, bool typed, __s32 fd, __u8 dir, 
 		return 0;
 	}
 	__u8 skip;
-	if (!traced_fd(s, tgid, &skip))
+	__u32 epoch = selection_epoch();
+	if (!traced_fd(s, tgid, epoch, &skip)) {
+		untraced(tgid, fd, epoch);
 		return 0;
+	}
 	s = fresh(s, tgid, fd);
 	if (!s)
 		return 0;

@@ -210,12 +210,21 @@ type Plaintext struct {
 	// TraceExport traces the OTLP export path too (its ports are ignored
 	// otherwise).
 	TraceExport bool `yaml:"trace_export"`
-	// RingBytes is the size of its event ring buffer.
+	// RingBytes is the size of its event ring buffer (default
+	// plaintextRingBytes).
 	RingBytes int `yaml:"ring_bytes"`
 	// CallSlots is a testing aid: how many of the programs' per-thread
 	// call slots threads share (0: all).
 	CallSlots int `yaml:"call_slots"`
 }
+
+// plaintextRingBytes is the sockets collector's default ring: 32 MiB, about
+// 1.5 s of Redis at saturation here (~200k commands/s at pipeline depth 16,
+// ~20 MB/s of records), which the agent's reader may fall that far behind
+// on a busy 2-core node: 8 MiB lost records in such runs, 32 MiB none
+// (test/bench/results-redis17.md). Its pages are the kernel's from the
+// start; the agent's RSS counts those the reader has read.
+const plaintextRingBytes = 32 << 20
 
 // Ports returns IgnorePorts as numbers.
 func (p Plaintext) Ports() ([]uint16, error) {
@@ -244,7 +253,7 @@ func Default() Config {
 		GoTLS:       GoTLS{Enabled: true, RingBytes: 4 << 20},
 		Symbols:     Symbols{CacheDir: "/var/cache/periscope/symbols", AnalysisTimeout: 10 * time.Second},
 		TCP:         TCP{Enabled: true, Hook: "tracepoint", MaxPeers: 1024, RingBytes: 256 << 10},
-		Plaintext:   Plaintext{Enabled: true, CaptureBytes: maxCaptureBytes, RingBytes: 8 << 20},
+		Plaintext:   Plaintext{Enabled: true, CaptureBytes: maxCaptureBytes, RingBytes: plaintextRingBytes},
 		Metrics:     Metrics{Enabled: true, MaxSeriesPerService: 2000},
 		Kube:        Kube{Enabled: "auto"},
 		Linking:     Linking{Wait: 300 * time.Millisecond},

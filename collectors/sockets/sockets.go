@@ -38,7 +38,7 @@ type Config struct {
 	// IgnorePorts are local or remote ports whose connections are never
 	// traced.
 	IgnorePorts []uint16
-	// Ring is the event ring (default 8 MiB, the reader woken when
+	// Ring is the event ring (default 32 MiB, the reader woken when
 	// 512 KiB wait) and its reader.
 	loader.Ring
 	// ProcRoot is where procfs is mounted (default /proc).
@@ -62,7 +62,7 @@ func (c *Config) defaults() {
 	if c.CaptureBytes <= 0 || c.CaptureBytes > wire.DataCap {
 		c.CaptureBytes = wire.DataCap
 	}
-	c.Ring = c.Ring.WithDefaults(8<<20, 512<<10)
+	c.Ring = c.Ring.WithDefaults(32<<20, 512<<10)
 	if c.ProcRoot == "" {
 		c.ProcRoot = "/proc"
 	}
@@ -314,6 +314,30 @@ func (c *Collector) mark(pid uint32, selected bool) {
 		c.log.Warn("select process", "pid", pid, "err", err)
 	}
 	c.bumpEpoch()
+	if selected {
+		c.forgetOther(pid)
+	}
+}
+
+// The fd_other table of bpf/sockets.bpf.c: its size and the slots a
+// process has.
+const (
+	fdOtherSlots  = 65536
+	fdOtherBlocks = 32
+)
+
+// forgetOther empties the fd_other slots of process pid (other_slot in
+// bpf/sockets.bpf.c), after the epoch was bumped: the TCP sockets the
+// programs noted there while the process was not traced (untraced) are
+// looked at again now that it is. A slot another process shares is
+// emptied too, which only costs it a lookup.
+func (c *Collector) forgetOther(pid uint32) {
+	for b := range uint32(fdOtherBlocks) {
+		if err := c.objs.FdOther.Put((pid+b*0x9E37)%fdOtherSlots, uint64(0)); err != nil {
+			c.log.Warn("forget the descriptors of a process", "pid", pid, "err", err)
+			return
+		}
+	}
 }
 
 // ProcessExited implements discovery.Observer.
