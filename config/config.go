@@ -218,13 +218,16 @@ type Plaintext struct {
 	CallSlots int `yaml:"call_slots"`
 }
 
-// plaintextRingBytes is the sockets collector's default ring: 32 MiB, about
-// 1.5 s of Redis at saturation here (~200k commands/s at pipeline depth 16,
-// ~20 MB/s of records), which the agent's reader may fall that far behind
-// on a busy 2-core node: 8 MiB lost records in such runs, 32 MiB none
-// (test/bench/results-redis17.md). Its pages are the kernel's from the
-// start; the agent's RSS counts those the reader has read.
-const plaintextRingBytes = 32 << 20
+// plaintextRingBytes is the sockets collector's default ring: 8 MiB. The
+// kernel maps the whole ring into the agent when its reader starts, so
+// every MiB of it is a MiB of the agent's memory (RSS) from the start: 32
+// MiB (no record lost at Redis saturation, pipeline depth 16, on a busy
+// 2-core node: test/bench/results-redis17.md) made an idle agent's RSS 58
+// MiB instead of 41, over #15's 64 MiB at load. A node whose records come
+// faster than the agent reads them for longer than the ring holds (~0.4 s
+// at 20 MB/s) raises plaintext.ring_bytes; what is lost is counted
+// (periscope_events_dropped_total).
+const plaintextRingBytes = 8 << 20
 
 // Ports returns IgnorePorts as numbers.
 func (p Plaintext) Ports() ([]uint16, error) {

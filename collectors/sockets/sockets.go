@@ -38,7 +38,7 @@ type Config struct {
 	// IgnorePorts are local or remote ports whose connections are never
 	// traced.
 	IgnorePorts []uint16
-	// Ring is the event ring (default 32 MiB, the reader woken when
+	// Ring is the event ring (default 8 MiB, the reader woken when
 	// 512 KiB wait) and its reader.
 	loader.Ring
 	// ProcRoot is where procfs is mounted (default /proc).
@@ -62,7 +62,7 @@ func (c *Config) defaults() {
 	if c.CaptureBytes <= 0 || c.CaptureBytes > wire.DataCap {
 		c.CaptureBytes = wire.DataCap
 	}
-	c.Ring = c.Ring.WithDefaults(32<<20, 512<<10)
+	c.Ring = c.Ring.WithDefaults(8<<20, 512<<10)
 	if c.ProcRoot == "" {
 		c.ProcRoot = "/proc"
 	}
