@@ -10,6 +10,7 @@ import (
 
 	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/linking"
+	"github.com/periscope-apm/periscope/span"
 )
 
 // An exported exchange is reused for later requests (reuse), but not while
@@ -31,12 +32,7 @@ func TestReusedExchangeKeepsParent(t *testing.T) {
 
 	spans := h.wantSpans(52)
 	front, child := spans[0], spans[51]
-	if front.Name != "GET /front" || child.Name != "GET /backend" {
-		t.Fatalf("order: %q %q", front.Name, child.Name)
-	}
-	if child.ParentSpanID != front.SpanID || child.TraceID != front.TraceID {
-		t.Errorf("child: trace %v parent %v, want /front's %v %v", child.TraceID, child.ParentSpanID, front.TraceID, front.SpanID)
-	}
+	frontAndChild(t, front, child)
 	seen := map[string]bool{}
 	for _, s := range spans {
 		if id := s.SpanID.String(); seen[id] {
@@ -320,12 +316,7 @@ func TestReusedWholeKeepsGoroutine(t *testing.T) {
 
 	spans := h.wantSpans(52)
 	front, child := spans[0], spans[51]
-	if front.Name != "GET /front" || child.Name != "GET /backend" {
-		t.Fatalf("order: %q %q", front.Name, child.Name)
-	}
-	if child.ParentSpanID != front.SpanID || child.TraceID != front.TraceID {
-		t.Errorf("child: trace %v parent %v, want /front's %v %v", child.TraceID, child.ParentSpanID, front.TraceID, front.SpanID)
-	}
+	frontAndChild(t, front, child)
 	for _, s := range spans[1:51] {
 		if s.TraceID == front.TraceID {
 			t.Errorf("%s in /front's trace", s.Name)
@@ -351,5 +342,17 @@ func TestWholeRequestAllocations(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, serve); n != 0 {
 		t.Errorf("%v allocations per request, want 0", n)
+	}
+}
+
+// frontAndChild checks that front is the request /front and child the call
+// /backend it made (same trace, front its parent).
+func frontAndChild(t *testing.T, front, child *span.Span) {
+	t.Helper()
+	if front.Name != "GET /front" || child.Name != "GET /backend" {
+		t.Fatalf("order: %q %q", front.Name, child.Name)
+	}
+	if child.ParentSpanID != front.SpanID || child.TraceID != front.TraceID {
+		t.Errorf("child: trace %v parent %v, want /front's %v %v", child.TraceID, child.ParentSpanID, front.TraceID, front.SpanID)
 	}
 }
