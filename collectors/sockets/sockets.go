@@ -319,12 +319,9 @@ func (c *Collector) mark(pid uint32, selected bool) {
 	}
 }
 
-// The fd_other table of bpf/sockets.bpf.c: its size and the slots a
-// process has.
-const (
-	fdOtherSlots  = 65536
-	fdOtherBlocks = 32
-)
+// fdOtherBlocks is FD_OTHER_BLOCKS of bpf/sockets.bpf.c: the fd_other
+// slots a process has.
+const fdOtherBlocks = 32
 
 // forgetOther empties the fd_other slots of process pid (other_slot in
 // bpf/sockets.bpf.c), after the epoch was bumped: the TCP sockets the
@@ -332,8 +329,9 @@ const (
 // looked at again now that it is. A slot another process shares is
 // emptied too, which only costs it a lookup.
 func (c *Collector) forgetOther(pid uint32) {
+	slots := c.objs.FdOther.MaxEntries() // FD_OTHER_SLOTS
 	for b := range uint32(fdOtherBlocks) {
-		if err := c.objs.FdOther.Put((pid+b*0x9E37)%fdOtherSlots, uint64(0)); err != nil {
+		if err := c.objs.FdOther.Put((pid+b*0x9E37)%slots, uint64(0)); err != nil {
 			c.log.Warn("forget the descriptors of a process", "pid", pid, "err", err)
 			return
 		}

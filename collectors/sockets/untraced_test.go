@@ -101,7 +101,7 @@ for l in iter(sys.stdin.readline, ""):
 
 	send("GET /untraced HTTP/1.1")
 	var slot uint64
-	key := pid % fdOtherSlots // block 0: descriptors 0-31
+	key := pid % c.objs.FdOther.MaxEntries() // block 0: descriptors 0-31
 	if err := c.objs.FdOther.Lookup(key, &slot); err != nil {
 		t.Fatal(err)
 	}
