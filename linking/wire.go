@@ -85,7 +85,7 @@ func (m *lookupRequest) MarshalBinary() ([]byte, error) {
 	}
 	runs := 0
 	for i, q := range m.Queries {
-		if i == 0 || q.Local != m.Queries[i-1].Local || q.Remote != m.Queries[i-1].Remote {
+		if i == 0 || !q.sameConn(m.Queries[i-1]) {
 			runs++
 		}
 	}
@@ -93,7 +93,7 @@ func (m *lookupRequest) MarshalBinary() ([]byte, error) {
 	binary.BigEndian.PutUint16(b, uint16(len(m.Queries)))
 	for qs := m.Queries; len(qs) > 0; {
 		n := 1
-		for n < len(qs) && qs[n].Local == qs[0].Local && qs[n].Remote == qs[0].Remote {
+		for n < len(qs) && qs[n].sameConn(qs[0]) {
 			n++
 		}
 		b = appendAddrPort(b, qs[0].Local)
@@ -107,6 +107,10 @@ func (m *lookupRequest) MarshalBinary() ([]byte, error) {
 	}
 	return b, nil
 }
+
+// sameConn tells whether q and o ask about the same connection: one run
+// on the wire (MarshalBinary).
+func (q Query) sameConn(o Query) bool { return q.Local == o.Local && q.Remote == o.Remote }
 
 func (m *lookupRequest) UnmarshalBinary(b []byte) error {
 	if len(b) < 2 {
