@@ -522,6 +522,8 @@ func synRetransmitsCounted(t *testing.T, a *harness.Agent) {
 	before := retransmitSeries(t, a)
 	sampler := sampleRetrans(t, port)
 	trace := traceRetransmits(t, port)
+	hooks := startHookRuns(t, "tcp_retransmit")
+	hooks0 := hooks.read(t)
 
 	cmd := exec.Command(harness.LookTool(t, "curl"), "-sS", "--connect-timeout", "5", fmt.Sprintf("http://127.0.0.1:%d/", port))
 	out := &strings.Builder{}
@@ -568,8 +570,8 @@ func synRetransmitsCounted(t *testing.T, a *harness.Agent) {
 	after = retransmitSeries(t, a)
 	got = sumDelta(after, before, func(l map[string]string) bool { return matches(l, want) })
 	if got != float64(kernel) {
-		t.Fatalf("%s%v rose by %v; the kernel retransmitted %d SYNs of that socket:\n%s\nthe agent's tcp collector: %s\n%s",
-			retransmitsMetric, want, got, kernel, strings.Join(eventLines(events), "\n"), tcpCounters(t, a), describeSeries(after, before))
+		t.Fatalf("%s%v rose by %v; the kernel retransmitted %d SYNs of that socket:\n%s\nthe agent's tcp collector: %s\nthe kernel's counts of the hook's programs (all retransmissions): %s\n%s",
+			retransmitsMetric, want, got, kernel, strings.Join(eventLines(events), "\n"), tcpCounters(t, a), hooks.describe(hooks0, hooks.read(t)), describeSeries(after, before))
 	}
 	if _, ok := a.MetricFamilies(t)["periscope_tcp_retransmit_hook_misses_total"]; !ok {
 		t.Errorf("no periscope_tcp_retransmit_hook_misses_total on /metrics")
