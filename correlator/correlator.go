@@ -113,6 +113,8 @@ type Correlator struct {
 	nconns  int
 	holding map[*conn]struct{} // connections with held exchanges
 	nheld   int                // their held exchanges, all connections (maxHeld)
+	// leaving is an array for the held exchanges that releaseDue lets out.
+	leaving []heldExchange
 	// lingering are removed connections whose recent or held exchanges
 	// may still pair with the other end read late: they stay in byTuple
 	// until every ring is read past the time given (see passed).
@@ -731,12 +733,19 @@ func (c *Correlator) releaseDue(cn *conn, now time.Time) {
 	case len(cn.held):
 		c.releaseHeld(cn, true)
 	default:
-		due := cn.held[:n]
-		cn.held = append([]heldExchange(nil), cn.held[n:]...)
+		// The due ones leave through c.leaving (taken, so that an
+		// export that came back here would not share it), the others
+		// move to the front of cn.held's array: no allocation.
+		due := append(c.leaving[:0], cn.held[:n]...)
+		c.leaving = nil
+		kept := copy(cn.held, cn.held[n:])
+		clear(cn.held[kept:])
+		cn.held = cn.held[:kept]
 		c.nheld -= n
 		for _, h := range due {
 			c.export(h.x, h.end, h.reason)
 		}
+		c.leaving = keepHeld(due)
 	}
 }
 
@@ -1242,7 +1251,25 @@ func (c *Correlator) releaseHeld(cn *conn, force bool) {
 	}
 	if len(cn.held) > 0 {
 		c.holding[cn] = struct{}{}
+	} else {
+		cn.held = keepHeld(held)
 	}
+}
+
+// maxKeptHeld bounds the array of held exchanges a connection keeps once
+// they have left: a server on loopback holds every span until the rings are
+// read past it (awaitsPeer), and growing a new array at each round of holds
+// cost an allocation every few spans; a burst's larger array goes.
+const maxKeptHeld = 256
+
+// keepHeld returns held emptied for the next holds, or nil when it is too
+// large to keep.
+func keepHeld(held []heldExchange) []heldExchange {
+	if cap(held) > maxKeptHeld {
+		return nil
+	}
+	clear(held) // no exchange stays reachable from it
+	return held[:0]
 }
 
 // export builds and exports the span of a finished exchange, unless its
