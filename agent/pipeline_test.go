@@ -221,10 +221,11 @@ func (p *pipeline) withRings(tb testing.TB) {
 }
 
 // readRings records that every ring has been read up to at, as the
-// readers' watermarks do after a drain (internal/ring).
+// readers' watermarks do after a drain, and says so (internal/ring).
 func (p *pipeline) readRings(at uint64) {
 	for _, r := range p.rings {
 		r.Advance(at)
+		r.Caught()
 	}
 }
 
