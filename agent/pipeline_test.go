@@ -187,6 +187,46 @@ type pipeline struct {
 	// profile like the agent's under load: exports and garbage
 	// collections as far apart as there.
 	rate int
+	// rings, when set (withRings), are the progress of the agent's rings
+	// as the correlator knows them: records are stamped with the clock,
+	// every span of a server on loopback is held until the rings are read
+	// past its end, and Run's tick lets the held spans out, as in the
+	// agent. Without them nothing is held: the spans leave as they end.
+	rings []*ktime.Progress
+	clock ktime.MonoClock // the records' stamps with rings (no system call)
+}
+
+// ringsBatch is how many requests make one read of the ring (withRings):
+// the Go server's records of some 20 µs each, about what a reader finds
+// at a drain under make bench MODE=go.
+const ringsBatch = 64
+
+// withRings gives the correlator the agent's three rings (OpenSSL, Go
+// net/http, crypto/tls) and runs its Run until the benchmark ends.
+func (p *pipeline) withRings(tb testing.TB) {
+	for range 3 {
+		p.rings = append(p.rings, p.corr.Ring())
+	}
+	p.clock = ktime.NewMonoClock()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = p.corr.Run(ctx)
+	}()
+	tb.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+// readRings records that every ring has been read up to at, as the
+// readers' watermarks do after a drain, and says so (internal/ring).
+func (p *pipeline) readRings(at uint64) {
+	for _, r := range p.rings {
+		r.Advance(at)
+		r.Caught()
+	}
 }
 
 type procs map[uint32]*span.Process
@@ -262,6 +302,9 @@ func newPipeline(tb testing.TB, client otlptrace.Client) *pipeline {
 
 func (p *pipeline) stamp(rec []byte) {
 	p.ts += 1000
+	if p.rings != nil {
+		p.ts = p.clock.Now() // the rings' progress is on this clock
+	}
 	binary.NativeEndian.PutUint64(rec, p.ts)
 }
 
@@ -462,7 +505,12 @@ func runPipeline(b *testing.B, p *pipeline, delivered func() int64) {
 	cpu0 := cpuTime()
 	b.ResetTimer()
 	start := time.Now()
+	var mark uint64
 	for i := range b.N {
+		if p.rings != nil && i%ringsBatch == 0 {
+			p.readRings(mark)
+			mark = p.clock.Now()
+		}
 		p.request(i)
 		if p.rate > 0 && i%64 == 63 {
 			due := start.Add(time.Duration(i+1) * time.Second / time.Duration(p.rate))
@@ -478,6 +526,10 @@ func runPipeline(b *testing.B, p *pipeline, delivered func() int64) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if p.rings != nil {
+		p.readRings(p.clock.Now())
+	}
+	p.corr.Flush() // the spans still held, as the agent does when it stops
 	if err := p.exp.Shutdown(ctx); err != nil {
 		b.Fatal(err)
 	}
@@ -510,6 +562,25 @@ func BenchmarkPipeline(b *testing.B) {
 		p.sources = 1
 		runPipeline(b, p, client.spans.Load)
 		b.ReportMetric(float64(client.bytes.Load())/float64(b.N), "bytes/span")
+	})
+	// The Go server's requests as the agent sees them under make bench
+	// MODE=go: stamped with the clock, read from rings whose progress the
+	// correlator waits for, every span held until Run's tick lets it out
+	// (a server on loopback whose client may be traced too), at the
+	// agent's rate.
+	// The same without rings, paced alike: what the pacing itself costs.
+	b.Run("fake-gohttp-25k", func(b *testing.B) {
+		client := &countingClient{codec: encoding.GetCodecV2("proto")}
+		p := newPipeline(b, client)
+		p.sources, p.rate = 1, 25000
+		runPipeline(b, p, client.spans.Load)
+	})
+	b.Run("fake-gohttp-rings-25k", func(b *testing.B) {
+		client := &countingClient{codec: encoding.GetCodecV2("proto")}
+		p := newPipeline(b, client)
+		p.sources, p.rate = 1, 25000
+		p.withRings(b)
+		runPipeline(b, p, client.spans.Load)
 	})
 	b.Run("grpc", func(b *testing.B) { runGRPC(b, func(*pipeline) {}) })
 	// The Go server's requests at 25,000 per second, about the agent's

@@ -386,3 +386,32 @@ func TestRingsProxy(t *testing.T) {
 		}
 	}
 }
+
+// TestHeldLeaveWhenRingsCaught: a loopback server's span held for its
+// client (awaitsPeer) leaves as soon as the last ring to hold it back
+// reports a batch read past its end (ktime.Progress.Caught), before any
+// tick of Run; one that ended after what the rings have read stays held.
+func TestHeldLeaveWhenRingsCaught(t *testing.T) {
+	h := newHarness(t, graceConfig())
+	a, b := h.c.Ring(), h.c.Ring()
+	now := time.Now() // the wait is counted against the clock (maxHold)
+	ms := func(d int) time.Time { return now.Add(time.Duration(d) * time.Millisecond) }
+	tu := tuple("127.0.0.1:8443", "127.0.0.1:50000")
+	for i, end := range []int{-10, 0} {
+		id := uint64(1 + i)
+		h.c.RequestStart(events.RequestStart{PID: 1, ID: id, Kind: events.RequestServer, Time: ms(end - 1), FD: 3, Tuple: tu, Goroutine: 0xc0001000})
+		h.c.RequestEnd(events.RequestEnd{PID: 1, ID: id, Kind: events.RequestServer, Time: ms(end), Method: "GET", Path: []string{"/first", "/second"}[i],
+			Host: "127.0.0.1:8443", Status: 200, RequestBodySize: -1})
+	}
+	h.wantSpans(0)
+	a.Advance(h.c.clock.Mono(ms(-5)))
+	a.Caught()
+	h.wantSpans(0) // b has read nothing yet
+	b.Advance(h.c.clock.Mono(ms(-5)))
+	b.Caught()
+	if s := h.wantSpans(1)[0]; s.Name != "GET /first" {
+		t.Errorf("span %q left, want GET /first", s.Name)
+	}
+	b.Caught() // nothing read since: the second stays
+	h.wantSpans(1)
+}

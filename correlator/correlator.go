@@ -113,6 +113,10 @@ type Correlator struct {
 	nconns  int
 	holding map[*conn]struct{} // connections with held exchanges
 	nheld   int                // their held exchanges, all connections (maxHeld)
+	// leaving is an array for the held exchanges that releaseDue lets out.
+	leaving []heldExchange
+	// caughtAt is the rings' least progress when caught last looked.
+	caughtAt uint64
 	// lingering are removed connections whose recent or held exchanges
 	// may still pair with the other end read late: they stay in byTuple
 	// until every ring is read past the time given (see passed).
@@ -624,12 +628,38 @@ func (c *Correlator) Expire(now time.Time) {
 // end (at most maxHold), and an exported client span stays pairable as
 // long. Without rings, events come from one source in order, and nothing
 // waits for a peer.
+//
+// Each reader's batch then lets the held spans out that it was the last to
+// hold back (caught), instead of Run's next tick: the exchanges it read are
+// still in the CPU's caches, and with them their spans' other state.
 func (c *Correlator) Ring() *ktime.Progress {
 	p := new(ktime.Progress)
+	p.OnCaught(c.caught)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rings = append(c.rings, p)
 	return p
+}
+
+// caught exports the held spans whose wait is over, once a ring reader has
+// handled a batch and the rings' least progress has moved since the last
+// time (the readers of idle rings catch up at every tick: only the last of
+// them finds work). Run's tick does the rest (ReleaseHeld).
+func (c *Correlator) caught() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.nheld == 0 {
+		return
+	}
+	least, _ := ktime.Least(c.rings)
+	if least == c.caughtAt {
+		return
+	}
+	c.caughtAt = least
+	now := time.Now()
+	for cn := range c.holding {
+		c.releaseDue(cn, now)
+	}
 }
 
 // behind reports whether a ring has not been read past t yet: an event of
@@ -731,12 +761,19 @@ func (c *Correlator) releaseDue(cn *conn, now time.Time) {
 	case len(cn.held):
 		c.releaseHeld(cn, true)
 	default:
-		due := cn.held[:n]
-		cn.held = append([]heldExchange(nil), cn.held[n:]...)
+		// The due ones leave through c.leaving (taken, so that an
+		// export that came back here would not share it), the others
+		// move to the front of cn.held's array: no allocation.
+		due := append(c.leaving[:0], cn.held[:n]...)
+		c.leaving = nil
+		kept := copy(cn.held, cn.held[n:])
+		clear(cn.held[kept:])
+		cn.held = cn.held[:kept]
 		c.nheld -= n
 		for _, h := range due {
 			c.export(h.x, h.end, h.reason)
 		}
+		c.leaving = keepHeld(due)
 	}
 }
 
@@ -1242,7 +1279,25 @@ func (c *Correlator) releaseHeld(cn *conn, force bool) {
 	}
 	if len(cn.held) > 0 {
 		c.holding[cn] = struct{}{}
+	} else {
+		cn.held = keepHeld(held)
 	}
+}
+
+// maxKeptHeld bounds the array of held exchanges a connection keeps once
+// they have left: a server on loopback holds every span until the rings are
+// read past it (awaitsPeer), and growing a new array at each round of holds
+// cost an allocation every few spans; a burst's larger array goes.
+const maxKeptHeld = 256
+
+// keepHeld returns held emptied for the next holds, or nil when it is too
+// large to keep.
+func keepHeld(held []heldExchange) []heldExchange {
+	if cap(held) > maxKeptHeld {
+		return nil
+	}
+	clear(held) // no exchange stays reachable from it
+	return held[:0]
 }
 
 // export builds and exports the span of a finished exchange, unless its

@@ -81,3 +81,16 @@ func BenchmarkAdvance(b *testing.B) {
 		p.Advance(uint64(i))
 	}
 }
+
+// TestProgressCaught: Caught calls what OnCaught set, and nothing without it.
+func TestProgressCaught(t *testing.T) {
+	var p Progress
+	p.Caught()
+	n := 0
+	p.OnCaught(func() { n++ })
+	p.Caught()
+	p.Caught()
+	if n != 2 {
+		t.Errorf("%d calls, want 2", n)
+	}
+}

@@ -29,7 +29,7 @@ import (
 // ktime.Progress and watermark): a time taken before Read looked at what
 // the ring held, once that has been handled, so that a busy ring as well
 // as an idle one holds nobody back for long; when Read returns, it is
-// done.
+// done. After each batch it calls progress.Caught.
 //
 // drained, when not nil, is called after each batch of records handed to
 // handle (and before progress learns of the batch's end): a reader that
@@ -99,6 +99,7 @@ func (d *drainer) drain() {
 	}
 	if d.w != nil {
 		d.w.idle()
+		d.w.p.Caught()
 	}
 }
 
