@@ -731,14 +731,26 @@ func (c *Correlator) releaseDue(cn *conn, now time.Time) {
 	case len(cn.held):
 		c.releaseHeld(cn, true)
 	default:
-		due := cn.held[:n]
-		cn.held = append([]heldExchange(nil), cn.held[n:]...)
+		held := cn.held
+		cn.held = held[n:]
 		c.nheld -= n
-		for _, h := range due {
+		for _, h := range held[:n] {
 			c.export(h.x, h.end, h.reason)
+		}
+		// The ones left move to the front of the same array: a copy
+		// per release cost an allocation per span or two (loopback
+		// servers' spans are all held, and released as the rings move).
+		if rest := cn.held; len(rest) > 0 && &rest[0] == &held[n] {
+			m := copy(held[:cap(held)], rest)
+			clear(held[m : n+len(rest)])
+			cn.held = held[:m]
 		}
 	}
 }
+
+// maxReusedHeld is the largest held array a connection keeps once its
+// held spans are released: larger ones (a burst) are let go.
+const maxReusedHeld = 256
 
 // due reports whether a span held since end may leave; it waits at most
 // maxHold: for its connection's socket, while a Bind may still come (grace
@@ -1242,6 +1254,12 @@ func (c *Correlator) releaseHeld(cn *conn, force bool) {
 	}
 	if len(cn.held) > 0 {
 		c.holding[cn] = struct{}{}
+	} else if cn.held == nil && cap(held) <= maxReusedHeld {
+		// The next spans are held in the same array: a new one per
+		// release grew by appends again, an allocation or more per
+		// release of a loopback server's spans.
+		clear(held)
+		cn.held = held[:0]
 	}
 }
 
