@@ -3,11 +3,7 @@ package redis
 import (
 	"strings"
 	"testing"
-	"time"
 	"unsafe"
-
-	"github.com/periscope-apm/periscope/correlator/protocol"
-	"github.com/periscope-apm/periscope/correlator/protocols/db"
 )
 
 func TestQueryText(t *testing.T) {
@@ -71,56 +67,6 @@ func TestTextsKeepEarlierStrings(t *testing.T) {
 	for i := range got {
 		if got[i] != want[i] {
 			t.Fatalf("text %d = %q, want %q", i, got[i], want[i])
-		}
-	}
-}
-
-// textRecorder keeps each command's query text and procedure at Begin.
-type textRecorder struct{ texts, procs []string }
-
-func (r *textRecorder) Begin(x protocol.Exchange) {
-	r.texts = append(r.texts, x.(*db.Exchange).Query)
-	r.procs = append(r.procs, x.(*db.Exchange).Procedure)
-}
-func (*textRecorder) End(protocol.Exchange, time.Time, string) {}
-
-// A command repeated on the same key gets the text of the one before it
-// (the same bytes, not a new copy); any difference (the command, the key,
-// the argument count) makes a text of its own.
-func TestQueryTextRepeated(t *testing.T) {
-	long := strings.Repeat("k", keepKey+10)
-	cmds := [][]string{
-		{"GET", "a"}, {"get", "a"}, {"GET", "b"}, {"SET", "a", "v"}, {"SET", "a", "v", "EX", "10"},
-		{"SET", "a", "w"}, {"GET", "a"}, {"EVALSHA", "abc", "0"}, {"EVALSHA", "abc", "0"}, {"EVALSHA", "abd", "0"},
-		{"FOO", "a"}, {"FOO", "a"}, {"GET", long}, {"GET", long}, {"PING"}, {"PING"},
-	}
-	want := []struct {
-		text, proc string
-		shared     bool // the text's bytes are the previous command's
-	}{
-		{"GET a", "", false}, {"GET a", "", true}, {"GET b", "", false}, {"SET a ?", "", false},
-		{"SET a ? ? ?", "", false}, {"SET a ?", "", false}, {"GET a", "", false},
-		{"EVALSHA abc ?", "abc", false}, {"EVALSHA abc ?", "abc", true}, {"EVALSHA abd ?", "abd", false},
-		{"FOO ?", "", false}, {"FOO ?", "", true}, {"GET " + long[:keepKey], "", false}, {"GET " + long[:keepKey], "", true},
-		{"PING", "", false}, {"PING", "", true},
-	}
-	rec := &textRecorder{}
-	d := New(&db.Stats{}).NewDecoder(protocol.Client, rec)
-	for _, c := range cmds {
-		b := []byte(cmd(c...))
-		if err := d.Feed(protocol.Requests, protocol.Chunk{Bytes: b, Size: len(b), Time: time.Unix(1, 0)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if len(rec.texts) != len(want) {
-		t.Fatalf("%d commands, want %d", len(rec.texts), len(want))
-	}
-	for i, w := range want {
-		if rec.texts[i] != w.text || rec.procs[i] != w.proc {
-			t.Errorf("%q: text %q procedure %q, want %q %q", cmds[i], rec.texts[i], rec.procs[i], w.text, w.proc)
-		}
-		if i > 0 && w.shared && unsafe.StringData(rec.texts[i]) != unsafe.StringData(rec.texts[i-1]) {
-			t.Errorf("%q: a new text, want the one of %q", cmds[i], cmds[i-1])
 		}
 	}
 }

@@ -120,35 +120,6 @@ type decoder struct {
 	lastName [keepName]byte
 	lastLen  int
 	lastCmd  *command
-	// last is the query text of the last command with what made it.
-	last lastText
-}
-
-// lastText is a command's query text and procedure with the command, its
-// argument count and its first argument (keepKey bytes at most, as the
-// reader keeps it): a connection sends the same command on the same key
-// again and again (a counter, a session, redis-benchmark's key), and
-// building the text anew cost a UTF-8 check, copies and room in the text
-// buffers per command.
-type lastText struct {
-	cmd        *command
-	n, keyLen  int
-	key        [keepKey]byte
-	text, proc string
-}
-
-// queryText is queryText(&d.texts, c, first, n), the last answer kept.
-// The text's bytes are never written again (texts), so spans share it.
-func (d *decoder) queryText(c *command, first []byte, n int) (text, procedure string) {
-	l := &d.last
-	if l.cmd == c && l.n == n && string(first) == string(l.key[:l.keyLen]) {
-		return l.text, l.proc
-	}
-	text, procedure = queryText(&d.texts, c, first, n)
-	if len(first) <= len(l.key) {
-		l.cmd, l.n, l.keyLen, l.text, l.proc = c, n, copy(l.key[:], first), text, procedure
-	}
-	return text, procedure
 }
 
 // Feed implements protocol.Decoder. Bytes lost where a header should have
@@ -279,7 +250,7 @@ func (d *decoder) command(v *Value) error {
 	}
 	x := d.exchanges.Get()
 	x.Begun, x.System, x.Namespace, x.Operation = start, db.Redis, d.namespace, c.name
-	x.Query, x.Procedure = d.queryText(c, args[1], n)
+	x.Query, x.Procedure = queryText(&d.texts, c, args[1], n)
 	p := pending{x: x}
 	if c.name == "SELECT" && n == 2 && isDigits(args[1]) {
 		p.select_ = string(args[1])
