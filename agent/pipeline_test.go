@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
@@ -346,9 +348,11 @@ type countingClient struct {
 	codec encoding.CodecV2
 	spans atomic.Int64
 	bytes atomic.Int64
-	// keep says to keep the last request in last (TestPipeline).
-	keep bool
-	last []byte
+	// keep says to keep the last request in last (TestPipeline), keepAll
+	// every request in all (TestPipelineRedis).
+	keep, keepAll bool
+	last          []byte
+	all           [][]byte
 }
 
 func (c *countingClient) Start(context.Context) error { return nil }
@@ -361,8 +365,11 @@ func (c *countingClient) UploadTraces(_ context.Context, rss []*tracepb.Resource
 	if err != nil {
 		return err
 	}
-	if c.keep {
+	if c.keep || c.keepAll {
 		c.last = bs.Materialize()
+	}
+	if c.keepAll {
+		c.all = append(c.all, c.last)
 	}
 	c.bytes.Add(int64(bs.Len()))
 	bs.Free()
@@ -563,18 +570,19 @@ func BenchmarkPipeline(b *testing.B) {
 		runPipeline(b, p, client.spans.Load)
 		b.ReportMetric(float64(client.bytes.Load())/float64(b.N), "bytes/span")
 	})
-	// The Go server's requests as the agent sees them under make bench
-	// MODE=go: stamped with the clock, read from rings whose progress the
-	// correlator waits for, every span held until Run's tick lets it out
-	// (a server on loopback whose client may be traced too), at the
-	// agent's rate.
-	// The same without rings, paced alike: what the pacing itself costs.
+	// The same as fake-gohttp-rings-25k without rings, paced alike: what
+	// the pacing itself costs.
 	b.Run("fake-gohttp-25k", func(b *testing.B) {
 		client := &countingClient{codec: encoding.GetCodecV2("proto")}
 		p := newPipeline(b, client)
 		p.sources, p.rate = 1, 25000
 		runPipeline(b, p, client.spans.Load)
 	})
+	// The Go server's requests as the agent sees them under make bench
+	// MODE=go: stamped with the clock, read from rings whose progress the
+	// correlator waits for, every span held until the rings pass it
+	// (a server on loopback whose client may be traced too), at the
+	// agent's rate.
 	b.Run("fake-gohttp-rings-25k", func(b *testing.B) {
 		client := &countingClient{codec: encoding.GetCodecV2("proto")}
 		p := newPipeline(b, client)
@@ -582,6 +590,11 @@ func BenchmarkPipeline(b *testing.B) {
 		p.withRings(b)
 		runPipeline(b, p, client.spans.Load)
 	})
+	// A redis-server's spans under redis-benchmark -t get,set -c 50 (no
+	// pipelining) as the sockets collector sends them: one data record
+	// per command read, one per reply written, and a ring whose progress
+	// holds each loopback span as the agent's reader does.
+	b.Run("fake-redis", func(b *testing.B) { runSockets(b, newSockClient(), "redis-getset-held") })
 	b.Run("grpc", func(b *testing.B) { runGRPC(b, func(*pipeline) {}) })
 	// The Go server's requests at 25,000 per second, about the agent's
 	// rate under make bench MODE=go.
@@ -664,4 +677,86 @@ func TestPipeline(t *testing.T) {
 	if fmt.Sprint(names) != fmt.Sprint(want) {
 		t.Errorf("spans by service and name %v, want %v", names, want)
 	}
+}
+
+// TestPipelineRedis checks that BenchmarkPipeline's fake-redis records make
+// the spans it claims to measure: one SERVER span per command, SETs then
+// GETs as redis-benchmark sends them, each named and described as
+// redis-server's spans are.
+func TestPipelineRedis(t *testing.T) {
+	client := &countingClient{codec: encoding.GetCodecV2("proto"), keepAll: true}
+	p := newSockPipeline(t, client, "redis-getset-held")
+	const n = 2*redisRun + 100 // SETs, GETs, SETs again
+	for i := range n {
+		p.round(i)
+	}
+	p.drain()
+	if err := p.exp.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := client.spans.Load(); got != n {
+		t.Fatalf("%d spans exported, want %d", got, n)
+	}
+	got := map[string]int{}
+	for _, bs := range client.all {
+		var req coltracepb.ExportTraceServiceRequest
+		if err := proto.Unmarshal(bs, &req); err != nil {
+			t.Fatal(err)
+		}
+		for _, rs := range req.ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				for _, s := range ss.Spans {
+					got[redisSpanKey(rs, s)]++
+				}
+			}
+		}
+	}
+	// A database's SERVER span names its server, not its client.
+	const attrs = "db.operation.name=%s db.query.text=%s db.system.name=redis server.address=127.0.0.1 server.port=6379"
+	want := map[string]int{
+		"redis-server SERVER SET 127.0.0.1:6379 " + fmt.Sprintf(attrs, "SET", "SET key:__rand_int__ ?"): redisRun + 100,
+		"redis-server SERVER GET 127.0.0.1:6379 " + fmt.Sprintf(attrs, "GET", "GET key:__rand_int__"):   redisRun,
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d kinds of span, want %d", len(got), len(want))
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%d spans %q, want %d", got[k], k, w)
+		}
+	}
+	for k, g := range got {
+		if want[k] == 0 {
+			t.Errorf("%d unexpected spans %q", g, k)
+		}
+	}
+}
+
+// redisSpanKey describes span s of resource rs: its service, kind, name,
+// status when not unset, and attributes sorted by key.
+func redisSpanKey(rs *tracepb.ResourceSpans, s *tracepb.Span) string {
+	svc := ""
+	for _, kv := range rs.Resource.Attributes {
+		if kv.Key == "service.name" {
+			svc = kv.Value.GetStringValue()
+		}
+	}
+	kind := strings.TrimPrefix(s.Kind.String(), "SPAN_KIND_")
+	var kvs []string
+	for _, kv := range s.Attributes {
+		v := kv.Value.GetStringValue()
+		if _, ok := kv.Value.Value.(*commonpb.AnyValue_IntValue); ok {
+			v = fmt.Sprint(kv.Value.GetIntValue())
+		}
+		kvs = append(kvs, kv.Key+"="+v)
+	}
+	sort.Strings(kvs)
+	key := svc + " " + kind + " " + s.Name + " " + strings.Join(kvs, " ")
+	if s.Status != nil && s.Status.Code != tracepb.Status_STATUS_CODE_UNSET {
+		key += " status=" + s.Status.Code.String()
+	}
+	if s.EndTimeUnixNano <= s.StartTimeUnixNano {
+		key += " (ends before it starts)"
+	}
+	return key
 }

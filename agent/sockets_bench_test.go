@@ -28,6 +28,10 @@ import (
 //   - redis1: redis-server under redis-benchmark -t get,set -c 50 (no
 //     pipelining: the case most users hit), one read of one command and
 //     one write of its reply, the 50 connections taking turns;
+//   - redis-getset: the same as redis-benchmark -t get,set -n 20000 runs
+//     it, each connection sending SETs for the first redisRun commands
+//     of all connections, then GETs, and so on (BenchmarkPipeline's
+//     fake-redis: redis-getset-held);
 //   - redis16: redis-server under redis-benchmark -t get,set -P 16 -c 50,
 //     one read of 16 commands and one write of their 16 replies;
 //   - redis16-held: the same with a ring whose progress lags one batch of
@@ -52,7 +56,14 @@ type sockConn struct {
 	read, write         []byte
 	readSeq, writeSeq   uint32
 	readSize, writeSize uint32
+	// alt, when set, is a second request and response replayed in turn
+	// with the first, redisRun rounds of each (redis-getset).
+	alt *sockConn
 }
+
+// redisRun is redis-benchmark's -n at depth 1: the commands of one test
+// (SET, then GET) over all connections.
+const redisRun = 20000
 
 // sockPipeline is the user-space pipeline fed with one workload's records.
 type sockPipeline struct {
@@ -104,6 +115,7 @@ func newSockPipeline(tb testing.TB, client *countingClient, workload string) *so
 	var nconns int
 	var req, resp string
 	var setup [][2]string // per connection: a read and its write before the rounds
+	var alt [2]string     // a second request and response, taking turns with the first
 	perConn := func(string, int) string { return req }
 	switch workload {
 	case "plain":
@@ -113,6 +125,10 @@ func newSockPipeline(tb testing.TB, client *countingClient, workload string) *so
 	case "redis1":
 		pid, nconns, p.spans = pidRedis, 50, 1
 		req, resp = respCmd("GET", "key:__rand_int__"), "$3\r\nxxx\r\n"
+	case "redis-getset":
+		pid, nconns, p.spans = pidRedis, 50, 1
+		req, resp = respCmd("SET", "key:__rand_int__", "xxx"), "+OK\r\n"
+		alt = [2]string{respCmd("GET", "key:__rand_int__"), "$3\r\nxxx\r\n"}
 	case "redis16":
 		pid, nconns, p.spans = pidRedis, 50, redisDepth
 		var rq, rs strings.Builder
@@ -149,6 +165,10 @@ func newSockPipeline(tb testing.TB, client *countingClient, workload string) *so
 			p.setup += 2
 		}
 		c.set(pid, key, req, resp)
+		if alt[0] != "" {
+			c.alt = &sockConn{}
+			c.alt.set(pid, key, alt[0], alt[1])
+		}
 		p.conns = append(p.conns, c)
 	}
 	return p
@@ -196,7 +216,14 @@ func (p *sockPipeline) round(i int) {
 		p.corr.ReleaseHeld(p.records.Clock.Time(p.ts))
 		p.batch = p.ts
 	}
-	p.replay(&p.conns[i%len(p.conns)])
+	c := &p.conns[i%len(p.conns)]
+	if c.alt != nil && (i/redisRun)%2 == 1 {
+		c.alt.readSeq, c.alt.writeSeq = c.readSeq, c.writeSeq
+		p.replay(c.alt)
+		c.readSeq, c.writeSeq = c.alt.readSeq, c.alt.writeSeq
+		return
+	}
+	p.replay(c)
 }
 
 // replay decodes c's read and write records once, sequence numbers moved on.
@@ -224,35 +251,40 @@ func (p *sockPipeline) drain() {
 // marshals what the gRPC client would send).
 func BenchmarkSockets(b *testing.B) {
 	for _, w := range []string{"plain", "redis1", "redis16", "redis16-held", "postgres"} {
-		b.Run(w, func(b *testing.B) {
-			client := &countingClient{codec: encoding.GetCodecV2("proto")}
-			p := newSockPipeline(b, client, w)
-			rounds := (b.N + p.spans - 1) / p.spans
-			n := rounds * p.spans
-			b.ReportAllocs()
-			cpu0 := cpuTime()
-			b.ResetTimer()
-			for i := range rounds {
-				p.round(i)
-				if i%64 == 63 {
-					for int64((i+1-2*batchRounds)*p.spans)-client.spans.Load() > maxBacklog {
-						time.Sleep(50 * time.Microsecond)
-					}
-				}
-			}
-			p.drain()
-			if err := p.exp.Shutdown(context.Background()); err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			cpu := cpuTime() - cpu0
-			if got := client.spans.Load(); got != int64(n) {
-				b.Fatalf("%d spans delivered, want %d", got, n)
-			}
-			b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/span")
-			b.ReportMetric(float64(client.bytes.Load())/float64(n), "bytes/span")
-		})
+		b.Run(w, func(b *testing.B) { runSockets(b, newSockClient(), w) })
 	}
+}
+
+func newSockClient() *countingClient { return &countingClient{codec: encoding.GetCodecV2("proto")} }
+
+// runSockets replays b.N spans of workload w's records, exported to
+// client, and reports them per span.
+func runSockets(b *testing.B, client *countingClient, w string) {
+	p := newSockPipeline(b, client, w)
+	rounds := (b.N + p.spans - 1) / p.spans
+	n := rounds * p.spans
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	for i := range rounds {
+		p.round(i)
+		if i%64 == 63 {
+			for int64((i+1-2*batchRounds)*p.spans)-client.spans.Load() > maxBacklog {
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+	}
+	p.drain()
+	if err := p.exp.Shutdown(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	cpu := cpuTime() - cpu0
+	if got := client.spans.Load(); got != int64(n) {
+		b.Fatalf("%d spans delivered, want %d", got, n)
+	}
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/span")
+	b.ReportMetric(float64(client.bytes.Load())/float64(n), "bytes/span")
 }
 
 // TestSocketsPipeline checks that the benchmark's records make the spans
