@@ -169,9 +169,15 @@ type peer struct {
 	// per linked span in BenchmarkLinkSides).
 	mu     sync.Mutex
 	queue  []lookup
-	opened time.Time     // when the queue's oldest lookup came
-	first  time.Time     // the earliest deadline in the queue
-	kick   chan struct{} // capacity 1
+	opened time.Time // when the open batch's window began
+	first  time.Time // the earliest deadline in the queue
+	// idle: the batch filler waits for a kick to open a window (the
+	// queue was empty when its last window ended). Otherwise it is
+	// timing a window already, which a lookup into an empty queue joins
+	// without waking it: under load, a batch costs the filler one
+	// wake-up (its window's end), not two.
+	idle bool
+	kick chan struct{} // capacity 1
 }
 
 // lookup is one query waiting for its answer.
@@ -291,7 +297,7 @@ func (c *Client) SetPeers(addrs []string) error {
 		if err != nil {
 			return fmt.Errorf("linking: peer %s: %w", a, err)
 		}
-		p := &peer{addr: a, conn: conn, kick: make(chan struct{}, 1)}
+		p := &peer{addr: a, conn: conn, idle: true, kick: make(chan struct{}, 1)}
 		c.peers[a] = p
 		if c.runCtx != nil {
 			c.startPeer(p)
@@ -371,9 +377,9 @@ func (c *Client) Lookup(q Query, deadline time.Time, w Waiter) Result {
 }
 
 // enqueue adds l to p's queue, waking the batch filler when l opens a
-// batch or fills one, or makes it due earlier (a deadline near). Only a
-// lookup that opens a batch reads the clock (ask bounds the deadlines by
-// Wait when the batch goes).
+// window (the filler was idle), fills a batch, or makes it due earlier (a
+// deadline near). Only a lookup that opens a window reads the clock (ask
+// bounds the deadlines by Wait when the batch goes).
 func (p *peer) enqueue(l lookup) Result {
 	p.mu.Lock()
 	n := len(p.queue)
@@ -381,16 +387,22 @@ func (p *peer) enqueue(l lookup) Result {
 		p.mu.Unlock()
 		return Dropped
 	}
-	sooner := false
-	if n == 0 {
+	open, sooner := false, false
+	switch {
+	case n == 0 && p.idle:
+		open, p.idle = true, false
 		p.opened, p.first = time.Now(), l.deadline
-	} else if l.deadline.Before(p.first) {
+	case n == 0:
+		// The filler times a window already (opened): l joins it.
+		sooner = l.deadline.Add(-sendAhead).Before(p.dueLocked())
+		p.first = l.deadline
+	case l.deadline.Before(p.first):
 		sooner = l.deadline.Add(-sendAhead).Before(p.dueLocked())
 		p.first = l.deadline
 	}
 	p.queue = append(p.queue, l)
 	p.mu.Unlock()
-	if n == 0 || n+1 == MaxBatch || sooner {
+	if open || n+1 == MaxBatch || sooner {
 		select {
 		case p.kick <- struct{}{}:
 		default:
@@ -400,36 +412,45 @@ func (p *peer) enqueue(l lookup) Result {
 }
 
 // take moves the oldest lookups of the queue, at most MaxBatch, into
-// batch (empty), and returns it with whether more are left. A queue that
-// fits in a batch becomes the batch, and batch's memory the queue: no
-// lookup is copied (a copy of their waiters' pointers, with write
+// batch (empty), and returns it with whether the next batch's window is
+// open (the filler times it without waiting for a kick): it opens when a
+// batch is taken, and closes when it ends with no lookup in it. A queue
+// that fits in a batch becomes the batch, and batch's memory the queue:
+// no lookup is copied (a copy of their waiters' pointers, with write
 // barriers while the garbage collector runs).
 func (p *peer) take(batch []lookup) ([]lookup, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if len(p.queue) == 0 {
+		// The window ended empty: the next lookup opens one.
+		p.idle, p.opened = true, time.Time{}
+		return batch, false
+	}
 	if len(p.queue) <= MaxBatch {
 		batch, p.queue = p.queue, batch[:0]
-		return batch, false
+		// The next batch's window begins now: a lookup that comes
+		// in it joins it without waking the filler.
+		p.opened = time.Now()
+		return batch, true
 	}
 	n := MaxBatch
 	batch = append(batch, p.queue[:n]...)
 	rest := copy(p.queue, p.queue[n:])
 	clear(p.queue[rest:])
 	p.queue = p.queue[:rest]
-	if rest > 0 {
-		// What is left (the queue filled past a batch) opens the next
-		// one now: sent at once, it would be a call for the few lookups
-		// that came while this batch was taken (a call of 1 query after
-		// each full one, measured), and a full rest goes at once anyway.
-		p.opened = time.Now()
-		p.first = p.queue[0].deadline
-		for _, l := range p.queue[1:] {
-			if l.deadline.Before(p.first) {
-				p.first = l.deadline
-			}
+	// What is left (the queue filled past a batch) is in the next
+	// window, opened now: sent at once, it would be a call for the few
+	// lookups that came while this batch was taken (a call of 1 query
+	// after each full one, measured), and a full rest goes at once
+	// anyway.
+	p.opened = time.Now()
+	p.first = p.queue[0].deadline
+	for _, l := range p.queue[1:] {
+		if l.deadline.Before(p.first) {
+			p.first = l.deadline
 		}
 	}
-	return batch, rest > 0
+	return batch, true
 }
 
 // due returns when the open batch should go (zero: at once).
@@ -446,6 +467,9 @@ func (p *peer) dueLocked() time.Time {
 		return time.Time{}
 	}
 	due := p.opened.Add(batchDelay)
+	if len(p.queue) == 0 {
+		return due // first is the last batch's
+	}
 	if early := p.first.Add(-sendAhead); early.Before(due) {
 		return early
 	}
@@ -453,9 +477,10 @@ func (p *peer) dueLocked() time.Time {
 }
 
 // send fills p's batches, one goroutine per peer, and hands each to one of
-// sendersPerPeer callers: a batch holds every lookup of batchDelay from
-// the one that opened it (or MaxBatch), and while every caller waits for
-// an answer the queue grows into the next batch.
+// sendersPerPeer callers: a batch holds every lookup of its window
+// (batchDelay from the lookup that opened it, or, while lookups keep
+// coming, from when the previous batch was taken), or MaxBatch, and while
+// every caller waits for an answer the queue grows into the next batch.
 func (c *Client) send(ctx context.Context, p *peer) {
 	full := make(chan []lookup)
 	free := make(chan []lookup, sendersPerPeer+1)
