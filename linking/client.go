@@ -112,7 +112,13 @@ const (
 	// lookup asked late (the asking agent read its request late, under
 	// load) still gets the time the answering agent holds a query for
 	// (answerMargin before the deadline) and the answer's way back.
-	sendAhead    = 2 * answerMargin
+	sendAhead = 2 * answerMargin
+	// batchCap is the capacity of a batch's memory (which becomes the
+	// queue's when the batch is taken): a full batch and the lookups
+	// that come while the filler wakes to take it, so that a queue
+	// filling past MaxBatch does not grow (a copy of a batch, 120 KB,
+	// into a new array of twice that, once a batch under load).
+	batchCap     = MaxBatch + MaxBatch/4
 	retryRefresh = 2 * time.Second
 )
 
@@ -433,11 +439,13 @@ func (p *peer) take(batch []lookup) ([]lookup, bool) {
 		p.opened = time.Now()
 		return batch, true
 	}
-	n := MaxBatch
-	batch = append(batch, p.queue[:n]...)
-	rest := copy(p.queue, p.queue[n:])
-	clear(p.queue[rest:])
-	p.queue = p.queue[:rest]
+	// The queue's first MaxBatch become the batch, the rest goes to
+	// batch's memory (a few lookups: those that came while the filler
+	// woke).
+	q := p.queue
+	p.queue = append(batch[:0], q[MaxBatch:]...)
+	clear(q[MaxBatch:]) // their waiters, now in the queue
+	batch = q[:MaxBatch]
 	// What is left (the queue filled past a batch) is in the next
 	// window, opened now: sent at once, it would be a call for the few
 	// lookups that came while this batch was taken (a call of 1 query
@@ -485,7 +493,7 @@ func (c *Client) send(ctx context.Context, p *peer) {
 	full := make(chan []lookup)
 	free := make(chan []lookup, sendersPerPeer+1)
 	for range sendersPerPeer + 1 {
-		free <- make([]lookup, 0, MaxBatch)
+		free <- make([]lookup, 0, batchCap)
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -498,10 +506,10 @@ func (c *Client) send(ctx context.Context, p *peer) {
 			for batch := range full {
 				c.ask(ctx, p, batch, sc)
 				clear(batch) // the waiters
-				if cap(batch) > MaxBatch {
-					// A queue that grew past a batch
+				if cap(batch) > batchCap {
+					// A queue that grew past its slack
 					// (take): its memory is not kept.
-					batch = make([]lookup, 0, MaxBatch)
+					batch = make([]lookup, 0, batchCap)
 				}
 				free <- batch[:0]
 			}

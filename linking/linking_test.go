@@ -1105,7 +1105,8 @@ func TestLookupGroupsConnections(t *testing.T) {
 
 // TestTakeSwapsQueue: a queue that fits in a batch becomes the batch (its
 // lookups are not copied), and the batch's memory the queue; a queue
-// longer than a batch gives its oldest MaxBatch and keeps the rest.
+// longer than a batch gives its oldest MaxBatch (not copied either) and
+// keeps the rest, in the batch's memory.
 func TestTakeSwapsQueue(t *testing.T) {
 	p := &peer{kick: make(chan struct{}, 1)}
 	for i := range 3 {
@@ -1125,9 +1126,16 @@ func TestTakeSwapsQueue(t *testing.T) {
 	for i := range MaxBatch + 2 {
 		p.enqueue(lookup{q: query(40000, uint64(i+1)), deadline: time.Now().Add(time.Second)})
 	}
-	batch, open = p.take(make([]lookup, 0, MaxBatch))
+	first = &p.queue[0]
+	batch, open = p.take(make([]lookup, 0, batchCap))
 	if !open || len(batch) != MaxBatch || len(p.queue) != 2 || p.queue[0].q.Seq != MaxBatch+1 {
 		t.Errorf("took %d (window open %v), left %d", len(batch), open, len(p.queue))
+	}
+	if &batch[0] != first {
+		t.Error("a queue longer than a batch: its first MaxBatch lookups were copied")
+	}
+	if cap(p.queue) != batchCap {
+		t.Errorf("the rest is in memory of %d, want the batch's (%d)", cap(p.queue), batchCap)
 	}
 }
 
