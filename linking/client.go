@@ -112,7 +112,13 @@ const (
 	// lookup asked late (the asking agent read its request late, under
 	// load) still gets the time the answering agent holds a query for
 	// (answerMargin before the deadline) and the answer's way back.
-	sendAhead    = 2 * answerMargin
+	sendAhead = 2 * answerMargin
+	// batchCap is the capacity of a batch's memory (which becomes the
+	// queue's when the batch is taken): a full batch and the lookups
+	// that come while the filler wakes to take it, so that a queue
+	// filling past MaxBatch does not grow (a copy of a batch, 120 KB,
+	// into a new array of twice that, once a batch under load).
+	batchCap     = MaxBatch + MaxBatch/4
 	retryRefresh = 2 * time.Second
 )
 
@@ -169,9 +175,15 @@ type peer struct {
 	// per linked span in BenchmarkLinkSides).
 	mu     sync.Mutex
 	queue  []lookup
-	opened time.Time     // when the queue's oldest lookup came
-	first  time.Time     // the earliest deadline in the queue
-	kick   chan struct{} // capacity 1
+	opened time.Time // when the open batch's window began
+	first  time.Time // the earliest deadline in the queue
+	// idle: the batch filler waits for a kick to open a window (the
+	// queue was empty when its last window ended). Otherwise it is
+	// timing a window already, which a lookup into an empty queue joins
+	// without waking it: under load, a batch costs the filler one
+	// wake-up (its window's end), not two.
+	idle bool
+	kick chan struct{} // capacity 1
 }
 
 // lookup is one query waiting for its answer.
@@ -291,7 +303,7 @@ func (c *Client) SetPeers(addrs []string) error {
 		if err != nil {
 			return fmt.Errorf("linking: peer %s: %w", a, err)
 		}
-		p := &peer{addr: a, conn: conn, kick: make(chan struct{}, 1)}
+		p := &peer{addr: a, conn: conn, idle: true, kick: make(chan struct{}, 1)}
 		c.peers[a] = p
 		if c.runCtx != nil {
 			c.startPeer(p)
@@ -371,9 +383,9 @@ func (c *Client) Lookup(q Query, deadline time.Time, w Waiter) Result {
 }
 
 // enqueue adds l to p's queue, waking the batch filler when l opens a
-// batch or fills one, or makes it due earlier (a deadline near). Only a
-// lookup that opens a batch reads the clock (ask bounds the deadlines by
-// Wait when the batch goes).
+// window (the filler was idle), fills a batch, or makes it due earlier (a
+// deadline near). Only a lookup that opens a window reads the clock (ask
+// bounds the deadlines by Wait when the batch goes).
 func (p *peer) enqueue(l lookup) Result {
 	p.mu.Lock()
 	n := len(p.queue)
@@ -381,16 +393,22 @@ func (p *peer) enqueue(l lookup) Result {
 		p.mu.Unlock()
 		return Dropped
 	}
-	sooner := false
-	if n == 0 {
+	open, sooner := false, false
+	switch {
+	case n == 0 && p.idle:
+		open, p.idle = true, false
 		p.opened, p.first = time.Now(), l.deadline
-	} else if l.deadline.Before(p.first) {
+	case n == 0:
+		// The filler times a window already (opened): l joins it.
+		sooner = l.deadline.Add(-sendAhead).Before(p.dueLocked())
+		p.first = l.deadline
+	case l.deadline.Before(p.first):
 		sooner = l.deadline.Add(-sendAhead).Before(p.dueLocked())
 		p.first = l.deadline
 	}
 	p.queue = append(p.queue, l)
 	p.mu.Unlock()
-	if n == 0 || n+1 == MaxBatch || sooner {
+	if open || n+1 == MaxBatch || sooner {
 		select {
 		case p.kick <- struct{}{}:
 		default:
@@ -400,36 +418,47 @@ func (p *peer) enqueue(l lookup) Result {
 }
 
 // take moves the oldest lookups of the queue, at most MaxBatch, into
-// batch (empty), and returns it with whether more are left. A queue that
-// fits in a batch becomes the batch, and batch's memory the queue: no
-// lookup is copied (a copy of their waiters' pointers, with write
+// batch (empty), and returns it with whether the next batch's window is
+// open (the filler times it without waiting for a kick): it opens when a
+// batch is taken, and closes when it ends with no lookup in it. A queue
+// that fits in a batch becomes the batch, and batch's memory the queue:
+// no lookup is copied (a copy of their waiters' pointers, with write
 // barriers while the garbage collector runs).
 func (p *peer) take(batch []lookup) ([]lookup, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.queue) <= MaxBatch {
-		batch, p.queue = p.queue, batch[:0]
+	if len(p.queue) == 0 {
+		// The window ended empty: the next lookup opens one.
+		p.idle, p.opened = true, time.Time{}
 		return batch, false
 	}
-	n := MaxBatch
-	batch = append(batch, p.queue[:n]...)
-	rest := copy(p.queue, p.queue[n:])
-	clear(p.queue[rest:])
-	p.queue = p.queue[:rest]
-	if rest > 0 {
-		// What is left (the queue filled past a batch) opens the next
-		// one now: sent at once, it would be a call for the few lookups
-		// that came while this batch was taken (a call of 1 query after
-		// each full one, measured), and a full rest goes at once anyway.
+	if len(p.queue) <= MaxBatch {
+		batch, p.queue = p.queue, batch[:0]
+		// The next batch's window begins now: a lookup that comes
+		// in it joins it without waking the filler.
 		p.opened = time.Now()
-		p.first = p.queue[0].deadline
-		for _, l := range p.queue[1:] {
-			if l.deadline.Before(p.first) {
-				p.first = l.deadline
-			}
+		return batch, true
+	}
+	// The queue's first MaxBatch become the batch, the rest goes to
+	// batch's memory (a few lookups: those that came while the filler
+	// woke).
+	q := p.queue
+	p.queue = append(batch[:0], q[MaxBatch:]...)
+	clear(q[MaxBatch:]) // their waiters, now in the queue
+	batch = q[:MaxBatch]
+	// What is left (the queue filled past a batch) is in the next
+	// window, opened now: sent at once, it would be a call for the few
+	// lookups that came while this batch was taken (a call of 1 query
+	// after each full one, measured), and a full rest goes at once
+	// anyway.
+	p.opened = time.Now()
+	p.first = p.queue[0].deadline
+	for _, l := range p.queue[1:] {
+		if l.deadline.Before(p.first) {
+			p.first = l.deadline
 		}
 	}
-	return batch, rest > 0
+	return batch, true
 }
 
 // due returns when the open batch should go (zero: at once).
@@ -446,6 +475,9 @@ func (p *peer) dueLocked() time.Time {
 		return time.Time{}
 	}
 	due := p.opened.Add(batchDelay)
+	if len(p.queue) == 0 {
+		return due // first is the last batch's
+	}
 	if early := p.first.Add(-sendAhead); early.Before(due) {
 		return early
 	}
@@ -453,14 +485,15 @@ func (p *peer) dueLocked() time.Time {
 }
 
 // send fills p's batches, one goroutine per peer, and hands each to one of
-// sendersPerPeer callers: a batch holds every lookup of batchDelay from
-// the one that opened it (or MaxBatch), and while every caller waits for
-// an answer the queue grows into the next batch.
+// sendersPerPeer callers: a batch holds every lookup of its window
+// (batchDelay from the lookup that opened it, or, while lookups keep
+// coming, from when the previous batch was taken), or MaxBatch, and while
+// every caller waits for an answer the queue grows into the next batch.
 func (c *Client) send(ctx context.Context, p *peer) {
 	full := make(chan []lookup)
 	free := make(chan []lookup, sendersPerPeer+1)
 	for range sendersPerPeer + 1 {
-		free <- make([]lookup, 0, MaxBatch)
+		free <- make([]lookup, 0, batchCap)
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -473,10 +506,10 @@ func (c *Client) send(ctx context.Context, p *peer) {
 			for batch := range full {
 				c.ask(ctx, p, batch, sc)
 				clear(batch) // the waiters
-				if cap(batch) > MaxBatch {
-					// A queue that grew past a batch
+				if cap(batch) > batchCap {
+					// A queue that grew past its slack
 					// (take): its memory is not kept.
-					batch = make([]lookup, 0, MaxBatch)
+					batch = make([]lookup, 0, batchCap)
 				}
 				free <- batch[:0]
 			}

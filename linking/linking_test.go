@@ -1105,7 +1105,8 @@ func TestLookupGroupsConnections(t *testing.T) {
 
 // TestTakeSwapsQueue: a queue that fits in a batch becomes the batch (its
 // lookups are not copied), and the batch's memory the queue; a queue
-// longer than a batch gives its oldest MaxBatch and keeps the rest.
+// longer than a batch gives its oldest MaxBatch (not copied either) and
+// keeps the rest, in the batch's memory.
 func TestTakeSwapsQueue(t *testing.T) {
 	p := &peer{kick: make(chan struct{}, 1)}
 	for i := range 3 {
@@ -1115,9 +1116,9 @@ func TestTakeSwapsQueue(t *testing.T) {
 	}
 	first := &p.queue[0]
 	buf := make([]lookup, 0, MaxBatch)
-	batch, more := p.take(buf)
-	if more || len(batch) != 3 || &batch[0] != first || batch[2].q.Seq != 3 {
-		t.Fatalf("took %d lookups (more %v), copied %v", len(batch), more, &batch[0] != first)
+	batch, open := p.take(buf)
+	if !open || len(batch) != 3 || &batch[0] != first || batch[2].q.Seq != 3 {
+		t.Fatalf("took %d lookups (window open %v), copied %v", len(batch), open, &batch[0] != first)
 	}
 	if len(p.queue) != 0 || cap(p.queue) != MaxBatch {
 		t.Errorf("queue %d of %d, want the batch's empty memory", len(p.queue), cap(p.queue))
@@ -1125,8 +1126,61 @@ func TestTakeSwapsQueue(t *testing.T) {
 	for i := range MaxBatch + 2 {
 		p.enqueue(lookup{q: query(40000, uint64(i+1)), deadline: time.Now().Add(time.Second)})
 	}
-	batch, more = p.take(make([]lookup, 0, MaxBatch))
-	if !more || len(batch) != MaxBatch || len(p.queue) != 2 || p.queue[0].q.Seq != MaxBatch+1 {
-		t.Errorf("took %d (more %v), left %d", len(batch), more, len(p.queue))
+	first = &p.queue[0]
+	batch, open = p.take(make([]lookup, 0, batchCap))
+	if !open || len(batch) != MaxBatch || len(p.queue) != 2 || p.queue[0].q.Seq != MaxBatch+1 {
+		t.Errorf("took %d (window open %v), left %d", len(batch), open, len(p.queue))
+	}
+	if &batch[0] != first {
+		t.Error("a queue longer than a batch: its first MaxBatch lookups were copied")
+	}
+	if cap(p.queue) != batchCap {
+		t.Errorf("the rest is in memory of %d, want the batch's (%d)", cap(p.queue), batchCap)
+	}
+}
+
+// TestEnqueueJoinsOpenWindow: while lookups keep coming, a batch's window
+// opens when the previous batch is taken, and a lookup into the empty
+// queue joins it without waking the batch filler (one wake-up a batch,
+// at its window's end); a lookup wakes it when it opens a window (the
+// filler idle: the last window ended empty) or its deadline is near.
+func TestEnqueueJoinsOpenWindow(t *testing.T) {
+	p := &peer{idle: true, kick: make(chan struct{}, 1)}
+	kicked := func() bool {
+		select {
+		case <-p.kick:
+			return true
+		default:
+			return false
+		}
+	}
+	later := time.Now().Add(time.Second)
+	p.enqueue(lookup{q: query(40000, 1), deadline: later})
+	if !kicked() {
+		t.Fatal("a lookup opening a window (filler idle) did not wake the filler")
+	}
+	if batch, open := p.take(make([]lookup, 0, MaxBatch)); len(batch) != 1 || !open {
+		t.Fatalf("took %d, window open %v", len(batch), open)
+	}
+	if due := p.due(); due.IsZero() || time.Until(due) > batchDelay {
+		t.Fatalf("the next window is due in %v, want within %v", time.Until(due), batchDelay)
+	}
+	p.enqueue(lookup{q: query(40000, 2), deadline: later})
+	if kicked() {
+		t.Error("a lookup into the open window woke the filler")
+	}
+	p.enqueue(lookup{q: query(40000, 3), deadline: time.Now().Add(sendAhead / 2)})
+	if !kicked() {
+		t.Error("a lookup whose deadline is near did not wake the filler")
+	}
+	if batch, open := p.take(make([]lookup, 0, MaxBatch)); len(batch) != 2 || !open {
+		t.Fatalf("took %d, window open %v", len(batch), open)
+	}
+	if batch, open := p.take(make([]lookup, 0, MaxBatch)); len(batch) != 0 || open {
+		t.Fatalf("an empty window: took %d, window open %v", len(batch), open)
+	}
+	p.enqueue(lookup{q: query(40000, 4), deadline: later})
+	if !kicked() {
+		t.Error("a lookup after an empty window did not wake the filler")
 	}
 }
