@@ -50,8 +50,12 @@ func (h *abHeader) write(results []*abResult) error {
 type noisy struct{ v, noise float64 }
 
 // spreadOf is half the range of v: the round-to-round noise of one
-// configuration.
+// configuration. One round has no spread to measure: NaN, which no margin
+// beats (verdict).
 func spreadOf(v []float64) float64 {
+	if len(v) < 2 {
+		return math.NaN()
+	}
 	lo, hi := minMax(v)
 	return (hi - lo) / 2
 }
@@ -77,6 +81,8 @@ func verdict(x noisy, target float64, atMost bool) string {
 		margin = -margin
 	}
 	switch {
+	case math.IsNaN(x.noise):
+		return "not judged (one round: no spread)"
 	case margin > x.noise:
 		return "met"
 	case -margin > x.noise:

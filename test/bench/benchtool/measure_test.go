@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"strings"
 	"testing"
 )
@@ -54,6 +55,7 @@ func TestVerdict(t *testing.T) {
 		{noisy{58, 4}, 60, false, "within noise"},
 		{noisy{50, 4}, 60, false, "NOT met"},
 		{noisy{60, 0}, 60, false, "within noise"}, // no margin at all
+		{noisy{90, math.NaN()}, 60, false, "not judged (one round: no spread)"},
 	} {
 		if got := verdict(c.x, c.target, c.atMost); got != c.want {
 			t.Errorf("verdict(%+v, %v, atMost %v) = %q, want %q", c.x, c.target, c.atMost, got, c.want)
