@@ -413,6 +413,15 @@ func (c *Correlator) lostBytes(cn *conn, d events.Data, gap uint32) bool {
 // loss: a client has the replies it waits for before it sends more
 // (keep-alive, synchronous clients, batch pipelines), so no reply to a
 // request before it is still to come.
+//
+// Only the first record on the requests side after a reply may restart:
+// it starts a call. A later one may be a later record of the same call (a
+// large call comes as consecutive records of DATA_CAP bytes), and though
+// it starts a request (it starts at a message boundary by chance), the
+// requests of the call's earlier records, not decoded, are answered
+// first: each of their replies would pair with a later request
+// (redis-server under redis-cli --pipe, TestPipelineLostChunks). A call
+// that does not start a request waits for the next reply.
 func (cn *conn) restarts(d events.Data) bool {
 	r := protocol.Server
 	if cn.role == roleClient {
@@ -422,7 +431,11 @@ func (cn *conn) restarts(d events.Data) bool {
 		cn.restart = restartAtRequest
 		return false
 	}
-	if cn.restart != restartAtRequest || !cn.proto.(protocol.Restarter).StartsRequest(d.Bytes) {
+	if cn.restart != restartAtRequest {
+		return false
+	}
+	if !cn.proto.(protocol.Restarter).StartsRequest(d.Bytes) {
+		cn.restart = restartAfterReply
 		return false
 	}
 	cn.restart = restartNone

@@ -1,0 +1,235 @@
+package correlator
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/periscope-apm/periscope/events"
+	"github.com/periscope-apm/periscope/span"
+)
+
+// pipeCommand is command i of a redis-cli --pipe stream: a SET, and every
+// third an INCR of a string that fails, so that a reply paired with
+// another command shows in the span's status.
+func pipeCommand(i int) (cmd, reply string) {
+	key := fmt.Sprintf("k%d", i)
+	if i%3 == 0 {
+		return fmt.Sprintf("*2\r\n$4\r\nINCR\r\n$%d\r\n%s\r\n", len(key), key), "-ERR value is not an integer or out of range\r\n"
+	}
+	return fmt.Sprintf("*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\nv\r\n", len(key), key), "+OK\r\n"
+}
+
+// chunkCap is the bytes of one record of the sockets collector: a larger
+// call of a Redis connection comes as consecutive records of chunkCap
+// bytes, each with its own sequence and the call's time
+// (bpf/chunks.bpf.h).
+const chunkCap = 4096
+
+// pipeServer plays redis-server under redis-cli --pipe as the sockets
+// collector reports it: reads of any size, cut anywhere in a command,
+// each read call followed by one write of the replies of the commands it
+// completed. lose says whether a record is lost (the ring was full).
+type pipeServer struct {
+	st      *seqStream
+	cmds    []int // command i's offset in the request stream
+	stream  string
+	replies []string
+	cmdAt   map[int]int // the call (ms) of a command's first byte
+	replyAt map[int]int // the call (ms) of its reply
+	calls   [2]int      // calls so far, reads and writes
+	// lose says whether record j (from 0) of call c (from 0) of its
+	// direction is lost (the ring was full).
+	lose func(dir events.Direction, c, j int) bool
+}
+
+func newPipeServer(h *harness, n int, lose func(dir events.Direction, c, j int) bool) *pipeServer {
+	p := &pipeServer{
+		st:      &seqStream{h: h, id: cid(46, 1), rd: 0xfffff000, wr: 12345},
+		cmdAt:   map[int]int{},
+		replyAt: map[int]int{},
+		lose:    lose,
+	}
+	h.bindPlain(p.st.id, 5, 0, "10.0.0.9:6379", "10.0.0.2:41001")
+	var b strings.Builder
+	for i := range n {
+		c, r := pipeCommand(i)
+		p.cmds = append(p.cmds, b.Len())
+		b.WriteString(c)
+		p.replies = append(p.replies, r)
+	}
+	p.stream = b.String()
+	return p
+}
+
+// call sends one call's bytes as its records (chunks of chunkCap bytes,
+// one time).
+func (p *pipeServer) call(dir events.Direction, b string) {
+	p.st.ms++
+	c := &p.calls[0]
+	if dir == events.Write {
+		c = &p.calls[1]
+	}
+	defer func() { *c++ }()
+	for off := 0; off < len(b); off += chunkCap {
+		rec := b[off:min(off+chunkCap, len(b))]
+		seq := &p.st.rd
+		if dir == events.Write {
+			seq = &p.st.wr
+		}
+		d := events.Data{Conn: p.st.id, TID: 7, Time: at(p.st.ms), Dir: dir, Size: len(rec), Bytes: []byte(rec), Seq: *seq, HasSeq: true}
+		*seq += uint32(len(rec))
+		if !p.lose(dir, *c, off/chunkCap) {
+			p.st.h.data(d)
+		}
+	}
+}
+
+// run reads the stream in calls of the sizes next returns, replying after
+// each to the commands it completed.
+func (p *pipeServer) run(next func() int) {
+	done := 0 // commands replied to
+	for off := 0; off < len(p.stream); {
+		end := min(off+next(), len(p.stream))
+		p.call(events.Read, p.stream[off:end])
+		for i, at := range p.cmds {
+			if at >= off && at < end {
+				p.cmdAt[i] = p.st.ms
+			}
+		}
+		var reply strings.Builder
+		for ; done < len(p.cmds) && (done+1 == len(p.cmds) && end == len(p.stream) || done+1 < len(p.cmds) && p.cmds[done+1] <= end); done++ {
+			p.replyAt[done] = p.st.ms + 1
+			reply.WriteString(p.replies[done])
+		}
+		if reply.Len() > 0 {
+			p.call(events.Write, reply.String())
+		}
+		off = end
+	}
+}
+
+// check asserts that every span describes its own command and reply: at
+// most one span a command, started at its command's call; a complete
+// one ended at its reply's call, with its reply's status. It returns the
+// complete spans.
+func (p *pipeServer) check(t *testing.T, spans []*span.Span) int {
+	t.Helper()
+	seen := map[int]bool{}
+	complete, wrong := 0, 0
+	errorf := func(format string, args ...any) {
+		if wrong++; wrong <= 5 {
+			t.Errorf(format, args...)
+		}
+	}
+	for _, s := range spans {
+		var i int
+		q, _ := attrs(s)["db.query.text"].(string)
+		if _, err := fmt.Sscanf(q[strings.IndexByte(q, ' ')+1:], "k%d", &i); err != nil || seen[i] || i >= len(p.cmds) {
+			t.Fatalf("span %q: no command, or a command twice", q)
+		}
+		seen[i] = true
+		if !s.Start.Equal(at(p.cmdAt[i])) {
+			errorf("%s starts at %v, its command at %v", q, s.Start, at(p.cmdAt[i]))
+		}
+		switch attrs(s)["error.type"] {
+		case "data_lost", "evicted":
+			continue
+		case nil, "ERR":
+		default:
+			errorf("%s: error.type %v", q, attrs(s)["error.type"])
+			continue
+		}
+		complete++
+		if !s.End.Equal(at(p.replyAt[i])) {
+			errorf("%s ends at %v, its reply at %v", q, s.End, at(p.replyAt[i]))
+		}
+		if failed := s.Status == span.Error; failed != (i%3 == 0) {
+			errorf("%s: status %v: paired with another command's reply", q, s.Status)
+		}
+	}
+	if testing.Verbose() {
+		kinds := map[any]int{}
+		for _, s := range spans {
+			kinds[attrs(s)["error.type"]]++
+		}
+		t.Logf("error types %v", kinds)
+	}
+	if wrong > 0 {
+		t.Errorf("%d spans of %d wrong", wrong, len(spans))
+	}
+	if len(spans) > len(p.cmds) {
+		t.Errorf("%d spans for %d commands", len(spans), len(p.cmds))
+	}
+	return complete
+}
+
+// TestPipelineLostChunks: redis-server under redis-cli --pipe, its reads
+// (4 to 16 KiB, cut anywhere in a command) in records of 4 KiB, records
+// lost on the requests side, the replies side and both. After a loss no
+// span is made of bytes that were not a whole command, and no reply is
+// paired with another command: decoding restarts only at a call that
+// starts a command after a reply, never at a later record of a call,
+// whose earlier records' commands are answered first.
+func TestPipelineLostChunks(t *testing.T) {
+	const n = 12000
+	cases := []struct {
+		name string
+		lose func(dir events.Direction, c, j int) bool
+	}{
+		{"nothing lost", func(events.Direction, int, int) bool { return false }},
+		{"a read's first record", func(dir events.Direction, c, j int) bool { return dir == events.Read && c%5 == 2 && j == 0 }},
+		{"a read's later record", func(dir events.Direction, c, j int) bool { return dir == events.Read && c%5 == 2 && j == 1 }},
+		{"a reply", func(dir events.Direction, c, j int) bool { return dir == events.Write && c%5 == 2 && j == 0 }},
+		{"both", func(dir events.Direction, c, j int) bool { return c%4 == 1 && j == c%3 }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, DefaultConfig())
+			p := newPipeServer(h, n, tc.lose)
+			rng := rand.New(rand.NewPCG(7, 7))
+			p.run(func() int { return 4096 + rng.IntN(3*4096) })
+			h.c.Flush()
+			complete := p.check(t, h.exp.spans)
+			gaps := h.metric("periscope_data_gaps_total")
+			if tc.name == "nothing lost" && (len(h.exp.spans) != n || complete < n/10 || gaps != 0) {
+				t.Errorf("nothing lost: %d spans (%d complete) of %d commands, %v gaps", len(h.exp.spans), complete, n, gaps)
+			}
+			t.Logf("%d spans, %d complete, of %d commands, %d reads; %v gaps", len(h.exp.spans), complete, n, p.calls[0], gaps)
+		})
+	}
+}
+
+// FuzzPipelineLostChunks is TestPipelineLostChunks with reads of random
+// sizes (up to maxRead) and records lost at random (one in loseOneIn; 0:
+// none).
+func FuzzPipelineLostChunks(f *testing.F) {
+	f.Add(uint64(1), uint16(16384), uint8(7))
+	f.Add(uint64(2), uint16(100), uint8(3))
+	f.Add(uint64(3), uint16(9000), uint8(0))
+	f.Add(uint64(4), uint16(12000), uint8(4))
+	f.Fuzz(func(t *testing.T, seed uint64, maxRead uint16, loseOneIn uint8) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		h := newHarness(t, DefaultConfig())
+		p := newPipeServer(h, 2000, func(_ events.Direction, c, j int) bool {
+			// The first record of a direction is where its sequence is
+			// first known: a loss before it is not noticed (known limit).
+			return loseOneIn > 0 && (c > 0 || j > 0) && rng.IntN(int(loseOneIn)) == 0
+		})
+		// The first read holds whole commands: a connection is told
+		// Redis from its first call.
+		first := true
+		p.run(func() int {
+			n := 1 + rng.IntN(int(max(maxRead, 1)))
+			if first {
+				n, first = max(n, 100), false
+			}
+			return n
+		})
+		h.c.Flush()
+		if p.check(t, h.exp.spans); loseOneIn == 0 && len(h.exp.spans) != len(p.cmds) {
+			t.Errorf("nothing lost: %d spans of %d commands", len(h.exp.spans), len(p.cmds))
+		}
+	})
+}
