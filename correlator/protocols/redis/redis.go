@@ -113,7 +113,13 @@ type decoder struct {
 	synced    bool // a command was decoded: the connection is Redis
 	arrays    bool // a command was a RESP array: inline ones are not expected
 	lost      bool // message boundaries were lost; waiting for a command to resume at
-	lastResp  time.Time
+	// replied: while lost, the last chunk was a reply (or the loss was
+	// in one): the next requests chunk starts a call (see Feed).
+	replied bool
+	// answered: the loss was inside the reply of the oldest command
+	// pending, its start seen: that command had its reply.
+	answered bool
+	lastResp time.Time
 	// lastName and lastCmd are the name of the last command, as sent
 	// (keepName bytes at most), and what lookup returned for it: a
 	// connection sends the same commands again and again.
@@ -124,15 +130,22 @@ type decoder struct {
 
 // Feed implements protocol.Decoder. Bytes lost where a header should have
 // been (a copy cut short outside a bulk string, records dropped) make the
-// decoder wait for the next write that starts a command, and resume there
-// (resync).
+// decoder wait for a reply, then for a call that starts a command, and
+// resume there (resync). Only the first requests chunk after a reply
+// starts a call: a later one may be a later record of the call the loss
+// was in (a large call comes in records of 4 KiB), whose earlier
+// commands, not decoded, are answered first: their replies would pair
+// with the commands decoded from there.
 func (d *decoder) Feed(side protocol.Side, c protocol.Chunk) error {
 	d.now = c.Time
 	if d.lost {
-		if side == protocol.Responses || looksLikeCommand(c.Bytes) != protocol.Yes {
-			if side == protocol.Responses {
-				d.lastResp = c.Time
-			}
+		if side == protocol.Responses {
+			d.lastResp, d.replied = c.Time, true
+			return nil
+		}
+		starts := d.replied && looksLikeCommand(c.Bytes) == protocol.Yes
+		d.replied = false
+		if !starts {
 			return nil
 		}
 		d.resume()
@@ -155,8 +168,10 @@ func (d *decoder) Feed(side protocol.Side, c protocol.Chunk) error {
 		return fmt.Errorf("%w: %w", protocol.ErrNotProtocol, err)
 	}
 	// A Redis connection whose bytes stopped making sense: some were
-	// lost. Nothing more is decoded until a command starts a write.
-	d.lost = true
+	// lost. Nothing more is decoded until a command starts a call after
+	// a reply; the loss in a reply is one.
+	d.lost, d.replied = true, side == protocol.Responses
+	d.answered = d.replied && d.resp.started
 	return nil
 }
 
@@ -168,14 +183,17 @@ func (d *decoder) Reset() {
 	d.resume()
 }
 
-// resume starts decoding afresh at a write that starts a command, after a
-// loss. A client writes a command once it has the replies it waits for
-// (every synchronous client, and pipelines read whole before the next):
-// the commands still pending got their replies, in the bytes lost or
-// after; they end at the last reply bytes seen, without rows. Replies of
-// commands lost whole were in bytes skipped while lost.
+// resume starts decoding afresh at a call that starts a command, after a
+// loss and a reply. A client writes a command once it has the replies it
+// waits for (every synchronous client, and pipelines read whole before
+// the next): the commands still pending got their replies, in the bytes
+// lost or skipped while lost. The oldest one's reply began before a loss
+// inside it (answered): it ends at the last reply bytes seen, without
+// rows (a large reply cut short). Of the others, which reply was whose is
+// not known: they end there as data_lost (counted), never with another
+// command's status or rows. Replies of commands lost whole were in bytes
+// skipped while lost.
 func (d *decoder) resume() {
-	d.lost = false
 	for {
 		p, ok := d.pending.Pop()
 		if !ok {
@@ -188,8 +206,14 @@ func (d *decoder) resume() {
 		if end.Before(p.x.Begun) {
 			end = p.x.Begun
 		}
-		d.h.End(p.x, end, "")
+		reason := protocol.ReasonDataLost
+		if d.answered {
+			reason = ""
+		}
+		d.answered = false
+		d.h.End(p.x, end, reason)
 	}
+	d.lost, d.replied, d.answered = false, false, false
 	d.req = newReader([2]int{keepName, keepKey}, true, d.command)
 	d.resp = newReader([2]int{16, 0}, false, d.reply)
 }

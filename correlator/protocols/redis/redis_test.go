@@ -3,6 +3,7 @@ package redis
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -246,9 +247,11 @@ func array(n int) string {
 }
 
 // TestResync: after bytes lost where a header should be (a long call
-// copied in part, records dropped), the decoder resumes at the next write
-// that starts a command: no error, no reply paired with the wrong command,
-// the commands caught in the loss ended at the last reply bytes seen.
+// copied in part, records dropped), the decoder resumes at the first call
+// after a reply that starts a command: no error, no reply paired with the
+// wrong command, the commands caught in the loss ended at the last reply
+// bytes seen: the one whose reply the loss cut complete, the others
+// data_lost (lost: their indexes).
 func TestResync(t *testing.T) {
 	at := func(ms int) time.Time { return dbtest.Base.Add(time.Duration(ms) * time.Millisecond) }
 	mset := []string{"MSET"}
@@ -260,6 +263,7 @@ func TestResync(t *testing.T) {
 		feeds []func(protocol.Decoder) error
 		want  []want
 		ends  []int // ms of each exchange's end
+		lost  []int
 	}{
 		{"reply cut outside a bulk", []func(protocol.Decoder) error{
 			whole(req, cmd("LRANGE", "big", "0", "-1"), at(0)),
@@ -267,32 +271,45 @@ func TestResync(t *testing.T) {
 			whole(resp, "$1\r\nx\r\n", at(2)), // rest of the reply, read later
 			whole(req, cmd("LRANGE", "small", "0", "-1"), at(3)),
 			whole(resp, array(3), at(4)),
-		}, []want{{op: "LRANGE", query: "LRANGE big ? ?"}, {op: "LRANGE", query: "LRANGE small ? ?", rows: 3}}, []int{2, 4}},
+		}, []want{{op: "LRANGE", query: "LRANGE big ? ?"}, {op: "LRANGE", query: "LRANGE small ? ?", rows: 3}}, []int{2, 4}, nil},
 		{"command cut outside a bulk", []func(protocol.Decoder) error{
 			whole(req, cmd("GET", "a"), at(0)), whole(resp, "$1\r\nx\r\n", at(1)),
 			cut(req, cmd(mset...), 200, 16, at(2)),
 			whole(resp, "+OK\r\n", at(3)),
 			whole(req, cmd("LRANGE", "l", "0", "-1"), at(4)), whole(resp, array(4), at(5)),
-		}, []want{{op: "GET", query: "GET a"}, {op: "LRANGE", query: "LRANGE l ? ?", rows: 4}}, []int{1, 5}},
+		}, []want{{op: "GET", query: "GET a"}, {op: "LRANGE", query: "LRANGE l ? ?", rows: 4}}, []int{1, 5}, nil},
 		{"records dropped mid-command", []func(protocol.Decoder) error{
 			whole(req, cmd("SET", "a", "1"), at(0)), whole(resp, "+OK\r\n", at(1)),
 			whole(req, "$3\r\nabc\r\n", at(2)), // the end of a command whose start was dropped
 			whole(resp, array(7), at(3)),
 			whole(req, cmd("LRANGE", "l", "0", "-1"), at(4)), whole(resp, array(2), at(5)),
-		}, []want{{op: "SET", query: "SET a ?"}, {op: "LRANGE", query: "LRANGE l ? ?", rows: 2}}, []int{1, 5}},
+		}, []want{{op: "SET", query: "SET a ?"}, {op: "LRANGE", query: "LRANGE l ? ?", rows: 2}}, []int{1, 5}, nil},
 		{"pipeline caught in a loss", []func(protocol.Decoder) error{
 			whole(req, cmd("LRANGE", "a", "0", "-1")+cmd("LRANGE", "b", "0", "-1")+cmd("LRANGE", "c", "0", "-1"), at(0)),
 			cut(resp, array(1000)+array(5)+array(6), 64, 16, at(1)),
 			whole(req, cmd("LRANGE", "d", "0", "-1"), at(2)), whole(resp, array(9), at(3)),
 		}, []want{{op: "LRANGE", query: "LRANGE a ? ?"}, {op: "LRANGE", query: "LRANGE b ? ?"},
-			{op: "LRANGE", query: "LRANGE c ? ?"}, {op: "LRANGE", query: "LRANGE d ? ?", rows: 9}}, []int{1, 1, 1, 3}},
+			{op: "LRANGE", query: "LRANGE c ? ?"}, {op: "LRANGE", query: "LRANGE d ? ?", rows: 9}}, []int{1, 1, 1, 3}, []int{1, 2}},
 		{"lost until a write starts a command", []func(protocol.Decoder) error{
 			whole(req, cmd("GET", "a"), at(0)),
 			cut(resp, "*400\r\n"+strings.Repeat("+aaaaaaaa\r\n", 400), 50, 8, at(1)),
 			whole(req, "3\r\nGET\r\n", at(2)), // not a command start: still lost
 			whole(resp, array(5), at(3)),
 			whole(req, cmd("LRANGE", "l", "0", "-1"), at(4)), whole(resp, array(1), at(5)),
-		}, []want{{op: "GET", query: "GET a"}, {op: "LRANGE", query: "LRANGE l ? ?", rows: 1}}, []int{3, 5}},
+		}, []want{{op: "GET", query: "GET a"}, {op: "LRANGE", query: "LRANGE l ? ?", rows: 1}}, []int{3, 5}, nil},
+		// A large call comes in records of 4 KiB: one that starts a
+		// command right after the loss, no reply between, is a later
+		// record of the same call; the replies of its earlier commands
+		// come first.
+		{"a later record of the call of the loss", []func(protocol.Decoder) error{
+			whole(req, cmd("GET", "a"), at(0)),
+			whole(req, cmd("GET", "b")+"*2\r\n$3\r\nGET\r\n", at(1)),
+			whole(req, "?junk\r\n", at(2)), // bytes between were dropped
+			whole(req, cmd("GET", "d"), at(2)),
+			whole(resp, "$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n$1\r\nd\r\n", at(3)),
+			whole(req, cmd("GET", "e"), at(4)), whole(resp, "$1\r\ne\r\n", at(5)),
+		}, []want{{op: "GET", query: "GET a"}, {op: "GET", query: "GET b"}, {op: "GET", query: "GET e"}},
+			[]int{3, 3, 5}, []int{0, 1}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -306,8 +323,12 @@ func TestResync(t *testing.T) {
 			}
 			check(t, rec, c.want)
 			for i, ms := range c.ends {
-				if r := rec.Reason[i]; r != "" {
-					t.Errorf("exchange %d reason %q", i, r)
+				reason := ""
+				if slices.Contains(c.lost, i) {
+					reason = protocol.ReasonDataLost
+				}
+				if r := rec.Reason[i]; r != reason {
+					t.Errorf("exchange %d reason %q, want %q", i, r, reason)
 				}
 				if !rec.Ends[i].Equal(at(ms)) {
 					t.Errorf("exchange %d ended at %v, want %d ms", i, rec.Ends[i].Sub(dbtest.Base), ms)
