@@ -89,7 +89,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	})
 	gaps := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "periscope_data_gaps_total",
-		Help: "Plaintext records that started past the end of the last one of their connection and direction: bytes lost (ring buffer full); the requests in flight on an HTTP/1 or Redis connection end as data_lost and decoding restarts at its next request, a PostgreSQL or MySQL connection is no longer decoded.",
+		Help: "Plaintext records that started past the end of the last one of their connection and direction: bytes lost (ring buffer full); the requests in flight on an HTTP/1, Redis or PostgreSQL connection end as data_lost and decoding restarts at the first call after a reply, if it starts a request; a MySQL connection is no longer decoded.",
 	})
 	links := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "periscope_link_lookups_total",
