@@ -261,7 +261,11 @@ func (c *Correlator) Data(d events.Data) {
 	} else if gap > 0 && !c.lostBytes(cn, d, gap) {
 		return
 	}
-	if cn.restart != restartNone && !cn.restarts(d) || cn.dec == nil && !cn.start(d.Dir, d.Bytes) {
+	if cn.restart != restartNone && !cn.restarts(d) {
+		c.m.lostBytes.Add(float64(d.Size)) // not decoded: no span tells of it
+		return
+	}
+	if cn.dec == nil && !cn.start(d.Dir, d.Bytes) {
 		return
 	}
 	cn.tid, cn.goroutine = d.TID, d.Goroutine
@@ -368,6 +372,7 @@ func (cn *conn) forget(dir events.Direction) {
 // follow, protocol.Restarter) and reports whether d is to be decoded.
 func (c *Correlator) lostBytes(cn *conn, d events.Data, gap uint32) bool {
 	c.m.gaps.Inc()
+	c.m.lostBytes.Add(float64(gap))
 	side := protocol.SideOf(cn.info().Role, d.Dir)
 	wait := restartAtRequest
 	if side == protocol.Requests {

@@ -217,9 +217,11 @@ func TestRestartWaitsForRequest(t *testing.T) {
 	st.rec(events.Read, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
 	st.rec(events.Write, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 	st.lostNext = true
-	st.rec(events.Read, "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n0123456789")
-	st.rec(events.Read, "GET /not/a/request ")                                // the body's rest
-	st.rec(events.Write, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n") // its reply
+	post := "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n0123456789"
+	rest, reply := "GET /not/a/request ", "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
+	st.rec(events.Read, post)
+	st.rec(events.Read, rest)   // the body's rest
+	st.rec(events.Write, reply) // its reply
 	st.rec(events.Read, "GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
 	st.rec(events.Write, "HTTP/1.1 204 No Content\r\n\r\n")
 	h.c.Flush()
@@ -231,6 +233,11 @@ func TestRestartWaitsForRequest(t *testing.T) {
 	}
 	if got := h.metric("periscope_http_parse_errors_total"); got != 0 {
 		t.Errorf("parse errors %v", got)
+	}
+	// The bytes lost and those dropped until the restart: no span tells
+	// of them.
+	if got, want := h.metric("periscope_data_lost_bytes_total"), len(post+rest+reply); got != float64(want) {
+		t.Errorf("lost bytes %v, want %d", got, want)
 	}
 }
 

@@ -34,6 +34,7 @@ type metrics struct {
 	waitsCut                 prometheus.Counter
 	peeked                   prometheus.Counter
 	gaps                     prometheus.Counter
+	lostBytes                prometheus.Counter
 	// links counts lookups by linking.Result (indexed by it): one
 	// counter per span without hashing its label.
 	links []prometheus.Counter
@@ -91,6 +92,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "periscope_data_gaps_total",
 		Help: "Plaintext records that started past the end of the last one of their connection and direction: bytes lost (ring buffer full); the requests in flight on an HTTP/1, Redis or PostgreSQL connection end as data_lost and decoding restarts at the first call after a reply, if it starts a request; a MySQL connection is no longer decoded.",
 	})
+	lostBytes := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "periscope_data_lost_bytes_total",
+		Help: "Bytes of plaintext connections not decoded because records before them were lost (ring buffer full): the bytes lost, and those of the calls after them until decoding restarts (periscope_data_gaps_total).",
+	})
 	links := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "periscope_link_lookups_total",
 		Help: "Lookups of the client spans of server requests from other nodes (linking), by result: linked, not_found, no_owner, timeout, refused, error, dropped.",
@@ -103,7 +108,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		byResult[r] = links.WithLabelValues(r.String())
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{spans, notHTTP, parseErrors, incomplete, tracked, unmatched, noEnd, superseded, waitsCut, peeked, gaps, links} {
+		for _, c := range []prometheus.Collector{spans, notHTTP, parseErrors, incomplete, tracked, unmatched, noEnd, superseded, waitsCut, peeked, gaps, lostBytes, links} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register correlator metrics: %w", err)
 			}
@@ -122,6 +127,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		waitsCut:      waitsCut,
 		peeked:        peeked,
 		gaps:          gaps,
+		lostBytes:     lostBytes,
 		links:         byResult,
 	}
 	for reason, label := range map[string]string{
