@@ -60,19 +60,7 @@ s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 print(s.fileno(), flush=True)
 for l in iter(sys.stdin.readline, ""):
     s.sendall(l.rstrip("\n").encode() + b"\r\n")`
-	cmd := osexec.Command("python3", "-c", script, fmt.Sprint(port))
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { in.Close(); _ = cmd.Wait() }()
+	cmd, in, out := startPython(t, script, port)
 	var fd uint32
 	if _, err := fmt.Fscan(out, &fd); err != nil || fd >= 32 {
 		t.Fatalf("the client's socket descriptor: %d, %v (want one below 32)", fd, err)
@@ -124,4 +112,25 @@ for l in iter(sys.stdin.readline, ""):
 		send("GET /traced HTTP/1.1")
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// startPython starts python3 running script with port as its argument, and
+// returns it with its standard input and output; the test's end closes its
+// input and waits for it.
+func startPython(t *testing.T, script string, port int) (*osexec.Cmd, io.WriteCloser, *bufio.Reader) {
+	t.Helper()
+	cmd := osexec.Command("python3", "-c", script, fmt.Sprint(port))
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close(); _ = cmd.Wait() })
+	return cmd, in, bufio.NewReader(out)
 }

@@ -1,7 +1,6 @@
 package sockets
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	osexec "os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,20 +80,7 @@ print("ready", flush=True)
 for l in iter(sys.stdin.readline, ""):
     s.sendall(l.rstrip("\n").encode() + b"\r\n")
 print("done", flush=True)`
-	cmd := osexec.Command("python3", "-c", script, fmt.Sprint(ln.Addr().(*net.TCPAddr).Port))
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	outPipe, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { in.Close(); _ = cmd.Wait() }()
-	out := bufio.NewReader(outPipe)
+	cmd, in, out := startPython(t, script, ln.Addr().(*net.TCPAddr).Port)
 	conn, err := ln.Accept()
 	if err != nil {
 		t.Fatal(err)
