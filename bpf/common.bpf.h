@@ -49,29 +49,11 @@ static __always_inline void count(__u32 idx)
 		*v += 1;
 }
 
-/* The ring's header before each record (BPF_RINGBUF_HDR_SZ); a record
- * takes its size and the header, rounded up to 8 bytes. */
-#define RINGBUF_HDR 8
-
-/* wakeup_flags returns the flags to submit a record of size bytes with,
- * once it has its room in the ring: a wake-up when the bytes waiting
- * crossed a multiple of wakeup_bytes with this record, else none. A
- * wake-up forced for every record past the threshold raised an irq_work
- * (a self-IPI, costly in a virtual machine) per record for as long as the
- * reader was behind, most finding it already awake: the largest share of
- * Redis's added CPU at pipeline depth 16 (test/bench/results-redis-82d40e7.md:
- * 0.79 us per request, four interrupts per wake-up). Records of two CPUs
- * reserved together may both miss a crossing: the next multiple, or the
- * reader's timer, makes up for it. */
-static __always_inline __u64 wakeup_flags(__u64 size)
+static __always_inline __u64 wakeup_flags(void)
 {
 	if (wakeup_bytes == 0)
 		return 0;
-	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	__u64 rec = (size + RINGBUF_HDR + 7) & ~7ULL;
-	if (avail < wakeup_bytes)
-		return BPF_RB_NO_WAKEUP;
-	if (avail < rec || avail / wakeup_bytes != (avail - rec) / wakeup_bytes)
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
 		return BPF_RB_FORCE_WAKEUP;
 	return BPF_RB_NO_WAKEUP;
 }
@@ -126,7 +108,7 @@ static __always_inline void fill_header(struct event_header *h, __u32 type)
 	})
 
 /* output copies a record of constant size into the ring (output_to). */
-#define output(rec, size) output_to(&events, &counters, (rec), (size), wakeup_flags(size))
+#define output(rec, size) output_to(&events, &counters, (rec), (size), wakeup_flags())
 
 /* output_data copies data record e, built elsewhere, with the first
  * captured bytes of its data, into the ring, and stamps it there: in the
@@ -146,7 +128,7 @@ static __always_inline void fill_header(struct event_header *h, __u32 type)
 		if (__r) {                                                        \
 			bpf_probe_read_kernel(__r, DATA_HEAD + __n, (e));         \
 			stamp(__r);                                               \
-			bpf_ringbuf_submit(__r, wakeup_flags(DATA_HEAD + (room))); \
+			bpf_ringbuf_submit(__r, wakeup_flags());                  \
 		} else {                                                          \
 			count(COUNTER_RINGBUF_DROPS);                             \
 		}                                                                 \
@@ -182,7 +164,7 @@ static __always_inline void output_data(struct data_event *e, __u32 captured)
 	})
 
 /* submit hands a record taken by reserve_or_count to user space. */
-#define submit(rec) bpf_ringbuf_submit((rec), wakeup_flags(sizeof(*(rec))))
+static __always_inline void submit(void *rec) { bpf_ringbuf_submit(rec, wakeup_flags()); }
 
 /* write_result reports that a write offered requested bytes on conn and
  * was accepted only in part (struct write_result_event); nothing when it

@@ -165,7 +165,7 @@ int ssl_free(struct pt_regs *ctx)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (!ssl || !bpf_map_lookup_elem(&ssl_procs, &tgid))
 		return 0;
-	struct ssl_bind_maps m = {&pending_bind, &ssl_fd, &fd_ssl, &ssl_fresh, &events, &counters, wakeup_flags(sizeof(struct bind_event))};
+	struct ssl_bind_maps m = {&pending_bind, &ssl_fd, &fd_ssl, &ssl_fresh, &events, &counters, wakeup_flags()};
 	ssl_bind_free(&m, tgid, ssl);
 	return 0;
 }

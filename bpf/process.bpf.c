@@ -37,7 +37,7 @@ int process_exec(struct bpf_raw_tracepoint_args *ctx)
 	e->args_len = 0;
 	if (n > 0 && bpf_probe_read_user(e->args, n, (void *)start) == 0)
 		e->args_len = n;
-	bpf_ringbuf_submit(e, wakeup_flags(sizeof(*e)));
+	bpf_ringbuf_submit(e, wakeup_flags());
 	return 0;
 }
 

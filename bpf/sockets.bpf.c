@@ -702,7 +702,7 @@ static __always_inline void data_bytes(struct data_event *e, struct fd_state *s,
 				__n = 0;                                                   \
 			__u64 __tail = (c)->kind == CALL_BUF ? (c)->buf + (size) - TAIL_CAP : 0; \
 			data_bytes(__e, (s), (c), (size), __n, __tail);                    \
-			bpf_ringbuf_submit(__e, wakeup_flags(DATA_HEAD + (room))); \
+			bpf_ringbuf_submit(__e, wakeup_flags());                           \
 		} else {                                                                   \
 			count(COUNTER_RINGBUF_DROPS);                                      \
 		}                                                                          \

@@ -136,8 +136,8 @@ func TestRingProgress(t *testing.T) {
 }
 
 // TestRingWakeup: the reader waits in Go's poller, and a wake-up from the
-// kernel (BPF_RB_FORCE_WAKEUP, what Periscope's programs send when the
-// bytes waiting cross a multiple of wakeup_bytes) reaches it at once rather than at its next timer tick;
+// kernel (BPF_RB_FORCE_WAKEUP, what Periscope's programs send once
+// wakeup_bytes wait) reaches it at once rather than at its next timer tick;
 // a stop ends a wait at once too.
 func TestRingWakeup(t *testing.T) {
 	rb, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 16})
