@@ -1,7 +1,7 @@
 # test/bench/abba.sh — sourced by the scripts that compare agents in
-# alternating rounds on the kernel's BPF statistics (gohttp-programs.sh,
-# plain-programs.sh): their option parsing, work directory, cleanup and
-# round order, said once.
+# alternating rounds (gohttp-programs.sh, plain-programs.sh, syscall-cost.sh,
+# the redis-*.sh, ...): their option parsing, work directory, cleanup, round
+# order, and starting and stopping the agent and the servers, said once.
 #
 # abba_args FLAG NAME DEFAULT USAGE "$@": parses -r ROUNDS (rounds, default
 # 2) and -FLAG VALUE (into the variable NAME, default DEFAULT); the other
@@ -22,6 +22,15 @@
 #
 # abba_goapp PORT: starts $work/goapp serving HTTPS on 127.0.0.1:PORT with
 # $work/c.pem and $work/k.pem (srv: its PID) and waits until it serves.
+#
+# abba_watch AGENT EXE PORT: starts AGENT tracing EXE (--include-exe), its
+# /metrics on 127.0.0.1:PORT (ag: its PID), waits until it serves them,
+# then 2 s for its collectors to attach. abba_unwatch stops it.
+#
+# abba_redis PORT: starts redis-server on 127.0.0.1:PORT, no persistence
+# (srv: its PID), and waits until it answers; abba_redis_commands PORT
+# prints the commands it has processed (INFO stats). abba_stop_srv stops
+# the server.
 
 abba_args() {
 	local flag=$1 name=$2 def=$3 usage=$4 opt OPTIND=1
@@ -79,4 +88,34 @@ abba_goapp() {
 		curl -skf -o /dev/null "https://127.0.0.1:$1/hello" && break
 		sleep 0.2
 	done
+}
+
+abba_watch() {
+	"$1" run --console=off --include-exe "$2" --metrics-addr 127.0.0.1:$3 >"$work/agent.log" 2>&1 &
+	ag=$!
+	for _ in $(seq 100); do # until it serves /metrics, then a moment for the collectors
+		curl -sf -o /dev/null "http://127.0.0.1:$3/metrics" && break
+		sleep 0.2
+	done
+	sleep 2
+}
+
+abba_unwatch() {
+	kill $ag
+	wait $ag 2>/dev/null || true
+	ag=""
+}
+
+abba_redis() {
+	redis-server --port $1 --save '' --appendonly no --daemonize no >"$work/redis.log" 2>&1 &
+	srv=$!
+	until redis-cli -p $1 ping >/dev/null 2>&1; do sleep 0.1; done
+}
+
+abba_redis_commands() { redis-cli -p "$1" info stats | awk -F: '/^total_commands_processed/{print $2+0}'; }
+
+abba_stop_srv() {
+	kill $srv
+	wait $srv 2>/dev/null || true
+	srv=""
 }

@@ -37,13 +37,7 @@ for ((r = 0; r < rounds * k; r++)); do
 	"$work/pp-server" server $port "$n" >"$work/srv.out" 2>&1 &
 	srv=$!
 	if [ "$agent" != none ]; then
-		"$agent" run --console=off --include-exe "$work/pp-server" --metrics-addr 127.0.0.1:$((port + 1)) >"$work/agent.log" 2>&1 &
-		ag=$!
-		for _ in $(seq 100); do # until it serves /metrics, then a moment for the collectors
-			curl -sf -o /dev/null "http://127.0.0.1:$((port + 1))/metrics" && break
-			sleep 0.2
-		done
-		sleep 2
+		abba_watch "$agent" "$work/pp-server" $((port + 1))
 	fi
 	sleep 0.2
 	before="0 0" after="0 0"
@@ -63,10 +57,7 @@ for ((r = 0; r < rounds * k; r++)); do
 	fi
 	printf '%s\t%s\t%s\n' "$agent" "$ns" "$(awk -v a="$before" -v b="$after" -v n="$n" 'BEGIN{split(a, x); split(b, y); printf "%.0f", (y[2] - x[2]) / n}')" >>"$results"
 	printf 'round %d  %-40s %s ns CPU per exchange, %s; %s server spans\n' $((r + 1)) "$agent" "$ns" "$progs" "$spans"
-	if [ -n "$ag" ]; then
-		kill $ag; wait $ag 2>/dev/null || true
-		ag=""
-	fi
+	[ -n "$ag" ] && abba_unwatch
 done
 echo "medians per agent (load average: $(cut -d' ' -f1-3 /proc/loadavg)):"
 python3 -c '

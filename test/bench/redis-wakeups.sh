@@ -21,37 +21,24 @@ tck=$(getconf CLK_TCK)
 results="$work/results"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-commands() { redis-cli -p "$1" info stats | awk -F: '/^total_commands_processed/{print $2+0}'; }
 
 round() {
 	local r=$1 agent=$2 port=$((20000 + RANDOM % 20000)) c0 c1 t0 t1 w0 w1 irq
-	redis-server --port $port --save '' --appendonly no --daemonize no >"$work/redis.log" 2>&1 &
-	srv=$!
-	until redis-cli -p $port ping >/dev/null 2>&1; do sleep 0.1; done
-	"$agent" run --console=off --include-exe "$(readlink -f /proc/$srv/exe)" --metrics-addr 127.0.0.1:$((port + 1)) >"$work/agent.log" 2>&1 &
-	ag=$!
-	for _ in $(seq 100); do
-		curl -sf -o /dev/null "http://127.0.0.1:$((port + 1))/metrics" && break
-		sleep 0.2
-	done
-	sleep 2
+	abba_redis $port
+	abba_watch "$agent" "$(readlink -f /proc/$srv/exe)" $((port + 1))
 	perf stat -e irq_vectors:irq_work_entry -x, -o "$work/perf.out" -p $srv &
 	local pf=$!
 	sleep 0.5
-	c0=$(commands $port) t0=$(cpu_ticks $srv) w0=$(date +%s.%N)
+	c0=$(abba_redis_commands $port) t0=$(cpu_ticks $srv) w0=$(date +%s.%N)
 	redis-benchmark -p $port -t get,set -P "$depth" -c 50 -n "$n" -q >/dev/null
-	c1=$(commands $port) t1=$(cpu_ticks $srv) w1=$(date +%s.%N)
+	c1=$(abba_redis_commands $port) t1=$(cpu_ticks $srv) w1=$(date +%s.%N)
 	kill -INT $pf
 	wait $pf 2>/dev/null || true
 	irq=$(awk -F, '/irq_work_entry/{print $1}' "$work/perf.out")
 	echo "$agent $((c1 - c0)) $(echo "$w1 - $w0" | bc) $((t1 - t0)) $irq" >>"$results"
 	echo "round $r $agent: $((c1 - c0)) commands, $irq irq_work" >&2
-	kill $ag
-	wait $ag 2>/dev/null || true
-	ag=""
-	kill $srv
-	wait $srv 2>/dev/null || true
-	srv=""
+	abba_unwatch
+	abba_stop_srv
 }
 
 abba_each "$rounds" round "${agents[@]}"

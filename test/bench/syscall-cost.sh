@@ -58,19 +58,11 @@ pingpong() { # pingpong SERVER_BINARY PORT
 
 round() {
 	local r=$1 agent=$2 port=$((20000 + RANDOM % 20000))
-	"$agent" run --console=off --include-exe "$work/pp-server" --metrics-addr 127.0.0.1:$((port + 1)) >"$work/agent.log" 2>&1 &
-	ag=$!
-	for _ in $(seq 100); do
-		curl -sf -o /dev/null "http://127.0.0.1:$((port + 1))/metrics" && break
-		sleep 0.2
-	done
-	sleep 2
+	abba_watch "$agent" "$work/pp-server" $((port + 1))
 	measure "$agent" pipe dd if=/dev/zero of=/dev/null bs=64 count=$((n * 10)) status=none
 	measure "$agent" tcp-other pingpong "$work/pp-other" $port
 	measure "$agent" tcp-traced pingpong "$work/pp-server" $((port + 2))
-	kill $ag
-	wait $ag 2>/dev/null || true
-	ag=""
+	abba_unwatch
 	echo "round $r done: $agent" >&2
 }
 
