@@ -398,11 +398,9 @@ func (p *peer) enqueue(l lookup) Result {
 	case n == 0 && p.idle:
 		open, p.idle = true, false
 		p.opened, p.first = time.Now(), l.deadline
-	case n == 0:
-		// The filler times a window already (opened): l joins it.
-		sooner = l.deadline.Add(-sendAhead).Before(p.dueLocked())
-		p.first = l.deadline
-	case l.deadline.Before(p.first):
+	case n == 0 || l.deadline.Before(p.first):
+		// l joins the window the filler times already (an empty
+		// queue's first is the last batch's), or is due sooner.
 		sooner = l.deadline.Add(-sendAhead).Before(p.dueLocked())
 		p.first = l.deadline
 	}
