@@ -674,10 +674,7 @@ func (c *Correlator) caught() {
 		return
 	}
 	c.caughtAt = least
-	now := time.Now()
-	for cn := range c.holding {
-		c.releaseDue(cn, now)
-	}
+	c.releaseAllDue(time.Now())
 }
 
 // behind reports whether a ring has not been read past t yet: an event of
@@ -740,9 +737,7 @@ func (c *Correlator) ReleaseHeld(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.endDue(now)
-	for cn := range c.holding {
-		c.releaseDue(cn, now)
-	}
+	c.releaseAllDue(now)
 	for cn, until := range c.lingering {
 		if c.passed(until, now) || now.Sub(until) >= maxHold {
 			delete(c.lingering, cn)
@@ -760,6 +755,14 @@ func (c *Correlator) ExpireLinks(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.expireLinks(now)
+}
+
+// releaseAllDue exports the held spans of every connection whose wait is
+// over (releaseDue).
+func (c *Correlator) releaseAllDue(now time.Time) {
+	for cn := range c.holding {
+		c.releaseDue(cn, now)
+	}
 }
 
 // releaseDue exports the held spans of cn whose wait is over (the oldest
