@@ -644,12 +644,7 @@ func TestPipeline(t *testing.T) {
 	}
 	names := map[string]map[string]int{}
 	for _, rs := range req.ResourceSpans {
-		svc := ""
-		for _, kv := range rs.Resource.Attributes {
-			if kv.Key == "service.name" {
-				svc = kv.Value.GetStringValue()
-			}
-		}
+		svc := serviceName(rs)
 		for _, ss := range rs.ScopeSpans {
 			for _, s := range ss.Spans {
 				if names[svc] == nil {
@@ -735,12 +730,7 @@ func TestPipelineRedis(t *testing.T) {
 // redisSpanKey describes span s of resource rs: its service, kind, name,
 // status when not unset, and attributes sorted by key.
 func redisSpanKey(rs *tracepb.ResourceSpans, s *tracepb.Span) string {
-	svc := ""
-	for _, kv := range rs.Resource.Attributes {
-		if kv.Key == "service.name" {
-			svc = kv.Value.GetStringValue()
-		}
-	}
+	svc := serviceName(rs)
 	kind := strings.TrimPrefix(s.Kind.String(), "SPAN_KIND_")
 	var kvs []string
 	for _, kv := range s.Attributes {
@@ -759,4 +749,15 @@ func redisSpanKey(rs *tracepb.ResourceSpans, s *tracepb.Span) string {
 		key += " (ends before it starts)"
 	}
 	return key
+}
+
+// serviceName is the service.name of rs's resource ("" without one).
+func serviceName(rs *tracepb.ResourceSpans) string {
+	svc := ""
+	for _, kv := range rs.Resource.Attributes {
+		if kv.Key == "service.name" {
+			svc = kv.Value.GetStringValue()
+		}
+	}
+	return svc
 }
