@@ -745,13 +745,9 @@ func TestDBBoundedMemory(t *testing.T) {
 	built, ringDrops, overflowed, queueFull := built1-built0, ring1-ring0, over1-over0, full1-full0
 	t.Logf("pipeline of 100,000 in %s: %d SET spans received; %v server spans built, %v records dropped by the ring, %v commands overflowed, %v spans dropped at the exporter's queue",
 		time.Since(t0).Round(time.Millisecond), received, built, ringDrops, overflowed, queueFull)
-	ids := map[string]bool{}
-	for _, s := range sets {
-		ids[s.SpanID] = true
-	}
-	switch {
-	case len(ids) < received:
-		t.Errorf("%d SET spans received, %d of them again (the same span ID)", received, received-len(ids))
+	switch distinct := distinctSpanIDs(sets); {
+	case distinct < received:
+		t.Errorf("%d SET spans received, %d of them again (the same span ID)", received, received-distinct)
 	case received > 100_000:
 		t.Errorf("%d SET spans for 100,000 commands", received)
 	case ringDrops > 0 || overflowed > 0:

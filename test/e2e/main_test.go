@@ -177,6 +177,16 @@ func filterSpans(all []otlpreceiver.Span, filter func(otlpreceiver.Span) bool) [
 	return out
 }
 
+// distinctSpanIDs is how many span IDs spans hold, each counted once: a
+// span received twice counts once.
+func distinctSpanIDs(spans []otlpreceiver.Span) int {
+	ids := map[string]bool{}
+	for _, s := range spans {
+		ids[s.SpanID] = true
+	}
+	return len(ids)
+}
+
 func byService(name string, kind int) func(otlpreceiver.Span) bool {
 	return func(s otlpreceiver.Span) bool { return s.ServiceName() == name && int(s.Kind) == kind }
 }
