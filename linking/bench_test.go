@@ -2,7 +2,6 @@ package linking
 
 import (
 	"context"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -218,31 +216,7 @@ func BenchmarkLookupStream(b *testing.B) {
 // startLookupPair starts a Server (fixedAnswerer) and a Client of it on
 // loopback, and waits until the client knows the server's address.
 func startLookupPair(b *testing.B) *Client {
-	reg := prometheus.NewRegistry()
-	srv, err := NewServer(ServerConfig{Token: "tok", Answerer: fixedAnswerer{}, Registerer: reg,
-		Addresses: func() []netip.Addr { return []netip.Addr{clientAddr} }})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go srv.Serve(ln)
-	b.Cleanup(srv.Stop)
-	c, err := NewClient(ClientConfig{Peers: []string{ln.Addr().String()}, Token: "tok", Wait: 10 * time.Second,
-		Local: func() []netip.Addr { return []netip.Addr{serverAddr} }})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { c.Run(ctx); close(done) }()
-	b.Cleanup(func() { cancel(); <-done; c.Close() })
-	for deadline := time.Now().Add(10 * time.Second); !c.Owned(clientAddr); time.Sleep(2 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			b.Fatal("the server never announced its address")
-		}
-	}
+	c := newPair(b, fixedAnswerer{}, "tok", "tok", 10*time.Second).client
+	waitOwned(b, c)
 	return c
 }

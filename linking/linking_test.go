@@ -455,12 +455,12 @@ type pair struct {
 }
 
 // newPair starts a server announcing clientAddr and a client of it.
-func newPair(t *testing.T, ans Answerer, serverToken, clientToken string, wait time.Duration) *pair {
+func newPair(t testing.TB, ans Answerer, serverToken, clientToken string, wait time.Duration) *pair {
 	t.Helper()
 	return newTLSPair(t, ans, serverToken, clientToken, wait, nil, nil)
 }
 
-func newTLSPair(t *testing.T, ans Answerer, serverToken, clientToken string, wait time.Duration, serverTLS, clientTLS *tls.Config) *pair {
+func newTLSPair(t testing.TB, ans Answerer, serverToken, clientToken string, wait time.Duration, serverTLS, clientTLS *tls.Config) *pair {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	srv, err := NewServer(ServerConfig{Token: serverToken, TLS: serverTLS, Answerer: ans, Addresses: func() []netip.Addr { return []netip.Addr{clientAddr} }, Registerer: reg})
@@ -476,7 +476,7 @@ func newTLSPair(t *testing.T, ans Answerer, serverToken, clientToken string, wai
 	return &pair{client: startClient(t, ln.Addr().String(), clientToken, wait, clientTLS), srv: srv, reg: reg}
 }
 
-func startClient(t *testing.T, peer, token string, wait time.Duration, tlsConfig *tls.Config) *Client {
+func startClient(t testing.TB, peer, token string, wait time.Duration, tlsConfig *tls.Config) *Client {
 	t.Helper()
 	c, err := NewClient(ClientConfig{Peers: []string{peer}, Token: token, Wait: wait, TLS: tlsConfig,
 		Local: func() []netip.Addr { return []netip.Addr{serverAddr} }})
@@ -490,7 +490,7 @@ func startClient(t *testing.T, peer, token string, wait time.Duration, tlsConfig
 	return c
 }
 
-func waitOwned(t *testing.T, c *Client) {
+func waitOwned(t testing.TB, c *Client) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !c.Owned(clientAddr); {
 		if time.Now().After(deadline) {
