@@ -248,8 +248,13 @@ func (x *exchange) adopt(p *exchange) {
 	p.adopted = true
 }
 
-// maxFreeExchanges bounds the exported exchanges kept for reuse (reuse).
-const maxFreeExchanges = 1024
+// maxFreeExchanges bounds the exported exchanges kept for reuse (reuse):
+// as many as may be held. A loopback server's spans are held until the
+// rings are read past them (awaitsPeer), up to maxHeld, and leave together;
+// with fewer kept, most of the next round's requests allocated their
+// exchange (redis-server under redis-benchmark -P16 held some 10,000 and
+// allocated half the agent's bytes there). At most some 5 MB stay.
+const maxFreeExchanges = maxHeld
 
 // newExchange returns an exchange to fill: one exported and let go of
 // (reuse), else a new one.
