@@ -30,10 +30,12 @@ import (
 
 	"github.com/periscope-apm/periscope/collectors"
 	"github.com/periscope-apm/periscope/collectors/gohttp"
+	"github.com/periscope-apm/periscope/collectors/loader"
 	"github.com/periscope-apm/periscope/correlator"
 	"github.com/periscope-apm/periscope/events"
 	"github.com/periscope-apm/periscope/exporters"
 	"github.com/periscope-apm/periscope/exporters/otlp"
+	"github.com/periscope-apm/periscope/internal/beat"
 	"github.com/periscope-apm/periscope/internal/ktime"
 	"github.com/periscope-apm/periscope/internal/wire"
 	"github.com/periscope-apm/periscope/metrics"
@@ -203,32 +205,64 @@ type pipeline struct {
 // at a drain under make bench MODE=go.
 const ringsBatch = 64
 
-// withRings gives the correlator the agent's three rings (OpenSSL, Go
-// net/http, crypto/tls) and runs its Run until the benchmark ends.
+// withRings gives the correlator the agent's three rings (Go net/http,
+// the busy one, then OpenSSL and crypto/tls, which carry nothing under
+// make bench MODE=go) and runs its Run until the benchmark ends. The idle
+// rings are read as their readers read them: found empty at each beat of
+// their timer (collectors/loader.DefaultPollInterval), and moved on to then,
+// or at once when poked (ktime.Progress.Poke: always empty, their readers
+// always between batches).
 func (p *pipeline) withRings(tb testing.TB) {
-	for range 3 {
-		p.rings = append(p.rings, p.corr.Ring())
+	for i := range 3 {
+		r := p.corr.Ring()
+		if i > 0 {
+			r.OnPoke(func() { r.Advance(p.clock.Now()) })
+		}
+		p.rings = append(p.rings, r)
 	}
 	p.clock = ktime.NewMonoClock()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
-		defer close(done)
+		defer wg.Done()
 		_ = p.corr.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		p.idleRings(ctx)
 	}()
 	tb.Cleanup(func() {
 		cancel()
-		<-done
+		wg.Wait()
 	})
 }
 
-// readRings records that every ring has been read up to at, as the
-// readers' watermarks do after a drain, and says so (internal/ring).
-func (p *pipeline) readRings(at uint64) {
-	for _, r := range p.rings {
-		r.Advance(at)
-		r.Caught()
+// idleRings reads the idle rings (all but the first) at every beat until
+// ctx is done, as their readers do: an empty ring holds the time its
+// reader looked (internal/ring's watermark).
+func (p *pipeline) idleRings(ctx context.Context) {
+	t := beat.NewTicker(loader.DefaultPollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for _, r := range p.rings[1:] {
+				r.Advance(p.clock.Now())
+				r.Caught()
+			}
+			t.Rearm()
+		}
 	}
+}
+
+// readRings records that the busy ring has been read up to at, as its
+// reader's watermark does after a drain, and says so (internal/ring).
+func (p *pipeline) readRings(at uint64) {
+	p.rings[0].Advance(at)
+	p.rings[0].Caught()
 }
 
 type procs map[uint32]*span.Process
