@@ -209,16 +209,10 @@ const ringsBatch = 64
 // the busy one, then OpenSSL and crypto/tls, which carry nothing under
 // make bench MODE=go) and runs its Run until the benchmark ends. The idle
 // rings are read as their readers read them: found empty at each beat of
-// their timer (collectors/loader.DefaultPollInterval), and moved on to then,
-// or at once when poked (ktime.Progress.Poke: always empty, their readers
-// always between batches).
+// their timer (collectors/loader.DefaultPollInterval), and moved on to then.
 func (p *pipeline) withRings(tb testing.TB) {
-	for i := range 3 {
-		r := p.corr.Ring()
-		if i > 0 {
-			r.OnPoke(func() { r.Advance(p.clock.Now()) })
-		}
-		p.rings = append(p.rings, r)
+	for range 3 {
+		p.rings = append(p.rings, p.corr.Ring())
 	}
 	p.clock = ktime.NewMonoClock()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -415,34 +415,3 @@ func TestHeldLeaveWhenRingsCaught(t *testing.T) {
 	b.Caught() // nothing read since: the second stays
 	h.wantSpans(1)
 }
-
-// TestHeldLeaveWhenIdleRingsPoked: a loopback server's held span leaves at
-// the busy ring's batch when the other rings are empty (their readers
-// idle: Progress.Poke advances them to now), without their readers' next
-// look nor Run's tick; a ring that cannot be poked still holds it back.
-func TestHeldLeaveWhenIdleRingsPoked(t *testing.T) {
-	h := newHarness(t, graceConfig())
-	busy, idle, stuck := h.c.Ring(), h.c.Ring(), h.c.Ring()
-	idle.OnPoke(func() { idle.Advance(h.c.clock.Mono(time.Now())) })
-	released := false
-	stuck.OnPoke(func() {
-		if released {
-			stuck.Advance(h.c.clock.Mono(time.Now()))
-		}
-	})
-	now := time.Now()
-	tu := tuple("127.0.0.1:8443", "127.0.0.1:50000")
-	h.c.RequestStart(events.RequestStart{PID: 1, ID: 1, Kind: events.RequestServer, Time: now.Add(-2 * time.Millisecond), FD: 3, Tuple: tu, Goroutine: 0xc0001000})
-	h.c.RequestEnd(events.RequestEnd{PID: 1, ID: 1, Kind: events.RequestServer, Time: now.Add(-time.Millisecond), Method: "GET", Path: "/up",
-		Host: "127.0.0.1:8443", Status: 200, RequestBodySize: -1})
-	h.wantSpans(0)
-	busy.Advance(h.c.clock.Mono(now))
-	busy.Caught()
-	h.wantSpans(0) // stuck's reader is busy: it has not been read past the end
-	released = true
-	time.Sleep(2 * pokeEvery) // the pokes' pace
-	busy.Caught()
-	if s := h.wantSpans(1)[0]; s.Name != "GET /up" {
-		t.Errorf("span %q left, want GET /up", s.Name)
-	}
-}

@@ -115,10 +115,8 @@ type Correlator struct {
 	nheld   int                // their held exchanges, all connections (maxHeld)
 	// leaving is an array for the held exchanges that releaseDue lets out.
 	leaving []heldExchange
-	// caughtAt is the rings' least progress when caught last looked,
-	// and pokedAt when it last poked the rings (pokeEvery).
+	// caughtAt is the rings' least progress when caught last looked.
 	caughtAt uint64
-	pokedAt  time.Time
 	// lingering are removed connections whose recent or held exchanges
 	// may still pair with the other end read late: they stay in byTuple
 	// until every ring is read past the time given (see passed).
@@ -651,10 +649,7 @@ func (c *Correlator) Expire(now time.Time) {
 //
 // Each reader's batch then lets the held spans out that it was the last to
 // hold back (caught), instead of Run's next tick: the exchanges it read are
-// still in the CPU's caches, and with them their spans' other state. The
-// rings with nothing to read do not hold them back meanwhile: caught pokes
-// them (ktime.Progress.Poke), and an empty ring whose reader is between
-// batches moves on at once.
+// still in the CPU's caches, and with them their spans' other state.
 func (c *Correlator) Ring() *ktime.Progress {
 	p := new(ktime.Progress)
 	p.OnCaught(c.caught)
@@ -664,38 +659,22 @@ func (c *Correlator) Ring() *ktime.Progress {
 	return p
 }
 
-// pokeEvery is how often at most caught pokes the rings (Progress.Poke):
-// often enough that a held span waits for the idle rings no more than its
-// busy ring's next batch, and seldom enough that the readers' tiny batches
-// under a light load do not each pay it.
-const pokeEvery = 250 * time.Microsecond
-
 // caught exports the held spans whose wait is over, once a ring reader has
 // handled a batch and the rings' least progress has moved since the last
-// time. The rings with nothing to read would move on only at their
-// readers' next tick, holding every span back until then: caught pokes
-// them first (Progress.Poke, at most every pokeEvery), so that an empty
-// ring whose reader is idle holds nobody back. Run's tick does the rest
-// (ReleaseHeld).
+// time (the readers of idle rings catch up at every tick: only the last of
+// them finds work). Run's tick does the rest (ReleaseHeld).
 func (c *Correlator) caught() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.nheld == 0 {
 		return
 	}
-	now := time.Now()
-	if now.Sub(c.pokedAt) >= pokeEvery {
-		c.pokedAt = now
-		for _, r := range c.rings {
-			r.Poke()
-		}
-	}
 	least, _ := ktime.Least(c.rings)
 	if least == c.caughtAt {
 		return
 	}
 	c.caughtAt = least
-	c.releaseAllDue(now)
+	c.releaseAllDue(time.Now())
 }
 
 // behind reports whether a ring has not been read past t yet: an event of

@@ -18,9 +18,6 @@ type Progress struct {
 	// caught, if set (OnCaught), is called by the reader after each
 	// batch it handled, once the progress has learnt of it.
 	caught func()
-	// poke, if set (OnPoke), advances the progress at once when the
-	// reader's ring is empty and the reader idle.
-	poke atomic.Pointer[func()]
 }
 
 // OnCaught sets f to be called after each batch of records the reader has
@@ -34,34 +31,6 @@ func (p *Progress) OnCaught(f func()) { p.caught = f }
 func (p *Progress) Caught() {
 	if p.caught != nil {
 		p.caught()
-	}
-}
-
-// OnPoke sets f, or nil, to be called by Poke: the reader's side of it.
-// f advances the progress, without the reader's goroutine, to a time
-// taken before it found the ring empty, and only when the reader had
-// handled everything it had taken from the ring by then: it does nothing
-// while the reader is busy with a batch (a record consumed, so no longer
-// in the ring, may not be handled yet) or when a batch began in the
-// meantime. f must be cheap (no system call) and safe to call from any
-// goroutine at any time, during the reader's batches and after it
-// stopped. The reader sets it when it starts and may reset it.
-func (p *Progress) OnPoke(f func()) {
-	if f == nil {
-		p.poke.Store(nil)
-		return
-	}
-	p.poke.Store(&f)
-}
-
-// Poke advances the progress of an idle reader whose ring is empty at
-// once (OnPoke), instead of at the reader's next look: a consumer that
-// waits for every ring calls it for the rings that have nothing to read,
-// which otherwise move on only at their readers' timer. Limit still caps
-// what Load reports. Without OnPoke it does nothing.
-func (p *Progress) Poke() {
-	if f := p.poke.Load(); f != nil {
-		(*f)()
 	}
 }
 

@@ -94,22 +94,3 @@ func TestProgressCaught(t *testing.T) {
 		t.Errorf("%d calls, want 2", n)
 	}
 }
-
-// TestProgressPoke: Poke calls what OnPoke set, nothing without it or once
-// reset, and Limit still caps what the poke advanced.
-func TestProgressPoke(t *testing.T) {
-	var p Progress
-	p.Poke()
-	n := 0
-	p.OnPoke(func() { n++; p.Advance(500) })
-	p.Limit(300)
-	p.Poke()
-	if got := p.Load(); got != 300 || n != 1 {
-		t.Errorf("progress %d after %d pokes to 500 with a limit of 300, want 300 after 1", got, n)
-	}
-	p.OnPoke(nil)
-	p.Poke()
-	if n != 1 {
-		t.Errorf("%d pokes after the reset, want 1", n)
-	}
-}

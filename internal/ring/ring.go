@@ -29,9 +29,7 @@ import (
 // ktime.Progress and watermark): a time taken before Read looked at what
 // the ring held, once that has been handled, so that a busy ring as well
 // as an idle one holds nobody back for long; when Read returns, it is
-// done. After each batch it calls progress.Caught. While Read runs,
-// progress.Poke advances it at once when the ring is empty and Read is
-// between batches (watermark.poke).
+// done. After each batch it calls progress.Caught.
 //
 // drained, when not nil, is called after each batch of records handed to
 // handle (and before progress learns of the batch's end): a reader that
@@ -54,11 +52,6 @@ func Read(ctx context.Context, m *ebpf.Map, interval time.Duration, wakeupBytes 
 	}
 	d := newDrainer(c, handle, progress)
 	d.drained = drained
-	if d.w != nil {
-		// Before the ring is unmapped, and before progress is done.
-		progress.OnPoke(d.w.poke)
-		defer d.w.stop()
-	}
 	wake := max(wakeupBytes, 1)
 	// A stop that came before the wait began must not wait for the timer.
 	pending := func() bool { return ctx.Err() != nil || uint64(c.AvailableBytes()) >= wake }
@@ -98,20 +91,14 @@ func (d *drainer) marked(rec []byte) {
 	d.w.read(len(rec))
 }
 
-// drain handles what the ring holds, without waiting. A batch, for the
-// watermark's pokes, runs from before the first record is consumed until
-// drained has merged the last one's work.
+// drain handles what the ring holds, without waiting.
 func (d *drainer) drain() {
-	if d.w != nil {
-		d.w.begin()
-	}
 	d.c.drain(d.onRecord)
 	if d.drained != nil {
 		d.drained()
 	}
 	if d.w != nil {
 		d.w.idle()
-		d.w.end()
 		d.w.p.Caught()
 	}
 }

@@ -1,11 +1,6 @@
 package ring
 
-import (
-	"sync"
-	"sync/atomic"
-
-	"github.com/periscope-apm/periscope/internal/ktime"
-)
+import "github.com/periscope-apm/periscope/internal/ktime"
 
 // watermark advances a ring reader's ktime.Progress: the time before which
 // every record of the ring has been handled.
@@ -23,68 +18,13 @@ import (
 // stamped while another CPU's, stamped earlier, still waits to be
 // submitted), so a record's time says nothing of the records still to
 // come.
-//
-// Another goroutine may look for the reader too (poke, ktime.Progress's
-// Poke): an empty ring holds the mark, provided the reader has handled
-// what it took from the ring. A record the reader has consumed is no
-// longer in the ring, but may not be handled yet; so the reader counts
-// its batches (seq: odd from before it consumes the first record until
-// it has handled the last), and a poke holds only when no batch was under
-// way when it took its time, nor began before it found the ring empty.
 type watermark struct {
 	p    *ktime.Progress
 	ring interface{ AvailableBytes() int }
-	now  func() uint64 // CLOCK_MONOTONIC ns, as the records' stamps; safe for concurrent use
+	now  func() uint64 // CLOCK_MONOTONIC ns, as the records' stamps
 	// The pending mark: its time, and the ring's bytes still to read
-	// before it holds (0: no mark pending). The reader's only.
+	// before it holds (0: no mark pending).
 	at, left uint64
-	// seq counts the reader's batches, twice each (begin, end): odd
-	// while one is read and handled.
-	seq atomic.Uint64
-	// mu keeps a poke and the reader's stop apart: once stopped, the
-	// ring is unmapped.
-	mu      sync.Mutex
-	stopped bool
-}
-
-// begin records that the reader starts a batch: it may consume records
-// from now on that it has not handled yet.
-func (w *watermark) begin() { w.seq.Add(1) }
-
-// end records that the reader has handled everything it consumed.
-func (w *watermark) end() { w.seq.Add(1) }
-
-// poke advances the progress to a time taken before the ring was found
-// empty, if the reader handled all it had consumed by then: no batch
-// under way when the time was taken (seq even), and none begun by the
-// time the ring was found empty (seq unchanged). It does nothing while a
-// batch is under way, nor while another goroutine pokes or the reader
-// stops; it may be called from any goroutine (ktime.Progress.OnPoke).
-func (w *watermark) poke() {
-	if !w.mu.TryLock() {
-		return
-	}
-	defer w.mu.Unlock()
-	if w.stopped {
-		return
-	}
-	s := w.seq.Load()
-	if s&1 != 0 {
-		return
-	}
-	at := w.now()
-	if w.ring.AvailableBytes() != 0 || w.seq.Load() != s {
-		return
-	}
-	w.p.Advance(at)
-}
-
-// stop ends the pokes: the reader is done with the ring.
-func (w *watermark) stop() {
-	w.p.OnPoke(nil)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.stopped = true
 }
 
 // read records that a record of size bytes has been handled.

@@ -1,25 +1,15 @@
 package ring
 
 import (
-	"encoding/binary"
 	"testing"
 
 	"github.com/periscope-apm/periscope/internal/ktime"
 )
 
-// fakeRing is a ring buffer's fill level, as the reader sees it; looked,
-// if set, runs at each look, before the level is read.
-type fakeRing struct {
-	avail  int
-	looked func()
-}
+// fakeRing is a ring buffer's fill level, as the reader sees it.
+type fakeRing struct{ avail int }
 
-func (r *fakeRing) AvailableBytes() int {
-	if r.looked != nil {
-		r.looked()
-	}
-	return r.avail
-}
+func (r *fakeRing) AvailableBytes() int { return r.avail }
 
 // newTestWatermark returns a watermark over r whose clock reads 100, 200,
 // 300, ... one step per look.
@@ -95,97 +85,5 @@ func TestWatermarkIgnoresRecordTimes(t *testing.T) {
 	}
 	if w.at != 200 || w.left != 16 {
 		t.Fatalf("mark %d with %d bytes, want 200 with 16", w.at, w.left)
-	}
-}
-
-// A poke holds an empty ring's mark only between the reader's batches: a
-// record consumed (the ring looks empty) but not handled yet must not let
-// the progress pass it, and a batch begun while the poke looked voids it.
-func TestWatermarkPoke(t *testing.T) {
-	r := &fakeRing{}
-	w, p := newTestWatermark(r)
-	w.poke() // between batches, empty at 100: holds
-	if got := p.Load(); got != 100 {
-		t.Fatalf("progress %d after a poke at 100 of an idle empty ring, want 100", got)
-	}
-	w.begin() // a batch consumes the ring's records: empty, not handled
-	w.poke()
-	if got := p.Load(); got != 100 {
-		t.Fatalf("progress %d after a poke during a batch, want 100", got)
-	}
-	w.end()
-	// The reader begins a batch after the poke took its time (200), and
-	// has consumed the ring's record by the time the poke looks.
-	r.looked = func() { w.begin(); r.looked = nil }
-	w.poke()
-	if got := p.Load(); got != 100 {
-		t.Fatalf("progress %d after a poke that a batch began under, want 100", got)
-	}
-	w.end()
-	r.avail = 24 // a record waits
-	w.poke()
-	if got := p.Load(); got != 100 {
-		t.Fatalf("progress %d after a poke of a ring with a record, want 100", got)
-	}
-	r.avail = 0
-	w.poke() // at 400
-	if got := p.Load(); got != 400 {
-		t.Fatalf("progress %d after a poke at 400 of an idle empty ring, want 400", got)
-	}
-	w.stop() // the ring is unmapped: a poke must not look
-	r.looked = func() { t.Fatal("a poke looked at a stopped reader's ring") }
-	w.poke()
-	p.Poke()
-}
-
-// testConsumer is a consumer over memory of the ring buffer's layout
-// (16 data bytes), holding one submitted record of 8 bytes.
-func testConsumer() *consumer {
-	pos := make([]uint64, 2) // the consumer and producer positions
-	data := make([]byte, 16)
-	binary.NativeEndian.PutUint32(data, 8)
-	pos[1] = 16
-	return &consumer{cons: &pos[0], prod: &pos[1], data: data, mask: 15}
-}
-
-// The reader's batch lasts until drained has merged its records' work: a
-// poke then (from another ring's batch) finds the ring empty, the record
-// consumed, and must not let the progress pass it; once the batch is
-// over, a poke holds.
-func TestDrainerPokeWaitsForTheBatch(t *testing.T) {
-	p := new(ktime.Progress)
-	d := newDrainer(testConsumer(), func([]byte) {}, p)
-	var clock uint64
-	d.w.now = func() uint64 { clock += 100; return clock }
-	p.OnPoke(d.w.poke)
-	d.drained = func() {
-		if n := d.c.AvailableBytes(); n != 0 {
-			t.Fatalf("%d bytes in the ring after the drain, want 0", n)
-		}
-		p.Poke()
-		if got := p.Load(); got != 0 {
-			t.Fatalf("progress %d poked before the batch was handled, want 0", got)
-		}
-	}
-	d.drain()
-	after := p.Load()
-	if after == 0 {
-		t.Fatal("no progress after the drain")
-	}
-	p.Poke()
-	if got := p.Load(); got <= after {
-		t.Fatalf("progress %d after a poke between batches, want past %d", got, after)
-	}
-}
-
-// BenchmarkPoke is what a poke of an idle, empty ring costs the caller
-// (the correlator's caught, once per ring at most every pokeEvery).
-func BenchmarkPoke(b *testing.B) {
-	r := &fakeRing{}
-	p := new(ktime.Progress)
-	w := &watermark{p: p, ring: r, now: ktime.NewMonoClock().Now}
-	p.OnPoke(w.poke)
-	for b.Loop() {
-		p.Poke()
 	}
 }
