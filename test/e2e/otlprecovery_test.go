@@ -101,7 +101,7 @@ func TestFaultOTLPOutage(t *testing.T) {
 			received, distinct, exported, failed)
 	}
 	nginx := 0
-	for _, s := range append(e.recv.Spans(), r2.Spans()...) {
+	for _, s := range all {
 		if ours(s) {
 			nginx++
 		}
